@@ -1,0 +1,8 @@
+/* commands.h: one entry point per `clasp` subcommand. Each returns the process exit code
+ * (0 ok, 1 runtime error, 2 usage error) and prints its own --help. */
+#ifndef CLASP_CLI_COMMANDS_H
+#define CLASP_CLI_COMMANDS_H
+
+/* Declarations, one per command, sorted. */
+
+#endif

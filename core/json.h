@@ -1,0 +1,48 @@
+/* json.h: reading configs and state files with cJSON, with errors that name the file and
+ * the field path ("configs/x.json: field 'text.heads': expected a positive integer"). */
+#ifndef CLASP_CORE_JSON_H
+#define CLASP_CORE_JSON_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+/* Reads and parses a whole file (max 64 MiB). On a parse error the message gives the byte
+ * offset and a snippet. Caller frees with cJSON_Delete. */
+clasp_status clasp_json_load(const char *path, cJSON **out);
+/* Parses a buffer; `what` names it in messages. */
+clasp_status clasp_json_parse(const char *text, size_t n, const char *what, cJSON **out);
+/* Writes `root` (pretty) to `path` atomically: path.tmp, fsync, rename. */
+clasp_status clasp_json_save(const char *path, const cJSON *root);
+
+/* Typed field access. `file` and `prefix` only build messages ("prefix.name").
+ * The _opt forms return `def` when the field is absent but still reject a wrong type. */
+clasp_status clasp_json_int(const cJSON *obj, const char *name, const char *file,
+                            const char *prefix, int64_t lo, int64_t hi, int64_t *out);
+clasp_status clasp_json_int_opt(const cJSON *obj, const char *name, const char *file,
+                                const char *prefix, int64_t lo, int64_t hi, int64_t def,
+                                int64_t *out);
+clasp_status clasp_json_num(const cJSON *obj, const char *name, const char *file,
+                            const char *prefix, double *out);
+clasp_status clasp_json_num_opt(const cJSON *obj, const char *name, const char *file,
+                                const char *prefix, double def, double *out);
+clasp_status clasp_json_bool_opt(const cJSON *obj, const char *name, const char *file,
+                                 const char *prefix, bool def, bool *out);
+/* Copies a string field into out[cap]; error if absent (non-_opt), not a string or too long. */
+clasp_status clasp_json_str(const cJSON *obj, const char *name, const char *file,
+                            const char *prefix, char *out, size_t cap);
+clasp_status clasp_json_str_opt(const cJSON *obj, const char *name, const char *file,
+                                const char *prefix, const char *def, char *out, size_t cap);
+/* Required object member (error if absent or not an object). */
+clasp_status clasp_json_obj(const cJSON *obj, const char *name, const char *file,
+                            const char *prefix, const cJSON **out);
+
+/* Reads a whole file into a NUL-terminated malloc'd buffer (max `limit` bytes). */
+clasp_status clasp_read_file(const char *path, size_t limit, char **out, size_t *n);
+/* Writes bytes to path.tmp, fsyncs, renames to path. */
+clasp_status clasp_write_file_atomic(const char *path, const void *data, size_t n);
+
+#endif
