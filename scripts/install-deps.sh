@@ -1,0 +1,31 @@
+#!/bin/sh
+# install-deps.sh: installs every Debian package clasp's build, tests and main job need.
+# Idempotent: installs only what is missing, and says nothing when everything is present.
+# Needs root (or sudo) only when something is missing.
+set -eu
+
+PKGS="build-essential cmake pkg-config clang-format python3 \
+libstb-dev libopenblas-dev libcjson-dev libxxhash-dev libcriterion-dev \
+libsndfile1-dev libutf8proc-dev libarchive-dev libsamplerate0-dev libkissfft-dev \
+python3-torch python3-numpy dataset-fashion-mnist valgrind"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+        echo "install-deps: need root to install:$missing" >&2
+        exit 1
+    fi
+fi
+echo "install-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q >/dev/null
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing >/dev/null
