@@ -1,0 +1,265 @@
+/* checkpoint.c: atomic checkpoint folders with checksums, `latest`, and retention. */
+#include "pipeline/checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/hash.h"
+#include "core/json.h"
+
+#define CKPT_PREFIX "step-"
+
+static clasp_status mkdir_p_(const char *path) {
+    char tmp[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof tmp) return clasp_set_error(CLASP_ERR_ARG, "%s: path too long", path);
+    memcpy(tmp, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (tmp[i] == '/' || tmp[i] == '\0') {
+            char c = tmp[i];
+            tmp[i] = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+                return clasp_set_error(CLASP_ERR_IO, "%s: cannot create folder: %s", tmp,
+                                       strerror(errno));
+            tmp[i] = c;
+        }
+    }
+    return CLASP_OK;
+}
+
+static void fsync_dir_(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+static clasp_status rm_rf_(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return CLASP_OK;
+    struct dirent *e;
+    char p[4352];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    if (rmdir(dir) != 0 && errno != ENOENT)
+        return clasp_set_error(CLASP_ERR_IO, "%s: cannot remove: %s", dir, strerror(errno));
+    return CLASP_OK;
+}
+
+static clasp_status file_hash_(const char *path, uint64_t *h) {
+    char *buf;
+    size_t n;
+    CLASP_TRY(clasp_read_file(path, (size_t)8 << 30, &buf, &n));
+    *h = clasp_hash64(buf, n, 0);
+    free(buf);
+    return CLASP_OK;
+}
+
+static clasp_status write_tensors_(const char *path, const clasp_named_tensor *t, int n,
+                                   int64_t step) {
+    clasp_st_writer *w = clasp_st_writer_new();
+    if (!w) return clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", path);
+    clasp_status s = CLASP_OK;
+    for (int i = 0; i < n && s == CLASP_OK; i++)
+        s = clasp_st_writer_add(w, t[i].name, CLASP_DTYPE_F32, t[i].ndim, t[i].shape, t[i].data);
+    char sbuf[32];
+    snprintf(sbuf, sizeof sbuf, "%lld", (long long)step);
+    if (s == CLASP_OK) s = clasp_st_writer_meta(w, "step", sbuf);
+    if (s == CLASP_OK) s = clasp_st_writer_meta(w, "format", "clasp");
+    if (s == CLASP_OK) s = clasp_st_writer_write(w, path);
+    clasp_st_writer_free(w);
+    return s;
+}
+
+static int cmp_str_(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Removes the oldest step-* folders so that `keep` remain. */
+static void prune_(const char *ckdir, int keep) {
+    if (keep <= 0) return;
+    DIR *d = opendir(ckdir);
+    if (!d) return;
+    char *names[4096];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 4096) {
+        size_t L = strlen(e->d_name);
+        if (strncmp(e->d_name, CKPT_PREFIX, strlen(CKPT_PREFIX)) != 0) continue;
+        if (L > 4 && !strcmp(e->d_name + L - 4, ".tmp")) continue;
+        names[n] = strdup(e->d_name);
+        if (names[n]) n++;
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof names[0], cmp_str_);
+    for (int i = 0; i < n; i++) {
+        if (i < n - keep) {
+            char p[4352];
+            snprintf(p, sizeof p, "%s/%s", ckdir, names[i]);
+            rm_rf_(p);
+        }
+        free(names[i]);
+    }
+}
+
+clasp_status clasp_ckpt_save(const char *run_dir, int64_t step, const clasp_named_tensor *model,
+                             int n_model, const clasp_named_tensor *optim, int n_optim,
+                             const cJSON *state, int keep, char *out_dir, size_t out_cap) {
+    char ckdir[4096], tmp[4200], fin[4200], path[4400];
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", run_dir);
+    CLASP_TRY(mkdir_p_(ckdir));
+    snprintf(fin, sizeof fin, "%s/" CKPT_PREFIX "%08lld", ckdir, (long long)step);
+    snprintf(tmp, sizeof tmp, "%s.tmp", fin);
+    CLASP_TRY(rm_rf_(tmp));
+    if (mkdir(tmp, 0755) != 0)
+        return clasp_set_error(CLASP_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+
+    uint64_t hm = 0, ho = 0;
+    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+    CLASP_TRY(write_tensors_(path, model, n_model, step));
+    CLASP_TRY(file_hash_(path, &hm));
+    snprintf(path, sizeof path, "%s/optim.safetensors", tmp);
+    CLASP_TRY(write_tensors_(path, optim, n_optim, step));
+    CLASP_TRY(file_hash_(path, &ho));
+
+    cJSON *st = state ? cJSON_Duplicate(state, 1) : cJSON_CreateObject();
+    if (!st) return clasp_set_error(CLASP_ERR_NOMEM, "checkpoint: out of memory");
+    cJSON_DeleteItemFromObjectCaseSensitive(st, "checksums");
+    cJSON *cs = cJSON_AddObjectToObject(st, "checksums");
+    char hex[17];
+    clasp_hash_hex(hm, hex);
+    cJSON_AddStringToObject(cs, "model.safetensors", hex);
+    clasp_hash_hex(ho, hex);
+    cJSON_AddStringToObject(cs, "optim.safetensors", hex);
+    cJSON_DeleteItemFromObjectCaseSensitive(st, "step");
+    cJSON_AddNumberToObject(st, "step", (double)step);
+    snprintf(path, sizeof path, "%s/state.json", tmp);
+    clasp_status s = clasp_json_save(path, st);
+    cJSON_Delete(st);
+    CLASP_TRY(s);
+    fsync_dir_(tmp);
+
+    CLASP_TRY(rm_rf_(fin)); /* a checkpoint of the same step from an earlier, resumed run */
+    if (rename(tmp, fin) != 0)
+        return clasp_set_error(CLASP_ERR_IO, "%s: rename failed: %s", fin, strerror(errno));
+    fsync_dir_(ckdir);
+    const char *base = strrchr(fin, '/') + 1;
+    char line[256];
+    int n = snprintf(line, sizeof line, "%s\n", base);
+    snprintf(path, sizeof path, "%s/latest", ckdir);
+    CLASP_TRY(clasp_write_file_atomic(path, line, (size_t)n));
+    fsync_dir_(ckdir);
+    prune_(ckdir, keep);
+    if (out_dir) snprintf(out_dir, out_cap, "%s", fin);
+    return CLASP_OK;
+}
+
+static int is_dir_(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static int is_file_(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+clasp_status clasp_ckpt_resolve(const char *p, char *out, size_t cap) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/state.json", p);
+    if (is_file_(path)) {
+        snprintf(out, cap, "%s", p);
+        return CLASP_OK;
+    }
+    const char *ckdirs[2] = {"checkpoints", "."};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s/latest", p, ckdirs[i]);
+        if (!is_file_(path)) continue;
+        char *text;
+        size_t n;
+        CLASP_TRY(clasp_read_file(path, 4096, &text, &n));
+        while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' ')) n--;
+        text[n] = '\0';
+        if (n == 0 || strchr(text, '/')) {
+            free(text);
+            return clasp_set_error(CLASP_ERR_FORMAT, "%s: does not name a checkpoint folder", path);
+        }
+        snprintf(out, cap, "%s/%s/%s", p, ckdirs[i], text);
+        free(text);
+        if (!is_dir_(out))
+            return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: names '%s', which does not exist", path,
+                                   out);
+        return CLASP_OK;
+    }
+    return clasp_set_error(CLASP_ERR_NOT_FOUND,
+                           "%s: neither a checkpoint folder (no state.json) nor a run folder "
+                           "(no checkpoints/latest)",
+                           p);
+}
+
+void clasp_ckpt_close(clasp_ckpt *c) {
+    if (!c) return;
+    cJSON_Delete(c->state);
+    clasp_st_free(c->model);
+    clasp_st_free(c->optim);
+    c->state = NULL;
+    c->model = c->optim = NULL;
+}
+
+clasp_status clasp_ckpt_open(const char *dir, clasp_ckpt *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->dir, sizeof c->dir, "%s", dir);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    CLASP_TRY(clasp_json_load(path, &c->state));
+    const cJSON *cs = cJSON_GetObjectItemCaseSensitive(c->state, "checksums");
+    const char *files[2] = {"model.safetensors", "optim.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        const cJSON *want = cJSON_GetObjectItemCaseSensitive(cs, files[i]);
+        if (!cJSON_IsString(want)) {
+            clasp_ckpt_close(c);
+            return clasp_set_error(CLASP_ERR_FORMAT, "%s/state.json: field 'checksums.%s' missing",
+                                   dir, files[i]);
+        }
+        uint64_t h;
+        clasp_status s = file_hash_(path, &h);
+        if (s != CLASP_OK) {
+            clasp_ckpt_close(c);
+            return s;
+        }
+        char hex[17];
+        clasp_hash_hex(h, hex);
+        if (strcmp(hex, want->valuestring) != 0) {
+            clasp_ckpt_close(c);
+            return clasp_set_error(CLASP_ERR_FORMAT,
+                                   "%s: checksum mismatch (file xxh64 %s, state.json says %s): the "
+                                   "checkpoint is corrupt",
+                                   path, hex, want->valuestring);
+        }
+        s = clasp_st_open(path, i == 0 ? &c->model : &c->optim);
+        if (s != CLASP_OK) {
+            clasp_ckpt_close(c);
+            return s;
+        }
+    }
+    return CLASP_OK;
+}
+
+clasp_status clasp_ckpt_load_tensors(clasp_ckpt *c, int which, const clasp_named_tensor *t, int n) {
+    clasp_safetensors *st = which == 0 ? c->model : c->optim;
+    for (int i = 0; i < n; i++)
+        CLASP_TRY(clasp_st_read_f32(st, t[i].name, t[i].ndim, t[i].shape, t[i].data));
+    return CLASP_OK;
+}

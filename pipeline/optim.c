@@ -1,0 +1,99 @@
+/* optim.c: AdamW, cosine schedule, global-norm clipping. */
+#include "pipeline/optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/sizes.h"
+
+clasp_adamw_config clasp_adamw_default_config(void) {
+    clasp_adamw_config c = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6,
+                            .weight_decay = 0.1};
+    return c;
+}
+
+clasp_status clasp_adamw_init(clasp_adamw *o, size_t n, clasp_adamw_config cfg) {
+    memset(o, 0, sizeof *o);
+    size_t nb;
+    if (!clasp_size_mul(n ? n : 1, sizeof(float), &nb))
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "adamw: %zu parameters overflow", n);
+    o->m = calloc(1, nb);
+    o->v = calloc(1, nb);
+    if (!o->m || !o->v) {
+        clasp_adamw_free(o);
+        return clasp_set_error(CLASP_ERR_NOMEM, "adamw: cannot allocate moments for %zu params", n);
+    }
+    o->n = n;
+    o->cfg = cfg;
+    return CLASP_OK;
+}
+
+void clasp_adamw_free(clasp_adamw *o) {
+    if (!o) return;
+    free(o->m);
+    free(o->v);
+    memset(o, 0, sizeof *o);
+}
+
+void clasp_adamw_step(clasp_adamw *o, float *params, const float *grads,
+                      const clasp_param_seg *segs, int n_segs, double lr) {
+    o->t++;
+    const clasp_adamw_config *c = &o->cfg;
+    /* Mirror torch 1.13's float32 op sequence so results match to rounding:
+     * p.mul_(1 - lr*wd); m.mul_(b1).add_(g, alpha=1-b1); v.mul_(b2).addcmul_(g, g, value=1-b2);
+     * denom = (v.sqrt() / sqrt(bc2)).add_(eps); p.addcdiv_(m, denom, value=-lr/bc1),
+     * with torch's CPU kernel association: addcmul = v + (value*g)*g, addcdiv = p + (value*m)/d. */
+    const float b1 = (float)c->beta1, b2 = (float)c->beta2;
+    const float omb1 = (float)(1.0 - c->beta1), omb2 = (float)(1.0 - c->beta2);
+    const double bc1 = 1.0 - pow(c->beta1, (double)o->t);
+    const double bc2 = 1.0 - pow(c->beta2, (double)o->t);
+    const float bc2_sqrt = (float)sqrt(bc2);
+    const float step_size = (float)(lr / bc1);
+    const float eps = (float)c->eps;
+    const float decay = (float)(1.0 - lr * c->weight_decay);
+    for (int s = 0; s < n_segs; s++) {
+        if (segs[s].frozen) continue;
+        float *p = params + segs[s].offset;
+        const float *g = grads + segs[s].offset;
+        float *m = o->m + segs[s].offset, *v = o->v + segs[s].offset;
+        const size_t n = segs[s].numel;
+        const int wd = segs[s].decay && c->weight_decay != 0.0;
+        for (size_t i = 0; i < n; i++) {
+            if (wd) p[i] *= decay;
+            m[i] = m[i] * b1 + g[i] * omb1;
+            v[i] = v[i] * b2 + (omb2 * g[i]) * g[i];
+            float denom = sqrtf(v[i]) / bc2_sqrt + eps;
+            p[i] = p[i] + (-step_size * m[i]) / denom;
+        }
+    }
+}
+
+double clasp_lr_cosine(int64_t step, int64_t warmup, int64_t total, double peak) {
+    if (step < warmup) return peak * (double)(step + 1) / (double)warmup;
+    int64_t span = total - warmup;
+    if (span < 1) span = 1;
+    double e = (double)(step - warmup) / (double)span;
+    if (e > 1.0) e = 1.0;
+    return 0.5 * (1.0 + cos(M_PI * e)) * peak;
+}
+
+double clasp_clip_grad_norm(float *grads, const clasp_param_seg *segs, int n_segs,
+                            double max_norm) {
+    double ss = 0.0;
+    for (int s = 0; s < n_segs; s++) {
+        if (segs[s].frozen) continue;
+        const float *g = grads + segs[s].offset;
+        for (size_t i = 0; i < segs[s].numel; i++) ss += (double)g[i] * (double)g[i];
+    }
+    double norm = sqrt(ss);
+    if (max_norm > 0.0 && isfinite(norm) && norm > max_norm) {
+        float scale = (float)(max_norm / (norm + 1e-6));
+        for (int s = 0; s < n_segs; s++) {
+            if (segs[s].frozen) continue;
+            float *g = grads + segs[s].offset;
+            for (size_t i = 0; i < segs[s].numel; i++) g[i] *= scale;
+        }
+    }
+    return norm;
+}
