@@ -116,7 +116,7 @@ static void prune_(const char *ckdir, int keep) {
 clasp_status clasp_ckpt_save(const char *run_dir, int64_t step, const clasp_named_tensor *model,
                              int n_model, const clasp_named_tensor *optim, int n_optim,
                              const cJSON *state, int keep, char *out_dir, size_t out_cap) {
-    char ckdir[4096], tmp[4200], fin[4200], path[4400];
+    char ckdir[4096], fin[4200], tmp[4300], path[4400];
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", run_dir);
     CLASP_TRY(mkdir_p_(ckdir));
     snprintf(fin, sizeof fin, "%s/" CKPT_PREFIX "%08lld", ckdir, (long long)step);
@@ -198,8 +198,8 @@ clasp_status clasp_ckpt_resolve(const char *p, char *out, size_t cap) {
         snprintf(out, cap, "%s/%s/%s", p, ckdirs[i], text);
         free(text);
         if (!is_dir_(out))
-            return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: names '%s', which does not exist", path,
-                                   out);
+            return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: names '%s', which does not exist",
+                                   path, out);
         return CLASP_OK;
     }
     return clasp_set_error(CLASP_ERR_NOT_FOUND,
@@ -242,11 +242,12 @@ clasp_status clasp_ckpt_open(const char *dir, clasp_ckpt *c) {
         char hex[17];
         clasp_hash_hex(h, hex);
         if (strcmp(hex, want->valuestring) != 0) {
+            s = clasp_set_error(CLASP_ERR_FORMAT,
+                                "%s: checksum mismatch (file xxh64 %s, state.json says %.16s): the "
+                                "checkpoint is corrupt",
+                                path, hex, want->valuestring);
             clasp_ckpt_close(c);
-            return clasp_set_error(CLASP_ERR_FORMAT,
-                                   "%s: checksum mismatch (file xxh64 %s, state.json says %s): the "
-                                   "checkpoint is corrupt",
-                                   path, hex, want->valuestring);
+            return s;
         }
         s = clasp_st_open(path, i == 0 ? &c->model : &c->optim);
         if (s != CLASP_OK) {
