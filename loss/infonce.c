@@ -1,0 +1,180 @@
+/* infonce.c: symmetric InfoNCE (CLIP) forward + backward, plain and distributed forms.
+ * ref: open_clip/loss.py ClipLoss (local_loss, gather_with_grad). */
+#include "loss/infonce.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/sizes.h"
+#include "loss/internal.h"
+
+#define COL_BLOCK 64
+
+size_t clasp_infonce_work_floats(size_t N) {
+    size_t nn, r;
+    if (!clasp_size_mul(N, N, &nn) || !clasp_size_mul(N, 6, &r) || !clasp_size_add(nn, r, &r))
+        return 0;
+    return r;
+}
+
+size_t clasp_infonce_dist_work_floats(size_t n, size_t N) {
+    size_t nn, r;
+    if (!clasp_size_mul(n, N, &nn) || !clasp_size_add(2 * N, 2 * n, &r) ||
+        !clasp_size_add(nn, r, &r))
+        return 0;
+    return r;
+}
+
+/* Column statistics of L (R, C): cm[j] = max_i L_ij, lcs[j] = log sum_i exp(L_ij - cm[j]).
+ * Columns are processed in blocks so that sums run in double with row-major reads. */
+static void column_lse(float *cm, float *lcs, const float *L, size_t R, size_t C) {
+    for (size_t j0 = 0; j0 < C; j0 += COL_BLOCK) {
+        size_t nb = C - j0 < COL_BLOCK ? C - j0 : COL_BLOCK;
+        float mx[COL_BLOCK];
+        double acc[COL_BLOCK];
+        for (size_t b = 0; b < nb; b++) mx[b] = -INFINITY, acc[b] = 0.0;
+        for (size_t i = 0; i < R; i++) {
+            const float *row = L + i * C + j0;
+            for (size_t b = 0; b < nb; b++) mx[b] = row[b] > mx[b] ? row[b] : mx[b];
+        }
+        for (size_t i = 0; i < R; i++) {
+            const float *row = L + i * C + j0;
+            for (size_t b = 0; b < nb; b++) acc[b] += (double)expf(row[b] - mx[b]);
+        }
+        for (size_t b = 0; b < nb; b++) {
+            cm[j0 + b] = mx[b];
+            lcs[j0 + b] = (float)log(acc[b]);
+        }
+    }
+}
+
+/* Row max and log-sum-exp of one row x (C). */
+static void row_lse(float *m_out, float *lse_out, const float *x, size_t C) {
+    float m = -INFINITY;
+    for (size_t j = 0; j < C; j++) m = x[j] > m ? x[j] : m;
+    double s = 0.0;
+    for (size_t j = 0; j < C; j++) s += (double)expf(x[j] - m);
+    *m_out = m;
+    *lse_out = (float)log(s);
+}
+
+clasp_status clasp_infonce(float *loss, float *dA, float *dB, float *dlog_scale, const float *A,
+                           const float *B, float log_scale, const int *groups, size_t N, size_t D,
+                           float *work) {
+    if (!loss || !A || !B || !work || N == 0 || D == 0)
+        return clasp_set_error(CLASP_ERR_ARG, "infonce: bad arguments (N=%zu, D=%zu)", N, D);
+    if (clasp_infonce_work_floats(N) == 0 || N > (size_t)INT32_MAX || D > (size_t)INT32_MAX)
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "infonce: N=%zu D=%zu too large", N, D);
+    float *L = work;       /* (N, N) logits, then their gradient */
+    float *cm = L + N * N; /* (N) column max */
+    float *lcs = cm + N;   /* (N) column log-sum-exp (minus max) */
+    float *cnt = lcs + N;  /* (N) group sizes */
+    const float scale = expf(log_scale);
+    const int iN = (int)N, iD = (int)D;
+
+    /* L = exp(s) * A B^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iN, iN, iD, scale, A, iD, B, iD, 0.0f, L,
+                iN);
+    column_lse(cm, lcs, L, N, N);
+    clasp__loss_group_counts(cnt, groups, N);
+
+    /* Per row: row statistics, the two losses and G = (P_row - Y_row + P_col - Y_col) / 2N.
+     * Loss terms are lse - sum_j y_ij (L_ij - max), which keeps well-separated cases exact. */
+    const float gs = (float)(0.5 / (double)N);
+    double row_loss = 0.0, col_loss = 0.0, ds = 0.0;
+    for (size_t j = 0; j < N; j++) col_loss += (double)lcs[j];
+    for (size_t i = 0; i < N; i++) {
+        float *x = L + i * N;
+        float rm, lrs;
+        row_lse(&rm, &lrs, x, N);
+        row_loss += (double)lrs;
+        for (size_t j = 0; j < N; j++) {
+            float l = x[j];
+            float pr = expf((l - rm) - lrs), pc = expf((l - cm[j]) - lcs[j]);
+            float yr = 0.0f, yc = 0.0f;
+            if (groups ? groups[i] == groups[j] : i == j) {
+                yr = 1.0f / cnt[i];
+                yc = 1.0f / cnt[j];
+                row_loss -= (double)yr * (double)(l - rm);
+                col_loss -= (double)yc * (double)(l - cm[j]);
+            }
+            float g = ((pr - yr) + (pc - yc)) * gs;
+            ds += (double)g * (double)l;
+            x[j] = g;
+        }
+    }
+    *loss = (float)((row_loss + col_loss) * 0.5 / (double)N);
+    if (dlog_scale) *dlog_scale = (float)ds;
+    /* dA = exp(s) G B, dB = exp(s) G^T A */
+    if (dA)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iN, iD, iN, scale, L, iN, B, iD,
+                    0.0f, dA, iD);
+    if (dB)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iN, iD, iN, scale, L, iN, A, iD, 0.0f,
+                    dB, iD);
+    return CLASP_OK;
+}
+
+/* One direction of the distributed loss: queries Q (n, D) = rows offset.. of the global batch,
+ * keys K_all (N, D). Writes dQ (n, D) and dK_all (N, D) (each may be NULL), adds to the loss
+ * and log-scale sums. L is n x N scratch. */
+static void dist_direction(double *loss_sum, double *ds_sum, float *dQ, float *dK_all,
+                           const float *Q, const float *K_all, float scale, const int *groups,
+                           const float *cnt, size_t n, size_t offset, size_t N, size_t D,
+                           float *L) {
+    const int in = (int)n, iN = (int)N, iD = (int)D;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, in, iN, iD, scale, Q, iD, K_all, iD, 0.0f,
+                L, iN);
+    const float gs = (float)(0.5 / (double)N);
+    for (size_t i = 0; i < n; i++) {
+        size_t gi = offset + i;
+        float *x = L + i * N;
+        float m, lse;
+        row_lse(&m, &lse, x, N);
+        *loss_sum += (double)lse;
+        for (size_t j = 0; j < N; j++) {
+            float l = x[j], p = expf((l - m) - lse), y = 0.0f;
+            if (groups ? groups[gi] == groups[j] : gi == j) {
+                y = 1.0f / cnt[gi];
+                *loss_sum -= (double)y * (double)(l - m);
+            }
+            float g = (p - y) * gs;
+            *ds_sum += (double)g * (double)l;
+            x[j] = g;
+        }
+    }
+    if (dQ)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, in, iD, iN, scale, L, iN, K_all, iD,
+                    0.0f, dQ, iD);
+    if (dK_all)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iN, iD, in, scale, L, iN, Q, iD, 0.0f,
+                    dK_all, iD);
+}
+
+clasp_status clasp_infonce_dist(float *loss, float *dA_loc, float *dB_loc, float *dA_all,
+                                float *dB_all, float *dlog_scale, const float *A_loc,
+                                const float *B_loc, const float *A_all, const float *B_all,
+                                float log_scale, const int *groups_all, size_t n, size_t offset,
+                                size_t N, size_t D, float *work) {
+    if (!loss || !A_loc || !B_loc || !A_all || !B_all || !work || n == 0 || D == 0 || offset > N ||
+        n > N - offset)
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "infonce_dist: bad arguments (n=%zu, offset=%zu, N=%zu, D=%zu)", n,
+                               offset, N, D);
+    if (clasp_infonce_dist_work_floats(n, N) == 0 || N > (size_t)INT32_MAX || D > (size_t)INT32_MAX)
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "infonce_dist: N=%zu D=%zu too large", N, D);
+    float *L = work;        /* (n, N) */
+    float *cnt = L + n * N; /* (N) */
+    const float scale = expf(log_scale);
+    clasp__loss_group_counts(cnt, groups_all, N);
+    double loss_sum = 0.0, ds = 0.0;
+    /* image rows (local) against all texts, then text rows (local) against all images */
+    dist_direction(&loss_sum, &ds, dA_loc, dB_all, A_loc, B_all, scale, groups_all, cnt, n, offset,
+                   N, D, L);
+    dist_direction(&loss_sum, &ds, dB_loc, dA_all, B_loc, A_all, scale, groups_all, cnt, n, offset,
+                   N, D, L);
+    *loss = (float)(loss_sum * 0.5 / (double)N);
+    if (dlog_scale) *dlog_scale = (float)ds;
+    return CLASP_OK;
+}

@@ -1,0 +1,59 @@
+/* siglip.c: SigLIP pairwise sigmoid loss forward + backward. ref: open_clip SigLipLoss. */
+#include "loss/siglip.h"
+
+#include <cblas.h>
+#include <math.h>
+
+#include "core/sizes.h"
+#include "loss/internal.h"
+
+size_t clasp_siglip_work_floats(size_t n, size_t N) {
+    size_t r;
+    if (!clasp_size_mul(n, N, &r)) return 0;
+    return r;
+}
+
+clasp_status clasp_siglip(float *loss, float *dA_loc, float *dB_all, float *dlog_scale,
+                          float *dbias, const float *A_loc, const float *B_all, float log_scale,
+                          float bias, const int *groups_all, size_t n, size_t offset, size_t N,
+                          size_t D, float *work) {
+    if (!loss || !A_loc || !B_all || !work || n == 0 || D == 0 || offset > N || n > N - offset)
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "siglip: bad arguments (n=%zu, offset=%zu, N=%zu, D=%zu)", n, offset,
+                               N, D);
+    if (clasp_siglip_work_floats(n, N) == 0 || N > (size_t)INT32_MAX || D > (size_t)INT32_MAX)
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "siglip: N=%zu D=%zu too large", N, D);
+    const int in = (int)n, iN = (int)N, iD = (int)D;
+    const float scale = expf(log_scale);
+    float *L = work; /* (n, N) logits, then dloss/dlogits */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, in, iN, iD, scale, A_loc, iD, B_all, iD,
+                0.0f, L, iN);
+    const double inv_n = 1.0 / (double)N;
+    double lsum = 0.0, dt = 0.0, db = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        size_t gi = offset + i;
+        for (size_t j = 0; j < N; j++) {
+            float *x = L + i * N + j;
+            double z = (groups_all ? groups_all[gi] == groups_all[j] : gi == j) ? 1.0 : -1.0;
+            double sl = (double)*x; /* exp(t) a.b */
+            double u = z * (sl + (double)bias);
+            lsum -= clasp__loss_log_sigmoid(u);
+            /* d(-log sigmoid(u))/du = -sigmoid(-u) */
+            double su = u >= 0 ? exp(-u) / (1.0 + exp(-u)) : 1.0 / (1.0 + exp(u));
+            double g = -z * su * inv_n;
+            dt += g * sl;
+            db += g;
+            *x = (float)g;
+        }
+    }
+    *loss = (float)(lsum * inv_n);
+    if (dlog_scale) *dlog_scale = (float)dt;
+    if (dbias) *dbias = (float)db;
+    if (dA_loc)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, in, iD, iN, scale, L, iN, B_all, iD,
+                    0.0f, dA_loc, iD);
+    if (dB_all)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iN, iD, in, scale, L, iN, A_loc, iD,
+                    0.0f, dB_all, iD);
+    return CLASP_OK;
+}

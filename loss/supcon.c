@@ -1,0 +1,145 @@
+/* supcon.c: SupCon (L_out) and NT-Xent forward + backward; NT-Xent is SupCon with pair labels.
+ * ref: HobbitLong/SupContrast losses.py, SimCLR (Chen et al. 2020) NT-Xent. */
+#include "loss/supcon.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/sizes.h"
+#include "loss/internal.h"
+#include "loss/ntxent.h"
+
+#define NORM_EPS 1e-12f
+
+size_t clasp__loss_supcon_core_work(size_t M, size_t D) {
+    size_t mm, md, r;
+    if (!clasp_size_mul(M, M, &mm) || !clasp_size_mul(M, D, &md) || !clasp_size_add(mm, md, &r) ||
+        !clasp_size_add(r, 2 * M, &r))
+        return 0;
+    return r;
+}
+
+static int label_of(const int *labels, size_t half, size_t k) {
+    return labels ? labels[k] : (int)(k % half);
+}
+
+void clasp__loss_supcon_core(float *loss, float *dZ, float *dtemp, size_t *n_anchors,
+                             const float *Z, const int *labels, size_t half, float temperature,
+                             int normalize, size_t M, size_t D, float *work) {
+    float *S = work;          /* (M, M) similarities / tau, then dloss/dS */
+    float *Zn = S + M * M;    /* (M, D) features used (normalised copy or Z) */
+    float *norm = Zn + M * D; /* (M) */
+    float *cnt = norm + M;    /* (M) number of positives per anchor */
+    const int iM = (int)M, iD = (int)D;
+    const float inv_t = 1.0f / temperature;
+    const float *F = Z;
+    if (normalize) {
+        clasp__loss_l2norm_forward(Zn, norm, Z, M, D, NORM_EPS);
+        F = Zn;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iM, iM, iD, inv_t, F, iD, F, iD, 0.0f, S,
+                iM);
+    size_t nv = 0;
+    for (size_t i = 0; i < M; i++) {
+        size_t c = 0;
+        int li = label_of(labels, half, i);
+        for (size_t p = 0; p < M; p++) c += p != i && label_of(labels, half, p) == li;
+        cnt[i] = (float)c;
+        nv += c > 0;
+    }
+    if (n_anchors) *n_anchors = nv;
+    double lsum = 0.0, dts = 0.0;
+    const float w = nv ? (float)(1.0 / (double)nv) : 0.0f;
+    for (size_t i = 0; i < M; i++) {
+        float *x = S + i * M;
+        int li = label_of(labels, half, i);
+        if (cnt[i] == 0.0f) {
+            memset(x, 0, M * sizeof *x);
+            continue;
+        }
+        float m = -INFINITY;
+        for (size_t a = 0; a < M; a++)
+            if (a != i && x[a] > m) m = x[a];
+        double s = 0.0;
+        for (size_t a = 0; a < M; a++)
+            if (a != i) s += (double)expf(x[a] - m);
+        float lse = (float)log(s);
+        double li_loss = (double)lse;
+        const float yp = 1.0f / cnt[i];
+        for (size_t a = 0; a < M; a++) {
+            if (a == i) continue;
+            float l = x[a], y = label_of(labels, half, a) == li ? yp : 0.0f;
+            li_loss -= (double)y * (double)(l - m);
+            float g = (expf((l - m) - lse) - y) * w;
+            dts += (double)g * (double)l;
+            x[a] = g;
+        }
+        x[i] = 0.0f;
+        lsum += li_loss;
+    }
+    *loss = (float)(lsum * (double)w);
+    /* dS/dtau = -S/tau */
+    if (dtemp) *dtemp = (float)(-dts / (double)temperature);
+    if (!dZ) return;
+    /* S = F F^T / tau: dF = (G + G^T) F / tau. Symmetrise G in place. */
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = i + 1; j < M; j++) {
+            float v = S[i * M + j] + S[j * M + i];
+            S[i * M + j] = v;
+            S[j * M + i] = v;
+        }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iM, iD, iM, inv_t, S, iM, F, iD, 0.0f,
+                dZ, iD);
+    if (normalize) clasp__loss_l2norm_backward(dZ, dZ, Zn, norm, Z, M, D, NORM_EPS);
+}
+
+size_t clasp_supcon_work_floats(size_t M, size_t D) {
+    return clasp__loss_supcon_core_work(M, D);
+}
+
+static int bad_temp(float t) {
+    return !(t > 0.0f) || !isfinite(t);
+}
+
+clasp_status clasp_supcon(float *loss, float *dZ, float *dtemp, size_t *n_anchors, const float *Z,
+                          const int *labels, float temperature, int normalize, size_t M, size_t D,
+                          float *work) {
+    if (!loss || !Z || !labels || !work || M == 0 || D == 0 || bad_temp(temperature))
+        return clasp_set_error(CLASP_ERR_ARG, "supcon: bad arguments (M=%zu, D=%zu, tau=%g)", M, D,
+                               (double)temperature);
+    if (clasp_supcon_work_floats(M, D) == 0 || M > (size_t)INT32_MAX || D > (size_t)INT32_MAX)
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "supcon: M=%zu D=%zu too large", M, D);
+    clasp__loss_supcon_core(loss, dZ, dtemp, n_anchors, Z, labels, 1, temperature, normalize, M, D,
+                            work);
+    return CLASP_OK;
+}
+
+size_t clasp_ntxent_work_floats(size_t N, size_t D) {
+    size_t m, md, core, r;
+    if (!clasp_size_mul(N, 2, &m) || !clasp_size_mul(m, D, &md)) return 0;
+    core = clasp__loss_supcon_core_work(m, D);
+    /* stacked views + stacked gradient + core */
+    if (core == 0 || !clasp_size_add(core, md, &r) || !clasp_size_add(r, md, &r)) return 0;
+    return r;
+}
+
+clasp_status clasp_ntxent(float *loss, float *dZ1, float *dZ2, float *dtemp, const float *Z1,
+                          const float *Z2, float temperature, int normalize, size_t N, size_t D,
+                          float *work) {
+    if (!loss || !Z1 || !Z2 || !work || N == 0 || D == 0 || bad_temp(temperature))
+        return clasp_set_error(CLASP_ERR_ARG, "ntxent: bad arguments (N=%zu, D=%zu, tau=%g)", N, D,
+                               (double)temperature);
+    if (clasp_ntxent_work_floats(N, D) == 0 || N > (size_t)INT32_MAX / 2 || D > (size_t)INT32_MAX)
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "ntxent: N=%zu D=%zu too large", N, D);
+    const size_t M = 2 * N, nd = N * D;
+    float *Zs = work, *dZs = work + M * D, *core = dZs + M * D;
+    memcpy(Zs, Z1, nd * sizeof *Zs);
+    memcpy(Zs + nd, Z2, nd * sizeof *Zs);
+    int need = dZ1 || dZ2;
+    clasp__loss_supcon_core(loss, need ? dZs : NULL, dtemp, NULL, Zs, NULL, N, temperature,
+                            normalize, M, D, core);
+    if (dZ1) memcpy(dZ1, dZs, nd * sizeof *dZ1);
+    if (dZ2) memcpy(dZ2, dZs + nd, nd * sizeof *dZ2);
+    return CLASP_OK;
+}

@@ -1,0 +1,32 @@
+/* supcon.h: supervised contrastive loss (Khosla et al. 2020, the L_out variant).
+ * ref: HobbitLong/SupContrast losses.py (with base_temperature = temperature).
+ *
+ * Features z_1..z_M (M x D) with labels; s_ia = z_i . z_a / tau. For anchor i let
+ * P(i) = {p != i : label_p = label_i} and A(i) = {a != i}:
+ *     L_i  = -(1/|P(i)|) sum_{p in P(i)} log( exp(s_ip) / sum_{a in A(i)} exp(s_ia) )
+ *     loss = mean of L_i over the anchors with |P(i)| >= 1.
+ * Anchors without positives are EXCLUDED from the mean (the reference code would produce
+ * 0/0 for them); if no anchor has a positive, loss = 0 and all gradients are 0.
+ * Multi-view batches are flat rows with repeated labels. Gradients are written. */
+#ifndef CLASP_LOSS_SUPCON_H
+#define CLASP_LOSS_SUPCON_H
+
+#include <stddef.h>
+
+#include "core/status.h"
+
+/* Scratch floats: M*M + M*D + 2*M. 0 on overflow. */
+size_t clasp_supcon_work_floats(size_t M, size_t D);
+
+/* Z (M, D); labels (M); temperature tau > 0.
+ * normalize: 0 = Z is already L2-normalised (used as given); 1 = rows are normalised inside
+ * as F.normalize(eps = 1e-12) and dZ is the gradient w.r.t. the raw rows (a zero row gives a
+ * zero feature and a finite gradient).
+ * Outputs (written; all but loss may be NULL): *loss, dZ (M, D), *dtemp (dloss/dtau),
+ * *n_anchors (anchors with at least one positive).
+ * Returns CLASP_OK or CLASP_ERR_ARG (M == 0, D == 0, tau <= 0 or not finite, NULL inputs). */
+clasp_status clasp_supcon(float *loss, float *dZ, float *dtemp, size_t *n_anchors, const float *Z,
+                          const int *labels, float temperature, int normalize, size_t M, size_t D,
+                          float *work);
+
+#endif
