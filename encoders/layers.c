@@ -1,0 +1,751 @@
+/* layers.c: forward/backward pairs of the neural-network layers declared in layers.h.
+ *
+ * Every backward accumulates (+=) into the gradients it is given and skips NULL ones.
+ * Nothing here allocates; matrix products use cblas_sgemm. Loops that are not BLAS calls
+ * are single-threaded and run in a fixed order, so results depend on the thread count only
+ * through OpenBLAS (which splits M and N, not the K summation, for these shapes).
+ * ref: karpathy/llm.c train_gpt2.c (layer structure); PyTorch 1.13 formulas for GELU (tanh
+ * form backward), LayerNorm, max_pool2d tie rule and F.normalize.
+ */
+#include "encoders/layers.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/rng.h"
+
+/* ---- linear ------------------------------------------------------------------------------ */
+
+void clasp_linear_forward(float *out, const float *inp, const float *w, const float *b, int N,
+                          int C, int OC) {
+    /* out (N, OC) = inp (N, C) @ w^T (C, OC) + b (OC) */
+    float beta = 0.0f;
+    if (b) {
+        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, b, (size_t)OC * sizeof(float));
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, beta, out,
+                OC);
+}
+
+void clasp_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                           const float *w, int N, int C, int OC) {
+    /* dinp (N, C) += dout (N, OC) @ w (OC, C) */
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f,
+                    dinp, C);
+    /* dw (OC, C) += dout^T (OC, N) @ inp (N, C) */
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
+                    dw, C);
+    if (db) {
+        for (int n = 0; n < N; n++) {
+            const float *d = dout + (size_t)n * OC;
+            for (int o = 0; o < OC; o++) db[o] += d[o];
+        }
+    }
+}
+
+/* ---- conv2d -------------------------------------------------------------------------------- */
+
+int clasp_conv2d_out_size(int in, int k, int stride, int pad) {
+    return (in + 2 * pad - k) / stride + 1;
+}
+
+size_t clasp_conv2d_work_floats(int B, int C, int H, int W, int KH, int KW, int stride, int pad) {
+    (void)B;
+    size_t OH = (size_t)clasp_conv2d_out_size(H, KH, stride, pad);
+    size_t OW = (size_t)clasp_conv2d_out_size(W, KW, stride, pad);
+    /* One image at a time: col (C*KH*KW, OH*OW) and, in backward, dcol of the same size. */
+    return 2 * (size_t)C * (size_t)KH * (size_t)KW * OH * OW;
+}
+
+/* col (C*KH*KW, OH*OW) from one image inp (C, H, W); out-of-image taps are 0. */
+static void im2col(float *col, const float *inp, int C, int H, int W, int KH, int KW, int stride,
+                   int pad, int OH, int OW) {
+    for (int c = 0; c < C; c++) {
+        const float *plane = inp + (size_t)c * H * W;
+        for (int kh = 0; kh < KH; kh++) {
+            for (int kw = 0; kw < KW; kw++) {
+                float *row = col + ((size_t)(c * KH + kh) * KW + kw) * (size_t)OH * OW;
+                for (int oh = 0; oh < OH; oh++) {
+                    int ih = oh * stride - pad + kh;
+                    float *r = row + (size_t)oh * OW;
+                    if (ih < 0 || ih >= H) {
+                        memset(r, 0, (size_t)OW * sizeof(float));
+                        continue;
+                    }
+                    const float *src = plane + (size_t)ih * W;
+                    if (stride == 1) {
+                        /* contiguous run: ow in [lo, hi) maps to iw = ow - pad + kw */
+                        int off = kw - pad;
+                        int lo = off < 0 ? -off : 0;
+                        int hi = W - off < OW ? W - off : OW;
+                        if (hi < lo) hi = lo;
+                        for (int ow = 0; ow < lo; ow++) r[ow] = 0.0f;
+                        if (hi > lo)
+                            memcpy(r + lo, src + lo + off, (size_t)(hi - lo) * sizeof(float));
+                        for (int ow = hi; ow < OW; ow++) r[ow] = 0.0f;
+                    } else {
+                        for (int ow = 0; ow < OW; ow++) {
+                            int iw = ow * stride - pad + kw;
+                            r[ow] = (iw >= 0 && iw < W) ? src[iw] : 0.0f;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* dinp (C, H, W) += col2im(dcol (C*KH*KW, OH*OW)). */
+static void col2im_add(float *dinp, const float *dcol, int C, int H, int W, int KH, int KW,
+                       int stride, int pad, int OH, int OW) {
+    for (int c = 0; c < C; c++) {
+        float *plane = dinp + (size_t)c * H * W;
+        for (int kh = 0; kh < KH; kh++) {
+            for (int kw = 0; kw < KW; kw++) {
+                const float *row = dcol + ((size_t)(c * KH + kh) * KW + kw) * (size_t)OH * OW;
+                for (int oh = 0; oh < OH; oh++) {
+                    int ih = oh * stride - pad + kh;
+                    if (ih < 0 || ih >= H) continue;
+                    const float *r = row + (size_t)oh * OW;
+                    float *dst = plane + (size_t)ih * W;
+                    if (stride == 1) {
+                        int off = kw - pad;
+                        int lo = off < 0 ? -off : 0;
+                        int hi = W - off < OW ? W - off : OW;
+                        for (int ow = lo; ow < hi; ow++) dst[ow + off] += r[ow];
+                    } else {
+                        for (int ow = 0; ow < OW; ow++) {
+                            int iw = ow * stride - pad + kw;
+                            if (iw >= 0 && iw < W) dst[iw] += r[ow];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void clasp_conv2d_forward(float *out, float *work, const float *inp, const float *w, const float *b,
+                          int B, int C, int H, int W, int OC, int KH, int KW, int stride, int pad) {
+    /* out (B, OC, OH, OW), inp (B, C, H, W), w (OC, C*KH*KW), b (OC); per image
+     * out_b (OC, OH*OW) = w (OC, CK) @ col_b (CK, OH*OW) + b, already in NCHW order. */
+    int OH = clasp_conv2d_out_size(H, KH, stride, pad);
+    int OW = clasp_conv2d_out_size(W, KW, stride, pad);
+    int P = OH * OW, CK = C * KH * KW;
+    for (int bi = 0; bi < B; bi++) {
+        const float *x = inp + (size_t)bi * C * H * W;
+        float *y = out + (size_t)bi * OC * P;
+        im2col(work, x, C, H, W, KH, KW, stride, pad, OH, OW);
+        float beta = 0.0f;
+        if (b) {
+            for (int o = 0; o < OC; o++) {
+                float *r = y + (size_t)o * P;
+                for (int p = 0; p < P; p++) r[p] = b[o];
+            }
+            beta = 1.0f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, P, CK, 1.0f, w, CK, work, P,
+                    beta, y, P);
+    }
+}
+
+void clasp_conv2d_backward(float *dinp, float *dw, float *db, float *work, const float *dout,
+                           const float *inp, const float *w, int B, int C, int H, int W, int OC,
+                           int KH, int KW, int stride, int pad) {
+    int OH = clasp_conv2d_out_size(H, KH, stride, pad);
+    int OW = clasp_conv2d_out_size(W, KW, stride, pad);
+    int P = OH * OW, CK = C * KH * KW;
+    float *col = work, *dcol = work + (size_t)CK * P;
+    for (int bi = 0; bi < B; bi++) {
+        const float *dy = dout + (size_t)bi * OC * P;
+        if (db) {
+            for (int o = 0; o < OC; o++) {
+                const float *r = dy + (size_t)o * P;
+                float s = 0.0f;
+                for (int p = 0; p < P; p++) s += r[p];
+                db[o] += s;
+            }
+        }
+        if (dw) {
+            /* dw (OC, CK) += dout_b (OC, P) @ col_b^T (P, CK) */
+            im2col(col, inp + (size_t)bi * C * H * W, C, H, W, KH, KW, stride, pad, OH, OW);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CK, P, 1.0f, dy, P, col, P,
+                        1.0f, dw, CK);
+        }
+        if (dinp) {
+            /* dcol (CK, P) = w^T (CK, OC) @ dout_b (OC, P), then scattered back */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CK, P, OC, 1.0f, w, CK, dy, P,
+                        0.0f, dcol, P);
+            col2im_add(dinp + (size_t)bi * C * H * W, dcol, C, H, W, KH, KW, stride, pad, OH, OW);
+        }
+    }
+}
+
+/* ---- pooling ------------------------------------------------------------------------------- */
+
+void clasp_maxpool2d_forward(float *out, int32_t *idx, const float *inp, int B, int C, int H, int W,
+                             int k, int s) {
+    int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+        const float *x = inp + bc * H * W;
+        float *y = out + bc * OH * OW;
+        int32_t *ix = idx + bc * OH * OW;
+        for (int oh = 0; oh < OH; oh++) {
+            for (int ow = 0; ow < OW; ow++) {
+                int best = (oh * s) * W + ow * s;
+                float bv = x[best];
+                for (int kh = 0; kh < k; kh++) {
+                    for (int kw = 0; kw < k; kw++) {
+                        int j = (oh * s + kh) * W + ow * s + kw;
+                        float v = x[j];
+                        /* strictly greater keeps the first maximum; NaN wins as in PyTorch */
+                        if (v > bv || (isnan(v) && !isnan(bv))) {
+                            bv = v;
+                            best = j;
+                        }
+                    }
+                }
+                y[oh * OW + ow] = bv;
+                ix[oh * OW + ow] = best;
+            }
+        }
+    }
+}
+
+void clasp_maxpool2d_backward(float *dinp, const float *dout, const int32_t *idx, int B, int C,
+                              int H, int W, int k, int s) {
+    int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+        float *dx = dinp + bc * H * W;
+        const float *dy = dout + bc * OH * OW;
+        const int32_t *ix = idx + bc * OH * OW;
+        for (int p = 0; p < OH * OW; p++) dx[ix[p]] += dy[p];
+    }
+}
+
+void clasp_avgpool2d_forward(float *out, const float *inp, int B, int C, int H, int W, int k,
+                             int s) {
+    int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    float inv = 1.0f / (float)(k * k);
+    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+        const float *x = inp + bc * H * W;
+        float *y = out + bc * OH * OW;
+        for (int oh = 0; oh < OH; oh++) {
+            for (int ow = 0; ow < OW; ow++) {
+                float acc = 0.0f;
+                for (int kh = 0; kh < k; kh++)
+                    for (int kw = 0; kw < k; kw++) acc += x[(oh * s + kh) * W + ow * s + kw];
+                y[oh * OW + ow] = acc * inv;
+            }
+        }
+    }
+}
+
+void clasp_avgpool2d_backward(float *dinp, const float *dout, int B, int C, int H, int W, int k,
+                              int s) {
+    int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    float inv = 1.0f / (float)(k * k);
+    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+        float *dx = dinp + bc * H * W;
+        const float *dy = dout + bc * OH * OW;
+        for (int oh = 0; oh < OH; oh++) {
+            for (int ow = 0; ow < OW; ow++) {
+                float g = dy[oh * OW + ow] * inv;
+                for (int kh = 0; kh < k; kh++)
+                    for (int kw = 0; kw < k; kw++) dx[(oh * s + kh) * W + ow * s + kw] += g;
+            }
+        }
+    }
+}
+
+void clasp_global_avgpool_forward(float *out, const float *inp, int B, int C, int HW) {
+    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+        const float *x = inp + bc * HW;
+        double acc = 0.0;
+        for (int i = 0; i < HW; i++) acc += (double)x[i];
+        out[bc] = (float)(acc / HW);
+    }
+}
+
+void clasp_global_avgpool_backward(float *dinp, const float *dout, int B, int C, int HW) {
+    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+        float g = dout[bc] / (float)HW;
+        float *dx = dinp + bc * HW;
+        for (int i = 0; i < HW; i++) dx[i] += g;
+    }
+}
+
+void clasp_meanpool_tokens_forward(float *out, const float *inp, int B, int T, int C) {
+    for (int b = 0; b < B; b++) {
+        float *y = out + (size_t)b * C;
+        const float *x = inp + (size_t)b * T * C;
+        for (int c = 0; c < C; c++) y[c] = 0.0f;
+        for (int t = 0; t < T; t++)
+            for (int c = 0; c < C; c++) y[c] += x[(size_t)t * C + c];
+        for (int c = 0; c < C; c++) y[c] /= (float)T;
+    }
+}
+
+void clasp_meanpool_tokens_backward(float *dinp, const float *dout, int B, int T, int C) {
+    float inv = 1.0f / (float)T;
+    for (int b = 0; b < B; b++) {
+        const float *dy = dout + (size_t)b * C;
+        for (int t = 0; t < T; t++) {
+            float *dx = dinp + ((size_t)b * T + t) * C;
+            for (int c = 0; c < C; c++) dx[c] += dy[c] * inv;
+        }
+    }
+}
+
+void clasp_gather_tokens_forward(float *out, const float *inp, const int32_t *pos, int B, int T,
+                                 int C) {
+    for (int b = 0; b < B; b++)
+        memcpy(out + (size_t)b * C, inp + ((size_t)b * T + pos[b]) * C, (size_t)C * sizeof(float));
+}
+
+void clasp_gather_tokens_backward(float *dinp, const float *dout, const int32_t *pos, int B, int T,
+                                  int C) {
+    for (int b = 0; b < B; b++) {
+        float *dx = dinp + ((size_t)b * T + pos[b]) * C;
+        const float *dy = dout + (size_t)b * C;
+        for (int c = 0; c < C; c++) dx[c] += dy[c];
+    }
+}
+
+/* ---- activations ---------------------------------------------------------------------------- */
+
+void clasp_relu_forward(float *out, const float *inp, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+
+void clasp_relu_backward(float *dinp, const float *dout, const float *out, size_t n) {
+    for (size_t i = 0; i < n; i++) dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+#define GELU_INV_SQRT2      0.70710678118654752440f
+#define GELU_INV_SQRT_2PI   0.39894228040143267794f
+#define GELU_SQRT_2_OVER_PI 0.79788456080286535588f
+#define GELU_KAPPA          0.044715f
+
+static inline float gelu_erf(float x) {
+    return 0.5f * x * (1.0f + erff(x * GELU_INV_SQRT2));
+}
+
+static inline float gelu_erf_grad(float x) {
+    float cdf = 0.5f * (1.0f + erff(x * GELU_INV_SQRT2));
+    float pdf = GELU_INV_SQRT_2PI * expf(-0.5f * x * x);
+    return cdf + x * pdf;
+}
+
+static inline float gelu_tanh(float x) {
+    float inner = GELU_SQRT_2_OVER_PI * (x + GELU_KAPPA * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(inner));
+}
+
+/* ref: PyTorch aten/src/ATen/native/cpu/Activation.cpp GeluBackwardKernelImpl (tanh). */
+static inline float gelu_tanh_grad(float x) {
+    float x2 = x * x;
+    float inner = GELU_SQRT_2_OVER_PI * (x + GELU_KAPPA * x2 * x);
+    float t = tanhf(inner);
+    float left = 0.5f * x, right = 1.0f + t;
+    float left_d = 0.5f * right;
+    float inner_d = GELU_SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_KAPPA * x2);
+    float right_d = left * (1.0f - t * t) * inner_d;
+    return left_d + right_d;
+}
+
+void clasp_gelu_forward(float *out, const float *inp, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = gelu_erf(inp[i]);
+}
+
+void clasp_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+    for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_erf_grad(inp[i]);
+}
+
+void clasp_gelu_tanh_forward(float *out, const float *inp, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = gelu_tanh(inp[i]);
+}
+
+void clasp_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+    for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_tanh_grad(inp[i]);
+}
+
+/* ---- layer norm ------------------------------------------------------------------------------ */
+
+void clasp_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                             const float *b, int N, int C, float eps) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *y = out + (size_t)n * C;
+        double s = 0.0;
+        for (int c = 0; c < C; c++) s += (double)x[c];
+        double m = s / C;
+        double v = 0.0;
+        for (int c = 0; c < C; c++) {
+            double d = (double)x[c] - m;
+            v += d * d;
+        }
+        v /= C;
+        float mf = (float)m;
+        float r = (float)(1.0 / sqrt(v + (double)eps));
+        for (int c = 0; c < C; c++) {
+            float nx = (x[c] - mf) * r;
+            y[c] = nx * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
+        }
+        mean[n] = mf;
+        rstd[n] = r;
+    }
+}
+
+void clasp_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                              const float *inp, const float *w, const float *mean,
+                              const float *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        const float *dy = dout + (size_t)n * C;
+        float m = mean[n], r = rstd[n];
+        /* dx = r * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w */
+        double sg = 0.0, sgx = 0.0;
+        for (int c = 0; c < C; c++) {
+            float xh = (x[c] - m) * r;
+            float g = dy[c] * (w ? w[c] : 1.0f);
+            sg += (double)g;
+            sgx += (double)g * (double)xh;
+            if (dw) dw[c] += dy[c] * xh;
+            if (db) db[c] += dy[c];
+        }
+        if (dinp) {
+            float mg = (float)(sg / C), mgx = (float)(sgx / C);
+            float *dx = dinp + (size_t)n * C;
+            for (int c = 0; c < C; c++) {
+                float xh = (x[c] - m) * r;
+                float g = dy[c] * (w ? w[c] : 1.0f);
+                dx[c] += (g - mg - xh * mgx) * r;
+            }
+        }
+    }
+}
+
+/* ---- embeddings -------------------------------------------------------------------------------
+ */
+
+void clasp_embedding_forward(float *out, const int32_t *tok, const float *wte, const float *wpe,
+                             int B, int T, int C) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            size_t bt = (size_t)b * T + t;
+            float *y = out + bt * C;
+            const float *e = wte + (size_t)tok[bt] * C;
+            if (wpe) {
+                const float *p = wpe + (size_t)t * C;
+                for (int c = 0; c < C; c++) y[c] = e[c] + p[c];
+            } else {
+                memcpy(y, e, (size_t)C * sizeof(float));
+            }
+        }
+    }
+}
+
+void clasp_embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok,
+                              int B, int T, int C) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            size_t bt = (size_t)b * T + t;
+            const float *dy = dout + bt * C;
+            if (dwte) {
+                float *d = dwte + (size_t)tok[bt] * C;
+                for (int c = 0; c < C; c++) d[c] += dy[c];
+            }
+            if (dwpe) {
+                float *d = dwpe + (size_t)t * C;
+                for (int c = 0; c < C; c++) d[c] += dy[c];
+            }
+        }
+    }
+}
+
+void clasp_posemb_forward(float *x, const float *wpe, int B, int T, int C) {
+    size_t TC = (size_t)T * C;
+    for (int b = 0; b < B; b++) {
+        float *y = x + (size_t)b * TC;
+        for (size_t i = 0; i < TC; i++) y[i] += wpe[i];
+    }
+}
+
+void clasp_posemb_backward(float *dwpe, const float *dout, int B, int T, int C) {
+    size_t TC = (size_t)T * C;
+    for (int b = 0; b < B; b++) {
+        const float *dy = dout + (size_t)b * TC;
+        for (size_t i = 0; i < TC; i++) dwpe[i] += dy[i];
+    }
+}
+
+/* ---- attention ----------------------------------------------------------------------------------
+ */
+
+size_t clasp_attention_work_floats(int B, int T, int C, int NH) {
+    (void)B, (void)C, (void)NH;
+    return (size_t)T * T; /* datt of one (b, h) in backward */
+}
+
+void clasp_attention_forward(float *out, float *att, float *work, const float *qkv,
+                             const uint8_t *pad_mask, int causal, int B, int T, int C, int NH) {
+    /* out (B, T, C), att (B, NH, T, T), qkv (B, T, 3C), pad_mask (B, T) or NULL */
+    (void)work;
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++) {
+        const uint8_t *pm = pad_mask ? pad_mask + (size_t)b * T : NULL;
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+            const float *k = q + C, *v = q + 2 * C;
+            float *a = att + ((size_t)b * NH + h) * T * T;
+            float *y = out + (size_t)b * T * C + (size_t)h * hs;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3,
+                        0.0f, a, T);
+            for (int i = 0; i < T; i++) {
+                float *r = a + (size_t)i * T;
+                int jend = causal ? i + 1 : T;
+                float mx = -INFINITY;
+                for (int j = 0; j < jend; j++)
+                    if (!(pm && pm[j]) && r[j] > mx) mx = r[j];
+                if (mx == -INFINITY) { /* every key masked: zero row, zero output */
+                    for (int j = 0; j < T; j++) r[j] = 0.0f;
+                    continue;
+                }
+                double sum = 0.0;
+                for (int j = 0; j < jend; j++) {
+                    float e = (pm && pm[j]) ? 0.0f : expf(r[j] - mx);
+                    r[j] = e;
+                    sum += (double)e;
+                }
+                float inv = (float)(1.0 / sum);
+                for (int j = 0; j < jend; j++) r[j] *= inv;
+                for (int j = jend; j < T; j++) r[j] = 0.0f;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3,
+                        0.0f, y, C);
+        }
+    }
+}
+
+void clasp_attention_backward(float *dqkv, float *work, const float *dout, const float *qkv,
+                              const float *att, int B, int T, int C, int NH) {
+    if (!dqkv) return;
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    float *da = work; /* (T, T) */
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            size_t qo = (size_t)b * T * C3 + (size_t)h * hs;
+            const float *q = qkv + qo, *k = q + C, *v = q + 2 * C;
+            float *dq = dqkv + qo, *dk = dq + C, *dv = dq + 2 * C;
+            const float *a = att + ((size_t)b * NH + h) * T * T;
+            const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
+            /* da (T, T) = dy (T, hs) @ v^T (hs, T) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C, v, C3, 0.0f,
+                        da, T);
+            /* dv (T, hs) += a^T (T, T) @ dy (T, hs) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, dy, C, 1.0f,
+                        dv, C3);
+            /* softmax backward in place: dpre = a * (da - sum(a * da)); masked a = 0 gives 0 */
+            for (int i = 0; i < T; i++) {
+                const float *ar = a + (size_t)i * T;
+                float *dr = da + (size_t)i * T;
+                double s = 0.0;
+                for (int j = 0; j < T; j++) s += (double)ar[j] * (double)dr[j];
+                float sf = (float)s;
+                for (int j = 0; j < T; j++) dr[j] = ar[j] * (dr[j] - sf);
+            }
+            /* dq += scale * dpre @ k;  dk += scale * dpre^T @ q */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, da, T, k, C3,
+                        1.0f, dq, C3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, da, T, q, C3,
+                        1.0f, dk, C3);
+        }
+    }
+}
+
+/* ---- L2 normalisation ---------------------------------------------------------------------- */
+
+void clasp_l2norm_forward(float *out, float *norm, const float *inp, int N, int D, float eps) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * D;
+        float *y = out + (size_t)n * D;
+        double s = 0.0;
+        for (int d = 0; d < D; d++) s += (double)x[d] * (double)x[d];
+        float nr = (float)sqrt(s);
+        if (!(nr > eps)) nr = eps;
+        for (int d = 0; d < D; d++) y[d] = x[d] / nr;
+        norm[n] = nr;
+    }
+}
+
+void clasp_l2norm_backward(float *dinp, const float *dout, const float *out, const float *norm,
+                           int N, int D) {
+    /* y = x / n with n = ||x||: dx = (dy - y * (y . dy)) / n. When the norm was clamped to
+     * eps, n is a constant: dx = dy / eps. Such rows are recognised by ||y|| < 1, since
+     * then y = x / eps with ||x|| < eps (rows within 1e-5 of the boundary count as unclamped). */
+    for (int n = 0; n < N; n++) {
+        const float *y = out + (size_t)n * D;
+        const float *dy = dout + (size_t)n * D;
+        float *dx = dinp + (size_t)n * D;
+        float nr = norm[n];
+        double s = 0.0;
+        for (int d = 0; d < D; d++) s += (double)y[d] * (double)dy[d];
+        float sf = (float)s;
+        double yy = 0.0;
+        for (int d = 0; d < D; d++) yy += (double)y[d] * (double)y[d];
+        if (yy < 1.0 - 1e-5) sf = 0.0f;
+        for (int d = 0; d < D; d++) dx[d] += (dy[d] - y[d] * sf) / nr;
+    }
+}
+
+/* ---- dropout ----------------------------------------------------------------------------------
+ */
+
+/* Element i is decided by word i % 4 of Philox block i / 4 of the stream keyed by
+ * (seed, CLASP_RNG_DROPOUT, step, layer), i.e. the i-th clasp_rng_u32 of that stream, so a
+ * decision depends only on i and the key (not on how the loop is split). */
+static void dropout_apply(float *y, const float *x, size_t n, float p, uint64_t seed, uint64_t step,
+                          uint64_t layer, int accumulate) {
+    if (p <= 0.0f) {
+        for (size_t i = 0; i < n; i++) y[i] = accumulate ? y[i] + x[i] : x[i];
+        return;
+    }
+    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    clasp_rng r;
+    clasp_rng_init(&r, seed, CLASP_RNG_DROPOUT, step, layer);
+    uint32_t ctr[4] = {0, r.ctr[1], r.ctr[2], r.ctr[3]};
+    uint32_t words[4];
+    for (size_t base = 0; base < n; base += 4) {
+        ctr[0] = (uint32_t)(base / 4);
+        clasp_philox4x32(words, ctr, r.key);
+        size_t m = n - base < 4 ? n - base : 4;
+        for (size_t j = 0; j < m; j++) {
+            float u = (float)(words[j] >> 8) * (1.0f / 16777216.0f);
+            float v = u >= p ? x[base + j] * scale : 0.0f;
+            y[base + j] = accumulate ? y[base + j] + v : v;
+        }
+    }
+}
+
+void clasp_dropout_forward(float *out, const float *inp, size_t n, float p, uint64_t seed,
+                           uint64_t step, uint64_t layer) {
+    dropout_apply(out, inp, n, p, seed, step, layer, 0);
+}
+
+void clasp_dropout_backward(float *dinp, const float *dout, size_t n, float p, uint64_t seed,
+                            uint64_t step, uint64_t layer) {
+    dropout_apply(dinp, dout, n, p, seed, step, layer, 1);
+}
+
+/* ---- residual ----------------------------------------------------------------------------------
+ */
+
+void clasp_add_forward(float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+/* ---- pre-LN transformer block ---------------------------------------------------------------- */
+
+size_t clasp_block_acts_floats(const clasp_block_dims *d) {
+    size_t BT = (size_t)d->B * d->T, C = (size_t)d->C, F = (size_t)d->F;
+    size_t att = (size_t)d->B * d->NH * d->T * d->T;
+    /* ln1 + stats, qkv, att, atty, res1, ln2 + stats, fc1, act */
+    return BT * C + 2 * BT + 3 * BT * C + att + BT * C + BT * C + BT * C + 2 * BT + 2 * BT * F;
+}
+
+void clasp_block_acts_point(clasp_block_acts *a, float *buf, const clasp_block_dims *d) {
+    size_t BT = (size_t)d->B * d->T, C = (size_t)d->C, F = (size_t)d->F;
+    size_t att = (size_t)d->B * d->NH * d->T * d->T;
+    float *p = buf;
+    a->ln1 = p, p += BT * C;
+    a->ln1_mean = p, p += BT;
+    a->ln1_rstd = p, p += BT;
+    a->qkv = p, p += 3 * BT * C;
+    a->att = p, p += att;
+    a->atty = p, p += BT * C;
+    a->res1 = p, p += BT * C;
+    a->ln2 = p, p += BT * C;
+    a->ln2_mean = p, p += BT;
+    a->ln2_rstd = p, p += BT;
+    a->fc1 = p, p += BT * F;
+    a->act = p, p += BT * F;
+}
+
+size_t clasp_block_work_floats(const clasp_block_dims *d) {
+    size_t BT = (size_t)d->B * d->T, C = (size_t)d->C, F = (size_t)d->F;
+    size_t big = BT * F > 3 * BT * C ? BT * F : 3 * BT * C;
+    /* backward: dres1 (BT, C), big (dact / dqkv), dtmp (BT, C), attention work */
+    return BT * C + big + BT * C + clasp_attention_work_floats(d->B, d->T, d->C, d->NH);
+}
+
+void clasp_block_forward(float *out, clasp_block_acts *a, float *work, const float *inp,
+                         const clasp_block_params *p, const uint8_t *pad_mask,
+                         const clasp_block_dims *d) {
+    int BT = d->B * d->T, C = d->C, F = d->F;
+    size_t nC = (size_t)BT * C, nF = (size_t)BT * F;
+    clasp_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, p->ln1_w, p->ln1_b, BT, C,
+                            d->ln_eps);
+    clasp_linear_forward(a->qkv, a->ln1, p->qkv_w, p->qkv_b, BT, C, 3 * C);
+    clasp_attention_forward(a->atty, a->att, work, a->qkv, pad_mask, d->causal, d->B, d->T, C,
+                            d->NH);
+    clasp_linear_forward(a->res1, a->atty, p->proj_w, p->proj_b, BT, C, C);
+    for (size_t i = 0; i < nC; i++) a->res1[i] += inp[i];
+    clasp_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, p->ln2_w, p->ln2_b, BT, C,
+                            d->ln_eps);
+    clasp_linear_forward(a->fc1, a->ln2, p->fc1_w, p->fc1_b, BT, C, F);
+    if (d->gelu_tanh)
+        clasp_gelu_tanh_forward(a->act, a->fc1, nF);
+    else
+        clasp_gelu_forward(a->act, a->fc1, nF);
+    clasp_linear_forward(out, a->act, p->fc2_w, p->fc2_b, BT, F, C);
+    for (size_t i = 0; i < nC; i++) out[i] += a->res1[i];
+}
+
+void clasp_block_backward(float *dinp, clasp_block_params *g, float *work, const float *dout,
+                          const float *inp, const clasp_block_acts *a, const clasp_block_params *p,
+                          const clasp_block_dims *d) {
+    clasp_block_params none = {0};
+    if (!g) g = &none; /* no parameter gradients wanted */
+    int BT = d->B * d->T, C = d->C, F = d->F;
+    size_t nC = (size_t)BT * C, nF = (size_t)BT * F;
+    size_t big = nF > 3 * nC ? nF : 3 * nC;
+    float *dres1 = work, *dbig = work + nC, *dtmp = work + nC + big, *awork = dtmp + nC;
+
+    /* out = res1 + fc2(gelu(fc1(ln2(res1)))) */
+    memcpy(dres1, dout, nC * sizeof(float));
+    float *dact = dbig;
+    memset(dact, 0, nF * sizeof(float));
+    clasp_linear_backward(dact, g->fc2_w, g->fc2_b, dout, a->act, p->fc2_w, BT, F, C);
+    if (d->gelu_tanh) {
+        for (size_t i = 0; i < nF; i++) dact[i] *= gelu_tanh_grad(a->fc1[i]);
+    } else {
+        for (size_t i = 0; i < nF; i++) dact[i] *= gelu_erf_grad(a->fc1[i]);
+    }
+    float *dln2 = dtmp;
+    memset(dln2, 0, nC * sizeof(float));
+    clasp_linear_backward(dln2, g->fc1_w, g->fc1_b, dact, a->ln2, p->fc1_w, BT, C, F);
+    clasp_layernorm_backward(dres1, g->ln2_w, g->ln2_b, dln2, a->res1, p->ln2_w, a->ln2_mean,
+                             a->ln2_rstd, BT, C);
+
+    /* res1 = inp + proj(attn(qkv(ln1(inp)))) */
+    if (dinp)
+        for (size_t i = 0; i < nC; i++) dinp[i] += dres1[i];
+    float *datty = dtmp;
+    memset(datty, 0, nC * sizeof(float));
+    clasp_linear_backward(datty, g->proj_w, g->proj_b, dres1, a->atty, p->proj_w, BT, C, C);
+    float *dqkv = dbig;
+    memset(dqkv, 0, 3 * nC * sizeof(float));
+    clasp_attention_backward(dqkv, awork, datty, a->qkv, a->att, d->B, d->T, C, d->NH);
+    float *dln1 = dtmp;
+    memset(dln1, 0, nC * sizeof(float));
+    clasp_linear_backward(dln1, g->qkv_w, g->qkv_b, dqkv, a->ln1, p->qkv_w, BT, C, 3 * C);
+    clasp_layernorm_backward(dinp, g->ln1_w, g->ln1_b, dln1, inp, p->ln1_w, a->ln1_mean,
+                             a->ln1_rstd, BT, C);
+}
