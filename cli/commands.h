@@ -4,5 +4,6 @@
 #define CLASP_CLI_COMMANDS_H
 
 /* Declarations, one per command, sorted. */
+int clasp_cmd_shards_build(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ typedef struct command {
 
 static const command commands[] = {
     /* One line per command; keep the list sorted. */
+    {"shards", "build", clasp_cmd_shards_build, "build WebDataset shards (fmnist, folder, tsv, ...)"},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -1,0 +1,173 @@
+/* cmd_shards_build.c: `clasp shards build KIND [source] -o DIR ...`: builds WebDataset shards
+ * with the builders in datasets/ and writes DIR/manifest.json. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "datasets/fmnist.h"
+#include "datasets/manifest.h"
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: clasp shards build KIND [SOURCE] -o DIR [options]\n"
+            "\n"
+            "Writes WebDataset tar shards PREFIX-000000.tar ... and DIR/manifest.json.\n"
+            "\n"
+            "KIND:\n"
+            "  fmnist     Fashion-MNIST from the Debian package dataset-fashion-mnist (SOURCE:\n"
+            "             the IDX folder, default /usr/share/datasets/fashion-mnist); splits\n"
+            "             train (60000) and test (10000): KEY.png KEY.cls KEY.txt [KEY.json];\n"
+            "             also classnames.txt (lower-cased, as used in prompts),\n"
+            "             classnames_official.txt and templates.txt\n"
+            "  folder     SOURCE is a directory: files paired by basename (x.jpg + x.txt)\n"
+            "  tsv        SOURCE is a TSV/CSV file with a header row naming the columns\n"
+            "  asterisk   Asterisk core sound prompts (Debian asterisk-core-sounds-LANG[-wav])\n"
+            "\n"
+            "options:\n"
+            "  -o, --out DIR        output directory (created if missing)\n"
+            "  --maxcount N         samples per shard (default 10000 for fmnist, 1000 otherwise)\n"
+            "  --maxsize B          bytes per shard file, headers and padding included; a shard\n"
+            "                       exceeds it only when one sample alone does (default: none)\n"
+            "  --prefix P           shard name prefix for folder/tsv (default: shard)\n"
+            "  --limit N            at most N samples per split (quick trials, tests)\n"
+            "  --all-captions       fmnist: also write KEY.json with all 8 captions\n"
+            "  --url-col NAME       tsv: column with the file path (default: url)\n"
+            "  --caption-col NAME   tsv: column with the caption (default: caption)\n"
+            "  --langs L1,L2        asterisk: languages (default: en,es,fr,it,ru)\n"
+            "  --val-percent P      asterisk: validation share by name hash (default 10)\n"
+            "  --json               print the manifest summary as JSON on stdout\n"
+            "  -h, --help           this help\n"
+            "\n"
+            "exit status: 0 ok, 1 error, 2 usage error\n");
+}
+
+static int parse_u64(const char *flag, const char *v, uint64_t *out) {
+    if (!v || !*v || *v == '-') {
+        fprintf(stderr, "clasp shards build: %s needs a non-negative integer\n", flag);
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || *end) {
+        fprintf(stderr, "clasp shards build: %s: not an integer: '%s'\n", flag, v);
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
+int clasp_cmd_shards_build(int argc, char **argv) {
+    const char *kind = NULL, *source = NULL, *out = NULL, *prefix = NULL;
+    const char *url_col = NULL, *caption_col = NULL, *langs = NULL;
+    uint64_t maxcount = 0, maxsize = 0, limit = 0, val_percent = 10;
+    bool have_maxcount = false, json = false, all_captions = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            help(stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = true;
+        } else if (!strcmp(a, "--all-captions")) {
+            all_captions = true;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--out") || !strcmp(a, "--prefix") ||
+                   !strcmp(a, "--url-col") || !strcmp(a, "--caption-col") ||
+                   !strcmp(a, "--langs")) {
+            if (!v) {
+                fprintf(stderr, "clasp shards build: %s needs a value\n", a);
+                return 2;
+            }
+            if (!strcmp(a, "--prefix"))
+                prefix = v;
+            else if (!strcmp(a, "--url-col"))
+                url_col = v;
+            else if (!strcmp(a, "--caption-col"))
+                caption_col = v;
+            else if (!strcmp(a, "--langs"))
+                langs = v;
+            else
+                out = v;
+            i++;
+        } else if (!strcmp(a, "--maxcount") || !strcmp(a, "--maxsize") || !strcmp(a, "--limit") ||
+                   !strcmp(a, "--val-percent")) {
+            uint64_t x;
+            if (!parse_u64(a, v, &x)) return 2;
+            if (!strcmp(a, "--maxcount")) {
+                maxcount = x;
+                have_maxcount = true;
+            } else if (!strcmp(a, "--maxsize")) {
+                maxsize = x;
+            } else if (!strcmp(a, "--limit")) {
+                limit = x;
+            } else {
+                if (x > 100) {
+                    fprintf(stderr, "clasp shards build: --val-percent must be 0..100\n");
+                    return 2;
+                }
+                val_percent = x;
+            }
+            i++;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "clasp shards build: unknown option '%s' (see --help)\n", a);
+            return 2;
+        } else if (!kind) {
+            kind = a;
+        } else if (!source) {
+            source = a;
+        } else {
+            fprintf(stderr, "clasp shards build: unexpected argument '%s'\n", a);
+            return 2;
+        }
+    }
+    if (!kind || !out) {
+        fprintf(stderr, "clasp shards build: need KIND and -o DIR\n\n");
+        help(stderr);
+        return 2;
+    }
+
+    clasp_manifest m;
+    clasp_status st;
+    (void)prefix, (void)url_col, (void)caption_col, (void)langs,
+        (void)val_percent; /* TODO: other kinds */
+    if (!strcmp(kind, "fmnist")) {
+        clasp_fmnist_options o = clasp_fmnist_default_options();
+        o.src_dir = source;
+        o.out_dir = out;
+        if (have_maxcount) o.maxcount = (size_t)maxcount;
+        o.maxsize = maxsize;
+        o.limit = (size_t)limit;
+        o.all_captions = all_captions;
+        o.progress = true;
+        st = clasp_fmnist_build(&o, &m);
+    } else {
+        fprintf(stderr, "clasp shards build: unknown KIND '%s' (fmnist, folder, tsv, asterisk)\n",
+                kind);
+        return 2;
+    }
+    if (st != CLASP_OK) {
+        fprintf(stderr, "clasp shards build %s: error: %s\n", kind, clasp_last_error());
+        return 1;
+    }
+    cJSON *sum = clasp_manifest_summary(&m, out);
+    const cJSON *tot = cJSON_GetObjectItemCaseSensitive(sum, "total");
+    fprintf(stderr,
+            "clasp shards build %s: %.0f samples in %.0f shards (%.0f bytes), %zu skipped; "
+            "%s/manifest.json\n",
+            kind, cJSON_GetObjectItemCaseSensitive(tot, "samples")->valuedouble,
+            cJSON_GetObjectItemCaseSensitive(tot, "shards")->valuedouble,
+            cJSON_GetObjectItemCaseSensitive(tot, "bytes")->valuedouble, m.n_skipped, out);
+    if (json) {
+        char *s = cJSON_Print(sum);
+        if (s) printf("%s\n", s);
+        free(s);
+    }
+    cJSON_Delete(sum);
+    clasp_manifest_free(&m);
+    return 0;
+}
