@@ -1,0 +1,377 @@
+/* image.c: image decoding with a pixel limit checked before decoding, alpha compositing on
+ * white, resize + center crop, and normalisation into float CHW (see image.h). The stb calls go
+ * through the clasp__stb_* wrappers of stb_impl.c. */
+#include "modalities/image.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/json.h"
+#include "core/sizes.h"
+
+clasp_image_config clasp_image_default_config(void) {
+    clasp_image_config c;
+    memset(&c, 0, sizeof c);
+    c.channels = 3;
+    c.size = 224;
+    c.mode = CLASP_IMAGE_RESIZE_CENTER_CROP;
+    c.mean[0] = 0.48145466f;
+    c.mean[1] = 0.4578275f;
+    c.mean[2] = 0.40821073f;
+    c.std[0] = 0.26862954f;
+    c.std[1] = 0.26130258f;
+    c.std[2] = 0.27577711f;
+    c.max_pixels = CLASP_IMAGE_DEFAULT_MAX_PIXELS;
+    return c;
+}
+
+clasp_status clasp_image_config_check(const clasp_image_config *cfg) {
+    if (!cfg) return clasp_set_error(CLASP_ERR_ARG, "image config: NULL");
+    if (cfg->channels != 1 && cfg->channels != 3)
+        return clasp_set_error(CLASP_ERR_CONFIG, "image config: channels %d (expected 1 or 3)",
+                               cfg->channels);
+    if (cfg->size < 0 || cfg->size > 65536)
+        return clasp_set_error(CLASP_ERR_CONFIG, "image config: image_size %d out of [0, 65536]",
+                               cfg->size);
+    if (cfg->mode != CLASP_IMAGE_RESIZE_CENTER_CROP && cfg->mode != CLASP_IMAGE_RESIZE_EXACT)
+        return clasp_set_error(CLASP_ERR_CONFIG, "image config: unknown resize mode %d",
+                               (int)cfg->mode);
+    for (int c = 0; c < cfg->channels; c++) {
+        if (!isfinite(cfg->mean[c]))
+            return clasp_set_error(CLASP_ERR_CONFIG, "image config: mean[%d] is not finite", c);
+        if (!isfinite(cfg->std[c]) || !(cfg->std[c] > 0.0f))
+            return clasp_set_error(CLASP_ERR_CONFIG, "image config: std[%d] = %g must be > 0", c,
+                                   (double)cfg->std[c]);
+    }
+    if (cfg->max_pixels < 1)
+        return clasp_set_error(CLASP_ERR_CONFIG, "image config: max_pixels must be >= 1");
+    return CLASP_OK;
+}
+
+static clasp_status float_array(const cJSON *obj, const char *name, const char *file,
+                                const char *prefix, int n, float *out) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!a) return CLASP_OK;
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n)
+        return clasp_set_error(
+            CLASP_ERR_CONFIG, "%s: field '%s%s%s': expected an array of %d numbers",
+            file ? file : "config", prefix ? prefix : "", prefix ? "." : "", name, n);
+    int i = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, a) {
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+            return clasp_set_error(CLASP_ERR_CONFIG, "%s: field '%s%s%s[%d]': expected a number",
+                                   file ? file : "config", prefix ? prefix : "", prefix ? "." : "",
+                                   name, i);
+        out[i++] = (float)v->valuedouble;
+    }
+    return CLASP_OK;
+}
+
+clasp_status clasp_image_config_from_json(const cJSON *obj, const char *file, const char *prefix,
+                                          clasp_image_config *out) {
+    if (!obj || !out) return clasp_set_error(CLASP_ERR_ARG, "image config from json: NULL");
+    clasp_image_config c = clasp_image_default_config();
+    int64_t v;
+    CLASP_TRY(clasp_json_int_opt(obj, "channels", file, prefix, 1, 3, c.channels, &v));
+    if (v == 2)
+        return clasp_set_error(CLASP_ERR_CONFIG, "%s: field '%s%schannels': expected 1 or 3",
+                               file ? file : "config", prefix ? prefix : "", prefix ? "." : "");
+    c.channels = (int)v;
+    if (c.channels == 1) {
+        /* A gray default: the mean/std of the RGB defaults make no sense for one channel. */
+        c.mean[0] = 0.5f;
+        c.std[0] = 0.5f;
+    }
+    CLASP_TRY(clasp_json_int_opt(obj, "image_size", file, prefix, 0, 65536, c.size, &v));
+    c.size = (int)v;
+    char mode[32];
+    CLASP_TRY(clasp_json_str_opt(obj, "resize", file, prefix, "center_crop", mode, sizeof mode));
+    if (strcmp(mode, "center_crop") == 0) {
+        c.mode = CLASP_IMAGE_RESIZE_CENTER_CROP;
+    } else if (strcmp(mode, "exact") == 0) {
+        c.mode = CLASP_IMAGE_RESIZE_EXACT;
+    } else {
+        return clasp_set_error(
+            CLASP_ERR_CONFIG, "%s: field '%s%sresize': '%s' (expected center_crop or exact)",
+            file ? file : "config", prefix ? prefix : "", prefix ? "." : "", mode);
+    }
+    CLASP_TRY(float_array(obj, "mean", file, prefix, c.channels, c.mean));
+    CLASP_TRY(float_array(obj, "std", file, prefix, c.channels, c.std));
+    CLASP_TRY(clasp_json_int_opt(obj, "max_pixels", file, prefix, 1, INT64_MAX,
+                                 (int64_t)c.max_pixels, &v));
+    c.max_pixels = (uint64_t)v;
+    clasp_status s = clasp_image_config_check(&c);
+    if (s != CLASP_OK)
+        return clasp_wrap_error(s, "%s%s%s", file ? file : "config", prefix ? ": " : "",
+                                prefix ? prefix : "");
+    *out = c;
+    return CLASP_OK;
+}
+
+cJSON *clasp_image_config_to_json(const clasp_image_config *cfg) {
+    if (!cfg) return NULL;
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    float mean[3], std[3];
+    for (int c = 0; c < cfg->channels && c < 3; c++) {
+        mean[c] = cfg->mean[c];
+        std[c] = cfg->std[c];
+    }
+    int ok = cJSON_AddNumberToObject(o, "channels", cfg->channels) &&
+             cJSON_AddNumberToObject(o, "image_size", cfg->size) &&
+             cJSON_AddStringToObject(
+                 o, "resize", cfg->mode == CLASP_IMAGE_RESIZE_EXACT ? "exact" : "center_crop") &&
+             cJSON_AddNumberToObject(o, "max_pixels", (double)cfg->max_pixels);
+    cJSON *m = ok ? cJSON_CreateFloatArray(mean, cfg->channels) : NULL;
+    if (m) cJSON_AddItemToObject(o, "mean", m);
+    cJSON *sd = m ? cJSON_CreateFloatArray(std, cfg->channels) : NULL;
+    if (sd) cJSON_AddItemToObject(o, "std", sd);
+    if (!ok || !m || !sd) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+size_t clasp_image_tensor_numel(const clasp_image_config *cfg) {
+    if (!cfg || cfg->size <= 0 || cfg->channels <= 0) return 0;
+    return (size_t)cfg->channels * (size_t)cfg->size * (size_t)cfg->size;
+}
+
+/* Composites interleaved (v..., a) pixels with `channels` colour channels on white, compacting
+ * in place from channels + 1 to channels values per pixel (writes never overtake reads). */
+static void composite_on_white(uint8_t *p, size_t n_pixels, int channels) {
+    const int in_c = channels + 1;
+    for (size_t i = 0; i < n_pixels; i++) {
+        const uint8_t *src = p + i * (size_t)in_c;
+        unsigned a = src[channels];
+        uint8_t tmp[3];
+        for (int c = 0; c < channels; c++)
+            tmp[c] = (uint8_t)((src[c] * a + 255u * (255u - a) + 127u) / 255u);
+        memcpy(p + i * (size_t)channels, tmp, (size_t)channels);
+    }
+}
+
+/* stb's PNG header reader refuses images above 2^30 decoded bytes on its own, and
+ * stbi_info_from_memory then reports the last format it tried ("unknown image type"), losing
+ * the reason. So when stbi_info fails on a PNG, read the width and height from the IHDR chunk
+ * (signature, then length 13 and "IHDR", then two big-endian uint32) and report the pixel
+ * limit if they exceed it. Only used to name the error; never to decode. */
+static int png_too_large(const void *data, size_t n, uint64_t max_pixels, int *w, int *h) {
+    static const uint8_t sig[16] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n',
+                                    0,    0,   0,   13,  'I',  'H',  'D',  'R'};
+    const uint8_t *b = data;
+    if (n < 24 || memcmp(b, sig, 16) != 0) return 0;
+    uint32_t pw = (uint32_t)b[16] << 24 | (uint32_t)b[17] << 16 | (uint32_t)b[18] << 8 | b[19];
+    uint32_t ph = (uint32_t)b[20] << 24 | (uint32_t)b[21] << 16 | (uint32_t)b[22] << 8 | b[23];
+    if (pw == 0 || ph == 0 || pw > INT_MAX || ph > INT_MAX) return 0;
+    if ((uint64_t)pw * (uint64_t)ph <= max_pixels) return 0;
+    *w = (int)pw;
+    *h = (int)ph;
+    return 1;
+}
+
+clasp_status clasp_image_decode(const void *data, size_t n, int channels, uint64_t max_pixels,
+                                clasp_image *out) {
+    if (!out) return clasp_set_error(CLASP_ERR_ARG, "image decode: NULL output");
+    memset(out, 0, sizeof *out);
+    if (!data && n > 0) return clasp_set_error(CLASP_ERR_ARG, "image decode: NULL data");
+    if (channels != 1 && channels != 3)
+        return clasp_set_error(CLASP_ERR_ARG, "image decode: channels %d (expected 1 or 3)",
+                               channels);
+    if (n == 0) return clasp_set_error(CLASP_ERR_FORMAT, "image: empty buffer (0 bytes)");
+    if (n > (size_t)INT_MAX)
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "image: %zu bytes is above stb_image's 2 GiB",
+                               n);
+    int w = 0, h = 0, comp = 0;
+    if (!clasp__stb_info(data, n, &w, &h, &comp)) {
+        const char *why = clasp__stb_failure_reason();
+        if (strcmp(why, "too large") == 0)
+            return clasp_set_error(CLASP_ERR_OVERFLOW,
+                                   "image: header declares an image too large to decode "
+                                   "(stb_image: %s; limit %llu pixels)",
+                                   why, (unsigned long long)max_pixels);
+        if (png_too_large(data, n, max_pixels, &w, &h))
+            return clasp_set_error(CLASP_ERR_OVERFLOW,
+                                   "image: %dx%d = %llu pixels is above the limit of %llu pixels",
+                                   w, h, (unsigned long long)w * (unsigned long long)h,
+                                   (unsigned long long)max_pixels);
+        return clasp_set_error(CLASP_ERR_FORMAT, "image: cannot read header of %zu bytes (%s)", n,
+                               why);
+    }
+    if (w <= 0 || h <= 0)
+        return clasp_set_error(CLASP_ERR_FORMAT, "image: header declares %dx%d pixels", w, h);
+    uint64_t n_px = (uint64_t)w * (uint64_t)h;
+    if (n_px > max_pixels)
+        return clasp_set_error(CLASP_ERR_OVERFLOW,
+                               "image: %dx%d = %llu pixels is above the limit of %llu pixels", w, h,
+                               (unsigned long long)n_px, (unsigned long long)max_pixels);
+    const int alpha = (comp == 2 || comp == 4);
+    const int req = alpha ? channels + 1 : channels;
+    int dw = 0, dh = 0, dc = 0;
+    uint8_t *p = clasp__stb_load(data, n, &dw, &dh, &dc, req);
+    if (!p)
+        return clasp_set_error(CLASP_ERR_FORMAT,
+                               "image: cannot decode %dx%d image of %zu bytes (%s)", w, h, n,
+                               clasp__stb_failure_reason());
+    if (dw <= 0 || dh <= 0 || (uint64_t)dw * (uint64_t)dh > max_pixels) {
+        clasp__stb_free(p);
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "image: decoded %dx%d pixels above the limit",
+                               dw, dh);
+    }
+    if (alpha) composite_on_white(p, (size_t)dw * (size_t)dh, channels);
+    out->pixels = p;
+    out->w = dw;
+    out->h = dh;
+    out->channels = channels;
+    return CLASP_OK;
+}
+
+void clasp_image_free(clasp_image *img) {
+    if (!img) return;
+    clasp__stb_free(img->pixels);
+    memset(img, 0, sizeof *img);
+}
+
+clasp_status clasp_image_resample_region(const clasp_image *img, double x0, double y0, double x1,
+                                         double y1, uint8_t *dst, int dw, int dh) {
+    if (!img || !img->pixels || !dst)
+        return clasp_set_error(CLASP_ERR_ARG, "image resample: NULL argument");
+    if (dw <= 0 || dh <= 0 || img->w <= 0 || img->h <= 0)
+        return clasp_set_error(CLASP_ERR_ARG, "image resample: bad size %dx%d", dw, dh);
+    if (!(x0 >= 0.0 && y0 >= 0.0 && x1 <= img->w && y1 <= img->h && x1 > x0 && y1 > y0))
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "image resample: region [%g,%g)x[%g,%g) outside the %dx%d image", x0,
+                               x1, y0, y1, img->w, img->h);
+    const int C = img->channels;
+    if (x1 - x0 == (double)dw && y1 - y0 == (double)dh && x0 == floor(x0) && y0 == floor(y0)) {
+        /* Same size at an integer offset: a copy, so untouched sizes stay bit-exact. */
+        const size_t row = (size_t)dw * (size_t)C;
+        for (int y = 0; y < dh; y++) {
+            const uint8_t *src =
+                img->pixels + (((size_t)y0 + (size_t)y) * (size_t)img->w + (size_t)x0) * (size_t)C;
+            memcpy(dst + (size_t)y * row, src, row);
+        }
+        return CLASP_OK;
+    }
+    if (!clasp__stb_resize_region(img->pixels, img->w, img->h, C, dst, dw, dh, (float)(x0 / img->w),
+                                  (float)(y0 / img->h), (float)(x1 / img->w), (float)(y1 / img->h)))
+        return clasp_set_error(CLASP_ERR_NOMEM,
+                               "image resample: stb_image_resize failed for "
+                               "%dx%d -> %dx%d",
+                               img->w, img->h, dw, dh);
+    return CLASP_OK;
+}
+
+void clasp_image_normalize(const uint8_t *pixels, int w, int h, int channels, const float *mean,
+                           const float *std, float *out) {
+    const size_t plane = (size_t)w * (size_t)h;
+    for (int c = 0; c < channels; c++) {
+        const float m = mean[c], s = std[c];
+        float *o = out + (size_t)c * plane;
+        const uint8_t *p = pixels + c;
+        /* ref: ../shared/bench/ref_clip_fmnist.py, (x.astype(float32) / 255.0 - MEAN) / STD:
+         * divide, subtract, divide, each rounded to float32. Do not fold into a multiply. */
+        for (size_t i = 0; i < plane; i++) o[i] = ((float)p[i * (size_t)channels] / 255.0f - m) / s;
+    }
+}
+
+/* The source region that "resize shorter side to S, then center crop S x S" samples. */
+static void center_crop_region(int w, int h, int S, double *x0, double *y0, double *x1,
+                               double *y1) {
+    /* ref: torchvision Resize(int): long side = int(S * long / short); CenterCrop offsets
+     * round((new - S) / 2) with Python's half-to-even rounding. */
+    int nw, nh;
+    if (w <= h) {
+        nw = S;
+        nh = (int)((int64_t)S * h / w);
+    } else {
+        nh = S;
+        nw = (int)((int64_t)S * w / h);
+    }
+    double left = nearbyint((nw - S) / 2.0), top = nearbyint((nh - S) / 2.0);
+    /* Map the crop [left, left + S) of the resized image back to source pixels. */
+    double sx = (double)w / nw, sy = (double)h / nh;
+    *x0 = left * sx;
+    *x1 = (left + S) * sx;
+    *y0 = top * sy;
+    *y1 = (top + S) * sy;
+    if (*x1 > w) *x1 = w;
+    if (*y1 > h) *y1 = h;
+}
+
+clasp_status clasp_image_preprocess(const clasp_image *img, const clasp_image_config *cfg,
+                                    float *out) {
+    if (!img || !img->pixels || !out)
+        return clasp_set_error(CLASP_ERR_ARG, "image preprocess: NULL argument");
+    CLASP_TRY(clasp_image_config_check(cfg));
+    if (img->channels != cfg->channels)
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "image preprocess: image has %d channels, config wants %d",
+                               img->channels, cfg->channels);
+    const int S = cfg->size;
+    if (S == 0 || (img->w == S && img->h == S)) {
+        clasp_image_normalize(img->pixels, img->w, img->h, img->channels, cfg->mean, cfg->std, out);
+        return CLASP_OK;
+    }
+    double x0 = 0, y0 = 0, x1 = img->w, y1 = img->h;
+    if (cfg->mode == CLASP_IMAGE_RESIZE_CENTER_CROP)
+        center_crop_region(img->w, img->h, S, &x0, &y0, &x1, &y1);
+    size_t nbytes;
+    if (!clasp_size_mul3((size_t)S, (size_t)S, (size_t)img->channels, &nbytes))
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "image preprocess: size %d overflows", S);
+    uint8_t *buf = malloc(nbytes);
+    if (!buf) return clasp_set_error(CLASP_ERR_NOMEM, "image preprocess: %zu bytes", nbytes);
+    clasp_status s = clasp_image_resample_region(img, x0, y0, x1, y1, buf, S, S);
+    if (s == CLASP_OK) clasp_image_normalize(buf, S, S, img->channels, cfg->mean, cfg->std, out);
+    free(buf);
+    return s;
+}
+
+clasp_status clasp_image_load(const void *data, size_t n, const clasp_image_config *cfg,
+                              float *out) {
+    CLASP_TRY(clasp_image_config_check(cfg));
+    if (cfg->size <= 0)
+        return clasp_set_error(CLASP_ERR_ARG, "image load: config size must be > 0 (the output "
+                                              "shape must be known)");
+    clasp_image img;
+    CLASP_TRY(clasp_image_decode(data, n, cfg->channels, cfg->max_pixels, &img));
+    clasp_status s = clasp_image_preprocess(&img, cfg, out);
+    clasp_image_free(&img);
+    return s;
+}
+
+static clasp_status encode(int jpeg, const uint8_t *pixels, int w, int h, int channels, int quality,
+                           uint8_t **out, size_t *n) {
+    if (!pixels || !out || !n) return clasp_set_error(CLASP_ERR_ARG, "image encode: NULL argument");
+    *out = NULL;
+    *n = 0;
+    if (w <= 0 || h <= 0 || channels < 1 || channels > 4 || w > 65535 || h > 65535)
+        return clasp_set_error(CLASP_ERR_ARG, "image encode: bad shape %dx%dx%d", w, h, channels);
+    if (jpeg && (quality < 1 || quality > 100))
+        return clasp_set_error(CLASP_ERR_ARG, "image encode: JPEG quality %d not in 1..100",
+                               quality);
+    size_t nbytes;
+    if (!clasp_size_mul3((size_t)w, (size_t)h, (size_t)channels, &nbytes) || nbytes > INT_MAX / 2)
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "image encode: %dx%dx%d too large", w, h,
+                               channels);
+    if (!clasp__stb_write(jpeg, pixels, w, h, channels, quality, out, n))
+        return clasp_set_error(CLASP_ERR_NOMEM,
+                               "image encode: stb_image_write %s failed for "
+                               "%dx%dx%d",
+                               jpeg ? "JPEG" : "PNG", w, h, channels);
+    return CLASP_OK;
+}
+
+clasp_status clasp_image_encode_png(const uint8_t *pixels, int w, int h, int channels,
+                                    uint8_t **out, size_t *n) {
+    return encode(0, pixels, w, h, channels, 0, out, n);
+}
+
+clasp_status clasp_image_encode_jpg(const uint8_t *pixels, int w, int h, int channels, int quality,
+                                    uint8_t **out, size_t *n) {
+    return encode(1, pixels, w, h, channels, quality, out, n);
+}

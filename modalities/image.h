@@ -1,0 +1,156 @@
+/* image.h: image decoding (stb_image), resizing (stb_image_resize), center crop and per-channel
+ * normalisation into the float CHW tensor an image encoder takes, plus PNG/JPEG encoding for
+ * the dataset builders. Everything works on memory buffers, never on paths.
+ *
+ * Typical use (one sample, in a loader thread):
+ *
+ *     clasp_image_config cfg = clasp_image_default_config();   // or _config_from_json
+ *     cfg.channels = 1; cfg.size = 28; ...
+ *     float *x = malloc(clasp_image_tensor_numel(&cfg) * sizeof(float));  // (C, S, S)
+ *     clasp_status s = clasp_image_load(bytes, nbytes, &cfg, x);
+ *     if (s != CLASP_OK) skip_sample(shard, key, clasp_last_error());
+ *
+ * or in two steps (decode once, then preprocess or augment, see modalities/augment.h):
+ *
+ *     clasp_image img;
+ *     CLASP_TRY(clasp_image_decode(bytes, nbytes, cfg.channels, cfg.max_pixels, &img));
+ *     clasp_status s = clasp_image_preprocess(&img, &cfg, x);
+ *     clasp_image_free(&img);
+ *
+ * Pixel layout of a clasp_image: 8-bit, interleaved channels (HWC), top-left pixel first, no
+ * row padding (stb_image's layout). Tensor layout: float32 (C, H, W), row-major.
+ *
+ * Errors never name the sample: the caller knows the shard and key and prefixes them with
+ * clasp_wrap_error(). Every function here is thread-safe (no shared state).
+ */
+#ifndef CLASP_MODALITIES_IMAGE_H
+#define CLASP_MODALITIES_IMAGE_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+/* Default limit on decoded pixels (width * height): 25 megapixels. */
+#define CLASP_IMAGE_DEFAULT_MAX_PIXELS ((uint64_t)25000000)
+
+/* A decoded image: `pixels` is (h, w, channels) uint8, owned, released by clasp_image_free. */
+typedef struct clasp_image {
+    uint8_t *pixels; /* (h, w, channels) */
+    int w, h;
+    int channels; /* 1 (gray) or 3 (RGB) */
+} clasp_image;
+
+typedef enum clasp_image_resize_mode {
+    /* Resize so the shorter side equals `size` (the longer side is scaled and truncated to an
+     * integer, as torchvision's Resize(int)), then take the centered size x size crop (offsets
+     * rounded half-to-even, as torchvision's CenterCrop). No resampling happens when the shorter
+     * side already equals `size`, so 28x28 Fashion-MNIST passes through untouched. */
+    CLASP_IMAGE_RESIZE_CENTER_CROP = 0,
+    /* Resize to exactly size x size, ignoring the aspect ratio. */
+    CLASP_IMAGE_RESIZE_EXACT = 1
+} clasp_image_resize_mode;
+
+/* Preprocessing of one image into the model's input tensor. */
+typedef struct clasp_image_config {
+    int channels;                 /* 1 (grayscale) or 3 (RGB) */
+    int size;                     /* output is size x size; 0 = keep the decoded size */
+    clasp_image_resize_mode mode; /* how to reach size x size */
+    float mean[3];                /* per channel, on values in [0, 1]; only [0] used if gray */
+    float std[3];                 /* per channel, > 0 */
+    uint64_t max_pixels;          /* reject images with w * h above this before decoding */
+} clasp_image_config;
+
+/* Defaults: 3 channels, size 224, center crop, OpenAI CLIP's mean/std
+ * (0.48145466, 0.4578275, 0.40821073) / (0.26862954, 0.26130258, 0.27577711),
+ * max_pixels = CLASP_IMAGE_DEFAULT_MAX_PIXELS. */
+clasp_image_config clasp_image_default_config(void);
+
+/* Fills `out` from a JSON object (a model config's "image" object or preprocess.json), starting
+ * from the defaults. Recognised optional fields: "channels" (1|3), "image_size" (int >= 0),
+ * "resize" ("center_crop"|"exact"), "mean" and "std" (arrays of `channels` numbers, std > 0),
+ * "max_pixels" (int >= 1). Unknown fields are ignored (they belong to the encoder). `file` and
+ * `prefix` only build messages. Returns CLASP_ERR_CONFIG naming the field on a bad value. */
+clasp_status clasp_image_config_from_json(const cJSON *obj, const char *file, const char *prefix,
+                                          clasp_image_config *out);
+/* The inverse: a new cJSON object with the fields above (caller cJSON_Deletes), NULL on OOM. */
+cJSON *clasp_image_config_to_json(const clasp_image_config *cfg);
+
+/* Checks a config: channels 1 or 3, size >= 0, finite mean, std > 0, max_pixels >= 1.
+ * Returns CLASP_ERR_CONFIG with a message naming the field. */
+clasp_status clasp_image_config_check(const clasp_image_config *cfg);
+
+/* Number of floats of the preprocessed tensor, channels * size * size (0 when size is 0: the
+ * shape then depends on the image; use channels * img.h * img.w). */
+size_t clasp_image_tensor_numel(const clasp_image_config *cfg);
+
+/* Decodes an encoded image (PNG, JPEG, BMP, GIF first frame, TGA, PNM, PSD, PIC; whatever
+ * stb_image reads) from data[n] into `out` with `channels` (1 or 3) channels.
+ *
+ * The header is read first (stbi_info_from_memory); an image with w * h > max_pixels is rejected
+ * before any pixel memory is allocated (CLASP_ERR_OVERFLOW), as is a header stb itself finds
+ * too large. Colour images are converted to gray with stb's luma (77 R + 150 G + 29 B) / 256;
+ * gray images are replicated to RGB. Images with alpha (RGBA, gray+alpha: e.g. emoji PNGs) are
+ * composited on a WHITE background: v' = (v * a + 255 * (255 - a) + 127) / 255 (integer), so
+ * transparent pixels become white rather than black. 16-bit PNGs are reduced to 8 bits.
+ *
+ * Returns CLASP_OK and an owned image (release with clasp_image_free), or: CLASP_ERR_ARG (NULL
+ * pointer, channels not 1/3), CLASP_ERR_FORMAT (empty buffer, unknown or corrupt data; the
+ * message carries stbi_failure_reason()), CLASP_ERR_OVERFLOW (too many pixels),
+ * CLASP_ERR_NOMEM. On error *out is zeroed. */
+clasp_status clasp_image_decode(const void *data, size_t n, int channels, uint64_t max_pixels,
+                                clasp_image *out);
+
+/* Releases the pixels and zeroes the struct; accepts NULL and already-freed images. */
+void clasp_image_free(clasp_image *img);
+
+/* Preprocesses a decoded image into out (cfg->channels, S, S) float32, S = cfg->size (or the
+ * image's own h x w when cfg->size is 0): resize per cfg->mode with stb_image_resize's
+ * Catmull-Rom filter (a bicubic with a = -0.5, as PIL's BICUBIC; antialiased when shrinking,
+ * clamped edges, no sRGB conversion) in 8 bits, then per channel
+ *     out = ((float)p / 255.0f - mean[c]) / std[c]
+ * evaluated in float32 in exactly that order, which is numpy's
+ * (x.astype(float32) / 255.0 - MEAN) / STD bit for bit.
+ * img->channels must equal cfg->channels. Returns CLASP_ERR_ARG / CLASP_ERR_CONFIG / NOMEM. */
+clasp_status clasp_image_preprocess(const clasp_image *img, const clasp_image_config *cfg,
+                                    float *out);
+
+/* Decode + preprocess in one call (cfg->size must be > 0 so the output size is known).
+ * out has clasp_image_tensor_numel(cfg) floats. Errors as clasp_image_decode/_preprocess. */
+clasp_status clasp_image_load(const void *data, size_t n, const clasp_image_config *cfg,
+                              float *out);
+
+/* Resamples the region [x0, x1) x [y0, y1) of img (pixel coordinates, may be fractional, must
+ * lie inside the image and be non-empty) to dst (dh, dw, img->channels) uint8 with the filter
+ * documented at clasp_image_preprocess. Pixels just outside the region but inside the image
+ * feed the filter (so "resize the whole image, then crop" and "resample the crop's region" give
+ * the same result without allocating the whole resized image); the image border is clamped.
+ * A region of exactly dw x dh pixels at integer offsets is copied, not resampled.
+ * Returns CLASP_ERR_ARG for a bad region or size. */
+clasp_status clasp_image_resample_region(const clasp_image *img, double x0, double y0, double x1,
+                                         double y1, uint8_t *dst, int dw, int dh);
+
+/* Converts (h, w, C) uint8 to float CHW and normalises as clasp_image_preprocess does. */
+void clasp_image_normalize(const uint8_t *pixels, int w, int h, int channels, const float *mean,
+                           const float *std, float *out);
+
+/* Encodes (h, w, channels) uint8 pixels (channels 1..4) as PNG into a malloc'd buffer *out of
+ * *n bytes (caller frees with free()). Returns CLASP_ERR_ARG for bad sizes, CLASP_ERR_NOMEM. */
+clasp_status clasp_image_encode_png(const uint8_t *pixels, int w, int h, int channels,
+                                    uint8_t **out, size_t *n);
+/* Same as a baseline JPEG with quality 1..100 (channels 1..4; alpha is dropped). */
+clasp_status clasp_image_encode_jpg(const uint8_t *pixels, int w, int h, int channels, int quality,
+                                    uint8_t **out, size_t *n);
+
+/* ---- private to modalities/: thin wrappers over stb defined in modalities/stb_impl.c ---- */
+int clasp__stb_info(const uint8_t *data, size_t n, int *w, int *h, int *comp);
+uint8_t *clasp__stb_load(const uint8_t *data, size_t n, int *w, int *h, int *comp, int req);
+void clasp__stb_free(void *p);
+const char *clasp__stb_failure_reason(void);
+int clasp__stb_resize_region(const uint8_t *in, int in_w, int in_h, int channels, uint8_t *out,
+                             int out_w, int out_h, float s0, float t0, float s1, float t1);
+int clasp__stb_write(int jpeg, const uint8_t *pixels, int w, int h, int channels, int quality,
+                     uint8_t **out, size_t *n);
+
+#endif

@@ -1,0 +1,652 @@
+/* tokenizer.c: byte-level tokenizer and byte-level BPE (training, encoding, decoding,
+ * tokenizer.json), see tokenizer.h for the id layout, the pre-split rule and the JSON format. */
+#include "modalities/tokenizer.h"
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/hash.h"
+#include "core/json.h"
+#include "core/rng.h"
+#include "core/sizes.h"
+
+/* Longest word (bytes) the pre-split hands to the merger; longer runs are cut into pieces of
+ * this size. Bounds the quadratic merge loop on hostile input (a 1 MB caption with no space). */
+#define MAX_WORD 256
+/* Longest byte string one token may stand for (guards hostile merge lists that double). */
+#define MAX_TOKEN_BYTES 4096
+#define EMPTY_KEY       UINT64_MAX
+
+/* ---- open-addressing map uint64 -> int64 (pair -> rank or count) ---- */
+
+typedef struct pair_map {
+    uint64_t *keys;
+    int64_t *vals;
+    size_t cap; /* power of two */
+    size_t n;
+} pair_map;
+
+static uint64_t pair_key(int32_t a, int32_t b) {
+    return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+}
+
+static bool map_init(pair_map *m, size_t want) {
+    size_t cap = 64;
+    while (cap < want * 2) cap *= 2;
+    m->keys = malloc(cap * sizeof *m->keys);
+    m->vals = calloc(cap, sizeof *m->vals);
+    m->cap = cap;
+    m->n = 0;
+    if (!m->keys || !m->vals) return false;
+    for (size_t i = 0; i < cap; i++) m->keys[i] = EMPTY_KEY;
+    return true;
+}
+
+static void map_free(pair_map *m) {
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
+static size_t map_slot(const pair_map *m, uint64_t key) {
+    size_t i = (size_t)clasp_splitmix64(key) & (m->cap - 1);
+    while (m->keys[i] != EMPTY_KEY && m->keys[i] != key) i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+/* Value for key, or -1 if absent. */
+static int64_t map_get(const pair_map *m, uint64_t key) {
+    if (!m->cap) return -1;
+    size_t i = map_slot(m, key);
+    return m->keys[i] == key ? m->vals[i] : -1;
+}
+
+/* Pointer to the value of key, inserting 0 if absent; NULL on OOM. */
+static int64_t *map_ref(pair_map *m, uint64_t key) {
+    if ((m->n + 1) * 2 > m->cap) {
+        pair_map bigger;
+        if (!map_init(&bigger, m->cap)) {
+            map_free(&bigger);
+            return NULL;
+        }
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->keys[i] == EMPTY_KEY) continue;
+            size_t j = map_slot(&bigger, m->keys[i]);
+            bigger.keys[j] = m->keys[i];
+            bigger.vals[j] = m->vals[i];
+        }
+        bigger.n = m->n;
+        map_free(m);
+        *m = bigger;
+    }
+    size_t i = map_slot(m, key);
+    if (m->keys[i] != key) {
+        m->keys[i] = key;
+        m->vals[i] = 0;
+        m->n++;
+    }
+    return &m->vals[i];
+}
+
+/* ---- the tokenizer ---- */
+
+struct clasp_tokenizer {
+    clasp_tokenizer_type type;
+    int n_merges;
+    int32_t *merges;   /* (n_merges, 2) */
+    pair_map ranks;    /* pair -> merge index */
+    size_t *tok_off;   /* (vocab) offset of each token's bytes in blob */
+    uint32_t *tok_len; /* (vocab) byte length; 0 for BOS/EOS/PAD */
+    uint8_t *blob;
+};
+
+void clasp_tokenizer_free(clasp_tokenizer *tok) {
+    if (!tok) return;
+    free(tok->merges);
+    map_free(&tok->ranks);
+    free(tok->tok_off);
+    free(tok->tok_len);
+    free(tok->blob);
+    free(tok);
+}
+
+clasp_tokenizer_type clasp_tokenizer_kind(const clasp_tokenizer *tok) {
+    return tok ? tok->type : CLASP_TOKENIZER_BYTES;
+}
+int clasp_tokenizer_vocab_size(const clasp_tokenizer *tok) {
+    return tok ? CLASP_TOKEN_FIRST_MERGE + tok->n_merges : 0;
+}
+int clasp_tokenizer_n_merges(const clasp_tokenizer *tok) {
+    return tok ? tok->n_merges : 0;
+}
+
+/* Builds a tokenizer owning `merges` ((n, 2), malloc'd; freed here on error). `what` names the
+ * source in messages. */
+static clasp_status build(clasp_tokenizer_type type, int32_t *merges, int n, const char *what,
+                          clasp_tokenizer **out) {
+    *out = NULL;
+    clasp_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) {
+        free(merges);
+        return clasp_set_error(CLASP_ERR_NOMEM, "tokenizer: out of memory");
+    }
+    t->type = type;
+    t->n_merges = n;
+    t->merges = merges;
+    const size_t vocab = (size_t)CLASP_TOKEN_FIRST_MERGE + (size_t)n;
+    t->tok_off = calloc(vocab, sizeof *t->tok_off);
+    t->tok_len = calloc(vocab, sizeof *t->tok_len);
+    if (!t->tok_off || !t->tok_len || !map_init(&t->ranks, (size_t)n + 1)) {
+        clasp_tokenizer_free(t);
+        return clasp_set_error(CLASP_ERR_NOMEM, "tokenizer: out of memory");
+    }
+    size_t total = 256;
+    for (int b = 0; b < 256; b++) {
+        t->tok_len[b] = 1;
+        t->tok_off[b] = (size_t)b;
+    }
+    for (int i = 0; i < n; i++) {
+        const int32_t a = merges[2 * i], b = merges[2 * i + 1];
+        const int32_t id = CLASP_TOKEN_FIRST_MERGE + i;
+        const bool ok_a = a >= 0 && a < id && (a < 256 || a >= CLASP_TOKEN_FIRST_MERGE);
+        const bool ok_b = b >= 0 && b < id && (b < 256 || b >= CLASP_TOKEN_FIRST_MERGE);
+        if (!ok_a || !ok_b) {
+            clasp_tokenizer_free(t);
+            return clasp_set_error(CLASP_ERR_FORMAT,
+                                   "%s: merges[%d] = [%d, %d]: each id must be a byte or an "
+                                   "earlier merge (< %d, not BOS/EOS/PAD)",
+                                   what, i, (int)a, (int)b, (int)id);
+        }
+        const uint32_t len = t->tok_len[a] + t->tok_len[b];
+        if (len > MAX_TOKEN_BYTES || total + len > ((size_t)1 << 28)) {
+            clasp_tokenizer_free(t);
+            return clasp_set_error(CLASP_ERR_FORMAT,
+                                   "%s: merges[%d] makes a token of %u bytes (limit %d per "
+                                   "token, 256 MiB in all)",
+                                   what, i, len, MAX_TOKEN_BYTES);
+        }
+        if (map_get(&t->ranks, pair_key(a, b)) >= 0) {
+            clasp_tokenizer_free(t);
+            return clasp_set_error(CLASP_ERR_FORMAT,
+                                   "%s: merges[%d] = [%d, %d] repeats an "
+                                   "earlier merge",
+                                   what, i, (int)a, (int)b);
+        }
+        int64_t *r = map_ref(&t->ranks, pair_key(a, b));
+        if (!r) {
+            clasp_tokenizer_free(t);
+            return clasp_set_error(CLASP_ERR_NOMEM, "tokenizer: out of memory");
+        }
+        *r = i;
+        t->tok_len[id] = len;
+        t->tok_off[id] = total;
+        total += len;
+    }
+    t->blob = malloc(total);
+    if (!t->blob) {
+        clasp_tokenizer_free(t);
+        return clasp_set_error(CLASP_ERR_NOMEM, "tokenizer: out of memory");
+    }
+    for (int b = 0; b < 256; b++) t->blob[b] = (uint8_t)b;
+    for (int i = 0; i < n; i++) {
+        const int32_t a = merges[2 * i], b = merges[2 * i + 1];
+        uint8_t *dst = t->blob + t->tok_off[CLASP_TOKEN_FIRST_MERGE + i];
+        memcpy(dst, t->blob + t->tok_off[a], t->tok_len[a]);
+        memcpy(dst + t->tok_len[a], t->blob + t->tok_off[b], t->tok_len[b]);
+    }
+    *out = t;
+    return CLASP_OK;
+}
+
+clasp_status clasp_tokenizer_new_bytes(clasp_tokenizer **out) {
+    if (!out) return clasp_set_error(CLASP_ERR_ARG, "tokenizer: NULL output");
+    return build(CLASP_TOKENIZER_BYTES, NULL, 0, "bytes tokenizer", out);
+}
+
+/* ---- pre-split and encoding ---- */
+
+/* Length of the word starting at s[pos] (pos < n): up to the next space that follows a
+ * non-space byte, at most MAX_WORD bytes. */
+static size_t word_len(const uint8_t *s, size_t n, size_t pos) {
+    size_t i = pos + 1;
+    while (i < n && i - pos < MAX_WORD && !(s[i] == ' ' && s[i - 1] != ' ')) i++;
+    return i - pos;
+}
+
+/* Applies the merges to ids[0..*len) in place (lowest rank first, each rank applied to all its
+ * occurrences left to right, as GPT-2's bpe()). */
+static void merge_word(const clasp_tokenizer *t, int32_t *ids, size_t *len) {
+    size_t L = *len;
+    while (L >= 2) {
+        int64_t best = INT64_MAX;
+        for (size_t i = 0; i + 1 < L; i++) {
+            int64_t r = map_get(&t->ranks, pair_key(ids[i], ids[i + 1]));
+            if (r >= 0 && r < best) best = r;
+        }
+        if (best == INT64_MAX) break;
+        const int32_t a = t->merges[2 * best], b = t->merges[2 * best + 1];
+        const int32_t id = (int32_t)(CLASP_TOKEN_FIRST_MERGE + best);
+        size_t w = 0;
+        for (size_t i = 0; i < L;) {
+            if (i + 1 < L && ids[i] == a && ids[i + 1] == b) {
+                ids[w++] = id;
+                i += 2;
+            } else {
+                ids[w++] = ids[i++];
+            }
+        }
+        L = w;
+    }
+    *len = L;
+}
+
+/* Encodes s[n] into ids (room for n entries), stopping once `limit` tokens are produced (the
+ * remaining words cannot change them). Returns the count (may exceed limit by one word). */
+static size_t encode_ids(const clasp_tokenizer *t, const uint8_t *s, size_t n, int32_t *ids,
+                         size_t limit) {
+    size_t count = 0;
+    if (t->n_merges == 0) {
+        size_t m = n < limit ? n : limit;
+        for (size_t i = 0; i < m; i++) ids[i] = s[i];
+        return m;
+    }
+    size_t pos = 0;
+    while (pos < n && count < limit) {
+        size_t wl = word_len(s, n, pos);
+        int32_t *w = ids + count;
+        for (size_t i = 0; i < wl; i++) w[i] = s[pos + i];
+        merge_word(t, w, &wl);
+        count += wl;
+        pos += word_len(s, n, pos);
+    }
+    return count;
+}
+
+clasp_status clasp_tokenizer_encode_raw(const clasp_tokenizer *tok, const char *text, size_t n,
+                                        int32_t **ids, size_t *n_ids) {
+    if (!tok || (!text && n) || !ids || !n_ids)
+        return clasp_set_error(CLASP_ERR_ARG, "tokenizer encode: NULL argument");
+    *ids = NULL;
+    *n_ids = 0;
+    int32_t *buf = malloc((n ? n : 1) * sizeof *buf);
+    if (!buf) return clasp_set_error(CLASP_ERR_NOMEM, "tokenizer encode: %zu bytes", n);
+    *n_ids = encode_ids(tok, (const uint8_t *)text, n, buf, SIZE_MAX);
+    *ids = buf;
+    return CLASP_OK;
+}
+
+clasp_status clasp_tokenizer_encode_n(const clasp_tokenizer *tok, const char *text, size_t n,
+                                      int32_t *out, int ctx, int *n_used) {
+    if (!tok || (!text && n) || !out)
+        return clasp_set_error(CLASP_ERR_ARG, "tokenizer encode: NULL argument");
+    if (ctx < 2)
+        return clasp_set_error(CLASP_ERR_ARG, "tokenizer encode: context %d < 2 (BOS + EOS)", ctx);
+    const size_t room = (size_t)ctx - 2;
+    /* encode_ids stops after the word that reaches `room` tokens, so it writes at most
+     * room + MAX_WORD ids (a word is at most MAX_WORD bytes, hence ids). */
+    const size_t cap = room + MAX_WORD;
+    int32_t stack_buf[512];
+    int32_t *ids = stack_buf;
+    if (cap > sizeof stack_buf / sizeof stack_buf[0]) {
+        ids = malloc(cap * sizeof *ids);
+        if (!ids) return clasp_set_error(CLASP_ERR_NOMEM, "tokenizer encode: %zu ids", cap);
+    }
+    size_t cnt = encode_ids(tok, (const uint8_t *)text, n, ids, room);
+    size_t keep = cnt < room ? cnt : room;
+    out[0] = CLASP_TOKEN_BOS;
+    for (size_t i = 0; i < keep; i++) out[1 + i] = ids[i];
+    out[1 + keep] = CLASP_TOKEN_EOS;
+    for (size_t i = keep + 2; i < (size_t)ctx; i++) out[i] = CLASP_TOKEN_PAD;
+    if (n_used) *n_used = (int)keep;
+    if (ids != stack_buf) free(ids);
+    return CLASP_OK;
+}
+
+clasp_status clasp_tokenizer_encode(const clasp_tokenizer *tok, const char *text, int32_t *out,
+                                    int ctx) {
+    if (!text) return clasp_set_error(CLASP_ERR_ARG, "tokenizer encode: NULL text");
+    return clasp_tokenizer_encode_n(tok, text, strlen(text), out, ctx, NULL);
+}
+
+clasp_status clasp_tokenizer_decode(const clasp_tokenizer *tok, const int32_t *ids, size_t n,
+                                    char **out, size_t *out_n) {
+    if (!tok || (!ids && n) || !out || !out_n)
+        return clasp_set_error(CLASP_ERR_ARG, "tokenizer decode: NULL argument");
+    *out = NULL;
+    *out_n = 0;
+    const int32_t vocab = clasp_tokenizer_vocab_size(tok);
+    size_t total = 0, used = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= vocab)
+            return clasp_set_error(CLASP_ERR_ARG,
+                                   "tokenizer decode: ids[%zu] = %d outside the "
+                                   "vocabulary of %d",
+                                   i, (int)ids[i], (int)vocab);
+        if (ids[i] == CLASP_TOKEN_EOS) break;
+        total += tok->tok_len[ids[i]];
+        used = i + 1;
+    }
+    char *s = malloc(total + 1);
+    if (!s) return clasp_set_error(CLASP_ERR_NOMEM, "tokenizer decode: %zu bytes", total + 1);
+    size_t w = 0;
+    for (size_t i = 0; i < used; i++) {
+        memcpy(s + w, tok->blob + tok->tok_off[ids[i]], tok->tok_len[ids[i]]);
+        w += tok->tok_len[ids[i]];
+    }
+    s[w] = '\0';
+    *out = s;
+    *out_n = w;
+    return CLASP_OK;
+}
+
+/* ---- BPE training ---- */
+
+/* The unique words of the corpus with their multiplicities; symbols of word w are
+ * ids[off[w] .. off[w] + len[w]). */
+typedef struct word_set {
+    int32_t *ids;
+    size_t n_ids, cap_ids;
+    size_t *off;
+    size_t *len;
+    int64_t *count;
+    size_t n, cap;
+    pair_map index; /* content hash -> word index */
+} word_set;
+
+static void words_free(word_set *ws) {
+    free(ws->ids);
+    free(ws->off);
+    free(ws->len);
+    free(ws->count);
+    map_free(&ws->index);
+}
+
+static bool word_equal(const word_set *ws, size_t w, const uint8_t *s, size_t n) {
+    if (ws->len[w] != n) return false;
+    const int32_t *ids = ws->ids + ws->off[w];
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] != s[i]) return false;
+    return true;
+}
+
+/* Counts one occurrence of word s[n]; false on OOM. */
+static bool words_add(word_set *ws, const uint8_t *s, size_t n) {
+    uint64_t key = clasp_hash64(s, n, 0);
+    for (;;) {
+        if (key == EMPTY_KEY) key = 0;
+        int64_t w = map_get(&ws->index, key);
+        if (w < 0) break;
+        if (word_equal(ws, (size_t)w, s, n)) {
+            ws->count[w]++;
+            return true;
+        }
+        key = clasp_splitmix64(key); /* 64-bit hash collision: probe another key */
+    }
+    if (ws->n == ws->cap) {
+        size_t cap = ws->cap ? ws->cap * 2 : 1024;
+        size_t *off = realloc(ws->off, cap * sizeof *off);
+        if (off) ws->off = off;
+        size_t *len = realloc(ws->len, cap * sizeof *len);
+        if (len) ws->len = len;
+        int64_t *count = realloc(ws->count, cap * sizeof *count);
+        if (count) ws->count = count;
+        if (!off || !len || !count) return false;
+        ws->cap = cap;
+    }
+    if (ws->n_ids + n > ws->cap_ids) {
+        size_t cap = ws->cap_ids ? ws->cap_ids : 4096;
+        while (cap < ws->n_ids + n) cap *= 2;
+        int32_t *ids = realloc(ws->ids, cap * sizeof *ids);
+        if (!ids) return false;
+        ws->ids = ids;
+        ws->cap_ids = cap;
+    }
+    int64_t *slot = map_ref(&ws->index, key);
+    if (!slot) return false;
+    *slot = (int64_t)ws->n;
+    ws->off[ws->n] = ws->n_ids;
+    ws->len[ws->n] = n;
+    ws->count[ws->n] = 1;
+    for (size_t i = 0; i < n; i++) ws->ids[ws->n_ids + i] = s[i];
+    ws->n_ids += n;
+    ws->n++;
+    return true;
+}
+
+/* Adds sign * count[w] to the count of every adjacent pair of word w; false on OOM. */
+static bool count_pairs(pair_map *pc, const word_set *ws, size_t w, int64_t sign) {
+    const int32_t *ids = ws->ids + ws->off[w];
+    for (size_t i = 0; i + 1 < ws->len[w]; i++) {
+        int64_t *c = map_ref(pc, pair_key(ids[i], ids[i + 1]));
+        if (!c) return false;
+        *c += sign * ws->count[w];
+    }
+    return true;
+}
+
+clasp_status clasp_tokenizer_train_bpe(const char *const *texts, size_t n_texts, int vocab_size,
+                                       int min_count, clasp_tokenizer **out) {
+    if (!out || (!texts && n_texts))
+        return clasp_set_error(CLASP_ERR_ARG, "tokenizer train: NULL argument");
+    *out = NULL;
+    if (vocab_size < CLASP_TOKEN_FIRST_MERGE || vocab_size > CLASP_TOKENIZER_MAX_VOCAB)
+        return clasp_set_error(CLASP_ERR_ARG, "tokenizer train: vocab size %d not in [%d, %d]",
+                               vocab_size, CLASP_TOKEN_FIRST_MERGE, CLASP_TOKENIZER_MAX_VOCAB);
+    if (min_count < 1)
+        return clasp_set_error(CLASP_ERR_ARG, "tokenizer train: min_count %d < 1", min_count);
+    const int want = vocab_size - CLASP_TOKEN_FIRST_MERGE;
+    word_set ws;
+    memset(&ws, 0, sizeof ws);
+    pair_map pc;
+    memset(&pc, 0, sizeof pc);
+    int32_t *merges = malloc(((size_t)want + 1) * 2 * sizeof *merges);
+    clasp_status st = CLASP_OK;
+    if (!merges || !map_init(&ws.index, 1024) || !map_init(&pc, 4096)) goto oom;
+    for (size_t t = 0; t < n_texts; t++) {
+        const uint8_t *s = (const uint8_t *)texts[t];
+        if (!s) continue;
+        const size_t n = strlen(texts[t]);
+        for (size_t pos = 0; pos < n;) {
+            const size_t wl = word_len(s, n, pos);
+            if (!words_add(&ws, s + pos, wl)) goto oom;
+            pos += wl;
+        }
+    }
+    for (size_t w = 0; w < ws.n; w++)
+        if (!count_pairs(&pc, &ws, w, 1)) goto oom;
+
+    int n_merges = 0;
+    while (n_merges < want) {
+        uint64_t best_key = EMPTY_KEY;
+        int64_t best = 0;
+        for (size_t i = 0; i < pc.cap; i++) {
+            const uint64_t k = pc.keys[i];
+            if (k == EMPTY_KEY || pc.vals[i] < min_count) continue;
+            /* Highest count; ties to the lowest (left, right), i.e. the lowest key. */
+            if (pc.vals[i] > best || (pc.vals[i] == best && k < best_key)) {
+                best = pc.vals[i];
+                best_key = k;
+            }
+        }
+        if (best_key == EMPTY_KEY) break;
+        const int32_t a = (int32_t)(best_key >> 32), b = (int32_t)(best_key & 0xffffffffu);
+        const int32_t id = CLASP_TOKEN_FIRST_MERGE + n_merges;
+        merges[2 * n_merges] = a;
+        merges[2 * n_merges + 1] = b;
+        n_merges++;
+        for (size_t w = 0; w < ws.n; w++) {
+            int32_t *ids = ws.ids + ws.off[w];
+            const size_t L = ws.len[w];
+            bool has = false;
+            for (size_t i = 0; i + 1 < L && !has; i++) has = ids[i] == a && ids[i + 1] == b;
+            if (!has) continue;
+            if (!count_pairs(&pc, &ws, w, -1)) goto oom;
+            size_t wr = 0;
+            for (size_t i = 0; i < L;) {
+                if (i + 1 < L && ids[i] == a && ids[i + 1] == b) {
+                    ids[wr++] = id;
+                    i += 2;
+                } else {
+                    ids[wr++] = ids[i++];
+                }
+            }
+            ws.len[w] = wr;
+            if (!count_pairs(&pc, &ws, w, 1)) goto oom;
+        }
+    }
+    words_free(&ws);
+    map_free(&pc);
+    return build(CLASP_TOKENIZER_BPE, merges, n_merges, "trained BPE", out);
+oom:
+    st = clasp_set_error(CLASP_ERR_NOMEM, "tokenizer train: out of memory (%zu words)", ws.n);
+    words_free(&ws);
+    map_free(&pc);
+    free(merges);
+    return st;
+}
+
+/* ---- JSON ---- */
+
+cJSON *clasp_tokenizer_to_json(const clasp_tokenizer *tok) {
+    if (!tok) return NULL;
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    bool ok =
+        cJSON_AddStringToObject(o, "type", tok->type == CLASP_TOKENIZER_BPE ? "bpe" : "bytes") &&
+        cJSON_AddNumberToObject(o, "version", 1) &&
+        cJSON_AddNumberToObject(o, "vocab_size", clasp_tokenizer_vocab_size(tok)) &&
+        cJSON_AddNumberToObject(o, "bos_id", CLASP_TOKEN_BOS) &&
+        cJSON_AddNumberToObject(o, "eos_id", CLASP_TOKEN_EOS) &&
+        cJSON_AddNumberToObject(o, "pad_id", CLASP_TOKEN_PAD);
+    if (ok && tok->type == CLASP_TOKENIZER_BPE) {
+        ok = cJSON_AddStringToObject(o, "pre_split", "space") != NULL;
+        cJSON *m = ok ? cJSON_AddArrayToObject(o, "merges") : NULL;
+        ok = m != NULL;
+        for (int i = 0; ok && i < tok->n_merges; i++) {
+            cJSON *pair = cJSON_CreateIntArray((const int *)(tok->merges + 2 * i), 2);
+            ok = pair && cJSON_AddItemToArray(m, pair);
+        }
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+clasp_status clasp_tokenizer_save(const clasp_tokenizer *tok, const char *path) {
+    if (!tok || !path) return clasp_set_error(CLASP_ERR_ARG, "tokenizer save: NULL argument");
+    cJSON *o = clasp_tokenizer_to_json(tok);
+    if (!o) return clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory building JSON", path);
+    clasp_status s = clasp_json_save(path, o);
+    cJSON_Delete(o);
+    return s;
+}
+
+static clasp_status from_json(const cJSON *obj, const char *file, int depth, clasp_tokenizer **out);
+
+static clasp_status load_path(const char *rel, const char *file, int depth, clasp_tokenizer **out) {
+    char path[4096];
+    const char *slash = (file && rel[0] != '/') ? strrchr(file, '/') : NULL;
+    int k = slash ? snprintf(path, sizeof path, "%.*s/%s", (int)(slash - file), file, rel)
+                  : snprintf(path, sizeof path, "%s", rel);
+    if (k < 0 || (size_t)k >= sizeof path)
+        return clasp_set_error(CLASP_ERR_CONFIG, "%s: tokenizer path too long", file);
+    cJSON *root = NULL;
+    clasp_status s = clasp_json_load(path, &root);
+    if (s != CLASP_OK) return clasp_wrap_error(s, "%s: tokenizer 'path'", file ? file : "config");
+    s = from_json(root, path, depth + 1, out);
+    cJSON_Delete(root);
+    return s;
+}
+
+static clasp_status from_json(const cJSON *obj, const char *file, int depth,
+                              clasp_tokenizer **out) {
+    const char *f = file ? file : "tokenizer";
+    if (!cJSON_IsObject(obj))
+        return clasp_set_error(CLASP_ERR_CONFIG, "%s: tokenizer must be a JSON object", f);
+    char type[16];
+    CLASP_TRY(clasp_json_str(obj, "type", f, NULL, type, sizeof type));
+    int64_t v;
+    CLASP_TRY(clasp_json_int_opt(obj, "bos_id", f, NULL, CLASP_TOKEN_BOS, CLASP_TOKEN_BOS,
+                                 CLASP_TOKEN_BOS, &v));
+    CLASP_TRY(clasp_json_int_opt(obj, "eos_id", f, NULL, CLASP_TOKEN_EOS, CLASP_TOKEN_EOS,
+                                 CLASP_TOKEN_EOS, &v));
+    CLASP_TRY(clasp_json_int_opt(obj, "pad_id", f, NULL, CLASP_TOKEN_PAD, CLASP_TOKEN_PAD,
+                                 CLASP_TOKEN_PAD, &v));
+    CLASP_TRY(clasp_json_int_opt(obj, "version", f, NULL, 1, 1, 1, &v));
+    if (strcmp(type, "bytes") == 0) {
+        CLASP_TRY(clasp_json_int_opt(obj, "vocab_size", f, NULL, CLASP_TOKEN_FIRST_MERGE,
+                                     CLASP_TOKEN_FIRST_MERGE, CLASP_TOKEN_FIRST_MERGE, &v));
+        return clasp_tokenizer_new_bytes(out);
+    }
+    if (strcmp(type, "bpe") != 0)
+        return clasp_set_error(CLASP_ERR_CONFIG,
+                               "%s: field 'type': '%s' (expected \"bytes\" or \"bpe\")", f, type);
+    char pre[16];
+    CLASP_TRY(clasp_json_str_opt(obj, "pre_split", f, NULL, "space", pre, sizeof pre));
+    if (strcmp(pre, "space") != 0)
+        return clasp_set_error(CLASP_ERR_CONFIG,
+                               "%s: field 'pre_split': '%s' (expected "
+                               "\"space\")",
+                               f, pre);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, "merges");
+    if (!m) {
+        char rel[4096];
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(obj, "path");
+        if (!p)
+            return clasp_set_error(CLASP_ERR_CONFIG,
+                                   "%s: a bpe tokenizer needs 'merges' or "
+                                   "'path'",
+                                   f);
+        if (depth > 0)
+            return clasp_set_error(CLASP_ERR_CONFIG, "%s: 'path' inside a tokenizer file", f);
+        CLASP_TRY(clasp_json_str(obj, "path", f, NULL, rel, sizeof rel));
+        return load_path(rel, file, depth, out);
+    }
+    if (!cJSON_IsArray(m))
+        return clasp_set_error(CLASP_ERR_CONFIG, "%s: field 'merges': expected an array", f);
+    const int n = cJSON_GetArraySize(m);
+    if (n > CLASP_TOKENIZER_MAX_VOCAB - CLASP_TOKEN_FIRST_MERGE)
+        return clasp_set_error(CLASP_ERR_CONFIG, "%s: %d merges (limit %d)", f, n,
+                               CLASP_TOKENIZER_MAX_VOCAB - CLASP_TOKEN_FIRST_MERGE);
+    CLASP_TRY(clasp_json_int_opt(obj, "vocab_size", f, NULL, CLASP_TOKEN_FIRST_MERGE + n,
+                                 CLASP_TOKEN_FIRST_MERGE + n, CLASP_TOKEN_FIRST_MERGE + n, &v));
+    int32_t *merges = malloc(((size_t)n + 1) * 2 * sizeof *merges);
+    if (!merges) return clasp_set_error(CLASP_ERR_NOMEM, "%s: %d merges", f, n);
+    int i = 0;
+    const cJSON *pair;
+    cJSON_ArrayForEach(pair, m) {
+        const cJSON *a = cJSON_GetArrayItem(pair, 0), *b = cJSON_GetArrayItem(pair, 1);
+        if (!cJSON_IsArray(pair) || cJSON_GetArraySize(pair) != 2 || !cJSON_IsNumber(a) ||
+            !cJSON_IsNumber(b) || a->valuedouble != (double)(int32_t)a->valuedouble ||
+            b->valuedouble != (double)(int32_t)b->valuedouble) {
+            free(merges);
+            return clasp_set_error(CLASP_ERR_CONFIG,
+                                   "%s: field 'merges[%d]': expected [left id, right id]", f, i);
+        }
+        merges[2 * i] = (int32_t)a->valuedouble;
+        merges[2 * i + 1] = (int32_t)b->valuedouble;
+        i++;
+    }
+    return build(CLASP_TOKENIZER_BPE, merges, n, f, out);
+}
+
+clasp_status clasp_tokenizer_from_json(const cJSON *obj, const char *file, clasp_tokenizer **out) {
+    if (!out) return clasp_set_error(CLASP_ERR_ARG, "tokenizer from json: NULL output");
+    *out = NULL;
+    if (!obj) return clasp_set_error(CLASP_ERR_ARG, "tokenizer from json: NULL object");
+    return from_json(obj, file, 0, out);
+}
+
+clasp_status clasp_tokenizer_load(const char *path, clasp_tokenizer **out) {
+    if (!path || !out) return clasp_set_error(CLASP_ERR_ARG, "tokenizer load: NULL argument");
+    *out = NULL;
+    cJSON *root = NULL;
+    CLASP_TRY(clasp_json_load(path, &root));
+    clasp_status s = from_json(root, path, 1, out);
+    cJSON_Delete(root);
+    return s;
+}

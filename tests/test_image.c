@@ -1,0 +1,327 @@
+/* test_image.c: image decoding, pixel limit, alpha compositing, resize/crop, normalisation
+ * (bit-exact against numpy for Fashion-MNIST) and corrupt inputs (modalities/image.h). */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/safetensors.h"
+#include "modalities/image.h"
+#include "testutil.h"
+
+/* A w x h x c test pattern. */
+static uint8_t *pattern(int w, int h, int c, unsigned seed) {
+    uint8_t *p = malloc((size_t)w * h * c);
+    cr_assert(p);
+    for (int i = 0; i < w * h * c; i++)
+        p[i] = (uint8_t)((i * 7u + seed * 13u + (unsigned)(i / 5)) & 255u);
+    return p;
+}
+
+static void encode_png(const uint8_t *px, int w, int h, int c, uint8_t **out, size_t *n) {
+    cr_assert_eq(clasp_image_encode_png(px, w, h, c, out, n), CLASP_OK, "%s", clasp_last_error());
+}
+
+Test(image, png_roundtrip_gray_and_rgb) {
+    for (int c = 1; c <= 3; c += 2) {
+        uint8_t *px = pattern(17, 11, c, 1), *png;
+        size_t n;
+        encode_png(px, 17, 11, c, &png, &n);
+        clasp_image img;
+        cr_assert_eq(clasp_image_decode(png, n, c, CLASP_IMAGE_DEFAULT_MAX_PIXELS, &img), CLASP_OK,
+                     "%s", clasp_last_error());
+        cr_assert_eq(img.w, 17);
+        cr_assert_eq(img.h, 11);
+        cr_assert_eq(img.channels, c);
+        cr_assert(memcmp(img.pixels, px, (size_t)17 * 11 * c) == 0, "PNG is lossless");
+        clasp_image_free(&img);
+        cr_assert_null(img.pixels);
+        clasp_image_free(&img); /* twice is fine */
+        free(px);
+        free(png);
+    }
+}
+
+Test(image, gray_to_rgb_and_rgb_to_gray) {
+    uint8_t px[6] = {10, 20, 30, 200, 100, 0}, *png;
+    size_t n;
+    encode_png(px, 2, 1, 3, &png, &n);
+    clasp_image img;
+    cr_assert_eq(clasp_image_decode(png, n, 1, 1000, &img), CLASP_OK);
+    /* stb's luma: (77 R + 150 G + 29 B) >> 8 */
+    cr_assert_eq(img.pixels[0], (10 * 77 + 20 * 150 + 30 * 29) >> 8);
+    cr_assert_eq(img.pixels[1], (200 * 77 + 100 * 150 + 0 * 29) >> 8);
+    clasp_image_free(&img);
+    free(png);
+    uint8_t g[2] = {7, 250};
+    encode_png(g, 2, 1, 1, &png, &n);
+    cr_assert_eq(clasp_image_decode(png, n, 3, 1000, &img), CLASP_OK);
+    const uint8_t want[6] = {7, 7, 7, 250, 250, 250};
+    cr_assert(memcmp(img.pixels, want, 6) == 0);
+    clasp_image_free(&img);
+    free(png);
+}
+
+Test(image, alpha_composited_on_white) {
+    /* RGBA: opaque red, fully transparent black, half transparent blue. */
+    uint8_t px[12] = {255, 0, 0, 255, 0, 0, 0, 0, 0, 0, 255, 128}, *png;
+    size_t n;
+    encode_png(px, 3, 1, 4, &png, &n);
+    clasp_image img;
+    cr_assert_eq(clasp_image_decode(png, n, 3, 1000, &img), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(img.channels, 3);
+    const uint8_t a = 128;
+    const uint8_t half_white = (uint8_t)((255u * (255u - a) + 127u) / 255u);
+    const uint8_t blue = (uint8_t)((255u * a + 255u * (255u - a) + 127u) / 255u);
+    const uint8_t want[9] = {255, 0, 0, 255, 255, 255, half_white, half_white, blue};
+    for (int i = 0; i < 9; i++)
+        cr_assert_eq(img.pixels[i], want[i], "byte %d: %d vs %d", i, img.pixels[i], want[i]);
+    clasp_image_free(&img);
+    /* Gray output: the transparent pixel is white too. */
+    cr_assert_eq(clasp_image_decode(png, n, 1, 1000, &img), CLASP_OK);
+    cr_assert_eq(img.pixels[1], 255);
+    clasp_image_free(&img);
+    free(png);
+}
+
+Test(image, fmnist_normalisation_bit_exact_with_numpy) {
+    char path[1024];
+    clasp_safetensors *st;
+    cr_assert_eq(
+        clasp_st_open(clasp_test_ref_path("image/fmnist_norm.safetensors", path, sizeof path), &st),
+        CLASP_OK, "%s", clasp_last_error());
+    const clasp_st_tensor *t = clasp_st_find(st, "normalized");
+    cr_assert(t && t->numel == 256);
+    const float *table = clasp_st_f32(st, t);
+    cr_assert(table);
+    /* A 28x28 image holding every byte value, through PNG and the full preprocessing. */
+    uint8_t px[28 * 28];
+    for (int i = 0; i < 28 * 28; i++) px[i] = (uint8_t)((i * 37) & 255);
+    uint8_t *png;
+    size_t n;
+    encode_png(px, 28, 28, 1, &png, &n);
+    clasp_image_config cfg = clasp_image_default_config();
+    cfg.channels = 1;
+    cfg.size = 28;
+    cfg.mean[0] = 0.2860f;
+    cfg.std[0] = 0.3530f;
+    float out[28 * 28];
+    cr_assert_eq(clasp_image_load(png, n, &cfg, out), CLASP_OK, "%s", clasp_last_error());
+    for (int i = 0; i < 28 * 28; i++)
+        cr_assert(memcmp(&out[i], &table[px[i]], sizeof(float)) == 0,
+                  "pixel %d value %d: got %.9g want %.9g", i, px[i], (double)out[i],
+                  (double)table[px[i]]);
+    free(png);
+    clasp_st_free(st);
+}
+
+Test(image, center_crop_and_exact_resize) {
+    /* A 40x20 RGB image: shorter side 20 -> 10, so 20x10, then the center 10x10. */
+    const int w = 40, h = 20;
+    uint8_t *px = malloc((size_t)w * h * 3);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++) px[(y * w + x) * 3 + c] = (uint8_t)(x < 20 ? 50 : 200);
+    clasp_image img = {px, w, h, 3};
+    clasp_image_config cfg = clasp_image_default_config();
+    cfg.size = 10;
+    for (int c = 0; c < 3; c++) {
+        cfg.mean[c] = 0.0f;
+        cfg.std[c] = 1.0f;
+    }
+    float out[3 * 10 * 10];
+    cr_assert_eq(clasp_image_preprocess(&img, &cfg, out), CLASP_OK, "%s", clasp_last_error());
+    /* The crop spans the source columns 10..30: left half 50, right half 200. */
+    for (int c = 0; c < 3; c++) {
+        cr_assert_float_eq(out[c * 100 + 5 * 10 + 0], 50.0f / 255.0f, 1e-6);
+        cr_assert_float_eq(out[c * 100 + 5 * 10 + 9], 200.0f / 255.0f, 1e-6);
+    }
+    cfg.mode = CLASP_IMAGE_RESIZE_EXACT;
+    cr_assert_eq(clasp_image_preprocess(&img, &cfg, out), CLASP_OK);
+    cr_assert_float_eq(out[0], 50.0f / 255.0f, 1e-6);
+    cr_assert_float_eq(out[9], 200.0f / 255.0f, 1e-6);
+    /* Constant images stay constant under any resize. */
+    memset(px, 77, (size_t)w * h * 3);
+    cfg.size = 33;
+    float big[3 * 33 * 33];
+    cr_assert_eq(clasp_image_preprocess(&img, &cfg, big), CLASP_OK);
+    for (int i = 0; i < 3 * 33 * 33; i++) cr_assert_float_eq(big[i], 77.0f / 255.0f, 1e-6);
+    free(px);
+}
+
+Test(image, center_crop_equals_resize_then_crop) {
+    /* Resampling the crop's region must equal resizing the whole image and then cropping. */
+    const int w = 30, h = 20, S = 12; /* resize to 18x12, crop columns 3..15 */
+    uint8_t *px = pattern(w, h, 1, 3);
+    clasp_image img = {px, w, h, 1};
+    uint8_t full[18 * 12], crop[12 * 12];
+    cr_assert_eq(clasp_image_resample_region(&img, 0, 0, w, h, full, 18, 12), CLASP_OK);
+    cr_assert_eq(clasp_image_resample_region(&img, 3.0 * w / 18, 0, 15.0 * w / 18, h, crop, S, S),
+                 CLASP_OK);
+    int maxdiff = 0;
+    for (int y = 0; y < 12; y++)
+        for (int x = 0; x < 12; x++) {
+            int d = abs((int)crop[y * 12 + x] - (int)full[y * 18 + x + 3]);
+            if (d > maxdiff) maxdiff = d;
+        }
+    cr_assert_leq(maxdiff, 1, "max difference %d", maxdiff);
+    free(px);
+}
+
+Test(image, config_json_roundtrip_and_errors) {
+    cJSON *o = cJSON_Parse("{\"channels\":1,\"image_size\":28,\"mean\":[0.286],\"std\":[0.353],"
+                           "\"resize\":\"exact\",\"max_pixels\":1000}");
+    clasp_image_config c;
+    cr_assert_eq(clasp_image_config_from_json(o, "m.json", "image", &c), CLASP_OK, "%s",
+                 clasp_last_error());
+    cr_assert_eq(c.channels, 1);
+    cr_assert_eq(c.size, 28);
+    cr_assert_eq(c.mode, CLASP_IMAGE_RESIZE_EXACT);
+    cr_assert_eq(c.mean[0], 0.286f);
+    cr_assert_eq(c.max_pixels, 1000);
+    cJSON *back = clasp_image_config_to_json(&c);
+    clasp_image_config c2;
+    cr_assert_eq(clasp_image_config_from_json(back, "back", NULL, &c2), CLASP_OK);
+    cr_assert(memcmp(&c, &c2, sizeof c) == 0);
+    cJSON_Delete(back);
+    cJSON_Delete(o);
+    o = cJSON_Parse("{\"channels\":3,\"std\":[1,0,1]}");
+    cr_assert_eq(clasp_image_config_from_json(o, "m.json", "image", &c), CLASP_ERR_CONFIG);
+    cr_assert(strstr(clasp_last_error(), "std"), "%s", clasp_last_error());
+    cJSON_Delete(o);
+    o = cJSON_Parse("{\"resize\":\"stretch\"}");
+    cr_assert_eq(clasp_image_config_from_json(o, "m.json", "image", &c), CLASP_ERR_CONFIG);
+    cr_assert(strstr(clasp_last_error(), "resize"), "%s", clasp_last_error());
+    cJSON_Delete(o);
+}
+
+/* ---- bad input ---- */
+
+Test(image, empty_buffer) {
+    clasp_image img;
+    cr_assert_eq(clasp_image_decode("", 0, 3, 1000, &img), CLASP_ERR_FORMAT);
+    cr_assert_null(img.pixels);
+    cr_assert(strstr(clasp_last_error(), "empty"), "%s", clasp_last_error());
+}
+
+Test(image, garbage_bytes) {
+    const char junk[] = "this is not an image at all, just text";
+    clasp_image img;
+    cr_assert_eq(clasp_image_decode(junk, sizeof junk, 3, 1000, &img), CLASP_ERR_FORMAT);
+    cr_assert(strstr(clasp_last_error(), "image"), "%s", clasp_last_error());
+}
+
+Test(image, corrupt_and_truncated_png) {
+    uint8_t *px = pattern(32, 32, 3, 5), *png;
+    size_t n;
+    encode_png(px, 32, 32, 3, &png, &n);
+    clasp_image img;
+    /* Truncated: header intact, data cut. */
+    cr_assert_eq(clasp_image_decode(png, n / 2, 3, 1000000, &img), CLASP_ERR_FORMAT);
+    cr_assert_null(img.pixels);
+    cr_assert(strlen(clasp_last_error()) > 10);
+    /* Only the signature. */
+    cr_assert_eq(clasp_image_decode(png, 8, 3, 1000000, &img), CLASP_ERR_FORMAT);
+    /* Corrupted compressed data (the IDAT payload): never a crash. */
+    for (size_t i = 60; i < n - 12; i += 7) png[i] ^= 0xA5;
+    clasp_status s = clasp_image_decode(png, n, 3, 1000000, &img);
+    cr_assert(s == CLASP_ERR_FORMAT || s == CLASP_OK);
+    if (s == CLASP_OK)
+        clasp_image_free(&img);
+    else
+        cr_assert(strstr(clasp_last_error(), "cannot decode"), "%s", clasp_last_error());
+    free(px);
+    free(png);
+}
+
+Test(image, corrupt_and_truncated_jpeg) {
+    uint8_t *px = pattern(32, 24, 3, 9), *jpg;
+    size_t n;
+    cr_assert_eq(clasp_image_encode_jpg(px, 32, 24, 3, 90, &jpg, &n), CLASP_OK);
+    clasp_image img;
+    cr_assert_eq(clasp_image_decode(jpg, n, 3, 1000000, &img), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(img.w, 32);
+    cr_assert_eq(img.h, 24);
+    clasp_image_free(&img);
+    /* Cut inside the header segments. */
+    cr_assert_eq(clasp_image_decode(jpg, 40, 3, 1000000, &img), CLASP_ERR_FORMAT);
+    cr_assert_null(img.pixels);
+    /* Corrupt every byte after the headers: decodes to garbage or fails, never crashes. */
+    for (size_t i = n / 2; i < n; i++) jpg[i] = (uint8_t)(jpg[i] * 31u + 7u);
+    clasp_status s = clasp_image_decode(jpg, n, 3, 1000000, &img);
+    cr_assert(s == CLASP_ERR_FORMAT || s == CLASP_OK);
+    clasp_image_free(&img);
+    free(px);
+    free(jpg);
+}
+
+/* Writes a PNG signature + IHDR chunk declaring w x h (CRC left zero: stb does not check it). */
+static size_t png_header(uint8_t *b, uint32_t w, uint32_t h, uint8_t color_type) {
+    const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    memcpy(b, sig, 8);
+    const uint8_t ihdr[8] = {0, 0, 0, 13, 'I', 'H', 'D', 'R'};
+    memcpy(b + 8, ihdr, 8);
+    uint8_t *d = b + 16;
+    d[0] = (uint8_t)(w >> 24), d[1] = (uint8_t)(w >> 16), d[2] = (uint8_t)(w >> 8),
+    d[3] = (uint8_t)w;
+    d[4] = (uint8_t)(h >> 24), d[5] = (uint8_t)(h >> 16), d[6] = (uint8_t)(h >> 8),
+    d[7] = (uint8_t)h;
+    d[8] = 8;          /* bit depth */
+    d[9] = color_type; /* 0 gray, 2 RGB */
+    d[10] = d[11] = d[12] = 0;
+    memset(b + 29, 0, 4); /* CRC */
+    /* An empty IDAT and IEND so the file looks complete. */
+    const uint8_t tail[24] = {0, 0, 0, 0, 'I', 'D', 'A', 'T', 0, 0, 0, 0,
+                              0, 0, 0, 0, 'I', 'E', 'N', 'D', 0, 0, 0, 0};
+    memcpy(b + 33, tail, sizeof tail);
+    return 33 + sizeof tail;
+}
+
+Test(image, huge_png_header_rejected_before_decoding) {
+    uint8_t b[64];
+    clasp_image img;
+    /* 100000 x 100000: rejected from the header alone by the pixel limit, nothing allocated. */
+    size_t n = png_header(b, 100000, 100000, 2);
+    cr_assert_eq(clasp_image_decode(b, n, 3, CLASP_IMAGE_DEFAULT_MAX_PIXELS, &img),
+                 CLASP_ERR_OVERFLOW, "%s", clasp_last_error());
+    cr_assert_null(img.pixels);
+    cr_assert(strstr(clasp_last_error(), "100000x100000"), "%s", clasp_last_error());
+    cr_assert(strstr(clasp_last_error(), "limit of 25000000"), "%s", clasp_last_error());
+    /* 10000 x 10000 gray passes stb's check: our 25-megapixel limit rejects it. */
+    n = png_header(b, 10000, 10000, 0);
+    cr_assert_eq(clasp_image_decode(b, n, 1, CLASP_IMAGE_DEFAULT_MAX_PIXELS, &img),
+                 CLASP_ERR_OVERFLOW, "%s", clasp_last_error());
+    cr_assert(strstr(clasp_last_error(), "100000000 pixels"), "%s", clasp_last_error());
+    cr_assert(strstr(clasp_last_error(), "limit of 25000000"), "%s", clasp_last_error());
+}
+
+Test(image, huge_pnm_header_rejected_by_pixel_limit) {
+    /* A binary PPM claiming 100000 x 100000 with 12 bytes of data. */
+    const char ppm[] = "P6\n100000 100000\n255\n012345678901";
+    clasp_image img;
+    cr_assert_eq(clasp_image_decode(ppm, sizeof ppm - 1, 3, CLASP_IMAGE_DEFAULT_MAX_PIXELS, &img),
+                 CLASP_ERR_OVERFLOW, "%s", clasp_last_error());
+    cr_assert(strstr(clasp_last_error(), "100000x100000"), "%s", clasp_last_error());
+    /* A small limit applies too. */
+    uint8_t *px = pattern(10, 10, 3, 2), *png;
+    size_t n;
+    encode_png(px, 10, 10, 3, &png, &n);
+    cr_assert_eq(clasp_image_decode(png, n, 3, 99, &img), CLASP_ERR_OVERFLOW);
+    cr_assert_eq(clasp_image_decode(png, n, 3, 100, &img), CLASP_OK);
+    clasp_image_free(&img);
+    free(px);
+    free(png);
+}
+
+Test(image, bad_arguments) {
+    clasp_image img;
+    uint8_t b[4] = {0};
+    cr_assert_eq(clasp_image_decode(b, 4, 2, 100, &img), CLASP_ERR_ARG);
+    cr_assert_eq(clasp_image_decode(NULL, 4, 3, 100, &img), CLASP_ERR_ARG);
+    cr_assert_eq(clasp_image_encode_png(b, 0, 1, 1, &(uint8_t *){NULL}, &(size_t){0}),
+                 CLASP_ERR_ARG);
+    clasp_image_config cfg = clasp_image_default_config();
+    cfg.channels = 1;
+    clasp_image rgb = {b, 1, 1, 3};
+    float out[224 * 224];
+    cr_assert_eq(clasp_image_preprocess(&rgb, &cfg, out), CLASP_ERR_ARG);
+}
