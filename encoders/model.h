@@ -1,0 +1,282 @@
+/* model.h: model configs (configs/NAME.json, OpenCLIP-style) and the encoders built from them.
+ *
+ * A clasp_model holds one tower per modality present in its config (image: "cnn" or "vit";
+ * text: "transformer"; an audio tower slot is reserved), the logit scale (and logit bias for
+ * SigLIP), and three things that mirror each other:
+ *
+ *   info[]   the parameter table: PyTorch-style name, shape, offset into `params`, weight-decay
+ *            flag, tower, init rule, in a fixed order (image, text, shared);
+ *   params   ONE contiguous float buffer with every parameter;
+ *   grads    ONE contiguous float buffer with the same layout (AdamW moments are the trainer's,
+ *            in the same layout again).
+ *
+ * Activations of each tower live in that tower's own arena, sized once by
+ * clasp_model_prepare(m, B) with a measuring pass; encode/backward then never call malloc, and
+ * any batch size 1..B can be run without reallocating (last partial batch, evaluation). The
+ * towers' arenas are separate, so encode_image, encode_text, backward_image, backward_text can
+ * run in any order after their forward.
+ *
+ *     clasp_model_config cfg;
+ *     clasp_model m;
+ *     if (clasp_model_config_load("configs/fmnist-small.json", &cfg) ||
+ *         clasp_model_init(&m, &cfg) || clasp_model_prepare(&m, 256)) { ...clasp_last_error()... }
+ *     clasp_model_init_weights(&m, seed);          // or clasp_model_load(&m, "model.safetensors")
+ *     clasp_model_zero_grad(&m);
+ *     clasp_model_encode_image(&m, pixels, B, zi); // zi (B, embed_dim), not normalised
+ *     clasp_model_encode_text(&m, tokens, B, zt);
+ *     ... loss: dzi, dzt ...
+ *     clasp_model_backward_image(&m, dzi);         // accumulates into m.grads
+ *     clasp_model_backward_text(&m, dzt);
+ *     clasp_model_free(&m);
+ *
+ * Parameter names (tensor names in model.safetensors; tools/clasp_torch.py builds modules with
+ * the same names):
+ *   CNN   image.conv{i}.weight (OC, C, K, K), .bias (OC), i = 1..n_conv;
+ *         image.fc{j}.weight (OUT, IN), .bias (OUT), j = 1..n_fc+1 (the last fc maps to
+ *         embed_dim and is the tower output; no separate projection). In
+ *         ../shared/bench/ref_clip_fmnist.py the module is `visual`: visual.conv1.weight is our
+ *         image.conv1.weight, and so on.
+ *   ViT   image.patch_embed.weight (W, C, P, P) (a conv with kernel = stride = P, computed as a
+ *         linear map of flattened (c, y, x) patches), .bias (W); image.cls_token (W) (only with
+ *         pool "cls"); image.pos_emb (T, W), T = patches (+1 with a class token, which comes
+ *         first); image.blocks.{l}.* as the text blocks; image.ln_f.{weight,bias} (W);
+ *         image.proj.weight (D, W), .bias (D).
+ *   text  text.tok_emb.weight (V, W); text.pos_emb (T, W); text.blocks.{l}.ln1.{weight,bias},
+ *         .attn.qkv.{weight,bias} (3W, W) rows [q; k; v], .attn.proj.{weight,bias} (W, W),
+ *         .ln2.{weight,bias}, .mlp.fc1.{weight,bias} (F, W), .mlp.fc2.{weight,bias} (W, F);
+ *         text.ln_f.{weight,bias}; text.proj.weight (D, W), .bias (D). In ref_clip_fmnist.py
+ *         the block's qkv/proj/fc1/fc2 sit directly under blocks.N (no attn./mlp.).
+ *   shared logit_scale (scalar, shape []), logit_bias (scalar, only with init_logit_bias).
+ *
+ * Not thread-safe: one model per thread, or external locking.
+ */
+#ifndef CLASP_ENCODERS_MODEL_H
+#define CLASP_ENCODERS_MODEL_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "core/safetensors.h"
+#include "core/status.h"
+
+#define CLASP_MAX_CONV_BLOCKS    8
+#define CLASP_MAX_FC_LAYERS      8
+#define CLASP_MAX_IMAGE_CHANNELS 4
+#define CLASP_PARAM_NAME_MAX     64
+
+/* ---- config ---------------------------------------------------------------------------- */
+
+/* Towers. AUDIO is reserved (config key "audio" is refused as unsupported for now); SHARED
+ * holds logit_scale and logit_bias. */
+typedef enum clasp_tower {
+    CLASP_TOWER_IMAGE = 0,
+    CLASP_TOWER_TEXT = 1,
+    CLASP_TOWER_AUDIO = 2,
+    CLASP_TOWER_SHARED = 3,
+    CLASP_N_TOWERS = 4
+} clasp_tower;
+
+const char *clasp_tower_name(clasp_tower t); /* "image", "text", "audio", "shared" */
+
+typedef enum clasp_pool {
+    CLASP_POOL_CLS = 0, /* ViT: the class token's row */
+    CLASP_POOL_MEAN,    /* mean over tokens (text: non-PAD tokens when pad_id >= 0) */
+    CLASP_POOL_EOS      /* text: row at the first eos_id token (last row if none) */
+} clasp_pool;
+
+typedef enum clasp_image_type {
+    CLASP_IMAGE_NONE = 0,
+    CLASP_IMAGE_CNN,
+    CLASP_IMAGE_VIT
+} clasp_image_type;
+typedef enum clasp_text_type { CLASP_TEXT_NONE = 0, CLASP_TEXT_TRANSFORMER } clasp_text_type;
+
+/* How an image is brought to size x size (OpenCLIP's resize_mode names): "shortest" scales
+ * the shorter side to `size` and center-crops; "longest" scales the longer side and pads;
+ * "squash" scales both sides independently. */
+typedef enum clasp_resize_mode {
+    CLASP_RESIZE_SHORTEST = 0,
+    CLASP_RESIZE_LONGEST,
+    CLASP_RESIZE_SQUASH
+} clasp_resize_mode;
+
+/* One CNN block: conv(k, stride, padding) -> ReLU -> maxpool(pool) when pool > 0. JSON:
+ * {"channels": OC, "kernel": K, "stride": 1, "padding": 0, "pool": 0}. */
+typedef struct clasp_conv_block {
+    int channels, kernel, stride, padding, pool;
+} clasp_conv_block;
+
+typedef struct clasp_image_config {
+    clasp_image_type type; /* "type": "cnn" | "vit"; NONE = no image tower */
+    int channels;          /* "channels" (1..4) */
+    int size;              /* "size": input H = W in pixels */
+    /* cnn */
+    int n_conv;
+    clasp_conv_block conv[CLASP_MAX_CONV_BLOCKS]; /* "conv": [...] */
+    int n_fc;
+    int fc[CLASP_MAX_FC_LAYERS]; /* "fc": hidden widths (ReLU after each); then fc to embed */
+    /* vit */
+    int patch_size, width, layers, heads, mlp_width; /* "patch_size", "width", ... */
+    clasp_pool pool;                                 /* "pool": "cls" | "mean" */
+    float ln_eps;                                    /* "ln_eps", default 1e-5 */
+    bool gelu_tanh;                                  /* "act": "gelu" (default) | "gelu_tanh" */
+    /* preprocessing (used by the pipeline): pixel p in [0,1] -> (p - mean[c]) / std[c] */
+    float mean[CLASP_MAX_IMAGE_CHANNELS]; /* "mean": [..channels], default 0 */
+    float std[CLASP_MAX_IMAGE_CHANNELS];  /* "std": [..channels], default 1 */
+    clasp_resize_mode resize;             /* "resize", default "shortest" */
+} clasp_image_config;
+
+/* Tokenizer description kept for modalities/text.c and export; JSON object "tokenizer":
+ * {"type": "bytes" | "bpe", "bos": 256, "eos": 257, "pad": 258, "file": "tokenizer.json"}. */
+typedef struct clasp_tokenizer_config {
+    char type[16];     /* "bytes" or "bpe" ("" when the text object has no tokenizer) */
+    int bos, eos, pad; /* token ids, -1 when absent */
+    char file[256];    /* BPE vocabulary file ("" if none) */
+} clasp_tokenizer_config;
+
+typedef struct clasp_text_config {
+    clasp_text_type type; /* "type": "transformer"; NONE = no text tower */
+    int vocab_size;       /* "vocab_size" */
+    int context_length;   /* "context_length": tokens per sequence T */
+    int width, layers, heads, mlp_width;
+    bool causal;     /* "causal", default true */
+    clasp_pool pool; /* "pool": "eos" (default) | "mean" */
+    int eos_id;      /* "eos_id", default tokenizer.eos; required for pool "eos" */
+    int pad_id;      /* "pad_id", default tokenizer.pad, -1 = none. PAD keys are masked out
+                        of attention and out of mean pooling. */
+    float ln_eps;    /* default 1e-5 */
+    bool gelu_tanh;  /* "act": "gelu" (default, exact erf) | "gelu_tanh" */
+    clasp_tokenizer_config tokenizer;
+} clasp_text_config;
+
+typedef struct clasp_model_config {
+    int embed_dim;           /* "embed_dim" */
+    double init_logit_scale; /* default ln(1/0.07) */
+    double max_logit_scale;  /* default ln(100) */
+    bool has_logit_bias;     /* true when "init_logit_bias" is given (SigLIP) */
+    double init_logit_bias;
+    clasp_image_config image;
+    clasp_text_config text;
+} clasp_model_config;
+
+/* Reads configs/NAME.json. Unknown keys (except ones starting with '_', for comments), a
+ * missing field, a wrong type, an unknown tower type, a non-positive size, heads not dividing
+ * width, spatial sizes that vanish, an output_dim differing from embed_dim... are
+ * CLASP_ERR_CONFIG with a message naming the file and the field path ("image.conv[1].kernel").
+ * An "audio" object is CLASP_ERR_UNSUPPORTED (not implemented yet). */
+clasp_status clasp_model_config_load(const char *path, clasp_model_config *cfg);
+/* Same from a parsed document; `what` names it in messages. */
+clasp_status clasp_model_config_parse(const cJSON *root, const char *what, clasp_model_config *cfg);
+/* Serialises every field (defaults made explicit) so that parsing the result gives the same
+ * config. Caller owns *out (cJSON_Delete). */
+clasp_status clasp_model_config_to_json(const clasp_model_config *cfg, cJSON **out);
+
+/* ---- model ----------------------------------------------------------------------------- */
+
+typedef enum clasp_init_kind {
+    CLASP_INIT_UNIFORM_FANIN = 0, /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch default */
+    CLASP_INIT_NORMAL,            /* N(0, init_scale^2) */
+    CLASP_INIT_CONST              /* every element = init_scale */
+} clasp_init_kind;
+
+typedef struct clasp_param_info {
+    char name[CLASP_PARAM_NAME_MAX]; /* "text.blocks.0.attn.qkv.weight" */
+    int ndim;                        /* 0 for a scalar */
+    int64_t shape[4];
+    size_t numel;
+    size_t offset; /* in floats, into params / grads */
+    bool decay;    /* AdamW weight decay: conv/linear weights only */
+    clasp_tower tower;
+    clasp_init_kind init;
+    float init_scale; /* std for NORMAL, value for CONST */
+    int fan_in;       /* for UNIFORM_FANIN */
+} clasp_param_info;
+
+/* Parameters of one tower: info[first .. first+count-1], params[offset .. offset+n_floats-1]. */
+typedef struct clasp_param_range {
+    int first, count;
+    size_t offset, n_floats;
+} clasp_param_range;
+
+struct clasp__tower; /* private: per-tower layout and activations (encoders/towers.h) */
+
+typedef struct clasp_model {
+    clasp_model_config config;
+    int n_params;
+    clasp_param_info *info; /* (n_params) */
+    size_t n_floats;
+    float *params; /* (n_floats), 64-byte aligned */
+    float *grads;  /* (n_floats) */
+    clasp_param_range range[CLASP_N_TOWERS];
+    size_t logit_scale_offset;
+    ptrdiff_t logit_bias_offset;                /* -1 without logit bias */
+    int batch_cap;                              /* 0 until clasp_model_prepare */
+    struct clasp__tower *tower[CLASP_N_TOWERS]; /* NULL when absent; SHARED always NULL */
+} clasp_model;
+
+/* Builds the parameter table and allocates params and grads (both zero). Returns
+ * CLASP_ERR_CONFIG for a config that fails validation, CLASP_ERR_NOMEM/OVERFLOW. On error the
+ * model is left freed. */
+clasp_status clasp_model_init(clasp_model *m, const clasp_model_config *cfg);
+/* Frees everything; accepts NULL and a zeroed struct. */
+void clasp_model_free(clasp_model *m);
+
+/* PyTorch-default init. Parameter i draws from the counter RNG keyed by (seed, CLASP_RNG_INIT,
+ * xxh64(name)), so a parameter's values do not depend on the others. Rules: conv/linear weight
+ * and bias U(+-1/sqrt(fan_in)); LayerNorm weight 1, bias 0; text tok_emb N(0, 0.02^2), text
+ * pos_emb N(0, 0.01^2); ViT cls_token and pos_emb N(0, 0.02^2); logit_scale = init_logit_scale,
+ * logit_bias = init_logit_bias. */
+void clasp_model_init_weights(clasp_model *m, uint64_t seed);
+
+/* Sizes every tower's activation arena for batches of up to `batch_cap` samples (one
+ * measuring pass, then one allocation per tower). May be called again to resize. */
+clasp_status clasp_model_prepare(clasp_model *m, int batch_cap);
+/* Bytes of the tower's activation arena (0 for an absent tower or before prepare). */
+size_t clasp_model_arena_bytes(const clasp_model *m, clasp_tower t);
+/* High-water mark of the tower's arena (equals arena_bytes after a full-size batch). */
+size_t clasp_model_arena_high(const clasp_model *m, clasp_tower t);
+
+/* Forward pass of one tower on B <= batch_cap samples; writes feat (B, embed_dim) (projection
+ * output, not normalised) and keeps the activations for clasp_model_backward. Inputs:
+ *   IMAGE: const float pixels (B, C, H, W), already normalised;
+ *   TEXT:  const int32_t tokens (B, context_length), each in [0, vocab_size).
+ * Returns CLASP_ERR_STATE before prepare, CLASP_ERR_ARG for an absent tower, B out of range or
+ * a token out of range (message names row and position). */
+clasp_status clasp_model_encode(clasp_model *m, clasp_tower t, const void *input, int B,
+                                float *feat);
+/* Backward of the tower's last forward: dfeat (B, embed_dim) with that forward's B.
+ * ACCUMULATES into m->grads (zero them with clasp_model_zero_grad). CLASP_ERR_STATE without a
+ * forward. */
+clasp_status clasp_model_backward(clasp_model *m, clasp_tower t, const float *dfeat);
+
+clasp_status clasp_model_encode_image(clasp_model *m, const float *pixels, int B, float *feat);
+clasp_status clasp_model_encode_text(clasp_model *m, const int32_t *tokens, int B, float *feat);
+clasp_status clasp_model_backward_image(clasp_model *m, const float *dfeat);
+clasp_status clasp_model_backward_text(clasp_model *m, const float *dfeat);
+
+void clasp_model_zero_grad(clasp_model *m);
+
+/* Index of a parameter by name, or -1. */
+int clasp_model_find(const clasp_model *m, const char *name);
+/* Pointer to a parameter's values (NULL if absent). */
+float *clasp_model_param(clasp_model *m, const char *name);
+
+/* Copies every parameter `prefix`+name from st into dst (a buffer in the params layout, e.g.
+ * m->params or an AdamW moment), checking dtype F32 and shape. Errors name the file and the
+ * tensor (missing: CLASP_ERR_NOT_FOUND, wrong shape/dtype: CLASP_ERR_FORMAT). Extra tensors in
+ * the file are ignored. */
+clasp_status clasp_model_read_tensors(const clasp_model *m, clasp_safetensors *st,
+                                      const char *prefix, float *dst);
+/* Adds every parameter of src (params layout) to a writer as `prefix`+name. src is borrowed
+ * until the writer writes. */
+clasp_status clasp_model_add_tensors(const clasp_model *m, clasp_st_writer *w, const char *prefix,
+                                     const float *src);
+/* Loads params from a safetensors file by name. */
+clasp_status clasp_model_load(clasp_model *m, const char *path);
+/* Saves params (plus metadata "format": "clasp-model", "config": the config JSON). */
+clasp_status clasp_model_save(const clasp_model *m, const char *path);
+
+#endif

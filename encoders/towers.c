@@ -1,0 +1,671 @@
+/* towers.c: the encoder towers built from a model config: CNN and ViT image towers and the
+ * text transformer, each as parameter declaration, activation plan, forward and backward,
+ * composed from encoders/layers.h. Backward runs the layers in reverse and accumulates into
+ * the model's grads.
+ *
+ * ref: ../shared/bench/ref_clip_fmnist.py (ImageEncoder, TextEncoder, Block). */
+#include "encoders/towers.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/sizes.h"
+
+/* ---- parameter table ------------------------------------------------------------------- */
+
+int clasp__ptable_add(clasp__ptable *pt, clasp_tower t, const char *name, int ndim,
+                      const int64_t *shape, bool decay, clasp_init_kind init, float scale,
+                      int fan_in) {
+    if (strlen(name) >= CLASP_PARAM_NAME_MAX) {
+        clasp_set_error(CLASP_ERR_CONFIG, "parameter name '%s' too long", name);
+        return -1;
+    }
+    if (pt->n == pt->cap) {
+        int nc = pt->cap ? pt->cap * 2 : 64;
+        clasp_param_info *ni = realloc(pt->info, (size_t)nc * sizeof *ni);
+        if (!ni) {
+            clasp_set_error(CLASP_ERR_NOMEM, "parameter table: out of memory");
+            return -1;
+        }
+        pt->info = ni;
+        pt->cap = nc;
+    }
+    clasp_param_info *p = &pt->info[pt->n];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    size_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        p->shape[i] = shape[i];
+        if (shape[i] <= 0 || !clasp_size_mul(numel, (size_t)shape[i], &numel)) {
+            clasp_set_error(CLASP_ERR_OVERFLOW, "parameter '%s': bad or overflowing shape", name);
+            return -1;
+        }
+    }
+    size_t total;
+    if (!clasp_size_add(pt->total, numel, &total) || total > ((size_t)1 << 34)) {
+        clasp_set_error(CLASP_ERR_OVERFLOW, "parameter '%s': model too large", name);
+        return -1;
+    }
+    p->numel = numel;
+    p->offset = pt->total;
+    p->decay = decay;
+    p->tower = t;
+    p->init = init;
+    p->init_scale = scale;
+    p->fan_in = fan_in;
+    pt->total = total;
+    return pt->n++;
+}
+
+static clasp_status add(clasp__ptable *pt, clasp_tower t, int *idx, const char *prefix,
+                        const char *suffix, int ndim, int64_t d0, int64_t d1, int64_t d2,
+                        int64_t d3, bool decay, clasp_init_kind init, float scale, int fan_in) {
+    char name[CLASP_PARAM_NAME_MAX + 32];
+    snprintf(name, sizeof name, "%s%s%s", prefix, *suffix ? "." : "", suffix);
+    int64_t shape[4] = {d0, d1, d2, d3};
+    *idx = clasp__ptable_add(pt, t, name, ndim, shape, decay, init, scale, fan_in);
+    return *idx < 0 ? clasp_wrap_error(CLASP_ERR_CONFIG, "declaring parameters") : CLASP_OK;
+}
+
+/* nn.Linear(in, out): weight (out, in) decayed, bias (out); both U(+-1/sqrt(in)). */
+static clasp_status add_linear(clasp__ptable *pt, clasp_tower t, const char *prefix, int out,
+                               int in, int *w, int *b) {
+    CLASP_TRY(add(pt, t, w, prefix, "weight", 2, out, in, 0, 0, true, CLASP_INIT_UNIFORM_FANIN,
+                  0.0f, in));
+    return add(pt, t, b, prefix, "bias", 1, out, 0, 0, 0, false, CLASP_INIT_UNIFORM_FANIN, 0.0f,
+               in);
+}
+
+/* nn.Conv2d(c, oc, k): weight (oc, c, k, k), bias (oc); fan_in = c*k*k. */
+static clasp_status add_conv(clasp__ptable *pt, clasp_tower t, const char *prefix, int oc, int c,
+                             int k, int *w, int *b) {
+    CLASP_TRY(add(pt, t, w, prefix, "weight", 4, oc, c, k, k, true, CLASP_INIT_UNIFORM_FANIN, 0.0f,
+                  c * k * k));
+    return add(pt, t, b, prefix, "bias", 1, oc, 0, 0, 0, false, CLASP_INIT_UNIFORM_FANIN, 0.0f,
+               c * k * k);
+}
+
+static clasp_status add_ln(clasp__ptable *pt, clasp_tower t, const char *prefix, int C, int *w,
+                           int *b) {
+    CLASP_TRY(add(pt, t, w, prefix, "weight", 1, C, 0, 0, 0, false, CLASP_INIT_CONST, 1.0f, 0));
+    return add(pt, t, b, prefix, "bias", 1, C, 0, 0, 0, false, CLASP_INIT_CONST, 0.0f, 0);
+}
+
+static clasp_status declare_stack(clasp__stack *S, clasp__ptable *pt, clasp_tower t,
+                                  const char *prefix, int L, int C, int NH, int F, bool causal,
+                                  bool gelu_tanh, float eps) {
+    S->L = L;
+    S->C = C;
+    S->NH = NH;
+    S->F = F;
+    S->causal = causal;
+    S->gelu_tanh = gelu_tanh;
+    S->eps = eps;
+    S->blk = calloc((size_t)(L ? L : 1), sizeof *S->blk);
+    S->acts = calloc((size_t)(L ? L : 1), sizeof *S->acts);
+    S->xs = calloc((size_t)L + 1, sizeof *S->xs);
+    if (!S->blk || !S->acts || !S->xs)
+        return clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", prefix);
+    for (int l = 0; l < L; l++) {
+        char p[CLASP_PARAM_NAME_MAX];
+        int *ix = S->blk[l];
+        snprintf(p, sizeof p, "%s.blocks.%d.ln1", prefix, l);
+        CLASP_TRY(add_ln(pt, t, p, C, &ix[0], &ix[1]));
+        snprintf(p, sizeof p, "%s.blocks.%d.attn.qkv", prefix, l);
+        CLASP_TRY(add_linear(pt, t, p, 3 * C, C, &ix[2], &ix[3]));
+        snprintf(p, sizeof p, "%s.blocks.%d.attn.proj", prefix, l);
+        CLASP_TRY(add_linear(pt, t, p, C, C, &ix[4], &ix[5]));
+        snprintf(p, sizeof p, "%s.blocks.%d.ln2", prefix, l);
+        CLASP_TRY(add_ln(pt, t, p, C, &ix[6], &ix[7]));
+        snprintf(p, sizeof p, "%s.blocks.%d.mlp.fc1", prefix, l);
+        CLASP_TRY(add_linear(pt, t, p, F, C, &ix[8], &ix[9]));
+        snprintf(p, sizeof p, "%s.blocks.%d.mlp.fc2", prefix, l);
+        CLASP_TRY(add_linear(pt, t, p, C, F, &ix[10], &ix[11]));
+    }
+    char p[CLASP_PARAM_NAME_MAX];
+    snprintf(p, sizeof p, "%s.ln_f", prefix);
+    return add_ln(pt, t, p, C, &S->lnf_w, &S->lnf_b);
+}
+
+static clasp_status declare_cnn(clasp__tower *tw, const clasp_model_config *cfg,
+                                clasp__ptable *pt) {
+    const clasp_image_config *ic = &cfg->image;
+    int c = ic->channels, h = ic->size;
+    char p[CLASP_PARAM_NAME_MAX];
+    for (int i = 0; i < ic->n_conv; i++) {
+        const clasp_conv_block *cb = &ic->conv[i];
+        snprintf(p, sizeof p, "image.conv%d", i + 1);
+        CLASP_TRY(add_conv(pt, CLASP_TOWER_IMAGE, p, cb->channels, c, cb->kernel, &tw->conv_w[i],
+                           &tw->conv_b[i]));
+        tw->cin[i] = c;
+        tw->hin[i] = h;
+        tw->hconv[i] = clasp_conv2d_out_size(h, cb->kernel, cb->stride, cb->padding);
+        tw->hout[i] = cb->pool > 0 ? tw->hconv[i] / cb->pool : tw->hconv[i];
+        c = cb->channels;
+        h = tw->hout[i];
+    }
+    int in = c * h * h;
+    for (int j = 0; j <= ic->n_fc; j++) {
+        int out = j < ic->n_fc ? ic->fc[j] : cfg->embed_dim;
+        snprintf(p, sizeof p, "image.fc%d", j + 1);
+        CLASP_TRY(add_linear(pt, CLASP_TOWER_IMAGE, p, out, in, &tw->fc_w[j], &tw->fc_b[j]));
+        tw->fc_in[j] = in;
+        tw->fc_out[j] = out;
+        in = out;
+    }
+    return CLASP_OK;
+}
+
+static clasp_status declare_vit(clasp__tower *tw, const clasp_model_config *cfg,
+                                clasp__ptable *pt) {
+    const clasp_image_config *ic = &cfg->image;
+    const clasp_tower t = CLASP_TOWER_IMAGE;
+    int W = ic->width, P = ic->patch_size, G = ic->size / P;
+    CLASP_TRY(add_conv(pt, t, "image.patch_embed", W, ic->channels, P, &tw->patch_w, &tw->patch_b));
+    tw->cls = -1;
+    if (ic->pool == CLASP_POOL_CLS)
+        CLASP_TRY(add(pt, t, &tw->cls, "image.cls_token", "", 1, W, 0, 0, 0, false,
+                      CLASP_INIT_NORMAL, 0.02f, 0));
+    tw->T = G * G + (ic->pool == CLASP_POOL_CLS ? 1 : 0);
+    CLASP_TRY(add(pt, t, &tw->pos_emb, "image.pos_emb", "", 2, tw->T, W, 0, 0, false,
+                  CLASP_INIT_NORMAL, 0.02f, 0));
+    CLASP_TRY(declare_stack(&tw->st, pt, t, "image", ic->layers, W, ic->heads, ic->mlp_width, false,
+                            ic->gelu_tanh, ic->ln_eps));
+    return add_linear(pt, t, "image.proj", cfg->embed_dim, W, &tw->proj_w, &tw->proj_b);
+}
+
+static clasp_status declare_text(clasp__tower *tw, const clasp_model_config *cfg,
+                                 clasp__ptable *pt) {
+    const clasp_text_config *tc = &cfg->text;
+    const clasp_tower t = CLASP_TOWER_TEXT;
+    int W = tc->width;
+    tw->T = tc->context_length;
+    CLASP_TRY(add(pt, t, &tw->tok_emb, "text.tok_emb", "weight", 2, tc->vocab_size, W, 0, 0, false,
+                  CLASP_INIT_NORMAL, 0.02f, 0));
+    CLASP_TRY(add(pt, t, &tw->pos_emb, "text.pos_emb", "", 2, tw->T, W, 0, 0, false,
+                  CLASP_INIT_NORMAL, 0.01f, 0));
+    CLASP_TRY(declare_stack(&tw->st, pt, t, "text", tc->layers, W, tc->heads, tc->mlp_width,
+                            tc->causal, tc->gelu_tanh, tc->ln_eps));
+    return add_linear(pt, t, "text.proj", cfg->embed_dim, W, &tw->proj_w, &tw->proj_b);
+}
+
+clasp_status clasp__tower_declare(clasp__tower *tw, const clasp_model_config *cfg,
+                                  clasp__ptable *pt) {
+    switch (tw->kind) {
+    case CLASP_TOWER_IMAGE:
+        return cfg->image.type == CLASP_IMAGE_CNN ? declare_cnn(tw, cfg, pt)
+                                                  : declare_vit(tw, cfg, pt);
+    case CLASP_TOWER_TEXT:
+        return declare_text(tw, cfg, pt);
+    default:
+        return clasp_set_error(CLASP_ERR_UNSUPPORTED, "tower %s not implemented",
+                               clasp_tower_name(tw->kind));
+    }
+}
+
+void clasp__tower_free(clasp__tower *tw) {
+    if (!tw) return;
+    free(tw->st.blk);
+    free(tw->st.acts);
+    free(tw->st.xs);
+    clasp_arena_free(&tw->arena);
+    free(tw);
+}
+
+/* ---- activation plan -------------------------------------------------------------------- */
+
+/* n = n1*n2*n3 elements of `esize` bytes; every tensor must stay below INT_MAX elements
+ * because the layers take int dimensions. */
+static clasp_status take(clasp_arena *a, void **p, size_t esize, size_t n1, size_t n2, size_t n3) {
+    size_t n, nb;
+    if (!clasp_size_mul3(n1, n2, n3, &n) || n > (size_t)INT_MAX || !clasp_size_mul(n, esize, &nb))
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "activation tensor of %zu x %zu x %zu too large",
+                               n1, n2, n3);
+    *p = clasp_arena_alloc(a, nb);
+    return *p ? CLASP_OK : CLASP_ERR_OVERFLOW;
+}
+
+#define TAKE_F(a, p, n1, n2, n3) take((a), (void **)&(p), sizeof(float), (n1), (n2), (n3))
+
+static clasp_block_dims stack_dims(const clasp__stack *S, int B, int T) {
+    clasp_block_dims d = {B, T, S->C, S->NH, S->F, S->causal, S->gelu_tanh, S->eps};
+    return d;
+}
+
+static clasp_status plan_stack(clasp__stack *S, clasp_arena *a, int B, int T) {
+    size_t BT = (size_t)B * (size_t)T, C = (size_t)S->C;
+    clasp_block_dims d = stack_dims(S, B, T);
+    for (int l = 0; l <= S->L; l++) CLASP_TRY(TAKE_F(a, S->xs[l], BT, C, 1));
+    /* the block layer sizes its own buffers; guard its int indexing like ours */
+    size_t wide = (size_t)(3 * S->C > S->F ? 3 * S->C : S->F), n1, n2;
+    if (!clasp_size_mul(BT, wide, &n1) || n1 > (size_t)INT_MAX ||
+        !clasp_size_mul3((size_t)B * (size_t)S->NH, (size_t)T, (size_t)T, &n2) ||
+        n2 > (size_t)INT_MAX)
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "transformer activations for batch %d too large",
+                               B);
+    for (int l = 0; l < S->L; l++) {
+        float *buf;
+        CLASP_TRY(TAKE_F(a, buf, clasp_block_acts_floats(&d), 1, 1));
+        if (!a->measure) clasp_block_acts_point(&S->acts[l], buf, &d);
+    }
+    CLASP_TRY(TAKE_F(a, S->lnf, BT, C, 1));
+    CLASP_TRY(TAKE_F(a, S->lnf_mean, BT, 1, 1));
+    CLASP_TRY(TAKE_F(a, S->lnf_rstd, BT, 1, 1));
+    CLASP_TRY(TAKE_F(a, S->work, S->L ? clasp_block_work_floats(&d) : 1, 1, 1));
+    CLASP_TRY(TAKE_F(a, S->dx_a, BT, C, 1));
+    CLASP_TRY(TAKE_F(a, S->dx_b, BT, C, 1));
+    return TAKE_F(a, S->dlnf, BT, C, 1);
+}
+
+static clasp_status plan_cnn(clasp__tower *tw, const clasp_image_config *ic, clasp_arena *a,
+                             int B) {
+    size_t b = (size_t)B;
+    CLASP_TRY(TAKE_F(a, tw->x, b, (size_t)ic->channels, (size_t)ic->size * (size_t)ic->size));
+    for (int i = 0; i < ic->n_conv; i++) {
+        size_t oc = (size_t)ic->conv[i].channels;
+        size_t nconv = (size_t)tw->hconv[i] * (size_t)tw->hconv[i];
+        size_t nout = (size_t)tw->hout[i] * (size_t)tw->hout[i];
+        CLASP_TRY(TAKE_F(a, tw->conv[i], b, oc, nconv));
+        CLASP_TRY(TAKE_F(a, tw->dconv_pre[i], b, oc, nconv));
+        if (ic->conv[i].pool > 0) {
+            CLASP_TRY(TAKE_F(a, tw->pool[i], b, oc, nout));
+            CLASP_TRY(take(a, (void **)&tw->pidx[i], sizeof(int32_t), b, oc, nout));
+            CLASP_TRY(TAKE_F(a, tw->dconv_out[i], b, oc, nout));
+            CLASP_TRY(TAKE_F(a, tw->dconv_post[i], b, oc, nconv));
+        } else {
+            tw->pool[i] = NULL;
+            tw->pidx[i] = NULL;
+            CLASP_TRY(TAKE_F(a, tw->dconv_out[i], b, oc, nconv));
+            tw->dconv_post[i] = tw->dconv_out[i];
+        }
+        const clasp_conv_block *cb = &ic->conv[i];
+        size_t nw = clasp_conv2d_work_floats(B, tw->cin[i], tw->hin[i], tw->hin[i], cb->kernel,
+                                             cb->kernel, cb->stride, cb->padding);
+        /* own scratch per conv block: nothing assumes the layer's scratch is dead between
+         * forward and backward */
+        CLASP_TRY(TAKE_F(a, tw->cwork_blk[i], nw ? nw : 1, 1, 1));
+    }
+    for (int j = 0; j < ic->n_fc; j++) {
+        CLASP_TRY(TAKE_F(a, tw->fc[j], b, (size_t)tw->fc_out[j], 1));
+        CLASP_TRY(TAKE_F(a, tw->dfc_post[j], b, (size_t)tw->fc_out[j], 1));
+        CLASP_TRY(TAKE_F(a, tw->dfc_pre[j], b, (size_t)tw->fc_out[j], 1));
+    }
+    return CLASP_OK;
+}
+
+static clasp_status plan_vit(clasp__tower *tw, const clasp_image_config *ic, clasp_arena *a,
+                             int B) {
+    size_t G = (size_t)(ic->size / ic->patch_size), P = (size_t)ic->patch_size;
+    size_t BN = (size_t)B * G * G, W = (size_t)ic->width;
+    CLASP_TRY(TAKE_F(a, tw->patches, BN, (size_t)ic->channels, P * P));
+    CLASP_TRY(TAKE_F(a, tw->pe, BN, W, 1));
+    CLASP_TRY(take(a, (void **)&tw->pos, sizeof(int32_t), (size_t)B, 1, 1));
+    CLASP_TRY(TAKE_F(a, tw->pooled, (size_t)B, W, 1));
+    CLASP_TRY(TAKE_F(a, tw->dpooled, (size_t)B, W, 1));
+    return plan_stack(&tw->st, a, B, tw->T);
+}
+
+static clasp_status plan_text(clasp__tower *tw, const clasp_text_config *tc, clasp_arena *a,
+                              int B) {
+    size_t b = (size_t)B, T = (size_t)tw->T, W = (size_t)tc->width;
+    CLASP_TRY(take(a, (void **)&tw->tokens, sizeof(int32_t), b, T, 1));
+    tw->padm = NULL;
+    if (tc->pad_id >= 0) CLASP_TRY(take(a, (void **)&tw->padm, 1, b, T, 1));
+    CLASP_TRY(take(a, (void **)&tw->pos, sizeof(int32_t), b, 1, 1));
+    CLASP_TRY(TAKE_F(a, tw->pooled, b, W, 1));
+    CLASP_TRY(TAKE_F(a, tw->dpooled, b, W, 1));
+    return plan_stack(&tw->st, a, B, tw->T);
+}
+
+clasp_status clasp__tower_plan(clasp__tower *tw, const clasp_model *m, clasp_arena *a, int B) {
+    clasp_arena_reset(a);
+    switch (tw->kind) {
+    case CLASP_TOWER_IMAGE:
+        return m->config.image.type == CLASP_IMAGE_CNN ? plan_cnn(tw, &m->config.image, a, B)
+                                                       : plan_vit(tw, &m->config.image, a, B);
+    case CLASP_TOWER_TEXT:
+        return plan_text(tw, &m->config.text, a, B);
+    default:
+        return clasp_set_error(CLASP_ERR_UNSUPPORTED, "tower not implemented");
+    }
+}
+
+/* ---- shared transformer stack ----------------------------------------------------------- */
+
+static float *P(const clasp_model *m, float *buf, int idx) {
+    return buf + m->info[idx].offset;
+}
+
+static void blk_ptrs(clasp_block_params *bp, const clasp_model *m, float *buf,
+                     const int ix[CLASP__BLK_N]) {
+    bp->ln1_w = P(m, buf, ix[0]);
+    bp->ln1_b = P(m, buf, ix[1]);
+    bp->qkv_w = P(m, buf, ix[2]);
+    bp->qkv_b = P(m, buf, ix[3]);
+    bp->proj_w = P(m, buf, ix[4]);
+    bp->proj_b = P(m, buf, ix[5]);
+    bp->ln2_w = P(m, buf, ix[6]);
+    bp->ln2_b = P(m, buf, ix[7]);
+    bp->fc1_w = P(m, buf, ix[8]);
+    bp->fc1_b = P(m, buf, ix[9]);
+    bp->fc2_w = P(m, buf, ix[10]);
+    bp->fc2_b = P(m, buf, ix[11]);
+}
+
+/* xs[0] (B,T,C) -> lnf (B,T,C) */
+static void stack_forward(clasp__stack *S, const clasp_model *m, const uint8_t *pad, int B, int T) {
+    clasp_block_dims d = stack_dims(S, B, T);
+    for (int l = 0; l < S->L; l++) {
+        clasp_block_params bp;
+        blk_ptrs(&bp, m, m->params, S->blk[l]);
+        clasp_block_forward(S->xs[l + 1], &S->acts[l], S->work, S->xs[l], &bp, pad, &d);
+    }
+    clasp_layernorm_forward(S->lnf, S->lnf_mean, S->lnf_rstd, S->xs[S->L],
+                            P(m, m->params, S->lnf_w), P(m, m->params, S->lnf_b), B * T, S->C,
+                            S->eps);
+}
+
+/* dlnf (B,T,C) -> returns the gradient of xs[0] (one of dx_a/dx_b) */
+static float *stack_backward(clasp__stack *S, clasp_model *m, int B, int T) {
+    size_t n = (size_t)B * (size_t)T * (size_t)S->C;
+    clasp_block_dims d = stack_dims(S, B, T);
+    float *dcur = S->dx_a, *dnext = S->dx_b;
+    memset(dcur, 0, n * sizeof(float));
+    clasp_layernorm_backward(dcur, P(m, m->grads, S->lnf_w), P(m, m->grads, S->lnf_b), S->dlnf,
+                             S->xs[S->L], P(m, m->params, S->lnf_w), S->lnf_mean, S->lnf_rstd,
+                             B * T, S->C);
+    for (int l = S->L - 1; l >= 0; l--) {
+        clasp_block_params bp, bg;
+        blk_ptrs(&bp, m, m->params, S->blk[l]);
+        blk_ptrs(&bg, m, m->grads, S->blk[l]);
+        memset(dnext, 0, n * sizeof(float));
+        clasp_block_backward(dnext, &bg, S->work, dcur, S->xs[l], &S->acts[l], &bp, &d);
+        float *t = dcur;
+        dcur = dnext;
+        dnext = t;
+    }
+    return dcur;
+}
+
+/* ---- CNN -------------------------------------------------------------------------------- */
+
+static const float *cnn_block_input(const clasp__tower *tw, int i) {
+    if (i == 0) return tw->x;
+    return tw->pool[i - 1] ? tw->pool[i - 1] : tw->conv[i - 1];
+}
+
+static const float *cnn_fc_input(const clasp__tower *tw, const clasp_image_config *ic, int j) {
+    if (j > 0) return tw->fc[j - 1];
+    return ic->n_conv ? cnn_block_input(tw, ic->n_conv) : tw->x;
+}
+
+static void cnn_forward(clasp__tower *tw, const clasp_model *m, const float *pixels, int B,
+                        float *feat) {
+    const clasp_image_config *ic = &m->config.image;
+    size_t npix = (size_t)B * (size_t)ic->channels * (size_t)ic->size * (size_t)ic->size;
+    memcpy(tw->x, pixels, npix * sizeof(float));
+    for (int i = 0; i < ic->n_conv; i++) {
+        const clasp_conv_block *cb = &ic->conv[i];
+        int oc = cb->channels, ho = tw->hconv[i];
+        clasp_conv2d_forward(tw->conv[i], tw->cwork_blk[i], cnn_block_input(tw, i),
+                             P(m, m->params, tw->conv_w[i]), P(m, m->params, tw->conv_b[i]), B,
+                             tw->cin[i], tw->hin[i], tw->hin[i], oc, cb->kernel, cb->kernel,
+                             cb->stride, cb->padding);
+        size_t n = (size_t)B * (size_t)oc * (size_t)ho * (size_t)ho;
+        clasp_relu_forward(tw->conv[i], tw->conv[i], n);
+        if (cb->pool > 0)
+            clasp_maxpool2d_forward(tw->pool[i], tw->pidx[i], tw->conv[i], B, oc, ho, ho, cb->pool,
+                                    cb->pool);
+    }
+    for (int j = 0; j <= ic->n_fc; j++) {
+        float *out = j < ic->n_fc ? tw->fc[j] : feat;
+        clasp_linear_forward(out, cnn_fc_input(tw, ic, j), P(m, m->params, tw->fc_w[j]),
+                             P(m, m->params, tw->fc_b[j]), B, tw->fc_in[j], tw->fc_out[j]);
+        if (j < ic->n_fc) clasp_relu_forward(out, out, (size_t)B * (size_t)tw->fc_out[j]);
+    }
+}
+
+static void zero(float *p, size_t n) {
+    if (p) memset(p, 0, n * sizeof(float));
+}
+
+static void cnn_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, int B) {
+    const clasp_image_config *ic = &m->config.image;
+    size_t b = (size_t)B;
+    float *dflat = ic->n_conv ? tw->dconv_out[ic->n_conv - 1] : NULL;
+    const float *dout = dfeat;
+    for (int j = ic->n_fc; j >= 0; j--) {
+        float *dprev = j > 0 ? tw->dfc_post[j - 1] : dflat;
+        zero(dprev, b * (size_t)tw->fc_in[j]);
+        clasp_linear_backward(dprev, P(m, m->grads, tw->fc_w[j]), P(m, m->grads, tw->fc_b[j]), dout,
+                              cnn_fc_input(tw, ic, j), P(m, m->params, tw->fc_w[j]), B,
+                              tw->fc_in[j], tw->fc_out[j]);
+        if (j > 0) {
+            size_t n = b * (size_t)tw->fc_out[j - 1];
+            zero(tw->dfc_pre[j - 1], n);
+            clasp_relu_backward(tw->dfc_pre[j - 1], tw->dfc_post[j - 1], tw->fc[j - 1], n);
+            dout = tw->dfc_pre[j - 1];
+        }
+    }
+    for (int i = ic->n_conv - 1; i >= 0; i--) {
+        const clasp_conv_block *cb = &ic->conv[i];
+        int oc = cb->channels, ho = tw->hconv[i];
+        size_t n = b * (size_t)oc * (size_t)ho * (size_t)ho;
+        if (cb->pool > 0) {
+            zero(tw->dconv_post[i], n);
+            clasp_maxpool2d_backward(tw->dconv_post[i], tw->dconv_out[i], tw->pidx[i], B, oc, ho,
+                                     ho, cb->pool, cb->pool);
+        }
+        zero(tw->dconv_pre[i], n);
+        clasp_relu_backward(tw->dconv_pre[i], tw->dconv_post[i], tw->conv[i], n);
+        float *dprev = i > 0 ? tw->dconv_out[i - 1] : NULL;
+        zero(dprev, b * (size_t)tw->cin[i] * (size_t)tw->hin[i] * (size_t)tw->hin[i]);
+        clasp_conv2d_backward(dprev, P(m, m->grads, tw->conv_w[i]), P(m, m->grads, tw->conv_b[i]),
+                              tw->cwork_blk[i], tw->dconv_pre[i], cnn_block_input(tw, i),
+                              P(m, m->params, tw->conv_w[i]), B, tw->cin[i], tw->hin[i], tw->hin[i],
+                              oc, cb->kernel, cb->kernel, cb->stride, cb->padding);
+    }
+}
+
+/* ---- ViT -------------------------------------------------------------------------------- */
+
+static void vit_forward(clasp__tower *tw, const clasp_model *m, const float *pixels, int B,
+                        float *feat) {
+    const clasp_image_config *ic = &m->config.image;
+    int C = ic->channels, S = ic->size, Pz = ic->patch_size, G = S / Pz, N = G * G;
+    int W = ic->width, T = tw->T, CPP = C * Pz * Pz, off = tw->cls >= 0 ? 1 : 0;
+    /* patches (B*N, C*P*P): row (b, gy, gx), column (c, ky, kx) = conv weight layout */
+    for (int b = 0; b < B; b++)
+        for (int gy = 0; gy < G; gy++)
+            for (int gx = 0; gx < G; gx++) {
+                float *row = tw->patches + ((size_t)b * N + (size_t)(gy * G + gx)) * CPP;
+                for (int c = 0; c < C; c++)
+                    for (int ky = 0; ky < Pz; ky++)
+                        memcpy(row + (c * Pz + ky) * Pz,
+                               pixels + (((size_t)b * C + c) * S + (size_t)(gy * Pz + ky)) * S +
+                                   (size_t)gx * Pz,
+                               (size_t)Pz * sizeof(float));
+            }
+    clasp_linear_forward(tw->pe, tw->patches, P(m, m->params, tw->patch_w),
+                         P(m, m->params, tw->patch_b), B * N, CPP, W);
+    float *x0 = tw->st.xs[0];
+    for (int b = 0; b < B; b++) {
+        float *xb = x0 + (size_t)b * T * W;
+        if (off) memcpy(xb, P(m, m->params, tw->cls), (size_t)W * sizeof(float));
+        memcpy(xb + (size_t)off * W, tw->pe + (size_t)b * N * W, (size_t)N * W * sizeof(float));
+    }
+    clasp_posemb_forward(x0, P(m, m->params, tw->pos_emb), B, T, W);
+    stack_forward(&tw->st, m, NULL, B, T);
+    if (ic->pool == CLASP_POOL_CLS) {
+        for (int b = 0; b < B; b++) tw->pos[b] = 0;
+        clasp_gather_tokens_forward(tw->pooled, tw->st.lnf, tw->pos, B, T, W);
+    } else {
+        clasp_meanpool_tokens_forward(tw->pooled, tw->st.lnf, B, T, W);
+    }
+    clasp_linear_forward(feat, tw->pooled, P(m, m->params, tw->proj_w), P(m, m->params, tw->proj_b),
+                         B, W, m->config.embed_dim);
+}
+
+static void vit_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, int B) {
+    const clasp_image_config *ic = &m->config.image;
+    int C = ic->channels, Pz = ic->patch_size, G = ic->size / Pz, N = G * G;
+    int W = ic->width, T = tw->T, CPP = C * Pz * Pz, off = tw->cls >= 0 ? 1 : 0;
+    zero(tw->dpooled, (size_t)B * W);
+    clasp_linear_backward(tw->dpooled, P(m, m->grads, tw->proj_w), P(m, m->grads, tw->proj_b),
+                          dfeat, tw->pooled, P(m, m->params, tw->proj_w), B, W,
+                          m->config.embed_dim);
+    zero(tw->st.dlnf, (size_t)B * T * W);
+    if (ic->pool == CLASP_POOL_CLS)
+        clasp_gather_tokens_backward(tw->st.dlnf, tw->dpooled, tw->pos, B, T, W);
+    else
+        clasp_meanpool_tokens_backward(tw->st.dlnf, tw->dpooled, B, T, W);
+    float *dx0 = stack_backward(&tw->st, m, B, T);
+    clasp_posemb_backward(P(m, m->grads, tw->pos_emb), dx0, B, T, W);
+    float *dpe = tw->pe; /* the forward values are not needed any more */
+    for (int b = 0; b < B; b++) {
+        const float *db = dx0 + (size_t)b * T * W;
+        if (off) {
+            float *gc = P(m, m->grads, tw->cls);
+            for (int k = 0; k < W; k++) gc[k] += db[k];
+        }
+        memcpy(dpe + (size_t)b * N * W, db + (size_t)off * W, (size_t)N * W * sizeof(float));
+    }
+    clasp_linear_backward(NULL, P(m, m->grads, tw->patch_w), P(m, m->grads, tw->patch_b), dpe,
+                          tw->patches, P(m, m->params, tw->patch_w), B * N, CPP, W);
+}
+
+/* ---- text transformer ------------------------------------------------------------------- */
+
+/* out (B,C) = mean of inp (B,T,C) over the rows whose padm is 0 (zeros if none). */
+static void masked_mean_forward(float *out, const float *inp, const uint8_t *padm, int B, int T,
+                                int C) {
+    for (int b = 0; b < B; b++) {
+        float *o = out + (size_t)b * C;
+        memset(o, 0, (size_t)C * sizeof(float));
+        int cnt = 0;
+        for (int t = 0; t < T; t++) {
+            if (padm[(size_t)b * T + t]) continue;
+            const float *x = inp + ((size_t)b * T + t) * C;
+            for (int c = 0; c < C; c++) o[c] += x[c];
+            cnt++;
+        }
+        if (cnt > 0) {
+            float s = 1.0f / (float)cnt;
+            for (int c = 0; c < C; c++) o[c] *= s;
+        }
+    }
+}
+
+static void masked_mean_backward(float *dinp, const float *dout, const uint8_t *padm, int B, int T,
+                                 int C) {
+    for (int b = 0; b < B; b++) {
+        int cnt = 0;
+        for (int t = 0; t < T; t++) cnt += !padm[(size_t)b * T + t];
+        if (cnt == 0) continue;
+        float s = 1.0f / (float)cnt;
+        const float *d = dout + (size_t)b * C;
+        for (int t = 0; t < T; t++) {
+            if (padm[(size_t)b * T + t]) continue;
+            float *x = dinp + ((size_t)b * T + t) * C;
+            for (int c = 0; c < C; c++) x[c] += d[c] * s;
+        }
+    }
+}
+
+static clasp_status text_forward(clasp__tower *tw, const clasp_model *m, const int32_t *tok, int B,
+                                 float *feat) {
+    const clasp_text_config *tc = &m->config.text;
+    int T = tw->T, W = tc->width;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int32_t v = tok[(size_t)b * T + t];
+            if (v < 0 || v >= tc->vocab_size)
+                return clasp_set_error(CLASP_ERR_ARG,
+                                       "encode_text: token %d at row %d position %d is outside "
+                                       "[0, %d)",
+                                       (int)v, b, t, tc->vocab_size);
+        }
+    size_t BT = (size_t)B * T;
+    memcpy(tw->tokens, tok, BT * sizeof(int32_t));
+    if (tw->padm)
+        for (size_t i = 0; i < BT; i++) tw->padm[i] = tok[i] == tc->pad_id;
+    clasp_embedding_forward(tw->st.xs[0], tw->tokens, P(m, m->params, tw->tok_emb),
+                            P(m, m->params, tw->pos_emb), B, T, W);
+    stack_forward(&tw->st, m, tw->padm, B, T);
+    if (tc->pool == CLASP_POOL_EOS) {
+        for (int b = 0; b < B; b++) {
+            int p = T - 1;
+            for (int t = 0; t < T; t++)
+                if (tok[(size_t)b * T + t] == tc->eos_id) {
+                    p = t;
+                    break;
+                }
+            tw->pos[b] = p;
+        }
+        clasp_gather_tokens_forward(tw->pooled, tw->st.lnf, tw->pos, B, T, W);
+    } else if (tw->padm) {
+        masked_mean_forward(tw->pooled, tw->st.lnf, tw->padm, B, T, W);
+    } else {
+        clasp_meanpool_tokens_forward(tw->pooled, tw->st.lnf, B, T, W);
+    }
+    clasp_linear_forward(feat, tw->pooled, P(m, m->params, tw->proj_w), P(m, m->params, tw->proj_b),
+                         B, W, m->config.embed_dim);
+    return CLASP_OK;
+}
+
+static void text_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, int B) {
+    const clasp_text_config *tc = &m->config.text;
+    int T = tw->T, W = tc->width;
+    zero(tw->dpooled, (size_t)B * W);
+    clasp_linear_backward(tw->dpooled, P(m, m->grads, tw->proj_w), P(m, m->grads, tw->proj_b),
+                          dfeat, tw->pooled, P(m, m->params, tw->proj_w), B, W,
+                          m->config.embed_dim);
+    zero(tw->st.dlnf, (size_t)B * T * W);
+    if (tc->pool == CLASP_POOL_EOS)
+        clasp_gather_tokens_backward(tw->st.dlnf, tw->dpooled, tw->pos, B, T, W);
+    else if (tw->padm)
+        masked_mean_backward(tw->st.dlnf, tw->dpooled, tw->padm, B, T, W);
+    else
+        clasp_meanpool_tokens_backward(tw->st.dlnf, tw->dpooled, B, T, W);
+    float *dx0 = stack_backward(&tw->st, m, B, T);
+    clasp_embedding_backward(P(m, m->grads, tw->tok_emb), P(m, m->grads, tw->pos_emb), dx0,
+                             tw->tokens, B, T, W);
+}
+
+/* ---- dispatch --------------------------------------------------------------------------- */
+
+clasp_status clasp__tower_forward(clasp__tower *tw, const clasp_model *m, const void *input, int B,
+                                  float *feat) {
+    switch (tw->kind) {
+    case CLASP_TOWER_IMAGE:
+        if (m->config.image.type == CLASP_IMAGE_CNN)
+            cnn_forward(tw, m, input, B, feat);
+        else
+            vit_forward(tw, m, input, B, feat);
+        return CLASP_OK;
+    case CLASP_TOWER_TEXT:
+        return text_forward(tw, m, input, B, feat);
+    default:
+        return clasp_set_error(CLASP_ERR_UNSUPPORTED, "tower not implemented");
+    }
+}
+
+void clasp__tower_backward(clasp__tower *tw, clasp_model *m, const float *dfeat) {
+    int B = tw->fwd_B;
+    switch (tw->kind) {
+    case CLASP_TOWER_IMAGE:
+        if (m->config.image.type == CLASP_IMAGE_CNN)
+            cnn_backward(tw, m, dfeat, B);
+        else
+            vit_backward(tw, m, dfeat, B);
+        break;
+    case CLASP_TOWER_TEXT:
+        text_backward(tw, m, dfeat, B);
+        break;
+    default:
+        break;
+    }
+}
