@@ -280,8 +280,8 @@ void clasp_image_normalize(const uint8_t *pixels, int w, int h, int channels, co
 }
 
 /* The source region that "resize shorter side to S, then center crop S x S" samples. */
-static void center_crop_region(int w, int h, int S, double *x0, double *y0, double *x1,
-                               double *y1) {
+void clasp_image_center_crop_region(int w, int h, int S, double *x0, double *y0, double *x1,
+                                    double *y1) {
     /* ref: torchvision Resize(int): long side = int(S * long / short); CenterCrop offsets
      * round((new - S) / 2) with Python's half-to-even rounding. */
     int nw, nh;
@@ -319,7 +319,7 @@ clasp_status clasp_image_preprocess(const clasp_image *img, const clasp_image_co
     }
     double x0 = 0, y0 = 0, x1 = img->w, y1 = img->h;
     if (cfg->mode == CLASP_IMAGE_RESIZE_CENTER_CROP)
-        center_crop_region(img->w, img->h, S, &x0, &y0, &x1, &y1);
+        clasp_image_center_crop_region(img->w, img->h, S, &x0, &y0, &x1, &y1);
     size_t nbytes;
     if (!clasp_size_mul3((size_t)S, (size_t)S, (size_t)img->channels, &nbytes))
         return clasp_set_error(CLASP_ERR_OVERFLOW, "image preprocess: size %d overflows", S);

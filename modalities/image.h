@@ -131,6 +131,11 @@ clasp_status clasp_image_load(const void *data, size_t n, const clasp_image_conf
 clasp_status clasp_image_resample_region(const clasp_image *img, double x0, double y0, double x1,
                                          double y1, uint8_t *dst, int dw, int dh);
 
+/* The source region [*x0, *x1) x [*y0, *y1) that CLASP_IMAGE_RESIZE_CENTER_CROP samples for a
+ * w x h image and output size S (see clasp_image_resize_mode). */
+void clasp_image_center_crop_region(int w, int h, int S, double *x0, double *y0, double *x1,
+                                    double *y1);
+
 /* Converts (h, w, C) uint8 to float CHW and normalises as clasp_image_preprocess does. */
 void clasp_image_normalize(const uint8_t *pixels, int w, int h, int channels, const float *mean,
                            const float *std, float *out);
