@@ -122,7 +122,7 @@ static clasp_status check_output_dim(const cJSON *o, const char *file, const cha
     return CLASP_OK;
 }
 
-static clasp_status parse_cnn(const cJSON *o, const char *file, clasp_image_config *ic) {
+static clasp_status parse_cnn(const cJSON *o, const char *file, clasp_image_tower_config *ic) {
     const char *P = "image";
     const cJSON *conv = cJSON_GetObjectItemCaseSensitive(o, "conv");
     if (!conv) return bad(file, P, "conv", "missing");
@@ -171,7 +171,7 @@ static clasp_status parse_cnn(const cJSON *o, const char *file, clasp_image_conf
     return CLASP_OK;
 }
 
-static clasp_status parse_vit(const cJSON *o, const char *file, clasp_image_config *ic) {
+static clasp_status parse_vit(const cJSON *o, const char *file, clasp_image_tower_config *ic) {
     const char *P = "image";
     CLASP_TRY(get_int(o, "patch_size", file, P, 1, SIZE_MAX_DIM, &ic->patch_size));
     CLASP_TRY(get_int(o, "width", file, P, 1, SIZE_MAX_DIM, &ic->width));
@@ -194,7 +194,7 @@ static clasp_status parse_vit(const cJSON *o, const char *file, clasp_image_conf
 }
 
 static clasp_status parse_image(const cJSON *o, const char *file, int embed_dim,
-                                clasp_image_config *ic) {
+                                clasp_image_tower_config *ic) {
     static const char *const keys[] = {"type",       "channels",   "size",   "conv",  "fc",
                                        "patch_size", "width",      "layers", "heads", "mlp_width",
                                        "pool",       "ln_eps",     "act",    "mean",  "std",
@@ -247,7 +247,7 @@ static clasp_status parse_tokenizer(const cJSON *o, const char *file, clasp_toke
 }
 
 static clasp_status parse_text(const cJSON *o, const char *file, int embed_dim,
-                               clasp_text_config *tc) {
+                               clasp_text_tower_config *tc) {
     static const char *const keys[] = {"type",   "vocab_size", "context_length", "width",
                                        "layers", "heads",      "mlp_width",      "causal",
                                        "pool",   "eos_id",     "pad_id",         "ln_eps",
@@ -379,7 +379,7 @@ static bool add_float_array(cJSON *o, const char *name, const float *v, int n) {
     return true;
 }
 
-static bool image_to_json(cJSON *root, const clasp_image_config *ic) {
+static bool image_to_json(cJSON *root, const clasp_image_tower_config *ic) {
     cJSON *o = cJSON_AddObjectToObject(root, "image");
     if (!o) return false;
     bool ok = cJSON_AddStringToObject(o, "type", ic->type == CLASP_IMAGE_CNN ? "cnn" : "vit") &&
@@ -419,7 +419,7 @@ static bool image_to_json(cJSON *root, const clasp_image_config *ic) {
            cJSON_AddStringToObject(o, "resize", rs[ic->resize]);
 }
 
-static bool text_to_json(cJSON *root, const clasp_text_config *tc) {
+static bool text_to_json(cJSON *root, const clasp_text_tower_config *tc) {
     cJSON *o = cJSON_AddObjectToObject(root, "text");
     if (!o) return false;
     bool ok = cJSON_AddStringToObject(o, "type", "transformer") &&

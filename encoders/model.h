@@ -109,7 +109,7 @@ typedef struct clasp_conv_block {
     int channels, kernel, stride, padding, pool;
 } clasp_conv_block;
 
-typedef struct clasp_image_config {
+typedef struct clasp_image_tower_config {
     clasp_image_type type; /* "type": "cnn" | "vit"; NONE = no image tower */
     int channels;          /* "channels" (1..4) */
     int size;              /* "size": input H = W in pixels */
@@ -127,7 +127,7 @@ typedef struct clasp_image_config {
     float mean[CLASP_MAX_IMAGE_CHANNELS]; /* "mean": [..channels], default 0 */
     float std[CLASP_MAX_IMAGE_CHANNELS];  /* "std": [..channels], default 1 */
     clasp_resize_mode resize;             /* "resize", default "shortest" */
-} clasp_image_config;
+} clasp_image_tower_config;
 
 /* Tokenizer description kept for modalities/text.c and export; JSON object "tokenizer":
  * {"type": "bytes" | "bpe", "bos": 256, "eos": 257, "pad": 258, "file": "tokenizer.json"}. */
@@ -137,7 +137,7 @@ typedef struct clasp_tokenizer_config {
     char file[256];    /* BPE vocabulary file ("" if none) */
 } clasp_tokenizer_config;
 
-typedef struct clasp_text_config {
+typedef struct clasp_text_tower_config {
     clasp_text_type type; /* "type": "transformer"; NONE = no text tower */
     int vocab_size;       /* "vocab_size" */
     int context_length;   /* "context_length": tokens per sequence T */
@@ -150,7 +150,7 @@ typedef struct clasp_text_config {
     float ln_eps;    /* default 1e-5 */
     bool gelu_tanh;  /* "act": "gelu" (default, exact erf) | "gelu_tanh" */
     clasp_tokenizer_config tokenizer;
-} clasp_text_config;
+} clasp_text_tower_config;
 
 typedef struct clasp_model_config {
     int embed_dim;           /* "embed_dim" */
@@ -158,8 +158,8 @@ typedef struct clasp_model_config {
     double max_logit_scale;  /* default ln(100) */
     bool has_logit_bias;     /* true when "init_logit_bias" is given (SigLIP) */
     double init_logit_bias;
-    clasp_image_config image;
-    clasp_text_config text;
+    clasp_image_tower_config image;
+    clasp_text_tower_config text;
 } clasp_model_config;
 
 /* Reads configs/NAME.json. Unknown keys (except ones starting with '_', for comments), a

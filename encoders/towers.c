@@ -132,7 +132,7 @@ static clasp_status declare_stack(clasp__stack *S, clasp__ptable *pt, clasp_towe
 
 static clasp_status declare_cnn(clasp__tower *tw, const clasp_model_config *cfg,
                                 clasp__ptable *pt) {
-    const clasp_image_config *ic = &cfg->image;
+    const clasp_image_tower_config *ic = &cfg->image;
     int c = ic->channels, h = ic->size;
     char p[CLASP_PARAM_NAME_MAX];
     for (int i = 0; i < ic->n_conv; i++) {
@@ -161,7 +161,7 @@ static clasp_status declare_cnn(clasp__tower *tw, const clasp_model_config *cfg,
 
 static clasp_status declare_vit(clasp__tower *tw, const clasp_model_config *cfg,
                                 clasp__ptable *pt) {
-    const clasp_image_config *ic = &cfg->image;
+    const clasp_image_tower_config *ic = &cfg->image;
     const clasp_tower t = CLASP_TOWER_IMAGE;
     int W = ic->width, P = ic->patch_size, G = ic->size / P;
     CLASP_TRY(add_conv(pt, t, "image.patch_embed", W, ic->channels, P, &tw->patch_w, &tw->patch_b));
@@ -179,7 +179,7 @@ static clasp_status declare_vit(clasp__tower *tw, const clasp_model_config *cfg,
 
 static clasp_status declare_text(clasp__tower *tw, const clasp_model_config *cfg,
                                  clasp__ptable *pt) {
-    const clasp_text_config *tc = &cfg->text;
+    const clasp_text_tower_config *tc = &cfg->text;
     const clasp_tower t = CLASP_TOWER_TEXT;
     int W = tc->width;
     tw->T = tc->context_length;
@@ -260,7 +260,7 @@ static clasp_status plan_stack(clasp__stack *S, clasp_arena *a, int B, int T) {
     return TAKE_F(a, S->dlnf, BT, C, 1);
 }
 
-static clasp_status plan_cnn(clasp__tower *tw, const clasp_image_config *ic, clasp_arena *a,
+static clasp_status plan_cnn(clasp__tower *tw, const clasp_image_tower_config *ic, clasp_arena *a,
                              int B) {
     size_t b = (size_t)B;
     CLASP_TRY(TAKE_F(a, tw->x, b, (size_t)ic->channels, (size_t)ic->size * (size_t)ic->size));
@@ -296,7 +296,7 @@ static clasp_status plan_cnn(clasp__tower *tw, const clasp_image_config *ic, cla
     return CLASP_OK;
 }
 
-static clasp_status plan_vit(clasp__tower *tw, const clasp_image_config *ic, clasp_arena *a,
+static clasp_status plan_vit(clasp__tower *tw, const clasp_image_tower_config *ic, clasp_arena *a,
                              int B) {
     size_t G = (size_t)(ic->size / ic->patch_size), P = (size_t)ic->patch_size;
     size_t BN = (size_t)B * G * G, W = (size_t)ic->width;
@@ -308,7 +308,7 @@ static clasp_status plan_vit(clasp__tower *tw, const clasp_image_config *ic, cla
     return plan_stack(&tw->st, a, B, tw->T);
 }
 
-static clasp_status plan_text(clasp__tower *tw, const clasp_text_config *tc, clasp_arena *a,
+static clasp_status plan_text(clasp__tower *tw, const clasp_text_tower_config *tc, clasp_arena *a,
                               int B) {
     size_t b = (size_t)B, T = (size_t)tw->T, W = (size_t)tc->width;
     CLASP_TRY(take(a, (void **)&tw->tokens, sizeof(int32_t), b, T, 1));
@@ -397,14 +397,14 @@ static const float *cnn_block_input(const clasp__tower *tw, int i) {
     return tw->pool[i - 1] ? tw->pool[i - 1] : tw->conv[i - 1];
 }
 
-static const float *cnn_fc_input(const clasp__tower *tw, const clasp_image_config *ic, int j) {
+static const float *cnn_fc_input(const clasp__tower *tw, const clasp_image_tower_config *ic, int j) {
     if (j > 0) return tw->fc[j - 1];
     return ic->n_conv ? cnn_block_input(tw, ic->n_conv) : tw->x;
 }
 
 static void cnn_forward(clasp__tower *tw, const clasp_model *m, const float *pixels, int B,
                         float *feat) {
-    const clasp_image_config *ic = &m->config.image;
+    const clasp_image_tower_config *ic = &m->config.image;
     size_t npix = (size_t)B * (size_t)ic->channels * (size_t)ic->size * (size_t)ic->size;
     memcpy(tw->x, pixels, npix * sizeof(float));
     for (int i = 0; i < ic->n_conv; i++) {
@@ -433,7 +433,7 @@ static void zero(float *p, size_t n) {
 }
 
 static void cnn_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, int B) {
-    const clasp_image_config *ic = &m->config.image;
+    const clasp_image_tower_config *ic = &m->config.image;
     size_t b = (size_t)B;
     float *dflat = ic->n_conv ? tw->dconv_out[ic->n_conv - 1] : NULL;
     const float *dout = dfeat;
@@ -474,7 +474,7 @@ static void cnn_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, i
 
 static void vit_forward(clasp__tower *tw, const clasp_model *m, const float *pixels, int B,
                         float *feat) {
-    const clasp_image_config *ic = &m->config.image;
+    const clasp_image_tower_config *ic = &m->config.image;
     int C = ic->channels, S = ic->size, Pz = ic->patch_size, G = S / Pz, N = G * G;
     int W = ic->width, T = tw->T, CPP = C * Pz * Pz, off = tw->cls >= 0 ? 1 : 0;
     /* patches (B*N, C*P*P): row (b, gy, gx), column (c, ky, kx) = conv weight layout */
@@ -510,7 +510,7 @@ static void vit_forward(clasp__tower *tw, const clasp_model *m, const float *pix
 }
 
 static void vit_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, int B) {
-    const clasp_image_config *ic = &m->config.image;
+    const clasp_image_tower_config *ic = &m->config.image;
     int C = ic->channels, Pz = ic->patch_size, G = ic->size / Pz, N = G * G;
     int W = ic->width, T = tw->T, CPP = C * Pz * Pz, off = tw->cls >= 0 ? 1 : 0;
     zero(tw->dpooled, (size_t)B * W);
@@ -577,7 +577,7 @@ static void masked_mean_backward(float *dinp, const float *dout, const uint8_t *
 
 static clasp_status text_forward(clasp__tower *tw, const clasp_model *m, const int32_t *tok, int B,
                                  float *feat) {
-    const clasp_text_config *tc = &m->config.text;
+    const clasp_text_tower_config *tc = &m->config.text;
     int T = tw->T, W = tc->width;
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -617,7 +617,7 @@ static clasp_status text_forward(clasp__tower *tw, const clasp_model *m, const i
 }
 
 static void text_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, int B) {
-    const clasp_text_config *tc = &m->config.text;
+    const clasp_text_tower_config *tc = &m->config.text;
     int T = tw->T, W = tc->width;
     zero(tw->dpooled, (size_t)B * W);
     clasp_linear_backward(tw->dpooled, P(m, m->grads, tw->proj_w), P(m, m->grads, tw->proj_b),
