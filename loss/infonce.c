@@ -13,7 +13,7 @@
 
 size_t clasp_infonce_work_floats(size_t N) {
     size_t nn, r;
-    if (!clasp_size_mul(N, N, &nn) || !clasp_size_mul(N, 6, &r) || !clasp_size_add(nn, r, &r))
+    if (!clasp_size_mul(N, N, &nn) || !clasp_size_mul(N, 4, &r) || !clasp_size_add(nn, r, &r))
         return 0;
     return r;
 }
@@ -70,6 +70,7 @@ clasp_status clasp_infonce(float *loss, float *dA, float *dB, float *dlog_scale,
     float *cm = L + N * N; /* (N) column max */
     float *lcs = cm + N;   /* (N) column log-sum-exp (minus max) */
     float *cnt = lcs + N;  /* (N) group sizes */
+    float *erow = cnt + N; /* (N) exp(L_ij - row max) of the current row */
     const float scale = expf(log_scale);
     const int iN = (int)N, iD = (int)D;
 
@@ -86,12 +87,20 @@ clasp_status clasp_infonce(float *loss, float *dA, float *dB, float *dlog_scale,
     for (size_t j = 0; j < N; j++) col_loss += (double)lcs[j];
     for (size_t i = 0; i < N; i++) {
         float *x = L + i * N;
-        float rm, lrs;
-        row_lse(&rm, &lrs, x, N);
-        row_loss += (double)lrs;
+        /* Row softmax: keep exp(L - max) in a row buffer so each entry costs three
+         * exponentials in all (column sums, row sums, column softmax), not four. */
+        float rm = -INFINITY;
+        for (size_t j = 0; j < N; j++) rm = x[j] > rm ? x[j] : rm;
+        double rs = 0.0;
+        for (size_t j = 0; j < N; j++) {
+            erow[j] = expf(x[j] - rm);
+            rs += (double)erow[j];
+        }
+        const float inv_rs = (float)(1.0 / rs);
+        row_loss += log(rs);
         for (size_t j = 0; j < N; j++) {
             float l = x[j];
-            float pr = expf((l - rm) - lrs), pc = expf((l - cm[j]) - lcs[j]);
+            float pr = erow[j] * inv_rs, pc = expf((l - cm[j]) - lcs[j]);
             float yr = 0.0f, yc = 0.0f;
             if (groups ? groups[i] == groups[j] : i == j) {
                 yr = 1.0f / cnt[i];

@@ -30,7 +30,7 @@
 
 #include "core/status.h"
 
-/* Scratch floats for clasp_infonce(N, ...): N*N + 6*N. Returns 0 on size overflow. */
+/* Scratch floats for clasp_infonce(N, ...): N*N + 4*N. Returns 0 on size overflow. */
 size_t clasp_infonce_work_floats(size_t N);
 
 /* Plain (single-process) symmetric InfoNCE.
