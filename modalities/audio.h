@@ -82,9 +82,9 @@ typedef enum clasp_mel_pad {
     CLASP_PAD_CONSTANT = 1 /* zeros, as librosa's default */
 } clasp_mel_pad;
 typedef enum clasp_mel_log {
-    CLASP_LOG_LN = 0,  /* ln(max(x, log_floor)) */
-    CLASP_LOG_DB = 1,  /* 10 * log10(max(x, log_floor)), as AmplitudeToDB(ref=1, top_db=None) */
-    CLASP_LOG_NONE = 2 /* no log (linear mel energies) */
+    CLASP_MEL_LOG_LN = 0,  /* ln(max(x, log_floor)) */
+    CLASP_MEL_LOG_DB = 1,  /* 10 * log10(max(x, log_floor)), as AmplitudeToDB(ref=1, top_db=None) */
+    CLASP_MEL_LOG_NONE = 2 /* no log (linear mel energies) */
 } clasp_mel_log;
 
 typedef struct clasp_melspec_config {

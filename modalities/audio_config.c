@@ -30,7 +30,7 @@ static const name_val scale_names[] = {
 static const name_val norm_names[] = {
     {"none", CLASP_MEL_NORM_NONE}, {"slaney", CLASP_MEL_NORM_SLANEY}, {NULL, 0}};
 static const name_val log_names[] = {
-    {"ln", CLASP_LOG_LN}, {"db", CLASP_LOG_DB}, {"none", CLASP_LOG_NONE}, {NULL, 0}};
+    {"ln", CLASP_MEL_LOG_LN}, {"db", CLASP_MEL_LOG_DB}, {"none", CLASP_MEL_LOG_NONE}, {NULL, 0}};
 static const name_val nonfinite_names[] = {{"reject", 0}, {"zero", 1}, {NULL, 0}};
 
 static const char *name_of(const name_val *t, int v) {

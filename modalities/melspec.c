@@ -43,7 +43,7 @@ clasp_melspec_config clasp_melspec_default_config(void) {
     c.mel_scale = CLASP_MEL_HTK;
     c.mel_norm = CLASP_MEL_NORM_NONE;
     c.power = 2.0;
-    c.log = CLASP_LOG_LN;
+    c.log = CLASP_MEL_LOG_LN;
     c.log_floor = 1e-10;
     c.norm_mean = 0.0;
     c.norm_std = 1.0;
@@ -89,7 +89,7 @@ clasp_status clasp_melspec_config_check(const clasp_melspec_config *c) {
                                (int)c->mel_norm);
     if (!(c->power == 1.0 || c->power == 2.0))
         return clasp_set_error(CLASP_ERR_CONFIG, "audio config: power %g must be 1 or 2", c->power);
-    if ((unsigned)c->log > CLASP_LOG_NONE)
+    if ((unsigned)c->log > CLASP_MEL_LOG_NONE)
         return clasp_set_error(CLASP_ERR_CONFIG, "audio config: unknown log %d", (int)c->log);
     if (!(c->log_floor > 0.0) || !isfinite(c->log_floor))
         return clasp_set_error(CLASP_ERR_CONFIG, "audio config: log_floor %g must be > 0",
@@ -290,9 +290,9 @@ clasp_status clasp_melspec_compute(clasp_melspec *m, const float *x, size_t n, f
             double acc = 0.0;
             for (int k = m->fb_lo[b]; k < m->fb_hi[b]; k++) acc += (double)row[k] * m->pow[k];
             double v = acc;
-            if (c->log == CLASP_LOG_LN)
+            if (c->log == CLASP_MEL_LOG_LN)
                 v = log(v > c->log_floor ? v : c->log_floor);
-            else if (c->log == CLASP_LOG_DB)
+            else if (c->log == CLASP_MEL_LOG_DB)
                 v = 10.0 * log10(v > c->log_floor ? v : c->log_floor);
             v = (v - c->norm_mean) / c->norm_std;
             out[(size_t)b * n_frames + t] = (float)v;

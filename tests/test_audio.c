@@ -170,9 +170,9 @@ static clasp_melspec_config ref_config(clasp_safetensors *st) {
         strcmp(meta(st, "mel_norm"), "slaney") == 0 ? CLASP_MEL_NORM_SLANEY : CLASP_MEL_NORM_NONE;
     c.power = atof(meta(st, "power"));
     const char *lg = meta(st, "log");
-    c.log = strcmp(lg, "ln") == 0   ? CLASP_LOG_LN
-            : strcmp(lg, "db") == 0 ? CLASP_LOG_DB
-                                    : CLASP_LOG_NONE;
+    c.log = strcmp(lg, "ln") == 0   ? CLASP_MEL_LOG_LN
+            : strcmp(lg, "db") == 0 ? CLASP_MEL_LOG_DB
+                                    : CLASP_MEL_LOG_NONE;
     c.log_floor = atof(meta(st, "log_floor"));
     c.norm_mean = atof(meta(st, "norm_mean"));
     c.norm_std = atof(meta(st, "norm_std"));
@@ -182,7 +182,7 @@ static clasp_melspec_config ref_config(clasp_safetensors *st) {
 /* 1e-4 on the natural log of the mel energy, in the output's units: dB is 10/ln(10) times
  * ln, and normalisation divides by norm_std. */
 static double log_tol(const clasp_melspec_config *c) {
-    double unit = c->log == CLASP_LOG_DB ? 10.0 / log(10.0) : 1.0;
+    double unit = c->log == CLASP_MEL_LOG_DB ? 10.0 / log(10.0) : 1.0;
     return 1e-4 * unit / c->norm_std;
 }
 
@@ -871,7 +871,7 @@ Test(audio, config_json_round_trip_and_errors) {
     clasp_audio_config c = small_config(8000, 2.0);
     c.mel.mel_scale = CLASP_MEL_SLANEY;
     c.mel.mel_norm = CLASP_MEL_NORM_SLANEY;
-    c.mel.log = CLASP_LOG_DB;
+    c.mel.log = CLASP_MEL_LOG_DB;
     c.mel.n_mels = 40;
     c.pad_mode = CLASP_AUDIO_PAD_REPEATPAD;
     c.nonfinite_to_zero = true;
@@ -889,7 +889,7 @@ Test(audio, config_json_round_trip_and_errors) {
     cr_expect_eq(d.mel.n_mels, 40);
     cr_expect_eq(d.mel.mel_scale, CLASP_MEL_SLANEY);
     cr_expect_eq(d.mel.mel_norm, CLASP_MEL_NORM_SLANEY);
-    cr_expect_eq(d.mel.log, CLASP_LOG_DB);
+    cr_expect_eq(d.mel.log, CLASP_MEL_LOG_DB);
     cr_expect_eq(d.pad_mode, CLASP_AUDIO_PAD_REPEATPAD);
     cr_expect_eq(d.nonfinite_to_zero, true);
     cr_expect_eq(d.mel.norm_mean, -4.25);
