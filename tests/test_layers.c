@@ -981,3 +981,43 @@ Test(layers, block_torch) {
         clasp_st_free(st);
     }
 }
+
+Test(layers, gelu_accuracy_wide_range) {
+    /* the branch-free erfc/exp used by GELU against libm in double, over [-12, 12] and at
+     * extreme inputs; relative accuracy must hold in the left tail too */
+    size_t n = 2401 + 4;
+    float *x = zeros(n), *y = zeros(n), *g = zeros(n), *yt = zeros(n), *gt = zeros(n);
+    float *ones = zeros(n);
+    for (size_t i = 0; i < 2401; i++) x[i] = -12.0f + 0.01f * (float)i;
+    x[2401] = -100.0f, x[2402] = 100.0f, x[2403] = 1e-30f, x[2404] = -1e-30f;
+    for (size_t i = 0; i < n; i++) ones[i] = 1.0f;
+    clasp_gelu_forward(y, x, n);
+    clasp_gelu_backward(g, ones, x, n);
+    clasp_gelu_tanh_forward(yt, x, n);
+    clasp_gelu_tanh_backward(gt, ones, x, n);
+    double *want = calloc(n, sizeof(double)), *wg = calloc(n, sizeof(double));
+    double *wt = calloc(n, sizeof(double)), *wgt = calloc(n, sizeof(double));
+    double *got = calloc(n, sizeof(double)), *gg = calloc(n, sizeof(double));
+    double *gott = calloc(n, sizeof(double)), *ggt = calloc(n, sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        double v = (double)x[i];
+        double cdf = 0.5 * erfc(-v / sqrt(2.0)), pdf = exp(-0.5 * v * v) / sqrt(2.0 * M_PI);
+        want[i] = v * cdf, wg[i] = cdf + v * pdf;
+        /* 0.5 (1 + tanh u) = sigmoid(2u), without cancellation in double either */
+        double u = sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v), sg = 1.0 / (1.0 + exp(-2 * u));
+        wt[i] = v * sg;
+        wgt[i] = sg + 2.0 * v * sg * (1.0 - sg) * sqrt(2.0 / M_PI) * (1.0 + 3.0 * 0.044715 * v * v);
+        got[i] = (double)y[i], gg[i] = (double)g[i], gott[i] = (double)yt[i],
+        ggt[i] = (double)gt[i];
+    }
+    cr_expect(clasp_test_check_tensor_f64("gelu wide", got, want, n, 1e-7, 1e-5));
+    cr_expect(clasp_test_check_tensor_f64("gelu' wide", gg, wg, n, 1e-7, 1e-5));
+    cr_expect(clasp_test_check_tensor_f64("gelu_tanh wide", gott, wt, n, 1e-7, 1e-5));
+    cr_expect(clasp_test_check_tensor_f64("gelu_tanh' wide", ggt, wgt, n, 1e-7, 1e-5));
+    /* relative accuracy in the left tail (x in [-9, -3]: values 1e-3 .. 1e-18) */
+    for (size_t i = 300; i <= 900; i++)
+        cr_expect(fabs(got[i] - want[i]) <= 1e-4 * fabs(want[i]), "x = %g: %g vs %g", (double)x[i],
+                  got[i], want[i]);
+    free(x), free(y), free(g), free(yt), free(gt), free(ones), free(want), free(wg), free(wt),
+        free(wgt), free(got), free(gg), free(gott), free(ggt);
+}

@@ -1,0 +1,428 @@
+/* bench/layers.c: forward and backward time of every layer of encoders/layers.h at the
+ * 'fmnist-small' shapes, batch 256 (../shared/bench/README.md sections 3-4), with achieved
+ * GFLOP/s and the ratio to a cblas_sgemm peak measured in the same run (square NN sgemm
+ * 1024 and 512, best of several timings, as ../shared/bench/sgemm_peak.c).
+ *
+ *     OPENBLAS_NUM_THREADS=1 ./bench_layers [--quick]
+ *     OPENBLAS_NUM_THREADS=2 ./bench_layers
+ *
+ * Times are medians over repetitions of single calls (after one warm-up call). FLOPs count
+ * only the matrix products (2 per multiply-add); element-wise layers print time only.
+ * Backward FLOPs: linear/conv 2x forward (dinp + dw), 1x when dinp is not needed (conv1);
+ * attention 2x forward.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "encoders/layers.h"
+
+char *openblas_get_corename(void);
+int openblas_get_num_threads(void);
+
+static int g_reps = 9;
+
+static double now_sec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static float *buf(size_t n, unsigned seed, float scale) {
+    float *p = NULL;
+    if (posix_memalign((void **)&p, 64, (n ? n : 1) * sizeof(float)) != 0 || !p) {
+        fprintf(stderr, "out of memory (%zu floats)\n", n);
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        p[i] = scale * ((float)((seed >> 8) & 0xFFFF) / 65536.0f - 0.5f);
+    }
+    return p;
+}
+
+/* ---- sgemm peak ------------------------------------------------------------------------- */
+
+static double sgemm_peak(int n, int ntimings, double min_sec) {
+    float *A = buf((size_t)n * n, 1, 1.0f), *B = buf((size_t)n * n, 2, 1.0f);
+    float *C = buf((size_t)n * n, 3, 1.0f);
+    double flops = 2.0 * n * n * (double)n, best = 1e30;
+    long reps = 1;
+    for (;;) { /* calibrate: reps calls take >= min_sec */
+        double t0 = now_sec();
+        for (long i = 0; i < reps; i++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, A, n, B, n, 0.0f,
+                        C, n);
+        if (now_sec() - t0 >= min_sec * 0.5) break;
+        reps *= 2;
+    }
+    for (int t = 0; t < ntimings; t++) {
+        double t0 = now_sec();
+        for (long i = 0; i < reps; i++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, A, n, B, n, 0.0f,
+                        C, n);
+        double dt = (now_sec() - t0) / (double)reps;
+        if (dt < best) best = dt;
+    }
+    free(A), free(B), free(C);
+    return flops / best * 1e-9;
+}
+
+/* ---- timing harness ---------------------------------------------------------------------- */
+
+typedef void (*bench_fn)(void *ctx);
+
+static double median_time(bench_fn f, void *ctx) {
+    double t[64];
+    int reps = g_reps < 64 ? g_reps : 64;
+    f(ctx); /* warm-up */
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_sec();
+        f(ctx);
+        t[r] = now_sec() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof(double), cmp_double);
+    return t[reps / 2];
+}
+
+static double g_peak;
+static double g_total_fwd, g_total_bwd;
+
+static void report(const char *name, const char *shape, bench_fn fwd, bench_fn bwd, void *ctx,
+                   double fwd_flops, double bwd_flops) {
+    double tf = median_time(fwd, ctx);
+    double tb = bwd ? median_time(bwd, ctx) : 0.0;
+    g_total_fwd += tf;
+    g_total_bwd += tb;
+    printf("%-16s %-26s %9.3f %9.3f", name, shape, tf * 1e3, tb * 1e3);
+    if (fwd_flops > 0) {
+        double gf = fwd_flops / tf * 1e-9, gb = bwd_flops / tb * 1e-9;
+        printf(" %8.1f %8.1f %6.0f%% %6.0f%%\n", gf, gb, 100.0 * gf / g_peak, 100.0 * gb / g_peak);
+    } else {
+        printf(" %8s %8s %7s %7s\n", "-", "-", "-", "-");
+    }
+    fflush(stdout);
+}
+
+/* ---- layer contexts ---------------------------------------------------------------------- */
+
+typedef struct lin_b {
+    float *out, *inp, *w, *b, *dout, *dinp, *dw, *db;
+    int N, C, OC;
+} lin_b;
+
+static void lin_f(void *p) {
+    lin_b *c = p;
+    clasp_linear_forward(c->out, c->inp, c->w, c->b, c->N, c->C, c->OC);
+}
+
+static void lin_bw(void *p) {
+    lin_b *c = p;
+    clasp_linear_backward(c->dinp, c->dw, c->db, c->dout, c->inp, c->w, c->N, c->C, c->OC);
+}
+
+static void bench_linear(const char *name, int N, int C, int OC) {
+    lin_b c = {.N = N, .C = C, .OC = OC};
+    size_t ni = (size_t)N * C, no = (size_t)N * OC, nw = (size_t)OC * C;
+    c.out = buf(no, 1, 1), c.inp = buf(ni, 2, 1), c.w = buf(nw, 3, 0.1f), c.b = buf(OC, 4, 1);
+    c.dout = buf(no, 5, 1), c.dinp = buf(ni, 6, 0), c.dw = buf(nw, 7, 0), c.db = buf(OC, 8, 0);
+    char shape[64];
+    snprintf(shape, sizeof shape, "%dx%d -> %d", N, C, OC);
+    double f = 2.0 * N * C * (double)OC;
+    report(name, shape, lin_f, lin_bw, &c, f, 2 * f);
+    free(c.out), free(c.inp), free(c.w), free(c.b), free(c.dout), free(c.dinp), free(c.dw),
+        free(c.db);
+}
+
+typedef struct conv_b {
+    float *out, *work, *inp, *w, *b, *dout, *dinp, *dw, *db;
+    int B, C, H, W, OC, K, s, p;
+} conv_b;
+
+static void conv_f(void *q) {
+    conv_b *c = q;
+    clasp_conv2d_forward(c->out, c->work, c->inp, c->w, c->b, c->B, c->C, c->H, c->W, c->OC, c->K,
+                         c->K, c->s, c->p);
+}
+
+static void conv_bw(void *q) {
+    conv_b *c = q;
+    clasp_conv2d_backward(c->dinp, c->dw, c->db, c->work, c->dout, c->inp, c->w, c->B, c->C, c->H,
+                          c->W, c->OC, c->K, c->K, c->s, c->p);
+}
+
+static void bench_conv(const char *name, int B, int C, int H, int W, int OC, int need_dinp) {
+    conv_b c = {.B = B, .C = C, .H = H, .W = W, .OC = OC, .K = 3, .s = 1, .p = 1};
+    size_t ni = (size_t)B * C * H * W, no = (size_t)B * OC * H * W, nw = (size_t)OC * C * 9;
+    c.out = buf(no, 1, 1), c.inp = buf(ni, 2, 1), c.w = buf(nw, 3, 0.1f), c.b = buf(OC, 4, 1);
+    c.work = buf(clasp_conv2d_work_floats(B, C, H, W, 3, 3, 1, 1), 9, 0);
+    c.dout = buf(no, 5, 1), c.dinp = need_dinp ? buf(ni, 6, 0) : NULL, c.dw = buf(nw, 7, 0);
+    c.db = buf(OC, 8, 0);
+    char shape[64];
+    snprintf(shape, sizeof shape, "%dx%dx%dx%d -> %d%s", B, C, H, W, OC,
+             need_dinp ? "" : " (no dX)");
+    double f = 2.0 * B * OC * (double)H * W * C * 9;
+    report(name, shape, conv_f, conv_bw, &c, f, need_dinp ? 2 * f : f);
+    free(c.out), free(c.work), free(c.inp), free(c.w), free(c.b), free(c.dout), free(c.dinp),
+        free(c.dw), free(c.db);
+}
+
+typedef struct elem_b {
+    float *out, *inp, *dout, *dinp, *w, *b, *mean, *rstd, *dw, *db;
+    int32_t *idx, *tok;
+    size_t n;
+    int B, C, H, W, T, kind;
+} elem_b;
+
+enum { K_RELU, K_GELU, K_GELU_TANH, K_MAXPOOL, K_LN, K_EMB, K_L2, K_GATHER, K_DROPOUT };
+
+static void elem_f(void *q) {
+    elem_b *c = q;
+    switch (c->kind) {
+    case K_RELU:
+        clasp_relu_forward(c->out, c->inp, c->n);
+        break;
+    case K_GELU:
+        clasp_gelu_forward(c->out, c->inp, c->n);
+        break;
+    case K_GELU_TANH:
+        clasp_gelu_tanh_forward(c->out, c->inp, c->n);
+        break;
+    case K_MAXPOOL:
+        clasp_maxpool2d_forward(c->out, c->idx, c->inp, c->B, c->C, c->H, c->W, 2, 2);
+        break;
+    case K_LN:
+        clasp_layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->B * c->T, c->C,
+                                1e-5f);
+        break;
+    case K_EMB:
+        clasp_embedding_forward(c->out, c->tok, c->w, c->b, c->B, c->T, c->C);
+        break;
+    case K_L2:
+        clasp_l2norm_forward(c->out, c->mean, c->inp, c->B, c->C, 1e-12f);
+        break;
+    case K_GATHER:
+        clasp_gather_tokens_forward(c->out, c->inp, c->tok, c->B, c->T, c->C);
+        break;
+    case K_DROPOUT:
+        clasp_dropout_forward(c->out, c->inp, c->n, 0.1f, 1, 2, 3);
+        break;
+    }
+}
+
+static void elem_bw(void *q) {
+    elem_b *c = q;
+    switch (c->kind) {
+    case K_RELU:
+        clasp_relu_backward(c->dinp, c->dout, c->out, c->n);
+        break;
+    case K_GELU:
+        clasp_gelu_backward(c->dinp, c->dout, c->inp, c->n);
+        break;
+    case K_GELU_TANH:
+        clasp_gelu_tanh_backward(c->dinp, c->dout, c->inp, c->n);
+        break;
+    case K_MAXPOOL:
+        clasp_maxpool2d_backward(c->dinp, c->dout, c->idx, c->B, c->C, c->H, c->W, 2, 2);
+        break;
+    case K_LN:
+        clasp_layernorm_backward(c->dinp, c->dw, c->db, c->dout, c->inp, c->w, c->mean, c->rstd,
+                                 c->B * c->T, c->C);
+        break;
+    case K_EMB:
+        clasp_embedding_backward(c->dw, c->db, c->dout, c->tok, c->B, c->T, c->C);
+        break;
+    case K_L2:
+        clasp_l2norm_backward(c->dinp, c->dout, c->out, c->mean, c->B, c->C);
+        break;
+    case K_GATHER:
+        clasp_gather_tokens_backward(c->dinp, c->dout, c->tok, c->B, c->T, c->C);
+        break;
+    case K_DROPOUT:
+        clasp_dropout_backward(c->dinp, c->dout, c->n, 0.1f, 1, 2, 3);
+        break;
+    }
+}
+
+/* n = input elements; nout = output elements */
+static void bench_elem(const char *name, const char *shape, elem_b *c, size_t nin, size_t nout) {
+    c->inp = buf(nin, 1, 4), c->out = buf(nout, 2, 1), c->dout = buf(nout, 3, 1);
+    c->dinp = buf(nin, 4, 0);
+    c->mean = buf(nin, 5, 0), c->rstd = buf(nin, 6, 0);
+    c->idx = calloc(nout, sizeof(int32_t));
+    report(name, shape, elem_f, elem_bw, c, 0, 0);
+    free(c->inp), free(c->out), free(c->dout), free(c->dinp), free(c->mean), free(c->rstd),
+        free(c->idx);
+}
+
+typedef struct att_b {
+    float *out, *att, *work, *qkv, *dout, *dqkv;
+    int B, T, C, NH;
+} att_b;
+
+static void att_f(void *q) {
+    att_b *c = q;
+    clasp_attention_forward(c->out, c->att, c->work, c->qkv, NULL, 1, c->B, c->T, c->C, c->NH);
+}
+
+static void att_bw(void *q) {
+    att_b *c = q;
+    clasp_attention_backward(c->dqkv, c->work, c->dout, c->qkv, c->att, c->B, c->T, c->C, c->NH);
+}
+
+typedef struct blk_b {
+    clasp_block_dims d;
+    clasp_block_params p, g;
+    clasp_block_acts a;
+    float *acts, *work, *inp, *out, *dout, *dinp;
+} blk_b;
+
+static void blk_f(void *q) {
+    blk_b *c = q;
+    clasp_block_forward(c->out, &c->a, c->work, c->inp, &c->p, NULL, &c->d);
+}
+
+static void blk_bw(void *q) {
+    blk_b *c = q;
+    clasp_block_backward(c->dinp, &c->g, c->work, c->dout, c->inp, &c->a, &c->p, &c->d);
+}
+
+int main(int argc, char **argv) {
+    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    if (quick) g_reps = 3;
+    const char *nt = getenv("OPENBLAS_NUM_THREADS");
+    printf("# bench_layers: fmnist-small shapes, batch 256; OPENBLAS_NUM_THREADS=%s "
+           "openblas_get_num_threads()=%d core=%s\n",
+           nt ? nt : "(unset)", openblas_get_num_threads(), openblas_get_corename());
+    double p1024 = sgemm_peak(1024, quick ? 3 : 5, quick ? 0.1 : 0.25);
+    double p512 = sgemm_peak(512, quick ? 3 : 5, quick ? 0.1 : 0.25);
+    g_peak = p1024 > p512 ? p1024 : p512;
+    printf("# sgemm peak (square NN, best of timings): 1024: %.1f GFLOP/s, 512: %.1f GFLOP/s; "
+           "%%peak below uses %.1f\n",
+           p1024, p512, g_peak);
+    printf("# median of %d single calls after a warm-up; GFLOP/s counts matmul FLOPs only\n",
+           g_reps);
+    printf("%-16s %-26s %9s %9s %8s %8s %7s %7s\n", "layer", "shape", "fwd ms", "bwd ms",
+           "fwd GF/s", "bwd GF/s", "fwd%pk", "bwd%pk");
+
+    const int B = 256, T = 32, C = 128, NH = 4, F = 512, V = 259;
+    /* ---- image tower ---- */
+    printf("# image tower\n");
+    bench_conv("conv1", B, 1, 28, 28, 32, 0);
+    elem_b e = {.n = (size_t)B * 32 * 28 * 28, .kind = K_RELU};
+    bench_elem("relu1", "256x32x28x28", &e, e.n, e.n);
+    e = (elem_b){.B = B, .C = 32, .H = 28, .W = 28, .kind = K_MAXPOOL};
+    bench_elem("maxpool1", "256x32x28x28 k2s2", &e, (size_t)B * 32 * 28 * 28,
+               (size_t)B * 32 * 14 * 14);
+    bench_conv("conv2", B, 32, 14, 14, 64, 1);
+    e = (elem_b){.n = (size_t)B * 64 * 14 * 14, .kind = K_RELU};
+    bench_elem("relu2", "256x64x14x14", &e, e.n, e.n);
+    e = (elem_b){.B = B, .C = 64, .H = 14, .W = 14, .kind = K_MAXPOOL};
+    bench_elem("maxpool2", "256x64x14x14 k2s2", &e, (size_t)B * 64 * 14 * 14,
+               (size_t)B * 64 * 7 * 7);
+    bench_linear("fc1", B, 3136, 256);
+    bench_linear("fc2", B, 256, 128);
+    double img_f = g_total_fwd, img_b = g_total_bwd;
+    printf("%-16s %-26s %9.3f %9.3f\n", "image total", "", img_f * 1e3, img_b * 1e3);
+
+    /* ---- text tower ---- */
+    printf("# text tower (B=256, T=32, C=128, 4 heads, MLP 512)\n");
+    g_total_fwd = g_total_bwd = 0;
+    e = (elem_b){.B = B, .T = T, .C = C, .kind = K_EMB};
+    e.w = buf((size_t)V * C, 11, 0.02f), e.b = buf((size_t)T * C, 12, 0.01f);
+    e.tok = malloc((size_t)B * T * sizeof(int32_t));
+    for (int i = 0; i < B * T; i++) e.tok[i] = (i * 131) % V;
+    float *ew = e.w, *eb = e.b;
+    int32_t *etok = e.tok;
+    e.dw = buf((size_t)V * C, 13, 0), e.db = buf((size_t)T * C, 14, 0);
+    float *edw = e.dw, *edb = e.db;
+    bench_elem("embedding", "256x32 -> 128 (+pos)", &e, (size_t)B * T * C, (size_t)B * T * C);
+    free(ew), free(eb), free(etok), free(edw), free(edb);
+    double emb_f = g_total_fwd, emb_b = g_total_bwd;
+
+    g_total_fwd = g_total_bwd = 0;
+    e = (elem_b){.B = B, .T = T, .C = C, .kind = K_LN};
+    e.w = buf(C, 15, 1), e.b = buf(C, 16, 1), e.dw = buf(C, 17, 0), e.db = buf(C, 18, 0);
+    float *lw = e.w, *lb = e.b, *ldw = e.dw, *ldb = e.db;
+    bench_elem("layernorm", "8192x128", &e, (size_t)B * T * C, (size_t)B * T * C);
+    free(lw), free(lb), free(ldw), free(ldb);
+    bench_linear("qkv", B * T, C, 3 * C);
+    att_b a = {.B = B, .T = T, .C = C, .NH = NH};
+    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C;
+    a.qkv = buf(nq, 1, 1), a.dqkv = buf(nq, 2, 0), a.out = buf(no, 3, 0), a.dout = buf(no, 4, 1);
+    a.att = buf((size_t)B * NH * T * T, 5, 0),
+    a.work = buf(clasp_attention_work_floats(B, T, C, NH), 6, 0);
+    double af = 4.0 * B * NH * (double)T * T * (C / NH);
+    report("attention", "causal 256x4x32x32, hs 32", att_f, att_bw, &a, af, 2 * af);
+    free(a.qkv), free(a.dqkv), free(a.out), free(a.dout), free(a.att), free(a.work);
+    bench_linear("attn proj", B * T, C, C);
+    e = (elem_b){.B = B, .T = T, .C = C, .kind = K_LN};
+    e.w = buf(C, 15, 1), e.b = buf(C, 16, 1), e.dw = buf(C, 17, 0), e.db = buf(C, 18, 0);
+    lw = e.w, lb = e.b, ldw = e.dw, ldb = e.db;
+    bench_elem("layernorm2", "8192x128", &e, (size_t)B * T * C, (size_t)B * T * C);
+    free(lw), free(lb), free(ldw), free(ldb);
+    bench_linear("mlp fc1", B * T, C, F);
+    e = (elem_b){.n = (size_t)B * T * F, .kind = K_GELU};
+    bench_elem("gelu (erf)", "8192x512", &e, e.n, e.n);
+    bench_linear("mlp fc2", B * T, F, C);
+    double parts_f = g_total_fwd, parts_b = g_total_bwd;
+    printf("%-16s %-26s %9.3f %9.3f\n", "sum of parts", "one block", parts_f * 1e3, parts_b * 1e3);
+    e = (elem_b){.n = (size_t)B * T * F, .kind = K_GELU_TANH};
+    g_total_fwd = g_total_bwd = 0;
+    bench_elem("gelu (tanh)", "8192x512 (not in block)", &e, e.n, e.n);
+
+    g_total_fwd = g_total_bwd = 0;
+    blk_b k = {.d = {.B = B, .T = T, .C = C, .NH = NH, .F = F, .causal = 1, .ln_eps = 1e-5f}};
+    size_t sz[12] = {C, C, 3 * C * C, 3 * C, C * C, C, C, C, (size_t)F * C, F, (size_t)C * F, C};
+    for (int i = 0; i < 12; i++) {
+        ((float **)&k.p)[i] = buf(sz[i], 20 + i, 0.1f);
+        ((float **)&k.g)[i] = buf(sz[i], 40 + i, 0);
+    }
+    k.acts = buf(clasp_block_acts_floats(&k.d), 60, 0);
+    clasp_block_acts_point(&k.a, k.acts, &k.d);
+    k.work = buf(clasp_block_work_floats(&k.d), 61, 0);
+    k.inp = buf(no, 62, 1), k.out = buf(no, 63, 0), k.dout = buf(no, 64, 1),
+    k.dinp = buf(no, 65, 0);
+    double bf = 2.0 * B * T * (double)C * (3 * C + C + 2 * F) + af;
+    report("block", "whole pre-LN block", blk_f, blk_bw, &k, bf, 2 * bf);
+    double blk_f_t = g_total_fwd, blk_b_t = g_total_bwd;
+    for (int i = 0; i < 12; i++) free(((float **)&k.p)[i]), free(((float **)&k.g)[i]);
+    free(k.acts), free(k.work), free(k.inp), free(k.out), free(k.dout), free(k.dinp);
+
+    g_total_fwd = g_total_bwd = 0;
+    e = (elem_b){.B = B, .T = T, .C = C, .kind = K_LN};
+    e.w = buf(C, 15, 1), e.b = buf(C, 16, 1), e.dw = buf(C, 17, 0), e.db = buf(C, 18, 0);
+    lw = e.w, lb = e.b, ldw = e.dw, ldb = e.db;
+    bench_elem("ln_f", "8192x128", &e, (size_t)B * T * C, (size_t)B * T * C);
+    free(lw), free(lb), free(ldw), free(ldb);
+    e = (elem_b){.B = B, .T = T, .C = C, .kind = K_GATHER};
+    e.tok = malloc(B * sizeof(int32_t));
+    for (int i = 0; i < B; i++) e.tok[i] = i % T;
+    etok = e.tok;
+    bench_elem("gather EOS", "256x32x128 -> 256x128", &e, (size_t)B * T * C, (size_t)B * C);
+    free(etok);
+    bench_linear("text proj", B, C, C);
+    e = (elem_b){.B = B, .C = C, .kind = K_L2};
+    bench_elem("l2norm", "256x128", &e, (size_t)B * C, (size_t)B * C);
+    e = (elem_b){.n = (size_t)B * T * C, .kind = K_DROPOUT};
+    bench_elem("dropout p=0.1", "8192x128 (not in model)", &e, e.n, e.n);
+    double head_f = g_total_fwd, head_b = g_total_bwd;
+
+    double txt_f = emb_f + 2 * blk_f_t + head_f, txt_b = emb_b + 2 * blk_b_t + head_b;
+    printf("%-16s %-26s %9.3f %9.3f\n", "text total", "emb + 2 blocks + head", txt_f * 1e3,
+           txt_b * 1e3);
+    double step = img_f + img_b + txt_f + txt_b;
+    printf("# layers of one training step (image + text, fwd + bwd): %.1f ms -> %.0f samples/s "
+           "upper bound (no loss/optimizer)\n",
+           step * 1e3, 256.0 / step);
+    return 0;
+}
