@@ -30,6 +30,7 @@ struct clasp_tar_reader {
     uint64_t n_samples;
     uint64_t n_headers; /* members whose header was read */
     member pending;
+    int64_t pending_entry_size; /* header size of the pending member (-1: unknown) */
     bool done;
     bool failed;
     bool read_to_end; /* reached ARCHIVE_EOF cleanly */
@@ -178,17 +179,15 @@ static void fail_(clasp_tar_reader *r, const char *what) {
 }
 
 /* Reads (or skips) the current member's data into m. Returns NOMEM only. */
-static clasp_status read_member_(clasp_tar_reader *r, struct archive_entry *e, bool payload,
-                                 member *m) {
-    int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1;
+static clasp_status read_member_(clasp_tar_reader *r, int64_t size, bool payload, member *m) {
     m->f.n = size > 0 ? (size_t)size : 0;
     if (size < 0 || (uint64_t)size > r->max_member) {
-        if (size >= 0) m->too_large = true;
+        /* Unknown or above the limit: never buffered. */
+        m->too_large = true;
         if (archive_read_data_skip(r->a) != ARCHIVE_OK) {
             m->truncated = true;
             fail_(r, "member data cut");
         }
-        if (size < 0) m->too_large = true;
         return CLASP_OK;
     }
     if (!payload) {
@@ -247,6 +246,9 @@ clasp_status clasp_tar_next(clasp_tar_reader *r, bool payload, clasp_sample *s, 
     clasp_sample_clear(s);
     *got = false;
     if (r->pending.valid) {
+        /* The archive is positioned at the pending member's data: read it now, with this
+         * call's payload choice. */
+        CLASP_TRY(read_member_(r, r->pending_entry_size, payload, &r->pending));
         CLASP_TRY(start_(r, s, &r->pending, payload));
     } else if (r->done) {
         return CLASP_OK;
@@ -285,30 +287,21 @@ clasp_status clasp_tar_next(clasp_tar_reader *r, bool payload, clasp_sample *s, 
             return clasp_set_error(CLASP_ERR_NOMEM, "sample: out of memory");
         }
         for (char *c = m.f.ext; *c; c++) *c = (char)tolower((unsigned char)*c);
-        clasp_status st = read_member_(r, e, payload, &m);
-        if (st != CLASP_OK) {
-            member_clear_(&m);
-            return st;
-        }
         m.valid = true;
-        if (!s->key) {
-            st = start_(r, s, &m, payload);
-            if (st != CLASP_OK) {
-                member_clear_(&m);
-                return st;
-            }
-            continue;
-        }
-        bool same = !strcmp(s->key, m.key);
+        int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1;
+        bool same = s->key && !strcmp(s->key, m.key);
         if (same && clasp_sample_field(s, m.f.ext)) {
             if (r->stats) clasp_data_stats_add(r->stats, &r->stats->repeated_ext, 1);
             same = false;
         }
-        if (!same) {
+        if (s->key && !same) {
+            /* First member of the next sample: keep its header, leave its data unread. */
             r->pending = m;
+            r->pending_entry_size = size;
             break;
         }
-        st = add_field_(s, &m);
+        clasp_status st = read_member_(r, size, payload, &m);
+        if (st == CLASP_OK) st = s->key ? add_field_(s, &m) : start_(r, s, &m, payload);
         member_clear_(&m);
         if (st != CLASP_OK) return st;
     }

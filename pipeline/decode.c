@@ -1,0 +1,222 @@
+/* decode.c: one sample's fields -> model inputs (image tensor, caption tokens, log-mel,
+ * label), with every bad field turned into a counted skip (see clasp_decoder_run in loader.h).
+ * Random choices (caption among several, audio augmentation) are keyed by (seed, epoch,
+ * sample key), so a sample decodes the same on any thread. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/hash.h"
+#include "core/rng.h"
+#include "pipeline/loader.h"
+
+struct clasp_decoder {
+    clasp_loader_config cfg;
+    const clasp_tokenizer *tok;
+    clasp_audio_frontend *fe;
+    float *mel_scratch;   /* when the caller passes no mel buffer */
+    int32_t *tok_scratch; /* when the caller passes no token buffer */
+};
+
+clasp_status clasp_decoder_new(const clasp_loader_config *cfg, const clasp_tokenizer *tok,
+                               clasp_decoder **out) {
+    *out = NULL;
+    clasp_decoder *d = calloc(1, sizeof *d);
+    if (!d) return clasp_set_error(CLASP_ERR_NOMEM, "decoder: out of memory");
+    d->cfg = *cfg;
+    d->cfg.spec = NULL;
+    d->tok = tok;
+    if (cfg->context_length < 2) {
+        free(d);
+        return clasp_set_error(CLASP_ERR_CONFIG, "context_length %d: must be >= 2",
+                               cfg->context_length);
+    }
+    d->tok_scratch = malloc((size_t)cfg->context_length * sizeof(int32_t));
+    if (!d->tok_scratch) {
+        clasp_decoder_free(d);
+        return clasp_set_error(CLASP_ERR_NOMEM, "decoder: out of memory");
+    }
+    if (cfg->required & CLASP_NEED_AUDIO) {
+        clasp_status st = clasp_audio_frontend_new(&cfg->audio, &d->fe);
+        if (st != CLASP_OK) {
+            clasp_decoder_free(d);
+            return st;
+        }
+        d->mel_scratch = malloc(clasp_audio_frontend_numel(d->fe) * sizeof(float));
+        if (!d->mel_scratch) {
+            clasp_decoder_free(d);
+            return clasp_set_error(CLASP_ERR_NOMEM, "decoder: out of memory");
+        }
+    }
+    *out = d;
+    return CLASP_OK;
+}
+
+void clasp_decoder_free(clasp_decoder *d) {
+    if (!d) return;
+    clasp_audio_frontend_free(d->fe);
+    free(d->mel_scratch);
+    free(d->tok_scratch);
+    free(d);
+}
+
+/* Parses a "cls" payload: optional whitespace, a decimal integer, optional whitespace. */
+static bool parse_label_(const clasp_field *f, int64_t *out) {
+    if (!f->data || f->n == 0 || f->n > 32) return false;
+    char buf[40];
+    memcpy(buf, f->data, f->n);
+    buf[f->n] = 0;
+    char *end;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (end == buf || errno) return false;
+    while (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t') end++;
+    if (*end) return false;
+    *out = (int64_t)v;
+    return true;
+}
+
+static clasp_status skip_(clasp_data_stats *stats, const clasp_sample *s, clasp_skip_reason r,
+                          const char *detail, bool *ok, clasp_skip_reason *why) {
+    *ok = false;
+    *why = r;
+    if (stats) clasp_data_stats_skip(stats, r, s->shard, s->key, detail);
+    return CLASP_OK;
+}
+
+typedef struct caption {
+    const char *p;
+    size_t n;
+} caption;
+
+/* Collects the captions of a json object: "captions" (array of strings) and "text" (a string
+ * or an array of strings). */
+static size_t json_captions_(const cJSON *j, caption *caps, size_t cap, size_t n) {
+    const char *names[2] = {"captions", "text"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, names[k]);
+        if (cJSON_IsString(v) && n < cap) {
+            caps[n].p = v->valuestring;
+            caps[n++].n = strlen(v->valuestring);
+        } else if (cJSON_IsArray(v)) {
+            const cJSON *e;
+            cJSON_ArrayForEach(e, v) {
+                if (cJSON_IsString(e) && n < cap) {
+                    caps[n].p = e->valuestring;
+                    caps[n++].n = strlen(e->valuestring);
+                }
+            }
+        }
+    }
+    return n;
+}
+
+clasp_status clasp_decoder_run(clasp_decoder *d, const clasp_sample *s, uint64_t epoch,
+                               clasp_data_stats *stats, clasp_decoded *out, bool *ok,
+                               clasp_skip_reason *why) {
+    const clasp_loader_config *c = &d->cfg;
+    *ok = false;
+    *why = CLASP_SKIP_N;
+    if (s->truncated) return skip_(stats, s, CLASP_SKIP_TRUNCATED, "member data cut", ok, why);
+    if (s->too_large)
+        return skip_(stats, s, CLASP_SKIP_TOO_LARGE, "member above size limit", ok, why);
+    if (!s->has_payload) return clasp_set_error(CLASP_ERR_STATE, "sample %s: no payload", s->key);
+    const clasp_field *img = clasp_sample_find(s, &c->fields, CLASP_FIELD_IMAGE);
+    const clasp_field *txt = clasp_sample_find(s, &c->fields, CLASP_FIELD_TEXT);
+    const clasp_field *aud = clasp_sample_find(s, &c->fields, CLASP_FIELD_AUDIO);
+    const clasp_field *lab = clasp_sample_find(s, &c->fields, CLASP_FIELD_LABEL);
+    const clasp_field *js = clasp_sample_find(s, &c->fields, CLASP_FIELD_JSON);
+    unsigned need = c->required;
+    if ((need & CLASP_NEED_IMAGE) && !img)
+        return skip_(stats, s, CLASP_SKIP_MISSING_FIELD, "no image field", ok, why);
+    if ((need & CLASP_NEED_AUDIO) && !aud)
+        return skip_(stats, s, CLASP_SKIP_MISSING_FIELD, "no audio field", ok, why);
+    if ((need & CLASP_NEED_LABEL) && !lab)
+        return skip_(stats, s, CLASP_SKIP_MISSING_FIELD, "no label field", ok, why);
+    if ((need & CLASP_NEED_TEXT) && !txt && !js)
+        return skip_(stats, s, CLASP_SKIP_MISSING_FIELD, "no text or json field", ok, why);
+
+    int64_t label = -1;
+    if (lab && !parse_label_(lab, &label)) {
+        if (need & CLASP_NEED_LABEL)
+            return skip_(stats, s, CLASP_SKIP_BAD_LABEL, "cls is not a decimal integer", ok, why);
+        label = -1;
+    }
+    uint64_t group = label >= 0 ? (uint64_t)label : clasp_hash_str(s->key, 0);
+
+    if (need & CLASP_NEED_TEXT) {
+        caption caps[64];
+        size_t n = 0;
+        cJSON *j = NULL;
+        if (txt) {
+            caps[n].p = (const char *)txt->data;
+            caps[n++].n = txt->n;
+        }
+        if (js) {
+            j = cJSON_ParseWithLength((const char *)js->data, js->n);
+            if (!j && !txt)
+                return skip_(stats, s, CLASP_SKIP_BAD_JSON, "json does not parse", ok, why);
+            if (j) n = json_captions_(j, caps, 64, n);
+        }
+        if (n == 0) {
+            cJSON_Delete(j);
+            return skip_(stats, s, CLASP_SKIP_MISSING_FIELD, "json has no captions or text", ok,
+                         why);
+        }
+        size_t pick = 0;
+        if (!c->eval && n > 1) {
+            clasp_rng r;
+            clasp_rng_init(&r, c->seed, CLASP_RNG_CAPTION, epoch, clasp_hash_str(s->key, 0));
+            pick = (size_t)clasp_rng_below(&r, n);
+        }
+        char *norm = NULL;
+        size_t nn = 0;
+        clasp_status st = clasp_text_normalize(caps[pick].p, caps[pick].n, &c->text, &norm, &nn);
+        cJSON_Delete(j);
+        if (st == CLASP_ERR_NOMEM) return st;
+        if (st != CLASP_OK)
+            return skip_(stats, s, CLASP_SKIP_BAD_TEXT, clasp_last_error(), ok, why);
+        int32_t *tokens = out && out->tokens ? out->tokens : d->tok_scratch;
+        st = clasp_tokenizer_encode_n(d->tok, norm, nn, tokens, c->context_length, NULL);
+        free(norm);
+        if (st != CLASP_OK) return st;
+        group = clasp_hash64(tokens, (size_t)c->context_length * sizeof(int32_t), 0);
+    }
+
+    if (need & CLASP_NEED_IMAGE) {
+        clasp_status st;
+        if (out && out->image) {
+            st = clasp_image_load(img->data, img->n, &c->image, out->image);
+        } else {
+            clasp_image im;
+            st = clasp_image_decode(img->data, img->n, c->image.channels, c->image.max_pixels, &im);
+            clasp_image_free(&im);
+        }
+        if (st == CLASP_ERR_NOMEM) return st;
+        if (st != CLASP_OK)
+            return skip_(stats, s, CLASP_SKIP_BAD_IMAGE, clasp_last_error(), ok, why);
+    }
+
+    if (need & CLASP_NEED_AUDIO) {
+        float *mel = out && out->mel ? out->mel : d->mel_scratch;
+        clasp_audio_skip aw = CLASP_AUDIO_OK;
+        clasp_status st =
+            clasp_audio_frontend_run(d->fe, aud->data, aud->n, c->eval ? NULL : &c->audio_augment,
+                                     c->seed, epoch, s->key, mel, NULL, &aw);
+        if (st != CLASP_OK) {
+            if (aw == CLASP_AUDIO_OK) return st;
+            char detail[300];
+            snprintf(detail, sizeof detail, "%s: %s", clasp_audio_skip_name(aw),
+                     clasp_last_error());
+            return skip_(stats, s, CLASP_SKIP_BAD_AUDIO, detail, ok, why);
+        }
+    }
+    if (out) {
+        out->label = label;
+        out->group_id = group;
+    }
+    *ok = true;
+    return CLASP_OK;
+}
