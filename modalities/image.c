@@ -344,34 +344,21 @@ clasp_status clasp_image_load(const void *data, size_t n, const clasp_image_conf
     return s;
 }
 
-static clasp_status encode(int jpeg, const uint8_t *pixels, int w, int h, int channels, int quality,
-                           uint8_t **out, size_t *n) {
+clasp_status clasp_image_encode_png(const uint8_t *pixels, int w, int h, int channels,
+                                    uint8_t **out, size_t *n) {
     if (!pixels || !out || !n) return clasp_set_error(CLASP_ERR_ARG, "image encode: NULL argument");
     *out = NULL;
     *n = 0;
     if (w <= 0 || h <= 0 || channels < 1 || channels > 4 || w > 65535 || h > 65535)
         return clasp_set_error(CLASP_ERR_ARG, "image encode: bad shape %dx%dx%d", w, h, channels);
-    if (jpeg && (quality < 1 || quality > 100))
-        return clasp_set_error(CLASP_ERR_ARG, "image encode: JPEG quality %d not in 1..100",
-                               quality);
     size_t nbytes;
     if (!clasp_size_mul3((size_t)w, (size_t)h, (size_t)channels, &nbytes) || nbytes > INT_MAX / 2)
         return clasp_set_error(CLASP_ERR_OVERFLOW, "image encode: %dx%dx%d too large", w, h,
                                channels);
-    if (!clasp__stb_write(jpeg, pixels, w, h, channels, quality, out, n))
+    if (!clasp__stb_write_png(pixels, w, h, channels, out, n))
         return clasp_set_error(CLASP_ERR_NOMEM,
-                               "image encode: stb_image_write %s failed for "
+                               "image encode: stb_image_write PNG failed for "
                                "%dx%dx%d",
-                               jpeg ? "JPEG" : "PNG", w, h, channels);
+                               w, h, channels);
     return CLASP_OK;
-}
-
-clasp_status clasp_image_encode_png(const uint8_t *pixels, int w, int h, int channels,
-                                    uint8_t **out, size_t *n) {
-    return encode(0, pixels, w, h, channels, 0, out, n);
-}
-
-clasp_status clasp_image_encode_jpg(const uint8_t *pixels, int w, int h, int channels, int quality,
-                                    uint8_t **out, size_t *n) {
-    return encode(1, pixels, w, h, channels, quality, out, n);
 }

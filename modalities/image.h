@@ -1,5 +1,5 @@
 /* image.h: image decoding (stb_image), resizing (stb_image_resize), center crop and per-channel
- * normalisation into the float CHW tensor an image encoder takes, plus PNG/JPEG encoding for
+ * normalisation into the float CHW tensor an image encoder takes, plus PNG encoding for
  * the dataset builders. Everything works on memory buffers, never on paths.
  *
  * Typical use (one sample, in a loader thread):
@@ -144,9 +144,9 @@ void clasp_image_normalize(const uint8_t *pixels, int w, int h, int channels, co
  * *n bytes (caller frees with free()). Returns CLASP_ERR_ARG for bad sizes, CLASP_ERR_NOMEM. */
 clasp_status clasp_image_encode_png(const uint8_t *pixels, int w, int h, int channels,
                                     uint8_t **out, size_t *n);
-/* Same as a baseline JPEG with quality 1..100 (channels 1..4; alpha is dropped). */
-clasp_status clasp_image_encode_jpg(const uint8_t *pixels, int w, int h, int channels, int quality,
-                                    uint8_t **out, size_t *n);
+/* (No JPEG encoder: stb_image_write's JPEG writer shifts signed ints past their range, which
+ * UBSan builds abort on; clasp only writes PNG. Tests make JPEG fixtures with the system
+ * libstb instead.) */
 
 /* ---- private to modalities/: thin wrappers over stb defined in modalities/stb_impl.c ---- */
 int clasp__stb_info(const uint8_t *data, size_t n, int *w, int *h, int *comp);
@@ -155,7 +155,7 @@ void clasp__stb_free(void *p);
 const char *clasp__stb_failure_reason(void);
 int clasp__stb_resize_region(const uint8_t *in, int in_w, int in_h, int channels, uint8_t *out,
                              int out_w, int out_h, float s0, float t0, float s1, float t1);
-int clasp__stb_write(int jpeg, const uint8_t *pixels, int w, int h, int channels, int quality,
-                     uint8_t **out, size_t *n);
+int clasp__stb_write_png(const uint8_t *pixels, int w, int h, int channels, uint8_t **out,
+                         size_t *n);
 
 #endif

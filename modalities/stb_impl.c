@@ -1,5 +1,6 @@
 /* stb_impl.c: the one translation unit that compiles the stb implementations clasp uses:
- * stb_image (decoding), stb_image_resize (resizing) and stb_image_write (PNG/JPEG encoding).
+ * stb_image (decoding), stb_image_resize (resizing) and stb_image_write (PNG encoding only: its
+ * JPEG writer has a signed-shift overflow that UBSan builds abort on).
  *
  * Everything from stb is compiled `static` (STB_*_STATIC), so these symbols never clash with
  * Debian's libstb.so or any other copy; the rest of clasp reaches them only through the small
@@ -107,11 +108,10 @@ static void write_cb(void *ctx, void *data, int size) {
     b->n = need;
 }
 
-int clasp__stb_write(int jpeg, const uint8_t *pixels, int w, int h, int channels, int quality,
-                     uint8_t **out, size_t *n) {
+int clasp__stb_write_png(const uint8_t *pixels, int w, int h, int channels, uint8_t **out,
+                         size_t *n) {
     write_buf b = {0};
-    int ok = jpeg ? stbi_write_jpg_to_func(write_cb, &b, w, h, channels, pixels, quality)
-                  : stbi_write_png_to_func(write_cb, &b, w, h, channels, pixels, 0);
+    int ok = stbi_write_png_to_func(write_cb, &b, w, h, channels, pixels, 0);
     if (!ok || b.failed || b.n == 0) {
         free(b.data);
         return 0;

@@ -135,7 +135,9 @@ Test(tokenizer, bpe_training_is_deterministic) {
     clasp_tokenizer *a, *b;
     cr_assert_eq(clasp_tokenizer_train_bpe(corpus, N_CORPUS, 300, 1, &a), CLASP_OK);
     cr_assert_eq(clasp_tokenizer_train_bpe(corpus, N_CORPUS, 300, 1, &b), CLASP_OK);
-    char *ja = cJSON_PrintUnformatted(clasp_tokenizer_to_json(a));
+    cJSON *ja_o = clasp_tokenizer_to_json(a);
+    char *ja = cJSON_PrintUnformatted(ja_o);
+    cJSON_Delete(ja_o);
     cJSON *jb_o = clasp_tokenizer_to_json(b);
     char *jb = cJSON_PrintUnformatted(jb_o);
     cr_assert_str_eq(ja, jb);
