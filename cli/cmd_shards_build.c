@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "datasets/files.h"
 #include "datasets/fmnist.h"
 #include "datasets/manifest.h"
 
@@ -133,8 +134,7 @@ int clasp_cmd_shards_build(int argc, char **argv) {
 
     clasp_manifest m;
     clasp_status st;
-    (void)prefix, (void)url_col, (void)caption_col, (void)langs,
-        (void)val_percent; /* TODO: other kinds */
+    (void)langs, (void)val_percent; /* TODO: other kinds */
     if (!strcmp(kind, "fmnist")) {
         clasp_fmnist_options o = clasp_fmnist_default_options();
         o.src_dir = source;
@@ -145,6 +145,23 @@ int clasp_cmd_shards_build(int argc, char **argv) {
         o.all_captions = all_captions;
         o.progress = true;
         st = clasp_fmnist_build(&o, &m);
+    } else if (!strcmp(kind, "folder") || !strcmp(kind, "tsv")) {
+        if (!source) {
+            fprintf(stderr, "clasp shards build %s: need a SOURCE %s\n", kind,
+                    !strcmp(kind, "tsv") ? "file" : "directory");
+            return 2;
+        }
+        clasp_files_options o = clasp_files_default_options();
+        o.source = source;
+        o.out_dir = out;
+        if (prefix) o.prefix = prefix;
+        if (have_maxcount) o.maxcount = (size_t)maxcount;
+        o.maxsize = maxsize;
+        o.limit = (size_t)limit;
+        if (url_col) o.url_col = url_col;
+        if (caption_col) o.caption_col = caption_col;
+        o.progress = true;
+        st = !strcmp(kind, "tsv") ? clasp_tsv_build(&o, &m) : clasp_folder_build(&o, &m);
     } else {
         fprintf(stderr, "clasp shards build: unknown KIND '%s' (fmnist, folder, tsv, asterisk)\n",
                 kind);

@@ -1,0 +1,268 @@
+/* test_datasets_files.c: the folder and TSV/CSV builders: pairing by basename, skip reasons
+ * (missing file, unreadable image, invalid UTF-8, unpaired, URLs), manifest listing, CLI. */
+#include <archive.h>
+#include <archive_entry.h>
+#include <criterion/criterion.h>
+#include <sndfile.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/json.h"
+#include "datasets/files.h"
+#include "testutil.h"
+
+static void put(const char *dir, const char *name, const void *data, size_t n) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "wb");
+    cr_assert_not_null(f, "%s", p);
+    cr_assert_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+static void put_str(const char *dir, const char *name, const char *s) {
+    put(dir, name, s, strlen(s));
+}
+
+/* A w x h binary PPM (P6) with a gradient. */
+static void put_ppm(const char *dir, const char *name, int w, int h) {
+    char hdr[64];
+    int k = snprintf(hdr, sizeof hdr, "P6\n%d %d\n255\n", w, h);
+    size_t n = (size_t)k + (size_t)w * h * 3;
+    unsigned char *buf = malloc(n);
+    memcpy(buf, hdr, (size_t)k);
+    for (int i = 0; i < w * h * 3; i++) buf[k + i] = (unsigned char)(i * 7);
+    put(dir, name, buf, n);
+    free(buf);
+}
+
+static void put_wav(const char *dir, const char *name, int frames) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    SF_INFO info = {.samplerate = 8000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
+    SNDFILE *f = sf_open(p, SFM_WRITE, &info);
+    cr_assert_not_null(f, "%s", sf_strerror(NULL));
+    short s[800];
+    for (int i = 0; i < 800; i++) s[i] = (short)((i % 40) * 500 - 10000);
+    for (int done = 0; done < frames;) {
+        int k = frames - done < 800 ? frames - done : 800;
+        sf_writef_short(f, s, k);
+        done += k;
+    }
+    sf_close(f);
+}
+
+static void mk(const char *base, const char *sub, char *out, size_t cap) {
+    snprintf(out, cap, "%s/%s", base, sub);
+    mkdir(out, 0755);
+}
+
+/* Lists "key.ext" member names of all shards PREFIX-*.tar in order, joined by '\n'. */
+static size_t list_all(const char *dir, const char *prefix, char *out, size_t cap) {
+    size_t k = 0, n = 0;
+    out[0] = 0;
+    for (int s = 0;; s++) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s-%06d.tar", dir, prefix, s);
+        if (access(p, R_OK) != 0) break;
+        struct archive *a = archive_read_new();
+        archive_read_support_format_tar(a);
+        cr_assert_eq(archive_read_open_filename(a, p, 10240), ARCHIVE_OK);
+        struct archive_entry *e;
+        int r;
+        while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
+            k += (size_t)snprintf(out + k, cap - k, "%s\n", archive_entry_pathname(e));
+            n++;
+        }
+        archive_read_free(a);
+    }
+    return n;
+}
+
+static int reason_count(const char *dir, const char *reason) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/manifest.json", dir);
+    cJSON *j;
+    cr_assert_eq(clasp_json_load(p, &j), CLASP_OK, "%s", clasp_last_error());
+    const cJSON *c = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "skipped"), "by_reason"), reason);
+    int v = c ? c->valueint : 0;
+    cJSON_Delete(j);
+    return v;
+}
+
+static bool manifest_lists(const char *dir, const char *item_substr, const char *reason) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/manifest.json", dir);
+    cJSON *j;
+    cr_assert_eq(clasp_json_load(p, &j), CLASP_OK);
+    const cJSON *it;
+    bool found = false;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(cJSON_GetObjectItem(j, "skipped"), "items")) {
+        if (strstr(cJSON_GetObjectItem(it, "item")->valuestring, item_substr) &&
+            !strcmp(cJSON_GetObjectItem(it, "reason")->valuestring, reason))
+            found = true;
+    }
+    cJSON_Delete(j);
+    return found;
+}
+
+Test(datasets_files, folder_pairs_by_basename_and_skips_bad_items) {
+    char base[512], src[600], out[600], sub[700];
+    clasp_test_tmpdir("dsf_folder", base, sizeof base);
+    mk(base, "src", src, sizeof src);
+    snprintf(out, sizeof out, "%s/out", base);
+    mk(src, "d.v1", sub, sizeof sub);
+    put_ppm(src, "a.ppm", 8, 6);
+    put_str(src, "a.txt", "a red square");
+    put_str(src, "a.json", "{\"x\": 1}");
+    put_ppm(sub, "b.ppm", 4, 4);
+    put_str(sub, "b.TXT", "caf\xc3\xa9 au lait");
+    put_wav(src, "c.wav", 4000);
+    put_str(src, "c.txt", "a beep");
+    put_str(src, "bad.jpg", "this is not a jpeg");
+    put_str(src, "bad.txt", "caption of a broken image");
+    put_ppm(src, "u8.ppm", 3, 3);
+    put_str(src, "u8.txt", "bad \xff\xfe utf-8");
+    put_ppm(src, "lonely.ppm", 3, 3);
+    put_str(src, "empty.txt", "   ");
+    put_ppm(src, "empty.ppm", 2, 2);
+    put_str(src, "notes.md", "ignored");
+    put_str(src, ".hidden.txt", "ignored");
+
+    clasp_files_options o = clasp_files_default_options();
+    o.source = src;
+    o.out_dir = out;
+    o.prefix = "f";
+    o.maxcount = 2;
+    clasp_manifest m;
+    cr_assert_eq(clasp_folder_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(m.n_skipped, 5, "skipped %zu", m.n_skipped);
+    clasp_manifest_free(&m);
+    char names[4096];
+    cr_assert_eq(list_all(out, "f", names, sizeof names), 7, "%s", names);
+    cr_assert_str_eq(names, "a.json\na.ppm\na.txt\nc.txt\nc.wav\nd.v1/b.ppm\nd.v1/b.txt\n");
+    cr_assert_eq(reason_count(out, "bad_image"), 1);
+    cr_assert_eq(reason_count(out, "bad_utf8"), 1);
+    cr_assert_eq(reason_count(out, "unpaired"), 1);
+    cr_assert_eq(reason_count(out, "empty_caption"), 1);
+    cr_assert_eq(reason_count(out, "unknown_type"), 1);
+    cr_assert(manifest_lists(out, "bad.jpg", "bad_image"));
+    cr_assert(manifest_lists(out, "u8.txt", "bad_utf8"));
+    cr_assert(manifest_lists(out, "lonely", "unpaired"));
+    cr_assert(manifest_lists(out, "notes.md", "unknown_type"));
+}
+
+Test(datasets_files, tsv_and_csv_rows_with_skips) {
+    char base[512], out[600], out2[600];
+    clasp_test_tmpdir("dsf_tsv", base, sizeof base);
+    snprintf(out, sizeof out, "%s/out", base);
+    snprintf(out2, sizeof out2, "%s/out2", base);
+    put_ppm(base, "x.ppm", 5, 5);
+    put_ppm(base, "y.PPM", 6, 5);
+    put_str(base, "broken.png", "\x89PNG\r\n\x1a\nnot really");
+    put_wav(base, "s.wav", 800);
+    char abs_line[1024];
+    snprintf(abs_line, sizeof abs_line, "%s/s.wav\ta sound\t3\n", base);
+    char tsv[4096];
+    snprintf(tsv, sizeof tsv,
+             "\xEF\xBB\xBFpath\ttext\textra\n"
+             "x.ppm\ta small picture\t1\n"
+             "missing.ppm\tgone\t2\n"
+             "%s"
+             "broken.png\tbroken\t4\n"
+             "y.PPM\tbad \xc3\x28 utf8\t5\n"
+             "http://example.invalid/a.jpg\ta url\t6\n"
+             "short-row\n"
+             "y.PPM\tcaption ok\r\n",
+             abs_line);
+    put_str(base, "t.tsv", tsv);
+    char tpath[700];
+    snprintf(tpath, sizeof tpath, "%s/t.tsv", base);
+    clasp_files_options o = clasp_files_default_options();
+    o.source = tpath;
+    o.out_dir = out;
+    o.url_col = "path";
+    o.caption_col = "text";
+    clasp_manifest m;
+    cr_assert_eq(clasp_tsv_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
+    clasp_manifest_free(&m);
+    char names[4096];
+    cr_assert_eq(list_all(out, "shard", names, sizeof names), 6, "%s", names);
+    cr_assert_str_eq(names, "000000000.ppm\n000000000.txt\n000000002.txt\n000000002.wav\n"
+                            "000000007.ppm\n000000007.txt\n");
+    cr_assert_eq(reason_count(out, "missing_file"), 1);
+    cr_assert_eq(reason_count(out, "bad_image"), 1);
+    cr_assert_eq(reason_count(out, "bad_utf8"), 1);
+    cr_assert_eq(reason_count(out, "not_local"), 1);
+    cr_assert_eq(reason_count(out, "bad_row"), 1);
+    cr_assert(manifest_lists(out, "missing.ppm", "missing_file"));
+
+    /* Missing column: a clear error naming the file and the column. */
+    o.caption_col = "caption";
+    cr_assert_eq(clasp_tsv_build(&o, &m), CLASP_ERR_CONFIG);
+    cr_assert(strstr(clasp_last_error(), "t.tsv") && strstr(clasp_last_error(), "caption"), "%s",
+              clasp_last_error());
+
+    /* CSV with quoted captions holding commas, quotes and a newline. */
+    put_str(base, "t.csv",
+            "url,caption\n"
+            "x.ppm,\"a picture, with \"\"quotes\"\"\nand a newline\"\n"
+            "y.PPM,plain\n");
+    snprintf(tpath, sizeof tpath, "%s/t.csv", base);
+    o = clasp_files_default_options();
+    o.source = tpath;
+    o.out_dir = out2;
+    cr_assert_eq(clasp_tsv_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(m.n_skipped, 0);
+    clasp_manifest_free(&m);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/shard-000000.tar", out2);
+    struct archive *a = archive_read_new();
+    archive_read_support_format_tar(a);
+    cr_assert_eq(archive_read_open_filename(a, p, 10240), ARCHIVE_OK);
+    struct archive_entry *e;
+    archive_read_next_header(a, &e);
+    archive_read_data_skip(a);
+    archive_read_next_header(a, &e);
+    cr_assert_str_eq(archive_entry_pathname(e), "000000000.txt");
+    char cap[128] = {0};
+    archive_read_data(a, cap, sizeof cap - 1);
+    cr_assert_str_eq(cap, "a picture, with \"quotes\"\nand a newline");
+    archive_read_free(a);
+}
+
+Test(datasets_files, cli_folder_and_python_check) {
+    const char *bin = clasp_test_bin();
+    if (!bin || access(bin, X_OK) != 0) cr_skip_test("clasp binary not found");
+    char base[512], src[600], cmd[4096], script[700];
+    clasp_test_tmpdir("dsf_cli", base, sizeof base);
+    mk(base, "src", src, sizeof src);
+    for (int i = 0; i < 5; i++) {
+        char n[32];
+        snprintf(n, sizeof n, "img%d.ppm", i);
+        put_ppm(src, n, 4 + i, 4);
+        snprintf(n, sizeof n, "img%d.txt", i);
+        put_str(src, n, "a caption");
+    }
+    snprintf(cmd, sizeof cmd, "%s shards build folder %s -o %s/out --maxcount 2 2>/dev/null", bin,
+             src, base);
+    int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "rc %d", rc);
+    snprintf(cmd, sizeof cmd, "%s shards build folder -o %s/out 2>/dev/null", bin, base);
+    rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "rc %d", rc);
+    snprintf(cmd, sizeof cmd, "%s shards build folder %s/nope -o %s/out2 2>/dev/null", bin, base,
+             base);
+    rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "rc %d", rc);
+    if (access("/usr/bin/python3", X_OK) != 0) cr_skip_test("no python3");
+    clasp_test_ref_path("read_shards.py", script, sizeof script);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s/out --fields ppm,txt", script, base);
+    rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "read_shards.py rc %d", rc);
+}
