@@ -5,5 +5,6 @@
 
 /* Declarations, one per command, sorted. */
 int clasp_cmd_shards_build(int argc, char **argv);
+int clasp_cmd_shards_inspect(int argc, char **argv);
 
 #endif

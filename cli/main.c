@@ -16,6 +16,7 @@ typedef struct command {
 static const command commands[] = {
     /* One line per command; keep the list sorted. */
     {"shards", "build", clasp_cmd_shards_build, "build WebDataset shards (fmnist, folder, tsv, ...)"},
+    {"shards", "inspect", clasp_cmd_shards_inspect, "count samples, fields and skips of a shard spec"},
     {NULL, NULL, NULL, NULL},
 };
 
