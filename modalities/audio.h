@@ -10,7 +10,8 @@
  *     if (clasp_audio_frontend_new(&cfg, &fe)) { ... clasp_last_error() ... }
  *     float *mel = malloc(sizeof(float) * clasp_audio_frontend_numel(fe)); // (n_mels, n_frames)
  *     clasp_audio_skip why;
- *     clasp_status s = clasp_audio_frontend_run(fe, bytes, nbytes, NULL, 0, 0, key, mel, &why);
+ *     clasp_status s = clasp_audio_frontend_run(fe, bytes, nbytes, NULL, 0, 0, key, mel, NULL,
+ *                                               &why);   // NULL aug: evaluation
  *     if (s != CLASP_OK && why != CLASP_AUDIO_OK) skipped[why]++;   // bad sample: count it
  *     else if (s != CLASP_OK) fatal(clasp_last_error());             // out of memory, misuse
  *     clasp_audio_frontend_free(fe);

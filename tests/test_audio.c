@@ -906,6 +906,16 @@ Test(audio, config_json_round_trip_and_errors) {
     cr_expect_eq(d.mel.win_length, 256);
     cr_expect_eq(d.mel.fmax, 4000.0);
     cJSON_Delete(s);
+    /* Configs that cannot work are refused up front, naming the field. */
+    clasp_audio_config bad = small_config(8000, 0.01); /* 80 samples < n_fft/2 for reflect */
+    cr_expect_eq(clasp_audio_config_check(&bad), CLASP_ERR_CONFIG);
+    cr_expect(strstr(clasp_last_error(), "reflect"), "%s", clasp_last_error());
+    bad = small_config(8000, 1.0);
+    bad.resample_quality = 99;
+    cr_expect_eq(clasp_audio_config_check(&bad), CLASP_ERR_CONFIG);
+    clasp_audio_frontend *fe = NULL;
+    cr_expect_eq(clasp_audio_frontend_new(&bad, &fe), CLASP_ERR_CONFIG);
+    cr_expect_null(fe);
     cr_expect_eq(strcmp(clasp_audio_skip_name(CLASP_AUDIO_NAN), "nan"), 0);
     cr_expect_eq(strcmp(clasp_audio_skip_name(CLASP_AUDIO_N_SKIPS), "?"), 0);
 }
