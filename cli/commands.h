@@ -6,5 +6,8 @@
 /* Declarations, one per command, sorted. */
 int clasp_cmd_shards_build(int argc, char **argv);
 int clasp_cmd_shards_inspect(int argc, char **argv);
+int clasp_cmd_tokenizer_train(int argc, char **argv);
+
+int clasp_cmd_train(int argc, char **argv);
 
 #endif

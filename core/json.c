@@ -90,8 +90,8 @@ clasp_status clasp_json_parse(const char *text, size_t n, const char *what, cJSO
             snippet[k++] = (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
         }
         snippet[k] = '\0';
-        return clasp_set_error(CLASP_ERR_FORMAT, "%s: invalid JSON at byte %zu near '%s'", what, off,
-                               snippet);
+        return clasp_set_error(CLASP_ERR_FORMAT, "%s: invalid JSON at byte %zu near '%s'", what,
+                               off, snippet);
     }
     *out = root;
     return CLASP_OK;
@@ -124,10 +124,11 @@ clasp_status clasp_json_save(const char *path, const cJSON *root) {
 }
 
 #define FIELD_FMT "%s: field '%s%s%s'"
-#define FIELD_ARGS file ? file : "<json>", prefix ? prefix : "", (prefix && *prefix) ? "." : "", name
+#define FIELD_ARGS                                                                                 \
+    file ? file : "<json>", prefix ? prefix : "", (prefix && *prefix) ? "." : "", name
 
-static clasp_status get_int_(const cJSON *it, const char *name, const char *file, const char *prefix,
-                             int64_t lo, int64_t hi, int64_t *out) {
+static clasp_status get_int_(const cJSON *it, const char *name, const char *file,
+                             const char *prefix, int64_t lo, int64_t hi, int64_t *out) {
     if (!cJSON_IsNumber(it))
         return clasp_set_error(CLASP_ERR_CONFIG, FIELD_FMT ": expected an integer", FIELD_ARGS);
     double v = it->valuedouble;
@@ -136,9 +137,8 @@ static clasp_status get_int_(const cJSON *it, const char *name, const char *file
                                FIELD_ARGS, v);
     int64_t iv = (int64_t)v;
     if (iv < lo || iv > hi)
-        return clasp_set_error(CLASP_ERR_CONFIG,
-                               FIELD_FMT ": value %lld out of range [%lld, %lld]", FIELD_ARGS,
-                               (long long)iv, (long long)lo, (long long)hi);
+        return clasp_set_error(CLASP_ERR_CONFIG, FIELD_FMT ": value %lld out of range [%lld, %lld]",
+                               FIELD_ARGS, (long long)iv, (long long)lo, (long long)hi);
     *out = iv;
     return CLASP_OK;
 }
@@ -166,7 +166,8 @@ clasp_status clasp_json_num(const cJSON *obj, const char *name, const char *file
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
     if (!it) return clasp_set_error(CLASP_ERR_CONFIG, FIELD_FMT ": missing", FIELD_ARGS);
     if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble))
-        return clasp_set_error(CLASP_ERR_CONFIG, FIELD_FMT ": expected a finite number", FIELD_ARGS);
+        return clasp_set_error(CLASP_ERR_CONFIG, FIELD_FMT ": expected a finite number",
+                               FIELD_ARGS);
     *out = it->valuedouble;
     return CLASP_OK;
 }

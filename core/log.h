@@ -12,7 +12,8 @@ typedef enum clasp_log_level {
 
 typedef void (*clasp_log_fn)(clasp_log_level level, const char *msg, void *user);
 
-/* Messages below `level` are dropped. Default CLASP_LOG_INFO, or CLASP_LOG env (debug|info|warn|error|none). */
+/* Messages below `level` are dropped. Default CLASP_LOG_INFO, or CLASP_LOG env
+ * (debug|info|warn|error|none). */
 void clasp_log_set_level(clasp_log_level level);
 clasp_log_level clasp_log_get_level(void);
 /* Route messages to `fn` instead of stderr; NULL restores stderr. */

@@ -32,11 +32,12 @@ void clasp_philox4x32(uint32_t out[4], const uint32_t ctr[4], const uint32_t key
 void clasp_rng_init(clasp_rng *r, uint64_t seed, uint32_t purpose, uint64_t a, uint64_t b) {
     /* The key mixes seed and purpose; the counter words 1..3 carry a mix of a and b, and
      * word 0 counts blocks, so a stream has 2^32 blocks (2^34 numbers) before it repeats. */
-    uint64_t k = clasp_splitmix64(seed ^ clasp_splitmix64((uint64_t)purpose * 0x9E3779B97F4A7C15ull));
+    uint64_t k =
+        clasp_splitmix64(seed ^ clasp_splitmix64((uint64_t)purpose * 0x9E3779B97F4A7C15ull));
     uint64_t am = clasp_splitmix64(a ^ 0xA5A5A5A5DEADBEEFull);
     r->key[0] = (uint32_t)k;
     r->key[1] = (uint32_t)(k >> 32);
-    r->ctr[0] = 0;                 /* block counter, low */
+    r->ctr[0] = 0; /* block counter, low */
     r->ctr[1] = (uint32_t)am;
     r->ctr[2] = (uint32_t)b;
     r->ctr[3] = (uint32_t)(b >> 32) ^ (uint32_t)(am >> 32);

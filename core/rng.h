@@ -16,14 +16,14 @@
 
 /* Purposes: the second part of every key, so streams for different jobs never collide. */
 enum clasp_rng_purpose {
-    CLASP_RNG_INIT = 1,      /* parameter init: a = hash of parameter name */
-    CLASP_RNG_SHUFFLE = 2,   /* shard order / shuffle buffer: a = epoch */
-    CLASP_RNG_AUGMENT = 3,   /* per-sample augmentation: a = epoch, b = hash of key */
-    CLASP_RNG_DROPOUT = 4,   /* dropout masks: a = step, b = layer */
-    CLASP_RNG_CAPTION = 5,   /* caption choice: a = epoch, b = hash of key */
-    CLASP_RNG_RESAMPLE = 6,  /* sampling with replacement: a = epoch */
-    CLASP_RNG_DATASET = 7,   /* dataset building: a = index */
-    CLASP_RNG_TEST = 100     /* tests */
+    CLASP_RNG_INIT = 1,     /* parameter init: a = hash of parameter name */
+    CLASP_RNG_SHUFFLE = 2,  /* shard order / shuffle buffer: a = epoch */
+    CLASP_RNG_AUGMENT = 3,  /* per-sample augmentation: a = epoch, b = hash of key */
+    CLASP_RNG_DROPOUT = 4,  /* dropout masks: a = step, b = layer */
+    CLASP_RNG_CAPTION = 5,  /* caption choice: a = epoch, b = hash of key */
+    CLASP_RNG_RESAMPLE = 6, /* sampling with replacement: a = epoch */
+    CLASP_RNG_DATASET = 7,  /* dataset building: a = index */
+    CLASP_RNG_TEST = 100    /* tests */
 };
 
 typedef struct clasp_rng {

@@ -10,17 +10,18 @@
 #include "core/json.h"
 #include "core/sizes.h"
 
-#define ST_MAX_FILE ((size_t)4 << 30)
+#define ST_MAX_FILE   ((size_t)4 << 30)
 #define ST_MAX_HEADER ((size_t)100 << 20)
 
 static const struct {
     const char *name;
     size_t size;
 } g_dtypes[] = {
-    [CLASP_DTYPE_F32] = {"F32", 4}, [CLASP_DTYPE_F64] = {"F64", 8}, [CLASP_DTYPE_F16] = {"F16", 2},
-    [CLASP_DTYPE_BF16] = {"BF16", 2}, [CLASP_DTYPE_I64] = {"I64", 8}, [CLASP_DTYPE_I32] = {"I32", 4},
-    [CLASP_DTYPE_I16] = {"I16", 2}, [CLASP_DTYPE_I8] = {"I8", 1}, [CLASP_DTYPE_U8] = {"U8", 1},
-    [CLASP_DTYPE_BOOL] = {"BOOL", 1},
+    [CLASP_DTYPE_F32] = {"F32", 4}, [CLASP_DTYPE_F64] = {"F64", 8},
+    [CLASP_DTYPE_F16] = {"F16", 2}, [CLASP_DTYPE_BF16] = {"BF16", 2},
+    [CLASP_DTYPE_I64] = {"I64", 8}, [CLASP_DTYPE_I32] = {"I32", 4},
+    [CLASP_DTYPE_I16] = {"I16", 2}, [CLASP_DTYPE_I8] = {"I8", 1},
+    [CLASP_DTYPE_U8] = {"U8", 1},   [CLASP_DTYPE_BOOL] = {"BOOL", 1},
 };
 #define N_DTYPES ((int)(sizeof g_dtypes / sizeof g_dtypes[0]))
 
@@ -108,9 +109,10 @@ static clasp_status parse_tensor_(const cJSON *it, const char *what, size_t data
     if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2)
         return clasp_set_error(CLASP_ERR_FORMAT, "%s: tensor '%s': missing data_offsets", what,
                                name);
-    double b = cJSON_GetArrayItem(off, 0)->valuedouble, en = cJSON_GetArrayItem(off, 1)->valuedouble;
-    if (!cJSON_IsNumber(cJSON_GetArrayItem(off, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(off, 1)) ||
-        b < 0 || en < b || en > (double)data_len)
+    double b = cJSON_GetArrayItem(off, 0)->valuedouble,
+           en = cJSON_GetArrayItem(off, 1)->valuedouble;
+    if (!cJSON_IsNumber(cJSON_GetArrayItem(off, 0)) ||
+        !cJSON_IsNumber(cJSON_GetArrayItem(off, 1)) || b < 0 || en < b || en > (double)data_len)
         return clasp_set_error(CLASP_ERR_FORMAT,
                                "%s: tensor '%s': data_offsets [%.0f, %.0f] outside the data block "
                                "of %zu bytes",
@@ -250,7 +252,8 @@ clasp_status clasp_st_open(const char *path, clasp_safetensors **out) {
     st->file = (unsigned char *)buf;
     st->file_len = n;
     st->path = dupstr_(path);
-    clasp_status s = st->path ? parse_(st, path) : clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
+    clasp_status s =
+        st->path ? parse_(st, path) : clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
     if (s != CLASP_OK) {
         clasp_st_free(st);
         return s;
@@ -288,7 +291,8 @@ const float *clasp_st_f32(clasp_safetensors *st, const clasp_st_tensor *t) {
 clasp_status clasp_st_read_f32(clasp_safetensors *st, const char *name, int ndim,
                                const int64_t *shape, float *dst) {
     const clasp_st_tensor *t = clasp_st_find(st, name);
-    if (!t) return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: tensor '%s' is missing", st->path, name);
+    if (!t)
+        return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: tensor '%s' is missing", st->path, name);
     if (t->dtype != CLASP_DTYPE_F32)
         return clasp_set_error(CLASP_ERR_FORMAT, "%s: tensor '%s' has dtype %s, expected F32",
                                st->path, name, clasp_dtype_name(t->dtype));
@@ -359,7 +363,8 @@ clasp_status clasp_st_writer_add(clasp_st_writer *w, const char *name, clasp_dty
                                name ? name : "(null)");
     for (int i = 0; i < w->n; i++)
         if (!strcmp(w->e[i].name, name))
-            return clasp_set_error(CLASP_ERR_ARG, "safetensors writer: tensor '%s' added twice", name);
+            return clasp_set_error(CLASP_ERR_ARG, "safetensors writer: tensor '%s' added twice",
+                                   name);
     if (w->n == w->cap) {
         int nc = w->cap ? w->cap * 2 : 16;
         st_wentry *ne = realloc(w->e, (size_t)nc * sizeof *ne);

@@ -45,7 +45,7 @@ typedef struct clasp_st_tensor {
     int ndim;
     int64_t shape[CLASP_ST_MAX_DIMS];
     size_t numel;
-    size_t begin, end; /* byte offsets in the data block */
+    size_t begin, end;         /* byte offsets in the data block */
     const unsigned char *data; /* points into the file buffer (maybe unaligned) */
 } clasp_st_tensor;
 

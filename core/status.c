@@ -10,18 +10,30 @@ static _Thread_local char g_error[CLASP_ERROR_CAP];
 
 const char *clasp_status_name(clasp_status s) {
     switch (s) {
-    case CLASP_OK: return "CLASP_OK";
-    case CLASP_ERR_ARG: return "CLASP_ERR_ARG";
-    case CLASP_ERR_NOMEM: return "CLASP_ERR_NOMEM";
-    case CLASP_ERR_IO: return "CLASP_ERR_IO";
-    case CLASP_ERR_FORMAT: return "CLASP_ERR_FORMAT";
-    case CLASP_ERR_CONFIG: return "CLASP_ERR_CONFIG";
-    case CLASP_ERR_OVERFLOW: return "CLASP_ERR_OVERFLOW";
-    case CLASP_ERR_UNSUPPORTED: return "CLASP_ERR_UNSUPPORTED";
-    case CLASP_ERR_NOT_FOUND: return "CLASP_ERR_NOT_FOUND";
-    case CLASP_ERR_STATE: return "CLASP_ERR_STATE";
-    case CLASP_ERR_NUMERIC: return "CLASP_ERR_NUMERIC";
-    case CLASP_ERR_INTERRUPTED: return "CLASP_ERR_INTERRUPTED";
+    case CLASP_OK:
+        return "CLASP_OK";
+    case CLASP_ERR_ARG:
+        return "CLASP_ERR_ARG";
+    case CLASP_ERR_NOMEM:
+        return "CLASP_ERR_NOMEM";
+    case CLASP_ERR_IO:
+        return "CLASP_ERR_IO";
+    case CLASP_ERR_FORMAT:
+        return "CLASP_ERR_FORMAT";
+    case CLASP_ERR_CONFIG:
+        return "CLASP_ERR_CONFIG";
+    case CLASP_ERR_OVERFLOW:
+        return "CLASP_ERR_OVERFLOW";
+    case CLASP_ERR_UNSUPPORTED:
+        return "CLASP_ERR_UNSUPPORTED";
+    case CLASP_ERR_NOT_FOUND:
+        return "CLASP_ERR_NOT_FOUND";
+    case CLASP_ERR_STATE:
+        return "CLASP_ERR_STATE";
+    case CLASP_ERR_NUMERIC:
+        return "CLASP_ERR_NUMERIC";
+    case CLASP_ERR_INTERRUPTED:
+        return "CLASP_ERR_INTERRUPTED";
     }
     return "CLASP_ERR_UNKNOWN";
 }

@@ -64,7 +64,8 @@ Test(checkpoint, save_resolve_open_roundtrip_and_keep) {
     /* a missing tensor and a wrong shape name the tensor */
     clasp_named_tensor missing[1] = {{"text.proj.weight", 2, {2, 3}, w}};
     cr_assert_eq(clasp_ckpt_load_tensors(&c, 0, missing, 1), CLASP_ERR_NOT_FOUND);
-    cr_assert(strstr(clasp_last_error(), "'text.proj.weight' is missing"), "%s", clasp_last_error());
+    cr_assert(strstr(clasp_last_error(), "'text.proj.weight' is missing"), "%s",
+              clasp_last_error());
     clasp_named_tensor wrong[1] = {{"image.fc1.weight", 2, {3, 2}, w}};
     cr_assert_eq(clasp_ckpt_load_tensors(&c, 0, wrong, 1), CLASP_ERR_FORMAT);
     clasp_ckpt_close(&c);

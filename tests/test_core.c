@@ -126,8 +126,8 @@ Test(core, rng_different_keys_independent) {
     static float x[4][N];
     for (int k = 0; k < 4; k++) {
         clasp_rng r;
-        clasp_rng_init(&r, keys[k][0], keys[k][1] ? CLASP_RNG_AUGMENT : CLASP_RNG_SHUFFLE, keys[k][2],
-                       0);
+        clasp_rng_init(&r, keys[k][0], keys[k][1] ? CLASP_RNG_AUGMENT : CLASP_RNG_SHUFFLE,
+                       keys[k][2], 0);
         for (int i = 0; i < N; i++) x[k][i] = clasp_rng_uniform(&r);
     }
     for (int a = 0; a < 4; a++) {

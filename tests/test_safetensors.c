@@ -45,8 +45,8 @@ Test(safetensors, roundtrip_keeps_data_shapes_and_metadata) {
     cr_assert_eq(clasp_st_read_f32(st, "image.fc.weight", 2, sa, back), CLASP_OK);
     int64_t wrong[2] = {3, 2};
     cr_assert_eq(clasp_st_read_f32(st, "image.fc.weight", 2, wrong, back), CLASP_ERR_FORMAT);
-    cr_assert(strstr(clasp_last_error(), "'image.fc.weight' has shape [2,3], expected [3,2]"),
-              "%s", clasp_last_error());
+    cr_assert(strstr(clasp_last_error(), "'image.fc.weight' has shape [2,3], expected [3,2]"), "%s",
+              clasp_last_error());
     cr_assert_eq(clasp_st_read_f32(st, "text.proj.weight", 2, sa, back), CLASP_ERR_NOT_FOUND);
     cr_assert(strstr(clasp_last_error(), "m.safetensors: tensor 'text.proj.weight' is missing"));
     clasp_st_free(st);

@@ -1,0 +1,225 @@
+/* cmd_train.c: `clasp train`: parses options into clasp_train_options and runs the trainer. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/commands.h"
+#include "pipeline/trainer.h"
+
+static void train_usage_(FILE *f) {
+    fputs("usage: clasp train --model configs/NAME.json --train SPEC --out RUN [options]\n"
+          "\n"
+          "Trains the model's towers with a contrastive loss on paired samples from WebDataset\n"
+          "shards. RUN receives config.json, options.json, metrics.jsonl and checkpoints/.\n"
+          "\n"
+          "data and model\n"
+          "  --model FILE          model config (configs/*.json)\n"
+          "  --train SPEC          training shards: brace ranges, '::' lists, pipe:CMD, -\n"
+          "  --val SPEC            evaluation shards (zero-shot during and after training)\n"
+          "  --zeroshot FILE       class names, one per line (needs --val)\n"
+          "  --templates FILE      prompt templates, one per line, '{}' = class name\n"
+          "  --out RUN             run folder\n"
+          "  --resume latest|CKPT  continue a run exactly where its checkpoint stopped\n"
+          "schedule\n"
+          "  --epochs E            passes over the training shards (default 1)\n"
+          "  --steps N             optimiser steps (overrides --epochs)\n"
+          "  --samples-per-epoch N epoch length with shard resampling instead of exact epochs\n"
+          "  --batch-size B        rows per step, all negatives of the loss (default 256)\n"
+          "  --accum-steps K       exact large-batch loss from K micro-batches (default 1)\n"
+          "  --lr X                peak learning rate (default 1e-3)\n"
+          "  --warmup N            linear warmup steps, then cosine (default 100)\n"
+          "  --wd X                AdamW weight decay on conv/linear weights (default 0.1)\n"
+          "  --beta1 X --beta2 X --eps X   AdamW (defaults 0.9, 0.98, 1e-6)\n"
+          "  --clip-norm X         clip gradients to this global norm (default off)\n"
+          "  --loss infonce|siglip contrastive loss (default infonce)\n"
+          "  --multi-positive      pairs with the same caption are all positives\n"
+          "  --seed S              run seed (default 0)\n"
+          "machine\n"
+          "  --threads N           compute threads (default 2)\n"
+          "  --chunks N            batch replicas; results depend on chunks, not on threads\n"
+          "                        (default = threads)\n"
+          "  --workers N           decode threads (default 1)\n"
+          "  --shuffle-buffer N    samples in the shuffle buffer (default 2000)\n"
+          "logging and checkpoints\n"
+          "  --log-every N         metrics line every N steps (default 50)\n"
+          "  --val-every N         zero-shot evaluation every N steps (default: at the end)\n"
+          "  --save-every N        checkpoint every N steps (default: at the end)\n"
+          "  --keep N              checkpoints kept (default 3)\n"
+          "  --max-bad-steps K     stop after K consecutive non-finite steps (default 5)\n"
+          "  --stop-after N        stop after N steps of this invocation, with a checkpoint\n"
+          "  --no-progress         no progress bar\n"
+          "  --json                print a JSON summary on stdout\n",
+          f);
+}
+
+static int need_(int argc, char **argv, int i) {
+    if (i + 1 >= argc) {
+        fprintf(stderr, "clasp train: %s needs a value\n", argv[i]);
+        return 0;
+    }
+    return 1;
+}
+
+static int parse_i64_(const char *opt, const char *s, int64_t lo, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || end == s || v < lo) {
+        fprintf(stderr, "clasp train: %s expects an integer >= %lld, got '%s'\n", opt,
+                (long long)lo, s);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static int parse_f64_(const char *opt, const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !isfinite(v) || v < 0) {
+        fprintf(stderr, "clasp train: %s expects a non-negative number, got '%s'\n", opt, s);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int clasp_cmd_train(int argc, char **argv) {
+    clasp_train_options o = clasp_train_default_options();
+    o.progress = isatty(2);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int64_t iv;
+        double dv;
+#define STR_OPT(name, field)                                                                       \
+    if (!strcmp(a, name)) {                                                                        \
+        if (!need_(argc, argv, i)) return 2;                                                       \
+        o.field = argv[++i];                                                                       \
+        continue;                                                                                  \
+    }
+#define INT_OPT(name, field, lo)                                                                   \
+    if (!strcmp(a, name)) {                                                                        \
+        if (!need_(argc, argv, i) || !parse_i64_(name, argv[++i], lo, &iv)) return 2;              \
+        o.field = iv;                                                                              \
+        continue;                                                                                  \
+    }
+#define NUM_OPT(name, field)                                                                       \
+    if (!strcmp(a, name)) {                                                                        \
+        if (!need_(argc, argv, i) || !parse_f64_(name, argv[++i], &dv)) return 2;                  \
+        o.field = dv;                                                                              \
+        continue;                                                                                  \
+    }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            train_usage_(stdout);
+            return 0;
+        }
+        STR_OPT("--model", model_config)
+        STR_OPT("--train", train_spec)
+        STR_OPT("--val", val_spec)
+        STR_OPT("--out", out_dir)
+        STR_OPT("--resume", resume)
+        STR_OPT("--zeroshot", zeroshot)
+        STR_OPT("--templates", templates)
+        INT_OPT("--steps", steps, 1)
+        INT_OPT("--epochs", epochs, 1)
+        INT_OPT("--samples-per-epoch", samples_per_epoch, 1)
+        INT_OPT("--batch-size", batch_size, 1)
+        INT_OPT("--accum-steps", accum_steps, 1)
+        NUM_OPT("--lr", lr)
+        INT_OPT("--warmup", warmup, 0)
+        NUM_OPT("--wd", weight_decay)
+        NUM_OPT("--beta1", beta1)
+        NUM_OPT("--beta2", beta2)
+        NUM_OPT("--eps", eps)
+        NUM_OPT("--clip-norm", clip_norm)
+        INT_OPT("--seed", seed, 0)
+        INT_OPT("--threads", threads, 1)
+        INT_OPT("--chunks", chunks, 1)
+        INT_OPT("--workers", workers, 1)
+        INT_OPT("--shuffle-buffer", shuffle_buffer, 1)
+        INT_OPT("--log-every", log_every, 1)
+        INT_OPT("--val-every", val_every, 0)
+        INT_OPT("--save-every", save_every, 0)
+        INT_OPT("--keep", keep, 0)
+        INT_OPT("--max-bad-steps", max_bad_steps, 1)
+        NUM_OPT("--collapse-std", collapse_std)
+        INT_OPT("--stop-after", stop_after, 1)
+        if (!strcmp(a, "--loss")) {
+            if (!need_(argc, argv, i)) return 2;
+            const char *v = argv[++i];
+            if (!strcmp(v, "infonce") || !strcmp(v, "clip")) {
+                o.loss = CLASP_LOSS_INFONCE;
+            } else if (!strcmp(v, "siglip")) {
+                o.loss = CLASP_LOSS_SIGLIP;
+            } else {
+                fprintf(stderr, "clasp train: --loss must be infonce or siglip, got '%s'\n", v);
+                return 2;
+            }
+            continue;
+        }
+        if (!strcmp(a, "--multi-positive")) {
+            o.multi_positive = true;
+            continue;
+        }
+        if (!strcmp(a, "--json")) {
+            o.json = true;
+            continue;
+        }
+        if (!strcmp(a, "--no-progress")) {
+            o.progress = false;
+            continue;
+        }
+        if (!strcmp(a, "--progress")) {
+            o.progress = true;
+            continue;
+        }
+        fprintf(stderr, "clasp train: unknown option '%s' (see clasp train --help)\n", a);
+        return 2;
+#undef STR_OPT
+#undef INT_OPT
+#undef NUM_OPT
+    }
+    if (!o.model_config || !o.train_spec || !o.out_dir) {
+        fprintf(stderr, "clasp train: --model, --train and --out are required "
+                        "(see clasp train --help)\n");
+        return 2;
+    }
+    if (o.zeroshot && !o.val_spec) {
+        fprintf(stderr, "clasp train: --zeroshot needs --val SPEC\n");
+        return 2;
+    }
+    clasp_train_summary sum;
+    clasp_status s = clasp_train(&o, &sum);
+    if (s != CLASP_OK && s != CLASP_ERR_INTERRUPTED) {
+        fprintf(stderr, "clasp train: error: %s\n", clasp_last_error());
+        return 1;
+    }
+    if (o.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "steps", (double)sum.steps);
+        cJSON_AddNumberToObject(j, "samples", (double)sum.samples);
+        cJSON_AddNumberToObject(j, "seconds", sum.seconds);
+        cJSON_AddNumberToObject(j, "samples_per_s", sum.samples_per_s);
+        cJSON_AddNumberToObject(j, "data_wait_frac", sum.data_wait_frac);
+        cJSON_AddNumberToObject(j, "gflops", sum.gflops);
+        cJSON_AddNumberToObject(j, "final_loss", sum.final_loss);
+        cJSON_AddNumberToObject(j, "zeroshot_top1", sum.zeroshot_top1);
+        cJSON_AddNumberToObject(j, "zeroshot_top5", sum.zeroshot_top5);
+        cJSON_AddNumberToObject(j, "zeroshot_mean_recall", sum.zeroshot_mean_recall);
+        cJSON_AddNumberToObject(j, "skipped_steps", (double)sum.skipped_steps);
+        cJSON_AddNumberToObject(j, "skipped_samples", (double)sum.skipped_samples);
+        cJSON_AddBoolToObject(j, "interrupted", sum.interrupted);
+        cJSON_AddStringToObject(j, "checkpoint", sum.checkpoint);
+        char *text = cJSON_PrintUnformatted(j);
+        if (text) puts(text);
+        free(text);
+        cJSON_Delete(j);
+    }
+    return s == CLASP_OK ? 0 : 3;
+}

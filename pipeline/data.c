@@ -1,0 +1,241 @@
+/* data.c: a loader configured from a model config, running over epochs. See data.h. */
+#include "pipeline/data.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "pipeline/shardlist.h"
+
+clasp_data_options clasp_data_default_options(void) {
+    clasp_data_options o;
+    memset(&o, 0, sizeof o);
+    o.batch_size = 256;
+    o.workers = 1;
+    o.shuffle_buffer = 2000;
+    o.train = true;
+    o.world = 1;
+    return o;
+}
+
+struct clasp_data {
+    clasp_data_options opt;
+    char *spec;
+    clasp_loader_config lc;
+    clasp_tokenizer *tok;
+    clasp_loader *L;
+    int64_t epoch_samples; /* -1 until counted */
+    const clasp_batch *last;
+};
+
+clasp_status clasp_data_loader_config(const clasp_model_config *mc, clasp_loader_config *lc,
+                                      clasp_tokenizer **tok) {
+    *tok = NULL;
+    *lc = clasp_loader_default_config();
+    if (mc->image.type == CLASP_IMAGE_NONE || mc->text.type == CLASP_TEXT_NONE)
+        return clasp_set_error(CLASP_ERR_CONFIG,
+                               "the model config needs an image and a text tower");
+    lc->image.channels = mc->image.channels;
+    lc->image.size = mc->image.size;
+    lc->image.mode = mc->image.resize == CLASP_RESIZE_SQUASH ? CLASP_IMAGE_RESIZE_EXACT
+                                                             : CLASP_IMAGE_RESIZE_CENTER_CROP;
+    for (int c = 0; c < 3 && c < mc->image.channels; c++) {
+        lc->image.mean[c] = mc->image.mean[c];
+        lc->image.std[c] = mc->image.std[c];
+    }
+    lc->context_length = mc->text.context_length;
+    lc->required = CLASP_NEED_IMAGE | CLASP_NEED_TEXT;
+    const clasp_tokenizer_config *tc = &mc->text.tokenizer;
+    if (!strcmp(tc->type, "bpe")) {
+        CLASP_TRY(clasp_tokenizer_load(tc->file, tok));
+    } else {
+        CLASP_TRY(clasp_tokenizer_new_bytes(tok));
+    }
+    if (clasp_tokenizer_vocab_size(*tok) > mc->text.vocab_size) {
+        clasp_status s = clasp_set_error(CLASP_ERR_CONFIG,
+                                         "text.vocab_size %d is smaller than the tokenizer's %d",
+                                         mc->text.vocab_size, clasp_tokenizer_vocab_size(*tok));
+        clasp_tokenizer_free(*tok);
+        *tok = NULL;
+        return s;
+    }
+    lc->tokenizer = *tok;
+    return CLASP_OK;
+}
+
+static clasp_status reopen_(clasp_data *d, const clasp_loader_position *pos) {
+    clasp_loader_close(d->L);
+    d->L = NULL;
+    d->last = NULL;
+    return clasp_loader_open(&d->lc, pos, &d->L);
+}
+
+clasp_status clasp_data_open(const clasp_data_options *o, const clasp_model_config *mc,
+                             clasp_data **out) {
+    *out = NULL;
+    clasp_data *d = calloc(1, sizeof *d);
+    if (!d) return clasp_set_error(CLASP_ERR_NOMEM, "data: out of memory");
+    d->opt = *o;
+    d->epoch_samples = -1;
+    d->spec = strdup(o->spec ? o->spec : "");
+    clasp_status s = d->spec ? clasp_data_loader_config(mc, &d->lc, &d->tok)
+                             : clasp_set_error(CLASP_ERR_NOMEM, "data: out of memory");
+    if (s == CLASP_OK) {
+        d->lc.spec = d->spec;
+        d->lc.seed = o->seed;
+        d->lc.rank = o->rank;
+        d->lc.world = o->world > 0 ? o->world : 1;
+        d->lc.n_threads = o->workers > 0 ? o->workers : 1;
+        d->lc.batch_size = (size_t)o->batch_size;
+        d->lc.shuffle_buffer = o->train ? (size_t)o->shuffle_buffer : 0;
+        d->lc.shuffle_shards = o->train;
+        d->lc.drop_last = o->train;
+        d->lc.eval = !o->train;
+        d->lc.samples_per_epoch = o->samples_per_epoch > 0 ? (uint64_t)o->samples_per_epoch : 0;
+        s = reopen_(d, NULL);
+    }
+    if (s != CLASP_OK) {
+        clasp_data_close(d);
+        return s;
+    }
+    *out = d;
+    return CLASP_OK;
+}
+
+void clasp_data_close(clasp_data *d) {
+    if (!d) return;
+    clasp_loader_close(d->L);
+    clasp_tokenizer_free(d->tok);
+    free(d->spec);
+    free(d);
+}
+
+clasp_status clasp_data_epoch_samples(clasp_data *d, int64_t *n) {
+    if (d->opt.samples_per_epoch > 0) {
+        *n = d->opt.samples_per_epoch;
+        return CLASP_OK;
+    }
+    if (d->epoch_samples >= 0) {
+        *n = d->epoch_samples;
+        return CLASP_OK;
+    }
+    /* One pass over this rank's shards reading tar headers only. */
+    clasp_shardlist sl;
+    clasp_status s = clasp_shardlist_expand(d->spec, &sl);
+    if (s != CLASP_OK) {
+        clasp_shardlist_free(&sl);
+        return s;
+    }
+    clasp_data_stats stats;
+    clasp_data_stats_init(&stats);
+    stats.quiet = true;
+    int64_t count = 0;
+    for (size_t i = 0; i < sl.n && s == CLASP_OK; i++) {
+        if (clasp_shard_is_stdin(sl.names[i])) {
+            s = clasp_set_error(CLASP_ERR_ARG,
+                                "%s: stdin cannot be read twice: give --steps or "
+                                "--samples-per-epoch",
+                                d->spec);
+            break;
+        }
+        clasp_tar_reader *r = NULL;
+        if (clasp_tar_open(sl.names[i], &stats, 0, &r) != CLASP_OK) continue;
+        clasp_sample smp;
+        memset(&smp, 0, sizeof smp);
+        for (;;) {
+            bool got = false;
+            s = clasp_tar_next(r, false, &smp, &got);
+            if (s != CLASP_OK || !got) break;
+            bool ok = !smp.truncated && !smp.too_large;
+            if (ok && (d->lc.required & CLASP_NEED_IMAGE))
+                ok = clasp_sample_find(&smp, &d->lc.fields, CLASP_FIELD_IMAGE) != NULL;
+            if (ok && (d->lc.required & CLASP_NEED_TEXT))
+                ok = clasp_sample_find(&smp, &d->lc.fields, CLASP_FIELD_TEXT) != NULL ||
+                     clasp_sample_find(&smp, &d->lc.fields, CLASP_FIELD_JSON) != NULL;
+            count += ok;
+        }
+        clasp_sample_clear(&smp);
+        clasp_tar_close(r);
+    }
+    clasp_data_stats_free(&stats);
+    clasp_shardlist_free(&sl);
+    CLASP_TRY(s);
+    /* shards are dealt to ranks per epoch; a rank's share is count / world on average */
+    count /= d->lc.world > 0 ? d->lc.world : 1;
+    d->epoch_samples = count;
+    *n = count;
+    return CLASP_OK;
+}
+
+clasp_status clasp_data_next(clasp_data *d, const clasp_batch **b) {
+    /* Training crosses epochs; two empty epochs in a row would mean no usable data (the loader
+     * itself refuses an epoch without any usable sample). */
+    for (int tries = 0; tries < 3; tries++) {
+        bool end = false;
+        const clasp_batch *x = NULL;
+        CLASP_TRY(clasp_loader_next(d->L, &x, &end));
+        if (!end) {
+            d->last = x;
+            *b = x;
+            return CLASP_OK;
+        }
+    }
+    return clasp_set_error(CLASP_ERR_FORMAT,
+                           "%s: epochs end without a full batch of %d usable samples", d->spec,
+                           d->opt.batch_size);
+}
+
+void clasp_data_release(clasp_data *d, const clasp_batch *b) {
+    (void)d;
+    (void)b;
+}
+
+clasp_loader *clasp_data_loader(clasp_data *d) {
+    return d->L;
+}
+
+uint64_t clasp_data_epoch(const clasp_data *d) {
+    return clasp_loader_get_position(d->L).epoch;
+}
+
+clasp_status clasp_data_position(clasp_data *d, cJSON **out) {
+    clasp_loader_position p = clasp_loader_get_position(d->L);
+    *out = clasp_loader_position_to_json(&p);
+    if (!*out) return clasp_set_error(CLASP_ERR_NOMEM, "data: out of memory");
+    return CLASP_OK;
+}
+
+clasp_status clasp_data_restore(clasp_data *d, const cJSON *pos) {
+    clasp_loader_position p;
+    CLASP_TRY(clasp_loader_position_from_json(pos, &p));
+    return reopen_(d, &p);
+}
+
+cJSON *clasp_data_skips_json(clasp_data *d) {
+    clasp_data_stats *st = clasp_loader_stats(d->L);
+    cJSON *j = cJSON_CreateObject();
+    pthread_mutex_lock(&st->mu);
+    for (int r = 0; r < CLASP_SKIP_N; r++)
+        if (st->skipped[r])
+            cJSON_AddNumberToObject(j, clasp_skip_reason_name((clasp_skip_reason)r),
+                                    (double)st->skipped[r]);
+    pthread_mutex_unlock(&st->mu);
+    return j;
+}
+
+int64_t clasp_data_skipped_total(clasp_data *d) {
+    clasp_data_stats *st = clasp_loader_stats(d->L);
+    int64_t n = 0;
+    pthread_mutex_lock(&st->mu);
+    for (int r = 0; r < CLASP_SKIP_N; r++) n += (int64_t)st->skipped[r];
+    pthread_mutex_unlock(&st->mu);
+    return n;
+}
+
+double clasp_data_wait_seconds(clasp_data *d) {
+    clasp_data_stats *st = clasp_loader_stats(d->L);
+    pthread_mutex_lock(&st->mu);
+    double w = st->wait_seconds;
+    pthread_mutex_unlock(&st->mu);
+    return w;
+}

@@ -1,0 +1,66 @@
+/* data.h: the training/evaluation data source for a model: a loader (loader.h) configured
+ * from the model config (image preprocessing, tokenizer, context length), running over
+ * epochs without end, with a serialisable position for exact resume. */
+#ifndef CLASP_PIPELINE_DATA_H
+#define CLASP_PIPELINE_DATA_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "encoders/model.h"
+#include "modalities/tokenizer.h"
+#include "pipeline/loader.h"
+
+typedef struct clasp_data_options {
+    const char *spec;
+    uint64_t seed;
+    int batch_size;
+    int workers;        /* decode threads */
+    int shuffle_buffer; /* samples */
+    int64_t samples_per_epoch;
+    bool train; /* true: shuffle, augment, drop last; false: evaluation order, keep all */
+    int rank, world;
+} clasp_data_options;
+
+clasp_data_options clasp_data_default_options(void);
+
+/* Fills a loader config for a model config: image channels/size/mean/std, the tokenizer
+ * (byte-level, or the BPE file named in the config, loaded into *tok, which the caller frees
+ * with clasp_tokenizer_free after the loader is closed), the context length and the required
+ * fields (image + text). */
+clasp_status clasp_data_loader_config(const clasp_model_config *mc, clasp_loader_config *lc,
+                                      clasp_tokenizer **tok);
+
+typedef struct clasp_data clasp_data;
+
+clasp_status clasp_data_open(const clasp_data_options *o, const clasp_model_config *mc,
+                             clasp_data **out);
+void clasp_data_close(clasp_data *d);
+
+/* Samples of one epoch that carry the required fields, counted from tar headers only (no
+ * decoding; samples that later fail to decode are not subtracted). Cached after one pass. With
+ * samples_per_epoch it is that number. */
+clasp_status clasp_data_epoch_samples(clasp_data *d, int64_t *n);
+
+/* The next full batch, crossing epoch boundaries (training) as needed. The batch stays valid
+ * until the next call. clasp_data_release is a no-op kept for symmetry. */
+clasp_status clasp_data_next(clasp_data *d, const clasp_batch **b);
+void clasp_data_release(clasp_data *d, const clasp_batch *b);
+/* The underlying loader (for evaluation passes that want the epoch end). */
+clasp_loader *clasp_data_loader(clasp_data *d);
+/* Current epoch (0-based) of the loader. */
+uint64_t clasp_data_epoch(const clasp_data *d);
+
+/* Position after the last batch, as JSON (caller deletes) / restore by reopening the loader. */
+clasp_status clasp_data_position(clasp_data *d, cJSON **out);
+clasp_status clasp_data_restore(clasp_data *d, const cJSON *pos);
+
+/* Skip counters as a JSON object {reason: count} (caller deletes) and their total. */
+cJSON *clasp_data_skips_json(clasp_data *d);
+int64_t clasp_data_skipped_total(clasp_data *d);
+/* Seconds the consumer waited on the loader so far. */
+double clasp_data_wait_seconds(clasp_data *d);
+
+#endif

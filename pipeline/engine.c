@@ -1,0 +1,420 @@
+/* engine.c: replicas, a small worker pool, the contrastive loss on the whole batch, and
+ * exact gradient accumulation. See engine.h. */
+#include "pipeline/engine.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "encoders/layers.h"
+#include "loss/infonce.h"
+#include "loss/siglip.h"
+
+#define L2_EPS 1e-12f
+
+/* ---- worker pool: job i runs on thread i % nthreads; thread 0 is the caller ------------- */
+
+typedef void (*job_fn)(clasp_engine *e, int job, void *arg);
+
+typedef struct clasp__engine_pool {
+    int nthreads;
+    pthread_t th[CLASP_ENGINE_MAX_CHUNKS];
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    uint64_t gen;
+    int running; /* workers still busy with the current generation */
+    int stop;
+    job_fn fn;
+    void *arg;
+    int njobs;
+    clasp_engine *e;
+    clasp_status status[CLASP_ENGINE_MAX_CHUNKS];
+    char error[CLASP_ENGINE_MAX_CHUNKS][256];
+} clasp__engine_pool;
+
+typedef struct worker_arg {
+    clasp__engine_pool *p;
+    int id;
+} worker_arg;
+
+static void run_share_(clasp__engine_pool *p, int id) {
+    for (int j = id; j < p->njobs; j += p->nthreads) {
+        p->fn(p->e, j, p->arg);
+    }
+}
+
+static void *worker_main_(void *argp) {
+    worker_arg *wa = argp;
+    clasp__engine_pool *p = wa->p;
+    int id = wa->id;
+    free(wa);
+    uint64_t seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (!p->stop && p->gen == seen) pthread_cond_wait(&p->go, &p->mu);
+        if (p->stop) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        seen = p->gen;
+        pthread_mutex_unlock(&p->mu);
+        run_share_(p, id);
+        pthread_mutex_lock(&p->mu);
+        if (--p->running == 0) pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+/* Runs fn(e, j, arg) for j in [0, njobs); returns the first failing job's status. */
+static clasp_status run_jobs_(clasp_engine *e, job_fn fn, void *arg, int njobs) {
+    clasp__engine_pool *p = e->pool;
+    for (int j = 0; j < njobs; j++) p->status[j] = CLASP_OK;
+    p->fn = fn;
+    p->arg = arg;
+    p->njobs = njobs;
+    if (p->nthreads > 1) {
+        pthread_mutex_lock(&p->mu);
+        p->running = p->nthreads - 1;
+        p->gen++;
+        pthread_cond_broadcast(&p->go);
+        pthread_mutex_unlock(&p->mu);
+    }
+    run_share_(p, 0);
+    if (p->nthreads > 1) {
+        pthread_mutex_lock(&p->mu);
+        while (p->running > 0) pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
+    for (int j = 0; j < njobs; j++)
+        if (p->status[j] != CLASP_OK) return clasp_set_error(p->status[j], "%s", p->error[j]);
+    return CLASP_OK;
+}
+
+static void job_fail_(clasp_engine *e, int job, clasp_status s) {
+    e->pool->status[job] = s;
+    snprintf(e->pool->error[job], sizeof e->pool->error[job], "%s", clasp_last_error());
+}
+
+/* ---- setup ------------------------------------------------------------------------------ */
+
+static size_t input_elems_(const clasp_model_config *c, clasp_tower t) {
+    if (t == CLASP_TOWER_IMAGE)
+        return (size_t)c->image.channels * (size_t)c->image.size * (size_t)c->image.size;
+    return (size_t)c->text.context_length;
+}
+
+clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
+                               const clasp_engine_options *opt) {
+    memset(e, 0, sizeof *e);
+    e->opt = *opt;
+    clasp_engine_options *o = &e->opt;
+    if (o->accum_steps < 1) o->accum_steps = 1;
+    if (o->threads < 1) o->threads = 1;
+    if (o->chunks < 1) o->chunks = o->threads;
+    if (o->chunks > CLASP_ENGINE_MAX_CHUNKS) o->chunks = CLASP_ENGINE_MAX_CHUNKS;
+    if (o->threads > o->chunks) o->threads = o->chunks;
+    if (o->batch_size < 1 || o->batch_size % o->accum_steps != 0)
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "batch size %d is not a positive multiple of accum steps %d",
+                               o->batch_size, o->accum_steps);
+    e->micro = o->batch_size / o->accum_steps;
+    if (e->micro % o->chunks != 0)
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "micro-batch %d (batch %d / accum %d) is not divisible into %d "
+                               "chunks",
+                               e->micro, o->batch_size, o->accum_steps, o->chunks);
+    if (cfg->image.type == CLASP_IMAGE_NONE || cfg->text.type == CLASP_TEXT_NONE)
+        return clasp_set_error(CLASP_ERR_CONFIG, "the model needs an image and a text tower");
+    if (o->loss == CLASP_LOSS_SIGLIP && !cfg->has_logit_bias)
+        return clasp_set_error(CLASP_ERR_CONFIG,
+                               "loss siglip needs 'init_logit_bias' in the model config");
+    e->crows = e->micro / o->chunks;
+    e->D = cfg->embed_dim;
+    e->ta = CLASP_TOWER_IMAGE;
+    e->tb = CLASP_TOWER_TEXT;
+    e->n_rep = o->chunks;
+    e->models = calloc((size_t)e->n_rep, sizeof *e->models);
+    if (!e->models) return clasp_set_error(CLASP_ERR_NOMEM, "engine: out of memory");
+    for (int r = 0; r < e->n_rep; r++) {
+        clasp_status s = clasp_model_init(&e->models[r], cfg);
+        if (s == CLASP_OK) s = clasp_model_prepare(&e->models[r], e->crows);
+        if (s != CLASP_OK) {
+            clasp_engine_free(e);
+            return s;
+        }
+    }
+    size_t B = (size_t)o->batch_size, D = (size_t)e->D;
+    size_t lw = o->loss == CLASP_LOSS_SIGLIP ? clasp_siglip_work_floats(B, B)
+                                             : clasp_infonce_work_floats(B);
+    e->fa = malloc(B * D * sizeof(float));
+    e->fb = malloc(B * D * sizeof(float));
+    e->za = malloc(B * D * sizeof(float));
+    e->zb = malloc(B * D * sizeof(float));
+    e->dza = malloc(B * D * sizeof(float));
+    e->dzb = malloc(B * D * sizeof(float));
+    e->dfa = malloc(B * D * sizeof(float));
+    e->dfb = malloc(B * D * sizeof(float));
+    e->na = malloc(B * sizeof(float));
+    e->nb = malloc(B * sizeof(float));
+    e->groups = malloc(B * sizeof(int));
+    e->loss_work = malloc((lw ? lw : 1) * sizeof(float));
+    e->pool = calloc(1, sizeof *e->pool);
+    if (!e->fa || !e->fb || !e->za || !e->zb || !e->dza || !e->dzb || !e->dfa || !e->dfb ||
+        !e->na || !e->nb || !e->groups || !e->loss_work || !e->pool || lw == 0) {
+        clasp_engine_free(e);
+        return clasp_set_error(CLASP_ERR_NOMEM, "engine: cannot allocate batch buffers (B=%zu)", B);
+    }
+    clasp__engine_pool *p = e->pool;
+    p->e = e;
+    p->nthreads = o->threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    /* One threading layer: our workers; OpenBLAS runs single-threaded inside each. */
+    openblas_set_num_threads(1);
+    for (int t = 1; t < p->nthreads; t++) {
+        worker_arg *wa = malloc(sizeof *wa);
+        if (!wa || pthread_create(&p->th[t], NULL, worker_main_, (wa->p = p, wa->id = t, wa))) {
+            free(wa);
+            p->nthreads = t;
+            clasp_engine_free(e);
+            return clasp_set_error(CLASP_ERR_NOMEM, "engine: cannot start thread %d", t);
+        }
+    }
+    return CLASP_OK;
+}
+
+void clasp_engine_free(clasp_engine *e) {
+    if (!e) return;
+    clasp__engine_pool *p = e->pool;
+    if (p) {
+        pthread_mutex_lock(&p->mu);
+        p->stop = 1;
+        pthread_cond_broadcast(&p->go);
+        pthread_mutex_unlock(&p->mu);
+        for (int t = 1; t < p->nthreads; t++) pthread_join(p->th[t], NULL);
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->go);
+        pthread_cond_destroy(&p->done);
+        free(p);
+    }
+    if (e->models)
+        for (int r = 0; r < e->n_rep; r++) clasp_model_free(&e->models[r]);
+    free(e->models);
+    free(e->fa), free(e->fb), free(e->za), free(e->zb), free(e->dza), free(e->dzb);
+    free(e->dfa), free(e->dfb), free(e->na), free(e->nb), free(e->groups), free(e->loss_work);
+    memset(e, 0, sizeof *e);
+}
+
+void clasp_engine_sync_params(clasp_engine *e) {
+    for (int r = 1; r < e->n_rep; r++)
+        memcpy(e->models[r].params, e->models[0].params, e->models[0].n_floats * sizeof(float));
+}
+
+/* ---- step ------------------------------------------------------------------------------- */
+
+typedef struct step_ctx {
+    const float *images;
+    const int32_t *tokens;
+    int micro_index; /* which micro-batch */
+    int forward;     /* run the forward (features and activations) */
+    int backward;    /* run the backward from e->dza / e->dzb */
+} step_ctx;
+
+static clasp_status chunk_fwd_(clasp_engine *e, int r, size_t row, int n, const float *images,
+                               const int32_t *tokens) {
+    clasp_model *m = &e->models[r];
+    const clasp_model_config *c = &m->config;
+    size_t D = (size_t)e->D;
+    CLASP_TRY(clasp_model_encode(m, CLASP_TOWER_IMAGE, images + row * input_elems_(c, e->ta), n,
+                                 e->fa + row * D));
+    CLASP_TRY(clasp_model_encode(m, CLASP_TOWER_TEXT, tokens + row * input_elems_(c, e->tb), n,
+                                 e->fb + row * D));
+    clasp_l2norm_forward(e->za + row * D, e->na + row, e->fa + row * D, n, e->D, L2_EPS);
+    clasp_l2norm_forward(e->zb + row * D, e->nb + row, e->fb + row * D, n, e->D, L2_EPS);
+    return CLASP_OK;
+}
+
+static void step_job_(clasp_engine *e, int r, void *argp) {
+    step_ctx *a = argp;
+    size_t row = (size_t)a->micro_index * (size_t)e->micro + (size_t)r * (size_t)e->crows;
+    size_t D = (size_t)e->D;
+    clasp_model *m = &e->models[r];
+    clasp_status s = CLASP_OK;
+    if (a->forward) s = chunk_fwd_(e, r, row, e->crows, a->images, a->tokens);
+    if (s != CLASP_OK) {
+        job_fail_(e, r, s);
+        return;
+    }
+    if (!a->backward) return;
+    /* dz -> df through the normalisation, then into the towers */
+    memset(e->dfa + row * D, 0, (size_t)e->crows * D * sizeof(float));
+    memset(e->dfb + row * D, 0, (size_t)e->crows * D * sizeof(float));
+    clasp_l2norm_backward(e->dfa + row * D, e->dza + row * D, e->za + row * D, e->na + row,
+                          e->crows, e->D);
+    clasp_l2norm_backward(e->dfb + row * D, e->dzb + row * D, e->zb + row * D, e->nb + row,
+                          e->crows, e->D);
+    s = clasp_model_backward(m, CLASP_TOWER_IMAGE, e->dfa + row * D);
+    if (s == CLASP_OK) s = clasp_model_backward(m, CLASP_TOWER_TEXT, e->dfb + row * D);
+    if (s != CLASP_OK) job_fail_(e, r, s);
+}
+
+static void sum_grads_job_(clasp_engine *e, int j, void *argp) {
+    /* Thread j sums slice j of the gradient buffer over replicas, in replica order. */
+    (void)argp;
+    int nj = e->pool->nthreads;
+    size_t n = e->models[0].n_floats;
+    size_t lo = n * (size_t)j / (size_t)nj, hi = n * (size_t)(j + 1) / (size_t)nj;
+    float *g0 = e->models[0].grads;
+    for (int r = 1; r < e->n_rep; r++) {
+        const float *gr = e->models[r].grads;
+        for (size_t i = lo; i < hi; i++) g0[i] += gr[i];
+    }
+}
+
+static void diag_(const float *za, const float *zb, int B, int D, clasp_step_stats *st) {
+    /* Collapse detector and Wang & Isola alignment/uniformity on the batch (uniformity of the
+     * first modality, pairs i < j, t = 2). Double accumulation, fixed order. */
+    double stda = 0, stdb = 0;
+    for (int d = 0; d < D; d++) {
+        double sa = 0, sa2 = 0, sb = 0, sb2 = 0;
+        for (int i = 0; i < B; i++) {
+            double a = za[(size_t)i * D + d], b = zb[(size_t)i * D + d];
+            sa += a, sa2 += a * a, sb += b, sb2 += b * b;
+        }
+        double ma = sa / B, mb = sb / B;
+        stda += sqrt(fmax(0.0, sa2 / B - ma * ma));
+        stdb += sqrt(fmax(0.0, sb2 / B - mb * mb));
+    }
+    st->feat_std_a = (float)(stda / D);
+    st->feat_std_b = (float)(stdb / D);
+    double align = 0, pos = 0, hard = 0, unif = 0;
+    int npairs = 0;
+    for (int i = 0; i < B; i++) {
+        const float *a = za + (size_t)i * D;
+        double best = -2.0;
+        for (int j = 0; j < B; j++) {
+            const float *b = zb + (size_t)j * D;
+            double dot = 0;
+            for (int d = 0; d < D; d++) dot += (double)a[d] * (double)b[d];
+            if (j == i) {
+                pos += dot;
+                align += fmax(0.0, 2.0 - 2.0 * dot);
+            } else if (dot > best) {
+                best = dot;
+            }
+        }
+        if (B > 1) hard += best;
+        for (int j = i + 1; j < B && j < i + 64; j++) {
+            const float *a2 = za + (size_t)j * D;
+            double d2 = 0;
+            for (int d = 0; d < D; d++) {
+                double t = (double)a[d] - (double)a2[d];
+                d2 += t * t;
+            }
+            unif += exp(-2.0 * d2);
+            npairs++;
+        }
+    }
+    st->alignment = (float)(align / B);
+    st->pos_sim = (float)(pos / B);
+    st->hardneg_sim = B > 1 ? (float)(hard / B) : 0.0f;
+    st->uniformity = npairs ? (float)log(unif / npairs) : 0.0f;
+}
+
+clasp_status clasp_engine_grads(clasp_engine *e, const float *images, const int32_t *tokens,
+                                const int32_t *groups, int B, clasp_step_stats *stats) {
+    if (B != e->opt.batch_size)
+        return clasp_set_error(CLASP_ERR_ARG, "engine: batch of %d rows, expected %d", B,
+                               e->opt.batch_size);
+    for (int r = 0; r < e->n_rep; r++) clasp_model_zero_grad(&e->models[r]);
+    const int K = e->opt.accum_steps;
+    step_ctx ctx = {.images = images, .tokens = tokens};
+    /* 1. features of the whole batch (with K = 1 the activations are kept for backward) */
+    for (int k = 0; k < K; k++) {
+        ctx.micro_index = k;
+        ctx.forward = 1;
+        ctx.backward = 0;
+        CLASP_TRY(run_jobs_(e, step_job_, &ctx, e->n_rep));
+    }
+    /* 2. the loss on all B rows */
+    const int *g = NULL;
+    if (e->opt.multi_positive && groups) {
+        for (int i = 0; i < B; i++) e->groups[i] = groups[i];
+        g = e->groups;
+    }
+    clasp_model *m0 = &e->models[0];
+    float s = m0->params[m0->logit_scale_offset];
+    float loss = 0, ds = 0, db = 0;
+    if (e->opt.loss == CLASP_LOSS_SIGLIP) {
+        float bias = m0->params[m0->logit_bias_offset];
+        /* one process: local rows = all rows; dB_all is the full text gradient */
+        CLASP_TRY(clasp_siglip(&loss, e->dza, e->dzb, &ds, &db, e->za, e->zb, s, bias, g, (size_t)B,
+                               0, (size_t)B, (size_t)e->D, e->loss_work));
+    } else {
+        CLASP_TRY(clasp_infonce(&loss, e->dza, e->dzb, &ds, e->za, e->zb, s, g, (size_t)B,
+                                (size_t)e->D, e->loss_work));
+    }
+    /* 3. backward per micro-batch (re-running the forward when K > 1) */
+    for (int k = 0; k < K; k++) {
+        ctx.micro_index = k;
+        ctx.forward = K > 1; /* with K = 1 the activations of pass 1 are still in the arenas */
+        ctx.backward = 1;
+        CLASP_TRY(run_jobs_(e, step_job_, &ctx, e->n_rep));
+    }
+    CLASP_TRY(run_jobs_(e, sum_grads_job_, NULL, e->pool->nthreads));
+    m0->grads[m0->logit_scale_offset] += ds;
+    if (e->opt.loss == CLASP_LOSS_SIGLIP) m0->grads[m0->logit_bias_offset] += db;
+    if (stats) {
+        memset(stats, 0, sizeof *stats);
+        stats->loss = loss;
+        stats->dlog_scale = ds;
+        diag_(e->za, e->zb, B, e->D, stats);
+    }
+    return CLASP_OK;
+}
+
+typedef struct embed_ctx {
+    clasp_tower t;
+    const void *input;
+    int n;     /* rows in this piece */
+    size_t at; /* first row of the piece */
+    float *out;
+} embed_ctx;
+
+static void embed_job_(clasp_engine *e, int r, void *argp) {
+    embed_ctx *a = argp;
+    int per = (a->n + e->n_rep - 1) / e->n_rep;
+    int lo = r * per, hi = lo + per > a->n ? a->n : lo + per;
+    if (hi <= lo) return;
+    clasp_model *m = &e->models[r];
+    size_t el = input_elems_(&m->config, a->t), D = (size_t)e->D;
+    size_t row = a->at + (size_t)lo;
+    const void *in = a->t == CLASP_TOWER_TEXT ? (const void *)((const int32_t *)a->input + row * el)
+                                              : (const void *)((const float *)a->input + row * el);
+    float *f = a->out + row * D;
+    clasp_status s = clasp_model_encode(m, a->t, in, hi - lo, f);
+    if (s != CLASP_OK) {
+        job_fail_(e, r, s);
+        return;
+    }
+    /* normalise exactly as in training; e->na rows [r*per, r*per + per) are this job's */
+    clasp_l2norm_forward(f, e->na + (size_t)r * (size_t)per, f, hi - lo, e->D, L2_EPS);
+}
+
+clasp_status clasp_engine_embed(clasp_engine *e, clasp_tower t, const void *input, int n,
+                                float *out) {
+    if (t != CLASP_TOWER_IMAGE && t != CLASP_TOWER_TEXT)
+        return clasp_set_error(CLASP_ERR_ARG, "engine: cannot embed tower %s", clasp_tower_name(t));
+    int piece = e->crows * e->n_rep;
+    for (int at = 0; at < n; at += piece) {
+        embed_ctx a = {.t = t,
+                       .input = input,
+                       .n = n - at < piece ? n - at : piece,
+                       .at = (size_t)at,
+                       .out = out};
+        CLASP_TRY(run_jobs_(e, embed_job_, &a, e->n_rep));
+    }
+    return CLASP_OK;
+}

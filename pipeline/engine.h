@@ -1,0 +1,94 @@
+/* engine.h: the training and embedding compute engine: in-process data parallelism over
+ * model replicas, the contrastive loss on the whole batch, and exact gradient accumulation.
+ *
+ * A batch of B pairs is cut into `chunks` equal row ranges; replica r (its own activation
+ * arenas, a copy of the parameters) runs chunk r's forward and backward, so every layer runs
+ * on all cores without a thread pool inside the layers, and OpenBLAS runs single-threaded in
+ * each worker (one threading layer, no competing pools: ../shared/bench/README.md section 7).
+ * The loss sees the features of the whole batch (all negatives). Chunk gradients are summed
+ * into replica 0 in chunk order, so results depend on `chunks` but NOT on the thread count:
+ * 1 thread running 2 chunks gives the same bits as 2 threads.
+ *
+ * Gradient accumulation (OpenCLIP accum_freq): with accum_steps K, the batch is K micro-
+ * batches; all are first embedded (activations discarded), the loss and its feature gradients
+ * are computed on all B rows at once, then each micro-batch is re-run with activations and
+ * back-propagated with its rows of the feature gradient. The result is the gradient of the
+ * full-batch loss, with activation memory for B/K rows only.
+ */
+#ifndef CLASP_PIPELINE_ENGINE_H
+#define CLASP_PIPELINE_ENGINE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "encoders/model.h"
+
+#define CLASP_ENGINE_MAX_CHUNKS 16
+
+typedef enum clasp_loss_kind {
+    CLASP_LOSS_INFONCE = 0, /* symmetric CLIP loss */
+    CLASP_LOSS_SIGLIP = 1   /* pairwise sigmoid (needs init_logit_bias in the model config) */
+} clasp_loss_kind;
+
+typedef struct clasp_engine_options {
+    int batch_size;  /* B: rows per optimiser step */
+    int accum_steps; /* K: micro-batches per step (B % K == 0) */
+    int chunks;      /* replicas per micro-batch ((B/K) % chunks == 0); 0 = threads */
+    int threads;     /* compute threads (<= chunks) */
+    clasp_loss_kind loss;
+    bool multi_positive; /* pairs sharing a group id are positives */
+} clasp_engine_options;
+
+typedef struct clasp_step_stats {
+    float loss;
+    float dlog_scale;
+    float feat_std_a, feat_std_b; /* mean over dims of the per-dimension std (collapse) */
+    float alignment, uniformity;  /* Wang & Isola, on the batch */
+    float pos_sim, hardneg_sim;   /* mean positive and hardest-negative cosine */
+} clasp_step_stats;
+
+struct clasp__engine_pool;
+
+typedef struct clasp_engine {
+    clasp_engine_options opt;
+    clasp_model *models; /* (chunks) replicas; models[0] owns the master params and grads */
+    int n_rep;
+    int micro; /* rows per micro-batch B/K */
+    int crows; /* rows per chunk micro/chunks */
+    int D;
+    clasp_tower ta, tb; /* the two towers paired by the loss (image, text) */
+    float *fa, *fb;     /* (B, D) raw features */
+    float *za, *zb;     /* (B, D) normalised */
+    float *na, *nb;     /* (B) norms */
+    float *dza, *dzb;   /* (B, D) loss gradients w.r.t. normalised features */
+    float *dfa, *dfb;   /* (B, D) gradients w.r.t. raw features */
+    float *loss_work;
+    int *groups; /* (B) */
+    struct clasp__engine_pool *pool;
+} clasp_engine;
+
+/* Builds `chunks` replicas of the model (params copied from `init_params` if non-NULL, else
+ * left to the caller: clasp_engine_sync_params after writing models[0].params). Towers paired:
+ * image-text. Sets OpenBLAS to one thread per caller thread. */
+clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
+                               const clasp_engine_options *opt);
+void clasp_engine_free(clasp_engine *e);
+
+/* Copies models[0].params to every other replica (after an optimiser step or a load). */
+void clasp_engine_sync_params(clasp_engine *e);
+
+/* One step's gradients: zeroes models[0].grads, runs forward, loss and backward over the
+ * batch (a: images (B,C,H,W) float; b: tokens (B,T) int32; groups (B) or NULL) and leaves
+ * the summed gradient (including logit_scale / logit_bias) in models[0].grads.
+ * B must equal opt.batch_size. */
+clasp_status clasp_engine_grads(clasp_engine *e, const float *images, const int32_t *tokens,
+                                const int32_t *groups, int B, clasp_step_stats *stats);
+
+/* Embeds n inputs of one tower with the current parameters (no gradients), writing L2-
+ * normalised features (n, D). Any n >= 1 (processed in pieces of at most B/K rows). */
+clasp_status clasp_engine_embed(clasp_engine *e, clasp_tower t, const void *input, int n,
+                                float *out);
+
+#endif

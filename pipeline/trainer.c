@@ -1,0 +1,665 @@
+/* trainer.c: the training loop: data, engine, AdamW, guards, metrics, evaluation,
+ * checkpoints, exact resume, signals. See trainer.h. */
+#include "pipeline/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "core/json.h"
+#include "core/log.h"
+#include "encoders/model.h"
+#include "pipeline/checkpoint.h"
+#include "pipeline/data.h"
+#include "pipeline/eval.h"
+#include "pipeline/optim.h"
+
+#define TRAINER_FORMAT_VERSION 1
+
+clasp_train_options clasp_train_default_options(void) {
+    clasp_train_options o;
+    memset(&o, 0, sizeof o);
+    o.epochs = 1;
+    o.batch_size = 256;
+    o.accum_steps = 1;
+    o.lr = 1e-3;
+    o.warmup = 100;
+    o.weight_decay = 0.1;
+    o.beta1 = 0.9;
+    o.beta2 = 0.98;
+    o.eps = 1e-6;
+    o.loss = CLASP_LOSS_INFONCE;
+    o.threads = 2;
+    o.workers = 1;
+    o.shuffle_buffer = 2000;
+    o.log_every = 50;
+    o.keep = 3;
+    o.max_bad_steps = 5;
+    o.collapse_std = 0.01;
+    return o;
+}
+
+/* ---- signals ------------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t g_stop_signal;
+
+static void on_signal_(int sig) {
+    g_stop_signal = sig;
+}
+
+static void install_signals_(struct sigaction *old_int, struct sigaction *old_term) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal_;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, old_int);
+    sigaction(SIGTERM, &sa, old_term);
+}
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static double now_(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static clasp_status mkdir_p_(const char *path) {
+    char tmp[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof tmp) return clasp_set_error(CLASP_ERR_ARG, "%s: path too long", path);
+    memcpy(tmp, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (tmp[i] == '/' || tmp[i] == '\0') {
+            char c = tmp[i];
+            tmp[i] = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+                return clasp_set_error(CLASP_ERR_IO, "%s: cannot create folder: %s", tmp,
+                                       strerror(errno));
+            tmp[i] = c;
+        }
+    }
+    return CLASP_OK;
+}
+
+/* Model FLOPs per training sample (3 x forward MACs x 2), for the summary's GFLOP/s. */
+static double model_train_flops_(const clasp_model *m, int B) {
+    const clasp_model_config *c = &m->config;
+    double macs = 0;
+    if (c->image.type == CLASP_IMAGE_CNN) {
+        int C = c->image.channels, H = c->image.size;
+        for (int i = 0; i < c->image.n_conv; i++) {
+            const clasp_conv_block *b = &c->image.conv[i];
+            int OH = (H + 2 * b->padding - b->kernel) / b->stride + 1;
+            macs += (double)OH * OH * b->channels * C * b->kernel * b->kernel;
+            C = b->channels;
+            H = b->pool > 0 ? OH / b->pool : OH;
+        }
+        int in = C * H * H;
+        for (int i = 0; i < c->image.n_fc; i++) {
+            macs += (double)in * c->image.fc[i];
+            in = c->image.fc[i];
+        }
+        macs += (double)in * c->embed_dim;
+    } else if (c->image.type == CLASP_IMAGE_VIT) {
+        int P = c->image.patch_size, N = (c->image.size / P) * (c->image.size / P);
+        int T = N + (c->image.pool == CLASP_POOL_CLS), W = c->image.width;
+        macs += (double)N * c->image.channels * P * P * W;
+        macs += (double)c->image.layers *
+                ((double)T * W * 4 * W + 2.0 * T * T * W + 2.0 * T * W * c->image.mlp_width);
+        macs += (double)W * c->embed_dim;
+    }
+    if (c->text.type == CLASP_TEXT_TRANSFORMER) {
+        int T = c->text.context_length, W = c->text.width;
+        macs += (double)c->text.layers *
+                ((double)T * W * 4 * W + 2.0 * T * T * W + 2.0 * T * W * c->text.mlp_width);
+        macs += (double)W * c->embed_dim;
+    }
+    macs += (double)B * c->embed_dim; /* one row of the logits */
+    return 6.0 * macs;
+}
+
+static void write_metrics_(FILE *f, cJSON *obj) {
+    char *line = cJSON_PrintUnformatted(obj);
+    if (line) {
+        fputs(line, f);
+        fputc('\n', f);
+        fflush(f);
+    }
+    free(line);
+}
+
+/* Keeps the metrics lines of steps <= `step` (dropping summaries), so that a resumed run's
+ * metrics.jsonl reads as one uninterrupted run. A missing file is fine. */
+static clasp_status metrics_truncate_(const char *path, int64_t step) {
+    char *text;
+    size_t n;
+    FILE *f = fopen(path, "rb");
+    if (!f) return CLASP_OK;
+    fclose(f);
+    CLASP_TRY(clasp_read_file(path, (size_t)1 << 30, &text, &n));
+    char *out = malloc(n + 1);
+    if (!out) {
+        free(text);
+        return clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", path);
+    }
+    size_t k = 0;
+    for (char *line = text; line < text + n;) {
+        char *nl = memchr(line, '\n', (size_t)(text + n - line));
+        size_t len = nl ? (size_t)(nl - line) + 1 : (size_t)(text + n - line);
+        cJSON *j = cJSON_ParseWithLength(line, len);
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "step");
+        const cJSON *kind = cJSON_GetObjectItemCaseSensitive(j, "kind");
+        bool keep = j && cJSON_IsNumber(st) && st->valuedouble <= (double)step &&
+                    !(cJSON_IsString(kind) && !strcmp(kind->valuestring, "summary"));
+        if (keep) {
+            memcpy(out + k, line, len);
+            k += len;
+        }
+        cJSON_Delete(j);
+        line += len;
+    }
+    free(text);
+    clasp_status s = clasp_write_file_atomic(path, out, k);
+    free(out);
+    return s;
+}
+
+typedef struct run_state {
+    int64_t step;    /* optimiser steps done */
+    int64_t samples; /* samples consumed */
+    int64_t skipped_steps;
+    int bad_streak;
+} run_state;
+
+/* Parameters, AdamW moments and optimiser step count as named tensors for checkpoints. */
+static clasp_status ckpt_tensors_(const clasp_model *m, const clasp_adamw *opt,
+                                  clasp_named_tensor **model_t, clasp_named_tensor **optim_t,
+                                  char **names_buf) {
+    int n = m->n_params;
+    *model_t = calloc((size_t)n, sizeof **model_t);
+    *optim_t = calloc((size_t)n * 2, sizeof **optim_t);
+    *names_buf = calloc((size_t)n * 2, CLASP_PARAM_NAME_MAX + 2);
+    if (!*model_t || !*optim_t || !*names_buf)
+        return clasp_set_error(CLASP_ERR_NOMEM, "checkpoint: out of memory");
+    for (int i = 0; i < n; i++) {
+        const clasp_param_info *p = &m->info[i];
+        clasp_named_tensor t = {.name = p->name, .ndim = p->ndim, .data = m->params + p->offset};
+        for (int d = 0; d < p->ndim; d++) t.shape[d] = p->shape[d];
+        (*model_t)[i] = t;
+        char *mn = *names_buf + (size_t)(2 * i) * (CLASP_PARAM_NAME_MAX + 2);
+        char *vn = *names_buf + (size_t)(2 * i + 1) * (CLASP_PARAM_NAME_MAX + 2);
+        snprintf(mn, CLASP_PARAM_NAME_MAX + 2, "m.%s", p->name);
+        snprintf(vn, CLASP_PARAM_NAME_MAX + 2, "v.%s", p->name);
+        (*optim_t)[2 * i] = t;
+        (*optim_t)[2 * i].name = mn;
+        (*optim_t)[2 * i].data = opt->m + p->offset;
+        (*optim_t)[2 * i + 1] = t;
+        (*optim_t)[2 * i + 1].name = vn;
+        (*optim_t)[2 * i + 1].data = opt->v + p->offset;
+    }
+    return CLASP_OK;
+}
+
+/* The options that must match for a resume to be exact. */
+static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps) {
+    cJSON *k = cJSON_CreateObject();
+    cJSON_AddNumberToObject(k, "batch_size", o->batch_size);
+    cJSON_AddNumberToObject(k, "accum_steps", o->accum_steps);
+    cJSON_AddNumberToObject(k, "chunks", o->chunks);
+    cJSON_AddNumberToObject(k, "seed", (double)o->seed);
+    cJSON_AddNumberToObject(k, "total_steps", (double)total_steps);
+    cJSON_AddStringToObject(k, "loss", o->loss == CLASP_LOSS_SIGLIP ? "siglip" : "infonce");
+    cJSON_AddBoolToObject(k, "multi_positive", o->multi_positive);
+    cJSON_AddStringToObject(k, "train", o->train_spec);
+    return k;
+}
+
+static clasp_status save_ckpt_(const clasp_train_options *o, const clasp_model *m,
+                               const clasp_adamw *opt, const run_state *rs, clasp_data *data,
+                               const cJSON *config_json, int64_t total_steps, char *out,
+                               size_t cap) {
+    clasp_named_tensor *mt = NULL, *ot = NULL;
+    char *names = NULL;
+    clasp_status s = ckpt_tensors_(m, opt, &mt, &ot, &names);
+    cJSON *st = cJSON_CreateObject();
+    if (s == CLASP_OK && st) {
+        cJSON_AddNumberToObject(st, "format_version", TRAINER_FORMAT_VERSION);
+        cJSON_AddNumberToObject(st, "samples", (double)rs->samples);
+        cJSON_AddNumberToObject(st, "skipped_steps", (double)rs->skipped_steps);
+        cJSON_AddNumberToObject(st, "adam_t", (double)opt->t);
+        cJSON_AddItemToObject(st, "resume_key", resume_key_(o, total_steps));
+        cJSON_AddItemToObject(st, "config", cJSON_Duplicate(config_json, 1));
+        cJSON *pos = NULL;
+        s = clasp_data_position(data, &pos);
+        if (s == CLASP_OK) cJSON_AddItemToObject(st, "loader", pos);
+        if (s == CLASP_OK)
+            s = clasp_ckpt_save(o->out_dir, rs->step, mt, m->n_params, ot, 2 * m->n_params, st,
+                                o->keep, out, cap);
+    } else if (s == CLASP_OK) {
+        s = clasp_set_error(CLASP_ERR_NOMEM, "checkpoint: out of memory");
+    }
+    cJSON_Delete(st);
+    free(mt);
+    free(ot);
+    free(names);
+    return s;
+}
+
+static clasp_status load_ckpt_(const clasp_train_options *o, clasp_model *m, clasp_adamw *opt,
+                               run_state *rs, clasp_data *data, const cJSON *config_json,
+                               int64_t total_steps) {
+    char dir[4096];
+    const char *where = !strcmp(o->resume, "latest") ? o->out_dir : o->resume;
+    CLASP_TRY(clasp_ckpt_resolve(where, dir, sizeof dir));
+    clasp_ckpt c;
+    CLASP_TRY(clasp_ckpt_open(dir, &c));
+    clasp_status s = CLASP_OK;
+    char sp[4200];
+    snprintf(sp, sizeof sp, "%s/state.json", dir);
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(c.state, "config");
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(c.state, "resume_key");
+    cJSON *want = resume_key_(o, total_steps);
+    if (!cfg || !cJSON_Compare(cfg, config_json, 1)) {
+        s = clasp_set_error(CLASP_ERR_CONFIG,
+                            "%s: field 'config' differs from %s: the checkpoint belongs to another "
+                            "model",
+                            sp, o->model_config);
+    } else if (!key || !cJSON_Compare(key, want, 1)) {
+        const cJSON *it;
+        const char *field = "resume_key";
+        cJSON_ArrayForEach(it, want) {
+            const cJSON *had = cJSON_GetObjectItemCaseSensitive(key, it->string);
+            if (!had || !cJSON_Compare(had, it, 1)) {
+                field = it->string;
+                break;
+            }
+        }
+        s = clasp_set_error(CLASP_ERR_CONFIG,
+                            "%s: field 'resume_key.%s' differs from this invocation's option: an "
+                            "exact resume needs the same value",
+                            sp, field);
+    }
+    cJSON_Delete(want);
+    int64_t v;
+    if (s == CLASP_OK) s = clasp_json_int(c.state, "step", sp, "", 0, INT64_MAX / 2, &v);
+    if (s == CLASP_OK) rs->step = v;
+    if (s == CLASP_OK) s = clasp_json_int(c.state, "samples", sp, "", 0, INT64_MAX / 2, &v);
+    if (s == CLASP_OK) rs->samples = v;
+    if (s == CLASP_OK) s = clasp_json_int(c.state, "skipped_steps", sp, "", 0, INT64_MAX / 2, &v);
+    if (s == CLASP_OK) rs->skipped_steps = v;
+    if (s == CLASP_OK) s = clasp_json_int(c.state, "adam_t", sp, "", 0, INT64_MAX / 2, &v);
+    if (s == CLASP_OK) opt->t = v;
+    if (s == CLASP_OK) s = clasp_model_read_tensors(m, c.model, "", m->params);
+    if (s == CLASP_OK) s = clasp_model_read_tensors(m, c.optim, "m.", opt->m);
+    if (s == CLASP_OK) s = clasp_model_read_tensors(m, c.optim, "v.", opt->v);
+    if (s == CLASP_OK) {
+        const cJSON *pos = cJSON_GetObjectItemCaseSensitive(c.state, "loader");
+        if (!pos)
+            s = clasp_set_error(CLASP_ERR_FORMAT, "%s: field 'loader' missing", sp);
+        else
+            s = clasp_data_restore(data, pos);
+        if (s != CLASP_OK) clasp_wrap_error(s, "%s: field 'loader'", sp);
+    }
+    if (s == CLASP_OK) CLASP_INFO("resumed from %s at step %lld", dir, (long long)rs->step);
+    clasp_ckpt_close(&c);
+    return s;
+}
+
+static void progress_(const clasp_train_options *o, int64_t step, int64_t total, double loss,
+                      double rate, double elapsed) {
+    if (!o->progress) return;
+    int width = 30, fill = total > 0 ? (int)((double)width * (double)step / (double)total) : 0;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    double eta = rate > 0 ? (double)(total - step) * (double)o->batch_size / rate : 0;
+    fprintf(stderr, "\r[%s] %lld/%lld loss %.4f  %.0f samples/s  %.0fs elapsed  ETA %.0fs ", bar,
+            (long long)step, (long long)total, loss, rate, elapsed, eta);
+    fflush(stderr);
+}
+
+static long peak_rss_mib_(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024;
+}
+
+/* ---- evaluation (zero-shot) ------------------------------------------------------------- */
+
+static clasp_status evaluate_(const clasp_train_options *o, clasp_engine *e, FILE *metrics,
+                              const run_state *rs, int epoch, clasp_train_summary *sum) {
+    if (!o->val_spec || !o->zeroshot) return CLASP_OK;
+    clasp_zeroshot_result zr;
+    double t0 = now_();
+    CLASP_TRY(clasp_eval_zeroshot(e, o->val_spec, o->zeroshot, o->templates, o->workers, &zr));
+    double dt = now_() - t0;
+    sum->zeroshot_top1 = zr.top1;
+    sum->zeroshot_top5 = zr.top5;
+    sum->zeroshot_mean_recall = zr.mean_recall;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "kind", "eval");
+    cJSON_AddNumberToObject(j, "step", (double)rs->step);
+    cJSON_AddNumberToObject(j, "epoch", epoch);
+    cJSON_AddNumberToObject(j, "samples", (double)rs->samples);
+    cJSON_AddNumberToObject(j, "zeroshot_top1", zr.top1);
+    cJSON_AddNumberToObject(j, "zeroshot_top5", zr.top5);
+    cJSON_AddNumberToObject(j, "zeroshot_mean_recall", zr.mean_recall);
+    cJSON_AddNumberToObject(j, "n_images", (double)zr.n);
+    cJSON_AddNumberToObject(j, "n_classes", zr.n_classes);
+    cJSON_AddNumberToObject(j, "eval_seconds", dt);
+    write_metrics_(metrics, j);
+    cJSON_Delete(j);
+    if (o->progress) fputc('\n', stderr);
+    CLASP_INFO("step %lld: zero-shot top-1 %.2f%%  top-5 %.2f%%  mean recall %.2f%%  (%lld images, "
+               "%.1f s)",
+               (long long)rs->step, 100 * zr.top1, 100 * zr.top5, 100 * zr.mean_recall,
+               (long long)zr.n, dt);
+    return CLASP_OK;
+}
+
+/* ---- the loop ----------------------------------------------------------------------------- */
+
+clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *sum) {
+    clasp_train_options o = *oin;
+    if (o.chunks <= 0) o.chunks = o.threads;
+    memset(sum, 0, sizeof *sum);
+    sum->zeroshot_top1 = sum->zeroshot_top5 = sum->zeroshot_mean_recall = -1;
+    g_stop_signal = 0;
+
+    clasp_model_config cfg;
+    CLASP_TRY(clasp_model_config_load(o.model_config, &cfg));
+    cJSON *config_json = NULL;
+    CLASP_TRY(clasp_model_config_to_json(&cfg, &config_json));
+
+    clasp_status s = CLASP_OK;
+    clasp_engine e;
+    memset(&e, 0, sizeof e);
+    clasp_adamw opt;
+    memset(&opt, 0, sizeof opt);
+    clasp_data *data = NULL;
+    clasp_param_seg *segs = NULL;
+    int32_t *group_buf = NULL;
+    FILE *metrics = NULL;
+    run_state rs = {0};
+    struct sigaction old_int, old_term;
+    install_signals_(&old_int, &old_term);
+
+    clasp_engine_options eo = {.batch_size = o.batch_size,
+                               .accum_steps = o.accum_steps,
+                               .chunks = o.chunks,
+                               .threads = o.threads,
+                               .loss = o.loss,
+                               .multi_positive = o.multi_positive};
+    s = clasp_engine_init(&e, &cfg, &eo);
+    if (s != CLASP_OK) goto done;
+    clasp_model *m = &e.models[0];
+    clasp_model_init_weights(m, o.seed);
+
+    /* data */
+    clasp_data_options dopt = clasp_data_default_options();
+    dopt.spec = o.train_spec;
+    dopt.seed = o.seed;
+    dopt.batch_size = o.batch_size;
+    dopt.workers = o.workers;
+    dopt.shuffle_buffer = o.shuffle_buffer;
+    dopt.samples_per_epoch = o.samples_per_epoch;
+    dopt.train = true;
+    s = clasp_data_open(&dopt, &cfg, &data);
+    if (s != CLASP_OK) goto done;
+
+    int64_t steps_per_epoch = 0, total = o.steps;
+    if (total <= 0) {
+        int64_t n_samples = 0;
+        s = clasp_data_epoch_samples(data, &n_samples);
+        if (s != CLASP_OK) goto done;
+        steps_per_epoch = n_samples / o.batch_size;
+        if (steps_per_epoch < 1) {
+            s = clasp_set_error(CLASP_ERR_ARG,
+                                "%s: %lld usable samples are fewer than one batch of %d",
+                                o.train_spec, (long long)n_samples, o.batch_size);
+            goto done;
+        }
+        total = steps_per_epoch * o.epochs;
+    }
+
+    /* optimiser over parameter segments (one per tensor) */
+    clasp_adamw_config ac = {.lr = o.lr,
+                             .beta1 = o.beta1,
+                             .beta2 = o.beta2,
+                             .eps = o.eps,
+                             .weight_decay = o.weight_decay};
+    s = clasp_adamw_init(&opt, m->n_floats, ac);
+    if (s != CLASP_OK) goto done;
+    segs = calloc((size_t)m->n_params, sizeof *segs);
+    if (!segs) {
+        s = clasp_set_error(CLASP_ERR_NOMEM, "trainer: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < m->n_params; i++)
+        segs[i] = (clasp_param_seg){m->info[i].offset, m->info[i].numel, m->info[i].decay, false};
+
+    /* run folder */
+    s = mkdir_p_(o.out_dir);
+    if (s != CLASP_OK) goto done;
+    char path[4300];
+    if (o.resume) {
+        s = load_ckpt_(&o, m, &opt, &rs, data, config_json, total);
+        if (s != CLASP_OK) goto done;
+    } else {
+        snprintf(path, sizeof path, "%s/checkpoints/latest", o.out_dir);
+        struct stat sb;
+        if (stat(path, &sb) == 0) {
+            s = clasp_set_error(CLASP_ERR_STATE,
+                                "%s already holds a run (checkpoints/latest): use --resume latest "
+                                "or another --out",
+                                o.out_dir);
+            goto done;
+        }
+    }
+    clasp_engine_sync_params(&e);
+    snprintf(path, sizeof path, "%s/config.json", o.out_dir);
+    s = clasp_json_save(path, config_json);
+    if (s != CLASP_OK) goto done;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", o.out_dir);
+    if (o.resume) {
+        /* keep only the lines up to the checkpoint's step, so the file reads as one run */
+        s = metrics_truncate_(path, rs.step);
+        if (s != CLASP_OK) goto done;
+    }
+    metrics = fopen(path, o.resume ? "a" : "w");
+    if (!metrics) {
+        s = clasp_set_error(CLASP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        goto done;
+    }
+
+    const double flops_per_sample = model_train_flops_(m, o.batch_size);
+    double t_start = now_(), t_steps = 0, t_wait = 0, t_first = 0;
+    int64_t steps_this_run = 0, samples_timed = 0;
+    double win_t = 0, win_wait = 0;
+    int64_t win_samples = 0;
+    const int32_t *groups = NULL;
+    group_buf = malloc((size_t)o.batch_size * sizeof(int32_t));
+    if (!group_buf) {
+        s = clasp_set_error(CLASP_ERR_NOMEM, "trainer: out of memory");
+        goto done;
+    }
+    clasp_step_stats st = {0};
+    bool collapse_warned = false;
+    float scale_max = (float)cfg.max_logit_scale;
+
+    while (rs.step < total) {
+        double t0 = now_();
+        const clasp_batch *b = NULL;
+        s = clasp_data_next(data, &b);
+        if (s != CLASP_OK) goto done;
+        double t1 = now_();
+        /* dense group ids: rows with the same caption hash share an id */
+        for (size_t i = 0; i < b->n; i++) {
+            group_buf[i] = (int32_t)i;
+            for (size_t j = 0; j < i; j++)
+                if (b->group_ids[j] == b->group_ids[i]) {
+                    group_buf[i] = group_buf[j];
+                    break;
+                }
+        }
+        groups = group_buf;
+        double lr = clasp_lr_cosine(rs.step, o.warmup, total, o.lr);
+        s = clasp_engine_grads(&e, b->images, b->tokens, groups, (int)b->n, &st);
+        if (s != CLASP_OK) goto done;
+        clasp_data_release(data, b);
+        double gnorm = clasp_clip_grad_norm(m->grads, segs, m->n_params, o.clip_norm);
+        bool finite = isfinite(st.loss) && isfinite(gnorm);
+        if (finite) {
+            clasp_adamw_step(&opt, m->params, m->grads, segs, m->n_params, lr);
+            float *ls = &m->params[m->logit_scale_offset];
+            if (*ls < 0.0f) *ls = 0.0f;
+            if (*ls > scale_max) *ls = scale_max;
+            clasp_engine_sync_params(&e);
+            rs.bad_streak = 0;
+        } else {
+            rs.skipped_steps++;
+            rs.bad_streak++;
+            CLASP_WARN("step %lld: non-finite loss or gradient (loss %g, grad norm %g): step "
+                       "skipped (%d in a row)",
+                       (long long)rs.step, (double)st.loss, gnorm, rs.bad_streak);
+        }
+        rs.step++;
+        rs.samples += o.batch_size;
+        steps_this_run++;
+        double t2 = now_();
+        if (steps_this_run == 1) t_first = t2 - t0;
+        if (steps_this_run > 1) { /* the first step pays for warm-up: not in the rate */
+            t_steps += t2 - t0;
+            t_wait += t1 - t0;
+            samples_timed += o.batch_size;
+        }
+        win_t += t2 - t0;
+        win_wait += t1 - t0;
+        win_samples += o.batch_size;
+        sum->final_loss = st.loss;
+        if (!collapse_warned && finite &&
+            (st.feat_std_a < (float)o.collapse_std || st.feat_std_b < (float)o.collapse_std)) {
+            CLASP_WARN("step %lld: features are collapsing (mean per-dimension std %.4g / %.4g "
+                       "below %.4g)",
+                       (long long)rs.step, (double)st.feat_std_a, (double)st.feat_std_b,
+                       o.collapse_std);
+            collapse_warned = true;
+        }
+        if (rs.step % o.log_every == 0 || rs.step == total) {
+            cJSON *j = cJSON_CreateObject();
+            int epoch = steps_per_epoch ? (int)((rs.step - 1) / steps_per_epoch) + 1 : 1;
+            cJSON_AddStringToObject(j, "kind", "train");
+            cJSON_AddNumberToObject(j, "step", (double)rs.step);
+            cJSON_AddNumberToObject(j, "epoch", epoch);
+            cJSON_AddNumberToObject(j, "samples", (double)rs.samples);
+            cJSON_AddNumberToObject(j, "loss", (double)st.loss);
+            cJSON_AddNumberToObject(j, "lr", lr);
+            cJSON_AddNumberToObject(j, "logit_scale",
+                                    exp((double)m->params[m->logit_scale_offset]));
+            cJSON_AddNumberToObject(j, "grad_norm", gnorm);
+            cJSON_AddNumberToObject(j, "samples_per_s", (double)win_samples / win_t);
+            cJSON_AddNumberToObject(j, "data_wait", win_wait / win_t);
+            cJSON_AddNumberToObject(j, "feat_std_image", (double)st.feat_std_a);
+            cJSON_AddNumberToObject(j, "feat_std_text", (double)st.feat_std_b);
+            cJSON_AddNumberToObject(j, "alignment", (double)st.alignment);
+            cJSON_AddNumberToObject(j, "uniformity", (double)st.uniformity);
+            cJSON_AddNumberToObject(j, "pos_sim", (double)st.pos_sim);
+            cJSON_AddNumberToObject(j, "hardneg_sim", (double)st.hardneg_sim);
+            cJSON_AddNumberToObject(j, "skipped_steps", (double)rs.skipped_steps);
+            cJSON_AddItemToObject(j, "skipped", clasp_data_skips_json(data));
+            write_metrics_(metrics, j);
+            cJSON_Delete(j);
+            progress_(&o, rs.step, total, st.loss, (double)win_samples / win_t, now_() - t_start);
+            win_t = win_wait = 0;
+            win_samples = 0;
+        }
+        if (rs.bad_streak >= o.max_bad_steps) {
+            save_ckpt_(&o, m, &opt, &rs, data, config_json, total, sum->checkpoint,
+                       sizeof sum->checkpoint);
+            s = clasp_set_error(CLASP_ERR_NUMERIC,
+                                "%d consecutive steps had a non-finite loss or gradient; stopped "
+                                "at step %lld (checkpoint written)",
+                                rs.bad_streak, (long long)rs.step);
+            goto done;
+        }
+        bool stop = g_stop_signal || (o.stop_after > 0 && steps_this_run >= o.stop_after);
+        if (o.val_every > 0 && rs.step % o.val_every == 0 && rs.step < total) {
+            int epoch = steps_per_epoch ? (int)((rs.step - 1) / steps_per_epoch) + 1 : 1;
+            s = evaluate_(&o, &e, metrics, &rs, epoch, sum);
+            if (s != CLASP_OK) goto done;
+        }
+        if ((o.save_every > 0 && rs.step % o.save_every == 0) || stop) {
+            s = save_ckpt_(&o, m, &opt, &rs, data, config_json, total, sum->checkpoint,
+                           sizeof sum->checkpoint);
+            if (s != CLASP_OK) goto done;
+        }
+        if (stop) {
+            if (o.progress) fputc('\n', stderr);
+            CLASP_WARN("stopped at step %lld (%s); resume with --resume latest", (long long)rs.step,
+                       g_stop_signal ? "signal" : "--stop-after");
+            sum->interrupted = true;
+            s = CLASP_ERR_INTERRUPTED;
+            break;
+        }
+    }
+    if (o.progress) fputc('\n', stderr);
+    if (s == CLASP_OK) {
+        if (o.save_every == 0 || rs.step % o.save_every != 0) {
+            s = save_ckpt_(&o, m, &opt, &rs, data, config_json, total, sum->checkpoint,
+                           sizeof sum->checkpoint);
+            if (s != CLASP_OK) goto done;
+        }
+        int epoch = steps_per_epoch ? (int)((rs.step - 1) / steps_per_epoch) + 1 : 1;
+        s = evaluate_(&o, &e, metrics, &rs, epoch, sum);
+        if (s != CLASP_OK) goto done;
+    }
+    sum->steps = rs.step;
+    sum->samples = rs.samples;
+    sum->skipped_steps = rs.skipped_steps;
+    sum->skipped_samples = clasp_data_skipped_total(data);
+    sum->seconds = t_steps + t_first;
+    sum->samples_per_s = t_steps > 0 ? (double)samples_timed / t_steps : 0;
+    sum->data_wait_frac = t_steps > 0 ? t_wait / t_steps : 0;
+    sum->gflops = sum->samples_per_s * flops_per_sample / 1e9;
+    {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "kind", "summary");
+        cJSON_AddNumberToObject(j, "step", (double)rs.step);
+        cJSON_AddNumberToObject(j, "samples_per_s", sum->samples_per_s);
+        cJSON_AddNumberToObject(j, "data_wait", sum->data_wait_frac);
+        cJSON_AddNumberToObject(j, "gflops", sum->gflops);
+        cJSON_AddNumberToObject(j, "peak_rss_mib", (double)peak_rss_mib_());
+        cJSON_AddNumberToObject(j, "seconds", now_() - t_start);
+        write_metrics_(metrics, j);
+        cJSON_Delete(j);
+    }
+    fprintf(stderr,
+            "clasp train: %lld steps, %lld samples in %.1f s: %.0f samples/s, data wait %.1f%%, "
+            "%.1f GFLOP/s, final loss %.4f, peak RSS %ld MiB\n",
+            (long long)sum->steps, (long long)sum->samples, now_() - t_start, sum->samples_per_s,
+            100 * sum->data_wait_frac, sum->gflops, sum->final_loss, peak_rss_mib_());
+    if (sum->zeroshot_top1 >= 0)
+        fprintf(stderr, "clasp train: zero-shot top-1 %.2f%%, top-5 %.2f%%, mean recall %.2f%%\n",
+                100 * sum->zeroshot_top1, 100 * sum->zeroshot_top5,
+                100 * sum->zeroshot_mean_recall);
+    fprintf(stderr, "clasp train: checkpoint %s\n", sum->checkpoint);
+
+done:
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (metrics) fclose(metrics);
+    free(segs);
+    free(group_buf);
+    clasp_adamw_free(&opt);
+    clasp_data_close(data);
+    clasp_engine_free(&e);
+    cJSON_Delete(config_json);
+    return s;
+}

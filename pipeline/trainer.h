@@ -1,0 +1,78 @@
+/* trainer.h: `clasp train`: the training loop around the engine (engine.h), the loader
+ * (loader.h), AdamW (optim.h) and checkpoints (checkpoint.h).
+ *
+ * A run folder (--out RUN) holds config.json (the resolved model config), options.json (the
+ * resolved training options), metrics.jsonl (one JSON object per logged step and per
+ * evaluation) and checkpoints/. Resume (--resume latest|CKPT) restores parameters, AdamW
+ * moments, the step counter and the loader position, so the losses after resume equal bit for
+ * bit those of a run that never stopped (same machine, same thread and chunk counts).
+ */
+#ifndef CLASP_PIPELINE_TRAINER_H
+#define CLASP_PIPELINE_TRAINER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "pipeline/engine.h"
+
+typedef struct clasp_train_options {
+    const char *model_config;  /* --model configs/NAME.json */
+    const char *train_spec;    /* --train SPEC */
+    const char *val_spec;      /* --val SPEC (optional) */
+    const char *out_dir;       /* --out RUN */
+    const char *resume;        /* --resume latest|CKPT (NULL: fresh run; RUN must not hold one) */
+    const char *zeroshot;      /* --zeroshot classes.txt (one class name per line) */
+    const char *templates;     /* --templates t.txt (one template per line, "{}" = class) */
+    int64_t steps;             /* --steps N (0: from epochs) */
+    int epochs;                /* --epochs E (default 1) */
+    int64_t samples_per_epoch; /* --samples-per-epoch N (0: exact epochs over the shards) */
+    int batch_size;            /* --batch-size B (256) */
+    int accum_steps;           /* --accum-steps K (1) */
+    double lr;                 /* --lr (1e-3) */
+    int64_t warmup;            /* --warmup steps (100) */
+    double weight_decay;       /* --wd (0.1) */
+    double beta1, beta2, eps;  /* --beta1 0.9 --beta2 0.98 --eps 1e-6 */
+    double clip_norm;          /* --clip-norm (0 = off) */
+    clasp_loss_kind loss;      /* --loss infonce|siglip */
+    bool multi_positive;       /* --multi-positive: same caption = positive */
+    uint64_t seed;             /* --seed (0) */
+    int threads;               /* --threads (compute threads, 2) */
+    int chunks;                /* --chunks (replicas; default = threads) */
+    int workers;               /* --workers (decode threads, 1) */
+    int shuffle_buffer;        /* --shuffle-buffer (samples, 2000) */
+    int log_every;             /* --log-every (steps, 50) */
+    int64_t save_every;        /* --save-every (steps, 0 = end only) */
+    int64_t val_every;         /* --val-every (steps, 0 = end only) */
+    int keep;                  /* --keep N checkpoints (3) */
+    int max_bad_steps;         /* --max-bad-steps K consecutive non-finite steps (5) */
+    double collapse_std;       /* --collapse-std threshold (0.01) */
+    bool json;                 /* --json: summary on stdout */
+    bool progress;             /* progress bar on stderr (default: when stderr is a terminal) */
+    int64_t stop_after;        /* --stop-after N: stop (with checkpoint) after N steps of this
+                                  invocation, as if interrupted (tests of resume) */
+} clasp_train_options;
+
+clasp_train_options clasp_train_default_options(void);
+
+typedef struct clasp_train_summary {
+    int64_t steps;         /* optimiser steps done in total */
+    int64_t samples;       /* samples seen in total */
+    double seconds;        /* wall time of this invocation's training steps */
+    double samples_per_s;  /* steady-state rate of this invocation */
+    double data_wait_frac; /* fraction of step time spent waiting for the loader */
+    double gflops;         /* achieved GFLOP/s (model FLOPs per sample x rate) */
+    double final_loss;
+    double zeroshot_top1, zeroshot_top5, zeroshot_mean_recall; /* -1 when not evaluated */
+    int64_t skipped_steps;
+    int64_t skipped_samples;
+    bool interrupted; /* stopped by a signal or --stop-after */
+    char checkpoint[4096];
+} clasp_train_summary;
+
+/* Runs training. Progress and logs go to stderr; returns CLASP_OK or an error with a message.
+ * A SIGINT/SIGTERM finishes the current step, writes a checkpoint and returns
+ * CLASP_ERR_INTERRUPTED with summary->interrupted set. */
+clasp_status clasp_train(const clasp_train_options *o, clasp_train_summary *summary);
+
+#endif
