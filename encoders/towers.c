@@ -397,7 +397,8 @@ static const float *cnn_block_input(const clasp__tower *tw, int i) {
     return tw->pool[i - 1] ? tw->pool[i - 1] : tw->conv[i - 1];
 }
 
-static const float *cnn_fc_input(const clasp__tower *tw, const clasp_image_tower_config *ic, int j) {
+static const float *cnn_fc_input(const clasp__tower *tw, const clasp_image_tower_config *ic,
+                                 int j) {
     if (j > 0) return tw->fc[j - 1];
     return ic->n_conv ? cnn_block_input(tw, ic->n_conv) : tw->x;
 }
