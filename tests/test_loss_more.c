@@ -417,3 +417,22 @@ Test(loss, diagnostics_closed_forms) {
     cr_assert(fabsf(clasp_diag_uniformity(P, 2, 1) + 8.0f) < 1e-6f);
     cr_assert_eq(clasp_diag_compute(&d, A, A, NULL, 0, 4), CLASP_ERR_ARG);
 }
+
+Test(loss, diagnostics_match_pytorch) {
+    lt_ref r = lt_ref_open("loss/diag.safetensors");
+    size_t N = lt_dim(&r, "A", 0), D = lt_dim(&r, "A", 1);
+    clasp_diag d;
+    cr_assert_eq(clasp_diag_compute(&d, lt_f(&r, "A"), lt_f(&r, "B"), NULL, N, D), CLASP_OK);
+    cr_assert(
+        clasp_test_check_tensor("std_mean", &d.std_mean_a, lt_f(&r, "std_mean_a"), 1, 1e-7, 1e-5));
+    cr_assert(
+        clasp_test_check_tensor("std_min", &d.std_min_a, lt_f(&r, "std_min_a"), 1, 1e-7, 1e-5));
+    cr_assert(
+        clasp_test_check_tensor("alignment", &d.alignment, lt_f(&r, "alignment"), 1, 1e-7, 1e-5));
+    cr_assert(clasp_test_check_tensor("uniformity", &d.uniformity_a, lt_f(&r, "uniformity_a"), 1,
+                                      1e-7, 1e-5));
+    cr_assert(clasp_test_check_tensor("pos_sim", &d.pos_sim, lt_f(&r, "pos_sim"), 1, 1e-7, 1e-5));
+    cr_assert(clasp_test_check_tensor("hardneg_sim", &d.hardneg_sim, lt_f(&r, "hardneg_sim"), 1,
+                                      1e-7, 1e-5));
+    lt_ref_close(&r);
+}

@@ -220,6 +220,20 @@ def moco_case(name, n, d, k, tau):
                 "dq": g32(q), "dk": g32(kk), "dtemp": t.grad.item()})
 
 
+def diag_case(name, n, d):
+    A, B = feats(n, d), feats(n, d)
+    a, b = torch.tensor(A, dtype=torch.float64), torch.tensor(B, dtype=torch.float64)
+    std = a.std(dim=0, unbiased=False)
+    align = (a - b).norm(dim=1).pow(2).mean()  # Wang & Isola, alpha = 2
+    unif = torch.pdist(a, p=2).pow(2).mul(-2).exp().mean().log()  # t = 2
+    sim = a @ b.t()
+    pos = sim.diag().mean()
+    hardneg = sim.masked_fill(torch.eye(n, dtype=torch.bool), float("-inf")).max(dim=1).values.mean()
+    save(name, {"A": A, "B": B, "std_mean_a": std.mean().item(), "std_min_a": std.min().item(),
+                "alignment": align.item(), "uniformity_a": unif.item(), "pos_sim": pos.item(),
+                "hardneg_sim": hardneg.item()})
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.set_default_dtype(torch.float64)
@@ -232,6 +246,7 @@ def main():
     triplet_cases()
     margin_case("margin", 6, 4, 1.0)
     moco_case("moco", 4, 5, 6, 0.07)
+    diag_case("diag", 7, 4)
 
 
 if __name__ == "__main__":
