@@ -7,7 +7,6 @@
 int clasp_cmd_shards_build(int argc, char **argv);
 int clasp_cmd_shards_inspect(int argc, char **argv);
 int clasp_cmd_tokenizer_train(int argc, char **argv);
-int clasp_cmd_tokenizer_train(int argc, char **argv);
 
 int clasp_cmd_train(int argc, char **argv);
 

@@ -18,7 +18,6 @@ static const command commands[] = {
     {"shards", "build", clasp_cmd_shards_build, "build WebDataset shards (fmnist, folder, tsv, ...)"},
     {"shards", "inspect", clasp_cmd_shards_inspect, "count samples, fields and skips of a shard spec"},
     {"tokenizer", "train", clasp_cmd_tokenizer_train, "train a byte-level BPE tokenizer on captions"},
-    {"tokenizer", "train", clasp_cmd_tokenizer_train, "train a byte-level BPE tokenizer on captions"},
     {"train", NULL, clasp_cmd_train, "train a model on image-text shards (contrastive loss)"},
     {NULL, NULL, NULL, NULL},
 };
