@@ -20,9 +20,7 @@ size_t clasp_infonce_work_floats(size_t N) {
 
 size_t clasp_infonce_dist_work_floats(size_t n, size_t N) {
     size_t nn, r;
-    if (!clasp_size_mul(n, N, &nn) || !clasp_size_add(2 * N, 2 * n, &r) ||
-        !clasp_size_add(nn, r, &r))
-        return 0;
+    if (!clasp_size_mul(n, N, &nn) || !clasp_size_add(nn, N, &r)) return 0;
     return r;
 }
 

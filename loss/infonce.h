@@ -44,7 +44,7 @@ clasp_status clasp_infonce(float *loss, float *dA, float *dB, float *dlog_scale,
                            const float *B, float log_scale, const int *groups, size_t N, size_t D,
                            float *work);
 
-/* Scratch floats for clasp_infonce_dist(n, N, ...): n*N + 2*N + 2*n. 0 on overflow. */
+/* Scratch floats for clasp_infonce_dist(n, N, ...): n*N + N. 0 on overflow. */
 size_t clasp_infonce_dist_work_floats(size_t n, size_t N);
 
 /* Distributed form (OpenCLIP local_loss=True + gather_with_grad=True). This rank owns rows

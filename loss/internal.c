@@ -1,4 +1,4 @@
-/* internal.c: group counting, a small L2 normaliser and log-sigmoid shared by loss/. */
+/* internal.c: group counting and a small L2 normaliser shared by loss/. */
 #include "loss/internal.h"
 
 #include <math.h>
@@ -47,8 +47,4 @@ void clasp__loss_l2norm_backward(float *dinp, const float *dout, const float *ou
         float r = 1.0f / norm[i], fd = (float)dot;
         for (size_t k = 0; k < D; k++) dx[k] = (g[k] - y[k] * fd) * r;
     }
-}
-
-double clasp__loss_log_sigmoid(double u) {
-    return (u < 0.0 ? u : 0.0) - log1p(exp(-fabs(u)));
 }

@@ -19,9 +19,6 @@ void clasp__loss_l2norm_backward(float *dinp, const float *dout, const float *ou
                                  const float *norm, const float *inp, size_t N, size_t D,
                                  float eps);
 
-/* Numerically stable log(sigmoid(u)) = min(u, 0) - log1p(exp(-|u|)). */
-double clasp__loss_log_sigmoid(double u);
-
 /* Shared core of SupCon and NT-Xent (loss/supcon.c). Z (M, D); labels (M), or NULL for
  * pair labels label(k) = k % half (NT-Xent's two stacked views). normalize: L2-normalise rows
  * inside. dZ (M, D) may be NULL; dtemp may be NULL; n_anchors may be NULL.

@@ -5,7 +5,6 @@
 #include <math.h>
 
 #include "core/sizes.h"
-#include "loss/internal.h"
 
 size_t clasp_siglip_work_floats(size_t n, size_t N) {
     size_t r;
@@ -37,9 +36,11 @@ clasp_status clasp_siglip(float *loss, float *dA_loc, float *dB_all, float *dlog
             double z = (groups_all ? groups_all[gi] == groups_all[j] : gi == j) ? 1.0 : -1.0;
             double sl = (double)*x; /* exp(t) a.b */
             double u = z * (sl + (double)bias);
-            lsum -= clasp__loss_log_sigmoid(u);
-            /* d(-log sigmoid(u))/du = -sigmoid(-u) */
-            double su = u >= 0 ? exp(-u) / (1.0 + exp(-u)) : 1.0 / (1.0 + exp(u));
+            /* One exponential: e = exp(-|u|) gives log sigmoid(u) = min(u, 0) - log1p(e)
+             * and sigmoid(-u) = d(-log sigmoid(u))/d(-u). */
+            double e = exp(-fabs(u));
+            lsum -= (u < 0.0 ? u : 0.0) - log1p(e);
+            double su = u >= 0 ? e / (1.0 + e) : 1.0 / (1.0 + e);
             double g = -z * su * inv_n;
             dt += g * sl;
             db += g;
