@@ -1,0 +1,174 @@
+/* test_train.c: `clasp train` end to end on a small Fashion-MNIST subset: exact resume
+ * (straight run vs stop + resume, and after a SIGKILL), loader-thread independence, refusal of
+ * a mismatched or corrupt checkpoint, and that training lowers the loss. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char g_data[4200];
+
+/* Builds the shards once per test process (each test is its own process under Criterion). */
+static void build_data_(const char *name) {
+    char dir[4000], cmd[8192];
+    clasp_test_tmpdir(name, dir, sizeof dir);
+    snprintf(g_data, sizeof g_data, "%s/fmnist", dir);
+    struct stat sb;
+    if (stat("/usr/share/datasets/fashion-mnist", &sb) != 0)
+        cr_skip_test("dataset-fashion-mnist is not installed");
+    snprintf(cmd, sizeof cmd, "%s shards build fmnist -o %s --limit 640 --maxcount 128 >/dev/null 2>&1",
+             clasp_test_bin(), g_data);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+static int run_(const char *extra, const char *out) {
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd,
+             "%s train --model %s/configs/fmnist-small.json --train '%s/train-{000000..000004}.tar' "
+             "--out %s --batch-size 64 --warmup 2 --log-every 1 --no-progress --seed 5 %s "
+             ">%s.log 2>&1",
+             clasp_test_bin(), CLASP_SOURCE_DIR, g_data, out, extra, out);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* The "loss" fields of the train lines of RUN/metrics.jsonl, as printed, "\n"-joined. */
+static char *losses_(const char *run) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    char *out = calloc(1, 1 << 16), line[8192];
+    while (fgets(line, sizeof line, f)) {
+        if (!strstr(line, "\"kind\":\"train\"")) continue;
+        char *p = strstr(line, "\"loss\":");
+        cr_assert_not_null(p);
+        p += 7;
+        size_t n = strcspn(p, ",}");
+        strncat(out, p, n);
+        strcat(out, "\n");
+    }
+    fclose(f);
+    return out;
+}
+
+static int count_lines_(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+Test(train, resume_is_bit_exact) {
+    build_data_("train_resume");
+    char base[4096], a[4200], b[4200];
+    clasp_test_tmpdir("train_resume_runs", base, sizeof base);
+    snprintf(a, sizeof a, "%s/straight", base);
+    snprintf(b, sizeof b, "%s/stopped", base);
+    cr_assert_eq(run_("--steps 8", a), 0);
+    cr_assert_eq(run_("--steps 8 --stop-after 4", b), 3, "--stop-after exits 3 (interrupted)");
+    char *part = losses_(b);
+    cr_assert_eq(count_lines_(part), 4);
+    cr_assert_eq(run_("--steps 8 --resume latest", b), 0);
+    char *la = losses_(a), *lb = losses_(b);
+    cr_assert_eq(count_lines_(la), 8);
+    cr_assert_str_eq(la, lb, "losses after resume differ:\nstraight:\n%s\nresumed:\n%s", la, lb);
+    free(part);
+    free(la);
+    free(lb);
+}
+
+Test(train, loader_threads_do_not_change_losses) {
+    build_data_("train_threads");
+    char base[4096], a[4200], b[4200];
+    clasp_test_tmpdir("train_threads_runs", base, sizeof base);
+    snprintf(a, sizeof a, "%s/w1", base);
+    snprintf(b, sizeof b, "%s/w3", base);
+    cr_assert_eq(run_("--steps 5 --workers 1 --threads 1 --chunks 2", a), 0);
+    cr_assert_eq(run_("--steps 5 --workers 3 --threads 2 --chunks 2", b), 0);
+    char *la = losses_(a), *lb = losses_(b);
+    cr_assert_str_eq(la, lb, "workers 1/threads 1 vs workers 3/threads 2:\n%s\nvs\n%s", la, lb);
+    free(la);
+    free(lb);
+}
+
+Test(train, sigkill_then_resume_matches_straight_run) {
+    build_data_("train_kill");
+    char base[4096], a[4200], b[4200];
+    clasp_test_tmpdir("train_kill_runs", base, sizeof base);
+    snprintf(a, sizeof a, "%s/straight", base);
+    snprintf(b, sizeof b, "%s/killed", base);
+    cr_assert_eq(run_("--steps 10 --save-every 2", a), 0);
+    /* Run the same in the background and SIGKILL it once its second checkpoint exists. */
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        char cmd[16384];
+        snprintf(cmd, sizeof cmd,
+                 "exec %s train --model %s/configs/fmnist-small.json "
+                 "--train '%s/train-{000000..000004}.tar' --out %s --batch-size 64 --warmup 2 "
+                 "--log-every 1 --no-progress --seed 5 --steps 10 --save-every 2 >/dev/null 2>&1",
+                 clasp_test_bin(), CLASP_SOURCE_DIR, g_data, b);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    char ck[4400];
+    snprintf(ck, sizeof ck, "%s/checkpoints/step-00000004", b);
+    struct stat sb;
+    for (int i = 0; i < 6000 && stat(ck, &sb) != 0; i++) usleep(10000);
+    usleep(20000); /* somewhere inside the next steps, maybe while writing a checkpoint */
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFSIGNALED(st), "the run finished before it could be killed");
+    char *before = losses_(b);
+    cr_assert(count_lines_(before) < 10, "killed run logged all steps");
+    free(before);
+    cr_assert_eq(run_("--steps 10 --save-every 2 --resume latest", b), 0,
+                 "resume after SIGKILL failed (see %s.log)", b);
+    char *la = losses_(a), *lb = losses_(b);
+    cr_assert_str_eq(la, lb, "straight:\n%s\nkilled+resumed:\n%s", la, lb);
+    free(la);
+    free(lb);
+}
+
+Test(train, mismatched_or_corrupt_checkpoint_is_a_named_error) {
+    build_data_("train_bad");
+    char base[4096], a[4200], path[4400], log[4400];
+    clasp_test_tmpdir("train_bad_runs", base, sizeof base);
+    snprintf(a, sizeof a, "%s/run", base);
+    cr_assert_eq(run_("--steps 2", a), 0);
+    /* another batch size: not an exact resume */
+    cr_assert_eq(run_("--steps 4 --batch-size 32 --resume latest", a), 1);
+    snprintf(log, sizeof log, "%s.log", a);
+    char *text = NULL;
+    size_t n = 0;
+    FILE *f = fopen(log, "r");
+    cr_assert_not_null(f);
+    text = calloc(1, 1 << 16);
+    n = fread(text, 1, (1 << 16) - 1, f);
+    fclose(f);
+    cr_assert(n > 0 && strstr(text, "resume_key.batch_size"), "%s", text);
+    free(text);
+    /* flip a byte of the model file: checksum error naming the file */
+    snprintf(path, sizeof path, "%s/checkpoints/step-00000002/model.safetensors", a);
+    f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    fseek(f, -5, SEEK_END);
+    fputc(0x7f, f);
+    fclose(f);
+    cr_assert_eq(run_("--steps 4 --resume latest", a), 1);
+    f = fopen(log, "r");
+    text = calloc(1, 1 << 16);
+    n = fread(text, 1, (1 << 16) - 1, f);
+    fclose(f);
+    cr_assert(strstr(text, "model.safetensors: checksum mismatch"), "%s", text);
+    free(text);
+    /* a fresh run into a folder that holds one is refused */
+    cr_assert_eq(run_("--steps 2", a), 1);
+}
