@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "datasets/asterisk.h"
 #include "datasets/files.h"
 #include "datasets/fmnist.h"
 #include "datasets/manifest.h"
@@ -134,7 +135,6 @@ int clasp_cmd_shards_build(int argc, char **argv) {
 
     clasp_manifest m;
     clasp_status st;
-    (void)langs, (void)val_percent; /* TODO: other kinds */
     if (!strcmp(kind, "fmnist")) {
         clasp_fmnist_options o = clasp_fmnist_default_options();
         o.src_dir = source;
@@ -162,6 +162,17 @@ int clasp_cmd_shards_build(int argc, char **argv) {
         if (caption_col) o.caption_col = caption_col;
         o.progress = true;
         st = !strcmp(kind, "tsv") ? clasp_tsv_build(&o, &m) : clasp_folder_build(&o, &m);
+    } else if (!strcmp(kind, "asterisk")) {
+        clasp_asterisk_options o = clasp_asterisk_default_options();
+        o.src_root = source;
+        o.out_dir = out;
+        if (have_maxcount) o.maxcount = (size_t)maxcount;
+        o.maxsize = maxsize;
+        o.limit = (size_t)limit;
+        if (langs) o.langs = langs;
+        o.val_percent = (int)val_percent;
+        o.progress = true;
+        st = clasp_asterisk_build(&o, &m);
     } else {
         fprintf(stderr, "clasp shards build: unknown KIND '%s' (fmnist, folder, tsv, asterisk)\n",
                 kind);

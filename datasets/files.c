@@ -59,6 +59,7 @@ static const char *check_field(const char *ext, const void *data, size_t n, char
         clasp_audio_info info;
         clasp_audio_skip why;
         if (clasp_audio_probe(data, n, &info, &why) != CLASP_OK) {
+            if (why == CLASP_AUDIO_EMPTY) return "empty_audio";
             snprintf(detail, cap, "%s", clasp_last_error());
             return "bad_audio";
         }

@@ -1,0 +1,154 @@
+/* test_datasets_asterisk.c: the Asterisk prompt builder on a fake package tree (BOM, CRLF,
+ * case-insensitive names, non-speech, silence, empty transcripts, 0-frame audio, one-sided
+ * names, hash split) and, when the Debian packages are installed, on the real prompts. */
+#include <criterion/criterion.h>
+#include <sndfile.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/hash.h"
+#include "core/json.h"
+#include "datasets/asterisk.h"
+#include "testutil.h"
+
+static void mkdirs(const char *path) {
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    mkdir(tmp, 0755);
+}
+
+static void wav(const char *dir, const char *name, int frames) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    SF_INFO info = {.samplerate = 8000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
+    SNDFILE *f = sf_open(p, SFM_WRITE, &info);
+    cr_assert_not_null(f, "%s: %s", p, sf_strerror(NULL));
+    short s[100] = {0};
+    for (int i = 0; i < 100; i++) s[i] = (short)(i * 100);
+    for (int d = 0; d < frames; d += 100)
+        sf_writef_short(f, s, frames - d < 100 ? frames - d : 100);
+    sf_close(f);
+}
+
+static int reason(const cJSON *man, const char *r) {
+    const cJSON *c = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(man, "skipped"), "by_reason"), r);
+    return c ? c->valueint : 0;
+}
+
+Test(datasets_asterisk, fake_tree_rules) {
+    char base[512], doc[700], snd[700], sub[760], out[700], p[800];
+    clasp_test_tmpdir("dsa_fake", base, sizeof base);
+    snprintf(doc, sizeof doc, "%s/usr/share/doc/asterisk-core-sounds-xx", base);
+    snprintf(snd, sizeof snd, "%s/usr/share/asterisk/sounds/xx_YY_f_Test", base);
+    snprintf(sub, sizeof sub, "%s/digits", snd);
+    snprintf(out, sizeof out, "%s/out", base);
+    mkdirs(doc);
+    mkdirs(sub);
+    char silence[800];
+    snprintf(silence, sizeof silence, "%s/silence", snd);
+    mkdirs(silence);
+    /* Transcript written plain: libarchive reads it whether gzip-compressed or not. */
+    const char *txt = "\xEF\xBB\xBF; comment\r\n"
+                      "\r\n"
+                      "hello: Hello there.\r\n"
+                      "Digits/One: One.\n"
+                      "beep: [a simple beep tone]\n"
+                      "silence/1: (1 second of silence)\n"
+                      "empty:\n"
+                      "zero: Zero frames here.\n"
+                      "ghost: No file for me.\n"
+                      "v1.5: Version one point five.\n"
+                      "no colon line\n";
+    snprintf(p, sizeof p, "%s/core-sounds-xx.txt.gz", doc);
+    cr_assert_eq(clasp_write_file_atomic(p, txt, strlen(txt)), CLASP_OK);
+    wav(snd, "hello.wav", 800);
+    wav(sub, "one.WAV", 400);
+    wav(snd, "beep.wav", 100);
+    wav(silence, "1.wav", 8000);
+    wav(snd, "empty.wav", 100);
+    wav(snd, "zero.wav", 0);
+    wav(snd, "v1.5.wav", 300);
+    wav(snd, "orphan.wav", 300);
+
+    clasp_asterisk_options o = clasp_asterisk_default_options();
+    o.src_root = base;
+    o.out_dir = out;
+    o.langs = "xx";
+    o.val_percent = 0;
+    clasp_manifest m;
+    cr_assert_eq(clasp_asterisk_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
+    clasp_manifest_free(&m);
+    snprintf(p, sizeof p, "%s/manifest.json", out);
+    cJSON *man;
+    cr_assert_eq(clasp_json_load(p, &man), CLASP_OK);
+    const cJSON *tr = cJSON_GetObjectItem(cJSON_GetObjectItem(man, "splits"), "train");
+    cr_assert_eq(cJSON_GetObjectItem(tr, "samples")->valueint, 3); /* hello, Digits/One, v1.5 */
+    cr_assert_eq(reason(man, "nonspeech"), 1);
+    cr_assert_eq(reason(man, "silence"), 1);
+    cr_assert_eq(reason(man, "empty_transcript"), 1);
+    cr_assert_eq(reason(man, "empty_audio"), 1);
+    cr_assert_eq(reason(man, "no_audio"), 1);
+    cr_assert_eq(reason(man, "no_transcript"), 1);
+    cr_assert_eq(reason(man, "bad_line"), 1);
+    cJSON_Delete(man);
+
+    char script[700], cmd[2000];
+    clasp_test_ref_path("read_shards.py", script, sizeof script);
+    if (access("/usr/bin/python3", X_OK) == 0) {
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s >/dev/null", script, out);
+        int rc = system(cmd);
+        cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "read_shards.py rc %d", rc);
+    }
+
+    /* Hash split: val_percent 100 sends everything to validation. */
+    o.val_percent = 100;
+    snprintf(out, sizeof out, "%s/out100", base);
+    o.out_dir = out;
+    cr_assert_eq(clasp_asterisk_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
+    cJSON *sum = clasp_manifest_summary(&m, out);
+    const cJSON *sp = cJSON_GetObjectItem(sum, "splits");
+    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(sp, "validation"), "samples")->valueint,
+                 3);
+    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(sp, "train"), "samples")->valueint, 0);
+    cJSON_Delete(sum);
+    clasp_manifest_free(&m);
+
+    /* A missing language names both packages. */
+    o.langs = "zz";
+    cr_assert_eq(clasp_asterisk_build(&o, &m), CLASP_ERR_NOT_FOUND);
+    cr_assert(strstr(clasp_last_error(), "apt-get install asterisk-core-sounds-zz"), "%s",
+              clasp_last_error());
+}
+
+Test(datasets_asterisk, real_packages) {
+    if (access("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz", R_OK) != 0 ||
+        access("/usr/share/asterisk/sounds/en_US_f_Allison/activated.wav", R_OK) != 0)
+        cr_skip_test("asterisk-core-sounds-en(-wav) not installed");
+    char out[512];
+    clasp_test_tmpdir("dsa_real", out, sizeof out);
+    clasp_asterisk_options o = clasp_asterisk_default_options();
+    o.out_dir = out;
+    o.langs = "en";
+    clasp_manifest m;
+    cr_assert_eq(clasp_asterisk_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
+    cJSON *sum = clasp_manifest_summary(&m, out);
+    double n = cJSON_GetObjectItem(cJSON_GetObjectItem(sum, "total"), "samples")->valuedouble;
+    cr_assert_gt(n, 400);
+    const cJSON *val = cJSON_GetObjectItem(cJSON_GetObjectItem(sum, "splits"), "validation");
+    double v = cJSON_GetObjectItem(val, "samples")->valuedouble;
+    cr_assert(v > 0.03 * n && v < 0.2 * n, "validation share %g of %g", v, n);
+    cJSON_Delete(sum);
+    cr_assert_gt(m.n_skipped, 0); /* beeps and silence are always there */
+    clasp_manifest_free(&m);
+}
