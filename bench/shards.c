@@ -1,0 +1,81 @@
+/* shards.c: build rate of the Fashion-MNIST shard builder (samples/s, MB/s) and the raw read
+ * rate of the result (libarchive, every member's bytes read, no decoding).
+ *
+ *     bench_shards [OUT_DIR] [LIMIT]     (default OUT_DIR /tmp/clasp_bench_shards, LIMIT 0 = all)
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "datasets/fmnist.h"
+#include "datasets/internal.h"
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+    const char *dir = argc > 1 ? argv[1] : "/tmp/clasp_bench_shards";
+    size_t limit = argc > 2 ? (size_t)strtoull(argv[2], NULL, 10) : 0;
+    if (clasp__ensure_dir(dir) != CLASP_OK) {
+        fprintf(stderr, "bench_shards: %s\n", clasp_last_error());
+        return 1;
+    }
+    clasp_fmnist_options o = clasp_fmnist_default_options();
+    o.out_dir = dir;
+    o.limit = limit;
+    clasp_manifest m;
+    double t0 = now();
+    if (clasp_fmnist_build(&o, &m) != CLASP_OK) {
+        fprintf(stderr, "bench_shards: %s\n", clasp_last_error());
+        return 1;
+    }
+    double t_build = now() - t0;
+    double n_samples = 0, n_bytes = 0;
+    const cJSON *split;
+    char names[64][300];
+    int n_shards = 0;
+    cJSON_ArrayForEach(split, m.splits) {
+        n_samples += cJSON_GetObjectItem(split, "samples")->valuedouble;
+        const cJSON *sh;
+        cJSON_ArrayForEach(sh, cJSON_GetObjectItem(split, "shards")) {
+            n_bytes += cJSON_GetObjectItem(sh, "bytes")->valuedouble;
+            if (n_shards < 64)
+                snprintf(names[n_shards++], sizeof names[0], "%s/%s", dir,
+                         cJSON_GetObjectItem(sh, "name")->valuestring);
+        }
+    }
+    clasp_manifest_free(&m);
+    printf("fmnist build: %.0f samples, %.1f MB in %.2f s: %.0f samples/s, %.1f MB/s\n", n_samples,
+           n_bytes / 1e6, t_build, n_samples / t_build, n_bytes / 1e6 / t_build);
+
+    static char buf[1 << 16];
+    double members = 0, payload = 0;
+    t0 = now();
+    for (int i = 0; i < n_shards; i++) {
+        struct archive *a = archive_read_new();
+        archive_read_support_format_tar(a);
+        if (archive_read_open_filename(a, names[i], 1 << 16) != ARCHIVE_OK) {
+            fprintf(stderr, "bench_shards: %s: %s\n", names[i], archive_error_string(a));
+            return 1;
+        }
+        struct archive_entry *e;
+        while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+            la_ssize_t k;
+            while ((k = archive_read_data(a, buf, sizeof buf)) > 0) payload += (double)k;
+            members++;
+        }
+        archive_read_free(a);
+    }
+    double t_read = now() - t0;
+    printf("read (libarchive, page cache warm): %.0f members (%.0f samples), %.1f MB in %.3f s: "
+           "%.0f samples/s, %.1f MB/s of tar\n",
+           members, members / 3, n_bytes / 1e6, t_read, members / 3 / t_read,
+           n_bytes / 1e6 / t_read);
+    printf("payload %.1f MB (%.0f%% of tar bytes)\n", payload / 1e6, 100 * payload / n_bytes);
+    return 0;
+}
