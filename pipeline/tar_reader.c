@@ -142,6 +142,35 @@ clasp_status clasp_tar_open(const char *shard, clasp_data_stats *stats, size_t m
     return CLASP_OK;
 }
 
+clasp_status clasp_tar_open_memory(const void *data, size_t n, const char *name,
+                                   clasp_data_stats *stats, size_t max_member_bytes,
+                                   clasp_tar_reader **out) {
+    *out = NULL;
+    clasp_tar_reader *r = calloc(1, sizeof *r);
+    if (!r) return clasp_set_error(CLASP_ERR_NOMEM, "shard %s: out of memory", name);
+    r->stats = stats;
+    r->max_member = max_member_bytes ? max_member_bytes : CLASP_TAR_MAX_MEMBER_BYTES;
+    r->shard = strndup_(name, strlen(name));
+    r->a = archive_read_new();
+    if (!r->shard || !r->a) {
+        clasp_tar_close(r);
+        return clasp_set_error(CLASP_ERR_NOMEM, "shard %s: out of memory", name);
+    }
+    archive_read_support_filter_all(r->a);
+    archive_read_support_format_tar(r->a);
+    if (archive_read_open_memory(r->a, data, n) != ARCHIVE_OK) {
+        char msg[512];
+        const char *es = archive_error_string(r->a);
+        snprintf(msg, sizeof msg, "%s", es ? es : "cannot open");
+        if (stats) clasp_data_stats_shard_error(stats, CLASP_SHARD_UNREADABLE, name, msg);
+        clasp_tar_close(r);
+        return clasp_set_error(CLASP_ERR_FORMAT, "shard %s: %s", name, msg);
+    }
+    if (stats) clasp_data_stats_add(stats, &stats->shards_opened, 1);
+    *out = r;
+    return CLASP_OK;
+}
+
 bool clasp_tar_failed(const clasp_tar_reader *r) {
     return r->failed;
 }

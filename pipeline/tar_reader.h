@@ -75,6 +75,12 @@ typedef struct clasp_tar_reader clasp_tar_reader;
 clasp_status clasp_tar_open(const char *shard, clasp_data_stats *stats, size_t max_member_bytes,
                             clasp_tar_reader **out);
 
+/* Opens a shard held in memory (data[n], borrowed until clasp_tar_close); `name` names it in
+ * samples and messages. Used by the fuzz target and by tests. */
+clasp_status clasp_tar_open_memory(const void *data, size_t n, const char *name,
+                                   clasp_data_stats *stats, size_t max_member_bytes,
+                                   clasp_tar_reader **out);
+
 /* Reads the next sample into *s (cleared first). With payload = false the member data is
  * skipped (archive_read_data_skip) and fields carry only ext and size. *got = false at the
  * end of the shard, including an end caused by damage (counted in stats).

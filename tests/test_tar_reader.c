@@ -2,7 +2,10 @@
  * assembly, including damaged shards. */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "core/log.h"
 #include "pipeline/tar_reader.h"
@@ -288,4 +291,44 @@ Test(tar_reader, field_map) {
     cr_assert_eq(clasp_field_parse_required("audio;text", &need), CLASP_OK);
     cr_assert_eq(need, CLASP_NEED_AUDIO | CLASP_NEED_TEXT);
     cr_assert_eq(clasp_field_parse_required("image,smell", &need), CLASP_ERR_ARG);
+}
+
+Test(tar_reader, shards_inspect_cli_json) {
+    char p[1200], cmd[4000];
+    path_("inspect.tar", p, sizeof p);
+    fx_member m[] = {{"a.pgm", "P5\n1 1\n255\n\x10", 12, 0},
+                     {"a.txt", "cap", 3, 0},
+                     {"b.pgm", "junk", 4, 0},
+                     {"b.txt", "cap", 3, 0},
+                     {"c.txt", "no image", 8, 0}};
+    cr_assert(fx_write_tar(p, ARCHIVE_FORMAT_TAR_USTAR, ARCHIVE_FILTER_NONE, m, 5));
+    snprintf(
+        cmd, sizeof cmd,
+        "'%s' shards inspect '%s::%s.missing' --decode --require image,text --json 2>/dev/null",
+        clasp_test_bin(), p, p);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    char *out = calloc(1, 1 << 16);
+    size_t n = fread(out, 1, (1 << 16) - 1, f);
+    int rc = pclose(f);
+    cr_assert_eq(rc, 0, "exit status %d: %s", rc, out);
+    cJSON *j = cJSON_ParseWithLength(out, n);
+    cr_assert_not_null(j, "not JSON: %s", out);
+    cr_assert_eq(cJSON_GetObjectItem(j, "shards")->valueint, 2);
+    cr_assert_eq(cJSON_GetObjectItem(j, "shard_errors")->valueint, 1);
+    cr_assert_eq(cJSON_GetObjectItem(j, "samples_ok")->valueint, 1);
+    cr_assert_eq(cJSON_GetObjectItem(j, "samples_skipped")->valueint, 2);
+    cJSON *by = cJSON_GetObjectItem(j, "skipped_by_reason");
+    cr_assert_eq(cJSON_GetObjectItem(by, "bad_image")->valueint, 1);
+    cr_assert_eq(cJSON_GetObjectItem(by, "missing_field")->valueint, 1);
+    cJSON *fields = cJSON_GetObjectItem(j, "fields");
+    cr_assert_eq(cJSON_GetObjectItem(fields, "image")->valueint, 2);
+    cr_assert_eq(cJSON_GetObjectItem(fields, "text")->valueint, 3);
+    cJSON_Delete(j);
+    free(out);
+    /* An unusable spec is the only failure. */
+    snprintf(cmd, sizeof cmd, "'%s' shards inspect 'x{0..' --json >/dev/null 2>&1",
+             clasp_test_bin());
+    rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
 }
