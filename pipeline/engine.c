@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "encoders/layers.h"
+#include "loss/diag.h"
 #include "loss/infonce.h"
 #include "loss/siglip.h"
 
@@ -273,56 +274,6 @@ static void sum_grads_job_(clasp_engine *e, int j, void *argp) {
     }
 }
 
-static void diag_(const float *za, const float *zb, int B, int D, clasp_step_stats *st) {
-    /* Collapse detector and Wang & Isola alignment/uniformity on the batch (uniformity of the
-     * first modality, pairs i < j, t = 2). Double accumulation, fixed order. */
-    double stda = 0, stdb = 0;
-    for (int d = 0; d < D; d++) {
-        double sa = 0, sa2 = 0, sb = 0, sb2 = 0;
-        for (int i = 0; i < B; i++) {
-            double a = za[(size_t)i * D + d], b = zb[(size_t)i * D + d];
-            sa += a, sa2 += a * a, sb += b, sb2 += b * b;
-        }
-        double ma = sa / B, mb = sb / B;
-        stda += sqrt(fmax(0.0, sa2 / B - ma * ma));
-        stdb += sqrt(fmax(0.0, sb2 / B - mb * mb));
-    }
-    st->feat_std_a = (float)(stda / D);
-    st->feat_std_b = (float)(stdb / D);
-    double align = 0, pos = 0, hard = 0, unif = 0;
-    int npairs = 0;
-    for (int i = 0; i < B; i++) {
-        const float *a = za + (size_t)i * D;
-        double best = -2.0;
-        for (int j = 0; j < B; j++) {
-            const float *b = zb + (size_t)j * D;
-            double dot = 0;
-            for (int d = 0; d < D; d++) dot += (double)a[d] * (double)b[d];
-            if (j == i) {
-                pos += dot;
-                align += fmax(0.0, 2.0 - 2.0 * dot);
-            } else if (dot > best) {
-                best = dot;
-            }
-        }
-        if (B > 1) hard += best;
-        for (int j = i + 1; j < B && j < i + 64; j++) {
-            const float *a2 = za + (size_t)j * D;
-            double d2 = 0;
-            for (int d = 0; d < D; d++) {
-                double t = (double)a[d] - (double)a2[d];
-                d2 += t * t;
-            }
-            unif += exp(-2.0 * d2);
-            npairs++;
-        }
-    }
-    st->alignment = (float)(align / B);
-    st->pos_sim = (float)(pos / B);
-    st->hardneg_sim = B > 1 ? (float)(hard / B) : 0.0f;
-    st->uniformity = npairs ? (float)log(unif / npairs) : 0.0f;
-}
-
 clasp_status clasp_engine_grads(clasp_engine *e, const float *images, const int32_t *tokens,
                                 const int32_t *groups, int B, clasp_step_stats *stats) {
     if (B != e->opt.batch_size)
@@ -370,7 +321,6 @@ clasp_status clasp_engine_grads(clasp_engine *e, const float *images, const int3
         memset(stats, 0, sizeof *stats);
         stats->loss = loss;
         stats->dlog_scale = ds;
-        diag_(e->za, e->zb, B, e->D, stats);
     }
     return CLASP_OK;
 }
@@ -416,5 +366,19 @@ clasp_status clasp_engine_embed(clasp_engine *e, clasp_tower t, const void *inpu
                        .out = out};
         CLASP_TRY(run_jobs_(e, embed_job_, &a, e->n_rep));
     }
+    return CLASP_OK;
+}
+
+clasp_status clasp_engine_diag(clasp_engine *e, clasp_step_stats *st) {
+    clasp_diag d;
+    const int B = e->opt.batch_size;
+    CLASP_TRY(clasp_diag_compute(&d, e->za, e->zb, e->opt.multi_positive ? e->groups : NULL,
+                                 (size_t)B, (size_t)e->D));
+    st->feat_std_a = d.std_mean_a;
+    st->feat_std_b = d.std_mean_b;
+    st->alignment = d.alignment;
+    st->uniformity = d.uniformity_a;
+    st->pos_sim = d.pos_sim;
+    st->hardneg_sim = d.hardneg_sim;
     return CLASP_OK;
 }

@@ -86,6 +86,11 @@ void clasp_engine_sync_params(clasp_engine *e);
 clasp_status clasp_engine_grads(clasp_engine *e, const float *images, const int32_t *tokens,
                                 const int32_t *groups, int B, clasp_step_stats *stats);
 
+/* Diagnostics of the last step's normalised features (clasp_engine_grads fills only loss and
+ * dlog_scale): per-dimension std, alignment, uniformity (of the image side), positive and
+ * hardest-negative similarity (loss/diag.h). O(B^2 D): call it on logging steps. */
+clasp_status clasp_engine_diag(clasp_engine *e, clasp_step_stats *stats);
+
 /* Embeds n inputs of one tower with the current parameters (no gradients), writing L2-
  * normalised features (n, D). Any n >= 1 (processed in pieces of at most B/K rows). */
 clasp_status clasp_engine_embed(clasp_engine *e, clasp_tower t, const void *input, int n,

@@ -544,7 +544,11 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
         win_wait += t1 - t0;
         win_samples += o.batch_size;
         sum->final_loss = st.loss;
-        if (!collapse_warned && finite &&
+        bool log_now = rs.step % o.log_every == 0 || rs.step == total;
+        if (log_now || !collapse_warned) {
+            if (log_now || rs.step % 10 == 0) clasp_engine_diag(&e, &st);
+        }
+        if (!collapse_warned && finite && st.feat_std_a > 0 &&
             (st.feat_std_a < (float)o.collapse_std || st.feat_std_b < (float)o.collapse_std)) {
             CLASP_WARN("step %lld: features are collapsing (mean per-dimension std %.4g / %.4g "
                        "below %.4g)",
@@ -552,7 +556,7 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
                        o.collapse_std);
             collapse_warned = true;
         }
-        if (rs.step % o.log_every == 0 || rs.step == total) {
+        if (log_now) {
             cJSON *j = cJSON_CreateObject();
             int epoch = steps_per_epoch ? (int)((rs.step - 1) / steps_per_epoch) + 1 : 1;
             cJSON_AddStringToObject(j, "kind", "train");

@@ -53,6 +53,7 @@ static float *grads_(const clasp_model_config *cfg, int B, int accum, int chunks
     float *g = malloc(*n * sizeof(float));
     memcpy(g, e.models[0].grads, *n * sizeof(float));
     *loss = st.loss;
+    cr_assert_eq(clasp_engine_diag(&e, &st), CLASP_OK);
     cr_assert(isfinite(st.loss) && st.feat_std_a > 0);
     clasp_engine_free(&e);
     return g;
