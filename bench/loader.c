@@ -45,7 +45,7 @@ static const char *captions_[10] = {"a photo of a t-shirt",  "a photo of trouser
 
 /* Encoded WAV of 2 s 8 kHz mono PCM16 (a tone with noise), via a temporary file. */
 static uint8_t *wav_(const char *dir, unsigned seed, size_t *n) {
-    char path[512];
+    char path[1024];
     snprintf(path, sizeof path, "%s/tmp.wav", dir);
     SF_INFO info = {.samplerate = 8000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
     SNDFILE *f = sf_open(path, SFM_WRITE, &info);
@@ -75,7 +75,7 @@ static void write_shards_(const char *dir, const char *kind, int n) {
     clasp_rng r;
     clasp_rng_init(&r, 7, CLASP_RNG_TEST, 1, 0);
     for (int s = 0; s < 4; s++) {
-        char path[512];
+        char path[1024];
         snprintf(path, sizeof path, "%s/%s-%d.tar", dir, kind, s);
         struct archive *a = archive_write_new();
         archive_write_set_format_pax_restricted(a);
@@ -109,7 +109,7 @@ static void raw_rate_(const char *dir, const char *kind) {
     double t0 = now_();
     size_t n = 0, bytes = 0;
     for (int s = 0; s < 4; s++) {
-        char path[512];
+        char path[1024];
         snprintf(path, sizeof path, "%s/%s-%d.tar", dir, kind, s);
         clasp_tar_reader *r;
         if (clasp_tar_open(path, NULL, 0, &r) != CLASP_OK) continue;
@@ -199,7 +199,7 @@ int main(int argc, char **argv) {
         loader_rate_(dir, kinds[k], 1);
         loader_rate_(dir, kinds[k], 2);
         for (int s = 0; s < 4; s++) {
-            char path[600];
+            char path[1024];
             snprintf(path, sizeof path, "%s/%s-%d.tar", dir, kinds[k], s);
             unlink(path);
         }

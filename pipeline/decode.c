@@ -165,12 +165,8 @@ clasp_status clasp_decoder_run(clasp_decoder *d, const clasp_sample *s, uint64_t
             return skip_(stats, s, CLASP_SKIP_MISSING_FIELD, "json has no captions or text", ok,
                          why);
         }
-        size_t pick = 0;
-        if (!c->eval && n > 1) {
-            clasp_rng r;
-            clasp_rng_init(&r, c->seed, CLASP_RNG_CAPTION, epoch, clasp_hash_str(s->key, 0));
-            pick = (size_t)clasp_rng_below(&r, n);
-        }
+        /* Evaluation uses the first caption; training draws one per (seed, epoch, key). */
+        size_t pick = c->eval ? 0 : clasp_caption_choose(c->seed, epoch, s->key, n);
         char *norm = NULL;
         size_t nn = 0;
         clasp_status st = clasp_text_normalize(caps[pick].p, caps[pick].n, &c->text, &norm, &nn);
@@ -187,7 +183,14 @@ clasp_status clasp_decoder_run(clasp_decoder *d, const clasp_sample *s, uint64_t
 
     if (need & CLASP_NEED_IMAGE) {
         clasp_status st;
-        if (out && out->image) {
+        if (out && out->image && !c->eval && c->image_augment.enabled) {
+            clasp_image im;
+            st = clasp_image_decode(img->data, img->n, c->image.channels, c->image.max_pixels, &im);
+            if (st == CLASP_OK)
+                st = clasp_image_augment(&im, &c->image, &c->image_augment, c->seed, epoch, s->key,
+                                         out->image);
+            clasp_image_free(&im);
+        } else if (out && out->image) {
             st = clasp_image_load(img->data, img->n, &c->image, out->image);
         } else {
             clasp_image im;

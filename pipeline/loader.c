@@ -75,6 +75,8 @@ clasp_loader_config clasp_loader_default_config(void) {
     c.context_length = 32;
     c.audio = clasp_audio_default_config();
     c.audio_augment = clasp_audio_augment_default_config();
+    c.image_augment = clasp_image_augment_default_config();
+    c.image_augment.enabled = false;
     return c;
 }
 
@@ -540,6 +542,8 @@ clasp_status clasp_loader_open(const clasp_loader_config *cfg, const clasp_loade
     if ((cfg->required & CLASP_NEED_IMAGE) && cfg->image.size <= 0)
         return clasp_set_error(CLASP_ERR_CONFIG, "loader: image.size must be > 0 to batch images");
     if (cfg->required & CLASP_NEED_IMAGE) CLASP_TRY(clasp_image_config_check(&cfg->image));
+    if ((cfg->required & CLASP_NEED_IMAGE) && cfg->image_augment.enabled)
+        CLASP_TRY(clasp_image_augment_config_check(&cfg->image_augment));
     if (cfg->required & CLASP_NEED_AUDIO) CLASP_TRY(clasp_audio_config_check(&cfg->audio));
     clasp_loader *L = calloc(1, sizeof *L);
     if (!L) return clasp_set_error(CLASP_ERR_NOMEM, "loader: out of memory");

@@ -45,6 +45,7 @@
 
 #include "core/status.h"
 #include "modalities/audio.h"
+#include "modalities/augment.h"
 #include "modalities/image.h"
 #include "modalities/text.h"
 #include "modalities/tokenizer.h"
@@ -75,7 +76,9 @@ typedef struct clasp_loader_config {
     unsigned required; /* CLASP_NEED_* fields a usable sample must have (and that are
                           decoded into the batch); default image | text */
     clasp_field_map fields;
-    clasp_image_config image; /* image.size must be > 0 */
+    clasp_image_config image;                 /* image.size must be > 0 */
+    clasp_image_augment_config image_augment; /* training only (ignored in eval); default
+                                                 disabled: set .enabled to turn it on */
     clasp_text_config text;
     const clasp_tokenizer *tokenizer; /* borrowed; NULL = byte-level */
     int context_length;               /* tokens per caption, >= 2 (default 32) */
@@ -86,7 +89,8 @@ typedef struct clasp_loader_config {
 
 /* Defaults: rank 0 of 1, 1 thread, batch 32, shuffle buffer 1000, shuffled shards, drop_last,
  * training mode, exact epochs, on_error skip, required image|text, default field map, image /
- * text / audio defaults of modalities/, byte tokenizer, context 32. */
+ * text / audio defaults of modalities/ (image augmentation: augment.h's defaults but disabled;
+ * audio augmentation: all off), byte tokenizer, context 32. */
 clasp_loader_config clasp_loader_default_config(void);
 
 /* Where a loader stands: everything exact resume needs. */

@@ -76,6 +76,11 @@ static clasp_loader_config cfg_(int threads) {
     c.image.mean[0] = 0.5f;
     c.image.std[0] = 0.25f;
     c.context_length = 24;
+    /* Training augmentation on (random resized crop, flip, jitter): keyed by (seed, epoch,
+     * key), so it must not break thread-count identity or exact resume. */
+    c.image_augment.enabled = true;
+    c.image_augment.brightness = 0.2f;
+    c.image_augment.contrast = 0.2f;
     c.quiet = true;
     c.queue_depth = 3; /* small, to exercise back-pressure */
     return c;
