@@ -2,6 +2,7 @@
  * checkpoints, exact resume, signals. See trainer.h. */
 #include "pipeline/trainer.h"
 
+#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -325,6 +326,26 @@ static void progress_(const clasp_train_options *o, int64_t step, int64_t total,
     fflush(stderr);
 }
 
+/* Single-thread sgemm peak (GFLOP/s): best of a few 512^3 products, the method of
+ * ../shared/bench/sgemm_peak.c in miniature (~0.1 s). The summary divides the achieved rate by
+ * threads x this, since each compute thread runs a single-threaded OpenBLAS. */
+static double sgemm_peak_1t_(void) {
+    enum { N = 512 };
+    float *a = malloc(sizeof(float) * N * N * 3);
+    if (!a) return 0;
+    for (size_t i = 0; i < (size_t)N * N * 3; i++) a[i] = (float)(i % 17) * 0.01f;
+    double best = 1e30;
+    for (int r = 0; r < 8; r++) {
+        double t0 = now_();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, a + N * N, N,
+                    0.0f, a + 2 * N * N, N);
+        double dt = now_() - t0;
+        if (dt < best) best = dt;
+    }
+    free(a);
+    return 2.0 * N * N * N / best / 1e9;
+}
+
 static long peak_rss_mib_(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -632,6 +653,7 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
     sum->samples_per_s = t_steps > 0 ? (double)samples_timed / t_steps : 0;
     sum->data_wait_frac = t_steps > 0 ? t_wait / t_steps : 0;
     sum->gflops = sum->samples_per_s * flops_per_sample / 1e9;
+    double peak = sgemm_peak_1t_() * (double)e.opt.threads;
     {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "kind", "summary");
@@ -639,6 +661,7 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
         cJSON_AddNumberToObject(j, "samples_per_s", sum->samples_per_s);
         cJSON_AddNumberToObject(j, "data_wait", sum->data_wait_frac);
         cJSON_AddNumberToObject(j, "gflops", sum->gflops);
+        cJSON_AddNumberToObject(j, "sgemm_peak_gflops", peak);
         cJSON_AddNumberToObject(j, "peak_rss_mib", (double)peak_rss_mib_());
         cJSON_AddNumberToObject(j, "seconds", now_() - t_start);
         write_metrics_(metrics, j);
@@ -646,9 +669,11 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
     }
     fprintf(stderr,
             "clasp train: %lld steps, %lld samples in %.1f s: %.0f samples/s, data wait %.1f%%, "
-            "%.1f GFLOP/s, final loss %.4f, peak RSS %ld MiB\n",
+            "%.1f GFLOP/s = %.0f%% of the sgemm peak (%.0f GFLOP/s on %d threads), final loss "
+            "%.4f, peak RSS %ld MiB\n",
             (long long)sum->steps, (long long)sum->samples, now_() - t_start, sum->samples_per_s,
-            100 * sum->data_wait_frac, sum->gflops, sum->final_loss, peak_rss_mib_());
+            100 * sum->data_wait_frac, sum->gflops, peak > 0 ? 100 * sum->gflops / peak : 0, peak,
+            e.opt.threads, sum->final_loss, peak_rss_mib_());
     if (sum->zeroshot_top1 >= 0)
         fprintf(stderr, "clasp train: zero-shot top-1 %.2f%%, top-5 %.2f%%, mean recall %.2f%%\n",
                 100 * sum->zeroshot_top1, 100 * sum->zeroshot_top5,
