@@ -177,17 +177,78 @@ static bool is_nonspeech(const char *t) {
     return n >= 2 && ((t[0] == '[' && t[n - 1] == ']') || (t[0] == '(' && t[n - 1] == ')'));
 }
 
+/* Why sorted transcript i is not speech to keep (NULL: keep it); *detail for the manifest. */
+static const char *transcript_skip_reason(const named_list *tr, size_t i, const char **detail) {
+    const named *t = &tr->v[i];
+    *detail = NULL;
+    if (i > 0 && !strcmp(tr->v[i - 1].lower, t->lower)) return "duplicate_name";
+    if (!strncmp(t->lower, "silence/", 8)) return "silence";
+    if (!t->text[0]) return "empty_transcript";
+    if (is_nonspeech(t->text)) {
+        *detail = t->text;
+        return "nonspeech";
+    }
+    size_t off;
+    if (clasp_text_validate_utf8(t->text, strlen(t->text), &off) != CLASP_OK) {
+        *detail = clasp_last_error();
+        return "bad_utf8";
+    }
+    return NULL;
+}
+
+static clasp_status transcript_path(const char *root, const char *lang, char *out, size_t cap) {
+    snprintf(out, cap, "%s/usr/share/doc/asterisk-core-sounds-%s/core-sounds-%s.txt.gz", root,
+             lang, lang);
+    if (!clasp__is_file(out))
+        return clasp_set_error(CLASP_ERR_NOT_FOUND,
+                               "%s not found: `apt-get install asterisk-core-sounds-%s "
+                               "asterisk-core-sounds-%s-wav`",
+                               out, lang, lang);
+    return CLASP_OK;
+}
+
+/* The sample key of transcript `name`: "LANG/name" with '.' replaced by '_'. */
+static void sample_key(const char *lang, const char *name, char *out, size_t cap) {
+    snprintf(out, cap, "%s/%s", lang, name);
+    for (char *c = out; *c; c++)
+        if (*c == '.') *c = '_';
+}
+
+clasp_status clasp__asterisk_transcripts(const char *root, const char *lang, clasp_manifest *m,
+                                         clasp__transcripts *out) {
+    char tpath[4096];
+    CLASP_TRY(transcript_path(root, lang, tpath, sizeof tpath));
+    named_list tr = {0};
+    clasp_manifest scratch;
+    clasp_manifest *mm = m;
+    if (!mm) {
+        CLASP_TRY(clasp_manifest_init(&scratch, "scratch"));
+        mm = &scratch;
+    }
+    clasp_status st = parse_transcripts(tpath, lang, &tr, mm);
+    if (st == CLASP_OK) qsort(tr.v, tr.n, sizeof *tr.v, cmp_named);
+    for (size_t i = 0; st == CLASP_OK && i < tr.n; i++) {
+        char item[600], key[600];
+        snprintf(item, sizeof item, "%s/%s", lang, tr.v[i].name);
+        const char *detail;
+        const char *why = transcript_skip_reason(&tr, i, &detail);
+        if (why) {
+            st = clasp_manifest_skip(mm, why, item, detail);
+            continue;
+        }
+        sample_key(lang, tr.v[i].name, key, sizeof key);
+        st = clasp__transcripts_push(out, key, tr.v[i].text, NULL);
+    }
+    list_free(&tr);
+    if (!m) clasp_manifest_free(&scratch);
+    return st;
+}
+
 static clasp_status build_lang(const clasp_asterisk_options *o, const char *root, const char *lang,
                                clasp_shard_writer *train, clasp_shard_writer *val,
                                clasp_manifest *m) {
     char tpath[4096], adir[4096];
-    snprintf(tpath, sizeof tpath, "%s/usr/share/doc/asterisk-core-sounds-%s/core-sounds-%s.txt.gz",
-             root, lang, lang);
-    if (!clasp__is_file(tpath))
-        return clasp_set_error(CLASP_ERR_NOT_FOUND,
-                               "%s not found: `apt-get install asterisk-core-sounds-%s "
-                               "asterisk-core-sounds-%s-wav`",
-                               tpath, lang, lang);
+    CLASP_TRY(transcript_path(root, lang, tpath, sizeof tpath));
     CLASP_TRY(find_audio_dir(root, lang, adir, sizeof adir));
     named_list tr = {0}, au = {0};
     clasp_status st = parse_transcripts(tpath, lang, &tr, m);
@@ -199,29 +260,14 @@ static clasp_status build_lang(const clasp_asterisk_options *o, const char *root
     size_t written = 0;
     for (size_t i = 0; st == CLASP_OK && i < tr.n; i++) {
         named *t = &tr.v[i];
-        char item[600], key[600], detail[512];
+        char item[600], key[600];
         snprintf(item, sizeof item, "%s/%s", lang, t->name);
         named *a = bsearch(t, au.v, au.n, sizeof *au.v, cmp_named);
         if (a) a->used = 1;
-        if (i > 0 && !strcmp(tr.v[i - 1].lower, t->lower)) {
-            st = clasp_manifest_skip(m, "duplicate_name", item, NULL);
-            continue;
-        }
-        if (!strncmp(t->lower, "silence/", 8)) {
-            st = clasp_manifest_skip(m, "silence", item, NULL);
-            continue;
-        }
-        if (!t->text[0]) {
-            st = clasp_manifest_skip(m, "empty_transcript", item, NULL);
-            continue;
-        }
-        if (is_nonspeech(t->text)) {
-            st = clasp_manifest_skip(m, "nonspeech", item, t->text);
-            continue;
-        }
-        size_t off;
-        if (clasp_text_validate_utf8(t->text, strlen(t->text), &off) != CLASP_OK) {
-            st = clasp_manifest_skip(m, "bad_utf8", item, clasp_last_error());
+        const char *detail;
+        const char *why = transcript_skip_reason(&tr, i, &detail);
+        if (why) {
+            st = clasp_manifest_skip(m, why, item, detail);
             continue;
         }
         if (!a) {
@@ -243,11 +289,11 @@ static clasp_status build_lang(const clasp_asterisk_options *o, const char *root
             continue;
         }
         clasp_audio_info info;
-        clasp_audio_skip why;
-        why = CLASP_AUDIO_EMPTY;
-        if (wn == 0 || clasp_audio_probe(wav, wn, &info, &why) != CLASP_OK) {
+        clasp_audio_skip askip;
+        askip = CLASP_AUDIO_EMPTY;
+        if (wn == 0 || clasp_audio_probe(wav, wn, &info, &askip) != CLASP_OK) {
             free(wav);
-            bool empty = why == CLASP_AUDIO_EMPTY;
+            bool empty = askip == CLASP_AUDIO_EMPTY;
             st = clasp_manifest_skip(m, empty ? "empty_audio" : "bad_audio", item,
                                      empty ? NULL : clasp_last_error());
             continue;
@@ -257,9 +303,7 @@ static clasp_status build_lang(const clasp_asterisk_options *o, const char *root
             st = clasp_manifest_skip(m, "empty_audio", item, NULL);
             continue;
         }
-        snprintf(key, sizeof key, "%s/%s", lang, t->name);
-        for (char *c = key; *c; c++)
-            if (*c == '.') *c = '_';
+        sample_key(lang, t->name, key, sizeof key);
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "lang", lang);
         cJSON_AddStringToObject(j, "name", t->name);
@@ -282,7 +326,6 @@ static clasp_status build_lang(const clasp_asterisk_options *o, const char *root
             written++;
         free(js);
         free(wav);
-        (void)detail;
     }
     for (size_t i = 0; st == CLASP_OK && i < au.n; i++) {
         if (au.v[i].used) continue;

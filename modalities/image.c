@@ -174,6 +174,41 @@ static int png_too_large(const void *data, size_t n, uint64_t max_pixels, int *w
     return 1;
 }
 
+/* stb_image's PNM reader overflows a signed int on huge header numbers and overruns its
+ * buffer on 16-bit files (maxval > 255) whose data is short (found by tests/fuzz_tar.c). So a
+ * binary PNM header (P5/P6, the ones stb reads) is checked here first: three decimal numbers of
+ * at most 9 digits, comments allowed, and maxval in 1..255. Returns CLASP_OK for non-PNM data. */
+static clasp_status pnm_precheck(const uint8_t *d, size_t n) {
+    if (n < 2 || d[0] != 'P' || (d[1] != '5' && d[1] != '6')) return CLASP_OK;
+    size_t i = 2;
+    long v[3] = {0, 0, 0};
+    for (int k = 0; k < 3; k++) {
+        for (;;) { /* whitespace and # comments */
+            while (i < n && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r' ||
+                             d[i] == '\v' || d[i] == '\f'))
+                i++;
+            if (i < n && d[i] == '#') {
+                while (i < n && d[i] != '\n' && d[i] != '\r') i++;
+                continue;
+            }
+            break;
+        }
+        int digits = 0;
+        while (i < n && d[i] >= '0' && d[i] <= '9') {
+            if (++digits > 9)
+                return clasp_set_error(CLASP_ERR_FORMAT, "image: PNM header number too long");
+            v[k] = v[k] * 10 + (d[i] - '0');
+            i++;
+        }
+        if (digits == 0) return clasp_set_error(CLASP_ERR_FORMAT, "image: malformed PNM header");
+    }
+    if (v[2] < 1 || v[2] > 255)
+        return clasp_set_error(CLASP_ERR_UNSUPPORTED,
+                               "image: PNM maxval %ld (only 8-bit PNM, maxval 1..255, is read)",
+                               v[2]);
+    return CLASP_OK;
+}
+
 clasp_status clasp_image_decode(const void *data, size_t n, int channels, uint64_t max_pixels,
                                 clasp_image *out) {
     if (!out) return clasp_set_error(CLASP_ERR_ARG, "image decode: NULL output");
@@ -186,6 +221,7 @@ clasp_status clasp_image_decode(const void *data, size_t n, int channels, uint64
     if (n > (size_t)INT_MAX)
         return clasp_set_error(CLASP_ERR_OVERFLOW, "image: %zu bytes is above stb_image's 2 GiB",
                                n);
+    CLASP_TRY(pnm_precheck(data, n));
     int w = 0, h = 0, comp = 0;
     if (!clasp__stb_info(data, n, &w, &h, &comp)) {
         const char *why = clasp__stb_failure_reason();

@@ -350,3 +350,30 @@ Test(image, bad_arguments) {
     float out[224 * 224];
     cr_assert_eq(clasp_image_preprocess(&rgb, &cfg, out), CLASP_ERR_ARG);
 }
+
+/* stb_image's PNM reader overruns on 16-bit data and overflows on huge header numbers
+ * (found by fuzzing tests/fuzz_tar.c): both must be refused before stb sees them. */
+Test(image, pnm_16bit_and_huge_header_numbers_are_refused) {
+    const char *cases[] = {
+        "P5\n2 2\n65535\n\x01\x02",           /* 16-bit, data cut */
+        "P6 4 4 4096 abc",                   /* 16-bit RGB */
+        "P5 99999999999999 1 255\n\x00",     /* width overflows int */
+        "P5 # comment\n 3 # more\n 2 0\n",   /* maxval 0 */
+        "P5 3",                              /* header cut */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        clasp_image img;
+        size_t n = strlen(cases[i]) + (i == 0 ? 0 : 0);
+        clasp_status s = clasp_image_decode(cases[i], n, 1, CLASP_IMAGE_DEFAULT_MAX_PIXELS, &img);
+        cr_assert_neq(s, CLASP_OK, "case %zu decoded", i);
+        cr_assert_null(img.pixels);
+    }
+    /* a valid 8-bit PGM with a comment still decodes */
+    const char ok[] = "P5 # c\n2 1\n255\n\x10\x20";
+    clasp_image img;
+    cr_assert_eq(clasp_image_decode(ok, sizeof ok - 1, 1, CLASP_IMAGE_DEFAULT_MAX_PIXELS, &img),
+                 CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(img.w, 2);
+    cr_assert_eq(img.pixels[1], 0x20);
+    clasp_image_free(&img);
+}
