@@ -4,10 +4,16 @@
 # Needs root (or sudo) only when something is missing.
 set -eu
 
-PKGS="build-essential cmake pkg-config clang-format python3 \
+# build and tests
+PKGS="build-essential cmake pkg-config clang-format python3 time \
 libstb-dev libopenblas-dev libcjson-dev libxxhash-dev libcriterion-dev \
 libsndfile1-dev libutf8proc-dev libarchive-dev libsamplerate0-dev libkissfft-dev \
-python3-torch python3-numpy dataset-fashion-mnist valgrind"
+python3-torch python3-numpy valgrind clang libclang-rt-14-dev"
+# data sources of the built-in datasets (main job: Fashion-MNIST; speech: Asterisk, espeak-ng)
+PKGS="$PKGS dataset-fashion-mnist espeak-ng \
+asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-es asterisk-core-sounds-es-wav \
+asterisk-core-sounds-fr asterisk-core-sounds-fr-wav asterisk-core-sounds-it asterisk-core-sounds-it-wav \
+asterisk-core-sounds-ru asterisk-core-sounds-ru-wav"
 
 missing=""
 for p in $PKGS; do

@@ -10,12 +10,23 @@ sh scripts/install-deps.sh
 export OPENBLAS_CORETYPE
 JOBS="${CLASP_JOBS:-2}"
 
-run_suite() { # $1 = build dir, rest = cmake options
+run_suite() { # $1 = build dir, then cmake options, then optionally -R REGEX for ctest
     dir="$1"
     shift
-    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
-    cmake --build "$dir" -j "$JOBS" >/dev/null
-    (cd "$dir" && ctest -j "$JOBS" --output-on-failure)
+    opts=""
+    filter=""
+    while [ $# -gt 0 ]; do
+        if [ "$1" = "-R" ]; then filter="$2"; shift 2; else opts="$opts $1"; shift; fi
+    done
+    # shellcheck disable=SC2086
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release $opts >/dev/null
+    if [ -n "$filter" ]; then
+        cmake --build "$dir" -j "$JOBS" --target fuzz_tar >/dev/null
+        (cd "$dir" && ctest --output-on-failure -R "$filter")
+    else
+        cmake --build "$dir" -j "$JOBS" >/dev/null
+        (cd "$dir" && ctest -j "$JOBS" --output-on-failure)
+    fi
 }
 
 echo "== normal build" >&2
@@ -23,4 +34,7 @@ run_suite build
 echo "== sanitizer build (address,undefined)" >&2
 export ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1"
 run_suite build-asan -DCLASP_SANITIZE=address,undefined -DCLASP_BUILD_BENCH=OFF
-echo "test.sh: all tests passed in both builds" >&2
+echo "== fuzz: tar reading + sample assembly + decoding under ASan/UBSan (libFuzzer, 60 s)" >&2
+run_suite build-fuzz -DCMAKE_C_COMPILER=clang -DCLASP_SANITIZE=address,undefined -DCLASP_FUZZ=ON \
+    -DCLASP_WERROR=OFF -DCLASP_BUILD_BENCH=OFF -DCLASP_FUZZ_SECONDS=60 -R fuzz_tar
+echo "test.sh: all tests passed in the normal and sanitizer builds, and the fuzz run" >&2
