@@ -4,6 +4,9 @@
 #define CLASP_CLI_COMMANDS_H
 
 /* Declarations, one per command, sorted. */
+int clasp_cmd_embed(int argc, char **argv);
+int clasp_cmd_export(int argc, char **argv);
+int clasp_cmd_search(int argc, char **argv);
 int clasp_cmd_shards_build(int argc, char **argv);
 int clasp_cmd_shards_inspect(int argc, char **argv);
 int clasp_cmd_tokenizer_train(int argc, char **argv);

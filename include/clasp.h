@@ -1,0 +1,72 @@
+/* clasp.h: the public C API for using an exported clasp model (`clasp export RUN -o DIR`).
+ *
+ * Load an export, embed images and texts into the shared space, compare by dot product:
+ *
+ *     #include "include/clasp.h"
+ *
+ *     clasp_handle *h = clasp_model_open("export/", 1);   // folder, compute threads
+ *     if (!h) { fprintf(stderr, "%s\n", clasp_last_error()); return 1; }
+ *     int D = clasp_model_dim(h);
+ *     float *img = malloc(2 * D * sizeof(float)), *txt = malloc(D * sizeof(float));
+ *     const char *files[2] = {"a.png", "b.jpg"};
+ *     const char *texts[1] = {"a photo of a bag"};
+ *     if (clasp_model_embed_image_files(h, files, 2, img) != 0 ||
+ *         clasp_model_embed_texts(h, texts, 1, txt) != 0)
+ *         fprintf(stderr, "%s\n", clasp_last_error());
+ *     // cosine similarity of image 1 and the text: sum over d of img[D + d] * txt[d]
+ *     clasp_model_close(h);
+ *
+ * Inputs are prepared exactly as the training loader does in evaluation mode: images are
+ * decoded (PNG, JPEG, BMP, GIF, TGA, PNM; alpha composited on white), brought to the model's
+ * size with its resize mode and normalised with its mean and std; texts (UTF-8) are Unicode-
+ * normalised (NFKC, control characters dropped, whitespace collapsed and trimmed) and tokenized
+ * to the model's context length. Every output row is L2-normalised (unit length, float32).
+ *
+ * Errors: functions returning int give 0 on success and a negative code otherwise;
+ * clasp_model_open returns NULL. clasp_last_error() then says what failed, naming the file,
+ * tensor or input index. The message is thread-local.
+ *
+ * Threads: a handle may be used by one thread at a time; different handles are independent.
+ */
+#ifndef CLASP_PUBLIC_CLASP_H
+#define CLASP_PUBLIC_CLASP_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* An opened export (model weights, tokenizer, preprocessing, compute threads). */
+typedef struct clasp_handle clasp_handle;
+
+/* Opens the export folder `export_dir` (model.safetensors, config.json, tokenizer.json,
+ * preprocess.json) with n_threads compute threads (>= 1). A checkpoint or run folder is also
+ * accepted. Returns NULL on failure (missing file, wrong tensor shape, config mismatch: see
+ * clasp_last_error()). Release with clasp_model_close. */
+clasp_handle *clasp_model_open(const char *export_dir, int n_threads);
+
+/* Releases the handle; accepts NULL. */
+void clasp_model_close(clasp_handle *h);
+
+/* Embedding dimension D (floats per output row). */
+int clasp_model_dim(const clasp_handle *h);
+
+/* Embeds n images given as encoded bytes: data[i] of nbytes[i] bytes. Writes out (n, D). */
+int clasp_model_embed_images(clasp_handle *h, const void *const *data, const size_t *nbytes, int n,
+                             float *out);
+
+/* Embeds n image files. Writes out (n, D). */
+int clasp_model_embed_image_files(clasp_handle *h, const char *const *paths, int n, float *out);
+
+/* Embeds n NUL-terminated UTF-8 texts. Writes out (n, D). */
+int clasp_model_embed_texts(clasp_handle *h, const char *const *texts, int n, float *out);
+
+/* The last error message of this thread ("" if none). */
+const char *clasp_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,51 @@
+/* capi.c: the public API of include/clasp.h over the embedder of pipeline/export.h. */
+#include "include/clasp.h"
+
+#include <stdlib.h>
+
+#include "core/status.h"
+#include "pipeline/export.h"
+
+struct clasp_handle {
+    clasp_embedder em;
+};
+
+clasp_handle *clasp_model_open(const char *export_dir, int n_threads) {
+    clasp_handle *h = calloc(1, sizeof *h);
+    if (!h) {
+        clasp_set_error(CLASP_ERR_NOMEM, "clasp_model_open: out of memory");
+        return NULL;
+    }
+    if (clasp_embedder_open(export_dir, n_threads < 1 ? 1 : n_threads, 64, &h->em) != CLASP_OK) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void clasp_model_close(clasp_handle *h) {
+    if (!h) return;
+    clasp_embedder_close(&h->em);
+    free(h);
+}
+
+int clasp_model_dim(const clasp_handle *h) {
+    return h ? h->em.engine.D : 0;
+}
+
+int clasp_model_embed_images(clasp_handle *h, const void *const *data, const size_t *nbytes, int n,
+                             float *out) {
+    if (!h) return clasp_set_error(CLASP_ERR_ARG, "clasp_model_embed_images: NULL handle");
+    return clasp_embedder_images(&h->em, data, nbytes, NULL, n, out);
+}
+
+int clasp_model_embed_image_files(clasp_handle *h, const char *const *paths, int n, float *out) {
+    if (!h || (n > 0 && (!paths || !out)))
+        return clasp_set_error(CLASP_ERR_ARG, "clasp_model_embed_image_files: bad arguments");
+    return clasp_embedder_image_files(&h->em, paths, n, out);
+}
+
+int clasp_model_embed_texts(clasp_handle *h, const char *const *texts, int n, float *out) {
+    if (!h) return clasp_set_error(CLASP_ERR_ARG, "clasp_model_embed_texts: NULL handle");
+    return clasp_embedder_texts(&h->em, texts, n, out);
+}

@@ -1,0 +1,99 @@
+/* export.h: model exports and the embedder that runs a trained model on raw inputs.
+ *
+ * An export is a directory (see ../shared/DESIGN.md, "Formats"):
+ *   model.safetensors  every parameter by PyTorch-style name (encoders, projections,
+ *                      logit_scale, logit_bias): no optimiser state; metadata "format":
+ *                      "clasp-model" and "config" (the config JSON, checked against config.json)
+ *   config.json        the model config (clasp_model_config_to_json); a BPE tokenizer's
+ *                      "file" is "tokenizer.json", relative to the export
+ *   tokenizer.json     clasp_tokenizer_save of the model's tokenizer (bytes or BPE)
+ *   preprocess.json    what a consumer must do to raw inputs, for tools outside clasp:
+ *     {"format": "clasp-preprocess", "version": 1,
+ *      "image": {"channels": 1, "size": 28, "resize": "squash" | "shortest" | "longest",
+ *                "filter": "catmull-rom", "alpha": "white", "mean": [..], "std": [..],
+ *                "scale": "x / 255"},
+ *      "text": {"context_length": 32, "tokenizer": "bytes" | "bpe", "bos_id": 256,
+ *               "eos_id": 257, "pad_id": 258, "vocab_size": 259,
+ *               "normalize": {"nfkc": true, "casefold": false, "strip_control": true,
+ *                             "collapse_whitespace": true, "trim": true}}}
+ * The export is written into DIR.tmp-PID and renamed to DIR at the end, so DIR is either the
+ * old export (or absent) or the complete new one.
+ *
+ * The embedder (clasp_embedder) loads an export or a checkpoint (a checkpoint folder or a run
+ * folder: its latest checkpoint) and embeds images (encoded bytes or files) and texts exactly
+ * as the loader does in evaluation mode: images decoded with stb_image (alpha composited on
+ * white), resized per the config and normalised (modalities/image.h); texts normalised with
+ * utf8proc (modalities/text.h defaults) and tokenized to the context length. Outputs are
+ * L2-normalised features (n, embed_dim), computed by the engine (pipeline/engine.h) over
+ * `threads` replicas. An embedder is driven by one thread at a time.
+ */
+#ifndef CLASP_PIPELINE_EXPORT_H
+#define CLASP_PIPELINE_EXPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "encoders/model.h"
+#include "modalities/tokenizer.h"
+#include "pipeline/engine.h"
+#include "pipeline/loader.h"
+
+/* Writes an export of model `m` (its params) with tokenizer `tok` into out_dir (replaced
+ * atomically if it exists). Errors: CLASP_ERR_IO naming the path, CLASP_ERR_NOMEM. */
+clasp_status clasp_export_model(const clasp_model *m, const clasp_tokenizer *tok,
+                                const char *out_dir);
+
+/* `clasp export`: loads the checkpoint (a checkpoint folder, or a run folder's latest) and
+ * writes its export into out_dir. On success copies the checkpoint folder into ckpt_out
+ * (may be NULL). Errors name the checkpoint file and field or tensor that is wrong. */
+clasp_status clasp_export_checkpoint(const char *ckpt_or_run, const char *out_dir, char *ckpt_out,
+                                     size_t ckpt_cap);
+
+typedef enum clasp_source_kind {
+    CLASP_SOURCE_EXPORT = 0,    /* an export folder */
+    CLASP_SOURCE_CHECKPOINT = 1 /* a checkpoint folder (given directly or through a run) */
+} clasp_source_kind;
+
+typedef struct clasp_embedder {
+    clasp_source_kind kind;
+    char path[4096];    /* the export or checkpoint folder */
+    char run_dir[4096]; /* the run folder holding the checkpoint, "" if none */
+    clasp_model_config config;
+    clasp_tokenizer *tok;
+    clasp_loader_config lc; /* the loader's eval-mode preprocessing (image, text, tokens) */
+    clasp_engine engine;    /* models[0].params hold the loaded parameters */
+    uint64_t model_hash;    /* xxh64 of the bytes of model.safetensors */
+    int batch_size;         /* inputs preprocessed and embedded per engine call */
+    float *pix;             /* (batch_size, C, S, S) scratch */
+    int32_t *tokens;        /* (batch_size, T) scratch */
+} clasp_embedder;
+
+/* Opens `path` (an export folder, a checkpoint folder or a run folder) with `threads` compute
+ * threads (>= 1) and batches of `batch_size` rows (rounded up to a multiple of threads).
+ * Errors name the file and the field or tensor: a missing file (CLASP_ERR_NOT_FOUND), a tensor
+ * of the wrong shape or dtype (CLASP_ERR_FORMAT), config.json disagreeing with
+ * preprocess.json, tokenizer.json or model.safetensors' metadata (CLASP_ERR_CONFIG). On error
+ * *em is left closed. */
+clasp_status clasp_embedder_open(const char *path, int threads, int batch_size, clasp_embedder *em);
+/* Frees everything; accepts a zeroed or already-closed embedder. */
+void clasp_embedder_close(clasp_embedder *em);
+
+/* Embeds n encoded images data[i] (nbytes[i] bytes) into out (n, D). A bad image is an error
+ * naming its index ("image 3: ..."), `names` (may be NULL) replacing the index by a name. */
+clasp_status clasp_embedder_images(clasp_embedder *em, const void *const *data,
+                                   const size_t *nbytes, const char *const *names, int n,
+                                   float *out);
+/* Reads and embeds n image files (errors name the file). */
+clasp_status clasp_embedder_image_files(clasp_embedder *em, const char *const *paths, int n,
+                                        float *out);
+/* Embeds n NUL-terminated UTF-8 texts into out (n, D). Invalid UTF-8 or a text that
+ * normalises to nothing is CLASP_ERR_FORMAT naming the index. */
+clasp_status clasp_embedder_texts(clasp_embedder *em, const char *const *texts, int n, float *out);
+/* Tokenizes one text as the embedder does (normalise + encode) into tokens (T). */
+clasp_status clasp_embedder_tokenize(const clasp_embedder *em, const char *text, int32_t *tokens);
+
+/* xxh64 of a whole file (streamed), for embedding sidecars. */
+clasp_status clasp_file_hash(const char *path, uint64_t *out);
+
+#endif

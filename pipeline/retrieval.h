@@ -1,0 +1,65 @@
+/* retrieval.h: cross-modal retrieval metrics (OpenCLIP's definitions), exact top-k cosine
+ * search over stored embeddings, and the .npy files embeddings are stored in.
+ *
+ * Ranks follow OpenCLIP's get_clip_metrics (open_clip/src/training/train.py): for a query, the
+ * rank of its true partner is 1 + the number of candidates scored strictly higher + the number
+ * of candidates with an equal score and a lower index (ties broken by index, as a stable sort
+ * would). R@k is the fraction of queries with rank <= k; mean rank is the mean of the ranks;
+ * median rank is floor(median of the 0-based ranks) + 1, as OpenCLIP computes it.
+ *
+ * Several captions per image (a sample's json "captions" list): every caption is a text query
+ * whose partner is its image (text -> image), and an image's rank (image -> text) is the best
+ * rank among its own captions, all other captions (of every image) competing: the image counts
+ * as retrieved at k when any one of its captions is in the top k. With one caption per image
+ * this is exactly OpenCLIP's metric.
+ */
+#ifndef CLASP_PIPELINE_RETRIEVAL_H
+#define CLASP_PIPELINE_RETRIEVAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+typedef struct clasp_rank_stats {
+    int64_t n;                     /* queries */
+    double r1, r5, r10;            /* recall at 1, 5, 10 (fractions) */
+    double mean_rank, median_rank; /* 1-based */
+} clasp_rank_stats;
+
+typedef struct clasp_retrieval_result {
+    int64_t n_images, n_texts;
+    clasp_rank_stats i2t; /* image -> text (best of the image's captions) */
+    clasp_rank_stats t2i; /* text -> image */
+} clasp_retrieval_result;
+
+/* Retrieval metrics of images img (N, D) and texts txt (M, D), both L2-normalised, where
+ * owner[j] in [0, N) is the image text j describes. Images without any text are left out of
+ * image -> text. Scores are computed with cblas_sgemm in blocks of rows (memory O(block * max(N,
+ * M))). Returns CLASP_ERR_ARG for an owner out of range or N, M < 1, CLASP_ERR_NOMEM. */
+clasp_status clasp_retrieval_metrics(const float *img, int64_t N, const float *txt,
+                                     const int64_t *owner, int64_t M, int D,
+                                     clasp_retrieval_result *out);
+
+/* 1-based rank of candidate `truth` among scores[0..n): 1 + #{scores > scores[truth]} +
+ * #{j < truth: scores[j] == scores[truth]}. */
+int64_t clasp_rank_of(const float *scores, int64_t n, int64_t truth);
+
+/* Summary of 1-based ranks (reorders `ranks`). */
+clasp_rank_stats clasp_rank_summary(int64_t *ranks, int64_t n);
+
+/* Exact top-k by dot product: for each of the Q queries q (Q, D), the k rows of index (N, D)
+ * with the highest score, best first, ties to the lower row. idx (Q, k) and score (Q, k);
+ * when k > N the tail is idx -1, score -INFINITY. Q = 1 uses cblas_sgemv, otherwise
+ * cblas_sgemm, over blocks of index rows. Returns CLASP_ERR_ARG / CLASP_ERR_NOMEM. */
+clasp_status clasp_search_topk(const float *index, int64_t N, int D, const float *q, int Q, int k,
+                               int64_t *idx, float *score);
+
+/* Writes a float32 (rows, cols) C-order array as NPY version 1.0 (written to path.tmp, then
+ * renamed). Errors name the file. */
+clasp_status clasp_npy_write_f32(const char *path, const float *data, int64_t rows, int64_t cols);
+/* Reads a 2-D little-endian float32 C-order NPY file (version 1, 2 or 3) into a malloc'd
+ * buffer *data (caller frees). Errors name the file and what is wrong (dtype, order, shape). */
+clasp_status clasp_npy_read_f32(const char *path, float **data, int64_t *rows, int64_t *cols);
+
+#endif
