@@ -4,6 +4,7 @@
  * "configs/x.json: field 'text.heads': 5 does not divide width 128". */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/json.h"
@@ -122,41 +123,51 @@ static clasp_status check_output_dim(const cJSON *o, const char *file, const cha
     return CLASP_OK;
 }
 
-static clasp_status parse_cnn(const cJSON *o, const char *file, clasp_image_tower_config *ic) {
-    const char *P = "image";
+/* Conv blocks then fc widths (image "cnn", "audio_cnn"): input c x h x w; `gap` = global
+ * average pooling after the blocks (the fc input is the last block's channels) instead of
+ * flattening. */
+static clasp_status parse_conv_fc(const cJSON *o, const char *file, const char *P, int c, int h,
+                                  int w, bool gap, int *n_conv, clasp_conv_block *convs, int *n_fc,
+                                  int *fcs) {
     const cJSON *conv = cJSON_GetObjectItemCaseSensitive(o, "conv");
     if (!conv) return bad(file, P, "conv", "missing");
     if (!cJSON_IsArray(conv)) return bad(file, P, "conv", "expected an array of conv blocks");
     int n = cJSON_GetArraySize(conv);
     if (n > CLASP_MAX_CONV_BLOCKS) return bad(file, P, "conv", "too many conv blocks (max 8)");
-    ic->n_conv = n;
-    int h = ic->size, c = ic->channels, i = 0;
+    if (gap && n < 1) return bad(file, P, "conv", "needs at least one conv block");
+    *n_conv = n;
+    int i = 0;
     for (const cJSON *b = conv->child; b; b = b->next, i++) {
         char pre[48];
-        snprintf(pre, sizeof pre, "image.conv[%d]", i);
+        snprintf(pre, sizeof pre, "%s.conv[%d]", P, i);
         if (!cJSON_IsObject(b))
             return clasp_set_error(CLASP_ERR_CONFIG, "%s: field '%s': expected an object", file,
                                    pre);
         static const char *const keys[] = {"channels", "kernel", "stride", "padding", "pool", NULL};
         CLASP_TRY(check_keys(b, keys, file, pre));
-        clasp_conv_block *cb = &ic->conv[i];
+        clasp_conv_block *cb = &convs[i];
         CLASP_TRY(get_int(b, "channels", file, pre, 1, SIZE_MAX_DIM, &cb->channels));
         CLASP_TRY(get_int(b, "kernel", file, pre, 1, 64, &cb->kernel));
         CLASP_TRY(get_int_opt(b, "stride", file, pre, 1, 64, 1, &cb->stride));
         CLASP_TRY(get_int_opt(b, "padding", file, pre, 0, 64, 0, &cb->padding));
         CLASP_TRY(get_int_opt(b, "pool", file, pre, 0, 64, 0, &cb->pool));
-        int oh = h + 2 * cb->padding - cb->kernel;
-        if (oh < 0) return bad(file, pre, "kernel", "larger than the padded input");
+        int oh = h + 2 * cb->padding - cb->kernel, ow = w + 2 * cb->padding - cb->kernel;
+        if (oh < 0 || ow < 0) return bad(file, pre, "kernel", "larger than the padded input");
         oh = oh / cb->stride + 1;
-        if (cb->pool > 0) oh /= cb->pool;
-        if (oh < 1) return bad(file, pre, "pool", "pooling leaves no pixels");
+        ow = ow / cb->stride + 1;
+        if (cb->pool > 0) {
+            oh /= cb->pool;
+            ow /= cb->pool;
+        }
+        if (oh < 1 || ow < 1) return bad(file, pre, "pool", "pooling leaves no pixels");
         h = oh;
+        w = ow;
         c = cb->channels;
     }
-    size_t flat = (size_t)c * (size_t)h * (size_t)h;
+    size_t flat = gap ? (size_t)c : (size_t)c * (size_t)h * (size_t)w;
     if (flat > (size_t)1 << 24) return bad(file, P, "conv", "flattened feature map too large");
     const cJSON *fc = cJSON_GetObjectItemCaseSensitive(o, "fc");
-    ic->n_fc = 0;
+    *n_fc = 0;
     if (fc) {
         if (!cJSON_IsArray(fc)) return bad(file, P, "fc", "expected an array of widths");
         if (cJSON_GetArraySize(fc) > CLASP_MAX_FC_LAYERS)
@@ -165,10 +176,31 @@ static clasp_status parse_cnn(const cJSON *o, const char *file, clasp_image_towe
             double v = cJSON_IsNumber(it) ? it->valuedouble : -1.0;
             if (!(v >= 1.0 && v <= SIZE_MAX_DIM && v == floor(v)))
                 return bad(file, P, "fc", "expected positive integer widths");
-            ic->fc[ic->n_fc++] = (int)v;
+            fcs[(*n_fc)++] = (int)v;
         }
     }
     return CLASP_OK;
+}
+
+static clasp_status parse_cnn(const cJSON *o, const char *file, clasp_image_tower_config *ic) {
+    return parse_conv_fc(o, file, "image", ic->channels, ic->size, ic->size, false, &ic->n_conv,
+                         ic->conv, &ic->n_fc, ic->fc);
+}
+
+/* "pool" ("cls" default | "mean"), "ln_eps" (default 1e-5), "act" of a ViT or AST. */
+static clasp_status get_pool_eps_act(const cJSON *o, const char *file, const char *P,
+                                     clasp_pool *pool_, float *eps, bool *tanh_) {
+    char pool[16];
+    CLASP_TRY(clasp_json_str_opt(o, "pool", file, P, "cls", pool, sizeof pool));
+    if (!strcmp(pool, "cls"))
+        *pool_ = CLASP_POOL_CLS;
+    else if (!strcmp(pool, "mean"))
+        *pool_ = CLASP_POOL_MEAN;
+    else
+        return bad(file, P, "pool", "expected \"cls\" or \"mean\"");
+    CLASP_TRY(get_float_opt(o, "ln_eps", file, P, 1e-5, eps));
+    if (!(*eps > 0.0f)) return bad(file, P, "ln_eps", "must be positive");
+    return get_act(o, file, P, tanh_);
 }
 
 static clasp_status parse_vit(const cJSON *o, const char *file, clasp_image_tower_config *ic) {
@@ -180,17 +212,7 @@ static clasp_status parse_vit(const cJSON *o, const char *file, clasp_image_towe
     CLASP_TRY(get_int(o, "mlp_width", file, P, 1, SIZE_MAX_DIM, &ic->mlp_width));
     CLASP_TRY(check_heads(file, P, ic->width, ic->heads));
     if (ic->size % ic->patch_size != 0) return bad(file, P, "patch_size", "does not divide size");
-    char pool[16];
-    CLASP_TRY(clasp_json_str_opt(o, "pool", file, P, "cls", pool, sizeof pool));
-    if (!strcmp(pool, "cls"))
-        ic->pool = CLASP_POOL_CLS;
-    else if (!strcmp(pool, "mean"))
-        ic->pool = CLASP_POOL_MEAN;
-    else
-        return bad(file, P, "pool", "expected \"cls\" or \"mean\"");
-    CLASP_TRY(get_float_opt(o, "ln_eps", file, P, 1e-5, &ic->ln_eps));
-    if (!(ic->ln_eps > 0.0f)) return bad(file, P, "ln_eps", "must be positive");
-    return get_act(o, file, P, &ic->gelu_tanh);
+    return get_pool_eps_act(o, file, P, &ic->pool, &ic->ln_eps, &ic->gelu_tanh);
 }
 
 static clasp_status parse_image(const cJSON *o, const char *file, int embed_dim,
@@ -296,6 +318,162 @@ static clasp_status parse_text(const cJSON *o, const char *file, int embed_dim,
     return get_act(o, file, P, &tc->gelu_tanh);
 }
 
+/* ---- audio ------------------------------------------------------------------------------ */
+
+/* Keys of the "audio" object read by the towers; for each type, the ones it does not use. */
+static const char *const audio_encoder_keys[] = {
+    "type",   "output_dim", "conv",      "fc",   "patch_freq", "patch_time", "width",
+    "layers", "heads",      "mlp_width", "pool", "ln_eps",     "act",        NULL};
+static const char *const audio_cnn_only[] = {"conv", "fc", NULL};
+static const char *const audio_ast_only[] = {"patch_freq", "patch_time", "width", "layers",
+                                             "heads",      "mlp_width",  "pool",  "ln_eps",
+                                             "act",        NULL};
+
+/* The front-end fields of modalities/audio.h (clasp_audio_config_from_json) with their JSON
+ * kind: 'n' number, 's' string, 'b' boolean. */
+static const struct {
+    const char *name;
+    char kind;
+} audio_frontend_keys[] = {
+    {"sample_rate", 'n'},      {"clip_seconds", 'n'}, {"pad", 's'},       {"crop", 's'},
+    {"resample_quality", 'n'}, {"min_seconds", 'n'},  {"n_fft", 'n'},     {"win_length", 'n'},
+    {"hop_length", 'n'},       {"window", 's'},       {"center", 'b'},    {"pad_mode", 's'},
+    {"n_mels", 'n'},           {"fmin", 'n'},         {"fmax", 'n'},      {"mel_scale", 's'},
+    {"mel_norm", 's'},         {"power", 'n'},        {"log", 's'},       {"log_floor", 'n'},
+    {"norm_mean", 'n'},        {"norm_std", 'n'},     {"nonfinite", 's'}, {NULL, 0}};
+
+static bool in_list(const char *const *list, const char *k) {
+    for (int i = 0; list[i]; i++)
+        if (!strcmp(list[i], k)) return true;
+    return false;
+}
+
+static int frontend_index(const char *k) {
+    for (int i = 0; audio_frontend_keys[i].name; i++)
+        if (!strcmp(audio_frontend_keys[i].name, k)) return i;
+    return -1;
+}
+
+/* Checks the keys of the audio object, the JSON kinds of the front-end fields, and keeps the
+ * front-end fields as compact JSON in ac->frontend_json. */
+static clasp_status audio_frontend_fields(const cJSON *o, const char *file,
+                                          clasp_audio_tower_config *ac) {
+    const char *P = "audio";
+    const char *const *unused = ac->type == CLASP_AUDIO_TYPE_CNN ? audio_ast_only : audio_cnn_only;
+    cJSON *fe = cJSON_CreateObject();
+    if (!fe) return clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", file);
+    clasp_status s = CLASP_OK;
+    for (const cJSON *it = o->child; it && s == CLASP_OK; it = it->next) {
+        if (!it->string || it->string[0] == '_') continue;
+        if (in_list(unused, it->string)) {
+            s = bad(file, P, it->string,
+                    ac->type == CLASP_AUDIO_TYPE_CNN ? "not used by type \"audio_cnn\""
+                                                     : "not used by type \"ast\"");
+            break;
+        }
+        if (in_list(audio_encoder_keys, it->string)) continue;
+        int k = frontend_index(it->string);
+        if (k < 0) {
+            s = bad(file, P, it->string, "unknown key");
+            break;
+        }
+        char kind = audio_frontend_keys[k].kind;
+        bool ok = kind == 'n'   ? cJSON_IsNumber(it) && isfinite(it->valuedouble)
+                  : kind == 's' ? cJSON_IsString(it)
+                                : cJSON_IsBool(it);
+        if (!ok) {
+            s = bad(file, P, it->string,
+                    kind == 'n'   ? "expected a finite number"
+                    : kind == 's' ? "expected a string"
+                                  : "expected true or false");
+            break;
+        }
+        cJSON *dup = cJSON_Duplicate(it, false);
+        if (!dup || !cJSON_AddItemToObject(fe, it->string, dup)) {
+            cJSON_Delete(dup);
+            s = clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", file);
+        }
+    }
+    if (s == CLASP_OK) {
+        char *text = cJSON_PrintUnformatted(fe);
+        if (!text)
+            s = clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", file);
+        else if (strlen(text) >= sizeof ac->frontend_json)
+            s = bad(file, "", "audio", "front-end fields too long");
+        else
+            snprintf(ac->frontend_json, sizeof ac->frontend_json, "%s", text);
+        free(text);
+    }
+    cJSON_Delete(fe);
+    return s;
+}
+
+/* The front-end fields that fix the tower's input size, and n_frames from them (the formula
+ * of clasp_audio_clip_frames). */
+static clasp_status audio_geometry(const cJSON *o, const char *file, clasp_audio_tower_config *ac) {
+    const char *P = "audio";
+    CLASP_TRY(get_int(o, "sample_rate", file, P, 1, 1000000, &ac->sample_rate));
+    CLASP_TRY(clasp_json_num(o, "clip_seconds", file, P, &ac->clip_seconds));
+    if (!(ac->clip_seconds > 0.0) || !(ac->clip_seconds * ac->sample_rate <= 1e8))
+        return bad(file, P, "clip_seconds", "must be > 0 and give at most 1e8 samples");
+    CLASP_TRY(get_int(o, "hop_length", file, P, 1, 1 << 20, &ac->hop_length));
+    CLASP_TRY(get_int(o, "n_mels", file, P, 1, 4096, &ac->n_mels));
+    CLASP_TRY(clasp_json_bool_opt(o, "center", file, P, true, &ac->center));
+    if (ac->center)
+        CLASP_TRY(get_int_opt(o, "n_fft", file, P, 2, 65536, 0, &ac->n_fft));
+    else
+        CLASP_TRY(get_int(o, "n_fft", file, P, 2, 65536, &ac->n_fft));
+    long long n = llround(ac->clip_seconds * (double)ac->sample_rate);
+    long long frames = ac->center      ? 1 + n / ac->hop_length
+                       : n < ac->n_fft ? 0
+                                       : 1 + (n - ac->n_fft) / ac->hop_length;
+    if (frames < 1) return bad(file, P, "clip_seconds", "the clip is shorter than one frame");
+    if (frames > (1 << 20)) return bad(file, P, "clip_seconds", "too many frames (max 2^20)");
+    ac->n_frames = (int)frames;
+    return CLASP_OK;
+}
+
+static clasp_status parse_ast(const cJSON *o, const char *file, clasp_audio_tower_config *ac) {
+    const char *P = "audio";
+    CLASP_TRY(get_int(o, "patch_freq", file, P, 1, SIZE_MAX_DIM, &ac->patch_freq));
+    CLASP_TRY(get_int(o, "patch_time", file, P, 1, SIZE_MAX_DIM, &ac->patch_time));
+    if (ac->patch_freq > ac->n_mels) return bad(file, P, "patch_freq", "larger than n_mels");
+    if (ac->patch_time > ac->n_frames) {
+        char why[96];
+        snprintf(why, sizeof why, "larger than the clip's %d frames", ac->n_frames);
+        return bad(file, P, "patch_time", why);
+    }
+    size_t T = (size_t)(ac->n_mels / ac->patch_freq) * (size_t)(ac->n_frames / ac->patch_time);
+    if (T > 65536) return bad(file, P, "patch_time", "more than 65536 patches");
+    CLASP_TRY(get_int(o, "width", file, P, 1, SIZE_MAX_DIM, &ac->width));
+    CLASP_TRY(get_int(o, "layers", file, P, 1, 1024, &ac->layers));
+    CLASP_TRY(get_int(o, "heads", file, P, 1, SIZE_MAX_DIM, &ac->heads));
+    CLASP_TRY(get_int(o, "mlp_width", file, P, 1, SIZE_MAX_DIM, &ac->mlp_width));
+    CLASP_TRY(check_heads(file, P, ac->width, ac->heads));
+    return get_pool_eps_act(o, file, P, &ac->pool, &ac->ln_eps, &ac->gelu_tanh);
+}
+
+static clasp_status parse_audio(const cJSON *o, const char *file, int embed_dim,
+                                clasp_audio_tower_config *ac) {
+    const char *P = "audio";
+    char type[16];
+    CLASP_TRY(clasp_json_str(o, "type", file, P, type, sizeof type));
+    if (!strcmp(type, "audio_cnn"))
+        ac->type = CLASP_AUDIO_TYPE_CNN;
+    else if (!strcmp(type, "ast"))
+        ac->type = CLASP_AUDIO_TYPE_AST;
+    else
+        return bad(file, P, "type", "unknown audio tower type (expected \"audio_cnn\" or \"ast\")");
+    CLASP_TRY(audio_frontend_fields(o, file, ac));
+    CLASP_TRY(audio_geometry(o, file, ac));
+    CLASP_TRY(check_output_dim(o, file, P, embed_dim));
+    ac->ln_eps = 1e-5f;
+    if (ac->type == CLASP_AUDIO_TYPE_CNN)
+        return parse_conv_fc(o, file, P, 1, ac->n_mels, ac->n_frames, true, &ac->n_conv, ac->conv,
+                             &ac->n_fc, ac->fc);
+    return parse_ast(o, file, ac);
+}
+
 clasp_status clasp_model_config_parse(const cJSON *root, const char *what,
                                       clasp_model_config *cfg) {
     const char *file = what ? what : "<config>";
@@ -317,9 +495,6 @@ clasp_status clasp_model_config_parse(const cJSON *root, const char *what,
         return bad(file, "", "init_logit_scale", "exceeds max_logit_scale");
     cfg->has_logit_bias = cJSON_GetObjectItemCaseSensitive(root, "init_logit_bias") != NULL;
     CLASP_TRY(clasp_json_num_opt(root, "init_logit_bias", file, "", 0.0, &cfg->init_logit_bias));
-    if (cJSON_GetObjectItemCaseSensitive(root, "audio"))
-        return clasp_set_error(CLASP_ERR_UNSUPPORTED,
-                               "%s: field 'audio': audio towers are not implemented yet", file);
     const cJSON *o;
     int towers = 0;
     if (cJSON_GetObjectItemCaseSensitive(root, "image")) {
@@ -332,9 +507,14 @@ clasp_status clasp_model_config_parse(const cJSON *root, const char *what,
         CLASP_TRY(parse_text(o, file, cfg->embed_dim, &cfg->text));
         towers++;
     }
+    if (cJSON_GetObjectItemCaseSensitive(root, "audio")) {
+        CLASP_TRY(clasp_json_obj(root, "audio", file, "", &o));
+        CLASP_TRY(parse_audio(o, file, cfg->embed_dim, &cfg->audio));
+        towers++;
+    }
     if (towers == 0)
-        return clasp_set_error(CLASP_ERR_CONFIG, "%s: no tower: need an 'image' or 'text' object",
-                               file);
+        return clasp_set_error(CLASP_ERR_CONFIG,
+                               "%s: no tower: need an 'image', 'text' or 'audio' object", file);
     return CLASP_OK;
 }
 
@@ -379,6 +559,28 @@ static bool add_float_array(cJSON *o, const char *name, const float *v, int n) {
     return true;
 }
 
+static bool add_conv_fc(cJSON *o, int n_conv, const clasp_conv_block *convs, int n_fc,
+                        const int *fcs) {
+    cJSON *conv = cJSON_AddArrayToObject(o, "conv");
+    bool ok = conv != NULL;
+    for (int i = 0; ok && i < n_conv; i++) {
+        cJSON *b = cJSON_CreateObject();
+        ok = b && cJSON_AddItemToArray(conv, b);
+        ok = ok && cJSON_AddNumberToObject(b, "channels", convs[i].channels) &&
+             cJSON_AddNumberToObject(b, "kernel", convs[i].kernel) &&
+             cJSON_AddNumberToObject(b, "stride", convs[i].stride) &&
+             cJSON_AddNumberToObject(b, "padding", convs[i].padding) &&
+             cJSON_AddNumberToObject(b, "pool", convs[i].pool);
+    }
+    cJSON *fc = ok ? cJSON_AddArrayToObject(o, "fc") : NULL;
+    ok = fc != NULL;
+    for (int i = 0; ok && i < n_fc; i++) {
+        cJSON *x = cJSON_CreateNumber(fcs[i]);
+        ok = x && cJSON_AddItemToArray(fc, x);
+    }
+    return ok;
+}
+
 static bool image_to_json(cJSON *root, const clasp_image_tower_config *ic) {
     cJSON *o = cJSON_AddObjectToObject(root, "image");
     if (!o) return false;
@@ -386,23 +588,7 @@ static bool image_to_json(cJSON *root, const clasp_image_tower_config *ic) {
               cJSON_AddNumberToObject(o, "channels", ic->channels) &&
               cJSON_AddNumberToObject(o, "size", ic->size);
     if (ok && ic->type == CLASP_IMAGE_CNN) {
-        cJSON *conv = cJSON_AddArrayToObject(o, "conv");
-        ok = conv != NULL;
-        for (int i = 0; ok && i < ic->n_conv; i++) {
-            cJSON *b = cJSON_CreateObject();
-            ok = b && cJSON_AddItemToArray(conv, b);
-            ok = ok && cJSON_AddNumberToObject(b, "channels", ic->conv[i].channels) &&
-                 cJSON_AddNumberToObject(b, "kernel", ic->conv[i].kernel) &&
-                 cJSON_AddNumberToObject(b, "stride", ic->conv[i].stride) &&
-                 cJSON_AddNumberToObject(b, "padding", ic->conv[i].padding) &&
-                 cJSON_AddNumberToObject(b, "pool", ic->conv[i].pool);
-        }
-        cJSON *fc = ok ? cJSON_AddArrayToObject(o, "fc") : NULL;
-        ok = fc != NULL;
-        for (int i = 0; ok && i < ic->n_fc; i++) {
-            cJSON *x = cJSON_CreateNumber(ic->fc[i]);
-            ok = x && cJSON_AddItemToArray(fc, x);
-        }
+        ok = add_conv_fc(o, ic->n_conv, ic->conv, ic->n_fc, ic->fc);
     } else if (ok) {
         ok = cJSON_AddNumberToObject(o, "patch_size", ic->patch_size) &&
              cJSON_AddNumberToObject(o, "width", ic->width) &&
@@ -446,6 +632,36 @@ static bool text_to_json(cJSON *root, const clasp_text_tower_config *tc) {
     return ok;
 }
 
+static bool audio_to_json(cJSON *root, const clasp_audio_tower_config *ac) {
+    cJSON *o = cJSON_AddObjectToObject(root, "audio");
+    if (!o) return false;
+    bool ok =
+        cJSON_AddStringToObject(o, "type", ac->type == CLASP_AUDIO_TYPE_CNN ? "audio_cnn" : "ast");
+    if (ok && ac->type == CLASP_AUDIO_TYPE_CNN) {
+        ok = add_conv_fc(o, ac->n_conv, ac->conv, ac->n_fc, ac->fc);
+    } else if (ok) {
+        ok = cJSON_AddNumberToObject(o, "patch_freq", ac->patch_freq) &&
+             cJSON_AddNumberToObject(o, "patch_time", ac->patch_time) &&
+             cJSON_AddNumberToObject(o, "width", ac->width) &&
+             cJSON_AddNumberToObject(o, "layers", ac->layers) &&
+             cJSON_AddNumberToObject(o, "heads", ac->heads) &&
+             cJSON_AddNumberToObject(o, "mlp_width", ac->mlp_width) &&
+             cJSON_AddStringToObject(o, "pool", pool_name(ac->pool)) &&
+             add_float(o, "ln_eps", ac->ln_eps) &&
+             cJSON_AddStringToObject(o, "act", ac->gelu_tanh ? "gelu_tanh" : "gelu");
+    }
+    /* the front-end fields, verbatim and in their order */
+    cJSON *fe = ok ? cJSON_Parse(ac->frontend_json) : NULL;
+    ok = fe != NULL && cJSON_IsObject(fe);
+    while (ok && fe->child) {
+        cJSON *it = cJSON_DetachItemViaPointer(fe, fe->child);
+        ok = cJSON_AddItemToObject(o, it->string, it);
+        if (!ok) cJSON_Delete(it);
+    }
+    cJSON_Delete(fe);
+    return ok;
+}
+
 clasp_status clasp_model_config_to_json(const clasp_model_config *cfg, cJSON **out) {
     *out = NULL;
     cJSON *root = cJSON_CreateObject();
@@ -456,10 +672,96 @@ clasp_status clasp_model_config_to_json(const clasp_model_config *cfg, cJSON **o
                cJSON_AddNumberToObject(root, "init_logit_bias", cfg->init_logit_bias));
     if (ok && cfg->image.type != CLASP_IMAGE_NONE) ok = image_to_json(root, &cfg->image);
     if (ok && cfg->text.type != CLASP_TEXT_NONE) ok = text_to_json(root, &cfg->text);
+    if (ok && cfg->audio.type != CLASP_AUDIO_TYPE_NONE) ok = audio_to_json(root, &cfg->audio);
     if (!ok) {
         cJSON_Delete(root);
         return clasp_set_error(CLASP_ERR_NOMEM, "model config: cannot build JSON");
     }
     *out = root;
     return CLASP_OK;
+}
+
+/* ---- sizes ------------------------------------------------------------------------------ */
+
+bool clasp_model_config_has(const clasp_model_config *c, clasp_tower t) {
+    switch (t) {
+    case CLASP_TOWER_IMAGE:
+        return c->image.type != CLASP_IMAGE_NONE;
+    case CLASP_TOWER_TEXT:
+        return c->text.type != CLASP_TEXT_NONE;
+    case CLASP_TOWER_AUDIO:
+        return c->audio.type != CLASP_AUDIO_TYPE_NONE;
+    case CLASP_TOWER_SHARED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+size_t clasp_model_input_elems(const clasp_model_config *c, clasp_tower t) {
+    if (t == CLASP_TOWER_SHARED || !clasp_model_config_has(c, t)) return 0;
+    if (t == CLASP_TOWER_IMAGE)
+        return (size_t)c->image.channels * (size_t)c->image.size * (size_t)c->image.size;
+    if (t == CLASP_TOWER_TEXT) return (size_t)c->text.context_length;
+    return (size_t)c->audio.n_mels * (size_t)c->audio.n_frames;
+}
+
+/* Conv blocks + fc layers on a c x h x w input (gap: global average before the fc). */
+static double cnn_macs(int c, int h, int w, int n_conv, const clasp_conv_block *conv, int n_fc,
+                       const int *fc, bool gap, int D) {
+    double macs = 0.0;
+    for (int i = 0; i < n_conv; i++) {
+        const clasp_conv_block *b = &conv[i];
+        int oh = (h + 2 * b->padding - b->kernel) / b->stride + 1;
+        int ow = (w + 2 * b->padding - b->kernel) / b->stride + 1;
+        macs += (double)oh * ow * b->channels * c * b->kernel * b->kernel;
+        c = b->channels;
+        h = b->pool > 0 ? oh / b->pool : oh;
+        w = b->pool > 0 ? ow / b->pool : ow;
+    }
+    double in = gap ? (double)c : (double)c * h * w;
+    for (int j = 0; j < n_fc; j++) {
+        macs += in * fc[j];
+        in = fc[j];
+    }
+    return macs + in * D;
+}
+
+/* L pre-LN blocks of width C, mlp F on T tokens: qkv, proj, fc1, fc2, QK^T and AV. */
+static double stack_macs(int L, int T, int C, int F) {
+    return (double)L * ((double)T * C * (4.0 * C + 2.0 * F) + 2.0 * (double)T * T * C);
+}
+
+double clasp_model_forward_macs(const clasp_model_config *c, clasp_tower t) {
+    int D = c->embed_dim;
+    if (t == CLASP_TOWER_IMAGE && c->image.type == CLASP_IMAGE_CNN) {
+        const clasp_image_tower_config *ic = &c->image;
+        return cnn_macs(ic->channels, ic->size, ic->size, ic->n_conv, ic->conv, ic->n_fc, ic->fc,
+                        false, D);
+    }
+    if (t == CLASP_TOWER_IMAGE && c->image.type == CLASP_IMAGE_VIT) {
+        const clasp_image_tower_config *ic = &c->image;
+        int G = ic->size / ic->patch_size, N = G * G;
+        int T = N + (ic->pool == CLASP_POOL_CLS ? 1 : 0);
+        return (double)N * ic->channels * ic->patch_size * ic->patch_size * ic->width +
+               stack_macs(ic->layers, T, ic->width, ic->mlp_width) + (double)ic->width * D;
+    }
+    if (t == CLASP_TOWER_TEXT && c->text.type != CLASP_TEXT_NONE) {
+        const clasp_text_tower_config *tc = &c->text;
+        return stack_macs(tc->layers, tc->context_length, tc->width, tc->mlp_width) +
+               (double)tc->width * D;
+    }
+    if (t == CLASP_TOWER_AUDIO && c->audio.type == CLASP_AUDIO_TYPE_CNN) {
+        const clasp_audio_tower_config *ac = &c->audio;
+        return cnn_macs(1, ac->n_mels, ac->n_frames, ac->n_conv, ac->conv, ac->n_fc, ac->fc, true,
+                        D);
+    }
+    if (t == CLASP_TOWER_AUDIO && c->audio.type == CLASP_AUDIO_TYPE_AST) {
+        const clasp_audio_tower_config *ac = &c->audio;
+        int N = (ac->n_mels / ac->patch_freq) * (ac->n_frames / ac->patch_time);
+        int T = N + (ac->pool == CLASP_POOL_CLS ? 1 : 0);
+        return (double)N * ac->patch_freq * ac->patch_time * ac->width +
+               stack_macs(ac->layers, T, ac->width, ac->mlp_width) + (double)ac->width * D;
+    }
+    return 0.0;
 }

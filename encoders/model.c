@@ -31,12 +31,11 @@ void clasp_model_free(clasp_model *m) {
 
 static clasp_status declare_all(clasp_model *m, clasp__ptable *pt) {
     const clasp_model_config *cfg = &m->config;
-    bool present[CLASP_N_TOWERS] = {cfg->image.type != CLASP_IMAGE_NONE,
-                                    cfg->text.type != CLASP_TEXT_NONE, false, false};
     for (int t = 0; t < CLASP_N_TOWERS; t++) {
+        bool present = t != CLASP_TOWER_SHARED && clasp_model_config_has(cfg, (clasp_tower)t);
         m->range[t].first = pt->n;
         m->range[t].offset = pt->total;
-        if (present[t]) {
+        if (present) {
             clasp__tower *tw = calloc(1, sizeof *tw);
             if (!tw) return clasp_set_error(CLASP_ERR_NOMEM, "model: out of memory");
             tw->kind = (clasp_tower)t;
@@ -65,7 +64,8 @@ static clasp_status declare_all(clasp_model *m, clasp__ptable *pt) {
 clasp_status clasp_model_init(clasp_model *m, const clasp_model_config *cfg) {
     memset(m, 0, sizeof *m);
     if (!cfg || cfg->embed_dim <= 0 ||
-        (cfg->image.type == CLASP_IMAGE_NONE && cfg->text.type == CLASP_TEXT_NONE))
+        (cfg->image.type == CLASP_IMAGE_NONE && cfg->text.type == CLASP_TEXT_NONE &&
+         cfg->audio.type == CLASP_AUDIO_TYPE_NONE))
         return clasp_set_error(CLASP_ERR_CONFIG, "model: config has no tower or no embed_dim");
     m->config = *cfg;
     clasp__ptable pt = {0};
@@ -196,6 +196,14 @@ clasp_status clasp_model_backward_image(clasp_model *m, const float *dfeat) {
 
 clasp_status clasp_model_backward_text(clasp_model *m, const float *dfeat) {
     return clasp_model_backward(m, CLASP_TOWER_TEXT, dfeat);
+}
+
+clasp_status clasp_model_encode_audio(clasp_model *m, const float *mel, int B, float *feat) {
+    return clasp_model_encode(m, CLASP_TOWER_AUDIO, mel, B, feat);
+}
+
+clasp_status clasp_model_backward_audio(clasp_model *m, const float *dfeat) {
+    return clasp_model_backward(m, CLASP_TOWER_AUDIO, dfeat);
 }
 
 void clasp_model_zero_grad(clasp_model *m) {

@@ -1,11 +1,11 @@
 /* model.h: model configs (configs/NAME.json, OpenCLIP-style) and the encoders built from them.
  *
  * A clasp_model holds one tower per modality present in its config (image: "cnn" or "vit";
- * text: "transformer"; an audio tower slot is reserved), the logit scale (and logit bias for
+ * text: "transformer"; audio: "audio_cnn" or "ast"), the logit scale (and logit bias for
  * SigLIP), and three things that mirror each other:
  *
  *   info[]   the parameter table: PyTorch-style name, shape, offset into `params`, weight-decay
- *            flag, tower, init rule, in a fixed order (image, text, shared);
+ *            flag, tower, init rule, in a fixed order (image, text, audio, shared);
  *   params   ONE contiguous float buffer with every parameter;
  *   grads    ONE contiguous float buffer with the same layout (AdamW moments are the trainer's,
  *            in the same layout again).
@@ -13,8 +13,9 @@
  * Activations of each tower live in that tower's own arena, sized once by
  * clasp_model_prepare(m, B) with a measuring pass; encode/backward then never call malloc, and
  * any batch size 1..B can be run without reallocating (last partial batch, evaluation). The
- * towers' arenas are separate, so encode_image, encode_text, backward_image, backward_text can
- * run in any order after their forward.
+ * towers' arenas are separate, so the encode and backward calls of different towers can run in
+ * any order after their forward. A config may hold any two or all three towers (image+text,
+ * audio+text, image+audio+text for binding); which towers a loss pairs is the engine's choice.
  *
  *     clasp_model_config cfg;
  *     clasp_model m;
@@ -46,6 +47,19 @@
  *         .ln2.{weight,bias}, .mlp.fc1.{weight,bias} (F, W), .mlp.fc2.{weight,bias} (W, F);
  *         text.ln_f.{weight,bias}; text.proj.weight (D, W), .bias (D). In ref_clip_fmnist.py
  *         the block's qkv/proj/fc1/fc2 sit directly under blocks.N (no attn./mlp.).
+ *   audio_cnn  audio.conv{i}.weight (OC, C, K, K), .bias (OC), i = 1..n_conv (C = 1 for the
+ *         first block: the log-mel is a 1-channel image, frequency = rows, time = columns);
+ *         then a global average over frequency and time of the last block's output (B, OC);
+ *         audio.fc{j}.weight (OUT, IN), .bias (OUT), j = 1..n_fc+1 (ReLU between, the last
+ *         maps to embed_dim). PyTorch: x = mel.unsqueeze(1); per block maxpool(relu(conv(x)));
+ *         x.mean((2, 3)); fc layers.
+ *   ast   audio.patch_embed.weight (W, 1, PF, PT) (a conv with kernel = stride = (PF, PT) over
+ *         the (n_mels, n_frames) log-mel; frequency rows or time frames that do not fill a
+ *         whole patch are dropped, as Conv2d does), .bias (W); audio.cls_token (W) (pool
+ *         "cls"); audio.pos_emb (T, W), T = (n_mels/PF) * (n_frames/PT) (+1 for the class
+ *         token, first), patches in (frequency, time) row-major order as Conv2d's
+ *         flatten(2); audio.blocks.{l}.* as the text blocks; audio.ln_f.{weight,bias};
+ *         audio.proj.weight (D, W), .bias (D).
  *   shared logit_scale (scalar, shape []), logit_bias (scalar, only with init_logit_bias).
  *
  * Not thread-safe: one model per thread, or external locking.
@@ -69,8 +83,7 @@
 
 /* ---- config ---------------------------------------------------------------------------- */
 
-/* Towers. AUDIO is reserved (config key "audio" is refused as unsupported for now); SHARED
- * holds logit_scale and logit_bias. */
+/* Towers. SHARED holds logit_scale and logit_bias. */
 typedef enum clasp_tower {
     CLASP_TOWER_IMAGE = 0,
     CLASP_TOWER_TEXT = 1,
@@ -93,6 +106,11 @@ typedef enum clasp_image_type {
     CLASP_IMAGE_VIT
 } clasp_image_type;
 typedef enum clasp_text_type { CLASP_TEXT_NONE = 0, CLASP_TEXT_TRANSFORMER } clasp_text_type;
+typedef enum clasp_audio_type {
+    CLASP_AUDIO_TYPE_NONE = 0,
+    CLASP_AUDIO_TYPE_CNN, /* "audio_cnn" */
+    CLASP_AUDIO_TYPE_AST  /* "ast": audio spectrogram transformer */
+} clasp_audio_type;
 
 /* How an image is brought to size x size (OpenCLIP's resize_mode names): "shortest" scales
  * the shorter side to `size` and center-crops; "longest" scales the longer side and pads;
@@ -152,6 +170,51 @@ typedef struct clasp_text_tower_config {
     clasp_tokenizer_config tokenizer;
 } clasp_text_tower_config;
 
+/* Room for the audio front-end fields kept as JSON text (see clasp_audio_tower_config). */
+#define CLASP_AUDIO_FRONTEND_JSON_MAX 1536
+
+/* The "audio" object of a model config. It holds two kinds of fields:
+ *
+ * Encoder fields (parsed here): "type": "audio_cnn" | "ast", "output_dim"; audio_cnn: "conv"
+ * (blocks as the image CNN's), "fc"; ast: "patch_freq", "patch_time", "width", "layers",
+ * "heads", "mlp_width", "pool" ("cls" default | "mean"), "ln_eps", "act".
+ *
+ * Front-end fields (the log-mel chain of modalities/audio.h, parsed there by
+ * clasp_audio_config_from_json): sample_rate, clip_seconds, pad, crop, resample_quality,
+ * min_seconds, n_fft, win_length, hop_length, window, center, pad_mode, n_mels, fmin, fmax,
+ * mel_scale, mel_norm, power, log, log_floor, norm_mean, norm_std, nonfinite. encoders/ links
+ * only core (DESIGN.md), so they are kept verbatim as compact JSON in `frontend_json` (the
+ * pipeline and the export hand it to clasp_audio_config_from_json) and this parser checks
+ * only their JSON types plus the ones that fix the tower's input size, which must be given
+ * explicitly: "sample_rate", "clip_seconds", "hop_length", "n_mels" (and "n_fft" when
+ * "center" is false; "center" defaults to true as in modalities). From them:
+ *     clip_samples = llround(clip_seconds * sample_rate)
+ *     n_frames = center ? 1 + clip_samples / hop_length : 1 + (clip_samples - n_fft) / hop_length
+ * which is clasp_audio_clip_frames() of the same fields (tests/test_config.c checks that).
+ * The tower's input is the normalised log-mel (B, n_mels, n_frames). */
+typedef struct clasp_audio_tower_config {
+    clasp_audio_type type; /* NONE = no audio tower */
+    int n_mels;            /* input rows (frequency) */
+    int n_frames;          /* input columns (time), derived as above */
+    int sample_rate;       /* Hz, copy of the front-end field */
+    double clip_seconds;   /* copy of the front-end field */
+    int n_fft, hop_length; /* copies (n_fft 0 when absent and center is true) */
+    bool center;           /* copy, default true */
+    /* audio_cnn */
+    int n_conv;
+    clasp_conv_block conv[CLASP_MAX_CONV_BLOCKS]; /* "conv": [...], at least one block */
+    int n_fc;
+    int fc[CLASP_MAX_FC_LAYERS]; /* "fc": hidden widths (ReLU after each); then fc to embed */
+    /* ast */
+    int patch_freq, patch_time;                        /* "patch_freq", "patch_time" */
+    int width, layers, heads, mlp_width;               /* as the ViT's */
+    clasp_pool pool;                                   /* "pool": "cls" | "mean" */
+    float ln_eps;                                      /* default 1e-5 */
+    bool gelu_tanh;                                    /* "act" */
+    char frontend_json[CLASP_AUDIO_FRONTEND_JSON_MAX]; /* the front-end fields, compact JSON
+                                                          object in the order given */
+} clasp_audio_tower_config;
+
 typedef struct clasp_model_config {
     int embed_dim;           /* "embed_dim" */
     double init_logit_scale; /* default ln(1/0.07) */
@@ -160,13 +223,14 @@ typedef struct clasp_model_config {
     double init_logit_bias;
     clasp_image_tower_config image;
     clasp_text_tower_config text;
+    clasp_audio_tower_config audio;
 } clasp_model_config;
 
 /* Reads configs/NAME.json. Unknown keys (except ones starting with '_', for comments), a
  * missing field, a wrong type, an unknown tower type, a non-positive size, heads not dividing
  * width, spatial sizes that vanish, an output_dim differing from embed_dim... are
- * CLASP_ERR_CONFIG with a message naming the file and the field path ("image.conv[1].kernel").
- * An "audio" object is CLASP_ERR_UNSUPPORTED (not implemented yet). */
+ * CLASP_ERR_CONFIG with a message naming the file and the field path ("image.conv[1].kernel",
+ * "audio.patch_time"). */
 clasp_status clasp_model_config_load(const char *path, clasp_model_config *cfg);
 /* Same from a parsed document; `what` names it in messages. */
 clasp_status clasp_model_config_parse(const cJSON *root, const char *what, clasp_model_config *cfg);
@@ -227,8 +291,8 @@ void clasp_model_free(clasp_model *m);
 /* PyTorch-default init. Parameter i draws from the counter RNG keyed by (seed, CLASP_RNG_INIT,
  * xxh64(name)), so a parameter's values do not depend on the others. Rules: conv/linear weight
  * and bias U(+-1/sqrt(fan_in)); LayerNorm weight 1, bias 0; text tok_emb N(0, 0.02^2), text
- * pos_emb N(0, 0.01^2); ViT cls_token and pos_emb N(0, 0.02^2); logit_scale = init_logit_scale,
- * logit_bias = init_logit_bias. */
+ * pos_emb N(0, 0.01^2); ViT and AST cls_token and pos_emb N(0, 0.02^2); logit_scale =
+ * init_logit_scale, logit_bias = init_logit_bias. */
 void clasp_model_init_weights(clasp_model *m, uint64_t seed);
 
 /* Sizes every tower's activation arena for batches of up to `batch_cap` samples (one
@@ -242,7 +306,9 @@ size_t clasp_model_arena_high(const clasp_model *m, clasp_tower t);
 /* Forward pass of one tower on B <= batch_cap samples; writes feat (B, embed_dim) (projection
  * output, not normalised) and keeps the activations for clasp_model_backward. Inputs:
  *   IMAGE: const float pixels (B, C, H, W), already normalised;
- *   TEXT:  const int32_t tokens (B, context_length), each in [0, vocab_size).
+ *   TEXT:  const int32_t tokens (B, context_length), each in [0, vocab_size);
+ *   AUDIO: const float log-mel (B, n_mels, n_frames), already normalised (the front-end's
+ *          output layout, one clip after another).
  * Returns CLASP_ERR_STATE before prepare, CLASP_ERR_ARG for an absent tower, B out of range or
  * a token out of range (message names row and position). */
 clasp_status clasp_model_encode(clasp_model *m, clasp_tower t, const void *input, int B,
@@ -256,6 +322,18 @@ clasp_status clasp_model_encode_image(clasp_model *m, const float *pixels, int B
 clasp_status clasp_model_encode_text(clasp_model *m, const int32_t *tokens, int B, float *feat);
 clasp_status clasp_model_backward_image(clasp_model *m, const float *dfeat);
 clasp_status clasp_model_backward_text(clasp_model *m, const float *dfeat);
+clasp_status clasp_model_encode_audio(clasp_model *m, const float *mel, int B, float *feat);
+clasp_status clasp_model_backward_audio(clasp_model *m, const float *dfeat);
+
+/* Whether the config has tower t (SHARED: always true). */
+bool clasp_model_config_has(const clasp_model_config *c, clasp_tower t);
+/* Elements of one sample's input to tower t: C*H*W floats (image), context_length int32
+ * tokens (text), n_mels*n_frames floats (audio); 0 for an absent tower. */
+size_t clasp_model_input_elems(const clasp_model_config *c, clasp_tower t);
+/* Multiply-accumulates of one sample's forward pass through tower t (convolutions, linear
+ * layers and attention matmuls; elementwise work ignored); 0 for an absent tower. Training
+ * costs about 3x this per sample. */
+double clasp_model_forward_macs(const clasp_model_config *c, clasp_tower t);
 
 void clasp_model_zero_grad(clasp_model *m);
 

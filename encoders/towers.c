@@ -1,9 +1,12 @@
-/* towers.c: the encoder towers built from a model config: CNN and ViT image towers and the
- * text transformer, each as parameter declaration, activation plan, forward and backward,
- * composed from encoders/layers.h. Backward runs the layers in reverse and accumulates into
- * the model's grads.
+/* towers.c: the encoder towers built from a model config: CNN and ViT image towers, the
+ * text transformer, and the audio CNN and audio spectrogram transformer (AST), each as
+ * parameter declaration, activation plan, forward and backward, composed from
+ * encoders/layers.h. Backward runs the layers in reverse and accumulates into the model's
+ * grads. The audio towers reuse the image code: the log-mel (n_mels, n_frames) is a
+ * 1-channel image with frequency as rows and time as columns.
  *
- * ref: ../shared/bench/ref_clip_fmnist.py (ImageEncoder, TextEncoder, Block). */
+ * ref: ../shared/bench/ref_clip_fmnist.py (ImageEncoder, TextEncoder, Block);
+ * ref: Gong et al. 2021, AST (patches of the log-mel, class token, ViT blocks). */
 #include "encoders/towers.h"
 
 #include <limits.h>
@@ -79,13 +82,13 @@ static clasp_status add_linear(clasp__ptable *pt, clasp_tower t, const char *pre
                in);
 }
 
-/* nn.Conv2d(c, oc, k): weight (oc, c, k, k), bias (oc); fan_in = c*k*k. */
+/* nn.Conv2d(c, oc, (kh, kw)): weight (oc, c, kh, kw), bias (oc); fan_in = c*kh*kw. */
 static clasp_status add_conv(clasp__ptable *pt, clasp_tower t, const char *prefix, int oc, int c,
-                             int k, int *w, int *b) {
-    CLASP_TRY(add(pt, t, w, prefix, "weight", 4, oc, c, k, k, true, CLASP_INIT_UNIFORM_FANIN, 0.0f,
-                  c * k * k));
+                             int kh, int kw, int *w, int *b) {
+    CLASP_TRY(add(pt, t, w, prefix, "weight", 4, oc, c, kh, kw, true, CLASP_INIT_UNIFORM_FANIN,
+                  0.0f, c * kh * kw));
     return add(pt, t, b, prefix, "bias", 1, oc, 0, 0, 0, false, CLASP_INIT_UNIFORM_FANIN, 0.0f,
-               c * k * k);
+               c * kh * kw);
 }
 
 static clasp_status add_ln(clasp__ptable *pt, clasp_tower t, const char *prefix, int C, int *w,
@@ -130,28 +133,41 @@ static clasp_status declare_stack(clasp__stack *S, clasp__ptable *pt, clasp_towe
     return add_ln(pt, t, p, C, &S->lnf_w, &S->lnf_b);
 }
 
-static clasp_status declare_cnn(clasp__tower *tw, const clasp_model_config *cfg,
-                                clasp__ptable *pt) {
-    const clasp_image_tower_config *ic = &cfg->image;
-    int c = ic->channels, h = ic->size;
+/* Conv blocks then fc layers ("<prefix>.conv{i}", "<prefix>.fc{j}") on a c x h x w input. */
+static clasp_status declare_cnn(clasp__tower *tw, clasp__ptable *pt, clasp_tower t,
+                                const char *prefix, int c, int h, int w, int n_conv,
+                                const clasp_conv_block *convs, int n_fc, const int *fcs, bool gap,
+                                int D) {
     char p[CLASP_PARAM_NAME_MAX];
-    for (int i = 0; i < ic->n_conv; i++) {
-        const clasp_conv_block *cb = &ic->conv[i];
-        snprintf(p, sizeof p, "image.conv%d", i + 1);
-        CLASP_TRY(add_conv(pt, CLASP_TOWER_IMAGE, p, cb->channels, c, cb->kernel, &tw->conv_w[i],
+    tw->is_cnn = true;
+    tw->in_c = c;
+    tw->in_h = h;
+    tw->in_w = w;
+    tw->n_conv = n_conv;
+    tw->n_fc = n_fc;
+    tw->gap = gap;
+    for (int i = 0; i < n_conv; i++) {
+        const clasp_conv_block *cb = &convs[i];
+        tw->cb[i] = *cb;
+        snprintf(p, sizeof p, "%s.conv%d", prefix, i + 1);
+        CLASP_TRY(add_conv(pt, t, p, cb->channels, c, cb->kernel, cb->kernel, &tw->conv_w[i],
                            &tw->conv_b[i]));
         tw->cin[i] = c;
         tw->hin[i] = h;
+        tw->win[i] = w;
         tw->hconv[i] = clasp_conv2d_out_size(h, cb->kernel, cb->stride, cb->padding);
+        tw->wconv[i] = clasp_conv2d_out_size(w, cb->kernel, cb->stride, cb->padding);
         tw->hout[i] = cb->pool > 0 ? tw->hconv[i] / cb->pool : tw->hconv[i];
+        tw->wout[i] = cb->pool > 0 ? tw->wconv[i] / cb->pool : tw->wconv[i];
         c = cb->channels;
         h = tw->hout[i];
+        w = tw->wout[i];
     }
-    int in = c * h * h;
-    for (int j = 0; j <= ic->n_fc; j++) {
-        int out = j < ic->n_fc ? ic->fc[j] : cfg->embed_dim;
-        snprintf(p, sizeof p, "image.fc%d", j + 1);
-        CLASP_TRY(add_linear(pt, CLASP_TOWER_IMAGE, p, out, in, &tw->fc_w[j], &tw->fc_b[j]));
+    int in = gap ? c : c * h * w;
+    for (int j = 0; j <= n_fc; j++) {
+        int out = j < n_fc ? fcs[j] : D;
+        snprintf(p, sizeof p, "%s.fc%d", prefix, j + 1);
+        CLASP_TRY(add_linear(pt, t, p, out, in, &tw->fc_w[j], &tw->fc_b[j]));
         tw->fc_in[j] = in;
         tw->fc_out[j] = out;
         in = out;
@@ -159,22 +175,60 @@ static clasp_status declare_cnn(clasp__tower *tw, const clasp_model_config *cfg,
     return CLASP_OK;
 }
 
-static clasp_status declare_vit(clasp__tower *tw, const clasp_model_config *cfg,
-                                clasp__ptable *pt) {
-    const clasp_image_tower_config *ic = &cfg->image;
-    const clasp_tower t = CLASP_TOWER_IMAGE;
-    int W = ic->width, P = ic->patch_size, G = ic->size / P;
-    CLASP_TRY(add_conv(pt, t, "image.patch_embed", W, ic->channels, P, &tw->patch_w, &tw->patch_b));
+/* Patch transformer (ViT, AST): "<prefix>.patch_embed", ".cls_token", ".pos_emb", blocks,
+ * ".ln_f", ".proj" on a c x h x w input cut into ph x pw patches. */
+static clasp_status declare_patch_tf(clasp__tower *tw, clasp__ptable *pt, clasp_tower t,
+                                     const char *prefix, int c, int h, int w, int ph, int pw, int W,
+                                     int layers, int heads, int mlp, clasp_pool pool,
+                                     bool gelu_tanh, float eps, int D) {
+    char p[CLASP_PARAM_NAME_MAX];
+    tw->pc = c;
+    tw->ph_in = h;
+    tw->pw_in = w;
+    tw->PH = ph;
+    tw->PW = pw;
+    tw->GH = h / ph;
+    tw->GW = w / pw;
+    tw->pwidth = W;
+    tw->ppool = pool;
+    snprintf(p, sizeof p, "%s.patch_embed", prefix);
+    CLASP_TRY(add_conv(pt, t, p, W, c, ph, pw, &tw->patch_w, &tw->patch_b));
     tw->cls = -1;
-    if (ic->pool == CLASP_POOL_CLS)
-        CLASP_TRY(add(pt, t, &tw->cls, "image.cls_token", "", 1, W, 0, 0, 0, false,
-                      CLASP_INIT_NORMAL, 0.02f, 0));
-    tw->T = G * G + (ic->pool == CLASP_POOL_CLS ? 1 : 0);
-    CLASP_TRY(add(pt, t, &tw->pos_emb, "image.pos_emb", "", 2, tw->T, W, 0, 0, false,
-                  CLASP_INIT_NORMAL, 0.02f, 0));
-    CLASP_TRY(declare_stack(&tw->st, pt, t, "image", ic->layers, W, ic->heads, ic->mlp_width, false,
-                            ic->gelu_tanh, ic->ln_eps));
-    return add_linear(pt, t, "image.proj", cfg->embed_dim, W, &tw->proj_w, &tw->proj_b);
+    if (pool == CLASP_POOL_CLS) {
+        snprintf(p, sizeof p, "%s.cls_token", prefix);
+        CLASP_TRY(add(pt, t, &tw->cls, p, "", 1, W, 0, 0, 0, false, CLASP_INIT_NORMAL, 0.02f, 0));
+    }
+    tw->T = tw->GH * tw->GW + (pool == CLASP_POOL_CLS ? 1 : 0);
+    snprintf(p, sizeof p, "%s.pos_emb", prefix);
+    CLASP_TRY(
+        add(pt, t, &tw->pos_emb, p, "", 2, tw->T, W, 0, 0, false, CLASP_INIT_NORMAL, 0.02f, 0));
+    CLASP_TRY(declare_stack(&tw->st, pt, t, prefix, layers, W, heads, mlp, false, gelu_tanh, eps));
+    snprintf(p, sizeof p, "%s.proj", prefix);
+    return add_linear(pt, t, p, D, W, &tw->proj_w, &tw->proj_b);
+}
+
+static clasp_status declare_image(clasp__tower *tw, const clasp_model_config *cfg,
+                                  clasp__ptable *pt) {
+    const clasp_image_tower_config *ic = &cfg->image;
+    if (ic->type == CLASP_IMAGE_CNN)
+        return declare_cnn(tw, pt, CLASP_TOWER_IMAGE, "image", ic->channels, ic->size, ic->size,
+                           ic->n_conv, ic->conv, ic->n_fc, ic->fc, false, cfg->embed_dim);
+    return declare_patch_tf(tw, pt, CLASP_TOWER_IMAGE, "image", ic->channels, ic->size, ic->size,
+                            ic->patch_size, ic->patch_size, ic->width, ic->layers, ic->heads,
+                            ic->mlp_width, ic->pool, ic->gelu_tanh, ic->ln_eps, cfg->embed_dim);
+}
+
+static clasp_status declare_audio(clasp__tower *tw, const clasp_model_config *cfg,
+                                  clasp__ptable *pt) {
+    const clasp_audio_tower_config *ac = &cfg->audio;
+    if (ac->type == CLASP_AUDIO_TYPE_CNN)
+        return declare_cnn(tw, pt, CLASP_TOWER_AUDIO, "audio", 1, ac->n_mels, ac->n_frames,
+                           ac->n_conv, ac->conv, ac->n_fc, ac->fc, true, cfg->embed_dim);
+    if (ac->type == CLASP_AUDIO_TYPE_AST)
+        return declare_patch_tf(tw, pt, CLASP_TOWER_AUDIO, "audio", 1, ac->n_mels, ac->n_frames,
+                                ac->patch_freq, ac->patch_time, ac->width, ac->layers, ac->heads,
+                                ac->mlp_width, ac->pool, ac->gelu_tanh, ac->ln_eps, cfg->embed_dim);
+    return clasp_set_error(CLASP_ERR_CONFIG, "audio tower: no type");
 }
 
 static clasp_status declare_text(clasp__tower *tw, const clasp_model_config *cfg,
@@ -196,10 +250,11 @@ clasp_status clasp__tower_declare(clasp__tower *tw, const clasp_model_config *cf
                                   clasp__ptable *pt) {
     switch (tw->kind) {
     case CLASP_TOWER_IMAGE:
-        return cfg->image.type == CLASP_IMAGE_CNN ? declare_cnn(tw, cfg, pt)
-                                                  : declare_vit(tw, cfg, pt);
+        return declare_image(tw, cfg, pt);
     case CLASP_TOWER_TEXT:
         return declare_text(tw, cfg, pt);
+    case CLASP_TOWER_AUDIO:
+        return declare_audio(tw, cfg, pt);
     default:
         return clasp_set_error(CLASP_ERR_UNSUPPORTED, "tower %s not implemented",
                                clasp_tower_name(tw->kind));
@@ -220,7 +275,7 @@ void clasp__tower_free(clasp__tower *tw) {
 /* n = n1*n2*n3 elements of `esize` bytes; every tensor must stay below INT_MAX elements
  * because the layers take int dimensions. */
 static clasp_status take(clasp_arena *a, void **p, size_t esize, size_t n1, size_t n2, size_t n3) {
-    size_t n, nb;
+    size_t n = 0, nb = 0;
     if (!clasp_size_mul3(n1, n2, n3, &n) || n > (size_t)INT_MAX || !clasp_size_mul(n, esize, &nb))
         return clasp_set_error(CLASP_ERR_OVERFLOW, "activation tensor of %zu x %zu x %zu too large",
                                n1, n2, n3);
@@ -247,7 +302,7 @@ static clasp_status plan_stack(clasp__stack *S, clasp_arena *a, int B, int T) {
         return clasp_set_error(CLASP_ERR_OVERFLOW, "transformer activations for batch %d too large",
                                B);
     for (int l = 0; l < S->L; l++) {
-        float *buf;
+        float *buf = NULL;
         CLASP_TRY(TAKE_F(a, buf, clasp_block_acts_floats(&d), 1, 1));
         if (!a->measure) clasp_block_acts_point(&S->acts[l], buf, &d);
     }
@@ -260,17 +315,17 @@ static clasp_status plan_stack(clasp__stack *S, clasp_arena *a, int B, int T) {
     return TAKE_F(a, S->dlnf, BT, C, 1);
 }
 
-static clasp_status plan_cnn(clasp__tower *tw, const clasp_image_tower_config *ic, clasp_arena *a,
-                             int B) {
+static clasp_status plan_cnn(clasp__tower *tw, clasp_arena *a, int B) {
     size_t b = (size_t)B;
-    CLASP_TRY(TAKE_F(a, tw->x, b, (size_t)ic->channels, (size_t)ic->size * (size_t)ic->size));
-    for (int i = 0; i < ic->n_conv; i++) {
-        size_t oc = (size_t)ic->conv[i].channels;
-        size_t nconv = (size_t)tw->hconv[i] * (size_t)tw->hconv[i];
-        size_t nout = (size_t)tw->hout[i] * (size_t)tw->hout[i];
+    CLASP_TRY(TAKE_F(a, tw->x, b, (size_t)tw->in_c, (size_t)tw->in_h * (size_t)tw->in_w));
+    for (int i = 0; i < tw->n_conv; i++) {
+        const clasp_conv_block *cb = &tw->cb[i];
+        size_t oc = (size_t)cb->channels;
+        size_t nconv = (size_t)tw->hconv[i] * (size_t)tw->wconv[i];
+        size_t nout = (size_t)tw->hout[i] * (size_t)tw->wout[i];
         CLASP_TRY(TAKE_F(a, tw->conv[i], b, oc, nconv));
         CLASP_TRY(TAKE_F(a, tw->dconv_pre[i], b, oc, nconv));
-        if (ic->conv[i].pool > 0) {
+        if (cb->pool > 0) {
             CLASP_TRY(TAKE_F(a, tw->pool[i], b, oc, nout));
             CLASP_TRY(take(a, (void **)&tw->pidx[i], sizeof(int32_t), b, oc, nout));
             CLASP_TRY(TAKE_F(a, tw->dconv_out[i], b, oc, nout));
@@ -281,14 +336,18 @@ static clasp_status plan_cnn(clasp__tower *tw, const clasp_image_tower_config *i
             CLASP_TRY(TAKE_F(a, tw->dconv_out[i], b, oc, nconv));
             tw->dconv_post[i] = tw->dconv_out[i];
         }
-        const clasp_conv_block *cb = &ic->conv[i];
-        size_t nw = clasp_conv2d_work_floats(B, tw->cin[i], tw->hin[i], tw->hin[i], cb->kernel,
+        size_t nw = clasp_conv2d_work_floats(B, tw->cin[i], tw->hin[i], tw->win[i], cb->kernel,
                                              cb->kernel, cb->stride, cb->padding);
         /* own scratch per conv block: nothing assumes the layer's scratch is dead between
          * forward and backward */
         CLASP_TRY(TAKE_F(a, tw->cwork_blk[i], nw ? nw : 1, 1, 1));
     }
-    for (int j = 0; j < ic->n_fc; j++) {
+    tw->gapv = tw->dgap = NULL;
+    if (tw->gap) {
+        CLASP_TRY(TAKE_F(a, tw->gapv, b, (size_t)tw->fc_in[0], 1));
+        CLASP_TRY(TAKE_F(a, tw->dgap, b, (size_t)tw->fc_in[0], 1));
+    }
+    for (int j = 0; j < tw->n_fc; j++) {
         CLASP_TRY(TAKE_F(a, tw->fc[j], b, (size_t)tw->fc_out[j], 1));
         CLASP_TRY(TAKE_F(a, tw->dfc_post[j], b, (size_t)tw->fc_out[j], 1));
         CLASP_TRY(TAKE_F(a, tw->dfc_pre[j], b, (size_t)tw->fc_out[j], 1));
@@ -296,11 +355,9 @@ static clasp_status plan_cnn(clasp__tower *tw, const clasp_image_tower_config *i
     return CLASP_OK;
 }
 
-static clasp_status plan_vit(clasp__tower *tw, const clasp_image_tower_config *ic, clasp_arena *a,
-                             int B) {
-    size_t G = (size_t)(ic->size / ic->patch_size), P = (size_t)ic->patch_size;
-    size_t BN = (size_t)B * G * G, W = (size_t)ic->width;
-    CLASP_TRY(TAKE_F(a, tw->patches, BN, (size_t)ic->channels, P * P));
+static clasp_status plan_patch_tf(clasp__tower *tw, clasp_arena *a, int B) {
+    size_t BN = (size_t)B * (size_t)tw->GH * (size_t)tw->GW, W = (size_t)tw->pwidth;
+    CLASP_TRY(TAKE_F(a, tw->patches, BN, (size_t)tw->pc, (size_t)tw->PH * (size_t)tw->PW));
     CLASP_TRY(TAKE_F(a, tw->pe, BN, W, 1));
     CLASP_TRY(take(a, (void **)&tw->pos, sizeof(int32_t), (size_t)B, 1, 1));
     CLASP_TRY(TAKE_F(a, tw->pooled, (size_t)B, W, 1));
@@ -324,8 +381,8 @@ clasp_status clasp__tower_plan(clasp__tower *tw, const clasp_model *m, clasp_are
     clasp_arena_reset(a);
     switch (tw->kind) {
     case CLASP_TOWER_IMAGE:
-        return m->config.image.type == CLASP_IMAGE_CNN ? plan_cnn(tw, &m->config.image, a, B)
-                                                       : plan_vit(tw, &m->config.image, a, B);
+    case CLASP_TOWER_AUDIO:
+        return tw->is_cnn ? plan_cnn(tw, a, B) : plan_patch_tf(tw, a, B);
     case CLASP_TOWER_TEXT:
         return plan_text(tw, &m->config.text, a, B);
     default:
@@ -390,42 +447,47 @@ static float *stack_backward(clasp__stack *S, clasp_model *m, int B, int T) {
     return dcur;
 }
 
-/* ---- CNN -------------------------------------------------------------------------------- */
+/* ---- CNN (image cnn, audio_cnn) -------------------------------------------------------- */
 
 static const float *cnn_block_input(const clasp__tower *tw, int i) {
     if (i == 0) return tw->x;
     return tw->pool[i - 1] ? tw->pool[i - 1] : tw->conv[i - 1];
 }
 
-static const float *cnn_fc_input(const clasp__tower *tw, const clasp_image_tower_config *ic,
-                                 int j) {
+static const float *cnn_fc_input(const clasp__tower *tw, int j) {
     if (j > 0) return tw->fc[j - 1];
-    return ic->n_conv ? cnn_block_input(tw, ic->n_conv) : tw->x;
+    if (tw->gap) return tw->gapv;
+    return tw->n_conv ? cnn_block_input(tw, tw->n_conv) : tw->x;
 }
 
-static void cnn_forward(clasp__tower *tw, const clasp_model *m, const float *pixels, int B,
+/* input (B, C, H, W) -> feat (B, D) */
+static void cnn_forward(clasp__tower *tw, const clasp_model *m, const float *input, int B,
                         float *feat) {
-    const clasp_image_tower_config *ic = &m->config.image;
-    size_t npix = (size_t)B * (size_t)ic->channels * (size_t)ic->size * (size_t)ic->size;
-    memcpy(tw->x, pixels, npix * sizeof(float));
-    for (int i = 0; i < ic->n_conv; i++) {
-        const clasp_conv_block *cb = &ic->conv[i];
-        int oc = cb->channels, ho = tw->hconv[i];
+    size_t npix = (size_t)B * (size_t)tw->in_c * (size_t)tw->in_h * (size_t)tw->in_w;
+    memcpy(tw->x, input, npix * sizeof(float));
+    for (int i = 0; i < tw->n_conv; i++) {
+        const clasp_conv_block *cb = &tw->cb[i];
+        int oc = cb->channels, ho = tw->hconv[i], wo = tw->wconv[i];
         clasp_conv2d_forward(tw->conv[i], tw->cwork_blk[i], cnn_block_input(tw, i),
                              P(m, m->params, tw->conv_w[i]), P(m, m->params, tw->conv_b[i]), B,
-                             tw->cin[i], tw->hin[i], tw->hin[i], oc, cb->kernel, cb->kernel,
+                             tw->cin[i], tw->hin[i], tw->win[i], oc, cb->kernel, cb->kernel,
                              cb->stride, cb->padding);
-        size_t n = (size_t)B * (size_t)oc * (size_t)ho * (size_t)ho;
+        size_t n = (size_t)B * (size_t)oc * (size_t)ho * (size_t)wo;
         clasp_relu_forward(tw->conv[i], tw->conv[i], n);
         if (cb->pool > 0)
-            clasp_maxpool2d_forward(tw->pool[i], tw->pidx[i], tw->conv[i], B, oc, ho, ho, cb->pool,
+            clasp_maxpool2d_forward(tw->pool[i], tw->pidx[i], tw->conv[i], B, oc, ho, wo, cb->pool,
                                     cb->pool);
     }
-    for (int j = 0; j <= ic->n_fc; j++) {
-        float *out = j < ic->n_fc ? tw->fc[j] : feat;
-        clasp_linear_forward(out, cnn_fc_input(tw, ic, j), P(m, m->params, tw->fc_w[j]),
+    if (tw->gap) {
+        int L = tw->n_conv - 1;
+        clasp_global_avgpool_forward(tw->gapv, cnn_block_input(tw, tw->n_conv), B, tw->fc_in[0],
+                                     tw->hout[L] * tw->wout[L]);
+    }
+    for (int j = 0; j <= tw->n_fc; j++) {
+        float *out = j < tw->n_fc ? tw->fc[j] : feat;
+        clasp_linear_forward(out, cnn_fc_input(tw, j), P(m, m->params, tw->fc_w[j]),
                              P(m, m->params, tw->fc_b[j]), B, tw->fc_in[j], tw->fc_out[j]);
-        if (j < ic->n_fc) clasp_relu_forward(out, out, (size_t)B * (size_t)tw->fc_out[j]);
+        if (j < tw->n_fc) clasp_relu_forward(out, out, (size_t)B * (size_t)tw->fc_out[j]);
     }
 }
 
@@ -434,16 +496,16 @@ static void zero(float *p, size_t n) {
 }
 
 static void cnn_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, int B) {
-    const clasp_image_tower_config *ic = &m->config.image;
     size_t b = (size_t)B;
-    float *dflat = ic->n_conv ? tw->dconv_out[ic->n_conv - 1] : NULL;
+    int L = tw->n_conv - 1;
+    float *dflat = tw->gap ? tw->dgap : tw->n_conv ? tw->dconv_out[L] : NULL;
     const float *dout = dfeat;
-    for (int j = ic->n_fc; j >= 0; j--) {
+    for (int j = tw->n_fc; j >= 0; j--) {
         float *dprev = j > 0 ? tw->dfc_post[j - 1] : dflat;
         zero(dprev, b * (size_t)tw->fc_in[j]);
         clasp_linear_backward(dprev, P(m, m->grads, tw->fc_w[j]), P(m, m->grads, tw->fc_b[j]), dout,
-                              cnn_fc_input(tw, ic, j), P(m, m->params, tw->fc_w[j]), B,
-                              tw->fc_in[j], tw->fc_out[j]);
+                              cnn_fc_input(tw, j), P(m, m->params, tw->fc_w[j]), B, tw->fc_in[j],
+                              tw->fc_out[j]);
         if (j > 0) {
             size_t n = b * (size_t)tw->fc_out[j - 1];
             zero(tw->dfc_pre[j - 1], n);
@@ -451,44 +513,50 @@ static void cnn_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, i
             dout = tw->dfc_pre[j - 1];
         }
     }
-    for (int i = ic->n_conv - 1; i >= 0; i--) {
-        const clasp_conv_block *cb = &ic->conv[i];
-        int oc = cb->channels, ho = tw->hconv[i];
-        size_t n = b * (size_t)oc * (size_t)ho * (size_t)ho;
+    if (tw->gap) {
+        int hw = tw->hout[L] * tw->wout[L];
+        zero(tw->dconv_out[L], b * (size_t)tw->fc_in[0] * (size_t)hw);
+        clasp_global_avgpool_backward(tw->dconv_out[L], tw->dgap, B, tw->fc_in[0], hw);
+    }
+    for (int i = tw->n_conv - 1; i >= 0; i--) {
+        const clasp_conv_block *cb = &tw->cb[i];
+        int oc = cb->channels, ho = tw->hconv[i], wo = tw->wconv[i];
+        size_t n = b * (size_t)oc * (size_t)ho * (size_t)wo;
         if (cb->pool > 0) {
             zero(tw->dconv_post[i], n);
             clasp_maxpool2d_backward(tw->dconv_post[i], tw->dconv_out[i], tw->pidx[i], B, oc, ho,
-                                     ho, cb->pool, cb->pool);
+                                     wo, cb->pool, cb->pool);
         }
         zero(tw->dconv_pre[i], n);
         clasp_relu_backward(tw->dconv_pre[i], tw->dconv_post[i], tw->conv[i], n);
         float *dprev = i > 0 ? tw->dconv_out[i - 1] : NULL;
-        zero(dprev, b * (size_t)tw->cin[i] * (size_t)tw->hin[i] * (size_t)tw->hin[i]);
+        zero(dprev, b * (size_t)tw->cin[i] * (size_t)tw->hin[i] * (size_t)tw->win[i]);
         clasp_conv2d_backward(dprev, P(m, m->grads, tw->conv_w[i]), P(m, m->grads, tw->conv_b[i]),
                               tw->cwork_blk[i], tw->dconv_pre[i], cnn_block_input(tw, i),
-                              P(m, m->params, tw->conv_w[i]), B, tw->cin[i], tw->hin[i], tw->hin[i],
+                              P(m, m->params, tw->conv_w[i]), B, tw->cin[i], tw->hin[i], tw->win[i],
                               oc, cb->kernel, cb->kernel, cb->stride, cb->padding);
     }
 }
 
-/* ---- ViT -------------------------------------------------------------------------------- */
+/* ---- patch transformer (ViT, AST) -------------------------------------------------------- */
 
-static void vit_forward(clasp__tower *tw, const clasp_model *m, const float *pixels, int B,
-                        float *feat) {
-    const clasp_image_tower_config *ic = &m->config.image;
-    int C = ic->channels, S = ic->size, Pz = ic->patch_size, G = S / Pz, N = G * G;
-    int W = ic->width, T = tw->T, CPP = C * Pz * Pz, off = tw->cls >= 0 ? 1 : 0;
-    /* patches (B*N, C*P*P): row (b, gy, gx), column (c, ky, kx) = conv weight layout */
+/* input (B, C, H, W) -> feat (B, D) */
+static void patch_tf_forward(clasp__tower *tw, const clasp_model *m, const float *input, int B,
+                             float *feat) {
+    int C = tw->pc, H = tw->ph_in, Wi = tw->pw_in, PH = tw->PH, PW = tw->PW;
+    int GH = tw->GH, GW = tw->GW, N = GH * GW;
+    int W = tw->pwidth, T = tw->T, CPP = C * PH * PW, off = tw->cls >= 0 ? 1 : 0;
+    /* patches (B*N, C*PH*PW): row (b, gy, gx), column (c, ky, kx) = conv weight layout */
     for (int b = 0; b < B; b++)
-        for (int gy = 0; gy < G; gy++)
-            for (int gx = 0; gx < G; gx++) {
-                float *row = tw->patches + ((size_t)b * N + (size_t)(gy * G + gx)) * CPP;
+        for (int gy = 0; gy < GH; gy++)
+            for (int gx = 0; gx < GW; gx++) {
+                float *row = tw->patches + ((size_t)b * N + (size_t)(gy * GW + gx)) * CPP;
                 for (int c = 0; c < C; c++)
-                    for (int ky = 0; ky < Pz; ky++)
-                        memcpy(row + (c * Pz + ky) * Pz,
-                               pixels + (((size_t)b * C + c) * S + (size_t)(gy * Pz + ky)) * S +
-                                   (size_t)gx * Pz,
-                               (size_t)Pz * sizeof(float));
+                    for (int ky = 0; ky < PH; ky++)
+                        memcpy(row + (c * PH + ky) * PW,
+                               input + (((size_t)b * C + c) * H + (size_t)(gy * PH + ky)) * Wi +
+                                   (size_t)gx * PW,
+                               (size_t)PW * sizeof(float));
             }
     clasp_linear_forward(tw->pe, tw->patches, P(m, m->params, tw->patch_w),
                          P(m, m->params, tw->patch_b), B * N, CPP, W);
@@ -500,7 +568,7 @@ static void vit_forward(clasp__tower *tw, const clasp_model *m, const float *pix
     }
     clasp_posemb_forward(x0, P(m, m->params, tw->pos_emb), B, T, W);
     stack_forward(&tw->st, m, NULL, B, T);
-    if (ic->pool == CLASP_POOL_CLS) {
+    if (tw->ppool == CLASP_POOL_CLS) {
         for (int b = 0; b < B; b++) tw->pos[b] = 0;
         clasp_gather_tokens_forward(tw->pooled, tw->st.lnf, tw->pos, B, T, W);
     } else {
@@ -510,16 +578,15 @@ static void vit_forward(clasp__tower *tw, const clasp_model *m, const float *pix
                          B, W, m->config.embed_dim);
 }
 
-static void vit_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, int B) {
-    const clasp_image_tower_config *ic = &m->config.image;
-    int C = ic->channels, Pz = ic->patch_size, G = ic->size / Pz, N = G * G;
-    int W = ic->width, T = tw->T, CPP = C * Pz * Pz, off = tw->cls >= 0 ? 1 : 0;
+static void patch_tf_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, int B) {
+    int N = tw->GH * tw->GW, W = tw->pwidth, T = tw->T;
+    int CPP = tw->pc * tw->PH * tw->PW, off = tw->cls >= 0 ? 1 : 0;
     zero(tw->dpooled, (size_t)B * W);
     clasp_linear_backward(tw->dpooled, P(m, m->grads, tw->proj_w), P(m, m->grads, tw->proj_b),
                           dfeat, tw->pooled, P(m, m->params, tw->proj_w), B, W,
                           m->config.embed_dim);
     zero(tw->st.dlnf, (size_t)B * T * W);
-    if (ic->pool == CLASP_POOL_CLS)
+    if (tw->ppool == CLASP_POOL_CLS)
         clasp_gather_tokens_backward(tw->st.dlnf, tw->dpooled, tw->pos, B, T, W);
     else
         clasp_meanpool_tokens_backward(tw->st.dlnf, tw->dpooled, B, T, W);
@@ -642,10 +709,11 @@ clasp_status clasp__tower_forward(clasp__tower *tw, const clasp_model *m, const 
                                   float *feat) {
     switch (tw->kind) {
     case CLASP_TOWER_IMAGE:
-        if (m->config.image.type == CLASP_IMAGE_CNN)
+    case CLASP_TOWER_AUDIO:
+        if (tw->is_cnn)
             cnn_forward(tw, m, input, B, feat);
         else
-            vit_forward(tw, m, input, B, feat);
+            patch_tf_forward(tw, m, input, B, feat);
         return CLASP_OK;
     case CLASP_TOWER_TEXT:
         return text_forward(tw, m, input, B, feat);
@@ -658,10 +726,11 @@ void clasp__tower_backward(clasp__tower *tw, clasp_model *m, const float *dfeat)
     int B = tw->fwd_B;
     switch (tw->kind) {
     case CLASP_TOWER_IMAGE:
-        if (m->config.image.type == CLASP_IMAGE_CNN)
+    case CLASP_TOWER_AUDIO:
+        if (tw->is_cnn)
             cnn_backward(tw, m, dfeat, B);
         else
-            vit_backward(tw, m, dfeat, B);
+            patch_tf_backward(tw, m, dfeat, B);
         break;
     case CLASP_TOWER_TEXT:
         text_backward(tw, m, dfeat, B);

@@ -1,11 +1,14 @@
 /* towers.h: private interface between encoders/model.c and the tower implementations in
- * encoders/towers.c (CNN, ViT, text transformer). Not part of the public API.
+ * encoders/towers.c (image CNN and ViT, text transformer, audio CNN and AST). Not part of the
+ * public API.
  *
  * A tower declares its parameters into a table (clasp__ptable_add), keeps the indices of its
  * parameters, and plans its activations into an arena: clasp__tower_plan is run once against a
  * measuring arena (sizing) and again before every forward against the real arena, where it
  * only bumps pointers. Forward and backward then touch nothing but the arena and the model's
- * params/grads. Adding the audio tower means adding one more case to each function here. */
+ * params/grads. The CNN code serves the image CNN and the audio CNN (non-square input, global
+ * average pooling before the fc layers); the patch-transformer code serves the ViT and the
+ * AST (non-square patches over a non-square input). */
 #ifndef CLASP_ENCODERS_TOWERS_H
 #define CLASP_ENCODERS_TOWERS_H
 
@@ -45,14 +48,22 @@ typedef struct clasp__stack {
 typedef struct clasp__tower {
     clasp_tower kind;
     clasp_arena arena;
-    int fwd_B; /* batch of the last forward, 0 = none */
-    /* CNN */
+    int fwd_B;   /* batch of the last forward, 0 = none */
+    bool is_cnn; /* CNN (image cnn, audio_cnn) or patch transformer / text */
+    /* CNN: input in_c x in_h x in_w, blocks, fc layers; gap = global average pooling of the
+     * last block's output (B, OC) feeds the fc layers instead of the flattened map */
+    int in_c, in_h, in_w, n_conv, n_fc;
+    bool gap;
+    clasp_conv_block cb[CLASP_MAX_CONV_BLOCKS];
     int conv_w[CLASP_MAX_CONV_BLOCKS], conv_b[CLASP_MAX_CONV_BLOCKS];
     int fc_w[CLASP_MAX_FC_LAYERS + 1], fc_b[CLASP_MAX_FC_LAYERS + 1];
-    int cin[CLASP_MAX_CONV_BLOCKS], hin[CLASP_MAX_CONV_BLOCKS]; /* block input C, H (= W) */
+    int cin[CLASP_MAX_CONV_BLOCKS], hin[CLASP_MAX_CONV_BLOCKS]; /* block input C, H */
+    int win[CLASP_MAX_CONV_BLOCKS];                             /* block input W */
     int hconv[CLASP_MAX_CONV_BLOCKS], hout[CLASP_MAX_CONV_BLOCKS];
+    int wconv[CLASP_MAX_CONV_BLOCKS], wout[CLASP_MAX_CONV_BLOCKS];
     int fc_in[CLASP_MAX_FC_LAYERS + 1], fc_out[CLASP_MAX_FC_LAYERS + 1];
     float *x;                                 /* input copy (B,C,H,W) */
+    float *gapv, *dgap;                       /* (B, OC) with gap, else NULL */
     float *conv[CLASP_MAX_CONV_BLOCKS];       /* (B,OC,OH,OW) after ReLU */
     float *pool[CLASP_MAX_CONV_BLOCKS];       /* (B,OC,PH,PW) or NULL (no pool) */
     int32_t *pidx[CLASP_MAX_CONV_BLOCKS];     /* argmax of each pool output */
@@ -62,17 +73,21 @@ typedef struct clasp__tower {
     float *dconv_pre[CLASP_MAX_CONV_BLOCKS];  /* grad before ReLU */
     float *dfc_post[CLASP_MAX_FC_LAYERS], *dfc_pre[CLASP_MAX_FC_LAYERS];
     float *cwork_blk[CLASP_MAX_CONV_BLOCKS]; /* conv scratch, one per block */
-    /* transformer towers (ViT, text) */
+    /* transformer towers (ViT, AST, text) */
     clasp__stack st;
     int T;                     /* tokens per sample */
-    int tok_emb, pos_emb;      /* text; pos_emb also ViT */
-    int patch_w, patch_b, cls; /* ViT (cls = -1 without class token) */
+    int tok_emb, pos_emb;      /* text; pos_emb also ViT/AST */
+    int patch_w, patch_b, cls; /* ViT/AST (cls = -1 without class token) */
+    /* ViT/AST: input pc x ph_in x pw_in, patches PH x PW, grid GH x GW (leftover rows and
+     * columns that do not fill a patch are ignored), width W, pooling */
+    int pc, ph_in, pw_in, PH, PW, GH, GW, pwidth;
+    clasp_pool ppool;
     int proj_w, proj_b;
     int32_t *tokens;         /* text (B,T) copy */
     uint8_t *padm;           /* text (B,T) 1 = PAD, or NULL */
     int32_t *pos;            /* (B) gathered row (EOS / class token) */
-    float *patches;          /* ViT (B*N, C*P*P) */
-    float *pe;               /* ViT (B*N, W) patch embeddings, reused as their gradient */
+    float *patches;          /* ViT/AST (B*N, C*PH*PW) */
+    float *pe;               /* ViT/AST (B*N, W) patch embeddings, reused as their gradient */
     float *pooled, *dpooled; /* (B, W) */
 } clasp__tower;
 

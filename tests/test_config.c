@@ -1,6 +1,7 @@
-/* test_config.c: model config parsing (encoders/config.c): configs/fmnist-small.json loads with
- * the expected values; every kind of bad config is CLASP_ERR_CONFIG naming the file and the
- * field; serialisation round-trips. */
+/* test_config.c: model config parsing (encoders/config.c): configs/fmnist-small.json and
+ * configs/speech-small.json load with the expected values; every kind of bad config is
+ * CLASP_ERR_CONFIG naming the file and the field; the audio tower's input size agrees with
+ * the front-end's (modalities/audio.h) for the same fields; serialisation round-trips. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 
 #include "core/json.h"
 #include "encoders/model.h"
+#include "modalities/audio.h"
 #include "testutil.h"
 
 static const char *fmnist_path(char *buf, size_t cap) {
@@ -188,12 +190,204 @@ Test(config, vit_checks) {
     cr_assert_eq(c.text.type, CLASP_TEXT_NONE);
 }
 
-Test(config, audio_is_not_implemented_yet) {
-    char doc[2048];
+static void roundtrip(const clasp_model_config *c);
+
+/* A valid audio CNN + text config to mutate. */
+static const char *ABASE =
+    "{\"embed_dim\": 8,"
+    " \"audio\": {\"type\": \"audio_cnn\", \"sample_rate\": 8000, \"clip_seconds\": 0.5,"
+    "   \"hop_length\": 80, \"n_fft\": 256, \"n_mels\": 16, \"window\": \"hann\","
+    "   \"conv\": [{\"channels\": 4, \"kernel\": 3, \"padding\": 1, \"pool\": 2}], \"fc\": [16],"
+    "   \"norm_mean\": -5.5, \"norm_std\": 6},"
+    " \"text\": {\"type\": \"transformer\", \"vocab_size\": 20, \"context_length\": 6,"
+    "   \"width\": 8, \"layers\": 1, \"heads\": 2, \"mlp_width\": 16, \"eos_id\": 1}}";
+
+/* ABASE with an AST instead of the CNN. */
+static const char *ASTBASE =
+    "{\"embed_dim\": 8,"
+    " \"audio\": {\"type\": \"ast\", \"sample_rate\": 8000, \"clip_seconds\": 0.5,"
+    "   \"hop_length\": 80, \"n_mels\": 16, \"patch_freq\": 4, \"patch_time\": 8,"
+    "   \"width\": 8, \"layers\": 1, \"heads\": 2, \"mlp_width\": 16}}";
+
+static void expect_bad_in(const char *base, const char *from, const char *to, const char *field) {
+    char doc[4096];
     clasp_model_config c;
-    mutate(doc, sizeof doc, "\"embed_dim\": 8", "\"embed_dim\": 8, \"audio\": {}");
-    cr_assert_eq(parse(doc, "a.json", &c), CLASP_ERR_UNSUPPORTED);
-    cr_assert(strstr(clasp_last_error(), "audio"));
+    const char *p = strstr(base, from);
+    cr_assert(p, "fixture: '%s' not in the base", from);
+    snprintf(doc, sizeof doc, "%.*s%s%s", (int)(p - base), base, to, p + strlen(from));
+    clasp_status s = parse(doc, "badaudio.json", &c);
+    cr_assert_eq(s, CLASP_ERR_CONFIG, "replacing '%s' by '%s': status %s (%s)", from, to,
+                 clasp_status_name(s), clasp_last_error());
+    const char *msg = clasp_last_error();
+    cr_assert(strstr(msg, "badaudio.json"), "message lacks the file: %s", msg);
+    cr_assert(strstr(msg, field), "message lacks '%s': %s", field, msg);
+}
+
+Test(config, audio_cnn_parses) {
+    clasp_model_config c;
+    cr_assert_eq(parse(ABASE, "a.json", &c), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(c.audio.type, CLASP_AUDIO_TYPE_CNN);
+    cr_assert_eq(c.image.type, CLASP_IMAGE_NONE);
+    cr_assert_eq(c.audio.n_mels, 16);
+    cr_assert_eq(c.audio.n_frames, 1 + 4000 / 80);
+    cr_assert_eq(c.audio.sample_rate, 8000);
+    cr_assert(c.audio.center);
+    cr_assert_eq(c.audio.n_conv, 1);
+    cr_assert_eq(c.audio.conv[0].pool, 2);
+    cr_assert_eq(c.audio.n_fc, 1);
+    cr_assert(clasp_model_config_has(&c, CLASP_TOWER_AUDIO));
+    cr_assert(!clasp_model_config_has(&c, CLASP_TOWER_IMAGE));
+    cr_assert_eq(clasp_model_input_elems(&c, CLASP_TOWER_AUDIO), (size_t)16 * 51);
+    cr_assert_eq(clasp_model_input_elems(&c, CLASP_TOWER_TEXT), (size_t)6);
+    cr_assert_eq(clasp_model_input_elems(&c, CLASP_TOWER_IMAGE), (size_t)0);
+    /* conv1 16x51 -> 16x51 x 4 channels x 9 taps; gap -> fc 4->16 -> 16->8 */
+    double want = 16.0 * 51 * 4 * 9 + 4.0 * 16 + 16.0 * 8;
+    cr_assert_float_eq(clasp_model_forward_macs(&c, CLASP_TOWER_AUDIO), want, 1e-9);
+    /* the front-end fields are kept verbatim for modalities/audio.h, encoder fields left out */
+    cr_assert(strstr(c.audio.frontend_json, "\"window\":\"hann\""), "%s", c.audio.frontend_json);
+    cr_assert(!strstr(c.audio.frontend_json, "conv"), "%s", c.audio.frontend_json);
+    cJSON *fe = cJSON_Parse(c.audio.frontend_json);
+    cr_assert(fe);
+    clasp_audio_config ac;
+    cr_assert_eq(clasp_audio_config_from_json(fe, "a.json", "audio", &ac), CLASP_OK, "%s",
+                 clasp_last_error());
+    cJSON_Delete(fe);
+    cr_assert_eq(ac.mel.n_mels, 16);
+    cr_assert_eq(ac.mel.n_fft, 256);
+    cr_assert_eq(ac.mel.norm_mean, -5.5);
+    cr_assert_eq(clasp_audio_clip_frames(&ac), (size_t)c.audio.n_frames);
+}
+
+/* The tower's n_frames equals clasp_audio_clip_frames for the same fields, over rates, clip
+ * lengths (including ones that round), hops, center on and off. */
+Test(config, audio_frames_agree_with_frontend) {
+    static const int rates[] = {8000, 16000, 22050, 44100};
+    static const double secs[] = {0.25, 1.0, 2.9999, 3.00004, 10.0};
+    static const int hops[] = {80, 128, 160, 441};
+    int n = 0;
+    for (int r = 0; r < 4; r++)
+        for (int k = 0; k < 5; k++)
+            for (int h = 0; h < 4; h++)
+                for (int center = 0; center < 2; center++) {
+                    char doc[1024];
+                    snprintf(doc, sizeof doc,
+                             "{\"embed_dim\": 4, \"audio\": {\"type\": \"audio_cnn\","
+                             " \"sample_rate\": %d, \"clip_seconds\": %.6f, \"hop_length\": %d,"
+                             " \"n_fft\": 512, \"win_length\": 400, \"n_mels\": 8,"
+                             " \"center\": %s, \"conv\": [{\"channels\": 2, \"kernel\": 1}]}}",
+                             rates[r], secs[k], hops[h], center ? "true" : "false");
+                    clasp_model_config c;
+                    cr_assert_eq(parse(doc, "f.json", &c), CLASP_OK, "%s", clasp_last_error());
+                    cJSON *fe = cJSON_Parse(c.audio.frontend_json);
+                    clasp_audio_config ac;
+                    cr_assert_eq(clasp_audio_config_from_json(fe, "f", "audio", &ac), CLASP_OK,
+                                 "%s", clasp_last_error());
+                    cJSON_Delete(fe);
+                    cr_assert_eq((size_t)c.audio.n_frames, clasp_audio_clip_frames(&ac),
+                                 "rate %d, %g s, hop %d, center %d", rates[r], secs[k], hops[h],
+                                 center);
+                    n++;
+                }
+    cr_assert_eq(n, 160);
+}
+
+Test(config, ast_parses) {
+    clasp_model_config c;
+    cr_assert_eq(parse(ASTBASE, "ast.json", &c), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(c.audio.type, CLASP_AUDIO_TYPE_AST);
+    cr_assert_eq(c.text.type, CLASP_TEXT_NONE);
+    cr_assert_eq(c.audio.patch_freq, 4);
+    cr_assert_eq(c.audio.patch_time, 8);
+    cr_assert_eq(c.audio.pool, CLASP_POOL_CLS);
+    cr_assert_float_eq(c.audio.ln_eps, 1e-5f, 0.0f);
+    cr_assert(!c.audio.gelu_tanh);
+    cr_assert_eq(c.audio.n_frames, 51);
+    cr_assert_eq(c.audio.n_fft, 0); /* not given, not needed with center */
+}
+
+Test(config, bad_audio_configs_name_the_field) {
+    expect_bad_in(ABASE, "\"audio_cnn\"", "\"wav2vec\"", "audio.type");
+    expect_bad_in(ABASE, "\"sample_rate\": 8000, ", "", "audio.sample_rate");
+    expect_bad_in(ABASE, "\"sample_rate\": 8000", "\"sample_rate\": 0", "audio.sample_rate");
+    expect_bad_in(ABASE, "\"clip_seconds\": 0.5,", "", "audio.clip_seconds");
+    expect_bad_in(ABASE, "\"clip_seconds\": 0.5", "\"clip_seconds\": -1", "audio.clip_seconds");
+    expect_bad_in(ABASE, "\"hop_length\": 80,", "", "audio.hop_length");
+    expect_bad_in(ABASE, "\"n_mels\": 16,", "", "audio.n_mels");
+    expect_bad_in(ABASE, "\"n_mels\": 16", "\"n_mels\": 16, \"n_mel\": 8", "audio.n_mel");
+    expect_bad_in(ABASE, "\"window\": \"hann\"", "\"window\": 3", "audio.window");
+    expect_bad_in(ABASE, "\"norm_std\": 6", "\"norm_std\": \"six\"", "audio.norm_std");
+    expect_bad_in(ABASE, "\"norm_std\": 6", "\"norm_std\": 6, \"center\": 1", "audio.center");
+    /* center false needs n_fft, and a clip shorter than n_fft has no frame */
+    expect_bad_in(ABASE, "\"n_fft\": 256,", "\"center\": false,", "audio.n_fft");
+    expect_bad_in(ABASE, "\"clip_seconds\": 0.5", "\"clip_seconds\": 0.01, \"center\": false",
+                  "audio.clip_seconds");
+    expect_bad_in(ABASE, "\"pool\": 2", "\"pool\": 32", "audio.conv[0].pool");
+    expect_bad_in(ABASE, "\"kernel\": 3", "\"kernel\": 40", "audio.conv[0].kernel");
+    expect_bad_in(ABASE, "[{\"channels\": 4, \"kernel\": 3, \"padding\": 1, \"pool\": 2}]", "[]",
+                  "audio.conv");
+    expect_bad_in(ABASE, "\"fc\": [16]", "\"fc\": [16], \"width\": 8", "audio.width");
+    expect_bad_in(ABASE, "\"fc\": [16]", "\"fc\": [16], \"output_dim\": 9", "audio.output_dim");
+    expect_bad_in(ASTBASE, "\"patch_time\": 8", "\"patch_time\": 52", "audio.patch_time");
+    expect_bad_in(ASTBASE, "\"patch_freq\": 4", "\"patch_freq\": 17", "audio.patch_freq");
+    expect_bad_in(ASTBASE, "\"patch_freq\": 4, ", "", "audio.patch_freq");
+    expect_bad_in(ASTBASE, "\"heads\": 2", "\"heads\": 3", "audio.heads");
+    expect_bad_in(ASTBASE, "\"mlp_width\": 16", "\"mlp_width\": 16, \"pool\": \"max\"",
+                  "audio.pool");
+    expect_bad_in(ASTBASE, "\"mlp_width\": 16", "\"mlp_width\": 16, \"conv\": []", "audio.conv");
+    expect_bad_in(ASTBASE, "\"mlp_width\": 16", "\"mlp_width\": 16, \"act\": \"relu\"",
+                  "audio.act");
+    /* not an object */
+    clasp_model_config c;
+    cr_assert_eq(parse("{\"embed_dim\": 8, \"audio\": 3}", "badaudio.json", &c), CLASP_ERR_CONFIG);
+    cr_assert(strstr(clasp_last_error(), "audio"), "%s", clasp_last_error());
+}
+
+Test(config, image_audio_text_binding) {
+    /* all three towers in one config (ImageBind-style binding through text) */
+    char doc[4096];
+    const char *img = "\"image\": {\"type\": \"cnn\", \"channels\": 1, \"size\": 8,"
+                      " \"conv\": [{\"channels\": 4, \"kernel\": 3}]}, ";
+    const char *p = strstr(ABASE, "\"audio\"");
+    snprintf(doc, sizeof doc, "%.*s%s%s", (int)(p - ABASE), ABASE, img, p);
+    clasp_model_config c;
+    cr_assert_eq(parse(doc, "three.json", &c), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(clasp_model_config_has(&c, CLASP_TOWER_IMAGE));
+    cr_assert(clasp_model_config_has(&c, CLASP_TOWER_TEXT));
+    cr_assert(clasp_model_config_has(&c, CLASP_TOWER_AUDIO));
+}
+
+Test(config, speech_small_loads) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/configs/speech-small.json", CLASP_SOURCE_DIR);
+    clasp_model_config c;
+    cr_assert_eq(clasp_model_config_load(path, &c), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(c.embed_dim, 128);
+    cr_assert_eq(c.audio.type, CLASP_AUDIO_TYPE_CNN);
+    cr_assert_eq(c.audio.sample_rate, 8000);
+    cr_assert_eq(c.audio.n_mels, 64);
+    cr_assert_eq(c.audio.n_frames, 301);
+    cr_assert_eq(c.audio.n_conv, 4);
+    cr_assert_eq(c.text.context_length, 64);
+    cr_assert_eq(c.image.type, CLASP_IMAGE_NONE);
+    cJSON *fe = cJSON_Parse(c.audio.frontend_json);
+    clasp_audio_config ac;
+    cr_assert_eq(clasp_audio_config_from_json(fe, path, "audio", &ac), CLASP_OK, "%s",
+                 clasp_last_error());
+    cJSON_Delete(fe);
+    cr_assert_eq(clasp_audio_clip_frames(&ac), (size_t)301);
+    cr_assert_eq(ac.pad_mode, CLASP_AUDIO_PAD_ZERO);
+    cr_assert_eq(ac.mel.win_length, 200);
+    roundtrip(&c);
+}
+
+Test(config, speech_ast_loads) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/configs/speech-ast.json", CLASP_SOURCE_DIR);
+    clasp_model_config c;
+    cr_assert_eq(clasp_model_config_load(path, &c), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(c.audio.type, CLASP_AUDIO_TYPE_AST);
+    cr_assert_eq(c.audio.n_frames, 301);
+    roundtrip(&c);
 }
 
 Test(config, no_tower_and_not_json) {
@@ -225,6 +419,11 @@ static void roundtrip(const clasp_model_config *c) {
     cr_assert_eq(back.text.pad_id, c->text.pad_id);
     cr_assert_str_eq(back.text.tokenizer.type, c->text.tokenizer.type);
     cr_assert_eq(back.has_logit_bias, c->has_logit_bias);
+    cr_assert_eq(back.audio.type, c->audio.type);
+    cr_assert_eq(back.audio.n_frames, c->audio.n_frames);
+    cr_assert_eq(back.audio.n_conv, c->audio.n_conv);
+    cr_assert_eq(back.audio.patch_time, c->audio.patch_time);
+    cr_assert_str_eq(back.audio.frontend_json, c->audio.frontend_json);
     cJSON_free(s1);
     cJSON_free(s2);
     cJSON_Delete(j1);
@@ -241,5 +440,9 @@ Test(config, to_json_roundtrip) {
     cr_assert_eq(parse(doc, "b.json", &c), CLASP_OK, "%s", clasp_last_error());
     cr_assert(c.has_logit_bias);
     cr_assert_eq(c.init_logit_bias, -10.0);
+    roundtrip(&c);
+    cr_assert_eq(parse(ABASE, "a.json", &c), CLASP_OK, "%s", clasp_last_error());
+    roundtrip(&c);
+    cr_assert_eq(parse(ASTBASE, "ast.json", &c), CLASP_OK, "%s", clasp_last_error());
     roundtrip(&c);
 }
