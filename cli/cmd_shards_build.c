@@ -9,42 +9,66 @@
 
 #include "cli/commands.h"
 #include "datasets/asterisk.h"
+#include "datasets/emoji.h"
+#include "datasets/espeak.h"
 #include "datasets/files.h"
 #include "datasets/fmnist.h"
 #include "datasets/manifest.h"
 
 static void help(FILE *f) {
-    fprintf(f,
-            "usage: clasp shards build KIND [SOURCE] -o DIR [options]\n"
-            "\n"
-            "Writes WebDataset tar shards PREFIX-000000.tar ... and DIR/manifest.json.\n"
-            "\n"
-            "KIND:\n"
-            "  fmnist     Fashion-MNIST from the Debian package dataset-fashion-mnist (SOURCE:\n"
-            "             the IDX folder, default /usr/share/datasets/fashion-mnist); splits\n"
-            "             train (60000) and test (10000): KEY.png KEY.cls KEY.txt [KEY.json];\n"
-            "             also classnames.txt (lower-cased, as used in prompts),\n"
-            "             classnames_official.txt and templates.txt\n"
-            "  folder     SOURCE is a directory: files paired by basename (x.jpg + x.txt)\n"
-            "  tsv        SOURCE is a TSV/CSV file with a header row naming the columns\n"
-            "  asterisk   Asterisk core sound prompts (Debian asterisk-core-sounds-LANG[-wav])\n"
-            "\n"
-            "options:\n"
-            "  -o, --out DIR        output directory (created if missing)\n"
-            "  --maxcount N         samples per shard (default 10000 for fmnist, 1000 otherwise)\n"
-            "  --maxsize B          bytes per shard file, headers and padding included; a shard\n"
-            "                       exceeds it only when one sample alone does (default: none)\n"
-            "  --prefix P           shard name prefix for folder/tsv (default: shard)\n"
-            "  --limit N            at most N samples per split (quick trials, tests)\n"
-            "  --all-captions       fmnist: also write KEY.json with all 8 captions\n"
-            "  --url-col NAME       tsv: column with the file path (default: url)\n"
-            "  --caption-col NAME   tsv: column with the caption (default: caption)\n"
-            "  --langs L1,L2        asterisk: languages (default: en,es,fr,it,ru)\n"
-            "  --val-percent P      asterisk: validation share by name hash (default 10)\n"
-            "  --json               print the manifest summary as JSON on stdout\n"
-            "  -h, --help           this help\n"
-            "\n"
-            "exit status: 0 ok, 1 error, 2 usage error\n");
+    fprintf(
+        f,
+        "usage: clasp shards build KIND [SOURCE] -o DIR [options]\n"
+        "\n"
+        "Writes WebDataset tar shards PREFIX-000000.tar ... and DIR/manifest.json.\n"
+        "\n"
+        "KIND:\n"
+        "  fmnist     Fashion-MNIST from the Debian package dataset-fashion-mnist (SOURCE:\n"
+        "             the IDX folder, default /usr/share/datasets/fashion-mnist); splits\n"
+        "             train (60000) and test (10000): KEY.png KEY.cls KEY.txt [KEY.json];\n"
+        "             also classnames.txt (lower-cased, as used in prompts),\n"
+        "             classnames_official.txt and templates.txt\n"
+        "  folder     SOURCE is a directory: files paired by basename (x.jpg + x.txt)\n"
+        "  tsv        SOURCE is a TSV/CSV file with a header row naming the columns\n"
+        "  asterisk   Asterisk core sound prompts (Debian asterisk-core-sounds-LANG[-wav])\n"
+        "  emoji      emoji images + CLDR labels from the npm packages emoji-datasource-google,\n"
+        "             emoji-datasource-twitter and emojibase-data (fetched with `npm pack` into\n"
+        "             $CLASP_CACHE, $XDG_CACHE_HOME/clasp or ~/.cache/clasp; SOURCE: a folder\n"
+        "             holding the PACKAGE-VERSION.tgz files instead): KEY.png KEY.txt KEY.json\n"
+        "  espeak     espeak-ng speaks transcripts with several voices, speeds and pitches:\n"
+        "             KEY.wav KEY.txt KEY.json (default transcripts: Asterisk English prompts\n"
+        "             and emoji names when present)\n"
+        "\n"
+        "options:\n"
+        "  -o, --out DIR        output directory (created if missing)\n"
+        "  --maxcount N         samples per shard (default 10000 for fmnist, 1000 otherwise)\n"
+        "  --maxsize B          bytes per shard file, headers and padding included; a shard\n"
+        "                       exceeds it only when one sample alone does (default: none)\n"
+        "  --prefix P           shard name prefix for folder/tsv (default: shard)\n"
+        "  --limit N            at most N samples per split (quick trials, tests)\n"
+        "  --all-captions       fmnist: also write KEY.json with all 8 captions\n"
+        "  --url-col NAME       tsv: column with the file path (default: url)\n"
+        "  --caption-col NAME   tsv: column with the caption (default: caption)\n"
+        "  --langs L1,L2        asterisk: languages (default: en,es,fr,it,ru)\n"
+        "  --val-percent P      asterisk/emoji/espeak: validation share by hash of the\n"
+        "                       name / emoji / transcript (default 10)\n"
+        "  --vendors V1,V2      emoji: google,twitter (default both; apple and facebook\n"
+        "                       are refused: their image licences do not allow it)\n"
+        "  --locales L1,L2      emoji: emojibase locales in KEY.json (default: all)\n"
+        "  --skins              emoji: also the skin-tone variations\n"
+        "  --from SRC[,SRC]     espeak: asterisk, emoji, or a FILE of KEY<TAB>TEXT lines\n"
+        "  --voices V1,V2       espeak: espeak-ng voices (default " CLASP_ESPEAK_DEFAULT_VOICES
+        ")\n"
+        "  --speeds S1,S2       espeak: words per minute (default " CLASP_ESPEAK_DEFAULT_SPEEDS
+        ")\n"
+        "  --pitches P1,P2      espeak: 0..99 (default " CLASP_ESPEAK_DEFAULT_PITCHES ")\n"
+        "  --variants N         espeak: voice/speed/pitch cells per transcript (default 4,\n"
+        "                       0 = all)\n"
+        "  --seed S             espeak: seed of the cell draw (default 0)\n"
+        "  --json               print the manifest summary as JSON on stdout\n"
+        "  -h, --help           this help\n"
+        "\n"
+        "exit status: 0 ok, 1 error, 2 usage error\n");
 }
 
 static int parse_u64(const char *flag, const char *v, uint64_t *out) {
@@ -66,8 +90,10 @@ static int parse_u64(const char *flag, const char *v, uint64_t *out) {
 int clasp_cmd_shards_build(int argc, char **argv) {
     const char *kind = NULL, *source = NULL, *out = NULL, *prefix = NULL;
     const char *url_col = NULL, *caption_col = NULL, *langs = NULL;
-    uint64_t maxcount = 0, maxsize = 0, limit = 0, val_percent = 10;
-    bool have_maxcount = false, json = false, all_captions = false;
+    const char *vendors = NULL, *locales = NULL, *from = NULL, *voices = NULL, *speeds = NULL,
+               *pitches = NULL;
+    uint64_t maxcount = 0, maxsize = 0, limit = 0, val_percent = 10, variants = 4, seed = 0;
+    bool have_maxcount = false, json = false, all_captions = false, skins = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -78,9 +104,13 @@ int clasp_cmd_shards_build(int argc, char **argv) {
             json = true;
         } else if (!strcmp(a, "--all-captions")) {
             all_captions = true;
+        } else if (!strcmp(a, "--skins")) {
+            skins = true;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--out") || !strcmp(a, "--prefix") ||
                    !strcmp(a, "--url-col") || !strcmp(a, "--caption-col") ||
-                   !strcmp(a, "--langs")) {
+                   !strcmp(a, "--langs") || !strcmp(a, "--vendors") || !strcmp(a, "--locales") ||
+                   !strcmp(a, "--from") || !strcmp(a, "--voices") || !strcmp(a, "--speeds") ||
+                   !strcmp(a, "--pitches")) {
             if (!v) {
                 fprintf(stderr, "clasp shards build: %s needs a value\n", a);
                 return 2;
@@ -93,11 +123,24 @@ int clasp_cmd_shards_build(int argc, char **argv) {
                 caption_col = v;
             else if (!strcmp(a, "--langs"))
                 langs = v;
+            else if (!strcmp(a, "--vendors"))
+                vendors = v;
+            else if (!strcmp(a, "--locales"))
+                locales = v;
+            else if (!strcmp(a, "--from"))
+                from = v;
+            else if (!strcmp(a, "--voices"))
+                voices = v;
+            else if (!strcmp(a, "--speeds"))
+                speeds = v;
+            else if (!strcmp(a, "--pitches"))
+                pitches = v;
             else
                 out = v;
             i++;
         } else if (!strcmp(a, "--maxcount") || !strcmp(a, "--maxsize") || !strcmp(a, "--limit") ||
-                   !strcmp(a, "--val-percent")) {
+                   !strcmp(a, "--val-percent") || !strcmp(a, "--variants") ||
+                   !strcmp(a, "--seed")) {
             uint64_t x;
             if (!parse_u64(a, v, &x)) return 2;
             if (!strcmp(a, "--maxcount")) {
@@ -107,6 +150,10 @@ int clasp_cmd_shards_build(int argc, char **argv) {
                 maxsize = x;
             } else if (!strcmp(a, "--limit")) {
                 limit = x;
+            } else if (!strcmp(a, "--variants")) {
+                variants = x;
+            } else if (!strcmp(a, "--seed")) {
+                seed = x;
             } else {
                 if (x > 100) {
                     fprintf(stderr, "clasp shards build: --val-percent must be 0..100\n");
@@ -173,8 +220,39 @@ int clasp_cmd_shards_build(int argc, char **argv) {
         o.val_percent = (int)val_percent;
         o.progress = true;
         st = clasp_asterisk_build(&o, &m);
+    } else if (!strcmp(kind, "emoji")) {
+        clasp_emoji_options o = clasp_emoji_default_options();
+        o.src_dir = source;
+        o.out_dir = out;
+        if (have_maxcount) o.maxcount = (size_t)maxcount;
+        o.maxsize = maxsize;
+        o.limit = (size_t)limit;
+        if (vendors) o.vendors = vendors;
+        o.locales = locales;
+        o.skins = skins;
+        o.val_percent = (int)val_percent;
+        o.progress = true;
+        st = clasp_emoji_build(&o, &m);
+    } else if (!strcmp(kind, "espeak")) {
+        clasp_espeak_options o = clasp_espeak_default_options();
+        o.src_root = source;
+        o.out_dir = out;
+        if (have_maxcount) o.maxcount = (size_t)maxcount;
+        o.maxsize = maxsize;
+        o.limit = (size_t)limit;
+        o.from = from;
+        if (voices) o.voices = voices;
+        if (speeds) o.speeds = speeds;
+        if (pitches) o.pitches = pitches;
+        o.variants = (size_t)variants;
+        o.seed = seed;
+        o.val_percent = (int)val_percent;
+        o.progress = true;
+        st = clasp_espeak_build(&o, &m);
     } else {
-        fprintf(stderr, "clasp shards build: unknown KIND '%s' (fmnist, folder, tsv, asterisk)\n",
+        fprintf(stderr,
+                "clasp shards build: unknown KIND '%s' (fmnist, folder, tsv, asterisk, emoji, "
+                "espeak)\n",
                 kind);
         return 2;
     }
