@@ -201,9 +201,48 @@ void clasp_conv2d_backward(float *dinp, float *dw, float *db, float *work, const
 
 /* ---- pooling ------------------------------------------------------------------------------- */
 
+/* 2x2 stride-2 max pool of one (H, W) plane (H, W even, H * W <= MAXPOOL_PLANE), branch-free
+ * and vectorisable (the generic loop below mispredicts on nearly every window). Pass 1 takes
+ * the best of each horizontal pair (left wins ties) over the flat plane, giving rows
+ * (OH, 2, OW); pass 2 takes the best of the top and bottom pair, top winning ties. This is the
+ * same as scanning the window in row-major order with the generic rule (a candidate replaces
+ * the best when strictly greater, or when it is NaN and the best is not): both give the first
+ * NaN if any, else the first maximum. */
+#define MAXPOOL_PLANE 4096
+CLASP_VECTORIZE_AVX2 static void maxpool2x2_plane(float *restrict y, int32_t *restrict ix,
+                                                  const float *restrict x, int H, int W) {
+    float hv[MAXPOOL_PLANE / 2];
+    int32_t hj[MAXPOOL_PLANE / 2];
+    int n = H * W / 2, OH = H / 2, OW = W / 2;
+    for (int i = 0; i < n; i++) {
+        float a = x[2 * i], b = x[2 * i + 1];
+        int t = (b > a) | ((b != b) & (a == a));
+        hv[i] = t ? b : a;
+        hj[i] = t;
+    }
+    for (int oh = 0; oh < OH; oh++) {
+        const float *tv = hv + 2 * oh * OW, *bv = tv + OW;
+        const int32_t *tj = hj + 2 * oh * OW, *bj = tj + OW;
+        float *yr = y + oh * OW;
+        int32_t *ir = ix + oh * OW;
+        int base = 2 * oh * W;
+        for (int ow = 0; ow < OW; ow++) {
+            float a = tv[ow], b = bv[ow];
+            int t = (b > a) | ((b != b) & (a == a));
+            yr[ow] = t ? b : a;
+            ir[ow] = base + 2 * ow + (t ? W + bj[ow] : tj[ow]);
+        }
+    }
+}
+
 void clasp_maxpool2d_forward(float *out, int32_t *idx, const float *inp, int B, int C, int H, int W,
                              int k, int s) {
     int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    if (k == 2 && s == 2 && H % 2 == 0 && W % 2 == 0 && (size_t)H * W <= MAXPOOL_PLANE) {
+        for (size_t bc = 0; bc < (size_t)B * C; bc++)
+            maxpool2x2_plane(out + bc * OH * OW, idx + bc * OH * OW, inp + bc * H * W, H, W);
+        return;
+    }
     for (size_t bc = 0; bc < (size_t)B * C; bc++) {
         const float *x = inp + bc * H * W;
         float *y = out + bc * OH * OW;
