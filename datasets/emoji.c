@@ -44,16 +44,42 @@ static const vendor_info *find_vendor(const char *name) {
 
 /* ---- fetching ---------------------------------------------------------------------------- */
 
-/* Last non-empty line of a small text file, into out[cap] ("" when none). */
-static void last_line(const char *path, char *out, size_t cap) {
+/* The most telling line of npm's stderr, into out[cap] ("" when none): the first line naming
+ * a fetch failure or a 404, else the first "npm error" line, else the last line. */
+static void npm_reason(const char *path, char *out, size_t cap) {
     out[0] = 0;
     char *buf;
     size_t n;
     if (clasp_read_file(path, (size_t)1 << 20, &buf, &n) != CLASP_OK) return;
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) n--;
-    buf[n] = 0;
-    char *nl = strrchr(buf, '\n');
-    snprintf(out, cap, "%s", nl ? nl + 1 : buf);
+    const char *best = NULL, *first_err = NULL, *last = NULL;
+    size_t best_n = 0, first_n = 0, last_n = 0;
+    for (char *p = buf; p < buf + n;) {
+        char *nl = memchr(p, '\n', (size_t)(buf + n - p));
+        if (nl) *nl = 0;
+        size_t len = strlen(p);
+        if (len) {
+            if (!best && (strstr(p, "FetchError") || strstr(p, "404"))) {
+                best = p;
+                best_n = len;
+            }
+            if (!first_err && !strncmp(p, "npm error", 9)) {
+                first_err = p;
+                first_n = len;
+            }
+            last = p;
+            last_n = len;
+        }
+        p = nl ? nl + 1 : buf + n;
+    }
+    if (!best) {
+        best = first_err ? first_err : last;
+        best_n = first_err ? first_n : last_n;
+    }
+    if (best && !strncmp(best, "npm error ", 10)) {
+        best += 10;
+        best_n -= 10;
+    }
+    if (best) snprintf(out, cap, "%.*s", (int)best_n, best);
     free(buf);
 }
 
@@ -103,7 +129,7 @@ clasp_status clasp_emoji_package(const clasp_emoji_options *o, const char *packa
                              spec, npm, package, version, dir);
     } else if (st == CLASP_OK && (code != 0 || !clasp__is_file(got))) {
         char line[512];
-        last_line(errp, line, sizeof line);
+        npm_reason(errp, line, sizeof line);
         st = clasp_set_error(CLASP_ERR_IO,
                              "cannot fetch %s: `%s pack` failed (exit %d: %s); is the npm "
                              "registry reachable? Or put %s-%s.tgz into %s",

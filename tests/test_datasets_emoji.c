@@ -1,0 +1,355 @@
+/* test_datasets_emoji.c: the emoji builder on fake npm package .tgz files written here with
+ * libarchive (label matching across FE0F spellings, skip reasons, skin tones, split by emoji
+ * across vendors, refused vendors, byte-identical rebuild, Python tarfile check), the error
+ * when npm cannot be run, and, when the real packages are in the cache, a small real build. */
+#include <archive.h>
+#include <archive_entry.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/hash.h"
+#include "core/json.h"
+#include "datasets/emoji.h"
+#include "datasets/internal.h"
+#include "modalities/image.h"
+#include "testutil.h"
+
+/* Writes a gzip-compressed tar with members (name, data) like `npm pack` makes. */
+static void write_tgz(const char *path, const char *const *names, const void *const *data,
+                      const size_t *sizes, size_t n) {
+    struct archive *a = archive_write_new();
+    archive_write_add_filter_gzip(a);
+    archive_write_set_format_pax_restricted(a);
+    cr_assert_eq(archive_write_open_filename(a, path), ARCHIVE_OK, "%s", archive_error_string(a));
+    for (size_t i = 0; i < n; i++) {
+        struct archive_entry *e = archive_entry_new();
+        archive_entry_set_pathname(e, names[i]);
+        archive_entry_set_size(e, (la_int64_t)sizes[i]);
+        archive_entry_set_filetype(e, AE_IFREG);
+        archive_entry_set_perm(e, 0644);
+        cr_assert_eq(archive_write_header(a, e), ARCHIVE_OK);
+        cr_assert_eq(archive_write_data(a, data[i], sizes[i]), (la_ssize_t)sizes[i]);
+        archive_entry_free(e);
+    }
+    archive_write_close(a);
+    archive_write_free(a);
+}
+
+static uint8_t *png(int seed, size_t *n) {
+    uint8_t px[64 * 64 * 4];
+    for (int i = 0; i < 64 * 64 * 4; i++) px[i] = (uint8_t)(i * seed + seed);
+    uint8_t *out;
+    cr_assert_eq(clasp_image_encode_png(px, 64, 64, 4, &out, n), CLASP_OK);
+    return out;
+}
+
+static const char *EMOJI_JSON =
+    "[{\"name\":\"GRINNING FACE\",\"unified\":\"1F600\",\"image\":\"1f600.png\","
+    "\"short_name\":\"grinning\",\"category\":\"Smileys & Emotion\",\"subcategory\":\"face\","
+    "\"has_img_google\":true,\"has_img_twitter\":true},"
+    "{\"name\":\"HEAVY BLACK HEART\",\"unified\":\"2764-FE0F\",\"non_qualified\":\"2764\","
+    "\"image\":\"2764-fe0f.png\",\"category\":\"Smileys & Emotion\",\"subcategory\":\"heart\","
+    "\"has_img_google\":true,\"has_img_twitter\":true},"
+    "{\"name\":\"THUMBS UP SIGN\",\"unified\":\"1F44D\",\"image\":\"1f44d.png\","
+    "\"category\":\"People & Body\",\"has_img_google\":true,\"has_img_twitter\":true,"
+    "\"skin_variations\":{\"1F3FB\":{\"unified\":\"1F44D-1F3FB\",\"image\":\"1f44d-1f3fb.png\","
+    "\"has_img_google\":true,\"has_img_twitter\":true}}},"
+    "{\"name\":\"PILE OF POO\",\"unified\":\"1F4A9\",\"image\":\"1f4a9.png\","
+    "\"has_img_google\":false,\"has_img_twitter\":true},"
+    "{\"name\":\"ROCKET\",\"unified\":\"1F680\",\"image\":\"1f680.png\","
+    "\"has_img_google\":true,\"has_img_twitter\":true},"
+    "{\"name\":\"FIRE\",\"unified\":\"1F525\",\"image\":\"1f525.png\","
+    "\"has_img_google\":true,\"has_img_twitter\":true},"
+    "{\"name\":\"NAZAR AMULET\",\"unified\":\"1F9FF\",\"image\":\"1f9ff.png\","
+    "\"has_img_google\":true,\"has_img_twitter\":true}]";
+
+static const char *EN_JSON =
+    "[{\"label\":\"grinning face\",\"hexcode\":\"1F600\",\"tags\":[\"face\",\"grin\"]},"
+    "{\"label\":\"red heart\",\"hexcode\":\"2764\",\"tags\":[\"heart\"]},"
+    "{\"label\":\"thumbs up\",\"hexcode\":\"1F44D\",\"tags\":[\"+1\"],\"skins\":["
+    "{\"label\":\"thumbs up: light skin tone\",\"hexcode\":\"1F44D-1F3FB\"}]},"
+    "{\"label\":\"pile of poo\",\"hexcode\":\"1F4A9\"},"
+    "{\"label\":\"rocket\",\"hexcode\":\"1F680\"},{\"label\":\"fire\",\"hexcode\":\"1F525\"}]";
+static const char *FR_JSON = "[{\"label\":\"visage rieur\",\"hexcode\":\"1F600\"},"
+                             "{\"label\":\"cœur rouge\",\"hexcode\":\"2764-FE0F\"}]";
+
+/* Fake packages in dir: google lacks rocket's PNG and has a broken fire PNG. */
+static void fake_packages(const char *dir) {
+    const char *imgs[] = {"1f600.png", "2764-fe0f.png", "1f44d.png", "1f44d-1f3fb.png",
+                          "1f4a9.png", "1f680.png",     "1f525.png", "1f9ff.png"};
+    const char *vendors[] = {"google", "twitter"};
+    uint8_t *pngs[8];
+    size_t png_n[8];
+    for (int i = 0; i < 8; i++) pngs[i] = png(i + 1, &png_n[i]);
+    for (int v = 0; v < 2; v++) {
+        const char *names[12];
+        const void *data[12];
+        size_t sizes[12], n = 0;
+        char nb[12][128];
+        const char *pj = "{\"name\":\"emoji-datasource\",\"version\":\"16.0.0\"}";
+        names[n] = "package/package.json", data[n] = pj, sizes[n++] = strlen(pj);
+        for (int i = 0; i < 8; i++) {
+            if (v == 0 && !strcmp(imgs[i], "1f680.png")) continue; /* missing */
+            snprintf(nb[i], sizeof nb[i], "package/img/%s/64/%s", vendors[v], imgs[i]);
+            names[n] = nb[i];
+            bool broken = v == 0 && !strcmp(imgs[i], "1f525.png");
+            data[n] = broken ? (const void *)"\x89PNG\r\n\x1a\nnot really" : pngs[i];
+            sizes[n++] = broken ? 18 : png_n[i];
+        }
+        /* emoji.json after the images, as a tar may order them any way. */
+        names[n] = "package/emoji.json", data[n] = EMOJI_JSON, sizes[n++] = strlen(EMOJI_JSON);
+        char path[1024];
+        snprintf(path, sizeof path, "%s/emoji-datasource-%s-%s.tgz", dir, vendors[v],
+                 CLASP_EMOJI_DATASOURCE_VERSION);
+        write_tgz(path, names, data, sizes, n);
+    }
+    for (int i = 0; i < 8; i++) free(pngs[i]);
+    const char *bj = "{\"name\":\"emojibase-data\",\"version\":\"17.0.0\"}";
+    const char *names[] = {"package/package.json", "package/fr/data.json", "package/en/data.json",
+                           "package/fr/messages.json"};
+    const void *data[] = {bj, FR_JSON, EN_JSON, "{}"};
+    size_t sizes[] = {strlen(bj), strlen(FR_JSON), strlen(EN_JSON), 2};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/emojibase-data-%s.tgz", dir, CLASP_EMOJIBASE_VERSION);
+    write_tgz(path, names, data, sizes, 4);
+}
+
+static int reason(const cJSON *man, const char *r) {
+    const cJSON *c = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(man, "skipped"), "by_reason"), r);
+    return c ? c->valueint : 0;
+}
+
+/* Every member of every shard of `split` in dir: "KEY.EXT=first bytes of data\n" into out. */
+static void read_split(const char *dir, const char *split, char *out, size_t cap) {
+    size_t k = 0;
+    out[0] = 0;
+    for (int s = 0;; s++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s-%06d.tar", dir, split, s);
+        if (access(path, R_OK) != 0) break;
+        struct archive *a = archive_read_new();
+        archive_read_support_format_tar(a);
+        cr_assert_eq(archive_read_open_filename(a, path, 10240), ARCHIVE_OK);
+        struct archive_entry *e;
+        while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+            char buf[4096] = {0};
+            la_ssize_t n = archive_read_data(a, buf, sizeof buf - 1);
+            cr_assert_geq(n, 0);
+            if (strstr(archive_entry_pathname(e), ".png")) buf[4] = 0; /* signature only */
+            k += (size_t)snprintf(out + k, cap - k, "%s=%s\n", archive_entry_pathname(e), buf);
+            cr_assert_lt(k, cap);
+        }
+        archive_read_free(a);
+    }
+}
+
+static void run_read_shards(const char *dir) {
+    char script[700], cmd[2000];
+    clasp_test_ref_path("read_shards.py", script, sizeof script);
+    if (access("/usr/bin/python3", X_OK) != 0) return;
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s >/dev/null", script, dir);
+    int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "read_shards.py %s rc %d", dir, rc);
+}
+
+static bool same_file(const char *a, const char *b) {
+    char *x, *y;
+    size_t nx, ny;
+    cr_assert_eq(clasp_read_file(a, (size_t)1 << 30, &x, &nx), CLASP_OK);
+    cr_assert_eq(clasp_read_file(b, (size_t)1 << 30, &y, &ny), CLASP_OK);
+    bool same = nx == ny && !memcmp(x, y, nx);
+    free(x);
+    free(y);
+    return same;
+}
+
+Test(datasets_emoji, fake_packages) {
+    char base[512], src[700], out[700], out2[700], p[900];
+    clasp_test_tmpdir("dse_fake", base, sizeof base);
+    snprintf(src, sizeof src, "%s/src", base);
+    snprintf(out, sizeof out, "%s/out", base);
+    snprintf(out2, sizeof out2, "%s/out2", base);
+    cr_assert_eq(clasp__ensure_dir(src), CLASP_OK);
+    fake_packages(src);
+
+    clasp_emoji_options o = clasp_emoji_default_options();
+    o.src_dir = src;
+    o.out_dir = out;
+    o.val_percent = 50;
+    o.maxcount = 3;
+    clasp_manifest m;
+    cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
+    clasp_manifest_free(&m);
+    snprintf(p, sizeof p, "%s/manifest.json", out);
+    cJSON *man;
+    cr_assert_eq(clasp_json_load(p, &man), CLASP_OK);
+    /* google: grinning, heart, thumbs up (poo: no image; rocket: missing; fire: broken;
+     * nazar: no label); twitter: grinning, heart, thumbs up, poo, rocket, fire. */
+    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(man, "total"), "samples")->valueint, 9);
+    cr_assert_eq(reason(man, "no_vendor_image"), 1);
+    cr_assert_eq(reason(man, "missing_image"), 1);
+    cr_assert_eq(reason(man, "bad_image"), 1);
+    cr_assert_eq(reason(man, "no_label"), 2);
+    const cJSON *srcs = cJSON_GetObjectItem(man, "sources");
+    cr_assert_eq(cJSON_GetArraySize(srcs), 3);
+    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(srcs, 1), "package")->valuestring,
+                     "emoji-datasource-twitter");
+    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(srcs, 1), "version")->valuestring,
+                     "16.0.0");
+    cr_assert(strstr(cJSON_GetObjectItem(cJSON_GetArrayItem(srcs, 1), "licence")->valuestring,
+                     "CC-BY-4.0"));
+    cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(srcs, 2), "version")->valuestring,
+                     "17.0.0");
+    cJSON_Delete(man);
+
+    /* Contents and the split: an emoji's images of both vendors are in the same split, and
+     * it is the split the hash of its id asks for. */
+    static char tr[1 << 16], va[1 << 16];
+    read_split(out, "train", tr, sizeof tr);
+    read_split(out, "validation", va, sizeof va);
+    const char *ids[] = {"1F600", "2764-FE0F", "1F44D"};
+    const char *split_ids[] = {"1F600", "2764", "1F44D"};
+    for (int i = 0; i < 3; i++) {
+        bool want_val = clasp_hash_str(split_ids[i], 0) % 100 < 50;
+        for (int v = 0; v < 2; v++) {
+            char key[64];
+            snprintf(key, sizeof key, "%s/%s.png=", v ? "twitter" : "google", ids[i]);
+            cr_assert(strstr(want_val ? va : tr, key), "%s not in %s", key,
+                      want_val ? "validation" : "train");
+            cr_assert_null(strstr(want_val ? tr : va, key), "%s in both splits", key);
+        }
+    }
+    const char *all = strstr(tr, "google/2764-FE0F.txt=") ? tr : va;
+    cr_assert(strstr(all, "google/2764-FE0F.txt=red heart\n"), "%s", all);
+    cr_assert(strstr(all, "\"labels\":{\"en\":\"red heart\",\"fr\":\"cœur rouge\"}"), "%s", all);
+    cr_assert(strstr(all, "\"split_id\":\"2764\""));
+    cr_assert(strstr(all, "google/2764-FE0F.png=\x89PNG"));
+    cr_assert_null(strstr(tr, "1F44D-1F3FB"));
+    cr_assert_null(strstr(va, "1F44D-1F3FB"));
+    run_read_shards(out);
+
+    /* Rebuild: byte-identical shards and manifest. */
+    o.out_dir = out2;
+    cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
+    size_t n_sh = 0;
+    const cJSON *sp;
+    cJSON_ArrayForEach(sp, m.splits) {
+        const cJSON *sh;
+        cJSON_ArrayForEach(sh, cJSON_GetObjectItem(sp, "shards")) {
+            char a[1100], b[1100];
+            snprintf(a, sizeof a, "%s/%s", out, cJSON_GetObjectItem(sh, "name")->valuestring);
+            snprintf(b, sizeof b, "%s/%s", out2, cJSON_GetObjectItem(sh, "name")->valuestring);
+            cr_assert(same_file(a, b), "%s differs on rebuild", b);
+            n_sh++;
+        }
+    }
+    cr_assert_geq(n_sh, 3);
+    clasp_manifest_free(&m);
+    char a[1100], b[1100];
+    snprintf(a, sizeof a, "%s/manifest.json", out);
+    snprintf(b, sizeof b, "%s/manifest.json", out2);
+    cr_assert(same_file(a, b));
+}
+
+Test(datasets_emoji, vendors_skins_and_refusals) {
+    char base[512], src[700], out[700];
+    clasp_test_tmpdir("dse_vend", base, sizeof base);
+    snprintf(src, sizeof src, "%s/src", base);
+    snprintf(out, sizeof out, "%s/out", base);
+    cr_assert_eq(clasp__ensure_dir(src), CLASP_OK);
+    fake_packages(src);
+    clasp_emoji_options o = clasp_emoji_default_options();
+    o.src_dir = src;
+    o.out_dir = out;
+    o.vendors = "twitter";
+    o.skins = true;
+    o.locales = "en";
+    o.val_percent = 50;
+    clasp_manifest m;
+    cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
+    clasp_manifest_free(&m);
+    static char tr[1 << 16], va[1 << 16];
+    read_split(out, "train", tr, sizeof tr);
+    read_split(out, "validation", va, sizeof va);
+    cr_assert_null(strstr(tr, "google/"));
+    cr_assert_null(strstr(va, "google/"));
+    /* The skin tone follows its base emoji's split and has its own label. */
+    bool val = clasp_hash_str("1F44D", 0) % 100 < 50;
+    const char *s = val ? va : tr;
+    cr_assert(strstr(s, "twitter/1F44D-1F3FB.txt=thumbs up: light skin tone\n"), "%s", s);
+    cr_assert(strstr(s, "\"labels\":{\"en\":\"thumbs up: light skin tone\"}"));
+    cr_assert(strstr(s, "twitter/1F44D.txt=thumbs up\n"));
+
+    const char *bad[] = {"apple", "google,facebook", "google,google", "nokia", ""};
+    for (int i = 0; i < 5; i++) {
+        o.vendors = bad[i];
+        cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_ERR_ARG, "%s", bad[i]);
+    }
+    o.vendors = "apple";
+    cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_ERR_ARG);
+    cr_assert(strstr(clasp_last_error(), "refused"), "%s", clasp_last_error());
+}
+
+Test(datasets_emoji, npm_missing_is_one_clear_error) {
+    char base[512], cache[700], out[700];
+    clasp_test_tmpdir("dse_npm", base, sizeof base);
+    snprintf(cache, sizeof cache, "%s/cache", base);
+    snprintf(out, sizeof out, "%s/out", base);
+    clasp_emoji_options o = clasp_emoji_default_options();
+    o.cache_dir = cache;
+    o.npm = "/nonexistent/npm";
+    o.out_dir = out;
+    clasp_manifest m;
+    cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_ERR_NOT_FOUND);
+    cr_assert(strstr(clasp_last_error(), "apt-get install npm"), "%s", clasp_last_error());
+    /* A present source folder without the files names the missing one. */
+    o.src_dir = base;
+    cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_ERR_NOT_FOUND);
+    cr_assert(strstr(clasp_last_error(), "emojibase-data-" CLASP_EMOJIBASE_VERSION ".tgz"), "%s",
+              clasp_last_error());
+    /* npm that fails (false exits 1) is an I/O error with the registry hint. */
+    o.src_dir = NULL;
+    o.npm = "false";
+    cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_ERR_IO);
+    cr_assert(strstr(clasp_last_error(), "registry"), "%s", clasp_last_error());
+}
+
+Test(datasets_emoji, real_packages_from_cache) {
+    char cache[3000], path[3200];
+    if (clasp__cache_dir(cache, sizeof cache) != CLASP_OK) cr_skip_test("no cache folder");
+    const char *need[] = {"emojibase-data-" CLASP_EMOJIBASE_VERSION,
+                          "emoji-datasource-twitter-" CLASP_EMOJI_DATASOURCE_VERSION};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/npm/%s.tgz", cache, need[i]);
+        if (!clasp__is_file(path))
+            cr_skip_test("%s not cached (run `clasp shards build emoji` once)", path);
+    }
+    char out[512];
+    clasp_test_tmpdir("dse_real", out, sizeof out);
+    clasp_emoji_options o = clasp_emoji_default_options();
+    o.out_dir = out;
+    o.vendors = "twitter";
+    o.locales = "en,fr,de";
+    clasp_manifest m;
+    cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
+    cJSON *sum = clasp_manifest_summary(&m, out);
+    double n = cJSON_GetObjectItem(cJSON_GetObjectItem(sum, "total"), "samples")->valuedouble;
+    cr_assert_gt(n, 1500);
+    double v = cJSON_GetObjectItem(
+                   cJSON_GetObjectItem(cJSON_GetObjectItem(sum, "splits"), "validation"), "samples")
+                   ->valuedouble;
+    cr_assert(v > 0.05 * n && v < 0.15 * n, "validation %g of %g", v, n);
+    cJSON_Delete(sum);
+    clasp_manifest_free(&m);
+    static char tr[1 << 22];
+    read_split(out, "train", tr, sizeof tr);
+    read_split(out, "validation", tr, sizeof tr);
+    if (clasp_hash_str("1F44D", 0) % 100 >= 10) read_split(out, "train", tr, sizeof tr);
+    cr_assert(strstr(tr, "twitter/1F44D.txt=thumbs up\n"));
+    run_read_shards(out);
+}
