@@ -11,6 +11,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/rng.h"
@@ -22,13 +23,87 @@
  * the vector body and the scalar tail give identical results. */
 #if defined(__GNUC__) && !defined(__clang__)
 #define CLASP_VECTORIZE __attribute__((optimize("O3", "no-trapping-math")))
-/* the hot element-wise entry points also get an AVX2 clone, picked at load time (ifunc) */
-#define CLASP_VECTORIZE_AVX2 CLASP_VECTORIZE __attribute__((target_clones("avx2", "default")))
 #else
-#define CLASP_VECTORIZE_AVX2
 #define CLASP_VECTORIZE
 #endif
 
+/* Hot kernels are compiled three times from one always-inline body: AVX-512 (512-bit vectors),
+ * AVX2 and baseline, and picked at run time from the CPU (no -march flag is needed). The two
+ * SIMD versions may contract a*b+c into FMAs (fp-contract=fast: each is still a correctly
+ * rounded IEEE operation, no reassociation), so results depend on which version the CPU gets,
+ * but never on thread counts or on how work is split: the same machine always runs the same
+ * code on the same element order. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define CLASP_SIMD_DISPATCH 1
+#define CLASP_BODY          static inline __attribute__((always_inline))
+#define CLASP_TGT_AVX512                                                                           \
+    __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512"),  \
+                   optimize("O3", "no-trapping-math", "fp-contract=fast")))
+#define CLASP_TGT_AVX2                                                                             \
+    __attribute__((target("avx2,fma"), optimize("O3", "no-trapping-math", "fp-contract=fast")))
+
+/* 2 = AVX-512F/VL/BW/DQ + FMA, 1 = AVX2 + FMA, 0 = baseline; computed once (relaxed atomics:
+ * every thread computes the same value). The environment variable CLASP_SIMD=0|1|2 caps it. */
+static int g_simd_level = -1;
+
+static int simd_level(void) {
+    int l = __atomic_load_n(&g_simd_level, __ATOMIC_RELAXED);
+    if (l >= 0) return l;
+    __builtin_cpu_init();
+    l = 0;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) l = 1;
+    if (l == 1 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+        l = 2;
+    const char *cap = getenv("CLASP_SIMD"); /* "0", "1" or "2": cap the level (tests, benches) */
+    if (cap && cap[0] >= '0' && cap[0] <= '2' && cap[0] - '0' < l) l = cap[0] - '0';
+    __atomic_store_n(&g_simd_level, l, __ATOMIC_RELAXED);
+    return l;
+}
+
+/* SIMD_KERNEL(name, (params), (args)) defines `static void name(params)` running
+ * name##_body(args) in the best version for the CPU. */
+#define SIMD_KERNEL(name, params, args)                                                            \
+    CLASP_TGT_AVX512 static void name##_avx512 params {                                            \
+        name##_body args;                                                                          \
+    }                                                                                              \
+    CLASP_TGT_AVX2 static void name##_avx2 params {                                                \
+        name##_body args;                                                                          \
+    }                                                                                              \
+    CLASP_VECTORIZE static void name##_base params {                                               \
+        name##_body args;                                                                          \
+    }                                                                                              \
+    static void name params {                                                                      \
+        int l_ = simd_level();                                                                     \
+        if (l_ == 2)                                                                               \
+            name##_avx512 args;                                                                    \
+        else if (l_ == 1)                                                                          \
+            name##_avx2 args;                                                                      \
+        else                                                                                       \
+            name##_base args;                                                                      \
+    }
+/* the same with AVX2 and baseline versions only (kernels that 512-bit vectors make slower) */
+#define SIMD_KERNEL_AVX2(name, params, args)                                                       \
+    CLASP_TGT_AVX2 static void name##_avx2 params {                                                \
+        name##_body args;                                                                          \
+    }                                                                                              \
+    CLASP_VECTORIZE static void name##_base params {                                               \
+        name##_body args;                                                                          \
+    }                                                                                              \
+    static void name params {                                                                      \
+        if (simd_level() >= 1)                                                                     \
+            name##_avx2 args;                                                                      \
+        else                                                                                       \
+            name##_base args;                                                                      \
+    }
+#else
+#define CLASP_BODY static inline
+#define SIMD_KERNEL(name, params, args)                                                            \
+    CLASP_VECTORIZE static void name params {                                                      \
+        name##_body args;                                                                          \
+    }
+#define SIMD_KERNEL_AVX2(name, params, args) SIMD_KERNEL(name, params, args)
+#endif
 /* ---- linear ------------------------------------------------------------------------------ */
 
 void clasp_linear_forward(float *out, const float *inp, const float *w, const float *b, int N,
@@ -209,8 +284,8 @@ void clasp_conv2d_backward(float *dinp, float *dw, float *db, float *work, const
  * the best when strictly greater, or when it is NaN and the best is not): both give the first
  * NaN if any, else the first maximum. */
 #define MAXPOOL_PLANE 4096
-CLASP_VECTORIZE_AVX2 static void maxpool2x2_plane(float *restrict y, int32_t *restrict ix,
-                                                  const float *restrict x, int H, int W) {
+CLASP_BODY void maxpool2x2_plane_body(float *restrict y, int32_t *restrict ix,
+                                      const float *restrict x, int H, int W) {
     float hv[MAXPOOL_PLANE / 2];
     int32_t hj[MAXPOOL_PLANE / 2];
     int n = H * W / 2, OH = H / 2, OW = W / 2;
@@ -234,6 +309,9 @@ CLASP_VECTORIZE_AVX2 static void maxpool2x2_plane(float *restrict y, int32_t *re
         }
     }
 }
+SIMD_KERNEL_AVX2(maxpool2x2_plane,
+                 (float *restrict y, int32_t *restrict ix, const float *restrict x, int H, int W),
+                 (y, ix, x, H, W))
 
 void clasp_maxpool2d_forward(float *out, int32_t *idx, const float *inp, int B, int C, int H, int W,
                              int k, int s) {
@@ -391,7 +469,7 @@ CLASP_VECTORIZE void clasp_relu_backward(float *dinp, const float *dout, const f
 /* exp(x) for float, branch-free (vectorisable): Cody-Waite reduction x = n ln2 + r and the
  * Cephes expf polynomial, about 1 ulp. Inputs are clamped to [-87.3, 88.3] (no denormals
  * or infinities; exp(-87.3) = 1.2e-38). ref: Cephes expf.c. */
-CLASP_VECTORIZE static inline float exp_fast(float x) {
+CLASP_BODY float exp_fast(float x) {
     x = x < -87.3f ? -87.3f : x;
     x = x > 88.3f ? 88.3f : x;
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
@@ -413,7 +491,7 @@ CLASP_VECTORIZE static inline float exp_fast(float x) {
 /* Standard normal CDF Phi(x) = 0.5 erfc(-x / sqrt 2), branch-free. erfc(z), z >= 0, by the
  * Chebyshev fit of Numerical Recipes (erfcc: fractional error < 1.2e-7 everywhere), so the
  * left tail keeps its relative accuracy (no 1 + erf(x) cancellation). */
-CLASP_VECTORIZE static inline float normal_cdf(float x) {
+CLASP_BODY float normal_cdf(float x) {
     float z = (x < 0.0f ? -x : x) * GELU_INV_SQRT2;
     float t = 1.0f / (1.0f + 0.5f * z);
     float p = 0.17087277f;
@@ -430,17 +508,17 @@ CLASP_VECTORIZE static inline float normal_cdf(float x) {
     return x < 0.0f ? half_erfc : 1.0f - half_erfc;
 }
 
-CLASP_VECTORIZE static inline float gelu_erf(float x) {
+CLASP_BODY float gelu_erf(float x) {
     return x * normal_cdf(x);
 }
 
-CLASP_VECTORIZE static inline float gelu_erf_grad(float x) {
+CLASP_BODY float gelu_erf_grad(float x) {
     return normal_cdf(x) + x * GELU_INV_SQRT_2PI * exp_fast(-0.5f * x * x);
 }
 
 /* tanh form through sigmoid: 1 + tanh(u) = 2 s and 1 - tanh(u) = 2 (1 - s) with
  * s = e / (e + 1), e = exp(2u), so neither tail cancels. */
-CLASP_VECTORIZE static inline float gelu_tanh(float x) {
+CLASP_BODY float gelu_tanh(float x) {
     float e = exp_fast(2.0f * GELU_SQRT_2_OVER_PI * (x + GELU_KAPPA * x * x * x));
     return x * (e / (e + 1.0f));
 }
@@ -448,7 +526,7 @@ CLASP_VECTORIZE static inline float gelu_tanh(float x) {
 /* d/dx [0.5 x (1 + tanh u)] = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) u'
  *                           = s + 2 x s (1 - s) u'
  * ref: PyTorch aten/src/ATen/native/cpu/Activation.cpp GeluBackwardKernelImpl (tanh). */
-CLASP_VECTORIZE static inline float gelu_tanh_grad(float x) {
+CLASP_BODY float gelu_tanh_grad(float x) {
     float x2 = x * x;
     float e = exp_fast(2.0f * GELU_SQRT_2_OVER_PI * (x + GELU_KAPPA * x2 * x));
     float inv = 1.0f / (e + 1.0f);
@@ -457,32 +535,52 @@ CLASP_VECTORIZE static inline float gelu_tanh_grad(float x) {
     return sg + 2.0f * x * sg * inv * du;
 }
 
-CLASP_VECTORIZE_AVX2 void clasp_gelu_forward(float *out, const float *inp, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = gelu_erf(inp[i]);
+CLASP_BODY void gelu_fwd_body(float *out, const float *inp, size_t n, int tanh_form) {
+    if (tanh_form) {
+        for (size_t i = 0; i < n; i++) out[i] = gelu_tanh(inp[i]);
+    } else {
+        for (size_t i = 0; i < n; i++) out[i] = gelu_erf(inp[i]);
+    }
 }
+SIMD_KERNEL(gelu_fwd, (float *out, const float *inp, size_t n, int tanh_form),
+            (out, inp, n, tanh_form))
 
-CLASP_VECTORIZE_AVX2 void clasp_gelu_backward(float *dinp, const float *dout, const float *inp,
-                                              size_t n) {
-    for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_erf_grad(inp[i]);
+CLASP_BODY void gelu_bwd_body(float *dinp, const float *dout, const float *inp, size_t n,
+                              int tanh_form) {
+    if (tanh_form) {
+        for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_tanh_grad(inp[i]);
+    } else {
+        for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_erf_grad(inp[i]);
+    }
 }
-
-CLASP_VECTORIZE_AVX2 void clasp_gelu_tanh_forward(float *out, const float *inp, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = gelu_tanh(inp[i]);
-}
-
-CLASP_VECTORIZE_AVX2 void clasp_gelu_tanh_backward(float *dinp, const float *dout, const float *inp,
-                                                   size_t n) {
-    for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_tanh_grad(inp[i]);
-}
+SIMD_KERNEL(gelu_bwd, (float *dinp, const float *dout, const float *inp, size_t n, int tanh_form),
+            (dinp, dout, inp, n, tanh_form))
 
 /* d[i] *= gelu'(x[i]) in place (the block's backward through its GELU) */
-CLASP_VECTORIZE_AVX2 static void gelu_grad_scale(float *d, const float *x, size_t n,
-                                                 int tanh_form) {
+CLASP_BODY void gelu_grad_scale_body(float *d, const float *x, size_t n, int tanh_form) {
     if (tanh_form) {
         for (size_t i = 0; i < n; i++) d[i] *= gelu_tanh_grad(x[i]);
     } else {
         for (size_t i = 0; i < n; i++) d[i] *= gelu_erf_grad(x[i]);
     }
+}
+SIMD_KERNEL(gelu_grad_scale, (float *d, const float *x, size_t n, int tanh_form),
+            (d, x, n, tanh_form))
+
+void clasp_gelu_forward(float *out, const float *inp, size_t n) {
+    gelu_fwd(out, inp, n, 0);
+}
+
+void clasp_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+    gelu_bwd(dinp, dout, inp, n, 0);
+}
+
+void clasp_gelu_tanh_forward(float *out, const float *inp, size_t n) {
+    gelu_fwd(out, inp, n, 1);
+}
+
+void clasp_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+    gelu_bwd(dinp, dout, inp, n, 1);
 }
 
 /* ---- layer norm ------------------------------------------------------------------------------ */
