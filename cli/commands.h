@@ -5,6 +5,7 @@
 
 /* Declarations, one per command, sorted. */
 int clasp_cmd_embed(int argc, char **argv);
+int clasp_cmd_eval(int argc, char **argv);
 int clasp_cmd_export(int argc, char **argv);
 int clasp_cmd_search(int argc, char **argv);
 int clasp_cmd_shards_build(int argc, char **argv);

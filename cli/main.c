@@ -16,6 +16,7 @@ typedef struct command {
 static const command commands[] = {
     /* One line per command; keep the list sorted. */
     {"embed", NULL, clasp_cmd_embed, "embed images or texts with an export into a .npy"},
+    {"eval", NULL, clasp_cmd_eval, "zero-shot, retrieval and linear-probe evaluation"},
     {"export", NULL, clasp_cmd_export, "write a checkpoint as an export folder (C API, PyTorch)"},
     {"search", NULL, clasp_cmd_search, "top-k cosine search of a query in a .npy index"},
     {"shards", "build", clasp_cmd_shards_build, "build WebDataset shards (fmnist, folder, tsv, ...)"},

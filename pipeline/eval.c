@@ -1,4 +1,5 @@
-/* eval.c: zero-shot classification over shards. See eval.h. */
+/* eval.c: the evaluation pass over shards (image features, labels, keys, first or all
+ * captions) and zero-shot classification. See eval.h. */
 #include "pipeline/eval.h"
 
 #include <cblas.h>
@@ -7,7 +8,10 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "modalities/text.h"
 #include "pipeline/data.h"
+#include "pipeline/retrieval.h"
+#include "pipeline/shardlist.h"
 
 static char *trim_(char *s) {
     while (*s == ' ' || *s == '\t' || *s == '\r') s++;
@@ -142,103 +146,331 @@ clasp_status clasp_eval_class_embeddings(clasp_engine *e, char **names, int n_cl
     return s;
 }
 
+/* ---- collection pass -------------------------------------------------------------------- */
+
+void clasp_eval_set_free(clasp_eval_set *s) {
+    if (!s) return;
+    if (s->keys)
+        for (int64_t i = 0; i < s->n; i++) free(s->keys[i]);
+    free(s->keys);
+    free(s->img);
+    free(s->labels);
+    free(s->txt);
+    free(s->txt_owner);
+    memset(s, 0, sizeof *s);
+}
+
+/* Grows every per-image array of s to hold `need` rows. */
+static clasp_status grow_images_(clasp_eval_set *s, int64_t need, int64_t *cap) {
+    if (need <= *cap) return CLASP_OK;
+    int64_t c = *cap ? *cap : 1024;
+    while (c < need) c *= 2;
+    float *img = realloc(s->img, (size_t)c * (size_t)s->D * sizeof(float));
+    if (img) s->img = img;
+    int64_t *lab = realloc(s->labels, (size_t)c * sizeof(int64_t));
+    if (lab) s->labels = lab;
+    char **keys = realloc(s->keys, (size_t)c * sizeof(char *));
+    if (keys) s->keys = keys;
+    if (!img || !lab || !keys) return clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+    *cap = c;
+    return CLASP_OK;
+}
+
+static clasp_status grow_texts_(clasp_eval_set *s, int64_t need, int64_t *cap) {
+    if (need <= *cap) return CLASP_OK;
+    int64_t c = *cap ? *cap : 1024;
+    while (c < need) c *= 2;
+    float *t = realloc(s->txt, (size_t)c * (size_t)s->D * sizeof(float));
+    if (t) s->txt = t;
+    int64_t *o = realloc(s->txt_owner, (size_t)c * sizeof(int64_t));
+    if (o) s->txt_owner = o;
+    if (!t || !o) return clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+    *cap = c;
+    return CLASP_OK;
+}
+
+/* Appends the captions of one raw sample (txt field, then json "captions" and "text", as the
+ * decoder collects them), tokenized, to tokens/owner. */
+typedef struct caption_batch {
+    int32_t *tokens; /* (cap, T) */
+    int64_t *owner;
+    int n, cap, T;
+} caption_batch;
+
+static clasp_status add_caption_(caption_batch *cb, const clasp_loader_config *lc, const char *p,
+                                 size_t n, int64_t owner, int64_t *bad) {
+    char *norm = NULL;
+    size_t nn = 0;
+    clasp_status s = clasp_text_normalize(p, n, &lc->text, &norm, &nn);
+    if (s == CLASP_ERR_NOMEM) return s;
+    if (s != CLASP_OK) {
+        (*bad)++;
+        return CLASP_OK;
+    }
+    s = clasp_tokenizer_encode_n(lc->tokenizer, norm, nn, cb->tokens + (size_t)cb->n * cb->T, cb->T,
+                                 NULL);
+    free(norm);
+    if (s != CLASP_OK) return s;
+    cb->owner[cb->n++] = owner;
+    return CLASP_OK;
+}
+
+static clasp_status sample_captions_(caption_batch *cb, const clasp_loader_config *lc,
+                                     const clasp_sample *smp, int64_t owner, int64_t *bad) {
+    const clasp_field *txt = clasp_sample_find(smp, &lc->fields, CLASP_FIELD_TEXT);
+    const clasp_field *js = clasp_sample_find(smp, &lc->fields, CLASP_FIELD_JSON);
+    if (txt && cb->n < cb->cap)
+        CLASP_TRY(add_caption_(cb, lc, (const char *)txt->data, txt->n, owner, bad));
+    if (!js) return CLASP_OK;
+    cJSON *j = cJSON_ParseWithLength((const char *)js->data, js->n);
+    if (!j) return CLASP_OK;
+    clasp_status s = CLASP_OK;
+    const char *names[2] = {"captions", "text"};
+    for (int k = 0; k < 2 && s == CLASP_OK; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, names[k]), *e;
+        if (cJSON_IsString(v) && cb->n < cb->cap) {
+            s = add_caption_(cb, lc, v->valuestring, strlen(v->valuestring), owner, bad);
+        } else if (cJSON_IsArray(v)) {
+            cJSON_ArrayForEach(e, v) {
+                if (s == CLASP_OK && cJSON_IsString(e) && cb->n < cb->cap)
+                    s = add_caption_(cb, lc, e->valuestring, strlen(e->valuestring), owner, bad);
+            }
+        }
+    }
+    cJSON_Delete(j);
+    return s;
+}
+
+/* Embeds the pending captions of cb into s. */
+static clasp_status flush_captions_(clasp_engine *e, caption_batch *cb, clasp_eval_set *s,
+                                    int64_t *cap) {
+    if (cb->n == 0) return CLASP_OK;
+    CLASP_TRY(grow_texts_(s, s->n_txt + cb->n, cap));
+    CLASP_TRY(clasp_engine_embed(e, CLASP_TOWER_TEXT, cb->tokens, cb->n,
+                                 s->txt + (size_t)s->n_txt * s->D));
+    memcpy(s->txt_owner + s->n_txt, cb->owner, (size_t)cb->n * sizeof(int64_t));
+    s->n_txt += cb->n;
+    cb->n = 0;
+    return CLASP_OK;
+}
+
+/* Second pass for every caption: walks the spec's samples in the loader's order; the samples
+ * the loader kept are a subsequence (same keys in the same order). */
+static clasp_status collect_all_captions_(clasp_engine *e, const clasp_loader_config *lc,
+                                          const char *spec, clasp_eval_set *s) {
+    clasp_shardlist sl;
+    clasp_status st = clasp_shardlist_expand(spec, &sl);
+    if (st != CLASP_OK) {
+        clasp_shardlist_free(&sl);
+        return st;
+    }
+    caption_batch cb = {.cap = e->opt.batch_size, .T = lc->context_length};
+    /* one sample may carry up to 64 captions beyond the batch */
+    cb.tokens = malloc((size_t)(cb.cap + 64) * (size_t)cb.T * sizeof(int32_t));
+    cb.owner = malloc((size_t)(cb.cap + 64) * sizeof(int64_t));
+    int64_t tcap = 0, next = 0;
+    if (!cb.tokens || !cb.owner) st = clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+    for (size_t i = 0; i < sl.n && st == CLASP_OK && next < s->n; i++) {
+        clasp_tar_reader *r = NULL;
+        if (clasp_tar_open(sl.names[i], NULL, lc->max_member_bytes, &r) != CLASP_OK) continue;
+        clasp_sample smp;
+        memset(&smp, 0, sizeof smp);
+        for (;;) {
+            bool got = false;
+            st = clasp_tar_next(r, true, &smp, &got);
+            if (st != CLASP_OK || !got || next >= s->n) break;
+            if (strcmp(smp.key, s->keys[next]) != 0) continue;
+            cb.cap += 64; /* room for this sample's captions */
+            st = sample_captions_(&cb, lc, &smp, next, &s->bad_captions);
+            cb.cap -= 64;
+            next++;
+            if (st == CLASP_OK && cb.n >= cb.cap) st = flush_captions_(e, &cb, s, &tcap);
+            if (st != CLASP_OK) break;
+        }
+        clasp_sample_clear(&smp);
+        clasp_tar_close(r);
+    }
+    if (st == CLASP_OK) st = flush_captions_(e, &cb, s, &tcap);
+    if (st == CLASP_OK && next != s->n)
+        st = clasp_set_error(CLASP_ERR_FORMAT,
+                             "%s: the caption pass found %lld of the %lld samples the loader "
+                             "returned (shards changed during evaluation?)",
+                             spec, (long long)next, (long long)s->n);
+    free(cb.tokens);
+    free(cb.owner);
+    clasp_shardlist_free(&sl);
+    return st;
+}
+
+clasp_status clasp_eval_collect(clasp_engine *e, const char *spec, clasp_eval_text text,
+                                int workers, clasp_eval_set *out) {
+    memset(out, 0, sizeof *out);
+    out->D = e->D;
+    clasp_loader_config lc;
+    clasp_tokenizer *tok = NULL;
+    CLASP_TRY(clasp_data_loader_config(&e->models[0].config, &lc, &tok));
+    lc.spec = spec;
+    lc.eval = true;
+    lc.drop_last = false;
+    lc.shuffle_buffer = 0;
+    lc.shuffle_shards = false;
+    lc.batch_size = (size_t)e->opt.batch_size;
+    lc.n_threads = workers > 0 ? workers : 1;
+    lc.required = CLASP_NEED_IMAGE | (text == CLASP_EVAL_TEXT_NONE ? 0u : CLASP_NEED_TEXT);
+    clasp_loader *L = NULL;
+    clasp_status s = clasp_loader_open(&lc, NULL, &L);
+    int64_t icap = 0, tcap = 0;
+    while (s == CLASP_OK) {
+        const clasp_batch *b = NULL;
+        bool end = false;
+        s = clasp_loader_next(L, &b, &end);
+        if (s != CLASP_OK || end) break;
+        int64_t n = (int64_t)b->n;
+        s = grow_images_(out, out->n + n, &icap);
+        if (s == CLASP_OK)
+            s = clasp_engine_embed(e, CLASP_TOWER_IMAGE, b->images, (int)n,
+                                   out->img + (size_t)out->n * out->D);
+        if (s == CLASP_OK && text == CLASP_EVAL_TEXT_FIRST) {
+            s = grow_texts_(out, out->n_txt + n, &tcap);
+            if (s == CLASP_OK)
+                s = clasp_engine_embed(e, CLASP_TOWER_TEXT, b->tokens, (int)n,
+                                       out->txt + (size_t)out->n_txt * out->D);
+            for (int64_t i = 0; i < n && s == CLASP_OK; i++)
+                out->txt_owner[out->n_txt + i] = out->n + i;
+            if (s == CLASP_OK) out->n_txt += n;
+        }
+        for (int64_t i = 0; i < n && s == CLASP_OK; i++) {
+            out->labels[out->n] = b->labels[i];
+            out->keys[out->n] = strdup(b->keys[i]);
+            if (!out->keys[out->n])
+                s = clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+            else
+                out->n++;
+        }
+    }
+    if (L) {
+        clasp_data_stats *st = clasp_loader_stats(L);
+        out->skipped = st ? (int64_t)clasp_data_stats_total_skipped(st) : 0;
+    }
+    clasp_loader_close(L);
+    if (s == CLASP_OK && out->n == 0)
+        s = clasp_set_error(CLASP_ERR_FORMAT, "%s: no usable sample to evaluate", spec);
+    if (s == CLASP_OK && text == CLASP_EVAL_TEXT_ALL) s = collect_all_captions_(e, &lc, spec, out);
+    clasp_tokenizer_free(tok);
+    if (s != CLASP_OK) clasp_eval_set_free(out);
+    return s;
+}
+
+/* ---- zero-shot ----------------------------------------------------------------------------- */
+
+clasp_status clasp_eval_zeroshot_set(const clasp_eval_set *set, const float *cls, int nc,
+                                     clasp_zeroshot_result *r, double *per_class_recall,
+                                     int64_t *per_class_count) {
+    memset(r, 0, sizeof *r);
+    const int D = set->D;
+    const int64_t B = 256;
+    float *scores = malloc((size_t)B * (size_t)nc * sizeof(float));
+    int64_t *hits_c = calloc((size_t)nc, sizeof(int64_t)),
+            *count_c = calloc((size_t)nc, sizeof(int64_t));
+    if (!scores || !hits_c || !count_c) {
+        free(scores), free(hits_c), free(count_c);
+        return clasp_set_error(CLASP_ERR_NOMEM, "zero-shot: out of memory");
+    }
+    int64_t top1 = 0, top5 = 0, top10 = 0;
+    for (int64_t i0 = 0; i0 < set->n; i0 += B) {
+        int n = (int)(set->n - i0 < B ? set->n - i0 : B);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nc, D, 1.0f,
+                    set->img + (size_t)i0 * D, D, cls, D, 0.0f, scores, nc);
+        for (int i = 0; i < n; i++) {
+            int64_t y = set->labels[i0 + i];
+            if (y < 0 || y >= nc) {
+                r->skipped++;
+                continue;
+            }
+            /* rank of the true class: 1 + classes strictly better, ties broken by index */
+            int64_t rank = clasp_rank_of(scores + (size_t)i * nc, nc, y);
+            top1 += rank == 1;
+            top5 += rank <= 5;
+            top10 += rank <= 10;
+            hits_c[y] += rank == 1;
+            count_c[y]++;
+            r->n++;
+        }
+    }
+    clasp_status s = CLASP_OK;
+    if (r->n == 0) {
+        s = clasp_set_error(CLASP_ERR_FORMAT, "no image with a class label in [0, %d) to evaluate",
+                            nc);
+    } else {
+        r->top1 = (double)top1 / (double)r->n;
+        r->top5 = (double)top5 / (double)r->n;
+        r->top10 = (double)top10 / (double)r->n;
+        int present = 0;
+        double rec = 0;
+        for (int c = 0; c < nc; c++) {
+            double rc = count_c[c] ? (double)hits_c[c] / (double)count_c[c] : (double)NAN;
+            if (count_c[c]) {
+                rec += rc;
+                present++;
+            }
+            if (per_class_recall) per_class_recall[c] = rc;
+            if (per_class_count) per_class_count[c] = count_c[c];
+        }
+        r->mean_recall = present ? rec / present : 0;
+        r->n_classes = nc;
+        r->skipped += set->skipped;
+    }
+    free(scores), free(hits_c), free(count_c);
+    return s;
+}
+
+/* Reads class names and templates with the checks of clasp_eval_zeroshot. */
+static clasp_status read_prompts_(const char *classes_path, const char *templates_path,
+                                  char ***names, int *nc, char ***tmpls, int *nt) {
+    *tmpls = NULL;
+    *nt = 0;
+    CLASP_TRY(clasp_read_lines(classes_path, names, nc));
+    clasp_status s = CLASP_OK;
+    if (*nc < 2)
+        s = clasp_set_error(CLASP_ERR_FORMAT, "%s: needs at least 2 class names, has %d",
+                            classes_path, *nc);
+    if (s == CLASP_OK && templates_path) {
+        s = clasp_read_lines(templates_path, tmpls, nt);
+        for (int t = 0; t < *nt && s == CLASP_OK; t++)
+            if (!strstr((*tmpls)[t], "{}"))
+                s = clasp_set_error(CLASP_ERR_FORMAT, "%s: line %d ('%s') has no '{}'",
+                                    templates_path, t + 1, (*tmpls)[t]);
+        if (s == CLASP_OK && *nt == 0)
+            s = clasp_set_error(CLASP_ERR_FORMAT, "%s: no templates", templates_path);
+    }
+    if (s != CLASP_OK) {
+        clasp_free_lines(*names, *nc);
+        clasp_free_lines(*tmpls, *nt);
+        *names = *tmpls = NULL;
+        *nc = *nt = 0;
+    }
+    return s;
+}
+
 clasp_status clasp_eval_zeroshot(clasp_engine *e, const char *spec, const char *classes_path,
                                  const char *templates_path, int workers,
                                  clasp_zeroshot_result *r) {
     memset(r, 0, sizeof *r);
     char **names = NULL, **tmpls = NULL;
     int nc = 0, nt = 0;
-    CLASP_TRY(clasp_read_lines(classes_path, &names, &nc));
-    clasp_status s = CLASP_OK;
-    if (nc < 2)
-        s = clasp_set_error(CLASP_ERR_FORMAT, "%s: needs at least 2 class names, has %d",
-                            classes_path, nc);
-    if (s == CLASP_OK && templates_path) {
-        s = clasp_read_lines(templates_path, &tmpls, &nt);
-        for (int t = 0; t < nt && s == CLASP_OK; t++)
-            if (!strstr(tmpls[t], "{}"))
-                s = clasp_set_error(CLASP_ERR_FORMAT, "%s: line %d ('%s') has no '{}'",
-                                    templates_path, t + 1, tmpls[t]);
-        if (s == CLASP_OK && nt == 0)
-            s = clasp_set_error(CLASP_ERR_FORMAT, "%s: no templates", templates_path);
-    }
-    const int D = e->D;
-    float *cls = s == CLASP_OK ? malloc((size_t)nc * D * sizeof(float)) : NULL;
-    int64_t *hits_c = calloc((size_t)nc, sizeof(int64_t)),
-            *count_c = calloc((size_t)nc, sizeof(int64_t));
-    if (s == CLASP_OK && (!cls || !hits_c || !count_c))
-        s = clasp_set_error(CLASP_ERR_NOMEM, "zero-shot: out of memory");
+    CLASP_TRY(read_prompts_(classes_path, templates_path, &names, &nc, &tmpls, &nt));
+    float *cls = malloc((size_t)nc * (size_t)e->D * sizeof(float));
+    clasp_status s = cls ? CLASP_OK : clasp_set_error(CLASP_ERR_NOMEM, "zero-shot: out of memory");
     if (s == CLASP_OK) s = clasp_eval_class_embeddings(e, names, nc, tmpls, nt, cls);
-
-    clasp_data *data = NULL;
+    clasp_eval_set set;
+    memset(&set, 0, sizeof set);
+    if (s == CLASP_OK) s = clasp_eval_collect(e, spec, CLASP_EVAL_TEXT_NONE, workers, &set);
     if (s == CLASP_OK) {
-        clasp_data_options o = clasp_data_default_options();
-        o.spec = spec;
-        o.batch_size = e->opt.batch_size;
-        o.workers = workers;
-        o.train = false;
-        s = clasp_data_open(&o, &e->models[0].config, &data);
+        s = clasp_eval_zeroshot_set(&set, cls, nc, r, NULL, NULL);
+        if (s != CLASP_OK) clasp_wrap_error(s, "%s", spec);
     }
-    float *feat = NULL, *scores = NULL;
-    if (s == CLASP_OK) {
-        feat = malloc((size_t)e->opt.batch_size * D * sizeof(float));
-        scores = malloc((size_t)e->opt.batch_size * nc * sizeof(float));
-        if (!feat || !scores) s = clasp_set_error(CLASP_ERR_NOMEM, "zero-shot: out of memory");
-    }
-    int64_t top1 = 0, top5 = 0;
-    while (s == CLASP_OK) {
-        const clasp_batch *b = NULL;
-        bool end = false;
-        s = clasp_loader_next(clasp_data_loader(data), &b, &end);
-        if (s != CLASP_OK || end) break;
-        int n = (int)b->n;
-        s = clasp_engine_embed(e, CLASP_TOWER_IMAGE, b->images, n, feat);
-        if (s != CLASP_OK) break;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nc, D, 1.0f, feat, D, cls, D, 0.0f,
-                    scores, nc);
-        for (int i = 0; i < n; i++) {
-            int64_t y = b->labels[i];
-            if (y < 0 || y >= nc) {
-                r->skipped++;
-                continue;
-            }
-            const float *sc = scores + (size_t)i * nc;
-            /* rank of the true class: 1 + classes strictly better, ties broken by index */
-            int rank = 1;
-            for (int c = 0; c < nc; c++)
-                if (sc[c] > sc[y] || (sc[c] == sc[y] && c < y)) rank++;
-            top1 += rank == 1;
-            top5 += rank <= 5;
-            hits_c[y] += rank == 1;
-            count_c[y]++;
-            r->n++;
-        }
-    }
-    if (s == CLASP_OK) {
-        if (r->n == 0) {
-            s = clasp_set_error(CLASP_ERR_FORMAT,
-                                "%s: no image with a class label in [0, %d) to evaluate", spec, nc);
-        } else {
-            r->top1 = (double)top1 / (double)r->n;
-            r->top5 = (double)top5 / (double)r->n;
-            int present = 0;
-            double rec = 0;
-            for (int c = 0; c < nc; c++)
-                if (count_c[c]) {
-                    rec += (double)hits_c[c] / (double)count_c[c];
-                    present++;
-                }
-            r->mean_recall = present ? rec / present : 0;
-            r->n_classes = nc;
-            r->skipped += clasp_data_skipped_total(data);
-        }
-    }
-    clasp_data_close(data);
-    free(feat);
-    free(scores);
+    clasp_eval_set_free(&set);
     free(cls);
-    free(hits_c);
-    free(count_c);
     clasp_free_lines(names, nc);
     clasp_free_lines(tmpls, nt);
     return s;

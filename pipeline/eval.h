@@ -1,7 +1,12 @@
-/* eval.h: evaluation of a contrastive model on shards: zero-shot classification (class
- * embedding = mean of the normalised prompt embeddings over the templates, renormalised;
- * OpenCLIP's zero_shot_classifier) and, later, retrieval. Shared by `clasp train --val` and
- * `clasp eval`. */
+/* eval.h: evaluation of a contrastive model on shards, shared by `clasp train --val` and
+ * `clasp eval`:
+ *   - one pass that embeds every sample of a spec in order (clasp_eval_collect): image
+ *     features, labels, keys, and the text features of the first caption or of every caption;
+ *   - zero-shot classification (class embedding = mean of the normalised prompt embeddings over
+ *     the templates, renormalised; OpenCLIP's zero_shot_classifier): top-1/5/10 and recall per
+ *     class;
+ *   - retrieval both ways with OpenCLIP's definitions (pipeline/retrieval.h);
+ *   - a linear probe: multinomial logistic regression on frozen image features (probe.c). */
 #ifndef CLASP_PIPELINE_EVAL_H
 #define CLASP_PIPELINE_EVAL_H
 
@@ -12,6 +17,7 @@
 
 typedef struct clasp_zeroshot_result {
     double top1, top5;  /* fraction of images whose class is in the top-1 / top-5 */
+    double top10;       /* ... top-10 (1 when there are <= 10 classes) */
     double mean_recall; /* mean over classes of per-class top-1 recall */
     int64_t n;          /* images evaluated (with a label in range) */
     int n_classes;
@@ -30,6 +36,75 @@ clasp_status clasp_eval_zeroshot(clasp_engine *e, const char *spec, const char *
 /* Class embeddings (n_classes, D), normalised, from names and templates already in memory. */
 clasp_status clasp_eval_class_embeddings(clasp_engine *e, char **names, int n_classes,
                                          char **templates, int n_templates, float *out);
+
+/* ---- one embedding pass over a spec ---------------------------------------------------- */
+
+typedef enum clasp_eval_text {
+    CLASP_EVAL_TEXT_NONE = 0,  /* images only (zero-shot, probe): samples need no caption */
+    CLASP_EVAL_TEXT_FIRST = 1, /* the first caption of each sample (the loader's eval choice:
+                                  the txt field, else json "captions"[0] / "text") */
+    CLASP_EVAL_TEXT_ALL = 2    /* every caption: the txt field, then json "captions" and
+                                  "text" (multi-caption retrieval) */
+} clasp_eval_text;
+
+/* Features of a spec's samples, in shard order, samples that fail to decode left out. */
+typedef struct clasp_eval_set {
+    int64_t n; /* images */
+    int D;
+    float *img;           /* (n, D) L2-normalised */
+    int64_t *labels;      /* (n) "cls" label, -1 when absent */
+    char **keys;          /* (n) sample keys */
+    int64_t n_txt;        /* texts (0 with CLASP_EVAL_TEXT_NONE) */
+    float *txt;           /* (n_txt, D) L2-normalised */
+    int64_t *txt_owner;   /* (n_txt) image row of each text */
+    int64_t skipped;      /* samples skipped by the loader (bad data, missing field) */
+    int64_t bad_captions; /* extra captions dropped (invalid UTF-8, empty) with TEXT_ALL */
+} clasp_eval_set;
+
+/* Embeds every sample of `spec` (evaluation order, no augmentation) with the engine's model:
+ * `workers` decode threads. Errors: an unreadable spec, no usable sample (CLASP_ERR_FORMAT
+ * naming the spec), CLASP_ERR_NOMEM. Free with clasp_eval_set_free. */
+clasp_status clasp_eval_collect(clasp_engine *e, const char *spec, clasp_eval_text text,
+                                int workers, clasp_eval_set *out);
+void clasp_eval_set_free(clasp_eval_set *s);
+
+/* Zero-shot scores of a collected set against class embeddings cls (n_classes, D): fills r
+ * (top1/top5/top10/mean_recall over images with a label in [0, n_classes); others counted in
+ * r->skipped) and, when not NULL, per-class recall (n_classes; NaN for a class without
+ * images) and per-class image counts (n_classes). CLASP_ERR_FORMAT when no image has a label in
+ * range. */
+clasp_status clasp_eval_zeroshot_set(const clasp_eval_set *set, const float *cls, int n_classes,
+                                     clasp_zeroshot_result *r, double *per_class_recall,
+                                     int64_t *per_class_count);
+
+/* ---- linear probe (probe.c) ------------------------------------------------------------ */
+
+typedef struct clasp_probe_options {
+    double l2;    /* L2 penalty lambda on the weights (not the biases); default 1e-4 */
+    int max_iter; /* full-batch iterations; default 1000 */
+    double tol;   /* stop when the gradient's max-norm falls below; default 1e-6 */
+} clasp_probe_options;
+
+clasp_probe_options clasp_probe_default_options(void);
+
+typedef struct clasp_probe_result {
+    int n_classes;           /* 1 + the largest training label */
+    int64_t n_train, n_test; /* rows with a label (>= 0) */
+    double train_accuracy, test_accuracy;
+    double loss; /* final training objective (mean cross-entropy + l2/2 |W|^2) */
+    int iterations;
+} clasp_probe_result;
+
+/* Multinomial logistic regression (softmax, with biases) on frozen features xtr (ntr, D) with
+ * labels ytr, minimising mean cross-entropy + l2/2 |W|^2 by full-batch Nesterov-accelerated
+ * gradient descent with step 1/L, L = max_i |(x_i, 1)|^2 / 2 + l2 (a bound on the Hessian,
+ * Boehning 1992) and adaptive restart (momentum reset when the objective rises); then accuracy
+ * on xte (nte, D) / yte. Rows with a negative label are ignored; a test label the training set
+ * never had counts as an error. Deterministic (fixed order, no randomness). Errors:
+ * CLASP_ERR_ARG (no labelled training row, fewer than 2 classes), CLASP_ERR_NOMEM. */
+clasp_status clasp_linear_probe(const float *xtr, const int64_t *ytr, int64_t ntr, const float *xte,
+                                const int64_t *yte, int64_t nte, int D,
+                                const clasp_probe_options *o, clasp_probe_result *r);
 
 /* Reads a text file into non-empty trimmed lines (caller frees with clasp_free_lines). */
 clasp_status clasp_read_lines(const char *path, char ***lines, int *n);

@@ -1,0 +1,272 @@
+/* cmd_eval.c: `clasp eval --model EXPORT|CKPT|RUN --data SPEC [--zeroshot classes.txt
+ * [--templates t.txt]] [--retrieval [--all-captions]] [--probe-train SPEC]`: zero-shot
+ * classification, retrieval both ways and a linear probe (pipeline/eval.h, retrieval.h).
+ * Human text goes to stderr, the JSON result to stdout with --json; when the model is a
+ * checkpoint inside a run folder the result is also appended to RUN/metrics.jsonl as one line
+ * with "kind": "eval". */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/commands.h"
+#include "core/hash.h"
+#include "pipeline/eval.h"
+#include "pipeline/export.h"
+#include "pipeline/retrieval.h"
+
+static void usage_(FILE *f) {
+    fprintf(f, "usage: clasp eval --model EXPORT|CKPT|RUN --data SPEC [--zeroshot classes.txt\n"
+               "                  [--templates t.txt]] [--retrieval [--all-captions]]\n"
+               "                  [--probe-train SPEC [--probe-l2 X] [--probe-iters N]]\n"
+               "                  [--threads N] [--batch-size B] [--workers W] [--json]\n\n"
+               "Evaluates a model on the samples of SPEC (in shard order, no augmentation).\n"
+               "  --zeroshot FILE     zero-shot classification: class names (one per line, line i\n"
+               "                      = label i of the samples' .cls); --templates FILE: prompts\n"
+               "                      with '{}' (class embedding = mean of the normalised prompt\n"
+               "                      embeddings, renormalised). top-1/5/10, recall per class.\n"
+               "  --retrieval         image<->text retrieval R@1/5/10, mean and median rank\n"
+               "                      (OpenCLIP's definitions); the default when nothing else is\n"
+               "                      asked. --all-captions: every caption of a sample's json\n"
+               "                      'captions' list is a query; image->text counts the best.\n"
+               "  --probe-train SPEC  linear probe: logistic regression on frozen image features\n"
+               "                      of SPEC (labels from .cls), accuracy on --data's features.\n"
+               "                      --probe-l2 (default 1e-4), --probe-iters (default 1000).\n"
+               "  --threads N         compute threads (default 2); --batch-size B (default 256);\n"
+               "  --workers W         decode threads (default 1)\n"
+               "  --json              result as JSON on stdout\n");
+}
+
+static cJSON *rank_json_(const clasp_rank_stats *r) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "n", (double)r->n);
+    cJSON_AddNumberToObject(o, "r1", r->r1);
+    cJSON_AddNumberToObject(o, "r5", r->r5);
+    cJSON_AddNumberToObject(o, "r10", r->r10);
+    cJSON_AddNumberToObject(o, "mean_rank", r->mean_rank);
+    cJSON_AddNumberToObject(o, "median_rank", r->median_rank);
+    return o;
+}
+
+static double now_(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Zero-shot on a collected set; adds "zeroshot" to res. */
+static clasp_status zeroshot_(clasp_embedder *em, const clasp_eval_set *set, const char *classes,
+                              const char *templates, cJSON *res) {
+    char **names = NULL, **tmpls = NULL;
+    int nc = 0, nt = 0;
+    CLASP_TRY(clasp_read_lines(classes, &names, &nc));
+    clasp_status s = CLASP_OK;
+    if (nc < 2) s = clasp_set_error(CLASP_ERR_FORMAT, "%s: needs at least 2 class names", classes);
+    if (s == CLASP_OK && templates) {
+        s = clasp_read_lines(templates, &tmpls, &nt);
+        for (int t = 0; t < nt && s == CLASP_OK; t++)
+            if (!strstr(tmpls[t], "{}"))
+                s = clasp_set_error(CLASP_ERR_FORMAT, "%s: line %d ('%s') has no '{}'", templates,
+                                    t + 1, tmpls[t]);
+    }
+    float *cls = malloc((size_t)(nc ? nc : 1) * (size_t)em->engine.D * sizeof(float));
+    double *rec = malloc((size_t)(nc ? nc : 1) * sizeof(double));
+    int64_t *cnt = malloc((size_t)(nc ? nc : 1) * sizeof(int64_t));
+    if (s == CLASP_OK && (!cls || !rec || !cnt))
+        s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
+    if (s == CLASP_OK) s = clasp_eval_class_embeddings(&em->engine, names, nc, tmpls, nt, cls);
+    clasp_zeroshot_result zr;
+    if (s == CLASP_OK) s = clasp_eval_zeroshot_set(set, cls, nc, &zr, rec, cnt);
+    if (s == CLASP_OK) {
+        cJSON *z = cJSON_AddObjectToObject(res, "zeroshot");
+        cJSON_AddNumberToObject(z, "n", (double)zr.n);
+        cJSON_AddNumberToObject(z, "n_classes", zr.n_classes);
+        cJSON_AddNumberToObject(z, "n_templates", nt ? nt : 1);
+        cJSON_AddNumberToObject(z, "top1", zr.top1);
+        cJSON_AddNumberToObject(z, "top5", zr.top5);
+        cJSON_AddNumberToObject(z, "top10", zr.top10);
+        cJSON_AddNumberToObject(z, "mean_per_class_recall", zr.mean_recall);
+        cJSON_AddNumberToObject(z, "skipped", (double)zr.skipped);
+        cJSON *pc = cJSON_AddArrayToObject(z, "per_class");
+        for (int c = 0; c < nc; c++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "name", names[c]);
+            cJSON_AddNumberToObject(o, "n", (double)cnt[c]);
+            if (cnt[c])
+                cJSON_AddNumberToObject(o, "recall", rec[c]);
+            else
+                cJSON_AddNullToObject(o, "recall");
+            cJSON_AddItemToArray(pc, o);
+        }
+        fprintf(stderr,
+                "zero-shot (%lld images, %d classes): top-1 %.2f%%  top-5 %.2f%%  "
+                "top-10 %.2f%%  mean per-class recall %.2f%%\n",
+                (long long)zr.n, nc, 100 * zr.top1, 100 * zr.top5, 100 * zr.top10,
+                100 * zr.mean_recall);
+        for (int c = 0; c < nc; c++)
+            if (cnt[c])
+                fprintf(stderr, "  %-24s %6.2f%%  (%lld)\n", names[c], 100 * rec[c],
+                        (long long)cnt[c]);
+    }
+    free(cls), free(rec), free(cnt);
+    clasp_free_lines(names, nc);
+    clasp_free_lines(tmpls, nt);
+    return s;
+}
+
+int clasp_cmd_eval(int argc, char **argv) {
+    const char *model = NULL, *data = NULL, *zs = NULL, *tmpl = NULL, *probe = NULL;
+    bool retrieval = false, all_caps = false, json = false;
+    int threads = 2, batch = 256, workers = 1;
+    clasp_probe_options po = clasp_probe_default_options();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool more = i + 1 < argc;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage_(stdout);
+            return 0;
+        } else if (!strcmp(a, "--model") && more) {
+            model = argv[++i];
+        } else if (!strcmp(a, "--data") && more) {
+            data = argv[++i];
+        } else if (!strcmp(a, "--zeroshot") && more) {
+            zs = argv[++i];
+        } else if (!strcmp(a, "--templates") && more) {
+            tmpl = argv[++i];
+        } else if (!strcmp(a, "--retrieval")) {
+            retrieval = true;
+        } else if (!strcmp(a, "--all-captions")) {
+            all_caps = true;
+        } else if (!strcmp(a, "--probe-train") && more) {
+            probe = argv[++i];
+        } else if (!strcmp(a, "--probe-l2") && more) {
+            po.l2 = atof(argv[++i]);
+        } else if (!strcmp(a, "--probe-iters") && more) {
+            po.max_iter = atoi(argv[++i]);
+        } else if (!strcmp(a, "--threads") && more) {
+            threads = atoi(argv[++i]);
+        } else if (!strcmp(a, "--batch-size") && more) {
+            batch = atoi(argv[++i]);
+        } else if (!strcmp(a, "--workers") && more) {
+            workers = atoi(argv[++i]);
+        } else if (!strcmp(a, "--json")) {
+            json = true;
+        } else {
+            fprintf(stderr, "clasp eval: unknown or incomplete option %s\n", a);
+            usage_(stderr);
+            return 2;
+        }
+    }
+    if (!model || !data || threads < 1 || batch < 1 || workers < 1 || po.l2 < 0 ||
+        po.max_iter < 1 || (tmpl && !zs)) {
+        fprintf(stderr, "clasp eval: need --model and --data (positive --threads, --batch-size, "
+                        "--workers; --templates only with --zeroshot)\n");
+        usage_(stderr);
+        return 2;
+    }
+    if (!zs && !probe) retrieval = true;
+    if (all_caps) retrieval = true;
+    double t0 = now_();
+    clasp_embedder em;
+    if (clasp_embedder_open(model, threads, batch, &em) != CLASP_OK) {
+        fprintf(stderr, "clasp eval: %s\n", clasp_last_error());
+        return 1;
+    }
+    cJSON *res = cJSON_CreateObject();
+    char hex[17];
+    clasp_hash_hex(em.model_hash, hex);
+    cJSON_AddStringToObject(res, "kind", "eval");
+    cJSON_AddStringToObject(res, "model", em.path);
+    cJSON_AddStringToObject(res, "source",
+                            em.kind == CLASP_SOURCE_EXPORT ? "export" : "checkpoint");
+    cJSON_AddStringToObject(res, "model_hash", hex);
+    cJSON_AddStringToObject(res, "data", data);
+    clasp_eval_set set;
+    clasp_eval_text want = !retrieval ? CLASP_EVAL_TEXT_NONE
+                           : all_caps ? CLASP_EVAL_TEXT_ALL
+                                      : CLASP_EVAL_TEXT_FIRST;
+    clasp_status s = clasp_eval_collect(&em.engine, data, want, workers, &set);
+    if (s == CLASP_OK) {
+        cJSON_AddNumberToObject(res, "n", (double)set.n);
+        cJSON_AddNumberToObject(res, "skipped", (double)set.skipped);
+        fprintf(stderr, "clasp eval: %lld samples of %s (%lld skipped)\n", (long long)set.n, data,
+                (long long)set.skipped);
+    }
+    if (s == CLASP_OK && zs) s = zeroshot_(&em, &set, zs, tmpl, res);
+    if (s == CLASP_OK && retrieval) {
+        clasp_retrieval_result rr;
+        s = clasp_retrieval_metrics(set.img, set.n, set.txt, set.txt_owner, set.n_txt, set.D, &rr);
+        if (s == CLASP_OK) {
+            cJSON *r = cJSON_AddObjectToObject(res, "retrieval");
+            cJSON_AddNumberToObject(r, "n_images", (double)rr.n_images);
+            cJSON_AddNumberToObject(r, "n_texts", (double)rr.n_texts);
+            cJSON_AddBoolToObject(r, "all_captions", all_caps);
+            cJSON_AddItemToObject(r, "image_to_text", rank_json_(&rr.i2t));
+            cJSON_AddItemToObject(r, "text_to_image", rank_json_(&rr.t2i));
+            fprintf(stderr,
+                    "retrieval (%lld images, %lld texts):\n"
+                    "  image->text R@1 %.2f%%  R@5 %.2f%%  R@10 %.2f%%  mean rank %.1f  median "
+                    "rank %.0f\n"
+                    "  text->image R@1 %.2f%%  R@5 %.2f%%  R@10 %.2f%%  mean rank %.1f  median "
+                    "rank %.0f\n",
+                    (long long)rr.n_images, (long long)rr.n_texts, 100 * rr.i2t.r1, 100 * rr.i2t.r5,
+                    100 * rr.i2t.r10, rr.i2t.mean_rank, rr.i2t.median_rank, 100 * rr.t2i.r1,
+                    100 * rr.t2i.r5, 100 * rr.t2i.r10, rr.t2i.mean_rank, rr.t2i.median_rank);
+        }
+    }
+    if (s == CLASP_OK && probe) {
+        clasp_eval_set tr;
+        s = clasp_eval_collect(&em.engine, probe, CLASP_EVAL_TEXT_NONE, workers, &tr);
+        clasp_probe_result pr;
+        if (s == CLASP_OK)
+            s = clasp_linear_probe(tr.img, tr.labels, tr.n, set.img, set.labels, set.n, set.D, &po,
+                                   &pr);
+        if (s == CLASP_OK) {
+            cJSON *p = cJSON_AddObjectToObject(res, "probe");
+            cJSON_AddStringToObject(p, "train", probe);
+            cJSON_AddNumberToObject(p, "n_train", (double)pr.n_train);
+            cJSON_AddNumberToObject(p, "n_test", (double)pr.n_test);
+            cJSON_AddNumberToObject(p, "n_classes", pr.n_classes);
+            cJSON_AddNumberToObject(p, "accuracy", pr.test_accuracy);
+            cJSON_AddNumberToObject(p, "train_accuracy", pr.train_accuracy);
+            cJSON_AddNumberToObject(p, "loss", pr.loss);
+            cJSON_AddNumberToObject(p, "l2", po.l2);
+            cJSON_AddNumberToObject(p, "iterations", pr.iterations);
+            fprintf(stderr,
+                    "linear probe (%lld train, %lld test, %d classes): accuracy %.2f%% (train "
+                    "%.2f%%, %d iterations)\n",
+                    (long long)pr.n_train, (long long)pr.n_test, pr.n_classes,
+                    100 * pr.test_accuracy, 100 * pr.train_accuracy, pr.iterations);
+        }
+        clasp_eval_set_free(&tr);
+    }
+    clasp_eval_set_free(&set);
+    int rc = 0;
+    if (s != CLASP_OK) {
+        fprintf(stderr, "clasp eval: %s\n", clasp_last_error());
+        rc = 1;
+    } else {
+        cJSON_AddNumberToObject(res, "seconds", now_() - t0);
+        char *line = cJSON_PrintUnformatted(res);
+        if (json && line) printf("%s\n", line);
+        if (line && em.run_dir[0]) {
+            char mp[4200];
+            snprintf(mp, sizeof mp, "%s/metrics.jsonl", em.run_dir);
+            FILE *f = fopen(mp, "a");
+            if (!f || fprintf(f, "%s\n", line) < 0) {
+                fprintf(stderr, "clasp eval: cannot append to %s\n", mp);
+                rc = 1;
+            } else {
+                fprintf(stderr, "clasp eval: appended to %s\n", mp);
+            }
+            if (f) fclose(f);
+        }
+        cJSON_free(line);
+    }
+    cJSON_Delete(res);
+    clasp_embedder_close(&em);
+    return rc;
+}

@@ -1,0 +1,426 @@
+/* test_export.c: exports (pipeline/export.h), `clasp export`/`embed`/`search`, the public C API
+ * (include/clasp.h) and tools/clasp_torch.py: PyTorch embeddings of an export equal
+ * `clasp embed`'s to max abs diff <= 1e-4 on images and texts, for the fmnist-small CNN with
+ * the byte tokenizer and for a small ViT with a BPE tokenizer. Needs /usr/bin/python3 with
+ * torch, numpy and PIL: a missing module makes the test FAIL (never skip). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/hash.h"
+#include "core/json.h"
+#include "core/rng.h"
+#include "include/clasp.h"
+#include "modalities/image.h"
+#include "modalities/tokenizer.h"
+#include "pipeline/checkpoint.h"
+#include "pipeline/export.h"
+#include "pipeline/retrieval.h"
+#include "tests/testutil.h"
+
+#define PY "/usr/bin/python3"
+
+static void write_file_(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "cannot write %s", path);
+    cr_assert_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+/* A random PNG of w x h with `channels` (1..4), pixels from the counter RNG. */
+static void write_png_(const char *path, int w, int h, int channels, uint64_t seed) {
+    size_t n = (size_t)w * h * channels;
+    uint8_t *px = malloc(n);
+    clasp_rng r;
+    clasp_rng_init(&r, seed, 0, 0, 0);
+    for (size_t i = 0; i < n; i++) px[i] = (uint8_t)(clasp_rng_u32(&r) & 0xff);
+    uint8_t *png;
+    size_t np;
+    cr_assert_eq(clasp_image_encode_png(px, w, h, channels, &png, &np), CLASP_OK);
+    write_file_(path, png, np);
+    free(png);
+    free(px);
+}
+
+/* Builds a model from a config file, random weights, and exports it with `tok`. */
+static void make_export_(const char *config_path, clasp_tokenizer *tok, const char *dir,
+                         uint64_t seed) {
+    clasp_model_config cfg;
+    clasp_model m;
+    cr_assert_eq(clasp_model_config_load(config_path, &cfg), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK, "%s", clasp_last_error());
+    clasp_model_init_weights(&m, seed);
+    cr_assert_eq(clasp_export_model(&m, tok, dir), CLASP_OK, "%s", clasp_last_error());
+    clasp_model_free(&m);
+}
+
+static float *load_npy_(const char *path, int64_t *rows, int64_t *cols) {
+    float *x = NULL;
+    cr_assert_eq(clasp_npy_read_f32(path, &x, rows, cols), CLASP_OK, "%s", clasp_last_error());
+    return x;
+}
+
+static void run_ok_(const char *cmd) {
+    int rc = system(cmd);
+    cr_assert_eq(rc, 0, "command failed (%d): %s", rc, cmd);
+}
+
+/* Embeds images and texts with `clasp embed` and with clasp_torch.py and compares. Also
+ * checks the C API against `clasp embed`. */
+static void torch_parity_(const char *dir, const char *tmp, const char *const *images, int n_img,
+                          const char *texts_path, int n_text) {
+    const char *bin = clasp_test_bin();
+    char cmd[8192], imgs[4096] = "", ci[1024], ct[1024], pi[1024], pt[1024], script[1024];
+    for (int i = 0; i < n_img; i++) {
+        strcat(imgs, " ");
+        strcat(imgs, images[i]);
+    }
+    snprintf(ci, sizeof ci, "%s/c_img.npy", tmp);
+    snprintf(ct, sizeof ct, "%s/c_txt.npy", tmp);
+    snprintf(pi, sizeof pi, "%s/py_img.npy", tmp);
+    snprintf(pt, sizeof pt, "%s/py_txt.npy", tmp);
+    snprintf(script, sizeof script, "%s/tools/clasp_torch.py", CLASP_SOURCE_DIR);
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --image%s -o %s --threads 2 --batch-size 4", bin,
+             dir, imgs, ci);
+    run_ok_(cmd);
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --text %s -o %s", bin, dir, texts_path, ct);
+    run_ok_(cmd);
+    /* torch must be importable: a missing torch is a failure, not a skip */
+    snprintf(cmd, sizeof cmd, PY " -c 'import torch, numpy, PIL' ");
+    cr_assert_eq(system(cmd), 0, "/usr/bin/python3 cannot import torch, numpy and PIL");
+    snprintf(cmd, sizeof cmd, PY " %s %s --image%s -o %s", script, dir, imgs, pi);
+    run_ok_(cmd);
+    snprintf(cmd, sizeof cmd, PY " %s %s --text %s -o %s", script, dir, texts_path, pt);
+    run_ok_(cmd);
+    int64_t r1, c1, r2, c2;
+    float *a = load_npy_(ci, &r1, &c1), *b = load_npy_(pi, &r2, &c2);
+    cr_assert(r1 == n_img && r2 == n_img && c1 == c2, "image shapes %lldx%lld vs %lldx%lld",
+              (long long)r1, (long long)c1, (long long)r2, (long long)c2);
+    cr_assert(clasp_test_check_tensor("torch image embeddings", b, a, (size_t)(r1 * c1), 1e-4, 0));
+    /* rows are unit vectors */
+    for (int64_t i = 0; i < r1; i++) {
+        double s = 0;
+        for (int64_t d = 0; d < c1; d++) s += (double)a[i * c1 + d] * (double)a[i * c1 + d];
+        cr_assert(fabs(s - 1.0) < 1e-5, "row %lld has squared norm %g", (long long)i, s);
+    }
+    float *t = load_npy_(ct, &r1, &c1), *u = load_npy_(pt, &r2, &c2);
+    cr_assert(r1 == n_text && r2 == n_text && c1 == c2, "text shapes %lldx%lld vs %lldx%lld",
+              (long long)r1, (long long)c1, (long long)r2, (long long)c2);
+    cr_assert(clasp_test_check_tensor("torch text embeddings", u, t, (size_t)(r1 * c1), 1e-4, 0));
+
+    /* the public C API gives what `clasp embed` wrote */
+    clasp_handle *h = clasp_model_open(dir, 1);
+    cr_assert(h, "clasp_model_open: %s", clasp_last_error());
+    int D = clasp_model_dim(h);
+    cr_assert_eq(D, c1);
+    float *z = malloc((size_t)n_img * D * sizeof(float));
+    cr_assert_eq(clasp_model_embed_image_files(h, images, n_img, z), 0, "%s", clasp_last_error());
+    cr_assert(clasp_test_check_tensor("C API images", z, a, (size_t)n_img * D, 1e-6, 0));
+    /* from memory too */
+    void **bufs = calloc((size_t)n_img, sizeof *bufs);
+    size_t *sz = calloc((size_t)n_img, sizeof *sz);
+    for (int i = 0; i < n_img; i++) {
+        char *p;
+        cr_assert_eq(clasp_read_file(images[i], 1 << 24, &p, &sz[i]), CLASP_OK);
+        bufs[i] = p;
+    }
+    memset(z, 0, (size_t)n_img * D * sizeof(float));
+    cr_assert_eq(clasp_model_embed_images(h, (const void *const *)bufs, sz, n_img, z), 0, "%s",
+                 clasp_last_error());
+    cr_assert(clasp_test_check_tensor("C API images (memory)", z, a, (size_t)n_img * D, 1e-6, 0));
+    for (int i = 0; i < n_img; i++) free(bufs[i]);
+    free(bufs);
+    free(sz);
+    clasp_model_close(h);
+    free(z);
+    free(a), free(b), free(t), free(u);
+}
+
+Test(export, torch_parity_fmnist_cnn_bytes) {
+    char tmp[1024], dir[1100], cfg[1100], p[1200];
+    clasp_test_tmpdir("export_cnn", tmp, sizeof tmp);
+    snprintf(dir, sizeof dir, "%s/export", tmp);
+    snprintf(cfg, sizeof cfg, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
+    clasp_tokenizer *tok;
+    cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
+    make_export_(cfg, tok, dir, 11);
+    clasp_tokenizer_free(tok);
+    /* gray at the model size, RGB (luma), gray+alpha and RGBA (composited on white) */
+    char names[4][1200];
+    const char *imgs[4];
+    int chans[4] = {1, 3, 2, 4};
+    for (int i = 0; i < 4; i++) {
+        snprintf(names[i], sizeof names[i], "%s/img%d.png", tmp, i);
+        write_png_(names[i], 28, 28, chans[i], 100 + (uint64_t)i);
+        imgs[i] = names[i];
+    }
+    snprintf(p, sizeof p, "%s/texts.txt", tmp);
+    const char *lines = "a photo of a bag\n"
+                        "  an   image\tshowing a \xef\xac\x81sh  \r\n"
+                        "\n"
+                        "a very long caption that goes on well beyond thirty-two bytes of context\n"
+                        "caf\xc3\xa9 \xe2\x91\xa0\n";
+    write_file_(p, lines, strlen(lines));
+    torch_parity_(dir, tmp, imgs, 4, p, 4);
+}
+
+Test(export, torch_parity_vit_bpe) {
+    char tmp[1024], dir[1100], cfgp[1100], tp[1100], p[1200];
+    clasp_test_tmpdir("export_vit", tmp, sizeof tmp);
+    snprintf(dir, sizeof dir, "%s/export", tmp);
+    /* a BPE trained on a few captions */
+    const char *corpus[] = {"a photo of a cat",     "a photo of a dog", "a photo of a red car",
+                            "the photo of the cat", "a dog and a cat",  "photo photo photo"};
+    clasp_tokenizer *tok;
+    cr_assert_eq(clasp_tokenizer_train_bpe(corpus, 6, 300, 2, &tok), CLASP_OK, "%s",
+                 clasp_last_error());
+    cr_assert(clasp_tokenizer_n_merges(tok) > 5);
+    snprintf(tp, sizeof tp, "%s/bpe.json", tmp);
+    cr_assert_eq(clasp_tokenizer_save(tok, tp), CLASP_OK);
+    snprintf(cfgp, sizeof cfgp, "%s/vit.json", tmp);
+    char cfg[2048];
+    snprintf(cfg, sizeof cfg,
+             "{\"embed_dim\": 24, \"init_logit_bias\": -10,"
+             " \"image\": {\"type\": \"vit\", \"channels\": 3, \"size\": 16, \"patch_size\": 4,"
+             "  \"width\": 32, \"layers\": 2, \"heads\": 4, \"mlp_width\": 48, \"pool\": \"cls\","
+             "  \"mean\": [0.5, 0.4, 0.3], \"std\": [0.2, 0.25, 0.3], \"act\": \"gelu_tanh\"},"
+             " \"text\": {\"type\": \"transformer\", \"vocab_size\": 320, \"context_length\": 12,"
+             "  \"width\": 32, \"layers\": 2, \"heads\": 2, \"mlp_width\": 64, \"causal\": true,"
+             "  \"pool\": \"eos\", \"tokenizer\": {\"type\": \"bpe\", \"bos\": 256, \"eos\": 257,"
+             "  \"pad\": 258, \"file\": \"%s\"}}}",
+             tp);
+    write_file_(cfgp, cfg, strlen(cfg));
+    make_export_(cfgp, tok, dir, 5);
+    clasp_tokenizer_free(tok);
+    char names[3][1200];
+    const char *imgs[3];
+    int chans[3] = {3, 4, 1};
+    for (int i = 0; i < 3; i++) {
+        snprintf(names[i], sizeof names[i], "%s/img%d.png", tmp, i);
+        write_png_(names[i], 16, 16, chans[i], 200 + (uint64_t)i);
+        imgs[i] = names[i];
+    }
+    snprintf(p, sizeof p, "%s/texts.txt", tmp);
+    const char *lines = "a photo of a cat\nthe dog and the photo of a red car with a cat\nzebra\n";
+    write_file_(p, lines, strlen(lines));
+    torch_parity_(dir, tmp, imgs, 3, p, 3);
+}
+
+Test(export, from_checkpoint_and_cli) {
+    char tmp[1024], run[1100], cfgp[1100], exp[1100], cmd[4096];
+    clasp_test_tmpdir("export_ckpt", tmp, sizeof tmp);
+    snprintf(run, sizeof run, "%s/run", tmp);
+    snprintf(exp, sizeof exp, "%s/export", tmp);
+    snprintf(cfgp, sizeof cfgp, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
+    clasp_model_config cfg;
+    clasp_model m;
+    cr_assert_eq(clasp_model_config_load(cfgp, &cfg), CLASP_OK);
+    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK);
+    clasp_model_init_weights(&m, 3);
+    clasp_named_tensor *t = calloc((size_t)m.n_params, sizeof *t);
+    for (int i = 0; i < m.n_params; i++) {
+        t[i].name = m.info[i].name;
+        t[i].ndim = m.info[i].ndim;
+        memcpy(t[i].shape, m.info[i].shape, sizeof t[i].shape);
+        t[i].data = m.params + m.info[i].offset;
+    }
+    cJSON *state = cJSON_CreateObject(), *cj;
+    cr_assert_eq(clasp_model_config_to_json(&cfg, &cj), CLASP_OK);
+    cJSON_AddItemToObject(state, "config", cj);
+    cJSON_AddNumberToObject(state, "step", 7);
+    mkdir(run, 0755);
+    cr_assert_eq(clasp_ckpt_save(run, 7, t, m.n_params, NULL, 0, state, 0, NULL, 0), CLASP_OK, "%s",
+                 clasp_last_error());
+    cJSON_Delete(state);
+    free(t);
+    /* `clasp export RUN -o DIR`, twice (the second replaces the first atomically) */
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "%s export %s -o %s --json > %s/export.json", clasp_test_bin(),
+                 run, exp, tmp);
+        run_ok_(cmd);
+    }
+    const char *files[] = {"model.safetensors", "config.json", "tokenizer.json", "preprocess.json"};
+    for (int i = 0; i < 4; i++) {
+        char p[1300];
+        snprintf(p, sizeof p, "%s/%s", exp, files[i]);
+        cr_assert(access(p, R_OK) == 0, "%s missing", p);
+    }
+    char p[1300];
+    snprintf(p, sizeof p, "%s.tmp-%ld", exp, (long)getpid());
+    cr_assert(access(p, F_OK) != 0);
+    /* the export holds exactly the parameters, no optimiser state */
+    clasp_safetensors *st;
+    snprintf(p, sizeof p, "%s/model.safetensors", exp);
+    cr_assert_eq(clasp_st_open(p, &st), CLASP_OK);
+    cr_assert_eq(st->n_tensors, m.n_params);
+    for (int i = 0; i < m.n_params; i++) {
+        const clasp_st_tensor *x = clasp_st_find(st, m.info[i].name);
+        cr_assert(x, "%s missing from the export", m.info[i].name);
+        cr_assert_eq(memcmp(clasp_st_f32(st, x), m.params + m.info[i].offset,
+                            m.info[i].numel * sizeof(float)),
+                     0, "%s differs", m.info[i].name);
+    }
+    clasp_st_free(st);
+    /* the embedder gives the same features from the run, the checkpoint and the export */
+    clasp_embedder a, b;
+    cr_assert_eq(clasp_embedder_open(run, 1, 8, &a), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(a.kind, CLASP_SOURCE_CHECKPOINT);
+    cr_assert_str_eq(a.run_dir, run);
+    cr_assert_eq(clasp_embedder_open(exp, 2, 8, &b), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(b.kind, CLASP_SOURCE_EXPORT);
+    const char *texts[3] = {"a bag", "a shoe", "a photo of a dress"};
+    float za[3 * 128], zb[3 * 128];
+    cr_assert_eq(clasp_embedder_texts(&a, texts, 3, za), CLASP_OK);
+    cr_assert_eq(clasp_embedder_texts(&b, texts, 3, zb), CLASP_OK);
+    cr_assert(clasp_test_check_tensor("export vs checkpoint", zb, za, 3 * 128, 1e-6, 0));
+    clasp_embedder_close(&a);
+    clasp_embedder_close(&b);
+    clasp_model_free(&m);
+
+    /* embed + search: a text index searched with one of its own lines finds it first */
+    char lines[1300], idx[1300], out[1300];
+    snprintf(lines, sizeof lines, "%s/lines.txt", tmp);
+    {
+        const char *l4 = "a bag\na shoe\n\na photo of a dress\n";
+        write_file_(lines, l4, strlen(l4));
+    }
+    snprintf(idx, sizeof idx, "%s/index.npy", tmp);
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --text %s -o %s", clasp_test_bin(), exp, lines,
+             idx);
+    run_ok_(cmd);
+    snprintf(out, sizeof out, "%s/search.json", tmp);
+    snprintf(cmd, sizeof cmd, "%s search --model %s --index %s --text 'a shoe' -k 2 --json > %s",
+             clasp_test_bin(), exp, idx, out);
+    run_ok_(cmd);
+    cJSON *r;
+    cr_assert_eq(clasp_json_load(out, &r), CLASP_OK, "%s", clasp_last_error());
+    const cJSON *res = cJSON_GetObjectItem(r, "results");
+    cr_assert_eq(cJSON_GetArraySize(res), 2);
+    const cJSON *first = cJSON_GetArrayItem(res, 0);
+    cr_assert_str_eq(cJSON_GetObjectItem(first, "key")->valuestring, "2"); /* line 2 */
+    cr_assert(fabs(cJSON_GetObjectItem(first, "score")->valuedouble - 1.0) < 1e-5);
+    cJSON_Delete(r);
+    /* the sidecar: keys are line numbers (blank line 3 skipped), hash of model.safetensors */
+    snprintf(out, sizeof out, "%s/index.json", tmp);
+    cr_assert_eq(clasp_json_load(out, &r), CLASP_OK);
+    const cJSON *keys = cJSON_GetObjectItem(r, "keys");
+    cr_assert_eq(cJSON_GetArraySize(keys), 3);
+    cr_assert_str_eq(cJSON_GetArrayItem(keys, 2)->valuestring, "4");
+    cr_assert_str_eq(cJSON_GetObjectItem(r, "modality")->valuestring, "text");
+    uint64_t h;
+    char hex[17];
+    snprintf(p, sizeof p, "%s/model.safetensors", exp);
+    cr_assert_eq(clasp_file_hash(p, &h), CLASP_OK);
+    clasp_hash_hex(h, hex);
+    cr_assert_str_eq(cJSON_GetObjectItem(r, "model_hash")->valuestring, hex);
+    cJSON_Delete(r);
+}
+
+/* Copies a fresh fmnist export into dir. */
+static void fresh_export_(const char *dir) {
+    char cfg[1100];
+    snprintf(cfg, sizeof cfg, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
+    clasp_tokenizer *tok;
+    cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
+    make_export_(cfg, tok, dir, 1);
+    clasp_tokenizer_free(tok);
+}
+
+static void expect_open_error_(const char *dir, const char *must1, const char *must2) {
+    clasp_embedder em;
+    clasp_status s = clasp_embedder_open(dir, 1, 4, &em);
+    cr_assert_neq(s, CLASP_OK, "opening %s should fail", dir);
+    const char *msg = clasp_last_error();
+    cr_assert(strstr(msg, must1), "message '%s' does not name '%s'", msg, must1);
+    if (must2) cr_assert(strstr(msg, must2), "message '%s' does not name '%s'", msg, must2);
+    /* the public API reports the same */
+    cr_assert_null(clasp_model_open(dir, 1));
+    cr_assert(strstr(clasp_last_error(), must1));
+}
+
+Test(export, bad_exports_name_file_and_field) {
+    char tmp[1024], dir[1100], p[1300];
+    clasp_test_tmpdir("export_bad", tmp, sizeof tmp);
+    snprintf(dir, sizeof dir, "%s/e", tmp);
+
+    /* missing tokenizer.json */
+    fresh_export_(dir);
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    unlink(p);
+    expect_open_error_(dir, "tokenizer.json", "missing");
+
+    /* preprocess.json disagreeing with config.json */
+    fresh_export_(dir);
+    snprintf(p, sizeof p, "%s/preprocess.json", dir);
+    cJSON *j;
+    cr_assert_eq(clasp_json_load(p, &j), CLASP_OK);
+    cJSON_SetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "image"), "size"), 32);
+    cr_assert_eq(clasp_json_save(p, j), CLASP_OK);
+    cJSON_Delete(j);
+    expect_open_error_(dir, "preprocess.json", "image.size");
+
+    /* config.json changed after the weights were saved: a tensor of the wrong shape */
+    fresh_export_(dir);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    cr_assert_eq(clasp_json_load(p, &j), CLASP_OK);
+    cJSON *fc = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "image"), "fc");
+    cJSON_SetNumberValue(cJSON_GetArrayItem(fc, 0), 200);
+    cr_assert_eq(clasp_json_save(p, j), CLASP_OK);
+    cJSON_Delete(j);
+    expect_open_error_(dir, "config.json", "image");
+
+    /* model.safetensors with a tensor of the wrong shape (no config metadata to compare) */
+    fresh_export_(dir);
+    {
+        clasp_st_writer *w = clasp_st_writer_new();
+        float junk[4] = {0};
+        int64_t shape[1] = {4};
+        cr_assert_eq(clasp_st_writer_add(w, "image.conv1.weight", CLASP_DTYPE_F32, 1, shape, junk),
+                     CLASP_OK);
+        snprintf(p, sizeof p, "%s/model.safetensors", dir);
+        cr_assert_eq(clasp_st_writer_write(w, p), CLASP_OK);
+        clasp_st_writer_free(w);
+    }
+    expect_open_error_(dir, "model.safetensors", "image.conv1.weight");
+
+    /* not a folder at all */
+    snprintf(p, sizeof p, "%s/nothing-here", tmp);
+    expect_open_error_(p, "nothing-here", NULL);
+}
+
+Test(export, npy_roundtrip_and_errors) {
+    char tmp[1024], p[1100];
+    clasp_test_tmpdir("export_npy", tmp, sizeof tmp);
+    snprintf(p, sizeof p, "%s/a.npy", tmp);
+    float x[6] = {1, -2, 3.5f, 0, 1e-8f, -7};
+    cr_assert_eq(clasp_npy_write_f32(p, x, 2, 3), CLASP_OK);
+    float *y;
+    int64_t r, c;
+    cr_assert_eq(clasp_npy_read_f32(p, &y, &r, &c), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(r == 2 && c == 3);
+    cr_assert_eq(memcmp(x, y, sizeof x), 0);
+    free(y);
+    /* the header is 64-byte aligned NPY 1.0 */
+    char *buf;
+    size_t n;
+    cr_assert_eq(clasp_read_file(p, 1 << 20, &buf, &n), CLASP_OK);
+    cr_assert_eq(memcmp(buf, "\x93NUMPY\x01\x00", 8), 0);
+    size_t hlen = (size_t)(unsigned char)buf[8] | (size_t)(unsigned char)buf[9] << 8;
+    cr_assert_eq((10 + hlen) % 64, 0);
+    cr_assert_eq(n, 10 + hlen + sizeof x);
+    cr_assert_eq(buf[10 + hlen - 1], '\n');
+    /* a truncated file and a float64 file are refused with the file named */
+    write_file_(p, buf, n - 4);
+    cr_assert_eq(clasp_npy_read_f32(p, &y, &r, &c), CLASP_ERR_FORMAT);
+    cr_assert(strstr(clasp_last_error(), "a.npy"));
+    char *f8 = strstr(buf, "<f4");
+    f8[2] = '8';
+    write_file_(p, buf, n);
+    cr_assert_eq(clasp_npy_read_f32(p, &y, &r, &c), CLASP_ERR_FORMAT);
+    cr_assert(strstr(clasp_last_error(), "float32"));
+    free(buf);
+}
