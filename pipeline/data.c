@@ -26,6 +26,8 @@ struct clasp_data {
     clasp_loader *L;
     int64_t epoch_samples; /* -1 until counted */
     const clasp_batch *last;
+    bool slice;         /* CLASP_DATA_SPLIT_SAMPLES with world > 1: return a row range */
+    clasp_batch view;   /* this rank's rows of the loader's global batch */
 };
 
 clasp_status clasp_data_loader_config(const clasp_model_config *mc, clasp_loader_config *lc,
@@ -83,16 +85,24 @@ clasp_status clasp_data_open(const clasp_data_options *o, const clasp_model_conf
     if (s == CLASP_OK) {
         d->lc.spec = d->spec;
         d->lc.seed = o->seed;
-        d->lc.rank = o->rank;
-        d->lc.world = o->world > 0 ? o->world : 1;
+        int world = o->world > 0 ? o->world : 1;
+        d->opt.world = world;
+        d->slice = o->split == CLASP_DATA_SPLIT_SAMPLES && world > 1;
+        if (o->rank < 0 || o->rank >= world)
+            s = clasp_set_error(CLASP_ERR_ARG, "data: rank %d outside 0..%d", o->rank, world - 1);
+        d->lc.rank = d->slice ? 0 : o->rank;
+        d->lc.world = d->slice ? 1 : world;
         d->lc.n_threads = o->workers > 0 ? o->workers : 1;
-        d->lc.batch_size = (size_t)o->batch_size;
+        d->lc.batch_size = (size_t)o->batch_size * (size_t)(d->slice ? world : 1);
         d->lc.shuffle_buffer = o->train ? (size_t)o->shuffle_buffer : 0;
         d->lc.shuffle_shards = o->train;
         d->lc.drop_last = o->train;
         d->lc.eval = !o->train;
         d->lc.samples_per_epoch = o->samples_per_epoch > 0 ? (uint64_t)o->samples_per_epoch : 0;
-        s = reopen_(d, NULL);
+        /* Let the decoders run a whole batch ahead (the re-order window holds two queues'
+         * worth of decoded samples), so a training step never waits for a batch's decoding. */
+        d->lc.queue_depth = (size_t)o->batch_size;
+        if (s == CLASP_OK) s = reopen_(d, NULL);
     }
     if (s != CLASP_OK) {
         clasp_data_close(d);
@@ -160,11 +170,28 @@ clasp_status clasp_data_epoch_samples(clasp_data *d, int64_t *n) {
     clasp_data_stats_free(&stats);
     clasp_shardlist_free(&sl);
     CLASP_TRY(s);
-    /* shards are dealt to ranks per epoch; a rank's share is count / world on average */
-    count /= d->lc.world > 0 ? d->lc.world : 1;
+    /* shards (or rows) are dealt to ranks per epoch; a rank's share is count / world */
+    count /= d->opt.world;
     d->epoch_samples = count;
     *n = count;
     return CLASP_OK;
+}
+
+/* Rows rank*b .. rank*b+b-1 of the global batch x, as a view into x's buffers. */
+static const clasp_batch *slice_(clasp_data *d, const clasp_batch *x) {
+    size_t b = (size_t)d->opt.batch_size, r0 = (size_t)d->opt.rank * b;
+    clasp_batch *v = &d->view;
+    *v = *x;
+    v->n = b;
+    size_t img = (size_t)x->img_c * (size_t)x->img_h * (size_t)x->img_w;
+    size_t mel = (size_t)x->n_mels * x->n_frames;
+    if (x->images) v->images = x->images + r0 * img;
+    if (x->tokens) v->tokens = x->tokens + r0 * (size_t)x->ctx;
+    if (x->audio) v->audio = x->audio + r0 * mel;
+    if (x->labels) v->labels = x->labels + r0;
+    if (x->group_ids) v->group_ids = x->group_ids + r0;
+    if (x->keys) v->keys = x->keys + r0;
+    return v;
 }
 
 clasp_status clasp_data_next(clasp_data *d, const clasp_batch **b) {
@@ -176,13 +203,13 @@ clasp_status clasp_data_next(clasp_data *d, const clasp_batch **b) {
         CLASP_TRY(clasp_loader_next(d->L, &x, &end));
         if (!end) {
             d->last = x;
-            *b = x;
+            *b = d->slice ? slice_(d, x) : x;
             return CLASP_OK;
         }
     }
     return clasp_set_error(CLASP_ERR_FORMAT,
-                           "%s: epochs end without a full batch of %d usable samples", d->spec,
-                           d->opt.batch_size);
+                           "%s: epochs end without a full batch of %zu usable samples", d->spec,
+                           d->lc.batch_size);
 }
 
 void clasp_data_release(clasp_data *d, const clasp_batch *b) {
