@@ -585,48 +585,89 @@ void clasp_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, 
 
 /* ---- layer norm ------------------------------------------------------------------------------ */
 
-void clasp_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                             const float *b, int N, int C, float eps) {
+/* Row sums in LN_LANES independent double accumulators (element c goes to lane c % LN_LANES,
+ * then the lanes are added in order): vectorisable without reassociation, and a fixed order. */
+#define LN_LANES 8
+
+CLASP_BODY void layernorm_fwd_body(float *out, float *mean, float *rstd, const float *inp,
+                                   const float *w, const float *b, int N, int C, float eps) {
+    int C8 = C - C % LN_LANES;
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *y = out + (size_t)n * C;
+        double acc[LN_LANES] = {0};
+        for (int c = 0; c < C8; c += LN_LANES)
+            for (int l = 0; l < LN_LANES; l++) acc[l] += (double)x[c + l];
         double s = 0.0;
-        for (int c = 0; c < C; c++) s += (double)x[c];
+        for (int l = 0; l < LN_LANES; l++) s += acc[l];
+        for (int c = C8; c < C; c++) s += (double)x[c];
         double m = s / C;
+        double vac[LN_LANES] = {0};
+        for (int c = 0; c < C8; c += LN_LANES)
+            for (int l = 0; l < LN_LANES; l++) {
+                double d = (double)x[c + l] - m;
+                vac[l] += d * d;
+            }
         double v = 0.0;
-        for (int c = 0; c < C; c++) {
+        for (int l = 0; l < LN_LANES; l++) v += vac[l];
+        for (int c = C8; c < C; c++) {
             double d = (double)x[c] - m;
             v += d * d;
         }
         v /= C;
         float mf = (float)m;
         float r = (float)(1.0 / sqrt(v + (double)eps));
-        for (int c = 0; c < C; c++) {
-            float nx = (x[c] - mf) * r;
-            y[c] = nx * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
+        if (w && b) {
+            for (int c = 0; c < C; c++) y[c] = (x[c] - mf) * r * w[c] + b[c];
+        } else {
+            for (int c = 0; c < C; c++) {
+                float nx = (x[c] - mf) * r;
+                y[c] = nx * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
+            }
         }
         mean[n] = mf;
         rstd[n] = r;
     }
 }
+SIMD_KERNEL(layernorm_fwd,
+            (float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+             int N, int C, float eps),
+            (out, mean, rstd, inp, w, b, N, C, eps))
 
-void clasp_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
-                              const float *inp, const float *w, const float *mean,
-                              const float *rstd, int N, int C) {
+void clasp_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                             const float *b, int N, int C, float eps) {
+    layernorm_fwd(out, mean, rstd, inp, w, b, N, C, eps);
+}
+
+CLASP_BODY void layernorm_bwd_body(float *dinp, float *dw, float *db, const float *dout,
+                                   const float *inp, const float *w, const float *mean,
+                                   const float *rstd, int N, int C) {
+    int C8 = C - C % LN_LANES;
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         const float *dy = dout + (size_t)n * C;
         float m = mean[n], r = rstd[n];
         /* dx = r * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w */
+        double ag[LN_LANES] = {0}, agx[LN_LANES] = {0};
+        for (int c = 0; c < C8; c += LN_LANES)
+            for (int l = 0; l < LN_LANES; l++) {
+                float xh = (x[c + l] - m) * r;
+                float g = dy[c + l] * (w ? w[c + l] : 1.0f);
+                ag[l] += (double)g;
+                agx[l] += (double)g * (double)xh;
+            }
         double sg = 0.0, sgx = 0.0;
-        for (int c = 0; c < C; c++) {
+        for (int l = 0; l < LN_LANES; l++) sg += ag[l], sgx += agx[l];
+        for (int c = C8; c < C; c++) {
             float xh = (x[c] - m) * r;
             float g = dy[c] * (w ? w[c] : 1.0f);
             sg += (double)g;
             sgx += (double)g * (double)xh;
-            if (dw) dw[c] += dy[c] * xh;
-            if (db) db[c] += dy[c];
         }
+        if (dw)
+            for (int c = 0; c < C; c++) dw[c] += dy[c] * ((x[c] - m) * r);
+        if (db)
+            for (int c = 0; c < C; c++) db[c] += dy[c];
         if (dinp) {
             float mg = (float)(sg / C), mgx = (float)(sgx / C);
             float *dx = dinp + (size_t)n * C;
@@ -637,6 +678,16 @@ void clasp_layernorm_backward(float *dinp, float *dw, float *db, const float *do
             }
         }
     }
+}
+SIMD_KERNEL(layernorm_bwd,
+            (float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+             const float *mean, const float *rstd, int N, int C),
+            (dinp, dw, db, dout, inp, w, mean, rstd, N, C))
+
+void clasp_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                              const float *inp, const float *w, const float *mean,
+                              const float *rstd, int N, int C) {
+    layernorm_bwd(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
 }
 
 /* ---- embeddings -------------------------------------------------------------------------------
