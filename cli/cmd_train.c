@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/commands.h"
+#include "pipeline/dist.h"
 #include "pipeline/trainer.h"
 
 static void train_usage_(FILE *f) {
@@ -29,7 +30,8 @@ static void train_usage_(FILE *f) {
           "  --epochs E            passes over the training shards (default 1)\n"
           "  --steps N             optimiser steps (overrides --epochs)\n"
           "  --samples-per-epoch N epoch length with shard resampling instead of exact epochs\n"
-          "  --batch-size B        rows per step, all negatives of the loss (default 256)\n"
+          "  --batch-size B        rows per step, all negatives of the loss (default 256); with\n"
+          "                        mpirun -np N the global batch: each rank computes B/N rows\n"
           "  --accum-steps K       exact large-batch loss from K micro-batches (default 1)\n"
           "  --lr X                peak learning rate (default 1e-3)\n"
           "  --warmup N            linear warmup steps, then cosine (default 100)\n"
@@ -45,6 +47,14 @@ static void train_usage_(FILE *f) {
           "                        (default = threads)\n"
           "  --workers N           decode threads (default 1)\n"
           "  --shuffle-buffer N    samples in the shuffle buffer (default 2000)\n"
+          "data parallel (mpirun -np N clasp train ..., built with CLASP_MPI=ON)\n"
+          "  --data-split shards|samples  ranks read their own shards (default), or each its\n"
+          "                        rows of the one-process stream (equals one process; every\n"
+          "                        rank decodes all samples: for checks and small data)\n"
+          "  --dist-timeout S      a collective waiting longer than S seconds aborts the job\n"
+          "                        (default 600; 0 = wait forever)\n"
+          "  --check-every N       check every N steps that all ranks hold the same parameters\n"
+          "                        (default 100; 0 = off)\n"
           "logging and checkpoints\n"
           "  --log-every N         metrics line every N steps (default 50)\n"
           "  --val-every N         zero-shot evaluation every N steps (default: at the end)\n"
@@ -150,6 +160,22 @@ int clasp_cmd_train(int argc, char **argv) {
         INT_OPT("--max-bad-steps", max_bad_steps, 1)
         NUM_OPT("--collapse-std", collapse_std)
         INT_OPT("--stop-after", stop_after, 1)
+        NUM_OPT("--dist-timeout", dist_timeout)
+        INT_OPT("--check-every", check_every, 0)
+        if (!strcmp(a, "--data-split")) {
+            if (!need_(argc, argv, i)) return 2;
+            const char *v = argv[++i];
+            if (!strcmp(v, "shards")) {
+                o.data_split = CLASP_DATA_SPLIT_SHARDS;
+            } else if (!strcmp(v, "samples")) {
+                o.data_split = CLASP_DATA_SPLIT_SAMPLES;
+            } else {
+                fprintf(stderr, "clasp train: --data-split must be shards or samples, got '%s'\n",
+                        v);
+                return 2;
+            }
+            continue;
+        }
         if (!strcmp(a, "--loss")) {
             if (!need_(argc, argv, i)) return 2;
             const char *v = argv[++i];
@@ -194,13 +220,29 @@ int clasp_cmd_train(int argc, char **argv) {
         fprintf(stderr, "clasp train: --zeroshot needs --val SPEC\n");
         return 2;
     }
-    clasp_train_summary sum;
-    clasp_status s = clasp_train(&o, &sum);
-    if (s != CLASP_OK && s != CLASP_ERR_INTERRUPTED) {
+    /* Under mpirun every rank runs this; an error on any rank ends the whole job (MPI_Abort),
+     * since the other ranks would otherwise wait in their next collective. */
+    clasp_status s = clasp_dist_init();
+    if (s != CLASP_OK) {
         fprintf(stderr, "clasp train: error: %s\n", clasp_last_error());
         return 1;
     }
-    if (o.json) {
+    clasp_train_summary sum;
+    s = clasp_train(&o, &sum);
+    if (s != CLASP_OK && s != CLASP_ERR_INTERRUPTED) {
+        if (clasp_dist_world() > 1) {
+            fprintf(stderr, "clasp train: error on rank %d of %d: %s\n", clasp_dist_rank(),
+                    clasp_dist_world(), clasp_last_error());
+            fflush(stderr);
+            clasp_dist_abort(1);
+        }
+        fprintf(stderr, "clasp train: error: %s\n", clasp_last_error());
+        clasp_dist_finalize();
+        return 1;
+    }
+    bool report = clasp_dist_rank() == 0;
+    clasp_dist_finalize();
+    if (o.json && report) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "steps", (double)sum.steps);
         cJSON_AddNumberToObject(j, "samples", (double)sum.samples);

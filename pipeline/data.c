@@ -26,8 +26,8 @@ struct clasp_data {
     clasp_loader *L;
     int64_t epoch_samples; /* -1 until counted */
     const clasp_batch *last;
-    bool slice;         /* CLASP_DATA_SPLIT_SAMPLES with world > 1: return a row range */
-    clasp_batch view;   /* this rank's rows of the loader's global batch */
+    bool slice;       /* CLASP_DATA_SPLIT_SAMPLES with world > 1: return a row range */
+    clasp_batch view; /* this rank's rows of the loader's global batch */
 };
 
 clasp_status clasp_data_loader_config(const clasp_model_config *mc, clasp_loader_config *lc,

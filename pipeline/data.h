@@ -1,6 +1,18 @@
 /* data.h: the training/evaluation data source for a model: a loader (loader.h) configured
  * from the model config (image preprocessing, tokenizer, context length), running over
- * epochs without end, with a serialisable position for exact resume. */
+ * epochs without end, with a serialisable position for exact resume.
+ *
+ * Data parallelism (rank of world, batch_size = this rank's rows b) splits the data in one of
+ * two ways:
+ * - CLASP_DATA_SPLIT_SHARDS (default): the loader deals the shards of each epoch to the ranks
+ *   (loader.h); each rank reads and decodes only its shards. Scales; the global batch is a
+ *   sample of the data statistically like one process's, but not the same rows (the loader
+ *   refuses a rank without shards unless samples_per_epoch resamples).
+ * - CLASP_DATA_SPLIT_SAMPLES: every rank reads the same stream (the one-process order) in
+ *   global batches of b * world rows and keeps rows rank*b .. rank*b+b-1 of each. The union of
+ *   the ranks' batches is exactly the one-process batch, so N ranks reproduce one process (up
+ *   to floating-point summation order); each rank reads and decodes every sample, so it is for
+ *   verification and small data, not for scaling. */
 #ifndef CLASP_PIPELINE_DATA_H
 #define CLASP_PIPELINE_DATA_H
 
@@ -13,6 +25,11 @@
 #include "modalities/tokenizer.h"
 #include "pipeline/loader.h"
 
+typedef enum clasp_data_split {
+    CLASP_DATA_SPLIT_SHARDS = 0, /* each rank reads its own shards */
+    CLASP_DATA_SPLIT_SAMPLES = 1 /* each rank reads all, keeps its rows of each global batch */
+} clasp_data_split;
+
 typedef struct clasp_data_options {
     const char *spec;
     uint64_t seed;
@@ -20,8 +37,9 @@ typedef struct clasp_data_options {
     int workers;        /* decode threads */
     int shuffle_buffer; /* samples */
     int64_t samples_per_epoch;
-    bool train; /* true: shuffle, augment, drop last; false: evaluation order, keep all */
-    int rank, world;
+    bool train;      /* true: shuffle, augment, drop last; false: evaluation order, keep all */
+    int rank, world; /* data-parallel position; default 0 of 1 */
+    clasp_data_split split; /* how ranks share the data (above); irrelevant for one rank */
 } clasp_data_options;
 
 clasp_data_options clasp_data_default_options(void);
@@ -40,12 +58,13 @@ clasp_status clasp_data_open(const clasp_data_options *o, const clasp_model_conf
 void clasp_data_close(clasp_data *d);
 
 /* Samples of one epoch that carry the required fields, counted from tar headers only (no
- * decoding; samples that later fail to decode are not subtracted). Cached after one pass. With
- * samples_per_epoch it is that number. */
+ * decoding; samples that later fail to decode are not subtracted), divided by world (this
+ * rank's share). Cached after one pass. With samples_per_epoch it is that number. */
 clasp_status clasp_data_epoch_samples(clasp_data *d, int64_t *n);
 
-/* The next full batch, crossing epoch boundaries (training) as needed. The batch stays valid
- * until the next call. clasp_data_release is a no-op kept for symmetry. */
+/* The next full batch of batch_size rows (this rank's), crossing epoch boundaries (training)
+ * as needed. The batch stays valid until the next call. clasp_data_release is a no-op kept for
+ * symmetry. */
 clasp_status clasp_data_next(clasp_data *d, const clasp_batch **b);
 void clasp_data_release(clasp_data *d, const clasp_batch *b);
 /* The underlying loader (for evaluation passes that want the epoch end). */

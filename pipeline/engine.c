@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/sizes.h"
 #include "encoders/layers.h"
 #include "loss/diag.h"
 #include "loss/infonce.h"
 #include "loss/siglip.h"
+#include "pipeline/dist.h"
 
 #define L2_EPS 1e-12f
 
@@ -115,6 +117,10 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
     if (o->chunks < 1) o->chunks = o->threads;
     if (o->chunks > CLASP_ENGINE_MAX_CHUNKS) o->chunks = CLASP_ENGINE_MAX_CHUNKS;
     if (o->threads > o->chunks) o->threads = o->chunks;
+    if (o->world < 1) o->world = 1;
+    if (o->rank < 0 || o->rank >= o->world)
+        return clasp_set_error(CLASP_ERR_ARG, "engine: rank %d outside 0..%d", o->rank,
+                               o->world - 1);
     if (o->batch_size < 1 || o->batch_size % o->accum_steps != 0)
         return clasp_set_error(CLASP_ERR_ARG,
                                "batch size %d is not a positive multiple of accum steps %d",
@@ -146,7 +152,15 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
         }
     }
     size_t B = (size_t)o->batch_size, D = (size_t)e->D;
-    size_t lw = o->loss == CLASP_LOSS_SIGLIP ? clasp_siglip_work_floats(B, B)
+    size_t N = 0;
+    if (!clasp_size_mul(B, (size_t)o->world, &N) || N > (size_t)INT32_MAX) {
+        clasp_engine_free(e);
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "engine: global batch %zu x %d too large", B,
+                               o->world);
+    }
+    e->N = (int)N;
+    size_t lw = o->loss == CLASP_LOSS_SIGLIP ? clasp_siglip_work_floats(B, N)
+                : o->world > 1               ? clasp_infonce_dist_work_floats(B, N)
                                              : clasp_infonce_work_floats(B);
     e->fa = malloc(B * D * sizeof(float));
     e->fb = malloc(B * D * sizeof(float));
@@ -158,11 +172,17 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
     e->dfb = malloc(B * D * sizeof(float));
     e->na = malloc(B * sizeof(float));
     e->nb = malloc(B * sizeof(float));
-    e->groups = malloc(B * sizeof(int));
+    e->groups = malloc(N * sizeof(int));
+    bool dist = o->world > 1;
+    e->za_all = dist ? malloc(N * D * sizeof(float)) : e->za;
+    e->zb_all = dist ? malloc(N * D * sizeof(float)) : e->zb;
+    e->dza_all = dist ? malloc(N * D * sizeof(float)) : NULL;
+    e->dzb_all = dist ? malloc(N * D * sizeof(float)) : NULL;
     e->loss_work = malloc((lw ? lw : 1) * sizeof(float));
     e->pool = calloc(1, sizeof *e->pool);
     if (!e->fa || !e->fb || !e->za || !e->zb || !e->dza || !e->dzb || !e->dfa || !e->dfb ||
-        !e->na || !e->nb || !e->groups || !e->loss_work || !e->pool || lw == 0) {
+        !e->na || !e->nb || !e->groups || !e->loss_work || !e->pool || lw == 0 || !e->za_all ||
+        !e->zb_all || (dist && (!e->dza_all || !e->dzb_all))) {
         clasp_engine_free(e);
         return clasp_set_error(CLASP_ERR_NOMEM, "engine: cannot allocate batch buffers (B=%zu)", B);
     }
@@ -202,6 +222,9 @@ void clasp_engine_free(clasp_engine *e) {
     }
     if (e->models)
         for (int r = 0; r < e->n_rep; r++) clasp_model_free(&e->models[r]);
+    if (e->za_all != e->za) free(e->za_all);
+    if (e->zb_all != e->zb) free(e->zb_all);
+    free(e->dza_all), free(e->dzb_all);
     free(e->models);
     free(e->fa), free(e->fb), free(e->za), free(e->zb), free(e->dza), free(e->dzb);
     free(e->dfa), free(e->dfb), free(e->na), free(e->nb), free(e->groups), free(e->loss_work);
@@ -274,6 +297,35 @@ static void sum_grads_job_(clasp_engine *e, int j, void *argp) {
     }
 }
 
+/* The loss part of this rank (rows rank*B .. of the global batch) against all N rows, leaving
+ * the full gradient of the global loss w.r.t. this rank's normalised features in dza / dzb.
+ * dfa / dfb serve as scratch (the backward overwrites them). */
+static clasp_status dist_loss_(clasp_engine *e, const int *g, float log_scale, float *loss,
+                               float *ds, float *db) {
+    const size_t n = (size_t)e->opt.batch_size, N = (size_t)e->N, D = (size_t)e->D;
+    const size_t off = (size_t)e->opt.rank * n;
+    CLASP_TRY(clasp_dist_allgather(e->za_all, e->za, n * D * sizeof(float)));
+    CLASP_TRY(clasp_dist_allgather(e->zb_all, e->zb, n * D * sizeof(float)));
+    clasp_model *m0 = &e->models[0];
+    if (e->opt.loss == CLASP_LOSS_SIGLIP) {
+        /* pairs (local image i, any text j): dza is complete; text rows need every rank's part */
+        float bias = m0->params[m0->logit_bias_offset];
+        CLASP_TRY(clasp_siglip(loss, e->dza, e->dzb_all, ds, db, e->za, e->zb_all, log_scale, bias,
+                               g, n, off, N, D, e->loss_work));
+        CLASP_TRY(clasp_dist_reduce_scatter_sum_f32(e->dzb, e->dzb_all, n * D));
+        return CLASP_OK;
+    }
+    CLASP_TRY(clasp_infonce_dist(loss, e->dza, e->dzb, e->dza_all, e->dzb_all, ds, e->za, e->zb,
+                                 e->za_all, e->zb_all, log_scale, g, n, off, N, D, e->loss_work));
+    CLASP_TRY(clasp_dist_reduce_scatter_sum_f32(e->dfa, e->dza_all, n * D));
+    CLASP_TRY(clasp_dist_reduce_scatter_sum_f32(e->dfb, e->dzb_all, n * D));
+    for (size_t i = 0; i < n * D; i++) {
+        e->dza[i] += e->dfa[i];
+        e->dzb[i] += e->dfb[i];
+    }
+    return CLASP_OK;
+}
+
 clasp_status clasp_engine_grads(clasp_engine *e, const float *images, const int32_t *tokens,
                                 const int32_t *groups, int B, clasp_step_stats *stats) {
     if (B != e->opt.batch_size)
@@ -289,16 +341,18 @@ clasp_status clasp_engine_grads(clasp_engine *e, const float *images, const int3
         ctx.backward = 0;
         CLASP_TRY(run_jobs_(e, step_job_, &ctx, e->n_rep));
     }
-    /* 2. the loss on all B rows */
+    /* 2. the loss on all B rows (all N rows of the global batch across ranks) */
     const int *g = NULL;
     if (e->opt.multi_positive && groups) {
-        for (int i = 0; i < B; i++) e->groups[i] = groups[i];
+        for (int i = 0; i < e->N; i++) e->groups[i] = groups[i];
         g = e->groups;
     }
     clasp_model *m0 = &e->models[0];
     float s = m0->params[m0->logit_scale_offset];
     float loss = 0, ds = 0, db = 0;
-    if (e->opt.loss == CLASP_LOSS_SIGLIP) {
+    if (e->opt.world > 1) {
+        CLASP_TRY(dist_loss_(e, g, s, &loss, &ds, &db));
+    } else if (e->opt.loss == CLASP_LOSS_SIGLIP) {
         float bias = m0->params[m0->logit_bias_offset];
         /* one process: local rows = all rows; dB_all is the full text gradient */
         CLASP_TRY(clasp_siglip(&loss, e->dza, e->dzb, &ds, &db, e->za, e->zb, s, bias, g, (size_t)B,
@@ -317,6 +371,15 @@ clasp_status clasp_engine_grads(clasp_engine *e, const float *images, const int3
     CLASP_TRY(run_jobs_(e, sum_grads_job_, NULL, e->pool->nthreads));
     m0->grads[m0->logit_scale_offset] += ds;
     if (e->opt.loss == CLASP_LOSS_SIGLIP) m0->grads[m0->logit_bias_offset] += db;
+    if (e->opt.world > 1) {
+        /* 4. sum the ranks' gradients (each rank's loss part is already divided by N); the
+         * logit-scale gradient and the loss are sums of the ranks' parts too */
+        CLASP_TRY(clasp_dist_allreduce_sum_f32(m0->grads, m0->n_floats));
+        ds = m0->grads[m0->logit_scale_offset];
+        double lsum = (double)loss;
+        CLASP_TRY(clasp_dist_allreduce_sum_f64(&lsum, 1));
+        loss = (float)lsum;
+    }
     if (stats) {
         memset(stats, 0, sizeof *stats);
         stats->loss = loss;
@@ -371,9 +434,8 @@ clasp_status clasp_engine_embed(clasp_engine *e, clasp_tower t, const void *inpu
 
 clasp_status clasp_engine_diag(clasp_engine *e, clasp_step_stats *st) {
     clasp_diag d;
-    const int B = e->opt.batch_size;
-    CLASP_TRY(clasp_diag_compute(&d, e->za, e->zb, e->opt.multi_positive ? e->groups : NULL,
-                                 (size_t)B, (size_t)e->D));
+    CLASP_TRY(clasp_diag_compute(&d, e->za_all, e->zb_all, e->opt.multi_positive ? e->groups : NULL,
+                                 (size_t)e->N, (size_t)e->D));
     st->feat_std_a = d.std_mean_a;
     st->feat_std_b = d.std_mean_b;
     st->alignment = d.alignment;

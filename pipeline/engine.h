@@ -14,6 +14,15 @@
  * are computed on all B rows at once, then each micro-batch is re-run with activations and
  * back-propagated with its rows of the feature gradient. The result is the gradient of the
  * full-batch loss, with activation memory for B/K rows only.
+ *
+ * Across processes (dist.h, opt.world > 1): each rank runs this engine on its own B local
+ * rows (the global batch is N = B * world rows, rank r holding rows r*B .. r*B+B-1). The
+ * normalised features are all-gathered, the rank computes its part of the loss on its rows
+ * against all N (loss/infonce.h clasp_infonce_dist, loss/siglip.h), the gradients through the
+ * gathered rows are reduce-scattered (summed over ranks, each rank receiving its own rows) and
+ * added to its local-row gradients, the towers back-propagate, and the parameter gradients are
+ * all-reduced (summed: the loss parts are already normalised by the global N, so the sum is the
+ * gradient of the global-batch loss, the same as one process with N rows).
  */
 #ifndef CLASP_PIPELINE_ENGINE_H
 #define CLASP_PIPELINE_ENGINE_H
@@ -39,6 +48,7 @@ typedef struct clasp_engine_options {
     int threads;     /* compute threads (<= chunks) */
     clasp_loss_kind loss;
     bool multi_positive; /* pairs sharing a group id are positives */
+    int rank, world;     /* data-parallel position (dist.h); 0 and 0 mean rank 0 of 1 */
 } clasp_engine_options;
 
 typedef struct clasp_step_stats {
@@ -58,14 +68,17 @@ typedef struct clasp_engine {
     int micro; /* rows per micro-batch B/K */
     int crows; /* rows per chunk micro/chunks */
     int D;
-    clasp_tower ta, tb; /* the two towers paired by the loss (image, text) */
-    float *fa, *fb;     /* (B, D) raw features */
-    float *za, *zb;     /* (B, D) normalised */
-    float *na, *nb;     /* (B) norms */
-    float *dza, *dzb;   /* (B, D) loss gradients w.r.t. normalised features */
-    float *dfa, *dfb;   /* (B, D) gradients w.r.t. raw features */
+    int N;                    /* global rows per step: batch_size * world */
+    clasp_tower ta, tb;       /* the two towers paired by the loss (image, text) */
+    float *fa, *fb;           /* (B, D) raw features */
+    float *za, *zb;           /* (B, D) normalised */
+    float *na, *nb;           /* (B) norms */
+    float *dza, *dzb;         /* (B, D) loss gradients w.r.t. normalised features */
+    float *dfa, *dfb;         /* (B, D) gradients w.r.t. raw features */
+    float *za_all, *zb_all;   /* (N, D) gathered normalised features (= za, zb with one rank) */
+    float *dza_all, *dzb_all; /* (N, D) loss gradients through the gathered rows (world > 1) */
     float *loss_work;
-    int *groups; /* (B) */
+    int *groups; /* (N) */
     struct clasp__engine_pool *pool;
 } clasp_engine;
 
@@ -82,13 +95,17 @@ void clasp_engine_sync_params(clasp_engine *e);
 /* One step's gradients: zeroes models[0].grads, runs forward, loss and backward over the
  * batch (a: images (B,C,H,W) float; b: tokens (B,T) int32; groups (B) or NULL) and leaves
  * the summed gradient (including logit_scale / logit_bias) in models[0].grads.
- * B must equal opt.batch_size. */
+ * B must equal opt.batch_size (this rank's rows). groups: (B * world) ids of the GLOBAL batch in
+ * rank order (every rank passes the same array), or NULL. With world > 1 this is collective:
+ * every rank calls it once per step; stats->loss and the gradients are global (equal on every
+ * rank). */
 clasp_status clasp_engine_grads(clasp_engine *e, const float *images, const int32_t *tokens,
                                 const int32_t *groups, int B, clasp_step_stats *stats);
 
 /* Diagnostics of the last step's normalised features (clasp_engine_grads fills only loss and
  * dlog_scale): per-dimension std, alignment, uniformity (of the image side), positive and
- * hardest-negative similarity (loss/diag.h). O(B^2 D): call it on logging steps. */
+ * hardest-negative similarity (loss/diag.h), on the global batch. O(N^2 D): call it on
+ * logging steps. */
 clasp_status clasp_engine_diag(clasp_engine *e, clasp_step_stats *stats);
 
 /* Embeds n inputs of one tower with the current parameters (no gradients), writing L2-

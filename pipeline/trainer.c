@@ -12,12 +12,15 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "core/hash.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "encoders/model.h"
 #include "pipeline/checkpoint.h"
 #include "pipeline/data.h"
+#include "pipeline/dist.h"
 #include "pipeline/eval.h"
 #include "pipeline/optim.h"
 
@@ -43,6 +46,9 @@ clasp_train_options clasp_train_default_options(void) {
     o.keep = 3;
     o.max_bad_steps = 5;
     o.collapse_std = 0.01;
+    o.data_split = CLASP_DATA_SPLIT_SHARDS;
+    o.dist_timeout = 600;
+    o.check_every = 100;
     return o;
 }
 
@@ -127,6 +133,7 @@ static double model_train_flops_(const clasp_model *m, int B) {
 }
 
 static void write_metrics_(FILE *f, cJSON *obj) {
+    if (!f) return; /* ranks other than 0 keep no metrics */
     char *line = cJSON_PrintUnformatted(obj);
     if (line) {
         fputs(line, f);
@@ -209,7 +216,7 @@ static clasp_status ckpt_tensors_(const clasp_model *m, const clasp_adamw *opt,
 }
 
 /* The options that must match for a resume to be exact. */
-static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps) {
+static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps, int world) {
     cJSON *k = cJSON_CreateObject();
     cJSON_AddNumberToObject(k, "batch_size", o->batch_size);
     cJSON_AddNumberToObject(k, "accum_steps", o->accum_steps);
@@ -219,6 +226,9 @@ static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps) {
     cJSON_AddStringToObject(k, "loss", o->loss == CLASP_LOSS_SIGLIP ? "siglip" : "infonce");
     cJSON_AddBoolToObject(k, "multi_positive", o->multi_positive);
     cJSON_AddStringToObject(k, "train", o->train_spec);
+    if (world > 1) /* absent in one-process checkpoints, which stay resumable */
+        cJSON_AddStringToObject(k, "data_split",
+                                o->data_split == CLASP_DATA_SPLIT_SAMPLES ? "samples" : "shards");
     return k;
 }
 
@@ -226,16 +236,34 @@ static clasp_status save_ckpt_(const clasp_train_options *o, const clasp_model *
                                const clasp_adamw *opt, const run_state *rs, clasp_data *data,
                                const cJSON *config_json, int64_t total_steps, char *out,
                                size_t cap) {
+    /* Collective: rank 0 collects every rank's loader position, then writes alone. */
+    const int world = clasp_dist_world();
+    uint64_t *all = malloc((size_t)world * 5 * sizeof *all);
+    if (!all) return clasp_set_error(CLASP_ERR_NOMEM, "checkpoint: out of memory");
+    clasp_loader_position p = clasp_loader_get_position(clasp_data_loader(data));
+    uint64_t mine[5] = {p.epoch, p.consumed, p.emitted, p.batches, p.end_pending};
+    clasp_status s = clasp_dist_allgather(all, mine, sizeof mine);
+    if (s != CLASP_OK || clasp_dist_rank() != 0) {
+        free(all);
+        return s;
+    }
     clasp_named_tensor *mt = NULL, *ot = NULL;
     char *names = NULL;
-    clasp_status s = ckpt_tensors_(m, opt, &mt, &ot, &names);
+    s = ckpt_tensors_(m, opt, &mt, &ot, &names);
     cJSON *st = cJSON_CreateObject();
     if (s == CLASP_OK && st) {
         cJSON_AddNumberToObject(st, "format_version", TRAINER_FORMAT_VERSION);
+        cJSON_AddNumberToObject(st, "world", world);
+        cJSON *loaders = cJSON_AddArrayToObject(st, "loaders");
+        for (int r = 0; r < world && loaders; r++) {
+            const uint64_t *q = all + 5 * (size_t)r;
+            clasp_loader_position pr = {q[0], q[1], q[2], q[3], q[4] != 0};
+            cJSON_AddItemToArray(loaders, clasp_loader_position_to_json(&pr));
+        }
         cJSON_AddNumberToObject(st, "samples", (double)rs->samples);
         cJSON_AddNumberToObject(st, "skipped_steps", (double)rs->skipped_steps);
         cJSON_AddNumberToObject(st, "adam_t", (double)opt->t);
-        cJSON_AddItemToObject(st, "resume_key", resume_key_(o, total_steps));
+        cJSON_AddItemToObject(st, "resume_key", resume_key_(o, total_steps, clasp_dist_world()));
         cJSON_AddItemToObject(st, "config", cJSON_Duplicate(config_json, 1));
         cJSON *pos = NULL;
         s = clasp_data_position(data, &pos);
@@ -250,6 +278,7 @@ static clasp_status save_ckpt_(const clasp_train_options *o, const clasp_model *
     free(mt);
     free(ot);
     free(names);
+    free(all);
     return s;
 }
 
@@ -266,7 +295,7 @@ static clasp_status load_ckpt_(const clasp_train_options *o, clasp_model *m, cla
     snprintf(sp, sizeof sp, "%s/state.json", dir);
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(c.state, "config");
     const cJSON *key = cJSON_GetObjectItemCaseSensitive(c.state, "resume_key");
-    cJSON *want = resume_key_(o, total_steps);
+    cJSON *want = resume_key_(o, total_steps, clasp_dist_world());
     if (!cfg || !cJSON_Compare(cfg, config_json, 1)) {
         s = clasp_set_error(CLASP_ERR_CONFIG,
                             "%s: field 'config' differs from %s: the checkpoint belongs to another "
@@ -288,7 +317,16 @@ static clasp_status load_ckpt_(const clasp_train_options *o, clasp_model *m, cla
                             sp, field);
     }
     cJSON_Delete(want);
-    int64_t v;
+    int64_t v, world = 1;
+    const int my_world = clasp_dist_world();
+    if (s == CLASP_OK && cJSON_GetObjectItemCaseSensitive(c.state, "world"))
+        s = clasp_json_int(c.state, "world", sp, "", 1, INT32_MAX, &world);
+    if (s == CLASP_OK && world != my_world)
+        s = clasp_set_error(CLASP_ERR_CONFIG,
+                            "%s: field 'world': the checkpoint was written by %lld rank(s), this "
+                            "run has %d; the shard split and the loader positions depend on the "
+                            "rank count: resume with mpirun -np %lld",
+                            sp, (long long)world, my_world, (long long)world);
     if (s == CLASP_OK) s = clasp_json_int(c.state, "step", sp, "", 0, INT64_MAX / 2, &v);
     if (s == CLASP_OK) rs->step = v;
     if (s == CLASP_OK) s = clasp_json_int(c.state, "samples", sp, "", 0, INT64_MAX / 2, &v);
@@ -301,12 +339,18 @@ static clasp_status load_ckpt_(const clasp_train_options *o, clasp_model *m, cla
     if (s == CLASP_OK) s = clasp_model_read_tensors(m, c.optim, "m.", opt->m);
     if (s == CLASP_OK) s = clasp_model_read_tensors(m, c.optim, "v.", opt->v);
     if (s == CLASP_OK) {
+        /* this rank's position: loaders[rank] (several ranks) or loader (one) */
         const cJSON *pos = cJSON_GetObjectItemCaseSensitive(c.state, "loader");
+        if (my_world > 1)
+            pos = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c.state, "loaders"),
+                                     clasp_dist_rank());
         if (!pos)
-            s = clasp_set_error(CLASP_ERR_FORMAT, "%s: field 'loader' missing", sp);
+            s = clasp_set_error(CLASP_ERR_FORMAT, "%s: field '%s' missing", sp,
+                                my_world > 1 ? "loaders" : "loader");
         else
             s = clasp_data_restore(data, pos);
-        if (s != CLASP_OK) clasp_wrap_error(s, "%s: field 'loader'", sp);
+        if (s != CLASP_OK)
+            clasp_wrap_error(s, "%s: field '%s'", sp, my_world > 1 ? "loaders" : "loader");
     }
     if (s == CLASP_OK) CLASP_INFO("resumed from %s at step %lld", dir, (long long)rs->step);
     clasp_ckpt_close(&c);
@@ -356,7 +400,7 @@ static long peak_rss_mib_(void) {
 
 static clasp_status evaluate_(const clasp_train_options *o, clasp_engine *e, FILE *metrics,
                               const run_state *rs, int epoch, clasp_train_summary *sum) {
-    if (!o->val_spec || !o->zeroshot) return CLASP_OK;
+    if (!o->val_spec || !o->zeroshot || !metrics) return CLASP_OK; /* rank 0 evaluates */
     clasp_zeroshot_result zr;
     double t0 = now_();
     CLASP_TRY(clasp_eval_zeroshot(e, o->val_spec, o->zeroshot, o->templates, o->workers, &zr));
@@ -387,12 +431,56 @@ static clasp_status evaluate_(const clasp_train_options *o, clasp_engine *e, FIL
 
 /* ---- the loop ----------------------------------------------------------------------------- */
 
+/* CLASP_FAULT_INJECT=die:R:S|hang:R:S (trainer.h): what to do on this rank after step S. */
+static void fault_inject_(int64_t step) {
+    const char *f = getenv("CLASP_FAULT_INJECT");
+    if (!f || clasp_dist_world() < 2) return;
+    char kind[8] = {0};
+    int rank = -1;
+    long long at = -1;
+    if (sscanf(f, "%7[a-z]:%d:%lld", kind, &rank, &at) != 3 || rank != clasp_dist_rank() ||
+        at != step)
+        return;
+    if (!strcmp(kind, "die")) {
+        fprintf(stderr, "clasp train: rank %d: fault injection: SIGKILL after step %lld\n", rank,
+                at);
+        raise(SIGKILL);
+    } else if (!strcmp(kind, "hang")) {
+        fprintf(stderr, "clasp train: rank %d: fault injection: hanging after step %lld\n", rank,
+                at);
+        for (;;) pause();
+    }
+}
+
+/* Dense group ids of the global batch: rows with the same caption hash share an id. */
+static void dense_groups_(int32_t *out, const uint64_t *ids, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        out[i] = (int32_t)i;
+        for (size_t j = 0; j < i; j++)
+            if (ids[j] == ids[i]) {
+                out[i] = out[j];
+                break;
+            }
+    }
+}
+
 clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *sum) {
     clasp_train_options o = *oin;
     if (o.chunks <= 0) o.chunks = o.threads;
     memset(sum, 0, sizeof *sum);
     sum->zeroshot_top1 = sum->zeroshot_top5 = sum->zeroshot_mean_recall = -1;
     g_stop_signal = 0;
+    CLASP_TRY(clasp_dist_init());
+    const int world = clasp_dist_world(), rank = clasp_dist_rank();
+    sum->world = world;
+    clasp_dist_set_timeout(o.dist_timeout);
+    if (o.batch_size % world != 0)
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "--batch-size %d (the global batch over all ranks) is not divisible "
+                               "by the %d ranks",
+                               o.batch_size, world);
+    const int local_b = o.batch_size / world; /* this rank's rows */
+    if (rank != 0) o.progress = false;
 
     clasp_model_config cfg;
     CLASP_TRY(clasp_model_config_load(o.model_config, &cfg));
@@ -407,17 +495,20 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
     clasp_data *data = NULL;
     clasp_param_seg *segs = NULL;
     int32_t *group_buf = NULL;
+    uint64_t *gid_all = NULL; /* (B) caption hashes of the global batch */
     FILE *metrics = NULL;
     run_state rs = {0};
     struct sigaction old_int, old_term;
     install_signals_(&old_int, &old_term);
 
-    clasp_engine_options eo = {.batch_size = o.batch_size,
+    clasp_engine_options eo = {.batch_size = local_b,
                                .accum_steps = o.accum_steps,
                                .chunks = o.chunks,
                                .threads = o.threads,
                                .loss = o.loss,
-                               .multi_positive = o.multi_positive};
+                               .multi_positive = o.multi_positive,
+                               .rank = rank,
+                               .world = world};
     s = clasp_engine_init(&e, &cfg, &eo);
     if (s != CLASP_OK) goto done;
     clasp_model *m = &e.models[0];
@@ -427,7 +518,10 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
     clasp_data_options dopt = clasp_data_default_options();
     dopt.spec = o.train_spec;
     dopt.seed = o.seed;
-    dopt.batch_size = o.batch_size;
+    dopt.batch_size = local_b;
+    dopt.rank = rank;
+    dopt.world = world;
+    dopt.split = o.data_split;
     dopt.workers = o.workers;
     dopt.shuffle_buffer = o.shuffle_buffer;
     dopt.samples_per_epoch = o.samples_per_epoch;
@@ -440,15 +534,17 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
         int64_t n_samples = 0;
         s = clasp_data_epoch_samples(data, &n_samples);
         if (s != CLASP_OK) goto done;
-        steps_per_epoch = n_samples / o.batch_size;
+        steps_per_epoch = n_samples / local_b; /* n_samples is this rank's share */
         if (steps_per_epoch < 1) {
             s = clasp_set_error(CLASP_ERR_ARG,
                                 "%s: %lld usable samples are fewer than one batch of %d",
-                                o.train_spec, (long long)n_samples, o.batch_size);
+                                o.train_spec, (long long)n_samples * world, o.batch_size);
             goto done;
         }
         total = steps_per_epoch * o.epochs;
     }
+    s = clasp_dist_check_equal((uint64_t)total, "the number of steps");
+    if (s != CLASP_OK) goto done;
 
     /* optimiser over parameter segments (one per tensor) */
     clasp_adamw_config ac = {.lr = o.lr,
@@ -484,20 +580,31 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
             goto done;
         }
     }
-    clasp_engine_sync_params(&e);
-    snprintf(path, sizeof path, "%s/config.json", o.out_dir);
-    s = clasp_json_save(path, config_json);
-    if (s != CLASP_OK) goto done;
-    snprintf(path, sizeof path, "%s/metrics.jsonl", o.out_dir);
-    if (o.resume) {
-        /* keep only the lines up to the checkpoint's step, so the file reads as one run */
-        s = metrics_truncate_(path, rs.step);
+    if (world > 1) {
+        /* every rank starts from rank 0's parameters and moments (equal already when every
+         * rank read the same checkpoint; this also covers a lagging shared filesystem) */
+        s = clasp_dist_bcast(m->params, m->n_floats * sizeof(float), 0);
+        if (s == CLASP_OK) s = clasp_dist_bcast(opt.m, m->n_floats * sizeof(float), 0);
+        if (s == CLASP_OK) s = clasp_dist_bcast(opt.v, m->n_floats * sizeof(float), 0);
+        if (s == CLASP_OK) s = clasp_dist_check_equal((uint64_t)rs.step, "the resumed step");
         if (s != CLASP_OK) goto done;
     }
-    metrics = fopen(path, o.resume ? "a" : "w");
-    if (!metrics) {
-        s = clasp_set_error(CLASP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        goto done;
+    clasp_engine_sync_params(&e);
+    if (rank == 0) {
+        snprintf(path, sizeof path, "%s/config.json", o.out_dir);
+        s = clasp_json_save(path, config_json);
+        if (s != CLASP_OK) goto done;
+        snprintf(path, sizeof path, "%s/metrics.jsonl", o.out_dir);
+        if (o.resume) {
+            /* keep only the lines up to the checkpoint's step, so the file reads as one run */
+            s = metrics_truncate_(path, rs.step);
+            if (s != CLASP_OK) goto done;
+        }
+        metrics = fopen(path, o.resume ? "a" : "w");
+        if (!metrics) {
+            s = clasp_set_error(CLASP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+            goto done;
+        }
     }
 
     const double flops_per_sample = model_train_flops_(m, o.batch_size);
@@ -507,7 +614,8 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
     int64_t win_samples = 0;
     const int32_t *groups = NULL;
     group_buf = malloc((size_t)o.batch_size * sizeof(int32_t));
-    if (!group_buf) {
+    gid_all = malloc((size_t)o.batch_size * sizeof(uint64_t));
+    if (!group_buf || !gid_all) {
         s = clasp_set_error(CLASP_ERR_NOMEM, "trainer: out of memory");
         goto done;
     }
@@ -521,16 +629,14 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
         s = clasp_data_next(data, &b);
         if (s != CLASP_OK) goto done;
         double t1 = now_();
-        /* dense group ids: rows with the same caption hash share an id */
-        for (size_t i = 0; i < b->n; i++) {
-            group_buf[i] = (int32_t)i;
-            for (size_t j = 0; j < i; j++)
-                if (b->group_ids[j] == b->group_ids[i]) {
-                    group_buf[i] = group_buf[j];
-                    break;
-                }
+        /* dense group ids of the global batch: rows with the same caption hash share an id */
+        groups = NULL;
+        if (o.multi_positive) {
+            s = clasp_dist_allgather(gid_all, b->group_ids, b->n * sizeof(uint64_t));
+            if (s != CLASP_OK) goto done;
+            dense_groups_(group_buf, gid_all, b->n * (size_t)world);
+            groups = group_buf;
         }
-        groups = group_buf;
         double lr = clasp_lr_cosine(rs.step, o.warmup, total, o.lr);
         s = clasp_engine_grads(&e, b->images, b->tokens, groups, (int)b->n, &st);
         if (s != CLASP_OK) goto done;
@@ -547,9 +653,10 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
         } else {
             rs.skipped_steps++;
             rs.bad_streak++;
-            CLASP_WARN("step %lld: non-finite loss or gradient (loss %g, grad norm %g): step "
-                       "skipped (%d in a row)",
-                       (long long)rs.step, (double)st.loss, gnorm, rs.bad_streak);
+            if (rank == 0)
+                CLASP_WARN("step %lld: non-finite loss or gradient (loss %g, grad norm %g): step "
+                           "skipped (%d in a row)",
+                           (long long)rs.step, (double)st.loss, gnorm, rs.bad_streak);
         }
         rs.step++;
         rs.samples += o.batch_size;
@@ -569,7 +676,7 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
         if (log_now || !collapse_warned) {
             if (log_now || rs.step % 10 == 0) clasp_engine_diag(&e, &st);
         }
-        if (!collapse_warned && finite && st.feat_std_a > 0 &&
+        if (!collapse_warned && finite && st.feat_std_a > 0 && rank == 0 &&
             (st.feat_std_a < (float)o.collapse_std || st.feat_std_b < (float)o.collapse_std)) {
             CLASP_WARN("step %lld: features are collapsing (mean per-dimension std %.4g / %.4g "
                        "below %.4g)",
@@ -614,7 +721,24 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
                                 rs.bad_streak, (long long)rs.step);
             goto done;
         }
+        fault_inject_(rs.step);
         bool stop = g_stop_signal || (o.stop_after > 0 && steps_this_run >= o.stop_after);
+        if (world > 1) {
+            /* every rank stops at the same step (a signal may reach them at different steps) */
+            int64_t flag = stop;
+            s = clasp_dist_allreduce_max_i64(&flag, 1);
+            if (s != CLASP_OK) goto done;
+            stop = flag != 0;
+            if (o.check_every > 0 && rs.step % o.check_every == 0) {
+                char what[96];
+                snprintf(what, sizeof what, "the parameters (xxh64) after step %lld",
+                         (long long)rs.step);
+                s = clasp_dist_check_equal(clasp_hash64(m->params, m->n_floats * sizeof(float), 0),
+                                           what);
+                if (s != CLASP_OK) goto done;
+            }
+        }
+        if (steps_this_run == 1) clasp_dist_reset_stats(); /* steady state: from step 2 on */
         if (o.val_every > 0 && rs.step % o.val_every == 0 && rs.step < total) {
             int epoch = steps_per_epoch ? (int)((rs.step - 1) / steps_per_epoch) + 1 : 1;
             s = evaluate_(&o, &e, metrics, &rs, epoch, sum);
@@ -627,14 +751,20 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
         }
         if (stop) {
             if (o.progress) fputc('\n', stderr);
-            CLASP_WARN("stopped at step %lld (%s); resume with --resume latest", (long long)rs.step,
-                       g_stop_signal ? "signal" : "--stop-after");
+            if (rank == 0)
+                CLASP_WARN("stopped at step %lld (%s); resume with --resume latest",
+                           (long long)rs.step, g_stop_signal ? "signal" : "--stop-after");
             sum->interrupted = true;
             s = CLASP_ERR_INTERRUPTED;
             break;
         }
     }
     if (o.progress) fputc('\n', stderr);
+    clasp_dist_stats ds = clasp_dist_get_stats();
+    if (steps_this_run > 1) {
+        sum->gather_ms_per_step = 1e3 * ds.gather_s / (double)(steps_this_run - 1);
+        sum->reduce_ms_per_step = 1e3 * ds.reduce_s / (double)(steps_this_run - 1);
+    }
     if (s == CLASP_OK) {
         if (o.save_every == 0 || rs.step % o.save_every != 0) {
             s = save_ckpt_(&o, m, &opt, &rs, data, config_json, total, sum->checkpoint,
@@ -653,7 +783,8 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
     sum->samples_per_s = t_steps > 0 ? (double)samples_timed / t_steps : 0;
     sum->data_wait_frac = t_steps > 0 ? t_wait / t_steps : 0;
     sum->gflops = sum->samples_per_s * flops_per_sample / 1e9;
-    double peak = sgemm_peak_1t_() * (double)e.opt.threads;
+    if (rank != 0) goto done; /* rank 0 reports */
+    double peak = sgemm_peak_1t_() * (double)e.opt.threads * (double)world;
     {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "kind", "summary");
@@ -664,6 +795,11 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
         cJSON_AddNumberToObject(j, "sgemm_peak_gflops", peak);
         cJSON_AddNumberToObject(j, "peak_rss_mib", (double)peak_rss_mib_());
         cJSON_AddNumberToObject(j, "seconds", now_() - t_start);
+        if (world > 1) {
+            cJSON_AddNumberToObject(j, "world", world);
+            cJSON_AddNumberToObject(j, "allgather_ms_per_step", sum->gather_ms_per_step);
+            cJSON_AddNumberToObject(j, "allreduce_ms_per_step", sum->reduce_ms_per_step);
+        }
         write_metrics_(metrics, j);
         cJSON_Delete(j);
     }
@@ -673,7 +809,12 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
             "%.4f, peak RSS %ld MiB\n",
             (long long)sum->steps, (long long)sum->samples, now_() - t_start, sum->samples_per_s,
             100 * sum->data_wait_frac, sum->gflops, peak > 0 ? 100 * sum->gflops / peak : 0, peak,
-            e.opt.threads, sum->final_loss, peak_rss_mib_());
+            e.opt.threads * world, sum->final_loss, peak_rss_mib_());
+    if (world > 1)
+        fprintf(stderr,
+                "clasp train: %d ranks; per step on rank 0: all-gather %.2f ms, all-reduce / "
+                "reduce-scatter %.2f ms\n",
+                world, sum->gather_ms_per_step, sum->reduce_ms_per_step);
     if (sum->zeroshot_top1 >= 0)
         fprintf(stderr, "clasp train: zero-shot top-1 %.2f%%, top-5 %.2f%%, mean recall %.2f%%\n",
                 100 * sum->zeroshot_top1, 100 * sum->zeroshot_top5,
@@ -686,6 +827,7 @@ done:
     if (metrics) fclose(metrics);
     free(segs);
     free(group_buf);
+    free(gid_all);
     clasp_adamw_free(&opt);
     clasp_data_close(data);
     clasp_engine_free(&e);

@@ -6,6 +6,24 @@
  * evaluation) and checkpoints/. Resume (--resume latest|CKPT) restores parameters, AdamW
  * moments, the step counter and the loader position, so the losses after resume equal bit for
  * bit those of a run that never stopped (same machine, same thread and chunk counts).
+ *
+ * Data parallel over MPI (`mpirun -np N clasp train ...`, build with CLASP_MPI=ON; dist.h):
+ * --batch-size is the GLOBAL batch B (rows per optimiser step, all negatives of the loss); each
+ * rank computes B / N rows (B must be divisible by N, and B / N by chunks x accum steps). The
+ * engine all-gathers features and sums gradients (engine.h), so every rank takes the same
+ * AdamW step and holds the same parameters (checked by a hash every --check-every steps).
+ * Ranks read their own shards (--data-split shards) or each its rows of the one-process stream
+ * (--data-split samples: N ranks then equal one process up to fp32 summation order; data.h).
+ * Rank 0 alone writes config.json, metrics.jsonl, checkpoints and evaluates; the run folder and
+ * the shards must be visible to every rank (a shared filesystem across machines), because
+ * every rank reads the checkpoint on resume. A checkpoint holds every rank's loader position
+ * ("loaders" in state.json) and the rank count ("world"); resuming with another rank count is
+ * refused (the shard split and the positions depend on it). A collective that waits longer than
+ * --dist-timeout seconds fails and the CLI aborts the job (MPI_Abort); a rank that dies makes
+ * mpirun stop the others. Checkpoints are written atomically, so the last one stays valid.
+ *
+ * Fault injection for tests (only with more than one rank): CLASP_FAULT_INJECT=die:R:S makes
+ * rank R kill itself with SIGKILL after step S; hang:R:S makes it stop answering (sleep).
  */
 #ifndef CLASP_PIPELINE_TRAINER_H
 #define CLASP_PIPELINE_TRAINER_H
@@ -14,43 +32,48 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "pipeline/data.h"
 #include "pipeline/engine.h"
 
 typedef struct clasp_train_options {
-    const char *model_config;  /* --model configs/NAME.json */
-    const char *train_spec;    /* --train SPEC */
-    const char *val_spec;      /* --val SPEC (optional) */
-    const char *out_dir;       /* --out RUN */
-    const char *resume;        /* --resume latest|CKPT (NULL: fresh run; RUN must not hold one) */
-    const char *zeroshot;      /* --zeroshot classes.txt (one class name per line) */
-    const char *templates;     /* --templates t.txt (one template per line, "{}" = class) */
-    int64_t steps;             /* --steps N (0: from epochs) */
-    int epochs;                /* --epochs E (default 1) */
-    int64_t samples_per_epoch; /* --samples-per-epoch N (0: exact epochs over the shards) */
-    int batch_size;            /* --batch-size B (256) */
-    int accum_steps;           /* --accum-steps K (1) */
-    double lr;                 /* --lr (1e-3) */
-    int64_t warmup;            /* --warmup steps (100) */
-    double weight_decay;       /* --wd (0.1) */
-    double beta1, beta2, eps;  /* --beta1 0.9 --beta2 0.98 --eps 1e-6 */
-    double clip_norm;          /* --clip-norm (0 = off) */
-    clasp_loss_kind loss;      /* --loss infonce|siglip */
-    bool multi_positive;       /* --multi-positive: same caption = positive */
-    uint64_t seed;             /* --seed (0) */
-    int threads;               /* --threads (compute threads, 2) */
-    int chunks;                /* --chunks (replicas; default = threads) */
-    int workers;               /* --workers (decode threads, 1) */
-    int shuffle_buffer;        /* --shuffle-buffer (samples, 2000) */
-    int log_every;             /* --log-every (steps, 50) */
-    int64_t save_every;        /* --save-every (steps, 0 = end only) */
-    int64_t val_every;         /* --val-every (steps, 0 = end only) */
-    int keep;                  /* --keep N checkpoints (3) */
-    int max_bad_steps;         /* --max-bad-steps K consecutive non-finite steps (5) */
-    double collapse_std;       /* --collapse-std threshold (0.01) */
-    bool json;                 /* --json: summary on stdout */
-    bool progress;             /* progress bar on stderr (default: when stderr is a terminal) */
-    int64_t stop_after;        /* --stop-after N: stop (with checkpoint) after N steps of this
-                                  invocation, as if interrupted (tests of resume) */
+    const char *model_config;    /* --model configs/NAME.json */
+    const char *train_spec;      /* --train SPEC */
+    const char *val_spec;        /* --val SPEC (optional) */
+    const char *out_dir;         /* --out RUN */
+    const char *resume;          /* --resume latest|CKPT (NULL: fresh run; RUN must not hold one) */
+    const char *zeroshot;        /* --zeroshot classes.txt (one class name per line) */
+    const char *templates;       /* --templates t.txt (one template per line, "{}" = class) */
+    int64_t steps;               /* --steps N (0: from epochs) */
+    int epochs;                  /* --epochs E (default 1) */
+    int64_t samples_per_epoch;   /* --samples-per-epoch N (0: exact epochs over the shards) */
+    int batch_size;              /* --batch-size B (256): global rows per step over all ranks */
+    int accum_steps;             /* --accum-steps K (1) */
+    double lr;                   /* --lr (1e-3) */
+    int64_t warmup;              /* --warmup steps (100) */
+    double weight_decay;         /* --wd (0.1) */
+    double beta1, beta2, eps;    /* --beta1 0.9 --beta2 0.98 --eps 1e-6 */
+    double clip_norm;            /* --clip-norm (0 = off) */
+    clasp_loss_kind loss;        /* --loss infonce|siglip */
+    bool multi_positive;         /* --multi-positive: same caption = positive */
+    uint64_t seed;               /* --seed (0) */
+    int threads;                 /* --threads (compute threads, 2) */
+    int chunks;                  /* --chunks (replicas; default = threads) */
+    int workers;                 /* --workers (decode threads, 1) */
+    int shuffle_buffer;          /* --shuffle-buffer (samples, 2000) */
+    int log_every;               /* --log-every (steps, 50) */
+    int64_t save_every;          /* --save-every (steps, 0 = end only) */
+    int64_t val_every;           /* --val-every (steps, 0 = end only) */
+    int keep;                    /* --keep N checkpoints (3) */
+    int max_bad_steps;           /* --max-bad-steps K consecutive non-finite steps (5) */
+    double collapse_std;         /* --collapse-std threshold (0.01) */
+    bool json;                   /* --json: summary on stdout */
+    bool progress;               /* progress bar on stderr (default: when stderr is a terminal) */
+    int64_t stop_after;          /* --stop-after N: stop (with checkpoint) after N steps of this
+                                    invocation, as if interrupted (tests of resume) */
+    clasp_data_split data_split; /* --data-split shards|samples (data.h) with several ranks */
+    double dist_timeout;         /* --dist-timeout seconds a collective may wait (600; 0 = none) */
+    int64_t check_every;         /* --check-every N: parameter-hash agreement of the ranks every
+                                    N steps (default 100; 0 = off) */
 } clasp_train_options;
 
 clasp_train_options clasp_train_default_options(void);
@@ -66,7 +89,9 @@ typedef struct clasp_train_summary {
     double zeroshot_top1, zeroshot_top5, zeroshot_mean_recall; /* -1 when not evaluated */
     int64_t skipped_steps;
     int64_t skipped_samples;
-    bool interrupted; /* stopped by a signal or --stop-after */
+    bool interrupted;                              /* stopped by a signal or --stop-after */
+    int world;                                     /* ranks */
+    double gather_ms_per_step, reduce_ms_per_step; /* collectives, steady-state steps, rank 0 */
     char checkpoint[4096];
 } clasp_train_summary;
 
