@@ -1,0 +1,483 @@
+/* test_eval.c: retrieval metrics (OpenCLIP definitions, ties, multi-caption best-of) against
+ * an independent sort-based implementation and hand-computed cases, exact top-k search, the
+ * linear probe, the evaluation pass over shards (first and all captions, labels, keys),
+ * zero-shot, and `clasp eval` appending to a run's metrics.jsonl. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "core/json.h"
+#include "core/rng.h"
+#include "modalities/image.h"
+#include "pipeline/checkpoint.h"
+#include "pipeline/eval.h"
+#include "pipeline/export.h"
+#include "pipeline/retrieval.h"
+#include "tests/pipeline_fixtures.h"
+#include "tests/testutil.h"
+
+/* ---- an independent reference: rank by sorting (stable by index) ---- */
+
+static const float *g_scores;
+static int cmp_desc_(const void *a, const void *b) {
+    int64_t i = *(const int64_t *)a, j = *(const int64_t *)b;
+    if (g_scores[i] > g_scores[j]) return -1;
+    if (g_scores[i] < g_scores[j]) return 1;
+    return (i > j) - (i < j);
+}
+
+static int64_t rank_by_sort_(const float *s, int64_t n, int64_t truth) {
+    int64_t *o = malloc((size_t)n * sizeof *o);
+    for (int64_t i = 0; i < n; i++) o[i] = i;
+    g_scores = s;
+    qsort(o, (size_t)n, sizeof *o, cmp_desc_);
+    int64_t r = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (o[i] == truth) r = i + 1;
+    free(o);
+    return r;
+}
+
+static double dot_(const float *a, const float *b, int D) {
+    double s = 0;
+    for (int d = 0; d < D; d++) s += (double)a[d] * (double)b[d];
+    return s;
+}
+
+static void random_unit_(float *x, int64_t n, int D, uint64_t seed) {
+    clasp_rng r;
+    clasp_rng_init(&r, seed, 0, 0, 0);
+    for (int64_t i = 0; i < n; i++) {
+        double s = 0;
+        for (int d = 0; d < D; d++) {
+            x[i * D + d] = clasp_rng_normal(&r);
+            s += (double)x[i * D + d] * (double)x[i * D + d];
+        }
+        for (int d = 0; d < D; d++) x[i * D + d] = (float)((double)x[i * D + d] / sqrt(s));
+    }
+}
+
+Test(eval, rank_of_ties_by_index) {
+    float s[5] = {0.5f, 0.9f, 0.5f, 0.5f, 0.1f};
+    cr_assert_eq(clasp_rank_of(s, 5, 1), 1);
+    cr_assert_eq(clasp_rank_of(s, 5, 0), 2); /* equal scores: lower index first */
+    cr_assert_eq(clasp_rank_of(s, 5, 2), 3);
+    cr_assert_eq(clasp_rank_of(s, 5, 3), 4);
+    cr_assert_eq(clasp_rank_of(s, 5, 4), 5);
+    for (int t = 0; t < 5; t++) cr_assert_eq(clasp_rank_of(s, 5, t), rank_by_sort_(s, 5, t));
+}
+
+Test(eval, rank_summary_openclip_median) {
+    int64_t r[4] = {10, 1, 3, 2}; /* 0-based 9 0 2 1: median 1.5 -> floor 1 -> +1 = 2 */
+    clasp_rank_stats s = clasp_rank_summary(r, 4);
+    cr_assert_eq(s.n, 4);
+    cr_assert_float_eq(s.r1, 0.25, 1e-12);
+    cr_assert_float_eq(s.r5, 0.75, 1e-12);
+    cr_assert_float_eq(s.r10, 1.0, 1e-12);
+    cr_assert_float_eq(s.mean_rank, 4.0, 1e-12);
+    cr_assert_float_eq(s.median_rank, 2.0, 1e-12);
+    int64_t q[3] = {7, 2, 4}; /* odd: 0-based median 3 -> 4 */
+    s = clasp_rank_summary(q, 3);
+    cr_assert_float_eq(s.median_rank, 4.0, 1e-12);
+}
+
+Test(eval, retrieval_one_caption_matches_reference) {
+    const int64_t N = 300;
+    const int D = 16;
+    float *img = malloc(N * D * sizeof(float)), *txt = malloc(N * D * sizeof(float));
+    random_unit_(img, N, D, 1);
+    /* texts: a noisy copy of their image, so ranks spread over 1..N */
+    random_unit_(txt, N, D, 2);
+    for (int64_t i = 0; i < N * D; i++) txt[i] = img[i] + 0.9f * txt[i];
+    int64_t *owner = malloc(N * sizeof(int64_t));
+    for (int64_t i = 0; i < N; i++) owner[i] = i;
+    /* make exact ties: text 7 equals text 3 */
+    memcpy(txt + 7 * D, txt + 3 * D, D * sizeof(float));
+    clasp_retrieval_result r;
+    cr_assert_eq(clasp_retrieval_metrics(img, N, txt, owner, N, D, &r), CLASP_OK);
+    /* reference with plain loops and a sort */
+    int64_t *ri = malloc(N * sizeof(int64_t)), *rt = malloc(N * sizeof(int64_t));
+    float *row = malloc(N * sizeof(float));
+    /* the reference ranks by sorting the float scores (sgemm's, through clasp_search_topk with
+     * Q = N queries and k = N): a double dot product could reorder near-ties */
+    float *S = malloc(N * N * sizeof(float));
+    int64_t *idx = malloc(N * N * sizeof(int64_t));
+    cr_assert_eq(clasp_search_topk(txt, N, D, img, (int)N, (int)N, idx, S), CLASP_OK);
+    /* S[i] is sorted; recover per-text scores through idx */
+    for (int64_t i = 0; i < N; i++) {
+        for (int64_t k = 0; k < N; k++) row[idx[i * N + k]] = S[i * N + k];
+        ri[i] = rank_by_sort_(row, N, i);
+    }
+    cr_assert_eq(clasp_search_topk(img, N, D, txt, (int)N, (int)N, idx, S), CLASP_OK);
+    for (int64_t j = 0; j < N; j++) {
+        for (int64_t k = 0; k < N; k++) row[idx[j * N + k]] = S[j * N + k];
+        rt[j] = rank_by_sort_(row, N, j);
+    }
+    clasp_rank_stats ei = clasp_rank_summary(ri, N), et = clasp_rank_summary(rt, N);
+    cr_assert_float_eq(r.i2t.r1, ei.r1, 1e-12);
+    cr_assert_float_eq(r.i2t.r5, ei.r5, 1e-12);
+    cr_assert_float_eq(r.i2t.r10, ei.r10, 1e-12);
+    cr_assert_float_eq(r.i2t.mean_rank, ei.mean_rank, 1e-9);
+    cr_assert_float_eq(r.i2t.median_rank, ei.median_rank, 1e-12);
+    cr_assert_float_eq(r.t2i.r1, et.r1, 1e-12);
+    cr_assert_float_eq(r.t2i.r10, et.r10, 1e-12);
+    cr_assert_float_eq(r.t2i.mean_rank, et.mean_rank, 1e-9);
+    cr_assert_float_eq(r.t2i.median_rank, et.median_rank, 1e-12);
+    cr_assert(r.i2t.r1 > 0.05 && r.i2t.r1 < 0.95, "degenerate fixture: R@1 %g", r.i2t.r1);
+    free(img), free(txt), free(owner), free(ri), free(rt), free(row), free(S), free(idx);
+}
+
+Test(eval, retrieval_multi_caption_best_of) {
+    /* 3 images, D = 2; texts: image 0 has captions 0 and 1, image 1 caption 2, image 2 has
+     * captions 3 and 4. Unit vectors at chosen angles make every rank known. */
+    const int D = 2;
+    float ang_i[3] = {0.0f, 1.5f, 3.0f};
+    float ang_t[5] = {1.4f, 0.1f, 2.9f, 0.05f, 3.1f};
+    int64_t owner[5] = {0, 0, 1, 2, 2};
+    float img[6], txt[10];
+    for (int i = 0; i < 3; i++) img[2 * i] = cosf(ang_i[i]), img[2 * i + 1] = sinf(ang_i[i]);
+    for (int j = 0; j < 5; j++) txt[2 * j] = cosf(ang_t[j]), txt[2 * j + 1] = sinf(ang_t[j]);
+    clasp_retrieval_result r;
+    cr_assert_eq(clasp_retrieval_metrics(img, 3, txt, owner, 5, D, &r), CLASP_OK);
+    /* image 0 (angle 0) sees texts in the order 3 (0.05) 1 (0.1) 0 (1.4) 2 4: its own captions
+     * 0 and 1 give best rank 2. The other ranks are checked against the definition. */
+    int64_t best[3];
+    for (int i = 0; i < 3; i++) {
+        float s[5];
+        for (int j = 0; j < 5; j++)
+            s[j] = img[2 * i] * txt[2 * j] + img[2 * i + 1] * txt[2 * j + 1];
+        best[i] = INT64_MAX;
+        for (int j = 0; j < 5; j++)
+            if (owner[j] == i) {
+                int64_t rk = rank_by_sort_(s, 5, j);
+                best[i] = rk < best[i] ? rk : best[i];
+            }
+    }
+    cr_assert_eq(best[0], 2);
+    clasp_rank_stats e = clasp_rank_summary(best, 3);
+    cr_assert_eq(r.i2t.n, 3);
+    cr_assert_eq(r.t2i.n, 5);
+    cr_assert_float_eq(r.i2t.r1, e.r1, 1e-12);
+    cr_assert_float_eq(r.i2t.mean_rank, e.mean_rank, 1e-12);
+    /* text -> image: every caption is a query */
+    int64_t tr[5];
+    for (int j = 0; j < 5; j++) {
+        float s[3];
+        for (int i = 0; i < 3; i++)
+            s[i] = img[2 * i] * txt[2 * j] + img[2 * i + 1] * txt[2 * j + 1];
+        tr[j] = rank_by_sort_(s, 3, owner[j]);
+    }
+    clasp_rank_stats et = clasp_rank_summary(tr, 5);
+    cr_assert_float_eq(r.t2i.r1, et.r1, 1e-12);
+    cr_assert_float_eq(r.t2i.mean_rank, et.mean_rank, 1e-12);
+    /* an image without captions is left out of image -> text; a bad owner is refused */
+    int64_t owner2[5] = {0, 0, 0, 2, 2};
+    cr_assert_eq(clasp_retrieval_metrics(img, 3, txt, owner2, 5, D, &r), CLASP_OK);
+    cr_assert_eq(r.i2t.n, 2);
+    owner2[1] = 3;
+    cr_assert_eq(clasp_retrieval_metrics(img, 3, txt, owner2, 5, D, &r), CLASP_ERR_ARG);
+}
+
+Test(eval, search_topk_matches_brute_force) {
+    const int64_t N = 1000;
+    const int D = 8;
+    float *X = malloc(N * D * sizeof(float)), q[3 * 8];
+    random_unit_(X, N, D, 5);
+    random_unit_(q, 3, D, 6);
+    memcpy(X + 500 * D, X + 20 * D, D * sizeof(float)); /* a tie: row 20 must come first */
+    memcpy(q + 2 * D, X + 20 * D, D * sizeof(float));
+    for (int Q = 1; Q <= 3; Q += 2) {
+        int64_t idx[3 * 5];
+        float sc[3 * 5];
+        cr_assert_eq(clasp_search_topk(X, N, D, q, Q, 5, idx, sc), CLASP_OK);
+        for (int qi = 0; qi < Q; qi++) {
+            /* brute force in double: scores non-increasing and nothing better left out */
+            for (int k = 0; k < 5; k++) {
+                cr_assert(fabs((double)sc[qi * 5 + k] -
+                               dot_(X + idx[qi * 5 + k] * D, q + qi * D, D)) < 1e-5);
+                if (k) cr_assert(sc[qi * 5 + k] <= sc[qi * 5 + k - 1]);
+            }
+            int better = 0;
+            for (int64_t i = 0; i < N; i++)
+                better += dot_(X + i * D, q + qi * D, D) > (double)sc[qi * 5 + 4] + 1e-5;
+            cr_assert_leq(better, 4);
+        }
+        if (Q == 3) {
+            cr_assert_eq(idx[10], 20);
+            cr_assert_eq(idx[11], 500);
+        }
+    }
+    /* k beyond N pads with -1 */
+    int64_t idx[4];
+    float sc[4];
+    cr_assert_eq(clasp_search_topk(X, 2, D, q, 1, 4, idx, sc), CLASP_OK);
+    cr_assert(idx[0] >= 0 && idx[1] >= 0 && idx[2] == -1 && idx[3] == -1);
+    cr_assert(isinf(sc[3]));
+    free(X);
+}
+
+Test(eval, linear_probe_separable_and_deterministic) {
+    /* 4 classes around 4 random unit centres, noisy; train and test drawn alike */
+    const int D = 12, K = 4;
+    const int64_t ntr = 400, nte = 200;
+    float cent[4 * 12];
+    random_unit_(cent, K, D, 9);
+    float *xtr = malloc(ntr * D * sizeof(float)), *xte = malloc(nte * D * sizeof(float));
+    int64_t *ytr = malloc(ntr * sizeof(int64_t)), *yte = malloc(nte * sizeof(int64_t));
+    float *noise = malloc((ntr + nte) * D * sizeof(float));
+    random_unit_(noise, ntr + nte, D, 10);
+    for (int64_t i = 0; i < ntr + nte; i++) {
+        int64_t y = i % K;
+        float *x = i < ntr ? xtr + i * D : xte + (i - ntr) * D;
+        for (int d = 0; d < D; d++) x[d] = cent[y * D + d] + 0.5f * noise[i * D + d];
+        if (i < ntr)
+            ytr[i] = y;
+        else
+            yte[i - ntr] = y;
+    }
+    ytr[3] = -1; /* an unlabelled row is ignored */
+    clasp_probe_options o = clasp_probe_default_options();
+    clasp_probe_result a, b;
+    cr_assert_eq(clasp_linear_probe(xtr, ytr, ntr, xte, yte, nte, D, &o, &a), CLASP_OK, "%s",
+                 clasp_last_error());
+    cr_assert_eq(a.n_classes, K);
+    cr_assert_eq(a.n_train, ntr - 1);
+    cr_assert_eq(a.n_test, nte);
+    cr_assert(a.test_accuracy > 0.9, "test accuracy %g", a.test_accuracy);
+    cr_assert(a.train_accuracy > 0.9, "train accuracy %g", a.train_accuracy);
+    cr_assert(a.loss < log(4.0) * 0.5, "loss %g did not decrease from ln 4", a.loss);
+    cr_assert_eq(clasp_linear_probe(xtr, ytr, ntr, xte, yte, nte, D, &o, &b), CLASP_OK);
+    cr_assert(a.loss == b.loss && a.test_accuracy == b.test_accuracy);
+    /* more iterations never raise the objective */
+    o.max_iter = 50;
+    cr_assert_eq(clasp_linear_probe(xtr, ytr, ntr, xte, yte, nte, D, &o, &b), CLASP_OK);
+    cr_assert(b.loss >= a.loss - 1e-6, "50 iterations %g vs %d iterations %g", b.loss, a.iterations,
+              a.loss);
+    /* one class only is refused */
+    for (int64_t i = 0; i < ntr; i++) ytr[i] = 0;
+    cr_assert_eq(clasp_linear_probe(xtr, ytr, ntr, xte, yte, nte, D, NULL, &b), CLASP_ERR_ARG);
+    free(xtr), free(xte), free(ytr), free(yte), free(noise);
+}
+
+/* ---- shards ---- */
+
+/* Writes a shard of n samples: random 28x28 gray PNG, label i % 3, and either a txt caption or
+ * a json with "captions" (i % 2 == 1: two captions). Sample 4 has a corrupt image. */
+static void write_shard_(const char *path, int n) {
+    fx_member *m = calloc((size_t)n * 3, sizeof *m);
+    char **names = calloc((size_t)n * 3, sizeof *names);
+    void **bufs = calloc((size_t)n * 3, sizeof *bufs);
+    int k = 0;
+    clasp_rng r;
+    clasp_rng_init(&r, 77, 0, 0, 0);
+    for (int i = 0; i < n; i++) {
+        uint8_t px[28 * 28];
+        for (int p = 0; p < 28 * 28; p++) px[p] = (uint8_t)(clasp_rng_u32(&r) & 0xff);
+        uint8_t *png;
+        size_t np;
+        cr_assert_eq(clasp_image_encode_png(px, 28, 28, 1, &png, &np), CLASP_OK);
+        if (i == 4) png[np / 2] ^= 0xff, np = 40; /* truncated PNG: skipped */
+        names[k] = malloc(64);
+        snprintf(names[k], 64, "s%03d.png", i);
+        bufs[k] = png;
+        m[k] = (fx_member){names[k], png, np, 0};
+        k++;
+        char *lab = malloc(8);
+        snprintf(lab, 8, "%d", i % 3);
+        names[k] = malloc(64);
+        snprintf(names[k], 64, "s%03d.cls", i);
+        bufs[k] = lab;
+        m[k] = (fx_member){names[k], lab, strlen(lab), 0};
+        k++;
+        char *txt = malloc(256);
+        names[k] = malloc(64);
+        if (i % 2) {
+            snprintf(txt, 256, "{\"captions\": [\"first caption %d\", \"second caption %d\"]}", i,
+                     i);
+            snprintf(names[k], 64, "s%03d.json", i);
+        } else {
+            snprintf(txt, 256, "caption of sample %d", i);
+            snprintf(names[k], 64, "s%03d.txt", i);
+        }
+        bufs[k] = txt;
+        m[k] = (fx_member){names[k], txt, strlen(txt), 0};
+        k++;
+    }
+    cr_assert(fx_write_tar(path, ARCHIVE_FORMAT_TAR_USTAR, ARCHIVE_FILTER_NONE, m, (size_t)k));
+    for (int i = 0; i < k; i++) free(names[i]), free(bufs[i]);
+    free(names), free(bufs), free(m);
+}
+
+static void make_model_dir_(const char *dir) {
+    char cfgp[1100];
+    snprintf(cfgp, sizeof cfgp, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
+    clasp_model_config cfg;
+    clasp_model m;
+    cr_assert_eq(clasp_model_config_load(cfgp, &cfg), CLASP_OK);
+    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK);
+    clasp_model_init_weights(&m, 4);
+    clasp_tokenizer *tok;
+    cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
+    cr_assert_eq(clasp_export_model(&m, tok, dir), CLASP_OK, "%s", clasp_last_error());
+    clasp_tokenizer_free(tok);
+    clasp_model_free(&m);
+}
+
+Test(eval, collect_first_and_all_captions) {
+    char tmp[1024], shard[1100], dir[1100];
+    clasp_test_tmpdir("eval_collect", tmp, sizeof tmp);
+    snprintf(shard, sizeof shard, "%s/s.tar", tmp);
+    snprintf(dir, sizeof dir, "%s/export", tmp);
+    write_shard_(shard, 12);
+    make_model_dir_(dir);
+    clasp_embedder em;
+    cr_assert_eq(clasp_embedder_open(dir, 2, 4, &em), CLASP_OK, "%s", clasp_last_error());
+    clasp_eval_set a, b;
+    cr_assert_eq(clasp_eval_collect(&em.engine, shard, CLASP_EVAL_TEXT_FIRST, 2, &a), CLASP_OK,
+                 "%s", clasp_last_error());
+    cr_assert_eq(a.n, 11); /* sample 4 skipped */
+    cr_assert_eq(a.skipped, 1);
+    cr_assert_eq(a.n_txt, 11);
+    cr_assert_str_eq(a.keys[4], "s005");
+    cr_assert_eq(a.labels[4], 2);
+    cr_assert_eq(clasp_eval_collect(&em.engine, shard, CLASP_EVAL_TEXT_ALL, 1, &b), CLASP_OK, "%s",
+                 clasp_last_error());
+    cr_assert_eq(b.n, 11);
+    /* odd samples have two captions: 6 odd of the 11 kept (1 3 5 7 9 11) */
+    cr_assert_eq(b.n_txt, 11 + 6);
+    /* images agree; each caption's features equal embedding its text directly */
+    cr_assert(clasp_test_check_tensor("images", b.img, a.img, (size_t)a.n * a.D, 1e-6, 0));
+    char texts[17][64];
+    const char *tp[17];
+    int t = 0;
+    for (int i = 0; i < 12; i++) {
+        if (i == 4) continue;
+        if (i % 2) {
+            snprintf(texts[t], 64, "first caption %d", i);
+            tp[t] = texts[t], t++;
+            snprintf(texts[t], 64, "second caption %d", i);
+        } else {
+            snprintf(texts[t], 64, "caption of sample %d", i);
+        }
+        tp[t] = texts[t], t++;
+    }
+    cr_assert_eq(t, 17);
+    float *z = malloc(17 * (size_t)a.D * sizeof(float));
+    cr_assert_eq(clasp_embedder_texts(&em, tp, 17, z), CLASP_OK);
+    cr_assert(clasp_test_check_tensor("all captions", b.txt, z, 17 * (size_t)a.D, 1e-6, 0));
+    cr_assert_eq(b.txt_owner[0], 0);
+    cr_assert_eq(b.txt_owner[1], 1);
+    cr_assert_eq(b.txt_owner[2], 1);
+    cr_assert_eq(b.txt_owner[16], 10);
+    /* first-caption texts are the first of each sample */
+    cr_assert(clasp_test_check_tensor("first caption", a.txt + (size_t)1 * a.D, z + (size_t)1 * a.D,
+                                      (size_t)a.D, 1e-6, 0));
+    /* zero-shot through the set equals clasp_eval_zeroshot on the spec */
+    char cls[1100];
+    snprintf(cls, sizeof cls, "%s/classes.txt", tmp);
+    FILE *f = fopen(cls, "w");
+    fputs("caption of sample\nfirst caption\nsecond caption\n", f);
+    fclose(f);
+    clasp_zeroshot_result zr, zs;
+    cr_assert_eq(clasp_eval_zeroshot(&em.engine, shard, cls, NULL, 1, &zr), CLASP_OK, "%s",
+                 clasp_last_error());
+    char *names[3] = {"caption of sample", "first caption", "second caption"};
+    float cemb[3 * 128];
+    cr_assert_eq(clasp_eval_class_embeddings(&em.engine, names, 3, NULL, 0, cemb), CLASP_OK);
+    double rec[3];
+    int64_t cnt[3];
+    cr_assert_eq(clasp_eval_zeroshot_set(&a, cemb, 3, &zs, rec, cnt), CLASP_OK);
+    cr_assert_eq(zr.n, 11);
+    cr_assert_float_eq(zr.top1, zs.top1, 1e-12);
+    cr_assert_float_eq(zr.mean_recall, zs.mean_recall, 1e-12);
+    cr_assert_float_eq(zs.top5, 1.0, 1e-12); /* 3 classes */
+    cr_assert_eq(cnt[0] + cnt[1] + cnt[2], 11);
+    cr_assert_eq(cnt[1], 3); /* labels 1: samples 1 4(skipped) 7 10 */
+    double mean = 0;
+    for (int c = 0; c < 3; c++) mean += rec[c] / 3;
+    cr_assert_float_eq(mean, zs.mean_recall, 1e-12);
+    free(z);
+    clasp_eval_set_free(&a);
+    clasp_eval_set_free(&b);
+    clasp_embedder_close(&em);
+}
+
+Test(eval, cli_eval_appends_to_run_metrics) {
+    char tmp[1024], shard[1100], run[1100], cmd[8192], out[1200], mp[1200];
+    clasp_test_tmpdir("eval_cli", tmp, sizeof tmp);
+    snprintf(shard, sizeof shard, "%s/s.tar", tmp);
+    snprintf(run, sizeof run, "%s/run", tmp);
+    write_shard_(shard, 10);
+    /* a run folder with one checkpoint */
+    char cfgp[1100];
+    snprintf(cfgp, sizeof cfgp, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
+    clasp_model_config cfg;
+    clasp_model m;
+    cr_assert_eq(clasp_model_config_load(cfgp, &cfg), CLASP_OK);
+    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK);
+    clasp_model_init_weights(&m, 8);
+    clasp_named_tensor *t = calloc((size_t)m.n_params, sizeof *t);
+    for (int i = 0; i < m.n_params; i++) {
+        t[i].name = m.info[i].name;
+        t[i].ndim = m.info[i].ndim;
+        memcpy(t[i].shape, m.info[i].shape, sizeof t[i].shape);
+        t[i].data = m.params + m.info[i].offset;
+    }
+    cJSON *state = cJSON_CreateObject(), *cj;
+    cr_assert_eq(clasp_model_config_to_json(&cfg, &cj), CLASP_OK);
+    cJSON_AddItemToObject(state, "config", cj);
+    mkdir(run, 0755);
+    cr_assert_eq(clasp_ckpt_save(run, 3, t, m.n_params, NULL, 0, state, 0, NULL, 0), CLASP_OK, "%s",
+                 clasp_last_error());
+    cJSON_Delete(state);
+    free(t);
+    clasp_model_free(&m);
+    snprintf(mp, sizeof mp, "%s/metrics.jsonl", run);
+    FILE *f = fopen(mp, "w");
+    fputs("{\"step\": 3, \"loss\": 1.0}\n", f);
+    fclose(f);
+    char cls[1100];
+    snprintf(cls, sizeof cls, "%s/classes.txt", tmp);
+    f = fopen(cls, "w");
+    fputs("zero\none\ntwo\n", f);
+    fclose(f);
+    snprintf(out, sizeof out, "%s/eval.json", tmp);
+    snprintf(cmd, sizeof cmd,
+             "%s eval --model %s --data %s --zeroshot %s --retrieval --all-captions "
+             "--probe-train %s --threads 1 --batch-size 4 --json > %s",
+             clasp_test_bin(), run, shard, cls, shard, out);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    cJSON *j;
+    cr_assert_eq(clasp_json_load(out, &j), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "kind")->valuestring, "eval");
+    cr_assert_eq(cJSON_GetObjectItem(j, "n")->valueint, 9);
+    const cJSON *r = cJSON_GetObjectItem(j, "retrieval");
+    cr_assert(r);
+    cr_assert_eq(cJSON_GetObjectItem(r, "n_texts")->valueint, 9 + 5); /* odd: 1 3 5 7 9 */
+    const cJSON *i2t = cJSON_GetObjectItem(r, "image_to_text");
+    cr_assert(cJSON_GetObjectItem(i2t, "r10")->valuedouble >=
+              cJSON_GetObjectItem(i2t, "r1")->valuedouble);
+    const cJSON *z = cJSON_GetObjectItem(j, "zeroshot");
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(z, "per_class")), 3);
+    const cJSON *p = cJSON_GetObjectItem(j, "probe");
+    cr_assert_eq(cJSON_GetObjectItem(p, "n_classes")->valueint, 3);
+    cr_assert_eq(cJSON_GetObjectItem(p, "n_train")->valueint, 9);
+    cJSON_Delete(j);
+    /* the same object was appended to the run's metrics.jsonl as its second line */
+    char *text;
+    size_t n;
+    cr_assert_eq(clasp_read_file(mp, 1 << 20, &text, &n), CLASP_OK);
+    char *second = strchr(text, '\n');
+    cr_assert(second && second[1]);
+    cr_assert(strstr(second + 1, "\"kind\":\"eval\""), "%s", second + 1);
+    free(text);
+    /* a bad model path fails with a message, exit code 1 */
+    snprintf(cmd, sizeof cmd, "%s eval --model %s/nope --data %s 2>/dev/null", clasp_test_bin(),
+             tmp, shard);
+    int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+}
