@@ -152,7 +152,7 @@ static void run_read_shards(const char *dir) {
     char script[700], cmd[2000];
     clasp_test_ref_path("read_shards.py", script, sizeof script);
     if (access("/usr/bin/python3", X_OK) != 0) return;
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s >/dev/null", script, dir);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s --emoji >/dev/null", script, dir);
     int rc = system(cmd);
     cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "read_shards.py %s rc %d", dir, rc);
 }

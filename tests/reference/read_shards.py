@@ -2,6 +2,7 @@
 """Independent check of shards written by `clasp shards build`, with Python's tarfile.
 
     /usr/bin/python3 read_shards.py DIR [--fields cls,png,txt] [--fmnist [IDX_DIR]]
+                                        [--emoji] [--espeak]
 
 Reads DIR/manifest.json, opens every shard it lists with tarfile, groups members with
 WebDataset's key rule (key = path up to the first dot of the last path component, extension =
@@ -14,6 +15,12 @@ the rest, lower-cased) and checks:
     .txt is the caption the reference (shared/bench/ref_clip_fmnist.py) gives image i, .png
     decodes (PIL, when installed) to the 28x28 gray IDX image, .json (if present) holds all 8
     captions.
+  - --emoji: keys are VENDOR/UNIFIED with VENDOR google or twitter, .json names the same
+    vendor and code points, .png is a PNG (RGBA 64x64 when PIL is installed), .txt equals the
+    json's English label; and no json "split_id" occurs in two splits (no emoji leaks);
+  - --espeak: keys are SOURCEKEY/VOICE_sSPEED_pPITCH matching the .json, .wav is a 16-bit mono
+    22050 Hz WAV with frames (Python's wave module); no json "split_id" occurs in two splits
+    (all voices of a transcript in one split).
 Prints one line per problem and "read_shards: N samples ok" at the end; exit 1 on any problem.
 """
 import gzip
@@ -69,6 +76,7 @@ def main(argv):
     root = args[0]
     fields = None
     fmnist_dir = None
+    emoji = espeak = False
     i = 1
     while i < len(args):
         if args[i] == "--fields":
@@ -81,6 +89,12 @@ def main(argv):
             else:
                 fmnist_dir = "/usr/share/datasets/fashion-mnist"
                 i += 1
+        elif args[i] == "--emoji":
+            emoji = True
+            i += 1
+        elif args[i] == "--espeak":
+            espeak = True
+            i += 1
         else:
             print("unknown argument", args[i])
             return 2
@@ -101,6 +115,7 @@ def main(argv):
         Image = None
 
     total = 0
+    split_of = {}  # json split_id -> split
     for split, sp in man["splits"].items():
         idx = None
         if fmnist_dir:
@@ -142,6 +157,38 @@ def main(argv):
                     bad(f"{path}: {key}: extensions not sorted: {order}")
                 if fields is not None and sorted(fd) != sorted(fields):
                     bad(f"{path}: {key}: fields {sorted(fd)} != expected {sorted(fields)}")
+                if emoji or espeak:
+                    j = json.loads(fd.get("json", b"{}").decode("utf-8"))
+                    sid = j.get("split_id")
+                    if split_of.setdefault(sid, split) != split:
+                        bad(f"{path}: {key}: split_id {sid} in {split} and {split_of[sid]}")
+                if emoji:
+                    vendor, _, uni = key.partition("/")
+                    if vendor not in ("google", "twitter") or j.get("vendor") != vendor \
+                            or j.get("unified") != uni:
+                        bad(f"{path}: {key}: vendor/unified differ from json {j}")
+                    if fd.get("txt", b"").decode("utf-8") != j.get("labels", {}).get("en"):
+                        bad(f"{path}: {key}: txt is not the English label")
+                    png = fd.get("png", b"")
+                    if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+                        bad(f"{path}: {key}: png has no PNG signature")
+                    elif Image is not None and len(png) > 100:
+                        im = Image.open(io.BytesIO(png))
+                        if im.size != (64, 64):
+                            bad(f"{path}: {key}: png size {im.size}")
+                if espeak:
+                    want = f"{j.get('source_key')}/{j.get('voice')}_s{j.get('speed')}" \
+                           f"_p{j.get('pitch')}"
+                    if key != want:
+                        bad(f"{path}: {key}: json says {want}")
+                    import wave
+                    try:
+                        with wave.open(io.BytesIO(fd.get("wav", b""))) as w:
+                            if (w.getframerate(), w.getnchannels(), w.getsampwidth()) != \
+                                    (22050, 1, 2) or w.getnframes() == 0:
+                                bad(f"{path}: {key}: wav {w.getparams()}")
+                    except (wave.Error, EOFError) as e:
+                        bad(f"{path}: {key}: wav unreadable: {e}")
                 if idx is not None:
                     want_key = f"{split}_{n_split:06d}"
                     if key != want_key:
