@@ -440,15 +440,17 @@ clasp_status clasp_embedder_open(const char *path, int threads, int batch_size,
         return clasp_set_error(CLASP_ERR_ARG, "%.200s...: path too long", path);
     char p[PATH_CAP];
     join_(p, sizeof p, path, "state.json");
+    /* a checkpoint (state.json), a run (checkpoints/latest; a run also holds a config.json),
+     * else an export (config.json or model.safetensors: a missing file is named later) */
     bool ckpt = is_file_(p);
-    join_(p, sizeof p, path, "config.json");
-    bool exp = !ckpt && is_file_(p);
-    if (!ckpt && !exp) {
-        join_(p, sizeof p, path, "checkpoints/latest");
-        if (!is_file_(p)) {
-            join_(p, sizeof p, path, "model.safetensors");
-            exp = is_file_(p); /* an export without config.json: reported as such below */
-        }
+    join_(p, sizeof p, path, "checkpoints/latest");
+    bool run = !ckpt && is_file_(p);
+    bool exp = false;
+    if (!ckpt && !run) {
+        join_(p, sizeof p, path, "config.json");
+        exp = is_file_(p);
+        join_(p, sizeof p, path, "model.safetensors");
+        exp = exp || is_file_(p);
         if (!exp && !is_dir_(path))
             return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: no such folder", path);
     }
