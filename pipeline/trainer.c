@@ -295,8 +295,20 @@ static clasp_status load_ckpt_(const clasp_train_options *o, clasp_model *m, cla
     snprintf(sp, sizeof sp, "%s/state.json", dir);
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(c.state, "config");
     const cJSON *key = cJSON_GetObjectItemCaseSensitive(c.state, "resume_key");
+    int64_t world = 1;
+    const int my_world = clasp_dist_world();
+    if (s == CLASP_OK && cJSON_GetObjectItemCaseSensitive(c.state, "world"))
+        s = clasp_json_int(c.state, "world", sp, "", 1, INT32_MAX, &world);
+    if (s == CLASP_OK && world != my_world)
+        s = clasp_set_error(CLASP_ERR_CONFIG,
+                            "%s: field 'world': the checkpoint was written by %lld rank(s), this "
+                            "run has %d; the shard split and the loader positions depend on the "
+                            "rank count: resume with mpirun -np %lld",
+                            sp, (long long)world, my_world, (long long)world);
     cJSON *want = resume_key_(o, total_steps, clasp_dist_world());
-    if (!cfg || !cJSON_Compare(cfg, config_json, 1)) {
+    if (s != CLASP_OK) {
+        /* the rank count is reported first: it explains a differing resume_key too */
+    } else if (!cfg || !cJSON_Compare(cfg, config_json, 1)) {
         s = clasp_set_error(CLASP_ERR_CONFIG,
                             "%s: field 'config' differs from %s: the checkpoint belongs to another "
                             "model",
@@ -317,16 +329,7 @@ static clasp_status load_ckpt_(const clasp_train_options *o, clasp_model *m, cla
                             sp, field);
     }
     cJSON_Delete(want);
-    int64_t v, world = 1;
-    const int my_world = clasp_dist_world();
-    if (s == CLASP_OK && cJSON_GetObjectItemCaseSensitive(c.state, "world"))
-        s = clasp_json_int(c.state, "world", sp, "", 1, INT32_MAX, &world);
-    if (s == CLASP_OK && world != my_world)
-        s = clasp_set_error(CLASP_ERR_CONFIG,
-                            "%s: field 'world': the checkpoint was written by %lld rank(s), this "
-                            "run has %d; the shard split and the loader positions depend on the "
-                            "rank count: resume with mpirun -np %lld",
-                            sp, (long long)world, my_world, (long long)world);
+    int64_t v;
     if (s == CLASP_OK) s = clasp_json_int(c.state, "step", sp, "", 0, INT64_MAX / 2, &v);
     if (s == CLASP_OK) rs->step = v;
     if (s == CLASP_OK) s = clasp_json_int(c.state, "samples", sp, "", 0, INT64_MAX / 2, &v);
