@@ -183,6 +183,7 @@ int clasp_cmd_eval(int argc, char **argv) {
     cJSON_AddStringToObject(res, "source",
                             em.kind == CLASP_SOURCE_EXPORT ? "export" : "checkpoint");
     cJSON_AddStringToObject(res, "model_hash", hex);
+    if (em.step >= 0) cJSON_AddNumberToObject(res, "step", (double)em.step);
     cJSON_AddStringToObject(res, "data", data);
     clasp_eval_set set;
     clasp_eval_text want = !retrieval ? CLASP_EVAL_TEXT_NONE

@@ -365,6 +365,7 @@ static clasp_status start_engine_(clasp_embedder *em, int threads, int batch_siz
 static clasp_status open_export_(clasp_embedder *em, const char *dir, int threads, int batch) {
     char p[PATH_CAP], tp[PATH_CAP], mp[PATH_CAP];
     em->kind = CLASP_SOURCE_EXPORT;
+    em->step = -1;
     snprintf(em->path, sizeof em->path, "%s", dir);
     join_(p, sizeof p, dir, "config.json");
     join_(tp, sizeof tp, dir, "tokenizer.json");
@@ -428,6 +429,8 @@ static clasp_status open_checkpoint_(clasp_embedder *em, const char *path, int t
         s = clasp_model_read_tensors(&em->engine.models[0], c.model, "",
                                      em->engine.models[0].params);
     if (s == CLASP_OK) em->model_hash = clasp_hash64(c.model->file, c.model->file_len, 0);
+    const cJSON *step = cJSON_GetObjectItemCaseSensitive(c.state, "step");
+    em->step = cJSON_IsNumber(step) ? (int64_t)step->valuedouble : -1;
     clasp_ckpt_close(&c);
     return s;
 }

@@ -64,6 +64,7 @@ typedef struct clasp_embedder {
     clasp_loader_config lc; /* the loader's eval-mode preprocessing (image, text, tokens) */
     clasp_engine engine;    /* models[0].params hold the loaded parameters */
     uint64_t model_hash;    /* xxh64 of the bytes of model.safetensors */
+    int64_t step;           /* the checkpoint's training step, -1 for an export */
     int batch_size;         /* inputs preprocessed and embedded per engine call */
     float *pix;             /* (batch_size, C, S, S) scratch */
     int32_t *tokens;        /* (batch_size, T) scratch */

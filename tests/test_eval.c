@@ -430,6 +430,7 @@ Test(eval, cli_eval_appends_to_run_metrics) {
     cJSON *state = cJSON_CreateObject(), *cj;
     cr_assert_eq(clasp_model_config_to_json(&cfg, &cj), CLASP_OK);
     cJSON_AddItemToObject(state, "config", cj);
+    cJSON_AddNumberToObject(state, "step", 3);
     mkdir(run, 0755);
     cr_assert_eq(clasp_ckpt_save(run, 3, t, m.n_params, NULL, 0, state, 0, NULL, 0), CLASP_OK, "%s",
                  clasp_last_error());
@@ -454,6 +455,7 @@ Test(eval, cli_eval_appends_to_run_metrics) {
     cJSON *j;
     cr_assert_eq(clasp_json_load(out, &j), CLASP_OK, "%s", clasp_last_error());
     cr_assert_str_eq(cJSON_GetObjectItem(j, "kind")->valuestring, "eval");
+    cr_assert_eq(cJSON_GetObjectItem(j, "step")->valueint, 3);
     cr_assert_eq(cJSON_GetObjectItem(j, "n")->valueint, 9);
     const cJSON *r = cJSON_GetObjectItem(j, "retrieval");
     cr_assert(r);
@@ -475,6 +477,24 @@ Test(eval, cli_eval_appends_to_run_metrics) {
     cr_assert(second && second[1]);
     cr_assert(strstr(second + 1, "\"kind\":\"eval\""), "%s", second + 1);
     free(text);
+    /* `clasp embed --shards` from the run: one row per usable sample, keys in shard order */
+    char npy[1200];
+    snprintf(npy, sizeof npy, "%s/shard_images.npy", tmp);
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --shards %s -o %s --batch-size 4 --workers 2",
+             clasp_test_bin(), run, shard, npy);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    float *x;
+    int64_t rows, cols;
+    cr_assert_eq(clasp_npy_read_f32(npy, &x, &rows, &cols), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(rows == 9 && cols == 128);
+    free(x);
+    snprintf(npy, sizeof npy, "%s/shard_images.json", tmp);
+    cr_assert_eq(clasp_json_load(npy, &j), CLASP_OK);
+    const cJSON *keys = cJSON_GetObjectItem(j, "keys");
+    cr_assert_eq(cJSON_GetArraySize(keys), 9);
+    cr_assert_str_eq(cJSON_GetArrayItem(keys, 4)->valuestring, "s005"); /* s004 is corrupt */
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "modality")->valuestring, "image");
+    cJSON_Delete(j);
     /* a bad model path fails with a message, exit code 1 */
     snprintf(cmd, sizeof cmd, "%s eval --model %s/nope --data %s 2>/dev/null", clasp_test_bin(),
              tmp, shard);
