@@ -98,6 +98,9 @@ static int simd_level(void) {
     }
 #else
 #define CLASP_BODY static inline
+static int simd_level(void) {
+    return 0;
+}
 #define SIMD_KERNEL(name, params, args)                                                            \
     CLASP_VECTORIZE static void name params {                                                      \
         name##_body args;                                                                          \
@@ -747,15 +750,10 @@ void clasp_posemb_backward(float *dwpe, const float *dout, int B, int T, int C) 
 /* ---- attention ----------------------------------------------------------------------------------
  */
 
-size_t clasp_attention_work_floats(int B, int T, int C, int NH) {
-    (void)B, (void)C, (void)NH;
-    return (size_t)T * T; /* datt of one (b, h) in backward */
-}
-
-void clasp_attention_forward(float *out, float *att, float *work, const float *qkv,
-                             const uint8_t *pad_mask, int causal, int B, int T, int C, int NH) {
-    /* out (B, T, C), att (B, NH, T, T), qkv (B, T, 3C), pad_mask (B, T) or NULL */
-    (void)work;
+/* Baseline CPUs (and non-GCC builds) use OpenBLAS for the per-head products: work holds one
+ * (T, T) score-gradient tile. */
+static void attention_fwd_blas(float *out, float *att, const float *qkv, const uint8_t *pad_mask,
+                               int causal, int B, int T, int C, int NH) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     for (int b = 0; b < B; b++) {
@@ -793,9 +791,8 @@ void clasp_attention_forward(float *out, float *att, float *work, const float *q
     }
 }
 
-void clasp_attention_backward(float *dqkv, float *work, const float *dout, const float *qkv,
-                              const float *att, int B, int T, int C, int NH) {
-    if (!dqkv) return;
+static void attention_bwd_blas(float *dqkv, float *work, const float *dout, const float *qkv,
+                               const float *att, int B, int T, int C, int NH) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     float *da = work; /* (T, T) */
@@ -828,6 +825,327 @@ void clasp_attention_backward(float *dqkv, float *work, const float *dout, const
                         1.0f, dk, C3);
         }
     }
+}
+
+/* Attention runs per (batch, head) on tiles small enough for L1 (OpenBLAS reaches a fraction
+ * of its peak on 32 x 32 x 32 products). The tile's K, V (and Q) are copied into zero-padded
+ * scratch with T and hs rounded up to VL = 8 floats, so every product is a loop of 8-float
+ * vector FMAs (GCC vector extensions; AVX2 and AVX-512 versions, OpenBLAS otherwise) with the
+ * accumulators in registers: scores as rows of q_i K^T from a transposed copy of K, the rest
+ * as axpy updates of hs-long rows. Softmax sums run in LN_LANES double lanes. Causal rows stop
+ * at the diagonal. One code path serves every shape; (T=32, hs=32) is also compiled with
+ * constant sizes. */
+#define VL 8
+typedef float vf8 __attribute__((vector_size(VL * sizeof(float))));
+/* unaligned, aliasing view of VL floats: loads and stores through it are plain float accesses */
+typedef float vf8u __attribute__((vector_size(VL * sizeof(float)), aligned(4), may_alias));
+#define vload(p)     (*(const vf8u *)(p))
+#define vstore(p, v) (*(vf8u *)(p) = (v))
+
+static int round_vl(int n) {
+    return (n + VL - 1) / VL * VL;
+}
+
+size_t clasp_attention_work_floats(int B, int T, int C, int NH) {
+    (void)B;
+    size_t Tp = (size_t)round_vl(T), Hp = (size_t)round_vl(C / NH);
+    /* backward: V^T, K, Q, dK, dV tiles, a score row, a dy row; the BLAS path: one (T, T) */
+    size_t n = 5 * Tp * Hp + Tp + Hp, nb = (size_t)T * T;
+    return n > nb ? n : nb;
+}
+
+/* dst (R, Cp) = src (r < rows, c < cols; row stride ld), zero elsewhere; transposed: dst (Cp, R)
+ */
+CLASP_BODY void attn_pack(float *restrict dst, const float *src, int rows, int cols, int ld, int Rp,
+                          int Cp, int transpose) {
+    if (transpose) {
+        for (int c = 0; c < Cp; c++)
+            for (int r = 0; r < Rp; r++)
+                dst[(size_t)c * Rp + r] = (r < rows && c < cols) ? src[(size_t)r * ld + c] : 0.0f;
+    } else {
+        for (int r = 0; r < Rp; r++)
+            for (int c = 0; c < Cp; c++)
+                dst[(size_t)r * Cp + c] = (r < rows && c < cols) ? src[(size_t)r * ld + c] : 0.0f;
+    }
+}
+
+/* out[0..Tp) = scale * sum_{d < hs} x[d] * MT[d, 0..Tp) (MT is (Hp, Tp)). Two column tiles
+ * and even/odd d in separate accumulators (four independent FMA chains), added at the end. */
+CLASP_BODY void attn_row_times_t(float *restrict out, const float *x, const float *restrict MT,
+                                 int hs, int Tp, float scale) {
+    int j0 = 0;
+    for (; j0 + 2 * VL <= Tp; j0 += 2 * VL) {
+        vf8 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
+        int d = 0;
+        for (; d + 2 <= hs; d += 2) {
+            const float *m0 = MT + (size_t)d * Tp + j0, *m1 = m0 + Tp;
+            float x0 = x[d] * scale, x1 = x[d + 1] * scale;
+            a0 += x0 * vload(m0), b0 += x0 * vload(m0 + VL);
+            a1 += x1 * vload(m1), b1 += x1 * vload(m1 + VL);
+        }
+        if (d < hs) {
+            const float *m0 = MT + (size_t)d * Tp + j0;
+            float x0 = x[d] * scale;
+            a0 += x0 * vload(m0), b0 += x0 * vload(m0 + VL);
+        }
+        vstore(out + j0, a0 + a1);
+        vstore(out + j0 + VL, b0 + b1);
+    }
+    for (; j0 < Tp; j0 += VL) {
+        vf8 a0 = {0}, a1 = {0};
+        int d = 0;
+        for (; d + 2 <= hs; d += 2) {
+            a0 += (x[d] * scale) * vload(MT + (size_t)d * Tp + j0);
+            a1 += (x[d + 1] * scale) * vload(MT + (size_t)(d + 1) * Tp + j0);
+        }
+        if (d < hs) a0 += (x[d] * scale) * vload(MT + (size_t)d * Tp + j0);
+        vstore(out + j0, a0 + a1);
+    }
+}
+
+/* out[0..Hp) = sum_{j < n} w[j] * M[j, 0..Hp) (M is (Tp, Hp)); accumulators as above */
+CLASP_BODY void attn_row_combine(float *restrict out, const float *w, const float *restrict M,
+                                 int n, int Hp) {
+    int d0 = 0;
+    for (; d0 + 2 * VL <= Hp; d0 += 2 * VL) {
+        vf8 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
+        int j = 0;
+        for (; j + 2 <= n; j += 2) {
+            const float *m0 = M + (size_t)j * Hp + d0, *m1 = m0 + Hp;
+            a0 += w[j] * vload(m0), b0 += w[j] * vload(m0 + VL);
+            a1 += w[j + 1] * vload(m1), b1 += w[j + 1] * vload(m1 + VL);
+        }
+        if (j < n) {
+            const float *m0 = M + (size_t)j * Hp + d0;
+            a0 += w[j] * vload(m0), b0 += w[j] * vload(m0 + VL);
+        }
+        vstore(out + d0, a0 + a1);
+        vstore(out + d0 + VL, b0 + b1);
+    }
+    for (; d0 < Hp; d0 += VL) {
+        vf8 a0 = {0}, a1 = {0};
+        int j = 0;
+        for (; j + 2 <= n; j += 2) {
+            a0 += w[j] * vload(M + (size_t)j * Hp + d0);
+            a1 += w[j + 1] * vload(M + (size_t)(j + 1) * Hp + d0);
+        }
+        if (j < n) a0 += w[j] * vload(M + (size_t)j * Hp + d0);
+        vstore(out + d0, a0 + a1);
+    }
+}
+
+/* max over r[0..T) of the keys that are not masked (j < jend, pm[j] == 0); -inf if none */
+CLASP_BODY float attn_row_max(const float *r, const uint8_t *pm, int jend, int T) {
+    float ml[LN_LANES];
+    for (int l = 0; l < LN_LANES; l++) ml[l] = -INFINITY;
+    int T8 = T - T % LN_LANES;
+    for (int j0 = 0; j0 < T8; j0 += LN_LANES)
+        for (int l = 0; l < LN_LANES; l++) {
+            int j = j0 + l;
+            int ok = (j < jend) & !(pm && pm[j]);
+            float v = ok ? r[j] : -INFINITY;
+            ml[l] = v > ml[l] ? v : ml[l];
+        }
+    float mx = -INFINITY;
+    for (int l = 0; l < LN_LANES; l++) mx = ml[l] > mx ? ml[l] : mx;
+    for (int j = T8; j < T; j++) {
+        int ok = (j < jend) & !(pm && pm[j]);
+        float v = ok ? r[j] : -INFINITY;
+        mx = v > mx ? v : mx;
+    }
+    return mx;
+}
+
+/* softmax of r[0..T) over the unmasked keys, masked entries 0 (r has Tp >= T entries) */
+CLASP_BODY void attn_row_softmax(float *r, const uint8_t *pm, int jend, int T, float mx) {
+    double sl[LN_LANES] = {0};
+    int T8 = T - T % LN_LANES;
+    for (int j0 = 0; j0 < T8; j0 += LN_LANES)
+        for (int l = 0; l < LN_LANES; l++) {
+            int j = j0 + l;
+            int ok = (j < jend) & !(pm && pm[j]);
+            float e = exp_fast(r[j] - mx);
+            e = ok ? e : 0.0f;
+            r[j] = e;
+            sl[l] += (double)e;
+        }
+    double sum = 0.0;
+    for (int l = 0; l < LN_LANES; l++) sum += sl[l];
+    for (int j = T8; j < T; j++) {
+        int ok = (j < jend) & !(pm && pm[j]);
+        float e = exp_fast(r[j] - mx);
+        e = ok ? e : 0.0f;
+        r[j] = e;
+        sum += (double)e;
+    }
+    float inv = (float)(1.0 / sum);
+    for (int j = 0; j < T; j++) r[j] *= inv;
+}
+
+CLASP_BODY void attn_fwd_bh(float *restrict y, float *restrict a, float *restrict work,
+                            const float *q, const float *k, const float *v, const uint8_t *pm,
+                            int causal, int T, int hs, int C3, int C, float scale) {
+    int Tp = round_vl(T), Hp = round_vl(hs);
+    float *restrict KT = work, *restrict Vp = KT + (size_t)Hp * Tp;
+    float *rp = Vp + (size_t)Tp * Hp, *restrict yp = rp + Tp;
+    attn_pack(KT, k, T, hs, C3, Tp, Hp, 1);
+    attn_pack(Vp, v, T, hs, C3, Tp, Hp, 0);
+    for (int i = 0; i < T; i++) {
+        float *r = a + (size_t)i * T;
+        if (T == Tp) rp = r; /* no padding: work in the att row itself */
+        int jend = causal ? i + 1 : T;
+        attn_row_times_t(rp, q + (size_t)i * C3, KT, hs, Tp, scale);
+        float mx = attn_row_max(rp, pm, jend, T);
+        float *yi = y + (size_t)i * C;
+        if (mx == -INFINITY) { /* every key masked: zero row, zero output */
+            for (int j = 0; j < T; j++) r[j] = 0.0f;
+            for (int d = 0; d < hs; d++) yi[d] = 0.0f;
+            continue;
+        }
+        attn_row_softmax(rp, pm, jend, T, mx);
+        if (rp != r)
+            for (int j = 0; j < T; j++) r[j] = rp[j];
+        attn_row_combine(yp, rp, Vp, jend, Hp);
+        for (int d = 0; d < hs; d++) yi[d] = yp[d];
+    }
+}
+
+CLASP_BODY void attention_fwd_body(float *out, float *att, float *work, const float *qkv,
+                                   const uint8_t *pad_mask, int causal, int B, int T, int C,
+                                   int NH) {
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++) {
+        const uint8_t *pm = pad_mask ? pad_mask + (size_t)b * T : NULL;
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+            float *a = att + ((size_t)b * NH + h) * T * T;
+            float *y = out + (size_t)b * T * C + (size_t)h * hs;
+            if (T == 32 && hs == 32)
+                attn_fwd_bh(y, a, work, q, q + C, q + 2 * C, pm, causal, 32, 32, C3, C, scale);
+            else
+                attn_fwd_bh(y, a, work, q, q + C, q + 2 * C, pm, causal, T, hs, C3, C, scale);
+        }
+    }
+}
+SIMD_KERNEL(attention_fwd,
+            (float *out, float *att, float *work, const float *qkv, const uint8_t *pad_mask,
+             int causal, int B, int T, int C, int NH),
+            (out, att, work, qkv, pad_mask, causal, B, T, C, NH))
+
+void clasp_attention_forward(float *out, float *att, float *work, const float *qkv,
+                             const uint8_t *pad_mask, int causal, int B, int T, int C, int NH) {
+    /* out (B, T, C), att (B, NH, T, T), qkv (B, T, 3C), pad_mask (B, T) or NULL */
+    if (simd_level() >= 1)
+        attention_fwd(out, att, work, qkv, pad_mask, causal, B, T, C, NH);
+    else
+        attention_fwd_blas(out, att, qkv, pad_mask, causal, B, T, C, NH);
+}
+
+/* One (batch, head): rows of att past the last nonzero entry contribute nothing, so causal
+ * rows stop at the diagonal (jend); masked keys have a = 0 and get zero gradients. */
+CLASP_BODY void attn_bwd_bh(float *dq, float *dk, float *dv, float *restrict work, const float *dy,
+                            const float *q, const float *k, const float *v, const float *a,
+                            int causal, int T, int hs, int C3, int C, float scale) {
+    int Tp = round_vl(T), Hp = round_vl(hs);
+    size_t tile = (size_t)Tp * Hp;
+    float *restrict VT = work, *restrict Kp = VT + tile, *restrict Qp = Kp + tile;
+    float *restrict dKp = Qp + tile, *restrict dVp = dKp + tile;
+    float *restrict da = dVp + tile, *restrict dyp = da + Tp;
+    attn_pack(VT, v, T, hs, C3, Tp, Hp, 1);
+    attn_pack(Kp, k, T, hs, C3, Tp, Hp, 0);
+    attn_pack(Qp, q, T, hs, C3, Tp, Hp, 0);
+    memset(dKp, 0, 2 * tile * sizeof(float));
+    for (int d = hs; d < Hp; d++) dyp[d] = 0.0f;
+    for (int i = 0; i < T; i++) {
+        const float *ar = a + (size_t)i * T;
+        const float *dyi = dy + (size_t)i * C;
+        int jend = causal ? i + 1 : T;
+        for (int d = 0; d < hs; d++) dyp[d] = dyi[d];
+        /* da = dy_i V^T */
+        attn_row_times_t(da, dyi, VT, hs, Tp, 1.0f);
+        /* dv_j += a_ij dy_i */
+        vf8 g0 = vload(dyp);
+        for (int j = 0; j < jend; j++) {
+            float aij = ar[j];
+            float *dvj = dVp + (size_t)j * Hp;
+            vstore(dvj, vload(dvj) + aij * g0);
+            for (int d0 = VL; d0 < Hp; d0 += VL)
+                vstore(dvj + d0, vload(dvj + d0) + aij * vload(dyp + d0));
+        }
+        /* softmax backward: ds = a * (da - sum(a * da)), times the score scale */
+        double sl[LN_LANES] = {0};
+        int T8 = T - T % LN_LANES;
+        for (int j0 = 0; j0 < T8; j0 += LN_LANES)
+            for (int l = 0; l < LN_LANES; l++) sl[l] += (double)ar[j0 + l] * (double)da[j0 + l];
+        double sd = 0.0;
+        for (int l = 0; l < LN_LANES; l++) sd += sl[l];
+        for (int j = T8; j < T; j++) sd += (double)ar[j] * (double)da[j];
+        float sf = (float)sd;
+        for (int j = 0; j < T; j++) da[j] = ar[j] * (da[j] - sf) * scale;
+        /* dk_j += ds_ij q_i */
+        const float *qi = Qp + (size_t)i * Hp;
+        for (int j = 0; j < jend; j++) {
+            float g = da[j];
+            float *dkj = dKp + (size_t)j * Hp;
+            for (int d0 = 0; d0 < Hp; d0 += VL)
+                vstore(dkj + d0, vload(dkj + d0) + g * vload(qi + d0));
+        }
+        /* dq_i += sum_j ds_ij k_j */
+        attn_row_combine(dyp, da, Kp, jend, Hp);
+        float *dqi = dq + (size_t)i * C3;
+        for (int d = 0; d < hs; d++) dqi[d] += dyp[d];
+    }
+    for (int j = 0; j < T; j++) {
+        float *dkj = dk + (size_t)j * C3, *dvj = dv + (size_t)j * C3;
+        for (int d = 0; d < hs; d++) {
+            dkj[d] += dKp[(size_t)j * Hp + d];
+            dvj[d] += dVp[(size_t)j * Hp + d];
+        }
+    }
+}
+
+CLASP_BODY void attention_bwd_body(float *dqkv, float *work, const float *dout, const float *qkv,
+                                   const float *att, int B, int T, int C, int NH) {
+    int hs = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            size_t qo = (size_t)b * T * C3 + (size_t)h * hs;
+            const float *q = qkv + qo;
+            float *dq = dqkv + qo;
+            const float *a = att + ((size_t)b * NH + h) * T * T;
+            const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
+            /* causality is read off att: every row is treated as full (zeros cost flops only)
+             * unless the upper triangle is zero, checked once per (b, h) */
+            int causal = 1;
+            for (int i = 0; i < T && causal; i++)
+                for (int j = i + 1; j < T; j++)
+                    if (a[(size_t)i * T + j] != 0.0f) {
+                        causal = 0;
+                        break;
+                    }
+            if (T == 32 && hs == 32)
+                attn_bwd_bh(dq, dq + C, dq + 2 * C, work, dy, q, q + C, q + 2 * C, a, causal, 32,
+                            32, C3, C, scale);
+            else
+                attn_bwd_bh(dq, dq + C, dq + 2 * C, work, dy, q, q + C, q + 2 * C, a, causal, T, hs,
+                            C3, C, scale);
+        }
+    }
+}
+SIMD_KERNEL(attention_bwd,
+            (float *dqkv, float *work, const float *dout, const float *qkv, const float *att, int B,
+             int T, int C, int NH),
+            (dqkv, work, dout, qkv, att, B, T, C, NH))
+
+void clasp_attention_backward(float *dqkv, float *work, const float *dout, const float *qkv,
+                              const float *att, int B, int T, int C, int NH) {
+    if (!dqkv) return;
+    if (simd_level() >= 1)
+        attention_bwd(dqkv, work, dout, qkv, att, B, T, C, NH);
+    else
+        attention_bwd_blas(dqkv, work, dout, qkv, att, B, T, C, NH);
 }
 
 /* ---- L2 normalisation ---------------------------------------------------------------------- */
