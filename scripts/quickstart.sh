@@ -16,7 +16,7 @@ DATA="${CLASP_DATA:-$ROOT/data/fmnist}"
 RUN="${CLASP_RUN:-$ROOT/runs/fmnist-small}"
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCLASP_BUILD_TESTS=OFF >/dev/null
-cmake --build build -j 2 --target clasp >/dev/null
+cmake --build build -j 2 --target clasp embed_example >/dev/null
 CLASP="$ROOT/build/cli/clasp"
 
 if [ ! -f "$DATA/manifest.json" ]; then
@@ -30,3 +30,18 @@ rm -rf "$RUN"
     --val "$DATA/test-000000.tar" \
     --zeroshot "$DATA/classnames.txt" --templates "$DATA/templates.txt" \
     --epochs "$EPOCHS" --batch-size 256 --threads "$THREADS" --seed 0 --out "$RUN"
+echo "== exporting to $RUN/export" >&2
+"$CLASP" export "$RUN" -o "$RUN/export"
+echo "== retrieval and zero-shot on the test split" >&2
+"$CLASP" eval --model "$RUN" --data "$DATA/test-000000.tar" \
+    --zeroshot "$DATA/classnames.txt" --templates "$DATA/templates.txt" --retrieval \
+    --threads "$THREADS"
+cat >&2 <<EOT
+== done
+run folder: $RUN (config.json, metrics.jsonl, checkpoints/)
+export:     $RUN/export (model.safetensors, config.json, tokenizer.json, preprocess.json)
+embed:      $CLASP embed --model $RUN/export --image a.png b.png -o images.npy
+search:     $CLASP search --model $RUN/export --index images.npy --text 'a photo of a bag' -k 5
+from C:     include/clasp.h (example: tools/embed_example.c, built as build/tools/embed_example)
+PyTorch:    /usr/bin/python3 tools/clasp_torch.py --help
+EOT
