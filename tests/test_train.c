@@ -172,3 +172,76 @@ Test(train, mismatched_or_corrupt_checkpoint_is_a_named_error) {
     /* a fresh run into a folder that holds one is refused */
     cr_assert_eq(run_("--steps 2", a), 1);
 }
+
+static char *read_log_(const char *run) {
+    char log[4400];
+    snprintf(log, sizeof log, "%s.log", run);
+    FILE *f = fopen(log, "r");
+    cr_assert_not_null(f, "%s", log);
+    char *text = calloc(1, 1 << 16);
+    size_t n = fread(text, 1, (1 << 16) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    return text;
+}
+
+Test(train, non_finite_steps_are_skipped_then_stop_with_checkpoint) {
+    build_data_("train_nan");
+    char base[4096], a[4200], path[4400];
+    clasp_test_tmpdir("train_nan_runs", base, sizeof base);
+    snprintf(a, sizeof a, "%s/run", base);
+    /* a learning rate of 1e30 sends the weights to inf after the first step */
+    cr_assert_eq(run_("--steps 20 --lr 1e30 --warmup 0 --max-bad-steps 3", a), 1);
+    char *text = read_log_(a);
+    cr_assert(strstr(text, "non-finite loss or gradient"), "%s", text);
+    cr_assert(strstr(text, "3 consecutive steps had a non-finite loss"), "%s", text);
+    free(text);
+    snprintf(path, sizeof path, "%s/checkpoints/latest", a);
+    struct stat sb;
+    cr_assert_eq(stat(path, &sb), 0, "a checkpoint is written when the guard stops the run");
+    char *l = losses_(a);
+    cr_assert(count_lines_(l) >= 3 && count_lines_(l) < 20);
+    free(l);
+}
+
+Test(train, sigterm_finishes_the_step_and_checkpoints) {
+    build_data_("train_term");
+    char base[4096], a[4200], b[4200];
+    clasp_test_tmpdir("train_term_runs", base, sizeof base);
+    snprintf(a, sizeof a, "%s/straight", base);
+    snprintf(b, sizeof b, "%s/term", base);
+    cr_assert_eq(run_("--steps 12", a), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        char cmd[16384];
+        snprintf(cmd, sizeof cmd,
+                 "exec %s train --model %s/configs/fmnist-small.json "
+                 "--train '%s/train-{000000..000004}.tar' --out %s --batch-size 64 --warmup 2 "
+                 "--log-every 1 --no-progress --seed 5 --steps 12 >%s.log 2>&1",
+                 clasp_test_bin(), CLASP_SOURCE_DIR, g_data, b, b);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    /* wait for the first logged step, then ask it to stop */
+    char metrics[4400];
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", b);
+    struct stat sb;
+    for (int i = 0; i < 6000 && (stat(metrics, &sb) != 0 || sb.st_size == 0); i++) usleep(10000);
+    kill(pid, SIGTERM);
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 3, "SIGTERM: exit status 3 (interrupted)");
+    char *text = read_log_(b);
+    cr_assert(strstr(text, "resume with --resume latest"), "%s", text);
+    free(text);
+    char *part = losses_(b);
+    int done = count_lines_(part);
+    free(part);
+    cr_assert(done >= 1 && done < 12, "stopped after %d steps", done);
+    cr_assert_eq(run_("--steps 12 --resume latest", b), 0);
+    char *la = losses_(a), *lb = losses_(b);
+    cr_assert_str_eq(la, lb, "straight:\n%s\nterminated+resumed:\n%s", la, lb);
+    free(la);
+    free(lb);
+}
