@@ -256,7 +256,7 @@ static clasp_status parse_image(const cJSON *o, const char *file, int embed_dim,
 
 static clasp_status parse_tokenizer(const cJSON *o, const char *file, clasp_tokenizer_config *tk) {
     const char *P = "text.tokenizer";
-    static const char *const keys[] = {"type", "bos", "eos", "pad", "file", NULL};
+    static const char *const keys[] = {"type", "bos", "eos", "pad", "path", "file", NULL};
     CLASP_TRY(check_keys(o, keys, file, P));
     CLASP_TRY(clasp_json_str(o, "type", file, P, tk->type, sizeof tk->type));
     if (strcmp(tk->type, "bytes") && strcmp(tk->type, "bpe"))
@@ -264,7 +264,14 @@ static clasp_status parse_tokenizer(const cJSON *o, const char *file, clasp_toke
     CLASP_TRY(get_int_opt(o, "bos", file, P, -1, 1 << 24, -1, &tk->bos));
     CLASP_TRY(get_int_opt(o, "eos", file, P, -1, 1 << 24, -1, &tk->eos));
     CLASP_TRY(get_int_opt(o, "pad", file, P, -1, 1 << 24, -1, &tk->pad));
-    CLASP_TRY(clasp_json_str_opt(o, "file", file, P, "", tk->file, sizeof tk->file));
+    /* "path" (as in modalities/tokenizer.h) or its older spelling "file" */
+    const bool has_path = cJSON_GetObjectItemCaseSensitive(o, "path") != NULL;
+    if (has_path && cJSON_GetObjectItemCaseSensitive(o, "file"))
+        return bad(file, P, "file", "give \"path\" or \"file\", not both");
+    CLASP_TRY(
+        clasp_json_str_opt(o, has_path ? "path" : "file", file, P, "", tk->file, sizeof tk->file));
+    if (!strcmp(tk->type, "bpe") && !tk->file[0])
+        return bad(file, P, "path", "a \"bpe\" tokenizer needs the path of its tokenizer.json");
     return CLASP_OK;
 }
 
@@ -518,12 +525,44 @@ clasp_status clasp_model_config_parse(const cJSON *root, const char *what,
     return CLASP_OK;
 }
 
+/* Makes a relative text.tokenizer path absolute: the folder of `path` (the config file, which
+ * exists: it was just read), made absolute with realpath, joined with the tokenizer path. The
+ * result stays valid from any working directory, so a run's config.json and its checkpoints can
+ * be reopened from elsewhere. */
+static clasp_status resolve_tokenizer_path(const char *path, clasp_tokenizer_config *tk) {
+    if (!tk->file[0] || tk->file[0] == '/') return CLASP_OK;
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - path) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else
+        return bad(path, "text.tokenizer", "path", "config path too long");
+    char *abs = realpath(dir, NULL);
+    if (!abs)
+        return clasp_set_error(CLASP_ERR_IO,
+                               "%s: field 'text.tokenizer.path': cannot resolve "
+                               "the config's folder %s",
+                               path, dir);
+    char joined[sizeof tk->file];
+    int k = snprintf(joined, sizeof joined, "%s%s%s", abs, strcmp(abs, "/") ? "/" : "", tk->file);
+    free(abs);
+    if (k < 0 || (size_t)k >= sizeof joined)
+        return bad(path, "text.tokenizer", "path", "too long once joined with the config's folder");
+    memcpy(tk->file, joined, (size_t)k + 1);
+    return CLASP_OK;
+}
+
 clasp_status clasp_model_config_load(const char *path, clasp_model_config *cfg) {
     cJSON *root;
     memset(cfg, 0, sizeof *cfg);
     CLASP_TRY(clasp_json_load(path, &root));
     clasp_status s = clasp_model_config_parse(root, path, cfg);
     cJSON_Delete(root);
+    if (s == CLASP_OK) s = resolve_tokenizer_path(path, &cfg->text.tokenizer);
     return s;
 }
 

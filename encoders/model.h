@@ -148,11 +148,16 @@ typedef struct clasp_image_tower_config {
 } clasp_image_tower_config;
 
 /* Tokenizer description kept for modalities/text.c and export; JSON object "tokenizer":
- * {"type": "bytes" | "bpe", "bos": 256, "eos": 257, "pad": 258, "file": "tokenizer.json"}. */
+ * {"type": "bytes" | "bpe", "bos": 256, "eos": 257, "pad": 258, "path": "tokenizer.json"}.
+ * "path" (older spelling: "file"; required for "bpe") names the BPE's tokenizer.json. A relative
+ * path is relative to the folder of the config file that names it, as in modalities/tokenizer.h:
+ * clasp_model_config_load stores it made absolute (configs/emoji-small.json's "emoji-bpe.json"
+ * is configs/emoji-bpe.json from any working directory). clasp_model_config_parse keeps it as
+ * written (an export's "tokenizer.json" is joined with the export folder by its reader). */
 typedef struct clasp_tokenizer_config {
     char type[16];     /* "bytes" or "bpe" ("" when the text object has no tokenizer) */
     int bos, eos, pad; /* token ids, -1 when absent */
-    char file[256];    /* BPE vocabulary file ("" if none) */
+    char file[256];    /* BPE tokenizer.json ("" if none); absolute after clasp_model_config_load */
 } clasp_tokenizer_config;
 
 typedef struct clasp_text_tower_config {
