@@ -121,12 +121,13 @@ void clasp_linear_forward(float *out, const float *inp, const float *w, const fl
                 OC);
 }
 
-void clasp_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                           const float *w, int N, int C, int OC) {
-    /* dinp (N, C) += dout (N, OC) @ w (OC, C) */
+/* as clasp_linear_backward; dinp_beta 0 overwrites dinp instead of adding to it */
+static void linear_backward(float *dinp, float dinp_beta, float *dw, float *db, const float *dout,
+                            const float *inp, const float *w, int N, int C, int OC) {
+    /* dinp (N, C) = dinp_beta * dinp + dout (N, OC) @ w (OC, C) */
     if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f,
-                    dinp, C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C,
+                    dinp_beta, dinp, C);
     /* dw (OC, C) += dout^T (OC, N) @ inp (N, C) */
     if (dw)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
@@ -137,6 +138,11 @@ void clasp_linear_backward(float *dinp, float *dw, float *db, const float *dout,
             for (int o = 0; o < OC; o++) db[o] += d[o];
         }
     }
+}
+
+void clasp_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                           const float *w, int N, int C, int OC) {
+    linear_backward(dinp, 1.0f, dw, db, dout, inp, w, N, C, OC);
 }
 
 /* ---- conv2d -------------------------------------------------------------------------------- */
@@ -1044,9 +1050,11 @@ void clasp_attention_forward(float *out, float *att, float *work, const float *q
 
 /* One (batch, head): rows of att past the last nonzero entry contribute nothing, so causal
  * rows stop at the diagonal (jend); masked keys have a = 0 and get zero gradients. */
+/* acc = 1: dq, dk, dv += gradients; acc = 0: dq, dk, dv = gradients (the same values as
+ * adding to zeros) */
 CLASP_BODY void attn_bwd_bh(float *dq, float *dk, float *dv, float *restrict work, const float *dy,
                             const float *q, const float *k, const float *v, const float *a,
-                            int causal, int T, int hs, int C3, int C, float scale) {
+                            int causal, int T, int hs, int C3, int C, float scale, int acc) {
     int Tp = round_vl(T), Hp = round_vl(hs);
     size_t tile = (size_t)Tp * Hp;
     float *restrict VT = work, *restrict Kp = VT + tile, *restrict Qp = Kp + tile;
@@ -1094,19 +1102,24 @@ CLASP_BODY void attn_bwd_bh(float *dq, float *dk, float *dv, float *restrict wor
         /* dq_i += sum_j ds_ij k_j */
         attn_row_combine(dyp, da, Kp, jend, Hp);
         float *dqi = dq + (size_t)i * C3;
-        for (int d = 0; d < hs; d++) dqi[d] += dyp[d];
+        if (acc)
+            for (int d = 0; d < hs; d++) dqi[d] += dyp[d];
+        else
+            for (int d = 0; d < hs; d++) dqi[d] = dyp[d];
     }
     for (int j = 0; j < T; j++) {
         float *dkj = dk + (size_t)j * C3, *dvj = dv + (size_t)j * C3;
-        for (int d = 0; d < hs; d++) {
-            dkj[d] += dKp[(size_t)j * Hp + d];
-            dvj[d] += dVp[(size_t)j * Hp + d];
+        const float *gk = dKp + (size_t)j * Hp, *gv = dVp + (size_t)j * Hp;
+        if (acc) {
+            for (int d = 0; d < hs; d++) dkj[d] += gk[d], dvj[d] += gv[d];
+        } else {
+            for (int d = 0; d < hs; d++) dkj[d] = gk[d], dvj[d] = gv[d];
         }
     }
 }
 
 CLASP_BODY void attention_bwd_body(float *dqkv, float *work, const float *dout, const float *qkv,
-                                   const float *att, int B, int T, int C, int NH) {
+                                   const float *att, int B, int T, int C, int NH, int acc) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     for (int b = 0; b < B; b++) {
@@ -1127,25 +1140,33 @@ CLASP_BODY void attention_bwd_body(float *dqkv, float *work, const float *dout, 
                     }
             if (T == 32 && hs == 32)
                 attn_bwd_bh(dq, dq + C, dq + 2 * C, work, dy, q, q + C, q + 2 * C, a, causal, 32,
-                            32, C3, C, scale);
+                            32, C3, C, scale, acc);
             else
                 attn_bwd_bh(dq, dq + C, dq + 2 * C, work, dy, q, q + C, q + 2 * C, a, causal, T, hs,
-                            C3, C, scale);
+                            C3, C, scale, acc);
         }
     }
 }
 SIMD_KERNEL(attention_bwd,
             (float *dqkv, float *work, const float *dout, const float *qkv, const float *att, int B,
-             int T, int C, int NH),
-            (dqkv, work, dout, qkv, att, B, T, C, NH))
+             int T, int C, int NH, int acc),
+            (dqkv, work, dout, qkv, att, B, T, C, NH, acc))
+
+/* acc = 0 overwrites dqkv instead of adding to it */
+static void attention_backward(float *dqkv, float *work, const float *dout, const float *qkv,
+                               const float *att, int B, int T, int C, int NH, int acc) {
+    if (simd_level() >= 1) {
+        attention_bwd(dqkv, work, dout, qkv, att, B, T, C, NH, acc);
+    } else {
+        if (!acc) memset(dqkv, 0, (size_t)B * T * 3 * C * sizeof(float));
+        attention_bwd_blas(dqkv, work, dout, qkv, att, B, T, C, NH);
+    }
+}
 
 void clasp_attention_backward(float *dqkv, float *work, const float *dout, const float *qkv,
                               const float *att, int B, int T, int C, int NH) {
     if (!dqkv) return;
-    if (simd_level() >= 1)
-        attention_bwd(dqkv, work, dout, qkv, att, B, T, C, NH);
-    else
-        attention_bwd_blas(dqkv, work, dout, qkv, att, B, T, C, NH);
+    attention_backward(dqkv, work, dout, qkv, att, B, T, C, NH, 1);
 }
 
 /* ---- L2 normalisation ---------------------------------------------------------------------- */
@@ -1296,15 +1317,14 @@ void clasp_block_backward(float *dinp, clasp_block_params *g, float *work, const
     size_t big = nF > 3 * nC ? nF : 3 * nC;
     float *dres1 = work, *dbig = work + nC, *dtmp = work + nC + big, *awork = dtmp + nC;
 
-    /* out = res1 + fc2(gelu(fc1(ln2(res1)))) */
+    /* out = res1 + fc2(gelu(fc1(ln2(res1)))); every temporary below is written (beta 0),
+     * not accumulated, so nothing needs zeroing first */
     memcpy(dres1, dout, nC * sizeof(float));
     float *dact = dbig;
-    memset(dact, 0, nF * sizeof(float));
-    clasp_linear_backward(dact, g->fc2_w, g->fc2_b, dout, a->act, p->fc2_w, BT, F, C);
+    linear_backward(dact, 0.0f, g->fc2_w, g->fc2_b, dout, a->act, p->fc2_w, BT, F, C);
     gelu_grad_scale(dact, a->fc1, nF, d->gelu_tanh);
     float *dln2 = dtmp;
-    memset(dln2, 0, nC * sizeof(float));
-    clasp_linear_backward(dln2, g->fc1_w, g->fc1_b, dact, a->ln2, p->fc1_w, BT, C, F);
+    linear_backward(dln2, 0.0f, g->fc1_w, g->fc1_b, dact, a->ln2, p->fc1_w, BT, C, F);
     clasp_layernorm_backward(dres1, g->ln2_w, g->ln2_b, dln2, a->res1, p->ln2_w, a->ln2_mean,
                              a->ln2_rstd, BT, C);
 
@@ -1312,14 +1332,11 @@ void clasp_block_backward(float *dinp, clasp_block_params *g, float *work, const
     if (dinp)
         for (size_t i = 0; i < nC; i++) dinp[i] += dres1[i];
     float *datty = dtmp;
-    memset(datty, 0, nC * sizeof(float));
-    clasp_linear_backward(datty, g->proj_w, g->proj_b, dres1, a->atty, p->proj_w, BT, C, C);
+    linear_backward(datty, 0.0f, g->proj_w, g->proj_b, dres1, a->atty, p->proj_w, BT, C, C);
     float *dqkv = dbig;
-    memset(dqkv, 0, 3 * nC * sizeof(float));
-    clasp_attention_backward(dqkv, awork, datty, a->qkv, a->att, d->B, d->T, C, d->NH);
+    attention_backward(dqkv, awork, datty, a->qkv, a->att, d->B, d->T, C, d->NH, 0);
     float *dln1 = dtmp;
-    memset(dln1, 0, nC * sizeof(float));
-    clasp_linear_backward(dln1, g->qkv_w, g->qkv_b, dqkv, a->ln1, p->qkv_w, BT, C, 3 * C);
+    linear_backward(dln1, 0.0f, g->qkv_w, g->qkv_b, dqkv, a->ln1, p->qkv_w, BT, C, 3 * C);
     clasp_layernorm_backward(dinp, g->ln1_w, g->ln1_b, dln1, inp, p->ln1_w, a->ln1_mean,
                              a->ln1_rstd, BT, C);
 }
