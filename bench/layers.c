@@ -3,7 +3,7 @@
  * GFLOP/s and the ratio to a cblas_sgemm peak measured in the same run (square NN sgemm
  * 1024 and 512, best of several timings, as ../shared/bench/sgemm_peak.c).
  *
- *     OPENBLAS_NUM_THREADS=1 ./bench_layers [--quick]
+ *     OPENBLAS_NUM_THREADS=1 ./bench_layers [--quick] [--cpu-time]
  *     OPENBLAS_NUM_THREADS=2 ./bench_layers
  *
  * Times are medians over repetitions of single calls (after one warm-up call). FLOPs count
@@ -26,9 +26,13 @@ int openblas_get_num_threads(void);
 
 static int g_reps = 9;
 
+/* --cpu-time: process CPU time instead of wall time (a shared machine time-slices this
+ * process; valid for OPENBLAS_NUM_THREADS=1, where all work runs on the calling thread) */
+static clockid_t g_clock = CLOCK_MONOTONIC;
+
 static double now_sec(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(g_clock, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -297,7 +301,11 @@ static void blk_bw(void *q) {
 }
 
 int main(int argc, char **argv) {
-    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    int quick = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) quick = 1;
+        if (strcmp(argv[i], "--cpu-time") == 0) g_clock = CLOCK_PROCESS_CPUTIME_ID;
+    }
     if (quick) g_reps = 3;
     const char *nt = getenv("OPENBLAS_NUM_THREADS");
     printf("# bench_layers: fmnist-small shapes, batch 256; OPENBLAS_NUM_THREADS=%s "
@@ -309,8 +317,9 @@ int main(int argc, char **argv) {
     printf("# sgemm peak (square NN, best of timings): 1024: %.1f GFLOP/s, 512: %.1f GFLOP/s; "
            "%%peak below uses %.1f\n",
            p1024, p512, g_peak);
-    printf("# median of %d single calls after a warm-up; GFLOP/s counts matmul FLOPs only\n",
-           g_reps);
+    printf(
+        "# median of %d single calls after a warm-up (%s time); GFLOP/s counts matmul FLOPs only\n",
+        g_reps, g_clock == CLOCK_MONOTONIC ? "wall" : "process CPU");
     printf("%-16s %-26s %9s %9s %8s %8s %7s %7s\n", "layer", "shape", "fwd ms", "bwd ms",
            "fwd GF/s", "bwd GF/s", "fwd%pk", "bwd%pk");
 

@@ -107,6 +107,11 @@ static int simd_level(void) {
     }
 #define SIMD_KERNEL_AVX2(name, params, args) SIMD_KERNEL(name, params, args)
 #endif
+/* Reductions in this file run in LN_LANES independent accumulators (element i goes to lane
+ * i % LN_LANES, then the lanes are added in order): vectorisable without reassociation, and a
+ * fixed order. */
+#define LN_LANES 8
+
 /* ---- linear ------------------------------------------------------------------------------ */
 
 void clasp_linear_forward(float *out, const float *inp, const float *w, const float *b, int N,
@@ -155,23 +160,26 @@ size_t clasp_conv2d_work_floats(int B, int C, int H, int W, int KH, int KW, int 
     (void)B;
     size_t OH = (size_t)clasp_conv2d_out_size(H, KH, stride, pad);
     size_t OW = (size_t)clasp_conv2d_out_size(W, KW, stride, pad);
-    /* One image at a time: col (C*KH*KW, OH*OW) and, in backward, dcol of the same size. */
+    /* One image at a time: col (C*KH*KW, OH*OW) and, in backward, dcol of the same size.
+     * (Batching several images per GEMM was measured: no faster for the fmnist-small convs,
+     * whose product rate is bound by OC = 64 rows, and its col no longer fits L2.) */
     return 2 * (size_t)C * (size_t)KH * (size_t)KW * OH * OW;
 }
 
-/* col (C*KH*KW, OH*OW) from one image inp (C, H, W); out-of-image taps are 0. */
-static void im2col(float *col, const float *inp, int C, int H, int W, int KH, int KW, int stride,
-                   int pad, int OH, int OW) {
+/* Columns [0, OH*OW) of col (C*KH*KW rows, row stride ld) from one image inp (C, H, W);
+ * out-of-image taps are 0. Element loops, not memcpy: the runs are short (OW floats). */
+CLASP_BODY void im2col_body(float *col, size_t ld, const float *inp, int C, int H, int W, int KH,
+                            int KW, int stride, int pad, int OH, int OW) {
     for (int c = 0; c < C; c++) {
         const float *plane = inp + (size_t)c * H * W;
         for (int kh = 0; kh < KH; kh++) {
             for (int kw = 0; kw < KW; kw++) {
-                float *row = col + ((size_t)(c * KH + kh) * KW + kw) * (size_t)OH * OW;
+                float *row = col + (size_t)((c * KH + kh) * KW + kw) * ld;
                 for (int oh = 0; oh < OH; oh++) {
                     int ih = oh * stride - pad + kh;
                     float *r = row + (size_t)oh * OW;
                     if (ih < 0 || ih >= H) {
-                        memset(r, 0, (size_t)OW * sizeof(float));
+                        for (int ow = 0; ow < OW; ow++) r[ow] = 0.0f;
                         continue;
                     }
                     const float *src = plane + (size_t)ih * W;
@@ -182,8 +190,7 @@ static void im2col(float *col, const float *inp, int C, int H, int W, int KH, in
                         int hi = W - off < OW ? W - off : OW;
                         if (hi < lo) hi = lo;
                         for (int ow = 0; ow < lo; ow++) r[ow] = 0.0f;
-                        if (hi > lo)
-                            memcpy(r + lo, src + lo + off, (size_t)(hi - lo) * sizeof(float));
+                        for (int ow = lo; ow < hi; ow++) r[ow] = src[ow + off];
                         for (int ow = hi; ow < OW; ow++) r[ow] = 0.0f;
                     } else {
                         for (int ow = 0; ow < OW; ow++) {
@@ -196,15 +203,19 @@ static void im2col(float *col, const float *inp, int C, int H, int W, int KH, in
         }
     }
 }
+SIMD_KERNEL_AVX2(im2col,
+                 (float *col, size_t ld, const float *inp, int C, int H, int W, int KH, int KW,
+                  int stride, int pad, int OH, int OW),
+                 (col, ld, inp, C, H, W, KH, KW, stride, pad, OH, OW))
 
-/* dinp (C, H, W) += col2im(dcol (C*KH*KW, OH*OW)). */
-static void col2im_add(float *dinp, const float *dcol, int C, int H, int W, int KH, int KW,
-                       int stride, int pad, int OH, int OW) {
+/* dinp (C, H, W) += col2im(dcol (C*KH*KW rows of OH*OW, row stride ld)). */
+CLASP_BODY void col2im_add_body(float *dinp, const float *dcol, size_t ld, int C, int H, int W,
+                                int KH, int KW, int stride, int pad, int OH, int OW) {
     for (int c = 0; c < C; c++) {
         float *plane = dinp + (size_t)c * H * W;
         for (int kh = 0; kh < KH; kh++) {
             for (int kw = 0; kw < KW; kw++) {
-                const float *row = dcol + ((size_t)(c * KH + kh) * KW + kw) * (size_t)OH * OW;
+                const float *row = dcol + (size_t)((c * KH + kh) * KW + kw) * ld;
                 for (int oh = 0; oh < OH; oh++) {
                     int ih = oh * stride - pad + kh;
                     if (ih < 0 || ih >= H) continue;
@@ -226,6 +237,26 @@ static void col2im_add(float *dinp, const float *dcol, int C, int H, int W, int 
         }
     }
 }
+SIMD_KERNEL_AVX2(col2im_add,
+                 (float *dinp, const float *dcol, size_t ld, int C, int H, int W, int KH, int KW,
+                  int stride, int pad, int OH, int OW),
+                 (dinp, dcol, ld, C, H, W, KH, KW, stride, pad, OH, OW))
+
+/* db[o] += sum of row o of g (OC, n), in LN_LANES float lanes added in order */
+CLASP_BODY void conv_bias_grad_body(float *db, const float *g, int OC, size_t n) {
+    size_t n8 = n - n % LN_LANES;
+    for (int o = 0; o < OC; o++) {
+        const float *r = g + (size_t)o * n;
+        float acc[LN_LANES] = {0};
+        for (size_t q = 0; q < n8; q += LN_LANES)
+            for (int l = 0; l < LN_LANES; l++) acc[l] += r[q + l];
+        float s = 0.0f;
+        for (int l = 0; l < LN_LANES; l++) s += acc[l];
+        for (size_t q = n8; q < n; q++) s += r[q];
+        db[o] += s;
+    }
+}
+SIMD_KERNEL_AVX2(conv_bias_grad, (float *db, const float *g, int OC, size_t n), (db, g, OC, n))
 
 void clasp_conv2d_forward(float *out, float *work, const float *inp, const float *w, const float *b,
                           int B, int C, int H, int W, int OC, int KH, int KW, int stride, int pad) {
@@ -237,7 +268,7 @@ void clasp_conv2d_forward(float *out, float *work, const float *inp, const float
     for (int bi = 0; bi < B; bi++) {
         const float *x = inp + (size_t)bi * C * H * W;
         float *y = out + (size_t)bi * OC * P;
-        im2col(work, x, C, H, W, KH, KW, stride, pad, OH, OW);
+        im2col(work, (size_t)P, x, C, H, W, KH, KW, stride, pad, OH, OW);
         float beta = 0.0f;
         if (b) {
             for (int o = 0; o < OC; o++) {
@@ -260,17 +291,11 @@ void clasp_conv2d_backward(float *dinp, float *dw, float *db, float *work, const
     float *col = work, *dcol = work + (size_t)CK * P;
     for (int bi = 0; bi < B; bi++) {
         const float *dy = dout + (size_t)bi * OC * P;
-        if (db) {
-            for (int o = 0; o < OC; o++) {
-                const float *r = dy + (size_t)o * P;
-                float s = 0.0f;
-                for (int p = 0; p < P; p++) s += r[p];
-                db[o] += s;
-            }
-        }
+        if (db) conv_bias_grad(db, dy, OC, (size_t)P);
         if (dw) {
             /* dw (OC, CK) += dout_b (OC, P) @ col_b^T (P, CK) */
-            im2col(col, inp + (size_t)bi * C * H * W, C, H, W, KH, KW, stride, pad, OH, OW);
+            im2col(col, (size_t)P, inp + (size_t)bi * C * H * W, C, H, W, KH, KW, stride, pad, OH,
+                   OW);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CK, P, 1.0f, dy, P, col, P,
                         1.0f, dw, CK);
         }
@@ -278,7 +303,8 @@ void clasp_conv2d_backward(float *dinp, float *dw, float *db, float *work, const
             /* dcol (CK, P) = w^T (CK, OC) @ dout_b (OC, P), then scattered back */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CK, P, OC, 1.0f, w, CK, dy, P,
                         0.0f, dcol, P);
-            col2im_add(dinp + (size_t)bi * C * H * W, dcol, C, H, W, KH, KW, stride, pad, OH, OW);
+            col2im_add(dinp + (size_t)bi * C * H * W, dcol, (size_t)P, C, H, W, KH, KW, stride, pad,
+                       OH, OW);
         }
     }
 }
@@ -596,7 +622,6 @@ void clasp_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, 
 
 /* Row sums in LN_LANES independent double accumulators (element c goes to lane c % LN_LANES,
  * then the lanes are added in order): vectorisable without reassociation, and a fixed order. */
-#define LN_LANES 8
 
 CLASP_BODY void layernorm_fwd_body(float *out, float *mean, float *rstd, const float *inp,
                                    const float *w, const float *b, int N, int C, float eps) {
