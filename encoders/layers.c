@@ -393,6 +393,25 @@ void clasp_maxpool2d_backward(float *dinp, const float *dout, const int32_t *idx
     }
 }
 
+void clasp_relu_maxpool2d_forward(float *out, int32_t *idx, const float *inp, int B, int C, int H,
+                                  int W, int k, int s) {
+    int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    clasp_maxpool2d_forward(out, idx, inp, B, C, H, W, k, s);
+    clasp_relu_forward(out, out, (size_t)B * C * OH * OW);
+}
+
+void clasp_relu_maxpool2d_backward(float *dinp, const float *dout, const int32_t *idx,
+                                   const float *out, int B, int C, int H, int W, int k, int s) {
+    int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    memset(dinp, 0, (size_t)B * C * H * W * sizeof(float));
+    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
+        float *dx = dinp + bc * H * W;
+        const float *dy = dout + bc * OH * OW, *y = out + bc * OH * OW;
+        const int32_t *ix = idx + bc * OH * OW;
+        for (int p = 0; p < OH * OW; p++) dx[ix[p]] += y[p] > 0.0f ? dy[p] : 0.0f;
+    }
+}
+
 void clasp_avgpool2d_forward(float *out, const float *inp, int B, int C, int H, int W, int k,
                              int s) {
     int OH = (H - k) / s + 1, OW = (W - k) / s + 1;

@@ -47,8 +47,19 @@ void clasp_maxpool2d_forward(float *out, int32_t *idx, const float *inp, int B, 
                              int k, int s);
 void clasp_maxpool2d_backward(float *dinp, const float *dout, const int32_t *idx, int B, int C,
                               int H, int W, int k, int s);
+/* ReLU followed by max pool, fused. Forward: max pool of the raw input (out, idx as
+ * clasp_maxpool2d_forward), then out = max(out, 0): for finite inputs the same values as
+ * pooling relu(inp) (idx may name another element of a window whose max is <= 0).
+ * Backward: dinp (B, C, H, W) is WRITTEN (not accumulated): dout at idx where out > 0, 0
+ * elsewhere; the same gradient as ReLU backward after max-pool backward (a window whose max
+ * is <= 0 has zero gradient through the ReLU whichever element idx names). */
+void clasp_relu_maxpool2d_forward(float *out, int32_t *idx, const float *inp, int B, int C, int H,
+                                  int W, int k, int s);
+void clasp_relu_maxpool2d_backward(float *dinp, const float *dout, const int32_t *idx,
+                                   const float *out, int B, int C, int H, int W, int k, int s);
 /* average pool k x k, stride s, no padding */
-void clasp_avgpool2d_forward(float *out, const float *inp, int B, int C, int H, int W, int k, int s);
+void clasp_avgpool2d_forward(float *out, const float *inp, int B, int C, int H, int W, int k,
+                             int s);
 void clasp_avgpool2d_backward(float *dinp, const float *dout, int B, int C, int H, int W, int k,
                               int s);
 /* global average pool: out (B, C) = mean over (H, W) of inp (B, C, H, W) */
@@ -78,8 +89,9 @@ void clasp_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, 
 /* out (N, C), mean (N), rstd (N), inp (N, C), w (C), b (C); eps as PyTorch (e.g. 1e-5) */
 void clasp_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                              const float *b, int N, int C, float eps);
-void clasp_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                              const float *w, const float *mean, const float *rstd, int N, int C);
+void clasp_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                              const float *inp, const float *w, const float *mean,
+                              const float *rstd, int N, int C);
 
 /* ---- embeddings --------------------------------------------------------------------------- */
 /* out (B, T, C) = wte[tok[b, t]] (+ wpe[t] when wpe != NULL); tok values must be in [0, V) */
@@ -145,9 +157,9 @@ typedef struct clasp_block_acts {
 
 typedef struct clasp_block_dims {
     int B, T, C, NH, F;
-    int causal;         /* 1 = causal mask */
-    int gelu_tanh;      /* 0 = exact erf GELU, 1 = tanh form */
-    float ln_eps;       /* 1e-5 */
+    int causal;    /* 1 = causal mask */
+    int gelu_tanh; /* 0 = exact erf GELU, 1 = tanh form */
+    float ln_eps;  /* 1e-5 */
 } clasp_block_dims;
 
 /* Number of floats of activations for one block (what clasp_block_acts points into). */

@@ -324,13 +324,16 @@ static clasp_status plan_cnn(clasp__tower *tw, clasp_arena *a, int B) {
         size_t nconv = (size_t)tw->hconv[i] * (size_t)tw->wconv[i];
         size_t nout = (size_t)tw->hout[i] * (size_t)tw->wout[i];
         CLASP_TRY(TAKE_F(a, tw->conv[i], b, oc, nconv));
-        CLASP_TRY(TAKE_F(a, tw->dconv_pre[i], b, oc, nconv));
         if (cb->pool > 0) {
+            /* the fused ReLU + max-pool backward needs neither conv[i] (the raw conv output)
+             * nor a separate post-ReLU gradient: the pre-ReLU gradient reuses conv[i] */
+            tw->dconv_pre[i] = tw->conv[i];
+            tw->dconv_post[i] = NULL;
             CLASP_TRY(TAKE_F(a, tw->pool[i], b, oc, nout));
             CLASP_TRY(take(a, (void **)&tw->pidx[i], sizeof(int32_t), b, oc, nout));
             CLASP_TRY(TAKE_F(a, tw->dconv_out[i], b, oc, nout));
-            CLASP_TRY(TAKE_F(a, tw->dconv_post[i], b, oc, nconv));
         } else {
+            CLASP_TRY(TAKE_F(a, tw->dconv_pre[i], b, oc, nconv));
             tw->pool[i] = NULL;
             tw->pidx[i] = NULL;
             CLASP_TRY(TAKE_F(a, tw->dconv_out[i], b, oc, nconv));
@@ -473,10 +476,11 @@ static void cnn_forward(clasp__tower *tw, const clasp_model *m, const float *inp
                              tw->cin[i], tw->hin[i], tw->win[i], oc, cb->kernel, cb->kernel,
                              cb->stride, cb->padding);
         size_t n = (size_t)B * (size_t)oc * (size_t)ho * (size_t)wo;
-        clasp_relu_forward(tw->conv[i], tw->conv[i], n);
-        if (cb->pool > 0)
-            clasp_maxpool2d_forward(tw->pool[i], tw->pidx[i], tw->conv[i], B, oc, ho, wo, cb->pool,
-                                    cb->pool);
+        if (cb->pool > 0) /* ReLU on the pooled values; conv[i] is not used after this */
+            clasp_relu_maxpool2d_forward(tw->pool[i], tw->pidx[i], tw->conv[i], B, oc, ho, wo,
+                                         cb->pool, cb->pool);
+        else
+            clasp_relu_forward(tw->conv[i], tw->conv[i], n);
     }
     if (tw->gap) {
         int L = tw->n_conv - 1;
@@ -522,13 +526,13 @@ static void cnn_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, i
         const clasp_conv_block *cb = &tw->cb[i];
         int oc = cb->channels, ho = tw->hconv[i], wo = tw->wconv[i];
         size_t n = b * (size_t)oc * (size_t)ho * (size_t)wo;
-        if (cb->pool > 0) {
-            zero(tw->dconv_post[i], n);
-            clasp_maxpool2d_backward(tw->dconv_post[i], tw->dconv_out[i], tw->pidx[i], B, oc, ho,
-                                     wo, cb->pool, cb->pool);
+        if (cb->pool > 0) { /* writes all of dconv_pre (which shares conv[i]'s memory) */
+            clasp_relu_maxpool2d_backward(tw->dconv_pre[i], tw->dconv_out[i], tw->pidx[i],
+                                          tw->pool[i], B, oc, ho, wo, cb->pool, cb->pool);
+        } else {
+            zero(tw->dconv_pre[i], n);
+            clasp_relu_backward(tw->dconv_pre[i], tw->dconv_post[i], tw->conv[i], n);
         }
-        zero(tw->dconv_pre[i], n);
-        clasp_relu_backward(tw->dconv_pre[i], tw->dconv_post[i], tw->conv[i], n);
         float *dprev = i > 0 ? tw->dconv_out[i - 1] : NULL;
         zero(dprev, b * (size_t)tw->cin[i] * (size_t)tw->hin[i] * (size_t)tw->win[i]);
         clasp_conv2d_backward(dprev, P(m, m->grads, tw->conv_w[i]), P(m, m->grads, tw->conv_b[i]),

@@ -64,13 +64,14 @@ typedef struct clasp__tower {
     int fc_in[CLASP_MAX_FC_LAYERS + 1], fc_out[CLASP_MAX_FC_LAYERS + 1];
     float *x;                                 /* input copy (B,C,H,W) */
     float *gapv, *dgap;                       /* (B, OC) with gap, else NULL */
-    float *conv[CLASP_MAX_CONV_BLOCKS];       /* (B,OC,OH,OW) after ReLU */
+    float *conv[CLASP_MAX_CONV_BLOCKS];       /* (B,OC,OH,OW) after ReLU; raw with pool */
     float *pool[CLASP_MAX_CONV_BLOCKS];       /* (B,OC,PH,PW) or NULL (no pool) */
     int32_t *pidx[CLASP_MAX_CONV_BLOCKS];     /* argmax of each pool output */
     float *fc[CLASP_MAX_FC_LAYERS];           /* hidden fc outputs after ReLU (B,OUT) */
     float *dconv_out[CLASP_MAX_CONV_BLOCKS];  /* grad of the block output */
-    float *dconv_post[CLASP_MAX_CONV_BLOCKS]; /* grad after ReLU (== dconv_out w/o pool) */
-    float *dconv_pre[CLASP_MAX_CONV_BLOCKS];  /* grad before ReLU */
+    float *dconv_post[CLASP_MAX_CONV_BLOCKS]; /* grad after ReLU (== dconv_out w/o pool,
+                                                 NULL with pool: fused ReLU + pool backward) */
+    float *dconv_pre[CLASP_MAX_CONV_BLOCKS];  /* grad before ReLU (shares conv[i] with pool) */
     float *dfc_post[CLASP_MAX_FC_LAYERS], *dfc_pre[CLASP_MAX_FC_LAYERS];
     float *cwork_blk[CLASP_MAX_CONV_BLOCKS]; /* conv scratch, one per block */
     /* transformer towers (ViT, AST, text) */
