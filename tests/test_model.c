@@ -1,8 +1,9 @@
 /* test_model.c: encoders/model.c at model level: parameter table (count, names, shapes,
  * decay flags, contiguity), init statistics and determinism, parity of forward and of every
- * gradient with PyTorch (fmnist-small, tiny ViT/text variants; references made by
- * tests/reference/make_model.py), a finite-difference check, the activation arena (no growth,
- * partial batches, any order of towers), and load/save by name with errors. */
+ * gradient with PyTorch (fmnist-small, tiny ViT/text variants, speech-small's audio CNN, tiny
+ * audio CNN and AST variants; references made by tests/reference/make_model.py),
+ * finite-difference checks, the activation arena (no growth, partial batches, any order of
+ * towers), and load/save by name with errors. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -601,5 +602,407 @@ Test(model, logit_bias_for_siglip) {
     float f[8];
     cr_assert_eq(clasp_model_encode_text(&m, tok, 2, f), CLASP_OK, "%s", clasp_last_error());
     for (int k = 0; k < 8; k++) cr_assert(isfinite(f[k]));
+    clasp_model_free(&m);
+}
+
+/* ---- audio towers ------------------------------------------------------------------------ */
+
+static void load_config_file(clasp_model *m, const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/configs/%s", CLASP_SOURCE_DIR, name);
+    clasp_model_config cfg;
+    cr_assert_eq(clasp_model_config_load(path, &cfg), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_model_init(m, &cfg), CLASP_OK, "%s", clasp_last_error());
+}
+
+Test(model, speech_small_param_count_and_names) {
+    clasp_model m;
+    load_config_file(&m, "speech-small.json");
+    /* conv 1->16->32->64->128 (3x3), fc 128->256->128; text as fmnist-small with 64 tokens */
+    size_t audio = (16 * 9 + 16) + (32 * 16 * 9 + 32) + (64 * 32 * 9 + 64) + (128 * 64 * 9 + 128) +
+                   (256 * 128 + 256) + (128 * 256 + 128);
+    cr_assert_eq(m.range[CLASP_TOWER_AUDIO].n_floats, audio);
+    cr_assert_eq(m.range[CLASP_TOWER_AUDIO].count, 12);
+    cr_assert_eq(m.range[CLASP_TOWER_TEXT].n_floats, (size_t)450560 + 32 * 128);
+    cr_assert_eq(m.range[CLASP_TOWER_IMAGE].count, 0);
+    cr_assert_eq(m.n_floats, audio + 450560 + 32 * 128 + 1);
+    cr_assert_eq(m.tower[CLASP_TOWER_IMAGE], NULL);
+    /* order: text, audio, shared; contiguous */
+    cr_assert(m.range[CLASP_TOWER_TEXT].offset < m.range[CLASP_TOWER_AUDIO].offset);
+    cr_assert_eq(m.range[CLASP_TOWER_AUDIO].offset + m.range[CLASP_TOWER_AUDIO].n_floats,
+                 m.range[CLASP_TOWER_SHARED].offset);
+    struct {
+        const char *name;
+        int ndim;
+        int64_t s0, s1, s2, s3;
+        bool decay;
+        clasp_tower tower;
+    } want[] = {
+        {"audio.conv1.weight", 4, 16, 1, 3, 3, true, CLASP_TOWER_AUDIO},
+        {"audio.conv1.bias", 1, 16, 0, 0, 0, false, CLASP_TOWER_AUDIO},
+        {"audio.conv4.weight", 4, 128, 64, 3, 3, true, CLASP_TOWER_AUDIO},
+        {"audio.fc1.weight", 2, 256, 128, 0, 0, true, CLASP_TOWER_AUDIO},
+        {"audio.fc2.weight", 2, 128, 256, 0, 0, true, CLASP_TOWER_AUDIO},
+        {"audio.fc2.bias", 1, 128, 0, 0, 0, false, CLASP_TOWER_AUDIO},
+        {"text.pos_emb", 2, 64, 128, 0, 0, false, CLASP_TOWER_TEXT},
+    };
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+        int i = clasp_model_find(&m, want[k].name);
+        cr_assert(i >= 0, "missing %s", want[k].name);
+        const clasp_param_info *p = &m.info[i];
+        int64_t sh[4] = {want[k].s0, want[k].s1, want[k].s2, want[k].s3};
+        cr_assert_eq(p->ndim, want[k].ndim, "%s ndim", p->name);
+        for (int d = 0; d < p->ndim; d++) cr_assert_eq(p->shape[d], sh[d], "%s dim %d", p->name, d);
+        cr_assert_eq(p->decay, want[k].decay, "%s decay", p->name);
+        cr_assert_eq(p->tower, want[k].tower, "%s tower", p->name);
+    }
+    cr_assert_eq(clasp_model_find(&m, "audio.fc3.weight"), -1);
+    clasp_model_free(&m);
+}
+
+Test(model, speech_ast_param_names) {
+    clasp_model m;
+    load_config_file(&m, "speech-ast.json");
+    int W = m.config.audio.width, N = (64 / 16) * (301 / 10);
+    cr_assert_eq(N, 120);
+    int i = clasp_model_find(&m, "audio.patch_embed.weight");
+    cr_assert(i >= 0);
+    cr_assert_eq(m.info[i].ndim, 4);
+    cr_assert_eq(m.info[i].shape[0], W);
+    cr_assert_eq(m.info[i].shape[1], 1);
+    cr_assert_eq(m.info[i].shape[2], 16);
+    cr_assert_eq(m.info[i].shape[3], 10);
+    cr_assert_eq(m.info[i].fan_in, 160);
+    i = clasp_model_find(&m, "audio.pos_emb");
+    cr_assert_eq(m.info[i].shape[0], N); /* mean pooling: no class token */
+    cr_assert_eq(clasp_model_find(&m, "audio.cls_token"), -1);
+    cr_assert(clasp_model_find(&m, "audio.blocks.2.mlp.fc2.bias") >= 0);
+    cr_assert(clasp_model_find(&m, "audio.ln_f.weight") >= 0);
+    cr_assert(clasp_model_find(&m, "audio.proj.weight") >= 0);
+    /* 12 tensors per block; patch_embed 2, pos_emb 1, ln_f 2, proj 2 */
+    cr_assert_eq(m.range[CLASP_TOWER_AUDIO].count, 3 * 12 + 7);
+    clasp_model_free(&m);
+}
+
+/* Encodes `mel`, backpropagates dfeat.audio, checks out.audio. */
+static void run_audio_reference(clasp_model *m, clasp_safetensors *st, const float *mel, int B) {
+    int D = m->config.embed_dim;
+    float *da = read_f32(st, "dfeat.audio", (size_t)B * D);
+    float *oa = read_f32(st, "out.audio", (size_t)B * D);
+    float *fa = malloc((size_t)B * D * sizeof(float));
+    cr_assert_eq(clasp_model_prepare(m, B), CLASP_OK, "%s", clasp_last_error());
+    clasp_model_zero_grad(m);
+    cr_assert_eq(clasp_model_encode_audio(m, mel, B, fa), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_model_backward_audio(m, da), CLASP_OK, "%s", clasp_last_error());
+    cr_expect(check("out.audio", fa, oa, (size_t)B * D));
+    free(da);
+    free(oa);
+    free(fa);
+}
+
+static size_t mel_numel(const clasp_model *m, int B) {
+    return (size_t)B * clasp_model_input_elems(&m->config, CLASP_TOWER_AUDIO);
+}
+
+static void tiny_audio_parity(const char *rel) {
+    clasp_model m;
+    load_tiny(&m, rel);
+    cr_assert_neq(m.tower[CLASP_TOWER_AUDIO], NULL);
+    clasp_safetensors *st = open_ref(rel);
+    float *mel = read_f32(st, "input.mel", mel_numel(&m, 3));
+    run_audio_reference(&m, st, mel, 3);
+    for (int i = 0; i < m.n_params; i++) {
+        const clasp_param_info *p = &m.info[i];
+        if (p->tower == CLASP_TOWER_SHARED) continue;
+        char name[128];
+        snprintf(name, sizeof name, "grad.%s", p->name);
+        float *want = read_f32(st, name, p->numel);
+        cr_expect(check(name, m.grads + p->offset, want, p->numel));
+        free(want);
+    }
+    free(mel);
+    clasp_st_free(st);
+    clasp_model_free(&m);
+}
+
+Test(model, tiny_audio_cnn_parity) {
+    tiny_audio_parity("model/tiny_audio_cnn.safetensors");
+}
+
+Test(model, tiny_ast_cls_parity) {
+    tiny_audio_parity("model/tiny_ast_a.safetensors");
+}
+
+Test(model, tiny_ast_mean_tanh_parity) {
+    tiny_audio_parity("model/tiny_ast_b.safetensors");
+}
+
+/* Checks a sampled gradient (1024 entries plus sums over each dim) as fmnist_small. */
+static void check_sampled_grad(clasp_safetensors *st, const clasp_param_info *p, const float *gr) {
+    char name[128];
+    int64_t idx[1024];
+    float val[1024], got[1024];
+    snprintf(name, sizeof name, "gidx.%s", p->name);
+    read_raw(st, name, idx, 1024, CLASP_DTYPE_I64);
+    snprintf(name, sizeof name, "gval.%s", p->name);
+    read_raw(st, name, val, 1024, CLASP_DTYPE_F32);
+    for (int k = 0; k < 1024; k++) got[k] = gr[idx[k]];
+    snprintf(name, sizeof name, "sampled grad.%s", p->name);
+    cr_expect(check(name, got, val, 1024));
+    size_t R = (size_t)p->shape[0], Cn = p->numel / R;
+    for (int dim = 0; dim < 2; dim++) {
+        size_t nn = dim == 0 ? R : Cn, bad = 0;
+        float *ws = malloc(nn * sizeof(float)), *wa = malloc(nn * sizeof(float));
+        double *gs = calloc(nn, sizeof(double));
+        snprintf(name, sizeof name, "gsum%d.%s", dim, p->name);
+        read_raw(st, name, ws, nn, CLASP_DTYPE_F32);
+        snprintf(name, sizeof name, "gabs%d.%s", dim, p->name);
+        read_raw(st, name, wa, nn, CLASP_DTYPE_F32);
+        for (size_t r = 0; r < R; r++)
+            for (size_t c = 0; c < Cn; c++) gs[dim == 0 ? r : c] += (double)gr[r * Cn + c];
+        for (size_t k = 0; k < nn; k++)
+            bad += !(fabs(gs[k] - (double)ws[k]) <= 1e-4 * (double)wa[k] + 1e-7);
+        cr_expect_eq(bad, 0, "%s sums over dim %d: %zu bad", p->name, dim, bad);
+        free(ws);
+        free(wa);
+        free(gs);
+    }
+}
+
+Test(model, speech_small_audio_parity_with_pytorch) {
+    clasp_safetensors *st = open_ref("model/speech_small_audio.safetensors");
+    const char *cj = clasp_st_meta(st, "config");
+    cr_assert(cj, "no config in the reference");
+    cJSON *root;
+    clasp_model_config cfg;
+    clasp_model m;
+    cr_assert_eq(clasp_json_parse(cj, strlen(cj), "speech_small_audio", &root), CLASP_OK);
+    cr_assert_eq(clasp_model_config_parse(root, "speech_small_audio", &cfg), CLASP_OK, "%s",
+                 clasp_last_error());
+    cJSON_Delete(root);
+    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(m.config.audio.n_frames, 301);
+    double g[3];
+    for (int i = 0; i < m.n_params; i++) {
+        const clasp_param_info *p = &m.info[i];
+        if (p->tower == CLASP_TOWER_SHARED) continue;
+        char name[128];
+        snprintf(name, sizeof name, "gen.%s", p->name);
+        read_raw(st, name, g, 3, CLASP_DTYPE_F64);
+        gen_fill(m.params + p->offset, p->numel, (uint64_t)g[0], g[1], g[2]);
+    }
+    int B = 2;
+    size_t n = mel_numel(&m, B);
+    float *mel = malloc(n * sizeof(float));
+    read_raw(st, "gen.input.mel", g, 3, CLASP_DTYPE_F64);
+    gen_fill(mel, n, (uint64_t)g[0], g[1], g[2]);
+    run_audio_reference(&m, st, mel, B);
+    int n_full = 0, n_sampled = 0;
+    for (int i = 0; i < m.n_params; i++) {
+        const clasp_param_info *p = &m.info[i];
+        if (p->tower == CLASP_TOWER_SHARED) continue;
+        const float *gr = m.grads + p->offset;
+        char name[128];
+        snprintf(name, sizeof name, "grad.%s", p->name);
+        if (clasp_st_find(st, name)) {
+            float *want = read_f32(st, name, p->numel);
+            cr_expect(check(name, gr, want, p->numel));
+            free(want);
+            n_full++;
+        } else {
+            check_sampled_grad(st, p, gr);
+            n_sampled++;
+        }
+    }
+    cr_assert_eq(n_full + n_sampled, m.range[CLASP_TOWER_AUDIO].count);
+    cr_assert(n_sampled >= 3);
+    free(mel);
+    clasp_st_free(st);
+    clasp_model_free(&m);
+}
+
+static double audio_loss(clasp_model *m, const float *mel, const float *ga, int B, float *fa) {
+    cr_assert_eq(clasp_model_encode_audio(m, mel, B, fa), CLASP_OK, "%s", clasp_last_error());
+    double L = 0.0;
+    for (int k = 0; k < B * m->config.embed_dim; k++) L += (double)fa[k] * (double)ga[k];
+    return L;
+}
+
+/* Central differences on 4 entries of every audio tensor. A ReLU or max-pool switch within
+ * +-h shows as one-sided slopes that differ; the central difference means nothing there, so
+ * such points are skipped and counted (the CNN has hundreds of ReLU inputs per weight). */
+static void audio_fd(const char *rel, int seed) {
+    clasp_model m;
+    load_tiny(&m, rel);
+    clasp_safetensors *st = open_ref(rel);
+    int B = 3, D = m.config.embed_dim;
+    float *mel = read_f32(st, "input.mel", mel_numel(&m, B));
+    float *ga = read_f32(st, "dfeat.audio", (size_t)B * D);
+    float *fa = malloc((size_t)B * D * sizeof(float));
+    cr_assert_eq(clasp_model_prepare(&m, B), CLASP_OK);
+    clasp_model_zero_grad(&m);
+    double l0 = audio_loss(&m, mel, ga, B, fa);
+    cr_assert_eq(clasp_model_backward_audio(&m, ga), CLASP_OK);
+    clasp_rng r;
+    clasp_rng_init(&r, 9, CLASP_RNG_TEST, (uint64_t)seed, 0);
+    int n_checked = 0, n_bad = 0, n_kink = 0;
+    const double h = 4e-3;
+    for (int i = 0; i < m.n_params; i++) {
+        const clasp_param_info *p = &m.info[i];
+        if (p->tower == CLASP_TOWER_SHARED) continue;
+        for (int s = 0; s < 4; s++) {
+            size_t k = (size_t)clasp_rng_below(&r, p->numel);
+            float *w = m.params + p->offset + k, w0 = *w;
+            *w = (float)((double)w0 + h);
+            double lp = audio_loss(&m, mel, ga, B, fa);
+            *w = (float)((double)w0 - h);
+            double lm = audio_loss(&m, mel, ga, B, fa);
+            *w = w0;
+            double num = (lp - lm) / (2.0 * h), ana = m.grads[p->offset + k];
+            double tol = 3e-3 + 2e-2 * fabs(ana);
+            if (fabs((lp - l0) / h - (l0 - lm) / h) > tol) {
+                n_kink++;
+                continue;
+            }
+            if (!(fabs(num - ana) <= tol)) {
+                n_bad++;
+                fprintf(stderr, "FD %s %s[%zu]: numeric %.6g analytic %.6g\n", rel, p->name, k, num,
+                        ana);
+            }
+            n_checked++;
+        }
+    }
+    if (getenv("CLASP_TEST_VERBOSE"))
+        fprintf(stderr, "FD %s: %d checked, %d at kinks skipped\n", rel, n_checked, n_kink);
+    cr_expect_eq(n_bad, 0, "%s: %d of %d finite differences off", rel, n_bad, n_checked);
+    cr_expect(n_kink * 4 <= n_checked, "%s: %d kinks for %d checks", rel, n_kink, n_checked);
+    free(mel);
+    free(ga);
+    free(fa);
+    clasp_st_free(st);
+    clasp_model_free(&m);
+}
+
+Test(model, finite_differences_audio_cnn) {
+    audio_fd("model/tiny_audio_cnn.safetensors", 0);
+}
+
+Test(model, finite_differences_ast) {
+    audio_fd("model/tiny_ast_a.safetensors", 1);
+    audio_fd("model/tiny_ast_b.safetensors", 2);
+}
+
+/* Audio + text model: arena sized once, partial batches give the same rows, backward order
+ * does not matter, errors before prepare / without forward / out of range. */
+static void audio_arena_case(const char *config) {
+    clasp_model m;
+    load_config_file(&m, config);
+    clasp_model_init_weights(&m, 3);
+    int B = 4, D = m.config.embed_dim, T = m.config.text.context_length;
+    size_t nm = mel_numel(&m, 1);
+    float *mel = malloc((size_t)B * nm * sizeof(float));
+    float *fa4 = malloc((size_t)B * D * sizeof(float)),
+          *ft4 = malloc((size_t)B * D * sizeof(float));
+    float *fa2 = malloc((size_t)2 * D * sizeof(float));
+    int32_t *tok = malloc((size_t)B * T * sizeof(int32_t));
+    clasp_rng r;
+    clasp_rng_init(&r, 2, CLASP_RNG_TEST, 0, 0);
+    for (size_t i = 0; i < (size_t)B * nm; i++) mel[i] = (float)clasp_rng_normal(&r);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            tok[b * T + t] = t == 0 ? 256 : t < 5 + b ? 97 + t % 26 : t == 5 + b ? 257 : 258;
+    cr_assert_eq(clasp_model_encode_audio(&m, mel, B, fa4), CLASP_ERR_STATE);
+    cr_assert_eq(clasp_model_prepare(&m, B), CLASP_OK, "%s", clasp_last_error());
+    size_t cap = clasp_model_arena_bytes(&m, CLASP_TOWER_AUDIO);
+    cr_assert(cap > (size_t)B * nm * sizeof(float), "arena %zu", cap);
+    cr_assert_eq(clasp_model_arena_bytes(&m, CLASP_TOWER_IMAGE), 0);
+    cr_assert_eq(clasp_model_backward_audio(&m, fa4), CLASP_ERR_STATE);
+    cr_assert_eq(clasp_model_encode_audio(&m, mel, B + 1, fa4), CLASP_ERR_ARG);
+    cr_assert_eq(clasp_model_encode_audio(&m, NULL, B, fa4), CLASP_ERR_ARG);
+    cr_assert_eq(clasp_model_encode_image(&m, mel, 1, fa4), CLASP_ERR_ARG); /* no image tower */
+    cr_assert_eq(clasp_model_encode_audio(&m, mel, B, fa4), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_model_arena_high(&m, CLASP_TOWER_AUDIO), cap);
+    bool finite = true;
+    for (int k = 0; k < B * D; k++) finite = finite && isfinite(fa4[k]);
+    cr_assert(finite);
+    cr_assert_eq(clasp_model_encode_text(&m, tok, B, ft4), CLASP_OK, "%s", clasp_last_error());
+    clasp_model_zero_grad(&m);
+    cr_assert_eq(clasp_model_backward_audio(&m, ft4), CLASP_OK);
+    cr_assert_eq(clasp_model_backward_text(&m, fa4), CLASP_OK);
+    float *g = malloc(m.n_floats * sizeof(float));
+    memcpy(g, m.grads, m.n_floats * sizeof(float));
+    const clasp_param_range *ra = &m.range[CLASP_TOWER_AUDIO];
+    double gn = 0.0;
+    for (size_t k = 0; k < ra->n_floats; k++) gn += fabs((double)g[ra->offset + k]);
+    cr_assert(gn > 0.0, "audio gradients are all zero");
+    /* partial batch: rows 1..2 alone give the same features, no reallocation */
+    cr_assert_eq(clasp_model_encode_audio(&m, mel + nm, 2, fa2), CLASP_OK);
+    cr_assert_eq(clasp_model_arena_bytes(&m, CLASP_TOWER_AUDIO), cap);
+    cr_assert_eq(clasp_model_arena_high(&m, CLASP_TOWER_AUDIO), cap);
+    cr_expect(clasp_test_check_tensor("partial audio", fa2, fa4 + D, 2 * (size_t)D, 1e-5, 1e-5));
+    /* other order: text backward first */
+    cr_assert_eq(clasp_model_encode_audio(&m, mel, B, fa4), CLASP_OK);
+    clasp_model_zero_grad(&m);
+    cr_assert_eq(clasp_model_backward_text(&m, fa4), CLASP_OK);
+    cr_assert_eq(clasp_model_backward_audio(&m, ft4), CLASP_OK);
+    cr_expect(clasp_test_check_tensor("grads, other order", m.grads, g, m.n_floats, 0.0, 0.0));
+    free(g);
+    free(mel);
+    free(fa4);
+    free(ft4);
+    free(fa2);
+    free(tok);
+    clasp_model_free(&m);
+}
+
+Test(model, audio_cnn_arena_and_partial_batches) {
+    audio_arena_case("speech-small.json");
+}
+
+Test(model, ast_arena_and_partial_batches) {
+    audio_arena_case("speech-ast.json");
+}
+
+Test(model, audio_save_load_roundtrip) {
+    char dir[4096], path[4200];
+    clasp_test_tmpdir("model_audio_io", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/speech.safetensors", dir);
+    clasp_model a, b;
+    load_config_file(&a, "speech-small.json");
+    clasp_model_init_weights(&a, 11);
+    cr_assert_eq(clasp_model_save(&a, path), CLASP_OK, "%s", clasp_last_error());
+    /* the saved config rebuilds the same model, front-end fields included */
+    clasp_safetensors *st;
+    cr_assert_eq(clasp_st_open(path, &st), CLASP_OK);
+    const char *cj = clasp_st_meta(st, "config");
+    cJSON *root;
+    clasp_model_config cfg;
+    cr_assert_eq(clasp_json_parse(cj, strlen(cj), "meta", &root), CLASP_OK);
+    cr_assert_eq(clasp_model_config_parse(root, "meta", &cfg), CLASP_OK, "%s", clasp_last_error());
+    cJSON_Delete(root);
+    clasp_st_free(st);
+    cr_assert_str_eq(cfg.audio.frontend_json, a.config.audio.frontend_json);
+    cr_assert_eq(clasp_model_init(&b, &cfg), CLASP_OK);
+    cr_assert_eq(b.n_floats, a.n_floats);
+    cr_assert_eq(clasp_model_load(&b, path), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(!memcmp(a.params, b.params, a.n_floats * sizeof(float)));
+    clasp_model_free(&a);
+    clasp_model_free(&b);
+}
+
+Test(model, audio_init_rules) {
+    clasp_model m;
+    load_config_file(&m, "speech-ast.json");
+    clasp_model_init_weights(&m, 5);
+    int i = clasp_model_find(&m, "audio.pos_emb");
+    cr_assert_eq(m.info[i].init, CLASP_INIT_NORMAL);
+    cr_assert_float_eq(m.info[i].init_scale, 0.02f, 0.0f);
+    i = clasp_model_find(&m, "audio.patch_embed.weight");
+    cr_assert_eq(m.info[i].init, CLASP_INIT_UNIFORM_FANIN);
+    cr_assert(m.info[i].decay);
+    const float *w = m.params + m.info[i].offset;
+    float mx = 0.0f;
+    for (size_t k = 0; k < m.info[i].numel; k++) mx = fmaxf(mx, fabsf(w[k]));
+    cr_assert(mx <= 1.0f / sqrtf(160.0f) && mx > 0.0f, "max %g", (double)mx);
     clasp_model_free(&m);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """make_model.py: PyTorch references for encoders/model.c (tests/test_model.c).
 
-Run: /usr/bin/python3 tests/reference/make_model.py   (writes tests/reference/model/*.safetensors)
+Run: /usr/bin/python3 tests/reference/make_model.py [--audio]
+     (writes tests/reference/model/*.safetensors; --audio: only the audio references)
 
 fmnist_small.safetensors
     The fmnist-small towers built exactly as ../shared/bench/ref_clip_fmnist.py's ImageEncoder
@@ -30,6 +31,20 @@ tiny_a.safetensors, tiny_b.safetensors
       tiny_a: ViT with class-token pooling; text non-causal, mean pooling over non-PAD tokens
               (PAD keys masked in attention), exact GELU.
       tiny_b: ViT with mean pooling, tanh GELU; text causal, EOS pooling, tanh GELU.
+
+tiny_audio_cnn.safetensors, tiny_ast_a.safetensors, tiny_ast_b.safetensors
+    Audio-only configs (metadata "config"), everything stored in full as for tiny_a/b, with
+    input.mel (B, n_mels, n_frames), dfeat.audio, out.audio:
+      tiny_audio_cnn: 12 mels x 11 frames; conv(3, k3, p1) + maxpool 2, conv(4, k3, stride 2);
+                      global average over frequency and time; fc 4 -> 6 -> ReLU -> 5.
+      tiny_ast_a:     8 x 11, patches 4 x 3 (2 x 3 grid; the last 2 frames dropped), class
+                      token, exact GELU.
+      tiny_ast_b:     8 x 12, patches 2 x 4, mean pooling, tanh GELU.
+
+speech_small_audio.safetensors
+    The audio tower of configs/speech-small.json (config in the metadata) on B = 2 clips;
+    parameters AND the input mel from gen_values (gen.<name>, gen.input.mel), gradients as
+    fmnist_small (full up to 8192 elements, else sampled + sums).
 """
 import json
 import math
@@ -339,9 +354,179 @@ def tiny(fname, cfg, seed):
     stio.save(os.path.join(OUT, fname), t, {"config": json.dumps(cfg)})
 
 
+# ----------------------------------------------------------------------- audio towers (our names)
+class AudioCNN(nn.Module):
+    """audio_cnn: mel (B, M, T) -> unsqueeze(1) -> [conv -> ReLU -> maxpool] -> mean over
+    (freq, time) -> fc layers (ReLU between) -> D."""
+
+    def __init__(self, c, D):
+        super().__init__()
+        self.c = c
+        ch = 1
+        for i, b in enumerate(c["conv"]):
+            setattr(self, "conv%d" % (i + 1),
+                    nn.Conv2d(ch, b["channels"], b["kernel"], stride=b.get("stride", 1),
+                              padding=b.get("padding", 0)))
+            ch = b["channels"]
+        widths = list(c.get("fc", [])) + [D]
+        for j, w in enumerate(widths):
+            setattr(self, "fc%d" % (j + 1), nn.Linear(ch, w))
+            ch = w
+
+    def forward(self, mel):
+        x = mel.unsqueeze(1)
+        for i, b in enumerate(self.c["conv"]):
+            x = F.relu(getattr(self, "conv%d" % (i + 1))(x))
+            if b.get("pool", 0) > 0:
+                x = F.max_pool2d(x, b["pool"])
+        x = x.mean((2, 3))
+        n = len(self.c.get("fc", [])) + 1
+        for j in range(n):
+            x = getattr(self, "fc%d" % (j + 1))(x)
+            if j < n - 1:
+                x = F.relu(x)
+        return x
+
+
+class AST(nn.Module):
+    """Audio spectrogram transformer: Conv2d(1, W, (PF, PT), stride=(PF, PT)) patches of the
+    mel in (freq, time) row-major order, class token or mean pooling, pre-LN blocks."""
+
+    def __init__(self, c, D, n_frames):
+        super().__init__()
+        self.c = c
+        W, PF, PT = c["width"], c["patch_freq"], c["patch_time"]
+        self.T = (c["n_mels"] // PF) * (n_frames // PT) + (1 if c.get("pool", "cls") == "cls" else 0)
+        self.patch_embed = nn.Conv2d(1, W, (PF, PT), stride=(PF, PT))
+        if c.get("pool", "cls") == "cls":
+            self.cls_token = nn.Parameter(torch.empty(W))
+        self.pos_emb = nn.Parameter(torch.empty(self.T, W))
+        approx = "tanh" if c.get("act") == "gelu_tanh" else "none"
+        self.blocks = nn.ModuleList(GBlock(W, c["heads"], c["mlp_width"], approx)
+                                    for _ in range(c["layers"]))
+        self.ln_f = nn.LayerNorm(W)
+        self.proj = nn.Linear(W, D)
+
+    def forward(self, mel):
+        p = self.patch_embed(mel.unsqueeze(1)).flatten(2).transpose(1, 2)  # B, N, W
+        cls = self.c.get("pool", "cls") == "cls"
+        if cls:
+            p = torch.cat([self.cls_token.expand(p.shape[0], 1, -1), p], 1)
+        h = p + self.pos_emb
+        for b in self.blocks:
+            h = b(h, False, None)
+        h = self.ln_f(h)
+        return self.proj(h[:, 0] if cls else h.mean(1))
+
+
+def n_frames_of(a):
+    """The tower's frame count from the front-end fields (clasp_audio_clip_frames)."""
+    n = int(round(a["clip_seconds"] * a["sample_rate"]))  # llround for these values
+    if a.get("center", True):
+        return 1 + n // a["hop_length"]
+    return 1 + (n - a["n_fft"]) // a["hop_length"]
+
+
+def make_audio_tower(cfg):
+    a, D = cfg["audio"], cfg["embed_dim"]
+    if a["type"] == "audio_cnn":
+        return AudioCNN(a, D)
+    return AST(a, D, n_frames_of(a))
+
+
+def tiny_audio(fname, cfg, seed):
+    torch.manual_seed(seed)
+    D, a = cfg["embed_dim"], cfg["audio"]
+    mod = make_audio_tower(cfg)
+    for n, p in mod.named_parameters():
+        with torch.no_grad():
+            if "ln" in n:
+                p.uniform_(-0.2, 0.2)
+                if n.endswith("weight"):
+                    p.add_(1.0)
+            else:
+                p.uniform_(-0.5, 0.5)
+    B = 3
+    mel = torch.randn(B, a["n_mels"], n_frames_of(a))
+    da = torch.randn(B, D)
+    oa = mod(mel)
+    (oa * da).sum().backward()
+    t = {"input.mel": mel.numpy(), "dfeat.audio": da.numpy(), "out.audio": oa.detach().numpy()}
+    for n, p in mod.named_parameters():
+        t["audio." + n] = p.detach().numpy()
+        t["grad.audio." + n] = p.grad.numpy()
+    stio.save(os.path.join(OUT, fname), t, {"config": json.dumps(cfg)})
+
+
+def speech_small_audio():
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "..", "configs", "speech-small.json")) as f:
+        full = json.load(f)
+    cfg = {"embed_dim": full["embed_dim"], "audio": full["audio"]}
+    torch.manual_seed(0)
+    mod = make_audio_tower(cfg)
+    named = {"audio." + n: p for n, p in mod.named_parameters()}
+    tensors = {}
+    for k, (name, p) in enumerate(named.items()):
+        scale, shift = gen_rule(name, named)
+        with torch.no_grad():
+            p.copy_(torch.from_numpy(gen_values(k, p.numel(), scale, shift).reshape(p.shape)))
+        tensors["gen." + name] = np.array([k, scale, shift], dtype=np.float64)
+    B, a = 2, cfg["audio"]
+    shape = (B, a["n_mels"], n_frames_of(a))
+    kin = 1000
+    mel = torch.from_numpy(gen_values(kin, int(np.prod(shape)), 1.5, 0.0).reshape(shape))
+    tensors["gen.input.mel"] = np.array([kin, 1.5, 0.0], dtype=np.float64)
+    g = torch.Generator().manual_seed(4321)
+    da = torch.randn(B, cfg["embed_dim"], generator=g)
+    oa = mod(mel)
+    (oa * da).sum().backward()
+    tensors.update({"dfeat.audio": da.numpy(), "out.audio": oa.detach().numpy()})
+    rng = np.random.default_rng(8)
+    for name, p in named.items():
+        gr = p.grad.detach().numpy().astype(np.float32)
+        if gr.size <= 8192:
+            tensors["grad." + name] = gr
+            continue
+        flat = gr.reshape(-1)
+        idx = np.sort(rng.choice(flat.size, 1024, replace=False)).astype(np.int64)
+        g2 = gr.reshape(gr.shape[0], -1).astype(np.float64)
+        tensors["gidx." + name] = idx
+        tensors["gval." + name] = flat[idx]
+        tensors["gsum0." + name] = g2.sum(1).astype(np.float32)
+        tensors["gabs0." + name] = np.abs(g2).sum(1).astype(np.float32)
+        tensors["gsum1." + name] = g2.sum(0).astype(np.float32)
+        tensors["gabs1." + name] = np.abs(g2).sum(0).astype(np.float32)
+    stio.save(os.path.join(OUT, "speech_small_audio.safetensors"), tensors,
+              {"config": json.dumps(cfg), "what": "speech-small audio tower parity, see make_model.py"})
+
+
+def audio_refs():
+    fe = {"sample_rate": 1000, "clip_seconds": 0.1, "hop_length": 10, "n_fft": 32,
+          "win_length": 32}
+    tiny_audio("tiny_audio_cnn.safetensors",
+               {"embed_dim": 5, "audio": dict(fe, type="audio_cnn", n_mels=12, conv=[
+                   {"channels": 3, "kernel": 3, "padding": 1, "pool": 2},
+                   {"channels": 4, "kernel": 3, "stride": 2}], fc=[6])}, 3)
+    base_ast = dict(fe, type="ast", width=8, layers=2, heads=2, mlp_width=12)
+    tiny_audio("tiny_ast_a.safetensors",
+               {"embed_dim": 5, "audio": dict(base_ast, n_mels=8, patch_freq=4, patch_time=3,
+                                              pool="cls")}, 4)
+    tiny_audio("tiny_ast_b.safetensors",
+               {"embed_dim": 5, "audio": dict(base_ast, n_mels=8, clip_seconds=0.11,
+                                              patch_freq=2, patch_time=4, pool="mean",
+                                              act="gelu_tanh")}, 5)
+    speech_small_audio()
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.set_num_threads(1)
+    if "--audio" in sys.argv[1:]:  # only the audio references
+        audio_refs()
+        for f in sorted(os.listdir(OUT)):
+            print(f, os.path.getsize(os.path.join(OUT, f)), "bytes")
+        return
     fmnist_small()
     base_text = {"type": "transformer", "vocab_size": 11, "context_length": 6, "width": 16,
                  "layers": 2, "heads": 4, "mlp_width": 24, "pad_id": 0, "eos_id": 1}
@@ -353,6 +538,7 @@ def main():
     tiny("tiny_b.safetensors",
          {"embed_dim": 12, "image": dict(base_img, pool="mean", act="gelu_tanh"),
           "text": dict(base_text, causal=True, pool="eos", act="gelu_tanh")}, 2)
+    audio_refs()
     for f in sorted(os.listdir(OUT)):
         print(f, os.path.getsize(os.path.join(OUT, f)), "bytes")
 
