@@ -919,12 +919,14 @@ CLASP_BODY void attn_pack(float *restrict dst, const float *src, int rows, int c
     }
 }
 
-/* out[0..Tp) = scale * sum_{d < hs} x[d] * MT[d, 0..Tp) (MT is (Hp, Tp)). Two column tiles
+/* out[0..Tn) = scale * sum_{d < hs} x[d] * MT[d, 0..Tn) (MT is (Hp, Tp)). Two column tiles
  * and even/odd d in separate accumulators (four independent FMA chains), added at the end. */
 CLASP_BODY void attn_row_times_t(float *restrict out, const float *x, const float *restrict MT,
-                                 int hs, int Tp, float scale) {
+                                 int hs, int Tp, int Tn, float scale) {
+    /* only the first Tn columns (a multiple of VL) are needed; the rest are set to 0 */
+    for (int j = Tn; j < Tp; j += VL) vstore(out + j, (vf8){0});
     int j0 = 0;
-    for (; j0 + 2 * VL <= Tp; j0 += 2 * VL) {
+    for (; j0 + 2 * VL <= Tn; j0 += 2 * VL) {
         vf8 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
         int d = 0;
         for (; d + 2 <= hs; d += 2) {
@@ -941,7 +943,7 @@ CLASP_BODY void attn_row_times_t(float *restrict out, const float *x, const floa
         vstore(out + j0, a0 + a1);
         vstore(out + j0 + VL, b0 + b1);
     }
-    for (; j0 < Tp; j0 += VL) {
+    for (; j0 < Tn; j0 += VL) {
         vf8 a0 = {0}, a1 = {0};
         int d = 0;
         for (; d + 2 <= hs; d += 2) {
@@ -1044,7 +1046,7 @@ CLASP_BODY void attn_fwd_bh(float *restrict y, float *restrict a, float *restric
         float *r = a + (size_t)i * T;
         if (T == Tp) rp = r; /* no padding: work in the att row itself */
         int jend = causal ? i + 1 : T;
-        attn_row_times_t(rp, q + (size_t)i * C3, KT, hs, Tp, scale);
+        attn_row_times_t(rp, q + (size_t)i * C3, KT, hs, Tp, round_vl(jend), scale);
         float mx = attn_row_max(rp, pm, jend, T);
         float *yi = y + (size_t)i * C;
         if (mx == -INFINITY) { /* every key masked: zero row, zero output */
@@ -1115,7 +1117,7 @@ CLASP_BODY void attn_bwd_bh(float *dq, float *dk, float *dv, float *restrict wor
         int jend = causal ? i + 1 : T;
         for (int d = 0; d < hs; d++) dyp[d] = dyi[d];
         /* da = dy_i V^T */
-        attn_row_times_t(da, dyi, VT, hs, Tp, 1.0f);
+        attn_row_times_t(da, dyi, VT, hs, Tp, round_vl(jend), 1.0f);
         /* dv_j += a_ij dy_i */
         vf8 g0 = vload(dyp);
         for (int j = 0; j < jend; j++) {
