@@ -187,7 +187,7 @@ typedef struct elem_b {
     int B, C, H, W, T, kind;
 } elem_b;
 
-enum { K_RELU, K_GELU, K_GELU_TANH, K_MAXPOOL, K_LN, K_EMB, K_L2, K_GATHER, K_DROPOUT };
+enum { K_RELU, K_GELU, K_GELU_TANH, K_MAXPOOL, K_RELUPOOL, K_LN, K_EMB, K_L2, K_GATHER, K_DROPOUT };
 
 static void elem_f(void *q) {
     elem_b *c = q;
@@ -203,6 +203,9 @@ static void elem_f(void *q) {
         break;
     case K_MAXPOOL:
         clasp_maxpool2d_forward(c->out, c->idx, c->inp, c->B, c->C, c->H, c->W, 2, 2);
+        break;
+    case K_RELUPOOL:
+        clasp_relu_maxpool2d_forward(c->out, c->idx, c->inp, c->B, c->C, c->H, c->W, 2, 2);
         break;
     case K_LN:
         clasp_layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->B * c->T, c->C,
@@ -237,6 +240,10 @@ static void elem_bw(void *q) {
         break;
     case K_MAXPOOL:
         clasp_maxpool2d_backward(c->dinp, c->dout, c->idx, c->B, c->C, c->H, c->W, 2, 2);
+        break;
+    case K_RELUPOOL:
+        clasp_relu_maxpool2d_backward(c->dinp, c->dout, c->idx, c->out, c->B, c->C, c->H, c->W, 2,
+                                      2);
         break;
     case K_LN:
         clasp_layernorm_backward(c->dinp, c->dw, c->db, c->dout, c->inp, c->w, c->mean, c->rstd,
@@ -327,21 +334,24 @@ int main(int argc, char **argv) {
     /* ---- image tower ---- */
     printf("# image tower\n");
     bench_conv("conv1", B, 1, 28, 28, 32, 0);
-    elem_b e = {.n = (size_t)B * 32 * 28 * 28, .kind = K_RELU};
-    bench_elem("relu1", "256x32x28x28", &e, e.n, e.n);
-    e = (elem_b){.B = B, .C = 32, .H = 28, .W = 28, .kind = K_MAXPOOL};
-    bench_elem("maxpool1", "256x32x28x28 k2s2", &e, (size_t)B * 32 * 28 * 28,
+    /* the CNN tower runs ReLU + max pool fused (clasp_relu_maxpool2d_*) */
+    elem_b e = {.B = B, .C = 32, .H = 28, .W = 28, .kind = K_RELUPOOL};
+    bench_elem("relu+maxpool1", "256x32x28x28 k2s2", &e, (size_t)B * 32 * 28 * 28,
                (size_t)B * 32 * 14 * 14);
     bench_conv("conv2", B, 32, 14, 14, 64, 1);
-    e = (elem_b){.n = (size_t)B * 64 * 14 * 14, .kind = K_RELU};
-    bench_elem("relu2", "256x64x14x14", &e, e.n, e.n);
-    e = (elem_b){.B = B, .C = 64, .H = 14, .W = 14, .kind = K_MAXPOOL};
-    bench_elem("maxpool2", "256x64x14x14 k2s2", &e, (size_t)B * 64 * 14 * 14,
+    e = (elem_b){.B = B, .C = 64, .H = 14, .W = 14, .kind = K_RELUPOOL};
+    bench_elem("relu+maxpool2", "256x64x14x14 k2s2", &e, (size_t)B * 64 * 14 * 14,
                (size_t)B * 64 * 7 * 7);
     bench_linear("fc1", B, 3136, 256);
     bench_linear("fc2", B, 256, 128);
     double img_f = g_total_fwd, img_b = g_total_bwd;
     printf("%-16s %-26s %9.3f %9.3f\n", "image total", "", img_f * 1e3, img_b * 1e3);
+    e = (elem_b){.n = (size_t)B * 32 * 28 * 28, .kind = K_RELU};
+    bench_elem("relu1", "256x32x28x28 (unfused)", &e, e.n, e.n);
+    e = (elem_b){.B = B, .C = 32, .H = 28, .W = 28, .kind = K_MAXPOOL};
+    bench_elem("maxpool1", "256x32x28x28 (unfused)", &e, (size_t)B * 32 * 28 * 28,
+               (size_t)B * 32 * 14 * 14);
+    g_total_fwd = img_f, g_total_bwd = img_b;
 
     /* ---- text tower ---- */
     printf("# text tower (B=256, T=32, C=128, 4 heads, MLP 512)\n");
@@ -422,9 +432,9 @@ int main(int argc, char **argv) {
     bench_linear("text proj", B, C, C);
     e = (elem_b){.B = B, .C = C, .kind = K_L2};
     bench_elem("l2norm", "256x128", &e, (size_t)B * C, (size_t)B * C);
+    double head_f = g_total_fwd, head_b = g_total_bwd;
     e = (elem_b){.n = (size_t)B * T * C, .kind = K_DROPOUT};
     bench_elem("dropout p=0.1", "8192x128 (not in model)", &e, e.n, e.n);
-    double head_f = g_total_fwd, head_b = g_total_bwd;
 
     double txt_f = emb_f + 2 * blk_f_t + head_f, txt_b = emb_b + 2 * blk_b_t + head_b;
     printf("%-16s %-26s %9.3f %9.3f\n", "text total", "emb + 2 blocks + head", txt_f * 1e3,
