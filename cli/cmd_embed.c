@@ -1,9 +1,10 @@
-/* cmd_embed.c: `clasp embed --model DIR (--image FILES... | --text FILE | --shards SPEC)
- * -o OUT.npy`: embeds inputs with an export (or checkpoint) into a float32 (N, D) .npy of
- * L2-normalised rows, plus a sidecar OUT.json: {"format": "clasp-embeddings", "version": 1,
- * "model": DIR, "model_hash": xxh64 of model.safetensors (hex), "modality": "image"|"text",
- * "dim": D, "count": N, "keys": [...]}. Keys are the file names (--image), the 1-based line
- * numbers as strings (--text; empty lines are skipped) or the sample keys (--shards). */
+/* cmd_embed.c: `clasp embed --model DIR (--image FILES... | --audio FILES... | --text FILE |
+ * --shards SPEC) -o OUT.npy`: embeds inputs with an export (or checkpoint) into a float32
+ * (N, D) .npy of L2-normalised rows, plus a sidecar OUT.json: {"format": "clasp-embeddings",
+ * "version": 1, "model": DIR, "model_hash": xxh64 of model.safetensors (hex), "modality":
+ * "image"|"text"|"audio", "dim": D, "count": N, "keys": [...]}. Keys are the file names
+ * (--image, --audio), the 1-based line numbers as strings (--text; empty lines are skipped) or
+ * the sample keys (--shards). */
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -19,15 +20,18 @@
 
 static void usage_(FILE *f) {
     fprintf(f,
-            "usage: clasp embed --model DIR (--image FILES... | --text FILE | --shards SPEC)\n"
-            "                   -o OUT.npy [--modality image|text] [--batch-size B]\n"
+            "usage: clasp embed --model DIR (--image FILES... | --audio FILES... | --text FILE |\n"
+            "                   --shards SPEC) -o OUT.npy [--modality image|text|audio]\n"
+            "                   [--batch-size B]\n"
             "                   [--threads N] [--workers W] [--json]\n\n"
             "Embeds inputs with an export (or a checkpoint or run folder) into OUT.npy (float32,\n"
             "N x D, unit rows) and OUT.json (model hash, modality, keys).\n"
             "  --image FILES...   image files (keys: the file names)\n"
+            "  --audio FILES...   audio files (WAV, FLAC, OGG, Opus, MP3; keys: the file names)\n"
             "  --text FILE        one text per line (keys: line numbers; empty lines skipped)\n"
-            "  --shards SPEC      samples of shards; --modality image (default) or text (the\n"
-            "                     first caption), keys: sample keys\n"
+            "  --shards SPEC      samples of shards; --modality image, audio (the audio field)\n"
+            "                     or text (the first caption); default: image if the model\n"
+            "                     has an image tower, else audio, else text. Keys: sample keys\n"
             "  --batch-size B     rows per engine call (default 256)\n"
             "  --threads N        compute threads (default 1)\n"
             "  --workers W        decode threads for --shards (default 1)\n"
@@ -102,7 +106,7 @@ static clasp_status embed_text_file_(clasp_embedder *em, const char *path, key_l
         }
         p = nl ? nl + 1 : NULL;
     }
-    size_t D = (size_t)em->engine.D, ocap = 0;
+    size_t D = (size_t)em->D, ocap = 0;
     if (s == CLASP_OK && nt == 0) s = clasp_set_error(CLASP_ERR_FORMAT, "%s: no text lines", path);
     if (s == CLASP_OK && !grow_(out, &ocap, nt, D))
         s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
@@ -121,7 +125,7 @@ static clasp_status embed_text_file_(clasp_embedder *em, const char *path, key_l
     return s;
 }
 
-static clasp_status embed_shards_(clasp_embedder *em, const char *spec, bool text, int workers,
+static clasp_status embed_shards_(clasp_embedder *em, const char *spec, clasp_tower t, int workers,
                                   key_list *keys, float **out, size_t *n) {
     clasp_loader_config lc = em->lc;
     lc.spec = spec;
@@ -131,10 +135,12 @@ static clasp_status embed_shards_(clasp_embedder *em, const char *spec, bool tex
     lc.shuffle_shards = false;
     lc.batch_size = (size_t)em->batch_size;
     lc.n_threads = workers > 0 ? workers : 1;
-    lc.required = text ? CLASP_NEED_TEXT : CLASP_NEED_IMAGE;
+    lc.required = t == CLASP_TOWER_TEXT    ? CLASP_NEED_TEXT
+                  : t == CLASP_TOWER_AUDIO ? CLASP_NEED_AUDIO
+                                           : CLASP_NEED_IMAGE;
     clasp_loader *L;
     CLASP_TRY(clasp_loader_open(&lc, NULL, &L));
-    size_t D = (size_t)em->engine.D, cap = 0;
+    size_t D = (size_t)em->D, cap = 0;
     clasp_status s = CLASP_OK;
     *n = 0;
     for (;;) {
@@ -146,10 +152,10 @@ static clasp_status embed_shards_(clasp_embedder *em, const char *spec, bool tex
             s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
             break;
         }
-        s = text ? clasp_engine_embed(&em->engine, CLASP_TOWER_TEXT, b->tokens, (int)b->n,
-                                      *out + *n * D)
-                 : clasp_engine_embed(&em->engine, CLASP_TOWER_IMAGE, b->images, (int)b->n,
-                                      *out + *n * D);
+        const void *in = t == CLASP_TOWER_TEXT    ? (const void *)b->tokens
+                         : t == CLASP_TOWER_AUDIO ? (const void *)b->audio
+                                                  : (const void *)b->images;
+        s = clasp_embedder_embed_inputs(em, t, in, (int)b->n, *out + *n * D);
         for (size_t i = 0; i < b->n && s == CLASP_OK; i++)
             if (!key_add_(keys, b->keys[i])) s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
         if (s != CLASP_OK) break;
@@ -174,13 +180,12 @@ static clasp_status write_sidecar_(const char *npy, const clasp_embedder *em, co
     clasp_hash_hex(em->model_hash, hex);
     cJSON *j = cJSON_CreateObject();
     cJSON *ka = cJSON_CreateArray();
-    bool ok = j && ka && cJSON_AddStringToObject(j, "format", "clasp-embeddings") &&
-              cJSON_AddNumberToObject(j, "version", 1) &&
-              cJSON_AddStringToObject(j, "model", model) &&
-              cJSON_AddStringToObject(j, "model_hash", hex) &&
-              cJSON_AddStringToObject(j, "modality", modality) &&
-              cJSON_AddNumberToObject(j, "dim", em->engine.D) &&
-              cJSON_AddNumberToObject(j, "count", (double)n);
+    bool ok =
+        j && ka && cJSON_AddStringToObject(j, "format", "clasp-embeddings") &&
+        cJSON_AddNumberToObject(j, "version", 1) && cJSON_AddStringToObject(j, "model", model) &&
+        cJSON_AddStringToObject(j, "model_hash", hex) &&
+        cJSON_AddStringToObject(j, "modality", modality) &&
+        cJSON_AddNumberToObject(j, "dim", em->D) && cJSON_AddNumberToObject(j, "count", (double)n);
     for (size_t i = 0; ok && i < keys->n; i++) {
         cJSON *s = cJSON_CreateString(keys->k[i]);
         ok = s != NULL;
@@ -199,21 +204,29 @@ static clasp_status write_sidecar_(const char *npy, const clasp_embedder *em, co
 
 int clasp_cmd_embed(int argc, char **argv) {
     const char *model = NULL, *text = NULL, *shards = NULL, *out = NULL, *modality = NULL;
-    const char **images = NULL;
-    int n_images = 0, batch = 256, threads = 1, workers = 1;
+    const char **images = NULL, **audio = NULL;
+    int n_images = 0, n_audio = 0, batch = 256, threads = 1, workers = 1;
     bool json = false;
     images = calloc((size_t)argc, sizeof *images);
-    if (!images) return 1;
+    audio = calloc((size_t)argc, sizeof *audio);
+    if (!images || !audio) {
+        free(images);
+        free(audio);
+        return 1;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage_(stdout);
             free(images);
+            free(audio);
             return 0;
         } else if (!strcmp(a, "--model") && i + 1 < argc) {
             model = argv[++i];
         } else if (!strcmp(a, "--image")) {
             while (i + 1 < argc && argv[i + 1][0] != '-') images[n_images++] = argv[++i];
+        } else if (!strcmp(a, "--audio")) {
+            while (i + 1 < argc && argv[i + 1][0] != '-') audio[n_audio++] = argv[++i];
         } else if (!strcmp(a, "--text") && i + 1 < argc) {
             text = argv[++i];
         } else if (!strcmp(a, "--shards") && i + 1 < argc) {
@@ -234,42 +247,58 @@ int clasp_cmd_embed(int argc, char **argv) {
             fprintf(stderr, "clasp embed: unknown or incomplete option %s\n", a);
             usage_(stderr);
             free(images);
+            free(audio);
             return 2;
         }
     }
-    int sources = (n_images > 0) + (text != NULL) + (shards != NULL);
+    int sources = (n_images > 0) + (n_audio > 0) + (text != NULL) + (shards != NULL);
     if (!model || !out || sources != 1 || batch < 1 || threads < 1 || workers < 1 ||
-        (modality && strcmp(modality, "image") && strcmp(modality, "text"))) {
-        fprintf(stderr, "clasp embed: need --model, -o and exactly one of --image, --text, "
-                        "--shards (positive --batch-size/--threads/--workers; --modality "
-                        "image|text)\n");
+        (modality && strcmp(modality, "image") && strcmp(modality, "text") &&
+         strcmp(modality, "audio"))) {
+        fprintf(stderr, "clasp embed: need --model, -o and exactly one of --image, --audio, "
+                        "--text, --shards (positive --batch-size/--threads/--workers; "
+                        "--modality image|text|audio)\n");
         usage_(stderr);
         free(images);
+        free(audio);
         return 2;
     }
-    const char *mod = text ? "text" : shards ? (modality ? modality : "image") : "image";
     clasp_embedder em;
     if (clasp_embedder_open(model, threads, batch, &em) != CLASP_OK) {
         fprintf(stderr, "clasp embed: %s\n", clasp_last_error());
         free(images);
+        free(audio);
         return 1;
     }
+    const char *mod = text ? "text" : n_audio ? "audio" : n_images ? "image" : modality;
+    if (!mod) /* --shards without --modality: the model's first tower of image, audio, text */
+        mod = clasp_embedder_has(&em, CLASP_TOWER_IMAGE)   ? "image"
+              : clasp_embedder_has(&em, CLASP_TOWER_AUDIO) ? "audio"
+                                                           : "text";
+    clasp_tower tower = !strcmp(mod, "text")    ? CLASP_TOWER_TEXT
+                        : !strcmp(mod, "audio") ? CLASP_TOWER_AUDIO
+                                                : CLASP_TOWER_IMAGE;
     key_list keys = {0};
     float *emb = NULL;
     size_t n = 0;
     clasp_status s = CLASP_OK;
-    size_t D = (size_t)em.engine.D;
-    if (n_images) {
-        emb = malloc((size_t)n_images * D * sizeof(float));
-        s = emb ? clasp_embedder_image_files(&em, images, n_images, emb)
-                : clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
-        for (int i = 0; i < n_images && s == CLASP_OK; i++)
-            if (!key_add_(&keys, images[i])) s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
-        n = (size_t)n_images;
+    size_t D = (size_t)em.D;
+    if (!clasp_embedder_has(&em, tower)) {
+        s = clasp_set_error(CLASP_ERR_CONFIG, "%s: the model has no %s tower", model, mod);
+    } else if (n_images || n_audio) {
+        const char **files = n_images ? images : audio;
+        int nf = n_images ? n_images : n_audio;
+        emb = malloc((size_t)nf * D * sizeof(float));
+        s = !emb      ? clasp_set_error(CLASP_ERR_NOMEM, "out of memory")
+            : n_audio ? clasp_embedder_audio_files(&em, files, nf, emb)
+                      : clasp_embedder_image_files(&em, files, nf, emb);
+        for (int i = 0; i < nf && s == CLASP_OK; i++)
+            if (!key_add_(&keys, files[i])) s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
+        n = (size_t)nf;
     } else if (text) {
         s = embed_text_file_(&em, text, &keys, &emb, &n);
     } else {
-        s = embed_shards_(&em, shards, !strcmp(mod, "text"), workers, &keys, &emb, &n);
+        s = embed_shards_(&em, shards, tower, workers, &keys, &emb, &n);
         if (s == CLASP_OK && n == 0)
             s = clasp_set_error(CLASP_ERR_FORMAT, "%s: no usable sample", shards);
     }
@@ -292,5 +321,6 @@ int clasp_cmd_embed(int argc, char **argv) {
     key_free_(&keys);
     clasp_embedder_close(&em);
     free(images);
+    free(audio);
     return rc;
 }

@@ -1,6 +1,6 @@
-/* cmd_search.c: `clasp search --model DIR --index OUT.npy (--text Q | --image F) -k K`: embeds
- * the query with the model and prints the K stored rows of highest cosine (exact, one sgemv
- * over the whole index), with the keys of the index's sidecar OUT.json. */
+/* cmd_search.c: `clasp search --model DIR --index OUT.npy (--text Q | --image F | --audio F)
+ * -k K`: embeds the query with the model and prints the K stored rows of highest cosine (exact, one
+ * sgemv over the whole index), with the keys of the index's sidecar OUT.json. */
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,8 +14,8 @@
 #include "pipeline/retrieval.h"
 
 static void usage_(FILE *f) {
-    fprintf(f, "usage: clasp search --model DIR --index OUT.npy (--text QUERY | --image FILE)\n"
-               "                    [-k K] [--threads N] [--json]\n\n"
+    fprintf(f, "usage: clasp search --model DIR --index OUT.npy (--text QUERY | --image FILE |\n"
+               "                    --audio FILE) [-k K] [--threads N] [--json]\n\n"
                "Prints the K entries of an index written by `clasp embed` with the highest cosine\n"
                "similarity to the query (exact search), with their keys from OUT.json.\n"
                "  -k K        results (default 10)\n"
@@ -35,7 +35,7 @@ static cJSON *load_sidecar_(const char *npy) {
 }
 
 int clasp_cmd_search(int argc, char **argv) {
-    const char *model = NULL, *index = NULL, *text = NULL, *image = NULL;
+    const char *model = NULL, *index = NULL, *text = NULL, *image = NULL, *audio = NULL;
     int k = 10, threads = 1;
     bool json = false;
     for (int i = 1; i < argc; i++) {
@@ -51,6 +51,8 @@ int clasp_cmd_search(int argc, char **argv) {
             text = argv[++i];
         } else if (!strcmp(a, "--image") && i + 1 < argc) {
             image = argv[++i];
+        } else if (!strcmp(a, "--audio") && i + 1 < argc) {
+            audio = argv[++i];
         } else if ((!strcmp(a, "-k") || !strcmp(a, "--k")) && i + 1 < argc) {
             k = atoi(argv[++i]);
         } else if (!strcmp(a, "--threads") && i + 1 < argc) {
@@ -63,8 +65,10 @@ int clasp_cmd_search(int argc, char **argv) {
             return 2;
         }
     }
-    if (!model || !index || (!text == !image) || k < 1 || threads < 1) {
-        fprintf(stderr, "clasp search: need --model, --index, one of --text/--image, k >= 1\n");
+    if (!model || !index || (text != NULL) + (image != NULL) + (audio != NULL) != 1 || k < 1 ||
+        threads < 1) {
+        fprintf(stderr,
+                "clasp search: need --model, --index, one of --text/--image/--audio, k >= 1\n");
         usage_(stderr);
         return 2;
     }
@@ -96,16 +100,17 @@ int clasp_cmd_search(int argc, char **argv) {
     if (cJSON_IsString(mh) && strcmp(mh->valuestring, hex) != 0)
         fprintf(stderr, "clasp search: warning: %s was embedded with model %s, this is %s\n", index,
                 mh->valuestring, hex);
-    float *q = malloc((size_t)em.engine.D * sizeof(float));
+    float *q = malloc((size_t)em.D * sizeof(float));
     int64_t *idx = malloc((size_t)k * sizeof(int64_t));
     float *sc = malloc((size_t)k * sizeof(float));
     clasp_status s = q && idx && sc ? CLASP_OK : clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
-    if (s == CLASP_OK && D != em.engine.D)
+    if (s == CLASP_OK && D != em.D)
         s = clasp_set_error(CLASP_ERR_FORMAT, "%s: rows of dim %lld, the model embeds dim %d",
-                            index, (long long)D, em.engine.D);
+                            index, (long long)D, em.D);
     if (s == CLASP_OK)
-        s = text ? clasp_embedder_texts(&em, &text, 1, q)
-                 : clasp_embedder_image_files(&em, &image, 1, q);
+        s = text    ? clasp_embedder_texts(&em, &text, 1, q)
+            : audio ? clasp_embedder_audio_files(&em, &audio, 1, q)
+                    : clasp_embedder_image_files(&em, &image, 1, q);
     if (s == CLASP_OK) s = clasp_search_topk(X, N, (int)D, q, 1, k, idx, sc);
     if (s != CLASP_OK) {
         fprintf(stderr, "clasp search: %s\n", clasp_last_error());
@@ -130,8 +135,8 @@ int clasp_cmd_search(int argc, char **argv) {
         }
         if (json) {
             cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "query", text ? text : image);
-            cJSON_AddStringToObject(o, "modality", text ? "text" : "image");
+            cJSON_AddStringToObject(o, "query", text ? text : audio ? audio : image);
+            cJSON_AddStringToObject(o, "modality", text ? "text" : audio ? "audio" : "image");
             cJSON_AddItemToObject(o, "results", res);
             char *t = cJSON_PrintUnformatted(o);
             if (t) printf("%s\n", t);

@@ -1,6 +1,6 @@
 /* clasp.h: the public C API for using an exported clasp model (`clasp export RUN -o DIR`).
  *
- * Load an export, embed images and texts into the shared space, compare by dot product:
+ * Load an export, embed images, texts and audio into the shared space, compare by dot product:
  *
  *     #include "include/clasp.h"
  *
@@ -20,7 +20,12 @@
  * decoded (PNG, JPEG, BMP, GIF, TGA, PNM; alpha composited on white), brought to the model's
  * size with its resize mode and normalised with its mean and std; texts (UTF-8) are Unicode-
  * normalised (NFKC, control characters dropped, whitespace collapsed and trimmed) and tokenized
- * to the model's context length. Every output row is L2-normalised (unit length, float32).
+ * to the model's context length; audio (WAV, FLAC, OGG/Vorbis, Opus, MP3: what libsndfile
+ * reads) is mixed to mono, resampled to the model's rate (libsamplerate), cut to the model's
+ * clip length from its start (a shorter clip is padded as the model says: repeat, zeros or
+ * whole repeats then zeros), turned into the model's normalised log-mel spectrogram; only the
+ * part of a long file the clip needs is read. The export's preprocess.json lists every one of
+ * these settings. Every output row is L2-normalised (unit length, float32).
  *
  * Errors: functions returning int give 0 on success and a negative code otherwise;
  * clasp_model_open returns NULL. clasp_last_error() then says what failed, naming the file,
@@ -61,6 +66,18 @@ int clasp_model_embed_image_files(clasp_handle *h, const char *const *paths, int
 
 /* Embeds n NUL-terminated UTF-8 texts. Writes out (n, D). */
 int clasp_model_embed_texts(clasp_handle *h, const char *const *texts, int n, float *out);
+
+/* Embeds n audio files given as encoded bytes: data[i] of nbytes[i] bytes. Writes out (n, D).
+ * A file that cannot be used (empty, undecodable, NaN samples, ...) fails the call, naming its
+ * index and the reason. Fails when the model has no audio tower. */
+int clasp_model_embed_audio(clasp_handle *h, const void *const *data, const size_t *nbytes, int n,
+                            float *out);
+
+/* Embeds n audio files. Writes out (n, D). */
+int clasp_model_embed_audio_files(clasp_handle *h, const char *const *paths, int n, float *out);
+
+/* Whether the model has an image (0), text (1) or audio (2) tower: 1 yes, 0 no. */
+int clasp_model_has_modality(const clasp_handle *h, int modality);
 
 /* The last error message of this thread ("" if none). */
 const char *clasp_last_error(void);

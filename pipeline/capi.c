@@ -30,7 +30,7 @@ void clasp_model_close(clasp_handle *h) {
 }
 
 int clasp_model_dim(const clasp_handle *h) {
-    return h ? h->em.engine.D : 0;
+    return h ? h->em.D : 0;
 }
 
 int clasp_model_embed_images(clasp_handle *h, const void *const *data, const size_t *nbytes, int n,
@@ -48,4 +48,22 @@ int clasp_model_embed_image_files(clasp_handle *h, const char *const *paths, int
 int clasp_model_embed_texts(clasp_handle *h, const char *const *texts, int n, float *out) {
     if (!h) return clasp_set_error(CLASP_ERR_ARG, "clasp_model_embed_texts: NULL handle");
     return clasp_embedder_texts(&h->em, texts, n, out);
+}
+
+int clasp_model_embed_audio(clasp_handle *h, const void *const *data, const size_t *nbytes, int n,
+                            float *out) {
+    if (!h) return clasp_set_error(CLASP_ERR_ARG, "clasp_model_embed_audio: NULL handle");
+    return clasp_embedder_audio(&h->em, data, nbytes, NULL, n, out);
+}
+
+int clasp_model_embed_audio_files(clasp_handle *h, const char *const *paths, int n, float *out) {
+    if (!h || (n > 0 && (!paths || !out)))
+        return clasp_set_error(CLASP_ERR_ARG, "clasp_model_embed_audio_files: bad arguments");
+    return clasp_embedder_audio_files(&h->em, paths, n, out);
+}
+
+int clasp_model_has_modality(const clasp_handle *h, int modality) {
+    static const clasp_tower towers[3] = {CLASP_TOWER_IMAGE, CLASP_TOWER_TEXT, CLASP_TOWER_AUDIO};
+    if (!h || modality < 0 || modality > 2) return 0;
+    return clasp_embedder_has(&h->em, towers[modality]) ? 1 : 0;
 }

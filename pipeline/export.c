@@ -1,23 +1,29 @@
 /* export.c: writing exports (model.safetensors, config.json, tokenizer.json, preprocess.json)
- * and the embedder that loads an export or a checkpoint and embeds raw images and texts.
- * See export.h. */
+ * and the embedder that loads an export or a checkpoint and embeds raw images, texts and
+ * audio. See export.h. */
 #include "pipeline/export.h"
 
+#include <cblas.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/hash.h"
 #include "core/json.h"
+#include "encoders/layers.h"
 #include "modalities/text.h"
 #include "pipeline/checkpoint.h"
 #include "pipeline/data.h"
 
 #define PATH_CAP 4400
+#define L2_EPS   1e-12f /* as the engine's normalisation */
 
 /* out = dir + "/" + name; false (and an error) when it does not fit. */
 static bool join_(char *out, size_t cap, const char *dir, const char *name) {
@@ -43,6 +49,40 @@ static const char *resize_name_(clasp_resize_mode r) {
     return r == CLASP_RESIZE_SQUASH ? "squash" : r == CLASP_RESIZE_LONGEST ? "longest" : "shortest";
 }
 
+/* The audio front-end of a model config: its "audio" front-end fields (kept as JSON in
+ * audio.frontend_json) parsed by modalities/audio.h, checked against the tower's input size.
+ * `file` names the config in messages. */
+static clasp_status audio_frontend_of_(const clasp_model_config *mc, const char *file,
+                                       clasp_audio_config *out) {
+    cJSON *fj = cJSON_Parse(mc->audio.frontend_json);
+    if (!fj)
+        return clasp_set_error(CLASP_ERR_CONFIG, "%s: field 'audio': front-end fields are not JSON",
+                               file);
+    clasp_status s = clasp_audio_config_from_json(fj, file, "audio", out);
+    cJSON_Delete(fj);
+    if (s == CLASP_OK && (out->mel.n_mels != mc->audio.n_mels ||
+                          clasp_audio_clip_frames(out) != (size_t)mc->audio.n_frames))
+        s = clasp_set_error(CLASP_ERR_CONFIG,
+                            "%s: field 'audio': the front-end makes %d mels x %zu frames but the "
+                            "audio tower takes %d x %d",
+                            file, out->mel.n_mels, clasp_audio_clip_frames(out), mc->audio.n_mels,
+                            mc->audio.n_frames);
+    return s;
+}
+
+/* preprocess.json's "audio" object: the whole front-end, the evaluation crop and the derived
+ * tower input size. NULL on allocation failure. */
+static cJSON *audio_preprocess_json_(const clasp_audio_config *ac) {
+    cJSON *a = clasp_audio_config_to_json(ac);
+    if (a && (!cJSON_AddStringToObject(a, "eval_crop", "head") ||
+              !cJSON_AddNumberToObject(a, "n_frames", (double)clasp_audio_clip_frames(ac)) ||
+              !cJSON_AddNumberToObject(a, "clip_samples", (double)clasp_audio_clip_samples(ac)))) {
+        cJSON_Delete(a);
+        a = NULL;
+    }
+    return a;
+}
+
 /* ---- writing ---------------------------------------------------------------------------- */
 
 /* The config JSON as exported: a BPE tokenizer's file is the export's tokenizer.json. */
@@ -66,10 +106,17 @@ static cJSON *float_array_(const float *v, int n) {
     return a;
 }
 
-static cJSON *preprocess_json_(const clasp_model_config *mc, const clasp_tokenizer *tok) {
+/* *out = preprocess.json's document (caller deletes). A bad audio front-end is
+ * CLASP_ERR_CONFIG naming the field. */
+static clasp_status preprocess_json_(const clasp_model_config *mc, const clasp_tokenizer *tok,
+                                     cJSON **out) {
+    *out = NULL;
     clasp_text_config tc = clasp_text_default_config();
+    clasp_audio_config ac;
+    if (mc->audio.type != CLASP_AUDIO_TYPE_NONE)
+        CLASP_TRY(audio_frontend_of_(mc, "model config", &ac));
     cJSON *root = cJSON_CreateObject();
-    if (!root) return NULL;
+    if (!root) return clasp_set_error(CLASP_ERR_NOMEM, "export: out of memory");
     bool ok = cJSON_AddStringToObject(root, "format", "clasp-preprocess") &&
               cJSON_AddNumberToObject(root, "version", 1);
     if (ok && mc->image.type != CLASP_IMAGE_NONE) {
@@ -108,11 +155,17 @@ static cJSON *preprocess_json_(const clasp_model_config *mc, const clasp_tokeniz
              cJSON_AddBoolToObject(nz, "collapse_whitespace", tc.collapse_whitespace) &&
              cJSON_AddBoolToObject(nz, "trim", tc.trim);
     }
+    if (ok && mc->audio.type != CLASP_AUDIO_TYPE_NONE) {
+        cJSON *a = audio_preprocess_json_(&ac);
+        ok = a != NULL;
+        if (ok) cJSON_AddItemToObject(root, "audio", a);
+    }
     if (!ok) {
         cJSON_Delete(root);
-        return NULL;
+        return clasp_set_error(CLASP_ERR_NOMEM, "export: out of memory");
     }
-    return root;
+    *out = root;
+    return CLASP_OK;
 }
 
 /* Removes a folder holding only plain files (an old export or a failed temporary one). */
@@ -154,10 +207,7 @@ static clasp_status write_files_(const clasp_model *m, const clasp_tokenizer *to
         join_(p, sizeof p, dir, "tokenizer.json");
         s = clasp_tokenizer_save(tok, p);
     }
-    if (s == CLASP_OK) {
-        pre = preprocess_json_(&m->config, tok);
-        if (!pre) s = clasp_set_error(CLASP_ERR_NOMEM, "export: out of memory");
-    }
+    if (s == CLASP_OK) s = preprocess_json_(&m->config, tok, &pre);
     if (s == CLASP_OK) {
         join_(p, sizeof p, dir, "preprocess.json");
         s = clasp_json_save(p, pre);
@@ -256,34 +306,91 @@ static clasp_status check_floats_(const cJSON *obj, const char *name, const char
     return CLASP_OK;
 }
 
+/* preprocess.json's "audio" object (`au`, in file p) must hold every front-end field, each
+ * valid and equal to config.json's front-end `want`. */
+static clasp_status check_audio_preprocess_(const cJSON *au, const char *p,
+                                            const clasp_audio_config *want) {
+    cJSON *w = audio_preprocess_json_(want), *g = NULL;
+    if (!w) return clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", p);
+    clasp_status s = CLASP_OK;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, w) {
+        if (!cJSON_GetObjectItemCaseSensitive(au, it->string)) {
+            s = clasp_set_error(CLASP_ERR_CONFIG, "%s: field 'audio.%s' missing", p, it->string);
+            break;
+        }
+    }
+    clasp_audio_config got;
+    if (s == CLASP_OK) s = clasp_audio_config_from_json(au, p, "audio", &got);
+    if (s == CLASP_OK) {
+        g = audio_preprocess_json_(&got);
+        if (!g) s = clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", p);
+    }
+    /* fields the parser does not read (eval_crop, n_frames, clip_samples) come from the file */
+    static const char *const own[] = {"eval_crop", "n_frames", "clip_samples"};
+    for (int i = 0; s == CLASP_OK && i < 3; i++) {
+        cJSON *v = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(au, own[i]), 1);
+        if (!v || !cJSON_ReplaceItemInObjectCaseSensitive(g, own[i], v)) {
+            cJSON_Delete(v);
+            s = clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", p);
+        }
+    }
+    cJSON_ArrayForEach(it, w) {
+        if (s != CLASP_OK) break;
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(g, it->string);
+        if (!x || !cJSON_Compare(x, it, 1)) {
+            char *want_s = cJSON_PrintUnformatted(it);
+            char *got_s = x ? cJSON_PrintUnformatted(x) : NULL;
+            s = clasp_set_error(CLASP_ERR_CONFIG,
+                                "%s: field 'audio.%s' is %s but config.json says %s", p, it->string,
+                                got_s ? got_s : "?", want_s ? want_s : "?");
+            cJSON_free(want_s);
+            cJSON_free(got_s);
+        }
+    }
+    cJSON_Delete(w);
+    cJSON_Delete(g);
+    return s;
+}
+
 /* preprocess.json must describe what config.json implies. */
 static clasp_status check_preprocess_(const char *dir, const clasp_model_config *mc,
-                                      const clasp_tokenizer *tok) {
+                                      const clasp_tokenizer *tok, const clasp_audio_config *audio) {
     char p[PATH_CAP];
     join_(p, sizeof p, dir, "preprocess.json");
     if (!is_file_(p)) return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: missing", p);
     cJSON *root;
     CLASP_TRY(clasp_json_load(p, &root));
     clasp_status s = CLASP_OK;
-    const cJSON *im = NULL, *tx = NULL;
-    if (mc->image.type != CLASP_IMAGE_NONE) s = clasp_json_obj(root, "image", p, "", &im);
-    if (s == CLASP_OK) s = check_num_(im, "channels", p, "image", mc->image.channels);
-    if (s == CLASP_OK) s = check_num_(im, "size", p, "image", mc->image.size);
-    if (s == CLASP_OK) {
-        char r[32];
-        s = clasp_json_str(im, "resize", p, "image", r, sizeof r);
-        if (s == CLASP_OK && strcmp(r, resize_name_(mc->image.resize)))
-            s = clasp_set_error(CLASP_ERR_CONFIG,
-                                "%s: field 'image.resize' is \"%s\" but config.json says \"%s\"", p,
-                                r, resize_name_(mc->image.resize));
+    const cJSON *im = NULL, *tx = NULL, *au = NULL;
+    if (mc->image.type != CLASP_IMAGE_NONE) {
+        s = clasp_json_obj(root, "image", p, "", &im);
+        if (s == CLASP_OK) s = check_num_(im, "channels", p, "image", mc->image.channels);
+        if (s == CLASP_OK) s = check_num_(im, "size", p, "image", mc->image.size);
+        if (s == CLASP_OK) {
+            char r[32];
+            s = clasp_json_str(im, "resize", p, "image", r, sizeof r);
+            if (s == CLASP_OK && strcmp(r, resize_name_(mc->image.resize)))
+                s = clasp_set_error(
+                    CLASP_ERR_CONFIG,
+                    "%s: field 'image.resize' is \"%s\" but config.json says \"%s\"", p, r,
+                    resize_name_(mc->image.resize));
+        }
+        if (s == CLASP_OK)
+            s = check_floats_(im, "mean", p, "image", mc->image.mean, mc->image.channels);
+        if (s == CLASP_OK)
+            s = check_floats_(im, "std", p, "image", mc->image.std, mc->image.channels);
     }
-    if (s == CLASP_OK)
-        s = check_floats_(im, "mean", p, "image", mc->image.mean, mc->image.channels);
-    if (s == CLASP_OK) s = check_floats_(im, "std", p, "image", mc->image.std, mc->image.channels);
-    if (s == CLASP_OK && mc->text.type != CLASP_TEXT_NONE)
+    if (s == CLASP_OK && mc->text.type != CLASP_TEXT_NONE) {
         s = clasp_json_obj(root, "text", p, "", &tx);
-    if (s == CLASP_OK) s = check_num_(tx, "context_length", p, "text", mc->text.context_length);
-    if (s == CLASP_OK) s = check_num_(tx, "vocab_size", p, "text", clasp_tokenizer_vocab_size(tok));
+        if (s == CLASP_OK) s = check_num_(tx, "context_length", p, "text", mc->text.context_length);
+        if (s == CLASP_OK)
+            s = check_num_(tx, "vocab_size", p, "text", clasp_tokenizer_vocab_size(tok));
+    }
+    if (s == CLASP_OK && mc->audio.type != CLASP_AUDIO_TYPE_NONE) {
+        s = clasp_json_obj(root, "audio", p, "", &au);
+        if (s == CLASP_OK) s = check_audio_preprocess_(au, p, audio);
+    }
     cJSON_Delete(root);
     return s;
 }
@@ -332,34 +439,113 @@ static void run_dir_of_(const char *ckpt, char *out, size_t cap) {
     }
 }
 
+bool clasp_embedder_has(const clasp_embedder *em, clasp_tower t) {
+    return em && t != CLASP_TOWER_SHARED && clasp_model_config_has(&em->config, t);
+}
+
+clasp_model *clasp_embedder_model(clasp_embedder *em) {
+    if (em->own) return &em->own[0];
+    return em->engine.models ? &em->engine.models[0] : NULL;
+}
+
+static clasp_model *replica_(clasp_embedder *em, int r) {
+    return em->own ? &em->own[r] : &em->engine.models[r];
+}
+
 void clasp_embedder_close(clasp_embedder *em) {
     if (!em) return;
     clasp_engine_free(&em->engine);
+    if (em->own)
+        for (int r = 0; r < em->n_rep; r++) clasp_model_free(&em->own[r]);
+    free(em->own);
     clasp_tokenizer_free(em->tok);
+    clasp_audio_frontend_free(em->fe);
     free(em->pix);
     free(em->tokens);
+    free(em->mel);
+    free(em->norms);
     memset(em, 0, sizeof *em);
 }
 
+/* em->lc and em->tok from em->config: the loader's evaluation-mode preprocessing.
+ * clasp_data_loader_config wants an image and a text tower; for a model without one of them
+ * it is given a placeholder (a 1x1 gray image, or a byte-level text of 2 tokens) whose
+ * preprocessing is never used. `file` names the config in messages. */
+static clasp_status loader_config_(clasp_embedder *em, const char *file) {
+    clasp_model_config c = em->config;
+    if (c.image.type == CLASP_IMAGE_NONE) {
+        c.image.type = CLASP_IMAGE_CNN;
+        c.image.channels = 1;
+        c.image.size = 1;
+        c.image.mean[0] = 0.0f;
+        c.image.std[0] = 1.0f;
+    }
+    if (c.text.type == CLASP_TEXT_NONE) {
+        c.text.type = CLASP_TEXT_TRANSFORMER;
+        c.text.context_length = 2;
+        c.text.vocab_size = 1 << 20;
+        memset(&c.text.tokenizer, 0, sizeof c.text.tokenizer);
+    }
+    CLASP_TRY(clasp_data_loader_config(&c, &em->lc, &em->tok));
+    if (em->config.audio.type != CLASP_AUDIO_TYPE_NONE)
+        CLASP_TRY(audio_frontend_of_(&em->config, file, &em->lc.audio));
+    return CLASP_OK;
+}
+
+/* The compute side: the engine for image-text models, else `threads` own replicas; scratch
+ * buffers for each tower the model has; the audio front-end. */
 static clasp_status start_engine_(clasp_embedder *em, int threads, int batch_size) {
     if (threads < 1) threads = 1;
     if (threads > CLASP_ENGINE_MAX_CHUNKS) threads = CLASP_ENGINE_MAX_CHUNKS;
     if (batch_size < 1) batch_size = 64;
     batch_size = (batch_size + threads - 1) / threads * threads;
-    clasp_engine_options eo = {.batch_size = batch_size,
-                               .accum_steps = 1,
-                               .chunks = threads,
-                               .threads = threads,
-                               .loss = CLASP_LOSS_INFONCE};
-    CLASP_TRY(clasp_engine_init(&em->engine, &em->config, &eo));
+    const clasp_model_config *mc = &em->config;
+    em->n_rep = threads;
     em->batch_size = batch_size;
-    size_t px = (size_t)em->config.image.channels * (size_t)em->config.image.size *
-                (size_t)em->config.image.size;
-    em->pix = malloc((size_t)batch_size * px * sizeof(float));
-    em->tokens =
-        malloc((size_t)batch_size * (size_t)em->config.text.context_length * sizeof(int32_t));
-    if (!em->pix || !em->tokens) return clasp_set_error(CLASP_ERR_NOMEM, "embedder: out of memory");
+    em->D = mc->embed_dim;
+    if (mc->image.type != CLASP_IMAGE_NONE && mc->text.type != CLASP_TEXT_NONE) {
+        clasp_engine_options eo = {.batch_size = batch_size,
+                                   .accum_steps = 1,
+                                   .chunks = threads,
+                                   .threads = threads,
+                                   .loss = CLASP_LOSS_INFONCE};
+        CLASP_TRY(clasp_engine_init(&em->engine, mc, &eo));
+    } else {
+        em->own = calloc((size_t)threads, sizeof *em->own);
+        if (!em->own) return clasp_set_error(CLASP_ERR_NOMEM, "embedder: out of memory");
+        for (int r = 0; r < threads; r++) {
+            CLASP_TRY(clasp_model_init(&em->own[r], mc));
+            CLASP_TRY(clasp_model_prepare(&em->own[r], batch_size / threads));
+        }
+        /* One threading layer, as the engine: our threads; OpenBLAS single-threaded in each. */
+        openblas_set_num_threads(1);
+    }
+    size_t B = (size_t)batch_size;
+    bool ok = true;
+    if (mc->image.type != CLASP_IMAGE_NONE)
+        ok = ok && (em->pix = malloc(B * clasp_model_input_elems(mc, CLASP_TOWER_IMAGE) *
+                                     sizeof(float))) != NULL;
+    if (mc->text.type != CLASP_TEXT_NONE)
+        ok = ok && (em->tokens = malloc(B * clasp_model_input_elems(mc, CLASP_TOWER_TEXT) *
+                                        sizeof(int32_t))) != NULL;
+    if (mc->audio.type != CLASP_AUDIO_TYPE_NONE)
+        ok = ok && (em->mel = malloc(B * clasp_model_input_elems(mc, CLASP_TOWER_AUDIO) *
+                                     sizeof(float))) != NULL;
+    ok = ok && (em->norms = malloc(B * sizeof(float))) != NULL;
+    if (!ok) return clasp_set_error(CLASP_ERR_NOMEM, "embedder: out of memory");
+    if (mc->audio.type != CLASP_AUDIO_TYPE_NONE)
+        CLASP_TRY(clasp_audio_frontend_new(&em->lc.audio, &em->fe));
     return CLASP_OK;
+}
+
+/* Copies replica 0's parameters to the others. */
+static void sync_params_(clasp_embedder *em) {
+    if (!em->own) {
+        clasp_engine_sync_params(&em->engine);
+        return;
+    }
+    for (int r = 1; r < em->n_rep; r++)
+        memcpy(em->own[r].params, em->own[0].params, em->own[0].n_floats * sizeof(float));
 }
 
 static clasp_status open_export_(clasp_embedder *em, const char *dir, int threads, int batch) {
@@ -382,7 +568,7 @@ static clasp_status open_export_(clasp_embedder *em, const char *dir, int thread
         !join_(em->config.text.tokenizer.file, sizeof em->config.text.tokenizer.file, dir,
                "tokenizer.json"))
         s = clasp_wrap_error(CLASP_ERR_ARG, "BPE tokenizer");
-    if (s == CLASP_OK) s = clasp_data_loader_config(&em->config, &em->lc, &em->tok);
+    if (s == CLASP_OK) s = loader_config_(em, p);
     if (s == CLASP_OK) {
         /* tokenizer.json must be the tokenizer config.json names */
         clasp_tokenizer *t2 = NULL;
@@ -398,13 +584,15 @@ static clasp_status open_export_(clasp_embedder *em, const char *dir, int thread
                                 clasp_tokenizer_vocab_size(t2), em->config.text.tokenizer.type);
         clasp_tokenizer_free(t2);
     }
-    if (s == CLASP_OK) s = check_preprocess_(dir, &em->config, em->tok);
+    if (s == CLASP_OK) s = check_preprocess_(dir, &em->config, em->tok, &em->lc.audio);
     clasp_safetensors *st = NULL;
     if (s == CLASP_OK) s = clasp_st_open(mp, &st);
     if (s == CLASP_OK) s = check_meta_config_(st, mp, cfg, p);
     if (s == CLASP_OK) s = start_engine_(em, threads, batch);
-    if (s == CLASP_OK)
-        s = clasp_model_read_tensors(&em->engine.models[0], st, "", em->engine.models[0].params);
+    if (s == CLASP_OK) {
+        clasp_model *m0 = clasp_embedder_model(em);
+        s = clasp_model_read_tensors(m0, st, "", m0->params);
+    }
     if (s == CLASP_OK) em->model_hash = clasp_hash64(st->file, st->file_len, 0);
     clasp_st_free(st);
     cJSON_Delete(cfg);
@@ -423,11 +611,12 @@ static clasp_status open_checkpoint_(clasp_embedder *em, const char *path, int t
     clasp_status s = cJSON_IsObject(cfg)
                          ? clasp_model_config_parse(cfg, sp, &em->config)
                          : clasp_set_error(CLASP_ERR_FORMAT, "%s: field 'config' missing", sp);
-    if (s == CLASP_OK) s = clasp_data_loader_config(&em->config, &em->lc, &em->tok);
+    if (s == CLASP_OK) s = loader_config_(em, sp);
     if (s == CLASP_OK) s = start_engine_(em, threads, batch);
-    if (s == CLASP_OK)
-        s = clasp_model_read_tensors(&em->engine.models[0], c.model, "",
-                                     em->engine.models[0].params);
+    if (s == CLASP_OK) {
+        clasp_model *m0 = clasp_embedder_model(em);
+        s = clasp_model_read_tensors(m0, c.model, "", m0->params);
+    }
     if (s == CLASP_OK) em->model_hash = clasp_hash64(c.model->file, c.model->file_len, 0);
     const cJSON *step = cJSON_GetObjectItemCaseSensitive(c.state, "step");
     em->step = cJSON_IsNumber(step) ? (int64_t)step->valuedouble : -1;
@@ -464,7 +653,7 @@ clasp_status clasp_embedder_open(const char *path, int threads, int batch_size,
         return s;
     }
     em->lc.eval = true;
-    clasp_engine_sync_params(&em->engine);
+    sync_params_(em);
     return CLASP_OK;
 }
 
@@ -474,7 +663,7 @@ clasp_status clasp_export_checkpoint(const char *ckpt_or_run, const char *out_di
     CLASP_TRY(clasp_ckpt_resolve(ckpt_or_run, dir, sizeof dir));
     clasp_embedder em;
     CLASP_TRY(clasp_embedder_open(dir, 1, 1, &em));
-    clasp_status s = clasp_export_model(&em.engine.models[0], em.tok, out_dir);
+    clasp_status s = clasp_export_model(clasp_embedder_model(&em), em.tok, out_dir);
     if (s == CLASP_OK && ckpt_out) snprintf(ckpt_out, ckpt_cap, "%s", dir);
     clasp_embedder_close(&em);
     return s;
@@ -492,13 +681,97 @@ clasp_status clasp_embedder_tokenize(const clasp_embedder *em, const char *text,
     return s;
 }
 
+/* One replica's share of an embedding call (own-replica path). */
+typedef struct embed_job {
+    clasp_model *m;
+    clasp_tower t;
+    const void *in; /* this job's first input row */
+    int n;
+    int D;
+    float *out;   /* (n, D) */
+    float *norms; /* (n) */
+    clasp_status s;
+    char err[1024];
+} embed_job;
+
+static void *embed_job_run_(void *arg) {
+    embed_job *j = arg;
+    j->s = clasp_model_encode(j->m, j->t, j->in, j->n, j->out);
+    if (j->s == CLASP_OK)
+        clasp_l2norm_forward(j->out, j->norms, j->out, j->n, j->D, L2_EPS);
+    else
+        snprintf(j->err, sizeof j->err, "%s", clasp_last_error());
+    return NULL;
+}
+
+/* Embeds n inputs of tower t on the replicas: pieces of batch_size rows, each cut into
+ * n_rep slices of batch_size / n_rep rows run by one thread each (the caller runs slice 0). */
+static clasp_status embed_replicas_(clasp_embedder *em, clasp_tower t, const void *input, int n,
+                                    float *out) {
+    size_t row_bytes = clasp_model_input_elems(&em->config, t) *
+                       (t == CLASP_TOWER_TEXT ? sizeof(int32_t) : sizeof(float));
+    int crows = em->batch_size / em->n_rep, D = em->D;
+    for (int at = 0; at < n; at += em->batch_size) {
+        int m = n - at < em->batch_size ? n - at : em->batch_size;
+        embed_job jobs[CLASP_ENGINE_MAX_CHUNKS];
+        pthread_t th[CLASP_ENGINE_MAX_CHUNKS];
+        bool started[CLASP_ENGINE_MAX_CHUNKS] = {false};
+        int nj = 0;
+        for (int lo = 0; lo < m; lo += crows, nj++) {
+            size_t row = (size_t)at + (size_t)lo;
+            jobs[nj] = (embed_job){.m = replica_(em, nj),
+                                   .t = t,
+                                   .in = (const char *)input + row * row_bytes,
+                                   .n = m - lo < crows ? m - lo : crows,
+                                   .D = D,
+                                   .out = out + row * (size_t)D,
+                                   .norms = em->norms + lo,
+                                   .s = CLASP_OK};
+        }
+        for (int j = 1; j < nj; j++)
+            started[j] = pthread_create(&th[j], NULL, embed_job_run_, &jobs[j]) == 0;
+        embed_job_run_(&jobs[0]);
+        for (int j = 1; j < nj; j++) {
+            if (started[j])
+                pthread_join(th[j], NULL);
+            else
+                embed_job_run_(&jobs[j]); /* no thread: run it here */
+        }
+        for (int j = 0; j < nj; j++)
+            if (jobs[j].s != CLASP_OK) return clasp_set_error(jobs[j].s, "%s", jobs[j].err);
+    }
+    return CLASP_OK;
+}
+
+static const char *tower_word_(clasp_tower t) {
+    return t == CLASP_TOWER_IMAGE ? "image" : t == CLASP_TOWER_TEXT ? "text" : "audio";
+}
+
+static clasp_status need_tower_(const clasp_embedder *em, clasp_tower t) {
+    if (clasp_embedder_has(em, t)) return CLASP_OK;
+    return clasp_set_error(CLASP_ERR_CONFIG, "%s: the model has no %s tower", em->path,
+                           tower_word_(t));
+}
+
+clasp_status clasp_embedder_embed_inputs(clasp_embedder *em, clasp_tower t, const void *input,
+                                         int n, float *out) {
+    if (!em || n < 0 || (n > 0 && (!input || !out)))
+        return clasp_set_error(CLASP_ERR_ARG, "embed: bad arguments");
+    CLASP_TRY(need_tower_(em, t));
+    if (n == 0) return CLASP_OK;
+    if (!em->own && (t == CLASP_TOWER_IMAGE || t == CLASP_TOWER_TEXT))
+        return clasp_engine_embed(&em->engine, t, input, n, out);
+    return embed_replicas_(em, t, input, n, out);
+}
+
 clasp_status clasp_embedder_images(clasp_embedder *em, const void *const *data,
                                    const size_t *nbytes, const char *const *names, int n,
                                    float *out) {
     if (n < 0 || (n > 0 && (!data || !nbytes || !out)))
         return clasp_set_error(CLASP_ERR_ARG, "embed images: bad arguments");
+    CLASP_TRY(need_tower_(em, CLASP_TOWER_IMAGE));
     size_t px = clasp_image_tensor_numel(&em->lc.image);
-    size_t D = (size_t)em->engine.D;
+    size_t D = (size_t)em->D;
     for (int at = 0; at < n; at += em->batch_size) {
         int m = n - at < em->batch_size ? n - at : em->batch_size;
         for (int i = 0; i < m; i++) {
@@ -510,40 +783,118 @@ clasp_status clasp_embedder_images(clasp_embedder *em, const void *const *data,
             }
         }
         CLASP_TRY(
-            clasp_engine_embed(&em->engine, CLASP_TOWER_IMAGE, em->pix, m, out + (size_t)at * D));
+            clasp_embedder_embed_inputs(em, CLASP_TOWER_IMAGE, em->pix, m, out + (size_t)at * D));
     }
     return CLASP_OK;
 }
 
-clasp_status clasp_embedder_image_files(clasp_embedder *em, const char *const *paths, int n,
-                                        float *out) {
-    size_t D = (size_t)em->engine.D;
+clasp_status clasp_embedder_audio(clasp_embedder *em, const void *const *data, const size_t *nbytes,
+                                  const char *const *names, int n, float *out) {
+    if (n < 0 || (n > 0 && (!data || !nbytes || !out)))
+        return clasp_set_error(CLASP_ERR_ARG, "embed audio: bad arguments");
+    CLASP_TRY(need_tower_(em, CLASP_TOWER_AUDIO));
+    size_t numel = clasp_audio_frontend_numel(em->fe), D = (size_t)em->D;
     for (int at = 0; at < n; at += em->batch_size) {
         int m = n - at < em->batch_size ? n - at : em->batch_size;
-        char *bufs[CLASP_ENGINE_MAX_CHUNKS * 64];
-        char **b = m <= (int)(sizeof bufs / sizeof *bufs) ? bufs : calloc((size_t)m, sizeof *b);
-        size_t *sz = calloc((size_t)m, sizeof *sz);
-        clasp_status s = b && sz ? CLASP_OK : clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
-        int got = 0;
+        for (int i = 0; i < m; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "audio %d", at + i);
+            clasp_audio_skip why = CLASP_AUDIO_OK;
+            /* aug NULL: evaluation mode (head crop, no augmentation) */
+            clasp_status s = clasp_audio_frontend_run(em->fe, data[at + i], nbytes[at + i], NULL, 0,
+                                                      0, names ? names[at + i] : what,
+                                                      em->mel + (size_t)i * numel, NULL, &why);
+            if (s != CLASP_OK) return s; /* the message names the input and the reason */
+        }
+        CLASP_TRY(
+            clasp_embedder_embed_inputs(em, CLASP_TOWER_AUDIO, em->mel, m, out + (size_t)at * D));
+    }
+    return CLASP_OK;
+}
+
+/* Embeds files through `fn` (clasp_embedder_images or _audio) in pieces of batch_size, each
+ * file mapped read-only (mmap: the audio front-end touches only the pages a clip needs, so a
+ * 2-hour recording costs what its first seconds do; a file that cannot be mapped is read). */
+typedef clasp_status (*embed_bytes_fn)(clasp_embedder *, const void *const *, const size_t *,
+                                       const char *const *, int, float *);
+
+static clasp_status map_file_(const char *path, void **data, size_t *n, bool *mapped) {
+    *data = NULL;
+    *n = 0;
+    *mapped = false;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return clasp_set_error(CLASP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return clasp_set_error(CLASP_ERR_IO, "%s: not a regular file", path);
+    }
+    if (st.st_size > 0) {
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p != MAP_FAILED) {
+            *data = p;
+            *n = (size_t)st.st_size;
+            *mapped = true;
+        }
+    }
+    close(fd);
+    if (*mapped || st.st_size == 0) return CLASP_OK;
+    char *buf;
+    CLASP_TRY(clasp_read_file(path, (size_t)4 << 30, &buf, n));
+    *data = buf;
+    return CLASP_OK;
+}
+
+static clasp_status embed_files_(clasp_embedder *em, const char *const *paths, int n, float *out,
+                                 embed_bytes_fn fn) {
+    if (n < 0 || (n > 0 && (!paths || !out)))
+        return clasp_set_error(CLASP_ERR_ARG, "embed files: bad arguments");
+    size_t D = (size_t)em->D;
+    int B = em->batch_size;
+    void **bufs = calloc((size_t)B, sizeof *bufs);
+    size_t *sz = calloc((size_t)B, sizeof *sz);
+    bool *mapped = calloc((size_t)B, sizeof *mapped);
+    clasp_status s =
+        bufs && sz && mapped ? CLASP_OK : clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
+    for (int at = 0; at < n && s == CLASP_OK; at += B) {
+        int m = n - at < B ? n - at : B, got = 0;
         for (; got < m && s == CLASP_OK; got++) {
-            s = clasp_read_file(paths[at + got], (size_t)1 << 30, &b[got], &sz[got]);
+            s = map_file_(paths[at + got], &bufs[got], &sz[got], &mapped[got]);
             if (s != CLASP_OK) break;
         }
         if (s == CLASP_OK)
-            s = clasp_embedder_images(em, (const void *const *)b, sz, paths + at, m,
-                                      out + (size_t)at * D);
-        for (int i = 0; i < got; i++) free(b[i]);
-        if (b != bufs) free(b);
-        free(sz);
-        CLASP_TRY(s);
+            s = fn(em, (const void *const *)bufs, sz, paths + at, m, out + (size_t)at * D);
+        for (int i = 0; i < got; i++) {
+            if (mapped[i])
+                munmap(bufs[i], sz[i]);
+            else
+                free(bufs[i]);
+            bufs[i] = NULL;
+        }
     }
-    return CLASP_OK;
+    free(bufs);
+    free(sz);
+    free(mapped);
+    return s;
+}
+
+clasp_status clasp_embedder_image_files(clasp_embedder *em, const char *const *paths, int n,
+                                        float *out) {
+    CLASP_TRY(need_tower_(em, CLASP_TOWER_IMAGE));
+    return embed_files_(em, paths, n, out, clasp_embedder_images);
+}
+
+clasp_status clasp_embedder_audio_files(clasp_embedder *em, const char *const *paths, int n,
+                                        float *out) {
+    CLASP_TRY(need_tower_(em, CLASP_TOWER_AUDIO));
+    return embed_files_(em, paths, n, out, clasp_embedder_audio);
 }
 
 clasp_status clasp_embedder_texts(clasp_embedder *em, const char *const *texts, int n, float *out) {
     if (n < 0 || (n > 0 && (!texts || !out)))
         return clasp_set_error(CLASP_ERR_ARG, "embed texts: bad arguments");
-    size_t T = (size_t)em->lc.context_length, D = (size_t)em->engine.D;
+    CLASP_TRY(need_tower_(em, CLASP_TOWER_TEXT));
+    size_t T = (size_t)em->lc.context_length, D = (size_t)em->D;
     for (int at = 0; at < n; at += em->batch_size) {
         int m = n - at < em->batch_size ? n - at : em->batch_size;
         for (int i = 0; i < m; i++) {
@@ -551,7 +902,7 @@ clasp_status clasp_embedder_texts(clasp_embedder *em, const char *const *texts, 
             if (s != CLASP_OK) return clasp_wrap_error(s, "text %d", at + i);
         }
         CLASP_TRY(
-            clasp_engine_embed(&em->engine, CLASP_TOWER_TEXT, em->tokens, m, out + (size_t)at * D));
+            clasp_embedder_embed_inputs(em, CLASP_TOWER_TEXT, em->tokens, m, out + (size_t)at * D));
     }
     return CLASP_OK;
 }

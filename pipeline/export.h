@@ -15,26 +15,45 @@
  *      "text": {"context_length": 32, "tokenizer": "bytes" | "bpe", "bos_id": 256,
  *               "eos_id": 257, "pad_id": 258, "vocab_size": 259,
  *               "normalize": {"nfkc": true, "casefold": false, "strip_control": true,
- *                             "collapse_whitespace": true, "trim": true}}}
+ *                             "collapse_whitespace": true, "trim": true}},
+ *      "audio": {"sample_rate": 8000, "clip_seconds": 3, "pad": "zero", "crop": "random",
+ *                "eval_crop": "head", "resample_quality": 2, "min_seconds": 0,
+ *                "nonfinite": "reject", "n_fft": 256, "win_length": 200, "hop_length": 80,
+ *                "window": "hann", "center": true, "pad_mode": "reflect", "n_mels": 64,
+ *                "fmin": 20, "fmax": 4000, "mel_scale": "htk", "mel_norm": "none",
+ *                "power": 2, "log": "ln", "log_floor": 1e-10, "norm_mean": -5.5,
+ *                "norm_std": 6, "n_frames": 301, "clip_samples": 24000}}
+ * "audio" is the whole front-end of modalities/audio.h (clasp_audio_config_to_json: field
+ * meanings at clasp_audio_config_from_json) plus "eval_crop" (embedding always crops the head
+ * of a long clip; "crop" is the training crop) and the derived tower input size. Reading an
+ * export checks every audio field is present and equal to config.json's front-end:
+ * CLASP_ERR_CONFIG naming preprocess.json and the field ("audio.n_fft") otherwise.
  * The export is written into DIR.tmp-PID and renamed to DIR at the end, so DIR is either the
  * old export (or absent) or the complete new one.
  *
  * The embedder (clasp_embedder) loads an export or a checkpoint (a checkpoint folder or a run
- * folder: its latest checkpoint) and embeds images (encoded bytes or files) and texts exactly
- * as the loader does in evaluation mode: images decoded with stb_image (alpha composited on
- * white), resized per the config and normalised (modalities/image.h); texts normalised with
- * utf8proc (modalities/text.h defaults) and tokenized to the context length. Outputs are
- * L2-normalised features (n, embed_dim), computed by the engine (pipeline/engine.h) over
- * `threads` replicas. An embedder is driven by one thread at a time.
+ * folder: its latest checkpoint) and embeds images (encoded bytes or files), texts and audio
+ * exactly as the loader does in evaluation mode: images decoded with stb_image (alpha composited
+ * on white), resized per the config and normalised (modalities/image.h); texts normalised with
+ * utf8proc (modalities/text.h defaults) and tokenized to the context length; audio decoded by
+ * the front-end of modalities/audio.h in evaluation mode (libsndfile, mono mix, libsamplerate
+ * to the model's rate, head crop or the configured pad, log-mel, normalisation; no
+ * augmentation). Outputs are L2-normalised features (n, embed_dim). Image-text models run on
+ * the engine (pipeline/engine.h) over `threads` replicas; models the engine does not pair
+ * (audio-text: no image tower) run on the embedder's own `threads` model replicas; either way
+ * an audio tower runs on the replicas with one thread per replica. An embedder is driven by
+ * one thread at a time.
  */
 #ifndef CLASP_PIPELINE_EXPORT_H
 #define CLASP_PIPELINE_EXPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "core/status.h"
 #include "encoders/model.h"
+#include "modalities/audio.h"
 #include "modalities/tokenizer.h"
 #include "pipeline/engine.h"
 #include "pipeline/loader.h"
@@ -60,15 +79,25 @@ typedef struct clasp_embedder {
     char path[4096];    /* the export or checkpoint folder */
     char run_dir[4096]; /* the run folder holding the checkpoint, "" if none */
     clasp_model_config config;
-    clasp_tokenizer *tok;
-    clasp_loader_config lc; /* the loader's eval-mode preprocessing (image, text, tokens) */
-    clasp_engine engine;    /* models[0].params hold the loaded parameters */
-    uint64_t model_hash;    /* xxh64 of the bytes of model.safetensors */
-    int64_t step;           /* the checkpoint's training step, -1 for an export */
-    int batch_size;         /* inputs preprocessed and embedded per engine call */
-    float *pix;             /* (batch_size, C, S, S) scratch */
-    int32_t *tokens;        /* (batch_size, T) scratch */
+    clasp_tokenizer *tok;     /* the text tower's tokenizer (byte-level when there is none) */
+    clasp_loader_config lc;   /* the loader's eval-mode preprocessing (image, text, audio) */
+    clasp_engine engine;      /* image-text models: models[0].params hold the loaded parameters;
+                                 all zero (models NULL) when the engine does not take the model */
+    clasp_model *own;         /* (n_rep) replicas when the engine is not used, else NULL */
+    int n_rep;                /* model replicas (= compute threads) */
+    int D;                    /* embedding dimension */
+    uint64_t model_hash;      /* xxh64 of the bytes of model.safetensors */
+    int64_t step;             /* the checkpoint's training step, -1 for an export */
+    int batch_size;           /* inputs preprocessed and embedded per call (multiple of n_rep) */
+    float *pix;               /* (batch_size, C, S, S) scratch; NULL without an image tower */
+    int32_t *tokens;          /* (batch_size, T) scratch; NULL without a text tower */
+    float *mel;               /* (batch_size, n_mels, n_frames) scratch; NULL without audio */
+    float *norms;             /* (batch_size) row norms of the own-replica path */
+    clasp_audio_frontend *fe; /* eval-mode audio front-end (NULL without an audio tower) */
 } clasp_embedder;
+
+/* Replica 0 of the embedder's model (its parameters). */
+clasp_model *clasp_embedder_model(clasp_embedder *em);
 
 /* Opens `path` (an export folder, a checkpoint folder or a run folder) with `threads` compute
  * threads (>= 1) and batches of `batch_size` rows (rounded up to a multiple of threads).
@@ -91,6 +120,23 @@ clasp_status clasp_embedder_image_files(clasp_embedder *em, const char *const *p
 /* Embeds n NUL-terminated UTF-8 texts into out (n, D). Invalid UTF-8 or a text that
  * normalises to nothing is CLASP_ERR_FORMAT naming the index. */
 clasp_status clasp_embedder_texts(clasp_embedder *em, const char *const *texts, int n, float *out);
+/* Embeds n encoded audio files held in memory (WAV, FLAC, OGG/Vorbis, Opus, MP3: what
+ * libsndfile reads) into out (n, D), through the model's front-end in evaluation mode. An
+ * audio file the front-end skips (empty, undecodable, NaN samples, too many channels, ...) is
+ * an error (CLASP_ERR_FORMAT, CLASP_ERR_NUMERIC or CLASP_ERR_UNSUPPORTED) naming its index or
+ * names[i] and the reason. CLASP_ERR_CONFIG when the model has no audio tower. */
+clasp_status clasp_embedder_audio(clasp_embedder *em, const void *const *data, const size_t *nbytes,
+                                  const char *const *names, int n, float *out);
+/* Reads and embeds n audio files (errors name the file). */
+clasp_status clasp_embedder_audio_files(clasp_embedder *em, const char *const *paths, int n,
+                                        float *out);
+/* Embeds n already preprocessed inputs of tower t (the layouts of clasp_model_encode: pixels
+ * (n, C, H, W), tokens (n, T) int32, log-mel (n, n_mels, n_frames)) into out (n, D), L2-
+ * normalised. CLASP_ERR_CONFIG when the model has no tower t. */
+clasp_status clasp_embedder_embed_inputs(clasp_embedder *em, clasp_tower t, const void *input,
+                                         int n, float *out);
+/* Whether the embedder's model has tower t. */
+bool clasp_embedder_has(const clasp_embedder *em, clasp_tower t);
 /* Tokenizes one text as the embedder does (normalise + encode) into tokens (T). */
 clasp_status clasp_embedder_tokenize(const clasp_embedder *em, const char *text, int32_t *tokens);
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""clasp_torch.py: load a clasp export in PyTorch and embed images and texts.
+"""clasp_torch.py: load a clasp export in PyTorch and embed images, texts and audio.
 
 An export (`clasp export RUN -o DIR`) holds model.safetensors, config.json, tokenizer.json and
 preprocess.json. This file rebuilds the same encoders as torch.nn.Modules with the same
@@ -15,11 +15,14 @@ Command line:
     python3 tools/clasp_torch.py DIR --text lines.txt -o texts.npy   (one text per line;
                                                                      blank lines skipped)
     python3 tools/clasp_torch.py DIR --tokens "a photo of a bag"      (prints the token ids)
+    python3 tools/clasp_torch.py DIR --audio a.wav b.wav -o audio.npy
+    python3 tools/clasp_torch.py DIR --logmel a.wav -o mel.npy          (the tower's input)
 As a module:
     import sys; sys.path.insert(0, "tools"); import clasp_torch
     m = clasp_torch.load_export("DIR")          # a torch.nn.Module, eval mode
     zi = m.embed_image_files(["a.png"])         # (n, D) float32 tensor, unit rows
     zt = m.embed_texts(["a photo of a bag"])    # (n, D)
+    za = m.embed_audio_files(["a.wav"])         # (n, D)
     sim = zi @ zt.T
 
 Preprocessing (as modalities/image.c and modalities/text.c):
@@ -35,6 +38,30 @@ Preprocessing (as modalities/image.c and modalities/text.c):
     a space), runs of ASCII whitespace collapsed to one space, trimmed; then the byte-level
     tokenizer or the BPE of tokenizer.json (words start at a space following a non-space byte;
     merges applied lowest rank first), [BOS] + ids[:T-2] + [EOS] + PAD.
+  * audio (as modalities/audio_decode.c and modalities/melspec.c in evaluation mode, with the
+    settings of preprocess.json's "audio" object):
+      - decoding: PCM WAV only, read with Python's `wave` module (8-bit unsigned, 16, 24 and
+        32-bit signed integer PCM), scaled as libsndfile does (x / 2^(bits-1), 8-bit
+        (x - 128) / 128). FLAC, OGG/Vorbis, Opus, MP3, float WAV and WAVE_FORMAT_EXTENSIBLE
+        files (on Python < 3.12) are NOT supported here (clasp reads them with libsndfile):
+        load_wav raises ValueError naming the file.
+      - channels mixed to mono by their mean (float64 sum, rounded to float32).
+      - resampling: clasp resamples with libsamplerate, which has no Python equivalent, so a
+        file whose rate differs from the model's "sample_rate" is REFUSED (ValueError naming
+        the file and both rates). Convert such files to the model's rate first (e.g. with
+        clasp's own front-end, sox, ffmpeg) knowing those resamplers differ from libsamplerate.
+      - a longer file keeps its first clip_samples samples ("eval_crop": "head"); a shorter one
+        is padded by "pad": "repeat" (tiled), "zero" (zeros) or "repeatpad" (whole repeats,
+        then zeros).
+      - log-mel: the window (periodic or symmetric Hann, Hamming, rect; win_length centred in
+        n_fft) computed in float64 and rounded to float32, centre padding ("reflect" without
+        repeating the edge, or "constant" zeros), frames multiplied by the window in float32,
+        a float64 real FFT (clasp uses kissfft in float32: the only difference between the two
+        chains, below 1e-4 after the towers on the test signals of tests/test_export_audio.c),
+        power (2) or magnitude (1), torchaudio's melscale_fbanks (HTK or Slaney scale,
+        optional Slaney norm) rounded to float32 and applied in float64, ln or 10 log10 of
+        max(x, log_floor), then (x - norm_mean) / norm_std rounded to float32: the tower's
+        input (n_mels, n_frames).
 """
 import argparse
 import json
@@ -206,6 +233,242 @@ class Text(nn.Module):
         return self.proj(h)
 
 
+def audio_n_frames(a):
+    """Frames of one clip (clasp_audio_clip_frames): llround(clip_seconds * sample_rate)
+    samples; centre: 1 + n // hop, else 1 + (n - n_fft) // hop."""
+    n = clip_samples(a)
+    if a.get("center", True):
+        return 1 + n // a["hop_length"]
+    return 1 + (n - a["n_fft"]) // a["hop_length"]
+
+
+class AudioCNN(nn.Module):
+    """audio_cnn: mel (B, M, T) -> unsqueeze(1) -> [conv -> ReLU -> maxpool] per block -> mean
+    over (freq, time) -> fc layers (ReLU between) -> D."""
+
+    def __init__(self, c, D):
+        super().__init__()
+        self.c = c
+        ch = 1
+        for i, b in enumerate(c["conv"]):
+            setattr(self, "conv%d" % (i + 1),
+                    nn.Conv2d(ch, b["channels"], b["kernel"], stride=b.get("stride", 1),
+                              padding=b.get("padding", 0)))
+            ch = b["channels"]
+        widths = list(c.get("fc", [])) + [D]
+        for j, w in enumerate(widths):
+            setattr(self, "fc%d" % (j + 1), nn.Linear(ch, w))
+            ch = w
+
+    def forward(self, mel):
+        x = mel.unsqueeze(1)
+        for i, b in enumerate(self.c["conv"]):
+            x = F.relu(getattr(self, "conv%d" % (i + 1))(x))
+            if b.get("pool", 0) > 0:
+                x = F.max_pool2d(x, b["pool"])
+        x = x.mean((2, 3))
+        n = len(self.c.get("fc", [])) + 1
+        for j in range(n):
+            x = getattr(self, "fc%d" % (j + 1))(x)
+            if j < n - 1:
+                x = F.relu(x)
+        return x
+
+
+class AST(nn.Module):
+    """Audio spectrogram transformer: Conv2d(1, W, (PF, PT), stride=(PF, PT)) patches of the
+    mel in (freq, time) row-major order (trailing rows/frames that do not fill a patch are
+    dropped), class token or mean pooling, pre-LN blocks, final LayerNorm, projection."""
+
+    def __init__(self, c, D, n_frames):
+        super().__init__()
+        self.c = c
+        W, PF, PT = c["width"], c["patch_freq"], c["patch_time"]
+        self.cls = c.get("pool", "cls") == "cls"
+        T = (c["n_mels"] // PF) * (n_frames // PT) + (1 if self.cls else 0)
+        self.patch_embed = nn.Conv2d(1, W, (PF, PT), stride=(PF, PT))
+        if self.cls:
+            self.cls_token = nn.Parameter(torch.zeros(W))
+        self.pos_emb = nn.Parameter(torch.zeros(T, W))
+        approx = "tanh" if c.get("act") == "gelu_tanh" else "none"
+        eps = c.get("ln_eps", 1e-5)
+        self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx)
+                                    for _ in range(c["layers"]))
+        self.ln_f = nn.LayerNorm(W, eps=eps)
+        self.proj = nn.Linear(W, D)
+
+    def forward(self, mel):
+        p = self.patch_embed(mel.unsqueeze(1)).flatten(2).transpose(1, 2)  # B, N, W
+        if self.cls:
+            p = torch.cat([self.cls_token.expand(p.shape[0], 1, -1), p], 1)
+        h = p + self.pos_emb
+        for b in self.blocks:
+            h = b(h, False, None)
+        h = self.ln_f(h)
+        return self.proj(h[:, 0] if self.cls else h.mean(1))
+
+
+# ------------------------------------------------------------------------------ audio
+def clip_samples(a):
+    """llround(clip_seconds * sample_rate), as clasp_audio_clip_samples."""
+    x = a["clip_seconds"] * a["sample_rate"]
+    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
+
+
+def load_wav(path_or_bytes, what=None):
+    """PCM WAV -> (float32 array (frames, channels), sample rate), scaled as libsndfile's
+    sf_readf_float. Raises ValueError for anything Python's `wave` cannot read."""
+    import io
+    import wave
+    what = what or (path_or_bytes if isinstance(path_or_bytes, str) else "audio")
+    src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) \
+        else path_or_bytes
+    try:
+        with wave.open(src, "rb") as w:
+            ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), \
+                w.getnframes()
+            raw = w.readframes(n)
+    except (wave.Error, EOFError) as e:
+        raise ValueError(f"{what}: not a PCM WAV file Python's wave module reads ({e}); "
+                         "clasp_torch.py decodes PCM WAV only (clasp itself reads FLAC, OGG, "
+                         "Opus, MP3 and float WAV with libsndfile)") from None
+    n = len(raw) // (width * ch)
+    raw = raw[:n * width * ch]
+    if width == 1:
+        x = (np.frombuffer(raw, np.uint8).astype(np.float32) - np.float32(128)) / np.float32(128)
+    elif width == 2:
+        x = np.frombuffer(raw, "<i2").astype(np.float32) * np.float32(1.0 / 32768)
+    elif width == 3:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+        v = (b[:, 0] << 8) | (b[:, 1] << 16) | (b[:, 2] << 24)  # int32 with 8 low zero bits
+        x = v.astype(np.float32) * np.float32(2.0 ** -31)
+    elif width == 4:
+        x = np.frombuffer(raw, "<i4").astype(np.float32) * np.float32(2.0 ** -31)
+    else:
+        raise ValueError(f"{what}: {8 * width}-bit PCM is not supported")
+    return x.reshape(n, ch), rate
+
+
+def audio_clip(x, rate, a, what="audio"):
+    """(frames, channels) float32 at `rate` -> mono float32 clip of clip_samples(a) samples:
+    the head of a long source, a short one padded per a["pad"]."""
+    sr = a["sample_rate"]
+    if x.shape[0] == 0:
+        raise ValueError(f"{what}: audio: 0 frames")
+    if rate != sr:
+        raise ValueError(f"{what}: sample rate {rate} Hz but the model takes {sr} Hz; "
+                         "clasp_torch.py does not resample (clasp uses libsamplerate, which "
+                         "has no Python equivalent): convert the file to the model's rate")
+    n = clip_samples(a)
+    mono = (x.astype(np.float64).sum(axis=1) / x.shape[1]).astype(np.float32)[:n]
+    if not np.all(np.isfinite(mono)):
+        if a.get("nonfinite", "reject") != "zero":
+            raise ValueError(f"{what}: audio: non-finite samples")
+        mono = np.where(np.isfinite(mono), mono, np.float32(0))
+    valid = mono.shape[0]
+    if valid < a.get("min_seconds", 0.0) * sr:
+        raise ValueError(f"{what}: audio shorter than min_seconds")
+    if valid >= n:
+        return mono
+    pad = a.get("pad", "repeat")
+    if pad == "zero":
+        return np.concatenate([mono, np.zeros(n - valid, np.float32)])
+    if pad == "repeat":
+        return np.tile(mono, -(-n // valid))[:n]
+    if pad == "repeatpad":
+        whole = (n // valid) * valid
+        return np.concatenate([np.tile(mono, n // valid), np.zeros(n - whole, np.float32)])
+    raise ValueError(f"unknown pad mode {pad!r}")
+
+
+def _hz_to_mel(f, scale):
+    if scale == "htk":
+        return 2595.0 * math.log10(1.0 + f / 700.0)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    return min_log_mel + math.log(f / min_log_hz) / logstep if f >= min_log_hz else f / f_sp
+
+
+def _mel_to_hz(m, scale):
+    if scale == "htk":
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    return min_log_hz * math.exp(logstep * (m - min_log_mel)) if m >= min_log_mel else f_sp * m
+
+
+def mel_filterbank(n_freqs, fmin, fmax, n_mels, sr, scale, norm):
+    """torchaudio.functional.melscale_fbanks transposed, as clasp_mel_filterbank: float32
+    (n_mels, n_freqs), computed in float64."""
+    m_min, m_max = _hz_to_mel(fmin, scale), _hz_to_mel(fmax, scale)
+    f_pts = np.array([_mel_to_hz(m_min + (m_max - m_min) * i / (n_mels + 1), scale)
+                      for i in range(n_mels + 2)])
+    f = float(sr // 2) * np.arange(n_freqs, dtype=np.float64) / (n_freqs - 1)
+    lo, mid, hi = f_pts[:-2, None], f_pts[1:-1, None], f_pts[2:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.minimum((f[None, :] - lo) / (mid - lo), (hi - f[None, :]) / (hi - mid))
+    v = np.where(v > 0.0, v, 0.0)  # also NaN -> 0
+    if norm == "slaney":
+        v = v * (2.0 / (hi - lo))
+    return v.astype(np.float32)
+
+
+def _window(kind, n):
+    i = np.arange(n, dtype=np.float64)
+    if kind == "hann":
+        return 0.5 - 0.5 * np.cos(2 * np.pi * i / n)
+    if kind == "hann_symmetric":
+        return 0.5 - 0.5 * np.cos(2 * np.pi * i / (n - 1)) if n > 1 else np.ones(1)
+    if kind == "hamming":
+        return 0.54 - 0.46 * np.cos(2 * np.pi * i / n)
+    if kind == "rect":
+        return np.ones(n)
+    raise ValueError(f"unknown window {kind!r}")
+
+
+def logmel(clip, a):
+    """float32 clip -> float32 normalised log-mel (n_mels, n_frames), as clasp_melspec_compute."""
+    n_fft, hop, wl = a["n_fft"], a["hop_length"], a.get("win_length", a["n_fft"])
+    win = np.zeros(n_fft, np.float32)
+    off = (n_fft - wl) // 2
+    win[off:off + wl] = _window(a.get("window", "hann"), wl).astype(np.float32)
+    x = clip.astype(np.float32)
+    if a.get("center", True):
+        p = n_fft // 2
+        mode = "reflect" if a.get("pad_mode", "reflect") == "reflect" else "constant"
+        if mode == "reflect" and x.shape[0] <= p:
+            raise ValueError(f"{x.shape[0]} samples too short for reflect padding of {p}")
+        x = np.pad(x, (p, p), mode=mode)
+    n_frames = 1 + (x.shape[0] - n_fft) // hop
+    idx = np.arange(n_frames)[:, None] * hop + np.arange(n_fft)[None, :]
+    frames = x[idx] * win[None, :]  # float32 products, as clasp
+    spec = np.fft.rfft(frames.astype(np.float64), axis=1)
+    pw = spec.real ** 2 + spec.imag ** 2
+    if a.get("power", 2.0) != 2.0:
+        pw = np.sqrt(pw)
+    sr = a["sample_rate"]
+    fmax = a.get("fmax", sr / 2.0)
+    fmax = fmax if fmax > 0 else sr / 2.0
+    fb = mel_filterbank(n_fft // 2 + 1, a.get("fmin", 0.0), fmax, a["n_mels"], sr,
+                        a.get("mel_scale", "htk"), a.get("mel_norm", "none"))
+    mel = pw @ fb.astype(np.float64).T  # (n_frames, n_mels)
+    floor = a.get("log_floor", 1e-10)
+    log = a.get("log", "ln")
+    if log == "ln":
+        mel = np.log(np.maximum(mel, floor))
+    elif log == "db":
+        mel = 10.0 * np.log10(np.maximum(mel, floor))
+    mel = (mel - a.get("norm_mean", 0.0)) / a.get("norm_std", 1.0)
+    return np.ascontiguousarray(mel.T.astype(np.float32))
+
+
+def load_audio(path_or_bytes, a, what=None):
+    """A WAV (path or bytes) -> the tower's input, float32 (n_mels, n_frames)."""
+    what = what or (path_or_bytes if isinstance(path_or_bytes, str) else "audio")
+    x, rate = load_wav(path_or_bytes, what)
+    return logmel(audio_clip(x, rate, a, what), a)
+
+
 # ------------------------------------------------------------------------------ tokenizer
 def normalize_text(s):
     """modalities/text.c defaults: NFKC, control characters stripped (line breaks, TAB, FF ->
@@ -341,17 +604,29 @@ def load_image(path_or_bytes, channels, size, resize, mean, std):
 
 # ------------------------------------------------------------------------------ model
 class ClaspModel(nn.Module):
-    """image and text towers plus logit_scale (and logit_bias); names as in model.safetensors."""
+    """image, text and audio towers plus logit_scale (and logit_bias); names as in
+    model.safetensors."""
 
     def __init__(self, config, tokenizer, preprocess):
         super().__init__()
         self.config, self.tokenizer, self.preprocess = config, tokenizer, preprocess
         D = config["embed_dim"]
-        ic, tc = config.get("image"), config.get("text")
+        ic, tc, ac = config.get("image"), config.get("text"), config.get("audio")
         if ic:
             self.image = CNN(ic, D) if ic["type"] == "cnn" else ViT(ic, D)
         if tc:
             self.text = Text(tc, D)
+        if ac:
+            # the front-end: preprocess.json's "audio" (the export writes every field)
+            self.audio_fe = dict(ac)
+            self.audio_fe.update(preprocess.get("audio", {}))
+            nf = audio_n_frames(self.audio_fe)
+            if ac["type"] == "audio_cnn":
+                self.audio = AudioCNN(ac, D)
+            elif ac["type"] == "ast":
+                self.audio = AST(dict(ac, n_mels=self.audio_fe["n_mels"]), D, nf)
+            else:
+                raise ValueError(f"unknown audio tower type {ac['type']!r}")
         self.logit_scale = nn.Parameter(torch.zeros(()))
         if "init_logit_bias" in config:
             self.logit_bias = nn.Parameter(torch.zeros(()))
@@ -363,6 +638,20 @@ class ClaspModel(nn.Module):
     @torch.no_grad()
     def encode_text(self, tokens):
         return F.normalize(self.text(tokens), dim=-1)
+
+    @torch.no_grad()
+    def encode_audio(self, mel):
+        return F.normalize(self.audio(mel), dim=-1)
+
+    def audio_tensor(self, inputs):
+        """WAV paths or bytes -> (n, n_mels, n_frames) float32 log-mel."""
+        return torch.from_numpy(np.stack([load_audio(x, self.audio_fe) for x in inputs]))
+
+    def embed_audio_files(self, paths, batch=256):
+        """WAV files (paths or bytes) at the model's sample rate -> (n, D) unit rows."""
+        out = [self.encode_audio(self.audio_tensor(paths[i:i + batch]))
+               for i in range(0, len(paths), batch)]
+        return torch.cat(out)
 
     def image_tensor(self, inputs):
         ic = self.config["image"]
@@ -427,6 +716,8 @@ def main(argv=None):
     g.add_argument("--image", nargs="+")
     g.add_argument("--text")
     g.add_argument("--tokens")
+    g.add_argument("--audio", nargs="+")
+    g.add_argument("--logmel")
     ap.add_argument("-o", "--out")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
@@ -435,7 +726,11 @@ def main(argv=None):
     if a.tokens is not None:
         print(" ".join(map(str, m.text_tensor([a.tokens])[0].tolist())))
         return 0
-    if a.image:
+    if a.logmel is not None:
+        z = m.audio_tensor([a.logmel])[0]
+    elif a.audio:
+        z = m.embed_audio_files(a.audio)
+    elif a.image:
         z = m.embed_image_files(a.image)
     else:
         with open(a.text, encoding="utf-8", newline="") as f:

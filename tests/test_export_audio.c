@@ -1,0 +1,469 @@
+/* test_export_audio.c: exports of audio models (pipeline/export.h): preprocess.json's audio
+ * front-end, `clasp embed --audio`, `clasp search --audio`, `clasp embed --shards` on audio
+ * shards, the public C API (clasp_model_embed_audio*) and tools/clasp_torch.py: PyTorch
+ * embeddings of raw WAV files equal `clasp embed`'s to max abs diff <= 1e-4, for the
+ * speech-small audio CNN (zero padding), a small AST (repeat padding) and a small CNN with
+ * another front-end (repeatpad, no centre, Slaney dB, Hamming). The WAVs are written here with
+ * libsndfile at the model's rate: shorter than the clip (padding), longer (head crop), exactly
+ * the clip, silence, a chirp, stereo and 24-bit. Untrained models with deterministic random
+ * weights (clasp_model_init_weights). Needs /usr/bin/python3 with torch and numpy: a missing
+ * module makes the test FAIL (never skip). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <sndfile.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/json.h"
+#include "core/rng.h"
+#include "include/clasp.h"
+#include "modalities/tokenizer.h"
+#include "pipeline/export.h"
+#include "pipeline/retrieval.h"
+#include "tests/pipeline_fixtures.h"
+#include "tests/testutil.h"
+
+#define PY "/usr/bin/python3"
+
+static void write_file_(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "cannot write %s", path);
+    cr_assert_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+typedef enum sig_kind { SIG_CHIRP = 0, SIG_SILENCE, SIG_TONES_NOISE } sig_kind;
+
+/* Writes a WAV of `seconds` at `rate` Hz with `channels` channels and libsndfile subformat
+ * `sub` (SF_FORMAT_PCM_16, ...). Chirp: 60 Hz -> 0.45 rate linear sweep at amplitude 0.5 plus
+ * low noise; silence: zeros; tones + noise: two tones and white noise, a different mix per
+ * channel. */
+static void write_wav_(const char *path, int rate, double seconds, int channels, int sub,
+                       sig_kind kind, uint64_t seed) {
+    size_t n = (size_t)llround(seconds * rate);
+    float *x = calloc(n * (size_t)channels + 1, sizeof(float));
+    cr_assert(x);
+    clasp_rng r;
+    clasp_rng_init(&r, seed, 0, 0, 0);
+    const double two_pi = 6.283185307179586;
+    for (size_t i = 0; i < n; i++) {
+        double t = (double)i / rate;
+        for (int c = 0; c < channels; c++) {
+            double v = 0.0;
+            if (kind == SIG_CHIRP) {
+                double f0 = 60.0, f1 = 0.45 * rate;
+                v = 0.5 * sin(two_pi * (f0 * t + (f1 - f0) * t * t / (2.0 * seconds))) +
+                    0.01 * (double)clasp_rng_normal(&r);
+            } else if (kind == SIG_TONES_NOISE) {
+                v = 0.3 * sin(two_pi * (220.0 + 110.0 * c) * t) + 0.2 * sin(two_pi * 1234.5 * t) +
+                    0.1 * (double)clasp_rng_normal(&r);
+            }
+            x[i * (size_t)channels + (size_t)c] = (float)v;
+        }
+    }
+    SF_INFO si = {.samplerate = rate, .channels = channels, .format = SF_FORMAT_WAV | sub};
+    SNDFILE *sf = sf_open(path, SFM_WRITE, &si);
+    cr_assert(sf, "sf_open(%s): %s", path, sf_strerror(NULL));
+    cr_assert_eq(sf_writef_float(sf, x, (sf_count_t)n), (sf_count_t)n);
+    sf_close(sf);
+    free(x);
+}
+
+/* Builds a model from a config file, random weights, and exports it (byte tokenizer). */
+static void make_export_(const char *config_path, const char *dir, uint64_t seed) {
+    clasp_model_config cfg;
+    clasp_model m;
+    cr_assert_eq(clasp_model_config_load(config_path, &cfg), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK, "%s", clasp_last_error());
+    clasp_model_init_weights(&m, seed);
+    clasp_tokenizer *tok;
+    cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
+    cr_assert_eq(clasp_export_model(&m, tok, dir), CLASP_OK, "%s", clasp_last_error());
+    clasp_tokenizer_free(tok);
+    clasp_model_free(&m);
+}
+
+static float *load_npy_(const char *path, int64_t *rows, int64_t *cols) {
+    float *x = NULL;
+    cr_assert_eq(clasp_npy_read_f32(path, &x, rows, cols), CLASP_OK, "%s", clasp_last_error());
+    return x;
+}
+
+static void run_ok_(const char *cmd) {
+    int rc = system(cmd);
+    cr_assert_eq(rc, 0, "command failed (%d): %s", rc, cmd);
+}
+
+static double max_abs_diff_(const float *a, const float *b, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > m) m = d;
+    }
+    return m;
+}
+
+/* `clasp embed --audio` vs clasp_torch.py --audio on the files (<= 1e-4), rows unit length,
+ * the C API (files and memory) equal to `clasp embed`, and `clasp search --audio` finding
+ * each file itself first. */
+static void torch_parity_(const char *name, const char *dir, const char *tmp,
+                          const char *const *files, int n) {
+    const char *bin = clasp_test_bin();
+    char cmd[16384], list[8192] = "", cn[1200], pn[1200], script[1200];
+    for (int i = 0; i < n; i++) {
+        strcat(list, " ");
+        strcat(list, files[i]);
+    }
+    snprintf(cn, sizeof cn, "%s/c_audio.npy", tmp);
+    snprintf(pn, sizeof pn, "%s/py_audio.npy", tmp);
+    snprintf(script, sizeof script, "%s/tools/clasp_torch.py", CLASP_SOURCE_DIR);
+    snprintf(cmd, sizeof cmd,
+             "%s embed --model %s --audio%s -o %s --threads 2 --batch-size 4 2>/dev/null", bin, dir,
+             list, cn);
+    run_ok_(cmd);
+    /* torch must be importable: a missing torch is a failure, not a skip */
+    cr_assert_eq(system(PY " -c 'import torch, numpy'"), 0,
+                 "/usr/bin/python3 cannot import torch and numpy");
+    snprintf(cmd, sizeof cmd, PY " %s %s --audio%s -o %s", script, dir, list, pn);
+    run_ok_(cmd);
+    int64_t r1, c1, r2, c2;
+    float *a = load_npy_(cn, &r1, &c1), *b = load_npy_(pn, &r2, &c2);
+    cr_assert(r1 == n && r2 == n && c1 == c2, "shapes %lldx%lld vs %lldx%lld", (long long)r1,
+              (long long)c1, (long long)r2, (long long)c2);
+    size_t total = (size_t)(r1 * c1);
+    fprintf(stderr, "[export_audio] %s: %d files, dim %lld: max |clasp - torch| = %.3g\n", name, n,
+            (long long)c1, max_abs_diff_(a, b, total));
+    cr_assert(clasp_test_check_tensor("torch audio embeddings", b, a, total, 1e-4, 0));
+    for (int64_t i = 0; i < r1; i++) {
+        double s = 0;
+        for (int64_t d = 0; d < c1; d++) s += (double)a[i * c1 + d] * (double)a[i * c1 + d];
+        cr_assert(fabs(s - 1.0) < 1e-5, "row %lld has squared norm %g", (long long)i, s);
+    }
+
+    /* the public C API gives what `clasp embed` wrote, from files and from memory */
+    clasp_handle *h = clasp_model_open(dir, 1);
+    cr_assert(h, "clasp_model_open: %s", clasp_last_error());
+    cr_assert_eq(clasp_model_has_modality(h, 2), 1);
+    cr_assert_eq(clasp_model_has_modality(h, 0), 0);
+    int D = clasp_model_dim(h);
+    cr_assert_eq(D, c1);
+    float *z = calloc((size_t)n * D, sizeof(float));
+    cr_assert_eq(clasp_model_embed_audio_files(h, files, n, z), 0, "%s", clasp_last_error());
+    cr_assert(clasp_test_check_tensor("C API audio files", z, a, (size_t)n * D, 1e-6, 0));
+    void **bufs = calloc((size_t)n, sizeof *bufs);
+    size_t *sz = calloc((size_t)n, sizeof *sz);
+    for (int i = 0; i < n; i++) {
+        char *p;
+        cr_assert_eq(clasp_read_file(files[i], 1 << 26, &p, &sz[i]), CLASP_OK);
+        bufs[i] = p;
+    }
+    memset(z, 0, (size_t)n * D * sizeof(float));
+    cr_assert_eq(clasp_model_embed_audio(h, (const void *const *)bufs, sz, n, z), 0, "%s",
+                 clasp_last_error());
+    cr_assert(clasp_test_check_tensor("C API audio (memory)", z, a, (size_t)n * D, 1e-6, 0));
+    /* an image query on an audio model is refused, naming the missing tower */
+    cr_assert_neq(clasp_model_embed_image_files(h, files, 1, z), 0);
+    cr_assert(strstr(clasp_last_error(), "no image tower"), "%s", clasp_last_error());
+    for (int i = 0; i < n; i++) free(bufs[i]);
+    free(bufs);
+    free(sz);
+    clasp_model_close(h);
+    free(z);
+
+    /* clasp search --audio: each file finds itself first, with cosine ~1 */
+    for (int i = 0; i < n; i++) {
+        char out[1200];
+        snprintf(out, sizeof out, "%s/search_%d.json", tmp, i);
+        snprintf(cmd, sizeof cmd, "%s search --model %s --index %s --audio %s -k 2 --json > %s",
+                 bin, dir, cn, files[i], out);
+        run_ok_(cmd);
+        cJSON *j;
+        cr_assert_eq(clasp_json_load(out, &j), CLASP_OK, "%s", clasp_last_error());
+        const cJSON *res = cJSON_GetObjectItem(j, "results");
+        const cJSON *first = cJSON_GetArrayItem(res, 0);
+        const cJSON *key = cJSON_GetObjectItem(first, "key");
+        const cJSON *score = cJSON_GetObjectItem(first, "score");
+        cr_assert(cJSON_IsString(key) && cJSON_IsNumber(score));
+        cr_assert_str_eq(cJSON_GetObjectItem(j, "modality")->valuestring, "audio");
+        /* files with equal embeddings (e.g. two silences) may tie: compare the score */
+        double own = 0;
+        for (int d = 0; d < D; d++)
+            own += (double)a[(size_t)i * D + d] * (double)a[(size_t)i * D + d];
+        cr_assert(fabs(score->valuedouble - own) < 1e-5, "%s: top score %g, itself %g", files[i],
+                  score->valuedouble, own);
+        if (strcmp(key->valuestring, files[i]) != 0) {
+            int row = (int)cJSON_GetObjectItem(first, "row")->valuedouble;
+            cr_assert(max_abs_diff_(a + (size_t)row * D, a + (size_t)i * D, (size_t)D) < 1e-6,
+                      "%s: first hit %s", files[i], key->valuestring);
+        }
+        cJSON_Delete(j);
+    }
+    free(a), free(b);
+}
+
+Test(export_audio, torch_parity_speech_small_cnn) {
+    char tmp[1024], dir[1100], cfg[1100];
+    clasp_test_tmpdir("export_audio_cnn", tmp, sizeof tmp);
+    snprintf(dir, sizeof dir, "%s/export", tmp);
+    snprintf(cfg, sizeof cfg, "%s/configs/speech-small.json", CLASP_SOURCE_DIR);
+    make_export_(cfg, dir, 21);
+    /* speech-small: 8 kHz, 3 s clips, zero padding */
+    char names[6][1200];
+    const char *files[6];
+    struct {
+        double sec;
+        int ch, sub;
+        sig_kind k;
+    } w[6] = {{1.3, 1, SF_FORMAT_PCM_16, SIG_CHIRP},       /* short: zero padding */
+              {4.7, 1, SF_FORMAT_PCM_16, SIG_CHIRP},       /* long: head crop */
+              {2.0, 1, SF_FORMAT_PCM_16, SIG_SILENCE},     /* silence: log floor */
+              {3.0, 2, SF_FORMAT_PCM_16, SIG_TONES_NOISE}, /* exactly the clip, stereo */
+              {0.4, 1, SF_FORMAT_PCM_U8, SIG_TONES_NOISE}, /* very short, 8-bit */
+              {5.0, 1, SF_FORMAT_PCM_16, SIG_TONES_NOISE}};
+    for (int i = 0; i < 6; i++) {
+        snprintf(names[i], sizeof names[i], "%s/a%d.wav", tmp, i);
+        write_wav_(names[i], 8000, w[i].sec, w[i].ch, w[i].sub, w[i].k, 50 + (uint64_t)i);
+        files[i] = names[i];
+    }
+    torch_parity_("speech-small (audio CNN, zero pad)", dir, tmp, files, 6);
+
+    /* preprocess.json carries the whole front-end */
+    char p[1200];
+    snprintf(p, sizeof p, "%s/preprocess.json", dir);
+    cJSON *j;
+    cr_assert_eq(clasp_json_load(p, &j), CLASP_OK, "%s", clasp_last_error());
+    const cJSON *au = cJSON_GetObjectItem(j, "audio");
+    cr_assert(cJSON_IsObject(au), "preprocess.json has no audio object");
+    static const char *const fields[] = {
+        "sample_rate", "clip_seconds", "pad",       "crop",     "eval_crop",   "n_fft",
+        "win_length",  "hop_length",   "window",    "center",   "pad_mode",    "n_mels",
+        "fmin",        "fmax",         "mel_scale", "mel_norm", "power",       "log",
+        "log_floor",   "norm_mean",    "norm_std",  "n_frames", "clip_samples"};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        cr_assert(cJSON_GetObjectItem(au, fields[i]), "preprocess.json: audio.%s missing",
+                  fields[i]);
+    cr_assert_eq(cJSON_GetObjectItem(au, "sample_rate")->valueint, 8000);
+    cr_assert_eq(cJSON_GetObjectItem(au, "n_frames")->valueint, 301);
+    cr_assert_str_eq(cJSON_GetObjectItem(au, "pad")->valuestring, "zero");
+    cr_assert_str_eq(cJSON_GetObjectItem(au, "eval_crop")->valuestring, "head");
+    cr_assert(!cJSON_GetObjectItem(j, "image"));
+    cJSON_Delete(j);
+}
+
+Test(export_audio, torch_parity_ast_repeat_pad) {
+    char tmp[1024], dir[1100], cfgp[1100];
+    clasp_test_tmpdir("export_audio_ast", tmp, sizeof tmp);
+    snprintf(dir, sizeof dir, "%s/export", tmp);
+    snprintf(cfgp, sizeof cfgp, "%s/ast.json", tmp);
+    /* 16 kHz, 1.5 s, repeat padding, 40 mels Slaney scale + norm, periodic Hann 400/512,
+     * CLS pooling, tanh GELU */
+    const char *cfg =
+        "{\"embed_dim\": 32,"
+        " \"audio\": {\"type\": \"ast\", \"patch_freq\": 8, \"patch_time\": 10, \"width\": 32,"
+        "  \"layers\": 2, \"heads\": 4, \"mlp_width\": 64, \"pool\": \"cls\", \"act\": "
+        "\"gelu_tanh\","
+        "  \"sample_rate\": 16000, \"clip_seconds\": 1.5, \"pad\": \"repeat\", \"crop\": "
+        "\"random\","
+        "  \"n_fft\": 512, \"win_length\": 400, \"hop_length\": 160, \"window\": \"hann\","
+        "  \"center\": true, \"pad_mode\": \"reflect\", \"n_mels\": 40, \"fmin\": 50,"
+        "  \"fmax\": 7600, \"mel_scale\": \"slaney\", \"mel_norm\": \"slaney\", \"power\": 2.0,"
+        "  \"log\": \"ln\", \"log_floor\": 1e-10, \"norm_mean\": -6.0, \"norm_std\": 5.0},"
+        " \"text\": {\"type\": \"transformer\", \"vocab_size\": 259, \"context_length\": 16,"
+        "  \"width\": 32, \"layers\": 1, \"heads\": 2, \"mlp_width\": 64,"
+        "  \"tokenizer\": {\"type\": \"bytes\", \"bos\": 256, \"eos\": 257, \"pad\": 258}}}";
+    write_file_(cfgp, cfg, strlen(cfg));
+    make_export_(cfgp, dir, 7);
+    char names[5][1200];
+    const char *files[5];
+    struct {
+        double sec;
+        int ch, sub;
+        sig_kind k;
+    } w[5] = {{0.37, 1, SF_FORMAT_PCM_16, SIG_CHIRP}, /* repeated 5 times and cut */
+              {2.2, 2, SF_FORMAT_PCM_16, SIG_CHIRP},  /* stereo, head crop */
+              {1.0, 1, SF_FORMAT_PCM_16, SIG_SILENCE},
+              {0.9, 1, SF_FORMAT_PCM_24, SIG_TONES_NOISE},
+              {1.5, 1, SF_FORMAT_PCM_32, SIG_TONES_NOISE}};
+    for (int i = 0; i < 5; i++) {
+        snprintf(names[i], sizeof names[i], "%s/b%d.wav", tmp, i);
+        write_wav_(names[i], 16000, w[i].sec, w[i].ch, w[i].sub, w[i].k, 70 + (uint64_t)i);
+        files[i] = names[i];
+    }
+    torch_parity_("AST (repeat pad, Slaney)", dir, tmp, files, 5);
+}
+
+Test(export_audio, torch_parity_cnn_repeatpad_no_center_db) {
+    char tmp[1024], dir[1100], cfgp[1100];
+    clasp_test_tmpdir("export_audio_cnn2", tmp, sizeof tmp);
+    snprintf(dir, sizeof dir, "%s/export", tmp);
+    snprintf(cfgp, sizeof cfgp, "%s/cnn.json", tmp);
+    /* 11025 Hz, 1 s, repeatpad, no centre, Hamming 256, HTK with Slaney norm, dB, magnitude */
+    const char *cfg =
+        "{\"embed_dim\": 16,"
+        " \"audio\": {\"type\": \"audio_cnn\", \"conv\": ["
+        "   {\"channels\": 8, \"kernel\": 3, \"stride\": 1, \"padding\": 1, \"pool\": 2},"
+        "   {\"channels\": 12, \"kernel\": 3, \"stride\": 2, \"padding\": 0, \"pool\": 0}],"
+        "  \"fc\": [24], \"sample_rate\": 11025, \"clip_seconds\": 1.0, \"pad\": \"repeatpad\","
+        "  \"n_fft\": 256, \"win_length\": 256, \"hop_length\": 110, \"window\": \"hamming\","
+        "  \"center\": false, \"n_mels\": 32, \"fmin\": 0, \"fmax\": 5000, \"mel_scale\": \"htk\","
+        "  \"mel_norm\": \"slaney\", \"power\": 1.0, \"log\": \"db\", \"log_floor\": 1e-5,"
+        "  \"norm_mean\": -20.0, \"norm_std\": 15.0},"
+        " \"text\": {\"type\": \"transformer\", \"vocab_size\": 259, \"context_length\": 8,"
+        "  \"width\": 16, \"layers\": 1, \"heads\": 2, \"mlp_width\": 32,"
+        "  \"tokenizer\": {\"type\": \"bytes\", \"bos\": 256, \"eos\": 257, \"pad\": 258}}}";
+    write_file_(cfgp, cfg, strlen(cfg));
+    make_export_(cfgp, dir, 9);
+    char names[4][1200];
+    const char *files[4];
+    struct {
+        double sec;
+        int ch;
+        sig_kind k;
+    } w[4] = {{0.3, 1, SIG_CHIRP}, /* 3 whole repeats, then zeros */
+              {0.6, 2, SIG_TONES_NOISE},
+              {1.8, 1, SIG_CHIRP},
+              {0.5, 1, SIG_SILENCE}};
+    for (int i = 0; i < 4; i++) {
+        snprintf(names[i], sizeof names[i], "%s/c%d.wav", tmp, i);
+        write_wav_(names[i], 11025, w[i].sec, w[i].ch, SF_FORMAT_PCM_16, w[i].k, 90 + (uint64_t)i);
+        files[i] = names[i];
+    }
+    torch_parity_("small CNN (repeatpad, no centre, dB)", dir, tmp, files, 4);
+}
+
+/* Replaces the first `from` in the file by `to`. */
+static void edit_file_(const char *path, const char *from, const char *to) {
+    char *buf;
+    size_t n;
+    cr_assert_eq(clasp_read_file(path, 1 << 20, &buf, &n), CLASP_OK);
+    char *at = strstr(buf, from);
+    cr_assert(at, "%s: no '%s'", path, from);
+    size_t pre = (size_t)(at - buf), fl = strlen(from), tl = strlen(to);
+    char *out = malloc(n - fl + tl + 1);
+    memcpy(out, buf, pre);
+    memcpy(out + pre, to, tl);
+    memcpy(out + pre + tl, at + fl, n - pre - fl);
+    write_file_(path, out, n - fl + tl);
+    free(out);
+    free(buf);
+}
+
+static void expect_open_error_(const char *dir, const char *file, const char *field) {
+    clasp_embedder em;
+    cr_assert_neq(clasp_embedder_open(dir, 1, 4, &em), CLASP_OK, "%s: opened", field);
+    const char *e = clasp_last_error();
+    cr_assert(strstr(e, file) && strstr(e, field), "error should name %s and %s: %s", file, field,
+              e);
+}
+
+Test(export_audio, bad_preprocess_audio_names_file_and_field) {
+    char tmp[1024], dir[1100], good[1100], cfg[1100], pre[1200], cmd[4096];
+    clasp_test_tmpdir("export_audio_bad", tmp, sizeof tmp);
+    snprintf(good, sizeof good, "%s/good", tmp);
+    snprintf(dir, sizeof dir, "%s/bad", tmp);
+    snprintf(cfg, sizeof cfg, "%s/configs/speech-small.json", CLASP_SOURCE_DIR);
+    make_export_(cfg, good, 3);
+    snprintf(pre, sizeof pre, "%s/preprocess.json", dir);
+    struct {
+        const char *from, *to, *field;
+    } cases[] = {
+        {"\"n_fft\":", "\"n_fft_x\":", "audio.n_fft"},                          /* missing */
+        {"\"window\":\t\"hann\"", "\"window\":\t\"blackman\"", "audio.window"}, /* bad value */
+        {"\"n_mels\":\t64", "\"n_mels\":\t32", "audio.n_mels"}, /* differs from config */
+        {"\"hop_length\":\t80", "\"hop_length\":\t\"80\"", "audio.hop_length"}, /* wrong type */
+        {"\"norm_std\":\t6", "\"norm_std\":\t6.5", "audio.norm_std"},
+        {"\"eval_crop\":\t\"head\"", "\"eval_crop\":\t\"random\"", "audio.eval_crop"},
+        {"\"audio\":", "\"audio_x\":", "audio"}, /* no audio object */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(cmd, sizeof cmd, "rm -rf %s && cp -r %s %s", dir, good, dir);
+        run_ok_(cmd);
+        edit_file_(pre, cases[i].from, cases[i].to);
+        expect_open_error_(dir, "preprocess.json", cases[i].field);
+    }
+    /* the good one opens; an audio front-end in config.json that the tower cannot take fails */
+    clasp_embedder em;
+    cr_assert_eq(clasp_embedder_open(good, 1, 4, &em), CLASP_OK, "%s", clasp_last_error());
+    clasp_embedder_close(&em);
+}
+
+Test(export_audio, cli_shards_and_errors) {
+    char tmp[1024], dir[1100], cfg[1100], cmd[8192], shard[1200], out[1200], out2[1200];
+    const char *bin = clasp_test_bin();
+    clasp_test_tmpdir("export_audio_cli", tmp, sizeof tmp);
+    snprintf(dir, sizeof dir, "%s/export", tmp);
+    snprintf(cfg, sizeof cfg, "%s/configs/speech-small.json", CLASP_SOURCE_DIR);
+    make_export_(cfg, dir, 4);
+    /* three WAVs, as files and as the audio field of a shard (one sample without audio) */
+    char names[3][1200];
+    const char *files[3];
+    char *bytes[3];
+    size_t nb[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(names[i], sizeof names[i], "%s/s%d.wav", tmp, i);
+        write_wav_(names[i], 8000, 1.0 + i, 1, SF_FORMAT_PCM_16, SIG_TONES_NOISE,
+                   200 + (uint64_t)i);
+        files[i] = names[i];
+        cr_assert_eq(clasp_read_file(names[i], 1 << 24, &bytes[i], &nb[i]), CLASP_OK);
+    }
+    fx_member m[] = {{"k0.wav", bytes[0], nb[0], 0}, {"k0.txt", "zero", 4, 0},
+                     {"k1.txt", "no audio", 8, 0},   {"k2.wav", bytes[1], nb[1], 0},
+                     {"k2.txt", "one", 3, 0},        {"k3.wav", bytes[2], nb[2], 0},
+                     {"k3.txt", "two", 3, 0}};
+    snprintf(shard, sizeof shard, "%s/shard-000000.tar", tmp);
+    cr_assert(fx_write_tar(shard, ARCHIVE_FORMAT_TAR_USTAR, ARCHIVE_FILTER_NONE, m, 7));
+    snprintf(out, sizeof out, "%s/shards.npy", tmp);
+    snprintf(out2, sizeof out2, "%s/files.npy", tmp);
+    /* --shards defaults to the audio field on a model without an image tower */
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --shards %s -o %s 2>/dev/null", bin, dir, shard,
+             out);
+    run_ok_(cmd);
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --audio %s %s %s -o %s 2>/dev/null", bin, dir,
+             files[0], files[1], files[2], out2);
+    run_ok_(cmd);
+    int64_t r1, c1, r2, c2;
+    float *a = load_npy_(out, &r1, &c1), *b = load_npy_(out2, &r2, &c2);
+    cr_assert(r1 == 3 && r2 == 3 && c1 == 128 && c2 == 128);
+    cr_assert(clasp_test_check_tensor("shards vs files", a, b, (size_t)(r1 * c1), 1e-6, 0));
+    free(a), free(b);
+    char side[1200];
+    snprintf(side, sizeof side, "%s/shards.json", tmp);
+    cJSON *j;
+    cr_assert_eq(clasp_json_load(side, &j), CLASP_OK);
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "modality")->valuestring, "audio");
+    cr_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "keys"), 1)->valuestring, "k2");
+    cJSON_Delete(j);
+    /* text shards of the same model: the text tower */
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --shards %s --modality text -o %s 2>/dev/null",
+             bin, dir, shard, out);
+    run_ok_(cmd);
+    a = load_npy_(out, &r1, &c1);
+    cr_assert_eq(r1, 4);
+    free(a);
+    /* errors: --image on an audio model, a file that is not audio, a missing file */
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --image %s -o %s 2>/dev/null", bin, dir,
+             files[0], out);
+    cr_assert_neq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --audio %s -o %s 2>/dev/null", bin, dir, cfg,
+             out);
+    cr_assert_neq(system(cmd), 0);
+    clasp_embedder em;
+    cr_assert_eq(clasp_embedder_open(dir, 1, 2, &em), CLASP_OK, "%s", clasp_last_error());
+    float z[2 * 128];
+    const char *bad[2] = {files[0], cfg};
+    cr_assert_neq(clasp_embedder_audio_files(&em, bad, 2, z), CLASP_OK);
+    cr_assert(strstr(clasp_last_error(), "speech-small.json"), "%s", clasp_last_error());
+    const char *missing[1] = {"/nonexistent/x.wav"};
+    cr_assert_neq(clasp_embedder_audio_files(&em, missing, 1, z), CLASP_OK);
+    cr_assert(strstr(clasp_last_error(), "/nonexistent/x.wav"), "%s", clasp_last_error());
+    /* an empty file is a decode error naming it, never a crash */
+    char empty[1200];
+    snprintf(empty, sizeof empty, "%s/empty.wav", tmp);
+    write_file_(empty, "", 0);
+    const char *e1[1] = {empty};
+    cr_assert_neq(clasp_embedder_audio_files(&em, e1, 1, z), CLASP_OK);
+    cr_assert(strstr(clasp_last_error(), "empty.wav"), "%s", clasp_last_error());
+    clasp_embedder_close(&em);
+    for (int i = 0; i < 3; i++) free(bytes[i]);
+}
