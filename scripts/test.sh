@@ -37,4 +37,14 @@ run_suite build-asan -DCLASP_SANITIZE=address,undefined -DCLASP_BUILD_BENCH=OFF
 echo "== fuzz: tar reading + sample assembly + decoding under ASan/UBSan (libFuzzer, 60 s)" >&2
 run_suite build-fuzz -DCMAKE_C_COMPILER=clang -DCLASP_SANITIZE=address,undefined -DCLASP_FUZZ=ON \
     -DCLASP_WERROR=OFF -DCLASP_BUILD_BENCH=OFF -DCLASP_FUZZ_SECONDS=60 -R fuzz_tar
-echo "test.sh: all tests passed in the normal and sanitizer builds, and the fuzz run" >&2
+# ---- MPI stage (issue 9): data-parallel training over OpenMPI, under ASan/UBSan -------------
+# tests/test_mpi.c runs `mpirun --allow-run-as-root --oversubscribe -np 2` (and -np 4) of
+# `clasp train`; LSan ignores OpenMPI's own allocations (tests/lsan_mpi.supp, set by
+# tests/CMakeLists.txt). Needs libopenmpi-dev and openmpi-bin.
+echo "== MPI build (CLASP_MPI=ON, address,undefined): data-parallel tests with mpirun" >&2
+cmake -S . -B build-mpi -DCMAKE_BUILD_TYPE=Release -DCLASP_MPI=ON \
+    -DCLASP_SANITIZE=address,undefined -DCLASP_BUILD_BENCH=OFF >/dev/null
+cmake --build build-mpi -j "$JOBS" --target clasp test_mpi test_engine >/dev/null
+(cd build-mpi && ctest --output-on-failure -R 'test_mpi|test_engine')
+# ---- end of the MPI stage ----------------------------------------------------------------------
+echo "test.sh: all tests passed in the normal and sanitizer builds, the fuzz run and the MPI build" >&2
