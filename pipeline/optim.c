@@ -8,8 +8,8 @@
 #include "core/sizes.h"
 
 clasp_adamw_config clasp_adamw_default_config(void) {
-    clasp_adamw_config c = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6,
-                            .weight_decay = 0.1};
+    clasp_adamw_config c = {
+        .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6, .weight_decay = 0.1};
     return c;
 }
 

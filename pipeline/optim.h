@@ -31,10 +31,10 @@ clasp_adamw_config clasp_adamw_default_config(void);
 
 typedef struct clasp_adamw {
     clasp_adamw_config cfg;
-    size_t n;   /* floats */
-    float *m;   /* (n) first moment */
-    float *v;   /* (n) second moment */
-    int64_t t;  /* steps taken */
+    size_t n;  /* floats */
+    float *m;  /* (n) first moment */
+    float *v;  /* (n) second moment */
+    int64_t t; /* steps taken */
 } clasp_adamw;
 
 clasp_status clasp_adamw_init(clasp_adamw *o, size_t n, clasp_adamw_config cfg);
@@ -52,7 +52,6 @@ double clasp_lr_cosine(int64_t step, int64_t warmup, int64_t total, double peak)
  * order). If max_norm > 0 and the norm exceeds it, scales the grads by
  * max_norm / (norm + 1e-6) (torch.nn.utils.clip_grad_norm_). Returns the norm before
  * clipping (may be inf/nan: the caller's guard checks it). */
-double clasp_clip_grad_norm(float *grads, const clasp_param_seg *segs, int n_segs,
-                            double max_norm);
+double clasp_clip_grad_norm(float *grads, const clasp_param_seg *segs, int n_segs, double max_norm);
 
 #endif
