@@ -84,18 +84,24 @@ static void build_data_(const char *name) {
 /* Runs clasp train with `np` ranks (0 = no mpirun) and the common fmnist-small options; the
  * output goes to OUT.log. `env` is prepended (e.g. "CLASP_FAULT_INJECT=die:1:5"). Returns the
  * exit status (124 from timeout = the job hung). */
+static char g_model[4200]; /* --model; empty = configs/fmnist-small.json */
+
 static int run_(int np, const char *env, const char *extra, const char *out) {
     char launcher[512] = "";
     if (np > 0)
         snprintf(launcher, sizeof launcher, "%s --allow-run-as-root --oversubscribe -np %d",
                  mpiexec_(), np);
-    char cmd[16384];
+    char cmd[16384], model[4300];
+    if (g_model[0])
+        snprintf(model, sizeof model, "%s", g_model);
+    else
+        snprintf(model, sizeof model, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
     snprintf(cmd, sizeof cmd,
              "%s OPENBLAS_NUM_THREADS=1 timeout -k 10 240 %s %s train "
-             "--model %s/configs/fmnist-small.json --train '%s/train-{000000..000004}.tar' "
+             "--model %s --train '%s/train-{000000..000004}.tar' "
              "--out %s --batch-size 64 --warmup 2 --lr 1e-4 --log-every 1 --no-progress --seed 5 "
              "--threads 1 %s >%s.log 2>&1",
-             env ? env : "", launcher, clasp_test_bin(), CLASP_SOURCE_DIR, g_data, out, extra, out);
+             env ? env : "", launcher, clasp_test_bin(), model, g_data, out, extra, out);
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
@@ -149,19 +155,20 @@ static void expect_close_(const char *what, const double *a, const double *b, in
     }
 }
 
-static void equivalence_(int np, int steps) {
+static void equivalence_(int np, int steps, const char *opts) {
     need_mpi_();
-    char name[64], base[4096], a[4200], b[4200], extra[256];
-    snprintf(name, sizeof name, "mpi_equiv%d", np);
+    char name[64], base[4096], a[4200], b[4200], extra[512];
+    snprintf(name, sizeof name, "mpi_equiv%d%s", np, opts[0] ? "x" : "");
     build_data_(name);
-    snprintf(name, sizeof name, "mpi_equiv%d_runs", np);
+    snprintf(name, sizeof name, "mpi_equiv%d%s_runs", np, opts[0] ? "x" : "");
     clasp_test_tmpdir(name, base, sizeof base);
     snprintf(a, sizeof a, "%s/one", base);
     snprintf(b, sizeof b, "%s/ranks", base);
-    snprintf(extra, sizeof extra, "--steps %d", steps);
+    snprintf(extra, sizeof extra, "--steps %d %s", steps, opts);
     cr_assert_eq(run_(0, NULL, extra, a), 0, "one process failed: see %s.log", a);
     /* global batch 64 = np x 64/np rows; every rank checks the parameter hash every step */
-    snprintf(extra, sizeof extra, "--steps %d --data-split samples --check-every 1", steps);
+    snprintf(extra, sizeof extra, "--steps %d --data-split samples --check-every 1 %s", steps,
+             opts);
     cr_assert_eq(run_(np, NULL, extra, b), 0, "%d ranks failed: see %s.log", np, b);
     double la[64], lb[64], ga[64], gb[64];
     int na = field_(a, "loss", la, 64), nb = field_(b, "loss", lb, 64);
@@ -176,11 +183,31 @@ static void equivalence_(int np, int steps) {
 }
 
 Test(mpi, two_ranks_equal_one_process) {
-    equivalence_(2, 20);
+    equivalence_(2, 20, "");
 }
 
 Test(mpi, four_ranks_equal_one_process) {
-    equivalence_(4, 10);
+    equivalence_(4, 10, "");
+}
+
+/* SigLIP (local images vs gathered texts, text-gradient reduce-scatter, bias gradient) with
+ * multi-positive groups (caption hashes all-gathered, dense ids over the global batch). */
+Test(mpi, two_ranks_equal_one_process_siglip_multi_positive) {
+    need_mpi_();
+    char dir[4000];
+    clasp_test_tmpdir("mpi_siglip_cfg", dir, sizeof dir);
+    snprintf(g_model, sizeof g_model, "%s/fmnist-siglip.json", dir);
+    char src[4200];
+    snprintf(src, sizeof src, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
+    char *text = read_text_(src);
+    char *brace = strchr(text, '{');
+    cr_assert_not_null(brace);
+    FILE *f = fopen(g_model, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "{\"init_logit_bias\": -10.0,%s", brace + 1);
+    fclose(f);
+    free(text);
+    equivalence_(2, 8, "--loss siglip --multi-positive");
 }
 
 Test(mpi, killed_rank_stops_job_and_last_checkpoint_resumes_exactly) {
