@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "core/hash.h"
+#include "core/json.h"
 #include "pipeline/export.h"
 
 static void usage_(FILE *f) {
@@ -59,12 +60,33 @@ int clasp_cmd_export(int argc, char **argv) {
     uint64_t h = 0;
     char hex[17] = "";
     if (clasp_file_hash(mp, &h) == CLASP_OK) clasp_hash_hex(h, hex);
-    fprintf(stderr,
-            "clasp export: %s -> %s\n"
-            "  embed with: clasp embed --model %s --image FILES... -o images.npy\n"
-            "              clasp embed --model %s --text lines.txt -o texts.npy\n"
-            "  search:     clasp search --model %s --index images.npy --text \"a query\" -k 5\n",
-            ckpt, out, out, out, out);
+    /* how to use it, for the modalities the model has */
+    char cp[4200];
+    snprintf(cp, sizeof cp, "%s/config.json", out);
+    cJSON *cfg = NULL;
+    bool has_img = true, has_txt = true, has_aud = false;
+    if (clasp_json_load(cp, &cfg) == CLASP_OK) {
+        has_img = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(cfg, "image"));
+        has_txt = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(cfg, "text"));
+        has_aud = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(cfg, "audio"));
+        cJSON_Delete(cfg);
+    }
+    fprintf(stderr, "clasp export: %s -> %s\n", ckpt, out);
+    const char *lead = "  embed with: ";
+    if (has_img) {
+        fprintf(stderr, "%sclasp embed --model %s --image FILES... -o images.npy\n", lead, out);
+        lead = "              ";
+    }
+    if (has_aud) {
+        fprintf(stderr, "%sclasp embed --model %s --audio FILES... -o audio.npy\n", lead, out);
+        lead = "              ";
+    }
+    if (has_txt)
+        fprintf(stderr, "%sclasp embed --model %s --text lines.txt -o texts.npy\n", lead, out);
+    if (has_txt && (has_img || has_aud))
+        fprintf(stderr,
+                "  search:     clasp search --model %s --index %s --text \"a query\" -k 5\n", out,
+                has_img ? "images.npy" : "audio.npy");
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "checkpoint", ckpt);

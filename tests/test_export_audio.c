@@ -14,11 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/json.h"
 #include "core/rng.h"
 #include "include/clasp.h"
 #include "modalities/tokenizer.h"
+#include "pipeline/checkpoint.h"
 #include "pipeline/export.h"
 #include "pipeline/retrieval.h"
 #include "tests/pipeline_fixtures.h"
@@ -466,4 +468,113 @@ Test(export_audio, cli_shards_and_errors) {
     cr_assert(strstr(clasp_last_error(), "empty.wav"), "%s", clasp_last_error());
     clasp_embedder_close(&em);
     for (int i = 0; i < 3; i++) free(bytes[i]);
+}
+
+Test(export_audio, checkpoint_to_export) {
+    char tmp[1024], run[1100], cfgp[1100], exp[1100], cmd[4096], wav[1200];
+    clasp_test_tmpdir("export_audio_ckpt", tmp, sizeof tmp);
+    snprintf(run, sizeof run, "%s/run", tmp);
+    snprintf(exp, sizeof exp, "%s/export", tmp);
+    snprintf(cfgp, sizeof cfgp, "%s/configs/speech-ast.json", CLASP_SOURCE_DIR);
+    clasp_model_config cfg;
+    clasp_model m;
+    cr_assert_eq(clasp_model_config_load(cfgp, &cfg), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK);
+    clasp_model_init_weights(&m, 13);
+    clasp_named_tensor *t = calloc((size_t)m.n_params, sizeof *t);
+    for (int i = 0; i < m.n_params; i++) {
+        t[i].name = m.info[i].name;
+        t[i].ndim = m.info[i].ndim;
+        memcpy(t[i].shape, m.info[i].shape, sizeof t[i].shape);
+        t[i].data = m.params + m.info[i].offset;
+    }
+    cJSON *state = cJSON_CreateObject(), *cj;
+    cr_assert_eq(clasp_model_config_to_json(&cfg, &cj), CLASP_OK);
+    cJSON_AddItemToObject(state, "config", cj);
+    cJSON_AddNumberToObject(state, "step", 5);
+    mkdir(run, 0755);
+    cr_assert_eq(clasp_ckpt_save(run, 5, t, m.n_params, NULL, 0, state, 0, NULL, 0), CLASP_OK, "%s",
+                 clasp_last_error());
+    cJSON_Delete(state);
+    free(t);
+    clasp_model_free(&m);
+    snprintf(cmd, sizeof cmd, "%s export %s -o %s 2>/dev/null", clasp_test_bin(), run, exp);
+    run_ok_(cmd);
+    snprintf(wav, sizeof wav, "%s/q.wav", tmp);
+    write_wav_(wav, 8000, 2.5, 1, SF_FORMAT_PCM_16, SIG_CHIRP, 5);
+    /* the run, the checkpoint and the export embed the same audio identically */
+    clasp_embedder a, b;
+    cr_assert_eq(clasp_embedder_open(run, 1, 4, &a), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(a.kind, CLASP_SOURCE_CHECKPOINT);
+    cr_assert_eq(clasp_embedder_open(exp, 2, 4, &b), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(b.kind, CLASP_SOURCE_EXPORT);
+    const char *f[1] = {wav};
+    float za[128], zb[128];
+    cr_assert_eq(clasp_embedder_audio_files(&a, f, 1, za), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_embedder_audio_files(&b, f, 1, zb), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(clasp_test_check_tensor("export vs checkpoint (audio)", zb, za, 128, 1e-6, 0));
+    clasp_embedder_close(&a);
+    clasp_embedder_close(&b);
+}
+
+/* An ImageBind-style model with image, text and audio towers: image-text runs on the engine,
+ * the audio tower on the engine's replicas; audio still equals PyTorch. */
+Test(export_audio, three_towers) {
+    char tmp[1024], dir[1100], cfgp[1100];
+    clasp_test_tmpdir("export_audio_3", tmp, sizeof tmp);
+    snprintf(dir, sizeof dir, "%s/export", tmp);
+    snprintf(cfgp, sizeof cfgp, "%s/three.json", tmp);
+    const char *cfg =
+        "{\"embed_dim\": 16,"
+        " \"image\": {\"type\": \"cnn\", \"channels\": 1, \"size\": 12, \"conv\": [{\"channels\": "
+        "4, \"kernel\": 3, \"padding\": 1, \"pool\": 2}], \"fc\": [8]},"
+        " \"audio\": {\"type\": \"audio_cnn\", \"conv\": [{\"channels\": 6, \"kernel\": 3, "
+        "\"padding\": 1, \"pool\": 2}], \"sample_rate\": 8000, \"clip_seconds\": 0.5,"
+        "  \"pad\": \"repeat\", \"n_fft\": 128, \"win_length\": 128, \"hop_length\": 64, "
+        "\"n_mels\": 16, \"fmax\": 4000},"
+        " \"text\": {\"type\": \"transformer\", \"vocab_size\": 259, \"context_length\": 8,"
+        "  \"width\": 16, \"layers\": 1, \"heads\": 2, \"mlp_width\": 32,"
+        "  \"tokenizer\": {\"type\": \"bytes\", \"bos\": 256, \"eos\": 257, \"pad\": 258}}}";
+    write_file_(cfgp, cfg, strlen(cfg));
+    make_export_(cfgp, dir, 17);
+    char names[3][1200];
+    const char *files[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(names[i], sizeof names[i], "%s/t%d.wav", tmp, i);
+        write_wav_(names[i], 8000, 0.2 + 0.3 * i, 1, SF_FORMAT_PCM_16,
+                   i == 1 ? SIG_CHIRP : SIG_TONES_NOISE, 300 + (uint64_t)i);
+        files[i] = names[i];
+    }
+    const char *bin = clasp_test_bin();
+    char cmd[8192], cn[1200], pn[1200];
+    snprintf(cn, sizeof cn, "%s/c.npy", tmp);
+    snprintf(pn, sizeof pn, "%s/p.npy", tmp);
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --audio %s %s %s -o %s --threads 2 2>/dev/null",
+             bin, dir, files[0], files[1], files[2], cn);
+    run_ok_(cmd);
+    cr_assert_eq(system(PY " -c 'import torch, numpy'"), 0,
+                 "/usr/bin/python3 cannot import torch and numpy");
+    snprintf(cmd, sizeof cmd, PY " %s/tools/clasp_torch.py %s --audio %s %s %s -o %s",
+             CLASP_SOURCE_DIR, dir, files[0], files[1], files[2], pn);
+    run_ok_(cmd);
+    int64_t r1, c1, r2, c2;
+    float *a = load_npy_(cn, &r1, &c1), *b = load_npy_(pn, &r2, &c2);
+    cr_assert(r1 == 3 && r2 == 3 && c1 == 16 && c2 == 16);
+    fprintf(stderr, "[export_audio] three towers: max |clasp - torch| = %.3g\n",
+            max_abs_diff_(a, b, 48));
+    cr_assert(clasp_test_check_tensor("three towers: audio", b, a, 48, 1e-4, 0));
+    /* the embedder took the engine (image + text) and embeds all three modalities */
+    clasp_embedder em;
+    cr_assert_eq(clasp_embedder_open(dir, 2, 4, &em), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(em.own == NULL && em.engine.models != NULL);
+    cr_assert(clasp_embedder_has(&em, CLASP_TOWER_IMAGE) &&
+              clasp_embedder_has(&em, CLASP_TOWER_TEXT) &&
+              clasp_embedder_has(&em, CLASP_TOWER_AUDIO));
+    float z[3 * 16];
+    cr_assert_eq(clasp_embedder_audio_files(&em, files, 3, z), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(clasp_test_check_tensor("embedder vs clasp embed", z, a, 48, 1e-6, 0));
+    const char *texts[2] = {"a dog barking", "rain"};
+    cr_assert_eq(clasp_embedder_texts(&em, texts, 2, z), CLASP_OK, "%s", clasp_last_error());
+    clasp_embedder_close(&em);
+    free(a), free(b);
 }
