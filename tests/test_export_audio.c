@@ -466,7 +466,23 @@ Test(export_audio, cli_shards_and_errors) {
     const char *e1[1] = {empty};
     cr_assert_neq(clasp_embedder_audio_files(&em, e1, 1, z), CLASP_OK);
     cr_assert(strstr(clasp_last_error(), "empty.wav"), "%s", clasp_last_error());
+    /* another sample rate: clasp resamples it (libsamplerate) ... */
+    char r16[1200], msg[1200];
+    snprintf(r16, sizeof r16, "%s/rate16k.wav", tmp);
+    write_wav_(r16, 16000, 1.0, 1, SF_FORMAT_PCM_16, SIG_CHIRP, 9);
+    const char *e2[1] = {r16};
+    cr_assert_eq(clasp_embedder_audio_files(&em, e2, 1, z), CLASP_OK, "%s", clasp_last_error());
     clasp_embedder_close(&em);
+    /* ... clasp_torch.py refuses it (no libsamplerate in Python), naming file and rates */
+    snprintf(msg, sizeof msg, "%s/refused.txt", tmp);
+    snprintf(cmd, sizeof cmd, PY " %s/tools/clasp_torch.py %s --audio %s -o %s/x.npy 2> %s",
+             CLASP_SOURCE_DIR, dir, r16, tmp, msg);
+    cr_assert_neq(system(cmd), 0, "clasp_torch.py accepted a 16 kHz file for an 8 kHz model");
+    char *txt;
+    size_t nt;
+    cr_assert_eq(clasp_read_file(msg, 1 << 20, &txt, &nt), CLASP_OK);
+    cr_assert(strstr(txt, "rate16k.wav") && strstr(txt, "16000") && strstr(txt, "8000"), "%s", txt);
+    free(txt);
     for (int i = 0; i < 3; i++) free(bytes[i]);
 }
 

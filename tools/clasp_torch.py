@@ -744,4 +744,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, KeyError, OSError) as e:  # bad input or export: one line, exit 1
+        print(f"clasp_torch.py: {e}", file=sys.stderr)
+        sys.exit(1)
