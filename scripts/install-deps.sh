@@ -8,7 +8,8 @@ set -eu
 PKGS="build-essential cmake pkg-config clang-format python3 time \
 libstb-dev libopenblas-dev libcjson-dev libxxhash-dev libcriterion-dev \
 libsndfile1-dev libutf8proc-dev libarchive-dev libsamplerate0-dev libkissfft-dev \
-python3-torch python3-numpy python3-pil valgrind clang libclang-rt-14-dev"
+python3-torch python3-numpy python3-pil valgrind clang libclang-rt-14-dev \
+libopenmpi-dev openmpi-bin"
 # data sources of the built-in datasets (main job: Fashion-MNIST; speech: Asterisk, espeak-ng)
 PKGS="$PKGS dataset-fashion-mnist espeak-ng \
 asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-es asterisk-core-sounds-es-wav \
