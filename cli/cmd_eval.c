@@ -38,6 +38,94 @@ static void usage_(FILE *f) {
                "  --threads N         compute threads (default 2); --batch-size B (default 256);\n"
                "  --workers W         decode threads (default 1)\n"
                "  --json              result as JSON on stdout\n");
+    fprintf(f, "audio (models with an audio tower)\n"
+               "  --pair audio-text   audio<->text retrieval on --data (the default for a model\n"
+               "                      without an image tower): every clip queries the distinct\n"
+               "                      captions of --data (audio->text), every distinct caption\n"
+               "                      queries all clips, any clip of that caption counting\n"
+               "                      (text->audio); R@1/5/10, mean/median rank, chance levels\n"
+               "  --gallery SPEC      audio->image retrieval: each clip of --data queries the\n"
+               "                      images of SPEC; the relevant images are those whose caption\n"
+               "                      equals the clip's (--match text: same tokens after the\n"
+               "                      model's normalisation, e.g. a spoken emoji name and the\n"
+               "                      emoji's label); R@1/5/10 and chance (1 - C(N-m,k)/C(N,k))\n");
+}
+
+static cJSON *rank_json_(const clasp_rank_stats *r);
+
+static cJSON *group_json_(const clasp_group_retrieval *g) {
+    cJSON *o = rank_json_(&g->stats);
+    cJSON_AddNumberToObject(o, "n_gallery", (double)g->n_gallery);
+    cJSON_AddNumberToObject(o, "unmatched", (double)g->unmatched);
+    cJSON_AddNumberToObject(o, "mean_relevant", g->mean_relevant);
+    cJSON_AddNumberToObject(o, "chance_r1", g->chance_r1);
+    cJSON_AddNumberToObject(o, "chance_r5", g->chance_r5);
+    cJSON_AddNumberToObject(o, "chance_r10", g->chance_r10);
+    cJSON_AddNumberToObject(o, "chance_mean_rank", g->chance_mean_rank);
+    return o;
+}
+
+static void group_print_(const char *what, const clasp_group_retrieval *g) {
+    fprintf(stderr,
+            "  %-14s R@1 %6.2f%%  R@5 %6.2f%%  R@10 %6.2f%%  mean rank %.1f  median rank %.0f  "
+            "(%lld queries, gallery %lld)\n"
+            "  %-14s R@1 %6.2f%%  R@5 %6.2f%%  R@10 %6.2f%%  mean rank %.1f  (chance)\n",
+            what, 100 * g->stats.r1, 100 * g->stats.r5, 100 * g->stats.r10, g->stats.mean_rank,
+            g->stats.median_rank, (long long)g->stats.n, (long long)g->n_gallery, "",
+            100 * g->chance_r1, 100 * g->chance_r5, 100 * g->chance_r10, g->chance_mean_rank);
+}
+
+/* audio<->text on --data, or audio->image against --gallery; adds to res. */
+static clasp_status audio_eval_(clasp_embedder *em, const char *data, const char *gallery,
+                                int workers, cJSON *res) {
+    clasp_eval_towers ta, tg;
+    memset(&tg, 0, sizeof tg);
+    clasp_status s;
+    if (!gallery) {
+        s = clasp_eval_collect_towers(em, data, CLASP_TOWER_AUDIO, CLASP_TOWER_TEXT, workers, &ta);
+        if (s != CLASP_OK) return s;
+        clasp_eval_pair_result pr;
+        s = clasp_eval_pair_retrieval(&ta, &pr);
+        if (s == CLASP_OK) {
+            cJSON_AddNumberToObject(res, "n", (double)ta.n);
+            cJSON_AddNumberToObject(res, "skipped", (double)ta.skipped);
+            cJSON *r = cJSON_AddObjectToObject(res, "retrieval");
+            cJSON_AddStringToObject(r, "pair", "audio-text");
+            cJSON_AddNumberToObject(r, "n_audio", (double)ta.n);
+            cJSON_AddNumberToObject(r, "n_captions", (double)pr.n_unique);
+            cJSON_AddItemToObject(r, "audio_to_text", group_json_(&pr.a_to_b));
+            cJSON_AddItemToObject(r, "text_to_audio", group_json_(&pr.b_to_a));
+            fprintf(stderr, "retrieval (%lld clips, %lld distinct captions, %lld skipped):\n",
+                    (long long)ta.n, (long long)pr.n_unique, (long long)ta.skipped);
+            group_print_("audio->text", &pr.a_to_b);
+            group_print_("text->audio", &pr.b_to_a);
+        }
+        clasp_eval_towers_free(&ta);
+        return s;
+    }
+    s = clasp_eval_collect_towers(em, data, CLASP_TOWER_AUDIO, CLASP_N_TOWERS, workers, &ta);
+    if (s == CLASP_OK)
+        s = clasp_eval_collect_towers(em, gallery, CLASP_TOWER_IMAGE, CLASP_N_TOWERS, workers, &tg);
+    clasp_group_retrieval g;
+    if (s == CLASP_OK)
+        s = clasp_retrieval_by_group(ta.a, ta.group, ta.n, tg.a, tg.group, tg.n, ta.D, &g);
+    if (s == CLASP_OK) {
+        cJSON_AddNumberToObject(res, "n", (double)ta.n);
+        cJSON_AddNumberToObject(res, "skipped", (double)(ta.skipped + tg.skipped));
+        cJSON_AddStringToObject(res, "gallery", gallery);
+        cJSON *o = group_json_(&g);
+        cJSON_AddStringToObject(o, "match", "text");
+        cJSON_AddItemToObject(res, "audio_to_image", o);
+        fprintf(stderr,
+                "audio->image (%lld clips of %s, %lld images of %s; %lld clips without a "
+                "matching image left out; %.2f relevant images per clip):\n",
+                (long long)ta.n, data, (long long)tg.n, gallery, (long long)g.unmatched,
+                g.mean_relevant);
+        group_print_("audio->image", &g);
+    }
+    clasp_eval_towers_free(&ta);
+    clasp_eval_towers_free(&tg);
+    return s;
 }
 
 static cJSON *rank_json_(const clasp_rank_stats *r) {
@@ -119,6 +207,7 @@ static clasp_status zeroshot_(clasp_embedder *em, const clasp_eval_set *set, con
 
 int clasp_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *zs = NULL, *tmpl = NULL, *probe = NULL;
+    const char *gallery = NULL, *pair = NULL, *match = "text";
     bool retrieval = false, all_caps = false, json = false;
     int threads = 2, batch = 256, workers = 1;
     clasp_probe_options po = clasp_probe_default_options();
@@ -132,6 +221,12 @@ int clasp_cmd_eval(int argc, char **argv) {
             model = argv[++i];
         } else if (!strcmp(a, "--data") && more) {
             data = argv[++i];
+        } else if (!strcmp(a, "--gallery") && more) {
+            gallery = argv[++i];
+        } else if (!strcmp(a, "--pair") && more) {
+            pair = argv[++i];
+        } else if (!strcmp(a, "--match") && more) {
+            match = argv[++i];
         } else if (!strcmp(a, "--zeroshot") && more) {
             zs = argv[++i];
         } else if (!strcmp(a, "--templates") && more) {
@@ -167,6 +262,11 @@ int clasp_cmd_eval(int argc, char **argv) {
         usage_(stderr);
         return 2;
     }
+    if (strcmp(match, "text") != 0 ||
+        (pair && strcmp(pair, "audio-text") != 0 && strcmp(pair, "image-text") != 0)) {
+        fprintf(stderr, "clasp eval: --match must be text; --pair audio-text or image-text\n");
+        return 2;
+    }
     if (!zs && !probe) retrieval = true;
     if (all_caps) retrieval = true;
     double t0 = now_();
@@ -185,6 +285,36 @@ int clasp_cmd_eval(int argc, char **argv) {
     cJSON_AddStringToObject(res, "model_hash", hex);
     if (em.step >= 0) cJSON_AddNumberToObject(res, "step", (double)em.step);
     cJSON_AddStringToObject(res, "data", data);
+    bool audio_mode = gallery || (pair && !strcmp(pair, "audio-text")) ||
+                      (!pair && !clasp_embedder_has(&em, CLASP_TOWER_IMAGE) &&
+                       clasp_embedder_has(&em, CLASP_TOWER_AUDIO));
+    if (audio_mode) {
+        clasp_status as = CLASP_OK;
+        if (zs || probe || all_caps)
+            as = clasp_set_error(CLASP_ERR_ARG, "--zeroshot, --probe-train and --all-captions are "
+                                                "image evaluations; not with audio");
+        if (as == CLASP_OK) as = audio_eval_(&em, data, gallery, workers, res);
+        int arc = 0;
+        if (as != CLASP_OK) {
+            fprintf(stderr, "clasp eval: %s\n", clasp_last_error());
+            arc = 1;
+        } else {
+            cJSON_AddNumberToObject(res, "seconds", now_() - t0);
+            char *line = cJSON_PrintUnformatted(res);
+            if (json && line) printf("%s\n", line);
+            if (line && em.run_dir[0]) {
+                char mp[4200];
+                snprintf(mp, sizeof mp, "%s/metrics.jsonl", em.run_dir);
+                FILE *f = fopen(mp, "a");
+                if (!f || fprintf(f, "%s\n", line) < 0) arc = 1;
+                if (f) fclose(f);
+            }
+            cJSON_free(line);
+        }
+        cJSON_Delete(res);
+        clasp_embedder_close(&em);
+        return arc;
+    }
     clasp_eval_set set;
     clasp_eval_text want = !retrieval ? CLASP_EVAL_TEXT_NONE
                            : all_caps ? CLASP_EVAL_TEXT_ALL

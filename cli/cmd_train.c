@@ -13,20 +13,39 @@
 #include "pipeline/trainer.h"
 
 static void train_usage_(FILE *f) {
-    fputs("usage: clasp train --model configs/NAME.json --train SPEC --out RUN [options]\n"
-          "\n"
-          "Trains the model's towers with a contrastive loss on paired samples from WebDataset\n"
-          "shards. RUN receives config.json, options.json, metrics.jsonl and checkpoints/.\n"
-          "\n"
-          "data and model\n"
-          "  --model FILE          model config (configs/*.json)\n"
-          "  --train SPEC          training shards: brace ranges, '::' lists, pipe:CMD, -\n"
-          "  --val SPEC            evaluation shards (zero-shot during and after training)\n"
-          "  --zeroshot FILE       class names, one per line (needs --val)\n"
-          "  --templates FILE      prompt templates, one per line, '{}' = class name\n"
-          "  --out RUN             run folder\n"
-          "  --resume latest|CKPT  continue a run exactly where its checkpoint stopped\n"
-          "schedule\n"
+    fputs(
+        "usage: clasp train --model configs/NAME.json --train [PAIR=]SPEC [--train ...] --out RUN\n"
+        "                   [options]\n"
+        "\n"
+        "Trains the model's towers with a contrastive loss on paired samples from WebDataset\n"
+        "shards. RUN receives config.json, options.json, metrics.jsonl and checkpoints/.\n"
+        "\n"
+        "data and model\n"
+        "  --model FILE          model config (configs/*.json)\n"
+        "  --train SPEC          training shards: brace ranges, '::' lists, pipe:CMD, -\n"
+        "                        Repeat for several sources mixed in one run; a source's\n"
+        "                        pairing as a prefix PAIR=SPEC (e.g. 'audio-text=a-{0..3}.tar')\n"
+        "                        or with --pair after it (default: image-text, or the model's\n"
+        "                        two towers). Each step draws one source by weight from a\n"
+        "                        counter RNG keyed by (seed, step) and trains that pair;\n"
+        "                        towers are shared across sources (text binds audio and\n"
+        "                        images: train image-text and audio-text together)\n"
+        "  --pair PAIR           pairing of the preceding --train: image-text, audio-text,\n"
+        "                        audio-image, ...\n"
+        "  --weight W            mixing weight of the preceding --train (default 1)\n"
+        "  --freeze LIST         towers kept fixed (no gradient, no update): image, text,\n"
+        "                        audio, shared (logit scale); e.g. --freeze image,text\n"
+        "  --init MODEL          start from an export, checkpoint or run's parameters by name\n"
+        "                        (tensors it lacks, e.g. a new audio tower, keep their fresh\n"
+        "                        init; a shape mismatch is an error naming the tensor)\n"
+        "  --audio-augment       gain, time shift and SpecAugment masks on training audio\n"
+        "  --val SPEC            evaluation shards (zero-shot during and after training)\n"
+        "  --zeroshot FILE       class names, one per line (needs --val)\n"
+        "  --templates FILE      prompt templates, one per line, '{}' = class name\n"
+        "  --out RUN             run folder\n"
+        "  --resume latest|CKPT  continue a run exactly where its checkpoint stopped\n",
+        f);
+    fputs("schedule\n"
           "  --epochs E            passes over the training shards (default 1)\n"
           "  --steps N             optimiser steps (overrides --epochs)\n"
           "  --samples-per-epoch N epoch length with shard resampling instead of exact epochs\n"
@@ -103,6 +122,7 @@ static int parse_f64_(const char *opt, const char *s, double *out) {
 int clasp_cmd_train(int argc, char **argv) {
     clasp_train_options o = clasp_train_default_options();
     o.progress = isatty(2);
+    static char pair_buf[CLASP_TRAIN_MAX_SOURCES][32];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int64_t iv;
@@ -130,7 +150,61 @@ int clasp_cmd_train(int argc, char **argv) {
             return 0;
         }
         STR_OPT("--model", model_config)
-        STR_OPT("--train", train_spec)
+        if (!strcmp(a, "--train")) {
+            if (!need_(argc, argv, i)) return 2;
+            if (o.n_sources >= CLASP_TRAIN_MAX_SOURCES) {
+                fprintf(stderr, "clasp train: at most %d --train sources\n",
+                        CLASP_TRAIN_MAX_SOURCES);
+                return 2;
+            }
+            const char *v = argv[++i];
+            clasp_train_source *src = &o.sources[o.n_sources++];
+            *src = (clasp_train_source){.spec = v, .pair = NULL, .weight = 1};
+            /* PAIR=SPEC: the prefix is taken as a pairing only when it parses as one */
+            const char *eq = strchr(v, '=');
+            if (eq && (size_t)(eq - v) < sizeof pair_buf[0]) {
+                char *pb = pair_buf[o.n_sources - 1];
+                memcpy(pb, v, (size_t)(eq - v));
+                pb[eq - v] = '\0';
+                clasp_tower ta, tb;
+                if (clasp_pair_parse(pb, &ta, &tb) == CLASP_OK) {
+                    src->pair = pb;
+                    src->spec = eq + 1;
+                }
+            }
+            o.train_spec = o.sources[0].spec;
+            continue;
+        }
+        if (!strcmp(a, "--pair") || !strcmp(a, "--weight")) {
+            if (!need_(argc, argv, i)) return 2;
+            if (o.n_sources == 0) {
+                fprintf(stderr, "clasp train: %s applies to the preceding --train\n", a);
+                return 2;
+            }
+            clasp_train_source *src = &o.sources[o.n_sources - 1];
+            const char *v = argv[++i];
+            if (!strcmp(a, "--pair")) {
+                clasp_tower ta, tb;
+                if (clasp_pair_parse(v, &ta, &tb) != CLASP_OK) {
+                    fprintf(stderr, "clasp train: --pair: %s\n", clasp_last_error());
+                    return 2;
+                }
+                src->pair = v;
+            } else {
+                if (!parse_f64_(a, v, &dv) || !(dv > 0)) {
+                    fprintf(stderr, "clasp train: --weight expects a number > 0, got '%s'\n", v);
+                    return 2;
+                }
+                src->weight = dv;
+            }
+            continue;
+        }
+        STR_OPT("--freeze", freeze)
+        STR_OPT("--init", init)
+        if (!strcmp(a, "--audio-augment")) {
+            o.audio_augment = true;
+            continue;
+        }
         STR_OPT("--val", val_spec)
         STR_OPT("--out", out_dir)
         STR_OPT("--resume", resume)

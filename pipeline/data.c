@@ -65,6 +65,73 @@ clasp_status clasp_data_loader_config(const clasp_model_config *mc, clasp_loader
     return CLASP_OK;
 }
 
+clasp_status clasp_data_loader_config_pair(const clasp_model_config *mc, clasp_tower ta,
+                                           clasp_tower tb, const char *config_path,
+                                           clasp_loader_config *lc, clasp_tokenizer **tok) {
+    *tok = NULL;
+    const char *file = config_path ? config_path : "model config";
+    bool need[CLASP_N_TOWERS] = {false};
+    clasp_tower pair[2] = {ta, tb};
+    for (int i = 0; i < 2; i++) {
+        clasp_tower t = pair[i];
+        if (t != CLASP_TOWER_IMAGE && t != CLASP_TOWER_TEXT && t != CLASP_TOWER_AUDIO)
+            return clasp_set_error(CLASP_ERR_ARG, "data: tower %s has no input",
+                                   clasp_tower_name(t));
+        if (!clasp_model_config_has(mc, t))
+            return clasp_set_error(CLASP_ERR_CONFIG, "%s: the %s-%s pairing needs a %s tower", file,
+                                   clasp_tower_name(ta), clasp_tower_name(tb), clasp_tower_name(t));
+        need[t] = true;
+    }
+    if (ta == tb)
+        return clasp_set_error(CLASP_ERR_ARG, "data: a pairing needs two different towers");
+    if (need[CLASP_TOWER_IMAGE] && need[CLASP_TOWER_TEXT]) {
+        CLASP_TRY(clasp_data_loader_config(mc, lc, tok));
+    } else {
+        /* borrow the image-text setup with placeholder towers for the absent side */
+        clasp_model_config c = *mc;
+        if (c.image.type == CLASP_IMAGE_NONE) {
+            c.image.type = CLASP_IMAGE_CNN;
+            c.image.channels = 1;
+            c.image.size = 8;
+            c.image.mean[0] = 0.0f;
+            c.image.std[0] = 1.0f;
+        }
+        if (c.text.type == CLASP_TEXT_NONE) {
+            c.text.type = CLASP_TEXT_TRANSFORMER;
+            c.text.context_length = 2;
+            c.text.vocab_size = 1 << 20;
+            memset(&c.text.tokenizer, 0, sizeof c.text.tokenizer);
+        }
+        CLASP_TRY(clasp_data_loader_config(&c, lc, tok));
+    }
+    lc->required = (need[CLASP_TOWER_IMAGE] ? CLASP_NEED_IMAGE : 0u) |
+                   (need[CLASP_TOWER_TEXT] ? CLASP_NEED_TEXT : 0u) |
+                   (need[CLASP_TOWER_AUDIO] ? CLASP_NEED_AUDIO : 0u);
+    if (need[CLASP_TOWER_AUDIO]) {
+        clasp_status s = CLASP_OK;
+        cJSON *fj = cJSON_Parse(mc->audio.frontend_json);
+        if (!fj)
+            s = clasp_set_error(CLASP_ERR_CONFIG,
+                                "%s: field 'audio': front-end fields are not JSON", file);
+        if (s == CLASP_OK) s = clasp_audio_config_from_json(fj, file, "audio", &lc->audio);
+        cJSON_Delete(fj);
+        if (s == CLASP_OK && (lc->audio.mel.n_mels != mc->audio.n_mels ||
+                              clasp_audio_clip_frames(&lc->audio) != (size_t)mc->audio.n_frames))
+            s = clasp_set_error(CLASP_ERR_CONFIG,
+                                "%s: field 'audio': the front-end makes %d mels x %zu frames but "
+                                "the audio tower takes %d x %d",
+                                file, lc->audio.mel.n_mels, clasp_audio_clip_frames(&lc->audio),
+                                mc->audio.n_mels, mc->audio.n_frames);
+        if (s != CLASP_OK) {
+            clasp_tokenizer_free(*tok);
+            *tok = NULL;
+            lc->tokenizer = NULL;
+            return s;
+        }
+    }
+    return CLASP_OK;
+}
+
 static clasp_status reopen_(clasp_data *d, const clasp_loader_position *pos) {
     clasp_loader_close(d->L);
     d->L = NULL;
@@ -80,8 +147,28 @@ clasp_status clasp_data_open(const clasp_data_options *o, const clasp_model_conf
     d->opt = *o;
     d->epoch_samples = -1;
     d->spec = strdup(o->spec ? o->spec : "");
-    clasp_status s = d->spec ? clasp_data_loader_config(mc, &d->lc, &d->tok)
-                             : clasp_set_error(CLASP_ERR_NOMEM, "data: out of memory");
+    clasp_status s = !d->spec      ? clasp_set_error(CLASP_ERR_NOMEM, "data: out of memory")
+                     : o->has_pair ? clasp_data_loader_config_pair(mc, o->pair_a, o->pair_b,
+                                                                   o->config_path, &d->lc, &d->tok)
+                                   : clasp_data_loader_config(mc, &d->lc, &d->tok);
+    if (s == CLASP_OK && o->train && (d->lc.required & CLASP_NEED_AUDIO)) {
+        clasp_audio_augment_config *aa = &d->lc.audio_augment;
+        *aa = clasp_audio_augment_default_config();
+        aa->random_crop = true; /* effective only with the front-end's crop "random" */
+        if (o->audio_augment) {
+            aa->gain_prob = 0.5;
+            aa->gain_db_min = -6;
+            aa->gain_db_max = 6;
+            aa->shift_prob = 0.5;
+            aa->shift_max_seconds = 0.2;
+            aa->shift_mode = CLASP_AUDIO_SHIFT_ZERO;
+            aa->time_masks = 1;
+            aa->time_mask_max = 20;
+            aa->freq_masks = 1;
+            aa->freq_mask_max = 8;
+            aa->mask_value = 0;
+        }
+    }
     if (s == CLASP_OK) {
         d->lc.spec = d->spec;
         d->lc.seed = o->seed;
@@ -159,6 +246,8 @@ clasp_status clasp_data_epoch_samples(clasp_data *d, int64_t *n) {
             bool ok = !smp.truncated && !smp.too_large;
             if (ok && (d->lc.required & CLASP_NEED_IMAGE))
                 ok = clasp_sample_find(&smp, &d->lc.fields, CLASP_FIELD_IMAGE) != NULL;
+            if (ok && (d->lc.required & CLASP_NEED_AUDIO))
+                ok = clasp_sample_find(&smp, &d->lc.fields, CLASP_FIELD_AUDIO) != NULL;
             if (ok && (d->lc.required & CLASP_NEED_TEXT))
                 ok = clasp_sample_find(&smp, &d->lc.fields, CLASP_FIELD_TEXT) != NULL ||
                      clasp_sample_find(&smp, &d->lc.fields, CLASP_FIELD_JSON) != NULL;

@@ -40,6 +40,13 @@ typedef struct clasp_data_options {
     bool train;      /* true: shuffle, augment, drop last; false: evaluation order, keep all */
     int rank, world; /* data-parallel position; default 0 of 1 */
     clasp_data_split split; /* how ranks share the data (above); irrelevant for one rank */
+    /* The towers this source feeds (the fields a usable sample needs and that are decoded):
+     * has_pair false = image-text (the model must have both). */
+    bool has_pair;
+    clasp_tower pair_a, pair_b;
+    const char *config_path; /* names the model config in front-end errors (may be NULL) */
+    bool audio_augment;      /* training: gain/shift/SpecAugment on audio (random crop follows
+                                the front-end's "crop" field whenever training) */
 } clasp_data_options;
 
 clasp_data_options clasp_data_default_options(void);
@@ -50,6 +57,18 @@ clasp_data_options clasp_data_default_options(void);
  * fields (image + text). */
 clasp_status clasp_data_loader_config(const clasp_model_config *mc, clasp_loader_config *lc,
                                       clasp_tokenizer **tok);
+
+/* The same for the pair of towers (ta, tb) (image, text, audio; both in the model, else
+ * CLASP_ERR_CONFIG): the required fields are those two (CLASP_NEED_IMAGE / TEXT / AUDIO), the
+ * image preprocessing comes from the image tower, the tokenizer and context length from the
+ * text tower (a byte tokenizer when the pair has no text), and the audio front-end from the
+ * audio tower's fields (clasp_audio_config_from_json of cfg.audio.frontend_json): a bad
+ * front-end field is CLASP_ERR_CONFIG naming `config_path` (or "model config") and the field
+ * ("audio.n_fft"), as is a front-end whose log-mel size differs from the tower's input. *tok
+ * as above. */
+clasp_status clasp_data_loader_config_pair(const clasp_model_config *mc, clasp_tower ta,
+                                           clasp_tower tb, const char *config_path,
+                                           clasp_loader_config *lc, clasp_tokenizer **tok);
 
 typedef struct clasp_data clasp_data;
 

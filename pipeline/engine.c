@@ -102,9 +102,39 @@ static void job_fail_(clasp_engine *e, int job, clasp_status s) {
 /* ---- setup ------------------------------------------------------------------------------ */
 
 static size_t input_elems_(const clasp_model_config *c, clasp_tower t) {
-    if (t == CLASP_TOWER_IMAGE)
-        return (size_t)c->image.channels * (size_t)c->image.size * (size_t)c->image.size;
-    return (size_t)c->text.context_length;
+    return clasp_model_input_elems(c, t);
+}
+
+/* Row `row` of tower t's input (int32 tokens for text, floats otherwise). */
+static const void *input_row_(const clasp_model_config *c, clasp_tower t, const void *in,
+                              size_t row) {
+    size_t off = row * input_elems_(c, t);
+    if (t == CLASP_TOWER_TEXT) return (const int32_t *)in + off;
+    return (const float *)in + off;
+}
+
+static bool is_input_tower_(clasp_tower t) {
+    return t == CLASP_TOWER_IMAGE || t == CLASP_TOWER_TEXT || t == CLASP_TOWER_AUDIO;
+}
+
+clasp_status clasp_pair_parse(const char *str, clasp_tower *ta, clasp_tower *tb) {
+    static const char *const names[3] = {"image", "text", "audio"};
+    static const clasp_tower towers[3] = {CLASP_TOWER_IMAGE, CLASP_TOWER_TEXT, CLASP_TOWER_AUDIO};
+    const char *dash = str ? strchr(str, '-') : NULL;
+    int a = -1, b = -1;
+    for (int i = 0; dash && i < 3; i++) {
+        size_t n = strlen(names[i]);
+        if ((size_t)(dash - str) == n && !strncmp(str, names[i], n)) a = i;
+        if (!strcmp(dash + 1, names[i])) b = i;
+    }
+    if (a < 0 || b < 0 || a == b)
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "pairing '%s': expected two different towers of image, text, audio "
+                               "joined by '-' (image-text, audio-text, audio-image)",
+                               str ? str : "(null)");
+    *ta = towers[a];
+    *tb = towers[b];
+    return CLASP_OK;
 }
 
 clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
@@ -131,15 +161,25 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
                                "micro-batch %d (batch %d / accum %d) is not divisible into %d "
                                "chunks",
                                e->micro, o->batch_size, o->accum_steps, o->chunks);
-    if (cfg->image.type == CLASP_IMAGE_NONE || cfg->text.type == CLASP_TEXT_NONE)
-        return clasp_set_error(CLASP_ERR_CONFIG, "the model needs an image and a text tower");
+    clasp_tower present[3];
+    int n_present = 0;
+    for (int t = CLASP_TOWER_IMAGE; t <= CLASP_TOWER_AUDIO; t++)
+        if (clasp_model_config_has(cfg, (clasp_tower)t)) present[n_present++] = (clasp_tower)t;
+    if (n_present < 2)
+        return clasp_set_error(CLASP_ERR_CONFIG,
+                               "the model needs two towers to pair (image, text, audio)");
     if (o->loss == CLASP_LOSS_SIGLIP && !cfg->has_logit_bias)
         return clasp_set_error(CLASP_ERR_CONFIG,
                                "loss siglip needs 'init_logit_bias' in the model config");
     e->crows = e->micro / o->chunks;
     e->D = cfg->embed_dim;
-    e->ta = CLASP_TOWER_IMAGE;
-    e->tb = CLASP_TOWER_TEXT;
+    /* image-text when both exist (image < text < audio in the enum), else the first two */
+    e->ta = present[0];
+    e->tb = present[1];
+    if (e->ta == CLASP_TOWER_TEXT) { /* text-audio: audio is the "image" side */
+        e->ta = present[1];
+        e->tb = present[0];
+    }
     e->n_rep = o->chunks;
     e->models = calloc((size_t)e->n_rep, sizeof *e->models);
     if (!e->models) return clasp_set_error(CLASP_ERR_NOMEM, "engine: out of memory");
@@ -239,22 +279,20 @@ void clasp_engine_sync_params(clasp_engine *e) {
 /* ---- step ------------------------------------------------------------------------------- */
 
 typedef struct step_ctx {
-    const float *images;
-    const int32_t *tokens;
+    const void *a;   /* tower e->ta's input */
+    const void *b;   /* tower e->tb's input */
     int micro_index; /* which micro-batch */
     int forward;     /* run the forward (features and activations) */
     int backward;    /* run the backward from e->dza / e->dzb */
 } step_ctx;
 
-static clasp_status chunk_fwd_(clasp_engine *e, int r, size_t row, int n, const float *images,
-                               const int32_t *tokens) {
+static clasp_status chunk_fwd_(clasp_engine *e, int r, size_t row, int n, const void *a,
+                               const void *b) {
     clasp_model *m = &e->models[r];
     const clasp_model_config *c = &m->config;
     size_t D = (size_t)e->D;
-    CLASP_TRY(clasp_model_encode(m, CLASP_TOWER_IMAGE, images + row * input_elems_(c, e->ta), n,
-                                 e->fa + row * D));
-    CLASP_TRY(clasp_model_encode(m, CLASP_TOWER_TEXT, tokens + row * input_elems_(c, e->tb), n,
-                                 e->fb + row * D));
+    CLASP_TRY(clasp_model_encode(m, e->ta, input_row_(c, e->ta, a, row), n, e->fa + row * D));
+    CLASP_TRY(clasp_model_encode(m, e->tb, input_row_(c, e->tb, b, row), n, e->fb + row * D));
     clasp_l2norm_forward(e->za + row * D, e->na + row, e->fa + row * D, n, e->D, L2_EPS);
     clasp_l2norm_forward(e->zb + row * D, e->nb + row, e->fb + row * D, n, e->D, L2_EPS);
     return CLASP_OK;
@@ -266,21 +304,25 @@ static void step_job_(clasp_engine *e, int r, void *argp) {
     size_t D = (size_t)e->D;
     clasp_model *m = &e->models[r];
     clasp_status s = CLASP_OK;
-    if (a->forward) s = chunk_fwd_(e, r, row, e->crows, a->images, a->tokens);
+    if (a->forward) s = chunk_fwd_(e, r, row, e->crows, a->a, a->b);
     if (s != CLASP_OK) {
         job_fail_(e, r, s);
         return;
     }
     if (!a->backward) return;
-    /* dz -> df through the normalisation, then into the towers */
-    memset(e->dfa + row * D, 0, (size_t)e->crows * D * sizeof(float));
-    memset(e->dfb + row * D, 0, (size_t)e->crows * D * sizeof(float));
-    clasp_l2norm_backward(e->dfa + row * D, e->dza + row * D, e->za + row * D, e->na + row,
-                          e->crows, e->D);
-    clasp_l2norm_backward(e->dfb + row * D, e->dzb + row * D, e->zb + row * D, e->nb + row,
-                          e->crows, e->D);
-    s = clasp_model_backward(m, CLASP_TOWER_IMAGE, e->dfa + row * D);
-    if (s == CLASP_OK) s = clasp_model_backward(m, CLASP_TOWER_TEXT, e->dfb + row * D);
+    /* dz -> df through the normalisation, then into the towers (frozen towers: skipped) */
+    if (!e->opt.frozen[e->ta]) {
+        memset(e->dfa + row * D, 0, (size_t)e->crows * D * sizeof(float));
+        clasp_l2norm_backward(e->dfa + row * D, e->dza + row * D, e->za + row * D, e->na + row,
+                              e->crows, e->D);
+        s = clasp_model_backward(m, e->ta, e->dfa + row * D);
+    }
+    if (s == CLASP_OK && !e->opt.frozen[e->tb]) {
+        memset(e->dfb + row * D, 0, (size_t)e->crows * D * sizeof(float));
+        clasp_l2norm_backward(e->dfb + row * D, e->dzb + row * D, e->zb + row * D, e->nb + row,
+                              e->crows, e->D);
+        s = clasp_model_backward(m, e->tb, e->dfb + row * D);
+    }
     if (s != CLASP_OK) job_fail_(e, r, s);
 }
 
@@ -328,12 +370,30 @@ static clasp_status dist_loss_(clasp_engine *e, const int *g, float log_scale, f
 
 clasp_status clasp_engine_grads(clasp_engine *e, const float *images, const int32_t *tokens,
                                 const int32_t *groups, int B, clasp_step_stats *stats) {
+    return clasp_engine_grads_pair(e, CLASP_TOWER_IMAGE, images, CLASP_TOWER_TEXT, tokens, groups,
+                                   B, stats);
+}
+
+clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void *a, clasp_tower tb,
+                                     const void *b, const int32_t *groups, int B,
+                                     clasp_step_stats *stats) {
+    const clasp_model_config *mc = &e->models[0].config;
+    if (!is_input_tower_(ta) || !is_input_tower_(tb) || ta == tb ||
+        !clasp_model_config_has(mc, ta) || !clasp_model_config_has(mc, tb))
+        return clasp_set_error(CLASP_ERR_ARG, "engine: cannot pair towers %s and %s of this model",
+                               clasp_tower_name(ta), clasp_tower_name(tb));
+    if (!a || !b)
+        return clasp_set_error(CLASP_ERR_ARG, "engine: no %s input for the %s-%s pair",
+                               !a ? clasp_tower_name(ta) : clasp_tower_name(tb),
+                               clasp_tower_name(ta), clasp_tower_name(tb));
+    e->ta = ta;
+    e->tb = tb;
     if (B != e->opt.batch_size)
         return clasp_set_error(CLASP_ERR_ARG, "engine: batch of %d rows, expected %d", B,
                                e->opt.batch_size);
     for (int r = 0; r < e->n_rep; r++) clasp_model_zero_grad(&e->models[r]);
     const int K = e->opt.accum_steps;
-    step_ctx ctx = {.images = images, .tokens = tokens};
+    step_ctx ctx = {.a = a, .b = b};
     /* 1. features of the whole batch (with K = 1 the activations are kept for backward) */
     for (int k = 0; k < K; k++) {
         ctx.micro_index = k;
@@ -361,8 +421,10 @@ clasp_status clasp_engine_grads(clasp_engine *e, const float *images, const int3
         CLASP_TRY(clasp_infonce(&loss, e->dza, e->dzb, &ds, e->za, e->zb, s, g, (size_t)B,
                                 (size_t)e->D, e->loss_work));
     }
-    /* 3. backward per micro-batch (re-running the forward when K > 1) */
-    for (int k = 0; k < K; k++) {
+    /* 3. backward per micro-batch (re-running the forward when K > 1); nothing to do when
+     * both towers are frozen */
+    bool both_frozen = e->opt.frozen[ta] && e->opt.frozen[tb];
+    for (int k = 0; k < K && !both_frozen; k++) {
         ctx.micro_index = k;
         ctx.forward = K > 1; /* with K = 1 the activations of pass 1 are still in the arenas */
         ctx.backward = 1;
@@ -402,10 +464,9 @@ static void embed_job_(clasp_engine *e, int r, void *argp) {
     int lo = r * per, hi = lo + per > a->n ? a->n : lo + per;
     if (hi <= lo) return;
     clasp_model *m = &e->models[r];
-    size_t el = input_elems_(&m->config, a->t), D = (size_t)e->D;
+    size_t D = (size_t)e->D;
     size_t row = a->at + (size_t)lo;
-    const void *in = a->t == CLASP_TOWER_TEXT ? (const void *)((const int32_t *)a->input + row * el)
-                                              : (const void *)((const float *)a->input + row * el);
+    const void *in = input_row_(&m->config, a->t, a->input, row);
     float *f = a->out + row * D;
     clasp_status s = clasp_model_encode(m, a->t, in, hi - lo, f);
     if (s != CLASP_OK) {
@@ -418,7 +479,7 @@ static void embed_job_(clasp_engine *e, int r, void *argp) {
 
 clasp_status clasp_engine_embed(clasp_engine *e, clasp_tower t, const void *input, int n,
                                 float *out) {
-    if (t != CLASP_TOWER_IMAGE && t != CLASP_TOWER_TEXT)
+    if (!is_input_tower_(t) || !clasp_model_config_has(&e->models[0].config, t))
         return clasp_set_error(CLASP_ERR_ARG, "engine: cannot embed tower %s", clasp_tower_name(t));
     int piece = e->crows * e->n_rep;
     for (int at = 0; at < n; at += piece) {

@@ -23,6 +23,13 @@
  * added to its local-row gradients, the towers back-propagate, and the parameter gradients are
  * all-reduced (summed: the loss parts are already normalised by the global N, so the sum is the
  * gradient of the global-batch loss, the same as one process with N rows).
+ *
+ * Pairing: the loss pairs any two towers of the model (image-text, audio-text, audio-image...),
+ * chosen per batch (clasp_engine_grads_pair); every tower's activation arena exists in every
+ * replica, so consecutive steps may pair different towers (a run mixing sources, ImageBind-
+ * style: the text tower shared by image-text and audio-text batches). A frozen tower
+ * (opt.frozen[t]) still runs its forward but its backward is skipped (no gradient: it stays
+ * zero, and the optimiser's segments of that tower are frozen too: optim.h).
  */
 #ifndef CLASP_PIPELINE_ENGINE_H
 #define CLASP_PIPELINE_ENGINE_H
@@ -47,8 +54,10 @@ typedef struct clasp_engine_options {
     int chunks;      /* replicas per micro-batch ((B/K) % chunks == 0); 0 = threads */
     int threads;     /* compute threads (<= chunks) */
     clasp_loss_kind loss;
-    bool multi_positive; /* pairs sharing a group id are positives */
-    int rank, world;     /* data-parallel position (dist.h); 0 and 0 mean rank 0 of 1 */
+    bool multi_positive;         /* pairs sharing a group id are positives */
+    int rank, world;             /* data-parallel position (dist.h); 0 and 0 mean rank 0 of 1 */
+    bool frozen[CLASP_N_TOWERS]; /* towers whose backward is skipped (locked-tower tuning);
+                                    frozen[CLASP_TOWER_SHARED] freezes the logit scale/bias */
 } clasp_engine_options;
 
 typedef struct clasp_step_stats {
@@ -69,7 +78,8 @@ typedef struct clasp_engine {
     int crows; /* rows per chunk micro/chunks */
     int D;
     int N;                    /* global rows per step: batch_size * world */
-    clasp_tower ta, tb;       /* the two towers paired by the loss (image, text) */
+    clasp_tower ta, tb;       /* the two towers paired by the last step's loss (default: image
+                                 and text when the model has both, else its first two towers) */
     float *fa, *fb;           /* (B, D) raw features */
     float *za, *zb;           /* (B, D) normalised */
     float *na, *nb;           /* (B) norms */
@@ -82,9 +92,9 @@ typedef struct clasp_engine {
     struct clasp__engine_pool *pool;
 } clasp_engine;
 
-/* Builds `chunks` replicas of the model (params copied from `init_params` if non-NULL, else
- * left to the caller: clasp_engine_sync_params after writing models[0].params). Towers paired:
- * image-text. Sets OpenBLAS to one thread per caller thread. */
+/* Builds `chunks` replicas of the model (params left to the caller: clasp_engine_sync_params
+ * after writing models[0].params). The model needs at least two of image, text and audio
+ * towers (CLASP_ERR_CONFIG otherwise). Sets OpenBLAS to one thread per caller thread. */
 clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
                                const clasp_engine_options *opt);
 void clasp_engine_free(clasp_engine *e);
@@ -102,14 +112,27 @@ void clasp_engine_sync_params(clasp_engine *e);
 clasp_status clasp_engine_grads(clasp_engine *e, const float *images, const int32_t *tokens,
                                 const int32_t *groups, int B, clasp_step_stats *stats);
 
+/* The same for any pair of the model's towers: a is tower ta's input (B rows in the layout of
+ * clasp_model_encode: pixels float, tokens int32 or log-mel float), b is tower tb's. The loss
+ * treats ta as the "image" side (rows) and tb as the "text" side. ta != tb, both present:
+ * CLASP_ERR_ARG otherwise. Sets e->ta, e->tb (diag then describes this pair). */
+clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void *a, clasp_tower tb,
+                                     const void *b, const int32_t *groups, int B,
+                                     clasp_step_stats *stats);
+
+/* Parses "image-text", "audio-text", "audio-image", ... into two towers (image, text, audio;
+ * distinct). CLASP_ERR_ARG naming the string otherwise. */
+clasp_status clasp_pair_parse(const char *s, clasp_tower *ta, clasp_tower *tb);
+
 /* Diagnostics of the last step's normalised features (clasp_engine_grads fills only loss and
  * dlog_scale): per-dimension std, alignment, uniformity (of the image side), positive and
  * hardest-negative similarity (loss/diag.h), on the global batch. O(N^2 D): call it on
  * logging steps. */
 clasp_status clasp_engine_diag(clasp_engine *e, clasp_step_stats *stats);
 
-/* Embeds n inputs of one tower with the current parameters (no gradients), writing L2-
- * normalised features (n, D). Any n >= 1 (processed in pieces of at most B/K rows). */
+/* Embeds n inputs of one tower (image, text or audio) with the current parameters (no
+ * gradients), writing L2-normalised features (n, D). Any n >= 1 (processed in pieces of at
+ * most B/K rows). */
 clasp_status clasp_engine_embed(clasp_engine *e, clasp_tower t, const void *input, int n,
                                 float *out);
 

@@ -10,6 +10,7 @@
 #include "core/json.h"
 #include "modalities/text.h"
 #include "pipeline/data.h"
+#include "pipeline/export.h"
 #include "pipeline/retrieval.h"
 #include "pipeline/shardlist.h"
 
@@ -473,5 +474,126 @@ clasp_status clasp_eval_zeroshot(clasp_engine *e, const char *spec, const char *
     free(cls);
     clasp_free_lines(names, nc);
     clasp_free_lines(tmpls, nt);
+    return s;
+}
+
+/* ---- any two towers ------------------------------------------------------------------------ */
+
+void clasp_eval_towers_free(clasp_eval_towers *t) {
+    if (!t) return;
+    if (t->keys)
+        for (int64_t i = 0; i < t->n; i++) free(t->keys[i]);
+    free(t->keys), free(t->a), free(t->b), free(t->group);
+    memset(t, 0, sizeof *t);
+}
+
+static const void *batch_input_(const clasp_batch *b, clasp_tower t) {
+    if (t == CLASP_TOWER_IMAGE) return b->images;
+    if (t == CLASP_TOWER_TEXT) return b->tokens;
+    return b->audio;
+}
+
+static unsigned need_of_(clasp_tower t) {
+    if (t == CLASP_TOWER_IMAGE) return CLASP_NEED_IMAGE;
+    if (t == CLASP_TOWER_TEXT) return CLASP_NEED_TEXT;
+    if (t == CLASP_TOWER_AUDIO) return CLASP_NEED_AUDIO;
+    return 0;
+}
+
+clasp_status clasp_eval_collect_towers(clasp_embedder *em, const char *spec, clasp_tower ta,
+                                       clasp_tower tb, int workers, clasp_eval_towers *out) {
+    memset(out, 0, sizeof *out);
+    out->D = em->D;
+    out->ta = ta;
+    out->tb = tb;
+    bool has_b = tb != CLASP_N_TOWERS;
+    if (!clasp_embedder_has(em, ta) || (has_b && !clasp_embedder_has(em, tb)))
+        return clasp_set_error(CLASP_ERR_CONFIG, "%s: the model has no %s tower", em->path,
+                               clasp_embedder_has(em, ta) ? clasp_tower_name(tb)
+                                                          : clasp_tower_name(ta));
+    clasp_loader_config lc = em->lc;
+    lc.spec = spec;
+    lc.eval = true;
+    lc.drop_last = false;
+    lc.shuffle_buffer = 0;
+    lc.shuffle_shards = false;
+    lc.batch_size = (size_t)em->batch_size;
+    lc.n_threads = workers > 0 ? workers : 1;
+    lc.required = need_of_(ta) | (has_b ? need_of_(tb) : 0u) | CLASP_NEED_TEXT;
+    clasp_loader *L = NULL;
+    clasp_status s = clasp_loader_open(&lc, NULL, &L);
+    int64_t cap = 0;
+    const size_t D = (size_t)em->D;
+    while (s == CLASP_OK) {
+        const clasp_batch *b = NULL;
+        bool end = false;
+        s = clasp_loader_next(L, &b, &end);
+        if (s != CLASP_OK || end) break;
+        int64_t n = (int64_t)b->n;
+        if (out->n + n > cap) {
+            int64_t c = cap ? cap : 1024;
+            while (c < out->n + n) c *= 2;
+            float *na = realloc(out->a, (size_t)c * D * sizeof(float));
+            if (na) out->a = na;
+            float *nb = has_b ? realloc(out->b, (size_t)c * D * sizeof(float)) : NULL;
+            if (nb) out->b = nb;
+            uint64_t *ng = realloc(out->group, (size_t)c * sizeof(uint64_t));
+            if (ng) out->group = ng;
+            char **nk = realloc(out->keys, (size_t)c * sizeof(char *));
+            if (nk) out->keys = nk;
+            if (!na || (has_b && !nb) || !ng || !nk) {
+                s = clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+                break;
+            }
+            cap = c;
+        }
+        s = clasp_embedder_embed_inputs(em, ta, batch_input_(b, ta), (int)n,
+                                        out->a + (size_t)out->n * D);
+        if (s == CLASP_OK && has_b)
+            s = clasp_embedder_embed_inputs(em, tb, batch_input_(b, tb), (int)n,
+                                            out->b + (size_t)out->n * D);
+        for (int64_t i = 0; i < n && s == CLASP_OK; i++) {
+            out->group[out->n] = b->group_ids[i];
+            out->keys[out->n] = strdup(b->keys[i]);
+            if (!out->keys[out->n])
+                s = clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+            else
+                out->n++;
+        }
+    }
+    if (L) {
+        clasp_data_stats *st = clasp_loader_stats(L);
+        out->skipped = st ? (int64_t)clasp_data_stats_total_skipped(st) : 0;
+    }
+    clasp_loader_close(L);
+    if (s == CLASP_OK && out->n == 0)
+        s = clasp_set_error(CLASP_ERR_FORMAT, "%s: no usable sample with %s%s%s and a caption",
+                            spec, clasp_tower_name(ta), has_b ? " and " : "",
+                            has_b ? clasp_tower_name(tb) : "");
+    if (s != CLASP_OK) clasp_eval_towers_free(out);
+    return s;
+}
+
+clasp_status clasp_eval_pair_retrieval(const clasp_eval_towers *t, clasp_eval_pair_result *out) {
+    memset(out, 0, sizeof *out);
+    if (!t->b) return clasp_set_error(CLASP_ERR_ARG, "pair retrieval needs two towers");
+    const size_t D = (size_t)t->D;
+    float *ub = malloc((size_t)t->n * D * sizeof(float));
+    uint64_t *ug = malloc((size_t)t->n * sizeof(uint64_t));
+    int64_t nu = 0;
+    clasp_status s = ub && ug ? CLASP_OK : clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+    for (int64_t i = 0; i < t->n && s == CLASP_OK; i++) {
+        bool seen = false;
+        for (int64_t j = 0; j < nu && !seen; j++) seen = ug[j] == t->group[i];
+        if (seen) continue;
+        memcpy(ub + (size_t)nu * D, t->b + (size_t)i * D, D * sizeof(float));
+        ug[nu++] = t->group[i];
+    }
+    out->n_unique = nu;
+    if (s == CLASP_OK)
+        s = clasp_retrieval_by_group(t->a, t->group, t->n, ub, ug, nu, t->D, &out->a_to_b);
+    if (s == CLASP_OK)
+        s = clasp_retrieval_by_group(ub, ug, nu, t->a, t->group, t->n, t->D, &out->b_to_a);
+    free(ub), free(ug);
     return s;
 }

@@ -14,6 +14,7 @@
 
 #include "core/status.h"
 #include "pipeline/engine.h"
+#include "pipeline/retrieval.h"
 
 typedef struct clasp_zeroshot_result {
     double top1, top5;  /* fraction of images whose class is in the top-1 / top-5 */
@@ -76,6 +77,44 @@ void clasp_eval_set_free(clasp_eval_set *s);
 clasp_status clasp_eval_zeroshot_set(const clasp_eval_set *set, const float *cls, int n_classes,
                                      clasp_zeroshot_result *r, double *per_class_recall,
                                      int64_t *per_class_count);
+
+/* ---- any two towers, through an embedder (audio-text, audio-image, ...) ---------------- */
+
+struct clasp_embedder; /* pipeline/export.h */
+
+/* Features of a spec's samples for towers ta and (optionally) tb, in shard order. Every sample
+ * must carry ta's field, tb's field and a caption (text field or json captions/text): the
+ * caption gives each row its group id, the loader's hash of the caption's tokens, so rows
+ * whose captions normalise and tokenize the same share a group (label matching across
+ * sources: a spoken emoji name and the emoji image with the same label). */
+typedef struct clasp_eval_towers {
+    int64_t n;
+    int D;
+    clasp_tower ta, tb; /* tb == CLASP_N_TOWERS: only ta collected */
+    float *a, *b;       /* (n, D) L2-normalised features of ta, tb (b NULL without tb) */
+    uint64_t *group;    /* (n) caption group ids */
+    char **keys;        /* (n) */
+    int64_t skipped;    /* samples the loader skipped (bad data, missing field) */
+} clasp_eval_towers;
+
+/* Collects with the embedder's eval-mode preprocessing, `workers` decode threads. Errors: a tower
+ * the model lacks (CLASP_ERR_CONFIG), an unreadable spec, no usable sample (CLASP_ERR_FORMAT
+ * naming the spec). Free with clasp_eval_towers_free. */
+clasp_status clasp_eval_collect_towers(struct clasp_embedder *em, const char *spec, clasp_tower ta,
+                                       clasp_tower tb, int workers, clasp_eval_towers *out);
+void clasp_eval_towers_free(clasp_eval_towers *t);
+
+/* Cross-modal retrieval between the two towers of one collected set over UNIQUE captions: the
+ * gallery of b features keeps the first row of each group (for audio-text: one row per distinct
+ * transcript), so several recordings of one transcript do not compete with each other.
+ * a_to_b: every row's a feature queries the unique-caption gallery; b_to_a: each unique
+ * caption queries all a rows, any row of its group counting (best rank). Chance levels
+ * as retrieval.h's clasp_retrieval_by_group. */
+typedef struct clasp_eval_pair_result {
+    int64_t n_unique; /* distinct groups */
+    clasp_group_retrieval a_to_b, b_to_a;
+} clasp_eval_pair_result;
+clasp_status clasp_eval_pair_retrieval(const clasp_eval_towers *t, clasp_eval_pair_result *out);
 
 /* ---- linear probe (probe.c) ------------------------------------------------------------ */
 

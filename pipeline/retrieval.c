@@ -265,3 +265,71 @@ clasp_status clasp_npy_read_f32(const char *path, float **data, int64_t *rows, i
     *cols = c;
     return CLASP_OK;
 }
+
+/* P(at least one of m relevant rows in the top k of a random ranking of n). */
+static double chance_at_(int64_t n, int64_t m, int64_t k) {
+    if (k >= n) return 1.0;
+    double p_none = 1.0;
+    for (int64_t i = 0; i < k; i++) p_none *= (double)(n - m - i) / (double)(n - i);
+    return 1.0 - (p_none > 0 ? p_none : 0);
+}
+
+clasp_status clasp_retrieval_by_group(const float *q, const uint64_t *qg, int64_t Q,
+                                      const float *gal, const uint64_t *gg, int64_t N, int D,
+                                      clasp_group_retrieval *out) {
+    memset(out, 0, sizeof *out);
+    if (Q < 1 || N < 1 || D < 1)
+        return clasp_set_error(CLASP_ERR_ARG, "group retrieval: %lld queries, %lld gallery rows",
+                               (long long)Q, (long long)N);
+    out->n_gallery = N;
+    const int64_t B = 256;
+    float *scores = malloc((size_t)B * (size_t)N * sizeof(float));
+    int64_t *ranks = malloc((size_t)Q * sizeof(int64_t));
+    if (!scores || !ranks) {
+        free(scores), free(ranks);
+        return clasp_set_error(CLASP_ERR_NOMEM, "group retrieval: out of memory");
+    }
+    int64_t n = 0;
+    double c1 = 0, c5 = 0, c10 = 0, cm = 0, rel = 0;
+    for (int64_t q0 = 0; q0 < Q; q0 += B) {
+        int nb = (int)(Q - q0 < B ? Q - q0 : B);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int)N, D, 1.0f,
+                    q + (size_t)q0 * (size_t)D, D, gal, D, 0.0f, scores, (int)N);
+        for (int i = 0; i < nb; i++) {
+            const float *sc = scores + (size_t)i * (size_t)N;
+            int64_t best = INT64_MAX, m = 0;
+            for (int64_t j = 0; j < N; j++) {
+                if (gg[j] != qg[q0 + i]) continue;
+                m++;
+                int64_t r = clasp_rank_of(sc, N, j);
+                if (r < best) best = r;
+            }
+            if (m == 0) {
+                out->unmatched++;
+                continue;
+            }
+            ranks[n++] = best;
+            c1 += chance_at_(N, m, 1);
+            c5 += chance_at_(N, m, 5);
+            c10 += chance_at_(N, m, 10);
+            cm += (double)(N + 1) / (double)(m + 1);
+            rel += (double)m;
+        }
+    }
+    free(scores);
+    clasp_status s = CLASP_OK;
+    if (n == 0) {
+        s = clasp_set_error(CLASP_ERR_FORMAT,
+                            "group retrieval: none of the %lld queries has a matching gallery row",
+                            (long long)Q);
+    } else {
+        out->stats = clasp_rank_summary(ranks, n);
+        out->chance_r1 = c1 / (double)n;
+        out->chance_r5 = c5 / (double)n;
+        out->chance_r10 = c10 / (double)n;
+        out->chance_mean_rank = cm / (double)n;
+        out->mean_relevant = rel / (double)n;
+    }
+    free(ranks);
+    return s;
+}

@@ -41,6 +41,28 @@ clasp_status clasp_retrieval_metrics(const float *img, int64_t N, const float *t
                                      const int64_t *owner, int64_t M, int D,
                                      clasp_retrieval_result *out);
 
+/* Retrieval where relevance is a shared group id (a caption hash, a label, a key mapping): a
+ * query q (group qg[q]) is answered by every gallery row with the same group. Its rank is the
+ * best (smallest) rank of its relevant rows, each ranked as clasp_rank_of does (all gallery
+ * rows competing, ties to the lower index): R@k = fraction of queries with a relevant row in
+ * the top k. Queries without any relevant row are left out and counted in `unmatched`.
+ * Chance: a uniformly random ranking of N rows with m relevant puts one in the top k with
+ * probability 1 - C(N-m, k) / C(N, k) (1 when k >= N), and its expected best rank is
+ * (N + 1) / (m + 1); chance_* are these averaged over the scored queries. */
+typedef struct clasp_group_retrieval {
+    clasp_rank_stats stats;
+    int64_t unmatched;
+    int64_t n_gallery;
+    double chance_r1, chance_r5, chance_r10, chance_mean_rank;
+    double mean_relevant; /* mean number of relevant gallery rows per scored query */
+} clasp_group_retrieval;
+
+/* q (Q, D) and gal (N, D) L2-normalised, groups qg (Q) and gg (N). CLASP_ERR_ARG for Q, N < 1,
+ * CLASP_ERR_FORMAT when no query has a relevant row, CLASP_ERR_NOMEM. */
+clasp_status clasp_retrieval_by_group(const float *q, const uint64_t *qg, int64_t Q,
+                                      const float *gal, const uint64_t *gg, int64_t N, int D,
+                                      clasp_group_retrieval *out);
+
 /* 1-based rank of candidate `truth` among scores[0..n): 1 + #{scores > scores[truth]} +
  * #{j < truth: scores[j] == scores[truth]}. */
 int64_t clasp_rank_of(const float *scores, int64_t n, int64_t truth);

@@ -23,6 +23,7 @@
 #include "pipeline/dist.h"
 #include "pipeline/eval.h"
 #include "pipeline/optim.h"
+#include "core/rng.h"
 
 #define TRAINER_FORMAT_VERSION 1
 
@@ -179,6 +180,17 @@ static clasp_status metrics_truncate_(const char *path, int64_t step) {
     return s;
 }
 
+/* One training source at run time. */
+typedef struct source_rt {
+    clasp_data *data;
+    const char *spec;
+    clasp_tower ta, tb;
+    char pair[32]; /* "audio-text" */
+    double weight;
+    double loss_sum; /* since the last metrics line */
+    int64_t loss_n;
+} source_rt;
+
 typedef struct run_state {
     int64_t step;    /* optimiser steps done */
     int64_t samples; /* samples consumed */
@@ -216,7 +228,8 @@ static clasp_status ckpt_tensors_(const clasp_model *m, const clasp_adamw *opt,
 }
 
 /* The options that must match for a resume to be exact. */
-static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps, int world) {
+static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps, int world,
+                          const source_rt *src, int n_src) {
     cJSON *k = cJSON_CreateObject();
     cJSON_AddNumberToObject(k, "batch_size", o->batch_size);
     cJSON_AddNumberToObject(k, "accum_steps", o->accum_steps);
@@ -225,7 +238,21 @@ static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps, int
     cJSON_AddNumberToObject(k, "total_steps", (double)total_steps);
     cJSON_AddStringToObject(k, "loss", o->loss == CLASP_LOSS_SIGLIP ? "siglip" : "infonce");
     cJSON_AddBoolToObject(k, "multi_positive", o->multi_positive);
-    cJSON_AddStringToObject(k, "train", o->train_spec);
+    cJSON_AddStringToObject(k, "train", src[0].spec);
+    /* absent for a single source with the default pair, so older checkpoints stay resumable */
+    bool plain = n_src == 1 && !o->sources[0].pair;
+    if (!plain) {
+        cJSON *a = cJSON_AddArrayToObject(k, "sources");
+        for (int i = 0; i < n_src && a; i++) {
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddStringToObject(x, "spec", src[i].spec);
+            cJSON_AddStringToObject(x, "pair", src[i].pair);
+            cJSON_AddNumberToObject(x, "weight", src[i].weight);
+            cJSON_AddItemToArray(a, x);
+        }
+    }
+    if (o->freeze && *o->freeze) cJSON_AddStringToObject(k, "freeze", o->freeze);
+    if (o->audio_augment) cJSON_AddBoolToObject(k, "audio_augment", true);
     if (world > 1) /* absent in one-process checkpoints, which stay resumable */
         cJSON_AddStringToObject(k, "data_split",
                                 o->data_split == CLASP_DATA_SPLIT_SAMPLES ? "samples" : "shards");
@@ -233,16 +260,21 @@ static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps, int
 }
 
 static clasp_status save_ckpt_(const clasp_train_options *o, const clasp_model *m,
-                               const clasp_adamw *opt, const run_state *rs, clasp_data *data,
-                               const cJSON *config_json, int64_t total_steps, char *out,
+                               const clasp_adamw *opt, const run_state *rs, const source_rt *src,
+                               int n_src, const cJSON *config_json, int64_t total_steps, char *out,
                                size_t cap) {
-    /* Collective: rank 0 collects every rank's loader position, then writes alone. */
+    /* Collective: rank 0 collects every rank's loader positions, then writes alone. */
     const int world = clasp_dist_world();
-    uint64_t *all = malloc((size_t)world * 5 * sizeof *all);
+    const size_t per = 5 * (size_t)n_src; /* words per rank */
+    uint64_t *all = malloc((size_t)world * per * sizeof *all);
+    uint64_t mine[5 * CLASP_TRAIN_MAX_SOURCES];
     if (!all) return clasp_set_error(CLASP_ERR_NOMEM, "checkpoint: out of memory");
-    clasp_loader_position p = clasp_loader_get_position(clasp_data_loader(data));
-    uint64_t mine[5] = {p.epoch, p.consumed, p.emitted, p.batches, p.end_pending};
-    clasp_status s = clasp_dist_allgather(all, mine, sizeof mine);
+    for (int k = 0; k < n_src; k++) {
+        clasp_loader_position p = clasp_loader_get_position(clasp_data_loader(src[k].data));
+        uint64_t w[5] = {p.epoch, p.consumed, p.emitted, p.batches, p.end_pending};
+        memcpy(mine + 5 * (size_t)k, w, sizeof w);
+    }
+    clasp_status s = clasp_dist_allgather(all, mine, per * sizeof *mine);
     if (s != CLASP_OK || clasp_dist_rank() != 0) {
         free(all);
         return s;
@@ -256,17 +288,33 @@ static clasp_status save_ckpt_(const clasp_train_options *o, const clasp_model *
         cJSON_AddNumberToObject(st, "world", world);
         cJSON *loaders = cJSON_AddArrayToObject(st, "loaders");
         for (int r = 0; r < world && loaders; r++) {
-            const uint64_t *q = all + 5 * (size_t)r;
+            const uint64_t *q = all + per * (size_t)r;
             clasp_loader_position pr = {q[0], q[1], q[2], q[3], q[4] != 0};
             cJSON_AddItemToArray(loaders, clasp_loader_position_to_json(&pr));
+        }
+        if (n_src > 1) {
+            /* sources[k] = {"pair", "loaders": [per rank]}; source 0 repeats "loaders" */
+            cJSON *sa = cJSON_AddArrayToObject(st, "sources");
+            for (int k = 0; k < n_src && sa; k++) {
+                cJSON *x = cJSON_CreateObject();
+                cJSON_AddStringToObject(x, "pair", src[k].pair);
+                cJSON *la = cJSON_AddArrayToObject(x, "loaders");
+                for (int r = 0; r < world && la; r++) {
+                    const uint64_t *q = all + per * (size_t)r + 5 * (size_t)k;
+                    clasp_loader_position pr = {q[0], q[1], q[2], q[3], q[4] != 0};
+                    cJSON_AddItemToArray(la, clasp_loader_position_to_json(&pr));
+                }
+                cJSON_AddItemToArray(sa, x);
+            }
         }
         cJSON_AddNumberToObject(st, "samples", (double)rs->samples);
         cJSON_AddNumberToObject(st, "skipped_steps", (double)rs->skipped_steps);
         cJSON_AddNumberToObject(st, "adam_t", (double)opt->t);
-        cJSON_AddItemToObject(st, "resume_key", resume_key_(o, total_steps, clasp_dist_world()));
+        cJSON_AddItemToObject(st, "resume_key",
+                              resume_key_(o, total_steps, clasp_dist_world(), src, n_src));
         cJSON_AddItemToObject(st, "config", cJSON_Duplicate(config_json, 1));
         cJSON *pos = NULL;
-        s = clasp_data_position(data, &pos);
+        s = clasp_data_position(src[0].data, &pos);
         if (s == CLASP_OK) cJSON_AddItemToObject(st, "loader", pos);
         if (s == CLASP_OK)
             s = clasp_ckpt_save(o->out_dir, rs->step, mt, m->n_params, ot, 2 * m->n_params, st,
@@ -283,7 +331,7 @@ static clasp_status save_ckpt_(const clasp_train_options *o, const clasp_model *
 }
 
 static clasp_status load_ckpt_(const clasp_train_options *o, clasp_model *m, clasp_adamw *opt,
-                               run_state *rs, clasp_data *data, const cJSON *config_json,
+                               run_state *rs, source_rt *src, int n_src, const cJSON *config_json,
                                int64_t total_steps) {
     char dir[4096];
     const char *where = !strcmp(o->resume, "latest") ? o->out_dir : o->resume;
@@ -305,7 +353,7 @@ static clasp_status load_ckpt_(const clasp_train_options *o, clasp_model *m, cla
                             "run has %d; the shard split and the loader positions depend on the "
                             "rank count: resume with mpirun -np %lld",
                             sp, (long long)world, my_world, (long long)world);
-    cJSON *want = resume_key_(o, total_steps, clasp_dist_world());
+    cJSON *want = resume_key_(o, total_steps, clasp_dist_world(), src, n_src);
     if (s != CLASP_OK) {
         /* the rank count is reported first: it explains a differing resume_key too */
     } else if (!cfg || !cJSON_Compare(cfg, config_json, 1)) {
@@ -351,9 +399,20 @@ static clasp_status load_ckpt_(const clasp_train_options *o, clasp_model *m, cla
             s = clasp_set_error(CLASP_ERR_FORMAT, "%s: field '%s' missing", sp,
                                 my_world > 1 ? "loaders" : "loader");
         else
-            s = clasp_data_restore(data, pos);
+            s = clasp_data_restore(src[0].data, pos);
         if (s != CLASP_OK)
             clasp_wrap_error(s, "%s: field '%s'", sp, my_world > 1 ? "loaders" : "loader");
+    }
+    for (int k = 1; k < n_src && s == CLASP_OK; k++) {
+        const cJSON *sa = cJSON_GetObjectItemCaseSensitive(c.state, "sources");
+        const cJSON *x = cJSON_GetArrayItem(sa, k);
+        const cJSON *pos =
+            cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(x, "loaders"), clasp_dist_rank());
+        if (!pos)
+            s = clasp_set_error(CLASP_ERR_FORMAT, "%s: field 'sources[%d].loaders[%d]' missing", sp,
+                                k, clasp_dist_rank());
+        else if ((s = clasp_data_restore(src[k].data, pos)) != CLASP_OK)
+            clasp_wrap_error(s, "%s: field 'sources[%d].loaders[%d]'", sp, k, clasp_dist_rank());
     }
     if (s == CLASP_OK) CLASP_INFO("resumed from %s at step %lld", dir, (long long)rs->step);
     clasp_ckpt_close(&c);
@@ -467,6 +526,129 @@ static void dense_groups_(int32_t *out, const uint64_t *ids, size_t n) {
     }
 }
 
+/* --freeze LIST: comma-separated tower names (image, text, audio, shared) into frozen[]. */
+static clasp_status parse_freeze_(const char *list, const clasp_model_config *cfg,
+                                  bool frozen[CLASP_N_TOWERS]) {
+    for (int t = 0; t < CLASP_N_TOWERS; t++) frozen[t] = false;
+    if (!list || !*list) return CLASP_OK;
+    const char *p = list;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        int found = -1;
+        for (int t = 0; t < CLASP_N_TOWERS; t++) {
+            const char *name = clasp_tower_name((clasp_tower)t);
+            if (strlen(name) == n && !strncmp(p, name, n)) found = t;
+        }
+        if (found < 0)
+            return clasp_set_error(CLASP_ERR_ARG,
+                                   "--freeze '%s': '%.*s' is not a tower (image, text, audio, "
+                                   "shared)",
+                                   list, (int)n, p);
+        if (!clasp_model_config_has(cfg, (clasp_tower)found))
+            return clasp_set_error(CLASP_ERR_ARG, "--freeze '%s': the model has no %s tower", list,
+                                   clasp_tower_name((clasp_tower)found));
+        frozen[found] = true;
+        p += n;
+        if (*p == ',') p++;
+    }
+    return CLASP_OK;
+}
+
+static bool is_file_(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* --init: copies every parameter of m that `from` (export or checkpoint folder, or a run
+ * folder's latest checkpoint) holds by name; others keep their values. */
+static clasp_status load_init_(clasp_model *m, const char *from) {
+    char dir[4096], path[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", from);
+    if (is_file_(path)) {
+        snprintf(dir, sizeof dir, "%s", from);
+    } else {
+        CLASP_TRY(clasp_ckpt_resolve(from, dir, sizeof dir));
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    }
+    clasp_safetensors *st = NULL;
+    CLASP_TRY(clasp_st_open(path, &st));
+    clasp_status s = CLASP_OK;
+    int loaded = 0, fresh = 0;
+    for (int i = 0; i < m->n_params && s == CLASP_OK; i++) {
+        const clasp_param_info *p = &m->info[i];
+        const clasp_st_tensor *t = clasp_st_find(st, p->name);
+        if (!t) {
+            fresh++;
+            continue;
+        }
+        bool same = t->ndim == p->ndim;
+        for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
+        if (!same) {
+            char a[96] = "", b[96] = "";
+            for (int d = 0; d < t->ndim; d++)
+                snprintf(a + strlen(a), sizeof a - strlen(a), "%s%lld", d ? ", " : "",
+                         (long long)t->shape[d]);
+            for (int d = 0; d < p->ndim; d++)
+                snprintf(b + strlen(b), sizeof b - strlen(b), "%s%lld", d ? ", " : "",
+                         (long long)p->shape[d]);
+            s = clasp_set_error(CLASP_ERR_CONFIG,
+                                "--init %s: tensor '%s' has shape [%s] but this model's is [%s] "
+                                "(incompatible configs)",
+                                path, p->name, a, b);
+            break;
+        }
+        s = clasp_st_read_f32(st, p->name, p->ndim, p->shape, m->params + p->offset);
+        if (s == CLASP_OK) loaded++;
+    }
+    if (s == CLASP_OK && loaded == 0)
+        s = clasp_set_error(CLASP_ERR_CONFIG, "--init %s: holds no tensor of this model", path);
+    if (s == CLASP_OK)
+        CLASP_INFO("init from %s: %d tensors loaded, %d keep their fresh init", path, loaded,
+                   fresh);
+    clasp_st_free(st);
+    return s;
+}
+
+/* The source of 0-based step `step`: counter RNG keyed by (seed, CLASP_TRAIN_RNG_SOURCE, step). */
+static int pick_source_(uint64_t seed, int64_t step, const source_rt *src, int n_src) {
+    if (n_src == 1) return 0;
+    clasp_rng r;
+    clasp_rng_init(&r, seed, CLASP_TRAIN_RNG_SOURCE, (uint64_t)step, 0);
+    double total = 0;
+    for (int k = 0; k < n_src; k++) total += src[k].weight;
+    double u = clasp_rng_uniform_f64(&r) * total, acc = 0;
+    for (int k = 0; k < n_src; k++) {
+        acc += src[k].weight;
+        if (u < acc) return k;
+    }
+    return n_src - 1;
+}
+
+static const void *batch_input_(const clasp_batch *b, clasp_tower t) {
+    if (t == CLASP_TOWER_IMAGE) return b->images;
+    if (t == CLASP_TOWER_TEXT) return b->tokens;
+    if (t == CLASP_TOWER_AUDIO) return b->audio;
+    return NULL;
+}
+
+/* Skip counters of every source summed into one {reason: count} object. */
+static cJSON *skips_all_(source_rt *src, int n_src) {
+    cJSON *j = clasp_data_skips_json(src[0].data);
+    for (int k = 1; k < n_src && j; k++) {
+        cJSON *x = clasp_data_skips_json(src[k].data), *it;
+        cJSON_ArrayForEach(it, x) {
+            cJSON *have = cJSON_GetObjectItemCaseSensitive(j, it->string);
+            if (have)
+                cJSON_SetNumberValue(have, have->valuedouble + it->valuedouble);
+            else
+                cJSON_AddNumberToObject(j, it->string, it->valuedouble);
+        }
+        cJSON_Delete(x);
+    }
+    return j;
+}
+
 clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *sum) {
     clasp_train_options o = *oin;
     if (o.chunks <= 0) o.chunks = o.threads;
@@ -495,7 +677,9 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
     memset(&e, 0, sizeof e);
     clasp_adamw opt;
     memset(&opt, 0, sizeof opt);
-    clasp_data *data = NULL;
+    source_rt src[CLASP_TRAIN_MAX_SOURCES];
+    memset(src, 0, sizeof src);
+    int n_src = 0;
     clasp_param_seg *segs = NULL;
     int32_t *group_buf = NULL;
     uint64_t *gid_all = NULL; /* (B) caption hashes of the global batch */
@@ -504,6 +688,9 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
     struct sigaction old_int, old_term;
     install_signals_(&old_int, &old_term);
 
+    bool frozen[CLASP_N_TOWERS];
+    s = parse_freeze_(o.freeze, &cfg, frozen);
+    if (s != CLASP_OK) goto done;
     clasp_engine_options eo = {.batch_size = local_b,
                                .accum_steps = o.accum_steps,
                                .chunks = o.chunks,
@@ -512,37 +699,84 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
                                .multi_positive = o.multi_positive,
                                .rank = rank,
                                .world = world};
+    memcpy(eo.frozen, frozen, sizeof frozen);
     s = clasp_engine_init(&e, &cfg, &eo);
     if (s != CLASP_OK) goto done;
     clasp_model *m = &e.models[0];
     clasp_model_init_weights(m, o.seed);
+    if (o.init && !o.resume) {
+        s = load_init_(m, o.init);
+        if (s != CLASP_OK) goto done;
+    }
 
-    /* data */
-    clasp_data_options dopt = clasp_data_default_options();
-    dopt.spec = o.train_spec;
-    dopt.seed = o.seed;
-    dopt.batch_size = local_b;
-    dopt.rank = rank;
-    dopt.world = world;
-    dopt.split = o.data_split;
-    dopt.workers = o.workers;
-    dopt.shuffle_buffer = o.shuffle_buffer;
-    dopt.samples_per_epoch = o.samples_per_epoch;
-    dopt.train = true;
-    s = clasp_data_open(&dopt, &cfg, &data);
-    if (s != CLASP_OK) goto done;
+    /* data: one loader per source */
+    if (o.n_sources <= 0) {
+        o.n_sources = 1;
+        o.sources[0] = (clasp_train_source){.spec = o.train_spec, .pair = NULL, .weight = 1};
+    }
+    if (o.n_sources > CLASP_TRAIN_MAX_SOURCES) {
+        s = clasp_set_error(CLASP_ERR_ARG, "at most %d training sources", CLASP_TRAIN_MAX_SOURCES);
+        goto done;
+    }
+    o.train_spec = o.sources[0].spec;
+    for (int k = 0; k < o.n_sources; k++) {
+        source_rt *x = &src[k];
+        x->spec = o.sources[k].spec;
+        x->weight = o.sources[k].weight;
+        if (!x->spec || !*x->spec || !(x->weight > 0) || !isfinite(x->weight)) {
+            s = clasp_set_error(CLASP_ERR_ARG, "training source %d: needs a spec and a weight > 0",
+                                k + 1);
+            goto done;
+        }
+        if (o.sources[k].pair) {
+            s = clasp_pair_parse(o.sources[k].pair, &x->ta, &x->tb);
+        } else {
+            x->ta = e.ta; /* the engine's default: image-text, else the model's two towers */
+            x->tb = e.tb;
+        }
+        if (s != CLASP_OK) goto done;
+        snprintf(x->pair, sizeof x->pair, "%s-%s", clasp_tower_name(x->ta),
+                 clasp_tower_name(x->tb));
+        clasp_data_options dopt = clasp_data_default_options();
+        dopt.spec = x->spec;
+        /* source 0 keeps the run seed (single-source runs read as before); others derive one */
+        dopt.seed = k == 0 ? o.seed : clasp_splitmix64(o.seed ^ (0x5352430000ull + (uint64_t)k));
+        dopt.batch_size = local_b;
+        dopt.rank = rank;
+        dopt.world = world;
+        dopt.split = o.data_split;
+        dopt.workers = o.workers;
+        dopt.shuffle_buffer = o.shuffle_buffer;
+        dopt.samples_per_epoch = o.samples_per_epoch;
+        dopt.train = true;
+        dopt.has_pair =
+            o.sources[k].pair != NULL || !(x->ta == CLASP_TOWER_IMAGE && x->tb == CLASP_TOWER_TEXT);
+        dopt.pair_a = x->ta;
+        dopt.pair_b = x->tb;
+        dopt.config_path = o.model_config;
+        dopt.audio_augment = o.audio_augment;
+        s = clasp_data_open(&dopt, &cfg, &x->data);
+        if (s != CLASP_OK) {
+            clasp_wrap_error(s, "training source %d (%s, %s)", k + 1, x->pair, x->spec);
+            goto done;
+        }
+        n_src = k + 1;
+    }
 
     int64_t steps_per_epoch = 0, total = o.steps;
     if (total <= 0) {
-        int64_t n_samples = 0;
-        s = clasp_data_epoch_samples(data, &n_samples);
-        if (s != CLASP_OK) goto done;
-        steps_per_epoch = n_samples / local_b; /* n_samples is this rank's share */
-        if (steps_per_epoch < 1) {
-            s = clasp_set_error(CLASP_ERR_ARG,
-                                "%s: %lld usable samples are fewer than one batch of %d",
-                                o.train_spec, (long long)n_samples * world, o.batch_size);
-            goto done;
+        for (int k = 0; k < n_src; k++) {
+            int64_t n_samples = 0;
+            s = clasp_data_epoch_samples(src[k].data, &n_samples);
+            if (s != CLASP_OK) goto done;
+            int64_t spe = n_samples / local_b; /* n_samples is this rank's share */
+            if (spe < 1) {
+                s = clasp_set_error(CLASP_ERR_ARG,
+                                    "%s: %lld usable samples are fewer than one batch of %d",
+                                    src[k].spec, (long long)n_samples * world, o.batch_size);
+                goto done;
+            }
+            steps_per_epoch += spe;
         }
         total = steps_per_epoch * o.epochs;
     }
@@ -563,14 +797,15 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
         goto done;
     }
     for (int i = 0; i < m->n_params; i++)
-        segs[i] = (clasp_param_seg){m->info[i].offset, m->info[i].numel, m->info[i].decay, false};
+        segs[i] = (clasp_param_seg){m->info[i].offset, m->info[i].numel, m->info[i].decay,
+                                    frozen[m->info[i].tower]};
 
     /* run folder */
     s = mkdir_p_(o.out_dir);
     if (s != CLASP_OK) goto done;
     char path[4300];
     if (o.resume) {
-        s = load_ckpt_(&o, m, &opt, &rs, data, config_json, total);
+        s = load_ckpt_(&o, m, &opt, &rs, src, n_src, config_json, total);
         if (s != CLASP_OK) goto done;
     } else {
         snprintf(path, sizeof path, "%s/checkpoints/latest", o.out_dir);
@@ -610,7 +845,12 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
         }
     }
 
-    const double flops_per_sample = model_train_flops_(m, o.batch_size);
+    /* FLOPs of source 0's pair (the image-text formula for image-text, else the towers' MACs) */
+    const double flops_per_sample = src[0].ta == CLASP_TOWER_IMAGE && src[0].tb == CLASP_TOWER_TEXT
+                                        ? model_train_flops_(m, o.batch_size)
+                                        : 6.0 * (clasp_model_forward_macs(&cfg, src[0].ta) +
+                                                 clasp_model_forward_macs(&cfg, src[0].tb) +
+                                                 (double)o.batch_size * cfg.embed_dim);
     double t_start = now_(), t_steps = 0, t_wait = 0, t_first = 0;
     int64_t steps_this_run = 0, samples_timed = 0;
     double win_t = 0, win_wait = 0;
@@ -629,7 +869,9 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
     while (rs.step < total) {
         double t0 = now_();
         const clasp_batch *b = NULL;
-        s = clasp_data_next(data, &b);
+        const int ks = pick_source_(o.seed, rs.step, src, n_src);
+        source_rt *cur = &src[ks];
+        s = clasp_data_next(cur->data, &b);
         if (s != CLASP_OK) goto done;
         double t1 = now_();
         /* dense group ids of the global batch: rows with the same caption hash share an id */
@@ -641,9 +883,10 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
             groups = group_buf;
         }
         double lr = clasp_lr_cosine(rs.step, o.warmup, total, o.lr);
-        s = clasp_engine_grads(&e, b->images, b->tokens, groups, (int)b->n, &st);
+        s = clasp_engine_grads_pair(&e, cur->ta, batch_input_(b, cur->ta), cur->tb,
+                                    batch_input_(b, cur->tb), groups, (int)b->n, &st);
         if (s != CLASP_OK) goto done;
-        clasp_data_release(data, b);
+        clasp_data_release(cur->data, b);
         double gnorm = clasp_clip_grad_norm(m->grads, segs, m->n_params, o.clip_norm);
         bool finite = isfinite(st.loss) && isfinite(gnorm);
         if (finite) {
@@ -675,6 +918,10 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
         win_wait += t1 - t0;
         win_samples += o.batch_size;
         sum->final_loss = st.loss;
+        if (finite) {
+            cur->loss_sum += (double)st.loss;
+            cur->loss_n++;
+        }
         bool log_now = rs.step % o.log_every == 0 || rs.step == total;
         if (log_now || !collapse_warned) {
             if (log_now || rs.step % 10 == 0) clasp_engine_diag(&e, &st);
@@ -708,7 +955,24 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
             cJSON_AddNumberToObject(j, "pos_sim", (double)st.pos_sim);
             cJSON_AddNumberToObject(j, "hardneg_sim", (double)st.hardneg_sim);
             cJSON_AddNumberToObject(j, "skipped_steps", (double)rs.skipped_steps);
-            cJSON_AddItemToObject(j, "skipped", clasp_data_skips_json(data));
+            cJSON_AddItemToObject(j, "skipped", skips_all_(src, n_src));
+            if (n_src > 1 || o.sources[0].pair) {
+                /* the step's source and, per source, the mean loss since the last line */
+                cJSON_AddNumberToObject(j, "source", ks);
+                cJSON *sa = cJSON_AddArrayToObject(j, "sources");
+                for (int k = 0; k < n_src && sa; k++) {
+                    cJSON *x = cJSON_CreateObject();
+                    cJSON_AddStringToObject(x, "pair", src[k].pair);
+                    cJSON_AddNumberToObject(x, "steps", (double)src[k].loss_n);
+                    if (src[k].loss_n > 0)
+                        cJSON_AddNumberToObject(x, "loss", src[k].loss_sum / (double)src[k].loss_n);
+                    else
+                        cJSON_AddNullToObject(x, "loss");
+                    cJSON_AddItemToArray(sa, x);
+                    src[k].loss_sum = 0;
+                    src[k].loss_n = 0;
+                }
+            }
             write_metrics_(metrics, j);
             cJSON_Delete(j);
             progress_(&o, rs.step, total, st.loss, (double)win_samples / win_t, now_() - t_start);
@@ -716,7 +980,7 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
             win_samples = 0;
         }
         if (rs.bad_streak >= o.max_bad_steps) {
-            save_ckpt_(&o, m, &opt, &rs, data, config_json, total, sum->checkpoint,
+            save_ckpt_(&o, m, &opt, &rs, src, n_src, config_json, total, sum->checkpoint,
                        sizeof sum->checkpoint);
             s = clasp_set_error(CLASP_ERR_NUMERIC,
                                 "%d consecutive steps had a non-finite loss or gradient; stopped "
@@ -748,7 +1012,7 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
             if (s != CLASP_OK) goto done;
         }
         if ((o.save_every > 0 && rs.step % o.save_every == 0) || stop) {
-            s = save_ckpt_(&o, m, &opt, &rs, data, config_json, total, sum->checkpoint,
+            s = save_ckpt_(&o, m, &opt, &rs, src, n_src, config_json, total, sum->checkpoint,
                            sizeof sum->checkpoint);
             if (s != CLASP_OK) goto done;
         }
@@ -770,7 +1034,7 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
     }
     if (s == CLASP_OK) {
         if (o.save_every == 0 || rs.step % o.save_every != 0) {
-            s = save_ckpt_(&o, m, &opt, &rs, data, config_json, total, sum->checkpoint,
+            s = save_ckpt_(&o, m, &opt, &rs, src, n_src, config_json, total, sum->checkpoint,
                            sizeof sum->checkpoint);
             if (s != CLASP_OK) goto done;
         }
@@ -781,7 +1045,8 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
     sum->steps = rs.step;
     sum->samples = rs.samples;
     sum->skipped_steps = rs.skipped_steps;
-    sum->skipped_samples = clasp_data_skipped_total(data);
+    sum->skipped_samples = 0;
+    for (int k = 0; k < n_src; k++) sum->skipped_samples += clasp_data_skipped_total(src[k].data);
     sum->seconds = t_steps + t_first;
     sum->samples_per_s = t_steps > 0 ? (double)samples_timed / t_steps : 0;
     sum->data_wait_frac = t_steps > 0 ? t_wait / t_steps : 0;
@@ -832,7 +1097,7 @@ done:
     free(group_buf);
     free(gid_all);
     clasp_adamw_free(&opt);
-    clasp_data_close(data);
+    for (int k = 0; k < CLASP_TRAIN_MAX_SOURCES; k++) clasp_data_close(src[k].data);
     clasp_engine_free(&e);
     cJSON_Delete(config_json);
     return s;

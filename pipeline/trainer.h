@@ -22,6 +22,27 @@
  * --dist-timeout seconds fails and the CLI aborts the job (MPI_Abort); a rank that dies makes
  * mpirun stop the others. Checkpoints are written atomically, so the last one stays valid.
  *
+ * Several sources in one run (ImageBind-style binding through a shared tower): sources[] each
+ * name a shard spec, the pair of towers its batches train (image-text, audio-text,
+ * audio-image, ...) and a mixing weight. Step s (0-based) draws its source from the counter
+ * RNG keyed by (seed, CLASP_TRAIN_RNG_SOURCE, s): u = uniform [0,1) (53 bits), source = the
+ * first k with u * sum(w) < w_0 + .. + w_k; that batch comes from source k's own loader and
+ * runs the k's pair's loss. So the source sequence is a function of (seed, step, weights)
+ * alone, and every source's loader position is in the checkpoint ("sources" in state.json;
+ * source 0 also under "loader"/"loaders" as in single-source runs): resume is exact. Without
+ * --steps, a run lasts epochs x (sum over sources of full batches per epoch) steps.
+ * metrics.jsonl's train lines carry "sources": per source, the steps since the last line and
+ * their mean loss.
+ *
+ * Freezing (freeze = "image,text", also "audio", "shared" for logit_scale/bias): frozen
+ * towers get no gradient (their backward is skipped) and no AdamW update (frozen segments).
+ * Init (init = EXPORT|CKPT|RUN): a fresh run starts from that model's parameters, matched by
+ * name: tensors absent from it keep their fresh init (e.g. a new audio tower); a shared name
+ * with another shape is CLASP_ERR_CONFIG naming the tensor and both shapes; a file holding no
+ * tensor of this model is CLASP_ERR_CONFIG. Ignored when resuming (the checkpoint has all).
+ * Locked-tower tuning: --init an image-text export --freeze image,text and an audio-text
+ * source: only the audio tower (and the logit scale) learn.
+ *
  * Fault injection for tests (only with more than one rank): CLASP_FAULT_INJECT=die:R:S makes
  * rank R kill itself with SIGKILL after step S; hang:R:S makes it stop answering (sleep).
  */
@@ -35,9 +56,25 @@
 #include "pipeline/data.h"
 #include "pipeline/engine.h"
 
+#define CLASP_TRAIN_MAX_SOURCES 8
+#define CLASP_TRAIN_RNG_SOURCE  0x534F5552u /* RNG purpose of the source draw ("SOUR") */
+
+typedef struct clasp_train_source {
+    const char *spec; /* shard spec */
+    const char *pair; /* "audio-text" etc.; NULL = the model's default (image-text when the model
+                         has both, else its two towers) */
+    double weight;    /* mixing weight > 0 */
+} clasp_train_source;
+
 typedef struct clasp_train_options {
-    const char *model_config;    /* --model configs/NAME.json */
-    const char *train_spec;      /* --train SPEC */
+    const char *model_config; /* --model configs/NAME.json */
+    const char *train_spec;   /* --train SPEC (one source, default pair; used when
+                                 n_sources == 0) */
+    int n_sources;            /* --train given several times / with a pair or weight */
+    clasp_train_source sources[CLASP_TRAIN_MAX_SOURCES];
+    const char *freeze;          /* --freeze image,text,audio,shared (NULL: none) */
+    const char *init;            /* --init EXPORT|CKPT|RUN (NULL: fresh init) */
+    bool audio_augment;          /* --audio-augment: gain/shift/SpecAugment on audio sources */
     const char *val_spec;        /* --val SPEC (optional) */
     const char *out_dir;         /* --out RUN */
     const char *resume;          /* --resume latest|CKPT (NULL: fresh run; RUN must not hold one) */
