@@ -526,7 +526,9 @@ CLASP_VECTORIZE void clasp_relu_backward(float *dinp, const float *dout, const f
 CLASP_BODY float exp_fast(float x) {
     x = x < -87.3f ? -87.3f : x;
     x = x > 88.3f ? 88.3f : x;
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    /* t = 1.5 * 2^23 + round(x / ln2): the rounded integer sits in t's low mantissa bits */
+    float t = x * 1.44269504088896341f + 12582912.0f;
+    float n = t - 12582912.0f;
     float r = x - n * 0.693359375f;
     r = r + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -536,7 +538,11 @@ CLASP_BODY float exp_fast(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
+    /* 2^n from t's bits (0x4B400000 + n): unsigned arithmetic, so a NaN input (which the
+     * clamps let through) gives a NaN result and no undefined float-to-int conversion */
+    uint32_t tb;
+    memcpy(&tb, &t, sizeof tb);
+    uint32_t e = (tb - 0x4B400000u + 127u) << 23;
     float s;
     memcpy(&s, &e, sizeof s);
     return p * s;
@@ -642,6 +648,20 @@ void clasp_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, 
 /* Row sums in LN_LANES independent double accumulators (element c goes to lane c % LN_LANES,
  * then the lanes are added in order): vectorisable without reassociation, and a fixed order. */
 
+/* y = (x - mf) * r * w + b for one row: the forward's output, and the transformer block's
+ * recomputation of it from the cached mean and rstd (the same code, so the same values). */
+CLASP_BODY void ln_apply_row(float *y, const float *x, float mf, float r, const float *w,
+                             const float *b, int C) {
+    if (w && b) {
+        for (int c = 0; c < C; c++) y[c] = (x[c] - mf) * r * w[c] + b[c];
+    } else {
+        for (int c = 0; c < C; c++) {
+            float nx = (x[c] - mf) * r;
+            y[c] = nx * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
+        }
+    }
+}
+
 CLASP_BODY void layernorm_fwd_body(float *out, float *mean, float *rstd, const float *inp,
                                    const float *w, const float *b, int N, int C, float eps) {
     int C8 = C - C % LN_LANES;
@@ -670,14 +690,7 @@ CLASP_BODY void layernorm_fwd_body(float *out, float *mean, float *rstd, const f
         v /= C;
         float mf = (float)m;
         float r = (float)(1.0 / sqrt(v + (double)eps));
-        if (w && b) {
-            for (int c = 0; c < C; c++) y[c] = (x[c] - mf) * r * w[c] + b[c];
-        } else {
-            for (int c = 0; c < C; c++) {
-                float nx = (x[c] - mf) * r;
-                y[c] = nx * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
-            }
-        }
+        ln_apply_row(y, x, mf, r, w, b, C);
         mean[n] = mf;
         rstd[n] = r;
     }
@@ -691,6 +704,19 @@ void clasp_layernorm_forward(float *out, float *mean, float *rstd, const float *
                              const float *b, int N, int C, float eps) {
     layernorm_fwd(out, mean, rstd, inp, w, b, N, C, eps);
 }
+
+/* out (N, C) = the layer norm of inp from its cached mean and rstd (bit-identical to what
+ * layernorm_fwd wrote: the same row code in the same SIMD version) */
+CLASP_BODY void layernorm_apply_body(float *out, const float *inp, const float *mean,
+                                     const float *rstd, const float *w, const float *b, int N,
+                                     int C) {
+    for (int n = 0; n < N; n++)
+        ln_apply_row(out + (size_t)n * C, inp + (size_t)n * C, mean[n], rstd[n], w, b, C);
+}
+SIMD_KERNEL(layernorm_apply,
+            (float *out, const float *inp, const float *mean, const float *rstd, const float *w,
+             const float *b, int N, int C),
+            (out, inp, mean, rstd, w, b, N, C))
 
 CLASP_BODY void layernorm_bwd_body(float *dinp, float *dw, float *db, const float *dout,
                                    const float *inp, const float *w, const float *mean,
@@ -1298,35 +1324,38 @@ void clasp_add_forward(float *out, const float *a, const float *b, size_t n) {
 
 /* ---- pre-LN transformer block ---------------------------------------------------------------- */
 
+/* The block caches only what cannot be recomputed cheaply: the LayerNorm statistics (not
+ * their outputs), qkv, the attention probabilities, the attention output, res1 and the
+ * pre-activation fc1 (not GELU's output). The backward recomputes ln1, ln2 and act into its
+ * scratch from those, with the forward's own code, so it sees bit-identical values. */
+
 size_t clasp_block_acts_floats(const clasp_block_dims *d) {
     size_t BT = (size_t)d->B * d->T, C = (size_t)d->C, F = (size_t)d->F;
     size_t att = (size_t)d->B * d->NH * d->T * d->T;
-    /* ln1 + stats, qkv, att, atty, res1, ln2 + stats, fc1, act */
-    return BT * C + 2 * BT + 3 * BT * C + att + BT * C + BT * C + BT * C + 2 * BT + 2 * BT * F;
+    /* ln1 stats, qkv, att, atty, res1, ln2 stats, fc1 */
+    return 2 * BT + 3 * BT * C + att + BT * C + BT * C + 2 * BT + BT * F;
 }
 
 void clasp_block_acts_point(clasp_block_acts *a, float *buf, const clasp_block_dims *d) {
     size_t BT = (size_t)d->B * d->T, C = (size_t)d->C, F = (size_t)d->F;
     size_t att = (size_t)d->B * d->NH * d->T * d->T;
     float *p = buf;
-    a->ln1 = p, p += BT * C;
     a->ln1_mean = p, p += BT;
     a->ln1_rstd = p, p += BT;
     a->qkv = p, p += 3 * BT * C;
     a->att = p, p += att;
     a->atty = p, p += BT * C;
     a->res1 = p, p += BT * C;
-    a->ln2 = p, p += BT * C;
     a->ln2_mean = p, p += BT;
     a->ln2_rstd = p, p += BT;
     a->fc1 = p, p += BT * F;
-    a->act = p, p += BT * F;
 }
 
+/* work layout (forward and backward): [0, nC) dres1 | [nC, nC + big) big (act, dact, dqkv) |
+ * [nC + big, 2 nC + big) tmp (ln1, ln2 and their gradients) | attention work */
 size_t clasp_block_work_floats(const clasp_block_dims *d) {
     size_t BT = (size_t)d->B * d->T, C = (size_t)d->C, F = (size_t)d->F;
     size_t big = BT * F > 3 * BT * C ? BT * F : 3 * BT * C;
-    /* backward: dres1 (BT, C), big (dact / dqkv), dtmp (BT, C), attention work */
     return BT * C + big + BT * C + clasp_attention_work_floats(d->B, d->T, d->C, d->NH);
 }
 
@@ -1335,22 +1364,34 @@ void clasp_block_forward(float *out, clasp_block_acts *a, float *work, const flo
                          const clasp_block_dims *d) {
     int BT = d->B * d->T, C = d->C, F = d->F;
     size_t nC = (size_t)BT * C, nF = (size_t)BT * F;
-    clasp_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, p->ln1_w, p->ln1_b, BT, C,
+    size_t big = nF > 3 * nC ? nF : 3 * nC;
+    float *act = work + nC, *ln = work + nC + big, *awork = ln + nC;
+    clasp_layernorm_forward(ln, a->ln1_mean, a->ln1_rstd, inp, p->ln1_w, p->ln1_b, BT, C,
                             d->ln_eps);
-    clasp_linear_forward(a->qkv, a->ln1, p->qkv_w, p->qkv_b, BT, C, 3 * C);
-    clasp_attention_forward(a->atty, a->att, work, a->qkv, pad_mask, d->causal, d->B, d->T, C,
+    clasp_linear_forward(a->qkv, ln, p->qkv_w, p->qkv_b, BT, C, 3 * C);
+    clasp_attention_forward(a->atty, a->att, awork, a->qkv, pad_mask, d->causal, d->B, d->T, C,
                             d->NH);
     clasp_linear_forward(a->res1, a->atty, p->proj_w, p->proj_b, BT, C, C);
     for (size_t i = 0; i < nC; i++) a->res1[i] += inp[i];
-    clasp_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res1, p->ln2_w, p->ln2_b, BT, C,
+    clasp_layernorm_forward(ln, a->ln2_mean, a->ln2_rstd, a->res1, p->ln2_w, p->ln2_b, BT, C,
                             d->ln_eps);
-    clasp_linear_forward(a->fc1, a->ln2, p->fc1_w, p->fc1_b, BT, C, F);
-    if (d->gelu_tanh)
-        clasp_gelu_tanh_forward(a->act, a->fc1, nF);
-    else
-        clasp_gelu_forward(a->act, a->fc1, nF);
-    clasp_linear_forward(out, a->act, p->fc2_w, p->fc2_b, BT, F, C);
+    clasp_linear_forward(a->fc1, ln, p->fc1_w, p->fc1_b, BT, C, F);
+    gelu_fwd(act, a->fc1, nF, d->gelu_tanh);
+    clasp_linear_forward(out, act, p->fc2_w, p->fc2_b, BT, F, C);
     for (size_t i = 0; i < nC; i++) out[i] += a->res1[i];
+}
+
+/* The weight and bias gradients of a linear layer: dw (OC, C) += dout^T inp, db += column
+ * sums of dout (what linear_backward adds to them) */
+static void linear_backward_params(float *dw, float *db, const float *dout, const float *inp, int N,
+                                   int C, int OC) {
+    linear_backward(NULL, 0.0f, dw, db, dout, inp, NULL, N, C, OC);
+}
+
+/* dinp (N, C) = dout (N, OC) @ w (OC, C), overwritten */
+static void linear_backward_input(float *dinp, const float *dout, const float *w, int N, int C,
+                                  int OC) {
+    linear_backward(dinp, 0.0f, NULL, NULL, dout, NULL, w, N, C, OC);
 }
 
 void clasp_block_backward(float *dinp, clasp_block_params *g, float *work, const float *dout,
@@ -1364,13 +1405,28 @@ void clasp_block_backward(float *dinp, clasp_block_params *g, float *work, const
     float *dres1 = work, *dbig = work + nC, *dtmp = work + nC + big, *awork = dtmp + nC;
 
     /* out = res1 + fc2(gelu(fc1(ln2(res1)))); every temporary below is written (beta 0),
-     * not accumulated, so nothing needs zeroing first */
+     * not accumulated, so nothing needs zeroing first. Each recomputed input (act, ln2, ln1)
+     * is used for its layer's weight gradient before the input gradient overwrites it. */
     memcpy(dres1, dout, nC * sizeof(float));
+    if (g->fc2_w) {
+        float *act = dbig;
+        gelu_fwd(act, a->fc1, nF, d->gelu_tanh);
+        linear_backward_params(g->fc2_w, g->fc2_b, dout, act, BT, F, C);
+    } else if (g->fc2_b) {
+        linear_backward_params(NULL, g->fc2_b, dout, NULL, BT, F, C);
+    }
     float *dact = dbig;
-    linear_backward(dact, 0.0f, g->fc2_w, g->fc2_b, dout, a->act, p->fc2_w, BT, F, C);
+    linear_backward_input(dact, dout, p->fc2_w, BT, F, C);
     gelu_grad_scale(dact, a->fc1, nF, d->gelu_tanh);
+    if (g->fc1_w) {
+        float *ln2 = dtmp;
+        layernorm_apply(ln2, a->res1, a->ln2_mean, a->ln2_rstd, p->ln2_w, p->ln2_b, BT, C);
+        linear_backward_params(g->fc1_w, g->fc1_b, dact, ln2, BT, C, F);
+    } else if (g->fc1_b) {
+        linear_backward_params(NULL, g->fc1_b, dact, NULL, BT, C, F);
+    }
     float *dln2 = dtmp;
-    linear_backward(dln2, 0.0f, g->fc1_w, g->fc1_b, dact, a->ln2, p->fc1_w, BT, C, F);
+    linear_backward_input(dln2, dact, p->fc1_w, BT, C, F);
     clasp_layernorm_backward(dres1, g->ln2_w, g->ln2_b, dln2, a->res1, p->ln2_w, a->ln2_mean,
                              a->ln2_rstd, BT, C);
 
@@ -1381,8 +1437,15 @@ void clasp_block_backward(float *dinp, clasp_block_params *g, float *work, const
     linear_backward(datty, 0.0f, g->proj_w, g->proj_b, dres1, a->atty, p->proj_w, BT, C, C);
     float *dqkv = dbig;
     attention_backward(dqkv, awork, datty, a->qkv, a->att, d->B, d->T, C, d->NH, 0);
+    if (g->qkv_w) {
+        float *ln1 = dtmp;
+        layernorm_apply(ln1, inp, a->ln1_mean, a->ln1_rstd, p->ln1_w, p->ln1_b, BT, C);
+        linear_backward_params(g->qkv_w, g->qkv_b, dqkv, ln1, BT, C, 3 * C);
+    } else if (g->qkv_b) {
+        linear_backward_params(NULL, g->qkv_b, dqkv, NULL, BT, C, 3 * C);
+    }
     float *dln1 = dtmp;
-    linear_backward(dln1, 0.0f, g->qkv_w, g->qkv_b, dqkv, a->ln1, p->qkv_w, BT, C, 3 * C);
+    linear_backward_input(dln1, dqkv, p->qkv_w, BT, C, 3 * C);
     clasp_layernorm_backward(dinp, g->ln1_w, g->ln1_b, dln1, inp, p->ln1_w, a->ln1_mean,
                              a->ln1_rstd, BT, C);
 }

@@ -144,15 +144,16 @@ typedef struct clasp_block_params {
     float *fc2_w, *fc2_b;   /* (C, F), (C) */
 } clasp_block_params;
 
+/* What the forward caches for the backward. The LayerNorm outputs and GELU's output are not
+ * kept: the backward recomputes them (bit-identically) into its scratch. */
 typedef struct clasp_block_acts {
-    float *ln1, *ln1_mean, *ln1_rstd; /* (B,T,C), (B,T), (B,T) */
-    float *qkv;                       /* (B,T,3C) */
-    float *att;                       /* (B,NH,T,T) */
-    float *atty;                      /* (B,T,C) attention output before proj */
-    float *res1;                      /* (B,T,C) x + proj(...) */
-    float *ln2, *ln2_mean, *ln2_rstd; /* (B,T,C), (B,T), (B,T) */
-    float *fc1;                       /* (B,T,F) pre-activation */
-    float *act;                       /* (B,T,F) after GELU */
+    float *ln1_mean, *ln1_rstd; /* (B,T), (B,T) */
+    float *qkv;                 /* (B,T,3C) */
+    float *att;                 /* (B,NH,T,T) */
+    float *atty;                /* (B,T,C) attention output before proj */
+    float *res1;                /* (B,T,C) x + proj(...) */
+    float *ln2_mean, *ln2_rstd; /* (B,T), (B,T) */
+    float *fc1;                 /* (B,T,F) pre-activation */
 } clasp_block_acts;
 
 typedef struct clasp_block_dims {
@@ -166,7 +167,9 @@ typedef struct clasp_block_dims {
 size_t clasp_block_acts_floats(const clasp_block_dims *d);
 /* Points acts into buf (clasp_block_acts_floats(d) floats). */
 void clasp_block_acts_point(clasp_block_acts *a, float *buf, const clasp_block_dims *d);
-/* Scratch floats for forward/backward (max of the attention work and the backward temps). */
+/* Scratch floats for forward/backward (the recomputed LayerNorm and GELU outputs, the
+ * backward's temporaries and the attention work); nothing in it lives from the forward to
+ * the backward, so blocks may share one. */
 size_t clasp_block_work_floats(const clasp_block_dims *d);
 /* out (B,T,C); inp (B,T,C); pad_mask (B,T) or NULL */
 void clasp_block_forward(float *out, clasp_block_acts *a, float *work, const float *inp,

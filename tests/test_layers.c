@@ -742,6 +742,127 @@ Test(layers, attention_equal_keys_average_values) {
     free(qkv), free(out), free(att), free(work);
 }
 
+/* Attention of one (batch, head) in double: a (T, T) probabilities, y rows of the output,
+ * and with dy the gradients dq, dk, dv (ADDED to; rows of stride ld). A row whose keys are
+ * all masked has zero probabilities and output. */
+static void att_ref_bh(double *a, double *y, double *dq, double *dk, double *dv, const float *q,
+                       const float *k, const float *v, const float *dy, const uint8_t *pm,
+                       int causal, int T, int hs, int ld, int ldy) {
+    double scale = 1.0 / sqrt((double)hs);
+    for (int i = 0; i < T; i++) {
+        double *ai = a + (size_t)i * T, mx = -HUGE_VAL;
+        for (int j = 0; j < T; j++) {
+            ai[j] = -HUGE_VAL;
+            if ((causal && j > i) || (pm && pm[j])) continue;
+            double sc = 0;
+            for (int d = 0; d < hs; d++) sc += (double)q[i * ld + d] * (double)k[j * ld + d];
+            ai[j] = sc * scale;
+            if (ai[j] > mx) mx = ai[j];
+        }
+        double sum = 0;
+        for (int j = 0; j < T; j++) {
+            ai[j] = mx == -HUGE_VAL || ai[j] == -HUGE_VAL ? 0.0 : exp(ai[j] - mx);
+            sum += ai[j];
+        }
+        for (int j = 0; j < T; j++) ai[j] = sum > 0 ? ai[j] / sum : 0.0;
+        for (int d = 0; d < hs; d++) {
+            double o = 0;
+            for (int j = 0; j < T; j++) o += ai[j] * (double)v[j * ld + d];
+            y[i * ldy + d] = o;
+        }
+    }
+    if (!dy) return;
+    for (int i = 0; i < T; i++) {
+        const double *ai = a + (size_t)i * T;
+        const float *g = dy + (size_t)i * ldy;
+        double da[64], dot = 0;
+        for (int j = 0; j < T; j++) {
+            da[j] = 0;
+            for (int d = 0; d < hs; d++) da[j] += (double)g[d] * (double)v[j * ld + d];
+            dot += ai[j] * da[j];
+        }
+        for (int j = 0; j < T; j++) {
+            double ds = ai[j] * (da[j] - dot) * scale;
+            for (int d = 0; d < hs; d++) {
+                dv[j * ld + d] += ai[j] * (double)g[d];
+                dq[i * ld + d] += ds * (double)k[j * ld + d];
+                dk[j * ld + d] += ds * (double)q[i * ld + d];
+            }
+        }
+    }
+}
+
+/* T = 32 (the compiled-in constant-size path) and T = 33 (the generic path, rows padded to 40)
+ * with hs = 32, causal or not, with or without padded keys, forward and backward, at the
+ * SIMD level `level` (0 is the OpenBLAS path), against att_ref_bh. */
+static void attention_long_check(int level) {
+    char lv[2] = {(char)('0' + level), 0};
+    setenv("CLASP_SIMD", lv, 1); /* read once per process: each Test runs in its own */
+    const int B = 3, NH = 2, hs = 32, C = NH * hs, C3 = 3 * C;
+    for (int T = 32; T <= 33; T++) {
+        for (int mode = 0; mode < 4; mode++) {
+            int causal = mode & 1;
+            uint8_t *pad = NULL;
+            if (mode & 2) { /* b = 0: none; b = 1: key 0 and the tail; b = 2: all but key 5 */
+                pad = calloc((size_t)B * T, 1);
+                pad[T] = 1;
+                for (int t = T - 7; t < T; t++) pad[T + t] = 1;
+                for (int t = 0; t < T; t++) pad[2 * T + t] = t != 5;
+            }
+            size_t nq = (size_t)B * T * C3, no = (size_t)B * T * C, na = (size_t)B * NH * T * T;
+            float *qkv = randf(nq, 900 + 10 * T + mode, 1.5f), *dout = randf(no, 950 + mode, 1.0f);
+            float *out = zeros(no), *att = zeros(na), *dqkv = zeros(nq);
+            float *work = zeros(clasp_attention_work_floats(B, T, C, NH));
+            for (size_t i = 0; i < nq; i++) dqkv[i] = 0.25f; /* backward adds to it */
+            clasp_attention_forward(out, att, work, qkv, pad, causal, B, T, C, NH);
+            clasp_attention_backward(dqkv, work, dout, qkv, att, B, T, C, NH);
+            double *ra = calloc(na, sizeof(double)), *ry = calloc(no, sizeof(double));
+            double *rd = calloc(nq, sizeof(double));
+            for (int b = 0; b < B; b++)
+                for (int h = 0; h < NH; h++) {
+                    size_t qo = (size_t)b * T * C3 + (size_t)h * hs;
+                    size_t yo = (size_t)b * T * C + (size_t)h * hs;
+                    att_ref_bh(ra + ((size_t)b * NH + h) * T * T, ry + yo, rd + qo, rd + qo + C,
+                               rd + qo + 2 * C, qkv + qo, qkv + qo + C, qkv + qo + 2 * C, dout + yo,
+                               pad ? pad + (size_t)b * T : NULL, causal, T, hs, C3, C);
+                }
+            double *ga = calloc(na, sizeof(double)), *gy = calloc(no, sizeof(double));
+            double *gd = calloc(nq, sizeof(double));
+            for (size_t i = 0; i < na; i++) ga[i] = (double)att[i];
+            for (size_t i = 0; i < no; i++) gy[i] = (double)out[i];
+            for (size_t i = 0; i < nq; i++) gd[i] = (double)dqkv[i] - 0.25;
+            char name[96];
+            snprintf(name, sizeof name, "attention T=%d causal=%d pad=%d simd<=%d att", T, causal,
+                     pad != NULL, level);
+            cr_expect(clasp_test_check_tensor_f64(name, ga, ra, na, 1e-6, 1e-5), "%s", name);
+            snprintf(name, sizeof name, "attention T=%d causal=%d pad=%d simd<=%d out", T, causal,
+                     pad != NULL, level);
+            cr_expect(clasp_test_check_tensor_f64(name, gy, ry, no, 2e-6, 1e-5), "%s", name);
+            snprintf(name, sizeof name, "attention T=%d causal=%d pad=%d simd<=%d dqkv", T, causal,
+                     pad != NULL, level);
+            cr_expect(clasp_test_check_tensor_f64(name, gd, rd, nq, 5e-6, 1e-4), "%s", name);
+            if (pad && causal) /* b = 1, row 0: its only visible key is padded */
+                for (int h = 0; h < NH; h++)
+                    for (int d = 0; d < hs; d++)
+                        cr_expect_eq(out[(size_t)T * C + (size_t)h * hs + d], 0.0f);
+            free(qkv), free(dout), free(out), free(att), free(dqkv), free(work), free(pad);
+            free(ra), free(ry), free(rd), free(ga), free(gy), free(gd);
+        }
+    }
+}
+
+Test(layers, attention_long_sequences_simd) {
+    attention_long_check(2);
+}
+
+Test(layers, attention_long_sequences_avx2) {
+    attention_long_check(1);
+}
+
+Test(layers, attention_long_sequences_blas) {
+    attention_long_check(0);
+}
+
 /* ================================ L2 norm ================================================= */
 
 typedef struct l2_ctx {
@@ -942,6 +1063,80 @@ Test(layers, block_fd) {
     }
 }
 
+/* The block caches neither the LayerNorm outputs nor GELU's output and recomputes them in the
+ * backward: its results must equal, bit for bit, the block composed from the public layers
+ * with every activation stored (the gradients of the composition start from zeros, which the
+ * layers add to). */
+Test(layers, block_recomputation_equals_stored_composition) {
+    uint8_t pad[10] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1};
+    for (int mode = 0; mode < 2; mode++) {
+        blk_ctx c = {.d = {.B = 2,
+                           .T = 5,
+                           .C = 8,
+                           .NH = 2,
+                           .F = 16,
+                           .causal = mode == 0,
+                           .gelu_tanh = mode == 1,
+                           .ln_eps = 1e-5f},
+                     .pad = mode == 1 ? pad : NULL};
+        blk_alloc(&c);
+        const clasp_block_dims *d = &c.d;
+        int BT = d->B * d->T, C = d->C, F = d->F, NH = d->NH;
+        size_t nC = (size_t)BT * C, nF = (size_t)BT * F, n[12];
+        blk_sizes(d, n);
+        float *dout = randf(nC, 230 + mode, 1.0f);
+        blk_fwd(&c);
+        blk_bwd(&c, dout);
+        /* the composition */
+        const clasp_block_params *p = &c.p;
+        clasp_block_params g;
+        for (int k = 0; k < 12; k++) blk_fields(&g)[k] = zeros(n[k]);
+        float *ln1 = zeros(nC), *m1 = zeros(BT), *r1 = zeros(BT), *qkv = zeros(3 * nC);
+        float *att = zeros((size_t)d->B * NH * d->T * d->T), *atty = zeros(nC);
+        float *res1 = zeros(nC), *ln2 = zeros(nC), *m2 = zeros(BT), *r2 = zeros(BT);
+        float *fc1 = zeros(nF), *act = zeros(nF), *out = zeros(nC);
+        float *awork = zeros(clasp_attention_work_floats(d->B, d->T, C, NH));
+        clasp_layernorm_forward(ln1, m1, r1, c.inp, p->ln1_w, p->ln1_b, BT, C, d->ln_eps);
+        clasp_linear_forward(qkv, ln1, p->qkv_w, p->qkv_b, BT, C, 3 * C);
+        clasp_attention_forward(atty, att, awork, qkv, c.pad, d->causal, d->B, d->T, C, NH);
+        clasp_linear_forward(res1, atty, p->proj_w, p->proj_b, BT, C, C);
+        for (size_t i = 0; i < nC; i++) res1[i] += c.inp[i];
+        clasp_layernorm_forward(ln2, m2, r2, res1, p->ln2_w, p->ln2_b, BT, C, d->ln_eps);
+        clasp_linear_forward(fc1, ln2, p->fc1_w, p->fc1_b, BT, C, F);
+        (d->gelu_tanh ? clasp_gelu_tanh_forward : clasp_gelu_forward)(act, fc1, nF);
+        clasp_linear_forward(out, act, p->fc2_w, p->fc2_b, BT, F, C);
+        for (size_t i = 0; i < nC; i++) out[i] += res1[i];
+        float *dres1 = zeros(nC), *dact = zeros(nF), *dfc1 = zeros(nF), *dln2 = zeros(nC);
+        float *datty = zeros(nC), *dqkv = zeros(3 * nC), *dln1 = zeros(nC), *dinp = zeros(nC);
+        memcpy(dres1, dout, nC * sizeof(float));
+        clasp_linear_backward(dact, g.fc2_w, g.fc2_b, dout, act, p->fc2_w, BT, F, C);
+        (d->gelu_tanh ? clasp_gelu_tanh_backward : clasp_gelu_backward)(dfc1, dact, fc1, nF);
+        clasp_linear_backward(dln2, g.fc1_w, g.fc1_b, dfc1, ln2, p->fc1_w, BT, C, F);
+        clasp_layernorm_backward(dres1, g.ln2_w, g.ln2_b, dln2, res1, p->ln2_w, m2, r2, BT, C);
+        for (size_t i = 0; i < nC; i++) dinp[i] += dres1[i];
+        clasp_linear_backward(datty, g.proj_w, g.proj_b, dres1, atty, p->proj_w, BT, C, C);
+        clasp_attention_backward(dqkv, awork, datty, qkv, att, d->B, d->T, C, NH);
+        clasp_linear_backward(dln1, g.qkv_w, g.qkv_b, dqkv, ln1, p->qkv_w, BT, C, 3 * C);
+        clasp_layernorm_backward(dinp, g.ln1_w, g.ln1_b, dln1, c.inp, p->ln1_w, m1, r1, BT, C);
+        for (size_t i = 0; i < nC; i++)
+            cr_expect(c.out[i] == out[i], "mode %d out[%zu]: %.9g vs %.9g", mode, i,
+                      (double)c.out[i], (double)out[i]);
+        for (size_t i = 0; i < nC; i++)
+            cr_expect(c.dinp[i] == dinp[i], "mode %d dinp[%zu]: %.9g vs %.9g", mode, i,
+                      (double)c.dinp[i], (double)dinp[i]);
+        for (int k = 0; k < 12; k++)
+            for (size_t i = 0; i < n[k]; i++)
+                cr_expect(blk_fields(&c.g)[k][i] == blk_fields(&g)[k][i],
+                          "mode %d d%s[%zu]: %.9g vs %.9g", mode, blk_names[k], i,
+                          (double)blk_fields(&c.g)[k][i], (double)blk_fields(&g)[k][i]);
+        for (int k = 0; k < 12; k++) free(blk_fields(&g)[k]);
+        free(ln1), free(m1), free(r1), free(qkv), free(att), free(atty), free(res1), free(ln2);
+        free(m2), free(r2), free(fc1), free(act), free(out), free(awork), free(dres1), free(dact);
+        free(dfc1), free(dln2), free(datty), free(dqkv), free(dln1), free(dinp), free(dout);
+        blk_free(&c);
+    }
+}
+
 Test(layers, block_torch) {
     static const char *tags[] = {"block_causal", "block_pad_tanh"};
     for (int k = 0; k < 2; k++) {
@@ -979,6 +1174,24 @@ Test(layers, block_torch) {
         free(c.pad), free(g);
         blk_free(&c);
         clasp_st_free(st);
+    }
+}
+
+Test(layers, gelu_of_nan_is_nan) {
+    /* NaN stays NaN through both GELUs and their gradients, with no float-to-int conversion
+     * of a NaN inside exp (UBSan checks that in the sanitizer build) */
+    float x[9], y[9], yt[9], g[9] = {0}, gt[9] = {0}, ones[9];
+    for (int i = 0; i < 9; i++) x[i] = i == 4 ? NAN : (float)(i - 4), ones[i] = 1.0f;
+    clasp_gelu_forward(y, x, 9);
+    clasp_gelu_tanh_forward(yt, x, 9);
+    clasp_gelu_backward(g, ones, x, 9);
+    clasp_gelu_tanh_backward(gt, ones, x, 9);
+    for (int i = 0; i < 9; i++) {
+        bool want = i == 4;
+        cr_expect(isnan(y[i]) == want && isnan(yt[i]) == want && isnan(g[i]) == want &&
+                      isnan(gt[i]) == want,
+                  "x = %g: %g %g %g %g", (double)x[i], (double)y[i], (double)yt[i], (double)g[i],
+                  (double)gt[i]);
     }
 }
 
