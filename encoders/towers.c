@@ -323,16 +323,19 @@ static clasp_status plan_cnn(clasp__tower *tw, clasp_arena *a, int B) {
         size_t oc = (size_t)cb->channels;
         size_t nconv = (size_t)tw->hconv[i] * (size_t)tw->wconv[i];
         size_t nout = (size_t)tw->hout[i] * (size_t)tw->wout[i];
-        CLASP_TRY(TAKE_F(a, tw->conv[i], b, oc, nconv));
         if (cb->pool > 0) {
-            /* the fused ReLU + max-pool backward needs neither conv[i] (the raw conv output)
-             * nor a separate post-ReLU gradient: the pre-ReLU gradient reuses conv[i] */
+            /* pooled blocks run one image at a time (cnn_forward/cnn_backward), so the raw
+             * conv output is a one-image scratch; the fused ReLU + max-pool backward needs
+             * neither it nor a separate post-ReLU gradient: the pre-ReLU gradient (one image)
+             * reuses the scratch */
+            CLASP_TRY(TAKE_F(a, tw->conv[i], 1, oc, nconv));
             tw->dconv_pre[i] = tw->conv[i];
             tw->dconv_post[i] = NULL;
             CLASP_TRY(TAKE_F(a, tw->pool[i], b, oc, nout));
             CLASP_TRY(take(a, (void **)&tw->pidx[i], sizeof(int32_t), b, oc, nout));
             CLASP_TRY(TAKE_F(a, tw->dconv_out[i], b, oc, nout));
         } else {
+            CLASP_TRY(TAKE_F(a, tw->conv[i], b, oc, nconv));
             CLASP_TRY(TAKE_F(a, tw->dconv_pre[i], b, oc, nconv));
             tw->pool[i] = NULL;
             tw->pidx[i] = NULL;
@@ -471,16 +474,28 @@ static void cnn_forward(clasp__tower *tw, const clasp_model *m, const float *inp
     for (int i = 0; i < tw->n_conv; i++) {
         const clasp_conv_block *cb = &tw->cb[i];
         int oc = cb->channels, ho = tw->hconv[i], wo = tw->wconv[i];
-        clasp_conv2d_forward(tw->conv[i], tw->cwork_blk[i], cnn_block_input(tw, i),
-                             P(m, m->params, tw->conv_w[i]), P(m, m->params, tw->conv_b[i]), B,
+        const float *w = P(m, m->params, tw->conv_w[i]), *bias = P(m, m->params, tw->conv_b[i]);
+        if (cb->pool > 0) {
+            /* image by image through the one-image conv[i]: the same per-image GEMMs and
+             * planes as a whole-batch call; ReLU on the pooled values */
+            size_t in1 = (size_t)tw->cin[i] * (size_t)tw->hin[i] * (size_t)tw->win[i];
+            size_t out1 = (size_t)oc * (size_t)tw->hout[i] * (size_t)tw->wout[i];
+            const float *in = cnn_block_input(tw, i);
+            for (int bi = 0; bi < B; bi++) {
+                clasp_conv2d_forward(tw->conv[i], tw->cwork_blk[i], in + (size_t)bi * in1, w, bias,
+                                     1, tw->cin[i], tw->hin[i], tw->win[i], oc, cb->kernel,
+                                     cb->kernel, cb->stride, cb->padding);
+                clasp_relu_maxpool2d_forward(tw->pool[i] + (size_t)bi * out1,
+                                             tw->pidx[i] + (size_t)bi * out1, tw->conv[i], 1, oc,
+                                             ho, wo, cb->pool, cb->pool);
+            }
+            continue;
+        }
+        clasp_conv2d_forward(tw->conv[i], tw->cwork_blk[i], cnn_block_input(tw, i), w, bias, B,
                              tw->cin[i], tw->hin[i], tw->win[i], oc, cb->kernel, cb->kernel,
                              cb->stride, cb->padding);
-        size_t n = (size_t)B * (size_t)oc * (size_t)ho * (size_t)wo;
-        if (cb->pool > 0) /* ReLU on the pooled values; conv[i] is not used after this */
-            clasp_relu_maxpool2d_forward(tw->pool[i], tw->pidx[i], tw->conv[i], B, oc, ho, wo,
-                                         cb->pool, cb->pool);
-        else
-            clasp_relu_forward(tw->conv[i], tw->conv[i], n);
+        clasp_relu_forward(tw->conv[i], tw->conv[i],
+                           (size_t)B * (size_t)oc * (size_t)ho * (size_t)wo);
     }
     if (tw->gap) {
         int L = tw->n_conv - 1;
@@ -526,19 +541,33 @@ static void cnn_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, i
         const clasp_conv_block *cb = &tw->cb[i];
         int oc = cb->channels, ho = tw->hconv[i], wo = tw->wconv[i];
         size_t n = b * (size_t)oc * (size_t)ho * (size_t)wo;
-        if (cb->pool > 0) { /* writes all of dconv_pre (which shares conv[i]'s memory) */
-            clasp_relu_maxpool2d_backward(tw->dconv_pre[i], tw->dconv_out[i], tw->pidx[i],
-                                          tw->pool[i], B, oc, ho, wo, cb->pool, cb->pool);
-        } else {
-            zero(tw->dconv_pre[i], n);
-            clasp_relu_backward(tw->dconv_pre[i], tw->dconv_post[i], tw->conv[i], n);
-        }
+        size_t in1 = (size_t)tw->cin[i] * (size_t)tw->hin[i] * (size_t)tw->win[i];
         float *dprev = i > 0 ? tw->dconv_out[i - 1] : NULL;
-        zero(dprev, b * (size_t)tw->cin[i] * (size_t)tw->hin[i] * (size_t)tw->win[i]);
-        clasp_conv2d_backward(dprev, P(m, m->grads, tw->conv_w[i]), P(m, m->grads, tw->conv_b[i]),
-                              tw->cwork_blk[i], tw->dconv_pre[i], cnn_block_input(tw, i),
-                              P(m, m->params, tw->conv_w[i]), B, tw->cin[i], tw->hin[i], tw->win[i],
-                              oc, cb->kernel, cb->kernel, cb->stride, cb->padding);
+        float *dw = P(m, m->grads, tw->conv_w[i]), *db = P(m, m->grads, tw->conv_b[i]);
+        const float *w = P(m, m->params, tw->conv_w[i]), *in = cnn_block_input(tw, i);
+        zero(dprev, b * in1);
+        if (cb->pool > 0) {
+            /* image by image: the pre-ReLU gradient of one image (written whole into the
+             * one-image dconv_pre), then that image's conv backward; dw and db gather the
+             * images in the same order as a whole-batch call */
+            size_t out1 = (size_t)oc * (size_t)tw->hout[i] * (size_t)tw->wout[i];
+            for (int bi = 0; bi < B; bi++) {
+                clasp_relu_maxpool2d_backward(
+                    tw->dconv_pre[i], tw->dconv_out[i] + (size_t)bi * out1,
+                    tw->pidx[i] + (size_t)bi * out1, tw->pool[i] + (size_t)bi * out1, 1, oc, ho, wo,
+                    cb->pool, cb->pool);
+                clasp_conv2d_backward(dprev ? dprev + (size_t)bi * in1 : NULL, dw, db,
+                                      tw->cwork_blk[i], tw->dconv_pre[i], in + (size_t)bi * in1, w,
+                                      1, tw->cin[i], tw->hin[i], tw->win[i], oc, cb->kernel,
+                                      cb->kernel, cb->stride, cb->padding);
+            }
+            continue;
+        }
+        zero(tw->dconv_pre[i], n);
+        clasp_relu_backward(tw->dconv_pre[i], tw->dconv_post[i], tw->conv[i], n);
+        clasp_conv2d_backward(dprev, dw, db, tw->cwork_blk[i], tw->dconv_pre[i], in, w, B,
+                              tw->cin[i], tw->hin[i], tw->win[i], oc, cb->kernel, cb->kernel,
+                              cb->stride, cb->padding);
     }
 }
 
