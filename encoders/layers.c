@@ -627,6 +627,30 @@ CLASP_BODY void gelu_grad_scale_body(float *d, const float *x, size_t n, int tan
 SIMD_KERNEL(gelu_grad_scale, (float *d, const float *x, size_t n, int tanh_form),
             (d, x, n, tanh_form))
 
+/* y[i] = gelu(x[i]) (the forward's value, bit for bit) and d[i] *= gelu'(x[i]) in one pass:
+ * the block's backward recomputing GELU's output. The erf form evaluates Phi(x) once for
+ * both (gelu_erf and gelu_erf_grad spelled out with the same operations); the tanh form
+ * calls the two functions. */
+CLASP_BODY void gelu_recompute_scale_body(float *restrict y, float *restrict d,
+                                          const float *restrict x, size_t n, int tanh_form) {
+    if (tanh_form) {
+        for (size_t i = 0; i < n; i++) {
+            y[i] = gelu_tanh(x[i]);
+            d[i] *= gelu_tanh_grad(x[i]);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i], cdf = normal_cdf(v);
+            y[i] = v * cdf;
+            d[i] *= cdf + v * GELU_INV_SQRT_2PI * exp_fast(-0.5f * v * v);
+        }
+    }
+}
+SIMD_KERNEL(gelu_recompute_scale,
+            (float *restrict y, float *restrict d, const float *restrict x, size_t n,
+             int tanh_form),
+            (y, d, x, n, tanh_form))
+
 void clasp_gelu_forward(float *out, const float *inp, size_t n) {
     gelu_fwd(out, inp, n, 0);
 }
@@ -1351,12 +1375,13 @@ void clasp_block_acts_point(clasp_block_acts *a, float *buf, const clasp_block_d
     a->fc1 = p, p += BT * F;
 }
 
-/* work layout (forward and backward): [0, nC) dres1 | [nC, nC + big) big (act, dact, dqkv) |
- * [nC + big, 2 nC + big) tmp (ln1, ln2 and their gradients) | attention work */
+/* work layout (forward and backward): [0, nC) dres1 | [nC, nC + big) big (act in the
+ * forward; dact, dqkv) | [nC + big, 2 nC + big) tmp (ln1, ln2 and their gradients) | nF floats
+ * for the recomputed act (backward) | attention work */
 size_t clasp_block_work_floats(const clasp_block_dims *d) {
     size_t BT = (size_t)d->B * d->T, C = (size_t)d->C, F = (size_t)d->F;
     size_t big = BT * F > 3 * BT * C ? BT * F : 3 * BT * C;
-    return BT * C + big + BT * C + clasp_attention_work_floats(d->B, d->T, d->C, d->NH);
+    return BT * C + big + BT * C + BT * F + clasp_attention_work_floats(d->B, d->T, d->C, d->NH);
 }
 
 void clasp_block_forward(float *out, clasp_block_acts *a, float *work, const float *inp,
@@ -1365,7 +1390,7 @@ void clasp_block_forward(float *out, clasp_block_acts *a, float *work, const flo
     int BT = d->B * d->T, C = d->C, F = d->F;
     size_t nC = (size_t)BT * C, nF = (size_t)BT * F;
     size_t big = nF > 3 * nC ? nF : 3 * nC;
-    float *act = work + nC, *ln = work + nC + big, *awork = ln + nC;
+    float *act = work + nC, *ln = work + nC + big, *awork = ln + nC + nF;
     clasp_layernorm_forward(ln, a->ln1_mean, a->ln1_rstd, inp, p->ln1_w, p->ln1_b, BT, C,
                             d->ln_eps);
     clasp_linear_forward(a->qkv, ln, p->qkv_w, p->qkv_b, BT, C, 3 * C);
@@ -1402,22 +1427,23 @@ void clasp_block_backward(float *dinp, clasp_block_params *g, float *work, const
     int BT = d->B * d->T, C = d->C, F = d->F;
     size_t nC = (size_t)BT * C, nF = (size_t)BT * F;
     size_t big = nF > 3 * nC ? nF : 3 * nC;
-    float *dres1 = work, *dbig = work + nC, *dtmp = work + nC + big, *awork = dtmp + nC;
+    float *dres1 = work, *dbig = work + nC, *dtmp = work + nC + big, *act = dtmp + nC;
+    float *awork = act + nF;
 
     /* out = res1 + fc2(gelu(fc1(ln2(res1)))); every temporary below is written (beta 0),
-     * not accumulated, so nothing needs zeroing first. Each recomputed input (act, ln2, ln1)
-     * is used for its layer's weight gradient before the input gradient overwrites it. */
+     * not accumulated, so nothing needs zeroing first. The recomputed ln2 and ln1 are used
+     * for their layer's weight gradient before the input gradient overwrites them; act has
+     * its own scratch, filled in the pass that scales dact by GELU's derivative. */
     memcpy(dres1, dout, nC * sizeof(float));
-    if (g->fc2_w) {
-        float *act = dbig;
-        gelu_fwd(act, a->fc1, nF, d->gelu_tanh);
-        linear_backward_params(g->fc2_w, g->fc2_b, dout, act, BT, F, C);
-    } else if (g->fc2_b) {
-        linear_backward_params(NULL, g->fc2_b, dout, NULL, BT, F, C);
-    }
     float *dact = dbig;
     linear_backward_input(dact, dout, p->fc2_w, BT, F, C);
-    gelu_grad_scale(dact, a->fc1, nF, d->gelu_tanh);
+    if (g->fc2_w) {
+        gelu_recompute_scale(act, dact, a->fc1, nF, d->gelu_tanh);
+        linear_backward_params(g->fc2_w, g->fc2_b, dout, act, BT, F, C);
+    } else {
+        gelu_grad_scale(dact, a->fc1, nF, d->gelu_tanh);
+        linear_backward_params(NULL, g->fc2_b, dout, NULL, BT, F, C);
+    }
     if (g->fc1_w) {
         float *ln2 = dtmp;
         layernorm_apply(ln2, a->res1, a->ln2_mean, a->ln2_rstd, p->ln2_w, p->ln2_b, BT, C);
