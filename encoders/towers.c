@@ -311,8 +311,12 @@ static clasp_status plan_stack(clasp__stack *S, clasp_arena *a, int B, int T) {
     CLASP_TRY(TAKE_F(a, S->lnf_rstd, BT, 1, 1));
     CLASP_TRY(TAKE_F(a, S->work, S->L ? clasp_block_work_floats(&d) : 1, 1, 1));
     CLASP_TRY(TAKE_F(a, S->dx_a, BT, C, 1));
-    CLASP_TRY(TAKE_F(a, S->dx_b, BT, C, 1));
-    return TAKE_F(a, S->dlnf, BT, C, 1);
+    /* lnf is read only by the forward's pooling, so the backward reuses it: first as dlnf
+     * (the pooling backward writes it, the final LayerNorm backward reads it into dx_a),
+     * then as dx_b, the second gradient buffer stack_backward alternates with dx_a */
+    S->dlnf = S->lnf;
+    S->dx_b = S->lnf;
+    return CLASP_OK;
 }
 
 static clasp_status plan_cnn(clasp__tower *tw, clasp_arena *a, int B) {
