@@ -64,7 +64,7 @@ typedef struct clasp__tower {
     int fc_in[CLASP_MAX_FC_LAYERS + 1], fc_out[CLASP_MAX_FC_LAYERS + 1];
     float *x;                                 /* input copy (B,C,H,W) */
     float *gapv, *dgap;                       /* (B, OC) with gap, else NULL */
-    float *conv[CLASP_MAX_CONV_BLOCKS];       /* (B,OC,OH,OW) after ReLU; raw with pool */
+    float *conv[CLASP_MAX_CONV_BLOCKS];       /* (B,OC,OH,OW) after ReLU; with pool: one image's raw conv output (OC,OH,OW), scratch */
     float *pool[CLASP_MAX_CONV_BLOCKS];       /* (B,OC,PH,PW) or NULL (no pool) */
     int32_t *pidx[CLASP_MAX_CONV_BLOCKS];     /* argmax of each pool output */
     float *fc[CLASP_MAX_FC_LAYERS];           /* hidden fc outputs after ReLU (B,OUT) */
