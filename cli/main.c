@@ -19,16 +19,20 @@ static const command commands[] = {
     {"eval", NULL, clasp_cmd_eval, "zero-shot, retrieval and linear-probe evaluation"},
     {"export", NULL, clasp_cmd_export, "write a checkpoint as an export folder (C API, PyTorch)"},
     {"search", NULL, clasp_cmd_search, "top-k cosine search of a query in a .npy index"},
-    {"shards", "build", clasp_cmd_shards_build, "build WebDataset shards (fmnist, folder, tsv, ...)"},
-    {"shards", "inspect", clasp_cmd_shards_inspect, "count samples, fields and skips of a shard spec"},
-    {"tokenizer", "train", clasp_cmd_tokenizer_train, "train a byte-level BPE tokenizer on captions"},
+    {"shards", "build", clasp_cmd_shards_build,
+     "build WebDataset shards (fmnist, folder, tsv, ...)"},
+    {"shards", "inspect", clasp_cmd_shards_inspect,
+     "count samples, fields and skips of a shard spec"},
+    {"tokenizer", "train", clasp_cmd_tokenizer_train,
+     "train a byte-level BPE tokenizer on captions"},
     {"train", NULL, clasp_cmd_train, "train a model on image-text shards (contrastive loss)"},
     {NULL, NULL, NULL, NULL},
 };
 
 static void usage(FILE *f) {
-    fprintf(f, "clasp %s: contrastive training of image, text and audio encoders on CPUs\n\n"
-               "usage: clasp COMMAND [options]   (clasp COMMAND --help for details)\n\n",
+    fprintf(f,
+            "clasp %s: contrastive training of image, text and audio encoders on CPUs\n\n"
+            "usage: clasp COMMAND [options]   (clasp COMMAND --help for details)\n\n",
             CLASP_VERSION);
     for (size_t i = 0; commands[i].name; i++) {
         char name[64];

@@ -355,11 +355,11 @@ Test(image, bad_arguments) {
  * (found by fuzzing tests/fuzz_tar.c): both must be refused before stb sees them. */
 Test(image, pnm_16bit_and_huge_header_numbers_are_refused) {
     const char *cases[] = {
-        "P5\n2 2\n65535\n\x01\x02",           /* 16-bit, data cut */
-        "P6 4 4 4096 abc",                   /* 16-bit RGB */
-        "P5 99999999999999 1 255\n\x00",     /* width overflows int */
-        "P5 # comment\n 3 # more\n 2 0\n",   /* maxval 0 */
-        "P5 3",                              /* header cut */
+        "P5\n2 2\n65535\n\x01\x02",        /* 16-bit, data cut */
+        "P6 4 4 4096 abc",                 /* 16-bit RGB */
+        "P5 99999999999999 1 255\n\x00",   /* width overflows int */
+        "P5 # comment\n 3 # more\n 2 0\n", /* maxval 0 */
+        "P5 3",                            /* header cut */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         clasp_image img;

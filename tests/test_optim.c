@@ -11,8 +11,9 @@
 Test(optim, adamw_clip_schedule_match_pytorch) {
     char path[4096];
     clasp_safetensors *st;
-    cr_assert_eq(clasp_st_open(clasp_test_ref_path("optim/adamw.safetensors", path, sizeof path), &st),
-                 CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(
+        clasp_st_open(clasp_test_ref_path("optim/adamw.safetensors", path, sizeof path), &st),
+        CLASP_OK, "%s", clasp_last_error());
     const float *p0 = clasp_st_f32(st, clasp_st_find(st, "p0"));
     const clasp_st_tensor *tg = clasp_st_find(st, "grads");
     const float *grads = clasp_st_f32(st, tg);
@@ -41,10 +42,10 @@ Test(optim, adamw_clip_schedule_match_pytorch) {
     }
     cr_assert(clasp_test_check_tensor("adamw.p", p, clasp_st_f32(st, clasp_st_find(st, "p_final")),
                                       N, 1e-7, 1e-6));
-    cr_assert(clasp_test_check_tensor("adamw.m", o.m, clasp_st_f32(st, clasp_st_find(st, "m_final")),
-                                      N, 1e-7, 1e-6));
-    cr_assert(clasp_test_check_tensor("adamw.v", o.v, clasp_st_f32(st, clasp_st_find(st, "v_final")),
-                                      N, 1e-7, 1e-6));
+    cr_assert(clasp_test_check_tensor(
+        "adamw.m", o.m, clasp_st_f32(st, clasp_st_find(st, "m_final")), N, 1e-7, 1e-6));
+    cr_assert(clasp_test_check_tensor(
+        "adamw.v", o.v, clasp_st_f32(st, clasp_st_find(st, "v_final")), N, 1e-7, 1e-6));
     clasp_adamw_free(&o);
     clasp_st_free(st);
 }

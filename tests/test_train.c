@@ -22,18 +22,20 @@ static void build_data_(const char *name) {
     struct stat sb;
     if (stat("/usr/share/datasets/fashion-mnist", &sb) != 0)
         cr_skip_test("dataset-fashion-mnist is not installed");
-    snprintf(cmd, sizeof cmd, "%s shards build fmnist -o %s --limit 640 --maxcount 128 >/dev/null 2>&1",
+    snprintf(cmd, sizeof cmd,
+             "%s shards build fmnist -o %s --limit 640 --maxcount 128 >/dev/null 2>&1",
              clasp_test_bin(), g_data);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
 }
 
 static int run_(const char *extra, const char *out) {
     char cmd[16384];
-    snprintf(cmd, sizeof cmd,
-             "%s train --model %s/configs/fmnist-small.json --train '%s/train-{000000..000004}.tar' "
-             "--out %s --batch-size 64 --warmup 2 --log-every 1 --no-progress --seed 5 %s "
-             ">%s.log 2>&1",
-             clasp_test_bin(), CLASP_SOURCE_DIR, g_data, out, extra, out);
+    snprintf(
+        cmd, sizeof cmd,
+        "%s train --model %s/configs/fmnist-small.json --train '%s/train-{000000..000004}.tar' "
+        "--out %s --batch-size 64 --warmup 2 --log-every 1 --no-progress --seed 5 %s "
+        ">%s.log 2>&1",
+        clasp_test_bin(), CLASP_SOURCE_DIR, g_data, out, extra, out);
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
