@@ -29,6 +29,11 @@ run_suite() { # $1 = build dir, then cmake options, then optionally -R REGEX for
     fi
 }
 
+echo "== format: every C file is as .clang-format says" >&2
+if command -v git >/dev/null 2>&1 && git rev-parse --git-dir >/dev/null 2>&1; then
+    # shellcheck disable=SC2046
+    clang-format --dry-run --Werror $(git ls-files '*.c' '*.h')
+fi
 echo "== normal build" >&2
 run_suite build
 echo "== sanitizer build (address,undefined)" >&2
