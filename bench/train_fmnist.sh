@@ -36,7 +36,7 @@ clasp_rate() { # $1 = threads -> "samples/s rss"
     rss=$(rss_run "$OUT/clasp-$1T.log" "$CLASP" train --model "$ROOT/configs/fmnist-small.json" \
         --train "$DATA/train-{000000..000005}.tar" --steps "$STEPS" --batch-size 256 \
         --threads "$1" --workers 1 --no-progress --json --out "$OUT/clasp-$1T")
-    rate=$(grep '^{' "$OUT/clasp-$1T.log" | sed 's/.*"samples_per_s":\([0-9.]*\).*/\1/')
+    rate=$(grep '^{' "$OUT/clasp-$1T.log" | sed 's/.*"samples_per_s":\([0-9.]*\).*/\1/' | awk '{printf "%.1f", $1}')
     echo "$rate $rss"
 }
 
