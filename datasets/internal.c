@@ -29,6 +29,18 @@ clasp_status clasp__ensure_dir(const char *path) {
         if (S_ISDIR(st.st_mode)) return CLASP_OK;
         return clasp_set_error(CLASP_ERR_IO, "%s: exists and is not a directory", path);
     }
+    /* Create missing parents too (mkdir -p): `-o data/fmnist` works in a fresh checkout. */
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s", path) >= sizeof tmp)
+        return clasp_set_error(CLASP_ERR_ARG, "path too long: %s", path);
+    for (char *q = tmp + 1; *q; q++)
+        if (*q == '/') {
+            *q = 0;
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+                return clasp_set_error(CLASP_ERR_IO, "%s: cannot create directory: %s", tmp,
+                                       strerror(errno));
+            *q = '/';
+        }
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
         return clasp_set_error(CLASP_ERR_IO, "%s: cannot create directory: %s", path,
                                strerror(errno));
@@ -137,21 +149,6 @@ clasp_status clasp__run(char *const argv[], const char *out_path, const char *er
     return CLASP_OK;
 }
 
-static clasp_status mkdir_parents(const char *path) {
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s", path) >= sizeof tmp)
-        return clasp_set_error(CLASP_ERR_ARG, "path too long: %s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-                return clasp_set_error(CLASP_ERR_IO, "%s: cannot create directory: %s", tmp,
-                                       strerror(errno));
-            *p = '/';
-        }
-    return clasp__ensure_dir(tmp);
-}
-
 clasp_status clasp__cache_dir(char *out, size_t cap) {
     const char *c = getenv("CLASP_CACHE"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
     int n;
@@ -164,7 +161,7 @@ clasp_status clasp__cache_dir(char *out, size_t cap) {
     else
         return clasp_set_error(CLASP_ERR_ARG, "no cache folder: set CLASP_CACHE or HOME");
     if (n < 0 || (size_t)n >= cap) return clasp_set_error(CLASP_ERR_ARG, "cache path too long");
-    return mkdir_parents(out);
+    return clasp__ensure_dir(out);
 }
 
 void clasp__transcripts_free(clasp__transcripts *l) {

@@ -18,7 +18,7 @@ static char g_data[4200];
 static void build_data_(const char *name) {
     char dir[4000], cmd[8192];
     clasp_test_tmpdir(name, dir, sizeof dir);
-    snprintf(g_data, sizeof g_data, "%s/fmnist", dir);
+    snprintf(g_data, sizeof g_data, "%s/nested/fmnist", dir); /* parents are created */
     struct stat sb;
     if (stat("/usr/share/datasets/fashion-mnist", &sb) != 0)
         cr_skip_test("dataset-fashion-mnist is not installed");
