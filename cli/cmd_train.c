@@ -39,6 +39,12 @@ static void train_usage_(FILE *f) {
         "                        (tensors it lacks, e.g. a new audio tower, keep their fresh\n"
         "                        init; a shape mismatch is an error naming the tensor)\n"
         "  --audio-augment       gain, time shift and SpecAugment masks on training audio\n"
+        "  --image-augment A     training image augmentation: 'default' (random-resized-crop\n"
+        "                        0.08-1, horizontal flip 0.5) or a JSON file with the fields\n"
+        "                        of modalities/augment.h (scale, ratio, hflip, brightness,\n"
+        "                        contrast, saturation, grayscale)\n"
+        "  --on-error skip|fail  a missing or unreadable shard is counted and skipped\n"
+        "                        (default) or stops the run\n"
         "  --val SPEC            evaluation shards (zero-shot during and after training)\n"
         "  --zeroshot FILE       class names, one per line (needs --val)\n"
         "  --templates FILE      prompt templates, one per line, '{}' = class name\n"
@@ -203,6 +209,18 @@ int clasp_cmd_train(int argc, char **argv) {
         STR_OPT("--init", init)
         if (!strcmp(a, "--audio-augment")) {
             o.audio_augment = true;
+            continue;
+        }
+        STR_OPT("--image-augment", image_augment)
+        if (!strcmp(a, "--on-error")) {
+            if (!need_(argc, argv, i)) return 2;
+            const char *v = argv[++i];
+            if (!strcmp(v, "skip") || !strcmp(v, "fail")) {
+                o.on_error_fail = !strcmp(v, "fail");
+            } else {
+                fprintf(stderr, "clasp train: --on-error must be skip or fail, got '%s'\n", v);
+                return 2;
+            }
             continue;
         }
         STR_OPT("--val", val_spec)

@@ -151,6 +151,9 @@ clasp_status clasp_data_open(const clasp_data_options *o, const clasp_model_conf
                      : o->has_pair ? clasp_data_loader_config_pair(mc, o->pair_a, o->pair_b,
                                                                    o->config_path, &d->lc, &d->tok)
                                    : clasp_data_loader_config(mc, &d->lc, &d->tok);
+    if (s == CLASP_OK) d->lc.on_error = o->on_error;
+    if (s == CLASP_OK && o->train && o->image_augment && (d->lc.required & CLASP_NEED_IMAGE))
+        d->lc.image_augment = *o->image_augment;
     if (s == CLASP_OK && o->train && (d->lc.required & CLASP_NEED_AUDIO)) {
         clasp_audio_augment_config *aa = &d->lc.audio_augment;
         *aa = clasp_audio_augment_default_config();

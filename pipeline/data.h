@@ -47,6 +47,10 @@ typedef struct clasp_data_options {
     const char *config_path; /* names the model config in front-end errors (may be NULL) */
     bool audio_augment;      /* training: gain/shift/SpecAugment on audio (random crop follows
                                 the front-end's "crop" field whenever training) */
+    /* training: image augmentation (random-resized-crop, flip, jitter, grayscale:
+     * modalities/augment.h); NULL = none */
+    const clasp_image_augment_config *image_augment;
+    clasp_on_error on_error; /* a missing or unreadable shard: skip and count (default) or fail */
 } clasp_data_options;
 
 clasp_data_options clasp_data_default_options(void);

@@ -18,6 +18,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "encoders/model.h"
+#include "modalities/augment.h"
 #include "pipeline/checkpoint.h"
 #include "pipeline/data.h"
 #include "pipeline/dist.h"
@@ -253,6 +254,7 @@ static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps, int
     }
     if (o->freeze && *o->freeze) cJSON_AddStringToObject(k, "freeze", o->freeze);
     if (o->audio_augment) cJSON_AddBoolToObject(k, "audio_augment", true);
+    if (o->image_augment) cJSON_AddStringToObject(k, "image_augment", o->image_augment);
     if (world > 1) /* absent in one-process checkpoints, which stay resumable */
         cJSON_AddStringToObject(k, "data_split",
                                 o->data_split == CLASP_DATA_SPLIT_SAMPLES ? "samples" : "shards");
@@ -719,6 +721,16 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
         goto done;
     }
     o.train_spec = o.sources[0].spec;
+    clasp_image_augment_config img_aug = clasp_image_augment_default_config();
+    if (o.image_augment && strcmp(o.image_augment, "default") != 0) {
+        cJSON *aj = NULL;
+        s = clasp_json_load(o.image_augment, &aj);
+        if (s == CLASP_OK)
+            s = clasp_image_augment_config_from_json(aj, o.image_augment, "", &img_aug);
+        cJSON_Delete(aj);
+        if (s == CLASP_OK) s = clasp_image_augment_config_check(&img_aug);
+        if (s != CLASP_OK) goto done;
+    }
     for (int k = 0; k < o.n_sources; k++) {
         source_rt *x = &src[k];
         x->spec = o.sources[k].spec;
@@ -755,6 +767,8 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
         dopt.pair_b = x->tb;
         dopt.config_path = o.model_config;
         dopt.audio_augment = o.audio_augment;
+        dopt.image_augment = o.image_augment ? &img_aug : NULL;
+        dopt.on_error = o.on_error_fail ? CLASP_ON_ERROR_FAIL : CLASP_ON_ERROR_SKIP;
         s = clasp_data_open(&dopt, &cfg, &x->data);
         if (s != CLASP_OK) {
             clasp_wrap_error(s, "training source %d (%s, %s)", k + 1, x->pair, x->spec);

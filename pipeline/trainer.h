@@ -75,6 +75,9 @@ typedef struct clasp_train_options {
     const char *freeze;          /* --freeze image,text,audio,shared (NULL: none) */
     const char *init;            /* --init EXPORT|CKPT|RUN (NULL: fresh init) */
     bool audio_augment;          /* --audio-augment: gain/shift/SpecAugment on audio sources */
+    const char *image_augment;   /* --image-augment default|FILE.json: image augmentation of
+                                    training images (modalities/augment.h fields); NULL = none */
+    bool on_error_fail;          /* --on-error fail: a missing/unreadable shard stops the run */
     const char *val_spec;        /* --val SPEC (optional) */
     const char *out_dir;         /* --out RUN */
     const char *resume;          /* --resume latest|CKPT (NULL: fresh run; RUN must not hold one) */

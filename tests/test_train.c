@@ -28,16 +28,20 @@ static void build_data_(const char *name) {
     cr_assert_eq(system(cmd), 0, "%s", cmd);
 }
 
-static int run_(const char *extra, const char *out) {
+static int run_spec_(const char *spec_extra, const char *extra, const char *out) {
     char cmd[16384];
-    snprintf(
-        cmd, sizeof cmd,
-        "%s train --model %s/configs/fmnist-small.json --train '%s/train-{000000..000004}.tar' "
-        "--out %s --batch-size 64 --warmup 2 --log-every 1 --no-progress --seed 5 %s "
-        ">%s.log 2>&1",
-        clasp_test_bin(), CLASP_SOURCE_DIR, g_data, out, extra, out);
+    snprintf(cmd, sizeof cmd,
+             "%s train --model %s/configs/fmnist-small.json "
+             "--train '%s/train-{000000..000004}.tar%s' "
+             "--out %s --batch-size 64 --warmup 2 --log-every 1 --no-progress --seed 5 %s "
+             ">%s.log 2>&1",
+             clasp_test_bin(), CLASP_SOURCE_DIR, g_data, spec_extra, out, extra, out);
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static int run_(const char *extra, const char *out) {
+    return run_spec_("", extra, out);
 }
 
 /* The "loss" fields of the train lines of RUN/metrics.jsonl, as printed, "\n"-joined. */
@@ -246,4 +250,47 @@ Test(train, sigterm_finishes_the_step_and_checkpoints) {
     cr_assert_str_eq(la, lb, "straight:\n%s\nterminated+resumed:\n%s", la, lb);
     free(la);
     free(lb);
+}
+
+Test(train, missing_shard_policy_and_image_augmentation) {
+    build_data_("train_policy");
+    char base[4096], a[4200], b[4200], extra[8192];
+    clasp_test_tmpdir("train_policy_runs", base, sizeof base);
+    snprintf(a, sizeof a, "%s/skip", base);
+    snprintf(b, sizeof b, "%s/fail", base);
+    /* a spec naming a shard that does not exist: skipped and counted, or fatal */
+    snprintf(extra, sizeof extra, "::%s/missing-000000.tar", g_data);
+    cr_assert_eq(run_spec_(extra, "--steps 12", a), 0);
+    cr_assert_eq(run_spec_(extra, "--steps 12 --on-error fail", b), 1);
+    char *text = read_log_(b);
+    cr_assert(strstr(text, "missing-000000.tar"), "%s", text);
+    free(text);
+    cr_assert_eq(run_("--steps 2 --on-error sometimes", b), 2);
+
+    /* augmentation changes what the model sees, deterministically */
+    char p1[4200], p2[4200], p3[4200], bad[4400];
+    snprintf(p1, sizeof p1, "%s/plain", base);
+    snprintf(p2, sizeof p2, "%s/aug1", base);
+    snprintf(p3, sizeof p3, "%s/aug2", base);
+    cr_assert_eq(run_("--steps 3", p1), 0);
+    cr_assert_eq(run_("--steps 3 --image-augment default", p2), 0);
+    cr_assert_eq(run_("--steps 3 --image-augment default", p3), 0);
+    char *l1 = losses_(p1), *l2 = losses_(p2), *l3 = losses_(p3);
+    cr_assert_str_eq(l2, l3, "augmented runs differ:\n%s\nvs\n%s", l2, l3);
+    cr_assert_str_neq(l1, l2, "augmentation had no effect");
+    free(l1);
+    free(l2);
+    free(l3);
+    /* a bad augmentation file is an error naming the file and the field */
+    snprintf(bad, sizeof bad, "%s/aug.json", base);
+    FILE *f = fopen(bad, "w");
+    fputs("{\"hflip\": 2}", f);
+    fclose(f);
+    snprintf(extra, sizeof extra, "--steps 2 --image-augment %s", bad);
+    char p4[4200];
+    snprintf(p4, sizeof p4, "%s/badaug", base);
+    cr_assert_eq(run_(extra, p4), 1);
+    text = read_log_(p4);
+    cr_assert(strstr(text, "aug.json") && strstr(text, "hflip"), "%s", text);
+    free(text);
 }
