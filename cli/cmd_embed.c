@@ -129,13 +129,7 @@ static clasp_status embed_text_file_(clasp_embedder *em, const char *path, key_l
 static clasp_status embed_shards_(clasp_embedder *em, const char *spec, clasp_tower t, int workers,
                                   key_list *keys, float **out, size_t *n) {
     clasp_loader_config lc = em->lc;
-    lc.spec = spec;
-    lc.eval = true;
-    lc.drop_last = false;
-    lc.shuffle_buffer = 0;
-    lc.shuffle_shards = false;
-    lc.batch_size = (size_t)em->batch_size;
-    lc.n_threads = workers > 0 ? workers : 1;
+    clasp_loader_config_eval(&lc, spec, (size_t)em->batch_size, workers);
     lc.required = t == CLASP_TOWER_TEXT    ? CLASP_NEED_TEXT
                   : t == CLASP_TOWER_AUDIO ? CLASP_NEED_AUDIO
                                            : CLASP_NEED_IMAGE;

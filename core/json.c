@@ -234,3 +234,24 @@ clasp_status clasp_json_obj(const cJSON *obj, const char *name, const char *file
     *out = it;
     return CLASP_OK;
 }
+
+clasp_status clasp_mkdir_p(const char *path) {
+    char tmp[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof tmp)
+        return clasp_set_error(CLASP_ERR_ARG, "'%s': empty or too long a folder path", path);
+    memcpy(tmp, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (tmp[i] != '/' && tmp[i] != '\0') continue;
+        char c = tmp[i];
+        tmp[i] = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return clasp_set_error(CLASP_ERR_IO, "%s: cannot create folder: %s", tmp,
+                                   strerror(errno));
+        tmp[i] = c;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return clasp_set_error(CLASP_ERR_IO, "%s: exists and is not a folder", path);
+    return CLASP_OK;
+}

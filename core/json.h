@@ -42,6 +42,9 @@ clasp_status clasp_json_obj(const cJSON *obj, const char *name, const char *file
 
 /* Reads a whole file into a NUL-terminated malloc'd buffer (max `limit` bytes). */
 clasp_status clasp_read_file(const char *path, size_t limit, char **out, size_t *n);
+/* Creates a folder and any missing parents (mkdir -p, mode 0755); an existing folder is fine,
+ * an existing non-folder is CLASP_ERR_IO naming it. */
+clasp_status clasp_mkdir_p(const char *path);
 /* Writes bytes to path.tmp, fsyncs, renames to path. */
 clasp_status clasp_write_file_atomic(const char *path, const void *data, size_t n);
 

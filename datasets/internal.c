@@ -25,26 +25,9 @@ int clasp__is_file(const char *path) {
 
 clasp_status clasp__ensure_dir(const char *path) {
     struct stat st;
-    if (stat(path, &st) == 0) {
-        if (S_ISDIR(st.st_mode)) return CLASP_OK;
+    if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode))
         return clasp_set_error(CLASP_ERR_IO, "%s: exists and is not a directory", path);
-    }
-    /* Create missing parents too (mkdir -p): `-o data/fmnist` works in a fresh checkout. */
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s", path) >= sizeof tmp)
-        return clasp_set_error(CLASP_ERR_ARG, "path too long: %s", path);
-    for (char *q = tmp + 1; *q; q++)
-        if (*q == '/') {
-            *q = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-                return clasp_set_error(CLASP_ERR_IO, "%s: cannot create directory: %s", tmp,
-                                       strerror(errno));
-            *q = '/';
-        }
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return clasp_set_error(CLASP_ERR_IO, "%s: cannot create directory: %s", path,
-                               strerror(errno));
-    return CLASP_OK;
+    return clasp_mkdir_p(path); /* parents too: `-o data/fmnist` works in a fresh checkout */
 }
 
 clasp_status clasp__write_text(const char *dir, const char *name, const char *text) {

@@ -15,24 +15,6 @@
 
 #define CKPT_PREFIX "step-"
 
-static clasp_status mkdir_p_(const char *path) {
-    char tmp[4096];
-    size_t n = strlen(path);
-    if (n >= sizeof tmp) return clasp_set_error(CLASP_ERR_ARG, "%s: path too long", path);
-    memcpy(tmp, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (tmp[i] == '/' || tmp[i] == '\0') {
-            char c = tmp[i];
-            tmp[i] = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-                return clasp_set_error(CLASP_ERR_IO, "%s: cannot create folder: %s", tmp,
-                                       strerror(errno));
-            tmp[i] = c;
-        }
-    }
-    return CLASP_OK;
-}
-
 static void fsync_dir_(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
@@ -118,7 +100,7 @@ clasp_status clasp_ckpt_save(const char *run_dir, int64_t step, const clasp_name
                              const cJSON *state, int keep, char *out_dir, size_t out_cap) {
     char ckdir[4096], fin[4200], tmp[4300], path[4400];
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", run_dir);
-    CLASP_TRY(mkdir_p_(ckdir));
+    CLASP_TRY(clasp_mkdir_p(ckdir));
     snprintf(fin, sizeof fin, "%s/" CKPT_PREFIX "%08lld", ckdir, (long long)step);
     snprintf(tmp, sizeof tmp, "%s.tmp", fin);
     CLASP_TRY(rm_rf_(tmp));

@@ -65,6 +65,27 @@ clasp_status clasp_data_loader_config(const clasp_model_config *mc, clasp_loader
     return CLASP_OK;
 }
 
+clasp_status clasp_data_loader_config_any(const clasp_model_config *mc, clasp_loader_config *lc,
+                                          clasp_tokenizer **tok) {
+    /* borrow the image-text setup with placeholder towers for an absent side; the
+     * placeholder's preprocessing is never used because its field is not required */
+    clasp_model_config c = *mc;
+    if (c.image.type == CLASP_IMAGE_NONE) {
+        c.image.type = CLASP_IMAGE_CNN;
+        c.image.channels = 1;
+        c.image.size = 8;
+        c.image.mean[0] = 0.0f;
+        c.image.std[0] = 1.0f;
+    }
+    if (c.text.type == CLASP_TEXT_NONE) {
+        c.text.type = CLASP_TEXT_TRANSFORMER;
+        c.text.context_length = 2;
+        c.text.vocab_size = 1 << 20;
+        memset(&c.text.tokenizer, 0, sizeof c.text.tokenizer);
+    }
+    return clasp_data_loader_config(&c, lc, tok);
+}
+
 clasp_status clasp_data_loader_config_pair(const clasp_model_config *mc, clasp_tower ta,
                                            clasp_tower tb, const char *config_path,
                                            clasp_loader_config *lc, clasp_tokenizer **tok) {
@@ -87,22 +108,7 @@ clasp_status clasp_data_loader_config_pair(const clasp_model_config *mc, clasp_t
     if (need[CLASP_TOWER_IMAGE] && need[CLASP_TOWER_TEXT]) {
         CLASP_TRY(clasp_data_loader_config(mc, lc, tok));
     } else {
-        /* borrow the image-text setup with placeholder towers for the absent side */
-        clasp_model_config c = *mc;
-        if (c.image.type == CLASP_IMAGE_NONE) {
-            c.image.type = CLASP_IMAGE_CNN;
-            c.image.channels = 1;
-            c.image.size = 8;
-            c.image.mean[0] = 0.0f;
-            c.image.std[0] = 1.0f;
-        }
-        if (c.text.type == CLASP_TEXT_NONE) {
-            c.text.type = CLASP_TEXT_TRANSFORMER;
-            c.text.context_length = 2;
-            c.text.vocab_size = 1 << 20;
-            memset(&c.text.tokenizer, 0, sizeof c.text.tokenizer);
-        }
-        CLASP_TRY(clasp_data_loader_config(&c, lc, tok));
+        CLASP_TRY(clasp_data_loader_config_any(mc, lc, tok));
     }
     lc->required = (need[CLASP_TOWER_IMAGE] ? CLASP_NEED_IMAGE : 0u) |
                    (need[CLASP_TOWER_TEXT] ? CLASP_NEED_TEXT : 0u) |

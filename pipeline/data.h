@@ -70,6 +70,11 @@ clasp_status clasp_data_loader_config(const clasp_model_config *mc, clasp_loader
  * front-end field is CLASP_ERR_CONFIG naming `config_path` (or "model config") and the field
  * ("audio.n_fft"), as is a front-end whose log-mel size differs from the tower's input. *tok
  * as above. */
+/* The same for a model that may lack an image or a text tower (audio-text, image-audio): the
+ * absent tower gets a placeholder whose preprocessing is never used; required is image+text
+ * as above, so callers set lc->required to the fields they decode. */
+clasp_status clasp_data_loader_config_any(const clasp_model_config *mc, clasp_loader_config *lc,
+                                          clasp_tokenizer **tok);
 clasp_status clasp_data_loader_config_pair(const clasp_model_config *mc, clasp_tower ta,
                                            clasp_tower tb, const char *config_path,
                                            clasp_loader_config *lc, clasp_tokenizer **tok);

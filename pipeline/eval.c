@@ -310,13 +310,7 @@ clasp_status clasp_eval_collect(clasp_engine *e, const char *spec, clasp_eval_te
     clasp_loader_config lc;
     clasp_tokenizer *tok = NULL;
     CLASP_TRY(clasp_data_loader_config(&e->models[0].config, &lc, &tok));
-    lc.spec = spec;
-    lc.eval = true;
-    lc.drop_last = false;
-    lc.shuffle_buffer = 0;
-    lc.shuffle_shards = false;
-    lc.batch_size = (size_t)e->opt.batch_size;
-    lc.n_threads = workers > 0 ? workers : 1;
+    clasp_loader_config_eval(&lc, spec, (size_t)e->opt.batch_size, workers);
     lc.required = CLASP_NEED_IMAGE | (text == CLASP_EVAL_TEXT_NONE ? 0u : CLASP_NEED_TEXT);
     clasp_loader *L = NULL;
     clasp_status s = clasp_loader_open(&lc, NULL, &L);
@@ -512,13 +506,7 @@ clasp_status clasp_eval_collect_towers(clasp_embedder *em, const char *spec, cla
                                clasp_embedder_has(em, ta) ? clasp_tower_name(tb)
                                                           : clasp_tower_name(ta));
     clasp_loader_config lc = em->lc;
-    lc.spec = spec;
-    lc.eval = true;
-    lc.drop_last = false;
-    lc.shuffle_buffer = 0;
-    lc.shuffle_shards = false;
-    lc.batch_size = (size_t)em->batch_size;
-    lc.n_threads = workers > 0 ? workers : 1;
+    clasp_loader_config_eval(&lc, spec, (size_t)em->batch_size, workers);
     lc.required = need_of_(ta) | (has_b ? need_of_(tb) : 0u) | CLASP_NEED_TEXT;
     clasp_loader *L = NULL;
     clasp_status s = clasp_loader_open(&lc, NULL, &L);

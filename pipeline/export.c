@@ -467,26 +467,11 @@ void clasp_embedder_close(clasp_embedder *em) {
     memset(em, 0, sizeof *em);
 }
 
-/* em->lc and em->tok from em->config: the loader's evaluation-mode preprocessing.
- * clasp_data_loader_config wants an image and a text tower; for a model without one of them
- * it is given a placeholder (a 1x1 gray image, or a byte-level text of 2 tokens) whose
- * preprocessing is never used. `file` names the config in messages. */
+/* em->lc and em->tok from em->config: the loader's evaluation-mode preprocessing (a model
+ * without an image or text tower gets clasp_data_loader_config_any's placeholder). `file`
+ * names the config in messages. */
 static clasp_status loader_config_(clasp_embedder *em, const char *file) {
-    clasp_model_config c = em->config;
-    if (c.image.type == CLASP_IMAGE_NONE) {
-        c.image.type = CLASP_IMAGE_CNN;
-        c.image.channels = 1;
-        c.image.size = 1;
-        c.image.mean[0] = 0.0f;
-        c.image.std[0] = 1.0f;
-    }
-    if (c.text.type == CLASP_TEXT_NONE) {
-        c.text.type = CLASP_TEXT_TRANSFORMER;
-        c.text.context_length = 2;
-        c.text.vocab_size = 1 << 20;
-        memset(&c.text.tokenizer, 0, sizeof c.text.tokenizer);
-    }
-    CLASP_TRY(clasp_data_loader_config(&c, &em->lc, &em->tok));
+    CLASP_TRY(clasp_data_loader_config_any(&em->config, &em->lc, &em->tok));
     if (em->config.audio.type != CLASP_AUDIO_TYPE_NONE)
         CLASP_TRY(audio_frontend_of_(&em->config, file, &em->lc.audio));
     return CLASP_OK;

@@ -741,3 +741,14 @@ clasp_data_stats *clasp_loader_stats(clasp_loader *L) {
 size_t clasp_loader_n_shards(const clasp_loader *L) {
     return L->list.n;
 }
+
+void clasp_loader_config_eval(clasp_loader_config *cfg, const char *spec, size_t batch,
+                              int workers) {
+    cfg->spec = spec;
+    cfg->eval = true;
+    cfg->drop_last = false;
+    cfg->shuffle_buffer = 0;
+    cfg->shuffle_shards = false;
+    cfg->batch_size = batch;
+    cfg->n_threads = workers > 0 ? workers : 1;
+}

@@ -93,6 +93,11 @@ typedef struct clasp_loader_config {
  * audio augmentation: all off), byte tokenizer, context 32. */
 clasp_loader_config clasp_loader_default_config(void);
 
+/* Turns cfg into an evaluation pass over `spec`: eval mode, no shuffling, keep the last
+ * partial batch, `batch` rows, `workers` decode threads (at least 1). */
+void clasp_loader_config_eval(clasp_loader_config *cfg, const char *spec, size_t batch,
+                              int workers);
+
 /* Where a loader stands: everything exact resume needs. */
 typedef struct clasp_loader_position {
     uint64_t epoch;

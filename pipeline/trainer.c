@@ -79,24 +79,6 @@ static double now_(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static clasp_status mkdir_p_(const char *path) {
-    char tmp[4096];
-    size_t n = strlen(path);
-    if (n >= sizeof tmp) return clasp_set_error(CLASP_ERR_ARG, "%s: path too long", path);
-    memcpy(tmp, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (tmp[i] == '/' || tmp[i] == '\0') {
-            char c = tmp[i];
-            tmp[i] = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-                return clasp_set_error(CLASP_ERR_IO, "%s: cannot create folder: %s", tmp,
-                                       strerror(errno));
-            tmp[i] = c;
-        }
-    }
-    return CLASP_OK;
-}
-
 /* Model FLOPs per training sample (3 x forward MACs x 2), for the summary's GFLOP/s. */
 static double model_train_flops_(const clasp_model *m, int B) {
     const clasp_model_config *c = &m->config;
@@ -815,7 +797,7 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
                                     frozen[m->info[i].tower]};
 
     /* run folder */
-    s = mkdir_p_(o.out_dir);
+    s = clasp_mkdir_p(o.out_dir);
     if (s != CLASP_OK) goto done;
     char path[4300];
     if (o.resume) {

@@ -391,6 +391,35 @@ Test(layers, pool2d_torch) {
     }
 }
 
+/* The fused ReLU + max pool the CNN towers run must equal, bit for bit, the composition of
+ * the two layers it replaces (each of which has its own finite-difference and PyTorch tests):
+ * forward relu(maxpool(x)) with the same argmax, backward maxpool_backward(relu_backward). */
+Test(layers, relu_maxpool_equals_composition) {
+    const int cfgs[2][4] = {{6, 4, 2, 2}, {7, 7, 3, 2}}; /* H, W, k, s */
+    for (int ci = 0; ci < 2; ci++) {
+        int B = 3, C = 4, H = cfgs[ci][0], W = cfgs[ci][1], k = cfgs[ci][2], s = cfgs[ci][3];
+        int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+        size_t ni = (size_t)B * C * H * W, no = (size_t)B * C * OH * OW;
+        float *inp = randf(ni, 40 + (uint64_t)ci, 1.0f); /* about half negative */
+        float *dout = randf(no, 50 + (uint64_t)ci, 1.0f);
+        float *out_f = zeros(no), *out_p = zeros(no), *out_r = zeros(no);
+        float *din_f = zeros(ni), *din_c = zeros(ni), *dmid = zeros(no);
+        int32_t *idx_f = calloc(no, sizeof(int32_t)), *idx_p = calloc(no, sizeof(int32_t));
+        clasp_relu_maxpool2d_forward(out_f, idx_f, inp, B, C, H, W, k, s);
+        clasp_maxpool2d_forward(out_p, idx_p, inp, B, C, H, W, k, s);
+        clasp_relu_forward(out_r, out_p, no);
+        cr_expect(clasp_test_check_tensor("relu_maxpool.out", out_f, out_r, no, 0, 0));
+        cr_expect_eq(memcmp(idx_f, idx_p, no * sizeof(int32_t)), 0, "argmax differs");
+        for (size_t i = 0; i < ni; i++) din_f[i] = 7.0f; /* written, not accumulated */
+        clasp_relu_maxpool2d_backward(din_f, dout, idx_f, out_f, B, C, H, W, k, s);
+        clasp_relu_backward(dmid, dout, out_r, no);
+        clasp_maxpool2d_backward(din_c, dmid, idx_p, B, C, H, W, k, s);
+        cr_expect(clasp_test_check_tensor("relu_maxpool.dinp", din_f, din_c, ni, 0, 0));
+        free(inp), free(dout), free(out_f), free(out_p), free(out_r), free(din_f), free(din_c);
+        free(dmid), free(idx_f), free(idx_p);
+    }
+}
+
 typedef struct gpool_ctx {
     float *out, *inp, *dinp;
     int32_t pos[3];
