@@ -1,6 +1,6 @@
 /* bench/eval.c: evaluation throughput of fmnist-small (configs/fmnist-small.json, random
- * weights): images/s and texts/s embedded by the engine (pipeline/engine.h) with 1 and 2
- * threads, and the ranking time of retrieval metrics (pipeline/retrieval.h) for 10k x 10k,
+ * weights): images/s and texts/s embedded by the engine (train/engine.h) with 1 and 2
+ * threads, and the ranking time of retrieval metrics (eval/retrieval.h) for 10k x 10k,
  * each against the time of the sgemm calls it needs, measured in the same run:
  *   - embedding: the model's sgemm calls with the same shapes as encoders/layers.c makes them
  *     (conv as per-image (OC, OH*OW, C*K*K) products, linear layers (rows, out, in), attention
@@ -24,9 +24,9 @@
 #include "core/rng.h"
 #include "modalities/image.h"
 #include "modalities/tokenizer.h"
-#include "pipeline/engine.h"
-#include "pipeline/export.h"
-#include "pipeline/retrieval.h"
+#include "train/engine.h"
+#include "export/export.h"
+#include "eval/retrieval.h"
 
 void openblas_set_num_threads(int n);
 

@@ -1,4 +1,4 @@
-/* bench/search.c: query latency of `clasp search` (exact top-k cosine, pipeline/retrieval.h
+/* bench/search.c: query latency of `clasp search` (exact top-k cosine, eval/retrieval.h
  * clasp_search_topk with one query: one cblas_sgemv over the index + a top-k pass) over 10k,
  * 100k and 1M stored random unit vectors of dimension 128 and 512, against the time of the bare
  * cblas_sgemv it needs, measured in the same run on the same data. Embedding the query itself is
@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "core/rng.h"
-#include "pipeline/retrieval.h"
+#include "eval/retrieval.h"
 
 void openblas_set_num_threads(int n);
 

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/json.h"
 #include "datasets/emoji.h"
 #include "datasets/fmnist.h"
-#include "datasets/internal.h"
 
 static double now(void) {
     struct timespec t;
@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "/tmp/clasp_bench_shards";
     size_t limit = argc > 2 ? (size_t)strtoull(argv[2], NULL, 10) : 0;
     int rc = 0;
-    if (clasp__ensure_dir(dir) != CLASP_OK) {
+    if (clasp_mkdir_p(dir) != CLASP_OK) {
         fprintf(stderr, "bench_shards: %s\n", clasp_last_error());
         return 1;
     }

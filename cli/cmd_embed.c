@@ -14,9 +14,9 @@
 #include "cli/commands.h"
 #include "core/hash.h"
 #include "core/json.h"
-#include "pipeline/export.h"
+#include "export/export.h"
 #include "pipeline/loader.h"
-#include "pipeline/retrieval.h"
+#include "eval/retrieval.h"
 
 static void usage_(FILE *f) {
     fprintf(f,

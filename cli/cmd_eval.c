@@ -1,6 +1,6 @@
 /* cmd_eval.c: `clasp eval --model EXPORT|CKPT|RUN --data SPEC [--zeroshot classes.txt
  * [--templates t.txt]] [--retrieval [--all-captions]] [--probe-train SPEC]`: zero-shot
- * classification, retrieval both ways and a linear probe (pipeline/eval.h, retrieval.h).
+ * classification, retrieval both ways and a linear probe (eval/eval.h, retrieval.h).
  * Human text goes to stderr, the JSON result to stdout with --json; when the model is a
  * checkpoint inside a run folder the result is also appended to RUN/metrics.jsonl as one line
  * with "kind": "eval". */
@@ -14,9 +14,9 @@
 
 #include "cli/commands.h"
 #include "core/hash.h"
-#include "pipeline/eval.h"
-#include "pipeline/export.h"
-#include "pipeline/retrieval.h"
+#include "eval/eval.h"
+#include "export/export.h"
+#include "eval/retrieval.h"
 
 static void usage_(FILE *f) {
     fprintf(f, "usage: clasp eval --model EXPORT|CKPT|RUN --data SPEC [--zeroshot classes.txt\n"

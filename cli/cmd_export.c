@@ -1,5 +1,5 @@
 /* cmd_export.c: `clasp export CKPT|RUN -o DIR`: writes an export (model.safetensors,
- * config.json, tokenizer.json, preprocess.json; see pipeline/export.h) of a checkpoint. */
+ * config.json, tokenizer.json, preprocess.json; see export/export.h) of a checkpoint. */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -10,7 +10,7 @@
 #include "cli/commands.h"
 #include "core/hash.h"
 #include "core/json.h"
-#include "pipeline/export.h"
+#include "export/export.h"
 
 static void usage_(FILE *f) {
     fprintf(f, "usage: clasp export CKPT|RUN -o DIR [--json]\n\n"

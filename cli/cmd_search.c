@@ -10,8 +10,8 @@
 #include "cli/commands.h"
 #include "core/hash.h"
 #include "core/json.h"
-#include "pipeline/export.h"
-#include "pipeline/retrieval.h"
+#include "export/export.h"
+#include "eval/retrieval.h"
 
 static void usage_(FILE *f) {
     fprintf(f, "usage: clasp search --model DIR --index OUT.npy (--text QUERY | --image FILE |\n"

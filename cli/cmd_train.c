@@ -9,8 +9,9 @@
 #include <cjson/cJSON.h>
 
 #include "cli/commands.h"
-#include "pipeline/dist.h"
-#include "pipeline/trainer.h"
+#include "train/dist.h"
+#include "eval/eval.h"
+#include "train/trainer.h"
 
 static void train_usage_(FILE *f) {
     fputs(
@@ -127,6 +128,7 @@ static int parse_f64_(const char *opt, const char *s, double *out) {
 
 int clasp_cmd_train(int argc, char **argv) {
     clasp_train_options o = clasp_train_default_options();
+    o.zeroshot_fn = clasp_eval_zeroshot_for_train;
     o.progress = isatty(2);
     static char pair_buf[CLASP_TRAIN_MAX_SOURCES][32];
     for (int i = 1; i < argc; i++) {

@@ -101,7 +101,7 @@ clasp_status clasp_emoji_package(const clasp_emoji_options *o, const char *packa
     if (o->cache_dir)
         snprintf(cache, sizeof cache, "%s", o->cache_dir);
     else
-        CLASP_TRY(clasp__cache_dir(cache, sizeof cache));
+        CLASP_TRY(clasp_datasets_cache_dir(cache, sizeof cache));
     snprintf(dir, sizeof dir, "%s/npm", cache);
     CLASP_TRY(clasp__ensure_dir(cache));
     CLASP_TRY(clasp__ensure_dir(dir));

@@ -80,4 +80,8 @@ clasp_status clasp_emoji_package(const clasp_emoji_options *o, const char *packa
  * freed. */
 clasp_status clasp_emoji_build(const clasp_emoji_options *o, clasp_manifest *m);
 
+/* The download cache folder for npm packages: $CLASP_CACHE, else $XDG_CACHE_HOME/clasp, else
+ * $HOME/.cache/clasp (created, with parents, when missing). */
+clasp_status clasp_datasets_cache_dir(char *out, size_t cap);
+
 #endif

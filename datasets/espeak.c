@@ -156,7 +156,7 @@ static void present_emojibase(const clasp_espeak_options *o, char *out, size_t c
     char cache[3000];
     out[0] = 0;
     if (!o->emoji_dir) {
-        if (clasp__cache_dir(cache, sizeof cache) != CLASP_OK) return;
+        if (clasp_datasets_cache_dir(cache, sizeof cache) != CLASP_OK) return;
         snprintf(out, cap, "%s/npm/emojibase-data-%s.tgz", cache, CLASP_EMOJIBASE_VERSION);
     } else {
         snprintf(out, cap, "%s/emojibase-data-%s.tgz", o->emoji_dir, CLASP_EMOJIBASE_VERSION);

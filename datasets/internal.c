@@ -3,6 +3,8 @@
  * and small file helpers. */
 #include "datasets/internal.h"
 
+#include "datasets/emoji.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <ctype.h>
@@ -132,7 +134,7 @@ clasp_status clasp__run(char *const argv[], const char *out_path, const char *er
     return CLASP_OK;
 }
 
-clasp_status clasp__cache_dir(char *out, size_t cap) {
+clasp_status clasp_datasets_cache_dir(char *out, size_t cap) {
     const char *c = getenv("CLASP_CACHE"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
     int n;
     if (c && *c)

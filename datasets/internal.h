@@ -29,10 +29,6 @@ clasp_status clasp__write_text(const char *dir, const char *name, const char *te
 clasp_status clasp__run(char *const argv[], const char *out_path, const char *err_path,
                         int *exit_code);
 
-/* The download cache folder for npm packages: $CLASP_CACHE, else $XDG_CACHE_HOME/clasp, else
- * $HOME/.cache/clasp (created, with parents, when missing). */
-clasp_status clasp__cache_dir(char *out, size_t cap);
-
 /* A list of transcripts to speak: key (the sample key of the source, UTF-8, no '.' in its last
  * component), text, and the split id whose hash decides train/validation. */
 typedef struct clasp__transcript {

@@ -34,6 +34,8 @@ if command -v git >/dev/null 2>&1 && git rev-parse --git-dir >/dev/null 2>&1; th
     # shellcheck disable=SC2046
     clang-format --dry-run --Werror $(git ls-files '*.c' '*.h')
 fi
+echo "== layers: every include follows scripts/layers.txt" >&2
+sh scripts/check-layers.sh
 echo "== normal build" >&2
 run_suite build
 echo "== sanitizer build (address,undefined)" >&2

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "core/json.h"
-#include "pipeline/checkpoint.h"
+#include "train/checkpoint.h"
 #include "testutil.h"
 
 static float g_w[6] = {1, 2, 3, 4, 5, 6}, g_s[1] = {2.5f}, g_m[6], g_v[6];

@@ -15,14 +15,11 @@
 #include "core/hash.h"
 #include "core/json.h"
 #include "datasets/espeak.h"
-#include "datasets/internal.h"
 #include "modalities/audio.h"
 #include "testutil.h"
 
 static bool have_espeak(void) {
-    char *argv[] = {"espeak-ng", "--version", NULL};
-    int code;
-    return clasp__run(argv, NULL, NULL, &code) == CLASP_OK && code == 0;
+    return system("espeak-ng --version >/dev/null 2>&1") == 0;
 }
 
 static void mkdirs(const char *path) {

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/rng.h"
-#include "pipeline/engine.h"
+#include "train/engine.h"
 #include "testutil.h"
 
 static clasp_model_config load_cfg_(void) {

@@ -1,4 +1,4 @@
-/* test_export.c: exports (pipeline/export.h), `clasp export`/`embed`/`search`, the public C API
+/* test_export.c: exports (export/export.h), `clasp export`/`embed`/`search`, the public C API
  * (include/clasp.h) and tools/clasp_torch.py: PyTorch embeddings of an export equal
  * `clasp embed`'s to max abs diff <= 1e-4 on images and texts, for the fmnist-small CNN with
  * the byte tokenizer and for a small ViT with a BPE tokenizer. Needs /usr/bin/python3 with
@@ -17,9 +17,9 @@
 #include "include/clasp.h"
 #include "modalities/image.h"
 #include "modalities/tokenizer.h"
-#include "pipeline/checkpoint.h"
-#include "pipeline/export.h"
-#include "pipeline/retrieval.h"
+#include "train/checkpoint.h"
+#include "export/export.h"
+#include "eval/retrieval.h"
 #include "tests/testutil.h"
 
 #define PY "/usr/bin/python3"

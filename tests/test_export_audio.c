@@ -1,4 +1,4 @@
-/* test_export_audio.c: exports of audio models (pipeline/export.h): preprocess.json's audio
+/* test_export_audio.c: exports of audio models (export/export.h): preprocess.json's audio
  * front-end, `clasp embed --audio`, `clasp search --audio`, `clasp embed --shards` on audio
  * shards, the public C API (clasp_model_embed_audio*) and tools/clasp_torch.py: PyTorch
  * embeddings of raw WAV files equal `clasp embed`'s to max abs diff <= 1e-4, for the
@@ -20,9 +20,9 @@
 #include "core/rng.h"
 #include "include/clasp.h"
 #include "modalities/tokenizer.h"
-#include "pipeline/checkpoint.h"
-#include "pipeline/export.h"
-#include "pipeline/retrieval.h"
+#include "train/checkpoint.h"
+#include "export/export.h"
+#include "eval/retrieval.h"
 #include "tests/pipeline_fixtures.h"
 #include "tests/testutil.h"
 

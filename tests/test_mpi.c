@@ -1,4 +1,4 @@
-/* test_mpi.c: data-parallel training over MPI (pipeline/dist.h, `mpirun -np N clasp train`):
+/* test_mpi.c: data-parallel training over MPI (train/dist.h, `mpirun -np N clasp train`):
  * the single-rank layer without mpirun; with a CLASP_MPI=ON build and mpirun: N ranks equal one
  * process (2 and 4 ranks), bit-exact resume of a 2-rank run after a rank was killed (the last
  * checkpoint stays valid), refusal to resume with another rank count, a hung rank that ends the
@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "pipeline/dist.h"
+#include "train/dist.h"
 #include "testutil.h"
 
 /* ---- the layer in one process (every build) ------------------------------------------- */

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "core/safetensors.h"
-#include "pipeline/optim.h"
+#include "train/optim.h"
 #include "testutil.h"
 
 Test(optim, adamw_clip_schedule_match_pytorch) {

@@ -15,8 +15,8 @@
 
 #include "core/safetensors.h"
 #include "datasets/shard_writer.h"
-#include "pipeline/eval.h"
-#include "pipeline/retrieval.h"
+#include "eval/eval.h"
+#include "eval/retrieval.h"
 #include <cjson/cJSON.h>
 #include "testutil.h"
 

@@ -1,6 +1,6 @@
 /* eval.c: the evaluation pass over shards (image features, labels, keys, first or all
  * captions) and zero-shot classification. See eval.h. */
-#include "pipeline/eval.h"
+#include "eval/eval.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -10,8 +10,8 @@
 #include "core/json.h"
 #include "modalities/text.h"
 #include "pipeline/data.h"
-#include "pipeline/export.h"
-#include "pipeline/retrieval.h"
+#include "export/export.h"
+#include "eval/retrieval.h"
 #include "pipeline/shardlist.h"
 
 static char *trim_(char *s) {
@@ -469,6 +469,19 @@ clasp_status clasp_eval_zeroshot(clasp_engine *e, const char *spec, const char *
     clasp_free_lines(names, nc);
     clasp_free_lines(tmpls, nt);
     return s;
+}
+
+clasp_status clasp_eval_zeroshot_for_train(clasp_engine *e, const char *val_spec,
+                                           const char *classes, const char *templates, int workers,
+                                           clasp_train_eval_result *out) {
+    clasp_zeroshot_result zr;
+    CLASP_TRY(clasp_eval_zeroshot(e, val_spec, classes, templates, workers, &zr));
+    *out = (clasp_train_eval_result){.top1 = zr.top1,
+                                     .top5 = zr.top5,
+                                     .mean_recall = zr.mean_recall,
+                                     .n = zr.n,
+                                     .n_classes = zr.n_classes};
+    return CLASP_OK;
 }
 
 /* ---- any two towers ------------------------------------------------------------------------ */

@@ -1,6 +1,6 @@
 /* trainer.c: the training loop: data, engine, AdamW, guards, metrics, evaluation,
  * checkpoints, exact resume, signals. See trainer.h. */
-#include "pipeline/trainer.h"
+#include "train/trainer.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -19,11 +19,10 @@
 #include "core/log.h"
 #include "encoders/model.h"
 #include "modalities/augment.h"
-#include "pipeline/checkpoint.h"
+#include "train/checkpoint.h"
 #include "pipeline/data.h"
-#include "pipeline/dist.h"
-#include "pipeline/eval.h"
-#include "pipeline/optim.h"
+#include "train/dist.h"
+#include "train/optim.h"
 #include "core/rng.h"
 
 #define TRAINER_FORMAT_VERSION 1
@@ -446,10 +445,11 @@ static long peak_rss_mib_(void) {
 
 static clasp_status evaluate_(const clasp_train_options *o, clasp_engine *e, FILE *metrics,
                               const run_state *rs, int epoch, clasp_train_summary *sum) {
-    if (!o->val_spec || !o->zeroshot || !metrics) return CLASP_OK; /* rank 0 evaluates */
-    clasp_zeroshot_result zr;
+    if (!o->val_spec || !o->zeroshot || !o->zeroshot_fn || !metrics)
+        return CLASP_OK; /* rank 0 evaluates */
+    clasp_train_eval_result zr;
     double t0 = now_();
-    CLASP_TRY(clasp_eval_zeroshot(e, o->val_spec, o->zeroshot, o->templates, o->workers, &zr));
+    CLASP_TRY(o->zeroshot_fn(e, o->val_spec, o->zeroshot, o->templates, o->workers, &zr));
     double dt = now_() - t0;
     sum->zeroshot_top1 = zr.top1;
     sum->zeroshot_top5 = zr.top5;

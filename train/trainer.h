@@ -46,15 +46,15 @@
  * Fault injection for tests (only with more than one rank): CLASP_FAULT_INJECT=die:R:S makes
  * rank R kill itself with SIGKILL after step S; hang:R:S makes it stop answering (sleep).
  */
-#ifndef CLASP_PIPELINE_TRAINER_H
-#define CLASP_PIPELINE_TRAINER_H
+#ifndef CLASP_TRAIN_TRAINER_H
+#define CLASP_TRAIN_TRAINER_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "core/status.h"
 #include "pipeline/data.h"
-#include "pipeline/engine.h"
+#include "train/engine.h"
 
 #define CLASP_TRAIN_MAX_SOURCES 8
 #define CLASP_TRAIN_RNG_SOURCE  0x534F5552u /* RNG purpose of the source draw ("SOUR") */
@@ -66,47 +66,60 @@ typedef struct clasp_train_source {
     double weight;    /* mixing weight > 0 */
 } clasp_train_source;
 
+/* Zero-shot evaluation during and after training. train/ sits below eval/ (eval runs the engine),
+ * so the caller supplies the evaluation: cli/cmd_train.c sets clasp_eval_zeroshot_for_train
+ * (eval/eval.h). The function embeds the class prompts and the images of `val_spec` with `e`. */
+typedef struct clasp_train_eval_result {
+    double top1, top5, mean_recall; /* fractions */
+    int64_t n;                      /* images evaluated */
+    int n_classes;
+} clasp_train_eval_result;
+typedef clasp_status (*clasp_train_eval_fn)(clasp_engine *e, const char *val_spec,
+                                            const char *classes, const char *templates, int workers,
+                                            clasp_train_eval_result *out);
+
 typedef struct clasp_train_options {
     const char *model_config; /* --model configs/NAME.json */
     const char *train_spec;   /* --train SPEC (one source, default pair; used when
                                  n_sources == 0) */
     int n_sources;            /* --train given several times / with a pair or weight */
     clasp_train_source sources[CLASP_TRAIN_MAX_SOURCES];
-    const char *freeze;          /* --freeze image,text,audio,shared (NULL: none) */
-    const char *init;            /* --init EXPORT|CKPT|RUN (NULL: fresh init) */
-    bool audio_augment;          /* --audio-augment: gain/shift/SpecAugment on audio sources */
-    const char *image_augment;   /* --image-augment default|FILE.json: image augmentation of
-                                    training images (modalities/augment.h fields); NULL = none */
-    bool on_error_fail;          /* --on-error fail: a missing/unreadable shard stops the run */
-    const char *val_spec;        /* --val SPEC (optional) */
-    const char *out_dir;         /* --out RUN */
-    const char *resume;          /* --resume latest|CKPT (NULL: fresh run; RUN must not hold one) */
-    const char *zeroshot;        /* --zeroshot classes.txt (one class name per line) */
-    const char *templates;       /* --templates t.txt (one template per line, "{}" = class) */
-    int64_t steps;               /* --steps N (0: from epochs) */
-    int epochs;                  /* --epochs E (default 1) */
-    int64_t samples_per_epoch;   /* --samples-per-epoch N (0: exact epochs over the shards) */
-    int batch_size;              /* --batch-size B (256): global rows per step over all ranks */
-    int accum_steps;             /* --accum-steps K (1) */
-    double lr;                   /* --lr (1e-3) */
-    int64_t warmup;              /* --warmup steps (100) */
-    double weight_decay;         /* --wd (0.1) */
-    double beta1, beta2, eps;    /* --beta1 0.9 --beta2 0.98 --eps 1e-6 */
-    double clip_norm;            /* --clip-norm (0 = off) */
-    clasp_loss_kind loss;        /* --loss infonce|siglip */
-    bool multi_positive;         /* --multi-positive: same caption = positive */
-    uint64_t seed;               /* --seed (0) */
-    int threads;                 /* --threads (compute threads, 2) */
-    int chunks;                  /* --chunks (replicas; default = threads) */
-    int workers;                 /* --workers (decode threads, 1) */
-    int shuffle_buffer;          /* --shuffle-buffer (samples, 2000) */
-    int log_every;               /* --log-every (steps, 50) */
-    int64_t save_every;          /* --save-every (steps, 0 = end only) */
-    int64_t val_every;           /* --val-every (steps, 0 = end only) */
-    int keep;                    /* --keep N checkpoints (3) */
-    int max_bad_steps;           /* --max-bad-steps K consecutive non-finite steps (5) */
-    double collapse_std;         /* --collapse-std threshold (0.01) */
-    bool json;                   /* --json: summary on stdout */
+    const char *freeze;        /* --freeze image,text,audio,shared (NULL: none) */
+    const char *init;          /* --init EXPORT|CKPT|RUN (NULL: fresh init) */
+    bool audio_augment;        /* --audio-augment: gain/shift/SpecAugment on audio sources */
+    const char *image_augment; /* --image-augment default|FILE.json: image augmentation of
+                                  training images (modalities/augment.h fields); NULL = none */
+    bool on_error_fail;        /* --on-error fail: a missing/unreadable shard stops the run */
+    const char *val_spec;      /* --val SPEC (optional) */
+    const char *out_dir;       /* --out RUN */
+    const char *resume;        /* --resume latest|CKPT (NULL: fresh run; RUN must not hold one) */
+    const char *zeroshot;      /* --zeroshot classes.txt (one class name per line) */
+    const char *templates;     /* --templates t.txt (one template per line, "{}" = class) */
+    clasp_train_eval_fn zeroshot_fn; /* runs --zeroshot (NULL: no evaluation; see above) */
+    int64_t steps;                   /* --steps N (0: from epochs) */
+    int epochs;                      /* --epochs E (default 1) */
+    int64_t samples_per_epoch;       /* --samples-per-epoch N (0: exact epochs over the shards) */
+    int batch_size;                  /* --batch-size B (256): global rows per step over all ranks */
+    int accum_steps;                 /* --accum-steps K (1) */
+    double lr;                       /* --lr (1e-3) */
+    int64_t warmup;                  /* --warmup steps (100) */
+    double weight_decay;             /* --wd (0.1) */
+    double beta1, beta2, eps;        /* --beta1 0.9 --beta2 0.98 --eps 1e-6 */
+    double clip_norm;                /* --clip-norm (0 = off) */
+    clasp_loss_kind loss;            /* --loss infonce|siglip */
+    bool multi_positive;             /* --multi-positive: same caption = positive */
+    uint64_t seed;                   /* --seed (0) */
+    int threads;                     /* --threads (compute threads, 2) */
+    int chunks;                      /* --chunks (replicas; default = threads) */
+    int workers;                     /* --workers (decode threads, 1) */
+    int shuffle_buffer;              /* --shuffle-buffer (samples, 2000) */
+    int log_every;                   /* --log-every (steps, 50) */
+    int64_t save_every;              /* --save-every (steps, 0 = end only) */
+    int64_t val_every;               /* --val-every (steps, 0 = end only) */
+    int keep;                        /* --keep N checkpoints (3) */
+    int max_bad_steps;               /* --max-bad-steps K consecutive non-finite steps (5) */
+    double collapse_std;             /* --collapse-std threshold (0.01) */
+    bool json;                       /* --json: summary on stdout */
     bool progress;               /* progress bar on stderr (default: when stderr is a terminal) */
     int64_t stop_after;          /* --stop-after N: stop (with checkpoint) after N steps of this
                                     invocation, as if interrupted (tests of resume) */

@@ -1,10 +1,10 @@
-/* capi.c: the public API of include/clasp.h over the embedder of pipeline/export.h. */
+/* capi.c: the public API of include/clasp.h over the embedder of export/export.h. */
 #include "include/clasp.h"
 
 #include <stdlib.h>
 
 #include "core/status.h"
-#include "pipeline/export.h"
+#include "export/export.h"
 
 struct clasp_handle {
     clasp_embedder em;

@@ -1,5 +1,5 @@
 /* retrieval.c: retrieval metrics, exact top-k search and NPY files. See retrieval.h. */
-#include "pipeline/retrieval.h"
+#include "eval/retrieval.h"
 
 #include <cblas.h>
 #include <errno.h>

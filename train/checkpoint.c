@@ -1,5 +1,5 @@
 /* checkpoint.c: atomic checkpoint folders with checksums, `latest`, and retention. */
-#include "pipeline/checkpoint.h"
+#include "train/checkpoint.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 /* optim.c: AdamW, cosine schedule, global-norm clipping. */
-#include "pipeline/optim.h"
+#include "train/optim.h"
 
 #include <math.h>
 #include <stdlib.h>

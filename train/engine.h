@@ -31,8 +31,8 @@
  * (opt.frozen[t]) still runs its forward but its backward is skipped (no gradient: it stays
  * zero, and the optimiser's segments of that tower are frozen too: optim.h).
  */
-#ifndef CLASP_PIPELINE_ENGINE_H
-#define CLASP_PIPELINE_ENGINE_H
+#ifndef CLASP_TRAIN_ENGINE_H
+#define CLASP_TRAIN_ENGINE_H
 
 #include <pthread.h>
 #include <stdbool.h>

@@ -13,8 +13,8 @@
  * as retrieved at k when any one of its captions is in the top k. With one caption per image
  * this is exactly OpenCLIP's metric.
  */
-#ifndef CLASP_PIPELINE_RETRIEVAL_H
-#define CLASP_PIPELINE_RETRIEVAL_H
+#ifndef CLASP_EVAL_RETRIEVAL_H
+#define CLASP_EVAL_RETRIEVAL_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -39,13 +39,13 @@
  * the front-end of modalities/audio.h in evaluation mode (libsndfile, mono mix, libsamplerate
  * to the model's rate, head crop or the configured pad, log-mel, normalisation; no
  * augmentation). Outputs are L2-normalised features (n, embed_dim). Image-text models run on
- * the engine (pipeline/engine.h) over `threads` replicas; models the engine does not pair
+ * the engine (train/engine.h) over `threads` replicas; models the engine does not pair
  * (audio-text: no image tower) run on the embedder's own `threads` model replicas; either way
  * an audio tower runs on the replicas with one thread per replica. An embedder is driven by
  * one thread at a time.
  */
-#ifndef CLASP_PIPELINE_EXPORT_H
-#define CLASP_PIPELINE_EXPORT_H
+#ifndef CLASP_EXPORT_EXPORT_H
+#define CLASP_EXPORT_EXPORT_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -55,7 +55,7 @@
 #include "encoders/model.h"
 #include "modalities/audio.h"
 #include "modalities/tokenizer.h"
-#include "pipeline/engine.h"
+#include "train/engine.h"
 #include "pipeline/loader.h"
 
 /* Writes an export of model `m` (its params) with tokenizer `tok` into out_dir (replaced

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pipeline/eval.h"
+#include "eval/eval.h"
 
 clasp_probe_options clasp_probe_default_options(void) {
     clasp_probe_options o = {.l2 = 1e-4, .max_iter = 1000, .tol = 1e-6};

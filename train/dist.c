@@ -2,7 +2,7 @@
  * rank/world, all-gather, all-reduce, reduce-scatter, broadcast, barrier and an equality check,
  * with MPI_ERRORS_RETURN and optional timeouts by polling non-blocking collectives. Without
  * CLASP_HAVE_MPI it is the single-rank implementation. */
-#include "pipeline/dist.h"
+#include "train/dist.h"
 
 #include <inttypes.h>
 #include <limits.h>

@@ -5,8 +5,8 @@
  * tensor or per group of tensors) saying whether weight decay applies and whether the
  * segment is frozen (not updated: locked-tower tuning).
  * ref: torch/optim/adamw.py (_single_tensor_adamw, torch 1.13), open_clip/scheduler.py. */
-#ifndef CLASP_PIPELINE_OPTIM_H
-#define CLASP_PIPELINE_OPTIM_H
+#ifndef CLASP_TRAIN_OPTIM_H
+#define CLASP_TRAIN_OPTIM_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
 /* export.c: writing exports (model.safetensors, config.json, tokenizer.json, preprocess.json)
  * and the embedder that loads an export or a checkpoint and embeds raw images, texts and
  * audio. See export.h. */
-#include "pipeline/export.h"
+#include "export/export.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -19,7 +19,7 @@
 #include "core/json.h"
 #include "encoders/layers.h"
 #include "modalities/text.h"
-#include "pipeline/checkpoint.h"
+#include "train/checkpoint.h"
 #include "pipeline/data.h"
 
 #define PATH_CAP 4400

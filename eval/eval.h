@@ -5,16 +5,17 @@
  *   - zero-shot classification (class embedding = mean of the normalised prompt embeddings over
  *     the templates, renormalised; OpenCLIP's zero_shot_classifier): top-1/5/10 and recall per
  *     class;
- *   - retrieval both ways with OpenCLIP's definitions (pipeline/retrieval.h);
+ *   - retrieval both ways with OpenCLIP's definitions (eval/retrieval.h);
  *   - a linear probe: multinomial logistic regression on frozen image features (probe.c). */
-#ifndef CLASP_PIPELINE_EVAL_H
-#define CLASP_PIPELINE_EVAL_H
+#ifndef CLASP_EVAL_EVAL_H
+#define CLASP_EVAL_EVAL_H
 
 #include <stdint.h>
 
 #include "core/status.h"
-#include "pipeline/engine.h"
-#include "pipeline/retrieval.h"
+#include "train/engine.h"
+#include "train/trainer.h"
+#include "eval/retrieval.h"
 
 typedef struct clasp_zeroshot_result {
     double top1, top5;  /* fraction of images whose class is in the top-1 / top-5 */
@@ -24,6 +25,12 @@ typedef struct clasp_zeroshot_result {
     int n_classes;
     int64_t skipped; /* samples skipped (bad data, missing or out-of-range label) */
 } clasp_zeroshot_result;
+
+/* clasp_eval_zeroshot in the shape of clasp_train_eval_fn (train/trainer.h): the trainer's
+ * evaluation during and after training. */
+clasp_status clasp_eval_zeroshot_for_train(clasp_engine *e, const char *val_spec,
+                                           const char *classes, const char *templates, int workers,
+                                           clasp_train_eval_result *out);
 
 /* Reads class names (one per line) and templates (one per line with "{}" for the class name;
  * NULL = the class name alone), embeds the prompts, then every image of `spec` in order, and
@@ -80,7 +87,7 @@ clasp_status clasp_eval_zeroshot_set(const clasp_eval_set *set, const float *cls
 
 /* ---- any two towers, through an embedder (audio-text, audio-image, ...) ---------------- */
 
-struct clasp_embedder; /* pipeline/export.h */
+struct clasp_embedder; /* export/export.h */
 
 /* Features of a spec's samples for towers ta and (optionally) tb, in shard order. Every sample
  * must carry ta's field, tb's field and a caption (text field or json captions/text): the

@@ -10,8 +10,8 @@
  * file naming the folder) is replaced atomically. A crash at any point leaves either the old
  * or the new checkpoint complete, never a half-written one under a final name.
  */
-#ifndef CLASP_PIPELINE_CHECKPOINT_H
-#define CLASP_PIPELINE_CHECKPOINT_H
+#ifndef CLASP_TRAIN_CHECKPOINT_H
+#define CLASP_TRAIN_CHECKPOINT_H
 
 #include <cjson/cJSON.h>
 #include <stdint.h>

@@ -29,8 +29,8 @@
  * bits from a sum (the trainer checks it with clasp_dist_check_equal on a parameter hash).
  * Counts above INT_MAX elements are refused with CLASP_ERR_OVERFLOW.
  */
-#ifndef CLASP_PIPELINE_DIST_H
-#define CLASP_PIPELINE_DIST_H
+#ifndef CLASP_TRAIN_DIST_H
+#define CLASP_TRAIN_DIST_H
 
 #include <stdbool.h>
 #include <stddef.h>

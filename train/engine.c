@@ -1,6 +1,6 @@
 /* engine.c: replicas, a small worker pool, the contrastive loss on the whole batch, and
  * exact gradient accumulation. See engine.h. */
-#include "pipeline/engine.h"
+#include "train/engine.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -12,7 +12,7 @@
 #include "loss/diag.h"
 #include "loss/infonce.h"
 #include "loss/siglip.h"
-#include "pipeline/dist.h"
+#include "train/dist.h"
 
 #define L2_EPS 1e-12f
 
