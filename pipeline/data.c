@@ -39,8 +39,9 @@ clasp_status clasp_data_loader_config(const clasp_model_config *mc, clasp_loader
                                "the model config needs an image and a text tower");
     lc->image.channels = mc->image.channels;
     lc->image.size = mc->image.size;
-    lc->image.mode = mc->image.resize == CLASP_RESIZE_SQUASH ? CLASP_IMAGE_RESIZE_EXACT
-                                                             : CLASP_IMAGE_RESIZE_CENTER_CROP;
+    lc->image.mode = mc->image.resize == CLASP_RESIZE_SQUASH    ? CLASP_IMAGE_RESIZE_SQUASH
+                     : mc->image.resize == CLASP_RESIZE_LONGEST ? CLASP_IMAGE_RESIZE_LONGEST
+                                                                : CLASP_IMAGE_RESIZE_SHORTEST;
     for (int c = 0; c < 3 && c < mc->image.channels; c++) {
         lc->image.mean[c] = mc->image.mean[c];
         lc->image.std[c] = mc->image.std[c];
