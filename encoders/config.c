@@ -1,4 +1,7 @@
-/* config.c: model config parsing, validation and serialisation (configs/NAME.json).
+/* config.c: the towers of a model config (configs/NAME.json): parsing, validation and
+ * serialisation. The preprocessing fields of the same file (image mean/std/resize, the
+ * tokenizer, the audio front-end) are modalities/preprocess.c's; this parser only knows their
+ * names, so that a typo among them is still an unknown key.
  *
  * Every error names the file and the field path, e.g.
  * "configs/x.json: field 'text.heads': 5 does not divide width 128". */
