@@ -200,16 +200,16 @@ int main(int argc, char **argv) {
         char dir[256];
         snprintf(dir, sizeof dir, "/tmp/bench_eval_export_%ld", (long)getpid());
         clasp_model m;
-        clasp_tokenizer *bt;
+        clasp_preprocess pre;
         clasp_model_init(&m, &cfg);
         clasp_model_init_weights(&m, 0);
-        clasp_tokenizer_new_bytes(&bt);
-        if (clasp_export_model(&m, bt, dir) != CLASP_OK) {
+        if (clasp_preprocess_load(cfgp, &pre) != CLASP_OK ||
+            clasp_export_model(&m, &pre, dir) != CLASP_OK) {
             fprintf(stderr, "%s\n", clasp_last_error());
             return 1;
         }
         clasp_model_free(&m);
-        clasp_tokenizer_free(bt);
+        clasp_preprocess_free(&pre);
         int np = n < 2048 ? n : 2048;
         void **png = calloc((size_t)np, sizeof *png);
         size_t *sz = calloc((size_t)np, sizeof *sz);

@@ -165,7 +165,8 @@ static clasp_status zeroshot_(clasp_embedder *em, const clasp_eval_set *set, con
     int64_t *cnt = malloc((size_t)(nc ? nc : 1) * sizeof(int64_t));
     if (s == CLASP_OK && (!cls || !rec || !cnt))
         s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
-    if (s == CLASP_OK) s = clasp_eval_class_embeddings(&em->engine, names, nc, tmpls, nt, cls);
+    if (s == CLASP_OK)
+        s = clasp_eval_class_embeddings(&em->engine, &em->pre, names, nc, tmpls, nt, cls);
     clasp_zeroshot_result zr;
     if (s == CLASP_OK) s = clasp_eval_zeroshot_set(set, cls, nc, &zr, rec, cnt);
     if (s == CLASP_OK) {
@@ -319,7 +320,7 @@ int clasp_cmd_eval(int argc, char **argv) {
     clasp_eval_text want = !retrieval ? CLASP_EVAL_TEXT_NONE
                            : all_caps ? CLASP_EVAL_TEXT_ALL
                                       : CLASP_EVAL_TEXT_FIRST;
-    clasp_status s = clasp_eval_collect(&em.engine, data, want, workers, &set);
+    clasp_status s = clasp_eval_collect(&em.engine, &em.pre, data, want, workers, &set);
     if (s == CLASP_OK) {
         cJSON_AddNumberToObject(res, "n", (double)set.n);
         cJSON_AddNumberToObject(res, "skipped", (double)set.skipped);
@@ -350,7 +351,7 @@ int clasp_cmd_eval(int argc, char **argv) {
     }
     if (s == CLASP_OK && probe) {
         clasp_eval_set tr;
-        s = clasp_eval_collect(&em.engine, probe, CLASP_EVAL_TEXT_NONE, workers, &tr);
+        s = clasp_eval_collect(&em.engine, &em.pre, probe, CLASP_EVAL_TEXT_NONE, workers, &tr);
         clasp_probe_result pr;
         if (s == CLASP_OK)
             s = clasp_linear_probe(tr.img, tr.labels, tr.n, set.img, set.labels, set.n, set.D, &po,

@@ -255,3 +255,13 @@ clasp_status clasp_mkdir_p(const char *path) {
         return clasp_set_error(CLASP_ERR_IO, "%s: exists and is not a folder", path);
     return CLASP_OK;
 }
+
+double clasp_json_short_float(float v) {
+    for (int digits = 6; digits <= 9; digits++) {
+        char buf[40];
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)v);
+        double d;
+        if (sscanf(buf, "%lf", &d) == 1 && (float)d == v) return d;
+    }
+    return (double)v;
+}

@@ -40,6 +40,10 @@ clasp_status clasp_json_str_opt(const cJSON *obj, const char *name, const char *
 clasp_status clasp_json_obj(const cJSON *obj, const char *name, const char *file,
                             const char *prefix, const cJSON **out);
 
+/* A float as the double of its shortest decimal form (6 to 9 significant digits): serialises
+ * short ("1e-05", not "9.9999997473787516e-06") and parses back to the same float. */
+double clasp_json_short_float(float v);
+
 /* Reads a whole file into a NUL-terminated malloc'd buffer (max `limit` bytes). */
 clasp_status clasp_read_file(const char *path, size_t limit, char **out, size_t *n);
 /* Creates a folder and any missing parents (mkdir -p, mode 0755); an existing folder is fine,

@@ -1,4 +1,7 @@
-/* config.c: model config parsing, validation and serialisation (configs/NAME.json).
+/* config.c: the towers of a model config (configs/NAME.json): parsing, validation and
+ * serialisation. The preprocessing fields of the same file (image mean/std/resize, the
+ * tokenizer, the audio front-end) are modalities/preprocess.c's; this parser only knows their
+ * names, so that a typo among them is still an unknown key.
  *
  * Every error names the file and the field path, e.g.
  * "configs/x.json: field 'text.heads': 5 does not divide width 128". */
@@ -68,26 +71,6 @@ static clasp_status get_float_opt(const cJSON *o, const char *name, const char *
 static clasp_status bad(const char *file, const char *prefix, const char *name, const char *why) {
     return clasp_set_error(CLASP_ERR_CONFIG, "%s: field '%s%s%s': %s", file, prefix,
                            *prefix ? "." : "", name, why);
-}
-
-/* Reads an optional float array of exactly n entries. */
-static clasp_status get_float_array(const cJSON *o, const char *name, const char *file,
-                                    const char *prefix, int n, float def, float *out) {
-    for (int i = 0; i < n; i++) out[i] = def;
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (!a) return CLASP_OK;
-    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) {
-        char why[96];
-        snprintf(why, sizeof why, "expected an array of %d numbers (one per channel)", n);
-        return bad(file, prefix, name, why);
-    }
-    int i = 0;
-    for (const cJSON *it = a->child; it; it = it->next, i++) {
-        if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble))
-            return bad(file, prefix, name, "expected finite numbers");
-        out[i] = (float)it->valuedouble;
-    }
-    return CLASP_OK;
 }
 
 static clasp_status get_act(const cJSON *o, const char *file, const char *prefix, bool *tanh_) {
@@ -217,6 +200,7 @@ static clasp_status parse_vit(const cJSON *o, const char *file, clasp_image_towe
 
 static clasp_status parse_image(const cJSON *o, const char *file, int embed_dim,
                                 clasp_image_tower_config *ic) {
+    /* "mean", "std", "resize": preprocessing, read by modalities/preprocess.c */
     static const char *const keys[] = {"type",       "channels",   "size",   "conv",  "fc",
                                        "patch_size", "width",      "layers", "heads", "mlp_width",
                                        "pool",       "ln_eps",     "act",    "mean",  "std",
@@ -228,20 +212,6 @@ static clasp_status parse_image(const cJSON *o, const char *file, int embed_dim,
     CLASP_TRY(get_int(o, "channels", file, P, 1, CLASP_MAX_IMAGE_CHANNELS, &ic->channels));
     CLASP_TRY(get_int(o, "size", file, P, 1, SIZE_MAX_DIM, &ic->size));
     CLASP_TRY(check_output_dim(o, file, P, embed_dim));
-    CLASP_TRY(get_float_array(o, "mean", file, P, ic->channels, 0.0f, ic->mean));
-    CLASP_TRY(get_float_array(o, "std", file, P, ic->channels, 1.0f, ic->std));
-    for (int c = 0; c < ic->channels; c++)
-        if (!(ic->std[c] > 0.0f)) return bad(file, P, "std", "must be positive");
-    char rs[16];
-    CLASP_TRY(clasp_json_str_opt(o, "resize", file, P, "shortest", rs, sizeof rs));
-    if (!strcmp(rs, "shortest"))
-        ic->resize = CLASP_RESIZE_SHORTEST;
-    else if (!strcmp(rs, "longest"))
-        ic->resize = CLASP_RESIZE_LONGEST;
-    else if (!strcmp(rs, "squash"))
-        ic->resize = CLASP_RESIZE_SQUASH;
-    else
-        return bad(file, P, "resize", "expected \"shortest\", \"longest\" or \"squash\"");
     ic->ln_eps = 1e-5f;
     if (!strcmp(type, "cnn")) {
         ic->type = CLASP_IMAGE_CNN;
@@ -254,24 +224,17 @@ static clasp_status parse_image(const cJSON *o, const char *file, int embed_dim,
     return bad(file, P, "type", "unknown image tower type (expected \"cnn\" or \"vit\")");
 }
 
-static clasp_status parse_tokenizer(const cJSON *o, const char *file, clasp_tokenizer_config *tk) {
-    const char *P = "text.tokenizer";
-    static const char *const keys[] = {"type", "bos", "eos", "pad", "path", "file", NULL};
-    CLASP_TRY(check_keys(o, keys, file, P));
-    CLASP_TRY(clasp_json_str(o, "type", file, P, tk->type, sizeof tk->type));
-    if (strcmp(tk->type, "bytes") && strcmp(tk->type, "bpe"))
-        return bad(file, P, "type", "expected \"bytes\" or \"bpe\"");
-    CLASP_TRY(get_int_opt(o, "bos", file, P, -1, 1 << 24, -1, &tk->bos));
-    CLASP_TRY(get_int_opt(o, "eos", file, P, -1, 1 << 24, -1, &tk->eos));
-    CLASP_TRY(get_int_opt(o, "pad", file, P, -1, 1 << 24, -1, &tk->pad));
-    /* "path" (as in modalities/tokenizer.h) or its older spelling "file" */
-    const bool has_path = cJSON_GetObjectItemCaseSensitive(o, "path") != NULL;
-    if (has_path && cJSON_GetObjectItemCaseSensitive(o, "file"))
-        return bad(file, P, "file", "give \"path\" or \"file\", not both");
-    CLASP_TRY(
-        clasp_json_str_opt(o, has_path ? "path" : "file", file, P, "", tk->file, sizeof tk->file));
-    if (!strcmp(tk->type, "bpe") && !tk->file[0])
-        return bad(file, P, "path", "a \"bpe\" tokenizer needs the path of its tokenizer.json");
+/* The ids of the "tokenizer" object that the tower's eos_id / pad_id default to and that must
+ * fit its vocabulary. The object itself (type, path) is preprocessing: modalities/preprocess.c
+ * reads and checks it. */
+static clasp_status tokenizer_ids(const cJSON *o, const char *file, int ids[3]) {
+    static const char *const names[3] = {"bos", "eos", "pad"};
+    ids[0] = ids[1] = ids[2] = -1;
+    if (!cJSON_GetObjectItemCaseSensitive(o, "tokenizer")) return CLASP_OK;
+    const cJSON *tko;
+    CLASP_TRY(clasp_json_obj(o, "tokenizer", file, "text", &tko));
+    for (int i = 0; i < 3; i++)
+        CLASP_TRY(get_int_opt(tko, names[i], file, "text.tokenizer", -1, 1 << 24, -1, &ids[i]));
     return CLASP_OK;
 }
 
@@ -288,13 +251,8 @@ static clasp_status parse_text(const cJSON *o, const char *file, int embed_dim,
     if (strcmp(type, "transformer"))
         return bad(file, P, "type", "unknown text tower type (expected \"transformer\")");
     tc->type = CLASP_TEXT_TRANSFORMER;
-    tc->tokenizer.bos = tc->tokenizer.eos = tc->tokenizer.pad = -1;
-    const cJSON *tk = cJSON_GetObjectItemCaseSensitive(o, "tokenizer");
-    if (tk) {
-        const cJSON *tko;
-        CLASP_TRY(clasp_json_obj(o, "tokenizer", file, P, &tko));
-        CLASP_TRY(parse_tokenizer(tko, file, &tc->tokenizer));
-    }
+    int tok[3]; /* the tokenizer's bos, eos, pad */
+    CLASP_TRY(tokenizer_ids(o, file, tok));
     CLASP_TRY(get_int(o, "vocab_size", file, P, 1, 1 << 24, &tc->vocab_size));
     CLASP_TRY(get_int(o, "context_length", file, P, 1, SIZE_MAX_DIM, &tc->context_length));
     CLASP_TRY(get_int(o, "width", file, P, 1, SIZE_MAX_DIM, &tc->width));
@@ -313,11 +271,11 @@ static clasp_status parse_text(const cJSON *o, const char *file, int embed_dim,
     else
         return bad(file, P, "pool", "expected \"eos\" or \"mean\"");
     int V = tc->vocab_size;
-    CLASP_TRY(get_int_opt(o, "eos_id", file, P, -1, V - 1, tc->tokenizer.eos, &tc->eos_id));
-    CLASP_TRY(get_int_opt(o, "pad_id", file, P, -1, V - 1, tc->tokenizer.pad, &tc->pad_id));
+    CLASP_TRY(get_int_opt(o, "eos_id", file, P, -1, V - 1, tok[1], &tc->eos_id));
+    CLASP_TRY(get_int_opt(o, "pad_id", file, P, -1, V - 1, tok[2], &tc->pad_id));
     if (tc->eos_id >= V) return bad(file, P, "tokenizer.eos", "not below vocab_size");
     if (tc->pad_id >= V) return bad(file, P, "tokenizer.pad", "not below vocab_size");
-    if (tc->tokenizer.bos >= V) return bad(file, P, "tokenizer.bos", "not below vocab_size");
+    if (tok[0] >= V) return bad(file, P, "tokenizer.bos", "not below vocab_size");
     if (tc->pool == CLASP_POOL_EOS && tc->eos_id < 0)
         return bad(file, P, "eos_id", "missing (pool \"eos\" needs eos_id or tokenizer.eos)");
     CLASP_TRY(get_float_opt(o, "ln_eps", file, P, 1e-5, &tc->ln_eps));
@@ -336,18 +294,14 @@ static const char *const audio_ast_only[] = {"patch_freq", "patch_time", "width"
                                              "heads",      "mlp_width",  "pool",  "ln_eps",
                                              "act",        NULL};
 
-/* The front-end fields of modalities/audio.h (clasp_audio_config_from_json) with their JSON
- * kind: 'n' number, 's' string, 'b' boolean. */
-static const struct {
-    const char *name;
-    char kind;
-} audio_frontend_keys[] = {
-    {"sample_rate", 'n'},      {"clip_seconds", 'n'}, {"pad", 's'},       {"crop", 's'},
-    {"resample_quality", 'n'}, {"min_seconds", 'n'},  {"n_fft", 'n'},     {"win_length", 'n'},
-    {"hop_length", 'n'},       {"window", 's'},       {"center", 'b'},    {"pad_mode", 's'},
-    {"n_mels", 'n'},           {"fmin", 'n'},         {"fmax", 'n'},      {"mel_scale", 's'},
-    {"mel_norm", 's'},         {"power", 'n'},        {"log", 's'},       {"log_floor", 'n'},
-    {"norm_mean", 'n'},        {"norm_std", 'n'},     {"nonfinite", 's'}, {NULL, 0}};
+/* The names of the front-end fields of modalities/audio.h (clasp_audio_config_from_json,
+ * composed by modalities/preprocess.c, which checks their values): accepted here, and the ones
+ * that fix the tower's input size read by audio_geometry. */
+static const char *const audio_frontend_keys[] = {
+    "sample_rate", "clip_seconds", "pad",        "crop",      "resample_quality", "min_seconds",
+    "n_fft",       "win_length",   "hop_length", "window",    "center",           "pad_mode",
+    "n_mels",      "fmin",         "fmax",       "mel_scale", "mel_norm",         "power",
+    "log",         "log_floor",    "norm_mean",  "norm_std",  "nonfinite",        NULL};
 
 static bool in_list(const char *const *list, const char *k) {
     for (int i = 0; list[i]; i++)
@@ -355,64 +309,21 @@ static bool in_list(const char *const *list, const char *k) {
     return false;
 }
 
-static int frontend_index(const char *k) {
-    for (int i = 0; audio_frontend_keys[i].name; i++)
-        if (!strcmp(audio_frontend_keys[i].name, k)) return i;
-    return -1;
-}
-
-/* Checks the keys of the audio object, the JSON kinds of the front-end fields, and keeps the
- * front-end fields as compact JSON in ac->frontend_json. */
-static clasp_status audio_frontend_fields(const cJSON *o, const char *file,
-                                          clasp_audio_tower_config *ac) {
+/* Checks the keys of the audio object: the type's encoder fields and the front-end's. */
+static clasp_status audio_keys(const cJSON *o, const char *file,
+                               const clasp_audio_tower_config *ac) {
     const char *P = "audio";
     const char *const *unused = ac->type == CLASP_AUDIO_TYPE_CNN ? audio_ast_only : audio_cnn_only;
-    cJSON *fe = cJSON_CreateObject();
-    if (!fe) return clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", file);
-    clasp_status s = CLASP_OK;
-    for (const cJSON *it = o->child; it && s == CLASP_OK; it = it->next) {
+    for (const cJSON *it = o->child; it; it = it->next) {
         if (!it->string || it->string[0] == '_') continue;
-        if (in_list(unused, it->string)) {
-            s = bad(file, P, it->string,
-                    ac->type == CLASP_AUDIO_TYPE_CNN ? "not used by type \"audio_cnn\""
-                                                     : "not used by type \"ast\"");
-            break;
-        }
-        if (in_list(audio_encoder_keys, it->string)) continue;
-        int k = frontend_index(it->string);
-        if (k < 0) {
-            s = bad(file, P, it->string, "unknown key");
-            break;
-        }
-        char kind = audio_frontend_keys[k].kind;
-        bool ok = kind == 'n'   ? cJSON_IsNumber(it) && isfinite(it->valuedouble)
-                  : kind == 's' ? cJSON_IsString(it)
-                                : cJSON_IsBool(it);
-        if (!ok) {
-            s = bad(file, P, it->string,
-                    kind == 'n'   ? "expected a finite number"
-                    : kind == 's' ? "expected a string"
-                                  : "expected true or false");
-            break;
-        }
-        cJSON *dup = cJSON_Duplicate(it, false);
-        if (!dup || !cJSON_AddItemToObject(fe, it->string, dup)) {
-            cJSON_Delete(dup);
-            s = clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", file);
-        }
+        if (in_list(unused, it->string))
+            return bad(file, P, it->string,
+                       ac->type == CLASP_AUDIO_TYPE_CNN ? "not used by type \"audio_cnn\""
+                                                        : "not used by type \"ast\"");
+        if (!in_list(audio_encoder_keys, it->string) && !in_list(audio_frontend_keys, it->string))
+            return bad(file, P, it->string, "unknown key");
     }
-    if (s == CLASP_OK) {
-        char *text = cJSON_PrintUnformatted(fe);
-        if (!text)
-            s = clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", file);
-        else if (strlen(text) >= sizeof ac->frontend_json)
-            s = bad(file, "", "audio", "front-end fields too long");
-        else
-            snprintf(ac->frontend_json, sizeof ac->frontend_json, "%s", text);
-        free(text);
-    }
-    cJSON_Delete(fe);
-    return s;
+    return CLASP_OK;
 }
 
 /* The front-end fields that fix the tower's input size, and n_frames from them (the formula
@@ -471,7 +382,7 @@ static clasp_status parse_audio(const cJSON *o, const char *file, int embed_dim,
         ac->type = CLASP_AUDIO_TYPE_AST;
     else
         return bad(file, P, "type", "unknown audio tower type (expected \"audio_cnn\" or \"ast\")");
-    CLASP_TRY(audio_frontend_fields(o, file, ac));
+    CLASP_TRY(audio_keys(o, file, ac));
     CLASP_TRY(audio_geometry(o, file, ac));
     CLASP_TRY(check_output_dim(o, file, P, embed_dim));
     ac->ln_eps = 1e-5f;
@@ -525,44 +436,12 @@ clasp_status clasp_model_config_parse(const cJSON *root, const char *what,
     return CLASP_OK;
 }
 
-/* Makes a relative text.tokenizer path absolute: the folder of `path` (the config file, which
- * exists: it was just read), made absolute with realpath, joined with the tokenizer path. The
- * result stays valid from any working directory, so a run's config.json and its checkpoints can
- * be reopened from elsewhere. */
-static clasp_status resolve_tokenizer_path(const char *path, clasp_tokenizer_config *tk) {
-    if (!tk->file[0] || tk->file[0] == '/') return CLASP_OK;
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else if ((size_t)(slash - path) < sizeof dir)
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    else
-        return bad(path, "text.tokenizer", "path", "config path too long");
-    char *abs = realpath(dir, NULL);
-    if (!abs)
-        return clasp_set_error(CLASP_ERR_IO,
-                               "%s: field 'text.tokenizer.path': cannot resolve "
-                               "the config's folder %s",
-                               path, dir);
-    char joined[sizeof tk->file];
-    int k = snprintf(joined, sizeof joined, "%s%s%s", abs, strcmp(abs, "/") ? "/" : "", tk->file);
-    free(abs);
-    if (k < 0 || (size_t)k >= sizeof joined)
-        return bad(path, "text.tokenizer", "path", "too long once joined with the config's folder");
-    memcpy(tk->file, joined, (size_t)k + 1);
-    return CLASP_OK;
-}
-
 clasp_status clasp_model_config_load(const char *path, clasp_model_config *cfg) {
     cJSON *root;
     memset(cfg, 0, sizeof *cfg);
     CLASP_TRY(clasp_json_load(path, &root));
     clasp_status s = clasp_model_config_parse(root, path, cfg);
     cJSON_Delete(root);
-    if (s == CLASP_OK) s = resolve_tokenizer_path(path, &cfg->text.tokenizer);
     return s;
 }
 
@@ -572,30 +451,8 @@ static const char *pool_name(clasp_pool p) {
     return p == CLASP_POOL_CLS ? "cls" : p == CLASP_POOL_MEAN ? "mean" : "eos";
 }
 
-/* A float as the double of its shortest decimal form: prints short ("1e-05", not
- * "9.9999997473787516e-06") and parses back to the same float. */
-static double nice_double(float v) {
-    for (int digits = 6; digits <= 9; digits++) {
-        char buf[40];
-        snprintf(buf, sizeof buf, "%.*g", digits, (double)v);
-        double d;
-        if (sscanf(buf, "%lf", &d) == 1 && (float)d == v) return d;
-    }
-    return (double)v;
-}
-
 static bool add_float(cJSON *o, const char *name, float v) {
-    return cJSON_AddNumberToObject(o, name, nice_double(v)) != NULL;
-}
-
-static bool add_float_array(cJSON *o, const char *name, const float *v, int n) {
-    cJSON *a = cJSON_AddArrayToObject(o, name);
-    if (!a) return false;
-    for (int i = 0; i < n; i++) {
-        cJSON *x = cJSON_CreateNumber(nice_double(v[i]));
-        if (!x || !cJSON_AddItemToArray(a, x)) return false;
-    }
-    return true;
+    return cJSON_AddNumberToObject(o, name, clasp_json_short_float(v)) != NULL;
 }
 
 static bool add_conv_fc(cJSON *o, int n_conv, const clasp_conv_block *convs, int n_fc,
@@ -638,10 +495,7 @@ static bool image_to_json(cJSON *root, const clasp_image_tower_config *ic) {
              add_float(o, "ln_eps", ic->ln_eps) &&
              cJSON_AddStringToObject(o, "act", ic->gelu_tanh ? "gelu_tanh" : "gelu");
     }
-    static const char *const rs[] = {"shortest", "longest", "squash"};
-    return ok && add_float_array(o, "mean", ic->mean, ic->channels) &&
-           add_float_array(o, "std", ic->std, ic->channels) &&
-           cJSON_AddStringToObject(o, "resize", rs[ic->resize]);
+    return ok;
 }
 
 static bool text_to_json(cJSON *root, const clasp_text_tower_config *tc) {
@@ -660,14 +514,6 @@ static bool text_to_json(cJSON *root, const clasp_text_tower_config *tc) {
               cJSON_AddNumberToObject(o, "pad_id", tc->pad_id) &&
               add_float(o, "ln_eps", tc->ln_eps) &&
               cJSON_AddStringToObject(o, "act", tc->gelu_tanh ? "gelu_tanh" : "gelu");
-    if (ok && tc->tokenizer.type[0]) {
-        cJSON *t = cJSON_AddObjectToObject(o, "tokenizer");
-        ok = t && cJSON_AddStringToObject(t, "type", tc->tokenizer.type) &&
-             cJSON_AddNumberToObject(t, "bos", tc->tokenizer.bos) &&
-             cJSON_AddNumberToObject(t, "eos", tc->tokenizer.eos) &&
-             cJSON_AddNumberToObject(t, "pad", tc->tokenizer.pad) &&
-             (!tc->tokenizer.file[0] || cJSON_AddStringToObject(t, "file", tc->tokenizer.file));
-    }
     return ok;
 }
 
@@ -689,16 +535,15 @@ static bool audio_to_json(cJSON *root, const clasp_audio_tower_config *ac) {
              add_float(o, "ln_eps", ac->ln_eps) &&
              cJSON_AddStringToObject(o, "act", ac->gelu_tanh ? "gelu_tanh" : "gelu");
     }
-    /* the front-end fields, verbatim and in their order */
-    cJSON *fe = ok ? cJSON_Parse(ac->frontend_json) : NULL;
-    ok = fe != NULL && cJSON_IsObject(fe);
-    while (ok && fe->child) {
-        cJSON *it = cJSON_DetachItemViaPointer(fe, fe->child);
-        ok = cJSON_AddItemToObject(o, it->string, it);
-        if (!ok) cJSON_Delete(it);
-    }
-    cJSON_Delete(fe);
-    return ok;
+    /* the front-end fields that fix the input size (n_fft when given, center when false); the
+     * others are preprocessing (clasp_preprocess_add_json writes every given field back in its
+     * order) */
+    return ok && cJSON_AddNumberToObject(o, "sample_rate", ac->sample_rate) &&
+           cJSON_AddNumberToObject(o, "clip_seconds", ac->clip_seconds) &&
+           cJSON_AddNumberToObject(o, "hop_length", ac->hop_length) &&
+           cJSON_AddNumberToObject(o, "n_mels", ac->n_mels) &&
+           (ac->n_fft == 0 || cJSON_AddNumberToObject(o, "n_fft", ac->n_fft)) &&
+           (ac->center || cJSON_AddBoolToObject(o, "center", false));
 }
 
 clasp_status clasp_model_config_to_json(const clasp_model_config *cfg, cJSON **out) {

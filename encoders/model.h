@@ -112,15 +112,6 @@ typedef enum clasp_audio_type {
     CLASP_AUDIO_TYPE_AST  /* "ast": audio spectrogram transformer */
 } clasp_audio_type;
 
-/* How an image is brought to size x size (OpenCLIP's resize_mode names): "shortest" scales
- * the shorter side to `size` and center-crops; "longest" scales the longer side and pads;
- * "squash" scales both sides independently. */
-typedef enum clasp_resize_mode {
-    CLASP_RESIZE_SHORTEST = 0,
-    CLASP_RESIZE_LONGEST,
-    CLASP_RESIZE_SQUASH
-} clasp_resize_mode;
-
 /* One CNN block: conv(k, stride, padding) -> ReLU -> maxpool(pool) when pool > 0. JSON:
  * {"channels": OC, "kernel": K, "stride": 1, "padding": 0, "pool": 0}. */
 typedef struct clasp_conv_block {
@@ -141,24 +132,7 @@ typedef struct clasp_image_tower_config {
     clasp_pool pool;                                 /* "pool": "cls" | "mean" */
     float ln_eps;                                    /* "ln_eps", default 1e-5 */
     bool gelu_tanh;                                  /* "act": "gelu" (default) | "gelu_tanh" */
-    /* preprocessing (used by the pipeline): pixel p in [0,1] -> (p - mean[c]) / std[c] */
-    float mean[CLASP_MAX_IMAGE_CHANNELS]; /* "mean": [..channels], default 0 */
-    float std[CLASP_MAX_IMAGE_CHANNELS];  /* "std": [..channels], default 1 */
-    clasp_resize_mode resize;             /* "resize", default "shortest" */
 } clasp_image_tower_config;
-
-/* Tokenizer description kept for modalities/text.c and export; JSON object "tokenizer":
- * {"type": "bytes" | "bpe", "bos": 256, "eos": 257, "pad": 258, "path": "tokenizer.json"}.
- * "path" (older spelling: "file"; required for "bpe") names the BPE's tokenizer.json. A relative
- * path is relative to the folder of the config file that names it, as in modalities/tokenizer.h:
- * clasp_model_config_load stores it made absolute (configs/emoji-small.json's "emoji-bpe.json"
- * is configs/emoji-bpe.json from any working directory). clasp_model_config_parse keeps it as
- * written (an export's "tokenizer.json" is joined with the export folder by its reader). */
-typedef struct clasp_tokenizer_config {
-    char type[16];     /* "bytes" or "bpe" ("" when the text object has no tokenizer) */
-    int bos, eos, pad; /* token ids, -1 when absent */
-    char file[256];    /* BPE tokenizer.json ("" if none); absolute after clasp_model_config_load */
-} clasp_tokenizer_config;
 
 typedef struct clasp_text_tower_config {
     clasp_text_type type; /* "type": "transformer"; NONE = no text tower */
@@ -167,16 +141,12 @@ typedef struct clasp_text_tower_config {
     int width, layers, heads, mlp_width;
     bool causal;     /* "causal", default true */
     clasp_pool pool; /* "pool": "eos" (default) | "mean" */
-    int eos_id;      /* "eos_id", default tokenizer.eos; required for pool "eos" */
-    int pad_id;      /* "pad_id", default tokenizer.pad, -1 = none. PAD keys are masked out
-                        of attention and out of mean pooling. */
+    int eos_id;      /* "eos_id", default "tokenizer": {"eos"}; required for pool "eos" */
+    int pad_id;      /* "pad_id", default "tokenizer": {"pad"}, -1 = none. PAD keys are masked
+                        out of attention and out of mean pooling. */
     float ln_eps;    /* default 1e-5 */
     bool gelu_tanh;  /* "act": "gelu" (default, exact erf) | "gelu_tanh" */
-    clasp_tokenizer_config tokenizer;
 } clasp_text_tower_config;
-
-/* Room for the audio front-end fields kept as JSON text (see clasp_audio_tower_config). */
-#define CLASP_AUDIO_FRONTEND_JSON_MAX 1536
 
 /* The "audio" object of a model config. It holds two kinds of fields:
  *
@@ -184,14 +154,12 @@ typedef struct clasp_text_tower_config {
  * (blocks as the image CNN's), "fc"; ast: "patch_freq", "patch_time", "width", "layers",
  * "heads", "mlp_width", "pool" ("cls" default | "mean"), "ln_eps", "act".
  *
- * Front-end fields (the log-mel chain of modalities/audio.h, parsed there by
- * clasp_audio_config_from_json): sample_rate, clip_seconds, pad, crop, resample_quality,
+ * Front-end fields (the log-mel chain of modalities/audio.h, composed by
+ * modalities/preprocess.h): sample_rate, clip_seconds, pad, crop, resample_quality,
  * min_seconds, n_fft, win_length, hop_length, window, center, pad_mode, n_mels, fmin, fmax,
- * mel_scale, mel_norm, power, log, log_floor, norm_mean, norm_std, nonfinite. encoders/ links
- * only core (DESIGN.md), so they are kept verbatim as compact JSON in `frontend_json` (the
- * pipeline and the export hand it to clasp_audio_config_from_json) and this parser checks
- * only their JSON types plus the ones that fix the tower's input size, which must be given
- * explicitly: "sample_rate", "clip_seconds", "hop_length", "n_mels" (and "n_fft" when
+ * mel_scale, mel_norm, power, log, log_floor, norm_mean, norm_std, nonfinite. This parser
+ * accepts them by name and reads only the ones that fix the tower's input size, which must be
+ * given explicitly: "sample_rate", "clip_seconds", "hop_length", "n_mels" (and "n_fft" when
  * "center" is false; "center" defaults to true as in modalities). From them:
  *     clip_samples = llround(clip_seconds * sample_rate)
  *     n_frames = center ? 1 + clip_samples / hop_length : 1 + (clip_samples - n_fft) / hop_length
@@ -211,13 +179,11 @@ typedef struct clasp_audio_tower_config {
     int n_fc;
     int fc[CLASP_MAX_FC_LAYERS]; /* "fc": hidden widths (ReLU after each); then fc to embed */
     /* ast */
-    int patch_freq, patch_time;                        /* "patch_freq", "patch_time" */
-    int width, layers, heads, mlp_width;               /* as the ViT's */
-    clasp_pool pool;                                   /* "pool": "cls" | "mean" */
-    float ln_eps;                                      /* default 1e-5 */
-    bool gelu_tanh;                                    /* "act" */
-    char frontend_json[CLASP_AUDIO_FRONTEND_JSON_MAX]; /* the front-end fields, compact JSON
-                                                          object in the order given */
+    int patch_freq, patch_time;          /* "patch_freq", "patch_time" */
+    int width, layers, heads, mlp_width; /* as the ViT's */
+    clasp_pool pool;                     /* "pool": "cls" | "mean" */
+    float ln_eps;                        /* default 1e-5 */
+    bool gelu_tanh;                      /* "act" */
 } clasp_audio_tower_config;
 
 typedef struct clasp_model_config {
@@ -231,16 +197,18 @@ typedef struct clasp_model_config {
     clasp_audio_tower_config audio;
 } clasp_model_config;
 
-/* Reads configs/NAME.json. Unknown keys (except ones starting with '_', for comments), a
- * missing field, a wrong type, an unknown tower type, a non-positive size, heads not dividing
- * width, spatial sizes that vanish, an output_dim differing from embed_dim... are
+/* Reads the towers of configs/NAME.json (its preprocessing fields: modalities/preprocess.h,
+ * whose keys this parser knows by name). Unknown keys (except ones starting with '_', for
+ * comments), a missing field, a wrong type, an unknown tower type, a non-positive size, heads not
+ * dividing width, spatial sizes that vanish, an output_dim differing from embed_dim... are
  * CLASP_ERR_CONFIG with a message naming the file and the field path ("image.conv[1].kernel",
  * "audio.patch_time"). */
 clasp_status clasp_model_config_load(const char *path, clasp_model_config *cfg);
 /* Same from a parsed document; `what` names it in messages. */
 clasp_status clasp_model_config_parse(const cJSON *root, const char *what, clasp_model_config *cfg);
-/* Serialises every field (defaults made explicit) so that parsing the result gives the same
- * config. Caller owns *out (cJSON_Delete). */
+/* Serialises every tower field (defaults made explicit) so that parsing the result gives the
+ * same config; clasp_preprocess_add_json adds the preprocessing fields to the same document.
+ * Caller owns *out (cJSON_Delete). */
 clasp_status clasp_model_config_to_json(const clasp_model_config *cfg, cJSON **out);
 
 /* ---- model ----------------------------------------------------------------------------- */

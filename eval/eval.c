@@ -94,20 +94,20 @@ static char *fill_template_(const char *tmpl, const char *name) {
     return out;
 }
 
-clasp_status clasp_eval_class_embeddings(clasp_engine *e, char **names, int n_classes,
-                                         char **templates, int n_templates, float *out) {
-    const clasp_model_config *mc = &e->models[0].config;
-    clasp_loader_config lc;
-    clasp_tokenizer *tok = NULL;
-    CLASP_TRY(clasp_data_loader_config(mc, &lc, &tok));
-    const int T = mc->text.context_length, D = e->D;
+clasp_status clasp_eval_class_embeddings(clasp_engine *e, const clasp_preprocess *pre, char **names,
+                                         int n_classes, char **templates, int n_templates,
+                                         float *out) {
+    if (!pre->has_text)
+        return clasp_set_error(CLASP_ERR_CONFIG, "zero-shot: the model has no text tower");
+    const clasp_tokenizer *tok = pre->tokenizer;
+    const int T = pre->context_length, D = e->D;
     static char *const only_name[1] = {"{}"};
     if (n_templates <= 0) {
         templates = (char **)only_name;
         n_templates = 1;
     }
     size_t np = (size_t)n_classes * (size_t)n_templates;
-    int32_t *tokens = malloc(np * (size_t)T * sizeof(int32_t));
+    int32_t *tokens = calloc(np * (size_t)T, sizeof(int32_t));
     float *emb = malloc(np * (size_t)D * sizeof(float));
     clasp_status s =
         (tokens && emb) ? CLASP_OK : clasp_set_error(CLASP_ERR_NOMEM, "zero-shot: out of memory");
@@ -143,7 +143,6 @@ clasp_status clasp_eval_class_embeddings(clasp_engine *e, char **names, int n_cl
     }
     free(tokens);
     free(emb);
-    clasp_tokenizer_free(tok);
     return s;
 }
 
@@ -303,15 +302,14 @@ static clasp_status collect_all_captions_(clasp_engine *e, const clasp_loader_co
     return st;
 }
 
-clasp_status clasp_eval_collect(clasp_engine *e, const char *spec, clasp_eval_text text,
-                                int workers, clasp_eval_set *out) {
+clasp_status clasp_eval_collect(clasp_engine *e, const clasp_preprocess *pre, const char *spec,
+                                clasp_eval_text text, int workers, clasp_eval_set *out) {
     memset(out, 0, sizeof *out);
     out->D = e->D;
     clasp_loader_config lc;
-    clasp_tokenizer *tok = NULL;
-    CLASP_TRY(clasp_data_loader_config(&e->models[0].config, &lc, &tok));
+    CLASP_TRY(clasp_data_loader_config(
+        pre, CLASP_NEED_IMAGE | (text == CLASP_EVAL_TEXT_NONE ? 0u : CLASP_NEED_TEXT), &lc));
     clasp_loader_config_eval(&lc, spec, (size_t)e->opt.batch_size, workers);
-    lc.required = CLASP_NEED_IMAGE | (text == CLASP_EVAL_TEXT_NONE ? 0u : CLASP_NEED_TEXT);
     clasp_loader *L = NULL;
     clasp_status s = clasp_loader_open(&lc, NULL, &L);
     int64_t icap = 0, tcap = 0;
@@ -351,7 +349,6 @@ clasp_status clasp_eval_collect(clasp_engine *e, const char *spec, clasp_eval_te
     if (s == CLASP_OK && out->n == 0)
         s = clasp_set_error(CLASP_ERR_FORMAT, "%s: no usable sample to evaluate", spec);
     if (s == CLASP_OK && text == CLASP_EVAL_TEXT_ALL) s = collect_all_captions_(e, &lc, spec, out);
-    clasp_tokenizer_free(tok);
     if (s != CLASP_OK) clasp_eval_set_free(out);
     return s;
 }
@@ -447,8 +444,8 @@ static clasp_status read_prompts_(const char *classes_path, const char *template
     return s;
 }
 
-clasp_status clasp_eval_zeroshot(clasp_engine *e, const char *spec, const char *classes_path,
-                                 const char *templates_path, int workers,
+clasp_status clasp_eval_zeroshot(clasp_engine *e, const clasp_preprocess *pre, const char *spec,
+                                 const char *classes_path, const char *templates_path, int workers,
                                  clasp_zeroshot_result *r) {
     memset(r, 0, sizeof *r);
     char **names = NULL, **tmpls = NULL;
@@ -456,10 +453,10 @@ clasp_status clasp_eval_zeroshot(clasp_engine *e, const char *spec, const char *
     CLASP_TRY(read_prompts_(classes_path, templates_path, &names, &nc, &tmpls, &nt));
     float *cls = malloc((size_t)nc * (size_t)e->D * sizeof(float));
     clasp_status s = cls ? CLASP_OK : clasp_set_error(CLASP_ERR_NOMEM, "zero-shot: out of memory");
-    if (s == CLASP_OK) s = clasp_eval_class_embeddings(e, names, nc, tmpls, nt, cls);
+    if (s == CLASP_OK) s = clasp_eval_class_embeddings(e, pre, names, nc, tmpls, nt, cls);
     clasp_eval_set set;
     memset(&set, 0, sizeof set);
-    if (s == CLASP_OK) s = clasp_eval_collect(e, spec, CLASP_EVAL_TEXT_NONE, workers, &set);
+    if (s == CLASP_OK) s = clasp_eval_collect(e, pre, spec, CLASP_EVAL_TEXT_NONE, workers, &set);
     if (s == CLASP_OK) {
         s = clasp_eval_zeroshot_set(&set, cls, nc, r, NULL, NULL);
         if (s != CLASP_OK) clasp_wrap_error(s, "%s", spec);
@@ -471,11 +468,12 @@ clasp_status clasp_eval_zeroshot(clasp_engine *e, const char *spec, const char *
     return s;
 }
 
-clasp_status clasp_eval_zeroshot_for_train(clasp_engine *e, const char *val_spec,
-                                           const char *classes, const char *templates, int workers,
+clasp_status clasp_eval_zeroshot_for_train(clasp_engine *e, const clasp_preprocess *pre,
+                                           const char *val_spec, const char *classes,
+                                           const char *templates, int workers,
                                            clasp_train_eval_result *out) {
     clasp_zeroshot_result zr;
-    CLASP_TRY(clasp_eval_zeroshot(e, val_spec, classes, templates, workers, &zr));
+    CLASP_TRY(clasp_eval_zeroshot(e, pre, val_spec, classes, templates, workers, &zr));
     *out = (clasp_train_eval_result){.top1 = zr.top1,
                                      .top5 = zr.top5,
                                      .mean_recall = zr.mean_recall,

@@ -28,22 +28,26 @@ typedef struct clasp_zeroshot_result {
 
 /* clasp_eval_zeroshot in the shape of clasp_train_eval_fn (train/trainer.h): the trainer's
  * evaluation during and after training. */
-clasp_status clasp_eval_zeroshot_for_train(clasp_engine *e, const char *val_spec,
-                                           const char *classes, const char *templates, int workers,
+clasp_status clasp_eval_zeroshot_for_train(clasp_engine *e, const clasp_preprocess *pre,
+                                           const char *val_spec, const char *classes,
+                                           const char *templates, int workers,
                                            clasp_train_eval_result *out);
 
 /* Reads class names (one per line) and templates (one per line with "{}" for the class name;
  * NULL = the class name alone), embeds the prompts, then every image of `spec` in order, and
- * scores argmax cosine against the labels in the samples' "cls" field. `workers` decode
+ * scores argmax cosine against the labels in the samples' "cls" field. Texts and images are
+ * preprocessed per `pre` (the model config's, modalities/preprocess.h). `workers` decode
  * threads. Errors name the file (empty class list, a template without "{}", unreadable
  * spec). */
-clasp_status clasp_eval_zeroshot(clasp_engine *e, const char *spec, const char *classes_path,
-                                 const char *templates_path, int workers,
+clasp_status clasp_eval_zeroshot(clasp_engine *e, const clasp_preprocess *pre, const char *spec,
+                                 const char *classes_path, const char *templates_path, int workers,
                                  clasp_zeroshot_result *out);
 
-/* Class embeddings (n_classes, D), normalised, from names and templates already in memory. */
-clasp_status clasp_eval_class_embeddings(clasp_engine *e, char **names, int n_classes,
-                                         char **templates, int n_templates, float *out);
+/* Class embeddings (n_classes, D), normalised, from names and templates already in memory,
+ * tokenized with pre's tokenizer and context length. */
+clasp_status clasp_eval_class_embeddings(clasp_engine *e, const clasp_preprocess *pre, char **names,
+                                         int n_classes, char **templates, int n_templates,
+                                         float *out);
 
 /* ---- one embedding pass over a spec ---------------------------------------------------- */
 
@@ -69,11 +73,12 @@ typedef struct clasp_eval_set {
     int64_t bad_captions; /* extra captions dropped (invalid UTF-8, empty) with TEXT_ALL */
 } clasp_eval_set;
 
-/* Embeds every sample of `spec` (evaluation order, no augmentation) with the engine's model:
+/* Embeds every sample of `spec` (evaluation order, no augmentation, preprocessed per `pre`)
+ * with the engine's model:
  * `workers` decode threads. Errors: an unreadable spec, no usable sample (CLASP_ERR_FORMAT
  * naming the spec), CLASP_ERR_NOMEM. Free with clasp_eval_set_free. */
-clasp_status clasp_eval_collect(clasp_engine *e, const char *spec, clasp_eval_text text,
-                                int workers, clasp_eval_set *out);
+clasp_status clasp_eval_collect(clasp_engine *e, const clasp_preprocess *pre, const char *spec,
+                                clasp_eval_text text, int workers, clasp_eval_set *out);
 void clasp_eval_set_free(clasp_eval_set *s);
 
 /* Zero-shot scores of a collected set against class embeddings cls (n_classes, D): fills r

@@ -45,31 +45,6 @@ static bool is_dir_(const char *p) {
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static const char *resize_name_(clasp_resize_mode r) {
-    return r == CLASP_RESIZE_SQUASH ? "squash" : r == CLASP_RESIZE_LONGEST ? "longest" : "shortest";
-}
-
-/* The audio front-end of a model config: its "audio" front-end fields (kept as JSON in
- * audio.frontend_json) parsed by modalities/audio.h, checked against the tower's input size.
- * `file` names the config in messages. */
-static clasp_status audio_frontend_of_(const clasp_model_config *mc, const char *file,
-                                       clasp_audio_config *out) {
-    cJSON *fj = cJSON_Parse(mc->audio.frontend_json);
-    if (!fj)
-        return clasp_set_error(CLASP_ERR_CONFIG, "%s: field 'audio': front-end fields are not JSON",
-                               file);
-    clasp_status s = clasp_audio_config_from_json(fj, file, "audio", out);
-    cJSON_Delete(fj);
-    if (s == CLASP_OK && (out->mel.n_mels != mc->audio.n_mels ||
-                          clasp_audio_clip_frames(out) != (size_t)mc->audio.n_frames))
-        s = clasp_set_error(CLASP_ERR_CONFIG,
-                            "%s: field 'audio': the front-end makes %d mels x %zu frames but the "
-                            "audio tower takes %d x %d",
-                            file, out->mel.n_mels, clasp_audio_clip_frames(out), mc->audio.n_mels,
-                            mc->audio.n_frames);
-    return s;
-}
-
 /* preprocess.json's "audio" object: the whole front-end, the evaluation crop and the derived
  * tower input size. NULL on allocation failure. */
 static cJSON *audio_preprocess_json_(const clasp_audio_config *ac) {
@@ -85,12 +60,20 @@ static cJSON *audio_preprocess_json_(const clasp_audio_config *ac) {
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
-/* The config JSON as exported: a BPE tokenizer's file is the export's tokenizer.json. */
-static clasp_status export_config_json_(const clasp_model_config *mc, cJSON **out) {
-    clasp_model_config c = *mc;
-    if (!strcmp(c.text.tokenizer.type, "bpe"))
-        snprintf(c.text.tokenizer.file, sizeof c.text.tokenizer.file, "tokenizer.json");
-    return clasp_model_config_to_json(&c, out);
+/* The config JSON as exported (towers and preprocessing): a BPE tokenizer's file is the
+ * export's tokenizer.json. */
+static clasp_status export_config_json_(const clasp_model_config *mc, const clasp_preprocess *pre,
+                                        cJSON **out) {
+    clasp_preprocess p = *pre; /* shares the tokenizer; only the spec changes */
+    if (!strcmp(p.tokenizer_spec.type, "bpe"))
+        snprintf(p.tokenizer_spec.path, sizeof p.tokenizer_spec.path, "tokenizer.json");
+    CLASP_TRY(clasp_model_config_to_json(mc, out));
+    clasp_status s = clasp_preprocess_add_json(&p, *out);
+    if (s != CLASP_OK) {
+        cJSON_Delete(*out);
+        *out = NULL;
+    }
+    return s;
 }
 
 static cJSON *float_array_(const float *v, int n) {
@@ -106,27 +89,23 @@ static cJSON *float_array_(const float *v, int n) {
     return a;
 }
 
-/* *out = preprocess.json's document (caller deletes). A bad audio front-end is
- * CLASP_ERR_CONFIG naming the field. */
-static clasp_status preprocess_json_(const clasp_model_config *mc, const clasp_tokenizer *tok,
-                                     cJSON **out) {
+/* *out = preprocess.json's document (caller deletes). */
+static clasp_status preprocess_json_(const clasp_preprocess *pre, cJSON **out) {
     *out = NULL;
-    clasp_text_config tc = clasp_text_default_config();
-    clasp_audio_config ac;
-    if (mc->audio.type != CLASP_AUDIO_TYPE_NONE)
-        CLASP_TRY(audio_frontend_of_(mc, "model config", &ac));
+    const clasp_tokenizer *tok = pre->tokenizer;
+    const clasp_text_config tc = pre->text;
     cJSON *root = cJSON_CreateObject();
     if (!root) return clasp_set_error(CLASP_ERR_NOMEM, "export: out of memory");
     bool ok = cJSON_AddStringToObject(root, "format", "clasp-preprocess") &&
               cJSON_AddNumberToObject(root, "version", 1);
-    if (ok && mc->image.type != CLASP_IMAGE_NONE) {
-        const clasp_image_tower_config *ic = &mc->image;
+    if (ok && pre->has_image) {
+        const clasp_image_config *ic = &pre->image;
         cJSON *im = cJSON_AddObjectToObject(root, "image");
         cJSON *mean = float_array_(ic->mean, ic->channels);
         cJSON *sd = float_array_(ic->std, ic->channels);
         ok = im && mean && sd && cJSON_AddNumberToObject(im, "channels", ic->channels) &&
              cJSON_AddNumberToObject(im, "size", ic->size) &&
-             cJSON_AddStringToObject(im, "resize", resize_name_(ic->resize)) &&
+             cJSON_AddStringToObject(im, "resize", clasp_image_resize_name(ic->mode)) &&
              cJSON_AddStringToObject(im, "filter", "catmull-rom") &&
              cJSON_AddStringToObject(im, "alpha", "white") &&
              cJSON_AddStringToObject(im, "scale", "x / 255");
@@ -138,10 +117,10 @@ static clasp_status preprocess_json_(const clasp_model_config *mc, const clasp_t
             cJSON_Delete(sd);
         }
     }
-    if (ok && mc->text.type != CLASP_TEXT_NONE) {
+    if (ok && pre->has_text) {
         cJSON *t = cJSON_AddObjectToObject(root, "text");
         cJSON *nz = t ? cJSON_AddObjectToObject(t, "normalize") : NULL;
-        ok = t && nz && cJSON_AddNumberToObject(t, "context_length", mc->text.context_length) &&
+        ok = t && nz && cJSON_AddNumberToObject(t, "context_length", pre->context_length) &&
              cJSON_AddStringToObject(t, "tokenizer",
                                      clasp_tokenizer_kind(tok) == CLASP_TOKENIZER_BPE ? "bpe"
                                                                                       : "bytes") &&
@@ -155,8 +134,8 @@ static clasp_status preprocess_json_(const clasp_model_config *mc, const clasp_t
              cJSON_AddBoolToObject(nz, "collapse_whitespace", tc.collapse_whitespace) &&
              cJSON_AddBoolToObject(nz, "trim", tc.trim);
     }
-    if (ok && mc->audio.type != CLASP_AUDIO_TYPE_NONE) {
-        cJSON *a = audio_preprocess_json_(&ac);
+    if (ok && pre->has_audio) {
+        cJSON *a = audio_preprocess_json_(&pre->audio);
         ok = a != NULL;
         if (ok) cJSON_AddItemToObject(root, "audio", a);
     }
@@ -180,13 +159,13 @@ static void remove_flat_dir_(const char *dir) {
     rmdir(dir);
 }
 
-static clasp_status write_files_(const clasp_model *m, const clasp_tokenizer *tok,
+static clasp_status write_files_(const clasp_model *m, const clasp_preprocess *pre,
                                  const char *dir) {
     char p[PATH_CAP];
-    cJSON *cfg = NULL, *pre = NULL;
+    cJSON *cfg = NULL, *pj = NULL;
     char *cfg_text = NULL;
     clasp_st_writer *w = NULL;
-    clasp_status s = export_config_json_(&m->config, &cfg);
+    clasp_status s = export_config_json_(&m->config, pre, &cfg);
     if (s == CLASP_OK) {
         join_(p, sizeof p, dir, "config.json");
         s = clasp_json_save(p, cfg);
@@ -205,24 +184,24 @@ static clasp_status write_files_(const clasp_model *m, const clasp_tokenizer *to
     }
     if (s == CLASP_OK) {
         join_(p, sizeof p, dir, "tokenizer.json");
-        s = clasp_tokenizer_save(tok, p);
+        s = clasp_tokenizer_save(pre->tokenizer, p);
     }
-    if (s == CLASP_OK) s = preprocess_json_(&m->config, tok, &pre);
+    if (s == CLASP_OK) s = preprocess_json_(pre, &pj);
     if (s == CLASP_OK) {
         join_(p, sizeof p, dir, "preprocess.json");
-        s = clasp_json_save(p, pre);
+        s = clasp_json_save(p, pj);
     }
     clasp_st_writer_free(w);
     cJSON_free(cfg_text);
     cJSON_Delete(cfg);
-    cJSON_Delete(pre);
+    cJSON_Delete(pj);
     return s;
 }
 
-clasp_status clasp_export_model(const clasp_model *m, const clasp_tokenizer *tok,
+clasp_status clasp_export_model(const clasp_model *m, const clasp_preprocess *pre,
                                 const char *out_dir) {
-    if (!m || !tok || !out_dir || !*out_dir)
-        return clasp_set_error(CLASP_ERR_ARG, "export: NULL model, tokenizer or folder");
+    if (!m || !pre || !pre->tokenizer || !out_dir || !*out_dir)
+        return clasp_set_error(CLASP_ERR_ARG, "export: NULL model, preprocessing or folder");
     if (strlen(out_dir) > 4000)
         return clasp_set_error(CLASP_ERR_ARG, "export: folder name too long");
     char tmp[PATH_CAP], old[PATH_CAP];
@@ -233,7 +212,7 @@ clasp_status clasp_export_model(const clasp_model *m, const clasp_tokenizer *tok
     remove_flat_dir_(tmp);
     if (mkdir(tmp, 0755) != 0)
         return clasp_set_error(CLASP_ERR_IO, "%s: cannot create folder: %s", tmp, strerror(errno));
-    clasp_status s = write_files_(m, tok, tmp);
+    clasp_status s = write_files_(m, pre, tmp);
     if (s != CLASP_OK) {
         remove_flat_dir_(tmp);
         return clasp_wrap_error(s, "export to %s", out_dir);
@@ -289,21 +268,24 @@ static clasp_status check_num_(const cJSON *obj, const char *name, const char *f
     return CLASP_OK;
 }
 
-static clasp_status check_floats_(const cJSON *obj, const char *name, const char *file,
-                                  const char *prefix, const float *want, int n) {
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n)
-        return clasp_set_error(CLASP_ERR_CONFIG,
-                               "%s: field '%s.%s' must be an array of %d numbers (config.json)",
-                               file, prefix, name, n);
-    for (int i = 0; i < n; i++) {
-        const cJSON *x = cJSON_GetArrayItem(a, i);
-        if (!cJSON_IsNumber(x) || fabs(x->valuedouble - (double)want[i]) > 1e-6)
-            return clasp_set_error(CLASP_ERR_CONFIG,
-                                   "%s: field '%s.%s[%d]' differs from config.json (%g)", file,
-                                   prefix, name, i, (double)want[i]);
+/* preprocess.json's "image" (parsed by clasp_image_config_from_json, as config.json's) must
+ * equal config.json's image preprocessing. */
+static clasp_status check_image_(const clasp_image_config *got, const clasp_image_config *want,
+                                 const char *p) {
+    char field[32] = "";
+    if (got->channels != want->channels)
+        snprintf(field, sizeof field, "channels");
+    else if (got->size != want->size)
+        snprintf(field, sizeof field, "size");
+    else if (got->mode != want->mode)
+        snprintf(field, sizeof field, "resize");
+    for (int c = 0; !field[0] && c < want->channels; c++) {
+        if (got->mean[c] != want->mean[c]) snprintf(field, sizeof field, "mean[%d]", c);
+        if (!field[0] && got->std[c] != want->std[c]) snprintf(field, sizeof field, "std[%d]", c);
     }
-    return CLASP_OK;
+    if (!field[0]) return CLASP_OK;
+    return clasp_set_error(CLASP_ERR_CONFIG, "%s: field 'image.%s' differs from config.json", p,
+                           field);
 }
 
 /* preprocess.json's "audio" object (`au`, in file p) must hold every front-end field, each
@@ -354,8 +336,7 @@ static clasp_status check_audio_preprocess_(const cJSON *au, const char *p,
 }
 
 /* preprocess.json must describe what config.json implies. */
-static clasp_status check_preprocess_(const char *dir, const clasp_model_config *mc,
-                                      const clasp_tokenizer *tok, const clasp_audio_config *audio) {
+static clasp_status check_preprocess_(const char *dir, const clasp_preprocess *pre) {
     char p[PATH_CAP];
     join_(p, sizeof p, dir, "preprocess.json");
     if (!is_file_(p)) return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: missing", p);
@@ -363,33 +344,21 @@ static clasp_status check_preprocess_(const char *dir, const clasp_model_config 
     CLASP_TRY(clasp_json_load(p, &root));
     clasp_status s = CLASP_OK;
     const cJSON *im = NULL, *tx = NULL, *au = NULL;
-    if (mc->image.type != CLASP_IMAGE_NONE) {
+    if (pre->has_image) {
+        clasp_image_config got;
         s = clasp_json_obj(root, "image", p, "", &im);
-        if (s == CLASP_OK) s = check_num_(im, "channels", p, "image", mc->image.channels);
-        if (s == CLASP_OK) s = check_num_(im, "size", p, "image", mc->image.size);
-        if (s == CLASP_OK) {
-            char r[32];
-            s = clasp_json_str(im, "resize", p, "image", r, sizeof r);
-            if (s == CLASP_OK && strcmp(r, resize_name_(mc->image.resize)))
-                s = clasp_set_error(
-                    CLASP_ERR_CONFIG,
-                    "%s: field 'image.resize' is \"%s\" but config.json says \"%s\"", p, r,
-                    resize_name_(mc->image.resize));
-        }
-        if (s == CLASP_OK)
-            s = check_floats_(im, "mean", p, "image", mc->image.mean, mc->image.channels);
-        if (s == CLASP_OK)
-            s = check_floats_(im, "std", p, "image", mc->image.std, mc->image.channels);
+        if (s == CLASP_OK) s = clasp_image_config_from_json(im, p, "image", &got);
+        if (s == CLASP_OK) s = check_image_(&got, &pre->image, p);
     }
-    if (s == CLASP_OK && mc->text.type != CLASP_TEXT_NONE) {
+    if (s == CLASP_OK && pre->has_text) {
         s = clasp_json_obj(root, "text", p, "", &tx);
-        if (s == CLASP_OK) s = check_num_(tx, "context_length", p, "text", mc->text.context_length);
+        if (s == CLASP_OK) s = check_num_(tx, "context_length", p, "text", pre->context_length);
         if (s == CLASP_OK)
-            s = check_num_(tx, "vocab_size", p, "text", clasp_tokenizer_vocab_size(tok));
+            s = check_num_(tx, "vocab_size", p, "text", clasp_tokenizer_vocab_size(pre->tokenizer));
     }
-    if (s == CLASP_OK && mc->audio.type != CLASP_AUDIO_TYPE_NONE) {
+    if (s == CLASP_OK && pre->has_audio) {
         s = clasp_json_obj(root, "audio", p, "", &au);
-        if (s == CLASP_OK) s = check_audio_preprocess_(au, p, audio);
+        if (s == CLASP_OK) s = check_audio_preprocess_(au, p, &pre->audio);
     }
     cJSON_Delete(root);
     return s;
@@ -458,7 +427,7 @@ void clasp_embedder_close(clasp_embedder *em) {
     if (em->own)
         for (int r = 0; r < em->n_rep; r++) clasp_model_free(&em->own[r]);
     free(em->own);
-    clasp_tokenizer_free(em->tok);
+    clasp_preprocess_free(&em->pre);
     clasp_audio_frontend_free(em->fe);
     free(em->pix);
     free(em->tokens);
@@ -467,14 +436,13 @@ void clasp_embedder_close(clasp_embedder *em) {
     memset(em, 0, sizeof *em);
 }
 
-/* em->lc and em->tok from em->config: the loader's evaluation-mode preprocessing (a model
- * without an image or text tower gets clasp_data_loader_config_any's placeholder). `file`
- * names the config in messages. */
-static clasp_status loader_config_(clasp_embedder *em, const char *file) {
-    CLASP_TRY(clasp_data_loader_config_any(&em->config, &em->lc, &em->tok));
-    if (em->config.audio.type != CLASP_AUDIO_TYPE_NONE)
-        CLASP_TRY(audio_frontend_of_(&em->config, file, &em->lc.audio));
-    return CLASP_OK;
+/* em->config (the towers), em->pre (the preprocessing) and em->lc (the loader's
+ * evaluation-mode preprocessing; callers set lc.required) from a model config document; `file`
+ * names it in messages and anchors a relative tokenizer path. */
+static clasp_status model_config_(clasp_embedder *em, const cJSON *cfg, const char *file) {
+    CLASP_TRY(clasp_model_config_parse(cfg, file, &em->config));
+    CLASP_TRY(clasp_preprocess_parse(cfg, file, &em->pre));
+    return clasp_data_loader_config(&em->pre, 0, &em->lc);
 }
 
 /* The compute side: the engine for image-text models, else `threads` own replicas; scratch
@@ -548,28 +516,23 @@ static clasp_status open_export_(clasp_embedder *em, const char *dir, int thread
                                    need[i]);
     cJSON *cfg;
     CLASP_TRY(clasp_json_load(p, &cfg));
-    clasp_status s = clasp_model_config_parse(cfg, p, &em->config);
-    if (s == CLASP_OK && !strcmp(em->config.text.tokenizer.type, "bpe") &&
-        !join_(em->config.text.tokenizer.file, sizeof em->config.text.tokenizer.file, dir,
-               "tokenizer.json"))
-        s = clasp_wrap_error(CLASP_ERR_ARG, "BPE tokenizer");
-    if (s == CLASP_OK) s = loader_config_(em, p);
+    clasp_status s = model_config_(em, cfg, p);
     if (s == CLASP_OK) {
         /* tokenizer.json must be the tokenizer config.json names */
         clasp_tokenizer *t2 = NULL;
         s = clasp_tokenizer_load(tp, &t2);
         if (s == CLASP_OK &&
-            (clasp_tokenizer_kind(t2) != clasp_tokenizer_kind(em->tok) ||
-             clasp_tokenizer_vocab_size(t2) != clasp_tokenizer_vocab_size(em->tok)))
+            (clasp_tokenizer_kind(t2) != clasp_tokenizer_kind(em->pre.tokenizer) ||
+             clasp_tokenizer_vocab_size(t2) != clasp_tokenizer_vocab_size(em->pre.tokenizer)))
             s = clasp_set_error(CLASP_ERR_CONFIG,
                                 "%s: a %s tokenizer of %d tokens, but config.json's "
                                 "text.tokenizer.type is \"%s\"",
                                 tp,
                                 clasp_tokenizer_kind(t2) == CLASP_TOKENIZER_BPE ? "bpe" : "bytes",
-                                clasp_tokenizer_vocab_size(t2), em->config.text.tokenizer.type);
+                                clasp_tokenizer_vocab_size(t2), em->pre.tokenizer_spec.type);
         clasp_tokenizer_free(t2);
     }
-    if (s == CLASP_OK) s = check_preprocess_(dir, &em->config, em->tok, &em->lc.audio);
+    if (s == CLASP_OK) s = check_preprocess_(dir, &em->pre);
     clasp_safetensors *st = NULL;
     if (s == CLASP_OK) s = clasp_st_open(mp, &st);
     if (s == CLASP_OK) s = check_meta_config_(st, mp, cfg, p);
@@ -594,9 +557,8 @@ static clasp_status open_checkpoint_(clasp_embedder *em, const char *path, int t
     snprintf(sp, sizeof sp, "%s/state.json", em->path);
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(c.state, "config");
     clasp_status s = cJSON_IsObject(cfg)
-                         ? clasp_model_config_parse(cfg, sp, &em->config)
+                         ? model_config_(em, cfg, sp)
                          : clasp_set_error(CLASP_ERR_FORMAT, "%s: field 'config' missing", sp);
-    if (s == CLASP_OK) s = loader_config_(em, sp);
     if (s == CLASP_OK) s = start_engine_(em, threads, batch);
     if (s == CLASP_OK) {
         clasp_model *m0 = clasp_embedder_model(em);
@@ -648,7 +610,7 @@ clasp_status clasp_export_checkpoint(const char *ckpt_or_run, const char *out_di
     CLASP_TRY(clasp_ckpt_resolve(ckpt_or_run, dir, sizeof dir));
     clasp_embedder em;
     CLASP_TRY(clasp_embedder_open(dir, 1, 1, &em));
-    clasp_status s = clasp_export_model(clasp_embedder_model(&em), em.tok, out_dir);
+    clasp_status s = clasp_export_model(clasp_embedder_model(&em), &em.pre, out_dir);
     if (s == CLASP_OK && ckpt_out) snprintf(ckpt_out, ckpt_cap, "%s", dir);
     clasp_embedder_close(&em);
     return s;
@@ -661,7 +623,7 @@ clasp_status clasp_embedder_tokenize(const clasp_embedder *em, const char *text,
     size_t nn = 0;
     CLASP_TRY(clasp_text_normalize(text, strlen(text), &em->lc.text, &norm, &nn));
     clasp_status s =
-        clasp_tokenizer_encode_n(em->tok, norm, nn, tokens, em->lc.context_length, NULL);
+        clasp_tokenizer_encode_n(em->pre.tokenizer, norm, nn, tokens, em->lc.context_length, NULL);
     free(norm);
     return s;
 }

@@ -4,7 +4,8 @@
  *   model.safetensors  every parameter by PyTorch-style name (encoders, projections,
  *                      logit_scale, logit_bias): no optimiser state; metadata "format":
  *                      "clasp-model" and "config" (the config JSON, checked against config.json)
- *   config.json        the model config (clasp_model_config_to_json); a BPE tokenizer's
+ *   config.json        the model config (clasp_model_config_to_json and
+ *                      clasp_preprocess_add_json); a BPE tokenizer's
  *                      "file" is "tokenizer.json", relative to the export
  *   tokenizer.json     clasp_tokenizer_save of the model's tokenizer (bytes or BPE)
  *   preprocess.json    what a consumer must do to raw inputs, for tools outside clasp:
@@ -54,13 +55,15 @@
 #include "core/status.h"
 #include "encoders/model.h"
 #include "modalities/audio.h"
+#include "modalities/preprocess.h"
 #include "modalities/tokenizer.h"
 #include "train/engine.h"
 #include "pipeline/loader.h"
 
-/* Writes an export of model `m` (its params) with tokenizer `tok` into out_dir (replaced
- * atomically if it exists). Errors: CLASP_ERR_IO naming the path, CLASP_ERR_NOMEM. */
-clasp_status clasp_export_model(const clasp_model *m, const clasp_tokenizer *tok,
+/* Writes an export of model `m` (its params) with its preprocessing `pre` (the tokenizer
+ * included: modalities/preprocess.h) into out_dir (replaced atomically if it exists). Errors:
+ * CLASP_ERR_IO naming the path, CLASP_ERR_NOMEM. */
+clasp_status clasp_export_model(const clasp_model *m, const clasp_preprocess *pre,
                                 const char *out_dir);
 
 /* `clasp export`: loads the checkpoint (a checkpoint folder, or a run folder's latest) and
@@ -76,24 +79,24 @@ typedef enum clasp_source_kind {
 
 typedef struct clasp_embedder {
     clasp_source_kind kind;
-    char path[4096];    /* the export or checkpoint folder */
-    char run_dir[4096]; /* the run folder holding the checkpoint, "" if none */
-    clasp_model_config config;
-    clasp_tokenizer *tok;     /* the text tower's tokenizer (byte-level when there is none) */
-    clasp_loader_config lc;   /* the loader's eval-mode preprocessing (image, text, audio) */
-    clasp_engine engine;      /* image-text models: models[0].params hold the loaded parameters;
-                                 all zero (models NULL) when the engine does not take the model */
-    clasp_model *own;         /* (n_rep) replicas when the engine is not used, else NULL */
-    int n_rep;                /* model replicas (= compute threads) */
-    int D;                    /* embedding dimension */
-    uint64_t model_hash;      /* xxh64 of the bytes of model.safetensors */
-    int64_t step;             /* the checkpoint's training step, -1 for an export */
-    int batch_size;           /* inputs preprocessed and embedded per call (multiple of n_rep) */
-    float *pix;               /* (batch_size, C, S, S) scratch; NULL without an image tower */
-    int32_t *tokens;          /* (batch_size, T) scratch; NULL without a text tower */
-    float *mel;               /* (batch_size, n_mels, n_frames) scratch; NULL without audio */
-    float *norms;             /* (batch_size) row norms of the own-replica path */
-    clasp_audio_frontend *fe; /* eval-mode audio front-end (NULL without an audio tower) */
+    char path[4096];           /* the export or checkpoint folder */
+    char run_dir[4096];        /* the run folder holding the checkpoint, "" if none */
+    clasp_model_config config; /* the towers */
+    clasp_preprocess pre;      /* the preprocessing (its tokenizer byte-level without text) */
+    clasp_loader_config lc;    /* the loader's eval-mode preprocessing (image, text, audio) */
+    clasp_engine engine;       /* image-text models: models[0].params hold the loaded parameters;
+                                  all zero (models NULL) when the engine does not take the model */
+    clasp_model *own;          /* (n_rep) replicas when the engine is not used, else NULL */
+    int n_rep;                 /* model replicas (= compute threads) */
+    int D;                     /* embedding dimension */
+    uint64_t model_hash;       /* xxh64 of the bytes of model.safetensors */
+    int64_t step;              /* the checkpoint's training step, -1 for an export */
+    int batch_size;            /* inputs preprocessed and embedded per call (multiple of n_rep) */
+    float *pix;                /* (batch_size, C, S, S) scratch; NULL without an image tower */
+    int32_t *tokens;           /* (batch_size, T) scratch; NULL without a text tower */
+    float *mel;                /* (batch_size, n_mels, n_frames) scratch; NULL without audio */
+    float *norms;              /* (batch_size) row norms of the own-replica path */
+    clasp_audio_frontend *fe;  /* eval-mode audio front-end (NULL without an audio tower) */
 } clasp_embedder;
 
 /* Replica 0 of the embedder's model (its parameters). */

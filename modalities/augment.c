@@ -216,8 +216,6 @@ clasp_status clasp_image_augment(const clasp_image *img, const clasp_image_confi
         y1 = cy + ch;
         S_w = S_h = pre->size;
     } else if (pre->size > 0) {
-        if (pre->mode == CLASP_IMAGE_RESIZE_CENTER_CROP)
-            clasp_image_center_crop_region(img->w, img->h, pre->size, &x0, &y0, &x1, &y1);
         S_w = S_h = pre->size;
     } else {
         S_w = img->w;
@@ -228,7 +226,10 @@ clasp_status clasp_image_augment(const clasp_image *img, const clasp_image_confi
         return clasp_set_error(CLASP_ERR_OVERFLOW, "image augment: size overflows");
     uint8_t *buf = malloc(nbytes);
     if (!buf) return clasp_set_error(CLASP_ERR_NOMEM, "image augment: %zu bytes", nbytes);
-    clasp_status s = clasp_image_resample_region(img, x0, y0, x1, y1, buf, S_w, S_h);
+    /* the random crop's region, else the preprocessing's resize (pad included) */
+    clasp_status s = aug->random_resized_crop || pre->size <= 0
+                         ? clasp_image_resample_region(img, x0, y0, x1, y1, buf, S_w, S_h)
+                         : clasp_image_resize(img, pre->mode, S_w, buf);
     if (s != CLASP_OK) {
         free(buf);
         return s;

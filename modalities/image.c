@@ -5,6 +5,8 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +18,7 @@ clasp_image_config clasp_image_default_config(void) {
     memset(&c, 0, sizeof c);
     c.channels = 3;
     c.size = 224;
-    c.mode = CLASP_IMAGE_RESIZE_CENTER_CROP;
+    c.mode = CLASP_IMAGE_RESIZE_SHORTEST;
     c.mean[0] = 0.48145466f;
     c.mean[1] = 0.4578275f;
     c.mean[2] = 0.40821073f;
@@ -27,15 +29,27 @@ clasp_image_config clasp_image_default_config(void) {
     return c;
 }
 
+static const char *const resize_names[] = {"shortest", "squash", "longest"};
+
+const char *clasp_image_resize_name(clasp_image_resize_mode mode) {
+    return (unsigned)mode < 3u ? resize_names[mode] : NULL;
+}
+
+int clasp_image_resize_from_name(const char *name) {
+    for (int i = 0; i < 3; i++)
+        if (name && !strcmp(name, resize_names[i])) return i;
+    return -1;
+}
+
 clasp_status clasp_image_config_check(const clasp_image_config *cfg) {
     if (!cfg) return clasp_set_error(CLASP_ERR_ARG, "image config: NULL");
     if (cfg->channels != 1 && cfg->channels != 3)
         return clasp_set_error(CLASP_ERR_CONFIG, "image config: channels %d (expected 1 or 3)",
                                cfg->channels);
     if (cfg->size < 0 || cfg->size > 65536)
-        return clasp_set_error(CLASP_ERR_CONFIG, "image config: image_size %d out of [0, 65536]",
+        return clasp_set_error(CLASP_ERR_CONFIG, "image config: size %d out of [0, 65536]",
                                cfg->size);
-    if (cfg->mode != CLASP_IMAGE_RESIZE_CENTER_CROP && cfg->mode != CLASP_IMAGE_RESIZE_EXACT)
+    if (!clasp_image_resize_name(cfg->mode))
         return clasp_set_error(CLASP_ERR_CONFIG, "image config: unknown resize mode %d",
                                (int)cfg->mode);
     for (int c = 0; c < cfg->channels; c++) {
@@ -50,22 +64,31 @@ clasp_status clasp_image_config_check(const clasp_image_config *cfg) {
     return CLASP_OK;
 }
 
+/* "FILE: field 'PREFIX.NAME': why" */
+static clasp_status bad_field(const char *file, const char *prefix, const char *name,
+                              const char *why) {
+    return clasp_set_error(CLASP_ERR_CONFIG, "%s: field '%s%s%s': %s", file ? file : "config",
+                           prefix ? prefix : "", prefix && *prefix ? "." : "", name, why);
+}
+
+/* An optional array of exactly n finite numbers (all > 0 when `positive`). */
 static clasp_status float_array(const cJSON *obj, const char *name, const char *file,
-                                const char *prefix, int n, float *out) {
+                                const char *prefix, int n, bool positive, float *out) {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(obj, name);
     if (!a) return CLASP_OK;
-    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n)
-        return clasp_set_error(
-            CLASP_ERR_CONFIG, "%s: field '%s%s%s': expected an array of %d numbers",
-            file ? file : "config", prefix ? prefix : "", prefix ? "." : "", name, n);
+    char why[96];
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) {
+        snprintf(why, sizeof why, "expected an array of %d numbers (one per channel)", n);
+        return bad_field(file, prefix, name, why);
+    }
     int i = 0;
     const cJSON *v;
     cJSON_ArrayForEach(v, a) {
         if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-            return clasp_set_error(CLASP_ERR_CONFIG, "%s: field '%s%s%s[%d]': expected a number",
-                                   file ? file : "config", prefix ? prefix : "", prefix ? "." : "",
-                                   name, i);
-        out[i++] = (float)v->valuedouble;
+            return bad_field(file, prefix, name, "expected finite numbers");
+        out[i] = (float)v->valuedouble;
+        if (positive && !(out[i] > 0.0f)) return bad_field(file, prefix, name, "must be positive");
+        i++;
     }
     return CLASP_OK;
 }
@@ -75,31 +98,24 @@ clasp_status clasp_image_config_from_json(const cJSON *obj, const char *file, co
     if (!obj || !out) return clasp_set_error(CLASP_ERR_ARG, "image config from json: NULL");
     clasp_image_config c = clasp_image_default_config();
     int64_t v;
-    CLASP_TRY(clasp_json_int_opt(obj, "channels", file, prefix, 1, 3, c.channels, &v));
-    if (v == 2)
-        return clasp_set_error(CLASP_ERR_CONFIG, "%s: field '%s%schannels': expected 1 or 3",
-                               file ? file : "config", prefix ? prefix : "", prefix ? "." : "");
+    CLASP_TRY(clasp_json_int(obj, "channels", file, prefix, 1, 3, &v));
+    if (v == 2) return bad_field(file, prefix, "channels", "expected 1 or 3");
     c.channels = (int)v;
-    if (c.channels == 1) {
-        /* A gray default: the mean/std of the RGB defaults make no sense for one channel. */
-        c.mean[0] = 0.5f;
-        c.std[0] = 0.5f;
-    }
-    CLASP_TRY(clasp_json_int_opt(obj, "image_size", file, prefix, 0, 65536, c.size, &v));
+    CLASP_TRY(clasp_json_int(obj, "size", file, prefix, 1, 65536, &v));
     c.size = (int)v;
     char mode[32];
-    CLASP_TRY(clasp_json_str_opt(obj, "resize", file, prefix, "center_crop", mode, sizeof mode));
-    if (strcmp(mode, "center_crop") == 0) {
-        c.mode = CLASP_IMAGE_RESIZE_CENTER_CROP;
-    } else if (strcmp(mode, "exact") == 0) {
-        c.mode = CLASP_IMAGE_RESIZE_EXACT;
-    } else {
-        return clasp_set_error(
-            CLASP_ERR_CONFIG, "%s: field '%s%sresize': '%s' (expected center_crop or exact)",
-            file ? file : "config", prefix ? prefix : "", prefix ? "." : "", mode);
+    CLASP_TRY(clasp_json_str_opt(obj, "resize", file, prefix, "shortest", mode, sizeof mode));
+    int m = clasp_image_resize_from_name(mode);
+    if (m < 0)
+        return bad_field(file, prefix, "resize",
+                         "expected \"shortest\", \"longest\" or \"squash\"");
+    c.mode = (clasp_image_resize_mode)m;
+    for (int i = 0; i < 3; i++) {
+        c.mean[i] = 0.0f;
+        c.std[i] = 1.0f;
     }
-    CLASP_TRY(float_array(obj, "mean", file, prefix, c.channels, c.mean));
-    CLASP_TRY(float_array(obj, "std", file, prefix, c.channels, c.std));
+    CLASP_TRY(float_array(obj, "mean", file, prefix, c.channels, false, c.mean));
+    CLASP_TRY(float_array(obj, "std", file, prefix, c.channels, true, c.std));
     CLASP_TRY(clasp_json_int_opt(obj, "max_pixels", file, prefix, 1, INT64_MAX,
                                  (int64_t)c.max_pixels, &v));
     c.max_pixels = (uint64_t)v;
@@ -112,24 +128,20 @@ clasp_status clasp_image_config_from_json(const cJSON *obj, const char *file, co
 }
 
 cJSON *clasp_image_config_to_json(const clasp_image_config *cfg) {
-    if (!cfg) return NULL;
+    if (!cfg || !clasp_image_resize_name(cfg->mode)) return NULL;
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
-    float mean[3], std[3];
-    for (int c = 0; c < cfg->channels && c < 3; c++) {
-        mean[c] = cfg->mean[c];
-        std[c] = cfg->std[c];
-    }
-    int ok = cJSON_AddNumberToObject(o, "channels", cfg->channels) &&
-             cJSON_AddNumberToObject(o, "image_size", cfg->size) &&
-             cJSON_AddStringToObject(
-                 o, "resize", cfg->mode == CLASP_IMAGE_RESIZE_EXACT ? "exact" : "center_crop") &&
-             cJSON_AddNumberToObject(o, "max_pixels", (double)cfg->max_pixels);
-    cJSON *m = ok ? cJSON_CreateFloatArray(mean, cfg->channels) : NULL;
-    if (m) cJSON_AddItemToObject(o, "mean", m);
-    cJSON *sd = m ? cJSON_CreateFloatArray(std, cfg->channels) : NULL;
-    if (sd) cJSON_AddItemToObject(o, "std", sd);
-    if (!ok || !m || !sd) {
+    bool ok = cJSON_AddNumberToObject(o, "channels", cfg->channels) &&
+              cJSON_AddNumberToObject(o, "size", cfg->size) &&
+              cJSON_AddStringToObject(o, "resize", clasp_image_resize_name(cfg->mode));
+    cJSON *m = ok ? cJSON_CreateFloatArray(cfg->mean, cfg->channels) : NULL;
+    ok = m && cJSON_AddItemToObject(o, "mean", m);
+    if (!ok) cJSON_Delete(m);
+    cJSON *sd = ok ? cJSON_CreateFloatArray(cfg->std, cfg->channels) : NULL;
+    ok = sd && cJSON_AddItemToObject(o, "std", sd);
+    if (!ok) cJSON_Delete(sd);
+    ok = ok && cJSON_AddNumberToObject(o, "max_pixels", (double)cfg->max_pixels);
+    if (!ok) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -339,6 +351,52 @@ void clasp_image_center_crop_region(int w, int h, int S, double *x0, double *y0,
     if (*y1 > h) *y1 = h;
 }
 
+void clasp_image_longest_geometry(int w, int h, int S, int *nw, int *nh, int *left, int *top) {
+    /* ref: open_clip transform.py ResizeKeepRatio.get_params with longest=1:
+     * ratio = max(h / S, w / S); new size = round(side / ratio) (Python rounds half to even,
+     * as nearbyint in the default rounding mode); then center_crop_or_pad(fill=0): pad left
+     * (S - new) // 2, right (S - new + 1) // 2. */
+    const double ratio = fmax((double)h / S, (double)w / S);
+    *nw = (int)nearbyint(w / ratio);
+    *nh = (int)nearbyint(h / ratio);
+    if (*nw < 1) *nw = 1;
+    if (*nh < 1) *nh = 1;
+    if (*nw > S) *nw = S;
+    if (*nh > S) *nh = S;
+    *left = (S - *nw) / 2;
+    *top = (S - *nh) / 2;
+}
+
+clasp_status clasp_image_resize(const clasp_image *img, clasp_image_resize_mode mode, int S,
+                                uint8_t *dst) {
+    if (!img || !img->pixels || !dst || S <= 0)
+        return clasp_set_error(CLASP_ERR_ARG, "image resize: bad argument");
+    const int C = img->channels;
+    if (mode == CLASP_IMAGE_RESIZE_LONGEST) {
+        int nw, nh, left, top;
+        clasp_image_longest_geometry(img->w, img->h, S, &nw, &nh, &left, &top);
+        size_t nbytes;
+        if (!clasp_size_mul3((size_t)nw, (size_t)nh, (size_t)C, &nbytes))
+            return clasp_set_error(CLASP_ERR_OVERFLOW, "image resize: size %d overflows", S);
+        uint8_t *tmp = malloc(nbytes);
+        if (!tmp) return clasp_set_error(CLASP_ERR_NOMEM, "image resize: %zu bytes", nbytes);
+        clasp_status s = clasp_image_resample_region(img, 0, 0, img->w, img->h, tmp, nw, nh);
+        if (s == CLASP_OK) {
+            const size_t row = (size_t)S * (size_t)C, nrow = (size_t)nw * (size_t)C;
+            memset(dst, 0, row * (size_t)S);
+            for (int y = 0; y < nh; y++)
+                memcpy(dst + (size_t)(top + y) * row + (size_t)left * (size_t)C,
+                       tmp + (size_t)y * nrow, nrow);
+        }
+        free(tmp);
+        return s;
+    }
+    double x0 = 0, y0 = 0, x1 = img->w, y1 = img->h;
+    if (mode == CLASP_IMAGE_RESIZE_SHORTEST)
+        clasp_image_center_crop_region(img->w, img->h, S, &x0, &y0, &x1, &y1);
+    return clasp_image_resample_region(img, x0, y0, x1, y1, dst, S, S);
+}
+
 clasp_status clasp_image_preprocess(const clasp_image *img, const clasp_image_config *cfg,
                                     float *out) {
     if (!img || !img->pixels || !out)
@@ -353,15 +411,12 @@ clasp_status clasp_image_preprocess(const clasp_image *img, const clasp_image_co
         clasp_image_normalize(img->pixels, img->w, img->h, img->channels, cfg->mean, cfg->std, out);
         return CLASP_OK;
     }
-    double x0 = 0, y0 = 0, x1 = img->w, y1 = img->h;
-    if (cfg->mode == CLASP_IMAGE_RESIZE_CENTER_CROP)
-        clasp_image_center_crop_region(img->w, img->h, S, &x0, &y0, &x1, &y1);
     size_t nbytes;
     if (!clasp_size_mul3((size_t)S, (size_t)S, (size_t)img->channels, &nbytes))
         return clasp_set_error(CLASP_ERR_OVERFLOW, "image preprocess: size %d overflows", S);
     uint8_t *buf = malloc(nbytes);
     if (!buf) return clasp_set_error(CLASP_ERR_NOMEM, "image preprocess: %zu bytes", nbytes);
-    clasp_status s = clasp_image_resample_region(img, x0, y0, x1, y1, buf, S, S);
+    clasp_status s = clasp_image_resize(img, cfg->mode, S, buf);
     if (s == CLASP_OK) clasp_image_normalize(buf, S, S, img->channels, cfg->mean, cfg->std, out);
     free(buf);
     return s;

@@ -42,15 +42,29 @@ typedef struct clasp_image {
     int channels; /* 1 (gray) or 3 (RGB) */
 } clasp_image;
 
+/* How an image is brought to size x size; the names are OpenCLIP's resize_mode and the model
+ * config's "image.resize" strings (ref: open_clip src/open_clip/transform.py image_transform). */
 typedef enum clasp_image_resize_mode {
-    /* Resize so the shorter side equals `size` (the longer side is scaled and truncated to an
-     * integer, as torchvision's Resize(int)), then take the centered size x size crop (offsets
-     * rounded half-to-even, as torchvision's CenterCrop). No resampling happens when the shorter
-     * side already equals `size`, so 28x28 Fashion-MNIST passes through untouched. */
-    CLASP_IMAGE_RESIZE_CENTER_CROP = 0,
-    /* Resize to exactly size x size, ignoring the aspect ratio. */
-    CLASP_IMAGE_RESIZE_EXACT = 1
+    /* "shortest": resize so the shorter side equals `size` (the longer side is scaled and
+     * truncated to an integer, as torchvision's Resize(int)), then take the centered size x size
+     * crop (offsets rounded half-to-even, as torchvision's CenterCrop). No resampling happens
+     * when the shorter side already equals `size`, so 28x28 Fashion-MNIST passes through
+     * untouched. */
+    CLASP_IMAGE_RESIZE_SHORTEST = 0,
+    /* "squash": resize to exactly size x size, ignoring the aspect ratio. */
+    CLASP_IMAGE_RESIZE_SQUASH = 1,
+    /* "longest": resize keeping the aspect ratio so the LONGER side equals `size` (OpenCLIP's
+     * ResizeKeepRatio(size, longest=1): ratio = max(h, w) / size, new side = round(side / ratio)
+     * with Python's half-to-even rounding), then pad to size x size with pixel value 0 before
+     * normalisation (CenterCropOrPad(fill=0): left/top pad = (size - new) / 2 rounded down, the
+     * odd pixel goes right/bottom). See clasp_image_longest_geometry. */
+    CLASP_IMAGE_RESIZE_LONGEST = 2
 } clasp_image_resize_mode;
+
+/* "shortest", "squash", "longest" (NULL for an unknown value) and back (-1 for an unknown
+ * name). */
+const char *clasp_image_resize_name(clasp_image_resize_mode mode);
+int clasp_image_resize_from_name(const char *name);
 
 /* Preprocessing of one image into the model's input tensor. */
 typedef struct clasp_image_config {
@@ -67,14 +81,16 @@ typedef struct clasp_image_config {
  * max_pixels = CLASP_IMAGE_DEFAULT_MAX_PIXELS. */
 clasp_image_config clasp_image_default_config(void);
 
-/* Fills `out` from a JSON object (a model config's "image" object or preprocess.json), starting
- * from the defaults. Recognised optional fields: "channels" (1|3), "image_size" (int >= 0),
- * "resize" ("center_crop"|"exact"), "mean" and "std" (arrays of `channels` numbers, std > 0),
- * "max_pixels" (int >= 1). Unknown fields are ignored (they belong to the encoder). `file` and
- * `prefix` only build messages. Returns CLASP_ERR_CONFIG naming the field on a bad value. */
+/* Fills `out` from a model config's "image" object (or preprocess.json's "image"): "channels"
+ * (1 or 3) and "size" (1..65536) are required; optional "resize" ("shortest" default,
+ * "squash", "longest"), "mean" (default 0 per channel), "std" (default 1 per channel, each
+ * > 0) as arrays of `channels` numbers, "max_pixels" (default CLASP_IMAGE_DEFAULT_MAX_PIXELS).
+ * Other fields are ignored (they belong to the encoder). `file` and `prefix` build messages:
+ * CLASP_ERR_CONFIG "FILE: field 'PREFIX.NAME': why". */
 clasp_status clasp_image_config_from_json(const cJSON *obj, const char *file, const char *prefix,
                                           clasp_image_config *out);
-/* The inverse: a new cJSON object with the fields above (caller cJSON_Deletes), NULL on OOM. */
+/* The inverse: a new cJSON object with the fields above, in the order channels, size, resize,
+ * mean, std, max_pixels (caller cJSON_Deletes); NULL on OOM. */
 cJSON *clasp_image_config_to_json(const clasp_image_config *cfg);
 
 /* Checks a config: channels 1 or 3, size >= 0, finite mean, std > 0, max_pixels >= 1.
@@ -131,10 +147,21 @@ clasp_status clasp_image_load(const void *data, size_t n, const clasp_image_conf
 clasp_status clasp_image_resample_region(const clasp_image *img, double x0, double y0, double x1,
                                          double y1, uint8_t *dst, int dw, int dh);
 
-/* The source region [*x0, *x1) x [*y0, *y1) that CLASP_IMAGE_RESIZE_CENTER_CROP samples for a
+/* The source region [*x0, *x1) x [*y0, *y1) that CLASP_IMAGE_RESIZE_SHORTEST samples for a
  * w x h image and output size S (see clasp_image_resize_mode). */
 void clasp_image_center_crop_region(int w, int h, int S, double *x0, double *y0, double *x1,
                                     double *y1);
+
+/* The geometry of CLASP_IMAGE_RESIZE_LONGEST for a w x h image and output size S: the image is
+ * resized to *nw x *nh (the longer side S, each side at least 1) and pasted at column *left,
+ * row *top of an S x S canvas of zeros. */
+void clasp_image_longest_geometry(int w, int h, int S, int *nw, int *nh, int *left, int *top);
+
+/* Brings img to dst (S, S, img->channels) uint8 per `mode` (S > 0) with the filter documented
+ * at clasp_image_preprocess; an image already S x S is copied. Returns CLASP_ERR_ARG,
+ * CLASP_ERR_NOMEM. */
+clasp_status clasp_image_resize(const clasp_image *img, clasp_image_resize_mode mode, int S,
+                                uint8_t *dst);
 
 /* Converts (h, w, C) uint8 to float CHW and normalises as clasp_image_preprocess does. */
 void clasp_image_normalize(const uint8_t *pixels, int w, int h, int channels, const float *mean,

@@ -22,7 +22,6 @@ struct clasp_data {
     clasp_data_options opt;
     char *spec;
     clasp_loader_config lc;
-    clasp_tokenizer *tok;
     clasp_loader *L;
     int64_t epoch_samples; /* -1 until counted */
     const clasp_batch *last;
@@ -30,111 +29,34 @@ struct clasp_data {
     clasp_batch view; /* this rank's rows of the loader's global batch */
 };
 
-clasp_status clasp_data_loader_config(const clasp_model_config *mc, clasp_loader_config *lc,
-                                      clasp_tokenizer **tok) {
-    *tok = NULL;
+clasp_status clasp_data_loader_config(const clasp_preprocess *pre, unsigned required,
+                                      clasp_loader_config *lc) {
     *lc = clasp_loader_default_config();
-    if (mc->image.type == CLASP_IMAGE_NONE || mc->text.type == CLASP_TEXT_NONE)
+    static const struct {
+        unsigned need;
+        const char *name;
+    } fields[3] = {
+        {CLASP_NEED_IMAGE, "image"}, {CLASP_NEED_TEXT, "text"}, {CLASP_NEED_AUDIO, "audio"}};
+    const bool has[3] = {pre->has_image, pre->has_text, pre->has_audio};
+    for (int i = 0; i < 3; i++)
+        if ((required & fields[i].need) && !has[i])
+            return clasp_set_error(CLASP_ERR_CONFIG,
+                                   "data: the model config has no %s tower to preprocess for",
+                                   fields[i].name);
+    if (pre->has_text && clasp_tokenizer_vocab_size(pre->tokenizer) > pre->vocab_size)
         return clasp_set_error(CLASP_ERR_CONFIG,
-                               "the model config needs an image and a text tower");
-    lc->image.channels = mc->image.channels;
-    lc->image.size = mc->image.size;
-    lc->image.mode = mc->image.resize == CLASP_RESIZE_SQUASH ? CLASP_IMAGE_RESIZE_EXACT
-                                                             : CLASP_IMAGE_RESIZE_CENTER_CROP;
-    for (int c = 0; c < 3 && c < mc->image.channels; c++) {
-        lc->image.mean[c] = mc->image.mean[c];
-        lc->image.std[c] = mc->image.std[c];
-    }
-    lc->context_length = mc->text.context_length;
-    lc->required = CLASP_NEED_IMAGE | CLASP_NEED_TEXT;
-    const clasp_tokenizer_config *tc = &mc->text.tokenizer;
-    if (!strcmp(tc->type, "bpe")) {
-        CLASP_TRY(clasp_tokenizer_load(tc->file, tok));
+                               "text.vocab_size %d is smaller than the tokenizer's %d",
+                               pre->vocab_size, clasp_tokenizer_vocab_size(pre->tokenizer));
+    if (pre->has_image) lc->image = pre->image;
+    if (pre->has_text) {
+        lc->text = pre->text;
+        lc->tokenizer = pre->tokenizer;
+        lc->context_length = pre->context_length;
     } else {
-        CLASP_TRY(clasp_tokenizer_new_bytes(tok));
+        lc->context_length = 2; /* [BOS, EOS]: captions decoded for grouping only */
     }
-    if (clasp_tokenizer_vocab_size(*tok) > mc->text.vocab_size) {
-        clasp_status s = clasp_set_error(CLASP_ERR_CONFIG,
-                                         "text.vocab_size %d is smaller than the tokenizer's %d",
-                                         mc->text.vocab_size, clasp_tokenizer_vocab_size(*tok));
-        clasp_tokenizer_free(*tok);
-        *tok = NULL;
-        return s;
-    }
-    lc->tokenizer = *tok;
-    return CLASP_OK;
-}
-
-clasp_status clasp_data_loader_config_any(const clasp_model_config *mc, clasp_loader_config *lc,
-                                          clasp_tokenizer **tok) {
-    /* borrow the image-text setup with placeholder towers for an absent side; the
-     * placeholder's preprocessing is never used because its field is not required */
-    clasp_model_config c = *mc;
-    if (c.image.type == CLASP_IMAGE_NONE) {
-        c.image.type = CLASP_IMAGE_CNN;
-        c.image.channels = 1;
-        c.image.size = 8;
-        c.image.mean[0] = 0.0f;
-        c.image.std[0] = 1.0f;
-    }
-    if (c.text.type == CLASP_TEXT_NONE) {
-        c.text.type = CLASP_TEXT_TRANSFORMER;
-        c.text.context_length = 2;
-        c.text.vocab_size = 1 << 20;
-        memset(&c.text.tokenizer, 0, sizeof c.text.tokenizer);
-    }
-    return clasp_data_loader_config(&c, lc, tok);
-}
-
-clasp_status clasp_data_loader_config_pair(const clasp_model_config *mc, clasp_tower ta,
-                                           clasp_tower tb, const char *config_path,
-                                           clasp_loader_config *lc, clasp_tokenizer **tok) {
-    *tok = NULL;
-    const char *file = config_path ? config_path : "model config";
-    bool need[CLASP_N_TOWERS] = {false};
-    clasp_tower pair[2] = {ta, tb};
-    for (int i = 0; i < 2; i++) {
-        clasp_tower t = pair[i];
-        if (t != CLASP_TOWER_IMAGE && t != CLASP_TOWER_TEXT && t != CLASP_TOWER_AUDIO)
-            return clasp_set_error(CLASP_ERR_ARG, "data: tower %s has no input",
-                                   clasp_tower_name(t));
-        if (!clasp_model_config_has(mc, t))
-            return clasp_set_error(CLASP_ERR_CONFIG, "%s: the %s-%s pairing needs a %s tower", file,
-                                   clasp_tower_name(ta), clasp_tower_name(tb), clasp_tower_name(t));
-        need[t] = true;
-    }
-    if (ta == tb)
-        return clasp_set_error(CLASP_ERR_ARG, "data: a pairing needs two different towers");
-    if (need[CLASP_TOWER_IMAGE] && need[CLASP_TOWER_TEXT]) {
-        CLASP_TRY(clasp_data_loader_config(mc, lc, tok));
-    } else {
-        CLASP_TRY(clasp_data_loader_config_any(mc, lc, tok));
-    }
-    lc->required = (need[CLASP_TOWER_IMAGE] ? CLASP_NEED_IMAGE : 0u) |
-                   (need[CLASP_TOWER_TEXT] ? CLASP_NEED_TEXT : 0u) |
-                   (need[CLASP_TOWER_AUDIO] ? CLASP_NEED_AUDIO : 0u);
-    if (need[CLASP_TOWER_AUDIO]) {
-        clasp_status s = CLASP_OK;
-        cJSON *fj = cJSON_Parse(mc->audio.frontend_json);
-        if (!fj)
-            s = clasp_set_error(CLASP_ERR_CONFIG,
-                                "%s: field 'audio': front-end fields are not JSON", file);
-        if (s == CLASP_OK) s = clasp_audio_config_from_json(fj, file, "audio", &lc->audio);
-        cJSON_Delete(fj);
-        if (s == CLASP_OK && (lc->audio.mel.n_mels != mc->audio.n_mels ||
-                              clasp_audio_clip_frames(&lc->audio) != (size_t)mc->audio.n_frames))
-            s = clasp_set_error(CLASP_ERR_CONFIG,
-                                "%s: field 'audio': the front-end makes %d mels x %zu frames but "
-                                "the audio tower takes %d x %d",
-                                file, lc->audio.mel.n_mels, clasp_audio_clip_frames(&lc->audio),
-                                mc->audio.n_mels, mc->audio.n_frames);
-        if (s != CLASP_OK) {
-            clasp_tokenizer_free(*tok);
-            *tok = NULL;
-            lc->tokenizer = NULL;
-            return s;
-        }
-    }
+    if (pre->has_audio) lc->audio = pre->audio;
+    lc->required = required;
     return CLASP_OK;
 }
 
@@ -145,7 +67,7 @@ static clasp_status reopen_(clasp_data *d, const clasp_loader_position *pos) {
     return clasp_loader_open(&d->lc, pos, &d->L);
 }
 
-clasp_status clasp_data_open(const clasp_data_options *o, const clasp_model_config *mc,
+clasp_status clasp_data_open(const clasp_data_options *o, const clasp_preprocess *pre,
                              clasp_data **out) {
     *out = NULL;
     clasp_data *d = calloc(1, sizeof *d);
@@ -153,10 +75,9 @@ clasp_status clasp_data_open(const clasp_data_options *o, const clasp_model_conf
     d->opt = *o;
     d->epoch_samples = -1;
     d->spec = strdup(o->spec ? o->spec : "");
-    clasp_status s = !d->spec      ? clasp_set_error(CLASP_ERR_NOMEM, "data: out of memory")
-                     : o->has_pair ? clasp_data_loader_config_pair(mc, o->pair_a, o->pair_b,
-                                                                   o->config_path, &d->lc, &d->tok)
-                                   : clasp_data_loader_config(mc, &d->lc, &d->tok);
+    const unsigned required = o->required ? o->required : CLASP_NEED_IMAGE | CLASP_NEED_TEXT;
+    clasp_status s = d->spec ? clasp_data_loader_config(pre, required, &d->lc)
+                             : clasp_set_error(CLASP_ERR_NOMEM, "data: out of memory");
     if (s == CLASP_OK) d->lc.on_error = o->on_error;
     if (s == CLASP_OK && o->train && o->image_augment && (d->lc.required & CLASP_NEED_IMAGE))
         d->lc.image_augment = *o->image_augment;
@@ -211,7 +132,6 @@ clasp_status clasp_data_open(const clasp_data_options *o, const clasp_model_conf
 void clasp_data_close(clasp_data *d) {
     if (!d) return;
     clasp_loader_close(d->L);
-    clasp_tokenizer_free(d->tok);
     free(d->spec);
     free(d);
 }

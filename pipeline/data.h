@@ -1,6 +1,7 @@
 /* data.h: the training/evaluation data source for a model: a loader (loader.h) configured
- * from the model config (image preprocessing, tokenizer, context length), running over
- * epochs without end, with a serialisable position for exact resume.
+ * from the model config's preprocessing (modalities/preprocess.h: image resize and
+ * normalisation, tokenizer, context length, audio front-end), running over epochs without end,
+ * with a serialisable position for exact resume.
  *
  * Data parallelism (rank of world, batch_size = this rank's rows b) splits the data in one of
  * two ways:
@@ -21,8 +22,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
-#include "encoders/model.h"
-#include "modalities/tokenizer.h"
+#include "modalities/preprocess.h"
 #include "pipeline/loader.h"
 
 typedef enum clasp_data_split {
@@ -40,13 +40,11 @@ typedef struct clasp_data_options {
     bool train;      /* true: shuffle, augment, drop last; false: evaluation order, keep all */
     int rank, world; /* data-parallel position; default 0 of 1 */
     clasp_data_split split; /* how ranks share the data (above); irrelevant for one rank */
-    /* The towers this source feeds (the fields a usable sample needs and that are decoded):
-     * has_pair false = image-text (the model must have both). */
-    bool has_pair;
-    clasp_tower pair_a, pair_b;
-    const char *config_path; /* names the model config in front-end errors (may be NULL) */
-    bool audio_augment;      /* training: gain/shift/SpecAugment on audio (random crop follows
-                                the front-end's "crop" field whenever training) */
+    /* The fields (CLASP_NEED_IMAGE | _TEXT | _AUDIO) a usable sample needs and that are
+     * decoded: the two inputs of the pairing this source feeds; 0 = image-text. */
+    unsigned required;
+    bool audio_augment; /* training: gain/shift/SpecAugment on audio (random crop follows
+                           the front-end's "crop" field whenever training) */
     /* training: image augmentation (random-resized-crop, flip, jitter, grayscale:
      * modalities/augment.h); NULL = none */
     const clasp_image_augment_config *image_augment;
@@ -55,33 +53,20 @@ typedef struct clasp_data_options {
 
 clasp_data_options clasp_data_default_options(void);
 
-/* Fills a loader config for a model config: image channels/size/mean/std, the tokenizer
- * (byte-level, or the BPE file named in the config, loaded into *tok, which the caller frees
- * with clasp_tokenizer_free after the loader is closed), the context length and the required
- * fields (image + text). */
-clasp_status clasp_data_loader_config(const clasp_model_config *mc, clasp_loader_config *lc,
-                                      clasp_tokenizer **tok);
-
-/* The same for the pair of towers (ta, tb) (image, text, audio; both in the model, else
- * CLASP_ERR_CONFIG): the required fields are those two (CLASP_NEED_IMAGE / TEXT / AUDIO), the
- * image preprocessing comes from the image tower, the tokenizer and context length from the
- * text tower (a byte tokenizer when the pair has no text), and the audio front-end from the
- * audio tower's fields (clasp_audio_config_from_json of cfg.audio.frontend_json): a bad
- * front-end field is CLASP_ERR_CONFIG naming `config_path` (or "model config") and the field
- * ("audio.n_fft"), as is a front-end whose log-mel size differs from the tower's input. *tok
- * as above. */
-/* The same for a model that may lack an image or a text tower (audio-text, image-audio): the
- * absent tower gets a placeholder whose preprocessing is never used; required is image+text
- * as above, so callers set lc->required to the fields they decode. */
-clasp_status clasp_data_loader_config_any(const clasp_model_config *mc, clasp_loader_config *lc,
-                                          clasp_tokenizer **tok);
-clasp_status clasp_data_loader_config_pair(const clasp_model_config *mc, clasp_tower ta,
-                                           clasp_tower tb, const char *config_path,
-                                           clasp_loader_config *lc, clasp_tokenizer **tok);
+/* Fills a loader config (clasp_loader_default_config otherwise) from composed preprocessing
+ * for samples that carry the fields `required` (CLASP_NEED_*; lc->required is set to it): the
+ * image resize and normalisation, the caption normalisation, the tokenizer (borrowed from pre:
+ * keep pre until the loader is closed; byte-level when pre has no text) and context length,
+ * the audio front-end. A required field whose modality the config lacks is CLASP_ERR_CONFIG.
+ * A modality not required keeps the loader's defaults, which are never used. */
+clasp_status clasp_data_loader_config(const clasp_preprocess *pre, unsigned required,
+                                      clasp_loader_config *lc);
 
 typedef struct clasp_data clasp_data;
 
-clasp_status clasp_data_open(const clasp_data_options *o, const clasp_model_config *mc,
+/* Opens the source for options o and preprocessing pre (borrowed: keep it until
+ * clasp_data_close). */
+clasp_status clasp_data_open(const clasp_data_options *o, const clasp_preprocess *pre,
                              clasp_data **out);
 void clasp_data_close(clasp_data *d);
 

@@ -1,7 +1,8 @@
-/* test_config.c: model config parsing (encoders/config.c): configs/fmnist-small.json and
- * configs/speech-small.json load with the expected values; every kind of bad config is
- * CLASP_ERR_CONFIG naming the file and the field; the audio tower's input size agrees with
- * the front-end's (modalities/audio.h) for the same fields; serialisation round-trips. */
+/* test_config.c: model config parsing: the towers (encoders/config.c) and the preprocessing
+ * (modalities/preprocess.c) of one file. configs/fmnist-small.json and configs/speech-small.json
+ * load with the expected values; every kind of bad config is CLASP_ERR_CONFIG naming the file
+ * and the field; the audio tower's input size agrees with the front-end's (modalities/audio.h)
+ * for the same fields; serialisation round-trips. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "core/json.h"
 #include "encoders/model.h"
 #include "modalities/audio.h"
+#include "modalities/preprocess.h"
 #include "testutil.h"
 
 static const char *fmnist_path(char *buf, size_t cap) {
@@ -37,9 +39,6 @@ Test(config, fmnist_small_loads) {
     cr_assert_eq(c.image.conv[1].pool, 2);
     cr_assert_eq(c.image.n_fc, 1);
     cr_assert_eq(c.image.fc[0], 256);
-    cr_assert_float_eq(c.image.mean[0], 0.2860f, 1e-7f);
-    cr_assert_float_eq(c.image.std[0], 0.3530f, 1e-7f);
-    cr_assert_eq(c.image.resize, CLASP_RESIZE_SQUASH);
     cr_assert_eq(c.text.type, CLASP_TEXT_TRANSFORMER);
     cr_assert_eq(c.text.vocab_size, 259);
     cr_assert_eq(c.text.context_length, 32);
@@ -53,10 +52,22 @@ Test(config, fmnist_small_loads) {
     cr_assert_eq(c.text.pad_id, 258);
     cr_assert(!c.text.gelu_tanh);
     cr_assert_float_eq(c.text.ln_eps, 1e-5f, 1e-12f);
-    cr_assert_str_eq(c.text.tokenizer.type, "bytes");
-    cr_assert_eq(c.text.tokenizer.bos, 256);
-    cr_assert_eq(c.text.tokenizer.eos, 257);
-    cr_assert_eq(c.text.tokenizer.pad, 258);
+    clasp_preprocess pre;
+    cr_assert_eq(clasp_preprocess_load(path, &pre), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(pre.has_image && pre.has_text && !pre.has_audio);
+    cr_assert_eq(pre.image.channels, 1);
+    cr_assert_eq(pre.image.size, 28);
+    cr_assert_float_eq(pre.image.mean[0], 0.2860f, 1e-7f);
+    cr_assert_float_eq(pre.image.std[0], 0.3530f, 1e-7f);
+    cr_assert_eq(pre.image.mode, CLASP_IMAGE_RESIZE_SQUASH);
+    cr_assert_eq(pre.context_length, 32);
+    cr_assert_str_eq(pre.tokenizer_spec.type, "bytes");
+    cr_assert_eq(pre.tokenizer_spec.bos, 256);
+    cr_assert_eq(pre.tokenizer_spec.eos, 257);
+    cr_assert_eq(pre.tokenizer_spec.pad, 258);
+    cr_assert_eq(clasp_tokenizer_kind(pre.tokenizer), CLASP_TOKENIZER_BYTES);
+    clasp_preprocess_free(&pre);
+    clasp_preprocess_free(&pre); /* twice is fine */
 }
 
 /* A valid config to mutate: CNN + text. */
@@ -67,14 +78,26 @@ static const char *BASE =
     " \"text\": {\"type\": \"transformer\", \"vocab_size\": 20, \"context_length\": 6,"
     "   \"width\": 8, \"layers\": 1, \"heads\": 2, \"mlp_width\": 16, \"eos_id\": 1}}";
 
-/* Parses text (a whole document) as file name `what`; returns the status. */
-static clasp_status parse(const char *text, const char *what, clasp_model_config *c) {
+/* Parses text (a whole document) as file name `what`: its towers into *c, its preprocessing
+ * into *pre (freed by the caller; NULL: composed and freed here), as every reader of a model
+ * config does. Returns the first error. */
+static clasp_status parse_pre(const char *text, const char *what, clasp_model_config *c,
+                              clasp_preprocess *pre) {
     cJSON *root;
+    clasp_preprocess own;
+    if (!pre) pre = &own;
+    memset(pre, 0, sizeof *pre);
     clasp_status s = clasp_json_parse(text, strlen(text), what, &root);
     if (s != CLASP_OK) return s;
     s = clasp_model_config_parse(root, what, c);
+    if (s == CLASP_OK) s = clasp_preprocess_parse(root, what, pre);
     cJSON_Delete(root);
+    if (pre == &own) clasp_preprocess_free(&own);
     return s;
+}
+
+static clasp_status parse(const char *text, const char *what, clasp_model_config *c) {
+    return parse_pre(text, what, c, NULL);
 }
 
 /* Replaces the first occurrence of `from` in BASE with `to`. */
@@ -98,11 +121,16 @@ static void expect_bad(const char *from, const char *to, clasp_status code, cons
 
 Test(config, base_fixture_is_valid) {
     clasp_model_config c;
-    cr_assert_eq(parse(BASE, "base.json", &c), CLASP_OK, "%s", clasp_last_error());
+    clasp_preprocess pre;
+    cr_assert_eq(parse_pre(BASE, "base.json", &c, &pre), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(c.text.pool, CLASP_POOL_EOS);
     cr_assert_eq(c.text.pad_id, -1);
-    cr_assert_eq(c.image.resize, CLASP_RESIZE_SHORTEST);
-    cr_assert_float_eq(c.image.std[0], 1.0f, 0.0f);
+    cr_assert_eq(pre.image.mode, CLASP_IMAGE_RESIZE_SHORTEST);
+    cr_assert_float_eq(pre.image.std[0], 1.0f, 0.0f);
+    cr_assert_float_eq(pre.image.mean[0], 0.0f, 0.0f);
+    cr_assert_str_eq(pre.tokenizer_spec.type, ""); /* no tokenizer object: byte-level */
+    cr_assert_eq(clasp_tokenizer_kind(pre.tokenizer), CLASP_TOKENIZER_BYTES);
+    clasp_preprocess_free(&pre);
 }
 
 Test(config, unknown_tower_type) {
@@ -166,6 +194,9 @@ Test(config, bad_enums_and_ids) {
     expect_bad("\"fc\": [16]", "\"fc\": [16], \"std\": [0]", CLASP_ERR_CONFIG, "image.std");
     expect_bad("\"fc\": [16]", "\"fc\": [16], \"resize\": \"stretch\"", CLASP_ERR_CONFIG,
                "image.resize");
+    expect_bad("\"fc\": [16]", "\"fc\": [16], \"resize\": 3", CLASP_ERR_CONFIG, "image.resize");
+    expect_bad("\"eos_id\": 1", "\"eos_id\": 1, \"tokenizer\": {\"type\": \"bytes\", \"bpe\": 1}",
+               CLASP_ERR_CONFIG, "text.tokenizer.bpe");
     expect_bad("\"eos_id\": 1", "\"eos_id\": 1, \"tokenizer\": {\"type\": \"wordpiece\"}",
                CLASP_ERR_CONFIG, "text.tokenizer.type");
     expect_bad("\"eos_id\": 1", "\"eos_id\": 1, \"tokenizer\": {\"type\": \"bytes\", \"bos\": 30}",
@@ -190,7 +221,7 @@ Test(config, vit_checks) {
     cr_assert_eq(c.text.type, CLASP_TEXT_NONE);
 }
 
-static void roundtrip(const clasp_model_config *c);
+static void roundtrip(const clasp_model_config *c, const clasp_preprocess *pre);
 
 /* A valid audio CNN + text config to mutate. */
 static const char *ABASE =
@@ -225,7 +256,8 @@ static void expect_bad_in(const char *base, const char *from, const char *to, co
 
 Test(config, audio_cnn_parses) {
     clasp_model_config c;
-    cr_assert_eq(parse(ABASE, "a.json", &c), CLASP_OK, "%s", clasp_last_error());
+    clasp_preprocess pre;
+    cr_assert_eq(parse_pre(ABASE, "a.json", &c, &pre), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(c.audio.type, CLASP_AUDIO_TYPE_CNN);
     cr_assert_eq(c.image.type, CLASP_IMAGE_NONE);
     cr_assert_eq(c.audio.n_mels, 16);
@@ -243,19 +275,15 @@ Test(config, audio_cnn_parses) {
     /* conv1 16x51 -> 16x51 x 4 channels x 9 taps; gap -> fc 4->16 -> 16->8 */
     double want = 16.0 * 51 * 4 * 9 + 4.0 * 16 + 16.0 * 8;
     cr_assert_float_eq(clasp_model_forward_macs(&c, CLASP_TOWER_AUDIO), want, 1e-9);
-    /* the front-end fields are kept verbatim for modalities/audio.h, encoder fields left out */
-    cr_assert(strstr(c.audio.frontend_json, "\"window\":\"hann\""), "%s", c.audio.frontend_json);
-    cr_assert(!strstr(c.audio.frontend_json, "conv"), "%s", c.audio.frontend_json);
-    cJSON *fe = cJSON_Parse(c.audio.frontend_json);
-    cr_assert(fe);
-    clasp_audio_config ac;
-    cr_assert_eq(clasp_audio_config_from_json(fe, "a.json", "audio", &ac), CLASP_OK, "%s",
-                 clasp_last_error());
-    cJSON_Delete(fe);
+    /* the front-end of the same object, composed by modalities/preprocess.c */
+    cr_assert(pre.has_audio && pre.has_text && !pre.has_image);
+    const clasp_audio_config ac = pre.audio;
+    cr_assert_eq(ac.mel.window, CLASP_WINDOW_HANN);
     cr_assert_eq(ac.mel.n_mels, 16);
     cr_assert_eq(ac.mel.n_fft, 256);
     cr_assert_eq(ac.mel.norm_mean, -5.5);
     cr_assert_eq(clasp_audio_clip_frames(&ac), (size_t)c.audio.n_frames);
+    clasp_preprocess_free(&pre);
 }
 
 /* The tower's n_frames equals clasp_audio_clip_frames for the same fields, over rates, clip
@@ -277,12 +305,11 @@ Test(config, audio_frames_agree_with_frontend) {
                              " \"center\": %s, \"conv\": [{\"channels\": 2, \"kernel\": 1}]}}",
                              rates[r], secs[k], hops[h], center ? "true" : "false");
                     clasp_model_config c;
-                    cr_assert_eq(parse(doc, "f.json", &c), CLASP_OK, "%s", clasp_last_error());
-                    cJSON *fe = cJSON_Parse(c.audio.frontend_json);
-                    clasp_audio_config ac;
-                    cr_assert_eq(clasp_audio_config_from_json(fe, "f", "audio", &ac), CLASP_OK,
-                                 "%s", clasp_last_error());
-                    cJSON_Delete(fe);
+                    clasp_preprocess pre;
+                    cr_assert_eq(parse_pre(doc, "f.json", &c, &pre), CLASP_OK, "%s",
+                                 clasp_last_error());
+                    const clasp_audio_config ac = pre.audio;
+                    clasp_preprocess_free(&pre);
                     cr_assert_eq((size_t)c.audio.n_frames, clasp_audio_clip_frames(&ac),
                                  "rate %d, %g s, hop %d, center %d", rates[r], secs[k], hops[h],
                                  center);
@@ -369,15 +396,14 @@ Test(config, speech_small_loads) {
     cr_assert_eq(c.audio.n_conv, 4);
     cr_assert_eq(c.text.context_length, 64);
     cr_assert_eq(c.image.type, CLASP_IMAGE_NONE);
-    cJSON *fe = cJSON_Parse(c.audio.frontend_json);
-    clasp_audio_config ac;
-    cr_assert_eq(clasp_audio_config_from_json(fe, path, "audio", &ac), CLASP_OK, "%s",
-                 clasp_last_error());
-    cJSON_Delete(fe);
+    clasp_preprocess pre;
+    cr_assert_eq(clasp_preprocess_load(path, &pre), CLASP_OK, "%s", clasp_last_error());
+    const clasp_audio_config ac = pre.audio;
     cr_assert_eq(clasp_audio_clip_frames(&ac), (size_t)301);
     cr_assert_eq(ac.pad_mode, CLASP_AUDIO_PAD_ZERO);
     cr_assert_eq(ac.mel.win_length, 200);
-    roundtrip(&c);
+    roundtrip(&c, &pre);
+    clasp_preprocess_free(&pre);
 }
 
 Test(config, speech_ast_loads) {
@@ -387,7 +413,10 @@ Test(config, speech_ast_loads) {
     cr_assert_eq(clasp_model_config_load(path, &c), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(c.audio.type, CLASP_AUDIO_TYPE_AST);
     cr_assert_eq(c.audio.n_frames, 301);
-    roundtrip(&c);
+    clasp_preprocess pre;
+    cr_assert_eq(clasp_preprocess_load(path, &pre), CLASP_OK, "%s", clasp_last_error());
+    roundtrip(&c, &pre);
+    clasp_preprocess_free(&pre);
 }
 
 Test(config, no_tower_and_not_json) {
@@ -399,50 +428,132 @@ Test(config, no_tower_and_not_json) {
     cr_assert(strstr(clasp_last_error(), "/nonexistent/x.json"));
 }
 
-/* to_json then parse gives the same config, and serialising again gives the same text. */
-static void roundtrip(const clasp_model_config *c) {
+/* to_json (towers, then the preprocessing) then parse gives the same config, and serialising
+ * again gives the same text. The towers alone also parse back. */
+static void roundtrip(const clasp_model_config *c, const clasp_preprocess *pre) {
     cJSON *j1, *j2;
     clasp_model_config back;
+    clasp_preprocess pback;
     cr_assert_eq(clasp_model_config_to_json(c, &j1), CLASP_OK);
+    cr_assert_eq(clasp_model_config_parse(j1, "towers", &back), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_preprocess_add_json(pre, j1), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(clasp_model_config_parse(j1, "roundtrip", &back), CLASP_OK, "%s",
                  clasp_last_error());
+    cr_assert_eq(clasp_preprocess_parse(j1, "roundtrip", &pback), CLASP_OK, "%s",
+                 clasp_last_error());
     cr_assert_eq(clasp_model_config_to_json(&back, &j2), CLASP_OK);
+    cr_assert_eq(clasp_preprocess_add_json(&pback, j2), CLASP_OK);
     char *s1 = cJSON_PrintUnformatted(j1), *s2 = cJSON_PrintUnformatted(j2);
     cr_assert_str_eq(s1, s2);
     cr_assert_eq(back.embed_dim, c->embed_dim);
     cr_assert_eq(back.init_logit_scale, c->init_logit_scale);
     cr_assert_eq(back.image.type, c->image.type);
     cr_assert_eq(back.image.n_conv, c->image.n_conv);
-    cr_assert_eq(back.image.mean[0], c->image.mean[0]);
+    cr_assert_eq(pback.image.mean[0], pre->image.mean[0]);
+    cr_assert_eq(pback.image.mode, pre->image.mode);
     cr_assert_eq(back.text.ln_eps, c->text.ln_eps);
     cr_assert_eq(back.text.eos_id, c->text.eos_id);
     cr_assert_eq(back.text.pad_id, c->text.pad_id);
-    cr_assert_str_eq(back.text.tokenizer.type, c->text.tokenizer.type);
+    cr_assert_str_eq(pback.tokenizer_spec.type, pre->tokenizer_spec.type);
     cr_assert_eq(back.has_logit_bias, c->has_logit_bias);
     cr_assert_eq(back.audio.type, c->audio.type);
     cr_assert_eq(back.audio.n_frames, c->audio.n_frames);
     cr_assert_eq(back.audio.n_conv, c->audio.n_conv);
     cr_assert_eq(back.audio.patch_time, c->audio.patch_time);
-    cr_assert_str_eq(back.audio.frontend_json, c->audio.frontend_json);
+    cr_assert(!memcmp(&pback.audio, &pre->audio, sizeof pre->audio));
+    cr_assert_eq(pback.n_audio_fields, pre->n_audio_fields);
     cJSON_free(s1);
     cJSON_free(s2);
     cJSON_Delete(j1);
     cJSON_Delete(j2);
+    clasp_preprocess_free(&pback);
+}
+
+/* parse + roundtrip of a document */
+static void roundtrip_doc(const char *doc, const char *what) {
+    clasp_model_config c;
+    clasp_preprocess pre;
+    cr_assert_eq(parse_pre(doc, what, &c, &pre), CLASP_OK, "%s", clasp_last_error());
+    roundtrip(&c, &pre);
+    clasp_preprocess_free(&pre);
 }
 
 Test(config, to_json_roundtrip) {
     char path[4096];
     clasp_model_config c;
+    clasp_preprocess pre;
     cr_assert_eq(clasp_model_config_load(fmnist_path(path, sizeof path), &c), CLASP_OK);
-    roundtrip(&c);
+    cr_assert_eq(clasp_preprocess_load(path, &pre), CLASP_OK, "%s", clasp_last_error());
+    roundtrip(&c, &pre);
+    /* the serialised fmnist-small config is the file's fields in the file's order, defaults
+     * made explicit (a run's config.json, an export's, its model.safetensors metadata) */
+    cJSON *j;
+    cr_assert_eq(clasp_model_config_to_json(&c, &j), CLASP_OK);
+    cr_assert_eq(clasp_preprocess_add_json(&pre, j), CLASP_OK);
+    char *txt = cJSON_PrintUnformatted(j);
+    cr_assert_str_eq(
+        txt,
+        "{\"embed_dim\":128,\"init_logit_scale\":2.6592600369327779,\"max_logit_scale\":"
+        "4.6051701859880918,\"image\":{\"type\":\"cnn\",\"channels\":1,\"size\":28,\"conv\":"
+        "[{\"channels\":32,\"kernel\":3,\"stride\":1,\"padding\":1,\"pool\":2},{\"channels\":"
+        "64,\"kernel\":3,\"stride\":1,\"padding\":1,\"pool\":2}],\"fc\":[256],\"mean\":[0.286],"
+        "\"std\":[0.353],\"resize\":\"squash\"},\"text\":{\"type\":\"transformer\",\"vocab_size\":"
+        "259,\"context_length\":32,\"width\":128,\"layers\":2,\"heads\":4,\"mlp_width\":512,"
+        "\"causal\":true,\"pool\":\"eos\",\"eos_id\":257,\"pad_id\":258,\"ln_eps\":1e-05,"
+        "\"act\":\"gelu\",\"tokenizer\":{\"type\":\"bytes\",\"bos\":256,\"eos\":257,\"pad\":258}}"
+        "}");
+    cJSON_free(txt);
+    cJSON_Delete(j);
+    clasp_preprocess_free(&pre);
     char doc[2048];
     mutate(doc, sizeof doc, "\"embed_dim\": 8", "\"embed_dim\": 8, \"init_logit_bias\": -10");
     cr_assert_eq(parse(doc, "b.json", &c), CLASP_OK, "%s", clasp_last_error());
     cr_assert(c.has_logit_bias);
     cr_assert_eq(c.init_logit_bias, -10.0);
-    roundtrip(&c);
-    cr_assert_eq(parse(ABASE, "a.json", &c), CLASP_OK, "%s", clasp_last_error());
-    roundtrip(&c);
-    cr_assert_eq(parse(ASTBASE, "ast.json", &c), CLASP_OK, "%s", clasp_last_error());
-    roundtrip(&c);
+    roundtrip_doc(doc, "b.json");
+    roundtrip_doc(ABASE, "a.json");
+    roundtrip_doc(ASTBASE, "ast.json");
+}
+
+/* Every front-end field clasp_audio_config_to_json knows (what modalities/preprocess.c reads)
+ * is a key the tower parser accepts, and comes back in the order given. */
+Test(config, every_frontend_field_is_accepted) {
+    clasp_audio_config def = clasp_audio_default_config();
+    def.mel.sample_rate = 8000;
+    def.clip_seconds = 0.5;
+    def.mel.hop_length = 80;
+    def.mel.n_mels = 16;
+    def.mel.fmax = 4000;
+    cJSON *all = clasp_audio_config_to_json(&def);
+    cr_assert(all);
+    cJSON *root = cJSON_Parse("{\"embed_dim\": 8, \"audio\": {\"type\": \"audio_cnn\","
+                              " \"conv\": [{\"channels\": 2, \"kernel\": 1}]}}");
+    cJSON *au = cJSON_GetObjectItem(root, "audio");
+    /* in reverse order, to see the order kept */
+    int n = cJSON_GetArraySize(all);
+    for (int i = n - 1; i >= 0; i--) {
+        cJSON *f = cJSON_GetArrayItem(all, i);
+        cJSON_AddItemToObject(au, f->string, cJSON_Duplicate(f, true));
+    }
+    char *doc = cJSON_PrintUnformatted(root);
+    clasp_model_config c;
+    clasp_preprocess pre;
+    cr_assert_eq(parse_pre(doc, "all.json", &c, &pre), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(pre.n_audio_fields, n);
+    cJSON *j;
+    cr_assert_eq(clasp_model_config_to_json(&c, &j), CLASP_OK);
+    cr_assert_eq(clasp_preprocess_add_json(&pre, j), CLASP_OK);
+    const cJSON *ja = cJSON_GetObjectItem(j, "audio");
+    const cJSON *it = cJSON_GetObjectItem(ja, "fc")->next; /* after the tower's fields */
+    for (int i = n - 1; i >= 0; i--, it = it ? it->next : NULL) {
+        cr_assert(it, "field %d missing", i);
+        cr_assert_str_eq(it->string, cJSON_GetArrayItem(all, i)->string);
+        cr_assert(cJSON_Compare(it, cJSON_GetArrayItem(all, i), true), "%s differs", it->string);
+    }
+    cr_assert_null(it);
+    cJSON_Delete(j);
+    clasp_preprocess_free(&pre);
+    cJSON_free(doc);
+    cJSON_Delete(root);
+    cJSON_Delete(all);
 }

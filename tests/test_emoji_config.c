@@ -1,6 +1,6 @@
 /* test_emoji_config.c: configs/emoji-small.json (the emoji workload of scripts/emoji.sh) loads,
  * its BPE tokenizer (configs/emoji-bpe.json) resolves from any working directory and covers the
- * emoji labels within the context; and the rule behind it (encoders/config.c): a relative
+ * emoji labels within the context; and the rule behind it (modalities/preprocess.c): a relative
  * text.tokenizer "path" (or "file") is relative to the folder of the config file that names it,
  * never to the working directory. */
 #include <criterion/criterion.h>
@@ -13,6 +13,7 @@
 
 #include "core/json.h"
 #include "encoders/model.h"
+#include "modalities/preprocess.h"
 #include "modalities/tokenizer.h"
 #include "pipeline/data.h"
 #include "testutil.h"
@@ -39,17 +40,21 @@ static void check_emoji_small_(const char *path) {
     cr_assert_eq(c.image.channels, 3);
     cr_assert_eq(c.image.size, 64);
     cr_assert_eq(c.image.patch_size, 8);
-    cr_assert_eq(c.image.resize, CLASP_RESIZE_SQUASH);
     cr_assert_eq(c.text.type, CLASP_TEXT_TRANSFORMER);
-    cr_assert_str_eq(c.text.tokenizer.type, "bpe");
+    clasp_preprocess pre;
+    cr_assert_eq(clasp_preprocess_load(path, &pre), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(pre.image.mode, CLASP_IMAGE_RESIZE_SQUASH);
+    cr_assert_str_eq(pre.tokenizer_spec.type, "bpe");
     char want[PATH_MAX], src[PATH_MAX + 64];
     snprintf(src, sizeof src, "%s/configs/emoji-bpe.json", CLASP_SOURCE_DIR);
     real_(src, want);
-    cr_assert_str_eq(c.text.tokenizer.file, want);
+    cr_assert_str_eq(pre.tokenizer_spec.path, want);
 
     clasp_loader_config lc;
-    clasp_tokenizer *tok;
-    cr_assert_eq(clasp_data_loader_config(&c, &lc, &tok), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_data_loader_config(&pre, CLASP_NEED_IMAGE | CLASP_NEED_TEXT, &lc), CLASP_OK,
+                 "%s", clasp_last_error());
+    const clasp_tokenizer *tok = lc.tokenizer;
+    cr_assert_eq(tok, pre.tokenizer);
     cr_assert_eq(clasp_tokenizer_kind(tok), CLASP_TOKENIZER_BPE);
     cr_assert(clasp_tokenizer_n_merges(tok) > 1000, "%d merges", clasp_tokenizer_n_merges(tok));
     cr_assert(clasp_tokenizer_vocab_size(tok) <= c.text.vocab_size);
@@ -76,7 +81,7 @@ static void check_emoji_small_(const char *path) {
                       labels[i], n_raw);
         free(raw);
     }
-    clasp_tokenizer_free(tok);
+    clasp_preprocess_free(&pre);
 
     clasp_model m;
     cr_assert_eq(clasp_model_init(&m, &c), CLASP_OK, "%s", clasp_last_error());
@@ -115,8 +120,8 @@ static void write_config_(const char *path, const char *tok_json) {
 }
 
 static void expect_config_error_(const char *path, const char *field) {
-    clasp_model_config c;
-    cr_assert_eq(clasp_model_config_load(path, &c), CLASP_ERR_CONFIG);
+    clasp_preprocess pre;
+    cr_assert_eq(clasp_preprocess_load(path, &pre), CLASP_ERR_CONFIG);
     cr_assert(strstr(clasp_last_error(), field), "'%s' not in: %s", field, clasp_last_error());
     cr_assert(strstr(clasp_last_error(), path), "'%s' not in: %s", path, clasp_last_error());
 }
@@ -148,48 +153,55 @@ Test(emoji_config, tokenizer_path_relative_to_config_folder) {
         write_config_(cfgp, spellings[i]);
         clasp_model_config c;
         cr_assert_eq(clasp_model_config_load(cfgp, &c), CLASP_OK, "%s", clasp_last_error());
-        cr_assert_eq(c.text.tokenizer.file[0], '/', "%s", c.text.tokenizer.file);
+        clasp_preprocess pre;
+        cr_assert_eq(clasp_preprocess_load(cfgp, &pre), CLASP_OK, "%s", clasp_last_error());
+        cr_assert_eq(pre.tokenizer_spec.path[0], '/', "%s", pre.tokenizer_spec.path);
         char got[PATH_MAX];
-        cr_assert_str_eq(real_(c.text.tokenizer.file, got), want);
-        clasp_loader_config lc;
-        clasp_tokenizer *t;
-        cr_assert_eq(clasp_data_loader_config(&c, &lc, &t), CLASP_OK, "%s", clasp_last_error());
-        cr_assert_eq(clasp_tokenizer_vocab_size(t), clasp_tokenizer_vocab_size(small),
+        cr_assert_str_eq(real_(pre.tokenizer_spec.path, got), want);
+        cr_assert_eq(clasp_tokenizer_vocab_size(pre.tokenizer), clasp_tokenizer_vocab_size(small),
                      "spelling %d loaded the working directory's tok.json", i);
-        clasp_tokenizer_free(t);
         /* serialised and parsed back (a run's config.json, a checkpoint's state.json): the
          * absolute path survives, whatever the document's own name */
         cJSON *j;
         cr_assert_eq(clasp_model_config_to_json(&c, &j), CLASP_OK);
-        clasp_model_config back;
-        cr_assert_eq(clasp_model_config_parse(j, "/elsewhere/state.json", &back), CLASP_OK, "%s",
+        cr_assert_eq(clasp_preprocess_add_json(&pre, j), CLASP_OK);
+        clasp_preprocess back;
+        cr_assert_eq(clasp_preprocess_parse(j, "/elsewhere/state.json", &back), CLASP_OK, "%s",
                      clasp_last_error());
-        cr_assert_str_eq(back.text.tokenizer.file, c.text.tokenizer.file);
+        cr_assert_str_eq(back.tokenizer_spec.path, pre.tokenizer_spec.path);
+        cr_assert_eq(clasp_tokenizer_vocab_size(back.tokenizer), clasp_tokenizer_vocab_size(small));
+        clasp_preprocess_free(&back);
+        clasp_preprocess_free(&pre);
         cJSON_Delete(j);
     }
     /* an absolute path is kept as written */
     snprintf(p, sizeof p, "{\"type\": \"bpe\", \"path\": \"%s/tok.json\"}", tmp);
     write_config_("cfg/abs.json", p);
-    clasp_model_config c;
-    cr_assert_eq(clasp_model_config_load("cfg/abs.json", &c), CLASP_OK, "%s", clasp_last_error());
+    clasp_preprocess pre;
+    cr_assert_eq(clasp_preprocess_load("cfg/abs.json", &pre), CLASP_OK, "%s", clasp_last_error());
     snprintf(p, sizeof p, "%s/tok.json", tmp);
-    cr_assert_str_eq(c.text.tokenizer.file, p);
-    /* parse alone keeps a relative path verbatim (its reader joins it with its folder) */
+    cr_assert_str_eq(pre.tokenizer_spec.path, p);
+    cr_assert_eq(clasp_tokenizer_vocab_size(pre.tokenizer), clasp_tokenizer_vocab_size(big));
+    clasp_preprocess_free(&pre);
+    /* parse alone keeps a relative path verbatim and loads it from the folder of the document
+     * (an export's config.json and its tokenizer.json) */
     cJSON *o = cJSON_Parse(
         "{\"embed_dim\": 8, \"text\": {\"type\": \"transformer\","
         " \"vocab_size\": 300, \"context_length\": 4, \"width\": 8,"
         " \"layers\": 1, \"heads\": 1, \"mlp_width\": 8, \"eos_id\": 257, \"tokenizer\":"
-        " {\"type\": \"bpe\", \"path\": \"tokenizer.json\"}}}");
-    cr_assert_eq(clasp_model_config_parse(o, "x/config.json", &c), CLASP_OK, "%s",
+        " {\"type\": \"bpe\", \"path\": \"tok.json\"}}}");
+    cr_assert_eq(clasp_preprocess_parse(o, "cfg/config.json", &pre), CLASP_OK, "%s",
                  clasp_last_error());
-    cr_assert_str_eq(c.text.tokenizer.file, "tokenizer.json");
+    cr_assert_str_eq(pre.tokenizer_spec.path, "tok.json");
+    cr_assert_eq(clasp_tokenizer_vocab_size(pre.tokenizer), clasp_tokenizer_vocab_size(small));
+    clasp_preprocess_free(&pre);
     cJSON_Delete(o);
-    /* a missing tokenizer file is named with its resolved path when loaded */
+    /* a missing tokenizer file is named with its resolved path; the model config itself
+     * (towers) is fine */
     write_config_("cfg/missing.json", "{\"type\": \"bpe\", \"path\": \"nope.json\"}");
+    clasp_model_config c;
     cr_assert_eq(clasp_model_config_load("cfg/missing.json", &c), CLASP_OK);
-    clasp_loader_config lc;
-    clasp_tokenizer *t;
-    cr_assert_neq(clasp_data_loader_config(&c, &lc, &t), CLASP_OK);
+    cr_assert_neq(clasp_preprocess_load("cfg/missing.json", &pre), CLASP_OK);
     snprintf(p, sizeof p, "%s/nope.json", real_sub);
     cr_assert(strstr(clasp_last_error(), p), "'%s' not in: %s", p, clasp_last_error());
     /* both spellings, or a BPE without a path: config errors naming the field */

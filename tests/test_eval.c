@@ -320,10 +320,10 @@ static void make_model_dir_(const char *dir) {
     cr_assert_eq(clasp_model_config_load(cfgp, &cfg), CLASP_OK);
     cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK);
     clasp_model_init_weights(&m, 4);
-    clasp_tokenizer *tok;
-    cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
-    cr_assert_eq(clasp_export_model(&m, tok, dir), CLASP_OK, "%s", clasp_last_error());
-    clasp_tokenizer_free(tok);
+    clasp_preprocess pre;
+    cr_assert_eq(clasp_preprocess_load(cfgp, &pre), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_export_model(&m, &pre, dir), CLASP_OK, "%s", clasp_last_error());
+    clasp_preprocess_free(&pre);
     clasp_model_free(&m);
 }
 
@@ -337,15 +337,15 @@ Test(eval, collect_first_and_all_captions) {
     clasp_embedder em;
     cr_assert_eq(clasp_embedder_open(dir, 2, 4, &em), CLASP_OK, "%s", clasp_last_error());
     clasp_eval_set a, b;
-    cr_assert_eq(clasp_eval_collect(&em.engine, shard, CLASP_EVAL_TEXT_FIRST, 2, &a), CLASP_OK,
-                 "%s", clasp_last_error());
+    cr_assert_eq(clasp_eval_collect(&em.engine, &em.pre, shard, CLASP_EVAL_TEXT_FIRST, 2, &a),
+                 CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(a.n, 11); /* sample 4 skipped */
     cr_assert_eq(a.skipped, 1);
     cr_assert_eq(a.n_txt, 11);
     cr_assert_str_eq(a.keys[4], "s005");
     cr_assert_eq(a.labels[4], 2);
-    cr_assert_eq(clasp_eval_collect(&em.engine, shard, CLASP_EVAL_TEXT_ALL, 1, &b), CLASP_OK, "%s",
-                 clasp_last_error());
+    cr_assert_eq(clasp_eval_collect(&em.engine, &em.pre, shard, CLASP_EVAL_TEXT_ALL, 1, &b),
+                 CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(b.n, 11);
     /* odd samples have two captions: 6 odd of the 11 kept (1 3 5 7 9 11) */
     cr_assert_eq(b.n_txt, 11 + 6);
@@ -383,11 +383,12 @@ Test(eval, collect_first_and_all_captions) {
     fputs("caption of sample\nfirst caption\nsecond caption\n", f);
     fclose(f);
     clasp_zeroshot_result zr, zs;
-    cr_assert_eq(clasp_eval_zeroshot(&em.engine, shard, cls, NULL, 1, &zr), CLASP_OK, "%s",
+    cr_assert_eq(clasp_eval_zeroshot(&em.engine, &em.pre, shard, cls, NULL, 1, &zr), CLASP_OK, "%s",
                  clasp_last_error());
     char *names[3] = {"caption of sample", "first caption", "second caption"};
     float cemb[3 * 128];
-    cr_assert_eq(clasp_eval_class_embeddings(&em.engine, names, 3, NULL, 0, cemb), CLASP_OK);
+    cr_assert_eq(clasp_eval_class_embeddings(&em.engine, &em.pre, names, 3, NULL, 0, cemb),
+                 CLASP_OK);
     double rec[3];
     int64_t cnt[3];
     cr_assert_eq(clasp_eval_zeroshot_set(&a, cemb, 3, &zs, rec, cnt), CLASP_OK);
@@ -429,6 +430,10 @@ Test(eval, cli_eval_appends_to_run_metrics) {
     }
     cJSON *state = cJSON_CreateObject(), *cj;
     cr_assert_eq(clasp_model_config_to_json(&cfg, &cj), CLASP_OK);
+    clasp_preprocess pre; /* the preprocessing fields of the same config (as the trainer writes) */
+    cr_assert_eq(clasp_preprocess_load(cfgp, &pre), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_preprocess_add_json(&pre, cj), CLASP_OK);
+    clasp_preprocess_free(&pre);
     cJSON_AddItemToObject(state, "config", cj);
     cJSON_AddNumberToObject(state, "step", 3);
     mkdir(run, 0755);

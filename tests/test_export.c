@@ -54,7 +54,11 @@ static void make_export_(const char *config_path, clasp_tokenizer *tok, const ch
     cr_assert_eq(clasp_model_config_load(config_path, &cfg), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK, "%s", clasp_last_error());
     clasp_model_init_weights(&m, seed);
-    cr_assert_eq(clasp_export_model(&m, tok, dir), CLASP_OK, "%s", clasp_last_error());
+    clasp_preprocess pre; /* the config's preprocessing: its tokenizer is `tok` */
+    cr_assert_eq(clasp_preprocess_load(config_path, &pre), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_tokenizer_vocab_size(pre.tokenizer), clasp_tokenizer_vocab_size(tok));
+    cr_assert_eq(clasp_export_model(&m, &pre, dir), CLASP_OK, "%s", clasp_last_error());
+    clasp_preprocess_free(&pre);
     clasp_model_free(&m);
 }
 
@@ -230,6 +234,10 @@ Test(export, from_checkpoint_and_cli) {
     }
     cJSON *state = cJSON_CreateObject(), *cj;
     cr_assert_eq(clasp_model_config_to_json(&cfg, &cj), CLASP_OK);
+    clasp_preprocess pre; /* the preprocessing fields of the same config (as the trainer writes) */
+    cr_assert_eq(clasp_preprocess_load(cfgp, &pre), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_preprocess_add_json(&pre, cj), CLASP_OK);
+    clasp_preprocess_free(&pre);
     cJSON_AddItemToObject(state, "config", cj);
     cJSON_AddNumberToObject(state, "step", 7);
     mkdir(run, 0755);

@@ -1,6 +1,8 @@
 /* test_image.c: image decoding, pixel limit, alpha compositing, resize/crop, normalisation
  * (bit-exact against numpy for Fashion-MNIST) and corrupt inputs (modalities/image.h). */
 #include <criterion/criterion.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,7 +139,7 @@ Test(image, center_crop_and_exact_resize) {
         cr_assert_float_eq(out[c * 100 + 5 * 10 + 0], 50.0f / 255.0f, 1e-6);
         cr_assert_float_eq(out[c * 100 + 5 * 10 + 9], 200.0f / 255.0f, 1e-6);
     }
-    cfg.mode = CLASP_IMAGE_RESIZE_EXACT;
+    cfg.mode = CLASP_IMAGE_RESIZE_SQUASH;
     cr_assert_eq(clasp_image_preprocess(&img, &cfg, out), CLASP_OK);
     cr_assert_float_eq(out[0], 50.0f / 255.0f, 1e-6);
     cr_assert_float_eq(out[9], 200.0f / 255.0f, 1e-6);
@@ -170,14 +172,15 @@ Test(image, center_crop_equals_resize_then_crop) {
 }
 
 Test(image, config_json_roundtrip_and_errors) {
-    cJSON *o = cJSON_Parse("{\"channels\":1,\"image_size\":28,\"mean\":[0.286],\"std\":[0.353],"
-                           "\"resize\":\"exact\",\"max_pixels\":1000}");
+    /* a model config's "image" object: encoder fields are ignored */
+    cJSON *o = cJSON_Parse("{\"type\":\"cnn\",\"channels\":1,\"size\":28,\"mean\":[0.286],"
+                           "\"std\":[0.353],\"resize\":\"squash\",\"max_pixels\":1000}");
     clasp_image_config c;
     cr_assert_eq(clasp_image_config_from_json(o, "m.json", "image", &c), CLASP_OK, "%s",
                  clasp_last_error());
     cr_assert_eq(c.channels, 1);
     cr_assert_eq(c.size, 28);
-    cr_assert_eq(c.mode, CLASP_IMAGE_RESIZE_EXACT);
+    cr_assert_eq(c.mode, CLASP_IMAGE_RESIZE_SQUASH);
     cr_assert_eq(c.mean[0], 0.286f);
     cr_assert_eq(c.max_pixels, 1000);
     cJSON *back = clasp_image_config_to_json(&c);
@@ -186,14 +189,124 @@ Test(image, config_json_roundtrip_and_errors) {
     cr_assert(memcmp(&c, &c2, sizeof c) == 0);
     cJSON_Delete(back);
     cJSON_Delete(o);
-    o = cJSON_Parse("{\"channels\":3,\"std\":[1,0,1]}");
-    cr_assert_eq(clasp_image_config_from_json(o, "m.json", "image", &c), CLASP_ERR_CONFIG);
-    cr_assert(strstr(clasp_last_error(), "std"), "%s", clasp_last_error());
+    /* defaults: shortest, mean 0, std 1 */
+    o = cJSON_Parse("{\"channels\":3,\"size\":8}");
+    cr_assert_eq(clasp_image_config_from_json(o, "m.json", "image", &c), CLASP_OK);
+    cr_assert_eq(c.mode, CLASP_IMAGE_RESIZE_SHORTEST);
+    cr_assert_eq(c.mean[2], 0.0f);
+    cr_assert_eq(c.std[2], 1.0f);
     cJSON_Delete(o);
-    o = cJSON_Parse("{\"resize\":\"stretch\"}");
-    cr_assert_eq(clasp_image_config_from_json(o, "m.json", "image", &c), CLASP_ERR_CONFIG);
-    cr_assert(strstr(clasp_last_error(), "resize"), "%s", clasp_last_error());
-    cJSON_Delete(o);
+    static const struct {
+        const char *doc, *field;
+    } bad[] = {{"{\"channels\":3,\"size\":8,\"std\":[1,0,1]}", "'image.std'"},
+               {"{\"channels\":1,\"size\":8,\"mean\":[0.1,0.2]}", "'image.mean'"},
+               {"{\"channels\":3,\"size\":8,\"resize\":\"stretch\"}", "'image.resize'"},
+               {"{\"channels\":2,\"size\":8}", "'image.channels'"},
+               {"{\"channels\":1}", "'image.size'"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        o = cJSON_Parse(bad[i].doc);
+        cr_assert_eq(clasp_image_config_from_json(o, "m.json", "image", &c), CLASP_ERR_CONFIG, "%s",
+                     bad[i].doc);
+        cr_assert(strstr(clasp_last_error(), bad[i].field), "%s", clasp_last_error());
+        cr_assert(strstr(clasp_last_error(), "m.json"), "%s", clasp_last_error());
+        cJSON_Delete(o);
+    }
+    cr_assert_str_eq(clasp_image_resize_name(CLASP_IMAGE_RESIZE_LONGEST), "longest");
+    cr_assert_eq(clasp_image_resize_from_name("longest"), CLASP_IMAGE_RESIZE_LONGEST);
+    cr_assert_eq(clasp_image_resize_from_name("center_crop"), -1);
+}
+
+/* "longest" keeps the aspect ratio and pads with pixel 0: a 30x12 and a 12x30 constant image to
+ * 10x10 scale to 10x4 / 4x10 (ratio 3) and sit at row / column 3, zeros around them. */
+Test(image, resize_longest_pads_exact_geometry) {
+    for (int tall = 0; tall < 2; tall++) {
+        const int w = tall ? 12 : 30, h = tall ? 30 : 12, S = 10;
+        uint8_t *px = malloc((size_t)w * h);
+        memset(px, 200, (size_t)w * h);
+        clasp_image img = {px, w, h, 1};
+        clasp_image_config cfg = clasp_image_default_config();
+        cfg.channels = 1;
+        cfg.size = S;
+        cfg.mode = CLASP_IMAGE_RESIZE_LONGEST;
+        cfg.mean[0] = 0.0f;
+        cfg.std[0] = 1.0f;
+        float out[10 * 10];
+        cr_assert_eq(clasp_image_preprocess(&img, &cfg, out), CLASP_OK, "%s", clasp_last_error());
+        int nw, nh, left, top;
+        clasp_image_longest_geometry(w, h, S, &nw, &nh, &left, &top);
+        cr_assert_eq(tall ? nw : nh, 4);
+        cr_assert_eq(tall ? nh : nw, 10);
+        cr_assert_eq(tall ? left : top, 3);
+        cr_assert_eq(tall ? top : left, 0);
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++) {
+                const int k = tall ? x : y; /* the padded axis */
+                const float want = (k >= 3 && k < 7) ? 200.0f / 255.0f : 0.0f;
+                cr_assert_float_eq(out[y * S + x], want, 1e-6, "%s: (%d, %d) = %g",
+                                   tall ? "tall" : "wide", y, x, (double)out[y * S + x]);
+            }
+        free(px);
+    }
+    /* odd leftover: 40x22 to 16 gives 16x9 at row 3 (3 rows above, 4 below), as OpenCLIP */
+    int nw, nh, left, top;
+    clasp_image_longest_geometry(40, 22, 16, &nw, &nh, &left, &top);
+    cr_assert(nw == 16 && nh == 9 && left == 0 && top == 3, "%d %d %d %d", nw, nh, left, top);
+}
+
+/* "longest" against OpenCLIP's ResizeKeepRatio(longest=1) + CenterCropOrPad(fill=0) with PIL's
+ * bicubic (tests/reference/make_image.py): the geometry exactly, the padded pixels exactly, and
+ * the resized pixels within 1/255 (stb's Catmull-Rom and PIL's bicubic differ by rounding, as
+ * in center_crop_equals_resize_then_crop's tolerance of one level per resampling). */
+Test(image, resize_longest_matches_open_clip) {
+    static const char *const files[] = {"image/resize_longest_40x22.safetensors",
+                                        "image/resize_longest_18x40.safetensors"};
+    const float mean[3] = {0.5f, 0.25f, 0.125f}, sd[3] = {0.5f, 0.25f, 2.0f};
+    for (int f = 0; f < 2; f++) {
+        char path[1024];
+        clasp_safetensors *st;
+        cr_assert_eq(clasp_st_open(clasp_test_ref_path(files[f], path, sizeof path), &st), CLASP_OK,
+                     "%s", clasp_last_error());
+        const clasp_st_tensor *tp = clasp_st_find(st, "pixels");
+        const clasp_st_tensor *tr = clasp_st_find(st, "preprocessed");
+        const clasp_st_tensor *tg = clasp_st_find(st, "geometry");
+        cr_assert(tp && tr && tg && tp->ndim == 3 && tp->shape[2] == 3);
+        const int h = (int)tp->shape[0], w = (int)tp->shape[1], S = 16;
+        cr_assert_eq(tr->numel, (size_t)3 * S * S);
+        const float *ref = clasp_st_f32(st, tr);
+        cr_assert(tg->dtype == CLASP_DTYPE_I32 && tg->numel == 4 && tp->dtype == CLASP_DTYPE_U8);
+        int32_t geo[4];
+        memcpy(geo, tg->data, sizeof geo); /* the file buffer may be unaligned */
+        int nw, nh, left, top;
+        clasp_image_longest_geometry(w, h, S, &nw, &nh, &left, &top);
+        cr_assert(nw == geo[0] && nh == geo[1] && left == geo[2] && top == geo[3],
+                  "%s: geometry %d %d %d %d, OpenCLIP %d %d %d %d", files[f], nw, nh, left, top,
+                  geo[0], geo[1], geo[2], geo[3]);
+        clasp_image img = {(uint8_t *)tp->data, w, h, 3};
+        clasp_image_config cfg = clasp_image_default_config();
+        cfg.size = S;
+        cfg.mode = CLASP_IMAGE_RESIZE_LONGEST;
+        memcpy(cfg.mean, mean, sizeof mean);
+        memcpy(cfg.std, sd, sizeof sd);
+        float out[3 * 16 * 16];
+        cr_assert_eq(clasp_image_preprocess(&img, &cfg, out), CLASP_OK, "%s", clasp_last_error());
+        double maxdiff = 0.0;
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < S; y++)
+                for (int x = 0; x < S; x++) {
+                    const size_t i = ((size_t)c * S + (size_t)y) * S + (size_t)x;
+                    const bool pad = x < left || x >= left + nw || y < top || y >= top + nh;
+                    if (pad) {
+                        cr_assert_eq(out[i], ref[i], "%s: pad (%d, %d, %d): %g vs %g", files[f], c,
+                                     y, x, (double)out[i], (double)ref[i]);
+                        continue;
+                    }
+                    /* back to [0, 255] levels */
+                    const double d = fabs((double)out[i] - (double)ref[i]) * (double)sd[c] * 255.0;
+                    if (d > maxdiff) maxdiff = d;
+                }
+        cr_assert_leq(maxdiff, 1.0 + 1e-3, "%s: max difference %.3f levels", files[f], maxdiff);
+        clasp_st_free(st);
+    }
 }
 
 /* ---- bad input ---- */

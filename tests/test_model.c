@@ -981,7 +981,8 @@ Test(model, audio_save_load_roundtrip) {
     cr_assert_eq(clasp_model_config_parse(root, "meta", &cfg), CLASP_OK, "%s", clasp_last_error());
     cJSON_Delete(root);
     clasp_st_free(st);
-    cr_assert_str_eq(cfg.audio.frontend_json, a.config.audio.frontend_json);
+    cr_assert_eq(cfg.audio.n_frames, a.config.audio.n_frames);
+    cr_assert_eq(cfg.audio.clip_seconds, a.config.audio.clip_seconds);
     cr_assert_eq(clasp_model_init(&b, &cfg), CLASP_OK);
     cr_assert_eq(b.n_floats, a.n_floats);
     cr_assert_eq(clasp_model_load(&b, path), CLASP_OK, "%s", clasp_last_error());

@@ -586,6 +586,15 @@ def load_image(path_or_bytes, channels, size, resize, mean, std):
         pim = Image.fromarray(px[:, :, 0] if channels == 1 else px, mode)
         if resize == "squash":
             pim = pim.resize((size, size), Image.BICUBIC)
+        elif resize == "longest":
+            # ref: open_clip transform.py ResizeKeepRatio(longest=1) + CenterCropOrPad(fill=0),
+            # as modalities/image.c clasp_image_longest_geometry
+            ratio = max(h / size, w / size)
+            nw = max(1, min(size, round(w / ratio)))
+            nh = max(1, min(size, round(h / ratio)))
+            canvas = Image.new(mode, (size, size), 0)
+            canvas.paste(pim.resize((nw, nh), Image.BICUBIC), ((size - nw) // 2, (size - nh) // 2))
+            pim = canvas
         else:
             if w <= h:
                 nw, nh = size, int(h * size / w)

@@ -443,13 +443,21 @@ static long peak_rss_mib_(void) {
 
 /* ---- evaluation (zero-shot) ------------------------------------------------------------- */
 
-static clasp_status evaluate_(const clasp_train_options *o, clasp_engine *e, FILE *metrics,
-                              const run_state *rs, int epoch, clasp_train_summary *sum) {
+/* The loader field a tower's input comes from. */
+static unsigned need_of_(clasp_tower t) {
+    return t == CLASP_TOWER_IMAGE  ? CLASP_NEED_IMAGE
+           : t == CLASP_TOWER_TEXT ? CLASP_NEED_TEXT
+                                   : CLASP_NEED_AUDIO;
+}
+
+static clasp_status evaluate_(const clasp_train_options *o, clasp_engine *e,
+                              const clasp_preprocess *pre, FILE *metrics, const run_state *rs,
+                              int epoch, clasp_train_summary *sum) {
     if (!o->val_spec || !o->zeroshot || !o->zeroshot_fn || !metrics)
         return CLASP_OK; /* rank 0 evaluates */
     clasp_train_eval_result zr;
     double t0 = now_();
-    CLASP_TRY(o->zeroshot_fn(e, o->val_spec, o->zeroshot, o->templates, o->workers, &zr));
+    CLASP_TRY(o->zeroshot_fn(e, pre, o->val_spec, o->zeroshot, o->templates, o->workers, &zr));
     double dt = now_() - t0;
     sum->zeroshot_top1 = zr.top1;
     sum->zeroshot_top5 = zr.top5;
@@ -653,8 +661,16 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
 
     clasp_model_config cfg;
     CLASP_TRY(clasp_model_config_load(o.model_config, &cfg));
+    clasp_preprocess pre; /* the config's preprocessing: the loaders' and the zero-shot's */
+    CLASP_TRY(clasp_preprocess_load(o.model_config, &pre));
     cJSON *config_json = NULL;
-    CLASP_TRY(clasp_model_config_to_json(&cfg, &config_json));
+    clasp_status cs = clasp_model_config_to_json(&cfg, &config_json);
+    if (cs == CLASP_OK) cs = clasp_preprocess_add_json(&pre, config_json);
+    if (cs != CLASP_OK) {
+        cJSON_Delete(config_json);
+        clasp_preprocess_free(&pre);
+        return cs;
+    }
 
     clasp_status s = CLASP_OK;
     clasp_engine e;
@@ -743,15 +759,11 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
         dopt.shuffle_buffer = o.shuffle_buffer;
         dopt.samples_per_epoch = o.samples_per_epoch;
         dopt.train = true;
-        dopt.has_pair =
-            o.sources[k].pair != NULL || !(x->ta == CLASP_TOWER_IMAGE && x->tb == CLASP_TOWER_TEXT);
-        dopt.pair_a = x->ta;
-        dopt.pair_b = x->tb;
-        dopt.config_path = o.model_config;
+        dopt.required = need_of_(x->ta) | need_of_(x->tb);
         dopt.audio_augment = o.audio_augment;
         dopt.image_augment = o.image_augment ? &img_aug : NULL;
         dopt.on_error = o.on_error_fail ? CLASP_ON_ERROR_FAIL : CLASP_ON_ERROR_SKIP;
-        s = clasp_data_open(&dopt, &cfg, &x->data);
+        s = clasp_data_open(&dopt, &pre, &x->data);
         if (s != CLASP_OK) {
             clasp_wrap_error(s, "training source %d (%s, %s)", k + 1, x->pair, x->spec);
             goto done;
@@ -1004,7 +1016,7 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
         if (steps_this_run == 1) clasp_dist_reset_stats(); /* steady state: from step 2 on */
         if (o.val_every > 0 && rs.step % o.val_every == 0 && rs.step < total) {
             int epoch = steps_per_epoch ? (int)((rs.step - 1) / steps_per_epoch) + 1 : 1;
-            s = evaluate_(&o, &e, metrics, &rs, epoch, sum);
+            s = evaluate_(&o, &e, &pre, metrics, &rs, epoch, sum);
             if (s != CLASP_OK) goto done;
         }
         if ((o.save_every > 0 && rs.step % o.save_every == 0) || stop) {
@@ -1035,7 +1047,7 @@ clasp_status clasp_train(const clasp_train_options *oin, clasp_train_summary *su
             if (s != CLASP_OK) goto done;
         }
         int epoch = steps_per_epoch ? (int)((rs.step - 1) / steps_per_epoch) + 1 : 1;
-        s = evaluate_(&o, &e, metrics, &rs, epoch, sum);
+        s = evaluate_(&o, &e, &pre, metrics, &rs, epoch, sum);
         if (s != CLASP_OK) goto done;
     }
     sum->steps = rs.step;
@@ -1094,6 +1106,7 @@ done:
     free(gid_all);
     clasp_adamw_free(&opt);
     for (int k = 0; k < CLASP_TRAIN_MAX_SOURCES; k++) clasp_data_close(src[k].data);
+    clasp_preprocess_free(&pre);
     clasp_engine_free(&e);
     cJSON_Delete(config_json);
     return s;

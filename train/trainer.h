@@ -68,14 +68,16 @@ typedef struct clasp_train_source {
 
 /* Zero-shot evaluation during and after training. train/ sits below eval/ (eval runs the engine),
  * so the caller supplies the evaluation: cli/cmd_train.c sets clasp_eval_zeroshot_for_train
- * (eval/eval.h). The function embeds the class prompts and the images of `val_spec` with `e`. */
+ * (eval/eval.h). The function embeds the class prompts and the images of `val_spec` with `e`,
+ * preprocessed per `pre` (the model config's). */
 typedef struct clasp_train_eval_result {
     double top1, top5, mean_recall; /* fractions */
     int64_t n;                      /* images evaluated */
     int n_classes;
 } clasp_train_eval_result;
-typedef clasp_status (*clasp_train_eval_fn)(clasp_engine *e, const char *val_spec,
-                                            const char *classes, const char *templates, int workers,
+typedef clasp_status (*clasp_train_eval_fn)(clasp_engine *e, const clasp_preprocess *pre,
+                                            const char *val_spec, const char *classes,
+                                            const char *templates, int workers,
                                             clasp_train_eval_result *out);
 
 typedef struct clasp_train_options {
