@@ -9,6 +9,7 @@
 
 #include "core/json.h"
 #include "modalities/text.h"
+#include "pipeline/captions.h"
 #include "pipeline/data.h"
 #include "export/export.h"
 #include "eval/retrieval.h"
@@ -190,8 +191,7 @@ static clasp_status grow_texts_(clasp_eval_set *s, int64_t need, int64_t *cap) {
     return CLASP_OK;
 }
 
-/* Appends the captions of one raw sample (txt field, then json "captions" and "text", as the
- * decoder collects them), tokenized, to tokens/owner. */
+/* Captions waiting to be embedded, tokenized, with their image rows. */
 typedef struct caption_batch {
     int32_t *tokens; /* (cap, T) */
     int64_t *owner;
@@ -216,29 +216,15 @@ static clasp_status add_caption_(caption_batch *cb, const clasp_loader_config *l
     return CLASP_OK;
 }
 
+/* Appends every caption of one raw sample, by the caption rule (pipeline/captions.h). */
 static clasp_status sample_captions_(caption_batch *cb, const clasp_loader_config *lc,
                                      const clasp_sample *smp, int64_t owner, int64_t *bad) {
-    const clasp_field *txt = clasp_sample_find(smp, &lc->fields, CLASP_FIELD_TEXT);
-    const clasp_field *js = clasp_sample_find(smp, &lc->fields, CLASP_FIELD_JSON);
-    if (txt && cb->n < cb->cap)
-        CLASP_TRY(add_caption_(cb, lc, (const char *)txt->data, txt->n, owner, bad));
-    if (!js) return CLASP_OK;
-    cJSON *j = cJSON_ParseWithLength((const char *)js->data, js->n);
-    if (!j) return CLASP_OK;
+    clasp_captions caps;
     clasp_status s = CLASP_OK;
-    const char *names[2] = {"captions", "text"};
-    for (int k = 0; k < 2 && s == CLASP_OK; k++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, names[k]), *e;
-        if (cJSON_IsString(v) && cb->n < cb->cap) {
-            s = add_caption_(cb, lc, v->valuestring, strlen(v->valuestring), owner, bad);
-        } else if (cJSON_IsArray(v)) {
-            cJSON_ArrayForEach(e, v) {
-                if (s == CLASP_OK && cJSON_IsString(e) && cb->n < cb->cap)
-                    s = add_caption_(cb, lc, e->valuestring, strlen(e->valuestring), owner, bad);
-            }
-        }
-    }
-    cJSON_Delete(j);
+    if (clasp_captions_of(smp, &lc->fields, &caps))
+        for (size_t i = 0; i < caps.n && s == CLASP_OK; i++)
+            s = add_caption_(cb, lc, caps.c[i].p, caps.c[i].n, owner, bad);
+    clasp_captions_free(&caps);
     return s;
 }
 
@@ -266,9 +252,9 @@ static clasp_status collect_all_captions_(clasp_engine *e, const clasp_loader_co
         return st;
     }
     caption_batch cb = {.cap = e->opt.batch_size, .T = lc->context_length};
-    /* one sample may carry up to 64 captions beyond the batch */
-    cb.tokens = malloc((size_t)(cb.cap + 64) * (size_t)cb.T * sizeof(int32_t));
-    cb.owner = malloc((size_t)(cb.cap + 64) * sizeof(int64_t));
+    /* the batch flushes once full, so one sample adds at most CLASP_MAX_CAPTIONS beyond it */
+    cb.tokens = malloc((size_t)(cb.cap + CLASP_MAX_CAPTIONS) * (size_t)cb.T * sizeof(int32_t));
+    cb.owner = malloc((size_t)(cb.cap + CLASP_MAX_CAPTIONS) * sizeof(int64_t));
     int64_t tcap = 0, next = 0;
     if (!cb.tokens || !cb.owner) st = clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
     for (size_t i = 0; i < sl.n && st == CLASP_OK && next < s->n; i++) {
@@ -281,9 +267,7 @@ static clasp_status collect_all_captions_(clasp_engine *e, const clasp_loader_co
             st = clasp_tar_next(r, true, &smp, &got);
             if (st != CLASP_OK || !got || next >= s->n) break;
             if (strcmp(smp.key, s->keys[next]) != 0) continue;
-            cb.cap += 64; /* room for this sample's captions */
             st = sample_captions_(&cb, lc, &smp, next, &s->bad_captions);
-            cb.cap -= 64;
             next++;
             if (st == CLASP_OK && cb.n >= cb.cap) st = flush_captions_(e, &cb, s, &tcap);
             if (st != CLASP_OK) break;
