@@ -4,9 +4,11 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "core/json.h"
 #include "modalities/text.h"
 #include "pipeline/captions.h"
@@ -159,6 +161,7 @@ void clasp_eval_set_free(clasp_eval_set *s) {
     free(s->labels);
     free(s->txt);
     free(s->txt_owner);
+    free(s->txt_group);
     memset(s, 0, sizeof *s);
 }
 
@@ -186,7 +189,9 @@ static clasp_status grow_texts_(clasp_eval_set *s, int64_t need, int64_t *cap) {
     if (t) s->txt = t;
     int64_t *o = realloc(s->txt_owner, (size_t)c * sizeof(int64_t));
     if (o) s->txt_owner = o;
-    if (!t || !o) return clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+    uint64_t *g = realloc(s->txt_group, (size_t)c * sizeof(uint64_t));
+    if (g) s->txt_group = g;
+    if (!t || !o || !g) return clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
     *cap = c;
     return CLASP_OK;
 }
@@ -194,7 +199,8 @@ static clasp_status grow_texts_(clasp_eval_set *s, int64_t need, int64_t *cap) {
 /* Captions waiting to be embedded, tokenized, with their image rows. */
 typedef struct caption_batch {
     int32_t *tokens; /* (cap, T) */
-    int64_t *owner;
+    int64_t *owner;  /* (cap) */
+    uint64_t *group; /* (cap) hash of the tokens, as the loader's group ids */
     int n, cap, T;
 } caption_batch;
 
@@ -208,10 +214,11 @@ static clasp_status add_caption_(caption_batch *cb, const clasp_loader_config *l
         (*bad)++;
         return CLASP_OK;
     }
-    s = clasp_tokenizer_encode_n(lc->tokenizer, norm, nn, cb->tokens + (size_t)cb->n * cb->T, cb->T,
-                                 NULL);
+    int32_t *tokens = cb->tokens + (size_t)cb->n * cb->T;
+    s = clasp_tokenizer_encode_n(lc->tokenizer, norm, nn, tokens, cb->T, NULL);
     free(norm);
     if (s != CLASP_OK) return s;
+    cb->group[cb->n] = clasp_hash64(tokens, (size_t)cb->T * sizeof(int32_t), 0);
     cb->owner[cb->n++] = owner;
     return CLASP_OK;
 }
@@ -236,6 +243,7 @@ static clasp_status flush_captions_(clasp_engine *e, caption_batch *cb, clasp_ev
     CLASP_TRY(clasp_engine_embed(e, CLASP_TOWER_TEXT, cb->tokens, cb->n,
                                  s->txt + (size_t)s->n_txt * s->D));
     memcpy(s->txt_owner + s->n_txt, cb->owner, (size_t)cb->n * sizeof(int64_t));
+    memcpy(s->txt_group + s->n_txt, cb->group, (size_t)cb->n * sizeof(uint64_t));
     s->n_txt += cb->n;
     cb->n = 0;
     return CLASP_OK;
@@ -255,8 +263,10 @@ static clasp_status collect_all_captions_(clasp_engine *e, const clasp_loader_co
     /* the batch flushes once full, so one sample adds at most CLASP_MAX_CAPTIONS beyond it */
     cb.tokens = malloc((size_t)(cb.cap + CLASP_MAX_CAPTIONS) * (size_t)cb.T * sizeof(int32_t));
     cb.owner = malloc((size_t)(cb.cap + CLASP_MAX_CAPTIONS) * sizeof(int64_t));
+    cb.group = malloc((size_t)(cb.cap + CLASP_MAX_CAPTIONS) * sizeof(uint64_t));
     int64_t tcap = 0, next = 0;
-    if (!cb.tokens || !cb.owner) st = clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+    if (!cb.tokens || !cb.owner || !cb.group)
+        st = clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
     for (size_t i = 0; i < sl.n && st == CLASP_OK && next < s->n; i++) {
         clasp_tar_reader *r = NULL;
         if (clasp_tar_open(sl.names[i], NULL, lc->max_member_bytes, &r) != CLASP_OK) continue;
@@ -283,6 +293,7 @@ static clasp_status collect_all_captions_(clasp_engine *e, const clasp_loader_co
                              spec, (long long)next, (long long)s->n);
     free(cb.tokens);
     free(cb.owner);
+    free(cb.group);
     clasp_shardlist_free(&sl);
     return st;
 }
@@ -314,8 +325,10 @@ clasp_status clasp_eval_collect(clasp_engine *e, const char *spec, clasp_eval_te
             if (s == CLASP_OK)
                 s = clasp_engine_embed(e, CLASP_TOWER_TEXT, b->tokens, (int)n,
                                        out->txt + (size_t)out->n_txt * out->D);
-            for (int64_t i = 0; i < n && s == CLASP_OK; i++)
+            for (int64_t i = 0; i < n && s == CLASP_OK; i++) {
                 out->txt_owner[out->n_txt + i] = out->n + i;
+                out->txt_group[out->n_txt + i] = b->group_ids[i];
+            }
             if (s == CLASP_OK) out->n_txt += n;
         }
         for (int64_t i = 0; i < n && s == CLASP_OK; i++) {
@@ -466,6 +479,47 @@ clasp_status clasp_eval_zeroshot_for_train(clasp_engine *e, const char *val_spec
                                      .n = zr.n,
                                      .n_classes = zr.n_classes};
     return CLASP_OK;
+}
+
+/* ---- class-aware retrieval ------------------------------------------------------------------ */
+
+clasp_status clasp_eval_retrieval_match(const clasp_eval_set *set, clasp_eval_match match,
+                                        clasp_group_retrieval *i2t, clasp_group_retrieval *t2i) {
+    memset(i2t, 0, sizeof *i2t);
+    memset(t2i, 0, sizeof *t2i);
+    if (set->n < 1 || set->n_txt < 1 || !set->txt_group)
+        return clasp_set_error(CLASP_ERR_ARG, "class-aware retrieval: the set has no texts");
+    uint64_t *ig = malloc((size_t)set->n * sizeof(uint64_t));
+    uint64_t *tg = malloc((size_t)set->n_txt * sizeof(uint64_t));
+    bool *has = calloc((size_t)set->n, sizeof(bool));
+    if (!ig || !tg || !has) {
+        free(ig), free(tg), free(has);
+        return clasp_set_error(CLASP_ERR_NOMEM, "class-aware retrieval: out of memory");
+    }
+    /* Rows that match nothing get groups no label reaches (labels are >= 0, below 2^63):
+     * even for images, odd for texts. */
+    const uint64_t none = (uint64_t)1 << 63;
+    for (int64_t i = 0; i < set->n; i++) ig[i] = none | (uint64_t)(2 * i);
+    for (int64_t j = 0; j < set->n_txt; j++) {
+        int64_t o = set->txt_owner[j];
+        if (match == CLASP_EVAL_MATCH_CAPTION) {
+            tg[j] = set->txt_group[j];
+            if (!has[o]) ig[o] = set->txt_group[j];
+            has[o] = true;
+        } else {
+            int64_t y = set->labels[o];
+            tg[j] = y >= 0 ? (uint64_t)y : none | (uint64_t)(2 * j + 1);
+        }
+    }
+    if (match == CLASP_EVAL_MATCH_CLASS)
+        for (int64_t i = 0; i < set->n; i++)
+            if (set->labels[i] >= 0) ig[i] = (uint64_t)set->labels[i];
+    clasp_status s =
+        clasp_retrieval_by_group(set->img, ig, set->n, set->txt, tg, set->n_txt, set->D, i2t);
+    if (s == CLASP_OK)
+        s = clasp_retrieval_by_group(set->txt, tg, set->n_txt, set->img, ig, set->n, set->D, t2i);
+    free(ig), free(tg), free(has);
+    return s;
 }
 
 /* ---- any two towers ------------------------------------------------------------------------ */
