@@ -50,9 +50,11 @@ bool clasp_captions_of(const clasp_sample *s, const clasp_field_map *fields, cla
 }
 
 void clasp_captions_free(clasp_captions *c) {
-    if (!c) return;
-    cJSON_Delete(c->json_);
-    memset(c, 0, sizeof *c);
+    if (c) {
+        cJSON_Delete(c->json_);
+        c->json_ = NULL;
+        c->n = 0;
+    }
 }
 
 size_t clasp_captions_pick(const clasp_captions *c, bool eval, uint64_t seed, uint64_t epoch,

@@ -53,7 +53,7 @@ typedef struct clasp_captions {
  * false). */
 bool clasp_captions_of(const clasp_sample *s, const clasp_field_map *fields, clasp_captions *out);
 
-/* Frees the parsed json and zeroes c; accepts NULL. */
+/* Frees the parsed json (the captions are then gone: n = 0); accepts NULL. */
 void clasp_captions_free(clasp_captions *c);
 
 /* Index of the caption a pass uses: 0 in evaluation, else the (seed, epoch, key) draw of
