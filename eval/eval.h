@@ -49,10 +49,11 @@ clasp_status clasp_eval_class_embeddings(clasp_engine *e, char **names, int n_cl
 
 typedef enum clasp_eval_text {
     CLASP_EVAL_TEXT_NONE = 0,  /* images only (zero-shot, probe): samples need no caption */
-    CLASP_EVAL_TEXT_FIRST = 1, /* the first caption of each sample (the loader's eval choice:
-                                  the txt field, else json "captions"[0] / "text") */
-    CLASP_EVAL_TEXT_ALL = 2    /* every caption: the txt field, then json "captions" and
-                                  "text" (multi-caption retrieval) */
+    CLASP_EVAL_TEXT_FIRST = 1, /* the first caption of each sample (the loader's eval choice,
+                                  pipeline/captions.h) */
+    CLASP_EVAL_TEXT_ALL = 2    /* every caption of the caption rule (pipeline/captions.h:
+                                  text field, json "captions", json "text"; at most 64):
+                                  multi-caption retrieval */
 } clasp_eval_text;
 
 /* Features of a spec's samples, in shard order, samples that fail to decode left out. */
