@@ -75,6 +75,28 @@ static void group_print_(const char *what, const clasp_group_retrieval *g) {
             100 * g->chance_r1, 100 * g->chance_r5, 100 * g->chance_r10, g->chance_mean_rank);
 }
 
+/* Class-aware retrieval (eval.h's clasp_eval_retrieval_match) into r: "by_class" when some
+ * image has a label, "by_caption" always; prints the first of them. */
+static clasp_status retrieval_match_(const clasp_eval_set *set, cJSON *r) {
+    bool labelled = false;
+    for (int64_t i = 0; i < set->n && !labelled; i++) labelled = set->labels[i] >= 0;
+    static const char *const key[2] = {"by_class", "by_caption"};
+    static const char *const hit[2] = {"any caption of the image's class (.cls)",
+                                       "any caption with the same text"};
+    for (int m = labelled ? 0 : 1; m < 2; m++) {
+        clasp_group_retrieval i2t, t2i;
+        CLASP_TRY(clasp_eval_retrieval_match(set, (clasp_eval_match)m, &i2t, &t2i));
+        cJSON *o = cJSON_AddObjectToObject(r, key[m]);
+        cJSON_AddItemToObject(o, "image_to_text", group_json_(&i2t));
+        cJSON_AddItemToObject(o, "text_to_image", group_json_(&t2i));
+        if (m == 1 && labelled) continue;
+        fprintf(stderr, "class-aware retrieval (a hit = %s):\n", hit[m]);
+        group_print_("image->text", &i2t);
+        group_print_("text->image", &t2i);
+    }
+    return CLASP_OK;
+}
+
 /* audio<->text on --data, or audio->image against --gallery; adds to res. */
 static clasp_status audio_eval_(clasp_embedder *em, const char *data, const char *gallery,
                                 int workers, cJSON *res) {
@@ -339,7 +361,7 @@ int clasp_cmd_eval(int argc, char **argv) {
             cJSON_AddItemToObject(r, "image_to_text", rank_json_(&rr.i2t));
             cJSON_AddItemToObject(r, "text_to_image", rank_json_(&rr.t2i));
             fprintf(stderr,
-                    "retrieval (%lld images, %lld texts):\n"
+                    "retrieval (%lld images, %lld texts; a hit = the image's own caption):\n"
                     "  image->text R@1 %.2f%%  R@5 %.2f%%  R@10 %.2f%%  mean rank %.1f  median "
                     "rank %.0f\n"
                     "  text->image R@1 %.2f%%  R@5 %.2f%%  R@10 %.2f%%  mean rank %.1f  median "
@@ -347,6 +369,7 @@ int clasp_cmd_eval(int argc, char **argv) {
                     (long long)rr.n_images, (long long)rr.n_texts, 100 * rr.i2t.r1, 100 * rr.i2t.r5,
                     100 * rr.i2t.r10, rr.i2t.mean_rank, rr.i2t.median_rank, 100 * rr.t2i.r1,
                     100 * rr.t2i.r5, 100 * rr.t2i.r10, rr.t2i.mean_rank, rr.t2i.median_rank);
+            s = retrieval_match_(&set, r);
         }
     }
     if (s == CLASP_OK && probe) {

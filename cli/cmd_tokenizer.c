@@ -1,7 +1,7 @@
 /* cmd_tokenizer.c: `clasp tokenizer train SPEC|--lines FILE -o tokenizer.json [--vocab N]`:
- * trains a byte-level BPE (modalities/tokenizer.h) on the captions of a shard spec (every text
- * field, and the "captions" list or "text" string of json fields) or of a text file with one
- * caption per line, normalised as training normalises them (modalities/text.h). */
+ * trains a byte-level BPE (modalities/tokenizer.h) on the captions of a shard spec (every
+ * caption training may draw: the caption rule of pipeline/captions.h) or of a text file with
+ * one caption per line, normalised as training normalises them (modalities/text.h). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 #include "core/json.h"
 #include "modalities/text.h"
 #include "modalities/tokenizer.h"
+#include "pipeline/captions.h"
 #include "pipeline/shardlist.h"
 #include "pipeline/tar_reader.h"
 
@@ -80,28 +81,6 @@ static int read_lines_(const char *path, const clasp_text_config *tc, caption_li
     return 0;
 }
 
-static int add_json_captions_(caption_list *l, const clasp_text_config *tc, const clasp_field *f) {
-    cJSON *o = cJSON_ParseWithLength((const char *)f->data, f->n);
-    if (!o) {
-        l->invalid++;
-        return 0;
-    }
-    int rc = 0;
-    const cJSON *caps = cJSON_GetObjectItemCaseSensitive(o, "captions");
-    const cJSON *text = cJSON_GetObjectItemCaseSensitive(o, "text");
-    const cJSON *c;
-    if (cJSON_IsArray(caps)) {
-        cJSON_ArrayForEach(c, caps) {
-            if (cJSON_IsString(c) && !rc)
-                rc = add_caption_(l, tc, c->valuestring, strlen(c->valuestring));
-        }
-    } else if (cJSON_IsString(text)) {
-        rc = add_caption_(l, tc, text->valuestring, strlen(text->valuestring));
-    }
-    cJSON_Delete(o);
-    return rc;
-}
-
 static int read_shards_(const char *spec, const clasp_text_config *tc, caption_list *l,
                         size_t *n_shards_ok) {
     clasp_shardlist list;
@@ -123,14 +102,12 @@ static int read_shards_(const char *spec, const clasp_text_config *tc, caption_l
         bool got;
         while (!rc && clasp_tar_next(r, true, &s, &got) == CLASP_OK && got) {
             if (s.truncated || s.too_large) continue;
-            for (size_t i = 0; i < s.n_fields && !rc; i++) {
-                const clasp_field *f = &s.fields[i];
-                clasp_field_kind kind = clasp_field_map_kind(&fm, f->ext);
-                if (kind == CLASP_FIELD_TEXT)
-                    rc = add_caption_(l, tc, (const char *)f->data, f->n);
-                else if (kind == CLASP_FIELD_JSON)
-                    rc = add_json_captions_(l, tc, f);
-            }
+            /* every caption training may draw (pipeline/captions.h) */
+            clasp_captions caps;
+            if (clasp_captions_of(&s, &fm, &caps))
+                for (size_t i = 0; i < caps.n && !rc; i++)
+                    rc = add_caption_(l, tc, caps.c[i].p, caps.c[i].n);
+            clasp_captions_free(&caps);
         }
         if (!clasp_tar_failed(r)) (*n_shards_ok)++;
         clasp_sample_clear(&s);

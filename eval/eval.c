@@ -4,11 +4,14 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "core/json.h"
 #include "modalities/text.h"
+#include "pipeline/captions.h"
 #include "pipeline/data.h"
 #include "export/export.h"
 #include "eval/retrieval.h"
@@ -152,48 +155,55 @@ void clasp_eval_set_free(clasp_eval_set *s) {
     if (!s) return;
     if (s->keys)
         for (int64_t i = 0; i < s->n; i++) free(s->keys[i]);
-    free(s->keys);
-    free(s->img);
-    free(s->labels);
-    free(s->txt);
-    free(s->txt_owner);
+    free(s->keys), free(s->img), free(s->labels);
+    free(s->txt), free(s->txt_owner), free(s->txt_group);
     memset(s, 0, sizeof *s);
+}
+
+/* One array of rows to grow: the address of its pointer and the bytes of a row. */
+typedef struct grow_item_ {
+    void *ptr; /* T ** */
+    size_t row;
+} grow_item_;
+
+/* Grows every array of items to hold `need` rows (capacity doubling from 1024). On failure the
+ * arrays already grown keep their new size and *cap stays. */
+static clasp_status grow_rows_(const grow_item_ *items, int n_items, int64_t need, int64_t *cap) {
+    if (need <= *cap) return CLASP_OK;
+    int64_t c = *cap ? *cap : 1024;
+    while (c < need) c *= 2;
+    for (int k = 0; k < n_items; k++) {
+        void *old, *p;
+        memcpy(&old, items[k].ptr, sizeof old);
+        if (!(p = realloc(old, (size_t)c * items[k].row)))
+            return clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+        memcpy(items[k].ptr, &p, sizeof p);
+    }
+    *cap = c;
+    return CLASP_OK;
 }
 
 /* Grows every per-image array of s to hold `need` rows. */
 static clasp_status grow_images_(clasp_eval_set *s, int64_t need, int64_t *cap) {
-    if (need <= *cap) return CLASP_OK;
-    int64_t c = *cap ? *cap : 1024;
-    while (c < need) c *= 2;
-    float *img = realloc(s->img, (size_t)c * (size_t)s->D * sizeof(float));
-    if (img) s->img = img;
-    int64_t *lab = realloc(s->labels, (size_t)c * sizeof(int64_t));
-    if (lab) s->labels = lab;
-    char **keys = realloc(s->keys, (size_t)c * sizeof(char *));
-    if (keys) s->keys = keys;
-    if (!img || !lab || !keys) return clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
-    *cap = c;
-    return CLASP_OK;
+    const grow_item_ it[3] = {{&s->img, (size_t)s->D * sizeof(float)},
+                              {&s->labels, sizeof(int64_t)},
+                              {&s->keys, sizeof(char *)}};
+    return grow_rows_(it, 3, need, cap);
 }
 
+/* Grows every per-text array of s to hold `need` rows. */
 static clasp_status grow_texts_(clasp_eval_set *s, int64_t need, int64_t *cap) {
-    if (need <= *cap) return CLASP_OK;
-    int64_t c = *cap ? *cap : 1024;
-    while (c < need) c *= 2;
-    float *t = realloc(s->txt, (size_t)c * (size_t)s->D * sizeof(float));
-    if (t) s->txt = t;
-    int64_t *o = realloc(s->txt_owner, (size_t)c * sizeof(int64_t));
-    if (o) s->txt_owner = o;
-    if (!t || !o) return clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
-    *cap = c;
-    return CLASP_OK;
+    const grow_item_ it[3] = {{&s->txt, (size_t)s->D * sizeof(float)},
+                              {&s->txt_owner, sizeof(int64_t)},
+                              {&s->txt_group, sizeof(uint64_t)}};
+    return grow_rows_(it, 3, need, cap);
 }
 
-/* Appends the captions of one raw sample (txt field, then json "captions" and "text", as the
- * decoder collects them), tokenized, to tokens/owner. */
+/* Captions waiting to be embedded, tokenized, with their image rows. */
 typedef struct caption_batch {
     int32_t *tokens; /* (cap, T) */
-    int64_t *owner;
+    int64_t *owner;  /* (cap) */
+    uint64_t *group; /* (cap) hash of the tokens, as the loader's group ids */
     int n, cap, T;
 } caption_batch;
 
@@ -207,37 +217,24 @@ static clasp_status add_caption_(caption_batch *cb, const clasp_loader_config *l
         (*bad)++;
         return CLASP_OK;
     }
-    s = clasp_tokenizer_encode_n(lc->tokenizer, norm, nn, cb->tokens + (size_t)cb->n * cb->T, cb->T,
-                                 NULL);
+    int32_t *tokens = cb->tokens + (size_t)cb->n * cb->T;
+    s = clasp_tokenizer_encode_n(lc->tokenizer, norm, nn, tokens, cb->T, NULL);
     free(norm);
     if (s != CLASP_OK) return s;
+    cb->group[cb->n] = clasp_hash64(tokens, (size_t)cb->T * sizeof(int32_t), 0);
     cb->owner[cb->n++] = owner;
     return CLASP_OK;
 }
 
+/* Appends every caption of one raw sample, by the caption rule (pipeline/captions.h). */
 static clasp_status sample_captions_(caption_batch *cb, const clasp_loader_config *lc,
                                      const clasp_sample *smp, int64_t owner, int64_t *bad) {
-    const clasp_field *txt = clasp_sample_find(smp, &lc->fields, CLASP_FIELD_TEXT);
-    const clasp_field *js = clasp_sample_find(smp, &lc->fields, CLASP_FIELD_JSON);
-    if (txt && cb->n < cb->cap)
-        CLASP_TRY(add_caption_(cb, lc, (const char *)txt->data, txt->n, owner, bad));
-    if (!js) return CLASP_OK;
-    cJSON *j = cJSON_ParseWithLength((const char *)js->data, js->n);
-    if (!j) return CLASP_OK;
+    clasp_captions caps;
     clasp_status s = CLASP_OK;
-    const char *names[2] = {"captions", "text"};
-    for (int k = 0; k < 2 && s == CLASP_OK; k++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, names[k]), *e;
-        if (cJSON_IsString(v) && cb->n < cb->cap) {
-            s = add_caption_(cb, lc, v->valuestring, strlen(v->valuestring), owner, bad);
-        } else if (cJSON_IsArray(v)) {
-            cJSON_ArrayForEach(e, v) {
-                if (s == CLASP_OK && cJSON_IsString(e) && cb->n < cb->cap)
-                    s = add_caption_(cb, lc, e->valuestring, strlen(e->valuestring), owner, bad);
-            }
-        }
-    }
-    cJSON_Delete(j);
+    if (clasp_captions_of(smp, &lc->fields, &caps))
+        for (size_t i = 0; i < caps.n && s == CLASP_OK; i++)
+            s = add_caption_(cb, lc, caps.c[i].p, caps.c[i].n, owner, bad);
+    clasp_captions_free(&caps);
     return s;
 }
 
@@ -249,6 +246,7 @@ static clasp_status flush_captions_(clasp_engine *e, caption_batch *cb, clasp_ev
     CLASP_TRY(clasp_engine_embed(e, CLASP_TOWER_TEXT, cb->tokens, cb->n,
                                  s->txt + (size_t)s->n_txt * s->D));
     memcpy(s->txt_owner + s->n_txt, cb->owner, (size_t)cb->n * sizeof(int64_t));
+    memcpy(s->txt_group + s->n_txt, cb->group, (size_t)cb->n * sizeof(uint64_t));
     s->n_txt += cb->n;
     cb->n = 0;
     return CLASP_OK;
@@ -265,11 +263,13 @@ static clasp_status collect_all_captions_(clasp_engine *e, const clasp_loader_co
         return st;
     }
     caption_batch cb = {.cap = e->opt.batch_size, .T = lc->context_length};
-    /* one sample may carry up to 64 captions beyond the batch */
-    cb.tokens = malloc((size_t)(cb.cap + 64) * (size_t)cb.T * sizeof(int32_t));
-    cb.owner = malloc((size_t)(cb.cap + 64) * sizeof(int64_t));
+    /* the batch flushes once full, so one sample adds at most CLASP_MAX_CAPTIONS beyond it */
+    cb.tokens = malloc((size_t)(cb.cap + CLASP_MAX_CAPTIONS) * (size_t)cb.T * sizeof(int32_t));
+    cb.owner = malloc((size_t)(cb.cap + CLASP_MAX_CAPTIONS) * sizeof(int64_t));
+    cb.group = malloc((size_t)(cb.cap + CLASP_MAX_CAPTIONS) * sizeof(uint64_t));
     int64_t tcap = 0, next = 0;
-    if (!cb.tokens || !cb.owner) st = clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+    if (!cb.tokens || !cb.owner || !cb.group)
+        st = clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
     for (size_t i = 0; i < sl.n && st == CLASP_OK && next < s->n; i++) {
         clasp_tar_reader *r = NULL;
         if (clasp_tar_open(sl.names[i], NULL, lc->max_member_bytes, &r) != CLASP_OK) continue;
@@ -280,9 +280,7 @@ static clasp_status collect_all_captions_(clasp_engine *e, const clasp_loader_co
             st = clasp_tar_next(r, true, &smp, &got);
             if (st != CLASP_OK || !got || next >= s->n) break;
             if (strcmp(smp.key, s->keys[next]) != 0) continue;
-            cb.cap += 64; /* room for this sample's captions */
             st = sample_captions_(&cb, lc, &smp, next, &s->bad_captions);
-            cb.cap -= 64;
             next++;
             if (st == CLASP_OK && cb.n >= cb.cap) st = flush_captions_(e, &cb, s, &tcap);
             if (st != CLASP_OK) break;
@@ -298,8 +296,70 @@ static clasp_status collect_all_captions_(clasp_engine *e, const clasp_loader_co
                              spec, (long long)next, (long long)s->n);
     free(cb.tokens);
     free(cb.owner);
+    free(cb.group);
     clasp_shardlist_free(&sl);
     return st;
+}
+
+/* Runs an evaluation loader over lc's spec, handing each batch to take(ctx, batch); *skipped
+ * receives the loader's skip count. */
+typedef clasp_status (*batch_fn_)(void *ctx, const clasp_batch *b);
+
+static clasp_status run_loader_(const clasp_loader_config *lc, batch_fn_ take, void *ctx,
+                                int64_t *skipped) {
+    clasp_loader *L = NULL;
+    clasp_status s = clasp_loader_open(lc, NULL, &L);
+    while (s == CLASP_OK) {
+        const clasp_batch *b = NULL;
+        bool end = false;
+        s = clasp_loader_next(L, &b, &end);
+        if (s != CLASP_OK || end) break;
+        s = take(ctx, b);
+    }
+    if (L) {
+        clasp_data_stats *st = clasp_loader_stats(L);
+        *skipped = st ? (int64_t)clasp_data_stats_total_skipped(st) : 0;
+    }
+    clasp_loader_close(L);
+    return s;
+}
+
+/* Copies the batch's keys into keys[*n..]; *n counts the rows whose key was copied. */
+static clasp_status append_keys_(char **keys, int64_t *n, const clasp_batch *b) {
+    for (size_t i = 0; i < b->n; i++) {
+        keys[*n] = strdup(b->keys[i]);
+        if (!keys[*n]) return clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+        (*n)++;
+    }
+    return CLASP_OK;
+}
+
+typedef struct collect_ctx_ {
+    clasp_engine *e;
+    clasp_eval_text text;
+    clasp_eval_set *out;
+    int64_t icap, tcap;
+} collect_ctx_;
+
+static clasp_status collect_batch_(void *ctx, const clasp_batch *b) {
+    collect_ctx_ *c = ctx;
+    clasp_eval_set *out = c->out;
+    int64_t n = (int64_t)b->n;
+    CLASP_TRY(grow_images_(out, out->n + n, &c->icap));
+    CLASP_TRY(clasp_engine_embed(c->e, CLASP_TOWER_IMAGE, b->images, (int)n,
+                                 out->img + (size_t)out->n * out->D));
+    if (c->text == CLASP_EVAL_TEXT_FIRST) {
+        CLASP_TRY(grow_texts_(out, out->n_txt + n, &c->tcap));
+        CLASP_TRY(clasp_engine_embed(c->e, CLASP_TOWER_TEXT, b->tokens, (int)n,
+                                     out->txt + (size_t)out->n_txt * out->D));
+        for (int64_t i = 0; i < n; i++) {
+            out->txt_owner[out->n_txt + i] = out->n + i;
+            out->txt_group[out->n_txt + i] = b->group_ids[i];
+        }
+        out->n_txt += n;
+    }
+    memcpy(out->labels + out->n, b->labels, (size_t)n * sizeof(int64_t));
+    return append_keys_(out->keys, &out->n, b);
 }
 
 clasp_status clasp_eval_collect(clasp_engine *e, const clasp_preprocess *pre, const char *spec,
@@ -310,42 +370,8 @@ clasp_status clasp_eval_collect(clasp_engine *e, const clasp_preprocess *pre, co
     CLASP_TRY(clasp_data_loader_config(
         pre, CLASP_NEED_IMAGE | (text == CLASP_EVAL_TEXT_NONE ? 0u : CLASP_NEED_TEXT), &lc));
     clasp_loader_config_eval(&lc, spec, (size_t)e->opt.batch_size, workers);
-    clasp_loader *L = NULL;
-    clasp_status s = clasp_loader_open(&lc, NULL, &L);
-    int64_t icap = 0, tcap = 0;
-    while (s == CLASP_OK) {
-        const clasp_batch *b = NULL;
-        bool end = false;
-        s = clasp_loader_next(L, &b, &end);
-        if (s != CLASP_OK || end) break;
-        int64_t n = (int64_t)b->n;
-        s = grow_images_(out, out->n + n, &icap);
-        if (s == CLASP_OK)
-            s = clasp_engine_embed(e, CLASP_TOWER_IMAGE, b->images, (int)n,
-                                   out->img + (size_t)out->n * out->D);
-        if (s == CLASP_OK && text == CLASP_EVAL_TEXT_FIRST) {
-            s = grow_texts_(out, out->n_txt + n, &tcap);
-            if (s == CLASP_OK)
-                s = clasp_engine_embed(e, CLASP_TOWER_TEXT, b->tokens, (int)n,
-                                       out->txt + (size_t)out->n_txt * out->D);
-            for (int64_t i = 0; i < n && s == CLASP_OK; i++)
-                out->txt_owner[out->n_txt + i] = out->n + i;
-            if (s == CLASP_OK) out->n_txt += n;
-        }
-        for (int64_t i = 0; i < n && s == CLASP_OK; i++) {
-            out->labels[out->n] = b->labels[i];
-            out->keys[out->n] = strdup(b->keys[i]);
-            if (!out->keys[out->n])
-                s = clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
-            else
-                out->n++;
-        }
-    }
-    if (L) {
-        clasp_data_stats *st = clasp_loader_stats(L);
-        out->skipped = st ? (int64_t)clasp_data_stats_total_skipped(st) : 0;
-    }
-    clasp_loader_close(L);
+    collect_ctx_ ctx = {.e = e, .text = text, .out = out};
+    clasp_status s = run_loader_(&lc, collect_batch_, &ctx, &out->skipped);
     if (s == CLASP_OK && out->n == 0)
         s = clasp_set_error(CLASP_ERR_FORMAT, "%s: no usable sample to evaluate", spec);
     if (s == CLASP_OK && text == CLASP_EVAL_TEXT_ALL) s = collect_all_captions_(e, &lc, spec, out);
@@ -482,6 +508,47 @@ clasp_status clasp_eval_zeroshot_for_train(clasp_engine *e, const clasp_preproce
     return CLASP_OK;
 }
 
+/* ---- class-aware retrieval ------------------------------------------------------------------ */
+
+clasp_status clasp_eval_retrieval_match(const clasp_eval_set *set, clasp_eval_match match,
+                                        clasp_group_retrieval *i2t, clasp_group_retrieval *t2i) {
+    memset(i2t, 0, sizeof *i2t);
+    memset(t2i, 0, sizeof *t2i);
+    if (set->n < 1 || set->n_txt < 1 || !set->txt_group)
+        return clasp_set_error(CLASP_ERR_ARG, "class-aware retrieval: the set has no texts");
+    uint64_t *ig = malloc((size_t)set->n * sizeof(uint64_t));
+    uint64_t *tg = malloc((size_t)set->n_txt * sizeof(uint64_t));
+    bool *has = calloc((size_t)set->n, sizeof(bool));
+    if (!ig || !tg || !has) {
+        free(ig), free(tg), free(has);
+        return clasp_set_error(CLASP_ERR_NOMEM, "class-aware retrieval: out of memory");
+    }
+    /* Rows that match nothing get groups no label reaches (labels are >= 0, below 2^63):
+     * even for images, odd for texts. */
+    const uint64_t none = (uint64_t)1 << 63;
+    for (int64_t i = 0; i < set->n; i++) ig[i] = none | (uint64_t)(2 * i);
+    for (int64_t j = 0; j < set->n_txt; j++) {
+        int64_t o = set->txt_owner[j];
+        if (match == CLASP_EVAL_MATCH_CAPTION) {
+            tg[j] = set->txt_group[j];
+            if (!has[o]) ig[o] = set->txt_group[j];
+            has[o] = true;
+        } else {
+            int64_t y = set->labels[o];
+            tg[j] = y >= 0 ? (uint64_t)y : none | (uint64_t)(2 * j + 1);
+        }
+    }
+    if (match == CLASP_EVAL_MATCH_CLASS)
+        for (int64_t i = 0; i < set->n; i++)
+            if (set->labels[i] >= 0) ig[i] = (uint64_t)set->labels[i];
+    clasp_status s =
+        clasp_retrieval_by_group(set->img, ig, set->n, set->txt, tg, set->n_txt, set->D, i2t);
+    if (s == CLASP_OK)
+        s = clasp_retrieval_by_group(set->txt, tg, set->n_txt, set->img, ig, set->n, set->D, t2i);
+    free(ig), free(tg), free(has);
+    return s;
+}
+
 /* ---- any two towers ------------------------------------------------------------------------ */
 
 void clasp_eval_towers_free(clasp_eval_towers *t) {
@@ -505,6 +572,35 @@ static unsigned need_of_(clasp_tower t) {
     return 0;
 }
 
+typedef struct towers_ctx_ {
+    clasp_embedder *em;
+    clasp_eval_towers *out;
+    int64_t cap;
+} towers_ctx_;
+
+/* Grows every per-row array of t to hold `need` rows (b only with a second tower). */
+static clasp_status grow_towers_(clasp_eval_towers *t, int64_t need, int64_t *cap) {
+    const size_t row = (size_t)t->D * sizeof(float);
+    const grow_item_ it[4] = {
+        {&t->a, row}, {&t->group, sizeof(uint64_t)}, {&t->keys, sizeof(char *)}, {&t->b, row}};
+    return grow_rows_(it, t->tb != CLASP_N_TOWERS ? 4 : 3, need, cap);
+}
+
+static clasp_status towers_batch_(void *ctx, const clasp_batch *b) {
+    towers_ctx_ *c = ctx;
+    clasp_eval_towers *out = c->out;
+    int64_t n = (int64_t)b->n;
+    const size_t D = (size_t)out->D;
+    CLASP_TRY(grow_towers_(out, out->n + n, &c->cap));
+    CLASP_TRY(clasp_embedder_embed_inputs(c->em, out->ta, batch_input_(b, out->ta), (int)n,
+                                          out->a + (size_t)out->n * D));
+    if (out->tb != CLASP_N_TOWERS)
+        CLASP_TRY(clasp_embedder_embed_inputs(c->em, out->tb, batch_input_(b, out->tb), (int)n,
+                                              out->b + (size_t)out->n * D));
+    memcpy(out->group + out->n, b->group_ids, (size_t)n * sizeof(uint64_t));
+    return append_keys_(out->keys, &out->n, b);
+}
+
 clasp_status clasp_eval_collect_towers(clasp_embedder *em, const char *spec, clasp_tower ta,
                                        clasp_tower tb, int workers, clasp_eval_towers *out) {
     memset(out, 0, sizeof *out);
@@ -519,52 +615,8 @@ clasp_status clasp_eval_collect_towers(clasp_embedder *em, const char *spec, cla
     clasp_loader_config lc = em->lc;
     clasp_loader_config_eval(&lc, spec, (size_t)em->batch_size, workers);
     lc.required = need_of_(ta) | (has_b ? need_of_(tb) : 0u) | CLASP_NEED_TEXT;
-    clasp_loader *L = NULL;
-    clasp_status s = clasp_loader_open(&lc, NULL, &L);
-    int64_t cap = 0;
-    const size_t D = (size_t)em->D;
-    while (s == CLASP_OK) {
-        const clasp_batch *b = NULL;
-        bool end = false;
-        s = clasp_loader_next(L, &b, &end);
-        if (s != CLASP_OK || end) break;
-        int64_t n = (int64_t)b->n;
-        if (out->n + n > cap) {
-            int64_t c = cap ? cap : 1024;
-            while (c < out->n + n) c *= 2;
-            float *na = realloc(out->a, (size_t)c * D * sizeof(float));
-            if (na) out->a = na;
-            float *nb = has_b ? realloc(out->b, (size_t)c * D * sizeof(float)) : NULL;
-            if (nb) out->b = nb;
-            uint64_t *ng = realloc(out->group, (size_t)c * sizeof(uint64_t));
-            if (ng) out->group = ng;
-            char **nk = realloc(out->keys, (size_t)c * sizeof(char *));
-            if (nk) out->keys = nk;
-            if (!na || (has_b && !nb) || !ng || !nk) {
-                s = clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
-                break;
-            }
-            cap = c;
-        }
-        s = clasp_embedder_embed_inputs(em, ta, batch_input_(b, ta), (int)n,
-                                        out->a + (size_t)out->n * D);
-        if (s == CLASP_OK && has_b)
-            s = clasp_embedder_embed_inputs(em, tb, batch_input_(b, tb), (int)n,
-                                            out->b + (size_t)out->n * D);
-        for (int64_t i = 0; i < n && s == CLASP_OK; i++) {
-            out->group[out->n] = b->group_ids[i];
-            out->keys[out->n] = strdup(b->keys[i]);
-            if (!out->keys[out->n])
-                s = clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
-            else
-                out->n++;
-        }
-    }
-    if (L) {
-        clasp_data_stats *st = clasp_loader_stats(L);
-        out->skipped = st ? (int64_t)clasp_data_stats_total_skipped(st) : 0;
-    }
-    clasp_loader_close(L);
+    towers_ctx_ ctx = {.em = em, .out = out};
+    clasp_status s = run_loader_(&lc, towers_batch_, &ctx, &out->skipped);
     if (s == CLASP_OK && out->n == 0)
         s = clasp_set_error(CLASP_ERR_FORMAT, "%s: no usable sample with %s%s%s and a caption",
                             spec, clasp_tower_name(ta), has_b ? " and " : "",

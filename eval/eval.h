@@ -53,10 +53,11 @@ clasp_status clasp_eval_class_embeddings(clasp_engine *e, const clasp_preprocess
 
 typedef enum clasp_eval_text {
     CLASP_EVAL_TEXT_NONE = 0,  /* images only (zero-shot, probe): samples need no caption */
-    CLASP_EVAL_TEXT_FIRST = 1, /* the first caption of each sample (the loader's eval choice:
-                                  the txt field, else json "captions"[0] / "text") */
-    CLASP_EVAL_TEXT_ALL = 2    /* every caption: the txt field, then json "captions" and
-                                  "text" (multi-caption retrieval) */
+    CLASP_EVAL_TEXT_FIRST = 1, /* the first caption of each sample (the loader's eval choice,
+                                  pipeline/captions.h) */
+    CLASP_EVAL_TEXT_ALL = 2    /* every caption of the caption rule (pipeline/captions.h:
+                                  text field, json "captions", json "text"; at most 64):
+                                  multi-caption retrieval */
 } clasp_eval_text;
 
 /* Features of a spec's samples, in shard order, samples that fail to decode left out. */
@@ -71,6 +72,8 @@ typedef struct clasp_eval_set {
     int64_t *txt_owner;   /* (n_txt) image row of each text */
     int64_t skipped;      /* samples skipped by the loader (bad data, missing field) */
     int64_t bad_captions; /* extra captions dropped (invalid UTF-8, empty) with TEXT_ALL */
+    uint64_t *txt_group;  /* (n_txt) hash of each text's tokens, the loader's group id: equal
+                             captions (after normalisation) have equal ids */
 } clasp_eval_set;
 
 /* Embeds every sample of `spec` (evaluation order, no augmentation, preprocessed per `pre`)
@@ -89,6 +92,34 @@ void clasp_eval_set_free(clasp_eval_set *s);
 clasp_status clasp_eval_zeroshot_set(const clasp_eval_set *set, const float *cls, int n_classes,
                                      clasp_zeroshot_result *r, double *per_class_recall,
                                      int64_t *per_class_count);
+
+/* ---- class-aware retrieval ----------------------------------------------------------------- */
+
+/* What makes a retrieved row a hit beyond the query's own partner. */
+typedef enum clasp_eval_match {
+    CLASP_EVAL_MATCH_CLASS = 0,  /* same "cls" label: a caption counts for every image of the
+                                    class of the image it belongs to */
+    CLASP_EVAL_MATCH_CAPTION = 1 /* same caption text: equal tokens after normalisation */
+} clasp_eval_match;
+
+/* Retrieval of a collected set (with texts) where relevance is shared by a class or a caption,
+ * for data whose captions repeat (Fashion-MNIST: ten class names under a few templates, so
+ * 10,000 captions are a few dozen distinct texts and the own-caption R@1 cannot exceed a few
+ * percent whatever the model). Every row of each direction competes, as in
+ * clasp_retrieval_metrics; a query's rank is the best rank of its relevant rows
+ * (eval/retrieval.h's clasp_retrieval_by_group, with chance levels
+ * 1 - C(N-m, k) / C(N, k) for m relevant rows among N).
+ *   CLASS:   image -> text: image i (label y) is answered by every text whose image has label
+ *            y (its own captions included); text -> image: text j is answered by every image
+ *            with the label of j's image. Images without a label (-1) and their texts are
+ *            nobody's answer and, as queries, are left out (counted in `unmatched`).
+ *   CAPTION: an image's caption is its first one (the one CLASP_EVAL_TEXT_FIRST embeds);
+ *            image -> text: image i is answered by every text equal to its caption;
+ *            text -> image: text j by every image whose caption equals j.
+ * Errors: CLASP_ERR_ARG for a set without texts, CLASP_ERR_FORMAT when no query has a
+ * relevant row (CLASS on data without labels), CLASP_ERR_NOMEM. */
+clasp_status clasp_eval_retrieval_match(const clasp_eval_set *set, clasp_eval_match match,
+                                        clasp_group_retrieval *i2t, clasp_group_retrieval *t2i);
 
 /* ---- any two towers, through an embedder (audio-text, audio-image, ...) ---------------- */
 

@@ -297,18 +297,20 @@ clasp_status clasp_retrieval_by_group(const float *q, const uint64_t *qg, int64_
                     q + (size_t)q0 * (size_t)D, D, gal, D, 0.0f, scores, (int)N);
         for (int i = 0; i < nb; i++) {
             const float *sc = scores + (size_t)i * (size_t)N;
-            int64_t best = INT64_MAX, m = 0;
+            /* the best-ranked relevant row is the highest-scored one, the lowest index among
+             * equals (the order clasp_rank_of ranks by): one rank per query, not one per
+             * relevant row */
+            int64_t top = -1, m = 0;
             for (int64_t j = 0; j < N; j++) {
                 if (gg[j] != qg[q0 + i]) continue;
                 m++;
-                int64_t r = clasp_rank_of(sc, N, j);
-                if (r < best) best = r;
+                if (top < 0 || sc[j] > sc[top]) top = j;
             }
             if (m == 0) {
                 out->unmatched++;
                 continue;
             }
-            ranks[n++] = best;
+            ranks[n++] = clasp_rank_of(sc, N, top);
             c1 += chance_at_(N, m, 1);
             c5 += chance_at_(N, m, 5);
             c10 += chance_at_(N, m, 10);

@@ -10,6 +10,7 @@
 
 #include "core/hash.h"
 #include "core/rng.h"
+#include "pipeline/captions.h"
 #include "pipeline/loader.h"
 
 struct clasp_decoder {
@@ -86,33 +87,6 @@ static clasp_status skip_(clasp_data_stats *stats, const clasp_sample *s, clasp_
     return CLASP_OK;
 }
 
-typedef struct caption {
-    const char *p;
-    size_t n;
-} caption;
-
-/* Collects the captions of a json object: "captions" (array of strings) and "text" (a string
- * or an array of strings). */
-static size_t json_captions_(const cJSON *j, caption *caps, size_t cap, size_t n) {
-    const char *names[2] = {"captions", "text"};
-    for (int k = 0; k < 2; k++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, names[k]);
-        if (cJSON_IsString(v) && n < cap) {
-            caps[n].p = v->valuestring;
-            caps[n++].n = strlen(v->valuestring);
-        } else if (cJSON_IsArray(v)) {
-            const cJSON *e;
-            cJSON_ArrayForEach(e, v) {
-                if (cJSON_IsString(e) && n < cap) {
-                    caps[n].p = e->valuestring;
-                    caps[n++].n = strlen(e->valuestring);
-                }
-            }
-        }
-    }
-    return n;
-}
-
 clasp_status clasp_decoder_run(clasp_decoder *d, const clasp_sample *s, uint64_t epoch,
                                clasp_data_stats *stats, clasp_decoded *out, bool *ok,
                                clasp_skip_reason *why) {
@@ -147,30 +121,20 @@ clasp_status clasp_decoder_run(clasp_decoder *d, const clasp_sample *s, uint64_t
     uint64_t group = label >= 0 ? (uint64_t)label : clasp_hash_str(s->key, 0);
 
     if (need & CLASP_NEED_TEXT) {
-        caption caps[64];
-        size_t n = 0;
-        cJSON *j = NULL;
-        if (txt) {
-            caps[n].p = (const char *)txt->data;
-            caps[n++].n = txt->n;
-        }
-        if (js) {
-            j = cJSON_ParseWithLength((const char *)js->data, js->n);
-            if (!j && !txt)
-                return skip_(stats, s, CLASP_SKIP_BAD_JSON, "json does not parse", ok, why);
-            if (j) n = json_captions_(j, caps, 64, n);
-        }
-        if (n == 0) {
-            cJSON_Delete(j);
-            return skip_(stats, s, CLASP_SKIP_MISSING_FIELD, "json has no captions or text", ok,
-                         why);
+        clasp_captions caps;
+        if (!clasp_captions_of(s, &c->fields, &caps)) {
+            clasp_skip_reason r = caps.skip;
+            const char *detail = caps.detail;
+            clasp_captions_free(&caps);
+            return skip_(stats, s, r, detail, ok, why);
         }
         /* Evaluation uses the first caption; training draws one per (seed, epoch, key). */
-        size_t pick = c->eval ? 0 : clasp_caption_choose(c->seed, epoch, s->key, n);
+        const clasp_caption *cap =
+            &caps.c[clasp_captions_pick(&caps, c->eval, c->seed, epoch, s->key)];
         char *norm = NULL;
         size_t nn = 0;
-        clasp_status st = clasp_text_normalize(caps[pick].p, caps[pick].n, &c->text, &norm, &nn);
-        cJSON_Delete(j);
+        clasp_status st = clasp_text_normalize(cap->p, cap->n, &c->text, &norm, &nn);
+        clasp_captions_free(&caps);
         if (st == CLASP_ERR_NOMEM) return st;
         if (st != CLASP_OK)
             return skip_(stats, s, CLASP_SKIP_BAD_TEXT, clasp_last_error(), ok, why);

@@ -2,7 +2,8 @@
 # quickstart.sh: the main job on the built-in default. On a fresh Debian 12 machine it
 # installs the dependencies, builds clasp, writes Fashion-MNIST shards from the Debian package
 # dataset-fashion-mnist, trains fmnist-small (image CNN + byte-level text transformer) with the
-# CLIP loss, evaluates zero-shot accuracy on the 10,000 test images, and prints a summary.
+# CLIP loss, evaluates zero-shot accuracy and class-aware retrieval on the 10,000 test images
+# (eval.json in the run folder), and prints a summary.
 # Usage: sh scripts/quickstart.sh   (env: CLASP_EPOCHS, CLASP_THREADS, CLASP_DATA, CLASP_RUN)
 set -eu
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -35,9 +36,16 @@ echo "== exporting to $RUN/export" >&2
 echo "== retrieval and zero-shot on the test split" >&2
 "$CLASP" eval --model "$RUN" --data "$DATA/test-000000.tar" \
     --zeroshot "$DATA/classnames.txt" --templates "$DATA/templates.txt" --retrieval \
-    --threads "$THREADS"
+    --threads "$THREADS" --json > "$RUN/eval.json"
+# field $2 of eval.json's object $1 (e.g. '"by_class":{"image_to_text"') as a percentage
+pct() {
+    v=$(sed -n "s/.*$1:{[^}]*\"$2\":\([0-9.eE+-]*\).*/\1/p" "$RUN/eval.json")
+    awk -v x="${v:-0}" 'BEGIN { printf "%.2f%%", 100 * x }'
+}
+I2T='"by_class":{"image_to_text"'
 cat >&2 <<EOT
 == done
+retrieval:  image->text R@1 $(pct "$I2T" r1) (chance $(pct "$I2T" chance_r1)): a hit is any caption of the image's class, as the 10,000 test captions repeat ten class names (own-caption figures: $RUN/eval.json)
 run folder: $RUN (config.json, metrics.jsonl, checkpoints/)
 export:     $RUN/export (model.safetensors, config.json, tokenizer.json, preprocess.json)
 embed:      $CLASP embed --model $RUN/export --image a.png b.png -o images.npy

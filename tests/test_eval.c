@@ -182,6 +182,108 @@ Test(eval, retrieval_multi_caption_best_of) {
     cr_assert_eq(clasp_retrieval_metrics(img, 3, txt, owner2, 5, D, &r), CLASP_ERR_ARG);
 }
 
+/* The group metric's best rank equals the best of every relevant row's rank by sorting, with
+ * duplicated gallery rows (exact ties) and groups of several rows. */
+Test(eval, group_retrieval_best_rank_matches_sort) {
+    const int D = 8, Q = 40, N = 60;
+    float *q = malloc((size_t)Q * D * sizeof(float)), *g = malloc((size_t)N * D * sizeof(float));
+    random_unit_(q, Q, D, 5);
+    random_unit_(g, N, D, 6);
+    for (int j = 1; j < N; j += 3) memcpy(g + (size_t)j * D, g + (size_t)(j - 1) * D, D * 4);
+    uint64_t qg[40], gg[60];
+    for (int i = 0; i < Q; i++) qg[i] = (uint64_t)(i % 9);
+    for (int j = 0; j < N; j++) gg[j] = (uint64_t)(j % 7);
+    clasp_group_retrieval r;
+    cr_assert_eq(clasp_retrieval_by_group(q, qg, Q, g, gg, N, D, &r), CLASP_OK);
+    int64_t ranks[40], n = 0;
+    for (int i = 0; i < Q; i++) {
+        float s[60];
+        for (int j = 0; j < N; j++) s[j] = (float)dot_(q + (size_t)i * D, g + (size_t)j * D, D);
+        int64_t best = INT64_MAX;
+        for (int j = 0; j < N; j++)
+            if (gg[j] == qg[i]) {
+                int64_t rk = rank_by_sort_(s, N, j);
+                best = rk < best ? rk : best;
+            }
+        if (best != INT64_MAX) ranks[n++] = best;
+    }
+    cr_assert_eq(r.stats.n, n);
+    cr_assert_eq(r.unmatched, Q - n); /* groups 7 and 8 have no gallery row */
+    clasp_rank_stats e = clasp_rank_summary(ranks, n);
+    cr_assert_float_eq(r.stats.r1, e.r1, 1e-12);
+    cr_assert_float_eq(r.stats.r5, e.r5, 1e-12);
+    cr_assert_float_eq(r.stats.mean_rank, e.mean_rank, 1e-12);
+    cr_assert_float_eq(r.stats.median_rank, e.median_rank, 1e-12);
+    free(q), free(g);
+}
+
+/* Class-aware retrieval on a set whose captions repeat: 4 images (labels 0 0 1 1), one caption
+ * each; captions 0 and 1 are the same text ("a cat", identical features), caption 2 "a dog",
+ * caption 3 "a puppy". Unit vectors at angles (degrees): images 0 10 100 15, texts 20 20 120
+ * 30. By hand (cosine order, ties to the lower index):
+ *   image 0: t0 t1 t3 t2   image 1: t0 t1 t3 t2   image 2: t2 t3 t0 t1   image 3: t0 t1 t3 t2
+ *   text 0/1: i3 i1 i0 i2  text 2: i2 i3 i1 i0    text 3: i3 i1 i0 i2
+ * own caption (instance): image->text ranks 1 2 1 3, text->image ranks 3 2 1 1;
+ * by class: image->text 1 1 1 3 (R@1 3/4), text->image 2 2 1 1 (R@1 2/4), chance R@1 2/4;
+ * by caption: image->text 1 1 1 3 (R@1 3/4), text->image 2 2 1 1, chance R@1 (2+2+1+1)/4/4. */
+Test(eval, class_aware_retrieval_by_hand) {
+    const float deg = 3.14159265358979f / 180.0f;
+    float ai[4] = {0, 10, 100, 15}, at[4] = {20, 20, 120, 30};
+    float img[8], txt[8];
+    for (int i = 0; i < 4; i++) {
+        img[2 * i] = cosf(ai[i] * deg), img[2 * i + 1] = sinf(ai[i] * deg);
+        txt[2 * i] = cosf(at[i] * deg), txt[2 * i + 1] = sinf(at[i] * deg);
+    }
+    int64_t labels[4] = {0, 0, 1, 1}, owner[4] = {0, 1, 2, 3};
+    uint64_t group[4] = {0xCA7, 0xCA7, 0xD06, 0x9099};
+    clasp_eval_set set = {.n = 4,
+                          .D = 2,
+                          .img = img,
+                          .labels = labels,
+                          .n_txt = 4,
+                          .txt = txt,
+                          .txt_owner = owner,
+                          .txt_group = group};
+    clasp_retrieval_result rr;
+    cr_assert_eq(clasp_retrieval_metrics(img, 4, txt, owner, 4, 2, &rr), CLASP_OK);
+    cr_assert_float_eq(rr.i2t.r1, 0.5, 1e-12);
+    cr_assert_float_eq(rr.i2t.mean_rank, 7.0 / 4, 1e-12);
+    cr_assert_float_eq(rr.t2i.r1, 0.5, 1e-12);
+    cr_assert_float_eq(rr.t2i.mean_rank, 7.0 / 4, 1e-12);
+    clasp_group_retrieval i2t, t2i;
+    cr_assert_eq(clasp_eval_retrieval_match(&set, CLASP_EVAL_MATCH_CLASS, &i2t, &t2i), CLASP_OK);
+    cr_assert_eq(i2t.stats.n, 4);
+    cr_assert_float_eq(i2t.stats.r1, 0.75, 1e-12);
+    cr_assert_float_eq(i2t.stats.mean_rank, 6.0 / 4, 1e-12);
+    cr_assert_float_eq(i2t.chance_r1, 0.5, 1e-12);
+    cr_assert_float_eq(i2t.mean_relevant, 2, 1e-12);
+    cr_assert_float_eq(t2i.stats.r1, 0.5, 1e-12);
+    cr_assert_float_eq(t2i.stats.mean_rank, 6.0 / 4, 1e-12);
+    cr_assert_float_eq(t2i.chance_r1, 0.5, 1e-12);
+    cr_assert_float_eq(t2i.chance_mean_rank, 5.0 / 3, 1e-12);
+    cr_assert_eq(clasp_eval_retrieval_match(&set, CLASP_EVAL_MATCH_CAPTION, &i2t, &t2i), CLASP_OK);
+    cr_assert_float_eq(i2t.stats.r1, 0.75, 1e-12);
+    cr_assert_float_eq(i2t.chance_r1, (0.5 + 0.5 + 0.25 + 0.25) / 4, 1e-12);
+    cr_assert_float_eq(t2i.stats.r1, 0.5, 1e-12);
+    cr_assert_float_eq(t2i.stats.mean_rank, 6.0 / 4, 1e-12);
+    /* image 3 without a label: it and its caption are left out as queries and answer nobody */
+    labels[3] = -1;
+    cr_assert_eq(clasp_eval_retrieval_match(&set, CLASP_EVAL_MATCH_CLASS, &i2t, &t2i), CLASP_OK);
+    cr_assert_eq(i2t.stats.n, 3);
+    cr_assert_eq(i2t.unmatched, 1);
+    cr_assert_float_eq(i2t.stats.r1, 1.0, 1e-12); /* image 2: t2 is its only relevant text */
+    cr_assert_eq(t2i.unmatched, 1);
+    cr_assert_float_eq(t2i.stats.r1, 1.0 / 3, 1e-12); /* t0, t1: rank 2 (i3 first); t2: 1 */
+    /* the instance-level metric ignores labels and groups */
+    clasp_retrieval_result rr2;
+    cr_assert_eq(clasp_retrieval_metrics(img, 4, txt, owner, 4, 2, &rr2), CLASP_OK);
+    cr_assert(!memcmp(&rr, &rr2, sizeof rr));
+    /* no label at all: nothing to match by class */
+    for (int i = 0; i < 4; i++) labels[i] = -1;
+    cr_assert_eq(clasp_eval_retrieval_match(&set, CLASP_EVAL_MATCH_CLASS, &i2t, &t2i),
+                 CLASP_ERR_FORMAT);
+}
+
 Test(eval, search_topk_matches_brute_force) {
     const int64_t N = 1000;
     const int D = 8;
@@ -468,6 +570,14 @@ Test(eval, cli_eval_appends_to_run_metrics) {
     const cJSON *i2t = cJSON_GetObjectItem(r, "image_to_text");
     cr_assert(cJSON_GetObjectItem(i2t, "r10")->valuedouble >=
               cJSON_GetObjectItem(i2t, "r1")->valuedouble);
+    /* class-aware figures beside the instance ones: labels 0..2, 9 images, 14 texts */
+    const cJSON *bc = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "by_class"), "image_to_text");
+    cr_assert(bc);
+    cr_assert_eq(cJSON_GetObjectItem(bc, "n_gallery")->valueint, 14);
+    cr_assert(cJSON_GetObjectItem(bc, "r1")->valuedouble >=
+              cJSON_GetObjectItem(i2t, "r1")->valuedouble);
+    cr_assert(cJSON_GetObjectItem(bc, "chance_r1")->valuedouble > 0.2);
+    cr_assert(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "by_caption"), "text_to_image"));
     const cJSON *z = cJSON_GetObjectItem(j, "zeroshot");
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(z, "per_class")), 3);
     const cJSON *p = cJSON_GetObjectItem(j, "probe");
