@@ -20,6 +20,7 @@
 #include "encoders/layers.h"
 #include "modalities/text.h"
 #include "train/checkpoint.h"
+#include "train/runstate.h"
 #include "pipeline/data.h"
 
 #define PATH_CAP 4400
@@ -584,27 +585,19 @@ static clasp_status open_export_(clasp_embedder *em, const char *dir, int thread
     return s;
 }
 
+/* A checkpoint folder, or a run folder's latest checkpoint, read through train/runstate.h. */
 static clasp_status open_checkpoint_(clasp_embedder *em, const char *path, int threads, int batch) {
     em->kind = CLASP_SOURCE_CHECKPOINT;
     CLASP_TRY(clasp_ckpt_resolve(path, em->path, sizeof em->path));
     run_dir_of_(em->path, em->run_dir, sizeof em->run_dir);
     clasp_ckpt c;
-    CLASP_TRY(clasp_ckpt_open(em->path, &c));
+    CLASP_TRY(clasp_runstate_open(em->path, &c, &em->config, &em->step));
     char sp[PATH_CAP];
     snprintf(sp, sizeof sp, "%s/state.json", em->path);
-    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(c.state, "config");
-    clasp_status s = cJSON_IsObject(cfg)
-                         ? clasp_model_config_parse(cfg, sp, &em->config)
-                         : clasp_set_error(CLASP_ERR_FORMAT, "%s: field 'config' missing", sp);
-    if (s == CLASP_OK) s = loader_config_(em, sp);
+    clasp_status s = loader_config_(em, sp);
     if (s == CLASP_OK) s = start_engine_(em, threads, batch);
-    if (s == CLASP_OK) {
-        clasp_model *m0 = clasp_embedder_model(em);
-        s = clasp_model_read_tensors(m0, c.model, "", m0->params);
-    }
+    if (s == CLASP_OK) s = clasp_runstate_load_model(&c, clasp_embedder_model(em));
     if (s == CLASP_OK) em->model_hash = clasp_hash64(c.model->file, c.model->file_len, 0);
-    const cJSON *step = cJSON_GetObjectItemCaseSensitive(c.state, "step");
-    em->step = cJSON_IsNumber(step) ? (int64_t)step->valuedouble : -1;
     clasp_ckpt_close(&c);
     return s;
 }

@@ -32,17 +32,17 @@
  * old export (or absent) or the complete new one.
  *
  * The embedder (clasp_embedder) loads an export or a checkpoint (a checkpoint folder or a run
- * folder: its latest checkpoint) and embeds images (encoded bytes or files), texts and audio
- * exactly as the loader does in evaluation mode: images decoded with stb_image (alpha composited
- * on white), resized per the config and normalised (modalities/image.h); texts normalised with
- * utf8proc (modalities/text.h defaults) and tokenized to the context length; audio decoded by
- * the front-end of modalities/audio.h in evaluation mode (libsndfile, mono mix, libsamplerate
- * to the model's rate, head crop or the configured pad, log-mel, normalisation; no
- * augmentation). Outputs are L2-normalised features (n, embed_dim). Image-text models run on
- * the engine (train/engine.h) over `threads` replicas; models the engine does not pair
- * (audio-text: no image tower) run on the embedder's own `threads` model replicas; either way
- * an audio tower runs on the replicas with one thread per replica. An embedder is driven by
- * one thread at a time.
+ * folder: its latest checkpoint, read through train/runstate.h) and embeds images (encoded bytes or
+ * files), texts and audio exactly as the loader does in evaluation mode: images decoded with
+ * stb_image (alpha composited on white), resized per the config and normalised
+ * (modalities/image.h); texts normalised with utf8proc (modalities/text.h defaults) and tokenized
+ * to the context length; audio decoded by the front-end of modalities/audio.h in evaluation mode
+ * (libsndfile, mono mix, libsamplerate to the model's rate, head crop or the configured pad,
+ * log-mel, normalisation; no augmentation). Outputs are L2-normalised features (n, embed_dim).
+ * Image-text models run on the engine (train/engine.h) over `threads` replicas; models the engine
+ * does not pair (audio-text: no image tower) run on the embedder's own `threads` model replicas;
+ * either way an audio tower runs on the replicas with one thread per replica. An embedder is driven
+ * by one thread at a time.
  */
 #ifndef CLASP_EXPORT_EXPORT_H
 #define CLASP_EXPORT_EXPORT_H

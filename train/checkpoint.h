@@ -3,8 +3,8 @@
  * A checkpoint is a directory RUN/checkpoints/step-NNNNNNNN/ holding
  *   model.safetensors  parameters by PyTorch-style name
  *   optim.safetensors  AdamW moments ("m.<name>", "v.<name>")
- *   state.json         step, epoch, loader position, RNG keys, configs, versions, and the
- *                      xxh64 checksums of the two safetensors files
+ *   state.json         what the caller gives (train/runstate.h lists the fields), plus
+ *                      "step" and the xxh64 "checksums" of the two safetensors files
  * It is written under a temporary name (step-NNNNNNNN.tmp), every file fsynced, the folder
  * renamed into place and the parent fsynced; then RUN/checkpoints/latest (a one-line text
  * file naming the folder) is replaced atomically. A crash at any point leaves either the old
@@ -19,6 +19,8 @@
 #include "core/safetensors.h"
 #include "core/status.h"
 
+#define CLASP_CKPT_FORMAT_VERSION 1
+
 typedef struct clasp_named_tensor {
     const char *name;
     int ndim;
@@ -27,8 +29,8 @@ typedef struct clasp_named_tensor {
 } clasp_named_tensor;
 
 /* Writes a checkpoint for `step` under run_dir/checkpoints. `state` is copied into
- * state.json with "checksums" added. Keeps the newest `keep` checkpoints (keep <= 0: all).
- * On success writes the checkpoint folder path into out_dir (may be NULL). */
+ * state.json with "step" and "checksums" set. Keeps the newest `keep` checkpoints
+ * (keep <= 0: all). On success writes the checkpoint folder path into out_dir (may be NULL). */
 clasp_status clasp_ckpt_save(const char *run_dir, int64_t step, const clasp_named_tensor *model,
                              int n_model, const clasp_named_tensor *optim, int n_optim,
                              const cJSON *state, int keep, char *out_dir, size_t out_cap);
