@@ -189,13 +189,16 @@ static clasp_status write_files_(const clasp_model *m, const clasp_tokenizer *to
     clasp_st_writer *w = NULL;
     clasp_status s = export_config_json_(&m->config, &cfg);
     if (s == CLASP_OK) {
-        join_(p, sizeof p, dir, "config.json");
-        s = clasp_json_save(p, cfg);
-    }
-    if (s == CLASP_OK) {
+        /* the weights' metadata holds the model config alone (as before versions) */
         cfg_text = cJSON_PrintUnformatted(cfg);
         w = clasp_st_writer_new();
-        if (!cfg_text || !w) s = clasp_set_error(CLASP_ERR_NOMEM, "export: out of memory");
+        if (!cfg_text || !w ||
+            !cJSON_AddNumberToObject(cfg, "format_version", CLASP_EXPORT_FORMAT_VERSION))
+            s = clasp_set_error(CLASP_ERR_NOMEM, "export: out of memory");
+    }
+    if (s == CLASP_OK) {
+        join_(p, sizeof p, dir, "config.json");
+        s = clasp_json_save(p, cfg);
     }
     if (s == CLASP_OK) s = clasp_model_add_tensors(m, w, "", m->params);
     if (s == CLASP_OK) s = clasp_st_writer_meta(w, "format", "clasp-model");
@@ -549,7 +552,10 @@ static clasp_status open_export_(clasp_embedder *em, const char *dir, int thread
                                    need[i]);
     cJSON *cfg;
     CLASP_TRY(clasp_json_load(p, &cfg));
-    clasp_status s = clasp_model_config_parse(cfg, p, &em->config);
+    /* "format_version" (absent: 1) belongs to the export, not to the model config */
+    clasp_status s = clasp_format_version_check(cfg, p, CLASP_EXPORT_FORMAT_VERSION, NULL);
+    cJSON_DeleteItemFromObjectCaseSensitive(cfg, "format_version");
+    if (s == CLASP_OK) s = clasp_model_config_parse(cfg, p, &em->config);
     if (s == CLASP_OK && !strcmp(em->config.text.tokenizer.type, "bpe") &&
         !join_(em->config.text.tokenizer.file, sizeof em->config.text.tokenizer.file, dir,
                "tokenizer.json"))
@@ -590,6 +596,7 @@ static clasp_status open_checkpoint_(clasp_embedder *em, const char *path, int t
     em->kind = CLASP_SOURCE_CHECKPOINT;
     CLASP_TRY(clasp_ckpt_resolve(path, em->path, sizeof em->path));
     run_dir_of_(em->path, em->run_dir, sizeof em->run_dir);
+    if (em->run_dir[0]) CLASP_TRY(clasp_run_check_version(em->run_dir));
     clasp_ckpt c;
     CLASP_TRY(clasp_runstate_open(em->path, &c, &em->config, &em->step));
     char sp[PATH_CAP];

@@ -5,7 +5,9 @@
  *                      logit_scale, logit_bias): no optimiser state; metadata "format":
  *                      "clasp-model" and "config" (the config JSON, checked against config.json)
  *   config.json        the model config (clasp_model_config_to_json); a BPE tokenizer's
- *                      "file" is "tokenizer.json", relative to the export
+ *                      "file" is "tokenizer.json", relative to the export; plus the export's
+ *                      "format_version" (CLASP_EXPORT_FORMAT_VERSION; absent = 1): a newer
+ *                      one is refused (CLASP_ERR_FORMAT naming config.json and both versions)
  *   tokenizer.json     clasp_tokenizer_save of the model's tokenizer (bytes or BPE)
  *   preprocess.json    what a consumer must do to raw inputs, for tools outside clasp:
  *     {"format": "clasp-preprocess", "version": 1,
@@ -32,17 +34,19 @@
  * old export (or absent) or the complete new one.
  *
  * The embedder (clasp_embedder) loads an export or a checkpoint (a checkpoint folder or a run
- * folder: its latest checkpoint, read through train/runstate.h) and embeds images (encoded bytes or
- * files), texts and audio exactly as the loader does in evaluation mode: images decoded with
- * stb_image (alpha composited on white), resized per the config and normalised
- * (modalities/image.h); texts normalised with utf8proc (modalities/text.h defaults) and tokenized
- * to the context length; audio decoded by the front-end of modalities/audio.h in evaluation mode
- * (libsndfile, mono mix, libsamplerate to the model's rate, head crop or the configured pad,
- * log-mel, normalisation; no augmentation). Outputs are L2-normalised features (n, embed_dim).
- * Image-text models run on the engine (train/engine.h) over `threads` replicas; models the engine
- * does not pair (audio-text: no image tower) run on the embedder's own `threads` model replicas;
- * either way an audio tower runs on the replicas with one thread per replica. An embedder is driven
- * by one thread at a time.
+ * folder: its latest checkpoint) and embeds images (encoded bytes or files), texts and audio
+ * exactly as the loader does in evaluation mode: images decoded with stb_image (alpha composited
+ * on white), resized per the config and normalised (modalities/image.h); texts normalised with
+ * utf8proc (modalities/text.h defaults) and tokenized to the context length; audio decoded by
+ * the front-end of modalities/audio.h in evaluation mode (libsndfile, mono mix, libsamplerate
+ * to the model's rate, head crop or the configured pad, log-mel, normalisation; no
+ * augmentation). Outputs are L2-normalised features (n, embed_dim). Image-text models run on
+ * the engine (train/engine.h) over `threads` replicas; models the engine does not pair
+ * (audio-text: no image tower) run on the embedder's own `threads` model replicas; either way
+ * an audio tower runs on the replicas with one thread per replica. An embedder is driven by
+ * one thread at a time.
+ * A checkpoint is read through train/runstate.h, which refuses a checkpoint or a run folder of
+ * a newer format version.
  */
 #ifndef CLASP_EXPORT_EXPORT_H
 #define CLASP_EXPORT_EXPORT_H
@@ -57,6 +61,8 @@
 #include "modalities/tokenizer.h"
 #include "train/engine.h"
 #include "pipeline/loader.h"
+
+#define CLASP_EXPORT_FORMAT_VERSION 1
 
 /* Writes an export of model `m` (its params) with tokenizer `tok` into out_dir (replaced
  * atomically if it exists). Errors: CLASP_ERR_IO naming the path, CLASP_ERR_NOMEM. */

@@ -1,11 +1,13 @@
 /* test_runstate.c: the run state <-> checkpoint module (train/runstate.h): the tensor list,
- * registered tensors, save/restore, the model-only reader; --init by name
- * (clasp_model_load_matching). */
+ * registered tensors, save/restore, the model-only reader; format versions of checkpoints, run
+ * folders and exports (a newer version is refused naming the file and both versions, a file
+ * without the field reads as version 1); --init by name (clasp_model_load_matching). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/json.h"
@@ -25,6 +27,23 @@ static void model_(clasp_model *m, cJSON **config_json, uint64_t seed) {
     cr_assert_eq(clasp_model_init(m, &cfg), CLASP_OK);
     clasp_model_init_weights(m, seed);
     if (config_json) cr_assert_eq(clasp_model_config_to_json(&cfg, config_json), CLASP_OK);
+}
+
+/* Sets (value > 0) or removes (value 0) "format_version" of a JSON file. */
+static void set_version_(const char *path, int value) {
+    cJSON *j = NULL;
+    cr_assert_eq(clasp_json_load(path, &j), CLASP_OK, "%s", clasp_last_error());
+    cJSON_DeleteItemFromObjectCaseSensitive(j, "format_version");
+    if (value > 0) cJSON_AddNumberToObject(j, "format_version", value);
+    cr_assert_eq(clasp_json_save(path, j), CLASP_OK);
+    cJSON_Delete(j);
+}
+
+static void expect_newer_(clasp_status s, const char *file) {
+    char want[1400];
+    snprintf(want, sizeof want, "%s: format_version 2 is newer than this clasp reads (1)", file);
+    cr_assert_eq(s, CLASP_ERR_FORMAT, "%s", clasp_last_error());
+    cr_assert(strstr(clasp_last_error(), want), "got '%s', want '%s'", clasp_last_error(), want);
 }
 
 Test(runstate, tensor_list_is_params_then_moments_then_registered) {
@@ -128,6 +147,145 @@ Test(runstate, save_restore_roundtrip_with_registered_tensor) {
     cJSON_Delete(cj);
     clasp_adamw_free(&opt);
     clasp_model_free(&m);
+}
+
+Test(runstate, checkpoint_version_newer_refused_absent_is_1) {
+    char run[1024], dir[4200], sp[4400];
+    clasp_test_tmpdir("runstate_ver", run, sizeof run);
+    clasp_model m;
+    cJSON *cj;
+    model_(&m, &cj, 3);
+    clasp_runstate rs;
+    clasp_runstate_init(&rs, &m, NULL, cj);
+    rs.step = 2;
+    cr_assert_eq(clasp_runstate_save(&rs, run, 0, dir, sizeof dir), CLASP_OK, "%s",
+                 clasp_last_error());
+    snprintf(sp, sizeof sp, "%s/state.json", dir);
+    cJSON *st = NULL;
+    cr_assert_eq(clasp_json_load(sp, &st), CLASP_OK);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(st, "format_version");
+    cr_assert(cJSON_IsNumber(v) && v->valuedouble == CLASP_CKPT_FORMAT_VERSION);
+    cJSON_Delete(st);
+    clasp_ckpt c;
+    clasp_model_config cfg;
+    int64_t step;
+    set_version_(sp, 2);
+    expect_newer_(clasp_runstate_open(dir, &c, &cfg, &step), sp);
+    expect_newer_(clasp_runstate_restore(&rs, dir, "x.json"), sp);
+    clasp_embedder em;
+    expect_newer_(clasp_embedder_open(run, 1, 4, &em), sp);
+    set_version_(sp, 0); /* checkpoints written before versions: version 1 */
+    cr_assert_eq(clasp_runstate_open(dir, &c, &cfg, &step), CLASP_OK, "%s", clasp_last_error());
+    clasp_ckpt_close(&c);
+    cr_assert_eq(clasp_embedder_open(run, 1, 4, &em), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(em.step, 2);
+    clasp_embedder_close(&em);
+    cJSON_Delete(cj);
+    clasp_model_free(&m);
+}
+
+Test(runstate, run_folder_version_newer_refused_absent_is_1) {
+    char run[1024], op[1200];
+    clasp_test_tmpdir("runstate_runver", run, sizeof run);
+    clasp_model m;
+    cJSON *cj;
+    model_(&m, &cj, 4);
+    clasp_runstate rs;
+    clasp_runstate_init(&rs, &m, NULL, cj);
+    cr_assert_eq(clasp_runstate_save(&rs, run, 0, NULL, 0), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_run_check_version(run), CLASP_OK); /* no options.json: version 1 */
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "lr", 0.001);
+    cr_assert_eq(clasp_run_write_options(run, o), CLASP_OK, "%s", clasp_last_error());
+    cJSON_Delete(o);
+    snprintf(op, sizeof op, "%s/options.json", run);
+    cr_assert_eq(clasp_json_load(op, &o), CLASP_OK);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "format_version");
+    cr_assert(cJSON_IsNumber(v) && v->valuedouble == CLASP_RUN_FORMAT_VERSION);
+    cr_assert(cJSON_GetObjectItemCaseSensitive(o, "lr"));
+    cJSON_Delete(o);
+    cr_assert_eq(clasp_run_check_version(run), CLASP_OK);
+    set_version_(op, 2);
+    expect_newer_(clasp_run_check_version(run), op);
+    clasp_embedder em;
+    expect_newer_(clasp_embedder_open(run, 1, 4, &em), op);
+    set_version_(op, 0);
+    cr_assert_eq(clasp_run_check_version(run), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_embedder_open(run, 1, 4, &em), CLASP_OK, "%s", clasp_last_error());
+    clasp_embedder_close(&em);
+    cJSON_Delete(cj);
+    clasp_model_free(&m);
+}
+
+Test(runstate, export_version_newer_refused_absent_is_1) {
+    char dir[1024], cp[1200];
+    clasp_test_tmpdir("runstate_export", dir, sizeof dir);
+    strcat(dir, "/exp");
+    clasp_model m;
+    model_(&m, NULL, 5);
+    clasp_tokenizer *tok;
+    cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
+    cr_assert_eq(clasp_export_model(&m, tok, dir), CLASP_OK, "%s", clasp_last_error());
+    snprintf(cp, sizeof cp, "%s/config.json", dir);
+    cJSON *c = NULL;
+    cr_assert_eq(clasp_json_load(cp, &c), CLASP_OK);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, "format_version");
+    cr_assert(cJSON_IsNumber(v) && v->valuedouble == CLASP_EXPORT_FORMAT_VERSION);
+    cJSON_Delete(c);
+    clasp_embedder em;
+    cr_assert_eq(clasp_embedder_open(dir, 1, 4, &em), CLASP_OK, "%s", clasp_last_error());
+    clasp_embedder_close(&em);
+    set_version_(cp, 2);
+    expect_newer_(clasp_embedder_open(dir, 1, 4, &em), cp);
+    set_version_(cp, 0); /* exports written before versions: version 1 */
+    cr_assert_eq(clasp_embedder_open(dir, 1, 4, &em), CLASP_OK, "%s", clasp_last_error());
+    clasp_embedder_close(&em);
+    clasp_tokenizer_free(tok);
+    clasp_model_free(&m);
+}
+
+/* clasp train --resume refuses a run folder or a checkpoint of a newer version; a checkpoint
+ * without the field resumes. */
+Test(runstate, train_resume_checks_versions) {
+    char tmp[1024], data[1100], run[1100], cmd[8192], sp[4400], op[1200];
+    struct stat sb;
+    if (stat("/usr/share/datasets/fashion-mnist", &sb) != 0)
+        cr_skip_test("dataset-fashion-mnist is not installed");
+    clasp_test_tmpdir("runstate_train", tmp, sizeof tmp);
+    snprintf(data, sizeof data, "%s/fmnist", tmp);
+    snprintf(run, sizeof run, "%s/run", tmp);
+    snprintf(cmd, sizeof cmd,
+             "%s shards build fmnist -o %s --limit 256 --maxcount 128 >/dev/null 2>&1",
+             clasp_test_bin(), data);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    const char *fmt = "%s train --model %s/configs/fmnist-small.json --train "
+                      "'%s/train-{000000..000001}.tar' --out %s --batch-size 64 --steps 3 "
+                      "--no-progress --threads 1 %s >%s/log 2>&1";
+    snprintf(cmd, sizeof cmd, fmt, clasp_test_bin(), CLASP_SOURCE_DIR, data, run, "--stop-after 1",
+             tmp);
+    int rc = system(cmd);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) != 0, "--stop-after exits non-zero");
+    snprintf(op, sizeof op, "%s/options.json", run);
+    snprintf(sp, sizeof sp, "%s/checkpoints/step-00000001/state.json", run);
+    snprintf(cmd, sizeof cmd, fmt, clasp_test_bin(), CLASP_SOURCE_DIR, data, run, "--resume latest",
+             tmp);
+    char logp[1100];
+    snprintf(logp, sizeof logp, "%s/log", tmp);
+    const char *files[2] = {op, sp};
+    for (int i = 0; i < 2; i++) {
+        set_version_(files[i], 2);
+        cr_assert_neq(system(cmd), 0);
+        char *log = NULL;
+        size_t n;
+        cr_assert_eq(clasp_read_file(logp, 1 << 20, &log, &n), CLASP_OK);
+        char want[1400];
+        snprintf(want, sizeof want, "%s: format_version 2 is newer than this clasp reads (1)",
+                 files[i]);
+        cr_assert(strstr(log, want), "log '%s' lacks '%s'", log, want);
+        free(log);
+        set_version_(files[i], 0);
+    }
+    cr_assert_eq(system(cmd), 0, "%s", cmd); /* neither file has the field: version 1 */
 }
 
 Test(runstate, init_by_name_refuses_another_shape) {

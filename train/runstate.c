@@ -1,6 +1,8 @@
-/* runstate.c: a run's state to and from checkpoint folders. See runstate.h. */
+/* runstate.c: a run's state to and from checkpoint folders; run folder versions. See
+ * runstate.h. */
 #include "train/runstate.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,4 +295,38 @@ clasp_status clasp_runstate_load_model(clasp_ckpt *c, clasp_model *m) {
     clasp_runstate rs;
     clasp_runstate_init(&rs, m, NULL, NULL);
     return load_tensors_(&rs, c);
+}
+
+/* ---- run folders ------------------------------------------------------------------------- */
+
+clasp_status clasp_run_write_options(const char *run_dir, const cJSON *options) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/options.json", run_dir);
+    /* "format_version" first, then the options */
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o && cJSON_AddNumberToObject(o, "format_version", CLASP_RUN_FORMAT_VERSION);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, options) {
+        if (!ok || !strcmp(it->string, "format_version")) continue;
+        cJSON *x = cJSON_Duplicate(it, 1);
+        ok = x != NULL;
+        if (ok) cJSON_AddItemToObject(o, it->string, x);
+    }
+    clasp_status s =
+        ok ? clasp_json_save(path, o) : clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", path);
+    cJSON_Delete(o);
+    return s;
+}
+
+clasp_status clasp_run_check_version(const char *run_dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/options.json", run_dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return CLASP_OK; /* runs written before options.json: version 1 */
+    fclose(f);
+    cJSON *o = NULL;
+    CLASP_TRY(clasp_json_load(path, &o));
+    clasp_status s = clasp_format_version_check(o, path, CLASP_RUN_FORMAT_VERSION, NULL);
+    cJSON_Delete(o);
+    return s;
 }

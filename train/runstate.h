@@ -14,6 +14,10 @@
  * moments (m and v of each parameter in turn), then the tensors registered with
  * clasp_runstate_register in registration order. A new piece of state (a loss's queue of keys,
  * momentum copies of towers) is one register call where it is allocated; nothing else changes.
+ *
+ * A run folder (trainer.h) is marked by options.json, which carries "format_version"
+ * (CLASP_RUN_FORMAT_VERSION). Every reader refuses a newer version than it knows, naming the
+ * file and both versions; a file without the field is version 1.
  */
 #ifndef CLASP_TRAIN_RUNSTATE_H
 #define CLASP_TRAIN_RUNSTATE_H
@@ -27,6 +31,7 @@
 #include "train/checkpoint.h"
 #include "train/optim.h"
 
+#define CLASP_RUN_FORMAT_VERSION      1
 #define CLASP_RUNSTATE_MAX_SOURCES    8
 #define CLASP_RUNSTATE_MAX_REGISTERED 32
 #define CLASP_RUNSTATE_NAME_MAX       (CLASP_PARAM_NAME_MAX + 16)
@@ -105,5 +110,10 @@ clasp_status clasp_runstate_open(const char *ckpt_dir, clasp_ckpt *c, clasp_mode
                                  int64_t *step);
 /* Copies the model's parameters from an opened checkpoint. */
 clasp_status clasp_runstate_load_model(clasp_ckpt *c, clasp_model *m);
+
+/* Run folders: writes run_dir/options.json = `options` (may be NULL) with "format_version"
+ * set; checks run_dir/options.json (absent: fine) is not newer than this clasp reads. */
+clasp_status clasp_run_write_options(const char *run_dir, const cJSON *options);
+clasp_status clasp_run_check_version(const char *run_dir);
 
 #endif

@@ -156,6 +156,31 @@ static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps, int
     return k;
 }
 
+/* options.json: the resolved options of this invocation (the resume key and the rest);
+ * clasp_run_write_options adds the run folder's format version. */
+static cJSON *options_json_(const trainer *t) {
+    const clasp_train_options *o = &t->o;
+    cJSON *j = cJSON_Duplicate(t->resume_key, 1);
+    if (!j) return NULL;
+    cJSON_AddStringToObject(j, "model", o->model_config);
+    if (o->init) cJSON_AddStringToObject(j, "init", o->init);
+    if (o->val_spec) cJSON_AddStringToObject(j, "val", o->val_spec);
+    cJSON_AddNumberToObject(j, "epochs", o->epochs);
+    cJSON_AddNumberToObject(j, "samples_per_epoch", (double)o->samples_per_epoch);
+    cJSON_AddNumberToObject(j, "lr", o->lr);
+    cJSON_AddNumberToObject(j, "warmup", (double)o->warmup);
+    cJSON_AddNumberToObject(j, "weight_decay", o->weight_decay);
+    cJSON_AddNumberToObject(j, "beta1", o->beta1);
+    cJSON_AddNumberToObject(j, "beta2", o->beta2);
+    cJSON_AddNumberToObject(j, "eps", o->eps);
+    cJSON_AddNumberToObject(j, "clip_norm", o->clip_norm);
+    cJSON_AddNumberToObject(j, "threads", o->threads);
+    cJSON_AddNumberToObject(j, "workers", o->workers);
+    cJSON_AddNumberToObject(j, "shuffle_buffer", o->shuffle_buffer);
+    cJSON_AddNumberToObject(j, "world", t->world);
+    return j;
+}
+
 /* ---- evaluation (zero-shot) ------------------------------------------------------------- */
 
 static clasp_status evaluate_(trainer *t, clasp_train_summary *sum) {
@@ -475,16 +500,30 @@ static clasp_status setup_optim_(trainer *t) {
     return CLASP_OK;
 }
 
-/* --resume: the checkpoint (latest or a folder). */
+/* --resume: the run folder's version, then the checkpoint (latest or a folder). */
 static clasp_status resume_(trainer *t) {
     const clasp_train_options *o = &t->o;
+    CLASP_TRY(clasp_run_check_version(o->out_dir));
     char dir[4096];
     const char *where = !strcmp(o->resume, "latest") ? o->out_dir : o->resume;
     CLASP_TRY(clasp_ckpt_resolve(where, dir, sizeof dir));
     return clasp_runstate_restore(&t->rs, dir, o->model_config);
 }
 
-/* The run folder: a resumed or a fresh run, the ranks' agreement, config.json, metrics. */
+/* Rank 0's config.json and options.json. */
+static clasp_status write_run_files_(trainer *t) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/config.json", t->o.out_dir);
+    CLASP_TRY(clasp_json_save(path, t->config_json));
+    cJSON *oj = options_json_(t);
+    clasp_status s = oj ? clasp_run_write_options(t->o.out_dir, oj)
+                        : clasp_set_error(CLASP_ERR_NOMEM, "trainer: out of memory");
+    cJSON_Delete(oj);
+    return s;
+}
+
+/* The run folder: a resumed or a fresh run, the ranks' agreement, config.json, options.json,
+ * metrics. */
 static clasp_status open_run_(trainer *t) {
     const clasp_train_options *o = &t->o;
     CLASP_TRY(clasp_mkdir_p(o->out_dir));
@@ -510,11 +549,7 @@ static clasp_status open_run_(trainer *t) {
         CLASP_TRY(clasp_dist_check_equal((uint64_t)t->rs.step, "the resumed step"));
     }
     clasp_engine_sync_params(&t->e);
-    if (t->rank == 0) {
-        char path[4300];
-        snprintf(path, sizeof path, "%s/config.json", o->out_dir);
-        CLASP_TRY(clasp_json_save(path, t->config_json));
-    }
+    if (t->rank == 0) CLASP_TRY(write_run_files_(t));
     CLASP_TRY(clasp_metrics_open(&t->mx, o->out_dir, t->rank == 0, o->resume ? t->rs.step : -1));
     t->mx.progress = o->progress;
     t->mx.batch_size = o->batch_size;
