@@ -39,6 +39,28 @@ static void set_version_(const char *path, int value) {
     cJSON_Delete(j);
 }
 
+/* The "format_version" of a JSON file (-1 when absent). */
+static double version_of_(const char *path) {
+    cJSON *j = NULL;
+    cr_assert_eq(clasp_json_load(path, &j), CLASP_OK, "%s", clasp_last_error());
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "format_version");
+    double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+    cJSON_Delete(j);
+    return d;
+}
+
+/* A run folder (tmpdir `name`) with one checkpoint (dir) of m's parameters alone at step 2. */
+static void model_only_run_(const char *name, char *run, size_t run_cap, char *dir, size_t dir_cap,
+                            clasp_model *m, cJSON **cj) {
+    clasp_test_tmpdir(name, run, run_cap);
+    model_(m, cj, 3);
+    clasp_runstate rs;
+    clasp_runstate_init(&rs, m, NULL, *cj);
+    rs.step = 2;
+    cr_assert_eq(clasp_runstate_save(&rs, run, 0, dir, dir_cap), CLASP_OK, "%s",
+                 clasp_last_error());
+}
+
 static void expect_newer_(clasp_status s, const char *file) {
     char want[1400];
     snprintf(want, sizeof want, "%s: format_version 2 is newer than this clasp reads (1)", file);
@@ -151,21 +173,13 @@ Test(runstate, save_restore_roundtrip_with_registered_tensor) {
 
 Test(runstate, checkpoint_version_newer_refused_absent_is_1) {
     char run[1024], dir[4200], sp[4400];
-    clasp_test_tmpdir("runstate_ver", run, sizeof run);
     clasp_model m;
     cJSON *cj;
-    model_(&m, &cj, 3);
+    model_only_run_("runstate_ver", run, sizeof run, dir, sizeof dir, &m, &cj);
     clasp_runstate rs;
     clasp_runstate_init(&rs, &m, NULL, cj);
-    rs.step = 2;
-    cr_assert_eq(clasp_runstate_save(&rs, run, 0, dir, sizeof dir), CLASP_OK, "%s",
-                 clasp_last_error());
     snprintf(sp, sizeof sp, "%s/state.json", dir);
-    cJSON *st = NULL;
-    cr_assert_eq(clasp_json_load(sp, &st), CLASP_OK);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(st, "format_version");
-    cr_assert(cJSON_IsNumber(v) && v->valuedouble == CLASP_CKPT_FORMAT_VERSION);
-    cJSON_Delete(st);
+    cr_assert_eq(version_of_(sp), CLASP_CKPT_FORMAT_VERSION);
     clasp_ckpt c;
     clasp_model_config cfg;
     int64_t step;
@@ -185,23 +199,18 @@ Test(runstate, checkpoint_version_newer_refused_absent_is_1) {
 }
 
 Test(runstate, run_folder_version_newer_refused_absent_is_1) {
-    char run[1024], op[1200];
-    clasp_test_tmpdir("runstate_runver", run, sizeof run);
+    char run[1024], dir[4200], op[1200];
     clasp_model m;
-    cJSON *cj;
-    model_(&m, &cj, 4);
-    clasp_runstate rs;
-    clasp_runstate_init(&rs, &m, NULL, cj);
-    cr_assert_eq(clasp_runstate_save(&rs, run, 0, NULL, 0), CLASP_OK, "%s", clasp_last_error());
+    cJSON *cj, *o;
+    model_only_run_("runstate_runver", run, sizeof run, dir, sizeof dir, &m, &cj);
     cr_assert_eq(clasp_run_check_version(run), CLASP_OK); /* no options.json: version 1 */
-    cJSON *o = cJSON_CreateObject();
+    o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "lr", 0.001);
     cr_assert_eq(clasp_run_write_options(run, o), CLASP_OK, "%s", clasp_last_error());
     cJSON_Delete(o);
     snprintf(op, sizeof op, "%s/options.json", run);
+    cr_assert_eq(version_of_(op), CLASP_RUN_FORMAT_VERSION);
     cr_assert_eq(clasp_json_load(op, &o), CLASP_OK);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "format_version");
-    cr_assert(cJSON_IsNumber(v) && v->valuedouble == CLASP_RUN_FORMAT_VERSION);
     cr_assert(cJSON_GetObjectItemCaseSensitive(o, "lr"));
     cJSON_Delete(o);
     cr_assert_eq(clasp_run_check_version(run), CLASP_OK);
@@ -227,11 +236,7 @@ Test(runstate, export_version_newer_refused_absent_is_1) {
     cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
     cr_assert_eq(clasp_export_model(&m, tok, dir), CLASP_OK, "%s", clasp_last_error());
     snprintf(cp, sizeof cp, "%s/config.json", dir);
-    cJSON *c = NULL;
-    cr_assert_eq(clasp_json_load(cp, &c), CLASP_OK);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, "format_version");
-    cr_assert(cJSON_IsNumber(v) && v->valuedouble == CLASP_EXPORT_FORMAT_VERSION);
-    cJSON_Delete(c);
+    cr_assert_eq(version_of_(cp), CLASP_EXPORT_FORMAT_VERSION);
     clasp_embedder em;
     cr_assert_eq(clasp_embedder_open(dir, 1, 4, &em), CLASP_OK, "%s", clasp_last_error());
     clasp_embedder_close(&em);

@@ -165,19 +165,24 @@ static cJSON *options_json_(const trainer *t) {
     cJSON_AddStringToObject(j, "model", o->model_config);
     if (o->init) cJSON_AddStringToObject(j, "init", o->init);
     if (o->val_spec) cJSON_AddStringToObject(j, "val", o->val_spec);
-    cJSON_AddNumberToObject(j, "epochs", o->epochs);
-    cJSON_AddNumberToObject(j, "samples_per_epoch", (double)o->samples_per_epoch);
-    cJSON_AddNumberToObject(j, "lr", o->lr);
-    cJSON_AddNumberToObject(j, "warmup", (double)o->warmup);
-    cJSON_AddNumberToObject(j, "weight_decay", o->weight_decay);
-    cJSON_AddNumberToObject(j, "beta1", o->beta1);
-    cJSON_AddNumberToObject(j, "beta2", o->beta2);
-    cJSON_AddNumberToObject(j, "eps", o->eps);
-    cJSON_AddNumberToObject(j, "clip_norm", o->clip_norm);
-    cJSON_AddNumberToObject(j, "threads", o->threads);
-    cJSON_AddNumberToObject(j, "workers", o->workers);
-    cJSON_AddNumberToObject(j, "shuffle_buffer", o->shuffle_buffer);
-    cJSON_AddNumberToObject(j, "world", t->world);
+    const struct {
+        const char *name;
+        double value;
+    } nums[] = {{"epochs", o->epochs},
+                {"samples_per_epoch", (double)o->samples_per_epoch},
+                {"lr", o->lr},
+                {"warmup", (double)o->warmup},
+                {"weight_decay", o->weight_decay},
+                {"beta1", o->beta1},
+                {"beta2", o->beta2},
+                {"eps", o->eps},
+                {"clip_norm", o->clip_norm},
+                {"threads", o->threads},
+                {"workers", o->workers},
+                {"shuffle_buffer", o->shuffle_buffer},
+                {"world", t->world}};
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+        cJSON_AddNumberToObject(j, nums[i].name, nums[i].value);
     return j;
 }
 
