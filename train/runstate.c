@@ -175,6 +175,22 @@ clasp_status clasp_runstate_save(const clasp_runstate *rs, const char *run_dir, 
     return s;
 }
 
+clasp_status clasp_runstate_bcast(const clasp_runstate *rs) {
+    const size_t nbytes = rs->model->n_floats * sizeof(float);
+    CLASP_TRY(clasp_dist_bcast(rs->model->params, nbytes, 0));
+    if (rs->opt) {
+        CLASP_TRY(clasp_dist_bcast(rs->opt->m, nbytes, 0));
+        CLASP_TRY(clasp_dist_bcast(rs->opt->v, nbytes, 0));
+    }
+    for (int i = 0; i < rs->n_registered; i++) {
+        const clasp_runstate_tensor *r = &rs->registered[i];
+        size_t numel = 1;
+        for (int d = 0; d < r->ndim; d++) numel *= (size_t)r->shape[d];
+        CLASP_TRY(clasp_dist_bcast(r->data, numel * sizeof(float), 0));
+    }
+    return CLASP_OK;
+}
+
 /* ---- restoring --------------------------------------------------------------------------- */
 
 /* The rank count, the model config and the resume key of state.json (file sp) must match. */

@@ -95,6 +95,9 @@ void clasp_ckpt_tensors_free(clasp_ckpt_tensors *l);
 clasp_status clasp_runstate_save(const clasp_runstate *rs, const char *run_dir, int keep, char *out,
                                  size_t out_cap);
 
+/* Every rank takes rank 0's parameters, moments and registered tensors. Collective. */
+clasp_status clasp_runstate_bcast(const clasp_runstate *rs);
+
 /* Restores rs from the checkpoint folder ckpt_dir: counters, every tensor of
  * clasp_runstate_tensors and this rank's loader positions. Refused (CLASP_ERR_CONFIG naming
  * state.json and the field) when the rank count, the model config (`model_config` names it in

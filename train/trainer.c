@@ -2,7 +2,6 @@
  * checkpoints (runstate.h), exact resume, signals; metrics lines in metrics.c. See trainer.h. */
 #include "train/trainer.h"
 
-#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -495,6 +494,8 @@ static clasp_status setup_optim_(trainer *t) {
     for (int i = 0; i < m->n_params; i++)
         t->segs[i] = (clasp_param_seg){m->info[i].offset, m->info[i].numel, m->info[i].decay,
                                        t->frozen[m->info[i].tower]};
+    /* what checkpoints hold; state a loss or tower adds (a queue of keys, momentum copies)
+     * joins with clasp_runstate_register here */
     clasp_runstate_init(&t->rs, m, &t->opt, t->config_json);
     t->rs.resume_key = t->resume_key;
     t->rs.n_sources = t->n_src;
@@ -545,12 +546,9 @@ static clasp_status open_run_(trainer *t) {
                                    o->out_dir);
     }
     if (t->world > 1) {
-        /* every rank starts from rank 0's parameters and moments (equal already when every
-         * rank read the same checkpoint; this also covers a lagging shared filesystem) */
-        const size_t nbytes = t->m->n_floats * sizeof(float);
-        CLASP_TRY(clasp_dist_bcast(t->m->params, nbytes, 0));
-        CLASP_TRY(clasp_dist_bcast(t->opt.m, nbytes, 0));
-        CLASP_TRY(clasp_dist_bcast(t->opt.v, nbytes, 0));
+        /* every rank starts from rank 0's state (equal already when every rank read the same
+         * checkpoint; this also covers a lagging shared filesystem) */
+        CLASP_TRY(clasp_runstate_bcast(&t->rs));
         CLASP_TRY(clasp_dist_check_equal((uint64_t)t->rs.step, "the resumed step"));
     }
     clasp_engine_sync_params(&t->e);
