@@ -13,7 +13,9 @@
  * Save and restore walk one list of tensors, clasp_runstate_tensors: the parameters, the AdamW
  * moments (m and v of each parameter in turn), then the tensors registered with
  * clasp_runstate_register in registration order. A new piece of state (a loss's queue of keys,
- * momentum copies of towers) is one register call where it is allocated; nothing else changes.
+ * momentum copies of towers) is one register call where it is allocated: saving, restoring and
+ * the ranks' broadcast (clasp_runstate_bcast) follow. It changes the checkpoint format, so bump
+ * CLASP_CKPT_FORMAT_VERSION and decide how an older checkpoint (without the tensor) is read.
  *
  * A run folder (trainer.h) is marked by options.json, which carries "format_version"
  * (CLASP_RUN_FORMAT_VERSION). Every reader refuses a newer version than it knows, naming the
