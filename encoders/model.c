@@ -3,6 +3,7 @@
 #include "encoders/model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -249,6 +250,45 @@ clasp_status clasp_model_add_tensors(const clasp_model *m, clasp_st_writer *w, c
         CLASP_TRY(
             clasp_st_writer_add(w, name, CLASP_DTYPE_F32, p->ndim, p->shape, src + p->offset));
     }
+    return CLASP_OK;
+}
+
+/* "2, 3" for a shape of rank ndim (a scalar: ""). */
+static void shape_text(char *out, size_t cap, int ndim, const int64_t *shape) {
+    out[0] = '\0';
+    for (int d = 0; d < ndim; d++)
+        snprintf(out + strlen(out), cap - strlen(out), "%s%lld", d ? ", " : "",
+                 (long long)shape[d]);
+}
+
+clasp_status clasp_model_load_matching(clasp_model *m, clasp_safetensors *st, const char *what,
+                                       int *n_loaded, int *n_kept) {
+    int loaded = 0, kept = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const clasp_param_info *p = &m->info[i];
+        const clasp_st_tensor *t = clasp_st_find(st, p->name);
+        if (!t) {
+            kept++;
+            continue;
+        }
+        bool same = t->ndim == p->ndim;
+        for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
+        if (!same) {
+            char a[96], b[96];
+            shape_text(a, sizeof a, t->ndim, t->shape);
+            shape_text(b, sizeof b, p->ndim, p->shape);
+            return clasp_set_error(CLASP_ERR_CONFIG,
+                                   "%s: tensor '%s' has shape [%s] but this model's is [%s] "
+                                   "(incompatible configs)",
+                                   what, p->name, a, b);
+        }
+        CLASP_TRY(clasp_st_read_f32(st, p->name, p->ndim, p->shape, m->params + p->offset));
+        loaded++;
+    }
+    if (loaded == 0)
+        return clasp_set_error(CLASP_ERR_CONFIG, "%s: holds no tensor of this model", what);
+    if (n_loaded) *n_loaded = loaded;
+    if (n_kept) *n_kept = kept;
     return CLASP_OK;
 }
 

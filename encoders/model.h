@@ -325,6 +325,15 @@ clasp_status clasp_model_read_tensors(const clasp_model *m, clasp_safetensors *s
  * until the writer writes. */
 clasp_status clasp_model_add_tensors(const clasp_model *m, clasp_st_writer *w, const char *prefix,
                                      const float *src);
+/* Starting from another model's parameters (`clasp train --init`): copies every parameter of m
+ * that st holds under the same name; parameters st lacks keep their values (e.g. a new tower's
+ * fresh init) and tensors of st that m lacks are ignored. A shared name with another shape is
+ * CLASP_ERR_CONFIG naming `what` (the source, e.g. "--init runs/a/model.safetensors"), the
+ * tensor and both shapes; st holding no parameter of m is CLASP_ERR_CONFIG. On error some
+ * parameters may already be copied. *n_loaded and *n_kept (may be NULL) count the parameters
+ * copied and kept. */
+clasp_status clasp_model_load_matching(clasp_model *m, clasp_safetensors *st, const char *what,
+                                       int *n_loaded, int *n_kept);
 /* Loads params from a safetensors file by name. */
 clasp_status clasp_model_load(clasp_model *m, const char *path);
 /* Saves params (plus metadata "format": "clasp-model", "config": the config JSON). */

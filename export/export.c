@@ -20,6 +20,7 @@
 #include "encoders/layers.h"
 #include "modalities/text.h"
 #include "train/checkpoint.h"
+#include "train/runstate.h"
 #include "pipeline/data.h"
 
 #define PATH_CAP 4400
@@ -167,13 +168,16 @@ static clasp_status write_files_(const clasp_model *m, const clasp_preprocess *p
     clasp_st_writer *w = NULL;
     clasp_status s = export_config_json_(&m->config, pre, &cfg);
     if (s == CLASP_OK) {
-        join_(p, sizeof p, dir, "config.json");
-        s = clasp_json_save(p, cfg);
-    }
-    if (s == CLASP_OK) {
+        /* the weights' metadata holds the model config alone (as before versions) */
         cfg_text = cJSON_PrintUnformatted(cfg);
         w = clasp_st_writer_new();
-        if (!cfg_text || !w) s = clasp_set_error(CLASP_ERR_NOMEM, "export: out of memory");
+        if (!cfg_text || !w ||
+            !cJSON_AddNumberToObject(cfg, "format_version", CLASP_EXPORT_FORMAT_VERSION))
+            s = clasp_set_error(CLASP_ERR_NOMEM, "export: out of memory");
+    }
+    if (s == CLASP_OK) {
+        join_(p, sizeof p, dir, "config.json");
+        s = clasp_json_save(p, cfg);
     }
     if (s == CLASP_OK) s = clasp_model_add_tensors(m, w, "", m->params);
     if (s == CLASP_OK) s = clasp_st_writer_meta(w, "format", "clasp-model");
@@ -516,7 +520,10 @@ static clasp_status open_export_(clasp_embedder *em, const char *dir, int thread
                                    need[i]);
     cJSON *cfg;
     CLASP_TRY(clasp_json_load(p, &cfg));
-    clasp_status s = model_config_(em, cfg, p);
+    /* "format_version" (absent: 1) belongs to the export, not to the model config */
+    clasp_status s = clasp_format_version_check(cfg, p, CLASP_EXPORT_FORMAT_VERSION, NULL);
+    cJSON_DeleteItemFromObjectCaseSensitive(cfg, "format_version");
+    if (s == CLASP_OK) s = model_config_(em, cfg, p);
     if (s == CLASP_OK) {
         /* tokenizer.json must be the tokenizer config.json names */
         clasp_tokenizer *t2 = NULL;
@@ -547,12 +554,14 @@ static clasp_status open_export_(clasp_embedder *em, const char *dir, int thread
     return s;
 }
 
+/* A checkpoint folder, or a run folder's latest checkpoint, read through train/runstate.h. */
 static clasp_status open_checkpoint_(clasp_embedder *em, const char *path, int threads, int batch) {
     em->kind = CLASP_SOURCE_CHECKPOINT;
     CLASP_TRY(clasp_ckpt_resolve(path, em->path, sizeof em->path));
     run_dir_of_(em->path, em->run_dir, sizeof em->run_dir);
+    if (em->run_dir[0]) CLASP_TRY(clasp_run_check_version(em->run_dir));
     clasp_ckpt c;
-    CLASP_TRY(clasp_ckpt_open(em->path, &c));
+    CLASP_TRY(clasp_runstate_open(em->path, &c, &em->config, &em->step));
     char sp[PATH_CAP];
     snprintf(sp, sizeof sp, "%s/state.json", em->path);
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(c.state, "config");
@@ -560,13 +569,8 @@ static clasp_status open_checkpoint_(clasp_embedder *em, const char *path, int t
                          ? model_config_(em, cfg, sp)
                          : clasp_set_error(CLASP_ERR_FORMAT, "%s: field 'config' missing", sp);
     if (s == CLASP_OK) s = start_engine_(em, threads, batch);
-    if (s == CLASP_OK) {
-        clasp_model *m0 = clasp_embedder_model(em);
-        s = clasp_model_read_tensors(m0, c.model, "", m0->params);
-    }
+    if (s == CLASP_OK) s = clasp_runstate_load_model(&c, clasp_embedder_model(em));
     if (s == CLASP_OK) em->model_hash = clasp_hash64(c.model->file, c.model->file_len, 0);
-    const cJSON *step = cJSON_GetObjectItemCaseSensitive(c.state, "step");
-    em->step = cJSON_IsNumber(step) ? (int64_t)step->valuedouble : -1;
     clasp_ckpt_close(&c);
     return s;
 }

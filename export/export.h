@@ -6,7 +6,9 @@
  *                      "clasp-model" and "config" (the config JSON, checked against config.json)
  *   config.json        the model config (clasp_model_config_to_json and
  *                      clasp_preprocess_add_json); a BPE tokenizer's
- *                      "file" is "tokenizer.json", relative to the export
+ *                      "file" is "tokenizer.json", relative to the export; plus the export's
+ *                      "format_version" (CLASP_EXPORT_FORMAT_VERSION; absent = 1): a newer
+ *                      one is refused (CLASP_ERR_FORMAT naming config.json and both versions)
  *   tokenizer.json     clasp_tokenizer_save of the model's tokenizer (bytes or BPE)
  *   preprocess.json    what a consumer must do to raw inputs, for tools outside clasp:
  *     {"format": "clasp-preprocess", "version": 1,
@@ -44,6 +46,8 @@
  * (audio-text: no image tower) run on the embedder's own `threads` model replicas; either way
  * an audio tower runs on the replicas with one thread per replica. An embedder is driven by
  * one thread at a time.
+ * A checkpoint is read through train/runstate.h, which refuses a checkpoint or a run folder of
+ * a newer format version.
  */
 #ifndef CLASP_EXPORT_EXPORT_H
 #define CLASP_EXPORT_EXPORT_H
@@ -59,6 +63,8 @@
 #include "modalities/tokenizer.h"
 #include "train/engine.h"
 #include "pipeline/loader.h"
+
+#define CLASP_EXPORT_FORMAT_VERSION 1
 
 /* Writes an export of model `m` (its params) with its preprocessing `pre` (the tokenizer
  * included: modalities/preprocess.h) into out_dir (replaced atomically if it exists). Errors:

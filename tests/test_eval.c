@@ -13,7 +13,7 @@
 #include "core/json.h"
 #include "core/rng.h"
 #include "modalities/image.h"
-#include "train/checkpoint.h"
+#include "train/runstate.h"
 #include "eval/eval.h"
 #include "export/export.h"
 #include "eval/retrieval.h"
@@ -523,26 +523,19 @@ Test(eval, cli_eval_appends_to_run_metrics) {
     cr_assert_eq(clasp_model_config_load(cfgp, &cfg), CLASP_OK);
     cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK);
     clasp_model_init_weights(&m, 8);
-    clasp_named_tensor *t = calloc((size_t)m.n_params, sizeof *t);
-    for (int i = 0; i < m.n_params; i++) {
-        t[i].name = m.info[i].name;
-        t[i].ndim = m.info[i].ndim;
-        memcpy(t[i].shape, m.info[i].shape, sizeof t[i].shape);
-        t[i].data = m.params + m.info[i].offset;
-    }
-    cJSON *state = cJSON_CreateObject(), *cj;
+    /* a checkpoint of the parameters alone (no optimiser state), as train/runstate.h writes */
+    cJSON *cj;
     cr_assert_eq(clasp_model_config_to_json(&cfg, &cj), CLASP_OK);
     clasp_preprocess pre; /* the preprocessing fields of the same config (as the trainer writes) */
     cr_assert_eq(clasp_preprocess_load(cfgp, &pre), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(clasp_preprocess_add_json(&pre, cj), CLASP_OK);
     clasp_preprocess_free(&pre);
-    cJSON_AddItemToObject(state, "config", cj);
-    cJSON_AddNumberToObject(state, "step", 3);
+    clasp_runstate rs;
+    clasp_runstate_init(&rs, &m, NULL, cj);
+    rs.step = 3;
     mkdir(run, 0755);
-    cr_assert_eq(clasp_ckpt_save(run, 3, t, m.n_params, NULL, 0, state, 0, NULL, 0), CLASP_OK, "%s",
-                 clasp_last_error());
-    cJSON_Delete(state);
-    free(t);
+    cr_assert_eq(clasp_runstate_save(&rs, run, 0, NULL, 0), CLASP_OK, "%s", clasp_last_error());
+    cJSON_Delete(cj);
     clasp_model_free(&m);
     snprintf(mp, sizeof mp, "%s/metrics.jsonl", run);
     FILE *f = fopen(mp, "w");

@@ -15,6 +15,18 @@
 
 #define CKPT_PREFIX "step-"
 
+clasp_status clasp_format_version_check(const cJSON *doc, const char *file, int64_t supported,
+                                        int64_t *version) {
+    int64_t v = 1;
+    CLASP_TRY(clasp_json_int_opt(doc, "format_version", file, "", 1, INT32_MAX, 1, &v));
+    if (version) *version = v;
+    if (v > supported)
+        return clasp_set_error(CLASP_ERR_FORMAT,
+                               "%s: format_version %lld is newer than this clasp reads (%lld)",
+                               file, (long long)v, (long long)supported);
+    return CLASP_OK;
+}
+
 static void fsync_dir_(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
@@ -126,6 +138,8 @@ clasp_status clasp_ckpt_save(const char *run_dir, int64_t step, const clasp_name
     cJSON_AddStringToObject(cs, "optim.safetensors", hex);
     cJSON_DeleteItemFromObjectCaseSensitive(st, "step");
     cJSON_AddNumberToObject(st, "step", (double)step);
+    if (!cJSON_GetObjectItemCaseSensitive(st, "format_version"))
+        cJSON_AddNumberToObject(st, "format_version", CLASP_CKPT_FORMAT_VERSION);
     snprintf(path, sizeof path, "%s/state.json", tmp);
     clasp_status s = clasp_json_save(path, st);
     cJSON_Delete(st);
@@ -205,6 +219,11 @@ clasp_status clasp_ckpt_open(const char *dir, clasp_ckpt *c) {
     char path[4400];
     snprintf(path, sizeof path, "%s/state.json", dir);
     CLASP_TRY(clasp_json_load(path, &c->state));
+    clasp_status vs = clasp_format_version_check(c->state, path, CLASP_CKPT_FORMAT_VERSION, NULL);
+    if (vs != CLASP_OK) {
+        clasp_ckpt_close(c);
+        return vs;
+    }
     const cJSON *cs = cJSON_GetObjectItemCaseSensitive(c->state, "checksums");
     const char *files[2] = {"model.safetensors", "optim.safetensors"};
     for (int i = 0; i < 2; i++) {

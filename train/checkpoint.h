@@ -3,12 +3,15 @@
  * A checkpoint is a directory RUN/checkpoints/step-NNNNNNNN/ holding
  *   model.safetensors  parameters by PyTorch-style name
  *   optim.safetensors  AdamW moments ("m.<name>", "v.<name>")
- *   state.json         step, epoch, loader position, RNG keys, configs, versions, and the
- *                      xxh64 checksums of the two safetensors files
+ *   state.json         what the caller gives (train/runstate.h lists the fields), plus
+ *                      "format_version" (CLASP_CKPT_FORMAT_VERSION), "step" and the xxh64
+ *                      "checksums" of the two safetensors files
  * It is written under a temporary name (step-NNNNNNNN.tmp), every file fsynced, the folder
  * renamed into place and the parent fsynced; then RUN/checkpoints/latest (a one-line text
  * file naming the folder) is replaced atomically. A crash at any point leaves either the old
  * or the new checkpoint complete, never a half-written one under a final name.
+ * Opening a checkpoint whose state.json has a newer "format_version" than this clasp reads is
+ * refused (CLASP_ERR_FORMAT naming the file and both versions); no field means version 1.
  */
 #ifndef CLASP_TRAIN_CHECKPOINT_H
 #define CLASP_TRAIN_CHECKPOINT_H
@@ -19,6 +22,14 @@
 #include "core/safetensors.h"
 #include "core/status.h"
 
+#define CLASP_CKPT_FORMAT_VERSION 1
+
+/* A format version check shared by the readers of clasp's files: doc's "format_version" (absent:
+ * 1) into *version (may be NULL); CLASP_ERR_FORMAT naming `file` and both versions when it is
+ * newer than `supported`, or naming the field when it is not a positive integer. */
+clasp_status clasp_format_version_check(const cJSON *doc, const char *file, int64_t supported,
+                                        int64_t *version);
+
 typedef struct clasp_named_tensor {
     const char *name;
     int ndim;
@@ -27,8 +38,9 @@ typedef struct clasp_named_tensor {
 } clasp_named_tensor;
 
 /* Writes a checkpoint for `step` under run_dir/checkpoints. `state` is copied into
- * state.json with "checksums" added. Keeps the newest `keep` checkpoints (keep <= 0: all).
- * On success writes the checkpoint folder path into out_dir (may be NULL). */
+ * state.json with "checksums" added ("step" too, and "format_version" when absent). Keeps the
+ * newest `keep` checkpoints (keep <= 0: all). On success writes the checkpoint folder path into
+ * out_dir (may be NULL). */
 clasp_status clasp_ckpt_save(const char *run_dir, int64_t step, const clasp_named_tensor *model,
                              int n_model, const clasp_named_tensor *optim, int n_optim,
                              const cJSON *state, int keep, char *out_dir, size_t out_cap);

@@ -2,10 +2,12 @@
  * (loader.h), AdamW (optim.h) and checkpoints (checkpoint.h).
  *
  * A run folder (--out RUN) holds config.json (the resolved model config), options.json (the
- * resolved training options), metrics.jsonl (one JSON object per logged step and per
- * evaluation) and checkpoints/. Resume (--resume latest|CKPT) restores parameters, AdamW
- * moments, the step counter and the loader position, so the losses after resume equal bit for
- * bit those of a run that never stopped (same machine, same thread and chunk counts).
+ * resolved training options and the run folder's "format_version", runstate.h), metrics.jsonl
+ * (one JSON object per logged step and per evaluation, metrics.h) and checkpoints/ (the run
+ * state, runstate.h). Resume (--resume latest|CKPT) restores parameters, AdamW moments, the
+ * step counter and the loader position, so the losses after resume equal bit for bit those of
+ * a run that never stopped (same machine, same thread and chunk counts); a run folder or a
+ * checkpoint of a newer format version than this clasp reads is refused.
  *
  * Data parallel over MPI (`mpirun -np N clasp train ...`, build with CLASP_MPI=ON; dist.h):
  * --batch-size is the GLOBAL batch B (rows per optimiser step, all negatives of the loss); each

@@ -1,0 +1,310 @@
+/* metrics.c: metrics.jsonl lines, the progress bar and the end-of-run summary. See metrics.h. */
+#include "train/metrics.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "core/json.h"
+#include "train/dist.h"
+
+double clasp_metrics_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void write_line_(FILE *f, cJSON *obj) {
+    if (!f) return; /* ranks other than 0 keep no metrics */
+    char *line = cJSON_PrintUnformatted(obj);
+    if (line) {
+        fputs(line, f);
+        fputc('\n', f);
+        fflush(f);
+    }
+    free(line);
+}
+
+/* Keeps the metrics lines of steps <= `step` (dropping summaries), so that a resumed run's
+ * metrics.jsonl reads as one uninterrupted run. A missing file is fine. */
+static clasp_status truncate_(const char *path, int64_t step) {
+    char *text;
+    size_t n;
+    FILE *f = fopen(path, "rb");
+    if (!f) return CLASP_OK;
+    fclose(f);
+    CLASP_TRY(clasp_read_file(path, (size_t)1 << 30, &text, &n));
+    char *out = malloc(n + 1);
+    if (!out) {
+        free(text);
+        return clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", path);
+    }
+    size_t k = 0;
+    for (char *line = text; line < text + n;) {
+        char *nl = memchr(line, '\n', (size_t)(text + n - line));
+        size_t len = nl ? (size_t)(nl - line) + 1 : (size_t)(text + n - line);
+        cJSON *j = cJSON_ParseWithLength(line, len);
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "step");
+        const cJSON *kind = cJSON_GetObjectItemCaseSensitive(j, "kind");
+        bool keep = j && cJSON_IsNumber(st) && st->valuedouble <= (double)step &&
+                    !(cJSON_IsString(kind) && !strcmp(kind->valuestring, "summary"));
+        if (keep) {
+            memcpy(out + k, line, len);
+            k += len;
+        }
+        cJSON_Delete(j);
+        line += len;
+    }
+    free(text);
+    clasp_status s = clasp_write_file_atomic(path, out, k);
+    free(out);
+    return s;
+}
+
+clasp_status clasp_metrics_open(clasp_train_metrics *mx, const char *run_dir, bool write,
+                                int64_t resume_step) {
+    memset(mx, 0, sizeof *mx);
+    if (!write) return CLASP_OK;
+    char path[4300];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    /* on resume keep only the lines up to the checkpoint's step, so the file reads as one run */
+    if (resume_step >= 0) CLASP_TRY(truncate_(path, resume_step));
+    mx->f = fopen(path, resume_step >= 0 ? "a" : "w");
+    if (!mx->f) return clasp_set_error(CLASP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    return CLASP_OK;
+}
+
+void clasp_metrics_close(clasp_train_metrics *mx) {
+    if (mx->f) fclose(mx->f);
+    mx->f = NULL;
+}
+
+void clasp_metrics_step_time(clasp_train_metrics *mx, double t0, double t1, double t2) {
+    mx->steps++;
+    if (mx->steps == 1) mx->t_first = t2 - t0;
+    if (mx->steps > 1) { /* the first step pays for warm-up: not in the rate */
+        mx->t_steps += t2 - t0;
+        mx->t_wait += t1 - t0;
+        mx->samples_timed += mx->batch_size;
+    }
+    mx->win_t += t2 - t0;
+    mx->win_wait += t1 - t0;
+    mx->win_samples += mx->batch_size;
+}
+
+void clasp_metrics_add_loss(clasp_train_metrics *mx, int k, double loss) {
+    mx->loss_sum[k] += loss;
+    mx->loss_n[k]++;
+}
+
+static void progress_(const clasp_train_metrics *mx, int64_t step, int64_t total, double loss,
+                      double rate) {
+    if (!mx->progress) return;
+    int width = 30, fill = total > 0 ? (int)((double)width * (double)step / (double)total) : 0;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    double eta = rate > 0 ? (double)(total - step) * (double)mx->batch_size / rate : 0;
+    double elapsed = clasp_metrics_now() - mx->t_start;
+    fprintf(stderr, "\r[%s] %lld/%lld loss %.4f  %.0f samples/s  %.0fs elapsed  ETA %.0fs ", bar,
+            (long long)step, (long long)total, loss, rate, elapsed, eta);
+    fflush(stderr);
+}
+
+/* The step's source and, per source, the mean loss since the last line (reset here). */
+static void add_sources_(clasp_train_metrics *mx, cJSON *j, int source) {
+    cJSON_AddNumberToObject(j, "source", source);
+    cJSON *sa = cJSON_AddArrayToObject(j, "sources");
+    for (int k = 0; k < mx->n_sources && sa; k++) {
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddStringToObject(x, "pair", mx->pair[k]);
+        cJSON_AddNumberToObject(x, "steps", (double)mx->loss_n[k]);
+        if (mx->loss_n[k] > 0)
+            cJSON_AddNumberToObject(x, "loss", mx->loss_sum[k] / (double)mx->loss_n[k]);
+        else
+            cJSON_AddNullToObject(x, "loss");
+        cJSON_AddItemToArray(sa, x);
+        mx->loss_sum[k] = 0;
+        mx->loss_n[k] = 0;
+    }
+}
+
+void clasp_metrics_train_line(clasp_train_metrics *mx, const clasp_train_line *l, cJSON *skipped,
+                              int64_t total_steps) {
+    const clasp_step_stats *st = l->st;
+    double rate = (double)mx->win_samples / mx->win_t;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "kind", "train");
+    cJSON_AddNumberToObject(j, "step", (double)l->step);
+    cJSON_AddNumberToObject(j, "epoch", l->epoch);
+    cJSON_AddNumberToObject(j, "samples", (double)l->samples);
+    cJSON_AddNumberToObject(j, "loss", l->loss);
+    cJSON_AddNumberToObject(j, "lr", l->lr);
+    cJSON_AddNumberToObject(j, "logit_scale", l->logit_scale);
+    cJSON_AddNumberToObject(j, "grad_norm", l->grad_norm);
+    cJSON_AddNumberToObject(j, "samples_per_s", rate);
+    cJSON_AddNumberToObject(j, "data_wait", mx->win_wait / mx->win_t);
+    cJSON_AddNumberToObject(j, "feat_std_image", (double)st->feat_std_a);
+    cJSON_AddNumberToObject(j, "feat_std_text", (double)st->feat_std_b);
+    cJSON_AddNumberToObject(j, "alignment", (double)st->alignment);
+    cJSON_AddNumberToObject(j, "uniformity", (double)st->uniformity);
+    cJSON_AddNumberToObject(j, "pos_sim", (double)st->pos_sim);
+    cJSON_AddNumberToObject(j, "hardneg_sim", (double)st->hardneg_sim);
+    cJSON_AddNumberToObject(j, "skipped_steps", (double)l->skipped_steps);
+    cJSON_AddItemToObject(j, "skipped", skipped);
+    if (mx->per_source) add_sources_(mx, j, l->source);
+    write_line_(mx->f, j);
+    cJSON_Delete(j);
+    progress_(mx, l->step, total_steps, l->loss, rate);
+    mx->win_t = mx->win_wait = 0;
+    mx->win_samples = 0;
+}
+
+void clasp_metrics_eval_line(clasp_train_metrics *mx, int64_t step, int epoch, int64_t samples,
+                             const clasp_train_eval_result *zr, double seconds) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "kind", "eval");
+    cJSON_AddNumberToObject(j, "step", (double)step);
+    cJSON_AddNumberToObject(j, "epoch", epoch);
+    cJSON_AddNumberToObject(j, "samples", (double)samples);
+    cJSON_AddNumberToObject(j, "zeroshot_top1", zr->top1);
+    cJSON_AddNumberToObject(j, "zeroshot_top5", zr->top5);
+    cJSON_AddNumberToObject(j, "zeroshot_mean_recall", zr->mean_recall);
+    cJSON_AddNumberToObject(j, "n_images", (double)zr->n);
+    cJSON_AddNumberToObject(j, "n_classes", zr->n_classes);
+    cJSON_AddNumberToObject(j, "eval_seconds", seconds);
+    write_line_(mx->f, j);
+    cJSON_Delete(j);
+}
+
+/* Model FLOPs per training sample of the image-text pair (3 x forward MACs x 2). */
+static double image_text_flops_(const clasp_model *m, int B) {
+    const clasp_model_config *c = &m->config;
+    double macs = 0;
+    if (c->image.type == CLASP_IMAGE_CNN) {
+        int C = c->image.channels, H = c->image.size;
+        for (int i = 0; i < c->image.n_conv; i++) {
+            const clasp_conv_block *b = &c->image.conv[i];
+            int OH = (H + 2 * b->padding - b->kernel) / b->stride + 1;
+            macs += (double)OH * OH * b->channels * C * b->kernel * b->kernel;
+            C = b->channels;
+            H = b->pool > 0 ? OH / b->pool : OH;
+        }
+        int in = C * H * H;
+        for (int i = 0; i < c->image.n_fc; i++) {
+            macs += (double)in * c->image.fc[i];
+            in = c->image.fc[i];
+        }
+        macs += (double)in * c->embed_dim;
+    } else if (c->image.type == CLASP_IMAGE_VIT) {
+        int P = c->image.patch_size, N = (c->image.size / P) * (c->image.size / P);
+        int T = N + (c->image.pool == CLASP_POOL_CLS), W = c->image.width;
+        macs += (double)N * c->image.channels * P * P * W;
+        macs += (double)c->image.layers *
+                ((double)T * W * 4 * W + 2.0 * T * T * W + 2.0 * T * W * c->image.mlp_width);
+        macs += (double)W * c->embed_dim;
+    }
+    if (c->text.type == CLASP_TEXT_TRANSFORMER) {
+        int T = c->text.context_length, W = c->text.width;
+        macs += (double)c->text.layers *
+                ((double)T * W * 4 * W + 2.0 * T * T * W + 2.0 * T * W * c->text.mlp_width);
+        macs += (double)W * c->embed_dim;
+    }
+    macs += (double)B * c->embed_dim; /* one row of the logits */
+    return 6.0 * macs;
+}
+
+double clasp_metrics_train_flops(const clasp_model *m, clasp_tower ta, clasp_tower tb, int B) {
+    /* the image-text formula for image-text, else the towers' MACs */
+    if (ta == CLASP_TOWER_IMAGE && tb == CLASP_TOWER_TEXT) return image_text_flops_(m, B);
+    return 6.0 * (clasp_model_forward_macs(&m->config, ta) +
+                  clasp_model_forward_macs(&m->config, tb) + (double)B * m->config.embed_dim);
+}
+
+/* Single-thread sgemm peak (GFLOP/s): best of a few 512^3 products, the method of
+ * ../shared/bench/sgemm_peak.c in miniature (~0.1 s). The summary divides the achieved rate by
+ * threads x this, since each compute thread runs a single-threaded OpenBLAS. */
+static double sgemm_peak_1t_(void) {
+    enum { N = 512 };
+    float *a = malloc(sizeof(float) * N * N * 3);
+    if (!a) return 0;
+    for (size_t i = 0; i < (size_t)N * N * 3; i++) a[i] = (float)(i % 17) * 0.01f;
+    double best = 1e30;
+    for (int r = 0; r < 8; r++) {
+        double t0 = clasp_metrics_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a, N, a + N * N, N,
+                    0.0f, a + 2 * N * N, N);
+        double dt = clasp_metrics_now() - t0;
+        if (dt < best) best = dt;
+    }
+    free(a);
+    return 2.0 * N * N * N / best / 1e9;
+}
+
+static long peak_rss_mib_(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024;
+}
+
+void clasp_metrics_loop_end(clasp_train_metrics *mx, clasp_train_summary *sum) {
+    if (mx->progress) fputc('\n', stderr);
+    clasp_dist_stats ds = clasp_dist_get_stats();
+    if (mx->steps > 1) {
+        sum->gather_ms_per_step = 1e3 * ds.gather_s / (double)(mx->steps - 1);
+        sum->reduce_ms_per_step = 1e3 * ds.reduce_s / (double)(mx->steps - 1);
+    }
+}
+
+static void summary_line_(clasp_train_metrics *mx, const clasp_train_summary *sum, double peak) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "kind", "summary");
+    cJSON_AddNumberToObject(j, "step", (double)sum->steps);
+    cJSON_AddNumberToObject(j, "samples_per_s", sum->samples_per_s);
+    cJSON_AddNumberToObject(j, "data_wait", sum->data_wait_frac);
+    cJSON_AddNumberToObject(j, "gflops", sum->gflops);
+    cJSON_AddNumberToObject(j, "sgemm_peak_gflops", peak);
+    cJSON_AddNumberToObject(j, "peak_rss_mib", (double)peak_rss_mib_());
+    cJSON_AddNumberToObject(j, "seconds", clasp_metrics_now() - mx->t_start);
+    if (sum->world > 1) {
+        cJSON_AddNumberToObject(j, "world", sum->world);
+        cJSON_AddNumberToObject(j, "allgather_ms_per_step", sum->gather_ms_per_step);
+        cJSON_AddNumberToObject(j, "allreduce_ms_per_step", sum->reduce_ms_per_step);
+    }
+    write_line_(mx->f, j);
+    cJSON_Delete(j);
+}
+
+void clasp_metrics_summary(clasp_train_metrics *mx, clasp_train_summary *sum,
+                           double flops_per_sample, int threads, bool report) {
+    sum->seconds = mx->t_steps + mx->t_first;
+    sum->samples_per_s = mx->t_steps > 0 ? (double)mx->samples_timed / mx->t_steps : 0;
+    sum->data_wait_frac = mx->t_steps > 0 ? mx->t_wait / mx->t_steps : 0;
+    sum->gflops = sum->samples_per_s * flops_per_sample / 1e9;
+    if (!report) return;
+    const int world = sum->world;
+    double peak = sgemm_peak_1t_() * (double)threads * (double)world;
+    summary_line_(mx, sum, peak);
+    fprintf(stderr,
+            "clasp train: %lld steps, %lld samples in %.1f s: %.0f samples/s, data wait %.1f%%, "
+            "%.1f GFLOP/s = %.0f%% of the sgemm peak (%.0f GFLOP/s on %d threads), final loss "
+            "%.4f, peak RSS %ld MiB\n",
+            (long long)sum->steps, (long long)sum->samples, clasp_metrics_now() - mx->t_start,
+            sum->samples_per_s, 100 * sum->data_wait_frac, sum->gflops,
+            peak > 0 ? 100 * sum->gflops / peak : 0, peak, threads * world, sum->final_loss,
+            peak_rss_mib_());
+    if (world > 1)
+        fprintf(stderr,
+                "clasp train: %d ranks; per step on rank 0: all-gather %.2f ms, all-reduce / "
+                "reduce-scatter %.2f ms\n",
+                world, sum->gather_ms_per_step, sum->reduce_ms_per_step);
+    if (sum->zeroshot_top1 >= 0)
+        fprintf(stderr, "clasp train: zero-shot top-1 %.2f%%, top-5 %.2f%%, mean recall %.2f%%\n",
+                100 * sum->zeroshot_top1, 100 * sum->zeroshot_top5,
+                100 * sum->zeroshot_mean_recall);
+    fprintf(stderr, "clasp train: checkpoint %s\n", sum->checkpoint);
+}
