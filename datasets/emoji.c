@@ -7,10 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/hash.h"
 #include "core/json.h"
 #include "datasets/internal.h"
 #include "datasets/shard_writer.h"
+#include "datasets/split.h"
 #include "modalities/image.h"
 
 #define MAX_MEMBER  ((size_t)64 << 20)
@@ -508,8 +508,7 @@ static char *sample_json(const item *it, const char *vendor, const vendor_info *
 }
 
 static clasp_status build_vendor(const clasp_emoji_options *o, const vendor_info *vi,
-                                 const label_table *t, clasp_shard_writer *train,
-                                 clasp_shard_writer *val, clasp_manifest *m) {
+                                 const label_table *t, clasp_split_writers *sw, clasp_manifest *m) {
     char pkg[128], tgz[4096];
     snprintf(pkg, sizeof pkg, "emoji-datasource-%s", vi->name);
     CLASP_TRY(clasp_emoji_package(o, pkg, CLASP_EMOJI_DATASOURCE_VERSION, tgz, sizeof tgz));
@@ -576,12 +575,7 @@ static clasp_status build_vendor(const clasp_emoji_options *o, const vendor_info
         const char *txt = r->loc[t->en];
         clasp_shard_field fl[3] = {
             {"json", js, strlen(js)}, {"png", f->data, f->n}, {"txt", txt, strlen(txt)}};
-        bool is_val = clasp_hash_str(it->base_id, 0) % 100 < (uint64_t)o->val_percent;
-        st = clasp_shard_writer_add(is_val ? val : train, key, fl, 3);
-        if (st == CLASP_ERR_ARG)
-            st = clasp_manifest_skip(m, "bad_name", key, clasp_last_error());
-        else if (st == CLASP_OK)
-            written++;
+        st = clasp_split_writers_add(sw, it->base_id, key, key, fl, 3, &written);
         free(js);
     }
     if (st == CLASP_OK) {
@@ -601,9 +595,7 @@ done:
 
 clasp_status clasp_emoji_build(const clasp_emoji_options *o, clasp_manifest *m) {
     if (!o || !o->out_dir || !m) return clasp_set_error(CLASP_ERR_ARG, "emoji: NULL argument");
-    if (o->val_percent < 0 || o->val_percent > 100)
-        return clasp_set_error(CLASP_ERR_ARG, "emoji: val_percent %d not in 0..100",
-                               o->val_percent);
+    CLASP_TRY(clasp_split_check_percent("emoji", o->val_percent));
     const char *vendors = o->vendors ? o->vendors : "google,twitter";
     /* Check every vendor before any work or download. */
     const vendor_info *vlist[8];
@@ -658,29 +650,16 @@ clasp_status clasp_emoji_build(const clasp_emoji_options *o, clasp_manifest *m) 
     cJSON_AddNumberToObject(opt, "limit", (double)o->limit);
     static const char *const exts[] = {"json", "png", "txt"};
     if (st == CLASP_OK) st = clasp_manifest_set_fields(m, exts, 3);
-    if (st == CLASP_OK) st = clasp__ensure_dir(o->out_dir);
-    clasp_shard_writer *train = NULL, *val = NULL;
-    clasp_shard_writer_config wc = clasp_shard_writer_default_config();
-    wc.dir = o->out_dir;
-    wc.maxcount = o->maxcount;
-    wc.maxsize = o->maxsize;
-    wc.prefix = "train";
-    if (st == CLASP_OK) st = clasp_shard_writer_open(&wc, &train);
-    wc.prefix = "validation";
-    if (st == CLASP_OK) st = clasp_shard_writer_open(&wc, &val);
-    for (size_t i = 0; st == CLASP_OK && i < n_v; i++)
-        st = build_vendor(o, vlist[i], &t, train, val, m);
+    clasp_split_writers sw = {0};
+    if (st == CLASP_OK)
+        st = clasp_split_writers_open(&sw, m, o->out_dir, o->maxcount, o->maxsize, o->val_percent);
+    for (size_t i = 0; st == CLASP_OK && i < n_v; i++) st = build_vendor(o, vlist[i], &t, &sw, m);
     if (st == CLASP_OK)
         st = clasp_manifest_add_source(m, "emojibase-data", t.version,
                                        "MIT (CLDR annotations: "
                                        "Unicode License v3)");
-    if (st == CLASP_OK) st = clasp_shard_writer_close(train);
-    if (st == CLASP_OK) st = clasp_shard_writer_close(val);
-    if (st == CLASP_OK) st = clasp_manifest_add_split(m, "train", train);
-    if (st == CLASP_OK) st = clasp_manifest_add_split(m, "validation", val);
-    if (st == CLASP_OK) st = clasp_manifest_save(m, o->out_dir);
-    clasp_shard_writer_free(train);
-    clasp_shard_writer_free(val);
+    if (st == CLASP_OK) st = clasp_split_writers_finish(&sw, o->out_dir);
+    clasp_split_writers_free(&sw);
     table_free(&t);
     if (st != CLASP_OK) clasp_manifest_free(m);
     return st;
