@@ -255,3 +255,16 @@ clasp_status clasp_mkdir_p(const char *path) {
         return clasp_set_error(CLASP_ERR_IO, "%s: exists and is not a folder", path);
     return CLASP_OK;
 }
+
+clasp_status clasp_json_format_version(const cJSON *root, const char *file, int supported,
+                                       int *out) {
+    int64_t v;
+    CLASP_TRY(clasp_json_int_opt(root, "format_version", file, NULL, 1, INT32_MAX, 1, &v));
+    if (v > supported)
+        return clasp_set_error(CLASP_ERR_UNSUPPORTED,
+                               "%s: format_version %lld is newer than this clasp reads (%d); "
+                               "use a newer clasp",
+                               file ? file : "<json>", (long long)v, supported);
+    *out = (int)v;
+    return CLASP_OK;
+}
