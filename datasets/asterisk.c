@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "core/array.h"
 #include "core/json.h"
 #include "datasets/internal.h"
 #include "datasets/shard_writer.h"
@@ -53,13 +54,9 @@ static void list_free(named_list *l) {
 
 static clasp_status list_push(named_list *l, const char *name, size_t name_n, const char *text,
                               size_t text_n) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 256;
-        named *p = realloc(l->v, cap * sizeof *p);
-        if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "asterisk: out of memory");
-        l->v = p;
-        l->cap = cap;
-    }
+    named *p = clasp_grow(l->v, l->n, &l->cap, sizeof *p, 256);
+    if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "asterisk: out of memory");
+    l->v = p;
     named *e = &l->v[l->n];
     memset(e, 0, sizeof *e);
     e->name = strndup(name, name_n);

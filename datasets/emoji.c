@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/array.h"
 #include "core/json.h"
 #include "datasets/internal.h"
 #include "datasets/shard_writer.h"
@@ -250,13 +251,9 @@ static clasp_status got_labels(const char *path, const uint8_t *data, size_t n, 
 static clasp_status add_row(label_table *t, const cJSON *e) {
     const cJSON *hex = cJSON_GetObjectItemCaseSensitive(e, "hexcode");
     if (!cJSON_IsString(hex)) return CLASP_OK;
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 1024;
-        label_row *p = realloc(t->v, cap * sizeof *p);
-        if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "emojibase: out of memory");
-        t->v = p;
-        t->cap = cap;
-    }
+    label_row *p = clasp_grow(t->v, t->n, &t->cap, sizeof *p, 1024);
+    if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "emojibase: out of memory");
+    t->v = p;
     label_row *r = &t->v[t->n];
     memset(r, 0, sizeof *r);
     char id[256];
@@ -417,13 +414,9 @@ static clasp_status got_vendor(const char *path, const uint8_t *data, size_t n, 
         v->emoji_json = strdup((const char *)data);
         return v->emoji_json ? CLASP_OK : clasp_set_error(CLASP_ERR_NOMEM, "emoji: out of memory");
     }
-    if (v->n_png == v->cap_png) {
-        size_t cap = v->cap_png ? 2 * v->cap_png : 1024;
-        png_file *p = realloc(v->png, cap * sizeof *p);
-        if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "emoji: out of memory");
-        v->png = p;
-        v->cap_png = cap;
-    }
+    png_file *p = clasp_grow(v->png, v->n_png, &v->cap_png, sizeof *p, 1024);
+    if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "emoji: out of memory");
+    v->png = p;
     png_file *f = &v->png[v->n_png];
     f->name = strdup(path + strlen(v->prefix));
     f->data = malloc(n ? n : 1);
@@ -463,13 +456,9 @@ static clasp_status push_item(item **v, size_t *n, size_t *cap, const cJSON *obj
                               const char *vendor) {
     const char *u = str_of(obj, "unified"), *img = str_of(obj, "image");
     if (!u[0] || !img[0]) return CLASP_OK;
-    if (*n == *cap) {
-        size_t c = *cap ? 2 * *cap : 1024;
-        item *p = realloc(*v, c * sizeof *p);
-        if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "emoji: out of memory");
-        *v = p;
-        *cap = c;
-    }
+    item *p = clasp_grow(*v, *n, cap, sizeof *p, 1024);
+    if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "emoji: out of memory");
+    *v = p;
     item *it = &(*v)[(*n)++];
     memset(it, 0, sizeof *it);
     it->unified = u;

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "core/array.h"
 #include "core/json.h"
 
 int clasp__is_file(const char *path) {
@@ -161,13 +162,9 @@ void clasp__transcripts_free(clasp__transcripts *l) {
 
 clasp_status clasp__transcripts_push(clasp__transcripts *l, const char *key, const char *text,
                                      const char *split_id) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 256;
-        clasp__transcript *p = realloc(l->v, cap * sizeof *p);
-        if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "transcripts: out of memory");
-        l->v = p;
-        l->cap = cap;
-    }
+    clasp__transcript *p = clasp_grow(l->v, l->n, &l->cap, sizeof *p, 256);
+    if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "transcripts: out of memory");
+    l->v = p;
     clasp__transcript *t = &l->v[l->n];
     t->key = strdup(key);
     t->text = strdup(text);
