@@ -33,6 +33,14 @@
  * rounded IEEE operation, no reassociation), so results depend on which version the CPU gets,
  * but never on thread counts or on how work is split: the same machine always runs the same
  * code on the same element order. */
+
+/* One compiled version of a kernel: `static void name##suffix(params)` with attributes `attr`,
+ * running the always-inline name##_body(args). */
+#define SIMD_VERSION(attr, name, suffix, params, args)                                             \
+    attr static void name##suffix params {                                                         \
+        name##_body args;                                                                          \
+    }
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define CLASP_SIMD_DISPATCH 1
 #define CLASP_BODY          static inline __attribute__((always_inline))
@@ -64,15 +72,9 @@ static int simd_level(void) {
 /* SIMD_KERNEL(name, (params), (args)) defines `static void name(params)` running
  * name##_body(args) in the best version for the CPU. */
 #define SIMD_KERNEL(name, params, args)                                                            \
-    CLASP_TGT_AVX512 static void name##_avx512 params {                                            \
-        name##_body args;                                                                          \
-    }                                                                                              \
-    CLASP_TGT_AVX2 static void name##_avx2 params {                                                \
-        name##_body args;                                                                          \
-    }                                                                                              \
-    CLASP_VECTORIZE static void name##_base params {                                               \
-        name##_body args;                                                                          \
-    }                                                                                              \
+    SIMD_VERSION(CLASP_TGT_AVX512, name, _avx512, params, args)                                    \
+    SIMD_VERSION(CLASP_TGT_AVX2, name, _avx2, params, args)                                        \
+    SIMD_VERSION(CLASP_VECTORIZE, name, _base, params, args)                                       \
     static void name params {                                                                      \
         int l_ = simd_level();                                                                     \
         if (l_ == 2)                                                                               \
@@ -84,12 +86,8 @@ static int simd_level(void) {
     }
 /* the same with AVX2 and baseline versions only (kernels that 512-bit vectors make slower) */
 #define SIMD_KERNEL_AVX2(name, params, args)                                                       \
-    CLASP_TGT_AVX2 static void name##_avx2 params {                                                \
-        name##_body args;                                                                          \
-    }                                                                                              \
-    CLASP_VECTORIZE static void name##_base params {                                               \
-        name##_body args;                                                                          \
-    }                                                                                              \
+    SIMD_VERSION(CLASP_TGT_AVX2, name, _avx2, params, args)                                        \
+    SIMD_VERSION(CLASP_VECTORIZE, name, _base, params, args)                                       \
     static void name params {                                                                      \
         if (simd_level() >= 1)                                                                     \
             name##_avx2 args;                                                                      \
@@ -97,14 +95,11 @@ static int simd_level(void) {
             name##_base args;                                                                      \
     }
 #else
-#define CLASP_BODY static inline
+#define CLASP_BODY                           static inline
 static int simd_level(void) {
     return 0;
 }
-#define SIMD_KERNEL(name, params, args)                                                            \
-    CLASP_VECTORIZE static void name params {                                                      \
-        name##_body args;                                                                          \
-    }
+#define SIMD_KERNEL(name, params, args)      SIMD_VERSION(CLASP_VECTORIZE, name, , params, args)
 #define SIMD_KERNEL_AVX2(name, params, args) SIMD_KERNEL(name, params, args)
 #endif
 /* Reductions in this file run in LN_LANES independent accumulators (element i goes to lane
