@@ -305,17 +305,7 @@ static clasp_status build_lang(const clasp_asterisk_options *o, const char *root
         cJSON_AddStringToObject(j, "name", t->name);
         cJSON_AddStringToObject(j, "voice", voice);
         cJSON_AddStringToObject(j, "licence", licence_of(lang));
-        char *js = cJSON_PrintUnformatted(j);
-        cJSON_Delete(j);
-        if (!js) {
-            free(wav);
-            st = clasp_set_error(CLASP_ERR_NOMEM, "asterisk: out of memory");
-            break;
-        }
-        clasp_shard_field f[3] = {
-            {"json", js, strlen(js)}, {"txt", t->text, strlen(t->text)}, {"wav", wav, wn}};
-        st = clasp_split_writers_add(sw, key, key, item, f, 3, &written);
-        free(js);
+        st = clasp_split_writers_add_speech(sw, key, key, item, j, t->text, wav, wn, &written);
         free(wav);
     }
     for (size_t i = 0; st == CLASP_OK && i < au.n; i++) {
@@ -339,11 +329,8 @@ clasp_status clasp_asterisk_build(const clasp_asterisk_options *o, clasp_manifes
     CLASP_TRY(clasp_manifest_init(m, "asterisk"));
     cJSON *opt = clasp_manifest_options(m);
     cJSON_AddStringToObject(opt, "langs", langs);
-    cJSON_AddNumberToObject(opt, "val_percent", o->val_percent);
-    cJSON_AddStringToObject(opt, "split_rule", "xxh64(key, 0) % 100 < val_percent -> validation");
-    cJSON_AddNumberToObject(opt, "maxcount", (double)o->maxcount);
-    cJSON_AddNumberToObject(opt, "maxsize", (double)o->maxsize);
-    cJSON_AddNumberToObject(opt, "limit", (double)o->limit);
+    clasp_split_options(opt, o->val_percent, "xxh64(key, 0) % 100 < val_percent -> validation",
+                        o->maxcount, o->maxsize, o->limit);
     static const char *const exts[] = {"json", "txt", "wav"};
     clasp_status st = clasp_manifest_set_fields(m, exts, 3);
     clasp_split_writers sw = {0};

@@ -630,13 +630,10 @@ clasp_status clasp_emoji_build(const clasp_emoji_options *o, clasp_manifest *m) 
     for (size_t k = 0; st == CLASP_OK && k < t.n_loc; k++)
         cJSON_AddItemToArray(locs, cJSON_CreateString(t.locales[k]));
     cJSON_AddBoolToObject(opt, "skins", o->skins);
-    cJSON_AddNumberToObject(opt, "val_percent", o->val_percent);
-    cJSON_AddStringToObject(opt, "split_rule",
-                            "xxh64(split_id of the base emoji, 0) % 100 < val_percent -> "
-                            "validation (split_id: unified code points without FE0F)");
-    cJSON_AddNumberToObject(opt, "maxcount", (double)o->maxcount);
-    cJSON_AddNumberToObject(opt, "maxsize", (double)o->maxsize);
-    cJSON_AddNumberToObject(opt, "limit", (double)o->limit);
+    clasp_split_options(opt, o->val_percent,
+                        "xxh64(split_id of the base emoji, 0) % 100 < val_percent -> "
+                        "validation (split_id: unified code points without FE0F)",
+                        o->maxcount, o->maxsize, o->limit);
     static const char *const exts[] = {"json", "png", "txt"};
     if (st == CLASP_OK) st = clasp_manifest_set_fields(m, exts, 3);
     clasp_split_writers sw = {0};

@@ -346,17 +346,8 @@ static clasp_status speak_all(const clasp_espeak_options *o, const speaker *sp,
             cJSON_AddStringToObject(j, "source", source_of(t->key));
             cJSON_AddStringToObject(j, "source_key", t->key);
             cJSON_AddStringToObject(j, "split_id", t->split_id);
-            char *js = cJSON_PrintUnformatted(j);
-            cJSON_Delete(j);
-            if (!js) {
-                free(wav);
-                st = clasp_set_error(CLASP_ERR_NOMEM, "espeak: out of memory");
-                break;
-            }
-            clasp_shard_field f[3] = {
-                {"json", js, strlen(js)}, {"txt", t->text, strlen(t->text)}, {"wav", wav, wn}};
-            st = clasp_split_writers_add(sw, t->split_id, key, item, f, 3, written);
-            free(js);
+            st = clasp_split_writers_add_speech(sw, t->split_id, key, item, j, t->text, wav, wn,
+                                                written);
             free(wav);
         }
         if (o->progress && st == CLASP_OK && (i + 1) % 200 == 0)
@@ -419,13 +410,10 @@ clasp_status clasp_espeak_build(const clasp_espeak_options *o, clasp_manifest *m
         cJSON_AddStringToObject(opt, "pitches", o->pitches);
         cJSON_AddNumberToObject(opt, "variants", (double)o->variants);
         cJSON_AddNumberToObject(opt, "seed", (double)o->seed);
-        cJSON_AddNumberToObject(opt, "val_percent", o->val_percent);
-        cJSON_AddStringToObject(opt, "split_rule",
-                                "xxh64(split_id of the transcript, 0) % 100 < val_percent -> "
-                                "validation");
-        cJSON_AddNumberToObject(opt, "maxcount", (double)o->maxcount);
-        cJSON_AddNumberToObject(opt, "maxsize", (double)o->maxsize);
-        cJSON_AddNumberToObject(opt, "limit", (double)o->limit);
+        clasp_split_options(opt, o->val_percent,
+                            "xxh64(split_id of the transcript, 0) % 100 < val_percent -> "
+                            "validation",
+                            o->maxcount, o->maxsize, o->limit);
         cJSON_AddNumberToObject(opt, "transcripts", (double)all.n);
         static const char *const exts[] = {"json", "txt", "wav"};
         st = clasp_manifest_set_fields(m, exts, 3);

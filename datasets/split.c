@@ -1,6 +1,7 @@
 /* split.c: the train/validation split rule and the pair of writers it feeds (see split.h). */
 #include "datasets/split.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/hash.h"
@@ -15,6 +16,15 @@ clasp_status clasp_split_check_percent(const char *builder, int val_percent) {
         return clasp_set_error(CLASP_ERR_ARG, "%s: val_percent %d not in 0..100", builder,
                                val_percent);
     return CLASP_OK;
+}
+
+void clasp_split_options(cJSON *opt, int val_percent, const char *rule, size_t maxcount,
+                         uint64_t maxsize, size_t limit) {
+    cJSON_AddNumberToObject(opt, "val_percent", val_percent);
+    cJSON_AddStringToObject(opt, "split_rule", rule);
+    cJSON_AddNumberToObject(opt, "maxcount", (double)maxcount);
+    cJSON_AddNumberToObject(opt, "maxsize", (double)maxsize);
+    cJSON_AddNumberToObject(opt, "limit", (double)limit);
 }
 
 clasp_status clasp_split_writers_open(clasp_split_writers *w, clasp_manifest *m, const char *dir,
@@ -40,6 +50,20 @@ clasp_status clasp_split_writers_add(clasp_split_writers *w, const char *split_i
     clasp_status st = clasp_shard_writer_add(is_val ? w->val : w->train, key, fields, n_fields);
     if (st == CLASP_ERR_ARG) return clasp_manifest_skip(w->m, "bad_name", item, clasp_last_error());
     if (st == CLASP_OK) (*written)++;
+    return st;
+}
+
+clasp_status clasp_split_writers_add_speech(clasp_split_writers *w, const char *split_id,
+                                            const char *key, const char *item, cJSON *meta,
+                                            const char *text, const void *wav, size_t wn,
+                                            size_t *written) {
+    char *js = cJSON_PrintUnformatted(meta);
+    cJSON_Delete(meta);
+    if (!js) return clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", key);
+    clasp_shard_field f[3] = {
+        {"json", js, strlen(js)}, {"txt", text, strlen(text)}, {"wav", wav, wn}};
+    clasp_status st = clasp_split_writers_add(w, split_id, key, item, f, 3, written);
+    free(js);
     return st;
 }
 

@@ -30,6 +30,12 @@ bool clasp_split_is_validation(const char *split_id, int val_percent);
 /* CLASP_ERR_ARG ("BUILDER: val_percent N not in 0..100") unless 0 <= val_percent <= 100. */
 clasp_status clasp_split_check_percent(const char *builder, int val_percent);
 
+/* Records the split and shard options in the manifest's options object, in this order:
+ * "val_percent", "split_rule" (`rule`: the builder's split id spelled out), "maxcount",
+ * "maxsize", "limit". */
+void clasp_split_options(cJSON *opt, int val_percent, const char *rule, size_t maxcount,
+                         uint64_t maxsize, size_t limit);
+
 /* The "train" and "validation" shard writers of one output folder. */
 typedef struct clasp_split_writers {
     clasp_shard_writer *train, *val;
@@ -48,6 +54,13 @@ clasp_status clasp_split_writers_open(clasp_split_writers *w, clasp_manifest *m,
 clasp_status clasp_split_writers_add(clasp_split_writers *w, const char *split_id, const char *key,
                                      const char *item, const clasp_shard_field *fields,
                                      size_t n_fields, size_t *written);
+
+/* Adds a speech sample: KEY.json (`meta` printed compactly; freed here, even on error), KEY.txt
+ * (`text`) and KEY.wav (`wav`, wn bytes), as clasp_split_writers_add. */
+clasp_status clasp_split_writers_add_speech(clasp_split_writers *w, const char *split_id,
+                                            const char *key, const char *item, cJSON *meta,
+                                            const char *text, const void *wav, size_t wn,
+                                            size_t *written);
 
 /* Closes both writers, records them in the manifest as splits "train" and "validation" and
  * saves DIR/manifest.json. */
