@@ -265,3 +265,16 @@ double clasp_json_short_float(float v) {
     }
     return (double)v;
 }
+
+clasp_status clasp_json_format_version(const cJSON *root, const char *file, int supported,
+                                       int *out) {
+    int64_t v;
+    CLASP_TRY(clasp_json_int_opt(root, "format_version", file, NULL, 1, INT32_MAX, 1, &v));
+    if (v > supported)
+        return clasp_set_error(CLASP_ERR_UNSUPPORTED,
+                               "%s: format_version %lld is newer than this clasp reads (%d); "
+                               "use a newer clasp",
+                               file ? file : "<json>", (long long)v, supported);
+    *out = (int)v;
+    return CLASP_OK;
+}

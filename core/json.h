@@ -44,6 +44,13 @@ clasp_status clasp_json_obj(const cJSON *obj, const char *name, const char *file
  * short ("1e-05", not "9.9999997473787516e-06") and parses back to the same float. */
 double clasp_json_short_float(float v);
 
+/* The format version of a file clasp wrote (manifest.json, checkpoints, exports): the root's
+ * integer "format_version", 1 when absent (files from before the field). A version above
+ * `supported` is refused with CLASP_ERR_UNSUPPORTED and a message naming `file` and both
+ * versions; a value that is not a positive integer is CLASP_ERR_CONFIG naming the field. */
+clasp_status clasp_json_format_version(const cJSON *root, const char *file, int supported,
+                                       int *out);
+
 /* Reads a whole file into a NUL-terminated malloc'd buffer (max `limit` bytes). */
 clasp_status clasp_read_file(const char *path, size_t limit, char **out, size_t *n);
 /* Creates a folder and any missing parents (mkdir -p, mode 0755); an existing folder is fine,

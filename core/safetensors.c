@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/json.h"
 #include "core/sizes.h"
 
@@ -332,7 +333,8 @@ typedef struct st_wentry {
 
 struct clasp_st_writer {
     st_wentry *e;
-    int n, cap;
+    int n;
+    size_t cap;
     cJSON *meta;
 };
 
@@ -365,13 +367,9 @@ clasp_status clasp_st_writer_add(clasp_st_writer *w, const char *name, clasp_dty
         if (!strcmp(w->e[i].name, name))
             return clasp_set_error(CLASP_ERR_ARG, "safetensors writer: tensor '%s' added twice",
                                    name);
-    if (w->n == w->cap) {
-        int nc = w->cap ? w->cap * 2 : 16;
-        st_wentry *ne = realloc(w->e, (size_t)nc * sizeof *ne);
-        if (!ne) return clasp_set_error(CLASP_ERR_NOMEM, "safetensors writer: out of memory");
-        w->e = ne;
-        w->cap = nc;
-    }
+    st_wentry *ne = clasp_grow(w->e, (size_t)w->n, &w->cap, sizeof *ne, 16);
+    if (!ne) return clasp_set_error(CLASP_ERR_NOMEM, "safetensors writer: out of memory");
+    w->e = ne;
     st_wentry *e = &w->e[w->n];
     memset(e, 0, sizeof *e);
     size_t nb = clasp_dtype_size(dtype);

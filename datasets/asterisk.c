@@ -9,10 +9,11 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "core/hash.h"
+#include "core/array.h"
 #include "core/json.h"
 #include "datasets/internal.h"
 #include "datasets/shard_writer.h"
+#include "datasets/split.h"
 #include "modalities/audio.h"
 #include "modalities/text.h"
 
@@ -53,13 +54,9 @@ static void list_free(named_list *l) {
 
 static clasp_status list_push(named_list *l, const char *name, size_t name_n, const char *text,
                               size_t text_n) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 256;
-        named *p = realloc(l->v, cap * sizeof *p);
-        if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "asterisk: out of memory");
-        l->v = p;
-        l->cap = cap;
-    }
+    named *p = clasp_grow(l->v, l->n, &l->cap, sizeof *p, 256);
+    if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "asterisk: out of memory");
+    l->v = p;
     named *e = &l->v[l->n];
     memset(e, 0, sizeof *e);
     e->name = strndup(name, name_n);
@@ -245,8 +242,7 @@ clasp_status clasp__asterisk_transcripts(const char *root, const char *lang, cla
 }
 
 static clasp_status build_lang(const clasp_asterisk_options *o, const char *root, const char *lang,
-                               clasp_shard_writer *train, clasp_shard_writer *val,
-                               clasp_manifest *m) {
+                               clasp_split_writers *sw, clasp_manifest *m) {
     char tpath[4096], adir[4096];
     CLASP_TRY(transcript_path(root, lang, tpath, sizeof tpath));
     CLASP_TRY(find_audio_dir(root, lang, adir, sizeof adir));
@@ -309,22 +305,7 @@ static clasp_status build_lang(const clasp_asterisk_options *o, const char *root
         cJSON_AddStringToObject(j, "name", t->name);
         cJSON_AddStringToObject(j, "voice", voice);
         cJSON_AddStringToObject(j, "licence", licence_of(lang));
-        char *js = cJSON_PrintUnformatted(j);
-        cJSON_Delete(j);
-        if (!js) {
-            free(wav);
-            st = clasp_set_error(CLASP_ERR_NOMEM, "asterisk: out of memory");
-            break;
-        }
-        clasp_shard_field f[3] = {
-            {"json", js, strlen(js)}, {"txt", t->text, strlen(t->text)}, {"wav", wav, wn}};
-        bool is_val = clasp_hash_str(key, 0) % 100 < (uint64_t)o->val_percent;
-        st = clasp_shard_writer_add(is_val ? val : train, key, f, 3);
-        if (st == CLASP_ERR_ARG)
-            st = clasp_manifest_skip(m, "bad_name", item, clasp_last_error());
-        else if (st == CLASP_OK)
-            written++;
-        free(js);
+        st = clasp_split_writers_add_speech(sw, key, key, item, j, t->text, wav, wn, &written);
         free(wav);
     }
     for (size_t i = 0; st == CLASP_OK && i < au.n; i++) {
@@ -342,31 +323,19 @@ done:
 
 clasp_status clasp_asterisk_build(const clasp_asterisk_options *o, clasp_manifest *m) {
     if (!o || !o->out_dir || !m) return clasp_set_error(CLASP_ERR_ARG, "asterisk: NULL argument");
-    if (o->val_percent < 0 || o->val_percent > 100)
-        return clasp_set_error(CLASP_ERR_ARG, "asterisk: val_percent %d not in 0..100",
-                               o->val_percent);
+    CLASP_TRY(clasp_split_check_percent("asterisk", o->val_percent));
     const char *root = o->src_root && strcmp(o->src_root, "/") ? o->src_root : "";
     const char *langs = o->langs ? o->langs : "en,es,fr,it,ru";
     CLASP_TRY(clasp_manifest_init(m, "asterisk"));
     cJSON *opt = clasp_manifest_options(m);
     cJSON_AddStringToObject(opt, "langs", langs);
-    cJSON_AddNumberToObject(opt, "val_percent", o->val_percent);
-    cJSON_AddStringToObject(opt, "split_rule", "xxh64(key, 0) % 100 < val_percent -> validation");
-    cJSON_AddNumberToObject(opt, "maxcount", (double)o->maxcount);
-    cJSON_AddNumberToObject(opt, "maxsize", (double)o->maxsize);
-    cJSON_AddNumberToObject(opt, "limit", (double)o->limit);
+    clasp_split_options(opt, o->val_percent, "xxh64(key, 0) % 100 < val_percent -> validation",
+                        o->maxcount, o->maxsize, o->limit);
     static const char *const exts[] = {"json", "txt", "wav"};
     clasp_status st = clasp_manifest_set_fields(m, exts, 3);
-    if (st == CLASP_OK) st = clasp__ensure_dir(o->out_dir);
-    clasp_shard_writer *train = NULL, *val = NULL;
-    clasp_shard_writer_config wc = clasp_shard_writer_default_config();
-    wc.dir = o->out_dir;
-    wc.maxcount = o->maxcount;
-    wc.maxsize = o->maxsize;
-    wc.prefix = "train";
-    if (st == CLASP_OK) st = clasp_shard_writer_open(&wc, &train);
-    wc.prefix = "validation";
-    if (st == CLASP_OK) st = clasp_shard_writer_open(&wc, &val);
+    clasp_split_writers sw = {0};
+    if (st == CLASP_OK)
+        st = clasp_split_writers_open(&sw, m, o->out_dir, o->maxcount, o->maxsize, o->val_percent);
     char lang[16];
     for (const char *p = langs; st == CLASP_OK && *p;) {
         const char *c = strchr(p, ',');
@@ -383,7 +352,7 @@ clasp_status clasp_asterisk_build(const clasp_asterisk_options *o, clasp_manifes
                                      "asterisk: bad "
                                      "language '%s'",
                                      lang);
-        if (st == CLASP_OK) st = build_lang(o, root, lang, train, val, m);
+        if (st == CLASP_OK) st = build_lang(o, root, lang, &sw, m);
         if (st == CLASP_OK) {
             char pkg[64];
             snprintf(pkg, sizeof pkg, "asterisk-core-sounds-%s-wav", lang);
@@ -393,13 +362,8 @@ clasp_status clasp_asterisk_build(const clasp_asterisk_options *o, clasp_manifes
         }
         p = c ? c + 1 : p + n;
     }
-    if (st == CLASP_OK) st = clasp_shard_writer_close(train);
-    if (st == CLASP_OK) st = clasp_shard_writer_close(val);
-    if (st == CLASP_OK) st = clasp_manifest_add_split(m, "train", train);
-    if (st == CLASP_OK) st = clasp_manifest_add_split(m, "validation", val);
-    if (st == CLASP_OK) st = clasp_manifest_save(m, o->out_dir);
-    clasp_shard_writer_free(train);
-    clasp_shard_writer_free(val);
+    if (st == CLASP_OK) st = clasp_split_writers_finish(&sw, o->out_dir);
+    clasp_split_writers_free(&sw);
     if (st != CLASP_OK) clasp_manifest_free(m);
     return st;
 }

@@ -22,8 +22,9 @@
  *   duplicate_name    the same name (case-insensitively) twice in a transcript file
  * A transcript file may start with a UTF-8 BOM and use CRLF line ends.
  *
- * Split: a sample goes to "validation" when XXH64(key, seed 0) % 100 < val_percent, else to
- * "train" (shards validation-000000.tar ..., train-000000.tar ...).
+ * Split (the rule of datasets/split.h, split id = the key): a sample goes to "validation" when
+ * XXH64(key, seed 0) % 100 < val_percent, else to "train" (shards validation-000000.tar ...,
+ * train-000000.tar ...).
  */
 #ifndef CLASP_DATASETS_ASTERISK_H
 #define CLASP_DATASETS_ASTERISK_H

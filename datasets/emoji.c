@@ -7,10 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/hash.h"
+#include "core/array.h"
 #include "core/json.h"
 #include "datasets/internal.h"
 #include "datasets/shard_writer.h"
+#include "datasets/split.h"
 #include "modalities/image.h"
 
 #define MAX_MEMBER  ((size_t)64 << 20)
@@ -250,13 +251,9 @@ static clasp_status got_labels(const char *path, const uint8_t *data, size_t n, 
 static clasp_status add_row(label_table *t, const cJSON *e) {
     const cJSON *hex = cJSON_GetObjectItemCaseSensitive(e, "hexcode");
     if (!cJSON_IsString(hex)) return CLASP_OK;
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 1024;
-        label_row *p = realloc(t->v, cap * sizeof *p);
-        if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "emojibase: out of memory");
-        t->v = p;
-        t->cap = cap;
-    }
+    label_row *p = clasp_grow(t->v, t->n, &t->cap, sizeof *p, 1024);
+    if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "emojibase: out of memory");
+    t->v = p;
     label_row *r = &t->v[t->n];
     memset(r, 0, sizeof *r);
     char id[256];
@@ -417,13 +414,9 @@ static clasp_status got_vendor(const char *path, const uint8_t *data, size_t n, 
         v->emoji_json = strdup((const char *)data);
         return v->emoji_json ? CLASP_OK : clasp_set_error(CLASP_ERR_NOMEM, "emoji: out of memory");
     }
-    if (v->n_png == v->cap_png) {
-        size_t cap = v->cap_png ? 2 * v->cap_png : 1024;
-        png_file *p = realloc(v->png, cap * sizeof *p);
-        if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "emoji: out of memory");
-        v->png = p;
-        v->cap_png = cap;
-    }
+    png_file *p = clasp_grow(v->png, v->n_png, &v->cap_png, sizeof *p, 1024);
+    if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "emoji: out of memory");
+    v->png = p;
     png_file *f = &v->png[v->n_png];
     f->name = strdup(path + strlen(v->prefix));
     f->data = malloc(n ? n : 1);
@@ -463,13 +456,9 @@ static clasp_status push_item(item **v, size_t *n, size_t *cap, const cJSON *obj
                               const char *vendor) {
     const char *u = str_of(obj, "unified"), *img = str_of(obj, "image");
     if (!u[0] || !img[0]) return CLASP_OK;
-    if (*n == *cap) {
-        size_t c = *cap ? 2 * *cap : 1024;
-        item *p = realloc(*v, c * sizeof *p);
-        if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "emoji: out of memory");
-        *v = p;
-        *cap = c;
-    }
+    item *p = clasp_grow(*v, *n, cap, sizeof *p, 1024);
+    if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "emoji: out of memory");
+    *v = p;
     item *it = &(*v)[(*n)++];
     memset(it, 0, sizeof *it);
     it->unified = u;
@@ -508,8 +497,7 @@ static char *sample_json(const item *it, const char *vendor, const vendor_info *
 }
 
 static clasp_status build_vendor(const clasp_emoji_options *o, const vendor_info *vi,
-                                 const label_table *t, clasp_shard_writer *train,
-                                 clasp_shard_writer *val, clasp_manifest *m) {
+                                 const label_table *t, clasp_split_writers *sw, clasp_manifest *m) {
     char pkg[128], tgz[4096];
     snprintf(pkg, sizeof pkg, "emoji-datasource-%s", vi->name);
     CLASP_TRY(clasp_emoji_package(o, pkg, CLASP_EMOJI_DATASOURCE_VERSION, tgz, sizeof tgz));
@@ -576,12 +564,7 @@ static clasp_status build_vendor(const clasp_emoji_options *o, const vendor_info
         const char *txt = r->loc[t->en];
         clasp_shard_field fl[3] = {
             {"json", js, strlen(js)}, {"png", f->data, f->n}, {"txt", txt, strlen(txt)}};
-        bool is_val = clasp_hash_str(it->base_id, 0) % 100 < (uint64_t)o->val_percent;
-        st = clasp_shard_writer_add(is_val ? val : train, key, fl, 3);
-        if (st == CLASP_ERR_ARG)
-            st = clasp_manifest_skip(m, "bad_name", key, clasp_last_error());
-        else if (st == CLASP_OK)
-            written++;
+        st = clasp_split_writers_add(sw, it->base_id, key, key, fl, 3, &written);
         free(js);
     }
     if (st == CLASP_OK) {
@@ -601,9 +584,7 @@ done:
 
 clasp_status clasp_emoji_build(const clasp_emoji_options *o, clasp_manifest *m) {
     if (!o || !o->out_dir || !m) return clasp_set_error(CLASP_ERR_ARG, "emoji: NULL argument");
-    if (o->val_percent < 0 || o->val_percent > 100)
-        return clasp_set_error(CLASP_ERR_ARG, "emoji: val_percent %d not in 0..100",
-                               o->val_percent);
+    CLASP_TRY(clasp_split_check_percent("emoji", o->val_percent));
     const char *vendors = o->vendors ? o->vendors : "google,twitter";
     /* Check every vendor before any work or download. */
     const vendor_info *vlist[8];
@@ -649,38 +630,22 @@ clasp_status clasp_emoji_build(const clasp_emoji_options *o, clasp_manifest *m) 
     for (size_t k = 0; st == CLASP_OK && k < t.n_loc; k++)
         cJSON_AddItemToArray(locs, cJSON_CreateString(t.locales[k]));
     cJSON_AddBoolToObject(opt, "skins", o->skins);
-    cJSON_AddNumberToObject(opt, "val_percent", o->val_percent);
-    cJSON_AddStringToObject(opt, "split_rule",
-                            "xxh64(split_id of the base emoji, 0) % 100 < val_percent -> "
-                            "validation (split_id: unified code points without FE0F)");
-    cJSON_AddNumberToObject(opt, "maxcount", (double)o->maxcount);
-    cJSON_AddNumberToObject(opt, "maxsize", (double)o->maxsize);
-    cJSON_AddNumberToObject(opt, "limit", (double)o->limit);
+    clasp_split_options(opt, o->val_percent,
+                        "xxh64(split_id of the base emoji, 0) % 100 < val_percent -> "
+                        "validation (split_id: unified code points without FE0F)",
+                        o->maxcount, o->maxsize, o->limit);
     static const char *const exts[] = {"json", "png", "txt"};
     if (st == CLASP_OK) st = clasp_manifest_set_fields(m, exts, 3);
-    if (st == CLASP_OK) st = clasp__ensure_dir(o->out_dir);
-    clasp_shard_writer *train = NULL, *val = NULL;
-    clasp_shard_writer_config wc = clasp_shard_writer_default_config();
-    wc.dir = o->out_dir;
-    wc.maxcount = o->maxcount;
-    wc.maxsize = o->maxsize;
-    wc.prefix = "train";
-    if (st == CLASP_OK) st = clasp_shard_writer_open(&wc, &train);
-    wc.prefix = "validation";
-    if (st == CLASP_OK) st = clasp_shard_writer_open(&wc, &val);
-    for (size_t i = 0; st == CLASP_OK && i < n_v; i++)
-        st = build_vendor(o, vlist[i], &t, train, val, m);
+    clasp_split_writers sw = {0};
+    if (st == CLASP_OK)
+        st = clasp_split_writers_open(&sw, m, o->out_dir, o->maxcount, o->maxsize, o->val_percent);
+    for (size_t i = 0; st == CLASP_OK && i < n_v; i++) st = build_vendor(o, vlist[i], &t, &sw, m);
     if (st == CLASP_OK)
         st = clasp_manifest_add_source(m, "emojibase-data", t.version,
                                        "MIT (CLDR annotations: "
                                        "Unicode License v3)");
-    if (st == CLASP_OK) st = clasp_shard_writer_close(train);
-    if (st == CLASP_OK) st = clasp_shard_writer_close(val);
-    if (st == CLASP_OK) st = clasp_manifest_add_split(m, "train", train);
-    if (st == CLASP_OK) st = clasp_manifest_add_split(m, "validation", val);
-    if (st == CLASP_OK) st = clasp_manifest_save(m, o->out_dir);
-    clasp_shard_writer_free(train);
-    clasp_shard_writer_free(val);
+    if (st == CLASP_OK) st = clasp_split_writers_finish(&sw, o->out_dir);
+    clasp_split_writers_free(&sw);
     table_free(&t);
     if (st != CLASP_OK) clasp_manifest_free(m);
     return st;

@@ -30,9 +30,9 @@
  * Left out and counted, by reason: no_vendor_image (has_img_VENDOR false), missing_image
  * (listed but not in the .tgz), bad_image (not a decodable PNG), no_label (no English label).
  *
- * Split by emoji, never by vendor: a sample goes to "validation" when
- * XXH64(split_id of the BASE emoji, seed 0) % 100 < val_percent, else "train". All vendors' and
- * skin tones' images of one emoji are therefore in the same split, and a model trained on one
+ * Split by emoji, never by vendor (the rule of datasets/split.h): a sample goes to "validation"
+ * when XXH64(split_id of the BASE emoji, seed 0) % 100 < val_percent, else "train". All vendors'
+ * and skin tones' images of one emoji are therefore in the same split, and a model trained on one
  * vendor can be evaluated on the other vendor's images of unseen emoji. The espeak builder
  * splits spoken emoji names by the same rule.
  */

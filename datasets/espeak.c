@@ -13,6 +13,7 @@
 #include "datasets/emoji.h"
 #include "datasets/internal.h"
 #include "datasets/shard_writer.h"
+#include "datasets/split.h"
 #include "modalities/audio.h"
 #include "modalities/text.h"
 
@@ -295,8 +296,7 @@ static const char *source_of(const char *key) {
 static clasp_status speak_all(const clasp_espeak_options *o, const speaker *sp,
                               const clasp__transcripts *all, const word_list *voices,
                               const word_list *speeds, const word_list *pitches,
-                              clasp_shard_writer *train, clasp_shard_writer *val, clasp_manifest *m,
-                              size_t *written) {
+                              clasp_split_writers *sw, clasp_manifest *m, size_t *written) {
     size_t n_cells = voices->n * speeds->n * pitches->n;
     size_t *cells = malloc(n_cells * sizeof *cells);
     if (!cells) return clasp_set_error(CLASP_ERR_NOMEM, "espeak: out of memory");
@@ -307,7 +307,6 @@ static clasp_status speak_all(const clasp_espeak_options *o, const speaker *sp,
             st = clasp_manifest_skip(m, "duplicate_key", t->key, NULL);
             continue;
         }
-        bool is_val = clasp_hash_str(t->split_id, 0) % 100 < (uint64_t)o->val_percent;
         size_t nc = choose_cells(o, t->key, n_cells, cells);
         for (size_t c = 0; st == CLASP_OK && c < nc; c++) {
             size_t g = cells[c];
@@ -347,21 +346,8 @@ static clasp_status speak_all(const clasp_espeak_options *o, const speaker *sp,
             cJSON_AddStringToObject(j, "source", source_of(t->key));
             cJSON_AddStringToObject(j, "source_key", t->key);
             cJSON_AddStringToObject(j, "split_id", t->split_id);
-            char *js = cJSON_PrintUnformatted(j);
-            cJSON_Delete(j);
-            if (!js) {
-                free(wav);
-                st = clasp_set_error(CLASP_ERR_NOMEM, "espeak: out of memory");
-                break;
-            }
-            clasp_shard_field f[3] = {
-                {"json", js, strlen(js)}, {"txt", t->text, strlen(t->text)}, {"wav", wav, wn}};
-            st = clasp_shard_writer_add(is_val ? val : train, key, f, 3);
-            if (st == CLASP_ERR_ARG)
-                st = clasp_manifest_skip(m, "bad_name", item, clasp_last_error());
-            else if (st == CLASP_OK)
-                (*written)++;
-            free(js);
+            st = clasp_split_writers_add_speech(sw, t->split_id, key, item, j, t->text, wav, wn,
+                                                written);
             free(wav);
         }
         if (o->progress && st == CLASP_OK && (i + 1) % 200 == 0)
@@ -387,9 +373,7 @@ static clasp_status check_voices(const speaker *sp, const word_list *voices) {
 
 clasp_status clasp_espeak_build(const clasp_espeak_options *o, clasp_manifest *m) {
     if (!o || !o->out_dir || !m) return clasp_set_error(CLASP_ERR_ARG, "espeak: NULL argument");
-    if (o->val_percent < 0 || o->val_percent > 100)
-        return clasp_set_error(CLASP_ERR_ARG, "espeak: val_percent %d not in 0..100",
-                               o->val_percent);
+    CLASP_TRY(clasp_split_check_percent("espeak", o->val_percent));
     word_list voices, speeds, pitches;
     CLASP_TRY(split_list("voice", o->voices, &voices));
     for (size_t i = 0; i < voices.n; i++)
@@ -411,7 +395,7 @@ clasp_status clasp_espeak_build(const clasp_espeak_options *o, clasp_manifest *m
     snprintf(sp.err, sizeof sp.err, "%s/stderr.txt", sp.dir);
 
     clasp__transcripts all = {0};
-    clasp_shard_writer *train = NULL, *val = NULL;
+    clasp_split_writers sw = {0};
     size_t written = 0;
     clasp_status st = clasp_manifest_init(m, "espeak");
     bool have_m = st == CLASP_OK;
@@ -426,38 +410,22 @@ clasp_status clasp_espeak_build(const clasp_espeak_options *o, clasp_manifest *m
         cJSON_AddStringToObject(opt, "pitches", o->pitches);
         cJSON_AddNumberToObject(opt, "variants", (double)o->variants);
         cJSON_AddNumberToObject(opt, "seed", (double)o->seed);
-        cJSON_AddNumberToObject(opt, "val_percent", o->val_percent);
-        cJSON_AddStringToObject(opt, "split_rule",
-                                "xxh64(split_id of the transcript, 0) % 100 < val_percent -> "
-                                "validation");
-        cJSON_AddNumberToObject(opt, "maxcount", (double)o->maxcount);
-        cJSON_AddNumberToObject(opt, "maxsize", (double)o->maxsize);
-        cJSON_AddNumberToObject(opt, "limit", (double)o->limit);
+        clasp_split_options(opt, o->val_percent,
+                            "xxh64(split_id of the transcript, 0) % 100 < val_percent -> "
+                            "validation",
+                            o->maxcount, o->maxsize, o->limit);
         cJSON_AddNumberToObject(opt, "transcripts", (double)all.n);
         static const char *const exts[] = {"json", "txt", "wav"};
         st = clasp_manifest_set_fields(m, exts, 3);
     }
     if (st == CLASP_OK) st = clasp_manifest_add_package(m, "espeak-ng", "GPL-3.0-or-later");
-    if (st == CLASP_OK) st = clasp__ensure_dir(o->out_dir);
-    clasp_shard_writer_config wc = clasp_shard_writer_default_config();
-    wc.dir = o->out_dir;
-    wc.maxcount = o->maxcount;
-    wc.maxsize = o->maxsize;
-    wc.prefix = "train";
-    if (st == CLASP_OK) st = clasp_shard_writer_open(&wc, &train);
-    wc.prefix = "validation";
-    if (st == CLASP_OK) st = clasp_shard_writer_open(&wc, &val);
     if (st == CLASP_OK)
-        st = speak_all(o, &sp, &all, &voices, &speeds, &pitches, train, val, m, &written);
+        st = clasp_split_writers_open(&sw, m, o->out_dir, o->maxcount, o->maxsize, o->val_percent);
+    if (st == CLASP_OK) st = speak_all(o, &sp, &all, &voices, &speeds, &pitches, &sw, m, &written);
     if (st == CLASP_OK && o->progress)
         fprintf(stderr, "espeak: %zu samples from %zu transcripts\n", written, all.n);
-    if (st == CLASP_OK) st = clasp_shard_writer_close(train);
-    if (st == CLASP_OK) st = clasp_shard_writer_close(val);
-    if (st == CLASP_OK) st = clasp_manifest_add_split(m, "train", train);
-    if (st == CLASP_OK) st = clasp_manifest_add_split(m, "validation", val);
-    if (st == CLASP_OK) st = clasp_manifest_save(m, o->out_dir);
-    clasp_shard_writer_free(train);
-    clasp_shard_writer_free(val);
+    if (st == CLASP_OK) st = clasp_split_writers_finish(&sw, o->out_dir);
+    clasp_split_writers_free(&sw);
     clasp__transcripts_free(&all);
     unlink(sp.in);
     unlink(sp.out);

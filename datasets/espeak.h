@@ -28,7 +28,8 @@
  * empty_transcript, duplicate_key), empty_audio (espeak-ng wrote no frames), speak_failed
  * (espeak-ng exited non-zero on one text).
  *
- * Split by transcript, never by voice: "validation" when XXH64(split_id, 0) % 100 <
+ * Split by transcript, never by voice, with the rule of datasets/split.h that the asterisk and
+ * emoji builders call too: "validation" when XXH64(split_id, 0) % 100 <
  * val_percent, where split_id is the asterisk builder's key ("en/NAME"), the emoji builder's
  * split id (code points without FE0F), or the FILE key. All voices of one transcript land in
  * one split, and the same transcript is in the same split as in the asterisk/emoji sets.

@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "core/array.h"
 #include "core/json.h"
 #include "datasets/internal.h"
 #include "datasets/shard_writer.h"
@@ -189,16 +190,12 @@ static clasp_status walk(const char *root, const char *rel, int depth, file_list
                 st = clasp_manifest_skip(m, "unknown_type", sub, "no extension");
                 continue;
             }
-            if (l->n == l->cap) {
-                size_t cap = l->cap ? 2 * l->cap : 256;
-                file_ent *p = realloc(l->v, cap * sizeof *p);
-                if (!p) {
-                    st = clasp_set_error(CLASP_ERR_NOMEM, "folder: out of memory");
-                    break;
-                }
-                l->v = p;
-                l->cap = cap;
+            file_ent *p = clasp_grow(l->v, l->n, &l->cap, sizeof *p, 256);
+            if (!p) {
+                st = clasp_set_error(CLASP_ERR_NOMEM, "folder: out of memory");
+                break;
             }
+            l->v = p;
             file_ent *e = &l->v[l->n];
             e->rel = strdup(sub);
             e->ext_buf = strdup(dot + 1);
@@ -315,13 +312,9 @@ static void record_clear(record *r) {
 }
 
 static clasp_status record_push(record *r, const char *s, size_t n) {
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? 2 * r->cap : 16;
-        char **p = realloc(r->f, cap * sizeof *p);
-        if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "tsv: out of memory");
-        r->f = p;
-        r->cap = cap;
-    }
+    char **p = clasp_grow(r->f, r->n, &r->cap, sizeof *p, 16);
+    if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "tsv: out of memory");
+    r->f = p;
     char *c = malloc(n + 1);
     if (!c) return clasp_set_error(CLASP_ERR_NOMEM, "tsv: out of memory");
     size_t k = 0;

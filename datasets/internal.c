@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "core/array.h"
 #include "core/json.h"
 
 int clasp__is_file(const char *path) {
@@ -39,23 +40,37 @@ clasp_status clasp__write_text(const char *dir, const char *name, const char *te
     return clasp_write_file_atomic(path, text, strlen(text));
 }
 
-clasp_status clasp__read_decompressed(const char *path, size_t limit, uint8_t **out, size_t *n) {
+/* Opens the file `path` with libarchive, any compression filter, and the tar format or (tar
+ * false) the raw format that reads the whole decompressed file as one entry. */
+static clasp_status open_archive(const char *path, bool tar, struct archive **out) {
     *out = NULL;
-    *n = 0;
     if (!clasp__is_file(path))
         return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: no such file", path);
     struct archive *a = archive_read_new();
     if (!a) return clasp_set_error(CLASP_ERR_NOMEM, "archive_read_new failed");
     archive_read_support_filter_all(a);
-    archive_read_support_format_raw(a);
+    if (tar)
+        archive_read_support_format_tar(a);
+    else
+        archive_read_support_format_raw(a);
+    if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
+        clasp_status st = clasp_set_error(CLASP_ERR_IO, "%s: %s", path, archive_error_string(a));
+        archive_read_free(a);
+        return st;
+    }
+    *out = a;
+    return CLASP_OK;
+}
+
+clasp_status clasp__read_decompressed(const char *path, size_t limit, uint8_t **out, size_t *n) {
+    *out = NULL;
+    *n = 0;
+    struct archive *a;
+    CLASP_TRY(open_archive(path, false, &a));
     clasp_status st = CLASP_OK;
     uint8_t *buf = NULL;
     size_t len = 0, cap = 0;
     struct archive_entry *e;
-    if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
-        st = clasp_set_error(CLASP_ERR_IO, "%s: %s", path, archive_error_string(a));
-        goto done;
-    }
     int r = archive_read_next_header(a, &e);
     if (r == ARCHIVE_EOF) goto done; /* empty file */
     if (r != ARCHIVE_OK) {
@@ -161,13 +176,9 @@ void clasp__transcripts_free(clasp__transcripts *l) {
 
 clasp_status clasp__transcripts_push(clasp__transcripts *l, const char *key, const char *text,
                                      const char *split_id) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 256;
-        clasp__transcript *p = realloc(l->v, cap * sizeof *p);
-        if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "transcripts: out of memory");
-        l->v = p;
-        l->cap = cap;
-    }
+    clasp__transcript *p = clasp_grow(l->v, l->n, &l->cap, sizeof *p, 256);
+    if (!p) return clasp_set_error(CLASP_ERR_NOMEM, "transcripts: out of memory");
+    l->v = p;
     clasp__transcript *t = &l->v[l->n];
     t->key = strdup(key);
     t->text = strdup(text);
@@ -200,17 +211,10 @@ void clasp__emoji_split_id(const char *hex, char *out, size_t cap) {
 
 clasp_status clasp__tar_each(const char *tgz, size_t limit, clasp__tar_want_fn want,
                              clasp__tar_got_fn got, void *user) {
-    if (!clasp__is_file(tgz)) return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: no such file", tgz);
-    struct archive *a = archive_read_new();
-    if (!a) return clasp_set_error(CLASP_ERR_NOMEM, "archive_read_new failed");
-    archive_read_support_filter_all(a);
-    archive_read_support_format_tar(a);
+    struct archive *a;
+    CLASP_TRY(open_archive(tgz, true, &a));
     clasp_status st = CLASP_OK;
     uint8_t *buf = NULL;
-    if (archive_read_open_filename(a, tgz, 1 << 16) != ARCHIVE_OK) {
-        st = clasp_set_error(CLASP_ERR_IO, "%s: %s", tgz, archive_error_string(a));
-        goto done;
-    }
     struct archive_entry *e;
     int r = ARCHIVE_EOF;
     while (st == CLASP_OK &&
@@ -244,7 +248,6 @@ clasp_status clasp__tar_each(const char *tgz, size_t limit, clasp__tar_want_fn w
     }
     if (st == CLASP_OK && r != ARCHIVE_EOF)
         st = clasp_set_error(CLASP_ERR_FORMAT, "%s: %s", tgz, archive_error_string(a));
-done:
     free(buf);
     archive_read_free(a);
     return st;

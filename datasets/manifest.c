@@ -16,7 +16,7 @@ clasp_status clasp_manifest_init(clasp_manifest *m, const char *kind) {
     if (!r) return NOMEM();
     m->root = r;
     cJSON_AddStringToObject(r, "format", "clasp-shards");
-    cJSON_AddNumberToObject(r, "version", 1);
+    cJSON_AddNumberToObject(r, "format_version", CLASP_MANIFEST_FORMAT_VERSION);
     cJSON_AddStringToObject(r, "kind", kind);
     cJSON *tar = cJSON_AddObjectToObject(r, "tar");
     if (tar) {
@@ -167,6 +167,13 @@ cJSON *clasp_manifest_options(clasp_manifest *m) {
     return m ? m->options : NULL;
 }
 
+/* DIR/manifest.json into path[cap]. */
+static clasp_status manifest_path(const char *dir, char *path, size_t cap) {
+    if ((size_t)snprintf(path, cap, "%s/manifest.json", dir) >= cap)
+        return clasp_set_error(CLASP_ERR_ARG, "manifest: path too long: %s", dir);
+    return CLASP_OK;
+}
+
 static void totals(const clasp_manifest *m, double *samples, double *shards, double *bytes) {
     *samples = *shards = *bytes = 0;
     const cJSON *s;
@@ -190,9 +197,25 @@ clasp_status clasp_manifest_save(clasp_manifest *m, const char *dir) {
     cJSON_AddNumberToObject(t, "shards", nsh);
     cJSON_AddNumberToObject(t, "bytes", nb);
     char path[4096];
-    if ((size_t)snprintf(path, sizeof path, "%s/manifest.json", dir) >= sizeof path)
-        return clasp_set_error(CLASP_ERR_ARG, "manifest: path too long: %s", dir);
+    CLASP_TRY(manifest_path(dir, path, sizeof path));
     return clasp_json_save(path, m->root);
+}
+
+clasp_status clasp_manifest_load(const char *dir, cJSON **out, int *version) {
+    *out = NULL;
+    char path[4096];
+    CLASP_TRY(manifest_path(dir, path, sizeof path));
+    cJSON *root;
+    CLASP_TRY(clasp_json_load(path, &root));
+    int v;
+    clasp_status st = clasp_json_format_version(root, path, CLASP_MANIFEST_FORMAT_VERSION, &v);
+    if (st != CLASP_OK) {
+        cJSON_Delete(root);
+        return st;
+    }
+    if (version) *version = v;
+    *out = root;
+    return CLASP_OK;
 }
 
 cJSON *clasp_manifest_summary(const clasp_manifest *m, const char *dir) {

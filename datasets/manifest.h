@@ -3,7 +3,7 @@
  * Layout (all keys always present; no timestamps, so a rebuild gives the same bytes):
  *
  *     {
- *       "format": "clasp-shards", "version": 1, "kind": "fmnist",
+ *       "format": "clasp-shards", "format_version": 1, "kind": "fmnist",
  *       "tar": {"format": "pax_restricted", "mtime": 0, "uid": 0, "gid": 0, "mode": "0644",
  *               "block_bytes": 512, "record_padding": false},
  *       "options": {...builder options...},
@@ -22,6 +22,10 @@
  * approved library provides one (libarchive does not expose its digests) and hashing is not
  * written by hand in clasp. At most CLASP_MANIFEST_MAX_ITEMS skipped items are listed; the
  * counts are always complete.
+ *
+ * "format_version" is CLASP_MANIFEST_FORMAT_VERSION; a change to the layout bumps it, and a
+ * reader refuses a manifest newer than it knows (clasp_manifest_load). Manifests written before
+ * the field existed (they said "version": 1) read as version 1.
  */
 #ifndef CLASP_DATASETS_MANIFEST_H
 #define CLASP_DATASETS_MANIFEST_H
@@ -32,7 +36,8 @@
 #include "core/status.h"
 #include "datasets/shard_writer.h"
 
-#define CLASP_MANIFEST_MAX_ITEMS 10000
+#define CLASP_MANIFEST_MAX_ITEMS      10000
+#define CLASP_MANIFEST_FORMAT_VERSION 1
 
 typedef struct clasp_manifest {
     cJSON *root;
@@ -65,6 +70,11 @@ cJSON *clasp_manifest_options(clasp_manifest *m);
 
 /* Fills "total" and writes DIR/manifest.json atomically. */
 clasp_status clasp_manifest_save(clasp_manifest *m, const char *dir);
+/* Reads DIR/manifest.json into *out (caller frees with cJSON_Delete) and checks its format
+ * version: CLASP_ERR_UNSUPPORTED naming the file and both versions when it is newer than
+ * CLASP_MANIFEST_FORMAT_VERSION; missing file or bad JSON as clasp_json_load. *version (may be
+ * NULL) gets the file's format version. */
+clasp_status clasp_manifest_load(const char *dir, cJSON **out, int *version);
 /* A new summary object for `--json` (kind, splits with samples and shard count, total,
  * skipped counts, manifest path). Caller frees with cJSON_Delete; NULL on OOM. */
 cJSON *clasp_manifest_summary(const clasp_manifest *m, const char *dir);

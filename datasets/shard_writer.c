@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "core/array.h"
+
 /* Output side of one libarchive handle: counts bytes; when `f` is set also writes and hashes. */
 typedef struct sink {
     FILE *f;
@@ -286,16 +288,12 @@ static clasp_status finish_shard(clasp_shard_writer *w) {
         remove(w->tmp_path);
         return st;
     }
-    if (w->n_shards == w->cap_shards) {
-        size_t cap = w->cap_shards ? 2 * w->cap_shards : 16;
-        clasp_shard_info *p = realloc(w->shards, cap * sizeof *p);
-        if (!p) {
-            drop_shard(w, false);
-            return clasp_set_error(CLASP_ERR_NOMEM, "shard writer: out of memory");
-        }
-        w->shards = p;
-        w->cap_shards = cap;
+    clasp_shard_info *p = clasp_grow(w->shards, w->n_shards, &w->cap_shards, sizeof *p, 16);
+    if (!p) {
+        drop_shard(w, false);
+        return clasp_set_error(CLASP_ERR_NOMEM, "shard writer: out of memory");
     }
+    w->shards = p;
     clasp_shard_info *info = &w->shards[w->n_shards++];
     memset(info, 0, sizeof *info);
     snprintf(info->name, sizeof info->name, "%s-%06zu.tar", w->prefix, w->n_shards - 1);

@@ -33,6 +33,14 @@
  * rounded IEEE operation, no reassociation), so results depend on which version the CPU gets,
  * but never on thread counts or on how work is split: the same machine always runs the same
  * code on the same element order. */
+
+/* One compiled version of a kernel: `static void name##suffix(params)` with attributes `attr`,
+ * running the always-inline name##_body(args). */
+#define SIMD_VERSION(attr, name, suffix, params, args)                                             \
+    attr static void name##suffix params {                                                         \
+        name##_body args;                                                                          \
+    }
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define CLASP_SIMD_DISPATCH 1
 #define CLASP_BODY          static inline __attribute__((always_inline))
@@ -64,15 +72,9 @@ static int simd_level(void) {
 /* SIMD_KERNEL(name, (params), (args)) defines `static void name(params)` running
  * name##_body(args) in the best version for the CPU. */
 #define SIMD_KERNEL(name, params, args)                                                            \
-    CLASP_TGT_AVX512 static void name##_avx512 params {                                            \
-        name##_body args;                                                                          \
-    }                                                                                              \
-    CLASP_TGT_AVX2 static void name##_avx2 params {                                                \
-        name##_body args;                                                                          \
-    }                                                                                              \
-    CLASP_VECTORIZE static void name##_base params {                                               \
-        name##_body args;                                                                          \
-    }                                                                                              \
+    SIMD_VERSION(CLASP_TGT_AVX512, name, _avx512, params, args)                                    \
+    SIMD_VERSION(CLASP_TGT_AVX2, name, _avx2, params, args)                                        \
+    SIMD_VERSION(CLASP_VECTORIZE, name, _base, params, args)                                       \
     static void name params {                                                                      \
         int l_ = simd_level();                                                                     \
         if (l_ == 2)                                                                               \
@@ -84,12 +86,8 @@ static int simd_level(void) {
     }
 /* the same with AVX2 and baseline versions only (kernels that 512-bit vectors make slower) */
 #define SIMD_KERNEL_AVX2(name, params, args)                                                       \
-    CLASP_TGT_AVX2 static void name##_avx2 params {                                                \
-        name##_body args;                                                                          \
-    }                                                                                              \
-    CLASP_VECTORIZE static void name##_base params {                                               \
-        name##_body args;                                                                          \
-    }                                                                                              \
+    SIMD_VERSION(CLASP_TGT_AVX2, name, _avx2, params, args)                                        \
+    SIMD_VERSION(CLASP_VECTORIZE, name, _base, params, args)                                       \
     static void name params {                                                                      \
         if (simd_level() >= 1)                                                                     \
             name##_avx2 args;                                                                      \
@@ -97,14 +95,11 @@ static int simd_level(void) {
             name##_base args;                                                                      \
     }
 #else
-#define CLASP_BODY static inline
+#define CLASP_BODY                           static inline
 static int simd_level(void) {
     return 0;
 }
-#define SIMD_KERNEL(name, params, args)                                                            \
-    CLASP_VECTORIZE static void name params {                                                      \
-        name##_body args;                                                                          \
-    }
+#define SIMD_KERNEL(name, params, args)      SIMD_VERSION(CLASP_VECTORIZE, name, , params, args)
 #define SIMD_KERNEL_AVX2(name, params, args) SIMD_KERNEL(name, params, args)
 #endif
 /* Reductions in this file run in LN_LANES independent accumulators (element i goes to lane
@@ -969,74 +964,55 @@ CLASP_BODY void attn_pack(float *restrict dst, const float *src, int rows, int c
     }
 }
 
-/* out[0..Tn) = scale * sum_{d < hs} x[d] * MT[d, 0..Tn) (MT is (Hp, Tp)). Two column tiles
- * and even/odd d in separate accumulators (four independent FMA chains), added at the end. */
-CLASP_BODY void attn_row_times_t(float *restrict out, const float *x, const float *restrict MT,
-                                 int hs, int Tp, int Tn, float scale) {
-    /* only the first Tn columns (a multiple of VL) are needed; the rest are set to 0 */
-    for (int j = Tn; j < Tp; j += VL) vstore(out + j, (vf8){0});
+/* out[0..n_cols) = sum_{k < n_rows} (c[k] * scale) * M[k, 0..n_cols) (M rows `stride` floats
+ * apart; n_cols a multiple of VL). Two column tiles and even/odd k in separate accumulators
+ * (four independent FMA chains), added at the end. */
+CLASP_BODY void attn_row_weighted_sum(float *restrict out, const float *c, float scale,
+                                      const float *restrict M, int n_rows, int stride, int n_cols) {
     int j0 = 0;
-    for (; j0 + 2 * VL <= Tn; j0 += 2 * VL) {
+    for (; j0 + 2 * VL <= n_cols; j0 += 2 * VL) {
         vf8 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
-        int d = 0;
-        for (; d + 2 <= hs; d += 2) {
-            const float *m0 = MT + (size_t)d * Tp + j0, *m1 = m0 + Tp;
-            float x0 = x[d] * scale, x1 = x[d + 1] * scale;
-            a0 += x0 * vload(m0), b0 += x0 * vload(m0 + VL);
-            a1 += x1 * vload(m1), b1 += x1 * vload(m1 + VL);
+        int k = 0;
+        for (; k + 2 <= n_rows; k += 2) {
+            const float *m0 = M + (size_t)k * stride + j0, *m1 = m0 + stride;
+            float c0 = c[k] * scale, c1 = c[k + 1] * scale;
+            a0 += c0 * vload(m0), b0 += c0 * vload(m0 + VL);
+            a1 += c1 * vload(m1), b1 += c1 * vload(m1 + VL);
         }
-        if (d < hs) {
-            const float *m0 = MT + (size_t)d * Tp + j0;
-            float x0 = x[d] * scale;
-            a0 += x0 * vload(m0), b0 += x0 * vload(m0 + VL);
+        if (k < n_rows) {
+            const float *m0 = M + (size_t)k * stride + j0;
+            float c0 = c[k] * scale;
+            a0 += c0 * vload(m0), b0 += c0 * vload(m0 + VL);
         }
         vstore(out + j0, a0 + a1);
         vstore(out + j0 + VL, b0 + b1);
     }
-    for (; j0 < Tn; j0 += VL) {
+    for (; j0 < n_cols; j0 += VL) {
         vf8 a0 = {0}, a1 = {0};
-        int d = 0;
-        for (; d + 2 <= hs; d += 2) {
-            a0 += (x[d] * scale) * vload(MT + (size_t)d * Tp + j0);
-            a1 += (x[d + 1] * scale) * vload(MT + (size_t)(d + 1) * Tp + j0);
+        int k = 0;
+        for (; k + 2 <= n_rows; k += 2) {
+            a0 += (c[k] * scale) * vload(M + (size_t)k * stride + j0);
+            a1 += (c[k + 1] * scale) * vload(M + (size_t)(k + 1) * stride + j0);
         }
-        if (d < hs) a0 += (x[d] * scale) * vload(MT + (size_t)d * Tp + j0);
+        if (k < n_rows) a0 += (c[k] * scale) * vload(M + (size_t)k * stride + j0);
         vstore(out + j0, a0 + a1);
     }
 }
 
-/* out[0..Hp) = sum_{j < n} w[j] * M[j, 0..Hp) (M is (Tp, Hp)); accumulators as above */
-CLASP_BODY void attn_row_combine(float *restrict out, const float *w, const float *restrict M,
-                                 int n, int Hp) {
-    int d0 = 0;
-    for (; d0 + 2 * VL <= Hp; d0 += 2 * VL) {
-        vf8 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
-        int j = 0;
-        for (; j + 2 <= n; j += 2) {
-            const float *m0 = M + (size_t)j * Hp + d0, *m1 = m0 + Hp;
-            a0 += w[j] * vload(m0), b0 += w[j] * vload(m0 + VL);
-            a1 += w[j + 1] * vload(m1), b1 += w[j + 1] * vload(m1 + VL);
-        }
-        if (j < n) {
-            const float *m0 = M + (size_t)j * Hp + d0;
-            a0 += w[j] * vload(m0), b0 += w[j] * vload(m0 + VL);
-        }
-        vstore(out + d0, a0 + a1);
-        vstore(out + d0 + VL, b0 + b1);
-    }
-    for (; d0 < Hp; d0 += VL) {
-        vf8 a0 = {0}, a1 = {0};
-        int j = 0;
-        for (; j + 2 <= n; j += 2) {
-            a0 += w[j] * vload(M + (size_t)j * Hp + d0);
-            a1 += w[j + 1] * vload(M + (size_t)(j + 1) * Hp + d0);
-        }
-        if (j < n) a0 += w[j] * vload(M + (size_t)j * Hp + d0);
-        vstore(out + d0, a0 + a1);
-    }
+/* out[0..Tn) = scale * sum_{d < hs} x[d] * MT[d, 0..Tn) (MT is (Hp, Tp)); out[Tn..Tp) = 0. */
+CLASP_BODY void attn_row_times_t(float *restrict out, const float *x, const float *restrict MT,
+                                 int hs, int Tp, int Tn, float scale) {
+    /* only the first Tn columns (a multiple of VL) are needed; the rest are set to 0 */
+    for (int j = Tn; j < Tp; j += VL) vstore(out + j, (vf8){0});
+    attn_row_weighted_sum(out, x, scale, MT, hs, Tp, Tn);
 }
 
-/* max over r[0..T) of the keys that are not masked (j < jend, pm[j] == 0); -inf if none */
+/* out[0..Hp) = sum_{j < n} w[j] * M[j, 0..Hp) (M is (Tp, Hp)) */
+CLASP_BODY void attn_row_combine(float *restrict out, const float *w, const float *restrict M,
+                                 int n, int Hp) {
+    attn_row_weighted_sum(out, w, 1.0f, M, n, Hp, Hp);
+}
+
 CLASP_BODY float attn_row_max(const float *r, const uint8_t *pm, int jend, int T) {
     float ml[LN_LANES];
     for (int l = 0; l < LN_LANES; l++) ml[l] = -INFINITY;

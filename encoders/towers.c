@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/sizes.h"
 
 /* ---- parameter table ------------------------------------------------------------------- */
@@ -25,16 +26,12 @@ int clasp__ptable_add(clasp__ptable *pt, clasp_tower t, const char *name, int nd
         clasp_set_error(CLASP_ERR_CONFIG, "parameter name '%s' too long", name);
         return -1;
     }
-    if (pt->n == pt->cap) {
-        int nc = pt->cap ? pt->cap * 2 : 64;
-        clasp_param_info *ni = realloc(pt->info, (size_t)nc * sizeof *ni);
-        if (!ni) {
-            clasp_set_error(CLASP_ERR_NOMEM, "parameter table: out of memory");
-            return -1;
-        }
-        pt->info = ni;
-        pt->cap = nc;
+    clasp_param_info *ni = clasp_grow(pt->info, (size_t)pt->n, &pt->cap, sizeof *ni, 64);
+    if (!ni) {
+        clasp_set_error(CLASP_ERR_NOMEM, "parameter table: out of memory");
+        return -1;
     }
+    pt->info = ni;
     clasp_param_info *p = &pt->info[pt->n];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);

@@ -18,7 +18,8 @@
 
 typedef struct clasp__ptable {
     clasp_param_info *info;
-    int n, cap;
+    int n;
+    size_t cap;
     size_t total; /* floats so far */
 } clasp__ptable;
 

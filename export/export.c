@@ -521,7 +521,8 @@ static clasp_status open_export_(clasp_embedder *em, const char *dir, int thread
     cJSON *cfg;
     CLASP_TRY(clasp_json_load(p, &cfg));
     /* "format_version" (absent: 1) belongs to the export, not to the model config */
-    clasp_status s = clasp_format_version_check(cfg, p, CLASP_EXPORT_FORMAT_VERSION, NULL);
+    int version;
+    clasp_status s = clasp_json_format_version(cfg, p, CLASP_EXPORT_FORMAT_VERSION, &version);
     cJSON_DeleteItemFromObjectCaseSensitive(cfg, "format_version");
     if (s == CLASP_OK) s = model_config_(em, cfg, p);
     if (s == CLASP_OK) {

@@ -209,7 +209,10 @@ static void pad_clip(float *out, size_t valid, size_t clip, clasp_audio_pad mode
 }
 
 typedef struct decoder {
+    membuf mb; /* the encoded bytes, read by libsndfile through vio_* */
+    SF_INFO si;
     SNDFILE *sf;
+    bool frames_known; /* si.frames is the true length */
     int channels;
     float *inter;   /* (CHUNK, channels) interleaved read buffer */
     float *mono;    /* (CHUNK) mono chunk */
@@ -237,6 +240,144 @@ static sf_count_t read_mono(decoder *d, sf_count_t limit) {
     return got;
 }
 
+/* Opens the bytes, checks the header against c and that libsamplerate converts the source
+ * rate to the model's; fills info's source fields. Call decoder_close even on failure. */
+static clasp_status decoder_open(decoder *d, const void *data, size_t nbytes,
+                                 const clasp_audio_config *c, const char *what,
+                                 clasp_audio_info *info, clasp_audio_skip *why) {
+    memset(d, 0, sizeof *d);
+    CLASP_TRY(open_mem(data, nbytes, what, &d->mb, &d->si, &d->sf, why));
+    const SF_INFO *si = &d->si;
+    info->source_rate = si->samplerate;
+    info->channels = si->channels;
+    d->frames_known = si->frames > 0 && si->frames != SF_COUNT_MAX;
+    info->source_frames = d->frames_known ? (int64_t)si->frames : -1;
+    info->sf_format = si->format;
+    CLASP_TRY(check_header(si, c, what, why));
+    d->channels = si->channels;
+    d->ratio = (double)c->mel.sample_rate / (double)si->samplerate;
+    if (!src_is_valid_ratio(d->ratio)) {
+        *why = CLASP_AUDIO_RESAMPLE;
+        return clasp_set_error(CLASP_ERR_UNSUPPORTED, "%s: audio: cannot resample %d Hz to %d Hz",
+                               what, si->samplerate, c->mel.sample_rate);
+    }
+    return CLASP_OK;
+}
+
+static void decoder_close(decoder *d) {
+    if (d->src) src_delete(d->src);
+    free(d->inter);
+    free(d->mono);
+    if (d->sf) sf_close(d->sf);
+}
+
+/* The chunk buffers and, when the rates differ, the resampler. */
+static clasp_status decoder_alloc(decoder *d, const clasp_audio_config *c, const char *what,
+                                  clasp_audio_info *info) {
+    size_t inter_n;
+    if (!clasp_size_mul((size_t)CLASP_AUDIO_CHUNK_FRAMES, (size_t)d->channels, &inter_n))
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "%s: audio: buffer size overflow", what);
+    d->inter = malloc(sizeof(float) * inter_n);
+    d->mono = malloc(sizeof(float) * CLASP_AUDIO_CHUNK_FRAMES);
+    info->peak_alloc_bytes = sizeof(float) * (inter_n + CLASP_AUDIO_CHUNK_FRAMES);
+    if (!d->inter || !d->mono)
+        return clasp_set_error(CLASP_ERR_NOMEM, "%s: audio: out of memory", what);
+    if (d->si.samplerate != c->mel.sample_rate) {
+        int err = 0;
+        d->src = src_new(c->resample_quality, 1, &err);
+        if (!d->src)
+            return clasp_set_error(CLASP_ERR_NOMEM, "%s: audio: src_new: %s", what,
+                                   src_strerror(err));
+    }
+    return CLASP_OK;
+}
+
+/* Source frames a clip of `clip` samples needs: ceil(clip / ratio) plus a margin so the
+ * resampler's look-ahead sees real signal rather than the end-of-input flush. */
+static int64_t frames_needed(const decoder *d, size_t clip, int rate) {
+    double need_d = ceil((double)clip / d->ratio);
+    int64_t margin = d->si.samplerate == rate ? 0 : 64 + (int64_t)ceil(64.0 / d->ratio);
+    return (int64_t)need_d + margin;
+}
+
+/* First source frame of the clip: with a random crop of a source of known length longer than
+ * `need`, crop_u in [0, 1) picks one of the starts that leave `need` frames; else 0. */
+static int64_t crop_offset(const decoder *d, const clasp_audio_config *c, int64_t need,
+                           double crop_u) {
+    int64_t offset = 0;
+    if (d->frames_known && d->si.frames > need && crop_u >= 0.0 &&
+        c->crop_mode == CLASP_AUDIO_CROP_RANDOM) {
+        int64_t span = (int64_t)d->si.frames - need + 1;
+        offset = (int64_t)floor((crop_u < 1.0 ? crop_u : 0.0) * (double)span);
+        if (offset >= span) offset = span - 1;
+    }
+    return offset;
+}
+
+/* Moves the read position to source frame `offset`: sf_seek, or, when the format cannot seek,
+ * reading and dropping chunks (still in chunk-sized pieces). */
+static void skip_to(decoder *d, int64_t offset) {
+    if (offset <= 0 || sf_seek(d->sf, offset, SEEK_SET) == offset) return;
+    sf_seek(d->sf, 0, SEEK_SET);
+    int64_t left = offset;
+    while (left > 0) {
+        sf_count_t got = read_mono(d, left);
+        if (got == 0) break;
+        left -= got;
+    }
+    d->frames_read = 0;
+}
+
+/* read_mono, then each non-finite sample is zeroed (nonfinite_to_zero) or refused
+ * (CLASP_AUDIO_NAN naming its frame; `offset` is where reading started). */
+static clasp_status read_finite(decoder *d, sf_count_t limit, const clasp_audio_config *c,
+                                int64_t offset, const char *what, sf_count_t *got,
+                                clasp_audio_skip *why) {
+    sf_count_t n = read_mono(d, limit);
+    *got = n;
+    for (sf_count_t i = 0; i < n; i++) {
+        if (isfinite(d->mono[i])) continue;
+        if (!c->nonfinite_to_zero) {
+            *why = CLASP_AUDIO_NAN;
+            return clasp_set_error(CLASP_ERR_NUMERIC, "%s: audio: non-finite sample at frame %lld",
+                                   what, (long long)(offset + d->frames_read - n + i));
+        }
+        d->mono[i] = 0.0f;
+    }
+    return CLASP_OK;
+}
+
+/* Feeds the `got` frames of d->mono (with eof, also the end-of-input flush) to libsamplerate
+ * until it has consumed them or out[0..clip) is full; *valid counts the samples in out. */
+static clasp_status resample_chunk(decoder *d, sf_count_t got, bool eof, float *out, size_t clip,
+                                   size_t *valid, const char *what, clasp_audio_skip *why) {
+    SRC_DATA sd;
+    memset(&sd, 0, sizeof sd);
+    sd.data_in = d->mono;
+    sd.input_frames = (long)got;
+    sd.src_ratio = d->ratio;
+    sd.end_of_input = eof ? 1 : 0;
+    for (;;) {
+        sd.data_out = out + *valid;
+        sd.output_frames = (long)(clip - *valid);
+        int err = src_process(d->src, &sd);
+        if (err) {
+            *why = CLASP_AUDIO_RESAMPLE;
+            return clasp_set_error(CLASP_ERR_FORMAT, "%s: audio: src_process: %s", what,
+                                   src_strerror(err));
+        }
+        *valid += (size_t)sd.output_frames_gen;
+        if (sd.input_frames_used == 0 && sd.output_frames_gen == 0 && sd.input_frames > 0)
+            break; /* no progress: never spin */
+        sd.data_in += sd.input_frames_used;
+        sd.input_frames -= sd.input_frames_used;
+        if (*valid >= clip) break;
+        if (sd.input_frames > 0) continue;
+        if (!eof || sd.output_frames_gen == 0) break;
+    }
+    return CLASP_OK;
+}
+
 clasp_status clasp_audio_load_clip(const void *data, size_t nbytes, const clasp_audio_config *c,
                                    double crop_u, const char *what, float *out,
                                    clasp_audio_info *info, clasp_audio_skip *why) {
@@ -253,79 +394,14 @@ clasp_status clasp_audio_load_clip(const void *data, size_t nbytes, const clasp_
     const size_t clip = clasp_audio_clip_samples(c);
     const int rate = c->mel.sample_rate;
 
-    membuf mb;
-    SF_INFO si;
     decoder d;
-    memset(&d, 0, sizeof d);
-    CLASP_TRY(open_mem(data, nbytes, what, &mb, &si, &d.sf, why));
-    info->source_rate = si.samplerate;
-    info->channels = si.channels;
-    bool frames_known = si.frames > 0 && si.frames != SF_COUNT_MAX;
-    info->source_frames = frames_known ? (int64_t)si.frames : -1;
-    info->sf_format = si.format;
-    clasp_status st = check_header(&si, c, what, why);
-    if (st != CLASP_OK) {
-        sf_close(d.sf);
-        return st;
-    }
-    d.channels = si.channels;
-    d.ratio = (double)rate / (double)si.samplerate;
-    if (!src_is_valid_ratio(d.ratio)) {
-        sf_close(d.sf);
-        *why = CLASP_AUDIO_RESAMPLE;
-        return clasp_set_error(CLASP_ERR_UNSUPPORTED, "%s: audio: cannot resample %d Hz to %d Hz",
-                               what, si.samplerate, rate);
-    }
-
-    /* Source frames the clip needs: ceil(clip / ratio) plus a margin so the resampler's
-     * look-ahead sees real signal rather than the end-of-input flush. */
-    double need_d = ceil((double)clip / d.ratio);
-    int64_t margin = si.samplerate == rate ? 0 : 64 + (int64_t)ceil(64.0 / d.ratio);
-    int64_t need = (int64_t)need_d + margin;
-    int64_t offset = 0;
-    if (frames_known && si.frames > need && crop_u >= 0.0 &&
-        c->crop_mode == CLASP_AUDIO_CROP_RANDOM) {
-        int64_t span = (int64_t)si.frames - need + 1;
-        offset = (int64_t)floor((crop_u < 1.0 ? crop_u : 0.0) * (double)span);
-        if (offset >= span) offset = span - 1;
-    }
+    clasp_status st = decoder_open(&d, data, nbytes, c, what, info, why);
+    const int64_t need = st == CLASP_OK ? frames_needed(&d, clip, rate) : 0;
+    const int64_t offset = st == CLASP_OK ? crop_offset(&d, c, need, crop_u) : 0;
     info->crop_offset = offset;
-
-    size_t inter_n;
-    if (!clasp_size_mul((size_t)CLASP_AUDIO_CHUNK_FRAMES, (size_t)si.channels, &inter_n)) {
-        sf_close(d.sf);
-        return clasp_set_error(CLASP_ERR_OVERFLOW, "%s: audio: buffer size overflow", what);
-    }
-    d.inter = malloc(sizeof(float) * inter_n);
-    d.mono = malloc(sizeof(float) * CLASP_AUDIO_CHUNK_FRAMES);
-    info->peak_alloc_bytes = sizeof(float) * (inter_n + CLASP_AUDIO_CHUNK_FRAMES);
-    if (!d.inter || !d.mono) {
-        st = clasp_set_error(CLASP_ERR_NOMEM, "%s: audio: out of memory", what);
-        goto done;
-    }
-    if (si.samplerate != rate) {
-        int err = 0;
-        d.src = src_new(c->resample_quality, 1, &err);
-        if (!d.src) {
-            st =
-                clasp_set_error(CLASP_ERR_NOMEM, "%s: audio: src_new: %s", what, src_strerror(err));
-            goto done;
-        }
-    }
-
-    if (offset > 0) {
-        if (sf_seek(d.sf, offset, SEEK_SET) != offset) {
-            /* Not seekable: read and drop, still in chunk-sized pieces. */
-            sf_seek(d.sf, 0, SEEK_SET);
-            int64_t left = offset;
-            while (left > 0) {
-                sf_count_t got = read_mono(&d, left);
-                if (got == 0) break;
-                left -= got;
-            }
-            d.frames_read = 0;
-        }
-    }
+    if (st == CLASP_OK) st = decoder_alloc(&d, c, what, info);
+    if (st != CLASP_OK) goto done;
+    skip_to(&d, offset);
 
     size_t valid = 0;
     int64_t remaining = need; /* source frames still wanted */
@@ -333,62 +409,24 @@ clasp_status clasp_audio_load_clip(const void *data, size_t nbytes, const clasp_
     while (valid < clip) {
         sf_count_t got = 0;
         if (!eof) {
-            got = read_mono(&d, remaining);
+            st = read_finite(&d, remaining, c, offset, what, &got, why);
+            if (st != CLASP_OK) goto done;
             remaining -= got;
             if (got == 0 || remaining <= 0) eof = true;
-            for (sf_count_t i = 0; i < got; i++) {
-                if (!isfinite(d.mono[i])) {
-                    if (c->nonfinite_to_zero) {
-                        d.mono[i] = 0.0f;
-                    } else {
-                        *why = CLASP_AUDIO_NAN;
-                        st = clasp_set_error(CLASP_ERR_NUMERIC,
-                                             "%s: audio: non-finite sample at frame %lld", what,
-                                             (long long)(offset + d.frames_read - got + i));
-                        goto done;
-                    }
-                }
-            }
         }
-        if (!d.src) {
+        if (d.src) {
+            st = resample_chunk(&d, got, eof, out, clip, &valid, what, why);
+            if (st != CLASP_OK) goto done;
+        } else {
             size_t take = (size_t)got < clip - valid ? (size_t)got : clip - valid;
             memcpy(out + valid, d.mono, sizeof(float) * take);
             valid += take;
-            if (eof) break;
-            continue;
-        }
-        /* Feed this chunk (or the end-of-input flush) until libsamplerate consumed it. */
-        SRC_DATA sd;
-        memset(&sd, 0, sizeof sd);
-        sd.data_in = d.mono;
-        sd.input_frames = (long)got;
-        sd.src_ratio = d.ratio;
-        sd.end_of_input = eof ? 1 : 0;
-        for (;;) {
-            sd.data_out = out + valid;
-            sd.output_frames = (long)(clip - valid);
-            int err = src_process(d.src, &sd);
-            if (err) {
-                *why = CLASP_AUDIO_RESAMPLE;
-                st = clasp_set_error(CLASP_ERR_FORMAT, "%s: audio: src_process: %s", what,
-                                     src_strerror(err));
-                goto done;
-            }
-            valid += (size_t)sd.output_frames_gen;
-            if (sd.input_frames_used == 0 && sd.output_frames_gen == 0 && sd.input_frames > 0)
-                break; /* no progress: never spin */
-            sd.data_in += sd.input_frames_used;
-            sd.input_frames -= sd.input_frames_used;
-            if (valid >= clip) break;
-            if (sd.input_frames > 0) continue;
-            if (!eof || sd.output_frames_gen == 0) break;
         }
         if (eof) break;
     }
-    info->frames_read = d.frames_read;
     info->valid_samples = valid;
     if (d.read_error ||
-        (frames_known && eof && d.frames_read < (int64_t)si.frames - offset && remaining > 0))
+        (d.frames_known && eof && d.frames_read < (int64_t)d.si.frames - offset && remaining > 0))
         info->truncated = true;
     if (d.frames_read == 0) {
         *why = d.read_error ? CLASP_AUDIO_TRUNCATED : CLASP_AUDIO_EMPTY;
@@ -408,12 +446,8 @@ clasp_status clasp_audio_load_clip(const void *data, size_t nbytes, const clasp_
     }
     info->padded = valid < clip;
     pad_clip(out, valid, clip, c->pad_mode);
-    st = CLASP_OK;
 done:
     info->frames_read = d.frames_read;
-    if (d.src) src_delete(d.src);
-    free(d.inter);
-    free(d.mono);
-    sf_close(d.sf);
+    decoder_close(&d);
     return st;
 }

@@ -215,6 +215,21 @@ static size_t word_len(const uint8_t *s, size_t n, size_t pos) {
     return i - pos;
 }
 
+/* Replaces every occurrence of the pair (a, b) in ids[0..len), left to right, by `id`, in
+ * place; returns the new length. Encoding and training merge with this one rule. */
+static size_t merge_pair(int32_t *ids, size_t len, int32_t a, int32_t b, int32_t id) {
+    size_t w = 0;
+    for (size_t i = 0; i < len;) {
+        if (i + 1 < len && ids[i] == a && ids[i + 1] == b) {
+            ids[w++] = id;
+            i += 2;
+        } else {
+            ids[w++] = ids[i++];
+        }
+    }
+    return w;
+}
+
 /* Applies the merges to ids[0..*len) in place (lowest rank first, each rank applied to all its
  * occurrences left to right, as GPT-2's bpe()). */
 static void merge_word(const clasp_tokenizer *t, int32_t *ids, size_t *len) {
@@ -227,17 +242,7 @@ static void merge_word(const clasp_tokenizer *t, int32_t *ids, size_t *len) {
         }
         if (best == INT64_MAX) break;
         const int32_t a = t->merges[2 * best], b = t->merges[2 * best + 1];
-        const int32_t id = (int32_t)(CLASP_TOKEN_FIRST_MERGE + best);
-        size_t w = 0;
-        for (size_t i = 0; i < L;) {
-            if (i + 1 < L && ids[i] == a && ids[i + 1] == b) {
-                ids[w++] = id;
-                i += 2;
-            } else {
-                ids[w++] = ids[i++];
-            }
-        }
-        L = w;
+        L = merge_pair(ids, L, a, b, (int32_t)(CLASP_TOKEN_FIRST_MERGE + best));
     }
     *len = L;
 }
@@ -483,16 +488,7 @@ clasp_status clasp_tokenizer_train_bpe(const char *const *texts, size_t n_texts,
             for (size_t i = 0; i + 1 < L && !has; i++) has = ids[i] == a && ids[i + 1] == b;
             if (!has) continue;
             if (!count_pairs(&pc, &ws, w, -1)) goto oom;
-            size_t wr = 0;
-            for (size_t i = 0; i < L;) {
-                if (i + 1 < L && ids[i] == a && ids[i + 1] == b) {
-                    ids[wr++] = id;
-                    i += 2;
-                } else {
-                    ids[wr++] = ids[i++];
-                }
-            }
-            ws.len[w] = wr;
+            ws.len[w] = merge_pair(ids, L, a, b, id);
             if (!count_pairs(&pc, &ws, w, 1)) goto oom;
         }
     }

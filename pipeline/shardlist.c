@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/rng.h"
 
 typedef struct strvec {
@@ -17,13 +18,9 @@ static clasp_status push_(strvec *sv, const char *s, size_t n) {
     if (sv->n >= CLASP_SHARDLIST_MAX)
         return clasp_set_error(CLASP_ERR_OVERFLOW, "shard spec expands to more than %u names",
                                CLASP_SHARDLIST_MAX);
-    if (sv->n == sv->cap) {
-        size_t cap = sv->cap ? sv->cap * 2 : 16;
-        char **v = realloc(sv->v, cap * sizeof *v);
-        if (!v) return clasp_set_error(CLASP_ERR_NOMEM, "shard list: out of memory");
-        sv->v = v;
-        sv->cap = cap;
-    }
+    char **v = clasp_grow(sv->v, sv->n, &sv->cap, sizeof *v, 16);
+    if (!v) return clasp_set_error(CLASP_ERR_NOMEM, "shard list: out of memory");
+    sv->v = v;
     char *c = malloc(n + 1);
     if (!c) return clasp_set_error(CLASP_ERR_NOMEM, "shard list: out of memory");
     memcpy(c, s, n);

@@ -87,21 +87,43 @@ static char *strndup_(const char *s, size_t n) {
     return r;
 }
 
-clasp_status clasp_tar_open(const char *shard, clasp_data_stats *stats, size_t max_member_bytes,
-                            clasp_tar_reader **out) {
+/* A reader named `name` with its libarchive handle (any filter, tar format), not opened yet. */
+static clasp_status reader_new(const char *name, clasp_data_stats *stats, size_t max_member_bytes,
+                               clasp_tar_reader **out) {
     *out = NULL;
     clasp_tar_reader *r = calloc(1, sizeof *r);
-    if (!r) return clasp_set_error(CLASP_ERR_NOMEM, "shard %s: out of memory", shard);
+    if (!r) return clasp_set_error(CLASP_ERR_NOMEM, "shard %s: out of memory", name);
     r->stats = stats;
     r->max_member = max_member_bytes ? max_member_bytes : CLASP_TAR_MAX_MEMBER_BYTES;
-    r->shard = strndup_(shard, strlen(shard));
+    r->shard = strndup_(name, strlen(name));
     r->a = archive_read_new();
     if (!r->shard || !r->a) {
         clasp_tar_close(r);
-        return clasp_set_error(CLASP_ERR_NOMEM, "shard %s: out of memory", shard);
+        return clasp_set_error(CLASP_ERR_NOMEM, "shard %s: out of memory", name);
     }
     archive_read_support_filter_all(r->a);
     archive_read_support_format_tar(r->a);
+    *out = r;
+    return CLASP_OK;
+}
+
+/* Ends an open that libarchive refused: counts the shard as unreadable with libarchive's
+ * reason, releases the reader and returns `code`. */
+static clasp_status open_refused(clasp_tar_reader *r, clasp_status code) {
+    char msg[512];
+    const char *es = archive_error_string(r->a);
+    snprintf(msg, sizeof msg, "%s", es ? es : "cannot open");
+    if (r->stats) clasp_data_stats_shard_error(r->stats, CLASP_SHARD_UNREADABLE, r->shard, msg);
+    clasp_status st = clasp_set_error(code, "shard %s: %s", r->shard, msg);
+    clasp_tar_close(r);
+    return st;
+}
+
+clasp_status clasp_tar_open(const char *shard, clasp_data_stats *stats, size_t max_member_bytes,
+                            clasp_tar_reader **out) {
+    clasp_tar_reader *r;
+    *out = NULL;
+    CLASP_TRY(reader_new(shard, stats, max_member_bytes, &r));
     int rc;
     if (clasp_shard_is_pipe(shard)) {
         fflush(NULL);
@@ -129,14 +151,7 @@ clasp_status clasp_tar_open(const char *shard, clasp_data_stats *stats, size_t m
         }
         rc = archive_read_open_filename(r->a, shard, 1 << 16);
     }
-    if (rc != ARCHIVE_OK) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s",
-                 archive_error_string(r->a) ? archive_error_string(r->a) : "cannot open");
-        if (stats) clasp_data_stats_shard_error(stats, CLASP_SHARD_UNREADABLE, shard, msg);
-        clasp_tar_close(r);
-        return clasp_set_error(CLASP_ERR_IO, "shard %s: %s", shard, msg);
-    }
+    if (rc != ARCHIVE_OK) return open_refused(r, CLASP_ERR_IO);
     if (stats) clasp_data_stats_add(stats, &stats->shards_opened, 1);
     *out = r;
     return CLASP_OK;
@@ -145,27 +160,11 @@ clasp_status clasp_tar_open(const char *shard, clasp_data_stats *stats, size_t m
 clasp_status clasp_tar_open_memory(const void *data, size_t n, const char *name,
                                    clasp_data_stats *stats, size_t max_member_bytes,
                                    clasp_tar_reader **out) {
+    clasp_tar_reader *r;
     *out = NULL;
-    clasp_tar_reader *r = calloc(1, sizeof *r);
-    if (!r) return clasp_set_error(CLASP_ERR_NOMEM, "shard %s: out of memory", name);
-    r->stats = stats;
-    r->max_member = max_member_bytes ? max_member_bytes : CLASP_TAR_MAX_MEMBER_BYTES;
-    r->shard = strndup_(name, strlen(name));
-    r->a = archive_read_new();
-    if (!r->shard || !r->a) {
-        clasp_tar_close(r);
-        return clasp_set_error(CLASP_ERR_NOMEM, "shard %s: out of memory", name);
-    }
-    archive_read_support_filter_all(r->a);
-    archive_read_support_format_tar(r->a);
-    if (archive_read_open_memory(r->a, data, n) != ARCHIVE_OK) {
-        char msg[512];
-        const char *es = archive_error_string(r->a);
-        snprintf(msg, sizeof msg, "%s", es ? es : "cannot open");
-        if (stats) clasp_data_stats_shard_error(stats, CLASP_SHARD_UNREADABLE, name, msg);
-        clasp_tar_close(r);
-        return clasp_set_error(CLASP_ERR_FORMAT, "shard %s: %s", name, msg);
-    }
+    CLASP_TRY(reader_new(name, stats, max_member_bytes, &r));
+    if (archive_read_open_memory(r->a, data, n) != ARCHIVE_OK)
+        return open_refused(r, CLASP_ERR_FORMAT);
     if (stats) clasp_data_stats_add(stats, &stats->shards_opened, 1);
     *out = r;
     return CLASP_OK;

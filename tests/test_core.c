@@ -3,9 +3,11 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/arena.h"
+#include "core/array.h"
 #include "core/hash.h"
 #include "core/json.h"
 #include "core/rng.h"
@@ -236,5 +238,46 @@ Test(core, json_save_roundtrip_atomic) {
     int64_t step;
     cr_assert_eq(clasp_json_int(r, "step", path, "", 0, 100, &step), CLASP_OK);
     cr_assert_eq(step, 42);
+    cJSON_Delete(r);
+}
+
+Test(core, grow_doubles_and_keeps_the_array_on_failure) {
+    size_t cap = 0, n = 0;
+    int *v = NULL;
+    for (int i = 0; i < 100; i++) {
+        int *p = clasp_grow(v, n, &cap, sizeof *p, 4);
+        cr_assert_not_null(p);
+        if (n < 4) cr_assert_eq(cap, 4);
+        v = p;
+        v[n++] = i;
+    }
+    cr_assert_eq(cap, 128); /* 4, 8, ..., 128 */
+    for (int i = 0; i < 100; i++) cr_assert_eq(v[i], i);
+    cr_assert_eq(clasp_grow(v, 99, &cap, sizeof *v, 4), v, "room left: the same array");
+    size_t huge = SIZE_MAX / 2 + 1;
+    cr_assert_null(clasp_grow(v, huge, &huge, sizeof *v, 4), "capacity overflow");
+    cr_assert_eq(huge, SIZE_MAX / 2 + 1);
+    size_t c2 = 128;
+    cr_assert_null(clasp_grow(v, 128, &c2, SIZE_MAX / 64, 4), "byte count overflow");
+    cr_assert_eq(c2, 128);
+    cr_assert_eq(v[99], 99); /* still the caller's */
+    free(v);
+}
+
+Test(core, format_version_absent_is_1_and_newer_is_refused) {
+    cJSON *r = cJSON_Parse("{\"a\": 1}");
+    int v = 0;
+    cr_assert_eq(clasp_json_format_version(r, "x.json", 2, &v), CLASP_OK);
+    cr_assert_eq(v, 1);
+    cJSON_AddNumberToObject(r, "format_version", 2);
+    cr_assert_eq(clasp_json_format_version(r, "x.json", 2, &v), CLASP_OK);
+    cr_assert_eq(v, 2);
+    cr_assert_eq(clasp_json_format_version(r, "x.json", 1, &v), CLASP_ERR_UNSUPPORTED);
+    cr_assert(
+        strstr(clasp_last_error(), "x.json: format_version 2 is newer than this clasp reads (1)"),
+        "%s", clasp_last_error());
+    cJSON_ReplaceItemInObject(r, "format_version", cJSON_CreateString("2"));
+    cr_assert_eq(clasp_json_format_version(r, "x.json", 1, &v), CLASP_ERR_CONFIG);
+    cr_assert(strstr(clasp_last_error(), "format_version"), "%s", clasp_last_error());
     cJSON_Delete(r);
 }

@@ -485,3 +485,85 @@ Test(datasets, cli_shards_build_fmnist_and_exit_codes) {
     cr_assert_eq(cJSON_GetObjectItem(tr, "shards")->valueint, 3);
     cJSON_Delete(j);
 }
+
+/* A one-sample manifest in dir written by the library, with "format_version" then replaced by
+ * `version` (0: removed, as in manifests from before the field). */
+static void manifest_with_version(const char *dir, int version) {
+    clasp_manifest m;
+    cr_assert_eq(clasp_manifest_init(&m, "test"), CLASP_OK);
+    static const char *const exts[] = {"txt"};
+    cr_assert_eq(clasp_manifest_set_fields(&m, exts, 1), CLASP_OK);
+    clasp_shard_writer_config c = clasp_shard_writer_default_config();
+    c.dir = dir;
+    c.prefix = "train";
+    clasp_shard_writer *w;
+    cr_assert_eq(clasp_shard_writer_open(&c, &w), CLASP_OK);
+    clasp_shard_field f[] = {{"txt", "a cat", 5}};
+    cr_assert_eq(clasp_shard_writer_add(w, "k0", f, 1), CLASP_OK);
+    cr_assert_eq(clasp_shard_writer_close(w), CLASP_OK);
+    cr_assert_eq(clasp_manifest_add_split(&m, "train", w), CLASP_OK);
+    clasp_shard_writer_free(w);
+    cJSON *fv = cJSON_GetObjectItem(m.root, "format_version");
+    cr_assert(cJSON_IsNumber(fv) && fv->valueint == CLASP_MANIFEST_FORMAT_VERSION);
+    if (version == 0)
+        cJSON_DeleteItemFromObject(m.root, "format_version");
+    else
+        cJSON_SetNumberValue(fv, version);
+    cr_assert_eq(clasp_manifest_save(&m, dir), CLASP_OK, "%s", clasp_last_error());
+    clasp_manifest_free(&m);
+}
+
+/* Exit status of read_shards.py on dir; its output into out[cap]. -1 without python3. */
+static int read_shards_rc(const char *dir, char *out, size_t cap) {
+    if (access(PY, X_OK) != 0) return -1;
+    char script[700], cmd[1600], log[700];
+    clasp_test_ref_path("read_shards.py", script, sizeof script);
+    snprintf(log, sizeof log, "%s/read_shards.log", dir);
+    snprintf(cmd, sizeof cmd, "%s %s %s >%s 2>&1", PY, script, dir, log);
+    int rc = system(cmd);
+    char *text;
+    cr_assert_eq(clasp_read_file(log, 1 << 20, &text, NULL), CLASP_OK);
+    snprintf(out, cap, "%s", text);
+    free(text);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+Test(datasets, manifest_format_version_is_written_and_a_newer_one_refused) {
+    char d[512], log[2048];
+    clasp_test_tmpdir("ds_manifest_version", d, sizeof d);
+    manifest_with_version(d, CLASP_MANIFEST_FORMAT_VERSION);
+    cJSON *man;
+    int v = 0;
+    cr_assert_eq(clasp_manifest_load(d, &man, &v), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(v, CLASP_MANIFEST_FORMAT_VERSION);
+    cJSON_Delete(man);
+    int rc = read_shards_rc(d, log, sizeof log);
+    cr_assert(rc == -1 || rc == 0, "read_shards.py rc %d: %s", rc, log);
+
+    manifest_with_version(d, CLASP_MANIFEST_FORMAT_VERSION + 1);
+    cr_assert_eq(clasp_manifest_load(d, &man, &v), CLASP_ERR_UNSUPPORTED);
+    cr_assert_null(man);
+    char want[900];
+    snprintf(want, sizeof want,
+             "%s/manifest.json: format_version %d is newer than this clasp reads (%d)", d,
+             CLASP_MANIFEST_FORMAT_VERSION + 1, CLASP_MANIFEST_FORMAT_VERSION);
+    cr_assert(strstr(clasp_last_error(), want), "%s", clasp_last_error());
+    rc = read_shards_rc(d, log, sizeof log);
+    cr_assert(rc == -1 || rc == 2, "read_shards.py rc %d: %s", rc, log);
+    if (rc == 2)
+        cr_assert(strstr(log, "format_version 2 is newer than this script reads (1)"), "%s", log);
+}
+
+Test(datasets, manifest_without_format_version_reads_as_version_1) {
+    char d[512], log[2048];
+    clasp_test_tmpdir("ds_manifest_noversion", d, sizeof d);
+    manifest_with_version(d, 0);
+    cJSON *man;
+    int v = 0;
+    cr_assert_eq(clasp_manifest_load(d, &man, &v), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(v, 1);
+    cr_assert_null(cJSON_GetObjectItem(man, "format_version"));
+    cJSON_Delete(man);
+    int rc = read_shards_rc(d, log, sizeof log);
+    cr_assert(rc == -1 || rc == 0, "read_shards.py rc %d: %s", rc, log);
+}

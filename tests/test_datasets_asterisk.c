@@ -13,6 +13,8 @@
 #include "core/hash.h"
 #include "core/json.h"
 #include "datasets/asterisk.h"
+#include "datasets/espeak.h"
+#include "datasets/split.h"
 #include "testutil.h"
 
 static void mkdirs(const char *path) {
@@ -151,4 +153,73 @@ Test(datasets_asterisk, real_packages) {
     cJSON_Delete(sum);
     cr_assert_gt(m.n_skipped, 0); /* beeps and silence are always there */
     clasp_manifest_free(&m);
+}
+
+/* One split rule: the asterisk builder and espeak speaking the asterisk transcripts put each
+ * prompt in the same split, the one datasets/split.h gives its key. */
+Test(datasets_asterisk, espeak_speaks_each_prompt_into_the_same_split) {
+    if (system("espeak-ng --version >/dev/null 2>&1") != 0)
+        cr_skip_test("espeak-ng not installed (apt-get install espeak-ng)");
+    char base[512], doc[700], snd[700], sub[760], out[700], spk[700], p[800];
+    clasp_test_tmpdir("dsa_espeak_split", base, sizeof base);
+    snprintf(doc, sizeof doc, "%s/usr/share/doc/asterisk-core-sounds-en", base);
+    snprintf(snd, sizeof snd, "%s/usr/share/asterisk/sounds/en_US_f_Test", base);
+    snprintf(sub, sizeof sub, "%s/digits", snd);
+    snprintf(out, sizeof out, "%s/out", base);
+    snprintf(spk, sizeof spk, "%s/spk", base);
+    mkdirs(doc);
+    mkdirs(sub);
+    const char *names[] = {"hello", "vm-intro", "goodbye", "digits/1", "agent-pass", "welcome"};
+    const char *txt = "hello: Hello.\nvm-intro: Intro.\ngoodbye: Goodbye.\ndigits/1: One.\n"
+                      "agent-pass: Password.\nwelcome: Welcome.\n";
+    snprintf(p, sizeof p, "%s/core-sounds-en.txt.gz", doc);
+    cr_assert_eq(clasp_write_file_atomic(p, txt, strlen(txt)), CLASP_OK);
+    for (int i = 0; i < 6; i++) {
+        char f[64];
+        snprintf(f, sizeof f, "%s.wav", names[i]);
+        wav(snd, f, 200);
+    }
+    clasp_asterisk_options o = clasp_asterisk_default_options();
+    o.src_root = base;
+    o.out_dir = out;
+    o.langs = "en";
+    o.val_percent = 50;
+    clasp_manifest m;
+    cr_assert_eq(clasp_asterisk_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
+    clasp_manifest_free(&m);
+    clasp_espeak_options e = clasp_espeak_default_options();
+    e.from = "asterisk";
+    e.src_root = base;
+    e.out_dir = spk;
+    e.voices = "en-us";
+    e.speeds = "170";
+    e.pitches = "40";
+    e.variants = 0;
+    e.val_percent = 50;
+    cr_assert_eq(clasp_espeak_build(&e, &m), CLASP_OK, "%s", clasp_last_error());
+    clasp_manifest_free(&m);
+
+    int n_val = 0;
+    for (int i = 0; i < 6; i++) {
+        char key[64], in_val[1000], in_tr[1000], sp_val[1000], sp_tr[1000];
+        snprintf(key, sizeof key, "en/%s", names[i]);
+        snprintf(in_val, sizeof in_val,
+                 "tar tf %s/validation-000000.tar 2>/dev/null | grep -qx '%s.wav'", out, key);
+        snprintf(in_tr, sizeof in_tr, "tar tf %s/train-000000.tar 2>/dev/null | grep -qx '%s.wav'",
+                 out, key);
+        snprintf(sp_val, sizeof sp_val,
+                 "tar tf %s/validation-000000.tar 2>/dev/null | grep -q '^asterisk/%s/.*\\.wav$'",
+                 spk, key);
+        snprintf(sp_tr, sizeof sp_tr,
+                 "tar tf %s/train-000000.tar 2>/dev/null | grep -q '^asterisk/%s/.*\\.wav$'", spk,
+                 key);
+        bool a_val = system(in_val) == 0, e_val = system(sp_val) == 0;
+        cr_assert(a_val || system(in_tr) == 0, "%s in no asterisk split", key);
+        cr_assert(e_val || system(sp_tr) == 0, "%s in no espeak split", key);
+        cr_assert_eq(a_val, e_val, "%s: asterisk %s, espeak %s", key,
+                     a_val ? "validation" : "train", e_val ? "validation" : "train");
+        cr_assert_eq(a_val, clasp_split_is_validation(key, 50));
+        n_val += a_val;
+    }
+    cr_assert(n_val > 0 && n_val < 6, "both splits used (%d of 6 in validation)", n_val);
 }

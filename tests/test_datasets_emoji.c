@@ -14,6 +14,8 @@
 #include "core/hash.h"
 #include "core/json.h"
 #include "datasets/emoji.h"
+#include "datasets/espeak.h"
+#include "datasets/split.h"
 #include "modalities/image.h"
 #include "testutil.h"
 
@@ -351,4 +353,58 @@ Test(datasets_emoji, real_packages_from_cache) {
     if (clasp_hash_str("1F44D", 0) % 100 >= 10) read_split(out, "train", tr, sizeof tr);
     cr_assert(strstr(tr, "twitter/1F44D.txt=thumbs up\n"));
     run_read_shards(out);
+}
+
+/* One split rule: an emoji's images (emoji builder) and its spoken name (espeak, source
+ * "emoji") land in the same split, the one datasets/split.h gives its split id. */
+Test(datasets_emoji, espeak_speaks_each_emoji_into_the_same_split) {
+    if (system("espeak-ng --version >/dev/null 2>&1") != 0)
+        cr_skip_test("espeak-ng not installed (apt-get install espeak-ng)");
+    char base[512], src[700], img[700], spk[700];
+    clasp_test_tmpdir("dse_espeak_split", base, sizeof base);
+    snprintf(src, sizeof src, "%s/src", base);
+    snprintf(img, sizeof img, "%s/img", base);
+    snprintf(spk, sizeof spk, "%s/spk", base);
+    cr_assert_eq(clasp_mkdir_p(src), CLASP_OK);
+    fake_packages(src);
+    clasp_emoji_options o = clasp_emoji_default_options();
+    o.src_dir = src;
+    o.out_dir = img;
+    o.val_percent = 50;
+    clasp_manifest m;
+    cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
+    clasp_manifest_free(&m);
+    clasp_espeak_options e = clasp_espeak_default_options();
+    e.from = "emoji";
+    e.emoji_dir = src;
+    e.out_dir = spk;
+    e.voices = "en-us";
+    e.speeds = "170";
+    e.pitches = "40";
+    e.variants = 0;
+    e.val_percent = 50;
+    cr_assert_eq(clasp_espeak_build(&e, &m), CLASP_OK, "%s", clasp_last_error());
+    clasp_manifest_free(&m);
+
+    static char img_tr[1 << 16], img_va[1 << 16], spk_tr[1 << 16], spk_va[1 << 16];
+    read_split(img, "train", img_tr, sizeof img_tr);
+    read_split(img, "validation", img_va, sizeof img_va);
+    read_split(spk, "train", spk_tr, sizeof spk_tr);
+    read_split(spk, "validation", spk_va, sizeof spk_va);
+    const char *unified[] = {"1F600", "2764-FE0F", "1F44D", "1F4A9", "1F680", "1F525"};
+    const char *split_id[] = {"1F600", "2764", "1F44D", "1F4A9", "1F680", "1F525"};
+    int n_val = 0;
+    for (int i = 0; i < 6; i++) {
+        char ik[64], sk[64];
+        snprintf(ik, sizeof ik, "twitter/%s.png=", unified[i]);
+        snprintf(sk, sizeof sk, "emoji/%s/", split_id[i]);
+        bool img_val = strstr(img_va, ik) != NULL, spk_val = strstr(spk_va, sk) != NULL;
+        cr_assert(img_val || strstr(img_tr, ik), "%s in no split", ik);
+        cr_assert(spk_val || strstr(spk_tr, sk), "%s in no split", sk);
+        cr_assert_eq(img_val, spk_val, "%s: image in %s, spoken name in %s", split_id[i],
+                     img_val ? "validation" : "train", spk_val ? "validation" : "train");
+        cr_assert_eq(img_val, clasp_split_is_validation(split_id[i], 50));
+        n_val += img_val;
+    }
+    cr_assert(n_val > 0 && n_val < 6, "both splits used (%d of 6 in validation)", n_val);
 }

@@ -15,18 +15,6 @@
 
 #define CKPT_PREFIX "step-"
 
-clasp_status clasp_format_version_check(const cJSON *doc, const char *file, int64_t supported,
-                                        int64_t *version) {
-    int64_t v = 1;
-    CLASP_TRY(clasp_json_int_opt(doc, "format_version", file, "", 1, INT32_MAX, 1, &v));
-    if (version) *version = v;
-    if (v > supported)
-        return clasp_set_error(CLASP_ERR_FORMAT,
-                               "%s: format_version %lld is newer than this clasp reads (%lld)",
-                               file, (long long)v, (long long)supported);
-    return CLASP_OK;
-}
-
 static void fsync_dir_(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
@@ -219,7 +207,9 @@ clasp_status clasp_ckpt_open(const char *dir, clasp_ckpt *c) {
     char path[4400];
     snprintf(path, sizeof path, "%s/state.json", dir);
     CLASP_TRY(clasp_json_load(path, &c->state));
-    clasp_status vs = clasp_format_version_check(c->state, path, CLASP_CKPT_FORMAT_VERSION, NULL);
+    int version;
+    clasp_status vs =
+        clasp_json_format_version(c->state, path, CLASP_CKPT_FORMAT_VERSION, &version);
     if (vs != CLASP_OK) {
         clasp_ckpt_close(c);
         return vs;

@@ -24,12 +24,6 @@
 
 #define CLASP_CKPT_FORMAT_VERSION 1
 
-/* A format version check shared by the readers of clasp's files: doc's "format_version" (absent:
- * 1) into *version (may be NULL); CLASP_ERR_FORMAT naming `file` and both versions when it is
- * newer than `supported`, or naming the field when it is not a positive integer. */
-clasp_status clasp_format_version_check(const cJSON *doc, const char *file, int64_t supported,
-                                        int64_t *version);
-
 typedef struct clasp_named_tensor {
     const char *name;
     int ndim;

@@ -342,7 +342,8 @@ clasp_status clasp_run_check_version(const char *run_dir) {
     fclose(f);
     cJSON *o = NULL;
     CLASP_TRY(clasp_json_load(path, &o));
-    clasp_status s = clasp_format_version_check(o, path, CLASP_RUN_FORMAT_VERSION, NULL);
+    int version;
+    clasp_status s = clasp_json_format_version(o, path, CLASP_RUN_FORMAT_VERSION, &version);
     cJSON_Delete(o);
     return s;
 }

@@ -21,7 +21,8 @@ the rest, lower-cased) and checks:
   - --espeak: keys are SOURCEKEY/VOICE_sSPEED_pPITCH matching the .json, .wav is a 16-bit mono
     22050 Hz WAV with frames (Python's wave module); no json "split_id" occurs in two splits
     (all voices of a transcript in one split).
-Prints one line per problem and "read_shards: N samples ok" at the end; exit 1 on any problem.
+Prints one line per problem and "read_shards: N samples ok" at the end; exit 1 on any problem,
+2 for bad arguments or a manifest "format_version" newer than this script reads.
 """
 import gzip
 import io
@@ -38,6 +39,9 @@ TEMPLATES = ["a photo of a {}", "a picture of a {}", "a {} on a white background
 SEEDS = {"train": 0x5EED0000, "test": 0x7E570000}
 IDX = {"train": "train", "test": "t10k"}
 MASK64 = (1 << 64) - 1
+# The manifest layout this script reads (datasets/manifest.h CLASP_MANIFEST_FORMAT_VERSION);
+# a manifest without "format_version" is version 1.
+MANIFEST_FORMAT_VERSION = 1
 
 
 def splitmix64(x):
@@ -105,8 +109,14 @@ def main(argv):
         if len(problems) <= 50:
             print("problem:", msg)
 
-    with open(os.path.join(root, "manifest.json"), encoding="utf-8") as f:
+    man_path = os.path.join(root, "manifest.json")
+    with open(man_path, encoding="utf-8") as f:
         man = json.load(f)
+    version = man.get("format_version", 1)
+    if version > MANIFEST_FORMAT_VERSION:
+        print(f"{man_path}: format_version {version} is newer than this script reads "
+              f"({MANIFEST_FORMAT_VERSION})")
+        return 2
     if fields is None:
         fields = man.get("fields")
     try:
