@@ -4,40 +4,75 @@
  * "version": 1, "model": DIR, "model_hash": xxh64 of model.safetensors (hex), "modality":
  * "image"|"text"|"audio", "dim": D, "count": N, "keys": [...]}. Keys are the file names
  * (--image, --audio), the 1-based line numbers as strings (--text; empty lines are skipped) or
- * the sample keys (--shards). */
+ * the sample keys (--shards). `-o -` writes the .npy to stdout and the sidecar only where
+ * --sidecar FILE says. */
 #include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/hash.h"
 #include "core/json.h"
 #include "export/export.h"
 #include "pipeline/loader.h"
 #include "eval/retrieval.h"
 
-static void usage_(FILE *f) {
-    fprintf(f,
-            "usage: clasp embed --model DIR (--image FILES... | --audio FILES... | --text FILE |\n"
-            "                   --shards SPEC) -o OUT.npy [--modality image|text|audio]\n"
-            "                   [--batch-size B] [--threads N] [--workers W] [--json]\n\n"
-            "Embeds inputs with an export (or a checkpoint or run folder) into OUT.npy (float32,\n"
-            "N x D, unit rows) and OUT.json (model hash, modality, keys).\n"
-            "  --image FILES...   image files (keys: the file names)\n"
-            "  --audio FILES...   audio files (WAV, FLAC, OGG, Opus, MP3; keys: the file names),\n"
-            "                     prepared as the export's preprocess.json says (mono, the\n"
-            "                     model's rate, head of a long file, padding of a short one)\n"
-            "  --text FILE        one text per line (keys: line numbers; empty lines skipped)\n"
-            "  --shards SPEC      samples of shards; --modality image, audio (the audio field)\n"
-            "                     or text (the first caption); default: image if the model\n"
-            "                     has an image tower, else audio, else text. Keys: sample keys\n"
-            "  --batch-size B     rows per engine call (default 256)\n"
-            "  --threads N        compute threads (default 1)\n"
-            "  --workers W        decode threads for --shards (default 1)\n"
-            "  --json             summary on stdout\n");
-}
+/* The option values of one invocation; the table below points into it. */
+typedef struct embed_args {
+    const char *model, *text, *shards, *out, *sidecar;
+    clasp_arg_list images, audio;
+    int modality; /* CHOICE index into "image|text|audio"; -1: not given */
+    int batch, threads, workers;
+    bool json;
+} embed_args;
+
+#define A(field) offsetof(embed_args, field)
+static const clasp_arg embed_table[] = {
+    CLASP_ARG_COMMAND(
+        "embed",
+        "--model DIR (--image FILES... | --audio FILES... | --text FILE |\n"
+        " --shards SPEC) -o OUT.npy [--modality image|text|audio]\n"
+        " [--batch-size B] [--threads N] [--workers W] [--json]",
+        "Embeds inputs with an export (or a checkpoint or run folder) into OUT.npy (float32,\n"
+        "N x D, unit rows) and the sidecar OUT.json (model hash, modality, keys).\n\n",
+        NULL),
+    CLASP_ARG_MODEL(A(model), "DIR"),
+    {"image", 0, CLASP_ARG_LIST, A(images), "FILES...",
+     "image files (keys: the file names; '-': one image from stdin)", NULL, CLASP_ARG_IN, 0, 0,
+     NULL, NULL},
+    {"audio", 0, CLASP_ARG_LIST, A(audio), "FILES...",
+     "audio files (WAV, FLAC, OGG, Opus, MP3; keys: the file names; '-': one file from stdin), "
+     "prepared as the export's preprocess.json says (mono, the model's rate, head of a long file, "
+     "padding of a short one)",
+     NULL, CLASP_ARG_IN, 0, 0, NULL, NULL},
+    {"text", 0, CLASP_ARG_STRING, A(text), "FILE",
+     "one text per line, '-' = stdin (keys: line numbers; empty lines skipped)", NULL, CLASP_ARG_IN,
+     0, 0, NULL, NULL},
+    {"shards", 0, CLASP_ARG_STRING, A(shards), "SPEC",
+     "samples of shards; --modality image, audio (the audio field) or text (the first caption); "
+     "default: image if the model has an image tower, else audio, else text. Keys: sample keys",
+     NULL, 0, 0, 0, NULL, NULL},
+    {"modality", 0, CLASP_ARG_CHOICE, A(modality), NULL, "what to embed of --shards", NULL, 0, 0, 0,
+     "image|text|audio", NULL},
+    {"out", 'o', CLASP_ARG_STRING, A(out), "OUT.npy",
+     "the embeddings; '-' writes the .npy to stdout (then the sidecar is written only with "
+     "--sidecar)",
+     NULL, CLASP_ARG_REQ | CLASP_ARG_OUT, 0, 0, NULL, NULL},
+    {"sidecar", 0, CLASP_ARG_STRING, A(sidecar), "FILE",
+     "where the sidecar JSON goes (default: OUT.npy with .json for .npy)", NULL, CLASP_ARG_OUT, 0,
+     0, NULL, NULL},
+    CLASP_ARG_BATCH(A(batch)),
+    CLASP_ARG_THREADS(A(threads), "1"),
+    CLASP_ARG_WORKERS(A(workers), " for --shards"),
+    CLASP_ARG_JSON(A(json), "summary on stdout"),
+    CLASP_ARG_END,
+};
+#undef A
 
 typedef struct key_list {
     char **k;
@@ -163,14 +198,8 @@ static clasp_status embed_shards_(clasp_embedder *em, const char *spec, clasp_to
     return s;
 }
 
-static clasp_status write_sidecar_(const char *npy, const clasp_embedder *em, const char *model,
+static clasp_status write_sidecar_(const char *path, const clasp_embedder *em, const char *model,
                                    const char *modality, size_t n, const key_list *keys) {
-    char path[4200];
-    size_t len = strlen(npy);
-    if (len > 4 && !strcmp(npy + len - 4, ".npy"))
-        snprintf(path, sizeof path, "%.*s.json", (int)(len - 4), npy);
-    else
-        snprintf(path, sizeof path, "%s.json", npy);
     char hex[17];
     clasp_hash_hex(em->model_hash, hex);
     cJSON *j = cJSON_CreateObject();
@@ -197,125 +226,85 @@ static clasp_status write_sidecar_(const char *npy, const clasp_embedder *em, co
     return s;
 }
 
+/* Embeds the one input of e with em into *emb (n rows), the keys into keys. */
+static clasp_status embed_input_(clasp_embedder *em, const embed_args *e, clasp_tower tower,
+                                 const char *mod, key_list *keys, float **emb, size_t *n) {
+    size_t D = (size_t)em->D;
+    if (!clasp_embedder_has(em, tower))
+        return clasp_set_error(CLASP_ERR_CONFIG, "%s: the model has no %s tower", e->model, mod);
+    if (e->images.n || e->audio.n) {
+        const clasp_arg_list *l = e->images.n ? &e->images : &e->audio;
+        *emb = malloc((size_t)l->n * D * sizeof(float));
+        clasp_status s = !*emb        ? clasp_set_error(CLASP_ERR_NOMEM, "out of memory")
+                         : e->audio.n ? clasp_embedder_audio_files(em, l->v, l->n, *emb)
+                                      : clasp_embedder_image_files(em, l->v, l->n, *emb);
+        for (int i = 0; i < l->n && s == CLASP_OK; i++)
+            if (!key_add_(keys, clasp_args_display(l->v[i])))
+                s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
+        *n = (size_t)l->n;
+        return s;
+    }
+    if (e->text) return embed_text_file_(em, e->text, keys, emb, n);
+    clasp_status s = embed_shards_(em, e->shards, tower, e->workers, keys, emb, n);
+    if (s == CLASP_OK && *n == 0)
+        s = clasp_set_error(CLASP_ERR_FORMAT, "%s: no usable sample", e->shards);
+    return s;
+}
+
+/* The modality embedded: the input's, or for --shards --modality or the model's first tower of
+ * image, audio, text. */
+static const char *modality_(const embed_args *e, const clasp_embedder *em) {
+    static const char *const names[] = {"image", "text", "audio"};
+    if (e->text) return "text";
+    if (e->audio.n) return "audio";
+    if (e->images.n) return "image";
+    if (e->modality >= 0) return names[e->modality];
+    return clasp_embedder_has(em, CLASP_TOWER_IMAGE)   ? "image"
+           : clasp_embedder_has(em, CLASP_TOWER_AUDIO) ? "audio"
+                                                       : "text";
+}
+
 int clasp_cmd_embed(int argc, char **argv) {
-    const char *model = NULL, *text = NULL, *shards = NULL, *out = NULL, *modality = NULL;
-    const char **images = NULL, **audio = NULL;
-    int n_images = 0, n_audio = 0, batch = 256, threads = 1, workers = 1;
-    bool json = false;
-    images = calloc((size_t)argc, sizeof *images);
-    audio = calloc((size_t)argc, sizeof *audio);
-    if (!images || !audio) {
-        free(images);
-        free(audio);
-        return 1;
-    }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage_(stdout);
-            free(images);
-            free(audio);
-            return 0;
-        } else if (!strcmp(a, "--model") && i + 1 < argc) {
-            model = argv[++i];
-        } else if (!strcmp(a, "--image")) {
-            while (i + 1 < argc && argv[i + 1][0] != '-') images[n_images++] = argv[++i];
-        } else if (!strcmp(a, "--audio")) {
-            while (i + 1 < argc && argv[i + 1][0] != '-') audio[n_audio++] = argv[++i];
-        } else if (!strcmp(a, "--text") && i + 1 < argc) {
-            text = argv[++i];
-        } else if (!strcmp(a, "--shards") && i + 1 < argc) {
-            shards = argv[++i];
-        } else if (!strcmp(a, "--modality") && i + 1 < argc) {
-            modality = argv[++i];
-        } else if (!strcmp(a, "-o") && i + 1 < argc) {
-            out = argv[++i];
-        } else if (!strcmp(a, "--batch-size") && i + 1 < argc) {
-            batch = atoi(argv[++i]);
-        } else if (!strcmp(a, "--threads") && i + 1 < argc) {
-            threads = atoi(argv[++i]);
-        } else if (!strcmp(a, "--workers") && i + 1 < argc) {
-            workers = atoi(argv[++i]);
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else {
-            fprintf(stderr, "clasp embed: unknown or incomplete option %s\n", a);
-            usage_(stderr);
-            free(images);
-            free(audio);
-            return 2;
-        }
-    }
-    int sources = (n_images > 0) + (n_audio > 0) + (text != NULL) + (shards != NULL);
-    if (!model || !out || sources != 1 || batch < 1 || threads < 1 || workers < 1 ||
-        (modality && strcmp(modality, "image") && strcmp(modality, "text") &&
-         strcmp(modality, "audio"))) {
-        fprintf(stderr, "clasp embed: need --model, -o and exactly one of --image, --audio, "
-                        "--text, --shards (positive --batch-size/--threads/--workers; "
-                        "--modality image|text|audio)\n");
-        usage_(stderr);
-        free(images);
-        free(audio);
-        return 2;
-    }
+    embed_args e = {.modality = -1, .batch = 256, .threads = 1, .workers = 1};
+    int rc;
+    if (!clasp_args_parse(embed_table, &e, argc, argv, &rc)) return rc;
+    if ((e.images.n > 0) + (e.audio.n > 0) + (e.text != NULL) + (e.shards != NULL) != 1)
+        return clasp_args_usage_error(embed_table,
+                                      "need exactly one of --image, --audio, --text, --shards");
+    const char *out_name = clasp_args_display(e.out);
+    char sidecar[4200] = "";
+    if (e.sidecar)
+        snprintf(sidecar, sizeof sidecar, "%s", e.sidecar);
+    else if (strcmp(out_name, "-") != 0)
+        clasp_cli_sidecar_path(e.out, sidecar, sizeof sidecar);
     clasp_embedder em;
-    if (clasp_embedder_open(model, threads, batch, &em) != CLASP_OK) {
-        fprintf(stderr, "clasp embed: %s\n", clasp_last_error());
-        free(images);
-        free(audio);
-        return 1;
-    }
-    const char *mod = text ? "text" : n_audio ? "audio" : n_images ? "image" : modality;
-    if (!mod) /* --shards without --modality: the model's first tower of image, audio, text */
-        mod = clasp_embedder_has(&em, CLASP_TOWER_IMAGE)   ? "image"
-              : clasp_embedder_has(&em, CLASP_TOWER_AUDIO) ? "audio"
-                                                           : "text";
+    if (clasp_embedder_open(e.model, e.threads, e.batch, &em) != CLASP_OK)
+        return clasp_args_fail(embed_table);
+    const char *mod = modality_(&e, &em);
     clasp_tower tower = !strcmp(mod, "text")    ? CLASP_TOWER_TEXT
                         : !strcmp(mod, "audio") ? CLASP_TOWER_AUDIO
                                                 : CLASP_TOWER_IMAGE;
     key_list keys = {0};
     float *emb = NULL;
-    size_t n = 0;
-    clasp_status s = CLASP_OK;
-    size_t D = (size_t)em.D;
-    if (!clasp_embedder_has(&em, tower)) {
-        s = clasp_set_error(CLASP_ERR_CONFIG, "%s: the model has no %s tower", model, mod);
-    } else if (n_images || n_audio) {
-        const char **files = n_images ? images : audio;
-        int nf = n_images ? n_images : n_audio;
-        emb = malloc((size_t)nf * D * sizeof(float));
-        s = !emb      ? clasp_set_error(CLASP_ERR_NOMEM, "out of memory")
-            : n_audio ? clasp_embedder_audio_files(&em, files, nf, emb)
-                      : clasp_embedder_image_files(&em, files, nf, emb);
-        for (int i = 0; i < nf && s == CLASP_OK; i++)
-            if (!key_add_(&keys, files[i])) s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
-        n = (size_t)nf;
-    } else if (text) {
-        s = embed_text_file_(&em, text, &keys, &emb, &n);
-    } else {
-        s = embed_shards_(&em, shards, tower, workers, &keys, &emb, &n);
-        if (s == CLASP_OK && n == 0)
-            s = clasp_set_error(CLASP_ERR_FORMAT, "%s: no usable sample", shards);
-    }
-    if (s == CLASP_OK) s = clasp_npy_write_f32(out, emb, (int64_t)n, (int64_t)D);
-    if (s == CLASP_OK) s = write_sidecar_(out, &em, model, mod, n, &keys);
-    int rc = 0;
+    size_t n = 0, D = (size_t)em.D;
+    clasp_status s = embed_input_(&em, &e, tower, mod, &keys, &emb, &n);
+    if (s == CLASP_OK) s = clasp_npy_write_f32(e.out, emb, (int64_t)n, (int64_t)D);
+    if (s == CLASP_OK && sidecar[0]) s = write_sidecar_(sidecar, &em, e.model, mod, n, &keys);
+    rc = 0;
     if (s != CLASP_OK) {
-        fprintf(stderr, "clasp embed: %s\n", clasp_last_error());
-        rc = 1;
+        rc = clasp_args_fail(embed_table);
     } else {
         char hex[17];
         clasp_hash_hex(em.model_hash, hex);
-        fprintf(stderr, "clasp embed: %zu %s embeddings of dim %zu -> %s\n", n, mod, D, out);
-        if (json)
+        fprintf(stderr, "clasp embed: %zu %s embeddings of dim %zu -> %s\n", n, mod, D,
+                strcmp(out_name, "-") ? out_name : "stdout");
+        if (e.json)
             printf("{\"output\": \"%s\", \"count\": %zu, \"dim\": %zu, \"modality\": \"%s\", "
                    "\"model_hash\": \"%s\"}\n",
-                   out, n, D, mod, hex);
+                   out_name, n, D, mod, hex);
     }
     free(emb);
     key_free_(&keys);
     clasp_embedder_close(&em);
-    free(images);
-    free(audio);
     return rc;
 }

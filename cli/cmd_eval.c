@@ -5,63 +5,105 @@
  * checkpoint inside a run folder the result is also appended to RUN/metrics.jsonl as one line
  * with "kind": "eval". */
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/hash.h"
 #include "eval/eval.h"
 #include "export/export.h"
 #include "eval/retrieval.h"
 
-static void usage_(FILE *f) {
-    fprintf(f, "usage: clasp eval --model EXPORT|CKPT|RUN --data SPEC [--zeroshot classes.txt\n"
-               "                  [--templates t.txt]] [--retrieval [--all-captions]]\n"
-               "                  [--probe-train SPEC [--probe-l2 X] [--probe-iters N]]\n"
-               "                  [--threads N] [--batch-size B] [--workers W] [--json]\n\n"
-               "Evaluates a model on the samples of SPEC (in shard order, no augmentation).\n"
-               "  --zeroshot FILE     zero-shot classification: class names (one per line, line i\n"
-               "                      = label i of the samples' .cls); --templates FILE: prompts\n"
-               "                      with '{}' (class embedding = mean of the normalised prompt\n"
-               "                      embeddings, renormalised). top-1/5/10, recall per class.\n"
-               "  --retrieval         image<->text retrieval R@1/5/10, mean and median rank\n"
-               "                      (OpenCLIP's definitions); the default when nothing else is\n"
-               "                      asked. --all-captions: every caption of a sample's json\n"
-               "                      'captions' list is a query; image->text counts the best.\n"
-               "  --probe-train SPEC  linear probe: logistic regression on frozen image features\n"
-               "                      of SPEC (labels from .cls), accuracy on --data's features.\n"
-               "                      --probe-l2 (default 1e-4), --probe-iters (default 1000).\n"
-               "  --threads N         compute threads (default 2); --batch-size B (default 256);\n"
-               "  --workers W         decode threads (default 1)\n"
-               "  --json              result as JSON on stdout\n");
-    fprintf(f, "audio (models with an audio tower)\n"
-               "  --pair audio-text   audio<->text retrieval on --data (the default for a model\n"
-               "                      without an image tower): every clip queries the distinct\n"
-               "                      captions of --data (audio->text), every distinct caption\n"
-               "                      queries all clips, any clip of that caption counting\n"
-               "                      (text->audio); R@1/5/10, mean/median rank, chance levels\n"
-               "  --gallery SPEC      audio->image retrieval: each clip of --data queries the\n"
-               "                      images of SPEC; the relevant images are those whose caption\n"
-               "                      equals the clip's (--match text: same tokens after the\n"
-               "                      model's normalisation, e.g. a spoken emoji name and the\n"
-               "                      emoji's label); R@1/5/10 and chance (1 - C(N-m,k)/C(N,k))\n");
-}
+/* The option values of one invocation; the table below points into it. */
+typedef struct eval_args {
+    const char *model, *data, *zs, *tmpl, *probe, *gallery;
+    int pair, match; /* CHOICE indexes; pair -1: not given */
+    bool retrieval, all_caps, json;
+    int threads, batch, workers;
+    clasp_probe_options po;
+} eval_args;
+
+#define A(field) offsetof(eval_args, field)
+static const char s_audio[] = "audio (models with an audio tower)";
+static const clasp_arg eval_table[] = {
+    CLASP_ARG_COMMAND(
+        "eval",
+        "--model EXPORT|CKPT|RUN --data SPEC [--zeroshot classes.txt\n"
+        " [--templates t.txt]] [--retrieval [--all-captions]]\n"
+        " [--probe-train SPEC [--probe-l2 X] [--probe-iters N]]\n"
+        " [--threads N] [--batch-size B] [--workers W] [--json]",
+        "Evaluates a model on the samples of SPEC (in shard order, no augmentation). Human text "
+        "goes\n"
+        "to stderr; when the model is a checkpoint of a run folder the result is also appended to\n"
+        "RUN/metrics.jsonl.\n\n",
+        NULL),
+    {"model", 0, CLASP_ARG_STRING, A(model), "EXPORT|CKPT|RUN",
+     "the model: an export folder, a checkpoint, or a run folder (its latest checkpoint)", NULL,
+     CLASP_ARG_REQ | CLASP_ARG_DIR, 0, 0, NULL, NULL},
+    {"data", 0, CLASP_ARG_STRING, A(data), "SPEC", "the evaluation shards", NULL, CLASP_ARG_REQ, 0,
+     0, NULL, NULL},
+    {"zeroshot", 0, CLASP_ARG_STRING, A(zs), "FILE",
+     "zero-shot classification: class names (one per line, line i = label i of the samples' .cls); "
+     "top-1/5/10, recall per class",
+     NULL, CLASP_ARG_IN, 0, 0, NULL, NULL},
+    {"templates", 0, CLASP_ARG_STRING, A(tmpl), "FILE",
+     "zero-shot prompts with '{}' (class embedding = mean of the normalised prompt embeddings, "
+     "renormalised)",
+     NULL, CLASP_ARG_IN, 0, 0, NULL, NULL},
+    {"retrieval", 0, CLASP_ARG_FLAG, A(retrieval), NULL,
+     "image<->text retrieval R@1/5/10, mean and median rank (OpenCLIP's definitions); the default "
+     "when nothing else is asked",
+     NULL, 0, 0, 0, NULL, NULL},
+    {"all-captions", 0, CLASP_ARG_FLAG, A(all_caps), NULL,
+     "every caption of a sample's json 'captions' list is a retrieval query (implies "
+     "--retrieval); image->text counts the best-ranked caption of an image",
+     NULL, 0, 0, 0, NULL, NULL},
+    {"probe-train", 0, CLASP_ARG_STRING, A(probe), "SPEC",
+     "linear probe: logistic regression on frozen image features of SPEC (labels from .cls), "
+     "accuracy on --data's features",
+     NULL, 0, 0, 0, NULL, NULL},
+    {"probe-l2", 0, CLASP_ARG_DOUBLE, A(po.l2), "X", "L2 penalty of the probe (default 1e-4)", NULL,
+     0, 0, 0, NULL, NULL},
+    {"probe-iters", 0, CLASP_ARG_INT, A(po.max_iter), "N", "iterations of the probe (default 1000)",
+     NULL, 0, 1, 0, NULL, NULL},
+    CLASP_ARG_THREADS(A(threads), "2"),
+    CLASP_ARG_BATCH(A(batch)),
+    CLASP_ARG_WORKERS(A(workers), ""),
+    CLASP_ARG_JSON(A(json), "result as JSON on stdout"),
+    {"pair", 0, CLASP_ARG_CHOICE, A(pair), NULL,
+     "audio-text: audio<->text retrieval on --data (the default for a model without an image "
+     "tower): every clip queries the distinct captions of --data (audio->text), every distinct "
+     "caption queries all clips, any clip of that caption counting (text->audio); R@1/5/10, "
+     "mean/median rank, chance levels",
+     s_audio, 0, 0, 0, "audio-text|image-text", NULL},
+    {"gallery", 0, CLASP_ARG_STRING, A(gallery), "SPEC",
+     "audio->image retrieval: each clip of --data queries the images of SPEC; the relevant images "
+     "are those whose caption equals the clip's (--match text: same tokens after the model's "
+     "normalisation, e.g. a spoken emoji name and the emoji's label); R@1/5/10 and chance (1 - "
+     "C(N-m,k)/C(N,k))",
+     s_audio, 0, 0, 0, NULL, NULL},
+    {"match", 0, CLASP_ARG_CHOICE, A(match), NULL, "how --gallery images match a clip", s_audio, 0,
+     0, 0, "text", NULL},
+    CLASP_ARG_END,
+};
+#undef A
 
 static cJSON *rank_json_(const clasp_rank_stats *r);
 
 static cJSON *group_json_(const clasp_group_retrieval *g) {
     cJSON *o = rank_json_(&g->stats);
-    cJSON_AddNumberToObject(o, "n_gallery", (double)g->n_gallery);
-    cJSON_AddNumberToObject(o, "unmatched", (double)g->unmatched);
-    cJSON_AddNumberToObject(o, "mean_relevant", g->mean_relevant);
-    cJSON_AddNumberToObject(o, "chance_r1", g->chance_r1);
-    cJSON_AddNumberToObject(o, "chance_r5", g->chance_r5);
-    cJSON_AddNumberToObject(o, "chance_r10", g->chance_r10);
-    cJSON_AddNumberToObject(o, "chance_mean_rank", g->chance_mean_rank);
+    static const char *const names[] = {"n_gallery", "unmatched",  "mean_relevant",   "chance_r1",
+                                        "chance_r5", "chance_r10", "chance_mean_rank"};
+    const double values[] = {(double)g->n_gallery, (double)g->unmatched, g->mean_relevant,
+                             g->chance_r1,         g->chance_r5,         g->chance_r10,
+                             g->chance_mean_rank};
+    clasp_cli_add_numbers(o, names, values, sizeof values / sizeof values[0]);
     return o;
 }
 
@@ -152,12 +194,9 @@ static clasp_status audio_eval_(clasp_embedder *em, const char *data, const char
 
 static cJSON *rank_json_(const clasp_rank_stats *r) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "n", (double)r->n);
-    cJSON_AddNumberToObject(o, "r1", r->r1);
-    cJSON_AddNumberToObject(o, "r5", r->r5);
-    cJSON_AddNumberToObject(o, "r10", r->r10);
-    cJSON_AddNumberToObject(o, "mean_rank", r->mean_rank);
-    cJSON_AddNumberToObject(o, "median_rank", r->median_rank);
+    static const char *const names[] = {"n", "r1", "r5", "r10", "mean_rank", "median_rank"};
+    const double values[] = {(double)r->n, r->r1, r->r5, r->r10, r->mean_rank, r->median_rank};
+    clasp_cli_add_numbers(o, names, values, sizeof values / sizeof values[0]);
     return o;
 }
 
@@ -228,113 +267,67 @@ static clasp_status zeroshot_(clasp_embedder *em, const clasp_eval_set *set, con
     return s;
 }
 
+/* Prints the result (--json) and appends it to the run's metrics; returns the exit code. */
+static int finish_(cJSON *res, const eval_args *e, const clasp_embedder *em, double t0,
+                   clasp_status s) {
+    int rc = 0;
+    if (s != CLASP_OK) {
+        fprintf(stderr, "clasp eval: %s\n", clasp_last_error());
+        rc = 1;
+    } else {
+        cJSON_AddNumberToObject(res, "seconds", now_() - t0);
+        char *line = cJSON_PrintUnformatted(res);
+        if (e->json && line) printf("%s\n", line);
+        if (line && em->run_dir[0]) rc = clasp_cli_append_metrics("eval", em->run_dir, line);
+        cJSON_free(line);
+    }
+    cJSON_Delete(res);
+    return rc;
+}
+
+/* The fields every result starts with. */
+static cJSON *result_head_(const clasp_embedder *em, const char *data) {
+    cJSON *res = cJSON_CreateObject();
+    char hex[17];
+    clasp_hash_hex(em->model_hash, hex);
+    cJSON_AddStringToObject(res, "kind", "eval");
+    cJSON_AddStringToObject(res, "model", em->path);
+    cJSON_AddStringToObject(res, "source",
+                            em->kind == CLASP_SOURCE_EXPORT ? "export" : "checkpoint");
+    cJSON_AddStringToObject(res, "model_hash", hex);
+    if (em->step >= 0) cJSON_AddNumberToObject(res, "step", (double)em->step);
+    cJSON_AddStringToObject(res, "data", data);
+    return res;
+}
+
 int clasp_cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *zs = NULL, *tmpl = NULL, *probe = NULL;
-    const char *gallery = NULL, *pair = NULL, *match = "text";
-    bool retrieval = false, all_caps = false, json = false;
-    int threads = 2, batch = 256, workers = 1;
-    clasp_probe_options po = clasp_probe_default_options();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool more = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage_(stdout);
-            return 0;
-        } else if (!strcmp(a, "--model") && more) {
-            model = argv[++i];
-        } else if (!strcmp(a, "--data") && more) {
-            data = argv[++i];
-        } else if (!strcmp(a, "--gallery") && more) {
-            gallery = argv[++i];
-        } else if (!strcmp(a, "--pair") && more) {
-            pair = argv[++i];
-        } else if (!strcmp(a, "--match") && more) {
-            match = argv[++i];
-        } else if (!strcmp(a, "--zeroshot") && more) {
-            zs = argv[++i];
-        } else if (!strcmp(a, "--templates") && more) {
-            tmpl = argv[++i];
-        } else if (!strcmp(a, "--retrieval")) {
-            retrieval = true;
-        } else if (!strcmp(a, "--all-captions")) {
-            all_caps = true;
-        } else if (!strcmp(a, "--probe-train") && more) {
-            probe = argv[++i];
-        } else if (!strcmp(a, "--probe-l2") && more) {
-            po.l2 = atof(argv[++i]);
-        } else if (!strcmp(a, "--probe-iters") && more) {
-            po.max_iter = atoi(argv[++i]);
-        } else if (!strcmp(a, "--threads") && more) {
-            threads = atoi(argv[++i]);
-        } else if (!strcmp(a, "--batch-size") && more) {
-            batch = atoi(argv[++i]);
-        } else if (!strcmp(a, "--workers") && more) {
-            workers = atoi(argv[++i]);
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else {
-            fprintf(stderr, "clasp eval: unknown or incomplete option %s\n", a);
-            usage_(stderr);
-            return 2;
-        }
-    }
-    if (!model || !data || threads < 1 || batch < 1 || workers < 1 || po.l2 < 0 ||
-        po.max_iter < 1 || (tmpl && !zs)) {
-        fprintf(stderr, "clasp eval: need --model and --data (positive --threads, --batch-size, "
-                        "--workers; --templates only with --zeroshot)\n");
-        usage_(stderr);
-        return 2;
-    }
-    if (strcmp(match, "text") != 0 ||
-        (pair && strcmp(pair, "audio-text") != 0 && strcmp(pair, "image-text") != 0)) {
-        fprintf(stderr, "clasp eval: --match must be text; --pair audio-text or image-text\n");
-        return 2;
-    }
+    eval_args e = {
+        .pair = -1, .threads = 2, .batch = 256, .workers = 1, .po = clasp_probe_default_options()};
+    int prc;
+    if (!clasp_args_parse(eval_table, &e, argc, argv, &prc)) return prc;
+    if (e.tmpl && !e.zs)
+        return clasp_args_usage_error(eval_table, "--templates only with --zeroshot");
+    const char *data = e.data, *zs = e.zs, *tmpl = e.tmpl, *probe = e.probe;
+    bool retrieval = e.retrieval, all_caps = e.all_caps;
+    int workers = e.workers;
+    const clasp_probe_options po = e.po;
     if (!zs && !probe) retrieval = true;
     if (all_caps) retrieval = true;
     double t0 = now_();
     clasp_embedder em;
-    if (clasp_embedder_open(model, threads, batch, &em) != CLASP_OK) {
-        fprintf(stderr, "clasp eval: %s\n", clasp_last_error());
-        return 1;
-    }
-    cJSON *res = cJSON_CreateObject();
-    char hex[17];
-    clasp_hash_hex(em.model_hash, hex);
-    cJSON_AddStringToObject(res, "kind", "eval");
-    cJSON_AddStringToObject(res, "model", em.path);
-    cJSON_AddStringToObject(res, "source",
-                            em.kind == CLASP_SOURCE_EXPORT ? "export" : "checkpoint");
-    cJSON_AddStringToObject(res, "model_hash", hex);
-    if (em.step >= 0) cJSON_AddNumberToObject(res, "step", (double)em.step);
-    cJSON_AddStringToObject(res, "data", data);
-    bool audio_mode = gallery || (pair && !strcmp(pair, "audio-text")) ||
-                      (!pair && !clasp_embedder_has(&em, CLASP_TOWER_IMAGE) &&
+    if (clasp_embedder_open(e.model, e.threads, e.batch, &em) != CLASP_OK)
+        return clasp_args_fail(eval_table);
+    cJSON *res = result_head_(&em, data);
+    bool audio_mode = e.gallery || e.pair == 0 ||
+                      (e.pair < 0 && !clasp_embedder_has(&em, CLASP_TOWER_IMAGE) &&
                        clasp_embedder_has(&em, CLASP_TOWER_AUDIO));
     if (audio_mode) {
         clasp_status as = CLASP_OK;
         if (zs || probe || all_caps)
             as = clasp_set_error(CLASP_ERR_ARG, "--zeroshot, --probe-train and --all-captions are "
                                                 "image evaluations; not with audio");
-        if (as == CLASP_OK) as = audio_eval_(&em, data, gallery, workers, res);
-        int arc = 0;
-        if (as != CLASP_OK) {
-            fprintf(stderr, "clasp eval: %s\n", clasp_last_error());
-            arc = 1;
-        } else {
-            cJSON_AddNumberToObject(res, "seconds", now_() - t0);
-            char *line = cJSON_PrintUnformatted(res);
-            if (json && line) printf("%s\n", line);
-            if (line && em.run_dir[0]) {
-                char mp[4200];
-                snprintf(mp, sizeof mp, "%s/metrics.jsonl", em.run_dir);
-                FILE *f = fopen(mp, "a");
-                if (!f || fprintf(f, "%s\n", line) < 0) arc = 1;
-                if (f) fclose(f);
-            }
-            cJSON_free(line);
-        }
-        cJSON_Delete(res);
+        if (as == CLASP_OK) as = audio_eval_(&em, data, e.gallery, workers, res);
+        int arc = finish_(res, &e, &em, t0, as);
         clasp_embedder_close(&em);
         return arc;
     }
@@ -399,29 +392,7 @@ int clasp_cmd_eval(int argc, char **argv) {
         clasp_eval_set_free(&tr);
     }
     clasp_eval_set_free(&set);
-    int rc = 0;
-    if (s != CLASP_OK) {
-        fprintf(stderr, "clasp eval: %s\n", clasp_last_error());
-        rc = 1;
-    } else {
-        cJSON_AddNumberToObject(res, "seconds", now_() - t0);
-        char *line = cJSON_PrintUnformatted(res);
-        if (json && line) printf("%s\n", line);
-        if (line && em.run_dir[0]) {
-            char mp[4200];
-            snprintf(mp, sizeof mp, "%s/metrics.jsonl", em.run_dir);
-            FILE *f = fopen(mp, "a");
-            if (!f || fprintf(f, "%s\n", line) < 0) {
-                fprintf(stderr, "clasp eval: cannot append to %s\n", mp);
-                rc = 1;
-            } else {
-                fprintf(stderr, "clasp eval: appended to %s\n", mp);
-            }
-            if (f) fclose(f);
-        }
-        cJSON_free(line);
-    }
-    cJSON_Delete(res);
+    int rc = finish_(res, &e, &em, t0, s);
     clasp_embedder_close(&em);
     return rc;
 }

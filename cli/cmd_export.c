@@ -3,58 +3,52 @@
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/hash.h"
 #include "core/json.h"
 #include "export/export.h"
 
-static void usage_(FILE *f) {
-    fprintf(f, "usage: clasp export CKPT|RUN -o DIR [--json]\n\n"
-               "Writes the model of a checkpoint (a checkpoint folder, or a run folder: its\n"
-               "latest checkpoint) as an export folder: model.safetensors (encoders,\n"
-               "projections, logit scale; no optimiser state), config.json, tokenizer.json and\n"
-               "preprocess.json. DIR is replaced atomically. Load it with `clasp embed --model\n"
-               "DIR`, include/clasp.h, or tools/clasp_torch.py.\n"
-               "  -o DIR     output folder (required)\n"
-               "  --json     machine-readable summary on stdout\n");
-}
+/* The option values of one invocation; the table below points into it. */
+typedef struct export_args {
+    const char *src, *out;
+    bool json;
+} export_args;
+
+#define A(field) offsetof(export_args, field)
+static const clasp_arg export_table[] = {
+    CLASP_ARG_COMMAND(
+        "export", "CKPT|RUN -o DIR [--json]",
+        "Writes the model of a checkpoint (a checkpoint folder, or a run folder: its\n"
+        "latest checkpoint) as an export folder: model.safetensors (encoders,\n"
+        "projections, logit scale; no optimiser state), config.json, tokenizer.json and\n"
+        "preprocess.json. DIR is replaced atomically. Load it with `clasp embed --model\n"
+        "DIR`, include/clasp.h, or tools/clasp_torch.py.\n\n",
+        NULL),
+    {"CKPT|RUN", 0, CLASP_ARG_POS, A(src), NULL, NULL, NULL, CLASP_ARG_REQ | CLASP_ARG_DIR, 0, 0,
+     NULL, NULL},
+    {"", 'o', CLASP_ARG_STRING, A(out), "DIR", "output folder (required)", NULL,
+     CLASP_ARG_REQ | CLASP_ARG_DIR, 0, 0, NULL, NULL},
+    CLASP_ARG_JSON(A(json), "machine-readable summary on stdout"),
+    CLASP_ARG_END,
+};
+#undef A
 
 int clasp_cmd_export(int argc, char **argv) {
-    const char *src = NULL, *out = NULL;
-    bool json = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage_(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
-            out = argv[++i];
-        } else if (!strcmp(argv[i], "--json")) {
-            json = true;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "clasp export: unknown option %s\n", argv[i]);
-            usage_(stderr);
-            return 2;
-        } else if (!src) {
-            src = argv[i];
-        } else {
-            fprintf(stderr, "clasp export: unexpected argument %s\n", argv[i]);
-            return 2;
-        }
-    }
-    if (!src || !out) {
-        fprintf(stderr, "clasp export: need CKPT|RUN and -o DIR\n");
-        usage_(stderr);
-        return 2;
-    }
+    export_args e = {0};
+    int rc;
+    if (!clasp_args_parse(export_table, &e, argc, argv, &rc)) return rc;
+    const char *src = e.src, *out = e.out;
+    bool json = e.json;
     char ckpt[4096];
-    if (clasp_export_checkpoint(src, out, ckpt, sizeof ckpt) != CLASP_OK) {
-        fprintf(stderr, "clasp export: %s\n", clasp_last_error());
-        return 1;
-    }
+    if (clasp_export_checkpoint(src, out, ckpt, sizeof ckpt) != CLASP_OK)
+        return clasp_args_fail(export_table);
     char mp[4200];
     snprintf(mp, sizeof mp, "%s/model.safetensors", out);
     uint64_t h = 0;
@@ -92,10 +86,7 @@ int clasp_cmd_export(int argc, char **argv) {
         cJSON_AddStringToObject(j, "checkpoint", ckpt);
         cJSON_AddStringToObject(j, "export", out);
         cJSON_AddStringToObject(j, "model_hash", hex);
-        char *txt = cJSON_PrintUnformatted(j);
-        if (txt) printf("%s\n", txt);
-        cJSON_free(txt);
-        cJSON_Delete(j);
+        clasp_cli_print_json(j, false);
     }
     return 0;
 }

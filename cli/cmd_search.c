@@ -3,97 +3,99 @@
  * sgemv over the whole index), with the keys of the index's sidecar OUT.json. */
 #include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/hash.h"
 #include "core/json.h"
 #include "export/export.h"
 #include "eval/retrieval.h"
 
-static void usage_(FILE *f) {
-    fprintf(f, "usage: clasp search --model DIR --index OUT.npy (--text QUERY | --image FILE |\n"
-               "                    --audio FILE) [-k K] [--threads N] [--json]\n\n"
-               "Prints the K entries of an index written by `clasp embed` with the highest cosine\n"
-               "similarity to the query (exact search), with their keys from OUT.json.\n"
-               "  -k K        results (default 10)\n"
-               "  --json      results as JSON on stdout\n");
-}
+/* The option values of one invocation; the table below points into it. */
+typedef struct search_args {
+    const char *model, *index, *sidecar, *text, *image, *audio;
+    int k, threads;
+    bool json;
+} search_args;
 
-static cJSON *load_sidecar_(const char *npy) {
-    char path[4200];
-    size_t len = strlen(npy);
-    if (len > 4 && !strcmp(npy + len - 4, ".npy"))
-        snprintf(path, sizeof path, "%.*s.json", (int)(len - 4), npy);
-    else
-        snprintf(path, sizeof path, "%s.json", npy);
-    cJSON *j = NULL;
-    if (clasp_json_load(path, &j) != CLASP_OK) return NULL;
-    return j;
+#define A(field) offsetof(search_args, field)
+static const clasp_arg search_table[] = {
+    CLASP_ARG_COMMAND(
+        "search",
+        "--model DIR --index OUT.npy (--text QUERY | --image FILE |\n"
+        " --audio FILE) [-k K] [--threads N] [--json]",
+        "Prints the K entries of an index written by `clasp embed` with the highest cosine\n"
+        "similarity to the query (exact search), with their keys from the sidecar OUT.json (or\n"
+        "the file --sidecar names).\n\n",
+        NULL),
+    CLASP_ARG_MODEL(A(model), "DIR"),
+    {"index", 0, CLASP_ARG_STRING, A(index), "OUT.npy",
+     "embeddings written by `clasp embed` ('-' = stdin)", NULL, CLASP_ARG_REQ | CLASP_ARG_IN, 0, 0,
+     NULL, NULL},
+    {"sidecar", 0, CLASP_ARG_STRING, A(sidecar), "FILE",
+     "the index's keys (default: OUT.npy with .json for .npy; none for --index -)", NULL,
+     CLASP_ARG_IN, 0, 0, NULL, NULL},
+    {"text", 0, CLASP_ARG_STRING, A(text), "QUERY", "a text query", NULL, 0, 0, 0, NULL, NULL},
+    {"image", 0, CLASP_ARG_STRING, A(image), "FILE", "an image query ('-' = stdin)", NULL,
+     CLASP_ARG_IN, 0, 0, NULL, NULL},
+    {"audio", 0, CLASP_ARG_STRING, A(audio), "FILE", "an audio query ('-' = stdin)", NULL,
+     CLASP_ARG_IN, 0, 0, NULL, NULL},
+    {"k", 'k', CLASP_ARG_INT, A(k), "K", "results (default 10)", NULL, 0, 1, 0, NULL, NULL},
+    CLASP_ARG_THREADS(A(threads), "1"),
+    CLASP_ARG_JSON(A(json), "results as JSON on stdout"),
+    CLASP_ARG_END,
+};
+#undef A
+
+/* The keys of the index rows from its sidecar, or NULL (rows are then printed by number). */
+static const cJSON *load_keys_(const search_args *a, int64_t N, cJSON **side) {
+    char path[4200] = "";
+    if (a->sidecar)
+        snprintf(path, sizeof path, "%s", a->sidecar);
+    else if (strcmp(clasp_args_display(a->index), "-") != 0)
+        clasp_cli_sidecar_path(a->index, path, sizeof path);
+    *side = NULL;
+    if (path[0] && clasp_json_load(path, side) != CLASP_OK) {
+        fprintf(stderr, "clasp search: %s (printing row numbers)\n", clasp_last_error());
+        *side = NULL;
+    }
+    const cJSON *keys = *side ? cJSON_GetObjectItemCaseSensitive(*side, "keys") : NULL;
+    if (keys && (!cJSON_IsArray(keys) || cJSON_GetArraySize(keys) != N)) {
+        fprintf(stderr, "clasp search: %s's sidecar has %d keys for %lld rows\n",
+                clasp_args_display(a->index), cJSON_IsArray(keys) ? cJSON_GetArraySize(keys) : -1,
+                (long long)N);
+        keys = NULL;
+    }
+    return keys;
 }
 
 int clasp_cmd_search(int argc, char **argv) {
-    const char *model = NULL, *index = NULL, *text = NULL, *image = NULL, *audio = NULL;
-    int k = 10, threads = 1;
-    bool json = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage_(stdout);
-            return 0;
-        } else if (!strcmp(a, "--model") && i + 1 < argc) {
-            model = argv[++i];
-        } else if (!strcmp(a, "--index") && i + 1 < argc) {
-            index = argv[++i];
-        } else if (!strcmp(a, "--text") && i + 1 < argc) {
-            text = argv[++i];
-        } else if (!strcmp(a, "--image") && i + 1 < argc) {
-            image = argv[++i];
-        } else if (!strcmp(a, "--audio") && i + 1 < argc) {
-            audio = argv[++i];
-        } else if ((!strcmp(a, "-k") || !strcmp(a, "--k")) && i + 1 < argc) {
-            k = atoi(argv[++i]);
-        } else if (!strcmp(a, "--threads") && i + 1 < argc) {
-            threads = atoi(argv[++i]);
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else {
-            fprintf(stderr, "clasp search: unknown or incomplete option %s\n", a);
-            usage_(stderr);
-            return 2;
-        }
-    }
-    if (!model || !index || (text != NULL) + (image != NULL) + (audio != NULL) != 1 || k < 1 ||
-        threads < 1) {
-        fprintf(stderr,
-                "clasp search: need --model, --index, one of --text/--image/--audio, k >= 1\n");
-        usage_(stderr);
-        return 2;
-    }
+    search_args sa = {.k = 10, .threads = 1};
+    int rc;
+    if (!clasp_args_parse(search_table, &sa, argc, argv, &rc)) return rc;
+    if ((sa.text != NULL) + (sa.image != NULL) + (sa.audio != NULL) != 1)
+        return clasp_args_usage_error(search_table, "need one of --text, --image, --audio");
+    const char *index = sa.index, *text = sa.text, *image = sa.image, *audio = sa.audio;
+    int k = sa.k;
+    bool json = sa.json;
     float *X = NULL;
     int64_t N = 0, D = 0;
-    if (clasp_npy_read_f32(index, &X, &N, &D) != CLASP_OK) {
-        fprintf(stderr, "clasp search: %s\n", clasp_last_error());
-        return 1;
-    }
-    cJSON *side = load_sidecar_(index);
-    if (!side) fprintf(stderr, "clasp search: %s (printing row numbers)\n", clasp_last_error());
-    const cJSON *keys = side ? cJSON_GetObjectItemCaseSensitive(side, "keys") : NULL;
-    if (keys && (!cJSON_IsArray(keys) || cJSON_GetArraySize(keys) != N)) {
-        fprintf(stderr, "clasp search: %s's sidecar has %d keys for %lld rows\n", index,
-                cJSON_IsArray(keys) ? cJSON_GetArraySize(keys) : -1, (long long)N);
-        keys = NULL;
-    }
+    if (clasp_npy_read_f32(index, &X, &N, &D) != CLASP_OK) return clasp_args_fail(search_table);
+    cJSON *side;
+    const cJSON *keys = load_keys_(&sa, N, &side);
     clasp_embedder em;
-    if (clasp_embedder_open(model, threads, 1, &em) != CLASP_OK) {
-        fprintf(stderr, "clasp search: %s\n", clasp_last_error());
+    if (clasp_embedder_open(sa.model, sa.threads, 1, &em) != CLASP_OK) {
         free(X);
         cJSON_Delete(side);
-        return 1;
+        return clasp_args_fail(search_table);
     }
-    int rc = 0;
+    rc = 0;
+    index = clasp_args_display(index);
     const cJSON *mh = side ? cJSON_GetObjectItemCaseSensitive(side, "model_hash") : NULL;
     char hex[17];
     clasp_hash_hex(em.model_hash, hex);
@@ -113,8 +115,7 @@ int clasp_cmd_search(int argc, char **argv) {
                     : clasp_embedder_image_files(&em, &image, 1, q);
     if (s == CLASP_OK) s = clasp_search_topk(X, N, (int)D, q, 1, k, idx, sc);
     if (s != CLASP_OK) {
-        fprintf(stderr, "clasp search: %s\n", clasp_last_error());
-        rc = 1;
+        rc = clasp_args_fail(search_table);
     } else {
         cJSON *res = json ? cJSON_CreateArray() : NULL;
         for (int i = 0; i < k && idx[i] >= 0; i++) {
@@ -135,13 +136,11 @@ int clasp_cmd_search(int argc, char **argv) {
         }
         if (json) {
             cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "query", text ? text : audio ? audio : image);
+            cJSON_AddStringToObject(o, "query",
+                                    text ? text : clasp_args_display(audio ? audio : image));
             cJSON_AddStringToObject(o, "modality", text ? "text" : audio ? "audio" : "image");
             cJSON_AddItemToObject(o, "results", res);
-            char *t = cJSON_PrintUnformatted(o);
-            if (t) printf("%s\n", t);
-            cJSON_free(t);
-            cJSON_Delete(o);
+            clasp_cli_print_json(o, false);
         }
     }
     free(q), free(idx), free(sc), free(X);

@@ -1,13 +1,15 @@
 /* cmd_shards_build.c: `clasp shards build KIND [source] -o DIR ...`: builds WebDataset shards
  * with the builders in datasets/ and writes DIR/manifest.json. */
-#include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "datasets/asterisk.h"
 #include "datasets/emoji.h"
 #include "datasets/espeak.h"
@@ -15,11 +17,35 @@
 #include "datasets/fmnist.h"
 #include "datasets/manifest.h"
 
-static void help(FILE *f) {
-    fprintf(
-        f,
-        "usage: clasp shards build KIND [SOURCE] -o DIR [options]\n"
-        "\n"
+/* The option values of one invocation; the table below points into it, and into the builders'
+ * own options (which hold their defaults). */
+typedef struct build_args {
+    const char *kind, *source, *out;
+    uint64_t maxcount, maxsize, limit, val_percent, variants;
+    bool have_maxcount, json;
+    clasp_fmnist_options fmnist;
+    clasp_files_options files;
+    clasp_asterisk_options asterisk;
+    clasp_emoji_options emoji;
+    clasp_espeak_options espeak;
+} build_args;
+
+static int on_maxcount_(void *ctx, const char *v) {
+    (void)v;
+    ((build_args *)ctx)->have_maxcount = true;
+    return 0;
+}
+
+#define A(field) offsetof(build_args, field)
+#define STR(name, field, meta, help)                                                               \
+    { name, 0, CLASP_ARG_STRING, A(field), meta, help, NULL, 0, 0, 0, NULL, NULL }
+#define NUM(name, field, meta, hi, help, fn)                                                       \
+    { name, 0, CLASP_ARG_U64, A(field), meta, help, NULL, 0, 0, hi, NULL, fn }
+#define FLAG(name, field, help)                                                                    \
+    { name, 0, CLASP_ARG_FLAG, A(field), NULL, help, NULL, 0, 0, 0, NULL, NULL }
+static const clasp_arg build_table[] = {
+    CLASP_ARG_COMMAND(
+        "shards build", "KIND [SOURCE] -o DIR [options]",
         "Writes WebDataset tar shards PREFIX-000000.tar ... and DIR/manifest.json.\n"
         "\n"
         "KIND:\n"
@@ -38,224 +64,123 @@ static void help(FILE *f) {
         "  espeak     espeak-ng speaks transcripts with several voices, speeds and pitches:\n"
         "             KEY.wav KEY.txt KEY.json (default transcripts: Asterisk English prompts\n"
         "             and emoji names when present)\n"
-        "\n"
-        "options:\n"
-        "  -o, --out DIR        output directory (created if missing)\n"
-        "  --maxcount N         samples per shard (default 10000 for fmnist, 1000 otherwise)\n"
-        "  --maxsize B          bytes per shard file, headers and padding included; a shard\n"
-        "                       exceeds it only when one sample alone does (default: none)\n"
-        "  --prefix P           shard name prefix for folder/tsv (default: shard)\n"
-        "  --limit N            at most N samples per split (quick trials, tests)\n"
-        "  --all-captions       fmnist: also write KEY.json with all 8 captions\n"
-        "  --url-col NAME       tsv: column with the file path (default: url)\n"
-        "  --caption-col NAME   tsv: column with the caption (default: caption)\n"
-        "  --langs L1,L2        asterisk: languages (default: en,es,fr,it,ru)\n"
-        "  --val-percent P      asterisk/emoji/espeak: validation share by hash of the\n"
-        "                       name / emoji / transcript (default 10)\n"
-        "  --vendors V1,V2      emoji: google,twitter (default both; apple and facebook\n"
-        "                       are refused: their image licences do not allow it)\n"
-        "  --locales L1,L2      emoji: emojibase locales in KEY.json (default: all)\n"
-        "  --skins              emoji: also the skin-tone variations\n"
-        "  --from SRC[,SRC]     espeak: asterisk, emoji, or a FILE of KEY<TAB>TEXT lines\n"
-        "  --voices V1,V2       espeak: espeak-ng voices (default " CLASP_ESPEAK_DEFAULT_VOICES
-        ")\n"
-        "  --speeds S1,S2       espeak: words per minute (default " CLASP_ESPEAK_DEFAULT_SPEEDS
-        ")\n"
-        "  --pitches P1,P2      espeak: 0..99 (default " CLASP_ESPEAK_DEFAULT_PITCHES ")\n"
-        "  --variants N         espeak: voice/speed/pitch cells per transcript (default 4,\n"
-        "                       0 = all)\n"
-        "  --seed S             espeak: seed of the cell draw (default 0)\n"
-        "  --json               print the manifest summary as JSON on stdout\n"
-        "  -h, --help           this help\n"
-        "\n"
-        "exit status: 0 ok, 1 error, 2 usage error\n");
-}
+        "SOURCE is a path (a folder, or the TSV file); '-' is refused.\n",
+        "exit status: 0 ok, 1 error, 2 usage error\n"),
+    {"KIND", 0, CLASP_ARG_POS, A(kind), NULL, NULL, NULL, CLASP_ARG_REQ, 0, 0, NULL, NULL},
+    {"SOURCE", 0, CLASP_ARG_POS, A(source), NULL, NULL, NULL, 0, 0, 0, NULL, NULL},
+    {"out", 'o', CLASP_ARG_STRING, A(out), "DIR", "output directory (created if missing)",
+     "options:", CLASP_ARG_REQ | CLASP_ARG_DIR, 0, 0, NULL, NULL},
+    NUM("maxcount", maxcount, "N", 0,
+        "samples per shard (default 10000 for fmnist, 1000 otherwise)", on_maxcount_),
+    NUM("maxsize", maxsize, "B", 0,
+        "bytes per shard file, headers and padding included; a shard exceeds it only when one "
+        "sample alone does (default: none)",
+        NULL),
+    STR("prefix", files.prefix, "P", "shard name prefix for folder/tsv (default: shard)"),
+    NUM("limit", limit, "N", 0, "at most N samples per split (quick trials, tests)", NULL),
+    FLAG("all-captions", fmnist.all_captions, "fmnist: also write KEY.json with all 8 captions"),
+    STR("url-col", files.url_col, "NAME", "tsv: column with the file path (default: url)"),
+    STR("caption-col", files.caption_col, "NAME",
+        "tsv: column with the caption (default: caption)"),
+    STR("langs", asterisk.langs, "L1,L2", "asterisk: languages (default: en,es,fr,it,ru)"),
+    NUM("val-percent", val_percent, "P", 100,
+        "asterisk/emoji/espeak: validation share by hash of the name / emoji / transcript (default "
+        "10)",
+        NULL),
+    STR("vendors", emoji.vendors, "V1,V2",
+        "emoji: google,twitter (default both; apple and facebook are refused: their image licences "
+        "do not allow it)"),
+    STR("locales", emoji.locales, "L1,L2", "emoji: emojibase locales in KEY.json (default: all)"),
+    FLAG("skins", emoji.skins, "emoji: also the skin-tone variations"),
+    STR("from", espeak.from, "SRC[,SRC]",
+        "espeak: asterisk, emoji, or a FILE of KEY<TAB>TEXT lines"),
+    STR("voices", espeak.voices, "V1,V2",
+        "espeak: espeak-ng voices (default " CLASP_ESPEAK_DEFAULT_VOICES ")"),
+    STR("speeds", espeak.speeds, "S1,S2",
+        "espeak: words per minute (default " CLASP_ESPEAK_DEFAULT_SPEEDS ")"),
+    STR("pitches", espeak.pitches, "P1,P2",
+        "espeak: 0..99 (default " CLASP_ESPEAK_DEFAULT_PITCHES ")"),
+    NUM("variants", variants, "N", 0,
+        "espeak: voice/speed/pitch cells per transcript (default 4, 0 = all)", NULL),
+    NUM("seed", espeak.seed, "S", 0, "espeak: seed of the cell draw (default 0)", NULL),
+    CLASP_ARG_JSON(A(json), "print the manifest summary as JSON on stdout"),
+    CLASP_ARG_END,
+};
+#undef A
+#undef STR
+#undef NUM
+#undef FLAG
 
-static int parse_u64(const char *flag, const char *v, uint64_t *out) {
-    if (!v || !*v || *v == '-') {
-        fprintf(stderr, "clasp shards build: %s needs a non-negative integer\n", flag);
-        return 0;
+/* The options every builder has, from the command line. */
+#define SET_COMMON_(o, a)                                                                          \
+    do {                                                                                           \
+        (o).out_dir = (a)->out;                                                                    \
+        if ((a)->have_maxcount) (o).maxcount = (size_t)(a)->maxcount;                              \
+        (o).maxsize = (a)->maxsize;                                                                \
+        (o).limit = (size_t)(a)->limit;                                                            \
+        (o).progress = true;                                                                       \
+    } while (0)
+
+/* Runs the builder of a->kind; CLASP_ERR_ARG for an unknown kind. */
+static clasp_status build_(build_args *a, clasp_manifest *m) {
+    const char *k = a->kind;
+    if (!strcmp(k, "fmnist")) {
+        SET_COMMON_(a->fmnist, a);
+        a->fmnist.src_dir = a->source;
+        return clasp_fmnist_build(&a->fmnist, m);
     }
-    char *end;
-    errno = 0;
-    unsigned long long x = strtoull(v, &end, 10);
-    if (errno || *end) {
-        fprintf(stderr, "clasp shards build: %s: not an integer: '%s'\n", flag, v);
-        return 0;
+    if (!strcmp(k, "folder") || !strcmp(k, "tsv")) {
+        SET_COMMON_(a->files, a);
+        a->files.source = a->source;
+        return !strcmp(k, "tsv") ? clasp_tsv_build(&a->files, m) : clasp_folder_build(&a->files, m);
     }
-    *out = x;
-    return 1;
+    if (!strcmp(k, "asterisk")) {
+        SET_COMMON_(a->asterisk, a);
+        a->asterisk.src_root = a->source;
+        a->asterisk.val_percent = (int)a->val_percent;
+        return clasp_asterisk_build(&a->asterisk, m);
+    }
+    if (!strcmp(k, "emoji")) {
+        SET_COMMON_(a->emoji, a);
+        a->emoji.src_dir = a->source;
+        a->emoji.val_percent = (int)a->val_percent;
+        return clasp_emoji_build(&a->emoji, m);
+    }
+    if (!strcmp(k, "espeak")) {
+        SET_COMMON_(a->espeak, a);
+        a->espeak.src_root = a->source;
+        a->espeak.variants = (size_t)a->variants;
+        a->espeak.val_percent = (int)a->val_percent;
+        return clasp_espeak_build(&a->espeak, m);
+    }
+    return clasp_set_error(CLASP_ERR_ARG, "unknown KIND '%s'", k);
 }
 
 int clasp_cmd_shards_build(int argc, char **argv) {
-    const char *kind = NULL, *source = NULL, *out = NULL, *prefix = NULL;
-    const char *url_col = NULL, *caption_col = NULL, *langs = NULL;
-    const char *vendors = NULL, *locales = NULL, *from = NULL, *voices = NULL, *speeds = NULL,
-               *pitches = NULL;
-    uint64_t maxcount = 0, maxsize = 0, limit = 0, val_percent = 10, variants = 4, seed = 0;
-    bool have_maxcount = false, json = false, all_captions = false, skins = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help(stdout);
-            return 0;
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else if (!strcmp(a, "--all-captions")) {
-            all_captions = true;
-        } else if (!strcmp(a, "--skins")) {
-            skins = true;
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--out") || !strcmp(a, "--prefix") ||
-                   !strcmp(a, "--url-col") || !strcmp(a, "--caption-col") ||
-                   !strcmp(a, "--langs") || !strcmp(a, "--vendors") || !strcmp(a, "--locales") ||
-                   !strcmp(a, "--from") || !strcmp(a, "--voices") || !strcmp(a, "--speeds") ||
-                   !strcmp(a, "--pitches")) {
-            if (!v) {
-                fprintf(stderr, "clasp shards build: %s needs a value\n", a);
-                return 2;
-            }
-            if (!strcmp(a, "--prefix"))
-                prefix = v;
-            else if (!strcmp(a, "--url-col"))
-                url_col = v;
-            else if (!strcmp(a, "--caption-col"))
-                caption_col = v;
-            else if (!strcmp(a, "--langs"))
-                langs = v;
-            else if (!strcmp(a, "--vendors"))
-                vendors = v;
-            else if (!strcmp(a, "--locales"))
-                locales = v;
-            else if (!strcmp(a, "--from"))
-                from = v;
-            else if (!strcmp(a, "--voices"))
-                voices = v;
-            else if (!strcmp(a, "--speeds"))
-                speeds = v;
-            else if (!strcmp(a, "--pitches"))
-                pitches = v;
-            else
-                out = v;
-            i++;
-        } else if (!strcmp(a, "--maxcount") || !strcmp(a, "--maxsize") || !strcmp(a, "--limit") ||
-                   !strcmp(a, "--val-percent") || !strcmp(a, "--variants") ||
-                   !strcmp(a, "--seed")) {
-            uint64_t x;
-            if (!parse_u64(a, v, &x)) return 2;
-            if (!strcmp(a, "--maxcount")) {
-                maxcount = x;
-                have_maxcount = true;
-            } else if (!strcmp(a, "--maxsize")) {
-                maxsize = x;
-            } else if (!strcmp(a, "--limit")) {
-                limit = x;
-            } else if (!strcmp(a, "--variants")) {
-                variants = x;
-            } else if (!strcmp(a, "--seed")) {
-                seed = x;
-            } else {
-                if (x > 100) {
-                    fprintf(stderr, "clasp shards build: --val-percent must be 0..100\n");
-                    return 2;
-                }
-                val_percent = x;
-            }
-            i++;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "clasp shards build: unknown option '%s' (see --help)\n", a);
-            return 2;
-        } else if (!kind) {
-            kind = a;
-        } else if (!source) {
-            source = a;
-        } else {
-            fprintf(stderr, "clasp shards build: unexpected argument '%s'\n", a);
-            return 2;
-        }
-    }
-    if (!kind || !out) {
-        fprintf(stderr, "clasp shards build: need KIND and -o DIR\n\n");
-        help(stderr);
-        return 2;
-    }
-
+    static build_args a; /* the builders' options are large */
+    a = (build_args){.val_percent = 10,
+                     .variants = 4,
+                     .fmnist = clasp_fmnist_default_options(),
+                     .files = clasp_files_default_options(),
+                     .asterisk = clasp_asterisk_default_options(),
+                     .emoji = clasp_emoji_default_options(),
+                     .espeak = clasp_espeak_default_options()};
+    int rc;
+    if (!clasp_args_parse(build_table, &a, argc, argv, &rc)) return rc;
+    const char *kind = a.kind, *out = a.out;
+    static const char *const kinds[] = {"fmnist", "folder", "tsv", "asterisk", "emoji", "espeak"};
+    size_t k = 0;
+    while (k < sizeof kinds / sizeof kinds[0] && strcmp(kinds[k], kind) != 0) k++;
+    if (k == sizeof kinds / sizeof kinds[0])
+        return clasp_args_usage_error(
+            build_table, "unknown KIND '%s' (fmnist, folder, tsv, asterisk, emoji, espeak)", kind);
+    if ((!strcmp(kind, "folder") || !strcmp(kind, "tsv")) && !a.source)
+        return clasp_args_usage_error(build_table, "%s needs a SOURCE %s", kind,
+                                      !strcmp(kind, "tsv") ? "file" : "directory");
+    if (a.source && !strcmp(a.source, "-"))
+        return clasp_args_usage_error(build_table, "SOURCE must be a path, not '-'");
     clasp_manifest m;
-    clasp_status st;
-    if (!strcmp(kind, "fmnist")) {
-        clasp_fmnist_options o = clasp_fmnist_default_options();
-        o.src_dir = source;
-        o.out_dir = out;
-        if (have_maxcount) o.maxcount = (size_t)maxcount;
-        o.maxsize = maxsize;
-        o.limit = (size_t)limit;
-        o.all_captions = all_captions;
-        o.progress = true;
-        st = clasp_fmnist_build(&o, &m);
-    } else if (!strcmp(kind, "folder") || !strcmp(kind, "tsv")) {
-        if (!source) {
-            fprintf(stderr, "clasp shards build %s: need a SOURCE %s\n", kind,
-                    !strcmp(kind, "tsv") ? "file" : "directory");
-            return 2;
-        }
-        clasp_files_options o = clasp_files_default_options();
-        o.source = source;
-        o.out_dir = out;
-        if (prefix) o.prefix = prefix;
-        if (have_maxcount) o.maxcount = (size_t)maxcount;
-        o.maxsize = maxsize;
-        o.limit = (size_t)limit;
-        if (url_col) o.url_col = url_col;
-        if (caption_col) o.caption_col = caption_col;
-        o.progress = true;
-        st = !strcmp(kind, "tsv") ? clasp_tsv_build(&o, &m) : clasp_folder_build(&o, &m);
-    } else if (!strcmp(kind, "asterisk")) {
-        clasp_asterisk_options o = clasp_asterisk_default_options();
-        o.src_root = source;
-        o.out_dir = out;
-        if (have_maxcount) o.maxcount = (size_t)maxcount;
-        o.maxsize = maxsize;
-        o.limit = (size_t)limit;
-        if (langs) o.langs = langs;
-        o.val_percent = (int)val_percent;
-        o.progress = true;
-        st = clasp_asterisk_build(&o, &m);
-    } else if (!strcmp(kind, "emoji")) {
-        clasp_emoji_options o = clasp_emoji_default_options();
-        o.src_dir = source;
-        o.out_dir = out;
-        if (have_maxcount) o.maxcount = (size_t)maxcount;
-        o.maxsize = maxsize;
-        o.limit = (size_t)limit;
-        if (vendors) o.vendors = vendors;
-        o.locales = locales;
-        o.skins = skins;
-        o.val_percent = (int)val_percent;
-        o.progress = true;
-        st = clasp_emoji_build(&o, &m);
-    } else if (!strcmp(kind, "espeak")) {
-        clasp_espeak_options o = clasp_espeak_default_options();
-        o.src_root = source;
-        o.out_dir = out;
-        if (have_maxcount) o.maxcount = (size_t)maxcount;
-        o.maxsize = maxsize;
-        o.limit = (size_t)limit;
-        o.from = from;
-        if (voices) o.voices = voices;
-        if (speeds) o.speeds = speeds;
-        if (pitches) o.pitches = pitches;
-        o.variants = (size_t)variants;
-        o.seed = seed;
-        o.val_percent = (int)val_percent;
-        o.progress = true;
-        st = clasp_espeak_build(&o, &m);
-    } else {
-        fprintf(stderr,
-                "clasp shards build: unknown KIND '%s' (fmnist, folder, tsv, asterisk, emoji, "
-                "espeak)\n",
-                kind);
-        return 2;
-    }
+    clasp_status st = build_(&a, &m);
     if (st != CLASP_OK) {
         fprintf(stderr, "clasp shards build %s: error: %s\n", kind, clasp_last_error());
         return 1;
@@ -268,12 +193,10 @@ int clasp_cmd_shards_build(int argc, char **argv) {
             kind, cJSON_GetObjectItemCaseSensitive(tot, "samples")->valuedouble,
             cJSON_GetObjectItemCaseSensitive(tot, "shards")->valuedouble,
             cJSON_GetObjectItemCaseSensitive(tot, "bytes")->valuedouble, m.n_skipped, out);
-    if (json) {
-        char *s = cJSON_Print(sum);
-        if (s) printf("%s\n", s);
-        free(s);
-    }
-    cJSON_Delete(sum);
+    if (a.json)
+        clasp_cli_print_json(sum, true);
+    else
+        cJSON_Delete(sum);
     clasp_manifest_free(&m);
     return 0;
 }

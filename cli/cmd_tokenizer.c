@@ -3,11 +3,14 @@
  * caption training may draw: the caption rule of pipeline/captions.h) or of a text file with
  * one caption per line, normalised as training normalises them (modalities/text.h). */
 #include <cjson/cJSON.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/json.h"
 #include "modalities/text.h"
 #include "modalities/tokenizer.h"
@@ -20,19 +23,6 @@ typedef struct caption_list {
     size_t n, cap;
     size_t invalid; /* captions rejected by normalisation (invalid UTF-8, empty) */
 } caption_list;
-
-static void usage_(FILE *f) {
-    fprintf(f, "usage: clasp tokenizer train SPEC -o tokenizer.json [--vocab N] [--min-count K]\n"
-               "       clasp tokenizer train --lines FILE -o tokenizer.json [--vocab N]\n\n"
-               "Trains a byte-level BPE on captions: the text fields (and json 'captions'/'text')\n"
-               "of the shards of SPEC, or the lines of FILE. Captions are normalised as in\n"
-               "training (NFKC, control characters stripped, whitespace collapsed).\n"
-               "  -o PATH          output tokenizer.json (required)\n"
-               "  --vocab N        target vocabulary size, >= 259 (default 4096)\n"
-               "  --min-count K    stop when no pair occurs K times (default 2)\n"
-               "  --casefold       case-fold captions before training\n"
-               "  --json           machine-readable summary on stdout\n");
-}
 
 /* Normalises s[n] and appends it; returns 0, or 1 on out of memory. */
 static int add_caption_(caption_list *l, const clasp_text_config *tc, const char *s, size_t n) {
@@ -118,59 +108,57 @@ static int read_shards_(const char *spec, const clasp_text_config *tc, caption_l
     return rc;
 }
 
+/* The option values of one invocation; the table below points into it. */
+typedef struct tokenizer_args {
+    const char *spec, *lines, *out;
+    int vocab, min_count;
+    bool json;
+    clasp_text_config tc;
+} tokenizer_args;
+
+#define A(field) offsetof(tokenizer_args, field)
+static const clasp_arg tokenizer_table[] = {
+    CLASP_ARG_COMMAND(
+        "tokenizer train",
+        "SPEC -o tokenizer.json [--vocab N] [--min-count K]\n"
+        "--lines FILE -o tokenizer.json [--vocab N]",
+        "Trains a byte-level BPE on captions: the text fields (and json 'captions'/'text')\n"
+        "of the shards of SPEC, or the lines of FILE. Captions are normalised as in\n"
+        "training (NFKC, control characters stripped, whitespace collapsed).\n\n",
+        NULL),
+    {"SPEC", 0, CLASP_ARG_POS, A(spec), NULL, NULL, NULL, 0, 0, 0, NULL, NULL},
+    {"out", 'o', CLASP_ARG_STRING, A(out), "PATH", "output tokenizer.json (required; '-' = stdout)",
+     NULL, CLASP_ARG_REQ | CLASP_ARG_OUT, 0, 0, NULL, NULL},
+    {"lines", 0, CLASP_ARG_STRING, A(lines), "FILE",
+     "captions, one per line, instead of SPEC ('-' = stdin)", NULL, CLASP_ARG_IN, 0, 0, NULL, NULL},
+    {"vocab", 0, CLASP_ARG_INT, A(vocab), "N", "target vocabulary size, >= 259 (default 4096)",
+     NULL, 0, CLASP_TOKEN_FIRST_MERGE, CLASP_TOKENIZER_MAX_VOCAB, NULL, NULL},
+    {"min-count", 0, CLASP_ARG_INT, A(min_count), "K",
+     "stop when no pair occurs K times (default 2)", NULL, 0, 1, 1e9, NULL, NULL},
+    {"casefold", 0, CLASP_ARG_FLAG, A(tc.casefold), NULL, "case-fold captions before training",
+     NULL, 0, 0, 0, NULL, NULL},
+    CLASP_ARG_JSON(A(json), "machine-readable summary on stdout"),
+    CLASP_ARG_END,
+};
+#undef A
+
 int clasp_cmd_tokenizer_train(int argc, char **argv) {
-    const char *spec = NULL, *lines = NULL, *out = NULL;
-    long vocab = 4096, min_count = 2;
-    bool json = false;
-    clasp_text_config tc = clasp_text_default_config();
-    for (int i = 1; i < argc; i++) {
-        char *end;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage_(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
-            out = argv[++i];
-        } else if (!strcmp(argv[i], "--lines") && i + 1 < argc) {
-            lines = argv[++i];
-        } else if (!strcmp(argv[i], "--vocab") && i + 1 < argc) {
-            vocab = strtol(argv[++i], &end, 10);
-            if (*end || vocab < CLASP_TOKEN_FIRST_MERGE || vocab > CLASP_TOKENIZER_MAX_VOCAB) {
-                fprintf(stderr, "clasp tokenizer train: --vocab: expected %d..%d\n",
-                        CLASP_TOKEN_FIRST_MERGE, CLASP_TOKENIZER_MAX_VOCAB);
-                return 2;
-            }
-        } else if (!strcmp(argv[i], "--min-count") && i + 1 < argc) {
-            min_count = strtol(argv[++i], &end, 10);
-            if (*end || min_count < 1 || min_count > 1000000000L) {
-                fprintf(stderr, "clasp tokenizer train: --min-count: expected >= 1\n");
-                return 2;
-            }
-        } else if (!strcmp(argv[i], "--casefold")) {
-            tc.casefold = true;
-        } else if (!strcmp(argv[i], "--json")) {
-            json = true;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "clasp tokenizer train: unknown option %s\n", argv[i]);
-            usage_(stderr);
-            return 2;
-        } else if (!spec) {
-            spec = argv[i];
-        } else {
-            fprintf(stderr, "clasp tokenizer train: unexpected argument %s\n", argv[i]);
-            return 2;
-        }
-    }
-    if (!out || (!spec && !lines) || (spec && lines)) {
-        fprintf(stderr, "clasp tokenizer train: need -o PATH and one of SPEC or --lines FILE\n");
-        usage_(stderr);
-        return 2;
-    }
+    tokenizer_args t = {.vocab = 4096, .min_count = 2, .tc = clasp_text_default_config()};
+    int prc;
+    if (!clasp_args_parse(tokenizer_table, &t, argc, argv, &prc)) return prc;
+    if (!t.spec == !t.lines)
+        return clasp_args_usage_error(tokenizer_table, "need one of SPEC or --lines FILE");
+    const char *spec = t.spec, *lines = t.lines, *out = t.out;
+    long vocab = t.vocab, min_count = t.min_count;
+    bool json = t.json;
+    clasp_text_config tc = t.tc;
     caption_list l = {0};
     size_t n_shards = 0;
     int rc = lines ? read_lines_(lines, &tc, &l) : read_shards_(spec, &tc, &l, &n_shards);
     clasp_tokenizer *tok = NULL;
     if (!rc && l.n == 0) {
-        fprintf(stderr, "clasp tokenizer train: no usable captions in %s\n", lines ? lines : spec);
+        fprintf(stderr, "clasp tokenizer train: no usable captions in %s\n",
+                lines ? clasp_args_display(lines) : spec);
         rc = 1;
     }
     if (!rc) {
@@ -186,19 +174,18 @@ int clasp_cmd_tokenizer_train(int argc, char **argv) {
     if (!rc) {
         if (json) {
             cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "output", out);
+            cJSON_AddStringToObject(o, "output", clasp_args_display(out));
             cJSON_AddNumberToObject(o, "captions", (double)l.n);
             cJSON_AddNumberToObject(o, "rejected", (double)l.invalid);
             cJSON_AddNumberToObject(o, "shards", (double)n_shards);
             cJSON_AddNumberToObject(o, "vocab_size", clasp_tokenizer_vocab_size(tok));
             cJSON_AddNumberToObject(o, "merges", clasp_tokenizer_n_merges(tok));
-            char *txt = cJSON_PrintUnformatted(o);
-            if (txt) printf("%s\n", txt);
-            free(txt);
-            cJSON_Delete(o);
+            clasp_cli_print_json(o, false);
         } else {
-            fprintf(stderr, "clasp tokenizer train: wrote %s (vocab %d, %d merges)\n", out,
-                    clasp_tokenizer_vocab_size(tok), clasp_tokenizer_n_merges(tok));
+            const char *shown = clasp_args_display(out);
+            fprintf(stderr, "clasp tokenizer train: wrote %s (vocab %d, %d merges)\n",
+                    strcmp(shown, "-") ? shown : "stdout", clasp_tokenizer_vocab_size(tok),
+                    clasp_tokenizer_n_merges(tok));
         }
     }
     clasp_tokenizer_free(tok);

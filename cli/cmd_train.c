@@ -1,6 +1,5 @@
 /* cmd_train.c: `clasp train`: parses options into clasp_train_options and runs the trainer. */
-#include <errno.h>
-#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,312 +7,263 @@
 
 #include <cjson/cJSON.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "train/dist.h"
 #include "eval/eval.h"
 #include "train/trainer.h"
 
-static void train_usage_(FILE *f) {
-    fputs(
-        "usage: clasp train --model configs/NAME.json --train [PAIR=]SPEC [--train ...] --out RUN\n"
-        "                   [options]\n"
-        "\n"
+/* The option values of one invocation; the table below points into it. */
+typedef struct train_args {
+    clasp_train_options o;
+    char pair_buf[CLASP_TRAIN_MAX_SOURCES][32]; /* PAIR of PAIR=SPEC */
+    const char *value;                          /* --train, --pair: handled by their callbacks */
+    double weight;                              /* --weight: applied by its callback */
+    int on_error, data_split;                   /* CHOICE indexes */
+    const char *loss;                           /* --loss NAME */
+} train_args;
+
+/* --train [PAIR=]SPEC: a new source; the prefix is taken as a pairing only when it parses as one */
+static int on_train_(void *ctx, const char *v) {
+    train_args *t = ctx;
+    clasp_train_options *o = &t->o;
+    if (o->n_sources >= CLASP_TRAIN_MAX_SOURCES) {
+        fprintf(stderr, "clasp train: at most %d --train sources\n", CLASP_TRAIN_MAX_SOURCES);
+        return 2;
+    }
+    clasp_train_source *src = &o->sources[o->n_sources++];
+    *src = (clasp_train_source){.spec = v, .pair = NULL, .weight = 1};
+    const char *eq = strchr(v, '=');
+    if (eq && (size_t)(eq - v) < sizeof t->pair_buf[0]) {
+        char *pb = t->pair_buf[o->n_sources - 1];
+        memcpy(pb, v, (size_t)(eq - v));
+        pb[eq - v] = '\0';
+        clasp_tower ta, tb;
+        if (clasp_pair_parse(pb, &ta, &tb) == CLASP_OK) {
+            src->pair = pb;
+            src->spec = eq + 1;
+        }
+    }
+    o->train_spec = o->sources[0].spec;
+    return 0;
+}
+
+/* The source --pair and --weight apply to: the preceding --train. */
+static clasp_train_source *preceding_(train_args *t, const char *opt) {
+    if (t->o.n_sources > 0) return &t->o.sources[t->o.n_sources - 1];
+    fprintf(stderr, "clasp train: %s applies to the preceding --train\n", opt);
+    return NULL;
+}
+
+static int on_pair_(void *ctx, const char *v) {
+    clasp_train_source *src = preceding_(ctx, "--pair");
+    if (!src) return 2;
+    clasp_tower ta, tb;
+    if (clasp_pair_parse(v, &ta, &tb) != CLASP_OK) {
+        fprintf(stderr, "clasp train: --pair: %s\n", clasp_last_error());
+        return 2;
+    }
+    src->pair = v;
+    return 0;
+}
+
+static int on_weight_(void *ctx, const char *v) {
+    train_args *t = ctx;
+    clasp_train_source *src = preceding_(t, "--weight");
+    if (!src) return 2;
+    if (!(t->weight > 0)) {
+        fprintf(stderr, "clasp train: --weight expects a number > 0, got '%s'\n", v);
+        return 2;
+    }
+    src->weight = t->weight;
+    return 0;
+}
+
+/* --loss NAME: the loss of the run. */
+static int parse_loss_(const char *v, clasp_train_options *o) {
+    if (!strcmp(v, "infonce") || !strcmp(v, "clip")) {
+        o->loss = CLASP_LOSS_INFONCE;
+    } else if (!strcmp(v, "siglip")) {
+        o->loss = CLASP_LOSS_SIGLIP;
+    } else {
+        fprintf(stderr, "clasp train: --loss must be infonce or siglip, got '%s'\n", v);
+        return 2;
+    }
+    return 0;
+}
+
+#define O(field) offsetof(train_args, o.field)
+#define A(field) offsetof(train_args, field)
+static const char s_data[] = "data and model", s_sched[] = "schedule", s_mach[] = "machine",
+                  s_dist[] =
+                      "data parallel (mpirun -np N clasp train ..., built with CLASP_MPI=ON)",
+                  s_log[] = "logging and checkpoints";
+static const clasp_arg train_table[] = {
+    CLASP_ARG_COMMAND(
+        "train",
+        "--model configs/NAME.json --train [PAIR=]SPEC [--train ...] --out RUN\n [options]",
         "Trains the model's towers with a contrastive loss on paired samples from WebDataset\n"
-        "shards. RUN receives config.json, options.json, metrics.jsonl and checkpoints/.\n"
-        "\n"
-        "data and model\n"
-        "  --model FILE          model config (configs/*.json)\n"
-        "  --train SPEC          training shards: brace ranges, '::' lists, pipe:CMD, -\n"
-        "                        Repeat for several sources mixed in one run; a source's\n"
-        "                        pairing as a prefix PAIR=SPEC (e.g. 'audio-text=a-{0..3}.tar')\n"
-        "                        or with --pair after it (default: image-text, or the model's\n"
-        "                        two towers). Each step draws one source by weight from a\n"
-        "                        counter RNG keyed by (seed, step) and trains that pair;\n"
-        "                        towers are shared across sources (text binds audio and\n"
-        "                        images: train image-text and audio-text together)\n"
-        "  --pair PAIR           pairing of the preceding --train: image-text, audio-text,\n"
-        "                        audio-image, ...\n"
-        "  --weight W            mixing weight of the preceding --train (default 1)\n"
-        "  --freeze LIST         towers kept fixed (no gradient, no update): image, text,\n"
-        "                        audio, shared (logit scale); e.g. --freeze image,text\n"
-        "  --init MODEL          start from an export, checkpoint or run's parameters by name\n"
-        "                        (tensors it lacks, e.g. a new audio tower, keep their fresh\n"
-        "                        init; a shape mismatch is an error naming the tensor)\n"
-        "  --audio-augment       gain, time shift and SpecAugment masks on training audio\n"
-        "  --image-augment A     training image augmentation: 'default' (random-resized-crop\n"
-        "                        0.08-1, horizontal flip 0.5) or a JSON file with the fields\n"
-        "                        of modalities/augment.h (scale, ratio, hflip, brightness,\n"
-        "                        contrast, saturation, grayscale)\n"
-        "  --on-error skip|fail  a missing or unreadable shard is counted and skipped\n"
-        "                        (default) or stops the run\n"
-        "  --val SPEC            evaluation shards (zero-shot during and after training)\n"
-        "  --zeroshot FILE       class names, one per line (needs --val)\n"
-        "  --templates FILE      prompt templates, one per line, '{}' = class name\n"
-        "  --out RUN             run folder\n"
-        "  --resume latest|CKPT  continue a run exactly where its checkpoint stopped\n",
-        f);
-    fputs("schedule\n"
-          "  --epochs E            passes over the training shards (default 1)\n"
-          "  --steps N             optimiser steps (overrides --epochs)\n"
-          "  --samples-per-epoch N epoch length with shard resampling instead of exact epochs\n"
-          "  --batch-size B        rows per step, all negatives of the loss (default 256); with\n"
-          "                        mpirun -np N the global batch: each rank computes B/N rows\n"
-          "  --accum-steps K       exact large-batch loss from K micro-batches (default 1)\n"
-          "  --lr X                peak learning rate (default 1e-3)\n"
-          "  --warmup N            linear warmup steps, then cosine (default 100)\n"
-          "  --wd X                AdamW weight decay on conv/linear weights (default 0.1)\n"
-          "  --beta1 X --beta2 X --eps X   AdamW (defaults 0.9, 0.98, 1e-6)\n"
-          "  --clip-norm X         clip gradients to this global norm (default off)\n"
-          "  --loss infonce|siglip contrastive loss (default infonce)\n"
-          "  --multi-positive      pairs with the same caption are all positives\n"
-          "  --seed S              run seed (default 0)\n"
-          "machine\n"
-          "  --threads N           compute threads (default 2)\n"
-          "  --chunks N            batch replicas; results depend on chunks, not on threads\n"
-          "                        (default = threads)\n"
-          "  --workers N           decode threads (default 1)\n"
-          "  --shuffle-buffer N    samples in the shuffle buffer (default 2000)\n"
-          "data parallel (mpirun -np N clasp train ..., built with CLASP_MPI=ON)\n"
-          "  --data-split shards|samples  ranks read their own shards (default), or each its\n"
-          "                        rows of the one-process stream (equals one process; every\n"
-          "                        rank decodes all samples: for checks and small data)\n"
-          "  --dist-timeout S      a collective waiting longer than S seconds aborts the job\n"
-          "                        (default 600; 0 = wait forever)\n"
-          "  --check-every N       check every N steps that all ranks hold the same parameters\n"
-          "                        (default 100; 0 = off)\n"
-          "logging and checkpoints\n"
-          "  --log-every N         metrics line every N steps (default 50)\n"
-          "  --val-every N         zero-shot evaluation every N steps (default: at the end)\n"
-          "  --save-every N        checkpoint every N steps (default: at the end)\n"
-          "  --keep N              checkpoints kept (default 3)\n"
-          "  --max-bad-steps K     stop after K consecutive non-finite steps (default 5)\n"
-          "  --stop-after N        stop after N steps of this invocation, with a checkpoint\n"
-          "  --no-progress         no progress bar\n"
-          "  --json                print a JSON summary on stdout\n",
-          f);
+        "shards. RUN receives config.json, options.json, metrics.jsonl and checkpoints/.\n",
+        NULL),
+    {"model", 0, CLASP_ARG_STRING, O(model_config), "FILE", "model config (configs/*.json)", s_data,
+     CLASP_ARG_IN | CLASP_ARG_REQ, 0, 0, NULL, NULL},
+    {"train", 0, CLASP_ARG_STRING, A(value), "SPEC",
+     "training shards: brace ranges, '::' lists, pipe:CMD, -\nRepeat for several sources mixed in "
+     "one run; a source's pairing as a prefix PAIR=SPEC (e.g. 'audio-text=a-{0..3}.tar') or with "
+     "--pair after it (default: image-text, or the model's two towers). Each step draws one source "
+     "by weight from a counter RNG keyed by (seed, step) and trains that pair; towers are shared "
+     "across sources (text binds audio and images: train image-text and audio-text together)",
+     s_data, CLASP_ARG_REQ, 0, 0, NULL, on_train_},
+    {"pair", 0, CLASP_ARG_STRING, A(value), "PAIR",
+     "pairing of the preceding --train: image-text, audio-text, audio-image, ...", s_data, 0, 0, 0,
+     NULL, on_pair_},
+    {"weight", 0, CLASP_ARG_DOUBLE, A(weight), "W",
+     "mixing weight of the preceding --train (default 1)", s_data, 0, 0, 0, NULL, on_weight_},
+    {"freeze", 0, CLASP_ARG_STRING, O(freeze), "LIST",
+     "towers kept fixed (no gradient, no update): image, text, audio, shared (logit scale); e.g. "
+     "--freeze image,text",
+     s_data, 0, 0, 0, NULL, NULL},
+    {"init", 0, CLASP_ARG_STRING, O(init), "MODEL",
+     "start from an export, checkpoint or run's parameters by name (tensors it lacks, e.g. a new "
+     "audio tower, keep their fresh init; a shape mismatch is an error naming the tensor)",
+     s_data, CLASP_ARG_DIR, 0, 0, NULL, NULL},
+    {"audio-augment", 0, CLASP_ARG_FLAG, O(audio_augment), NULL,
+     "gain, time shift and SpecAugment masks on training audio", s_data, 0, 0, 0, NULL, NULL},
+    {"image-augment", 0, CLASP_ARG_STRING, O(image_augment), "A",
+     "training image augmentation: 'default' (random-resized-crop 0.08-1, horizontal flip 0.5) or "
+     "a JSON file with the fields of modalities/augment.h (scale, ratio, hflip, brightness, "
+     "contrast, saturation, grayscale)",
+     s_data, CLASP_ARG_IN, 0, 0, NULL, NULL},
+    {"on-error", 0, CLASP_ARG_CHOICE, A(on_error), NULL,
+     "a missing or unreadable shard is counted and skipped (default) or stops the run", s_data, 0,
+     0, 0, "skip|fail", NULL},
+    {"val", 0, CLASP_ARG_STRING, O(val_spec), "SPEC",
+     "evaluation shards (zero-shot during and after training)", s_data, 0, 0, 0, NULL, NULL},
+    {"zeroshot", 0, CLASP_ARG_STRING, O(zeroshot), "FILE",
+     "class names, one per line (needs --val)", s_data, CLASP_ARG_IN, 0, 0, NULL, NULL},
+    {"templates", 0, CLASP_ARG_STRING, O(templates), "FILE",
+     "prompt templates, one per line, '{}' = class name", s_data, CLASP_ARG_IN, 0, 0, NULL, NULL},
+    {"out", 0, CLASP_ARG_STRING, O(out_dir), "RUN", "run folder", s_data,
+     CLASP_ARG_DIR | CLASP_ARG_REQ, 0, 0, NULL, NULL},
+    {"resume", 0, CLASP_ARG_STRING, O(resume), "latest|CKPT",
+     "continue a run exactly where its checkpoint stopped", s_data, CLASP_ARG_DIR, 0, 0, NULL,
+     NULL},
+    {"epochs", 0, CLASP_ARG_INT, O(epochs), "E", "passes over the training shards (default 1)",
+     s_sched, 0, 1, 0, NULL, NULL},
+    {"steps", 0, CLASP_ARG_INT64, O(steps), "N", "optimiser steps (overrides --epochs)", s_sched, 0,
+     1, 0, NULL, NULL},
+    {"samples-per-epoch", 0, CLASP_ARG_INT64, O(samples_per_epoch), "N",
+     "epoch length with shard resampling instead of exact epochs", s_sched, 0, 1, 0, NULL, NULL},
+    {"batch-size", 0, CLASP_ARG_INT, O(batch_size), "B",
+     "rows per step, all negatives of the loss (default 256); with mpirun -np N the global batch: "
+     "each rank computes B/N rows",
+     s_sched, 0, 1, 0, NULL, NULL},
+    {"accum-steps", 0, CLASP_ARG_INT, O(accum_steps), "K",
+     "exact large-batch loss from K micro-batches (default 1)", s_sched, 0, 1, 0, NULL, NULL},
+    {"lr", 0, CLASP_ARG_DOUBLE, O(lr), "X", "peak learning rate (default 1e-3)", s_sched, 0, 0, 0,
+     NULL, NULL},
+    {"warmup", 0, CLASP_ARG_INT64, O(warmup), "N", "linear warmup steps, then cosine (default 100)",
+     s_sched, 0, 0, 0, NULL, NULL},
+    {"wd", 0, CLASP_ARG_DOUBLE, O(weight_decay), "X",
+     "AdamW weight decay on conv/linear weights (default 0.1)", s_sched, 0, 0, 0, NULL, NULL},
+    {"beta1", 0, CLASP_ARG_DOUBLE, O(beta1), "X", "AdamW beta1 (default 0.9)", s_sched, 0, 0, 0,
+     NULL, NULL},
+    {"beta2", 0, CLASP_ARG_DOUBLE, O(beta2), "X", "AdamW beta2 (default 0.98)", s_sched, 0, 0, 0,
+     NULL, NULL},
+    {"eps", 0, CLASP_ARG_DOUBLE, O(eps), "X", "AdamW epsilon (default 1e-6)", s_sched, 0, 0, 0,
+     NULL, NULL},
+    {"clip-norm", 0, CLASP_ARG_DOUBLE, O(clip_norm), "X",
+     "clip gradients to this global norm (default off)", s_sched, 0, 0, 0, NULL, NULL},
+    {"loss", 0, CLASP_ARG_STRING, A(loss), "infonce|siglip", "contrastive loss (default infonce)",
+     s_sched, 0, 0, 0, NULL, NULL},
+    {"multi-positive", 0, CLASP_ARG_FLAG, O(multi_positive), NULL,
+     "pairs with the same caption are all positives", s_sched, 0, 0, 0, NULL, NULL},
+    {"seed", 0, CLASP_ARG_U64, O(seed), "S", "run seed (default 0)", s_sched, 0, 0, 0, NULL, NULL},
+    {"threads", 0, CLASP_ARG_INT, O(threads), "N", "compute threads (default 2)", s_mach, 0, 1, 0,
+     NULL, NULL},
+    {"chunks", 0, CLASP_ARG_INT, O(chunks), "N",
+     "batch replicas; results depend on chunks, not on threads (default = threads)", s_mach, 0, 1,
+     0, NULL, NULL},
+    {"workers", 0, CLASP_ARG_INT, O(workers), "N", "decode threads (default 1)", s_mach, 0, 1, 0,
+     NULL, NULL},
+    {"shuffle-buffer", 0, CLASP_ARG_INT, O(shuffle_buffer), "N",
+     "samples in the shuffle buffer (default 2000)", s_mach, 0, 1, 0, NULL, NULL},
+    {"data-split", 0, CLASP_ARG_CHOICE, A(data_split), NULL,
+     "ranks read their own shards (default), or each its rows of the one-process stream (equals "
+     "one process; every rank decodes all samples: for checks and small data)",
+     s_dist, 0, 0, 0, "shards|samples", NULL},
+    {"dist-timeout", 0, CLASP_ARG_DOUBLE, O(dist_timeout), "S",
+     "a collective waiting longer than S seconds aborts the job (default 600; 0 = wait forever)",
+     s_dist, 0, 0, 0, NULL, NULL},
+    {"check-every", 0, CLASP_ARG_INT64, O(check_every), "N",
+     "check every N steps that all ranks hold the same parameters (default 100; 0 = off)", s_dist,
+     0, 0, 0, NULL, NULL},
+    {"log-every", 0, CLASP_ARG_INT, O(log_every), "N", "metrics line every N steps (default 50)",
+     s_log, 0, 1, 0, NULL, NULL},
+    {"val-every", 0, CLASP_ARG_INT64, O(val_every), "N",
+     "zero-shot evaluation every N steps (default: at the end)", s_log, 0, 0, 0, NULL, NULL},
+    {"save-every", 0, CLASP_ARG_INT64, O(save_every), "N",
+     "checkpoint every N steps (default: at the end)", s_log, 0, 0, 0, NULL, NULL},
+    {"keep", 0, CLASP_ARG_INT, O(keep), "N", "checkpoints kept (default 3)", s_log, 0, 0, 0, NULL,
+     NULL},
+    {"max-bad-steps", 0, CLASP_ARG_INT, O(max_bad_steps), "K",
+     "stop after K consecutive non-finite steps (default 5)", s_log, 0, 1, 0, NULL, NULL},
+    {"collapse-std", 0, CLASP_ARG_DOUBLE, O(collapse_std), "X",
+     "warn once when the features collapse: mean per-dimension std below X (default 0.01)", s_log,
+     0, 0, 0, NULL, NULL},
+    {"stop-after", 0, CLASP_ARG_INT64, O(stop_after), "N",
+     "stop after N steps of this invocation, with a checkpoint", s_log, 0, 1, 0, NULL, NULL},
+    {"progress", 0, CLASP_ARG_FLAG, O(progress), NULL,
+     "progress bar on stderr (default: when stderr is a terminal)", s_log, 0, 0, 0, NULL, NULL},
+    {"no-progress", 0, CLASP_ARG_FLAG, O(progress), NULL, "no progress bar", s_log, CLASP_ARG_CLEAR,
+     0, 0, NULL, NULL},
+    {"json", 0, CLASP_ARG_FLAG, O(json), NULL, "print a JSON summary on stdout", s_log,
+     CLASP_ARG_STDOUT, 0, 0, NULL, NULL},
+    CLASP_ARG_END,
+};
+#undef O
+#undef A
+
+/* Fills t from argv; returns true to run, else *rc is the exit code. */
+static bool train_parse_(train_args *t, int argc, char **argv, int *rc) {
+    t->o = clasp_train_default_options();
+    t->o.zeroshot_fn = clasp_eval_zeroshot_for_train;
+    t->o.progress = isatty(2);
+    if (!clasp_args_parse(train_table, t, argc, argv, rc)) return false;
+    t->o.on_error_fail = t->on_error == 1;
+    t->o.data_split = t->data_split == 1 ? CLASP_DATA_SPLIT_SAMPLES : CLASP_DATA_SPLIT_SHARDS;
+    if (t->loss && (*rc = parse_loss_(t->loss, &t->o)) != 0) return false;
+    if (t->o.zeroshot && !t->o.val_spec) {
+        *rc = clasp_args_usage_error(train_table, "--zeroshot needs --val SPEC");
+        return false;
+    }
+    return true;
 }
 
-static int need_(int argc, char **argv, int i) {
-    if (i + 1 >= argc) {
-        fprintf(stderr, "clasp train: %s needs a value\n", argv[i]);
-        return 0;
-    }
-    return 1;
-}
-
-static int parse_i64_(const char *opt, const char *s, int64_t lo, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || end == s || v < lo) {
-        fprintf(stderr, "clasp train: %s expects an integer >= %lld, got '%s'\n", opt,
-                (long long)lo, s);
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
-static int parse_f64_(const char *opt, const char *s, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || end == s || !isfinite(v) || v < 0) {
-        fprintf(stderr, "clasp train: %s expects a non-negative number, got '%s'\n", opt, s);
-        return 0;
-    }
-    *out = v;
-    return 1;
+/* The --json summary line. */
+static void print_summary_(const clasp_train_summary *sum) {
+    cJSON *j = cJSON_CreateObject();
+    static const char *const names[] = {
+        "steps",         "samples",        "seconds",       "samples_per_s", "data_wait_frac",
+        "gflops",        "final_loss",     "zeroshot_top1", "zeroshot_top5", "zeroshot_mean_recall",
+        "skipped_steps", "skipped_samples"};
+    const double values[] = {
+        (double)sum->steps,        (double)sum->samples,       sum->seconds,
+        sum->samples_per_s,        sum->data_wait_frac,        sum->gflops,
+        sum->final_loss,           sum->zeroshot_top1,         sum->zeroshot_top5,
+        sum->zeroshot_mean_recall, (double)sum->skipped_steps, (double)sum->skipped_samples};
+    clasp_cli_add_numbers(j, names, values, sizeof values / sizeof values[0]);
+    cJSON_AddBoolToObject(j, "interrupted", sum->interrupted);
+    cJSON_AddStringToObject(j, "checkpoint", sum->checkpoint);
+    clasp_cli_print_json(j, false);
 }
 
 int clasp_cmd_train(int argc, char **argv) {
-    clasp_train_options o = clasp_train_default_options();
-    o.zeroshot_fn = clasp_eval_zeroshot_for_train;
-    o.progress = isatty(2);
-    static char pair_buf[CLASP_TRAIN_MAX_SOURCES][32];
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int64_t iv;
-        double dv;
-#define STR_OPT(name, field)                                                                       \
-    if (!strcmp(a, name)) {                                                                        \
-        if (!need_(argc, argv, i)) return 2;                                                       \
-        o.field = argv[++i];                                                                       \
-        continue;                                                                                  \
-    }
-#define INT_OPT(name, field, lo)                                                                   \
-    if (!strcmp(a, name)) {                                                                        \
-        if (!need_(argc, argv, i) || !parse_i64_(name, argv[++i], lo, &iv)) return 2;              \
-        o.field = iv;                                                                              \
-        continue;                                                                                  \
-    }
-#define NUM_OPT(name, field)                                                                       \
-    if (!strcmp(a, name)) {                                                                        \
-        if (!need_(argc, argv, i) || !parse_f64_(name, argv[++i], &dv)) return 2;                  \
-        o.field = dv;                                                                              \
-        continue;                                                                                  \
-    }
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            train_usage_(stdout);
-            return 0;
-        }
-        STR_OPT("--model", model_config)
-        if (!strcmp(a, "--train")) {
-            if (!need_(argc, argv, i)) return 2;
-            if (o.n_sources >= CLASP_TRAIN_MAX_SOURCES) {
-                fprintf(stderr, "clasp train: at most %d --train sources\n",
-                        CLASP_TRAIN_MAX_SOURCES);
-                return 2;
-            }
-            const char *v = argv[++i];
-            clasp_train_source *src = &o.sources[o.n_sources++];
-            *src = (clasp_train_source){.spec = v, .pair = NULL, .weight = 1};
-            /* PAIR=SPEC: the prefix is taken as a pairing only when it parses as one */
-            const char *eq = strchr(v, '=');
-            if (eq && (size_t)(eq - v) < sizeof pair_buf[0]) {
-                char *pb = pair_buf[o.n_sources - 1];
-                memcpy(pb, v, (size_t)(eq - v));
-                pb[eq - v] = '\0';
-                clasp_tower ta, tb;
-                if (clasp_pair_parse(pb, &ta, &tb) == CLASP_OK) {
-                    src->pair = pb;
-                    src->spec = eq + 1;
-                }
-            }
-            o.train_spec = o.sources[0].spec;
-            continue;
-        }
-        if (!strcmp(a, "--pair") || !strcmp(a, "--weight")) {
-            if (!need_(argc, argv, i)) return 2;
-            if (o.n_sources == 0) {
-                fprintf(stderr, "clasp train: %s applies to the preceding --train\n", a);
-                return 2;
-            }
-            clasp_train_source *src = &o.sources[o.n_sources - 1];
-            const char *v = argv[++i];
-            if (!strcmp(a, "--pair")) {
-                clasp_tower ta, tb;
-                if (clasp_pair_parse(v, &ta, &tb) != CLASP_OK) {
-                    fprintf(stderr, "clasp train: --pair: %s\n", clasp_last_error());
-                    return 2;
-                }
-                src->pair = v;
-            } else {
-                if (!parse_f64_(a, v, &dv) || !(dv > 0)) {
-                    fprintf(stderr, "clasp train: --weight expects a number > 0, got '%s'\n", v);
-                    return 2;
-                }
-                src->weight = dv;
-            }
-            continue;
-        }
-        STR_OPT("--freeze", freeze)
-        STR_OPT("--init", init)
-        if (!strcmp(a, "--audio-augment")) {
-            o.audio_augment = true;
-            continue;
-        }
-        STR_OPT("--image-augment", image_augment)
-        if (!strcmp(a, "--on-error")) {
-            if (!need_(argc, argv, i)) return 2;
-            const char *v = argv[++i];
-            if (!strcmp(v, "skip") || !strcmp(v, "fail")) {
-                o.on_error_fail = !strcmp(v, "fail");
-            } else {
-                fprintf(stderr, "clasp train: --on-error must be skip or fail, got '%s'\n", v);
-                return 2;
-            }
-            continue;
-        }
-        STR_OPT("--val", val_spec)
-        STR_OPT("--out", out_dir)
-        STR_OPT("--resume", resume)
-        STR_OPT("--zeroshot", zeroshot)
-        STR_OPT("--templates", templates)
-        INT_OPT("--steps", steps, 1)
-        INT_OPT("--epochs", epochs, 1)
-        INT_OPT("--samples-per-epoch", samples_per_epoch, 1)
-        INT_OPT("--batch-size", batch_size, 1)
-        INT_OPT("--accum-steps", accum_steps, 1)
-        NUM_OPT("--lr", lr)
-        INT_OPT("--warmup", warmup, 0)
-        NUM_OPT("--wd", weight_decay)
-        NUM_OPT("--beta1", beta1)
-        NUM_OPT("--beta2", beta2)
-        NUM_OPT("--eps", eps)
-        NUM_OPT("--clip-norm", clip_norm)
-        INT_OPT("--seed", seed, 0)
-        INT_OPT("--threads", threads, 1)
-        INT_OPT("--chunks", chunks, 1)
-        INT_OPT("--workers", workers, 1)
-        INT_OPT("--shuffle-buffer", shuffle_buffer, 1)
-        INT_OPT("--log-every", log_every, 1)
-        INT_OPT("--val-every", val_every, 0)
-        INT_OPT("--save-every", save_every, 0)
-        INT_OPT("--keep", keep, 0)
-        INT_OPT("--max-bad-steps", max_bad_steps, 1)
-        NUM_OPT("--collapse-std", collapse_std)
-        INT_OPT("--stop-after", stop_after, 1)
-        NUM_OPT("--dist-timeout", dist_timeout)
-        INT_OPT("--check-every", check_every, 0)
-        if (!strcmp(a, "--data-split")) {
-            if (!need_(argc, argv, i)) return 2;
-            const char *v = argv[++i];
-            if (!strcmp(v, "shards")) {
-                o.data_split = CLASP_DATA_SPLIT_SHARDS;
-            } else if (!strcmp(v, "samples")) {
-                o.data_split = CLASP_DATA_SPLIT_SAMPLES;
-            } else {
-                fprintf(stderr, "clasp train: --data-split must be shards or samples, got '%s'\n",
-                        v);
-                return 2;
-            }
-            continue;
-        }
-        if (!strcmp(a, "--loss")) {
-            if (!need_(argc, argv, i)) return 2;
-            const char *v = argv[++i];
-            if (!strcmp(v, "infonce") || !strcmp(v, "clip")) {
-                o.loss = CLASP_LOSS_INFONCE;
-            } else if (!strcmp(v, "siglip")) {
-                o.loss = CLASP_LOSS_SIGLIP;
-            } else {
-                fprintf(stderr, "clasp train: --loss must be infonce or siglip, got '%s'\n", v);
-                return 2;
-            }
-            continue;
-        }
-        if (!strcmp(a, "--multi-positive")) {
-            o.multi_positive = true;
-            continue;
-        }
-        if (!strcmp(a, "--json")) {
-            o.json = true;
-            continue;
-        }
-        if (!strcmp(a, "--no-progress")) {
-            o.progress = false;
-            continue;
-        }
-        if (!strcmp(a, "--progress")) {
-            o.progress = true;
-            continue;
-        }
-        fprintf(stderr, "clasp train: unknown option '%s' (see clasp train --help)\n", a);
-        return 2;
-#undef STR_OPT
-#undef INT_OPT
-#undef NUM_OPT
-    }
-    if (!o.model_config || !o.train_spec || !o.out_dir) {
-        fprintf(stderr, "clasp train: --model, --train and --out are required "
-                        "(see clasp train --help)\n");
-        return 2;
-    }
-    if (o.zeroshot && !o.val_spec) {
-        fprintf(stderr, "clasp train: --zeroshot needs --val SPEC\n");
-        return 2;
-    }
+    static train_args t; /* the sources keep pointers into pair_buf */
+    int rc;
+    if (!train_parse_(&t, argc, argv, &rc)) return rc;
+    const clasp_train_options o = t.o; /* the run's options, as parsed */
     /* Under mpirun every rank runs this; an error on any rank ends the whole job (MPI_Abort),
      * since the other ranks would otherwise wait in their next collective. */
     clasp_status s = clasp_dist_init();
@@ -336,26 +286,6 @@ int clasp_cmd_train(int argc, char **argv) {
     }
     bool report = clasp_dist_rank() == 0;
     clasp_dist_finalize();
-    if (o.json && report) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddNumberToObject(j, "steps", (double)sum.steps);
-        cJSON_AddNumberToObject(j, "samples", (double)sum.samples);
-        cJSON_AddNumberToObject(j, "seconds", sum.seconds);
-        cJSON_AddNumberToObject(j, "samples_per_s", sum.samples_per_s);
-        cJSON_AddNumberToObject(j, "data_wait_frac", sum.data_wait_frac);
-        cJSON_AddNumberToObject(j, "gflops", sum.gflops);
-        cJSON_AddNumberToObject(j, "final_loss", sum.final_loss);
-        cJSON_AddNumberToObject(j, "zeroshot_top1", sum.zeroshot_top1);
-        cJSON_AddNumberToObject(j, "zeroshot_top5", sum.zeroshot_top5);
-        cJSON_AddNumberToObject(j, "zeroshot_mean_recall", sum.zeroshot_mean_recall);
-        cJSON_AddNumberToObject(j, "skipped_steps", (double)sum.skipped_steps);
-        cJSON_AddNumberToObject(j, "skipped_samples", (double)sum.skipped_samples);
-        cJSON_AddBoolToObject(j, "interrupted", sum.interrupted);
-        cJSON_AddStringToObject(j, "checkpoint", sum.checkpoint);
-        char *text = cJSON_PrintUnformatted(j);
-        if (text) puts(text);
-        free(text);
-        cJSON_Delete(j);
-    }
+    if (o.json && report) print_summary_(&sum);
     return s == CLASP_OK ? 0 : 3;
 }

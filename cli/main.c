@@ -1,10 +1,21 @@
-/* main.c: the `clasp` command-line tool: dispatches to the subcommands in cmd_*.c. */
+/* main.c: the `clasp` command-line tool: dispatches to the subcommands in cmd_*.c, answers
+ * `clasp help [COMMAND]`, `clasp GROUP --help` and `--version`. */
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 
-#define CLASP_VERSION "0.1.0"
+/* Set by cli/CMakeLists.txt from the CMake project and the compute backend built. */
+#ifndef CLASP_VERSION
+#error "CLASP_VERSION must come from CMake (PROJECT_VERSION)"
+#endif
+#ifndef CLASP_BACKEND
+#error "CLASP_BACKEND must come from CMake"
+#endif
+#ifndef CLASP_PRECISIONS
+#error "CLASP_PRECISIONS must come from CMake"
+#endif
 
 typedef struct command {
     const char *name;
@@ -29,12 +40,20 @@ static const command commands[] = {
     {NULL, NULL, NULL, NULL},
 };
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "clasp %s: contrastive training of image, text and audio encoders on CPUs\n\n"
-            "usage: clasp COMMAND [options]   (clasp COMMAND --help for details)\n\n",
-            CLASP_VERSION);
+/* Lists the commands whose first word is `group` (all when NULL). */
+static void usage(FILE *f, const char *group) {
+    if (group)
+        fprintf(f, "usage: clasp %s COMMAND [options]   (clasp %s COMMAND --help for details)\n\n",
+                group, group);
+    else
+        fprintf(f,
+                "clasp %s: contrastive training of image, text and audio encoders on CPUs\n\n"
+                "usage: clasp COMMAND [options]   (clasp COMMAND --help or clasp help COMMAND "
+                "for details)\n"
+                "       clasp --version\n\n",
+                CLASP_VERSION);
     for (size_t i = 0; commands[i].name; i++) {
+        if (group && strcmp(group, commands[i].name) != 0) continue;
         char name[64];
         snprintf(name, sizeof name, "%s%s%s", commands[i].name, commands[i].sub ? " " : "",
                  commands[i].sub ? commands[i].sub : "");
@@ -42,24 +61,44 @@ static void usage(FILE *f) {
     }
 }
 
+static bool is_help_(const char *a) {
+    return !strcmp(a, "--help") || !strcmp(a, "-h") || !strcmp(a, "help");
+}
+
+/* Runs the command named by argv[0] (and argv[1] for a group), or prints why not. */
+static int dispatch_(int argc, char **argv) {
+    bool group = false;
+    for (size_t i = 0; commands[i].name; i++) {
+        const command *c = &commands[i];
+        if (strcmp(argv[0], c->name) != 0) continue;
+        if (!c->sub) return c->fn(argc, argv);
+        group = true;
+        if (argc >= 2 && !strcmp(argv[1], c->sub)) return c->fn(argc - 1, argv + 1);
+    }
+    if (group && (argc < 2 || is_help_(argv[1]))) {
+        usage(argc < 2 ? stderr : stdout, argv[0]);
+        return argc < 2 ? 2 : 0;
+    }
+    fprintf(stderr, "clasp: unknown command '%s%s%s'\n\n", argv[0], argc >= 2 && group ? " " : "",
+            argc >= 2 && group ? argv[1] : "");
+    usage(stderr, group ? argv[0] : NULL);
+    return 2;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
-        !strcmp(argv[1], "help")) {
-        usage(argc < 2 ? stderr : stdout);
+        (!strcmp(argv[1], "help") && argc == 2)) {
+        usage(argc < 2 ? stderr : stdout, NULL);
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("clasp %s\n", CLASP_VERSION);
+        printf("clasp %s (backend %s; precisions %s)\n", CLASP_VERSION, CLASP_BACKEND,
+               CLASP_PRECISIONS);
         return 0;
     }
-    for (size_t i = 0; commands[i].name; i++) {
-        const command *c = &commands[i];
-        if (strcmp(argv[1], c->name) != 0) continue;
-        if (!c->sub) return c->fn(argc - 1, argv + 1);
-        if (argc >= 3 && !strcmp(argv[2], c->sub)) return c->fn(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "help")) { /* clasp help COMMAND [SUB]: that command's --help */
+        char *words[4] = {argv[2], argc >= 4 ? argv[3] : "--help", "--help", NULL};
+        return dispatch_(argc >= 4 ? 3 : 2, words);
     }
-    fprintf(stderr, "clasp: unknown command '%s%s%s'\n\n", argv[1], argc >= 3 ? " " : "",
-            argc >= 3 ? argv[2] : "");
-    usage(stderr);
-    return 2;
+    return clasp_args_finish(dispatch_(argc - 1, argv + 1));
 }
