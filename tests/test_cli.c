@@ -16,7 +16,7 @@
 #include "encoders/model.h"
 #include "eval/retrieval.h"
 #include "export/export.h"
-#include "modalities/tokenizer.h"
+#include "modalities/preprocess.h"
 #include "tests/testutil.h"
 
 #ifndef CLASP_SOURCE_DIR
@@ -197,13 +197,13 @@ static void export_(const char *dir) {
     snprintf(cfg_path, sizeof cfg_path, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
     clasp_model_config cfg;
     clasp_model m;
-    clasp_tokenizer *tok;
+    clasp_preprocess pre;
     cr_assert_eq(clasp_model_config_load(cfg_path, &cfg), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_preprocess_load(cfg_path, &pre), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK, "%s", clasp_last_error());
     clasp_model_init_weights(&m, 7);
-    cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
-    cr_assert_eq(clasp_export_model(&m, tok, dir), CLASP_OK, "%s", clasp_last_error());
-    clasp_tokenizer_free(tok);
+    cr_assert_eq(clasp_export_model(&m, &pre, dir), CLASP_OK, "%s", clasp_last_error());
+    clasp_preprocess_free(&pre);
     clasp_model_free(&m);
 }
 
