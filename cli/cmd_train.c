@@ -63,9 +63,13 @@ static void train_usage_(FILE *f) {
           "  --warmup N            linear warmup steps, then cosine (default 100)\n"
           "  --wd X                AdamW weight decay on conv/linear weights (default 0.1)\n"
           "  --beta1 X --beta2 X --eps X   AdamW (defaults 0.9, 0.98, 1e-6)\n"
-          "  --clip-norm X         clip gradients to this global norm (default off)\n"
-          "  --loss infonce|siglip contrastive loss (default infonce)\n"
-          "  --multi-positive      pairs with the same caption are all positives\n"
+          "  --clip-norm X         clip gradients to this global norm (default off)\n",
+          f);
+    char losses[256]; /* the loss registry's names */
+    clasp_loss_names(losses, sizeof losses, "|");
+    fprintf(f, "  --loss %-14s contrastive loss (default %s)\n", losses,
+            clasp_loss_default()->name);
+    fputs("  --multi-positive      pairs with the same caption are all positives\n"
           "  --seed S              run seed (default 0)\n"
           "machine\n"
           "  --threads N           compute threads (default 2)\n"
@@ -273,12 +277,8 @@ int clasp_cmd_train(int argc, char **argv) {
         if (!strcmp(a, "--loss")) {
             if (!need_(argc, argv, i)) return 2;
             const char *v = argv[++i];
-            if (!strcmp(v, "infonce") || !strcmp(v, "clip")) {
-                o.loss = CLASP_LOSS_INFONCE;
-            } else if (!strcmp(v, "siglip")) {
-                o.loss = CLASP_LOSS_SIGLIP;
-            } else {
-                fprintf(stderr, "clasp train: --loss must be infonce or siglip, got '%s'\n", v);
+            if (clasp_loss_find(v, &o.loss.def) != CLASP_OK) {
+                fprintf(stderr, "clasp train: --loss: %s\n", clasp_last_error());
                 return 2;
             }
             continue;

@@ -185,3 +185,24 @@ clasp_status clasp_infonce_dist(float *loss, float *dA_loc, float *dB_loc, float
     if (dlog_scale) *dlog_scale = (float)ds;
     return CLASP_OK;
 }
+
+size_t clasp_infonce_batch_work_floats(const clasp_loss_setup *s) {
+    return s->world > 1 ? clasp_infonce_dist_work_floats(s->n, s->N)
+                        : clasp_infonce_work_floats(s->N);
+}
+
+clasp_status clasp_infonce_batch(const clasp_loss_batch *in, clasp_loss_grads *out) {
+    if (in->world <= 1) {
+        CLASP_TRY(clasp_infonce(&out->loss, out->da, out->db, &out->dscalars[0], in->a, in->b,
+                                in->scalars[0], in->groups, in->N, in->D, in->work));
+        out->wrote = CLASP_LOSS_WROTE_A | CLASP_LOSS_WROTE_B;
+        return CLASP_OK;
+    }
+    CLASP_TRY(clasp_infonce_dist(&out->loss, out->da, out->db, out->da_all, out->db_all,
+                                 &out->dscalars[0], in->a, in->b, in->a_all, in->b_all,
+                                 in->scalars[0], in->groups, in->n, in->offset, in->N, in->D,
+                                 in->work));
+    out->wrote =
+        CLASP_LOSS_WROTE_A | CLASP_LOSS_WROTE_B | CLASP_LOSS_WROTE_A_ALL | CLASP_LOSS_WROTE_B_ALL;
+    return CLASP_OK;
+}

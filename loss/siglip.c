@@ -58,3 +58,18 @@ clasp_status clasp_siglip(float *loss, float *dA_loc, float *dB_all, float *dlog
                     0.0f, dB_all, iD);
     return CLASP_OK;
 }
+
+size_t clasp_siglip_batch_work_floats(const clasp_loss_setup *s) {
+    return clasp_siglip_work_floats(s->n, s->N);
+}
+
+clasp_status clasp_siglip_batch(const clasp_loss_batch *in, clasp_loss_grads *out) {
+    /* one rank: b_all is b and the text gradient is complete; several: the engine sums the
+     * ranks' parts of db_all */
+    float *db = in->world > 1 ? out->db_all : out->db;
+    CLASP_TRY(clasp_siglip(&out->loss, out->da, db, &out->dscalars[0], &out->dscalars[1], in->a,
+                           in->b_all, in->scalars[0], in->scalars[1], in->groups, in->n, in->offset,
+                           in->N, in->D, in->work));
+    out->wrote = CLASP_LOSS_WROTE_A | (in->world > 1 ? CLASP_LOSS_WROTE_B_ALL : CLASP_LOSS_WROTE_B);
+    return CLASP_OK;
+}

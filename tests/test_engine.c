@@ -1,11 +1,16 @@
 /* test_engine.c: the compute engine. Exact gradient accumulation (batch 64 at once ==
- * accum 4 x 16), independence from the thread count, and replica consistency. */
+ * accum 4 x 16), independence from the thread count, replica consistency, and the loss
+ * registry through the engine (each registered loss equals its direct call bit for bit; a
+ * stateful test-only entry runs without engine changes). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/rng.h"
+#include "loss/infonce.h"
+#include "loss/queue.h"
+#include "loss/siglip.h"
 #include "train/engine.h"
 #include "testutil.h"
 
@@ -41,7 +46,6 @@ static float *grads_(const clasp_model_config *cfg, int B, int accum, int chunks
                               .accum_steps = accum,
                               .chunks = chunks,
                               .threads = threads,
-                              .loss = CLASP_LOSS_INFONCE,
                               .multi_positive = multi};
     cr_assert_eq(clasp_engine_init(&e, cfg, &o), CLASP_OK, "%s", clasp_last_error());
     clasp_model_init_weights(&e.models[0], 7);
@@ -127,5 +131,207 @@ Test(engine, embed_matches_training_features) {
     cr_assert_eq(clasp_engine_embed(&e, CLASP_TOWER_TEXT, tok, B, eb), CLASP_OK);
     cr_assert(clasp_test_check_tensor("embed.image", ea, za, 13 * 128, 1e-6, 1e-5));
     cr_assert(clasp_test_check_tensor("embed.text", eb, zb, B * 128, 1e-6, 1e-5));
+    clasp_engine_free(&e);
+}
+
+/* ---- the loss registry through the engine ------------------------------------------------ */
+
+/* An engine of B rows for loss `def` after one step on the test batch. */
+static void registry_step_(clasp_engine *e, clasp_model_config *cfg, const clasp_loss_def *def,
+                           bool multi, int B, const float *img, const int32_t *tok,
+                           const int32_t *groups, clasp_step_stats *st) {
+    cfg->has_logit_bias = true; /* every loss may ask for it; those that do not, ignore it */
+    cfg->init_logit_bias = -10.0;
+    clasp_engine_options o = {.batch_size = B,
+                              .accum_steps = 1,
+                              .chunks = 2,
+                              .threads = 2,
+                              .loss = {.def = def},
+                              .multi_positive = multi};
+    cr_assert_eq(clasp_engine_init(e, cfg, &o), CLASP_OK, "%s", clasp_last_error());
+    clasp_model_init_weights(&e->models[0], 11);
+    clasp_engine_sync_params(e);
+    cr_assert_eq(clasp_engine_grads(e, img, tok, groups, B, st), CLASP_OK, "%s",
+                 clasp_last_error());
+}
+
+static float scalar_(const clasp_model *m, const float *buf, clasp_loss_scalar s) {
+    return buf[s == CLASP_LOSS_SCALAR_LOGIT_BIAS ? (size_t)m->logit_bias_offset
+                                                 : m->logit_scale_offset];
+}
+
+/* The 16-row batch of the registry tests. */
+enum { RB = 16, RD = 128 };
+typedef struct reg_batch {
+    float img[RB * 28 * 28];
+    int32_t tok[RB * 32], groups[RB];
+} reg_batch;
+
+static const reg_batch *reg_batch_(void) {
+    static reg_batch b;
+    make_batch_(RB, b.img, b.tok, b.groups);
+    return &b;
+}
+
+Test(engine, registry_losses_equal_the_direct_call_bit_for_bit) {
+    clasp_model_config cfg = load_cfg_();
+    enum { B = RB, D = RD };
+    const reg_batch *rb = reg_batch_();
+    const float *img = rb->img;
+    const int32_t *tok = rb->tok, *groups = rb->groups;
+    static float work[B * B + 4 * B], dA[B * D], dB[B * D];
+    int groups_int[B];
+    for (int i = 0; i < B; i++) groups_int[i] = groups[i];
+    for (int li = 0; li < clasp_loss_count(); li++) {
+        const clasp_loss_def *def = clasp_loss_at(li);
+        for (int multi = 0; multi < 2; multi++) {
+            clasp_engine e;
+            clasp_step_stats st;
+            registry_step_(&e, &cfg, def, multi, B, img, tok, groups, &st);
+            const clasp_model *m = &e.models[0];
+            float s = scalar_(m, m->params, CLASP_LOSS_SCALAR_LOGIT_SCALE);
+            float bias = scalar_(m, m->params, CLASP_LOSS_SCALAR_LOGIT_BIAS);
+            const int *g = multi ? groups_int : NULL;
+            float loss = NAN, ds[2] = {NAN, NAN};
+            if (!strcmp(def->name, "infonce")) {
+                cr_assert_eq(clasp_infonce(&loss, dA, dB, &ds[0], e.za, e.zb, s, g, B, D, work),
+                             CLASP_OK);
+            } else if (!strcmp(def->name, "siglip")) {
+                cr_assert_eq(clasp_siglip(&loss, dA, dB, &ds[0], &ds[1], e.za, e.zb, s, bias, g, B,
+                                          0, B, D, work),
+                             CLASP_OK);
+            } else {
+                cr_assert_fail("registered loss %s has no direct call in this test", def->name);
+            }
+            cr_assert_eq(memcmp(&loss, &st.loss, sizeof loss), 0, "%s: loss %.9g vs %.9g",
+                         def->name, (double)st.loss, (double)loss);
+            cr_assert_eq(memcmp(dA, e.dza, sizeof dA), 0, "%s multi %d: dA", def->name, multi);
+            cr_assert_eq(memcmp(dB, e.dzb, sizeof dB), 0, "%s multi %d: dB", def->name, multi);
+            /* the scalar gradients land on their parameters (nothing else writes there) */
+            for (int k = 0; k < def->n_scalars; k++) {
+                float got = scalar_(m, m->grads, def->scalars[k]);
+                cr_assert_eq(memcmp(&got, &ds[k], sizeof got), 0, "%s: dscalar %d", def->name, k);
+            }
+            cr_assert_eq(memcmp(&st.dlog_scale, &ds[0], sizeof ds[0]), 0);
+            if (def->n_scalars < 2)
+                cr_assert_eq(scalar_(m, m->grads, CLASP_LOSS_SCALAR_LOGIT_BIAS), 0.0f,
+                             "%s does not train the bias", def->name);
+            clasp_engine_free(&e);
+        }
+    }
+}
+
+Test(engine, registry_loss_needs_what_the_model_has) {
+    clasp_model_config cfg = load_cfg_();
+    cfg.has_logit_bias = false;
+    const clasp_loss_def *sig = NULL;
+    cr_assert_eq(clasp_loss_find("siglip", &sig), CLASP_OK);
+    clasp_engine e;
+    clasp_engine_options o = {.batch_size = 8, .accum_steps = 1, .loss = {.def = sig}};
+    cr_assert_eq(clasp_engine_init(&e, &cfg, &o), CLASP_ERR_CONFIG);
+    cr_assert(strstr(clasp_last_error(), "loss siglip needs 'init_logit_bias'"), "%s",
+              clasp_last_error());
+}
+
+/* A stateful loss that is NOT registered, built only from loss/ and an entry, to show that
+ * the interface carries what issue 14 needs without engine changes: a MoCo-style key queue
+ * (state, checkpoint tensors, fed from the gathered keys), keys without gradient (only da
+ * written: the engine zeroes db), a fixed temperature option, and required group ids. */
+typedef struct toy_state {
+    clasp_queue q;
+} toy_state;
+
+static size_t toy_work_(const clasp_loss_setup *s) {
+    return clasp_moco_work_floats(s->n, 64);
+}
+
+static clasp_status toy_init_(void **state, const clasp_loss_setup *s) {
+    toy_state *t = calloc(1, sizeof *t);
+    cr_assert(t);
+    *state = t;
+    return clasp_queue_init(&t->q, 64, s->D);
+}
+
+static void toy_free_(void *state) {
+    toy_state *t = state;
+    if (t) clasp_queue_free(&t->q);
+    free(t);
+}
+
+static int toy_tensors_(void *state, clasp_loss_tensor *out, int max) {
+    toy_state *t = state;
+    if (max < 1) return 0;
+    out[0] = (clasp_loss_tensor){.name = "loss.queue",
+                                 .ndim = 2,
+                                 .shape = {(int64_t)t->q.K, (int64_t)t->q.D},
+                                 .data = t->q.keys};
+    return 1;
+}
+
+static clasp_status toy_compute_(const clasp_loss_batch *in, clasp_loss_grads *out) {
+    toy_state *t = in->state;
+    cr_assert(in->groups, "NEEDS_GROUPS: groups are passed without --multi-positive");
+    float tau = (float)clasp_loss_config_get(in->cfg, 0);
+    CLASP_TRY(clasp_moco_infonce(&out->loss, out->da, NULL, NULL, in->a, in->b, &t->q, tau, in->n,
+                                 in->D, in->work));
+    out->wrote = CLASP_LOSS_WROTE_A;
+    return clasp_queue_enqueue(&t->q, in->b_all, in->N);
+}
+
+static const clasp_loss_option toy_opts_[] = {{.name = "temperature",
+                                               .help = "fixed temperature",
+                                               .def = 0.07,
+                                               .max = 10,
+                                               .min_exclusive = true}};
+static const clasp_loss_def toy_moco_ = {.name = "toy-moco",
+                                         .summary = "test only",
+                                         .needs = CLASP_LOSS_NEEDS_GROUPS,
+                                         .n_options = 1,
+                                         .options = toy_opts_,
+                                         .work_floats = toy_work_,
+                                         .compute = toy_compute_,
+                                         .state_init = toy_init_,
+                                         .state_free = toy_free_,
+                                         .state_tensors = toy_tensors_};
+
+Test(engine, stateful_loss_through_the_entry_alone) {
+    clasp_model_config cfg = load_cfg_();
+    enum { B = RB, D = RD };
+    const reg_batch *rb = reg_batch_();
+    clasp_engine e;
+    clasp_engine_options o = {
+        .batch_size = B, .accum_steps = 1, .chunks = 2, .threads = 2, .loss = {.def = &toy_moco_}};
+    cr_assert_eq(clasp_loss_config_set(&o.loss, "temperature", "0.2"), CLASP_OK);
+    cr_assert_eq(clasp_engine_init(&e, &cfg, &o), CLASP_OK, "%s", clasp_last_error());
+    clasp_model_init_weights(&e.models[0], 5);
+    clasp_engine_sync_params(&e);
+    clasp_step_stats st;
+    cr_assert_eq(clasp_engine_grads(&e, rb->img, rb->tok, NULL, B, &st), CLASP_ERR_ARG,
+                 "no groups");
+    cr_assert(strstr(clasp_last_error(), "toy-moco needs group ids"), "%s", clasp_last_error());
+
+    /* the reference: the same calls by hand on the engine's features */
+    clasp_queue q;
+    cr_assert_eq(clasp_queue_init(&q, 64, D), CLASP_OK);
+    static float work[B * 65], dq[B * D], zeros[B * D];
+    for (int step = 0; step < 3; step++) {
+        cr_assert_eq(clasp_engine_grads(&e, rb->img, rb->tok, rb->groups, B, &st), CLASP_OK, "%s",
+                     clasp_last_error());
+        float loss;
+        cr_assert_eq(clasp_moco_infonce(&loss, dq, NULL, NULL, e.za, e.zb, &q, 0.2f, B, D, work),
+                     CLASP_OK);
+        cr_assert_eq(clasp_queue_enqueue(&q, e.zb, B), CLASP_OK);
+        cr_assert_eq(memcmp(&loss, &st.loss, sizeof loss), 0, "step %d: %.9g vs %.9g", step,
+                     (double)st.loss, (double)loss);
+        cr_assert(step == 0 ? loss == 0.0f : loss > 0.0f, "the queue fills: step %d", step);
+        cr_assert_eq(memcmp(dq, e.dza, sizeof dq), 0, "step %d: dA", step);
+        cr_assert_eq(memcmp(zeros, e.dzb, sizeof zeros), 0, "keys get no gradient");
+    }
+    clasp_loss_tensor t[2];
+    cr_assert_eq(clasp_engine_loss_tensors(&e, t, 2), 1);
+    cr_assert_str_eq(t[0].name, "loss.queue");
+    cr_assert(t[0].ndim == 2 && t[0].shape[0] == 64 && t[0].shape[1] == D);
+    cr_assert_eq(memcmp(t[0].data, q.keys, 64 * D * sizeof(float)), 0, "the queue's keys");
+    clasp_queue_free(&q);
     clasp_engine_free(&e);
 }

@@ -18,7 +18,7 @@
  * Across processes (dist.h, opt.world > 1): each rank runs this engine on its own B local
  * rows (the global batch is N = B * world rows, rank r holding rows r*B .. r*B+B-1). The
  * normalised features are all-gathered, the rank computes its part of the loss on its rows
- * against all N (loss/infonce.h clasp_infonce_dist, loss/siglip.h), the gradients through the
+ * against all N (the loss's registry entry: loss/registry.h), the gradients through the
  * gathered rows are reduce-scattered (summed over ranks, each rank receiving its own rows) and
  * added to its local-row gradients, the towers back-propagate, and the parameter gradients are
  * all-reduced (summed: the loss parts are already normalised by the global N, so the sum is the
@@ -36,24 +36,22 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/status.h"
 #include "encoders/model.h"
+#include "loss/registry.h"
 
 #define CLASP_ENGINE_MAX_CHUNKS 16
 
-typedef enum clasp_loss_kind {
-    CLASP_LOSS_INFONCE = 0, /* symmetric CLIP loss */
-    CLASP_LOSS_SIGLIP = 1   /* pairwise sigmoid (needs init_logit_bias in the model config) */
-} clasp_loss_kind;
-
 typedef struct clasp_engine_options {
-    int batch_size;  /* B: rows per optimiser step */
-    int accum_steps; /* K: micro-batches per step (B % K == 0) */
-    int chunks;      /* replicas per micro-batch ((B/K) % chunks == 0); 0 = threads */
-    int threads;     /* compute threads (<= chunks) */
-    clasp_loss_kind loss;
+    int batch_size;              /* B: rows per optimiser step */
+    int accum_steps;             /* K: micro-batches per step (B % K == 0) */
+    int chunks;                  /* replicas per micro-batch ((B/K) % chunks == 0); 0 = threads */
+    int threads;                 /* compute threads (<= chunks) */
+    clasp_loss_config loss;      /* the loss and its options (loss/registry.h); zeroed:
+                                    infonce */
     bool multi_positive;         /* pairs sharing a group id are positives */
     int rank, world;             /* data-parallel position (dist.h); 0 and 0 mean rank 0 of 1 */
     bool frozen[CLASP_N_TOWERS]; /* towers whose backward is skipped (locked-tower tuning);
@@ -77,24 +75,28 @@ typedef struct clasp_engine {
     int micro; /* rows per micro-batch B/K */
     int crows; /* rows per chunk micro/chunks */
     int D;
-    int N;                    /* global rows per step: batch_size * world */
-    clasp_tower ta, tb;       /* the two towers paired by the last step's loss (default: image
-                                 and text when the model has both, else its first two towers) */
-    float *fa, *fb;           /* (B, D) raw features */
-    float *za, *zb;           /* (B, D) normalised */
-    float *na, *nb;           /* (B) norms */
-    float *dza, *dzb;         /* (B, D) loss gradients w.r.t. normalised features */
-    float *dfa, *dfb;         /* (B, D) gradients w.r.t. raw features */
-    float *za_all, *zb_all;   /* (N, D) gathered normalised features (= za, zb with one rank) */
-    float *dza_all, *dzb_all; /* (N, D) loss gradients through the gathered rows (world > 1) */
+    int N;                      /* global rows per step: batch_size * world */
+    clasp_tower ta, tb;         /* the two towers paired by the last step's loss (default: image
+                                   and text when the model has both, else its first two towers) */
+    float *fa, *fb;             /* (B, D) raw features */
+    float *za, *zb;             /* (B, D) normalised */
+    float *na, *nb;             /* (B) norms */
+    float *dza, *dzb;           /* (B, D) loss gradients w.r.t. normalised features */
+    float *dfa, *dfb;           /* (B, D) gradients w.r.t. raw features */
+    float *za_all, *zb_all;     /* (N, D) gathered normalised features (= za, zb with one rank) */
+    float *dza_all, *dzb_all;   /* (N, D) loss gradients through the gathered rows (world > 1) */
+    const clasp_loss_def *loss; /* the registry entry every step calls (loss/registry.h) */
+    void *loss_state;           /* its state (NULL for stateless losses) */
+    ptrdiff_t scalar_offset[CLASP_LOSS_MAX_SCALARS]; /* params offsets of loss->scalars */
     float *loss_work;
     int *groups; /* (N) */
     struct clasp__engine_pool *pool;
 } clasp_engine;
 
 /* Builds `chunks` replicas of the model (params left to the caller: clasp_engine_sync_params
- * after writing models[0].params). The model needs at least two of image, text and audio
- * towers (CLASP_ERR_CONFIG otherwise). Sets OpenBLAS to one thread per caller thread. */
+ * after writing models[0].params) and the loss's work memory and state. The model needs at
+ * least two of image, text and audio towers, and the learnable scalars the loss uses
+ * (CLASP_ERR_CONFIG otherwise). Sets OpenBLAS to one thread per caller thread. */
 clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
                                const clasp_engine_options *opt);
 void clasp_engine_free(clasp_engine *e);
@@ -135,5 +137,9 @@ clasp_status clasp_engine_diag(clasp_engine *e, clasp_step_stats *stats);
  * most B/K rows). */
 clasp_status clasp_engine_embed(clasp_engine *e, clasp_tower t, const void *input, int n,
                                 float *out);
+
+/* The loss state's checkpoint tensors (loss/registry.h state_tensors): up to max entries
+ * written to out, pointing into the state; returns the count (0 for stateless losses). */
+int clasp_engine_loss_tensors(const clasp_engine *e, clasp_loss_tensor *out, int max);
 
 #endif
