@@ -2,7 +2,6 @@
  * ref: open_clip/loss.py ClipLoss (local_loss, gather_with_grad). */
 #include "loss/infonce.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -70,11 +69,9 @@ clasp_status clasp_infonce(float *loss, float *dA, float *dB, float *dlog_scale,
     float *cnt = lcs + N;  /* (N) group sizes */
     float *erow = cnt + N; /* (N) exp(L_ij - row max) of the current row */
     const float scale = expf(log_scale);
-    const int iN = (int)N, iD = (int)D;
 
     /* L = exp(s) * A B^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iN, iN, iD, scale, A, iD, B, iD, 0.0f, L,
-                iN);
+    clasp__loss_logits(L, A, B, scale, N, N, D);
     column_lse(cm, lcs, L, N, N);
     clasp__loss_group_counts(cnt, groups, N);
 
@@ -114,12 +111,7 @@ clasp_status clasp_infonce(float *loss, float *dA, float *dB, float *dlog_scale,
     *loss = (float)((row_loss + col_loss) * 0.5 / (double)N);
     if (dlog_scale) *dlog_scale = (float)ds;
     /* dA = exp(s) G B, dB = exp(s) G^T A */
-    if (dA)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iN, iD, iN, scale, L, iN, B, iD,
-                    0.0f, dA, iD);
-    if (dB)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iN, iD, iN, scale, L, iN, A, iD, 0.0f,
-                    dB, iD);
+    clasp__loss_logits_backward(dA, dB, L, A, B, scale, N, N, D);
     return CLASP_OK;
 }
 
@@ -130,9 +122,7 @@ static void dist_direction(double *loss_sum, double *ds_sum, float *dQ, float *d
                            const float *Q, const float *K_all, float scale, const int *groups,
                            const float *cnt, size_t n, size_t offset, size_t N, size_t D,
                            float *L) {
-    const int in = (int)n, iN = (int)N, iD = (int)D;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, in, iN, iD, scale, Q, iD, K_all, iD, 0.0f,
-                L, iN);
+    clasp__loss_logits(L, Q, K_all, scale, n, N, D);
     const float gs = (float)(0.5 / (double)N);
     for (size_t i = 0; i < n; i++) {
         size_t gi = offset + i;
@@ -151,12 +141,7 @@ static void dist_direction(double *loss_sum, double *ds_sum, float *dQ, float *d
             x[j] = g;
         }
     }
-    if (dQ)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, in, iD, iN, scale, L, iN, K_all, iD,
-                    0.0f, dQ, iD);
-    if (dK_all)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iN, iD, in, scale, L, iN, Q, iD, 0.0f,
-                    dK_all, iD);
+    clasp__loss_logits_backward(dQ, dK_all, L, Q, K_all, scale, n, N, D);
 }
 
 clasp_status clasp_infonce_dist(float *loss, float *dA_loc, float *dB_loc, float *dA_all,

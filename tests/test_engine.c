@@ -38,6 +38,21 @@ static void make_batch_(int B, float *img, int32_t *tok, int32_t *groups) {
     }
 }
 
+/* The batch of a test: B <= MAX_B rows made by make_batch_ (Criterion runs each test in its
+ * own process, so one static buffer serves them all). */
+enum { MAX_B = 64, RD = 128 };
+typedef struct test_batch {
+    float img[MAX_B * 28 * 28];
+    int32_t tok[MAX_B * 32], groups[MAX_B];
+} test_batch;
+
+static const test_batch *batch_(int B) {
+    static test_batch b;
+    cr_assert(B <= MAX_B);
+    make_batch_(B, b.img, b.tok, b.groups);
+    return &b;
+}
+
 static float *grads_(const clasp_model_config *cfg, int B, int accum, int chunks, int threads,
                      bool multi, const float *img, const int32_t *tok, const int32_t *groups,
                      float *loss, size_t *n) {
@@ -63,72 +78,67 @@ static float *grads_(const clasp_model_config *cfg, int B, int accum, int chunks
     return g;
 }
 
+/* got equals want to rounding (1e-6 of want's largest magnitude, or 1e-3 relative); frees
+ * both (grads_'s results). */
+static void check_grads_free_(const char *name, float *got, float *want, size_t n) {
+    double maxg = 0;
+    for (size_t i = 0; i < n; i++) maxg = fmax(maxg, fabs((double)want[i]));
+    cr_assert(clasp_test_check_tensor(name, got, want, n, 1e-6 * maxg, 1e-3));
+    free(got);
+    free(want);
+}
+
 Test(engine, accumulation_equals_full_batch) {
     clasp_model_config cfg = load_cfg_();
     enum { B = 64 };
-    static float img[B * 28 * 28];
-    static int32_t tok[B * 32], groups[B];
-    make_batch_(B, img, tok, groups);
+    const test_batch *tb = batch_(B);
     for (int multi = 0; multi < 2; multi++) {
         float l1, l4;
         size_t n;
-        float *g1 = grads_(&cfg, B, 1, 1, 1, multi, img, tok, groups, &l1, &n);
-        float *g4 = grads_(&cfg, B, 4, 1, 1, multi, img, tok, groups, &l4, &n);
+        float *g1 = grads_(&cfg, B, 1, 1, 1, multi, tb->img, tb->tok, tb->groups, &l1, &n);
+        float *g4 = grads_(&cfg, B, 4, 1, 1, multi, tb->img, tb->tok, tb->groups, &l4, &n);
         /* features of 16-row and 64-row forwards differ only by GEMM rounding */
         cr_assert(fabs((double)l1 - (double)l4) < 1e-5 * fabs((double)l1), "loss %.9g vs %.9g",
                   (double)l1, (double)l4);
         /* the same sums in a different order (dW over 16 rows four times vs 64 rows) */
-        double maxg = 0;
-        for (size_t i = 0; i < n; i++) maxg = fmax(maxg, fabs((double)g1[i]));
-        cr_assert(clasp_test_check_tensor(multi ? "accum4x16.grads.multipos" : "accum4x16.grads",
-                                          g4, g1, n, 1e-6 * maxg, 1e-3));
-        free(g1);
-        free(g4);
+        check_grads_free_(multi ? "accum4x16.grads.multipos" : "accum4x16.grads", g4, g1, n);
     }
 }
 
 Test(engine, results_do_not_depend_on_thread_count) {
     clasp_model_config cfg = load_cfg_();
     enum { B = 32 };
-    static float img[B * 28 * 28];
-    static int32_t tok[B * 32], groups[B];
-    make_batch_(B, img, tok, groups);
+    const test_batch *tb = batch_(B);
     float la, lb;
     size_t n;
-    float *ga = grads_(&cfg, B, 1, 2, 1, false, img, tok, groups, &la, &n);
-    float *gb = grads_(&cfg, B, 1, 2, 2, false, img, tok, groups, &lb, &n);
+    float *ga = grads_(&cfg, B, 1, 2, 1, false, tb->img, tb->tok, tb->groups, &la, &n);
+    float *gb = grads_(&cfg, B, 1, 2, 2, false, tb->img, tb->tok, tb->groups, &lb, &n);
     cr_assert_eq(la, lb);
     cr_assert_eq(memcmp(ga, gb, n * sizeof(float)), 0, "2 chunks on 1 or 2 threads: same bits");
     /* and 2 chunks agree with 1 chunk to rounding */
     float lc;
-    float *gc = grads_(&cfg, B, 1, 1, 1, false, img, tok, groups, &lc, &n);
-    double maxg = 0;
-    for (size_t i = 0; i < n; i++) maxg = fmax(maxg, fabs((double)gc[i]));
-    cr_assert(clasp_test_check_tensor("chunks2_vs_1", ga, gc, n, 1e-6 * maxg, 1e-3));
-    free(ga);
+    float *gc = grads_(&cfg, B, 1, 1, 1, false, tb->img, tb->tok, tb->groups, &lc, &n);
     free(gb);
-    free(gc);
+    check_grads_free_("chunks2_vs_1", ga, gc, n);
 }
 
 Test(engine, embed_matches_training_features) {
     clasp_model_config cfg = load_cfg_();
     enum { B = 16 };
-    static float img[B * 28 * 28];
-    static int32_t tok[B * 32], groups[B];
-    make_batch_(B, img, tok, groups);
+    const test_batch *tb = batch_(B);
     clasp_engine e;
     clasp_engine_options o = {.batch_size = B, .accum_steps = 1, .chunks = 2, .threads = 2};
     cr_assert_eq(clasp_engine_init(&e, &cfg, &o), CLASP_OK, "%s", clasp_last_error());
     clasp_model_init_weights(&e.models[0], 3);
     clasp_engine_sync_params(&e);
-    cr_assert_eq(clasp_engine_grads(&e, img, tok, groups, B, NULL), CLASP_OK);
+    cr_assert_eq(clasp_engine_grads(&e, tb->img, tb->tok, tb->groups, B, NULL), CLASP_OK);
     static float za[B * 128], zb[B * 128];
     memcpy(za, e.za, sizeof za);
     memcpy(zb, e.zb, sizeof zb);
     /* an odd count exercises the uneven split */
     static float ea[B * 128], eb[B * 128];
-    cr_assert_eq(clasp_engine_embed(&e, CLASP_TOWER_IMAGE, img, 13, ea), CLASP_OK);
-    cr_assert_eq(clasp_engine_embed(&e, CLASP_TOWER_TEXT, tok, B, eb), CLASP_OK);
+    cr_assert_eq(clasp_engine_embed(&e, CLASP_TOWER_IMAGE, tb->img, 13, ea), CLASP_OK);
+    cr_assert_eq(clasp_engine_embed(&e, CLASP_TOWER_TEXT, tb->tok, B, eb), CLASP_OK);
     cr_assert(clasp_test_check_tensor("embed.image", ea, za, 13 * 128, 1e-6, 1e-5));
     cr_assert(clasp_test_check_tensor("embed.text", eb, zb, B * 128, 1e-6, 1e-5));
     clasp_engine_free(&e);
@@ -138,8 +148,7 @@ Test(engine, embed_matches_training_features) {
 
 /* An engine of B rows for loss `def` after one step on the test batch. */
 static void registry_step_(clasp_engine *e, clasp_model_config *cfg, const clasp_loss_def *def,
-                           bool multi, int B, const float *img, const int32_t *tok,
-                           const int32_t *groups, clasp_step_stats *st) {
+                           bool multi, int B, const test_batch *tb, clasp_step_stats *st) {
     cfg->has_logit_bias = true; /* every loss may ask for it; those that do not, ignore it */
     cfg->init_logit_bias = -10.0;
     clasp_engine_options o = {.batch_size = B,
@@ -151,7 +160,7 @@ static void registry_step_(clasp_engine *e, clasp_model_config *cfg, const clasp
     cr_assert_eq(clasp_engine_init(e, cfg, &o), CLASP_OK, "%s", clasp_last_error());
     clasp_model_init_weights(&e->models[0], 11);
     clasp_engine_sync_params(e);
-    cr_assert_eq(clasp_engine_grads(e, img, tok, groups, B, st), CLASP_OK, "%s",
+    cr_assert_eq(clasp_engine_grads(e, tb->img, tb->tok, tb->groups, B, st), CLASP_OK, "%s",
                  clasp_last_error());
 }
 
@@ -160,34 +169,19 @@ static float scalar_(const clasp_model *m, const float *buf, clasp_loss_scalar s
                                                  : m->logit_scale_offset];
 }
 
-/* The 16-row batch of the registry tests. */
-enum { RB = 16, RD = 128 };
-typedef struct reg_batch {
-    float img[RB * 28 * 28];
-    int32_t tok[RB * 32], groups[RB];
-} reg_batch;
-
-static const reg_batch *reg_batch_(void) {
-    static reg_batch b;
-    make_batch_(RB, b.img, b.tok, b.groups);
-    return &b;
-}
-
 Test(engine, registry_losses_equal_the_direct_call_bit_for_bit) {
     clasp_model_config cfg = load_cfg_();
-    enum { B = RB, D = RD };
-    const reg_batch *rb = reg_batch_();
-    const float *img = rb->img;
-    const int32_t *tok = rb->tok, *groups = rb->groups;
+    enum { B = 16, D = RD };
+    const test_batch *tb = batch_(B);
     static float work[B * B + 4 * B], dA[B * D], dB[B * D];
     int groups_int[B];
-    for (int i = 0; i < B; i++) groups_int[i] = groups[i];
+    for (int i = 0; i < B; i++) groups_int[i] = tb->groups[i];
     for (int li = 0; li < clasp_loss_count(); li++) {
         const clasp_loss_def *def = clasp_loss_at(li);
         for (int multi = 0; multi < 2; multi++) {
             clasp_engine e;
             clasp_step_stats st;
-            registry_step_(&e, &cfg, def, multi, B, img, tok, groups, &st);
+            registry_step_(&e, &cfg, def, multi, B, tb, &st);
             const clasp_model *m = &e.models[0];
             float s = scalar_(m, m->params, CLASP_LOSS_SCALAR_LOGIT_SCALE);
             float bias = scalar_(m, m->params, CLASP_LOSS_SCALAR_LOGIT_BIAS);
@@ -296,8 +290,8 @@ static const clasp_loss_def toy_moco_ = {.name = "toy-moco",
 
 Test(engine, stateful_loss_through_the_entry_alone) {
     clasp_model_config cfg = load_cfg_();
-    enum { B = RB, D = RD };
-    const reg_batch *rb = reg_batch_();
+    enum { B = 16, D = RD };
+    const test_batch *rb = batch_(B);
     clasp_engine e;
     clasp_engine_options o = {
         .batch_size = B, .accum_steps = 1, .chunks = 2, .threads = 2, .loss = {.def = &toy_moco_}};
