@@ -54,13 +54,16 @@
  *   CLASP_LOSS_NEEDS_GROUPS: the loss needs group ids (labels) on every step, whether or not
  *     --multi-positive is given; a step without them is refused.
  *   CLASP_LOSS_NEEDS_TWO_VIEWS: the pairing may be one tower with itself (two independently
- *     augmented views of each sample: image-image, audio-audio); both views back-propagate
- *     into the same tower.
+ *     augmented views of each sample: image-image, audio-audio, passed as a and b of
+ *     clasp_engine_grads_pair); both views back-propagate into the same tower (the engine
+ *     re-runs each view's forward before its backward). Making the two views (the
+ *     augmentation RNG keyed by view) is the data pipeline's part.
  *   CLASP_LOSS_NEEDS_MOMENTUM_KEYS: the b side is encoded by a momentum (EMA) copy of its
  *     tower, without gradient; the copy is updated theta_k = m theta_k + (1 - m) theta_q after
- *     every optimiser step (m = the entry's "momentum" option) and saved in checkpoints. This
- *     belongs to the engine (loss/ sees features only); the engine refuses the two flags above
- *     until it implements them (issue 14), once for every loss that sets them.
+ *     every optimiser step (m = the entry's "momentum" option, clasp_momentum_update) and saved
+ *     in checkpoints. That belongs to the engine (loss/ sees features only) and is not built
+ *     yet: clasp_engine_init refuses the flag (CLASP_ERR_UNSUPPORTED) until issue 14 adds it,
+ *     once, for every loss that sets it; the entry itself needs no new field.
  *
  * How the other losses of loss/ fill an entry (issue 14 registers them):
  *   supcon:  needs GROUPS; options temperature (or learnable: scalars = {LOGIT_SCALE}),

@@ -8,9 +8,11 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "encoders/layers.h"
 #include "loss/infonce.h"
 #include "loss/queue.h"
 #include "loss/siglip.h"
+#include "loss/supcon.h"
 #include "train/engine.h"
 #include "testutil.h"
 
@@ -327,5 +329,84 @@ Test(engine, stateful_loss_through_the_entry_alone) {
     cr_assert(t[0].ndim == 2 && t[0].shape[0] == 64 && t[0].shape[1] == D);
     cr_assert_eq(memcmp(t[0].data, q.keys, 64 * D * sizeof(float)), 0, "the queue's keys");
     clasp_queue_free(&q);
+    clasp_engine_free(&e);
+}
+
+/* A two-view loss (SimCLR's pairing, not registered): NT-Xent of two views of the image tower. */
+static size_t views_work_(const clasp_loss_setup *s) {
+    return clasp_ntxent_work_floats(s->N, s->D);
+}
+
+static clasp_status views_compute_(const clasp_loss_batch *in, clasp_loss_grads *out) {
+    CLASP_TRY(clasp_ntxent(&out->loss, out->da, out->db, NULL, in->a, in->b, 0.5f, 0, in->N, in->D,
+                           in->work));
+    out->wrote = CLASP_LOSS_WROTE_A | CLASP_LOSS_WROTE_B;
+    return CLASP_OK;
+}
+
+static const clasp_loss_def views_ntxent_ = {.name = "toy-ntxent",
+                                             .summary = "test only",
+                                             .needs = CLASP_LOSS_NEEDS_TWO_VIEWS,
+                                             .work_floats = views_work_,
+                                             .compute = views_compute_};
+
+/* The second "augmented view": a contrast and brightness change of the first. */
+static const float *second_view_(const float *img, int B) {
+    static float v[MAX_B * 28 * 28];
+    for (int i = 0; i < B * 28 * 28; i++) v[i] = 0.5f * img[i] + 0.1f;
+    return v;
+}
+
+Test(engine, two_views_of_one_tower) {
+    clasp_model_config cfg = load_cfg_();
+    enum { B = 16, D = RD };
+    const test_batch *tb = batch_(B);
+    const float *view2 = second_view_(tb->img, B);
+    /* a loss without two views refuses one tower with itself */
+    clasp_engine e;
+    clasp_engine_options o = {.batch_size = B, .accum_steps = 1, .chunks = 1, .threads = 1};
+    cr_assert_eq(clasp_engine_init(&e, &cfg, &o), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_engine_grads_pair(&e, CLASP_TOWER_IMAGE, tb->img, CLASP_TOWER_IMAGE, view2,
+                                         NULL, B, NULL),
+                 CLASP_ERR_ARG);
+    clasp_engine_free(&e);
+
+    o.loss.def = &views_ntxent_;
+    cr_assert_eq(clasp_engine_init(&e, &cfg, &o), CLASP_OK, "%s", clasp_last_error());
+    clasp_model_init_weights(&e.models[0], 9);
+    clasp_engine_sync_params(&e);
+    clasp_step_stats st;
+    cr_assert_eq(clasp_engine_grads_pair(&e, CLASP_TOWER_IMAGE, tb->img, CLASP_TOWER_IMAGE, view2,
+                                         NULL, B, &st),
+                 CLASP_OK, "%s", clasp_last_error());
+    static float work[4 * B * B + 6 * B * D + 4 * B], dA[B * D], dB[B * D];
+    float loss;
+    cr_assert_eq(clasp_ntxent(&loss, dA, dB, NULL, e.za, e.zb, 0.5f, 0, B, D, work), CLASP_OK);
+    cr_assert_eq(memcmp(&loss, &st.loss, sizeof loss), 0);
+    cr_assert(memcmp(e.za, e.zb, sizeof dA) != 0, "two different views");
+    cr_assert_eq(memcmp(dA, e.dza, sizeof dA), 0);
+    cr_assert_eq(memcmp(dB, e.dzb, sizeof dB), 0);
+
+    /* by hand: each view's forward right before its backward, both into the image tower */
+    clasp_model m;
+    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK);
+    cr_assert_eq(clasp_model_prepare(&m, B), CLASP_OK);
+    clasp_model_init_weights(&m, 9);
+    clasp_model_zero_grad(&m);
+    static float f[B * D], df[B * D];
+    const float *views[2] = {tb->img, view2}, *dz[2] = {e.dza, e.dzb}, *z[2] = {e.za, e.zb};
+    const float *nrm[2] = {e.na, e.nb};
+    for (int v = 0; v < 2; v++) {
+        cr_assert_eq(clasp_model_encode(&m, CLASP_TOWER_IMAGE, views[v], B, f), CLASP_OK);
+        memset(df, 0, sizeof df);
+        clasp_l2norm_backward(df, dz[v], z[v], nrm[v], B, D);
+        cr_assert_eq(clasp_model_backward(&m, CLASP_TOWER_IMAGE, df), CLASP_OK);
+    }
+    cr_assert_eq(memcmp(m.grads, e.models[0].grads, m.n_floats * sizeof(float)), 0,
+                 "the tower's gradient sums both views' backward");
+    const clasp_param_range *rt = &m.range[CLASP_TOWER_TEXT];
+    for (size_t i = 0; i < rt->n_floats; i++)
+        cr_assert_eq(e.models[0].grads[rt->offset + i], 0.0f, "the text tower is not trained");
+    clasp_model_free(&m);
     clasp_engine_free(&e);
 }

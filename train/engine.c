@@ -172,12 +172,11 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
             return clasp_set_error(CLASP_ERR_CONFIG,
                                    "loss %s needs 'init_logit_bias' in the model config",
                                    e->loss->name);
-    if (e->loss->needs & (CLASP_LOSS_NEEDS_TWO_VIEWS | CLASP_LOSS_NEEDS_MOMENTUM_KEYS))
-        return clasp_set_error(
-            CLASP_ERR_UNSUPPORTED, "loss %s needs %s, which the engine does not provide yet",
-            e->loss->name,
-            e->loss->needs & CLASP_LOSS_NEEDS_TWO_VIEWS ? "two views of one tower"
-                                                        : "momentum copies of the key tower");
+    if (e->loss->needs & CLASP_LOSS_NEEDS_MOMENTUM_KEYS)
+        return clasp_set_error(CLASP_ERR_UNSUPPORTED,
+                               "loss %s needs momentum copies of the key tower, which the engine "
+                               "does not provide yet",
+                               e->loss->name);
     e->crows = e->micro / o->chunks;
     e->D = cfg->embed_dim;
     /* image-text when both exist (image < text < audio in the enum), else the first two */
@@ -317,31 +316,38 @@ static clasp_status chunk_fwd_(clasp_engine *e, int r, size_t row, int n, const 
     return CLASP_OK;
 }
 
+/* One side's backward for the chunk's rows [row, row + crows): dz -> df through the
+ * normalisation, then into tower t (skipped when frozen). reencode: first re-run the tower's
+ * forward on `in`: two views of one tower share its activation arena, so each view's
+ * activations are rebuilt before its backward (the features come out the same). */
+static clasp_status side_backward_(clasp_engine *e, clasp_model *m, clasp_tower t, const void *in,
+                                   bool reencode, size_t row, float *f, float *df, const float *dz,
+                                   const float *z, const float *nrm) {
+    if (e->opt.frozen[t]) return CLASP_OK;
+    const size_t D = (size_t)e->D;
+    if (reencode)
+        CLASP_TRY(
+            clasp_model_encode(m, t, input_row_(&m->config, t, in, row), e->crows, f + row * D));
+    memset(df + row * D, 0, (size_t)e->crows * D * sizeof(float));
+    clasp_l2norm_backward(df + row * D, dz + row * D, z + row * D, nrm + row, e->crows, e->D);
+    return clasp_model_backward(m, t, df + row * D);
+}
+
 static void step_job_(clasp_engine *e, int r, void *argp) {
     step_ctx *a = argp;
     size_t row = (size_t)a->micro_index * (size_t)e->micro + (size_t)r * (size_t)e->crows;
-    size_t D = (size_t)e->D;
     clasp_model *m = &e->models[r];
+    const bool same = e->ta == e->tb; /* two views of one tower: forwards re-run per side */
     clasp_status s = CLASP_OK;
-    if (a->forward) s = chunk_fwd_(e, r, row, e->crows, a->a, a->b);
+    if (a->forward && !(same && a->backward)) s = chunk_fwd_(e, r, row, e->crows, a->a, a->b);
     if (s != CLASP_OK) {
         job_fail_(e, r, s);
         return;
     }
     if (!a->backward) return;
-    /* dz -> df through the normalisation, then into the towers (frozen towers: skipped) */
-    if (!e->opt.frozen[e->ta]) {
-        memset(e->dfa + row * D, 0, (size_t)e->crows * D * sizeof(float));
-        clasp_l2norm_backward(e->dfa + row * D, e->dza + row * D, e->za + row * D, e->na + row,
-                              e->crows, e->D);
-        s = clasp_model_backward(m, e->ta, e->dfa + row * D);
-    }
-    if (s == CLASP_OK && !e->opt.frozen[e->tb]) {
-        memset(e->dfb + row * D, 0, (size_t)e->crows * D * sizeof(float));
-        clasp_l2norm_backward(e->dfb + row * D, e->dzb + row * D, e->zb + row * D, e->nb + row,
-                              e->crows, e->D);
-        s = clasp_model_backward(m, e->tb, e->dfb + row * D);
-    }
+    s = side_backward_(e, m, e->ta, a->a, same, row, e->fa, e->dfa, e->dza, e->za, e->na);
+    if (s == CLASP_OK)
+        s = side_backward_(e, m, e->tb, a->b, same, row, e->fb, e->dfb, e->dzb, e->zb, e->nb);
     if (s != CLASP_OK) job_fail_(e, r, s);
 }
 
@@ -421,10 +427,13 @@ clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void
                                      const void *b, const int32_t *groups, int B,
                                      clasp_step_stats *stats) {
     const clasp_model_config *mc = &e->models[0].config;
-    if (!is_input_tower_(ta) || !is_input_tower_(tb) || ta == tb ||
+    const bool views = e->loss->needs & CLASP_LOSS_NEEDS_TWO_VIEWS;
+    if (!is_input_tower_(ta) || !is_input_tower_(tb) || (ta == tb && !views) ||
         !clasp_model_config_has(mc, ta) || !clasp_model_config_has(mc, tb))
-        return clasp_set_error(CLASP_ERR_ARG, "engine: cannot pair towers %s and %s of this model",
-                               clasp_tower_name(ta), clasp_tower_name(tb));
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "engine: cannot pair towers %s and %s of this model%s",
+                               clasp_tower_name(ta), clasp_tower_name(tb),
+                               ta == tb ? " (one tower with itself needs a two-view loss)" : "");
     if (!a || !b)
         return clasp_set_error(CLASP_ERR_ARG, "engine: no %s input for the %s-%s pair",
                                !a ? clasp_tower_name(ta) : clasp_tower_name(tb),

@@ -116,7 +116,10 @@ clasp_status clasp_engine_grads(clasp_engine *e, const float *images, const int3
 
 /* The same for any pair of the model's towers: a is tower ta's input (B rows in the layout of
  * clasp_model_encode: pixels float, tokens int32 or log-mel float), b is tower tb's. The loss
- * treats ta as the "image" side (rows) and tb as the "text" side. ta != tb, both present:
+ * treats ta as the "image" side (rows) and tb as the "text" side. Both present and ta != tb,
+ * except for a loss with CLASP_LOSS_NEEDS_TWO_VIEWS (loss/registry.h): ta == tb then pairs two
+ * views of one tower (a, b: two augmentations of the same samples), each view's forward
+ * running again right before its backward since both share the tower's activations.
  * CLASP_ERR_ARG otherwise. Sets e->ta, e->tb (diag then describes this pair). */
 clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void *a, clasp_tower tb,
                                      const void *b, const int32_t *groups, int B,
