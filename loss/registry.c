@@ -88,6 +88,12 @@ const clasp_loss_def *clasp_loss_config_def(const clasp_loss_config *cfg) {
     return cfg && cfg->def ? cfg->def : clasp_loss_default();
 }
 
+int clasp_loss_option_index(const clasp_loss_def *def, const char *name) {
+    for (int i = 0; def && name && i < def->n_options; i++)
+        if (!strcmp(def->options[i].name, name)) return i;
+    return -1;
+}
+
 double clasp_loss_config_get(const clasp_loss_config *cfg, int i) {
     const clasp_loss_def *d = clasp_loss_config_def(cfg);
     if (i < 0 || i >= d->n_options) return NAN;
@@ -140,9 +146,9 @@ static clasp_status parse_number_(double *v, const clasp_loss_option *o, const c
 clasp_status clasp_loss_config_set(clasp_loss_config *cfg, const char *name, const char *value) {
     const clasp_loss_def *d = clasp_loss_config_def(cfg);
     if (!name || !value) return clasp_set_error(CLASP_ERR_ARG, "loss option: no name or value");
-    for (int i = 0; i < d->n_options && i < CLASP_LOSS_MAX_OPTIONS; i++) {
+    int i = clasp_loss_option_index(d, name);
+    if (i >= 0 && i < CLASP_LOSS_MAX_OPTIONS) {
         const clasp_loss_option *o = &d->options[i];
-        if (strcmp(o->name, name)) continue;
         double v = 0;
         CLASP_TRY(o->choices ? parse_choice_(&v, o, value) : parse_number_(&v, o, value));
         cfg->value[i] = v;

@@ -58,12 +58,14 @@
  *     clasp_engine_grads_pair); both views back-propagate into the same tower (the engine
  *     re-runs each view's forward before its backward). Making the two views (the
  *     augmentation RNG keyed by view) is the data pipeline's part.
- *   CLASP_LOSS_NEEDS_MOMENTUM_KEYS: the b side is encoded by a momentum (EMA) copy of its
- *     tower, without gradient; the copy is updated theta_k = m theta_k + (1 - m) theta_q after
- *     every optimiser step (m = the entry's "momentum" option, clasp_momentum_update) and saved
- *     in checkpoints. That belongs to the engine (loss/ sees features only) and is not built
- *     yet: clasp_engine_init refuses the flag (CLASP_ERR_UNSUPPORTED) until issue 14 adds it,
- *     once, for every loss that sets it; the entry itself needs no new field.
+ *   CLASP_LOSS_NEEDS_MOMENTUM_KEYS: the b side (keys) is encoded by a momentum (EMA) copy
+ *     of the model, without gradient (the loss writes no b gradient; the engine runs no
+ *     backward there). The copy starts as the parameters (first clasp_engine_sync_params) and
+ *     follows theta_k = m theta_k + (1 - m) theta through clasp_engine_momentum_update, which
+ *     the trainer calls after each optimiser step (m = the entry's "momentum" option, else
+ *     0.999). clasp_engine_loss_tensors adds the copy ("momentum.params", "momentum.ready")
+ *     to the entry's own state tensors for checkpoints. Every rank holds the same parameters,
+ *     hence the same copy and the same keys.
  *
  * How the other losses of loss/ fill an entry (issue 14 registers them):
  *   supcon:  needs GROUPS; options temperature (or learnable: scalars = {LOGIT_SCALE}),
@@ -78,7 +80,8 @@
  *   margin:  needs GROUPS; option margin (> 0); pairs (a_i, b_j) over the local rows i against
  *            all j, similar = same group: clasp_margin_contrastive over those pairs has a
  *            natural split (pairs owned by the rank of i), writing da and db_all.
- *   moco:    needs MOMENTUM_KEYS; options queue (>= the global batch), momentum, temperature;
+ *   moco:    needs MOMENTUM_KEYS (and TWO_VIEWS for image-image); options queue (>= the
+ *            global batch), momentum, temperature;
  *            state = a clasp_queue per direction (state_tensors "loss.queue_a", "loss.queue_b"
  *            with their head/count as float tensors), compute = clasp_moco_infonce of the
  *            local queries a against their keys and the queue (writes da only: keys get no
@@ -217,6 +220,9 @@ const clasp_loss_def *clasp_loss_config_def(const clasp_loss_config *cfg);
  * CLASP_ERR_ARG naming the flag and the value: unknown to the chosen loss (listing the
  * options it takes), not a number, out of range, not one of the choices. */
 clasp_status clasp_loss_config_set(clasp_loss_config *cfg, const char *name, const char *value);
+
+/* Index of the option called `name` in def->options, or -1. */
+int clasp_loss_option_index(const clasp_loss_def *def, const char *name);
 
 /* Value of option i of the config's loss (its default when unset). */
 double clasp_loss_config_get(const clasp_loss_config *cfg, int i);

@@ -166,6 +166,15 @@ static void registry_step_(clasp_engine *e, clasp_model_config *cfg, const clasp
                  clasp_last_error());
 }
 
+/* Engine options of 16 rows, 2 chunks on 2 threads, for loss def with option name = value. */
+static clasp_engine_options reg_options_(const clasp_loss_def *def, const char *name,
+                                         const char *value) {
+    clasp_engine_options o = {
+        .batch_size = 16, .accum_steps = 1, .chunks = 2, .threads = 2, .loss = {.def = def}};
+    cr_assert_eq(clasp_loss_config_set(&o.loss, name, value), CLASP_OK, "%s", clasp_last_error());
+    return o;
+}
+
 static float scalar_(const clasp_model *m, const float *buf, clasp_loss_scalar s) {
     return buf[s == CLASP_LOSS_SCALAR_LOGIT_BIAS ? (size_t)m->logit_bias_offset
                                                  : m->logit_scale_offset];
@@ -291,16 +300,14 @@ static const clasp_loss_def toy_moco_ = {.name = "toy-moco",
                                          .state_tensors = toy_tensors_};
 
 Test(engine, stateful_loss_through_the_entry_alone) {
+    clasp_engine_options o = reg_options_(&toy_moco_, "temperature", "0.2");
     clasp_model_config cfg = load_cfg_();
-    enum { B = 16, D = RD };
-    const test_batch *rb = batch_(B);
     clasp_engine e;
-    clasp_engine_options o = {
-        .batch_size = B, .accum_steps = 1, .chunks = 2, .threads = 2, .loss = {.def = &toy_moco_}};
-    cr_assert_eq(clasp_loss_config_set(&o.loss, "temperature", "0.2"), CLASP_OK);
     cr_assert_eq(clasp_engine_init(&e, &cfg, &o), CLASP_OK, "%s", clasp_last_error());
     clasp_model_init_weights(&e.models[0], 5);
     clasp_engine_sync_params(&e);
+    enum { B = 16, D = RD };
+    const test_batch *rb = batch_(B);
     clasp_step_stats st;
     cr_assert_eq(clasp_engine_grads(&e, rb->img, rb->tok, NULL, B, &st), CLASP_ERR_ARG,
                  "no groups");
@@ -408,5 +415,101 @@ Test(engine, two_views_of_one_tower) {
     for (size_t i = 0; i < rt->n_floats; i++)
         cr_assert_eq(e.models[0].grads[rt->offset + i], 0.0f, "the text tower is not trained");
     clasp_model_free(&m);
+    clasp_engine_free(&e);
+}
+
+/* A loss whose keys come from a momentum copy of the key tower (MoCo's key encoder; not
+ * registered): InfoNCE of the queries against the keys, gradient through the queries only. */
+static size_t keys_work_(const clasp_loss_setup *s) {
+    return clasp_infonce_work_floats(s->N);
+}
+
+static clasp_status keys_compute_(const clasp_loss_batch *in, clasp_loss_grads *out) {
+    CLASP_TRY(clasp_infonce(&out->loss, out->da, NULL, &out->dscalars[0], in->a, in->b,
+                            in->scalars[0], NULL, in->N, in->D, in->work));
+    out->wrote = CLASP_LOSS_WROTE_A;
+    return CLASP_OK;
+}
+
+static const clasp_loss_option keys_opts_[] = {
+    {.name = "momentum", .help = "EMA coefficient", .def = 0.999, .max = 1}};
+static const clasp_loss_def keys_loss_ = {.name = "toy-momentum",
+                                          .summary = "test only",
+                                          .needs = CLASP_LOSS_NEEDS_MOMENTUM_KEYS,
+                                          .n_scalars = 1,
+                                          .scalars = {CLASP_LOSS_SCALAR_LOGIT_SCALE},
+                                          .n_options = 1,
+                                          .options = keys_opts_,
+                                          .work_floats = keys_work_,
+                                          .compute = keys_compute_};
+
+/* The text features a default-loss engine computes with parameters p (same chunking). */
+static void plain_keys_(const clasp_model_config *cfg, const float *p, const test_batch *tb, int B,
+                        float *zb) {
+    clasp_engine e;
+    clasp_engine_options o = {.batch_size = B, .accum_steps = 1, .chunks = 2, .threads = 2};
+    cr_assert_eq(clasp_engine_init(&e, cfg, &o), CLASP_OK);
+    memcpy(e.models[0].params, p, e.models[0].n_floats * sizeof(float));
+    clasp_engine_sync_params(&e);
+    cr_assert_eq(clasp_engine_grads(&e, tb->img, tb->tok, NULL, B, NULL), CLASP_OK);
+    memcpy(zb, e.zb, (size_t)B * RD * sizeof(float));
+    clasp_engine_free(&e);
+}
+
+Test(engine, momentum_keys) {
+    clasp_model_config cfg = load_cfg_();
+    enum { B = 16, D = RD };
+    const test_batch *tb = batch_(B);
+    clasp_engine e;
+    clasp_engine_options o = reg_options_(&keys_loss_, "momentum", "0.9");
+    cr_assert_eq(clasp_engine_init(&e, &cfg, &o), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(e.key_models && e.momentum == 0.9f);
+    clasp_model *m = &e.models[0];
+    const size_t n = m->n_floats;
+    clasp_model_init_weights(m, 5);
+    clasp_engine_sync_params(&e); /* the copy starts as the parameters */
+    cr_assert_eq(memcmp(e.key_models[0].params, m->params, n * sizeof(float)), 0);
+    static float zb[B * D];
+    clasp_step_stats st;
+    cr_assert_eq(clasp_engine_grads(&e, tb->img, tb->tok, NULL, B, &st), CLASP_OK, "%s",
+                 clasp_last_error());
+    plain_keys_(&cfg, m->params, tb, B, zb);
+    cr_assert_eq(memcmp(zb, e.zb, sizeof zb), 0, "step 1: keys from the copy = the parameters");
+    const clasp_param_range *rt = &m->range[CLASP_TOWER_TEXT], *ri = &m->range[CLASP_TOWER_IMAGE];
+    for (size_t i = 0; i < rt->n_floats; i++)
+        cr_assert_eq(m->grads[rt->offset + i], 0.0f, "the key tower gets no gradient");
+    double gi = 0;
+    for (size_t i = 0; i < ri->n_floats; i++) gi += fabs((double)m->grads[ri->offset + i]);
+    cr_assert(gi > 0, "the query tower does");
+
+    /* an "optimiser step", then the EMA update */
+    float *want = malloc(n * sizeof(float));
+    memcpy(want, e.key_models[0].params, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) m->params[i] += 0.01f * (float)(i % 7);
+    clasp_engine_sync_params(&e);
+    clasp_engine_momentum_update(&e);
+    clasp_momentum_update(want, m->params, n, 0.9f);
+    cr_assert_eq(memcmp(want, e.key_models[0].params, n * sizeof(float)), 0);
+    cr_assert_eq(clasp_engine_grads(&e, tb->img, tb->tok, NULL, B, &st), CLASP_OK);
+    plain_keys_(&cfg, want, tb, B, zb);
+    cr_assert_eq(memcmp(zb, e.zb, sizeof zb), 0, "step 2: keys from the EMA parameters");
+
+    /* checkpoint tensors: restoring them survives the first sync of a fresh engine */
+    clasp_loss_tensor t[4];
+    cr_assert_eq(clasp_engine_loss_tensors(&e, t, 4), 2);
+    cr_assert_str_eq(t[0].name, "momentum.params");
+    cr_assert(t[0].ndim == 1 && t[0].shape[0] == (int64_t)n && t[0].data == e.key_models[0].params);
+    cr_assert_str_eq(t[1].name, "momentum.ready");
+    clasp_engine e2;
+    cr_assert_eq(clasp_engine_init(&e2, &cfg, &o), CLASP_OK);
+    memcpy(e2.models[0].params, m->params, n * sizeof(float));
+    clasp_loss_tensor t2[4];
+    cr_assert_eq(clasp_engine_loss_tensors(&e2, t2, 4), 2);
+    for (int k = 0; k < 2; k++)
+        memcpy(t2[k].data, t[k].data, (size_t)t[k].shape[0] * sizeof(float));
+    clasp_engine_sync_params(&e2);
+    cr_assert_eq(memcmp(want, e2.key_models[0].params, n * sizeof(float)), 0);
+    free(want);
+    clasp_engine_free(&e2);
     clasp_engine_free(&e);
 }

@@ -10,6 +10,7 @@
 #include "core/sizes.h"
 #include "encoders/layers.h"
 #include "loss/diag.h"
+#include "loss/queue.h"
 #include "train/dist.h"
 
 #define L2_EPS 1e-12f
@@ -172,11 +173,6 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
             return clasp_set_error(CLASP_ERR_CONFIG,
                                    "loss %s needs 'init_logit_bias' in the model config",
                                    e->loss->name);
-    if (e->loss->needs & CLASP_LOSS_NEEDS_MOMENTUM_KEYS)
-        return clasp_set_error(CLASP_ERR_UNSUPPORTED,
-                               "loss %s needs momentum copies of the key tower, which the engine "
-                               "does not provide yet",
-                               e->loss->name);
     e->crows = e->micro / o->chunks;
     e->D = cfg->embed_dim;
     /* image-text when both exist (image < text < audio in the enum), else the first two */
@@ -192,6 +188,21 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
     for (int r = 0; r < e->n_rep; r++) {
         clasp_status s = clasp_model_init(&e->models[r], cfg);
         if (s == CLASP_OK) s = clasp_model_prepare(&e->models[r], e->crows);
+        if (s != CLASP_OK) {
+            clasp_engine_free(e);
+            return s;
+        }
+    }
+    if (e->loss->needs & CLASP_LOSS_NEEDS_MOMENTUM_KEYS) {
+        int mi = clasp_loss_option_index(e->loss, "momentum");
+        e->momentum = mi >= 0 ? (float)clasp_loss_config_get(&o->loss, mi) : 0.999f;
+        e->key_models = calloc((size_t)e->n_rep, sizeof *e->key_models);
+        clasp_status s =
+            e->key_models ? CLASP_OK : clasp_set_error(CLASP_ERR_NOMEM, "engine: out of memory");
+        for (int r = 0; r < e->n_rep && s == CLASP_OK; r++) {
+            s = clasp_model_init(&e->key_models[r], cfg);
+            if (s == CLASP_OK) s = clasp_model_prepare(&e->key_models[r], e->crows);
+        }
         if (s != CLASP_OK) {
             clasp_engine_free(e);
             return s;
@@ -280,6 +291,9 @@ void clasp_engine_free(clasp_engine *e) {
     if (e->loss && e->loss->state_free) e->loss->state_free(e->loss_state);
     if (e->models)
         for (int r = 0; r < e->n_rep; r++) clasp_model_free(&e->models[r]);
+    if (e->key_models)
+        for (int r = 0; r < e->n_rep; r++) clasp_model_free(&e->key_models[r]);
+    free(e->key_models);
     if (e->za_all != e->za) free(e->za_all);
     if (e->zb_all != e->zb) free(e->zb_all);
     free(e->dza_all), free(e->dzb_all);
@@ -290,8 +304,18 @@ void clasp_engine_free(clasp_engine *e) {
 }
 
 void clasp_engine_sync_params(clasp_engine *e) {
-    for (int r = 1; r < e->n_rep; r++)
-        memcpy(e->models[r].params, e->models[0].params, e->models[0].n_floats * sizeof(float));
+    const size_t nb = e->models[0].n_floats * sizeof(float);
+    for (int r = 1; r < e->n_rep; r++) memcpy(e->models[r].params, e->models[0].params, nb);
+    if (e->key_models && e->momentum_ready == 0.0f) {
+        memcpy(e->key_models[0].params, e->models[0].params, nb);
+        e->momentum_ready = 1.0f;
+    }
+}
+
+void clasp_engine_momentum_update(clasp_engine *e) {
+    if (!e->key_models) return;
+    clasp_momentum_update(e->key_models[0].params, e->models[0].params, e->models[0].n_floats,
+                          e->momentum);
 }
 
 /* ---- step ------------------------------------------------------------------------------- */
@@ -310,7 +334,8 @@ static clasp_status chunk_fwd_(clasp_engine *e, int r, size_t row, int n, const 
     const clasp_model_config *c = &m->config;
     size_t D = (size_t)e->D;
     CLASP_TRY(clasp_model_encode(m, e->ta, input_row_(c, e->ta, a, row), n, e->fa + row * D));
-    CLASP_TRY(clasp_model_encode(m, e->tb, input_row_(c, e->tb, b, row), n, e->fb + row * D));
+    clasp_model *mb = e->key_models ? &e->key_models[r] : m; /* keys: the momentum copy */
+    CLASP_TRY(clasp_model_encode(mb, e->tb, input_row_(c, e->tb, b, row), n, e->fb + row * D));
     clasp_l2norm_forward(e->za + row * D, e->na + row, e->fa + row * D, n, e->D, L2_EPS);
     clasp_l2norm_forward(e->zb + row * D, e->nb + row, e->fb + row * D, n, e->D, L2_EPS);
     return CLASP_OK;
@@ -337,7 +362,9 @@ static void step_job_(clasp_engine *e, int r, void *argp) {
     step_ctx *a = argp;
     size_t row = (size_t)a->micro_index * (size_t)e->micro + (size_t)r * (size_t)e->crows;
     clasp_model *m = &e->models[r];
-    const bool same = e->ta == e->tb; /* two views of one tower: forwards re-run per side */
+    /* two views of one tower: forwards re-run per side (keys from the momentum copy: no
+     * backward on that side, so nothing to re-run) */
+    const bool same = e->ta == e->tb && !e->key_models;
     clasp_status s = CLASP_OK;
     if (a->forward && !(same && a->backward)) s = chunk_fwd_(e, r, row, e->crows, a->a, a->b);
     if (s != CLASP_OK) {
@@ -346,7 +373,7 @@ static void step_job_(clasp_engine *e, int r, void *argp) {
     }
     if (!a->backward) return;
     s = side_backward_(e, m, e->ta, a->a, same, row, e->fa, e->dfa, e->dza, e->za, e->na);
-    if (s == CLASP_OK)
+    if (s == CLASP_OK && !e->key_models)
         s = side_backward_(e, m, e->tb, a->b, same, row, e->fb, e->dfb, e->dzb, e->zb, e->nb);
     if (s != CLASP_OK) job_fail_(e, r, s);
 }
@@ -444,6 +471,12 @@ clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void
         return clasp_set_error(CLASP_ERR_ARG, "engine: batch of %d rows, expected %d", B,
                                e->opt.batch_size);
     for (int r = 0; r < e->n_rep; r++) clasp_model_zero_grad(&e->models[r]);
+    if (e->key_models) {
+        if (e->momentum_ready == 0.0f) clasp_engine_sync_params(e);
+        for (int r = 1; r < e->n_rep; r++)
+            memcpy(e->key_models[r].params, e->key_models[0].params,
+                   e->models[0].n_floats * sizeof(float));
+    }
     const int K = e->opt.accum_steps;
     step_ctx ctx = {.a = a, .b = b};
     /* 1. features of the whole batch (with K = 1 the activations are kept for backward) */
@@ -551,7 +584,17 @@ clasp_status clasp_engine_diag(clasp_engine *e, clasp_step_stats *st) {
     return CLASP_OK;
 }
 
-int clasp_engine_loss_tensors(const clasp_engine *e, clasp_loss_tensor *out, int max) {
-    if (!e->loss || !e->loss->state_tensors || !e->loss_state) return 0;
-    return e->loss->state_tensors(e->loss_state, out, max);
+int clasp_engine_loss_tensors(clasp_engine *e, clasp_loss_tensor *out, int max) {
+    int n = 0;
+    if (e->loss && e->loss->state_tensors && e->loss_state)
+        n = e->loss->state_tensors(e->loss_state, out, max);
+    if (e->key_models && n + 2 <= max) {
+        out[n++] = (clasp_loss_tensor){.name = "momentum.params",
+                                       .ndim = 1,
+                                       .shape = {(int64_t)e->models[0].n_floats},
+                                       .data = e->key_models[0].params};
+        out[n++] = (clasp_loss_tensor){
+            .name = "momentum.ready", .ndim = 1, .shape = {1}, .data = &e->momentum_ready};
+    }
+    return n;
 }

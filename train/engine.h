@@ -88,6 +88,11 @@ typedef struct clasp_engine {
     const clasp_loss_def *loss; /* the registry entry every step calls (loss/registry.h) */
     void *loss_state;           /* its state (NULL for stateless losses) */
     ptrdiff_t scalar_offset[CLASP_LOSS_MAX_SCALARS]; /* params offsets of loss->scalars */
+    clasp_model *key_models; /* (n_rep) momentum copies that encode the b side when the loss
+                                needs CLASP_LOSS_NEEDS_MOMENTUM_KEYS, else NULL;
+                                key_models[0].params holds the EMA parameters */
+    float momentum;          /* EMA coefficient m (the loss's "momentum" option, else 0.999) */
+    float momentum_ready;    /* 1 once the copy holds parameters (a checkpoint tensor) */
     float *loss_work;
     int *groups; /* (N) */
     struct clasp__engine_pool *pool;
@@ -101,8 +106,15 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
                                const clasp_engine_options *opt);
 void clasp_engine_free(clasp_engine *e);
 
-/* Copies models[0].params to every other replica (after an optimiser step or a load). */
+/* Copies models[0].params to every other replica (after an optimiser step or a load). With
+ * momentum keys, the first call (or a step before any) also starts the momentum copy as a copy
+ * of the parameters, unless a checkpoint restored it (clasp_engine_loss_tensors). */
 void clasp_engine_sync_params(clasp_engine *e);
+
+/* Momentum keys (loss/registry.h CLASP_LOSS_NEEDS_MOMENTUM_KEYS): theta_k = m theta_k +
+ * (1 - m) theta over the whole parameter block, after each optimiser step. No-op for losses
+ * without momentum keys. */
+void clasp_engine_momentum_update(clasp_engine *e);
 
 /* One step's gradients: zeroes models[0].grads, runs forward, loss and backward over the
  * batch (a: images (B,C,H,W) float; b: tokens (B,T) int32; groups (B) or NULL) and leaves
@@ -141,8 +153,10 @@ clasp_status clasp_engine_diag(clasp_engine *e, clasp_step_stats *stats);
 clasp_status clasp_engine_embed(clasp_engine *e, clasp_tower t, const void *input, int n,
                                 float *out);
 
-/* The loss state's checkpoint tensors (loss/registry.h state_tensors): up to max entries
- * written to out, pointing into the state; returns the count (0 for stateless losses). */
-int clasp_engine_loss_tensors(const clasp_engine *e, clasp_loss_tensor *out, int max);
+/* The loss state's checkpoint tensors: the entry's (loss/registry.h state_tensors), then with
+ * momentum keys "momentum.params" (n_floats) and "momentum.ready" (1). Up to max entries written
+ * to out, pointing into the engine; returns the count (0 for stateless losses). Restoring is
+ * copying into them, then clasp_engine_sync_params. */
+int clasp_engine_loss_tensors(clasp_engine *e, clasp_loss_tensor *out, int max);
 
 #endif
