@@ -81,11 +81,16 @@
  *            all j, similar = same group: clasp_margin_contrastive over those pairs has a
  *            natural split (pairs owned by the rank of i), writing da and db_all.
  *   moco:    needs MOMENTUM_KEYS (and TWO_VIEWS for image-image); options queue (>= the
- *            global batch), momentum, temperature;
- *            state = a clasp_queue per direction (state_tensors "loss.queue_a", "loss.queue_b"
- *            with their head/count as float tensors), compute = clasp_moco_infonce of the
- *            local queries a against their keys and the queue (writes da only: keys get no
- *            gradient), then clasp_queue_enqueue(b_all) on every rank.
+ *            global batch), momentum, temperature; state = a clasp_queue (state_tensors
+ *            "loss.queue" with its head/count as float tensors); compute = clasp_moco_infonce
+ *            of the local queries a against their keys b and the queue, loss and da scaled by
+ *            n/N so the ranks' parts sum to the global mean (writes da only: keys get no
+ *            gradient), then clasp_queue_enqueue(b_all) on every rank. That is one direction
+ *            (queries a, keys b: MoCo's own, unimodal with two views); a symmetric cross-modal
+ *            form would also need a momentum encoding of the a side, which the engine does not
+ *            make (a second flag).
+ * A loss's options reach it through clasp_loss_config_set: the CLI passes each "--NAME VALUE"
+ * the chosen entry declares (issue 14), so a new option is a line of the entry's table too.
  */
 #ifndef CLASP_LOSS_REGISTRY_H
 #define CLASP_LOSS_REGISTRY_H

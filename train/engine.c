@@ -136,6 +136,20 @@ clasp_status clasp_pair_parse(const char *str, clasp_tower *ta, clasp_tower *tb)
     return CLASP_OK;
 }
 
+/* The momentum copies that encode the keys (CLASP_LOSS_NEEDS_MOMENTUM_KEYS), one per replica;
+ * their parameters are set by the first sync. */
+static clasp_status key_models_init_(clasp_engine *e, const clasp_model_config *cfg) {
+    int mi = clasp_loss_option_index(e->loss, "momentum");
+    e->momentum = mi >= 0 ? (float)clasp_loss_config_get(&e->opt.loss, mi) : 0.999f;
+    e->key_models = calloc((size_t)e->n_rep, sizeof *e->key_models);
+    if (!e->key_models) return clasp_set_error(CLASP_ERR_NOMEM, "engine: out of memory");
+    for (int r = 0; r < e->n_rep; r++) {
+        CLASP_TRY(clasp_model_init(&e->key_models[r], cfg));
+        CLASP_TRY(clasp_model_prepare(&e->key_models[r], e->crows));
+    }
+    return CLASP_OK;
+}
+
 clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
                                const clasp_engine_options *opt) {
     memset(e, 0, sizeof *e);
@@ -194,15 +208,7 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
         }
     }
     if (e->loss->needs & CLASP_LOSS_NEEDS_MOMENTUM_KEYS) {
-        int mi = clasp_loss_option_index(e->loss, "momentum");
-        e->momentum = mi >= 0 ? (float)clasp_loss_config_get(&o->loss, mi) : 0.999f;
-        e->key_models = calloc((size_t)e->n_rep, sizeof *e->key_models);
-        clasp_status s =
-            e->key_models ? CLASP_OK : clasp_set_error(CLASP_ERR_NOMEM, "engine: out of memory");
-        for (int r = 0; r < e->n_rep && s == CLASP_OK; r++) {
-            s = clasp_model_init(&e->key_models[r], cfg);
-            if (s == CLASP_OK) s = clasp_model_prepare(&e->key_models[r], e->crows);
-        }
+        clasp_status s = key_models_init_(e, cfg);
         if (s != CLASP_OK) {
             clasp_engine_free(e);
             return s;
@@ -470,6 +476,10 @@ clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void
     if (B != e->opt.batch_size)
         return clasp_set_error(CLASP_ERR_ARG, "engine: batch of %d rows, expected %d", B,
                                e->opt.batch_size);
+    const bool needs_groups = e->loss->needs & CLASP_LOSS_NEEDS_GROUPS;
+    if (needs_groups && !groups)
+        return clasp_set_error(CLASP_ERR_ARG, "engine: loss %s needs group ids (labels)",
+                               e->loss->name);
     for (int r = 0; r < e->n_rep; r++) clasp_model_zero_grad(&e->models[r]);
     if (e->key_models) {
         if (e->momentum_ready == 0.0f) clasp_engine_sync_params(e);
@@ -488,10 +498,6 @@ clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void
     }
     /* 2. the loss on all B rows (all N rows of the global batch across ranks) */
     const int *g = NULL;
-    const bool needs_groups = e->loss->needs & CLASP_LOSS_NEEDS_GROUPS;
-    if (needs_groups && !groups)
-        return clasp_set_error(CLASP_ERR_ARG, "engine: loss %s needs group ids (labels)",
-                               e->loss->name);
     if ((e->opt.multi_positive || needs_groups) && groups) {
         for (int i = 0; i < e->N; i++) e->groups[i] = groups[i];
         g = e->groups;
