@@ -12,6 +12,7 @@
 #include "cli/common.h"
 #include "train/dist.h"
 #include "eval/eval.h"
+#include "loss/registry.h"
 #include "train/trainer.h"
 
 /* The option values of one invocation; the table below points into it. */
@@ -80,14 +81,10 @@ static int on_weight_(void *ctx, const char *v) {
     return 0;
 }
 
-/* --loss NAME: the loss of the run. */
+/* --loss NAME: the loss of the run, looked up in the loss registry (loss/registry.h). */
 static int parse_loss_(const char *v, clasp_train_options *o) {
-    if (!strcmp(v, "infonce") || !strcmp(v, "clip")) {
-        o->loss = CLASP_LOSS_INFONCE;
-    } else if (!strcmp(v, "siglip")) {
-        o->loss = CLASP_LOSS_SIGLIP;
-    } else {
-        fprintf(stderr, "clasp train: --loss must be infonce or siglip, got '%s'\n", v);
+    if (clasp_loss_find(v, &o->loss.def) != CLASP_OK) {
+        fprintf(stderr, "clasp train: --loss: %s\n", clasp_last_error());
         return 2;
     }
     return 0;
@@ -99,7 +96,8 @@ static const char s_data[] = "data and model", s_sched[] = "schedule", s_mach[] 
                   s_dist[] =
                       "data parallel (mpirun -np N clasp train ..., built with CLASP_MPI=ON)",
                   s_log[] = "logging and checkpoints";
-static const clasp_arg train_table[] = {
+static clasp_arg train_table[] = {
+    /* --loss lists the registry: see names_from_registry_ */
     CLASP_ARG_COMMAND(
         "train",
         "--model configs/NAME.json --train [PAIR=]SPEC [--train ...] --out RUN\n [options]",
@@ -259,9 +257,18 @@ static void print_summary_(const clasp_train_summary *sum) {
     clasp_cli_print_json(j, false);
 }
 
+/* --loss's placeholder in --help: the registry's names ("infonce|siglip"). */
+static void names_from_registry_(void) {
+    static char names[256];
+    clasp_loss_names(names, sizeof names, "|");
+    for (clasp_arg *a = train_table + 1; a->name; a++) /* entry 0: the command */
+        if (!strcmp(a->name, "loss")) a->meta = names;
+}
+
 int clasp_cmd_train(int argc, char **argv) {
     static train_args t; /* the sources keep pointers into pair_buf */
     int rc;
+    names_from_registry_();
     if (!train_parse_(&t, argc, argv, &rc)) return rc;
     const clasp_train_options o = t.o; /* the run's options, as parsed */
     /* Under mpirun every rank runs this; an error on any rank ends the whole job (MPI_Abort),

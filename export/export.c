@@ -465,7 +465,7 @@ static clasp_status start_engine_(clasp_embedder *em, int threads, int batch_siz
                                    .accum_steps = 1,
                                    .chunks = threads,
                                    .threads = threads,
-                                   .loss = CLASP_LOSS_INFONCE};
+                                   .loss = {0}};
         CLASP_TRY(clasp_engine_init(&em->engine, mc, &eo));
     } else {
         em->own = calloc((size_t)threads, sizeof *em->own);

@@ -2,7 +2,6 @@
  * ref: open_clip/loss.py ClipLoss (local_loss, gather_with_grad). */
 #include "loss/infonce.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -70,11 +69,9 @@ clasp_status clasp_infonce(float *loss, float *dA, float *dB, float *dlog_scale,
     float *cnt = lcs + N;  /* (N) group sizes */
     float *erow = cnt + N; /* (N) exp(L_ij - row max) of the current row */
     const float scale = expf(log_scale);
-    const int iN = (int)N, iD = (int)D;
 
     /* L = exp(s) * A B^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iN, iN, iD, scale, A, iD, B, iD, 0.0f, L,
-                iN);
+    clasp__loss_logits(L, A, B, scale, N, N, D);
     column_lse(cm, lcs, L, N, N);
     clasp__loss_group_counts(cnt, groups, N);
 
@@ -114,12 +111,7 @@ clasp_status clasp_infonce(float *loss, float *dA, float *dB, float *dlog_scale,
     *loss = (float)((row_loss + col_loss) * 0.5 / (double)N);
     if (dlog_scale) *dlog_scale = (float)ds;
     /* dA = exp(s) G B, dB = exp(s) G^T A */
-    if (dA)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iN, iD, iN, scale, L, iN, B, iD,
-                    0.0f, dA, iD);
-    if (dB)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iN, iD, iN, scale, L, iN, A, iD, 0.0f,
-                    dB, iD);
+    clasp__loss_logits_backward(dA, dB, L, A, B, scale, N, N, D);
     return CLASP_OK;
 }
 
@@ -130,9 +122,7 @@ static void dist_direction(double *loss_sum, double *ds_sum, float *dQ, float *d
                            const float *Q, const float *K_all, float scale, const int *groups,
                            const float *cnt, size_t n, size_t offset, size_t N, size_t D,
                            float *L) {
-    const int in = (int)n, iN = (int)N, iD = (int)D;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, in, iN, iD, scale, Q, iD, K_all, iD, 0.0f,
-                L, iN);
+    clasp__loss_logits(L, Q, K_all, scale, n, N, D);
     const float gs = (float)(0.5 / (double)N);
     for (size_t i = 0; i < n; i++) {
         size_t gi = offset + i;
@@ -151,12 +141,7 @@ static void dist_direction(double *loss_sum, double *ds_sum, float *dQ, float *d
             x[j] = g;
         }
     }
-    if (dQ)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, in, iD, iN, scale, L, iN, K_all, iD,
-                    0.0f, dQ, iD);
-    if (dK_all)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iN, iD, in, scale, L, iN, Q, iD, 0.0f,
-                    dK_all, iD);
+    clasp__loss_logits_backward(dQ, dK_all, L, Q, K_all, scale, n, N, D);
 }
 
 clasp_status clasp_infonce_dist(float *loss, float *dA_loc, float *dB_loc, float *dA_all,
@@ -183,5 +168,26 @@ clasp_status clasp_infonce_dist(float *loss, float *dA_loc, float *dB_loc, float
                    N, D, L);
     *loss = (float)(loss_sum * 0.5 / (double)N);
     if (dlog_scale) *dlog_scale = (float)ds;
+    return CLASP_OK;
+}
+
+size_t clasp_infonce_batch_work_floats(const clasp_loss_setup *s) {
+    return s->world > 1 ? clasp_infonce_dist_work_floats(s->n, s->N)
+                        : clasp_infonce_work_floats(s->N);
+}
+
+clasp_status clasp_infonce_batch(const clasp_loss_batch *in, clasp_loss_grads *out) {
+    if (in->world <= 1) {
+        CLASP_TRY(clasp_infonce(&out->loss, out->da, out->db, &out->dscalars[0], in->a, in->b,
+                                in->scalars[0], in->groups, in->N, in->D, in->work));
+        out->wrote = CLASP_LOSS_WROTE_A | CLASP_LOSS_WROTE_B;
+        return CLASP_OK;
+    }
+    CLASP_TRY(clasp_infonce_dist(&out->loss, out->da, out->db, out->da_all, out->db_all,
+                                 &out->dscalars[0], in->a, in->b, in->a_all, in->b_all,
+                                 in->scalars[0], in->groups, in->n, in->offset, in->N, in->D,
+                                 in->work));
+    out->wrote =
+        CLASP_LOSS_WROTE_A | CLASP_LOSS_WROTE_B | CLASP_LOSS_WROTE_A_ALL | CLASP_LOSS_WROTE_B_ALL;
     return CLASP_OK;
 }

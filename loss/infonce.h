@@ -29,6 +29,7 @@
 #include <stddef.h>
 
 #include "core/status.h"
+#include "loss/registry.h"
 
 /* Scratch floats for clasp_infonce(N, ...): N*N + 4*N. Returns 0 on size overflow. */
 size_t clasp_infonce_work_floats(size_t N);
@@ -67,5 +68,10 @@ clasp_status clasp_infonce_dist(float *loss, float *dA_loc, float *dB_loc, float
                                 const float *B_loc, const float *A_all, const float *B_all,
                                 float log_scale, const int *groups_all, size_t n, size_t offset,
                                 size_t N, size_t D, float *work);
+
+/* The registry adapter (loss/registry.h): clasp_infonce with one rank, clasp_infonce_dist with
+ * several; scalars = {logit scale}. Work: clasp_infonce_batch_work_floats. */
+size_t clasp_infonce_batch_work_floats(const clasp_loss_setup *s);
+clasp_status clasp_infonce_batch(const clasp_loss_batch *in, clasp_loss_grads *out);
 
 #endif

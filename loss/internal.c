@@ -1,6 +1,7 @@
-/* internal.c: group counting and a small L2 normaliser shared by loss/. */
+/* internal.c: group counting, a small L2 normaliser and the logit products shared by loss/. */
 #include "loss/internal.h"
 
+#include <cblas.h>
 #include <math.h>
 
 void clasp__loss_group_counts(float *cnt, const int *groups, size_t N) {
@@ -47,4 +48,22 @@ void clasp__loss_l2norm_backward(float *dinp, const float *dout, const float *ou
         float r = 1.0f / norm[i], fd = (float)dot;
         for (size_t k = 0; k < D; k++) dx[k] = (g[k] - y[k] * fd) * r;
     }
+}
+
+void clasp__loss_logits(float *L, const float *Q, const float *K, float scale, size_t R, size_t C,
+                        size_t D) {
+    const int iR = (int)R, iC = (int)C, iD = (int)D;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iR, iC, iD, scale, Q, iD, K, iD, 0.0f, L,
+                iC);
+}
+
+void clasp__loss_logits_backward(float *dQ, float *dK, const float *G, const float *Q,
+                                 const float *K, float scale, size_t R, size_t C, size_t D) {
+    const int iR = (int)R, iC = (int)C, iD = (int)D;
+    if (dQ)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iR, iD, iC, scale, G, iC, K, iD,
+                    0.0f, dQ, iD);
+    if (dK)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iC, iD, iR, scale, G, iC, Q, iD, 0.0f,
+                    dK, iD);
 }

@@ -18,14 +18,12 @@ void clasp__loss_l2norm_forward(float *out, float *norm, const float *inp, size_
 void clasp__loss_l2norm_backward(float *dinp, const float *dout, const float *out,
                                  const float *norm, const float *inp, size_t N, size_t D,
                                  float eps);
-
-/* Shared core of SupCon and NT-Xent (loss/supcon.c). Z (M, D); labels (M), or NULL for
- * pair labels label(k) = k % half (NT-Xent's two stacked views). normalize: L2-normalise rows
- * inside. dZ (M, D) may be NULL; dtemp may be NULL; n_anchors may be NULL.
- * work: clasp__loss_supcon_core_work(M, D) floats. */
-size_t clasp__loss_supcon_core_work(size_t M, size_t D);
-void clasp__loss_supcon_core(float *loss, float *dZ, float *dtemp, size_t *n_anchors,
-                             const float *Z, const int *labels, size_t half, float temperature,
-                             int normalize, size_t M, size_t D, float *work);
+/* L (R, C) = scale * Q K^T for queries Q (R, D) and keys K (C, D) (one sgemm). */
+void clasp__loss_logits(float *L, const float *Q, const float *K, float scale, size_t R, size_t C,
+                        size_t D);
+/* Back through L = scale * Q K^T, given G = dloss/dL (R, C): dQ (R, D) = scale * G K and
+ * dK (C, D) = scale * G^T Q, written; either may be NULL (that product is skipped). */
+void clasp__loss_logits_backward(float *dQ, float *dK, const float *G, const float *Q,
+                                 const float *K, float scale, size_t R, size_t C, size_t D);
 
 #endif

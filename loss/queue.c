@@ -8,6 +8,12 @@
 
 #include "core/sizes.h"
 
+void clasp_queue_free(clasp_queue *q) {
+    if (!q) return;
+    free(q->keys);
+    memset(q, 0, sizeof *q);
+}
+
 clasp_status clasp_queue_init(clasp_queue *q, size_t K, size_t D) {
     if (!q || K == 0 || D == 0)
         return clasp_set_error(CLASP_ERR_ARG, "queue: bad arguments (K=%zu, D=%zu)", K, D);
@@ -20,12 +26,6 @@ clasp_status clasp_queue_init(clasp_queue *q, size_t K, size_t D) {
     q->K = K;
     q->D = D;
     return CLASP_OK;
-}
-
-void clasp_queue_free(clasp_queue *q) {
-    if (!q) return;
-    free(q->keys);
-    memset(q, 0, sizeof *q);
 }
 
 clasp_status clasp_queue_enqueue(clasp_queue *q, const float *keys, size_t n) {

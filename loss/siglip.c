@@ -1,10 +1,10 @@
 /* siglip.c: SigLIP pairwise sigmoid loss forward + backward. ref: open_clip SigLipLoss. */
 #include "loss/siglip.h"
 
-#include <cblas.h>
 #include <math.h>
 
 #include "core/sizes.h"
+#include "loss/internal.h"
 
 size_t clasp_siglip_work_floats(size_t n, size_t N) {
     size_t r;
@@ -22,11 +22,9 @@ clasp_status clasp_siglip(float *loss, float *dA_loc, float *dB_all, float *dlog
                                N, D);
     if (clasp_siglip_work_floats(n, N) == 0 || N > (size_t)INT32_MAX || D > (size_t)INT32_MAX)
         return clasp_set_error(CLASP_ERR_OVERFLOW, "siglip: N=%zu D=%zu too large", N, D);
-    const int in = (int)n, iN = (int)N, iD = (int)D;
     const float scale = expf(log_scale);
     float *L = work; /* (n, N) logits, then dloss/dlogits */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, in, iN, iD, scale, A_loc, iD, B_all, iD,
-                0.0f, L, iN);
+    clasp__loss_logits(L, A_loc, B_all, scale, n, N, D);
     const double inv_n = 1.0 / (double)N;
     double lsum = 0.0, dt = 0.0, db = 0.0;
     for (size_t i = 0; i < n; i++) {
@@ -50,11 +48,21 @@ clasp_status clasp_siglip(float *loss, float *dA_loc, float *dB_all, float *dlog
     *loss = (float)(lsum * inv_n);
     if (dlog_scale) *dlog_scale = (float)dt;
     if (dbias) *dbias = (float)db;
-    if (dA_loc)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, in, iD, iN, scale, L, iN, B_all, iD,
-                    0.0f, dA_loc, iD);
-    if (dB_all)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iN, iD, in, scale, L, iN, A_loc, iD,
-                    0.0f, dB_all, iD);
+    clasp__loss_logits_backward(dA_loc, dB_all, L, A_loc, B_all, scale, n, N, D);
+    return CLASP_OK;
+}
+
+size_t clasp_siglip_batch_work_floats(const clasp_loss_setup *s) {
+    return clasp_siglip_work_floats(s->n, s->N);
+}
+
+clasp_status clasp_siglip_batch(const clasp_loss_batch *in, clasp_loss_grads *out) {
+    /* one rank: b_all is b and the text gradient is complete; several: the engine sums the
+     * ranks' parts of db_all */
+    float *db = in->world > 1 ? out->db_all : out->db;
+    CLASP_TRY(clasp_siglip(&out->loss, out->da, db, &out->dscalars[0], &out->dscalars[1], in->a,
+                           in->b_all, in->scalars[0], in->scalars[1], in->groups, in->n, in->offset,
+                           in->N, in->D, in->work));
+    out->wrote = CLASP_LOSS_WROTE_A | (in->world > 1 ? CLASP_LOSS_WROTE_B_ALL : CLASP_LOSS_WROTE_B);
     return CLASP_OK;
 }

@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "core/status.h"
+#include "loss/registry.h"
 
 #define CLASP_SIGLIP_INIT_LOG_SCALE 2.302585092994046f /* ln 10 */
 #define CLASP_SIGLIP_INIT_BIAS      (-10.0f)
@@ -32,5 +33,10 @@ clasp_status clasp_siglip(float *loss, float *dA_loc, float *dB_all, float *dlog
                           float *dbias, const float *A_loc, const float *B_all, float log_scale,
                           float bias, const int *groups_all, size_t n, size_t offset, size_t N,
                           size_t D, float *work);
+
+/* The registry adapter (loss/registry.h): local image rows against all text rows, one call for
+ * one rank and many; scalars = {logit scale, logit bias}. Work: clasp_siglip_batch_work_floats. */
+size_t clasp_siglip_batch_work_floats(const clasp_loss_setup *s);
+clasp_status clasp_siglip_batch(const clasp_loss_batch *in, clasp_loss_grads *out);
 
 #endif

@@ -2,17 +2,15 @@
  * ref: HobbitLong/SupContrast losses.py, SimCLR (Chen et al. 2020) NT-Xent. */
 #include "loss/supcon.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "core/sizes.h"
 #include "loss/internal.h"
-#include "loss/ntxent.h"
 
 #define NORM_EPS 1e-12f
 
-size_t clasp__loss_supcon_core_work(size_t M, size_t D) {
+static size_t supcon_core_work_(size_t M, size_t D) {
     size_t mm, md, r;
     if (!clasp_size_mul(M, M, &mm) || !clasp_size_mul(M, D, &md) || !clasp_size_add(mm, md, &r) ||
         !clasp_size_add(r, 2 * M, &r))
@@ -24,22 +22,24 @@ static int label_of(const int *labels, size_t half, size_t k) {
     return labels ? labels[k] : (int)(k % half);
 }
 
-void clasp__loss_supcon_core(float *loss, float *dZ, float *dtemp, size_t *n_anchors,
-                             const float *Z, const int *labels, size_t half, float temperature,
-                             int normalize, size_t M, size_t D, float *work) {
+/* The shared core of SupCon and NT-Xent. Z (M, D); labels (M), or NULL for pair labels
+ * label(k) = k % half (NT-Xent's two stacked views). normalize: L2-normalise rows inside.
+ * dZ (M, D) may be NULL; dtemp may be NULL; n_anchors may be NULL.
+ * work: supcon_core_work_(M, D) floats. */
+static void supcon_core_(float *loss, float *dZ, float *dtemp, size_t *n_anchors, const float *Z,
+                         const int *labels, size_t half, float temperature, int normalize, size_t M,
+                         size_t D, float *work) {
     float *S = work;          /* (M, M) similarities / tau, then dloss/dS */
     float *Zn = S + M * M;    /* (M, D) features used (normalised copy or Z) */
     float *norm = Zn + M * D; /* (M) */
     float *cnt = norm + M;    /* (M) number of positives per anchor */
-    const int iM = (int)M, iD = (int)D;
     const float inv_t = 1.0f / temperature;
     const float *F = Z;
     if (normalize) {
         clasp__loss_l2norm_forward(Zn, norm, Z, M, D, NORM_EPS);
         F = Zn;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iM, iM, iD, inv_t, F, iD, F, iD, 0.0f, S,
-                iM);
+    clasp__loss_logits(S, F, F, inv_t, M, M, D);
     size_t nv = 0;
     for (size_t i = 0; i < M; i++) {
         size_t c = 0;
@@ -89,36 +89,40 @@ void clasp__loss_supcon_core(float *loss, float *dZ, float *dtemp, size_t *n_anc
             S[i * M + j] = v;
             S[j * M + i] = v;
         }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iM, iD, iM, inv_t, S, iM, F, iD, 0.0f,
-                dZ, iD);
+    clasp__loss_logits_backward(dZ, NULL, S, F, F, inv_t, M, M, D);
     if (normalize) clasp__loss_l2norm_backward(dZ, dZ, Zn, norm, Z, M, D, NORM_EPS);
 }
 
 size_t clasp_supcon_work_floats(size_t M, size_t D) {
-    return clasp__loss_supcon_core_work(M, D);
+    return supcon_core_work_(M, D);
 }
 
-static int bad_temp(float t) {
-    return !(t > 0.0f) || !isfinite(t);
+/* Argument checks shared by clasp_supcon and clasp_ntxent: `rows` named `rows_name` (M or
+ * N), at most max_rows; work_floats 0 means a size overflow. */
+static clasp_status check_args_(const char *who, const char *rows_name, int ptrs_ok, size_t rows,
+                                size_t D, float temperature, size_t work_floats, size_t max_rows) {
+    if (!ptrs_ok || rows == 0 || D == 0 || !(temperature > 0.0f) || !isfinite(temperature))
+        return clasp_set_error(CLASP_ERR_ARG, "%s: bad arguments (%s=%zu, D=%zu, tau=%g)", who,
+                               rows_name, rows, D, (double)temperature);
+    if (work_floats == 0 || rows > max_rows || D > (size_t)INT32_MAX)
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "%s: %s=%zu D=%zu too large", who, rows_name,
+                               rows, D);
+    return CLASP_OK;
 }
 
 clasp_status clasp_supcon(float *loss, float *dZ, float *dtemp, size_t *n_anchors, const float *Z,
                           const int *labels, float temperature, int normalize, size_t M, size_t D,
                           float *work) {
-    if (!loss || !Z || !labels || !work || M == 0 || D == 0 || bad_temp(temperature))
-        return clasp_set_error(CLASP_ERR_ARG, "supcon: bad arguments (M=%zu, D=%zu, tau=%g)", M, D,
-                               (double)temperature);
-    if (clasp_supcon_work_floats(M, D) == 0 || M > (size_t)INT32_MAX || D > (size_t)INT32_MAX)
-        return clasp_set_error(CLASP_ERR_OVERFLOW, "supcon: M=%zu D=%zu too large", M, D);
-    clasp__loss_supcon_core(loss, dZ, dtemp, n_anchors, Z, labels, 1, temperature, normalize, M, D,
-                            work);
+    CLASP_TRY(check_args_("supcon", "M", loss && Z && labels && work, M, D, temperature,
+                          clasp_supcon_work_floats(M, D), (size_t)INT32_MAX));
+    supcon_core_(loss, dZ, dtemp, n_anchors, Z, labels, 1, temperature, normalize, M, D, work);
     return CLASP_OK;
 }
 
 size_t clasp_ntxent_work_floats(size_t N, size_t D) {
     size_t m, md, core, r;
     if (!clasp_size_mul(N, 2, &m) || !clasp_size_mul(m, D, &md)) return 0;
-    core = clasp__loss_supcon_core_work(m, D);
+    core = supcon_core_work_(m, D);
     /* stacked views + stacked gradient + core */
     if (core == 0 || !clasp_size_add(core, md, &r) || !clasp_size_add(r, md, &r)) return 0;
     return r;
@@ -127,18 +131,15 @@ size_t clasp_ntxent_work_floats(size_t N, size_t D) {
 clasp_status clasp_ntxent(float *loss, float *dZ1, float *dZ2, float *dtemp, const float *Z1,
                           const float *Z2, float temperature, int normalize, size_t N, size_t D,
                           float *work) {
-    if (!loss || !Z1 || !Z2 || !work || N == 0 || D == 0 || bad_temp(temperature))
-        return clasp_set_error(CLASP_ERR_ARG, "ntxent: bad arguments (N=%zu, D=%zu, tau=%g)", N, D,
-                               (double)temperature);
-    if (clasp_ntxent_work_floats(N, D) == 0 || N > (size_t)INT32_MAX / 2 || D > (size_t)INT32_MAX)
-        return clasp_set_error(CLASP_ERR_OVERFLOW, "ntxent: N=%zu D=%zu too large", N, D);
+    CLASP_TRY(check_args_("ntxent", "N", loss && Z1 && Z2 && work, N, D, temperature,
+                          clasp_ntxent_work_floats(N, D), (size_t)INT32_MAX / 2));
     const size_t M = 2 * N, nd = N * D;
     float *Zs = work, *dZs = work + M * D, *core = dZs + M * D;
     memcpy(Zs, Z1, nd * sizeof *Zs);
     memcpy(Zs + nd, Z2, nd * sizeof *Zs);
     int need = dZ1 || dZ2;
-    clasp__loss_supcon_core(loss, need ? dZs : NULL, dtemp, NULL, Zs, NULL, N, temperature,
-                            normalize, M, D, core);
+    supcon_core_(loss, need ? dZs : NULL, dtemp, NULL, Zs, NULL, N, temperature, normalize, M, D,
+                 core);
     if (dZ1) memcpy(dZ1, dZs, nd * sizeof *dZ1);
     if (dZ2) memcpy(dZ2, dZs + nd, nd * sizeof *dZ2);
     return CLASP_OK;

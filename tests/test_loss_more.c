@@ -8,7 +8,6 @@
 
 #include "loss/diag.h"
 #include "loss/margin.h"
-#include "loss/ntxent.h"
 #include "loss/queue.h"
 #include "loss/supcon.h"
 #include "loss/triplet.h"

@@ -10,8 +10,7 @@
 #include "core/sizes.h"
 #include "encoders/layers.h"
 #include "loss/diag.h"
-#include "loss/infonce.h"
-#include "loss/siglip.h"
+#include "loss/queue.h"
 #include "train/dist.h"
 
 #define L2_EPS 1e-12f
@@ -137,6 +136,20 @@ clasp_status clasp_pair_parse(const char *str, clasp_tower *ta, clasp_tower *tb)
     return CLASP_OK;
 }
 
+/* The momentum copies that encode the keys (CLASP_LOSS_NEEDS_MOMENTUM_KEYS), one per replica;
+ * their parameters are set by the first sync. */
+static clasp_status key_models_init_(clasp_engine *e, const clasp_model_config *cfg) {
+    int mi = clasp_loss_option_index(e->loss, "momentum");
+    e->momentum = mi >= 0 ? (float)clasp_loss_config_get(&e->opt.loss, mi) : 0.999f;
+    e->key_models = calloc((size_t)e->n_rep, sizeof *e->key_models);
+    if (!e->key_models) return clasp_set_error(CLASP_ERR_NOMEM, "engine: out of memory");
+    for (int r = 0; r < e->n_rep; r++) {
+        CLASP_TRY(clasp_model_init(&e->key_models[r], cfg));
+        CLASP_TRY(clasp_model_prepare(&e->key_models[r], e->crows));
+    }
+    return CLASP_OK;
+}
+
 clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
                                const clasp_engine_options *opt) {
     memset(e, 0, sizeof *e);
@@ -168,9 +181,12 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
     if (n_present < 2)
         return clasp_set_error(CLASP_ERR_CONFIG,
                                "the model needs two towers to pair (image, text, audio)");
-    if (o->loss == CLASP_LOSS_SIGLIP && !cfg->has_logit_bias)
-        return clasp_set_error(CLASP_ERR_CONFIG,
-                               "loss siglip needs 'init_logit_bias' in the model config");
+    e->loss = clasp_loss_config_def(&o->loss);
+    for (int k = 0; k < e->loss->n_scalars; k++)
+        if (e->loss->scalars[k] == CLASP_LOSS_SCALAR_LOGIT_BIAS && !cfg->has_logit_bias)
+            return clasp_set_error(CLASP_ERR_CONFIG,
+                                   "loss %s needs 'init_logit_bias' in the model config",
+                                   e->loss->name);
     e->crows = e->micro / o->chunks;
     e->D = cfg->embed_dim;
     /* image-text when both exist (image < text < audio in the enum), else the first two */
@@ -191,6 +207,13 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
             return s;
         }
     }
+    if (e->loss->needs & CLASP_LOSS_NEEDS_MOMENTUM_KEYS) {
+        clasp_status s = key_models_init_(e, cfg);
+        if (s != CLASP_OK) {
+            clasp_engine_free(e);
+            return s;
+        }
+    }
     size_t B = (size_t)o->batch_size, D = (size_t)e->D;
     size_t N = 0;
     if (!clasp_size_mul(B, (size_t)o->world, &N) || N > (size_t)INT32_MAX) {
@@ -199,9 +222,13 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
                                o->world);
     }
     e->N = (int)N;
-    size_t lw = o->loss == CLASP_LOSS_SIGLIP ? clasp_siglip_work_floats(B, N)
-                : o->world > 1               ? clasp_infonce_dist_work_floats(B, N)
-                                             : clasp_infonce_work_floats(B);
+    for (int k = 0; k < e->loss->n_scalars; k++)
+        e->scalar_offset[k] = e->loss->scalars[k] == CLASP_LOSS_SCALAR_LOGIT_BIAS
+                                  ? e->models[0].logit_bias_offset
+                                  : (ptrdiff_t)e->models[0].logit_scale_offset;
+    clasp_loss_setup setup = {
+        .n = B, .N = N, .D = D, .rank = o->rank, .world = o->world, .cfg = &o->loss};
+    size_t lw = e->loss->work_floats(&setup);
     e->fa = malloc(B * D * sizeof(float));
     e->fb = malloc(B * D * sizeof(float));
     e->za = malloc(B * D * sizeof(float));
@@ -225,6 +252,13 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
         !e->zb_all || (dist && (!e->dza_all || !e->dzb_all))) {
         clasp_engine_free(e);
         return clasp_set_error(CLASP_ERR_NOMEM, "engine: cannot allocate batch buffers (B=%zu)", B);
+    }
+    if (e->loss->state_init) {
+        clasp_status s = e->loss->state_init(&e->loss_state, &setup);
+        if (s != CLASP_OK) {
+            clasp_engine_free(e);
+            return s;
+        }
     }
     clasp__engine_pool *p = e->pool;
     p->e = e;
@@ -260,8 +294,12 @@ void clasp_engine_free(clasp_engine *e) {
         pthread_cond_destroy(&p->done);
         free(p);
     }
+    if (e->loss && e->loss->state_free) e->loss->state_free(e->loss_state);
     if (e->models)
         for (int r = 0; r < e->n_rep; r++) clasp_model_free(&e->models[r]);
+    if (e->key_models)
+        for (int r = 0; r < e->n_rep; r++) clasp_model_free(&e->key_models[r]);
+    free(e->key_models);
     if (e->za_all != e->za) free(e->za_all);
     if (e->zb_all != e->zb) free(e->zb_all);
     free(e->dza_all), free(e->dzb_all);
@@ -272,8 +310,18 @@ void clasp_engine_free(clasp_engine *e) {
 }
 
 void clasp_engine_sync_params(clasp_engine *e) {
-    for (int r = 1; r < e->n_rep; r++)
-        memcpy(e->models[r].params, e->models[0].params, e->models[0].n_floats * sizeof(float));
+    const size_t nb = e->models[0].n_floats * sizeof(float);
+    for (int r = 1; r < e->n_rep; r++) memcpy(e->models[r].params, e->models[0].params, nb);
+    if (e->key_models && e->momentum_ready == 0.0f) {
+        memcpy(e->key_models[0].params, e->models[0].params, nb);
+        e->momentum_ready = 1.0f;
+    }
+}
+
+void clasp_engine_momentum_update(clasp_engine *e) {
+    if (!e->key_models) return;
+    clasp_momentum_update(e->key_models[0].params, e->models[0].params, e->models[0].n_floats,
+                          e->momentum);
 }
 
 /* ---- step ------------------------------------------------------------------------------- */
@@ -292,37 +340,47 @@ static clasp_status chunk_fwd_(clasp_engine *e, int r, size_t row, int n, const 
     const clasp_model_config *c = &m->config;
     size_t D = (size_t)e->D;
     CLASP_TRY(clasp_model_encode(m, e->ta, input_row_(c, e->ta, a, row), n, e->fa + row * D));
-    CLASP_TRY(clasp_model_encode(m, e->tb, input_row_(c, e->tb, b, row), n, e->fb + row * D));
+    clasp_model *mb = e->key_models ? &e->key_models[r] : m; /* keys: the momentum copy */
+    CLASP_TRY(clasp_model_encode(mb, e->tb, input_row_(c, e->tb, b, row), n, e->fb + row * D));
     clasp_l2norm_forward(e->za + row * D, e->na + row, e->fa + row * D, n, e->D, L2_EPS);
     clasp_l2norm_forward(e->zb + row * D, e->nb + row, e->fb + row * D, n, e->D, L2_EPS);
     return CLASP_OK;
 }
 
+/* One side's backward for the chunk's rows [row, row + crows): dz -> df through the
+ * normalisation, then into tower t (skipped when frozen). reencode: first re-run the tower's
+ * forward on `in`: two views of one tower share its activation arena, so each view's
+ * activations are rebuilt before its backward (the features come out the same). */
+static clasp_status side_backward_(clasp_engine *e, clasp_model *m, clasp_tower t, const void *in,
+                                   bool reencode, size_t row, float *f, float *df, const float *dz,
+                                   const float *z, const float *nrm) {
+    if (e->opt.frozen[t]) return CLASP_OK;
+    const size_t D = (size_t)e->D;
+    if (reencode)
+        CLASP_TRY(
+            clasp_model_encode(m, t, input_row_(&m->config, t, in, row), e->crows, f + row * D));
+    memset(df + row * D, 0, (size_t)e->crows * D * sizeof(float));
+    clasp_l2norm_backward(df + row * D, dz + row * D, z + row * D, nrm + row, e->crows, e->D);
+    return clasp_model_backward(m, t, df + row * D);
+}
+
 static void step_job_(clasp_engine *e, int r, void *argp) {
     step_ctx *a = argp;
     size_t row = (size_t)a->micro_index * (size_t)e->micro + (size_t)r * (size_t)e->crows;
-    size_t D = (size_t)e->D;
     clasp_model *m = &e->models[r];
+    /* two views of one tower: forwards re-run per side (keys from the momentum copy: no
+     * backward on that side, so nothing to re-run) */
+    const bool same = e->ta == e->tb && !e->key_models;
     clasp_status s = CLASP_OK;
-    if (a->forward) s = chunk_fwd_(e, r, row, e->crows, a->a, a->b);
+    if (a->forward && !(same && a->backward)) s = chunk_fwd_(e, r, row, e->crows, a->a, a->b);
     if (s != CLASP_OK) {
         job_fail_(e, r, s);
         return;
     }
     if (!a->backward) return;
-    /* dz -> df through the normalisation, then into the towers (frozen towers: skipped) */
-    if (!e->opt.frozen[e->ta]) {
-        memset(e->dfa + row * D, 0, (size_t)e->crows * D * sizeof(float));
-        clasp_l2norm_backward(e->dfa + row * D, e->dza + row * D, e->za + row * D, e->na + row,
-                              e->crows, e->D);
-        s = clasp_model_backward(m, e->ta, e->dfa + row * D);
-    }
-    if (s == CLASP_OK && !e->opt.frozen[e->tb]) {
-        memset(e->dfb + row * D, 0, (size_t)e->crows * D * sizeof(float));
-        clasp_l2norm_backward(e->dfb + row * D, e->dzb + row * D, e->zb + row * D, e->nb + row,
-                              e->crows, e->D);
-        s = clasp_model_backward(m, e->tb, e->dfb + row * D);
-    }
+    s = side_backward_(e, m, e->ta, a->a, same, row, e->fa, e->dfa, e->dza, e->za, e->na);
+    if (s == CLASP_OK && !e->key_models)
+        s = side_backward_(e, m, e->tb, a->b, same, row, e->fb, e->dfb, e->dzb, e->zb, e->nb);
     if (s != CLASP_OK) job_fail_(e, r, s);
 }
 
@@ -339,31 +397,55 @@ static void sum_grads_job_(clasp_engine *e, int j, void *argp) {
     }
 }
 
-/* The loss part of this rank (rows rank*B .. of the global batch) against all N rows, leaving
- * the full gradient of the global loss w.r.t. this rank's normalised features in dza / dzb.
- * dfa / dfb serve as scratch (the backward overwrites them). */
-static clasp_status dist_loss_(clasp_engine *e, const int *g, float log_scale, float *loss,
-                               float *ds, float *db) {
+/* The one place a loss is called (loss/registry.h): this rank's part of the loss on its rows
+ * against all N, leaving the full gradient of the global loss w.r.t. this rank's normalised
+ * features in dza / dzb and the scalars' gradient parts in ds. dfa / dfb serve as scratch for
+ * the reduce-scattered gathered-row gradients (the backward overwrites them). */
+static clasp_status loss_step_(clasp_engine *e, const int *g, float *loss, float *ds) {
     const size_t n = (size_t)e->opt.batch_size, N = (size_t)e->N, D = (size_t)e->D;
-    const size_t off = (size_t)e->opt.rank * n;
-    CLASP_TRY(clasp_dist_allgather(e->za_all, e->za, n * D * sizeof(float)));
-    CLASP_TRY(clasp_dist_allgather(e->zb_all, e->zb, n * D * sizeof(float)));
-    clasp_model *m0 = &e->models[0];
-    if (e->opt.loss == CLASP_LOSS_SIGLIP) {
-        /* pairs (local image i, any text j): dza is complete; text rows need every rank's part */
-        float bias = m0->params[m0->logit_bias_offset];
-        CLASP_TRY(clasp_siglip(loss, e->dza, e->dzb_all, ds, db, e->za, e->zb_all, log_scale, bias,
-                               g, n, off, N, D, e->loss_work));
-        CLASP_TRY(clasp_dist_reduce_scatter_sum_f32(e->dzb, e->dzb_all, n * D));
-        return CLASP_OK;
+    const bool dist = e->opt.world > 1;
+    if (dist) {
+        CLASP_TRY(clasp_dist_allgather(e->za_all, e->za, n * D * sizeof(float)));
+        CLASP_TRY(clasp_dist_allgather(e->zb_all, e->zb, n * D * sizeof(float)));
     }
-    CLASP_TRY(clasp_infonce_dist(loss, e->dza, e->dzb, e->dza_all, e->dzb_all, ds, e->za, e->zb,
-                                 e->za_all, e->zb_all, log_scale, g, n, off, N, D, e->loss_work));
-    CLASP_TRY(clasp_dist_reduce_scatter_sum_f32(e->dfa, e->dza_all, n * D));
-    CLASP_TRY(clasp_dist_reduce_scatter_sum_f32(e->dfb, e->dzb_all, n * D));
-    for (size_t i = 0; i < n * D; i++) {
-        e->dza[i] += e->dfa[i];
-        e->dzb[i] += e->dfb[i];
+    const clasp_model *m0 = &e->models[0];
+    float scalars[CLASP_LOSS_MAX_SCALARS];
+    for (int k = 0; k < e->loss->n_scalars; k++) scalars[k] = m0->params[e->scalar_offset[k]];
+    clasp_loss_batch in = {.a = e->za,
+                           .b = e->zb,
+                           .a_all = e->za_all,
+                           .b_all = e->zb_all,
+                           .groups = g,
+                           .n = n,
+                           .offset = (size_t)e->opt.rank * n,
+                           .N = N,
+                           .D = D,
+                           .rank = e->opt.rank,
+                           .world = e->opt.world,
+                           .scalars = scalars,
+                           .cfg = &e->opt.loss,
+                           .state = e->loss_state,
+                           .work = e->loss_work};
+    clasp_loss_grads out = {.da = e->dza,
+                            .db = e->dzb,
+                            .da_all = dist ? e->dza_all : NULL,
+                            .db_all = dist ? e->dzb_all : NULL,
+                            .dscalars = ds};
+    CLASP_TRY(e->loss->compute(&in, &out));
+    *loss = out.loss;
+    /* per side: local part, gathered-rows part summed over ranks, both, or none */
+    float *dz[2] = {e->dza, e->dzb}, *dz_all[2] = {e->dza_all, e->dzb_all},
+          *tmp[2] = {e->dfa, e->dfb};
+    const unsigned loc[2] = {CLASP_LOSS_WROTE_A, CLASP_LOSS_WROTE_B};
+    const unsigned all[2] = {CLASP_LOSS_WROTE_A_ALL, CLASP_LOSS_WROTE_B_ALL};
+    for (int x = 0; x < 2; x++) {
+        bool has_loc = out.wrote & loc[x], has_all = dist && (out.wrote & all[x]);
+        if (has_all)
+            CLASP_TRY(
+                clasp_dist_reduce_scatter_sum_f32(has_loc ? tmp[x] : dz[x], dz_all[x], n * D));
+        if (has_all && has_loc)
+            for (size_t i = 0; i < n * D; i++) dz[x][i] += tmp[x][i];
+        if (!has_all && !has_loc) memset(dz[x], 0, n * D * sizeof(float));
     }
     return CLASP_OK;
 }
@@ -378,10 +460,13 @@ clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void
                                      const void *b, const int32_t *groups, int B,
                                      clasp_step_stats *stats) {
     const clasp_model_config *mc = &e->models[0].config;
-    if (!is_input_tower_(ta) || !is_input_tower_(tb) || ta == tb ||
+    const bool views = e->loss->needs & CLASP_LOSS_NEEDS_TWO_VIEWS;
+    if (!is_input_tower_(ta) || !is_input_tower_(tb) || (ta == tb && !views) ||
         !clasp_model_config_has(mc, ta) || !clasp_model_config_has(mc, tb))
-        return clasp_set_error(CLASP_ERR_ARG, "engine: cannot pair towers %s and %s of this model",
-                               clasp_tower_name(ta), clasp_tower_name(tb));
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "engine: cannot pair towers %s and %s of this model%s",
+                               clasp_tower_name(ta), clasp_tower_name(tb),
+                               ta == tb ? " (one tower with itself needs a two-view loss)" : "");
     if (!a || !b)
         return clasp_set_error(CLASP_ERR_ARG, "engine: no %s input for the %s-%s pair",
                                !a ? clasp_tower_name(ta) : clasp_tower_name(tb),
@@ -391,7 +476,17 @@ clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void
     if (B != e->opt.batch_size)
         return clasp_set_error(CLASP_ERR_ARG, "engine: batch of %d rows, expected %d", B,
                                e->opt.batch_size);
+    const bool needs_groups = e->loss->needs & CLASP_LOSS_NEEDS_GROUPS;
+    if (needs_groups && !groups)
+        return clasp_set_error(CLASP_ERR_ARG, "engine: loss %s needs group ids (labels)",
+                               e->loss->name);
     for (int r = 0; r < e->n_rep; r++) clasp_model_zero_grad(&e->models[r]);
+    if (e->key_models) {
+        if (e->momentum_ready == 0.0f) clasp_engine_sync_params(e);
+        for (int r = 1; r < e->n_rep; r++)
+            memcpy(e->key_models[r].params, e->key_models[0].params,
+                   e->models[0].n_floats * sizeof(float));
+    }
     const int K = e->opt.accum_steps;
     step_ctx ctx = {.a = a, .b = b};
     /* 1. features of the whole batch (with K = 1 the activations are kept for backward) */
@@ -403,24 +498,13 @@ clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void
     }
     /* 2. the loss on all B rows (all N rows of the global batch across ranks) */
     const int *g = NULL;
-    if (e->opt.multi_positive && groups) {
+    if ((e->opt.multi_positive || needs_groups) && groups) {
         for (int i = 0; i < e->N; i++) e->groups[i] = groups[i];
         g = e->groups;
     }
     clasp_model *m0 = &e->models[0];
-    float s = m0->params[m0->logit_scale_offset];
-    float loss = 0, ds = 0, db = 0;
-    if (e->opt.world > 1) {
-        CLASP_TRY(dist_loss_(e, g, s, &loss, &ds, &db));
-    } else if (e->opt.loss == CLASP_LOSS_SIGLIP) {
-        float bias = m0->params[m0->logit_bias_offset];
-        /* one process: local rows = all rows; dB_all is the full text gradient */
-        CLASP_TRY(clasp_siglip(&loss, e->dza, e->dzb, &ds, &db, e->za, e->zb, s, bias, g, (size_t)B,
-                               0, (size_t)B, (size_t)e->D, e->loss_work));
-    } else {
-        CLASP_TRY(clasp_infonce(&loss, e->dza, e->dzb, &ds, e->za, e->zb, s, g, (size_t)B,
-                                (size_t)e->D, e->loss_work));
-    }
+    float loss = 0, ds[CLASP_LOSS_MAX_SCALARS] = {0};
+    CLASP_TRY(loss_step_(e, g, &loss, ds));
     /* 3. backward per micro-batch (re-running the forward when K > 1); nothing to do when
      * both towers are frozen */
     bool both_frozen = e->opt.frozen[ta] && e->opt.frozen[tb];
@@ -431,13 +515,12 @@ clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void
         CLASP_TRY(run_jobs_(e, step_job_, &ctx, e->n_rep));
     }
     CLASP_TRY(run_jobs_(e, sum_grads_job_, NULL, e->pool->nthreads));
-    m0->grads[m0->logit_scale_offset] += ds;
-    if (e->opt.loss == CLASP_LOSS_SIGLIP) m0->grads[m0->logit_bias_offset] += db;
+    for (int k = 0; k < e->loss->n_scalars; k++) m0->grads[e->scalar_offset[k]] += ds[k];
     if (e->opt.world > 1) {
         /* 4. sum the ranks' gradients (each rank's loss part is already divided by N); the
-         * logit-scale gradient and the loss are sums of the ranks' parts too */
+         * scalar gradients and the loss are sums of the ranks' parts too */
         CLASP_TRY(clasp_dist_allreduce_sum_f32(m0->grads, m0->n_floats));
-        ds = m0->grads[m0->logit_scale_offset];
+        for (int k = 0; k < e->loss->n_scalars; k++) ds[k] = m0->grads[e->scalar_offset[k]];
         double lsum = (double)loss;
         CLASP_TRY(clasp_dist_allreduce_sum_f64(&lsum, 1));
         loss = (float)lsum;
@@ -445,7 +528,8 @@ clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void
     if (stats) {
         memset(stats, 0, sizeof *stats);
         stats->loss = loss;
-        stats->dlog_scale = ds;
+        for (int k = 0; k < e->loss->n_scalars; k++)
+            if (e->loss->scalars[k] == CLASP_LOSS_SCALAR_LOGIT_SCALE) stats->dlog_scale = ds[k];
     }
     return CLASP_OK;
 }
@@ -504,4 +588,19 @@ clasp_status clasp_engine_diag(clasp_engine *e, clasp_step_stats *st) {
     st->pos_sim = d.pos_sim;
     st->hardneg_sim = d.hardneg_sim;
     return CLASP_OK;
+}
+
+int clasp_engine_loss_tensors(clasp_engine *e, clasp_loss_tensor *out, int max) {
+    int n = 0;
+    if (e->loss && e->loss->state_tensors && e->loss_state)
+        n = e->loss->state_tensors(e->loss_state, out, max);
+    if (e->key_models && n + 2 <= max) {
+        out[n++] = (clasp_loss_tensor){.name = "momentum.params",
+                                       .ndim = 1,
+                                       .shape = {(int64_t)e->models[0].n_floats},
+                                       .data = e->key_models[0].params};
+        out[n++] = (clasp_loss_tensor){
+            .name = "momentum.ready", .ndim = 1, .shape = {1}, .data = &e->momentum_ready};
+    }
+    return n;
 }

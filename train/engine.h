@@ -18,7 +18,7 @@
  * Across processes (dist.h, opt.world > 1): each rank runs this engine on its own B local
  * rows (the global batch is N = B * world rows, rank r holding rows r*B .. r*B+B-1). The
  * normalised features are all-gathered, the rank computes its part of the loss on its rows
- * against all N (loss/infonce.h clasp_infonce_dist, loss/siglip.h), the gradients through the
+ * against all N (the loss's registry entry: loss/registry.h), the gradients through the
  * gathered rows are reduce-scattered (summed over ranks, each rank receiving its own rows) and
  * added to its local-row gradients, the towers back-propagate, and the parameter gradients are
  * all-reduced (summed: the loss parts are already normalised by the global N, so the sum is the
@@ -36,24 +36,22 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/status.h"
 #include "encoders/model.h"
+#include "loss/registry.h"
 
 #define CLASP_ENGINE_MAX_CHUNKS 16
 
-typedef enum clasp_loss_kind {
-    CLASP_LOSS_INFONCE = 0, /* symmetric CLIP loss */
-    CLASP_LOSS_SIGLIP = 1   /* pairwise sigmoid (needs init_logit_bias in the model config) */
-} clasp_loss_kind;
-
 typedef struct clasp_engine_options {
-    int batch_size;  /* B: rows per optimiser step */
-    int accum_steps; /* K: micro-batches per step (B % K == 0) */
-    int chunks;      /* replicas per micro-batch ((B/K) % chunks == 0); 0 = threads */
-    int threads;     /* compute threads (<= chunks) */
-    clasp_loss_kind loss;
+    int batch_size;              /* B: rows per optimiser step */
+    int accum_steps;             /* K: micro-batches per step (B % K == 0) */
+    int chunks;                  /* replicas per micro-batch ((B/K) % chunks == 0); 0 = threads */
+    int threads;                 /* compute threads (<= chunks) */
+    clasp_loss_config loss;      /* the loss and its options (loss/registry.h); zeroed:
+                                    infonce */
     bool multi_positive;         /* pairs sharing a group id are positives */
     int rank, world;             /* data-parallel position (dist.h); 0 and 0 mean rank 0 of 1 */
     bool frozen[CLASP_N_TOWERS]; /* towers whose backward is skipped (locked-tower tuning);
@@ -77,30 +75,46 @@ typedef struct clasp_engine {
     int micro; /* rows per micro-batch B/K */
     int crows; /* rows per chunk micro/chunks */
     int D;
-    int N;                    /* global rows per step: batch_size * world */
-    clasp_tower ta, tb;       /* the two towers paired by the last step's loss (default: image
-                                 and text when the model has both, else its first two towers) */
-    float *fa, *fb;           /* (B, D) raw features */
-    float *za, *zb;           /* (B, D) normalised */
-    float *na, *nb;           /* (B) norms */
-    float *dza, *dzb;         /* (B, D) loss gradients w.r.t. normalised features */
-    float *dfa, *dfb;         /* (B, D) gradients w.r.t. raw features */
-    float *za_all, *zb_all;   /* (N, D) gathered normalised features (= za, zb with one rank) */
-    float *dza_all, *dzb_all; /* (N, D) loss gradients through the gathered rows (world > 1) */
+    int N;                      /* global rows per step: batch_size * world */
+    clasp_tower ta, tb;         /* the two towers paired by the last step's loss (default: image
+                                   and text when the model has both, else its first two towers) */
+    float *fa, *fb;             /* (B, D) raw features */
+    float *za, *zb;             /* (B, D) normalised */
+    float *na, *nb;             /* (B) norms */
+    float *dza, *dzb;           /* (B, D) loss gradients w.r.t. normalised features */
+    float *dfa, *dfb;           /* (B, D) gradients w.r.t. raw features */
+    float *za_all, *zb_all;     /* (N, D) gathered normalised features (= za, zb with one rank) */
+    float *dza_all, *dzb_all;   /* (N, D) loss gradients through the gathered rows (world > 1) */
+    const clasp_loss_def *loss; /* the registry entry every step calls (loss/registry.h) */
+    void *loss_state;           /* its state (NULL for stateless losses) */
+    ptrdiff_t scalar_offset[CLASP_LOSS_MAX_SCALARS]; /* params offsets of loss->scalars */
+    clasp_model *key_models; /* (n_rep) momentum copies that encode the b side when the loss
+                                needs CLASP_LOSS_NEEDS_MOMENTUM_KEYS, else NULL;
+                                key_models[0].params holds the EMA parameters */
+    float momentum;          /* EMA coefficient m (the loss's "momentum" option, else 0.999) */
+    float momentum_ready;    /* 1 once the copy holds parameters (a checkpoint tensor) */
     float *loss_work;
     int *groups; /* (N) */
     struct clasp__engine_pool *pool;
 } clasp_engine;
 
 /* Builds `chunks` replicas of the model (params left to the caller: clasp_engine_sync_params
- * after writing models[0].params). The model needs at least two of image, text and audio
- * towers (CLASP_ERR_CONFIG otherwise). Sets OpenBLAS to one thread per caller thread. */
+ * after writing models[0].params) and the loss's work memory and state. The model needs at
+ * least two of image, text and audio towers, and the learnable scalars the loss uses
+ * (CLASP_ERR_CONFIG otherwise). Sets OpenBLAS to one thread per caller thread. */
 clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
                                const clasp_engine_options *opt);
 void clasp_engine_free(clasp_engine *e);
 
-/* Copies models[0].params to every other replica (after an optimiser step or a load). */
+/* Copies models[0].params to every other replica (after an optimiser step or a load). With
+ * momentum keys, the first call (or a step before any) also starts the momentum copy as a copy
+ * of the parameters, unless a checkpoint restored it (clasp_engine_loss_tensors). */
 void clasp_engine_sync_params(clasp_engine *e);
+
+/* Momentum keys (loss/registry.h CLASP_LOSS_NEEDS_MOMENTUM_KEYS): theta_k = m theta_k +
+ * (1 - m) theta over the whole parameter block, after each optimiser step. No-op for losses
+ * without momentum keys. */
+void clasp_engine_momentum_update(clasp_engine *e);
 
 /* One step's gradients: zeroes models[0].grads, runs forward, loss and backward over the
  * batch (a: images (B,C,H,W) float; b: tokens (B,T) int32; groups (B) or NULL) and leaves
@@ -114,7 +128,10 @@ clasp_status clasp_engine_grads(clasp_engine *e, const float *images, const int3
 
 /* The same for any pair of the model's towers: a is tower ta's input (B rows in the layout of
  * clasp_model_encode: pixels float, tokens int32 or log-mel float), b is tower tb's. The loss
- * treats ta as the "image" side (rows) and tb as the "text" side. ta != tb, both present:
+ * treats ta as the "image" side (rows) and tb as the "text" side. Both present and ta != tb,
+ * except for a loss with CLASP_LOSS_NEEDS_TWO_VIEWS (loss/registry.h): ta == tb then pairs two
+ * views of one tower (a, b: two augmentations of the same samples), each view's forward
+ * running again right before its backward since both share the tower's activations.
  * CLASP_ERR_ARG otherwise. Sets e->ta, e->tb (diag then describes this pair). */
 clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void *a, clasp_tower tb,
                                      const void *b, const int32_t *groups, int B,
@@ -135,5 +152,11 @@ clasp_status clasp_engine_diag(clasp_engine *e, clasp_step_stats *stats);
  * most B/K rows). */
 clasp_status clasp_engine_embed(clasp_engine *e, clasp_tower t, const void *input, int n,
                                 float *out);
+
+/* The loss state's checkpoint tensors: the entry's (loss/registry.h state_tensors), then with
+ * momentum keys "momentum.params" (n_floats) and "momentum.ready" (1). Up to max entries written
+ * to out, pointing into the engine; returns the count (0 for stateless losses). Restoring is
+ * copying into them, then clasp_engine_sync_params. */
+int clasp_engine_loss_tensors(clasp_engine *e, clasp_loss_tensor *out, int max);
 
 #endif

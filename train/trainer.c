@@ -38,7 +38,7 @@ clasp_train_options clasp_train_default_options(void) {
     o.beta1 = 0.9;
     o.beta2 = 0.98;
     o.eps = 1e-6;
-    o.loss = CLASP_LOSS_INFONCE;
+    o.loss.def = clasp_loss_default();
     o.threads = 2;
     o.workers = 1;
     o.shuffle_buffer = 2000;
@@ -133,7 +133,7 @@ static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps, int
     cJSON_AddNumberToObject(k, "chunks", o->chunks);
     cJSON_AddNumberToObject(k, "seed", (double)o->seed);
     cJSON_AddNumberToObject(k, "total_steps", (double)total_steps);
-    cJSON_AddStringToObject(k, "loss", o->loss == CLASP_LOSS_SIGLIP ? "siglip" : "infonce");
+    cJSON_AddStringToObject(k, "loss", clasp_loss_config_def(&o->loss)->name);
     cJSON_AddBoolToObject(k, "multi_positive", o->multi_positive);
     cJSON_AddStringToObject(k, "train", src[0].spec);
     /* absent for a single source with the default pair, so older checkpoints stay resumable */

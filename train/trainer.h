@@ -110,7 +110,7 @@ typedef struct clasp_train_options {
     double weight_decay;             /* --wd (0.1) */
     double beta1, beta2, eps;        /* --beta1 0.9 --beta2 0.98 --eps 1e-6 */
     double clip_norm;                /* --clip-norm (0 = off) */
-    clasp_loss_kind loss;            /* --loss infonce|siglip */
+    clasp_loss_config loss;          /* --loss NAME (loss/registry.h; zeroed: infonce) */
     bool multi_positive;             /* --multi-positive: same caption = positive */
     uint64_t seed;                   /* --seed (0) */
     int threads;                     /* --threads (compute threads, 2) */
