@@ -36,6 +36,8 @@ if command -v git >/dev/null 2>&1 && git rev-parse --git-dir >/dev/null 2>&1; th
 fi
 echo "== layers: every include follows scripts/layers.txt" >&2
 sh scripts/check-layers.sh
+echo "== size: no library or CLI function over 150 lines" >&2
+python3 scripts/check-function-length.py 150
 echo "== normal build" >&2
 run_suite build
 echo "== sanitizer build (address,undefined)" >&2
