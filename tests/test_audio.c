@@ -23,7 +23,7 @@
 #include "core/rng.h"
 #include "core/safetensors.h"
 #include "modalities/audio.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 static const double PI_ = 3.14159265358979323846;
 

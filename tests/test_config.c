@@ -10,7 +10,7 @@
 #include "core/json.h"
 #include "encoders/model.h"
 #include "modalities/audio.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 static const char *fmnist_path(char *buf, size_t cap) {
     snprintf(buf, cap, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);

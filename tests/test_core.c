@@ -11,7 +11,7 @@
 #include "core/rng.h"
 #include "core/sizes.h"
 #include "core/status.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 Test(core, error_message_is_thread_local_and_wrapped) {
     clasp_status s = clasp_set_error(CLASP_ERR_FORMAT, "%s: bad %s", "f.json", "field");

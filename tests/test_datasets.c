@@ -17,7 +17,7 @@
 #include "datasets/fmnist.h"
 #include "datasets/manifest.h"
 #include "datasets/shard_writer.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 #define PY "/usr/bin/python3"
 

@@ -13,7 +13,7 @@
 #include "core/hash.h"
 #include "core/json.h"
 #include "datasets/asterisk.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 static void mkdirs(const char *path) {
     char tmp[1024];

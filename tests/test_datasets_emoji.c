@@ -15,7 +15,7 @@
 #include "core/json.h"
 #include "datasets/emoji.h"
 #include "modalities/image.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 /* Writes a gzip-compressed tar with members (name, data) like `npm pack` makes. */
 static void write_tgz(const char *path, const char *const *names, const void *const *data,

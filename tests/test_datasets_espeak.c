@@ -16,7 +16,7 @@
 #include "core/json.h"
 #include "datasets/espeak.h"
 #include "modalities/audio.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 static bool have_espeak(void) {
     return system("espeak-ng --version >/dev/null 2>&1") == 0;

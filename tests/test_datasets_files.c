@@ -13,7 +13,7 @@
 
 #include "core/json.h"
 #include "datasets/files.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 static void put(const char *dir, const char *name, const void *data, size_t n) {
     char p[1024];

@@ -15,7 +15,7 @@
 #include "encoders/model.h"
 #include "modalities/tokenizer.h"
 #include "pipeline/data.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 static void write_text_(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");

@@ -7,7 +7,7 @@
 
 #include "core/rng.h"
 #include "train/engine.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 static clasp_model_config load_cfg_(void) {
     char path[4096];

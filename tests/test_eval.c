@@ -17,8 +17,7 @@
 #include "eval/eval.h"
 #include "export/export.h"
 #include "eval/retrieval.h"
-#include "tests/pipeline_fixtures.h"
-#include "tests/testutil.h"
+#include "tests/fixtures.h"
 
 /* ---- an independent reference: rank by sorting (stable by index) ---- */
 

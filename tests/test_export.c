@@ -20,7 +20,7 @@
 #include "train/checkpoint.h"
 #include "export/export.h"
 #include "eval/retrieval.h"
-#include "tests/testutil.h"
+#include "tests/fixtures.h"
 
 #define PY "/usr/bin/python3"
 

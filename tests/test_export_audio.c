@@ -23,8 +23,7 @@
 #include "train/checkpoint.h"
 #include "export/export.h"
 #include "eval/retrieval.h"
-#include "tests/pipeline_fixtures.h"
-#include "tests/testutil.h"
+#include "tests/fixtures.h"
 
 #define PY "/usr/bin/python3"
 

@@ -8,7 +8,7 @@
 
 #include "core/safetensors.h"
 #include "modalities/image.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 /* A w x h x c test pattern. */
 static uint8_t *pattern(int w, int h, int c, unsigned seed) {

@@ -6,8 +6,7 @@
 #include <string.h>
 
 #include "pipeline/loader.h"
-#include "pipeline_fixtures.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 /* ---- fixtures ---- */
 

@@ -14,7 +14,7 @@
 
 #include "core/rng.h"
 #include "core/safetensors.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 /* Zeroed float buffer (at least one element); the caller frees. */
 static inline float *lt_alloc(size_t n) {

@@ -14,7 +14,7 @@
 #include "core/rng.h"
 #include "core/safetensors.h"
 #include "encoders/model.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 

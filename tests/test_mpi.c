@@ -16,7 +16,7 @@
 #include <sys/wait.h>
 
 #include "train/dist.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 /* ---- the layer in one process (every build) ------------------------------------------- */
 

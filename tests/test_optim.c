@@ -6,7 +6,7 @@
 
 #include "core/safetensors.h"
 #include "train/optim.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 Test(optim, adamw_clip_schedule_match_pytorch) {
     char path[4096];

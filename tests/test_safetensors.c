@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/safetensors.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 Test(safetensors, roundtrip_keeps_data_shapes_and_metadata) {
     char dir[4096], path[4200];

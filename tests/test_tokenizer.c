@@ -7,7 +7,7 @@
 
 #include "core/json.h"
 #include "modalities/tokenizer.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 static clasp_tokenizer *bytes_tok(void) {
     clasp_tokenizer *t;

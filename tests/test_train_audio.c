@@ -18,7 +18,7 @@
 #include "eval/eval.h"
 #include "eval/retrieval.h"
 #include <cjson/cJSON.h>
-#include "testutil.h"
+#include "fixtures.h"
 
 #define N_CLASS 8
 
