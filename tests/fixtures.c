@@ -404,31 +404,28 @@ fail:
     return false;
 }
 
-/* Appends the members of the tar at path to (*out, *n, *cap); false when it cannot be read. */
-static bool read_tar_into_(const char *path, int shard, fx_entry **out, long *n, long *cap) {
+/* Appends the members of the tar at path to the n entries of *list. */
+static long read_tar_(const char *path, const char *prefix, int shard, fx_entry **list, long n) {
     struct archive *a = archive_read_new();
-    if (!a) return false;
+    if (!a) return -1;
     archive_read_support_format_tar(a);
     archive_read_support_filter_all(a);
     if (archive_read_open_filename(a, path, 10240) != ARCHIVE_OK) {
         fprintf(stderr, "fx_read_tar %s: %s\n", path, archive_error_string(a));
         archive_read_free(a);
-        return false;
+        return -1;
     }
     struct archive_entry *e;
     int r;
     bool ok = true;
     while (ok && ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN)) {
-        if (*n == *cap) {
-            long nc = *cap ? *cap * 2 : 16;
-            fx_entry *g = realloc(*out, (size_t)nc * sizeof *g);
-            if (!g) {
-                ok = false;
-                break;
-            }
-            *out = g, *cap = nc;
+        fx_entry *g = realloc(*list, (size_t)(n + 1) * sizeof *g);
+        if (!g) {
+            ok = false;
+            break;
         }
-        fx_entry *m = &(*out)[*n];
+        *list = g;
+        fx_entry *m = &g[n++];
         memset(m, 0, sizeof *m);
         const char *name = archive_entry_pathname(e);
         la_int64_t sz = archive_entry_size(e);
@@ -440,40 +437,27 @@ static bool read_tar_into_(const char *path, int shard, fx_entry **out, long *n,
         m->gid = (int64_t)archive_entry_gid(e);
         m->perm = (unsigned)archive_entry_perm(e);
         m->filetype = (unsigned)archive_entry_filetype(e);
+        m->prefix = prefix;
         m->shard = shard;
-        (*n)++;
         ok = m->name && m->data &&
              (m->n == 0 || archive_read_data(a, m->data, m->n) == (la_ssize_t)m->n);
         if (m->data) m->data[m->n] = 0;
     }
     if (!ok) fprintf(stderr, "fx_read_tar %s: %s\n", path, archive_error_string(a));
     archive_read_free(a);
-    return ok;
+    return ok ? n : -1;
 }
 
-long fx_read_tar(const char *path, fx_entry **out) {
-    long n = 0, cap = 0;
-    *out = NULL;
-    if (!read_tar_into_(path, 0, out, &n, &cap)) {
-        fx_entries_free(*out, n);
-        *out = NULL;
-        return -1;
-    }
-    return n;
+long fx_read_tar(const char *path, fx_entry **list, long n) {
+    return read_tar_(path, NULL, 0, list, n);
 }
 
-long fx_read_shards(const char *dir, const char *prefix, fx_entry **out) {
-    long n = 0, cap = 0;
-    *out = NULL;
-    for (int s = 0;; s++) {
+long fx_read_shards(const char *dir, const char *prefix, fx_entry **list, long n) {
+    for (int s = 0; n >= 0; s++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s-%06d.tar", dir, prefix, s);
         if (access(path, R_OK) != 0) break;
-        if (!read_tar_into_(path, s, out, &n, &cap)) {
-            fx_entries_free(*out, n);
-            *out = NULL;
-            return -1;
-        }
+        n = read_tar_(path, prefix, s, list, n);
     }
     return n;
 }

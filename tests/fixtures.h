@@ -110,14 +110,17 @@ typedef struct fx_entry {
     int64_t mtime;
     int64_t uid, gid;
     unsigned perm, filetype;
-    int shard; /* index of the shard it came from (fx_read_shards) */
+    const char *prefix; /* fx_read_shards' prefix argument (not copied) */
+    int shard;          /* index of the shard it came from */
 } fx_entry;
 
-/* Every member of the tar at path, in order (libarchive warnings, such as a UTF-8 name the
- * locale cannot show, are accepted). Returns the count, -1 when the file cannot be read. */
-long fx_read_tar(const char *path, fx_entry **out);
-/* Every member of DIR/PREFIX-000000.tar, -000001.tar, ... up to the first missing shard. */
-long fx_read_shards(const char *dir, const char *prefix, fx_entry **out);
+/* Appends every member of the tar at path, in order, to the n entries of *list (libarchive
+ * warnings, such as a UTF-8 name the locale cannot show, are accepted). Returns the new
+ * count, -1 when the file cannot be read. */
+long fx_read_tar(const char *path, fx_entry **list, long n);
+/* Appends every member of DIR/PREFIX-000000.tar, -000001.tar, ... up to the first missing
+ * shard. Returns the new count, -1 when a shard cannot be read. */
+long fx_read_shards(const char *dir, const char *prefix, fx_entry **list, long n);
 void fx_entries_free(fx_entry *e, long n);
 /* The first entry named `name`, or NULL. */
 const fx_entry *fx_find_entry(const fx_entry *e, long n, const char *name);

@@ -1,9 +1,6 @@
 /* test_datasets_files.c: the folder and TSV/CSV builders: pairing by basename, skip reasons
  * (missing file, unreadable image, invalid UTF-8, unpaired, URLs), manifest listing, CLI. */
-#include <archive.h>
-#include <archive_entry.h>
 #include <criterion/criterion.h>
-#include <sndfile.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,17 +12,8 @@
 #include "datasets/files.h"
 #include "fixtures.h"
 
-static void put(const char *dir, const char *name, const void *data, size_t n) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "wb");
-    cr_assert_not_null(f, "%s", p);
-    cr_assert_eq(fwrite(data, 1, n, f), n);
-    fclose(f);
-}
-
 static void put_str(const char *dir, const char *name, const char *s) {
-    put(dir, name, s, strlen(s));
+    cr_assert(fx_put(dir, name, s, strlen(s)), "%s/%s", dir, name);
 }
 
 /* A w x h binary PPM (P6) with a gradient. */
@@ -36,24 +24,17 @@ static void put_ppm(const char *dir, const char *name, int w, int h) {
     unsigned char *buf = malloc(n);
     memcpy(buf, hdr, (size_t)k);
     for (int i = 0; i < w * h * 3; i++) buf[k + i] = (unsigned char)(i * 7);
-    put(dir, name, buf, n);
+    cr_assert(fx_put(dir, name, buf, n), "%s/%s", dir, name);
     free(buf);
 }
 
+/* A mono 8 kHz 16-bit WAV of `frames` frames (a sawtooth repeating every 800 frames). */
 static void put_wav(const char *dir, const char *name, int frames) {
     char p[1024];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    SF_INFO info = {.samplerate = 8000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
-    SNDFILE *f = sf_open(p, SFM_WRITE, &info);
-    cr_assert_not_null(f, "%s", sf_strerror(NULL));
     short s[800];
     for (int i = 0; i < 800; i++) s[i] = (short)((i % 40) * 500 - 10000);
-    for (int done = 0; done < frames;) {
-        int k = frames - done < 800 ? frames - done : 800;
-        sf_writef_short(f, s, k);
-        done += k;
-    }
-    sf_close(f);
+    cr_assert(fx_write_wav16(p, 8000, s, 800, frames), "%s", p);
 }
 
 static void mk(const char *base, const char *sub, char *out, size_t cap) {
@@ -62,24 +43,13 @@ static void mk(const char *base, const char *sub, char *out, size_t cap) {
 }
 
 /* Lists "key.ext" member names of all shards PREFIX-*.tar in order, joined by '\n'. */
-static size_t list_all(const char *dir, const char *prefix, char *out, size_t cap) {
-    size_t k = 0, n = 0;
+static long list_all(const char *dir, const char *prefix, char *out, size_t cap) {
+    size_t k = 0;
     out[0] = 0;
-    for (int s = 0;; s++) {
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s-%06d.tar", dir, prefix, s);
-        if (access(p, R_OK) != 0) break;
-        struct archive *a = archive_read_new();
-        archive_read_support_format_tar(a);
-        cr_assert_eq(archive_read_open_filename(a, p, 10240), ARCHIVE_OK);
-        struct archive_entry *e;
-        int r;
-        while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
-            k += (size_t)snprintf(out + k, cap - k, "%s\n", archive_entry_pathname(e));
-            n++;
-        }
-        archive_read_free(a);
-    }
+    fx_entry *e = NULL;
+    long n = fx_read_shards(dir, prefix, &e, 0);
+    for (long i = 0; i < n; i++) k += (size_t)snprintf(out + k, cap - k, "%s\n", e[i].name);
+    fx_entries_free(e, n);
     return n;
 }
 
@@ -88,9 +58,7 @@ static int reason_count(const char *dir, const char *reason) {
     snprintf(p, sizeof p, "%s/manifest.json", dir);
     cJSON *j;
     cr_assert_eq(clasp_json_load(p, &j), CLASP_OK, "%s", clasp_last_error());
-    const cJSON *c = cJSON_GetObjectItem(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "skipped"), "by_reason"), reason);
-    int v = c ? c->valueint : 0;
+    int v = fx_manifest_reason(j, reason);
     cJSON_Delete(j);
     return v;
 }
@@ -222,24 +190,18 @@ Test(datasets_files, tsv_and_csv_rows_with_skips) {
     clasp_manifest_free(&m);
     char p[1024];
     snprintf(p, sizeof p, "%s/shard-000000.tar", out2);
-    struct archive *a = archive_read_new();
-    archive_read_support_format_tar(a);
-    cr_assert_eq(archive_read_open_filename(a, p, 10240), ARCHIVE_OK);
-    struct archive_entry *e;
-    archive_read_next_header(a, &e);
-    archive_read_data_skip(a);
-    archive_read_next_header(a, &e);
-    cr_assert_str_eq(archive_entry_pathname(e), "000000000.txt");
-    char cap[128] = {0};
-    archive_read_data(a, cap, sizeof cap - 1);
-    cr_assert_str_eq(cap, "a picture, with \"quotes\"\nand a newline");
-    archive_read_free(a);
+    fx_entry *e = NULL;
+    long n = fx_read_tar(p, &e, 0);
+    cr_assert_geq(n, 2, "%s", p);
+    cr_assert_str_eq(e[1].name, "000000000.txt");
+    cr_assert_str_eq(e[1].data, "a picture, with \"quotes\"\nand a newline");
+    fx_entries_free(e, n);
 }
 
 Test(datasets_files, cli_folder_and_python_check) {
     const char *bin = clasp_test_bin();
     if (!bin || access(bin, X_OK) != 0) cr_skip_test("clasp binary not found");
-    char base[512], src[600], cmd[4096], script[700];
+    char base[512], src[600];
     clasp_test_tmpdir("dsf_cli", base, sizeof base);
     mk(base, "src", src, sizeof src);
     for (int i = 0; i < 5; i++) {
@@ -249,20 +211,15 @@ Test(datasets_files, cli_folder_and_python_check) {
         snprintf(n, sizeof n, "img%d.txt", i);
         put_str(src, n, "a caption");
     }
-    snprintf(cmd, sizeof cmd, "%s shards build folder %s -o %s/out --maxcount 2 2>/dev/null", bin,
-             src, base);
-    int rc = system(cmd);
-    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "rc %d", rc);
-    snprintf(cmd, sizeof cmd, "%s shards build folder -o %s/out 2>/dev/null", bin, base);
-    rc = system(cmd);
-    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "rc %d", rc);
-    snprintf(cmd, sizeof cmd, "%s shards build folder %s/nope -o %s/out2 2>/dev/null", bin, base,
-             base);
-    rc = system(cmd);
-    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "rc %d", rc);
-    if (access("/usr/bin/python3", X_OK) != 0) cr_skip_test("no python3");
-    clasp_test_ref_path("read_shards.py", script, sizeof script);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s/out --fields ppm,txt", script, base);
-    rc = system(cmd);
-    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "read_shards.py rc %d", rc);
+    int rc = fx_clasp(NULL, "shards build folder %s -o %s/out --maxcount 2", src, base);
+    cr_assert_eq(rc, 0, "rc %d", rc);
+    rc = fx_clasp(NULL, "shards build folder -o %s/out", base);
+    cr_assert_eq(rc, 2, "rc %d", rc);
+    rc = fx_clasp(NULL, "shards build folder %s/nope -o %s/out2", base, base);
+    cr_assert_eq(rc, 1, "rc %d", rc);
+    char args[700];
+    snprintf(args, sizeof args, "%s/out", base);
+    rc = fx_read_shards_py(args, "--fields ppm,txt");
+    if (rc == FX_NO_PYTHON) cr_skip_test("no python3");
+    cr_assert_eq(rc, 0, "read_shards.py rc %d", rc);
 }
