@@ -27,72 +27,12 @@
 
 static const double PI_ = 3.14159265358979323846;
 
-/* ---- in-memory sndfile writer ------------------------------------------------------------ */
-
-typedef struct growbuf {
-    unsigned char *data;
-    sf_count_t len, cap, pos;
-} growbuf;
-
-static sf_count_t g_len(void *u) {
-    return ((growbuf *)u)->len;
-}
-static sf_count_t g_seek(sf_count_t off, int whence, void *u) {
-    growbuf *g = u;
-    sf_count_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? g->pos : g->len;
-    g->pos = base + off < 0 ? 0 : base + off;
-    return g->pos;
-}
-static sf_count_t g_read(void *ptr, sf_count_t n, void *u) {
-    growbuf *g = u;
-    if (g->pos >= g->len) return 0;
-    if (n > g->len - g->pos) n = g->len - g->pos;
-    memcpy(ptr, g->data + g->pos, (size_t)n);
-    g->pos += n;
-    return n;
-}
-static sf_count_t g_write(const void *ptr, sf_count_t n, void *u) {
-    growbuf *g = u;
-    if (g->pos + n > g->cap) {
-        sf_count_t cap = g->cap ? g->cap : 4096;
-        while (cap < g->pos + n) cap *= 2;
-        g->data = realloc(g->data, (size_t)cap);
-        cr_assert(g->data);
-        g->cap = cap;
-    }
-    if (g->pos > g->len) memset(g->data + g->len, 0, (size_t)(g->pos - g->len));
-    memcpy(g->data + g->pos, ptr, (size_t)n);
-    g->pos += n;
-    if (g->pos > g->len) g->len = g->pos;
-    return n;
-}
-static sf_count_t g_tell(void *u) {
-    return ((growbuf *)u)->pos;
-}
-
-/* Encodes frames (interleaved, channels) with `format`; returns malloc'd bytes in *n. */
+/* Encodes frames (interleaved, channels) with `format` in memory; returns malloc'd bytes in *n. */
 static unsigned char *encode(int format, int rate, int channels, const float *x, sf_count_t frames,
                              size_t *n) {
-    SF_VIRTUAL_IO vio = {g_len, g_seek, g_read, g_write, g_tell};
-    growbuf g = {0};
-    SF_INFO si = {0};
-    si.format = format;
-    si.samplerate = rate;
-    si.channels = channels;
-    cr_assert(sf_format_check(&si), "format %x not writable", format);
-    SNDFILE *sf = sf_open_virtual(&vio, SFM_WRITE, &si, &g);
-    cr_assert(sf, "sf_open_virtual(write %x): %s", format, sf_strerror(NULL));
-    if (frames > 0) {
-        /* Chunked: the long-file test writes millions of frames. */
-        for (sf_count_t done = 0; done < frames;) {
-            sf_count_t k = frames - done < 65536 ? frames - done : 65536;
-            cr_assert_eq(sf_writef_float(sf, x + done * channels, k), k);
-            done += k;
-        }
-    }
-    sf_close(sf);
-    *n = (size_t)g.len;
-    return g.data;
+    unsigned char *b = fx_encode_audio(format, rate, channels, x, frames, n);
+    cr_assert(b, "encoding format %x failed", format);
+    return b;
 }
 
 /* (frames, channels) interleaved sine of `hz` with amplitude amp * (1 + c) / channels. */
