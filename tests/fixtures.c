@@ -544,6 +544,23 @@ char *fx_metrics_values(const char *run, const char *kind, const char *field) {
     return out;
 }
 
+int fx_metrics_numbers(const char *run, const char *kind, const char *field, double *v, int cap) {
+    char *text = fx_metrics_values(run, kind, field);
+    if (!text) return -1;
+    int n = 0;
+    for (char *p = text; *p && n < cap; p = strchr(p, '\n') + 1) v[n++] = strtod(p, NULL);
+    free(text);
+    return n;
+}
+
+int fx_fmnist_shards(const char *dir) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "%s shards build fmnist -o %s --limit 640 --maxcount 128 >/dev/null 2>&1",
+             clasp_test_bin(), dir);
+    return fx_system(cmd);
+}
+
 int fx_count_lines(const char *s) {
     int n = 0;
     for (; *s; s++) n += *s == '\n';

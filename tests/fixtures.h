@@ -136,6 +136,11 @@ int fx_same_build(const char *dir_a, const char *dir_b, const cJSON *splits, cha
 /* The values of `field` on the lines of RUN/metrics.jsonl whose kind is `kind`, as printed,
  * each followed by '\n' (malloc'd); NULL when the file cannot be read. */
 char *fx_metrics_values(const char *run, const char *kind, const char *field);
+/* The same values parsed as numbers into v[0..cap); returns how many (-1: no metrics.jsonl). */
+int fx_metrics_numbers(const char *run, const char *kind, const char *field, double *v, int cap);
+/* Builds the Fashion-MNIST test shards (`clasp shards build fmnist -o DIR --limit 640
+ * --maxcount 128`, 5 shards train-000000..000004.tar); returns its exit status. */
+int fx_fmnist_shards(const char *dir);
 /* Number of '\n' in s. */
 int fx_count_lines(const char *s);
 

@@ -63,11 +63,7 @@ static void write_wav_(const char *path, int rate, double seconds, int channels,
             x[i * (size_t)channels + (size_t)c] = (float)v;
         }
     }
-    SF_INFO si = {.samplerate = rate, .channels = channels, .format = SF_FORMAT_WAV | sub};
-    SNDFILE *sf = sf_open(path, SFM_WRITE, &si);
-    cr_assert(sf, "sf_open(%s): %s", path, sf_strerror(NULL));
-    cr_assert_eq(sf_writef_float(sf, x, (sf_count_t)n), (sf_count_t)n);
-    sf_close(sf);
+    cr_assert(fx_write_audio(path, SF_FORMAT_WAV | sub, rate, channels, x, (int64_t)n), "%s", path);
     free(x);
 }
 
@@ -94,15 +90,6 @@ static float *load_npy_(const char *path, int64_t *rows, int64_t *cols) {
 static void run_ok_(const char *cmd) {
     int rc = system(cmd);
     cr_assert_eq(rc, 0, "command failed (%d): %s", rc, cmd);
-}
-
-static double max_abs_diff_(const float *a, const float *b, size_t n) {
-    double m = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (d > m) m = d;
-    }
-    return m;
 }
 
 /* `clasp embed --audio` vs clasp_torch.py --audio on the files (<= 1e-4), rows unit length,
@@ -134,7 +121,7 @@ static void torch_parity_(const char *name, const char *dir, const char *tmp,
               (long long)c1, (long long)r2, (long long)c2);
     size_t total = (size_t)(r1 * c1);
     fprintf(stderr, "[export_audio] %s: %d files, dim %lld: max |clasp - torch| = %.3g\n", name, n,
-            (long long)c1, max_abs_diff_(a, b, total));
+            (long long)c1, fx_max_abs_diff(a, b, total));
     cr_assert(clasp_test_check_tensor("torch audio embeddings", b, a, total, 1e-4, 0));
     for (int64_t i = 0; i < r1; i++) {
         double s = 0;
@@ -195,7 +182,7 @@ static void torch_parity_(const char *name, const char *dir, const char *tmp,
                   score->valuedouble, own);
         if (strcmp(key->valuestring, files[i]) != 0) {
             int row = (int)cJSON_GetObjectItem(first, "row")->valuedouble;
-            cr_assert(max_abs_diff_(a + (size_t)row * D, a + (size_t)i * D, (size_t)D) < 1e-6,
+            cr_assert(fx_max_abs_diff(a + (size_t)row * D, a + (size_t)i * D, (size_t)D) < 1e-6,
                       "%s: first hit %s", files[i], key->valuestring);
         }
         cJSON_Delete(j);
@@ -576,7 +563,7 @@ Test(export_audio, three_towers) {
     float *a = load_npy_(cn, &r1, &c1), *b = load_npy_(pn, &r2, &c2);
     cr_assert(r1 == 3 && r2 == 3 && c1 == 16 && c2 == 16);
     fprintf(stderr, "[export_audio] three towers: max |clasp - torch| = %.3g\n",
-            max_abs_diff_(a, b, 48));
+            fx_max_abs_diff(a, b, 48));
     cr_assert(clasp_test_check_tensor("three towers: audio", b, a, 48, 1e-4, 0));
     /* the embedder took the engine (image + text) and embeds all three modalities */
     clasp_embedder em;

@@ -16,16 +16,13 @@ static char g_data[4200];
 
 /* Builds the shards once per test process (each test is its own process under Criterion). */
 static void build_data_(const char *name) {
-    char dir[4000], cmd[8192];
+    char dir[4000];
     clasp_test_tmpdir(name, dir, sizeof dir);
     snprintf(g_data, sizeof g_data, "%s/nested/fmnist", dir); /* parents are created */
     struct stat sb;
     if (stat("/usr/share/datasets/fashion-mnist", &sb) != 0)
         cr_skip_test("dataset-fashion-mnist is not installed");
-    snprintf(cmd, sizeof cmd,
-             "%s shards build fmnist -o %s --limit 640 --maxcount 128 >/dev/null 2>&1",
-             clasp_test_bin(), g_data);
-    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    cr_assert_eq(fx_fmnist_shards(g_data), 0, "building %s failed", g_data);
 }
 
 static int run_spec_(const char *spec_extra, const char *extra, const char *out) {
@@ -44,30 +41,35 @@ static int run_(const char *extra, const char *out) {
     return run_spec_("", extra, out);
 }
 
+/* Starts the same run as run_ in the background (output to `log`); returns its pid. */
+static pid_t spawn_(const char *extra, const char *out, const char *log) {
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        char cmd[16384];
+        snprintf(cmd, sizeof cmd,
+                 "exec %s train --model %s/configs/fmnist-small.json "
+                 "--train '%s/train-{000000..000004}.tar' --out %s --batch-size 64 --warmup 2 "
+                 "--log-every 1 --no-progress --seed 5 %s >%s 2>&1",
+                 clasp_test_bin(), CLASP_SOURCE_DIR, g_data, out, extra, log);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
 /* The "loss" fields of the train lines of RUN/metrics.jsonl, as printed, "\n"-joined. */
 static char *losses_(const char *run) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    char *out = calloc(1, 1 << 16), line[8192];
-    while (fgets(line, sizeof line, f)) {
-        if (!strstr(line, "\"kind\":\"train\"")) continue;
-        char *p = strstr(line, "\"loss\":");
-        cr_assert_not_null(p);
-        p += 7;
-        size_t n = strcspn(p, ",}");
-        strncat(out, p, n);
-        strcat(out, "\n");
-    }
-    fclose(f);
+    char *out = fx_metrics_values(run, "train", "loss");
+    cr_assert_not_null(out, "%s/metrics.jsonl", run);
     return out;
 }
 
-static int count_lines_(const char *s) {
-    int n = 0;
-    for (; *s; s++) n += *s == '\n';
-    return n;
+/* RUN.log, the output of the run writing to RUN. */
+static char *read_log_(const char *run) {
+    char log[4400];
+    snprintf(log, sizeof log, "%s.log", run);
+    return fx_read_text(log);
 }
 
 Test(train, resume_is_bit_exact) {
@@ -79,10 +81,10 @@ Test(train, resume_is_bit_exact) {
     cr_assert_eq(run_("--steps 8", a), 0);
     cr_assert_eq(run_("--steps 8 --stop-after 4", b), 3, "--stop-after exits 3 (interrupted)");
     char *part = losses_(b);
-    cr_assert_eq(count_lines_(part), 4);
+    cr_assert_eq(fx_count_lines(part), 4);
     cr_assert_eq(run_("--steps 8 --resume latest", b), 0);
     char *la = losses_(a), *lb = losses_(b);
-    cr_assert_eq(count_lines_(la), 8);
+    cr_assert_eq(fx_count_lines(la), 8);
     cr_assert_str_eq(la, lb, "losses after resume differ:\nstraight:\n%s\nresumed:\n%s", la, lb);
     free(part);
     free(la);
@@ -111,18 +113,7 @@ Test(train, sigkill_then_resume_matches_straight_run) {
     snprintf(b, sizeof b, "%s/killed", base);
     cr_assert_eq(run_("--steps 10 --save-every 2", a), 0);
     /* Run the same in the background and SIGKILL it once its second checkpoint exists. */
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        char cmd[16384];
-        snprintf(cmd, sizeof cmd,
-                 "exec %s train --model %s/configs/fmnist-small.json "
-                 "--train '%s/train-{000000..000004}.tar' --out %s --batch-size 64 --warmup 2 "
-                 "--log-every 1 --no-progress --seed 5 --steps 10 --save-every 2 >/dev/null 2>&1",
-                 clasp_test_bin(), CLASP_SOURCE_DIR, g_data, b);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = spawn_("--steps 10 --save-every 2", b, "/dev/null");
     char ck[4400];
     snprintf(ck, sizeof ck, "%s/checkpoints/step-00000004", b);
     struct stat sb;
@@ -133,7 +124,7 @@ Test(train, sigkill_then_resume_matches_straight_run) {
     waitpid(pid, &st, 0);
     cr_assert(WIFSIGNALED(st), "the run finished before it could be killed");
     char *before = losses_(b);
-    cr_assert(count_lines_(before) < 10, "killed run logged all steps");
+    cr_assert(fx_count_lines(before) < 10, "killed run logged all steps");
     free(before);
     cr_assert_eq(run_("--steps 10 --save-every 2 --resume latest", b), 0,
                  "resume after SIGKILL failed (see %s.log)", b);
@@ -145,50 +136,28 @@ Test(train, sigkill_then_resume_matches_straight_run) {
 
 Test(train, mismatched_or_corrupt_checkpoint_is_a_named_error) {
     build_data_("train_bad");
-    char base[4096], a[4200], path[4400], log[4400];
+    char base[4096], a[4200], path[4400];
     clasp_test_tmpdir("train_bad_runs", base, sizeof base);
     snprintf(a, sizeof a, "%s/run", base);
     cr_assert_eq(run_("--steps 2", a), 0);
     /* another batch size: not an exact resume */
     cr_assert_eq(run_("--steps 4 --batch-size 32 --resume latest", a), 1);
-    snprintf(log, sizeof log, "%s.log", a);
-    char *text = NULL;
-    size_t n = 0;
-    FILE *f = fopen(log, "r");
-    cr_assert_not_null(f);
-    text = calloc(1, 1 << 16);
-    n = fread(text, 1, (1 << 16) - 1, f);
-    fclose(f);
-    cr_assert(n > 0 && strstr(text, "resume_key.batch_size"), "%s", text);
+    char *text = read_log_(a);
+    cr_assert(text[0] && strstr(text, "resume_key.batch_size"), "%s", text);
     free(text);
     /* flip a byte of the model file: checksum error naming the file */
     snprintf(path, sizeof path, "%s/checkpoints/step-00000002/model.safetensors", a);
-    f = fopen(path, "r+b");
+    FILE *f = fopen(path, "r+b");
     cr_assert_not_null(f);
     fseek(f, -5, SEEK_END);
     fputc(0x7f, f);
     fclose(f);
     cr_assert_eq(run_("--steps 4 --resume latest", a), 1);
-    f = fopen(log, "r");
-    text = calloc(1, 1 << 16);
-    n = fread(text, 1, (1 << 16) - 1, f);
-    fclose(f);
+    text = read_log_(a);
     cr_assert(strstr(text, "model.safetensors: checksum mismatch"), "%s", text);
     free(text);
     /* a fresh run into a folder that holds one is refused */
     cr_assert_eq(run_("--steps 2", a), 1);
-}
-
-static char *read_log_(const char *run) {
-    char log[4400];
-    snprintf(log, sizeof log, "%s.log", run);
-    FILE *f = fopen(log, "r");
-    cr_assert_not_null(f, "%s", log);
-    char *text = calloc(1, 1 << 16);
-    size_t n = fread(text, 1, (1 << 16) - 1, f);
-    text[n] = '\0';
-    fclose(f);
-    return text;
 }
 
 Test(train, non_finite_steps_are_skipped_then_stop_with_checkpoint) {
@@ -206,7 +175,7 @@ Test(train, non_finite_steps_are_skipped_then_stop_with_checkpoint) {
     struct stat sb;
     cr_assert_eq(stat(path, &sb), 0, "a checkpoint is written when the guard stops the run");
     char *l = losses_(a);
-    cr_assert(count_lines_(l) >= 3 && count_lines_(l) < 20);
+    cr_assert(fx_count_lines(l) >= 3 && fx_count_lines(l) < 20);
     free(l);
 }
 
@@ -217,18 +186,9 @@ Test(train, sigterm_finishes_the_step_and_checkpoints) {
     snprintf(a, sizeof a, "%s/straight", base);
     snprintf(b, sizeof b, "%s/term", base);
     cr_assert_eq(run_("--steps 12", a), 0);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        char cmd[16384];
-        snprintf(cmd, sizeof cmd,
-                 "exec %s train --model %s/configs/fmnist-small.json "
-                 "--train '%s/train-{000000..000004}.tar' --out %s --batch-size 64 --warmup 2 "
-                 "--log-every 1 --no-progress --seed 5 --steps 12 >%s.log 2>&1",
-                 clasp_test_bin(), CLASP_SOURCE_DIR, g_data, b, b);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
+    char blog[4400];
+    snprintf(blog, sizeof blog, "%s.log", b);
+    pid_t pid = spawn_("--steps 12", b, blog);
     /* wait for the first logged step, then ask it to stop */
     char metrics[4400];
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", b);
@@ -242,7 +202,7 @@ Test(train, sigterm_finishes_the_step_and_checkpoints) {
     cr_assert(strstr(text, "resume with --resume latest"), "%s", text);
     free(text);
     char *part = losses_(b);
-    int done = count_lines_(part);
+    int done = fx_count_lines(part);
     free(part);
     cr_assert(done >= 1 && done < 12, "stopped after %d steps", done);
     cr_assert_eq(run_("--steps 12 --resume latest", b), 0);
@@ -283,9 +243,7 @@ Test(train, missing_shard_policy_and_image_augmentation) {
     free(l3);
     /* a bad augmentation file is an error naming the file and the field */
     snprintf(bad, sizeof bad, "%s/aug.json", base);
-    FILE *f = fopen(bad, "w");
-    fputs("{\"hflip\": 2}", f);
-    fclose(f);
+    cr_assert(fx_write_str(bad, "{\"hflip\": 2}"));
     snprintf(extra, sizeof extra, "--steps 2 --image-augment %s", bad);
     char p4[4200];
     snprintf(p4, sizeof p4, "%s/badaug", base);

@@ -32,9 +32,6 @@ static unsigned char *wav_(const char *tmp, int k, int v, size_t *n) {
     char p[1200];
     snprintf(p, sizeof p, "%s/clip.wav", tmp);
     const int sr = 8000, frames = 2400;
-    SF_INFO info = {.samplerate = sr, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
-    SNDFILE *f = sf_open(p, SFM_WRITE, &info);
-    cr_assert_not_null(f, "%s: %s", p, sf_strerror(NULL));
     float *x = malloc(sizeof(float) * frames);
     double ph = 0, ph2 = 0;
     for (int i = 0; i < frames; i++) {
@@ -73,17 +70,10 @@ static unsigned char *wav_(const char *tmp, int k, int v, size_t *n) {
         if (k == 6) y = y > 0 ? 0.6 : -0.6;
         x[i] = (float)(0.5 * y * (0.6 + 0.1 * v));
     }
-    sf_writef_float(f, x, frames);
-    sf_close(f);
+    cr_assert(fx_write_audio(p, SF_FORMAT_WAV | SF_FORMAT_PCM_16, sr, 1, x, frames), "%s", p);
     free(x);
-    FILE *r = fopen(p, "rb");
-    cr_assert_not_null(r);
-    fseek(r, 0, SEEK_END);
-    *n = (size_t)ftell(r);
-    fseek(r, 0, SEEK_SET);
-    unsigned char *b = malloc(*n);
-    cr_assert_eq(fread(b, 1, *n, r), *n);
-    fclose(r);
+    unsigned char *b = fx_read(p, n);
+    cr_assert_not_null(b, "%s", p);
     return b;
 }
 
