@@ -17,7 +17,10 @@
 #include <unistd.h>
 
 #include "core/rng.h"
+#include "encoders/model.h"
+#include "export/export.h"
 #include "modalities/image.h"
+#include "modalities/tokenizer.h"
 
 #ifndef CLASP_SOURCE_DIR
 #define CLASP_SOURCE_DIR "."
@@ -111,7 +114,7 @@ int fx_clasp(char **out, const char *args_fmt, ...) {
     va_start(ap, args_fmt);
     vsnprintf(args, sizeof args, args_fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", clasp_test_bin(), args);
+    snprintf(cmd, sizeof cmd, "%s %s", clasp_test_bin(), args);
     if (out) *out = NULL;
     FILE *p = popen(cmd, "r");
     if (!p) {
@@ -474,6 +477,23 @@ const fx_entry *fx_find_entry(const fx_entry *e, long n, const char *name) {
     for (long i = 0; i < n; i++)
         if (!strcmp(e[i].name, name)) return &e[i];
     return NULL;
+}
+
+/* ---- models ----------------------------------------------------------------------------- */
+
+bool fx_export_model(const char *config_path, const clasp_tokenizer *tok, const char *dir,
+                     uint64_t seed) {
+    clasp_model_config cfg;
+    clasp_model m;
+    if (clasp_model_config_load(config_path, &cfg) != CLASP_OK) return false;
+    if (clasp_model_init(&m, &cfg) != CLASP_OK) return false;
+    clasp_model_init_weights(&m, seed);
+    clasp_tokenizer *bytes = NULL;
+    bool ok = tok || clasp_tokenizer_new_bytes(&bytes) == CLASP_OK;
+    ok = ok && clasp_export_model(&m, tok ? tok : bytes, dir) == CLASP_OK;
+    clasp_tokenizer_free(bytes);
+    clasp_model_free(&m);
+    return ok;
 }
 
 /* ---- manifests and run folders ---------------------------------------------------------- */

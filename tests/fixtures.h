@@ -42,8 +42,9 @@ const char *clasp_test_tmpdir(const char *name, char *out, size_t cap);
 const char *clasp_test_bin(void);
 /* Runs cmd with /bin/sh; returns its exit status, or -1 when it did not exit normally. */
 int fx_system(const char *cmd);
-/* Runs `<clasp> ARGS` (printf-style) with stderr joined to stdout; returns the exit status (-1
- * when it did not exit) and, when out is not NULL, the output as a malloc'd string. */
+/* Runs `<clasp> ARGS` (printf-style, through /bin/sh: ARGS may redirect, e.g. "2>&1");
+ * returns the exit status (-1 when it did not exit) and, when out is not NULL, its standard
+ * output as a malloc'd string. */
 int fx_clasp(char **out, const char *args_fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The python3 the tests use for tools/ and tests/reference/ scripts. */
 #define FX_PYTHON "/usr/bin/python3"
@@ -124,6 +125,14 @@ long fx_read_shards(const char *dir, const char *prefix, fx_entry **list, long n
 void fx_entries_free(fx_entry *e, long n);
 /* The first entry named `name`, or NULL. */
 const fx_entry *fx_find_entry(const fx_entry *e, long n, const char *name);
+
+/* ---- models ----------------------------------------------------------------------------- */
+
+typedef struct clasp_tokenizer clasp_tokenizer;
+/* Builds the model of a config file with random weights (clasp_model_init_weights(seed)) and
+ * exports it to dir with tok (NULL: the byte tokenizer). false with clasp_last_error() set. */
+bool fx_export_model(const char *config_path, const clasp_tokenizer *tok, const char *dir,
+                     uint64_t seed);
 
 /* ---- manifests and run folders ---------------------------------------------------------- */
 

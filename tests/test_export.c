@@ -25,37 +25,20 @@
 #define PY "/usr/bin/python3"
 
 static void write_file_(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert(f, "cannot write %s", path);
-    cr_assert_eq(fwrite(data, 1, n, f), n);
-    fclose(f);
+    cr_assert(fx_write(path, data, n), "cannot write %s", path);
 }
 
 /* A random PNG of w x h with `channels` (1..4), pixels from the counter RNG. */
 static void write_png_(const char *path, int w, int h, int channels, uint64_t seed) {
-    size_t n = (size_t)w * h * channels;
-    uint8_t *px = malloc(n);
-    clasp_rng r;
-    clasp_rng_init(&r, seed, 0, 0, 0);
-    for (size_t i = 0; i < n; i++) px[i] = (uint8_t)(clasp_rng_u32(&r) & 0xff);
-    uint8_t *png;
-    size_t np;
-    cr_assert_eq(clasp_image_encode_png(px, w, h, channels, &png, &np), CLASP_OK);
-    write_file_(path, png, np);
-    free(png);
+    uint8_t *px = fx_random_pixels(w, h, channels, seed);
+    cr_assert(px && fx_write_png(path, px, w, h, channels), "%s", path);
     free(px);
 }
 
 /* Builds a model from a config file, random weights, and exports it with `tok`. */
 static void make_export_(const char *config_path, clasp_tokenizer *tok, const char *dir,
                          uint64_t seed) {
-    clasp_model_config cfg;
-    clasp_model m;
-    cr_assert_eq(clasp_model_config_load(config_path, &cfg), CLASP_OK, "%s", clasp_last_error());
-    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK, "%s", clasp_last_error());
-    clasp_model_init_weights(&m, seed);
-    cr_assert_eq(clasp_export_model(&m, tok, dir), CLASP_OK, "%s", clasp_last_error());
-    clasp_model_free(&m);
+    cr_assert(fx_export_model(config_path, tok, dir, seed), "%s", clasp_last_error());
 }
 
 static float *load_npy_(const char *path, int64_t *rows, int64_t *cols) {

@@ -28,10 +28,7 @@
 #define PY "/usr/bin/python3"
 
 static void write_file_(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert(f, "cannot write %s", path);
-    cr_assert_eq(fwrite(data, 1, n, f), n);
-    fclose(f);
+    cr_assert(fx_write(path, data, n), "cannot write %s", path);
 }
 
 typedef enum sig_kind { SIG_CHIRP = 0, SIG_SILENCE, SIG_TONES_NOISE } sig_kind;
@@ -69,16 +66,7 @@ static void write_wav_(const char *path, int rate, double seconds, int channels,
 
 /* Builds a model from a config file, random weights, and exports it (byte tokenizer). */
 static void make_export_(const char *config_path, const char *dir, uint64_t seed) {
-    clasp_model_config cfg;
-    clasp_model m;
-    cr_assert_eq(clasp_model_config_load(config_path, &cfg), CLASP_OK, "%s", clasp_last_error());
-    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK, "%s", clasp_last_error());
-    clasp_model_init_weights(&m, seed);
-    clasp_tokenizer *tok;
-    cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
-    cr_assert_eq(clasp_export_model(&m, tok, dir), CLASP_OK, "%s", clasp_last_error());
-    clasp_tokenizer_free(tok);
-    clasp_model_free(&m);
+    cr_assert(fx_export_model(config_path, NULL, dir, seed), "%s", clasp_last_error());
 }
 
 static float *load_npy_(const char *path, int64_t *rows, int64_t *cols) {

@@ -159,39 +159,15 @@ static int run_(const char *args, const char *out) {
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
-static char *read_text_(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = calloc(1, (size_t)n + 1);
-    size_t got = fread(b, 1, (size_t)n, f);
-    b[got] = '\0';
-    fclose(f);
-    return b;
-}
-
-/* Loss values of RUN/metrics.jsonl's train lines (at most cap). */
+/* Loss values of RUN/metrics.jsonl's train lines (at most cap), and as printed into joined. */
 static int losses_(const char *run, double *out, int cap, char *joined, size_t jcap) {
-    char path[1200], line[16384];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    int n = 0;
-    if (joined) joined[0] = '\0';
-    while (fgets(line, sizeof line, f) && n < cap) {
-        if (!strstr(line, "\"kind\":\"train\"")) continue;
-        char *p = strstr(line, "\"loss\":");
-        cr_assert_not_null(p);
-        out[n++] = atof(p + 7);
-        if (joined) {
-            size_t k = strcspn(p + 7, ",}");
-            strncat(joined, p + 7, k < jcap - strlen(joined) - 2 ? k : 0);
-            strcat(joined, "\n");
-        }
+    int n = fx_metrics_numbers(run, "train", "loss", out, cap);
+    cr_assert_geq(n, 0, "%s/metrics.jsonl", run);
+    if (joined) {
+        char *t = fx_metrics_values(run, "train", "loss");
+        snprintf(joined, jcap, "%s", t);
+        free(t);
     }
-    fclose(f);
     return n;
 }
 
@@ -212,18 +188,15 @@ Test(train_audio, audio_text_loss_decreases) {
     /* per-source losses are logged */
     char mp[1300];
     snprintf(mp, sizeof mp, "%s/metrics.jsonl", out);
-    char *m = read_text_(mp);
+    char *m = fx_read_text(mp);
     cr_assert(strstr(m, "\"pair\":\"audio-text\""), "no per-source entry in metrics.jsonl");
     free(m);
     /* clasp eval on the run: audio<->text retrieval on the training shards beats chance */
-    char cmd[8192], jp[1300];
-    snprintf(jp, sizeof jp, "%s/eval.json", g_dir);
-    snprintf(cmd, sizeof cmd,
-             "%s eval --model %s --pair audio-text --data '%s/audio-{000000..000001}.tar' --json "
-             ">%s 2>%s.err",
-             clasp_test_bin(), out, g_dir, jp, jp);
-    cr_assert_eq(system(cmd), 0, "%s", cmd);
-    char *j = read_text_(jp);
+    char *j;
+    int rc = fx_clasp(
+        &j, "eval --model %s --pair audio-text --data '%s/audio-{000000..000001}.tar' --json", out,
+        g_dir);
+    cr_assert_eq(rc, 0, "clasp eval --model %s: exit %d", out, rc);
     cr_assert(strstr(j, "\"audio_to_text\""), "%s", j);
     cJSON *doc = cJSON_Parse(j);
     cr_assert_not_null(doc, "%s", j);
@@ -259,12 +232,12 @@ Test(train_audio, two_sources_resume_is_bit_exact) {
     /* both sources were drawn, and the checkpoint holds both loader positions */
     char mp[1300];
     snprintf(mp, sizeof mp, "%s/metrics.jsonl", a);
-    char *m = read_text_(mp);
+    char *m = fx_read_text(mp);
     cr_assert(strstr(m, "\"source\":0") && strstr(m, "\"source\":1"), "one source never drawn");
     free(m);
     char ckp[1400];
     snprintf(ckp, sizeof ckp, "%s/checkpoints/step-00000010/state.json", a);
-    char *st = read_text_(ckp);
+    char *st = fx_read_text(ckp);
     cr_assert(strstr(st, "\"sources\""), "no per-source positions in %s", ckp);
     free(st);
 }
@@ -321,7 +294,7 @@ Test(train_audio, freeze_and_init_by_name) {
     cr_assert(n > 0 && !same, "the audio tower did not train");
     char lb[1300];
     snprintf(lb, sizeof lb, "%s.log", b);
-    char *log = read_text_(lb);
+    char *log = fx_read_text(lb);
     cr_assert(strstr(log, "tensors loaded"), "%s", log);
     free(log);
     /* a config with a wider text tower: --init names the first mismatching tensor */
@@ -332,7 +305,7 @@ Test(train_audio, freeze_and_init_by_name) {
         g_dir, a, g_dir);
     cr_assert_eq(run_(args, c), 1, "see %s.log", c);
     snprintf(lb, sizeof lb, "%s.log", c);
-    log = read_text_(lb);
+    log = fx_read_text(lb);
     cr_assert(strstr(log, "tensor 'text.") && strstr(log, "shape"), "%s", log);
     free(log);
     /* an unknown tower in --freeze is refused */
@@ -377,14 +350,12 @@ Test(train_audio, audio_to_image_eval) {
              "'audio-text=%s/audio-{000000..000001}.tar' --steps 4",
              g_dir, g_dir, g_dir);
     cr_assert_eq(run_(args, a), 0, "see %s.log", a);
-    char cmd[8192], jp[1300];
-    snprintf(jp, sizeof jp, "%s/a2i.json", g_dir);
-    snprintf(cmd, sizeof cmd,
-             "%s eval --model %s --data '%s/audio-{000000..000001}.tar' --gallery "
-             "'%s/image-{000000..000001}.tar' --json >%s 2>%s.err",
-             clasp_test_bin(), a, g_dir, g_dir, jp, jp);
-    cr_assert_eq(system(cmd), 0, "%s", cmd);
-    char *j = read_text_(jp);
+    char *j;
+    int rc = fx_clasp(&j,
+                      "eval --model %s --data '%s/audio-{000000..000001}.tar' --gallery "
+                      "'%s/image-{000000..000001}.tar' --json",
+                      a, g_dir, g_dir);
+    cr_assert_eq(rc, 0, "clasp eval --model %s: exit %d", a, rc);
     cJSON *doc = cJSON_Parse(j);
     cr_assert_not_null(doc, "%s", j);
     const cJSON *x = cJSON_GetObjectItem(doc, "audio_to_image");
