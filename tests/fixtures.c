@@ -98,6 +98,18 @@ const char *clasp_test_tmpdir(const char *name, char *out, size_t cap) {
     return out;
 }
 
+const char *fx_scratch(const char *name, char *dir, ...) {
+    clasp_test_tmpdir(name, dir, FX_PATH);
+    va_list ap;
+    va_start(ap, dir);
+    for (char *out; (out = va_arg(ap, char *)) != NULL;) {
+        const char *leaf = va_arg(ap, const char *);
+        snprintf(out, FX_PATH, "%s/%s", dir, leaf);
+    }
+    va_end(ap);
+    return dir;
+}
+
 const char *clasp_test_bin(void) {
     const char *b = getenv("CLASP_BIN");
     return b ? b : CLASP_BINARY_DIR "/cli/clasp";

@@ -38,6 +38,11 @@ const char *clasp_test_ref_path(const char *rel, char *out, size_t cap);
 /* Creates (if needed) and returns a scratch directory unique to this process and `name`,
  * under the build tree: <build>/tests/tmp/<name>-<pid>. */
 const char *clasp_test_tmpdir(const char *name, char *out, size_t cap);
+/* A scratch folder and paths in it: clasp_test_tmpdir(name) into dir, then, for each pair
+ * (char out[FX_PATH], const char *leaf) that follows up to a NULL, "dir/leaf" into out.
+ * dir and every out hold at least FX_PATH bytes. Returns dir. */
+#define FX_PATH 512
+const char *fx_scratch(const char *name, char *dir, ...);
 /* Path of the built clasp executable (env CLASP_BIN, set by ctest). */
 const char *clasp_test_bin(void);
 /* Runs cmd with /bin/sh; returns its exit status, or -1 when it did not exit normally. */

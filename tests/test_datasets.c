@@ -416,8 +416,7 @@ Test(datasets, python_check_detects_a_wrong_caption) {
 
 Test(datasets, idx_loader_rejects_malformed_files) {
     char d[512], p[700];
-    clasp_test_tmpdir("ds_idx", d, sizeof d);
-    snprintf(p, sizeof p, "%s/x.idx", d);
+    fx_scratch("ds_idx", d, p, "x.idx", NULL);
     const uint8_t good[] = {0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6};
     cr_assert_eq(clasp_write_file_atomic(p, good, sizeof good), CLASP_OK);
     uint8_t *data;
@@ -460,8 +459,7 @@ Test(datasets, cli_shards_build_fmnist_and_exit_codes) {
     const char *bin = clasp_test_bin();
     if (!bin || access(bin, X_OK) != 0) cr_skip_test("clasp binary not found");
     char d[512], cmd[2048], out[700];
-    clasp_test_tmpdir("ds_cli", d, sizeof d);
-    snprintf(out, sizeof out, "%s/sum.json", d);
+    fx_scratch("ds_cli", d, out, "sum.json", NULL);
     snprintf(cmd, sizeof cmd, "%s shards build --bogus -o %s/x 2>/dev/null", bin, d);
     cr_assert_eq(run(cmd), 2);
     snprintf(cmd, sizeof cmd, "%s shards build fmnist 2>/dev/null", bin);

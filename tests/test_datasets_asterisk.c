@@ -23,9 +23,8 @@ static void wav(const char *dir, const char *name, int frames) {
 
 Test(datasets_asterisk, fake_tree_rules) {
     char base[512], doc[700], snd[700], sub[760], out[700], p[800];
-    clasp_test_tmpdir("dsa_fake", base, sizeof base);
-    snprintf(doc, sizeof doc, "%s/usr/share/doc/asterisk-core-sounds-xx", base);
-    snprintf(snd, sizeof snd, "%s/usr/share/asterisk/sounds/xx_YY_f_Test", base);
+    fx_scratch("dsa_fake", base, doc, "usr/share/doc/asterisk-core-sounds-xx", snd,
+               "usr/share/asterisk/sounds/xx_YY_f_Test", NULL);
     snprintf(sub, sizeof sub, "%s/digits", snd);
     snprintf(out, sizeof out, "%s/out", base);
     cr_assert_eq(clasp_mkdir_p(doc), CLASP_OK);

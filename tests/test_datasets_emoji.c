@@ -126,10 +126,7 @@ static void run_read_shards(const char *dir) {
 
 Test(datasets_emoji, fake_packages) {
     char base[512], src[700], out[700], out2[700], p[900];
-    clasp_test_tmpdir("dse_fake", base, sizeof base);
-    snprintf(src, sizeof src, "%s/src", base);
-    snprintf(out, sizeof out, "%s/out", base);
-    snprintf(out2, sizeof out2, "%s/out2", base);
+    fx_scratch("dse_fake", base, src, "src", out, "out", out2, "out2", NULL);
     cr_assert_eq(clasp_mkdir_p(src), CLASP_OK);
     fake_packages(src);
 
@@ -201,9 +198,7 @@ Test(datasets_emoji, fake_packages) {
 
 Test(datasets_emoji, vendors_skins_and_refusals) {
     char base[512], src[700], out[700];
-    clasp_test_tmpdir("dse_vend", base, sizeof base);
-    snprintf(src, sizeof src, "%s/src", base);
-    snprintf(out, sizeof out, "%s/out", base);
+    fx_scratch("dse_vend", base, src, "src", out, "out", NULL);
     cr_assert_eq(clasp_mkdir_p(src), CLASP_OK);
     fake_packages(src);
     clasp_emoji_options o = clasp_emoji_default_options();
@@ -240,9 +235,7 @@ Test(datasets_emoji, vendors_skins_and_refusals) {
 
 Test(datasets_emoji, npm_missing_is_one_clear_error) {
     char base[512], cache[700], out[700];
-    clasp_test_tmpdir("dse_npm", base, sizeof base);
-    snprintf(cache, sizeof cache, "%s/cache", base);
-    snprintf(out, sizeof out, "%s/out", base);
+    fx_scratch("dse_npm", base, cache, "cache", out, "out", NULL);
     clasp_emoji_options o = clasp_emoji_default_options();
     o.cache_dir = cache;
     o.npm = "/nonexistent/npm";

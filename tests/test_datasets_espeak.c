@@ -41,10 +41,7 @@ static void fake_asterisk(const char *root) {
 Test(datasets_espeak, file_and_asterisk_sources) {
     if (!have_espeak()) cr_skip_test("espeak-ng not installed (apt-get install espeak-ng)");
     char base[512], list[700], out[700], out2[700], p[900];
-    clasp_test_tmpdir("dsesp_src", base, sizeof base);
-    snprintf(list, sizeof list, "%s/list.tsv", base);
-    snprintf(out, sizeof out, "%s/out", base);
-    snprintf(out2, sizeof out2, "%s/out2", base);
+    fx_scratch("dsesp_src", base, list, "list.tsv", out, "out", out2, "out2", NULL);
     const char *tsv = "# key<TAB>text\n"
                       "one.a\tGood morning.\r\n"
                       "no tab here\n"
@@ -137,9 +134,7 @@ Test(datasets_espeak, file_and_asterisk_sources) {
 Test(datasets_espeak, variants_drawn_per_transcript) {
     if (!have_espeak()) cr_skip_test("espeak-ng not installed (apt-get install espeak-ng)");
     char base[512], list[700], out[700];
-    clasp_test_tmpdir("dsesp_var", base, sizeof base);
-    snprintf(list, sizeof list, "%s/list.tsv", base);
-    snprintf(out, sizeof out, "%s/out", base);
+    fx_scratch("dsesp_var", base, list, "list.tsv", out, "out", NULL);
     const char *tsv = "k1\tYes.\nk2\tNo.\n";
     cr_assert_eq(clasp_write_file_atomic(list, tsv, strlen(tsv)), CLASP_OK);
     clasp_espeak_options o = clasp_espeak_default_options();
@@ -171,9 +166,7 @@ Test(datasets_espeak, variants_drawn_per_transcript) {
 
 Test(datasets_espeak, option_errors) {
     char base[512], list[700], out[700];
-    clasp_test_tmpdir("dsesp_err", base, sizeof base);
-    snprintf(list, sizeof list, "%s/list.tsv", base);
-    snprintf(out, sizeof out, "%s/out", base);
+    fx_scratch("dsesp_err", base, list, "list.tsv", out, "out", NULL);
     cr_assert_eq(clasp_write_file_atomic(list, "k\tHi.\n", 5), CLASP_OK);
     clasp_espeak_options o = clasp_espeak_default_options();
     o.from = list;

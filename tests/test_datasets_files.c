@@ -127,9 +127,7 @@ Test(datasets_files, folder_pairs_by_basename_and_skips_bad_items) {
 
 Test(datasets_files, tsv_and_csv_rows_with_skips) {
     char base[512], out[600], out2[600];
-    clasp_test_tmpdir("dsf_tsv", base, sizeof base);
-    snprintf(out, sizeof out, "%s/out", base);
-    snprintf(out2, sizeof out2, "%s/out2", base);
+    fx_scratch("dsf_tsv", base, out, "out", out2, "out2", NULL);
     put_ppm(base, "x.ppm", 5, 5);
     put_ppm(base, "y.PPM", 6, 5);
     put_str(base, "broken.png", "\x89PNG\r\n\x1a\nnot really");

@@ -319,9 +319,7 @@ static void make_model_dir_(const char *dir) {
 
 Test(eval, collect_first_and_all_captions) {
     char tmp[1024], shard[1100], dir[1100];
-    clasp_test_tmpdir("eval_collect", tmp, sizeof tmp);
-    snprintf(shard, sizeof shard, "%s/s.tar", tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
+    fx_scratch("eval_collect", tmp, shard, "s.tar", dir, "export", NULL);
     write_shard_(shard, 12);
     make_model_dir_(dir);
     clasp_embedder em;

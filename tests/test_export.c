@@ -125,8 +125,7 @@ static void torch_parity_(const char *dir, const char *tmp, const char *const *i
 
 Test(export, torch_parity_fmnist_cnn_bytes) {
     char tmp[1024], dir[1100], cfg[1100], p[1200];
-    clasp_test_tmpdir("export_cnn", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
+    fx_scratch("export_cnn", tmp, dir, "export", NULL);
     snprintf(cfg, sizeof cfg, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
     clasp_tokenizer *tok;
     cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
@@ -153,8 +152,7 @@ Test(export, torch_parity_fmnist_cnn_bytes) {
 
 Test(export, torch_parity_vit_bpe) {
     char tmp[1024], dir[1100], cfgp[1100], tp[1100], p[1200];
-    clasp_test_tmpdir("export_vit", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
+    fx_scratch("export_vit", tmp, dir, "export", NULL);
     /* a BPE trained on a few captions */
     const char *corpus[] = {"a photo of a cat",     "a photo of a dog", "a photo of a red car",
                             "the photo of the cat", "a dog and a cat",  "photo photo photo"};
@@ -327,8 +325,7 @@ static void expect_open_error_(const char *dir, const char *must1, const char *m
 
 Test(export, bad_exports_name_file_and_field) {
     char tmp[1024], dir[1100], p[1300];
-    clasp_test_tmpdir("export_bad", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/e", tmp);
+    fx_scratch("export_bad", tmp, dir, "e", NULL);
 
     /* missing tokenizer.json */
     fresh_export_(dir);
@@ -377,8 +374,7 @@ Test(export, bad_exports_name_file_and_field) {
 
 Test(export, npy_roundtrip_and_errors) {
     char tmp[1024], p[1100];
-    clasp_test_tmpdir("export_npy", tmp, sizeof tmp);
-    snprintf(p, sizeof p, "%s/a.npy", tmp);
+    fx_scratch("export_npy", tmp, p, "a.npy", NULL);
     float x[6] = {1, -2, 3.5f, 0, 1e-8f, -7};
     cr_assert_eq(clasp_npy_write_f32(p, x, 2, 3), CLASP_OK);
     float *y;

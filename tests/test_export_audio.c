@@ -180,8 +180,7 @@ static void torch_parity_(const char *name, const char *dir, const char *tmp,
 
 Test(export_audio, torch_parity_speech_small_cnn) {
     char tmp[1024], dir[1100], cfg[1100];
-    clasp_test_tmpdir("export_audio_cnn", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
+    fx_scratch("export_audio_cnn", tmp, dir, "export", NULL);
     snprintf(cfg, sizeof cfg, "%s/configs/speech-small.json", CLASP_SOURCE_DIR);
     make_export_(cfg, dir, 21);
     /* speech-small: 8 kHz, 3 s clips, zero padding */
@@ -229,9 +228,7 @@ Test(export_audio, torch_parity_speech_small_cnn) {
 
 Test(export_audio, torch_parity_ast_repeat_pad) {
     char tmp[1024], dir[1100], cfgp[1100];
-    clasp_test_tmpdir("export_audio_ast", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
-    snprintf(cfgp, sizeof cfgp, "%s/ast.json", tmp);
+    fx_scratch("export_audio_ast", tmp, dir, "export", cfgp, "ast.json", NULL);
     /* 16 kHz, 1.5 s, repeat padding, 40 mels Slaney scale + norm, periodic Hann 400/512,
      * CLS pooling, tanh GELU */
     const char *cfg =
@@ -271,9 +268,7 @@ Test(export_audio, torch_parity_ast_repeat_pad) {
 
 Test(export_audio, torch_parity_cnn_repeatpad_no_center_db) {
     char tmp[1024], dir[1100], cfgp[1100];
-    clasp_test_tmpdir("export_audio_cnn2", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
-    snprintf(cfgp, sizeof cfgp, "%s/cnn.json", tmp);
+    fx_scratch("export_audio_cnn2", tmp, dir, "export", cfgp, "cnn.json", NULL);
     /* 11025 Hz, 1 s, repeatpad, no centre, Hamming 256, HTK with Slaney norm, dB, magnitude */
     const char *cfg =
         "{\"embed_dim\": 16,"
@@ -335,9 +330,7 @@ static void expect_open_error_(const char *dir, const char *file, const char *fi
 
 Test(export_audio, bad_preprocess_audio_names_file_and_field) {
     char tmp[1024], dir[1100], good[1100], cfg[1100], pre[1200], cmd[4096];
-    clasp_test_tmpdir("export_audio_bad", tmp, sizeof tmp);
-    snprintf(good, sizeof good, "%s/good", tmp);
-    snprintf(dir, sizeof dir, "%s/bad", tmp);
+    fx_scratch("export_audio_bad", tmp, good, "good", dir, "bad", NULL);
     snprintf(cfg, sizeof cfg, "%s/configs/speech-small.json", CLASP_SOURCE_DIR);
     make_export_(cfg, good, 3);
     snprintf(pre, sizeof pre, "%s/preprocess.json", dir);
@@ -367,8 +360,7 @@ Test(export_audio, bad_preprocess_audio_names_file_and_field) {
 Test(export_audio, cli_shards_and_errors) {
     char tmp[1024], dir[1100], cfg[1100], cmd[8192], shard[1200], out[1200], out2[1200];
     const char *bin = clasp_test_bin();
-    clasp_test_tmpdir("export_audio_cli", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
+    fx_scratch("export_audio_cli", tmp, dir, "export", NULL);
     snprintf(cfg, sizeof cfg, "%s/configs/speech-small.json", CLASP_SOURCE_DIR);
     make_export_(cfg, dir, 4);
     /* three WAVs, as files and as the audio field of a shard (one sample without audio) */
@@ -462,9 +454,7 @@ Test(export_audio, cli_shards_and_errors) {
 
 Test(export_audio, checkpoint_to_export) {
     char tmp[1024], run[1100], cfgp[1100], exp[1100], cmd[4096], wav[1200];
-    clasp_test_tmpdir("export_audio_ckpt", tmp, sizeof tmp);
-    snprintf(run, sizeof run, "%s/run", tmp);
-    snprintf(exp, sizeof exp, "%s/export", tmp);
+    fx_scratch("export_audio_ckpt", tmp, run, "run", exp, "export", NULL);
     snprintf(cfgp, sizeof cfgp, "%s/configs/speech-ast.json", CLASP_SOURCE_DIR);
     clasp_model_config cfg;
     clasp_model m;
@@ -511,9 +501,7 @@ Test(export_audio, checkpoint_to_export) {
  * the audio tower on the engine's replicas; audio still equals PyTorch. */
 Test(export_audio, three_towers) {
     char tmp[1024], dir[1100], cfgp[1100];
-    clasp_test_tmpdir("export_audio_3", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
-    snprintf(cfgp, sizeof cfgp, "%s/three.json", tmp);
+    fx_scratch("export_audio_3", tmp, dir, "export", cfgp, "three.json", NULL);
     const char *cfg =
         "{\"embed_dim\": 16,"
         " \"image\": {\"type\": \"cnn\", \"channels\": 1, \"size\": 12, \"conv\": [{\"channels\": "

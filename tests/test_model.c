@@ -500,8 +500,7 @@ Test(model, arena_fixed_and_partial_batches) {
 
 Test(model, save_load_roundtrip_and_errors) {
     char dir[4096], path[4200], bad[4200];
-    clasp_test_tmpdir("model_io", dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    fx_scratch("model_io", dir, path, "model.safetensors", NULL);
     clasp_model a, b;
     load_fmnist(&a);
     load_fmnist(&b);
@@ -965,8 +964,7 @@ Test(model, ast_arena_and_partial_batches) {
 
 Test(model, audio_save_load_roundtrip) {
     char dir[4096], path[4200];
-    clasp_test_tmpdir("model_audio_io", dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/speech.safetensors", dir);
+    fx_scratch("model_audio_io", dir, path, "speech.safetensors", NULL);
     clasp_model a, b;
     load_config_file(&a, "speech-small.json");
     clasp_model_init_weights(&a, 11);

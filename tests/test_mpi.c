@@ -214,9 +214,7 @@ Test(mpi, killed_rank_stops_job_and_last_checkpoint_resumes_exactly) {
     need_mpi_();
     build_data_("mpi_kill");
     char base[4096], a[4200], b[4200], log[4300];
-    clasp_test_tmpdir("mpi_kill_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/straight", base);
-    snprintf(b, sizeof b, "%s/killed", base);
+    fx_scratch("mpi_kill_runs", base, a, "straight", b, "killed", NULL);
     const char *opts = "--steps 8 --save-every 2 --check-every 2";
     cr_assert_eq(run_(2, NULL, opts, a), 0, "see %s.log", a);
     /* rank 1 SIGKILLs itself after step 5: mpirun must end the job (not hang: timeout = 124) */
@@ -255,8 +253,7 @@ Test(mpi, hung_rank_ends_job_after_timeout) {
     need_mpi_();
     build_data_("mpi_hang");
     char base[4096], a[4200], log[4300];
-    clasp_test_tmpdir("mpi_hang_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/hung", base);
+    fx_scratch("mpi_hang_runs", base, a, "hung", NULL);
     /* rank 1 stops answering after step 3; rank 0 waits 5 s in its next collective, then the
      * job is aborted (the hung rank included) */
     int rc =
@@ -276,8 +273,7 @@ Test(mpi, fewer_shards_than_ranks_is_a_named_error) {
     need_mpi_();
     build_data_("mpi_shards");
     char base[4096], a[4200], log[4300], cmd[16384];
-    clasp_test_tmpdir("mpi_shards_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/run", base);
+    fx_scratch("mpi_shards_runs", base, a, "run", NULL);
     snprintf(cmd, sizeof cmd,
              "OPENBLAS_NUM_THREADS=1 timeout -k 10 120 %s --allow-run-as-root --oversubscribe "
              "-np 2 %s train --model %s/configs/fmnist-small.json --train %s/train-000000.tar "

@@ -75,9 +75,7 @@ static char *read_log_(const char *run) {
 Test(train, resume_is_bit_exact) {
     build_data_("train_resume");
     char base[4096], a[4200], b[4200];
-    clasp_test_tmpdir("train_resume_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/straight", base);
-    snprintf(b, sizeof b, "%s/stopped", base);
+    fx_scratch("train_resume_runs", base, a, "straight", b, "stopped", NULL);
     cr_assert_eq(run_("--steps 8", a), 0);
     cr_assert_eq(run_("--steps 8 --stop-after 4", b), 3, "--stop-after exits 3 (interrupted)");
     char *part = losses_(b);
@@ -94,9 +92,7 @@ Test(train, resume_is_bit_exact) {
 Test(train, loader_threads_do_not_change_losses) {
     build_data_("train_threads");
     char base[4096], a[4200], b[4200];
-    clasp_test_tmpdir("train_threads_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/w1", base);
-    snprintf(b, sizeof b, "%s/w3", base);
+    fx_scratch("train_threads_runs", base, a, "w1", b, "w3", NULL);
     cr_assert_eq(run_("--steps 5 --workers 1 --threads 1 --chunks 2", a), 0);
     cr_assert_eq(run_("--steps 5 --workers 3 --threads 2 --chunks 2", b), 0);
     char *la = losses_(a), *lb = losses_(b);
@@ -108,9 +104,7 @@ Test(train, loader_threads_do_not_change_losses) {
 Test(train, sigkill_then_resume_matches_straight_run) {
     build_data_("train_kill");
     char base[4096], a[4200], b[4200];
-    clasp_test_tmpdir("train_kill_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/straight", base);
-    snprintf(b, sizeof b, "%s/killed", base);
+    fx_scratch("train_kill_runs", base, a, "straight", b, "killed", NULL);
     cr_assert_eq(run_("--steps 10 --save-every 2", a), 0);
     /* Run the same in the background and SIGKILL it once its second checkpoint exists. */
     pid_t pid = spawn_("--steps 10 --save-every 2", b, "/dev/null");
@@ -137,8 +131,7 @@ Test(train, sigkill_then_resume_matches_straight_run) {
 Test(train, mismatched_or_corrupt_checkpoint_is_a_named_error) {
     build_data_("train_bad");
     char base[4096], a[4200], path[4400];
-    clasp_test_tmpdir("train_bad_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/run", base);
+    fx_scratch("train_bad_runs", base, a, "run", NULL);
     cr_assert_eq(run_("--steps 2", a), 0);
     /* another batch size: not an exact resume */
     cr_assert_eq(run_("--steps 4 --batch-size 32 --resume latest", a), 1);
@@ -163,8 +156,7 @@ Test(train, mismatched_or_corrupt_checkpoint_is_a_named_error) {
 Test(train, non_finite_steps_are_skipped_then_stop_with_checkpoint) {
     build_data_("train_nan");
     char base[4096], a[4200], path[4400];
-    clasp_test_tmpdir("train_nan_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/run", base);
+    fx_scratch("train_nan_runs", base, a, "run", NULL);
     /* a learning rate of 1e30 sends the weights to inf after the first step */
     cr_assert_eq(run_("--steps 20 --lr 1e30 --warmup 0 --max-bad-steps 3", a), 1);
     char *text = read_log_(a);
@@ -182,9 +174,7 @@ Test(train, non_finite_steps_are_skipped_then_stop_with_checkpoint) {
 Test(train, sigterm_finishes_the_step_and_checkpoints) {
     build_data_("train_term");
     char base[4096], a[4200], b[4200];
-    clasp_test_tmpdir("train_term_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/straight", base);
-    snprintf(b, sizeof b, "%s/term", base);
+    fx_scratch("train_term_runs", base, a, "straight", b, "term", NULL);
     cr_assert_eq(run_("--steps 12", a), 0);
     char blog[4400];
     snprintf(blog, sizeof blog, "%s.log", b);
@@ -215,9 +205,7 @@ Test(train, sigterm_finishes_the_step_and_checkpoints) {
 Test(train, missing_shard_policy_and_image_augmentation) {
     build_data_("train_policy");
     char base[4096], a[4200], b[4200], extra[8192];
-    clasp_test_tmpdir("train_policy_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/skip", base);
-    snprintf(b, sizeof b, "%s/fail", base);
+    fx_scratch("train_policy_runs", base, a, "skip", b, "fail", NULL);
     /* a spec naming a shard that does not exist: skipped and counted, or fatal */
     snprintf(extra, sizeof extra, "::%s/missing-000000.tar", g_data);
     cr_assert_eq(run_spec_(extra, "--steps 12", a), 0);
