@@ -510,6 +510,16 @@ bool fx_export_model(const char *config_path, const clasp_tokenizer *tok, const 
 
 /* ---- manifests and run folders ---------------------------------------------------------- */
 
+cJSON *fx_manifest_load(const char *dir) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/manifest.json", dir);
+    char *text = fx_read_text(p);
+    cJSON *j = cJSON_Parse(text);
+    if (!j) fprintf(stderr, "fx_manifest_load: cannot parse %s\n", p);
+    free(text);
+    return j;
+}
+
 int fx_manifest_reason(const cJSON *manifest, const char *reason) {
     const cJSON *c = cJSON_GetObjectItem(
         cJSON_GetObjectItem(cJSON_GetObjectItem(manifest, "skipped"), "by_reason"), reason);

@@ -141,6 +141,8 @@ bool fx_export_model(const char *config_path, const clasp_tokenizer *tok, const 
 
 /* ---- manifests and run folders ---------------------------------------------------------- */
 
+/* DIR/manifest.json, parsed (cJSON_Delete it); NULL when it cannot be read. */
+cJSON *fx_manifest_load(const char *dir);
 /* skipped.by_reason[reason] of a shard manifest (0 when absent). */
 int fx_manifest_reason(const cJSON *manifest, const char *reason);
 /* Compares a rebuild: every shard the manifest's `splits` name and manifest.json itself must

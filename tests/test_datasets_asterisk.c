@@ -63,9 +63,8 @@ Test(datasets_asterisk, fake_tree_rules) {
     clasp_manifest m;
     cr_assert_eq(clasp_asterisk_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
     clasp_manifest_free(&m);
-    snprintf(p, sizeof p, "%s/manifest.json", out);
-    cJSON *man;
-    cr_assert_eq(clasp_json_load(p, &man), CLASP_OK);
+    cJSON *man = fx_manifest_load(out);
+    cr_assert_not_null(man);
     const cJSON *tr = cJSON_GetObjectItem(cJSON_GetObjectItem(man, "splits"), "train");
     cr_assert_eq(cJSON_GetObjectItem(tr, "samples")->valueint, 3); /* hello, Digits/One, v1.5 */
     cr_assert_eq(fx_manifest_reason(man, "nonspeech"), 1);

@@ -40,7 +40,7 @@ static void fake_asterisk(const char *root) {
 
 Test(datasets_espeak, file_and_asterisk_sources) {
     if (!have_espeak()) cr_skip_test("espeak-ng not installed (apt-get install espeak-ng)");
-    char base[512], list[700], out[700], out2[700], p[900];
+    char base[512], list[700], out[700], out2[700];
     fx_scratch("dsesp_src", base, list, "list.tsv", out, "out", out2, "out2", NULL);
     const char *tsv = "# key<TAB>text\n"
                       "one.a\tGood morning.\r\n"
@@ -66,9 +66,8 @@ Test(datasets_espeak, file_and_asterisk_sources) {
     cr_assert_eq(clasp_espeak_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
     clasp_manifest_free(&m);
 
-    snprintf(p, sizeof p, "%s/manifest.json", out);
-    cJSON *man;
-    cr_assert_eq(clasp_json_load(p, &man), CLASP_OK);
+    cJSON *man = fx_manifest_load(out);
+    cr_assert_not_null(man);
     cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(man, "total"), "samples")->valueint, 4);
     cr_assert_eq(fx_manifest_reason(man, "bad_line"), 1);
     cr_assert_eq(fx_manifest_reason(man, "empty_transcript"), 1);

@@ -54,20 +54,16 @@ static long list_all(const char *dir, const char *prefix, char *out, size_t cap)
 }
 
 static int reason_count(const char *dir, const char *reason) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s/manifest.json", dir);
-    cJSON *j;
-    cr_assert_eq(clasp_json_load(p, &j), CLASP_OK, "%s", clasp_last_error());
+    cJSON *j = fx_manifest_load(dir);
+    cr_assert_not_null(j);
     int v = fx_manifest_reason(j, reason);
     cJSON_Delete(j);
     return v;
 }
 
 static bool manifest_lists(const char *dir, const char *item_substr, const char *reason) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s/manifest.json", dir);
-    cJSON *j;
-    cr_assert_eq(clasp_json_load(p, &j), CLASP_OK);
+    cJSON *j = fx_manifest_load(dir);
+    cr_assert_not_null(j);
     const cJSON *it;
     bool found = false;
     cJSON_ArrayForEach(it, cJSON_GetObjectItem(cJSON_GetObjectItem(j, "skipped"), "items")) {
