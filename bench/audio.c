@@ -18,7 +18,7 @@
 #include "modalities/audio.h"
 #include "tests/fixtures.h"
 
-/* A speech-like test signal (harmonics with a wandering pitch + noise), encoded in memory. */
+/* A speech-like test signal (harmonics with a wandering pitch + noise), encoded. */
 static unsigned char *make_clip(int format, int rate, int channels, double seconds, size_t *n) {
     sf_count_t frames = (sf_count_t)(rate * seconds);
     float *x = malloc(sizeof(float) * (size_t)(frames * channels));

@@ -294,75 +294,29 @@ bool fx_write_wav16(const char *path, int rate, const short *pattern, size_t per
     return sf_close(sf) == 0 && ok;
 }
 
-/* A growing memory buffer behind libsndfile's virtual I/O (write, seek back, read). */
-typedef struct membuf {
-    unsigned char *data;
-    sf_count_t len, cap, pos;
-    bool failed;
-} membuf;
-
-static sf_count_t mb_len(void *u) {
-    return ((membuf *)u)->len;
-}
-static sf_count_t mb_seek(sf_count_t off, int whence, void *u) {
-    membuf *g = u;
-    sf_count_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? g->pos : g->len;
-    g->pos = base + off < 0 ? 0 : base + off;
-    return g->pos;
-}
-static sf_count_t mb_read(void *ptr, sf_count_t n, void *u) {
-    membuf *g = u;
-    if (g->pos >= g->len) return 0;
-    if (n > g->len - g->pos) n = g->len - g->pos;
-    memcpy(ptr, g->data + g->pos, (size_t)n);
-    g->pos += n;
-    return n;
-}
-static sf_count_t mb_write(const void *ptr, sf_count_t n, void *u) {
-    membuf *g = u;
-    if (g->pos + n > g->cap) {
-        sf_count_t cap = g->cap ? g->cap : 4096;
-        while (cap < g->pos + n) cap *= 2;
-        unsigned char *d = realloc(g->data, (size_t)cap);
-        if (!d) {
-            g->failed = true;
-            return 0;
-        }
-        g->data = d;
-        g->cap = cap;
-    }
-    if (g->pos > g->len) memset(g->data + g->len, 0, (size_t)(g->pos - g->len));
-    memcpy(g->data + g->pos, ptr, (size_t)n);
-    g->pos += n;
-    if (g->pos > g->len) g->len = g->pos;
-    return n;
-}
-static sf_count_t mb_tell(void *u) {
-    return ((membuf *)u)->pos;
-}
-
 uint8_t *fx_encode_audio(int format, int rate, int channels, const float *x, int64_t frames,
                          size_t *n) {
-    SF_VIRTUAL_IO vio = {mb_len, mb_seek, mb_read, mb_write, mb_tell};
-    membuf g = {0};
+    /* An anonymous temporary file (no name another test process could share), read back. */
     SF_INFO si = {.samplerate = rate, .channels = channels, .format = format};
     if (!sf_format_check(&si)) {
         fprintf(stderr, "fx_encode_audio: format %x not writable\n", (unsigned)format);
         return NULL;
     }
-    SNDFILE *sf = sf_open_virtual(&vio, SFM_WRITE, &si, &g);
+    FILE *f = tmpfile();
+    SNDFILE *sf = f ? sf_open_fd(fileno(f), SFM_WRITE, &si, 0) : NULL;
     if (!sf) {
-        fprintf(stderr, "sf_open_virtual(write %x): %s\n", (unsigned)format, sf_strerror(NULL));
+        fprintf(stderr, "fx_encode_audio(%x): %s\n", (unsigned)format, sf_strerror(NULL));
+        if (f) fclose(f);
         return NULL;
     }
     bool ok = write_frames_(sf, channels, x, frames);
-    sf_close(sf);
-    if (!ok || g.failed) {
-        free(g.data);
-        return NULL;
-    }
-    *n = (size_t)g.len;
-    return g.data;
+    ok = sf_close(sf) == 0 && ok;
+    uint8_t *b = NULL;
+    long sz = ok && fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (sz >= 0 && fseek(f, 0, SEEK_SET) == 0 && (b = malloc((size_t)sz + 1)) != NULL)
+        *n = fread(b, 1, (size_t)sz, f);
+    fclose(f);
+    return b;
 }
 
 /* ---- tar shards ------------------------------------------------------------------------- */

@@ -92,7 +92,7 @@ bool fx_write_audio(const char *path, int format, int rate, int channels, const 
 /* A mono 16-bit WAV at `rate` of `frames` frames that repeats pattern[0..period). */
 bool fx_write_wav16(const char *path, int rate, const short *pattern, size_t period,
                     int64_t frames);
-/* fx_write_audio into memory: malloc'd bytes of the encoded file in *n; NULL on failure. */
+/* The bytes fx_write_audio would write (malloc'd, *n of them); NULL on failure. */
 uint8_t *fx_encode_audio(int format, int rate, int channels, const float *x, int64_t frames,
                          size_t *n);
 

@@ -3,8 +3,8 @@
  * writes here, resampling, crop/pad, bad input (each a counted skip or a clean decode), bounded
  * memory on a long file, deterministic augmentation, and the JSON config.
  *
- * Fixtures are encoded in memory with sf_open_virtual(SFM_WRITE), so no files are shared
- * between Criterion's parallel test processes.
+ * Fixtures are encoded with fx_encode_audio (an anonymous temporary file read back), so no
+ * file names are shared between Criterion's parallel test processes.
  *
  * Tolerances: log-mel 1e-4 absolute on ln(mel energy) (log_tol converts it to the output's
  * units: x 10/ln(10) for dB, / norm_std after normalisation). kissfft runs in float32 and the
@@ -27,7 +27,7 @@
 
 static const double PI_ = 3.14159265358979323846;
 
-/* Encodes frames (interleaved, channels) with `format` in memory; returns malloc'd bytes in *n. */
+/* Encodes frames (interleaved, channels) with `format`; returns malloc'd bytes in *n. */
 static unsigned char *encode(int format, int rate, int channels, const float *x, sf_count_t frames,
                              size_t *n) {
     unsigned char *b = fx_encode_audio(format, rate, channels, x, frames, n);
