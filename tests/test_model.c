@@ -226,73 +226,90 @@ static void run_reference(clasp_model *m, clasp_safetensors *st, int B) {
     free(ft);
 }
 
-Test(model, fmnist_small_parity_with_pytorch) {
-    clasp_model m;
-    load_fmnist(&m);
-    clasp_safetensors *st = open_ref("model/fmnist_small.safetensors");
-    /* parameters from the shared formula, keyed by name */
-    for (int i = 0; i < m.n_params; i++) {
-        const clasp_param_info *p = &m.info[i];
+/* Fills every parameter outside the shared tower from the reference's "gen.NAME" triple
+ * (counter key, scale, shift: the formula make_model.py shares). */
+static void gen_params(clasp_model *m, clasp_safetensors *st) {
+    for (int i = 0; i < m->n_params; i++) {
+        const clasp_param_info *p = &m->info[i];
         if (p->tower == CLASP_TOWER_SHARED) continue;
         char name[128];
         double g[3];
         snprintf(name, sizeof name, "gen.%s", p->name);
         read_raw(st, name, g, 3, CLASP_DTYPE_F64);
-        gen_fill(m.params + p->offset, p->numel, (uint64_t)g[0], g[1], g[2]);
+        gen_fill(m->params + p->offset, p->numel, (uint64_t)g[0], g[1], g[2]);
     }
-    run_reference(&m, st, 8);
-    int n_full = 0, n_sampled = 0;
-    for (int i = 0; i < m.n_params; i++) {
-        const clasp_param_info *p = &m.info[i];
+}
+
+/* Checks a sampled gradient: 1024 sampled entries plus the sums over each dim. */
+static void check_sampled_grad(clasp_safetensors *st, const clasp_param_info *p, const float *gr) {
+    char name[128];
+    int64_t idx[1024];
+    float val[1024], got[1024];
+    snprintf(name, sizeof name, "gidx.%s", p->name);
+    read_raw(st, name, idx, 1024, CLASP_DTYPE_I64);
+    snprintf(name, sizeof name, "gval.%s", p->name);
+    read_raw(st, name, val, 1024, CLASP_DTYPE_F32);
+    for (int k = 0; k < 1024; k++) got[k] = gr[idx[k]];
+    snprintf(name, sizeof name, "sampled grad.%s", p->name);
+    cr_expect(check(name, got, val, 1024));
+    size_t R = (size_t)p->shape[0], Cn = p->numel / R;
+    for (int dim = 0; dim < 2; dim++) {
+        size_t nn = dim == 0 ? R : Cn, bad = 0;
+        float *ws = malloc(nn * sizeof(float)), *wa = malloc(nn * sizeof(float));
+        double *gs = calloc(nn, sizeof(double));
+        snprintf(name, sizeof name, "gsum%d.%s", dim, p->name);
+        read_raw(st, name, ws, nn, CLASP_DTYPE_F32);
+        snprintf(name, sizeof name, "gabs%d.%s", dim, p->name);
+        read_raw(st, name, wa, nn, CLASP_DTYPE_F32);
+        for (size_t r = 0; r < R; r++)
+            for (size_t c = 0; c < Cn; c++) gs[dim == 0 ? r : c] += (double)gr[r * Cn + c];
+        double worst = 0.0;
+        for (size_t k = 0; k < nn; k++) {
+            double err = fabs(gs[k] - (double)ws[k]), tol = 1e-4 * (double)wa[k] + 1e-7;
+            worst = fmax(worst, err / tol);
+            bad += !(err <= tol);
+        }
+        if (bad || getenv("CLASP_TEST_VERBOSE"))
+            fprintf(stderr, "%s %-40s sums over dim %d: %zu bad, worst err/tol %.3f\n",
+                    bad ? "FAIL" : "OK  ", p->name, dim, bad, worst);
+        cr_expect_eq(bad, 0, "%s sums over dim %d: %zu bad", p->name, dim, bad);
+        free(ws);
+        free(wa);
+        free(gs);
+    }
+}
+
+/* Checks the gradient of every parameter outside the shared tower against the reference's
+ * "grad.NAME"; with n_sampled, a tensor without one is checked by check_sampled_grad and
+ * counted there. Returns the number of full checks. */
+static int check_grads(clasp_model *m, clasp_safetensors *st, int *n_sampled) {
+    int n_full = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const clasp_param_info *p = &m->info[i];
         if (p->tower == CLASP_TOWER_SHARED) continue;
-        const float *g = m.grads + p->offset;
         char name[128];
         snprintf(name, sizeof name, "grad.%s", p->name);
-        if (clasp_st_find(st, name)) {
-            float *want = read_f32(st, name, p->numel);
-            cr_expect(check(name, g, want, p->numel));
-            free(want);
-            n_full++;
+        if (n_sampled && !clasp_st_find(st, name)) {
+            check_sampled_grad(st, p, m->grads + p->offset);
+            (*n_sampled)++;
             continue;
         }
-        /* large tensor: 1024 sampled entries plus sums over each dim */
-        int64_t idx[1024];
-        float val[1024], got[1024];
-        snprintf(name, sizeof name, "gidx.%s", p->name);
-        read_raw(st, name, idx, 1024, CLASP_DTYPE_I64);
-        snprintf(name, sizeof name, "gval.%s", p->name);
-        read_raw(st, name, val, 1024, CLASP_DTYPE_F32);
-        for (int k = 0; k < 1024; k++) got[k] = g[idx[k]];
-        snprintf(name, sizeof name, "sampled grad.%s", p->name);
-        cr_expect(check(name, got, val, 1024));
-        size_t R = (size_t)p->shape[0], Cn = p->numel / R;
-        for (int dim = 0; dim < 2; dim++) {
-            size_t n = dim == 0 ? R : Cn;
-            float *ws = malloc(n * sizeof(float)), *wa = malloc(n * sizeof(float));
-            double *gs = calloc(n, sizeof(double));
-            snprintf(name, sizeof name, "gsum%d.%s", dim, p->name);
-            read_raw(st, name, ws, n, CLASP_DTYPE_F32);
-            snprintf(name, sizeof name, "gabs%d.%s", dim, p->name);
-            read_raw(st, name, wa, n, CLASP_DTYPE_F32);
-            for (size_t r = 0; r < R; r++)
-                for (size_t c = 0; c < Cn; c++) gs[dim == 0 ? r : c] += (double)g[r * Cn + c];
-            size_t bad = 0;
-            double worst = 0.0;
-            for (size_t k = 0; k < n; k++) {
-                double err = fabs(gs[k] - (double)ws[k]), tol = 1e-4 * (double)wa[k] + 1e-7;
-                worst = fmax(worst, err / tol);
-                bad += !(err <= tol);
-            }
-            if (bad || getenv("CLASP_TEST_VERBOSE"))
-                fprintf(stderr, "%s %-40s sums over dim %d: %zu bad, worst err/tol %.3f\n",
-                        bad ? "FAIL" : "OK  ", p->name, dim, bad, worst);
-            cr_expect_eq(bad, 0, "%s sums over dim %d", p->name, dim);
-            free(ws);
-            free(wa);
-            free(gs);
-        }
-        n_sampled++;
+        float *want = read_f32(st, name, p->numel);
+        cr_expect(check(name, m->grads + p->offset, want, p->numel));
+        free(want);
+        n_full++;
     }
+    return n_full;
+}
+
+Test(model, fmnist_small_parity_with_pytorch) {
+    clasp_model m;
+    load_fmnist(&m);
+    clasp_safetensors *st = open_ref("model/fmnist_small.safetensors");
+    /* parameters from the shared formula, keyed by name */
+    gen_params(&m, st);
+    run_reference(&m, st, 8);
+    int n_sampled = 0, n_full = check_grads(&m, st, &n_sampled);
     cr_assert_eq(n_full + n_sampled, m.n_params - 1);
     cr_assert(n_sampled >= 5);
     clasp_st_free(st);
@@ -331,15 +348,7 @@ static void tiny_parity(const char *rel) {
     load_tiny(&m, rel);
     clasp_safetensors *st = open_ref(rel);
     run_reference(&m, st, 3);
-    for (int i = 0; i < m.n_params; i++) {
-        const clasp_param_info *p = &m.info[i];
-        if (p->tower == CLASP_TOWER_SHARED) continue;
-        char name[128];
-        snprintf(name, sizeof name, "grad.%s", p->name);
-        float *want = read_f32(st, name, p->numel);
-        cr_expect(check(name, m.grads + p->offset, want, p->numel));
-        free(want);
-    }
+    check_grads(&m, st, NULL);
     clasp_st_free(st);
     clasp_model_free(&m);
 }
@@ -710,15 +719,7 @@ static void tiny_audio_parity(const char *rel) {
     clasp_safetensors *st = open_ref(rel);
     float *mel = read_f32(st, "input.mel", mel_numel(&m, 3));
     run_audio_reference(&m, st, mel, 3);
-    for (int i = 0; i < m.n_params; i++) {
-        const clasp_param_info *p = &m.info[i];
-        if (p->tower == CLASP_TOWER_SHARED) continue;
-        char name[128];
-        snprintf(name, sizeof name, "grad.%s", p->name);
-        float *want = read_f32(st, name, p->numel);
-        cr_expect(check(name, m.grads + p->offset, want, p->numel));
-        free(want);
-    }
+    check_grads(&m, st, NULL);
     free(mel);
     clasp_st_free(st);
     clasp_model_free(&m);
@@ -736,38 +737,6 @@ Test(model, tiny_ast_mean_tanh_parity) {
     tiny_audio_parity("model/tiny_ast_b.safetensors");
 }
 
-/* Checks a sampled gradient (1024 entries plus sums over each dim) as fmnist_small. */
-static void check_sampled_grad(clasp_safetensors *st, const clasp_param_info *p, const float *gr) {
-    char name[128];
-    int64_t idx[1024];
-    float val[1024], got[1024];
-    snprintf(name, sizeof name, "gidx.%s", p->name);
-    read_raw(st, name, idx, 1024, CLASP_DTYPE_I64);
-    snprintf(name, sizeof name, "gval.%s", p->name);
-    read_raw(st, name, val, 1024, CLASP_DTYPE_F32);
-    for (int k = 0; k < 1024; k++) got[k] = gr[idx[k]];
-    snprintf(name, sizeof name, "sampled grad.%s", p->name);
-    cr_expect(check(name, got, val, 1024));
-    size_t R = (size_t)p->shape[0], Cn = p->numel / R;
-    for (int dim = 0; dim < 2; dim++) {
-        size_t nn = dim == 0 ? R : Cn, bad = 0;
-        float *ws = malloc(nn * sizeof(float)), *wa = malloc(nn * sizeof(float));
-        double *gs = calloc(nn, sizeof(double));
-        snprintf(name, sizeof name, "gsum%d.%s", dim, p->name);
-        read_raw(st, name, ws, nn, CLASP_DTYPE_F32);
-        snprintf(name, sizeof name, "gabs%d.%s", dim, p->name);
-        read_raw(st, name, wa, nn, CLASP_DTYPE_F32);
-        for (size_t r = 0; r < R; r++)
-            for (size_t c = 0; c < Cn; c++) gs[dim == 0 ? r : c] += (double)gr[r * Cn + c];
-        for (size_t k = 0; k < nn; k++)
-            bad += !(fabs(gs[k] - (double)ws[k]) <= 1e-4 * (double)wa[k] + 1e-7);
-        cr_expect_eq(bad, 0, "%s sums over dim %d: %zu bad", p->name, dim, bad);
-        free(ws);
-        free(wa);
-        free(gs);
-    }
-}
-
 Test(model, speech_small_audio_parity_with_pytorch) {
     clasp_safetensors *st = open_ref("model/speech_small_audio.safetensors");
     const char *cj = clasp_st_meta(st, "config");
@@ -781,38 +750,15 @@ Test(model, speech_small_audio_parity_with_pytorch) {
     cJSON_Delete(root);
     cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(m.config.audio.n_frames, 301);
+    gen_params(&m, st);
     double g[3];
-    for (int i = 0; i < m.n_params; i++) {
-        const clasp_param_info *p = &m.info[i];
-        if (p->tower == CLASP_TOWER_SHARED) continue;
-        char name[128];
-        snprintf(name, sizeof name, "gen.%s", p->name);
-        read_raw(st, name, g, 3, CLASP_DTYPE_F64);
-        gen_fill(m.params + p->offset, p->numel, (uint64_t)g[0], g[1], g[2]);
-    }
     int B = 2;
     size_t n = mel_numel(&m, B);
     float *mel = malloc(n * sizeof(float));
     read_raw(st, "gen.input.mel", g, 3, CLASP_DTYPE_F64);
     gen_fill(mel, n, (uint64_t)g[0], g[1], g[2]);
     run_audio_reference(&m, st, mel, B);
-    int n_full = 0, n_sampled = 0;
-    for (int i = 0; i < m.n_params; i++) {
-        const clasp_param_info *p = &m.info[i];
-        if (p->tower == CLASP_TOWER_SHARED) continue;
-        const float *gr = m.grads + p->offset;
-        char name[128];
-        snprintf(name, sizeof name, "grad.%s", p->name);
-        if (clasp_st_find(st, name)) {
-            float *want = read_f32(st, name, p->numel);
-            cr_expect(check(name, gr, want, p->numel));
-            free(want);
-            n_full++;
-        } else {
-            check_sampled_grad(st, p, gr);
-            n_sampled++;
-        }
-    }
+    int n_sampled = 0, n_full = check_grads(&m, st, &n_sampled);
     cr_assert_eq(n_full + n_sampled, m.range[CLASP_TOWER_AUDIO].count);
     cr_assert(n_sampled >= 3);
     free(mel);
