@@ -98,6 +98,16 @@ const char *clasp_test_tmpdir(const char *name, char *out, size_t cap) {
     return out;
 }
 
+clasp_safetensors *fx_ref_open(const char *rel_fmt, ...) {
+    char rel[1024], path[4096];
+    va_list ap;
+    va_start(ap, rel_fmt);
+    vsnprintf(rel, sizeof rel, rel_fmt, ap);
+    va_end(ap);
+    clasp_safetensors *st = NULL;
+    return clasp_st_open(clasp_test_ref_path(rel, path, sizeof path), &st) == CLASP_OK ? st : NULL;
+}
+
 const char *fx_scratch(const char *name, char *dir, ...) {
     clasp_test_tmpdir(name, dir, FX_PATH);
     va_list ap;

@@ -18,6 +18,8 @@
 #include <archive_entry.h> /* AE_IFDIR, AE_IFLNK */
 #include <cjson/cJSON.h>
 
+#include "core/safetensors.h"
+
 /* ---- tensors ---------------------------------------------------------------------------- */
 
 /* Compares got against want elementwise: |got - want| <= atol + rtol * |want|. On failure
@@ -38,6 +40,8 @@ const char *clasp_test_ref_path(const char *rel, char *out, size_t cap);
 /* Creates (if needed) and returns a scratch directory unique to this process and `name`,
  * under the build tree: <build>/tests/tmp/<name>-<pid>. */
 const char *clasp_test_tmpdir(const char *name, char *out, size_t cap);
+/* Opens the reference file tests/reference/REL (printf-style); NULL with clasp_last_error(). */
+clasp_safetensors *fx_ref_open(const char *rel_fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A scratch folder and paths in it: clasp_test_tmpdir(name) into dir, then, for each pair
  * (char out[FX_PATH], const char *leaf) that follows up to a NULL, "dir/leaf" into out.
  * dir and every out hold at least FX_PATH bytes. Returns dir. */

@@ -129,11 +129,8 @@ static double log_tol(const clasp_melspec_config *c) {
 static const char *const ref_names[] = {"htk16k", "slaney16k", "slaney8k", "htk8k"};
 
 static clasp_safetensors *open_ref(const char *name) {
-    char rel[128], path[4096];
-    snprintf(rel, sizeof rel, "audio/logmel_%s.safetensors", name);
-    clasp_safetensors *st = NULL;
-    cr_assert_eq(clasp_st_open(clasp_test_ref_path(rel, path, sizeof path), &st), CLASP_OK, "%s",
-                 clasp_last_error());
+    clasp_safetensors *st = fx_ref_open("audio/logmel_%s.safetensors", name);
+    cr_assert(st, "%s", clasp_last_error());
     return st;
 }
 

@@ -94,11 +94,8 @@ static bool fd_check(const char *layer, const fd_case *c, fd_param *ps, int np, 
 /* ---- PyTorch reference files ---------------------------------------------------------------- */
 
 static clasp_safetensors *ref_open(const char *name) {
-    char rel[256], path[4096];
-    snprintf(rel, sizeof rel, "layers/%s.safetensors", name);
-    clasp_safetensors *st = NULL;
-    clasp_status s = clasp_st_open(clasp_test_ref_path(rel, path, sizeof path), &st);
-    cr_assert_eq(s, CLASP_OK, "%s: %s", path, clasp_last_error());
+    clasp_safetensors *st = fx_ref_open("layers/%s.safetensors", name);
+    cr_assert(st, "%s", clasp_last_error());
     return st;
 }
 

@@ -27,11 +27,8 @@ static void load_fmnist(clasp_model *m) {
 }
 
 static clasp_safetensors *open_ref(const char *rel) {
-    char path[4096];
-    clasp_safetensors *st;
-    clasp_test_ref_path(rel, path, sizeof path);
-    cr_assert_eq(clasp_st_open(path, &st), CLASP_OK, "%s (run tests/reference/make_model.py)",
-                 clasp_last_error());
+    clasp_safetensors *st = fx_ref_open("%s", rel);
+    cr_assert(st, "%s (run tests/reference/make_model.py)", clasp_last_error());
     return st;
 }
 
@@ -318,8 +315,6 @@ Test(model, fmnist_small_parity_with_pytorch) {
 
 /* Model from the config in a reference file's metadata, parameters loaded by name. */
 static void load_tiny(clasp_model *m, const char *rel) {
-    char path[4096];
-    clasp_test_ref_path(rel, path, sizeof path);
     clasp_safetensors *st = open_ref(rel);
     const char *cj = clasp_st_meta(st, "config");
     cr_assert(cj, "no config in %s", rel);
