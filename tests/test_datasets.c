@@ -69,6 +69,23 @@ static int list_members(const char *path, char *out, size_t cap) {
     return n;
 }
 
+/* The shard writer's default config, writing PREFIX-*.tar into dir. */
+static clasp_shard_writer_config writer_config_(const char *dir, const char *prefix) {
+    clasp_shard_writer_config c = clasp_shard_writer_default_config();
+    c.dir = dir;
+    c.prefix = prefix;
+    return c;
+}
+
+/* A shard writer of PREFIX-*.tar in the scratch folder `name` (its path into dir[512]). */
+static clasp_shard_writer *open_writer_(const char *name, char *dir, const char *prefix) {
+    clasp_test_tmpdir(name, dir, 512);
+    clasp_shard_writer_config c = writer_config_(dir, prefix);
+    clasp_shard_writer *w;
+    cr_assert_eq(clasp_shard_writer_open(&c, &w), CLASP_OK);
+    return w;
+}
+
 static void shard_path(char *out, size_t cap, const char *dir, const char *prefix, int i) {
     snprintf(out, cap, "%s/%s-%06d.tar", dir, prefix, i);
 }
@@ -111,9 +128,7 @@ Test(datasets, sample_nbytes_counts_headers_padding_and_pax) {
 Test(datasets, writer_sorts_members_and_splits_by_maxcount) {
     char dir[512], path[600], names[8192];
     clasp_test_tmpdir("ds_count", dir, sizeof dir);
-    clasp_shard_writer_config c = clasp_shard_writer_default_config();
-    c.dir = dir;
-    c.prefix = "s";
+    clasp_shard_writer_config c = writer_config_(dir, "s");
     c.maxcount = 10;
     clasp_shard_writer *w;
     cr_assert_eq(clasp_shard_writer_open(&c, &w), CLASP_OK, "%s", clasp_last_error());
@@ -164,9 +179,7 @@ Test(datasets, writer_respects_maxsize_exactly) {
     size_t sizes[60];
     for (int i = 0; i < 60; i++) sizes[i] = (size_t)clasp_rng_below(&r, 3000);
     const uint64_t maxsize = 8192;
-    clasp_shard_writer_config c = clasp_shard_writer_default_config();
-    c.dir = dir;
-    c.prefix = "m";
+    clasp_shard_writer_config c = writer_config_(dir, "m");
     c.maxcount = 0;
     c.maxsize = maxsize;
     clasp_shard_writer *w;
@@ -213,9 +226,7 @@ Test(datasets, writer_respects_maxsize_exactly) {
 Test(datasets, writer_rejects_bad_samples_and_stays_usable) {
     char dir[512];
     clasp_test_tmpdir("ds_bad", dir, sizeof dir);
-    clasp_shard_writer_config c = clasp_shard_writer_default_config();
-    c.dir = dir;
-    c.prefix = "b";
+    clasp_shard_writer_config c = writer_config_(dir, "b");
     clasp_shard_writer *w;
     cr_assert_eq(clasp_shard_writer_open(&c, &w), CLASP_OK);
     clasp_shard_field ok[] = {{"txt", "a", 1}};
@@ -247,12 +258,7 @@ Test(datasets, writer_rejects_bad_samples_and_stays_usable) {
 
 Test(datasets, unfinished_shard_is_a_temp_file_removed_on_free) {
     char dir[512], path[600], tmp[640];
-    clasp_test_tmpdir("ds_tmp", dir, sizeof dir);
-    clasp_shard_writer_config c = clasp_shard_writer_default_config();
-    c.dir = dir;
-    c.prefix = "t";
-    clasp_shard_writer *w;
-    cr_assert_eq(clasp_shard_writer_open(&c, &w), CLASP_OK);
+    clasp_shard_writer *w = open_writer_("ds_tmp", dir, "t");
     clasp_shard_field f[] = {{"txt", "abc", 3}};
     cr_assert_eq(clasp_shard_writer_add(w, "k", f, 1), CLASP_OK);
     shard_path(path, sizeof path, dir, "t", 0);
@@ -266,12 +272,7 @@ Test(datasets, unfinished_shard_is_a_temp_file_removed_on_free) {
 
 Test(datasets, utf8_and_long_names_round_trip) {
     char dir[512], path[600], names[4096];
-    clasp_test_tmpdir("ds_utf8", dir, sizeof dir);
-    clasp_shard_writer_config c = clasp_shard_writer_default_config();
-    c.dir = dir;
-    c.prefix = "u";
-    clasp_shard_writer *w;
-    cr_assert_eq(clasp_shard_writer_open(&c, &w), CLASP_OK);
+    clasp_shard_writer *w = open_writer_("ds_utf8", dir, "u");
     char longkey[400];
     memset(longkey, 'L', 300);
     longkey[300] = 0;
@@ -394,9 +395,7 @@ Test(datasets, python_check_detects_a_wrong_caption) {
     if (access(PY, X_OK) != 0) cr_skip_test(PY " not found");
     char d[512], script[700], cmd[1600];
     build_small("ds_pybad", d, sizeof d, 3, false);
-    clasp_shard_writer_config c = clasp_shard_writer_default_config();
-    c.dir = d;
-    c.prefix = "train";
+    clasp_shard_writer_config c = writer_config_(d, "train");
     clasp_shard_writer *w;
     cr_assert_eq(clasp_shard_writer_open(&c, &w), CLASP_OK);
     /* Rewrite train-000000.tar with the right PNGs absent: fields differ from the manifest. */
