@@ -74,6 +74,18 @@ static double sine_rms_err(const float *got, size_t lo, size_t hi, int rate, dou
     return best;
 }
 
+/* The clip of encoded bytes b (crop position -1: the config's eval crop) as *n malloc'd
+ * samples; the load must succeed. */
+static float *load_head_(const unsigned char *b, size_t nb, const clasp_audio_config *c,
+                         const char *key, size_t *n, clasp_audio_info *info,
+                         clasp_audio_skip *why) {
+    *n = clasp_audio_clip_samples(c);
+    float *out = malloc(sizeof(float) * *n);
+    cr_assert_eq(clasp_audio_load_clip(b, nb, c, -1.0, key, out, info, why), CLASP_OK, "%s",
+                 clasp_last_error());
+    return out;
+}
+
 static bool all_finite(const float *x, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!isfinite(x[i])) return false;
@@ -272,12 +284,10 @@ Test(audio, stereo_flac_44k_resamples_to_16k) {
     unsigned char *b = encode(SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 44100, 2, x, frames, &nb);
     clasp_audio_config c = small_config(16000, 1.0);
     c.resample_quality = 1; /* SINC_MEDIUM_QUALITY */
-    size_t n = clasp_audio_clip_samples(&c);
-    float *out = malloc(sizeof(float) * n);
+    size_t n;
     clasp_audio_skip why;
     clasp_audio_info info;
-    cr_assert_eq(clasp_audio_load_clip(b, nb, &c, -1.0, "flac", out, &info, &why), CLASP_OK, "%s",
-                 clasp_last_error());
+    float *out = load_head_(b, nb, &c, "flac", &n, &info, &why);
     cr_expect_eq(why, CLASP_AUDIO_OK);
     cr_expect_eq(info.source_rate, 44100);
     cr_expect_eq(info.channels, 2);
@@ -351,12 +361,9 @@ Test(audio, rate_192k_resamples) {
     size_t nb;
     unsigned char *b = encode(SF_FORMAT_WAV | SF_FORMAT_PCM_24, 192000, 1, x, frames, &nb);
     clasp_audio_config c = small_config(8000, 0.5);
-    size_t n = clasp_audio_clip_samples(&c);
-    float *out = malloc(sizeof(float) * n);
-    clasp_audio_info info;
+    size_t n;
     clasp_audio_skip why;
-    cr_assert_eq(clasp_audio_load_clip(b, nb, &c, -1.0, "192k", out, &info, &why), CLASP_OK, "%s",
-                 clasp_last_error());
+    float *out = load_head_(b, nb, &c, "192k", &n, NULL, &why);
     double e = sine_rms_err(out, 100, n - 100, 8000, 300.0, 0.25, 0);
     cr_expect(e < 2e-3, "rms error %g", e);
     /* The log-mel of it is finite. */
