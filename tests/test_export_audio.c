@@ -64,9 +64,33 @@ static void write_wav_(const char *path, int rate, double seconds, int channels,
     free(x);
 }
 
+/* One WAV of a parity test: length, channels, libsndfile subformat, signal. */
+typedef struct wav_spec {
+    double sec;
+    int ch, sub;
+    sig_kind k;
+} wav_spec;
+
+/* Writes w[i] to TMP/PREFIX<i>.wav at `rate` with seed seed0 + i; names[i] holds the path,
+ * files[i] points at it. */
+static void write_wavs_(const char *tmp, const char *prefix, int rate, const wav_spec *w, int n,
+                        uint64_t seed0, char (*names)[1200], const char **files) {
+    for (int i = 0; i < n; i++) {
+        snprintf(names[i], sizeof names[i], "%s/%s%d.wav", tmp, prefix, i);
+        write_wav_(names[i], rate, w[i].sec, w[i].ch, w[i].sub, w[i].k, seed0 + (uint64_t)i);
+        files[i] = names[i];
+    }
+}
+
 /* Builds a model from a config file, random weights, and exports it (byte tokenizer). */
 static void make_export_(const char *config_path, const char *dir, uint64_t seed) {
     cr_assert(fx_export_model(config_path, NULL, dir, seed), "%s", clasp_last_error());
+}
+
+/* Writes the model config `json` to path and exports that model (seed) to dir. */
+static void make_export_json_(const char *path, const char *json, const char *dir, uint64_t seed) {
+    write_file_(path, json, strlen(json));
+    make_export_(path, dir, seed);
 }
 
 static float *load_npy_(const char *path, int64_t *rows, int64_t *cols) {
@@ -186,21 +210,14 @@ Test(export_audio, torch_parity_speech_small_cnn) {
     /* speech-small: 8 kHz, 3 s clips, zero padding */
     char names[6][1200];
     const char *files[6];
-    struct {
-        double sec;
-        int ch, sub;
-        sig_kind k;
-    } w[6] = {{1.3, 1, SF_FORMAT_PCM_16, SIG_CHIRP},       /* short: zero padding */
-              {4.7, 1, SF_FORMAT_PCM_16, SIG_CHIRP},       /* long: head crop */
-              {2.0, 1, SF_FORMAT_PCM_16, SIG_SILENCE},     /* silence: log floor */
-              {3.0, 2, SF_FORMAT_PCM_16, SIG_TONES_NOISE}, /* exactly the clip, stereo */
-              {0.4, 1, SF_FORMAT_PCM_U8, SIG_TONES_NOISE}, /* very short, 8-bit */
-              {5.0, 1, SF_FORMAT_PCM_16, SIG_TONES_NOISE}};
-    for (int i = 0; i < 6; i++) {
-        snprintf(names[i], sizeof names[i], "%s/a%d.wav", tmp, i);
-        write_wav_(names[i], 8000, w[i].sec, w[i].ch, w[i].sub, w[i].k, 50 + (uint64_t)i);
-        files[i] = names[i];
-    }
+    const wav_spec w[6] = {
+        {1.3, 1, SF_FORMAT_PCM_16, SIG_CHIRP},       /* short: zero padding */
+        {4.7, 1, SF_FORMAT_PCM_16, SIG_CHIRP},       /* long: head crop */
+        {2.0, 1, SF_FORMAT_PCM_16, SIG_SILENCE},     /* silence: log floor */
+        {3.0, 2, SF_FORMAT_PCM_16, SIG_TONES_NOISE}, /* exactly the clip, stereo */
+        {0.4, 1, SF_FORMAT_PCM_U8, SIG_TONES_NOISE}, /* very short, 8-bit */
+        {5.0, 1, SF_FORMAT_PCM_16, SIG_TONES_NOISE}};
+    write_wavs_(tmp, "a", 8000, w, 6, 50, names, files);
     torch_parity_("speech-small (audio CNN, zero pad)", dir, tmp, files, 6);
 
     /* preprocess.json carries the whole front-end */
@@ -245,24 +262,15 @@ Test(export_audio, torch_parity_ast_repeat_pad) {
         " \"text\": {\"type\": \"transformer\", \"vocab_size\": 259, \"context_length\": 16,"
         "  \"width\": 32, \"layers\": 1, \"heads\": 2, \"mlp_width\": 64,"
         "  \"tokenizer\": {\"type\": \"bytes\", \"bos\": 256, \"eos\": 257, \"pad\": 258}}}";
-    write_file_(cfgp, cfg, strlen(cfg));
-    make_export_(cfgp, dir, 7);
+    make_export_json_(cfgp, cfg, dir, 7);
     char names[5][1200];
     const char *files[5];
-    struct {
-        double sec;
-        int ch, sub;
-        sig_kind k;
-    } w[5] = {{0.37, 1, SF_FORMAT_PCM_16, SIG_CHIRP}, /* repeated 5 times and cut */
-              {2.2, 2, SF_FORMAT_PCM_16, SIG_CHIRP},  /* stereo, head crop */
-              {1.0, 1, SF_FORMAT_PCM_16, SIG_SILENCE},
-              {0.9, 1, SF_FORMAT_PCM_24, SIG_TONES_NOISE},
-              {1.5, 1, SF_FORMAT_PCM_32, SIG_TONES_NOISE}};
-    for (int i = 0; i < 5; i++) {
-        snprintf(names[i], sizeof names[i], "%s/b%d.wav", tmp, i);
-        write_wav_(names[i], 16000, w[i].sec, w[i].ch, w[i].sub, w[i].k, 70 + (uint64_t)i);
-        files[i] = names[i];
-    }
+    const wav_spec w[5] = {{0.37, 1, SF_FORMAT_PCM_16, SIG_CHIRP}, /* repeated 5 times and cut */
+                           {2.2, 2, SF_FORMAT_PCM_16, SIG_CHIRP},  /* stereo, head crop */
+                           {1.0, 1, SF_FORMAT_PCM_16, SIG_SILENCE},
+                           {0.9, 1, SF_FORMAT_PCM_24, SIG_TONES_NOISE},
+                           {1.5, 1, SF_FORMAT_PCM_32, SIG_TONES_NOISE}};
+    write_wavs_(tmp, "b", 16000, w, 5, 70, names, files);
     torch_parity_("AST (repeat pad, Slaney)", dir, tmp, files, 5);
 }
 
@@ -283,23 +291,14 @@ Test(export_audio, torch_parity_cnn_repeatpad_no_center_db) {
         " \"text\": {\"type\": \"transformer\", \"vocab_size\": 259, \"context_length\": 8,"
         "  \"width\": 16, \"layers\": 1, \"heads\": 2, \"mlp_width\": 32,"
         "  \"tokenizer\": {\"type\": \"bytes\", \"bos\": 256, \"eos\": 257, \"pad\": 258}}}";
-    write_file_(cfgp, cfg, strlen(cfg));
-    make_export_(cfgp, dir, 9);
+    make_export_json_(cfgp, cfg, dir, 9);
     char names[4][1200];
     const char *files[4];
-    struct {
-        double sec;
-        int ch;
-        sig_kind k;
-    } w[4] = {{0.3, 1, SIG_CHIRP}, /* 3 whole repeats, then zeros */
-              {0.6, 2, SIG_TONES_NOISE},
-              {1.8, 1, SIG_CHIRP},
-              {0.5, 1, SIG_SILENCE}};
-    for (int i = 0; i < 4; i++) {
-        snprintf(names[i], sizeof names[i], "%s/c%d.wav", tmp, i);
-        write_wav_(names[i], 11025, w[i].sec, w[i].ch, SF_FORMAT_PCM_16, w[i].k, 90 + (uint64_t)i);
-        files[i] = names[i];
-    }
+    const wav_spec w[4] = {{0.3, 1, SF_FORMAT_PCM_16, SIG_CHIRP}, /* 3 whole repeats, then zeros */
+                           {0.6, 2, SF_FORMAT_PCM_16, SIG_TONES_NOISE},
+                           {1.8, 1, SF_FORMAT_PCM_16, SIG_CHIRP},
+                           {0.5, 1, SF_FORMAT_PCM_16, SIG_SILENCE}};
+    write_wavs_(tmp, "c", 11025, w, 4, 90, names, files);
     torch_parity_("small CNN (repeatpad, no centre, dB)", dir, tmp, files, 4);
 }
 
@@ -513,8 +512,7 @@ Test(export_audio, three_towers) {
         " \"text\": {\"type\": \"transformer\", \"vocab_size\": 259, \"context_length\": 8,"
         "  \"width\": 16, \"layers\": 1, \"heads\": 2, \"mlp_width\": 32,"
         "  \"tokenizer\": {\"type\": \"bytes\", \"bos\": 256, \"eos\": 257, \"pad\": 258}}}";
-    write_file_(cfgp, cfg, strlen(cfg));
-    make_export_(cfgp, dir, 17);
+    make_export_json_(cfgp, cfg, dir, 17);
     char names[3][1200];
     const char *files[3];
     for (int i = 0; i < 3; i++) {
