@@ -61,6 +61,28 @@ static bool check(const char *name, const float *got, const float *want, size_t 
 
 /* ---- parameter table ---------------------------------------------------------------------- */
 
+/* A parameter a model must have: name, shape (ndim, then up to 4 dims), decay, tower. */
+typedef struct want_param {
+    const char *name;
+    int ndim;
+    int64_t s0, s1, s2, s3;
+    bool decay;
+    clasp_tower tower;
+} want_param;
+
+static void check_params_(const clasp_model *m, const want_param *want, size_t n) {
+    for (size_t k = 0; k < n; k++) {
+        int i = clasp_model_find(m, want[k].name);
+        cr_assert(i >= 0, "missing %s", want[k].name);
+        const clasp_param_info *p = &m->info[i];
+        int64_t s[4] = {want[k].s0, want[k].s1, want[k].s2, want[k].s3};
+        cr_assert_eq(p->ndim, want[k].ndim, "%s ndim", p->name);
+        for (int d = 0; d < p->ndim; d++) cr_assert_eq(p->shape[d], s[d], "%s dim %d", p->name, d);
+        cr_assert_eq(p->decay, want[k].decay, "%s decay", p->name);
+        cr_assert_eq(p->tower, want[k].tower, "%s tower", p->name);
+    }
+}
+
 Test(model, fmnist_small_param_count_and_names) {
     clasp_model m;
     load_fmnist(&m);
@@ -84,41 +106,28 @@ Test(model, fmnist_small_param_count_and_names) {
         cr_assert(m.info[i].offset >= r->offset && off <= r->offset + r->n_floats);
     }
     cr_assert_eq(off, m.n_floats);
-    struct {
-        const char *name;
-        int ndim;
-        int64_t s0, s1, s2, s3;
-        bool decay;
-    } want[] = {
-        {"image.conv1.weight", 4, 32, 1, 3, 3, true},
-        {"image.conv1.bias", 1, 32, 0, 0, 0, false},
-        {"image.conv2.weight", 4, 64, 32, 3, 3, true},
-        {"image.fc1.weight", 2, 256, 3136, 0, 0, true},
-        {"image.fc2.weight", 2, 128, 256, 0, 0, true},
-        {"image.fc2.bias", 1, 128, 0, 0, 0, false},
-        {"text.tok_emb.weight", 2, 259, 128, 0, 0, false},
-        {"text.pos_emb", 2, 32, 128, 0, 0, false},
-        {"text.blocks.0.ln1.weight", 1, 128, 0, 0, 0, false},
-        {"text.blocks.1.attn.qkv.weight", 2, 384, 128, 0, 0, true},
-        {"text.blocks.1.attn.qkv.bias", 1, 384, 0, 0, 0, false},
-        {"text.blocks.0.attn.proj.weight", 2, 128, 128, 0, 0, true},
-        {"text.blocks.0.ln2.bias", 1, 128, 0, 0, 0, false},
-        {"text.blocks.1.mlp.fc1.weight", 2, 512, 128, 0, 0, true},
-        {"text.blocks.1.mlp.fc2.weight", 2, 128, 512, 0, 0, true},
-        {"text.ln_f.weight", 1, 128, 0, 0, 0, false},
-        {"text.proj.weight", 2, 128, 128, 0, 0, true},
-        {"text.proj.bias", 1, 128, 0, 0, 0, false},
-        {"logit_scale", 0, 0, 0, 0, 0, false},
+    const want_param want[] = {
+        {"image.conv1.weight", 4, 32, 1, 3, 3, true, CLASP_TOWER_IMAGE},
+        {"image.conv1.bias", 1, 32, 0, 0, 0, false, CLASP_TOWER_IMAGE},
+        {"image.conv2.weight", 4, 64, 32, 3, 3, true, CLASP_TOWER_IMAGE},
+        {"image.fc1.weight", 2, 256, 3136, 0, 0, true, CLASP_TOWER_IMAGE},
+        {"image.fc2.weight", 2, 128, 256, 0, 0, true, CLASP_TOWER_IMAGE},
+        {"image.fc2.bias", 1, 128, 0, 0, 0, false, CLASP_TOWER_IMAGE},
+        {"text.tok_emb.weight", 2, 259, 128, 0, 0, false, CLASP_TOWER_TEXT},
+        {"text.pos_emb", 2, 32, 128, 0, 0, false, CLASP_TOWER_TEXT},
+        {"text.blocks.0.ln1.weight", 1, 128, 0, 0, 0, false, CLASP_TOWER_TEXT},
+        {"text.blocks.1.attn.qkv.weight", 2, 384, 128, 0, 0, true, CLASP_TOWER_TEXT},
+        {"text.blocks.1.attn.qkv.bias", 1, 384, 0, 0, 0, false, CLASP_TOWER_TEXT},
+        {"text.blocks.0.attn.proj.weight", 2, 128, 128, 0, 0, true, CLASP_TOWER_TEXT},
+        {"text.blocks.0.ln2.bias", 1, 128, 0, 0, 0, false, CLASP_TOWER_TEXT},
+        {"text.blocks.1.mlp.fc1.weight", 2, 512, 128, 0, 0, true, CLASP_TOWER_TEXT},
+        {"text.blocks.1.mlp.fc2.weight", 2, 128, 512, 0, 0, true, CLASP_TOWER_TEXT},
+        {"text.ln_f.weight", 1, 128, 0, 0, 0, false, CLASP_TOWER_TEXT},
+        {"text.proj.weight", 2, 128, 128, 0, 0, true, CLASP_TOWER_TEXT},
+        {"text.proj.bias", 1, 128, 0, 0, 0, false, CLASP_TOWER_TEXT},
+        {"logit_scale", 0, 0, 0, 0, 0, false, CLASP_TOWER_SHARED},
     };
-    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
-        int i = clasp_model_find(&m, want[k].name);
-        cr_assert(i >= 0, "missing %s", want[k].name);
-        const clasp_param_info *p = &m.info[i];
-        int64_t s[4] = {want[k].s0, want[k].s1, want[k].s2, want[k].s3};
-        cr_assert_eq(p->ndim, want[k].ndim, "%s ndim", p->name);
-        for (int d = 0; d < p->ndim; d++) cr_assert_eq(p->shape[d], s[d], "%s dim %d", p->name, d);
-        cr_assert_eq(p->decay, want[k].decay, "%s decay", p->name);
-    }
+    check_params_(&m, want, sizeof want / sizeof want[0]);
     /* decay exactly on weights with ndim >= 2 except embeddings */
     for (int i = 0; i < m.n_params; i++) {
         const clasp_param_info *p = &m.info[i];
@@ -634,13 +643,7 @@ Test(model, speech_small_param_count_and_names) {
     cr_assert(m.range[CLASP_TOWER_TEXT].offset < m.range[CLASP_TOWER_AUDIO].offset);
     cr_assert_eq(m.range[CLASP_TOWER_AUDIO].offset + m.range[CLASP_TOWER_AUDIO].n_floats,
                  m.range[CLASP_TOWER_SHARED].offset);
-    struct {
-        const char *name;
-        int ndim;
-        int64_t s0, s1, s2, s3;
-        bool decay;
-        clasp_tower tower;
-    } want[] = {
+    const want_param want[] = {
         {"audio.conv1.weight", 4, 16, 1, 3, 3, true, CLASP_TOWER_AUDIO},
         {"audio.conv1.bias", 1, 16, 0, 0, 0, false, CLASP_TOWER_AUDIO},
         {"audio.conv4.weight", 4, 128, 64, 3, 3, true, CLASP_TOWER_AUDIO},
@@ -649,16 +652,7 @@ Test(model, speech_small_param_count_and_names) {
         {"audio.fc2.bias", 1, 128, 0, 0, 0, false, CLASP_TOWER_AUDIO},
         {"text.pos_emb", 2, 64, 128, 0, 0, false, CLASP_TOWER_TEXT},
     };
-    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
-        int i = clasp_model_find(&m, want[k].name);
-        cr_assert(i >= 0, "missing %s", want[k].name);
-        const clasp_param_info *p = &m.info[i];
-        int64_t sh[4] = {want[k].s0, want[k].s1, want[k].s2, want[k].s3};
-        cr_assert_eq(p->ndim, want[k].ndim, "%s ndim", p->name);
-        for (int d = 0; d < p->ndim; d++) cr_assert_eq(p->shape[d], sh[d], "%s dim %d", p->name, d);
-        cr_assert_eq(p->decay, want[k].decay, "%s decay", p->name);
-        cr_assert_eq(p->tower, want[k].tower, "%s tower", p->name);
-    }
+    check_params_(&m, want, sizeof want / sizeof want[0]);
     cr_assert_eq(clasp_model_find(&m, "audio.fc3.weight"), -1);
     clasp_model_free(&m);
 }
