@@ -61,6 +61,16 @@ static bool check(const char *name, const float *got, const float *want, size_t 
 
 /* ---- parameter table ---------------------------------------------------------------------- */
 
+/* The model config of JSON text (`what` names it in errors). */
+static clasp_model_config parse_config_(const char *json, const char *what) {
+    cJSON *root;
+    clasp_model_config cfg;
+    cr_assert_eq(clasp_json_parse(json, strlen(json), what, &root), CLASP_OK);
+    cr_assert_eq(clasp_model_config_parse(root, what, &cfg), CLASP_OK, "%s", clasp_last_error());
+    cJSON_Delete(root);
+    return cfg;
+}
+
 /* A parameter a model must have: name, shape (ndim, then up to 4 dims), decay, tower. */
 typedef struct want_param {
     const char *name;
@@ -327,11 +337,7 @@ static void load_tiny(clasp_model *m, const char *rel) {
     clasp_safetensors *st = open_ref(rel);
     const char *cj = clasp_st_meta(st, "config");
     cr_assert(cj, "no config in %s", rel);
-    cJSON *root;
-    clasp_model_config cfg;
-    cr_assert_eq(clasp_json_parse(cj, strlen(cj), rel, &root), CLASP_OK);
-    cr_assert_eq(clasp_model_config_parse(root, rel, &cfg), CLASP_OK, "%s", clasp_last_error());
-    cJSON_Delete(root);
+    clasp_model_config cfg = parse_config_(cj, rel);
     clasp_st_free(st);
     cr_assert_eq(clasp_model_init(m, &cfg), CLASP_OK, "%s", clasp_last_error());
     /* logit_scale is not in the tower references: load all but it */
@@ -526,13 +532,9 @@ Test(model, save_load_roundtrip_and_errors) {
     clasp_safetensors *st;
     cr_assert_eq(clasp_st_open(path, &st), CLASP_OK);
     cr_assert_str_eq(clasp_st_meta(st, "format"), "clasp-model");
-    cJSON *root;
-    clasp_model_config cfg;
     const char *cj = clasp_st_meta(st, "config");
-    cr_assert_eq(clasp_json_parse(cj, strlen(cj), "meta", &root), CLASP_OK);
-    cr_assert_eq(clasp_model_config_parse(root, "meta", &cfg), CLASP_OK, "%s", clasp_last_error());
+    clasp_model_config cfg = parse_config_(cj, "meta");
     cr_assert_eq(cfg.text.mlp_width, 512);
-    cJSON_Delete(root);
     clasp_st_free(st);
 
     /* missing tensor */
@@ -594,13 +596,8 @@ Test(model, logit_bias_for_siglip) {
                       " \"text\": {\"type\": \"transformer\", \"vocab_size\": 5, "
                       "\"context_length\": 3, \"width\": 4, \"layers\": 0, \"heads\": 1, "
                       "\"mlp_width\": 4, \"pool\": \"mean\"}}";
-    cJSON *root;
-    clasp_model_config cfg;
     clasp_model m;
-    cr_assert_eq(clasp_json_parse(doc, strlen(doc), "siglip", &root), CLASP_OK);
-    cr_assert_eq(clasp_model_config_parse(root, "siglip", &cfg), CLASP_OK, "%s",
-                 clasp_last_error());
-    cJSON_Delete(root);
+    clasp_model_config cfg = parse_config_(doc, "siglip");
     cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK, "%s", clasp_last_error());
     clasp_model_init_weights(&m, 0);
     cr_assert(m.logit_bias_offset >= 0);
@@ -730,13 +727,8 @@ Test(model, speech_small_audio_parity_with_pytorch) {
     clasp_safetensors *st = open_ref("model/speech_small_audio.safetensors");
     const char *cj = clasp_st_meta(st, "config");
     cr_assert(cj, "no config in the reference");
-    cJSON *root;
-    clasp_model_config cfg;
     clasp_model m;
-    cr_assert_eq(clasp_json_parse(cj, strlen(cj), "speech_small_audio", &root), CLASP_OK);
-    cr_assert_eq(clasp_model_config_parse(root, "speech_small_audio", &cfg), CLASP_OK, "%s",
-                 clasp_last_error());
-    cJSON_Delete(root);
+    clasp_model_config cfg = parse_config_(cj, "speech_small_audio");
     cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(m.config.audio.n_frames, 301);
     gen_params(&m, st);
@@ -908,11 +900,7 @@ Test(model, audio_save_load_roundtrip) {
     clasp_safetensors *st;
     cr_assert_eq(clasp_st_open(path, &st), CLASP_OK);
     const char *cj = clasp_st_meta(st, "config");
-    cJSON *root;
-    clasp_model_config cfg;
-    cr_assert_eq(clasp_json_parse(cj, strlen(cj), "meta", &root), CLASP_OK);
-    cr_assert_eq(clasp_model_config_parse(root, "meta", &cfg), CLASP_OK, "%s", clasp_last_error());
-    cJSON_Delete(root);
+    clasp_model_config cfg = parse_config_(cj, "meta");
     clasp_st_free(st);
     cr_assert_str_eq(cfg.audio.frontend_json, a.config.audio.frontend_json);
     cr_assert_eq(clasp_model_init(&b, &cfg), CLASP_OK);
