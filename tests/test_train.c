@@ -14,10 +14,9 @@
 
 static char g_data[4200];
 
-/* Builds the shards once per test process (each test is its own process under Criterion). */
-static void build_data_(const char *name) {
-    char dir[4000];
-    clasp_test_tmpdir(name, dir, sizeof dir);
+/* Builds the shards in DIR/nested/fmnist, once per test process (each test is its own process
+ * under Criterion). */
+static void build_data_(const char *dir) {
     snprintf(g_data, sizeof g_data, "%s/nested/fmnist", dir); /* parents are created */
     struct stat sb;
     if (stat("/usr/share/datasets/fashion-mnist", &sb) != 0)
@@ -65,6 +64,14 @@ static char *losses_(const char *run) {
     return out;
 }
 
+/* The two runs logged the same losses, to the printed digit. */
+static void expect_same_losses_(const char *a, const char *b, const char *what) {
+    char *la = losses_(a), *lb = losses_(b);
+    cr_assert_str_eq(la, lb, "%s:\n%s\nvs\n%s", what, la, lb);
+    free(la);
+    free(lb);
+}
+
 /* RUN.log, the output of the run writing to RUN. */
 static char *read_log_(const char *run) {
     char log[4400];
@@ -73,38 +80,31 @@ static char *read_log_(const char *run) {
 }
 
 Test(train, resume_is_bit_exact) {
-    build_data_("train_resume");
     char base[4096], a[4200], b[4200];
-    fx_scratch("train_resume_runs", base, a, "straight", b, "stopped", NULL);
+    build_data_(fx_scratch("train_resume", base, a, "straight", b, "stopped", NULL));
     cr_assert_eq(run_("--steps 8", a), 0);
     cr_assert_eq(run_("--steps 8 --stop-after 4", b), 3, "--stop-after exits 3 (interrupted)");
     char *part = losses_(b);
     cr_assert_eq(fx_count_lines(part), 4);
     cr_assert_eq(run_("--steps 8 --resume latest", b), 0);
-    char *la = losses_(a), *lb = losses_(b);
+    char *la = losses_(a);
     cr_assert_eq(fx_count_lines(la), 8);
-    cr_assert_str_eq(la, lb, "losses after resume differ:\nstraight:\n%s\nresumed:\n%s", la, lb);
+    expect_same_losses_(a, b, "losses after resume differ: straight vs resumed");
     free(part);
     free(la);
-    free(lb);
 }
 
 Test(train, loader_threads_do_not_change_losses) {
-    build_data_("train_threads");
     char base[4096], a[4200], b[4200];
-    fx_scratch("train_threads_runs", base, a, "w1", b, "w3", NULL);
+    build_data_(fx_scratch("train_threads", base, a, "w1", b, "w3", NULL));
     cr_assert_eq(run_("--steps 5 --workers 1 --threads 1 --chunks 2", a), 0);
     cr_assert_eq(run_("--steps 5 --workers 3 --threads 2 --chunks 2", b), 0);
-    char *la = losses_(a), *lb = losses_(b);
-    cr_assert_str_eq(la, lb, "workers 1/threads 1 vs workers 3/threads 2:\n%s\nvs\n%s", la, lb);
-    free(la);
-    free(lb);
+    expect_same_losses_(a, b, "workers 1/threads 1 vs workers 3/threads 2");
 }
 
 Test(train, sigkill_then_resume_matches_straight_run) {
-    build_data_("train_kill");
     char base[4096], a[4200], b[4200];
-    fx_scratch("train_kill_runs", base, a, "straight", b, "killed", NULL);
+    build_data_(fx_scratch("train_kill", base, a, "straight", b, "killed", NULL));
     cr_assert_eq(run_("--steps 10 --save-every 2", a), 0);
     /* Run the same in the background and SIGKILL it once its second checkpoint exists. */
     pid_t pid = spawn_("--steps 10 --save-every 2", b, "/dev/null");
@@ -122,16 +122,12 @@ Test(train, sigkill_then_resume_matches_straight_run) {
     free(before);
     cr_assert_eq(run_("--steps 10 --save-every 2 --resume latest", b), 0,
                  "resume after SIGKILL failed (see %s.log)", b);
-    char *la = losses_(a), *lb = losses_(b);
-    cr_assert_str_eq(la, lb, "straight:\n%s\nkilled+resumed:\n%s", la, lb);
-    free(la);
-    free(lb);
+    expect_same_losses_(a, b, "straight vs killed+resumed");
 }
 
 Test(train, mismatched_or_corrupt_checkpoint_is_a_named_error) {
-    build_data_("train_bad");
     char base[4096], a[4200], path[4400];
-    fx_scratch("train_bad_runs", base, a, "run", NULL);
+    build_data_(fx_scratch("train_bad", base, a, "run", NULL));
     cr_assert_eq(run_("--steps 2", a), 0);
     /* another batch size: not an exact resume */
     cr_assert_eq(run_("--steps 4 --batch-size 32 --resume latest", a), 1);
@@ -154,9 +150,8 @@ Test(train, mismatched_or_corrupt_checkpoint_is_a_named_error) {
 }
 
 Test(train, non_finite_steps_are_skipped_then_stop_with_checkpoint) {
-    build_data_("train_nan");
     char base[4096], a[4200], path[4400];
-    fx_scratch("train_nan_runs", base, a, "run", NULL);
+    build_data_(fx_scratch("train_nan", base, a, "run", NULL));
     /* a learning rate of 1e30 sends the weights to inf after the first step */
     cr_assert_eq(run_("--steps 20 --lr 1e30 --warmup 0 --max-bad-steps 3", a), 1);
     char *text = read_log_(a);
@@ -172,9 +167,8 @@ Test(train, non_finite_steps_are_skipped_then_stop_with_checkpoint) {
 }
 
 Test(train, sigterm_finishes_the_step_and_checkpoints) {
-    build_data_("train_term");
     char base[4096], a[4200], b[4200];
-    fx_scratch("train_term_runs", base, a, "straight", b, "term", NULL);
+    build_data_(fx_scratch("train_term", base, a, "straight", b, "term", NULL));
     cr_assert_eq(run_("--steps 12", a), 0);
     char blog[4400];
     snprintf(blog, sizeof blog, "%s.log", b);
@@ -196,16 +190,12 @@ Test(train, sigterm_finishes_the_step_and_checkpoints) {
     free(part);
     cr_assert(done >= 1 && done < 12, "stopped after %d steps", done);
     cr_assert_eq(run_("--steps 12 --resume latest", b), 0);
-    char *la = losses_(a), *lb = losses_(b);
-    cr_assert_str_eq(la, lb, "straight:\n%s\nterminated+resumed:\n%s", la, lb);
-    free(la);
-    free(lb);
+    expect_same_losses_(a, b, "straight vs terminated+resumed");
 }
 
 Test(train, missing_shard_policy_and_image_augmentation) {
-    build_data_("train_policy");
     char base[4096], a[4200], b[4200], extra[8192];
-    fx_scratch("train_policy_runs", base, a, "skip", b, "fail", NULL);
+    build_data_(fx_scratch("train_policy", base, a, "skip", b, "fail", NULL));
     /* a spec naming a shard that does not exist: skipped and counted, or fatal */
     snprintf(extra, sizeof extra, "::%s/missing-000000.tar", g_data);
     cr_assert_eq(run_spec_(extra, "--steps 12", a), 0);
