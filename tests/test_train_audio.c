@@ -144,11 +144,6 @@ static void build_(const char *dir, int per) {
 
 static char g_dir[1024];
 
-static void data_(const char *name, int per) {
-    clasp_test_tmpdir(name, g_dir, sizeof g_dir);
-    build_(g_dir, per);
-}
-
 static int run_(const char *args, const char *out) {
     char cmd[20000];
     snprintf(cmd, sizeof cmd,
@@ -172,9 +167,8 @@ static int losses_(const char *run, double *out, int cap, char *joined, size_t j
 }
 
 Test(train_audio, audio_text_loss_decreases) {
-    data_("ta_loss", 8);
     char out[1200], args[8192];
-    snprintf(out, sizeof out, "%s/run", g_dir);
+    build_(fx_scratch("ta_loss", g_dir, out, "run", NULL), 8);
     snprintf(args, sizeof args,
              "--model %s/tiny.json --train 'audio-text=%s/audio-{000000..000001}.tar' --steps 120 "
              "--lr 5e-3",
@@ -210,10 +204,8 @@ Test(train_audio, audio_text_loss_decreases) {
 }
 
 Test(train_audio, two_sources_resume_is_bit_exact) {
-    data_("ta_resume", 4);
     char a[1200], b[1200], args[8192];
-    snprintf(a, sizeof a, "%s/straight", g_dir);
-    snprintf(b, sizeof b, "%s/stopped", g_dir);
+    build_(fx_scratch("ta_resume", g_dir, a, "straight", b, "stopped", NULL), 4);
     snprintf(args, sizeof args,
              "--model %s/tiny.json --train '%s/image-{000000..000001}.tar' --pair image-text "
              "--train 'audio-text=%s/audio-{000000..000001}.tar' --weight 0.7 --steps 10",
@@ -264,11 +256,8 @@ static void compare_(const char *fa, const char *fb, const char *prefix, bool *i
 }
 
 Test(train_audio, freeze_and_init_by_name) {
-    data_("ta_freeze", 4);
     char a[1200], b[1200], c[1200], args[8192];
-    snprintf(a, sizeof a, "%s/base", g_dir);
-    snprintf(b, sizeof b, "%s/locked", g_dir);
-    snprintf(c, sizeof c, "%s/wide", g_dir);
+    build_(fx_scratch("ta_freeze", g_dir, a, "base", b, "locked", c, "wide", NULL), 4);
     /* A: image-text only (the audio tower stays at its fresh init) */
     snprintf(args, sizeof args,
              "--model %s/tiny.json --train '%s/image-{000000..000001}.tar' --steps 4", g_dir,
@@ -342,9 +331,8 @@ Test(train_audio, group_retrieval_metrics) {
 }
 
 Test(train_audio, audio_to_image_eval) {
-    data_("ta_a2i", 4);
     char a[1200], args[8192];
-    snprintf(a, sizeof a, "%s/bind", g_dir);
+    build_(fx_scratch("ta_a2i", g_dir, a, "bind", NULL), 4);
     snprintf(args, sizeof args,
              "--model %s/tiny.json --train '%s/image-{000000..000001}.tar' --train "
              "'audio-text=%s/audio-{000000..000001}.tar' --steps 4",
