@@ -21,6 +21,13 @@ static void wav(const char *dir, const char *name, int frames) {
     cr_assert(fx_write_wav16(p, 8000, s, 100, frames), "%s", p);
 }
 
+/* Runs the builder, which must succeed. */
+static void build_ok_(const clasp_asterisk_options *o) {
+    clasp_manifest m;
+    cr_assert_eq(clasp_asterisk_build(o, &m), CLASP_OK, "%s", clasp_last_error());
+    clasp_manifest_free(&m);
+}
+
 Test(datasets_asterisk, fake_tree_rules) {
     char base[512], doc[700], snd[700], sub[760], out[700], p[800];
     fx_scratch("dsa_fake", base, doc, "usr/share/doc/asterisk-core-sounds-xx", snd,
@@ -60,9 +67,7 @@ Test(datasets_asterisk, fake_tree_rules) {
     o.out_dir = out;
     o.langs = "xx";
     o.val_percent = 0;
-    clasp_manifest m;
-    cr_assert_eq(clasp_asterisk_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
-    clasp_manifest_free(&m);
+    build_ok_(&o);
     cJSON *man = fx_manifest_load(out);
     cr_assert_not_null(man);
     const cJSON *tr = cJSON_GetObjectItem(cJSON_GetObjectItem(man, "splits"), "train");
@@ -83,6 +88,7 @@ Test(datasets_asterisk, fake_tree_rules) {
     o.val_percent = 100;
     snprintf(out, sizeof out, "%s/out100", base);
     o.out_dir = out;
+    clasp_manifest m;
     cr_assert_eq(clasp_asterisk_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
     cJSON *sum = clasp_manifest_summary(&m, out);
     const cJSON *sp = cJSON_GetObjectItem(sum, "splits");

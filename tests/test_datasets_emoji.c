@@ -124,6 +124,13 @@ static void run_read_shards(const char *dir) {
     cr_assert(rc == 0 || rc == FX_NO_PYTHON, "read_shards.py %s rc %d", dir, rc);
 }
 
+/* Runs the builder, which must succeed. */
+static void build_ok_(const clasp_emoji_options *o) {
+    clasp_manifest m;
+    cr_assert_eq(clasp_emoji_build(o, &m), CLASP_OK, "%s", clasp_last_error());
+    clasp_manifest_free(&m);
+}
+
 Test(datasets_emoji, fake_packages) {
     char base[512], src[700], out[700], out2[700];
     fx_scratch("dse_fake", base, src, "src", out, "out", out2, "out2", NULL);
@@ -135,9 +142,7 @@ Test(datasets_emoji, fake_packages) {
     o.out_dir = out;
     o.val_percent = 50;
     o.maxcount = 3;
-    clasp_manifest m;
-    cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
-    clasp_manifest_free(&m);
+    build_ok_(&o);
     cJSON *man = fx_manifest_load(out);
     cr_assert_not_null(man);
     /* google: grinning, heart, thumbs up (poo: no image; rocket: missing; fire: broken;
@@ -187,6 +192,7 @@ Test(datasets_emoji, fake_packages) {
 
     /* Rebuild: byte-identical shards and manifest. */
     o.out_dir = out2;
+    clasp_manifest m;
     cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
     char bad[1100];
     int n_sh = fx_same_build(out, out2, m.splits, bad, sizeof bad);
@@ -207,9 +213,7 @@ Test(datasets_emoji, vendors_skins_and_refusals) {
     o.skins = true;
     o.locales = "en";
     o.val_percent = 50;
-    clasp_manifest m;
-    cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
-    clasp_manifest_free(&m);
+    build_ok_(&o);
     static char tr[1 << 16], va[1 << 16];
     read_split(out, "train", tr, sizeof tr);
     read_split(out, "validation", va, sizeof va);
@@ -223,6 +227,7 @@ Test(datasets_emoji, vendors_skins_and_refusals) {
     cr_assert(strstr(s, "twitter/1F44D.txt=thumbs up\n"));
 
     const char *bad[] = {"apple", "google,facebook", "google,google", "nokia", ""};
+    clasp_manifest m;
     for (int i = 0; i < 5; i++) {
         o.vendors = bad[i];
         cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_ERR_ARG, "%s", bad[i]);

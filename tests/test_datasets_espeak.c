@@ -28,6 +28,13 @@ static long read_all(const char *dir, fx_entry **mv) {
     return n;
 }
 
+/* Runs the builder, which must succeed. */
+static void build_ok_(const clasp_espeak_options *o) {
+    clasp_manifest m;
+    cr_assert_eq(clasp_espeak_build(o, &m), CLASP_OK, "%s", clasp_last_error());
+    clasp_manifest_free(&m);
+}
+
 /* A fake root with an English Asterisk transcript file (no audio needed). */
 static void fake_asterisk(const char *root) {
     char doc[900], p[1000];
@@ -62,9 +69,7 @@ Test(datasets_espeak, file_and_asterisk_sources) {
     o.variants = 0;
     o.val_percent = 50;
     o.maxcount = 3;
-    clasp_manifest m;
-    cr_assert_eq(clasp_espeak_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
-    clasp_manifest_free(&m);
+    build_ok_(&o);
 
     cJSON *man = fx_manifest_load(out);
     cr_assert_not_null(man);
@@ -122,6 +127,7 @@ Test(datasets_espeak, file_and_asterisk_sources) {
 
     /* Rebuild: espeak-ng output and therefore every shard byte is the same. */
     o.out_dir = out2;
+    clasp_manifest m;
     cr_assert_eq(clasp_espeak_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
     char bad[1100];
     int n_sh = fx_same_build(out, out2, m.splits, bad, sizeof bad);
@@ -143,9 +149,7 @@ Test(datasets_espeak, variants_drawn_per_transcript) {
     o.speeds = "120,200";
     o.pitches = "20,80";
     o.variants = 2;
-    clasp_manifest m;
-    cr_assert_eq(clasp_espeak_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
-    clasp_manifest_free(&m);
+    build_ok_(&o);
     fx_entry *mv;
     long n = read_all(out, &mv);
     cr_assert_eq(n, 12); /* 2 transcripts x 2 cells x 3 fields */
