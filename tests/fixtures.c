@@ -484,10 +484,29 @@ cJSON *fx_manifest_load(const char *dir) {
     return j;
 }
 
-int fx_manifest_reason(const cJSON *manifest, const char *reason) {
-    const cJSON *c = cJSON_GetObjectItem(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(manifest, "skipped"), "by_reason"), reason);
-    return c ? c->valueint : 0;
+double fx_manifest_samples(const cJSON *manifest, const char *split) {
+    const cJSON *of = split ? cJSON_GetObjectItem(cJSON_GetObjectItem(manifest, "splits"), split)
+                            : cJSON_GetObjectItem(manifest, "total");
+    const cJSON *n = cJSON_GetObjectItem(of, "samples");
+    return cJSON_IsNumber(n) ? n->valuedouble : -1.0;
+}
+
+bool fx_manifest_reasons(const cJSON *manifest, ...) {
+    const cJSON *by = cJSON_GetObjectItem(cJSON_GetObjectItem(manifest, "skipped"), "by_reason");
+    bool ok = manifest != NULL;
+    va_list ap;
+    va_start(ap, manifest);
+    for (const char *r; (r = va_arg(ap, const char *)) != NULL;) {
+        int want = va_arg(ap, int);
+        const cJSON *c = cJSON_GetObjectItem(by, r);
+        int got = c ? c->valueint : 0;
+        if (got != want) {
+            fprintf(stderr, "manifest: skipped.by_reason.%s = %d, want %d\n", r, got, want);
+            ok = false;
+        }
+    }
+    va_end(ap);
+    return ok;
 }
 
 int fx_same_build(const char *dir_a, const char *dir_b, const cJSON *splits, char *bad,

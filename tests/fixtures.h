@@ -147,8 +147,12 @@ bool fx_export_model(const char *config_path, const clasp_tokenizer *tok, const 
 
 /* DIR/manifest.json, parsed (cJSON_Delete it); NULL when it cannot be read. */
 cJSON *fx_manifest_load(const char *dir);
-/* skipped.by_reason[reason] of a shard manifest (0 when absent). */
-int fx_manifest_reason(const cJSON *manifest, const char *reason);
+/* "samples" of a manifest (or of its summary): of the split named, or the total with NULL;
+ * -1 when absent. */
+double fx_manifest_samples(const cJSON *manifest, const char *split);
+/* Whether skipped.by_reason of a shard manifest holds the counts that follow as (const char
+ * *reason, int count) pairs up to a NULL (a reason absent counts 0); each mismatch is printed. */
+bool fx_manifest_reasons(const cJSON *manifest, ...);
 /* Compares a rebuild: every shard the manifest's `splits` name and manifest.json itself must
  * be byte-identical in dir_a and dir_b. Returns the number of shards compared, or -1 with the
  * differing path in bad[cap]. */
