@@ -509,32 +509,32 @@ bool fx_manifest_reasons(const cJSON *manifest, ...) {
     return ok;
 }
 
-int fx_same_build(const char *dir_a, const char *dir_b, const cJSON *splits, char *bad,
-                  size_t cap) {
-    int n = 0;
+/* dir_a/name and dir_b/name hold the same bytes (else printed). */
+static bool same_in_(const char *dir_a, const char *dir_b, const char *name) {
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s/%s", dir_a, name);
+    snprintf(b, sizeof b, "%s/%s", dir_b, name);
+    bool same = fx_same_file(a, b);
+    if (!same) fprintf(stderr, "rebuild: %s differs from %s\n", b, a);
+    return same;
+}
+
+int fx_same_build(const char *dir_a, const char *dir_b) {
+    cJSON *man = fx_manifest_load(dir_b);
+    int n = man ? 0 : -1;
     const cJSON *sp;
-    cJSON_ArrayForEach(sp, splits) {
+    cJSON_ArrayForEach(sp, cJSON_GetObjectItem(man, "splits")) {
         const cJSON *sh;
         cJSON_ArrayForEach(sh, cJSON_GetObjectItem(sp, "shards")) {
-            char a[4096], b[4096];
-            const char *name = cJSON_GetObjectItem(sh, "name")->valuestring;
-            snprintf(a, sizeof a, "%s/%s", dir_a, name);
-            snprintf(b, sizeof b, "%s/%s", dir_b, name);
-            if (!fx_same_file(a, b)) {
-                snprintf(bad, cap, "%s", b);
-                return -1;
-            }
-            n++;
+            const cJSON *name = cJSON_GetObjectItem(sh, "name");
+            if (n >= 0 && !(cJSON_IsString(name) && same_in_(dir_a, dir_b, name->valuestring)))
+                n = -1;
+            else if (n >= 0)
+                n++;
         }
     }
-    char a[4096], b[4096];
-    snprintf(a, sizeof a, "%s/manifest.json", dir_a);
-    snprintf(b, sizeof b, "%s/manifest.json", dir_b);
-    if (!fx_same_file(a, b)) {
-        snprintf(bad, cap, "%s", b);
-        return -1;
-    }
-    return n;
+    cJSON_Delete(man);
+    return n >= 0 && same_in_(dir_a, dir_b, "manifest.json") ? n : -1;
 }
 
 char *fx_metrics_values(const char *run, const char *kind, const char *field) {

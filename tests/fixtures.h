@@ -153,10 +153,10 @@ double fx_manifest_samples(const cJSON *manifest, const char *split);
 /* Whether skipped.by_reason of a shard manifest holds the counts that follow as (const char
  * *reason, int count) pairs up to a NULL (a reason absent counts 0); each mismatch is printed. */
 bool fx_manifest_reasons(const cJSON *manifest, ...);
-/* Compares a rebuild: every shard the manifest's `splits` name and manifest.json itself must
- * be byte-identical in dir_a and dir_b. Returns the number of shards compared, or -1 with the
- * differing path in bad[cap]. */
-int fx_same_build(const char *dir_a, const char *dir_b, const cJSON *splits, char *bad, size_t cap);
+/* Compares a rebuild: every shard DIR_B/manifest.json's splits name and manifest.json itself
+ * must be byte-identical in dir_a and dir_b. Returns the number of shards compared, or -1
+ * (the differing file printed). */
+int fx_same_build(const char *dir_a, const char *dir_b);
 /* The values of `field` on the lines of RUN/metrics.jsonl whose kind is `kind`, as printed,
  * each followed by '\n' (malloc'd); NULL when the file cannot be read. */
 char *fx_metrics_values(const char *run, const char *kind, const char *field);
