@@ -6,6 +6,7 @@
  * shape mismatch naming the tensor; audio->text and audio->image retrieval metrics. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdarg.h>
 #include <sndfile.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,8 +145,14 @@ static void build_(const char *dir, int per) {
 
 static char g_dir[1024];
 
-static int run_(const char *args, const char *out) {
-    char cmd[20000];
+/* `clasp train` into OUT with the common options and ARGS (printf-style); its exit status. */
+static int run_(const char *out, const char *args_fmt, ...) __attribute__((format(printf, 2, 3)));
+static int run_(const char *out, const char *args_fmt, ...) {
+    char args[8192], cmd[20000];
+    va_list ap;
+    va_start(ap, args_fmt);
+    vsnprintf(args, sizeof args, args_fmt, ap);
+    va_end(ap);
     snprintf(cmd, sizeof cmd,
              "%s train --out %s --batch-size 16 --warmup 2 --log-every 1 --no-progress --seed 3 "
              "--threads 2 --shuffle-buffer 64 %s >%s.log 2>&1",
@@ -167,13 +174,14 @@ static int losses_(const char *run, double *out, int cap, char *joined, size_t j
 }
 
 Test(train_audio, audio_text_loss_decreases) {
-    char out[1200], args[8192];
+    char out[1200];
     build_(fx_scratch("ta_loss", g_dir, out, "run", NULL), 8);
-    snprintf(args, sizeof args,
+    cr_assert_eq(
+        run_(out,
              "--model %s/tiny.json --train 'audio-text=%s/audio-{000000..000001}.tar' --steps 120 "
              "--lr 5e-3",
-             g_dir, g_dir);
-    cr_assert_eq(run_(args, out), 0, "see %s.log", out);
+             g_dir, g_dir),
+        0, "see %s.log", out);
     double l[128], first = 0, last = 0;
     int n = losses_(out, l, 128, NULL, 0);
     cr_assert_eq(n, 120);
@@ -210,12 +218,9 @@ Test(train_audio, two_sources_resume_is_bit_exact) {
              "--model %s/tiny.json --train '%s/image-{000000..000001}.tar' --pair image-text "
              "--train 'audio-text=%s/audio-{000000..000001}.tar' --weight 0.7 --steps 10",
              g_dir, g_dir, g_dir);
-    cr_assert_eq(run_(args, a), 0, "see %s.log", a);
-    char args2[8400];
-    snprintf(args2, sizeof args2, "%s --stop-after 5", args);
-    cr_assert_eq(run_(args2, b), 3, "see %s.log", b);
-    snprintf(args2, sizeof args2, "%s --resume latest", args);
-    cr_assert_eq(run_(args2, b), 0, "see %s.log", b);
+    cr_assert_eq(run_(a, "%s", args), 0, "see %s.log", a);
+    cr_assert_eq(run_(b, "%s --stop-after 5", args), 3, "see %s.log", b);
+    cr_assert_eq(run_(b, "%s --resume latest", args), 0, "see %s.log", b);
     static char ja[8192], jb[8192];
     double l[32];
     cr_assert_eq(losses_(a, l, 32, ja, sizeof ja), 10);
@@ -256,20 +261,20 @@ static void compare_(const char *fa, const char *fb, const char *prefix, bool *i
 }
 
 Test(train_audio, freeze_and_init_by_name) {
-    char a[1200], b[1200], c[1200], args[8192];
+    char a[1200], b[1200], c[1200];
     build_(fx_scratch("ta_freeze", g_dir, a, "base", b, "locked", c, "wide", NULL), 4);
     /* A: image-text only (the audio tower stays at its fresh init) */
-    snprintf(args, sizeof args,
-             "--model %s/tiny.json --train '%s/image-{000000..000001}.tar' --steps 4", g_dir,
-             g_dir);
-    cr_assert_eq(run_(args, a), 0, "see %s.log", a);
+    cr_assert_eq(run_(a, "--model %s/tiny.json --train '%s/image-{000000..000001}.tar' --steps 4",
+                      g_dir, g_dir),
+                 0, "see %s.log", a);
     /* B: start from A, image and text frozen, both sources */
-    snprintf(args, sizeof args,
+    cr_assert_eq(
+        run_(b,
              "--model %s/tiny.json --init %s --freeze image,text --train "
              "'%s/image-{000000..000001}.tar' --train 'audio-text=%s/audio-{000000..000001}.tar' "
              "--steps 6 --seed 9",
-             g_dir, a, g_dir, g_dir);
-    cr_assert_eq(run_(args, b), 0, "see %s.log", b);
+             g_dir, a, g_dir, g_dir),
+        0, "see %s.log", b);
     char ma[1400], mb[1400];
     snprintf(ma, sizeof ma, "%s/checkpoints/step-00000004/model.safetensors", a);
     snprintf(mb, sizeof mb, "%s/checkpoints/step-00000006/model.safetensors", b);
@@ -287,23 +292,24 @@ Test(train_audio, freeze_and_init_by_name) {
     cr_assert(strstr(log, "tensors loaded"), "%s", log);
     free(log);
     /* a config with a wider text tower: --init names the first mismatching tensor */
-    snprintf(
-        args, sizeof args,
-        "--model %s/tiny-wide.json --init %s --train 'audio-text=%s/audio-{000000..000001}.tar' "
-        "--steps 2",
-        g_dir, a, g_dir);
-    cr_assert_eq(run_(args, c), 1, "see %s.log", c);
+    cr_assert_eq(run_(c,
+                      "--model %s/tiny-wide.json --init %s --train "
+                      "'audio-text=%s/audio-{000000..000001}.tar' "
+                      "--steps 2",
+                      g_dir, a, g_dir),
+                 1, "see %s.log", c);
     snprintf(lb, sizeof lb, "%s.log", c);
     log = fx_read_text(lb);
     cr_assert(strstr(log, "tensor 'text.") && strstr(log, "shape"), "%s", log);
     free(log);
     /* an unknown tower in --freeze is refused */
-    snprintf(
-        args, sizeof args,
-        "--model %s/tiny.json --freeze video --train '%s/image-{000000..000001}.tar' --steps 1",
-        g_dir, g_dir);
     snprintf(c, sizeof c, "%s/badfreeze", g_dir);
-    cr_assert_eq(run_(args, c), 1);
+    cr_assert_eq(
+        run_(
+            c,
+            "--model %s/tiny.json --freeze video --train '%s/image-{000000..000001}.tar' --steps 1",
+            g_dir, g_dir),
+        1);
 }
 
 /* Group-relevance retrieval on hand-made features: 3 queries, 4 gallery rows. */
@@ -331,13 +337,13 @@ Test(train_audio, group_retrieval_metrics) {
 }
 
 Test(train_audio, audio_to_image_eval) {
-    char a[1200], args[8192];
+    char a[1200];
     build_(fx_scratch("ta_a2i", g_dir, a, "bind", NULL), 4);
-    snprintf(args, sizeof args,
-             "--model %s/tiny.json --train '%s/image-{000000..000001}.tar' --train "
-             "'audio-text=%s/audio-{000000..000001}.tar' --steps 4",
-             g_dir, g_dir, g_dir);
-    cr_assert_eq(run_(args, a), 0, "see %s.log", a);
+    cr_assert_eq(run_(a,
+                      "--model %s/tiny.json --train '%s/image-{000000..000001}.tar' --train "
+                      "'audio-text=%s/audio-{000000..000001}.tar' --steps 4",
+                      g_dir, g_dir, g_dir),
+                 0, "see %s.log", a);
     char *j;
     int rc = fx_clasp(&j,
                       "eval --model %s --data '%s/audio-{000000..000001}.tar' --gallery "
