@@ -484,6 +484,13 @@ cJSON *fx_manifest_load(const char *dir) {
     return j;
 }
 
+bool fx_built(clasp_status st, clasp_manifest *m, const char *dir, cJSON **manifest) {
+    if (st != CLASP_OK) fprintf(stderr, "dataset builder failed: %s\n", clasp_last_error());
+    clasp_manifest_free(m);
+    if (manifest) *manifest = st == CLASP_OK ? fx_manifest_load(dir) : NULL;
+    return st == CLASP_OK && (!manifest || *manifest);
+}
+
 double fx_manifest_samples(const cJSON *manifest, const char *split) {
     const cJSON *of = split ? cJSON_GetObjectItem(cJSON_GetObjectItem(manifest, "splits"), split)
                             : cJSON_GetObjectItem(manifest, "total");

@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/safetensors.h"
+#include "datasets/manifest.h"
 
 /* ---- tensors ---------------------------------------------------------------------------- */
 
@@ -145,6 +146,9 @@ bool fx_export_model(const char *config_path, const clasp_tokenizer *tok, const 
 
 /* ---- manifests and run folders ---------------------------------------------------------- */
 
+/* After a dataset builder returned st into m: frees m; false (the error printed) unless st is
+ * CLASP_OK; with `manifest`, also loads DIR/manifest.json into it (false when unreadable). */
+bool fx_built(clasp_status st, clasp_manifest *m, const char *dir, cJSON **manifest);
 /* DIR/manifest.json, parsed (cJSON_Delete it); NULL when it cannot be read. */
 cJSON *fx_manifest_load(const char *dir);
 /* "samples" of a manifest (or of its summary): of the split named, or the total with NULL;

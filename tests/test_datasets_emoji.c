@@ -124,15 +124,10 @@ static void run_read_shards(const char *dir) {
     cr_assert(rc == 0 || rc == FX_NO_PYTHON, "read_shards.py %s rc %d", dir, rc);
 }
 
-/* Runs the builder, which must succeed. */
-static void build_ok_(const clasp_emoji_options *o) {
-    clasp_manifest m;
-    cr_assert_eq(clasp_emoji_build(o, &m), CLASP_OK, "%s", clasp_last_error());
-    clasp_manifest_free(&m);
-}
-
 Test(datasets_emoji, fake_packages) {
     char base[512], src[700], out[700], out2[700];
+    clasp_manifest m;
+    cJSON *man;
     fx_scratch("dse_fake", base, src, "src", out, "out", out2, "out2", NULL);
     cr_assert_eq(clasp_mkdir_p(src), CLASP_OK);
     fake_packages(src);
@@ -142,9 +137,7 @@ Test(datasets_emoji, fake_packages) {
     o.out_dir = out;
     o.val_percent = 50;
     o.maxcount = 3;
-    build_ok_(&o);
-    cJSON *man = fx_manifest_load(out);
-    cr_assert_not_null(man);
+    cr_assert(fx_built(clasp_emoji_build(&o, &m), &m, o.out_dir, &man));
     /* google: grinning, heart, thumbs up (poo: no image; rocket: missing; fire: broken;
      * nazar: no label); twitter: grinning, heart, thumbs up, poo, rocket, fire. */
     cr_assert_eq(fx_manifest_samples(man, NULL), 9);
@@ -190,7 +183,7 @@ Test(datasets_emoji, fake_packages) {
 
     /* Rebuild: byte-identical shards and manifest. */
     o.out_dir = out2;
-    build_ok_(&o);
+    cr_assert(fx_built(clasp_emoji_build(&o, &m), &m, NULL, NULL));
     cr_assert_geq(fx_same_build(out, out2), 3, "the rebuild is not byte-identical");
 }
 
@@ -206,7 +199,8 @@ Test(datasets_emoji, vendors_skins_and_refusals) {
     o.skins = true;
     o.locales = "en";
     o.val_percent = 50;
-    build_ok_(&o);
+    clasp_manifest m;
+    cr_assert(fx_built(clasp_emoji_build(&o, &m), &m, NULL, NULL));
     static char tr[1 << 16], va[1 << 16];
     read_split(out, "train", tr, sizeof tr);
     read_split(out, "validation", va, sizeof va);
@@ -220,7 +214,6 @@ Test(datasets_emoji, vendors_skins_and_refusals) {
     cr_assert(strstr(s, "twitter/1F44D.txt=thumbs up\n"));
 
     const char *bad[] = {"apple", "google,facebook", "google,google", "nokia", ""};
-    clasp_manifest m;
     for (int i = 0; i < 5; i++) {
         o.vendors = bad[i];
         cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_ERR_ARG, "%s", bad[i]);

@@ -28,11 +28,17 @@ static long read_all(const char *dir, fx_entry **mv) {
     return n;
 }
 
-/* Runs the builder, which must succeed. */
-static void build_ok_(const clasp_espeak_options *o) {
-    clasp_manifest m;
-    cr_assert_eq(clasp_espeak_build(o, &m), CLASP_OK, "%s", clasp_last_error());
-    clasp_manifest_free(&m);
+/* Options reading `from` into out with the voice x speed x pitch grid and `variants` draws. */
+static clasp_espeak_options grid_(const char *from, const char *out, const char *voices,
+                                  const char *speeds, const char *pitches, int variants) {
+    clasp_espeak_options o = clasp_espeak_default_options();
+    o.from = from;
+    o.out_dir = out;
+    o.voices = voices;
+    o.speeds = speeds;
+    o.pitches = pitches;
+    o.variants = variants;
+    return o;
 }
 
 /* A fake root with an English Asterisk transcript file (no audio needed). */
@@ -48,6 +54,8 @@ static void fake_asterisk(const char *root) {
 Test(datasets_espeak, file_and_asterisk_sources) {
     if (!have_espeak()) cr_skip_test("espeak-ng not installed (apt-get install espeak-ng)");
     char base[512], list[700], out[700], out2[700];
+    clasp_manifest m;
+    cJSON *man;
     fx_scratch("dsesp_src", base, list, "list.tsv", out, "out", out2, "out2", NULL);
     const char *tsv = "# key<TAB>text\n"
                       "one.a\tGood morning.\r\n"
@@ -59,23 +67,14 @@ Test(datasets_espeak, file_and_asterisk_sources) {
 
     char from[800];
     snprintf(from, sizeof from, "asterisk,%s", list);
-    clasp_espeak_options o = clasp_espeak_default_options();
-    o.from = from;
+    clasp_espeak_options o = grid_(from, out, "en-us,en-gb", "170", "40", 0);
     o.src_root = base;
-    o.out_dir = out;
-    o.voices = "en-us,en-gb";
-    o.speeds = "170";
-    o.pitches = "40";
-    o.variants = 0;
     o.val_percent = 50;
     o.maxcount = 3;
-    build_ok_(&o);
-
-    cJSON *man = fx_manifest_load(out);
-    cr_assert_not_null(man);
-    cr_assert_eq(fx_manifest_samples(man, NULL), 4);
+    cr_assert(fx_built(clasp_espeak_build(&o, &m), &m, o.out_dir, &man));
     cr_assert(fx_manifest_reasons(man, "bad_line", 1, "empty_transcript", 1, "nonspeech", 1,
                                   "silence", 1, NULL));
+    cr_assert_eq(fx_manifest_samples(man, NULL), 4);
     cJSON_Delete(man);
 
     fx_entry *mv;
@@ -125,7 +124,7 @@ Test(datasets_espeak, file_and_asterisk_sources) {
 
     /* Rebuild: espeak-ng output and therefore every shard byte is the same. */
     o.out_dir = out2;
-    build_ok_(&o);
+    cr_assert(fx_built(clasp_espeak_build(&o, &m), &m, NULL, NULL));
     cr_assert_geq(fx_same_build(out, out2), 2, "the rebuild is not byte-identical");
 }
 
@@ -135,14 +134,9 @@ Test(datasets_espeak, variants_drawn_per_transcript) {
     fx_scratch("dsesp_var", base, list, "list.tsv", out, "out", NULL);
     const char *tsv = "k1\tYes.\nk2\tNo.\n";
     cr_assert_eq(clasp_write_file_atomic(list, tsv, strlen(tsv)), CLASP_OK);
-    clasp_espeak_options o = clasp_espeak_default_options();
-    o.from = list;
-    o.out_dir = out;
-    o.voices = "en-us";
-    o.speeds = "120,200";
-    o.pitches = "20,80";
-    o.variants = 2;
-    build_ok_(&o);
+    clasp_espeak_options o = grid_(list, out, "en-us", "120,200", "20,80", 2);
+    clasp_manifest m;
+    cr_assert(fx_built(clasp_espeak_build(&o, &m), &m, NULL, NULL));
     fx_entry *mv;
     long n = read_all(out, &mv);
     cr_assert_eq(n, 12); /* 2 transcripts x 2 cells x 3 fields */
