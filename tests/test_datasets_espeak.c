@@ -32,12 +32,8 @@ static long read_all(const char *dir, fx_entry **mv) {
 static clasp_espeak_options grid_(const char *from, const char *out, const char *voices,
                                   const char *speeds, const char *pitches, int variants) {
     clasp_espeak_options o = clasp_espeak_default_options();
-    o.from = from;
-    o.out_dir = out;
-    o.voices = voices;
-    o.speeds = speeds;
-    o.pitches = pitches;
-    o.variants = variants;
+    o.from = from, o.out_dir = out;
+    o.voices = voices, o.speeds = speeds, o.pitches = pitches, o.variants = variants;
     return o;
 }
 
