@@ -632,19 +632,11 @@ Test(audio, silent_and_shorter_than_one_frame) {
 static clasp_audio_augment_config busy_augment(void) {
     clasp_audio_augment_config a = clasp_audio_augment_default_config();
     a.random_crop = true;
-    a.gain_prob = 1.0;
-    a.gain_db_min = -6.0;
-    a.gain_db_max = 6.0;
-    a.shift_prob = 1.0;
-    a.shift_max_seconds = 0.2;
-    a.noise_prob = 1.0;
-    a.snr_db_min = 10.0;
-    a.snr_db_max = 30.0;
-    a.time_masks = 2;
-    a.time_mask_max = 10;
-    a.freq_masks = 2;
-    a.freq_mask_max = 8;
-    a.mask_value = -123.0;
+    a.gain_prob = 1.0, a.gain_db_min = -6.0, a.gain_db_max = 6.0;
+    a.shift_prob = 1.0, a.shift_max_seconds = 0.2;
+    a.noise_prob = 1.0, a.snr_db_min = 10.0, a.snr_db_max = 30.0;
+    a.time_masks = 2, a.time_mask_max = 10;
+    a.freq_masks = 2, a.freq_mask_max = 8, a.mask_value = -123.0;
     return a;
 }
 
