@@ -187,6 +187,24 @@ def gen_rule(name, named):
     return 1.0 / math.sqrt(w.shape[1:].numel()), 0.0
 
 
+def store_grad(tensors, name, p, rng):
+    """The gradient of p under our name: in full up to 8192 elements, else 1024 entries drawn
+    with rng plus the sums (and sums of |g|) over dim 0 and over the other dims."""
+    gr = p.grad.detach().numpy().astype(np.float32)
+    if gr.size <= 8192:
+        tensors["grad." + name] = gr
+        return
+    flat = gr.reshape(-1)
+    idx = np.sort(rng.choice(flat.size, 1024, replace=False)).astype(np.int64)
+    g2 = gr.reshape(gr.shape[0], -1).astype(np.float64)
+    tensors["gidx." + name] = idx
+    tensors["gval." + name] = flat[idx]
+    tensors["gsum0." + name] = g2.sum(1).astype(np.float32)
+    tensors["gabs0." + name] = np.abs(g2).sum(1).astype(np.float32)
+    tensors["gsum1." + name] = g2.sum(0).astype(np.float32)
+    tensors["gabs1." + name] = np.abs(g2).sum(0).astype(np.float32)
+
+
 def fmnist_small():
     torch.manual_seed(0)
     img, txt = ImageEncoder(), TextEncoder()
@@ -213,20 +231,7 @@ def fmnist_small():
     rng = np.random.default_rng(7)
     for prefix, mod in (("visual.", img), ("text.", txt)):
         for rn, p in mod.named_parameters():
-            name = our_name(prefix + rn)
-            gr = p.grad.detach().numpy().astype(np.float32)
-            if gr.size <= 8192:
-                tensors["grad." + name] = gr
-                continue
-            flat = gr.reshape(-1)
-            idx = np.sort(rng.choice(flat.size, 1024, replace=False)).astype(np.int64)
-            g2 = gr.reshape(gr.shape[0], -1).astype(np.float64)
-            tensors["gidx." + name] = idx
-            tensors["gval." + name] = flat[idx]
-            tensors["gsum0." + name] = g2.sum(1).astype(np.float32)
-            tensors["gabs0." + name] = np.abs(g2).sum(1).astype(np.float32)
-            tensors["gsum1." + name] = g2.sum(0).astype(np.float32)
-            tensors["gabs1." + name] = np.abs(g2).sum(0).astype(np.float32)
+            store_grad(tensors, our_name(prefix + rn), p, rng)
     stio.save(os.path.join(OUT, "fmnist_small.safetensors"), tensors,
               {"what": "fmnist-small parity reference, see make_model.py"})
 
@@ -484,19 +489,7 @@ def speech_small_audio():
     tensors.update({"dfeat.audio": da.numpy(), "out.audio": oa.detach().numpy()})
     rng = np.random.default_rng(8)
     for name, p in named.items():
-        gr = p.grad.detach().numpy().astype(np.float32)
-        if gr.size <= 8192:
-            tensors["grad." + name] = gr
-            continue
-        flat = gr.reshape(-1)
-        idx = np.sort(rng.choice(flat.size, 1024, replace=False)).astype(np.int64)
-        g2 = gr.reshape(gr.shape[0], -1).astype(np.float64)
-        tensors["gidx." + name] = idx
-        tensors["gval." + name] = flat[idx]
-        tensors["gsum0." + name] = g2.sum(1).astype(np.float32)
-        tensors["gabs0." + name] = np.abs(g2).sum(1).astype(np.float32)
-        tensors["gsum1." + name] = g2.sum(0).astype(np.float32)
-        tensors["gabs1." + name] = np.abs(g2).sum(0).astype(np.float32)
+        store_grad(tensors, name, p, rng)
     stio.save(os.path.join(OUT, "speech_small_audio.safetensors"), tensors,
               {"config": json.dumps(cfg), "what": "speech-small audio tower parity, see make_model.py"})
 
