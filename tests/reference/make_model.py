@@ -267,14 +267,17 @@ class GBlock(nn.Module):
         return x + self.mlp.fc2(F.gelu(self.mlp.fc1(self.ln2(x)), approximate=self.approx))
 
 
-class ViT(nn.Module):
-    def __init__(self, c, D):
-        super().__init__()
-        self.c = c
-        W, P = c["width"], c["patch_size"]
-        self.T = (c["size"] // P) ** 2 + (1 if c["pool"] == "cls" else 0)
-        self.patch_embed = nn.Conv2d(c["channels"], W, P, stride=P)
-        if c["pool"] == "cls":
+class PatchTower(nn.Module):
+    """A transformer over patch tokens (ViT, AST): patch conv, optional class token, learned
+    positions, pre-LN blocks, final LayerNorm, class-token or mean pooling, projection to D.
+    Parameters are registered in this order (tiny() and tiny_audio() fill them in it)."""
+
+    def setup(self, c, D, patch_embed, n_patches, cls):
+        W = c["width"]
+        self.c, self.cls = c, cls
+        self.T = n_patches + (1 if cls else 0)
+        self.patch_embed = patch_embed
+        if cls:
             self.cls_token = nn.Parameter(torch.empty(W))
         self.pos_emb = nn.Parameter(torch.empty(self.T, W))
         approx = "tanh" if c.get("act") == "gelu_tanh" else "none"
@@ -283,16 +286,26 @@ class ViT(nn.Module):
         self.ln_f = nn.LayerNorm(W)
         self.proj = nn.Linear(W, D)
 
-    def forward(self, x):
+    def encode(self, x):
         p = self.patch_embed(x).flatten(2).transpose(1, 2)  # B, N, W
-        if self.c["pool"] == "cls":
+        if self.cls:
             p = torch.cat([self.cls_token.expand(p.shape[0], 1, -1), p], 1)
         h = p + self.pos_emb
         for b in self.blocks:
             h = b(h, False, None)
         h = self.ln_f(h)
-        h = h[:, 0] if self.c["pool"] == "cls" else h.mean(1)
-        return self.proj(h)
+        return self.proj(h[:, 0] if self.cls else h.mean(1))
+
+
+class ViT(PatchTower):
+    def __init__(self, c, D):
+        super().__init__()
+        P = c["patch_size"]
+        self.setup(c, D, nn.Conv2d(c["channels"], c["width"], P, stride=P),
+                   (c["size"] // P) ** 2, c["pool"] == "cls")
+
+    def forward(self, x):
+        return self.encode(x)
 
 
 class Text(nn.Module):
@@ -393,35 +406,18 @@ class AudioCNN(nn.Module):
         return x
 
 
-class AST(nn.Module):
+class AST(PatchTower):
     """Audio spectrogram transformer: Conv2d(1, W, (PF, PT), stride=(PF, PT)) patches of the
     mel in (freq, time) row-major order, class token or mean pooling, pre-LN blocks."""
 
     def __init__(self, c, D, n_frames):
         super().__init__()
-        self.c = c
-        W, PF, PT = c["width"], c["patch_freq"], c["patch_time"]
-        self.T = (c["n_mels"] // PF) * (n_frames // PT) + (1 if c.get("pool", "cls") == "cls" else 0)
-        self.patch_embed = nn.Conv2d(1, W, (PF, PT), stride=(PF, PT))
-        if c.get("pool", "cls") == "cls":
-            self.cls_token = nn.Parameter(torch.empty(W))
-        self.pos_emb = nn.Parameter(torch.empty(self.T, W))
-        approx = "tanh" if c.get("act") == "gelu_tanh" else "none"
-        self.blocks = nn.ModuleList(GBlock(W, c["heads"], c["mlp_width"], approx)
-                                    for _ in range(c["layers"]))
-        self.ln_f = nn.LayerNorm(W)
-        self.proj = nn.Linear(W, D)
+        PF, PT = c["patch_freq"], c["patch_time"]
+        self.setup(c, D, nn.Conv2d(1, c["width"], (PF, PT), stride=(PF, PT)),
+                   (c["n_mels"] // PF) * (n_frames // PT), c.get("pool", "cls") == "cls")
 
     def forward(self, mel):
-        p = self.patch_embed(mel.unsqueeze(1)).flatten(2).transpose(1, 2)  # B, N, W
-        cls = self.c.get("pool", "cls") == "cls"
-        if cls:
-            p = torch.cat([self.cls_token.expand(p.shape[0], 1, -1), p], 1)
-        h = p + self.pos_emb
-        for b in self.blocks:
-            h = b(h, False, None)
-        h = self.ln_f(h)
-        return self.proj(h[:, 0] if cls else h.mean(1))
+        return self.encode(mel.unsqueeze(1))
 
 
 def n_frames_of(a):
