@@ -339,19 +339,25 @@ class Text(nn.Module):
         return self.proj(h)
 
 
+def fill_uniform(mod):
+    """Parameters in registration order from torch's global generator: LayerNorm ones
+    uniform(-0.2, 0.2) (+1 for weights), the others uniform(-0.5, 0.5)."""
+    for n, p in mod.named_parameters():
+        with torch.no_grad():
+            if "ln" in n:
+                p.uniform_(-0.2, 0.2)
+                if n.endswith("weight"):
+                    p.add_(1.0)
+            else:
+                p.uniform_(-0.5, 0.5)
+
+
 def tiny(fname, cfg, seed):
     torch.manual_seed(seed)
     D = cfg["embed_dim"]
     vit, txt = ViT(cfg["image"], D), Text(cfg["text"], D)
     for mod in (vit, txt):
-        for n, p in mod.named_parameters():
-            with torch.no_grad():
-                if "ln" in n:
-                    p.uniform_(-0.2, 0.2)
-                    if n.endswith("weight"):
-                        p.add_(1.0)
-                else:
-                    p.uniform_(-0.5, 0.5)
+        fill_uniform(mod)
     B, ic, tc = 3, cfg["image"], cfg["text"]
     x = torch.randn(B, ic["channels"], ic["size"], ic["size"])
     T, V = tc["context_length"], tc["vocab_size"]
@@ -439,14 +445,7 @@ def tiny_audio(fname, cfg, seed):
     torch.manual_seed(seed)
     D, a = cfg["embed_dim"], cfg["audio"]
     mod = make_audio_tower(cfg)
-    for n, p in mod.named_parameters():
-        with torch.no_grad():
-            if "ln" in n:
-                p.uniform_(-0.2, 0.2)
-                if n.endswith("weight"):
-                    p.add_(1.0)
-            else:
-                p.uniform_(-0.5, 0.5)
+    fill_uniform(mod)
     B = 3
     mel = torch.randn(B, a["n_mels"], n_frames_of(a))
     da = torch.randn(B, D)
