@@ -16,50 +16,9 @@
 #include <sndfile.h>
 
 #include "modalities/audio.h"
+#include "tests/fixtures.h"
 
-typedef struct growbuf {
-    unsigned char *data;
-    sf_count_t len, cap, pos;
-} growbuf;
-
-static sf_count_t g_len(void *u) {
-    return ((growbuf *)u)->len;
-}
-static sf_count_t g_seek(sf_count_t off, int whence, void *u) {
-    growbuf *g = u;
-    sf_count_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? g->pos : g->len;
-    g->pos = base + off < 0 ? 0 : base + off;
-    return g->pos;
-}
-static sf_count_t g_read(void *ptr, sf_count_t n, void *u) {
-    growbuf *g = u;
-    if (g->pos >= g->len) return 0;
-    if (n > g->len - g->pos) n = g->len - g->pos;
-    memcpy(ptr, g->data + g->pos, (size_t)n);
-    g->pos += n;
-    return n;
-}
-static sf_count_t g_write(const void *ptr, sf_count_t n, void *u) {
-    growbuf *g = u;
-    if (g->pos + n > g->cap) {
-        sf_count_t cap = g->cap ? g->cap : 4096;
-        while (cap < g->pos + n) cap *= 2;
-        unsigned char *d = realloc(g->data, (size_t)cap);
-        if (!d) return 0;
-        g->data = d;
-        g->cap = cap;
-    }
-    if (g->pos > g->len) memset(g->data + g->len, 0, (size_t)(g->pos - g->len));
-    memcpy(g->data + g->pos, ptr, (size_t)n);
-    g->pos += n;
-    if (g->pos > g->len) g->len = g->pos;
-    return n;
-}
-static sf_count_t g_tell(void *u) {
-    return ((growbuf *)u)->pos;
-}
-
-/* A speech-like test signal (harmonics with a wandering pitch + noise), encoded in memory. */
+/* A speech-like test signal (harmonics with a wandering pitch + noise), encoded. */
 static unsigned char *make_clip(int format, int rate, int channels, double seconds, size_t *n) {
     sf_count_t frames = (sf_count_t)(rate * seconds);
     float *x = malloc(sizeof(float) * (size_t)(frames * channels));
@@ -75,23 +34,9 @@ static unsigned char *make_clip(int format, int rate, int channels, double secon
         v = 0.2 * v + 0.01 * ((double)(s >> 16) / 32768.0 - 1.0);
         for (int c = 0; c < channels; c++) x[i * channels + c] = (float)v;
     }
-    SF_VIRTUAL_IO vio = {g_len, g_seek, g_read, g_write, g_tell};
-    growbuf g = {0};
-    SF_INFO si = {0};
-    si.format = format;
-    si.samplerate = rate;
-    si.channels = channels;
-    SNDFILE *sf = sf_open_virtual(&vio, SFM_WRITE, &si, &g);
-    if (!sf) {
-        fprintf(stderr, "encode: %s\n", sf_strerror(NULL));
-        free(x);
-        return NULL;
-    }
-    sf_writef_float(sf, x, frames);
-    sf_close(sf);
+    unsigned char *b = fx_encode_audio(format, rate, channels, x, frames, n);
     free(x);
-    *n = (size_t)g.len;
-    return g.data;
+    return b;
 }
 
 static double now(void) {

@@ -3,8 +3,8 @@
  * writes here, resampling, crop/pad, bad input (each a counted skip or a clean decode), bounded
  * memory on a long file, deterministic augmentation, and the JSON config.
  *
- * Fixtures are encoded in memory with sf_open_virtual(SFM_WRITE), so no files are shared
- * between Criterion's parallel test processes.
+ * Fixtures are encoded with fx_encode_audio (an anonymous temporary file read back), so no
+ * file names are shared between Criterion's parallel test processes.
  *
  * Tolerances: log-mel 1e-4 absolute on ln(mel energy) (log_tol converts it to the output's
  * units: x 10/ln(10) for dB, / norm_std after normalisation). kissfft runs in float32 and the
@@ -23,76 +23,16 @@
 #include "core/rng.h"
 #include "core/safetensors.h"
 #include "modalities/audio.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 static const double PI_ = 3.14159265358979323846;
-
-/* ---- in-memory sndfile writer ------------------------------------------------------------ */
-
-typedef struct growbuf {
-    unsigned char *data;
-    sf_count_t len, cap, pos;
-} growbuf;
-
-static sf_count_t g_len(void *u) {
-    return ((growbuf *)u)->len;
-}
-static sf_count_t g_seek(sf_count_t off, int whence, void *u) {
-    growbuf *g = u;
-    sf_count_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? g->pos : g->len;
-    g->pos = base + off < 0 ? 0 : base + off;
-    return g->pos;
-}
-static sf_count_t g_read(void *ptr, sf_count_t n, void *u) {
-    growbuf *g = u;
-    if (g->pos >= g->len) return 0;
-    if (n > g->len - g->pos) n = g->len - g->pos;
-    memcpy(ptr, g->data + g->pos, (size_t)n);
-    g->pos += n;
-    return n;
-}
-static sf_count_t g_write(const void *ptr, sf_count_t n, void *u) {
-    growbuf *g = u;
-    if (g->pos + n > g->cap) {
-        sf_count_t cap = g->cap ? g->cap : 4096;
-        while (cap < g->pos + n) cap *= 2;
-        g->data = realloc(g->data, (size_t)cap);
-        cr_assert(g->data);
-        g->cap = cap;
-    }
-    if (g->pos > g->len) memset(g->data + g->len, 0, (size_t)(g->pos - g->len));
-    memcpy(g->data + g->pos, ptr, (size_t)n);
-    g->pos += n;
-    if (g->pos > g->len) g->len = g->pos;
-    return n;
-}
-static sf_count_t g_tell(void *u) {
-    return ((growbuf *)u)->pos;
-}
 
 /* Encodes frames (interleaved, channels) with `format`; returns malloc'd bytes in *n. */
 static unsigned char *encode(int format, int rate, int channels, const float *x, sf_count_t frames,
                              size_t *n) {
-    SF_VIRTUAL_IO vio = {g_len, g_seek, g_read, g_write, g_tell};
-    growbuf g = {0};
-    SF_INFO si = {0};
-    si.format = format;
-    si.samplerate = rate;
-    si.channels = channels;
-    cr_assert(sf_format_check(&si), "format %x not writable", format);
-    SNDFILE *sf = sf_open_virtual(&vio, SFM_WRITE, &si, &g);
-    cr_assert(sf, "sf_open_virtual(write %x): %s", format, sf_strerror(NULL));
-    if (frames > 0) {
-        /* Chunked: the long-file test writes millions of frames. */
-        for (sf_count_t done = 0; done < frames;) {
-            sf_count_t k = frames - done < 65536 ? frames - done : 65536;
-            cr_assert_eq(sf_writef_float(sf, x + done * channels, k), k);
-            done += k;
-        }
-    }
-    sf_close(sf);
-    *n = (size_t)g.len;
-    return g.data;
+    unsigned char *b = fx_encode_audio(format, rate, channels, x, frames, n);
+    cr_assert(b, "encoding format %x failed", format);
+    return b;
 }
 
 /* (frames, channels) interleaved sine of `hz` with amplitude amp * (1 + c) / channels. */
@@ -132,6 +72,18 @@ static double sine_rms_err(const float *got, size_t lo, size_t hi, int rate, dou
         if (e < best) best = e;
     }
     return best;
+}
+
+/* The clip of encoded bytes b (crop position -1: the config's eval crop) as *n malloc'd
+ * samples; the load must succeed. */
+static float *load_head_(const unsigned char *b, size_t nb, const clasp_audio_config *c,
+                         const char *key, size_t *n, clasp_audio_info *info,
+                         clasp_audio_skip *why) {
+    *n = clasp_audio_clip_samples(c);
+    float *out = malloc(sizeof(float) * *n);
+    cr_assert_eq(clasp_audio_load_clip(b, nb, c, -1.0, key, out, info, why), CLASP_OK, "%s",
+                 clasp_last_error());
+    return out;
 }
 
 static bool all_finite(const float *x, size_t n) {
@@ -189,11 +141,8 @@ static double log_tol(const clasp_melspec_config *c) {
 static const char *const ref_names[] = {"htk16k", "slaney16k", "slaney8k", "htk8k"};
 
 static clasp_safetensors *open_ref(const char *name) {
-    char rel[128], path[4096];
-    snprintf(rel, sizeof rel, "audio/logmel_%s.safetensors", name);
-    clasp_safetensors *st = NULL;
-    cr_assert_eq(clasp_st_open(clasp_test_ref_path(rel, path, sizeof path), &st), CLASP_OK, "%s",
-                 clasp_last_error());
+    clasp_safetensors *st = fx_ref_open("audio/logmel_%s.safetensors", name);
+    cr_assert(st, "%s", clasp_last_error());
     return st;
 }
 
@@ -335,12 +284,10 @@ Test(audio, stereo_flac_44k_resamples_to_16k) {
     unsigned char *b = encode(SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 44100, 2, x, frames, &nb);
     clasp_audio_config c = small_config(16000, 1.0);
     c.resample_quality = 1; /* SINC_MEDIUM_QUALITY */
-    size_t n = clasp_audio_clip_samples(&c);
-    float *out = malloc(sizeof(float) * n);
+    size_t n;
     clasp_audio_skip why;
     clasp_audio_info info;
-    cr_assert_eq(clasp_audio_load_clip(b, nb, &c, -1.0, "flac", out, &info, &why), CLASP_OK, "%s",
-                 clasp_last_error());
+    float *out = load_head_(b, nb, &c, "flac", &n, &info, &why);
     cr_expect_eq(why, CLASP_AUDIO_OK);
     cr_expect_eq(info.source_rate, 44100);
     cr_expect_eq(info.channels, 2);
@@ -392,18 +339,19 @@ Test(audio, six_channels_mix_to_mean) {
     size_t nb;
     unsigned char *b = encode(SF_FORMAT_WAV | SF_FORMAT_FLOAT, 8000, 6, x, frames, &nb);
     clasp_audio_config c = small_config(8000, 0.5);
-    float out[4000];
+    size_t n;
     clasp_audio_info info;
     clasp_audio_skip why;
-    cr_assert_eq(clasp_audio_load_clip(b, nb, &c, -1.0, "6ch", out, &info, &why), CLASP_OK, "%s",
-                 clasp_last_error());
+    float *out = load_head_(b, nb, &c, "6ch", &n, &info, &why);
     cr_expect_eq(info.channels, 6);
-    for (int i = 0; i < 4000; i++)
-        cr_assert(fabsf(out[i] - 0.35f) < 1e-6f, "out[%d]=%g", i, (double)out[i]);
+    cr_assert_eq(n, 4000);
+    for (size_t i = 0; i < n; i++)
+        cr_assert(fabsf(out[i] - 0.35f) < 1e-6f, "out[%zu]=%g", i, (double)out[i]);
     /* More channels than allowed is a counted skip. */
     c.max_channels = 4;
     cr_expect_eq(clasp_audio_load_clip(b, nb, &c, -1.0, "6ch", out, &info, &why), CLASP_ERR_FORMAT);
     cr_expect_eq(why, CLASP_AUDIO_FORMAT);
+    free(out);
     free(b);
     free(x);
 }
@@ -414,12 +362,9 @@ Test(audio, rate_192k_resamples) {
     size_t nb;
     unsigned char *b = encode(SF_FORMAT_WAV | SF_FORMAT_PCM_24, 192000, 1, x, frames, &nb);
     clasp_audio_config c = small_config(8000, 0.5);
-    size_t n = clasp_audio_clip_samples(&c);
-    float *out = malloc(sizeof(float) * n);
-    clasp_audio_info info;
+    size_t n;
     clasp_audio_skip why;
-    cr_assert_eq(clasp_audio_load_clip(b, nb, &c, -1.0, "192k", out, &info, &why), CLASP_OK, "%s",
-                 clasp_last_error());
+    float *out = load_head_(b, nb, &c, "192k", &n, NULL, &why);
     double e = sine_rms_err(out, 100, n - 100, 8000, 300.0, 0.25, 0);
     cr_expect(e < 2e-3, "rms error %g", e);
     /* The log-mel of it is finite. */
@@ -687,19 +632,11 @@ Test(audio, silent_and_shorter_than_one_frame) {
 static clasp_audio_augment_config busy_augment(void) {
     clasp_audio_augment_config a = clasp_audio_augment_default_config();
     a.random_crop = true;
-    a.gain_prob = 1.0;
-    a.gain_db_min = -6.0;
-    a.gain_db_max = 6.0;
-    a.shift_prob = 1.0;
-    a.shift_max_seconds = 0.2;
-    a.noise_prob = 1.0;
-    a.snr_db_min = 10.0;
-    a.snr_db_max = 30.0;
-    a.time_masks = 2;
-    a.time_mask_max = 10;
-    a.freq_masks = 2;
-    a.freq_mask_max = 8;
-    a.mask_value = -123.0;
+    a.gain_prob = 1.0, a.gain_db_min = -6.0, a.gain_db_max = 6.0;
+    a.shift_prob = 1.0, a.shift_max_seconds = 0.2;
+    a.noise_prob = 1.0, a.snr_db_min = 10.0, a.snr_db_max = 30.0;
+    a.time_masks = 2, a.time_mask_max = 10;
+    a.freq_masks = 2, a.freq_mask_max = 8, a.mask_value = -123.0;
     return a;
 }
 

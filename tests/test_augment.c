@@ -34,6 +34,14 @@ static clasp_image_augment_config full_aug(void) {
     return a;
 }
 
+/* The default augmentation without the random resized crop, flipping with probability hflip. */
+static clasp_image_augment_config fixed_crop_aug(float hflip) {
+    clasp_image_augment_config a = clasp_image_augment_default_config();
+    a.random_resized_crop = false;
+    a.hflip = hflip;
+    return a;
+}
+
 Test(augment, same_key_same_output_other_epoch_or_key_differs) {
     clasp_image img = make_image(40, 30);
     clasp_image_config pre = pre16();
@@ -64,9 +72,7 @@ Test(augment, eval_mode_is_preprocessing) {
     cr_assert_eq(clasp_image_augment(&img, &pre, NULL, 1, 0, "k", b), CLASP_OK);
     cr_assert(memcmp(a, b, sizeof a) == 0);
     /* Enabled with every augmentation off: still bit-identical to preprocessing. */
-    aug = clasp_image_augment_default_config();
-    aug.random_resized_crop = false;
-    aug.hflip = 0.0f;
+    aug = fixed_crop_aug(0.0f);
     for (int e = 0; e < 5; e++) {
         cr_assert_eq(clasp_image_augment(&img, &pre, &aug, 1, (uint64_t)e, "k", b), CLASP_OK);
         cr_assert(memcmp(a, b, sizeof a) == 0, "epoch %d", e);
@@ -77,9 +83,7 @@ Test(augment, eval_mode_is_preprocessing) {
 Test(augment, flip_and_grayscale) {
     clasp_image img = make_image(16, 16);
     clasp_image_config pre = pre16();
-    clasp_image_augment_config aug = clasp_image_augment_default_config();
-    aug.random_resized_crop = false;
-    aug.hflip = 1.0f;
+    clasp_image_augment_config aug = fixed_crop_aug(1.0f);
     float a[N], b[N];
     cr_assert_eq(clasp_image_preprocess(&img, &pre, a), CLASP_OK);
     cr_assert_eq(clasp_image_augment(&img, &pre, &aug, 7, 0, "k", b), CLASP_OK);

@@ -12,8 +12,7 @@
 #include "core/json.h"
 #include "pipeline/captions.h"
 #include "pipeline/loader.h"
-#include "tests/pipeline_fixtures.h"
-#include "tests/testutil.h"
+#include "fixtures.h"
 
 #define MAX_FIELDS 3
 #define MAX_WANT   5

@@ -8,7 +8,7 @@
 
 #include "core/json.h"
 #include "train/checkpoint.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 static float g_w[6] = {1, 2, 3, 4, 5, 6}, g_s[1] = {2.5f}, g_m[6], g_v[6];
 

@@ -17,7 +17,7 @@
 #include "eval/retrieval.h"
 #include "export/export.h"
 #include "modalities/preprocess.h"
-#include "tests/testutil.h"
+#include "fixtures.h"
 
 #ifndef CLASP_SOURCE_DIR
 #define CLASP_SOURCE_DIR "."

@@ -11,8 +11,8 @@
 #include "core/json.h"
 #include "encoders/model.h"
 #include "modalities/audio.h"
+#include "fixtures.h"
 #include "modalities/preprocess.h"
-#include "testutil.h"
 
 static const char *fmnist_path(char *buf, size_t cap) {
     snprintf(buf, cap, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);

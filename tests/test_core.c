@@ -13,7 +13,7 @@
 #include "core/rng.h"
 #include "core/sizes.h"
 #include "core/status.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 Test(core, error_message_is_thread_local_and_wrapped) {
     clasp_status s = clasp_set_error(CLASP_ERR_FORMAT, "%s: bad %s", "f.json", "field");
@@ -210,8 +210,7 @@ Test(core, json_fields_named_in_errors) {
 
 Test(core, json_malformed_file_is_error_with_position) {
     char dir[4096], path[4200];
-    clasp_test_tmpdir("core_json", dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/bad.json", dir);
+    fx_scratch("core_json", dir, path, "bad.json", NULL);
     FILE *f = fopen(path, "w");
     fputs("{\"a\": 1,\n \"b\": [1, 2,, 3]}", f);
     fclose(f);
@@ -227,8 +226,7 @@ Test(core, json_malformed_file_is_error_with_position) {
 
 Test(core, json_save_roundtrip_atomic) {
     char dir[4096], path[4200];
-    clasp_test_tmpdir("core_json_save", dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/state.json", dir);
+    fx_scratch("core_json_save", dir, path, "state.json", NULL);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", 42);
     cr_assert_eq(clasp_json_save(path, o), CLASP_OK);

@@ -1,8 +1,6 @@
 /* test_datasets.c: the shard writer (order, limits, exact sizes, reproducibility, atomic
  * rename), the manifest, the Fashion-MNIST builder and `clasp shards build`, plus an
  * independent check of the shards by Python's tarfile (tests/reference/read_shards.py). */
-#include <archive.h>
-#include <archive_entry.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +15,7 @@
 #include "datasets/fmnist.h"
 #include "datasets/manifest.h"
 #include "datasets/shard_writer.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 #define PY "/usr/bin/python3"
 
@@ -39,34 +37,44 @@ static char *slurp(const char *path, size_t *n) {
     return buf;
 }
 
-/* Member names of a tar, in order, joined by '\n' into out (with libarchive). Also checks
- * every header's mtime/uid/gid/mode. Returns the number of members. */
+/* Member names of a tar, in order, joined by '\n' into out. Also checks every header's
+ * mtime/uid/gid/mode. Returns the number of members. (In the "C" locale libarchive warns that a
+ * UTF-8 pax path cannot be converted to the locale and still gives the raw UTF-8 bytes: the
+ * reader accepts the warning.) */
 static int list_members(const char *path, char *out, size_t cap) {
-    struct archive *a = archive_read_new();
-    archive_read_support_format_tar(a);
-    cr_assert_eq(archive_read_open_filename(a, path, 10240), ARCHIVE_OK, "%s: %s", path,
-                 archive_error_string(a));
-    struct archive_entry *e;
-    int n = 0;
+    fx_entry *e = NULL;
+    long n = fx_read_tar(path, &e, 0);
+    cr_assert_geq(n, 0, "%s", path);
     size_t k = 0;
     out[0] = 0;
-    /* In the "C" locale libarchive warns that a UTF-8 pax path cannot be converted to the
-     * locale, and still gives the raw UTF-8 bytes: a warning is fine here. */
-    int r;
-    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
-        cr_assert_eq(archive_entry_mtime(e), 0);
-        cr_assert_eq(archive_entry_uid(e), 0);
-        cr_assert_eq(archive_entry_gid(e), 0);
-        cr_assert_eq(archive_entry_perm(e), 0644);
-        cr_assert_eq(archive_entry_filetype(e), AE_IFREG);
-        const char *name = archive_entry_pathname(e);
-        cr_assert_not_null(name);
-        k += (size_t)snprintf(out + k, cap - k, "%s\n", name);
+    for (long i = 0; i < n; i++) {
+        cr_assert_eq(e[i].mtime, 0);
+        cr_assert_eq(e[i].uid, 0);
+        cr_assert_eq(e[i].gid, 0);
+        cr_assert_eq(e[i].perm, 0644);
+        cr_assert_eq(e[i].filetype, AE_IFREG);
+        k += (size_t)snprintf(out + k, cap - k, "%s\n", e[i].name);
         cr_assert_lt(k, cap);
-        n++;
     }
-    archive_read_free(a);
-    return n;
+    fx_entries_free(e, n);
+    return (int)n;
+}
+
+/* The shard writer's default config, writing PREFIX-*.tar into dir. */
+static clasp_shard_writer_config writer_config_(const char *dir, const char *prefix) {
+    clasp_shard_writer_config c = clasp_shard_writer_default_config();
+    c.dir = dir;
+    c.prefix = prefix;
+    return c;
+}
+
+/* A shard writer of PREFIX-*.tar in the scratch folder `name` (its path into dir[512]). */
+static clasp_shard_writer *open_writer_(const char *name, char *dir, const char *prefix) {
+    clasp_test_tmpdir(name, dir, 512);
+    clasp_shard_writer_config c = writer_config_(dir, prefix);
+    clasp_shard_writer *w;
+    cr_assert_eq(clasp_shard_writer_open(&c, &w), CLASP_OK);
+    return w;
 }
 
 static void shard_path(char *out, size_t cap, const char *dir, const char *prefix, int i) {
@@ -111,9 +119,7 @@ Test(datasets, sample_nbytes_counts_headers_padding_and_pax) {
 Test(datasets, writer_sorts_members_and_splits_by_maxcount) {
     char dir[512], path[600], names[8192];
     clasp_test_tmpdir("ds_count", dir, sizeof dir);
-    clasp_shard_writer_config c = clasp_shard_writer_default_config();
-    c.dir = dir;
-    c.prefix = "s";
+    clasp_shard_writer_config c = writer_config_(dir, "s");
     c.maxcount = 10;
     clasp_shard_writer *w;
     cr_assert_eq(clasp_shard_writer_open(&c, &w), CLASP_OK, "%s", clasp_last_error());
@@ -164,9 +170,7 @@ Test(datasets, writer_respects_maxsize_exactly) {
     size_t sizes[60];
     for (int i = 0; i < 60; i++) sizes[i] = (size_t)clasp_rng_below(&r, 3000);
     const uint64_t maxsize = 8192;
-    clasp_shard_writer_config c = clasp_shard_writer_default_config();
-    c.dir = dir;
-    c.prefix = "m";
+    clasp_shard_writer_config c = writer_config_(dir, "m");
     c.maxcount = 0;
     c.maxsize = maxsize;
     clasp_shard_writer *w;
@@ -213,9 +217,7 @@ Test(datasets, writer_respects_maxsize_exactly) {
 Test(datasets, writer_rejects_bad_samples_and_stays_usable) {
     char dir[512];
     clasp_test_tmpdir("ds_bad", dir, sizeof dir);
-    clasp_shard_writer_config c = clasp_shard_writer_default_config();
-    c.dir = dir;
-    c.prefix = "b";
+    clasp_shard_writer_config c = writer_config_(dir, "b");
     clasp_shard_writer *w;
     cr_assert_eq(clasp_shard_writer_open(&c, &w), CLASP_OK);
     clasp_shard_field ok[] = {{"txt", "a", 1}};
@@ -247,12 +249,7 @@ Test(datasets, writer_rejects_bad_samples_and_stays_usable) {
 
 Test(datasets, unfinished_shard_is_a_temp_file_removed_on_free) {
     char dir[512], path[600], tmp[640];
-    clasp_test_tmpdir("ds_tmp", dir, sizeof dir);
-    clasp_shard_writer_config c = clasp_shard_writer_default_config();
-    c.dir = dir;
-    c.prefix = "t";
-    clasp_shard_writer *w;
-    cr_assert_eq(clasp_shard_writer_open(&c, &w), CLASP_OK);
+    clasp_shard_writer *w = open_writer_("ds_tmp", dir, "t");
     clasp_shard_field f[] = {{"txt", "abc", 3}};
     cr_assert_eq(clasp_shard_writer_add(w, "k", f, 1), CLASP_OK);
     shard_path(path, sizeof path, dir, "t", 0);
@@ -266,12 +263,7 @@ Test(datasets, unfinished_shard_is_a_temp_file_removed_on_free) {
 
 Test(datasets, utf8_and_long_names_round_trip) {
     char dir[512], path[600], names[4096];
-    clasp_test_tmpdir("ds_utf8", dir, sizeof dir);
-    clasp_shard_writer_config c = clasp_shard_writer_default_config();
-    c.dir = dir;
-    c.prefix = "u";
-    clasp_shard_writer *w;
-    cr_assert_eq(clasp_shard_writer_open(&c, &w), CLASP_OK);
+    clasp_shard_writer *w = open_writer_("ds_utf8", dir, "u");
     char longkey[400];
     memset(longkey, 'L', 300);
     longkey[300] = 0;
@@ -394,9 +386,7 @@ Test(datasets, python_check_detects_a_wrong_caption) {
     if (access(PY, X_OK) != 0) cr_skip_test(PY " not found");
     char d[512], script[700], cmd[1600];
     build_small("ds_pybad", d, sizeof d, 3, false);
-    clasp_shard_writer_config c = clasp_shard_writer_default_config();
-    c.dir = d;
-    c.prefix = "train";
+    clasp_shard_writer_config c = writer_config_(d, "train");
     clasp_shard_writer *w;
     cr_assert_eq(clasp_shard_writer_open(&c, &w), CLASP_OK);
     /* Rewrite train-000000.tar with the right PNGs absent: fields differ from the manifest. */
@@ -416,8 +406,7 @@ Test(datasets, python_check_detects_a_wrong_caption) {
 
 Test(datasets, idx_loader_rejects_malformed_files) {
     char d[512], p[700];
-    clasp_test_tmpdir("ds_idx", d, sizeof d);
-    snprintf(p, sizeof p, "%s/x.idx", d);
+    fx_scratch("ds_idx", d, p, "x.idx", NULL);
     const uint8_t good[] = {0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6};
     cr_assert_eq(clasp_write_file_atomic(p, good, sizeof good), CLASP_OK);
     uint8_t *data;
@@ -460,8 +449,7 @@ Test(datasets, cli_shards_build_fmnist_and_exit_codes) {
     const char *bin = clasp_test_bin();
     if (!bin || access(bin, X_OK) != 0) cr_skip_test("clasp binary not found");
     char d[512], cmd[2048], out[700];
-    clasp_test_tmpdir("ds_cli", d, sizeof d);
-    snprintf(out, sizeof out, "%s/sum.json", d);
+    fx_scratch("ds_cli", d, out, "sum.json", NULL);
     snprintf(cmd, sizeof cmd, "%s shards build --bogus -o %s/x 2>/dev/null", bin, d);
     cr_assert_eq(run(cmd), 2);
     snprintf(cmd, sizeof cmd, "%s shards build fmnist 2>/dev/null", bin);

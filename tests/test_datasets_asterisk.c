@@ -2,12 +2,9 @@
  * case-insensitive names, non-speech, silence, empty transcripts, 0-frame audio, one-sided
  * names, hash split) and, when the Debian packages are installed, on the real prompts. */
 #include <criterion/criterion.h>
-#include <sndfile.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/hash.h"
@@ -15,51 +12,28 @@
 #include "datasets/asterisk.h"
 #include "datasets/espeak.h"
 #include "datasets/split.h"
-#include "testutil.h"
+#include "fixtures.h"
 
-static void mkdirs(const char *path) {
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    mkdir(tmp, 0755);
-}
-
+/* A mono 8 kHz 16-bit WAV of `frames` frames (a ramp repeating every 100 frames). */
 static void wav(const char *dir, const char *name, int frames) {
     char p[1024];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    SF_INFO info = {.samplerate = 8000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
-    SNDFILE *f = sf_open(p, SFM_WRITE, &info);
-    cr_assert_not_null(f, "%s: %s", p, sf_strerror(NULL));
     short s[100] = {0};
     for (int i = 0; i < 100; i++) s[i] = (short)(i * 100);
-    for (int d = 0; d < frames; d += 100)
-        sf_writef_short(f, s, frames - d < 100 ? frames - d : 100);
-    sf_close(f);
-}
-
-static int reason(const cJSON *man, const char *r) {
-    const cJSON *c = cJSON_GetObjectItem(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(man, "skipped"), "by_reason"), r);
-    return c ? c->valueint : 0;
+    cr_assert(fx_write_wav16(p, 8000, s, 100, frames), "%s", p);
 }
 
 Test(datasets_asterisk, fake_tree_rules) {
     char base[512], doc[700], snd[700], sub[760], out[700], p[800];
-    clasp_test_tmpdir("dsa_fake", base, sizeof base);
-    snprintf(doc, sizeof doc, "%s/usr/share/doc/asterisk-core-sounds-xx", base);
-    snprintf(snd, sizeof snd, "%s/usr/share/asterisk/sounds/xx_YY_f_Test", base);
+    fx_scratch("dsa_fake", base, doc, "usr/share/doc/asterisk-core-sounds-xx", snd,
+               "usr/share/asterisk/sounds/xx_YY_f_Test", NULL);
     snprintf(sub, sizeof sub, "%s/digits", snd);
     snprintf(out, sizeof out, "%s/out", base);
-    mkdirs(doc);
-    mkdirs(sub);
+    cr_assert_eq(clasp_mkdir_p(doc), CLASP_OK);
+    cr_assert_eq(clasp_mkdir_p(sub), CLASP_OK);
     char silence[800];
     snprintf(silence, sizeof silence, "%s/silence", snd);
-    mkdirs(silence);
+    cr_assert_eq(clasp_mkdir_p(silence), CLASP_OK);
     /* Transcript written plain: libarchive reads it whether gzip-compressed or not. */
     const char *txt = "\xEF\xBB\xBF; comment\r\n"
                       "\r\n"
@@ -88,30 +62,17 @@ Test(datasets_asterisk, fake_tree_rules) {
     o.out_dir = out;
     o.langs = "xx";
     o.val_percent = 0;
-    clasp_manifest m;
-    cr_assert_eq(clasp_asterisk_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
-    clasp_manifest_free(&m);
-    snprintf(p, sizeof p, "%s/manifest.json", out);
     cJSON *man;
-    cr_assert_eq(clasp_json_load(p, &man), CLASP_OK);
-    const cJSON *tr = cJSON_GetObjectItem(cJSON_GetObjectItem(man, "splits"), "train");
-    cr_assert_eq(cJSON_GetObjectItem(tr, "samples")->valueint, 3); /* hello, Digits/One, v1.5 */
-    cr_assert_eq(reason(man, "nonspeech"), 1);
-    cr_assert_eq(reason(man, "silence"), 1);
-    cr_assert_eq(reason(man, "empty_transcript"), 1);
-    cr_assert_eq(reason(man, "empty_audio"), 1);
-    cr_assert_eq(reason(man, "no_audio"), 1);
-    cr_assert_eq(reason(man, "no_transcript"), 1);
-    cr_assert_eq(reason(man, "bad_line"), 1);
+    clasp_manifest m;
+    cr_assert(fx_built(clasp_asterisk_build(&o, &m), &m, o.out_dir, &man));
+    cr_assert_eq(fx_manifest_samples(man, "train"), 3); /* hello, Digits/One, v1.5 */
+    cr_assert(fx_manifest_reasons(man, "nonspeech", 1, "silence", 1, "empty_transcript", 1,
+                                  "empty_audio", 1, "no_audio", 1, "no_transcript", 1, "bad_line",
+                                  1, NULL));
     cJSON_Delete(man);
 
-    char script[700], cmd[2000];
-    clasp_test_ref_path("read_shards.py", script, sizeof script);
-    if (access("/usr/bin/python3", X_OK) == 0) {
-        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s >/dev/null", script, out);
-        int rc = system(cmd);
-        cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "read_shards.py rc %d", rc);
-    }
+    int rc = fx_read_shards_py(out, ">/dev/null");
+    cr_assert(rc == 0 || rc == FX_NO_PYTHON, "read_shards.py rc %d", rc);
 
     /* Hash split: val_percent 100 sends everything to validation. */
     o.val_percent = 100;
@@ -167,8 +128,8 @@ Test(datasets_asterisk, espeak_speaks_each_prompt_into_the_same_split) {
     snprintf(sub, sizeof sub, "%s/digits", snd);
     snprintf(out, sizeof out, "%s/out", base);
     snprintf(spk, sizeof spk, "%s/spk", base);
-    mkdirs(doc);
-    mkdirs(sub);
+    cr_assert_eq(clasp_mkdir_p(doc), CLASP_OK);
+    cr_assert_eq(clasp_mkdir_p(sub), CLASP_OK);
     const char *names[] = {"hello", "vm-intro", "goodbye", "digits/1", "agent-pass", "welcome"};
     const char *txt = "hello: Hello.\nvm-intro: Intro.\ngoodbye: Goodbye.\ndigits/1: One.\n"
                       "agent-pass: Password.\nwelcome: Welcome.\n";

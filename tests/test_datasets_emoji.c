@@ -2,8 +2,6 @@
  * libarchive (label matching across FE0F spellings, skip reasons, skin tones, split by emoji
  * across vendors, refused vendors, byte-identical rebuild, Python tarfile check), the error
  * when npm cannot be run, and, when the real packages are in the cache, a small real build. */
-#include <archive.h>
-#include <archive_entry.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,34 +15,22 @@
 #include "datasets/espeak.h"
 #include "datasets/split.h"
 #include "modalities/image.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 /* Writes a gzip-compressed tar with members (name, data) like `npm pack` makes. */
 static void write_tgz(const char *path, const char *const *names, const void *const *data,
                       const size_t *sizes, size_t n) {
-    struct archive *a = archive_write_new();
-    archive_write_add_filter_gzip(a);
-    archive_write_set_format_pax_restricted(a);
-    cr_assert_eq(archive_write_open_filename(a, path), ARCHIVE_OK, "%s", archive_error_string(a));
-    for (size_t i = 0; i < n; i++) {
-        struct archive_entry *e = archive_entry_new();
-        archive_entry_set_pathname(e, names[i]);
-        archive_entry_set_size(e, (la_int64_t)sizes[i]);
-        archive_entry_set_filetype(e, AE_IFREG);
-        archive_entry_set_perm(e, 0644);
-        cr_assert_eq(archive_write_header(a, e), ARCHIVE_OK);
-        cr_assert_eq(archive_write_data(a, data[i], sizes[i]), (la_ssize_t)sizes[i]);
-        archive_entry_free(e);
-    }
-    archive_write_close(a);
-    archive_write_free(a);
+    fx_member m[16];
+    cr_assert_leq(n, 16);
+    for (size_t i = 0; i < n; i++) m[i] = (fx_member){names[i], data[i], sizes[i], 0};
+    cr_assert(fx_write_tar(path, ARCHIVE_FORMAT_TAR_PAX_RESTRICTED, ARCHIVE_FILTER_GZIP, m, n));
 }
 
 static uint8_t *png(int seed, size_t *n) {
     uint8_t px[64 * 64 * 4];
     for (int i = 0; i < 64 * 64 * 4; i++) px[i] = (uint8_t)(i * seed + seed);
-    uint8_t *out;
-    cr_assert_eq(clasp_image_encode_png(px, 64, 64, 4, &out, n), CLASP_OK);
+    uint8_t *out = fx_png(px, 64, 64, 4, n);
+    cr_assert_not_null(out);
     return out;
 }
 
@@ -119,62 +105,32 @@ static void fake_packages(const char *dir) {
     write_tgz(path, names, data, sizes, 4);
 }
 
-static int reason(const cJSON *man, const char *r) {
-    const cJSON *c = cJSON_GetObjectItem(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(man, "skipped"), "by_reason"), r);
-    return c ? c->valueint : 0;
-}
-
 /* Every member of every shard of `split` in dir: "KEY.EXT=first bytes of data\n" into out. */
 static void read_split(const char *dir, const char *split, char *out, size_t cap) {
     size_t k = 0;
     out[0] = 0;
-    for (int s = 0;; s++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s-%06d.tar", dir, split, s);
-        if (access(path, R_OK) != 0) break;
-        struct archive *a = archive_read_new();
-        archive_read_support_format_tar(a);
-        cr_assert_eq(archive_read_open_filename(a, path, 10240), ARCHIVE_OK);
-        struct archive_entry *e;
-        while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
-            char buf[4096] = {0};
-            la_ssize_t n = archive_read_data(a, buf, sizeof buf - 1);
-            cr_assert_geq(n, 0);
-            if (strstr(archive_entry_pathname(e), ".png")) buf[4] = 0; /* signature only */
-            k += (size_t)snprintf(out + k, cap - k, "%s=%s\n", archive_entry_pathname(e), buf);
-            cr_assert_lt(k, cap);
-        }
-        archive_read_free(a);
+    fx_entry *e = NULL;
+    long n = fx_read_shards(dir, split, &e, 0);
+    cr_assert_geq(n, 0);
+    for (long i = 0; i < n; i++) {
+        int len = e[i].n < 4095 ? (int)e[i].n : 4095;
+        if (strstr(e[i].name, ".png")) len = len < 4 ? len : 4; /* signature only */
+        k += (size_t)snprintf(out + k, cap - k, "%s=%.*s\n", e[i].name, len, e[i].data);
+        cr_assert_lt(k, cap);
     }
+    fx_entries_free(e, n);
 }
 
 static void run_read_shards(const char *dir) {
-    char script[700], cmd[2000];
-    clasp_test_ref_path("read_shards.py", script, sizeof script);
-    if (access("/usr/bin/python3", X_OK) != 0) return;
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s --emoji >/dev/null", script, dir);
-    int rc = system(cmd);
-    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "read_shards.py %s rc %d", dir, rc);
-}
-
-static bool same_file(const char *a, const char *b) {
-    char *x, *y;
-    size_t nx, ny;
-    cr_assert_eq(clasp_read_file(a, (size_t)1 << 30, &x, &nx), CLASP_OK);
-    cr_assert_eq(clasp_read_file(b, (size_t)1 << 30, &y, &ny), CLASP_OK);
-    bool same = nx == ny && !memcmp(x, y, nx);
-    free(x);
-    free(y);
-    return same;
+    int rc = fx_read_shards_py(dir, "--emoji >/dev/null");
+    cr_assert(rc == 0 || rc == FX_NO_PYTHON, "read_shards.py %s rc %d", dir, rc);
 }
 
 Test(datasets_emoji, fake_packages) {
-    char base[512], src[700], out[700], out2[700], p[900];
-    clasp_test_tmpdir("dse_fake", base, sizeof base);
-    snprintf(src, sizeof src, "%s/src", base);
-    snprintf(out, sizeof out, "%s/out", base);
-    snprintf(out2, sizeof out2, "%s/out2", base);
+    char base[512], src[700], out[700], out2[700];
+    clasp_manifest m;
+    cJSON *man;
+    fx_scratch("dse_fake", base, src, "src", out, "out", out2, "out2", NULL);
     cr_assert_eq(clasp_mkdir_p(src), CLASP_OK);
     fake_packages(src);
 
@@ -183,19 +139,12 @@ Test(datasets_emoji, fake_packages) {
     o.out_dir = out;
     o.val_percent = 50;
     o.maxcount = 3;
-    clasp_manifest m;
-    cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
-    clasp_manifest_free(&m);
-    snprintf(p, sizeof p, "%s/manifest.json", out);
-    cJSON *man;
-    cr_assert_eq(clasp_json_load(p, &man), CLASP_OK);
+    cr_assert(fx_built(clasp_emoji_build(&o, &m), &m, o.out_dir, &man));
     /* google: grinning, heart, thumbs up (poo: no image; rocket: missing; fire: broken;
      * nazar: no label); twitter: grinning, heart, thumbs up, poo, rocket, fire. */
-    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(man, "total"), "samples")->valueint, 9);
-    cr_assert_eq(reason(man, "no_vendor_image"), 1);
-    cr_assert_eq(reason(man, "missing_image"), 1);
-    cr_assert_eq(reason(man, "bad_image"), 1);
-    cr_assert_eq(reason(man, "no_label"), 2);
+    cr_assert_eq(fx_manifest_samples(man, NULL), 9);
+    cr_assert(fx_manifest_reasons(man, "no_vendor_image", 1, "missing_image", 1, "bad_image", 1,
+                                  "no_label", 2, NULL));
     const cJSON *srcs = cJSON_GetObjectItem(man, "sources");
     cr_assert_eq(cJSON_GetArraySize(srcs), 3);
     cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(srcs, 1), "package")->valuestring,
@@ -236,32 +185,13 @@ Test(datasets_emoji, fake_packages) {
 
     /* Rebuild: byte-identical shards and manifest. */
     o.out_dir = out2;
-    cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
-    size_t n_sh = 0;
-    const cJSON *sp;
-    cJSON_ArrayForEach(sp, m.splits) {
-        const cJSON *sh;
-        cJSON_ArrayForEach(sh, cJSON_GetObjectItem(sp, "shards")) {
-            char a[1100], b[1100];
-            snprintf(a, sizeof a, "%s/%s", out, cJSON_GetObjectItem(sh, "name")->valuestring);
-            snprintf(b, sizeof b, "%s/%s", out2, cJSON_GetObjectItem(sh, "name")->valuestring);
-            cr_assert(same_file(a, b), "%s differs on rebuild", b);
-            n_sh++;
-        }
-    }
-    cr_assert_geq(n_sh, 3);
-    clasp_manifest_free(&m);
-    char a[1100], b[1100];
-    snprintf(a, sizeof a, "%s/manifest.json", out);
-    snprintf(b, sizeof b, "%s/manifest.json", out2);
-    cr_assert(same_file(a, b));
+    cr_assert(fx_built(clasp_emoji_build(&o, &m), &m, NULL, NULL));
+    cr_assert_geq(fx_same_build(out, out2), 3, "the rebuild is not byte-identical");
 }
 
 Test(datasets_emoji, vendors_skins_and_refusals) {
     char base[512], src[700], out[700];
-    clasp_test_tmpdir("dse_vend", base, sizeof base);
-    snprintf(src, sizeof src, "%s/src", base);
-    snprintf(out, sizeof out, "%s/out", base);
+    fx_scratch("dse_vend", base, src, "src", out, "out", NULL);
     cr_assert_eq(clasp_mkdir_p(src), CLASP_OK);
     fake_packages(src);
     clasp_emoji_options o = clasp_emoji_default_options();
@@ -272,8 +202,7 @@ Test(datasets_emoji, vendors_skins_and_refusals) {
     o.locales = "en";
     o.val_percent = 50;
     clasp_manifest m;
-    cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
-    clasp_manifest_free(&m);
+    cr_assert(fx_built(clasp_emoji_build(&o, &m), &m, NULL, NULL));
     static char tr[1 << 16], va[1 << 16];
     read_split(out, "train", tr, sizeof tr);
     read_split(out, "validation", va, sizeof va);
@@ -298,9 +227,7 @@ Test(datasets_emoji, vendors_skins_and_refusals) {
 
 Test(datasets_emoji, npm_missing_is_one_clear_error) {
     char base[512], cache[700], out[700];
-    clasp_test_tmpdir("dse_npm", base, sizeof base);
-    snprintf(cache, sizeof cache, "%s/cache", base);
-    snprintf(out, sizeof out, "%s/out", base);
+    fx_scratch("dse_npm", base, cache, "cache", out, "out", NULL);
     clasp_emoji_options o = clasp_emoji_default_options();
     o.cache_dir = cache;
     o.npm = "/nonexistent/npm";

@@ -2,8 +2,6 @@
  * installed) on two short transcripts from a KEY<TAB>TEXT file and a fake Asterisk tree: keys,
  * fields, 22.05 kHz audio, split by transcript (every voice in one split), variant draw,
  * skip reasons, option errors, byte-identical rebuild and the Python tarfile check. */
-#include <archive.h>
-#include <archive_entry.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,87 +14,34 @@
 #include "core/json.h"
 #include "datasets/espeak.h"
 #include "modalities/audio.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 static bool have_espeak(void) {
     return system("espeak-ng --version >/dev/null 2>&1") == 0;
 }
 
-static void mkdirs(const char *path) {
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    mkdir(tmp, 0755);
+/* All members of all shards of both splits (prefix "train" or "validation"). */
+static long read_all(const char *dir, fx_entry **mv) {
+    *mv = NULL;
+    long n = fx_read_shards(dir, "validation", mv, fx_read_shards(dir, "train", mv, 0));
+    cr_assert_geq(n, 0, "%s", dir);
+    return n;
 }
 
-typedef struct member {
-    char name[512];
-    char *data;
-    size_t n;
-    char split;
-} member;
-
-/* All members of all shards of both splits (split 't' or 'v'). */
-static size_t read_all(const char *dir, member *mv, size_t cap) {
-    size_t k = 0;
-    const char *splits[] = {"train", "validation"};
-    for (int sp = 0; sp < 2; sp++)
-        for (int s = 0;; s++) {
-            char path[1024];
-            snprintf(path, sizeof path, "%s/%s-%06d.tar", dir, splits[sp], s);
-            if (access(path, R_OK) != 0) break;
-            struct archive *a = archive_read_new();
-            archive_read_support_format_tar(a);
-            cr_assert_eq(archive_read_open_filename(a, path, 10240), ARCHIVE_OK);
-            struct archive_entry *e;
-            while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
-                cr_assert_lt(k, cap);
-                member *m = &mv[k++];
-                snprintf(m->name, sizeof m->name, "%s", archive_entry_pathname(e));
-                m->n = (size_t)archive_entry_size(e);
-                m->data = malloc(m->n + 1);
-                cr_assert_eq(archive_read_data(a, m->data, m->n), (la_ssize_t)m->n);
-                m->data[m->n] = 0;
-                m->split = splits[sp][0];
-            }
-            archive_read_free(a);
-        }
-    return k;
-}
-
-static const member *find(const member *mv, size_t n, const char *name) {
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(mv[i].name, name)) return &mv[i];
-    return NULL;
-}
-
-static int reason(const cJSON *man, const char *r) {
-    const cJSON *c = cJSON_GetObjectItem(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(man, "skipped"), "by_reason"), r);
-    return c ? c->valueint : 0;
-}
-
-static bool same_file(const char *a, const char *b) {
-    char *x, *y;
-    size_t nx, ny;
-    cr_assert_eq(clasp_read_file(a, (size_t)1 << 30, &x, &nx), CLASP_OK);
-    cr_assert_eq(clasp_read_file(b, (size_t)1 << 30, &y, &ny), CLASP_OK);
-    bool same = nx == ny && !memcmp(x, y, nx);
-    free(x);
-    free(y);
-    return same;
+/* Options reading `from` into out with the voice x speed x pitch grid and `variants` draws. */
+static clasp_espeak_options grid_(const char *from, const char *out, const char *voices,
+                                  const char *speeds, const char *pitches, int variants) {
+    clasp_espeak_options o = clasp_espeak_default_options();
+    o.from = from, o.out_dir = out;
+    o.voices = voices, o.speeds = speeds, o.pitches = pitches, o.variants = variants;
+    return o;
 }
 
 /* A fake root with an English Asterisk transcript file (no audio needed). */
 static void fake_asterisk(const char *root) {
     char doc[900], p[1000];
     snprintf(doc, sizeof doc, "%s/usr/share/doc/asterisk-core-sounds-en", root);
-    mkdirs(doc);
+    cr_assert_eq(clasp_mkdir_p(doc), CLASP_OK);
     snprintf(p, sizeof p, "%s/core-sounds-en.txt.gz", doc);
     const char *t = "\xEF\xBB\xBF; prompts\r\nvm-hi.x: Hi.\r\nbeep: [beep]\r\nsilence/1: (quiet)\n";
     cr_assert_eq(clasp_write_file_atomic(p, t, strlen(t)), CLASP_OK);
@@ -104,11 +49,10 @@ static void fake_asterisk(const char *root) {
 
 Test(datasets_espeak, file_and_asterisk_sources) {
     if (!have_espeak()) cr_skip_test("espeak-ng not installed (apt-get install espeak-ng)");
-    char base[512], list[700], out[700], out2[700], p[900];
-    clasp_test_tmpdir("dsesp_src", base, sizeof base);
-    snprintf(list, sizeof list, "%s/list.tsv", base);
-    snprintf(out, sizeof out, "%s/out", base);
-    snprintf(out2, sizeof out2, "%s/out2", base);
+    char base[512], list[700], out[700], out2[700];
+    clasp_manifest m;
+    cJSON *man;
+    fx_scratch("dsesp_src", base, list, "list.tsv", out, "out", out2, "out2", NULL);
     const char *tsv = "# key<TAB>text\n"
                       "one.a\tGood morning.\r\n"
                       "no tab here\n"
@@ -119,32 +63,18 @@ Test(datasets_espeak, file_and_asterisk_sources) {
 
     char from[800];
     snprintf(from, sizeof from, "asterisk,%s", list);
-    clasp_espeak_options o = clasp_espeak_default_options();
-    o.from = from;
+    clasp_espeak_options o = grid_(from, out, "en-us,en-gb", "170", "40", 0);
     o.src_root = base;
-    o.out_dir = out;
-    o.voices = "en-us,en-gb";
-    o.speeds = "170";
-    o.pitches = "40";
-    o.variants = 0;
     o.val_percent = 50;
     o.maxcount = 3;
-    clasp_manifest m;
-    cr_assert_eq(clasp_espeak_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
-    clasp_manifest_free(&m);
-
-    snprintf(p, sizeof p, "%s/manifest.json", out);
-    cJSON *man;
-    cr_assert_eq(clasp_json_load(p, &man), CLASP_OK);
-    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(man, "total"), "samples")->valueint, 4);
-    cr_assert_eq(reason(man, "bad_line"), 1);
-    cr_assert_eq(reason(man, "empty_transcript"), 1);
-    cr_assert_eq(reason(man, "nonspeech"), 1);
-    cr_assert_eq(reason(man, "silence"), 1);
+    cr_assert(fx_built(clasp_espeak_build(&o, &m), &m, o.out_dir, &man));
+    cr_assert(fx_manifest_reasons(man, "bad_line", 1, "empty_transcript", 1, "nonspeech", 1,
+                                  "silence", 1, NULL));
+    cr_assert_eq(fx_manifest_samples(man, NULL), 4);
     cJSON_Delete(man);
 
-    static member mv[64];
-    size_t n = read_all(out, mv, 64);
+    fx_entry *mv;
+    long n = read_all(out, &mv);
     cr_assert_eq(n, 12);
     const char *src_keys[] = {"asterisk/en/vm-hi_x", "file/one_a"};
     const char *split_ids[] = {"en/vm-hi_x", "one_a"};
@@ -155,9 +85,9 @@ Test(datasets_espeak, file_and_asterisk_sources) {
         for (int v = 0; v < 2; v++) {
             char k[600];
             snprintf(k, sizeof k, "%s/%s_s170_p40.wav", src_keys[t], voices[v]);
-            const member *w = find(mv, n, k);
+            const fx_entry *w = fx_find_entry(mv, n, k);
             cr_assert_not_null(w, "%s missing", k);
-            cr_assert_eq(w->split, want, "%s in the wrong split", k); /* voices never split */
+            cr_assert_eq(w->prefix[0], want, "%s in the wrong split", k); /* voices never split */
             clasp_audio_info info;
             clasp_audio_skip why;
             cr_assert_eq(clasp_audio_probe(w->data, w->n, &info, &why), CLASP_OK);
@@ -165,9 +95,9 @@ Test(datasets_espeak, file_and_asterisk_sources) {
             cr_assert_eq(info.channels, 1);
             cr_assert_gt(info.source_frames, 2000);
             snprintf(k, sizeof k, "%s/%s_s170_p40.txt", src_keys[t], voices[v]);
-            cr_assert_str_eq(find(mv, n, k)->data, texts[t]);
+            cr_assert_str_eq(fx_find_entry(mv, n, k)->data, texts[t]);
             snprintf(k, sizeof k, "%s/%s_s170_p40.json", src_keys[t], voices[v]);
-            cJSON *j = cJSON_Parse(find(mv, n, k)->data);
+            cJSON *j = cJSON_Parse(fx_find_entry(mv, n, k)->data);
             cr_assert_str_eq(cJSON_GetObjectItem(j, "voice")->valuestring, voices[v]);
             cr_assert_eq(cJSON_GetObjectItem(j, "speed")->valueint, 170);
             cr_assert_eq(cJSON_GetObjectItem(j, "pitch")->valueint, 40);
@@ -180,62 +110,31 @@ Test(datasets_espeak, file_and_asterisk_sources) {
         }
     }
     /* Two voices are two different recordings. */
-    const member *a = find(mv, n, "file/one_a/en-us_s170_p40.wav");
-    const member *b = find(mv, n, "file/one_a/en-gb_s170_p40.wav");
+    const fx_entry *a = fx_find_entry(mv, n, "file/one_a/en-us_s170_p40.wav");
+    const fx_entry *b = fx_find_entry(mv, n, "file/one_a/en-gb_s170_p40.wav");
     cr_assert(a->n != b->n || memcmp(a->data, b->data, a->n));
-    for (size_t i = 0; i < n; i++) free(mv[i].data);
+    fx_entries_free(mv, n);
 
-    char script[700], cmd[2000];
-    clasp_test_ref_path("read_shards.py", script, sizeof script);
-    if (access("/usr/bin/python3", X_OK) == 0) {
-        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s --espeak >/dev/null", script, out);
-        int rc = system(cmd);
-        cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "read_shards.py rc %d", rc);
-    }
+    int rc = fx_read_shards_py(out, "--espeak >/dev/null");
+    cr_assert(rc == 0 || rc == FX_NO_PYTHON, "read_shards.py rc %d", rc);
 
     /* Rebuild: espeak-ng output and therefore every shard byte is the same. */
     o.out_dir = out2;
-    cr_assert_eq(clasp_espeak_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
-    const cJSON *sp;
-    int n_sh = 0;
-    cJSON_ArrayForEach(sp, m.splits) {
-        const cJSON *sh;
-        cJSON_ArrayForEach(sh, cJSON_GetObjectItem(sp, "shards")) {
-            char x[1100], y[1100];
-            snprintf(x, sizeof x, "%s/%s", out, cJSON_GetObjectItem(sh, "name")->valuestring);
-            snprintf(y, sizeof y, "%s/%s", out2, cJSON_GetObjectItem(sh, "name")->valuestring);
-            cr_assert(same_file(x, y), "%s differs on rebuild", y);
-            n_sh++;
-        }
-    }
-    cr_assert_geq(n_sh, 2);
-    clasp_manifest_free(&m);
-    char x[1100], y[1100];
-    snprintf(x, sizeof x, "%s/manifest.json", out);
-    snprintf(y, sizeof y, "%s/manifest.json", out2);
-    cr_assert(same_file(x, y));
+    cr_assert(fx_built(clasp_espeak_build(&o, &m), &m, NULL, NULL));
+    cr_assert_geq(fx_same_build(out, out2), 2, "the rebuild is not byte-identical");
 }
 
 Test(datasets_espeak, variants_drawn_per_transcript) {
     if (!have_espeak()) cr_skip_test("espeak-ng not installed (apt-get install espeak-ng)");
     char base[512], list[700], out[700];
-    clasp_test_tmpdir("dsesp_var", base, sizeof base);
-    snprintf(list, sizeof list, "%s/list.tsv", base);
-    snprintf(out, sizeof out, "%s/out", base);
+    fx_scratch("dsesp_var", base, list, "list.tsv", out, "out", NULL);
     const char *tsv = "k1\tYes.\nk2\tNo.\n";
     cr_assert_eq(clasp_write_file_atomic(list, tsv, strlen(tsv)), CLASP_OK);
-    clasp_espeak_options o = clasp_espeak_default_options();
-    o.from = list;
-    o.out_dir = out;
-    o.voices = "en-us";
-    o.speeds = "120,200";
-    o.pitches = "20,80";
-    o.variants = 2;
+    clasp_espeak_options o = grid_(list, out, "en-us", "120,200", "20,80", 2);
     clasp_manifest m;
-    cr_assert_eq(clasp_espeak_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
-    clasp_manifest_free(&m);
-    static member mv[64];
-    size_t n = read_all(out, mv, 64);
+    cr_assert(fx_built(clasp_espeak_build(&o, &m), &m, NULL, NULL));
+    fx_entry *mv;
+    long n = read_all(out, &mv);
     cr_assert_eq(n, 12); /* 2 transcripts x 2 cells x 3 fields */
     for (int t = 1; t <= 2; t++) {
         int cells = 0;
@@ -244,18 +143,16 @@ Test(datasets_espeak, variants_drawn_per_transcript) {
             for (int q = 0; q < 2; q++) {
                 char k[200];
                 snprintf(k, sizeof k, "file/k%d/en-us_s%s_p%s.wav", t, sp[s], pi[q]);
-                if (find(mv, n, k)) cells++;
+                if (fx_find_entry(mv, n, k)) cells++;
             }
         cr_assert_eq(cells, 2, "transcript k%d has %d cells", t, cells);
     }
-    for (size_t i = 0; i < n; i++) free(mv[i].data);
+    fx_entries_free(mv, n);
 }
 
 Test(datasets_espeak, option_errors) {
     char base[512], list[700], out[700];
-    clasp_test_tmpdir("dsesp_err", base, sizeof base);
-    snprintf(list, sizeof list, "%s/list.tsv", base);
-    snprintf(out, sizeof out, "%s/out", base);
+    fx_scratch("dsesp_err", base, list, "list.tsv", out, "out", NULL);
     cr_assert_eq(clasp_write_file_atomic(list, "k\tHi.\n", 5), CLASP_OK);
     clasp_espeak_options o = clasp_espeak_default_options();
     o.from = list;
@@ -300,7 +197,7 @@ Test(datasets_espeak, real_asterisk_transcripts) {
     clasp_manifest m;
     cr_assert_eq(clasp_espeak_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
     cJSON *sum = clasp_manifest_summary(&m, out);
-    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(sum, "total"), "samples")->valueint, 6);
+    cr_assert_eq(fx_manifest_samples(sum, NULL), 6);
     cJSON_Delete(sum);
     cr_assert_gt(m.n_skipped, 0); /* beeps and silence */
     clasp_manifest_free(&m);

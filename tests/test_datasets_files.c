@@ -1,9 +1,6 @@
 /* test_datasets_files.c: the folder and TSV/CSV builders: pairing by basename, skip reasons
  * (missing file, unreadable image, invalid UTF-8, unpaired, URLs), manifest listing, CLI. */
-#include <archive.h>
-#include <archive_entry.h>
 #include <criterion/criterion.h>
-#include <sndfile.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,19 +10,10 @@
 
 #include "core/json.h"
 #include "datasets/files.h"
-#include "testutil.h"
-
-static void put(const char *dir, const char *name, const void *data, size_t n) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "wb");
-    cr_assert_not_null(f, "%s", p);
-    cr_assert_eq(fwrite(data, 1, n, f), n);
-    fclose(f);
-}
+#include "fixtures.h"
 
 static void put_str(const char *dir, const char *name, const char *s) {
-    put(dir, name, s, strlen(s));
+    cr_assert(fx_put(dir, name, s, strlen(s)), "%s/%s", dir, name);
 }
 
 /* A w x h binary PPM (P6) with a gradient. */
@@ -36,24 +24,17 @@ static void put_ppm(const char *dir, const char *name, int w, int h) {
     unsigned char *buf = malloc(n);
     memcpy(buf, hdr, (size_t)k);
     for (int i = 0; i < w * h * 3; i++) buf[k + i] = (unsigned char)(i * 7);
-    put(dir, name, buf, n);
+    cr_assert(fx_put(dir, name, buf, n), "%s/%s", dir, name);
     free(buf);
 }
 
+/* A mono 8 kHz 16-bit WAV of `frames` frames (a sawtooth repeating every 800 frames). */
 static void put_wav(const char *dir, const char *name, int frames) {
     char p[1024];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    SF_INFO info = {.samplerate = 8000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
-    SNDFILE *f = sf_open(p, SFM_WRITE, &info);
-    cr_assert_not_null(f, "%s", sf_strerror(NULL));
     short s[800];
     for (int i = 0; i < 800; i++) s[i] = (short)((i % 40) * 500 - 10000);
-    for (int done = 0; done < frames;) {
-        int k = frames - done < 800 ? frames - done : 800;
-        sf_writef_short(f, s, k);
-        done += k;
-    }
-    sf_close(f);
+    cr_assert(fx_write_wav16(p, 8000, s, 800, frames), "%s", p);
 }
 
 static void mk(const char *base, const char *sub, char *out, size_t cap) {
@@ -62,44 +43,19 @@ static void mk(const char *base, const char *sub, char *out, size_t cap) {
 }
 
 /* Lists "key.ext" member names of all shards PREFIX-*.tar in order, joined by '\n'. */
-static size_t list_all(const char *dir, const char *prefix, char *out, size_t cap) {
-    size_t k = 0, n = 0;
+static long list_all(const char *dir, const char *prefix, char *out, size_t cap) {
+    size_t k = 0;
     out[0] = 0;
-    for (int s = 0;; s++) {
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s-%06d.tar", dir, prefix, s);
-        if (access(p, R_OK) != 0) break;
-        struct archive *a = archive_read_new();
-        archive_read_support_format_tar(a);
-        cr_assert_eq(archive_read_open_filename(a, p, 10240), ARCHIVE_OK);
-        struct archive_entry *e;
-        int r;
-        while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
-            k += (size_t)snprintf(out + k, cap - k, "%s\n", archive_entry_pathname(e));
-            n++;
-        }
-        archive_read_free(a);
-    }
+    fx_entry *e = NULL;
+    long n = fx_read_shards(dir, prefix, &e, 0);
+    for (long i = 0; i < n; i++) k += (size_t)snprintf(out + k, cap - k, "%s\n", e[i].name);
+    fx_entries_free(e, n);
     return n;
 }
 
-static int reason_count(const char *dir, const char *reason) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s/manifest.json", dir);
-    cJSON *j;
-    cr_assert_eq(clasp_json_load(p, &j), CLASP_OK, "%s", clasp_last_error());
-    const cJSON *c = cJSON_GetObjectItem(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "skipped"), "by_reason"), reason);
-    int v = c ? c->valueint : 0;
-    cJSON_Delete(j);
-    return v;
-}
-
 static bool manifest_lists(const char *dir, const char *item_substr, const char *reason) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s/manifest.json", dir);
-    cJSON *j;
-    cr_assert_eq(clasp_json_load(p, &j), CLASP_OK);
+    cJSON *j = fx_manifest_load(dir);
+    cr_assert_not_null(j);
     const cJSON *it;
     bool found = false;
     cJSON_ArrayForEach(it, cJSON_GetObjectItem(cJSON_GetObjectItem(j, "skipped"), "items")) {
@@ -146,11 +102,10 @@ Test(datasets_files, folder_pairs_by_basename_and_skips_bad_items) {
     char names[4096];
     cr_assert_eq(list_all(out, "f", names, sizeof names), 7, "%s", names);
     cr_assert_str_eq(names, "a.json\na.ppm\na.txt\nc.txt\nc.wav\nd.v1/b.ppm\nd.v1/b.txt\n");
-    cr_assert_eq(reason_count(out, "bad_image"), 1);
-    cr_assert_eq(reason_count(out, "bad_utf8"), 1);
-    cr_assert_eq(reason_count(out, "unpaired"), 1);
-    cr_assert_eq(reason_count(out, "empty_caption"), 1);
-    cr_assert_eq(reason_count(out, "unknown_type"), 1);
+    cJSON *man = fx_manifest_load(out);
+    cr_assert(fx_manifest_reasons(man, "bad_image", 1, "bad_utf8", 1, "unpaired", 1,
+                                  "empty_caption", 1, "unknown_type", 1, NULL));
+    cJSON_Delete(man);
     cr_assert(manifest_lists(out, "bad.jpg", "bad_image"));
     cr_assert(manifest_lists(out, "u8.txt", "bad_utf8"));
     cr_assert(manifest_lists(out, "lonely", "unpaired"));
@@ -159,9 +114,7 @@ Test(datasets_files, folder_pairs_by_basename_and_skips_bad_items) {
 
 Test(datasets_files, tsv_and_csv_rows_with_skips) {
     char base[512], out[600], out2[600];
-    clasp_test_tmpdir("dsf_tsv", base, sizeof base);
-    snprintf(out, sizeof out, "%s/out", base);
-    snprintf(out2, sizeof out2, "%s/out2", base);
+    fx_scratch("dsf_tsv", base, out, "out", out2, "out2", NULL);
     put_ppm(base, "x.ppm", 5, 5);
     put_ppm(base, "y.PPM", 6, 5);
     put_str(base, "broken.png", "\x89PNG\r\n\x1a\nnot really");
@@ -195,11 +148,10 @@ Test(datasets_files, tsv_and_csv_rows_with_skips) {
     cr_assert_eq(list_all(out, "shard", names, sizeof names), 6, "%s", names);
     cr_assert_str_eq(names, "000000000.ppm\n000000000.txt\n000000002.txt\n000000002.wav\n"
                             "000000007.ppm\n000000007.txt\n");
-    cr_assert_eq(reason_count(out, "missing_file"), 1);
-    cr_assert_eq(reason_count(out, "bad_image"), 1);
-    cr_assert_eq(reason_count(out, "bad_utf8"), 1);
-    cr_assert_eq(reason_count(out, "not_local"), 1);
-    cr_assert_eq(reason_count(out, "bad_row"), 1);
+    cJSON *man = fx_manifest_load(out);
+    cr_assert(fx_manifest_reasons(man, "missing_file", 1, "bad_image", 1, "bad_utf8", 1,
+                                  "not_local", 1, "bad_row", 1, NULL));
+    cJSON_Delete(man);
     cr_assert(manifest_lists(out, "missing.ppm", "missing_file"));
 
     /* Missing column: a clear error naming the file and the column. */
@@ -222,24 +174,18 @@ Test(datasets_files, tsv_and_csv_rows_with_skips) {
     clasp_manifest_free(&m);
     char p[1024];
     snprintf(p, sizeof p, "%s/shard-000000.tar", out2);
-    struct archive *a = archive_read_new();
-    archive_read_support_format_tar(a);
-    cr_assert_eq(archive_read_open_filename(a, p, 10240), ARCHIVE_OK);
-    struct archive_entry *e;
-    archive_read_next_header(a, &e);
-    archive_read_data_skip(a);
-    archive_read_next_header(a, &e);
-    cr_assert_str_eq(archive_entry_pathname(e), "000000000.txt");
-    char cap[128] = {0};
-    archive_read_data(a, cap, sizeof cap - 1);
-    cr_assert_str_eq(cap, "a picture, with \"quotes\"\nand a newline");
-    archive_read_free(a);
+    fx_entry *e = NULL;
+    long n = fx_read_tar(p, &e, 0);
+    cr_assert_geq(n, 2, "%s", p);
+    cr_assert_str_eq(e[1].name, "000000000.txt");
+    cr_assert_str_eq(e[1].data, "a picture, with \"quotes\"\nand a newline");
+    fx_entries_free(e, n);
 }
 
 Test(datasets_files, cli_folder_and_python_check) {
     const char *bin = clasp_test_bin();
     if (!bin || access(bin, X_OK) != 0) cr_skip_test("clasp binary not found");
-    char base[512], src[600], cmd[4096], script[700];
+    char base[512], src[600];
     clasp_test_tmpdir("dsf_cli", base, sizeof base);
     mk(base, "src", src, sizeof src);
     for (int i = 0; i < 5; i++) {
@@ -249,20 +195,15 @@ Test(datasets_files, cli_folder_and_python_check) {
         snprintf(n, sizeof n, "img%d.txt", i);
         put_str(src, n, "a caption");
     }
-    snprintf(cmd, sizeof cmd, "%s shards build folder %s -o %s/out --maxcount 2 2>/dev/null", bin,
-             src, base);
-    int rc = system(cmd);
-    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "rc %d", rc);
-    snprintf(cmd, sizeof cmd, "%s shards build folder -o %s/out 2>/dev/null", bin, base);
-    rc = system(cmd);
-    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "rc %d", rc);
-    snprintf(cmd, sizeof cmd, "%s shards build folder %s/nope -o %s/out2 2>/dev/null", bin, base,
-             base);
-    rc = system(cmd);
-    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "rc %d", rc);
-    if (access("/usr/bin/python3", X_OK) != 0) cr_skip_test("no python3");
-    clasp_test_ref_path("read_shards.py", script, sizeof script);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s/out --fields ppm,txt", script, base);
-    rc = system(cmd);
-    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "read_shards.py rc %d", rc);
+    int rc = fx_clasp(NULL, "shards build folder %s -o %s/out --maxcount 2 2>/dev/null", src, base);
+    cr_assert_eq(rc, 0, "rc %d", rc);
+    rc = fx_clasp(NULL, "shards build folder -o %s/out 2>/dev/null", base);
+    cr_assert_eq(rc, 2, "rc %d", rc);
+    rc = fx_clasp(NULL, "shards build folder %s/nope -o %s/out2 2>/dev/null", base, base);
+    cr_assert_eq(rc, 1, "rc %d", rc);
+    char args[700];
+    snprintf(args, sizeof args, "%s/out", base);
+    rc = fx_read_shards_py(args, "--fields ppm,txt");
+    if (rc == FX_NO_PYTHON) cr_skip_test("no python3");
+    cr_assert_eq(rc, 0, "read_shards.py rc %d", rc);
 }

@@ -16,7 +16,7 @@
 #include "modalities/preprocess.h"
 #include "modalities/tokenizer.h"
 #include "pipeline/data.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 static void write_text_(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
@@ -129,8 +129,7 @@ static void expect_config_error_(const char *path, const char *field) {
 Test(emoji_config, tokenizer_path_relative_to_config_folder) {
     char tmp[1024], sub[1100], p[PATH_MAX + 64], cfgp[1200], want[PATH_MAX + 16],
         real_sub[PATH_MAX];
-    clasp_test_tmpdir("emoji_config_rule", tmp, sizeof tmp);
-    snprintf(sub, sizeof sub, "%s/cfg", tmp);
+    fx_scratch("emoji_config_rule", tmp, sub, "cfg", NULL);
     mkdir(sub, 0755);
     real_(sub, real_sub);
     /* sub/tok.json: a BPE; tmp/tok.json (the working directory): a different, larger one */

@@ -14,7 +14,7 @@
 #include "loss/siglip.h"
 #include "loss/supcon.h"
 #include "train/engine.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 static clasp_model_config load_cfg_(void) {
     char path[4096];

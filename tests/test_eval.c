@@ -17,8 +17,7 @@
 #include "eval/eval.h"
 #include "export/export.h"
 #include "eval/retrieval.h"
-#include "tests/pipeline_fixtures.h"
-#include "tests/testutil.h"
+#include "tests/fixtures.h"
 
 /* ---- an independent reference: rank by sorting (stable by index) ---- */
 
@@ -379,9 +378,9 @@ static void write_shard_(const char *path, int n) {
     for (int i = 0; i < n; i++) {
         uint8_t px[28 * 28];
         for (int p = 0; p < 28 * 28; p++) px[p] = (uint8_t)(clasp_rng_u32(&r) & 0xff);
-        uint8_t *png;
         size_t np;
-        cr_assert_eq(clasp_image_encode_png(px, 28, 28, 1, &png, &np), CLASP_OK);
+        uint8_t *png = fx_png(px, 28, 28, 1, &np);
+        cr_assert_not_null(png);
         if (i == 4) png[np / 2] ^= 0xff, np = 40; /* truncated PNG: skipped */
         names[k] = malloc(64);
         snprintf(names[k], 64, "s%03d.png", i);
@@ -417,23 +416,12 @@ static void write_shard_(const char *path, int n) {
 static void make_model_dir_(const char *dir) {
     char cfgp[1100];
     snprintf(cfgp, sizeof cfgp, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
-    clasp_model_config cfg;
-    clasp_model m;
-    cr_assert_eq(clasp_model_config_load(cfgp, &cfg), CLASP_OK);
-    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK);
-    clasp_model_init_weights(&m, 4);
-    clasp_preprocess pre;
-    cr_assert_eq(clasp_preprocess_load(cfgp, &pre), CLASP_OK, "%s", clasp_last_error());
-    cr_assert_eq(clasp_export_model(&m, &pre, dir), CLASP_OK, "%s", clasp_last_error());
-    clasp_preprocess_free(&pre);
-    clasp_model_free(&m);
+    cr_assert(fx_export_model(cfgp, NULL, dir, 4), "%s", clasp_last_error());
 }
 
 Test(eval, collect_first_and_all_captions) {
     char tmp[1024], shard[1100], dir[1100];
-    clasp_test_tmpdir("eval_collect", tmp, sizeof tmp);
-    snprintf(shard, sizeof shard, "%s/s.tar", tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
+    fx_scratch("eval_collect", tmp, shard, "s.tar", dir, "export", NULL);
     write_shard_(shard, 12);
     make_model_dir_(dir);
     clasp_embedder em;
@@ -481,9 +469,7 @@ Test(eval, collect_first_and_all_captions) {
     /* zero-shot through the set equals clasp_eval_zeroshot on the spec */
     char cls[1100];
     snprintf(cls, sizeof cls, "%s/classes.txt", tmp);
-    FILE *f = fopen(cls, "w");
-    fputs("caption of sample\nfirst caption\nsecond caption\n", f);
-    fclose(f);
+    cr_assert(fx_write_str(cls, "caption of sample\nfirst caption\nsecond caption\n"));
     clasp_zeroshot_result zr, zs;
     cr_assert_eq(clasp_eval_zeroshot(&em.engine, &em.pre, shard, cls, NULL, 1, &zr), CLASP_OK, "%s",
                  clasp_last_error());
@@ -510,7 +496,7 @@ Test(eval, collect_first_and_all_captions) {
 }
 
 Test(eval, cli_eval_appends_to_run_metrics) {
-    char tmp[1024], shard[1100], run[1100], cmd[8192], out[1200], mp[1200];
+    char tmp[1024], shard[1100], run[1100], mp[1200];
     clasp_test_tmpdir("eval_cli", tmp, sizeof tmp);
     snprintf(shard, sizeof shard, "%s/s.tar", tmp);
     snprintf(run, sizeof run, "%s/run", tmp);
@@ -538,22 +524,18 @@ Test(eval, cli_eval_appends_to_run_metrics) {
     cJSON_Delete(cj);
     clasp_model_free(&m);
     snprintf(mp, sizeof mp, "%s/metrics.jsonl", run);
-    FILE *f = fopen(mp, "w");
-    fputs("{\"step\": 3, \"loss\": 1.0}\n", f);
-    fclose(f);
-    char cls[1100];
+    cr_assert(fx_write_str(mp, "{\"step\": 3, \"loss\": 1.0}\n"));
+    char cls[1100], *out;
     snprintf(cls, sizeof cls, "%s/classes.txt", tmp);
-    f = fopen(cls, "w");
-    fputs("zero\none\ntwo\n", f);
-    fclose(f);
-    snprintf(out, sizeof out, "%s/eval.json", tmp);
-    snprintf(cmd, sizeof cmd,
-             "%s eval --model %s --data %s --zeroshot %s --retrieval --all-captions "
-             "--probe-train %s --threads 1 --batch-size 4 --json > %s",
-             clasp_test_bin(), run, shard, cls, shard, out);
-    cr_assert_eq(system(cmd), 0, "%s", cmd);
-    cJSON *j;
-    cr_assert_eq(clasp_json_load(out, &j), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(fx_write_str(cls, "zero\none\ntwo\n"));
+    cr_assert_eq(fx_clasp(&out,
+                          "eval --model %s --data %s --zeroshot %s --retrieval --all-captions "
+                          "--probe-train %s --threads 1 --batch-size 4 --json",
+                          run, shard, cls, shard),
+                 0);
+    cJSON *j = cJSON_Parse(out);
+    cr_assert_not_null(j, "%s", out);
+    free(out);
     cr_assert_str_eq(cJSON_GetObjectItem(j, "kind")->valuestring, "eval");
     cr_assert_eq(cJSON_GetObjectItem(j, "step")->valueint, 3);
     cr_assert_eq(cJSON_GetObjectItem(j, "n")->valueint, 9);
@@ -588,9 +570,9 @@ Test(eval, cli_eval_appends_to_run_metrics) {
     /* `clasp embed --shards` from the run: one row per usable sample, keys in shard order */
     char npy[1200];
     snprintf(npy, sizeof npy, "%s/shard_images.npy", tmp);
-    snprintf(cmd, sizeof cmd, "%s embed --model %s --shards %s -o %s --batch-size 4 --workers 2",
-             clasp_test_bin(), run, shard, npy);
-    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    cr_assert_eq(fx_clasp(NULL, "embed --model %s --shards %s -o %s --batch-size 4 --workers 2",
+                          run, shard, npy),
+                 0);
     float *x;
     int64_t rows, cols;
     cr_assert_eq(clasp_npy_read_f32(npy, &x, &rows, &cols), CLASP_OK, "%s", clasp_last_error());
@@ -604,8 +586,5 @@ Test(eval, cli_eval_appends_to_run_metrics) {
     cr_assert_str_eq(cJSON_GetObjectItem(j, "modality")->valuestring, "image");
     cJSON_Delete(j);
     /* a bad model path fails with a message, exit code 1 */
-    snprintf(cmd, sizeof cmd, "%s eval --model %s/nope --data %s 2>/dev/null", clasp_test_bin(),
-             tmp, shard);
-    int rc = system(cmd);
-    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    cr_assert_eq(fx_clasp(NULL, "eval --model %s/nope --data %s 2>/dev/null", tmp, shard), 1);
 }

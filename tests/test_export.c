@@ -20,46 +20,25 @@
 #include "train/runstate.h"
 #include "export/export.h"
 #include "eval/retrieval.h"
-#include "tests/testutil.h"
+#include "tests/fixtures.h"
 
 #define PY "/usr/bin/python3"
 
 static void write_file_(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert(f, "cannot write %s", path);
-    cr_assert_eq(fwrite(data, 1, n, f), n);
-    fclose(f);
+    cr_assert(fx_write(path, data, n), "cannot write %s", path);
 }
 
 /* A random PNG of w x h with `channels` (1..4), pixels from the counter RNG. */
 static void write_png_(const char *path, int w, int h, int channels, uint64_t seed) {
-    size_t n = (size_t)w * h * channels;
-    uint8_t *px = malloc(n);
-    clasp_rng r;
-    clasp_rng_init(&r, seed, 0, 0, 0);
-    for (size_t i = 0; i < n; i++) px[i] = (uint8_t)(clasp_rng_u32(&r) & 0xff);
-    uint8_t *png;
-    size_t np;
-    cr_assert_eq(clasp_image_encode_png(px, w, h, channels, &png, &np), CLASP_OK);
-    write_file_(path, png, np);
-    free(png);
+    uint8_t *px = fx_random_pixels(w, h, channels, seed);
+    cr_assert(px && fx_write_png(path, px, w, h, channels), "%s", path);
     free(px);
 }
 
 /* Builds a model from a config file, random weights, and exports it with `tok`. */
 static void make_export_(const char *config_path, clasp_tokenizer *tok, const char *dir,
                          uint64_t seed) {
-    clasp_model_config cfg;
-    clasp_model m;
-    cr_assert_eq(clasp_model_config_load(config_path, &cfg), CLASP_OK, "%s", clasp_last_error());
-    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK, "%s", clasp_last_error());
-    clasp_model_init_weights(&m, seed);
-    clasp_preprocess pre; /* the config's preprocessing: its tokenizer is `tok` */
-    cr_assert_eq(clasp_preprocess_load(config_path, &pre), CLASP_OK, "%s", clasp_last_error());
-    cr_assert_eq(clasp_tokenizer_vocab_size(pre.tokenizer), clasp_tokenizer_vocab_size(tok));
-    cr_assert_eq(clasp_export_model(&m, &pre, dir), CLASP_OK, "%s", clasp_last_error());
-    clasp_preprocess_free(&pre);
-    clasp_model_free(&m);
+    cr_assert(fx_export_model(config_path, tok, dir, seed), "%s", clasp_last_error());
 }
 
 static float *load_npy_(const char *path, int64_t *rows, int64_t *cols) {
@@ -146,8 +125,7 @@ static void torch_parity_(const char *dir, const char *tmp, const char *const *i
 
 Test(export, torch_parity_fmnist_cnn_bytes) {
     char tmp[1024], dir[1100], cfg[1100], p[1200];
-    clasp_test_tmpdir("export_cnn", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
+    fx_scratch("export_cnn", tmp, dir, "export", NULL);
     snprintf(cfg, sizeof cfg, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
     clasp_tokenizer *tok;
     cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
@@ -174,8 +152,7 @@ Test(export, torch_parity_fmnist_cnn_bytes) {
 
 Test(export, torch_parity_vit_bpe) {
     char tmp[1024], dir[1100], cfgp[1100], tp[1100], p[1200];
-    clasp_test_tmpdir("export_vit", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
+    fx_scratch("export_vit", tmp, dir, "export", NULL);
     /* a BPE trained on a few captions */
     const char *corpus[] = {"a photo of a cat",     "a photo of a dog", "a photo of a red car",
                             "the photo of the cat", "a dog and a cat",  "photo photo photo"};
@@ -345,8 +322,7 @@ static void expect_open_error_(const char *dir, const char *must1, const char *m
 
 Test(export, bad_exports_name_file_and_field) {
     char tmp[1024], dir[1100], p[1300];
-    clasp_test_tmpdir("export_bad", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/e", tmp);
+    fx_scratch("export_bad", tmp, dir, "e", NULL);
 
     /* missing tokenizer.json */
     fresh_export_(dir);
@@ -395,8 +371,7 @@ Test(export, bad_exports_name_file_and_field) {
 
 Test(export, npy_roundtrip_and_errors) {
     char tmp[1024], p[1100];
-    clasp_test_tmpdir("export_npy", tmp, sizeof tmp);
-    snprintf(p, sizeof p, "%s/a.npy", tmp);
+    fx_scratch("export_npy", tmp, p, "a.npy", NULL);
     float x[6] = {1, -2, 3.5f, 0, 1e-8f, -7};
     cr_assert_eq(clasp_npy_write_f32(p, x, 2, 3), CLASP_OK);
     float *y;

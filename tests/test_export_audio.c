@@ -23,16 +23,12 @@
 #include "train/runstate.h"
 #include "export/export.h"
 #include "eval/retrieval.h"
-#include "tests/pipeline_fixtures.h"
-#include "tests/testutil.h"
+#include "tests/fixtures.h"
 
 #define PY "/usr/bin/python3"
 
 static void write_file_(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert(f, "cannot write %s", path);
-    cr_assert_eq(fwrite(data, 1, n, f), n);
-    fclose(f);
+    cr_assert(fx_write(path, data, n), "cannot write %s", path);
 }
 
 typedef enum sig_kind { SIG_CHIRP = 0, SIG_SILENCE, SIG_TONES_NOISE } sig_kind;
@@ -64,26 +60,37 @@ static void write_wav_(const char *path, int rate, double seconds, int channels,
             x[i * (size_t)channels + (size_t)c] = (float)v;
         }
     }
-    SF_INFO si = {.samplerate = rate, .channels = channels, .format = SF_FORMAT_WAV | sub};
-    SNDFILE *sf = sf_open(path, SFM_WRITE, &si);
-    cr_assert(sf, "sf_open(%s): %s", path, sf_strerror(NULL));
-    cr_assert_eq(sf_writef_float(sf, x, (sf_count_t)n), (sf_count_t)n);
-    sf_close(sf);
+    cr_assert(fx_write_audio(path, SF_FORMAT_WAV | sub, rate, channels, x, (int64_t)n), "%s", path);
     free(x);
+}
+
+/* One WAV of a parity test: length, channels, libsndfile subformat, signal. */
+typedef struct wav_spec {
+    double sec;
+    int ch, sub;
+    sig_kind k;
+} wav_spec;
+
+/* Writes w[i] to TMP/PREFIX<i>.wav at `rate` with seed seed0 + i; names[i] holds the path,
+ * files[i] points at it. */
+static void write_wavs_(const char *tmp, const char *prefix, int rate, const wav_spec *w, int n,
+                        uint64_t seed0, char (*names)[1200], const char **files) {
+    for (int i = 0; i < n; i++) {
+        snprintf(names[i], sizeof names[i], "%s/%s%d.wav", tmp, prefix, i);
+        write_wav_(names[i], rate, w[i].sec, w[i].ch, w[i].sub, w[i].k, seed0 + (uint64_t)i);
+        files[i] = names[i];
+    }
 }
 
 /* Builds a model from a config file, random weights, and exports it (byte tokenizer). */
 static void make_export_(const char *config_path, const char *dir, uint64_t seed) {
-    clasp_model_config cfg;
-    clasp_model m;
-    cr_assert_eq(clasp_model_config_load(config_path, &cfg), CLASP_OK, "%s", clasp_last_error());
-    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK, "%s", clasp_last_error());
-    clasp_model_init_weights(&m, seed);
-    clasp_preprocess pre;
-    cr_assert_eq(clasp_preprocess_load(config_path, &pre), CLASP_OK, "%s", clasp_last_error());
-    cr_assert_eq(clasp_export_model(&m, &pre, dir), CLASP_OK, "%s", clasp_last_error());
-    clasp_preprocess_free(&pre);
-    clasp_model_free(&m);
+    cr_assert(fx_export_model(config_path, NULL, dir, seed), "%s", clasp_last_error());
+}
+
+/* Writes the model config `json` to path and exports that model (seed) to dir. */
+static void make_export_json_(const char *path, const char *json, const char *dir, uint64_t seed) {
+    write_file_(path, json, strlen(json));
+    make_export_(path, dir, seed);
 }
 
 static float *load_npy_(const char *path, int64_t *rows, int64_t *cols) {
@@ -95,15 +102,6 @@ static float *load_npy_(const char *path, int64_t *rows, int64_t *cols) {
 static void run_ok_(const char *cmd) {
     int rc = system(cmd);
     cr_assert_eq(rc, 0, "command failed (%d): %s", rc, cmd);
-}
-
-static double max_abs_diff_(const float *a, const float *b, size_t n) {
-    double m = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (d > m) m = d;
-    }
-    return m;
 }
 
 /* `clasp embed --audio` vs clasp_torch.py --audio on the files (<= 1e-4), rows unit length,
@@ -135,7 +133,7 @@ static void torch_parity_(const char *name, const char *dir, const char *tmp,
               (long long)c1, (long long)r2, (long long)c2);
     size_t total = (size_t)(r1 * c1);
     fprintf(stderr, "[export_audio] %s: %d files, dim %lld: max |clasp - torch| = %.3g\n", name, n,
-            (long long)c1, max_abs_diff_(a, b, total));
+            (long long)c1, fx_max_abs_diff(a, b, total));
     cr_assert(clasp_test_check_tensor("torch audio embeddings", b, a, total, 1e-4, 0));
     for (int64_t i = 0; i < r1; i++) {
         double s = 0;
@@ -196,7 +194,7 @@ static void torch_parity_(const char *name, const char *dir, const char *tmp,
                   score->valuedouble, own);
         if (strcmp(key->valuestring, files[i]) != 0) {
             int row = (int)cJSON_GetObjectItem(first, "row")->valuedouble;
-            cr_assert(max_abs_diff_(a + (size_t)row * D, a + (size_t)i * D, (size_t)D) < 1e-6,
+            cr_assert(fx_max_abs_diff(a + (size_t)row * D, a + (size_t)i * D, (size_t)D) < 1e-6,
                       "%s: first hit %s", files[i], key->valuestring);
         }
         cJSON_Delete(j);
@@ -206,28 +204,20 @@ static void torch_parity_(const char *name, const char *dir, const char *tmp,
 
 Test(export_audio, torch_parity_speech_small_cnn) {
     char tmp[1024], dir[1100], cfg[1100];
-    clasp_test_tmpdir("export_audio_cnn", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
+    fx_scratch("export_audio_cnn", tmp, dir, "export", NULL);
     snprintf(cfg, sizeof cfg, "%s/configs/speech-small.json", CLASP_SOURCE_DIR);
     make_export_(cfg, dir, 21);
     /* speech-small: 8 kHz, 3 s clips, zero padding */
     char names[6][1200];
     const char *files[6];
-    struct {
-        double sec;
-        int ch, sub;
-        sig_kind k;
-    } w[6] = {{1.3, 1, SF_FORMAT_PCM_16, SIG_CHIRP},       /* short: zero padding */
-              {4.7, 1, SF_FORMAT_PCM_16, SIG_CHIRP},       /* long: head crop */
-              {2.0, 1, SF_FORMAT_PCM_16, SIG_SILENCE},     /* silence: log floor */
-              {3.0, 2, SF_FORMAT_PCM_16, SIG_TONES_NOISE}, /* exactly the clip, stereo */
-              {0.4, 1, SF_FORMAT_PCM_U8, SIG_TONES_NOISE}, /* very short, 8-bit */
-              {5.0, 1, SF_FORMAT_PCM_16, SIG_TONES_NOISE}};
-    for (int i = 0; i < 6; i++) {
-        snprintf(names[i], sizeof names[i], "%s/a%d.wav", tmp, i);
-        write_wav_(names[i], 8000, w[i].sec, w[i].ch, w[i].sub, w[i].k, 50 + (uint64_t)i);
-        files[i] = names[i];
-    }
+    const wav_spec w[6] = {
+        {1.3, 1, SF_FORMAT_PCM_16, SIG_CHIRP},       /* short: zero padding */
+        {4.7, 1, SF_FORMAT_PCM_16, SIG_CHIRP},       /* long: head crop */
+        {2.0, 1, SF_FORMAT_PCM_16, SIG_SILENCE},     /* silence: log floor */
+        {3.0, 2, SF_FORMAT_PCM_16, SIG_TONES_NOISE}, /* exactly the clip, stereo */
+        {0.4, 1, SF_FORMAT_PCM_U8, SIG_TONES_NOISE}, /* very short, 8-bit */
+        {5.0, 1, SF_FORMAT_PCM_16, SIG_TONES_NOISE}};
+    write_wavs_(tmp, "a", 8000, w, 6, 50, names, files);
     torch_parity_("speech-small (audio CNN, zero pad)", dir, tmp, files, 6);
 
     /* preprocess.json carries the whole front-end */
@@ -255,9 +245,7 @@ Test(export_audio, torch_parity_speech_small_cnn) {
 
 Test(export_audio, torch_parity_ast_repeat_pad) {
     char tmp[1024], dir[1100], cfgp[1100];
-    clasp_test_tmpdir("export_audio_ast", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
-    snprintf(cfgp, sizeof cfgp, "%s/ast.json", tmp);
+    fx_scratch("export_audio_ast", tmp, dir, "export", cfgp, "ast.json", NULL);
     /* 16 kHz, 1.5 s, repeat padding, 40 mels Slaney scale + norm, periodic Hann 400/512,
      * CLS pooling, tanh GELU */
     const char *cfg =
@@ -274,32 +262,21 @@ Test(export_audio, torch_parity_ast_repeat_pad) {
         " \"text\": {\"type\": \"transformer\", \"vocab_size\": 259, \"context_length\": 16,"
         "  \"width\": 32, \"layers\": 1, \"heads\": 2, \"mlp_width\": 64,"
         "  \"tokenizer\": {\"type\": \"bytes\", \"bos\": 256, \"eos\": 257, \"pad\": 258}}}";
-    write_file_(cfgp, cfg, strlen(cfg));
-    make_export_(cfgp, dir, 7);
+    make_export_json_(cfgp, cfg, dir, 7);
     char names[5][1200];
     const char *files[5];
-    struct {
-        double sec;
-        int ch, sub;
-        sig_kind k;
-    } w[5] = {{0.37, 1, SF_FORMAT_PCM_16, SIG_CHIRP}, /* repeated 5 times and cut */
-              {2.2, 2, SF_FORMAT_PCM_16, SIG_CHIRP},  /* stereo, head crop */
-              {1.0, 1, SF_FORMAT_PCM_16, SIG_SILENCE},
-              {0.9, 1, SF_FORMAT_PCM_24, SIG_TONES_NOISE},
-              {1.5, 1, SF_FORMAT_PCM_32, SIG_TONES_NOISE}};
-    for (int i = 0; i < 5; i++) {
-        snprintf(names[i], sizeof names[i], "%s/b%d.wav", tmp, i);
-        write_wav_(names[i], 16000, w[i].sec, w[i].ch, w[i].sub, w[i].k, 70 + (uint64_t)i);
-        files[i] = names[i];
-    }
+    const wav_spec w[5] = {{0.37, 1, SF_FORMAT_PCM_16, SIG_CHIRP}, /* repeated 5 times and cut */
+                           {2.2, 2, SF_FORMAT_PCM_16, SIG_CHIRP},  /* stereo, head crop */
+                           {1.0, 1, SF_FORMAT_PCM_16, SIG_SILENCE},
+                           {0.9, 1, SF_FORMAT_PCM_24, SIG_TONES_NOISE},
+                           {1.5, 1, SF_FORMAT_PCM_32, SIG_TONES_NOISE}};
+    write_wavs_(tmp, "b", 16000, w, 5, 70, names, files);
     torch_parity_("AST (repeat pad, Slaney)", dir, tmp, files, 5);
 }
 
 Test(export_audio, torch_parity_cnn_repeatpad_no_center_db) {
     char tmp[1024], dir[1100], cfgp[1100];
-    clasp_test_tmpdir("export_audio_cnn2", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
-    snprintf(cfgp, sizeof cfgp, "%s/cnn.json", tmp);
+    fx_scratch("export_audio_cnn2", tmp, dir, "export", cfgp, "cnn.json", NULL);
     /* 11025 Hz, 1 s, repeatpad, no centre, Hamming 256, HTK with Slaney norm, dB, magnitude */
     const char *cfg =
         "{\"embed_dim\": 16,"
@@ -314,23 +291,14 @@ Test(export_audio, torch_parity_cnn_repeatpad_no_center_db) {
         " \"text\": {\"type\": \"transformer\", \"vocab_size\": 259, \"context_length\": 8,"
         "  \"width\": 16, \"layers\": 1, \"heads\": 2, \"mlp_width\": 32,"
         "  \"tokenizer\": {\"type\": \"bytes\", \"bos\": 256, \"eos\": 257, \"pad\": 258}}}";
-    write_file_(cfgp, cfg, strlen(cfg));
-    make_export_(cfgp, dir, 9);
+    make_export_json_(cfgp, cfg, dir, 9);
     char names[4][1200];
     const char *files[4];
-    struct {
-        double sec;
-        int ch;
-        sig_kind k;
-    } w[4] = {{0.3, 1, SIG_CHIRP}, /* 3 whole repeats, then zeros */
-              {0.6, 2, SIG_TONES_NOISE},
-              {1.8, 1, SIG_CHIRP},
-              {0.5, 1, SIG_SILENCE}};
-    for (int i = 0; i < 4; i++) {
-        snprintf(names[i], sizeof names[i], "%s/c%d.wav", tmp, i);
-        write_wav_(names[i], 11025, w[i].sec, w[i].ch, SF_FORMAT_PCM_16, w[i].k, 90 + (uint64_t)i);
-        files[i] = names[i];
-    }
+    const wav_spec w[4] = {{0.3, 1, SF_FORMAT_PCM_16, SIG_CHIRP}, /* 3 whole repeats, then zeros */
+                           {0.6, 2, SF_FORMAT_PCM_16, SIG_TONES_NOISE},
+                           {1.8, 1, SF_FORMAT_PCM_16, SIG_CHIRP},
+                           {0.5, 1, SF_FORMAT_PCM_16, SIG_SILENCE}};
+    write_wavs_(tmp, "c", 11025, w, 4, 90, names, files);
     torch_parity_("small CNN (repeatpad, no centre, dB)", dir, tmp, files, 4);
 }
 
@@ -361,9 +329,7 @@ static void expect_open_error_(const char *dir, const char *file, const char *fi
 
 Test(export_audio, bad_preprocess_audio_names_file_and_field) {
     char tmp[1024], dir[1100], good[1100], cfg[1100], pre[1200], cmd[4096];
-    clasp_test_tmpdir("export_audio_bad", tmp, sizeof tmp);
-    snprintf(good, sizeof good, "%s/good", tmp);
-    snprintf(dir, sizeof dir, "%s/bad", tmp);
+    fx_scratch("export_audio_bad", tmp, good, "good", dir, "bad", NULL);
     snprintf(cfg, sizeof cfg, "%s/configs/speech-small.json", CLASP_SOURCE_DIR);
     make_export_(cfg, good, 3);
     snprintf(pre, sizeof pre, "%s/preprocess.json", dir);
@@ -393,8 +359,7 @@ Test(export_audio, bad_preprocess_audio_names_file_and_field) {
 Test(export_audio, cli_shards_and_errors) {
     char tmp[1024], dir[1100], cfg[1100], cmd[8192], shard[1200], out[1200], out2[1200];
     const char *bin = clasp_test_bin();
-    clasp_test_tmpdir("export_audio_cli", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
+    fx_scratch("export_audio_cli", tmp, dir, "export", NULL);
     snprintf(cfg, sizeof cfg, "%s/configs/speech-small.json", CLASP_SOURCE_DIR);
     make_export_(cfg, dir, 4);
     /* three WAVs, as files and as the audio field of a shard (one sample without audio) */
@@ -488,9 +453,7 @@ Test(export_audio, cli_shards_and_errors) {
 
 Test(export_audio, checkpoint_to_export) {
     char tmp[1024], run[1100], cfgp[1100], exp[1100], cmd[4096], wav[1200];
-    clasp_test_tmpdir("export_audio_ckpt", tmp, sizeof tmp);
-    snprintf(run, sizeof run, "%s/run", tmp);
-    snprintf(exp, sizeof exp, "%s/export", tmp);
+    fx_scratch("export_audio_ckpt", tmp, run, "run", exp, "export", NULL);
     snprintf(cfgp, sizeof cfgp, "%s/configs/speech-ast.json", CLASP_SOURCE_DIR);
     clasp_model_config cfg;
     clasp_model m;
@@ -534,9 +497,7 @@ Test(export_audio, checkpoint_to_export) {
  * the audio tower on the engine's replicas; audio still equals PyTorch. */
 Test(export_audio, three_towers) {
     char tmp[1024], dir[1100], cfgp[1100];
-    clasp_test_tmpdir("export_audio_3", tmp, sizeof tmp);
-    snprintf(dir, sizeof dir, "%s/export", tmp);
-    snprintf(cfgp, sizeof cfgp, "%s/three.json", tmp);
+    fx_scratch("export_audio_3", tmp, dir, "export", cfgp, "three.json", NULL);
     const char *cfg =
         "{\"embed_dim\": 16,"
         " \"image\": {\"type\": \"cnn\", \"channels\": 1, \"size\": 12, \"conv\": [{\"channels\": "
@@ -548,8 +509,7 @@ Test(export_audio, three_towers) {
         " \"text\": {\"type\": \"transformer\", \"vocab_size\": 259, \"context_length\": 8,"
         "  \"width\": 16, \"layers\": 1, \"heads\": 2, \"mlp_width\": 32,"
         "  \"tokenizer\": {\"type\": \"bytes\", \"bos\": 256, \"eos\": 257, \"pad\": 258}}}";
-    write_file_(cfgp, cfg, strlen(cfg));
-    make_export_(cfgp, dir, 17);
+    make_export_json_(cfgp, cfg, dir, 17);
     char names[3][1200];
     const char *files[3];
     for (int i = 0; i < 3; i++) {
@@ -574,7 +534,7 @@ Test(export_audio, three_towers) {
     float *a = load_npy_(cn, &r1, &c1), *b = load_npy_(pn, &r2, &c2);
     cr_assert(r1 == 3 && r2 == 3 && c1 == 16 && c2 == 16);
     fprintf(stderr, "[export_audio] three towers: max |clasp - torch| = %.3g\n",
-            max_abs_diff_(a, b, 48));
+            fx_max_abs_diff(a, b, 48));
     cr_assert(clasp_test_check_tensor("three towers: audio", b, a, 48, 1e-4, 0));
     /* the embedder took the engine (image + text) and embeds all three modalities */
     clasp_embedder em;

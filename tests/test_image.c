@@ -10,7 +10,7 @@
 
 #include "core/safetensors.h"
 #include "modalities/image.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 /* A w x h x c test pattern. */
 static uint8_t *pattern(int w, int h, int c, unsigned seed) {
@@ -88,11 +88,8 @@ Test(image, alpha_composited_on_white) {
 }
 
 Test(image, fmnist_normalisation_bit_exact_with_numpy) {
-    char path[1024];
-    clasp_safetensors *st;
-    cr_assert_eq(
-        clasp_st_open(clasp_test_ref_path("image/fmnist_norm.safetensors", path, sizeof path), &st),
-        CLASP_OK, "%s", clasp_last_error());
+    clasp_safetensors *st = fx_ref_open("image/fmnist_norm.safetensors");
+    cr_assert(st, "%s", clasp_last_error());
     const clasp_st_tensor *t = clasp_st_find(st, "normalized");
     cr_assert(t && t->numel == 256);
     const float *table = clasp_st_f32(st, t);

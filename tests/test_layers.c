@@ -14,7 +14,7 @@
 #include "core/rng.h"
 #include "core/safetensors.h"
 #include "encoders/layers.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
@@ -94,11 +94,8 @@ static bool fd_check(const char *layer, const fd_case *c, fd_param *ps, int np, 
 /* ---- PyTorch reference files ---------------------------------------------------------------- */
 
 static clasp_safetensors *ref_open(const char *name) {
-    char rel[256], path[4096];
-    snprintf(rel, sizeof rel, "layers/%s.safetensors", name);
-    clasp_safetensors *st = NULL;
-    clasp_status s = clasp_st_open(clasp_test_ref_path(rel, path, sizeof path), &st);
-    cr_assert_eq(s, CLASP_OK, "%s: %s", path, clasp_last_error());
+    clasp_safetensors *st = fx_ref_open("layers/%s.safetensors", name);
+    cr_assert(st, "%s", clasp_last_error());
     return st;
 }
 
@@ -1061,6 +1058,21 @@ static void blk_alloc(blk_ctx *c) {
     c->inp = randf(nx, 220, 1.0f), c->out = zeros(nx), c->dinp = zeros(nx);
 }
 
+/* Sets the block's dims (LayerNorm eps 1e-5) and padding mask, and allocates its buffers. */
+static void blk_init(blk_ctx *c, int B, int T, int C, int NH, int F, bool causal, bool gelu_tanh,
+                     uint8_t *pad) {
+    *c = (blk_ctx){.d = {.B = B,
+                         .T = T,
+                         .C = C,
+                         .NH = NH,
+                         .F = F,
+                         .causal = causal,
+                         .gelu_tanh = gelu_tanh,
+                         .ln_eps = 1e-5f},
+                   .pad = pad};
+    blk_alloc(c);
+}
+
 static void blk_free(blk_ctx *c) {
     for (int k = 0; k < 12; k++) free(blk_fields(&c->p)[k]), free(blk_fields(&c->g)[k]);
     free(c->acts), free(c->work), free(c->inp), free(c->out), free(c->dinp);
@@ -1069,16 +1081,8 @@ static void blk_free(blk_ctx *c) {
 Test(layers, block_fd) {
     uint8_t pad[8] = {0, 0, 0, 0, 0, 0, 1, 1};
     for (int mode = 0; mode < 2; mode++) {
-        blk_ctx c = {.d = {.B = 2,
-                           .T = 4,
-                           .C = 6,
-                           .NH = 2,
-                           .F = 12,
-                           .causal = mode == 0,
-                           .gelu_tanh = mode == 1,
-                           .ln_eps = 1e-5f},
-                     .pad = mode == 1 ? pad : NULL};
-        blk_alloc(&c);
+        blk_ctx c;
+        blk_init(&c, 2, 4, 6, 2, 12, mode == 0, mode == 1, mode == 1 ? pad : NULL);
         size_t n[12], nx = (size_t)c.d.B * c.d.T * c.d.C;
         blk_sizes(&c.d, n);
         fd_param ps[13];
@@ -1099,16 +1103,8 @@ Test(layers, block_fd) {
 Test(layers, block_recomputation_equals_stored_composition) {
     uint8_t pad[10] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1};
     for (int mode = 0; mode < 2; mode++) {
-        blk_ctx c = {.d = {.B = 2,
-                           .T = 5,
-                           .C = 8,
-                           .NH = 2,
-                           .F = 16,
-                           .causal = mode == 0,
-                           .gelu_tanh = mode == 1,
-                           .ln_eps = 1e-5f},
-                     .pad = mode == 1 ? pad : NULL};
-        blk_alloc(&c);
+        blk_ctx c;
+        blk_init(&c, 2, 5, 8, 2, 16, mode == 0, mode == 1, mode == 1 ? pad : NULL);
         const clasp_block_dims *d = &c.d;
         int BT = d->B * d->T, C = d->C, F = d->F, NH = d->NH;
         size_t nC = (size_t)BT * C, nF = (size_t)BT * F, n[12];
@@ -1171,15 +1167,8 @@ Test(layers, block_torch) {
     for (int k = 0; k < 2; k++) {
         clasp_safetensors *st = ref_open(tags[k]);
         int32_t *g = ref_i32(st, "cfg", NULL);
-        blk_ctx c = {.d = {.B = g[0],
-                           .T = g[1],
-                           .C = g[2],
-                           .NH = g[3],
-                           .F = g[4],
-                           .causal = g[5],
-                           .gelu_tanh = g[6],
-                           .ln_eps = 1e-5f}};
-        blk_alloc(&c);
+        blk_ctx c;
+        blk_init(&c, g[0], g[1], g[2], g[3], g[4], g[5], g[6], NULL);
         size_t n[12], nx = (size_t)c.d.B * c.d.T * c.d.C;
         blk_sizes(&c.d, n);
         for (int i = 0; i < 12; i++)

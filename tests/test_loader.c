@@ -6,8 +6,7 @@
 #include <string.h>
 
 #include "pipeline/loader.h"
-#include "pipeline_fixtures.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 /* ---- fixtures ---- */
 
@@ -68,13 +67,8 @@ static clasp_loader_config cfg_(int threads) {
     c.spec = spec;
     c.seed = 1234;
     c.n_threads = threads;
-    c.batch_size = 5;
-    c.shuffle_buffer = 7;
-    c.drop_last = false;
-    c.image.channels = 1;
-    c.image.size = 8;
-    c.image.mean[0] = 0.5f;
-    c.image.std[0] = 0.25f;
+    c.batch_size = 5, c.shuffle_buffer = 7, c.drop_last = false;
+    c.image.channels = 1, c.image.size = 8, c.image.mean[0] = 0.5f, c.image.std[0] = 0.25f;
     c.context_length = 24;
     /* Training augmentation on (random resized crop, flip, jitter): keyed by (seed, epoch,
      * key), so it must not break thread-count identity or exact resume. */

@@ -14,7 +14,7 @@
 
 #include "core/rng.h"
 #include "core/safetensors.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 /* Zeroed float buffer (at least one element); the caller frees. */
 static inline float *lt_alloc(size_t n) {
@@ -86,10 +86,8 @@ typedef struct lt_ref {
 } lt_ref;
 
 static inline lt_ref lt_ref_open(const char *rel) {
-    char path[4096];
-    lt_ref r = {NULL};
-    clasp_test_ref_path(rel, path, sizeof path);
-    cr_assert_eq(clasp_st_open(path, &r.st), CLASP_OK, "%s: %s", path, clasp_last_error());
+    lt_ref r = {fx_ref_open("%s", rel)};
+    cr_assert(r.st, "%s: %s", rel, clasp_last_error());
     return r;
 }
 

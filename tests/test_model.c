@@ -14,7 +14,7 @@
 #include "core/rng.h"
 #include "core/safetensors.h"
 #include "encoders/model.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -27,11 +27,8 @@ static void load_fmnist(clasp_model *m) {
 }
 
 static clasp_safetensors *open_ref(const char *rel) {
-    char path[4096];
-    clasp_safetensors *st;
-    clasp_test_ref_path(rel, path, sizeof path);
-    cr_assert_eq(clasp_st_open(path, &st), CLASP_OK, "%s (run tests/reference/make_model.py)",
-                 clasp_last_error());
+    clasp_safetensors *st = fx_ref_open("%s", rel);
+    cr_assert(st, "%s (run tests/reference/make_model.py)", clasp_last_error());
     return st;
 }
 
@@ -64,6 +61,38 @@ static bool check(const char *name, const float *got, const float *want, size_t 
 
 /* ---- parameter table ---------------------------------------------------------------------- */
 
+/* The model config of JSON text (`what` names it in errors). */
+static clasp_model_config parse_config_(const char *json, const char *what) {
+    cJSON *root;
+    clasp_model_config cfg;
+    cr_assert_eq(clasp_json_parse(json, strlen(json), what, &root), CLASP_OK);
+    cr_assert_eq(clasp_model_config_parse(root, what, &cfg), CLASP_OK, "%s", clasp_last_error());
+    cJSON_Delete(root);
+    return cfg;
+}
+
+/* A parameter a model must have: name, shape (ndim, then up to 4 dims), decay, tower. */
+typedef struct want_param {
+    const char *name;
+    int ndim;
+    int64_t s0, s1, s2, s3;
+    bool decay;
+    clasp_tower tower;
+} want_param;
+
+static void check_params_(const clasp_model *m, const want_param *want, size_t n) {
+    for (size_t k = 0; k < n; k++) {
+        int i = clasp_model_find(m, want[k].name);
+        cr_assert(i >= 0, "missing %s", want[k].name);
+        const clasp_param_info *p = &m->info[i];
+        int64_t s[4] = {want[k].s0, want[k].s1, want[k].s2, want[k].s3};
+        cr_assert_eq(p->ndim, want[k].ndim, "%s ndim", p->name);
+        for (int d = 0; d < p->ndim; d++) cr_assert_eq(p->shape[d], s[d], "%s dim %d", p->name, d);
+        cr_assert_eq(p->decay, want[k].decay, "%s decay", p->name);
+        cr_assert_eq(p->tower, want[k].tower, "%s tower", p->name);
+    }
+}
+
 Test(model, fmnist_small_param_count_and_names) {
     clasp_model m;
     load_fmnist(&m);
@@ -87,41 +116,28 @@ Test(model, fmnist_small_param_count_and_names) {
         cr_assert(m.info[i].offset >= r->offset && off <= r->offset + r->n_floats);
     }
     cr_assert_eq(off, m.n_floats);
-    struct {
-        const char *name;
-        int ndim;
-        int64_t s0, s1, s2, s3;
-        bool decay;
-    } want[] = {
-        {"image.conv1.weight", 4, 32, 1, 3, 3, true},
-        {"image.conv1.bias", 1, 32, 0, 0, 0, false},
-        {"image.conv2.weight", 4, 64, 32, 3, 3, true},
-        {"image.fc1.weight", 2, 256, 3136, 0, 0, true},
-        {"image.fc2.weight", 2, 128, 256, 0, 0, true},
-        {"image.fc2.bias", 1, 128, 0, 0, 0, false},
-        {"text.tok_emb.weight", 2, 259, 128, 0, 0, false},
-        {"text.pos_emb", 2, 32, 128, 0, 0, false},
-        {"text.blocks.0.ln1.weight", 1, 128, 0, 0, 0, false},
-        {"text.blocks.1.attn.qkv.weight", 2, 384, 128, 0, 0, true},
-        {"text.blocks.1.attn.qkv.bias", 1, 384, 0, 0, 0, false},
-        {"text.blocks.0.attn.proj.weight", 2, 128, 128, 0, 0, true},
-        {"text.blocks.0.ln2.bias", 1, 128, 0, 0, 0, false},
-        {"text.blocks.1.mlp.fc1.weight", 2, 512, 128, 0, 0, true},
-        {"text.blocks.1.mlp.fc2.weight", 2, 128, 512, 0, 0, true},
-        {"text.ln_f.weight", 1, 128, 0, 0, 0, false},
-        {"text.proj.weight", 2, 128, 128, 0, 0, true},
-        {"text.proj.bias", 1, 128, 0, 0, 0, false},
-        {"logit_scale", 0, 0, 0, 0, 0, false},
+    const want_param want[] = {
+        {"image.conv1.weight", 4, 32, 1, 3, 3, true, CLASP_TOWER_IMAGE},
+        {"image.conv1.bias", 1, 32, 0, 0, 0, false, CLASP_TOWER_IMAGE},
+        {"image.conv2.weight", 4, 64, 32, 3, 3, true, CLASP_TOWER_IMAGE},
+        {"image.fc1.weight", 2, 256, 3136, 0, 0, true, CLASP_TOWER_IMAGE},
+        {"image.fc2.weight", 2, 128, 256, 0, 0, true, CLASP_TOWER_IMAGE},
+        {"image.fc2.bias", 1, 128, 0, 0, 0, false, CLASP_TOWER_IMAGE},
+        {"text.tok_emb.weight", 2, 259, 128, 0, 0, false, CLASP_TOWER_TEXT},
+        {"text.pos_emb", 2, 32, 128, 0, 0, false, CLASP_TOWER_TEXT},
+        {"text.blocks.0.ln1.weight", 1, 128, 0, 0, 0, false, CLASP_TOWER_TEXT},
+        {"text.blocks.1.attn.qkv.weight", 2, 384, 128, 0, 0, true, CLASP_TOWER_TEXT},
+        {"text.blocks.1.attn.qkv.bias", 1, 384, 0, 0, 0, false, CLASP_TOWER_TEXT},
+        {"text.blocks.0.attn.proj.weight", 2, 128, 128, 0, 0, true, CLASP_TOWER_TEXT},
+        {"text.blocks.0.ln2.bias", 1, 128, 0, 0, 0, false, CLASP_TOWER_TEXT},
+        {"text.blocks.1.mlp.fc1.weight", 2, 512, 128, 0, 0, true, CLASP_TOWER_TEXT},
+        {"text.blocks.1.mlp.fc2.weight", 2, 128, 512, 0, 0, true, CLASP_TOWER_TEXT},
+        {"text.ln_f.weight", 1, 128, 0, 0, 0, false, CLASP_TOWER_TEXT},
+        {"text.proj.weight", 2, 128, 128, 0, 0, true, CLASP_TOWER_TEXT},
+        {"text.proj.bias", 1, 128, 0, 0, 0, false, CLASP_TOWER_TEXT},
+        {"logit_scale", 0, 0, 0, 0, 0, false, CLASP_TOWER_SHARED},
     };
-    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
-        int i = clasp_model_find(&m, want[k].name);
-        cr_assert(i >= 0, "missing %s", want[k].name);
-        const clasp_param_info *p = &m.info[i];
-        int64_t s[4] = {want[k].s0, want[k].s1, want[k].s2, want[k].s3};
-        cr_assert_eq(p->ndim, want[k].ndim, "%s ndim", p->name);
-        for (int d = 0; d < p->ndim; d++) cr_assert_eq(p->shape[d], s[d], "%s dim %d", p->name, d);
-        cr_assert_eq(p->decay, want[k].decay, "%s decay", p->name);
-    }
+    check_params_(&m, want, sizeof want / sizeof want[0]);
     /* decay exactly on weights with ndim >= 2 except embeddings */
     for (int i = 0; i < m.n_params; i++) {
         const clasp_param_info *p = &m.info[i];
@@ -226,73 +242,90 @@ static void run_reference(clasp_model *m, clasp_safetensors *st, int B) {
     free(ft);
 }
 
-Test(model, fmnist_small_parity_with_pytorch) {
-    clasp_model m;
-    load_fmnist(&m);
-    clasp_safetensors *st = open_ref("model/fmnist_small.safetensors");
-    /* parameters from the shared formula, keyed by name */
-    for (int i = 0; i < m.n_params; i++) {
-        const clasp_param_info *p = &m.info[i];
+/* Fills every parameter outside the shared tower from the reference's "gen.NAME" triple
+ * (counter key, scale, shift: the formula make_model.py shares). */
+static void gen_params(clasp_model *m, clasp_safetensors *st) {
+    for (int i = 0; i < m->n_params; i++) {
+        const clasp_param_info *p = &m->info[i];
         if (p->tower == CLASP_TOWER_SHARED) continue;
         char name[128];
         double g[3];
         snprintf(name, sizeof name, "gen.%s", p->name);
         read_raw(st, name, g, 3, CLASP_DTYPE_F64);
-        gen_fill(m.params + p->offset, p->numel, (uint64_t)g[0], g[1], g[2]);
+        gen_fill(m->params + p->offset, p->numel, (uint64_t)g[0], g[1], g[2]);
     }
-    run_reference(&m, st, 8);
-    int n_full = 0, n_sampled = 0;
-    for (int i = 0; i < m.n_params; i++) {
-        const clasp_param_info *p = &m.info[i];
+}
+
+/* Checks a sampled gradient: 1024 sampled entries plus the sums over each dim. */
+static void check_sampled_grad(clasp_safetensors *st, const clasp_param_info *p, const float *gr) {
+    char name[128];
+    int64_t idx[1024];
+    float val[1024], got[1024];
+    snprintf(name, sizeof name, "gidx.%s", p->name);
+    read_raw(st, name, idx, 1024, CLASP_DTYPE_I64);
+    snprintf(name, sizeof name, "gval.%s", p->name);
+    read_raw(st, name, val, 1024, CLASP_DTYPE_F32);
+    for (int k = 0; k < 1024; k++) got[k] = gr[idx[k]];
+    snprintf(name, sizeof name, "sampled grad.%s", p->name);
+    cr_expect(check(name, got, val, 1024));
+    size_t R = (size_t)p->shape[0], Cn = p->numel / R;
+    for (int dim = 0; dim < 2; dim++) {
+        size_t nn = dim == 0 ? R : Cn, bad = 0;
+        float *ws = malloc(nn * sizeof(float)), *wa = malloc(nn * sizeof(float));
+        double *gs = calloc(nn, sizeof(double));
+        snprintf(name, sizeof name, "gsum%d.%s", dim, p->name);
+        read_raw(st, name, ws, nn, CLASP_DTYPE_F32);
+        snprintf(name, sizeof name, "gabs%d.%s", dim, p->name);
+        read_raw(st, name, wa, nn, CLASP_DTYPE_F32);
+        for (size_t r = 0; r < R; r++)
+            for (size_t c = 0; c < Cn; c++) gs[dim == 0 ? r : c] += (double)gr[r * Cn + c];
+        double worst = 0.0;
+        for (size_t k = 0; k < nn; k++) {
+            double err = fabs(gs[k] - (double)ws[k]), tol = 1e-4 * (double)wa[k] + 1e-7;
+            worst = fmax(worst, err / tol);
+            bad += !(err <= tol);
+        }
+        if (bad || getenv("CLASP_TEST_VERBOSE"))
+            fprintf(stderr, "%s %-40s sums over dim %d: %zu bad, worst err/tol %.3f\n",
+                    bad ? "FAIL" : "OK  ", p->name, dim, bad, worst);
+        cr_expect_eq(bad, 0, "%s sums over dim %d: %zu bad", p->name, dim, bad);
+        free(ws);
+        free(wa);
+        free(gs);
+    }
+}
+
+/* Checks the gradient of every parameter outside the shared tower against the reference's
+ * "grad.NAME"; with n_sampled, a tensor without one is checked by check_sampled_grad and
+ * counted there. Returns the number of full checks. */
+static int check_grads(clasp_model *m, clasp_safetensors *st, int *n_sampled) {
+    int n_full = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const clasp_param_info *p = &m->info[i];
         if (p->tower == CLASP_TOWER_SHARED) continue;
-        const float *g = m.grads + p->offset;
         char name[128];
         snprintf(name, sizeof name, "grad.%s", p->name);
-        if (clasp_st_find(st, name)) {
-            float *want = read_f32(st, name, p->numel);
-            cr_expect(check(name, g, want, p->numel));
-            free(want);
-            n_full++;
+        if (n_sampled && !clasp_st_find(st, name)) {
+            check_sampled_grad(st, p, m->grads + p->offset);
+            (*n_sampled)++;
             continue;
         }
-        /* large tensor: 1024 sampled entries plus sums over each dim */
-        int64_t idx[1024];
-        float val[1024], got[1024];
-        snprintf(name, sizeof name, "gidx.%s", p->name);
-        read_raw(st, name, idx, 1024, CLASP_DTYPE_I64);
-        snprintf(name, sizeof name, "gval.%s", p->name);
-        read_raw(st, name, val, 1024, CLASP_DTYPE_F32);
-        for (int k = 0; k < 1024; k++) got[k] = g[idx[k]];
-        snprintf(name, sizeof name, "sampled grad.%s", p->name);
-        cr_expect(check(name, got, val, 1024));
-        size_t R = (size_t)p->shape[0], Cn = p->numel / R;
-        for (int dim = 0; dim < 2; dim++) {
-            size_t n = dim == 0 ? R : Cn;
-            float *ws = malloc(n * sizeof(float)), *wa = malloc(n * sizeof(float));
-            double *gs = calloc(n, sizeof(double));
-            snprintf(name, sizeof name, "gsum%d.%s", dim, p->name);
-            read_raw(st, name, ws, n, CLASP_DTYPE_F32);
-            snprintf(name, sizeof name, "gabs%d.%s", dim, p->name);
-            read_raw(st, name, wa, n, CLASP_DTYPE_F32);
-            for (size_t r = 0; r < R; r++)
-                for (size_t c = 0; c < Cn; c++) gs[dim == 0 ? r : c] += (double)g[r * Cn + c];
-            size_t bad = 0;
-            double worst = 0.0;
-            for (size_t k = 0; k < n; k++) {
-                double err = fabs(gs[k] - (double)ws[k]), tol = 1e-4 * (double)wa[k] + 1e-7;
-                worst = fmax(worst, err / tol);
-                bad += !(err <= tol);
-            }
-            if (bad || getenv("CLASP_TEST_VERBOSE"))
-                fprintf(stderr, "%s %-40s sums over dim %d: %zu bad, worst err/tol %.3f\n",
-                        bad ? "FAIL" : "OK  ", p->name, dim, bad, worst);
-            cr_expect_eq(bad, 0, "%s sums over dim %d", p->name, dim);
-            free(ws);
-            free(wa);
-            free(gs);
-        }
-        n_sampled++;
+        float *want = read_f32(st, name, p->numel);
+        cr_expect(check(name, m->grads + p->offset, want, p->numel));
+        free(want);
+        n_full++;
     }
+    return n_full;
+}
+
+Test(model, fmnist_small_parity_with_pytorch) {
+    clasp_model m;
+    load_fmnist(&m);
+    clasp_safetensors *st = open_ref("model/fmnist_small.safetensors");
+    /* parameters from the shared formula, keyed by name */
+    gen_params(&m, st);
+    run_reference(&m, st, 8);
+    int n_sampled = 0, n_full = check_grads(&m, st, &n_sampled);
     cr_assert_eq(n_full + n_sampled, m.n_params - 1);
     cr_assert(n_sampled >= 5);
     clasp_st_free(st);
@@ -301,16 +334,10 @@ Test(model, fmnist_small_parity_with_pytorch) {
 
 /* Model from the config in a reference file's metadata, parameters loaded by name. */
 static void load_tiny(clasp_model *m, const char *rel) {
-    char path[4096];
-    clasp_test_ref_path(rel, path, sizeof path);
     clasp_safetensors *st = open_ref(rel);
     const char *cj = clasp_st_meta(st, "config");
     cr_assert(cj, "no config in %s", rel);
-    cJSON *root;
-    clasp_model_config cfg;
-    cr_assert_eq(clasp_json_parse(cj, strlen(cj), rel, &root), CLASP_OK);
-    cr_assert_eq(clasp_model_config_parse(root, rel, &cfg), CLASP_OK, "%s", clasp_last_error());
-    cJSON_Delete(root);
+    clasp_model_config cfg = parse_config_(cj, rel);
     clasp_st_free(st);
     cr_assert_eq(clasp_model_init(m, &cfg), CLASP_OK, "%s", clasp_last_error());
     /* logit_scale is not in the tower references: load all but it */
@@ -331,15 +358,7 @@ static void tiny_parity(const char *rel) {
     load_tiny(&m, rel);
     clasp_safetensors *st = open_ref(rel);
     run_reference(&m, st, 3);
-    for (int i = 0; i < m.n_params; i++) {
-        const clasp_param_info *p = &m.info[i];
-        if (p->tower == CLASP_TOWER_SHARED) continue;
-        char name[128];
-        snprintf(name, sizeof name, "grad.%s", p->name);
-        float *want = read_f32(st, name, p->numel);
-        cr_expect(check(name, m.grads + p->offset, want, p->numel));
-        free(want);
-    }
+    check_grads(&m, st, NULL);
     clasp_st_free(st);
     clasp_model_free(&m);
 }
@@ -500,8 +519,7 @@ Test(model, arena_fixed_and_partial_batches) {
 
 Test(model, save_load_roundtrip_and_errors) {
     char dir[4096], path[4200], bad[4200];
-    clasp_test_tmpdir("model_io", dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    fx_scratch("model_io", dir, path, "model.safetensors", NULL);
     clasp_model a, b;
     load_fmnist(&a);
     load_fmnist(&b);
@@ -514,13 +532,9 @@ Test(model, save_load_roundtrip_and_errors) {
     clasp_safetensors *st;
     cr_assert_eq(clasp_st_open(path, &st), CLASP_OK);
     cr_assert_str_eq(clasp_st_meta(st, "format"), "clasp-model");
-    cJSON *root;
-    clasp_model_config cfg;
     const char *cj = clasp_st_meta(st, "config");
-    cr_assert_eq(clasp_json_parse(cj, strlen(cj), "meta", &root), CLASP_OK);
-    cr_assert_eq(clasp_model_config_parse(root, "meta", &cfg), CLASP_OK, "%s", clasp_last_error());
+    clasp_model_config cfg = parse_config_(cj, "meta");
     cr_assert_eq(cfg.text.mlp_width, 512);
-    cJSON_Delete(root);
     clasp_st_free(st);
 
     /* missing tensor */
@@ -582,13 +596,8 @@ Test(model, logit_bias_for_siglip) {
                       " \"text\": {\"type\": \"transformer\", \"vocab_size\": 5, "
                       "\"context_length\": 3, \"width\": 4, \"layers\": 0, \"heads\": 1, "
                       "\"mlp_width\": 4, \"pool\": \"mean\"}}";
-    cJSON *root;
-    clasp_model_config cfg;
     clasp_model m;
-    cr_assert_eq(clasp_json_parse(doc, strlen(doc), "siglip", &root), CLASP_OK);
-    cr_assert_eq(clasp_model_config_parse(root, "siglip", &cfg), CLASP_OK, "%s",
-                 clasp_last_error());
-    cJSON_Delete(root);
+    clasp_model_config cfg = parse_config_(doc, "siglip");
     cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK, "%s", clasp_last_error());
     clasp_model_init_weights(&m, 0);
     cr_assert(m.logit_bias_offset >= 0);
@@ -631,13 +640,7 @@ Test(model, speech_small_param_count_and_names) {
     cr_assert(m.range[CLASP_TOWER_TEXT].offset < m.range[CLASP_TOWER_AUDIO].offset);
     cr_assert_eq(m.range[CLASP_TOWER_AUDIO].offset + m.range[CLASP_TOWER_AUDIO].n_floats,
                  m.range[CLASP_TOWER_SHARED].offset);
-    struct {
-        const char *name;
-        int ndim;
-        int64_t s0, s1, s2, s3;
-        bool decay;
-        clasp_tower tower;
-    } want[] = {
+    const want_param want[] = {
         {"audio.conv1.weight", 4, 16, 1, 3, 3, true, CLASP_TOWER_AUDIO},
         {"audio.conv1.bias", 1, 16, 0, 0, 0, false, CLASP_TOWER_AUDIO},
         {"audio.conv4.weight", 4, 128, 64, 3, 3, true, CLASP_TOWER_AUDIO},
@@ -646,16 +649,7 @@ Test(model, speech_small_param_count_and_names) {
         {"audio.fc2.bias", 1, 128, 0, 0, 0, false, CLASP_TOWER_AUDIO},
         {"text.pos_emb", 2, 64, 128, 0, 0, false, CLASP_TOWER_TEXT},
     };
-    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
-        int i = clasp_model_find(&m, want[k].name);
-        cr_assert(i >= 0, "missing %s", want[k].name);
-        const clasp_param_info *p = &m.info[i];
-        int64_t sh[4] = {want[k].s0, want[k].s1, want[k].s2, want[k].s3};
-        cr_assert_eq(p->ndim, want[k].ndim, "%s ndim", p->name);
-        for (int d = 0; d < p->ndim; d++) cr_assert_eq(p->shape[d], sh[d], "%s dim %d", p->name, d);
-        cr_assert_eq(p->decay, want[k].decay, "%s decay", p->name);
-        cr_assert_eq(p->tower, want[k].tower, "%s tower", p->name);
-    }
+    check_params_(&m, want, sizeof want / sizeof want[0]);
     cr_assert_eq(clasp_model_find(&m, "audio.fc3.weight"), -1);
     clasp_model_free(&m);
 }
@@ -711,15 +705,7 @@ static void tiny_audio_parity(const char *rel) {
     clasp_safetensors *st = open_ref(rel);
     float *mel = read_f32(st, "input.mel", mel_numel(&m, 3));
     run_audio_reference(&m, st, mel, 3);
-    for (int i = 0; i < m.n_params; i++) {
-        const clasp_param_info *p = &m.info[i];
-        if (p->tower == CLASP_TOWER_SHARED) continue;
-        char name[128];
-        snprintf(name, sizeof name, "grad.%s", p->name);
-        float *want = read_f32(st, name, p->numel);
-        cr_expect(check(name, m.grads + p->offset, want, p->numel));
-        free(want);
-    }
+    check_grads(&m, st, NULL);
     free(mel);
     clasp_st_free(st);
     clasp_model_free(&m);
@@ -737,83 +723,23 @@ Test(model, tiny_ast_mean_tanh_parity) {
     tiny_audio_parity("model/tiny_ast_b.safetensors");
 }
 
-/* Checks a sampled gradient (1024 entries plus sums over each dim) as fmnist_small. */
-static void check_sampled_grad(clasp_safetensors *st, const clasp_param_info *p, const float *gr) {
-    char name[128];
-    int64_t idx[1024];
-    float val[1024], got[1024];
-    snprintf(name, sizeof name, "gidx.%s", p->name);
-    read_raw(st, name, idx, 1024, CLASP_DTYPE_I64);
-    snprintf(name, sizeof name, "gval.%s", p->name);
-    read_raw(st, name, val, 1024, CLASP_DTYPE_F32);
-    for (int k = 0; k < 1024; k++) got[k] = gr[idx[k]];
-    snprintf(name, sizeof name, "sampled grad.%s", p->name);
-    cr_expect(check(name, got, val, 1024));
-    size_t R = (size_t)p->shape[0], Cn = p->numel / R;
-    for (int dim = 0; dim < 2; dim++) {
-        size_t nn = dim == 0 ? R : Cn, bad = 0;
-        float *ws = malloc(nn * sizeof(float)), *wa = malloc(nn * sizeof(float));
-        double *gs = calloc(nn, sizeof(double));
-        snprintf(name, sizeof name, "gsum%d.%s", dim, p->name);
-        read_raw(st, name, ws, nn, CLASP_DTYPE_F32);
-        snprintf(name, sizeof name, "gabs%d.%s", dim, p->name);
-        read_raw(st, name, wa, nn, CLASP_DTYPE_F32);
-        for (size_t r = 0; r < R; r++)
-            for (size_t c = 0; c < Cn; c++) gs[dim == 0 ? r : c] += (double)gr[r * Cn + c];
-        for (size_t k = 0; k < nn; k++)
-            bad += !(fabs(gs[k] - (double)ws[k]) <= 1e-4 * (double)wa[k] + 1e-7);
-        cr_expect_eq(bad, 0, "%s sums over dim %d: %zu bad", p->name, dim, bad);
-        free(ws);
-        free(wa);
-        free(gs);
-    }
-}
-
 Test(model, speech_small_audio_parity_with_pytorch) {
     clasp_safetensors *st = open_ref("model/speech_small_audio.safetensors");
     const char *cj = clasp_st_meta(st, "config");
     cr_assert(cj, "no config in the reference");
-    cJSON *root;
-    clasp_model_config cfg;
     clasp_model m;
-    cr_assert_eq(clasp_json_parse(cj, strlen(cj), "speech_small_audio", &root), CLASP_OK);
-    cr_assert_eq(clasp_model_config_parse(root, "speech_small_audio", &cfg), CLASP_OK, "%s",
-                 clasp_last_error());
-    cJSON_Delete(root);
+    clasp_model_config cfg = parse_config_(cj, "speech_small_audio");
     cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(m.config.audio.n_frames, 301);
+    gen_params(&m, st);
     double g[3];
-    for (int i = 0; i < m.n_params; i++) {
-        const clasp_param_info *p = &m.info[i];
-        if (p->tower == CLASP_TOWER_SHARED) continue;
-        char name[128];
-        snprintf(name, sizeof name, "gen.%s", p->name);
-        read_raw(st, name, g, 3, CLASP_DTYPE_F64);
-        gen_fill(m.params + p->offset, p->numel, (uint64_t)g[0], g[1], g[2]);
-    }
     int B = 2;
     size_t n = mel_numel(&m, B);
     float *mel = malloc(n * sizeof(float));
     read_raw(st, "gen.input.mel", g, 3, CLASP_DTYPE_F64);
     gen_fill(mel, n, (uint64_t)g[0], g[1], g[2]);
     run_audio_reference(&m, st, mel, B);
-    int n_full = 0, n_sampled = 0;
-    for (int i = 0; i < m.n_params; i++) {
-        const clasp_param_info *p = &m.info[i];
-        if (p->tower == CLASP_TOWER_SHARED) continue;
-        const float *gr = m.grads + p->offset;
-        char name[128];
-        snprintf(name, sizeof name, "grad.%s", p->name);
-        if (clasp_st_find(st, name)) {
-            float *want = read_f32(st, name, p->numel);
-            cr_expect(check(name, gr, want, p->numel));
-            free(want);
-            n_full++;
-        } else {
-            check_sampled_grad(st, p, gr);
-            n_sampled++;
-        }
-    }
+    int n_sampled = 0, n_full = check_grads(&m, st, &n_sampled);
     cr_assert_eq(n_full + n_sampled, m.range[CLASP_TOWER_AUDIO].count);
     cr_assert(n_sampled >= 3);
     free(mel);
@@ -965,8 +891,7 @@ Test(model, ast_arena_and_partial_batches) {
 
 Test(model, audio_save_load_roundtrip) {
     char dir[4096], path[4200];
-    clasp_test_tmpdir("model_audio_io", dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/speech.safetensors", dir);
+    fx_scratch("model_audio_io", dir, path, "speech.safetensors", NULL);
     clasp_model a, b;
     load_config_file(&a, "speech-small.json");
     clasp_model_init_weights(&a, 11);
@@ -975,11 +900,7 @@ Test(model, audio_save_load_roundtrip) {
     clasp_safetensors *st;
     cr_assert_eq(clasp_st_open(path, &st), CLASP_OK);
     const char *cj = clasp_st_meta(st, "config");
-    cJSON *root;
-    clasp_model_config cfg;
-    cr_assert_eq(clasp_json_parse(cj, strlen(cj), "meta", &root), CLASP_OK);
-    cr_assert_eq(clasp_model_config_parse(root, "meta", &cfg), CLASP_OK, "%s", clasp_last_error());
-    cJSON_Delete(root);
+    clasp_model_config cfg = parse_config_(cj, "meta");
     clasp_st_free(st);
     cr_assert_eq(cfg.audio.n_frames, a.config.audio.n_frames);
     cr_assert_eq(cfg.audio.clip_seconds, a.config.audio.clip_seconds);

@@ -14,9 +14,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "train/dist.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 /* ---- the layer in one process (every build) ------------------------------------------- */
 
@@ -72,13 +73,10 @@ static const char *mpiexec_(void) {
 }
 
 static void build_data_(const char *name) {
-    char dir[4000], cmd[8192];
+    char dir[4000];
     clasp_test_tmpdir(name, dir, sizeof dir);
     snprintf(g_data, sizeof g_data, "%s/fmnist", dir);
-    snprintf(cmd, sizeof cmd,
-             "%s shards build fmnist -o %s --limit 640 --maxcount 128 >/dev/null 2>&1",
-             clasp_test_bin(), g_data);
-    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    cr_assert_eq(fx_fmnist_shards(g_data), 0, "building %s failed", g_data);
 }
 
 /* Runs clasp train with `np` ranks (0 = no mpirun) and the common fmnist-small options; the
@@ -108,30 +106,24 @@ static int run_(int np, const char *env, const char *extra, const char *out) {
 
 /* Values of field `key` of the train lines of RUN/metrics.jsonl; returns their count. */
 static int field_(const char *run, const char *key, double *v, int cap) {
-    char path[4200], pat[64], line[8192];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    int n = 0;
-    while (fgets(line, sizeof line, f) && n < cap) {
-        if (!strstr(line, "\"kind\":\"train\"")) continue;
-        char *p = strstr(line, pat);
-        cr_assert_not_null(p, "%s: no %s in %s", path, key, line);
-        v[n++] = strtod(p + strlen(pat), NULL);
-    }
-    fclose(f);
+    int n = fx_metrics_numbers(run, "train", key, v, cap);
+    cr_assert_geq(n, 0, "%s/metrics.jsonl", run);
     return n;
 }
 
 static char *read_text_(const char *path) {
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    char *t = calloc(1, 1 << 17);
-    size_t n = fread(t, 1, (1 << 17) - 1, f);
-    fclose(f);
-    t[n] = '\0';
+    char *t = (char *)fx_read(path, NULL);
+    cr_assert_not_null(t, "%s", path);
     return t;
+}
+
+/* Checks that RUN.log, the output of the run writing to RUN, holds `needle`. */
+static void expect_log_(const char *run, const char *needle) {
+    char log[4300];
+    snprintf(log, sizeof log, "%s.log", run);
+    char *t = read_text_(log);
+    cr_assert(strstr(t, needle), "%s", t);
+    free(t);
 }
 
 /* Tolerance of N ranks vs one process. Both compute the same global-batch loss and gradient,
@@ -177,8 +169,8 @@ static void equivalence_(int np, int steps, const char *opts) {
     cr_assert(lb[steps - 1] < lb[0] - 0.1, "the run does not learn: %g -> %g", lb[0],
               lb[steps - 1]);
     expect_close_("loss", la, lb, steps);
-    field_(a, "grad_norm", ga, 64);
-    field_(b, "grad_norm", gb, 64);
+    cr_assert_eq(field_(a, "grad_norm", ga, 64), steps);
+    cr_assert_eq(field_(b, "grad_norm", gb, 64), steps);
     expect_close_("grad_norm", ga, gb, steps);
 }
 
@@ -202,10 +194,10 @@ Test(mpi, two_ranks_equal_one_process_siglip_multi_positive) {
     char *text = read_text_(src);
     char *brace = strchr(text, '{');
     cr_assert_not_null(brace);
-    FILE *f = fopen(g_model, "w");
-    cr_assert_not_null(f);
-    fprintf(f, "{\"init_logit_bias\": -10.0,%s", brace + 1);
-    fclose(f);
+    char *cfg = malloc(strlen(brace) + 64);
+    sprintf(cfg, "{\"init_logit_bias\": -10.0,%s", brace + 1);
+    cr_assert(fx_write_str(g_model, cfg), "%s", g_model);
+    free(cfg);
     free(text);
     equivalence_(2, 8, "--loss siglip --multi-positive");
 }
@@ -213,33 +205,25 @@ Test(mpi, two_ranks_equal_one_process_siglip_multi_positive) {
 Test(mpi, killed_rank_stops_job_and_last_checkpoint_resumes_exactly) {
     need_mpi_();
     build_data_("mpi_kill");
-    char base[4096], a[4200], b[4200], log[4300];
-    clasp_test_tmpdir("mpi_kill_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/straight", base);
-    snprintf(b, sizeof b, "%s/killed", base);
+    char base[4096], a[4200], b[4200];
+    fx_scratch("mpi_kill_runs", base, a, "straight", b, "killed", NULL);
     const char *opts = "--steps 8 --save-every 2 --check-every 2";
     cr_assert_eq(run_(2, NULL, opts, a), 0, "see %s.log", a);
     /* rank 1 SIGKILLs itself after step 5: mpirun must end the job (not hang: timeout = 124) */
     int rc = run_(2, "CLASP_FAULT_INJECT=die:1:5", opts, b);
     cr_assert(rc != 0 && rc != 124, "killed job: exit %d (124 = hung; see %s.log)", rc, b);
-    snprintf(log, sizeof log, "%s.log", b);
-    char *t = read_text_(log);
-    cr_assert(strstr(t, "fault injection: SIGKILL after step 5"), "%s", t);
-    free(t);
+    expect_log_(b, "fault injection: SIGKILL after step 5");
     /* the last checkpoint is step 4 and resumes with 2 ranks to the straight run's losses */
     char ck[4400];
-    struct stat sb;
     snprintf(ck, sizeof ck, "%s/checkpoints/step-00000004/state.json", b);
-    cr_assert_eq(stat(ck, &sb), 0, "no step-4 checkpoint");
-    char *state = read_text_(ck);
+    char *state = (char *)fx_read(ck, NULL);
+    cr_assert_not_null(state, "no step-4 checkpoint");
     const char *w = strstr(state, "\"world\":");
     cr_assert(w && strtol(w + 8, NULL, 10) == 2 && strstr(state, "\"loaders\":"), "%s", state);
     free(state);
     /* one process cannot resume a 2-rank checkpoint */
     cr_assert_eq(run_(0, NULL, "--steps 8 --save-every 2 --resume latest", b), 1);
-    t = read_text_(log);
-    cr_assert(strstr(t, "written by 2 rank(s), this run has 1"), "%s", t);
-    free(t);
+    expect_log_(b, "written by 2 rank(s), this run has 1");
     cr_assert_eq(run_(2, NULL, "--steps 8 --save-every 2 --check-every 2 --resume latest", b), 0,
                  "resume failed: see %s.log", b);
     double la[16], lb[16];
@@ -254,30 +238,24 @@ Test(mpi, killed_rank_stops_job_and_last_checkpoint_resumes_exactly) {
 Test(mpi, hung_rank_ends_job_after_timeout) {
     need_mpi_();
     build_data_("mpi_hang");
-    char base[4096], a[4200], log[4300];
-    clasp_test_tmpdir("mpi_hang_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/hung", base);
+    char base[4096], a[4200];
+    fx_scratch("mpi_hang_runs", base, a, "hung", NULL);
     /* rank 1 stops answering after step 3; rank 0 waits 5 s in its next collective, then the
      * job is aborted (the hung rank included) */
     int rc =
         run_(2, "CLASP_FAULT_INJECT=hang:1:3", "--steps 10 --save-every 2 --dist-timeout 5", a);
     cr_assert(rc != 0 && rc != 124, "hung job: exit %d (124 = nobody noticed; see %s.log)", rc, a);
-    snprintf(log, sizeof log, "%s.log", a);
-    char *t = read_text_(log);
-    cr_assert(strstr(t, "no answer from the other ranks for 5 s"), "%s", t);
-    free(t);
+    expect_log_(a, "no answer from the other ranks for 5 s");
     char ck[4400];
-    struct stat sb;
     snprintf(ck, sizeof ck, "%s/checkpoints/step-00000002/model.safetensors", a);
-    cr_assert_eq(stat(ck, &sb), 0, "the step-2 checkpoint is missing");
+    cr_assert_eq(access(ck, F_OK), 0, "the step-2 checkpoint is missing");
 }
 
 Test(mpi, fewer_shards_than_ranks_is_a_named_error) {
     need_mpi_();
     build_data_("mpi_shards");
-    char base[4096], a[4200], log[4300], cmd[16384];
-    clasp_test_tmpdir("mpi_shards_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/run", base);
+    char base[4096], a[4200], cmd[16384];
+    fx_scratch("mpi_shards_runs", base, a, "run", NULL);
     snprintf(cmd, sizeof cmd,
              "OPENBLAS_NUM_THREADS=1 timeout -k 10 120 %s --allow-run-as-root --oversubscribe "
              "-np 2 %s train --model %s/configs/fmnist-small.json --train %s/train-000000.tar "
@@ -286,9 +264,6 @@ Test(mpi, fewer_shards_than_ranks_is_a_named_error) {
     int rc = system(cmd);
     cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) != 0 && WEXITSTATUS(rc) != 124, "exit %d",
               WEXITSTATUS(rc));
-    snprintf(log, sizeof log, "%s.log", a);
-    char *t = read_text_(log);
-    cr_assert(strstr(t, "error on rank"), "%s", t);
-    cr_assert(strstr(t, "shard"), "%s", t);
-    free(t);
+    expect_log_(a, "error on rank");
+    expect_log_(a, "shard");
 }

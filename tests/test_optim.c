@@ -6,14 +6,11 @@
 
 #include "core/safetensors.h"
 #include "train/optim.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 Test(optim, adamw_clip_schedule_match_pytorch) {
-    char path[4096];
-    clasp_safetensors *st;
-    cr_assert_eq(
-        clasp_st_open(clasp_test_ref_path("optim/adamw.safetensors", path, sizeof path), &st),
-        CLASP_OK, "%s", clasp_last_error());
+    clasp_safetensors *st = fx_ref_open("optim/adamw.safetensors");
+    cr_assert(st, "%s", clasp_last_error());
     const float *p0 = clasp_st_f32(st, clasp_st_find(st, "p0"));
     const clasp_st_tensor *tg = clasp_st_find(st, "grads");
     const float *grads = clasp_st_f32(st, tg);

@@ -17,7 +17,7 @@
 #include "modalities/tokenizer.h"
 #include "train/runstate.h"
 #include "modalities/preprocess.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 /* fmnist-small with weights from `seed`. */
 static void model_(clasp_model *m, cJSON **config_json, uint64_t seed) {

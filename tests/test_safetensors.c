@@ -6,12 +6,11 @@
 #include <string.h>
 
 #include "core/safetensors.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 Test(safetensors, roundtrip_keeps_data_shapes_and_metadata) {
     char dir[4096], path[4200];
-    clasp_test_tmpdir("st_roundtrip", dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/m.safetensors", dir);
+    fx_scratch("st_roundtrip", dir, path, "m.safetensors", NULL);
     float a[6] = {1, 2, 3, 4, 5, 6};
     float s = 2.6592600f;
     int32_t ids[2] = {-1, 7};
@@ -131,8 +130,7 @@ Test(safetensors, malformed_files_are_named_errors) {
 
 Test(safetensors, truncated_and_empty_files) {
     char dir[4096], path[4200];
-    clasp_test_tmpdir("st_trunc", dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/t.safetensors", dir);
+    fx_scratch("st_trunc", dir, path, "t.safetensors", NULL);
     float a[64] = {0};
     int64_t sh[1] = {64};
     clasp_st_writer *w = clasp_st_writer_new();

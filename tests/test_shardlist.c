@@ -1,10 +1,18 @@
 /* test_shardlist.c: shard spec expansion and per-epoch shard orders. */
 #include <criterion/criterion.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "pipeline/shardlist.h"
 
-static void expect_(const char *spec, const char *const *want, size_t n) {
+/* Expands spec and checks the names against the ones that follow, up to a NULL. */
+static void expect_(const char *spec, ...) {
+    const char *want[16];
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, spec);
+    for (const char *w; (w = va_arg(ap, const char *)) != NULL && n < 16;) want[n++] = w;
+    va_end(ap);
     clasp_shardlist l;
     clasp_status st = clasp_shardlist_expand(spec, &l);
     cr_assert_eq(st, CLASP_OK, "%s: %s", spec, clasp_last_error());
@@ -14,40 +22,31 @@ static void expect_(const char *spec, const char *const *want, size_t n) {
 }
 
 Test(shardlist, plain_path_and_stdin) {
-    const char *a[] = {"data/x.tar"};
-    expect_("data/x.tar", a, 1);
-    const char *b[] = {"-"};
-    expect_("-", b, 1);
+    expect_("data/x.tar", "data/x.tar", NULL);
+    expect_("-", "-", NULL);
 }
 
 Test(shardlist, zero_padded_range) {
-    const char *w[] = {"train-000008.tar", "train-000009.tar", "train-000010.tar"};
-    expect_("train-{000008..000010}.tar", w, 3);
-    const char *u[] = {"s9", "s10", "s11"};
-    expect_("s{9..11}", u, 3);
-    const char *d[] = {"s03", "s02"};
-    expect_("s{03..02}", d, 2);
+    expect_("train-{000008..000010}.tar", "train-000008.tar", "train-000009.tar",
+            "train-000010.tar", NULL);
+    expect_("s{9..11}", "s9", "s10", "s11", NULL);
+    expect_("s{03..02}", "s03", "s02", NULL);
 }
 
 Test(shardlist, lists_nested_and_multiple) {
-    const char *w[] = {"a-0.tar", "a-1.tar", "b-0.tar", "b-1.tar"};
-    expect_("{a,b}-{0..1}.tar", w, 4);
-    const char *n[] = {"x1", "x2", "y"};
-    expect_("{x{1,2},y}", n, 3);
-    const char *e[] = {"a.tar", ".tar"};
-    expect_("{a,}.tar", e, 2);
+    expect_("{a,b}-{0..1}.tar", "a-0.tar", "a-1.tar", "b-0.tar", "b-1.tar", NULL);
+    expect_("{x{1,2},y}", "x1", "x2", "y", NULL);
+    expect_("{a,}.tar", "a.tar", ".tar", NULL);
 }
 
 Test(shardlist, literal_braces_kept) {
-    const char *w[] = {"f{x}.tar"};
-    expect_("f{x}.tar", w, 1);
-    const char *r[] = {"f{a..b}1", "f{a..b}2"};
-    expect_("f{a..b}{1,2}", r, 2);
+    expect_("f{x}.tar", "f{x}.tar", NULL);
+    expect_("f{a..b}{1,2}", "f{a..b}1", "f{a..b}2", NULL);
 }
 
 Test(shardlist, double_colon_joins_specs) {
-    const char *v[] = {"a0", "a1", "pipe:cat b0.tar", "pipe:cat b1.tar", "-"};
-    expect_("a{0..1}::pipe:cat b{0..1}.tar::-", v, 5);
+    expect_("a{0..1}::pipe:cat b{0..1}.tar::-", "a0", "a1", "pipe:cat b0.tar", "pipe:cat b1.tar",
+            "-", NULL);
 }
 
 Test(shardlist, errors) {

@@ -9,8 +9,7 @@
 
 #include "core/log.h"
 #include "pipeline/tar_reader.h"
-#include "pipeline_fixtures.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 /* Reads a shard into a summary "key:ext,ext|key:ext" (fields in member order). */
 static char *summarize_(const char *shard, clasp_data_stats *st, bool payload) {

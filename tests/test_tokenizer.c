@@ -7,7 +7,7 @@
 
 #include "core/json.h"
 #include "modalities/tokenizer.h"
-#include "testutil.h"
+#include "fixtures.h"
 
 static clasp_tokenizer *bytes_tok(void) {
     clasp_tokenizer *t;
@@ -152,8 +152,7 @@ Test(tokenizer, save_load_equality) {
     clasp_tokenizer *t, *u;
     cr_assert_eq(clasp_tokenizer_train_bpe(corpus, N_CORPUS, 300, 2, &t), CLASP_OK);
     char dir[1024], path[1100];
-    clasp_test_tmpdir("tokenizer_saveload", dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    fx_scratch("tokenizer_saveload", dir, path, "tokenizer.json", NULL);
     cr_assert_eq(clasp_tokenizer_save(t, path), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(clasp_tokenizer_load(path, &u), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(clasp_tokenizer_kind(u), CLASP_TOKENIZER_BPE);

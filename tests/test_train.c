@@ -10,22 +10,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "testutil.h"
+#include "fixtures.h"
 
 static char g_data[4200];
 
-/* Builds the shards once per test process (each test is its own process under Criterion). */
-static void build_data_(const char *name) {
-    char dir[4000], cmd[8192];
-    clasp_test_tmpdir(name, dir, sizeof dir);
+/* Builds the shards in DIR/nested/fmnist, once per test process (each test is its own process
+ * under Criterion). */
+static void build_data_(const char *dir) {
     snprintf(g_data, sizeof g_data, "%s/nested/fmnist", dir); /* parents are created */
     struct stat sb;
     if (stat("/usr/share/datasets/fashion-mnist", &sb) != 0)
         cr_skip_test("dataset-fashion-mnist is not installed");
-    snprintf(cmd, sizeof cmd,
-             "%s shards build fmnist -o %s --limit 640 --maxcount 128 >/dev/null 2>&1",
-             clasp_test_bin(), g_data);
-    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    cr_assert_eq(fx_fmnist_shards(g_data), 0, "building %s failed", g_data);
 }
 
 static int run_spec_(const char *spec_extra, const char *extra, const char *out) {
@@ -44,73 +40,8 @@ static int run_(const char *extra, const char *out) {
     return run_spec_("", extra, out);
 }
 
-/* The "loss" fields of the train lines of RUN/metrics.jsonl, as printed, "\n"-joined. */
-static char *losses_(const char *run) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    char *out = calloc(1, 1 << 16), line[8192];
-    while (fgets(line, sizeof line, f)) {
-        if (!strstr(line, "\"kind\":\"train\"")) continue;
-        char *p = strstr(line, "\"loss\":");
-        cr_assert_not_null(p);
-        p += 7;
-        size_t n = strcspn(p, ",}");
-        strncat(out, p, n);
-        strcat(out, "\n");
-    }
-    fclose(f);
-    return out;
-}
-
-static int count_lines_(const char *s) {
-    int n = 0;
-    for (; *s; s++) n += *s == '\n';
-    return n;
-}
-
-Test(train, resume_is_bit_exact) {
-    build_data_("train_resume");
-    char base[4096], a[4200], b[4200];
-    clasp_test_tmpdir("train_resume_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/straight", base);
-    snprintf(b, sizeof b, "%s/stopped", base);
-    cr_assert_eq(run_("--steps 8", a), 0);
-    cr_assert_eq(run_("--steps 8 --stop-after 4", b), 3, "--stop-after exits 3 (interrupted)");
-    char *part = losses_(b);
-    cr_assert_eq(count_lines_(part), 4);
-    cr_assert_eq(run_("--steps 8 --resume latest", b), 0);
-    char *la = losses_(a), *lb = losses_(b);
-    cr_assert_eq(count_lines_(la), 8);
-    cr_assert_str_eq(la, lb, "losses after resume differ:\nstraight:\n%s\nresumed:\n%s", la, lb);
-    free(part);
-    free(la);
-    free(lb);
-}
-
-Test(train, loader_threads_do_not_change_losses) {
-    build_data_("train_threads");
-    char base[4096], a[4200], b[4200];
-    clasp_test_tmpdir("train_threads_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/w1", base);
-    snprintf(b, sizeof b, "%s/w3", base);
-    cr_assert_eq(run_("--steps 5 --workers 1 --threads 1 --chunks 2", a), 0);
-    cr_assert_eq(run_("--steps 5 --workers 3 --threads 2 --chunks 2", b), 0);
-    char *la = losses_(a), *lb = losses_(b);
-    cr_assert_str_eq(la, lb, "workers 1/threads 1 vs workers 3/threads 2:\n%s\nvs\n%s", la, lb);
-    free(la);
-    free(lb);
-}
-
-Test(train, sigkill_then_resume_matches_straight_run) {
-    build_data_("train_kill");
-    char base[4096], a[4200], b[4200];
-    clasp_test_tmpdir("train_kill_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/straight", base);
-    snprintf(b, sizeof b, "%s/killed", base);
-    cr_assert_eq(run_("--steps 10 --save-every 2", a), 0);
-    /* Run the same in the background and SIGKILL it once its second checkpoint exists. */
+/* Starts the same run as run_ in the background (output to `log`); returns its pid. */
+static pid_t spawn_(const char *extra, const char *out, const char *log) {
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
@@ -118,11 +49,65 @@ Test(train, sigkill_then_resume_matches_straight_run) {
         snprintf(cmd, sizeof cmd,
                  "exec %s train --model %s/configs/fmnist-small.json "
                  "--train '%s/train-{000000..000004}.tar' --out %s --batch-size 64 --warmup 2 "
-                 "--log-every 1 --no-progress --seed 5 --steps 10 --save-every 2 >/dev/null 2>&1",
-                 clasp_test_bin(), CLASP_SOURCE_DIR, g_data, b);
+                 "--log-every 1 --no-progress --seed 5 %s >%s 2>&1",
+                 clasp_test_bin(), CLASP_SOURCE_DIR, g_data, out, extra, log);
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
+    return pid;
+}
+
+/* The "loss" fields of the train lines of RUN/metrics.jsonl, as printed, "\n"-joined. */
+static char *losses_(const char *run) {
+    char *out = fx_metrics_values(run, "train", "loss");
+    cr_assert_not_null(out, "%s/metrics.jsonl", run);
+    return out;
+}
+
+/* The two runs logged the same losses, to the printed digit. */
+static void expect_same_losses_(const char *a, const char *b, const char *what) {
+    char *la = losses_(a), *lb = losses_(b);
+    cr_assert_str_eq(la, lb, "%s:\n%s\nvs\n%s", what, la, lb);
+    free(la);
+    free(lb);
+}
+
+/* RUN.log, the output of the run writing to RUN. */
+static char *read_log_(const char *run) {
+    char log[4400];
+    snprintf(log, sizeof log, "%s.log", run);
+    return fx_read_text(log);
+}
+
+Test(train, resume_is_bit_exact) {
+    char base[4096], a[4200], b[4200];
+    build_data_(fx_scratch("train_resume", base, a, "straight", b, "stopped", NULL));
+    cr_assert_eq(run_("--steps 8", a), 0);
+    cr_assert_eq(run_("--steps 8 --stop-after 4", b), 3, "--stop-after exits 3 (interrupted)");
+    char *part = losses_(b);
+    cr_assert_eq(fx_count_lines(part), 4);
+    cr_assert_eq(run_("--steps 8 --resume latest", b), 0);
+    char *la = losses_(a);
+    cr_assert_eq(fx_count_lines(la), 8);
+    expect_same_losses_(a, b, "losses after resume differ: straight vs resumed");
+    free(part);
+    free(la);
+}
+
+Test(train, loader_threads_do_not_change_losses) {
+    char base[4096], a[4200], b[4200];
+    build_data_(fx_scratch("train_threads", base, a, "w1", b, "w3", NULL));
+    cr_assert_eq(run_("--steps 5 --workers 1 --threads 1 --chunks 2", a), 0);
+    cr_assert_eq(run_("--steps 5 --workers 3 --threads 2 --chunks 2", b), 0);
+    expect_same_losses_(a, b, "workers 1/threads 1 vs workers 3/threads 2");
+}
+
+Test(train, sigkill_then_resume_matches_straight_run) {
+    char base[4096], a[4200], b[4200];
+    build_data_(fx_scratch("train_kill", base, a, "straight", b, "killed", NULL));
+    cr_assert_eq(run_("--steps 10 --save-every 2", a), 0);
+    /* Run the same in the background and SIGKILL it once its second checkpoint exists. */
+    pid_t pid = spawn_("--steps 10 --save-every 2", b, "/dev/null");
     char ck[4400];
     snprintf(ck, sizeof ck, "%s/checkpoints/step-00000004", b);
     struct stat sb;
@@ -133,69 +118,40 @@ Test(train, sigkill_then_resume_matches_straight_run) {
     waitpid(pid, &st, 0);
     cr_assert(WIFSIGNALED(st), "the run finished before it could be killed");
     char *before = losses_(b);
-    cr_assert(count_lines_(before) < 10, "killed run logged all steps");
+    cr_assert(fx_count_lines(before) < 10, "killed run logged all steps");
     free(before);
     cr_assert_eq(run_("--steps 10 --save-every 2 --resume latest", b), 0,
                  "resume after SIGKILL failed (see %s.log)", b);
-    char *la = losses_(a), *lb = losses_(b);
-    cr_assert_str_eq(la, lb, "straight:\n%s\nkilled+resumed:\n%s", la, lb);
-    free(la);
-    free(lb);
+    expect_same_losses_(a, b, "straight vs killed+resumed");
 }
 
 Test(train, mismatched_or_corrupt_checkpoint_is_a_named_error) {
-    build_data_("train_bad");
-    char base[4096], a[4200], path[4400], log[4400];
-    clasp_test_tmpdir("train_bad_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/run", base);
+    char base[4096], a[4200], path[4400];
+    build_data_(fx_scratch("train_bad", base, a, "run", NULL));
     cr_assert_eq(run_("--steps 2", a), 0);
     /* another batch size: not an exact resume */
     cr_assert_eq(run_("--steps 4 --batch-size 32 --resume latest", a), 1);
-    snprintf(log, sizeof log, "%s.log", a);
-    char *text = NULL;
-    size_t n = 0;
-    FILE *f = fopen(log, "r");
-    cr_assert_not_null(f);
-    text = calloc(1, 1 << 16);
-    n = fread(text, 1, (1 << 16) - 1, f);
-    fclose(f);
-    cr_assert(n > 0 && strstr(text, "resume_key.batch_size"), "%s", text);
+    char *text = read_log_(a);
+    cr_assert(text[0] && strstr(text, "resume_key.batch_size"), "%s", text);
     free(text);
     /* flip a byte of the model file: checksum error naming the file */
     snprintf(path, sizeof path, "%s/checkpoints/step-00000002/model.safetensors", a);
-    f = fopen(path, "r+b");
+    FILE *f = fopen(path, "r+b");
     cr_assert_not_null(f);
     fseek(f, -5, SEEK_END);
     fputc(0x7f, f);
     fclose(f);
     cr_assert_eq(run_("--steps 4 --resume latest", a), 1);
-    f = fopen(log, "r");
-    text = calloc(1, 1 << 16);
-    n = fread(text, 1, (1 << 16) - 1, f);
-    fclose(f);
+    text = read_log_(a);
     cr_assert(strstr(text, "model.safetensors: checksum mismatch"), "%s", text);
     free(text);
     /* a fresh run into a folder that holds one is refused */
     cr_assert_eq(run_("--steps 2", a), 1);
 }
 
-static char *read_log_(const char *run) {
-    char log[4400];
-    snprintf(log, sizeof log, "%s.log", run);
-    FILE *f = fopen(log, "r");
-    cr_assert_not_null(f, "%s", log);
-    char *text = calloc(1, 1 << 16);
-    size_t n = fread(text, 1, (1 << 16) - 1, f);
-    text[n] = '\0';
-    fclose(f);
-    return text;
-}
-
 Test(train, non_finite_steps_are_skipped_then_stop_with_checkpoint) {
-    build_data_("train_nan");
     char base[4096], a[4200], path[4400];
-    clasp_test_tmpdir("train_nan_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/run", base);
+    build_data_(fx_scratch("train_nan", base, a, "run", NULL));
     /* a learning rate of 1e30 sends the weights to inf after the first step */
     cr_assert_eq(run_("--steps 20 --lr 1e30 --warmup 0 --max-bad-steps 3", a), 1);
     char *text = read_log_(a);
@@ -206,29 +162,17 @@ Test(train, non_finite_steps_are_skipped_then_stop_with_checkpoint) {
     struct stat sb;
     cr_assert_eq(stat(path, &sb), 0, "a checkpoint is written when the guard stops the run");
     char *l = losses_(a);
-    cr_assert(count_lines_(l) >= 3 && count_lines_(l) < 20);
+    cr_assert(fx_count_lines(l) >= 3 && fx_count_lines(l) < 20);
     free(l);
 }
 
 Test(train, sigterm_finishes_the_step_and_checkpoints) {
-    build_data_("train_term");
     char base[4096], a[4200], b[4200];
-    clasp_test_tmpdir("train_term_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/straight", base);
-    snprintf(b, sizeof b, "%s/term", base);
+    build_data_(fx_scratch("train_term", base, a, "straight", b, "term", NULL));
     cr_assert_eq(run_("--steps 12", a), 0);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        char cmd[16384];
-        snprintf(cmd, sizeof cmd,
-                 "exec %s train --model %s/configs/fmnist-small.json "
-                 "--train '%s/train-{000000..000004}.tar' --out %s --batch-size 64 --warmup 2 "
-                 "--log-every 1 --no-progress --seed 5 --steps 12 >%s.log 2>&1",
-                 clasp_test_bin(), CLASP_SOURCE_DIR, g_data, b, b);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
+    char blog[4400];
+    snprintf(blog, sizeof blog, "%s.log", b);
+    pid_t pid = spawn_("--steps 12", b, blog);
     /* wait for the first logged step, then ask it to stop */
     char metrics[4400];
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", b);
@@ -242,22 +186,16 @@ Test(train, sigterm_finishes_the_step_and_checkpoints) {
     cr_assert(strstr(text, "resume with --resume latest"), "%s", text);
     free(text);
     char *part = losses_(b);
-    int done = count_lines_(part);
+    int done = fx_count_lines(part);
     free(part);
     cr_assert(done >= 1 && done < 12, "stopped after %d steps", done);
     cr_assert_eq(run_("--steps 12 --resume latest", b), 0);
-    char *la = losses_(a), *lb = losses_(b);
-    cr_assert_str_eq(la, lb, "straight:\n%s\nterminated+resumed:\n%s", la, lb);
-    free(la);
-    free(lb);
+    expect_same_losses_(a, b, "straight vs terminated+resumed");
 }
 
 Test(train, missing_shard_policy_and_image_augmentation) {
-    build_data_("train_policy");
     char base[4096], a[4200], b[4200], extra[8192];
-    clasp_test_tmpdir("train_policy_runs", base, sizeof base);
-    snprintf(a, sizeof a, "%s/skip", base);
-    snprintf(b, sizeof b, "%s/fail", base);
+    build_data_(fx_scratch("train_policy", base, a, "skip", b, "fail", NULL));
     /* a spec naming a shard that does not exist: skipped and counted, or fatal */
     snprintf(extra, sizeof extra, "::%s/missing-000000.tar", g_data);
     cr_assert_eq(run_spec_(extra, "--steps 12", a), 0);
@@ -283,9 +221,7 @@ Test(train, missing_shard_policy_and_image_augmentation) {
     free(l3);
     /* a bad augmentation file is an error naming the file and the field */
     snprintf(bad, sizeof bad, "%s/aug.json", base);
-    FILE *f = fopen(bad, "w");
-    fputs("{\"hflip\": 2}", f);
-    fclose(f);
+    cr_assert(fx_write_str(bad, "{\"hflip\": 2}"));
     snprintf(extra, sizeof extra, "--steps 2 --image-augment %s", bad);
     char p4[4200];
     snprintf(p4, sizeof p4, "%s/badaug", base);

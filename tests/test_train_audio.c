@@ -6,6 +6,7 @@
  * shape mismatch naming the tensor; audio->text and audio->image retrieval metrics. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdarg.h>
 #include <sndfile.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@
 #include "eval/eval.h"
 #include "eval/retrieval.h"
 #include <cjson/cJSON.h>
-#include "testutil.h"
+#include "fixtures.h"
 
 #define N_CLASS 8
 
@@ -32,9 +33,6 @@ static unsigned char *wav_(const char *tmp, int k, int v, size_t *n) {
     char p[1200];
     snprintf(p, sizeof p, "%s/clip.wav", tmp);
     const int sr = 8000, frames = 2400;
-    SF_INFO info = {.samplerate = sr, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
-    SNDFILE *f = sf_open(p, SFM_WRITE, &info);
-    cr_assert_not_null(f, "%s: %s", p, sf_strerror(NULL));
     float *x = malloc(sizeof(float) * frames);
     double ph = 0, ph2 = 0;
     for (int i = 0; i < frames; i++) {
@@ -73,17 +71,10 @@ static unsigned char *wav_(const char *tmp, int k, int v, size_t *n) {
         if (k == 6) y = y > 0 ? 0.6 : -0.6;
         x[i] = (float)(0.5 * y * (0.6 + 0.1 * v));
     }
-    sf_writef_float(f, x, frames);
-    sf_close(f);
+    cr_assert(fx_write_audio(p, SF_FORMAT_WAV | SF_FORMAT_PCM_16, sr, 1, x, frames), "%s", p);
     free(x);
-    FILE *r = fopen(p, "rb");
-    cr_assert_not_null(r);
-    fseek(r, 0, SEEK_END);
-    *n = (size_t)ftell(r);
-    fseek(r, 0, SEEK_SET);
-    unsigned char *b = malloc(*n);
-    cr_assert_eq(fread(b, 1, *n, r), *n);
-    fclose(r);
+    unsigned char *b = fx_read(p, n);
+    cr_assert_not_null(b, "%s", p);
     return b;
 }
 
@@ -154,13 +145,14 @@ static void build_(const char *dir, int per) {
 
 static char g_dir[1024];
 
-static void data_(const char *name, int per) {
-    clasp_test_tmpdir(name, g_dir, sizeof g_dir);
-    build_(g_dir, per);
-}
-
-static int run_(const char *args, const char *out) {
-    char cmd[20000];
+/* `clasp train` into OUT with the common options and ARGS (printf-style); its exit status. */
+static int run_(const char *out, const char *args_fmt, ...) __attribute__((format(printf, 2, 3)));
+static int run_(const char *out, const char *args_fmt, ...) {
+    char args[8192], cmd[20000];
+    va_list ap;
+    va_start(ap, args_fmt);
+    vsnprintf(args, sizeof args, args_fmt, ap);
+    va_end(ap);
     snprintf(cmd, sizeof cmd,
              "%s train --out %s --batch-size 16 --warmup 2 --log-every 1 --no-progress --seed 3 "
              "--threads 2 --shuffle-buffer 64 %s >%s.log 2>&1",
@@ -169,51 +161,27 @@ static int run_(const char *args, const char *out) {
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
-static char *read_text_(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = calloc(1, (size_t)n + 1);
-    size_t got = fread(b, 1, (size_t)n, f);
-    b[got] = '\0';
-    fclose(f);
-    return b;
-}
-
-/* Loss values of RUN/metrics.jsonl's train lines (at most cap). */
+/* Loss values of RUN/metrics.jsonl's train lines (at most cap), and as printed into joined. */
 static int losses_(const char *run, double *out, int cap, char *joined, size_t jcap) {
-    char path[1200], line[16384];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    int n = 0;
-    if (joined) joined[0] = '\0';
-    while (fgets(line, sizeof line, f) && n < cap) {
-        if (!strstr(line, "\"kind\":\"train\"")) continue;
-        char *p = strstr(line, "\"loss\":");
-        cr_assert_not_null(p);
-        out[n++] = atof(p + 7);
-        if (joined) {
-            size_t k = strcspn(p + 7, ",}");
-            strncat(joined, p + 7, k < jcap - strlen(joined) - 2 ? k : 0);
-            strcat(joined, "\n");
-        }
+    int n = fx_metrics_numbers(run, "train", "loss", out, cap);
+    cr_assert_geq(n, 0, "%s/metrics.jsonl", run);
+    if (joined) {
+        char *t = fx_metrics_values(run, "train", "loss");
+        snprintf(joined, jcap, "%s", t);
+        free(t);
     }
-    fclose(f);
     return n;
 }
 
 Test(train_audio, audio_text_loss_decreases) {
-    data_("ta_loss", 8);
-    char out[1200], args[8192];
-    snprintf(out, sizeof out, "%s/run", g_dir);
-    snprintf(args, sizeof args,
+    char out[1200];
+    build_(fx_scratch("ta_loss", g_dir, out, "run", NULL), 8);
+    cr_assert_eq(
+        run_(out,
              "--model %s/tiny.json --train 'audio-text=%s/audio-{000000..000001}.tar' --steps 120 "
              "--lr 5e-3",
-             g_dir, g_dir);
-    cr_assert_eq(run_(args, out), 0, "see %s.log", out);
+             g_dir, g_dir),
+        0, "see %s.log", out);
     double l[128], first = 0, last = 0;
     int n = losses_(out, l, 128, NULL, 0);
     cr_assert_eq(n, 120);
@@ -222,18 +190,15 @@ Test(train_audio, audio_text_loss_decreases) {
     /* per-source losses are logged */
     char mp[1300];
     snprintf(mp, sizeof mp, "%s/metrics.jsonl", out);
-    char *m = read_text_(mp);
+    char *m = fx_read_text(mp);
     cr_assert(strstr(m, "\"pair\":\"audio-text\""), "no per-source entry in metrics.jsonl");
     free(m);
     /* clasp eval on the run: audio<->text retrieval on the training shards beats chance */
-    char cmd[8192], jp[1300];
-    snprintf(jp, sizeof jp, "%s/eval.json", g_dir);
-    snprintf(cmd, sizeof cmd,
-             "%s eval --model %s --pair audio-text --data '%s/audio-{000000..000001}.tar' --json "
-             ">%s 2>%s.err",
-             clasp_test_bin(), out, g_dir, jp, jp);
-    cr_assert_eq(system(cmd), 0, "%s", cmd);
-    char *j = read_text_(jp);
+    char *j;
+    int rc = fx_clasp(
+        &j, "eval --model %s --pair audio-text --data '%s/audio-{000000..000001}.tar' --json", out,
+        g_dir);
+    cr_assert_eq(rc, 0, "clasp eval --model %s: exit %d", out, rc);
     cr_assert(strstr(j, "\"audio_to_text\""), "%s", j);
     cJSON *doc = cJSON_Parse(j);
     cr_assert_not_null(doc, "%s", j);
@@ -247,20 +212,15 @@ Test(train_audio, audio_text_loss_decreases) {
 }
 
 Test(train_audio, two_sources_resume_is_bit_exact) {
-    data_("ta_resume", 4);
     char a[1200], b[1200], args[8192];
-    snprintf(a, sizeof a, "%s/straight", g_dir);
-    snprintf(b, sizeof b, "%s/stopped", g_dir);
+    build_(fx_scratch("ta_resume", g_dir, a, "straight", b, "stopped", NULL), 4);
     snprintf(args, sizeof args,
              "--model %s/tiny.json --train '%s/image-{000000..000001}.tar' --pair image-text "
              "--train 'audio-text=%s/audio-{000000..000001}.tar' --weight 0.7 --steps 10",
              g_dir, g_dir, g_dir);
-    cr_assert_eq(run_(args, a), 0, "see %s.log", a);
-    char args2[8400];
-    snprintf(args2, sizeof args2, "%s --stop-after 5", args);
-    cr_assert_eq(run_(args2, b), 3, "see %s.log", b);
-    snprintf(args2, sizeof args2, "%s --resume latest", args);
-    cr_assert_eq(run_(args2, b), 0, "see %s.log", b);
+    cr_assert_eq(run_(a, "%s", args), 0, "see %s.log", a);
+    cr_assert_eq(run_(b, "%s --stop-after 5", args), 3, "see %s.log", b);
+    cr_assert_eq(run_(b, "%s --resume latest", args), 0, "see %s.log", b);
     static char ja[8192], jb[8192];
     double l[32];
     cr_assert_eq(losses_(a, l, 32, ja, sizeof ja), 10);
@@ -269,12 +229,12 @@ Test(train_audio, two_sources_resume_is_bit_exact) {
     /* both sources were drawn, and the checkpoint holds both loader positions */
     char mp[1300];
     snprintf(mp, sizeof mp, "%s/metrics.jsonl", a);
-    char *m = read_text_(mp);
+    char *m = fx_read_text(mp);
     cr_assert(strstr(m, "\"source\":0") && strstr(m, "\"source\":1"), "one source never drawn");
     free(m);
     char ckp[1400];
     snprintf(ckp, sizeof ckp, "%s/checkpoints/step-00000010/state.json", a);
-    char *st = read_text_(ckp);
+    char *st = fx_read_text(ckp);
     cr_assert(strstr(st, "\"sources\""), "no per-source positions in %s", ckp);
     free(st);
 }
@@ -301,23 +261,20 @@ static void compare_(const char *fa, const char *fb, const char *prefix, bool *i
 }
 
 Test(train_audio, freeze_and_init_by_name) {
-    data_("ta_freeze", 4);
-    char a[1200], b[1200], c[1200], args[8192];
-    snprintf(a, sizeof a, "%s/base", g_dir);
-    snprintf(b, sizeof b, "%s/locked", g_dir);
-    snprintf(c, sizeof c, "%s/wide", g_dir);
+    char a[1200], b[1200], c[1200];
+    build_(fx_scratch("ta_freeze", g_dir, a, "base", b, "locked", c, "wide", NULL), 4);
     /* A: image-text only (the audio tower stays at its fresh init) */
-    snprintf(args, sizeof args,
-             "--model %s/tiny.json --train '%s/image-{000000..000001}.tar' --steps 4", g_dir,
-             g_dir);
-    cr_assert_eq(run_(args, a), 0, "see %s.log", a);
+    cr_assert_eq(run_(a, "--model %s/tiny.json --train '%s/image-{000000..000001}.tar' --steps 4",
+                      g_dir, g_dir),
+                 0, "see %s.log", a);
     /* B: start from A, image and text frozen, both sources */
-    snprintf(args, sizeof args,
+    cr_assert_eq(
+        run_(b,
              "--model %s/tiny.json --init %s --freeze image,text --train "
              "'%s/image-{000000..000001}.tar' --train 'audio-text=%s/audio-{000000..000001}.tar' "
              "--steps 6 --seed 9",
-             g_dir, a, g_dir, g_dir);
-    cr_assert_eq(run_(args, b), 0, "see %s.log", b);
+             g_dir, a, g_dir, g_dir),
+        0, "see %s.log", b);
     char ma[1400], mb[1400];
     snprintf(ma, sizeof ma, "%s/checkpoints/step-00000004/model.safetensors", a);
     snprintf(mb, sizeof mb, "%s/checkpoints/step-00000006/model.safetensors", b);
@@ -331,27 +288,28 @@ Test(train_audio, freeze_and_init_by_name) {
     cr_assert(n > 0 && !same, "the audio tower did not train");
     char lb[1300];
     snprintf(lb, sizeof lb, "%s.log", b);
-    char *log = read_text_(lb);
+    char *log = fx_read_text(lb);
     cr_assert(strstr(log, "tensors loaded"), "%s", log);
     free(log);
     /* a config with a wider text tower: --init names the first mismatching tensor */
-    snprintf(
-        args, sizeof args,
-        "--model %s/tiny-wide.json --init %s --train 'audio-text=%s/audio-{000000..000001}.tar' "
-        "--steps 2",
-        g_dir, a, g_dir);
-    cr_assert_eq(run_(args, c), 1, "see %s.log", c);
+    cr_assert_eq(run_(c,
+                      "--model %s/tiny-wide.json --init %s --train "
+                      "'audio-text=%s/audio-{000000..000001}.tar' "
+                      "--steps 2",
+                      g_dir, a, g_dir),
+                 1, "see %s.log", c);
     snprintf(lb, sizeof lb, "%s.log", c);
-    log = read_text_(lb);
+    log = fx_read_text(lb);
     cr_assert(strstr(log, "tensor 'text.") && strstr(log, "shape"), "%s", log);
     free(log);
     /* an unknown tower in --freeze is refused */
-    snprintf(
-        args, sizeof args,
-        "--model %s/tiny.json --freeze video --train '%s/image-{000000..000001}.tar' --steps 1",
-        g_dir, g_dir);
     snprintf(c, sizeof c, "%s/badfreeze", g_dir);
-    cr_assert_eq(run_(args, c), 1);
+    cr_assert_eq(
+        run_(
+            c,
+            "--model %s/tiny.json --freeze video --train '%s/image-{000000..000001}.tar' --steps 1",
+            g_dir, g_dir),
+        1);
 }
 
 /* Group-relevance retrieval on hand-made features: 3 queries, 4 gallery rows. */
@@ -379,22 +337,19 @@ Test(train_audio, group_retrieval_metrics) {
 }
 
 Test(train_audio, audio_to_image_eval) {
-    data_("ta_a2i", 4);
-    char a[1200], args[8192];
-    snprintf(a, sizeof a, "%s/bind", g_dir);
-    snprintf(args, sizeof args,
-             "--model %s/tiny.json --train '%s/image-{000000..000001}.tar' --train "
-             "'audio-text=%s/audio-{000000..000001}.tar' --steps 4",
-             g_dir, g_dir, g_dir);
-    cr_assert_eq(run_(args, a), 0, "see %s.log", a);
-    char cmd[8192], jp[1300];
-    snprintf(jp, sizeof jp, "%s/a2i.json", g_dir);
-    snprintf(cmd, sizeof cmd,
-             "%s eval --model %s --data '%s/audio-{000000..000001}.tar' --gallery "
-             "'%s/image-{000000..000001}.tar' --json >%s 2>%s.err",
-             clasp_test_bin(), a, g_dir, g_dir, jp, jp);
-    cr_assert_eq(system(cmd), 0, "%s", cmd);
-    char *j = read_text_(jp);
+    char a[1200];
+    build_(fx_scratch("ta_a2i", g_dir, a, "bind", NULL), 4);
+    cr_assert_eq(run_(a,
+                      "--model %s/tiny.json --train '%s/image-{000000..000001}.tar' --train "
+                      "'audio-text=%s/audio-{000000..000001}.tar' --steps 4",
+                      g_dir, g_dir, g_dir),
+                 0, "see %s.log", a);
+    char *j;
+    int rc = fx_clasp(&j,
+                      "eval --model %s --data '%s/audio-{000000..000001}.tar' --gallery "
+                      "'%s/image-{000000..000001}.tar' --json",
+                      a, g_dir, g_dir);
+    cr_assert_eq(rc, 0, "clasp eval --model %s: exit %d", a, rc);
     cJSON *doc = cJSON_Parse(j);
     cr_assert_not_null(doc, "%s", j);
     const cJSON *x = cJSON_GetObjectItem(doc, "audio_to_image");

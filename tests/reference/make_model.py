@@ -187,6 +187,24 @@ def gen_rule(name, named):
     return 1.0 / math.sqrt(w.shape[1:].numel()), 0.0
 
 
+def store_grad(tensors, name, p, rng):
+    """The gradient of p under our name: in full up to 8192 elements, else 1024 entries drawn
+    with rng plus the sums (and sums of |g|) over dim 0 and over the other dims."""
+    gr = p.grad.detach().numpy().astype(np.float32)
+    if gr.size <= 8192:
+        tensors["grad." + name] = gr
+        return
+    flat = gr.reshape(-1)
+    idx = np.sort(rng.choice(flat.size, 1024, replace=False)).astype(np.int64)
+    g2 = gr.reshape(gr.shape[0], -1).astype(np.float64)
+    tensors["gidx." + name] = idx
+    tensors["gval." + name] = flat[idx]
+    tensors["gsum0." + name] = g2.sum(1).astype(np.float32)
+    tensors["gabs0." + name] = np.abs(g2).sum(1).astype(np.float32)
+    tensors["gsum1." + name] = g2.sum(0).astype(np.float32)
+    tensors["gabs1." + name] = np.abs(g2).sum(0).astype(np.float32)
+
+
 def fmnist_small():
     torch.manual_seed(0)
     img, txt = ImageEncoder(), TextEncoder()
@@ -213,20 +231,7 @@ def fmnist_small():
     rng = np.random.default_rng(7)
     for prefix, mod in (("visual.", img), ("text.", txt)):
         for rn, p in mod.named_parameters():
-            name = our_name(prefix + rn)
-            gr = p.grad.detach().numpy().astype(np.float32)
-            if gr.size <= 8192:
-                tensors["grad." + name] = gr
-                continue
-            flat = gr.reshape(-1)
-            idx = np.sort(rng.choice(flat.size, 1024, replace=False)).astype(np.int64)
-            g2 = gr.reshape(gr.shape[0], -1).astype(np.float64)
-            tensors["gidx." + name] = idx
-            tensors["gval." + name] = flat[idx]
-            tensors["gsum0." + name] = g2.sum(1).astype(np.float32)
-            tensors["gabs0." + name] = np.abs(g2).sum(1).astype(np.float32)
-            tensors["gsum1." + name] = g2.sum(0).astype(np.float32)
-            tensors["gabs1." + name] = np.abs(g2).sum(0).astype(np.float32)
+            store_grad(tensors, our_name(prefix + rn), p, rng)
     stio.save(os.path.join(OUT, "fmnist_small.safetensors"), tensors,
               {"what": "fmnist-small parity reference, see make_model.py"})
 
@@ -262,14 +267,17 @@ class GBlock(nn.Module):
         return x + self.mlp.fc2(F.gelu(self.mlp.fc1(self.ln2(x)), approximate=self.approx))
 
 
-class ViT(nn.Module):
-    def __init__(self, c, D):
-        super().__init__()
-        self.c = c
-        W, P = c["width"], c["patch_size"]
-        self.T = (c["size"] // P) ** 2 + (1 if c["pool"] == "cls" else 0)
-        self.patch_embed = nn.Conv2d(c["channels"], W, P, stride=P)
-        if c["pool"] == "cls":
+class PatchTower(nn.Module):
+    """A transformer over patch tokens (ViT, AST): patch conv, optional class token, learned
+    positions, pre-LN blocks, final LayerNorm, class-token or mean pooling, projection to D.
+    Parameters are registered in this order (tiny() and tiny_audio() fill them in it)."""
+
+    def setup(self, c, D, patch_embed, n_patches, cls):
+        W = c["width"]
+        self.c, self.cls = c, cls
+        self.T = n_patches + (1 if cls else 0)
+        self.patch_embed = patch_embed
+        if cls:
             self.cls_token = nn.Parameter(torch.empty(W))
         self.pos_emb = nn.Parameter(torch.empty(self.T, W))
         approx = "tanh" if c.get("act") == "gelu_tanh" else "none"
@@ -278,16 +286,26 @@ class ViT(nn.Module):
         self.ln_f = nn.LayerNorm(W)
         self.proj = nn.Linear(W, D)
 
-    def forward(self, x):
+    def encode(self, x):
         p = self.patch_embed(x).flatten(2).transpose(1, 2)  # B, N, W
-        if self.c["pool"] == "cls":
+        if self.cls:
             p = torch.cat([self.cls_token.expand(p.shape[0], 1, -1), p], 1)
         h = p + self.pos_emb
         for b in self.blocks:
             h = b(h, False, None)
         h = self.ln_f(h)
-        h = h[:, 0] if self.c["pool"] == "cls" else h.mean(1)
-        return self.proj(h)
+        return self.proj(h[:, 0] if self.cls else h.mean(1))
+
+
+class ViT(PatchTower):
+    def __init__(self, c, D):
+        super().__init__()
+        P = c["patch_size"]
+        self.setup(c, D, nn.Conv2d(c["channels"], c["width"], P, stride=P),
+                   (c["size"] // P) ** 2, c["pool"] == "cls")
+
+    def forward(self, x):
+        return self.encode(x)
 
 
 class Text(nn.Module):
@@ -321,19 +339,25 @@ class Text(nn.Module):
         return self.proj(h)
 
 
+def fill_uniform(mod):
+    """Parameters in registration order from torch's global generator: LayerNorm ones
+    uniform(-0.2, 0.2) (+1 for weights), the others uniform(-0.5, 0.5)."""
+    for n, p in mod.named_parameters():
+        with torch.no_grad():
+            if "ln" in n:
+                p.uniform_(-0.2, 0.2)
+                if n.endswith("weight"):
+                    p.add_(1.0)
+            else:
+                p.uniform_(-0.5, 0.5)
+
+
 def tiny(fname, cfg, seed):
     torch.manual_seed(seed)
     D = cfg["embed_dim"]
     vit, txt = ViT(cfg["image"], D), Text(cfg["text"], D)
     for mod in (vit, txt):
-        for n, p in mod.named_parameters():
-            with torch.no_grad():
-                if "ln" in n:
-                    p.uniform_(-0.2, 0.2)
-                    if n.endswith("weight"):
-                        p.add_(1.0)
-                else:
-                    p.uniform_(-0.5, 0.5)
+        fill_uniform(mod)
     B, ic, tc = 3, cfg["image"], cfg["text"]
     x = torch.randn(B, ic["channels"], ic["size"], ic["size"])
     T, V = tc["context_length"], tc["vocab_size"]
@@ -388,35 +412,18 @@ class AudioCNN(nn.Module):
         return x
 
 
-class AST(nn.Module):
+class AST(PatchTower):
     """Audio spectrogram transformer: Conv2d(1, W, (PF, PT), stride=(PF, PT)) patches of the
     mel in (freq, time) row-major order, class token or mean pooling, pre-LN blocks."""
 
     def __init__(self, c, D, n_frames):
         super().__init__()
-        self.c = c
-        W, PF, PT = c["width"], c["patch_freq"], c["patch_time"]
-        self.T = (c["n_mels"] // PF) * (n_frames // PT) + (1 if c.get("pool", "cls") == "cls" else 0)
-        self.patch_embed = nn.Conv2d(1, W, (PF, PT), stride=(PF, PT))
-        if c.get("pool", "cls") == "cls":
-            self.cls_token = nn.Parameter(torch.empty(W))
-        self.pos_emb = nn.Parameter(torch.empty(self.T, W))
-        approx = "tanh" if c.get("act") == "gelu_tanh" else "none"
-        self.blocks = nn.ModuleList(GBlock(W, c["heads"], c["mlp_width"], approx)
-                                    for _ in range(c["layers"]))
-        self.ln_f = nn.LayerNorm(W)
-        self.proj = nn.Linear(W, D)
+        PF, PT = c["patch_freq"], c["patch_time"]
+        self.setup(c, D, nn.Conv2d(1, c["width"], (PF, PT), stride=(PF, PT)),
+                   (c["n_mels"] // PF) * (n_frames // PT), c.get("pool", "cls") == "cls")
 
     def forward(self, mel):
-        p = self.patch_embed(mel.unsqueeze(1)).flatten(2).transpose(1, 2)  # B, N, W
-        cls = self.c.get("pool", "cls") == "cls"
-        if cls:
-            p = torch.cat([self.cls_token.expand(p.shape[0], 1, -1), p], 1)
-        h = p + self.pos_emb
-        for b in self.blocks:
-            h = b(h, False, None)
-        h = self.ln_f(h)
-        return self.proj(h[:, 0] if cls else h.mean(1))
+        return self.encode(mel.unsqueeze(1))
 
 
 def n_frames_of(a):
@@ -438,14 +445,7 @@ def tiny_audio(fname, cfg, seed):
     torch.manual_seed(seed)
     D, a = cfg["embed_dim"], cfg["audio"]
     mod = make_audio_tower(cfg)
-    for n, p in mod.named_parameters():
-        with torch.no_grad():
-            if "ln" in n:
-                p.uniform_(-0.2, 0.2)
-                if n.endswith("weight"):
-                    p.add_(1.0)
-            else:
-                p.uniform_(-0.5, 0.5)
+    fill_uniform(mod)
     B = 3
     mel = torch.randn(B, a["n_mels"], n_frames_of(a))
     da = torch.randn(B, D)
@@ -484,19 +484,7 @@ def speech_small_audio():
     tensors.update({"dfeat.audio": da.numpy(), "out.audio": oa.detach().numpy()})
     rng = np.random.default_rng(8)
     for name, p in named.items():
-        gr = p.grad.detach().numpy().astype(np.float32)
-        if gr.size <= 8192:
-            tensors["grad." + name] = gr
-            continue
-        flat = gr.reshape(-1)
-        idx = np.sort(rng.choice(flat.size, 1024, replace=False)).astype(np.int64)
-        g2 = gr.reshape(gr.shape[0], -1).astype(np.float64)
-        tensors["gidx." + name] = idx
-        tensors["gval." + name] = flat[idx]
-        tensors["gsum0." + name] = g2.sum(1).astype(np.float32)
-        tensors["gabs0." + name] = np.abs(g2).sum(1).astype(np.float32)
-        tensors["gsum1." + name] = g2.sum(0).astype(np.float32)
-        tensors["gabs1." + name] = np.abs(g2).sum(0).astype(np.float32)
+        store_grad(tensors, name, p, rng)
     stio.save(os.path.join(OUT, "speech_small_audio.safetensors"), tensors,
               {"config": json.dumps(cfg), "what": "speech-small audio tower parity, see make_model.py"})
 
