@@ -21,8 +21,7 @@
 #define MAX_WAV    ((size_t)64 << 20)
 
 clasp_asterisk_options clasp_asterisk_default_options(void) {
-    clasp_asterisk_options o = {NULL, NULL, "en,es,fr,it,ru", 10, 1000, 0, 0, false};
-    return o;
+    return (clasp_asterisk_options){.langs = "en,es,fr,it,ru", .val_percent = 10, .maxcount = 1000};
 }
 
 static const char *licence_of(const char *lang) {
@@ -42,12 +41,14 @@ typedef struct named_list {
     size_t n, cap;
 } named_list;
 
+static void named_free(named *e) {
+    free(e->lower);
+    free(e->name);
+    free(e->text);
+}
+
 static void list_free(named_list *l) {
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->v[i].lower);
-        free(l->v[i].name);
-        free(l->v[i].text);
-    }
+    for (size_t i = 0; i < l->n; i++) named_free(&l->v[i]);
     free(l->v);
     memset(l, 0, sizeof *l);
 }
@@ -63,9 +64,7 @@ static clasp_status list_push(named_list *l, const char *name, size_t name_n, co
     e->lower = strndup(name, name_n);
     e->text = text ? strndup(text, text_n) : NULL;
     if (!e->name || !e->lower || (text && !e->text)) {
-        free(e->name);
-        free(e->lower);
-        free(e->text);
+        named_free(e);
         return clasp_set_error(CLASP_ERR_NOMEM, "asterisk: out of memory");
     }
     for (char *c = e->lower; *c; c++) *c = (char)tolower((unsigned char)*c);

@@ -18,11 +18,7 @@
 #define MAX_LOCALES 64
 
 clasp_emoji_options clasp_emoji_default_options(void) {
-    clasp_emoji_options o = {0};
-    o.vendors = "google,twitter";
-    o.val_percent = 10;
-    o.maxcount = 1000;
-    return o;
+    return (clasp_emoji_options){.vendors = "google,twitter", .val_percent = 10, .maxcount = 1000};
 }
 
 typedef struct vendor_info {
@@ -383,11 +379,13 @@ typedef struct vendor_pkg {
     size_t n_png, cap_png;
 } vendor_pkg;
 
+static void png_free(png_file *f) {
+    free(f->name);
+    free(f->data);
+}
+
 static void vendor_free(vendor_pkg *v) {
-    for (size_t i = 0; i < v->n_png; i++) {
-        free(v->png[i].name);
-        free(v->png[i].data);
-    }
+    for (size_t i = 0; i < v->n_png; i++) png_free(&v->png[i]);
     free(v->png);
     free(v->emoji_json);
     v->png = NULL;
@@ -422,8 +420,7 @@ static clasp_status got_vendor(const char *path, const uint8_t *data, size_t n, 
     f->data = malloc(n ? n : 1);
     f->n = n;
     if (!f->name || !f->data) {
-        free(f->name);
-        free(f->data);
+        png_free(f);
         return clasp_set_error(CLASP_ERR_NOMEM, "emoji: out of memory");
     }
     memcpy(f->data, data, n);

@@ -22,14 +22,12 @@
 #define MAX_TEXTS ((size_t)64 << 20)
 
 clasp_espeak_options clasp_espeak_default_options(void) {
-    clasp_espeak_options o = {0};
-    o.voices = CLASP_ESPEAK_DEFAULT_VOICES;
-    o.speeds = CLASP_ESPEAK_DEFAULT_SPEEDS;
-    o.pitches = CLASP_ESPEAK_DEFAULT_PITCHES;
-    o.variants = 4;
-    o.val_percent = 10;
-    o.maxcount = 1000;
-    return o;
+    return (clasp_espeak_options){.voices = CLASP_ESPEAK_DEFAULT_VOICES,
+                                  .speeds = CLASP_ESPEAK_DEFAULT_SPEEDS,
+                                  .pitches = CLASP_ESPEAK_DEFAULT_PITCHES,
+                                  .variants = 4,
+                                  .val_percent = 10,
+                                  .maxcount = 1000};
 }
 
 /* A parsed comma-separated list: names point into `buf`. */

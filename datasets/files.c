@@ -21,8 +21,8 @@
 #define MAX_DEPTH 64
 
 clasp_files_options clasp_files_default_options(void) {
-    clasp_files_options o = {NULL, NULL, "shard", 1000, 0, 0, "url", "caption", false};
-    return o;
+    return (clasp_files_options){
+        .prefix = "shard", .maxcount = 1000, .url_col = "url", .caption_col = "caption"};
 }
 
 bool clasp_files_is_image_ext(const char *e) {
@@ -146,11 +146,13 @@ typedef struct file_list {
     size_t n, cap;
 } file_list;
 
+static void file_ent_free(file_ent *e) {
+    free(e->rel);
+    free(e->ext_buf);
+}
+
 static void file_list_free(file_list *l) {
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->v[i].rel);
-        free(l->v[i].ext_buf);
-    }
+    for (size_t i = 0; i < l->n; i++) file_ent_free(&l->v[i]);
     free(l->v);
 }
 
@@ -200,8 +202,7 @@ static clasp_status walk(const char *root, const char *rel, int depth, file_list
             e->rel = strdup(sub);
             e->ext_buf = strdup(dot + 1);
             if (!e->rel || !e->ext_buf) {
-                free(e->rel);
-                free(e->ext_buf);
+                file_ent_free(e);
                 st = clasp_set_error(CLASP_ERR_NOMEM, "folder: out of memory");
                 break;
             }

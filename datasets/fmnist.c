@@ -28,8 +28,7 @@ const char *const clasp_fmnist_templates[CLASP_FMNIST_N_TEMPLATES] = {
 #define IDX_LIMIT ((size_t)256 << 20)
 
 clasp_fmnist_options clasp_fmnist_default_options(void) {
-    clasp_fmnist_options o = {NULL, NULL, 10000, 0, 0, false, false};
-    return o;
+    return (clasp_fmnist_options){.maxcount = 10000};
 }
 
 int clasp_fmnist_template_index(uint64_t seed, uint64_t i) {

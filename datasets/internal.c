@@ -164,12 +164,14 @@ clasp_status clasp_datasets_cache_dir(char *out, size_t cap) {
     return clasp__ensure_dir(out);
 }
 
+static void transcript_free(clasp__transcript *t) {
+    free(t->key);
+    free(t->text);
+    free(t->split_id);
+}
+
 void clasp__transcripts_free(clasp__transcripts *l) {
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->v[i].key);
-        free(l->v[i].text);
-        free(l->v[i].split_id);
-    }
+    for (size_t i = 0; i < l->n; i++) transcript_free(&l->v[i]);
     free(l->v);
     memset(l, 0, sizeof *l);
 }
@@ -184,9 +186,7 @@ clasp_status clasp__transcripts_push(clasp__transcripts *l, const char *key, con
     t->text = strdup(text);
     t->split_id = strdup(split_id ? split_id : key);
     if (!t->key || !t->text || !t->split_id) {
-        free(t->key);
-        free(t->text);
-        free(t->split_id);
+        transcript_free(t);
         return clasp_set_error(CLASP_ERR_NOMEM, "transcripts: out of memory");
     }
     l->n++;
