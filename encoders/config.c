@@ -16,18 +16,11 @@
 #define SIZE_MAX_DIM 65536 /* sanity bound for every size in a config */
 
 const char *clasp_tower_name(clasp_tower t) {
-    switch (t) {
-    case CLASP_TOWER_IMAGE:
-        return "image";
-    case CLASP_TOWER_TEXT:
-        return "text";
-    case CLASP_TOWER_AUDIO:
-        return "audio";
-    case CLASP_TOWER_SHARED:
-        return "shared";
-    default:
-        return "?";
-    }
+    static const char *const names[CLASP_N_TOWERS] = {[CLASP_TOWER_IMAGE] = "image",
+                                                      [CLASP_TOWER_TEXT] = "text",
+                                                      [CLASP_TOWER_AUDIO] = "audio",
+                                                      [CLASP_TOWER_SHARED] = "shared"};
+    return (unsigned)t < CLASP_N_TOWERS ? names[t] : "?";
 }
 
 /* Refuses keys not in `allowed` (NULL-terminated); keys starting with '_' are comments. */
@@ -73,23 +66,38 @@ static clasp_status bad(const char *file, const char *prefix, const char *name, 
                            *prefix ? "." : "", name, why);
 }
 
-static clasp_status get_act(const cJSON *o, const char *file, const char *prefix, bool *tanh_) {
+/* A string field with two allowed values, the first being the default: *is_second tells which
+ * one it holds. */
+static clasp_status get_either(const cJSON *o, const char *name, const char *file,
+                               const char *prefix, const char *first, const char *second,
+                               bool *is_second) {
     char s[16];
-    CLASP_TRY(clasp_json_str_opt(o, "act", file, prefix, "gelu", s, sizeof s));
-    if (!strcmp(s, "gelu"))
-        *tanh_ = false;
-    else if (!strcmp(s, "gelu_tanh"))
-        *tanh_ = true;
-    else
-        return bad(file, prefix, "act", "expected \"gelu\" or \"gelu_tanh\"");
+    CLASP_TRY(clasp_json_str_opt(o, name, file, prefix, first, s, sizeof s));
+    if (strcmp(s, first) && strcmp(s, second)) {
+        char why[96];
+        snprintf(why, sizeof why, "expected \"%s\" or \"%s\"", first, second);
+        return bad(file, prefix, name, why);
+    }
+    *is_second = !strcmp(s, second);
     return CLASP_OK;
 }
 
-static clasp_status check_heads(const char *file, const char *prefix, int width, int heads) {
-    if (width % heads != 0) {
+static clasp_status get_act(const cJSON *o, const char *file, const char *prefix, bool *tanh_) {
+    return get_either(o, "act", file, prefix, "gelu", "gelu_tanh", tanh_);
+}
+
+/* "width", "layers" (at least min_layers), "heads" (dividing width) and "mlp_width" of a
+ * transformer tower (ViT, AST, text). */
+static clasp_status get_stack(const cJSON *o, const char *file, const char *P, int min_layers,
+                              int *width, int *layers, int *heads, int *mlp_width) {
+    CLASP_TRY(get_int(o, "width", file, P, 1, SIZE_MAX_DIM, width));
+    CLASP_TRY(get_int(o, "layers", file, P, min_layers, 1024, layers));
+    CLASP_TRY(get_int(o, "heads", file, P, 1, SIZE_MAX_DIM, heads));
+    CLASP_TRY(get_int(o, "mlp_width", file, P, 1, SIZE_MAX_DIM, mlp_width));
+    if (*width % *heads != 0) {
         char why[96];
-        snprintf(why, sizeof why, "%d does not divide width %d", heads, width);
-        return bad(file, prefix, "heads", why);
+        snprintf(why, sizeof why, "%d does not divide width %d", *heads, *width);
+        return bad(file, P, "heads", why);
     }
     return CLASP_OK;
 }
@@ -173,14 +181,9 @@ static clasp_status parse_cnn(const cJSON *o, const char *file, clasp_image_towe
 /* "pool" ("cls" default | "mean"), "ln_eps" (default 1e-5), "act" of a ViT or AST. */
 static clasp_status get_pool_eps_act(const cJSON *o, const char *file, const char *P,
                                      clasp_pool *pool_, float *eps, bool *tanh_) {
-    char pool[16];
-    CLASP_TRY(clasp_json_str_opt(o, "pool", file, P, "cls", pool, sizeof pool));
-    if (!strcmp(pool, "cls"))
-        *pool_ = CLASP_POOL_CLS;
-    else if (!strcmp(pool, "mean"))
-        *pool_ = CLASP_POOL_MEAN;
-    else
-        return bad(file, P, "pool", "expected \"cls\" or \"mean\"");
+    bool mean = false;
+    CLASP_TRY(get_either(o, "pool", file, P, "cls", "mean", &mean));
+    *pool_ = mean ? CLASP_POOL_MEAN : CLASP_POOL_CLS;
     CLASP_TRY(get_float_opt(o, "ln_eps", file, P, 1e-5, eps));
     if (!(*eps > 0.0f)) return bad(file, P, "ln_eps", "must be positive");
     return get_act(o, file, P, tanh_);
@@ -189,11 +192,7 @@ static clasp_status get_pool_eps_act(const cJSON *o, const char *file, const cha
 static clasp_status parse_vit(const cJSON *o, const char *file, clasp_image_tower_config *ic) {
     const char *P = "image";
     CLASP_TRY(get_int(o, "patch_size", file, P, 1, SIZE_MAX_DIM, &ic->patch_size));
-    CLASP_TRY(get_int(o, "width", file, P, 1, SIZE_MAX_DIM, &ic->width));
-    CLASP_TRY(get_int(o, "layers", file, P, 1, 1024, &ic->layers));
-    CLASP_TRY(get_int(o, "heads", file, P, 1, SIZE_MAX_DIM, &ic->heads));
-    CLASP_TRY(get_int(o, "mlp_width", file, P, 1, SIZE_MAX_DIM, &ic->mlp_width));
-    CLASP_TRY(check_heads(file, P, ic->width, ic->heads));
+    CLASP_TRY(get_stack(o, file, P, 1, &ic->width, &ic->layers, &ic->heads, &ic->mlp_width));
     if (ic->size % ic->patch_size != 0) return bad(file, P, "patch_size", "does not divide size");
     return get_pool_eps_act(o, file, P, &ic->pool, &ic->ln_eps, &ic->gelu_tanh);
 }
@@ -255,21 +254,12 @@ static clasp_status parse_text(const cJSON *o, const char *file, int embed_dim,
     CLASP_TRY(tokenizer_ids(o, file, tok));
     CLASP_TRY(get_int(o, "vocab_size", file, P, 1, 1 << 24, &tc->vocab_size));
     CLASP_TRY(get_int(o, "context_length", file, P, 1, SIZE_MAX_DIM, &tc->context_length));
-    CLASP_TRY(get_int(o, "width", file, P, 1, SIZE_MAX_DIM, &tc->width));
-    CLASP_TRY(get_int(o, "layers", file, P, 0, 1024, &tc->layers));
-    CLASP_TRY(get_int(o, "heads", file, P, 1, SIZE_MAX_DIM, &tc->heads));
-    CLASP_TRY(get_int(o, "mlp_width", file, P, 1, SIZE_MAX_DIM, &tc->mlp_width));
-    CLASP_TRY(check_heads(file, P, tc->width, tc->heads));
+    CLASP_TRY(get_stack(o, file, P, 0, &tc->width, &tc->layers, &tc->heads, &tc->mlp_width));
     CLASP_TRY(check_output_dim(o, file, P, embed_dim));
     CLASP_TRY(clasp_json_bool_opt(o, "causal", file, P, true, &tc->causal));
-    char pool[16];
-    CLASP_TRY(clasp_json_str_opt(o, "pool", file, P, "eos", pool, sizeof pool));
-    if (!strcmp(pool, "eos"))
-        tc->pool = CLASP_POOL_EOS;
-    else if (!strcmp(pool, "mean"))
-        tc->pool = CLASP_POOL_MEAN;
-    else
-        return bad(file, P, "pool", "expected \"eos\" or \"mean\"");
+    bool mean = false;
+    CLASP_TRY(get_either(o, "pool", file, P, "eos", "mean", &mean));
+    tc->pool = mean ? CLASP_POOL_MEAN : CLASP_POOL_EOS;
     int V = tc->vocab_size;
     CLASP_TRY(get_int_opt(o, "eos_id", file, P, -1, V - 1, tok[1], &tc->eos_id));
     CLASP_TRY(get_int_opt(o, "pad_id", file, P, -1, V - 1, tok[2], &tc->pad_id));
@@ -363,11 +353,7 @@ static clasp_status parse_ast(const cJSON *o, const char *file, clasp_audio_towe
     }
     size_t T = (size_t)(ac->n_mels / ac->patch_freq) * (size_t)(ac->n_frames / ac->patch_time);
     if (T > 65536) return bad(file, P, "patch_time", "more than 65536 patches");
-    CLASP_TRY(get_int(o, "width", file, P, 1, SIZE_MAX_DIM, &ac->width));
-    CLASP_TRY(get_int(o, "layers", file, P, 1, 1024, &ac->layers));
-    CLASP_TRY(get_int(o, "heads", file, P, 1, SIZE_MAX_DIM, &ac->heads));
-    CLASP_TRY(get_int(o, "mlp_width", file, P, 1, SIZE_MAX_DIM, &ac->mlp_width));
-    CLASP_TRY(check_heads(file, P, ac->width, ac->heads));
+    CLASP_TRY(get_stack(o, file, P, 1, &ac->width, &ac->layers, &ac->heads, &ac->mlp_width));
     return get_pool_eps_act(o, file, P, &ac->pool, &ac->ln_eps, &ac->gelu_tanh);
 }
 
@@ -451,8 +437,26 @@ static const char *pool_name(clasp_pool p) {
     return p == CLASP_POOL_CLS ? "cls" : p == CLASP_POOL_MEAN ? "mean" : "eos";
 }
 
+static const char *act_name(bool gelu_tanh) {
+    return gelu_tanh ? "gelu_tanh" : "gelu";
+}
+
 static bool add_float(cJSON *o, const char *name, float v) {
     return cJSON_AddNumberToObject(o, name, clasp_json_short_float(v)) != NULL;
+}
+
+/* get_stack's fields */
+static bool add_stack(cJSON *o, int width, int layers, int heads, int mlp_width) {
+    return cJSON_AddNumberToObject(o, "width", width) &&
+           cJSON_AddNumberToObject(o, "layers", layers) &&
+           cJSON_AddNumberToObject(o, "heads", heads) &&
+           cJSON_AddNumberToObject(o, "mlp_width", mlp_width);
+}
+
+/* get_pool_eps_act's fields */
+static bool add_pool_eps_act(cJSON *o, clasp_pool pool, float ln_eps, bool gelu_tanh) {
+    return cJSON_AddStringToObject(o, "pool", pool_name(pool)) && add_float(o, "ln_eps", ln_eps) &&
+           cJSON_AddStringToObject(o, "act", act_name(gelu_tanh));
 }
 
 static bool add_conv_fc(cJSON *o, int n_conv, const clasp_conv_block *convs, int n_fc,
@@ -487,13 +491,8 @@ static bool image_to_json(cJSON *root, const clasp_image_tower_config *ic) {
         ok = add_conv_fc(o, ic->n_conv, ic->conv, ic->n_fc, ic->fc);
     } else if (ok) {
         ok = cJSON_AddNumberToObject(o, "patch_size", ic->patch_size) &&
-             cJSON_AddNumberToObject(o, "width", ic->width) &&
-             cJSON_AddNumberToObject(o, "layers", ic->layers) &&
-             cJSON_AddNumberToObject(o, "heads", ic->heads) &&
-             cJSON_AddNumberToObject(o, "mlp_width", ic->mlp_width) &&
-             cJSON_AddStringToObject(o, "pool", pool_name(ic->pool)) &&
-             add_float(o, "ln_eps", ic->ln_eps) &&
-             cJSON_AddStringToObject(o, "act", ic->gelu_tanh ? "gelu_tanh" : "gelu");
+             add_stack(o, ic->width, ic->layers, ic->heads, ic->mlp_width) &&
+             add_pool_eps_act(o, ic->pool, ic->ln_eps, ic->gelu_tanh);
     }
     return ok;
 }
@@ -504,16 +503,13 @@ static bool text_to_json(cJSON *root, const clasp_text_tower_config *tc) {
     bool ok = cJSON_AddStringToObject(o, "type", "transformer") &&
               cJSON_AddNumberToObject(o, "vocab_size", tc->vocab_size) &&
               cJSON_AddNumberToObject(o, "context_length", tc->context_length) &&
-              cJSON_AddNumberToObject(o, "width", tc->width) &&
-              cJSON_AddNumberToObject(o, "layers", tc->layers) &&
-              cJSON_AddNumberToObject(o, "heads", tc->heads) &&
-              cJSON_AddNumberToObject(o, "mlp_width", tc->mlp_width) &&
+              add_stack(o, tc->width, tc->layers, tc->heads, tc->mlp_width) &&
               cJSON_AddBoolToObject(o, "causal", tc->causal) &&
               cJSON_AddStringToObject(o, "pool", pool_name(tc->pool)) &&
               cJSON_AddNumberToObject(o, "eos_id", tc->eos_id) &&
               cJSON_AddNumberToObject(o, "pad_id", tc->pad_id) &&
               add_float(o, "ln_eps", tc->ln_eps) &&
-              cJSON_AddStringToObject(o, "act", tc->gelu_tanh ? "gelu_tanh" : "gelu");
+              cJSON_AddStringToObject(o, "act", act_name(tc->gelu_tanh));
     return ok;
 }
 
@@ -527,13 +523,8 @@ static bool audio_to_json(cJSON *root, const clasp_audio_tower_config *ac) {
     } else if (ok) {
         ok = cJSON_AddNumberToObject(o, "patch_freq", ac->patch_freq) &&
              cJSON_AddNumberToObject(o, "patch_time", ac->patch_time) &&
-             cJSON_AddNumberToObject(o, "width", ac->width) &&
-             cJSON_AddNumberToObject(o, "layers", ac->layers) &&
-             cJSON_AddNumberToObject(o, "heads", ac->heads) &&
-             cJSON_AddNumberToObject(o, "mlp_width", ac->mlp_width) &&
-             cJSON_AddStringToObject(o, "pool", pool_name(ac->pool)) &&
-             add_float(o, "ln_eps", ac->ln_eps) &&
-             cJSON_AddStringToObject(o, "act", ac->gelu_tanh ? "gelu_tanh" : "gelu");
+             add_stack(o, ac->width, ac->layers, ac->heads, ac->mlp_width) &&
+             add_pool_eps_act(o, ac->pool, ac->ln_eps, ac->gelu_tanh);
     }
     /* the front-end fields that fix the input size (n_fft when given, center when false); the
      * others are preprocessing (clasp_preprocess_add_json writes every given field back in its
