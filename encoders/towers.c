@@ -32,30 +32,28 @@ int clasp__ptable_add(clasp__ptable *pt, clasp_tower t, const char *name, int nd
         return -1;
     }
     pt->info = ni;
-    clasp_param_info *p = &pt->info[pt->n];
-    memset(p, 0, sizeof *p);
-    snprintf(p->name, sizeof p->name, "%s", name);
-    p->ndim = ndim;
     size_t numel = 1;
-    for (int i = 0; i < ndim; i++) {
-        p->shape[i] = shape[i];
+    for (int i = 0; i < ndim; i++)
         if (shape[i] <= 0 || !clasp_size_mul(numel, (size_t)shape[i], &numel)) {
             clasp_set_error(CLASP_ERR_OVERFLOW, "parameter '%s': bad or overflowing shape", name);
             return -1;
         }
-    }
     size_t total;
     if (!clasp_size_add(pt->total, numel, &total) || total > ((size_t)1 << 34)) {
         clasp_set_error(CLASP_ERR_OVERFLOW, "parameter '%s': model too large", name);
         return -1;
     }
-    p->numel = numel;
-    p->offset = pt->total;
-    p->decay = decay;
-    p->tower = t;
-    p->init = init;
-    p->init_scale = scale;
-    p->fan_in = fan_in;
+    clasp_param_info *p = &pt->info[pt->n];
+    *p = (clasp_param_info){.ndim = ndim,
+                            .numel = numel,
+                            .offset = pt->total,
+                            .decay = decay,
+                            .tower = t,
+                            .init = init,
+                            .init_scale = scale,
+                            .fan_in = fan_in};
+    snprintf(p->name, sizeof p->name, "%s", name);
+    for (int i = 0; i < ndim; i++) p->shape[i] = shape[i];
     pt->total = total;
     return pt->n++;
 }
@@ -97,13 +95,8 @@ static clasp_status add_ln(clasp__ptable *pt, clasp_tower t, const char *prefix,
 static clasp_status declare_stack(clasp__stack *S, clasp__ptable *pt, clasp_tower t,
                                   const char *prefix, int L, int C, int NH, int F, bool causal,
                                   bool gelu_tanh, float eps) {
-    S->L = L;
-    S->C = C;
-    S->NH = NH;
-    S->F = F;
-    S->causal = causal;
-    S->gelu_tanh = gelu_tanh;
-    S->eps = eps;
+    *S = (clasp__stack){
+        .L = L, .C = C, .NH = NH, .F = F, .causal = causal, .gelu_tanh = gelu_tanh, .eps = eps};
     S->blk = calloc((size_t)(L ? L : 1), sizeof *S->blk);
     S->acts = calloc((size_t)(L ? L : 1), sizeof *S->acts);
     S->xs = calloc((size_t)L + 1, sizeof *S->xs);
@@ -136,13 +129,14 @@ static clasp_status declare_cnn(clasp__tower *tw, clasp__ptable *pt, clasp_tower
                                 const clasp_conv_block *convs, int n_fc, const int *fcs, bool gap,
                                 int D) {
     char p[CLASP_PARAM_NAME_MAX];
-    tw->is_cnn = true;
-    tw->in_c = c;
-    tw->in_h = h;
-    tw->in_w = w;
-    tw->n_conv = n_conv;
-    tw->n_fc = n_fc;
-    tw->gap = gap;
+    *tw = (clasp__tower){.kind = t,
+                         .is_cnn = true,
+                         .in_c = c,
+                         .in_h = h,
+                         .in_w = w,
+                         .n_conv = n_conv,
+                         .n_fc = n_fc,
+                         .gap = gap};
     for (int i = 0; i < n_conv; i++) {
         const clasp_conv_block *cb = &convs[i];
         tw->cb[i] = *cb;
@@ -179,18 +173,19 @@ static clasp_status declare_patch_tf(clasp__tower *tw, clasp__ptable *pt, clasp_
                                      int layers, int heads, int mlp, clasp_pool pool,
                                      bool gelu_tanh, float eps, int D) {
     char p[CLASP_PARAM_NAME_MAX];
-    tw->pc = c;
-    tw->ph_in = h;
-    tw->pw_in = w;
-    tw->PH = ph;
-    tw->PW = pw;
-    tw->GH = h / ph;
-    tw->GW = w / pw;
-    tw->pwidth = W;
-    tw->ppool = pool;
+    *tw = (clasp__tower){.kind = t,
+                         .in_c = c,
+                         .in_h = h,
+                         .in_w = w,
+                         .PH = ph,
+                         .GH = h / ph,
+                         .PW = pw,
+                         .GW = w / pw,
+                         .pwidth = W,
+                         .ppool = pool,
+                         .cls = -1};
     snprintf(p, sizeof p, "%s.patch_embed", prefix);
     CLASP_TRY(add_conv(pt, t, p, W, c, ph, pw, &tw->patch_w, &tw->patch_b));
-    tw->cls = -1;
     if (pool == CLASP_POOL_CLS) {
         snprintf(p, sizeof p, "%s.cls_token", prefix);
         CLASP_TRY(add(pt, t, &tw->cls, p, "", 1, W, 0, 0, 0, false, CLASP_INIT_NORMAL, 0.02f, 0));
@@ -364,7 +359,7 @@ static clasp_status plan_cnn(clasp__tower *tw, clasp_arena *a, int B) {
 
 static clasp_status plan_patch_tf(clasp__tower *tw, clasp_arena *a, int B) {
     size_t BN = (size_t)B * (size_t)tw->GH * (size_t)tw->GW, W = (size_t)tw->pwidth;
-    CLASP_TRY(TAKE_F(a, tw->patches, BN, (size_t)tw->pc, (size_t)tw->PH * (size_t)tw->PW));
+    CLASP_TRY(TAKE_F(a, tw->patches, BN, (size_t)tw->in_c, (size_t)tw->PH * (size_t)tw->PW));
     CLASP_TRY(TAKE_F(a, tw->pe, BN, W, 1));
     CLASP_TRY(take(a, (void **)&tw->pos, sizeof(int32_t), (size_t)B, 1, 1));
     CLASP_TRY(TAKE_F(a, tw->pooled, (size_t)B, W, 1));
@@ -403,28 +398,27 @@ static float *P(const clasp_model *m, float *buf, int idx) {
     return buf + m->info[idx].offset;
 }
 
-static void blk_ptrs(clasp_block_params *bp, const clasp_model *m, float *buf,
-                     const int ix[CLASP__BLK_N]) {
-    bp->ln1_w = P(m, buf, ix[0]);
-    bp->ln1_b = P(m, buf, ix[1]);
-    bp->qkv_w = P(m, buf, ix[2]);
-    bp->qkv_b = P(m, buf, ix[3]);
-    bp->proj_w = P(m, buf, ix[4]);
-    bp->proj_b = P(m, buf, ix[5]);
-    bp->ln2_w = P(m, buf, ix[6]);
-    bp->ln2_b = P(m, buf, ix[7]);
-    bp->fc1_w = P(m, buf, ix[8]);
-    bp->fc1_b = P(m, buf, ix[9]);
-    bp->fc2_w = P(m, buf, ix[10]);
-    bp->fc2_b = P(m, buf, ix[11]);
+/* The block's tensors in buf (params or grads) from their indices. */
+static clasp_block_params blk_ptrs(const clasp_model *m, float *buf, const int ix[CLASP__BLK_N]) {
+    return (clasp_block_params){.ln1_w = P(m, buf, ix[0]),
+                                .ln1_b = P(m, buf, ix[1]),
+                                .qkv_w = P(m, buf, ix[2]),
+                                .qkv_b = P(m, buf, ix[3]),
+                                .proj_w = P(m, buf, ix[4]),
+                                .proj_b = P(m, buf, ix[5]),
+                                .ln2_w = P(m, buf, ix[6]),
+                                .ln2_b = P(m, buf, ix[7]),
+                                .fc1_w = P(m, buf, ix[8]),
+                                .fc1_b = P(m, buf, ix[9]),
+                                .fc2_w = P(m, buf, ix[10]),
+                                .fc2_b = P(m, buf, ix[11])};
 }
 
 /* xs[0] (B,T,C) -> lnf (B,T,C) */
 static void stack_forward(clasp__stack *S, const clasp_model *m, const uint8_t *pad, int B, int T) {
     clasp_block_dims d = stack_dims(S, B, T);
     for (int l = 0; l < S->L; l++) {
-        clasp_block_params bp;
-        blk_ptrs(&bp, m, m->params, S->blk[l]);
+        clasp_block_params bp = blk_ptrs(m, m->params, S->blk[l]);
         clasp_block_forward(S->xs[l + 1], &S->acts[l], S->work, S->xs[l], &bp, pad, &d);
     }
     clasp_layernorm_forward(S->lnf, S->lnf_mean, S->lnf_rstd, S->xs[S->L],
@@ -442,9 +436,8 @@ static float *stack_backward(clasp__stack *S, clasp_model *m, int B, int T) {
                              S->xs[S->L], P(m, m->params, S->lnf_w), S->lnf_mean, S->lnf_rstd,
                              B * T, S->C);
     for (int l = S->L - 1; l >= 0; l--) {
-        clasp_block_params bp, bg;
-        blk_ptrs(&bp, m, m->params, S->blk[l]);
-        blk_ptrs(&bg, m, m->grads, S->blk[l]);
+        clasp_block_params bp = blk_ptrs(m, m->params, S->blk[l]);
+        clasp_block_params bg = blk_ptrs(m, m->grads, S->blk[l]);
         memset(dnext, 0, n * sizeof(float));
         clasp_block_backward(dnext, &bg, S->work, dcur, S->xs[l], &S->acts[l], &bp, &d);
         float *t = dcur;
@@ -572,12 +565,28 @@ static void cnn_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, i
     }
 }
 
+/* ---- projection of the pooled tokens (ViT, AST, text) ------------------------------------ */
+
+/* pooled (B, W) -> feat (B, D) */
+static void proj_forward(clasp__tower *tw, const clasp_model *m, float *feat, int B, int W) {
+    clasp_linear_forward(feat, tw->pooled, P(m, m->params, tw->proj_w), P(m, m->params, tw->proj_b),
+                         B, W, m->config.embed_dim);
+}
+
+/* dfeat (B, D) -> dpooled (B, W), overwritten; accumulates the projection's grads */
+static void proj_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, int B, int W) {
+    zero(tw->dpooled, (size_t)B * W);
+    clasp_linear_backward(tw->dpooled, P(m, m->grads, tw->proj_w), P(m, m->grads, tw->proj_b),
+                          dfeat, tw->pooled, P(m, m->params, tw->proj_w), B, W,
+                          m->config.embed_dim);
+}
+
 /* ---- patch transformer (ViT, AST) -------------------------------------------------------- */
 
 /* input (B, C, H, W) -> feat (B, D) */
 static void patch_tf_forward(clasp__tower *tw, const clasp_model *m, const float *input, int B,
                              float *feat) {
-    int C = tw->pc, H = tw->ph_in, Wi = tw->pw_in, PH = tw->PH, PW = tw->PW;
+    int C = tw->in_c, H = tw->in_h, Wi = tw->in_w, PH = tw->PH, PW = tw->PW;
     int GH = tw->GH, GW = tw->GW, N = GH * GW;
     int W = tw->pwidth, T = tw->T, CPP = C * PH * PW, off = tw->cls >= 0 ? 1 : 0;
     /* patches (B*N, C*PH*PW): row (b, gy, gx), column (c, ky, kx) = conv weight layout */
@@ -608,17 +617,13 @@ static void patch_tf_forward(clasp__tower *tw, const clasp_model *m, const float
     } else {
         clasp_meanpool_tokens_forward(tw->pooled, tw->st.lnf, B, T, W);
     }
-    clasp_linear_forward(feat, tw->pooled, P(m, m->params, tw->proj_w), P(m, m->params, tw->proj_b),
-                         B, W, m->config.embed_dim);
+    proj_forward(tw, m, feat, B, W);
 }
 
 static void patch_tf_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, int B) {
     int N = tw->GH * tw->GW, W = tw->pwidth, T = tw->T;
-    int CPP = tw->pc * tw->PH * tw->PW, off = tw->cls >= 0 ? 1 : 0;
-    zero(tw->dpooled, (size_t)B * W);
-    clasp_linear_backward(tw->dpooled, P(m, m->grads, tw->proj_w), P(m, m->grads, tw->proj_b),
-                          dfeat, tw->pooled, P(m, m->params, tw->proj_w), B, W,
-                          m->config.embed_dim);
+    int CPP = tw->in_c * tw->PH * tw->PW, off = tw->cls >= 0 ? 1 : 0;
+    proj_backward(tw, m, dfeat, B, W);
     zero(tw->st.dlnf, (size_t)B * T * W);
     if (tw->ppool == CLASP_POOL_CLS)
         clasp_gather_tokens_backward(tw->st.dlnf, tw->dpooled, tw->pos, B, T, W);
@@ -713,18 +718,14 @@ static clasp_status text_forward(clasp__tower *tw, const clasp_model *m, const i
     } else {
         clasp_meanpool_tokens_forward(tw->pooled, tw->st.lnf, B, T, W);
     }
-    clasp_linear_forward(feat, tw->pooled, P(m, m->params, tw->proj_w), P(m, m->params, tw->proj_b),
-                         B, W, m->config.embed_dim);
+    proj_forward(tw, m, feat, B, W);
     return CLASP_OK;
 }
 
 static void text_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, int B) {
     const clasp_text_tower_config *tc = &m->config.text;
     int T = tw->T, W = tc->width;
-    zero(tw->dpooled, (size_t)B * W);
-    clasp_linear_backward(tw->dpooled, P(m, m->grads, tw->proj_w), P(m, m->grads, tw->proj_b),
-                          dfeat, tw->pooled, P(m, m->params, tw->proj_w), B, W,
-                          m->config.embed_dim);
+    proj_backward(tw, m, dfeat, B, W);
     zero(tw->st.dlnf, (size_t)B * T * W);
     if (tc->pool == CLASP_POOL_EOS)
         clasp_gather_tokens_backward(tw->st.dlnf, tw->dpooled, tw->pos, B, T, W);

@@ -49,11 +49,12 @@ typedef struct clasp__stack {
 typedef struct clasp__tower {
     clasp_tower kind;
     clasp_arena arena;
-    int fwd_B;   /* batch of the last forward, 0 = none */
-    bool is_cnn; /* CNN (image cnn, audio_cnn) or patch transformer / text */
-    /* CNN: input in_c x in_h x in_w, blocks, fc layers; gap = global average pooling of the
-     * last block's output (B, OC) feeds the fc layers instead of the flattened map */
-    int in_c, in_h, in_w, n_conv, n_fc;
+    int fwd_B;            /* batch of the last forward, 0 = none */
+    bool is_cnn;          /* CNN (image cnn, audio_cnn) or patch transformer / text */
+    int in_c, in_h, in_w; /* CNN, ViT/AST: input c x h x w */
+    /* CNN: blocks, fc layers; gap = global average pooling of the last block's output (B, OC)
+     * feeds the fc layers instead of the flattened map */
+    int n_conv, n_fc;
     bool gap;
     clasp_conv_block cb[CLASP_MAX_CONV_BLOCKS];
     int conv_w[CLASP_MAX_CONV_BLOCKS], conv_b[CLASP_MAX_CONV_BLOCKS];
@@ -81,9 +82,9 @@ typedef struct clasp__tower {
     int T;                     /* tokens per sample */
     int tok_emb, pos_emb;      /* text; pos_emb also ViT/AST */
     int patch_w, patch_b, cls; /* ViT/AST (cls = -1 without class token) */
-    /* ViT/AST: input pc x ph_in x pw_in, patches PH x PW, grid GH x GW (leftover rows and
-     * columns that do not fill a patch are ignored), width W, pooling */
-    int pc, ph_in, pw_in, PH, PW, GH, GW, pwidth;
+    /* ViT/AST: patches PH x PW of the input, grid GH x GW (leftover rows and columns that do
+     * not fill a patch are ignored), width W, pooling */
+    int PH, PW, GH, GW, pwidth;
     clasp_pool ppool;
     int proj_w, proj_b;
     int32_t *tokens;         /* text (B,T) copy */
