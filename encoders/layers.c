@@ -845,45 +845,58 @@ void clasp_posemb_backward(float *dwpe, const float *dout, int B, int T, int C) 
 /* ---- attention ----------------------------------------------------------------------------------
  */
 
-/* Baseline CPUs (and non-GCC builds) use OpenBLAS for the per-head products: work holds one
- * (T, T) score-gradient tile. */
-static void attention_fwd_blas(float *out, float *att, const float *qkv, const uint8_t *pad_mask,
-                               int causal, int B, int T, int C, int NH) {
+/* The forward of one (batch, head): y (T, hs; rows C apart), a (T, T), q, k, v (T, hs; rows C3
+ * apart), pm (T) or NULL; scale = 1/sqrt(hs). */
+typedef void attn_fwd_head_fn(float *y, float *a, float *work, const float *q, const float *k,
+                              const float *v, const uint8_t *pm, int causal, int T, int hs, int C3,
+                              int C, float scale);
+
+/* out (B, T, C), att (B, NH, T, T) from qkv (B, T, 3C) and pad_mask (B, T) or NULL: `head` on
+ * every (batch, head) in order. */
+static void attention_fwd_heads(attn_fwd_head_fn *head, float *out, float *att, float *work,
+                                const float *qkv, const uint8_t *pad_mask, int causal, int B, int T,
+                                int C, int NH) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     for (int b = 0; b < B; b++) {
         const uint8_t *pm = pad_mask ? pad_mask + (size_t)b * T : NULL;
         for (int h = 0; h < NH; h++) {
             const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
-            const float *k = q + C, *v = q + 2 * C;
             float *a = att + ((size_t)b * NH + h) * T * T;
             float *y = out + (size_t)b * T * C + (size_t)h * hs;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3,
-                        0.0f, a, T);
-            for (int i = 0; i < T; i++) {
-                float *r = a + (size_t)i * T;
-                int jend = causal ? i + 1 : T;
-                float mx = -INFINITY;
-                for (int j = 0; j < jend; j++)
-                    if (!(pm && pm[j]) && r[j] > mx) mx = r[j];
-                if (mx == -INFINITY) { /* every key masked: zero row, zero output */
-                    for (int j = 0; j < T; j++) r[j] = 0.0f;
-                    continue;
-                }
-                double sum = 0.0;
-                for (int j = 0; j < jend; j++) {
-                    float e = (pm && pm[j]) ? 0.0f : expf(r[j] - mx);
-                    r[j] = e;
-                    sum += (double)e;
-                }
-                float inv = (float)(1.0 / sum);
-                for (int j = 0; j < jend; j++) r[j] *= inv;
-                for (int j = jend; j < T; j++) r[j] = 0.0f;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3,
-                        0.0f, y, C);
+            head(y, a, work, q, q + C, q + 2 * C, pm, causal, T, hs, C3, C, scale);
         }
     }
+}
+
+/* Baseline CPUs (and non-GCC builds) use OpenBLAS for the per-head products: work holds one
+ * (T, T) score-gradient tile. */
+static void attn_fwd_head_blas(float *y, float *a, float *work, const float *q, const float *k,
+                               const float *v, const uint8_t *pm, int causal, int T, int hs, int C3,
+                               int C, float scale) {
+    (void)work;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3, 0.0f, a, T);
+    for (int i = 0; i < T; i++) {
+        float *r = a + (size_t)i * T;
+        int jend = causal ? i + 1 : T;
+        float mx = -INFINITY;
+        for (int j = 0; j < jend; j++)
+            if (!(pm && pm[j]) && r[j] > mx) mx = r[j];
+        if (mx == -INFINITY) { /* every key masked: zero row, zero output */
+            for (int j = 0; j < T; j++) r[j] = 0.0f;
+            continue;
+        }
+        double sum = 0.0;
+        for (int j = 0; j < jend; j++) {
+            float e = (pm && pm[j]) ? 0.0f : expf(r[j] - mx);
+            r[j] = e;
+            sum += (double)e;
+        }
+        float inv = (float)(1.0 / sum);
+        for (int j = 0; j < jend; j++) r[j] *= inv;
+        for (int j = jend; j < T; j++) r[j] = 0.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3, 0.0f, y, C);
 }
 
 static void attention_bwd_blas(float *dqkv, float *work, const float *dout, const float *qkv,
@@ -1088,36 +1101,24 @@ CLASP_BODY void attn_fwd_bh(float *restrict y, float *restrict a, float *restric
     }
 }
 
-CLASP_BODY void attention_fwd_body(float *out, float *att, float *work, const float *qkv,
-                                   const uint8_t *pad_mask, int causal, int B, int T, int C,
-                                   int NH) {
-    int hs = C / NH, C3 = 3 * C;
-    float scale = 1.0f / sqrtf((float)hs);
-    for (int b = 0; b < B; b++) {
-        const uint8_t *pm = pad_mask ? pad_mask + (size_t)b * T : NULL;
-        for (int h = 0; h < NH; h++) {
-            const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
-            float *a = att + ((size_t)b * NH + h) * T * T;
-            float *y = out + (size_t)b * T * C + (size_t)h * hs;
-            if (T == 32 && hs == 32)
-                attn_fwd_bh(y, a, work, q, q + C, q + 2 * C, pm, causal, 32, 32, C3, C, scale);
-            else
-                attn_fwd_bh(y, a, work, q, q + C, q + 2 * C, pm, causal, T, hs, C3, C, scale);
-        }
-    }
+CLASP_BODY void attn_fwd_head_body(float *y, float *a, float *work, const float *q, const float *k,
+                                   const float *v, const uint8_t *pm, int causal, int T, int hs,
+                                   int C3, int C, float scale) {
+    if (T == 32 && hs == 32)
+        attn_fwd_bh(y, a, work, q, k, v, pm, causal, 32, 32, C3, C, scale);
+    else
+        attn_fwd_bh(y, a, work, q, k, v, pm, causal, T, hs, C3, C, scale);
 }
-SIMD_KERNEL(attention_fwd,
-            (float *out, float *att, float *work, const float *qkv, const uint8_t *pad_mask,
-             int causal, int B, int T, int C, int NH),
-            (out, att, work, qkv, pad_mask, causal, B, T, C, NH))
+SIMD_KERNEL(attn_fwd_head,
+            (float *y, float *a, float *work, const float *q, const float *k, const float *v,
+             const uint8_t *pm, int causal, int T, int hs, int C3, int C, float scale),
+            (y, a, work, q, k, v, pm, causal, T, hs, C3, C, scale))
 
 void clasp_attention_forward(float *out, float *att, float *work, const float *qkv,
                              const uint8_t *pad_mask, int causal, int B, int T, int C, int NH) {
     /* out (B, T, C), att (B, NH, T, T), qkv (B, T, 3C), pad_mask (B, T) or NULL */
-    if (simd_level() >= 1)
-        attention_fwd(out, att, work, qkv, pad_mask, causal, B, T, C, NH);
-    else
-        attention_fwd_blas(out, att, qkv, pad_mask, causal, B, T, C, NH);
+    attention_fwd_heads(simd_level() >= 1 ? attn_fwd_head : attn_fwd_head_blas, out, att, work, qkv,
+                        pad_mask, causal, B, T, C, NH);
 }
 
 /* One (batch, head): rows of att past the last nonzero entry contribute nothing, so causal
