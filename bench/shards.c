@@ -90,8 +90,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     clasp_fmnist_options o = clasp_fmnist_default_options();
-    o.out_dir = dir;
-    o.limit = limit;
+    o.shards.out_dir = dir;
+    o.shards.limit = limit;
     clasp_manifest m;
     double t0 = now();
     if (clasp_fmnist_build(&o, &m) != CLASP_OK) {
@@ -105,8 +105,8 @@ int main(int argc, char **argv) {
     char edir[4096];
     snprintf(edir, sizeof edir, "%s-emoji", dir);
     clasp_emoji_options eo = clasp_emoji_default_options();
-    eo.out_dir = edir;
-    eo.limit = limit;
+    eo.shards.out_dir = edir;
+    eo.shards.limit = limit;
     /* Fetch (if needed) before timing, so the rate is the build's, not the download's. */
     char tgz[4096];
     if (clasp_emoji_package(&eo, "emojibase-data", CLASP_EMOJIBASE_VERSION, tgz, sizeof tgz) !=

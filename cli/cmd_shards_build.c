@@ -114,11 +114,11 @@ static const clasp_arg build_table[] = {
 /* The options every builder has, from the command line. */
 #define SET_COMMON_(o, a)                                                                          \
     do {                                                                                           \
-        (o).out_dir = (a)->out;                                                                    \
-        if ((a)->have_maxcount) (o).maxcount = (size_t)(a)->maxcount;                              \
-        (o).maxsize = (a)->maxsize;                                                                \
-        (o).limit = (size_t)(a)->limit;                                                            \
-        (o).progress = true;                                                                       \
+        (o).shards.out_dir = (a)->out;                                                             \
+        if ((a)->have_maxcount) (o).shards.maxcount = (size_t)(a)->maxcount;                       \
+        (o).shards.maxsize = (a)->maxsize;                                                         \
+        (o).shards.limit = (size_t)(a)->limit;                                                     \
+        (o).shards.progress = true;                                                                \
     } while (0)
 
 /* Runs the builder of a->kind; CLASP_ERR_ARG for an unknown kind. */

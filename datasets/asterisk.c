@@ -21,7 +21,8 @@
 #define MAX_WAV    ((size_t)64 << 20)
 
 clasp_asterisk_options clasp_asterisk_default_options(void) {
-    return (clasp_asterisk_options){.langs = "en,es,fr,it,ru", .val_percent = 10, .maxcount = 1000};
+    return (clasp_asterisk_options){
+        .langs = "en,es,fr,it,ru", .val_percent = 10, .shards = {.maxcount = 1000}};
 }
 
 static const char *licence_of(const char *lang) {
@@ -269,7 +270,7 @@ static clasp_status build_lang(const clasp_asterisk_options *o, const char *root
             st = clasp_manifest_skip(m, "no_audio", item, NULL);
             continue;
         }
-        if (o->limit && written >= o->limit) continue;
+        if (o->shards.limit && written >= o->shards.limit) continue;
         char wpath[8400];
         snprintf(wpath, sizeof wpath, "%s/%s", adir, a->text);
         char *wav;
@@ -313,7 +314,8 @@ static clasp_status build_lang(const clasp_asterisk_options *o, const char *root
         snprintf(item, sizeof item, "%s/%s", lang, au.v[i].name);
         st = clasp_manifest_skip(m, "no_transcript", item, NULL);
     }
-    if (o->progress) fprintf(stderr, "asterisk %s: %zu samples from %s\n", lang, written, voice);
+    if (o->shards.progress)
+        fprintf(stderr, "asterisk %s: %zu samples from %s\n", lang, written, voice);
 done:
     list_free(&tr);
     list_free(&au);
@@ -321,7 +323,8 @@ done:
 }
 
 clasp_status clasp_asterisk_build(const clasp_asterisk_options *o, clasp_manifest *m) {
-    if (!o || !o->out_dir || !m) return clasp_set_error(CLASP_ERR_ARG, "asterisk: NULL argument");
+    if (!o || !o->shards.out_dir || !m)
+        return clasp_set_error(CLASP_ERR_ARG, "asterisk: NULL argument");
     CLASP_TRY(clasp_split_check_percent("asterisk", o->val_percent));
     const char *root = o->src_root && strcmp(o->src_root, "/") ? o->src_root : "";
     const char *langs = o->langs ? o->langs : "en,es,fr,it,ru";
@@ -329,12 +332,11 @@ clasp_status clasp_asterisk_build(const clasp_asterisk_options *o, clasp_manifes
     cJSON *opt = clasp_manifest_options(m);
     cJSON_AddStringToObject(opt, "langs", langs);
     clasp_split_options(opt, o->val_percent, "xxh64(key, 0) % 100 < val_percent -> validation",
-                        o->maxcount, o->maxsize, o->limit);
+                        &o->shards);
     static const char *const exts[] = {"json", "txt", "wav"};
     clasp_status st = clasp_manifest_set_fields(m, exts, 3);
     clasp_split_writers sw = {0};
-    if (st == CLASP_OK)
-        st = clasp_split_writers_open(&sw, m, o->out_dir, o->maxcount, o->maxsize, o->val_percent);
+    if (st == CLASP_OK) st = clasp_split_writers_open(&sw, m, &o->shards, o->val_percent);
     char lang[16];
     for (const char *p = langs; st == CLASP_OK && *p;) {
         const char *c = strchr(p, ',');
@@ -361,7 +363,7 @@ clasp_status clasp_asterisk_build(const clasp_asterisk_options *o, clasp_manifes
         }
         p = c ? c + 1 : p + n;
     }
-    if (st == CLASP_OK) st = clasp_split_writers_finish(&sw, o->out_dir);
+    if (st == CLASP_OK) st = clasp_split_writers_finish(&sw, o->shards.out_dir);
     clasp_split_writers_free(&sw);
     if (st != CLASP_OK) clasp_manifest_free(m);
     return st;

@@ -34,18 +34,15 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "datasets/build.h"
 #include "datasets/manifest.h"
 
 typedef struct clasp_asterisk_options {
-    const char *src_root; /* NULL = "/" (packages installed); tests point it at a fake tree
-                             with the same layout below it */
-    const char *out_dir;
-    const char *langs; /* comma-separated, default "en,es,fr,it,ru" */
-    int val_percent;   /* 0..100, default 10 */
-    size_t maxcount;   /* default 1000 */
-    uint64_t maxsize;
-    size_t limit; /* at most this many samples per language; 0 = all */
-    bool progress;
+    const char *src_root;        /* NULL = "/" (packages installed); tests point it at a fake tree
+                                    with the same layout below it */
+    const char *langs;           /* comma-separated, default "en,es,fr,it,ru" */
+    int val_percent;             /* 0..100, default 10 */
+    clasp_shards_options shards; /* maxcount default 1000; limit: samples per language */
 } clasp_asterisk_options;
 
 clasp_asterisk_options clasp_asterisk_default_options(void);

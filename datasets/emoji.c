@@ -18,7 +18,8 @@
 #define MAX_LOCALES 64
 
 clasp_emoji_options clasp_emoji_default_options(void) {
-    return (clasp_emoji_options){.vendors = "google,twitter", .val_percent = 10, .maxcount = 1000};
+    return (clasp_emoji_options){
+        .vendors = "google,twitter", .val_percent = 10, .shards = {.maxcount = 1000}};
 }
 
 typedef struct vendor_info {
@@ -552,7 +553,7 @@ static clasp_status build_vendor(const clasp_emoji_options *o, const vendor_info
             st = clasp_manifest_skip(m, "no_label", key, NULL);
             continue;
         }
-        if (o->limit && written >= o->limit) break;
+        if (o->shards.limit && written >= o->shards.limit) break;
         char *js = sample_json(it, vi->name, vi, t, r);
         if (!js) {
             st = clasp_set_error(CLASP_ERR_NOMEM, "emoji: out of memory");
@@ -570,7 +571,7 @@ static clasp_status build_vendor(const clasp_emoji_options *o, const vendor_info
                  vi->attribution);
         st = clasp_manifest_add_source(m, pkg, v.version, lic);
     }
-    if (st == CLASP_OK && o->progress)
+    if (st == CLASP_OK && o->shards.progress)
         fprintf(stderr, "emoji %s: %zu samples (%s %s)\n", vi->name, written, pkg, v.version);
 done:
     free(items);
@@ -580,7 +581,8 @@ done:
 }
 
 clasp_status clasp_emoji_build(const clasp_emoji_options *o, clasp_manifest *m) {
-    if (!o || !o->out_dir || !m) return clasp_set_error(CLASP_ERR_ARG, "emoji: NULL argument");
+    if (!o || !o->shards.out_dir || !m)
+        return clasp_set_error(CLASP_ERR_ARG, "emoji: NULL argument");
     CLASP_TRY(clasp_split_check_percent("emoji", o->val_percent));
     const char *vendors = o->vendors ? o->vendors : "google,twitter";
     /* Check every vendor before any work or download. */
@@ -630,18 +632,17 @@ clasp_status clasp_emoji_build(const clasp_emoji_options *o, clasp_manifest *m) 
     clasp_split_options(opt, o->val_percent,
                         "xxh64(split_id of the base emoji, 0) % 100 < val_percent -> "
                         "validation (split_id: unified code points without FE0F)",
-                        o->maxcount, o->maxsize, o->limit);
+                        &o->shards);
     static const char *const exts[] = {"json", "png", "txt"};
     if (st == CLASP_OK) st = clasp_manifest_set_fields(m, exts, 3);
     clasp_split_writers sw = {0};
-    if (st == CLASP_OK)
-        st = clasp_split_writers_open(&sw, m, o->out_dir, o->maxcount, o->maxsize, o->val_percent);
+    if (st == CLASP_OK) st = clasp_split_writers_open(&sw, m, &o->shards, o->val_percent);
     for (size_t i = 0; st == CLASP_OK && i < n_v; i++) st = build_vendor(o, vlist[i], &t, &sw, m);
     if (st == CLASP_OK)
         st = clasp_manifest_add_source(m, "emojibase-data", t.version,
                                        "MIT (CLDR annotations: "
                                        "Unicode License v3)");
-    if (st == CLASP_OK) st = clasp_split_writers_finish(&sw, o->out_dir);
+    if (st == CLASP_OK) st = clasp_split_writers_finish(&sw, o->shards.out_dir);
     clasp_split_writers_free(&sw);
     table_free(&t);
     if (st != CLASP_OK) clasp_manifest_free(m);

@@ -44,25 +44,22 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "datasets/build.h"
 #include "datasets/manifest.h"
 
 #define CLASP_EMOJI_DATASOURCE_VERSION "16.0.0"
 #define CLASP_EMOJIBASE_VERSION        "17.0.0"
 
 typedef struct clasp_emoji_options {
-    const char *src_dir;   /* folder with the PACKAGE-VERSION.tgz files; NULL = cache + npm */
-    const char *cache_dir; /* NULL = clasp__cache_dir() */
-    const char *npm;       /* program used for `npm pack`; NULL = "npm" */
-    const char *out_dir;
-    const char *vendors; /* comma-separated; default "google,twitter" */
-    const char *locales; /* comma-separated emojibase locales; NULL = all in the package
-                            ("en" is always read for KEY.txt) */
-    bool skins;          /* also the skin-tone variations (default false) */
-    int val_percent;     /* 0..100, default 10 */
-    size_t maxcount;     /* default 1000 */
-    uint64_t maxsize;
-    size_t limit; /* at most this many samples per vendor; 0 = all */
-    bool progress;
+    const char *src_dir;         /* folder with the PACKAGE-VERSION.tgz files; NULL = cache + npm */
+    const char *cache_dir;       /* NULL = clasp__cache_dir() */
+    const char *npm;             /* program used for `npm pack`; NULL = "npm" */
+    const char *vendors;         /* comma-separated; default "google,twitter" */
+    const char *locales;         /* comma-separated emojibase locales; NULL = all in the package
+                                    ("en" is always read for KEY.txt) */
+    bool skins;                  /* also the skin-tone variations (default false) */
+    int val_percent;             /* 0..100, default 10 */
+    clasp_shards_options shards; /* maxcount default 1000; limit: samples per vendor */
 } clasp_emoji_options;
 
 clasp_emoji_options clasp_emoji_default_options(void);

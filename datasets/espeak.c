@@ -27,7 +27,7 @@ clasp_espeak_options clasp_espeak_default_options(void) {
                                   .pitches = CLASP_ESPEAK_DEFAULT_PITCHES,
                                   .variants = 4,
                                   .val_percent = 10,
-                                  .maxcount = 1000};
+                                  .shards = {.maxcount = 1000}};
 }
 
 /* A parsed comma-separated list: names point into `buf`. */
@@ -179,7 +179,7 @@ static clasp_status gather(const clasp_espeak_options *o, const char *root, clas
         if (clasp__is_file(ap)) {
             clasp__transcripts a = {0};
             st = clasp__asterisk_transcripts(root, "en", m, &a);
-            if (st == CLASP_OK) st = append(all, &a, "asterisk/", o->limit);
+            if (st == CLASP_OK) st = append(all, &a, "asterisk/", o->shards.limit);
             clasp__transcripts_free(&a);
             if (st == CLASP_OK) {
                 cJSON_AddItemToArray(used, cJSON_CreateString("asterisk"));
@@ -189,7 +189,7 @@ static clasp_status gather(const clasp_espeak_options *o, const char *root, clas
         if (st == CLASP_OK && tgz[0]) {
             clasp__transcripts e = {0};
             st = clasp__emojibase_en_labels(tgz, &e);
-            if (st == CLASP_OK) st = append(all, &e, "", o->limit);
+            if (st == CLASP_OK) st = append(all, &e, "", o->shards.limit);
             clasp__transcripts_free(&e);
             if (st == CLASP_OK) {
                 cJSON_AddItemToArray(used, cJSON_CreateString("emoji"));
@@ -206,7 +206,7 @@ static clasp_status gather(const clasp_espeak_options *o, const char *root, clas
         const char *s = src.v[i];
         if (!strcmp(s, "asterisk")) {
             st = clasp__asterisk_transcripts(root, "en", m, &t);
-            if (st == CLASP_OK) st = append(all, &t, "asterisk/", o->limit);
+            if (st == CLASP_OK) st = append(all, &t, "asterisk/", o->shards.limit);
             if (st == CLASP_OK)
                 st = clasp_manifest_add_package(m, "asterisk-core-sounds-en", "CC-BY-SA-3.0");
         } else if (!strcmp(s, "emoji")) {
@@ -216,7 +216,7 @@ static clasp_status gather(const clasp_espeak_options *o, const char *root, clas
             st = clasp_emoji_package(&eo, "emojibase-data", CLASP_EMOJIBASE_VERSION, tgz,
                                      sizeof tgz);
             if (st == CLASP_OK) st = clasp__emojibase_en_labels(tgz, &t);
-            if (st == CLASP_OK) st = append(all, &t, "", o->limit);
+            if (st == CLASP_OK) st = append(all, &t, "", o->shards.limit);
             if (st == CLASP_OK)
                 st = clasp_manifest_add_source(m, "emojibase-data", CLASP_EMOJIBASE_VERSION,
                                                "MIT (CLDR annotations: Unicode License v3)");
@@ -225,7 +225,7 @@ static clasp_status gather(const clasp_espeak_options *o, const char *root, clas
                 st = clasp_set_error(CLASP_ERR_NOT_FOUND,
                                      "espeak: --from '%s': not asterisk, emoji or a file", s);
             if (st == CLASP_OK) st = read_tsv(s, &t, m);
-            if (st == CLASP_OK) st = append(all, &t, "", o->limit);
+            if (st == CLASP_OK) st = append(all, &t, "", o->shards.limit);
             if (st == CLASP_OK) st = clasp_manifest_add_source(m, s, "local file", "unknown");
         }
         clasp__transcripts_free(&t);
@@ -348,7 +348,7 @@ static clasp_status speak_all(const clasp_espeak_options *o, const speaker *sp,
                                                 written);
             free(wav);
         }
-        if (o->progress && st == CLASP_OK && (i + 1) % 200 == 0)
+        if (o->shards.progress && st == CLASP_OK && (i + 1) % 200 == 0)
             fprintf(stderr, "espeak: %zu/%zu transcripts, %zu samples\n", i + 1, all->n, *written);
     }
     free(cells);
@@ -370,7 +370,8 @@ static clasp_status check_voices(const speaker *sp, const word_list *voices) {
 }
 
 clasp_status clasp_espeak_build(const clasp_espeak_options *o, clasp_manifest *m) {
-    if (!o || !o->out_dir || !m) return clasp_set_error(CLASP_ERR_ARG, "espeak: NULL argument");
+    if (!o || !o->shards.out_dir || !m)
+        return clasp_set_error(CLASP_ERR_ARG, "espeak: NULL argument");
     CLASP_TRY(clasp_split_check_percent("espeak", o->val_percent));
     word_list voices, speeds, pitches;
     CLASP_TRY(split_list("voice", o->voices, &voices));
@@ -411,18 +412,17 @@ clasp_status clasp_espeak_build(const clasp_espeak_options *o, clasp_manifest *m
         clasp_split_options(opt, o->val_percent,
                             "xxh64(split_id of the transcript, 0) % 100 < val_percent -> "
                             "validation",
-                            o->maxcount, o->maxsize, o->limit);
+                            &o->shards);
         cJSON_AddNumberToObject(opt, "transcripts", (double)all.n);
         static const char *const exts[] = {"json", "txt", "wav"};
         st = clasp_manifest_set_fields(m, exts, 3);
     }
     if (st == CLASP_OK) st = clasp_manifest_add_package(m, "espeak-ng", "GPL-3.0-or-later");
-    if (st == CLASP_OK)
-        st = clasp_split_writers_open(&sw, m, o->out_dir, o->maxcount, o->maxsize, o->val_percent);
+    if (st == CLASP_OK) st = clasp_split_writers_open(&sw, m, &o->shards, o->val_percent);
     if (st == CLASP_OK) st = speak_all(o, &sp, &all, &voices, &speeds, &pitches, &sw, m, &written);
-    if (st == CLASP_OK && o->progress)
+    if (st == CLASP_OK && o->shards.progress)
         fprintf(stderr, "espeak: %zu samples from %zu transcripts\n", written, all.n);
-    if (st == CLASP_OK) st = clasp_split_writers_finish(&sw, o->out_dir);
+    if (st == CLASP_OK) st = clasp_split_writers_finish(&sw, o->shards.out_dir);
     clasp_split_writers_free(&sw);
     clasp__transcripts_free(&all);
     unlink(sp.in);

@@ -42,6 +42,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "datasets/build.h"
 #include "datasets/manifest.h"
 
 #define CLASP_ESPEAK_DEFAULT_VOICES  "en-us,en-gb,en-gb-scotland,en-us+f3"
@@ -49,21 +50,17 @@
 #define CLASP_ESPEAK_DEFAULT_PITCHES "35,50,70"
 
 typedef struct clasp_espeak_options {
-    const char *from;      /* see above; NULL = default */
-    const char *src_root;  /* root of the asterisk package tree; NULL = "/" */
-    const char *emoji_dir; /* folder with emojibase-data-VERSION.tgz; NULL = the cache */
-    const char *espeak;    /* program; NULL = "espeak-ng" */
-    const char *out_dir;
-    const char *voices;  /* comma-separated espeak-ng voice names ([A-Za-z0-9_+-]) */
-    const char *speeds;  /* comma-separated words per minute, 80..450 */
-    const char *pitches; /* comma-separated, 0..99 */
-    size_t variants;     /* cells per transcript, default 4; 0 = all */
-    uint64_t seed;       /* variant draw, default 0 */
-    int val_percent;     /* 0..100, default 10 */
-    size_t maxcount;     /* default 1000 */
-    uint64_t maxsize;
-    size_t limit; /* at most this many transcripts per source; 0 = all */
-    bool progress;
+    const char *from;            /* see above; NULL = default */
+    const char *src_root;        /* root of the asterisk package tree; NULL = "/" */
+    const char *emoji_dir;       /* folder with emojibase-data-VERSION.tgz; NULL = the cache */
+    const char *espeak;          /* program; NULL = "espeak-ng" */
+    const char *voices;          /* comma-separated espeak-ng voice names ([A-Za-z0-9_+-]) */
+    const char *speeds;          /* comma-separated words per minute, 80..450 */
+    const char *pitches;         /* comma-separated, 0..99 */
+    size_t variants;             /* cells per transcript, default 4; 0 = all */
+    uint64_t seed;               /* variant draw, default 0 */
+    int val_percent;             /* 0..100, default 10 */
+    clasp_shards_options shards; /* maxcount default 1000; limit: transcripts per source */
 } clasp_espeak_options;
 
 clasp_espeak_options clasp_espeak_default_options(void);

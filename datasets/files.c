@@ -21,8 +21,10 @@
 #define MAX_DEPTH 64
 
 clasp_files_options clasp_files_default_options(void) {
-    return (clasp_files_options){
-        .prefix = "shard", .maxcount = 1000, .url_col = "url", .caption_col = "caption"};
+    return (clasp_files_options){.prefix = "shard",
+                                 .shards = {.maxcount = 1000},
+                                 .url_col = "url",
+                                 .caption_col = "caption"};
 }
 
 bool clasp_files_is_image_ext(const char *e) {
@@ -92,20 +94,15 @@ static const char *read_reason(clasp_status st) {
 static clasp_status begin(const clasp_files_options *o, const char *kind, clasp_manifest *m,
                           clasp_shard_writer **w) {
     *w = NULL;
-    if (!o || !o->source || !o->out_dir || !m)
+    if (!o || !o->source || !o->shards.out_dir || !m)
         return clasp_set_error(CLASP_ERR_ARG, "%s: need a source and an output directory", kind);
     CLASP_TRY(clasp_manifest_init(m, kind));
-    clasp_status st = clasp__ensure_dir(o->out_dir);
+    clasp_status st = clasp__ensure_dir(o->shards.out_dir);
     cJSON *opt = clasp_manifest_options(m);
     cJSON_AddStringToObject(opt, "source", o->source);
-    cJSON_AddNumberToObject(opt, "maxcount", (double)o->maxcount);
-    cJSON_AddNumberToObject(opt, "maxsize", (double)o->maxsize);
-    cJSON_AddNumberToObject(opt, "limit", (double)o->limit);
-    clasp_shard_writer_config wc = clasp_shard_writer_default_config();
-    wc.dir = o->out_dir;
-    wc.prefix = o->prefix ? o->prefix : "shard";
-    wc.maxcount = o->maxcount;
-    wc.maxsize = o->maxsize;
+    clasp_shards_options_to_json(opt, &o->shards);
+    clasp_shard_writer_config wc =
+        clasp_shards_writer_config(&o->shards, o->prefix ? o->prefix : "shard");
     if (st == CLASP_OK) st = clasp_shard_writer_open(&wc, w);
     if (st != CLASP_OK) clasp_manifest_free(m);
     return st;
@@ -116,7 +113,7 @@ static clasp_status finish(const clasp_files_options *o, clasp_manifest *m, clas
     if (st == CLASP_OK) st = clasp_shard_writer_close(w);
     if (st == CLASP_OK) st = clasp_manifest_add_split(m, o->prefix ? o->prefix : "shard", w);
     if (st == CLASP_OK) st = clasp_manifest_add_source(m, o->source, "local", "see source");
-    if (st == CLASP_OK) st = clasp_manifest_save(m, o->out_dir);
+    if (st == CLASP_OK) st = clasp_manifest_save(m, o->shards.out_dir);
     clasp_shard_writer_free(w);
     if (st != CLASP_OK) clasp_manifest_free(m);
     return st;
@@ -237,7 +234,7 @@ clasp_status clasp_folder_build(const clasp_files_options *o, clasp_manifest *m)
         while (j < l.n && l.v[j].key_len == l.v[i].key_len &&
                !memcmp(l.v[j].rel, l.v[i].rel, l.v[i].key_len))
             j++;
-        if (o->limit && written >= o->limit) break;
+        if (o->shards.limit && written >= o->shards.limit) break;
         char key[4096];
         snprintf(key, sizeof key, "%.*s", (int)l.v[i].key_len, l.v[i].rel);
         clasp_shard_field f[CLASP_SHARD_MAX_FIELDS];
@@ -292,7 +289,7 @@ clasp_status clasp_folder_build(const clasp_files_options *o, clasp_manifest *m)
             }
         }
         for (size_t k = 0; k < nf; k++) free(bufs[k]);
-        if (o->progress && written && written % 10000 == 0)
+        if (o->shards.progress && written && written % 10000 == 0)
             fprintf(stderr, "folder: %zu samples\n", written);
         i = j;
     }
@@ -418,7 +415,7 @@ clasp_status clasp_tsv_build(const clasp_files_options *o, clasp_manifest *m) {
     else
         snprintf(dir, sizeof dir, ".");
     size_t row = 0, written = 0;
-    while (st == CLASP_OK && p < end && !(o->limit && written >= o->limit)) {
+    while (st == CLASP_OK && p < end && !(o->shards.limit && written >= o->shards.limit)) {
         const char *line = p;
         st = next_record(&p, end, csv, &r);
         if (st != CLASP_OK) {
@@ -486,7 +483,7 @@ clasp_status clasp_tsv_build(const clasp_files_options *o, clasp_manifest *m) {
             written += added;
         }
         free(data);
-        if (o->progress && written && written % 10000 == 0)
+        if (o->shards.progress && written && written % 10000 == 0)
             fprintf(stderr, "tsv: %zu samples\n", written);
     }
 done:

@@ -31,20 +31,17 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "datasets/build.h"
 #include "datasets/manifest.h"
 
 #define CLASP_FILES_MAX_BYTES ((size_t)256 << 20)
 
 typedef struct clasp_files_options {
-    const char *source;      /* folder (folder builder) or table file (tsv builder) */
-    const char *out_dir;     /* created if missing */
-    const char *prefix;      /* shard prefix and split name; default "shard" */
-    size_t maxcount;         /* default 1000 */
-    uint64_t maxsize;        /* default 0 = none */
-    size_t limit;            /* at most this many samples written; 0 = all */
-    const char *url_col;     /* tsv: default "url" */
-    const char *caption_col; /* tsv: default "caption" */
-    bool progress;
+    const char *source;          /* folder (folder builder) or table file (tsv builder) */
+    const char *prefix;          /* shard prefix and split name; default "shard" */
+    const char *url_col;         /* tsv: default "url" */
+    const char *caption_col;     /* tsv: default "caption" */
+    clasp_shards_options shards; /* maxcount default 1000; limit: samples written */
 } clasp_files_options;
 
 clasp_files_options clasp_files_default_options(void);

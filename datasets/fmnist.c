@@ -28,7 +28,7 @@ const char *const clasp_fmnist_templates[CLASP_FMNIST_N_TEMPLATES] = {
 #define IDX_LIMIT ((size_t)256 << 20)
 
 clasp_fmnist_options clasp_fmnist_default_options(void) {
-    return (clasp_fmnist_options){.maxcount = 10000};
+    return (clasp_fmnist_options){.shards = {.maxcount = 10000}};
 }
 
 int clasp_fmnist_template_index(uint64_t seed, uint64_t i) {
@@ -140,13 +140,9 @@ static clasp_status build_split(const clasp_fmnist_options *o, const char *src, 
     uint8_t *images = NULL, *labels = NULL;
     size_t count = 0;
     CLASP_TRY(load_split(src, idx_prefix, &images, &labels, &count));
-    if (o->limit && o->limit < count) count = o->limit;
+    if (o->shards.limit && o->shards.limit < count) count = o->shards.limit;
 
-    clasp_shard_writer_config wc = clasp_shard_writer_default_config();
-    wc.dir = o->out_dir;
-    wc.prefix = split;
-    wc.maxcount = o->maxcount;
-    wc.maxsize = o->maxsize;
+    clasp_shard_writer_config wc = clasp_shards_writer_config(&o->shards, split);
     clasp_shard_writer *w = NULL;
     clasp_status st = clasp_shard_writer_open(&wc, &w);
     const size_t px = (size_t)CLASP_FMNIST_SIDE * CLASP_FMNIST_SIDE;
@@ -198,7 +194,7 @@ static clasp_status build_split(const clasp_fmnist_options *o, const char *src, 
         }
         st = clasp_shard_writer_add(w, key, f, nf);
         free(png);
-        if (o->progress && (i + 1) % 10000 == 0)
+        if (o->shards.progress && (i + 1) % 10000 == 0)
             fprintf(stderr, "fmnist %s: %zu/%zu samples\n", split, i + 1, count);
     }
     if (st == CLASP_OK) st = clasp_shard_writer_close(w);
@@ -230,15 +226,14 @@ static clasp_status write_side_files(const char *dir) {
 }
 
 clasp_status clasp_fmnist_build(const clasp_fmnist_options *o, clasp_manifest *m) {
-    if (!o || !o->out_dir || !m) return clasp_set_error(CLASP_ERR_ARG, "fmnist: NULL argument");
+    if (!o || !o->shards.out_dir || !m)
+        return clasp_set_error(CLASP_ERR_ARG, "fmnist: NULL argument");
     const char *src = o->src_dir ? o->src_dir : CLASP_FMNIST_DIR;
     CLASP_TRY(clasp_manifest_init(m, "fmnist"));
-    clasp_status st = clasp__ensure_dir(o->out_dir);
+    clasp_status st = clasp__ensure_dir(o->shards.out_dir);
     cJSON *opt = clasp_manifest_options(m);
     cJSON_AddStringToObject(opt, "source_dir", src);
-    cJSON_AddNumberToObject(opt, "maxcount", (double)o->maxcount);
-    cJSON_AddNumberToObject(opt, "maxsize", (double)o->maxsize);
-    cJSON_AddNumberToObject(opt, "limit", (double)o->limit);
+    clasp_shards_options_to_json(opt, &o->shards);
     cJSON_AddBoolToObject(opt, "all_captions", o->all_captions);
     cJSON_AddStringToObject(opt, "train_caption_seed", "0x5EED0000");
     cJSON_AddStringToObject(opt, "test_caption_seed", "0x7E570000");
@@ -250,11 +245,11 @@ clasp_status clasp_fmnist_build(const clasp_fmnist_options *o, clasp_manifest *m
     if (st == CLASP_OK)
         st = build_split(o, src, "train", "train", CLASP_FMNIST_TRAIN_CAPTION_SEED, m);
     if (st == CLASP_OK) st = build_split(o, src, "test", "t10k", CLASP_FMNIST_TEST_CAPTION_SEED, m);
-    if (st == CLASP_OK) st = write_side_files(o->out_dir);
+    if (st == CLASP_OK) st = write_side_files(o->shards.out_dir);
     if (st == CLASP_OK)
         st = clasp_manifest_add_package(m, CLASP_FMNIST_PACKAGE,
                                         "Expat (MIT), Copyright 2017 Zalando SE");
-    if (st == CLASP_OK) st = clasp_manifest_save(m, o->out_dir);
+    if (st == CLASP_OK) st = clasp_manifest_save(m, o->shards.out_dir);
     if (st != CLASP_OK) clasp_manifest_free(m);
     return st;
 }

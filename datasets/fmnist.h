@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "datasets/build.h"
 #include "datasets/manifest.h"
 
 #define CLASP_FMNIST_DIR                "/usr/share/datasets/fashion-mnist"
@@ -40,13 +41,9 @@ extern const char *const clasp_fmnist_classnames[CLASP_FMNIST_N_CLASSES];  /* of
 extern const char *const clasp_fmnist_templates[CLASP_FMNIST_N_TEMPLATES]; /* with "{}" */
 
 typedef struct clasp_fmnist_options {
-    const char *src_dir; /* NULL = CLASP_FMNIST_DIR */
-    const char *out_dir; /* must exist */
-    size_t maxcount;     /* samples per shard; 0 = no limit (default 10000) */
-    uint64_t maxsize;    /* bytes per shard; 0 = no limit */
-    size_t limit;        /* samples per split, 0 = all (for tests and quick trials) */
-    bool all_captions;   /* also write KEY.json with all 8 captions */
-    bool progress;       /* progress lines on stderr */
+    const char *src_dir;         /* NULL = CLASP_FMNIST_DIR */
+    bool all_captions;           /* also write KEY.json with all 8 captions */
+    clasp_shards_options shards; /* maxcount default 10000; limit: samples per split */
 } clasp_fmnist_options;
 
 clasp_fmnist_options clasp_fmnist_default_options(void);

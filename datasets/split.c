@@ -18,29 +18,21 @@ clasp_status clasp_split_check_percent(const char *builder, int val_percent) {
     return CLASP_OK;
 }
 
-void clasp_split_options(cJSON *opt, int val_percent, const char *rule, size_t maxcount,
-                         uint64_t maxsize, size_t limit) {
+void clasp_split_options(cJSON *opt, int val_percent, const char *rule,
+                         const clasp_shards_options *s) {
     cJSON_AddNumberToObject(opt, "val_percent", val_percent);
     cJSON_AddStringToObject(opt, "split_rule", rule);
-    cJSON_AddNumberToObject(opt, "maxcount", (double)maxcount);
-    cJSON_AddNumberToObject(opt, "maxsize", (double)maxsize);
-    cJSON_AddNumberToObject(opt, "limit", (double)limit);
+    clasp_shards_options_to_json(opt, s);
 }
 
-clasp_status clasp_split_writers_open(clasp_split_writers *w, clasp_manifest *m, const char *dir,
-                                      size_t maxcount, uint64_t maxsize, int val_percent) {
-    memset(w, 0, sizeof *w);
-    w->m = m;
-    w->val_percent = val_percent;
-    CLASP_TRY(clasp__ensure_dir(dir));
-    clasp_shard_writer_config wc = clasp_shard_writer_default_config();
-    wc.dir = dir;
-    wc.maxcount = maxcount;
-    wc.maxsize = maxsize;
-    wc.prefix = "train";
-    CLASP_TRY(clasp_shard_writer_open(&wc, &w->train));
-    wc.prefix = "validation";
-    return clasp_shard_writer_open(&wc, &w->val);
+clasp_status clasp_split_writers_open(clasp_split_writers *w, clasp_manifest *m,
+                                      const clasp_shards_options *s, int val_percent) {
+    *w = (clasp_split_writers){.m = m, .val_percent = val_percent};
+    CLASP_TRY(clasp__ensure_dir(s->out_dir));
+    clasp_shard_writer_config train = clasp_shards_writer_config(s, "train");
+    clasp_shard_writer_config val = clasp_shards_writer_config(s, "validation");
+    CLASP_TRY(clasp_shard_writer_open(&train, &w->train));
+    return clasp_shard_writer_open(&val, &w->val);
 }
 
 clasp_status clasp_split_writers_add(clasp_split_writers *w, const char *split_id, const char *key,

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "datasets/build.h"
 #include "datasets/manifest.h"
 #include "datasets/shard_writer.h"
 
@@ -33,8 +34,8 @@ clasp_status clasp_split_check_percent(const char *builder, int val_percent);
 /* Records the split and shard options in the manifest's options object, in this order:
  * "val_percent", "split_rule" (`rule`: the builder's split id spelled out), "maxcount",
  * "maxsize", "limit". */
-void clasp_split_options(cJSON *opt, int val_percent, const char *rule, size_t maxcount,
-                         uint64_t maxsize, size_t limit);
+void clasp_split_options(cJSON *opt, int val_percent, const char *rule,
+                         const clasp_shards_options *s);
 
 /* The "train" and "validation" shard writers of one output folder. */
 typedef struct clasp_split_writers {
@@ -45,8 +46,8 @@ typedef struct clasp_split_writers {
 
 /* Creates `dir` (and its parents) and opens the writers train-NNNNNN.tar and
  * validation-NNNNNN.tar with the shard limits (see clasp_shard_writer_config). */
-clasp_status clasp_split_writers_open(clasp_split_writers *w, clasp_manifest *m, const char *dir,
-                                      size_t maxcount, uint64_t maxsize, int val_percent);
+clasp_status clasp_split_writers_open(clasp_split_writers *w, clasp_manifest *m,
+                                      const clasp_shards_options *s, int val_percent);
 
 /* Adds a sample to the writer of the split `split_id` falls in and counts it in *written. A
  * key the writer refuses (CLASP_ERR_ARG) is not an error: it is counted in the manifest as

@@ -285,9 +285,9 @@ Test(datasets, utf8_and_long_names_round_trip) {
 static void build_small(const char *name, char *dir, size_t cap, size_t limit, bool all) {
     clasp_test_tmpdir(name, dir, cap);
     clasp_fmnist_options o = clasp_fmnist_default_options();
-    o.out_dir = dir;
-    o.limit = limit;
-    o.maxcount = 7;
+    o.shards.out_dir = dir;
+    o.shards.limit = limit;
+    o.shards.maxcount = 7;
     o.all_captions = all;
     clasp_manifest m;
     cr_assert_eq(clasp_fmnist_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
@@ -433,7 +433,7 @@ Test(datasets, fmnist_missing_package_names_it) {
     clasp_test_tmpdir("ds_missing", d, sizeof d);
     clasp_fmnist_options o = clasp_fmnist_default_options();
     o.src_dir = "/nonexistent/fashion";
-    o.out_dir = d;
+    o.shards.out_dir = d;
     clasp_manifest m;
     cr_assert_eq(clasp_fmnist_build(&o, &m), CLASP_ERR_NOT_FOUND);
     cr_assert(strstr(clasp_last_error(), "apt-get install dataset-fashion-mnist"), "%s",

@@ -59,12 +59,12 @@ Test(datasets_asterisk, fake_tree_rules) {
 
     clasp_asterisk_options o = clasp_asterisk_default_options();
     o.src_root = base;
-    o.out_dir = out;
+    o.shards.out_dir = out;
     o.langs = "xx";
     o.val_percent = 0;
     cJSON *man;
     clasp_manifest m;
-    cr_assert(fx_built(clasp_asterisk_build(&o, &m), &m, o.out_dir, &man));
+    cr_assert(fx_built(clasp_asterisk_build(&o, &m), &m, o.shards.out_dir, &man));
     cr_assert_eq(fx_manifest_samples(man, "train"), 3); /* hello, Digits/One, v1.5 */
     cr_assert(fx_manifest_reasons(man, "nonspeech", 1, "silence", 1, "empty_transcript", 1,
                                   "empty_audio", 1, "no_audio", 1, "no_transcript", 1, "bad_line",
@@ -77,7 +77,7 @@ Test(datasets_asterisk, fake_tree_rules) {
     /* Hash split: val_percent 100 sends everything to validation. */
     o.val_percent = 100;
     snprintf(out, sizeof out, "%s/out100", base);
-    o.out_dir = out;
+    o.shards.out_dir = out;
     cr_assert_eq(clasp_asterisk_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
     cJSON *sum = clasp_manifest_summary(&m, out);
     const cJSON *sp = cJSON_GetObjectItem(sum, "splits");
@@ -101,7 +101,7 @@ Test(datasets_asterisk, real_packages) {
     char out[512];
     clasp_test_tmpdir("dsa_real", out, sizeof out);
     clasp_asterisk_options o = clasp_asterisk_default_options();
-    o.out_dir = out;
+    o.shards.out_dir = out;
     o.langs = "en";
     clasp_manifest m;
     cr_assert_eq(clasp_asterisk_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
@@ -142,7 +142,7 @@ Test(datasets_asterisk, espeak_speaks_each_prompt_into_the_same_split) {
     }
     clasp_asterisk_options o = clasp_asterisk_default_options();
     o.src_root = base;
-    o.out_dir = out;
+    o.shards.out_dir = out;
     o.langs = "en";
     o.val_percent = 50;
     clasp_manifest m;
@@ -151,7 +151,7 @@ Test(datasets_asterisk, espeak_speaks_each_prompt_into_the_same_split) {
     clasp_espeak_options e = clasp_espeak_default_options();
     e.from = "asterisk";
     e.src_root = base;
-    e.out_dir = spk;
+    e.shards.out_dir = spk;
     e.voices = "en-us";
     e.speeds = "170";
     e.pitches = "40";

@@ -136,10 +136,10 @@ Test(datasets_emoji, fake_packages) {
 
     clasp_emoji_options o = clasp_emoji_default_options();
     o.src_dir = src;
-    o.out_dir = out;
+    o.shards.out_dir = out;
     o.val_percent = 50;
-    o.maxcount = 3;
-    cr_assert(fx_built(clasp_emoji_build(&o, &m), &m, o.out_dir, &man));
+    o.shards.maxcount = 3;
+    cr_assert(fx_built(clasp_emoji_build(&o, &m), &m, o.shards.out_dir, &man));
     /* google: grinning, heart, thumbs up (poo: no image; rocket: missing; fire: broken;
      * nazar: no label); twitter: grinning, heart, thumbs up, poo, rocket, fire. */
     cr_assert_eq(fx_manifest_samples(man, NULL), 9);
@@ -184,7 +184,7 @@ Test(datasets_emoji, fake_packages) {
     run_read_shards(out);
 
     /* Rebuild: byte-identical shards and manifest. */
-    o.out_dir = out2;
+    o.shards.out_dir = out2;
     cr_assert(fx_built(clasp_emoji_build(&o, &m), &m, NULL, NULL));
     cr_assert_geq(fx_same_build(out, out2), 3, "the rebuild is not byte-identical");
 }
@@ -196,7 +196,7 @@ Test(datasets_emoji, vendors_skins_and_refusals) {
     fake_packages(src);
     clasp_emoji_options o = clasp_emoji_default_options();
     o.src_dir = src;
-    o.out_dir = out;
+    o.shards.out_dir = out;
     o.vendors = "twitter";
     o.skins = true;
     o.locales = "en";
@@ -231,7 +231,7 @@ Test(datasets_emoji, npm_missing_is_one_clear_error) {
     clasp_emoji_options o = clasp_emoji_default_options();
     o.cache_dir = cache;
     o.npm = "/nonexistent/npm";
-    o.out_dir = out;
+    o.shards.out_dir = out;
     clasp_manifest m;
     cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_ERR_NOT_FOUND);
     cr_assert(strstr(clasp_last_error(), "apt-get install npm"), "%s", clasp_last_error());
@@ -260,7 +260,7 @@ Test(datasets_emoji, real_packages_from_cache) {
     char out[512];
     clasp_test_tmpdir("dse_real", out, sizeof out);
     clasp_emoji_options o = clasp_emoji_default_options();
-    o.out_dir = out;
+    o.shards.out_dir = out;
     o.vendors = "twitter";
     o.locales = "en,fr,de";
     clasp_manifest m;
@@ -296,7 +296,7 @@ Test(datasets_emoji, espeak_speaks_each_emoji_into_the_same_split) {
     fake_packages(src);
     clasp_emoji_options o = clasp_emoji_default_options();
     o.src_dir = src;
-    o.out_dir = img;
+    o.shards.out_dir = img;
     o.val_percent = 50;
     clasp_manifest m;
     cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
@@ -304,7 +304,7 @@ Test(datasets_emoji, espeak_speaks_each_emoji_into_the_same_split) {
     clasp_espeak_options e = clasp_espeak_default_options();
     e.from = "emoji";
     e.emoji_dir = src;
-    e.out_dir = spk;
+    e.shards.out_dir = spk;
     e.voices = "en-us";
     e.speeds = "170";
     e.pitches = "40";

@@ -32,7 +32,7 @@ static long read_all(const char *dir, fx_entry **mv) {
 static clasp_espeak_options grid_(const char *from, const char *out, const char *voices,
                                   const char *speeds, const char *pitches, int variants) {
     clasp_espeak_options o = clasp_espeak_default_options();
-    o.from = from, o.out_dir = out;
+    o.from = from, o.shards.out_dir = out;
     o.voices = voices, o.speeds = speeds, o.pitches = pitches, o.variants = variants;
     return o;
 }
@@ -66,8 +66,8 @@ Test(datasets_espeak, file_and_asterisk_sources) {
     clasp_espeak_options o = grid_(from, out, "en-us,en-gb", "170", "40", 0);
     o.src_root = base;
     o.val_percent = 50;
-    o.maxcount = 3;
-    cr_assert(fx_built(clasp_espeak_build(&o, &m), &m, o.out_dir, &man));
+    o.shards.maxcount = 3;
+    cr_assert(fx_built(clasp_espeak_build(&o, &m), &m, o.shards.out_dir, &man));
     cr_assert(fx_manifest_reasons(man, "bad_line", 1, "empty_transcript", 1, "nonspeech", 1,
                                   "silence", 1, NULL));
     cr_assert_eq(fx_manifest_samples(man, NULL), 4);
@@ -119,7 +119,7 @@ Test(datasets_espeak, file_and_asterisk_sources) {
     cr_assert(rc == 0 || rc == FX_NO_PYTHON, "read_shards.py rc %d", rc);
 
     /* Rebuild: espeak-ng output and therefore every shard byte is the same. */
-    o.out_dir = out2;
+    o.shards.out_dir = out2;
     cr_assert(fx_built(clasp_espeak_build(&o, &m), &m, NULL, NULL));
     cr_assert_geq(fx_same_build(out, out2), 2, "the rebuild is not byte-identical");
 }
@@ -156,7 +156,7 @@ Test(datasets_espeak, option_errors) {
     cr_assert_eq(clasp_write_file_atomic(list, "k\tHi.\n", 5), CLASP_OK);
     clasp_espeak_options o = clasp_espeak_default_options();
     o.from = list;
-    o.out_dir = out;
+    o.shards.out_dir = out;
     clasp_manifest m;
     const char *bad_voices[] = {"en;rm -rf", "-v", "en,en", ""};
     for (int i = 0; i < 4; i++) {
@@ -191,8 +191,8 @@ Test(datasets_espeak, real_asterisk_transcripts) {
     clasp_test_tmpdir("dsesp_real", out, sizeof out);
     clasp_espeak_options o = clasp_espeak_default_options();
     o.from = "asterisk";
-    o.out_dir = out;
-    o.limit = 3;
+    o.shards.out_dir = out;
+    o.shards.limit = 3;
     o.variants = 2;
     clasp_manifest m;
     cr_assert_eq(clasp_espeak_build(&o, &m), CLASP_OK, "%s", clasp_last_error());

@@ -92,9 +92,9 @@ Test(datasets_files, folder_pairs_by_basename_and_skips_bad_items) {
 
     clasp_files_options o = clasp_files_default_options();
     o.source = src;
-    o.out_dir = out;
+    o.shards.out_dir = out;
     o.prefix = "f";
-    o.maxcount = 2;
+    o.shards.maxcount = 2;
     clasp_manifest m;
     cr_assert_eq(clasp_folder_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(m.n_skipped, 5, "skipped %zu", m.n_skipped);
@@ -138,7 +138,7 @@ Test(datasets_files, tsv_and_csv_rows_with_skips) {
     snprintf(tpath, sizeof tpath, "%s/t.tsv", base);
     clasp_files_options o = clasp_files_default_options();
     o.source = tpath;
-    o.out_dir = out;
+    o.shards.out_dir = out;
     o.url_col = "path";
     o.caption_col = "text";
     clasp_manifest m;
@@ -168,7 +168,7 @@ Test(datasets_files, tsv_and_csv_rows_with_skips) {
     snprintf(tpath, sizeof tpath, "%s/t.csv", base);
     o = clasp_files_default_options();
     o.source = tpath;
-    o.out_dir = out2;
+    o.shards.out_dir = out2;
     cr_assert_eq(clasp_tsv_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(m.n_skipped, 0);
     clasp_manifest_free(&m);
