@@ -132,10 +132,9 @@ static clasp_status add_or_skip(clasp_shard_writer *w, clasp_manifest *m, const 
 /* ------------------------------------------------------------------ folder */
 
 typedef struct file_ent {
-    char *rel; /* path relative to the source folder */
+    char *rel; /* path relative to the source folder; the allocation also holds ext */
     size_t key_len;
-    const char *ext; /* points into a lower-cased copy */
-    char *ext_buf;
+    char *ext; /* the extension lower-cased, after rel's NUL */
 } file_ent;
 
 typedef struct file_list {
@@ -143,13 +142,8 @@ typedef struct file_list {
     size_t n, cap;
 } file_list;
 
-static void file_ent_free(file_ent *e) {
-    free(e->rel);
-    free(e->ext_buf);
-}
-
 static void file_list_free(file_list *l) {
-    for (size_t i = 0; i < l->n; i++) file_ent_free(&l->v[i]);
+    for (size_t i = 0; i < l->n; i++) free(l->v[i].rel);
     free(l->v);
 }
 
@@ -196,15 +190,15 @@ static clasp_status walk(const char *root, const char *rel, int depth, file_list
             }
             l->v = p;
             file_ent *e = &l->v[l->n];
-            e->rel = strdup(sub);
-            e->ext_buf = strdup(dot + 1);
-            if (!e->rel || !e->ext_buf) {
-                file_ent_free(e);
+            size_t rn = strlen(sub) + 1, xn = strlen(dot + 1) + 1;
+            e->rel = malloc(rn + xn);
+            if (!e->rel) {
                 st = clasp_set_error(CLASP_ERR_NOMEM, "folder: out of memory");
                 break;
             }
-            for (char *c = e->ext_buf; *c; c++) *c = (char)tolower((unsigned char)*c);
-            e->ext = e->ext_buf;
+            memcpy(e->rel, sub, rn);
+            e->ext = memcpy(e->rel + rn, dot + 1, xn);
+            for (char *c = e->ext; *c; c++) *c = (char)tolower((unsigned char)*c);
             e->key_len = (size_t)(dot - sub);
             l->n++;
         }
