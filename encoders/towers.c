@@ -123,20 +123,22 @@ static clasp_status declare_stack(clasp__stack *S, clasp__ptable *pt, clasp_towe
     return add_ln(pt, t, p, C, &S->lnf_w, &S->lnf_b);
 }
 
+/* Starts tw afresh as a tower of kind t on a c x h x w input (everything else zero). */
+static void tower_start(clasp__tower *tw, clasp_tower t, int c, int h, int w) {
+    *tw = (clasp__tower){.kind = t, .in_c = c, .in_h = h, .in_w = w};
+}
+
 /* Conv blocks then fc layers ("<prefix>.conv{i}", "<prefix>.fc{j}") on a c x h x w input. */
 static clasp_status declare_cnn(clasp__tower *tw, clasp__ptable *pt, clasp_tower t,
                                 const char *prefix, int c, int h, int w, int n_conv,
                                 const clasp_conv_block *convs, int n_fc, const int *fcs, bool gap,
                                 int D) {
     char p[CLASP_PARAM_NAME_MAX];
-    *tw = (clasp__tower){.kind = t,
-                         .is_cnn = true,
-                         .in_c = c,
-                         .in_h = h,
-                         .in_w = w,
-                         .n_conv = n_conv,
-                         .n_fc = n_fc,
-                         .gap = gap};
+    tower_start(tw, t, c, h, w);
+    tw->is_cnn = true;
+    tw->n_conv = n_conv;
+    tw->n_fc = n_fc;
+    tw->gap = gap;
     for (int i = 0; i < n_conv; i++) {
         const clasp_conv_block *cb = &convs[i];
         tw->cb[i] = *cb;
@@ -173,17 +175,14 @@ static clasp_status declare_patch_tf(clasp__tower *tw, clasp__ptable *pt, clasp_
                                      int layers, int heads, int mlp, clasp_pool pool,
                                      bool gelu_tanh, float eps, int D) {
     char p[CLASP_PARAM_NAME_MAX];
-    *tw = (clasp__tower){.kind = t,
-                         .in_c = c,
-                         .in_h = h,
-                         .in_w = w,
-                         .PH = ph,
-                         .GH = h / ph,
-                         .PW = pw,
-                         .GW = w / pw,
-                         .pwidth = W,
-                         .ppool = pool,
-                         .cls = -1};
+    tower_start(tw, t, c, h, w);
+    tw->PH = ph;
+    tw->GH = h / ph;
+    tw->PW = pw;
+    tw->GW = w / pw;
+    tw->pwidth = W;
+    tw->ppool = pool;
+    tw->cls = -1;
     snprintf(p, sizeof p, "%s.patch_embed", prefix);
     CLASP_TRY(add_conv(pt, t, p, W, c, ph, pw, &tw->patch_w, &tw->patch_b));
     if (pool == CLASP_POOL_CLS) {
