@@ -252,6 +252,19 @@ Test(runstate, export_version_newer_refused_absent_is_1) {
     clasp_embedder_close(&em);
     set_version_(cp, 2);
     expect_newer_(clasp_embedder_open(dir, 1, 4, &em), cp);
+    /* tools/clasp_torch.py refuses it too, naming the file and both versions */
+    char cmd[4096], log[1200];
+    snprintf(log, sizeof log, "%s/../torch.log", dir);
+    snprintf(cmd, sizeof cmd,
+             FX_PYTHON " -c 'import sys; sys.path.insert(0, \"%s/tools\"); import clasp_torch; "
+                       "clasp_torch.load_export(\"%s\")' 2>%s",
+             CLASP_SOURCE_DIR, dir, log);
+    cr_assert_neq(fx_system(cmd), 0, "clasp_torch.py loaded a format_version 2 export");
+    char *err = fx_read_text(log);
+    cr_assert(err &&
+                  strstr(err, "config.json: format_version 2 is newer than this script reads (1)"),
+              "clasp_torch.py said: %s", err ? err : "(nothing)");
+    free(err);
     set_version_(cp, 0); /* exports written before versions: version 1 */
     cr_assert_eq(clasp_embedder_open(dir, 1, 4, &em), CLASP_OK, "%s", clasp_last_error());
     clasp_embedder_close(&em);

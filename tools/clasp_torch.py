@@ -622,7 +622,12 @@ class ClaspModel(nn.Module):
         D = config["embed_dim"]
         ic, tc, ac = config.get("image"), config.get("text"), config.get("audio")
         if ic:
-            self.image = CNN(ic, D) if ic["type"] == "cnn" else ViT(ic, D)
+            if ic["type"] == "cnn":
+                self.image = CNN(ic, D)
+            elif ic["type"] == "vit":
+                self.image = ViT(ic, D)
+            else:
+                raise ValueError(f"unknown image tower type {ic['type']!r}")
         if tc:
             self.text = Text(tc, D)
         if ac:
@@ -684,6 +689,9 @@ class ClaspModel(nn.Module):
         return torch.cat(out)
 
 
+EXPORT_FORMAT_VERSION = 1  # export/export.h CLASP_EXPORT_FORMAT_VERSION
+
+
 def load_export(path):
     """Builds the model of an export folder and loads its weights (strict: every tensor of
     model.safetensors must match a parameter by name and shape, and vice versa)."""
@@ -694,6 +702,10 @@ def load_export(path):
         return p
     with open(need("config.json")) as f:
         config = json.load(f)
+    version = config.pop("format_version", 1)  # the export's format, absent before it existed
+    if not isinstance(version, int) or version < 1 or version > EXPORT_FORMAT_VERSION:
+        raise ValueError(f"{path}/config.json: format_version {version!r} is newer than this "
+                         f"script reads ({EXPORT_FORMAT_VERSION})")
     with open(need("preprocess.json")) as f:
         preprocess = json.load(f)
     tok = Tokenizer(need("tokenizer.json"))

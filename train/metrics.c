@@ -181,46 +181,10 @@ void clasp_metrics_eval_line(clasp_train_metrics *mx, int64_t step, int epoch, i
     cJSON_Delete(j);
 }
 
-/* Model FLOPs per training sample of the image-text pair (3 x forward MACs x 2). */
-static double image_text_flops_(const clasp_model *m, int B) {
-    const clasp_model_config *c = &m->config;
-    double macs = 0;
-    if (c->image.type == CLASP_IMAGE_CNN) {
-        int C = c->image.channels, H = c->image.size;
-        for (int i = 0; i < c->image.n_conv; i++) {
-            const clasp_conv_block *b = &c->image.conv[i];
-            int OH = (H + 2 * b->padding - b->kernel) / b->stride + 1;
-            macs += (double)OH * OH * b->channels * C * b->kernel * b->kernel;
-            C = b->channels;
-            H = b->pool > 0 ? OH / b->pool : OH;
-        }
-        int in = C * H * H;
-        for (int i = 0; i < c->image.n_fc; i++) {
-            macs += (double)in * c->image.fc[i];
-            in = c->image.fc[i];
-        }
-        macs += (double)in * c->embed_dim;
-    } else if (c->image.type == CLASP_IMAGE_VIT) {
-        int P = c->image.patch_size, N = (c->image.size / P) * (c->image.size / P);
-        int T = N + (c->image.pool == CLASP_POOL_CLS), W = c->image.width;
-        macs += (double)N * c->image.channels * P * P * W;
-        macs += (double)c->image.layers *
-                ((double)T * W * 4 * W + 2.0 * T * T * W + 2.0 * T * W * c->image.mlp_width);
-        macs += (double)W * c->embed_dim;
-    }
-    if (c->text.type == CLASP_TEXT_TRANSFORMER) {
-        int T = c->text.context_length, W = c->text.width;
-        macs += (double)c->text.layers *
-                ((double)T * W * 4 * W + 2.0 * T * T * W + 2.0 * T * W * c->text.mlp_width);
-        macs += (double)W * c->embed_dim;
-    }
-    macs += (double)B * c->embed_dim; /* one row of the logits */
-    return 6.0 * macs;
-}
-
+/* Model FLOPs per training sample: forward + backward = 3 x the forward MACs x 2 FLOPs, of both
+ * towers (encoders/'s clasp_model_forward_macs, the one formula per tower) and of one row of the
+ * logits. */
 double clasp_metrics_train_flops(const clasp_model *m, clasp_tower ta, clasp_tower tb, int B) {
-    /* the image-text formula for image-text, else the towers' MACs */
-    if (ta == CLASP_TOWER_IMAGE && tb == CLASP_TOWER_TEXT) return image_text_flops_(m, B);
     return 6.0 * (clasp_model_forward_macs(&m->config, ta) +
                   clasp_model_forward_macs(&m->config, tb) + (double)B * m->config.embed_dim);
 }
