@@ -17,14 +17,13 @@
 #include "modalities/audio.h"
 
 clasp_audio_augment_config clasp_audio_augment_default_config(void) {
-    clasp_audio_augment_config a;
-    memset(&a, 0, sizeof a);
-    a.random_crop = false;
-    a.shift_mode = CLASP_AUDIO_SHIFT_CIRCULAR;
-    a.snr_db_min = 10.0;
-    a.snr_db_max = 40.0;
-    a.mask_value = 0.0;
-    return a;
+    return (clasp_audio_augment_config){
+        .random_crop = false,
+        .shift_mode = CLASP_AUDIO_SHIFT_CIRCULAR,
+        .snr_db_min = 10.0,
+        .snr_db_max = 40.0,
+        .mask_value = 0.0,
+    };
 }
 
 static bool prob_ok(double p) {

@@ -27,29 +27,28 @@ _Static_assert(CLASP_TRAIN_MAX_SOURCES <= CLASP_RUNSTATE_MAX_SOURCES,
                "a checkpoint holds every source's loader position");
 
 clasp_train_options clasp_train_default_options(void) {
-    clasp_train_options o;
-    memset(&o, 0, sizeof o);
-    o.epochs = 1;
-    o.batch_size = 256;
-    o.accum_steps = 1;
-    o.lr = 1e-3;
-    o.warmup = 100;
-    o.weight_decay = 0.1;
-    o.beta1 = 0.9;
-    o.beta2 = 0.98;
-    o.eps = 1e-6;
-    o.loss.def = clasp_loss_default();
-    o.threads = 2;
-    o.workers = 1;
-    o.shuffle_buffer = 2000;
-    o.log_every = 50;
-    o.keep = 3;
-    o.max_bad_steps = 5;
-    o.collapse_std = 0.01;
-    o.data_split = CLASP_DATA_SPLIT_SHARDS;
-    o.dist_timeout = 600;
-    o.check_every = 100;
-    return o;
+    return (clasp_train_options){
+        .epochs = 1,
+        .batch_size = 256,
+        .accum_steps = 1,
+        .lr = 1e-3,
+        .warmup = 100,
+        .weight_decay = 0.1,
+        .beta1 = 0.9,
+        .beta2 = 0.98,
+        .eps = 1e-6,
+        .loss.def = clasp_loss_default(),
+        .threads = 2,
+        .workers = 1,
+        .shuffle_buffer = 2000,
+        .log_every = 50,
+        .keep = 3,
+        .max_bad_steps = 5,
+        .collapse_std = 0.01,
+        .data_split = CLASP_DATA_SPLIT_SHARDS,
+        .dist_timeout = 600,
+        .check_every = 100,
+    };
 }
 
 /* ---- signals ------------------------------------------------------------------------------ */
