@@ -179,6 +179,13 @@ struct clasp_audio_frontend {
     size_t clip_samples, n_frames;
 };
 
+void clasp_audio_frontend_free(clasp_audio_frontend *fe) {
+    if (!fe) return;
+    clasp_melspec_free(fe->mel);
+    free(fe->clip);
+    free(fe);
+}
+
 clasp_status clasp_audio_frontend_new(const clasp_audio_config *c, clasp_audio_frontend **out) {
     if (!out) return clasp_set_error(CLASP_ERR_ARG, "audio_frontend_new: out is NULL");
     *out = NULL;
@@ -198,13 +205,6 @@ clasp_status clasp_audio_frontend_new(const clasp_audio_config *c, clasp_audio_f
     }
     *out = fe;
     return CLASP_OK;
-}
-
-void clasp_audio_frontend_free(clasp_audio_frontend *fe) {
-    if (!fe) return;
-    clasp_melspec_free(fe->mel);
-    free(fe->clip);
-    free(fe);
 }
 
 const clasp_audio_config *clasp_audio_frontend_config(const clasp_audio_frontend *fe) {

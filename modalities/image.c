@@ -266,10 +266,7 @@ clasp_status clasp_image_decode(const void *data, size_t n, int channels, uint64
                                dw, dh);
     }
     if (alpha) composite_on_white(p, (size_t)dw * (size_t)dh, channels);
-    out->pixels = p;
-    out->w = dw;
-    out->h = dh;
-    out->channels = channels;
+    *out = (clasp_image){.pixels = p, .w = dw, .h = dh, .channels = channels};
     return CLASP_OK;
 }
 

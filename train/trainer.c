@@ -273,17 +273,12 @@ static clasp_status parse_freeze_(const char *list, const clasp_model_config *cf
     return CLASP_OK;
 }
 
-static bool is_file_(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 /* --init: copies every parameter of m that `from` (export or checkpoint folder, or a run
  * folder's latest checkpoint) holds by name; others keep their values. */
 static clasp_status load_init_(clasp_model *m, const char *from) {
     char dir[4096], path[4200], what[4300];
     snprintf(path, sizeof path, "%s/model.safetensors", from);
-    if (is_file_(path)) {
+    if (clasp_is_file(path)) {
         snprintf(dir, sizeof dir, "%s", from);
     } else {
         CLASP_TRY(clasp_ckpt_resolve(from, dir, sizeof dir));
