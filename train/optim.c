@@ -8,9 +8,8 @@
 #include "core/sizes.h"
 
 clasp_adamw_config clasp_adamw_default_config(void) {
-    clasp_adamw_config c = {
+    return (clasp_adamw_config){
         .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6, .weight_decay = 0.1};
-    return c;
 }
 
 clasp_status clasp_adamw_init(clasp_adamw *o, size_t n, clasp_adamw_config cfg) {

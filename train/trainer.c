@@ -26,21 +26,24 @@
 _Static_assert(CLASP_TRAIN_MAX_SOURCES <= CLASP_RUNSTATE_MAX_SOURCES,
                "a checkpoint holds every source's loader position");
 
+/* The optimiser's defaults are AdamW's, the data stage's are the data options'. */
 clasp_train_options clasp_train_default_options(void) {
+    const clasp_adamw_config adamw = clasp_adamw_default_config();
+    const clasp_data_options data = clasp_data_default_options();
     return (clasp_train_options){
         .epochs = 1,
         .batch_size = 256,
         .accum_steps = 1,
-        .lr = 1e-3,
+        .lr = adamw.lr,
         .warmup = 100,
-        .weight_decay = 0.1,
-        .beta1 = 0.9,
-        .beta2 = 0.98,
-        .eps = 1e-6,
+        .weight_decay = adamw.weight_decay,
+        .beta1 = adamw.beta1,
+        .beta2 = adamw.beta2,
+        .eps = adamw.eps,
         .loss.def = clasp_loss_default(),
         .threads = 2,
-        .workers = 1,
-        .shuffle_buffer = 2000,
+        .workers = data.workers,
+        .shuffle_buffer = data.shuffle_buffer,
         .log_every = 50,
         .keep = 3,
         .max_bad_steps = 5,
