@@ -10,14 +10,14 @@
 #include "core/json.h"
 
 clasp_text_config clasp_text_default_config(void) {
-    return (clasp_text_config){
-        .nfkc = true,
-        .casefold = false,
-        .strip_control = true,
-        .collapse_whitespace = true,
-        .trim = true,
-        .reject_empty = true,
-    };
+    clasp_text_config c;
+    c.nfkc = true;
+    c.casefold = false;
+    c.strip_control = true;
+    c.collapse_whitespace = true;
+    c.trim = true;
+    c.reject_empty = true;
+    return c;
 }
 
 clasp_status clasp_text_config_from_json(const cJSON *obj, const char *file, const char *prefix,
