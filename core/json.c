@@ -235,6 +235,16 @@ clasp_status clasp_json_obj(const cJSON *obj, const char *name, const char *file
     return CLASP_OK;
 }
 
+bool clasp_is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool clasp_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 clasp_status clasp_mkdir_p(const char *path) {
     char tmp[4096];
     size_t n = strlen(path);
@@ -250,8 +260,7 @@ clasp_status clasp_mkdir_p(const char *path) {
                                    strerror(errno));
         tmp[i] = c;
     }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+    if (!clasp_is_dir(path))
         return clasp_set_error(CLASP_ERR_IO, "%s: exists and is not a folder", path);
     return CLASP_OK;
 }

@@ -53,6 +53,9 @@ clasp_status clasp_json_format_version(const cJSON *root, const char *file, int 
 
 /* Reads a whole file into a NUL-terminated malloc'd buffer (max `limit` bytes). */
 clasp_status clasp_read_file(const char *path, size_t limit, char **out, size_t *n);
+/* True when path names a regular file (is_file) or a folder (is_dir), links followed. */
+bool clasp_is_file(const char *path);
+bool clasp_is_dir(const char *path);
 /* Creates a folder and any missing parents (mkdir -p, mode 0755); an existing folder is fine,
  * an existing non-folder is CLASP_ERR_IO naming it. */
 clasp_status clasp_mkdir_p(const char *path);

@@ -36,16 +36,6 @@ static bool join_(char *out, size_t cap, const char *dir, const char *name) {
     return true;
 }
 
-static bool is_file_(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static bool is_dir_(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* preprocess.json's "audio" object: the whole front-end, the evaluation crop and the derived
  * tower input size. NULL on allocation failure. */
 static cJSON *audio_preprocess_json_(const clasp_audio_config *ac) {
@@ -222,7 +212,7 @@ clasp_status clasp_export_model(const clasp_model *m, const clasp_preprocess *pr
         return clasp_wrap_error(s, "export to %s", out_dir);
     }
     bool had_old = false;
-    if (is_dir_(out_dir)) {
+    if (clasp_is_dir(out_dir)) {
         if (rename(out_dir, old) != 0) {
             s = clasp_set_error(CLASP_ERR_IO, "%s: cannot move the old export aside: %s", out_dir,
                                 strerror(errno));
@@ -243,7 +233,7 @@ clasp_status clasp_export_model(const clasp_model *m, const clasp_preprocess *pr
     }
     if (had_old) {
         remove_flat_dir_(old);
-        if (is_dir_(old))
+        if (clasp_is_dir(old))
             fprintf(stderr, "clasp export: left the previous export at %s (it held other files)\n",
                     old);
     }
@@ -343,7 +333,7 @@ static clasp_status check_audio_preprocess_(const cJSON *au, const char *p,
 static clasp_status check_preprocess_(const char *dir, const clasp_preprocess *pre) {
     char p[PATH_CAP];
     join_(p, sizeof p, dir, "preprocess.json");
-    if (!is_file_(p)) return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: missing", p);
+    if (!clasp_is_file(p)) return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: missing", p);
     cJSON *root;
     CLASP_TRY(clasp_json_load(p, &root));
     clasp_status s = CLASP_OK;
@@ -515,7 +505,7 @@ static clasp_status open_export_(clasp_embedder *em, const char *dir, int thread
     join_(mp, sizeof mp, dir, "model.safetensors");
     const char *need[3] = {p, tp, mp};
     for (int i = 0; i < 3; i++)
-        if (!is_file_(need[i]))
+        if (!clasp_is_file(need[i]))
             return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: missing (not a complete export)",
                                    need[i]);
     cJSON *cfg;
@@ -586,16 +576,16 @@ clasp_status clasp_embedder_open(const char *path, int threads, int batch_size,
     join_(p, sizeof p, path, "state.json");
     /* a checkpoint (state.json), a run (checkpoints/latest; a run also holds a config.json),
      * else an export (config.json or model.safetensors: a missing file is named later) */
-    bool ckpt = is_file_(p);
+    bool ckpt = clasp_is_file(p);
     join_(p, sizeof p, path, "checkpoints/latest");
-    bool run = !ckpt && is_file_(p);
+    bool run = !ckpt && clasp_is_file(p);
     bool exp = false;
     if (!ckpt && !run) {
         join_(p, sizeof p, path, "config.json");
-        exp = is_file_(p);
+        exp = clasp_is_file(p);
         join_(p, sizeof p, path, "model.safetensors");
-        exp = exp || is_file_(p);
-        if (!exp && !is_dir_(path))
+        exp = exp || clasp_is_file(p);
+        if (!exp && !clasp_is_dir(path))
             return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: no such folder", path);
     }
     clasp_status s = exp ? open_export_(em, path, threads, batch_size)

@@ -17,14 +17,13 @@
 #include "modalities/audio.h"
 
 clasp_audio_augment_config clasp_audio_augment_default_config(void) {
-    clasp_audio_augment_config a;
-    memset(&a, 0, sizeof a);
-    a.random_crop = false;
-    a.shift_mode = CLASP_AUDIO_SHIFT_CIRCULAR;
-    a.snr_db_min = 10.0;
-    a.snr_db_max = 40.0;
-    a.mask_value = 0.0;
-    return a;
+    return (clasp_audio_augment_config){
+        .random_crop = false,
+        .shift_mode = CLASP_AUDIO_SHIFT_CIRCULAR,
+        .snr_db_min = 10.0,
+        .snr_db_max = 40.0,
+        .mask_value = 0.0,
+    };
 }
 
 static bool prob_ok(double p) {
@@ -180,6 +179,13 @@ struct clasp_audio_frontend {
     size_t clip_samples, n_frames;
 };
 
+void clasp_audio_frontend_free(clasp_audio_frontend *fe) {
+    if (!fe) return;
+    clasp_melspec_free(fe->mel);
+    free(fe->clip);
+    free(fe);
+}
+
 clasp_status clasp_audio_frontend_new(const clasp_audio_config *c, clasp_audio_frontend **out) {
     if (!out) return clasp_set_error(CLASP_ERR_ARG, "audio_frontend_new: out is NULL");
     *out = NULL;
@@ -199,13 +205,6 @@ clasp_status clasp_audio_frontend_new(const clasp_audio_config *c, clasp_audio_f
     }
     *out = fe;
     return CLASP_OK;
-}
-
-void clasp_audio_frontend_free(clasp_audio_frontend *fe) {
-    if (!fe) return;
-    clasp_melspec_free(fe->mel);
-    free(fe->clip);
-    free(fe);
 }
 
 const clasp_audio_config *clasp_audio_frontend_config(const clasp_audio_frontend *fe) {

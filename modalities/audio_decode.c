@@ -26,19 +26,18 @@ const char *clasp_audio_skip_name(clasp_audio_skip r) {
 }
 
 clasp_audio_config clasp_audio_default_config(void) {
-    clasp_audio_config c;
-    memset(&c, 0, sizeof c);
-    c.clip_seconds = 10.0;
-    c.pad_mode = CLASP_AUDIO_PAD_REPEAT;
-    c.crop_mode = CLASP_AUDIO_CROP_RANDOM;
-    c.resample_quality = SRC_SINC_FASTEST;
-    c.min_seconds = 0.0;
-    c.max_channels = 64;
-    c.max_source_rate = 768000;
-    c.min_source_rate = 1000;
-    c.nonfinite_to_zero = false;
-    c.mel = clasp_melspec_default_config();
-    return c;
+    return (clasp_audio_config){
+        .clip_seconds = 10.0,
+        .pad_mode = CLASP_AUDIO_PAD_REPEAT,
+        .crop_mode = CLASP_AUDIO_CROP_RANDOM,
+        .resample_quality = SRC_SINC_FASTEST,
+        .min_seconds = 0.0,
+        .max_channels = 64,
+        .max_source_rate = 768000,
+        .min_source_rate = 1000,
+        .nonfinite_to_zero = false,
+        .mel = clasp_melspec_default_config(),
+    };
 }
 
 size_t clasp_audio_clip_samples(const clasp_audio_config *c) {

@@ -11,16 +11,15 @@
 #include "core/sizes.h"
 
 clasp_image_augment_config clasp_image_augment_default_config(void) {
-    clasp_image_augment_config c;
-    memset(&c, 0, sizeof c);
-    c.enabled = true;
-    c.random_resized_crop = true;
-    c.scale_min = 0.08f;
-    c.scale_max = 1.0f;
-    c.ratio_min = 3.0f / 4.0f;
-    c.ratio_max = 4.0f / 3.0f;
-    c.hflip = 0.5f;
-    return c;
+    return (clasp_image_augment_config){
+        .enabled = true,
+        .random_resized_crop = true,
+        .scale_min = 0.08f,
+        .scale_max = 1.0f,
+        .ratio_min = 3.0f / 4.0f,
+        .ratio_max = 4.0f / 3.0f,
+        .hflip = 0.5f,
+    };
 }
 
 clasp_status clasp_image_augment_config_check(const clasp_image_augment_config *c) {

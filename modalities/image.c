@@ -14,19 +14,14 @@
 #include "core/sizes.h"
 
 clasp_image_config clasp_image_default_config(void) {
-    clasp_image_config c;
-    memset(&c, 0, sizeof c);
-    c.channels = 3;
-    c.size = 224;
-    c.mode = CLASP_IMAGE_RESIZE_SHORTEST;
-    c.mean[0] = 0.48145466f;
-    c.mean[1] = 0.4578275f;
-    c.mean[2] = 0.40821073f;
-    c.std[0] = 0.26862954f;
-    c.std[1] = 0.26130258f;
-    c.std[2] = 0.27577711f;
-    c.max_pixels = CLASP_IMAGE_DEFAULT_MAX_PIXELS;
-    return c;
+    return (clasp_image_config){
+        .channels = 3,
+        .size = 224,
+        .mode = CLASP_IMAGE_RESIZE_SHORTEST,
+        .mean = {0.48145466f, 0.4578275f, 0.40821073f},
+        .std = {0.26862954f, 0.26130258f, 0.27577711f},
+        .max_pixels = CLASP_IMAGE_DEFAULT_MAX_PIXELS,
+    };
 }
 
 static const char *const resize_names[] = {"shortest", "squash", "longest"};
@@ -271,10 +266,7 @@ clasp_status clasp_image_decode(const void *data, size_t n, int channels, uint64
                                dw, dh);
     }
     if (alpha) composite_on_white(p, (size_t)dw * (size_t)dh, channels);
-    out->pixels = p;
-    out->w = dw;
-    out->h = dh;
-    out->channels = channels;
+    *out = (clasp_image){.pixels = p, .w = dw, .h = dh, .channels = channels};
     return CLASP_OK;
 }
 

@@ -28,26 +28,25 @@ struct clasp_melspec {
 };
 
 clasp_melspec_config clasp_melspec_default_config(void) {
-    clasp_melspec_config c;
-    memset(&c, 0, sizeof c);
-    c.sample_rate = 16000;
-    c.n_fft = 512;
-    c.win_length = 400;
-    c.hop_length = 160;
-    c.window = CLASP_WINDOW_HANN;
-    c.center = true;
-    c.pad_mode = CLASP_PAD_REFLECT;
-    c.n_mels = 64;
-    c.fmin = 0.0;
-    c.fmax = 8000.0;
-    c.mel_scale = CLASP_MEL_HTK;
-    c.mel_norm = CLASP_MEL_NORM_NONE;
-    c.power = 2.0;
-    c.log = CLASP_MEL_LOG_LN;
-    c.log_floor = 1e-10;
-    c.norm_mean = 0.0;
-    c.norm_std = 1.0;
-    return c;
+    return (clasp_melspec_config){
+        .sample_rate = 16000,
+        .n_fft = 512,
+        .win_length = 400,
+        .hop_length = 160,
+        .window = CLASP_WINDOW_HANN,
+        .center = true,
+        .pad_mode = CLASP_PAD_REFLECT,
+        .n_mels = 64,
+        .fmin = 0.0,
+        .fmax = 8000.0,
+        .mel_scale = CLASP_MEL_HTK,
+        .mel_norm = CLASP_MEL_NORM_NONE,
+        .power = 2.0,
+        .log = CLASP_MEL_LOG_LN,
+        .log_floor = 1e-10,
+        .norm_mean = 0.0,
+        .norm_std = 1.0,
+    };
 }
 
 static double fmax_of(const clasp_melspec_config *c) {

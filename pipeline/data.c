@@ -8,14 +8,13 @@
 #include "pipeline/shardlist.h"
 
 clasp_data_options clasp_data_default_options(void) {
-    clasp_data_options o;
-    memset(&o, 0, sizeof o);
-    o.batch_size = 256;
-    o.workers = 1;
-    o.shuffle_buffer = 2000;
-    o.train = true;
-    o.world = 1;
-    return o;
+    return (clasp_data_options){
+        .batch_size = 256,
+        .workers = 1,
+        .shuffle_buffer = 2000,
+        .train = true,
+        .world = 1,
+    };
 }
 
 struct clasp_data {

@@ -59,23 +59,23 @@ struct clasp_loader {
 };
 
 clasp_loader_config clasp_loader_default_config(void) {
-    clasp_loader_config c;
-    memset(&c, 0, sizeof c);
-    c.world = 1;
-    c.n_threads = 1;
-    c.batch_size = 32;
-    c.shuffle_buffer = 1000;
-    c.shuffle_shards = true;
-    c.drop_last = true;
-    c.on_error = CLASP_ON_ERROR_SKIP;
-    c.required = CLASP_NEED_IMAGE | CLASP_NEED_TEXT;
-    c.fields = clasp_field_map_default();
-    c.image = clasp_image_default_config();
-    c.text = clasp_text_default_config();
-    c.context_length = 32;
-    c.audio = clasp_audio_default_config();
-    c.audio_augment = clasp_audio_augment_default_config();
-    c.image_augment = clasp_image_augment_default_config();
+    clasp_loader_config c = {
+        .world = 1,
+        .n_threads = 1,
+        .batch_size = 32,
+        .shuffle_buffer = 1000,
+        .shuffle_shards = true,
+        .drop_last = true,
+        .on_error = CLASP_ON_ERROR_SKIP,
+        .required = CLASP_NEED_IMAGE | CLASP_NEED_TEXT,
+        .fields = clasp_field_map_default(),
+        .image = clasp_image_default_config(),
+        .text = clasp_text_default_config(),
+        .context_length = 32,
+        .audio = clasp_audio_default_config(),
+        .audio_augment = clasp_audio_augment_default_config(),
+        .image_augment = clasp_image_augment_default_config(),
+    };
     c.image_augment.enabled = false;
     return c;
 }

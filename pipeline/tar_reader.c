@@ -351,14 +351,13 @@ const char *clasp_field_kind_name(clasp_field_kind k) {
 }
 
 clasp_field_map clasp_field_map_default(void) {
-    clasp_field_map m;
-    memset(&m, 0, sizeof m);
-    snprintf(m.image, sizeof m.image, "png,jpg,jpeg,bmp,gif,tga,ppm,pgm");
-    snprintf(m.text, sizeof m.text, "txt");
-    snprintf(m.audio, sizeof m.audio, "wav,flac,ogg,opus,mp3");
-    snprintf(m.label, sizeof m.label, "cls");
-    snprintf(m.json, sizeof m.json, "json");
-    return m;
+    return (clasp_field_map){
+        .image = "png,jpg,jpeg,bmp,gif,tga,ppm,pgm",
+        .text = "txt",
+        .audio = "wav,flac,ogg,opus,mp3",
+        .label = "cls",
+        .json = "json",
+    };
 }
 
 clasp_status clasp_field_parse_required(const char *s, unsigned *mask) {

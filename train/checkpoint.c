@@ -149,27 +149,17 @@ clasp_status clasp_ckpt_save(const char *run_dir, int64_t step, const clasp_name
     return CLASP_OK;
 }
 
-static int is_dir_(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-static int is_file_(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 clasp_status clasp_ckpt_resolve(const char *p, char *out, size_t cap) {
     char path[4400];
     snprintf(path, sizeof path, "%s/state.json", p);
-    if (is_file_(path)) {
+    if (clasp_is_file(path)) {
         snprintf(out, cap, "%s", p);
         return CLASP_OK;
     }
     const char *ckdirs[2] = {"checkpoints", "."};
     for (int i = 0; i < 2; i++) {
         snprintf(path, sizeof path, "%s/%s/latest", p, ckdirs[i]);
-        if (!is_file_(path)) continue;
+        if (!clasp_is_file(path)) continue;
         char *text;
         size_t n;
         CLASP_TRY(clasp_read_file(path, 4096, &text, &n));
@@ -181,7 +171,7 @@ clasp_status clasp_ckpt_resolve(const char *p, char *out, size_t cap) {
         }
         snprintf(out, cap, "%s/%s/%s", p, ckdirs[i], text);
         free(text);
-        if (!is_dir_(out))
+        if (!clasp_is_dir(out))
             return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: names '%s', which does not exist",
                                    path, out);
         return CLASP_OK;

@@ -8,9 +8,8 @@
 #include "core/sizes.h"
 
 clasp_adamw_config clasp_adamw_default_config(void) {
-    clasp_adamw_config c = {
+    return (clasp_adamw_config){
         .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6, .weight_decay = 0.1};
-    return c;
 }
 
 clasp_status clasp_adamw_init(clasp_adamw *o, size_t n, clasp_adamw_config cfg) {
@@ -18,14 +17,13 @@ clasp_status clasp_adamw_init(clasp_adamw *o, size_t n, clasp_adamw_config cfg) 
     size_t nb;
     if (!clasp_size_mul(n ? n : 1, sizeof(float), &nb))
         return clasp_set_error(CLASP_ERR_OVERFLOW, "adamw: %zu parameters overflow", n);
-    o->m = calloc(1, nb);
-    o->v = calloc(1, nb);
-    if (!o->m || !o->v) {
-        clasp_adamw_free(o);
+    float *m = calloc(1, nb), *v = calloc(1, nb);
+    if (!m || !v) {
+        free(m);
+        free(v);
         return clasp_set_error(CLASP_ERR_NOMEM, "adamw: cannot allocate moments for %zu params", n);
     }
-    o->n = n;
-    o->cfg = cfg;
+    *o = (clasp_adamw){.cfg = cfg, .n = n, .m = m, .v = v};
     return CLASP_OK;
 }
 

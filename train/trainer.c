@@ -26,30 +26,32 @@
 _Static_assert(CLASP_TRAIN_MAX_SOURCES <= CLASP_RUNSTATE_MAX_SOURCES,
                "a checkpoint holds every source's loader position");
 
+/* The optimiser's defaults are AdamW's, the data stage's are the data options'. */
 clasp_train_options clasp_train_default_options(void) {
-    clasp_train_options o;
-    memset(&o, 0, sizeof o);
-    o.epochs = 1;
-    o.batch_size = 256;
-    o.accum_steps = 1;
-    o.lr = 1e-3;
-    o.warmup = 100;
-    o.weight_decay = 0.1;
-    o.beta1 = 0.9;
-    o.beta2 = 0.98;
-    o.eps = 1e-6;
-    o.loss.def = clasp_loss_default();
-    o.threads = 2;
-    o.workers = 1;
-    o.shuffle_buffer = 2000;
-    o.log_every = 50;
-    o.keep = 3;
-    o.max_bad_steps = 5;
-    o.collapse_std = 0.01;
-    o.data_split = CLASP_DATA_SPLIT_SHARDS;
-    o.dist_timeout = 600;
-    o.check_every = 100;
-    return o;
+    const clasp_adamw_config adamw = clasp_adamw_default_config();
+    const clasp_data_options data = clasp_data_default_options();
+    return (clasp_train_options){
+        .epochs = 1,
+        .batch_size = 256,
+        .accum_steps = 1,
+        .lr = adamw.lr,
+        .warmup = 100,
+        .weight_decay = adamw.weight_decay,
+        .beta1 = adamw.beta1,
+        .beta2 = adamw.beta2,
+        .eps = adamw.eps,
+        .loss.def = clasp_loss_default(),
+        .threads = 2,
+        .workers = data.workers,
+        .shuffle_buffer = data.shuffle_buffer,
+        .log_every = 50,
+        .keep = 3,
+        .max_bad_steps = 5,
+        .collapse_std = 0.01,
+        .data_split = CLASP_DATA_SPLIT_SHARDS,
+        .dist_timeout = 600,
+        .check_every = 100,
+    };
 }
 
 /* ---- signals ------------------------------------------------------------------------------ */
@@ -274,17 +276,12 @@ static clasp_status parse_freeze_(const char *list, const clasp_model_config *cf
     return CLASP_OK;
 }
 
-static bool is_file_(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 /* --init: copies every parameter of m that `from` (export or checkpoint folder, or a run
  * folder's latest checkpoint) holds by name; others keep their values. */
 static clasp_status load_init_(clasp_model *m, const char *from) {
     char dir[4096], path[4200], what[4300];
     snprintf(path, sizeof path, "%s/model.safetensors", from);
-    if (is_file_(path)) {
+    if (clasp_is_file(path)) {
         snprintf(dir, sizeof dir, "%s", from);
     } else {
         CLASP_TRY(clasp_ckpt_resolve(from, dir, sizeof dir));
