@@ -33,33 +33,40 @@ int clasp_model_dim(const clasp_handle *h) {
     return h ? h->em.D : 0;
 }
 
+/* The arguments every embedding call checks the same way: a handle, n >= 0, and for n > 0 the
+ * inputs and the output. */
+static int bad_args_(const clasp_handle *h, int n, const void *in, const float *out,
+                     const char *fn) {
+    if (h && n >= 0 && (n == 0 || (in && out))) return 0;
+    return clasp_set_error(CLASP_ERR_ARG, "%s: bad arguments (handle %s, n %d, %s inputs, %s out)",
+                           fn, h ? "set" : "NULL", n, in ? "some" : "NULL", out ? "an" : "NULL");
+}
+
 int clasp_model_embed_images(clasp_handle *h, const void *const *data, const size_t *nbytes, int n,
                              float *out) {
-    if (!h) return clasp_set_error(CLASP_ERR_ARG, "clasp_model_embed_images: NULL handle");
-    return clasp_embedder_images(&h->em, data, nbytes, NULL, n, out);
+    int s = bad_args_(h, n, data, out, __func__);
+    return s ? s : clasp_embedder_images(&h->em, data, nbytes, NULL, n, out);
 }
 
 int clasp_model_embed_image_files(clasp_handle *h, const char *const *paths, int n, float *out) {
-    if (!h || (n > 0 && (!paths || !out)))
-        return clasp_set_error(CLASP_ERR_ARG, "clasp_model_embed_image_files: bad arguments");
-    return clasp_embedder_image_files(&h->em, paths, n, out);
+    int s = bad_args_(h, n, paths, out, __func__);
+    return s ? s : clasp_embedder_image_files(&h->em, paths, n, out);
 }
 
 int clasp_model_embed_texts(clasp_handle *h, const char *const *texts, int n, float *out) {
-    if (!h) return clasp_set_error(CLASP_ERR_ARG, "clasp_model_embed_texts: NULL handle");
-    return clasp_embedder_texts(&h->em, texts, n, out);
+    int s = bad_args_(h, n, texts, out, __func__);
+    return s ? s : clasp_embedder_texts(&h->em, texts, n, out);
 }
 
 int clasp_model_embed_audio(clasp_handle *h, const void *const *data, const size_t *nbytes, int n,
                             float *out) {
-    if (!h) return clasp_set_error(CLASP_ERR_ARG, "clasp_model_embed_audio: NULL handle");
-    return clasp_embedder_audio(&h->em, data, nbytes, NULL, n, out);
+    int s = bad_args_(h, n, data, out, __func__);
+    return s ? s : clasp_embedder_audio(&h->em, data, nbytes, NULL, n, out);
 }
 
 int clasp_model_embed_audio_files(clasp_handle *h, const char *const *paths, int n, float *out) {
-    if (!h || (n > 0 && (!paths || !out)))
-        return clasp_set_error(CLASP_ERR_ARG, "clasp_model_embed_audio_files: bad arguments");
-    return clasp_embedder_audio_files(&h->em, paths, n, out);
+    int s = bad_args_(h, n, paths, out, __func__);
+    return s ? s : clasp_embedder_audio_files(&h->em, paths, n, out);
 }
 
 int clasp_model_has_modality(const clasp_handle *h, int modality) {

@@ -401,3 +401,33 @@ Test(export, npy_roundtrip_and_errors) {
     cr_assert(strstr(clasp_last_error(), "float32"));
     free(buf);
 }
+
+/* Every embedding call of the C API refuses a NULL handle, a negative count and NULL inputs or
+ * output with an error naming the function (and embeds nothing for n = 0). */
+Test(export, capi_refuses_bad_arguments) {
+    char tmp[FX_PATH], dir[FX_PATH], cfgp[FX_PATH];
+    fx_scratch("capi_args", tmp, dir, "export", NULL);
+    snprintf(cfgp, sizeof cfgp, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
+    cr_assert(fx_export_model(cfgp, NULL, dir, 3), "%s", clasp_last_error());
+    clasp_handle *h = clasp_model_open(dir, 1);
+    cr_assert(h, "%s", clasp_last_error());
+    float out[64];
+    const char *texts[1] = {"a bag"};
+    const void *data[1] = {texts[0]};
+    size_t nb[1] = {5};
+    cr_assert_neq(clasp_model_embed_texts(NULL, texts, 1, out), 0);
+    cr_assert(strstr(clasp_last_error(), "clasp_model_embed_texts: bad arguments"), "%s",
+              clasp_last_error());
+    cr_assert_neq(clasp_model_embed_texts(h, NULL, 1, out), 0);
+    cr_assert_neq(clasp_model_embed_texts(h, texts, -1, out), 0);
+    cr_assert_neq(clasp_model_embed_images(h, data, nb, 1, NULL), 0);
+    cr_assert(strstr(clasp_last_error(), "clasp_model_embed_images: bad arguments"), "%s",
+              clasp_last_error());
+    cr_assert_neq(clasp_model_embed_images(h, NULL, nb, 1, out), 0);
+    cr_assert_neq(clasp_model_embed_image_files(h, NULL, 1, out), 0);
+    cr_assert_neq(clasp_model_embed_audio(NULL, data, nb, 1, out), 0);
+    cr_assert_neq(clasp_model_embed_audio_files(h, texts, 1, NULL), 0);
+    cr_assert_eq(clasp_model_embed_texts(h, NULL, 0, NULL), 0, "%s", clasp_last_error());
+    cr_assert_eq(clasp_model_embed_texts(h, texts, 1, out), 0, "%s", clasp_last_error());
+    clasp_model_close(h);
+}
