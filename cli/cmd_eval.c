@@ -117,22 +117,27 @@ static void group_print_(const char *what, const clasp_group_retrieval *g) {
             100 * g->chance_r1, 100 * g->chance_r5, 100 * g->chance_r10, g->chance_mean_rank);
 }
 
-/* Class-aware retrieval (eval.h's clasp_eval_retrieval_match) into r: "by_class" when some
- * image has a label, "by_caption" always; prints the first of them. */
+/* Class-aware retrieval over the distinct captions (eval.h's clasp_eval_retrieval_match) into
+ * r: "by_class" when some image has a label, "by_caption" always; prints the first of them. */
 static clasp_status retrieval_match_(const clasp_eval_set *set, cJSON *r) {
     bool labelled = false;
     for (int64_t i = 0; i < set->n && !labelled; i++) labelled = set->labels[i] >= 0;
     static const char *const key[2] = {"by_class", "by_caption"};
-    static const char *const hit[2] = {"any caption of the image's class (.cls)",
-                                       "any caption with the same text"};
+    static const char *const hit[2] = {"a caption of the image's class (.cls)",
+                                       "the image's own caption text"};
     for (int m = labelled ? 0 : 1; m < 2; m++) {
         clasp_group_retrieval i2t, t2i;
         CLASP_TRY(clasp_eval_retrieval_match(set, (clasp_eval_match)m, &i2t, &t2i));
         cJSON *o = cJSON_AddObjectToObject(r, key[m]);
         cJSON_AddItemToObject(o, "image_to_text", group_json_(&i2t));
         cJSON_AddItemToObject(o, "text_to_image", group_json_(&t2i));
+        cJSON_AddNumberToObject(o, "n_images", (double)set->n);
+        cJSON_AddNumberToObject(o, "n_captions", (double)i2t.n_gallery); /* distinct */
         if (m == 1 && labelled) continue;
-        fprintf(stderr, "class-aware retrieval (a hit = %s):\n", hit[m]);
+        fprintf(
+            stderr,
+            "class-aware retrieval over the %lld distinct captions (%lld images; a hit = %s):\n",
+            (long long)i2t.n_gallery, (long long)set->n, hit[m]);
         group_print_("image->text", &i2t);
         group_print_("text->image", &t2i);
     }

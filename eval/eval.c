@@ -508,7 +508,112 @@ clasp_status clasp_eval_zeroshot_for_train(clasp_engine *e, const clasp_preproce
     return CLASP_OK;
 }
 
+/* ---- distinct captions ------------------------------------------------------------------- */
+
+/* A row's key and value, sorted by key then value. */
+typedef struct keyed_ {
+    uint64_t key;
+    int64_t val;
+} keyed_;
+
+static int cmp_keyed_(const void *a, const void *b) {
+    const keyed_ *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return (x->val > y->val) - (x->val < y->val);
+}
+
+/* The distinct values of g[0..n) (n >= 1) in order of first occurrence: of_row[i] receives
+ * the distinct index of row i, *first (malloc'd, *nd entries) the first row of each value. */
+static clasp_status distinct_(const uint64_t *g, int64_t n, int64_t *of_row, int64_t **first,
+                              int64_t *nd) {
+    keyed_ *o = malloc((size_t)n * sizeof *o);
+    int64_t *rep = malloc((size_t)n * sizeof *rep); /* the first row with row i's value */
+    *first = malloc((size_t)n * sizeof **first);
+    *nd = 0;
+    if (!o || !rep || !*first) {
+        free(o), free(rep), free(*first);
+        *first = NULL;
+        return clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+    }
+    for (int64_t i = 0; i < n; i++) o[i] = (keyed_){g[i], i};
+    qsort(o, (size_t)n, sizeof *o, cmp_keyed_);
+    for (int64_t k = 0; k < n; k++)
+        rep[o[k].val] = k > 0 && o[k].key == o[k - 1].key ? rep[o[k - 1].val] : o[k].val;
+    for (int64_t i = 0; i < n; i++) {
+        if (rep[i] == i) {
+            (*first)[*nd] = i;
+            of_row[i] = (*nd)++;
+        } else {
+            of_row[i] = of_row[rep[i]];
+        }
+    }
+    free(o), free(rep);
+    return CLASP_OK;
+}
+
+/* Rows rows[0..n) of x (D columns) copied into a new (n, D) array; NULL when out of memory. */
+static float *gather_rows_(const float *x, const int64_t *rows, int64_t n, int D) {
+    float *out = malloc((size_t)(n ? n : 1) * (size_t)D * sizeof(float));
+    for (int64_t r = 0; out && r < n; r++)
+        memcpy(out + (size_t)r * (size_t)D, x + (size_t)rows[r] * (size_t)D,
+               (size_t)D * sizeof(float));
+    return out;
+}
+
 /* ---- class-aware retrieval ------------------------------------------------------------------ */
+
+/* Which distinct captions answer which images. */
+typedef struct match_ctx_ {
+    bool by_class;
+    const int64_t *key;   /* (n images) CLASS: the label; CAPTION: the distinct index of the
+                             image's first caption; -1: none */
+    const int64_t *start; /* CLASS: the labels of distinct caption d are */
+    const int64_t *cls;   /* cls[start[d] .. start[d + 1]), sorted, without repeats */
+} match_ctx_;
+
+static bool image_matches_caption_(const match_ctx_ *c, int64_t image, int64_t caption) {
+    const int64_t k = c->key[image];
+    if (k < 0) return false;
+    if (!c->by_class) return k == caption;
+    for (int64_t j = c->start[caption]; j < c->start[caption + 1]; j++)
+        if (c->cls[j] == k) return true;
+    return false;
+}
+
+static bool i2t_relevant_(const void *ctx, int64_t q, int64_t g) {
+    return image_matches_caption_(ctx, q, g);
+}
+
+static bool t2i_relevant_(const void *ctx, int64_t q, int64_t g) {
+    return image_matches_caption_(ctx, g, q);
+}
+
+/* The labels each distinct caption is used with: of_row[j] is text j's distinct index (nd of
+ * them); *start (nd + 1) and *cls (malloc'd) as in match_ctx_. */
+static clasp_status caption_classes_(const clasp_eval_set *set, const int64_t *of_row, int64_t nd,
+                                     int64_t **start, int64_t **cls) {
+    keyed_ *p = malloc((size_t)set->n_txt * sizeof *p);
+    *start = calloc((size_t)nd + 1, sizeof **start);
+    *cls = malloc((size_t)set->n_txt * sizeof **cls);
+    if (!p || !*start || !*cls) {
+        free(p), free(*start), free(*cls);
+        *start = *cls = NULL;
+        return clasp_set_error(CLASP_ERR_NOMEM, "class-aware retrieval: out of memory");
+    }
+    int64_t np = 0, nc = 0;
+    for (int64_t j = 0; j < set->n_txt; j++)
+        if (set->labels[set->txt_owner[j]] >= 0)
+            p[np++] = (keyed_){(uint64_t)of_row[j], set->labels[set->txt_owner[j]]};
+    qsort(p, (size_t)np, sizeof *p, cmp_keyed_);
+    for (int64_t k = 0; k < np; k++) {
+        if (k > 0 && p[k].key == p[k - 1].key && p[k].val == p[k - 1].val) continue;
+        (*start)[p[k].key + 1]++;
+        (*cls)[nc++] = p[k].val;
+    }
+    for (int64_t d = 0; d < nd; d++) (*start)[d + 1] += (*start)[d];
+    free(p);
+    return CLASP_OK;
+}
 
 clasp_status clasp_eval_retrieval_match(const clasp_eval_set *set, clasp_eval_match match,
                                         clasp_group_retrieval *i2t, clasp_group_retrieval *t2i) {
@@ -516,36 +621,31 @@ clasp_status clasp_eval_retrieval_match(const clasp_eval_set *set, clasp_eval_ma
     memset(t2i, 0, sizeof *t2i);
     if (set->n < 1 || set->n_txt < 1 || !set->txt_group)
         return clasp_set_error(CLASP_ERR_ARG, "class-aware retrieval: the set has no texts");
-    uint64_t *ig = malloc((size_t)set->n * sizeof(uint64_t));
-    uint64_t *tg = malloc((size_t)set->n_txt * sizeof(uint64_t));
-    bool *has = calloc((size_t)set->n, sizeof(bool));
-    if (!ig || !tg || !has) {
-        free(ig), free(tg), free(has);
-        return clasp_set_error(CLASP_ERR_NOMEM, "class-aware retrieval: out of memory");
+    int64_t *of_row = malloc((size_t)set->n_txt * sizeof(int64_t));
+    int64_t *first = NULL, *start = NULL, *cls = NULL, *key = NULL, nd = 0;
+    float *gal = NULL;
+    clasp_status s = of_row ? distinct_(set->txt_group, set->n_txt, of_row, &first, &nd)
+                            : clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+    if (s == CLASP_OK && !(gal = gather_rows_(set->txt, first, nd, set->D)))
+        s = clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+    match_ctx_ c = {.by_class = match == CLASP_EVAL_MATCH_CLASS, .key = set->labels};
+    if (s == CLASP_OK && c.by_class) {
+        s = caption_classes_(set, of_row, nd, &start, &cls);
+        c.start = start, c.cls = cls;
+    } else if (s == CLASP_OK) {
+        /* an image's caption is its first one, the first of its texts in the set's order */
+        if (!(key = malloc((size_t)set->n * sizeof *key)))
+            s = clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+        for (int64_t i = 0; key && i < set->n; i++) key[i] = -1;
+        for (int64_t j = 0; key && j < set->n_txt; j++)
+            if (key[set->txt_owner[j]] < 0) key[set->txt_owner[j]] = of_row[j];
+        c.key = key;
     }
-    /* Rows that match nothing get groups no label reaches (labels are >= 0, below 2^63):
-     * even for images, odd for texts. */
-    const uint64_t none = (uint64_t)1 << 63;
-    for (int64_t i = 0; i < set->n; i++) ig[i] = none | (uint64_t)(2 * i);
-    for (int64_t j = 0; j < set->n_txt; j++) {
-        int64_t o = set->txt_owner[j];
-        if (match == CLASP_EVAL_MATCH_CAPTION) {
-            tg[j] = set->txt_group[j];
-            if (!has[o]) ig[o] = set->txt_group[j];
-            has[o] = true;
-        } else {
-            int64_t y = set->labels[o];
-            tg[j] = y >= 0 ? (uint64_t)y : none | (uint64_t)(2 * j + 1);
-        }
-    }
-    if (match == CLASP_EVAL_MATCH_CLASS)
-        for (int64_t i = 0; i < set->n; i++)
-            if (set->labels[i] >= 0) ig[i] = (uint64_t)set->labels[i];
-    clasp_status s =
-        clasp_retrieval_by_group(set->img, ig, set->n, set->txt, tg, set->n_txt, set->D, i2t);
     if (s == CLASP_OK)
-        s = clasp_retrieval_by_group(set->txt, tg, set->n_txt, set->img, ig, set->n, set->D, t2i);
-    free(ig), free(tg), free(has);
+        s = clasp_retrieval_by_relevance(set->img, set->n, gal, nd, set->D, i2t_relevant_, &c, i2t);
+    if (s == CLASP_OK)
+        s = clasp_retrieval_by_relevance(gal, nd, set->img, set->n, set->D, t2i_relevant_, &c, t2i);
+    free(of_row), free(first), free(start), free(cls), free(key), free(gal);
     return s;
 }
 
@@ -628,23 +728,24 @@ clasp_status clasp_eval_collect_towers(clasp_embedder *em, const char *spec, cla
 clasp_status clasp_eval_pair_retrieval(const clasp_eval_towers *t, clasp_eval_pair_result *out) {
     memset(out, 0, sizeof *out);
     if (!t->b) return clasp_set_error(CLASP_ERR_ARG, "pair retrieval needs two towers");
-    const size_t D = (size_t)t->D;
-    float *ub = malloc((size_t)t->n * D * sizeof(float));
-    uint64_t *ug = malloc((size_t)t->n * sizeof(uint64_t));
-    int64_t nu = 0;
-    clasp_status s = ub && ug ? CLASP_OK : clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
-    for (int64_t i = 0; i < t->n && s == CLASP_OK; i++) {
-        bool seen = false;
-        for (int64_t j = 0; j < nu && !seen; j++) seen = ug[j] == t->group[i];
-        if (seen) continue;
-        memcpy(ub + (size_t)nu * D, t->b + (size_t)i * D, D * sizeof(float));
-        ug[nu++] = t->group[i];
+    if (t->n < 1) return clasp_set_error(CLASP_ERR_ARG, "pair retrieval: no rows");
+    int64_t *of_row = malloc((size_t)t->n * sizeof(int64_t)), *first = NULL, nu = 0;
+    float *ub = NULL;
+    uint64_t *ug = NULL;
+    clasp_status s = of_row ? distinct_(t->group, t->n, of_row, &first, &nu)
+                            : clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+    if (s == CLASP_OK) {
+        /* the gallery: the first row of each distinct caption, in order of first occurrence */
+        ub = gather_rows_(t->b, first, nu, t->D);
+        ug = malloc((size_t)nu * sizeof(uint64_t));
+        if (!ub || !ug) s = clasp_set_error(CLASP_ERR_NOMEM, "eval: out of memory");
+        for (int64_t d = 0; ug && d < nu; d++) ug[d] = t->group[first[d]];
     }
     out->n_unique = nu;
     if (s == CLASP_OK)
         s = clasp_retrieval_by_group(t->a, t->group, t->n, ub, ug, nu, t->D, &out->a_to_b);
     if (s == CLASP_OK)
         s = clasp_retrieval_by_group(ub, ug, nu, t->a, t->group, t->n, t->D, &out->b_to_a);
-    free(ub), free(ug);
+    free(of_row), free(first), free(ub), free(ug);
     return s;
 }

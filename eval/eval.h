@@ -102,20 +102,29 @@ typedef enum clasp_eval_match {
     CLASP_EVAL_MATCH_CAPTION = 1 /* same caption text: equal tokens after normalisation */
 } clasp_eval_match;
 
-/* Retrieval of a collected set (with texts) where relevance is shared by a class or a caption,
- * for data whose captions repeat (Fashion-MNIST: ten class names under a few templates, so
- * 10,000 captions are a few dozen distinct texts and the own-caption R@1 cannot exceed a few
- * percent whatever the model). Every row of each direction competes, as in
- * clasp_retrieval_metrics; a query's rank is the best rank of its relevant rows
- * (eval/retrieval.h's clasp_retrieval_by_group, with chance levels
- * 1 - C(N-m, k) / C(N, k) for m relevant rows among N).
- *   CLASS:   image -> text: image i (label y) is answered by every text whose image has label
- *            y (its own captions included); text -> image: text j is answered by every image
- *            with the label of j's image. Images without a label (-1) and their texts are
- *            nobody's answer and, as queries, are left out (counted in `unmatched`).
+/* Retrieval of a collected set (with texts) over its DISTINCT captions, where relevance is
+ * shared by a class or a caption text: for data whose captions repeat (Fashion-MNIST: ten class
+ * names under eight templates, so 10,000 captions are 80 distinct texts, each ~125 times). The
+ * own-caption R@1 (clasp_retrieval_metrics) cannot exceed a few percent there whatever the
+ * model, and over all captions a misclassified image would find ~125 identical copies of a
+ * wrong caption first; so, as clasp_eval_pair_retrieval does for audio:
+ *   the caption gallery is the set's distinct captions (equal txt_group: the same tokens after
+ *   normalisation, i.e. the same model input), one embedding each (its first occurrence's), in
+ *   order of first occurrence; i2t->n_gallery is their number.
+ *   image -> text: every image queries the distinct captions;
+ *   text -> image: every distinct caption queries all images.
+ * A query's rank is the best rank of its relevant rows (eval/retrieval.h's
+ * clasp_retrieval_by_relevance: all gallery rows competing, ties to the lower index).
+ *   CLASS:   distinct caption c and image i (label y) are relevant to each other when some
+ *            image of label y has c among its captions (a text used by several classes is
+ *            relevant to each of them). Images without a label (-1) are nobody's answer and,
+ *            as queries, left out (counted in `unmatched`), as is a caption only they use.
  *   CAPTION: an image's caption is its first one (the one CLASP_EVAL_TEXT_FIRST embeds);
- *            image -> text: image i is answered by every text equal to its caption;
- *            text -> image: text j by every image whose caption equals j.
+ *            distinct caption c and image i are relevant when c is i's caption.
+ * Chance levels are those of what is measured: for a query with m relevant rows among the N of
+ * its gallery, R@k = 1 - C(N-m, k) / C(N, k) and mean rank (N+1)/(m+1), averaged over the
+ * scored queries (Fashion-MNIST by class: image -> text m = 8 of N = 80, text -> image m =
+ * 1,000 of 10,000).
  * Errors: CLASP_ERR_ARG for a set without texts, CLASP_ERR_FORMAT when no query has a
  * relevant row (CLASS on data without labels), CLASP_ERR_NOMEM. */
 clasp_status clasp_eval_retrieval_match(const clasp_eval_set *set, clasp_eval_match match,

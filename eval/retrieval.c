@@ -274,9 +274,9 @@ static double chance_at_(int64_t n, int64_t m, int64_t k) {
     return 1.0 - (p_none > 0 ? p_none : 0);
 }
 
-clasp_status clasp_retrieval_by_group(const float *q, const uint64_t *qg, int64_t Q,
-                                      const float *gal, const uint64_t *gg, int64_t N, int D,
-                                      clasp_group_retrieval *out) {
+clasp_status clasp_retrieval_by_relevance(const float *q, int64_t Q, const float *gal, int64_t N,
+                                          int D, clasp_relevant_fn relevant, const void *ctx,
+                                          clasp_group_retrieval *out) {
     memset(out, 0, sizeof *out);
     if (Q < 1 || N < 1 || D < 1)
         return clasp_set_error(CLASP_ERR_ARG, "group retrieval: %lld queries, %lld gallery rows",
@@ -302,7 +302,7 @@ clasp_status clasp_retrieval_by_group(const float *q, const uint64_t *qg, int64_
              * relevant row */
             int64_t top = -1, m = 0;
             for (int64_t j = 0; j < N; j++) {
-                if (gg[j] != qg[q0 + i]) continue;
+                if (!relevant(ctx, q0 + i, j)) continue;
                 m++;
                 if (top < 0 || sc[j] > sc[top]) top = j;
             }
@@ -334,4 +334,21 @@ clasp_status clasp_retrieval_by_group(const float *q, const uint64_t *qg, int64_
     }
     free(ranks);
     return s;
+}
+
+/* The group ids of clasp_retrieval_by_group's queries and gallery. */
+typedef struct groups_ {
+    const uint64_t *qg, *gg;
+} groups_;
+
+static bool same_group_(const void *ctx, int64_t q, int64_t g) {
+    const groups_ *c = ctx;
+    return c->qg[q] == c->gg[g];
+}
+
+clasp_status clasp_retrieval_by_group(const float *q, const uint64_t *qg, int64_t Q,
+                                      const float *gal, const uint64_t *gg, int64_t N, int D,
+                                      clasp_group_retrieval *out) {
+    const groups_ c = {qg, gg};
+    return clasp_retrieval_by_relevance(q, Q, gal, N, D, same_group_, &c, out);
 }

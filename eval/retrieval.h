@@ -16,6 +16,7 @@
 #ifndef CLASP_EVAL_RETRIEVAL_H
 #define CLASP_EVAL_RETRIEVAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,24 +42,34 @@ clasp_status clasp_retrieval_metrics(const float *img, int64_t N, const float *t
                                      const int64_t *owner, int64_t M, int D,
                                      clasp_retrieval_result *out);
 
-/* Retrieval where relevance is a shared group id (a caption hash, a label, a key mapping): a
- * query q (group qg[q]) is answered by every gallery row with the same group. Its rank is the
- * best (smallest) rank of its relevant rows, each ranked as clasp_rank_of does (all gallery
- * rows competing, ties to the lower index): R@k = fraction of queries with a relevant row in
- * the top k. Queries without any relevant row are left out and counted in `unmatched`.
- * Chance: a uniformly random ranking of N rows with m relevant puts one in the top k with
- * probability 1 - C(N-m, k) / C(N, k) (1 when k >= N), and its expected best rank is
- * (N + 1) / (m + 1); chance_* are these averaged over the scored queries. */
+/* Retrieval where a query q is answered by the gallery rows relevant(ctx, q, g) says are
+ * relevant to it. Its rank is the best (smallest) rank of its relevant rows, each ranked as
+ * clasp_rank_of does (all N gallery rows competing, ties to the lower index): R@k = fraction of
+ * queries with a relevant row in the top k. Queries without any relevant row are left out and
+ * counted in `unmatched`.
+ * Chance, for what is measured: a uniformly random ranking of N rows of which m are relevant
+ * to the query puts one in the top k with probability 1 - C(N-m, k) / C(N, k) (1 when k >= N),
+ * and its expected best rank is (N + 1) / (m + 1); chance_* are these computed with each scored
+ * query's own m and averaged over the scored queries (m may vary from query to query). */
 typedef struct clasp_group_retrieval {
-    clasp_rank_stats stats;
-    int64_t unmatched;
-    int64_t n_gallery;
+    clasp_rank_stats stats; /* stats.n: the scored queries */
+    int64_t unmatched;      /* queries without a relevant row, left out */
+    int64_t n_gallery;      /* N */
     double chance_r1, chance_r5, chance_r10, chance_mean_rank;
     double mean_relevant; /* mean number of relevant gallery rows per scored query */
 } clasp_group_retrieval;
 
-/* q (Q, D) and gal (N, D) L2-normalised, groups qg (Q) and gg (N). CLASP_ERR_ARG for Q, N < 1,
- * CLASP_ERR_FORMAT when no query has a relevant row, CLASP_ERR_NOMEM. */
+/* Whether gallery row g is relevant to query q. */
+typedef bool (*clasp_relevant_fn)(const void *ctx, int64_t q, int64_t g);
+
+/* q (Q, D) and gal (N, D) L2-normalised. CLASP_ERR_ARG for Q, N < 1, CLASP_ERR_FORMAT when no
+ * query has a relevant row, CLASP_ERR_NOMEM. */
+clasp_status clasp_retrieval_by_relevance(const float *q, int64_t Q, const float *gal, int64_t N,
+                                          int D, clasp_relevant_fn relevant, const void *ctx,
+                                          clasp_group_retrieval *out);
+
+/* clasp_retrieval_by_relevance where relevance is a shared group id (a caption hash, a label, a
+ * key mapping): query q (group qg[q]) is answered by every gallery row g with gg[g] == qg[q]. */
 clasp_status clasp_retrieval_by_group(const float *q, const uint64_t *qg, int64_t Q,
                                       const float *gal, const uint64_t *gg, int64_t N, int D,
                                       clasp_group_retrieval *out);

@@ -37,15 +37,13 @@ echo "== retrieval and zero-shot on the test split" >&2
 "$CLASP" eval --model "$RUN" --data "$DATA/test-000000.tar" \
     --zeroshot "$DATA/classnames.txt" --templates "$DATA/templates.txt" --retrieval \
     --threads "$THREADS" --json > "$RUN/eval.json"
-# field $2 of eval.json's object $1 (e.g. '"by_class":{"image_to_text"') as a percentage
-pct() {
-    v=$(sed -n "s/.*$1:{[^}]*\"$2\":\([0-9.eE+-]*\).*/\1/p" "$RUN/eval.json")
-    awk -v x="${v:-0}" 'BEGIN { printf "%.2f%%", 100 * x }'
-}
+# field $2 of eval.json's object $1 (e.g. '"by_class":{"image_to_text"'), as is / as a percentage
+num() { sed -n "s/.*$1:{[^}]*\"$2\":\([0-9.eE+-]*\).*/\1/p" "$RUN/eval.json"; }
+pct() { awk -v x="$(num "$1" "$2")" 'BEGIN { printf "%.2f%%", 100 * (x == "" ? 0 : x) }'; }
 I2T='"by_class":{"image_to_text"'
 cat >&2 <<EOT
 == done
-retrieval:  image->text R@1 $(pct "$I2T" r1) (chance $(pct "$I2T" chance_r1)): a hit is any caption of the image's class, as the 10,000 test captions repeat ten class names (own-caption figures: $RUN/eval.json)
+retrieval:  image->text R@1 $(pct "$I2T" r1), R@5 $(pct "$I2T" r5) (chance $(pct "$I2T" chance_r1), $(pct "$I2T" chance_r5)) over the $(num "$I2T" n_gallery) distinct test captions (templates x class names): a hit is a caption of the image's class (own-caption figures over all 10,000 captions: $RUN/eval.json)
 run folder: $RUN (config.json, metrics.jsonl, checkpoints/)
 export:     $RUN/export (model.safetensors, config.json, tokenizer.json, preprocess.json)
 embed:      $CLASP embed --model $RUN/export --image a.png b.png -o images.npy

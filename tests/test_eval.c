@@ -216,33 +216,53 @@ Test(eval, group_retrieval_best_rank_matches_sort) {
     free(q), free(g);
 }
 
+/* A set of n images and n texts (text i is image i's caption) as 2-D unit vectors at the given
+ * angles in degrees, written into the caller's im (2n), tx (2n) and ow (n); labels lb and
+ * caption ids gr (n each) are the caller's too. */
+static clasp_eval_set angle_set_(int n, const float *image_deg, const float *text_deg, float *im,
+                                 float *tx, int64_t *ow, int64_t *lb, uint64_t *gr) {
+    const float deg = 3.14159265358979f / 180.0f;
+    for (int i = 0; i < n; i++) {
+        im[2 * i] = cosf(image_deg[i] * deg), im[2 * i + 1] = sinf(image_deg[i] * deg);
+        tx[2 * i] = cosf(text_deg[i] * deg), tx[2 * i + 1] = sinf(text_deg[i] * deg);
+        ow[i] = i;
+    }
+    clasp_eval_set s = {.n = n, .D = 2, .img = im, .labels = lb, .n_txt = n, .txt = tx};
+    s.txt_owner = ow, s.txt_group = gr;
+    return s;
+}
+
+/* Checks a class-aware result: n scored queries among N gallery rows, and want = {R@1, R@5,
+ * R@10, mean rank, chance R@1, chance R@5, chance mean rank}. */
+static void expect_group_(const clasp_group_retrieval *g, int64_t n, int64_t N,
+                          const double *want) {
+    cr_assert_eq(g->stats.n, n);
+    cr_assert_eq(g->n_gallery, N);
+    const double got[7] = {g->stats.r1,  g->stats.r5,  g->stats.r10,       g->stats.mean_rank,
+                           g->chance_r1, g->chance_r5, g->chance_mean_rank};
+    for (int k = 0; k < 7; k++)
+        cr_assert_float_eq(got[k], want[k], 1e-12, "figure %d: %.17g, expected %.17g", k, got[k],
+                           want[k]);
+}
+
 /* Class-aware retrieval on a set whose captions repeat: 4 images (labels 0 0 1 1), one caption
  * each; captions 0 and 1 are the same text ("a cat", identical features), caption 2 "a dog",
  * caption 3 "a puppy". Unit vectors at angles (degrees): images 0 10 100 15, texts 20 20 120
  * 30. By hand (cosine order, ties to the lower index):
- *   image 0: t0 t1 t3 t2   image 1: t0 t1 t3 t2   image 2: t2 t3 t0 t1   image 3: t0 t1 t3 t2
- *   text 0/1: i3 i1 i0 i2  text 2: i2 i3 i1 i0    text 3: i3 i1 i0 i2
- * own caption (instance): image->text ranks 1 2 1 3, text->image ranks 3 2 1 1;
- * by class: image->text 1 1 1 3 (R@1 3/4), text->image 2 2 1 1 (R@1 2/4), chance R@1 2/4;
- * by caption: image->text 1 1 1 3 (R@1 3/4), text->image 2 2 1 1, chance R@1 (2+2+1+1)/4/4. */
+ *   own caption (instance, all 4 texts): image->text ranks 1 2 1 3, text->image ranks 3 2 1 1.
+ * Class-aware figures are over the 3 distinct captions d0 "a cat" (20), d1 "a dog" (120),
+ * d2 "a puppy" (30); class 0 uses {d0}, class 1 {d1, d2}:
+ *   image 0: d0 d2 d1   image 1: d0 d2 d1   image 2: d1 d2 d0   image 3: d0 d2 d1
+ *   d0: i3 i1 i0 i2     d1: i2 i3 i1 i0     d2: i3 i1 i0 i2
+ * by class: image->text 1 1 1 2 (R@1 3/4, mean 5/4; chance R@1 (1/3 1/3 2/3 2/3) -> 1/2),
+ *           text->image 2 1 1 (R@1 2/3, mean 4/3; m = 2 of 4 each: chance R@1 1/2, mean 5/3);
+ * by caption: image->text 1 1 1 2 (chance R@1 1/3), text->image 2 1 1. */
 Test(eval, class_aware_retrieval_by_hand) {
-    const float deg = 3.14159265358979f / 180.0f;
-    float ai[4] = {0, 10, 100, 15}, at[4] = {20, 20, 120, 30};
+    const float ai[4] = {0, 10, 100, 15}, at[4] = {20, 20, 120, 30};
     float img[8], txt[8];
-    for (int i = 0; i < 4; i++) {
-        img[2 * i] = cosf(ai[i] * deg), img[2 * i + 1] = sinf(ai[i] * deg);
-        txt[2 * i] = cosf(at[i] * deg), txt[2 * i + 1] = sinf(at[i] * deg);
-    }
-    int64_t labels[4] = {0, 0, 1, 1}, owner[4] = {0, 1, 2, 3};
+    int64_t labels[4] = {0, 0, 1, 1}, owner[4];
     uint64_t group[4] = {0xCA7, 0xCA7, 0xD06, 0x9099};
-    clasp_eval_set set = {.n = 4,
-                          .D = 2,
-                          .img = img,
-                          .labels = labels,
-                          .n_txt = 4,
-                          .txt = txt,
-                          .txt_owner = owner,
-                          .txt_group = group};
+    clasp_eval_set set = angle_set_(4, ai, at, img, txt, owner, labels, group);
     clasp_retrieval_result rr;
     cr_assert_eq(clasp_retrieval_metrics(img, 4, txt, owner, 4, 2, &rr), CLASP_OK);
     cr_assert_float_eq(rr.i2t.r1, 0.5, 1e-12);
@@ -252,27 +272,31 @@ Test(eval, class_aware_retrieval_by_hand) {
     clasp_group_retrieval i2t, t2i;
     cr_assert_eq(clasp_eval_retrieval_match(&set, CLASP_EVAL_MATCH_CLASS, &i2t, &t2i), CLASP_OK);
     cr_assert_eq(i2t.stats.n, 4);
+    cr_assert_eq(i2t.n_gallery, 3); /* distinct captions */
     cr_assert_float_eq(i2t.stats.r1, 0.75, 1e-12);
-    cr_assert_float_eq(i2t.stats.mean_rank, 6.0 / 4, 1e-12);
+    cr_assert_float_eq(i2t.stats.mean_rank, 5.0 / 4, 1e-12);
     cr_assert_float_eq(i2t.chance_r1, 0.5, 1e-12);
-    cr_assert_float_eq(i2t.mean_relevant, 2, 1e-12);
-    cr_assert_float_eq(t2i.stats.r1, 0.5, 1e-12);
-    cr_assert_float_eq(t2i.stats.mean_rank, 6.0 / 4, 1e-12);
+    cr_assert_float_eq(i2t.mean_relevant, 1.5, 1e-12);
+    cr_assert_eq(t2i.stats.n, 3);
+    cr_assert_eq(t2i.n_gallery, 4);
+    cr_assert_float_eq(t2i.stats.r1, 2.0 / 3, 1e-12);
+    cr_assert_float_eq(t2i.stats.mean_rank, 4.0 / 3, 1e-12);
     cr_assert_float_eq(t2i.chance_r1, 0.5, 1e-12);
     cr_assert_float_eq(t2i.chance_mean_rank, 5.0 / 3, 1e-12);
     cr_assert_eq(clasp_eval_retrieval_match(&set, CLASP_EVAL_MATCH_CAPTION, &i2t, &t2i), CLASP_OK);
     cr_assert_float_eq(i2t.stats.r1, 0.75, 1e-12);
-    cr_assert_float_eq(i2t.chance_r1, (0.5 + 0.5 + 0.25 + 0.25) / 4, 1e-12);
-    cr_assert_float_eq(t2i.stats.r1, 0.5, 1e-12);
-    cr_assert_float_eq(t2i.stats.mean_rank, 6.0 / 4, 1e-12);
-    /* image 3 without a label: it and its caption are left out as queries and answer nobody */
+    cr_assert_float_eq(i2t.chance_r1, 1.0 / 3, 1e-12);
+    cr_assert_float_eq(t2i.stats.r1, 2.0 / 3, 1e-12);
+    cr_assert_float_eq(t2i.stats.mean_rank, 4.0 / 3, 1e-12);
+    /* image 3 without a label: it and "a puppy" (only its caption) are left out as queries and
+     * answer nobody; image 2 (label 1) is answered by d1 alone: rank 1 */
     labels[3] = -1;
     cr_assert_eq(clasp_eval_retrieval_match(&set, CLASP_EVAL_MATCH_CLASS, &i2t, &t2i), CLASP_OK);
     cr_assert_eq(i2t.stats.n, 3);
     cr_assert_eq(i2t.unmatched, 1);
-    cr_assert_float_eq(i2t.stats.r1, 1.0, 1e-12); /* image 2: t2 is its only relevant text */
+    cr_assert_float_eq(i2t.stats.r1, 1.0, 1e-12);
     cr_assert_eq(t2i.unmatched, 1);
-    cr_assert_float_eq(t2i.stats.r1, 1.0 / 3, 1e-12); /* t0, t1: rank 2 (i3 first); t2: 1 */
+    cr_assert_float_eq(t2i.stats.r1, 0.5, 1e-12); /* d0: rank 2 (i3 first); d1: 1 */
     /* the instance-level metric ignores labels and groups */
     clasp_retrieval_result rr2;
     cr_assert_eq(clasp_retrieval_metrics(img, 4, txt, owner, 4, 2, &rr2), CLASP_OK);
@@ -281,6 +305,66 @@ Test(eval, class_aware_retrieval_by_hand) {
     for (int i = 0; i < 4; i++) labels[i] = -1;
     cr_assert_eq(clasp_eval_retrieval_match(&set, CLASP_EVAL_MATCH_CLASS, &i2t, &t2i),
                  CLASP_ERR_FORMAT);
+}
+
+/* Repeated captions, misclassified images and a caption two classes use, over the distinct
+ * captions. Classes A=0 B=1 C=2; 10 images, one caption each (angles in degrees):
+ *   i0 A 5 "A1"   i1 A 25 "A2"  i2 A 350 "A1"  i3 B 105 "B1"  i4 B 125 "B2"
+ *   i5 B 150 "S"  i6 C 205 "C1" i7 C 170 "S"   i8 B 12 "B1"   i9 C 65 "C2"
+ * distinct captions (first-occurrence order) d0 A1 0, d1 A2 20, d2 B1 100, d3 B2 120, d4 S 160,
+ * d5 C1 200, d6 C2 240. Class A uses {A1 A2}, B {B1 B2 S}, C {C1 S C2}: S answers B and C.
+ * By hand (angular distance):
+ *   i8 (B, looks like an A): A2 8, A1 12, B1 88: rank 3 by class and by caption;
+ *   i9 (C): B1 35, A2 45, B2 55, A1 65, S 95, C1 135, C2 175: rank 5 by class (S), 7 by
+ *   caption (C2); every other image has a relevant caption nearest (rank 1).
+ *   C2 (240) -> images: i6 35 i7 70 i5 90 i2 110 i4 115 i0 125 i8 132 i3 135 i1 145 i9 175,
+ *   so by caption C2 finds i9 at rank 10; every other caption's own image is nearest.
+ * by class, image->text (N = 7): ranks 1 x8, 3, 5: R@1 8/10, R@5 1 (i8 and i9 miss at 1, not
+ *   at 5: R@5 differs from R@1); m = 2 for A images, 3 for B and C:
+ *   chance R@1 (3*2 + 7*3)/10/7 = 27/70, R@5 (3*(1 - 1/21) + 7*1)/10 = 69/70, mean rank
+ *   (3*8/3 + 7*8/4)/10 = 11/5.
+ * by class, text->image (7 queries, N = 10): all rank 1; m = 3 3 4 4 7 3 3 (S: 4 B + 3 C),
+ *   mean relevant 27/7: chance R@1 27/70, R@5 (4*(1 - 21/252) + 2*(1 - 6/252) + 1)/7 =
+ *   139/147, mean rank (4*11/4 + 2*11/5 + 11/8)/7 = 671/280.
+ * by caption, image->text: ranks 1 x8, 3, 7: R@1 8/10, R@5 9/10, mean 18/10; m = 1 of 7:
+ *   chance R@1 1/7, R@5 5/7, mean rank 4.
+ * by caption, text->image: ranks 1 x6, 10: R@1 = R@5 = 6/7, R@10 1, mean 16/7; m = 2 1 2 1 2
+ *   1 1: chance R@1 10/70, R@5 (4*1/2 + 3*(1 - C(8,5)/C(10,5)))/7 = 13/21, mean
+ *   (4*11/2 + 3*11/3)/7 = 33/7. */
+Test(eval, class_aware_retrieval_distinct_captions_by_hand) {
+    const float ai[10] = {5, 25, 350, 105, 125, 150, 205, 170, 12, 65};
+    const float ac[7] = {0, 20, 100, 120, 160, 200, 240}; /* A1 A2 B1 B2 S C1 C2 */
+    const int cap[10] = {0, 1, 0, 2, 3, 4, 5, 4, 2, 6};   /* each image's caption */
+    int64_t labels[10] = {0, 0, 0, 1, 1, 1, 2, 2, 1, 2}, owner[10];
+    float at[10], img[20], txt[20];
+    uint64_t group[10];
+    for (int i = 0; i < 10; i++) {
+        at[i] = ac[cap[i]];
+        group[i] = 0x5EED0000u + (uint64_t)cap[i] * 7919u; /* equal texts, equal ids */
+    }
+    clasp_eval_set set = angle_set_(10, ai, at, img, txt, owner, labels, group);
+    clasp_group_retrieval i2t, t2i;
+    cr_assert_eq(clasp_eval_retrieval_match(&set, CLASP_EVAL_MATCH_CLASS, &i2t, &t2i), CLASP_OK);
+    expect_group_(&i2t, 10, 7, (const double[7]){0.8, 1, 1, 1.6, 27.0 / 70, 69.0 / 70, 11.0 / 5});
+    cr_assert_eq(i2t.unmatched, 0);
+    expect_group_(&t2i, 7, 10, (const double[7]){1, 1, 1, 1, 27.0 / 70, 139.0 / 147, 671.0 / 280});
+    cr_assert_float_eq(t2i.mean_relevant, 27.0 / 7, 1e-12);
+    cr_assert_eq(clasp_eval_retrieval_match(&set, CLASP_EVAL_MATCH_CAPTION, &i2t, &t2i), CLASP_OK);
+    expect_group_(&i2t, 10, 7, (const double[7]){0.8, 0.9, 1, 1.8, 1.0 / 7, 5.0 / 7, 4});
+    expect_group_(&t2i, 7, 10,
+                  (const double[7]){6.0 / 7, 6.0 / 7, 1, 16.0 / 7, 1.0 / 7, 13.0 / 21, 33.0 / 7});
+    /* i9 without a label: it is left out as a query, and so is C2, which only it uses; class C
+     * is now {i6 i7}, using {C1 S}: image->text m = 2 2 2 3 3 3 2 2 3 of 7, chance R@1
+     * 22/63 */
+    labels[9] = -1;
+    cr_assert_eq(clasp_eval_retrieval_match(&set, CLASP_EVAL_MATCH_CLASS, &i2t, &t2i), CLASP_OK);
+    cr_assert_eq(i2t.stats.n, 9);
+    cr_assert_eq(i2t.unmatched, 1);
+    cr_assert_float_eq(i2t.stats.r1, 8.0 / 9, 1e-12);
+    cr_assert_float_eq(i2t.chance_r1, 22.0 / 63, 1e-12);
+    cr_assert_eq(t2i.stats.n, 6);
+    cr_assert_eq(t2i.unmatched, 1);
+    cr_assert_float_eq(t2i.mean_relevant, (3 + 3 + 4 + 4 + 6 + 2) / 6.0, 1e-12);
 }
 
 Test(eval, search_topk_matches_brute_force) {
@@ -548,7 +632,9 @@ Test(eval, cli_eval_appends_to_run_metrics) {
     /* class-aware figures beside the instance ones: labels 0..2, 9 images, 14 texts */
     const cJSON *bc = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "by_class"), "image_to_text");
     cr_assert(bc);
-    cr_assert_eq(cJSON_GetObjectItem(bc, "n_gallery")->valueint, 14);
+    cr_assert_eq(cJSON_GetObjectItem(bc, "n_gallery")->valueint, 14); /* 14 distinct texts */
+    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "by_class"), "n_captions")->valueint,
+                 14);
     cr_assert(cJSON_GetObjectItem(bc, "r1")->valuedouble >=
               cJSON_GetObjectItem(i2t, "r1")->valuedouble);
     cr_assert(cJSON_GetObjectItem(bc, "chance_r1")->valuedouble > 0.2);
