@@ -111,7 +111,7 @@ static int store_number_(const clasp_arg *cmd, const clasp_arg *a, const char *v
                      : a->kind == CLASP_ARG_INT   ? (long double)INT_MAX
                      : a->kind == CLASP_ARG_INT64 ? (long double)INT64_MAX
                      : a->kind == CLASP_ARG_U64   ? (long double)UINT64_MAX
-                                                  : INFINITY;
+                                                  : (long double)INFINITY;
     if (errno == ERANGE || x < (long double)a->lo || x > hi)
         return clasp_args_usage_error(cmd, "%s: '%s' is out of range (expected %s)", name, v,
                                       range_text_(a, range, sizeof range));

@@ -5,7 +5,7 @@
 #include <string.h>
 
 void clasp_diag_feature_std(float *std_mean, float *std_min, const float *X, size_t N, size_t D) {
-    double sum_std = 0.0, min_std = INFINITY;
+    double sum_std = 0.0, min_std = (double)INFINITY;
     for (size_t k = 0; k < D; k++) {
         double m = 0.0, v = 0.0;
         for (size_t i = 0; i < N; i++) m += (double)X[i * D + k];
@@ -46,7 +46,7 @@ float clasp_diag_alignment(const float *A, const float *B, size_t N, size_t D) {
 float clasp_diag_uniformity(const float *X, size_t N, size_t D) {
     if (N < 2) return 0.0f;
     /* log mean exp(-2 d^2): exponents are <= 0 and the largest is found first (stable). */
-    double mx = -INFINITY;
+    double mx = -(double)INFINITY;
     for (size_t i = 0; i < N; i++)
         for (size_t j = i + 1; j < N; j++) {
             double e = -2.0 * sqdist(X + i * D, X + j * D, D);
@@ -65,7 +65,7 @@ void clasp_diag_similarity(float *pos_sim, float *hardneg_sim, const float *A, c
     size_t rows = 0;
     for (size_t i = 0; i < N; i++) {
         ps += dot(A + i * D, B + i * D, D);
-        double best = -INFINITY;
+        double best = -(double)INFINITY;
         for (size_t j = 0; j < N; j++) {
             if (groups ? groups[j] == groups[i] : j == i) continue;
             double s = dot(A + i * D, B + j * D, D);

@@ -96,7 +96,7 @@ int clasp_loss_option_index(const clasp_loss_def *def, const char *name) {
 
 double clasp_loss_config_get(const clasp_loss_config *cfg, int i) {
     const clasp_loss_def *d = clasp_loss_config_def(cfg);
-    if (i < 0 || i >= d->n_options) return NAN;
+    if (i < 0 || i >= d->n_options) return (double)NAN;
     return cfg && (cfg->set >> i & 1u) ? cfg->value[i] : d->options[i].def;
 }
 

@@ -665,7 +665,7 @@ static clasp_status step_(trainer *t, clasp_train_summary *sum) {
     t->rs.step++;
     t->rs.samples += o->batch_size;
     clasp_metrics_step_time(&t->mx, t0, t1, clasp_metrics_now());
-    sum->final_loss = t->st.loss;
+    sum->final_loss = (double)t->st.loss;
     if (finite) clasp_metrics_add_loss(&t->mx, ks, (double)t->st.loss);
     log_step_(t, ks, lr, gnorm, finite);
     return CLASP_OK;
