@@ -16,12 +16,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/json.h"
 #include "core/rng.h"
 #include "encoders/model.h"
 #include "export/export.h"
 #include "modalities/preprocess.h"
 #include "modalities/image.h"
 #include "modalities/tokenizer.h"
+#include "train/runstate.h"
 
 #ifndef CLASP_SOURCE_DIR
 #define CLASP_SOURCE_DIR "."
@@ -476,6 +478,37 @@ bool fx_export_model(const char *config_path, const clasp_tokenizer *tok, const 
     ok = ok && clasp_export_model(&m, &pre, dir) == CLASP_OK;
     clasp_preprocess_free(&pre);
     clasp_model_free(&m);
+    return ok;
+}
+
+bool fx_checkpoint_model(const char *config_path, uint64_t seed, int64_t step, const char *run,
+                         clasp_model *model) {
+    clasp_model_config cfg;
+    clasp_model m;
+    if (clasp_model_config_load(config_path, &cfg) != CLASP_OK) return false;
+    if (clasp_model_init(&m, &cfg) != CLASP_OK) return false;
+    clasp_model_init_weights(&m, seed);
+    /* the config a checkpoint holds: towers and preprocessing, as the trainer writes it */
+    cJSON *cj = NULL;
+    clasp_preprocess pre;
+    bool ok = clasp_model_config_to_json(&cfg, &cj) == CLASP_OK &&
+              clasp_preprocess_load(config_path, &pre) == CLASP_OK;
+    if (ok) {
+        ok = clasp_preprocess_add_json(&pre, cj) == CLASP_OK;
+        clasp_preprocess_free(&pre);
+    }
+    if (ok) {
+        clasp_runstate rs;
+        clasp_runstate_init(&rs, &m, NULL, cj);
+        rs.step = step;
+        ok =
+            clasp_mkdir_p(run) == CLASP_OK && clasp_runstate_save(&rs, run, 0, NULL, 0) == CLASP_OK;
+    }
+    cJSON_Delete(cj);
+    if (ok && model)
+        *model = m;
+    else
+        clasp_model_free(&m);
     return ok;
 }
 

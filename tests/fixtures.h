@@ -144,6 +144,13 @@ typedef struct clasp_tokenizer clasp_tokenizer;
  * have the vocabulary size of the config's tokenizer. false with clasp_last_error() set. */
 bool fx_export_model(const char *config_path, const clasp_tokenizer *tok, const char *dir,
                      uint64_t seed);
+/* Builds the model of a config file (clasp_model_init_weights(seed)) and writes a checkpoint of
+ * its parameters alone (no optimiser state) at `step` into the run folder `run` (created), with
+ * the config (towers and preprocessing) as the trainer writes it. The model goes to *model when
+ * not NULL (the caller frees it). false with clasp_last_error() set. */
+typedef struct clasp_model clasp_model;
+bool fx_checkpoint_model(const char *config_path, uint64_t seed, int64_t step, const char *run,
+                         clasp_model *model);
 
 /* ---- manifests and run folders ---------------------------------------------------------- */
 

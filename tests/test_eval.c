@@ -13,7 +13,6 @@
 #include "core/json.h"
 #include "core/rng.h"
 #include "modalities/image.h"
-#include "train/runstate.h"
 #include "eval/eval.h"
 #include "export/export.h"
 #include "eval/retrieval.h"
@@ -588,25 +587,8 @@ Test(eval, cli_eval_appends_to_run_metrics) {
     /* a run folder with one checkpoint */
     char cfgp[1100];
     snprintf(cfgp, sizeof cfgp, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
-    clasp_model_config cfg;
-    clasp_model m;
-    cr_assert_eq(clasp_model_config_load(cfgp, &cfg), CLASP_OK);
-    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK);
-    clasp_model_init_weights(&m, 8);
-    /* a checkpoint of the parameters alone (no optimiser state), as train/runstate.h writes */
-    cJSON *cj;
-    cr_assert_eq(clasp_model_config_to_json(&cfg, &cj), CLASP_OK);
-    clasp_preprocess pre; /* the preprocessing fields of the same config (as the trainer writes) */
-    cr_assert_eq(clasp_preprocess_load(cfgp, &pre), CLASP_OK, "%s", clasp_last_error());
-    cr_assert_eq(clasp_preprocess_add_json(&pre, cj), CLASP_OK);
-    clasp_preprocess_free(&pre);
-    clasp_runstate rs;
-    clasp_runstate_init(&rs, &m, NULL, cj);
-    rs.step = 3;
-    mkdir(run, 0755);
-    cr_assert_eq(clasp_runstate_save(&rs, run, 0, NULL, 0), CLASP_OK, "%s", clasp_last_error());
-    cJSON_Delete(cj);
-    clasp_model_free(&m);
+    /* a checkpoint of the parameters alone (no optimiser state) */
+    cr_assert(fx_checkpoint_model(cfgp, 8, 3, run, NULL), "%s", clasp_last_error());
     snprintf(mp, sizeof mp, "%s/metrics.jsonl", run);
     cr_assert(fx_write_str(mp, "{\"step\": 3, \"loss\": 1.0}\n"));
     char cls[1100], *out;

@@ -17,7 +17,6 @@
 #include "include/clasp.h"
 #include "modalities/image.h"
 #include "modalities/tokenizer.h"
-#include "train/runstate.h"
 #include "export/export.h"
 #include "eval/retrieval.h"
 #include "tests/fixtures.h"
@@ -197,24 +196,9 @@ Test(export, from_checkpoint_and_cli) {
     snprintf(run, sizeof run, "%s/run", tmp);
     snprintf(exp, sizeof exp, "%s/export", tmp);
     snprintf(cfgp, sizeof cfgp, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
-    clasp_model_config cfg;
+    /* a checkpoint of the parameters alone (no optimiser state) */
     clasp_model m;
-    cr_assert_eq(clasp_model_config_load(cfgp, &cfg), CLASP_OK);
-    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK);
-    clasp_model_init_weights(&m, 3);
-    /* a checkpoint of the parameters alone (no optimiser state), as train/runstate.h writes */
-    cJSON *cj;
-    cr_assert_eq(clasp_model_config_to_json(&cfg, &cj), CLASP_OK);
-    clasp_preprocess pre; /* the preprocessing fields of the same config (as the trainer writes) */
-    cr_assert_eq(clasp_preprocess_load(cfgp, &pre), CLASP_OK, "%s", clasp_last_error());
-    cr_assert_eq(clasp_preprocess_add_json(&pre, cj), CLASP_OK);
-    clasp_preprocess_free(&pre);
-    clasp_runstate rs;
-    clasp_runstate_init(&rs, &m, NULL, cj);
-    rs.step = 7;
-    mkdir(run, 0755);
-    cr_assert_eq(clasp_runstate_save(&rs, run, 0, NULL, 0), CLASP_OK, "%s", clasp_last_error());
-    cJSON_Delete(cj);
+    cr_assert(fx_checkpoint_model(cfgp, 3, 7, run, &m), "%s", clasp_last_error());
     /* `clasp export RUN -o DIR`, twice (the second replaces the first atomically) */
     for (int k = 0; k < 2; k++) {
         snprintf(cmd, sizeof cmd, "%s export %s -o %s --json > %s/export.json", clasp_test_bin(),

@@ -20,7 +20,6 @@
 #include "core/rng.h"
 #include "include/clasp.h"
 #include "modalities/tokenizer.h"
-#include "train/runstate.h"
 #include "export/export.h"
 #include "eval/retrieval.h"
 #include "tests/fixtures.h"
@@ -455,25 +454,8 @@ Test(export_audio, checkpoint_to_export) {
     char tmp[1024], run[1100], cfgp[1100], exp[1100], cmd[4096], wav[1200];
     fx_scratch("export_audio_ckpt", tmp, run, "run", exp, "export", NULL);
     snprintf(cfgp, sizeof cfgp, "%s/configs/speech-ast.json", CLASP_SOURCE_DIR);
-    clasp_model_config cfg;
-    clasp_model m;
-    cr_assert_eq(clasp_model_config_load(cfgp, &cfg), CLASP_OK, "%s", clasp_last_error());
-    cr_assert_eq(clasp_model_init(&m, &cfg), CLASP_OK);
-    clasp_model_init_weights(&m, 13);
-    /* a checkpoint of the parameters alone (no optimiser state), as train/runstate.h writes */
-    cJSON *cj;
-    cr_assert_eq(clasp_model_config_to_json(&cfg, &cj), CLASP_OK);
-    clasp_preprocess pre; /* the preprocessing fields of the same config (as the trainer writes) */
-    cr_assert_eq(clasp_preprocess_load(cfgp, &pre), CLASP_OK, "%s", clasp_last_error());
-    cr_assert_eq(clasp_preprocess_add_json(&pre, cj), CLASP_OK);
-    clasp_preprocess_free(&pre);
-    clasp_runstate rs;
-    clasp_runstate_init(&rs, &m, NULL, cj);
-    rs.step = 5;
-    mkdir(run, 0755);
-    cr_assert_eq(clasp_runstate_save(&rs, run, 0, NULL, 0), CLASP_OK, "%s", clasp_last_error());
-    cJSON_Delete(cj);
-    clasp_model_free(&m);
+    /* a checkpoint of the parameters alone (no optimiser state) */
+    cr_assert(fx_checkpoint_model(cfgp, 13, 5, run, NULL), "%s", clasp_last_error());
     snprintf(cmd, sizeof cmd, "%s export %s -o %s 2>/dev/null", clasp_test_bin(), run, exp);
     run_ok_(cmd);
     snprintf(wav, sizeof wav, "%s/q.wav", tmp);
