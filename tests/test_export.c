@@ -395,7 +395,8 @@ Test(export, capi_refuses_bad_arguments) {
     cr_assert(fx_export_model(cfgp, NULL, dir, 3), "%s", clasp_last_error());
     clasp_handle *h = clasp_model_open(dir, 1);
     cr_assert(h, "%s", clasp_last_error());
-    float out[64];
+    float out[1024];
+    cr_assert(clasp_model_dim(h) <= 1024);
     const char *texts[1] = {"a bag"};
     const void *data[1] = {texts[0]};
     size_t nb[1] = {5};
