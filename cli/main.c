@@ -26,7 +26,7 @@ typedef struct command {
 
 static const command commands[] = {
     /* One line per command; keep the list sorted. */
-    {"embed", NULL, clasp_cmd_embed, "embed images or texts with an export into a .npy"},
+    {"embed", NULL, clasp_cmd_embed, "embed images, texts or audio with an export into a .npy"},
     {"eval", NULL, clasp_cmd_eval, "zero-shot, retrieval and linear-probe evaluation"},
     {"export", NULL, clasp_cmd_export, "write a checkpoint as an export folder (C API, PyTorch)"},
     {"search", NULL, clasp_cmd_search, "top-k cosine search of a query in a .npy index"},
@@ -36,7 +36,8 @@ static const command commands[] = {
      "count samples, fields and skips of a shard spec"},
     {"tokenizer", "train", clasp_cmd_tokenizer_train,
      "train a byte-level BPE tokenizer on captions"},
-    {"train", NULL, clasp_cmd_train, "train a model on image-text shards (contrastive loss)"},
+    {"train", NULL, clasp_cmd_train,
+     "train towers on paired shards (image, text, audio) with a contrastive loss"},
     {NULL, NULL, NULL, NULL},
 };
 
