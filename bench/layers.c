@@ -20,6 +20,8 @@
 #include <time.h>
 
 #include "encoders/layers.h"
+#include "loss/infonce.h"
+#include "train/optim.h"
 
 char *openblas_get_corename(void);
 int openblas_get_num_threads(void);
@@ -101,6 +103,49 @@ static double median_time(bench_fn f, void *ctx) {
 static double g_peak;
 static double g_total_fwd, g_total_bwd;
 
+/* ---- GEMM-alone timing (Amdahl split) ----------------------------------------------------
+ * A layer call holds its sgemm calls and its element-wise work together; the bench times the
+ * same sgemm calls (same shapes, transposes and repeat counts) alone, and the rest of the
+ * layer's time is counted as non-GEMM. g_gemm accumulates the GEMM-alone time (fwd + bwd) of
+ * the rows timed since it was last reset. */
+typedef struct gemm_call {
+    int ta, tb, M, N, K, reps;
+} gemm_call;
+
+typedef struct gemm_set {
+    const gemm_call *c;
+    int n;
+    float *A, *B, *C;
+} gemm_set;
+
+static void gemm_run(void *q) {
+    gemm_set *g = q;
+    for (int i = 0; i < g->n; i++) {
+        const gemm_call *k = &g->c[i];
+        int lda = k->ta ? k->M : k->K, ldb = k->tb ? k->K : k->N;
+        for (int r = 0; r < k->reps; r++)
+            cblas_sgemm(CblasRowMajor, k->ta ? CblasTrans : CblasNoTrans,
+                        k->tb ? CblasTrans : CblasNoTrans, k->M, k->N, k->K, 1.0f, g->A, lda, g->B,
+                        ldb, 0.0f, g->C, k->N);
+    }
+}
+
+static double g_gemm;
+
+static double gemm_time(const gemm_call *c, int n) {
+    size_t ma = 1, mb = 1, mc = 1;
+    for (int i = 0; i < n; i++) {
+        size_t a = (size_t)c[i].M * c[i].K, b = (size_t)c[i].K * c[i].N,
+               o = (size_t)c[i].M * c[i].N;
+        ma = a > ma ? a : ma, mb = b > mb ? b : mb, mc = o > mc ? o : mc;
+    }
+    gemm_set g = {.c = c, .n = n, .A = buf(ma, 71, 1), .B = buf(mb, 72, 1), .C = buf(mc, 73, 0)};
+    double t = median_time(gemm_run, &g);
+    free(g.A), free(g.B), free(g.C);
+    g_gemm += t;
+    return t;
+}
+
 static void report(const char *name, const char *shape, bench_fn fwd, bench_fn bwd, void *ctx,
                    double fwd_flops, double bwd_flops) {
     double tf = median_time(fwd, ctx);
@@ -109,8 +154,12 @@ static void report(const char *name, const char *shape, bench_fn fwd, bench_fn b
     g_total_bwd += tb;
     printf("%-16s %-26s %9.3f %9.3f", name, shape, tf * 1e3, tb * 1e3);
     if (fwd_flops > 0) {
-        double gf = fwd_flops / tf * 1e-9, gb = bwd_flops / tb * 1e-9;
-        printf(" %8.1f %8.1f %6.0f%% %6.0f%%\n", gf, gb, 100.0 * gf / g_peak, 100.0 * gb / g_peak);
+        double gf = fwd_flops / tf * 1e-9, gb = bwd ? bwd_flops / tb * 1e-9 : 0.0;
+        if (bwd)
+            printf(" %8.1f %8.1f %6.0f%% %6.0f%%\n", gf, gb, 100.0 * gf / g_peak,
+                   100.0 * gb / g_peak);
+        else
+            printf(" %8.1f %8s %6.0f%% %7s\n", gf, "-", 100.0 * gf / g_peak, "-");
     } else {
         printf(" %8s %8s %7s %7s\n", "-", "-", "-", "-");
     }
@@ -143,6 +192,8 @@ static void bench_linear(const char *name, int N, int C, int OC) {
     snprintf(shape, sizeof shape, "%dx%d -> %d", N, C, OC);
     double f = 2.0 * N * C * (double)OC;
     report(name, shape, lin_f, lin_bw, &c, f, 2 * f);
+    gemm_call g[3] = {{0, 1, N, OC, C, 1}, {0, 0, N, C, OC, 1}, {1, 0, OC, C, N, 1}};
+    gemm_time(g, 3);
     free(c.out), free(c.inp), free(c.w), free(c.b), free(c.dout), free(c.dinp), free(c.dw),
         free(c.db);
 }
@@ -176,6 +227,9 @@ static void bench_conv(const char *name, int B, int C, int H, int W, int OC, int
              need_dinp ? "" : " (no dX)");
     double f = 2.0 * B * OC * (double)H * W * C * 9;
     report(name, shape, conv_f, conv_bw, &c, f, need_dinp ? 2 * f : f);
+    int P = H * W, CK = C * 9; /* K 3, stride 1, pad 1: same size; one sgemm per image */
+    gemm_call g[3] = {{0, 0, OC, P, CK, B}, {0, 1, OC, CK, P, B}, {1, 0, CK, P, OC, B}};
+    gemm_time(g, need_dinp ? 3 : 2);
     free(c.out), free(c.work), free(c.inp), free(c.w), free(c.b), free(c.dout), free(c.dinp),
         free(c.dw), free(c.db);
 }
@@ -307,6 +361,30 @@ static void blk_bw(void *q) {
     clasp_block_backward(c->dinp, &c->g, c->work, c->dout, c->inp, &c->a, &c->p, &c->d);
 }
 
+typedef struct loss_b {
+    float *A, *B, *dA, *dB, *work;
+    int N, D;
+} loss_b;
+
+static void loss_f(void *q) {
+    loss_b *c = q;
+    float loss = 0, dls = 0;
+    (void)clasp_infonce(&loss, c->dA, c->dB, &dls, c->A, c->B, 2.659f, NULL, (size_t)c->N,
+                        (size_t)c->D, c->work);
+}
+
+typedef struct opt_b {
+    clasp_adamw o;
+    clasp_param_seg seg;
+    float *p, *g;
+    size_t n;
+} opt_b;
+
+static void opt_f(void *q) {
+    opt_b *c = q;
+    clasp_adamw_step(&c->o, c->p, c->g, &c->seg, 1, 1e-4);
+}
+
 int main(int argc, char **argv) {
     int quick = 0;
     for (int i = 1; i < argc; i++) {
@@ -344,7 +422,7 @@ int main(int argc, char **argv) {
                (size_t)B * 64 * 7 * 7);
     bench_linear("fc1", B, 3136, 256);
     bench_linear("fc2", B, 256, 128);
-    double img_f = g_total_fwd, img_b = g_total_bwd;
+    double img_f = g_total_fwd, img_b = g_total_bwd, img_g = g_gemm;
     printf("%-16s %-26s %9.3f %9.3f\n", "image total", "", img_f * 1e3, img_b * 1e3);
     e = (elem_b){.n = (size_t)B * 32 * 28 * 28, .kind = K_RELU};
     bench_elem("relu1", "256x32x28x28 (unfused)", &e, e.n, e.n);
@@ -355,7 +433,7 @@ int main(int argc, char **argv) {
 
     /* ---- text tower ---- */
     printf("# text tower (B=256, T=32, C=128, 4 heads, MLP 512)\n");
-    g_total_fwd = g_total_bwd = 0;
+    g_total_fwd = g_total_bwd = 0, g_gemm = 0;
     e = (elem_b){.B = B, .T = T, .C = C, .kind = K_EMB};
     e.w = buf((size_t)V * C, 11, 0.02f), e.b = buf((size_t)T * C, 12, 0.01f);
     e.tok = malloc((size_t)B * T * sizeof(int32_t));
@@ -382,6 +460,10 @@ int main(int argc, char **argv) {
     a.work = buf(clasp_attention_work_floats(B, T, C, NH), 6, 0);
     double af = 4.0 * B * NH * (double)T * T * (C / NH);
     report("attention", "causal 256x4x32x32, hs 32", att_f, att_bw, &a, af, 2 * af);
+    const int BH = B * NH, hs = C / NH;
+    gemm_call ag[6] = {{0, 1, T, T, hs, BH}, {0, 0, T, hs, T, BH}, {0, 1, T, T, hs, BH},
+                       {1, 0, T, hs, T, BH}, {0, 0, T, hs, T, BH}, {1, 0, T, hs, T, BH}};
+    gemm_time(ag, 6);
     free(a.qkv), free(a.dqkv), free(a.out), free(a.dout), free(a.att), free(a.work);
     bench_linear("attn proj", B * T, C, C);
     e = (elem_b){.B = B, .T = T, .C = C, .kind = K_LN};
@@ -393,7 +475,7 @@ int main(int argc, char **argv) {
     e = (elem_b){.n = (size_t)B * T * F, .kind = K_GELU};
     bench_elem("gelu (erf)", "8192x512", &e, e.n, e.n);
     bench_linear("mlp fc2", B * T, F, C);
-    double parts_f = g_total_fwd, parts_b = g_total_bwd;
+    double parts_f = g_total_fwd, parts_b = g_total_bwd, blk_g = g_gemm;
     printf("%-16s %-26s %9.3f %9.3f\n", "sum of parts", "one block", parts_f * 1e3, parts_b * 1e3);
     e = (elem_b){.n = (size_t)B * T * F, .kind = K_GELU_TANH};
     g_total_fwd = g_total_bwd = 0;
@@ -417,7 +499,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 12; i++) free(((float **)&k.p)[i]), free(((float **)&k.g)[i]);
     free(k.acts), free(k.work), free(k.inp), free(k.out), free(k.dout), free(k.dinp);
 
-    g_total_fwd = g_total_bwd = 0;
+    g_total_fwd = g_total_bwd = 0, g_gemm = 0;
     e = (elem_b){.B = B, .T = T, .C = C, .kind = K_LN};
     e.w = buf(C, 15, 1), e.b = buf(C, 16, 1), e.dw = buf(C, 17, 0), e.db = buf(C, 18, 0);
     lw = e.w, lb = e.b, ldw = e.dw, ldb = e.db;
@@ -432,7 +514,7 @@ int main(int argc, char **argv) {
     bench_linear("text proj", B, C, C);
     e = (elem_b){.B = B, .C = C, .kind = K_L2};
     bench_elem("l2norm", "256x128", &e, (size_t)B * C, (size_t)B * C);
-    double head_f = g_total_fwd, head_b = g_total_bwd;
+    double head_f = g_total_fwd, head_b = g_total_bwd, head_g = g_gemm;
     e = (elem_b){.n = (size_t)B * T * C, .kind = K_DROPOUT};
     bench_elem("dropout p=0.1", "8192x128 (not in model)", &e, e.n, e.n);
 
@@ -443,5 +525,47 @@ int main(int argc, char **argv) {
     printf("# layers of one training step (image + text, fwd + bwd): %.1f ms -> %.0f samples/s "
            "upper bound (no loss/optimizer)\n",
            step * 1e3, 256.0 / step);
+
+    /* ---- loss and optimizer (not layers, but in every step) ---- */
+    printf("# loss and optimizer\n");
+    g_total_fwd = g_total_bwd = 0, g_gemm = 0;
+    loss_b l = {.N = B, .D = 128};
+    l.A = buf((size_t)B * 128, 81, 0.1f), l.B = buf((size_t)B * 128, 82, 0.1f);
+    l.dA = buf((size_t)B * 128, 83, 0), l.dB = buf((size_t)B * 128, 84, 0);
+    l.work = buf(clasp_infonce_work_floats((size_t)B), 85, 0);
+    double lfl = 2.0 * B * B * 128.0;
+    report("infonce", "256x128 fwd+bwd (one call)", loss_f, NULL, &l, 3 * lfl, 0);
+    free(l.A), free(l.B), free(l.dA), free(l.dB), free(l.work);
+    gemm_call lg[3] = {{0, 1, B, B, 128, 1}, {0, 0, B, 128, B, 1}, {1, 0, B, 128, B, 1}};
+    gemm_time(lg, 3);
+    double loss_t = g_total_fwd, loss_g = g_gemm;
+    g_total_fwd = 0;
+    opt_b o = {.n = 1305345}; /* fmnist-small's parameter floats (tests/test_model.c) */
+    if (clasp_adamw_init(&o.o, o.n, clasp_adamw_default_config()) != CLASP_OK) return 1;
+    o.p = buf(o.n, 86, 0.1f), o.g = buf(o.n, 87, 0.01f);
+    o.seg = (clasp_param_seg){.offset = 0, .numel = o.n, .decay = true};
+    report("adamw", "1305345 floats", opt_f, NULL, &o, 0, 0);
+    free(o.p), free(o.g), clasp_adamw_free(&o.o);
+    double opt_t = g_total_fwd;
+
+    /* ---- Amdahl split: (a) GEMM-alone time, (b) the rest ---- */
+    double full = step + loss_t + opt_t;
+    double ga = img_g + 2 * blk_g + head_g + loss_g, gb = full - ga;
+    const char *clk = g_clock == CLOCK_MONOTONIC ? "wall" : "process CPU";
+    printf(
+        "# Amdahl split of one training step (image + text fwd+bwd + infonce + adamw), %s time:\n"
+        "#   (a) matmul/conv = the layers' sgemm calls timed alone with the same shapes\n"
+        "#       (linear, conv per image, attention q.K^T/p.V and their grads, the loss's 3\n"
+        "#       logit products); (b) everything else = step - (a) (im2col/col2im, bias,\n"
+        "#       relu+pool, layernorm, gelu, softmax/attention glue, embedding, l2norm, loss\n"
+        "#       element-wise, adamw). Text blocks counted twice, from the sum of the block's\n"
+        "#       parts for GEMM and the whole-block rows for the step.\n",
+        clk);
+    printf("%-16s %9s %7s %12s\n", "share", "ms/step", "%step", "us/sample");
+    printf("%-16s %9.3f %6.1f%% %12.3f\n", "(a) matmul/conv", ga * 1e3, 100.0 * ga / full,
+           ga * 1e6 / B);
+    printf("%-16s %9.3f %6.1f%% %12.3f\n", "(b) other", gb * 1e3, 100.0 * gb / full, gb * 1e6 / B);
+    printf("%-16s %9.3f %6.1f%% %12.3f  -> %.0f samples/s\n", "step", full * 1e3, 100.0,
+           full * 1e6 / B, B / full);
     return 0;
 }
