@@ -4,11 +4,12 @@
 # Needs root (or sudo) only when something is missing.
 set -eu
 
-# build and tests
+# build and tests (python3-torch/-torchvision regenerate tests/reference; the tests read the
+# committed files, except the clasp_torch.py parity tests, which run PyTorch)
 PKGS="build-essential cmake pkg-config clang-format python3 time \
 libstb-dev libopenblas-dev libcjson-dev libxxhash-dev libcriterion-dev \
 libsndfile1-dev libutf8proc-dev libarchive-dev libsamplerate0-dev libkissfft-dev \
-python3-torch python3-numpy python3-pil valgrind clang libclang-rt-14-dev \
+python3-torch python3-torchvision python3-numpy python3-pil valgrind clang libclang-rt-14-dev \
 libopenmpi-dev openmpi-bin"
 # data sources of the built-in datasets (main job: Fashion-MNIST; speech: Asterisk, espeak-ng)
 PKGS="$PKGS dataset-fashion-mnist espeak-ng \
