@@ -18,6 +18,7 @@
 
 #include "core/json.h"
 #include "core/rng.h"
+#include "datasets/espeak.h"
 #include "encoders/model.h"
 #include "export/export.h"
 #include "modalities/preprocess.h"
@@ -510,6 +511,18 @@ bool fx_checkpoint_model(const char *config_path, uint64_t seed, int64_t step, c
     else
         clasp_model_free(&m);
     return ok;
+}
+
+clasp_espeak_options fx_espeak_once(const char *from, const char *out_dir, int val_percent) {
+    clasp_espeak_options e = clasp_espeak_default_options();
+    e.from = from;
+    e.shards.out_dir = out_dir;
+    e.voices = "en-us";
+    e.speeds = "170";
+    e.pitches = "40";
+    e.variants = 0;
+    e.val_percent = val_percent;
+    return e;
 }
 
 /* ---- manifests and run folders ---------------------------------------------------------- */

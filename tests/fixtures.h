@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/safetensors.h"
+#include "datasets/espeak.h"
 #include "datasets/manifest.h"
 
 /* ---- tensors ---------------------------------------------------------------------------- */
@@ -151,6 +152,11 @@ bool fx_export_model(const char *config_path, const clasp_tokenizer *tok, const 
 typedef struct clasp_model clasp_model;
 bool fx_checkpoint_model(const char *config_path, uint64_t seed, int64_t step, const char *run,
                          clasp_model *model);
+
+/* espeak builder options that speak each transcript once (voice en-us, 170 words per minute,
+ * pitch 40, no variant draw) into out_dir, from `from` ("asterisk", "emoji", or a file), with
+ * the given validation share: the set-up of the split-agreement tests. */
+clasp_espeak_options fx_espeak_once(const char *from, const char *out_dir, int val_percent);
 
 /* ---- manifests and run folders ---------------------------------------------------------- */
 

@@ -148,15 +148,8 @@ Test(datasets_asterisk, espeak_speaks_each_prompt_into_the_same_split) {
     clasp_manifest m;
     cr_assert_eq(clasp_asterisk_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
     clasp_manifest_free(&m);
-    clasp_espeak_options e = clasp_espeak_default_options();
-    e.from = "asterisk";
+    clasp_espeak_options e = fx_espeak_once("asterisk", spk, 50);
     e.src_root = base;
-    e.shards.out_dir = spk;
-    e.voices = "en-us";
-    e.speeds = "170";
-    e.pitches = "40";
-    e.variants = 0;
-    e.val_percent = 50;
     cr_assert_eq(clasp_espeak_build(&e, &m), CLASP_OK, "%s", clasp_last_error());
     clasp_manifest_free(&m);
 

@@ -301,15 +301,8 @@ Test(datasets_emoji, espeak_speaks_each_emoji_into_the_same_split) {
     clasp_manifest m;
     cr_assert_eq(clasp_emoji_build(&o, &m), CLASP_OK, "%s", clasp_last_error());
     clasp_manifest_free(&m);
-    clasp_espeak_options e = clasp_espeak_default_options();
-    e.from = "emoji";
+    clasp_espeak_options e = fx_espeak_once("emoji", spk, 50);
     e.emoji_dir = src;
-    e.shards.out_dir = spk;
-    e.voices = "en-us";
-    e.speeds = "170";
-    e.pitches = "40";
-    e.variants = 0;
-    e.val_percent = 50;
     cr_assert_eq(clasp_espeak_build(&e, &m), CLASP_OK, "%s", clasp_last_error());
     clasp_manifest_free(&m);
 
