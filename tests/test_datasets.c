@@ -555,3 +555,26 @@ Test(datasets, manifest_without_format_version_reads_as_version_1) {
     int rc = read_shards_rc(d, log, sizeof log);
     cr_assert(rc == -1 || rc == 0, "read_shards.py rc %d: %s", rc, log);
 }
+
+/* A manifest that is empty, cut short, not JSON, or whose format_version is not a positive
+ * integer (a string, a fraction, 1e30) is an error naming the file; nothing is returned. */
+Test(datasets, bad_manifest_is_an_error_naming_the_file) {
+    char d[FX_PATH], p[FX_PATH];
+    fx_scratch("ds_manifest_bad", d, p, "manifest.json", NULL);
+    const char *bad[] = {"",
+                         "{\"format_version\": 1, \"kind\": \"fmni",
+                         "not json at all",
+                         "{\"format_version\": \"1\"}",
+                         "{\"format_version\": 1.5}",
+                         "{\"format_version\": 1e30}",
+                         "{\"format_version\": 0}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert(fx_write_str(p, bad[i]));
+        cJSON *man = (cJSON *)1;
+        int v = -1;
+        clasp_status st = clasp_manifest_load(d, &man, &v);
+        cr_assert_neq(st, CLASP_OK, "'%s' was accepted", bad[i]);
+        cr_assert_null(man, "'%s' returned a manifest", bad[i]);
+        cr_assert(strstr(clasp_last_error(), p), "'%s': %s", bad[i], clasp_last_error());
+    }
+}
