@@ -16,6 +16,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "core/array.h"
 #include "core/hash.h"
 #include "core/json.h"
 #include "export/export.h"
@@ -80,13 +81,9 @@ typedef struct key_list {
 } key_list;
 
 static bool key_add_(key_list *l, const char *s) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 256;
-        char **p = realloc(l->k, cap * sizeof *p);
-        if (!p) return false;
-        l->k = p;
-        l->cap = cap;
-    }
+    char **p = clasp_grow(l->k, l->n, &l->cap, sizeof *p, 256);
+    if (!p) return false;
+    l->k = p;
     l->k[l->n] = strdup(s);
     return l->k[l->n++] != NULL;
 }
@@ -127,14 +124,11 @@ static clasp_status embed_text_file_(clasp_embedder *em, const char *path, key_l
         if (!blank) {
             char ln[32];
             snprintf(ln, sizeof ln, "%zu", line);
-            if (nt == cap) {
-                cap = cap ? 2 * cap : 256;
-                char **t = realloc(texts, cap * sizeof *t);
-                if (!t)
-                    s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
-                else
-                    texts = t;
-            }
+            char **t = clasp_grow(texts, nt, &cap, sizeof *t, 256);
+            if (!t)
+                s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
+            else
+                texts = t;
             if (s == CLASP_OK) {
                 texts[nt++] = p;
                 if (!key_add_(keys, ln)) s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");

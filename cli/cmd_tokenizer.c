@@ -11,6 +11,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "core/array.h"
 #include "core/json.h"
 #include "modalities/text.h"
 #include "modalities/tokenizer.h"
@@ -34,16 +35,12 @@ static int add_caption_(caption_list *l, const clasp_text_config *tc, const char
         l->invalid++;
         return 0;
     }
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 1024;
-        char **p = realloc(l->s, cap * sizeof *p);
-        if (!p) {
-            free(norm);
-            return 1;
-        }
-        l->s = p;
-        l->cap = cap;
+    char **p = clasp_grow(l->s, l->n, &l->cap, sizeof *p, 1024);
+    if (!p) {
+        free(norm);
+        return 1;
     }
+    l->s = p;
     l->s[l->n++] = norm;
     return 0;
 }

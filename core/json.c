@@ -237,7 +237,7 @@ clasp_status clasp_json_obj(const cJSON *obj, const char *name, const char *file
 
 bool clasp_is_file(const char *path) {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 bool clasp_is_dir(const char *path) {

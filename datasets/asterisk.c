@@ -196,7 +196,7 @@ static const char *transcript_skip_reason(const named_list *tr, size_t i, const 
 static clasp_status transcript_path(const char *root, const char *lang, char *out, size_t cap) {
     snprintf(out, cap, "%s/usr/share/doc/asterisk-core-sounds-%s/core-sounds-%s.txt.gz", root, lang,
              lang);
-    if (!clasp__is_file(out))
+    if (!clasp_is_file(out))
         return clasp_set_error(CLASP_ERR_NOT_FOUND,
                                "%s not found: `apt-get install asterisk-core-sounds-%s "
                                "asterisk-core-sounds-%s-wav`",

@@ -89,7 +89,7 @@ clasp_status clasp_emoji_package(const clasp_emoji_options *o, const char *packa
     if (o->src_dir) {
         n = snprintf(path, cap, "%s/%s-%s.tgz", o->src_dir, package, version);
         if (n < 0 || (size_t)n >= cap) return clasp_set_error(CLASP_ERR_ARG, "path too long");
-        if (!clasp__is_file(path))
+        if (!clasp_is_file(path))
             return clasp_set_error(CLASP_ERR_NOT_FOUND,
                                    "%s not found (get it with `npm pack %s@%s`)", path, package,
                                    version);
@@ -101,16 +101,16 @@ clasp_status clasp_emoji_package(const clasp_emoji_options *o, const char *packa
     else
         CLASP_TRY(clasp_datasets_cache_dir(cache, sizeof cache));
     snprintf(dir, sizeof dir, "%s/npm", cache);
-    CLASP_TRY(clasp__ensure_dir(cache));
-    CLASP_TRY(clasp__ensure_dir(dir));
+    CLASP_TRY(clasp_mkdir_p(cache));
+    CLASP_TRY(clasp_mkdir_p(dir));
     n = snprintf(path, cap, "%s/%s-%s.tgz", dir, package, version);
     if (n < 0 || (size_t)n >= cap) return clasp_set_error(CLASP_ERR_ARG, "path too long");
-    if (clasp__is_file(path)) return CLASP_OK;
+    if (clasp_is_file(path)) return CLASP_OK;
 
     /* npm pack writes into a private temporary folder; the file is renamed into the cache only
      * when npm succeeded, so an interrupted download never looks like a cached package. */
     snprintf(tmp, sizeof tmp, "%s/tmp-%ld", dir, (long)getpid());
-    CLASP_TRY(clasp__ensure_dir(tmp));
+    CLASP_TRY(clasp_mkdir_p(tmp));
     snprintf(got, sizeof got, "%s/%s-%s.tgz", tmp, package, version);
     snprintf(errp, sizeof errp, "%s/npm-stderr.txt", tmp);
     char spec[256];
@@ -125,7 +125,7 @@ clasp_status clasp_emoji_package(const clasp_emoji_options *o, const char *packa
                              "cannot fetch %s: '%s' not found (`apt-get install npm`), or put "
                              "%s-%s.tgz into %s or a folder given as SOURCE",
                              spec, npm, package, version, dir);
-    } else if (st == CLASP_OK && (code != 0 || !clasp__is_file(got))) {
+    } else if (st == CLASP_OK && (code != 0 || !clasp_is_file(got))) {
         char line[512];
         npm_reason(errp, line, sizeof line);
         st = clasp_set_error(CLASP_ERR_IO,

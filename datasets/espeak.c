@@ -160,7 +160,7 @@ static void present_emojibase(const clasp_espeak_options *o, char *out, size_t c
     } else {
         snprintf(out, cap, "%s/emojibase-data-%s.tgz", o->emoji_dir, CLASP_EMOJIBASE_VERSION);
     }
-    if (!clasp__is_file(out)) out[0] = 0;
+    if (!clasp_is_file(out)) out[0] = 0;
 }
 
 static clasp_status gather(const clasp_espeak_options *o, const char *root, clasp_manifest *m,
@@ -171,12 +171,12 @@ static clasp_status gather(const clasp_espeak_options *o, const char *root, clas
         snprintf(ap, sizeof ap, "%s/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz",
                  root);
         present_emojibase(o, tgz, sizeof tgz);
-        if (!clasp__is_file(ap) && !tgz[0])
+        if (!clasp_is_file(ap) && !tgz[0])
             return clasp_set_error(CLASP_ERR_NOT_FOUND,
                                    "espeak: no default transcripts: `apt-get install "
                                    "asterisk-core-sounds-en`, or `clasp shards build emoji` "
                                    "(fetches emojibase-data), or --from FILE");
-        if (clasp__is_file(ap)) {
+        if (clasp_is_file(ap)) {
             clasp__transcripts a = {0};
             st = clasp__asterisk_transcripts(root, "en", m, &a);
             if (st == CLASP_OK) st = append(all, &a, "asterisk/", o->shards.limit);
@@ -221,7 +221,7 @@ static clasp_status gather(const clasp_espeak_options *o, const char *root, clas
                 st = clasp_manifest_add_source(m, "emojibase-data", CLASP_EMOJIBASE_VERSION,
                                                "MIT (CLDR annotations: Unicode License v3)");
         } else {
-            if (!clasp__is_file(s))
+            if (!clasp_is_file(s))
                 st = clasp_set_error(CLASP_ERR_NOT_FOUND,
                                      "espeak: --from '%s': not asterisk, emoji or a file", s);
             if (st == CLASP_OK) st = read_tsv(s, &t, m);

@@ -97,7 +97,7 @@ static clasp_status begin(const clasp_files_options *o, const char *kind, clasp_
     if (!o || !o->source || !o->shards.out_dir || !m)
         return clasp_set_error(CLASP_ERR_ARG, "%s: need a source and an output directory", kind);
     CLASP_TRY(clasp_manifest_init(m, kind));
-    clasp_status st = clasp__ensure_dir(o->shards.out_dir);
+    clasp_status st = clasp_mkdir_p(o->shards.out_dir);
     cJSON *opt = clasp_manifest_options(m);
     cJSON_AddStringToObject(opt, "source", o->source);
     clasp_shards_options_to_json(opt, &o->shards);
@@ -455,7 +455,7 @@ clasp_status clasp_tsv_build(const clasp_files_options *o, clasp_manifest *m) {
             snprintf(full, sizeof full, "%s", url);
         else
             snprintf(full, sizeof full, "%s/%s", dir, url);
-        if (!clasp__is_file(full)) {
+        if (!clasp_is_file(full)) {
             st = clasp_manifest_skip(m, "missing_file", item, NULL);
             continue;
         }

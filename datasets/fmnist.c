@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "core/rng.h"
 #include "datasets/internal.h"
 #include "datasets/shard_writer.h"
@@ -108,11 +109,11 @@ static clasp_status load_split(const char *dir, const char *prefix, uint8_t **im
     char ip[4096], lp[4096];
     snprintf(ip, sizeof ip, "%s/%s-images-idx3-ubyte.gz", dir, prefix);
     snprintf(lp, sizeof lp, "%s/%s-labels-idx1-ubyte.gz", dir, prefix);
-    if (!clasp__is_file(ip) || !clasp__is_file(lp))
+    if (!clasp_is_file(ip) || !clasp_is_file(lp))
         return clasp_set_error(CLASP_ERR_NOT_FOUND,
                                "%s not found: install the Fashion-MNIST files with "
                                "`apt-get install %s`",
-                               clasp__is_file(ip) ? lp : ip, CLASP_FMNIST_PACKAGE);
+                               clasp_is_file(ip) ? lp : ip, CLASP_FMNIST_PACKAGE);
     size_t nd;
     uint32_t di[4], dl[4];
     CLASP_TRY(clasp_idx_load(ip, images, &nd, di));
@@ -230,7 +231,7 @@ clasp_status clasp_fmnist_build(const clasp_fmnist_options *o, clasp_manifest *m
         return clasp_set_error(CLASP_ERR_ARG, "fmnist: NULL argument");
     const char *src = o->src_dir ? o->src_dir : CLASP_FMNIST_DIR;
     CLASP_TRY(clasp_manifest_init(m, "fmnist"));
-    clasp_status st = clasp__ensure_dir(o->shards.out_dir);
+    clasp_status st = clasp_mkdir_p(o->shards.out_dir);
     cJSON *opt = clasp_manifest_options(m);
     cJSON_AddStringToObject(opt, "source_dir", src);
     clasp_shards_options_to_json(opt, &o->shards);

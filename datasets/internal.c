@@ -21,18 +21,6 @@
 #include "core/array.h"
 #include "core/json.h"
 
-int clasp__is_file(const char *path) {
-    struct stat st;
-    return path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-clasp_status clasp__ensure_dir(const char *path) {
-    struct stat st;
-    if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode))
-        return clasp_set_error(CLASP_ERR_IO, "%s: exists and is not a directory", path);
-    return clasp_mkdir_p(path); /* parents too: `-o data/fmnist` works in a fresh checkout */
-}
-
 clasp_status clasp__write_text(const char *dir, const char *name, const char *text) {
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
@@ -44,8 +32,7 @@ clasp_status clasp__write_text(const char *dir, const char *name, const char *te
  * false) the raw format that reads the whole decompressed file as one entry. */
 static clasp_status open_archive(const char *path, bool tar, struct archive **out) {
     *out = NULL;
-    if (!clasp__is_file(path))
-        return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: no such file", path);
+    if (!clasp_is_file(path)) return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: no such file", path);
     struct archive *a = archive_read_new();
     if (!a) return clasp_set_error(CLASP_ERR_NOMEM, "archive_read_new failed");
     archive_read_support_filter_all(a);
@@ -161,7 +148,7 @@ clasp_status clasp_datasets_cache_dir(char *out, size_t cap) {
     else
         return clasp_set_error(CLASP_ERR_ARG, "no cache folder: set CLASP_CACHE or HOME");
     if (n < 0 || (size_t)n >= cap) return clasp_set_error(CLASP_ERR_ARG, "cache path too long");
-    return clasp__ensure_dir(out);
+    return clasp_mkdir_p(out);
 }
 
 static void transcript_free(clasp__transcript *t) {

@@ -14,10 +14,6 @@
  * exist, CLASP_ERR_IO / CLASP_ERR_FORMAT otherwise; the message names the file. */
 clasp_status clasp__read_decompressed(const char *path, size_t limit, uint8_t **out, size_t *n);
 
-/* True when `path` names an existing regular file. */
-int clasp__is_file(const char *path);
-/* Creates directory `path` (one level) unless it exists. */
-clasp_status clasp__ensure_dir(const char *path);
 /* Writes `text` to DIR/NAME atomically. */
 clasp_status clasp__write_text(const char *dir, const char *name, const char *text);
 

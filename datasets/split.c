@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/hash.h"
+#include "core/json.h"
 #include "datasets/internal.h"
 
 bool clasp_split_is_validation(const char *split_id, int val_percent) {
@@ -28,7 +29,7 @@ void clasp_split_options(cJSON *opt, int val_percent, const char *rule,
 clasp_status clasp_split_writers_open(clasp_split_writers *w, clasp_manifest *m,
                                       const clasp_shards_options *s, int val_percent) {
     *w = (clasp_split_writers){.m = m, .val_percent = val_percent};
-    CLASP_TRY(clasp__ensure_dir(s->out_dir));
+    CLASP_TRY(clasp_mkdir_p(s->out_dir));
     clasp_shard_writer_config train = clasp_shards_writer_config(s, "train");
     clasp_shard_writer_config val = clasp_shards_writer_config(s, "validation");
     CLASP_TRY(clasp_shard_writer_open(&train, &w->train));

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/hash.h"
 #include "core/json.h"
 #include "modalities/text.h"
@@ -41,7 +42,7 @@ clasp_status clasp_read_lines(const char *path, char ***lines, int *n) {
     if (len >= 3 && (unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
         (unsigned char)p[2] == 0xBF)
         p += 3;
-    int cap = 0;
+    size_t cap = 0;
     char **out = NULL;
     clasp_status s = CLASP_OK;
     while (p && *p) {
@@ -49,15 +50,12 @@ clasp_status clasp_read_lines(const char *path, char ***lines, int *n) {
         if (nl) *nl = '\0';
         char *t = trim_(p);
         if (*t) {
-            if (*n == cap) {
-                cap = cap ? 2 * cap : 16;
-                char **nw = realloc(out, (size_t)cap * sizeof *nw);
-                if (!nw) {
-                    s = clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", path);
-                    break;
-                }
-                out = nw;
+            char **nw = clasp_grow(out, (size_t)*n, &cap, sizeof *nw, 16);
+            if (!nw) {
+                s = clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", path);
+                break;
             }
+            out = nw;
             out[*n] = strdup(t);
             if (!out[*n]) {
                 s = clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", path);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "core/array.h"
 #include "pipeline/shardlist.h"
 
 /* A member read ahead that belongs to the next sample. */
@@ -243,13 +244,9 @@ static clasp_status read_member_(clasp_tar_reader *r, int64_t size, bool payload
 }
 
 static clasp_status add_field_(clasp_sample *s, member *m) {
-    if (s->n_fields == s->cap_fields) {
-        size_t cap = s->cap_fields ? s->cap_fields * 2 : 4;
-        clasp_field *f = realloc(s->fields, cap * sizeof *f);
-        if (!f) return clasp_set_error(CLASP_ERR_NOMEM, "sample: out of memory");
-        s->fields = f;
-        s->cap_fields = cap;
-    }
+    clasp_field *f = clasp_grow(s->fields, s->n_fields, &s->cap_fields, sizeof *f, 4);
+    if (!f) return clasp_set_error(CLASP_ERR_NOMEM, "sample: out of memory");
+    s->fields = f;
     s->fields[s->n_fields++] = m->f;
     memset(&m->f, 0, sizeof m->f);
     s->truncated |= m->truncated;
