@@ -53,7 +53,7 @@ int clasp_cmd_export(int argc, char **argv) {
     snprintf(mp, sizeof mp, "%s/model.safetensors", out);
     uint64_t h = 0;
     char hex[17] = "";
-    if (clasp_file_hash(mp, &h) == CLASP_OK) clasp_hash_hex(h, hex);
+    if (clasp_hash_file(mp, &h) == CLASP_OK) clasp_hash_hex(h, hex);
     /* how to use it, for the modalities the model has */
     char cp[4200];
     snprintf(cp, sizeof cp, "%s/config.json", out);

@@ -242,15 +242,6 @@ clasp_status clasp_export_model(const clasp_model *m, const clasp_preprocess *pr
 
 /* ---- loading ---------------------------------------------------------------------------- */
 
-clasp_status clasp_file_hash(const char *path, uint64_t *out) {
-    char *buf;
-    size_t n;
-    CLASP_TRY(clasp_read_file(path, (size_t)4 << 30, &buf, &n));
-    *out = clasp_hash64(buf, n, 0);
-    free(buf);
-    return CLASP_OK;
-}
-
 /* Compares one preprocess.json number with the config's value. */
 static clasp_status check_num_(const cJSON *obj, const char *name, const char *file,
                                const char *prefix, double want) {

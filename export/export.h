@@ -149,7 +149,4 @@ bool clasp_embedder_has(const clasp_embedder *em, clasp_tower t);
 /* Tokenizes one text as the embedder does (normalise + encode) into tokens (T). */
 clasp_status clasp_embedder_tokenize(const clasp_embedder *em, const char *text, int32_t *tokens);
 
-/* xxh64 of a whole file (streamed), for embedding sidecars. */
-clasp_status clasp_file_hash(const char *path, uint64_t *out);
-
 #endif

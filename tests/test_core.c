@@ -279,3 +279,25 @@ Test(core, format_version_absent_is_1_and_newer_is_refused) {
     cr_assert(strstr(clasp_last_error(), "format_version"), "%s", clasp_last_error());
     cJSON_Delete(r);
 }
+
+/* clasp_hash_file streams a file through XXH64: the same value as hashing its bytes at once, for
+ * an empty file and one spanning several read chunks; a missing file is named. */
+Test(core, hash_file_equals_hash_of_bytes) {
+    char d[FX_PATH], p[FX_PATH], q[FX_PATH];
+    fx_scratch("core_hash_file", d, p, "big.bin", q, "empty.bin", NULL);
+    size_t n = 200000;
+    unsigned char *b = malloc(n);
+    cr_assert(b);
+    for (size_t i = 0; i < n; i++) b[i] = (unsigned char)(i * 2654435761u >> 13);
+    cr_assert(fx_write(p, b, n));
+    cr_assert(fx_write(q, b, 0));
+    uint64_t h = 0;
+    cr_assert_eq(clasp_hash_file(p, &h), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(h, clasp_hash64(b, n, 0));
+    cr_assert_eq(clasp_hash_file(q, &h), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(h, clasp_hash64(b, 0, 0));
+    free(b);
+    strcat(q, ".missing");
+    cr_assert_eq(clasp_hash_file(q, &h), CLASP_ERR_NOT_FOUND);
+    cr_assert(strstr(clasp_last_error(), q), "%s", clasp_last_error());
+}

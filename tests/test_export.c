@@ -276,7 +276,7 @@ Test(export, from_checkpoint_and_cli) {
     uint64_t h;
     char hex[17];
     snprintf(p, sizeof p, "%s/model.safetensors", exp);
-    cr_assert_eq(clasp_file_hash(p, &h), CLASP_OK);
+    cr_assert_eq(clasp_hash_file(p, &h), CLASP_OK);
     clasp_hash_hex(h, hex);
     cr_assert_str_eq(cJSON_GetObjectItem(r, "model_hash")->valuestring, hex);
     cJSON_Delete(r);

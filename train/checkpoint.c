@@ -39,15 +39,6 @@ static clasp_status rm_rf_(const char *dir) {
     return CLASP_OK;
 }
 
-static clasp_status file_hash_(const char *path, uint64_t *h) {
-    char *buf;
-    size_t n;
-    CLASP_TRY(clasp_read_file(path, (size_t)8 << 30, &buf, &n));
-    *h = clasp_hash64(buf, n, 0);
-    free(buf);
-    return CLASP_OK;
-}
-
 static clasp_status write_tensors_(const char *path, const clasp_named_tensor *t, int n,
                                    int64_t step) {
     clasp_st_writer *w = clasp_st_writer_new();
@@ -110,10 +101,10 @@ clasp_status clasp_ckpt_save(const char *run_dir, int64_t step, const clasp_name
     uint64_t hm = 0, ho = 0;
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
     CLASP_TRY(write_tensors_(path, model, n_model, step));
-    CLASP_TRY(file_hash_(path, &hm));
+    CLASP_TRY(clasp_hash_file(path, &hm));
     snprintf(path, sizeof path, "%s/optim.safetensors", tmp);
     CLASP_TRY(write_tensors_(path, optim, n_optim, step));
-    CLASP_TRY(file_hash_(path, &ho));
+    CLASP_TRY(clasp_hash_file(path, &ho));
 
     cJSON *st = state ? cJSON_Duplicate(state, 1) : cJSON_CreateObject();
     if (!st) return clasp_set_error(CLASP_ERR_NOMEM, "checkpoint: out of memory");
@@ -215,7 +206,7 @@ clasp_status clasp_ckpt_open(const char *dir, clasp_ckpt *c) {
                                    dir, files[i]);
         }
         uint64_t h;
-        clasp_status s = file_hash_(path, &h);
+        clasp_status s = clasp_hash_file(path, &h);
         if (s != CLASP_OK) {
             clasp_ckpt_close(c);
             return s;
