@@ -12,7 +12,6 @@
  *
  *     ./build/bench/bench_eval [n=4096] [ranking_n=10000] [config.json]
  */
-#include <cblas.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -21,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/compute.h"
 #include "core/rng.h"
 #include "modalities/image.h"
 #include "modalities/tokenizer.h"
@@ -28,7 +28,6 @@
 #include "export/export.h"
 #include "eval/retrieval.h"
 
-void openblas_set_num_threads(int n);
 
 static double now_(void) {
     struct timespec t;
@@ -57,7 +56,7 @@ static void *floor_run_(void *arg) {
         int calls = g->per_row ? j->rows * g->reps : g->reps;
         int M = g->per_row ? g->M : g->M * j->rows;
         for (int c = 0; c < calls; c++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, g->N, g->K, 1.0f, j->A, g->K,
+            clasp_gemm(0, 0, M, g->N, g->K, 1.0f, j->A, g->K,
                         j->B, g->N, 0.0f, j->C, g->N);
     }
     return NULL;
@@ -188,7 +187,7 @@ int main(int argc, char **argv) {
         double ti = embed_time_(&e, CLASP_TOWER_IMAGE, pix, n, out);
         double tt = embed_time_(&e, CLASP_TOWER_TEXT, tok, n, out);
         clasp_engine_free(&e);
-        openblas_set_num_threads(1);
+        clasp_compute_set_threads(1);
         double fi = floor_time_(gi, ngi, n, th), ft = floor_time_(gt, ngt, n, th);
         printf("%-28s %7d %12.0f %12.0f %10.2f\n", "images embedded (engine)", th, n / ti, n / fi,
                ti / fi);
@@ -241,7 +240,7 @@ int main(int argc, char **argv) {
     }
     /* ranking R x R */
     {
-        openblas_set_num_threads(1);
+        clasp_compute_set_threads(1);
         float *img = malloc((size_t)R * D * sizeof(float)),
               *txt = malloc((size_t)R * D * sizeof(float));
         int64_t *owner = malloc((size_t)R * sizeof(int64_t));
@@ -265,7 +264,7 @@ int main(int argc, char **argv) {
         for (int pass = 0; pass < 2; pass++)
             for (int i0 = 0; i0 < R; i0 += 256) {
                 int b = R - i0 < 256 ? R - i0 : 256;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, R, D, 1.0f,
+                clasp_gemm(0, 1, b, R, D, 1.0f,
                             (pass ? txt : img) + (size_t)i0 * D, D, pass ? img : txt, D, 0.0f, Sb,
                             R);
             }

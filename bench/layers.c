@@ -3,15 +3,14 @@
  * GFLOP/s and the ratio to a cblas_sgemm peak measured in the same run (square NN sgemm
  * 1024 and 512, best of several timings, as ../shared/bench/sgemm_peak.c).
  *
- *     OPENBLAS_NUM_THREADS=1 ./bench_layers [--quick] [--cpu-time]
- *     OPENBLAS_NUM_THREADS=2 ./bench_layers
+ *     CLASP_THREADS=1 ./bench_layers [--quick] [--cpu-time]
+ *     CLASP_THREADS=2 ./bench_layers
  *
  * Times are medians over repetitions of single calls (after one warm-up call). FLOPs count
  * only the matrix products (2 per multiply-add); element-wise layers print time only.
  * Backward FLOPs: linear/conv 2x forward (dinp + dw), 1x when dinp is not needed (conv1);
  * attention 2x forward.
  */
-#include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,17 +18,16 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/compute.h"
 #include "encoders/layers.h"
 #include "loss/infonce.h"
 #include "train/optim.h"
 
-char *openblas_get_corename(void);
-int openblas_get_num_threads(void);
 
 static int g_reps = 9;
 
 /* --cpu-time: process CPU time instead of wall time (a shared machine time-slices this
- * process; valid for OPENBLAS_NUM_THREADS=1, where all work runs on the calling thread) */
+ * process; valid for CLASP_THREADS=1, where all work runs on the calling thread) */
 static clockid_t g_clock = CLOCK_MONOTONIC;
 
 static double now_sec(void) {
@@ -66,7 +64,7 @@ static double sgemm_peak(int n, int ntimings, double min_sec) {
     for (;;) { /* calibrate: reps calls take >= min_sec */
         double t0 = now_sec();
         for (long i = 0; i < reps; i++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, A, n, B, n, 0.0f,
+            clasp_gemm(0, 0, n, n, n, 1.0f, A, n, B, n, 0.0f,
                         C, n);
         if (now_sec() - t0 >= min_sec * 0.5) break;
         reps *= 2;
@@ -74,7 +72,7 @@ static double sgemm_peak(int n, int ntimings, double min_sec) {
     for (int t = 0; t < ntimings; t++) {
         double t0 = now_sec();
         for (long i = 0; i < reps; i++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, A, n, B, n, 0.0f,
+            clasp_gemm(0, 0, n, n, n, 1.0f, A, n, B, n, 0.0f,
                         C, n);
         double dt = (now_sec() - t0) / (double)reps;
         if (dt < best) best = dt;
@@ -124,9 +122,8 @@ static void gemm_run(void *q) {
         const gemm_call *k = &g->c[i];
         int lda = k->ta ? k->M : k->K, ldb = k->tb ? k->K : k->N;
         for (int r = 0; r < k->reps; r++)
-            cblas_sgemm(CblasRowMajor, k->ta ? CblasTrans : CblasNoTrans,
-                        k->tb ? CblasTrans : CblasNoTrans, k->M, k->N, k->K, 1.0f, g->A, lda, g->B,
-                        ldb, 0.0f, g->C, k->N);
+            clasp_gemm(k->ta, k->tb, k->M, k->N, k->K, 1.0f, g->A, lda, g->B, ldb, 0.0f, g->C,
+                       k->N);
     }
 }
 
@@ -392,10 +389,12 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--cpu-time") == 0) g_clock = CLOCK_PROCESS_CPUTIME_ID;
     }
     if (quick) g_reps = 3;
-    const char *nt = getenv("OPENBLAS_NUM_THREADS");
-    printf("# bench_layers: fmnist-small shapes, batch 256; OPENBLAS_NUM_THREADS=%s "
-           "openblas_get_num_threads()=%d core=%s\n",
-           nt ? nt : "(unset)", openblas_get_num_threads(), openblas_get_corename());
+    const char *nt = getenv("CLASP_THREADS");
+    int threads = nt ? atoi(nt) : 1;
+    clasp_compute_set_threads(threads);
+    printf("# bench_layers: fmnist-small shapes, batch 256; backend %s, %d thread(s) per product "
+           "(CLASP_THREADS)\n",
+           clasp_compute_backend(), threads);
     double p1024 = sgemm_peak(1024, quick ? 3 : 5, quick ? 0.1 : 0.25);
     double p512 = sgemm_peak(512, quick ? 3 : 5, quick ? 0.1 : 0.25);
     g_peak = p1024 > p512 ? p1024 : p512;

@@ -12,13 +12,13 @@
  *     OPENBLAS_NUM_THREADS=1 ./bench_loss
  *     OPENBLAS_NUM_THREADS=2 ./bench_loss
  */
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "core/compute.h"
 #include "core/rng.h"
 #include "loss/infonce.h"
 
@@ -84,12 +84,12 @@ int main(void) {
                 if (r >= 0) tl[r] = now_s() - t0;
                 /* the floor: logits, then G B and G^T A with G = the (gradient) matrix */
                 t0 = now_s();
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iN, iN, iD, 1.0f, A, iD, B, iD,
+                clasp_gemm(0, 1, iN, iN, iD, 1.0f, A, iD, B, iD,
                             0.0f, work, iN);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iN, iD, iN, 1.0f, work, iN,
+                clasp_gemm(0, 0, iN, iD, iN, 1.0f, work, iN,
                             B, iD, 0.0f, dA, iD);
                 double t_two = now_s() - t0;
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iN, iD, iN, 1.0f, work, iN, A,
+                clasp_gemm(1, 0, iN, iD, iN, 1.0f, work, iN, A,
                             iD, 0.0f, dB, iD);
                 if (r >= 0) t3[r] = now_s() - t0, t2[r] = t_two;
             }

@@ -6,17 +6,16 @@
  *
  *     ./build/bench/bench_search [queries=50] [k=10] [blas_threads=1]
  */
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "core/compute.h"
 #include "core/rng.h"
 #include "eval/retrieval.h"
 
-void openblas_set_num_threads(int n);
 
 static double now_(void) {
     struct timespec t;
@@ -58,7 +57,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s [queries] [k] [blas_threads]\n", argv[0]);
         return 2;
     }
-    openblas_set_num_threads(bt);
+    clasp_compute_set_threads(bt);
     printf("bench_search: %d queries, k=%d, OpenBLAS threads %d, latency per query in ms\n", Q, k,
            bt);
     printf("%9s %4s | %9s %9s | %9s %9s | %6s | %8s\n", "N", "D", "search50", "search95", "sgemv50",
@@ -83,13 +82,13 @@ int main(int argc, char **argv) {
             unit_rows_(X, (size_t)N, D, 1);
             unit_rows_(q, (size_t)Q, D, 2);
             /* warm-up: touch the index once each way */
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, D, 1.0f, X, D, q, 1, 0.0f, y, 1);
+            clasp_gemm(0, 0, (int)N, 1, D, 1.0f, X, D, q, 1, 0.0f, y, 1);
             clasp_search_topk(X, N, D, q, 1, k, idx, sc);
             double check = 0;
             for (int i = 0; i < Q; i++) {
                 const float *qi = q + (size_t)i * D;
                 double t0 = now_();
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, D, 1.0f, X, D, qi, 1, 0.0f, y, 1);
+                clasp_gemm(0, 0, (int)N, 1, D, 1.0f, X, D, qi, 1, 0.0f, y, 1);
                 double t1 = now_();
                 if (clasp_search_topk(X, N, D, qi, 1, k, idx, sc) != CLASP_OK) return 1;
                 double t2 = now_();

@@ -1,15 +1,15 @@
 /* layers.c: forward/backward pairs of the neural-network layers declared in layers.h.
  *
  * Every backward accumulates (+=) into the gradients it is given and skips NULL ones.
- * Nothing here allocates; matrix products use cblas_sgemm. Loops that are not BLAS calls
- * are single-threaded and run in a fixed order, so results depend on the thread count only
- * through OpenBLAS (which splits M and N, not the K summation, for these shapes).
+ * Nothing here allocates; matrix products use clasp_gemm (core/compute.h: oneDNN or OpenBLAS,
+ * in the calling thread's precision). Other loops are single-threaded and run in a fixed
+ * order, so results never depend on the thread count.
  * ref: karpathy/llm.c train_gpt2.c (layer structure); PyTorch 1.13 formulas for GELU (tanh
  * form backward), LayerNorm, max_pool2d tie rule and F.normalize.
  */
+#include "core/compute.h"
 #include "encoders/layers.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,7 +117,7 @@ void clasp_linear_forward(float *out, const float *inp, const float *w, const fl
         for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, b, (size_t)OC * sizeof(float));
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, beta, out,
+    clasp_gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, beta, out,
                 OC);
 }
 
@@ -126,11 +126,11 @@ static void linear_backward(float *dinp, float dinp_beta, float *dw, float *db, 
                             const float *inp, const float *w, int N, int C, int OC) {
     /* dinp (N, C) = dinp_beta * dinp + dout (N, OC) @ w (OC, C) */
     if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C,
+        clasp_gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C,
                     dinp_beta, dinp, C);
     /* dw (OC, C) += dout^T (OC, N) @ inp (N, C) */
     if (dw)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
+        clasp_gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
                     dw, C);
     if (db) {
         for (int n = 0; n < N; n++) {
@@ -272,7 +272,7 @@ void clasp_conv2d_forward(float *out, float *work, const float *inp, const float
             }
             beta = 1.0f;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, P, CK, 1.0f, w, CK, work, P,
+        clasp_gemm(0, 0, OC, P, CK, 1.0f, w, CK, work, P,
                     beta, y, P);
     }
 }
@@ -291,12 +291,12 @@ void clasp_conv2d_backward(float *dinp, float *dw, float *db, float *work, const
             /* dw (OC, CK) += dout_b (OC, P) @ col_b^T (P, CK) */
             im2col(col, (size_t)P, inp + (size_t)bi * C * H * W, C, H, W, KH, KW, stride, pad, OH,
                    OW);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CK, P, 1.0f, dy, P, col, P,
+            clasp_gemm(0, 1, OC, CK, P, 1.0f, dy, P, col, P,
                         1.0f, dw, CK);
         }
         if (dinp) {
             /* dcol (CK, P) = w^T (CK, OC) @ dout_b (OC, P), then scattered back */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CK, P, OC, 1.0f, w, CK, dy, P,
+            clasp_gemm(1, 0, CK, P, OC, 1.0f, w, CK, dy, P,
                         0.0f, dcol, P);
             col2im_add(dinp + (size_t)bi * C * H * W, dcol, (size_t)P, C, H, W, KH, KW, stride, pad,
                        OH, OW);
@@ -875,7 +875,7 @@ static void attn_fwd_head_blas(float *y, float *a, float *work, const float *q, 
                                const float *v, const uint8_t *pm, int causal, int T, int hs, int C3,
                                int C, float scale) {
     (void)work;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3, 0.0f, a, T);
+    clasp_gemm(0, 1, T, T, hs, scale, q, C3, k, C3, 0.0f, a, T);
     for (int i = 0; i < T; i++) {
         float *r = a + (size_t)i * T;
         int jend = causal ? i + 1 : T;
@@ -896,7 +896,7 @@ static void attn_fwd_head_blas(float *y, float *a, float *work, const float *q, 
         for (int j = 0; j < jend; j++) r[j] *= inv;
         for (int j = jend; j < T; j++) r[j] = 0.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3, 0.0f, y, C);
+    clasp_gemm(0, 0, T, hs, T, 1.0f, a, T, v, C3, 0.0f, y, C);
 }
 
 static void attention_bwd_blas(float *dqkv, float *work, const float *dout, const float *qkv,
@@ -912,10 +912,10 @@ static void attention_bwd_blas(float *dqkv, float *work, const float *dout, cons
             const float *a = att + ((size_t)b * NH + h) * T * T;
             const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
             /* da (T, T) = dy (T, hs) @ v^T (hs, T) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C, v, C3, 0.0f,
+            clasp_gemm(0, 1, T, T, hs, 1.0f, dy, C, v, C3, 0.0f,
                         da, T);
             /* dv (T, hs) += a^T (T, T) @ dy (T, hs) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, dy, C, 1.0f,
+            clasp_gemm(1, 0, T, hs, T, 1.0f, a, T, dy, C, 1.0f,
                         dv, C3);
             /* softmax backward in place: dpre = a * (da - sum(a * da)); masked a = 0 gives 0 */
             for (int i = 0; i < T; i++) {
@@ -927,9 +927,9 @@ static void attention_bwd_blas(float *dqkv, float *work, const float *dout, cons
                 for (int j = 0; j < T; j++) dr[j] = ar[j] * (dr[j] - sf);
             }
             /* dq += scale * dpre @ k;  dk += scale * dpre^T @ q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, da, T, k, C3,
+            clasp_gemm(0, 0, T, hs, T, scale, da, T, k, C3,
                         1.0f, dq, C3);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, da, T, q, C3,
+            clasp_gemm(1, 0, T, hs, T, scale, da, T, q, C3,
                         1.0f, dk, C3);
         }
     }

@@ -7,11 +7,11 @@
  * the mean cross-entropy is at most 1/2 (I - 11^T/K) (x) mean(x~ x~^T) (Boehning 1992), so
  * L = max_i |x~_i|^2 / 2 + l2 bounds its largest eigenvalue and 1/L is a safe step. Two sgemm per
  * iteration (logits, gradient). */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/compute.h"
 #include "eval/eval.h"
 
 clasp_probe_options clasp_probe_default_options(void) {
@@ -49,7 +49,7 @@ static clasp_status pack_(const float *x, const int64_t *y, int64_t n, int D, pr
 static double objective_(const probe_data *p, const float *W, float *G, float *Z, double l2) {
     const int K = p->K, D1 = p->D1;
     const int64_t n = p->n;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, K, D1, 1.0f, p->X, D1, W, D1, 0.0f,
+    clasp_gemm(0, 1, (int)n, K, D1, 1.0f, p->X, D1, W, D1, 0.0f,
                 Z, K);
     double loss = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -72,7 +72,7 @@ static double objective_(const probe_data *p, const float *W, float *G, float *Z
     loss += 0.5 * l2 * reg;
     if (G) {
         /* G (K, D1) = Z^T X / n */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, D1, (int)n, 1.0f / (float)n, Z, K,
+        clasp_gemm(1, 0, K, D1, (int)n, 1.0f / (float)n, Z, K,
                     p->X, D1, 0.0f, G, D1);
         for (int k = 0; k < K; k++)
             for (int d = 0; d < D1 - 1; d++) G[k * D1 + d] += (float)l2 * W[k * D1 + d];
@@ -83,7 +83,7 @@ static double objective_(const probe_data *p, const float *W, float *G, float *Z
 static double accuracy_(const probe_data *p, const float *W, float *Z) {
     if (p->n == 0) return 0;
     const int K = p->K, D1 = p->D1;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p->n, K, D1, 1.0f, p->X, D1, W, D1,
+    clasp_gemm(0, 1, (int)p->n, K, D1, 1.0f, p->X, D1, W, D1,
                 0.0f, Z, K);
     int64_t hit = 0;
     for (int64_t i = 0; i < p->n; i++) {

@@ -1,9 +1,9 @@
 /* export.c: writing exports (model.safetensors, config.json, tokenizer.json, preprocess.json)
  * and the embedder that loads an export or a checkpoint and embeds raw images, texts and
  * audio. See export.h. */
+#include "core/compute.h"
 #include "export/export.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -456,7 +456,7 @@ static clasp_status start_engine_(clasp_embedder *em, int threads, int batch_siz
             CLASP_TRY(clasp_model_prepare(&em->own[r], batch_size / threads));
         }
         /* One threading layer, as the engine: our threads; OpenBLAS single-threaded in each. */
-        openblas_set_num_threads(1);
+        clasp_compute_set_threads(1);
     }
     size_t B = (size_t)batch_size;
     bool ok = true;

@@ -1,7 +1,7 @@
 /* internal.c: group counting, a small L2 normaliser and the logit products shared by loss/. */
+#include "core/compute.h"
 #include "loss/internal.h"
 
-#include <cblas.h>
 #include <math.h>
 
 void clasp__loss_group_counts(float *cnt, const int *groups, size_t N) {
@@ -53,7 +53,7 @@ void clasp__loss_l2norm_backward(float *dinp, const float *dout, const float *ou
 void clasp__loss_logits(float *L, const float *Q, const float *K, float scale, size_t R, size_t C,
                         size_t D) {
     const int iR = (int)R, iC = (int)C, iD = (int)D;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iR, iC, iD, scale, Q, iD, K, iD, 0.0f, L,
+    clasp_gemm(0, 1, iR, iC, iD, scale, Q, iD, K, iD, 0.0f, L,
                 iC);
 }
 
@@ -61,9 +61,9 @@ void clasp__loss_logits_backward(float *dQ, float *dK, const float *G, const flo
                                  const float *K, float scale, size_t R, size_t C, size_t D) {
     const int iR = (int)R, iC = (int)C, iD = (int)D;
     if (dQ)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iR, iD, iC, scale, G, iC, K, iD,
+        clasp_gemm(0, 0, iR, iD, iC, scale, G, iC, K, iD,
                     0.0f, dQ, iD);
     if (dK)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iC, iD, iR, scale, G, iC, Q, iD, 0.0f,
+        clasp_gemm(1, 0, iC, iD, iR, scale, G, iC, Q, iD, 0.0f,
                     dK, iD);
 }

@@ -1,7 +1,7 @@
 /* queue.c: MoCo FIFO key queue, InfoNCE against the queue, and the momentum update. */
+#include "core/compute.h"
 #include "loss/queue.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +68,7 @@ clasp_status clasp_moco_infonce(float *loss, float *dq, float *dk, float *dtemp,
         L[i * ld] = (float)s * inv_t;
     }
     if (c)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, in, ic, iD, inv_t, q, iD, queue->keys,
+        clasp_gemm(0, 1, in, ic, iD, inv_t, q, iD, queue->keys,
                     iD, 0.0f, L + 1, ild);
     const float w = (float)(1.0 / (double)n);
     double lsum = 0.0, dts = 0.0;
@@ -89,7 +89,7 @@ clasp_status clasp_moco_infonce(float *loss, float *dq, float *dk, float *dtemp,
     if (dtemp) *dtemp = (float)(-dts / (double)temperature);
     if (dq) {
         if (c)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, in, iD, ic, inv_t, L + 1, ild,
+            clasp_gemm(0, 0, in, iD, ic, inv_t, L + 1, ild,
                         queue->keys, iD, 0.0f, dq, iD);
         else
             memset(dq, 0, n * D * sizeof *dq);

@@ -1,7 +1,7 @@
 /* triplet.c: triplet loss with batch-all, batch-hard and semi-hard mining. */
+#include "core/compute.h"
 #include "loss/triplet.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -134,7 +134,7 @@ clasp_status clasp_triplet(float *loss, float *dX, size_t *n_terms, const float 
     const int iM = (int)M, iD = (int)D;
     if (dist == CLASP_TRIPLET_DISTANCE_COSINE) {
         /* d = 1 - x_a . x_b: dX = -W X */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iM, iD, iM, -1.0f, C, iM, X, iD,
+        clasp_gemm(0, 0, iM, iD, iM, -1.0f, C, iM, X, iD,
                     0.0f, dX, iD);
         return CLASP_OK;
     }
@@ -144,7 +144,7 @@ clasp_status clasp_triplet(float *loss, float *dX, size_t *n_terms, const float 
         for (size_t j = 0; j < M; j++) s += (double)C[i * M + j];
         rs[i] = (float)s;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iM, iD, iM, -1.0f, C, iM, X, iD, 0.0f,
+    clasp_gemm(0, 0, iM, iD, iM, -1.0f, C, iM, X, iD, 0.0f,
                 dX, iD);
     for (size_t i = 0; i < M; i++)
         for (size_t k = 0; k < D; k++) dX[i * D + k] += rs[i] * X[i * D + k];

@@ -1,8 +1,8 @@
 /* engine.c: replicas, a small worker pool, the contrastive loss on the whole batch, and
  * exact gradient accumulation. See engine.h. */
+#include "core/compute.h"
 #include "train/engine.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,7 +267,7 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
     pthread_cond_init(&p->go, NULL);
     pthread_cond_init(&p->done, NULL);
     /* One threading layer: our workers; OpenBLAS runs single-threaded inside each. */
-    openblas_set_num_threads(1);
+    clasp_compute_set_threads(1);
     for (int t = 1; t < p->nthreads; t++) {
         worker_arg *wa = malloc(sizeof *wa);
         if (!wa || pthread_create(&p->th[t], NULL, worker_main_, (wa->p = p, wa->id = t, wa))) {

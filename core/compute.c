@@ -1,0 +1,491 @@
+/* compute.c: the compute backend of compute.h.
+ *
+ * oneDNN (CLASP_ONEDNN): every product is a matmul primitive built once per (shape, strides,
+ * alpha, beta, precision, threads) and kept in the calling thread's cache, with memory objects
+ * whose data handles are re-pointed per call and a user scratchpad owned by the thread. bf16
+ * products convert A and B into the thread's bf16 buffers (compact, same orientation) and
+ * accumulate into the fp32 C. oneDNN runs on OpenMP; each calling thread sets its own OpenMP
+ * thread count (an OpenMP setting is per thread), so replica workers each run single-threaded.
+ * When oneDNN has no bf16 matmul for the CPU (e.g. ONEDNN_MAX_CPU_ISA=AVX2), the inputs are
+ * rounded to bf16 in fp32 buffers and multiplied by the fp32 primitive: the same products,
+ * summed in fp32.
+ *
+ * OpenBLAS: cblas_sgemm; bf16 (which clasp_compute_check refuses on this backend) is
+ * emulated by rounding if a caller sets it anyway.
+ * ref: oneDNN 2.6 C API (dnnl.h: matmul, primitive attributes, user scratchpad). */
+#include "core/compute.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define CLASP_VECTORIZE __attribute__((optimize("O3", "no-trapping-math")))
+#else
+#define CLASP_VECTORIZE
+#endif
+
+/* ---- shared -------------------------------------------------------------------------------- */
+
+const char *clasp_precision_name(clasp_precision p) {
+    return p == CLASP_BF16 ? "bf16" : "fp32";
+}
+
+clasp_status clasp_precision_parse(const char *s, clasp_precision *p) {
+    if (s && !strcmp(s, "fp32")) return *p = CLASP_FP32, CLASP_OK;
+    if (s && !strcmp(s, "bf16")) return *p = CLASP_BF16, CLASP_OK;
+    return clasp_set_error(CLASP_ERR_CONFIG, "precision '%s': expected fp32 or bf16",
+                           s ? s : "(null)");
+}
+
+uint16_t clasp_f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+float clasp_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+CLASP_VECTORIZE void clasp_f32_to_bf16_n(uint16_t *restrict out, const float *restrict in,
+                                         size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, in + i, sizeof u);
+        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        uint32_t q = (u >> 16) | 0x40u;
+        out[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? q : r);
+    }
+}
+
+CLASP_VECTORIZE void clasp_bf16_round_n(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof u);
+        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+        uint32_t q = u | 0x00400000u;
+        u = (u & 0x7fffffffu) > 0x7f800000u ? q : r;
+        memcpy(x + i, &u, sizeof u);
+    }
+}
+
+static _Thread_local clasp_precision tl_precision = CLASP_FP32;
+static int g_threads = 1; /* relaxed atomics */
+
+void clasp_compute_set_precision(clasp_precision p) {
+    tl_precision = p;
+}
+
+clasp_precision clasp_compute_precision(void) {
+    return tl_precision;
+}
+
+/* rows x cols of src (row stride ld) -> compact fp32 copy rounded to bf16 */
+static void round_copy(float *dst, const float *src, int rows, int cols, int ld) {
+    for (int r = 0; r < rows; r++) {
+        memcpy(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols * sizeof(float));
+        clasp_bf16_round_n(dst + (size_t)r * cols, (size_t)cols);
+    }
+}
+
+/* bf16 without bf16 kernels: A and B become malloc'd compact copies rounded to bf16 (*ra, *rb:
+ * the caller frees them); if they cannot be allocated the inputs stay as they are, logged. */
+static void round_inputs_(float **ra, float **rb, int ta, int tb, int M, int N, int K,
+                          const float **A, int *lda, const float **B, int *ldb) {
+    int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    *ra = malloc((size_t)ar * ac * sizeof(float));
+    *rb = malloc((size_t)br * bc * sizeof(float));
+    if (!*ra || !*rb) {
+        CLASP_WARN("bf16 product %dx%dx%d: out of memory, computed in fp32", M, N, K);
+        return;
+    }
+    round_copy(*ra, *A, ar, ac, *lda);
+    round_copy(*rb, *B, br, bc, *ldb);
+    *A = *ra, *lda = ac, *B = *rb, *ldb = bc;
+}
+
+/* C = beta * C for K = 0 products */
+static void scale_c(int M, int N, float beta, float *C, int ldc) {
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) C[(size_t)m * ldc + n] = beta == 0.0f ? 0.0f : beta * C[(size_t)m * ldc + n];
+}
+
+#ifdef CLASP_ONEDNN
+/* ==== oneDNN ================================================================================ */
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+
+const char *clasp_compute_backend(void) {
+    return "onednn";
+}
+
+static dnnl_engine_t g_engine;
+static pthread_once_t g_engine_once = PTHREAD_ONCE_INIT;
+static dnnl_status_t g_engine_status;
+
+static void engine_init_(void) {
+    g_engine_status = dnnl_engine_create(&g_engine, dnnl_cpu, 0);
+}
+
+/* A cached product: the key is every number the primitive was built from. */
+typedef struct mm_key {
+    int ta, tb, M, N, K, lda, ldb, ldc, bf16, threads;
+    uint32_t alpha, beta; /* float bits */
+} mm_key;
+
+typedef struct mm_entry {
+    mm_key key;
+    dnnl_primitive_t prim;
+    dnnl_memory_t a, b, c, scratch;
+    size_t scratch_bytes;
+} mm_entry;
+
+typedef struct compute_tl {
+    mm_entry *e;
+    size_t n, cap;
+    size_t last; /* index of the last hit */
+    dnnl_stream_t stream;
+    void *scratch;
+    size_t scratch_cap;
+    uint16_t *abf, *bbf; /* bf16 copies of A and B */
+    size_t abf_cap, bbf_cap;
+    float *ar, *br; /* rounded fp32 copies (emulated bf16) */
+    size_t ar_cap, br_cap;
+    int omp_threads; /* what this thread last gave omp_set_num_threads, 0 = never */
+} compute_tl;
+
+static _Thread_local compute_tl *tl_state;
+static pthread_key_t g_tl_key;
+static pthread_once_t g_tl_once = PTHREAD_ONCE_INIT;
+static int g_bf16_emulated; /* set once oneDNN refused a bf16 matmul (relaxed atomics) */
+
+static void tl_free_(void *p) {
+    compute_tl *t = p;
+    if (!t) return;
+    for (size_t i = 0; i < t->n; i++) {
+        mm_entry *e = &t->e[i];
+        dnnl_primitive_destroy(e->prim);
+        dnnl_memory_destroy(e->a);
+        dnnl_memory_destroy(e->b);
+        dnnl_memory_destroy(e->c);
+        dnnl_memory_destroy(e->scratch);
+    }
+    free(t->e);
+    if (t->stream) dnnl_stream_destroy(t->stream);
+    free(t->scratch);
+    free(t->abf);
+    free(t->bbf);
+    free(t->ar);
+    free(t->br);
+    free(t);
+}
+
+static void tl_key_init_(void) {
+    pthread_key_create(&g_tl_key, tl_free_);
+}
+
+void clasp_compute_thread_release(void) {
+    if (!tl_state) return;
+    pthread_once(&g_tl_once, tl_key_init_);
+    pthread_setspecific(g_tl_key, NULL);
+    tl_free_(tl_state);
+    tl_state = NULL;
+}
+
+static void tl_flush_(compute_tl *t) {
+    for (size_t i = 0; i < t->n; i++) {
+        mm_entry *e = &t->e[i];
+        dnnl_primitive_destroy(e->prim);
+        dnnl_memory_destroy(e->a);
+        dnnl_memory_destroy(e->b);
+        dnnl_memory_destroy(e->c);
+        dnnl_memory_destroy(e->scratch);
+    }
+    t->n = 0;
+    t->last = 0;
+}
+
+/* the calling thread's state, created on first use; NULL when out of memory or oneDNN fails */
+static compute_tl *tl_get_(void) {
+    if (tl_state) return tl_state;
+    pthread_once(&g_engine_once, engine_init_);
+    if (g_engine_status != dnnl_success) return NULL;
+    pthread_once(&g_tl_once, tl_key_init_);
+    compute_tl *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    if (dnnl_stream_create(&t->stream, g_engine, dnnl_stream_default_flags) != dnnl_success) {
+        free(t);
+        return NULL;
+    }
+    pthread_setspecific(g_tl_key, t);
+    tl_state = t;
+    return t;
+}
+
+void clasp_compute_set_threads(int n) {
+    __atomic_store_n(&g_threads, n < 0 ? 0 : n, __ATOMIC_RELAXED);
+}
+
+/* the OpenMP thread count this thread must run with; re-applied (and the cache flushed: a
+ * primitive is built for a thread count) when the process-wide setting changed */
+static int tl_threads_(compute_tl *t) {
+    int want = __atomic_load_n(&g_threads, __ATOMIC_RELAXED);
+    if (want == 0) want = omp_get_num_procs();
+    if (t->omp_threads != want) {
+        omp_set_num_threads(want);
+        if (t->omp_threads) tl_flush_(t);
+        t->omp_threads = want;
+    }
+    return want;
+}
+
+static int grow_bytes_(void **p, size_t *cap, size_t bytes) {
+    if (*cap >= bytes) return 0;
+    void *q = realloc(*p, bytes);
+    if (!q) return -1;
+    *p = q;
+    *cap = bytes;
+    return 0;
+}
+
+/* 2-D memory descriptor of an (R, Cc) operand, transposed when t (stored (Cc, R), stride ld) */
+static void md2_(dnnl_memory_desc_t *md, int R, int Cc, int t, int ld, dnnl_data_type_t dt) {
+    dnnl_dims_t dims = {R, Cc}, strides;
+    if (t) {
+        strides[0] = 1;
+        strides[1] = ld;
+    } else {
+        strides[0] = ld;
+        strides[1] = 1;
+    }
+    dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides);
+}
+
+static dnnl_status_t mm_build_(mm_entry *e, const mm_key *k) {
+    dnnl_data_type_t in = k->bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t a, b, c;
+    md2_(&a, k->M, k->K, k->ta, k->lda, in);
+    md2_(&b, k->K, k->N, k->tb, k->ldb, in);
+    md2_(&c, k->M, k->N, 0, k->ldc, dnnl_f32);
+    dnnl_matmul_desc_t d;
+    dnnl_status_t s = dnnl_matmul_desc_init(&d, &a, &b, NULL, &c);
+    if (s != dnnl_success) return s;
+    dnnl_primitive_attr_t attr;
+    if ((s = dnnl_primitive_attr_create(&attr)) != dnnl_success) return s;
+    dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    float alpha, beta;
+    memcpy(&alpha, &k->alpha, sizeof alpha);
+    memcpy(&beta, &k->beta, sizeof beta);
+    if (alpha != 1.0f) dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha);
+    if (beta != 0.0f) {
+        dnnl_post_ops_t po;
+        dnnl_post_ops_create(&po);
+        dnnl_post_ops_append_sum(po, beta);
+        dnnl_primitive_attr_set_post_ops(attr, po);
+        dnnl_post_ops_destroy(po);
+    }
+    dnnl_primitive_desc_t pd;
+    s = dnnl_primitive_desc_create(&pd, &d, attr, g_engine, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (s != dnnl_success) return s;
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    e->scratch_bytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    s = dnnl_primitive_create(&e->prim, pd);
+    if (s == dnnl_success) s = dnnl_memory_create(&e->a, &a, g_engine, DNNL_MEMORY_NONE);
+    if (s == dnnl_success) s = dnnl_memory_create(&e->b, &b, g_engine, DNNL_MEMORY_NONE);
+    if (s == dnnl_success) s = dnnl_memory_create(&e->c, &c, g_engine, DNNL_MEMORY_NONE);
+    if (s == dnnl_success && smd && e->scratch_bytes)
+        s = dnnl_memory_create(&e->scratch, smd, g_engine, DNNL_MEMORY_NONE);
+    dnnl_primitive_desc_destroy(pd);
+    return s;
+}
+
+/* the cached primitive for k, built on first use; NULL when oneDNN cannot build it */
+static mm_entry *mm_get_(compute_tl *t, const mm_key *k) {
+    if (t->last < t->n && !memcmp(&t->e[t->last].key, k, sizeof *k)) return &t->e[t->last];
+    for (size_t i = 0; i < t->n; i++)
+        if (!memcmp(&t->e[i].key, k, sizeof *k)) return &t->e[t->last = i];
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 32;
+        mm_entry *e = realloc(t->e, cap * sizeof *e);
+        if (!e) return NULL;
+        t->e = e;
+        t->cap = cap;
+    }
+    mm_entry *e = &t->e[t->n];
+    memset(e, 0, sizeof *e);
+    e->key = *k;
+    if (mm_build_(e, k) != dnnl_success) {
+        dnnl_primitive_destroy(e->prim);
+        dnnl_memory_destroy(e->a);
+        dnnl_memory_destroy(e->b);
+        dnnl_memory_destroy(e->c);
+        dnnl_memory_destroy(e->scratch);
+        return NULL;
+    }
+    t->last = t->n;
+    return &t->e[t->n++];
+}
+
+static int mm_run_(compute_tl *t, mm_entry *e, const void *A, const void *B, float *C) {
+    if (e->scratch_bytes && grow_bytes_(&t->scratch, &t->scratch_cap, e->scratch_bytes))
+        return -1;
+    dnnl_memory_set_data_handle(e->a, (void *)A);
+    dnnl_memory_set_data_handle(e->b, (void *)B);
+    dnnl_memory_set_data_handle(e->c, C);
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
+    int nargs = 3;
+    if (e->scratch) {
+        dnnl_memory_set_data_handle(e->scratch, t->scratch);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
+    }
+    if (dnnl_primitive_execute(e->prim, t->stream, nargs, args) != dnnl_success) return -1;
+    return dnnl_stream_wait(t->stream) == dnnl_success ? 0 : -1;
+}
+
+/* rows x cols of src (row stride ld) -> compact bf16 */
+static void bf16_copy_(uint16_t *dst, const float *src, int rows, int cols, int ld) {
+    if (ld == cols) {
+        clasp_f32_to_bf16_n(dst, src, (size_t)rows * cols);
+        return;
+    }
+    for (int r = 0; r < rows; r++)
+        clasp_f32_to_bf16_n(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols);
+}
+
+static int gemm_fp32_(compute_tl *t, int ta, int tb, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc, int threads) {
+    mm_key k = {ta, tb, M, N, K, lda, ldb, ldc, 0, threads, 0, 0};
+    memcpy(&k.alpha, &alpha, sizeof alpha);
+    memcpy(&k.beta, &beta, sizeof beta);
+    mm_entry *e = mm_get_(t, &k);
+    return e ? mm_run_(t, e, A, B, C) : -1;
+}
+
+static int gemm_bf16_(compute_tl *t, int ta, int tb, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc, int threads) {
+    int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    size_t an = (size_t)ar * ac, bn = (size_t)br * bc;
+    if (!__atomic_load_n(&g_bf16_emulated, __ATOMIC_RELAXED)) {
+        mm_key k = {ta, tb, M, N, K, ac, bc, ldc, 1, threads, 0, 0};
+        memcpy(&k.alpha, &alpha, sizeof alpha);
+        memcpy(&k.beta, &beta, sizeof beta);
+        mm_entry *e = mm_get_(t, &k);
+        if (e) {
+            if (grow_bytes_((void **)&t->abf, &t->abf_cap, an * 2) ||
+                grow_bytes_((void **)&t->bbf, &t->bbf_cap, bn * 2))
+                return -1;
+            bf16_copy_(t->abf, A, ar, ac, lda);
+            bf16_copy_(t->bbf, B, br, bc, ldb);
+            return mm_run_(t, e, t->abf, t->bbf, C);
+        }
+        if (!__atomic_exchange_n(&g_bf16_emulated, 1, __ATOMIC_RELAXED))
+            CLASP_WARN("oneDNN has no bf16 matmul for this CPU: bf16 products run as fp32 "
+                           "products of bf16-rounded inputs (same results, slower)");
+    }
+    if (grow_bytes_((void **)&t->ar, &t->ar_cap, an * sizeof(float)) ||
+        grow_bytes_((void **)&t->br, &t->br_cap, bn * sizeof(float)))
+        return -1;
+    round_copy(t->ar, A, ar, ac, lda);
+    round_copy(t->br, B, br, bc, ldb);
+    return gemm_fp32_(t, ta, tb, M, N, K, alpha, t->ar, ac, t->br, bc, beta, C, ldc, threads);
+}
+
+void clasp_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    compute_tl *t = tl_get_();
+    int rc = -1;
+    if (t) {
+        int threads = tl_threads_(t);
+        rc = tl_precision == CLASP_BF16
+                 ? gemm_bf16_(t, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads)
+                 : gemm_fp32_(t, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+    }
+    if (rc == 0) return;
+    /* Out of memory or a shape oneDNN refuses: its plain GEMM (no primitive, no scratch) is
+     * always there; in bf16 it multiplies rounded copies (the inputs as they were if even
+     * those cannot be allocated, which is logged). */
+    float *ra = NULL, *rb = NULL;
+    if (tl_precision == CLASP_BF16) round_inputs_(&ra, &rb, ta, tb, M, N, K, &A, &lda, &B, &ldb);
+    dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    free(ra);
+    free(rb);
+}
+
+clasp_status clasp_compute_check(clasp_precision p, int *native) {
+    if (native) *native = 1;
+    pthread_once(&g_engine_once, engine_init_);
+    if (g_engine_status != dnnl_success)
+        return clasp_set_error(CLASP_ERR_UNSUPPORTED, "oneDNN: cannot create a CPU engine");
+    if (p != CLASP_BF16) return CLASP_OK;
+    /* Build (not run) a small bf16 matmul: oneDNN refuses it without bf16 kernels. */
+    mm_key k = {0, 1, 64, 64, 64, 64, 64, 64, 1, 1, 0, 0};
+    float one = 1.0f;
+    memcpy(&k.alpha, &one, sizeof one);
+    mm_entry e;
+    memset(&e, 0, sizeof e);
+    dnnl_status_t s = mm_build_(&e, &k);
+    dnnl_primitive_destroy(e.prim);
+    dnnl_memory_destroy(e.a);
+    dnnl_memory_destroy(e.b);
+    dnnl_memory_destroy(e.c);
+    dnnl_memory_destroy(e.scratch);
+    if (native) *native = s == dnnl_success;
+    return CLASP_OK;
+}
+
+#else
+/* ==== OpenBLAS ============================================================================== */
+#include <cblas.h>
+
+const char *clasp_compute_backend(void) {
+    return "openblas";
+}
+
+void clasp_compute_set_threads(int n) {
+    __atomic_store_n(&g_threads, n < 0 ? 0 : n, __ATOMIC_RELAXED);
+    /* OpenBLAS's thread count is process-wide; 0 = its own default */
+    if (n > 0) openblas_set_num_threads(n);
+}
+
+void clasp_compute_thread_release(void) {}
+
+void clasp_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    float *ra = NULL, *rb = NULL;
+    if (tl_precision == CLASP_BF16) round_inputs_(&ra, &rb, ta, tb, M, N, K, &A, &lda, &B, &ldb);
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+                N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    free(ra);
+    free(rb);
+}
+
+clasp_status clasp_compute_check(clasp_precision p, int *native) {
+    if (native) *native = 1;
+    if (p == CLASP_BF16)
+        return clasp_set_error(CLASP_ERR_UNSUPPORTED,
+                               "precision bf16 needs the onednn backend; this clasp was built "
+                               "with backend openblas (cmake -DCLASP_BACKEND=onednn)");
+    return CLASP_OK;
+}
+#endif

@@ -1,0 +1,63 @@
+/* compute.h: the compute backend: matrix products in fp32 or bf16, on oneDNN or OpenBLAS
+ * (chosen at build time: cmake -DCLASP_BACKEND=onednn|openblas).
+ *
+ * Precision follows PyTorch autocast: in bf16, the two inputs of every product are rounded to
+ * bf16 (round to nearest even) and the products are accumulated in fp32 into an fp32 output;
+ * everything else (weights, gradients, norms, softmax, the loss) stays fp32. The precision is a
+ * setting of the calling thread, so the layers keep their fp32 signatures.
+ *
+ * Threads: each calling thread runs its products single-threaded unless
+ * clasp_compute_set_threads says otherwise; a product's result never depends on the number of
+ * threads (neither backend splits the K summation across threads for a given shape). Results
+ * depend on the backend, the precision and the CPU's instruction set, never on timing.
+ *
+ * oneDNN primitives are created on the first product of each shape and kept per thread; a
+ * thread's cache is freed when it exits or calls clasp_compute_thread_release. */
+#ifndef CLASP_CORE_COMPUTE_H
+#define CLASP_CORE_COMPUTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+typedef enum clasp_precision { CLASP_FP32 = 0, CLASP_BF16 = 1 } clasp_precision;
+
+/* "fp32" / "bf16" */
+const char *clasp_precision_name(clasp_precision p);
+/* "fp32" or "bf16" -> *p; anything else is CLASP_ERR_CONFIG naming the value */
+clasp_status clasp_precision_parse(const char *s, clasp_precision *p);
+
+/* "onednn" or "openblas" */
+const char *clasp_compute_backend(void);
+/* Whether this build and this CPU compute in precision p. bf16 needs the oneDNN backend
+ * (CLASP_ERR_UNSUPPORTED naming the backend otherwise). *native (optional) is 1 when oneDNN
+ * has bf16 kernels for this CPU, 0 when clasp emulates them exactly (inputs rounded to bf16,
+ * fp32 kernels: the same products, slower). */
+clasp_status clasp_compute_check(clasp_precision p, int *native);
+
+/* The calling thread's precision (default fp32). */
+void clasp_compute_set_precision(clasp_precision p);
+clasp_precision clasp_compute_precision(void);
+
+/* Threads one product may use, for every thread of the process (default 1; 0 = the backend's
+ * own default, all cores). The replica engine keeps 1: its workers are the threading layer. */
+void clasp_compute_set_threads(int n);
+
+/* C (M, N) = alpha * op(A) op(B) + beta * C, row-major as cblas_sgemm: op(A) is (M, K), A is
+ * read transposed when ta != 0 (stored (K, M) with row stride lda); likewise B. beta = 0 never
+ * reads C. In bf16 the products round A and B to bf16. */
+void clasp_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Frees the calling thread's primitives and scratch (threads that exit free theirs). */
+void clasp_compute_thread_release(void);
+
+/* ---- bf16 helpers (round to nearest even; NaN stays NaN) ---------------------------------- */
+uint16_t clasp_f32_to_bf16(float f);
+float clasp_bf16_to_f32(uint16_t h);
+void clasp_f32_to_bf16_n(uint16_t *out, const float *in, size_t n);
+/* x[i] = the fp32 value of bf16(x[i]) */
+void clasp_bf16_round_n(float *x, size_t n);
+
+#endif
