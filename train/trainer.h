@@ -115,6 +115,7 @@ typedef struct clasp_train_options {
     uint64_t seed;                   /* --seed (0) */
     int threads;                     /* --threads (compute threads, 2) */
     int chunks;                      /* --chunks (replicas; default = threads) */
+    int precision; /* --precision: a clasp_precision, or -1 (default): the model config's */
     int workers;                     /* --workers (decode threads, 1) */
     int shuffle_buffer;              /* --shuffle-buffer (samples, 2000) */
     int log_every;                   /* --log-every (steps, 50) */
@@ -142,6 +143,7 @@ typedef struct clasp_train_summary {
     double samples_per_s;  /* steady-state rate of this invocation */
     double data_wait_frac; /* fraction of step time spent waiting for the loader */
     double gflops;         /* achieved GFLOP/s (model FLOPs per sample x rate) */
+    clasp_precision precision; /* of the run's matrix products */
     double final_loss;
     double zeroshot_top1, zeroshot_top5, zeroshot_mean_recall; /* -1 when not evaluated */
     int64_t skipped_steps;
