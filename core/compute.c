@@ -43,6 +43,7 @@ clasp_status clasp_precision_parse(const char *s, clasp_precision *p) {
 uint16_t clasp_f32_to_bf16(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
+    u = (u & 0x7f800000u) ? u : (u & 0x80000000u); /* denormals -> signed zero */
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
     u += 0x7fffu + ((u >> 16) & 1u);
     return (uint16_t)(u >> 16);
@@ -55,21 +56,63 @@ float clasp_bf16_to_f32(uint16_t h) {
     return f;
 }
 
-CLASP_VECTORIZE void clasp_f32_to_bf16_n(uint16_t *restrict out, const float *restrict in,
-                                         size_t n) {
+CLASP_VECTORIZE static void f32_to_bf16_scalar_(uint16_t *restrict out, const float *restrict in,
+                                                size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint32_t u;
         memcpy(&u, in + i, sizeof u);
+        u = (u & 0x7f800000u) ? u : (u & 0x80000000u);
         uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
         uint32_t q = (u >> 16) | 0x40u;
         out[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? q : r);
     }
 }
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#include <immintrin.h>
+/* AVX512-BF16's VCVTNEPS2BF16: the same rounding as the scalar code, denormal inputs
+ * included (both flush them to signed zero) */
+__attribute__((target("avx512f,avx512bf16,avx512vl"))) static void
+f32_to_bf16_avx512bf16_(uint16_t *restrict out, const float *restrict in, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(in + i));
+        _mm256_storeu_si256((__m256i *)(out + i), (__m256i)h);
+    }
+    f32_to_bf16_scalar_(out + i, in + i, n - i);
+}
+
+static int has_avx512bf16_(void) {
+    static int have = -1; /* relaxed: every thread computes the same value */
+    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+    if (h < 0) {
+        __builtin_cpu_init();
+        h = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl");
+        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
+    }
+    return h;
+}
+#else
+static int has_avx512bf16_(void) {
+    return 0;
+}
+#endif
+
+void clasp_f32_to_bf16_n(uint16_t *restrict out, const float *restrict in, size_t n) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+    if (has_avx512bf16_()) {
+        f32_to_bf16_avx512bf16_(out, in, n);
+        return;
+    }
+#endif
+    f32_to_bf16_scalar_(out, in, n);
+}
+
 CLASP_VECTORIZE void clasp_bf16_round_n(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint32_t u;
         memcpy(&u, x + i, sizeof u);
+        u = (u & 0x7f800000u) ? u : (u & 0x80000000u);
         uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
         uint32_t q = u | 0x00400000u;
         u = (u & 0x7fffffffu) > 0x7f800000u ? q : r;

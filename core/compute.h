@@ -53,7 +53,8 @@ void clasp_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A
 /* Frees the calling thread's primitives and scratch (threads that exit free theirs). */
 void clasp_compute_thread_release(void);
 
-/* ---- bf16 helpers (round to nearest even; NaN stays NaN) ---------------------------------- */
+/* ---- bf16 helpers: round to nearest even, NaN stays NaN (quiet), fp32 denormals become signed
+ * zero (as the AVX512-BF16 instruction oneDNN uses does) ------------------------------------- */
 uint16_t clasp_f32_to_bf16(float f);
 float clasp_bf16_to_f32(uint16_t h);
 void clasp_f32_to_bf16_n(uint16_t *out, const float *in, size_t n);
