@@ -385,10 +385,14 @@ clasp_status clasp_model_config_parse(const cJSON *root, const char *what,
     cfg->text.eos_id = cfg->text.pad_id = -1;
     if (!cJSON_IsObject(root))
         return clasp_set_error(CLASP_ERR_CONFIG, "%s: expected a JSON object", file);
-    static const char *const keys[] = {"embed_dim",       "init_logit_scale",
-                                       "max_logit_scale", "init_logit_bias",
-                                       "precision",       "image",
-                                       "text",            "audio",
+    static const char *const keys[] = {"embed_dim",
+                                       "init_logit_scale",
+                                       "max_logit_scale",
+                                       "init_logit_bias",
+                                       "precision",
+                                       "image",
+                                       "text",
+                                       "audio",
                                        NULL};
     CLASP_TRY(check_keys(root, keys, file, ""));
     bool bf16 = false;

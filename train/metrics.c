@@ -264,8 +264,7 @@ void clasp_metrics_summary(clasp_train_metrics *mx, clasp_train_summary *sum,
             (long long)sum->steps, (long long)sum->samples, clasp_metrics_now() - mx->t_start,
             sum->samples_per_s, 100 * sum->data_wait_frac, sum->gflops,
             peak > 0 ? 100 * sum->gflops / peak : 0, clasp_precision_name(sum->precision),
-            clasp_compute_backend(), peak, threads * world, sum->final_loss,
-            peak_rss_mib_());
+            clasp_compute_backend(), peak, threads * world, sum->final_loss, peak_rss_mib_());
     if (world > 1)
         fprintf(stderr,
                 "clasp train: %d ranks; per step on rank 0: all-gather %.2f ms, all-reduce / "
