@@ -70,6 +70,10 @@ clasp_status clasp_conv2d_direct_bwd_data(const clasp_conv_shape *s, float *dinp
 clasp_status clasp_conv2d_direct_bwd_weights(const clasp_conv_shape *s, float *dw, float *db,
                                              const float *dout, const float *inp);
 
+/* C = op(A) op(B) + bias, the bias (N) added to every row (on oneDNN inside the product) */
+void clasp_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
+                     int ldb, const float *bias, float *C, int ldc);
+
 /* Frees the calling thread's primitives and scratch (threads that exit free theirs). */
 void clasp_compute_thread_release(void);
 

@@ -112,12 +112,10 @@ static int simd_level(void) {
 void clasp_linear_forward(float *out, const float *inp, const float *w, const float *b, int N,
                           int C, int OC) {
     /* out (N, OC) = inp (N, C) @ w^T (C, OC) + b (OC) */
-    float beta = 0.0f;
-    if (b) {
-        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, b, (size_t)OC * sizeof(float));
-        beta = 1.0f;
-    }
-    clasp_gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, beta, out, OC);
+    if (b)
+        clasp_gemm_bias(0, 1, N, OC, C, inp, C, w, C, b, out, OC);
+    else
+        clasp_gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
 }
 
 /* as clasp_linear_backward; dinp_beta 0 overwrites dinp instead of adding to it */
@@ -220,12 +218,10 @@ void clasp_conv2d_forward(float *out, float *work, const float *inp, const float
     for (int bi = 0; bi < B; bi++) {
         float *y = out + (size_t)bi * P * OC;
         im2col(work, inp + (size_t)bi * H * W * C, C, H, W, KH, KW, stride, pad, OH, OW);
-        float beta = 0.0f;
-        if (b) {
-            for (int p = 0; p < P; p++) memcpy(y + (size_t)p * OC, b, (size_t)OC * sizeof(float));
-            beta = 1.0f;
-        }
-        clasp_gemm(0, 1, P, OC, CK, 1.0f, work, CK, w, CK, beta, y, OC);
+        if (b)
+            clasp_gemm_bias(0, 1, P, OC, CK, work, CK, w, CK, b, y, OC);
+        else
+            clasp_gemm(0, 1, P, OC, CK, 1.0f, work, CK, w, CK, 0.0f, y, OC);
     }
 }
 
