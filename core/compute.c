@@ -845,6 +845,13 @@ void clasp_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A
     free(rb);
 }
 
+void clasp_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
+                     int ldb, const float *bias, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    bias_rows_(C, bias, M, N, ldc);
+    clasp_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 1.0f, C, ldc);
+}
+
 static clasp_status no_direct_conv_(void) {
     return clasp_set_error(CLASP_ERR_UNSUPPORTED, "backend openblas has no direct convolution");
 }
