@@ -219,6 +219,8 @@ typedef struct compute_tl {
     size_t ncv, cvcap;
     float *ftmp; /* fp32 scratch of the convolutions (gradients before they are added) */
     size_t ftmp_cap;
+    uint16_t *hslot[4]; /* clasp_compute_bf16_scratch */
+    size_t hslot_cap[4];
 } compute_tl;
 
 static void conv_entries_free_(compute_tl *t);
@@ -244,6 +246,7 @@ static void tl_free_(void *p) {
     conv_entries_free_(t);
     free(t->cv);
     free(t->ftmp);
+    for (int i = 0; i < 4; i++) free(t->hslot[i]);
     if (t->stream) dnnl_stream_destroy(t->stream);
     free(t->scratch);
     free(t->abf);
@@ -624,6 +627,13 @@ int clasp_compute_batched_native(void) {
     return 1;
 }
 
+uint16_t *clasp_compute_bf16_scratch(int slot, size_t n) {
+    compute_tl *t = slot >= 0 && slot < 4 ? tl_get_() : NULL;
+    if (!t || grow_bytes_((void **)&t->hslot[slot], &t->hslot_cap[slot], n * sizeof(uint16_t)))
+        return NULL;
+    return t->hslot[slot];
+}
+
 /* ---- direct convolution -------------------------------------------------------------------- */
 
 enum { CONV_FWD, CONV_BWD_DATA, CONV_BWD_WEIGHTS };
@@ -982,6 +992,11 @@ void clasp_gemm_batched(int ta, int tb, int M, int N, int K, float alpha, float 
 
 int clasp_compute_batched_native(void) {
     return 0;
+}
+
+uint16_t *clasp_compute_bf16_scratch(int slot, size_t n) {
+    (void)slot, (void)n;
+    return NULL;
 }
 
 static clasp_status no_direct_conv_(void) {
