@@ -586,28 +586,26 @@ static int gemm_batched_(compute_tl *t, const clasp_gemm_batch *g, int ta, int t
                 .sb2 = g->sb2,
                 .sc2 = g->sc2};
     size_t an = (size_t)ar * ac, bn = (size_t)br * bc, nb = (size_t)g->batch * n2;
-    int given = bf && g->Ah && g->Bh; /* the caller's bf16 copies, read in place */
-    if (bf && !given) {               /* compact copies: (batch, batch2, rows, cols) */
-        k.lda = ac, k.ldb = bc;
-        k.sa2 = (long long)an, k.sb2 = (long long)bn;
-        k.sa = (long long)(an * n2), k.sb = (long long)(bn * n2);
-    }
+    /* bf16: an operand the caller converted is read in place, the other is converted into a
+     * compact batch (batch, batch2, rows, cols) */
+    int conv_a = bf && !g->Ah, conv_b = bf && !g->Bh;
+    if (conv_a) k.lda = ac, k.sa2 = (long long)an, k.sa = (long long)(an * n2);
+    if (conv_b) k.ldb = bc, k.sb2 = (long long)bn, k.sb = (long long)(bn * n2);
     memcpy(&k.alpha, &alpha, sizeof alpha);
     memcpy(&k.beta, &beta, sizeof beta);
     mm_entry *e = mm_get_(t, &k);
     if (!e) return -1;
     if (!bf) return mm_run_(t, e, g->A, g->B, g->C, NULL);
-    if (given) return mm_run_(t, e, g->Ah, g->Bh, g->C, NULL);
-    if (grow_bytes_((void **)&t->abf, &t->abf_cap, nb * an * 2) ||
-        grow_bytes_((void **)&t->bbf, &t->bbf_cap, nb * bn * 2))
+    if ((conv_a && grow_bytes_((void **)&t->abf, &t->abf_cap, nb * an * 2)) ||
+        (conv_b && grow_bytes_((void **)&t->bbf, &t->bbf_cap, nb * bn * 2)))
         return -1;
     for (int i = 0; i < g->batch; i++)
         for (int j = 0; j < n2; j++) {
             size_t o = (size_t)i * n2 + (size_t)j;
-            bf16_copy_(t->abf + o * an, g->A + i * g->sa + j * g->sa2, ar, ac, g->lda);
-            bf16_copy_(t->bbf + o * bn, g->B + i * g->sb + j * g->sb2, br, bc, g->ldb);
+            if (conv_a) bf16_copy_(t->abf + o * an, g->A + i * g->sa + j * g->sa2, ar, ac, g->lda);
+            if (conv_b) bf16_copy_(t->bbf + o * bn, g->B + i * g->sb + j * g->sb2, br, bc, g->ldb);
         }
-    return mm_run_(t, e, t->abf, t->bbf, g->C, NULL);
+    return mm_run_(t, e, conv_a ? t->abf : g->Ah, conv_b ? t->bbf : g->Bh, g->C, NULL);
 }
 
 void clasp_gemm_batched(int ta, int tb, int M, int N, int K, float alpha, float beta,

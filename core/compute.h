@@ -89,8 +89,8 @@ typedef struct clasp_gemm_batch {
     float *C;
     int ldc;
     long long sc, sc2;
-    /* optional, bf16 precision only: A and B already converted (clasp_f32_to_bf16_n), laid out
-     * as A and B with the same strides; the product reads them instead of converting */
+    /* optional, bf16 precision only: A and/or B already converted (clasp_f32_to_bf16_n), laid
+     * out as A and B with the same strides; the product reads them instead of converting */
     const uint16_t *Ah, *Bh;
 } clasp_gemm_batch;
 void clasp_gemm_batched(int ta, int tb, int M, int N, int K, float alpha, float beta,
