@@ -45,6 +45,8 @@ echo "== OpenBLAS backend build (the portable one)" >&2
 run_suite build-openblas -DCLASP_BACKEND=openblas -DCLASP_BUILD_BENCH=OFF
 echo "== backends agree: oneDNN and OpenBLAS train and embed the same within fp32 tolerance" >&2
 sh scripts/backends-agree.sh build/cli/clasp build-openblas/cli/clasp
+echo "== precision: 200 bf16 steps of fmnist-small track the fp32 loss curve" >&2
+sh scripts/precision-track.sh build/cli/clasp 200 256
 echo "== sanitizer build (address,undefined)" >&2
 export ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1"
 run_suite build-asan -DCLASP_SANITIZE=address,undefined -DCLASP_BUILD_BENCH=OFF
