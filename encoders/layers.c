@@ -239,7 +239,13 @@ void clasp_conv2d_backward(float *dinp, float *dw, float *db, float *work, const
     int OW = clasp_conv2d_out_size(W, KW, stride, pad);
     int P = OH * OW, CK = C * KH * KW;
     if (dinp && clasp_conv2d_direct_bwd_data(&sh, dinp, dout, w) == CLASP_OK) dinp = NULL;
-    if (dw && clasp_conv2d_direct_bwd_weights(&sh, dw, db, dout, inp) == CLASP_OK) dw = db = NULL;
+    if (dw && clasp_conv2d_direct_bwd_weights(&sh, dw, NULL, dout, inp) == CLASP_OK) dw = NULL;
+    /* the bias gradient always sums the fp32 output gradient here, as linear's does (oneDNN's
+     * bf16 convolution would sum the bf16-rounded one) */
+    if (db && !dw && !dinp) {
+        conv_bias_grad(db, dout, OC, (size_t)B * P);
+        db = NULL;
+    }
     float *col = work, *dcol = work + (size_t)CK * P;
     for (int bi = 0; bi < B; bi++) {
         const float *dy = dout + (size_t)bi * P * OC;
@@ -1227,7 +1233,7 @@ CLASP_BODY void attn_bwd_bh(float *dq, float *dk, float *dv, float *restrict wor
         int jend = causal ? i + 1 : T;
         for (int d = 0; d < hs; d++) dyp[d] = bf ? clasp_bf16_round(dyi[d]) : dyi[d];
         /* da = dy_i V^T */
-        attn_row_times_t(da, dyi, VT, hs, Tp, round_vl(jend), 1.0f);
+        attn_row_times_t(da, dyp, VT, hs, Tp, round_vl(jend), 1.0f);
         /* dv_j += a_ij dy_i */
         vf8 g0 = vload(dyp);
         for (int j = 0; j < jend; j++) {
