@@ -93,6 +93,14 @@ typedef struct clasp_arg {
         "threads", 0, CLASP_ARG_INT, off, "N", "compute threads (default " dflt ")", NULL, 0, 1,   \
             0, NULL, NULL                                                                          \
     }
+/* --precision fp32|bf16 into an int holding a clasp_precision (core/compute.h) */
+#define CLASP_ARG_PRECISION(off, dflt)                                                             \
+    {                                                                                              \
+        "precision", 0, CLASP_ARG_CHOICE, off, NULL,                                               \
+            "precision of the matrix products: fp32, or bf16 inputs with fp32 accumulation "       \
+            "(default " dflt ")",                                                                  \
+            NULL, 0, 0, 0, "fp32|bf16", NULL                                                       \
+    }
 #define CLASP_ARG_WORKERS(off, what)                                                               \
     {                                                                                              \
         "workers", 0, CLASP_ARG_INT, off, "W", "decode threads" what " (default 1)", NULL, 0, 1,   \

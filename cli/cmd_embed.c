@@ -29,6 +29,7 @@ typedef struct embed_args {
     clasp_arg_list images, audio;
     int modality; /* CHOICE index into "image|text|audio"; -1: not given */
     int batch, threads, workers;
+    int precision;
     bool json;
 } embed_args;
 
@@ -68,6 +69,7 @@ static const clasp_arg embed_table[] = {
      "where the sidecar JSON goes (default: OUT.npy with .json for .npy)", NULL, CLASP_ARG_OUT, 0,
      0, NULL, NULL},
     CLASP_ARG_BATCH(A(batch)),
+    CLASP_ARG_PRECISION(A(precision), "fp32"),
     CLASP_ARG_THREADS(A(threads), "1"),
     CLASP_ARG_WORKERS(A(workers), " for --shards"),
     CLASP_ARG_JSON(A(json), "summary on stdout"),
@@ -272,7 +274,7 @@ int clasp_cmd_embed(int argc, char **argv) {
     else if (strcmp(out_name, "-") != 0)
         clasp_cli_sidecar_path(e.out, sidecar, sizeof sidecar);
     clasp_embedder em;
-    if (clasp_embedder_open(e.model, e.threads, e.batch, &em) != CLASP_OK)
+    if (clasp_cli_open_embedder(e.model, e.threads, e.batch, e.precision, &em) != CLASP_OK)
         return clasp_args_fail(embed_table);
     const char *mod = modality_(&e, &em);
     clasp_tower tower = !strcmp(mod, "text")    ? CLASP_TOWER_TEXT

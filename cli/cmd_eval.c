@@ -26,6 +26,7 @@ typedef struct eval_args {
     int pair, match; /* CHOICE indexes; pair -1: not given */
     bool retrieval, all_caps, json;
     int threads, batch, workers;
+    int precision;
     clasp_probe_options po;
 } eval_args;
 
@@ -72,6 +73,7 @@ static const clasp_arg eval_table[] = {
      0, 0, 0, NULL, NULL},
     {"probe-iters", 0, CLASP_ARG_INT, A(po.max_iter), "N", "iterations of the probe (default 1000)",
      NULL, 0, 1, 0, NULL, NULL},
+    CLASP_ARG_PRECISION(A(precision), "fp32"),
     CLASP_ARG_THREADS(A(threads), "2"),
     CLASP_ARG_BATCH(A(batch)),
     CLASP_ARG_WORKERS(A(workers), ""),
@@ -320,7 +322,7 @@ int clasp_cmd_eval(int argc, char **argv) {
     if (all_caps) retrieval = true;
     double t0 = now_();
     clasp_embedder em;
-    if (clasp_embedder_open(e.model, e.threads, e.batch, &em) != CLASP_OK)
+    if (clasp_cli_open_embedder(e.model, e.threads, e.batch, e.precision, &em) != CLASP_OK)
         return clasp_args_fail(eval_table);
     cJSON *res = result_head_(&em, data);
     bool audio_mode = e.gallery || e.pair == 0 ||

@@ -20,6 +20,7 @@
 typedef struct search_args {
     const char *model, *index, *sidecar, *text, *image, *audio;
     int k, threads;
+    int precision;
     bool json;
 } search_args;
 
@@ -46,6 +47,7 @@ static const clasp_arg search_table[] = {
     {"audio", 0, CLASP_ARG_STRING, A(audio), "FILE", "an audio query ('-' = stdin)", NULL,
      CLASP_ARG_IN, 0, 0, NULL, NULL},
     {"k", 'k', CLASP_ARG_INT, A(k), "K", "results (default 10)", NULL, 0, 1, 0, NULL, NULL},
+    CLASP_ARG_PRECISION(A(precision), "fp32"),
     CLASP_ARG_THREADS(A(threads), "1"),
     CLASP_ARG_JSON(A(json), "results as JSON on stdout"),
     CLASP_ARG_END,
@@ -89,7 +91,7 @@ int clasp_cmd_search(int argc, char **argv) {
     cJSON *side;
     const cJSON *keys = load_keys_(&sa, N, &side);
     clasp_embedder em;
-    if (clasp_embedder_open(sa.model, sa.threads, 1, &em) != CLASP_OK) {
+    if (clasp_cli_open_embedder(sa.model, sa.threads, 1, sa.precision, &em) != CLASP_OK) {
         free(X);
         cJSON_Delete(side);
         return clasp_args_fail(search_table);

@@ -183,6 +183,10 @@ static clasp_arg train_table[] = {
     {"chunks", 0, CLASP_ARG_INT, O(chunks), "N",
      "batch replicas; results depend on chunks, not on threads (default = threads)", s_mach, 0, 1,
      0, NULL, NULL},
+    {"precision", 0, CLASP_ARG_CHOICE, O(precision), NULL,
+     "precision of the matrix products: fp32, or bf16 inputs with fp32 accumulation as PyTorch "
+     "autocast (default: the model config's \"precision\", else fp32)",
+     s_mach, 0, 0, 0, "fp32|bf16", NULL},
     {"workers", 0, CLASP_ARG_INT, O(workers), "N", "decode threads (default 1)", s_mach, 0, 1, 0,
      NULL, NULL},
     {"shuffle-buffer", 0, CLASP_ARG_INT, O(shuffle_buffer), "N",
@@ -252,6 +256,7 @@ static void print_summary_(const clasp_train_summary *sum) {
         sum->final_loss,           sum->zeroshot_top1,         sum->zeroshot_top5,
         sum->zeroshot_mean_recall, (double)sum->skipped_steps, (double)sum->skipped_samples};
     clasp_cli_add_numbers(j, names, values, sizeof values / sizeof values[0]);
+    cJSON_AddStringToObject(j, "precision", clasp_precision_name(sum->precision));
     cJSON_AddBoolToObject(j, "interrupted", sum->interrupted);
     cJSON_AddStringToObject(j, "checkpoint", sum->checkpoint);
     clasp_cli_print_json(j, false);

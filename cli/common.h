@@ -8,6 +8,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "export/export.h"
+
 /* Prints j on stdout as one line (pretty: indented) and deletes it; NULL prints nothing. */
 void clasp_cli_print_json(cJSON *j, bool pretty);
 
@@ -19,5 +21,10 @@ void clasp_cli_sidecar_path(const char *npy, char *out, size_t cap);
 
 /* Appends line + '\n' to RUN/metrics.jsonl; returns 0, or 1 after a message naming `who`. */
 int clasp_cli_append_metrics(const char *who, const char *run_dir, const char *line);
+
+/* clasp_embedder_open, then the embedding precision (a clasp_precision; eval, embed and search
+ * default to fp32); on error the embedder is closed and the message set. */
+clasp_status clasp_cli_open_embedder(const char *path, int threads, int batch, int precision,
+                                     clasp_embedder *em);
 
 #endif

@@ -43,6 +43,7 @@ clasp_status clasp_precision_parse(const char *s, clasp_precision *p) {
 uint16_t clasp_f32_to_bf16(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
+    u = (u & 0x7f800000u) ? u : (u & 0x80000000u); /* denormals -> signed zero */
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
     u += 0x7fffu + ((u >> 16) & 1u);
     return (uint16_t)(u >> 16);
@@ -55,21 +56,63 @@ float clasp_bf16_to_f32(uint16_t h) {
     return f;
 }
 
-CLASP_VECTORIZE void clasp_f32_to_bf16_n(uint16_t *restrict out, const float *restrict in,
-                                         size_t n) {
+CLASP_VECTORIZE static void f32_to_bf16_scalar_(uint16_t *restrict out, const float *restrict in,
+                                                size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint32_t u;
         memcpy(&u, in + i, sizeof u);
+        u = (u & 0x7f800000u) ? u : (u & 0x80000000u);
         uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
         uint32_t q = (u >> 16) | 0x40u;
         out[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? q : r);
     }
 }
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#include <immintrin.h>
+/* AVX512-BF16's VCVTNEPS2BF16: the same rounding as the scalar code, denormal inputs
+ * included (both flush them to signed zero) */
+__attribute__((target("avx512f,avx512bf16,avx512vl"))) static void
+f32_to_bf16_avx512bf16_(uint16_t *restrict out, const float *restrict in, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(in + i));
+        _mm256_storeu_si256((__m256i *)(out + i), (__m256i)h);
+    }
+    f32_to_bf16_scalar_(out + i, in + i, n - i);
+}
+
+static int has_avx512bf16_(void) {
+    static int have = -1; /* relaxed: every thread computes the same value */
+    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+    if (h < 0) {
+        __builtin_cpu_init();
+        h = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl");
+        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
+    }
+    return h;
+}
+#else
+static int has_avx512bf16_(void) {
+    return 0;
+}
+#endif
+
+void clasp_f32_to_bf16_n(uint16_t *restrict out, const float *restrict in, size_t n) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+    if (has_avx512bf16_()) {
+        f32_to_bf16_avx512bf16_(out, in, n);
+        return;
+    }
+#endif
+    f32_to_bf16_scalar_(out, in, n);
+}
+
 CLASP_VECTORIZE void clasp_bf16_round_n(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint32_t u;
         memcpy(&u, x + i, sizeof u);
+        u = (u & 0x7f800000u) ? u : (u & 0x80000000u);
         uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
         uint32_t q = u | 0x00400000u;
         u = (u & 0x7fffffffu) > 0x7f800000u ? q : r;
@@ -115,7 +158,8 @@ static void round_inputs_(float **ra, float **rb, int ta, int tb, int M, int N, 
 /* C = beta * C for K = 0 products */
 static void scale_c(int M, int N, float beta, float *C, int ldc) {
     for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) C[(size_t)m * ldc + n] = beta == 0.0f ? 0.0f : beta * C[(size_t)m * ldc + n];
+        for (int n = 0; n < N; n++)
+            C[(size_t)m * ldc + n] = beta == 0.0f ? 0.0f : beta * C[(size_t)m * ldc + n];
 }
 
 #ifdef CLASP_ONEDNN
@@ -160,7 +204,13 @@ typedef struct compute_tl {
     float *ar, *br; /* rounded fp32 copies (emulated bf16) */
     size_t ar_cap, br_cap;
     int omp_threads; /* what this thread last gave omp_set_num_threads, 0 = never */
+    struct conv_entry *cv;
+    size_t ncv, cvcap;
+    float *ftmp; /* fp32 scratch of the convolutions (gradients before they are added) */
+    size_t ftmp_cap;
 } compute_tl;
+
+static void conv_entries_free_(compute_tl *t);
 
 static _Thread_local compute_tl *tl_state;
 static pthread_key_t g_tl_key;
@@ -179,6 +229,9 @@ static void tl_free_(void *p) {
         dnnl_memory_destroy(e->scratch);
     }
     free(t->e);
+    conv_entries_free_(t);
+    free(t->cv);
+    free(t->ftmp);
     if (t->stream) dnnl_stream_destroy(t->stream);
     free(t->scratch);
     free(t->abf);
@@ -211,6 +264,7 @@ static void tl_flush_(compute_tl *t) {
     }
     t->n = 0;
     t->last = 0;
+    conv_entries_free_(t);
 }
 
 /* the calling thread's state, created on first use; NULL when out of memory or oneDNN fails */
@@ -336,12 +390,12 @@ static mm_entry *mm_get_(compute_tl *t, const mm_key *k) {
 }
 
 static int mm_run_(compute_tl *t, mm_entry *e, const void *A, const void *B, float *C) {
-    if (e->scratch_bytes && grow_bytes_(&t->scratch, &t->scratch_cap, e->scratch_bytes))
-        return -1;
+    if (e->scratch_bytes && grow_bytes_(&t->scratch, &t->scratch_cap, e->scratch_bytes)) return -1;
     dnnl_memory_set_data_handle(e->a, (void *)A);
     dnnl_memory_set_data_handle(e->b, (void *)B);
     dnnl_memory_set_data_handle(e->c, C);
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
     int nargs = 3;
     if (e->scratch) {
         dnnl_memory_set_data_handle(e->scratch, t->scratch);
@@ -391,7 +445,7 @@ static int gemm_bf16_(compute_tl *t, int ta, int tb, int M, int N, int K, float 
         }
         if (!__atomic_exchange_n(&g_bf16_emulated, 1, __ATOMIC_RELAXED))
             CLASP_WARN("oneDNN has no bf16 matmul for this CPU: bf16 products run as fp32 "
-                           "products of bf16-rounded inputs (same results, slower)");
+                       "products of bf16-rounded inputs (same results, slower)");
     }
     if (grow_bytes_((void **)&t->ar, &t->ar_cap, an * sizeof(float)) ||
         grow_bytes_((void **)&t->br, &t->br_cap, bn * sizeof(float)))
@@ -425,6 +479,281 @@ void clasp_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A
     dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     free(ra);
     free(rb);
+}
+
+/* ---- direct convolution -------------------------------------------------------------------- */
+
+enum { CONV_FWD, CONV_BWD_DATA, CONV_BWD_WEIGHTS };
+
+typedef struct conv_key {
+    clasp_conv_shape s;
+    int kind, bf16, bias, threads;
+} conv_key;
+
+/* A cached convolution: the primitive, the weights' reorder (user OIHW fp32 -> the primitive's
+ * blocked weights, or its blocked fp32 weight gradient -> OIHW), and memory objects. */
+typedef struct conv_entry {
+    conv_key key;
+    dnnl_primitive_t prim, reorder;
+    dnnl_memory_t src, dst, wuser, wprim, bias, scratch; /* src/dst: the two image-side tensors */
+    size_t scratch_bytes;
+} conv_entry;
+
+static void conv_entry_free_(conv_entry *c) {
+    dnnl_primitive_destroy(c->prim);
+    dnnl_primitive_destroy(c->reorder);
+    dnnl_memory_destroy(c->src);
+    dnnl_memory_destroy(c->dst);
+    dnnl_memory_destroy(c->wuser);
+    dnnl_memory_destroy(c->wprim);
+    dnnl_memory_destroy(c->bias);
+    dnnl_memory_destroy(c->scratch);
+}
+
+static void conv_entries_free_(compute_tl *t) {
+    for (size_t i = 0; i < t->ncv; i++) conv_entry_free_(&t->cv[i]);
+    t->ncv = 0;
+}
+
+/* NHWC images (n, c, h, w as oneDNN's logical dims) */
+static void md_nhwc_(dnnl_memory_desc_t *md, int n, int c, int h, int w, dnnl_data_type_t dt) {
+    dnnl_dims_t d = {n, c, h, w};
+    dnnl_memory_desc_init_by_tag(md, 4, d, dt, dnnl_nhwc);
+}
+
+static dnnl_status_t conv_build_(conv_entry *c) {
+    const conv_key *k = &c->key;
+    const clasp_conv_shape *s = &k->s;
+    int OH = (s->H + 2 * s->pad - s->KH) / s->stride + 1;
+    int OW = (s->W + 2 * s->pad - s->KW) / s->stride + 1;
+    dnnl_data_type_t lo = k->bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t src, src_lo, dst, dst_lo, wany, wany_f32, wuser, bias;
+    md_nhwc_(&src, s->B, s->C, s->H, s->W, dnnl_f32);
+    md_nhwc_(&src_lo, s->B, s->C, s->H, s->W, lo);
+    md_nhwc_(&dst, s->B, s->OC, OH, OW, dnnl_f32);
+    md_nhwc_(&dst_lo, s->B, s->OC, OH, OW, lo);
+    dnnl_dims_t wd = {s->OC, s->C, s->KH, s->KW}, bd = {s->OC};
+    dnnl_memory_desc_init_by_tag(&wany, 4, wd, lo, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&wany_f32, 4, wd, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&wuser, 4, wd, dnnl_f32, dnnl_oihw);
+    dnnl_memory_desc_init_by_tag(&bias, 1, bd, dnnl_f32, dnnl_a);
+    dnnl_dims_t st = {s->stride, s->stride}, pad = {s->pad, s->pad};
+    const dnnl_memory_desc_t *bmd = k->bias ? &bias : NULL;
+    dnnl_primitive_attr_t attr;
+    dnnl_status_t r = dnnl_primitive_attr_create(&attr);
+    if (r != dnnl_success) return r;
+    dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    dnnl_convolution_desc_t fd, bd_;
+    dnnl_primitive_desc_t fpd = NULL, pd = NULL;
+    r = dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct,
+                                           &src_lo, &wany, k->kind == CONV_FWD ? bmd : NULL, &dst,
+                                           st, pad, pad);
+    if (r == dnnl_success)
+        r = dnnl_primitive_desc_create(&fpd, &fd, k->kind == CONV_FWD ? attr : NULL, g_engine,
+                                       NULL);
+    if (r == dnnl_success && k->kind == CONV_BWD_DATA) {
+        r = dnnl_convolution_backward_data_desc_init(&bd_, dnnl_convolution_direct, &src, &wany,
+                                                     &dst_lo, st, pad, pad);
+        if (r == dnnl_success) r = dnnl_primitive_desc_create(&pd, &bd_, attr, g_engine, fpd);
+    } else if (r == dnnl_success && k->kind == CONV_BWD_WEIGHTS) {
+        r = dnnl_convolution_backward_weights_desc_init(&bd_, dnnl_convolution_direct, &src_lo,
+                                                        &wany_f32, bmd, &dst_lo, st, pad, pad);
+        if (r == dnnl_success) r = dnnl_primitive_desc_create(&pd, &bd_, attr, g_engine, fpd);
+    } else if (r == dnnl_success) {
+        pd = fpd;
+        fpd = NULL;
+    }
+    dnnl_primitive_attr_destroy(attr);
+    if (fpd) dnnl_primitive_desc_destroy(fpd);
+    if (r != dnnl_success) return r;
+    /* the primitive's own weights layout, and the reorder to or from OIHW */
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(
+        pd, k->kind == CONV_BWD_WEIGHTS ? dnnl_query_diff_weights_md : dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    c->scratch_bytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    dnnl_primitive_desc_t rpd = NULL;
+    r = dnnl_primitive_create(&c->prim, pd);
+    if (r == dnnl_success)
+        r = k->kind == CONV_BWD_WEIGHTS
+                ? dnnl_reorder_primitive_desc_create(&rpd, wmd, g_engine, &wuser, g_engine, NULL)
+                : dnnl_reorder_primitive_desc_create(&rpd, &wuser, g_engine, wmd, g_engine, NULL);
+    if (r == dnnl_success) r = dnnl_primitive_create(&c->reorder, rpd);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    /* image-side tensors: fwd src -> dst; bwd data diff_dst -> diff_src; bwd weights src and
+     * diff_dst */
+    const dnnl_memory_desc_t *a = k->kind == CONV_BWD_DATA ? &dst_lo : &src_lo;
+    const dnnl_memory_desc_t *b = k->kind == CONV_FWD        ? &dst
+                                  : k->kind == CONV_BWD_DATA ? &src
+                                                             : &dst_lo;
+    if (r == dnnl_success) r = dnnl_memory_create(&c->src, a, g_engine, DNNL_MEMORY_NONE);
+    if (r == dnnl_success) r = dnnl_memory_create(&c->dst, b, g_engine, DNNL_MEMORY_NONE);
+    if (r == dnnl_success) r = dnnl_memory_create(&c->wuser, &wuser, g_engine, DNNL_MEMORY_NONE);
+    if (r == dnnl_success) r = dnnl_memory_create(&c->wprim, wmd, g_engine, DNNL_MEMORY_ALLOCATE);
+    if (r == dnnl_success && bmd) r = dnnl_memory_create(&c->bias, bmd, g_engine, DNNL_MEMORY_NONE);
+    if (r == dnnl_success && c->scratch_bytes)
+        r = dnnl_memory_create(&c->scratch, smd, g_engine, DNNL_MEMORY_NONE);
+    dnnl_primitive_desc_destroy(pd);
+    return r;
+}
+
+/* the cached convolution for k; NULL when oneDNN cannot build it (or out of memory) */
+static conv_entry *conv_get_(compute_tl *t, const conv_key *k) {
+    for (size_t i = 0; i < t->ncv; i++)
+        if (!memcmp(&t->cv[i].key, k, sizeof *k)) return &t->cv[i];
+    if (t->ncv == t->cvcap) {
+        size_t cap = t->cvcap ? 2 * t->cvcap : 16;
+        conv_entry *e = realloc(t->cv, cap * sizeof *e);
+        if (!e) return NULL;
+        t->cv = e;
+        t->cvcap = cap;
+    }
+    conv_entry *c = &t->cv[t->ncv];
+    memset(c, 0, sizeof *c);
+    c->key = *k;
+    if (conv_build_(c) != dnnl_success) {
+        conv_entry_free_(c);
+        return NULL;
+    }
+    return &t->cv[t->ncv++];
+}
+
+static int exec_(compute_tl *t, dnnl_primitive_t p, int n, const dnnl_exec_arg_t *args) {
+    if (dnnl_primitive_execute(p, t->stream, n, args) != dnnl_success) return -1;
+    return dnnl_stream_wait(t->stream) == dnnl_success ? 0 : -1;
+}
+
+/* The entry for (s, kind) in the thread's precision, with its image-side tensor `x` (n floats)
+ * converted to bf16 in *lo when the precision is bf16 (else *lo = x). */
+static clasp_status conv_prepare_(const clasp_conv_shape *s, int kind, int bias, const float *x,
+                                  size_t n, compute_tl **tp, conv_entry **cp, const void **lo) {
+    compute_tl *t = tl_get_();
+    if (!t) return clasp_set_error(CLASP_ERR_NOMEM, "oneDNN: no stream for this thread");
+    conv_key k;
+    memset(&k, 0, sizeof k); /* the key is compared bytewise */
+    k.s = *s;
+    k.kind = kind;
+    k.bf16 = tl_precision == CLASP_BF16;
+    k.bias = bias;
+    k.threads = tl_threads_(t);
+    conv_entry *c = conv_get_(t, &k);
+    if (!c)
+        return clasp_set_error(CLASP_ERR_UNSUPPORTED, "oneDNN: no %s convolution for this shape",
+                               clasp_precision_name(tl_precision));
+    if (c->scratch_bytes && grow_bytes_(&t->scratch, &t->scratch_cap, c->scratch_bytes))
+        return clasp_set_error(CLASP_ERR_NOMEM, "oneDNN: out of memory for scratch");
+    *lo = x;
+    if (k.bf16) {
+        if (grow_bytes_((void **)&t->abf, &t->abf_cap, n * sizeof(uint16_t)))
+            return clasp_set_error(CLASP_ERR_NOMEM, "oneDNN: out of memory for bf16 copies");
+        clasp_f32_to_bf16_n(t->abf, x, n);
+        *lo = t->abf;
+    }
+    if (c->scratch) dnnl_memory_set_data_handle(c->scratch, t->scratch);
+    *tp = t;
+    *cp = c;
+    return CLASP_OK;
+}
+
+static size_t conv_out_elems_(const clasp_conv_shape *s) {
+    size_t OH = (size_t)((s->H + 2 * s->pad - s->KH) / s->stride + 1);
+    size_t OW = (size_t)((s->W + 2 * s->pad - s->KW) / s->stride + 1);
+    return (size_t)s->B * OH * OW * (size_t)s->OC;
+}
+
+/* the weights into the primitive's layout (and precision) */
+static int conv_weights_in_(compute_tl *t, conv_entry *c, const float *w) {
+    dnnl_memory_set_data_handle(c->wuser, (void *)w);
+    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, c->wuser}, {DNNL_ARG_TO, c->wprim}};
+    return exec_(t, c->reorder, 2, a);
+}
+
+static void add_(float *restrict y, const float *restrict x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+clasp_status clasp_conv2d_direct_fwd(const clasp_conv_shape *s, float *out, const float *inp,
+                                     const float *w, const float *b) {
+    compute_tl *t;
+    conv_entry *c;
+    const void *x;
+    size_t nin = (size_t)s->B * s->H * s->W * s->C;
+    CLASP_TRY(conv_prepare_(s, CONV_FWD, b != NULL, inp, nin, &t, &c, &x));
+    if (conv_weights_in_(t, c, w))
+        return clasp_set_error(CLASP_ERR_STATE, "oneDNN: reorder failed");
+    dnnl_memory_set_data_handle(c->src, (void *)x);
+    dnnl_memory_set_data_handle(c->dst, out);
+    dnnl_exec_arg_t a[5] = {
+        {DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->wprim}, {DNNL_ARG_DST, c->dst}};
+    int n = 3;
+    if (b) {
+        dnnl_memory_set_data_handle(c->bias, (void *)b);
+        a[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, c->bias};
+    }
+    if (c->scratch) a[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, c->scratch};
+    if (exec_(t, c->prim, n, a))
+        return clasp_set_error(CLASP_ERR_STATE, "oneDNN: convolution failed");
+    return CLASP_OK;
+}
+
+clasp_status clasp_conv2d_direct_bwd_data(const clasp_conv_shape *s, float *dinp, const float *dout,
+                                          const float *w) {
+    compute_tl *t;
+    conv_entry *c;
+    const void *dy;
+    size_t nin = (size_t)s->B * s->H * s->W * s->C;
+    CLASP_TRY(conv_prepare_(s, CONV_BWD_DATA, 0, dout, conv_out_elems_(s), &t, &c, &dy));
+    if (grow_bytes_((void **)&t->ftmp, &t->ftmp_cap, nin * sizeof(float)))
+        return clasp_set_error(CLASP_ERR_NOMEM, "oneDNN: out of memory");
+    if (conv_weights_in_(t, c, w))
+        return clasp_set_error(CLASP_ERR_STATE, "oneDNN: reorder failed");
+    dnnl_memory_set_data_handle(c->src, (void *)dy);
+    dnnl_memory_set_data_handle(c->dst, t->ftmp);
+    dnnl_exec_arg_t a[4] = {
+        {DNNL_ARG_DIFF_DST, c->src}, {DNNL_ARG_WEIGHTS, c->wprim}, {DNNL_ARG_DIFF_SRC, c->dst}};
+    int n = 3;
+    if (c->scratch) a[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, c->scratch};
+    if (exec_(t, c->prim, n, a))
+        return clasp_set_error(CLASP_ERR_STATE, "oneDNN: convolution failed");
+    add_(dinp, t->ftmp, nin);
+    return CLASP_OK;
+}
+
+clasp_status clasp_conv2d_direct_bwd_weights(const clasp_conv_shape *s, float *dw, float *db,
+                                             const float *dout, const float *inp) {
+    compute_tl *t;
+    conv_entry *c;
+    const void *x;
+    size_t nin = (size_t)s->B * s->H * s->W * s->C, nout = conv_out_elems_(s);
+    size_t nw = (size_t)s->OC * s->C * s->KH * s->KW;
+    CLASP_TRY(conv_prepare_(s, CONV_BWD_WEIGHTS, db != NULL, inp, nin, &t, &c, &x));
+    const void *dy = dout;
+    if (c->key.bf16) { /* the image went to abf; the output gradient goes to bbf */
+        if (grow_bytes_((void **)&t->bbf, &t->bbf_cap, nout * sizeof(uint16_t)))
+            return clasp_set_error(CLASP_ERR_NOMEM, "oneDNN: out of memory for bf16 copies");
+        clasp_f32_to_bf16_n(t->bbf, dout, nout);
+        dy = t->bbf;
+    }
+    if (grow_bytes_((void **)&t->ftmp, &t->ftmp_cap, (nw + (size_t)s->OC) * sizeof(float)))
+        return clasp_set_error(CLASP_ERR_NOMEM, "oneDNN: out of memory");
+    dnnl_memory_set_data_handle(c->src, (void *)x);
+    dnnl_memory_set_data_handle(c->dst, (void *)dy);
+    dnnl_exec_arg_t a[5] = {
+        {DNNL_ARG_SRC, c->src}, {DNNL_ARG_DIFF_DST, c->dst}, {DNNL_ARG_DIFF_WEIGHTS, c->wprim}};
+    int n = 3;
+    if (db) {
+        dnnl_memory_set_data_handle(c->bias, t->ftmp + nw);
+        a[n++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_BIAS, c->bias};
+    }
+    if (c->scratch) a[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, c->scratch};
+    if (exec_(t, c->prim, n, a))
+        return clasp_set_error(CLASP_ERR_STATE, "oneDNN: convolution failed");
+    dnnl_memory_set_data_handle(c->wuser, t->ftmp);
+    dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, c->wprim}, {DNNL_ARG_TO, c->wuser}};
+    if (exec_(t, c->reorder, 2, r))
+        return clasp_set_error(CLASP_ERR_STATE, "oneDNN: reorder failed");
+    add_(dw, t->ftmp, nw);
+    if (db) add_(db, t->ftmp + nw, (size_t)s->OC);
+    return CLASP_OK;
 }
 
 clasp_status clasp_compute_check(clasp_precision p, int *native) {
@@ -474,10 +803,32 @@ void clasp_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A
     }
     float *ra = NULL, *rb = NULL;
     if (tl_precision == CLASP_BF16) round_inputs_(&ra, &rb, ta, tb, M, N, K, &A, &lda, &B, &ldb);
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
-                N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+                K, alpha, A, lda, B, ldb, beta, C, ldc);
     free(ra);
     free(rb);
+}
+
+static clasp_status no_direct_conv_(void) {
+    return clasp_set_error(CLASP_ERR_UNSUPPORTED, "backend openblas has no direct convolution");
+}
+
+clasp_status clasp_conv2d_direct_fwd(const clasp_conv_shape *s, float *out, const float *inp,
+                                     const float *w, const float *b) {
+    (void)s, (void)out, (void)inp, (void)w, (void)b;
+    return no_direct_conv_();
+}
+
+clasp_status clasp_conv2d_direct_bwd_data(const clasp_conv_shape *s, float *dinp, const float *dout,
+                                          const float *w) {
+    (void)s, (void)dinp, (void)dout, (void)w;
+    return no_direct_conv_();
+}
+
+clasp_status clasp_conv2d_direct_bwd_weights(const clasp_conv_shape *s, float *dw, float *db,
+                                             const float *dout, const float *inp) {
+    (void)s, (void)dw, (void)db, (void)dout, (void)inp;
+    return no_direct_conv_();
 }
 
 clasp_status clasp_compute_check(clasp_precision p, int *native) {

@@ -50,10 +50,31 @@ void clasp_compute_set_threads(int n);
 void clasp_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                 const float *B, int ldb, float beta, float *C, int ldc);
 
+/* ---- direct 2-D convolution (oneDNN only) ---------------------------------------------------
+ * Images are NHWC (B, H, W, C), weights OIHW (OC, C, KH, KW: PyTorch's order), bias (OC);
+ * out (B, OH, OW, OC). In bf16 the images, the weights and the output gradient are rounded to
+ * bf16, everything is accumulated in fp32. Each returns CLASP_ERR_UNSUPPORTED when the backend
+ * has no direct convolution (OpenBLAS) or cannot build this one (the caller then runs its
+ * im2col products), CLASP_ERR_NOMEM when scratch cannot be had. */
+typedef struct clasp_conv_shape {
+    int B, C, H, W, OC, KH, KW, stride, pad;
+} clasp_conv_shape;
+
+/* out = conv(inp, w) + b (b may be NULL) */
+clasp_status clasp_conv2d_direct_fwd(const clasp_conv_shape *s, float *out, const float *inp,
+                                     const float *w, const float *b);
+/* dinp += the input gradient of dout (B, OH, OW, OC) */
+clasp_status clasp_conv2d_direct_bwd_data(const clasp_conv_shape *s, float *dinp, const float *dout,
+                                          const float *w);
+/* dw += the weight gradient, db += the bias gradient (db may be NULL) */
+clasp_status clasp_conv2d_direct_bwd_weights(const clasp_conv_shape *s, float *dw, float *db,
+                                             const float *dout, const float *inp);
+
 /* Frees the calling thread's primitives and scratch (threads that exit free theirs). */
 void clasp_compute_thread_release(void);
 
-/* ---- bf16 helpers (round to nearest even; NaN stays NaN) ---------------------------------- */
+/* ---- bf16 helpers: round to nearest even, NaN stays NaN (quiet), fp32 denormals become signed
+ * zero (as the AVX512-BF16 instruction oneDNN uses does) ------------------------------------- */
 uint16_t clasp_f32_to_bf16(float f);
 float clasp_bf16_to_f32(uint16_t h);
 void clasp_f32_to_bf16_n(uint16_t *out, const float *in, size_t n);

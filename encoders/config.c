@@ -385,11 +385,19 @@ clasp_status clasp_model_config_parse(const cJSON *root, const char *what,
     cfg->text.eos_id = cfg->text.pad_id = -1;
     if (!cJSON_IsObject(root))
         return clasp_set_error(CLASP_ERR_CONFIG, "%s: expected a JSON object", file);
-    static const char *const keys[] = {"embed_dim",       "init_logit_scale",
-                                       "max_logit_scale", "init_logit_bias",
-                                       "image",           "text",
-                                       "audio",           NULL};
+    static const char *const keys[] = {"embed_dim",
+                                       "init_logit_scale",
+                                       "max_logit_scale",
+                                       "init_logit_bias",
+                                       "precision",
+                                       "image",
+                                       "text",
+                                       "audio",
+                                       NULL};
     CLASP_TRY(check_keys(root, keys, file, ""));
+    bool bf16 = false;
+    CLASP_TRY(get_either(root, "precision", file, "", "fp32", "bf16", &bf16));
+    cfg->precision = bf16 ? CLASP_BF16 : CLASP_FP32;
     CLASP_TRY(get_int(root, "embed_dim", file, "", 1, SIZE_MAX_DIM, &cfg->embed_dim));
     CLASP_TRY(clasp_json_num_opt(root, "init_logit_scale", file, "", log(1.0 / 0.07),
                                  &cfg->init_logit_scale));
@@ -540,7 +548,11 @@ static bool audio_to_json(cJSON *root, const clasp_audio_tower_config *ac) {
 clasp_status clasp_model_config_to_json(const clasp_model_config *cfg, cJSON **out) {
     *out = NULL;
     cJSON *root = cJSON_CreateObject();
+    /* "precision" only when not fp32: configs, checkpoints and runs saved before precisions
+     * existed stay equal to new fp32 ones */
     bool ok = root && cJSON_AddNumberToObject(root, "embed_dim", cfg->embed_dim) &&
+              (cfg->precision == CLASP_FP32 ||
+               cJSON_AddStringToObject(root, "precision", clasp_precision_name(cfg->precision))) &&
               cJSON_AddNumberToObject(root, "init_logit_scale", cfg->init_logit_scale) &&
               cJSON_AddNumberToObject(root, "max_logit_scale", cfg->max_logit_scale) &&
               (!cfg->has_logit_bias ||

@@ -117,21 +117,16 @@ void clasp_linear_forward(float *out, const float *inp, const float *w, const fl
         for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, b, (size_t)OC * sizeof(float));
         beta = 1.0f;
     }
-    clasp_gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, beta, out,
-                OC);
+    clasp_gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, beta, out, OC);
 }
 
 /* as clasp_linear_backward; dinp_beta 0 overwrites dinp instead of adding to it */
 static void linear_backward(float *dinp, float dinp_beta, float *dw, float *db, const float *dout,
                             const float *inp, const float *w, int N, int C, int OC) {
     /* dinp (N, C) = dinp_beta * dinp + dout (N, OC) @ w (OC, C) */
-    if (dinp)
-        clasp_gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C,
-                    dinp_beta, dinp, C);
+    if (dinp) clasp_gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, dinp_beta, dinp, C);
     /* dw (OC, C) += dout^T (OC, N) @ inp (N, C) */
-    if (dw)
-        clasp_gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
-                    dw, C);
+    if (dw) clasp_gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
     if (db) {
         for (int n = 0; n < N; n++) {
             const float *d = dout + (size_t)n * OC;
@@ -145,7 +140,7 @@ void clasp_linear_backward(float *dinp, float *dw, float *db, const float *dout,
     linear_backward(dinp, 1.0f, dw, db, dout, inp, w, N, C, OC);
 }
 
-/* ---- conv2d -------------------------------------------------------------------------------- */
+/* ---- conv2d, NHWC -------------------------------------------------------------------------- */
 
 int clasp_conv2d_out_size(int in, int k, int stride, int pad) {
     return (in + 2 * pad - k) / stride + 1;
@@ -155,236 +150,171 @@ size_t clasp_conv2d_work_floats(int B, int C, int H, int W, int KH, int KW, int 
     (void)B;
     size_t OH = (size_t)clasp_conv2d_out_size(H, KH, stride, pad);
     size_t OW = (size_t)clasp_conv2d_out_size(W, KW, stride, pad);
-    /* One image at a time: col (C*KH*KW, OH*OW) and, in backward, dcol of the same size.
-     * (Batching several images per GEMM was measured: no faster for the fmnist-small convs,
-     * whose product rate is bound by OC = 64 rows, and its col no longer fits L2.) */
+    /* the im2col path, one image at a time: col (OH*OW, C*KH*KW) and, in backward, dcol */
     return 2 * (size_t)C * (size_t)KH * (size_t)KW * OH * OW;
 }
 
-/* Columns [0, OH*OW) of col (C*KH*KW rows, row stride ld) from one image inp (C, H, W);
- * out-of-image taps are 0. Element loops, not memcpy: the runs are short (OW floats). */
-CLASP_BODY void im2col_body(float *col, size_t ld, const float *inp, int C, int H, int W, int KH,
-                            int KW, int stride, int pad, int OH, int OW) {
-    for (int c = 0; c < C; c++) {
-        const float *plane = inp + (size_t)c * H * W;
-        for (int kh = 0; kh < KH; kh++) {
-            for (int kw = 0; kw < KW; kw++) {
-                float *row = col + (size_t)((c * KH + kh) * KW + kw) * ld;
-                for (int oh = 0; oh < OH; oh++) {
-                    int ih = oh * stride - pad + kh;
-                    float *r = row + (size_t)oh * OW;
-                    if (ih < 0 || ih >= H) {
-                        for (int ow = 0; ow < OW; ow++) r[ow] = 0.0f;
+/* col (OH*OW rows, C*KH*KW columns in OIHW's (c, kh, kw) order) of one NHWC image x (H, W, C);
+ * out-of-image taps are 0. */
+CLASP_BODY void im2col_body(float *restrict col, const float *restrict x, int C, int H, int W,
+                            int KH, int KW, int stride, int pad, int OH, int OW) {
+    size_t CK = (size_t)C * KH * KW;
+    for (int oh = 0; oh < OH; oh++) {
+        for (int ow = 0; ow < OW; ow++) {
+            float *row = col + ((size_t)oh * OW + ow) * CK;
+            for (int kh = 0; kh < KH; kh++) {
+                int ih = oh * stride - pad + kh;
+                for (int kw = 0; kw < KW; kw++) {
+                    int iw = ow * stride - pad + kw;
+                    float *r = row + kh * KW + kw;
+                    if (ih < 0 || ih >= H || iw < 0 || iw >= W) {
+                        for (int c = 0; c < C; c++) r[(size_t)c * KH * KW] = 0.0f;
                         continue;
                     }
-                    const float *src = plane + (size_t)ih * W;
-                    if (stride == 1) {
-                        /* contiguous run: ow in [lo, hi) maps to iw = ow - pad + kw */
-                        int off = kw - pad;
-                        int lo = off < 0 ? -off : 0;
-                        int hi = W - off < OW ? W - off : OW;
-                        if (hi < lo) hi = lo;
-                        for (int ow = 0; ow < lo; ow++) r[ow] = 0.0f;
-                        for (int ow = lo; ow < hi; ow++) r[ow] = src[ow + off];
-                        for (int ow = hi; ow < OW; ow++) r[ow] = 0.0f;
-                    } else {
-                        for (int ow = 0; ow < OW; ow++) {
-                            int iw = ow * stride - pad + kw;
-                            r[ow] = (iw >= 0 && iw < W) ? src[iw] : 0.0f;
-                        }
-                    }
+                    const float *px = x + ((size_t)ih * W + iw) * C;
+                    for (int c = 0; c < C; c++) r[(size_t)c * KH * KW] = px[c];
                 }
             }
         }
     }
 }
 SIMD_KERNEL_AVX2(im2col,
-                 (float *col, size_t ld, const float *inp, int C, int H, int W, int KH, int KW,
+                 (float *restrict col, const float *restrict x, int C, int H, int W, int KH, int KW,
                   int stride, int pad, int OH, int OW),
-                 (col, ld, inp, C, H, W, KH, KW, stride, pad, OH, OW))
+                 (col, x, C, H, W, KH, KW, stride, pad, OH, OW))
 
-/* dinp (C, H, W) += col2im(dcol (C*KH*KW rows of OH*OW, row stride ld)). */
-CLASP_BODY void col2im_add_body(float *dinp, const float *dcol, size_t ld, int C, int H, int W,
+/* dx (H, W, C) += col2im(dcol), the transpose of im2col */
+CLASP_BODY void col2im_add_body(float *restrict dx, const float *restrict dcol, int C, int H, int W,
                                 int KH, int KW, int stride, int pad, int OH, int OW) {
-    for (int c = 0; c < C; c++) {
-        float *plane = dinp + (size_t)c * H * W;
-        for (int kh = 0; kh < KH; kh++) {
-            for (int kw = 0; kw < KW; kw++) {
-                const float *row = dcol + (size_t)((c * KH + kh) * KW + kw) * ld;
-                for (int oh = 0; oh < OH; oh++) {
-                    int ih = oh * stride - pad + kh;
-                    if (ih < 0 || ih >= H) continue;
-                    const float *r = row + (size_t)oh * OW;
-                    float *dst = plane + (size_t)ih * W;
-                    if (stride == 1) {
-                        int off = kw - pad;
-                        int lo = off < 0 ? -off : 0;
-                        int hi = W - off < OW ? W - off : OW;
-                        for (int ow = lo; ow < hi; ow++) dst[ow + off] += r[ow];
-                    } else {
-                        for (int ow = 0; ow < OW; ow++) {
-                            int iw = ow * stride - pad + kw;
-                            if (iw >= 0 && iw < W) dst[iw] += r[ow];
-                        }
-                    }
+    size_t CK = (size_t)C * KH * KW;
+    for (int oh = 0; oh < OH; oh++) {
+        for (int ow = 0; ow < OW; ow++) {
+            const float *row = dcol + ((size_t)oh * OW + ow) * CK;
+            for (int kh = 0; kh < KH; kh++) {
+                int ih = oh * stride - pad + kh;
+                if (ih < 0 || ih >= H) continue;
+                for (int kw = 0; kw < KW; kw++) {
+                    int iw = ow * stride - pad + kw;
+                    if (iw < 0 || iw >= W) continue;
+                    const float *r = row + kh * KW + kw;
+                    float *px = dx + ((size_t)ih * W + iw) * C;
+                    for (int c = 0; c < C; c++) px[c] += r[(size_t)c * KH * KW];
                 }
             }
         }
     }
 }
 SIMD_KERNEL_AVX2(col2im_add,
-                 (float *dinp, const float *dcol, size_t ld, int C, int H, int W, int KH, int KW,
-                  int stride, int pad, int OH, int OW),
-                 (dinp, dcol, ld, C, H, W, KH, KW, stride, pad, OH, OW))
-
-/* db[o] += sum of row o of g (OC, n), in LN_LANES float lanes added in order */
-CLASP_BODY void conv_bias_grad_body(float *db, const float *g, int OC, size_t n) {
-    size_t n8 = n - n % LN_LANES;
-    for (int o = 0; o < OC; o++) {
-        const float *r = g + (size_t)o * n;
-        float acc[LN_LANES] = {0};
-        for (size_t q = 0; q < n8; q += LN_LANES)
-            for (int l = 0; l < LN_LANES; l++) acc[l] += r[q + l];
-        float s = 0.0f;
-        for (int l = 0; l < LN_LANES; l++) s += acc[l];
-        for (size_t q = n8; q < n; q++) s += r[q];
-        db[o] += s;
-    }
-}
-SIMD_KERNEL_AVX2(conv_bias_grad, (float *db, const float *g, int OC, size_t n), (db, g, OC, n))
+                 (float *restrict dx, const float *restrict dcol, int C, int H, int W, int KH,
+                  int KW, int stride, int pad, int OH, int OW),
+                 (dx, dcol, C, H, W, KH, KW, stride, pad, OH, OW))
 
 void clasp_conv2d_forward(float *out, float *work, const float *inp, const float *w, const float *b,
                           int B, int C, int H, int W, int OC, int KH, int KW, int stride, int pad) {
-    /* out (B, OC, OH, OW), inp (B, C, H, W), w (OC, C*KH*KW), b (OC); per image
-     * out_b (OC, OH*OW) = w (OC, CK) @ col_b (CK, OH*OW) + b, already in NCHW order. */
+    clasp_conv_shape sh = {B, C, H, W, OC, KH, KW, stride, pad};
+    if (clasp_conv2d_direct_fwd(&sh, out, inp, w, b) == CLASP_OK) return;
+    /* im2col: per image out_b (P, OC) = col_b (P, CK) @ w^T (CK, OC) + b, already NHWC */
     int OH = clasp_conv2d_out_size(H, KH, stride, pad);
     int OW = clasp_conv2d_out_size(W, KW, stride, pad);
     int P = OH * OW, CK = C * KH * KW;
     for (int bi = 0; bi < B; bi++) {
-        const float *x = inp + (size_t)bi * C * H * W;
-        float *y = out + (size_t)bi * OC * P;
-        im2col(work, (size_t)P, x, C, H, W, KH, KW, stride, pad, OH, OW);
+        float *y = out + (size_t)bi * P * OC;
+        im2col(work, inp + (size_t)bi * H * W * C, C, H, W, KH, KW, stride, pad, OH, OW);
         float beta = 0.0f;
         if (b) {
-            for (int o = 0; o < OC; o++) {
-                float *r = y + (size_t)o * P;
-                for (int p = 0; p < P; p++) r[p] = b[o];
-            }
+            for (int p = 0; p < P; p++) memcpy(y + (size_t)p * OC, b, (size_t)OC * sizeof(float));
             beta = 1.0f;
         }
-        clasp_gemm(0, 0, OC, P, CK, 1.0f, w, CK, work, P,
-                    beta, y, P);
+        clasp_gemm(0, 1, P, OC, CK, 1.0f, work, CK, w, CK, beta, y, OC);
     }
+}
+
+/* db[o] += sum over rows of g (n, OC), in row order */
+static void conv_bias_grad(float *db, const float *g, int OC, size_t n) {
+    for (size_t p = 0; p < n; p++)
+        for (int o = 0; o < OC; o++) db[o] += g[p * OC + o];
 }
 
 void clasp_conv2d_backward(float *dinp, float *dw, float *db, float *work, const float *dout,
                            const float *inp, const float *w, int B, int C, int H, int W, int OC,
                            int KH, int KW, int stride, int pad) {
+    clasp_conv_shape sh = {B, C, H, W, OC, KH, KW, stride, pad};
     int OH = clasp_conv2d_out_size(H, KH, stride, pad);
     int OW = clasp_conv2d_out_size(W, KW, stride, pad);
     int P = OH * OW, CK = C * KH * KW;
+    if (dinp && clasp_conv2d_direct_bwd_data(&sh, dinp, dout, w) == CLASP_OK) dinp = NULL;
+    if (dw && clasp_conv2d_direct_bwd_weights(&sh, dw, db, dout, inp) == CLASP_OK) dw = db = NULL;
     float *col = work, *dcol = work + (size_t)CK * P;
     for (int bi = 0; bi < B; bi++) {
-        const float *dy = dout + (size_t)bi * OC * P;
+        const float *dy = dout + (size_t)bi * P * OC;
         if (db) conv_bias_grad(db, dy, OC, (size_t)P);
         if (dw) {
-            /* dw (OC, CK) += dout_b (OC, P) @ col_b^T (P, CK) */
-            im2col(col, (size_t)P, inp + (size_t)bi * C * H * W, C, H, W, KH, KW, stride, pad, OH,
-                   OW);
-            clasp_gemm(0, 1, OC, CK, P, 1.0f, dy, P, col, P,
-                        1.0f, dw, CK);
+            /* dw (OC, CK) += dout_b^T (OC, P) @ col_b (P, CK) */
+            im2col(col, inp + (size_t)bi * H * W * C, C, H, W, KH, KW, stride, pad, OH, OW);
+            clasp_gemm(1, 0, OC, CK, P, 1.0f, dy, OC, col, CK, 1.0f, dw, CK);
         }
         if (dinp) {
-            /* dcol (CK, P) = w^T (CK, OC) @ dout_b (OC, P), then scattered back */
-            clasp_gemm(1, 0, CK, P, OC, 1.0f, w, CK, dy, P,
-                        0.0f, dcol, P);
-            col2im_add(dinp + (size_t)bi * C * H * W, dcol, (size_t)P, C, H, W, KH, KW, stride, pad,
-                       OH, OW);
+            /* dcol (P, CK) = dout_b (P, OC) @ w (OC, CK), then scattered back */
+            clasp_gemm(0, 0, P, CK, OC, 1.0f, dy, OC, w, CK, 0.0f, dcol, CK);
+            col2im_add(dinp + (size_t)bi * H * W * C, dcol, C, H, W, KH, KW, stride, pad, OH, OW);
         }
     }
 }
 
-/* ---- pooling ------------------------------------------------------------------------------- */
+/* ---- pooling, NHWC ------------------------------------------------------------------------- */
 
-/* 2x2 stride-2 max pool of one (H, W) plane (H, W even, H * W <= MAXPOOL_PLANE), branch-free
- * and vectorisable (the generic loop below mispredicts on nearly every window). Pass 1 takes
- * the best of each horizontal pair (left wins ties) over the flat plane, giving rows
- * (OH, 2, OW); pass 2 takes the best of the top and bottom pair, top winning ties. This is the
- * same as scanning the window in row-major order with the generic rule (a candidate replaces
- * the best when strictly greater, or when it is NaN and the best is not): both give the first
- * NaN if any, else the first maximum. */
-#define MAXPOOL_PLANE 4096
-CLASP_BODY void maxpool2x2_plane_body(float *restrict y, int32_t *restrict ix,
-                                      const float *restrict x, int H, int W) {
-    float hv[MAXPOOL_PLANE / 2];
-    int32_t hj[MAXPOOL_PLANE / 2];
-    int n = H * W / 2, OH = H / 2, OW = W / 2;
-    for (int i = 0; i < n; i++) {
-        float a = x[2 * i], b = x[2 * i + 1];
-        int t = (b > a) | ((b != b) & (a == a));
-        hv[i] = t ? b : a;
-        hj[i] = t;
-    }
-    for (int oh = 0; oh < OH; oh++) {
-        const float *tv = hv + 2 * oh * OW, *bv = tv + OW;
-        const int32_t *tj = hj + 2 * oh * OW, *bj = tj + OW;
-        float *yr = y + oh * OW;
-        int32_t *ir = ix + oh * OW;
-        int base = 2 * oh * W;
-        for (int ow = 0; ow < OW; ow++) {
-            float a = tv[ow], b = bv[ow];
-            int t = (b > a) | ((b != b) & (a == a));
-            yr[ow] = t ? b : a;
-            ir[ow] = base + 2 * ow + (t ? W + bj[ow] : tj[ow]);
-        }
-    }
-}
-SIMD_KERNEL_AVX2(maxpool2x2_plane,
-                 (float *restrict y, int32_t *restrict ix, const float *restrict x, int H, int W),
-                 (y, ix, x, H, W))
-
-void clasp_maxpool2d_forward(float *out, int32_t *idx, const float *inp, int B, int C, int H, int W,
-                             int k, int s) {
+/* One image's max pool: out (OH, OW, C), idx = (ih * W + iw) * C + c of the chosen input.
+ * The window is scanned in row-major order and a candidate replaces the best when strictly
+ * greater, or when it is NaN and the best is not: the first NaN if any, else the first
+ * maximum (PyTorch's rule). Branch-free over the channels, so it vectorises. */
+CLASP_BODY void maxpool_image_body(float *restrict y, int32_t *restrict ix, const float *restrict x,
+                                   int C, int H, int W, int k, int s) {
     int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
-    if (k == 2 && s == 2 && H % 2 == 0 && W % 2 == 0 && (size_t)H * W <= MAXPOOL_PLANE) {
-        for (size_t bc = 0; bc < (size_t)B * C; bc++)
-            maxpool2x2_plane(out + bc * OH * OW, idx + bc * OH * OW, inp + bc * H * W, H, W);
-        return;
-    }
-    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
-        const float *x = inp + bc * H * W;
-        float *y = out + bc * OH * OW;
-        int32_t *ix = idx + bc * OH * OW;
-        for (int oh = 0; oh < OH; oh++) {
-            for (int ow = 0; ow < OW; ow++) {
-                int best = (oh * s) * W + ow * s;
-                float bv = x[best];
-                for (int kh = 0; kh < k; kh++) {
-                    for (int kw = 0; kw < k; kw++) {
-                        int j = (oh * s + kh) * W + ow * s + kw;
-                        float v = x[j];
-                        /* strictly greater keeps the first maximum; NaN wins as in PyTorch */
-                        if (v > bv || (isnan(v) && !isnan(bv))) {
-                            bv = v;
-                            best = j;
-                        }
+    (void)H;
+    for (int oh = 0; oh < OH; oh++) {
+        for (int ow = 0; ow < OW; ow++) {
+            float *yr = y + ((size_t)oh * OW + ow) * C;
+            int32_t *ir = ix + ((size_t)oh * OW + ow) * C;
+            int32_t j0 = (int32_t)(((size_t)oh * s * W + (size_t)ow * s) * C);
+            for (int c = 0; c < C; c++) {
+                yr[c] = x[j0 + c];
+                ir[c] = j0 + c;
+            }
+            for (int kh = 0; kh < k; kh++) {
+                for (int kw = (kh == 0); kw < k; kw++) {
+                    int32_t j = (int32_t)((((size_t)oh * s + kh) * W + (size_t)ow * s + kw) * C);
+                    const float *xr = x + j;
+                    for (int c = 0; c < C; c++) {
+                        float v = xr[c], b = yr[c];
+                        int t = (v > b) | ((v != v) & (b == b));
+                        yr[c] = t ? v : b;
+                        ir[c] = t ? j + c : ir[c];
                     }
                 }
-                y[oh * OW + ow] = bv;
-                ix[oh * OW + ow] = best;
             }
         }
     }
 }
+SIMD_KERNEL_AVX2(maxpool_image,
+                 (float *restrict y, int32_t *restrict ix, const float *restrict x, int C, int H,
+                  int W, int k, int s),
+                 (y, ix, x, C, H, W, k, s))
+
+void clasp_maxpool2d_forward(float *out, int32_t *idx, const float *inp, int B, int C, int H, int W,
+                             int k, int s) {
+    size_t in1 = (size_t)H * W * C, out1 = (size_t)((H - k) / s + 1) * ((W - k) / s + 1) * C;
+    for (int b = 0; b < B; b++)
+        maxpool_image(out + b * out1, idx + b * out1, inp + b * in1, C, H, W, k, s);
+}
 
 void clasp_maxpool2d_backward(float *dinp, const float *dout, const int32_t *idx, int B, int C,
                               int H, int W, int k, int s) {
-    int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
-    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
-        float *dx = dinp + bc * H * W;
-        const float *dy = dout + bc * OH * OW;
-        const int32_t *ix = idx + bc * OH * OW;
-        for (int p = 0; p < OH * OW; p++) dx[ix[p]] += dy[p];
+    size_t in1 = (size_t)H * W * C, out1 = (size_t)((H - k) / s + 1) * ((W - k) / s + 1) * C;
+    for (int b = 0; b < B; b++) {
+        float *dx = dinp + b * in1;
+        const float *dy = dout + b * out1;
+        const int32_t *ix = idx + b * out1;
+        for (size_t p = 0; p < out1; p++) dx[ix[p]] += dy[p];
     }
 }
 
@@ -397,13 +327,13 @@ void clasp_relu_maxpool2d_forward(float *out, int32_t *idx, const float *inp, in
 
 void clasp_relu_maxpool2d_backward(float *dinp, const float *dout, const int32_t *idx,
                                    const float *out, int B, int C, int H, int W, int k, int s) {
-    int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
-    memset(dinp, 0, (size_t)B * C * H * W * sizeof(float));
-    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
-        float *dx = dinp + bc * H * W;
-        const float *dy = dout + bc * OH * OW, *y = out + bc * OH * OW;
-        const int32_t *ix = idx + bc * OH * OW;
-        for (int p = 0; p < OH * OW; p++) dx[ix[p]] += y[p] > 0.0f ? dy[p] : 0.0f;
+    size_t in1 = (size_t)H * W * C, out1 = (size_t)((H - k) / s + 1) * ((W - k) / s + 1) * C;
+    memset(dinp, 0, (size_t)B * in1 * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        float *dx = dinp + b * in1;
+        const float *dy = dout + b * out1, *y = out + b * out1;
+        const int32_t *ix = idx + b * out1;
+        for (size_t p = 0; p < out1; p++) dx[ix[p]] += y[p] > 0.0f ? dy[p] : 0.0f;
     }
 }
 
@@ -411,15 +341,18 @@ void clasp_avgpool2d_forward(float *out, const float *inp, int B, int C, int H, 
                              int s) {
     int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
     float inv = 1.0f / (float)(k * k);
-    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
-        const float *x = inp + bc * H * W;
-        float *y = out + bc * OH * OW;
+    for (int b = 0; b < B; b++) {
+        const float *x = inp + (size_t)b * H * W * C;
         for (int oh = 0; oh < OH; oh++) {
             for (int ow = 0; ow < OW; ow++) {
-                float acc = 0.0f;
+                float *y = out + (((size_t)b * OH + oh) * OW + ow) * C;
+                for (int c = 0; c < C; c++) y[c] = 0.0f;
                 for (int kh = 0; kh < k; kh++)
-                    for (int kw = 0; kw < k; kw++) acc += x[(oh * s + kh) * W + ow * s + kw];
-                y[oh * OW + ow] = acc * inv;
+                    for (int kw = 0; kw < k; kw++) {
+                        const float *xr = x + ((size_t)(oh * s + kh) * W + ow * s + kw) * C;
+                        for (int c = 0; c < C; c++) y[c] += xr[c];
+                    }
+                for (int c = 0; c < C; c++) y[c] *= inv;
             }
         }
     }
@@ -429,33 +362,38 @@ void clasp_avgpool2d_backward(float *dinp, const float *dout, int B, int C, int 
                               int s) {
     int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
     float inv = 1.0f / (float)(k * k);
-    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
-        float *dx = dinp + bc * H * W;
-        const float *dy = dout + bc * OH * OW;
+    for (int b = 0; b < B; b++) {
+        float *dx = dinp + (size_t)b * H * W * C;
         for (int oh = 0; oh < OH; oh++) {
             for (int ow = 0; ow < OW; ow++) {
-                float g = dy[oh * OW + ow] * inv;
+                const float *dy = dout + (((size_t)b * OH + oh) * OW + ow) * C;
                 for (int kh = 0; kh < k; kh++)
-                    for (int kw = 0; kw < k; kw++) dx[(oh * s + kh) * W + ow * s + kw] += g;
+                    for (int kw = 0; kw < k; kw++) {
+                        float *dr = dx + ((size_t)(oh * s + kh) * W + ow * s + kw) * C;
+                        for (int c = 0; c < C; c++) dr[c] += dy[c] * inv;
+                    }
             }
         }
     }
 }
 
 void clasp_global_avgpool_forward(float *out, const float *inp, int B, int C, int HW) {
-    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
-        const float *x = inp + bc * HW;
-        double acc = 0.0;
-        for (int i = 0; i < HW; i++) acc += (double)x[i];
-        out[bc] = (float)(acc / HW);
+    for (int b = 0; b < B; b++) {
+        const float *x = inp + (size_t)b * HW * C;
+        for (int c = 0; c < C; c++) {
+            double acc = 0.0;
+            for (int i = 0; i < HW; i++) acc += (double)x[(size_t)i * C + c];
+            out[(size_t)b * C + c] = (float)(acc / HW);
+        }
     }
 }
 
 void clasp_global_avgpool_backward(float *dinp, const float *dout, int B, int C, int HW) {
-    for (size_t bc = 0; bc < (size_t)B * C; bc++) {
-        float g = dout[bc] / (float)HW;
-        float *dx = dinp + bc * HW;
-        for (int i = 0; i < HW; i++) dx[i] += g;
+    for (int b = 0; b < B; b++) {
+        float *dx = dinp + (size_t)b * HW * C;
+        for (int i = 0; i < HW; i++)
+            for (int c = 0; c < C; c++)
+                dx[(size_t)i * C + c] += dout[(size_t)b * C + c] / (float)HW;
     }
 }
 
@@ -912,11 +850,9 @@ static void attention_bwd_blas(float *dqkv, float *work, const float *dout, cons
             const float *a = att + ((size_t)b * NH + h) * T * T;
             const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
             /* da (T, T) = dy (T, hs) @ v^T (hs, T) */
-            clasp_gemm(0, 1, T, T, hs, 1.0f, dy, C, v, C3, 0.0f,
-                        da, T);
+            clasp_gemm(0, 1, T, T, hs, 1.0f, dy, C, v, C3, 0.0f, da, T);
             /* dv (T, hs) += a^T (T, T) @ dy (T, hs) */
-            clasp_gemm(1, 0, T, hs, T, 1.0f, a, T, dy, C, 1.0f,
-                        dv, C3);
+            clasp_gemm(1, 0, T, hs, T, 1.0f, a, T, dy, C, 1.0f, dv, C3);
             /* softmax backward in place: dpre = a * (da - sum(a * da)); masked a = 0 gives 0 */
             for (int i = 0; i < T; i++) {
                 const float *ar = a + (size_t)i * T;
@@ -927,10 +863,8 @@ static void attention_bwd_blas(float *dqkv, float *work, const float *dout, cons
                 for (int j = 0; j < T; j++) dr[j] = ar[j] * (dr[j] - sf);
             }
             /* dq += scale * dpre @ k;  dk += scale * dpre^T @ q */
-            clasp_gemm(0, 0, T, hs, T, scale, da, T, k, C3,
-                        1.0f, dq, C3);
-            clasp_gemm(1, 0, T, hs, T, scale, da, T, q, C3,
-                        1.0f, dk, C3);
+            clasp_gemm(0, 0, T, hs, T, scale, da, T, k, C3, 1.0f, dq, C3);
+            clasp_gemm(1, 0, T, hs, T, scale, da, T, q, C3, 1.0f, dk, C3);
         }
     }
 }

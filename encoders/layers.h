@@ -28,21 +28,23 @@ void clasp_linear_forward(float *out, const float *inp, const float *w, const fl
 void clasp_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                            const float *w, int N, int C, int OC);
 
-/* ---- conv2d (im2col + sgemm), NCHW ------------------------------------------------------ */
+/* ---- conv2d, NHWC (channels last) -------------------------------------------------------
+ * Images are (B, H, W, C); weights keep PyTorch's (OC, C, KH, KW) order. The backend's direct
+ * convolution where it has one (oneDNN), else im2col + clasp_gemm. */
 /* OH = (H + 2*pad - KH) / stride + 1, OW likewise. */
 int clasp_conv2d_out_size(int in, int k, int stride, int pad);
 /* Scratch floats needed by forward and backward for a whole batch. */
 size_t clasp_conv2d_work_floats(int B, int C, int H, int W, int KH, int KW, int stride, int pad);
-/* out (B, OC, OH, OW), inp (B, C, H, W), w (OC, C, KH, KW), b (OC) */
+/* out (B, OH, OW, OC), inp (B, H, W, C), w (OC, C, KH, KW), b (OC) */
 void clasp_conv2d_forward(float *out, float *work, const float *inp, const float *w, const float *b,
                           int B, int C, int H, int W, int OC, int KH, int KW, int stride, int pad);
 void clasp_conv2d_backward(float *dinp, float *dw, float *db, float *work, const float *dout,
                            const float *inp, const float *w, int B, int C, int H, int W, int OC,
                            int KH, int KW, int stride, int pad);
 
-/* ---- pooling ---------------------------------------------------------------------------- */
-/* max pool k x k, stride s, no padding: out (B, C, OH, OW), idx (B, C, OH, OW) = flat index
- * into the (H, W) plane of the chosen input (first maximum on ties, as PyTorch). */
+/* ---- pooling, NHWC ----------------------------------------------------------------------- */
+/* max pool k x k, stride s, no padding: out (B, OH, OW, C), idx (B, OH, OW, C) = flat index
+ * (ih * W + iw) * C + c into the chosen input's image (first maximum on ties, as PyTorch). */
 void clasp_maxpool2d_forward(float *out, int32_t *idx, const float *inp, int B, int C, int H, int W,
                              int k, int s);
 void clasp_maxpool2d_backward(float *dinp, const float *dout, const int32_t *idx, int B, int C,
@@ -50,7 +52,7 @@ void clasp_maxpool2d_backward(float *dinp, const float *dout, const int32_t *idx
 /* ReLU followed by max pool, fused. Forward: max pool of the raw input (out, idx as
  * clasp_maxpool2d_forward), then out = max(out, 0): for finite inputs the same values as
  * pooling relu(inp) (idx may name another element of a window whose max is <= 0).
- * Backward: dinp (B, C, H, W) is WRITTEN (not accumulated): dout at idx where out > 0, 0
+ * Backward: dinp (B, H, W, C) is WRITTEN (not accumulated): dout at idx where out > 0, 0
  * elsewhere; the same gradient as ReLU backward after max-pool backward (a window whose max
  * is <= 0 has zero gradient through the ReLU whichever element idx names). */
 void clasp_relu_maxpool2d_forward(float *out, int32_t *idx, const float *inp, int B, int C, int H,
@@ -62,7 +64,7 @@ void clasp_avgpool2d_forward(float *out, const float *inp, int B, int C, int H, 
                              int s);
 void clasp_avgpool2d_backward(float *dinp, const float *dout, int B, int C, int H, int W, int k,
                               int s);
-/* global average pool: out (B, C) = mean over (H, W) of inp (B, C, H, W) */
+/* global average pool: out (B, C) = mean over (H, W) of inp (B, H, W, C) */
 void clasp_global_avgpool_forward(float *out, const float *inp, int B, int C, int HW);
 void clasp_global_avgpool_backward(float *dinp, const float *dout, int B, int C, int HW);
 /* token mean pool: out (B, C) = mean over T of inp (B, T, C) */

@@ -72,6 +72,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/compute.h"
 #include "core/arena.h"
 #include "core/safetensors.h"
 #include "core/status.h"
@@ -192,6 +193,9 @@ typedef struct clasp_model_config {
     double max_logit_scale;  /* default ln(100) */
     bool has_logit_bias;     /* true when "init_logit_bias" is given (SigLIP) */
     double init_logit_bias;
+    clasp_precision precision; /* "precision": the products' precision the model trains in by
+                                  default and was trained in (an export records it); embedding
+                                  may use either (core/compute.h) */
     clasp_image_tower_config image;
     clasp_text_tower_config text;
     clasp_audio_tower_config audio;

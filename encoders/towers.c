@@ -343,7 +343,11 @@ static clasp_status plan_cnn(clasp__tower *tw, clasp_arena *a, int B) {
          * forward and backward */
         CLASP_TRY(TAKE_F(a, tw->cwork_blk[i], nw ? nw : 1, 1, 1));
     }
-    tw->gapv = tw->dgap = NULL;
+    tw->gapv = tw->dgap = tw->flat = tw->dflat = NULL;
+    if (tw->n_conv && !tw->gap) {
+        CLASP_TRY(TAKE_F(a, tw->flat, b, (size_t)tw->fc_in[0], 1));
+        CLASP_TRY(TAKE_F(a, tw->dflat, b, (size_t)tw->fc_in[0], 1));
+    }
     if (tw->gap) {
         CLASP_TRY(TAKE_F(a, tw->gapv, b, (size_t)tw->fc_in[0], 1));
         CLASP_TRY(TAKE_F(a, tw->dgap, b, (size_t)tw->fc_in[0], 1));
@@ -456,14 +460,27 @@ static const float *cnn_block_input(const clasp__tower *tw, int i) {
 static const float *cnn_fc_input(const clasp__tower *tw, int j) {
     if (j > 0) return tw->fc[j - 1];
     if (tw->gap) return tw->gapv;
-    return tw->n_conv ? cnn_block_input(tw, tw->n_conv) : tw->x;
+    return tw->n_conv ? tw->flat : tw->x;
+}
+
+/* out (B, C, R) = in (B, R, C) with the last two axes swapped */
+static void swap_last_two(float *restrict out, const float *restrict in, int B, int R, int C) {
+    for (size_t b = 0; b < (size_t)B; b++) {
+        const float *x = in + b * R * C;
+        float *y = out + b * R * C;
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) y[(size_t)c * R + r] = x[(size_t)r * C + c];
+    }
 }
 
 /* input (B, C, H, W) -> feat (B, D) */
 static void cnn_forward(clasp__tower *tw, const clasp_model *m, const float *input, int B,
                         float *feat) {
     size_t npix = (size_t)B * (size_t)tw->in_c * (size_t)tw->in_h * (size_t)tw->in_w;
-    memcpy(tw->x, input, npix * sizeof(float));
+    if (tw->n_conv && tw->in_c > 1)
+        swap_last_two(tw->x, input, B, tw->in_c, tw->in_h * tw->in_w); /* to NHWC */
+    else
+        memcpy(tw->x, input, npix * sizeof(float));
     for (int i = 0; i < tw->n_conv; i++) {
         const clasp_conv_block *cb = &tw->cb[i];
         int oc = cb->channels, ho = tw->hconv[i], wo = tw->wconv[i];
@@ -490,11 +507,13 @@ static void cnn_forward(clasp__tower *tw, const clasp_model *m, const float *inp
         clasp_relu_forward(tw->conv[i], tw->conv[i],
                            (size_t)B * (size_t)oc * (size_t)ho * (size_t)wo);
     }
-    if (tw->gap) {
-        int L = tw->n_conv - 1;
+    int L = tw->n_conv - 1;
+    if (tw->gap)
         clasp_global_avgpool_forward(tw->gapv, cnn_block_input(tw, tw->n_conv), B, tw->fc_in[0],
                                      tw->hout[L] * tw->wout[L]);
-    }
+    else if (tw->flat) /* NHWC -> the NCHW flattening */
+        swap_last_two(tw->flat, cnn_block_input(tw, tw->n_conv), B, tw->hout[L] * tw->wout[L],
+                      tw->cb[L].channels);
     for (int j = 0; j <= tw->n_fc; j++) {
         float *out = j < tw->n_fc ? tw->fc[j] : feat;
         clasp_linear_forward(out, cnn_fc_input(tw, j), P(m, m->params, tw->fc_w[j]),
@@ -510,7 +529,7 @@ static void zero(float *p, size_t n) {
 static void cnn_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, int B) {
     size_t b = (size_t)B;
     int L = tw->n_conv - 1;
-    float *dflat = tw->gap ? tw->dgap : tw->n_conv ? tw->dconv_out[L] : NULL;
+    float *dflat = tw->gap ? tw->dgap : tw->dflat;
     const float *dout = dfeat;
     for (int j = tw->n_fc; j >= 0; j--) {
         float *dprev = j > 0 ? tw->dfc_post[j - 1] : dflat;
@@ -529,6 +548,9 @@ static void cnn_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, i
         int hw = tw->hout[L] * tw->wout[L];
         zero(tw->dconv_out[L], b * (size_t)tw->fc_in[0] * (size_t)hw);
         clasp_global_avgpool_backward(tw->dconv_out[L], tw->dgap, B, tw->fc_in[0], hw);
+    } else if (tw->dflat) { /* the NCHW flattening's gradient back to NHWC */
+        swap_last_two(tw->dconv_out[L], tw->dflat, B, tw->cb[L].channels,
+                      tw->hout[L] * tw->wout[L]);
     }
     for (int i = tw->n_conv - 1; i >= 0; i--) {
         const clasp_conv_block *cb = &tw->cb[i];

@@ -64,11 +64,15 @@ typedef struct clasp__tower {
     int hconv[CLASP_MAX_CONV_BLOCKS], hout[CLASP_MAX_CONV_BLOCKS];
     int wconv[CLASP_MAX_CONV_BLOCKS], wout[CLASP_MAX_CONV_BLOCKS];
     int fc_in[CLASP_MAX_FC_LAYERS + 1], fc_out[CLASP_MAX_FC_LAYERS + 1];
-    float *x;                           /* input copy (B,C,H,W) */
-    float *gapv, *dgap;                 /* (B, OC) with gap, else NULL */
-    float *conv[CLASP_MAX_CONV_BLOCKS]; /* (B,OC,OH,OW) after ReLU; with pool: one image's raw conv
-                                           output (OC,OH,OW), scratch */
-    float *pool[CLASP_MAX_CONV_BLOCKS]; /* (B,OC,PH,PW) or NULL (no pool) */
+    /* The conv blocks run channels-last (NHWC, encoders/layers.h); the input arrives NCHW and
+     * the fc layers read the flattened map in NCHW order (PyTorch's, so exports load there). */
+    float *x;            /* input copy: (B,H,W,C) with conv blocks, else (B,C,H,W) */
+    float *gapv, *dgap;  /* (B, OC) with gap, else NULL */
+    float *flat, *dflat; /* (B, OC*PH*PW) the last block's map in NCHW order and its gradient,
+                            when it feeds the fc layers (conv blocks, no gap), else NULL */
+    float *conv[CLASP_MAX_CONV_BLOCKS];       /* (B,OH,OW,OC) after ReLU; with pool: one image's raw
+                                                 conv output (OH,OW,OC), scratch */
+    float *pool[CLASP_MAX_CONV_BLOCKS];       /* (B,PH,PW,OC) or NULL (no pool) */
     int32_t *pidx[CLASP_MAX_CONV_BLOCKS];     /* argmax of each pool output */
     float *fc[CLASP_MAX_FC_LAYERS];           /* hidden fc outputs after ReLU (B,OUT) */
     float *dconv_out[CLASP_MAX_CONV_BLOCKS];  /* grad of the block output */

@@ -59,7 +59,12 @@ static clasp_status export_config_json_(const clasp_model_config *mc, const clas
     if (!strcmp(p.tokenizer_spec.type, "bpe"))
         snprintf(p.tokenizer_spec.path, sizeof p.tokenizer_spec.path, "tokenizer.json");
     CLASP_TRY(clasp_model_config_to_json(mc, out));
-    clasp_status s = clasp_preprocess_add_json(&p, *out);
+    clasp_status s = CLASP_OK;
+    /* an export always says which precision it was trained in */
+    if (!cJSON_GetObjectItemCaseSensitive(*out, "precision") &&
+        !cJSON_AddStringToObject(*out, "precision", clasp_precision_name(mc->precision)))
+        s = clasp_set_error(CLASP_ERR_NOMEM, "export: out of memory");
+    if (s == CLASP_OK) s = clasp_preprocess_add_json(&p, *out);
     if (s != CLASP_OK) {
         cJSON_Delete(*out);
         *out = NULL;
@@ -623,13 +628,17 @@ typedef struct embed_job {
     int D;
     float *out;   /* (n, D) */
     float *norms; /* (n) */
+    clasp_precision precision;
     clasp_status s;
     char err[1024];
 } embed_job;
 
 static void *embed_job_run_(void *arg) {
     embed_job *j = arg;
+    clasp_precision was = clasp_compute_precision();
+    clasp_compute_set_precision(j->precision);
     j->s = clasp_model_encode(j->m, j->t, j->in, j->n, j->out);
+    clasp_compute_set_precision(was);
     if (j->s == CLASP_OK)
         clasp_l2norm_forward(j->out, j->norms, j->out, j->n, j->D, L2_EPS);
     else
@@ -659,6 +668,7 @@ static clasp_status embed_replicas_(clasp_embedder *em, clasp_tower t, const voi
                                    .D = D,
                                    .out = out + row * (size_t)D,
                                    .norms = em->norms + lo,
+                                   .precision = em->precision,
                                    .s = CLASP_OK};
         }
         for (int j = 1; j < nj; j++)
@@ -673,6 +683,13 @@ static clasp_status embed_replicas_(clasp_embedder *em, clasp_tower t, const voi
         for (int j = 0; j < nj; j++)
             if (jobs[j].s != CLASP_OK) return clasp_set_error(jobs[j].s, "%s", jobs[j].err);
     }
+    return CLASP_OK;
+}
+
+clasp_status clasp_embedder_set_precision(clasp_embedder *em, clasp_precision p) {
+    CLASP_TRY(clasp_compute_check(p, NULL));
+    em->precision = p;
+    em->engine.opt.precision = p;
     return CLASP_OK;
 }
 

@@ -103,6 +103,7 @@ typedef struct clasp_embedder {
     float *mel;                /* (batch_size, n_mels, n_frames) scratch; NULL without audio */
     float *norms;              /* (batch_size) row norms of the own-replica path */
     clasp_audio_frontend *fe;  /* eval-mode audio front-end (NULL without an audio tower) */
+    clasp_precision precision; /* of the towers' products (default fp32) */
 } clasp_embedder;
 
 /* Replica 0 of the embedder's model (its parameters). */
@@ -115,6 +116,9 @@ clasp_model *clasp_embedder_model(clasp_embedder *em);
  * preprocess.json, tokenizer.json or model.safetensors' metadata (CLASP_ERR_CONFIG). On error
  * *em is left closed. */
 clasp_status clasp_embedder_open(const char *path, int threads, int batch_size, clasp_embedder *em);
+/* The precision every later embedding computes in (default fp32), whatever the model was
+ * trained in. CLASP_ERR_UNSUPPORTED (naming the backend) when this build or CPU cannot. */
+clasp_status clasp_embedder_set_precision(clasp_embedder *em, clasp_precision p);
 /* Frees everything; accepts a zeroed or already-closed embedder. */
 void clasp_embedder_close(clasp_embedder *em);
 

@@ -1,12 +1,12 @@
 /* engine.c: replicas, a small worker pool, the contrastive loss on the whole batch, and
  * exact gradient accumulation. See engine.h. */
-#include "core/compute.h"
 #include "train/engine.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/compute.h"
 #include "core/sizes.h"
 #include "encoders/layers.h"
 #include "loss/diag.h"
@@ -41,9 +41,12 @@ typedef struct worker_arg {
 } worker_arg;
 
 static void run_share_(clasp__engine_pool *p, int id) {
+    clasp_precision was = clasp_compute_precision();
+    clasp_compute_set_precision(p->e->opt.precision);
     for (int j = id; j < p->njobs; j += p->nthreads) {
         p->fn(p->e, j, p->arg);
     }
+    clasp_compute_set_precision(was);
 }
 
 static void *worker_main_(void *argp) {
@@ -161,6 +164,7 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
     if (o->chunks > CLASP_ENGINE_MAX_CHUNKS) o->chunks = CLASP_ENGINE_MAX_CHUNKS;
     if (o->threads > o->chunks) o->threads = o->chunks;
     if (o->world < 1) o->world = 1;
+    CLASP_TRY(clasp_compute_check(o->precision, NULL));
     if (o->rank < 0 || o->rank >= o->world)
         return clasp_set_error(CLASP_ERR_ARG, "engine: rank %d outside 0..%d", o->rank,
                                o->world - 1);
@@ -431,7 +435,11 @@ static clasp_status loss_step_(clasp_engine *e, const int *g, float *loss, float
                             .da_all = dist ? e->dza_all : NULL,
                             .db_all = dist ? e->dzb_all : NULL,
                             .dscalars = ds};
-    CLASP_TRY(e->loss->compute(&in, &out));
+    clasp_precision was = clasp_compute_precision();
+    clasp_compute_set_precision(e->opt.precision);
+    clasp_status st = e->loss->compute(&in, &out);
+    clasp_compute_set_precision(was);
+    CLASP_TRY(st);
     *loss = out.loss;
     /* per side: local part, gathered-rows part summed over ranks, both, or none */
     float *dz[2] = {e->dza, e->dzb}, *dz_all[2] = {e->dza_all, e->dzb_all},

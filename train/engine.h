@@ -39,6 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/compute.h"
 #include "core/status.h"
 #include "encoders/model.h"
 #include "loss/registry.h"
@@ -56,6 +57,8 @@ typedef struct clasp_engine_options {
     int rank, world;             /* data-parallel position (dist.h); 0 and 0 mean rank 0 of 1 */
     bool frozen[CLASP_N_TOWERS]; /* towers whose backward is skipped (locked-tower tuning);
                                     frozen[CLASP_TOWER_SHARED] freezes the logit scale/bias */
+    clasp_precision precision;   /* of every matrix product the engine runs (core/compute.h):
+                                    towers forward and backward, and the loss */
 } clasp_engine_options;
 
 typedef struct clasp_step_stats {

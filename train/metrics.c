@@ -192,19 +192,22 @@ double clasp_metrics_train_flops(const clasp_model *m, clasp_tower ta, clasp_tow
 /* Single-thread sgemm peak (GFLOP/s): best of a few 512^3 products, the method of
  * ../shared/bench/sgemm_peak.c in miniature (~0.1 s). The summary divides the achieved rate by
  * threads x this, since each compute thread runs a single-threaded OpenBLAS. */
-static double sgemm_peak_1t_(void) {
+/* one thread's product peak in precision p (512^3, best of 8) */
+static double matmul_peak_1t_(clasp_precision p) {
     enum { N = 512 };
     float *a = malloc(sizeof(float) * N * N * 3);
     if (!a) return 0;
     for (size_t i = 0; i < (size_t)N * N * 3; i++) a[i] = (float)(i % 17) * 0.01f;
     double best = 1e30;
+    clasp_precision was = clasp_compute_precision();
+    clasp_compute_set_precision(p);
     for (int r = 0; r < 8; r++) {
         double t0 = clasp_metrics_now();
-        clasp_gemm(0, 0, N, N, N, 1.0f, a, N, a + N * N, N,
-                    0.0f, a + 2 * N * N, N);
+        clasp_gemm(0, 0, N, N, N, 1.0f, a, N, a + N * N, N, 0.0f, a + 2 * N * N, N);
         double dt = clasp_metrics_now() - t0;
         if (dt < best) best = dt;
     }
+    clasp_compute_set_precision(was);
     free(a);
     return 2.0 * N * N * N / best / 1e9;
 }
@@ -231,7 +234,8 @@ static void summary_line_(clasp_train_metrics *mx, const clasp_train_summary *su
     cJSON_AddNumberToObject(j, "samples_per_s", sum->samples_per_s);
     cJSON_AddNumberToObject(j, "data_wait", sum->data_wait_frac);
     cJSON_AddNumberToObject(j, "gflops", sum->gflops);
-    cJSON_AddNumberToObject(j, "sgemm_peak_gflops", peak);
+    cJSON_AddStringToObject(j, "precision", clasp_precision_name(sum->precision));
+    cJSON_AddNumberToObject(j, "matmul_peak_gflops", peak);
     cJSON_AddNumberToObject(j, "peak_rss_mib", (double)peak_rss_mib_());
     cJSON_AddNumberToObject(j, "seconds", clasp_metrics_now() - mx->t_start);
     if (sum->world > 1) {
@@ -251,16 +255,16 @@ void clasp_metrics_summary(clasp_train_metrics *mx, clasp_train_summary *sum,
     sum->gflops = sum->samples_per_s * flops_per_sample / 1e9;
     if (!report) return;
     const int world = sum->world;
-    double peak = sgemm_peak_1t_() * (double)threads * (double)world;
+    double peak = matmul_peak_1t_(sum->precision) * (double)threads * (double)world;
     summary_line_(mx, sum, peak);
     fprintf(stderr,
             "clasp train: %lld steps, %lld samples in %.1f s: %.0f samples/s, data wait %.1f%%, "
-            "%.1f GFLOP/s = %.0f%% of the sgemm peak (%.0f GFLOP/s on %d threads), final loss "
-            "%.4f, peak RSS %ld MiB\n",
+            "%.1f GFLOP/s = %.0f%% of the %s %s matmul peak (%.0f GFLOP/s on %d threads), "
+            "final loss %.4f, peak RSS %ld MiB\n",
             (long long)sum->steps, (long long)sum->samples, clasp_metrics_now() - mx->t_start,
             sum->samples_per_s, 100 * sum->data_wait_frac, sum->gflops,
-            peak > 0 ? 100 * sum->gflops / peak : 0, peak, threads * world, sum->final_loss,
-            peak_rss_mib_());
+            peak > 0 ? 100 * sum->gflops / peak : 0, clasp_precision_name(sum->precision),
+            clasp_compute_backend(), peak, threads * world, sum->final_loss, peak_rss_mib_());
     if (world > 1)
         fprintf(stderr,
                 "clasp train: %d ranks; per step on rank 0: all-gather %.2f ms, all-reduce / "

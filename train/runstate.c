@@ -208,11 +208,7 @@ static clasp_status check_same_run_(const clasp_runstate *rs, const cJSON *state
                                sp, (long long)world, my_world, (long long)world);
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(state, "config");
     const cJSON *key = cJSON_GetObjectItemCaseSensitive(state, "resume_key");
-    if (!cfg || !cJSON_Compare(cfg, rs->config, 1))
-        return clasp_set_error(CLASP_ERR_CONFIG,
-                               "%s: field 'config' differs from %s: the checkpoint belongs to "
-                               "another model",
-                               sp, model_config);
+    /* the options first: a differing --precision also changes the config */
     if (rs->resume_key && (!key || !cJSON_Compare(key, rs->resume_key, 1))) {
         const cJSON *it;
         const char *field = "resume_key";
@@ -223,11 +219,23 @@ static clasp_status check_same_run_(const clasp_runstate *rs, const cJSON *state
                 break;
             }
         }
+        if (key && !strcmp(field, "resume_key")) /* a field only the checkpoint has */
+            cJSON_ArrayForEach(it, key) {
+                if (!cJSON_GetObjectItemCaseSensitive(rs->resume_key, it->string)) {
+                    field = it->string;
+                    break;
+                }
+            }
         return clasp_set_error(CLASP_ERR_CONFIG,
                                "%s: field 'resume_key.%s' differs from this invocation's option: "
                                "an exact resume needs the same value",
                                sp, field);
     }
+    if (!cfg || !cJSON_Compare(cfg, rs->config, 1))
+        return clasp_set_error(CLASP_ERR_CONFIG,
+                               "%s: field 'config' differs from %s: the checkpoint belongs to "
+                               "another model",
+                               sp, model_config);
     return CLASP_OK;
 }
 

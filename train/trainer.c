@@ -51,6 +51,7 @@ clasp_train_options clasp_train_default_options(void) {
         .data_split = CLASP_DATA_SPLIT_SHARDS,
         .dist_timeout = 600,
         .check_every = 100,
+        .precision = -1,
     };
 }
 
@@ -133,6 +134,10 @@ static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps, int
     cJSON_AddNumberToObject(k, "batch_size", o->batch_size);
     cJSON_AddNumberToObject(k, "accum_steps", o->accum_steps);
     cJSON_AddNumberToObject(k, "chunks", o->chunks);
+    /* only when not fp32, so that runs saved before precisions existed still resume */
+    if (o->precision != CLASP_FP32)
+        cJSON_AddStringToObject(k, "precision",
+                                clasp_precision_name((clasp_precision)o->precision));
     cJSON_AddNumberToObject(k, "seed", (double)o->seed);
     cJSON_AddNumberToObject(k, "total_steps", (double)total_steps);
     cJSON_AddStringToObject(k, "loss", clasp_loss_config_def(&o->loss)->name);
@@ -361,6 +366,10 @@ static clasp_status begin_(trainer *t, const clasp_train_options *oin, clasp_tra
     t->local_b = o->batch_size / t->world; /* this rank's rows */
     if (t->rank != 0) o->progress = false;
     CLASP_TRY(clasp_model_config_load(o->model_config, &t->cfg));
+    if (o->precision >= 0) t->cfg.precision = (clasp_precision)o->precision;
+    o->precision = (int)t->cfg.precision; /* the run config and an export record it */
+    sum->precision = t->cfg.precision;
+    CLASP_TRY(clasp_compute_check(t->cfg.precision, NULL));
     CLASP_TRY(clasp_preprocess_load(o->model_config, &t->pre));
     CLASP_TRY(clasp_model_config_to_json(&t->cfg, &t->config_json));
     return clasp_preprocess_add_json(&t->pre, t->config_json);
@@ -377,7 +386,8 @@ static clasp_status setup_model_(trainer *t) {
                                .loss = o->loss,
                                .multi_positive = o->multi_positive,
                                .rank = t->rank,
-                               .world = t->world};
+                               .world = t->world,
+                               .precision = t->cfg.precision};
     memcpy(eo.frozen, t->frozen, sizeof t->frozen);
     CLASP_TRY(clasp_engine_init(&t->e, &t->cfg, &eo));
     t->m = &t->e.models[0];

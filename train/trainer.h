@@ -115,18 +115,19 @@ typedef struct clasp_train_options {
     uint64_t seed;                   /* --seed (0) */
     int threads;                     /* --threads (compute threads, 2) */
     int chunks;                      /* --chunks (replicas; default = threads) */
-    int workers;                     /* --workers (decode threads, 1) */
-    int shuffle_buffer;              /* --shuffle-buffer (samples, 2000) */
-    int log_every;                   /* --log-every (steps, 50) */
-    int64_t save_every;              /* --save-every (steps, 0 = end only) */
-    int64_t val_every;               /* --val-every (steps, 0 = end only) */
-    int keep;                        /* --keep N checkpoints (3) */
-    int max_bad_steps;               /* --max-bad-steps K consecutive non-finite steps (5) */
-    double collapse_std;             /* --collapse-std threshold (0.01) */
-    bool json;                       /* --json: summary on stdout */
-    bool progress;               /* progress bar on stderr (default: when stderr is a terminal) */
-    int64_t stop_after;          /* --stop-after N: stop (with checkpoint) after N steps of this
-                                    invocation, as if interrupted (tests of resume) */
+    int precision;       /* --precision: a clasp_precision, or -1 (default): the model config's */
+    int workers;         /* --workers (decode threads, 1) */
+    int shuffle_buffer;  /* --shuffle-buffer (samples, 2000) */
+    int log_every;       /* --log-every (steps, 50) */
+    int64_t save_every;  /* --save-every (steps, 0 = end only) */
+    int64_t val_every;   /* --val-every (steps, 0 = end only) */
+    int keep;            /* --keep N checkpoints (3) */
+    int max_bad_steps;   /* --max-bad-steps K consecutive non-finite steps (5) */
+    double collapse_std; /* --collapse-std threshold (0.01) */
+    bool json;           /* --json: summary on stdout */
+    bool progress;       /* progress bar on stderr (default: when stderr is a terminal) */
+    int64_t stop_after;  /* --stop-after N: stop (with checkpoint) after N steps of this
+                            invocation, as if interrupted (tests of resume) */
     clasp_data_split data_split; /* --data-split shards|samples (data.h) with several ranks */
     double dist_timeout;         /* --dist-timeout seconds a collective may wait (600; 0 = none) */
     int64_t check_every;         /* --check-every N: parameter-hash agreement of the ranks every
@@ -136,12 +137,13 @@ typedef struct clasp_train_options {
 clasp_train_options clasp_train_default_options(void);
 
 typedef struct clasp_train_summary {
-    int64_t steps;         /* optimiser steps done in total */
-    int64_t samples;       /* samples seen in total */
-    double seconds;        /* wall time of this invocation's training steps */
-    double samples_per_s;  /* steady-state rate of this invocation */
-    double data_wait_frac; /* fraction of step time spent waiting for the loader */
-    double gflops;         /* achieved GFLOP/s (model FLOPs per sample x rate) */
+    int64_t steps;             /* optimiser steps done in total */
+    int64_t samples;           /* samples seen in total */
+    double seconds;            /* wall time of this invocation's training steps */
+    double samples_per_s;      /* steady-state rate of this invocation */
+    double data_wait_frac;     /* fraction of step time spent waiting for the loader */
+    double gflops;             /* achieved GFLOP/s (model FLOPs per sample x rate) */
+    clasp_precision precision; /* of the run's matrix products */
     double final_loss;
     double zeroshot_top1, zeroshot_top5, zeroshot_mean_recall; /* -1 when not evaluated */
     int64_t skipped_steps;

@@ -46,8 +46,15 @@ def save(name, tensors, cfg=None):
     stio.save(os.path.join(OUT, name + ".safetensors"), d)
 
 
-def run(name, inputs, fn, cfg=None, extra=None):
-    """inputs: dict name -> float32 array (all get gradients 'd' + name); fn(**leaves) -> out."""
+def to_nhwc(a):
+    """(B, C, H, W) -> (B, H, W, C): clasp's images are channels-last (encoders/layers.h)."""
+    a = a if isinstance(a, np.ndarray) else f32(a)
+    return np.ascontiguousarray(np.transpose(a, (0, 2, 3, 1)))
+
+
+def run(name, inputs, fn, cfg=None, extra=None, nhwc=()):
+    """inputs: dict name -> float32 array (all get gradients 'd' + name); fn(**leaves) -> out.
+    Tensors named in nhwc are computed NCHW and saved channels-last."""
     leaves = {k: leaf(v) for k, v in inputs.items()}
     out = fn(**leaves)
     dout = randn(*out.shape)
@@ -59,6 +66,8 @@ def run(name, inputs, fn, cfg=None, extra=None):
         t["d" + k] = v.grad
     if extra:
         t.update(extra)
+    for k in nhwc:
+        t[k] = to_nhwc(t[k])
     save(name, t, cfg)
 
 
@@ -79,7 +88,7 @@ def conv2d():
         run("conv2d_" + tag,
             {"inp": randn(B, C, H, W), "w": randn(OC, C, KH, KW, scale=0.3), "b": randn(OC)},
             lambda inp, w, b: F.conv2d(inp, w, b, stride=s, padding=p),
-            [B, C, H, W, OC, KH, KW, s, p])
+            [B, C, H, W, OC, KH, KW, s, p], nhwc=("inp", "dinp", "out", "dout"))
 
 
 def pools():
@@ -91,13 +100,17 @@ def pools():
         out, idx = F.max_pool2d(leaves, k, s, return_indices=True)
         dout = randn(*out.shape)
         out.backward(torch.tensor(dout, dtype=torch.float64))
-        save("maxpool2d_" + tag, {"inp": x, "dout": dout, "out": out, "dinp": leaves.grad,
-                                  "idx": idx.numpy().astype(np.int32)}, [B, C, H, W, k, s])
+        # torch's index is into the (H, W) plane; clasp's into the channels-last image
+        ch = np.arange(C, dtype=np.int64).reshape(1, C, 1, 1)
+        idx = to_nhwc((idx.numpy() * C + ch).astype(np.float32)).astype(np.int32)
+        save("maxpool2d_" + tag, {"inp": to_nhwc(x), "dout": to_nhwc(dout), "out": to_nhwc(out),
+                                  "dinp": to_nhwc(leaves.grad), "idx": idx}, [B, C, H, W, k, s])
         run("avgpool2d_" + tag, {"inp": randn(B, C, H, W)},
-            lambda inp: F.avg_pool2d(inp, k, s), [B, C, H, W, k, s])
+            lambda inp: F.avg_pool2d(inp, k, s), [B, C, H, W, k, s],
+            nhwc=("inp", "dinp", "out", "dout"))
     B, C, H, W = 2, 3, 4, 5
     run("global_avgpool", {"inp": randn(B, C, H, W)}, lambda inp: inp.mean(dim=(2, 3)),
-        [B, C, H * W])
+        [B, C, H * W], nhwc=("inp", "dinp"))
     B, T, C = 2, 5, 6
     run("meanpool_tokens", {"inp": randn(B, T, C)}, lambda inp: inp.mean(dim=1), [B, T, C])
     pos = np.array([3, 0], dtype=np.int32)
