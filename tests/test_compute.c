@@ -8,7 +8,8 @@
  *   between: identical bits. Two threads at once (one bf16, one fp32): the main thread's bits;
  *   the precision is the calling thread's own.
  * - The bf16 helpers against an independent round-to-nearest-even (ties, +-inf, NaN,
- *   denormals, the largest floats), clasp_precision_parse and the backend's answer to bf16.
+ *   denormals flushed to signed zero, the largest floats), clasp_precision_parse and the backend's
+ * answer to bf16.
  * - ONEDNN_MAX_CPU_ISA=AVX2 / AVX512_CORE (read once per process: a child process, this
  *   binary re-run with CLASP_COMPUTE_CHILD set): bf16 products agree with the native ones
  *   within fp32 accumulation error; never other numbers. */
@@ -298,10 +299,11 @@ static float from_bits_(uint32_t u) {
 }
 
 /* Round to nearest even, written from the definition: the two bf16 neighbours of x (the upper
- * one 2^128 past the largest bf16, i.e. infinity), the nearer one, the even one on a tie. Not
- * NaN. */
+ * one 2^128 past the largest bf16, i.e. infinity), the nearer one, the even one on a tie; fp32
+ * denormals are signed zero (compute.h). Not NaN. */
 static uint16_t rne_ref_(float x) {
     uint32_t u = bits_(x), lo = u & 0xffff0000u;
+    if (fpclassify(x) == FP_SUBNORMAL) return (uint16_t)((u >> 16) & 0x8000u);
     if ((u & 0x7fffffffu) == 0x7f800000u) return (uint16_t)(u >> 16);
     uint32_t hi = lo + 0x10000u; /* next in magnitude (0x7f80 with the sign: infinity) */
     double ax = fabs((double)x), alo = fabs((double)from_bits_(lo));
@@ -338,24 +340,34 @@ Test(compute, bf16_rounding_cases) {
         uint32_t in;
         uint16_t out;
     } cases[] = {
-        {0x3f800000u, 0x3f80},                        /* 1 */
-        {0x3f808000u, 0x3f80},                        /* 1 + 2^-8: tie, to even (down) */
-        {0x3f818000u, 0x3f82},                        /* 1 + 3 2^-8: tie, to even (up) */
-        {0x3f808001u, 0x3f81},                        /* just above the tie */
-        {0x3f807fffu, 0x3f80},                        /* just below */
-        {0xbf808000u, 0xbf80},                        /* negative tie */
-        {0xbf818000u, 0xbf82}, {0x7f800000u, 0x7f80}, /* +inf */
-        {0xff800000u, 0xff80},                        /* -inf */
-        {0x00000000u, 0x0000}, {0x80000000u, 0x8000}, /* -0 */
-        {0x00000001u, 0x0000},                        /* smallest denormal: to +0 */
-        {0x00008000u, 0x0000},                        /* denormal tie, to even */
-        {0x00018000u, 0x0002},                        /* denormal tie, to even (up) */
-        {0x00010000u, 0x0001},                        /* a bf16 denormal stays */
-        {0x007fffffu, 0x0080}, /* largest denormal rounds to the smallest normal */
-        {0x80018000u, 0x8002}, {0x7f7f7fffu, 0x7f7f}, /* below the tie above the largest bf16 */
-        {0x7f7f8000u, 0x7f80},                        /* tie, 0x7f7f is odd: to infinity */
-        {0x7f7fffffu, 0x7f80},                        /* FLT_MAX: infinity */
-        {0xff7fffffu, 0xff80},                        /* -FLT_MAX */
+        /* clang-format off */
+        {0x3f800000u, 0x3f80}, /* 1 */
+        {0x3f808000u, 0x3f80}, /* 1 + 2^-8: tie, to even (down) */
+        {0x3f818000u, 0x3f82}, /* 1 + 3 2^-8: tie, to even (up) */
+        {0x3f808001u, 0x3f81}, /* just above the tie */
+        {0x3f807fffu, 0x3f80}, /* just below */
+        {0xbf808000u, 0xbf80}, /* negative ties */
+        {0xbf818000u, 0xbf82},
+        {0x7f800000u, 0x7f80}, /* +inf */
+        {0xff800000u, 0xff80}, /* -inf */
+        {0x00000000u, 0x0000}, /* +0 */
+        {0x80000000u, 0x8000}, /* -0 */
+        /* fp32 denormals become signed zero (as AVX512-BF16's VCVTNEPS2BF16) */
+        {0x00000001u, 0x0000},
+        {0x00008000u, 0x0000},
+        {0x00018000u, 0x0000},
+        {0x00010000u, 0x0000}, /* even one that is a bf16 denormal */
+        {0x007fffffu, 0x0000}, /* the largest: not rounded up to the smallest normal */
+        {0x80018000u, 0x8000},
+        {0x80000001u, 0x8000},
+        {0x00800000u, 0x0080}, /* the smallest normal stays */
+        {0x00808000u, 0x0080}, /* tie above it, to even */
+        {0x00818000u, 0x0082},
+        {0x7f7f7fffu, 0x7f7f}, /* below the tie above the largest bf16 */
+        {0x7f7f8000u, 0x7f80}, /* tie, 0x7f7f is odd: to infinity */
+        {0x7f7fffffu, 0x7f80}, /* FLT_MAX: infinity */
+        {0xff7fffffu, 0xff80}, /* -FLT_MAX */
+        /* clang-format on */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cr_assert_eq(clasp_f32_to_bf16(from_bits_(cases[i].in)), cases[i].out,
