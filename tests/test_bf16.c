@@ -315,3 +315,112 @@ Test(bf16, block_pad_tanh) {
 Test(bf16, infonce) {
     check_layer_("infonce", infonce_run_, TOL_RBN);
 }
+
+/* ---- clasp train --precision bf16 ---------------------------------------------------------- */
+
+/* The Fashion-MNIST test shards in DIR/fmnist (each Criterion test is its own process). */
+static void fmnist_data_(const char *dir, char *data, size_t cap) {
+    struct stat sb;
+    if (stat("/usr/share/datasets/fashion-mnist", &sb) != 0)
+        cr_skip_test("dataset-fashion-mnist is not installed");
+    snprintf(data, cap, "%s/fmnist", dir);
+    cr_assert_eq(fx_fmnist_shards(data), 0, "building %s failed", data);
+}
+
+/* `clasp train` of fmnist-small for 4 steps of 64 into RUN with EXTRA; its exit status, its
+ * output (stdout and stderr) into *log when not NULL */
+static int train_(const char *data, const char *run, const char *extra, char **log) {
+    return fx_clasp(log,
+                    "train --model %s/configs/fmnist-small.json "
+                    "--train '%s/train-{000000..000004}.tar' --out %s --batch-size 64 --warmup 2 "
+                    "--steps 4 --log-every 1 --no-progress --seed 5 %s 2>&1",
+                    CLASP_SOURCE_DIR, data, run, extra);
+}
+
+/* the runs' train losses as numbers: n of them, equal count */
+static int losses_(const char *run, double *v, int cap) {
+    int n = fx_metrics_numbers(run, "train", "loss", v, cap);
+    cr_assert(n > 0, "%s: no train losses", run);
+    return n;
+}
+
+Test(bf16, train_threads_agree_and_differ_from_fp32, .timeout = 300) {
+    if (!have_bf16_()) cr_skip_test("%s", clasp_last_error());
+    char dir[FX_PATH], data[FX_PATH], r1[FX_PATH], r2[FX_PATH], r32[FX_PATH];
+    fx_scratch("bf16_train", dir, r1, "bf16_t1", r2, "bf16_t2", r32, "fp32", NULL);
+    fmnist_data_(dir, data, sizeof data);
+    char *log = NULL;
+    cr_assert_eq(train_(data, r1, "--precision bf16 --threads 1 --chunks 2", &log), 0, "%s", log);
+    free(log);
+    cr_assert_eq(train_(data, r2, "--precision bf16 --threads 2 --chunks 2", &log), 0, "%s", log);
+    free(log);
+    cr_assert_eq(train_(data, r32, "--precision fp32 --threads 1 --chunks 2", &log), 0, "%s", log);
+    free(log);
+    char *l1 = fx_metrics_values(r1, "train", "loss"), *l2 = fx_metrics_values(r2, "train", "loss");
+    char *l32 = fx_metrics_values(r32, "train", "loss");
+    cr_assert(l1 && l2 && l32);
+    cr_expect_eq(fx_count_lines(l1), 4, "%s", l1);
+    cr_expect_str_eq(l1, l2, "bf16 --threads 1 vs 2:\n%s\nvs\n%s", l1, l2);
+    cr_expect_str_neq(l1, l32, "bf16 logged fp32's losses:\n%s", l1);
+    /* and tracks them: 4 steps from the same start */
+    double a[8], b[8];
+    int n = losses_(r1, a, 8);
+    cr_assert_eq(losses_(r32, b, 8), n);
+    for (int i = 0; i < n; i++)
+        cr_expect(fabs(a[i] - b[i]) <= 1e-2 * fabs(b[i]), "step %d: bf16 %.6f, fp32 %.6f", i, a[i],
+                  b[i]);
+    free(l1), free(l2), free(l32);
+}
+
+/* Without bf16 kernels (ONEDNN_MAX_CPU_ISA=AVX2: clasp rounds the inputs and runs fp32
+ * kernels, convolutions through im2col) the run goes on with the same products up to
+ * accumulation order. Step 0 (the same weights) agrees to 1e-4 relative (measured 2.2e-5; bf16
+ * is 5e-5 from fp32 there); later steps within 2e-3 (AdamW turns tiny gradient differences
+ * into different updates: measured 6.8e-4, bf16 vs fp32 5e-4). */
+Test(bf16, train_without_bf16_kernels, .timeout = 300) {
+    if (strcmp(CLASP_BACKEND_NAME, "onednn")) cr_skip_test("ONEDNN_MAX_CPU_ISA is for onednn");
+    char dir[FX_PATH], data[FX_PATH], rn[FX_PATH], ra[FX_PATH], r32[FX_PATH];
+    fx_scratch("bf16_isa", dir, rn, "native", ra, "avx2", r32, "fp32", NULL);
+    fmnist_data_(dir, data, sizeof data);
+    char *log = NULL;
+    cr_assert_eq(train_(data, rn, "--precision bf16 --threads 2 --chunks 2", &log), 0, "%s", log);
+    free(log);
+    cr_assert_eq(train_(data, r32, "--precision fp32 --threads 2 --chunks 2", &log), 0, "%s", log);
+    free(log);
+    cr_assert_eq(setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1), 0);
+    cr_assert_eq(train_(data, ra, "--precision bf16 --threads 2 --chunks 2", &log), 0, "%s", log);
+    unsetenv("ONEDNN_MAX_CPU_ISA");
+    cr_log_info("ONEDNN_MAX_CPU_ISA=AVX2 bf16 run says:\n%s", log);
+    free(log);
+    double n16[8], a16[8], f32[8];
+    int n = losses_(rn, n16, 8);
+    cr_assert_eq(losses_(ra, a16, 8), n);
+    cr_assert_eq(losses_(r32, f32, 8), n);
+    for (int i = 0; i < n; i++) {
+        double d = fabs(a16[i] - n16[i]) / fabs(n16[i]);
+        if (getenv("CLASP_TEST_VERBOSE"))
+            fprintf(stderr, "step %d: bf16 %.9g, AVX2 bf16 %.9g (%.2e), fp32 %.9g\n", i, n16[i],
+                    a16[i], d, f32[i]);
+        cr_expect(d <= (i == 0 ? 1e-4 : 2e-3), "step %d: AVX2 bf16 %.9g, native bf16 %.9g", i,
+                  a16[i], n16[i]);
+    }
+}
+
+Test(bf16, train_refuses_bf16_without_onednn) {
+    if (!strcmp(CLASP_BACKEND_NAME, "onednn")) {
+        /* the flag's values are checked on any build */
+        char *out = NULL;
+        cr_expect_eq(fx_clasp(&out, "train --precision fp16 --steps 1 2>&1"), 2, "%s", out);
+        cr_expect(strstr(out, "fp16"), "%s", out);
+        free(out);
+        cr_skip_test("this build has the onednn backend");
+    }
+    char dir[FX_PATH], run[FX_PATH];
+    fx_scratch("bf16_openblas", dir, run, "run", NULL);
+    char *log = NULL;
+    /* refused before any data is read */
+    int rc = train_("/nonexistent", run, "--precision bf16", &log);
+    cr_expect_neq(rc, 0, "%s", log);
+    cr_expect(strstr(log, "bf16") && strstr(log, "openblas"), "%s", log);
+    free(log);
+}
