@@ -5,8 +5,8 @@
  * - bf16 equals the fp32 product of the inputs rounded with clasp_bf16_round_n (within fp32
  *   accumulation-order error) and is far from the plain fp32 product.
  * - The primitive cache: the same shape again, other data of that shape, other shapes in
- *   between: identical bits. Two threads at once (one bf16, one fp32): the main thread's bits;
- *   the precision is the calling thread's own.
+ *   between: identical bits; and 1, 2 or all threads per product: identical bits. Two threads at
+ * once (one bf16, one fp32): the main thread's bits; the precision is the calling thread's own.
  * - The bf16 helpers against an independent round-to-nearest-even (ties, +-inf, NaN,
  *   denormals flushed to signed zero, the largest floats), clasp_precision_parse and the backend's
  * answer to bf16.
@@ -282,6 +282,32 @@ Test(compute, threads_give_the_main_threads_bits) {
     }
     free(main32), free(main16);
     case_free_(&g);
+}
+
+/* compute.h: a product's result never depends on the threads one product may use (neither
+ * backend splits the K summation across threads) */
+Test(compute, product_threads_do_not_change_bits) {
+    for (int p = 0; p < 2; p++) {
+        if (p && clasp_compute_check(CLASP_BF16, NULL) != CLASP_OK) break;
+        clasp_compute_set_precision((clasp_precision)p);
+        for (int t = 0; t < 4; t++) {
+            gemm_case g = case_make_(t >> 1, t & 1, 130, 70, 300, 1, 1.0f, 0.0f, 1000 + t);
+            clasp_compute_set_threads(1);
+            float *c1 = case_run_(&g);
+            clasp_compute_set_threads(2);
+            float *c2 = case_run_(&g);
+            clasp_compute_set_threads(0);
+            float *c0 = case_run_(&g);
+            clasp_compute_set_threads(1);
+            cr_expect(!memcmp(c1, c2, g.nc * sizeof(float)), "%s ta=%d tb=%d: 1 vs 2 threads",
+                      clasp_precision_name((clasp_precision)p), t >> 1, t & 1);
+            cr_expect(!memcmp(c1, c0, g.nc * sizeof(float)), "%s ta=%d tb=%d: 1 vs all threads",
+                      clasp_precision_name((clasp_precision)p), t >> 1, t & 1);
+            free(c1), free(c2), free(c0);
+            case_free_(&g);
+        }
+    }
+    clasp_compute_set_precision(CLASP_FP32);
 }
 
 /* ---- bf16 helpers ------------------------------------------------------------------------- */

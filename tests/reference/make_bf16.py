@@ -16,7 +16,9 @@ gradient twice:
   product (forward and backward, attention's q, k, v and softmax weights included) rounded to
   bf16 (round to nearest even), everything else exact, products kept in full precision.
 
-Integer configuration goes into the int32 tensor `cfg`, padding masks into uint8 `pad`. The
+Images (the convolutions' inp, out and their gradients) are stored channels-last (B, H, W, C)
+as clasp's layers take them; weights keep PyTorch's layout. Integer configuration goes into
+the int32 tensor `cfg`, padding masks into uint8 `pad`. The
 generator is this file's own (seed 20261204): adding a case at the end leaves the others'
 files unchanged.
 """
