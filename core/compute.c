@@ -155,6 +155,11 @@ static void round_inputs_(float **ra, float **rb, int ta, int tb, int M, int N, 
     *A = *ra, *lda = ac, *B = *rb, *ldb = bc;
 }
 
+/* every row of C (M, N) = bias */
+static void bias_rows_(float *C, const float *bias, int M, int N, int ldc) {
+    for (int m = 0; m < M; m++) memcpy(C + (size_t)m * ldc, bias, (size_t)N * sizeof(float));
+}
+
 /* C = beta * C for K = 0 products */
 static void scale_c(int M, int N, float beta, float *C, int ldc) {
     for (int m = 0; m < M; m++)
@@ -181,14 +186,14 @@ static void engine_init_(void) {
 
 /* A cached product: the key is every number the primitive was built from. */
 typedef struct mm_key {
-    int ta, tb, M, N, K, lda, ldb, ldc, bf16, threads;
+    int ta, tb, M, N, K, lda, ldb, ldc, bf16, threads, bias;
     uint32_t alpha, beta; /* float bits */
 } mm_key;
 
 typedef struct mm_entry {
     mm_key key;
     dnnl_primitive_t prim;
-    dnnl_memory_t a, b, c, scratch;
+    dnnl_memory_t a, b, c, bias, scratch;
     size_t scratch_bytes;
 } mm_entry;
 
@@ -226,6 +231,7 @@ static void tl_free_(void *p) {
         dnnl_memory_destroy(e->a);
         dnnl_memory_destroy(e->b);
         dnnl_memory_destroy(e->c);
+        dnnl_memory_destroy(e->bias);
         dnnl_memory_destroy(e->scratch);
     }
     free(t->e);
@@ -260,6 +266,7 @@ static void tl_flush_(compute_tl *t) {
         dnnl_memory_destroy(e->a);
         dnnl_memory_destroy(e->b);
         dnnl_memory_destroy(e->c);
+        dnnl_memory_destroy(e->bias);
         dnnl_memory_destroy(e->scratch);
     }
     t->n = 0;
@@ -329,8 +336,10 @@ static dnnl_status_t mm_build_(mm_entry *e, const mm_key *k) {
     md2_(&a, k->M, k->K, k->ta, k->lda, in);
     md2_(&b, k->K, k->N, k->tb, k->ldb, in);
     md2_(&c, k->M, k->N, 0, k->ldc, dnnl_f32);
+    dnnl_memory_desc_t bias;
+    md2_(&bias, 1, k->N, 0, k->N, dnnl_f32);
     dnnl_matmul_desc_t d;
-    dnnl_status_t s = dnnl_matmul_desc_init(&d, &a, &b, NULL, &c);
+    dnnl_status_t s = dnnl_matmul_desc_init(&d, &a, &b, k->bias ? &bias : NULL, &c);
     if (s != dnnl_success) return s;
     dnnl_primitive_attr_t attr;
     if ((s = dnnl_primitive_attr_create(&attr)) != dnnl_success) return s;
@@ -356,6 +365,8 @@ static dnnl_status_t mm_build_(mm_entry *e, const mm_key *k) {
     if (s == dnnl_success) s = dnnl_memory_create(&e->a, &a, g_engine, DNNL_MEMORY_NONE);
     if (s == dnnl_success) s = dnnl_memory_create(&e->b, &b, g_engine, DNNL_MEMORY_NONE);
     if (s == dnnl_success) s = dnnl_memory_create(&e->c, &c, g_engine, DNNL_MEMORY_NONE);
+    if (s == dnnl_success && k->bias)
+        s = dnnl_memory_create(&e->bias, &bias, g_engine, DNNL_MEMORY_NONE);
     if (s == dnnl_success && smd && e->scratch_bytes)
         s = dnnl_memory_create(&e->scratch, smd, g_engine, DNNL_MEMORY_NONE);
     dnnl_primitive_desc_destroy(pd);
@@ -382,6 +393,7 @@ static mm_entry *mm_get_(compute_tl *t, const mm_key *k) {
         dnnl_memory_destroy(e->a);
         dnnl_memory_destroy(e->b);
         dnnl_memory_destroy(e->c);
+        dnnl_memory_destroy(e->bias);
         dnnl_memory_destroy(e->scratch);
         return NULL;
     }
@@ -389,14 +401,19 @@ static mm_entry *mm_get_(compute_tl *t, const mm_key *k) {
     return &t->e[t->n++];
 }
 
-static int mm_run_(compute_tl *t, mm_entry *e, const void *A, const void *B, float *C) {
+static int mm_run_(compute_tl *t, mm_entry *e, const void *A, const void *B, float *C,
+                   const float *bias) {
     if (e->scratch_bytes && grow_bytes_(&t->scratch, &t->scratch_cap, e->scratch_bytes)) return -1;
     dnnl_memory_set_data_handle(e->a, (void *)A);
     dnnl_memory_set_data_handle(e->b, (void *)B);
     dnnl_memory_set_data_handle(e->c, C);
-    dnnl_exec_arg_t args[4] = {
+    dnnl_exec_arg_t args[5] = {
         {DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
     int nargs = 3;
+    if (e->bias) {
+        dnnl_memory_set_data_handle(e->bias, (void *)bias);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bias};
+    }
     if (e->scratch) {
         dnnl_memory_set_data_handle(e->scratch, t->scratch);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch};
@@ -417,21 +434,21 @@ static void bf16_copy_(uint16_t *dst, const float *src, int rows, int cols, int 
 
 static int gemm_fp32_(compute_tl *t, int ta, int tb, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                      int ldc, int threads) {
-    mm_key k = {ta, tb, M, N, K, lda, ldb, ldc, 0, threads, 0, 0};
+                      int ldc, int threads, const float *bias) {
+    mm_key k = {ta, tb, M, N, K, lda, ldb, ldc, 0, threads, bias != NULL, 0, 0};
     memcpy(&k.alpha, &alpha, sizeof alpha);
     memcpy(&k.beta, &beta, sizeof beta);
     mm_entry *e = mm_get_(t, &k);
-    return e ? mm_run_(t, e, A, B, C) : -1;
+    return e ? mm_run_(t, e, A, B, C, bias) : -1;
 }
 
 static int gemm_bf16_(compute_tl *t, int ta, int tb, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                      int ldc, int threads) {
+                      int ldc, int threads, const float *bias) {
     int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
     size_t an = (size_t)ar * ac, bn = (size_t)br * bc;
     if (!__atomic_load_n(&g_bf16_emulated, __ATOMIC_RELAXED)) {
-        mm_key k = {ta, tb, M, N, K, ac, bc, ldc, 1, threads, 0, 0};
+        mm_key k = {ta, tb, M, N, K, ac, bc, ldc, 1, threads, bias != NULL, 0, 0};
         memcpy(&k.alpha, &alpha, sizeof alpha);
         memcpy(&k.beta, &beta, sizeof beta);
         mm_entry *e = mm_get_(t, &k);
@@ -441,7 +458,7 @@ static int gemm_bf16_(compute_tl *t, int ta, int tb, int M, int N, int K, float 
                 return -1;
             bf16_copy_(t->abf, A, ar, ac, lda);
             bf16_copy_(t->bbf, B, br, bc, ldb);
-            return mm_run_(t, e, t->abf, t->bbf, C);
+            return mm_run_(t, e, t->abf, t->bbf, C, bias);
         }
         if (!__atomic_exchange_n(&g_bf16_emulated, 1, __ATOMIC_RELAXED))
             CLASP_WARN("oneDNN has no bf16 matmul for this CPU: bf16 products run as fp32 "
@@ -452,23 +469,27 @@ static int gemm_bf16_(compute_tl *t, int ta, int tb, int M, int N, int K, float 
         return -1;
     round_copy(t->ar, A, ar, ac, lda);
     round_copy(t->br, B, br, bc, ldb);
-    return gemm_fp32_(t, ta, tb, M, N, K, alpha, t->ar, ac, t->br, bc, beta, C, ldc, threads);
+    return gemm_fp32_(t, ta, tb, M, N, K, alpha, t->ar, ac, t->br, bc, beta, C, ldc, threads, bias);
 }
 
-void clasp_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-                const float *B, int ldb, float beta, float *C, int ldc) {
+/* clasp_gemm, plus a bias row added to every row of C when bias != NULL (then alpha = 1 and
+ * beta = 0) */
+static void gemm_(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc, const float *bias) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         scale_c(M, N, beta, C, ldc);
+        if (bias) bias_rows_(C, bias, M, N, ldc);
         return;
     }
     compute_tl *t = tl_get_();
     int rc = -1;
     if (t) {
         int threads = tl_threads_(t);
-        rc = tl_precision == CLASP_BF16
-                 ? gemm_bf16_(t, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads)
-                 : gemm_fp32_(t, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+        rc = tl_precision == CLASP_BF16 ? gemm_bf16_(t, ta, tb, M, N, K, alpha, A, lda, B, ldb,
+                                                     beta, C, ldc, threads, bias)
+                                        : gemm_fp32_(t, ta, tb, M, N, K, alpha, A, lda, B, ldb,
+                                                     beta, C, ldc, threads, bias);
     }
     if (rc == 0) return;
     /* Out of memory or a shape oneDNN refuses: its plain GEMM (no primitive, no scratch) is
@@ -476,9 +497,23 @@ void clasp_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A
      * those cannot be allocated, which is logged). */
     float *ra = NULL, *rb = NULL;
     if (tl_precision == CLASP_BF16) round_inputs_(&ra, &rb, ta, tb, M, N, K, &A, &lda, &B, &ldb);
+    if (bias) {
+        bias_rows_(C, bias, M, N, ldc);
+        beta = 1.0f;
+    }
     dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     free(ra);
     free(rb);
+}
+
+void clasp_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc) {
+    gemm_(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+}
+
+void clasp_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
+                     int ldb, const float *bias, float *C, int ldc) {
+    gemm_(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias);
 }
 
 /* ---- direct convolution -------------------------------------------------------------------- */
@@ -763,7 +798,7 @@ clasp_status clasp_compute_check(clasp_precision p, int *native) {
         return clasp_set_error(CLASP_ERR_UNSUPPORTED, "oneDNN: cannot create a CPU engine");
     if (p != CLASP_BF16) return CLASP_OK;
     /* Build (not run) a small bf16 matmul: oneDNN refuses it without bf16 kernels. */
-    mm_key k = {0, 1, 64, 64, 64, 64, 64, 64, 1, 1, 0, 0};
+    mm_key k = {0, 1, 64, 64, 64, 64, 64, 64, 1, 1, 0, 0, 0};
     float one = 1.0f;
     memcpy(&k.alpha, &one, sizeof one);
     mm_entry e;
@@ -773,6 +808,7 @@ clasp_status clasp_compute_check(clasp_precision p, int *native) {
     dnnl_memory_destroy(e.a);
     dnnl_memory_destroy(e.b);
     dnnl_memory_destroy(e.c);
+    dnnl_memory_destroy(e.bias);
     dnnl_memory_destroy(e.scratch);
     if (native) *native = s == dnnl_success;
     return CLASP_OK;
@@ -807,6 +843,13 @@ void clasp_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A
                 K, alpha, A, lda, B, ldb, beta, C, ldc);
     free(ra);
     free(rb);
+}
+
+void clasp_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
+                     int ldb, const float *bias, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    bias_rows_(C, bias, M, N, ldc);
+    clasp_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 1.0f, C, ldc);
 }
 
 static clasp_status no_direct_conv_(void) {

@@ -70,12 +70,27 @@ clasp_status clasp_conv2d_direct_bwd_data(const clasp_conv_shape *s, float *dinp
 clasp_status clasp_conv2d_direct_bwd_weights(const clasp_conv_shape *s, float *dw, float *db,
                                              const float *dout, const float *inp);
 
+/* C = op(A) op(B) + bias, the bias (N) added to every row (on oneDNN inside the product) */
+void clasp_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
+                     int ldb, const float *bias, float *C, int ldc);
+
 /* Frees the calling thread's primitives and scratch (threads that exit free theirs). */
 void clasp_compute_thread_release(void);
 
 /* ---- bf16 helpers: round to nearest even, NaN stays NaN (quiet), fp32 denormals become signed
  * zero (as the AVX512-BF16 instruction oneDNN uses does) ------------------------------------- */
 uint16_t clasp_f32_to_bf16(float f);
+/* the fp32 value of bf16(x), for loops that round one element at a time */
+static inline float clasp_bf16_round(float x) {
+    union {
+        float f;
+        uint32_t u;
+    } v = {x};
+    uint32_t u = (v.u & 0x7f800000u) ? v.u : (v.u & 0x80000000u);
+    v.u = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x00400000u)
+                                          : ((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
+    return v.f;
+}
 float clasp_bf16_to_f32(uint16_t h);
 void clasp_f32_to_bf16_n(uint16_t *out, const float *in, size_t n);
 /* x[i] = the fp32 value of bf16(x[i]) */

@@ -112,12 +112,10 @@ static int simd_level(void) {
 void clasp_linear_forward(float *out, const float *inp, const float *w, const float *b, int N,
                           int C, int OC) {
     /* out (N, OC) = inp (N, C) @ w^T (C, OC) + b (OC) */
-    float beta = 0.0f;
-    if (b) {
-        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, b, (size_t)OC * sizeof(float));
-        beta = 1.0f;
-    }
-    clasp_gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, beta, out, OC);
+    if (b)
+        clasp_gemm_bias(0, 1, N, OC, C, inp, C, w, C, b, out, OC);
+    else
+        clasp_gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
 }
 
 /* as clasp_linear_backward; dinp_beta 0 overwrites dinp instead of adding to it */
@@ -220,12 +218,10 @@ void clasp_conv2d_forward(float *out, float *work, const float *inp, const float
     for (int bi = 0; bi < B; bi++) {
         float *y = out + (size_t)bi * P * OC;
         im2col(work, inp + (size_t)bi * H * W * C, C, H, W, KH, KW, stride, pad, OH, OW);
-        float beta = 0.0f;
-        if (b) {
-            for (int p = 0; p < P; p++) memcpy(y + (size_t)p * OC, b, (size_t)OC * sizeof(float));
-            beta = 1.0f;
-        }
-        clasp_gemm(0, 1, P, OC, CK, 1.0f, work, CK, w, CK, beta, y, OC);
+        if (b)
+            clasp_gemm_bias(0, 1, P, OC, CK, work, CK, w, CK, b, y, OC);
+        else
+            clasp_gemm(0, 1, P, OC, CK, 1.0f, work, CK, w, CK, 0.0f, y, OC);
     }
 }
 
@@ -891,7 +887,8 @@ static int round_vl(int n) {
 size_t clasp_attention_work_floats(int B, int T, int C, int NH) {
     (void)B;
     size_t Tp = (size_t)round_vl(T), Hp = (size_t)round_vl(C / NH);
-    /* backward: V^T, K, Q, dK, dV tiles, a score row, a dy row; the BLAS path: one (T, T) */
+    /* backward: V^T, K, Q, dK, dV tiles, a score row, a dy row (the forward: K^T, V, a score
+     * row, an output row, rounded q and a rows); the BLAS path: one (T, T) */
     size_t n = 5 * Tp * Hp + Tp + Hp, nb = (size_t)T * T;
     return n > nb ? n : nb;
 }
@@ -1013,13 +1010,25 @@ CLASP_BODY void attn_fwd_bh(float *restrict y, float *restrict a, float *restric
     int Tp = round_vl(T), Hp = round_vl(hs);
     float *restrict KT = work, *restrict Vp = KT + (size_t)Hp * Tp;
     float *rp = Vp + (size_t)Tp * Hp, *restrict yp = rp + Tp;
+    /* bf16 (the thread's precision): both inputs of each product rounded, as clasp_gemm */
+    int bf = clasp_compute_precision() == CLASP_BF16;
+    float *restrict qr = yp + Hp, *restrict ar = qr + Hp; /* rounded q row and a row */
     attn_pack(KT, k, T, hs, C3, Tp, Hp, 1);
     attn_pack(Vp, v, T, hs, C3, Tp, Hp, 0);
+    if (bf) {
+        clasp_bf16_round_n(KT, (size_t)Hp * Tp);
+        clasp_bf16_round_n(Vp, (size_t)Tp * Hp);
+    }
     for (int i = 0; i < T; i++) {
         float *r = a + (size_t)i * T;
         if (T == Tp) rp = r; /* no padding: work in the att row itself */
         int jend = causal ? i + 1 : T;
-        attn_row_times_t(rp, q + (size_t)i * C3, KT, hs, Tp, round_vl(jend), scale);
+        const float *qi = q + (size_t)i * C3;
+        if (bf) {
+            for (int d = 0; d < hs; d++) qr[d] = clasp_bf16_round(qi[d]);
+            qi = qr;
+        }
+        attn_row_times_t(rp, qi, KT, hs, Tp, round_vl(jend), scale);
         float mx = attn_row_max(rp, pm, jend, T);
         float *yi = y + (size_t)i * C;
         if (mx == -INFINITY) { /* every key masked: zero row, zero output */
@@ -1030,7 +1039,12 @@ CLASP_BODY void attn_fwd_bh(float *restrict y, float *restrict a, float *restric
         attn_row_softmax(rp, pm, jend, T, mx);
         if (rp != r)
             for (int j = 0; j < T; j++) r[j] = rp[j];
-        attn_row_combine(yp, rp, Vp, jend, Hp);
+        const float *pa = rp;
+        if (bf) {
+            for (int j = 0; j < jend; j++) ar[j] = clasp_bf16_round(rp[j]);
+            pa = ar;
+        }
+        attn_row_combine(yp, pa, Vp, jend, Hp);
         for (int d = 0; d < hs; d++) yi[d] = yp[d];
     }
 }
@@ -1067,22 +1081,24 @@ CLASP_BODY void attn_bwd_bh(float *dq, float *dk, float *dv, float *restrict wor
     float *restrict VT = work, *restrict Kp = VT + tile, *restrict Qp = Kp + tile;
     float *restrict dKp = Qp + tile, *restrict dVp = dKp + tile;
     float *restrict da = dVp + tile, *restrict dyp = da + Tp;
+    int bf = clasp_compute_precision() == CLASP_BF16; /* as in attn_fwd_bh */
     attn_pack(VT, v, T, hs, C3, Tp, Hp, 1);
     attn_pack(Kp, k, T, hs, C3, Tp, Hp, 0);
     attn_pack(Qp, q, T, hs, C3, Tp, Hp, 0);
+    if (bf) clasp_bf16_round_n(VT, 3 * tile);
     memset(dKp, 0, 2 * tile * sizeof(float));
     for (int d = hs; d < Hp; d++) dyp[d] = 0.0f;
     for (int i = 0; i < T; i++) {
         const float *ar = a + (size_t)i * T;
         const float *dyi = dy + (size_t)i * C;
         int jend = causal ? i + 1 : T;
-        for (int d = 0; d < hs; d++) dyp[d] = dyi[d];
+        for (int d = 0; d < hs; d++) dyp[d] = bf ? clasp_bf16_round(dyi[d]) : dyi[d];
         /* da = dy_i V^T */
         attn_row_times_t(da, dyi, VT, hs, Tp, round_vl(jend), 1.0f);
         /* dv_j += a_ij dy_i */
         vf8 g0 = vload(dyp);
         for (int j = 0; j < jend; j++) {
-            float aij = ar[j];
+            float aij = bf ? clasp_bf16_round(ar[j]) : ar[j];
             float *dvj = dVp + (size_t)j * Hp;
             vstore(dvj, vload(dvj) + aij * g0);
             for (int d0 = VL; d0 < Hp; d0 += VL)
@@ -1098,6 +1114,8 @@ CLASP_BODY void attn_bwd_bh(float *dq, float *dk, float *dv, float *restrict wor
         for (int j = T8; j < T; j++) sd += (double)ar[j] * (double)da[j];
         float sf = (float)sd;
         for (int j = 0; j < T; j++) da[j] = ar[j] * (da[j] - sf) * scale;
+        if (bf)
+            for (int j = 0; j < T; j++) da[j] = clasp_bf16_round(da[j]);
         /* dk_j += ds_ij q_i */
         const float *qi = Qp + (size_t)i * Hp;
         for (int j = 0; j < jend; j++) {

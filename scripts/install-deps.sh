@@ -4,10 +4,11 @@
 # Needs root (or sudo) only when something is missing.
 set -eu
 
-# build and tests (python3-torch/-torchvision regenerate tests/reference; the tests read the
-# committed files, except the clasp_torch.py parity tests, which run PyTorch)
+# build and tests (libdnnl-dev: the default compute backend, oneDNN; libopenblas-dev: the portable
+# one; python3-torch/-torchvision regenerate tests/reference; the tests read the committed
+# files, except the clasp_torch.py parity tests, which run PyTorch)
 PKGS="build-essential cmake pkg-config clang-format python3 time \
-libstb-dev libopenblas-dev libcjson-dev libxxhash-dev libcriterion-dev \
+libstb-dev libopenblas-dev libdnnl-dev libcjson-dev libxxhash-dev libcriterion-dev \
 libsndfile1-dev libutf8proc-dev libarchive-dev libsamplerate0-dev libkissfft-dev \
 python3-torch python3-torchvision python3-numpy python3-pil valgrind clang libclang-rt-14-dev \
 libopenmpi-dev openmpi-bin"

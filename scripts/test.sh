@@ -1,6 +1,7 @@
 #!/bin/sh
-# test.sh: installs what the tests need, builds clasp twice (normal, and with
-# AddressSanitizer + UndefinedBehaviorSanitizer) and runs the whole test suite in both.
+# test.sh: installs what the tests need, builds clasp with its default compute backend (oneDNN)
+# normally and with AddressSanitizer + UndefinedBehaviorSanitizer, and with the portable backend
+# (OpenBLAS), runs the whole test suite in each, and checks that the two backends agree.
 # Usage: sh scripts/test.sh        (from anywhere; exit status 0 = every test passed)
 set -eu
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -40,6 +41,10 @@ echo "== size: no library or CLI function over 150 lines" >&2
 python3 scripts/check-function-length.py 150
 echo "== normal build" >&2
 run_suite build
+echo "== OpenBLAS backend build (the portable one)" >&2
+run_suite build-openblas -DCLASP_BACKEND=openblas -DCLASP_BUILD_BENCH=OFF
+echo "== backends agree: oneDNN and OpenBLAS train and embed the same within fp32 tolerance" >&2
+sh scripts/backends-agree.sh build/cli/clasp build-openblas/cli/clasp
 echo "== sanitizer build (address,undefined)" >&2
 export ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1"
 run_suite build-asan -DCLASP_SANITIZE=address,undefined -DCLASP_BUILD_BENCH=OFF
@@ -56,4 +61,5 @@ cmake -S . -B build-mpi -DCMAKE_BUILD_TYPE=Release -DCLASP_MPI=ON \
 cmake --build build-mpi -j "$JOBS" --target clasp test_mpi test_engine >/dev/null
 (cd build-mpi && ctest --output-on-failure -R 'test_mpi|test_engine')
 # ---- end of the MPI stage ----------------------------------------------------------------------
-echo "test.sh: all tests passed in the normal and sanitizer builds, the fuzz run and the MPI build" >&2
+echo "test.sh: all tests passed in the oneDNN, OpenBLAS and sanitizer builds, the backend" \
+    "agreement, the fuzz run and the MPI build" >&2
