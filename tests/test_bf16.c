@@ -346,7 +346,7 @@ static int losses_(const char *run, double *v, int cap) {
 
 Test(bf16, train_threads_agree_and_differ_from_fp32, .timeout = 300) {
     if (!have_bf16_()) cr_skip_test("%s", clasp_last_error());
-    char dir[FX_PATH], data[FX_PATH], r1[FX_PATH], r2[FX_PATH], r32[FX_PATH];
+    char dir[FX_PATH], data[FX_PATH + 16], r1[FX_PATH], r2[FX_PATH], r32[FX_PATH];
     fx_scratch("bf16_train", dir, r1, "bf16_t1", r2, "bf16_t2", r32, "fp32", NULL);
     fmnist_data_(dir, data, sizeof data);
     char *log = NULL;
@@ -379,7 +379,7 @@ Test(bf16, train_threads_agree_and_differ_from_fp32, .timeout = 300) {
  * into different updates: measured 6.8e-4, bf16 vs fp32 5e-4). */
 Test(bf16, train_without_bf16_kernels, .timeout = 300) {
     if (strcmp(CLASP_BACKEND_NAME, "onednn")) cr_skip_test("ONEDNN_MAX_CPU_ISA is for onednn");
-    char dir[FX_PATH], data[FX_PATH], rn[FX_PATH], ra[FX_PATH], r32[FX_PATH];
+    char dir[FX_PATH], data[FX_PATH + 16], rn[FX_PATH], ra[FX_PATH], r32[FX_PATH];
     fx_scratch("bf16_isa", dir, rn, "native", ra, "avx2", r32, "fp32", NULL);
     fmnist_data_(dir, data, sizeof data);
     char *log = NULL;
