@@ -5,8 +5,8 @@
  * tests/reference/bf16/<case>.safetensors (tests/reference/make_bf16.py), each run in fp32 and
  * with clasp_compute_set_precision(CLASP_BF16). Tolerances are max |got - want| / max |want|
  * over a tensor ("relative to the largest"):
- *   (a) bf16 against clasp's own fp32 path:            TOL_FP32 = 3e-2
- *   (b) bf16 against PyTorch autocast (ac.*):           TOL_AC   = 3e-2
+ *   (a) bf16 against clasp's own fp32 path:            TOL_FP32 = 2e-2 (measured <= 1.1e-2)
+ *   (b) bf16 against PyTorch autocast (ac.*):           TOL_AC   = 3e-2 (measured <= 1.6e-2)
  *       bf16 against clasp's semantics in float64 (rb.*): 1e-4 for one product (fp32
  *       accumulation order only), 2e-3 where a rounded product feeds another (an fp32 value
  *       next to a bf16 rounding boundary can round the other way: 2^-8 on that element), and
@@ -16,6 +16,8 @@
  *       fp32, or rounded only some products, fails here).
  * PyTorch autocast also rounds the products' OUTPUTS to bf16 (clasp keeps them fp32), hence the
  * wider (b): autocast and clasp's semantics differ by up to 1.6e-2 on these cases.
+ * The bias gradient of a convolution is accepted as the fp32 sum of dout or of bf16(dout): oneDNN's
+ * bf16 convolution sums the rounded dout, clasp's im2col path (no bf16 kernels) the exact one.
  *
  * End to end: `clasp train --precision bf16` on the Fashion-MNIST test shards is deterministic
  * across --threads (same --chunks), differs from fp32, and under ONEDNN_MAX_CPU_ISA=AVX2 (no
@@ -34,7 +36,7 @@
 #include "fixtures.h"
 #include "loss/infonce.h"
 
-#define TOL_FP32   3e-2
+#define TOL_FP32   2e-2
 #define TOL_AC     3e-2
 #define TOL_RB1    1e-4
 #define TOL_RBN    2e-3
