@@ -187,8 +187,14 @@ static void engine_init_(void) {
 /* A cached product: the key is every number the primitive was built from. */
 typedef struct mm_key {
     int ta, tb, M, N, K, lda, ldb, ldc, bf16, threads, bias;
+    int batch, batch2, pad_; /* products in one call: batch x batch2 (1 x 1: a plain product) */
+    long long sa, sb, sc;    /* their strides in A, B and C (floats or bf16 elements) */
+    long long sa2, sb2, sc2;
     uint32_t alpha, beta; /* float bits */
 } mm_key;
+/* keys are compared bytewise: no padding */
+_Static_assert(sizeof(mm_key) == 14 * sizeof(int) + 6 * sizeof(long long) + 2 * sizeof(uint32_t),
+               "mm_key has padding");
 
 typedef struct mm_entry {
     mm_key key;
@@ -330,12 +336,23 @@ static void md2_(dnnl_memory_desc_t *md, int R, int Cc, int t, int ld, dnnl_data
     dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides);
 }
 
+/* md2_ with two leading batch dimensions (batch, batch2) of strides s, s2 */
+static void md4_(dnnl_memory_desc_t *md, int batch, long long s, int batch2, long long s2, int R,
+                 int Cc, int t, int ld, dnnl_data_type_t dt) {
+    if (batch <= 1 && batch2 <= 1) {
+        md2_(md, R, Cc, t, ld, dt);
+        return;
+    }
+    dnnl_dims_t dims = {batch, batch2, R, Cc}, strides = {s, s2, t ? 1 : ld, t ? ld : 1};
+    dnnl_memory_desc_init_by_strides(md, 4, dims, dt, strides);
+}
+
 static dnnl_status_t mm_build_(mm_entry *e, const mm_key *k) {
     dnnl_data_type_t in = k->bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t a, b, c;
-    md2_(&a, k->M, k->K, k->ta, k->lda, in);
-    md2_(&b, k->K, k->N, k->tb, k->ldb, in);
-    md2_(&c, k->M, k->N, 0, k->ldc, dnnl_f32);
+    md4_(&a, k->batch, k->sa, k->batch2, k->sa2, k->M, k->K, k->ta, k->lda, in);
+    md4_(&b, k->batch, k->sb, k->batch2, k->sb2, k->K, k->N, k->tb, k->ldb, in);
+    md4_(&c, k->batch, k->sc, k->batch2, k->sc2, k->M, k->N, 0, k->ldc, dnnl_f32);
     dnnl_memory_desc_t bias;
     md2_(&bias, 1, k->N, 0, k->N, dnnl_f32);
     dnnl_matmul_desc_t d;
@@ -435,7 +452,18 @@ static void bf16_copy_(uint16_t *dst, const float *src, int rows, int cols, int 
 static int gemm_fp32_(compute_tl *t, int ta, int tb, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
                       int ldc, int threads, const float *bias) {
-    mm_key k = {ta, tb, M, N, K, lda, ldb, ldc, 0, threads, bias != NULL, 0, 0};
+    mm_key k = {.ta = ta,
+                .tb = tb,
+                .M = M,
+                .N = N,
+                .K = K,
+                .lda = lda,
+                .ldb = ldb,
+                .ldc = ldc,
+                .threads = threads,
+                .bias = bias != NULL,
+                .batch = 1,
+                .batch2 = 1};
     memcpy(&k.alpha, &alpha, sizeof alpha);
     memcpy(&k.beta, &beta, sizeof beta);
     mm_entry *e = mm_get_(t, &k);
@@ -448,7 +476,19 @@ static int gemm_bf16_(compute_tl *t, int ta, int tb, int M, int N, int K, float 
     int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
     size_t an = (size_t)ar * ac, bn = (size_t)br * bc;
     if (!__atomic_load_n(&g_bf16_emulated, __ATOMIC_RELAXED)) {
-        mm_key k = {ta, tb, M, N, K, ac, bc, ldc, 1, threads, bias != NULL, 0, 0};
+        mm_key k = {.ta = ta,
+                    .tb = tb,
+                    .M = M,
+                    .N = N,
+                    .K = K,
+                    .lda = ac,
+                    .ldb = bc,
+                    .ldc = ldc,
+                    .bf16 = 1,
+                    .threads = threads,
+                    .bias = bias != NULL,
+                    .batch = 1,
+                    .batch2 = 1};
         memcpy(&k.alpha, &alpha, sizeof alpha);
         memcpy(&k.beta, &beta, sizeof beta);
         mm_entry *e = mm_get_(t, &k);
@@ -514,6 +554,74 @@ void clasp_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A
 void clasp_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
                      int ldb, const float *bias, float *C, int ldc) {
     gemm_(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias);
+}
+
+/* One oneDNN call for the whole batch; -1 when it cannot (the caller loops instead). In bf16
+ * the operands are converted into compact batches first. */
+static int gemm_batched_(compute_tl *t, const clasp_gemm_batch *g, int ta, int tb, int M, int N,
+                         int K, float alpha, float beta) {
+    int bf = tl_precision == CLASP_BF16;
+    if (bf && __atomic_load_n(&g_bf16_emulated, __ATOMIC_RELAXED)) return -1;
+    int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    int n2 = g->batch2 > 0 ? g->batch2 : 1;
+    mm_key k = {.ta = ta,
+                .tb = tb,
+                .M = M,
+                .N = N,
+                .K = K,
+                .lda = g->lda,
+                .ldb = g->ldb,
+                .ldc = g->ldc,
+                .bf16 = bf,
+                .threads = tl_threads_(t),
+                .batch = g->batch,
+                .batch2 = n2,
+                .sa = g->sa,
+                .sb = g->sb,
+                .sc = g->sc,
+                .sa2 = g->sa2,
+                .sb2 = g->sb2,
+                .sc2 = g->sc2};
+    size_t an = (size_t)ar * ac, bn = (size_t)br * bc, nb = (size_t)g->batch * n2;
+    int given = bf && g->Ah && g->Bh; /* the caller's bf16 copies, read in place */
+    if (bf && !given) {               /* compact copies: (batch, batch2, rows, cols) */
+        k.lda = ac, k.ldb = bc;
+        k.sa2 = (long long)an, k.sb2 = (long long)bn;
+        k.sa = (long long)(an * n2), k.sb = (long long)(bn * n2);
+    }
+    memcpy(&k.alpha, &alpha, sizeof alpha);
+    memcpy(&k.beta, &beta, sizeof beta);
+    mm_entry *e = mm_get_(t, &k);
+    if (!e) return -1;
+    if (!bf) return mm_run_(t, e, g->A, g->B, g->C, NULL);
+    if (given) return mm_run_(t, e, g->Ah, g->Bh, g->C, NULL);
+    if (grow_bytes_((void **)&t->abf, &t->abf_cap, nb * an * 2) ||
+        grow_bytes_((void **)&t->bbf, &t->bbf_cap, nb * bn * 2))
+        return -1;
+    for (int i = 0; i < g->batch; i++)
+        for (int j = 0; j < n2; j++) {
+            size_t o = (size_t)i * n2 + (size_t)j;
+            bf16_copy_(t->abf + o * an, g->A + i * g->sa + j * g->sa2, ar, ac, g->lda);
+            bf16_copy_(t->bbf + o * bn, g->B + i * g->sb + j * g->sb2, br, bc, g->ldb);
+        }
+    return mm_run_(t, e, t->abf, t->bbf, g->C, NULL);
+}
+
+void clasp_gemm_batched(int ta, int tb, int M, int N, int K, float alpha, float beta,
+                        const clasp_gemm_batch *g) {
+    if (M <= 0 || N <= 0 || g->batch <= 0) return;
+    compute_tl *t = K > 0 ? tl_get_() : NULL;
+    if (t && gemm_batched_(t, g, ta, tb, M, N, K, alpha, beta) == 0) return;
+    int n2 = g->batch2 > 0 ? g->batch2 : 1;
+    for (int i = 0; i < g->batch; i++)
+        for (int j = 0; j < n2; j++)
+            gemm_(ta, tb, M, N, K, alpha, g->A + i * g->sa + j * g->sa2, g->lda,
+                  g->B + i * g->sb + j * g->sb2, g->ldb, beta, g->C + i * g->sc + j * g->sc2,
+                  g->ldc, NULL);
+}
+
+int clasp_compute_batched_native(void) {
+    return 1;
 }
 
 /* ---- direct convolution -------------------------------------------------------------------- */
@@ -798,7 +906,17 @@ clasp_status clasp_compute_check(clasp_precision p, int *native) {
         return clasp_set_error(CLASP_ERR_UNSUPPORTED, "oneDNN: cannot create a CPU engine");
     if (p != CLASP_BF16) return CLASP_OK;
     /* Build (not run) a small bf16 matmul: oneDNN refuses it without bf16 kernels. */
-    mm_key k = {0, 1, 64, 64, 64, 64, 64, 64, 1, 1, 0, 0, 0};
+    mm_key k = {.tb = 1,
+                .M = 64,
+                .N = 64,
+                .K = 64,
+                .lda = 64,
+                .ldb = 64,
+                .ldc = 64,
+                .bf16 = 1,
+                .threads = 1,
+                .batch = 1,
+                .batch2 = 1};
     float one = 1.0f;
     memcpy(&k.alpha, &one, sizeof one);
     mm_entry e;
@@ -850,6 +968,20 @@ void clasp_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int ld
     if (M <= 0 || N <= 0) return;
     bias_rows_(C, bias, M, N, ldc);
     clasp_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 1.0f, C, ldc);
+}
+
+void clasp_gemm_batched(int ta, int tb, int M, int N, int K, float alpha, float beta,
+                        const clasp_gemm_batch *g) {
+    int n2 = g->batch2 > 0 ? g->batch2 : 1;
+    for (int i = 0; i < g->batch; i++)
+        for (int j = 0; j < n2; j++)
+            clasp_gemm(ta, tb, M, N, K, alpha, g->A + i * g->sa + j * g->sa2, g->lda,
+                       g->B + i * g->sb + j * g->sb2, g->ldb, beta, g->C + i * g->sc + j * g->sc2,
+                       g->ldc);
+}
+
+int clasp_compute_batched_native(void) {
+    return 0;
 }
 
 static clasp_status no_direct_conv_(void) {

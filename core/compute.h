@@ -74,6 +74,29 @@ clasp_status clasp_conv2d_direct_bwd_weights(const clasp_conv_shape *s, float *d
 void clasp_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
                      int ldb, const float *bias, float *C, int ldc);
 
+/* batch x batch2 products of the same shape: product (i, j) reads A + i * sa + j * sa2,
+ * B + i * sb + j * sb2 and writes C + i * sc + j * sc2 (strides in floats; batch2 0 means 1);
+ * otherwise as clasp_gemm. On oneDNN one call for them all (clasp_compute_batched_native() is
+ * 1); OpenBLAS loops. */
+typedef struct clasp_gemm_batch {
+    int batch, batch2;
+    const float *A;
+    int lda;
+    long long sa, sa2;
+    const float *B;
+    int ldb;
+    long long sb, sb2;
+    float *C;
+    int ldc;
+    long long sc, sc2;
+    /* optional, bf16 precision only: A and B already converted (clasp_f32_to_bf16_n), laid out
+     * as A and B with the same strides; the product reads them instead of converting */
+    const uint16_t *Ah, *Bh;
+} clasp_gemm_batch;
+void clasp_gemm_batched(int ta, int tb, int M, int N, int K, float alpha, float beta,
+                        const clasp_gemm_batch *g);
+int clasp_compute_batched_native(void);
+
 /* Frees the calling thread's primitives and scratch (threads that exit free theirs). */
 void clasp_compute_thread_release(void);
 

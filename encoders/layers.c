@@ -885,11 +885,14 @@ static int round_vl(int n) {
 }
 
 size_t clasp_attention_work_floats(int B, int T, int C, int NH) {
-    (void)B;
     size_t Tp = (size_t)round_vl(T), Hp = (size_t)round_vl(C / NH);
     /* backward: V^T, K, Q, dK, dV tiles, a score row, a dy row (the forward: K^T, V, a score
      * row, an output row, rounded q and a rows); the BLAS path: one (T, T) */
     size_t n = 5 * Tp * Hp + Tp + Hp, nb = (size_t)T * T;
+    /* batched products (oneDNN): the score gradients of every (batch, head), then bf16 copies
+     * of qkv, the output gradient, the scores and their gradients (attention_bwd_batched) */
+    if (clasp_compute_batched_native())
+        nb = 2 * (size_t)B * (size_t)NH * (size_t)T * (size_t)T + 2 * (size_t)B * (size_t)T * C;
     return n > nb ? n : nb;
 }
 
@@ -1062,9 +1065,142 @@ SIMD_KERNEL(attn_fwd_head,
              const uint8_t *pm, int causal, int T, int hs, int C3, int C, float scale),
             (y, a, work, q, k, v, pm, causal, T, hs, C3, C, scale))
 
+/* ---- attention as batched products (backends with native batches: oneDNN) ----------------
+ * The four (forward: two) products of every (batch, head) are one clasp_gemm_batched call
+ * each, read in place from qkv (B, T, 3C) with strides; softmax and its backward run per row
+ * in fp32 with the SIMD row kernels above. */
+
+/* softmax of every score row (B, NH, T, T) in place, masked keys 0 */
+CLASP_BODY void attn_softmax_rows_body(float *att, const uint8_t *pad_mask, int causal, int B,
+                                       int NH, int T) {
+    for (int b = 0; b < B; b++) {
+        const uint8_t *pm = pad_mask ? pad_mask + (size_t)b * T : NULL;
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < T; i++) {
+                float *r = att + (((size_t)b * NH + h) * T + i) * T;
+                int jend = causal ? i + 1 : T;
+                float mx = attn_row_max(r, pm, jend, T);
+                if (mx == -INFINITY) { /* every key masked: zero row */
+                    for (int j = 0; j < T; j++) r[j] = 0.0f;
+                    continue;
+                }
+                attn_row_softmax(r, pm, jend, T, mx);
+            }
+    }
+}
+SIMD_KERNEL(attn_softmax_rows,
+            (float *att, const uint8_t *pad_mask, int causal, int B, int NH, int T),
+            (att, pad_mask, causal, B, NH, T))
+
+/* ds = a * (da - sum(a * da)) * scale in place over n rows of T */
+CLASP_BODY void attn_softmax_bwd_rows_body(float *restrict da, const float *restrict a, size_t n,
+                                           int T, float scale) {
+    int T8 = T - T % LN_LANES;
+    for (size_t r = 0; r < n; r++) {
+        const float *ar = a + r * T;
+        float *dr = da + r * T;
+        double sl[LN_LANES] = {0};
+        for (int j0 = 0; j0 < T8; j0 += LN_LANES)
+            for (int l = 0; l < LN_LANES; l++) sl[l] += (double)ar[j0 + l] * (double)dr[j0 + l];
+        double sd = 0.0;
+        for (int l = 0; l < LN_LANES; l++) sd += sl[l];
+        for (int j = T8; j < T; j++) sd += (double)ar[j] * (double)dr[j];
+        float sf = (float)sd;
+        for (int j = 0; j < T; j++) dr[j] = ar[j] * (dr[j] - sf) * scale;
+    }
+}
+SIMD_KERNEL(attn_softmax_bwd_rows,
+            (float *restrict da, const float *restrict a, size_t n, int T, float scale),
+            (da, a, n, T, scale))
+
+/* (B, NH) products over tiles of x: rows `ld` apart, batch b at b * sb, head h at h * hs */
+static clasp_gemm_batch attn_batch_(int B, int NH, const float *A, int lda, long long sa,
+                                    long long sa2, const float *Bm, int ldb, long long sb,
+                                    long long sb2, float *C, int ldc, long long sc, long long sc2) {
+    return (clasp_gemm_batch){.batch = B,
+                              .batch2 = NH,
+                              .A = A,
+                              .lda = lda,
+                              .sa = sa,
+                              .sa2 = sa2,
+                              .B = Bm,
+                              .ldb = ldb,
+                              .sb = sb,
+                              .sb2 = sb2,
+                              .C = C,
+                              .ldc = ldc,
+                              .sc = sc,
+                              .sc2 = sc2};
+}
+
+/* bf16 copies of n floats at the front of *w (advanced past them), when the thread computes in
+ * bf16; NULL otherwise */
+static const uint16_t *attn_bf16_(float **w, const float *x, size_t n) {
+    if (clasp_compute_precision() != CLASP_BF16) return NULL;
+    uint16_t *h = (uint16_t *)*w;
+    clasp_f32_to_bf16_n(h, x, n);
+    *w += (n + 1) / 2;
+    return h;
+}
+
+static void attention_fwd_batched(float *out, float *att, float *work, const float *qkv,
+                                  const uint8_t *pad_mask, int causal, int B, int T, int C,
+                                  int NH) {
+    int hs = C / NH, C3 = 3 * C;
+    long long sq = (long long)T * C3, sy = (long long)T * C, sa = (long long)NH * T * T;
+    long long tt = (long long)T * T;
+    float scale = 1.0f / sqrtf((float)hs);
+    float *w = work;
+    const uint16_t *qh = attn_bf16_(&w, qkv, (size_t)B * T * C3);
+    /* scores (T, T) = scale q k^T */
+    clasp_gemm_batch g = attn_batch_(B, NH, qkv, C3, sq, hs, qkv + C, C3, sq, hs, att, T, sa, tt);
+    g.Ah = qh, g.Bh = qh ? qh + C : NULL;
+    clasp_gemm_batched(0, 1, T, T, hs, scale, 0.0f, &g);
+    attn_softmax_rows(att, pad_mask, causal, B, NH, T);
+    const uint16_t *ah = attn_bf16_(&w, att, (size_t)B * sa);
+    /* y (T, hs) = a v, written into out's head columns */
+    g = attn_batch_(B, NH, att, T, sa, tt, qkv + 2 * C, C3, sq, hs, out, C, sy, hs);
+    g.Ah = ah, g.Bh = qh ? qh + 2 * C : NULL;
+    clasp_gemm_batched(0, 0, T, hs, T, 1.0f, 0.0f, &g);
+}
+
+/* acc = 0 overwrites dqkv, 1 adds to it */
+static void attention_bwd_batched(float *dqkv, float *work, const float *dout, const float *qkv,
+                                  const float *att, int B, int T, int C, int NH, int acc) {
+    int hs = C / NH, C3 = 3 * C;
+    long long sq = (long long)T * C3, sy = (long long)T * C, sa = (long long)NH * T * T;
+    long long tt = (long long)T * T;
+    float scale = 1.0f / sqrtf((float)hs), beta = acc ? 1.0f : 0.0f;
+    float *da = work, *w = work + (size_t)B * sa; /* da (B, NH, T, T), then bf16 copies */
+    const uint16_t *qh = attn_bf16_(&w, qkv, (size_t)B * T * C3);
+    const uint16_t *dyh = attn_bf16_(&w, dout, (size_t)B * T * C);
+    const uint16_t *ah = attn_bf16_(&w, att, (size_t)B * sa);
+    /* da = dy v^T; dv = a^T dy */
+    clasp_gemm_batch g =
+        attn_batch_(B, NH, dout, C, sy, hs, qkv + 2 * C, C3, sq, hs, da, T, sa, tt);
+    g.Ah = dyh, g.Bh = qh ? qh + 2 * C : NULL;
+    clasp_gemm_batched(0, 1, T, T, hs, 1.0f, 0.0f, &g);
+    g = attn_batch_(B, NH, att, T, sa, tt, dout, C, sy, hs, dqkv + 2 * C, C3, sq, hs);
+    g.Ah = ah, g.Bh = dyh;
+    clasp_gemm_batched(1, 0, T, hs, T, 1.0f, beta, &g);
+    attn_softmax_bwd_rows(da, att, (size_t)B * NH * T, T, scale);
+    const uint16_t *dsh = attn_bf16_(&w, da, (size_t)B * sa);
+    /* dq = ds k; dk = ds^T q */
+    g = attn_batch_(B, NH, da, T, sa, tt, qkv + C, C3, sq, hs, dqkv, C3, sq, hs);
+    g.Ah = dsh, g.Bh = qh ? qh + C : NULL;
+    clasp_gemm_batched(0, 0, T, hs, T, 1.0f, beta, &g);
+    g = attn_batch_(B, NH, da, T, sa, tt, qkv, C3, sq, hs, dqkv + C, C3, sq, hs);
+    g.Ah = dsh, g.Bh = qh;
+    clasp_gemm_batched(1, 0, T, hs, T, 1.0f, beta, &g);
+}
+
 void clasp_attention_forward(float *out, float *att, float *work, const float *qkv,
                              const uint8_t *pad_mask, int causal, int B, int T, int C, int NH) {
     /* out (B, T, C), att (B, NH, T, T), qkv (B, T, 3C), pad_mask (B, T) or NULL */
+    if (clasp_compute_batched_native()) {
+        attention_fwd_batched(out, att, work, qkv, pad_mask, causal, B, T, C, NH);
+        return;
+    }
     attention_fwd_heads(simd_level() >= 1 ? attn_fwd_head : attn_fwd_head_blas, out, att, work, qkv,
                         pad_mask, causal, B, T, C, NH);
 }
@@ -1180,7 +1316,9 @@ SIMD_KERNEL(attention_bwd,
 /* acc = 0 overwrites dqkv instead of adding to it */
 static void attention_backward(float *dqkv, float *work, const float *dout, const float *qkv,
                                const float *att, int B, int T, int C, int NH, int acc) {
-    if (simd_level() >= 1) {
+    if (clasp_compute_batched_native()) {
+        attention_bwd_batched(dqkv, work, dout, qkv, att, B, T, C, NH, acc);
+    } else if (simd_level() >= 1) {
         attention_bwd(dqkv, work, dout, qkv, att, B, T, C, NH, acc);
     } else {
         if (!acc) memset(dqkv, 0, (size_t)B * T * 3 * C * sizeof(float));

@@ -74,3 +74,18 @@ int clasp_model_has_modality(const clasp_handle *h, int modality) {
     if (!h || modality < 0 || modality > 2) return 0;
     return clasp_embedder_has(&h->em, towers[modality]) ? 1 : 0;
 }
+
+int clasp_model_set_precision(clasp_handle *h, const char *precision) {
+    if (!h) return clasp_set_error(CLASP_ERR_ARG, "clasp_model_set_precision: NULL handle");
+    clasp_precision p;
+    clasp_status s = clasp_precision_parse(precision, &p);
+    return s != CLASP_OK ? s : clasp_embedder_set_precision(&h->em, p);
+}
+
+const char *clasp_model_trained_precision(const clasp_handle *h) {
+    return h ? clasp_precision_name(h->em.config.precision) : "";
+}
+
+const char *clasp_backend(void) {
+    return clasp_compute_backend();
+}

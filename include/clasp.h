@@ -79,6 +79,16 @@ int clasp_model_embed_audio_files(clasp_handle *h, const char *const *paths, int
 /* Whether the model has an image (0), text (1) or audio (2) tower: 1 yes, 0 no. */
 int clasp_model_has_modality(const clasp_handle *h, int modality);
 
+/* The precision of later embeddings: "fp32" (default) or "bf16" (the inputs of every matrix
+ * product rounded to bf16, fp32 accumulation: faster, about 3 significant digits per product).
+ * Fails (naming the backend) when this build or CPU cannot compute in it, or for another
+ * name. */
+int clasp_model_set_precision(clasp_handle *h, const char *precision);
+/* The precision the model was trained in ("fp32" or "bf16"; its config.json's "precision"). */
+const char *clasp_model_trained_precision(const clasp_handle *h);
+/* The compute backend of this build ("onednn" or "openblas"). */
+const char *clasp_backend(void);
+
 /* The last error message of this thread ("" if none). */
 const char *clasp_last_error(void);
 

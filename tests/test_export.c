@@ -416,3 +416,38 @@ Test(export, capi_refuses_bad_arguments) {
     cr_assert_eq(clasp_model_embed_texts(h, texts, 1, out), 0, "%s", clasp_last_error());
     clasp_model_close(h);
 }
+
+/* The C API's precision: an export says what it was trained in; it embeds in fp32 (default) or,
+ * on the oneDNN backend, bf16: close to fp32 but not its bits. An unknown name, and bf16 on
+ * OpenBLAS, fail with a message naming the value or the backend. */
+Test(export, capi_precision) {
+    char tmp[FX_PATH], dir[FX_PATH], cfgp[FX_PATH];
+    fx_scratch("capi_precision", tmp, dir, "export", NULL);
+    snprintf(cfgp, sizeof cfgp, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
+    cr_assert(fx_export_model(cfgp, NULL, dir, 3), "%s", clasp_last_error());
+    clasp_handle *h = clasp_model_open(dir, 1);
+    cr_assert(h, "%s", clasp_last_error());
+    cr_expect_str_eq(clasp_backend(), CLASP_BACKEND_NAME);
+    cr_expect_str_eq(clasp_model_trained_precision(h), "fp32");
+    int D = clasp_model_dim(h);
+    const char *texts[3] = {"a bag", "an ankle boot", "a pullover with long sleeves"};
+    float *f = malloc(3 * (size_t)D * sizeof(float)), *g = malloc(3 * (size_t)D * sizeof(float));
+    cr_assert_eq(clasp_model_embed_texts(h, texts, 3, f), 0, "%s", clasp_last_error());
+    cr_expect_neq(clasp_model_set_precision(h, "fp16"), 0);
+    cr_expect(strstr(clasp_last_error(), "fp16"), "%s", clasp_last_error());
+    if (!strcmp(CLASP_BACKEND_NAME, "openblas")) {
+        cr_expect_neq(clasp_model_set_precision(h, "bf16"), 0);
+        cr_expect(strstr(clasp_last_error(), "openblas"), "%s", clasp_last_error());
+    } else {
+        cr_assert_eq(clasp_model_set_precision(h, "bf16"), 0, "%s", clasp_last_error());
+        cr_assert_eq(clasp_model_embed_texts(h, texts, 3, g), 0, "%s", clasp_last_error());
+        double maxd = 0;
+        for (int i = 0; i < 3 * D; i++) maxd = fmax(maxd, fabs((double)f[i] - (double)g[i]));
+        cr_expect(maxd > 0 && maxd < 2e-2, "bf16 vs fp32 embeddings: max |diff| %g", maxd);
+        cr_assert_eq(clasp_model_set_precision(h, "fp32"), 0, "%s", clasp_last_error());
+        cr_assert_eq(clasp_model_embed_texts(h, texts, 3, g), 0, "%s", clasp_last_error());
+        cr_expect(!memcmp(f, g, 3 * (size_t)D * sizeof(float)), "fp32 again: not the same bits");
+    }
+    free(f), free(g);
+    clasp_model_close(h);
+}

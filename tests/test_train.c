@@ -1,6 +1,7 @@
 /* test_train.c: `clasp train` end to end on a small Fashion-MNIST subset: exact resume
  * (straight run vs stop + resume, and after a SIGKILL), loader-thread independence, refusal of
  * a mismatched or corrupt checkpoint, and that training lowers the loss. */
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
@@ -79,19 +80,32 @@ static char *read_log_(const char *run) {
     return fx_read_text(log);
 }
 
-Test(train, resume_is_bit_exact) {
-    char base[4096], a[4200], b[4200];
-    build_data_(fx_scratch("train_resume", base, a, "straight", b, "stopped", NULL));
-    cr_assert_eq(run_("--steps 8", a), 0);
-    cr_assert_eq(run_("--steps 8 --stop-after 4", b), 3, "--stop-after exits 3 (interrupted)");
+/* Straight run vs stopped + resumed, in the given precision ("--precision P" or ""). */
+static void resume_case_(const char *name, const char *prec) {
+    char base[4096], a[4200], b[4200], x[256];
+    build_data_(fx_scratch(name, base, a, "straight", b, "stopped", NULL));
+    snprintf(x, sizeof x, "--steps 8 %s", prec);
+    cr_assert_eq(run_(x, a), 0);
+    snprintf(x, sizeof x, "--steps 8 --stop-after 4 %s", prec);
+    cr_assert_eq(run_(x, b), 3, "--stop-after exits 3 (interrupted)");
     char *part = losses_(b);
     cr_assert_eq(fx_count_lines(part), 4);
-    cr_assert_eq(run_("--steps 8 --resume latest", b), 0);
+    snprintf(x, sizeof x, "--steps 8 --resume latest %s", prec);
+    cr_assert_eq(run_(x, b), 0);
     char *la = losses_(a);
     cr_assert_eq(fx_count_lines(la), 8);
     expect_same_losses_(a, b, "losses after resume differ: straight vs resumed");
     free(part);
     free(la);
+}
+
+Test(train, resume_is_bit_exact) {
+    resume_case_("train_resume", "");
+}
+
+Test(train, resume_is_bit_exact_bf16) {
+    if (!strcmp(CLASP_BACKEND_NAME, "openblas")) cr_skip_test("bf16 needs the onednn backend");
+    resume_case_("train_resume_bf16", "--precision bf16");
 }
 
 Test(train, loader_threads_do_not_change_losses) {
@@ -102,12 +116,14 @@ Test(train, loader_threads_do_not_change_losses) {
     expect_same_losses_(a, b, "workers 1/threads 1 vs workers 3/threads 2");
 }
 
-Test(train, sigkill_then_resume_matches_straight_run) {
-    char base[4096], a[4200], b[4200];
-    build_data_(fx_scratch("train_kill", base, a, "straight", b, "killed", NULL));
-    cr_assert_eq(run_("--steps 10 --save-every 2", a), 0);
+/* Straight run vs SIGKILLed + resumed, in the given precision ("--precision P" or ""). */
+static void sigkill_case_(const char *name, const char *prec) {
+    char base[4096], a[4200], b[4200], x[256];
+    build_data_(fx_scratch(name, base, a, "straight", b, "killed", NULL));
+    snprintf(x, sizeof x, "--steps 10 --save-every 2 %s", prec);
+    cr_assert_eq(run_(x, a), 0);
     /* Run the same in the background and SIGKILL it once its second checkpoint exists. */
-    pid_t pid = spawn_("--steps 10 --save-every 2", b, "/dev/null");
+    pid_t pid = spawn_(x, b, "/dev/null");
     char ck[4400];
     snprintf(ck, sizeof ck, "%s/checkpoints/step-00000004", b);
     struct stat sb;
@@ -120,9 +136,52 @@ Test(train, sigkill_then_resume_matches_straight_run) {
     char *before = losses_(b);
     cr_assert(fx_count_lines(before) < 10, "killed run logged all steps");
     free(before);
-    cr_assert_eq(run_("--steps 10 --save-every 2 --resume latest", b), 0,
-                 "resume after SIGKILL failed (see %s.log)", b);
+    snprintf(x, sizeof x, "--steps 10 --save-every 2 --resume latest %s", prec);
+    cr_assert_eq(run_(x, b), 0, "resume after SIGKILL failed (see %s.log)", b);
     expect_same_losses_(a, b, "straight vs killed+resumed");
+}
+
+Test(train, sigkill_then_resume_matches_straight_run) {
+    sigkill_case_("train_kill", "");
+}
+
+Test(train, sigkill_then_resume_matches_straight_run_bf16) {
+    if (!strcmp(CLASP_BACKEND_NAME, "openblas")) cr_skip_test("bf16 needs the onednn backend");
+    sigkill_case_("train_kill_bf16", "--precision bf16");
+}
+
+/* A bf16 run: its export records the precision, a resume in fp32 is refused naming the option,
+ * and the losses are not fp32's. On OpenBLAS, --precision bf16 is refused naming the backend. */
+Test(train, precision_is_recorded_and_part_of_the_resume_key) {
+    char base[4096], a[4200], b[4200], path[4400];
+    build_data_(fx_scratch("train_precision", base, a, "bf16", b, "fp32", NULL));
+    if (!strcmp(CLASP_BACKEND_NAME, "openblas")) {
+        cr_assert_eq(run_("--steps 2 --precision bf16", a), 1);
+        char *text = read_log_(a);
+        cr_assert(strstr(text, "bf16") && strstr(text, "openblas"), "%s", text);
+        free(text);
+        return;
+    }
+    cr_assert_eq(run_("--steps 3 --precision bf16", a), 0);
+    cr_assert_eq(run_("--steps 3 --precision fp32", b), 0);
+    char *la = losses_(a), *lb = losses_(b);
+    cr_expect_str_neq(la, lb, "bf16 and fp32 logged the same losses:\n%s", la);
+    free(la), free(lb);
+    cr_assert_eq(run_("--steps 3 --precision fp32 --resume latest", a), 1);
+    char *text = read_log_(a);
+    cr_assert(strstr(text, "resume_key.precision"), "%s", text);
+    free(text);
+    char *out = NULL;
+    snprintf(path, sizeof path, "%s/export", a);
+    cr_assert_eq(fx_clasp(&out, "export %s -o %s", a, path), 0, "%s", out ? out : "");
+    free(out);
+    snprintf(path, sizeof path, "%s/export/config.json", a);
+    text = fx_read_text(path);
+    cJSON *cfg = cJSON_Parse(text);
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(cfg, "precision");
+    cr_expect(cJSON_IsString(p) && !strcmp(p->valuestring, "bf16"), "%s", text);
+    cJSON_Delete(cfg);
+    free(text);
 }
 
 Test(train, mismatched_or_corrupt_checkpoint_is_a_named_error) {
