@@ -297,7 +297,8 @@ Test(bf16, conv2d_fmnist_conv2) {
 }
 
 /* q, k, v and the softmax weights are rounded to bf16 in bf16 (as autocast's q @ k^T and
- * att @ v); the gradients go through products of rounded inputs too */
+ * att @ v); the gradients go through products of rounded inputs too, the score gradient
+ * rounded after the 1/sqrt(hs) scale (as autocast's backward of (q @ k^T) * scale) */
 Test(bf16, attention_causal) {
     check_layer_("attention_causal", attention_run_, TOL_RBN);
 }

@@ -48,12 +48,16 @@ def r(t):
 
 
 class RMM(torch.autograd.Function):
-    """alpha * bf16(a) @ bf16(b), with the backward's products rounded the same way."""
+    """alpha * bf16(a) @ bf16(b), with the backward's products rounded the same way: the
+    upstream gradient g enters them as alpha * bf16(g), or with inner=True as bf16(alpha * g)
+    (attention's scores: clasp folds the scale into the score gradient before rounding it, as
+    autocast's bf16 backward of (q @ k^T) * scale does)."""
 
     @staticmethod
-    def forward(ctx, a, b, alpha):
+    def forward(ctx, a, b, alpha, inner):
         ctx.save_for_backward(a, b)
         ctx.alpha = alpha.detach() if isinstance(alpha, torch.Tensor) else alpha
+        ctx.inner = inner
         return ctx.alpha * (r(a) @ r(b))
 
     @staticmethod
@@ -61,11 +65,15 @@ class RMM(torch.autograd.Function):
         a, b = ctx.saved_tensors
         al = ctx.alpha
         dal = (g * (r(a) @ r(b))).sum() if isinstance(al, torch.Tensor) else None
-        return al * (r(g) @ r(b).transpose(-2, -1)), al * (r(a).transpose(-2, -1) @ r(g)), dal
+        if ctx.inner:
+            gs = r(al * g)
+            return gs @ r(b).transpose(-2, -1), r(a).transpose(-2, -1) @ gs, dal, None
+        return (al * (r(g) @ r(b).transpose(-2, -1)), al * (r(a).transpose(-2, -1) @ r(g)), dal,
+                None)
 
 
-def rmm(a, b, alpha=1.0):
-    return RMM.apply(a, b, alpha)
+def rmm(a, b, alpha=1.0, inner=False):
+    return RMM.apply(a, b, alpha, inner)
 
 
 def rlinear(x, w, b):
@@ -182,6 +190,12 @@ def ac_mm(a, b, alpha):
     return (a @ b) * alpha
 
 
+def rmm_mm(a, b, alpha):
+    """attention's two products in clasp's semantics: the scores (alpha != 1) fold the scale
+    into their gradient before rounding it"""
+    return rmm(a, b, alpha, alpha != 1.0)
+
+
 def attention():
     B, T, C, NH = 2, 6, 16, 2
     pad = np.array([[0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 1, 1]], dtype=np.uint8)
@@ -190,7 +204,7 @@ def attention():
         extra = {"pad": p} if p is not None else None
         both(tag, {"qkv": randn(B, T, 3 * C)},
              lambda qkv: attn_core(qkv, NH, mask, ac_mm),
-             lambda qkv: attn_core(qkv, NH, mask, rmm), [B, T, C, NH, causal], extra)
+             lambda qkv: attn_core(qkv, NH, mask, rmm_mm), [B, T, C, NH, causal], extra)
 
 
 BLOCK_NAMES = ["ln1.weight", "ln1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight",
@@ -229,7 +243,7 @@ def block():
 
         extra = {"pad": p} if p is not None else None
         both(tag, inputs, unpack(lambda **kw: fwd(ac_mm, F.linear, **kw)),
-             unpack(lambda **kw: fwd(rmm, rlinear, **kw)),
+             unpack(lambda **kw: fwd(rmm_mm, rlinear, **kw)),
              [B, T, C, NH, Fd, causal, approximate == "tanh"], extra)
 
 
