@@ -144,7 +144,7 @@ static void check_layer_(const char *file, layer_run_fn *run, double tol_rb) {
         double eac = rel_max_(o16.v[i], ref_(st, key, n), n);
         if (o16.alt[i] && rel_max_(o16.v[i], o16.alt[i], n) < erb) {
             erb = rel_max_(o16.v[i], o16.alt[i], n), rrb = rel_rms_(o16.v[i], o16.alt[i], n);
-            cr_log_warn("%s %s in bf16 is the alternative (%.2e from it)", file, nm, erb);
+            cr_log_info("%s %s in bf16 is the alternative (%.2e from it)", file, nm, erb);
         }
         if (getenv("CLASP_TEST_VERBOSE"))
             fprintf(stderr,
