@@ -219,6 +219,8 @@ typedef struct compute_tl {
     size_t ncv, cvcap;
     float *ftmp; /* fp32 scratch of the convolutions (gradients before they are added) */
     size_t ftmp_cap;
+    uint16_t *hslot[4]; /* clasp_compute_bf16_scratch */
+    size_t hslot_cap[4];
 } compute_tl;
 
 static void conv_entries_free_(compute_tl *t);
@@ -244,6 +246,7 @@ static void tl_free_(void *p) {
     conv_entries_free_(t);
     free(t->cv);
     free(t->ftmp);
+    for (int i = 0; i < 4; i++) free(t->hslot[i]);
     if (t->stream) dnnl_stream_destroy(t->stream);
     free(t->scratch);
     free(t->abf);
@@ -583,28 +586,26 @@ static int gemm_batched_(compute_tl *t, const clasp_gemm_batch *g, int ta, int t
                 .sb2 = g->sb2,
                 .sc2 = g->sc2};
     size_t an = (size_t)ar * ac, bn = (size_t)br * bc, nb = (size_t)g->batch * n2;
-    int given = bf && g->Ah && g->Bh; /* the caller's bf16 copies, read in place */
-    if (bf && !given) {               /* compact copies: (batch, batch2, rows, cols) */
-        k.lda = ac, k.ldb = bc;
-        k.sa2 = (long long)an, k.sb2 = (long long)bn;
-        k.sa = (long long)(an * n2), k.sb = (long long)(bn * n2);
-    }
+    /* bf16: an operand the caller converted is read in place, the other is converted into a
+     * compact batch (batch, batch2, rows, cols) */
+    int conv_a = bf && !g->Ah, conv_b = bf && !g->Bh;
+    if (conv_a) k.lda = ac, k.sa2 = (long long)an, k.sa = (long long)(an * n2);
+    if (conv_b) k.ldb = bc, k.sb2 = (long long)bn, k.sb = (long long)(bn * n2);
     memcpy(&k.alpha, &alpha, sizeof alpha);
     memcpy(&k.beta, &beta, sizeof beta);
     mm_entry *e = mm_get_(t, &k);
     if (!e) return -1;
     if (!bf) return mm_run_(t, e, g->A, g->B, g->C, NULL);
-    if (given) return mm_run_(t, e, g->Ah, g->Bh, g->C, NULL);
-    if (grow_bytes_((void **)&t->abf, &t->abf_cap, nb * an * 2) ||
-        grow_bytes_((void **)&t->bbf, &t->bbf_cap, nb * bn * 2))
+    if ((conv_a && grow_bytes_((void **)&t->abf, &t->abf_cap, nb * an * 2)) ||
+        (conv_b && grow_bytes_((void **)&t->bbf, &t->bbf_cap, nb * bn * 2)))
         return -1;
     for (int i = 0; i < g->batch; i++)
         for (int j = 0; j < n2; j++) {
             size_t o = (size_t)i * n2 + (size_t)j;
-            bf16_copy_(t->abf + o * an, g->A + i * g->sa + j * g->sa2, ar, ac, g->lda);
-            bf16_copy_(t->bbf + o * bn, g->B + i * g->sb + j * g->sb2, br, bc, g->ldb);
+            if (conv_a) bf16_copy_(t->abf + o * an, g->A + i * g->sa + j * g->sa2, ar, ac, g->lda);
+            if (conv_b) bf16_copy_(t->bbf + o * bn, g->B + i * g->sb + j * g->sb2, br, bc, g->ldb);
         }
-    return mm_run_(t, e, t->abf, t->bbf, g->C, NULL);
+    return mm_run_(t, e, conv_a ? t->abf : g->Ah, conv_b ? t->bbf : g->Bh, g->C, NULL);
 }
 
 void clasp_gemm_batched(int ta, int tb, int M, int N, int K, float alpha, float beta,
@@ -622,6 +623,13 @@ void clasp_gemm_batched(int ta, int tb, int M, int N, int K, float alpha, float 
 
 int clasp_compute_batched_native(void) {
     return 1;
+}
+
+uint16_t *clasp_compute_bf16_scratch(int slot, size_t n) {
+    compute_tl *t = slot >= 0 && slot < 4 ? tl_get_() : NULL;
+    if (!t || grow_bytes_((void **)&t->hslot[slot], &t->hslot_cap[slot], n * sizeof(uint16_t)))
+        return NULL;
+    return t->hslot[slot];
 }
 
 /* ---- direct convolution -------------------------------------------------------------------- */
@@ -982,6 +990,11 @@ void clasp_gemm_batched(int ta, int tb, int M, int N, int K, float alpha, float 
 
 int clasp_compute_batched_native(void) {
     return 0;
+}
+
+uint16_t *clasp_compute_bf16_scratch(int slot, size_t n) {
+    (void)slot, (void)n;
+    return NULL;
 }
 
 static clasp_status no_direct_conv_(void) {

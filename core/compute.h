@@ -89,13 +89,18 @@ typedef struct clasp_gemm_batch {
     float *C;
     int ldc;
     long long sc, sc2;
-    /* optional, bf16 precision only: A and B already converted (clasp_f32_to_bf16_n), laid out
-     * as A and B with the same strides; the product reads them instead of converting */
+    /* optional, bf16 precision only: A and/or B already converted (clasp_f32_to_bf16_n), laid
+     * out as A and B with the same strides; the product reads them instead of converting */
     const uint16_t *Ah, *Bh;
 } clasp_gemm_batch;
 void clasp_gemm_batched(int ta, int tb, int M, int N, int K, float alpha, float beta,
                         const clasp_gemm_batch *g);
 int clasp_compute_batched_native(void);
+/* A scratch array of n bf16 elements owned by the calling thread, one per slot (0..3), kept
+ * until the slot is asked again (bf16 copies a caller converts once for several products).
+ * NULL when out of memory or on a backend without batched products (the products then convert
+ * for themselves). */
+uint16_t *clasp_compute_bf16_scratch(int slot, size_t n);
 
 /* Frees the calling thread's primitives and scratch (threads that exit free theirs). */
 void clasp_compute_thread_release(void);

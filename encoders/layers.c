@@ -889,10 +889,8 @@ size_t clasp_attention_work_floats(int B, int T, int C, int NH) {
     /* backward: V^T, K, Q, dK, dV tiles, a score row, a dy row (the forward: K^T, V, a score
      * row, an output row, rounded q and a rows); the BLAS path: one (T, T) */
     size_t n = 5 * Tp * Hp + Tp + Hp, nb = (size_t)T * T;
-    /* batched products (oneDNN): the score gradients of every (batch, head), then bf16 copies
-     * of qkv, the output gradient, the scores and their gradients (attention_bwd_batched) */
-    if (clasp_compute_batched_native())
-        nb = 2 * (size_t)B * (size_t)NH * (size_t)T * (size_t)T + 2 * (size_t)B * (size_t)T * C;
+    /* batched products (oneDNN): the score gradients of every (batch, head) */
+    if (clasp_compute_batched_native()) nb = (size_t)B * (size_t)NH * (size_t)T * (size_t)T;
     return n > nb ? n : nb;
 }
 
@@ -1133,13 +1131,12 @@ static clasp_gemm_batch attn_batch_(int B, int NH, const float *A, int lda, long
                               .sc2 = sc2};
 }
 
-/* bf16 copies of n floats at the front of *w (advanced past them), when the thread computes in
- * bf16; NULL otherwise */
-static const uint16_t *attn_bf16_(float **w, const float *x, size_t n) {
+/* A bf16 copy of x (n floats) in the thread's scratch `slot`, when the thread computes in
+ * bf16 (else NULL: the products then read x) */
+static const uint16_t *attn_bf16_(int slot, const float *x, size_t n) {
     if (clasp_compute_precision() != CLASP_BF16) return NULL;
-    uint16_t *h = (uint16_t *)*w;
-    clasp_f32_to_bf16_n(h, x, n);
-    *w += (n + 1) / 2;
+    uint16_t *h = clasp_compute_bf16_scratch(slot, n);
+    if (h) clasp_f32_to_bf16_n(h, x, n);
     return h;
 }
 
@@ -1150,14 +1147,14 @@ static void attention_fwd_batched(float *out, float *att, float *work, const flo
     long long sq = (long long)T * C3, sy = (long long)T * C, sa = (long long)NH * T * T;
     long long tt = (long long)T * T;
     float scale = 1.0f / sqrtf((float)hs);
-    float *w = work;
-    const uint16_t *qh = attn_bf16_(&w, qkv, (size_t)B * T * C3);
+    (void)work;
+    const uint16_t *qh = attn_bf16_(0, qkv, (size_t)B * T * C3);
     /* scores (T, T) = scale q k^T */
     clasp_gemm_batch g = attn_batch_(B, NH, qkv, C3, sq, hs, qkv + C, C3, sq, hs, att, T, sa, tt);
     g.Ah = qh, g.Bh = qh ? qh + C : NULL;
     clasp_gemm_batched(0, 1, T, T, hs, scale, 0.0f, &g);
     attn_softmax_rows(att, pad_mask, causal, B, NH, T);
-    const uint16_t *ah = attn_bf16_(&w, att, (size_t)B * sa);
+    const uint16_t *ah = attn_bf16_(1, att, (size_t)B * sa);
     /* y (T, hs) = a v, written into out's head columns */
     g = attn_batch_(B, NH, att, T, sa, tt, qkv + 2 * C, C3, sq, hs, out, C, sy, hs);
     g.Ah = ah, g.Bh = qh ? qh + 2 * C : NULL;
@@ -1171,10 +1168,10 @@ static void attention_bwd_batched(float *dqkv, float *work, const float *dout, c
     long long sq = (long long)T * C3, sy = (long long)T * C, sa = (long long)NH * T * T;
     long long tt = (long long)T * T;
     float scale = 1.0f / sqrtf((float)hs), beta = acc ? 1.0f : 0.0f;
-    float *da = work, *w = work + (size_t)B * sa; /* da (B, NH, T, T), then bf16 copies */
-    const uint16_t *qh = attn_bf16_(&w, qkv, (size_t)B * T * C3);
-    const uint16_t *dyh = attn_bf16_(&w, dout, (size_t)B * T * C);
-    const uint16_t *ah = attn_bf16_(&w, att, (size_t)B * sa);
+    float *da = work; /* (B, NH, T, T) */
+    const uint16_t *qh = attn_bf16_(0, qkv, (size_t)B * T * C3);
+    const uint16_t *dyh = attn_bf16_(2, dout, (size_t)B * T * C);
+    const uint16_t *ah = attn_bf16_(1, att, (size_t)B * sa);
     /* da = dy v^T; dv = a^T dy */
     clasp_gemm_batch g =
         attn_batch_(B, NH, dout, C, sy, hs, qkv + 2 * C, C3, sq, hs, da, T, sa, tt);
@@ -1184,7 +1181,7 @@ static void attention_bwd_batched(float *dqkv, float *work, const float *dout, c
     g.Ah = ah, g.Bh = dyh;
     clasp_gemm_batched(1, 0, T, hs, T, 1.0f, beta, &g);
     attn_softmax_bwd_rows(da, att, (size_t)B * NH * T, T, scale);
-    const uint16_t *dsh = attn_bf16_(&w, da, (size_t)B * sa);
+    const uint16_t *dsh = attn_bf16_(3, da, (size_t)B * sa);
     /* dq = ds k; dk = ds^T q */
     g = attn_batch_(B, NH, da, T, sa, tt, qkv + C, C3, sq, hs, dqkv, C3, sq, hs);
     g.Ah = dsh, g.Bh = qh ? qh + C : NULL;

@@ -310,6 +310,13 @@ static clasp_status plan_stack(clasp__stack *S, clasp_arena *a, int B, int T) {
     return CLASP_OK;
 }
 
+/* Images per convolution call in pooled blocks: enough to keep each call efficient, few enough
+ * that the group's raw conv output stays small. Fixed, so results never depend on threads. */
+#define CNN_GROUP 16
+static int cnn_group_(int B) {
+    return B < CNN_GROUP ? B : CNN_GROUP;
+}
+
 static clasp_status plan_cnn(clasp__tower *tw, clasp_arena *a, int B) {
     size_t b = (size_t)B;
     CLASP_TRY(TAKE_F(a, tw->x, b, (size_t)tw->in_c, (size_t)tw->in_h * (size_t)tw->in_w));
@@ -319,11 +326,11 @@ static clasp_status plan_cnn(clasp__tower *tw, clasp_arena *a, int B) {
         size_t nconv = (size_t)tw->hconv[i] * (size_t)tw->wconv[i];
         size_t nout = (size_t)tw->hout[i] * (size_t)tw->wout[i];
         if (cb->pool > 0) {
-            /* pooled blocks run one image at a time (cnn_forward/cnn_backward), so the raw
-             * conv output is a one-image scratch; the fused ReLU + max-pool backward needs
-             * neither it nor a separate post-ReLU gradient: the pre-ReLU gradient (one image)
+            /* pooled blocks run CNN_GROUP images at a time (cnn_forward/cnn_backward), so the
+             * raw conv output is a group's scratch; the fused ReLU + max-pool backward needs
+             * neither it nor a separate post-ReLU gradient: the pre-ReLU gradient (one group)
              * reuses the scratch */
-            CLASP_TRY(TAKE_F(a, tw->conv[i], 1, oc, nconv));
+            CLASP_TRY(TAKE_F(a, tw->conv[i], (size_t)cnn_group_(B), oc, nconv));
             tw->dconv_pre[i] = tw->conv[i];
             tw->dconv_post[i] = NULL;
             CLASP_TRY(TAKE_F(a, tw->pool[i], b, oc, nout));
@@ -486,17 +493,18 @@ static void cnn_forward(clasp__tower *tw, const clasp_model *m, const float *inp
         int oc = cb->channels, ho = tw->hconv[i], wo = tw->wconv[i];
         const float *w = P(m, m->params, tw->conv_w[i]), *bias = P(m, m->params, tw->conv_b[i]);
         if (cb->pool > 0) {
-            /* image by image through the one-image conv[i]: the same per-image GEMMs and
-             * planes as a whole-batch call; ReLU on the pooled values */
+            /* a group of images at a time through the group's conv[i]; ReLU on the pooled
+             * values */
             size_t in1 = (size_t)tw->cin[i] * (size_t)tw->hin[i] * (size_t)tw->win[i];
             size_t out1 = (size_t)oc * (size_t)tw->hout[i] * (size_t)tw->wout[i];
             const float *in = cnn_block_input(tw, i);
-            for (int bi = 0; bi < B; bi++) {
-                clasp_conv2d_forward(tw->conv[i], tw->cwork_blk[i], in + (size_t)bi * in1, w, bias,
-                                     1, tw->cin[i], tw->hin[i], tw->win[i], oc, cb->kernel,
+            for (int b0 = 0, G = cnn_group_(B); b0 < B; b0 += G) {
+                int g = B - b0 < G ? B - b0 : G;
+                clasp_conv2d_forward(tw->conv[i], tw->cwork_blk[i], in + (size_t)b0 * in1, w, bias,
+                                     g, tw->cin[i], tw->hin[i], tw->win[i], oc, cb->kernel,
                                      cb->kernel, cb->stride, cb->padding);
-                clasp_relu_maxpool2d_forward(tw->pool[i] + (size_t)bi * out1,
-                                             tw->pidx[i] + (size_t)bi * out1, tw->conv[i], 1, oc,
+                clasp_relu_maxpool2d_forward(tw->pool[i] + (size_t)b0 * out1,
+                                             tw->pidx[i] + (size_t)b0 * out1, tw->conv[i], g, oc,
                                              ho, wo, cb->pool, cb->pool);
             }
             continue;
@@ -562,18 +570,19 @@ static void cnn_backward(clasp__tower *tw, clasp_model *m, const float *dfeat, i
         const float *w = P(m, m->params, tw->conv_w[i]), *in = cnn_block_input(tw, i);
         zero(dprev, b * in1);
         if (cb->pool > 0) {
-            /* image by image: the pre-ReLU gradient of one image (written whole into the
-             * one-image dconv_pre), then that image's conv backward; dw and db gather the
-             * images in the same order as a whole-batch call */
+            /* group by group: the pre-ReLU gradient of a group (written whole into the group's
+             * dconv_pre), then that group's conv backward; dw and db gather the groups in
+             * order */
             size_t out1 = (size_t)oc * (size_t)tw->hout[i] * (size_t)tw->wout[i];
-            for (int bi = 0; bi < B; bi++) {
+            for (int b0 = 0, G = cnn_group_(B); b0 < B; b0 += G) {
+                int g = B - b0 < G ? B - b0 : G;
                 clasp_relu_maxpool2d_backward(
-                    tw->dconv_pre[i], tw->dconv_out[i] + (size_t)bi * out1,
-                    tw->pidx[i] + (size_t)bi * out1, tw->pool[i] + (size_t)bi * out1, 1, oc, ho, wo,
+                    tw->dconv_pre[i], tw->dconv_out[i] + (size_t)b0 * out1,
+                    tw->pidx[i] + (size_t)b0 * out1, tw->pool[i] + (size_t)b0 * out1, g, oc, ho, wo,
                     cb->pool, cb->pool);
-                clasp_conv2d_backward(dprev ? dprev + (size_t)bi * in1 : NULL, dw, db,
-                                      tw->cwork_blk[i], tw->dconv_pre[i], in + (size_t)bi * in1, w,
-                                      1, tw->cin[i], tw->hin[i], tw->win[i], oc, cb->kernel,
+                clasp_conv2d_backward(dprev ? dprev + (size_t)b0 * in1 : NULL, dw, db,
+                                      tw->cwork_blk[i], tw->dconv_pre[i], in + (size_t)b0 * in1, w,
+                                      g, tw->cin[i], tw->hin[i], tw->win[i], oc, cb->kernel,
                                       cb->kernel, cb->stride, cb->padding);
             }
             continue;
