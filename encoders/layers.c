@@ -964,9 +964,17 @@ CLASP_BODY void attn_row_combine(float *restrict out, const float *w, const floa
     attn_row_weighted_sum(out, w, 1.0f, M, n, Hp, Hp);
 }
 
+/* Keys past jend (causal rows) are masked: the row loops below stop at the first multiple of
+ * LN_LANES at or after jend (masked lanes inside it are handled by the masks). */
+static inline int attn_row_end(int jend, int T) {
+    int e = (jend + LN_LANES - 1) / LN_LANES * LN_LANES;
+    return e < T ? e : T;
+}
+
 CLASP_BODY float attn_row_max(const float *r, const uint8_t *pm, int jend, int T) {
     float ml[LN_LANES];
     for (int l = 0; l < LN_LANES; l++) ml[l] = -INFINITY;
+    T = attn_row_end(jend, T);
     int T8 = T - T % LN_LANES;
     for (int j0 = 0; j0 < T8; j0 += LN_LANES)
         for (int l = 0; l < LN_LANES; l++) {
@@ -988,6 +996,9 @@ CLASP_BODY float attn_row_max(const float *r, const uint8_t *pm, int jend, int T
 /* softmax of r[0..T) over the unmasked keys, masked entries 0 (r has Tp >= T entries) */
 CLASP_BODY void attn_row_softmax(float *r, const uint8_t *pm, int jend, int T, float mx) {
     double sl[LN_LANES] = {0};
+    int Tfull = T;
+    T = attn_row_end(jend, T);
+    for (int j = T; j < Tfull; j++) r[j] = 0.0f;
     int T8 = T - T % LN_LANES;
     for (int j0 = 0; j0 < T8; j0 += LN_LANES)
         for (int l = 0; l < LN_LANES; l++) {
