@@ -219,8 +219,8 @@ typedef struct compute_tl {
     size_t ncv, cvcap;
     float *ftmp; /* fp32 scratch of the convolutions (gradients before they are added) */
     size_t ftmp_cap;
-    uint16_t *hslot[4]; /* clasp_compute_bf16_scratch */
-    size_t hslot_cap[4];
+    uint16_t *hslot[6]; /* clasp_compute_bf16_scratch */
+    size_t hslot_cap[6];
 } compute_tl;
 
 static void conv_entries_free_(compute_tl *t);
@@ -246,7 +246,7 @@ static void tl_free_(void *p) {
     conv_entries_free_(t);
     free(t->cv);
     free(t->ftmp);
-    for (int i = 0; i < 4; i++) free(t->hslot[i]);
+    for (int i = 0; i < 6; i++) free(t->hslot[i]);
     if (t->stream) dnnl_stream_destroy(t->stream);
     free(t->scratch);
     free(t->abf);
@@ -626,7 +626,7 @@ int clasp_compute_batched_native(void) {
 }
 
 uint16_t *clasp_compute_bf16_scratch(int slot, size_t n) {
-    compute_tl *t = slot >= 0 && slot < 4 ? tl_get_() : NULL;
+    compute_tl *t = slot >= 0 && slot < 6 ? tl_get_() : NULL;
     if (!t || grow_bytes_((void **)&t->hslot[slot], &t->hslot_cap[slot], n * sizeof(uint16_t)))
         return NULL;
     return t->hslot[slot];

@@ -96,7 +96,7 @@ typedef struct clasp_gemm_batch {
 void clasp_gemm_batched(int ta, int tb, int M, int N, int K, float alpha, float beta,
                         const clasp_gemm_batch *g);
 int clasp_compute_batched_native(void);
-/* A scratch array of n bf16 elements owned by the calling thread, one per slot (0..3), kept
+/* A scratch array of n bf16 elements owned by the calling thread, one per slot (0..5), kept
  * until the slot is asked again (bf16 copies a caller converts once for several products).
  * NULL when out of memory or on a backend without batched products (the products then convert
  * for themselves). */

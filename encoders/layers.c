@@ -118,13 +118,45 @@ void clasp_linear_forward(float *out, const float *inp, const float *w, const fl
         clasp_gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
 }
 
-/* as clasp_linear_backward; dinp_beta 0 overwrites dinp instead of adding to it */
+/* A bf16 copy of x (n floats) in the compute thread's scratch `slot` when the thread computes
+ * in bf16, for a caller that multiplies x more than once; NULL otherwise (the products then
+ * convert x themselves). Slots 0-3 belong to the attention layer, 4 to linear backwards. */
+static const uint16_t *bf16_copy_(int slot, const float *x, size_t n) {
+    if (clasp_compute_precision() != CLASP_BF16) return NULL;
+    uint16_t *h = clasp_compute_bf16_scratch(slot, n);
+    if (h) clasp_f32_to_bf16_n(h, x, n);
+    return h;
+}
+#define LINEAR_SLOT 4
+
+/* clasp_gemm whose A may come as a bf16 copy Ah */
+static void gemm_ah_(int ta, int tb, int M, int N, int K, const float *A, const uint16_t *Ah,
+                     int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (!Ah) {
+        clasp_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    clasp_gemm_batch g = {.batch = 1,
+                          .batch2 = 1,
+                          .A = A,
+                          .lda = lda,
+                          .B = B,
+                          .ldb = ldb,
+                          .C = C,
+                          .ldc = ldc,
+                          .Ah = Ah};
+    clasp_gemm_batched(ta, tb, M, N, K, 1.0f, beta, &g);
+}
+
+/* as clasp_linear_backward; dinp_beta 0 overwrites dinp instead of adding to it; douth: a bf16
+ * copy of dout or NULL */
 static void linear_backward(float *dinp, float dinp_beta, float *dw, float *db, const float *dout,
-                            const float *inp, const float *w, int N, int C, int OC) {
+                            const uint16_t *douth, const float *inp, const float *w, int N, int C,
+                            int OC) {
     /* dinp (N, C) = dinp_beta * dinp + dout (N, OC) @ w (OC, C) */
-    if (dinp) clasp_gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, dinp_beta, dinp, C);
+    if (dinp) gemm_ah_(0, 0, N, C, OC, dout, douth, OC, w, C, dinp_beta, dinp, C);
     /* dw (OC, C) += dout^T (OC, N) @ inp (N, C) */
-    if (dw) clasp_gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+    if (dw) gemm_ah_(1, 0, OC, C, N, dout, douth, OC, inp, C, 1.0f, dw, C);
     if (db) {
         for (int n = 0; n < N; n++) {
             const float *d = dout + (size_t)n * OC;
@@ -135,7 +167,9 @@ static void linear_backward(float *dinp, float dinp_beta, float *dw, float *db, 
 
 void clasp_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                            const float *w, int N, int C, int OC) {
-    linear_backward(dinp, 1.0f, dw, db, dout, inp, w, N, C, OC);
+    /* both products read dout: converted once in bf16 */
+    const uint16_t *h = dinp && dw ? bf16_copy_(LINEAR_SLOT, dout, (size_t)N * OC) : NULL;
+    linear_backward(dinp, 1.0f, dw, db, dout, h, inp, w, N, C, OC);
 }
 
 /* ---- conv2d, NHWC -------------------------------------------------------------------------- */
@@ -1489,15 +1523,15 @@ void clasp_block_forward(float *out, clasp_block_acts *a, float *work, const flo
 
 /* The weight and bias gradients of a linear layer: dw (OC, C) += dout^T inp, db += column
  * sums of dout (what linear_backward adds to them) */
-static void linear_backward_params(float *dw, float *db, const float *dout, const float *inp, int N,
-                                   int C, int OC) {
-    linear_backward(NULL, 0.0f, dw, db, dout, inp, NULL, N, C, OC);
+static void linear_backward_params(float *dw, float *db, const float *dout, const uint16_t *douth,
+                                   const float *inp, int N, int C, int OC) {
+    linear_backward(NULL, 0.0f, dw, db, dout, douth, inp, NULL, N, C, OC);
 }
 
 /* dinp (N, C) = dout (N, OC) @ w (OC, C), overwritten */
-static void linear_backward_input(float *dinp, const float *dout, const float *w, int N, int C,
-                                  int OC) {
-    linear_backward(dinp, 0.0f, NULL, NULL, dout, NULL, w, N, C, OC);
+static void linear_backward_input(float *dinp, const float *dout, const uint16_t *douth,
+                                  const float *w, int N, int C, int OC) {
+    linear_backward(dinp, 0.0f, NULL, NULL, dout, douth, NULL, w, N, C, OC);
 }
 
 void clasp_block_backward(float *dinp, clasp_block_params *g, float *work, const float *dout,
@@ -1517,23 +1551,26 @@ void clasp_block_backward(float *dinp, clasp_block_params *g, float *work, const
      * its own scratch, filled in the pass that scales dact by GELU's derivative. */
     memcpy(dres1, dout, nC * sizeof(float));
     float *dact = dbig;
-    linear_backward_input(dact, dout, p->fc2_w, BT, F, C);
+    /* in bf16 each output gradient is converted once for its layer's two products */
+    const uint16_t *h = bf16_copy_(LINEAR_SLOT, dout, nC);
+    linear_backward_input(dact, dout, h, p->fc2_w, BT, F, C);
     if (g->fc2_w) {
         gelu_recompute_scale(act, dact, a->fc1, nF, d->gelu_tanh);
-        linear_backward_params(g->fc2_w, g->fc2_b, dout, act, BT, F, C);
+        linear_backward_params(g->fc2_w, g->fc2_b, dout, h, act, BT, F, C);
     } else {
         gelu_grad_scale(dact, a->fc1, nF, d->gelu_tanh);
-        linear_backward_params(NULL, g->fc2_b, dout, NULL, BT, F, C);
+        linear_backward_params(NULL, g->fc2_b, dout, NULL, NULL, BT, F, C);
     }
+    h = g->fc1_w ? bf16_copy_(LINEAR_SLOT, dact, nF) : NULL;
     if (g->fc1_w) {
         float *ln2 = dtmp;
         layernorm_apply(ln2, a->res1, a->ln2_mean, a->ln2_rstd, p->ln2_w, p->ln2_b, BT, C);
-        linear_backward_params(g->fc1_w, g->fc1_b, dact, ln2, BT, C, F);
+        linear_backward_params(g->fc1_w, g->fc1_b, dact, h, ln2, BT, C, F);
     } else if (g->fc1_b) {
-        linear_backward_params(NULL, g->fc1_b, dact, NULL, BT, C, F);
+        linear_backward_params(NULL, g->fc1_b, dact, NULL, NULL, BT, C, F);
     }
     float *dln2 = dtmp;
-    linear_backward_input(dln2, dact, p->fc1_w, BT, C, F);
+    linear_backward_input(dln2, dact, h, p->fc1_w, BT, C, F);
     clasp_layernorm_backward(dres1, g->ln2_w, g->ln2_b, dln2, a->res1, p->ln2_w, a->ln2_mean,
                              a->ln2_rstd, BT, C);
 
@@ -1541,18 +1578,20 @@ void clasp_block_backward(float *dinp, clasp_block_params *g, float *work, const
     if (dinp)
         for (size_t i = 0; i < nC; i++) dinp[i] += dres1[i];
     float *datty = dtmp;
-    linear_backward(datty, 0.0f, g->proj_w, g->proj_b, dres1, a->atty, p->proj_w, BT, C, C);
+    h = g->proj_w ? bf16_copy_(LINEAR_SLOT, dres1, nC) : NULL;
+    linear_backward(datty, 0.0f, g->proj_w, g->proj_b, dres1, h, a->atty, p->proj_w, BT, C, C);
     float *dqkv = dbig;
     attention_backward(dqkv, awork, datty, a->qkv, a->att, d->B, d->T, C, d->NH, 0);
+    h = g->qkv_w ? bf16_copy_(LINEAR_SLOT, dqkv, 3 * nC) : NULL;
     if (g->qkv_w) {
         float *ln1 = dtmp;
         layernorm_apply(ln1, inp, a->ln1_mean, a->ln1_rstd, p->ln1_w, p->ln1_b, BT, C);
-        linear_backward_params(g->qkv_w, g->qkv_b, dqkv, ln1, BT, C, 3 * C);
+        linear_backward_params(g->qkv_w, g->qkv_b, dqkv, h, ln1, BT, C, 3 * C);
     } else if (g->qkv_b) {
-        linear_backward_params(NULL, g->qkv_b, dqkv, NULL, BT, C, 3 * C);
+        linear_backward_params(NULL, g->qkv_b, dqkv, NULL, NULL, BT, C, 3 * C);
     }
     float *dln1 = dtmp;
-    linear_backward_input(dln1, dqkv, p->qkv_w, BT, C, 3 * C);
+    linear_backward_input(dln1, dqkv, h, p->qkv_w, BT, C, 3 * C);
     clasp_layernorm_backward(dinp, g->ln1_w, g->ln1_b, dln1, inp, p->ln1_w, a->ln1_mean,
                              a->ln1_rstd, BT, C);
 }
