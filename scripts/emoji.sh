@@ -17,7 +17,8 @@
 #
 # Usage: sh scripts/emoji.sh   (env: CLASP (a built clasp; default: build it into build/),
 #        CLASP_DATA (default data/emoji), CLASP_RUNS (default runs/emoji), CLASP_THREADS (2),
-#        CLASP_EPOCHS_BOTH (12), CLASP_EPOCHS_ONE (24), CLASP_ONLY ("both google twitter"))
+#        CLASP_EPOCHS_BOTH (12), CLASP_EPOCHS_ONE (24), CLASP_ONLY ("both google twitter"),
+#        CLASP_PRECISION (fp32))
 # The tokenizer configs/emoji-bpe.json was made by
 #   clasp tokenizer train 'DATA/google/train-{000000..000001}.tar' -o configs/emoji-bpe.json \
 #       --vocab 4096
@@ -35,6 +36,7 @@ RUNS="${CLASP_RUNS:-$ROOT/runs/emoji}"
 EPOCHS_BOTH="${CLASP_EPOCHS_BOTH:-12}"
 EPOCHS_ONE="${CLASP_EPOCHS_ONE:-24}"
 ONLY="${CLASP_ONLY:-both google twitter}"
+PRECISION="${CLASP_PRECISION:-fp32}"
 CONFIG="$ROOT/configs/emoji-small.json"
 
 if [ -z "${CLASP:-}" ]; then
@@ -76,7 +78,7 @@ train() { # NAME SPEC EPOCHS
     t0=$(now)
     "$CLASP" train --model "$CONFIG" --train "$2" --out "$RUNS/$1" --epochs "$3" \
         --batch-size 128 --lr 1e-3 --warmup 30 --multi-positive --seed 0 --threads "$THREADS" \
-        --log-every 50 --no-progress
+        --log-every 50 --no-progress --precision "$PRECISION"
     echo "$1 $(($(now) - t0))" >>"$RUNS/train_seconds.txt"
 }
 

@@ -13,7 +13,7 @@
 #      (R@1/5/10, mean/median rank, chance levels), and on espeak val for comparison.
 #
 # Usage: scripts/speech.sh [WORK]   (WORK default: /tmp/clasp-speech; CLASP=path/to/clasp)
-# Environment: STEPS (400), BATCH (128), THREADS (2), WORKERS (2), LR (1e-3).
+# Environment: STEPS (400), BATCH (128), THREADS (2), WORKERS (2), LR (1e-3), PRECISION (fp32).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CLASP="${CLASP:-$ROOT/build/cli/clasp}"
@@ -23,6 +23,7 @@ BATCH="${BATCH:-128}"
 THREADS="${THREADS:-2}"
 WORKERS="${WORKERS:-2}"
 LR="${LR:-1e-3}"
+PRECISION="${PRECISION:-fp32}"
 CONFIG="$ROOT/configs/speech-small.json"
 mkdir -p "$WORK"
 now() { date +%s; }
@@ -72,7 +73,7 @@ t0=$(now)
     --train "audio-text=$AST_TRAIN" --weight 1 \
     --train "audio-text=$ESP_TRAIN" --weight 1 \
     --steps "$STEPS" --batch-size "$BATCH" --lr "$LR" --warmup 40 --threads "$THREADS" \
-    --workers "$WORKERS" --log-every 50 --no-progress --seed 0 >&2
+    --workers "$WORKERS" --log-every 50 --no-progress --seed 0 --precision "$PRECISION" >&2
 echo "== training: $(($(now) - t0)) s wall" >&2
 
 # ---- evaluation on held-out recordings
