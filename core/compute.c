@@ -559,6 +559,17 @@ void clasp_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int ld
     gemm_(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias);
 }
 
+/* The fp32 values of a bf16 operand laid out as (batch, batch2, rows, cols with row stride ld):
+ * malloc'd with the same strides; NULL when out of memory. */
+static float *widen_(const uint16_t *h, int batch, int batch2, long long s, long long s2, int rows,
+                     int cols, int ld) {
+    size_t n = (size_t)((batch - 1) * s + (batch2 - 1) * s2 + (long long)(rows - 1) * ld + cols);
+    float *f = malloc(n * sizeof(float));
+    if (!f) return NULL;
+    for (size_t i = 0; i < n; i++) f[i] = clasp_bf16_to_f32(h[i]);
+    return f;
+}
+
 /* One oneDNN call for the whole batch; -1 when it cannot (the caller loops instead). In bf16
  * the operands are converted into compact batches first. */
 static int gemm_batched_(compute_tl *t, const clasp_gemm_batch *g, int ta, int tb, int M, int N,
@@ -614,11 +625,23 @@ void clasp_gemm_batched(int ta, int tb, int M, int N, int K, float alpha, float 
     compute_tl *t = K > 0 ? tl_get_() : NULL;
     if (t && gemm_batched_(t, g, ta, tb, M, N, K, alpha, beta) == 0) return;
     int n2 = g->batch2 > 0 ? g->batch2 : 1;
-    for (int i = 0; i < g->batch; i++)
-        for (int j = 0; j < n2; j++)
-            gemm_(ta, tb, M, N, K, alpha, g->A + i * g->sa + j * g->sa2, g->lda,
-                  g->B + i * g->sb + j * g->sb2, g->ldb, beta, g->C + i * g->sc + j * g->sc2,
-                  g->ldc, NULL);
+    /* an operand given only as bf16 is widened back (its values are bf16 already) */
+    float *wa = NULL, *wb = NULL;
+    const float *A = g->A, *B = g->B;
+    if (!A && g->Ah)
+        A = wa = widen_(g->Ah, g->batch, n2, g->sa, g->sa2, ta ? K : M, ta ? M : K, g->lda);
+    if (!B && g->Bh)
+        B = wb = widen_(g->Bh, g->batch, n2, g->sb, g->sb2, tb ? N : K, tb ? K : N, g->ldb);
+    if (A && B)
+        for (int i = 0; i < g->batch; i++)
+            for (int j = 0; j < n2; j++)
+                gemm_(ta, tb, M, N, K, alpha, A + i * g->sa + j * g->sa2, g->lda,
+                      B + i * g->sb + j * g->sb2, g->ldb, beta, g->C + i * g->sc + j * g->sc2,
+                      g->ldc, NULL);
+    else
+        CLASP_WARN("batched product %dx%dx%d: out of memory, not computed", M, N, K);
+    free(wa);
+    free(wb);
 }
 
 int clasp_compute_batched_native(void) {

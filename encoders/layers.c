@@ -129,10 +129,11 @@ static const uint16_t *bf16_copy_(int slot, const float *x, size_t n) {
 }
 #define LINEAR_SLOT 4
 
-/* clasp_gemm whose A may come as a bf16 copy Ah */
-static void gemm_ah_(int ta, int tb, int M, int N, int K, const float *A, const uint16_t *Ah,
-                     int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-    if (!Ah) {
+/* clasp_gemm whose A and/or B may come as bf16 copies Ah, Bh (then A or B may be NULL) */
+static void gemm_h_(int ta, int tb, int M, int N, int K, const float *A, const uint16_t *Ah,
+                    int lda, const float *B, const uint16_t *Bh, int ldb, float beta, float *C,
+                    int ldc) {
+    if (!Ah && !Bh) {
         clasp_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
         return;
     }
@@ -144,19 +145,20 @@ static void gemm_ah_(int ta, int tb, int M, int N, int K, const float *A, const 
                           .ldb = ldb,
                           .C = C,
                           .ldc = ldc,
-                          .Ah = Ah};
+                          .Ah = Ah,
+                          .Bh = Bh};
     clasp_gemm_batched(ta, tb, M, N, K, 1.0f, beta, &g);
 }
 
 /* as clasp_linear_backward; dinp_beta 0 overwrites dinp instead of adding to it; douth: a bf16
  * copy of dout or NULL */
 static void linear_backward(float *dinp, float dinp_beta, float *dw, float *db, const float *dout,
-                            const uint16_t *douth, const float *inp, const float *w, int N, int C,
-                            int OC) {
+                            const uint16_t *douth, const float *inp, const uint16_t *inph,
+                            const float *w, int N, int C, int OC) {
     /* dinp (N, C) = dinp_beta * dinp + dout (N, OC) @ w (OC, C) */
-    if (dinp) gemm_ah_(0, 0, N, C, OC, dout, douth, OC, w, C, dinp_beta, dinp, C);
+    if (dinp) gemm_h_(0, 0, N, C, OC, dout, douth, OC, w, NULL, C, dinp_beta, dinp, C);
     /* dw (OC, C) += dout^T (OC, N) @ inp (N, C) */
-    if (dw) gemm_ah_(1, 0, OC, C, N, dout, douth, OC, inp, C, 1.0f, dw, C);
+    if (dw) gemm_h_(1, 0, OC, C, N, dout, douth, OC, inp, inph, C, 1.0f, dw, C);
     if (db) {
         for (int n = 0; n < N; n++) {
             const float *d = dout + (size_t)n * OC;
@@ -169,7 +171,7 @@ void clasp_linear_backward(float *dinp, float *dw, float *db, const float *dout,
                            const float *w, int N, int C, int OC) {
     /* both products read dout: converted once in bf16 */
     const uint16_t *h = dinp && dw ? bf16_copy_(LINEAR_SLOT, dout, (size_t)N * OC) : NULL;
-    linear_backward(dinp, 1.0f, dw, db, dout, h, inp, w, N, C, OC);
+    linear_backward(dinp, 1.0f, dw, db, dout, h, inp, NULL, w, N, C, OC);
 }
 
 /* ---- conv2d, NHWC -------------------------------------------------------------------------- */
@@ -619,6 +621,21 @@ SIMD_KERNEL(gelu_recompute_scale,
             (float *restrict y, float *restrict d, const float *restrict x, size_t n,
              int tanh_form),
             (y, d, x, n, tanh_form))
+
+/* y (bf16) = gelu(x) and, when d != NULL, d *= gelu'(x): the same values as gelu_fwd /
+ * gelu_recompute_scale, converted through a small fp32 tile */
+#define GELU_SLOT 5 /* compute thread scratch slot of the block's bf16 GELU output */
+static void gelu_bf16_(uint16_t *y, float *d, const float *x, size_t n, int tanh_form) {
+    float tile[512];
+    for (size_t i = 0; i < n; i += 512) {
+        size_t m = n - i < 512 ? n - i : 512;
+        if (d)
+            gelu_recompute_scale(tile, d + i, x + i, m, tanh_form);
+        else
+            gelu_fwd(tile, x + i, m, tanh_form);
+        clasp_f32_to_bf16_n(y + i, tile, m);
+    }
+}
 
 void clasp_gelu_forward(float *out, const float *inp, size_t n) {
     gelu_fwd(out, inp, n, 0);
@@ -1516,6 +1533,18 @@ void clasp_block_forward(float *out, clasp_block_acts *a, float *work, const flo
     clasp_layernorm_forward(ln, a->ln2_mean, a->ln2_rstd, a->res1, p->ln2_w, p->ln2_b, BT, C,
                             d->ln_eps);
     clasp_linear_forward(a->fc1, ln, p->fc1_w, p->fc1_b, BT, C, F);
+    /* in bf16 GELU writes fc2's input as bf16 directly (no fp32 copy, no conversion pass); the
+     * bias then joins the residual add, in the order the product would add it */
+    uint16_t *acth =
+        clasp_compute_precision() == CLASP_BF16 ? clasp_compute_bf16_scratch(GELU_SLOT, nF) : NULL;
+    if (acth) {
+        gelu_bf16_(acth, NULL, a->fc1, nF, d->gelu_tanh);
+        gemm_h_(0, 1, BT, C, F, NULL, acth, F, p->fc2_w, NULL, F, 0.0f, out, C);
+        for (size_t r = 0; r < (size_t)BT; r++)
+            for (int c = 0; c < C; c++)
+                out[r * C + c] = (out[r * C + c] + p->fc2_b[c]) + a->res1[r * C + c];
+        return;
+    }
     gelu_fwd(act, a->fc1, nF, d->gelu_tanh);
     clasp_linear_forward(out, act, p->fc2_w, p->fc2_b, BT, F, C);
     for (size_t i = 0; i < nC; i++) out[i] += a->res1[i];
@@ -1524,14 +1553,14 @@ void clasp_block_forward(float *out, clasp_block_acts *a, float *work, const flo
 /* The weight and bias gradients of a linear layer: dw (OC, C) += dout^T inp, db += column
  * sums of dout (what linear_backward adds to them) */
 static void linear_backward_params(float *dw, float *db, const float *dout, const uint16_t *douth,
-                                   const float *inp, int N, int C, int OC) {
-    linear_backward(NULL, 0.0f, dw, db, dout, douth, inp, NULL, N, C, OC);
+                                   const float *inp, const uint16_t *inph, int N, int C, int OC) {
+    linear_backward(NULL, 0.0f, dw, db, dout, douth, inp, inph, NULL, N, C, OC);
 }
 
 /* dinp (N, C) = dout (N, OC) @ w (OC, C), overwritten */
 static void linear_backward_input(float *dinp, const float *dout, const uint16_t *douth,
                                   const float *w, int N, int C, int OC) {
-    linear_backward(dinp, 0.0f, NULL, NULL, dout, douth, NULL, w, N, C, OC);
+    linear_backward(dinp, 0.0f, NULL, NULL, dout, douth, NULL, NULL, w, N, C, OC);
 }
 
 void clasp_block_backward(float *dinp, clasp_block_params *g, float *work, const float *dout,
@@ -1555,19 +1584,25 @@ void clasp_block_backward(float *dinp, clasp_block_params *g, float *work, const
     const uint16_t *h = bf16_copy_(LINEAR_SLOT, dout, nC);
     linear_backward_input(dact, dout, h, p->fc2_w, BT, F, C);
     if (g->fc2_w) {
-        gelu_recompute_scale(act, dact, a->fc1, nF, d->gelu_tanh);
-        linear_backward_params(g->fc2_w, g->fc2_b, dout, h, act, BT, F, C);
+        /* in bf16 the recomputed GELU output is written as bf16 only (fc2's weight gradient
+         * is all that reads it) */
+        uint16_t *acth = h ? clasp_compute_bf16_scratch(GELU_SLOT, nF) : NULL;
+        if (acth)
+            gelu_bf16_(acth, dact, a->fc1, nF, d->gelu_tanh);
+        else
+            gelu_recompute_scale(act, dact, a->fc1, nF, d->gelu_tanh);
+        linear_backward_params(g->fc2_w, g->fc2_b, dout, h, acth ? NULL : act, acth, BT, F, C);
     } else {
         gelu_grad_scale(dact, a->fc1, nF, d->gelu_tanh);
-        linear_backward_params(NULL, g->fc2_b, dout, NULL, NULL, BT, F, C);
+        linear_backward_params(NULL, g->fc2_b, dout, NULL, NULL, NULL, BT, F, C);
     }
     h = g->fc1_w ? bf16_copy_(LINEAR_SLOT, dact, nF) : NULL;
     if (g->fc1_w) {
         float *ln2 = dtmp;
         layernorm_apply(ln2, a->res1, a->ln2_mean, a->ln2_rstd, p->ln2_w, p->ln2_b, BT, C);
-        linear_backward_params(g->fc1_w, g->fc1_b, dact, h, ln2, BT, C, F);
+        linear_backward_params(g->fc1_w, g->fc1_b, dact, h, ln2, NULL, BT, C, F);
     } else if (g->fc1_b) {
-        linear_backward_params(NULL, g->fc1_b, dact, NULL, NULL, BT, C, F);
+        linear_backward_params(NULL, g->fc1_b, dact, NULL, NULL, NULL, BT, C, F);
     }
     float *dln2 = dtmp;
     linear_backward_input(dln2, dact, h, p->fc1_w, BT, C, F);
@@ -1579,16 +1614,17 @@ void clasp_block_backward(float *dinp, clasp_block_params *g, float *work, const
         for (size_t i = 0; i < nC; i++) dinp[i] += dres1[i];
     float *datty = dtmp;
     h = g->proj_w ? bf16_copy_(LINEAR_SLOT, dres1, nC) : NULL;
-    linear_backward(datty, 0.0f, g->proj_w, g->proj_b, dres1, h, a->atty, p->proj_w, BT, C, C);
+    linear_backward(datty, 0.0f, g->proj_w, g->proj_b, dres1, h, a->atty, NULL, p->proj_w, BT, C,
+                    C);
     float *dqkv = dbig;
     attention_backward(dqkv, awork, datty, a->qkv, a->att, d->B, d->T, C, d->NH, 0);
     h = g->qkv_w ? bf16_copy_(LINEAR_SLOT, dqkv, 3 * nC) : NULL;
     if (g->qkv_w) {
         float *ln1 = dtmp;
         layernorm_apply(ln1, inp, a->ln1_mean, a->ln1_rstd, p->ln1_w, p->ln1_b, BT, C);
-        linear_backward_params(g->qkv_w, g->qkv_b, dqkv, h, ln1, BT, C, 3 * C);
+        linear_backward_params(g->qkv_w, g->qkv_b, dqkv, h, ln1, NULL, BT, C, 3 * C);
     } else if (g->qkv_b) {
-        linear_backward_params(NULL, g->qkv_b, dqkv, NULL, NULL, BT, C, 3 * C);
+        linear_backward_params(NULL, g->qkv_b, dqkv, NULL, NULL, NULL, BT, C, 3 * C);
     }
     float *dln1 = dtmp;
     linear_backward_input(dln1, dqkv, h, p->qkv_w, BT, C, 3 * C);
