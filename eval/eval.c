@@ -395,8 +395,7 @@ clasp_status clasp_eval_zeroshot_set(const clasp_eval_set *set, const float *cls
     int64_t top1 = 0, top5 = 0, top10 = 0;
     for (int64_t i0 = 0; i0 < set->n; i0 += B) {
         int n = (int)(set->n - i0 < B ? set->n - i0 : B);
-        clasp_gemm(0, 1, n, nc, D, 1.0f,
-                    set->img + (size_t)i0 * D, D, cls, D, 0.0f, scores, nc);
+        clasp_gemm(0, 1, n, nc, D, 1.0f, set->img + (size_t)i0 * D, D, cls, D, 0.0f, scores, nc);
         for (int i = 0; i < n; i++) {
             int64_t y = set->labels[i0 + i];
             if (y < 0 || y >= nc) {

@@ -49,8 +49,7 @@ static clasp_status pack_(const float *x, const int64_t *y, int64_t n, int D, pr
 static double objective_(const probe_data *p, const float *W, float *G, float *Z, double l2) {
     const int K = p->K, D1 = p->D1;
     const int64_t n = p->n;
-    clasp_gemm(0, 1, (int)n, K, D1, 1.0f, p->X, D1, W, D1, 0.0f,
-                Z, K);
+    clasp_gemm(0, 1, (int)n, K, D1, 1.0f, p->X, D1, W, D1, 0.0f, Z, K);
     double loss = 0;
     for (int64_t i = 0; i < n; i++) {
         float *z = Z + (size_t)i * K;
@@ -72,8 +71,7 @@ static double objective_(const probe_data *p, const float *W, float *G, float *Z
     loss += 0.5 * l2 * reg;
     if (G) {
         /* G (K, D1) = Z^T X / n */
-        clasp_gemm(1, 0, K, D1, (int)n, 1.0f / (float)n, Z, K,
-                    p->X, D1, 0.0f, G, D1);
+        clasp_gemm(1, 0, K, D1, (int)n, 1.0f / (float)n, Z, K, p->X, D1, 0.0f, G, D1);
         for (int k = 0; k < K; k++)
             for (int d = 0; d < D1 - 1; d++) G[k * D1 + d] += (float)l2 * W[k * D1 + d];
     }
@@ -83,8 +81,7 @@ static double objective_(const probe_data *p, const float *W, float *G, float *Z
 static double accuracy_(const probe_data *p, const float *W, float *Z) {
     if (p->n == 0) return 0;
     const int K = p->K, D1 = p->D1;
-    clasp_gemm(0, 1, (int)p->n, K, D1, 1.0f, p->X, D1, W, D1,
-                0.0f, Z, K);
+    clasp_gemm(0, 1, (int)p->n, K, D1, 1.0f, p->X, D1, W, D1, 0.0f, Z, K);
     int64_t hit = 0;
     for (int64_t i = 0; i < p->n; i++) {
         const float *z = Z + (size_t)i * K;

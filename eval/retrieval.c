@@ -91,8 +91,7 @@ clasp_status clasp_retrieval_metrics(const float *img, int64_t N, const float *t
     int64_t n_i2t = 0;
     for (int64_t i0 = 0; i0 < N; i0 += BLOCK_ROWS) {
         int b = (int)(N - i0 < BLOCK_ROWS ? N - i0 : BLOCK_ROWS);
-        clasp_gemm(0, 1, b, (int)M, D, 1.0f,
-                    img + (size_t)i0 * D, D, txt, D, 0.0f, S, (int)M);
+        clasp_gemm(0, 1, b, (int)M, D, 1.0f, img + (size_t)i0 * D, D, txt, D, 0.0f, S, (int)M);
         for (int r = 0; r < b; r++) {
             int64_t i = i0 + r;
             if (start[i] == start[i + 1]) continue;
@@ -107,8 +106,7 @@ clasp_status clasp_retrieval_metrics(const float *img, int64_t N, const float *t
     /* text -> image */
     for (int64_t j0 = 0; j0 < M; j0 += BLOCK_ROWS) {
         int b = (int)(M - j0 < BLOCK_ROWS ? M - j0 : BLOCK_ROWS);
-        clasp_gemm(0, 1, b, (int)N, D, 1.0f,
-                    txt + (size_t)j0 * D, D, img, D, 0.0f, S, (int)N);
+        clasp_gemm(0, 1, b, (int)N, D, 1.0f, txt + (size_t)j0 * D, D, img, D, 0.0f, S, (int)N);
         for (int r = 0; r < b; r++)
             t2i[j0 + r] = clasp_rank_of(S + (size_t)r * N, N, owner[j0 + r]);
     }
@@ -152,8 +150,7 @@ clasp_status clasp_search_topk(const float *index, int64_t N, int D, const float
             clasp_gemm(0, 0, b, 1, D, 1.0f, X, D, q, 1, 0.0f, S, 1);
         } else {
             /* S (Q, b) = q (Q, D) . X^T */
-            clasp_gemm(0, 1, Q, b, D, 1.0f, q, D, X, D, 0.0f, S,
-                        b);
+            clasp_gemm(0, 1, Q, b, D, 1.0f, q, D, X, D, 0.0f, S, b);
         }
         for (int qi = 0; qi < Q; qi++) {
             const float *s = S + (size_t)qi * b;
@@ -293,8 +290,8 @@ clasp_status clasp_retrieval_by_relevance(const float *q, int64_t Q, const float
     double c1 = 0, c5 = 0, c10 = 0, cm = 0, rel = 0;
     for (int64_t q0 = 0; q0 < Q; q0 += B) {
         int nb = (int)(Q - q0 < B ? Q - q0 : B);
-        clasp_gemm(0, 1, nb, (int)N, D, 1.0f,
-                    q + (size_t)q0 * (size_t)D, D, gal, D, 0.0f, scores, (int)N);
+        clasp_gemm(0, 1, nb, (int)N, D, 1.0f, q + (size_t)q0 * (size_t)D, D, gal, D, 0.0f, scores,
+                   (int)N);
         for (int i = 0; i < nb; i++) {
             const float *sc = scores + (size_t)i * (size_t)N;
             /* the best-ranked relevant row is the highest-scored one, the lowest index among

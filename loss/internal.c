@@ -53,17 +53,12 @@ void clasp__loss_l2norm_backward(float *dinp, const float *dout, const float *ou
 void clasp__loss_logits(float *L, const float *Q, const float *K, float scale, size_t R, size_t C,
                         size_t D) {
     const int iR = (int)R, iC = (int)C, iD = (int)D;
-    clasp_gemm(0, 1, iR, iC, iD, scale, Q, iD, K, iD, 0.0f, L,
-                iC);
+    clasp_gemm(0, 1, iR, iC, iD, scale, Q, iD, K, iD, 0.0f, L, iC);
 }
 
 void clasp__loss_logits_backward(float *dQ, float *dK, const float *G, const float *Q,
                                  const float *K, float scale, size_t R, size_t C, size_t D) {
     const int iR = (int)R, iC = (int)C, iD = (int)D;
-    if (dQ)
-        clasp_gemm(0, 0, iR, iD, iC, scale, G, iC, K, iD,
-                    0.0f, dQ, iD);
-    if (dK)
-        clasp_gemm(1, 0, iC, iD, iR, scale, G, iC, Q, iD, 0.0f,
-                    dK, iD);
+    if (dQ) clasp_gemm(0, 0, iR, iD, iC, scale, G, iC, K, iD, 0.0f, dQ, iD);
+    if (dK) clasp_gemm(1, 0, iC, iD, iR, scale, G, iC, Q, iD, 0.0f, dK, iD);
 }

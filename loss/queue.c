@@ -67,9 +67,7 @@ clasp_status clasp_moco_infonce(float *loss, float *dq, float *dk, float *dtemp,
         for (size_t j = 0; j < D; j++) s += (double)q[i * D + j] * (double)k[i * D + j];
         L[i * ld] = (float)s * inv_t;
     }
-    if (c)
-        clasp_gemm(0, 1, in, ic, iD, inv_t, q, iD, queue->keys,
-                    iD, 0.0f, L + 1, ild);
+    if (c) clasp_gemm(0, 1, in, ic, iD, inv_t, q, iD, queue->keys, iD, 0.0f, L + 1, ild);
     const float w = (float)(1.0 / (double)n);
     double lsum = 0.0, dts = 0.0;
     for (size_t i = 0; i < n; i++) {
@@ -89,8 +87,7 @@ clasp_status clasp_moco_infonce(float *loss, float *dq, float *dk, float *dtemp,
     if (dtemp) *dtemp = (float)(-dts / (double)temperature);
     if (dq) {
         if (c)
-            clasp_gemm(0, 0, in, iD, ic, inv_t, L + 1, ild,
-                        queue->keys, iD, 0.0f, dq, iD);
+            clasp_gemm(0, 0, in, iD, ic, inv_t, L + 1, ild, queue->keys, iD, 0.0f, dq, iD);
         else
             memset(dq, 0, n * D * sizeof *dq);
         for (size_t i = 0; i < n; i++) {

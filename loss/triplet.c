@@ -134,8 +134,7 @@ clasp_status clasp_triplet(float *loss, float *dX, size_t *n_terms, const float 
     const int iM = (int)M, iD = (int)D;
     if (dist == CLASP_TRIPLET_DISTANCE_COSINE) {
         /* d = 1 - x_a . x_b: dX = -W X */
-        clasp_gemm(0, 0, iM, iD, iM, -1.0f, C, iM, X, iD,
-                    0.0f, dX, iD);
+        clasp_gemm(0, 0, iM, iD, iM, -1.0f, C, iM, X, iD, 0.0f, dX, iD);
         return CLASP_OK;
     }
     /* grad_i = sum_j W_ij (x_i - x_j) = rowsum(W)_i x_i - (W X)_i */
@@ -144,8 +143,7 @@ clasp_status clasp_triplet(float *loss, float *dX, size_t *n_terms, const float 
         for (size_t j = 0; j < M; j++) s += (double)C[i * M + j];
         rs[i] = (float)s;
     }
-    clasp_gemm(0, 0, iM, iD, iM, -1.0f, C, iM, X, iD, 0.0f,
-                dX, iD);
+    clasp_gemm(0, 0, iM, iD, iM, -1.0f, C, iM, X, iD, 0.0f, dX, iD);
     for (size_t i = 0; i < M; i++)
         for (size_t k = 0; k < D; k++) dX[i * D + k] += rs[i] * X[i * D + k];
     return CLASP_OK;

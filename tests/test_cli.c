@@ -188,7 +188,8 @@ Test(cli, version_is_the_cmake_version_with_backend) {
     char want[64];
     snprintf(want, sizeof want, "clasp %s ", version);
     cr_expect(!strncmp(r.out, want, strlen(want)), "'%s' does not start with '%s'", r.out, want);
-    cr_expect(strstr(r.out, "backend " CLASP_BACKEND_NAME) && strstr(r.out, "precisions fp32"), "%s", r.out);
+    cr_expect(strstr(r.out, "backend " CLASP_BACKEND_NAME) && strstr(r.out, "precisions fp32"),
+              "%s", r.out);
 }
 
 /* A fmnist-small export with random weights, made with the library. */
