@@ -1,9 +1,11 @@
 /* main.c: the `clasp` command-line tool: dispatches to the subcommands in cmd_*.c, answers
  * `clasp help [COMMAND]`, `clasp GROUP --help` and `--version`. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/args.h"
+#include "core/compute.h"
 #include "cli/commands.h"
 
 /* Set by cli/CMakeLists.txt from the CMake project and the compute backend built. */
@@ -93,8 +95,14 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("clasp %s (backend %s; precisions %s)\n", CLASP_VERSION, CLASP_BACKEND,
-               CLASP_PRECISIONS);
+        /* whether bf16 has kernels on this CPU (else clasp emulates it: same numbers, slower) */
+        int native = 0;
+        bool bf16 = clasp_compute_check(CLASP_BF16, &native) == CLASP_OK;
+        printf("clasp %s (backend %s; precisions %s%s)\n", CLASP_VERSION, CLASP_BACKEND,
+               CLASP_PRECISIONS,
+               !bf16    ? ""
+               : native ? "; bf16 kernels on this CPU"
+                        : "; bf16 emulated: no bf16 kernels on this CPU");
         return 0;
     }
     if (!strcmp(argv[1], "help")) { /* clasp help COMMAND [SUB]: that command's --help */
