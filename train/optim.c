@@ -34,11 +34,9 @@ void clasp_adamw_free(clasp_adamw *o) {
     memset(o, 0, sizeof *o);
 }
 
-/* One segment's update, vectorised (no fast-math: each lane runs the same IEEE operations as
- * the scalar loop, so the bits do not change; a decay of 1 multiplies exactly). */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("O3", "no-trapping-math")))
-#endif
+/* One segment's update, vectorised (train/CMakeLists.txt: -O3 -fno-math-errno; no fast-math:
+ * each lane runs the same IEEE operations as the scalar loop, so the bits do not change; a
+ * decay of 1 multiplies exactly; sqrtf never sees a negative here). */
 static void adamw_run_(float *restrict p, const float *restrict g, float *restrict m,
                        float *restrict v, size_t n, float decay, float b1, float omb1, float b2,
                        float omb2, float bc2_sqrt, float eps, float step_size) {
