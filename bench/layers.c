@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench.h"
 #include "core/compute.h"
 #include "encoders/layers.h"
 #include "loss/infonce.h"
@@ -38,27 +39,11 @@ static int g_reps = 9;
 static clockid_t g_clock = CLOCK_MONOTONIC;
 
 static double now_sec(void) {
-    struct timespec ts;
-    clock_gettime(g_clock, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    return bench_now(g_clock);
 }
 
 static float *buf(size_t n, unsigned seed, float scale) {
-    float *p = NULL;
-    if (posix_memalign((void **)&p, 64, (n ? n : 1) * sizeof(float)) != 0 || !p) {
-        fprintf(stderr, "out of memory (%zu floats)\n", n);
-        exit(1);
-    }
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        p[i] = scale * ((float)((seed >> 8) & 0xFFFF) / 65536.0f - 0.5f);
-    }
-    return p;
+    return bench_buf(n, seed, scale);
 }
 
 /* ---- sgemm peak ------------------------------------------------------------------------- */
@@ -97,7 +82,7 @@ static double median_time(bench_fn f, void *ctx) {
         f(ctx);
         t[r] = now_sec() - t0;
     }
-    qsort(t, (size_t)reps, sizeof(double), cmp_double);
+    qsort(t, (size_t)reps, sizeof(double), bench_cmp_double);
     return t[reps / 2];
 }
 
@@ -612,24 +597,10 @@ static void print_table(int pi, const split *sp) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, only = -1;
-    for (int i = 1; i < argc; i++) {
-        clasp_precision p;
-        if (strcmp(argv[i], "--quick") == 0) {
-            quick = 1;
-        } else if (strcmp(argv[i], "--cpu-time") == 0) {
-            g_clock = CLOCK_PROCESS_CPUTIME_ID;
-        } else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc) {
-            if (clasp_precision_parse(argv[++i], &p) != CLASP_OK) {
-                fprintf(stderr, "bench_layers: %s\n", clasp_last_error());
-                return 2;
-            }
-            only = (int)p;
-        } else {
-            fprintf(stderr, "usage: bench_layers [--quick] [--cpu-time] [--precision fp32|bf16]\n");
-            return 2;
-        }
-    }
+    bench_args args;
+    if (!bench_parse_args(&args, "bench_layers", 1, argc, argv)) return 2;
+    const int quick = args.quick, only = args.only;
+    if (args.cpu_time) g_clock = CLOCK_PROCESS_CPUTIME_ID;
     if (quick) g_reps = 3;
     const char *nt = getenv("CLASP_THREADS");
     int threads = nt ? atoi(nt) : 1;
@@ -637,6 +608,7 @@ int main(int argc, char **argv) {
     printf("# bench_layers: fmnist-small shapes, batch 256; backend %s, %d thread(s) per product "
            "(CLASP_THREADS)\n",
            clasp_compute_backend(), threads);
+    bench_print_load("before");
     printf("# median of %d single calls after a warm-up (%s time); GFLOP/s counts matmul FLOPs "
            "only\n",
            g_reps, g_clock == CLOCK_MONOTONIC ? "wall" : "process CPU");
@@ -713,6 +685,7 @@ int main(int argc, char **argv) {
         printf("%-9s %-16s %9.3f %6.1f%% %12.3f  -> %.0f samples/s\n", pn, "step", s->step * 1e3,
                100.0, s->step * 1e6 / B, B / s->step);
     }
+    bench_print_load("after");
     /* one line per precision for scripts */
     for (int pi = CLASP_FP32; pi <= CLASP_BF16; pi++) {
         if (!ran[pi]) continue;

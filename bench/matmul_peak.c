@@ -27,45 +27,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench.h"
 #include "core/compute.h"
 
 static double now_sec(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* "0.52 0.61 0.70" from /proc/loadavg (the machine is shared: say how busy it was) */
-static void print_load(const char *when) {
-    char line[128] = "unknown";
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (!fgets(line, sizeof line, f)) strcpy(line, "unknown");
-        fclose(f);
-    }
-    char *sp = strchr(line, ' ');
-    for (int i = 0; sp && i < 2; i++) sp = strchr(sp + 1, ' ');
-    if (sp) *sp = '\0';
-    line[strcspn(line, "\n")] = '\0';
-    printf("# load average %s: %s\n", when, line);
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    return bench_now(CLOCK_MONOTONIC);
 }
 
 static float *buf(size_t n, unsigned seed) {
-    float *p = NULL;
-    if (posix_memalign((void **)&p, 64, (n ? n : 1) * sizeof(float)) != 0 || !p) {
-        fprintf(stderr, "bench_matmul_peak: out of memory (%zu floats)\n", n);
-        exit(1);
-    }
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        p[i] = (float)((seed >> 8) & 0xFFFF) / 65536.0f - 0.5f;
-    }
-    return p;
+    return bench_buf(n, seed, 1.0f);
 }
 
 /* One product C (M, N) = op(A) op(B), row-major, as clasp_gemm; `calls` is how many times one
@@ -168,7 +138,7 @@ static double time_shape(const shape *s, clasp_precision prec, int nthreads, lon
         g[t] = shape_flops(s) * (double)reps * nthreads / (b - a) * 1e-9;
     }
     for (int i = 0; i < nthreads; i++) free(w[i].A), free(w[i].B), free(w[i].C);
-    qsort(g, (size_t)ntimings, sizeof(double), cmp_double);
+    qsort(g, (size_t)ntimings, sizeof(double), bench_cmp_double);
     return best ? g[ntimings - 1] : g[ntimings / 2];
 }
 
@@ -287,27 +257,14 @@ static void run_precision(clasp_precision prec, int quick, peaks *pk) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, only = -1;
-    for (int i = 1; i < argc; i++) {
-        clasp_precision p;
-        if (strcmp(argv[i], "--quick") == 0) {
-            quick = 1;
-        } else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc) {
-            if (clasp_precision_parse(argv[++i], &p) != CLASP_OK) {
-                fprintf(stderr, "bench_matmul_peak: %s\n", clasp_last_error());
-                return 2;
-            }
-            only = (int)p;
-        } else {
-            fprintf(stderr, "usage: bench_matmul_peak [--quick] [--precision fp32|bf16]\n");
-            return 2;
-        }
-    }
+    bench_args args;
+    if (!bench_parse_args(&args, "bench_matmul_peak", 0, argc, argv)) return 2;
+    const int quick = args.quick, only = args.only;
     clasp_compute_set_threads(1);
     printf("# bench_matmul_peak: backend %s, clasp_gemm, 1T = one calling thread, 2T = two "
            "threads each running its own single-threaded products\n",
            clasp_compute_backend());
-    print_load("before");
+    bench_print_load("before");
     peaks pk[2];
     int have[2] = {0, 0};
     for (int p = CLASP_FP32; p <= CLASP_BF16; p++) {
@@ -325,7 +282,7 @@ int main(int argc, char **argv) {
         have[p] = 1;
     }
     printf("\n");
-    print_load("after");
+    bench_print_load("after");
     for (int p = CLASP_FP32; p <= CLASP_BF16; p++) {
         const char *pn = clasp_precision_name((clasp_precision)p);
         if (!have[p]) {

@@ -4,7 +4,7 @@
 # and bf16, with the targets of issue 13 as ratios measured in the same run.
 #
 #   sh bench/train_fmnist.sh [STEPS] [EPOCHS]          (defaults 120, 0)
-#   REPEATS=3 PRECISION="fp32 bf16" SEEDS="0" PEAK_ARGS="" sh bench/train_fmnist.sh 120 3
+#   REPEATS=3 PRECISION="fp32 bf16" SEEDS="0" PEAK_ARGS="" WAIT_QUIET=0 sh bench/train_fmnist.sh 120 3
 #
 # Part 0 (peaks): build/bench/bench_matmul_peak (cmake --build build --target
 #   bench_matmul_peak) measures this build's matmul peaks through clasp_gemm: fp32 and bf16,
@@ -35,6 +35,7 @@ REPEATS="${REPEATS:-3}"
 PRECISION="${PRECISION:-fp32 bf16}"
 SEEDS="${SEEDS:-0}"
 PEAK_ARGS="${PEAK_ARGS:-}"
+WAIT_QUIET="${WAIT_QUIET:-0}"
 CLASP="$ROOT/build/cli/clasp"
 PEAK="$ROOT/build/bench/bench_matmul_peak"
 DATA="${CLASP_DATA:-$ROOT/data/fmnist}"
@@ -49,6 +50,14 @@ mkdir -p "$OUT"
 command -v /usr/bin/time >/dev/null || { echo "train_fmnist: needs GNU time (apt-get install time)" >&2; exit 1; }
 TRAIN="$DATA/train-{000000..000005}.tar"
 
+# WAIT_QUIET=S: before each timed run, wait up to S seconds for the other processes on this
+# shared machine to go idle (../shared/bench/wait_quiet.py); every run line shows the load.
+quiet() {
+    [ "$WAIT_QUIET" -gt 0 ] || return 0
+    "$PY" "$ROOT/../shared/bench/wait_quiet.py" --max-wait "$WAIT_QUIET" 2>&1 | sed 's/^/#   /'
+}
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
 # one field of the last --json summary line of a clasp log ("" when absent)
 json_field() { # $1 = log, $2 = key
     grep '^{' "$1" 2>/dev/null | tail -n 1 | sed -n "s/.*\"$2\":\([-0-9.e+]*\).*/\1/p"
@@ -60,6 +69,7 @@ clasp_run() { # $1 = precision, $2 = threads, $3 = repeat
     log="$OUT/$name.$3.log"
     rm -rf "$OUT/$name.run"
     rate="" gf="" rss=0
+    quiet
     if /usr/bin/time -f "%M" -o "$log.rss" "$CLASP" train --model "$ROOT/configs/fmnist-small.json" \
         --train "$TRAIN" --steps "$STEPS" --batch-size 256 --threads "$2" --workers 1 \
         --precision "$1" --no-progress --json --out "$OUT/$name.run" >"$log" 2>&1; then
@@ -69,7 +79,7 @@ clasp_run() { # $1 = precision, $2 = threads, $3 = repeat
     fi
     if [ -n "$rate" ] && [ -n "$gf" ]; then
         echo "$rate $gf $((rss / 1024))" >>"$OUT/$name.res"
-        echo "#   $name run $3: $(printf '%.1f' "$rate") samples/s, $(printf '%.1f' "$gf") GFLOP/s, $((rss / 1024)) MiB"
+        echo "#   $name run $3: $(printf '%.1f' "$rate") samples/s, $(printf '%.1f' "$gf") GFLOP/s, $((rss / 1024)) MiB (load $(load1))"
     else
         echo "FAILED" >>"$OUT/$name.res"
         echo "#   $name run $3: FAILED (see $log)"
@@ -85,6 +95,7 @@ torch_run() { # $1 = amp (off|bf16), $2 = threads, $3 = repeat; 2 threads run PA
     log="$OUT/$name.$3.log"
     rm -f "$OUT/$name.json"
     rate="" rss=0
+    quiet
     if /usr/bin/time -f "%M" -o "$log.rss" env $wait "$PY" "$REF" --threads "$2" --amp "$1" \
         --max-steps "$STEPS" --eval-epochs "" --json "$OUT/$name.json" >"$log" 2>&1; then
         rate=$("$PY" -c "import json;print(json.load(open('$OUT/$name.json'))['samples_per_s_steady'])" 2>/dev/null || true)
@@ -92,19 +103,19 @@ torch_run() { # $1 = amp (off|bf16), $2 = threads, $3 = repeat; 2 threads run PA
     fi
     if [ -n "$rate" ]; then
         echo "$rate 0 $((rss / 1024))" >>"$OUT/$name.res"
-        echo "#   $name run $3: $(printf '%.1f' "$rate") samples/s, $((rss / 1024)) MiB"
+        echo "#   $name run $3: $(printf '%.1f' "$rate") samples/s, $((rss / 1024)) MiB (load $(load1))"
     else
         echo "FAILED" >>"$OUT/$name.res"
         echo "#   $name run $3: FAILED (see $log)"
     fi
 }
 
-# median of column $2 of $OUT/$1.res over the runs that succeeded: "value ok/total" or "FAILED"
+# median of column $2 of $OUT/$1.res over the runs that succeeded: "value ok/total" ("FAILED 0/n")
 med() {
     awk -v c="$2" '$1 == "FAILED" { n++; next }
         { v[k++] = $c; n++ }
         END {
-            if (k == 0) { print "FAILED"; exit }
+            if (k == 0) { printf "FAILED 0/%d\n", n; exit }
             for (i = 0; i < k; i++) for (j = i + 1; j < k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
             m = (k % 2) ? v[(k - 1) / 2] : (v[k / 2 - 1] + v[k / 2]) / 2
             printf "%.1f %d/%d\n", m, k, n }' "$OUT/$1.res"
@@ -129,6 +140,7 @@ echo "# train_fmnist: $STEPS steps x $REPEATS repeats, batch 256, $("$CLASP" --v
 echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- part 0: the peaks of this build, in this run ----
+quiet
 echo "# matmul peaks: $PEAK $PEAK_ARGS (log $OUT/peak.log)"
 if "$PEAK" $PEAK_ARGS >"$OUT/peak.log" 2>&1; then :; else echo "# bench_matmul_peak FAILED (see $OUT/peak.log)"; fi
 grep '^peak ' "$OUT/peak.log" || true
