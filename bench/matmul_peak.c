@@ -12,14 +12,15 @@
  * engine uses the cores; 2T figures are aggregate GFLOP/s (both threads' FLOPs over the wall
  * time from the common start to the last finish).
  *
- *     ./bench_matmul_peak [--quick] [--precision fp32|bf16]
+ *     ./bench_matmul_peak [--quick] [--cpu-time] [--precision fp32|bf16]
  *
  * Besides the table it prints one line per precision and kind that a script can grep:
  *
  *     peak fp32 square 1T 215.3 2T 398.1 GFLOP/s
  *     peak fp32 model 1T 120.4 2T 230.9 GFLOP/s
  *
- * FLOPs are 2 per multiply-add. Times come from clock_gettime(CLOCK_MONOTONIC).
+ * FLOPs are 2 per multiply-add. Times come from clock_gettime(CLOCK_MONOTONIC), or with
+ * --cpu-time from each thread's CPU clock (see g_clock).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -30,8 +31,14 @@
 #include "bench/bench.h"
 #include "core/compute.h"
 
+/* --cpu-time: each thread's own CPU clock instead of wall time; a 2T figure is then the sum of
+ * the threads' rates, as if no other process took a core (a shared machine time-slices this
+ * one), but two threads that never ran at the same time would not show what they cost each
+ * other (caches, memory bandwidth, clock speed) */
+static clockid_t g_clock = CLOCK_MONOTONIC;
+
 static double now_sec(void) {
-    return bench_now(CLOCK_MONOTONIC);
+    return bench_now(g_clock);
 }
 
 static float *buf(size_t n, unsigned seed) {
@@ -130,12 +137,16 @@ static double time_shape(const shape *s, clasp_precision prec, int nthreads, lon
     }
     double g[MAX_TIMINGS];
     for (int t = 0; t < ntimings; t++) {
-        double a = t0[0][t], b = t1[0][t];
-        for (int i = 1; i < nthreads; i++) {
+        double a = t0[0][t], b = t1[0][t], sum = 0;
+        for (int i = 0; i < nthreads; i++) {
             a = t0[i][t] < a ? t0[i][t] : a;
             b = t1[i][t] > b ? t1[i][t] : b;
+            sum += shape_flops(s) * (double)reps / (t1[i][t] - t0[i][t]) * 1e-9;
         }
-        g[t] = shape_flops(s) * (double)reps * nthreads / (b - a) * 1e-9;
+        /* wall: both threads' FLOPs from the first start to the last finish */
+        g[t] = g_clock == CLOCK_MONOTONIC
+                   ? shape_flops(s) * (double)reps * nthreads / (b - a) * 1e-9
+                   : sum;
     }
     for (int i = 0; i < nthreads; i++) free(w[i].A), free(w[i].B), free(w[i].C);
     qsort(g, (size_t)ntimings, sizeof(double), bench_cmp_double);
@@ -258,12 +269,13 @@ static void run_precision(clasp_precision prec, int quick, peaks *pk) {
 
 int main(int argc, char **argv) {
     bench_args args;
-    if (!bench_parse_args(&args, "bench_matmul_peak", 0, argc, argv)) return 2;
+    if (!bench_parse_args(&args, "bench_matmul_peak", 1, argc, argv)) return 2;
     const int quick = args.quick, only = args.only;
+    if (args.cpu_time) g_clock = CLOCK_THREAD_CPUTIME_ID;
     clasp_compute_set_threads(1);
     printf("# bench_matmul_peak: backend %s, clasp_gemm, 1T = one calling thread, 2T = two "
-           "threads each running its own single-threaded products\n",
-           clasp_compute_backend());
+           "threads each running its own single-threaded products; %s time\n",
+           clasp_compute_backend(), g_clock == CLOCK_MONOTONIC ? "wall" : "per-thread CPU");
     bench_print_load("before");
     peaks pk[2];
     int have[2] = {0, 0};

@@ -4,11 +4,14 @@
 # and bf16, with the targets of issue 13 as ratios measured in the same run.
 #
 #   sh bench/train_fmnist.sh [STEPS] [EPOCHS]          (defaults 120, 0)
-#   REPEATS=3 PRECISION="fp32 bf16" SEEDS="0" PEAK_ARGS="" WAIT_QUIET=0 sh bench/train_fmnist.sh 120 3
+#   REPEATS=3 PRECISION="fp32 bf16" SEEDS="0" PEAK_ARGS=--cpu-time WAIT_QUIET=0 sh bench/train_fmnist.sh 120 3
 #
 # Part 0 (peaks): build/bench/bench_matmul_peak (cmake --build build --target
 #   bench_matmul_peak) measures this build's matmul peaks through clasp_gemm: fp32 and bf16,
-#   large squares and fmnist-small's own GEMM shapes, 1 and 2 threads (PEAK_ARGS: e.g. --quick).
+#   large squares and fmnist-small's own GEMM shapes, 1 and 2 threads. PEAK_ARGS (default
+#   --cpu-time: each thread's CPU clock, so that another process taking a core on this shared
+#   machine does not lower the peak and so inflate the MFU; PEAK_ARGS="" for wall time; add
+#   --quick for a shorter run).
 # Part 1 (speed): STEPS steps, REPEATS times each (interleaved), medians of the steady-state
 #   samples/s: clasp fp32 and bf16 (--precision) at 1 and 2 threads; PyTorch fp32 1T, fp32 2T
 #   with OMP_WAIT_POLICY=PASSIVE (its fastest 2T setting here), --amp bf16 1T and 2T PASSIVE.
@@ -34,7 +37,7 @@ EPOCHS="${2:-0}"
 REPEATS="${REPEATS:-3}"
 PRECISION="${PRECISION:-fp32 bf16}"
 SEEDS="${SEEDS:-0}"
-PEAK_ARGS="${PEAK_ARGS:-}"
+PEAK_ARGS="${PEAK_ARGS---cpu-time}"
 WAIT_QUIET="${WAIT_QUIET:-0}"
 CLASP="$ROOT/build/cli/clasp"
 PEAK="$ROOT/build/bench/bench_matmul_peak"
