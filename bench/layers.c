@@ -670,7 +670,9 @@ int main(int argc, char **argv) {
         "#       precision): linear, conv per image, attention q.K^T/p.V and their grads, the\n"
         "#       loss's 3 logit products; (b) everything else = step - (a) (im2col/col2im, bias,\n"
         "#       relu+pool, layernorm, gelu, softmax/attention glue, embedding, l2norm, loss\n"
-        "#       element-wise, bf16 conversions, adamw). Text blocks counted twice, from the sum\n"
+        "#       element-wise, bf16 conversions outside clasp_gemm, adamw). In bf16, clasp_gemm's\n"
+        "#       own rounding of its inputs counts in (a). Text blocks counted twice, from the "
+        "sum\n"
         "#       of the block's parts for GEMM and the whole-block rows for the step.\n",
         clk);
     printf("%-9s %-16s %9s %7s %12s\n", "precision", "share", "ms/step", "%step", "us/sample");
