@@ -1,15 +1,23 @@
 /* bench/layers.c: forward and backward time of every layer of encoders/layers.h at the
- * 'fmnist-small' shapes, batch 256 (../shared/bench/README.md sections 3-4), with achieved
- * GFLOP/s and the ratio to a cblas_sgemm peak measured in the same run (square NN sgemm
- * 1024 and 512, best of several timings, as ../shared/bench/sgemm_peak.c).
+ * 'fmnist-small' shapes, batch 256 (../shared/bench/README.md sections 3-4), in fp32 and in
+ * bf16 (when this build computes bf16: clasp_compute_check), with achieved GFLOP/s, the ratio
+ * to a matmul peak of the same precision measured in the same run (clasp_gemm square NN 1024
+ * and 512, best of several timings, as ../shared/bench/sgemm_peak.c), each row's share of one
+ * training step, and the Amdahl split of the step (matmul/conv against everything else) per
+ * precision.
  *
- *     CLASP_THREADS=1 ./bench_layers [--quick] [--cpu-time]
+ *     CLASP_THREADS=1 ./bench_layers [--quick] [--cpu-time] [--precision fp32|bf16]
  *     CLASP_THREADS=2 ./bench_layers
  *
  * Times are medians over repetitions of single calls (after one warm-up call). FLOPs count
  * only the matrix products (2 per multiply-add); element-wise layers print time only.
  * Backward FLOPs: linear/conv 2x forward (dinp + dw), 1x when dinp is not needed (conv1);
- * attention 2x forward.
+ * attention 2x forward. The precision is the calling thread's (clasp_compute_set_precision):
+ * in bf16 every product inside the layers rounds its inputs to bf16, the rest stays fp32.
+ * Besides the tables, one line per precision for scripts:
+ *
+ *     amdahl bf16 gemm_ms .. other_ms .. other_pct .. other_ms_per_sample .. step_ms .. peak_gflops
+ * ..
  */
 #include <math.h>
 #include <stdint.h>
@@ -18,11 +26,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench.h"
 #include "core/compute.h"
 #include "encoders/layers.h"
 #include "loss/infonce.h"
 #include "train/optim.h"
-
 
 static int g_reps = 9;
 
@@ -31,27 +39,11 @@ static int g_reps = 9;
 static clockid_t g_clock = CLOCK_MONOTONIC;
 
 static double now_sec(void) {
-    struct timespec ts;
-    clock_gettime(g_clock, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    return bench_now(g_clock);
 }
 
 static float *buf(size_t n, unsigned seed, float scale) {
-    float *p = NULL;
-    if (posix_memalign((void **)&p, 64, (n ? n : 1) * sizeof(float)) != 0 || !p) {
-        fprintf(stderr, "out of memory (%zu floats)\n", n);
-        exit(1);
-    }
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        p[i] = scale * ((float)((seed >> 8) & 0xFFFF) / 65536.0f - 0.5f);
-    }
-    return p;
+    return bench_buf(n, seed, scale);
 }
 
 /* ---- sgemm peak ------------------------------------------------------------------------- */
@@ -63,17 +55,13 @@ static double sgemm_peak(int n, int ntimings, double min_sec) {
     long reps = 1;
     for (;;) { /* calibrate: reps calls take >= min_sec */
         double t0 = now_sec();
-        for (long i = 0; i < reps; i++)
-            clasp_gemm(0, 0, n, n, n, 1.0f, A, n, B, n, 0.0f,
-                        C, n);
+        for (long i = 0; i < reps; i++) clasp_gemm(0, 0, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
         if (now_sec() - t0 >= min_sec * 0.5) break;
         reps *= 2;
     }
     for (int t = 0; t < ntimings; t++) {
         double t0 = now_sec();
-        for (long i = 0; i < reps; i++)
-            clasp_gemm(0, 0, n, n, n, 1.0f, A, n, B, n, 0.0f,
-                        C, n);
+        for (long i = 0; i < reps; i++) clasp_gemm(0, 0, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
         double dt = (now_sec() - t0) / (double)reps;
         if (dt < best) best = dt;
     }
@@ -94,11 +82,10 @@ static double median_time(bench_fn f, void *ctx) {
         f(ctx);
         t[r] = now_sec() - t0;
     }
-    qsort(t, (size_t)reps, sizeof(double), cmp_double);
+    qsort(t, (size_t)reps, sizeof(double), bench_cmp_double);
     return t[reps / 2];
 }
 
-static double g_peak;
 static double g_total_fwd, g_total_bwd;
 
 /* ---- GEMM-alone timing (Amdahl split) ----------------------------------------------------
@@ -143,24 +130,53 @@ static double gemm_time(const gemm_call *c, int n) {
     return t;
 }
 
+/* ---- results: one row per timed call, filled once per precision ------------------------- */
+
+/* A row of the tables. `mult` is how often the row's time counts in one training step (0: not
+ * in the model, e.g. unfused variants; 2: the text tower's two blocks); `part` rows are the
+ * pieces of the whole-block row, already counted there; `total` rows are sums of rows above. */
+typedef struct row {
+    const char *name;
+    char shape[40];
+    double ff, fb; /* matmul FLOPs of one fwd / bwd call (0: element-wise) */
+    int has_bwd, mult, part, total;
+    double tf[2], tb[2]; /* seconds per call, [precision] */
+} row;
+
+enum { MAX_ROWS = 64 };
+static row g_rows[MAX_ROWS];
+static int g_nrows, g_pi;  /* rows filled in this pass; this pass's precision */
+static int g_mult, g_part; /* attributes of the rows timed next */
+static double g_peak[2];
+
+static row *next_row(const char *name, const char *shape) {
+    if (g_nrows >= MAX_ROWS) {
+        fprintf(stderr, "bench_layers: more than %d rows\n", MAX_ROWS);
+        exit(1);
+    }
+    row *r = &g_rows[g_nrows++];
+    r->name = name;
+    snprintf(r->shape, sizeof r->shape, "%s", shape);
+    r->mult = g_mult, r->part = g_part;
+    return r;
+}
+
 static void report(const char *name, const char *shape, bench_fn fwd, bench_fn bwd, void *ctx,
                    double fwd_flops, double bwd_flops) {
     double tf = median_time(fwd, ctx);
     double tb = bwd ? median_time(bwd, ctx) : 0.0;
     g_total_fwd += tf;
     g_total_bwd += tb;
-    printf("%-16s %-26s %9.3f %9.3f", name, shape, tf * 1e3, tb * 1e3);
-    if (fwd_flops > 0) {
-        double gf = fwd_flops / tf * 1e-9, gb = bwd ? bwd_flops / tb * 1e-9 : 0.0;
-        if (bwd)
-            printf(" %8.1f %8.1f %6.0f%% %6.0f%%\n", gf, gb, 100.0 * gf / g_peak,
-                   100.0 * gb / g_peak);
-        else
-            printf(" %8.1f %8s %6.0f%% %7s\n", gf, "-", 100.0 * gf / g_peak, "-");
-    } else {
-        printf(" %8s %8s %7s %7s\n", "-", "-", "-", "-");
-    }
-    fflush(stdout);
+    row *r = next_row(name, shape);
+    r->ff = fwd_flops, r->fb = bwd_flops, r->has_bwd = bwd != NULL;
+    r->tf[g_pi] = tf, r->tb[g_pi] = tb;
+}
+
+/* a row that sums rows above (printed, never counted in the step again) */
+static void total_row(const char *name, const char *shape, double tf, double tb) {
+    row *r = next_row(name, shape);
+    r->total = 1, r->mult = 0, r->has_bwd = 1;
+    r->tf[g_pi] = tf, r->tb[g_pi] = tb;
 }
 
 /* ---- layer contexts ---------------------------------------------------------------------- */
@@ -382,34 +398,19 @@ static void opt_f(void *q) {
     clasp_adamw_step(&c->o, c->p, c->g, &c->seg, 1, 1e-4);
 }
 
-int main(int argc, char **argv) {
-    int quick = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--quick") == 0) quick = 1;
-        if (strcmp(argv[i], "--cpu-time") == 0) g_clock = CLOCK_PROCESS_CPUTIME_ID;
-    }
-    if (quick) g_reps = 3;
-    const char *nt = getenv("CLASP_THREADS");
-    int threads = nt ? atoi(nt) : 1;
-    clasp_compute_set_threads(threads);
-    printf("# bench_layers: fmnist-small shapes, batch 256; backend %s, %d thread(s) per product "
-           "(CLASP_THREADS)\n",
-           clasp_compute_backend(), threads);
-    double p1024 = sgemm_peak(1024, quick ? 3 : 5, quick ? 0.1 : 0.25);
-    double p512 = sgemm_peak(512, quick ? 3 : 5, quick ? 0.1 : 0.25);
-    g_peak = p1024 > p512 ? p1024 : p512;
-    printf("# sgemm peak (square NN, best of timings): 1024: %.1f GFLOP/s, 512: %.1f GFLOP/s; "
-           "%%peak below uses %.1f\n",
-           p1024, p512, g_peak);
-    printf(
-        "# median of %d single calls after a warm-up (%s time); GFLOP/s counts matmul FLOPs only\n",
-        g_reps, g_clock == CLOCK_MONOTONIC ? "wall" : "process CPU");
-    printf("%-16s %-26s %9s %9s %8s %8s %7s %7s\n", "layer", "shape", "fwd ms", "bwd ms",
-           "fwd GF/s", "bwd GF/s", "fwd%pk", "bwd%pk");
+/* The Amdahl split of one training step in one precision (seconds). */
+typedef struct split {
+    double gemm, other, step;
+} split;
 
+/* Times every layer, the loss and the optimizer in the calling thread's precision (pass pi),
+ * filling g_rows[] (the same rows in the same order on every pass) and *sp. */
+static void run_pass(int pi, split *sp) {
+    g_pi = pi, g_nrows = 0, g_mult = 0, g_part = 0;
+    g_total_fwd = g_total_bwd = 0, g_gemm = 0;
     const int B = 256, T = 32, C = 128, NH = 4, F = 512, V = 259;
     /* ---- image tower ---- */
-    printf("# image tower\n");
+    g_mult = 1, g_part = 0;
     bench_conv("conv1", B, 1, 28, 28, 32, 0);
     /* the CNN tower runs ReLU + max pool fused (clasp_relu_maxpool2d_*) */
     elem_b e = {.B = B, .C = 32, .H = 28, .W = 28, .kind = K_RELUPOOL};
@@ -422,7 +423,8 @@ int main(int argc, char **argv) {
     bench_linear("fc1", B, 3136, 256);
     bench_linear("fc2", B, 256, 128);
     double img_f = g_total_fwd, img_b = g_total_bwd, img_g = g_gemm;
-    printf("%-16s %-26s %9.3f %9.3f\n", "image total", "", img_f * 1e3, img_b * 1e3);
+    total_row("image total", "", img_f, img_b);
+    g_mult = 0; /* unfused variants, not in the model */
     e = (elem_b){.n = (size_t)B * 32 * 28 * 28, .kind = K_RELU};
     bench_elem("relu1", "256x32x28x28 (unfused)", &e, e.n, e.n);
     e = (elem_b){.B = B, .C = 32, .H = 28, .W = 28, .kind = K_MAXPOOL};
@@ -431,7 +433,7 @@ int main(int argc, char **argv) {
     g_total_fwd = img_f, g_total_bwd = img_b;
 
     /* ---- text tower ---- */
-    printf("# text tower (B=256, T=32, C=128, 4 heads, MLP 512)\n");
+    g_mult = 1;
     g_total_fwd = g_total_bwd = 0, g_gemm = 0;
     e = (elem_b){.B = B, .T = T, .C = C, .kind = K_EMB};
     e.w = buf((size_t)V * C, 11, 0.02f), e.b = buf((size_t)T * C, 12, 0.01f);
@@ -446,6 +448,7 @@ int main(int argc, char **argv) {
     double emb_f = g_total_fwd, emb_b = g_total_bwd;
 
     g_total_fwd = g_total_bwd = 0;
+    g_mult = 2, g_part = 1; /* the pieces of one block; the text tower has two */
     e = (elem_b){.B = B, .T = T, .C = C, .kind = K_LN};
     e.w = buf(C, 15, 1), e.b = buf(C, 16, 1), e.dw = buf(C, 17, 0), e.db = buf(C, 18, 0);
     float *lw = e.w, *lb = e.b, *ldw = e.dw, *ldb = e.db;
@@ -475,12 +478,14 @@ int main(int argc, char **argv) {
     bench_elem("gelu (erf)", "8192x512", &e, e.n, e.n);
     bench_linear("mlp fc2", B * T, F, C);
     double parts_f = g_total_fwd, parts_b = g_total_bwd, blk_g = g_gemm;
-    printf("%-16s %-26s %9.3f %9.3f\n", "sum of parts", "one block", parts_f * 1e3, parts_b * 1e3);
+    total_row("sum of parts", "one block", parts_f, parts_b);
+    g_mult = 0, g_part = 0;
     e = (elem_b){.n = (size_t)B * T * F, .kind = K_GELU_TANH};
     g_total_fwd = g_total_bwd = 0;
     bench_elem("gelu (tanh)", "8192x512 (not in block)", &e, e.n, e.n);
 
     g_total_fwd = g_total_bwd = 0;
+    g_mult = 2;
     blk_b k = {.d = {.B = B, .T = T, .C = C, .NH = NH, .F = F, .causal = 1, .ln_eps = 1e-5f}};
     size_t sz[12] = {C, C, 3 * C * C, 3 * C, C * C, C, C, C, (size_t)F * C, F, (size_t)C * F, C};
     for (int i = 0; i < 12; i++) {
@@ -499,6 +504,7 @@ int main(int argc, char **argv) {
     free(k.acts), free(k.work), free(k.inp), free(k.out), free(k.dout), free(k.dinp);
 
     g_total_fwd = g_total_bwd = 0, g_gemm = 0;
+    g_mult = 1;
     e = (elem_b){.B = B, .T = T, .C = C, .kind = K_LN};
     e.w = buf(C, 15, 1), e.b = buf(C, 16, 1), e.dw = buf(C, 17, 0), e.db = buf(C, 18, 0);
     lw = e.w, lb = e.b, ldw = e.dw, ldb = e.db;
@@ -514,19 +520,17 @@ int main(int argc, char **argv) {
     e = (elem_b){.B = B, .C = C, .kind = K_L2};
     bench_elem("l2norm", "256x128", &e, (size_t)B * C, (size_t)B * C);
     double head_f = g_total_fwd, head_b = g_total_bwd, head_g = g_gemm;
+    g_mult = 0;
     e = (elem_b){.n = (size_t)B * T * C, .kind = K_DROPOUT};
     bench_elem("dropout p=0.1", "8192x128 (not in model)", &e, e.n, e.n);
 
     double txt_f = emb_f + 2 * blk_f_t + head_f, txt_b = emb_b + 2 * blk_b_t + head_b;
-    printf("%-16s %-26s %9.3f %9.3f\n", "text total", "emb + 2 blocks + head", txt_f * 1e3,
-           txt_b * 1e3);
+    total_row("text total", "emb + 2 blocks + head", txt_f, txt_b);
     double step = img_f + img_b + txt_f + txt_b;
-    printf("# layers of one training step (image + text, fwd + bwd): %.1f ms -> %.0f samples/s "
-           "upper bound (no loss/optimizer)\n",
-           step * 1e3, 256.0 / step);
+    total_row("layers of a step", "image + text, fwd + bwd", img_f + txt_f, img_b + txt_b);
 
     /* ---- loss and optimizer (not layers, but in every step) ---- */
-    printf("# loss and optimizer\n");
+    g_mult = 1;
     g_total_fwd = g_total_bwd = 0, g_gemm = 0;
     loss_b l = {.N = B, .D = 128};
     l.A = buf((size_t)B * 128, 81, 0.1f), l.B = buf((size_t)B * 128, 82, 0.1f);
@@ -540,7 +544,10 @@ int main(int argc, char **argv) {
     double loss_t = g_total_fwd, loss_g = g_gemm;
     g_total_fwd = 0;
     opt_b o = {.n = 1305345}; /* fmnist-small's parameter floats (tests/test_model.c) */
-    if (clasp_adamw_init(&o.o, o.n, clasp_adamw_default_config()) != CLASP_OK) return 1;
+    if (clasp_adamw_init(&o.o, o.n, clasp_adamw_default_config()) != CLASP_OK) {
+        fprintf(stderr, "bench_layers: %s\n", clasp_last_error());
+        exit(1);
+    }
     o.p = buf(o.n, 86, 0.1f), o.g = buf(o.n, 87, 0.01f);
     o.seg = (clasp_param_seg){.offset = 0, .numel = o.n, .decay = true};
     report("adamw", "1305345 floats", opt_f, NULL, &o, 0, 0);
@@ -550,21 +557,145 @@ int main(int argc, char **argv) {
     /* ---- Amdahl split: (a) GEMM-alone time, (b) the rest ---- */
     double full = step + loss_t + opt_t;
     double ga = img_g + 2 * blk_g + head_g + loss_g, gb = full - ga;
+    *sp = (split){.gemm = ga, .other = gb, .step = full};
+}
+
+static double pct(double x, double of) {
+    return of > 0 ? 100.0 * x / of : 0.0;
+}
+
+/* the per-precision table: the old columns plus the row's share of the step */
+static void print_table(int pi, const split *sp) {
+    printf("\n# %s: %%pk against the %s square peak of this run (%.1f GFLOP/s)\n",
+           clasp_precision_name((clasp_precision)pi), clasp_precision_name((clasp_precision)pi),
+           g_peak[pi]);
+    printf("%-16s %-26s %9s %9s %8s %8s %7s %7s %7s\n", "layer", "shape", "fwd ms", "bwd ms",
+           "fwd GF/s", "bwd GF/s", "fwd%pk", "bwd%pk", "%step");
+    for (int i = 0; i < g_nrows; i++) {
+        const row *r = &g_rows[i];
+        double tf = r->tf[pi], tb = r->tb[pi];
+        printf("%-16s %-26s %9.3f %9.3f", r->name, r->shape, tf * 1e3, tb * 1e3);
+        if (r->ff > 0) {
+            double gf = r->ff / tf * 1e-9, gb = r->has_bwd ? r->fb / tb * 1e-9 : 0.0;
+            if (r->has_bwd)
+                printf(" %8.1f %8.1f %6.0f%% %6.0f%%", gf, gb, pct(gf, g_peak[pi]),
+                       pct(gb, g_peak[pi]));
+            else
+                printf(" %8.1f %8s %6.0f%% %7s", gf, "-", pct(gf, g_peak[pi]), "-");
+        } else {
+            printf(" %8s %8s %7s %7s", "-", "-", "-", "-");
+        }
+        double share = pct((r->total ? 1 : r->mult) * (tf + tb), sp->step);
+        if (r->total && strcmp(r->name, "sum of parts") == 0) share *= 2; /* two blocks */
+        if (!r->total && r->mult == 0)
+            printf(" %7s\n", "-");
+        else if (r->part || r->total)
+            printf(" (%4.1f%%)\n", share);
+        else
+            printf(" %6.1f%%\n", share);
+    }
+}
+
+int main(int argc, char **argv) {
+    bench_args args;
+    if (!bench_parse_args(&args, "bench_layers", 1, argc, argv)) return 2;
+    const int quick = args.quick, only = args.only;
+    if (args.cpu_time) g_clock = CLOCK_PROCESS_CPUTIME_ID;
+    if (quick) g_reps = 3;
+    const char *nt = getenv("CLASP_THREADS");
+    int threads = nt ? atoi(nt) : 1;
+    clasp_compute_set_threads(threads);
+    printf("# bench_layers: fmnist-small shapes, batch 256; backend %s, %d thread(s) per product "
+           "(CLASP_THREADS)\n",
+           clasp_compute_backend(), threads);
+    bench_print_load("before");
+    printf("# median of %d single calls after a warm-up (%s time); GFLOP/s counts matmul FLOPs "
+           "only\n",
+           g_reps, g_clock == CLOCK_MONOTONIC ? "wall" : "process CPU");
+    split sp[2];
+    int ran[2] = {0, 0}, nrows[2] = {0, 0};
+    for (int pi = CLASP_FP32; pi <= CLASP_BF16; pi++) {
+        const char *pn = clasp_precision_name((clasp_precision)pi);
+        if (only >= 0 && only != pi) continue;
+        int native = 0;
+        if (clasp_compute_check((clasp_precision)pi, &native) != CLASP_OK) {
+            printf("# %s: not available: %s\n", pn, clasp_last_error());
+            continue;
+        }
+        clasp_compute_set_precision((clasp_precision)pi);
+        double p1024 = sgemm_peak(1024, quick ? 3 : 5, quick ? 0.1 : 0.25);
+        double p512 = sgemm_peak(512, quick ? 3 : 5, quick ? 0.1 : 0.25);
+        g_peak[pi] = p1024 > p512 ? p1024 : p512;
+        printf("# %s%s: matmul peak (clasp_gemm, square NN, best of timings): 1024: %.1f GFLOP/s, "
+               "512: %.1f GFLOP/s\n",
+               pn, pi == CLASP_BF16 && !native ? " (EMULATED: no native bf16 kernel)" : "", p1024,
+               p512);
+        fflush(stdout);
+        run_pass(pi, &sp[pi]);
+        nrows[pi] = g_nrows;
+        ran[pi] = 1;
+    }
+    clasp_compute_set_precision(CLASP_FP32);
+    for (int pi = CLASP_FP32; pi <= CLASP_BF16; pi++) {
+        g_nrows = nrows[pi];
+        if (ran[pi]) print_table(pi, &sp[pi]);
+    }
+
+    if (ran[CLASP_FP32] && ran[CLASP_BF16]) {
+        printf("\n# fp32 vs bf16: fwd + bwd ms per call and share of the step (rows in brackets "
+               "are inside another row)\n");
+        printf("%-16s %-26s %9s %9s %7s %7s %7s\n", "layer", "shape", "fp32 ms", "bf16 ms",
+               "speedup", "%fp32", "%bf16");
+        for (int i = 0; i < g_nrows; i++) {
+            const row *r = &g_rows[i];
+            double t32 = r->tf[0] + r->tb[0], t16 = r->tf[1] + r->tb[1];
+            printf("%-16s %-26s %9.3f %9.3f %6.2fx", r->name, r->shape, t32 * 1e3, t16 * 1e3,
+                   t32 / t16);
+            int k = r->total ? (strcmp(r->name, "sum of parts") == 0 ? 2 : 1) : r->mult;
+            if (!r->total && r->mult == 0)
+                printf(" %7s %7s\n", "-", "-");
+            else if (r->part || r->total)
+                printf(" (%4.1f%%) (%4.1f%%)\n", pct(k * t32, sp[0].step),
+                       pct(k * t16, sp[1].step));
+            else
+                printf(" %6.1f%% %6.1f%%\n", pct(k * t32, sp[0].step), pct(k * t16, sp[1].step));
+        }
+    }
+
+    const int B = 256;
     const char *clk = g_clock == CLOCK_MONOTONIC ? "wall" : "process CPU";
     printf(
-        "# Amdahl split of one training step (image + text fwd+bwd + infonce + adamw), %s time:\n"
-        "#   (a) matmul/conv = the layers' sgemm calls timed alone with the same shapes\n"
-        "#       (linear, conv per image, attention q.K^T/p.V and their grads, the loss's 3\n"
-        "#       logit products); (b) everything else = step - (a) (im2col/col2im, bias,\n"
+        "\n# Amdahl split of one training step (image + text fwd+bwd + infonce + adamw), %s time:\n"
+        "#   (a) matmul/conv = the layers' products timed alone (clasp_gemm, same shapes, same\n"
+        "#       precision): linear, conv per image, attention q.K^T/p.V and their grads, the\n"
+        "#       loss's 3 logit products; (b) everything else = step - (a) (im2col/col2im, bias,\n"
         "#       relu+pool, layernorm, gelu, softmax/attention glue, embedding, l2norm, loss\n"
-        "#       element-wise, adamw). Text blocks counted twice, from the sum of the block's\n"
-        "#       parts for GEMM and the whole-block rows for the step.\n",
+        "#       element-wise, bf16 conversions outside clasp_gemm, adamw). In bf16, clasp_gemm's\n"
+        "#       own rounding of its inputs counts in (a). Text blocks counted twice, from the "
+        "sum\n"
+        "#       of the block's parts for GEMM and the whole-block rows for the step.\n",
         clk);
-    printf("%-16s %9s %7s %12s\n", "share", "ms/step", "%step", "us/sample");
-    printf("%-16s %9.3f %6.1f%% %12.3f\n", "(a) matmul/conv", ga * 1e3, 100.0 * ga / full,
-           ga * 1e6 / B);
-    printf("%-16s %9.3f %6.1f%% %12.3f\n", "(b) other", gb * 1e3, 100.0 * gb / full, gb * 1e6 / B);
-    printf("%-16s %9.3f %6.1f%% %12.3f  -> %.0f samples/s\n", "step", full * 1e3, 100.0,
-           full * 1e6 / B, B / full);
+    printf("%-9s %-16s %9s %7s %12s\n", "precision", "share", "ms/step", "%step", "us/sample");
+    for (int pi = CLASP_FP32; pi <= CLASP_BF16; pi++) {
+        if (!ran[pi]) continue;
+        const char *pn = clasp_precision_name((clasp_precision)pi);
+        const split *s = &sp[pi];
+        printf("%-9s %-16s %9.3f %6.1f%% %12.3f\n", pn, "(a) matmul/conv", s->gemm * 1e3,
+               pct(s->gemm, s->step), s->gemm * 1e6 / B);
+        printf("%-9s %-16s %9.3f %6.1f%% %12.3f\n", pn, "(b) other", s->other * 1e3,
+               pct(s->other, s->step), s->other * 1e6 / B);
+        printf("%-9s %-16s %9.3f %6.1f%% %12.3f  -> %.0f samples/s\n", pn, "step", s->step * 1e3,
+               100.0, s->step * 1e6 / B, B / s->step);
+    }
+    bench_print_load("after");
+    /* one line per precision for scripts */
+    for (int pi = CLASP_FP32; pi <= CLASP_BF16; pi++) {
+        if (!ran[pi]) continue;
+        const split *s = &sp[pi];
+        printf("amdahl %s gemm_ms %.3f other_ms %.3f other_pct %.1f other_ms_per_sample %.5f "
+               "step_ms %.3f peak_gflops %.1f\n",
+               clasp_precision_name((clasp_precision)pi), s->gemm * 1e3, s->other * 1e3,
+               pct(s->other, s->step), s->other * 1e3 / B, s->step * 1e3, g_peak[pi]);
+    }
     return 0;
 }

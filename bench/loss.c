@@ -18,23 +18,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench.h"
 #include "core/compute.h"
 #include "core/rng.h"
 #include "loss/infonce.h"
 
 static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    return bench_now(CLOCK_MONOTONIC);
 }
 
 static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
@@ -84,13 +78,10 @@ int main(void) {
                 if (r >= 0) tl[r] = now_s() - t0;
                 /* the floor: logits, then G B and G^T A with G = the (gradient) matrix */
                 t0 = now_s();
-                clasp_gemm(0, 1, iN, iN, iD, 1.0f, A, iD, B, iD,
-                            0.0f, work, iN);
-                clasp_gemm(0, 0, iN, iD, iN, 1.0f, work, iN,
-                            B, iD, 0.0f, dA, iD);
+                clasp_gemm(0, 1, iN, iN, iD, 1.0f, A, iD, B, iD, 0.0f, work, iN);
+                clasp_gemm(0, 0, iN, iD, iN, 1.0f, work, iN, B, iD, 0.0f, dA, iD);
                 double t_two = now_s() - t0;
-                clasp_gemm(1, 0, iN, iD, iN, 1.0f, work, iN, A,
-                            iD, 0.0f, dB, iD);
+                clasp_gemm(1, 0, iN, iD, iN, 1.0f, work, iN, A, iD, 0.0f, dB, iD);
                 if (r >= 0) t3[r] = now_s() - t0, t2[r] = t_two;
             }
             double ml = median(tl, reps), m3 = median(t3, reps), m2 = median(t2, reps);
