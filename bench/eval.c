@@ -28,7 +28,6 @@
 #include "export/export.h"
 #include "eval/retrieval.h"
 
-
 static double now_(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -56,8 +55,7 @@ static void *floor_run_(void *arg) {
         int calls = g->per_row ? j->rows * g->reps : g->reps;
         int M = g->per_row ? g->M : g->M * j->rows;
         for (int c = 0; c < calls; c++)
-            clasp_gemm(0, 0, M, g->N, g->K, 1.0f, j->A, g->K,
-                        j->B, g->N, 0.0f, j->C, g->N);
+            clasp_gemm(0, 0, M, g->N, g->K, 1.0f, j->A, g->K, j->B, g->N, 0.0f, j->C, g->N);
     }
     return NULL;
 }
@@ -264,9 +262,8 @@ int main(int argc, char **argv) {
         for (int pass = 0; pass < 2; pass++)
             for (int i0 = 0; i0 < R; i0 += 256) {
                 int b = R - i0 < 256 ? R - i0 : 256;
-                clasp_gemm(0, 1, b, R, D, 1.0f,
-                            (pass ? txt : img) + (size_t)i0 * D, D, pass ? img : txt, D, 0.0f, Sb,
-                            R);
+                clasp_gemm(0, 1, b, R, D, 1.0f, (pass ? txt : img) + (size_t)i0 * D, D,
+                           pass ? img : txt, D, 0.0f, Sb, R);
             }
         double tg = now_() - t0;
         printf("ranking %d x %d (D %d, 1 thread): %.3f s, its sgemm %.3f s (ratio %.2f); "

@@ -16,7 +16,6 @@
 #include "core/rng.h"
 #include "eval/retrieval.h"
 
-
 static double now_(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
