@@ -190,8 +190,15 @@ typedef struct mm_key {
     int batch, batch2, pad_; /* products in one call: batch x batch2 (1 x 1: a plain product) */
     long long sa, sb, sc;    /* their strides in A, B and C (floats or bf16 elements) */
     long long sa2, sb2, sc2;
-    uint32_t alpha, beta; /* float bits */
+    uint32_t alpha, beta; /* float bits; alpha != 1 is ALPHA_RUNTIME (given per call) */
 } mm_key;
+/* A product's alpha other than 1 (the loss's logit scale changes every step) is a runtime
+ * output scale: one primitive serves every value. */
+#define ALPHA_RUNTIME 0x7fc000d0u
+static uint32_t key_alpha_(float alpha) {
+    return alpha == 1.0f ? 0x3f800000u : ALPHA_RUNTIME;
+}
+
 /* keys are compared bytewise: no padding */
 _Static_assert(sizeof(mm_key) == 14 * sizeof(int) + 6 * sizeof(long long) + 2 * sizeof(uint32_t),
                "mm_key has padding");
@@ -199,7 +206,7 @@ _Static_assert(sizeof(mm_key) == 14 * sizeof(int) + 6 * sizeof(long long) + 2 * 
 typedef struct mm_entry {
     mm_key key;
     dnnl_primitive_t prim;
-    dnnl_memory_t a, b, c, bias, scratch;
+    dnnl_memory_t a, b, c, bias, scale, scratch;
     size_t scratch_bytes;
 } mm_entry;
 
@@ -229,6 +236,43 @@ static _Thread_local compute_tl *tl_state;
 static pthread_key_t g_tl_key;
 static pthread_once_t g_tl_once = PTHREAD_ONCE_INIT;
 static int g_bf16_emulated; /* set once oneDNN refused a bf16 matmul (relaxed atomics) */
+static pthread_once_t g_bf16_once = PTHREAD_ONCE_INIT;
+
+/* Does oneDNN have bf16 kernels here? It builds bf16 matmuls on CPUs without AVX512-BF16 too,
+ * with emulated kernels several times slower than its fp32 ones (measured under
+ * ONEDNN_MAX_CPU_ISA=AVX512_CORE); those, like a refusal, send bf16 products to clasp's own
+ * emulation (fp32 kernels on bf16-rounded inputs: the same numbers). Decided once, from the
+ * implementation oneDNN picks for a small bf16 matmul. */
+static void bf16_probe_(void) {
+    pthread_once(&g_engine_once, engine_init_);
+    int native = 0;
+    dnnl_memory_desc_t a, b, c;
+    dnnl_dims_t d = {64, 64}, st = {64, 1};
+    dnnl_memory_desc_init_by_strides(&a, 2, d, dnnl_bf16, st);
+    dnnl_memory_desc_init_by_strides(&b, 2, d, dnnl_bf16, st);
+    dnnl_memory_desc_init_by_strides(&c, 2, d, dnnl_f32, st);
+    dnnl_matmul_desc_t md;
+    dnnl_primitive_desc_t pd;
+    if (g_engine_status == dnnl_success &&
+        dnnl_matmul_desc_init(&md, &a, &b, NULL, &c) == dnnl_success &&
+        dnnl_primitive_desc_create(&pd, &md, NULL, g_engine, NULL) == dnnl_success) {
+        const char *impl = NULL;
+        if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
+            impl)
+            native = strstr(impl, "bf16") != NULL || strstr(impl, "amx") != NULL;
+        dnnl_primitive_desc_destroy(pd);
+    }
+    if (!native && g_engine_status == dnnl_success) {
+        __atomic_store_n(&g_bf16_emulated, 1, __ATOMIC_RELAXED);
+        CLASP_WARN("oneDNN has no bf16 kernels for this CPU: bf16 products run as fp32 products "
+                   "of bf16-rounded inputs (the same numbers, no faster than fp32)");
+    }
+}
+
+static int bf16_emulated_(void) {
+    pthread_once(&g_bf16_once, bf16_probe_);
+    return __atomic_load_n(&g_bf16_emulated, __ATOMIC_RELAXED);
+}
 
 static void tl_free_(void *p) {
     compute_tl *t = p;
@@ -240,6 +284,7 @@ static void tl_free_(void *p) {
         dnnl_memory_destroy(e->b);
         dnnl_memory_destroy(e->c);
         dnnl_memory_destroy(e->bias);
+        dnnl_memory_destroy(e->scale);
         dnnl_memory_destroy(e->scratch);
     }
     free(t->e);
@@ -260,6 +305,10 @@ static void tl_key_init_(void) {
     pthread_key_create(&g_tl_key, tl_free_);
 }
 
+size_t clasp_compute_cached_primitives(void) {
+    return tl_state ? tl_state->n + tl_state->ncv : 0;
+}
+
 void clasp_compute_thread_release(void) {
     if (!tl_state) return;
     pthread_once(&g_tl_once, tl_key_init_);
@@ -276,6 +325,7 @@ static void tl_flush_(compute_tl *t) {
         dnnl_memory_destroy(e->b);
         dnnl_memory_destroy(e->c);
         dnnl_memory_destroy(e->bias);
+        dnnl_memory_destroy(e->scale);
         dnnl_memory_destroy(e->scratch);
     }
     t->n = 0;
@@ -364,10 +414,10 @@ static dnnl_status_t mm_build_(mm_entry *e, const mm_key *k) {
     dnnl_primitive_attr_t attr;
     if ((s = dnnl_primitive_attr_create(&attr)) != dnnl_success) return s;
     dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-    float alpha, beta;
-    memcpy(&alpha, &k->alpha, sizeof alpha);
+    float beta;
     memcpy(&beta, &k->beta, sizeof beta);
-    if (alpha != 1.0f) dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha);
+    if (k->alpha == ALPHA_RUNTIME)
+        dnnl_primitive_attr_set_output_scales(attr, 1, 0, &DNNL_RUNTIME_F32_VAL);
     if (beta != 0.0f) {
         dnnl_post_ops_t po;
         dnnl_post_ops_create(&po);
@@ -387,6 +437,12 @@ static dnnl_status_t mm_build_(mm_entry *e, const mm_key *k) {
     if (s == dnnl_success) s = dnnl_memory_create(&e->c, &c, g_engine, DNNL_MEMORY_NONE);
     if (s == dnnl_success && k->bias)
         s = dnnl_memory_create(&e->bias, &bias, g_engine, DNNL_MEMORY_NONE);
+    if (s == dnnl_success && k->alpha == ALPHA_RUNTIME) {
+        dnnl_memory_desc_t sm;
+        dnnl_dims_t one = {1};
+        dnnl_memory_desc_init_by_tag(&sm, 1, one, dnnl_f32, dnnl_a);
+        s = dnnl_memory_create(&e->scale, &sm, g_engine, DNNL_MEMORY_NONE);
+    }
     if (s == dnnl_success && smd && e->scratch_bytes)
         s = dnnl_memory_create(&e->scratch, smd, g_engine, DNNL_MEMORY_NONE);
     dnnl_primitive_desc_destroy(pd);
@@ -414,6 +470,7 @@ static mm_entry *mm_get_(compute_tl *t, const mm_key *k) {
         dnnl_memory_destroy(e->b);
         dnnl_memory_destroy(e->c);
         dnnl_memory_destroy(e->bias);
+        dnnl_memory_destroy(e->scale);
         dnnl_memory_destroy(e->scratch);
         return NULL;
     }
@@ -422,14 +479,18 @@ static mm_entry *mm_get_(compute_tl *t, const mm_key *k) {
 }
 
 static int mm_run_(compute_tl *t, mm_entry *e, const void *A, const void *B, float *C,
-                   const float *bias) {
+                   const float *bias, float alpha) {
     if (e->scratch_bytes && grow_bytes_(&t->scratch, &t->scratch_cap, e->scratch_bytes)) return -1;
     dnnl_memory_set_data_handle(e->a, (void *)A);
     dnnl_memory_set_data_handle(e->b, (void *)B);
     dnnl_memory_set_data_handle(e->c, C);
-    dnnl_exec_arg_t args[5] = {
+    dnnl_exec_arg_t args[6] = {
         {DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
     int nargs = 3;
+    if (e->scale) {
+        dnnl_memory_set_data_handle(e->scale, &alpha);
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_OUTPUT_SCALES, e->scale};
+    }
     if (e->bias) {
         dnnl_memory_set_data_handle(e->bias, (void *)bias);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bias};
@@ -467,10 +528,10 @@ static int gemm_fp32_(compute_tl *t, int ta, int tb, int M, int N, int K, float 
                 .bias = bias != NULL,
                 .batch = 1,
                 .batch2 = 1};
-    memcpy(&k.alpha, &alpha, sizeof alpha);
+    k.alpha = key_alpha_(alpha);
     memcpy(&k.beta, &beta, sizeof beta);
     mm_entry *e = mm_get_(t, &k);
-    return e ? mm_run_(t, e, A, B, C, bias) : -1;
+    return e ? mm_run_(t, e, A, B, C, bias, alpha) : -1;
 }
 
 static int gemm_bf16_(compute_tl *t, int ta, int tb, int M, int N, int K, float alpha,
@@ -478,7 +539,7 @@ static int gemm_bf16_(compute_tl *t, int ta, int tb, int M, int N, int K, float 
                       int ldc, int threads, const float *bias) {
     int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
     size_t an = (size_t)ar * ac, bn = (size_t)br * bc;
-    if (!__atomic_load_n(&g_bf16_emulated, __ATOMIC_RELAXED)) {
+    if (!bf16_emulated_()) {
         mm_key k = {.ta = ta,
                     .tb = tb,
                     .M = M,
@@ -492,7 +553,7 @@ static int gemm_bf16_(compute_tl *t, int ta, int tb, int M, int N, int K, float 
                     .bias = bias != NULL,
                     .batch = 1,
                     .batch2 = 1};
-        memcpy(&k.alpha, &alpha, sizeof alpha);
+        k.alpha = key_alpha_(alpha);
         memcpy(&k.beta, &beta, sizeof beta);
         mm_entry *e = mm_get_(t, &k);
         if (e) {
@@ -501,7 +562,7 @@ static int gemm_bf16_(compute_tl *t, int ta, int tb, int M, int N, int K, float 
                 return -1;
             bf16_copy_(t->abf, A, ar, ac, lda);
             bf16_copy_(t->bbf, B, br, bc, ldb);
-            return mm_run_(t, e, t->abf, t->bbf, C, bias);
+            return mm_run_(t, e, t->abf, t->bbf, C, bias, alpha);
         }
         if (!__atomic_exchange_n(&g_bf16_emulated, 1, __ATOMIC_RELAXED))
             CLASP_WARN("oneDNN has no bf16 matmul for this CPU: bf16 products run as fp32 "
@@ -575,7 +636,7 @@ static float *widen_(const uint16_t *h, int batch, int batch2, long long s, long
 static int gemm_batched_(compute_tl *t, const clasp_gemm_batch *g, int ta, int tb, int M, int N,
                          int K, float alpha, float beta) {
     int bf = tl_precision == CLASP_BF16;
-    if (bf && __atomic_load_n(&g_bf16_emulated, __ATOMIC_RELAXED)) return -1;
+    if (bf && bf16_emulated_()) return -1;
     int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
     int n2 = g->batch2 > 0 ? g->batch2 : 1;
     mm_key k = {.ta = ta,
@@ -602,11 +663,11 @@ static int gemm_batched_(compute_tl *t, const clasp_gemm_batch *g, int ta, int t
     int conv_a = bf && !g->Ah, conv_b = bf && !g->Bh;
     if (conv_a) k.lda = ac, k.sa2 = (long long)an, k.sa = (long long)(an * n2);
     if (conv_b) k.ldb = bc, k.sb2 = (long long)bn, k.sb = (long long)(bn * n2);
-    memcpy(&k.alpha, &alpha, sizeof alpha);
+    k.alpha = key_alpha_(alpha);
     memcpy(&k.beta, &beta, sizeof beta);
     mm_entry *e = mm_get_(t, &k);
     if (!e) return -1;
-    if (!bf) return mm_run_(t, e, g->A, g->B, g->C, NULL);
+    if (!bf) return mm_run_(t, e, g->A, g->B, g->C, NULL, alpha);
     if ((conv_a && grow_bytes_((void **)&t->abf, &t->abf_cap, nb * an * 2)) ||
         (conv_b && grow_bytes_((void **)&t->bbf, &t->bbf_cap, nb * bn * 2)))
         return -1;
@@ -616,7 +677,7 @@ static int gemm_batched_(compute_tl *t, const clasp_gemm_batch *g, int ta, int t
             if (conv_a) bf16_copy_(t->abf + o * an, g->A + i * g->sa + j * g->sa2, ar, ac, g->lda);
             if (conv_b) bf16_copy_(t->bbf + o * bn, g->B + i * g->sb + j * g->sb2, br, bc, g->ldb);
         }
-    return mm_run_(t, e, conv_a ? t->abf : g->Ah, conv_b ? t->bbf : g->Bh, g->C, NULL);
+    return mm_run_(t, e, conv_a ? t->abf : g->Ah, conv_b ? t->bbf : g->Bh, g->C, NULL, alpha);
 }
 
 void clasp_gemm_batched(int ta, int tb, int M, int N, int K, float alpha, float beta,
@@ -802,6 +863,8 @@ static clasp_status conv_prepare_(const clasp_conv_shape *s, int kind, int bias,
                                   size_t n, compute_tl **tp, conv_entry **cp, const void **lo) {
     compute_tl *t = tl_get_();
     if (!t) return clasp_set_error(CLASP_ERR_NOMEM, "oneDNN: no stream for this thread");
+    if (tl_precision == CLASP_BF16 && bf16_emulated_())
+        return clasp_set_error(CLASP_ERR_UNSUPPORTED, "oneDNN: no bf16 convolution kernels");
     conv_key k;
     memset(&k, 0, sizeof k); /* the key is compared bytewise */
     k.s = *s;
@@ -936,30 +999,7 @@ clasp_status clasp_compute_check(clasp_precision p, int *native) {
     if (g_engine_status != dnnl_success)
         return clasp_set_error(CLASP_ERR_UNSUPPORTED, "oneDNN: cannot create a CPU engine");
     if (p != CLASP_BF16) return CLASP_OK;
-    /* Build (not run) a small bf16 matmul: oneDNN refuses it without bf16 kernels. */
-    mm_key k = {.tb = 1,
-                .M = 64,
-                .N = 64,
-                .K = 64,
-                .lda = 64,
-                .ldb = 64,
-                .ldc = 64,
-                .bf16 = 1,
-                .threads = 1,
-                .batch = 1,
-                .batch2 = 1};
-    float one = 1.0f;
-    memcpy(&k.alpha, &one, sizeof one);
-    mm_entry e;
-    memset(&e, 0, sizeof e);
-    dnnl_status_t s = mm_build_(&e, &k);
-    dnnl_primitive_destroy(e.prim);
-    dnnl_memory_destroy(e.a);
-    dnnl_memory_destroy(e.b);
-    dnnl_memory_destroy(e.c);
-    dnnl_memory_destroy(e.bias);
-    dnnl_memory_destroy(e.scratch);
-    if (native) *native = s == dnnl_success;
+    if (native) *native = !bf16_emulated_();
     return CLASP_OK;
 }
 
@@ -978,6 +1018,10 @@ void clasp_compute_set_threads(int n) {
 }
 
 void clasp_compute_thread_release(void) {}
+
+size_t clasp_compute_cached_primitives(void) {
+    return 0;
+}
 
 void clasp_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                 const float *B, int ldb, float beta, float *C, int ldc) {

@@ -102,6 +102,10 @@ int clasp_compute_batched_native(void);
  * for themselves). */
 uint16_t *clasp_compute_bf16_scratch(int slot, size_t n);
 
+/* Primitives the calling thread holds (oneDNN; 0 on OpenBLAS): a step that keeps building new
+ * ones is a bug (and memory that grows every step). */
+size_t clasp_compute_cached_primitives(void);
+
 /* Frees the calling thread's primitives and scratch (threads that exit free theirs). */
 void clasp_compute_thread_release(void);
 

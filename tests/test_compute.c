@@ -581,3 +581,24 @@ Test(compute, bf16_under_onednn_max_cpu_isa_avx2) {
 Test(compute, bf16_under_onednn_max_cpu_isa_avx512_core) {
     isa_check_("AVX512_CORE");
 }
+
+/* A product whose alpha changes every call (the loss's logit scale changes every step) reuses
+ * one primitive, and gives alpha times the alpha = 1 result: the cache does not grow per step. */
+Test(compute, changing_alpha_reuses_one_primitive) {
+    enum { M = 24, N = 20, K = 16 };
+    float A[M * K], B[K * N], C1[M * N], C[M * N];
+    for (int i = 0; i < M * K; i++) A[i] = (float)((i * 7) % 13) * 0.125f - 0.75f;
+    for (int i = 0; i < K * N; i++) B[i] = (float)((i * 5) % 11) * 0.25f - 1.25f;
+    clasp_gemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C1, N);
+    clasp_gemm(0, 0, M, N, K, 0.5f, A, K, B, N, 0.0f, C, N);
+    size_t held = clasp_compute_cached_primitives();
+    for (int step = 0; step < 50; step++) {
+        float alpha = 1.0f + 0.25f * (float)(step + 1); /* exact multiples: exact products */
+        clasp_gemm(0, 0, M, N, K, alpha, A, K, B, N, 0.0f, C, N);
+        for (int i = 0; i < M * N; i++)
+            cr_assert_eq(C[i], alpha * C1[i], "step %d, C[%d]: %g vs %g", step, i, (double)C[i],
+                         (double)(alpha * C1[i]));
+    }
+    cr_expect_eq(clasp_compute_cached_primitives(), held, "50 alphas built %zu new primitives",
+                 clasp_compute_cached_primitives() - held);
+}
