@@ -284,9 +284,12 @@ Test(compute, threads_give_the_main_threads_bits) {
     case_free_(&g);
 }
 
-/* compute.h: a product's result never depends on the threads one product may use (neither
- * backend splits the K summation across threads) */
+/* compute.h: on oneDNN a product's result never depends on the threads one product may use.
+ * (OpenBLAS's multi-threaded sgemm can give other bits for some shapes: measured here for
+ * 130x70x300; the engine runs every product single-threaded, so training never depends on it.) */
 Test(compute, product_threads_do_not_change_bits) {
+    if (strcmp(CLASP_BACKEND_NAME, "onednn"))
+        cr_skip_test("OpenBLAS's threaded sgemm may split the sum: clasp uses it single-threaded");
     for (int p = 0; p < 2; p++) {
         if (p && clasp_compute_check(CLASP_BF16, NULL) != CLASP_OK) break;
         clasp_compute_set_precision((clasp_precision)p);
