@@ -7,9 +7,10 @@
  * setting of the calling thread, so the layers keep their fp32 signatures.
  *
  * Threads: each calling thread runs its products single-threaded unless
- * clasp_compute_set_threads says otherwise; a product's result never depends on the number of
- * threads (neither backend splits the K summation across threads for a given shape). Results
- * depend on the backend, the precision and the CPU's instruction set, never on timing.
+ * clasp_compute_set_threads says otherwise. On oneDNN a product's result never depends on that
+ * number; OpenBLAS's threaded sgemm may sum in another order for some shapes, which is why the
+ * replica engine keeps one thread per product. Results depend on the backend, the precision and
+ * the CPU's instruction set, never on timing.
  *
  * oneDNN primitives are created on the first product of each shape and kept per thread; a
  * thread's cache is freed when it exits or calls clasp_compute_thread_release. */
