@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/log.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -274,21 +275,29 @@ static int bf16_emulated_(void) {
     return __atomic_load_n(&g_bf16_emulated, __ATOMIC_RELAXED);
 }
 
+static void mm_entry_free_(mm_entry *e) {
+    dnnl_primitive_destroy(e->prim);
+    dnnl_memory_destroy(e->a);
+    dnnl_memory_destroy(e->b);
+    dnnl_memory_destroy(e->c);
+    dnnl_memory_destroy(e->bias);
+    dnnl_memory_destroy(e->scale);
+    dnnl_memory_destroy(e->scratch);
+}
+
+/* drops every cached primitive of the thread */
+static void tl_flush_(compute_tl *t) {
+    for (size_t i = 0; i < t->n; i++) mm_entry_free_(&t->e[i]);
+    t->n = 0;
+    t->last = 0;
+    conv_entries_free_(t);
+}
+
 static void tl_free_(void *p) {
     compute_tl *t = p;
     if (!t) return;
-    for (size_t i = 0; i < t->n; i++) {
-        mm_entry *e = &t->e[i];
-        dnnl_primitive_destroy(e->prim);
-        dnnl_memory_destroy(e->a);
-        dnnl_memory_destroy(e->b);
-        dnnl_memory_destroy(e->c);
-        dnnl_memory_destroy(e->bias);
-        dnnl_memory_destroy(e->scale);
-        dnnl_memory_destroy(e->scratch);
-    }
+    tl_flush_(t);
     free(t->e);
-    conv_entries_free_(t);
     free(t->cv);
     free(t->ftmp);
     for (int i = 0; i < 6; i++) free(t->hslot[i]);
@@ -315,22 +324,6 @@ void clasp_compute_thread_release(void) {
     pthread_setspecific(g_tl_key, NULL);
     tl_free_(tl_state);
     tl_state = NULL;
-}
-
-static void tl_flush_(compute_tl *t) {
-    for (size_t i = 0; i < t->n; i++) {
-        mm_entry *e = &t->e[i];
-        dnnl_primitive_destroy(e->prim);
-        dnnl_memory_destroy(e->a);
-        dnnl_memory_destroy(e->b);
-        dnnl_memory_destroy(e->c);
-        dnnl_memory_destroy(e->bias);
-        dnnl_memory_destroy(e->scale);
-        dnnl_memory_destroy(e->scratch);
-    }
-    t->n = 0;
-    t->last = 0;
-    conv_entries_free_(t);
 }
 
 /* the calling thread's state, created on first use; NULL when out of memory or oneDNN fails */
@@ -454,24 +447,14 @@ static mm_entry *mm_get_(compute_tl *t, const mm_key *k) {
     if (t->last < t->n && !memcmp(&t->e[t->last].key, k, sizeof *k)) return &t->e[t->last];
     for (size_t i = 0; i < t->n; i++)
         if (!memcmp(&t->e[i].key, k, sizeof *k)) return &t->e[t->last = i];
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 32;
-        mm_entry *e = realloc(t->e, cap * sizeof *e);
-        if (!e) return NULL;
-        t->e = e;
-        t->cap = cap;
-    }
+    mm_entry *grown = clasp_grow(t->e, t->n, &t->cap, sizeof *grown, 32);
+    if (!grown) return NULL;
+    t->e = grown;
     mm_entry *e = &t->e[t->n];
     memset(e, 0, sizeof *e);
     e->key = *k;
     if (mm_build_(e, k) != dnnl_success) {
-        dnnl_primitive_destroy(e->prim);
-        dnnl_memory_destroy(e->a);
-        dnnl_memory_destroy(e->b);
-        dnnl_memory_destroy(e->c);
-        dnnl_memory_destroy(e->bias);
-        dnnl_memory_destroy(e->scale);
-        dnnl_memory_destroy(e->scratch);
+        mm_entry_free_(e);
         return NULL;
     }
     t->last = t->n;
@@ -835,13 +818,9 @@ static dnnl_status_t conv_build_(conv_entry *c) {
 static conv_entry *conv_get_(compute_tl *t, const conv_key *k) {
     for (size_t i = 0; i < t->ncv; i++)
         if (!memcmp(&t->cv[i].key, k, sizeof *k)) return &t->cv[i];
-    if (t->ncv == t->cvcap) {
-        size_t cap = t->cvcap ? 2 * t->cvcap : 16;
-        conv_entry *e = realloc(t->cv, cap * sizeof *e);
-        if (!e) return NULL;
-        t->cv = e;
-        t->cvcap = cap;
-    }
+    conv_entry *grown = clasp_grow(t->cv, t->ncv, &t->cvcap, sizeof *grown, 16);
+    if (!grown) return NULL;
+    t->cv = grown;
     conv_entry *c = &t->cv[t->ncv];
     memset(c, 0, sizeof *c);
     c->key = *k;
