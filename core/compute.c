@@ -41,13 +41,16 @@ clasp_status clasp_precision_parse(const char *s, clasp_precision *p) {
                            s ? s : "(null)");
 }
 
-uint16_t clasp_f32_to_bf16(float f) {
+/* bits of the fp32 value of bf16(f) (clasp_bf16_round: the one rounding rule) */
+static inline uint32_t bf16_bits_(float f) {
+    float r = clasp_bf16_round(f);
     uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    u = (u & 0x7f800000u) ? u : (u & 0x80000000u); /* denormals -> signed zero */
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
+    memcpy(&u, &r, sizeof u);
+    return u;
+}
+
+uint16_t clasp_f32_to_bf16(float f) {
+    return (uint16_t)(bf16_bits_(f) >> 16);
 }
 
 float clasp_bf16_to_f32(uint16_t h) {
@@ -59,14 +62,7 @@ float clasp_bf16_to_f32(uint16_t h) {
 
 CLASP_VECTORIZE static void f32_to_bf16_scalar_(uint16_t *restrict out, const float *restrict in,
                                                 size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, in + i, sizeof u);
-        u = (u & 0x7f800000u) ? u : (u & 0x80000000u);
-        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-        uint32_t q = (u >> 16) | 0x40u;
-        out[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? q : r);
-    }
+    for (size_t i = 0; i < n; i++) out[i] = (uint16_t)(bf16_bits_(in[i]) >> 16);
 }
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
@@ -110,22 +106,16 @@ void clasp_f32_to_bf16_n(uint16_t *restrict out, const float *restrict in, size_
 }
 
 CLASP_VECTORIZE void clasp_bf16_round_n(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, x + i, sizeof u);
-        u = (u & 0x7f800000u) ? u : (u & 0x80000000u);
-        uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-        uint32_t q = u | 0x00400000u;
-        u = (u & 0x7fffffffu) > 0x7f800000u ? q : r;
-        memcpy(x + i, &u, sizeof u);
-    }
+    for (size_t i = 0; i < n; i++) x[i] = clasp_bf16_round(x[i]);
 }
 
 static _Thread_local clasp_precision tl_precision = CLASP_FP32;
 static int g_threads = 1; /* relaxed atomics */
 
-void clasp_compute_set_precision(clasp_precision p) {
+clasp_precision clasp_compute_set_precision(clasp_precision p) {
+    clasp_precision was = tl_precision;
     tl_precision = p;
+    return was;
 }
 
 clasp_precision clasp_compute_precision(void) {

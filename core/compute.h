@@ -37,8 +37,9 @@ const char *clasp_compute_backend(void);
  * fp32 kernels: the same products, slower). */
 clasp_status clasp_compute_check(clasp_precision p, int *native);
 
-/* The calling thread's precision (default fp32). */
-void clasp_compute_set_precision(clasp_precision p);
+/* The calling thread's precision (default fp32); setting returns the previous one, so a caller
+ * can put it back. */
+clasp_precision clasp_compute_set_precision(clasp_precision p);
 clasp_precision clasp_compute_precision(void);
 
 /* Threads one product may use, for every thread of the process (default 1; 0 = the backend's

@@ -120,7 +120,8 @@ void clasp_linear_forward(float *out, const float *inp, const float *w, const fl
 
 /* A bf16 copy of x (n floats) in the compute thread's scratch `slot` when the thread computes
  * in bf16, for a caller that multiplies x more than once; NULL otherwise (the products then
- * convert x themselves). Slots 0-3 belong to the attention layer, 4 to linear backwards. */
+ * convert x themselves). Slots 0-3 belong to the attention layer, 4 to linear backwards, 5 to
+ * the block's GELU output. */
 static const uint16_t *bf16_copy_(int slot, const float *x, size_t n) {
     if (clasp_compute_precision() != CLASP_BF16) return NULL;
     uint16_t *h = clasp_compute_bf16_scratch(slot, n);
@@ -308,7 +309,6 @@ void clasp_conv2d_backward(float *dinp, float *dw, float *db, float *work, const
 CLASP_BODY void maxpool_image_body(float *restrict y, int32_t *restrict ix, const float *restrict x,
                                    int C, int H, int W, int k, int s) {
     int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
-    (void)H;
     for (int oh = 0; oh < OH; oh++) {
         for (int ow = 0; ow < OW; ow++) {
             float *yr = y + ((size_t)oh * OW + ow) * C;
@@ -1199,30 +1199,19 @@ static clasp_gemm_batch attn_batch_(int B, int NH, const float *A, int lda, long
                               .sc2 = sc2};
 }
 
-/* A bf16 copy of x (n floats) in the thread's scratch `slot`, when the thread computes in
- * bf16 (else NULL: the products then read x) */
-static const uint16_t *attn_bf16_(int slot, const float *x, size_t n) {
-    if (clasp_compute_precision() != CLASP_BF16) return NULL;
-    uint16_t *h = clasp_compute_bf16_scratch(slot, n);
-    if (h) clasp_f32_to_bf16_n(h, x, n);
-    return h;
-}
-
-static void attention_fwd_batched(float *out, float *att, float *work, const float *qkv,
-                                  const uint8_t *pad_mask, int causal, int B, int T, int C,
-                                  int NH) {
+static void attention_fwd_batched(float *out, float *att, const float *qkv, const uint8_t *pad_mask,
+                                  int causal, int B, int T, int C, int NH) {
     int hs = C / NH, C3 = 3 * C;
     long long sq = (long long)T * C3, sy = (long long)T * C, sa = (long long)NH * T * T;
     long long tt = (long long)T * T;
     float scale = 1.0f / sqrtf((float)hs);
-    (void)work;
-    const uint16_t *qh = attn_bf16_(0, qkv, (size_t)B * T * C3);
+    const uint16_t *qh = bf16_copy_(0, qkv, (size_t)B * T * C3);
     /* scores (T, T) = scale q k^T */
     clasp_gemm_batch g = attn_batch_(B, NH, qkv, C3, sq, hs, qkv + C, C3, sq, hs, att, T, sa, tt);
     g.Ah = qh, g.Bh = qh ? qh + C : NULL;
     clasp_gemm_batched(0, 1, T, T, hs, scale, 0.0f, &g);
     attn_softmax_rows(att, pad_mask, causal, B, NH, T);
-    const uint16_t *ah = attn_bf16_(1, att, (size_t)B * sa);
+    const uint16_t *ah = bf16_copy_(1, att, (size_t)B * sa);
     /* y (T, hs) = a v, written into out's head columns */
     g = attn_batch_(B, NH, att, T, sa, tt, qkv + 2 * C, C3, sq, hs, out, C, sy, hs);
     g.Ah = ah, g.Bh = qh ? qh + 2 * C : NULL;
@@ -1237,9 +1226,9 @@ static void attention_bwd_batched(float *dqkv, float *work, const float *dout, c
     long long tt = (long long)T * T;
     float scale = 1.0f / sqrtf((float)hs), beta = acc ? 1.0f : 0.0f;
     float *da = work; /* (B, NH, T, T) */
-    const uint16_t *qh = attn_bf16_(0, qkv, (size_t)B * T * C3);
-    const uint16_t *dyh = attn_bf16_(2, dout, (size_t)B * T * C);
-    const uint16_t *ah = attn_bf16_(1, att, (size_t)B * sa);
+    const uint16_t *qh = bf16_copy_(0, qkv, (size_t)B * T * C3);
+    const uint16_t *dyh = bf16_copy_(2, dout, (size_t)B * T * C);
+    const uint16_t *ah = bf16_copy_(1, att, (size_t)B * sa);
     /* da = dy v^T; dv = a^T dy */
     clasp_gemm_batch g =
         attn_batch_(B, NH, dout, C, sy, hs, qkv + 2 * C, C3, sq, hs, da, T, sa, tt);
@@ -1249,7 +1238,7 @@ static void attention_bwd_batched(float *dqkv, float *work, const float *dout, c
     g.Ah = ah, g.Bh = dyh;
     clasp_gemm_batched(1, 0, T, hs, T, 1.0f, beta, &g);
     attn_softmax_bwd_rows(da, att, (size_t)B * NH * T, T, scale);
-    const uint16_t *dsh = attn_bf16_(3, da, (size_t)B * sa);
+    const uint16_t *dsh = bf16_copy_(3, da, (size_t)B * sa);
     /* dq = ds k; dk = ds^T q */
     g = attn_batch_(B, NH, da, T, sa, tt, qkv + C, C3, sq, hs, dqkv, C3, sq, hs);
     g.Ah = dsh, g.Bh = qh ? qh + C : NULL;
@@ -1263,7 +1252,7 @@ void clasp_attention_forward(float *out, float *att, float *work, const float *q
                              const uint8_t *pad_mask, int causal, int B, int T, int C, int NH) {
     /* out (B, T, C), att (B, NH, T, T), qkv (B, T, 3C), pad_mask (B, T) or NULL */
     if (clasp_compute_batched_native()) {
-        attention_fwd_batched(out, att, work, qkv, pad_mask, causal, B, T, C, NH);
+        attention_fwd_batched(out, att, qkv, pad_mask, causal, B, T, C, NH);
         return;
     }
     attention_fwd_heads(simd_level() >= 1 ? attn_fwd_head : attn_fwd_head_blas, out, att, work, qkv,

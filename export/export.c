@@ -635,8 +635,7 @@ typedef struct embed_job {
 
 static void *embed_job_run_(void *arg) {
     embed_job *j = arg;
-    clasp_precision was = clasp_compute_precision();
-    clasp_compute_set_precision(j->precision);
+    clasp_precision was = clasp_compute_set_precision(j->precision);
     j->s = clasp_model_encode(j->m, j->t, j->in, j->n, j->out);
     clasp_compute_set_precision(was);
     if (j->s == CLASP_OK)

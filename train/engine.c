@@ -41,8 +41,7 @@ typedef struct worker_arg {
 } worker_arg;
 
 static void run_share_(clasp__engine_pool *p, int id) {
-    clasp_precision was = clasp_compute_precision();
-    clasp_compute_set_precision(p->e->opt.precision);
+    clasp_precision was = clasp_compute_set_precision(p->e->opt.precision);
     for (int j = id; j < p->njobs; j += p->nthreads) {
         p->fn(p->e, j, p->arg);
     }
@@ -388,15 +387,6 @@ static void step_job_(clasp_engine *e, int r, void *argp) {
     if (s != CLASP_OK) job_fail_(e, r, s);
 }
 
-/* y += x, vectorised (an element-wise IEEE add: the same bits as the scalar loop) */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("O3", "no-trapping-math")))
-#endif
-static void
-add_f32_(float *restrict y, const float *restrict x, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
-}
-
 static void sum_grads_job_(clasp_engine *e, int j, void *argp) {
     /* Thread j sums slice j of the gradient buffer over replicas, in replica order. */
     (void)argp;
@@ -405,7 +395,7 @@ static void sum_grads_job_(clasp_engine *e, int j, void *argp) {
     size_t lo = n * (size_t)j / (size_t)nj, hi = n * (size_t)(j + 1) / (size_t)nj;
     float *g0 = e->models[0].grads;
     for (int r = 1; r < e->n_rep; r++) {
-        add_f32_(g0 + lo, e->models[r].grads + lo, hi - lo);
+        clasp_add_forward(g0 + lo, g0 + lo, e->models[r].grads + lo, hi - lo);
     }
 }
 
@@ -443,8 +433,7 @@ static clasp_status loss_step_(clasp_engine *e, const int *g, float *loss, float
                             .da_all = dist ? e->dza_all : NULL,
                             .db_all = dist ? e->dzb_all : NULL,
                             .dscalars = ds};
-    clasp_precision was = clasp_compute_precision();
-    clasp_compute_set_precision(e->opt.precision);
+    clasp_precision was = clasp_compute_set_precision(e->opt.precision);
     clasp_status st = e->loss->compute(&in, &out);
     clasp_compute_set_precision(was);
     CLASP_TRY(st);

@@ -199,8 +199,7 @@ static double matmul_peak_1t_(clasp_precision p) {
     if (!a) return 0;
     for (size_t i = 0; i < (size_t)N * N * 3; i++) a[i] = (float)(i % 17) * 0.01f;
     double best = 1e30;
-    clasp_precision was = clasp_compute_precision();
-    clasp_compute_set_precision(p);
+    clasp_precision was = clasp_compute_set_precision(p);
     for (int r = 0; r < 8; r++) {
         double t0 = clasp_metrics_now();
         clasp_gemm(0, 0, N, N, N, 1.0f, a, N, a + N * N, N, 0.0f, a + 2 * N * N, N);
