@@ -605,3 +605,55 @@ Test(compute, changing_alpha_reuses_one_primitive) {
     cr_expect_eq(clasp_compute_cached_primitives(), held, "50 alphas built %zu new primitives",
                  clasp_compute_cached_primitives() - held);
 }
+
+/* clasp_gemm_batched: (batch x batch2) strided products equal one clasp_gemm each (to 1e-5: the
+ * batched primitive may sum in another order), in fp32 and in bf16, also when the caller hands
+ * bf16 copies of A and B (Ah, Bh) or only of A */
+Test(compute, batched_equals_one_product_each) {
+    enum { NB = 3, NH = 2, M = 9, N = 7, K = 11, LDA = 2 * K + 3, LDB = 2 * N + 1, LDC = 2 * N };
+    /* A rows hold the NH heads side by side (as attention's qkv), likewise B and C */
+    float *A = uniform_((size_t)NB * M * LDA, 71), *B = uniform_((size_t)NB * K * LDB, 72);
+    size_t nc = (size_t)NB * M * LDC;
+    float *C = calloc(nc, sizeof(float)), *R = calloc(nc, sizeof(float));
+    uint16_t *Ah = malloc((size_t)NB * M * LDA * sizeof(uint16_t));
+    uint16_t *Bh = malloc((size_t)NB * K * LDB * sizeof(uint16_t));
+    cr_assert(C && R && Ah && Bh);
+    clasp_f32_to_bf16_n(Ah, A, (size_t)NB * M * LDA);
+    clasp_f32_to_bf16_n(Bh, B, (size_t)NB * K * LDB);
+    for (int p = 0; p < 2; p++) {
+        if (p && clasp_compute_check(CLASP_BF16, NULL) != CLASP_OK) break;
+        clasp_compute_set_precision((clasp_precision)p);
+        for (int i = 0; i < NB; i++)
+            for (int h = 0; h < NH; h++)
+                clasp_gemm(0, 0, M, N, K, 0.5f, A + (size_t)i * M * LDA + h * K, LDA,
+                           B + (size_t)i * K * LDB + h * N, LDB, 0.0f,
+                           R + (size_t)i * M * LDC + h * N, LDC);
+        for (int given = 0; given < (p ? 3 : 1); given++) {
+            clasp_gemm_batch g = {.batch = NB,
+                                  .batch2 = NH,
+                                  .A = A,
+                                  .lda = LDA,
+                                  .sa = (long long)M * LDA,
+                                  .sa2 = K,
+                                  .B = B,
+                                  .ldb = LDB,
+                                  .sb = (long long)K * LDB,
+                                  .sb2 = N,
+                                  .C = C,
+                                  .ldc = LDC,
+                                  .sc = (long long)M * LDC,
+                                  .sc2 = N};
+            if (given >= 1) g.Ah = Ah;
+            if (given == 2) g.Bh = Bh;
+            memset(C, 0, nc * sizeof(float));
+            clasp_gemm_batched(0, 0, M, N, K, 0.5f, 0.0f, &g);
+            for (size_t k = 0; k < nc; k++)
+                cr_assert(fabsf(C[k] - R[k]) <= 1e-5f * (1.0f + fabsf(R[k])),
+                          "%s given %d: C[%zu] %.9g vs one product %.9g",
+                          clasp_precision_name((clasp_precision)p), given, k, (double)C[k],
+                          (double)R[k]);
+        }
+    }
+    clasp_compute_set_precision(CLASP_FP32);
+    free(A), free(B), free(C), free(R), free(Ah), free(Bh);
+}
