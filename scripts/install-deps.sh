@@ -12,6 +12,9 @@ libstb-dev libopenblas-dev libdnnl-dev libcjson-dev libxxhash-dev libcriterion-d
 libsndfile1-dev libutf8proc-dev libarchive-dev libsamplerate0-dev libkissfft-dev \
 python3-torch python3-torchvision python3-numpy python3-pil valgrind clang libclang-rt-14-dev \
 libopenmpi-dev openmpi-bin"
+# observability and serving (libmicrohttpd: /metrics and the search server; prometheus: promtool
+# checks the exposition; chromium: renders the HTML report in its test), man page and completion
+PKGS="$PKGS libmicrohttpd-dev prometheus chromium help2man bash-completion"
 # data sources of the built-in datasets (main job: Fashion-MNIST; speech: Asterisk, espeak-ng)
 PKGS="$PKGS dataset-fashion-mnist espeak-ng \
 asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-es asterisk-core-sounds-es-wav \
