@@ -7,6 +7,10 @@
 #include "cli/args.h"
 #include "core/compute.h"
 #include "cli/commands.h"
+#include "datasets/manifest.h"
+#include "export/export.h"
+#include "train/checkpoint.h"
+#include "train/runstate.h"
 
 /* Set by cli/CMakeLists.txt from the CMake project and the compute backend built. */
 #ifndef CLASP_VERSION
@@ -103,6 +107,10 @@ int main(int argc, char **argv) {
                !bf16    ? ""
                : native ? "; bf16 kernels on this CPU"
                         : "; bf16 emulated: no bf16 kernels on this CPU");
+        /* the newest version of each file clasp writes that this build reads (HACKING.md) */
+        printf("formats: manifest %d, checkpoint %d, run %d, export %d\n",
+               CLASP_MANIFEST_FORMAT_VERSION, CLASP_CKPT_FORMAT_VERSION, CLASP_RUN_FORMAT_VERSION,
+               CLASP_EXPORT_FORMAT_VERSION);
         return 0;
     }
     if (!strcmp(argv[1], "help")) { /* clasp help COMMAND [SUB]: that command's --help */

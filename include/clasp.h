@@ -2,7 +2,7 @@
  *
  * Load an export, embed images, texts and audio into the shared space, compare by dot product:
  *
- *     #include "include/clasp.h"
+ *     #include <clasp.h>   // installed: pkg-config --cflags --libs clasp, or find_package(clasp)
  *
  *     clasp_handle *h = clasp_model_open("export/", 1);   // folder, compute threads
  *     if (!h) { fprintf(stderr, "%s\n", clasp_last_error()); return 1; }
@@ -31,7 +31,15 @@
  * clasp_model_open returns NULL. clasp_last_error() then says what failed, naming the file,
  * tensor or input index. The message is thread-local.
  *
+ * Every function checks its arguments: a NULL handle or pointer, a negative count, an empty
+ * image, NaN samples give an error, never a crash. A handle is a plain pointer: after
+ * clasp_model_close it must not be used again (C cannot detect that; the Python binding refuses
+ * calls after close()).
+ *
  * Threads: a handle may be used by one thread at a time; different handles are independent.
+ *
+ * Linking: libclasp.so exports exactly the functions declared here (SONAME libclasp.so.MAJOR);
+ * libclasp.a holds the same code for static links (pkg-config --static --libs clasp).
  */
 #ifndef CLASP_PUBLIC_CLASP_H
 #define CLASP_PUBLIC_CLASP_H
@@ -61,6 +69,13 @@ int clasp_model_dim(const clasp_handle *h);
 int clasp_model_embed_images(clasp_handle *h, const void *const *data, const size_t *nbytes, int n,
                              float *out);
 
+/* Embeds n images given as raw pixels: pixels[i] is (H, W, C) uint8, row-major (C fastest), with
+ * shape[3 * i + 0..2] = H, W, C; C is 1 (gray), 3 (RGB) or 4 (RGBA, composited on white). The
+ * pixels go through exactly the path of an image file (the model's channel conversion, resize and
+ * normalisation), so a PNG of the same pixels embeds the same. Writes out (n, D). */
+int clasp_model_embed_pixels(clasp_handle *h, const unsigned char *const *pixels, const int *shape,
+                             int n, float *out);
+
 /* Embeds n image files. Writes out (n, D). */
 int clasp_model_embed_image_files(clasp_handle *h, const char *const *paths, int n, float *out);
 
@@ -76,6 +91,12 @@ int clasp_model_embed_audio(clasp_handle *h, const void *const *data, const size
 /* Embeds n audio files. Writes out (n, D). */
 int clasp_model_embed_audio_files(clasp_handle *h, const char *const *paths, int n, float *out);
 
+/* Embeds n mono clips of float samples: samples[i] holds n_samples[i] values at sample_rate Hz
+ * (> 0; resampled to the model's rate as a file would be). A clip with NaN or infinite samples is
+ * refused (unless the model says "nonfinite": "zero"), as is an empty one. Writes out (n, D). */
+int clasp_model_embed_audio_samples(clasp_handle *h, const float *const *samples,
+                                    const size_t *n_samples, int sample_rate, int n, float *out);
+
 /* Whether the model has an image (0), text (1) or audio (2) tower: 1 yes, 0 no. */
 int clasp_model_has_modality(const clasp_handle *h, int modality);
 
@@ -88,6 +109,13 @@ int clasp_model_set_precision(clasp_handle *h, const char *precision);
 const char *clasp_model_trained_precision(const clasp_handle *h);
 /* The compute backend of this build ("onednn" or "openblas"). */
 const char *clasp_backend(void);
+/* The precisions this build computes in ("fp32" or "fp32,bf16"). */
+const char *clasp_precisions(void);
+/* The library version ("MAJOR.MINOR.PATCH"; the SONAME carries MAJOR). */
+const char *clasp_version(void);
+/* The newest format version this library reads of `file`: "export", "checkpoint" or "run"
+ * (clasp_model_open takes all three). -1 with clasp_last_error() set for another name. */
+int clasp_format_version(const char *file);
 
 /* The last error message of this thread ("" if none). */
 const char *clasp_last_error(void);

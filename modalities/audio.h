@@ -187,6 +187,12 @@ typedef struct clasp_audio_info {
     int sf_format;           /* SF_INFO.format */
 } clasp_audio_info;
 
+/* Encodes n mono float samples at sample_rate Hz as a float32 WAV file in a malloc'd buffer *out
+ * of *nbytes bytes (caller frees), the values kept bit for bit (NaN included: the decoder then
+ * refuses or zeroes them). CLASP_ERR_ARG (rate <= 0), CLASP_ERR_OVERFLOW (over 4 GB), NOMEM. */
+clasp_status clasp_audio_encode_wav(const float *x, size_t n, int sample_rate, uint8_t **out,
+                                    size_t *nbytes);
+
 /* Facts from the header only (no decoding). CLASP_ERR_FORMAT with *why set if unreadable. */
 clasp_status clasp_audio_probe(const void *data, size_t nbytes, clasp_audio_info *info,
                                clasp_audio_skip *why);
