@@ -3,14 +3,15 @@
  *
  *     embed_example EXPORT_DIR "a photo of a bag" a.png b.png c.png
  *
- * Build (inside the clasp tree, linking libclasp's static libraries):
- *     add_executable(embed_example tools/embed_example.c)
- *     target_link_libraries(embed_example PRIVATE clasp_all PkgConfig::OPENBLAS)
+ * Build against an installed clasp (README, "Using libclasp from C and Python"):
+ *     cc embed_example.c $(pkg-config --cflags --libs clasp) -o embed_example
+ * or with CMake: find_package(clasp) and target_link_libraries(embed_example clasp::clasp).
+ * In the tree it links libclasp.so (tools/CMakeLists.txt).
  */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "include/clasp.h"
+#include <clasp.h>
 
 int main(int argc, char **argv) {
     if (argc < 4) {
