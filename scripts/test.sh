@@ -50,6 +50,14 @@ sh scripts/precision-track.sh build/cli/clasp 200 256
 echo "== sanitizer build (address,undefined)" >&2
 export ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1"
 run_suite build-asan -DCLASP_SANITIZE=address,undefined -DCLASP_BUILD_BENCH=OFF
+# ---- install stage (issue 15): libclasp installed like a library, then as a .deb -------------
+# install-test.sh: install into a temporary prefix; pkg-config, find_package and Python programs
+# equal `clasp embed`; Python's bad-input tests again on the ASan libclasp.so. deb-test.sh: cpack
+# -G DEB, apt-get install, the same tests against /usr, purge (a trap: also on failure). Root.
+echo "== install: prefix install, pkg-config, find_package, Python (+ ASan library), .deb" >&2
+sh scripts/install-test.sh build build-asan
+sh scripts/deb-test.sh build
+# ---- end of the install stage ------------------------------------------------------------------
 echo "== fuzz: tar reading + sample assembly + decoding under ASan/UBSan (libFuzzer, 60 s)" >&2
 run_suite build-fuzz -DCMAKE_C_COMPILER=clang -DCLASP_SANITIZE=address,undefined -DCLASP_FUZZ=ON \
     -DCLASP_WERROR=OFF -DCLASP_BUILD_BENCH=OFF -DCLASP_FUZZ_SECONDS=60 -R fuzz_tar
