@@ -6,6 +6,8 @@
  * the clip needs are read: the crop offset is reached with sf_seek (or by reading and dropping
  * chunks when the format cannot seek), and reading stops once the clip is full, so a 2-hour
  * file costs what a 10-second one does. Short sources are padded per config.
+ * The same virtual IO writes float samples as a WAV file (clasp_audio_encode_wav), so samples
+ * given as numbers (clasp.h) take the path of a file.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -90,9 +92,14 @@ clasp_status clasp_audio_config_check(const clasp_audio_config *c) {
 
 /* ---- libsndfile virtual IO over a memory buffer ---------------------------------------- */
 
+/* Reading: data/len. Writing (clasp_audio_encode_wav): out grows by vio_write to cap bytes,
+ * data follows it, nomem records a failed growth. */
 typedef struct membuf {
     const unsigned char *data;
     sf_count_t len, pos;
+    unsigned char *out;
+    sf_count_t cap;
+    bool nomem;
 } membuf;
 
 static sf_count_t vio_len(void *user) {
@@ -116,17 +123,65 @@ static sf_count_t vio_read(void *ptr, sf_count_t count, void *user) {
     return n;
 }
 static sf_count_t vio_write(const void *ptr, sf_count_t count, void *user) {
-    (void)ptr, (void)count, (void)user;
-    return 0;
+    membuf *m = user;
+    if (count <= 0 || !m->out) return 0; /* a reader never writes */
+    if (m->pos + count > m->cap) {
+        sf_count_t cap = m->cap * 2 > m->pos + count ? m->cap * 2 : m->pos + count;
+        unsigned char *p = realloc(m->out, (size_t)cap);
+        if (!p) {
+            m->nomem = true;
+            return 0;
+        }
+        m->data = m->out = p;
+        m->cap = cap;
+    }
+    memcpy(m->out + m->pos, ptr, (size_t)count);
+    m->pos += count;
+    if (m->pos > m->len) m->len = m->pos;
+    return count;
 }
 static sf_count_t vio_tell(void *user) {
     return ((membuf *)user)->pos;
 }
 
 /* Opens `data` for reading; on failure sets *why and the message. */
+static SF_VIRTUAL_IO vio = {vio_len, vio_seek, vio_read, vio_write, vio_tell};
+
+clasp_status clasp_audio_encode_wav(const float *x, size_t n, int sample_rate, uint8_t **out,
+                                    size_t *nbytes) {
+    if (!out || !nbytes || (n > 0 && !x) || sample_rate <= 0)
+        return clasp_set_error(CLASP_ERR_ARG, "encode wav: bad arguments (rate %d, %zu samples)",
+                               sample_rate, n);
+    *out = NULL;
+    *nbytes = 0;
+    if (n > (size_t)(UINT32_MAX / 4 - 4096))
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "encode wav: %zu samples do not fit a WAV file",
+                               n);
+    membuf b = {.cap = (sf_count_t)(n * sizeof(float) + 4096)};
+    b.data = b.out = malloc((size_t)b.cap);
+    if (!b.out) return clasp_set_error(CLASP_ERR_NOMEM, "encode wav: out of memory");
+    SF_INFO si = {
+        .samplerate = sample_rate, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_FLOAT};
+    SNDFILE *sf = sf_open_virtual(&vio, SFM_WRITE, &si, &b);
+    if (!sf) {
+        free(b.out);
+        return clasp_set_error(CLASP_ERR_ARG, "encode wav: libsndfile refused rate %d: %s",
+                               sample_rate, sf_strerror(NULL));
+    }
+    sf_count_t put = n > 0 ? sf_writef_float(sf, x, (sf_count_t)n) : 0;
+    int closed = sf_close(sf);
+    if (b.nomem || put != (sf_count_t)n || closed != 0) {
+        free(b.out);
+        return clasp_set_error(b.nomem ? CLASP_ERR_NOMEM : CLASP_ERR_IO,
+                               "encode wav: wrote %lld of %zu samples", (long long)put, n);
+    }
+    *out = b.out;
+    *nbytes = (size_t)b.len;
+    return CLASP_OK;
+}
+
 static clasp_status open_mem(const void *data, size_t nbytes, const char *what, membuf *mb,
                              SF_INFO *si, SNDFILE **out, clasp_audio_skip *why) {
-    static SF_VIRTUAL_IO vio = {vio_len, vio_seek, vio_read, vio_write, vio_tell};
     *out = NULL;
     if (nbytes == 0 || !data) {
         *why = CLASP_AUDIO_EMPTY;
@@ -136,9 +191,7 @@ static clasp_status open_mem(const void *data, size_t nbytes, const char *what, 
         *why = CLASP_AUDIO_DECODE;
         return clasp_set_error(CLASP_ERR_FORMAT, "%s: audio: %zu bytes too large", what, nbytes);
     }
-    mb->data = data;
-    mb->len = (sf_count_t)nbytes;
-    mb->pos = 0;
+    *mb = (membuf){.data = data, .len = (sf_count_t)nbytes};
     memset(si, 0, sizeof *si);
     SNDFILE *sf = sf_open_virtual(&vio, SFM_READ, si, mb);
     if (!sf) {

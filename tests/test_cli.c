@@ -13,10 +13,13 @@
 #include <unistd.h>
 
 #include "core/json.h"
+#include "datasets/manifest.h"
 #include "encoders/model.h"
 #include "eval/retrieval.h"
 #include "export/export.h"
 #include "modalities/preprocess.h"
+#include "train/checkpoint.h"
+#include "train/runstate.h"
 #include "fixtures.h"
 
 #ifndef CLASP_SOURCE_DIR
@@ -190,6 +193,12 @@ Test(cli, version_is_the_cmake_version_with_backend) {
     cr_expect(!strncmp(r.out, want, strlen(want)), "'%s' does not start with '%s'", r.out, want);
     cr_expect(strstr(r.out, "backend " CLASP_BACKEND_NAME) && strstr(r.out, "precisions fp32"),
               "%s", r.out);
+    /* the newest version of every file format (HACKING.md "Format fields") */
+    char formats[128];
+    snprintf(formats, sizeof formats, "\nformats: manifest %d, checkpoint %d, run %d, export %d\n",
+             CLASP_MANIFEST_FORMAT_VERSION, CLASP_CKPT_FORMAT_VERSION, CLASP_RUN_FORMAT_VERSION,
+             CLASP_EXPORT_FORMAT_VERSION);
+    cr_expect(strstr(r.out, formats), "'%s' lacks '%s'", r.out, formats + 1);
 }
 
 /* A fmnist-small export with random weights, made with the library. */
