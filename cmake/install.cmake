@@ -62,7 +62,8 @@ add_custom_target(libclasp_static ALL DEPENDS ${PROJECT_BINARY_DIR}/libclasp.a)
 find_program(HELP2MAN help2man)
 find_package(Python3 COMPONENTS Interpreter)
 option(CLASP_DOCS "Generate the man page and bash completion at build time" ON)
-if(CLASP_DOCS AND HELP2MAN AND Python3_FOUND)
+# (not in sanitizer builds, which are not installed: the build would run a sanitized clasp)
+if(CLASP_DOCS AND HELP2MAN AND Python3_FOUND AND NOT CLASP_SANITIZE)
   set(_gen ${PROJECT_SOURCE_DIR}/scripts/gen-cli-docs.py)
   add_custom_command(OUTPUT ${PROJECT_BINARY_DIR}/clasp.1 ${PROJECT_BINARY_DIR}/clasp.bash
                      COMMAND ${Python3_EXECUTABLE} ${_gen} $<TARGET_FILE:clasp> ${HELP2MAN}
