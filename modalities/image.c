@@ -216,6 +216,34 @@ static clasp_status pnm_precheck(const uint8_t *d, size_t n) {
     return CLASP_OK;
 }
 
+/* stb_image's PNG reader grows its IDAT buffer by each chunk's declared length before reading
+ * the chunk, so a 60-byte file declaring a 2 GiB IDAT makes it allocate 2 GiB (found by
+ * tests/fuzz/fuzz_tar.c). So the chunk list is walked first: every chunk up to IEND must fit in
+ * the bytes that remain. Returns CLASP_OK for non-PNG data. */
+static clasp_status png_chunks_check(const uint8_t *d, size_t n) {
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (n < 8 || memcmp(d, sig, 8) != 0) return CLASP_OK;
+    size_t pos = 8;
+    while (pos + 12 <= n) {
+        const uint32_t len = (uint32_t)d[pos] << 24 | (uint32_t)d[pos + 1] << 16 |
+                             (uint32_t)d[pos + 2] << 8 | d[pos + 3];
+        char type[5] = {0};
+        for (int i = 0; i < 4; i++) {
+            const uint8_t c = d[pos + 4 + (size_t)i];
+            type[i] = (char)((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ? c : '?');
+        }
+        if (len > n - pos - 12)
+            return clasp_set_error(CLASP_ERR_FORMAT,
+                                   "image: PNG chunk '%s' at byte %zu declares %lu bytes, only %zu "
+                                   "remain (truncated or corrupt PNG)",
+                                   type, pos, (unsigned long)len, n - pos - 12);
+        if (!memcmp(type, "IEND", 4)) return CLASP_OK;
+        pos += 12 + (size_t)len;
+    }
+    return clasp_set_error(CLASP_ERR_FORMAT, "image: PNG of %zu bytes ends before its IEND chunk",
+                           n);
+}
+
 clasp_status clasp_image_decode(const void *data, size_t n, int channels, uint64_t max_pixels,
                                 clasp_image *out) {
     if (!out) return clasp_set_error(CLASP_ERR_ARG, "image decode: NULL output");
@@ -228,7 +256,9 @@ clasp_status clasp_image_decode(const void *data, size_t n, int channels, uint64
     if (n > (size_t)INT_MAX)
         return clasp_set_error(CLASP_ERR_OVERFLOW, "image: %zu bytes is above stb_image's 2 GiB",
                                n);
+    if (clasp__is_jpeg(data, n)) return clasp__jpeg_decode(data, n, channels, max_pixels, out);
     CLASP_TRY(pnm_precheck(data, n));
+    CLASP_TRY(png_chunks_check(data, n));
     int w = 0, h = 0, comp = 0;
     if (!clasp__stb_info(data, n, &w, &h, &comp)) {
         const char *why = clasp__stb_failure_reason();

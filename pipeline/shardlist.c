@@ -15,6 +15,8 @@ typedef struct strvec {
 } strvec;
 
 static clasp_status push_(strvec *sv, const char *s, size_t n) {
+    if (n == 0) /* "{a,,b}": found by tests/fuzz/fuzz_shardspec.c */
+        return clasp_set_error(CLASP_ERR_ARG, "shard spec: a brace list gives an empty name");
     if (sv->n >= CLASP_SHARDLIST_MAX)
         return clasp_set_error(CLASP_ERR_OVERFLOW, "shard spec expands to more than %u names",
                                CLASP_SHARDLIST_MAX);
