@@ -108,10 +108,12 @@ typedef struct trainer {
     clasp_step_stats st;
     clasp_train_metrics mx;
     double flops_per_sample;
+    int run_lock; /* clasp_run_lock's handle (rank 0), 0 = none */
 } trainer;
 
 static void trainer_free_(trainer *t) {
     clasp_metrics_close(&t->mx);
+    clasp_run_unlock(t->run_lock);
     free(t->segs);
     free(t->group_buf);
     free(t->gid_all);
@@ -548,6 +550,7 @@ static clasp_status write_run_files_(trainer *t) {
 static clasp_status open_run_(trainer *t) {
     const clasp_train_options *o = &t->o;
     CLASP_TRY(clasp_mkdir_p(o->out_dir));
+    if (t->rank == 0) CLASP_TRY(clasp_run_lock(o->out_dir, &t->run_lock));
     if (o->resume) {
         CLASP_TRY(resume_(t));
     } else {
