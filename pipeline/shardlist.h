@@ -37,6 +37,12 @@ typedef struct clasp_shardlist {
 clasp_status clasp_shardlist_expand(const char *spec, clasp_shardlist *out);
 void clasp_shardlist_free(clasp_shardlist *l);
 
+/* Whether "pipe:CMD" shards may run CMD (through /bin/sh, as the user running clasp): yes unless
+ * the environment sets CLASP_NO_PIPE to a non-empty value other than "0". With pipes
+ * forbidden, a spec naming one is refused by clasp_shardlist_expand (and by the tar reader),
+ * so untrusted specs cannot run commands (docs/security.md). */
+bool clasp_shard_pipes_allowed(void);
+
 /* True for "pipe:..." names, "-" and paths; classify a name. */
 bool clasp_shard_is_pipe(const char *name);
 bool clasp_shard_is_stdin(const char *name);

@@ -126,6 +126,11 @@ clasp_status clasp_tar_open(const char *shard, clasp_data_stats *stats, size_t m
     *out = NULL;
     CLASP_TRY(reader_new(shard, stats, max_member_bytes, &r));
     int rc;
+    if (clasp_shard_is_pipe(shard) && !clasp_shard_pipes_allowed()) {
+        clasp_tar_close(r);
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "shard %s: pipe: shards are forbidden (CLASP_NO_PIPE)", shard);
+    }
     if (clasp_shard_is_pipe(shard)) {
         fflush(NULL);
         r->pipe = popen(shard + 5, "r");
