@@ -42,11 +42,11 @@ run_one() { # $1 = target; writes $B/tests/fuzz_out/$1/log
 summary() { # $1 = target
     t="$1"
     log="$B/tests/fuzz_out/$t/log"
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
-    last=$(grep -E '^#[0-9]+' "$log" | tail -1)
-    cov=$(echo "$last" | grep -o 'cov: [0-9]*' | grep -o '[0-9]*' || echo "?")
-    ft=$(echo "$last" | grep -o 'ft: [0-9]*' | grep -o '[0-9]*' || echo "?")
-    corp=$(echo "$last" | grep -o 'corp: [0-9]*' | grep -o '[0-9]*' || echo "?")
+    execs=$(grep -a -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -a -o '[0-9]*$' || echo "?")
+    last=$(grep -a -E '^#[0-9]+' "$log" | tail -1)
+    cov=$(echo "$last" | grep -a -o 'cov: [0-9]*' | grep -a -o '[0-9]*' || echo "?")
+    ft=$(echo "$last" | grep -a -o 'ft: [0-9]*' | grep -a -o '[0-9]*' || echo "?")
+    corp=$(echo "$last" | grep -a -o 'corp: [0-9]*' | grep -a -o '[0-9]*' || echo "?")
     finds=$(find "$B/tests/fuzz_out/$t" -name 'crash-*' -o -name 'leak-*' -o -name 'oom-*' \
         -o -name 'timeout-*' | wc -l)
     printf '%-12s %8s min %12s execs %7s cov %8s ft %7s corpus %3s findings\n' \

@@ -144,3 +144,30 @@ Test(fuzz_regressions, shard_spec_range_product_is_refused) {
     free(spec);
     free(d);
 }
+
+/* stb_image reads zeros past the end: a 22-byte TGA header declaring 40246 x 24 pixels decoded
+ * to a black picture (and took seconds to resize under ASan). Refused from the declared size;
+ * so is a BMP cut in the middle of its pixel rows. */
+Test(fuzz_regressions, image_declaring_more_than_its_bytes_is_refused) {
+    size_t n;
+    char *d = regression_("image", "regress-tga-22-bytes-40246x24.tga", &n);
+    clasp_image img;
+    cr_assert_eq(clasp_image_decode(d, n, 3, 1u << 20, &img), CLASP_ERR_FORMAT);
+    cr_assert(strstr(clasp_last_error(), "cannot come from 22 bytes"), "%s", clasp_last_error());
+    free(d);
+    const char *whole[] = {"rgb.bmp", "rgb.tga", "rle.tga", "palette.bmp"};
+    for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++) {
+        d = corpus_("image", whole[i], &n);
+        cr_assert_eq(clasp_image_decode(d, n, 3, 1u << 20, &img), CLASP_OK, "%s: %s", whole[i],
+                     clasp_last_error());
+        clasp_image_free(&img);
+        if (strstr(whole[i], "rle")) {
+            free(d);
+            continue;
+        }
+        cr_assert_eq(clasp_image_decode(d, n - 40, 3, 1u << 20, &img), CLASP_ERR_FORMAT,
+                     "%s cut by 40 bytes", whole[i]);
+        cr_assert(strstr(clasp_last_error(), "truncated"), "%s", clasp_last_error());
+        free(d);
+    }
+}
