@@ -681,7 +681,7 @@ static clasp_status step_(trainer *t, clasp_train_summary *sum) {
     sum->final_loss = (double)t->st.loss;
     if (finite) clasp_metrics_add_loss(&t->mx, ks, (double)t->st.loss);
     log_step_(t, ks, lr, gnorm, finite);
-    return CLASP_OK;
+    return clasp_metrics_check(&t->mx);
 }
 
 /* With several ranks: every rank stops at the same step (a signal may reach them at different
@@ -754,7 +754,8 @@ static clasp_status finish_(trainer *t, clasp_train_summary *sum, clasp_status s
     for (int k = 0; k < t->n_src; k++)
         sum->skipped_samples += clasp_data_skipped_total(t->src[k].data);
     clasp_metrics_summary(&t->mx, sum, t->flops_per_sample, t->e.opt.threads, t->rank == 0);
-    return s;
+    clasp_metrics_close(&t->mx);
+    return s != CLASP_OK ? s : clasp_metrics_check(&t->mx);
 }
 
 clasp_status clasp_train(const clasp_train_options *o, clasp_train_summary *sum) {
