@@ -1,6 +1,7 @@
 /* main.c: the `clasp` command-line tool: dispatches to the subcommands in cmd_*.c, answers
  * `clasp help [COMMAND]`, `clasp GROUP --help` and `--version`. */
 #include <stdbool.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -93,6 +94,9 @@ static int dispatch_(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* Above RLIMIT_FSIZE a write then fails with EFBIG, which clasp reports naming the file,
+     * instead of the default SIGXFSZ killing the process mid-write (docs/security.md). */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         (!strcmp(argv[1], "help") && argc == 2)) {
         usage(argc < 2 ? stderr : stdout, NULL);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/json.h"
 
@@ -242,6 +243,15 @@ clasp_status clasp_npy_read_f32(const char *path, float **data, int64_t *rows, i
             s = clasp_set_error(CLASP_ERR_FORMAT, "%s: shape is not (rows, cols)", path);
     }
     float *buf = NULL;
+    struct stat fs;
+    long at = s == CLASP_OK ? ftell(f) : -1;
+    /* The data must be in the file before anything is allocated: a 100-byte file declaring
+     * (2^40, 2^20) is refused here, not by malloc (found by tests/fuzz/fuzz_npy.c). */
+    if (s == CLASP_OK && (at < 0 || fstat(fileno(f), &fs) != 0 || fs.st_size < at ||
+                          (r > 0 && (unsigned long long)c > (unsigned long long)(fs.st_size - at) /
+                                                                4u / (unsigned long long)r)))
+        s = clasp_set_error(CLASP_ERR_FORMAT, "%s: data shorter than shape (%lld, %lld)", path, r,
+                            c);
     if (s == CLASP_OK) {
         size_t n = (size_t)r * (size_t)c;
         buf = malloc((n ? n : 1) * sizeof(float));

@@ -426,6 +426,28 @@ void clasp_embedder_close(clasp_embedder *em) {
     memset(em, 0, sizeof *em);
 }
 
+/* An export references only its own files: a config.json whose tokenizer path is absolute or
+ * climbs out with ".." is refused (an export from elsewhere must not make clasp read, say,
+ * /etc/... or a sibling folder). docs/security.md. */
+static clasp_status confined_paths_(const cJSON *cfg, const char *file) {
+    const cJSON *tk = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cfg, "text"), "tokenizer");
+    static const char *const keys[] = {"path", "file"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(tk, keys[i]);
+        if (!cJSON_IsString(v)) continue;
+        const char *p = v->valuestring;
+        bool up = !strcmp(p, "..") || !strncmp(p, "../", 3) || strstr(p, "/../") ||
+                  (strlen(p) >= 3 && !strcmp(p + strlen(p) - 3, "/.."));
+        if (p[0] == '/' || up)
+            return clasp_set_error(CLASP_ERR_CONFIG,
+                                   "%s: field 'text.tokenizer.%s': '%s' is outside the export "
+                                   "folder (an export may only name its own files)",
+                                   file, keys[i], p);
+    }
+    return CLASP_OK;
+}
+
 /* em->config (the towers), em->pre (the preprocessing) and em->lc (the loader's
  * evaluation-mode preprocessing; callers set lc.required) from a model config document; `file`
  * names it in messages and anchors a relative tokenizer path. */
@@ -510,6 +532,7 @@ static clasp_status open_export_(clasp_embedder *em, const char *dir, int thread
     int version;
     clasp_status s = clasp_json_format_version(cfg, p, CLASP_EXPORT_FORMAT_VERSION, &version);
     cJSON_DeleteItemFromObjectCaseSensitive(cfg, "format_version");
+    if (s == CLASP_OK) s = confined_paths_(cfg, p);
     if (s == CLASP_OK) s = model_config_(em, cfg, p);
     if (s == CLASP_OK) {
         /* tokenizer.json must be the tokenizer config.json names */

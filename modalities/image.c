@@ -216,6 +216,74 @@ static clasp_status pnm_precheck(const uint8_t *d, size_t n) {
     return CLASP_OK;
 }
 
+/* stb_image's PNG reader grows its IDAT buffer by each chunk's declared length before reading
+ * the chunk, so a 60-byte file declaring a 2 GiB IDAT makes it allocate 2 GiB (found by
+ * tests/fuzz/fuzz_tar.c). So the chunk list is walked first: every chunk up to IEND must fit in
+ * the bytes that remain. Returns CLASP_OK for non-PNG data. */
+static clasp_status png_chunks_check(const uint8_t *d, size_t n) {
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (n < 8 || memcmp(d, sig, 8) != 0) return CLASP_OK;
+    size_t pos = 8;
+    while (pos + 12 <= n) {
+        const uint32_t len = (uint32_t)d[pos] << 24 | (uint32_t)d[pos + 1] << 16 |
+                             (uint32_t)d[pos + 2] << 8 | d[pos + 3];
+        char type[5] = {0};
+        for (int i = 0; i < 4; i++) {
+            const uint8_t c = d[pos + 4 + (size_t)i];
+            type[i] = (char)((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ? c : '?');
+        }
+        if (len > n - pos - 12)
+            return clasp_set_error(CLASP_ERR_FORMAT,
+                                   "image: PNG chunk '%s' at byte %zu declares %lu bytes, only %zu "
+                                   "remain (truncated or corrupt PNG)",
+                                   type, pos, (unsigned long)len, n - pos - 12);
+        if (!memcmp(type, "IEND", 4)) return CLASP_OK;
+        pos += 12 + (size_t)len;
+    }
+    return clasp_set_error(CLASP_ERR_FORMAT, "image: PNG of %zu bytes ends before its IEND chunk",
+                           n);
+}
+
+/* stb_image reads zeros past the end of its buffer, so a truncated TGA or BMP decodes to a
+ * picture with a black remainder, and a 22-byte TGA header declaring 40246 x 24 pixels decoded
+ * to a whole black image (found by tests/fuzz/fuzz_image.c). So the bytes an image declares
+ * are checked against the bytes there are: exactly for uncompressed TGA and BMP (their pixel
+ * data has a known size), and for every format by a compression floor: no image format here
+ * packs more than 4096 pixels into a byte (deflate's limit is about 1032:1, LZW's 2730:1). */
+static clasp_status declared_size_check(const uint8_t *d, size_t n, int w, int h) {
+    const uint64_t px = (uint64_t)w * (uint64_t)h;
+    if (px > (uint64_t)n * 4096u)
+        return clasp_set_error(CLASP_ERR_FORMAT,
+                               "image: %dx%d pixels cannot come from %zu bytes (truncated or "
+                               "corrupt)",
+                               w, h, n);
+    uint64_t need = 0;
+    const char *kind = NULL;
+    if (n >= 18 && d[1] <= 1 && (d[2] == 1 || d[2] == 2 || d[2] == 3)) { /* TGA, uncompressed */
+        const uint64_t cmap = d[1] ? (uint64_t)(d[5] | d[6] << 8) * ((d[7] + 7u) / 8u) : 0;
+        const unsigned bits = d[16];
+        need = 18u + d[0] + cmap + px * ((bits + 7u) / 8u);
+        kind = "TGA";
+    } else if (n >= 34 && d[0] == 'B' && d[1] == 'M') { /* BMP, BI_RGB or BI_BITFIELDS */
+        const uint32_t off =
+            (uint32_t)d[10] | (uint32_t)d[11] << 8 | (uint32_t)d[12] << 16 | (uint32_t)d[13] << 24;
+        const unsigned bits = d[28] | d[29] << 8;
+        const uint32_t comp =
+            (uint32_t)d[30] | (uint32_t)d[31] << 8 | (uint32_t)d[32] << 16 | (uint32_t)d[33] << 24;
+        if (comp == 0 || comp == 3) {
+            const uint64_t stride = ((uint64_t)w * bits + 31u) / 32u * 4u;
+            need = (uint64_t)off + stride * (uint64_t)h;
+            kind = "BMP";
+        }
+    }
+    if (kind && need > n)
+        return clasp_set_error(CLASP_ERR_FORMAT,
+                               "image: %s of %dx%d pixels needs %llu bytes, the file has %zu "
+                               "(truncated)",
+                               kind, w, h, (unsigned long long)need, n);
+    return CLASP_OK;
+}
+
 clasp_status clasp_image_decode(const void *data, size_t n, int channels, uint64_t max_pixels,
                                 clasp_image *out) {
     if (!out) return clasp_set_error(CLASP_ERR_ARG, "image decode: NULL output");
@@ -228,7 +296,9 @@ clasp_status clasp_image_decode(const void *data, size_t n, int channels, uint64
     if (n > (size_t)INT_MAX)
         return clasp_set_error(CLASP_ERR_OVERFLOW, "image: %zu bytes is above stb_image's 2 GiB",
                                n);
+    if (clasp__is_jpeg(data, n)) return clasp__jpeg_decode(data, n, channels, max_pixels, out);
     CLASP_TRY(pnm_precheck(data, n));
+    CLASP_TRY(png_chunks_check(data, n));
     int w = 0, h = 0, comp = 0;
     if (!clasp__stb_info(data, n, &w, &h, &comp)) {
         const char *why = clasp__stb_failure_reason();
@@ -252,6 +322,7 @@ clasp_status clasp_image_decode(const void *data, size_t n, int channels, uint64
         return clasp_set_error(CLASP_ERR_OVERFLOW,
                                "image: %dx%d = %llu pixels is above the limit of %llu pixels", w, h,
                                (unsigned long long)n_px, (unsigned long long)max_pixels);
+    CLASP_TRY(declared_size_check(data, n, w, h));
     const int alpha = (comp == 2 || comp == 4);
     const int req = alpha ? channels + 1 : channels;
     int dw = 0, dh = 0, dc = 0;

@@ -179,6 +179,10 @@ clasp_status clasp_image_encode_png(const uint8_t *pixels, int w, int h, int cha
 int clasp__stb_info(const uint8_t *data, size_t n, int *w, int *h, int *comp);
 uint8_t *clasp__stb_load(const uint8_t *data, size_t n, int *w, int *h, int *comp, int req);
 void clasp__stb_free(void *p);
+/* JPEG goes to libjpeg-turbo (modalities/jpeg.c), never to stb_image. */
+int clasp__is_jpeg(const uint8_t *data, size_t n);
+clasp_status clasp__jpeg_decode(const uint8_t *data, size_t n, int channels, uint64_t max_pixels,
+                                clasp_image *out);
 const char *clasp__stb_failure_reason(void);
 int clasp__stb_resize_region(const uint8_t *in, int in_w, int in_h, int channels, uint8_t *out,
                              int out_w, int out_h, float s0, float t0, float s1, float t1);

@@ -38,6 +38,7 @@
 #define STBI_NO_STDIO
 #define STBI_NO_HDR
 #define STBI_NO_LINEAR
+#define STBI_NO_JPEG /* modalities/jpeg.c decodes JPEG with libjpeg-turbo */
 #include <stb/stb_image.h>
 
 #define STB_IMAGE_RESIZE_STATIC

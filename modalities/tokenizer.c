@@ -3,6 +3,7 @@
 #include "modalities/tokenizer.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -558,6 +559,12 @@ static clasp_status load_path(const char *rel, const char *file, int depth, clas
     return s;
 }
 
+/* A JSON number that is an int32 (checked before any cast: casting 1e12 is undefined). */
+static bool is_int32_(const cJSON *x) {
+    return cJSON_IsNumber(x) && x->valuedouble >= (double)INT32_MIN &&
+           x->valuedouble <= (double)INT32_MAX && x->valuedouble == floor(x->valuedouble);
+}
+
 static clasp_status from_json(const cJSON *obj, const char *file, int depth,
                               clasp_tokenizer **out) {
     const char *f = file ? file : "tokenizer";
@@ -616,9 +623,8 @@ static clasp_status from_json(const cJSON *obj, const char *file, int depth,
     const cJSON *pair;
     cJSON_ArrayForEach(pair, m) {
         const cJSON *a = cJSON_GetArrayItem(pair, 0), *b = cJSON_GetArrayItem(pair, 1);
-        if (!cJSON_IsArray(pair) || cJSON_GetArraySize(pair) != 2 || !cJSON_IsNumber(a) ||
-            !cJSON_IsNumber(b) || a->valuedouble != (double)(int32_t)a->valuedouble ||
-            b->valuedouble != (double)(int32_t)b->valuedouble) {
+        if (!cJSON_IsArray(pair) || cJSON_GetArraySize(pair) != 2 || !is_int32_(a) ||
+            !is_int32_(b)) {
             free(merges);
             return clasp_set_error(CLASP_ERR_CONFIG,
                                    "%s: field 'merges[%d]': expected [left id, right id]", f, i);

@@ -20,6 +20,20 @@ static void add_json_(clasp_captions *out, const cJSON *v) {
     }
 }
 
+/* True when the JSON text holds a \u0000 escape (an odd run of backslashes before "u0000").
+ * cJSON ends a string at a NUL, so such a caption would be cut silently. */
+static bool json_has_nul_(const uint8_t *d, size_t n) {
+    for (size_t i = 0; i + 5 < n; i++) {
+        if (d[i] != '\\') continue;
+        size_t run = 0;
+        while (i + run < n && d[i + run] == '\\') run++;
+        i += run - 1;
+        if (run % 2 == 1 && i + 5 < n && d[i + 1] == 'u' && !memcmp(d + i + 2, "0000", 4))
+            return true;
+    }
+    return false;
+}
+
 bool clasp_captions_of(const clasp_sample *s, const clasp_field_map *fields, clasp_captions *out) {
     memset(out, 0, sizeof *out);
     out->skip = CLASP_SKIP_N;
@@ -31,6 +45,15 @@ bool clasp_captions_of(const clasp_sample *s, const clasp_field_map *fields, cla
         return false;
     }
     if (txt) out->c[out->n++] = (clasp_caption){(const char *)txt->data, txt->n};
+    if (js && json_has_nul_(js->data, js->n)) {
+        /* A .txt caption keeps every byte (a NUL included; normalisation's strip_control drops
+         * it with the other control characters). A JSON caption cannot, so the sample is a
+         * counted skip rather than a silently shortened caption. */
+        out->n = 0;
+        out->skip = CLASP_SKIP_BAD_TEXT;
+        out->detail = "json holds a NUL (\\u0000), which its strings cannot keep";
+        return false;
+    }
     if (js) {
         out->json_ = cJSON_ParseWithLength((const char *)js->data, js->n);
         if (!out->json_ && !txt) {

@@ -15,6 +15,8 @@ typedef struct strvec {
 } strvec;
 
 static clasp_status push_(strvec *sv, const char *s, size_t n) {
+    if (n == 0) /* "{a,,b}": found by tests/fuzz/fuzz_shardspec.c */
+        return clasp_set_error(CLASP_ERR_ARG, "shard spec: a brace list gives an empty name");
     if (sv->n >= CLASP_SHARDLIST_MAX)
         return clasp_set_error(CLASP_ERR_OVERFLOW, "shard spec expands to more than %u names",
                                CLASP_SHARDLIST_MAX);
@@ -167,6 +169,12 @@ clasp_status clasp_shardlist_expand(const char *spec, clasp_shardlist *out) {
     out->n = sv.n;
     if (st == CLASP_OK && sv.n == 0)
         st = clasp_set_error(CLASP_ERR_ARG, "shard spec '%s' names no shard", spec);
+    for (size_t i = 0; st == CLASP_OK && i < sv.n; i++)
+        if (clasp_shard_is_pipe(sv.v[i]) && !clasp_shard_pipes_allowed())
+            st = clasp_set_error(CLASP_ERR_ARG,
+                                 "shard '%s': pipe: shards are forbidden here (CLASP_NO_PIPE is "
+                                 "set)",
+                                 sv.v[i]);
     return st;
 }
 
@@ -176,6 +184,11 @@ void clasp_shardlist_free(clasp_shardlist *l) {
     free(l->names);
     l->names = NULL;
     l->n = 0;
+}
+
+bool clasp_shard_pipes_allowed(void) {
+    const char *v = getenv("CLASP_NO_PIPE");
+    return !v || !v[0] || !strcmp(v, "0");
 }
 
 bool clasp_shard_is_pipe(const char *name) {

@@ -20,8 +20,10 @@
 
 #include "core/status.h"
 
-/* Upper bound on the number of names a spec may expand to (guards "{0..999999999}"). */
-#define CLASP_SHARDLIST_MAX 10000000u
+/* Upper bound on the number of names a spec may expand to: two million (a million-shard corpus
+ * fits twice). It guards "{0..999999999}" and products of ranges; 10 million took over 10 s and
+ * gigabytes under ASan before being refused (found by tests/fuzz/fuzz_shardspec.c). */
+#define CLASP_SHARDLIST_MAX 2000000u
 
 typedef struct clasp_shardlist {
     char **names; /* (n) NUL-terminated, owned */
@@ -34,6 +36,12 @@ typedef struct clasp_shardlist {
  * CLASP_ERR_NOMEM. */
 clasp_status clasp_shardlist_expand(const char *spec, clasp_shardlist *out);
 void clasp_shardlist_free(clasp_shardlist *l);
+
+/* Whether "pipe:CMD" shards may run CMD (through /bin/sh, as the user running clasp): yes unless
+ * the environment sets CLASP_NO_PIPE to a non-empty value other than "0". With pipes
+ * forbidden, a spec naming one is refused by clasp_shardlist_expand (and by the tar reader),
+ * so untrusted specs cannot run commands (docs/security.md). */
+bool clasp_shard_pipes_allowed(void);
 
 /* True for "pipe:..." names, "-" and paths; classify a name. */
 bool clasp_shard_is_pipe(const char *name);

@@ -126,6 +126,11 @@ clasp_status clasp_tar_open(const char *shard, clasp_data_stats *stats, size_t m
     *out = NULL;
     CLASP_TRY(reader_new(shard, stats, max_member_bytes, &r));
     int rc;
+    if (clasp_shard_is_pipe(shard) && !clasp_shard_pipes_allowed()) {
+        clasp_tar_close(r);
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "shard %s: pipe: shards are forbidden (CLASP_NO_PIPE)", shard);
+    }
     if (clasp_shard_is_pipe(shard)) {
         fflush(NULL);
         r->pipe = popen(shard + 5, "r");
@@ -267,6 +272,15 @@ static clasp_status start_(clasp_tar_reader *r, clasp_sample *s, member *m, bool
     return CLASP_OK;
 }
 
+/* Whether one more member of `size` bytes would take sample s beyond CLASP_TAR_MAX_FIELDS
+ * fields or the member limit in total bytes. */
+static bool over_limit_(const clasp_tar_reader *r, const clasp_sample *s, int64_t size) {
+    if (s->n_fields >= CLASP_TAR_MAX_FIELDS) return true;
+    size_t bytes = size > 0 ? (size_t)size : 0;
+    for (size_t i = 0; i < s->n_fields; i++) bytes += s->fields[i].n;
+    return bytes > r->max_member;
+}
+
 clasp_status clasp_tar_next(clasp_tar_reader *r, bool payload, clasp_sample *s, bool *got) {
     clasp_sample_clear(s);
     *got = false;
@@ -324,6 +338,13 @@ clasp_status clasp_tar_next(clasp_tar_reader *r, bool payload, clasp_sample *s, 
             r->pending = m;
             r->pending_entry_size = size;
             break;
+        }
+        if (s->key && over_limit_(r, s, size)) {
+            s->too_large = true; /* the sample is skipped; its further members are not kept */
+            m.valid = false;
+            (void)read_member_(r, -1, false, &m);
+            member_clear_(&m);
+            continue;
         }
         clasp_status st = read_member_(r, size, payload, &m);
         if (st == CLASP_OK) st = s->key ? add_field_(s, &m) : start_(r, s, &m, payload);

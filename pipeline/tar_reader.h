@@ -35,6 +35,11 @@
 
 /* Default limit on one member's size; larger members are skipped (reason "too_large"). */
 #define CLASP_TAR_MAX_MEMBER_BYTES ((size_t)256 << 20)
+/* A sample holds at most this many fields, and its fields at most the member limit in total:
+ * 10,000 members sharing one key are one sample (WebDataset groups by key) that would otherwise
+ * hold them all in memory. Beyond either limit the sample is skipped as "too_large" and the
+ * rest of its members are skipped unread. */
+#define CLASP_TAR_MAX_FIELDS 64
 
 typedef struct clasp_field {
     char *ext;     /* lower-cased extension, e.g. "png", "b.c.png"; owned */

@@ -8,7 +8,7 @@ set -eu
 # one; python3-torch/-torchvision regenerate tests/reference; the tests read the committed
 # files, except the clasp_torch.py parity tests, which run PyTorch)
 PKGS="build-essential cmake pkg-config clang-format python3 time \
-libstb-dev libopenblas-dev libdnnl-dev libcjson-dev libxxhash-dev libcriterion-dev \
+libstb-dev libturbojpeg0-dev libopenblas-dev libdnnl-dev libcjson-dev libxxhash-dev libcriterion-dev \
 libsndfile1-dev libutf8proc-dev libarchive-dev libsamplerate0-dev libkissfft-dev \
 python3-torch python3-torchvision python3-numpy python3-pil valgrind clang libclang-rt-14-dev \
 libopenmpi-dev openmpi-bin"

@@ -1,9 +1,12 @@
 /* test_shardlist.c: shard spec expansion and per-epoch shard orders. */
 #include <criterion/criterion.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pipeline/shardlist.h"
+#include "pipeline/tar_reader.h"
 
 /* Expands spec and checks the names against the ones that follow, up to a NULL. */
 static void expect_(const char *spec, ...) {
@@ -129,4 +132,28 @@ Test(shardlist, empty_list_is_an_error) {
     clasp_shard_order o;
     cr_assert_eq(clasp_shard_order_init(&o, &l, 1, 0, 0, 1, true, true), CLASP_ERR_ARG);
     cr_assert(strstr(clasp_last_error(), "empty shard list"));
+}
+
+/* CLASP_NO_PIPE forbids pipe: shards: the spec is refused before anything runs, and the tar
+ * reader refuses one too (a shard list built another way). */
+Test(shardlist, no_pipe_refuses_pipe_shards) {
+    clasp_shardlist l;
+    cr_assert_eq(clasp_shardlist_expand("a.tar::pipe:touch /tmp/clasp-no-pipe-ran", &l), CLASP_OK);
+    clasp_shardlist_free(&l);
+    setenv("CLASP_NO_PIPE", "1", 1);
+    cr_assert_not(clasp_shard_pipes_allowed());
+    cr_assert_eq(clasp_shardlist_expand("a.tar::pipe:touch /tmp/clasp-no-pipe-ran", &l),
+                 CLASP_ERR_ARG);
+    cr_assert(strstr(clasp_last_error(), "CLASP_NO_PIPE"), "%s", clasp_last_error());
+    clasp_shardlist_free(&l);
+    cr_assert_eq(clasp_shardlist_expand("a-{0..3}.tar", &l), CLASP_OK, "plain files still work");
+    clasp_shardlist_free(&l);
+    unlink("/tmp/clasp-no-pipe-ran");
+    clasp_tar_reader *r = NULL;
+    cr_assert_eq(clasp_tar_open("pipe:touch /tmp/clasp-no-pipe-ran", NULL, 1 << 20, &r),
+                 CLASP_ERR_ARG);
+    cr_assert_null(r);
+    cr_assert(access("/tmp/clasp-no-pipe-ran", F_OK) != 0, "the command ran");
+    setenv("CLASP_NO_PIPE", "0", 1);
+    cr_assert(clasp_shard_pipes_allowed());
 }

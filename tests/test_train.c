@@ -150,6 +150,38 @@ Test(train, sigkill_then_resume_matches_straight_run_bf16) {
     sigkill_case_("train_kill_bf16", "--precision bf16");
 }
 
+/* One writer per run folder: a second `clasp train` on a folder in use (fresh or --resume)
+ * refuses, naming the holder's PID; after a SIGKILL of the holder the kernel has released the
+ * lock and the folder is usable at once. */
+Test(train, run_folder_has_one_writer) {
+    char base[4096], a[4200], lock[4400], x[64];
+    build_data_(fx_scratch("train_lock", base, a, "run", NULL));
+    pid_t pid = spawn_("--steps 100000 --save-every 100000", a, "/dev/null");
+    snprintf(lock, sizeof lock, "%s/.lock", a);
+    snprintf(x, sizeof x, "%ld", (long)pid);
+    char *held = NULL;
+    for (int i = 0; i < 6000; i++) {
+        free(held);
+        held = fx_read_text(lock);
+        if (held && strstr(held, x)) break;
+        usleep(10000);
+    }
+    cr_assert(held && strstr(held, x), "the first run never took %s", lock);
+    free(held);
+    const char *second[] = {"--steps 2", "--steps 2 --resume latest"};
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(run_(second[k], a), 1, "%s on a folder in use", second[k]);
+        char *text = read_log_(a);
+        cr_assert(strstr(text, "in use") && strstr(text, x), "%s", text);
+        free(text);
+    }
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFSIGNALED(st));
+    cr_assert_eq(run_("--steps 2", a), 0, "after the holder's SIGKILL (see %s.log)", a);
+}
+
 /* A bf16 run: its export records the precision, a resume in fp32 is refused naming the option,
  * and the losses are not fp32's. On OpenBLAS, --precision bf16 is refused naming the backend. */
 Test(train, precision_is_recorded_and_part_of_the_resume_key) {

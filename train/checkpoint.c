@@ -15,12 +15,16 @@
 
 #define CKPT_PREFIX "step-"
 
-static void fsync_dir_(const char *dir) {
+/* A folder's entries made durable (after creating or renaming files in it). A failure is an
+ * error: the files may not survive a crash (found by scripts/faultinject.sh). */
+static clasp_status fsync_dir_(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+    if (fd < 0) return clasp_set_error(CLASP_ERR_IO, "%s: cannot open: %s", dir, strerror(errno));
+    int r = fsync(fd);
+    int err = errno;
+    close(fd);
+    if (r != 0) return clasp_set_error(CLASP_ERR_IO, "%s: fsync failed: %s", dir, strerror(err));
+    return CLASP_OK;
 }
 
 static clasp_status rm_rf_(const char *dir) {
@@ -86,18 +90,11 @@ static void prune_(const char *ckdir, int keep) {
     }
 }
 
-clasp_status clasp_ckpt_save(const char *run_dir, int64_t step, const clasp_named_tensor *model,
-                             int n_model, const clasp_named_tensor *optim, int n_optim,
-                             const cJSON *state, int keep, char *out_dir, size_t out_cap) {
-    char ckdir[4096], fin[4200], tmp[4300], path[4400];
-    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", run_dir);
-    CLASP_TRY(clasp_mkdir_p(ckdir));
-    snprintf(fin, sizeof fin, "%s/" CKPT_PREFIX "%08lld", ckdir, (long long)step);
-    snprintf(tmp, sizeof tmp, "%s.tmp", fin);
-    CLASP_TRY(rm_rf_(tmp));
-    if (mkdir(tmp, 0755) != 0)
-        return clasp_set_error(CLASP_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-
+/* Writes the checkpoint's three files into the folder tmp. */
+static clasp_status write_tmp_(const char *tmp, int64_t step, const clasp_named_tensor *model,
+                               int n_model, const clasp_named_tensor *optim, int n_optim,
+                               const cJSON *state) {
+    char path[4400];
     uint64_t hm = 0, ho = 0;
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
     CLASP_TRY(write_tensors_(path, model, n_model, step));
@@ -123,18 +120,35 @@ clasp_status clasp_ckpt_save(const char *run_dir, int64_t step, const clasp_name
     clasp_status s = clasp_json_save(path, st);
     cJSON_Delete(st);
     CLASP_TRY(s);
-    fsync_dir_(tmp);
+    return fsync_dir_(tmp);
+}
 
-    CLASP_TRY(rm_rf_(fin)); /* a checkpoint of the same step from an earlier, resumed run */
-    if (rename(tmp, fin) != 0)
-        return clasp_set_error(CLASP_ERR_IO, "%s: rename failed: %s", fin, strerror(errno));
-    fsync_dir_(ckdir);
+clasp_status clasp_ckpt_save(const char *run_dir, int64_t step, const clasp_named_tensor *model,
+                             int n_model, const clasp_named_tensor *optim, int n_optim,
+                             const cJSON *state, int keep, char *out_dir, size_t out_cap) {
+    char ckdir[4096], fin[4200], tmp[4300], path[4400];
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", run_dir);
+    CLASP_TRY(clasp_mkdir_p(ckdir));
+    snprintf(fin, sizeof fin, "%s/" CKPT_PREFIX "%08lld", ckdir, (long long)step);
+    snprintf(tmp, sizeof tmp, "%s.tmp", fin);
+    CLASP_TRY(rm_rf_(tmp));
+    if (mkdir(tmp, 0755) != 0)
+        return clasp_set_error(CLASP_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    clasp_status s = write_tmp_(tmp, step, model, n_model, optim, n_optim, state);
+    if (s == CLASP_OK) s = rm_rf_(fin); /* a checkpoint of the same step from an earlier run */
+    if (s == CLASP_OK && rename(tmp, fin) != 0)
+        s = clasp_set_error(CLASP_ERR_IO, "%s: rename failed: %s", fin, strerror(errno));
+    if (s != CLASP_OK) {
+        rm_rf_(tmp); /* no half-written folder stays behind; the error names the file */
+        return s;
+    }
+    CLASP_TRY(fsync_dir_(ckdir));
     const char *base = strrchr(fin, '/') + 1;
     char line[256];
     int n = snprintf(line, sizeof line, "%s\n", base);
     snprintf(path, sizeof path, "%s/latest", ckdir);
     CLASP_TRY(clasp_write_file_atomic(path, line, (size_t)n));
-    fsync_dir_(ckdir);
+    CLASP_TRY(fsync_dir_(ckdir));
     prune_(ckdir, keep);
     if (out_dir) snprintf(out_dir, out_cap, "%s", fin);
     return CLASP_OK;

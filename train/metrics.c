@@ -18,13 +18,13 @@ double clasp_metrics_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void write_line_(FILE *f, cJSON *obj) {
-    if (!f) return; /* ranks other than 0 keep no metrics */
+static void write_line_(clasp_train_metrics *mx, cJSON *obj) {
+    if (!mx->f) return; /* ranks other than 0 keep no metrics */
     char *line = cJSON_PrintUnformatted(obj);
     if (line) {
-        fputs(line, f);
-        fputc('\n', f);
-        fflush(f);
+        errno = 0;
+        bool ok = fputs(line, mx->f) >= 0 && fputc('\n', mx->f) != EOF && fflush(mx->f) == 0;
+        if (!ok && !mx->write_errno) mx->write_errno = errno ? errno : EIO;
     }
     free(line);
 }
@@ -73,14 +73,21 @@ clasp_status clasp_metrics_open(clasp_train_metrics *mx, const char *run_dir, bo
     snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
     /* on resume keep only the lines up to the checkpoint's step, so the file reads as one run */
     if (resume_step >= 0) CLASP_TRY(truncate_(path, resume_step));
+    snprintf(mx->path, sizeof mx->path, "%s", path);
     mx->f = fopen(path, resume_step >= 0 ? "a" : "w");
     if (!mx->f) return clasp_set_error(CLASP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     return CLASP_OK;
 }
 
 void clasp_metrics_close(clasp_train_metrics *mx) {
-    if (mx->f) fclose(mx->f);
+    if (mx->f && fclose(mx->f) != 0 && !mx->write_errno) mx->write_errno = errno ? errno : EIO;
     mx->f = NULL;
+}
+
+clasp_status clasp_metrics_check(const clasp_train_metrics *mx) {
+    if (!mx->write_errno) return CLASP_OK;
+    return clasp_set_error(CLASP_ERR_IO, "%s: write failed: %s", mx->path,
+                           strerror(mx->write_errno));
 }
 
 void clasp_metrics_step_time(clasp_train_metrics *mx, double t0, double t1, double t2) {
@@ -157,7 +164,7 @@ void clasp_metrics_train_line(clasp_train_metrics *mx, const clasp_train_line *l
     cJSON_AddNumberToObject(j, "skipped_steps", (double)l->skipped_steps);
     cJSON_AddItemToObject(j, "skipped", skipped);
     if (mx->per_source) add_sources_(mx, j, l->source);
-    write_line_(mx->f, j);
+    write_line_(mx, j);
     cJSON_Delete(j);
     progress_(mx, l->step, total_steps, l->loss, rate);
     mx->win_t = mx->win_wait = 0;
@@ -177,7 +184,7 @@ void clasp_metrics_eval_line(clasp_train_metrics *mx, int64_t step, int epoch, i
     cJSON_AddNumberToObject(j, "n_images", (double)zr->n);
     cJSON_AddNumberToObject(j, "n_classes", zr->n_classes);
     cJSON_AddNumberToObject(j, "eval_seconds", seconds);
-    write_line_(mx->f, j);
+    write_line_(mx, j);
     cJSON_Delete(j);
 }
 
@@ -242,7 +249,7 @@ static void summary_line_(clasp_train_metrics *mx, const clasp_train_summary *su
         cJSON_AddNumberToObject(j, "allgather_ms_per_step", sum->gather_ms_per_step);
         cJSON_AddNumberToObject(j, "allreduce_ms_per_step", sum->reduce_ms_per_step);
     }
-    write_line_(mx->f, j);
+    write_line_(mx, j);
     cJSON_Delete(j);
 }
 

@@ -21,10 +21,12 @@
 #include "train/trainer.h"
 
 typedef struct clasp_train_metrics {
-    FILE *f;        /* metrics.jsonl; NULL: no lines (ranks other than 0) */
-    bool progress;  /* progress bar on stderr */
-    int batch_size; /* global rows per step */
-    double t_start; /* clock at the start of training (clasp_metrics_now) */
+    FILE *f;         /* metrics.jsonl; NULL: no lines (ranks other than 0) */
+    char path[4300]; /* metrics.jsonl's path, for messages */
+    int write_errno; /* errno of the first failed write of f (0: none); clasp_metrics_check */
+    bool progress;   /* progress bar on stderr */
+    int batch_size;  /* global rows per step */
+    double t_start;  /* clock at the start of training (clasp_metrics_now) */
     /* this invocation's steps: the first pays for warm-up and stays out of the rate */
     int64_t steps, samples_timed;
     double t_first, t_steps, t_wait;
@@ -56,6 +58,9 @@ double clasp_metrics_now(void);
 clasp_status clasp_metrics_open(clasp_train_metrics *mx, const char *run_dir, bool write,
                                 int64_t resume_step);
 void clasp_metrics_close(clasp_train_metrics *mx);
+/* CLASP_ERR_IO naming metrics.jsonl when a line could not be written (a full disk): lines are
+ * never lost silently. The trainer checks after each logged step and at the end. */
+clasp_status clasp_metrics_check(const clasp_train_metrics *mx);
 
 /* One optimiser step of this invocation: t0 start, t1 batch ready, t2 step done. */
 void clasp_metrics_step_time(clasp_train_metrics *mx, double t0, double t1, double t2);

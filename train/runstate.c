@@ -2,10 +2,14 @@
  * runstate.h. */
 #include "train/runstate.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "core/json.h"
 #include "core/log.h"
@@ -354,4 +358,40 @@ clasp_status clasp_run_check_version(const char *run_dir) {
     clasp_status s = clasp_json_format_version(o, path, CLASP_RUN_FORMAT_VERSION, &version);
     cJSON_Delete(o);
     return s;
+}
+
+clasp_status clasp_run_lock(const char *run_dir, int *handle) {
+    *handle = 0;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.lock", run_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return clasp_set_error(CLASP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        char pid[32] = {0};
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        close(fd);
+        if (err != EWOULDBLOCK)
+            return clasp_set_error(CLASP_ERR_IO, "%s: cannot lock: %s", path, strerror(err));
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        return clasp_set_error(
+            CLASP_ERR_STATE,
+            "%s is in use by another clasp (PID %s, lock %s): one writer per run "
+            "folder; wait for it to end or use another --out",
+            run_dir, pid[0] ? pid : "unknown", path);
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        const int err = errno;
+        close(fd);
+        return clasp_set_error(CLASP_ERR_IO, "%s: cannot write the PID: %s", path, strerror(err));
+    }
+    *handle = fd + 1;
+    return CLASP_OK;
+}
+
+void clasp_run_unlock(int handle) {
+    if (handle > 0) close(handle - 1); /* closing the descriptor releases the flock */
 }

@@ -121,4 +121,12 @@ clasp_status clasp_runstate_load_model(clasp_ckpt *c, clasp_model *m);
 clasp_status clasp_run_write_options(const char *run_dir, const cJSON *options);
 clasp_status clasp_run_check_version(const char *run_dir);
 
+/* One writer per run folder: an advisory lock (flock) on run_dir/.lock, which holds the
+ * holder's PID. The kernel releases it when the process exits, however it exits (a SIGKILL
+ * included), so a stale .lock file never blocks a later run. *handle receives a value > 0 for
+ * clasp_run_unlock (0 = nothing to release). A folder in use is CLASP_ERR_STATE naming the
+ * holder's PID. Only one rank of an MPI job takes it. */
+clasp_status clasp_run_lock(const char *run_dir, int *handle);
+void clasp_run_unlock(int handle);
+
 #endif

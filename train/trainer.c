@@ -108,10 +108,12 @@ typedef struct trainer {
     clasp_step_stats st;
     clasp_train_metrics mx;
     double flops_per_sample;
+    int run_lock; /* clasp_run_lock's handle (rank 0), 0 = none */
 } trainer;
 
 static void trainer_free_(trainer *t) {
     clasp_metrics_close(&t->mx);
+    clasp_run_unlock(t->run_lock);
     free(t->segs);
     free(t->group_buf);
     free(t->gid_all);
@@ -548,6 +550,7 @@ static clasp_status write_run_files_(trainer *t) {
 static clasp_status open_run_(trainer *t) {
     const clasp_train_options *o = &t->o;
     CLASP_TRY(clasp_mkdir_p(o->out_dir));
+    if (t->rank == 0) CLASP_TRY(clasp_run_lock(o->out_dir, &t->run_lock));
     if (o->resume) {
         CLASP_TRY(resume_(t));
     } else {
@@ -678,7 +681,7 @@ static clasp_status step_(trainer *t, clasp_train_summary *sum) {
     sum->final_loss = (double)t->st.loss;
     if (finite) clasp_metrics_add_loss(&t->mx, ks, (double)t->st.loss);
     log_step_(t, ks, lr, gnorm, finite);
-    return CLASP_OK;
+    return clasp_metrics_check(&t->mx);
 }
 
 /* With several ranks: every rank stops at the same step (a signal may reach them at different
@@ -751,7 +754,8 @@ static clasp_status finish_(trainer *t, clasp_train_summary *sum, clasp_status s
     for (int k = 0; k < t->n_src; k++)
         sum->skipped_samples += clasp_data_skipped_total(t->src[k].data);
     clasp_metrics_summary(&t->mx, sum, t->flops_per_sample, t->e.opt.threads, t->rank == 0);
-    return s;
+    clasp_metrics_close(&t->mx);
+    return s != CLASP_OK ? s : clasp_metrics_check(&t->mx);
 }
 
 clasp_status clasp_train(const clasp_train_options *o, clasp_train_summary *sum) {
