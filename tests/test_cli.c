@@ -162,7 +162,6 @@ Test(cli, shards_help_and_help_command) {
     /* every command's help comes from its table: options listed, exit 0 */
     const char *cmds[][2] = {{"train", "--zeroshot FILE"},
                              {"eval", "--probe-l2 X"},
-                             {"drift", "--fail-if CONDS"},
                              {"embed", "--sidecar FILE"},
                              {"search", "-k, --k K"},
                              {"export", "-o DIR"},

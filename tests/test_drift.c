@@ -111,6 +111,7 @@ Test(drift, identical_sets_no_drift) {
     float *x = clusters_(n, D, 6, 1);
     double v[CLASP_DRIFT_N_METRICS];
     clasp_drift_options o = clasp_drift_default_options();
+    o.pairs = 5000; /* sampled pairs: both histograms must use the same ones */
     cr_assert_eq(clasp_drift_compare(x, D, x, D, n, &o, v), CLASP_OK, "%s", clasp_last_error());
     cr_expect_float_eq(v[CLASP_DRIFT_MEAN_COSINE], 1.0, 1e-6);
     cr_expect_float_eq(v[CLASP_DRIFT_KNN_OVERLAP], 1.0, 1e-12);
@@ -200,8 +201,22 @@ static void knn_sorted_(const float *x, int D, int n, int k, int *nb) {
     free(s), free(o);
 }
 
+/* The mean overlap of the two sorted neighbour lists. */
+static double overlap_sorted_(const float *x, int Da, const float *y, int Db, int n) {
+    const int k = CLASP_DRIFT_K;
+    int *na = malloc((size_t)n * k * sizeof(int)), *nb = malloc((size_t)n * k * sizeof(int));
+    knn_sorted_(x, Da, n, k, na);
+    knn_sorted_(y, Db, n, k, nb);
+    double ov = 0;
+    for (int i = 0; i < n; i++)
+        for (int p = 0; p < k; p++)
+            for (int q = 0; q < k; q++) ov += na[i * k + p] == nb[i * k + q];
+    free(na), free(nb);
+    return ov / ((double)n * k);
+}
+
 Test(drift, cka_and_knn_overlap_match_direct_computations_across_dims) {
-    const int n = 60, Da = 12, Db = 7, k = CLASP_DRIFT_K;
+    const int n = 60, Da = 12, Db = 7;
     float *x = clusters_(n, Da, 5, 4);
     float *y = clusters_(n, Db, 3, 5); /* another dimension: 7 of x's coordinates + noise */
     for (int i = 0; i < n; i++)
@@ -213,21 +228,23 @@ Test(drift, cka_and_knn_overlap_match_direct_computations_across_dims) {
     cr_expect(fabs(v[CLASP_DRIFT_CKA] - want) < 1e-4, "cka %g, direct %g", v[CLASP_DRIFT_CKA],
               want);
     cr_expect(want > 0.05 && want < 0.95, "a case between the ends: %g", want);
-    int *na = malloc((size_t)n * k * sizeof(int)), *nb = malloc((size_t)n * k * sizeof(int));
-    knn_sorted_(x, Da, n, k, na);
-    knn_sorted_(y, Db, n, k, nb);
-    double ov = 0;
-    for (int i = 0; i < n; i++)
-        for (int p = 0; p < k; p++)
-            for (int q = 0; q < k; q++) ov += na[i * k + p] == nb[i * k + q];
-    ov /= (double)n * k;
-    cr_expect(fabs(v[CLASP_DRIFT_KNN_OVERLAP] - ov) < 1e-12, "overlap %g, direct %g",
-              v[CLASP_DRIFT_KNN_OVERLAP], ov);
+    cr_expect(fabs(v[CLASP_DRIFT_KNN_OVERLAP] - overlap_sorted_(x, Da, y, Db, n)) < 1e-12,
+              "overlap %g, direct %g", v[CLASP_DRIFT_KNN_OVERLAP],
+              overlap_sorted_(x, Da, y, Db, n));
+    /* unrelated sets: near the chance overlap k / (n - 1) */
+    float *z = clusters_(n, Db, 7, 13);
+    double w[CLASP_DRIFT_N_METRICS];
+    cr_assert_eq(clasp_drift_compare(x, Da, z, Db, n, &o, w), CLASP_OK);
+    double ov = overlap_sorted_(x, Da, z, Db, n);
+    cr_expect(fabs(w[CLASP_DRIFT_KNN_OVERLAP] - ov) < 1e-12, "overlap %g, direct %g",
+              w[CLASP_DRIFT_KNN_OVERLAP], ov);
+    cr_expect(ov < 0.3, "unrelated overlap %g", ov);
+    free(z);
     /* across dimensions the per-coordinate metrics are n/a */
     cr_expect(isnan(v[CLASP_DRIFT_MEAN_COSINE]) && isnan(v[CLASP_DRIFT_CENTROID_SHIFT]) &&
               isnan(v[CLASP_DRIFT_MMD]) && isnan(v[CLASP_DRIFT_STALE_SELF_R1]));
     cr_expect(!isnan(v[CLASP_DRIFT_SIM_JS]));
-    free(x), free(y), free(na), free(nb);
+    free(x), free(y);
 }
 
 Test(drift, distribution_sees_a_known_shift) {
@@ -371,6 +388,19 @@ Test(drift, cli_rotation_of_npy_sets_breaks_the_stale_index) {
     free(out);
 }
 
+Test(drift, cli_help_lists_the_metrics) {
+    char *out;
+    cr_assert_eq(fx_clasp(&out, "drift --help"), 0);
+    for (int m = 0; m < CLASP_DRIFT_N_METRICS; m++)
+        cr_expect(strstr(out, clasp_drift_metric_name((clasp_drift_metric)m)),
+                  "%s missing from --help", clasp_drift_metric_name((clasp_drift_metric)m));
+    cr_expect(strstr(out, "--fail-if CONDS"), "%s", out);
+    free(out);
+    cr_assert_eq(fx_clasp(&out, "--help"), 0);
+    cr_expect(strstr(out, "  drift "), "%s", out);
+    free(out);
+}
+
 Test(drift, cli_refuses_bad_input_clearly) {
     char d[FX_PATH];
     fx_scratch("drift-bad", d, NULL);
@@ -467,6 +497,7 @@ Test(drift, cli_retrained_model_drifts_measurably) {
     cr_expect_eq(json_metric_(j, "image", "knn_overlap@10"), 1.0);
     cr_expect_float_eq(json_metric_(j, "text", "cka"), 1.0, 1e-5);
     cr_expect_eq(json_metric_(j, "image", "sim_js"), 0.0);
+    cr_expect_eq(json_metric_(j, "text", "sim_js"), 0.0);
     cr_expect_eq(json_metric_(j, "text", "stale_self_r1"), 1.0, "repeated captions count");
     cr_expect_eq(json_metric_(j, "text->image", "r10_delta"), 0.0);
     cJSON_Delete(j);
