@@ -52,7 +52,8 @@ static const clasp_arg drift_table[] = {
         "and stale_self_r10 (a sample under A finds itself in an index built with B). With\n"
         "text and images (or audio), 'text->image': r1_fresh and r10_fresh (A's text queries\n"
         "on A's images), r1_stale and r10_stale (on B's images), r1_delta and r10_delta\n"
-        "(stale - fresh). n/a: needs the same dimension.\n"
+        "(stale - fresh). n/a: needs the same dimension. Repeated inputs (a caption used by\n"
+        "many samples) count once in the per-modality figures.\n"
         "--window N: one model, rows in shard order, the distribution metrics (centroid_*,\n"
         "std_change_*, sim_js, mmd) between consecutive windows of N rows; per-sample metrics\n"
         "need two models. docs/drift.md says what each number means and when to alert.\n\n",
@@ -259,7 +260,7 @@ typedef enum entry_kind { ENTRY_MODALITY, ENTRY_CROSS, ENTRY_WINDOW } entry_kind
 typedef struct entry {
     char name[32];
     entry_kind kind;
-    int64_t n;
+    int64_t n, n_distinct; /* rows; distinct inputs the per-sample metrics use */
     int Da, Db;
     double v[CLASP_DRIFT_N_METRICS];
     double (*w)[CLASP_DRIFT_N_METRICS];
@@ -307,6 +308,32 @@ static clasp_status cross_(const emb_set *A, const emb_set *B, const char *gal, 
     return s;
 }
 
+/* Copies rows keep[0..n) of x (rows of D) into a new array (NULL when out of memory). */
+static float *gather_(const float *x, int D, const int64_t *keep, int64_t n) {
+    float *g = malloc((size_t)n * (size_t)D * sizeof(float));
+    for (int64_t i = 0; g && i < n; i++)
+        memcpy(g + i * D, x + keep[i] * D, (size_t)D * sizeof(float));
+    return g;
+}
+
+/* clasp_drift_compare over the distinct inputs of a modality (repeated captions once). */
+static clasp_status compare_distinct_(const modality_set *a, const modality_set *b,
+                                      const clasp_drift_options *opt, entry *e) {
+    int64_t *keep = malloc((size_t)a->n * sizeof(int64_t)), nk = 0;
+    if (!keep) return clasp_set_error(CLASP_ERR_NOMEM, "drift: out of memory");
+    clasp_status s = clasp_drift_distinct_rows(a->x, a->D, b->x, b->D, a->n, keep, &nk);
+    e->n_distinct = nk;
+    float *ga = NULL, *gb = NULL;
+    if (s == CLASP_OK && nk < a->n) {
+        ga = gather_(a->x, a->D, keep, nk), gb = gather_(b->x, b->D, keep, nk);
+        if (!ga || !gb) s = clasp_set_error(CLASP_ERR_NOMEM, "drift: out of memory");
+    }
+    if (s == CLASP_OK)
+        s = clasp_drift_compare(ga ? ga : a->x, a->D, gb ? gb : b->x, b->D, nk, opt, e->v);
+    free(keep), free(ga), free(gb);
+    return s;
+}
+
 static clasp_status compare_models_(const emb_set *A, const emb_set *B,
                                     const clasp_drift_options *opt, entry *out, int *ne) {
     *ne = 0;
@@ -319,7 +346,7 @@ static clasp_status compare_models_(const emb_set *A, const emb_set *B,
         snprintf(e->name, sizeof e->name, "%s", a->name);
         e->kind = ENTRY_MODALITY;
         e->n = a->n, e->Da = a->D, e->Db = b->D;
-        clasp_status s = clasp_drift_compare(a->x, a->D, b->x, b->D, a->n, opt, e->v);
+        clasp_status s = compare_distinct_(a, b, opt, e);
         if (s != CLASP_OK) {
             char msg[1024];
             snprintf(msg, sizeof msg, "%s", clasp_last_error());
@@ -398,6 +425,8 @@ static void print_(const drift_args *o, const entry *e, int ne, int N) {
         for (int i = 0; i < ne; i++) {
             cJSON *x = cJSON_CreateObject();
             cJSON_AddNumberToObject(x, "n", (double)e[i].n);
+            if (e[i].kind == ENTRY_MODALITY)
+                cJSON_AddNumberToObject(x, "distinct", (double)e[i].n_distinct);
             cJSON_AddNumberToObject(x, "dim_a", e[i].Da);
             if (!N) cJSON_AddNumberToObject(x, "dim_b", e[i].Db);
             if (N) {
@@ -419,8 +448,10 @@ static void print_(const drift_args *o, const entry *e, int ne, int N) {
         return;
     }
     for (int i = 0; i < ne; i++) {
-        printf("%s: %lld rows, dim %d%s", e[i].name, (long long)e[i].n, e[i].Da,
-               N ? "" : (e[i].Da == e[i].Db ? " in both" : ""));
+        printf("%s: %lld rows", e[i].name, (long long)e[i].n);
+        if (e[i].kind == ENTRY_MODALITY && e[i].n_distinct < e[i].n)
+            printf(" (%lld distinct inputs)", (long long)e[i].n_distinct);
+        printf(", dim %d%s", e[i].Da, N ? "" : (e[i].Da == e[i].Db ? " in both" : ""));
         if (!N && e[i].Da != e[i].Db) printf(" (A) and %d (B)", e[i].Db);
         printf("\n");
         if (!N) print_metrics_(e[i].kind, e[i].v, "  ");

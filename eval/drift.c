@@ -333,18 +333,9 @@ static clasp_status cka_(const float *x, int Da, const float *y, int Db, int64_t
     return CLASP_OK;
 }
 
-/* Relevance of stale_self: gallery row g answers query q when it is q's sample, or a sample
- * whose row in A is identical to q's (the same input: a repeated caption). */
-typedef struct same_input_ {
-    const float *a;    /* (n, D) */
-    const uint64_t *h; /* (n) hash of each row of a */
-    int D;
-} same_input_;
-
-static bool same_input_fn_(const void *ctx, int64_t q, int64_t g) {
-    const same_input_ *c = ctx;
-    return q == g || (c->h[q] == c->h[g] &&
-                      !memcmp(c->a + q * c->D, c->a + g * c->D, (size_t)c->D * sizeof(float)));
+static bool same_row_(const void *ctx, int64_t q, int64_t g) {
+    (void)ctx;
+    return q == g;
 }
 
 static void all_nan_(double *v) {
@@ -403,14 +394,8 @@ static clasp_status same_dim_(const float *a, const float *ua, const float *b, c
     v[CLASP_DRIFT_MEAN_COSINE] = c / (double)n;
     CLASP_TRY(moment_metrics_(a, n, b, n, D, v));
     CLASP_TRY(mmd_(a, n, b, n, D, o, &v[CLASP_DRIFT_MMD]));
-    uint64_t *h = malloc((size_t)n * sizeof(uint64_t));
-    if (!h) return NOMEM_();
-    for (int64_t i = 0; i < n; i++) h[i] = clasp_hash64(a + i * D, (size_t)D * sizeof(float), 0);
-    same_input_ ctx = {.a = a, .h = h, .D = D};
     clasp_group_retrieval g;
-    clasp_status s = clasp_retrieval_by_relevance(ua, n, ub, n, D, same_input_fn_, &ctx, &g);
-    free(h);
-    CLASP_TRY(s);
+    CLASP_TRY(clasp_retrieval_by_relevance(ua, n, ub, n, D, same_row_, NULL, &g));
     v[CLASP_DRIFT_STALE_SELF_R1] = g.stats.r1;
     v[CLASP_DRIFT_STALE_SELF_R10] = g.stats.r10;
     return CLASP_OK;
@@ -560,4 +545,53 @@ bool clasp_drift_condition_fires(const clasp_drift_condition *c, double v) {
         return v >= c->value;
     }
     return false;
+}
+
+/* ---- repeated inputs ------------------------------------------------------------------------ */
+
+typedef struct row_hash_ {
+    uint64_t h;
+    int64_t i;
+} row_hash_;
+
+static int cmp_row_hash_(const void *x, const void *y) {
+    const row_hash_ *a = x, *b = y;
+    if (a->h != b->h) return a->h < b->h ? -1 : 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+
+static bool same_rows_(const float *a, int Da, const float *b, int Db, int64_t i, int64_t j) {
+    return !memcmp(a + i * Da, a + j * Da, (size_t)Da * sizeof(float)) &&
+           !memcmp(b + i * Db, b + j * Db, (size_t)Db * sizeof(float));
+}
+
+clasp_status clasp_drift_distinct_rows(const float *a, int Da, const float *b, int Db, int64_t n,
+                                       int64_t *keep, int64_t *n_keep) {
+    if (!a || !b || !keep || !n_keep || Da < 1 || Db < 1 || n < 0)
+        return clasp_set_error(CLASP_ERR_ARG, "drift: bad arguments");
+    row_hash_ *r = malloc((size_t)(n ? n : 1) * sizeof *r);
+    bool *dup = calloc((size_t)(n ? n : 1), sizeof *dup);
+    if (!r || !dup) {
+        free(r), free(dup);
+        return NOMEM_();
+    }
+    for (int64_t i = 0; i < n; i++) {
+        r[i].h = clasp_hash64(a + i * Da, (size_t)Da * sizeof(float), 0) ^
+                 clasp_splitmix64(clasp_hash64(b + i * Db, (size_t)Db * sizeof(float), 1));
+        r[i].i = i;
+    }
+    qsort(r, (size_t)n, sizeof *r, cmp_row_hash_);
+    /* within a run of equal hashes (sorted by row), a row equal to an earlier first occurrence
+     * of the run is a repeat */
+    for (int64_t s = 0, e; s < n; s = e) {
+        for (e = s + 1; e < n && r[e].h == r[s].h;) e++;
+        for (int64_t p = s + 1; p < e; p++)
+            for (int64_t q = s; q < p && !dup[r[p].i]; q++)
+                if (!dup[r[q].i] && same_rows_(a, Da, b, Db, r[p].i, r[q].i)) dup[r[p].i] = true;
+    }
+    *n_keep = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!dup[i]) keep[(*n_keep)++] = i;
+    free(r), free(dup);
+    return CLASP_OK;
 }

@@ -9,10 +9,8 @@
  *                        eval/retrieval.h's clasp_search_topk; ties to the lower row)
  *   cka                  linear CKA (Kornblith et al. 2019, eq. 5): |Yc^T Xc|_F^2 /
  *                        (|Xc^T Xc|_F |Yc^T Yc|_F) of the column-centred rows; any dimensions
- *   stale_self_r1/_r10   row i of A searches B's rows (cosine); a hit is B's row i, or B's row
- *                        of a sample whose row in A is identical to row i (the same input, as
- *                        a repeated caption): does an index built with B still find the item
- *                        a query under A describes
+ *   stale_self_r1/_r10   row i of A searches B's rows (cosine); a hit is B's row i: does an
+ *                        index built with B still find the item a query under A describes
  * Distribution metrics compare two sets as distributions (rows need not correspond):
  *   centroid_shift       |mean(X) - mean(Y)| (Euclidean), centroid_cosine cos(mean X, mean Y)
  *   std_change_mean/_max mean and max over dimensions of |std_X(d) - std_Y(d)| (population std)
@@ -87,6 +85,13 @@ clasp_drift_options clasp_drift_default_options(void);
  * non-finite value or an all-zero row (naming the set and row), CLASP_ERR_NOMEM. */
 clasp_status clasp_drift_compare(const float *a, int Da, const float *b, int Db, int64_t n,
                                  const clasp_drift_options *o, double *v);
+
+/* The rows of a (n, Da) and b (n, Db) to compare: the first occurrence of each distinct pair
+ * (a row, b row), in order, into keep (n), *n_keep of them. Repeated inputs (fmnist's 80
+ * distinct captions among thousands of samples) give identical rows, whose neighbours would be
+ * their own copies; the per-sample metrics count each input once. Bitwise equality. */
+clasp_status clasp_drift_distinct_rows(const float *a, int Da, const float *b, int Db, int64_t n,
+                                       int64_t *keep, int64_t *n_keep);
 
 /* The distribution metrics (centroid_*, std_change_*, sim_js, mmd) of x (nx, D) against
  * y (ny, D), the others NaN. Errors as clasp_drift_compare (nx, ny >= 2). */

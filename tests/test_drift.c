@@ -294,6 +294,19 @@ Test(drift, bad_input_is_refused) {
     cr_expect(strstr(clasp_last_error(), "row 2 is all zeros"), "%s", clasp_last_error());
 }
 
+Test(drift, distinct_rows_keep_first_occurrences) {
+    /* rows 0..5 of a (2 dims) and b (3 dims): 2 repeats 0 in both, 3 repeats 1 in a only,
+     * 5 repeats 4 in both */
+    const float a[] = {1, 2, 3, 4, 1, 2, 3, 4, 5, 6, 5, 6};
+    const float b[] = {1, 1, 1, 2, 2, 2, 1, 1, 1, 9, 9, 9, 3, 3, 3, 3, 3, 3};
+    int64_t keep[6], n = -1;
+    cr_assert_eq(clasp_drift_distinct_rows(a, 2, b, 3, 6, keep, &n), CLASP_OK);
+    cr_assert_eq(n, 4);
+    const int64_t want[] = {0, 1, 3, 4};
+    for (int i = 0; i < 4; i++)
+        cr_expect_eq(keep[i], want[i], "keep[%d] = %lld", i, (long long)keep[i]);
+}
+
 Test(drift, conditions_parse_strictly) {
     clasp_drift_condition c[4];
     int n;
@@ -498,8 +511,11 @@ Test(drift, cli_retrained_model_drifts_measurably) {
     cr_expect_float_eq(json_metric_(j, "text", "cka"), 1.0, 1e-5);
     cr_expect_eq(json_metric_(j, "image", "sim_js"), 0.0);
     cr_expect_eq(json_metric_(j, "text", "sim_js"), 0.0);
-    cr_expect_eq(json_metric_(j, "text", "stale_self_r1"), 1.0, "repeated captions count");
+    cr_expect_eq(json_metric_(j, "text", "stale_self_r1"), 1.0);
     cr_expect_eq(json_metric_(j, "text->image", "r10_delta"), 0.0);
+    /* fmnist's captions: 10 class names under 8 templates, each input counted once */
+    cr_expect_eq(json_metric_(j, "text", "distinct"), 80.0);
+    cr_expect_eq(json_metric_(j, "image", "distinct"), 640.0);
     cJSON_Delete(j);
     snprintf(args, sizeof args, "%s/r1 %s/r3 --data '%s/test-{000000..000004}.tar'", d, d, fm);
     j = drift_json_(args);
