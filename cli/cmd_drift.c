@@ -289,7 +289,10 @@ static clasp_status same_keys_(const char *what, const modality_set *a, const ch
     return CLASP_OK;
 }
 
-/* The cross-modal entry 'text->G' of A's text queries against A's and B's gallery G. */
+/* The cross-modal entry 'text->G' of A's text queries against A's and B's gallery G (rows of
+ * the same keys). A query's hits are the gallery rows whose own caption is the query's: the
+ * loader's caption group for an embedded spec; for .npy sets, texts with bitwise identical
+ * embeddings under A (the same caption gives the same row). */
 static clasp_status cross_(const emb_set *A, const emb_set *B, const char *gal, entry *e) {
     const modality_set *qt = find_mod_(A, "text"), *ga = find_mod_(A, gal), *gb = find_mod_(B, gal);
     memset(e, 0, sizeof *e);
@@ -302,7 +305,8 @@ static clasp_status cross_(const emb_set *A, const emb_set *B, const char *gal, 
     uint64_t *g = malloc((size_t)qt->n * sizeof(uint64_t));
     if (!g) return clasp_set_error(CLASP_ERR_NOMEM, "drift: out of memory");
     for (int64_t i = 0; i < qt->n; i++)
-        g[i] = A->group ? A->group[i] : clasp_hash_str(qt->keys[i], 0);
+        g[i] = A->group ? A->group[i]
+                        : clasp_hash64(qt->x + i * qt->D, (size_t)qt->D * sizeof(float), 0);
     clasp_status s = clasp_drift_cross_retrieval(qt->x, g, ga->x, gb->x, g, qt->n, qt->D, e->v);
     free(g);
     return s;

@@ -516,6 +516,28 @@ Test(drift, cli_retrained_model_drifts_measurably) {
     /* fmnist's captions: 10 class names under 8 templates, each input counted once */
     cr_expect_eq(json_metric_(j, "text", "distinct"), 80.0);
     cr_expect_eq(json_metric_(j, "image", "distinct"), 640.0);
+    /* the same figures from `clasp embed` sets: on .npy sets a caption's group is its
+     * embedding's bits, on exports the loader's caption hash */
+    char *out;
+    for (int m = 0; m < 2; m++) {
+        cr_assert_eq(fx_clasp(&out,
+                              "embed --model %s/r1 --shards '%s/test-{000000..000004}.tar' "
+                              "--modality %s -o %s/r1_%s.npy 2>&1",
+                              d, fm, m ? "text" : "image", d, m ? "txt" : "img"),
+                     0, "%s", out);
+        free(out);
+    }
+    snprintf(args, sizeof args, "%s/r1_img.npy,%s/r1_txt.npy %s/r1_img.npy,%s/r1_txt.npy", d, d, d,
+             d);
+    cJSON *k = drift_json_(args);
+    const char *same[][2] = {{"text->image", "r1_fresh"},
+                             {"text->image", "r10_fresh"},
+                             {"text", "distinct"},
+                             {"image", "knn_overlap@10"}};
+    for (int i = 0; i < 4; i++)
+        cr_expect_eq(json_metric_(k, same[i][0], same[i][1]),
+                     json_metric_(j, same[i][0], same[i][1]), "%s %s", same[i][0], same[i][1]);
+    cJSON_Delete(k);
     cJSON_Delete(j);
     snprintf(args, sizeof args, "%s/r1 %s/r3 --data '%s/test-{000000..000004}.tar'", d, d, fm);
     j = drift_json_(args);
