@@ -423,6 +423,7 @@ Test(drift, cli_refuses_bad_input_clearly) {
     write_set_(d, "fewer", "image", x, 30, 8, 0);
     write_set_(d, "empty", "image", x, 0, 8, 0);
     write_set_(d, "text", "text", x, 40, 8, 0);
+    write_set_(d, "other_text", "text", x, 40, 8, 1);
     free(x);
     struct {
         const char *args;
@@ -433,6 +434,9 @@ Test(drift, cli_refuses_bad_input_clearly) {
         {"%s/a.npy %s/fewer.npy", 1, "has 40 rows"},
         {"%s/a.npy %s/empty.npy", 1, "no rows"},
         {"%s/a.npy %s/text.npy", 1, "share no modality"},
+        {"%s/a.npy,%s/other_text.npy %s/a.npy,%s/other_text.npy", 0,
+         "text->image not measured: text->image: row 0 has key 'k1' in A's text but 'k0' in "
+         "image"},
         {"%s/a.npy %s/nope.npy", 1, "nope.npy"},
         {"%s/a.npy %s/a.npy --fail-if 'overlap<0.8'", 2, "unknown metric 'overlap'"},
         {"%s/a.npy %s/a.npy --fail-if 'cka<<0.8'", 2, "not a number"},
@@ -444,7 +448,7 @@ Test(drift, cli_refuses_bad_input_clearly) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char args[2048], *out;
-        snprintf(args, sizeof args, cases[i].args, d, d);
+        snprintf(args, sizeof args, cases[i].args, d, d, d, d);
         int rc = drift_run_(&out, args);
         cr_expect_eq(rc, cases[i].rc, "%s: exit %d\n%s", args, rc, out);
         cr_expect(strstr(out, cases[i].msg), "%s: no '%s' in\n%s", args, cases[i].msg, out);
