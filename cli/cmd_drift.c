@@ -7,6 +7,7 @@
  * joined by commas (one per modality), each with its sidecar (keys, modality). `--fail-if`
  * turns chosen figures into exit status 1. docs/drift.md explains every number. */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -96,7 +97,7 @@ typedef struct modality_set {
     float *x;     /* (n, D) */
     int64_t n;
     int D;
-    char **keys; /* (n), NULL when the set has none (a .npy without sidecar keys) */
+    char **keys; /* (n) sample keys */
 } modality_set;
 
 typedef struct emb_set {
@@ -215,7 +216,9 @@ static clasp_status read_sidecar_(const char *npy, modality_set *m) {
 
 /* Reads the comma-separated .npy files of s->path, one modality each. */
 static clasp_status load_npy_(emb_set *s) {
-    char buf[4096];
+    char buf[8192];
+    if (strlen(s->path) >= sizeof buf)
+        return clasp_set_error(CLASP_ERR_ARG, "%.64s...: a list of .npy files too long", s->path);
     snprintf(buf, sizeof buf, "%s", s->path);
     clasp_status st = CLASP_OK;
     for (char *save = NULL, *f = strtok_r(buf, ",", &save); f && st == CLASP_OK;
@@ -228,6 +231,8 @@ static clasp_status load_npy_(emb_set *s) {
         if (st != CLASP_OK) break;
         s->n_mod++;
         m->D = (int)cols;
+        if (cols > INT_MAX)
+            st = clasp_set_error(CLASP_ERR_FORMAT, "%s: %lld columns", f, (long long)cols);
         if (st == CLASP_OK && m->n == 0)
             st = clasp_set_error(CLASP_ERR_FORMAT, "%s: no rows (an empty embedding set)", f);
         if (st == CLASP_OK) st = read_sidecar_(f, m);
