@@ -4,6 +4,7 @@
 #include "eval/drift.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -350,6 +351,8 @@ static clasp_status check_args_(const float *a, int Da, int64_t na, const float 
         return clasp_set_error(CLASP_ERR_ARG,
                                "drift: need at least 2 rows per set (have %lld, %lld)",
                                (long long)na, (long long)nb);
+    if (na > INT_MAX || nb > INT_MAX)
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "drift: more than %d rows", INT_MAX);
     CLASP_TRY(check_rows_("A", a, na, Da));
     return check_rows_("B", b, nb, Db);
 }
