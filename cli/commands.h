@@ -4,6 +4,7 @@
 #define CLASP_CLI_COMMANDS_H
 
 /* Declarations, one per command, sorted. */
+int clasp_cmd_drift(int argc, char **argv);
 int clasp_cmd_embed(int argc, char **argv);
 int clasp_cmd_eval(int argc, char **argv);
 int clasp_cmd_export(int argc, char **argv);

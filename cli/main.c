@@ -33,6 +33,7 @@ typedef struct command {
 
 static const command commands[] = {
     /* One line per command; keep the list sorted. */
+    {"drift", NULL, clasp_cmd_drift, "embedding drift between two models or over time windows"},
     {"embed", NULL, clasp_cmd_embed, "embed images, texts or audio with an export into a .npy"},
     {"eval", NULL, clasp_cmd_eval, "zero-shot, retrieval and linear-probe evaluation"},
     {"export", NULL, clasp_cmd_export, "write a checkpoint as an export folder (C API, PyTorch)"},

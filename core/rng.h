@@ -23,6 +23,7 @@ enum clasp_rng_purpose {
     CLASP_RNG_CAPTION = 5,  /* caption choice: a = epoch, b = hash of key */
     CLASP_RNG_RESAMPLE = 6, /* sampling with replacement: a = epoch */
     CLASP_RNG_DATASET = 7,  /* dataset building: a = index */
+    CLASP_RNG_DRIFT = 8,    /* drift metrics' sampled pairs: a = stream, b = rows */
     CLASP_RNG_TEST = 100    /* tests */
 };
 
