@@ -1,0 +1,171 @@
+/* test_report.c: `clasp report` (eval/report.h): the page's data from a run folder (a run still
+ * training, no checkpoint, no evaluation data), HTML-safe JSON, and the page in headless
+ * Chromium (tests/report_browser.sh): every chart drawn on a short real run, strings with
+ * </script> and quotes shown as text, and the self-test failing on a broken chart or a
+ * missing chart library. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "core/json.h"
+#include "eval/report.h"
+#include "tests/fixtures.h"
+
+static const char *const nasty = "</script><script>window.claspErrors.push('injected')</script>"
+                                 "\"' & <b>bold</b> \u2028";
+
+/* A short real run: fmnist shards (640 samples), 6 steps logged every step, zero-shot at steps
+ * 3 and 6; then the run's metrics.jsonl gets a half-written line, as while training. */
+static void train_run_(const char *data, const char *run) {
+    cr_assert_eq(fx_fmnist_shards(data), 0);
+    cr_assert_eq(
+        fx_clasp(NULL,
+                 "train --model %s/configs/fmnist-small.json --train %s/train-0000{00..03}.tar "
+                 "--val %s/train-000004.tar --zeroshot %s/classnames.txt --templates "
+                 "%s/templates.txt --batch-size 32 --steps 6 --log-every 1 --val-every 3 "
+                 "--threads 2 --warmup 2 --out %s --no-progress 2>/dev/null",
+                 CLASP_SOURCE_DIR, data, data, data, data, run),
+        0);
+    char m[FX_PATH + 32];
+    snprintf(m, sizeof m, "%s/metrics.jsonl", run);
+    FILE *f = fopen(m, "a");
+    cr_assert_not_null(f);
+    fputs("{\"kind\":\"train\",\"step\":7,\"loss\":1", f);
+    fclose(f);
+}
+
+/* tests/report_browser.sh on html (screenshot when shot is not NULL): exit status, status line
+ * into status. */
+static int browser_(const char *html, const char *shot, char *status, size_t cap) {
+    char cmd[3 * FX_PATH];
+    snprintf(cmd, sizeof cmd, "sh %s/tests/report_browser.sh %s %s", CLASP_SOURCE_DIR, html,
+             shot ? shot : "");
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    status[0] = '\0';
+    if (!fgets(status, (int)cap, p)) status[0] = '\0';
+    int rc = pclose(p);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static const cJSON *path_(const cJSON *j, const char *a, const char *b) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, a);
+    return b ? cJSON_GetObjectItemCaseSensitive(x, b) : x;
+}
+
+Test(report, json_text_is_html_safe) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "caption", nasty);
+    cJSON_AddStringToObject(j, nasty, "key");
+    char *t = clasp_report_json_text(j);
+    cr_assert_not_null(t);
+    cr_assert_null(strpbrk(t, "<>&"), "%s", t);
+    cJSON *back = cJSON_Parse(t);
+    cr_assert(cJSON_Compare(back, j, true), "%s", t);
+    cJSON_Delete(back);
+    cJSON_Delete(j);
+    free(t);
+}
+
+Test(report, no_run_folder_is_an_error_naming_it) {
+    char dir[FX_PATH], html[FX_PATH];
+    fx_scratch("report_none", dir, html, "r.html", NULL);
+    clasp_report_options o = {.run_dir = "/nonexistent/run", .out_path = html, .threads = 1};
+    cr_assert_eq(clasp_report(&o), CLASP_ERR_NOT_FOUND);
+    cr_assert(strstr(clasp_last_error(), "/nonexistent/run"), "%s", clasp_last_error());
+    cr_assert_eq(fx_clasp(NULL, "report /nonexistent/run -o %s 2>/dev/null", html), 1);
+    cr_assert_eq(fx_clasp(NULL, "report --queries 0 %s -o %s 2>/dev/null", dir, html), 2);
+}
+
+/* A run that has only begun: options.json, two metrics lines and a third being written; no
+ * checkpoint, no --val. Curves from the two lines; the model sections say why not. */
+Test(report, run_still_training_without_checkpoint) {
+    char run[FX_PATH], m[FX_PATH], opt[FX_PATH], html[FX_PATH];
+    fx_scratch("report_young", run, m, "metrics.jsonl", opt, "options.json", html, "r.html", NULL);
+    cr_assert(fx_write_str(opt, "{\"format_version\": 1, \"total_steps\": 100, \"threads\": 2}"));
+    cr_assert(fx_write_str(m, "{\"kind\":\"train\",\"step\":1,\"loss\":4.5,\"lr\":1e-4}\n"
+                              "{\"kind\":\"train\",\"step\":2,\"loss\":4.4,\"lr\":2e-4}\n"
+                              "{\"kind\":\"train\",\"st"));
+    clasp_report_options o = {.run_dir = run, .out_path = html, .threads = 1};
+    cJSON *d;
+    cr_assert_eq(clasp_report_data(&o, &d), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(cJSON_GetArraySize(path_(d, "metrics", "train")), 2);
+    cr_assert_eq(cJSON_GetNumberValue(path_(d, "metrics", "ignored")), 1);
+    cr_assert(strstr(cJSON_GetStringValue(path_(d, "metrics", "ignored_why")), "being written"));
+    cr_assert(strstr(cJSON_GetStringValue(path_(d, "status", NULL)), "step 2 of 100"));
+    cr_assert(cJSON_IsFalse(path_(d, "zeroshot", "available")));
+    cr_assert(strstr(cJSON_GetStringValue(path_(d, "gallery", "why")), "no evaluation data"), "%s",
+              cJSON_GetStringValue(path_(d, "gallery", "why")));
+    cJSON_Delete(d);
+    /* with --data but still no checkpoint: the embedder's error */
+    o.data = "/nonexistent/shard.tar";
+    cr_assert_eq(clasp_report_data(&o, &d), CLASP_OK);
+    const char *why = cJSON_GetStringValue(path_(d, "zeroshot", "why"));
+    cr_assert(why && strstr(why, run), "%s", why ? why : "(none)");
+    cJSON_Delete(d);
+    /* the page: the two curves' charts draw, the model sections say why */
+    cr_assert_eq(clasp_report(&o), CLASP_OK);
+    char status[4096];
+    cr_assert_eq(browser_(html, NULL, status, sizeof status), 0, "%s", status);
+    cr_assert(strstr(status, "SELFTEST OK: 2 charts"), "%s", status);
+}
+
+/* The quickstart-like run, end to end through `clasp report`: every section present, every chart
+ * drawn, nothing loaded from the network; screenshot in the scratch folder. */
+Test(report, short_run_renders_in_chromium, .timeout = 300) {
+    char dir[FX_PATH], data[FX_PATH], run[FX_PATH], html[FX_PATH], shot[FX_PATH];
+    fx_scratch("report_run", dir, data, "data", run, "run", html, "report.html", shot, "report.png",
+               NULL);
+    train_run_(data, run);
+    cr_assert_eq(fx_clasp(NULL, "report %s -o %s --threads 2 --queries 4 2>/dev/null", run, html),
+                 0);
+    char *page = fx_read_text(html);
+    cr_assert_not_null(page);
+    cr_assert(strstr(page, "uPlot") && strstr(page, "MIT"));
+    cr_assert_null(strstr(page, "<link"), "an external stylesheet");
+    cr_assert_null(strstr(page, "src=\"http"), "an external script");
+    cr_assert(strstr(page, "\"available\":true,\"classes_file\""), "zero-shot section missing");
+    cr_assert(strstr(page, "\"image\":\"data:image/png;base64,"), "no thumbnail");
+    cr_assert(strstr(page, "\"ignored\":1"), "the half-written line was not ignored");
+    free(page);
+    char status[4096];
+    cr_assert_eq(browser_(html, shot, status, sizeof status), 0, "%s", status);
+    /* 7 curves + zero-shot over evaluations + recall per class */
+    cr_assert(strstr(status, "SELFTEST OK: 9 charts"), "%s", status);
+    size_t n = 0;
+    free(fx_read(shot, &n));
+    cr_assert_gt(n, 10000, "screenshot %s: %zu bytes", shot, n);
+
+    /* strings with </script> and quotes in the config, a caption and a key stay text */
+    clasp_report_options o = {.run_dir = run, .out_path = html, .threads = 2, .queries = 2};
+    cJSON *d;
+    cr_assert_eq(clasp_report_data(&o, &d), CLASP_OK, "%s", clasp_last_error());
+    cJSON *q = cJSON_GetArrayItem(path_(d, "gallery", "queries"), 0);
+    cr_assert_not_null(q);
+    cJSON_ReplaceItemInObject(q, "text", cJSON_CreateString(nasty));
+    cJSON_AddStringToObject(cJSON_GetObjectItem(d, "options"), nasty, nasty);
+    cJSON_ReplaceItemInObject(d, "title", cJSON_CreateString(nasty));
+    cr_assert_eq(clasp_report_write_html(d, html), CLASP_OK);
+    cr_assert_eq(browser_(html, NULL, status, sizeof status), 0, "%s", status);
+
+    /* a broken chart fails the self-test: the loss values are not numbers */
+    cJSON *line;
+    cJSON_ArrayForEach(line, path_(d, "metrics", "train"))
+        cJSON_ReplaceItemInObject(line, "loss", cJSON_CreateString("broken"));
+    cr_assert_eq(clasp_report_write_html(d, html), CLASP_OK);
+    cr_assert_eq(browser_(html, NULL, status, sizeof status), 1, "%s", status);
+    cr_assert(strstr(status, "loss: series 'loss' drew nothing"), "%s", status);
+    cJSON_Delete(d);
+
+    /* and so does a page whose chart library is missing */
+    page = fx_read_text(html);
+    char *lib = strstr(page, "var uPlot=");
+    cr_assert_not_null(lib);
+    memcpy(lib, "var uPlXt=", 10);
+    cr_assert(fx_write_str(html, page));
+    free(page);
+    cr_assert_eq(browser_(html, NULL, status, sizeof status), 1, "%s", status);
+    cr_assert(strstr(status, "uPlot is not defined"), "%s", status);
+}
