@@ -532,6 +532,25 @@ static void audio_(ctx_ *c, cJSON *d) {
     clasp_eval_towers_free(&t);
 }
 
+/* Whether the first sample of spec's first readable shard has a field of kind k. */
+static bool first_has_(const char *spec, const clasp_field_map *fm, clasp_field_kind k) {
+    clasp_shardlist l;
+    bool has = false, done = false;
+    clasp_status s = clasp_shardlist_expand(spec, &l);
+    for (size_t i = 0; s == CLASP_OK && i < l.n && !done; i++) {
+        clasp_tar_reader *r;
+        if (clasp_tar_open(l.names[i], NULL, 0, &r) != CLASP_OK) continue;
+        clasp_sample smp = {0};
+        if (clasp_tar_next(r, false, &smp, &done) == CLASP_OK && done)
+            has = clasp_sample_find(&smp, fm, k) != NULL;
+        clasp_sample_clear(&smp);
+        clasp_tar_close(r);
+    }
+    clasp_shardlist_free(&l);
+    clasp_clear_error();
+    return has;
+}
+
 /* ---- the data object ----------------------------------------------------------------------- */
 
 /* Zero-shot and gallery from the model and the evaluation data, or why not. */
@@ -550,7 +569,11 @@ static void model_sections_(const clasp_report_options *o, cJSON *d) {
         clasp_clear_error();
         return;
     }
-    if (clasp_embedder_has(&c.em, CLASP_TOWER_IMAGE) && clasp_embedder_has(&c.em, CLASP_TOWER_TEXT))
+    /* a model with image, audio and text towers: the data's first sample decides */
+    bool image = clasp_embedder_has(&c.em, CLASP_TOWER_IMAGE);
+    if (image && clasp_embedder_has(&c.em, CLASP_TOWER_AUDIO))
+        image = first_has_(c.data, &c.em.lc.fields, CLASP_FIELD_IMAGE);
+    if (image && clasp_embedder_has(&c.em, CLASP_TOWER_TEXT))
         image_text_(&c, d);
     else if (clasp_embedder_has(&c.em, CLASP_TOWER_AUDIO))
         audio_(&c, d);

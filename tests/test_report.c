@@ -3,7 +3,10 @@
  * Chromium (tests/report_browser.sh): every chart drawn on a short real run, strings with
  * </script> and quotes shown as text, and the self-test failing on a broken chart or a
  * missing chart library. */
+#include <archive.h>
 #include <criterion/criterion.h>
+#include <math.h>
+#include <sndfile.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,4 +171,73 @@ Test(report, short_run_renders_in_chromium, .timeout = 300) {
     free(page);
     cr_assert_eq(browser_(html, NULL, status, sizeof status), 1, "%s", status);
     cr_assert(strstr(status, "uPlot is not defined"), "%s", status);
+}
+
+/* An audio-text model (configs/speech-small.json, random weights) on six tone clips: the gallery
+ * has audio queries as data: URIs with their top-5 captions; zero-shot says why not. */
+Test(report, audio_model_gallery_has_players, .timeout = 120) {
+    char run[FX_PATH], shard[FX_PATH], html[FX_PATH], cfg[FX_PATH];
+    fx_scratch("report_audio", run, shard, "audio-000000.tar", html, "r.html", NULL);
+    snprintf(cfg, sizeof cfg, "%s/configs/speech-small.json", CLASP_SOURCE_DIR);
+    cr_assert(fx_checkpoint_model(cfg, 5, 4, run, NULL), "%s", clasp_last_error());
+    enum { N = 6, FRAMES = 4000 };
+    fx_member m[2 * N];
+    char names[2 * N][32], captions[N][32];
+    uint8_t *wav[N];
+    float x[FRAMES];
+    for (int k = 0; k < N; k++) {
+        for (int i = 0; i < FRAMES; i++)
+            x[i] = (float)(0.4 * sin(2 * M_PI * (200.0 + 300.0 * k) * i / 8000.0));
+        size_t n;
+        wav[k] = fx_encode_audio(SF_FORMAT_WAV | SF_FORMAT_PCM_16, 8000, 1, x, FRAMES, &n);
+        cr_assert_not_null(wav[k]);
+        snprintf(names[2 * k], 32, "clip%d.wav", k);
+        snprintf(names[2 * k + 1], 32, "clip%d.txt", k);
+        snprintf(captions[k], 32, "a tone of %d hertz", 200 + 300 * k);
+        m[2 * k] = (fx_member){names[2 * k], wav[k], n, 0};
+        m[2 * k + 1] = (fx_member){names[2 * k + 1], captions[k], strlen(captions[k]), 0};
+    }
+    cr_assert(fx_write_tar(shard, ARCHIVE_FORMAT_TAR_USTAR, ARCHIVE_FILTER_NONE, m, 2 * N));
+    for (int k = 0; k < N; k++) free(wav[k]);
+    clasp_report_options o = {
+        .run_dir = run, .out_path = html, .data = shard, .threads = 1, .queries = 3};
+    cJSON *d;
+    cr_assert_eq(clasp_report_data(&o, &d), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(strstr(cJSON_GetStringValue(path_(d, "zeroshot", "why")), "no image tower"));
+    const cJSON *qs = path_(d, "gallery", "queries");
+    cr_assert(cJSON_IsTrue(path_(d, "gallery", "available")), "%s",
+              cJSON_GetStringValue(path_(d, "gallery", "why")));
+    cr_assert_eq(cJSON_GetArraySize(qs), 3);
+    const cJSON *q;
+    int k = 0;
+    cJSON_ArrayForEach(q, qs) {
+        cr_assert(
+            !strncmp(cJSON_GetStringValue(path_(q, "audio", NULL)), "data:audio/wav;base64,", 22));
+        cr_assert_str_eq(cJSON_GetStringValue(path_(q, "text", NULL)), captions[k]);
+        const cJSON *r, *res = path_(q, "results", NULL);
+        cr_assert_eq(cJSON_GetArraySize(res), 5);
+        int hits = 0;
+        cJSON_ArrayForEach(r, res) {
+            cr_assert(strstr(cJSON_GetStringValue(path_(r, "text", NULL)), "a tone of "));
+            hits += cJSON_IsTrue(path_(r, "hit", NULL));
+        }
+        cr_assert_leq(hits, 1);
+        k++;
+    }
+    cJSON_Delete(d);
+    /* the page draws (two logged lines: loss and lr) with the players */
+    char mp[FX_PATH + 32], status[4096];
+    snprintf(mp, sizeof mp, "%s/metrics.jsonl", run);
+    cr_assert(fx_write_str(mp, "{\"kind\":\"train\",\"step\":1,\"loss\":2.5,\"lr\":1e-4}\n"
+                               "{\"kind\":\"train\",\"step\":2,\"loss\":2.4,\"lr\":2e-4}\n"));
+    cr_assert_eq(clasp_report(&o), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(browser_(html, NULL, status, sizeof status), 0, "%s", status);
+    cr_assert(strstr(status, "SELFTEST OK: 2 charts"), "%s", status);
+    /* a clip the browser cannot decode fails the self-test (WAV's "RIFF" header broken) */
+    char *page = fx_read_text(html), *p = page;
+    while ((p = strstr(p, "data:audio/wav;base64,UklG"))) memcpy(p + 22, "AAAA", 4);
+    cr_assert(fx_write_str(html, page));
+    free(page);
+    cr_assert_eq(browser_(html, NULL, status, sizeof status), 1, "%s", status);
+    cr_assert(strstr(status, "audio player 1: error"), "%s", status);
 }
