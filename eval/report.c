@@ -557,12 +557,19 @@ static bool first_has_(const char *spec, const clasp_field_map *fm, clasp_field_
 static void model_sections_(const clasp_report_options *o, cJSON *d) {
     const cJSON *val = get_(get_(d, "options"), "val");
     ctx_ c = {.o = o, .data = o->data ? o->data : cJSON_GetStringValue(val)};
-    const char *model = o->model ? o->model : o->run_dir;
+    char model[4096], why_ckpt[1200];
+    snprintf(model, sizeof model, "%s", o->model ? o->model : o->run_dir);
     const char *why = NULL;
-    if (!c.data)
+    if (!c.data) {
         why = "no evaluation data: the run had no --val and no --data was given";
-    else if (clasp_embedder_open(model, o->threads > 0 ? o->threads : 1, 256, &c.em) != CLASP_OK)
+    } else if (!o->model && clasp_ckpt_resolve(o->run_dir, model, sizeof model) != CLASP_OK) {
+        snprintf(why_ckpt, sizeof why_ckpt, "the run has no checkpoint yet (%s)",
+                 clasp_last_error());
+        why = why_ckpt;
+    } else if (clasp_embedder_open(model, o->threads > 0 ? o->threads : 1, 256, &c.em) !=
+               CLASP_OK) {
         why = clasp_last_error();
+    }
     if (why) {
         cJSON_AddItemToObject(d, "zeroshot", unavailable_("%s", why));
         cJSON_AddItemToObject(d, "gallery", unavailable_("%s", why));
