@@ -594,6 +594,7 @@ static void model_sections_(const clasp_report_options *o, cJSON *d) {
         if (!cJSON_IsTrue(get_(x, "available"))) continue;
         cJSON_AddStringToObject(x, "model", c.em.path);
         cJSON_AddNumberToObject(x, "step", (double)c.em.step);
+        cJSON_AddStringToObject(x, "precision", clasp_precision_name(c.em.precision));
         cJSON_AddStringToObject(x, "data", c.data);
     }
     clasp_free_lines(c.names, c.nc);
