@@ -286,9 +286,12 @@ static cJSON *zeroshot_(ctx_ *c, const clasp_eval_set *set, const char *classes,
     float *cls = malloc(sizeof(float) * (size_t)nc * (size_t)D);
     float *logit = malloc(sizeof(float) * (size_t)set->n * (size_t)nc);
     double *rec = malloc(sizeof(double) * (size_t)nc);
-    int64_t *cnt = malloc(sizeof(int64_t) * (size_t)nc), *conf = calloc((size_t)nc * (size_t)nc, 8);
+    int64_t *cnt = malloc(sizeof(int64_t) * (size_t)nc),
+            *conf = calloc((size_t)nc * (size_t)nc, sizeof(int64_t));
     clasp_zeroshot_result zr;
-    clasp_status s = cls && logit && rec && cnt && conf ? CLASP_OK : CLASP_ERR_NOMEM;
+    clasp_status s = cls && logit && rec && cnt && conf
+                         ? CLASP_OK
+                         : clasp_set_error(CLASP_ERR_NOMEM, "zero-shot: out of memory");
     if (s == CLASP_OK)
         s = clasp_eval_class_embeddings(&c->em.engine, &c->em.pre, c->names, nc, tm, nt, cls);
     if (s == CLASP_OK) s = clasp_eval_zeroshot_set(set, cls, nc, &zr, rec, cnt);
