@@ -12,6 +12,7 @@
 #include "core/json.h"
 #include "eval/eval.h"
 #include "export/export.h"
+#include "modalities/image.h"
 #include "pipeline/captions.h"
 #include "pipeline/shardlist.h"
 #include "pipeline/tar_reader.h"
@@ -23,7 +24,10 @@ extern const unsigned char clasp_report_template[], clasp_report_uplot_js[],
     clasp_report_uplot_css[];
 
 #define METRICS_LIMIT ((size_t)1 << 30)
-#define MEDIA_LIMIT   ((size_t)1 << 20) /* larger images or clips are not inlined */
+#define MEDIA_LIMIT   ((size_t)1 << 20)  /* larger clips are not inlined */
+#define RAW_THUMB     ((size_t)48 << 10) /* smaller images in a browser format go in as they are */
+#define THUMB_SIZE    128                /* other images: a PNG of THUMB_SIZE^2 (longest side) */
+#define THUMB_PIXELS  ((uint64_t)1 << 26)
 #define TOP_K         5
 
 /* ---- run folder ------------------------------------------------------------------------- */
@@ -173,6 +177,27 @@ static char *data_uri_(const char *mime, const uint8_t *p, size_t n) {
     return out;
 }
 
+/* A PNG thumbnail (longest side THUMB_SIZE, padded square) of an encoded image, as a data: URI;
+ * NULL when the image does not decode. */
+static char *thumbnail_(const uint8_t *data, size_t n) {
+    clasp_image img;
+    if (clasp_image_decode(data, n, 3, THUMB_PIXELS, &img) != CLASP_OK) {
+        clasp_clear_error();
+        return NULL;
+    }
+    uint8_t *px = malloc((size_t)THUMB_SIZE * THUMB_SIZE * 3), *png = NULL;
+    size_t pn = 0;
+    char *uri = NULL;
+    if (px && clasp_image_resize(&img, CLASP_IMAGE_RESIZE_LONGEST, THUMB_SIZE, px) == CLASP_OK &&
+        clasp_image_encode_png(px, THUMB_SIZE, THUMB_SIZE, 3, &png, &pn) == CLASP_OK)
+        uri = data_uri_("image/png", png, pn);
+    clasp_clear_error();
+    free(png);
+    free(px);
+    clasp_image_free(&img);
+    return uri;
+}
+
 static void take_sample_(const clasp_sample *s, const clasp_field_map *fm, clasp_field_kind media,
                          want_ *w) {
     w->found = true;
@@ -182,6 +207,8 @@ static void take_sample_(const clasp_sample *s, const clasp_field_map *fm, clasp
         w->why = NULL;
     else if (!f)
         w->why = "the sample has no such field";
+    else if (media == CLASP_FIELD_IMAGE && (!mime || f->n > RAW_THUMB))
+        w->why = (w->uri = thumbnail_(f->data, f->n)) ? NULL : "the image does not decode";
     else if (!mime)
         w->why = "a format browsers do not show";
     else if (f->n > MEDIA_LIMIT)

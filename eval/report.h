@@ -12,7 +12,8 @@
  *     classnames.txt and templates.txt in the folder of the data's first shard, the layout
  *     `clasp shards build` writes);
  *   - a retrieval gallery: image-text models: one text query per class (or the first distinct
- *     captions without labels) with its top-5 images as data: URI thumbnails; audio models:
+ *     captions without labels) with its top-5 images as data: URI thumbnails (the image itself
+ *     when a browser shows its format and it is under 48 KiB, else a 128 x 128 PNG); audio models:
  *     audio queries (<audio> players, data: URIs) with their top-5 captions; a hit (same
  *     class, same caption group) is marked;
  *   - options.json, config.json and the environment (clasp version and backend of the report,

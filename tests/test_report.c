@@ -117,11 +117,12 @@ Test(report, run_still_training_without_checkpoint) {
 }
 
 /* The quickstart-like run, end to end through `clasp report`: every section present, every chart
- * drawn, nothing loaded from the network; screenshot in the scratch folder. */
+ * drawn, nothing loaded from the network; a screenshot at build/tests/report.png. */
 Test(report, short_run_renders_in_chromium, .timeout = 300) {
     char dir[FX_PATH], data[FX_PATH], run[FX_PATH], html[FX_PATH], shot[FX_PATH];
-    fx_scratch("report_run", dir, data, "data", run, "run", html, "report.html", shot, "report.png",
-               NULL);
+    fx_scratch("report_run", dir, data, "data", run, "run", html, "report.html", NULL);
+    /* the screenshot, for people to look at: build/tests/report.png */
+    snprintf(shot, sizeof shot, "%s/tests/report.png", CLASP_BINARY_DIR);
     train_run_(data, run);
     cr_assert_eq(fx_clasp(NULL, "report %s -o %s --threads 2 --queries 4 2>/dev/null", run, html),
                  0);
@@ -241,4 +242,52 @@ Test(report, audio_model_gallery_has_players, .timeout = 120) {
     free(page);
     cr_assert_eq(browser_(html, NULL, status, sizeof status), 1, "%s", status);
     cr_assert(strstr(status, "audio player 1: error"), "%s", status);
+}
+
+/* Gallery thumbnails: a small PNG goes in as it is; a PPM (no browser shows it) and a large
+ * image become PNG thumbnails. Data without labels or class names: queries are the first
+ * distinct captions, zero-shot says why not. */
+Test(report, thumbnails_of_other_formats_and_large_images) {
+    char run[FX_PATH], shard[FX_PATH], html[FX_PATH], cfg[FX_PATH];
+    fx_scratch("report_thumbs", run, shard, "data/shard.tar", html, "r.html", NULL);
+    snprintf(cfg, sizeof cfg, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
+    cr_assert(fx_checkpoint_model(cfg, 9, 2, run, NULL), "%s", clasp_last_error());
+    size_t n[3];
+    uint8_t *px = fx_random_pixels(28, 28, 1, 4), *big_px = fx_random_pixels(400, 300, 3, 5);
+    uint8_t *img[3] = {fx_png(px, 28, 28, 1, &n[0]), fx_pnm(300, 200, 3, 6, &n[1]),
+                       fx_png(big_px, 400, 300, 3, &n[2])};
+    cr_assert(n[2] > 100000, "the large PNG has %zu bytes", n[2]);
+    fx_member m[] = {{"s0.png", img[0], n[0], 0}, {"s0.txt", "a small png", 11, 0},
+                     {"s1.ppm", img[1], n[1], 0}, {"s1.txt", "a ppm", 5, 0},
+                     {"s2.png", img[2], n[2], 0}, {"s2.txt", "a large png", 11, 0}};
+    char dir[FX_PATH + 8];
+    snprintf(dir, sizeof dir, "%s/data", run);
+    cr_assert_eq(clasp_mkdir_p(dir), CLASP_OK);
+    cr_assert(fx_write_tar(shard, ARCHIVE_FORMAT_TAR_USTAR, ARCHIVE_FILTER_NONE, m, 6));
+    clasp_report_options o = {.run_dir = run, .out_path = html, .data = shard, .threads = 1};
+    cJSON *d;
+    cr_assert_eq(clasp_report_data(&o, &d), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(strstr(cJSON_GetStringValue(path_(d, "zeroshot", "why")), "no class names"));
+    const cJSON *qs = path_(d, "gallery", "queries");
+    cr_assert_eq(cJSON_GetArraySize(qs), 3);
+    const cJSON *r;
+    int seen = 0;
+    cJSON_ArrayForEach(r, path_(cJSON_GetArrayItem(qs, 0), "results", NULL)) {
+        const char *key = cJSON_GetStringValue(path_(r, "key", NULL));
+        const char *uri = cJSON_GetStringValue(path_(r, "image", NULL));
+        cr_assert(uri && !strncmp(uri, "data:image/png;base64,", 22), "%s: %.40s", key,
+                  uri ? uri : "(none)");
+        size_t b64 = strlen(uri) - 22;
+        if (!strcmp(key, "s0")) cr_assert_eq(b64, 4 * ((n[0] + 2) / 3), "s0 is not the PNG itself");
+        if (!strcmp(key, "s2")) cr_assert_lt(b64, n[2] / 2, "s2 was not made smaller");
+        /* a 128 x 128 PNG: "iVBORw0KGgoAAAANSUhEUgAAAIAAAACA" = signature, IHDR, 128, 128 */
+        if (strcmp(key, "s0"))
+            cr_assert(!strncmp(uri + 22, "iVBORw0KGgoAAAANSUhEUgAAAIAAAACA", 32), "%s", key);
+        seen |= 1 << (key[1] - '0');
+    }
+    cr_assert_eq(seen, 7);
+    cJSON_Delete(d);
+    for (int i = 0; i < 3; i++) free(img[i]);
+    free(px);
+    free(big_px);
 }
