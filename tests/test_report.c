@@ -88,8 +88,13 @@ Test(report, run_still_training_without_checkpoint) {
     char run[FX_PATH], m[FX_PATH], opt[FX_PATH], html[FX_PATH];
     fx_scratch("report_young", run, m, "metrics.jsonl", opt, "options.json", html, "r.html", NULL);
     cr_assert(fx_write_str(opt, "{\"format_version\": 1, \"total_steps\": 100, \"threads\": 2}"));
-    cr_assert(fx_write_str(m, "{\"kind\":\"train\",\"step\":1,\"loss\":4.5,\"lr\":1e-4}\n"
-                              "{\"kind\":\"train\",\"step\":2,\"loss\":4.4,\"lr\":2e-4}\n"
+    /* two sources: the loss chart also draws each pair's loss */
+    cr_assert(fx_write_str(m, "{\"kind\":\"train\",\"step\":1,\"loss\":4.5,\"lr\":1e-4,"
+                              "\"sources\":[{\"pair\":\"image-text\",\"loss\":4.6},"
+                              "{\"pair\":\"audio-text\",\"loss\":3.25}]}\n"
+                              "{\"kind\":\"train\",\"step\":2,\"loss\":4.4,\"lr\":2e-4,"
+                              "\"sources\":[{\"pair\":\"image-text\",\"loss\":4.5},"
+                              "{\"pair\":\"audio-text\",\"loss\":null}]}\n"
                               "{\"kind\":\"train\",\"st"));
     clasp_report_options o = {.run_dir = run, .out_path = html, .threads = 1};
     cJSON *d;
@@ -114,6 +119,13 @@ Test(report, run_still_training_without_checkpoint) {
     char status[4096];
     cr_assert_eq(browser_(html, NULL, status, sizeof status), 0, "%s", status);
     cr_assert(strstr(status, "SELFTEST OK: 2 charts"), "%s", status);
+    /* a source whose losses are all missing draws nothing: the self-test says so */
+    char *page = fx_read_text(html), *p = page;
+    while ((p = strstr(p, "\"loss\":3.25"))) memcpy(p, "\"loss\":null", 11);
+    cr_assert(fx_write_str(html, page));
+    free(page);
+    cr_assert_eq(browser_(html, NULL, status, sizeof status), 1, "%s", status);
+    cr_assert(strstr(status, "series 'loss audio-text' drew nothing"), "%s", status);
 }
 
 /* The quickstart-like run, end to end through `clasp report`: every section present, every chart
@@ -142,6 +154,16 @@ Test(report, short_run_renders_in_chromium, .timeout = 300) {
     size_t n = 0;
     free(fx_read(shot, &n));
     cr_assert_gt(n, 10000, "screenshot %s: %zu bytes", shot, n);
+
+    /* a thumbnail the browser cannot decode fails the self-test */
+    page = fx_read_text(html);
+    char *png = strstr(page, "\"image\":\"data:image/png;base64,iVBOR");
+    cr_assert_not_null(png);
+    memcpy(png + 31, "AAAAA", 5);
+    cr_assert(fx_write_str(html, page));
+    free(page);
+    cr_assert_eq(browser_(html, NULL, status, sizeof status), 1, "%s", status);
+    cr_assert(strstr(status, "thumbnail 1 ("), "%s", status);
 
     /* strings with </script> and quotes in the config, a caption and a key stay text */
     clasp_report_options o = {.run_dir = run, .out_path = html, .threads = 2, .queries = 2};
