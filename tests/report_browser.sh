@@ -15,10 +15,13 @@ if [ -z "$chrome" ]; then
 fi
 case "$html" in /*) url="file://$html" ;; *) url="file://$PWD/$html" ;; esac
 flags="--headless --no-sandbox --disable-gpu --hide-scrollbars --mute-audio --no-first-run"
-# virtual time lets the page's timers (the self-test runs 200 ms after drawing) finish first
+# $flags is split into words on purpose
+# shellcheck disable=SC2086
+# virtual time lets the page's timers (the self-test runs 200 ms after the load event) finish first
 status="$("$chrome" $flags --window-size=1280,900 --virtual-time-budget=5000 \
     --dump-dom "$url#selftest" 2>/dev/null | sed -n 's/.*<pre id="selftest"[^>]*>\([^<]*\).*/\1/p')"
 if [ -n "$shot" ]; then
+    # shellcheck disable=SC2086
     "$chrome" $flags --window-size=1280,2400 --virtual-time-budget=5000 --screenshot="$shot" \
         "$url" >/dev/null 2>&1
 fi
