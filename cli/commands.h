@@ -8,6 +8,7 @@ int clasp_cmd_drift(int argc, char **argv);
 int clasp_cmd_embed(int argc, char **argv);
 int clasp_cmd_eval(int argc, char **argv);
 int clasp_cmd_export(int argc, char **argv);
+int clasp_cmd_report(int argc, char **argv);
 int clasp_cmd_search(int argc, char **argv);
 int clasp_cmd_shards_build(int argc, char **argv);
 int clasp_cmd_shards_inspect(int argc, char **argv);

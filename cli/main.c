@@ -37,6 +37,7 @@ static const command commands[] = {
     {"embed", NULL, clasp_cmd_embed, "embed images, texts or audio with an export into a .npy"},
     {"eval", NULL, clasp_cmd_eval, "zero-shot, retrieval and linear-probe evaluation"},
     {"export", NULL, clasp_cmd_export, "write a checkpoint as an export folder (C API, PyTorch)"},
+    {"report", NULL, clasp_cmd_report, "one self-contained HTML page about a run: curves, gallery"},
     {"search", NULL, clasp_cmd_search, "top-k cosine search of a query in a .npy index"},
     {"shards", "build", clasp_cmd_shards_build,
      "build WebDataset shards (fmnist, folder, tsv, ...)"},

@@ -163,13 +163,10 @@ Test(cli, shards_help_and_help_command) {
     run_(&r, d, NULL, "help nosuchcommand");
     cr_expect_eq(r.status, 2);
     /* every command's help comes from its table: options listed, exit 0 */
-    const char *cmds[][2] = {{"train", "--zeroshot FILE"},
-                             {"eval", "--probe-l2 X"},
-                             {"embed", "--sidecar FILE"},
-                             {"search", "-k, --k K"},
-                             {"export", "-o DIR"},
-                             {"shards inspect", "--decode"},
-                             {"tokenizer train", "--min-count K"}};
+    const char *cmds[][2] = {{"train", "--zeroshot FILE"},   {"eval", "--probe-l2 X"},
+                             {"embed", "--sidecar FILE"},    {"search", "-k, --k K"},
+                             {"export", "-o DIR"},           {"report", "--queries N"},
+                             {"shards inspect", "--decode"}, {"tokenizer train", "--min-count K"}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         run_(&r, d, NULL, "%s --help", cmds[i][0]);
         cr_expect_eq(r.status, 0, "%s --help: exit %d", cmds[i][0], r.status);
