@@ -62,6 +62,7 @@ def add(t, name, data=None, size=None, stream=None):
     else:
         ti.size = len(data)
         t.addfile(ti, io.BytesIO(data))
+    t.members.clear()  # tarfile keeps every TarInfo: a million would make this generator the hog
 
 
 def main():
