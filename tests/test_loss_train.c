@@ -179,8 +179,8 @@ static void temperatures_(const char *run, double *t, int n) {
 
 Test(loss_train, temperature_fixed_scheduled_and_learnable) {
     char dir[FX_PATH], a[FX_PATH], b[FX_PATH], c[FX_PATH], d[FX_PATH], e[FX_PATH];
-    build_data_(
-        fx_scratch("loss_train_temp", dir, a, "fixed", b, "cosine", c, "linear", d, "learn", NULL));
+    build_data_(fx_scratch("loss_train_temp", dir, a, "fixed", b, "cosine", c, "linear", d, "learn",
+                           e, "none", NULL));
     double t[5], s[5];
     /* fixed: the value every step, and the logit scale is not trained */
     cr_assert_eq(run_("--steps 5 --loss supcon --temperature 0.1", a), 0);
