@@ -341,8 +341,16 @@ static bool train_parse_(train_args *t, int argc, char **argv, int *rc) {
     return true;
 }
 
+/* The loss and the options given ({"margin": 0.3, "mining": "semi-hard"}) into j. */
+static void add_loss_(cJSON *j, const clasp_train_options *o) {
+    cJSON_AddStringToObject(j, "loss", clasp_loss_config_def(&o->loss)->name);
+    clasp_loss_config_add_json(&o->loss, cJSON_AddObjectToObject(j, "loss_options"));
+    if (o->temperature_schedule)
+        cJSON_AddStringToObject(j, "temperature_schedule", o->temperature_schedule);
+}
+
 /* The --json summary line. */
-static void print_summary_(const clasp_train_summary *sum) {
+static void print_summary_(const clasp_train_summary *sum, const clasp_train_options *o) {
     cJSON *j = cJSON_CreateObject();
     static const char *const names[] = {
         "steps",         "samples",        "seconds",       "samples_per_s", "data_wait_frac",
@@ -354,6 +362,7 @@ static void print_summary_(const clasp_train_summary *sum) {
         sum->final_loss,           sum->zeroshot_top1,         sum->zeroshot_top5,
         sum->zeroshot_mean_recall, (double)sum->skipped_steps, (double)sum->skipped_samples};
     clasp_cli_add_numbers(j, names, values, sizeof values / sizeof values[0]);
+    add_loss_(j, o);
     cJSON_AddStringToObject(j, "precision", clasp_precision_name(sum->precision));
     cJSON_AddBoolToObject(j, "interrupted", sum->interrupted);
     cJSON_AddStringToObject(j, "checkpoint", sum->checkpoint);
@@ -397,6 +406,6 @@ int clasp_cmd_train(int argc, char **argv) {
     }
     bool report = clasp_dist_rank() == 0;
     clasp_dist_finalize();
-    if (o.json && report) print_summary_(&sum);
+    if (o.json && report) print_summary_(&sum, &o);
     return s == CLASP_OK ? 0 : 3;
 }

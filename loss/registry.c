@@ -259,3 +259,15 @@ float clasp_loss_log_scale(const clasp_loss_batch *in, bool *learnable) {
     *learnable = true;
     return in->scalars[0];
 }
+
+void clasp_loss_config_add_json(const clasp_loss_config *cfg, cJSON *obj) {
+    const clasp_loss_def *d = clasp_loss_config_def(cfg);
+    for (int i = 0; cfg && obj && i < d->n_options; i++) {
+        if (!(cfg->set >> i & 1u)) continue;
+        const clasp_loss_option *op = &d->options[i];
+        if (op->choices)
+            cJSON_AddStringToObject(obj, op->name, op->choices[(int)cfg->value[i]]);
+        else
+            cJSON_AddNumberToObject(obj, op->name, cfg->value[i]);
+    }
+}

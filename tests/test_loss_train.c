@@ -132,7 +132,11 @@ Test(loss_train, loss_options_are_part_of_the_resume_key) {
     char *t = log_(a);
     cr_assert(strstr(t, "resume_key.loss_options"), "%s", t);
     free(t);
-    cr_assert_eq(run_("--steps 4 --resume latest --loss triplet --margin 0.3", a), 0);
+    cr_assert_eq(run_("--steps 4 --resume latest --loss triplet --margin 0.3 --json", a), 0);
+    t = log_(a); /* the --json summary names the loss and its options */
+    cr_assert(strstr(t, "\"loss\":\"triplet\"") && strstr(t, "\"loss_options\":{\"margin\":0.3}"),
+              "%s", t);
+    free(t);
 }
 
 /* exit 2 and a message containing `want` */
