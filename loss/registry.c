@@ -35,7 +35,8 @@ static const char *const distance_choices[] = {"euclidean", "squared", "cosine",
         .name = "margin", .help = "margin m > 0", .def = d, .min = 0, .max = 100,                  \
         .min_exclusive = true                                                                      \
     }
-static const clasp_loss_option infonce_options[] = {
+/* infonce and ntxent */
+static const clasp_loss_option contrastive_options[] = {
     OPT_TEMPERATURE,
     {.name = "hard-negatives",
      .help = "hard negatives (Robinson et al. 2021): importance weights exp(beta s) of the "
@@ -71,8 +72,8 @@ static const clasp_loss_def losses[] = {
      .summary = "symmetric InfoNCE (CLIP), learnable logit scale",
      .n_scalars = 1,
      .scalars = {CLASP_LOSS_SCALAR_LOGIT_SCALE},
-     .n_options = N_OPTS(infonce_options),
-     .options = infonce_options,
+     .n_options = N_OPTS(contrastive_options),
+     .options = contrastive_options,
      .work_floats = clasp_infonce_batch_work_floats,
      .compute = clasp_infonce_batch},
     {.name = "siglip",
@@ -105,8 +106,8 @@ static const clasp_loss_def losses[] = {
      .needs = CLASP_LOSS_NEEDS_TWO_VIEWS,
      .n_scalars = 1,
      .scalars = {CLASP_LOSS_SCALAR_LOGIT_SCALE},
-     .n_options = N_OPTS(temperature_options),
-     .options = temperature_options,
+     .n_options = N_OPTS(contrastive_options),
+     .options = contrastive_options,
      .work_floats = clasp_ntxent_batch_work_floats,
      .compute = clasp_ntxent_batch},
     {.name = "margin",
