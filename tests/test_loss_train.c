@@ -4,7 +4,7 @@
  * options.json; usage errors (an option the loss does not take, a margin <= 0, a label loss on
  * shards without .cls, a temperature schedule without a temperature); the temperature in
  * metrics.jsonl: fixed, scheduled (first / middle / last step), learnable; the generated
- * --help lines. */
+ * --help lines; and, at the engine, every loss on every pairing of an image-audio-text model. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,8 +13,10 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "core/rng.h"
 #include "fixtures.h"
 #include "loss/registry.h"
+#include "train/engine.h"
 
 static char g_data[FX_PATH + 64];
 
@@ -237,4 +239,76 @@ Test(loss_train, help_lists_every_registered_option_with_its_losses) {
     cr_assert(strstr(out, "--mining batch-all|batch-hard|semi-hard"), "%s", out);
     cr_assert(strstr(out, "--temperature-schedule"), "%s", out);
     free(out);
+}
+
+/* A tiny model with the three towers (8x8 gray images, 16-mel audio, byte text). */
+static const char k_three_towers[] =
+    "{\"embed_dim\": 8, \"init_logit_bias\": -10,"
+    " \"image\": {\"type\": \"cnn\", \"channels\": 1, \"size\": 8, \"conv\": [{\"channels\": 4,"
+    " \"kernel\": 3, \"padding\": 1, \"pool\": 2}], \"fc\": [8]},"
+    " \"audio\": {\"type\": \"audio_cnn\", \"conv\": [{\"channels\": 4, \"kernel\": 3, "
+    "\"padding\": 1, \"pool\": 2}], \"fc\": [8], \"sample_rate\": 8000, \"clip_seconds\": 0.25,"
+    " \"n_fft\": 128, \"win_length\": 128, \"hop_length\": 64, \"n_mels\": 16, \"fmax\": 4000},"
+    " \"text\": {\"type\": \"transformer\", \"vocab_size\": 259, \"context_length\": 8, "
+    "\"width\": 8, \"layers\": 1, \"heads\": 2, \"mlp_width\": 16,"
+    " \"tokenizer\": {\"type\": \"bytes\", \"bos\": 256, \"eos\": 257, \"pad\": 258}}}";
+
+/* Every registered stateless loss on image-text, audio-text and audio-image: a finite loss and
+ * a gradient reaching both towers of the pair. */
+Test(loss_train, every_loss_on_every_pairing) {
+    char dir[FX_PATH], path[FX_PATH];
+    fx_scratch("loss_train_pairs", dir, path, "three.json", NULL);
+    cr_assert(fx_write_str(path, k_three_towers));
+    clasp_model_config cfg;
+    cr_assert_eq(clasp_model_config_load(path, &cfg), CLASP_OK, "%s", clasp_last_error());
+    enum { B = 8 };
+    const size_t ni = clasp_model_input_elems(&cfg, CLASP_TOWER_IMAGE),
+                 na = clasp_model_input_elems(&cfg, CLASP_TOWER_AUDIO),
+                 nt = clasp_model_input_elems(&cfg, CLASP_TOWER_TEXT);
+    float *img = calloc(B * ni, sizeof *img), *aud = calloc(B * na, sizeof *aud);
+    int32_t *tok = calloc(B * nt, sizeof *tok), groups[B];
+    cr_assert(img && aud && tok);
+    clasp_rng r;
+    clasp_rng_init(&r, 3, 77, 0, 0);
+    for (size_t i = 0; i < B * ni; i++) img[i] = (float)clasp_rng_normal(&r);
+    for (size_t i = 0; i < B * na; i++) aud[i] = (float)clasp_rng_normal(&r);
+    for (int i = 0; i < B; i++) {
+        groups[i] = i % 3;
+        for (size_t j = 0; j < nt; j++)
+            tok[(size_t)i * nt + j] = j == 0 ? 256 : j < 4 ? 'a' + i + (int)j : j == 4 ? 257 : 258;
+    }
+    const void *in[CLASP_N_TOWERS] = {0};
+    in[CLASP_TOWER_IMAGE] = img, in[CLASP_TOWER_AUDIO] = aud, in[CLASP_TOWER_TEXT] = tok;
+    const clasp_tower pairs[3][2] = {{CLASP_TOWER_IMAGE, CLASP_TOWER_TEXT},
+                                     {CLASP_TOWER_AUDIO, CLASP_TOWER_TEXT},
+                                     {CLASP_TOWER_AUDIO, CLASP_TOWER_IMAGE}};
+    for (int li = 0; li < clasp_loss_count(); li++) {
+        const clasp_loss_def *d = clasp_loss_at(li);
+        if (d->state_init) continue; /* stateful (MoCo): its own tests */
+        clasp_engine e;
+        clasp_engine_options o = {
+            .batch_size = B, .accum_steps = 1, .chunks = 1, .threads = 1, .loss = {.def = d}};
+        cr_assert_eq(clasp_engine_init(&e, &cfg, &o), CLASP_OK, "%s: %s", d->name,
+                     clasp_last_error());
+        clasp_model *m = &e.models[0];
+        clasp_model_init_weights(m, 5);
+        clasp_engine_sync_params(&e);
+        for (int p = 0; p < 3; p++) {
+            clasp_tower ta = pairs[p][0], tb = pairs[p][1];
+            clasp_step_stats st;
+            cr_assert_eq(clasp_engine_grads_pair(&e, ta, in[ta], tb, in[tb], groups, B, &st),
+                         CLASP_OK, "%s %s-%s: %s", d->name, clasp_tower_name(ta),
+                         clasp_tower_name(tb), clasp_last_error());
+            cr_assert(isfinite(st.loss) && st.loss > 0, "%s %s-%s: loss %g", d->name,
+                      clasp_tower_name(ta), clasp_tower_name(tb), (double)st.loss);
+            double g[CLASP_N_TOWERS] = {0};
+            for (int k = 0; k < m->n_params; k++)
+                for (size_t x = 0; x < m->info[k].numel; x++)
+                    g[m->info[k].tower] += fabs((double)m->grads[m->info[k].offset + x]);
+            cr_assert(g[ta] > 0 && g[tb] > 0, "%s %s-%s: no gradient reaches a tower", d->name,
+                      clasp_tower_name(ta), clasp_tower_name(tb));
+        }
+        clasp_engine_free(&e);
+    }
+    free(img), free(aud), free(tok);
 }
