@@ -80,8 +80,9 @@
  *   triplet: needs GROUPS; options margin (> 0), mining (batch-all|batch-hard|semi-hard),
  *            distance (euclidean|squared|cosine); the same stacking and recipe as supcon with
  *            clasp_triplet; no scalars.
- *   ntxent:  needs TWO_VIEWS (a, b = the two views) or pairs two towers; option temperature
- *            (as supcon); clasp_ntxent(a_all, b_all) with the replicated recipe.
+ *   ntxent:  needs TWO_VIEWS (a, b = the two views) or pairs two towers; options temperature
+ *            (as supcon), hard-negatives and tau-plus (clasp_ntxent_hardneg: HCL's own form);
+ *            clasp_ntxent(a_all, b_all) with the replicated recipe.
  *   margin:  needs GROUPS; option margin (> 0); pairs (a_i, b_j) over the local rows i against
  *            all j, similar = same group: clasp_margin_cross has a natural split (pairs owned by
  *            the rank of i), writing da and db_all.

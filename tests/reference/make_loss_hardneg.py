@@ -38,6 +38,19 @@ def leaf(x):
     return torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
 
 
+def save(name, A, B, a, b, ls, loss, beta, tau_plus, clamped):
+    """Back-propagates loss and writes inputs, loss and gradients to loss/NAME.safetensors."""
+    loss.backward()
+    out = {"A": A, "B": B, "log_scale": ls.item(), "beta": beta, "tau_plus": tau_plus,
+           "loss": loss.item(), "dA": a.grad.numpy(), "dB": b.grad.numpy(),
+           "dlog_scale": ls.grad.item(), "clamped_rows": clamped}
+    out = {k: np.atleast_1d(np.asarray(v, dtype=np.int32 if k == "clamped_rows" else np.float32))
+           for k, v in out.items()}
+    stio.save(os.path.join(OUT, name + ".safetensors"), out,
+              {"generator": "make_loss_hardneg.py"})
+    print(name, "loss", loss.item(), "clamped rows", clamped)
+
+
 def hcl_direction(q, k, log_scale, beta, tau_plus):
     """HCL's criterion for queries q against keys k (row i's positive is k_i); also returns how
     many rows the clamp bound holds."""
@@ -67,16 +80,7 @@ def case(name, n, d, s, beta, tau_plus, want_clamped=False):
             break
     else:
         raise SystemExit(name + ": no draw with some clamped rows")
-    loss = (l1 + l2) / 2
-    loss.backward()
-    out = {"A": A, "B": B, "log_scale": np.float32(s), "beta": np.float32(beta),
-           "tau_plus": np.float32(tau_plus), "loss": loss.item(), "dA": a.grad.numpy(),
-           "dB": b.grad.numpy(), "dlog_scale": ls.grad.item(), "clamped_rows": c1 + c2}
-    out = {k: np.atleast_1d(np.asarray(v, dtype=np.int32 if k == "clamped_rows" else np.float32))
-           for k, v in out.items()}
-    stio.save(os.path.join(OUT, name + ".safetensors"), out,
-              {"generator": "make_loss_hardneg.py"})
-    print(name, "loss", loss.item(), "clamped rows", c1 + c2)
+    save(name, A, B, a, b, ls, (l1 + l2) / 2, beta, tau_plus, c1 + c2)
 
 
 def get_negative_mask(batch_size):
@@ -111,15 +115,7 @@ def ntxent_case(name, n, d, s, beta, tau_plus):
     A, B = feats(n, d), feats(n, d)
     a, b, ls = leaf(A), leaf(B), leaf(np.float32(s))
     loss, clamped = hcl_criterion(a, b, tau_plus, n, beta, torch.exp(-ls))
-    loss.backward()
-    out = {"A": A, "B": B, "log_scale": np.float32(s), "beta": np.float32(beta),
-           "tau_plus": np.float32(tau_plus), "loss": loss.item(), "dA": a.grad.numpy(),
-           "dB": b.grad.numpy(), "dlog_scale": ls.grad.item(), "clamped_rows": clamped}
-    out = {k: np.atleast_1d(np.asarray(v, dtype=np.int32 if k == "clamped_rows" else np.float32))
-           for k, v in out.items()}
-    stio.save(os.path.join(OUT, name + ".safetensors"), out,
-              {"generator": "make_loss_hardneg.py"})
-    print(name, "loss", loss.item(), "clamped rows", clamped)
+    save(name, A, B, a, b, ls, loss, beta, tau_plus, clamped)
 
 
 def main():
