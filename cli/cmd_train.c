@@ -308,6 +308,12 @@ static int apply_loss_options_(train_args *t) {
             return clasp_args_usage_error(table_(), "%s", clasp_last_error());
     }
     const clasp_loss_def *d = clasp_loss_config_def(&t->o.loss);
+    const unsigned set = t->o.loss.set;
+    const int ib = clasp_loss_option_index(d, "hard-negatives"),
+              ip = clasp_loss_option_index(d, "tau-plus");
+    if (t->o.multi_positive && ((ib >= 0 && (set >> ib & 1u)) || (ip >= 0 && (set >> ip & 1u))))
+        return clasp_args_usage_error(table_(), "--hard-negatives and --tau-plus take one "
+                                                "positive per row: not with --multi-positive");
     int ti = clasp_loss_option_index(d, "temperature");
     if (t->o.temperature_schedule) {
         if (ti < 0)

@@ -164,6 +164,7 @@ Test(loss_train, usage_errors_name_the_flag) {
            "exclude each other");
     usage_(NULL, "--steps 2 --temperature-schedule cos:0.1:0.05", a, "--temperature-schedule");
     usage_(NULL, "--steps 2 --loss infonce2", a, "unknown loss 'infonce2'");
+    usage_(NULL, "--steps 2 --multi-positive --tau-plus 0.1", a, "not with --multi-positive");
     /* shards without .cls: a label loss is refused naming the flag and the shards */
     char cmd[4 * FX_PATH];
     cr_assert_eq(mkdir(nocls, 0755), 0);
