@@ -1,6 +1,7 @@
 /* trainer.c: the training loop: setup, steps (data, engine, AdamW, guards), evaluation,
  * checkpoints (runstate.h), exact resume, signals; metrics lines in metrics.c. See trainer.h. */
 #include "train/trainer.h"
+#include "train/temperature.h"
 
 #include <math.h>
 #include <signal.h>
@@ -105,6 +106,9 @@ typedef struct trainer {
     clasp_runstate rs;  /* step, samples, skipped steps and what checkpoints hold */
     int bad_streak;     /* consecutive non-finite steps */
     bool collapse_warned;
+    int temp_opt;               /* index of the loss's "temperature" option, or -1 */
+    clasp_temp_schedule tsched; /* kind 0: no --temperature-schedule */
+    float step_log_scale;       /* the logit scale the last step's loss used */
     clasp_step_stats st;
     clasp_train_metrics mx;
     double flops_per_sample;
@@ -143,6 +147,11 @@ static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps, int
     cJSON_AddNumberToObject(k, "seed", (double)o->seed);
     cJSON_AddNumberToObject(k, "total_steps", (double)total_steps);
     cJSON_AddStringToObject(k, "loss", clasp_loss_config_def(&o->loss)->name);
+    /* the options given (absent when none, so older checkpoints stay resumable) */
+    if (o->loss.set)
+        clasp_loss_config_add_json(&o->loss, cJSON_AddObjectToObject(k, "loss_options"));
+    if (o->temperature_schedule)
+        cJSON_AddStringToObject(k, "temperature_schedule", o->temperature_schedule);
     cJSON_AddBoolToObject(k, "multi_positive", o->multi_positive);
     cJSON_AddStringToObject(k, "train", src[0].spec);
     /* absent for a single source with the default pair, so older checkpoints stay resumable */
@@ -252,6 +261,31 @@ static void dense_groups_(int32_t *out, const uint64_t *ids, size_t n) {
                 break;
             }
     }
+}
+
+/* Group ids for a loss that needs labels (loss/registry.h CLASP_LOSS_NEEDS_GROUPS): the
+ * samples' .cls labels, all-gathered and made dense over the global batch. A sample without
+ * .cls is refused (a usage error: the shards do not fit the loss). */
+static clasp_status label_groups_(trainer *t, const clasp_batch *b, const source_rt *cur,
+                                  clasp_train_summary *sum) {
+    for (size_t i = 0; i < b->n; i++)
+        if (b->labels[i] < 0) {
+            sum->usage_error = true;
+            return clasp_set_error(CLASP_ERR_ARG,
+                                   "--loss %s needs a label (.cls) on every sample: sample '%s' "
+                                   "of --train %s has none",
+                                   t->e.loss->name, b->keys ? b->keys[i] : "?", cur->spec);
+        }
+    CLASP_TRY(clasp_dist_allgather(t->gid_all, b->labels, b->n * sizeof(int64_t)));
+    dense_groups_(t->group_buf, t->gid_all, b->n * (size_t)t->world);
+    return CLASP_OK;
+}
+
+/* The loss's temperature option (or -1) and --temperature-schedule (temperature.h). */
+static clasp_status check_temperature_(trainer *t) {
+    const clasp_train_options *o = &t->o;
+    t->temp_opt = clasp_loss_option_index(clasp_loss_config_def(&o->loss), "temperature");
+    return clasp_temp_schedule_for_loss(&o->loss, o->temperature_schedule, &t->tsched);
 }
 
 /* --freeze LIST: comma-separated tower names (image, text, audio, shared) into frozen[]. */
@@ -367,6 +401,7 @@ static clasp_status begin_(trainer *t, const clasp_train_options *oin, clasp_tra
                                o->batch_size, t->world);
     t->local_b = o->batch_size / t->world; /* this rank's rows */
     if (t->rank != 0) o->progress = false;
+    CLASP_TRY(check_temperature_(t));
     CLASP_TRY(clasp_model_config_load(o->model_config, &t->cfg));
     if (o->precision >= 0) t->cfg.precision = (clasp_precision)o->precision;
     o->precision = (int)t->cfg.precision; /* the run config and an export record it */
@@ -620,6 +655,15 @@ static void update_(trainer *t, bool finite, double lr, double gnorm) {
                    (long long)t->rs.step, (double)t->st.loss, gnorm, t->bad_streak);
 }
 
+/* The temperature the loss used this step (-1 for a loss without one): the option's value
+ * (fixed or scheduled), else 1 / the logit scale the step started from. */
+static double temperature_(const trainer *t) {
+    if (t->temp_opt < 0) return -1;
+    const clasp_loss_config *c = &t->e.opt.loss;
+    if (c->set >> t->temp_opt & 1u) return c->value[t->temp_opt];
+    return exp(-(double)t->step_log_scale);
+}
+
 /* Diagnostics, the collapse warning and the train line of the step just done. */
 static void log_step_(trainer *t, int source, double lr, double gnorm, bool finite) {
     const clasp_train_options *o = &t->o;
@@ -646,6 +690,7 @@ static void log_step_(trainer *t, int source, double lr, double gnorm, bool fini
                           .loss = (double)st->loss,
                           .lr = lr,
                           .logit_scale = exp((double)t->m->params[t->m->logit_scale_offset]),
+                          .temperature = temperature_(t),
                           .grad_norm = gnorm,
                           .st = st};
     clasp_metrics_train_line(&t->mx, &l, skips_all_(t->src, t->n_src), t->total);
@@ -663,12 +708,20 @@ static clasp_status step_(trainer *t, clasp_train_summary *sum) {
     double t1 = clasp_metrics_now();
     /* dense group ids of the global batch: rows with the same caption hash share an id */
     const int32_t *groups = NULL;
-    if (o->multi_positive) {
+    if (t->e.loss->needs & CLASP_LOSS_NEEDS_GROUPS) {
+        CLASP_TRY(label_groups_(t, b, cur, sum));
+        groups = t->group_buf;
+    } else if (o->multi_positive) {
         CLASP_TRY(clasp_dist_allgather(t->gid_all, b->group_ids, b->n * sizeof(uint64_t)));
         dense_groups_(t->group_buf, t->gid_all, b->n * (size_t)t->world);
         groups = t->group_buf;
     }
+    if (t->tsched.kind) { /* this step's scheduled temperature, as a fixed one */
+        t->e.opt.loss.value[t->temp_opt] = clasp_temp_schedule_at(&t->tsched, t->rs.step, t->total);
+        t->e.opt.loss.set |= 1u << t->temp_opt;
+    }
     double lr = clasp_lr_cosine(t->rs.step, o->warmup, t->total, o->lr);
+    t->step_log_scale = m->params[m->logit_scale_offset];
     CLASP_TRY(clasp_engine_grads_pair(&t->e, cur->ta, batch_input_(b, cur->ta), cur->tb,
                                       batch_input_(b, cur->tb), groups, (int)b->n, &t->st));
     clasp_data_release(cur->data, b);

@@ -132,6 +132,9 @@ typedef struct clasp_train_options {
     double dist_timeout;         /* --dist-timeout seconds a collective may wait (600; 0 = none) */
     int64_t check_every;         /* --check-every N: parameter-hash agreement of the ranks every
                                     N steps (default 100; 0 = off) */
+    /* --temperature-schedule KIND:START:END (temperature.h) or NULL; the loss's other options
+     * (--temperature, --margin, ...) are in `loss` */
+    const char *temperature_schedule;
 } clasp_train_options;
 
 clasp_train_options clasp_train_default_options(void);
@@ -152,6 +155,8 @@ typedef struct clasp_train_summary {
     int world;                                     /* ranks */
     double gather_ms_per_step, reduce_ms_per_step; /* collectives, steady-state steps, rank 0 */
     char checkpoint[4096];
+    /* the run was refused for its options (a label loss on shards without .cls): exit 2 */
+    bool usage_error;
 } clasp_train_summary;
 
 /* Runs training. Progress and logs go to stderr; returns CLASP_OK or an error with a message.
