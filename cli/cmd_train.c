@@ -12,6 +12,7 @@
 #include "cli/common.h"
 #include "train/dist.h"
 #include "eval/eval.h"
+#include "loss/moco.h"
 #include "loss/registry.h"
 #include "train/trainer.h"
 
@@ -23,6 +24,7 @@ typedef struct train_args {
     double weight;                              /* --weight: applied by its callback */
     int on_error, data_split;                   /* CHOICE indexes */
     const char *loss;                           /* --loss NAME */
+    const char *queue, *momentum;               /* --queue, --momentum (infonce's options) */
 } train_args;
 
 /* --train [PAIR=]SPEC: a new source; the prefix is taken as a pairing only when it parses as one */
@@ -175,6 +177,13 @@ static clasp_arg train_table[] = {
      "clip gradients to this global norm (default off)", s_sched, 0, 0, 0, NULL, NULL},
     {"loss", 0, CLASP_ARG_STRING, A(loss), "infonce|siglip", "contrastive loss (default infonce)",
      s_sched, 0, 0, 0, NULL, NULL},
+    {"queue", 0, CLASP_ARG_STRING, A(queue), "N",
+     "infonce: N keys of past batches per direction as extra negatives, from a momentum copy of "
+     "the towers (MoCo; N >= the global batch; default 0 = none)",
+     s_sched, 0, 0, 0, NULL, NULL},
+    {"momentum", 0, CLASP_ARG_STRING, A(momentum), "M",
+     "infonce --queue: EMA coefficient of the momentum copy, in [0, 1) (default 0.999)", s_sched, 0,
+     0, 0, NULL, NULL},
     {"multi-positive", 0, CLASP_ARG_FLAG, O(multi_positive), NULL,
      "pairs with the same caption are all positives", s_sched, 0, 0, 0, NULL, NULL},
     {"seed", 0, CLASP_ARG_U64, O(seed), "S", "run seed (default 0)", s_sched, 0, 0, 0, NULL, NULL},
@@ -236,6 +245,16 @@ static bool train_parse_(train_args *t, int argc, char **argv, int *rc) {
     t->o.on_error_fail = t->on_error == 1;
     t->o.data_split = t->data_split == 1 ? CLASP_DATA_SPLIT_SAMPLES : CLASP_DATA_SPLIT_SHARDS;
     if (t->loss && (*rc = parse_loss_(t->loss, &t->o)) != 0) return false;
+    const char *qname[2] = {"queue", "momentum"}, *qval[2] = {t->queue, t->momentum};
+    for (int k = 0; k < 2; k++)
+        if (qval[k] && clasp_loss_config_set(&t->o.loss, qname[k], qval[k]) != CLASP_OK) {
+            *rc = clasp_args_usage_error(train_table, "%s", clasp_last_error());
+            return false;
+        }
+    if (clasp_moco_check(&t->o.loss, (size_t)t->o.batch_size) != CLASP_OK) {
+        *rc = clasp_args_usage_error(train_table, "%s", clasp_last_error());
+        return false;
+    }
     if (t->o.zeroshot && !t->o.val_spec) {
         *rc = clasp_args_usage_error(train_table, "--zeroshot needs --val SPEC");
         return false;

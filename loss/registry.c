@@ -9,18 +9,41 @@
 #include <string.h>
 
 #include "loss/infonce.h"
+#include "loss/moco.h"
 #include "loss/siglip.h"
 
 static const char *const infonce_aliases[] = {"clip", NULL};
+
+/* infonce's queue options (MoCo, loss/moco.h): --queue 0 is plain InfoNCE */
+static const clasp_loss_option infonce_options[] = {
+    {.name = "queue",
+     .help = "keys of past batches per direction as extra negatives (MoCo; 0 = none, else >= "
+             "the global batch); keys come from a momentum copy of the towers",
+     .def = 0,
+     .min = 0,
+     .max = 1e8},
+    {.name = "momentum",
+     .help = "EMA coefficient m of the momentum copy (theta_k = m theta_k + (1 - m) theta), "
+             "with --queue",
+     .def = 0.999,
+     .min = 0,
+     .max = CLASP_MOCO_MOMENTUM_MAX},
+};
 
 static const clasp_loss_def losses[] = {
     {.name = "infonce",
      .aliases = infonce_aliases,
      .summary = "symmetric InfoNCE (CLIP), learnable logit scale",
+     .needs_for = clasp_moco_needs,
      .n_scalars = 1,
      .scalars = {CLASP_LOSS_SCALAR_LOGIT_SCALE},
-     .work_floats = clasp_infonce_batch_work_floats,
-     .compute = clasp_infonce_batch},
+     .n_options = 2,
+     .options = infonce_options,
+     .work_floats = clasp_moco_infonce_work_floats,
+     .compute = clasp_moco_infonce_batch,
+     .state_init = clasp_moco_state_init,
+     .state_free = clasp_moco_state_free,
+     .state_tensors = clasp_moco_state_tensors},
     {.name = "siglip",
      .summary = "pairwise sigmoid (SigLIP), learnable logit scale and bias "
                 "(needs init_logit_bias in the model config)",
@@ -86,6 +109,11 @@ clasp_status clasp_loss_find(const char *name, const clasp_loss_def **out) {
 
 const clasp_loss_def *clasp_loss_config_def(const clasp_loss_config *cfg) {
     return cfg && cfg->def ? cfg->def : clasp_loss_default();
+}
+
+unsigned clasp_loss_config_needs(const clasp_loss_config *cfg) {
+    const clasp_loss_def *d = clasp_loss_config_def(cfg);
+    return d->needs | (d->needs_for ? d->needs_for(cfg) : 0u);
 }
 
 int clasp_loss_option_index(const clasp_loss_def *def, const char *name) {

@@ -157,9 +157,11 @@ typedef struct clasp_loss_setup {
 
 /* One step's inputs. */
 typedef struct clasp_loss_batch {
-    const float *a, *b;         /* (n, D) this rank's L2-normalised features, rows offset.. */
-    const float *a_all, *b_all; /* (N, D) all ranks' rows (== a, b when world == 1) */
-    const int *groups;          /* (N) group ids of the global batch, or NULL (diagonal) */
+    const float *a, *b;           /* (n, D) this rank's L2-normalised features, rows offset.. */
+    const float *a_all, *b_all;   /* (N, D) all ranks' rows (== a, b when world == 1) */
+    const float *ka_all, *kb_all; /* (N, D) momentum-copy keys of both sides, all ranks' rows
+                                     (CLASP_LOSS_NEEDS_MOMENTUM_KEYS), else NULL */
+    const int *groups;            /* (N) group ids of the global batch, or NULL (diagonal) */
     size_t n, offset, N, D;
     int rank, world;
     const float *scalars; /* (n_scalars) current values of def->scalars */
@@ -193,6 +195,8 @@ typedef struct clasp_loss_def {
     const char *const *aliases; /* other accepted names (NULL-terminated) or NULL */
     const char *summary;        /* one line for help texts */
     unsigned needs;             /* CLASP_LOSS_NEEDS_* */
+    unsigned (*needs_for)(const clasp_loss_config *cfg); /* more needs from the options (infonce
+                                                            with --queue: momentum keys), or NULL */
     int n_scalars;
     clasp_loss_scalar scalars[CLASP_LOSS_MAX_SCALARS];
     int n_options;
@@ -225,6 +229,9 @@ const clasp_loss_def *clasp_loss_config_def(const clasp_loss_config *cfg);
  * CLASP_ERR_ARG naming the flag and the value: unknown to the chosen loss (listing the
  * options it takes), not a number, out of range, not one of the choices. */
 clasp_status clasp_loss_config_set(clasp_loss_config *cfg, const char *name, const char *value);
+
+/* def->needs | def->needs_for(cfg) of the config's entry. */
+unsigned clasp_loss_config_needs(const clasp_loss_config *cfg);
 
 /* Index of the option called `name` in def->options, or -1. */
 int clasp_loss_option_index(const clasp_loss_def *def, const char *name);

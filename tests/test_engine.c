@@ -418,14 +418,16 @@ Test(engine, two_views_of_one_tower) {
     clasp_engine_free(&e);
 }
 
-/* A loss whose keys come from a momentum copy of the key tower (MoCo's key encoder; not
- * registered): InfoNCE of the queries against the keys, gradient through the queries only. */
+/* A loss whose keys come from a momentum copy of the towers (MoCo's key encoder; not
+ * registered): InfoNCE of the image queries against the momentum text keys, gradient through
+ * the queries only. */
 static size_t keys_work_(const clasp_loss_setup *s) {
     return clasp_infonce_work_floats(s->N);
 }
 
 static clasp_status keys_compute_(const clasp_loss_batch *in, clasp_loss_grads *out) {
-    CLASP_TRY(clasp_infonce(&out->loss, out->da, NULL, &out->dscalars[0], in->a, in->b,
+    cr_assert(in->ka_all && in->kb_all, "momentum keys of both sides reach the loss");
+    CLASP_TRY(clasp_infonce(&out->loss, out->da, NULL, &out->dscalars[0], in->a, in->kb_all,
                             in->scalars[0], NULL, in->N, in->D, in->work));
     out->wrote = CLASP_LOSS_WROTE_A;
     return CLASP_OK;
@@ -443,15 +445,17 @@ static const clasp_loss_def keys_loss_ = {.name = "toy-momentum",
                                           .work_floats = keys_work_,
                                           .compute = keys_compute_};
 
-/* The text features a default-loss engine computes with parameters p (same chunking). */
+/* The image and text features a default-loss engine computes with parameters p (same
+ * chunking). */
 static void plain_keys_(const clasp_model_config *cfg, const float *p, const test_batch *tb, int B,
-                        float *zb) {
+                        float *za, float *zb) {
     clasp_engine e;
     clasp_engine_options o = {.batch_size = B, .accum_steps = 1, .chunks = 2, .threads = 2};
     cr_assert_eq(clasp_engine_init(&e, cfg, &o), CLASP_OK);
     memcpy(e.models[0].params, p, e.models[0].n_floats * sizeof(float));
     clasp_engine_sync_params(&e);
     cr_assert_eq(clasp_engine_grads(&e, tb->img, tb->tok, NULL, B, NULL), CLASP_OK);
+    memcpy(za, e.za, (size_t)B * RD * sizeof(float));
     memcpy(zb, e.zb, (size_t)B * RD * sizeof(float));
     clasp_engine_free(&e);
 }
@@ -469,12 +473,14 @@ Test(engine, momentum_keys) {
     clasp_model_init_weights(m, 5);
     clasp_engine_sync_params(&e); /* the copy starts as the parameters */
     cr_assert_eq(memcmp(e.key_models[0].params, m->params, n * sizeof(float)), 0);
-    static float zb[B * D];
+    static float za[B * D], zb[B * D];
     clasp_step_stats st;
     cr_assert_eq(clasp_engine_grads(&e, tb->img, tb->tok, NULL, B, &st), CLASP_OK, "%s",
                  clasp_last_error());
-    plain_keys_(&cfg, m->params, tb, B, zb);
-    cr_assert_eq(memcmp(zb, e.zb, sizeof zb), 0, "step 1: keys from the copy = the parameters");
+    plain_keys_(&cfg, m->params, tb, B, za, zb);
+    cr_assert_eq(memcmp(zb, e.kb, sizeof zb), 0, "step 1: keys from the copy = the parameters");
+    cr_assert_eq(memcmp(za, e.ka, sizeof za), 0, "step 1: keys of the a side too");
+    cr_assert_eq(memcmp(zb, e.zb, sizeof zb), 0, "step 1: the online features are the same");
     const clasp_param_range *rt = &m->range[CLASP_TOWER_TEXT], *ri = &m->range[CLASP_TOWER_IMAGE];
     for (size_t i = 0; i < rt->n_floats; i++)
         cr_assert_eq(m->grads[rt->offset + i], 0.0f, "the key tower gets no gradient");
@@ -491,8 +497,11 @@ Test(engine, momentum_keys) {
     clasp_momentum_update(want, m->params, n, 0.9f);
     cr_assert_eq(memcmp(want, e.key_models[0].params, n * sizeof(float)), 0);
     cr_assert_eq(clasp_engine_grads(&e, tb->img, tb->tok, NULL, B, &st), CLASP_OK);
-    plain_keys_(&cfg, want, tb, B, zb);
-    cr_assert_eq(memcmp(zb, e.zb, sizeof zb), 0, "step 2: keys from the EMA parameters");
+    plain_keys_(&cfg, want, tb, B, za, zb);
+    cr_assert_eq(memcmp(zb, e.kb, sizeof zb), 0, "step 2: keys from the EMA parameters");
+    cr_assert_eq(memcmp(za, e.ka, sizeof za), 0, "step 2: a-side keys from the EMA parameters");
+    plain_keys_(&cfg, m->params, tb, B, za, zb);
+    cr_assert_eq(memcmp(zb, e.zb, sizeof zb), 0, "step 2: queries from the online parameters");
 
     /* checkpoint tensors: restoring them survives the first sync of a fresh engine */
     clasp_loss_tensor t[4];
