@@ -20,7 +20,10 @@ static double queue_option_(const clasp_loss_config *cfg) {
 }
 
 unsigned clasp_moco_needs(const clasp_loss_config *cfg) {
-    return queue_option_(cfg) > 0 ? (unsigned)CLASP_LOSS_NEEDS_MOMENTUM_KEYS : 0u;
+    /* with a queue, one tower may pair with itself (two views: MoCo's unimodal form) */
+    return queue_option_(cfg) > 0
+               ? (unsigned)(CLASP_LOSS_NEEDS_MOMENTUM_KEYS | CLASP_LOSS_NEEDS_TWO_VIEWS)
+               : 0u;
 }
 
 size_t clasp_moco_infonce_work_floats(const clasp_loss_setup *s) {

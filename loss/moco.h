@@ -6,7 +6,8 @@
  * copy, the same bits), so "batch 64 vs batch 64 + queue 4096" compares one loss with one
  * option changed, and --momentum has no meaning without a queue.
  *
- * With --queue K > 0 the entry needs momentum keys (clasp_moco_needs): the engine encodes both
+ * With --queue K > 0 the entry needs momentum keys (clasp_moco_needs; it also accepts one tower
+ * paired with itself, two views of each sample: MoCo's unimodal form): the engine encodes both
  * sides with the online towers (queries, with gradient) and with the momentum copy (keys, no
  * gradient), all-gathers the keys, and calls clasp_moco_infonce_batch, which computes this
  * rank's part of clasp_moco_sym, then enqueues the N gathered keys of each side with their

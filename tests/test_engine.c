@@ -522,3 +522,82 @@ Test(engine, momentum_keys) {
     clasp_engine_free(&e2);
     clasp_engine_free(&e);
 }
+
+/* infonce --queue through the engine equals the direct call of clasp_moco_sym: step 1 with the
+ * momentum copy = the parameters (keys = online features, empty queues), step 2 after a
+ * parameter change and the EMA update, against queues holding step 1's keys and groups. */
+Test(engine, moco_queue_equals_the_direct_call) {
+    clasp_model_config cfg = load_cfg_();
+    enum { B = 16, D = RD, K = 32 };
+    const test_batch *tb = batch_(B);
+    clasp_engine e;
+    clasp_engine_options o = reg_options_(clasp_loss_default(), "queue", "32");
+    cr_assert_eq(clasp_loss_config_set(&o.loss, "momentum", "0.5"), CLASP_OK);
+    cr_assert_eq(clasp_engine_init(&e, &cfg, &o), CLASP_OK, "%s", clasp_last_error());
+    clasp_model *m = &e.models[0];
+    clasp_model_init_weights(m, 3);
+    clasp_engine_sync_params(&e);
+    clasp_queue qa, qb;
+    cr_assert_eq(clasp_queue_init(&qa, K, D), CLASP_OK);
+    cr_assert_eq(clasp_queue_init(&qb, K, D), CLASP_OK);
+    static float work[B * (B + K) + B], dA[B * D], dB[B * D];
+    for (int step = 0; step < 2; step++) {
+        clasp_step_stats st;
+        cr_assert_eq(clasp_engine_grads(&e, tb->img, tb->tok, tb->groups, B, &st), CLASP_OK, "%s",
+                     clasp_last_error());
+        if (step == 0) {
+            cr_assert_eq(memcmp(e.ka, e.za, (size_t)B * D * sizeof(float)), 0);
+            cr_assert_eq(memcmp(e.kb, e.zb, (size_t)B * D * sizeof(float)), 0);
+        }
+        float loss, ds;
+        cr_assert_eq(clasp_moco_sym(&loss, dA, dB, &ds, e.za, e.zb, e.ka, e.kb, &qa, &qb,
+                                    m->params[m->logit_scale_offset], tb->groups, B, 0, B, D, work),
+                     CLASP_OK);
+        cr_assert_eq(loss, st.loss, "step %d: %g vs %g", step + 1, (double)loss, (double)st.loss);
+        cr_assert_eq(ds, st.dlog_scale, "step %d", step + 1);
+        cr_assert_eq(memcmp(dA, e.dza, sizeof dA), 0, "step %d: query gradients", step + 1);
+        cr_assert_eq(memcmp(dB, e.dzb, sizeof dB), 0, "step %d", step + 1);
+        cr_assert_eq(clasp_queue_enqueue_groups(&qa, e.ka, tb->groups, B), CLASP_OK);
+        cr_assert_eq(clasp_queue_enqueue_groups(&qb, e.kb, tb->groups, B), CLASP_OK);
+        for (size_t i = 0; i < m->n_floats; i++) m->params[i] += 0.01f * (float)(i % 5);
+        clasp_engine_sync_params(&e);
+        clasp_engine_momentum_update(&e);
+    }
+    clasp_queue_free(&qa), clasp_queue_free(&qb);
+    clasp_engine_free(&e);
+}
+
+/* With a queue, one tower pairs with itself (two views: MoCo's unimodal form): both views
+ * train the tower, the other tower gets nothing. */
+Test(engine, moco_queue_two_views_of_one_tower) {
+    clasp_model_config cfg = load_cfg_();
+    enum { B = 16 };
+    const test_batch *tb = batch_(B);
+    static float view2[B * 28 * 28];
+    for (size_t i = 0; i < sizeof view2 / sizeof view2[0]; i++) view2[i] = -tb->img[i];
+    clasp_engine e;
+    clasp_engine_options o = reg_options_(clasp_loss_default(), "queue", "16");
+    cr_assert_eq(clasp_engine_init(&e, &cfg, &o), CLASP_OK, "%s", clasp_last_error());
+    clasp_model_init_weights(&e.models[0], 4);
+    clasp_engine_sync_params(&e);
+    clasp_step_stats st;
+    for (int step = 0; step < 2; step++)
+        cr_assert_eq(clasp_engine_grads_pair(&e, CLASP_TOWER_IMAGE, tb->img, CLASP_TOWER_IMAGE,
+                                             view2, NULL, B, &st),
+                     CLASP_OK, "%s", clasp_last_error());
+    cr_assert(isfinite(st.loss) && st.loss > 0);
+    const clasp_model *m = &e.models[0];
+    const clasp_param_range *ri = &m->range[CLASP_TOWER_IMAGE], *rt = &m->range[CLASP_TOWER_TEXT];
+    double gi = 0, gt = 0;
+    for (size_t i = 0; i < ri->n_floats; i++) gi += fabs((double)m->grads[ri->offset + i]);
+    for (size_t i = 0; i < rt->n_floats; i++) gt += fabs((double)m->grads[rt->offset + i]);
+    cr_assert(gi > 0 && gt == 0, "image %g, text %g", gi, gt);
+    clasp_engine_free(&e);
+    /* plain InfoNCE (no queue) still refuses one tower with itself */
+    o = reg_options_(clasp_loss_default(), "queue", "0");
+    cr_assert_eq(clasp_engine_init(&e, &cfg, &o), CLASP_OK);
+    cr_assert_eq(clasp_engine_grads_pair(&e, CLASP_TOWER_IMAGE, tb->img, CLASP_TOWER_IMAGE, view2,
+                                         NULL, B, &st),
+                 CLASP_ERR_ARG);
+    clasp_engine_free(&e);
+}
