@@ -30,6 +30,11 @@
  * style: the text tower shared by image-text and audio-text batches). A frozen tower
  * (opt.frozen[t]) still runs its forward but its backward is skipped (no gradient: it stays
  * zero, and the optimiser's segments of that tower are frozen too: optim.h).
+ *
+ * Momentum keys (a loss needing CLASP_LOSS_NEEDS_MOMENTUM_KEYS, e.g. infonce --queue): in the
+ * first forward pass each replica also encodes both sides with its momentum copy (key_models,
+ * its own arenas; no backward) into ka, kb, all-gathered into ka_all, kb_all for the loss; the
+ * online features and both towers' backward are as without them.
  */
 #ifndef CLASP_TRAIN_ENGINE_H
 #define CLASP_TRAIN_ENGINE_H
