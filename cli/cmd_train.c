@@ -12,6 +12,7 @@
 #include "cli/common.h"
 #include "train/dist.h"
 #include "eval/eval.h"
+#include "loss/moco.h"
 #include "loss/registry.h"
 #include "train/temperature.h"
 #include "train/trainer.h"
@@ -330,6 +331,10 @@ static bool train_parse_(train_args *t, int argc, char **argv, int *rc) {
     t->o.data_split = t->data_split == 1 ? CLASP_DATA_SPLIT_SAMPLES : CLASP_DATA_SPLIT_SHARDS;
     if (t->loss && (*rc = parse_loss_(t->loss, &t->o)) != 0) return false;
     if ((*rc = apply_loss_options_(t)) != 0) return false;
+    if (clasp_moco_check(&t->o.loss, (size_t)t->o.batch_size) != CLASP_OK) {
+        *rc = clasp_args_usage_error(table_(), "%s", clasp_last_error());
+        return false;
+    }
     if (t->o.zeroshot && !t->o.val_spec) {
         *rc = clasp_args_usage_error(table_(), "--zeroshot needs --val SPEC");
         return false;

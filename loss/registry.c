@@ -11,6 +11,7 @@
 #include "loss/hardneg.h"
 #include "loss/infonce.h"
 #include "loss/margin.h"
+#include "loss/moco.h"
 #include "loss/siglip.h"
 #include "loss/supcon.h"
 #include "loss/triplet.h"
@@ -35,22 +36,23 @@ static const char *const distance_choices[] = {"euclidean", "squared", "cosine",
         .name = "margin", .help = "margin m > 0", .def = d, .min = 0, .max = 100,                  \
         .min_exclusive = true                                                                      \
     }
-/* infonce and ntxent */
-static const clasp_loss_option contrastive_options[] = {
-    OPT_TEMPERATURE,
-    {.name = "hard-negatives",
-     .help = "hard negatives (Robinson et al. 2021): importance weights exp(beta s) of the "
-             "negatives, beta >= 0 (0 with --tau-plus 0 is InfoNCE); unset: off",
-     .def = 0,
-     .min = 0,
-     .max = 100},
-    {.name = "tau-plus",
-     .help = "debiasing class prior tau+ in [0, 0.99] of the hard-negative term (Chuang et al. "
-             "2020); turns hard negatives on",
-     .def = 0,
-     .min = 0,
-     .max = 0.99},
-};
+/* ntxent (infonce adds the queue options below) */
+#define OPT_HARD_NEGATIVES                                                                         \
+    {                                                                                              \
+        .name = "hard-negatives",                                                                  \
+        .help = "hard negatives (Robinson et al. 2021): importance weights exp(beta s) of the "    \
+                "negatives, beta >= 0 (0 with --tau-plus 0 is InfoNCE); unset: off",               \
+        .def = 0, .min = 0, .max = 100                                                             \
+    }
+#define OPT_TAU_PLUS                                                                               \
+    {                                                                                              \
+        .name = "tau-plus",                                                                        \
+        .help = "debiasing class prior tau+ in [0, 0.99] of the hard-negative term (Chuang et "    \
+                "al. 2020); turns hard negatives on",                                              \
+        .def = 0, .min = 0, .max = 0.99                                                            \
+    }
+static const clasp_loss_option contrastive_options[] = {OPT_TEMPERATURE, OPT_HARD_NEGATIVES,
+                                                        OPT_TAU_PLUS};
 static const clasp_loss_option temperature_options[] = {OPT_TEMPERATURE};
 static const clasp_loss_option triplet_options[] = {
     OPT_MARGIN(0.2),
@@ -66,16 +68,40 @@ static const clasp_loss_option triplet_options[] = {
 static const clasp_loss_option margin_options[] = {OPT_MARGIN(1.0)};
 #define N_OPTS(t) ((int)(sizeof t / sizeof t[0]))
 
+/* infonce: the contrastive options and the queue (MoCo, loss/moco.h): --queue 0 is plain
+ * InfoNCE */
+static const clasp_loss_option infonce_options[] = {
+    OPT_TEMPERATURE,
+    OPT_HARD_NEGATIVES,
+    OPT_TAU_PLUS,
+    {.name = "queue",
+     .help = "keys of past batches per direction as extra negatives (MoCo; 0 = none, else >= "
+             "the global batch); keys come from a momentum copy of the towers",
+     .def = 0,
+     .min = 0,
+     .max = 1e8},
+    {.name = "momentum",
+     .help = "EMA coefficient m of the momentum copy (theta_k = m theta_k + (1 - m) theta), "
+             "with --queue",
+     .def = 0.999,
+     .min = 0,
+     .max = CLASP_MOCO_MOMENTUM_MAX},
+};
+
 static const clasp_loss_def losses[] = {
     {.name = "infonce",
      .aliases = infonce_aliases,
      .summary = "symmetric InfoNCE (CLIP), learnable logit scale",
+     .needs_for = clasp_moco_needs,
      .n_scalars = 1,
      .scalars = {CLASP_LOSS_SCALAR_LOGIT_SCALE},
-     .n_options = N_OPTS(contrastive_options),
-     .options = contrastive_options,
-     .work_floats = clasp_infonce_batch_work_floats,
-     .compute = clasp_infonce_batch},
+     .n_options = N_OPTS(infonce_options),
+     .options = infonce_options,
+     .work_floats = clasp_moco_infonce_work_floats,
+     .compute = clasp_moco_infonce_batch,
+     .state_init = clasp_moco_state_init,
+     .state_free = clasp_moco_state_free,
+     .state_tensors = clasp_moco_state_tensors},
     {.name = "siglip",
      .summary = "pairwise sigmoid (SigLIP), learnable logit scale and bias "
                 "(needs init_logit_bias in the model config)",
@@ -176,6 +202,11 @@ clasp_status clasp_loss_find(const char *name, const clasp_loss_def **out) {
 
 const clasp_loss_def *clasp_loss_config_def(const clasp_loss_config *cfg) {
     return cfg && cfg->def ? cfg->def : clasp_loss_default();
+}
+
+unsigned clasp_loss_config_needs(const clasp_loss_config *cfg) {
+    const clasp_loss_def *d = clasp_loss_config_def(cfg);
+    return d->needs | (d->needs_for ? d->needs_for(cfg) : 0u);
 }
 
 int clasp_loss_option_index(const clasp_loss_def *def, const char *name) {

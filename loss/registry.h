@@ -12,9 +12,9 @@
  *   2. with several ranks, all-gathers both sides into a_all, b_all (N, D), rank r holding
  *      rows r*n .. r*n+n-1 (one rank: a_all == a, b_all == b). Group ids (N) are the global
  *      batch's, identical on every rank. These are ALL the gathers a loss gets: features of
- *      both sides (diagnostics need them anyway) and the groups. A key queue is fed from
- *      b_all, so every rank's queue holds the same keys (MoCo's "keys all-gathered before
- *      enqueue" falls out of it);
+ *      both sides (diagnostics need them anyway) and the groups; with momentum keys also the
+ *      keys of both sides, ka_all and kb_all. A key queue is fed from those, so every rank's
+ *      queue holds the same keys (MoCo's "keys all-gathered before enqueue" falls out of it);
  *   3. calls def->compute(batch, grads) once;
  *   4. turns the gradients into this rank's full feature gradient: per side X, if the loss
  *      wrote dX_all (CLASP_LOSS_WROTE_A_ALL / _B_ALL) the engine reduce-scatters it (sums the
@@ -46,9 +46,9 @@
  *
  * State (a key queue, running statistics...) is created by def->state_init from the batch
  * geometry and options, freed by def->state_free, and updated by compute itself (MoCo:
- * enqueue b_all after computing the loss). def->state_tensors names the float tensors to save
- * in and restore from checkpoints ("loss.queue" ...): pointers into the state, so restoring is
- * copying into them. Stateless losses leave the three NULL.
+ * enqueue ka_all and kb_all after computing the loss). def->state_tensors names the float tensors
+ * to save in and restore from checkpoints ("loss.queue" ...): pointers into the state, so restoring
+ * is copying into them. Stateless losses leave the three NULL.
  *
  * Requirements the engine checks or provides (def->needs):
  *   CLASP_LOSS_NEEDS_GROUPS: the loss needs group ids (labels) on every step, whether or not
@@ -58,14 +58,17 @@
  *     clasp_engine_grads_pair); both views back-propagate into the same tower (the engine
  *     re-runs each view's forward before its backward). Making the two views (the
  *     augmentation RNG keyed by view) is the data pipeline's part.
- *   CLASP_LOSS_NEEDS_MOMENTUM_KEYS: the b side (keys) is encoded by a momentum (EMA) copy
- *     of the model, without gradient (the loss writes no b gradient; the engine runs no
- *     backward there). The copy starts as the parameters (first clasp_engine_sync_params) and
- *     follows theta_k = m theta_k + (1 - m) theta through clasp_engine_momentum_update, which
- *     the trainer calls after each optimiser step (m = the entry's "momentum" option, else
- *     0.999). clasp_engine_loss_tensors adds the copy ("momentum.params", "momentum.ready")
- *     to the entry's own state tensors for checkpoints. Every rank holds the same parameters,
- *     hence the same copy and the same keys.
+ *   CLASP_LOSS_NEEDS_MOMENTUM_KEYS: both sides are also encoded by a momentum (EMA) copy of
+ *     the model, without gradient: the keys ka_all, kb_all (L2-normalised, all ranks' rows),
+ *     next to the online a, b (queries, back-propagated as usual). The entry may set this bit
+ *     from its options through def->needs_for (infonce sets it with --queue N > 0; read the
+ *     combined bits with clasp_loss_config_needs). The copy starts as the parameters (first
+ *     clasp_engine_sync_params) and follows theta_k = m theta_k + (1 - m) theta through
+ *     clasp_engine_momentum_update, which the trainer calls after each optimiser step (m =
+ *     the entry's "momentum" option, else 0.999). clasp_engine_loss_tensors adds the copy
+ *     ("momentum.params", "momentum.ready") to the entry's own state tensors; the trainer
+ *     registers them all in the run state (optim.safetensors of checkpoints, broadcast to the
+ *     ranks). Every rank holds the same parameters, hence the same copy and the same keys.
  *
  * How the losses of loss/ fill their entries (registry.c):
  *   infonce: natural split (clasp_infonce_dist); scalars = {LOGIT_SCALE}; options temperature
@@ -88,15 +91,17 @@
  *            the rank of i), writing da and db_all.
  * With GROUPS the trainer passes the samples' .cls labels as group ids (a sample without one
  * is a usage error naming --loss and the shards).
- *   moco:    needs MOMENTUM_KEYS (and TWO_VIEWS for image-image); options queue (>= the
- *            global batch), momentum, temperature; state = a clasp_queue (state_tensors
- *            "loss.queue" with its head/count as float tensors); compute = clasp_moco_infonce
- *            of the local queries a against their keys b and the queue, loss and da scaled by
- *            n/N so the ranks' parts sum to the global mean (writes da only: keys get no
- *            gradient), then clasp_queue_enqueue(b_all) on every rank. That is one direction
- *            (queries a, keys b: MoCo's own, unimodal with two views); a symmetric cross-modal
- *            form would also need a momentum encoding of the a side, which the engine does not
- *            make (a second flag).
+ *   infonce --queue N --momentum M (MoCo, loss/moco.h): the queue is two options of the
+ *            infonce entry, not an entry of its own (--queue 0 is plain InfoNCE; N > 0 adds
+ *            MOMENTUM_KEYS through needs_for). State: two clasp_queues (a-side and b-side keys
+ *            with their group ids; state_tensors "loss.queue_a", "loss.queue_b", their
+ *            "_groups" and "loss.queue_pos"); compute = clasp_moco_sym (loss/queue.h): local
+ *            queries a against kb_all + queue_b and b against ka_all + queue_a, symmetric like
+ *            CLIP, queued keys of the query's group dropped; writes da, db (natural split, the
+ *            keys get no gradient), then enqueues ka_all, kb_all with the groups on every rank.
+ *            With one tower and two views (image-image) it is MoCo v3's symmetrised form. The
+ *            temperature options apply (fixed, scheduled or learnable); --hard-negatives does
+ *            not combine with a queue.
  * A loss's options reach it through clasp_loss_config_set: `clasp train` makes one "--NAME
  * VALUE" flag per distinct option name over the registry (cli/cmd_train.c) and passes the ones
  * given, so a new option is a line of the entry's table too; options set enter the run's
@@ -170,9 +175,11 @@ typedef struct clasp_loss_setup {
 
 /* One step's inputs. */
 typedef struct clasp_loss_batch {
-    const float *a, *b;         /* (n, D) this rank's L2-normalised features, rows offset.. */
-    const float *a_all, *b_all; /* (N, D) all ranks' rows (== a, b when world == 1) */
-    const int *groups;          /* (N) group ids of the global batch, or NULL (diagonal) */
+    const float *a, *b;           /* (n, D) this rank's L2-normalised features, rows offset.. */
+    const float *a_all, *b_all;   /* (N, D) all ranks' rows (== a, b when world == 1) */
+    const float *ka_all, *kb_all; /* (N, D) momentum-copy keys of both sides, all ranks' rows
+                                     (CLASP_LOSS_NEEDS_MOMENTUM_KEYS), else NULL */
+    const int *groups;            /* (N) group ids of the global batch, or NULL (diagonal) */
     size_t n, offset, N, D;
     int rank, world;
     const float *scalars; /* (n_scalars) current values of def->scalars */
@@ -206,6 +213,8 @@ typedef struct clasp_loss_def {
     const char *const *aliases; /* other accepted names (NULL-terminated) or NULL */
     const char *summary;        /* one line for help texts */
     unsigned needs;             /* CLASP_LOSS_NEEDS_* */
+    unsigned (*needs_for)(const clasp_loss_config *cfg); /* more needs from the options (infonce
+                                                            with --queue: momentum keys), or NULL */
     int n_scalars;
     clasp_loss_scalar scalars[CLASP_LOSS_MAX_SCALARS];
     int n_options;
@@ -238,6 +247,9 @@ const clasp_loss_def *clasp_loss_config_def(const clasp_loss_config *cfg);
  * CLASP_ERR_ARG naming the flag and the value: unknown to the chosen loss (listing the
  * options it takes), not a number, out of range, not one of the choices. */
 clasp_status clasp_loss_config_set(clasp_loss_config *cfg, const char *name, const char *value);
+
+/* def->needs | def->needs_for(cfg) of the config's entry. */
+unsigned clasp_loss_config_needs(const clasp_loss_config *cfg);
 
 /* Index of the option called `name` in def->options, or -1. */
 int clasp_loss_option_index(const clasp_loss_def *def, const char *name);

@@ -464,14 +464,16 @@ Test(engine, two_views_of_one_tower) {
     clasp_engine_free(&e);
 }
 
-/* A loss whose keys come from a momentum copy of the key tower (MoCo's key encoder; not
- * registered): InfoNCE of the queries against the keys, gradient through the queries only. */
+/* A loss whose keys come from a momentum copy of the towers (MoCo's key encoder; not
+ * registered): InfoNCE of the image queries against the momentum text keys, gradient through
+ * the queries only. */
 static size_t keys_work_(const clasp_loss_setup *s) {
     return clasp_infonce_work_floats(s->N);
 }
 
 static clasp_status keys_compute_(const clasp_loss_batch *in, clasp_loss_grads *out) {
-    CLASP_TRY(clasp_infonce(&out->loss, out->da, NULL, &out->dscalars[0], in->a, in->b,
+    cr_assert(in->ka_all && in->kb_all, "momentum keys of both sides reach the loss");
+    CLASP_TRY(clasp_infonce(&out->loss, out->da, NULL, &out->dscalars[0], in->a, in->kb_all,
                             in->scalars[0], NULL, in->N, in->D, in->work));
     out->wrote = CLASP_LOSS_WROTE_A;
     return CLASP_OK;
@@ -489,15 +491,17 @@ static const clasp_loss_def keys_loss_ = {.name = "toy-momentum",
                                           .work_floats = keys_work_,
                                           .compute = keys_compute_};
 
-/* The text features a default-loss engine computes with parameters p (same chunking). */
+/* The image and text features a default-loss engine computes with parameters p (same
+ * chunking). */
 static void plain_keys_(const clasp_model_config *cfg, const float *p, const test_batch *tb, int B,
-                        float *zb) {
+                        float *za, float *zb) {
     clasp_engine e;
     clasp_engine_options o = {.batch_size = B, .accum_steps = 1, .chunks = 2, .threads = 2};
     cr_assert_eq(clasp_engine_init(&e, cfg, &o), CLASP_OK);
     memcpy(e.models[0].params, p, e.models[0].n_floats * sizeof(float));
     clasp_engine_sync_params(&e);
     cr_assert_eq(clasp_engine_grads(&e, tb->img, tb->tok, NULL, B, NULL), CLASP_OK);
+    memcpy(za, e.za, (size_t)B * RD * sizeof(float));
     memcpy(zb, e.zb, (size_t)B * RD * sizeof(float));
     clasp_engine_free(&e);
 }
@@ -515,12 +519,14 @@ Test(engine, momentum_keys) {
     clasp_model_init_weights(m, 5);
     clasp_engine_sync_params(&e); /* the copy starts as the parameters */
     cr_assert_eq(memcmp(e.key_models[0].params, m->params, n * sizeof(float)), 0);
-    static float zb[B * D];
+    static float za[B * D], zb[B * D];
     clasp_step_stats st;
     cr_assert_eq(clasp_engine_grads(&e, tb->img, tb->tok, NULL, B, &st), CLASP_OK, "%s",
                  clasp_last_error());
-    plain_keys_(&cfg, m->params, tb, B, zb);
-    cr_assert_eq(memcmp(zb, e.zb, sizeof zb), 0, "step 1: keys from the copy = the parameters");
+    plain_keys_(&cfg, m->params, tb, B, za, zb);
+    cr_assert_eq(memcmp(zb, e.kb, sizeof zb), 0, "step 1: keys from the copy = the parameters");
+    cr_assert_eq(memcmp(za, e.ka, sizeof za), 0, "step 1: keys of the a side too");
+    cr_assert_eq(memcmp(zb, e.zb, sizeof zb), 0, "step 1: the online features are the same");
     const clasp_param_range *rt = &m->range[CLASP_TOWER_TEXT], *ri = &m->range[CLASP_TOWER_IMAGE];
     for (size_t i = 0; i < rt->n_floats; i++)
         cr_assert_eq(m->grads[rt->offset + i], 0.0f, "the key tower gets no gradient");
@@ -537,8 +543,11 @@ Test(engine, momentum_keys) {
     clasp_momentum_update(want, m->params, n, 0.9f);
     cr_assert_eq(memcmp(want, e.key_models[0].params, n * sizeof(float)), 0);
     cr_assert_eq(clasp_engine_grads(&e, tb->img, tb->tok, NULL, B, &st), CLASP_OK);
-    plain_keys_(&cfg, want, tb, B, zb);
-    cr_assert_eq(memcmp(zb, e.zb, sizeof zb), 0, "step 2: keys from the EMA parameters");
+    plain_keys_(&cfg, want, tb, B, za, zb);
+    cr_assert_eq(memcmp(zb, e.kb, sizeof zb), 0, "step 2: keys from the EMA parameters");
+    cr_assert_eq(memcmp(za, e.ka, sizeof za), 0, "step 2: a-side keys from the EMA parameters");
+    plain_keys_(&cfg, m->params, tb, B, za, zb);
+    cr_assert_eq(memcmp(zb, e.zb, sizeof zb), 0, "step 2: queries from the online parameters");
 
     /* checkpoint tensors: restoring them survives the first sync of a fresh engine */
     clasp_loss_tensor t[4];
@@ -557,5 +566,84 @@ Test(engine, momentum_keys) {
     cr_assert_eq(memcmp(want, e2.key_models[0].params, n * sizeof(float)), 0);
     free(want);
     clasp_engine_free(&e2);
+    clasp_engine_free(&e);
+}
+
+/* infonce --queue through the engine equals the direct call of clasp_moco_sym: step 1 with the
+ * momentum copy = the parameters (keys = online features, empty queues), step 2 after a
+ * parameter change and the EMA update, against queues holding step 1's keys and groups. */
+Test(engine, moco_queue_equals_the_direct_call) {
+    clasp_model_config cfg = load_cfg_();
+    enum { B = 16, D = RD, K = 32 };
+    const test_batch *tb = batch_(B);
+    clasp_engine e;
+    clasp_engine_options o = reg_options_(clasp_loss_default(), "queue", "32");
+    cr_assert_eq(clasp_loss_config_set(&o.loss, "momentum", "0.5"), CLASP_OK);
+    cr_assert_eq(clasp_engine_init(&e, &cfg, &o), CLASP_OK, "%s", clasp_last_error());
+    clasp_model *m = &e.models[0];
+    clasp_model_init_weights(m, 3);
+    clasp_engine_sync_params(&e);
+    clasp_queue qa, qb;
+    cr_assert_eq(clasp_queue_init(&qa, K, D), CLASP_OK);
+    cr_assert_eq(clasp_queue_init(&qb, K, D), CLASP_OK);
+    static float work[B * (B + K) + B], dA[B * D], dB[B * D];
+    for (int step = 0; step < 2; step++) {
+        clasp_step_stats st;
+        cr_assert_eq(clasp_engine_grads(&e, tb->img, tb->tok, tb->groups, B, &st), CLASP_OK, "%s",
+                     clasp_last_error());
+        if (step == 0) {
+            cr_assert_eq(memcmp(e.ka, e.za, (size_t)B * D * sizeof(float)), 0);
+            cr_assert_eq(memcmp(e.kb, e.zb, (size_t)B * D * sizeof(float)), 0);
+        }
+        float loss, ds;
+        cr_assert_eq(clasp_moco_sym(&loss, dA, dB, &ds, e.za, e.zb, e.ka, e.kb, &qa, &qb,
+                                    m->params[m->logit_scale_offset], tb->groups, B, 0, B, D, work),
+                     CLASP_OK);
+        cr_assert_eq(loss, st.loss, "step %d: %g vs %g", step + 1, (double)loss, (double)st.loss);
+        cr_assert_eq(ds, st.dlog_scale, "step %d", step + 1);
+        cr_assert_eq(memcmp(dA, e.dza, sizeof dA), 0, "step %d: query gradients", step + 1);
+        cr_assert_eq(memcmp(dB, e.dzb, sizeof dB), 0, "step %d", step + 1);
+        cr_assert_eq(clasp_queue_enqueue_groups(&qa, e.ka, tb->groups, B), CLASP_OK);
+        cr_assert_eq(clasp_queue_enqueue_groups(&qb, e.kb, tb->groups, B), CLASP_OK);
+        for (size_t i = 0; i < m->n_floats; i++) m->params[i] += 0.01f * (float)(i % 5);
+        clasp_engine_sync_params(&e);
+        clasp_engine_momentum_update(&e);
+    }
+    clasp_queue_free(&qa), clasp_queue_free(&qb);
+    clasp_engine_free(&e);
+}
+
+/* With a queue, one tower pairs with itself (two views: MoCo's unimodal form): both views
+ * train the tower, the other tower gets nothing. */
+Test(engine, moco_queue_two_views_of_one_tower) {
+    clasp_model_config cfg = load_cfg_();
+    enum { B = 16 };
+    const test_batch *tb = batch_(B);
+    static float view2[B * 28 * 28];
+    for (size_t i = 0; i < sizeof view2 / sizeof view2[0]; i++) view2[i] = -tb->img[i];
+    clasp_engine e;
+    clasp_engine_options o = reg_options_(clasp_loss_default(), "queue", "16");
+    cr_assert_eq(clasp_engine_init(&e, &cfg, &o), CLASP_OK, "%s", clasp_last_error());
+    clasp_model_init_weights(&e.models[0], 4);
+    clasp_engine_sync_params(&e);
+    clasp_step_stats st;
+    for (int step = 0; step < 2; step++)
+        cr_assert_eq(clasp_engine_grads_pair(&e, CLASP_TOWER_IMAGE, tb->img, CLASP_TOWER_IMAGE,
+                                             view2, NULL, B, &st),
+                     CLASP_OK, "%s", clasp_last_error());
+    cr_assert(isfinite(st.loss) && st.loss > 0);
+    const clasp_model *m = &e.models[0];
+    const clasp_param_range *ri = &m->range[CLASP_TOWER_IMAGE], *rt = &m->range[CLASP_TOWER_TEXT];
+    double gi = 0, gt = 0;
+    for (size_t i = 0; i < ri->n_floats; i++) gi += fabs((double)m->grads[ri->offset + i]);
+    for (size_t i = 0; i < rt->n_floats; i++) gt += fabs((double)m->grads[rt->offset + i]);
+    cr_assert(gi > 0 && gt == 0, "image %g, text %g", gi, gt);
+    clasp_engine_free(&e);
+    /* plain InfoNCE (no queue) still refuses one tower with itself */
+    o = reg_options_(clasp_loss_default(), "queue", "0");
+    cr_assert_eq(clasp_engine_init(&e, &cfg, &o), CLASP_OK);
+    cr_assert_eq(clasp_engine_grads_pair(&e, CLASP_TOWER_IMAGE, tb->img, CLASP_TOWER_IMAGE, view2,
+                                         NULL, B, &st),
+                 CLASP_ERR_ARG);
     clasp_engine_free(&e);
 }

@@ -111,13 +111,13 @@ Test(loss_registry, options_parse_check_and_default) {
               clasp_last_error());
     cr_assert(strstr(clasp_last_error(), "--margin, --mining"), "%s", clasp_last_error());
 
-    /* the default loss takes its temperature and hard-negative options, not a margin */
+    /* the default loss takes its temperature, hard-negative and queue options, not a margin */
     clasp_loss_config z = {0};
     cr_assert_eq(clasp_loss_config_def(&z), clasp_loss_default());
     cr_assert_eq(clasp_loss_config_set(&z, "margin", "0.2"), CLASP_ERR_ARG);
     cr_assert(strstr(clasp_last_error(),
                      "--margin does not apply to --loss infonce (its options: --temperature, "
-                     "--hard-negatives, --tau-plus)"),
+                     "--hard-negatives, --tau-plus, --queue, --momentum)"),
               "%s", clasp_last_error());
     const clasp_loss_def *sig = NULL;
     cr_assert_eq(clasp_loss_find("siglip", &sig), CLASP_OK);
@@ -134,7 +134,7 @@ Test(loss_registry, issue_14_entries_declare_needs_and_options) {
         int n_scalars;
         const char *options;
     } want[] = {
-        {"infonce", 0, 1, "temperature hard-negatives tau-plus"},
+        {"infonce", 0, 1, "temperature hard-negatives tau-plus queue momentum"},
         {"siglip", 0, 2, ""},
         {"supcon", CLASP_LOSS_NEEDS_GROUPS, 1, "temperature"},
         {"triplet", CLASP_LOSS_NEEDS_GROUPS, 0, "margin mining distance"},

@@ -227,6 +227,33 @@ Test(mpi, two_ranks_equal_one_process_hard_negatives) {
     equivalence_(2, 5, "--hard-negatives 1 --tau-plus 0.1 --temperature-schedule cosine:0.1:0.05");
 }
 
+/* MoCo (infonce --queue): keys of both sides from the momentum copy, all-gathered before every
+ * rank enqueues them with their caption groups, so the ranks' queues hold the global batch's
+ * keys in one order. A queue of 128 fills in two steps and wraps at step 3; two ranks log the
+ * losses and gradient norms of one process (a rank enqueueing only its own keys would not).
+ * No learning check: the loss rises while the queue fills. */
+Test(mpi, two_ranks_equal_one_process_moco_queue) {
+    need_mpi_();
+    char base[4096], a[4200], b[4200];
+    build_data_("mpi_moco");
+    clasp_test_tmpdir("mpi_moco_runs", base, sizeof base);
+    snprintf(a, sizeof a, "%s/one", base);
+    snprintf(b, sizeof b, "%s/ranks", base);
+    const char *q = "--steps 5 --queue 128 --momentum 0.9";
+    char extra[512];
+    snprintf(extra, sizeof extra, "%s", q);
+    cr_assert_eq(run_(0, NULL, extra, a), 0, "one process failed: see %s.log", a);
+    snprintf(extra, sizeof extra, "%s --data-split samples --check-every 1", q);
+    cr_assert_eq(run_(2, NULL, extra, b), 0, "2 ranks failed: see %s.log", b);
+    double la[8], lb[8], ga[8], gb[8];
+    cr_assert_eq(field_(a, "loss", la, 8), 5);
+    cr_assert_eq(field_(b, "loss", lb, 8), 5);
+    expect_close_("loss", la, lb, 5);
+    cr_assert_eq(field_(a, "grad_norm", ga, 8), 5);
+    cr_assert_eq(field_(b, "grad_norm", gb, 8), 5);
+    expect_close_("grad_norm", ga, gb, 5);
+}
+
 Test(mpi, killed_rank_stops_job_and_last_checkpoint_resumes_exactly) {
     need_mpi_();
     build_data_("mpi_kill");

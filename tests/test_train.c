@@ -321,3 +321,80 @@ Test(train, missing_shard_policy_and_image_augmentation) {
     cr_assert(strstr(text, "aug.json") && strstr(text, "hflip"), "%s", text);
     free(text);
 }
+
+/* The file `name` of the step-S checkpoints of runs a and b holds the same bytes. */
+static bool same_ckpt_file_(const char *a, const char *b, int step, const char *name) {
+    char cmd[9200];
+    snprintf(cmd, sizeof cmd, "cmp -s %s/checkpoints/step-%08d/%s %s/checkpoints/step-%08d/%s", a,
+             step, name, b, step, name);
+    return fx_system(cmd) == 0;
+}
+
+/* MoCo (--queue, --momentum): a run stopped while its queues are half full (2 steps of 64 keys
+ * in a queue of 256) and resumed equals the straight run bit for bit: losses, parameters, and
+ * the optimiser file that holds the queues, their groups and positions and the momentum copy;
+ * the queue changes the run (keys beyond the batch). */
+Test(train, moco_queue_resume_is_bit_exact) {
+    char base[4096], a[4200], b[4200], p[4200];
+    build_data_(fx_scratch("train_moco", base, a, "straight", b, "stopped", p, "plain", NULL));
+    const char *q = "--queue 256 --momentum 0.9";
+    char x[256];
+    snprintf(x, sizeof x, "--steps 6 %s", q);
+    cr_assert_eq(run_(x, a), 0);
+    snprintf(x, sizeof x, "--steps 6 --stop-after 2 %s", q);
+    cr_assert_eq(run_(x, b), 3);
+    snprintf(x, sizeof x, "--steps 6 --resume latest %s", q);
+    cr_assert_eq(run_(x, b), 0);
+    expect_same_losses_(a, b, "MoCo: straight vs resumed mid-queue");
+    cr_assert(same_ckpt_file_(a, b, 6, "model.safetensors"), "parameters differ");
+    cr_assert(same_ckpt_file_(a, b, 6, "optim.safetensors"), "queues or momentum copy differ");
+    char path[4400];
+    snprintf(path, sizeof path, "grep -q loss.queue_b_groups %s/checkpoints/step-00000006/%s", a,
+             "optim.safetensors");
+    cr_assert_eq(fx_system(path), 0, "the queues are in the checkpoint");
+    snprintf(path, sizeof path, "grep -q momentum.params %s/checkpoints/step-00000006/%s", a,
+             "optim.safetensors");
+    cr_assert_eq(fx_system(path), 0, "the momentum copy is in the checkpoint");
+    /* the queue changes the run (the same caption groups as positives, without it) */
+    cr_assert_eq(run_("--steps 6 --multi-positive", p), 0);
+    char *lp = losses_(p), *la = losses_(a);
+    cr_assert_str_neq(lp, la, "the queue had no effect");
+    free(lp);
+    free(la);
+}
+
+/* The trainer updates the momentum copy after each step: with m = 0 the keys follow the
+ * parameters, with m = 0.99 they lag, so the runs' first losses agree and the next differ
+ * (without the update both would keep the initial copy and log the same losses). */
+Test(train, moco_momentum_copy_follows_the_steps) {
+    char base[4096], a[4200], b[4200];
+    build_data_(fx_scratch("train_moco_m", base, a, "m0", b, "m99", NULL));
+    cr_assert_eq(run_("--steps 3 --queue 128 --momentum 0", a), 0);
+    cr_assert_eq(run_("--steps 3 --queue 128 --momentum 0.99", b), 0);
+    double la[3], lb[3];
+    cr_assert_eq(fx_metrics_numbers(a, "train", "loss", la, 3), 3);
+    cr_assert_eq(fx_metrics_numbers(b, "train", "loss", lb, 3), 3);
+    cr_assert(la[0] == lb[0], "step 1: both copies are the initial parameters");
+    cr_assert(la[1] != lb[1] && la[2] != lb[2], "the copies differ after a step");
+}
+
+/* Bad queue options are usage errors naming the flag (exit 2), before any training. */
+Test(train, moco_bad_options_are_usage_errors) {
+    char base[4096], a[4200];
+    build_data_(fx_scratch("train_moco_bad", base, a, "run", NULL));
+    static const char *const cases[][2] = {
+        {"--queue 32", "--queue 32 is smaller than the global batch 64"},
+        {"--queue 256 --momentum 1", "--momentum"},
+        {"--queue 256 --momentum -0.5", "--momentum"},
+        {"--momentum 0.9", "--momentum applies only with --queue"},
+        {"--queue 256 --loss siglip", "--queue does not apply to --loss siglip"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char x[256];
+        snprintf(x, sizeof x, "--steps 2 %s", cases[i][0]);
+        cr_assert_eq(run_(x, a), 2, "%s", cases[i][0]);
+        char *text = read_log_(a);
+        cr_assert(strstr(text, cases[i][1]), "%s: %s", cases[i][0], text);
+        free(text);
+    }
+}

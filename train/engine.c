@@ -210,7 +210,7 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
             return s;
         }
     }
-    if (e->loss->needs & CLASP_LOSS_NEEDS_MOMENTUM_KEYS) {
+    if (clasp_loss_config_needs(&o->loss) & CLASP_LOSS_NEEDS_MOMENTUM_KEYS) {
         clasp_status s = key_models_init_(e, cfg);
         if (s != CLASP_OK) {
             clasp_engine_free(e);
@@ -250,9 +250,18 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
     e->dzb_all = dist ? malloc(N * D * sizeof(float)) : NULL;
     e->loss_work = malloc((lw ? lw : 1) * sizeof(float));
     e->pool = calloc(1, sizeof *e->pool);
+    bool keys_ok = true;
+    if (e->key_models) {
+        e->ka = malloc(B * D * sizeof(float));
+        e->kb = malloc(B * D * sizeof(float));
+        e->kn = malloc(B * sizeof(float));
+        e->ka_all = dist ? malloc(N * D * sizeof(float)) : e->ka;
+        e->kb_all = dist ? malloc(N * D * sizeof(float)) : e->kb;
+        keys_ok = e->ka && e->kb && e->kn && e->ka_all && e->kb_all;
+    }
     if (!e->fa || !e->fb || !e->za || !e->zb || !e->dza || !e->dzb || !e->dfa || !e->dfb ||
         !e->na || !e->nb || !e->groups || !e->loss_work || !e->pool || lw == 0 || !e->za_all ||
-        !e->zb_all || (dist && (!e->dza_all || !e->dzb_all))) {
+        !e->zb_all || (dist && (!e->dza_all || !e->dzb_all)) || !keys_ok) {
         clasp_engine_free(e);
         return clasp_set_error(CLASP_ERR_NOMEM, "engine: cannot allocate batch buffers (B=%zu)", B);
     }
@@ -303,6 +312,9 @@ void clasp_engine_free(clasp_engine *e) {
     if (e->key_models)
         for (int r = 0; r < e->n_rep; r++) clasp_model_free(&e->key_models[r]);
     free(e->key_models);
+    if (e->ka_all != e->ka) free(e->ka_all);
+    if (e->kb_all != e->kb) free(e->kb_all);
+    free(e->ka), free(e->kb), free(e->kn);
     if (e->za_all != e->za) free(e->za_all);
     if (e->zb_all != e->zb) free(e->zb_all);
     free(e->dza_all), free(e->dzb_all);
@@ -334,17 +346,26 @@ typedef struct step_ctx {
     const void *b;   /* tower e->tb's input */
     int micro_index; /* which micro-batch */
     int forward;     /* run the forward (features and activations) */
+    int keys;        /* with the forward: also encode the momentum keys (first pass only) */
     int backward;    /* run the backward from e->dza / e->dzb */
 } step_ctx;
 
 static clasp_status chunk_fwd_(clasp_engine *e, int r, size_t row, int n, const void *a,
-                               const void *b) {
+                               const void *b, bool keys) {
     clasp_model *m = &e->models[r];
     const clasp_model_config *c = &m->config;
     size_t D = (size_t)e->D;
-    CLASP_TRY(clasp_model_encode(m, e->ta, input_row_(c, e->ta, a, row), n, e->fa + row * D));
-    clasp_model *mb = e->key_models ? &e->key_models[r] : m; /* keys: the momentum copy */
-    CLASP_TRY(clasp_model_encode(mb, e->tb, input_row_(c, e->tb, b, row), n, e->fb + row * D));
+    const void *ia = input_row_(c, e->ta, a, row), *ib = input_row_(c, e->tb, b, row);
+    if (keys && e->key_models) { /* keys of both sides: the momentum copy, no backward */
+        clasp_model *mk = &e->key_models[r];
+        float *ka = e->ka + row * D, *kb = e->kb + row * D;
+        CLASP_TRY(clasp_model_encode(mk, e->ta, ia, n, ka));
+        CLASP_TRY(clasp_model_encode(mk, e->tb, ib, n, kb));
+        clasp_l2norm_forward(ka, e->kn + row, ka, n, e->D, L2_EPS);
+        clasp_l2norm_forward(kb, e->kn + row, kb, n, e->D, L2_EPS);
+    }
+    CLASP_TRY(clasp_model_encode(m, e->ta, ia, n, e->fa + row * D));
+    CLASP_TRY(clasp_model_encode(m, e->tb, ib, n, e->fb + row * D));
     clasp_l2norm_forward(e->za + row * D, e->na + row, e->fa + row * D, n, e->D, L2_EPS);
     clasp_l2norm_forward(e->zb + row * D, e->nb + row, e->fb + row * D, n, e->D, L2_EPS);
     return CLASP_OK;
@@ -371,18 +392,18 @@ static void step_job_(clasp_engine *e, int r, void *argp) {
     step_ctx *a = argp;
     size_t row = (size_t)a->micro_index * (size_t)e->micro + (size_t)r * (size_t)e->crows;
     clasp_model *m = &e->models[r];
-    /* two views of one tower: forwards re-run per side (keys from the momentum copy: no
-     * backward on that side, so nothing to re-run) */
-    const bool same = e->ta == e->tb && !e->key_models;
+    /* two views of one tower: forwards re-run per side */
+    const bool same = e->ta == e->tb;
     clasp_status s = CLASP_OK;
-    if (a->forward && !(same && a->backward)) s = chunk_fwd_(e, r, row, e->crows, a->a, a->b);
+    if (a->forward && !(same && a->backward))
+        s = chunk_fwd_(e, r, row, e->crows, a->a, a->b, a->keys);
     if (s != CLASP_OK) {
         job_fail_(e, r, s);
         return;
     }
     if (!a->backward) return;
     s = side_backward_(e, m, e->ta, a->a, same, row, e->fa, e->dfa, e->dza, e->za, e->na);
-    if (s == CLASP_OK && !e->key_models)
+    if (s == CLASP_OK)
         s = side_backward_(e, m, e->tb, a->b, same, row, e->fb, e->dfb, e->dzb, e->zb, e->nb);
     if (s != CLASP_OK) job_fail_(e, r, s);
 }
@@ -409,6 +430,10 @@ static clasp_status loss_step_(clasp_engine *e, const int *g, float *loss, float
     if (dist) {
         CLASP_TRY(clasp_dist_allgather(e->za_all, e->za, n * D * sizeof(float)));
         CLASP_TRY(clasp_dist_allgather(e->zb_all, e->zb, n * D * sizeof(float)));
+        if (e->key_models) { /* keys all-gathered before the loss enqueues them */
+            CLASP_TRY(clasp_dist_allgather(e->ka_all, e->ka, n * D * sizeof(float)));
+            CLASP_TRY(clasp_dist_allgather(e->kb_all, e->kb, n * D * sizeof(float)));
+        }
     }
     const clasp_model *m0 = &e->models[0];
     float scalars[CLASP_LOSS_MAX_SCALARS];
@@ -417,6 +442,8 @@ static clasp_status loss_step_(clasp_engine *e, const int *g, float *loss, float
                            .b = e->zb,
                            .a_all = e->za_all,
                            .b_all = e->zb_all,
+                           .ka_all = e->ka_all,
+                           .kb_all = e->kb_all,
                            .groups = g,
                            .n = n,
                            .offset = (size_t)e->opt.rank * n,
@@ -465,7 +492,8 @@ clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void
                                      const void *b, const int32_t *groups, int B,
                                      clasp_step_stats *stats) {
     const clasp_model_config *mc = &e->models[0].config;
-    const bool views = e->loss->needs & CLASP_LOSS_NEEDS_TWO_VIEWS;
+    const unsigned needs = clasp_loss_config_needs(&e->opt.loss);
+    const bool views = needs & CLASP_LOSS_NEEDS_TWO_VIEWS;
     if (!is_input_tower_(ta) || !is_input_tower_(tb) || (ta == tb && !views) ||
         !clasp_model_config_has(mc, ta) || !clasp_model_config_has(mc, tb))
         return clasp_set_error(CLASP_ERR_ARG,
@@ -481,7 +509,7 @@ clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void
     if (B != e->opt.batch_size)
         return clasp_set_error(CLASP_ERR_ARG, "engine: batch of %d rows, expected %d", B,
                                e->opt.batch_size);
-    const bool needs_groups = e->loss->needs & CLASP_LOSS_NEEDS_GROUPS;
+    const bool needs_groups = needs & CLASP_LOSS_NEEDS_GROUPS;
     if (needs_groups && !groups)
         return clasp_set_error(CLASP_ERR_ARG, "engine: loss %s needs group ids (labels)",
                                e->loss->name);
@@ -498,12 +526,14 @@ clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void
     for (int k = 0; k < K; k++) {
         ctx.micro_index = k;
         ctx.forward = 1;
+        ctx.keys = 1;
         ctx.backward = 0;
         CLASP_TRY(run_jobs_(e, step_job_, &ctx, e->n_rep));
     }
     /* 2. the loss on all B rows (all N rows of the global batch across ranks) */
     const int *g = NULL;
-    if ((e->opt.multi_positive || needs_groups) && groups) {
+    /* a key queue stores every key's group (a caption's queued keys are masked) */
+    if ((e->opt.multi_positive || needs_groups || e->key_models) && groups) {
         for (int i = 0; i < e->N; i++) e->groups[i] = groups[i];
         g = e->groups;
     }
@@ -516,6 +546,7 @@ clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void
     for (int k = 0; k < K && !both_frozen; k++) {
         ctx.micro_index = k;
         ctx.forward = K > 1; /* with K = 1 the activations of pass 1 are still in the arenas */
+        ctx.keys = 0;
         ctx.backward = 1;
         CLASP_TRY(run_jobs_(e, step_job_, &ctx, e->n_rep));
     }

@@ -30,6 +30,11 @@
  * style: the text tower shared by image-text and audio-text batches). A frozen tower
  * (opt.frozen[t]) still runs its forward but its backward is skipped (no gradient: it stays
  * zero, and the optimiser's segments of that tower are frozen too: optim.h).
+ *
+ * Momentum keys (a loss needing CLASP_LOSS_NEEDS_MOMENTUM_KEYS, e.g. infonce --queue): in the
+ * first forward pass each replica also encodes both sides with its momentum copy (key_models,
+ * its own arenas; no backward) into ka, kb, all-gathered into ka_all, kb_all for the loss; the
+ * online features and both towers' backward are as without them.
  */
 #ifndef CLASP_TRAIN_ENGINE_H
 #define CLASP_TRAIN_ENGINE_H
@@ -88,11 +93,15 @@ typedef struct clasp_engine {
     float *dfa, *dfb;           /* (B, D) gradients w.r.t. raw features */
     float *za_all, *zb_all;     /* (N, D) gathered normalised features (= za, zb with one rank) */
     float *dza_all, *dzb_all;   /* (N, D) loss gradients through the gathered rows (world > 1) */
+    float *ka, *kb;             /* (B, D) normalised momentum-copy keys of both sides (momentum
+                                   keys only, else NULL) */
+    float *kn;                  /* (B) their norms (scratch) */
+    float *ka_all, *kb_all;     /* (N, D) gathered keys (= ka, kb with one rank) */
     const clasp_loss_def *loss; /* the registry entry every step calls (loss/registry.h) */
     void *loss_state;           /* its state (NULL for stateless losses) */
     ptrdiff_t scalar_offset[CLASP_LOSS_MAX_SCALARS]; /* params offsets of loss->scalars */
-    clasp_model *key_models; /* (n_rep) momentum copies that encode the b side when the loss
-                                needs CLASP_LOSS_NEEDS_MOMENTUM_KEYS, else NULL;
+    clasp_model *key_models; /* (n_rep) momentum copies that encode the keys of both sides when
+                                the loss needs CLASP_LOSS_NEEDS_MOMENTUM_KEYS, else NULL;
                                 key_models[0].params holds the EMA parameters */
     float momentum;          /* EMA coefficient m (the loss's "momentum" option, else 0.999) */
     float momentum_ready;    /* 1 once the copy holds parameters (a checkpoint tensor) */

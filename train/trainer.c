@@ -288,6 +288,13 @@ static clasp_status check_temperature_(trainer *t) {
     return clasp_temp_schedule_for_loss(&o->loss, o->temperature_schedule, &t->tsched);
 }
 
+/* Group ids that hold across steps (a key queue compares a query's group with keys of past
+ * batches): the caption hash folded into 31 bits (two captions share one with probability
+ * 2^-31: a queued key of the other is then dropped, or an in-batch pair made positive). */
+static void hash_groups_(int32_t *out, const uint64_t *ids, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = (int32_t)((ids[i] ^ (ids[i] >> 32)) & 0x7fffffffu);
+}
+
 /* --freeze LIST: comma-separated tower names (image, text, audio, shared) into frozen[]. */
 static clasp_status parse_freeze_(const char *list, const clasp_model_config *cfg,
                                   bool frozen[CLASP_N_TOWERS]) {
@@ -550,6 +557,11 @@ static clasp_status setup_optim_(trainer *t) {
      * joins with clasp_runstate_register here */
     clasp_runstate_init(&t->rs, m, &t->opt, t->config_json);
     t->rs.resume_key = t->resume_key;
+    clasp_loss_tensor lt[CLASP_RUNSTATE_MAX_REGISTERED];
+    int nlt = clasp_engine_loss_tensors(&t->e, lt, CLASP_RUNSTATE_MAX_REGISTERED);
+    for (int i = 0; i < nlt; i++) /* key queues, momentum copy (optim.safetensors) */
+        CLASP_TRY(clasp_runstate_register(&t->rs, CLASP_CKPT_FILE_OPTIM, lt[i].name, lt[i].ndim,
+                                          lt[i].shape, lt[i].data));
     t->rs.n_sources = t->n_src;
     for (int k = 0; k < t->n_src; k++) {
         t->rs.data[k] = t->src[k].data;
@@ -644,6 +656,7 @@ static void update_(trainer *t, bool finite, double lr, double gnorm) {
         if (*ls < 0.0f) *ls = 0.0f;
         if (*ls > scale_max) *ls = scale_max;
         clasp_engine_sync_params(&t->e);
+        clasp_engine_momentum_update(&t->e); /* no-op without momentum keys */
         t->bad_streak = 0;
         return;
     }
@@ -708,12 +721,16 @@ static clasp_status step_(trainer *t, clasp_train_summary *sum) {
     double t1 = clasp_metrics_now();
     /* dense group ids of the global batch: rows with the same caption hash share an id */
     const int32_t *groups = NULL;
+    const bool queue = t->e.key_models != NULL; /* a key queue stores caption groups */
     if (t->e.loss->needs & CLASP_LOSS_NEEDS_GROUPS) {
         CLASP_TRY(label_groups_(t, b, cur, sum));
         groups = t->group_buf;
-    } else if (o->multi_positive) {
+    } else if (o->multi_positive || queue) {
         CLASP_TRY(clasp_dist_allgather(t->gid_all, b->group_ids, b->n * sizeof(uint64_t)));
-        dense_groups_(t->group_buf, t->gid_all, b->n * (size_t)t->world);
+        if (queue)
+            hash_groups_(t->group_buf, t->gid_all, b->n * (size_t)t->world);
+        else
+            dense_groups_(t->group_buf, t->gid_all, b->n * (size_t)t->world);
         groups = t->group_buf;
     }
     if (t->tsched.kind) { /* this step's scheduled temperature, as a fixed one */

@@ -234,6 +234,34 @@ def diag_case(name, n, d):
                 "hardneg_sim": hardneg.item()})
 
 
+def moco_sym_case(name, n, d, k, s, groups, qa_groups, qb_groups):
+    """clasp_moco_sym: symmetric InfoNCE of online queries A, B against momentum keys KB, KA of
+    the batch and the queued keys (QB for A queries, QA for B queries); targets spread over the
+    query's group in the batch; queue slots of the query's group dropped (-1: no group)."""
+    A, B, KA, KB = feats(n, d), feats(n, d), feats(n, d), feats(n, d)
+    QA, QB = feats(len(qa_groups), d), feats(len(qb_groups), d)
+    a, b, ls = leaf(A), leaf(B), leaf(np.float32(s))
+    g = torch.tensor(groups)
+    same = (g[:, None] == g[None, :]).double()
+    t = same / same.sum(1, keepdim=True)
+
+    def direction(q, keys, queue, qg):
+        kk, qu = torch.tensor(keys, dtype=torch.float64), torch.tensor(queue, dtype=torch.float64)
+        logits = ls.exp() * torch.cat([q @ kk.t(), q @ qu.t()], dim=1)
+        drop = torch.cat([torch.zeros(n, n, dtype=torch.bool),
+                          g[:, None] == torch.tensor(qg)[None, :]], dim=1)
+        logits = logits.masked_fill(drop, float("-inf"))
+        pos = (t * logits[:, :n]).sum(1)
+        return (torch.logsumexp(logits, dim=1) - pos).mean()
+
+    loss = (direction(a, KB, QB, qb_groups) + direction(b, KA, QA, qa_groups)) / 2
+    loss.backward()
+    save(name, {"A": A, "B": B, "KA": KA, "KB": KB, "QA": QA, "QB": QB,
+                "groups": np.array(groups), "qa_groups": np.array(qa_groups),
+                "qb_groups": np.array(qb_groups), "log_scale": np.float32(s),
+                "loss": loss.item(), "dA": g32(a), "dB": g32(b), "dlog_scale": ls.grad.item()})
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.set_default_dtype(torch.float64)
@@ -247,6 +275,8 @@ def main():
     margin_case("margin", 6, 4, 1.0)
     moco_case("moco", 4, 5, 6, 0.07)
     diag_case("diag", 7, 4)
+    moco_sym_case("moco_sym", 6, 5, 6, math.log(1 / 0.07), [0, 1, 0, 2, 1, 3],
+                  [1, 4, 0, 5, 2, -1, 3], [3, 0, 6, 1])
 
 
 if __name__ == "__main__":
