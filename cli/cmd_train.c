@@ -22,6 +22,7 @@ typedef struct train_args {
     const char *value;                          /* --train, --pair: handled by their callbacks */
     double weight;                              /* --weight: applied by its callback */
     int on_error, data_split;                   /* CHOICE indexes */
+    int positives;                              /* CHOICE index, -1: not given */
     const char *loss;                           /* --loss NAME */
 } train_args;
 
@@ -114,8 +115,11 @@ static clasp_arg train_table[] = {
      "across sources (text binds audio and images: train image-text and audio-text together)",
      s_data, CLASP_ARG_REQ, 0, 0, NULL, on_train_},
     {"pair", 0, CLASP_ARG_STRING, A(value), "PAIR",
-     "pairing of the preceding --train: image-text, audio-text, audio-image, ...", s_data, 0, 0, 0,
-     NULL, on_pair_},
+     "pairing of the preceding --train: image-text, audio-text, audio-image, ...; image-image or "
+     "audio-audio: two independently augmented views of each sample (SimCLR; needs a two-view "
+     "loss such as --loss ntxent; default augmentation on unless --image-augment/--audio-augment "
+     "is given)",
+     s_data, 0, 0, 0, NULL, on_pair_},
     {"weight", 0, CLASP_ARG_DOUBLE, A(weight), "W",
      "mixing weight of the preceding --train (default 1)", s_data, 0, 0, 0, NULL, on_weight_},
     {"freeze", 0, CLASP_ARG_STRING, O(freeze), "LIST",
@@ -176,7 +180,14 @@ static clasp_arg train_table[] = {
     {"loss", 0, CLASP_ARG_STRING, A(loss), "infonce|siglip", "contrastive loss (default infonce)",
      s_sched, 0, 0, 0, NULL, NULL},
     {"multi-positive", 0, CLASP_ARG_FLAG, O(multi_positive), NULL,
-     "pairs with the same caption are all positives", s_sched, 0, 0, 0, NULL, NULL},
+     "pairs with the same caption are all positives (= --positives caption)", s_sched, 0, 0, 0,
+     NULL, NULL},
+    {"positives", 0, CLASP_ARG_CHOICE, A(positives), NULL,
+     "rows that are positives of each other in the global batch: same caption, same .cls label "
+     "(every sample needs one), or either (caption OR label, closed transitively); for SupCon and "
+     "multi-positive InfoNCE/SigLIP (default: each row's own pair; caption for losses that need "
+     "groups)",
+     s_sched, 0, 0, 0, "caption|label|both", NULL},
     {"seed", 0, CLASP_ARG_U64, O(seed), "S", "run seed (default 0)", s_sched, 0, 0, 0, NULL, NULL},
     {"threads", 0, CLASP_ARG_INT, O(threads), "N", "compute threads (default 2)", s_mach, 0, 1, 0,
      NULL, NULL},
@@ -232,7 +243,16 @@ static bool train_parse_(train_args *t, int argc, char **argv, int *rc) {
     t->o = clasp_train_default_options();
     t->o.zeroshot_fn = clasp_eval_zeroshot_for_train;
     t->o.progress = isatty(2);
+    t->positives = -1;
     if (!clasp_args_parse(train_table, t, argc, argv, rc)) return false;
+    if (t->positives >= 0) {
+        if (t->o.multi_positive && t->positives != 0) {
+            *rc = clasp_args_usage_error(train_table, "--multi-positive is --positives caption: "
+                                                      "not with --positives label|both");
+            return false;
+        }
+        t->o.positives = (clasp_positives)(t->positives + 1);
+    }
     t->o.on_error_fail = t->on_error == 1;
     t->o.data_split = t->data_split == 1 ? CLASP_DATA_SPLIT_SAMPLES : CLASP_DATA_SPLIT_SHARDS;
     if (t->loss && (*rc = parse_loss_(t->loss, &t->o)) != 0) return false;
