@@ -13,7 +13,10 @@
 #include "train/dist.h"
 #include "eval/eval.h"
 #include "loss/registry.h"
+#include "train/temperature.h"
 #include "train/trainer.h"
+
+#define MAX_LOSS_FLAGS 16 /* distinct option names over the loss registry */
 
 /* The option values of one invocation; the table below points into it. */
 typedef struct train_args {
@@ -24,6 +27,7 @@ typedef struct train_args {
     int on_error, data_split;                   /* CHOICE indexes */
     int positives;                              /* CHOICE index, -1: not given */
     const char *loss;                           /* --loss NAME */
+    const char *loss_value[MAX_LOSS_FLAGS];     /* --NAME VALUE of loss_flags_[k] */
 } train_args;
 
 /* --train [PAIR=]SPEC: a new source; the prefix is taken as a pairing only when it parses as one */
@@ -179,13 +183,17 @@ static clasp_arg train_table[] = {
      "clip gradients to this global norm (default off)", s_sched, 0, 0, 0, NULL, NULL},
     {"loss", 0, CLASP_ARG_STRING, A(loss), "infonce|siglip", "contrastive loss (default infonce)",
      s_sched, 0, 0, 0, NULL, NULL},
+    {"temperature-schedule", 0, CLASP_ARG_STRING, O(temperature_schedule), "KIND:START:END",
+     "temperature over the run's steps instead of --temperature or a learnable one: "
+     "cosine:START:END or linear:START:END (losses with a --temperature)",
+     s_sched, 0, 0, 0, NULL, NULL},
     {"multi-positive", 0, CLASP_ARG_FLAG, O(multi_positive), NULL,
      "pairs with the same caption are all positives (= --positives caption)", s_sched, 0, 0, 0,
      NULL, NULL},
     {"positives", 0, CLASP_ARG_CHOICE, A(positives), NULL,
      "rows that are positives of each other in the global batch: same caption, same .cls label "
      "(every sample needs one), or either (caption OR label, closed transitively); for SupCon and "
-     "multi-positive InfoNCE/SigLIP (default: each row's own pair; caption for losses that need "
+     "multi-positive InfoNCE/SigLIP (default: each row's own pair; label for losses that need "
      "groups)",
      s_sched, 0, 0, 0, "caption|label|both", NULL},
     {"seed", 0, CLASP_ARG_U64, O(seed), "S", "run seed (default 0)", s_sched, 0, 0, 0, NULL, NULL},
@@ -238,17 +246,106 @@ static clasp_arg train_table[] = {
 #undef O
 #undef A
 
+/* The loss options: one "--NAME VALUE" entry per distinct option name of the loss registry
+ * (loss/registry.h), made from the entries' tables, so a new option is a line of its loss's
+ * entry. Its help is the first declaring entry's, followed by the losses that take it. */
+#define N_TRAIN_ARGS (sizeof train_table / sizeof train_table[0])
+static clasp_arg full_table_[N_TRAIN_ARGS + MAX_LOSS_FLAGS];
+static const char *loss_flags_[MAX_LOSS_FLAGS];
+static char loss_help_[MAX_LOSS_FLAGS][512], loss_meta_[MAX_LOSS_FLAGS][128];
+
+/* " triplet (default 0.2)": a loss taking the option and its default, when the default is a
+ * value of the option (an unset temperature means learnable: its help says so). */
+static void loss_and_default_(char *buf, size_t cap, const clasp_loss_option *op,
+                              const char *loss) {
+    bool valid = op->choices || (op->min_exclusive ? op->def > op->min : op->def >= op->min);
+    if (!valid)
+        snprintf(buf, cap, " %s", loss);
+    else if (op->choices)
+        snprintf(buf, cap, " %s (default %s)", loss, op->choices[(int)op->def]);
+    else
+        snprintf(buf, cap, " %s (default %g)", loss, op->def);
+}
+
+static void add_loss_flag_(int *n, const clasp_loss_option *op, const char *loss) {
+    int k = 0;
+    while (k < *n && strcmp(loss_flags_[k], op->name)) k++;
+    if (k == MAX_LOSS_FLAGS) return; /* test_cli checks the registry stays below */
+    char one[160];
+    loss_and_default_(one, sizeof one, op, loss);
+    size_t len = strlen(loss_help_[k]);
+    if (k == *n) {
+        loss_flags_[(*n)++] = op->name;
+        snprintf(loss_help_[k], sizeof loss_help_[k], "%s. --loss%s", op->help, one);
+        snprintf(loss_meta_[k], sizeof loss_meta_[k], "X");
+        for (int c = 0; op->choices && op->choices[c]; c++) {
+            size_t ml = c ? strlen(loss_meta_[k]) : 0;
+            snprintf(loss_meta_[k] + ml, sizeof loss_meta_[k] - ml, "%s%s", c ? "|" : "",
+                     op->choices[c]);
+        }
+    } else if (len < sizeof loss_help_[k]) {
+        snprintf(loss_help_[k] + len, sizeof loss_help_[k] - len, ",%s", one);
+    }
+}
+
+static const clasp_arg *table_(void) {
+    static int built;
+    if (built) return full_table_;
+    size_t n = 0;
+    for (; train_table[n].name; n++) full_table_[n] = train_table[n];
+    int nf = 0;
+    for (int i = 0; i < clasp_loss_count(); i++) {
+        const clasp_loss_def *d = clasp_loss_at(i);
+        for (int k = 0; k < d->n_options; k++) add_loss_flag_(&nf, &d->options[k], d->name);
+    }
+    for (int k = 0; k < nf; k++)
+        full_table_[n++] =
+            (clasp_arg){.name = loss_flags_[k],
+                        .kind = CLASP_ARG_STRING,
+                        .off = offsetof(train_args, loss_value) + (size_t)k * sizeof(const char *),
+                        .meta = loss_meta_[k],
+                        .help = loss_help_[k],
+                        .section = "loss options (each applies to the losses named; see --loss)"};
+    full_table_[n] = (clasp_arg)CLASP_ARG_END;
+    built = 1;
+    return full_table_;
+}
+
+/* The loss options given, into o->loss (after --loss); a usage error names the flag. */
+static int apply_loss_options_(train_args *t) {
+    for (int k = 0; k < MAX_LOSS_FLAGS; k++) {
+        if (!t->loss_value[k]) continue;
+        if (clasp_loss_config_set(&t->o.loss, loss_flags_[k], t->loss_value[k]) != CLASP_OK)
+            return clasp_args_usage_error(table_(), "%s", clasp_last_error());
+    }
+    const clasp_loss_def *d = clasp_loss_config_def(&t->o.loss);
+    int ti = clasp_loss_option_index(d, "temperature");
+    if (t->o.temperature_schedule) {
+        if (ti < 0)
+            return clasp_args_usage_error(
+                table_(), "--temperature-schedule does not apply to --loss %s (no temperature)",
+                d->name);
+        if (t->o.loss.set >> ti & 1u)
+            return clasp_args_usage_error(
+                table_(), "--temperature-schedule and --temperature exclude each other");
+        clasp_temp_schedule ts;
+        if (clasp_temp_schedule_parse(t->o.temperature_schedule, &ts) != CLASP_OK)
+            return clasp_args_usage_error(table_(), "%s", clasp_last_error());
+    }
+    return 0;
+}
+
 /* Fills t from argv; returns true to run, else *rc is the exit code. */
 static bool train_parse_(train_args *t, int argc, char **argv, int *rc) {
     t->o = clasp_train_default_options();
     t->o.zeroshot_fn = clasp_eval_zeroshot_for_train;
     t->o.progress = isatty(2);
     t->positives = -1;
-    if (!clasp_args_parse(train_table, t, argc, argv, rc)) return false;
+    if (!clasp_args_parse(table_(), t, argc, argv, rc)) return false;
     if (t->positives >= 0) {
         if (t->o.multi_positive && t->positives != 0) {
-            *rc = clasp_args_usage_error(train_table, "--multi-positive is --positives caption: "
-                                                      "not with --positives label|both");
+            *rc = clasp_args_usage_error(table_(), "--multi-positive is --positives caption: "
+                                                   "not with --positives label|both");
             return false;
         }
         t->o.positives = (clasp_positives)(t->positives + 1);
@@ -256,8 +353,9 @@ static bool train_parse_(train_args *t, int argc, char **argv, int *rc) {
     t->o.on_error_fail = t->on_error == 1;
     t->o.data_split = t->data_split == 1 ? CLASP_DATA_SPLIT_SAMPLES : CLASP_DATA_SPLIT_SHARDS;
     if (t->loss && (*rc = parse_loss_(t->loss, &t->o)) != 0) return false;
+    if ((*rc = apply_loss_options_(t)) != 0) return false;
     if (t->o.zeroshot && !t->o.val_spec) {
-        *rc = clasp_args_usage_error(train_table, "--zeroshot needs --val SPEC");
+        *rc = clasp_args_usage_error(table_(), "--zeroshot needs --val SPEC");
         return false;
     }
     return true;
@@ -288,6 +386,7 @@ static void names_from_registry_(void) {
     clasp_loss_names(names, sizeof names, "|");
     for (clasp_arg *a = train_table + 1; a->name; a++) /* entry 0: the command */
         if (!strcmp(a->name, "loss")) a->meta = names;
+    table_();
 }
 
 int clasp_cmd_train(int argc, char **argv) {
@@ -314,7 +413,7 @@ int clasp_cmd_train(int argc, char **argv) {
         }
         fprintf(stderr, "clasp train: error: %s\n", clasp_last_error());
         clasp_dist_finalize();
-        return 1;
+        return sum.usage_error ? 2 : 1;
     }
     bool report = clasp_dist_rank() == 0;
     clasp_dist_finalize();

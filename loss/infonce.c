@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/sizes.h"
+#include "loss/hardneg.h"
 #include "loss/internal.h"
 
 #define COL_BLOCK 64
@@ -171,23 +172,68 @@ clasp_status clasp_infonce_dist(float *loss, float *dA_loc, float *dB_loc, float
     return CLASP_OK;
 }
 
+/* Hard negatives are on when --hard-negatives or --tau-plus is given (loss/hardneg.h). */
+static bool hardneg_(const clasp_loss_config *cfg, float *beta, float *tau_plus) {
+    const clasp_loss_def *d = clasp_loss_config_def(cfg);
+    int ib = clasp_loss_option_index(d, "hard-negatives"),
+        it = clasp_loss_option_index(d, "tau-plus");
+    if (ib < 0 || it < 0 || !cfg || !(cfg->set & (1u << ib | 1u << it))) return false;
+    *beta = (float)clasp_loss_config_get(cfg, ib);
+    *tau_plus = (float)clasp_loss_config_get(cfg, it);
+    return true;
+}
+
 size_t clasp_infonce_batch_work_floats(const clasp_loss_setup *s) {
+    float beta, tau_plus;
+    if (hardneg_(s->cfg, &beta, &tau_plus)) {
+        /* one rank: the gathered-row gradients go to scratch, then are added to da, db */
+        size_t r = clasp_infonce_hardneg_work_floats(s->n, s->N), nd;
+        if (s->world > 1) return r;
+        if (!r || !clasp_size_mul(s->N, 2 * s->D, &nd) || !clasp_size_add(r, nd, &r)) return 0;
+        return r;
+    }
     return s->world > 1 ? clasp_infonce_dist_work_floats(s->n, s->N)
                         : clasp_infonce_work_floats(s->N);
 }
 
-clasp_status clasp_infonce_batch(const clasp_loss_batch *in, clasp_loss_grads *out) {
-    if (in->world <= 1) {
-        CLASP_TRY(clasp_infonce(&out->loss, out->da, out->db, &out->dscalars[0], in->a, in->b,
-                                in->scalars[0], in->groups, in->N, in->D, in->work));
-        out->wrote = CLASP_LOSS_WROTE_A | CLASP_LOSS_WROTE_B;
+static clasp_status hardneg_batch_(const clasp_loss_batch *in, clasp_loss_grads *out,
+                                   float log_scale, float beta, float tau_plus) {
+    if (in->groups)
+        return clasp_set_error(CLASP_ERR_ARG, "--hard-negatives takes one positive per row: not "
+                                              "with group ids (--multi-positive)");
+    const bool one = in->world <= 1;
+    float *ta = in->work + in->n * in->N, *tb = ta + in->N * in->D;
+    CLASP_TRY(clasp_infonce_hardneg(&out->loss, out->da, out->db, one ? ta : out->da_all,
+                                    one ? tb : out->db_all, &out->dscalars[0], in->a, in->b,
+                                    in->a_all, in->b_all, log_scale, beta, tau_plus, in->n,
+                                    in->offset, in->N, in->D, in->work));
+    out->wrote = CLASP_LOSS_WROTE_A | CLASP_LOSS_WROTE_B;
+    if (!one) {
+        out->wrote |= CLASP_LOSS_WROTE_A_ALL | CLASP_LOSS_WROTE_B_ALL;
         return CLASP_OK;
     }
-    CLASP_TRY(clasp_infonce_dist(&out->loss, out->da, out->db, out->da_all, out->db_all,
-                                 &out->dscalars[0], in->a, in->b, in->a_all, in->b_all,
-                                 in->scalars[0], in->groups, in->n, in->offset, in->N, in->D,
-                                 in->work));
-    out->wrote =
-        CLASP_LOSS_WROTE_A | CLASP_LOSS_WROTE_B | CLASP_LOSS_WROTE_A_ALL | CLASP_LOSS_WROTE_B_ALL;
+    for (size_t i = 0; i < in->N * in->D; i++) out->da[i] += ta[i], out->db[i] += tb[i];
     return CLASP_OK;
+}
+
+clasp_status clasp_infonce_batch(const clasp_loss_batch *in, clasp_loss_grads *out) {
+    bool learnable;
+    const float s = clasp_loss_log_scale(in, &learnable);
+    float beta, tau_plus;
+    clasp_status st;
+    if (hardneg_(in->cfg, &beta, &tau_plus)) {
+        st = hardneg_batch_(in, out, s, beta, tau_plus);
+    } else if (in->world <= 1) {
+        st = clasp_infonce(&out->loss, out->da, out->db, &out->dscalars[0], in->a, in->b, s,
+                           in->groups, in->N, in->D, in->work);
+        out->wrote = CLASP_LOSS_WROTE_A | CLASP_LOSS_WROTE_B;
+    } else {
+        st = clasp_infonce_dist(&out->loss, out->da, out->db, out->da_all, out->db_all,
+                                &out->dscalars[0], in->a, in->b, in->a_all, in->b_all, s,
+                                in->groups, in->n, in->offset, in->N, in->D, in->work);
+        out->wrote = CLASP_LOSS_WROTE_A | CLASP_LOSS_WROTE_B | CLASP_LOSS_WROTE_A_ALL |
+                     CLASP_LOSS_WROTE_B_ALL;
+    }
+    if (!learnable) out->dscalars[0] = 0.0f; /* a fixed temperature: the logit scale stays */
+    return st;
 }

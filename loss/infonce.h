@@ -70,7 +70,9 @@ clasp_status clasp_infonce_dist(float *loss, float *dA_loc, float *dB_loc, float
                                 size_t N, size_t D, float *work);
 
 /* The registry adapter (loss/registry.h): clasp_infonce with one rank, clasp_infonce_dist with
- * several; scalars = {logit scale}. Work: clasp_infonce_batch_work_floats. */
+ * several; scalars = {logit scale}, or a fixed temperature (option "temperature": the scalar's
+ * gradient is then 0). With option "hard-negatives" or "tau-plus" set: clasp_infonce_hardneg
+ * (loss/hardneg.h; refused with group ids). Work: clasp_infonce_batch_work_floats. */
 size_t clasp_infonce_batch_work_floats(const clasp_loss_setup *s);
 clasp_status clasp_infonce_batch(const clasp_loss_batch *in, clasp_loss_grads *out);
 

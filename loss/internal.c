@@ -3,6 +3,9 @@
 #include "loss/internal.h"
 
 #include <math.h>
+#include <string.h>
+
+#include "core/sizes.h"
 
 void clasp__loss_group_counts(float *cnt, const int *groups, size_t N) {
     for (size_t i = 0; i < N; i++) {
@@ -61,4 +64,33 @@ void clasp__loss_logits_backward(float *dQ, float *dK, const float *G, const flo
     const int iR = (int)R, iC = (int)C, iD = (int)D;
     if (dQ) clasp_gemm(0, 0, iR, iD, iC, scale, G, iC, K, iD, 0.0f, dQ, iD);
     if (dK) clasp_gemm(1, 0, iC, iD, iR, scale, G, iC, Q, iD, 0.0f, dK, iD);
+}
+
+size_t clasp__loss_stack_floats(size_t N, size_t D) {
+    size_t nd, r;
+    if (!clasp_size_mul(N, D, &nd) || !clasp_size_mul(nd, 4, &r) || !clasp_size_add(r, 2 * N, &r))
+        return 0;
+    return r;
+}
+
+void clasp__loss_stack(float *work, const clasp_loss_batch *in, float **Z, float **dZ,
+                       int **labels) {
+    const size_t N = in->N, nd = in->N * in->D;
+    *Z = work;
+    *dZ = work + 2 * nd;
+    *labels = (int *)(void *)(work + 4 * nd); /* malloc'd memory: takes the ints' type */
+    memcpy(*Z, in->a_all, nd * sizeof(float));
+    memcpy(*Z + nd, in->b_all, nd * sizeof(float));
+    for (size_t i = 0; i < N; i++)
+        (*labels)[i] = (*labels)[N + i] = in->groups ? in->groups[i] : (int)i;
+}
+
+void clasp__loss_unstack(clasp_loss_grads *out, const clasp_loss_batch *in, const float *dZ,
+                         float loss, const float *dscalar) {
+    const size_t nd = in->n * in->D, off = in->offset * in->D, Nd = in->N * in->D;
+    memcpy(out->da, dZ + off, nd * sizeof(float));
+    memcpy(out->db, dZ + Nd + off, nd * sizeof(float));
+    out->loss = in->rank == 0 ? loss : 0.0f;
+    if (dscalar) out->dscalars[0] = in->rank == 0 ? *dscalar : 0.0f;
+    out->wrote = CLASP_LOSS_WROTE_A | CLASP_LOSS_WROTE_B;
 }

@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "loss/registry.h"
+
 /* Group sizes: cnt[i] = #{j < N : groups[j] == groups[i]} (>= 1), as floats (exact below
  * 2^24). groups (N), cnt (N). O(N^2) comparisons; groups == NULL gives all ones. */
 void clasp__loss_group_counts(float *cnt, const int *groups, size_t N);
@@ -25,5 +27,18 @@ void clasp__loss_logits(float *L, const float *Q, const float *K, float scale, s
  * dK (C, D) = scale * G^T Q, written; either may be NULL (that product is skipped). */
 void clasp__loss_logits_backward(float *dQ, float *dK, const float *G, const float *Q,
                                  const float *K, float scale, size_t R, size_t C, size_t D);
+
+/* The replicated recipe of loss/registry.h for losses without a natural split: every rank
+ * stacks Z (2N, D) = [a_all; b_all] with labels (2N) = the groups twice (0..N-1 twice when
+ * there are none), computes the global loss on it, then keeps its rows' gradients.
+ * clasp__loss_stack_floats(N, D): floats of Z, dZ and the labels (the labels are stored as
+ * ints in float-sized slots), 0 on overflow; the stack starts at work. */
+size_t clasp__loss_stack_floats(size_t N, size_t D);
+void clasp__loss_stack(float *work, const clasp_loss_batch *in, float **Z, float **dZ,
+                       int **labels);
+/* Writes rows offset..offset+n-1 of dZ's two halves into out->da and out->db, the loss and
+ * dscalar (may be NULL) on rank 0 only (0 elsewhere) and out->wrote. */
+void clasp__loss_unstack(clasp_loss_grads *out, const clasp_loss_batch *in, const float *dZ,
+                         float loss, const float *dscalar);
 
 #endif

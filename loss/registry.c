@@ -8,10 +8,62 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loss/hardneg.h"
 #include "loss/infonce.h"
+#include "loss/margin.h"
 #include "loss/siglip.h"
+#include "loss/supcon.h"
+#include "loss/triplet.h"
 
 static const char *const infonce_aliases[] = {"clip", NULL};
+static const char *const simclr_aliases[] = {"simclr", NULL};
+static const char *const mining_choices[] = {"batch-all", "batch-hard", "semi-hard", NULL};
+/* the order of clasp_triplet_distance */
+static const char *const distance_choices[] = {"euclidean", "squared", "cosine", NULL};
+
+/* One line of an options table each; the CLI flag is "--" name (cli/cmd_train.c). Default 0
+ * of "temperature" means learnable (the logit scale); see clasp_loss_log_scale. */
+#define OPT_TEMPERATURE                                                                            \
+    {                                                                                              \
+        .name = "temperature",                                                                     \
+        .help = "fixed temperature T (logits = cos / T; the logit scale is then not trained); "    \
+                "default: learnable",                                                              \
+        .def = 0, .min = 0, .max = 100, .min_exclusive = true                                      \
+    }
+#define OPT_MARGIN(d)                                                                              \
+    {                                                                                              \
+        .name = "margin", .help = "margin m > 0", .def = d, .min = 0, .max = 100,                  \
+        .min_exclusive = true                                                                      \
+    }
+static const clasp_loss_option infonce_options[] = {
+    OPT_TEMPERATURE,
+    {.name = "hard-negatives",
+     .help = "hard negatives (Robinson et al. 2021): importance weights exp(beta s) of the "
+             "negatives, beta >= 0 (0 with --tau-plus 0 is InfoNCE); unset: off",
+     .def = 0,
+     .min = 0,
+     .max = 100},
+    {.name = "tau-plus",
+     .help = "debiasing class prior tau+ in [0, 0.99] of the hard-negative term (Chuang et al. "
+             "2020); turns hard negatives on",
+     .def = 0,
+     .min = 0,
+     .max = 0.99},
+};
+static const clasp_loss_option temperature_options[] = {OPT_TEMPERATURE};
+static const clasp_loss_option triplet_options[] = {
+    OPT_MARGIN(0.2),
+    {.name = "mining",
+     .help = "triplets used: every valid one, the hardest per anchor, or semi-hard",
+     .def = CLASP_TRIPLET_MINING_BATCH_HARD,
+     .choices = mining_choices},
+    {.name = "distance",
+     .help = "distance between features",
+     .def = CLASP_TRIPLET_DISTANCE_COSINE,
+     .choices = distance_choices},
+};
+static const clasp_loss_option margin_options[] = {OPT_MARGIN(1.0)};
+#define N_OPTS(t) ((int)(sizeof t / sizeof t[0]))
 
 static const clasp_loss_def losses[] = {
     {.name = "infonce",
@@ -19,6 +71,8 @@ static const clasp_loss_def losses[] = {
      .summary = "symmetric InfoNCE (CLIP), learnable logit scale",
      .n_scalars = 1,
      .scalars = {CLASP_LOSS_SCALAR_LOGIT_SCALE},
+     .n_options = N_OPTS(infonce_options),
+     .options = infonce_options,
      .work_floats = clasp_infonce_batch_work_floats,
      .compute = clasp_infonce_batch},
     {.name = "siglip",
@@ -28,6 +82,41 @@ static const clasp_loss_def losses[] = {
      .scalars = {CLASP_LOSS_SCALAR_LOGIT_SCALE, CLASP_LOSS_SCALAR_LOGIT_BIAS},
      .work_floats = clasp_siglip_batch_work_floats,
      .compute = clasp_siglip_batch},
+    {.name = "supcon",
+     .summary = "supervised contrastive (SupCon) over both sides, positives = same label (.cls)",
+     .needs = CLASP_LOSS_NEEDS_GROUPS,
+     .n_scalars = 1,
+     .scalars = {CLASP_LOSS_SCALAR_LOGIT_SCALE},
+     .n_options = N_OPTS(temperature_options),
+     .options = temperature_options,
+     .work_floats = clasp_supcon_batch_work_floats,
+     .compute = clasp_supcon_batch},
+    {.name = "triplet",
+     .summary = "triplet loss with a margin and online mining over both sides, by label (.cls)",
+     .needs = CLASP_LOSS_NEEDS_GROUPS,
+     .n_options = N_OPTS(triplet_options),
+     .options = triplet_options,
+     .work_floats = clasp_triplet_batch_work_floats,
+     .compute = clasp_triplet_batch},
+    {.name = "ntxent",
+     .aliases = simclr_aliases,
+     .summary = "NT-Xent (SimCLR): the other side of a row is its positive, all other rows of "
+                "both sides are negatives",
+     .needs = CLASP_LOSS_NEEDS_TWO_VIEWS,
+     .n_scalars = 1,
+     .scalars = {CLASP_LOSS_SCALAR_LOGIT_SCALE},
+     .n_options = N_OPTS(temperature_options),
+     .options = temperature_options,
+     .work_floats = clasp_ntxent_batch_work_floats,
+     .compute = clasp_ntxent_batch},
+    {.name = "margin",
+     .summary = "margin contrastive loss (Hadsell et al. 2006) over all cross pairs, similar = "
+                "same label (.cls)",
+     .needs = CLASP_LOSS_NEEDS_GROUPS,
+     .n_options = N_OPTS(margin_options),
+     .options = margin_options,
+     .work_floats = clasp_margin_batch_work_floats,
+     .compute = clasp_margin_batch},
 };
 
 #define N_LOSSES ((int)(sizeof losses / sizeof losses[0]))
@@ -159,4 +248,14 @@ clasp_status clasp_loss_config_set(clasp_loss_config *cfg, const char *name, con
     option_names_(takes, sizeof takes, d);
     return clasp_set_error(CLASP_ERR_ARG, "--%s does not apply to --loss %s (its options: %s)",
                            name, d->name, takes);
+}
+
+float clasp_loss_log_scale(const clasp_loss_batch *in, bool *learnable) {
+    int i = clasp_loss_option_index(clasp_loss_config_def(in->cfg), "temperature");
+    if (i >= 0 && in->cfg && (in->cfg->set >> i & 1u)) {
+        *learnable = false;
+        return (float)-log(in->cfg->value[i]);
+    }
+    *learnable = true;
+    return in->scalars[0];
 }

@@ -232,4 +232,11 @@ int clasp_loss_option_index(const clasp_loss_def *def, const char *name);
 /* Value of option i of the config's loss (its default when unset). */
 double clasp_loss_config_get(const clasp_loss_config *cfg, int i);
 
+/* The log scale s (logits = exp(s) cos, tau = exp(-s)) a loss with a "temperature" option
+ * uses this step: -ln T when the option is set (--temperature T, or the value the trainer's
+ * --temperature-schedule set for this step), else the learnable in->scalars[0] (the logit
+ * scale). *learnable tells whether the loss's dscalars[0] applies (else it writes 0 there, and
+ * the logit scale is not trained). */
+float clasp_loss_log_scale(const clasp_loss_batch *in, bool *learnable);
+
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/sizes.h"
+#include "loss/registry.h"
 #include "loss/internal.h"
 
 #define NORM_EPS 1e-12f
@@ -142,5 +143,52 @@ clasp_status clasp_ntxent(float *loss, float *dZ1, float *dZ2, float *dtemp, con
                  core);
     if (dZ1) memcpy(dZ1, dZs, nd * sizeof *dZ1);
     if (dZ2) memcpy(dZ2, dZs + nd, nd * sizeof *dZ2);
+    return CLASP_OK;
+}
+
+/* Adapters (loss/registry.h): the replicated recipe on the stacked sides. */
+static size_t stacked_work_(size_t stack, size_t loss) {
+    size_t r;
+    if (!stack || !loss || !clasp_size_add(stack, loss, &r)) return 0;
+    return r;
+}
+
+size_t clasp_supcon_batch_work_floats(const clasp_loss_setup *s) {
+    return stacked_work_(clasp__loss_stack_floats(s->N, s->D),
+                         clasp_supcon_work_floats(2 * s->N, s->D));
+}
+
+clasp_status clasp_supcon_batch(const clasp_loss_batch *in, clasp_loss_grads *out) {
+    if (!in->groups)
+        return clasp_set_error(CLASP_ERR_ARG, "supcon: needs labels (group ids) on every step");
+    float *Z, *dZ;
+    int *labels;
+    clasp__loss_stack(in->work, in, &Z, &dZ, &labels);
+    bool learnable;
+    const float tau = expf(-clasp_loss_log_scale(in, &learnable));
+    float loss = 0, dtau = 0;
+    CLASP_TRY(clasp_supcon(&loss, dZ, &dtau, NULL, Z, labels, tau, 0, 2 * in->N, in->D,
+                           in->work + clasp__loss_stack_floats(in->N, in->D)));
+    const float ds = learnable ? -tau * dtau : 0.0f; /* tau = exp(-s) */
+    clasp__loss_unstack(out, in, dZ, loss, &ds);
+    return CLASP_OK;
+}
+
+size_t clasp_ntxent_batch_work_floats(const clasp_loss_setup *s) {
+    return stacked_work_(clasp__loss_stack_floats(s->N, s->D),
+                         clasp_ntxent_work_floats(s->N, s->D));
+}
+
+clasp_status clasp_ntxent_batch(const clasp_loss_batch *in, clasp_loss_grads *out) {
+    float *Z, *dZ;
+    int *labels;
+    clasp__loss_stack(in->work, in, &Z, &dZ, &labels); /* dZ = [dZ1; dZ2] */
+    bool learnable;
+    const float tau = expf(-clasp_loss_log_scale(in, &learnable));
+    float loss = 0, dtau = 0;
+    CLASP_TRY(clasp_ntxent(&loss, dZ, dZ + in->N * in->D, &dtau, in->a_all, in->b_all, tau, 0,
+                           in->N, in->D, in->work + clasp__loss_stack_floats(in->N, in->D)));
+    const float ds = learnable ? -tau * dtau : 0.0f;
+    clasp__loss_unstack(out, in, dZ, loss, &ds);
     return CLASP_OK;
 }

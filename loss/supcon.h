@@ -23,6 +23,7 @@
 #include <stddef.h>
 
 #include "core/status.h"
+#include "loss/registry.h"
 
 /* Scratch floats: M*M + M*D + 2*M. 0 on overflow. */
 size_t clasp_supcon_work_floats(size_t M, size_t D);
@@ -47,5 +48,17 @@ size_t clasp_ntxent_work_floats(size_t N, size_t D);
 clasp_status clasp_ntxent(float *loss, float *dZ1, float *dZ2, float *dtemp, const float *Z1,
                           const float *Z2, float temperature, int normalize, size_t N, size_t D,
                           float *work);
+
+/* Registry adapters (loss/registry.h), the replicated recipe: each rank stacks Z = [a_all;
+ * b_all] (2N rows) and computes the global loss, keeping its rows' gradients; the loss and the
+ * temperature gradient are reported on rank 0 only. The temperature is the "temperature"
+ * option or the learnable logit scale (clasp_loss_log_scale).
+ * supcon: labels = the groups twice (a row's positives: every other row of either side with
+ * its label, its own pair included); needs groups.
+ * ntxent: clasp_ntxent(a_all, b_all): the positive of a row is the other side of its pair. */
+size_t clasp_supcon_batch_work_floats(const clasp_loss_setup *s);
+clasp_status clasp_supcon_batch(const clasp_loss_batch *in, clasp_loss_grads *out);
+size_t clasp_ntxent_batch_work_floats(const clasp_loss_setup *s);
+clasp_status clasp_ntxent_batch(const clasp_loss_batch *in, clasp_loss_grads *out);
 
 #endif

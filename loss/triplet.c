@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "core/sizes.h"
+#include "loss/internal.h"
+#include "loss/registry.h"
 
 size_t clasp_triplet_work_floats(size_t M) {
     size_t mm, r;
@@ -146,5 +148,29 @@ clasp_status clasp_triplet(float *loss, float *dX, size_t *n_terms, const float 
     clasp_gemm(0, 0, iM, iD, iM, -1.0f, C, iM, X, iD, 0.0f, dX, iD);
     for (size_t i = 0; i < M; i++)
         for (size_t k = 0; k < D; k++) dX[i * D + k] += rs[i] * X[i * D + k];
+    return CLASP_OK;
+}
+
+size_t clasp_triplet_batch_work_floats(const clasp_loss_setup *s) {
+    size_t a = clasp__loss_stack_floats(s->N, s->D), b = clasp_triplet_work_floats(2 * s->N), r;
+    if (!a || !b || !clasp_size_add(a, b, &r)) return 0;
+    return r;
+}
+
+clasp_status clasp_triplet_batch(const clasp_loss_batch *in, clasp_loss_grads *out) {
+    if (!in->groups)
+        return clasp_set_error(CLASP_ERR_ARG, "triplet: needs labels (group ids) on every step");
+    const clasp_loss_def *d = clasp_loss_config_def(in->cfg);
+    const double margin = clasp_loss_config_get(in->cfg, clasp_loss_option_index(d, "margin"));
+    const int mining = (int)clasp_loss_config_get(in->cfg, clasp_loss_option_index(d, "mining"));
+    const int dist = (int)clasp_loss_config_get(in->cfg, clasp_loss_option_index(d, "distance"));
+    float *Z, *dZ;
+    int *labels;
+    clasp__loss_stack(in->work, in, &Z, &dZ, &labels);
+    float loss = 0;
+    CLASP_TRY(clasp_triplet(&loss, dZ, NULL, Z, labels, (float)margin, (clasp_triplet_distance)dist,
+                            (clasp_triplet_mining)mining, 2 * in->N, in->D,
+                            in->work + clasp__loss_stack_floats(in->N, in->D)));
+    clasp__loss_unstack(out, in, dZ, loss, NULL);
     return CLASP_OK;
 }

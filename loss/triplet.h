@@ -22,6 +22,7 @@
 #include <stddef.h>
 
 #include "core/status.h"
+#include "loss/registry.h"
 
 typedef enum clasp_triplet_distance {
     CLASP_TRIPLET_DISTANCE_EUCLIDEAN = 0,
@@ -45,5 +46,11 @@ size_t clasp_triplet_work_floats(size_t M);
 clasp_status clasp_triplet(float *loss, float *dX, size_t *n_terms, const float *X,
                            const int *labels, float margin, clasp_triplet_distance dist,
                            clasp_triplet_mining mining, size_t M, size_t D, float *work);
+
+/* Registry adapter (loss/registry.h): the replicated recipe of loss/supcon.h on Z = [a_all;
+ * b_all] with the groups twice as labels (triplets within and across the two sides); options
+ * margin, mining, distance. Needs groups; no learnable scalar. */
+size_t clasp_triplet_batch_work_floats(const clasp_loss_setup *s);
+clasp_status clasp_triplet_batch(const clasp_loss_batch *in, clasp_loss_grads *out);
 
 #endif

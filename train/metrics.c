@@ -145,6 +145,7 @@ void clasp_metrics_train_line(clasp_train_metrics *mx, const clasp_train_line *l
     cJSON_AddNumberToObject(j, "loss", l->loss);
     cJSON_AddNumberToObject(j, "lr", l->lr);
     cJSON_AddNumberToObject(j, "logit_scale", l->logit_scale);
+    if (l->temperature >= 0) cJSON_AddNumberToObject(j, "temperature", l->temperature);
     cJSON_AddNumberToObject(j, "grad_norm", l->grad_norm);
     cJSON_AddNumberToObject(j, "samples_per_s", rate);
     cJSON_AddNumberToObject(j, "data_wait", mx->win_wait / mx->win_t);

@@ -44,6 +44,7 @@ typedef struct clasp_train_line {
     int epoch;
     int source; /* the step's source */
     double loss, lr, logit_scale, grad_norm;
+    double temperature;         /* the loss's temperature this step; < 0: none (not written) */
     const clasp_step_stats *st; /* feature diagnostics (engine.h) */
 } clasp_train_line;
 

@@ -1,6 +1,7 @@
 /* trainer.c: the training loop: setup, steps (data, engine, AdamW, guards), evaluation,
  * checkpoints (runstate.h), exact resume, signals; metrics lines in metrics.c. See trainer.h. */
 #include "train/trainer.h"
+#include "train/temperature.h"
 
 #include <math.h>
 #include <signal.h>
@@ -104,10 +105,13 @@ typedef struct trainer {
     uint64_t *gid_all;         /* (B) caption hashes of the global batch */
     int64_t *lab_all;          /* (B) .cls labels of the global batch (label positives) */
     int32_t *grp_tmp;          /* (2 B) scratch of the caption-or-label union */
-    clasp_positives positives; /* resolved: --positives, or CAPTION for a loss needing groups */
+    clasp_positives positives; /* resolved: --positives, or LABEL for a loss needing groups */
     clasp_runstate rs;         /* step, samples, skipped steps and what checkpoints hold */
     int bad_streak;            /* consecutive non-finite steps */
     bool collapse_warned;
+    int temp_opt;               /* index of the loss's "temperature" option, or -1 */
+    clasp_temp_schedule tsched; /* kind 0: no --temperature-schedule */
+    float step_log_scale;       /* the logit scale the last step's loss used */
     clasp_step_stats st;
     clasp_train_metrics mx;
     double flops_per_sample;
@@ -145,7 +149,22 @@ static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps, int
                                 clasp_precision_name((clasp_precision)o->precision));
     cJSON_AddNumberToObject(k, "seed", (double)o->seed);
     cJSON_AddNumberToObject(k, "total_steps", (double)total_steps);
-    cJSON_AddStringToObject(k, "loss", clasp_loss_config_def(&o->loss)->name);
+    const clasp_loss_def *ld = clasp_loss_config_def(&o->loss);
+    cJSON_AddStringToObject(k, "loss", ld->name);
+    /* the options given (absent when none, so older checkpoints stay resumable) */
+    if (o->loss.set) {
+        cJSON *lo = cJSON_AddObjectToObject(k, "loss_options");
+        for (int i = 0; i < ld->n_options && lo; i++) {
+            if (!(o->loss.set >> i & 1u)) continue;
+            const clasp_loss_option *op = &ld->options[i];
+            if (op->choices)
+                cJSON_AddStringToObject(lo, op->name, op->choices[(int)o->loss.value[i]]);
+            else
+                cJSON_AddNumberToObject(lo, op->name, o->loss.value[i]);
+        }
+    }
+    if (o->temperature_schedule)
+        cJSON_AddStringToObject(k, "temperature_schedule", o->temperature_schedule);
     cJSON_AddBoolToObject(k, "multi_positive", o->multi_positive);
     /* absent for caption positives (= multi_positive) and none, so older runs stay resumable */
     if (o->positives == CLASP_POSITIVES_LABEL || o->positives == CLASP_POSITIVES_BOTH)
@@ -285,9 +304,10 @@ static void union_groups_(int32_t *out, const int32_t *g1, const int32_t *g2, in
 }
 
 /* The group ids of this step's global batch per t->positives (trainer.h), or NULL for none.
- * Collective with several ranks. */
+ * Collective with several ranks. A sample without .cls under label positives is refused (a
+ * usage error: the shards do not fit the flags). */
 static clasp_status make_groups_(trainer *t, const source_rt *cur, const clasp_batch *b,
-                                 const int32_t **groups) {
+                                 const int32_t **groups, clasp_train_summary *sum) {
     *groups = NULL;
     const clasp_positives p = t->positives;
     if (p == CLASP_POSITIVES_NONE) return CLASP_OK;
@@ -300,12 +320,19 @@ static clasp_status make_groups_(trainer *t, const source_rt *cur, const clasp_b
     }
     if (p != CLASP_POSITIVES_CAPTION) {
         for (size_t i = 0; i < b->n; i++)
-            if (b->labels[i] < 0)
+            if (b->labels[i] < 0) {
+                char flag[64];
+                if (t->o.positives == CLASP_POSITIVES_NONE) /* the loss's default */
+                    snprintf(flag, sizeof flag, "--loss %s", t->e.loss->name);
+                else
+                    snprintf(flag, sizeof flag, "--positives %s",
+                             p == CLASP_POSITIVES_LABEL ? "label" : "both");
+                sum->usage_error = true;
                 return clasp_set_error(CLASP_ERR_ARG,
-                                       "--positives %s: sample '%s' of %s has no .cls label (label "
-                                       "positives need one on every sample)",
-                                       p == CLASP_POSITIVES_LABEL ? "label" : "both",
-                                       b->keys ? b->keys[i] : "?", cur->spec);
+                                       "%s needs a label (.cls) on every sample: sample '%s' of "
+                                       "--train %s has none",
+                                       flag, b->keys ? b->keys[i] : "?", cur->spec);
+            }
         CLASP_TRY(clasp_dist_allgather(t->lab_all, b->labels, b->n * sizeof(int64_t)));
         for (size_t i = 0; i < N; i++) t->gid_all[i] = (uint64_t)t->lab_all[i];
         dense_groups_(lab, t->gid_all, N);
@@ -313,6 +340,23 @@ static clasp_status make_groups_(trainer *t, const source_rt *cur, const clasp_b
     if (p == CLASP_POSITIVES_BOTH) union_groups_(t->group_buf, cap, lab, t->grp_tmp + 2 * N, N);
     *groups = t->group_buf;
     return CLASP_OK;
+}
+
+/* The loss's temperature: --temperature-schedule needs a loss with a "temperature" option and
+ * excludes --temperature. */
+static clasp_status check_temperature_(trainer *t) {
+    const clasp_train_options *o = &t->o;
+    const clasp_loss_def *d = clasp_loss_config_def(&o->loss);
+    t->temp_opt = clasp_loss_option_index(d, "temperature");
+    if (!o->temperature_schedule) return CLASP_OK;
+    if (t->temp_opt < 0)
+        return clasp_set_error(
+            CLASP_ERR_ARG, "--temperature-schedule does not apply to --loss %s (no temperature)",
+            d->name);
+    if (o->loss.set >> t->temp_opt & 1u)
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "--temperature-schedule and --temperature exclude each other");
+    return clasp_temp_schedule_parse(o->temperature_schedule, &t->tsched);
 }
 
 /* --freeze LIST: comma-separated tower names (image, text, audio, shared) into frozen[]. */
@@ -437,8 +481,9 @@ static clasp_status begin_(trainer *t, const clasp_train_options *oin, clasp_tra
     t->positives = o->positives;
     if (t->positives == CLASP_POSITIVES_NONE &&
         (clasp_loss_config_def(&o->loss)->needs & CLASP_LOSS_NEEDS_GROUPS))
-        t->positives = CLASP_POSITIVES_CAPTION;
+        t->positives = CLASP_POSITIVES_LABEL;
     if (t->rank != 0) o->progress = false;
+    CLASP_TRY(check_temperature_(t));
     CLASP_TRY(clasp_model_config_load(o->model_config, &t->cfg));
     if (o->precision >= 0) t->cfg.precision = (clasp_precision)o->precision;
     o->precision = (int)t->cfg.precision; /* the run config and an export record it */
@@ -732,6 +777,15 @@ static void update_(trainer *t, bool finite, double lr, double gnorm) {
                    (long long)t->rs.step, (double)t->st.loss, gnorm, t->bad_streak);
 }
 
+/* The temperature the loss used this step (-1 for a loss without one): the option's value
+ * (fixed or scheduled), else 1 / the logit scale the step started from. */
+static double temperature_(const trainer *t) {
+    if (t->temp_opt < 0) return -1;
+    const clasp_loss_config *c = &t->e.opt.loss;
+    if (c->set >> t->temp_opt & 1u) return c->value[t->temp_opt];
+    return exp(-(double)t->step_log_scale);
+}
+
 /* Diagnostics, the collapse warning and the train line of the step just done. */
 static void log_step_(trainer *t, int source, double lr, double gnorm, bool finite) {
     const clasp_train_options *o = &t->o;
@@ -758,6 +812,7 @@ static void log_step_(trainer *t, int source, double lr, double gnorm, bool fini
                           .loss = (double)st->loss,
                           .lr = lr,
                           .logit_scale = exp((double)t->m->params[t->m->logit_scale_offset]),
+                          .temperature = temperature_(t),
                           .grad_norm = gnorm,
                           .st = st};
     clasp_metrics_train_line(&t->mx, &l, skips_all_(t->src, t->n_src), t->total);
@@ -774,8 +829,13 @@ static clasp_status step_(trainer *t, clasp_train_summary *sum) {
     CLASP_TRY(clasp_data_next(cur->data, &b));
     double t1 = clasp_metrics_now();
     const int32_t *groups = NULL;
-    CLASP_TRY(make_groups_(t, cur, b, &groups));
+    CLASP_TRY(make_groups_(t, cur, b, &groups, sum));
+    if (t->tsched.kind) { /* this step's scheduled temperature, as a fixed one */
+        t->e.opt.loss.value[t->temp_opt] = clasp_temp_schedule_at(&t->tsched, t->rs.step, t->total);
+        t->e.opt.loss.set |= 1u << t->temp_opt;
+    }
     double lr = clasp_lr_cosine(t->rs.step, o->warmup, t->total, o->lr);
+    t->step_log_scale = m->params[m->logit_scale_offset];
     CLASP_TRY(clasp_engine_grads_pair(&t->e, cur->ta, batch_input_(b, cur->ta, 0), cur->tb,
                                       batch_input_(b, cur->tb, cur->ta == cur->tb), groups,
                                       (int)b->n, &t->st));

@@ -71,7 +71,7 @@
  *   BOTH:    same caption OR same label, closed transitively (the groups are the connected
  *            components of the union of the two relations).
  * NONE: no groups (each row's positive is its own pair), except for a loss that needs groups
- * (CLASP_LOSS_NEEDS_GROUPS: SupCon, triplet, margin), which then gets CAPTION's. */
+ * (CLASP_LOSS_NEEDS_GROUPS: SupCon, triplet, margin), which then gets LABEL's. */
 typedef enum clasp_positives {
     CLASP_POSITIVES_NONE = 0,
     CLASP_POSITIVES_CAPTION = 1,
@@ -132,13 +132,16 @@ typedef struct clasp_train_options {
     double weight_decay;             /* --wd (0.1) */
     double beta1, beta2, eps;        /* --beta1 0.9 --beta2 0.98 --eps 1e-6 */
     double clip_norm;                /* --clip-norm (0 = off) */
-    clasp_loss_config loss;          /* --loss NAME (loss/registry.h; zeroed: infonce) */
-    bool multi_positive;             /* --multi-positive: same caption = positive (the same as
-                                        positives = CAPTION) */
-    clasp_positives positives;       /* --positives caption|label|both (see above) */
-    uint64_t seed;                   /* --seed (0) */
-    int threads;                     /* --threads (compute threads, 2) */
-    int chunks;                      /* --chunks (replicas; default = threads) */
+    clasp_loss_config loss;          /* --loss NAME (loss/registry.h; zeroed: infonce) and
+                                        its options (--margin, --temperature, ...) */
+    const char *temperature_schedule; /* --temperature-schedule KIND:START:END (temperature.h)
+                                         or NULL */
+    bool multi_positive;              /* --multi-positive: same caption = positive (the same as
+                                         positives = CAPTION) */
+    clasp_positives positives;        /* --positives caption|label|both (see above) */
+    uint64_t seed;                    /* --seed (0) */
+    int threads;                      /* --threads (compute threads, 2) */
+    int chunks;                       /* --chunks (replicas; default = threads) */
     int precision;       /* --precision: a clasp_precision, or -1 (default): the model config's */
     int workers;         /* --workers (decode threads, 1) */
     int shuffle_buffer;  /* --shuffle-buffer (samples, 2000) */
@@ -172,8 +175,10 @@ typedef struct clasp_train_summary {
     double zeroshot_top1, zeroshot_top5, zeroshot_mean_recall; /* -1 when not evaluated */
     int64_t skipped_steps;
     int64_t skipped_samples;
-    bool interrupted;                              /* stopped by a signal or --stop-after */
-    int world;                                     /* ranks */
+    bool interrupted; /* stopped by a signal or --stop-after */
+    bool usage_error; /* the run was refused for its options (a label loss on shards without
+                         .cls...): the CLI exits 2 */
+    int world;        /* ranks */
     double gather_ms_per_step, reduce_ms_per_step; /* collectives, steady-state steps, rank 0 */
     char checkpoint[4096];
 } clasp_train_summary;
