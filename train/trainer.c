@@ -104,6 +104,7 @@ typedef struct trainer {
     int32_t *group_buf;        /* (B) dense group ids of the global batch */
     uint64_t *gid_all;         /* (B) caption hashes of the global batch */
     int64_t *lab_all;          /* (B) .cls labels of the global batch (label positives) */
+    uint64_t *lab64;           /* (B) the labels as ids (scratch) */
     int32_t *grp_tmp;          /* (2 B) scratch of the caption-or-label union */
     clasp_positives positives; /* resolved: --positives, or LABEL for a loss needing groups */
     clasp_runstate rs;         /* step, samples, skipped steps and what checkpoints hold */
@@ -123,6 +124,7 @@ static void trainer_free_(trainer *t) {
     free(t->group_buf);
     free(t->gid_all);
     free(t->lab_all);
+    free(t->lab64);
     free(t->grp_tmp);
     clasp_adamw_free(&t->opt);
     for (int k = 0; k < CLASP_TRAIN_MAX_SOURCES; k++) clasp_data_close(t->src[k].data);
@@ -303,6 +305,22 @@ static void union_groups_(int32_t *out, const int32_t *g1, const int32_t *g2, in
     }
 }
 
+void clasp_train_groups(clasp_positives p, const uint64_t *caption, const int64_t *labels, size_t n,
+                        int32_t *out, int32_t *scratch, uint64_t *scratch64) {
+    int32_t *cap = p == CLASP_POSITIVES_BOTH ? scratch : out;
+    int32_t *lab = p == CLASP_POSITIVES_BOTH ? scratch + n : out;
+    if (p == CLASP_POSITIVES_NONE) {
+        for (size_t i = 0; i < n; i++) out[i] = (int32_t)i;
+        return;
+    }
+    if (p != CLASP_POSITIVES_LABEL) dense_groups_(cap, caption, n);
+    if (p != CLASP_POSITIVES_CAPTION) {
+        for (size_t i = 0; i < n; i++) scratch64[i] = (uint64_t)labels[i];
+        dense_groups_(lab, scratch64, n);
+    }
+    if (p == CLASP_POSITIVES_BOTH) union_groups_(out, cap, lab, scratch + 2 * n, n);
+}
+
 /* The group ids of this step's global batch per t->positives (trainer.h), or NULL for none.
  * Collective with several ranks. A sample without .cls under label positives is refused (a
  * usage error: the shards do not fit the flags). */
@@ -312,12 +330,8 @@ static clasp_status make_groups_(trainer *t, const source_rt *cur, const clasp_b
     const clasp_positives p = t->positives;
     if (p == CLASP_POSITIVES_NONE) return CLASP_OK;
     const size_t N = b->n * (size_t)t->world;
-    int32_t *cap = p == CLASP_POSITIVES_BOTH ? t->grp_tmp : t->group_buf;
-    int32_t *lab = p == CLASP_POSITIVES_BOTH ? t->grp_tmp + N : t->group_buf;
-    if (p != CLASP_POSITIVES_LABEL) {
+    if (p != CLASP_POSITIVES_LABEL)
         CLASP_TRY(clasp_dist_allgather(t->gid_all, b->group_ids, b->n * sizeof(uint64_t)));
-        dense_groups_(cap, t->gid_all, N);
-    }
     if (p != CLASP_POSITIVES_CAPTION) {
         for (size_t i = 0; i < b->n; i++)
             if (b->labels[i] < 0) {
@@ -334,10 +348,8 @@ static clasp_status make_groups_(trainer *t, const source_rt *cur, const clasp_b
                                        flag, b->keys ? b->keys[i] : "?", cur->spec);
             }
         CLASP_TRY(clasp_dist_allgather(t->lab_all, b->labels, b->n * sizeof(int64_t)));
-        for (size_t i = 0; i < N; i++) t->gid_all[i] = (uint64_t)t->lab_all[i];
-        dense_groups_(lab, t->gid_all, N);
     }
-    if (p == CLASP_POSITIVES_BOTH) union_groups_(t->group_buf, cap, lab, t->grp_tmp + 2 * N, N);
+    clasp_train_groups(p, t->gid_all, t->lab_all, N, t->group_buf, t->grp_tmp, t->lab64);
     *groups = t->group_buf;
     return CLASP_OK;
 }
@@ -662,9 +674,11 @@ static clasp_status setup_optim_(trainer *t) {
     t->group_buf = malloc((size_t)o->batch_size * sizeof(int32_t));
     t->gid_all = malloc((size_t)o->batch_size * sizeof(uint64_t));
     t->lab_all = malloc((size_t)o->batch_size * sizeof(int64_t));
+    t->lab64 = malloc((size_t)o->batch_size * sizeof(uint64_t));
     t->grp_tmp = malloc(3 * (size_t)o->batch_size * sizeof(int32_t));
     t->resume_key = resume_key_(o, t->total, t->world, t->src, t->n_src);
-    if (!t->segs || !t->group_buf || !t->gid_all || !t->lab_all || !t->grp_tmp || !t->resume_key)
+    if (!t->segs || !t->group_buf || !t->gid_all || !t->lab_all || !t->lab64 || !t->grp_tmp ||
+        !t->resume_key)
         return clasp_set_error(CLASP_ERR_NOMEM, "trainer: out of memory");
     for (int i = 0; i < m->n_params; i++)
         t->segs[i] = (clasp_param_seg){m->info[i].offset, m->info[i].numel, m->info[i].decay,

@@ -52,6 +52,7 @@
 #define CLASP_TRAIN_TRAINER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/status.h"
@@ -78,6 +79,13 @@ typedef enum clasp_positives {
     CLASP_POSITIVES_LABEL = 2,
     CLASP_POSITIVES_BOTH = 3
 } clasp_positives;
+
+/* The group ids of n rows (a global batch) for positives p: out[i] = the lowest row of row i's
+ * group. caption: the loader's group ids (p CAPTION, BOTH); labels: .cls labels (p LABEL,
+ * BOTH); the one p does not use may be NULL. NONE: every row its own group. scratch: 3 n
+ * int32, scratch64: n uint64. */
+void clasp_train_groups(clasp_positives p, const uint64_t *caption, const int64_t *labels, size_t n,
+                        int32_t *out, int32_t *scratch, uint64_t *scratch64);
 
 typedef struct clasp_train_source {
     const char *spec; /* shard spec */
