@@ -361,3 +361,23 @@ Test(train_audio, audio_to_image_eval) {
     cJSON_Delete(doc);
     free(j);
 }
+
+/* --pair audio-audio: two augmented views of each clip (random crop and --audio-augment, keyed
+ * by view), the same losses whatever the decode threads, and views that differ. */
+Test(train_audio, audio_two_views) {
+    char a[1200], b[1200];
+    build_(fx_scratch("ta_views", g_dir, a, "w1", b, "w2", NULL), 4);
+    for (int w = 1; w <= 2; w++)
+        cr_assert_eq(run_(w == 1 ? a : b,
+                          "--model %s/tiny.json --train '%s/audio-{000000..000001}.tar' --pair "
+                          "audio-audio --loss ntxent --steps 4 --workers %d",
+                          g_dir, g_dir, w),
+                     0, "see %s.log", w == 1 ? a : b);
+    char la[2048], lb[2048];
+    double l[8], pos[8];
+    cr_assert_eq(losses_(a, l, 8, la, sizeof la), 4);
+    losses_(b, l, 8, lb, sizeof lb);
+    cr_assert_str_eq(la, lb, "workers 1 vs 2");
+    cr_assert_eq(fx_metrics_numbers(a, "train", "pos_sim", pos, 8), 4);
+    for (int i = 0; i < 4; i++) cr_assert_lt(pos[i], 0.9999, "step %d: identical views", i + 1);
+}

@@ -178,3 +178,22 @@ Test(train_views, groups_by_caption_label_and_their_union) {
     clasp_train_groups(CLASP_POSITIVES_NONE, c2, l2, 5, out, scratch, s64);
     for (int i = 0; i < 5; i++) cr_assert_eq(out[i], i);
 }
+
+/* Two views resume exactly: the views are keyed by (seed, view, epoch, key), not by how many
+ * samples a loader decoded before. */
+Test(train_views, two_views_resume_exactly) {
+    char base[4096], a[FX_PATH], b[FX_PATH];
+    build_data_(fx_scratch("views_resume", base, a, "straight", b, "stopped", NULL));
+    const char *x = "--pair image-image --loss ntxent --positives label --steps 6";
+    char args[FX_PATH];
+    cr_assert_eq(run_(x, a), 0, "%s", log_(a));
+    snprintf(args, sizeof args, "%s --stop-after 3", x);
+    cr_assert_eq(run_(args, b), 3, "%s", log_(b));
+    snprintf(args, sizeof args, "%s --resume latest", x);
+    cr_assert_eq(run_(args, b), 0, "%s", log_(b));
+    char *la = losses_(a), *lb = losses_(b);
+    cr_assert_eq(fx_count_lines(la), 6);
+    cr_assert_str_eq(la, lb, "straight vs stopped + resumed:\n%s\nvs\n%s", la, lb);
+    free(la);
+    free(lb);
+}
