@@ -70,14 +70,16 @@ static const clasp_arg eval_table[] = {
      NULL, 0, 0, 0, NULL, NULL},
     {"probe-train", 0, CLASP_ARG_STRING, A(probe), "SPEC",
      "linear probe: logistic regression on frozen image features of SPEC (labels from .cls), "
-     "accuracy on --data's features",
+     "accuracy on --data's features (audio features in the audio evaluations: --pair "
+     "audio-text, or a model without an image tower)",
      NULL, 0, 0, 0, NULL, NULL},
     {"probe-l2", 0, CLASP_ARG_DOUBLE, A(po.l2), "X", "L2 penalty of the probe (default 1e-4)", NULL,
      0, 0, 0, NULL, NULL},
     {"probe-iters", 0, CLASP_ARG_INT, A(po.max_iter), "N", "iterations of the probe (default 1000)",
      NULL, 0, 1, 0, NULL, NULL},
     {"knn", 0, CLASP_ARG_INT, A(knn), "K",
-     "k-NN accuracy of --data's image features against the labelled features of --probe-train "
+     "k-NN accuracy of --data's image (or audio) features against the labelled features of "
+     "--probe-train "
      "(the reference set): the K most similar by cosine vote, each with weight exp(s/T) (Wu et "
      "al. 2018; ties: the lower reference row, then the lower class)",
      NULL, 0, 1, 0, NULL, NULL},
@@ -285,19 +287,20 @@ static clasp_status zeroshot_(clasp_embedder *em, const clasp_eval_set *set, con
     return s;
 }
 
-/* The linear probe and, with --knn, the k-NN accuracy of set's image features against the
- * labelled features of --probe-train; adds "probe" and "knn" to res. */
-static clasp_status probe_knn_(clasp_embedder *em, const eval_args *e, const clasp_eval_set *set,
-                               cJSON *res) {
-    clasp_eval_set tr;
+/* Labelled features of one side of the probe / k-NN: (n, D) rows and their labels. */
+typedef struct feats_ {
+    const float *x;
+    const int64_t *y;
+    int64_t n;
+} feats_;
+
+/* The linear probe and, with --knn, the k-NN accuracy of the test features te against the
+ * labelled reference features tr (of --probe-train); adds "probe" and "knn" to res. */
+static clasp_status probe_knn_(const eval_args *e, feats_ tr, feats_ te, int D, cJSON *res) {
     const char *probe = e->probe;
     const clasp_probe_options po = e->po;
-    clasp_status s =
-        clasp_eval_collect(&em->engine, &em->pre, probe, CLASP_EVAL_TEXT_NONE, e->workers, &tr);
-    if (s != CLASP_OK) return s;
     clasp_probe_result pr;
-    s = clasp_linear_probe(tr.img, tr.labels, tr.n, set->img, set->labels, set->n, set->D, &po,
-                           &pr);
+    clasp_status s = clasp_linear_probe(tr.x, tr.y, tr.n, te.x, te.y, te.n, D, &po, &pr);
     if (s == CLASP_OK) {
         cJSON *p = cJSON_AddObjectToObject(res, "probe");
         cJSON_AddStringToObject(p, "train", probe);
@@ -317,8 +320,7 @@ static clasp_status probe_knn_(clasp_embedder *em, const eval_args *e, const cla
     }
     clasp_knn_result kr;
     if (s == CLASP_OK && e->knn > 0)
-        s = clasp_knn(tr.img, tr.labels, tr.n, set->img, set->labels, set->n, set->D, e->knn,
-                      e->knn_tau, &kr);
+        s = clasp_knn(tr.x, tr.y, tr.n, te.x, te.y, te.n, D, e->knn, e->knn_tau, &kr);
     if (s == CLASP_OK && e->knn > 0) {
         cJSON *k = cJSON_AddObjectToObject(res, "knn");
         cJSON_AddStringToObject(k, "train", probe);
@@ -334,7 +336,39 @@ static clasp_status probe_knn_(clasp_embedder *em, const eval_args *e, const cla
                 kr.k, (long long)kr.n_train, (long long)kr.n_test, kr.n_classes,
                 kr.tau > 0 ? "exp(s/tau)" : "1 (majority)", 100 * kr.accuracy);
     }
+    return s;
+}
+
+/* probe_knn_ on image features: --data's (set) against --probe-train's. */
+static clasp_status probe_knn_image_(clasp_embedder *em, const eval_args *e,
+                                     const clasp_eval_set *set, cJSON *res) {
+    clasp_eval_set tr;
+    clasp_status s =
+        clasp_eval_collect(&em->engine, &em->pre, e->probe, CLASP_EVAL_TEXT_NONE, e->workers, &tr);
+    if (s != CLASP_OK) return s;
+    s = probe_knn_(e, (feats_){tr.img, tr.labels, tr.n}, (feats_){set->img, set->labels, set->n},
+                   set->D, res);
     clasp_eval_set_free(&tr);
+    return s;
+}
+
+/* probe_knn_ on audio features: --data's clips against --probe-train's (samples with audio, a
+ * caption and, to count, a .cls label). */
+static clasp_status probe_knn_audio_(clasp_embedder *em, const eval_args *e, cJSON *res) {
+    clasp_eval_towers te, tr;
+    memset(&tr, 0, sizeof tr);
+    clasp_status s =
+        clasp_eval_collect_towers(em, e->data, CLASP_TOWER_AUDIO, CLASP_N_TOWERS, e->workers, &te);
+    if (s == CLASP_OK)
+        s = clasp_eval_collect_towers(em, e->probe, CLASP_TOWER_AUDIO, CLASP_N_TOWERS, e->workers,
+                                      &tr);
+    if (s == CLASP_OK) {
+        cJSON_AddStringToObject(res, "features", "audio");
+        s = probe_knn_(e, (feats_){tr.a, tr.labels, tr.n}, (feats_){te.a, te.labels, te.n}, te.D,
+                       res);
+    }
+    clasp_eval_towers_free(&te);
+    clasp_eval_towers_free(&tr);
     return s;
 }
 
@@ -404,11 +438,13 @@ int clasp_cmd_eval(int argc, char **argv) {
                        clasp_embedder_has(&em, CLASP_TOWER_AUDIO));
     if (audio_mode) {
         clasp_status as = CLASP_OK;
-        if (zs || probe || all_caps)
+        if (zs || all_caps)
             as = clasp_set_error(CLASP_ERR_ARG,
-                                 "--zeroshot, --probe-train, --knn and --all-captions "
-                                 "are image evaluations; not with audio");
-        if (as == CLASP_OK) as = audio_eval_(&em, data, e.gallery, workers, res);
+                                 "--zeroshot and --all-captions are image evaluations; not with "
+                                 "audio");
+        if (as == CLASP_OK && (!probe || e.retrieval || e.gallery))
+            as = audio_eval_(&em, data, e.gallery, workers, res);
+        if (as == CLASP_OK && probe) as = probe_knn_audio_(&em, &e, res);
         int arc = finish_(res, &e, &em, t0, as);
         clasp_embedder_close(&em);
         return arc;
@@ -447,7 +483,7 @@ int clasp_cmd_eval(int argc, char **argv) {
             s = retrieval_match_(&set, r);
         }
     }
-    if (s == CLASP_OK && probe) s = probe_knn_(&em, &e, &set, res);
+    if (s == CLASP_OK && probe) s = probe_knn_image_(&em, &e, &set, res);
     clasp_eval_set_free(&set);
     int rc = finish_(res, &e, &em, t0, s);
     clasp_embedder_close(&em);

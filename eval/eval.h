@@ -146,6 +146,7 @@ typedef struct clasp_eval_towers {
     clasp_tower ta, tb; /* tb == CLASP_N_TOWERS: only ta collected */
     float *a, *b;       /* (n, D) L2-normalised features of ta, tb (b NULL without tb) */
     uint64_t *group;    /* (n) caption group ids */
+    int64_t *labels;    /* (n) "cls" labels, -1 when absent (k-NN, probe) */
     char **keys;        /* (n) */
     int64_t skipped;    /* samples the loader skipped (bad data, missing field) */
 } clasp_eval_towers;
