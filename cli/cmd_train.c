@@ -319,6 +319,14 @@ static int apply_loss_options_(train_args *t) {
             return clasp_args_usage_error(table_(), "%s", clasp_last_error());
     }
     const clasp_loss_def *d = clasp_loss_config_def(&t->o.loss);
+    const unsigned set = t->o.loss.set;
+    const int ib = clasp_loss_option_index(d, "hard-negatives"),
+              ip = clasp_loss_option_index(d, "tau-plus");
+    const bool groups = t->o.multi_positive || t->o.positives != CLASP_POSITIVES_NONE;
+    if (groups && ((ib >= 0 && (set >> ib & 1u)) || (ip >= 0 && (set >> ip & 1u))))
+        return clasp_args_usage_error(table_(), "--hard-negatives and --tau-plus take one "
+                                                "positive per row: not with --multi-positive or "
+                                                "--positives");
     int ti = clasp_loss_option_index(d, "temperature");
     if (t->o.temperature_schedule) {
         if (ti < 0)
@@ -361,8 +369,16 @@ static bool train_parse_(train_args *t, int argc, char **argv, int *rc) {
     return true;
 }
 
+/* The loss and the options given ({"margin": 0.3, "mining": "semi-hard"}) into j. */
+static void add_loss_(cJSON *j, const clasp_train_options *o) {
+    cJSON_AddStringToObject(j, "loss", clasp_loss_config_def(&o->loss)->name);
+    clasp_loss_config_add_json(&o->loss, cJSON_AddObjectToObject(j, "loss_options"));
+    if (o->temperature_schedule)
+        cJSON_AddStringToObject(j, "temperature_schedule", o->temperature_schedule);
+}
+
 /* The --json summary line. */
-static void print_summary_(const clasp_train_summary *sum) {
+static void print_summary_(const clasp_train_summary *sum, const clasp_train_options *o) {
     cJSON *j = cJSON_CreateObject();
     static const char *const names[] = {
         "steps",         "samples",        "seconds",       "samples_per_s", "data_wait_frac",
@@ -374,6 +390,7 @@ static void print_summary_(const clasp_train_summary *sum) {
         sum->final_loss,           sum->zeroshot_top1,         sum->zeroshot_top5,
         sum->zeroshot_mean_recall, (double)sum->skipped_steps, (double)sum->skipped_samples};
     clasp_cli_add_numbers(j, names, values, sizeof values / sizeof values[0]);
+    add_loss_(j, o);
     cJSON_AddStringToObject(j, "precision", clasp_precision_name(sum->precision));
     cJSON_AddBoolToObject(j, "interrupted", sum->interrupted);
     cJSON_AddStringToObject(j, "checkpoint", sum->checkpoint);
@@ -417,6 +434,6 @@ int clasp_cmd_train(int argc, char **argv) {
     }
     bool report = clasp_dist_rank() == 0;
     clasp_dist_finalize();
-    if (o.json && report) print_summary_(&sum);
+    if (o.json && report) print_summary_(&sum, &o);
     return s == CLASP_OK ? 0 : 3;
 }

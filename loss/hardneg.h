@@ -38,4 +38,16 @@ clasp_status clasp_infonce_hardneg(float *loss, float *dA_loc, float *dB_loc, fl
                                    float log_scale, float beta, float tau_plus, size_t n,
                                    size_t offset, size_t N, size_t D, float *work);
 
+/* The same estimator in NT-Xent's form (SimCLR; HCL's own setting): the two views Z1, Z2
+ * (N, D) are stacked into M = 2N rows z_k, s_kj = exp(t) z_k . z_j; row k's positive is the
+ * other view of its sample, its own column is excluded, the N_neg = 2N - 2 other rows are its
+ * negatives; loss = mean of l_k over the M rows (HCL's criterion exactly). Gradients (written,
+ * each may be NULL): dZ1, dZ2 (N, D), *dlog_scale. The rows are used as given (SimCLR
+ * normalises before). work: clasp_ntxent_hardneg_work_floats(N, D) = 4N^2 + 4ND floats.
+ * Returns CLASP_OK or CLASP_ERR_ARG (N < 2, D == 0, bad beta / tau_plus, NULL inputs). */
+size_t clasp_ntxent_hardneg_work_floats(size_t N, size_t D);
+clasp_status clasp_ntxent_hardneg(float *loss, float *dZ1, float *dZ2, float *dlog_scale,
+                                  const float *Z1, const float *Z2, float log_scale, float beta,
+                                  float tau_plus, size_t N, size_t D, float *work);
+
 #endif

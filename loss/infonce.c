@@ -172,20 +172,9 @@ clasp_status clasp_infonce_dist(float *loss, float *dA_loc, float *dB_loc, float
     return CLASP_OK;
 }
 
-/* Hard negatives are on when --hard-negatives or --tau-plus is given (loss/hardneg.h). */
-static bool hardneg_(const clasp_loss_config *cfg, float *beta, float *tau_plus) {
-    const clasp_loss_def *d = clasp_loss_config_def(cfg);
-    int ib = clasp_loss_option_index(d, "hard-negatives"),
-        it = clasp_loss_option_index(d, "tau-plus");
-    if (ib < 0 || it < 0 || !cfg || !(cfg->set & (1u << ib | 1u << it))) return false;
-    *beta = (float)clasp_loss_config_get(cfg, ib);
-    *tau_plus = (float)clasp_loss_config_get(cfg, it);
-    return true;
-}
-
 size_t clasp_infonce_batch_work_floats(const clasp_loss_setup *s) {
     float beta, tau_plus;
-    if (hardneg_(s->cfg, &beta, &tau_plus)) {
+    if (clasp__loss_hardneg_options(s->cfg, &beta, &tau_plus)) {
         /* one rank: the gathered-row gradients go to scratch, then are added to da, db */
         size_t r = clasp_infonce_hardneg_work_floats(s->n, s->N), nd;
         if (s->world > 1) return r;
@@ -221,7 +210,7 @@ clasp_status clasp_infonce_batch(const clasp_loss_batch *in, clasp_loss_grads *o
     const float s = clasp_loss_log_scale(in, &learnable);
     float beta, tau_plus;
     clasp_status st;
-    if (hardneg_(in->cfg, &beta, &tau_plus)) {
+    if (clasp__loss_hardneg_options(in->cfg, &beta, &tau_plus)) {
         st = hardneg_batch_(in, out, s, beta, tau_plus);
     } else if (in->world <= 1) {
         st = clasp_infonce(&out->loss, out->da, out->db, &out->dscalars[0], in->a, in->b, s,

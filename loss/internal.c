@@ -94,3 +94,13 @@ void clasp__loss_unstack(clasp_loss_grads *out, const clasp_loss_batch *in, cons
     if (dscalar) out->dscalars[0] = in->rank == 0 ? *dscalar : 0.0f;
     out->wrote = CLASP_LOSS_WROTE_A | CLASP_LOSS_WROTE_B;
 }
+
+bool clasp__loss_hardneg_options(const clasp_loss_config *cfg, float *beta, float *tau_plus) {
+    const clasp_loss_def *d = clasp_loss_config_def(cfg);
+    int ib = clasp_loss_option_index(d, "hard-negatives"),
+        it = clasp_loss_option_index(d, "tau-plus");
+    if (ib < 0 || it < 0 || !cfg || !(cfg->set & (1u << ib | 1u << it))) return false;
+    *beta = (float)clasp_loss_config_get(cfg, ib);
+    *tau_plus = (float)clasp_loss_config_get(cfg, it);
+    return true;
+}

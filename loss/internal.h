@@ -3,6 +3,7 @@
 #ifndef CLASP_LOSS_INTERNAL_H
 #define CLASP_LOSS_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "loss/registry.h"
@@ -40,5 +41,9 @@ void clasp__loss_stack(float *work, const clasp_loss_batch *in, float **Z, float
  * dscalar (may be NULL) on rank 0 only (0 elsewhere) and out->wrote. */
 void clasp__loss_unstack(clasp_loss_grads *out, const clasp_loss_batch *in, const float *dZ,
                          float loss, const float *dscalar);
+
+/* Hard negatives (loss/hardneg.h) are on when the loss's option "hard-negatives" or "tau-plus"
+ * is set: true with their values (the defaults for the one not set). */
+bool clasp__loss_hardneg_options(const clasp_loss_config *cfg, float *beta, float *tau_plus);
 
 #endif

@@ -35,7 +35,8 @@ static const char *const distance_choices[] = {"euclidean", "squared", "cosine",
         .name = "margin", .help = "margin m > 0", .def = d, .min = 0, .max = 100,                  \
         .min_exclusive = true                                                                      \
     }
-static const clasp_loss_option infonce_options[] = {
+/* infonce and ntxent */
+static const clasp_loss_option contrastive_options[] = {
     OPT_TEMPERATURE,
     {.name = "hard-negatives",
      .help = "hard negatives (Robinson et al. 2021): importance weights exp(beta s) of the "
@@ -71,8 +72,8 @@ static const clasp_loss_def losses[] = {
      .summary = "symmetric InfoNCE (CLIP), learnable logit scale",
      .n_scalars = 1,
      .scalars = {CLASP_LOSS_SCALAR_LOGIT_SCALE},
-     .n_options = N_OPTS(infonce_options),
-     .options = infonce_options,
+     .n_options = N_OPTS(contrastive_options),
+     .options = contrastive_options,
      .work_floats = clasp_infonce_batch_work_floats,
      .compute = clasp_infonce_batch},
     {.name = "siglip",
@@ -105,8 +106,8 @@ static const clasp_loss_def losses[] = {
      .needs = CLASP_LOSS_NEEDS_TWO_VIEWS,
      .n_scalars = 1,
      .scalars = {CLASP_LOSS_SCALAR_LOGIT_SCALE},
-     .n_options = N_OPTS(temperature_options),
-     .options = temperature_options,
+     .n_options = N_OPTS(contrastive_options),
+     .options = contrastive_options,
      .work_floats = clasp_ntxent_batch_work_floats,
      .compute = clasp_ntxent_batch},
     {.name = "margin",
@@ -258,4 +259,16 @@ float clasp_loss_log_scale(const clasp_loss_batch *in, bool *learnable) {
     }
     *learnable = true;
     return in->scalars[0];
+}
+
+void clasp_loss_config_add_json(const clasp_loss_config *cfg, cJSON *obj) {
+    const clasp_loss_def *d = clasp_loss_config_def(cfg);
+    for (int i = 0; cfg && obj && i < d->n_options; i++) {
+        if (!(cfg->set >> i & 1u)) continue;
+        const clasp_loss_option *op = &d->options[i];
+        if (op->choices)
+            cJSON_AddStringToObject(obj, op->name, op->choices[(int)cfg->value[i]]);
+        else
+            cJSON_AddNumberToObject(obj, op->name, cfg->value[i]);
+    }
 }

@@ -67,19 +67,27 @@
  *     to the entry's own state tensors for checkpoints. Every rank holds the same parameters,
  *     hence the same copy and the same keys.
  *
- * How the other losses of loss/ fill an entry (issue 14 registers them):
- *   supcon:  needs GROUPS; options temperature (or learnable: scalars = {LOGIT_SCALE}),
- *            positives; no natural split: each rank stacks Z = [a_all; b_all] (2N rows, labels
- *            = groups twice), calls clasp_supcon on it and keeps its rows' gradients (the
- *            replicated recipe above). work: clasp_supcon_work_floats(2N, D) + 2 N D.
+ * How the losses of loss/ fill their entries (registry.c):
+ *   infonce: natural split (clasp_infonce_dist); scalars = {LOGIT_SCALE}; options temperature
+ *            (fixed: see clasp_loss_log_scale), hard-negatives and tau-plus (either set:
+ *            clasp_infonce_hardneg of loss/hardneg.h, one positive per row, refused with
+ *            groups).
+ *   supcon:  needs GROUPS; option temperature (unset: learnable, scalars = {LOGIT_SCALE});
+ *            no natural split: each rank stacks Z = [a_all; b_all] (2N rows, labels = groups
+ *            twice), calls clasp_supcon on it and keeps its rows' gradients (the replicated
+ *            recipe above; clasp__loss_stack / _unstack of loss/internal.h). work:
+ *            clasp_supcon_work_floats(2N, D) + 4 N D (Z, dZ) + 2N (labels).
  *   triplet: needs GROUPS; options margin (> 0), mining (batch-all|batch-hard|semi-hard),
- *            distance (cosine|euclidean|squared); the same stacking and recipe as supcon with
+ *            distance (euclidean|squared|cosine); the same stacking and recipe as supcon with
  *            clasp_triplet; no scalars.
- *   ntxent:  needs TWO_VIEWS (a, b = the two views) or pairs two towers; option temperature;
+ *   ntxent:  needs TWO_VIEWS (a, b = the two views) or pairs two towers; options temperature
+ *            (as supcon), hard-negatives and tau-plus (clasp_ntxent_hardneg: HCL's own form);
  *            clasp_ntxent(a_all, b_all) with the replicated recipe.
  *   margin:  needs GROUPS; option margin (> 0); pairs (a_i, b_j) over the local rows i against
- *            all j, similar = same group: clasp_margin_contrastive over those pairs has a
- *            natural split (pairs owned by the rank of i), writing da and db_all.
+ *            all j, similar = same group: clasp_margin_cross has a natural split (pairs owned by
+ *            the rank of i), writing da and db_all.
+ * With GROUPS the trainer passes the samples' .cls labels as group ids (a sample without one
+ * is a usage error naming --loss and the shards).
  *   moco:    needs MOMENTUM_KEYS (and TWO_VIEWS for image-image); options queue (>= the
  *            global batch), momentum, temperature; state = a clasp_queue (state_tensors
  *            "loss.queue" with its head/count as float tensors); compute = clasp_moco_infonce
@@ -89,8 +97,11 @@
  *            (queries a, keys b: MoCo's own, unimodal with two views); a symmetric cross-modal
  *            form would also need a momentum encoding of the a side, which the engine does not
  *            make (a second flag).
- * A loss's options reach it through clasp_loss_config_set: the CLI passes each "--NAME VALUE"
- * the chosen entry declares (issue 14), so a new option is a line of the entry's table too.
+ * A loss's options reach it through clasp_loss_config_set: `clasp train` makes one "--NAME
+ * VALUE" flag per distinct option name over the registry (cli/cmd_train.c) and passes the ones
+ * given, so a new option is a line of the entry's table too; options set enter the run's
+ * resume key ("loss_options"). A "temperature" option is also what --temperature-schedule sets
+ * before each step (train/temperature.h).
  */
 #ifndef CLASP_LOSS_REGISTRY_H
 #define CLASP_LOSS_REGISTRY_H
@@ -98,6 +109,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cjson/cJSON.h>
 
 #include "core/status.h"
 
@@ -231,6 +244,11 @@ int clasp_loss_option_index(const clasp_loss_def *def, const char *name);
 
 /* Value of option i of the config's loss (its default when unset). */
 double clasp_loss_config_get(const clasp_loss_config *cfg, int i);
+
+/* Adds the options set in cfg to the JSON object obj, by name: a number, or the choice's name
+ * ({"margin": 0.3, "mining": "semi-hard"}); nothing for options left at their default. Used by
+ * the run's resume key and summaries. */
+void clasp_loss_config_add_json(const clasp_loss_config *cfg, cJSON *obj);
 
 /* The log scale s (logits = exp(s) cos, tau = exp(-s)) a loss with a "temperature" option
  * uses this step: -ln T when the option is set (--temperature T, or the value the trainer's

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/sizes.h"
+#include "loss/hardneg.h"
 #include "loss/registry.h"
 #include "loss/internal.h"
 
@@ -175,8 +176,11 @@ clasp_status clasp_supcon_batch(const clasp_loss_batch *in, clasp_loss_grads *ou
 }
 
 size_t clasp_ntxent_batch_work_floats(const clasp_loss_setup *s) {
-    return stacked_work_(clasp__loss_stack_floats(s->N, s->D),
-                         clasp_ntxent_work_floats(s->N, s->D));
+    float beta, tau_plus;
+    size_t loss = clasp__loss_hardneg_options(s->cfg, &beta, &tau_plus)
+                      ? clasp_ntxent_hardneg_work_floats(s->N, s->D)
+                      : clasp_ntxent_work_floats(s->N, s->D);
+    return stacked_work_(clasp__loss_stack_floats(s->N, s->D), loss);
 }
 
 clasp_status clasp_ntxent_batch(const clasp_loss_batch *in, clasp_loss_grads *out) {
@@ -184,11 +188,19 @@ clasp_status clasp_ntxent_batch(const clasp_loss_batch *in, clasp_loss_grads *ou
     int *labels;
     clasp__loss_stack(in->work, in, &Z, &dZ, &labels); /* dZ = [dZ1; dZ2] */
     bool learnable;
-    const float tau = expf(-clasp_loss_log_scale(in, &learnable));
-    float loss = 0, dtau = 0;
-    CLASP_TRY(clasp_ntxent(&loss, dZ, dZ + in->N * in->D, &dtau, in->a_all, in->b_all, tau, 0,
-                           in->N, in->D, in->work + clasp__loss_stack_floats(in->N, in->D)));
-    const float ds = learnable ? -tau * dtau : 0.0f;
+    const float s = clasp_loss_log_scale(in, &learnable), tau = expf(-s);
+    float loss = 0, ds = 0, beta, tau_plus,
+          *work = in->work + clasp__loss_stack_floats(in->N, in->D);
+    if (clasp__loss_hardneg_options(in->cfg, &beta, &tau_plus)) {
+        CLASP_TRY(clasp_ntxent_hardneg(&loss, dZ, dZ + in->N * in->D, &ds, in->a_all, in->b_all, s,
+                                       beta, tau_plus, in->N, in->D, work));
+    } else {
+        float dtau = 0;
+        CLASP_TRY(clasp_ntxent(&loss, dZ, dZ + in->N * in->D, &dtau, in->a_all, in->b_all, tau, 0,
+                               in->N, in->D, work));
+        ds = -tau * dtau; /* tau = exp(-s) */
+    }
+    if (!learnable) ds = 0.0f;
     clasp__loss_unstack(out, in, dZ, loss, &ds);
     return CLASP_OK;
 }

@@ -55,7 +55,8 @@ clasp_status clasp_ntxent(float *loss, float *dZ1, float *dZ2, float *dtemp, con
  * option or the learnable logit scale (clasp_loss_log_scale).
  * supcon: labels = the groups twice (a row's positives: every other row of either side with
  * its label, its own pair included); needs groups.
- * ntxent: clasp_ntxent(a_all, b_all): the positive of a row is the other side of its pair. */
+ * ntxent: clasp_ntxent(a_all, b_all): the positive of a row is the other side of its pair;
+ * with option "hard-negatives" or "tau-plus" set, clasp_ntxent_hardneg (loss/hardneg.h). */
 size_t clasp_supcon_batch_work_floats(const clasp_loss_setup *s);
 clasp_status clasp_supcon_batch(const clasp_loss_batch *in, clasp_loss_grads *out);
 size_t clasp_ntxent_batch_work_floats(const clasp_loss_setup *s);

@@ -9,6 +9,7 @@
 
 #include "loss/hardneg.h"
 #include "loss/infonce.h"
+#include "loss/supcon.h"
 #include "test_loss_lib.h"
 
 typedef struct {
@@ -170,4 +171,68 @@ Test(loss_hardneg, rejects_bad_arguments) {
         clasp_infonce_hardneg(&l, NULL, NULL, NULL, NULL, NULL, A, A, A, A, 0, 1, 0, 2, 0, 2, 2, w),
         CLASP_OK);
     cr_assert(isfinite(l));
+}
+
+/* ---- NT-Xent form (HCL's own setting) --------------------------------------------------- */
+
+static double nx_eval(void *p) {
+    hn_ctx *c = p;
+    float loss;
+    cr_assert_eq(clasp_ntxent_hardneg(&loss, NULL, NULL, NULL, c->A, c->B, c->s, c->beta,
+                                      c->tau_plus, c->N, c->D, c->work),
+                 CLASP_OK, "%s", clasp_last_error());
+    return (double)loss;
+}
+
+static hn_ctx nx_random(size_t N, size_t D, float s, float beta, float tau_plus, uint64_t seed) {
+    hn_ctx c = hn_random(N, D, s, beta, tau_plus, seed);
+    free(c.work);
+    c.work = lt_alloc(clasp_ntxent_hardneg_work_floats(N, D));
+    return c;
+}
+
+Test(loss_hardneg, ntxent_finite_differences) {
+    const size_t N = 4, D = 3;
+    hn_ctx c = nx_random(N, D, 1.2f, 1.5f, 0.1f, 8);
+    float dA[12], dB[12], ds, loss;
+    cr_assert_eq(
+        clasp_ntxent_hardneg(&loss, dA, dB, &ds, c.A, c.B, c.s, c.beta, c.tau_plus, N, D, c.work),
+        CLASP_OK);
+    cr_assert(lt_fd_check("ntxent hardneg dZ1", nx_eval, &c, c.A, dA, N * D, 1e-2));
+    cr_assert(lt_fd_check("ntxent hardneg dZ2", nx_eval, &c, c.B, dB, N * D, 1e-2));
+    cr_assert(lt_fd_check("ntxent hardneg ds", nx_eval, &c, &c.s, &ds, 1, 1e-2));
+    free(c.A), free(c.B), free(c.work);
+}
+
+Test(loss_hardneg, ntxent_matches_pytorch_hcl_criterion) {
+    lt_ref r = lt_ref_open("loss/hardneg_ntxent.safetensors");
+    size_t N = lt_dim(&r, "A", 0), D = lt_dim(&r, "A", 1);
+    float *work = lt_alloc(clasp_ntxent_hardneg_work_floats(N, D));
+    float loss, ds, *dA = lt_alloc(N * D), *dB = lt_alloc(N * D);
+    cr_assert_eq(clasp_ntxent_hardneg(&loss, dA, dB, &ds, lt_f(&r, "A"), lt_f(&r, "B"),
+                                      lt_f(&r, "log_scale")[0], lt_f(&r, "beta")[0],
+                                      lt_f(&r, "tau_plus")[0], N, D, work),
+                 CLASP_OK);
+    cr_assert(clasp_test_check_tensor("loss", &loss, lt_f(&r, "loss"), 1, 1e-6, 1e-4));
+    cr_assert(clasp_test_check_tensor("dA", dA, lt_f(&r, "dA"), N * D, 1e-6, 1e-4));
+    cr_assert(clasp_test_check_tensor("dB", dB, lt_f(&r, "dB"), N * D, 1e-6, 1e-4));
+    cr_assert(clasp_test_check_tensor("dlog_scale", &ds, lt_f(&r, "dlog_scale"), 1, 1e-6, 1e-4));
+    free(work), free(dA), free(dB);
+    lt_ref_close(&r);
+}
+
+Test(loss_hardneg, ntxent_beta_zero_tau_plus_zero_is_ntxent) {
+    const size_t N = 5, D = 4;
+    hn_ctx c = nx_random(N, D, 1.7f, 0.0f, 0.0f, 9);
+    float l1, ds1, dA1[20], dB1[20], l0, dt0, dA0[20], dB0[20];
+    cr_assert_eq(clasp_ntxent_hardneg(&l1, dA1, dB1, &ds1, c.A, c.B, c.s, 0, 0, N, D, c.work),
+                 CLASP_OK);
+    float *w = lt_alloc(clasp_ntxent_work_floats(N, D)), tau = expf(-c.s);
+    cr_assert_eq(clasp_ntxent(&l0, dA0, dB0, &dt0, c.A, c.B, tau, 0, N, D, w), CLASP_OK);
+    float ds0 = -tau * dt0;
+    cr_assert(clasp_test_check_tensor("loss", &l1, &l0, 1, 1e-6, 1e-5));
+    cr_assert(clasp_test_check_tensor("dZ1", dA1, dA0, N * D, 1e-6, 1e-4));
+    cr_assert(clasp_test_check_tensor("dZ2", dB1, dB0, N * D, 1e-6, 1e-4));
+    cr_assert(clasp_test_check_tensor("ds", &ds1, &ds0, 1, 1e-6, 1e-4));
+    free(c.A), free(c.B), free(c.work), free(w);
 }

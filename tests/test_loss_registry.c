@@ -138,7 +138,7 @@ Test(loss_registry, issue_14_entries_declare_needs_and_options) {
         {"siglip", 0, 2, ""},
         {"supcon", CLASP_LOSS_NEEDS_GROUPS, 1, "temperature"},
         {"triplet", CLASP_LOSS_NEEDS_GROUPS, 0, "margin mining distance"},
-        {"ntxent", CLASP_LOSS_NEEDS_TWO_VIEWS, 1, "temperature"},
+        {"ntxent", CLASP_LOSS_NEEDS_TWO_VIEWS, 1, "temperature hard-negatives tau-plus"},
         {"margin", CLASP_LOSS_NEEDS_GROUPS, 0, "margin"},
     };
     for (size_t w = 0; w < sizeof want / sizeof want[0]; w++) {
@@ -282,6 +282,7 @@ Test(loss_registry, every_entry_two_ranks_equal_one_process) {
     ranks_equal_one_("infonce", NULL, NULL, false, ds);
     ranks_equal_one_("infonce", "hard-negatives", "1.5", false, ds);
     ranks_equal_one_("infonce", "tau-plus", "0.1", false, ds);
+    ranks_equal_one_("ntxent", "hard-negatives", "2", false, ds);
     ranks_equal_one_("triplet", "mining", "batch-all", true, ds);
     ranks_equal_one_("triplet", "distance", "euclidean", true, ds);
     ranks_equal_one_("margin", "margin", "0.5", true, ds);

@@ -202,6 +202,31 @@ Test(mpi, two_ranks_equal_one_process_siglip_multi_positive) {
     equivalence_(2, 8, "--loss siglip --multi-positive");
 }
 
+/* The losses of issue 14 (loss/registry.h): the replicated recipe (supcon, triplet, ntxent:
+ * every rank computes the global loss on the gathered rows and keeps its rows' gradients, the
+ * loss reported by rank 0), margin's natural split (local rows against all, text-gradient
+ * reduce-scatter), the labels all-gathered as group ids, and InfoNCE with hard negatives and a
+ * scheduled temperature. A few steps each. */
+Test(mpi, two_ranks_equal_one_process_supcon) {
+    equivalence_(2, 5, "--loss supcon");
+}
+
+Test(mpi, two_ranks_equal_one_process_triplet) {
+    equivalence_(2, 5, "--loss triplet --mining batch-all --distance euclidean");
+}
+
+Test(mpi, two_ranks_equal_one_process_ntxent) {
+    equivalence_(2, 5, "--loss ntxent --temperature 0.2");
+}
+
+Test(mpi, two_ranks_equal_one_process_margin) {
+    equivalence_(2, 5, "--loss margin --margin 2 --lr 3e-4"); /* learns by > 0.1 in 5 steps */
+}
+
+Test(mpi, two_ranks_equal_one_process_hard_negatives) {
+    equivalence_(2, 5, "--hard-negatives 1 --tau-plus 0.1 --temperature-schedule cosine:0.1:0.05");
+}
+
 /* --positives both: captions and labels all-gathered, groups over the global batch. */
 Test(mpi, two_ranks_equal_one_process_caption_or_label_positives) {
     equivalence_(2, 8, "--positives both");

@@ -151,20 +151,10 @@ static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps, int
                                 clasp_precision_name((clasp_precision)o->precision));
     cJSON_AddNumberToObject(k, "seed", (double)o->seed);
     cJSON_AddNumberToObject(k, "total_steps", (double)total_steps);
-    const clasp_loss_def *ld = clasp_loss_config_def(&o->loss);
-    cJSON_AddStringToObject(k, "loss", ld->name);
+    cJSON_AddStringToObject(k, "loss", clasp_loss_config_def(&o->loss)->name);
     /* the options given (absent when none, so older checkpoints stay resumable) */
-    if (o->loss.set) {
-        cJSON *lo = cJSON_AddObjectToObject(k, "loss_options");
-        for (int i = 0; i < ld->n_options && lo; i++) {
-            if (!(o->loss.set >> i & 1u)) continue;
-            const clasp_loss_option *op = &ld->options[i];
-            if (op->choices)
-                cJSON_AddStringToObject(lo, op->name, op->choices[(int)o->loss.value[i]]);
-            else
-                cJSON_AddNumberToObject(lo, op->name, o->loss.value[i]);
-        }
-    }
+    if (o->loss.set)
+        clasp_loss_config_add_json(&o->loss, cJSON_AddObjectToObject(k, "loss_options"));
     if (o->temperature_schedule)
         cJSON_AddStringToObject(k, "temperature_schedule", o->temperature_schedule);
     cJSON_AddBoolToObject(k, "multi_positive", o->multi_positive);

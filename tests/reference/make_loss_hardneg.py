@@ -3,6 +3,7 @@
 Run with /usr/bin/python3 (torch 1.13) from anywhere:
     /usr/bin/python3 tests/reference/make_loss_hardneg.py
 Writes tests/reference/loss/hardneg*.safetensors, read by tests/test_loss_hardneg.c.
+hardneg_ntxent is HCL's criterion itself (two views stacked, 2N - 2 negatives per row).
 
 The per-direction term is HCL's `criterion` (github joshr17/HCL, main.py, estimator 'hard'),
 written as there: neg = exp(logits) with the positive masked out, pos = exp(positive logit),
@@ -37,6 +38,19 @@ def leaf(x):
     return torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
 
 
+def save(name, A, B, a, b, ls, loss, beta, tau_plus, clamped):
+    """Back-propagates loss and writes inputs, loss and gradients to loss/NAME.safetensors."""
+    loss.backward()
+    out = {"A": A, "B": B, "log_scale": ls.item(), "beta": beta, "tau_plus": tau_plus,
+           "loss": loss.item(), "dA": a.grad.numpy(), "dB": b.grad.numpy(),
+           "dlog_scale": ls.grad.item(), "clamped_rows": clamped}
+    out = {k: np.atleast_1d(np.asarray(v, dtype=np.int32 if k == "clamped_rows" else np.float32))
+           for k, v in out.items()}
+    stio.save(os.path.join(OUT, name + ".safetensors"), out,
+              {"generator": "make_loss_hardneg.py"})
+    print(name, "loss", loss.item(), "clamped rows", clamped)
+
+
 def hcl_direction(q, k, log_scale, beta, tau_plus):
     """HCL's criterion for queries q against keys k (row i's positive is k_i); also returns how
     many rows the clamp bound holds."""
@@ -66,16 +80,42 @@ def case(name, n, d, s, beta, tau_plus, want_clamped=False):
             break
     else:
         raise SystemExit(name + ": no draw with some clamped rows")
-    loss = (l1 + l2) / 2
-    loss.backward()
-    out = {"A": A, "B": B, "log_scale": np.float32(s), "beta": np.float32(beta),
-           "tau_plus": np.float32(tau_plus), "loss": loss.item(), "dA": a.grad.numpy(),
-           "dB": b.grad.numpy(), "dlog_scale": ls.grad.item(), "clamped_rows": c1 + c2}
-    out = {k: np.atleast_1d(np.asarray(v, dtype=np.int32 if k == "clamped_rows" else np.float32))
-           for k, v in out.items()}
-    stio.save(os.path.join(OUT, name + ".safetensors"), out,
-              {"generator": "make_loss_hardneg.py"})
-    print(name, "loss", loss.item(), "clamped rows", c1 + c2)
+    save(name, A, B, a, b, ls, (l1 + l2) / 2, beta, tau_plus, c1 + c2)
+
+
+def get_negative_mask(batch_size):
+    """HCL's mask: drops each row's own column and its other view's."""
+    negative_mask = torch.ones((batch_size, 2 * batch_size), dtype=bool)
+    for i in range(batch_size):
+        negative_mask[i, i] = 0
+        negative_mask[i, i + batch_size] = 0
+    return torch.cat((negative_mask, negative_mask), 0)
+
+
+def hcl_criterion(out_1, out_2, tau_plus, batch_size, beta, temperature):
+    """HCL main.py criterion (estimator 'hard'), as written there, with the temperature a tensor
+    (exp(-log_scale)) and torch.maximum for the clamp."""
+    out = torch.cat([out_1, out_2], dim=0)
+    neg = torch.exp(torch.mm(out, out.t().contiguous()) / temperature)
+    mask = get_negative_mask(batch_size)
+    neg = neg.masked_select(mask).view(2 * batch_size, -1)
+    pos = torch.exp(torch.sum(out_1 * out_2, dim=-1) / temperature)
+    pos = torch.cat([pos, pos], dim=0)
+    N = batch_size * 2 - 2
+    imp = (beta * neg.log()).exp()
+    reweight_neg = (imp * neg).sum(dim=-1) / imp.mean(dim=-1)
+    Ng = (-tau_plus * N * pos + reweight_neg) / (1 - tau_plus)
+    bound = N * torch.exp(-1 / temperature)
+    clamped = int((Ng < bound).sum().item())
+    Ng = torch.maximum(Ng, bound.expand_as(Ng))
+    return (- torch.log(pos / (pos + Ng))).mean(), clamped
+
+
+def ntxent_case(name, n, d, s, beta, tau_plus):
+    A, B = feats(n, d), feats(n, d)
+    a, b, ls = leaf(A), leaf(B), leaf(np.float32(s))
+    loss, clamped = hcl_criterion(a, b, tau_plus, n, beta, torch.exp(-ls))
+    save(name, A, B, a, b, ls, loss, beta, tau_plus, clamped)
 
 
 def main():
@@ -84,6 +124,7 @@ def main():
     case("hardneg", 6, 5, math.log(1 / 0.5), 1.0, 0.1)
     case("hardneg_beta3", 7, 4, math.log(1 / 0.2), 3.0, 0.0)
     case("hardneg_clamped", 6, 3, math.log(1 / 0.5), 0.5, 0.6, want_clamped=True)
+    ntxent_case("hardneg_ntxent", 5, 4, math.log(1 / 0.5), 1.0, 0.1)
 
 
 if __name__ == "__main__":
