@@ -84,20 +84,18 @@ Test(knn, several_queries_unlabelled_queries_and_errors) {
     cr_assert(strstr(clasp_last_error(), "no labelled row"), "%s", clasp_last_error());
 }
 
-/* Every query among 600 random ones, against 700 random references: the brute-force answer
- * (full sort) equals clasp_knn's, across several blocks of queries. */
+/* 600 random queries against 700 random references: the brute-force answer (full scan) equals
+ * clasp_knn's, across several blocks of queries. The coordinates are multiples of 1/8 in
+ * [-1, 1], so every dot product is exact in any summation order (and ties are frequent: the
+ * lower row must win in both). */
 Test(knn, equals_brute_force_over_blocks) {
     enum { NR = 700, NQ = 600, D = 8, K = 5, C = 4 };
     static float xr[NR * D], xq[NQ * D];
-    static int64_t yr[NR], yq[NQ];
+    static int64_t yr[NR], yq[NQ], yq0[NQ];
     uint8_t *bytes = fx_random_pixels(NR + NQ, D, 1, 77);
     for (int i = 0; i < NR + NQ; i++) {
-        float *x = i < NR ? xr + i * D : xq + (i - NR) * D, nrm = 0;
-        for (int d = 0; d < D; d++) {
-            x[d] = (float)bytes[i * D + d] - 127.5f;
-            nrm += x[d] * x[d];
-        }
-        for (int d = 0; d < D; d++) x[d] /= sqrtf(nrm);
+        float *x = i < NR ? xr + i * D : xq + (i - NR) * D;
+        for (int d = 0; d < D; d++) x[d] = (float)(bytes[i * D + d] % 17) / 8.0f - 1.0f;
         if (i < NR) yr[i] = i % C;
     }
     free(bytes);
@@ -117,17 +115,27 @@ Test(knn, equals_brute_force_over_blocks) {
                 if (best[t] < 0 || s > bs[t]) best[t] = i, bs[t] = s;
             }
         }
-        double w[C] = {0};
-        for (int t = 0; t < K; t++) w[yr[best[t]]] += exp((double)bs[t] / 0.07);
-        int c = 0;
-        for (int k = 1; k < C; k++)
+        /* weighted by exp(s / 0.07), and plain majority (where the tied rows at rank K decide
+         * more often) */
+        double w[C] = {0}, w0[C] = {0};
+        for (int t = 0; t < K; t++) {
+            w[yr[best[t]]] += exp((double)bs[t] / 0.07);
+            w0[yr[best[t]]] += 1;
+        }
+        int c = 0, c0 = 0;
+        for (int k = 1; k < C; k++) {
             if (w[k] > w[c]) c = k;
+            if (w0[k] > w0[c0]) c0 = k;
+        }
         yq[q] = q % 3 ? c : (c + 1) % C; /* two thirds right, one third wrong */
+        yq0[q] = q % 3 ? c0 : (c0 + 1) % C;
         hits += q % 3 != 0;
     }
     clasp_knn_result r;
     cr_assert_eq(clasp_knn(xr, yr, NR, xq, yq, NQ, D, K, 0.07, &r), CLASP_OK);
     cr_assert_float_eq(r.accuracy, (double)hits / NQ, 1e-12, "%g", r.accuracy);
+    cr_assert_eq(clasp_knn(xr, yr, NR, xq, yq0, NQ, D, K, 0, &r), CLASP_OK);
+    cr_assert_float_eq(r.accuracy, (double)hits / NQ, 1e-12, "majority: %g", r.accuracy);
 }
 
 /* clasp eval --knn on a model trained for a few steps: well above chance (10%), in the text and
