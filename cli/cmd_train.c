@@ -270,7 +270,7 @@ static void loss_and_default_(char *buf, size_t cap, const clasp_loss_option *op
 static void add_loss_flag_(int *n, const clasp_loss_option *op, const char *loss) {
     int k = 0;
     while (k < *n && strcmp(loss_flags_[k], op->name)) k++;
-    if (k == MAX_LOSS_FLAGS) return; /* test_cli checks the registry stays below */
+    if (k == MAX_LOSS_FLAGS) return; /* then --help lacks it: test_loss_train fails */
     char one[160];
     loss_and_default_(one, sizeof one, op, loss);
     size_t len = strlen(loss_help_[k]);
@@ -327,19 +327,9 @@ static int apply_loss_options_(train_args *t) {
         return clasp_args_usage_error(table_(), "--hard-negatives and --tau-plus take one "
                                                 "positive per row: not with --multi-positive or "
                                                 "--positives");
-    int ti = clasp_loss_option_index(d, "temperature");
-    if (t->o.temperature_schedule) {
-        if (ti < 0)
-            return clasp_args_usage_error(
-                table_(), "--temperature-schedule does not apply to --loss %s (no temperature)",
-                d->name);
-        if (t->o.loss.set >> ti & 1u)
-            return clasp_args_usage_error(
-                table_(), "--temperature-schedule and --temperature exclude each other");
-        clasp_temp_schedule ts;
-        if (clasp_temp_schedule_parse(t->o.temperature_schedule, &ts) != CLASP_OK)
-            return clasp_args_usage_error(table_(), "%s", clasp_last_error());
-    }
+    clasp_temp_schedule ts;
+    if (clasp_temp_schedule_for_loss(&t->o.loss, t->o.temperature_schedule, &ts) != CLASP_OK)
+        return clasp_args_usage_error(table_(), "%s", clasp_last_error());
     return 0;
 }
 

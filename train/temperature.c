@@ -35,6 +35,22 @@ clasp_status clasp_temp_schedule_parse(const char *text, clasp_temp_schedule *ou
                            text ? text : "(null)");
 }
 
+clasp_status clasp_temp_schedule_for_loss(const clasp_loss_config *loss, const char *text,
+                                          clasp_temp_schedule *out) {
+    *out = (clasp_temp_schedule){0};
+    if (!text) return CLASP_OK;
+    const clasp_loss_def *d = clasp_loss_config_def(loss);
+    int i = clasp_loss_option_index(d, "temperature");
+    if (i < 0)
+        return clasp_set_error(
+            CLASP_ERR_ARG, "--temperature-schedule does not apply to --loss %s (no temperature)",
+            d->name);
+    if (loss && (loss->set >> i & 1u))
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "--temperature-schedule and --temperature exclude each other");
+    return clasp_temp_schedule_parse(text, out);
+}
+
 double clasp_temp_schedule_at(const clasp_temp_schedule *s, int64_t step, int64_t total) {
     double p = total > 1 ? (double)step / (double)(total - 1) : 0.0;
     if (p < 0) p = 0;

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "loss/registry.h"
 
 typedef enum clasp_temp_kind { CLASP_TEMP_LINEAR = 1, CLASP_TEMP_COSINE = 2 } clasp_temp_kind;
 
@@ -26,6 +27,12 @@ typedef struct clasp_temp_schedule {
 /* Parses "cosine:0.1:0.05" / "linear:START:END" (START, END in (0, 100]). CLASP_ERR_ARG naming
  * --temperature-schedule and the text otherwise. */
 clasp_status clasp_temp_schedule_parse(const char *text, clasp_temp_schedule *out);
+
+/* --temperature-schedule TEXT for the chosen loss: *out = the parsed schedule (kind 0 when text
+ * is NULL). CLASP_ERR_ARG naming the flags when the loss has no "temperature" option, when
+ * --temperature is set too, or when TEXT does not parse. */
+clasp_status clasp_temp_schedule_for_loss(const clasp_loss_config *loss, const char *text,
+                                          clasp_temp_schedule *out);
 
 /* The temperature of 0-based step `step` of `total` steps. */
 double clasp_temp_schedule_at(const clasp_temp_schedule *s, int64_t step, int64_t total);

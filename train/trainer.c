@@ -344,21 +344,11 @@ static clasp_status make_groups_(trainer *t, const source_rt *cur, const clasp_b
     return CLASP_OK;
 }
 
-/* The loss's temperature: --temperature-schedule needs a loss with a "temperature" option and
- * excludes --temperature. */
+/* The loss's temperature option (or -1) and --temperature-schedule (temperature.h). */
 static clasp_status check_temperature_(trainer *t) {
     const clasp_train_options *o = &t->o;
-    const clasp_loss_def *d = clasp_loss_config_def(&o->loss);
-    t->temp_opt = clasp_loss_option_index(d, "temperature");
-    if (!o->temperature_schedule) return CLASP_OK;
-    if (t->temp_opt < 0)
-        return clasp_set_error(
-            CLASP_ERR_ARG, "--temperature-schedule does not apply to --loss %s (no temperature)",
-            d->name);
-    if (o->loss.set >> t->temp_opt & 1u)
-        return clasp_set_error(CLASP_ERR_ARG,
-                               "--temperature-schedule and --temperature exclude each other");
-    return clasp_temp_schedule_parse(o->temperature_schedule, &t->tsched);
+    t->temp_opt = clasp_loss_option_index(clasp_loss_config_def(&o->loss), "temperature");
+    return clasp_temp_schedule_for_loss(&o->loss, o->temperature_schedule, &t->tsched);
 }
 
 /* --freeze LIST: comma-separated tower names (image, text, audio, shared) into frozen[]. */

@@ -140,16 +140,12 @@ typedef struct clasp_train_options {
     double weight_decay;             /* --wd (0.1) */
     double beta1, beta2, eps;        /* --beta1 0.9 --beta2 0.98 --eps 1e-6 */
     double clip_norm;                /* --clip-norm (0 = off) */
-    clasp_loss_config loss;          /* --loss NAME (loss/registry.h; zeroed: infonce) and
-                                        its options (--margin, --temperature, ...) */
-    const char *temperature_schedule; /* --temperature-schedule KIND:START:END (temperature.h)
-                                         or NULL */
-    bool multi_positive;              /* --multi-positive: same caption = positive (the same as
-                                         positives = CAPTION) */
-    clasp_positives positives;        /* --positives caption|label|both (see above) */
-    uint64_t seed;                    /* --seed (0) */
-    int threads;                      /* --threads (compute threads, 2) */
-    int chunks;                       /* --chunks (replicas; default = threads) */
+    clasp_loss_config loss;          /* --loss NAME (loss/registry.h; zeroed: infonce) */
+    bool multi_positive;             /* --multi-positive: same caption = positive (the same as
+                                        positives = CAPTION) */
+    uint64_t seed;                   /* --seed (0) */
+    int threads;                     /* --threads (compute threads, 2) */
+    int chunks;                      /* --chunks (replicas; default = threads) */
     int precision;       /* --precision: a clasp_precision, or -1 (default): the model config's */
     int workers;         /* --workers (decode threads, 1) */
     int shuffle_buffer;  /* --shuffle-buffer (samples, 2000) */
@@ -167,6 +163,10 @@ typedef struct clasp_train_options {
     double dist_timeout;         /* --dist-timeout seconds a collective may wait (600; 0 = none) */
     int64_t check_every;         /* --check-every N: parameter-hash agreement of the ranks every
                                     N steps (default 100; 0 = off) */
+    /* --temperature-schedule KIND:START:END (temperature.h) or NULL; the loss's other options
+     * (--temperature, --margin, ...) are in `loss` */
+    const char *temperature_schedule;
+    clasp_positives positives; /* --positives caption|label|both (see clasp_positives) */
 } clasp_train_options;
 
 clasp_train_options clasp_train_default_options(void);
@@ -183,12 +183,12 @@ typedef struct clasp_train_summary {
     double zeroshot_top1, zeroshot_top5, zeroshot_mean_recall; /* -1 when not evaluated */
     int64_t skipped_steps;
     int64_t skipped_samples;
-    bool interrupted; /* stopped by a signal or --stop-after */
-    bool usage_error; /* the run was refused for its options (a label loss on shards without
-                         .cls...): the CLI exits 2 */
-    int world;        /* ranks */
+    bool interrupted;                              /* stopped by a signal or --stop-after */
+    int world;                                     /* ranks */
     double gather_ms_per_step, reduce_ms_per_step; /* collectives, steady-state steps, rank 0 */
     char checkpoint[4096];
+    /* the run was refused for its options (a label loss on shards without .cls): exit 2 */
+    bool usage_error;
 } clasp_train_summary;
 
 /* Runs training. Progress and logs go to stderr; returns CLASP_OK or an error with a message.

@@ -51,6 +51,18 @@ def save(name, A, B, a, b, ls, loss, beta, tau_plus, clamped):
     print(name, "loss", loss.item(), "clamped rows", clamped)
 
 
+def hcl_terms(neg, pos, N, beta, tau_plus, temperature):
+    """The estimator of HCL's criterion from neg (rows, N) = exp(negative logits) and pos (rows)
+    = exp(positive logit): the loss, and how many rows the clamp bound holds."""
+    imp = (beta * neg.log()).exp()
+    reweight_neg = (imp * neg).sum(dim=-1) / imp.mean(dim=-1)
+    Ng = (-tau_plus * N * pos + reweight_neg) / (1 - tau_plus)
+    bound = N * torch.exp(-1 / temperature)
+    clamped = int((Ng < bound).sum().item())
+    Ng = torch.maximum(Ng, bound.expand_as(Ng))
+    return (- torch.log(pos / (pos + Ng))).mean(), clamped
+
+
 def hcl_direction(q, k, log_scale, beta, tau_plus):
     """HCL's criterion for queries q against keys k (row i's positive is k_i); also returns how
     many rows the clamp bound holds."""
@@ -60,14 +72,7 @@ def hcl_direction(q, k, log_scale, beta, tau_plus):
     mask = ~torch.eye(n, dtype=torch.bool)
     neg = torch.exp(logits).masked_select(mask).view(n, -1)
     pos = torch.exp(logits.diagonal())
-    N = n - 1
-    imp = (beta * neg.log()).exp()
-    reweight_neg = (imp * neg).sum(dim=-1) / imp.mean(dim=-1)
-    Ng = (-tau_plus * N * pos + reweight_neg) / (1 - tau_plus)
-    bound = N * torch.exp(-1 / temperature)
-    clamped = int((Ng < bound).sum().item())
-    Ng = torch.maximum(Ng, bound.expand_as(Ng))
-    return (-torch.log(pos / (pos + Ng))).mean(), clamped
+    return hcl_terms(neg, pos, n - 1, beta, tau_plus, temperature)
 
 
 def case(name, n, d, s, beta, tau_plus, want_clamped=False):
@@ -101,14 +106,7 @@ def hcl_criterion(out_1, out_2, tau_plus, batch_size, beta, temperature):
     neg = neg.masked_select(mask).view(2 * batch_size, -1)
     pos = torch.exp(torch.sum(out_1 * out_2, dim=-1) / temperature)
     pos = torch.cat([pos, pos], dim=0)
-    N = batch_size * 2 - 2
-    imp = (beta * neg.log()).exp()
-    reweight_neg = (imp * neg).sum(dim=-1) / imp.mean(dim=-1)
-    Ng = (-tau_plus * N * pos + reweight_neg) / (1 - tau_plus)
-    bound = N * torch.exp(-1 / temperature)
-    clamped = int((Ng < bound).sum().item())
-    Ng = torch.maximum(Ng, bound.expand_as(Ng))
-    return (- torch.log(pos / (pos + Ng))).mean(), clamped
+    return hcl_terms(neg, pos, batch_size * 2 - 2, beta, tau_plus, temperature)
 
 
 def ntxent_case(name, n, d, s, beta, tau_plus):
