@@ -1,6 +1,7 @@
 /* cmd_eval.c: `clasp eval --model EXPORT|CKPT|RUN --data SPEC [--zeroshot classes.txt
- * [--templates t.txt]] [--retrieval [--all-captions]] [--probe-train SPEC]`: zero-shot
- * classification, retrieval both ways and a linear probe (eval/eval.h, retrieval.h).
+ * [--templates t.txt]] [--retrieval [--all-captions]] [--probe-train SPEC [--knn K]]`: zero-shot
+ * classification, retrieval both ways, a linear probe and k-NN accuracy (eval/eval.h,
+ * retrieval.h).
  * Human text goes to stderr, the JSON result to stdout with --json; when the model is a
  * checkpoint inside a run folder the result is also appended to RUN/metrics.jsonl as one line
  * with "kind": "eval". */
@@ -28,6 +29,8 @@ typedef struct eval_args {
     int threads, batch, workers;
     int precision;
     clasp_probe_options po;
+    int knn;        /* --knn K (0: not asked) */
+    double knn_tau; /* --knn-tau T */
 } eval_args;
 
 #define A(field) offsetof(eval_args, field)
@@ -37,7 +40,7 @@ static const clasp_arg eval_table[] = {
         "eval",
         "--model EXPORT|CKPT|RUN --data SPEC [--zeroshot classes.txt\n"
         " [--templates t.txt]] [--retrieval [--all-captions]]\n"
-        " [--probe-train SPEC [--probe-l2 X] [--probe-iters N]]\n"
+        " [--probe-train SPEC [--probe-l2 X] [--probe-iters N] [--knn K [--knn-tau T]]]\n"
         " [--threads N] [--batch-size B] [--workers W] [--json]",
         "Evaluates a model on the samples of SPEC (in shard order, no augmentation). Human text "
         "goes\n"
@@ -67,12 +70,22 @@ static const clasp_arg eval_table[] = {
      NULL, 0, 0, 0, NULL, NULL},
     {"probe-train", 0, CLASP_ARG_STRING, A(probe), "SPEC",
      "linear probe: logistic regression on frozen image features of SPEC (labels from .cls), "
-     "accuracy on --data's features",
+     "accuracy on --data's features (audio features in the audio evaluations: --pair "
+     "audio-text, or a model without an image tower)",
      NULL, 0, 0, 0, NULL, NULL},
     {"probe-l2", 0, CLASP_ARG_DOUBLE, A(po.l2), "X", "L2 penalty of the probe (default 1e-4)", NULL,
      0, 0, 0, NULL, NULL},
     {"probe-iters", 0, CLASP_ARG_INT, A(po.max_iter), "N", "iterations of the probe (default 1000)",
      NULL, 0, 1, 0, NULL, NULL},
+    {"knn", 0, CLASP_ARG_INT, A(knn), "K",
+     "k-NN accuracy of --data's image (or audio) features against the labelled features of "
+     "--probe-train "
+     "(the reference set): the K most similar by cosine vote, each with weight exp(s/T) (Wu et "
+     "al. 2018; ties: the lower reference row, then the lower class)",
+     NULL, 0, 1, 0, NULL, NULL},
+    {"knn-tau", 0, CLASP_ARG_DOUBLE, A(knn_tau), "T",
+     "temperature of the k-NN vote weights (default 0.07; 0 = plain majority)", NULL, 0, 0, 0, NULL,
+     NULL},
     CLASP_ARG_PRECISION(A(precision), "fp32"),
     CLASP_ARG_THREADS(A(threads), "2"),
     CLASP_ARG_BATCH(A(batch)),
@@ -274,6 +287,91 @@ static clasp_status zeroshot_(clasp_embedder *em, const clasp_eval_set *set, con
     return s;
 }
 
+/* Labelled features of one side of the probe / k-NN: (n, D) rows and their labels. */
+typedef struct feats_ {
+    const float *x;
+    const int64_t *y;
+    int64_t n;
+} feats_;
+
+/* The linear probe and, with --knn, the k-NN accuracy of the test features te against the
+ * labelled reference features tr (of --probe-train); adds "probe" and "knn" to res. */
+static clasp_status probe_knn_(const eval_args *e, feats_ tr, feats_ te, int D, cJSON *res) {
+    const char *probe = e->probe;
+    const clasp_probe_options po = e->po;
+    clasp_probe_result pr;
+    clasp_status s = clasp_linear_probe(tr.x, tr.y, tr.n, te.x, te.y, te.n, D, &po, &pr);
+    if (s == CLASP_OK) {
+        cJSON *p = cJSON_AddObjectToObject(res, "probe");
+        cJSON_AddStringToObject(p, "train", probe);
+        cJSON_AddNumberToObject(p, "n_train", (double)pr.n_train);
+        cJSON_AddNumberToObject(p, "n_test", (double)pr.n_test);
+        cJSON_AddNumberToObject(p, "n_classes", pr.n_classes);
+        cJSON_AddNumberToObject(p, "accuracy", pr.test_accuracy);
+        cJSON_AddNumberToObject(p, "train_accuracy", pr.train_accuracy);
+        cJSON_AddNumberToObject(p, "loss", pr.loss);
+        cJSON_AddNumberToObject(p, "l2", po.l2);
+        cJSON_AddNumberToObject(p, "iterations", pr.iterations);
+        fprintf(stderr,
+                "linear probe (%lld train, %lld test, %d classes): accuracy %.2f%% (train "
+                "%.2f%%, %d iterations)\n",
+                (long long)pr.n_train, (long long)pr.n_test, pr.n_classes, 100 * pr.test_accuracy,
+                100 * pr.train_accuracy, pr.iterations);
+    }
+    clasp_knn_result kr;
+    if (s == CLASP_OK && e->knn > 0)
+        s = clasp_knn(tr.x, tr.y, tr.n, te.x, te.y, te.n, D, e->knn, e->knn_tau, &kr);
+    if (s == CLASP_OK && e->knn > 0) {
+        cJSON *k = cJSON_AddObjectToObject(res, "knn");
+        cJSON_AddStringToObject(k, "train", probe);
+        cJSON_AddNumberToObject(k, "k", kr.k);
+        cJSON_AddNumberToObject(k, "tau", kr.tau);
+        cJSON_AddStringToObject(k, "weighting", kr.tau > 0 ? "exp(s/tau)" : "majority");
+        cJSON_AddNumberToObject(k, "n_train", (double)kr.n_train);
+        cJSON_AddNumberToObject(k, "n_test", (double)kr.n_test);
+        cJSON_AddNumberToObject(k, "n_classes", kr.n_classes);
+        cJSON_AddNumberToObject(k, "accuracy", kr.accuracy);
+        fprintf(stderr,
+                "%d-NN (%lld reference, %lld test, %d classes, weights %s): accuracy %.2f%%\n",
+                kr.k, (long long)kr.n_train, (long long)kr.n_test, kr.n_classes,
+                kr.tau > 0 ? "exp(s/tau)" : "1 (majority)", 100 * kr.accuracy);
+    }
+    return s;
+}
+
+/* probe_knn_ on image features: --data's (set) against --probe-train's. */
+static clasp_status probe_knn_image_(clasp_embedder *em, const eval_args *e,
+                                     const clasp_eval_set *set, cJSON *res) {
+    clasp_eval_set tr;
+    clasp_status s =
+        clasp_eval_collect(&em->engine, &em->pre, e->probe, CLASP_EVAL_TEXT_NONE, e->workers, &tr);
+    if (s != CLASP_OK) return s;
+    s = probe_knn_(e, (feats_){tr.img, tr.labels, tr.n}, (feats_){set->img, set->labels, set->n},
+                   set->D, res);
+    clasp_eval_set_free(&tr);
+    return s;
+}
+
+/* probe_knn_ on audio features: --data's clips against --probe-train's (samples with audio, a
+ * caption and, to count, a .cls label). */
+static clasp_status probe_knn_audio_(clasp_embedder *em, const eval_args *e, cJSON *res) {
+    clasp_eval_towers te, tr;
+    memset(&tr, 0, sizeof tr);
+    clasp_status s =
+        clasp_eval_collect_towers(em, e->data, CLASP_TOWER_AUDIO, CLASP_N_TOWERS, e->workers, &te);
+    if (s == CLASP_OK)
+        s = clasp_eval_collect_towers(em, e->probe, CLASP_TOWER_AUDIO, CLASP_N_TOWERS, e->workers,
+                                      &tr);
+    if (s == CLASP_OK) {
+        cJSON_AddStringToObject(res, "features", "audio");
+        s = probe_knn_(e, (feats_){tr.a, tr.labels, tr.n}, (feats_){te.a, te.labels, te.n}, te.D,
+                       res);
+    }
+    clasp_eval_towers_free(&te);
+    clasp_eval_towers_free(&tr);
+    return s;
+}
+
 /* Prints the result (--json) and appends it to the run's metrics; returns the exit code. */
 static int finish_(cJSON *res, const eval_args *e, const clasp_embedder *em, double t0,
                    clasp_status s) {
@@ -308,16 +406,26 @@ static cJSON *result_head_(const clasp_embedder *em, const char *data) {
 }
 
 int clasp_cmd_eval(int argc, char **argv) {
-    eval_args e = {
-        .pair = -1, .threads = 2, .batch = 256, .workers = 1, .po = clasp_probe_default_options()};
+    eval_args e = {.pair = -1,
+                   .threads = 2,
+                   .batch = 256,
+                   .workers = 1,
+                   .po = clasp_probe_default_options(),
+                   .knn_tau = 0.07};
     int prc;
     if (!clasp_args_parse(eval_table, &e, argc, argv, &prc)) return prc;
     if (e.tmpl && !e.zs)
         return clasp_args_usage_error(eval_table, "--templates only with --zeroshot");
+    if (e.knn > 0 && !e.probe)
+        return clasp_args_usage_error(eval_table,
+                                      "--knn K needs --probe-train SPEC (the labelled reference "
+                                      "set)");
+    if (!(e.knn_tau >= 0))
+        return clasp_args_usage_error(eval_table, "--knn-tau %g: expected a number >= 0",
+                                      e.knn_tau);
     const char *data = e.data, *zs = e.zs, *tmpl = e.tmpl, *probe = e.probe;
     bool retrieval = e.retrieval, all_caps = e.all_caps;
     int workers = e.workers;
-    const clasp_probe_options po = e.po;
     if (!zs && !probe) retrieval = true;
     if (all_caps) retrieval = true;
     double t0 = now_();
@@ -330,10 +438,13 @@ int clasp_cmd_eval(int argc, char **argv) {
                        clasp_embedder_has(&em, CLASP_TOWER_AUDIO));
     if (audio_mode) {
         clasp_status as = CLASP_OK;
-        if (zs || probe || all_caps)
-            as = clasp_set_error(CLASP_ERR_ARG, "--zeroshot, --probe-train and --all-captions are "
-                                                "image evaluations; not with audio");
-        if (as == CLASP_OK) as = audio_eval_(&em, data, e.gallery, workers, res);
+        if (zs || all_caps)
+            as = clasp_set_error(CLASP_ERR_ARG,
+                                 "--zeroshot and --all-captions are image evaluations; not with "
+                                 "audio");
+        if (as == CLASP_OK && (!probe || e.retrieval || e.gallery))
+            as = audio_eval_(&em, data, e.gallery, workers, res);
+        if (as == CLASP_OK && probe) as = probe_knn_audio_(&em, &e, res);
         int arc = finish_(res, &e, &em, t0, as);
         clasp_embedder_close(&em);
         return arc;
@@ -372,32 +483,7 @@ int clasp_cmd_eval(int argc, char **argv) {
             s = retrieval_match_(&set, r);
         }
     }
-    if (s == CLASP_OK && probe) {
-        clasp_eval_set tr;
-        s = clasp_eval_collect(&em.engine, &em.pre, probe, CLASP_EVAL_TEXT_NONE, workers, &tr);
-        clasp_probe_result pr;
-        if (s == CLASP_OK)
-            s = clasp_linear_probe(tr.img, tr.labels, tr.n, set.img, set.labels, set.n, set.D, &po,
-                                   &pr);
-        if (s == CLASP_OK) {
-            cJSON *p = cJSON_AddObjectToObject(res, "probe");
-            cJSON_AddStringToObject(p, "train", probe);
-            cJSON_AddNumberToObject(p, "n_train", (double)pr.n_train);
-            cJSON_AddNumberToObject(p, "n_test", (double)pr.n_test);
-            cJSON_AddNumberToObject(p, "n_classes", pr.n_classes);
-            cJSON_AddNumberToObject(p, "accuracy", pr.test_accuracy);
-            cJSON_AddNumberToObject(p, "train_accuracy", pr.train_accuracy);
-            cJSON_AddNumberToObject(p, "loss", pr.loss);
-            cJSON_AddNumberToObject(p, "l2", po.l2);
-            cJSON_AddNumberToObject(p, "iterations", pr.iterations);
-            fprintf(stderr,
-                    "linear probe (%lld train, %lld test, %d classes): accuracy %.2f%% (train "
-                    "%.2f%%, %d iterations)\n",
-                    (long long)pr.n_train, (long long)pr.n_test, pr.n_classes,
-                    100 * pr.test_accuracy, 100 * pr.train_accuracy, pr.iterations);
-        }
-        clasp_eval_set_free(&tr);
-    }
+    if (s == CLASP_OK && probe) s = probe_knn_image_(&em, &e, &set, res);
     clasp_eval_set_free(&set);
     int rc = finish_(res, &e, &em, t0, s);
     clasp_embedder_close(&em);

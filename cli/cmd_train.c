@@ -26,6 +26,7 @@ typedef struct train_args {
     const char *value;                          /* --train, --pair: handled by their callbacks */
     double weight;                              /* --weight: applied by its callback */
     int on_error, data_split;                   /* CHOICE indexes */
+    int positives;                              /* CHOICE index, -1: not given */
     const char *loss;                           /* --loss NAME */
     const char *loss_value[MAX_LOSS_FLAGS];     /* --NAME VALUE of loss_flags_[k] */
 } train_args;
@@ -119,8 +120,11 @@ static clasp_arg train_table[] = {
      "across sources (text binds audio and images: train image-text and audio-text together)",
      s_data, CLASP_ARG_REQ, 0, 0, NULL, on_train_},
     {"pair", 0, CLASP_ARG_STRING, A(value), "PAIR",
-     "pairing of the preceding --train: image-text, audio-text, audio-image, ...", s_data, 0, 0, 0,
-     NULL, on_pair_},
+     "pairing of the preceding --train: image-text, audio-text, audio-image, ...; image-image or "
+     "audio-audio: two independently augmented views of each sample (SimCLR; needs a two-view "
+     "loss such as --loss ntxent; default augmentation on unless --image-augment/--audio-augment "
+     "is given)",
+     s_data, 0, 0, 0, NULL, on_pair_},
     {"weight", 0, CLASP_ARG_DOUBLE, A(weight), "W",
      "mixing weight of the preceding --train (default 1)", s_data, 0, 0, 0, NULL, on_weight_},
     {"freeze", 0, CLASP_ARG_STRING, O(freeze), "LIST",
@@ -185,7 +189,14 @@ static clasp_arg train_table[] = {
      "cosine:START:END or linear:START:END (losses with a --temperature)",
      s_sched, 0, 0, 0, NULL, NULL},
     {"multi-positive", 0, CLASP_ARG_FLAG, O(multi_positive), NULL,
-     "pairs with the same caption are all positives", s_sched, 0, 0, 0, NULL, NULL},
+     "pairs with the same caption are all positives (= --positives caption)", s_sched, 0, 0, 0,
+     NULL, NULL},
+    {"positives", 0, CLASP_ARG_CHOICE, A(positives), NULL,
+     "rows that are positives of each other in the global batch: same caption, same .cls label "
+     "(every sample needs one), or either (caption OR label, closed transitively); for SupCon and "
+     "multi-positive InfoNCE/SigLIP (default: each row's own pair; label for losses that need "
+     "groups)",
+     s_sched, 0, 0, 0, "caption|label|both", NULL},
     {"seed", 0, CLASP_ARG_U64, O(seed), "S", "run seed (default 0)", s_sched, 0, 0, 0, NULL, NULL},
     {"threads", 0, CLASP_ARG_INT, O(threads), "N", "compute threads (default 2)", s_mach, 0, 1, 0,
      NULL, NULL},
@@ -312,9 +323,11 @@ static int apply_loss_options_(train_args *t) {
     const unsigned set = t->o.loss.set;
     const int ib = clasp_loss_option_index(d, "hard-negatives"),
               ip = clasp_loss_option_index(d, "tau-plus");
-    if (t->o.multi_positive && ((ib >= 0 && (set >> ib & 1u)) || (ip >= 0 && (set >> ip & 1u))))
+    const bool groups = t->o.multi_positive || t->o.positives != CLASP_POSITIVES_NONE;
+    if (groups && ((ib >= 0 && (set >> ib & 1u)) || (ip >= 0 && (set >> ip & 1u))))
         return clasp_args_usage_error(table_(), "--hard-negatives and --tau-plus take one "
-                                                "positive per row: not with --multi-positive");
+                                                "positive per row: not with --multi-positive or "
+                                                "--positives");
     clasp_temp_schedule ts;
     if (clasp_temp_schedule_for_loss(&t->o.loss, t->o.temperature_schedule, &ts) != CLASP_OK)
         return clasp_args_usage_error(table_(), "%s", clasp_last_error());
@@ -326,13 +339,30 @@ static bool train_parse_(train_args *t, int argc, char **argv, int *rc) {
     t->o = clasp_train_default_options();
     t->o.zeroshot_fn = clasp_eval_zeroshot_for_train;
     t->o.progress = isatty(2);
+    t->positives = -1;
     if (!clasp_args_parse(table_(), t, argc, argv, rc)) return false;
+    if (t->positives >= 0) {
+        if (t->o.multi_positive && t->positives != 0) {
+            *rc = clasp_args_usage_error(table_(), "--multi-positive is --positives caption: "
+                                                   "not with --positives label|both");
+            return false;
+        }
+        t->o.positives = (clasp_positives)(t->positives + 1);
+    }
     t->o.on_error_fail = t->on_error == 1;
     t->o.data_split = t->data_split == 1 ? CLASP_DATA_SPLIT_SAMPLES : CLASP_DATA_SPLIT_SHARDS;
     if (t->loss && (*rc = parse_loss_(t->loss, &t->o)) != 0) return false;
     if ((*rc = apply_loss_options_(t)) != 0) return false;
     if (clasp_moco_check(&t->o.loss, (size_t)t->o.batch_size) != CLASP_OK) {
         *rc = clasp_args_usage_error(table_(), "%s", clasp_last_error());
+        return false;
+    }
+    const int iq = clasp_loss_option_index(clasp_loss_config_def(&t->o.loss), "queue");
+    if (iq >= 0 && clasp_loss_config_get(&t->o.loss, iq) > 0 &&
+        (t->o.positives == CLASP_POSITIVES_LABEL || t->o.positives == CLASP_POSITIVES_BOTH)) {
+        /* queued keys carry caption groups that hold across steps; label groups do not */
+        *rc = clasp_args_usage_error(table_(), "--queue keeps caption groups with its keys: not "
+                                               "with --positives label|both");
         return false;
     }
     if (t->o.zeroshot && !t->o.val_spec) {

@@ -652,7 +652,7 @@ void clasp_eval_towers_free(clasp_eval_towers *t) {
     if (!t) return;
     if (t->keys)
         for (int64_t i = 0; i < t->n; i++) free(t->keys[i]);
-    free(t->keys), free(t->a), free(t->b), free(t->group);
+    free(t->keys), free(t->a), free(t->b), free(t->group), free(t->labels);
     memset(t, 0, sizeof *t);
 }
 
@@ -678,9 +678,12 @@ typedef struct towers_ctx_ {
 /* Grows every per-row array of t to hold `need` rows (b only with a second tower). */
 static clasp_status grow_towers_(clasp_eval_towers *t, int64_t need, int64_t *cap) {
     const size_t row = (size_t)t->D * sizeof(float);
-    const grow_item_ it[4] = {
-        {&t->a, row}, {&t->group, sizeof(uint64_t)}, {&t->keys, sizeof(char *)}, {&t->b, row}};
-    return grow_rows_(it, t->tb != CLASP_N_TOWERS ? 4 : 3, need, cap);
+    const grow_item_ it[5] = {{&t->a, row},
+                              {&t->group, sizeof(uint64_t)},
+                              {&t->keys, sizeof(char *)},
+                              {&t->labels, sizeof(int64_t)},
+                              {&t->b, row}};
+    return grow_rows_(it, t->tb != CLASP_N_TOWERS ? 5 : 4, need, cap);
 }
 
 static clasp_status towers_batch_(void *ctx, const clasp_batch *b) {
@@ -695,6 +698,7 @@ static clasp_status towers_batch_(void *ctx, const clasp_batch *b) {
         CLASP_TRY(clasp_embedder_embed_inputs(c->em, out->tb, batch_input_(b, out->tb), (int)n,
                                               out->b + (size_t)out->n * D));
     memcpy(out->group + out->n, b->group_ids, (size_t)n * sizeof(uint64_t));
+    memcpy(out->labels + out->n, b->labels, (size_t)n * sizeof(int64_t));
     return append_keys_(out->keys, &out->n, b);
 }
 

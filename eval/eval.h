@@ -6,7 +6,8 @@
  *     the templates, renormalised; OpenCLIP's zero_shot_classifier): top-1/5/10 and recall per
  *     class;
  *   - retrieval both ways with OpenCLIP's definitions (eval/retrieval.h);
- *   - a linear probe: multinomial logistic regression on frozen image features (probe.c). */
+ *   - a linear probe: multinomial logistic regression on frozen image features (probe.c);
+ *   - k-nearest-neighbour accuracy on frozen image features (knn.c). */
 #ifndef CLASP_EVAL_EVAL_H
 #define CLASP_EVAL_EVAL_H
 
@@ -145,6 +146,7 @@ typedef struct clasp_eval_towers {
     clasp_tower ta, tb; /* tb == CLASP_N_TOWERS: only ta collected */
     float *a, *b;       /* (n, D) L2-normalised features of ta, tb (b NULL without tb) */
     uint64_t *group;    /* (n) caption group ids */
+    int64_t *labels;    /* (n) "cls" labels, -1 when absent (k-NN, probe) */
     char **keys;        /* (n) */
     int64_t skipped;    /* samples the loader skipped (bad data, missing field) */
 } clasp_eval_towers;
@@ -196,6 +198,29 @@ typedef struct clasp_probe_result {
 clasp_status clasp_linear_probe(const float *xtr, const int64_t *ytr, int64_t ntr, const float *xte,
                                 const int64_t *yte, int64_t nte, int D,
                                 const clasp_probe_options *o, clasp_probe_result *r);
+
+/* ---- k-nearest-neighbour accuracy (knn.c) ---------------------------------------------- */
+
+typedef struct clasp_knn_result {
+    int k;                   /* neighbours used (k, or fewer when the reference set is smaller) */
+    double tau;              /* vote weight exp(s / tau); 0: plain majority */
+    int n_classes;           /* 1 + the largest reference label */
+    int64_t n_train, n_test; /* rows with a label (>= 0) */
+    double accuracy;         /* fraction of the labelled queries whose vote is their label */
+} clasp_knn_result;
+
+/* k-NN classification of the queries xte (nte, D) against the reference rows xtr (ntr, D), both
+ * L2-normalised, so the similarity s is the cosine (dot product). For each labelled query: the
+ * k most similar labelled reference rows (equal similarities: the lower reference row first),
+ * and a vote per class of the sum of exp(s / tau) over the neighbours of that class (the
+ * weighted k-NN of Wu et al. 2018, "Unsupervised Feature Learning via Non-Parametric
+ * Instance Discrimination", tau = 0.07 there; tau <= 0: every neighbour weighs 1, plain
+ * majority); the class with the largest vote wins, equal votes going to the lowest class.
+ * Rows with a negative label are left out on both sides. Deterministic. Errors: CLASP_ERR_ARG
+ * (k < 1, no labelled reference row), CLASP_ERR_NOMEM. */
+clasp_status clasp_knn(const float *xtr, const int64_t *ytr, int64_t ntr, const float *xte,
+                       const int64_t *yte, int64_t nte, int D, int k, double tau,
+                       clasp_knn_result *r);
 
 /* Reads a text file into non-empty trimmed lines (caller frees with clasp_free_lines). */
 clasp_status clasp_read_lines(const char *path, char ***lines, int *n);

@@ -265,6 +265,11 @@ clasp_status clasp_image_augment(const clasp_image *img, const clasp_image_confi
     return CLASP_OK;
 }
 
+uint64_t clasp_augment_view_seed(uint64_t seed, int view) {
+    if (view == 0) return seed;
+    return clasp_splitmix64(seed ^ clasp_splitmix64(0x56494557ull + (uint64_t)view));
+}
+
 size_t clasp_caption_choose(uint64_t seed, uint64_t epoch, const char *key, size_t n_captions) {
     if (n_captions <= 1) return 0;
     clasp_rng r;

@@ -7,6 +7,12 @@
  * so a sample sees the same augmentation whatever thread decodes it, in whatever order, after
  * any resume; and a different one in the next epoch.
  *
+ * Two views of one sample (SimCLR's pairing, `--pair image-image`): view v is augmented with
+ * the seed clasp_augment_view_seed(seed, v) in place of the run seed, so the view index is part
+ * of every key of the sample's streams (image and audio augmentation alike): view 0 is the
+ * one-view stream itself, view 1 an independent stream, both pure functions of (seed, view,
+ * epoch, key).
+ *
  * Image augmentation, in this order (torchvision's semantics, ref: torchvision.transforms):
  *   1. RandomResizedCrop: up to 10 tries of area fraction ~ U(scale) and log aspect ratio
  *      ~ U(log ratio); w = round(sqrt(area * ratio)), h = round(sqrt(area / ratio)); accept when
@@ -77,6 +83,11 @@ clasp_status clasp_image_augment(const clasp_image *img, const clasp_image_confi
 void clasp_image_random_resized_crop(int w, int h, float scale_min, float scale_max,
                                      float ratio_min, float ratio_max, clasp_rng *rng, int *x,
                                      int *y, int *cw, int *ch);
+
+/* The seed that keys view `view` of a sample's augmentation: `seed` itself for view 0 (a
+ * one-view run is unchanged), else clasp_splitmix64(seed ^ clasp_splitmix64(0x56494557 ("VIEW")
+ * + view)). */
+uint64_t clasp_augment_view_seed(uint64_t seed, int view);
 
 /* Index in [0, n_captions) of the caption a training sample uses in this epoch:
  * clasp_rng_below of the (seed, CLASP_RNG_CAPTION, epoch, hash(key)) stream. Returns 0 when

@@ -114,6 +114,7 @@ clasp_status clasp_data_open(const clasp_data_options *o, const clasp_preprocess
         d->lc.shuffle_shards = o->train;
         d->lc.drop_last = o->train;
         d->lc.eval = !o->train;
+        d->lc.views = o->views;
         d->lc.samples_per_epoch = o->samples_per_epoch > 0 ? (uint64_t)o->samples_per_epoch : 0;
         /* Let the decoders run a whole batch ahead (the re-order window holds two queues'
          * worth of decoded samples), so a training step never waits for a batch's decoding. */
@@ -205,6 +206,8 @@ static const clasp_batch *slice_(clasp_data *d, const clasp_batch *x) {
     if (x->images) v->images = x->images + r0 * img;
     if (x->tokens) v->tokens = x->tokens + r0 * (size_t)x->ctx;
     if (x->audio) v->audio = x->audio + r0 * mel;
+    if (x->images2) v->images2 = x->images2 + r0 * img;
+    if (x->audio2) v->audio2 = x->audio2 + r0 * mel;
     if (x->labels) v->labels = x->labels + r0;
     if (x->group_ids) v->group_ids = x->group_ids + r0;
     if (x->keys) v->keys = x->keys + r0;

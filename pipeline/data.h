@@ -49,6 +49,8 @@ typedef struct clasp_data_options {
      * modalities/augment.h); NULL = none */
     const clasp_image_augment_config *image_augment;
     clasp_on_error on_error; /* a missing or unreadable shard: skip and count (default) or fail */
+    int views; /* 2: batches also carry a second, independently augmented view of each image /
+                  clip (images2, audio2: loader.h's `views`; --pair image-image); else one */
 } clasp_data_options;
 
 clasp_data_options clasp_data_default_options(void);

@@ -1,7 +1,8 @@
 /* decode.c: one sample's fields -> model inputs (image tensor, caption tokens, log-mel,
  * label), with every bad field turned into a counted skip (see clasp_decoder_run in loader.h).
- * Random choices (caption among several, audio augmentation) are keyed by (seed, epoch,
- * sample key), so a sample decodes the same on any thread. */
+ * Random choices (caption among several, image and audio augmentation) are keyed by (seed,
+ * epoch, sample key), and a second view's augmentation by its view seed
+ * (clasp_augment_view_seed), so a sample decodes the same on any thread. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -87,6 +88,34 @@ static clasp_status skip_(clasp_data_stats *stats, const clasp_sample *s, clasp_
     return CLASP_OK;
 }
 
+/* The image field into out->image (and its second view into out->image2 when asked): the
+ * training augmentation keyed by (view seed, epoch, key) when on, else the plain preprocessing
+ * (the two views then equal); only decoded (checked) when out has no image buffer. */
+static clasp_status decode_image_(const clasp_loader_config *c, const clasp_field *img,
+                                  uint64_t epoch, const char *key, const clasp_decoded *out) {
+    clasp_status st;
+    if (out && out->image && !c->eval && c->image_augment.enabled) {
+        clasp_image im;
+        st = clasp_image_decode(img->data, img->n, c->image.channels, c->image.max_pixels, &im);
+        if (st == CLASP_OK)
+            st = clasp_image_augment(&im, &c->image, &c->image_augment, c->seed, epoch, key,
+                                     out->image);
+        if (st == CLASP_OK && out->image2)
+            st = clasp_image_augment(&im, &c->image, &c->image_augment,
+                                     clasp_augment_view_seed(c->seed, 1), epoch, key, out->image2);
+        clasp_image_free(&im);
+    } else if (out && out->image) {
+        st = clasp_image_load(img->data, img->n, &c->image, out->image);
+        if (st == CLASP_OK && out->image2)
+            memcpy(out->image2, out->image, clasp_image_tensor_numel(&c->image) * sizeof(float));
+    } else {
+        clasp_image im;
+        st = clasp_image_decode(img->data, img->n, c->image.channels, c->image.max_pixels, &im);
+        clasp_image_free(&im);
+    }
+    return st;
+}
+
 clasp_status clasp_decoder_run(clasp_decoder *d, const clasp_sample *s, uint64_t epoch,
                                clasp_data_stats *stats, clasp_decoded *out, bool *ok,
                                clasp_skip_reason *why) {
@@ -146,21 +175,7 @@ clasp_status clasp_decoder_run(clasp_decoder *d, const clasp_sample *s, uint64_t
     }
 
     if (need & CLASP_NEED_IMAGE) {
-        clasp_status st;
-        if (out && out->image && !c->eval && c->image_augment.enabled) {
-            clasp_image im;
-            st = clasp_image_decode(img->data, img->n, c->image.channels, c->image.max_pixels, &im);
-            if (st == CLASP_OK)
-                st = clasp_image_augment(&im, &c->image, &c->image_augment, c->seed, epoch, s->key,
-                                         out->image);
-            clasp_image_free(&im);
-        } else if (out && out->image) {
-            st = clasp_image_load(img->data, img->n, &c->image, out->image);
-        } else {
-            clasp_image im;
-            st = clasp_image_decode(img->data, img->n, c->image.channels, c->image.max_pixels, &im);
-            clasp_image_free(&im);
-        }
+        clasp_status st = decode_image_(c, img, epoch, s->key, out);
         if (st == CLASP_ERR_NOMEM) return st;
         if (st != CLASP_OK)
             return skip_(stats, s, CLASP_SKIP_BAD_IMAGE, clasp_last_error(), ok, why);
@@ -168,16 +183,19 @@ clasp_status clasp_decoder_run(clasp_decoder *d, const clasp_sample *s, uint64_t
 
     if (need & CLASP_NEED_AUDIO) {
         float *mel = out && out->mel ? out->mel : d->mel_scratch;
-        clasp_audio_skip aw = CLASP_AUDIO_OK;
-        clasp_status st =
-            clasp_audio_frontend_run(d->fe, aud->data, aud->n, c->eval ? NULL : &c->audio_augment,
-                                     c->seed, epoch, s->key, mel, NULL, &aw);
-        if (st != CLASP_OK) {
-            if (aw == CLASP_AUDIO_OK) return st;
-            char detail[300];
-            snprintf(detail, sizeof detail, "%s: %s", clasp_audio_skip_name(aw),
-                     clasp_last_error());
-            return skip_(stats, s, CLASP_SKIP_BAD_AUDIO, detail, ok, why);
+        const int n_views = out && out->mel2 ? 2 : 1;
+        for (int v = 0; v < n_views; v++) {
+            clasp_audio_skip aw = CLASP_AUDIO_OK;
+            clasp_status st = clasp_audio_frontend_run(
+                d->fe, aud->data, aud->n, c->eval ? NULL : &c->audio_augment,
+                clasp_augment_view_seed(c->seed, v), epoch, s->key, v ? out->mel2 : mel, NULL, &aw);
+            if (st != CLASP_OK) {
+                if (aw == CLASP_AUDIO_OK) return st;
+                char detail[300];
+                snprintf(detail, sizeof detail, "%s: %s", clasp_audio_skip_name(aw),
+                         clasp_last_error());
+                return skip_(stats, s, CLASP_SKIP_BAD_AUDIO, detail, ok, why);
+            }
         }
     }
     if (out) {

@@ -118,6 +118,8 @@ static void item_free_(item *it) {
     free(it->dec.image);
     free(it->dec.tokens);
     free(it->dec.mel);
+    free(it->dec.image2);
+    free(it->dec.mel2);
     free(it);
 }
 
@@ -427,11 +429,17 @@ static void *worker_main_(void *arg) {
             if (c->required & CLASP_NEED_TEXT)
                 it->dec.tokens = malloc((size_t)c->context_length * sizeof(int32_t));
             if (c->required & CLASP_NEED_AUDIO) it->dec.mel = malloc(L->mel_numel * sizeof(float));
+            const bool two = c->views == 2;
+            if (two && (c->required & CLASP_NEED_IMAGE))
+                it->dec.image2 = malloc(L->img_numel * sizeof(float));
+            if (two && (c->required & CLASP_NEED_AUDIO))
+                it->dec.mel2 = malloc(L->mel_numel * sizeof(float));
             clasp_status st = CLASP_ERR_NOMEM;
             clasp_skip_reason why;
-            if ((!(c->required & CLASP_NEED_IMAGE) || it->dec.image) &&
+            if ((!(c->required & CLASP_NEED_IMAGE) ||
+                 (it->dec.image && (!two || it->dec.image2))) &&
                 (!(c->required & CLASP_NEED_TEXT) || it->dec.tokens) &&
-                (!(c->required & CLASP_NEED_AUDIO) || it->dec.mel))
+                (!(c->required & CLASP_NEED_AUDIO) || (it->dec.mel && (!two || it->dec.mel2))))
                 st = clasp_decoder_run(d, &it->s, L->pos.epoch, &L->stats, &it->dec, &it->ok, &why);
             if (st != CLASP_OK) {
                 it->kind = ITEM_ERROR;
@@ -520,6 +528,8 @@ void clasp_loader_close(clasp_loader *L) {
     free(b->images);
     free(b->tokens);
     free(b->audio);
+    free(b->images2);
+    free(b->audio2);
     free(b->labels);
     free(b->group_ids);
     clasp_tokenizer_free(L->own_tok);
@@ -545,6 +555,8 @@ clasp_status clasp_loader_open(const clasp_loader_config *cfg, const clasp_loade
     if ((cfg->required & CLASP_NEED_IMAGE) && cfg->image_augment.enabled)
         CLASP_TRY(clasp_image_augment_config_check(&cfg->image_augment));
     if (cfg->required & CLASP_NEED_AUDIO) CLASP_TRY(clasp_audio_config_check(&cfg->audio));
+    if (cfg->views < 0 || cfg->views > 2)
+        return clasp_set_error(CLASP_ERR_CONFIG, "loader: views %d: expected 1 or 2", cfg->views);
     clasp_loader *L = calloc(1, sizeof *L);
     if (!L) return clasp_set_error(CLASP_ERR_NOMEM, "loader: out of memory");
     L->cfg = *cfg;
@@ -588,7 +600,8 @@ clasp_status clasp_loader_open(const clasp_loader_config *cfg, const clasp_loade
                   b->group_ids && clasp_size_mul(B, L->img_numel, &ni) &&
                   clasp_size_mul(B, L->mel_numel, &nm);
         if (ok && (cfg->required & CLASP_NEED_IMAGE)) {
-            ok = (b->images = malloc(ni * sizeof(float))) != NULL;
+            ok = (b->images = malloc(ni * sizeof(float))) != NULL &&
+                 (cfg->views != 2 || (b->images2 = malloc(ni * sizeof(float))) != NULL);
             b->img_c = cfg->image.channels;
             b->img_h = b->img_w = cfg->image.size;
         }
@@ -597,7 +610,8 @@ clasp_status clasp_loader_open(const clasp_loader_config *cfg, const clasp_loade
             b->ctx = cfg->context_length;
         }
         if (ok && (cfg->required & CLASP_NEED_AUDIO)) {
-            ok = (b->audio = malloc(nm * sizeof(float))) != NULL;
+            ok = (b->audio = malloc(nm * sizeof(float))) != NULL &&
+                 (cfg->views != 2 || (b->audio2 = malloc(nm * sizeof(float))) != NULL);
             b->n_mels = cfg->audio.mel.n_mels;
             b->n_frames = clasp_audio_clip_frames(&cfg->audio);
         }
@@ -713,6 +727,10 @@ clasp_status clasp_loader_next(clasp_loader *L, const clasp_batch **out, bool *e
                        (size_t)b->ctx * sizeof(int32_t));
             if (b->audio)
                 memcpy(b->audio + r * L->mel_numel, it->dec.mel, L->mel_numel * sizeof(float));
+            if (b->images2)
+                memcpy(b->images2 + r * L->img_numel, it->dec.image2, L->img_numel * sizeof(float));
+            if (b->audio2)
+                memcpy(b->audio2 + r * L->mel_numel, it->dec.mel2, L->mel_numel * sizeof(float));
             b->labels[r] = it->dec.label;
             b->group_ids[r] = it->dec.group_id;
             free(b->keys[r]);

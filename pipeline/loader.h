@@ -85,6 +85,11 @@ typedef struct clasp_loader_config {
     clasp_audio_config audio;
     clasp_audio_augment_config audio_augment; /* training only */
     bool quiet;                               /* count skips without logging warnings */
+    int views; /* 0 or 1: one view; 2: a second, independently augmented view of each image and
+                  audio clip (batch->images2 / audio2; SimCLR's image-image pairing): view v
+                  is augmented with clasp_augment_view_seed(seed, v) (modalities/augment.h),
+                  so view 0 equals the one-view batch. Without augmentation (eval mode, or
+                  augmentation off) the two views are equal. */
 } clasp_loader_config;
 
 /* Defaults: rank 0 of 1, 1 thread, batch 32, shuffle buffer 1000, shuffled shards, drop_last,
@@ -130,6 +135,8 @@ typedef struct clasp_batch {
     uint64_t *group_ids; /* (n) hash of the caption tokens (equal captions, equal ids);
                             the label when there is no text */
     char **keys;         /* (n) sample keys, NUL-terminated */
+    float *images2;      /* (n, C, H, W) second views when cfg.views == 2, else NULL */
+    float *audio2;       /* (n, n_mels, n_frames) second views when cfg.views == 2, else NULL */
 } clasp_batch;
 
 typedef struct clasp_loader clasp_loader;
@@ -169,13 +176,16 @@ void clasp_decoder_free(clasp_decoder *d);
 
 /* Decoded tensors of one sample, into caller buffers sized per the config: image
  * (C*S*S floats), tokens (context_length), mel (n_mels*n_frames); any may be NULL to skip that
- * output (the field is still checked). */
+ * output (the field is still checked). image2 / mel2: the second view (loader.h's `views`),
+ * decoded only when not NULL. */
 typedef struct clasp_decoded {
     float *image;
     int32_t *tokens;
     float *mel;
     int64_t label; /* -1 if absent */
     uint64_t group_id;
+    float *image2; /* second view (cfg.views == 2) of the image / the log-mel, or NULL */
+    float *mel2;
 } clasp_decoded;
 
 /* Decodes sample s for `epoch`. Returns CLASP_OK and *ok = true, or *ok = false with *why

@@ -106,6 +106,9 @@ static void capture_(stream *s, const clasp_batch *b) {
         put_(s, b->images, b->n * (size_t)(b->img_c * b->img_h * b->img_w) * sizeof(float));
     if (b->tokens) put_(s, b->tokens, b->n * (size_t)b->ctx * sizeof(int32_t));
     if (b->audio) put_(s, b->audio, b->n * (size_t)b->n_mels * b->n_frames * sizeof(float));
+    if (b->images2)
+        put_(s, b->images2, b->n * (size_t)(b->img_c * b->img_h * b->img_w) * sizeof(float));
+    if (b->audio2) put_(s, b->audio2, b->n * (size_t)b->n_mels * b->n_frames * sizeof(float));
     put_(s, b->labels, b->n * sizeof(int64_t));
     put_(s, b->group_ids, b->n * sizeof(uint64_t));
     for (size_t i = 0; i < b->n; i++) put_(s, b->keys[i], strlen(b->keys[i]) + 1);
@@ -510,4 +513,62 @@ Test(loader, caption_choice_depends_on_epoch_not_threads) {
     cr_assert_gt(changed, 0);
     cr_assert(unchanged_txt);
     clasp_loader_close(L);
+}
+
+/* The first `nb` batches of cfg c (views, threads, eval as set), captured. */
+static stream first_batches_(clasp_loader_config c, size_t nb) {
+    clasp_loader *L;
+    cr_assert_eq(clasp_loader_open(&c, NULL, &L), CLASP_OK, "%s", clasp_last_error());
+    stream s = {0};
+    run_(L, &s, 1, nb);
+    clasp_loader_close(L);
+    return s;
+}
+
+Test(loader, two_views_differ_and_are_keyed_by_view_not_threads) {
+    clasp_loader_config c = cfg_(1);
+    c.views = 2;
+    clasp_loader *L;
+    cr_assert_eq(clasp_loader_open(&c, NULL, &L), CLASP_OK, "%s", clasp_last_error());
+    const clasp_batch *b;
+    bool end;
+    cr_assert_eq(clasp_loader_next(L, &b, &end), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(!end && b->images2 && !b->audio2);
+    const size_t img = (size_t)(b->img_c * b->img_h * b->img_w);
+    for (size_t i = 0; i < b->n; i++)
+        cr_assert(memcmp(b->images + i * img, b->images2 + i * img, img * sizeof(float)) != 0,
+                  "row %zu: the two views are equal", i);
+    /* view 0 is the one-view batch, byte for byte */
+    clasp_loader_config one = cfg_(1);
+    clasp_loader *L1;
+    cr_assert_eq(clasp_loader_open(&one, NULL, &L1), CLASP_OK);
+    const clasp_batch *b1;
+    cr_assert_eq(clasp_loader_next(L1, &b1, &end), CLASP_OK);
+    cr_assert(!b1->images2);
+    cr_assert_eq(memcmp(b->images, b1->images, b->n * img * sizeof(float)), 0);
+    clasp_loader_close(L1);
+    clasp_loader_close(L);
+
+    /* the same views again, whatever the decode threads */
+    stream ref = first_batches_(c, 6);
+    cr_assert_eq(ref.n_batches, 6);
+    for (int threads = 1; threads <= 3; threads += 2) {
+        c.n_threads = threads;
+        stream s = first_batches_(c, 6);
+        cr_assert_eq(s.n, ref.n);
+        cr_assert_eq(memcmp(s.b, ref.b, s.n), 0, "%d threads: the views differ", threads);
+        free(s.b);
+    }
+    free(ref.b);
+
+    /* without augmentation (evaluation) the two views are the same image */
+    clasp_loader_config e = cfg_(2);
+    e.views = 2;
+    clasp_loader_config_eval(&e, e.spec, 5, 2);
+    cr_assert_eq(clasp_loader_open(&e, NULL, &L), CLASP_OK);
+    cr_assert_eq(clasp_loader_next(L, &b, &end), CLASP_OK);
+    cr_assert_eq(memcmp(b->images, b->images2, b->n * img * sizeof(float)), 0);
+    clasp_loader_close(L);
+    c.views = 3;
+    cr_assert_eq(clasp_loader_open(&c, NULL, &L), CLASP_ERR_CONFIG);
 }

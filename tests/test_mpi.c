@@ -254,6 +254,16 @@ Test(mpi, two_ranks_equal_one_process_moco_queue) {
     expect_close_("grad_norm", ga, gb, 5);
 }
 
+/* --positives both: captions and labels all-gathered, groups over the global batch. */
+Test(mpi, two_ranks_equal_one_process_caption_or_label_positives) {
+    equivalence_(2, 8, "--positives both");
+}
+
+/* SimCLR: two augmented views per sample on each rank's rows (views keyed by sample, not rank). */
+Test(mpi, two_ranks_equal_one_process_two_views) {
+    equivalence_(2, 8, "--pair image-image --loss ntxent");
+}
+
 Test(mpi, killed_rank_stops_job_and_last_checkpoint_resumes_exactly) {
     need_mpi_();
     build_data_("mpi_kill");

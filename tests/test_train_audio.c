@@ -110,9 +110,12 @@ static void build_(const char *dir, int per) {
                 unsigned char *b = w == 0 ? wav_(dir, k, v, &n) : pgm_(k, v, &n);
                 char key[64];
                 snprintf(key, sizeof key, "c%d_v%d", k, v);
-                clasp_shard_field f[2] = {{w == 0 ? "wav" : "pgm", b, n},
-                                          {"txt", WORDS[k], strlen(WORDS[k])}};
-                cr_assert_eq(clasp_shard_writer_add(sw, key, f, 2), CLASP_OK, "%s",
+                char cls[8];
+                snprintf(cls, sizeof cls, "%d", k);
+                clasp_shard_field f[3] = {{w == 0 ? "wav" : "pgm", b, n},
+                                          {"txt", WORDS[k], strlen(WORDS[k])},
+                                          {"cls", cls, strlen(cls)}};
+                cr_assert_eq(clasp_shard_writer_add(sw, key, f, 3), CLASP_OK, "%s",
                              clasp_last_error());
                 free(b);
             }
@@ -358,6 +361,44 @@ Test(train_audio, audio_to_image_eval) {
     cr_assert_eq(cJSON_GetObjectItem(x, "n_gallery")->valueint, 32);
     /* 4 of 32 gallery images share each query's label: chance R@1 = 1/8 */
     cr_assert_float_eq(cJSON_GetObjectItem(x, "chance_r1")->valuedouble, 0.125, 1e-9);
+    cJSON_Delete(doc);
+    free(j);
+}
+
+/* --pair audio-audio: two augmented views of each clip (random crop and --audio-augment, keyed
+ * by view), the same losses whatever the decode threads, and views that differ. */
+Test(train_audio, audio_two_views) {
+    char a[1200], b[1200];
+    build_(fx_scratch("ta_views", g_dir, a, "w1", b, "w2", NULL), 4);
+    for (int w = 1; w <= 2; w++)
+        cr_assert_eq(run_(w == 1 ? a : b,
+                          "--model %s/tiny.json --train '%s/audio-{000000..000001}.tar' --pair "
+                          "audio-audio --loss ntxent --steps 4 --workers %d",
+                          g_dir, g_dir, w),
+                     0, "see %s.log", w == 1 ? a : b);
+    char la[2048], lb[2048];
+    double l[8], pos[8];
+    cr_assert_eq(losses_(a, l, 8, la, sizeof la), 4);
+    losses_(b, l, 8, lb, sizeof lb);
+    cr_assert_str_eq(la, lb, "workers 1 vs 2");
+    cr_assert_eq(fx_metrics_numbers(a, "train", "pos_sim", pos, 8), 4);
+    for (int i = 0; i < 4; i++) cr_assert_lt(pos[i], 0.9999, "step %d: identical views", i + 1);
+    /* k-NN and the linear probe on audio features: the clips of shard 1 (variants 2, 3) against
+     * those of shard 0 (variants 0, 1), labels from .cls: well above chance (1/8) */
+    char *j = NULL;
+    int rc = fx_clasp(&j,
+                      "eval --model %s --pair audio-text --data %s/audio-000001.tar --probe-train "
+                      "%s/audio-000000.tar --knn 3 --json 2>/dev/null",
+                      a, g_dir, g_dir);
+    cr_assert_eq(rc, 0);
+    cJSON *doc = cJSON_Parse(j);
+    cr_assert_not_null(doc, "%s", j);
+    const cJSON *k = cJSON_GetObjectItem(doc, "knn");
+    cr_assert_not_null(k, "%s", j);
+    cr_assert_eq(cJSON_GetObjectItem(k, "n_test")->valueint, 16);
+    cr_assert_eq(cJSON_GetObjectItem(k, "n_train")->valueint, 16);
+    cr_assert_gt(cJSON_GetObjectItem(k, "accuracy")->valuedouble, 0.5, "%s", j);
+    cr_assert_not_null(cJSON_GetObjectItem(doc, "probe"), "%s", j);
     cJSON_Delete(doc);
     free(j);
 }

@@ -128,10 +128,11 @@ clasp_status clasp_pair_parse(const char *str, clasp_tower *ta, clasp_tower *tb)
         if ((size_t)(dash - str) == n && !strncmp(str, names[i], n)) a = i;
         if (!strcmp(dash + 1, names[i])) b = i;
     }
-    if (a < 0 || b < 0 || a == b)
+    if (a < 0 || b < 0 || (a == b && towers[a] == CLASP_TOWER_TEXT))
         return clasp_set_error(CLASP_ERR_ARG,
-                               "pairing '%s': expected two different towers of image, text, audio "
-                               "joined by '-' (image-text, audio-text, audio-image)",
+                               "pairing '%s': expected two towers of image, text, audio joined by "
+                               "'-' (image-text, audio-text, audio-image; image-image and "
+                               "audio-audio pair two augmented views of one tower)",
                                str ? str : "(null)");
     *ta = towers[a];
     *tb = towers[b];

@@ -149,8 +149,9 @@ clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void
                                      const void *b, const int32_t *groups, int B,
                                      clasp_step_stats *stats);
 
-/* Parses "image-text", "audio-text", "audio-image", ... into two towers (image, text, audio;
- * distinct). CLASP_ERR_ARG naming the string otherwise. */
+/* Parses "image-text", "audio-text", "audio-image", ... into two towers (image, text, audio),
+ * distinct except "image-image" and "audio-audio" (two augmented views of one tower; text has
+ * no augmentation, so "text-text" is refused). CLASP_ERR_ARG naming the string otherwise. */
 clasp_status clasp_pair_parse(const char *s, clasp_tower *ta, clasp_tower *tb);
 
 /* Diagnostics of the last step's normalised features (clasp_engine_grads fills only loss and

@@ -101,10 +101,14 @@ typedef struct trainer {
     int n_src;
     clasp_image_augment_config img_aug;
     int64_t total, steps_per_epoch;
-    int32_t *group_buf; /* (B) dense group ids of the global batch */
-    uint64_t *gid_all;  /* (B) caption hashes of the global batch */
-    clasp_runstate rs;  /* step, samples, skipped steps and what checkpoints hold */
-    int bad_streak;     /* consecutive non-finite steps */
+    int32_t *group_buf;        /* (B) dense group ids of the global batch */
+    uint64_t *gid_all;         /* (B) caption hashes of the global batch */
+    int64_t *lab_all;          /* (B) .cls labels of the global batch (label positives) */
+    uint64_t *lab64;           /* (B) the labels as ids (scratch) */
+    int32_t *grp_tmp;          /* (2 B) scratch of the caption-or-label union */
+    clasp_positives positives; /* resolved: --positives, or LABEL for a loss needing groups */
+    clasp_runstate rs;         /* step, samples, skipped steps and what checkpoints hold */
+    int bad_streak;            /* consecutive non-finite steps */
     bool collapse_warned;
     int temp_opt;               /* index of the loss's "temperature" option, or -1 */
     clasp_temp_schedule tsched; /* kind 0: no --temperature-schedule */
@@ -121,6 +125,9 @@ static void trainer_free_(trainer *t) {
     free(t->segs);
     free(t->group_buf);
     free(t->gid_all);
+    free(t->lab_all);
+    free(t->lab64);
+    free(t->grp_tmp);
     clasp_adamw_free(&t->opt);
     for (int k = 0; k < CLASP_TRAIN_MAX_SOURCES; k++) clasp_data_close(t->src[k].data);
     clasp_preprocess_free(&t->pre);
@@ -153,6 +160,10 @@ static cJSON *resume_key_(const clasp_train_options *o, int64_t total_steps, int
     if (o->temperature_schedule)
         cJSON_AddStringToObject(k, "temperature_schedule", o->temperature_schedule);
     cJSON_AddBoolToObject(k, "multi_positive", o->multi_positive);
+    /* absent for caption positives (= multi_positive) and none, so older runs stay resumable */
+    if (o->positives == CLASP_POSITIVES_LABEL || o->positives == CLASP_POSITIVES_BOTH)
+        cJSON_AddStringToObject(k, "positives",
+                                o->positives == CLASP_POSITIVES_LABEL ? "label" : "both");
     cJSON_AddStringToObject(k, "train", src[0].spec);
     /* absent for a single source with the default pair, so older checkpoints stay resumable */
     bool plain = n_src == 1 && !o->sources[0].pair;
@@ -263,21 +274,75 @@ static void dense_groups_(int32_t *out, const uint64_t *ids, size_t n) {
     }
 }
 
-/* Group ids for a loss that needs labels (loss/registry.h CLASP_LOSS_NEEDS_GROUPS): the
- * samples' .cls labels, all-gathered and made dense over the global batch. A sample without
- * .cls is refused (a usage error: the shards do not fit the loss). */
-static clasp_status label_groups_(trainer *t, const clasp_batch *b, const source_rt *cur,
-                                  clasp_train_summary *sum) {
-    for (size_t i = 0; i < b->n; i++)
-        if (b->labels[i] < 0) {
-            sum->usage_error = true;
-            return clasp_set_error(CLASP_ERR_ARG,
-                                   "--loss %s needs a label (.cls) on every sample: sample '%s' "
-                                   "of --train %s has none",
-                                   t->e.loss->name, b->keys ? b->keys[i] : "?", cur->spec);
+/* Dense group ids of `n` rows as the union of two groupings (first-occurrence indexes as
+ * dense_groups_ makes them): rows equal under either share a group, closed transitively; a
+ * group's id is its lowest row. parent: n ints of scratch. */
+static void union_groups_(int32_t *out, const int32_t *g1, const int32_t *g2, int32_t *parent,
+                          size_t n) {
+    for (size_t i = 0; i < n; i++) parent[i] = (int32_t)i;
+    for (size_t i = 0; i < n; i++) {
+        const int32_t other[2] = {g1[i], g2[i]};
+        for (int k = 0; k < 2; k++) {
+            int32_t a = (int32_t)i, b = other[k];
+            while (parent[a] != a) a = parent[a];
+            while (parent[b] != b) b = parent[b];
+            if (a < b) parent[b] = a; /* the lower row is the root */
+            if (b < a) parent[a] = b;
         }
-    CLASP_TRY(clasp_dist_allgather(t->gid_all, b->labels, b->n * sizeof(int64_t)));
-    dense_groups_(t->group_buf, t->gid_all, b->n * (size_t)t->world);
+    }
+    for (size_t i = 0; i < n; i++) {
+        int32_t a = (int32_t)i;
+        while (parent[a] != a) a = parent[a];
+        out[i] = a;
+    }
+}
+
+void clasp_train_groups(clasp_positives p, const uint64_t *caption, const int64_t *labels, size_t n,
+                        int32_t *out, int32_t *scratch, uint64_t *scratch64) {
+    int32_t *cap = p == CLASP_POSITIVES_BOTH ? scratch : out;
+    int32_t *lab = p == CLASP_POSITIVES_BOTH ? scratch + n : out;
+    if (p == CLASP_POSITIVES_NONE) {
+        for (size_t i = 0; i < n; i++) out[i] = (int32_t)i;
+        return;
+    }
+    if (p != CLASP_POSITIVES_LABEL) dense_groups_(cap, caption, n);
+    if (p != CLASP_POSITIVES_CAPTION) {
+        for (size_t i = 0; i < n; i++) scratch64[i] = (uint64_t)labels[i];
+        dense_groups_(lab, scratch64, n);
+    }
+    if (p == CLASP_POSITIVES_BOTH) union_groups_(out, cap, lab, scratch + 2 * n, n);
+}
+
+/* The group ids of this step's global batch per t->positives (trainer.h), or NULL for none.
+ * Collective with several ranks. A sample without .cls under label positives is refused (a
+ * usage error: the shards do not fit the flags). */
+static clasp_status make_groups_(trainer *t, const source_rt *cur, const clasp_batch *b,
+                                 const int32_t **groups, clasp_train_summary *sum) {
+    *groups = NULL;
+    const clasp_positives p = t->positives;
+    if (p == CLASP_POSITIVES_NONE) return CLASP_OK;
+    const size_t N = b->n * (size_t)t->world;
+    if (p != CLASP_POSITIVES_LABEL)
+        CLASP_TRY(clasp_dist_allgather(t->gid_all, b->group_ids, b->n * sizeof(uint64_t)));
+    if (p != CLASP_POSITIVES_CAPTION) {
+        for (size_t i = 0; i < b->n; i++)
+            if (b->labels[i] < 0) {
+                char flag[64];
+                if (t->o.positives == CLASP_POSITIVES_NONE) /* the loss's default */
+                    snprintf(flag, sizeof flag, "--loss %s", t->e.loss->name);
+                else
+                    snprintf(flag, sizeof flag, "--positives %s",
+                             p == CLASP_POSITIVES_LABEL ? "label" : "both");
+                sum->usage_error = true;
+                return clasp_set_error(CLASP_ERR_ARG,
+                                       "%s needs a label (.cls) on every sample: sample '%s' of "
+                                       "--train %s has none",
+                                       flag, b->keys ? b->keys[i] : "?", cur->spec);
+            }
+        CLASP_TRY(clasp_dist_allgather(t->lab_all, b->labels, b->n * sizeof(int64_t)));
+    }
+    clasp_train_groups(p, t->gid_all, t->lab_all, N, t->group_buf, t->grp_tmp, t->lab64);
+    *groups = t->group_buf;
     return CLASP_OK;
 }
 
@@ -362,10 +427,11 @@ static int pick_source_(uint64_t seed, int64_t step, const source_rt *src, int n
     return n_src - 1;
 }
 
-static const void *batch_input_(const clasp_batch *b, clasp_tower t) {
-    if (t == CLASP_TOWER_IMAGE) return b->images;
+/* Tower t's input in batch b; view 1 = the second augmented view (image-image, audio-audio). */
+static const void *batch_input_(const clasp_batch *b, clasp_tower t, int view) {
+    if (t == CLASP_TOWER_IMAGE) return view ? b->images2 : b->images;
     if (t == CLASP_TOWER_TEXT) return b->tokens;
-    if (t == CLASP_TOWER_AUDIO) return b->audio;
+    if (t == CLASP_TOWER_AUDIO) return view ? b->audio2 : b->audio;
     return NULL;
 }
 
@@ -407,6 +473,16 @@ static clasp_status begin_(trainer *t, const clasp_train_options *oin, clasp_tra
                                "by the %d ranks",
                                o->batch_size, t->world);
     t->local_b = o->batch_size / t->world; /* this rank's rows */
+    if (o->multi_positive && o->positives == CLASP_POSITIVES_NONE)
+        o->positives = CLASP_POSITIVES_CAPTION; /* --multi-positive = --positives caption */
+    if (o->multi_positive && o->positives != CLASP_POSITIVES_CAPTION)
+        return clasp_set_error(CLASP_ERR_ARG, "--multi-positive is --positives caption: not with "
+                                              "--positives label|both");
+    o->multi_positive = o->positives != CLASP_POSITIVES_NONE;
+    t->positives = o->positives;
+    if (t->positives == CLASP_POSITIVES_NONE &&
+        (clasp_loss_config_def(&o->loss)->needs & CLASP_LOSS_NEEDS_GROUPS))
+        t->positives = CLASP_POSITIVES_LABEL;
     if (t->rank != 0) o->progress = false;
     CLASP_TRY(check_temperature_(t));
     CLASP_TRY(clasp_model_config_load(o->model_config, &t->cfg));
@@ -447,6 +523,44 @@ static unsigned need_of_(clasp_tower t) {
                                    : CLASP_NEED_AUDIO;
 }
 
+/* A source pairing one tower with itself (image-image, audio-audio): a two-view loss, two views
+ * per sample, and the augmentation that makes them differ (the default one when none is given;
+ * the pair is in the resume key, so this choice is too). */
+static clasp_status two_views_(trainer *t, int k, clasp_data_options *dopt) {
+    const clasp_train_options *o = &t->o;
+    const source_rt *x = &t->src[k];
+    const clasp_loss_def *def = clasp_loss_config_def(&o->loss);
+    if (!(def->needs & CLASP_LOSS_NEEDS_TWO_VIEWS)) {
+        char names[256] = "";
+        for (int i = 0; i < clasp_loss_count(); i++)
+            if (clasp_loss_at(i)->needs & CLASP_LOSS_NEEDS_TWO_VIEWS) {
+                size_t len = strlen(names);
+                snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "",
+                         clasp_loss_at(i)->name);
+            }
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "--pair %s (training source %d) pairs the %s tower with itself: "
+                               "--loss %s is not a two-view loss (two-view losses: %s)",
+                               x->pair, k + 1, clasp_tower_name(x->ta), def->name,
+                               *names ? names : "none registered");
+    }
+    dopt->views = 2;
+    if (x->ta == CLASP_TOWER_IMAGE && !o->image_augment) {
+        dopt->image_augment = &t->img_aug; /* open_sources_ set the defaults */
+        if (t->rank == 0)
+            CLASP_INFO("--pair %s: two views with the default image augmentation "
+                       "(--image-augment default)",
+                       x->pair);
+    }
+    if (x->ta == CLASP_TOWER_AUDIO && !o->audio_augment) {
+        dopt->audio_augment = true;
+        if (t->rank == 0)
+            CLASP_INFO("--pair %s: two views with the audio augmentation (--audio-augment)",
+                       x->pair);
+    }
+    return CLASP_OK;
+}
+
 /* Source k's loader. */
 static clasp_status open_source_(trainer *t, int k) {
     const clasp_train_options *o = &t->o;
@@ -464,6 +578,7 @@ static clasp_status open_source_(trainer *t, int k) {
     }
     snprintf(x->pair, sizeof x->pair, "%s-%s", clasp_tower_name(x->ta), clasp_tower_name(x->tb));
     clasp_data_options dopt = clasp_data_default_options();
+    if (x->ta == x->tb) CLASP_TRY(two_views_(t, k, &dopt));
     dopt.spec = x->spec;
     /* source 0 keeps the run seed (single-source runs read as before); others derive one */
     dopt.seed = k == 0 ? o->seed : clasp_splitmix64(o->seed ^ (0x5352430000ull + (uint64_t)k));
@@ -476,8 +591,8 @@ static clasp_status open_source_(trainer *t, int k) {
     dopt.samples_per_epoch = o->samples_per_epoch;
     dopt.train = true;
     dopt.required = need_of_(x->ta) | need_of_(x->tb);
-    dopt.audio_augment = o->audio_augment;
-    dopt.image_augment = o->image_augment ? &t->img_aug : NULL;
+    dopt.audio_augment = dopt.audio_augment || o->audio_augment;
+    if (o->image_augment) dopt.image_augment = &t->img_aug;
     dopt.on_error = o->on_error_fail ? CLASP_ON_ERROR_FAIL : CLASP_ON_ERROR_SKIP;
     clasp_status s = clasp_data_open(&dopt, &t->pre, &x->data);
     if (s != CLASP_OK)
@@ -547,8 +662,12 @@ static clasp_status setup_optim_(trainer *t) {
     t->segs = calloc((size_t)m->n_params, sizeof *t->segs);
     t->group_buf = malloc((size_t)o->batch_size * sizeof(int32_t));
     t->gid_all = malloc((size_t)o->batch_size * sizeof(uint64_t));
+    t->lab_all = malloc((size_t)o->batch_size * sizeof(int64_t));
+    t->lab64 = malloc((size_t)o->batch_size * sizeof(uint64_t));
+    t->grp_tmp = malloc(3 * (size_t)o->batch_size * sizeof(int32_t));
     t->resume_key = resume_key_(o, t->total, t->world, t->src, t->n_src);
-    if (!t->segs || !t->group_buf || !t->gid_all || !t->resume_key)
+    if (!t->segs || !t->group_buf || !t->gid_all || !t->lab_all || !t->lab64 || !t->grp_tmp ||
+        !t->resume_key)
         return clasp_set_error(CLASP_ERR_NOMEM, "trainer: out of memory");
     for (int i = 0; i < m->n_params; i++)
         t->segs[i] = (clasp_param_seg){m->info[i].offset, m->info[i].numel, m->info[i].decay,
@@ -719,19 +838,15 @@ static clasp_status step_(trainer *t, clasp_train_summary *sum) {
     source_rt *cur = &t->src[ks];
     CLASP_TRY(clasp_data_next(cur->data, &b));
     double t1 = clasp_metrics_now();
-    /* dense group ids of the global batch: rows with the same caption hash share an id */
     const int32_t *groups = NULL;
-    const bool queue = t->e.key_models != NULL; /* a key queue stores caption groups */
-    if (t->e.loss->needs & CLASP_LOSS_NEEDS_GROUPS) {
-        CLASP_TRY(label_groups_(t, b, cur, sum));
-        groups = t->group_buf;
-    } else if (o->multi_positive || queue) {
+    if (t->e.key_models != NULL) {
+        /* a key queue (MoCo) stores caption groups that must hold across steps: hashes, not
+         * the batch's dense ids (--positives label|both is refused with --queue) */
         CLASP_TRY(clasp_dist_allgather(t->gid_all, b->group_ids, b->n * sizeof(uint64_t)));
-        if (queue)
-            hash_groups_(t->group_buf, t->gid_all, b->n * (size_t)t->world);
-        else
-            dense_groups_(t->group_buf, t->gid_all, b->n * (size_t)t->world);
+        hash_groups_(t->group_buf, t->gid_all, b->n * (size_t)t->world);
         groups = t->group_buf;
+    } else {
+        CLASP_TRY(make_groups_(t, cur, b, &groups, sum));
     }
     if (t->tsched.kind) { /* this step's scheduled temperature, as a fixed one */
         t->e.opt.loss.value[t->temp_opt] = clasp_temp_schedule_at(&t->tsched, t->rs.step, t->total);
@@ -739,8 +854,9 @@ static clasp_status step_(trainer *t, clasp_train_summary *sum) {
     }
     double lr = clasp_lr_cosine(t->rs.step, o->warmup, t->total, o->lr);
     t->step_log_scale = m->params[m->logit_scale_offset];
-    CLASP_TRY(clasp_engine_grads_pair(&t->e, cur->ta, batch_input_(b, cur->ta), cur->tb,
-                                      batch_input_(b, cur->tb), groups, (int)b->n, &t->st));
+    CLASP_TRY(clasp_engine_grads_pair(&t->e, cur->ta, batch_input_(b, cur->ta, 0), cur->tb,
+                                      batch_input_(b, cur->tb, cur->ta == cur->tb), groups,
+                                      (int)b->n, &t->st));
     clasp_data_release(cur->data, b);
     double gnorm = clasp_clip_grad_norm(m->grads, t->segs, m->n_params, o->clip_norm);
     bool finite = isfinite(t->st.loss) && isfinite(gnorm);

@@ -52,6 +52,7 @@
 #define CLASP_TRAIN_TRAINER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/status.h"
@@ -61,10 +62,39 @@
 #define CLASP_TRAIN_MAX_SOURCES 8
 #define CLASP_TRAIN_RNG_SOURCE  0x534F5552u /* RNG purpose of the source draw ("SOUR") */
 
+/* Which rows of a batch are positives of each other beyond each row's own pair (--positives):
+ * the group ids handed to the loss (clasp_engine_grads_pair), made from the GLOBAL batch
+ * (all ranks' rows, all-gathered) so every rank holds the same groups:
+ *   CAPTION: same caption (the loader's group id: the hash of the caption's tokens; the .cls
+ *            label for a pairing without text, the sample itself when it has neither);
+ *   LABEL:   same .cls label (every row must carry one: a sample without is an error naming
+ *            --positives, the source and the key);
+ *   BOTH:    same caption OR same label, closed transitively (the groups are the connected
+ *            components of the union of the two relations).
+ * NONE: no groups (each row's positive is its own pair), except for a loss that needs groups
+ * (CLASP_LOSS_NEEDS_GROUPS: SupCon, triplet, margin), which then gets LABEL's. */
+typedef enum clasp_positives {
+    CLASP_POSITIVES_NONE = 0,
+    CLASP_POSITIVES_CAPTION = 1,
+    CLASP_POSITIVES_LABEL = 2,
+    CLASP_POSITIVES_BOTH = 3
+} clasp_positives;
+
+/* The group ids of n rows (a global batch) for positives p: out[i] = the lowest row of row i's
+ * group. caption: the loader's group ids (p CAPTION, BOTH); labels: .cls labels (p LABEL,
+ * BOTH); the one p does not use may be NULL. NONE: every row its own group. scratch: 3 n
+ * int32, scratch64: n uint64. */
+void clasp_train_groups(clasp_positives p, const uint64_t *caption, const int64_t *labels, size_t n,
+                        int32_t *out, int32_t *scratch, uint64_t *scratch64);
+
 typedef struct clasp_train_source {
     const char *spec; /* shard spec */
     const char *pair; /* "audio-text" etc.; NULL = the model's default (image-text when the model
-                         has both, else its two towers) */
+                         has both, else its two towers). "image-image" / "audio-audio": two
+                         independently augmented views of each sample (SimCLR), the loader's
+                         views = 2 (loader.h); needs a loss with CLASP_LOSS_NEEDS_TWO_VIEWS,
+                         and turns on the default image / audio augmentation when no
+                         --image-augment / --audio-augment is given */
     double weight;    /* mixing weight > 0 */
 } clasp_train_source;
 
@@ -111,7 +141,8 @@ typedef struct clasp_train_options {
     double beta1, beta2, eps;        /* --beta1 0.9 --beta2 0.98 --eps 1e-6 */
     double clip_norm;                /* --clip-norm (0 = off) */
     clasp_loss_config loss;          /* --loss NAME (loss/registry.h; zeroed: infonce) */
-    bool multi_positive;             /* --multi-positive: same caption = positive */
+    bool multi_positive;             /* --multi-positive: same caption = positive (the same as
+                                        positives = CAPTION) */
     uint64_t seed;                   /* --seed (0) */
     int threads;                     /* --threads (compute threads, 2) */
     int chunks;                      /* --chunks (replicas; default = threads) */
@@ -135,6 +166,7 @@ typedef struct clasp_train_options {
     /* --temperature-schedule KIND:START:END (temperature.h) or NULL; the loss's other options
      * (--temperature, --margin, ...) are in `loss` */
     const char *temperature_schedule;
+    clasp_positives positives; /* --positives caption|label|both (see clasp_positives) */
 } clasp_train_options;
 
 clasp_train_options clasp_train_default_options(void);
