@@ -58,6 +58,8 @@
 #include "pipeline/data.h"
 #include "train/engine.h"
 
+struct clasp_train_publisher; /* prom.h */
+
 #define CLASP_TRAIN_MAX_SOURCES 8
 #define CLASP_TRAIN_RNG_SOURCE  0x534F5552u /* RNG purpose of the source draw ("SOUR") */
 
@@ -132,6 +134,11 @@ typedef struct clasp_train_options {
     double dist_timeout;         /* --dist-timeout seconds a collective may wait (600; 0 = none) */
     int64_t check_every;         /* --check-every N: parameter-hash agreement of the ranks every
                                     N steps (default 100; 0 = off) */
+    /* Prometheus (prom.h; rank 0): the figures are published to metrics_pub (the CLI's
+     * --metrics-addr server reads it) and written to metrics_textfile (--metrics-textfile)
+     * after each train line, evaluation and checkpoint. NULL: not. */
+    struct clasp_train_publisher *metrics_pub;
+    const char *metrics_textfile;
 } clasp_train_options;
 
 clasp_train_options clasp_train_default_options(void);
