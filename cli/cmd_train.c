@@ -15,6 +15,9 @@
 #include "loss/moco.h"
 #include "loss/registry.h"
 #include "train/temperature.h"
+#include "net/http.h"
+#include "net/prom.h"
+#include "train/prom.h"
 #include "train/trainer.h"
 
 #define MAX_LOSS_FLAGS 16 /* distinct option names over the loss registry */
@@ -29,6 +32,8 @@ typedef struct train_args {
     int positives;                              /* CHOICE index, -1: not given */
     const char *loss;                           /* --loss NAME */
     const char *loss_value[MAX_LOSS_FLAGS];     /* --NAME VALUE of loss_flags_[k] */
+    const char *metrics_addr;                   /* --metrics-addr HOST:PORT */
+    bool metrics_allow_remote;                  /* --metrics-allow-remote */
 } train_args;
 
 /* --train [PAIR=]SPEC: a new source; the prefix is taken as a pairing only when it parses as one */
@@ -101,7 +106,8 @@ static int parse_loss_(const char *v, clasp_train_options *o) {
 static const char s_data[] = "data and model", s_sched[] = "schedule", s_mach[] = "machine",
                   s_dist[] =
                       "data parallel (mpirun -np N clasp train ..., built with CLASP_MPI=ON)",
-                  s_log[] = "logging and checkpoints";
+                  s_log[] = "logging and checkpoints",
+                  s_prom[] = "Prometheus metrics (series: docs/metrics.md)";
 static clasp_arg train_table[] = {
     /* --loss lists the registry: see names_from_registry_ */
     CLASP_ARG_COMMAND(
@@ -242,6 +248,19 @@ static clasp_arg train_table[] = {
      0, 0, NULL, NULL},
     {"json", 0, CLASP_ARG_FLAG, O(json), NULL, "print a JSON summary on stdout", s_log,
      CLASP_ARG_STDOUT, 0, 0, NULL, NULL},
+    {"metrics-addr", 0, CLASP_ARG_STRING, A(metrics_addr), "HOST:PORT",
+     "serve GET /metrics (Prometheus text format) on this address while training, e.g. "
+     "127.0.0.1:9108 (port 0: a free port, printed); loopback only unless "
+     "--metrics-allow-remote",
+     s_prom, 0, 0, 0, NULL, NULL},
+    {"metrics-allow-remote", 0, CLASP_ARG_FLAG, A(metrics_allow_remote), NULL,
+     "let --metrics-addr bind a non-loopback address (the figures are then readable by anyone "
+     "reaching it)",
+     s_prom, 0, 0, 0, NULL, NULL},
+    {"metrics-textfile", 0, CLASP_ARG_STRING, O(metrics_textfile), "FILE",
+     "rewrite FILE atomically with the same figures after each log line (node_exporter's "
+     "textfile collector: name it *.prom in its folder)",
+     s_prom, 0, 0, 0, NULL, NULL},
     CLASP_ARG_END,
 };
 #undef O
@@ -369,6 +388,14 @@ static bool train_parse_(train_args *t, int argc, char **argv, int *rc) {
         *rc = clasp_args_usage_error(table_(), "--zeroshot needs --val SPEC");
         return false;
     }
+    if (t->o.metrics_textfile && (!*t->o.metrics_textfile || !strcmp(t->o.metrics_textfile, "-"))) {
+        *rc = clasp_args_usage_error(table_(), "--metrics-textfile needs a file name");
+        return false;
+    }
+    if (t->metrics_allow_remote && !t->metrics_addr) {
+        *rc = clasp_args_usage_error(table_(), "--metrics-allow-remote needs --metrics-addr");
+        return false;
+    }
     return true;
 }
 
@@ -378,6 +405,45 @@ static void add_loss_(cJSON *j, const clasp_train_options *o) {
     clasp_loss_config_add_json(&o->loss, cJSON_AddObjectToObject(j, "loss_options"));
     if (o->temperature_schedule)
         cJSON_AddStringToObject(j, "temperature_schedule", o->temperature_schedule);
+}
+
+/* GET /metrics: the trainer's last published figures (train/prom.h), rendered on the server's
+ * thread; the trainer only ever waits for the snapshot copy. */
+static void serve_metrics_(void *user, const clasp_http_request *req, clasp_http_response *res) {
+    (void)req;
+    clasp_train_snapshot snap;
+    clasp_train_publisher_read(user, &snap);
+    clasp_prom_buf b;
+    clasp_prom_init(&b);
+    clasp_train_prom_render(&snap, clasp_train_unix_now(), &b);
+    if (clasp_prom_finish(&b) != CLASP_OK) {
+        clasp_prom_free(&b);
+        clasp_http_respond_text(res, 500, NULL, clasp_last_error());
+        return;
+    }
+    clasp_http_respond_take(res, 200, CLASP_PROM_CONTENT_TYPE, b.data, b.len);
+}
+
+/* --metrics-addr: the server on rank 0; a bad or busy address is a usage error naming it. */
+static int start_metrics_(train_args *t, clasp_train_publisher *pub, clasp_http_server **srv) {
+    *srv = NULL;
+    if (!t->metrics_addr || clasp_dist_rank() != 0) return 0;
+    clasp_http_route routes[] = {{"GET", "/metrics", serve_metrics_, pub}};
+    clasp_http_config c = clasp_http_default_config();
+    c.addr = t->metrics_addr;
+    c.allow_remote = t->metrics_allow_remote;
+    c.routes = routes;
+    c.n_routes = 1;
+    c.max_body = 4096; /* GET only */
+    if (clasp_http_start(&c, srv) != CLASP_OK)
+        return clasp_args_usage_error(table_(), "--metrics-addr: %s", clasp_last_error());
+    t->o.metrics_pub = pub;
+    char host[300];
+    snprintf(host, sizeof host, "%s", t->metrics_addr);
+    char *colon = strrchr(host, ':'); /* start checked HOST:PORT */
+    if (colon) *colon = '\0';
+    fprintf(stderr, "clasp train: metrics on http://%s:%d/metrics\n", host, clasp_http_port(*srv));
+    return 0;
 }
 
 /* The --json summary line. */
@@ -414,7 +480,7 @@ int clasp_cmd_train(int argc, char **argv) {
     int rc;
     names_from_registry_();
     if (!train_parse_(&t, argc, argv, &rc)) return rc;
-    const clasp_train_options o = t.o; /* the run's options, as parsed */
+    clasp_train_options o = t.o; /* the run's options, as parsed (+ the metrics publisher) */
     /* Under mpirun every rank runs this; an error on any rank ends the whole job (MPI_Abort),
      * since the other ranks would otherwise wait in their next collective. */
     clasp_status s = clasp_dist_init();
@@ -422,8 +488,19 @@ int clasp_cmd_train(int argc, char **argv) {
         fprintf(stderr, "clasp train: error: %s\n", clasp_last_error());
         return 1;
     }
+    static clasp_train_publisher pub;
+    clasp_train_publisher_init(&pub);
+    clasp_http_server *srv = NULL;
+    if ((rc = start_metrics_(&t, &pub, &srv)) != 0) {
+        if (clasp_dist_world() > 1) clasp_dist_abort(rc);
+        clasp_dist_finalize();
+        return rc;
+    }
+    o.metrics_pub = t.o.metrics_pub;
     clasp_train_summary sum;
     s = clasp_train(&o, &sum);
+    clasp_http_stop(srv);
+    clasp_train_publisher_free(&pub);
     if (s != CLASP_OK && s != CLASP_ERR_INTERRUPTED) {
         if (clasp_dist_world() > 1) {
             fprintf(stderr, "clasp train: error on rank %d of %d: %s\n", clasp_dist_rank(),

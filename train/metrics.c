@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "core/json.h"
+#include "core/log.h"
 #include "train/dist.h"
 
 double clasp_metrics_now(void) {
@@ -68,6 +69,7 @@ static clasp_status truncate_(const char *path, int64_t step) {
 clasp_status clasp_metrics_open(clasp_train_metrics *mx, const char *run_dir, bool write,
                                 int64_t resume_step) {
     memset(mx, 0, sizeof *mx);
+    clasp_train_snapshot_init(&mx->snap);
     if (!write) return CLASP_OK;
     char path[4300];
     snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
@@ -140,10 +142,64 @@ static void add_sources_(clasp_train_metrics *mx, cJSON *j, int source) {
     }
 }
 
+clasp_status clasp_metrics_publish(clasp_train_metrics *mx, bool strict) {
+    if (!mx->f) return CLASP_OK; /* rank 0 alone publishes */
+    mx->snap.ready = true;
+    if (mx->pub) clasp_train_publish(mx->pub, &mx->snap);
+    if (!mx->textfile) return CLASP_OK;
+    clasp_status s = clasp_train_prom_write_textfile(mx->textfile, &mx->snap);
+    if (s == CLASP_OK || strict) return s;
+    if (!mx->textfile_warned)
+        CLASP_WARN("--metrics-textfile: %s (training goes on; warned once)", clasp_last_error());
+    mx->textfile_warned = true;
+    return CLASP_OK;
+}
+
+void clasp_metrics_checkpoint(clasp_train_metrics *mx, int64_t step) {
+    mx->snap.ckpt_step = step;
+    mx->snap.ckpt_unix = clasp_train_unix_now();
+    clasp_metrics_publish(mx, false);
+}
+
+/* The figures of a train line into the published snapshot (before the window restarts). */
+static void snap_train_(clasp_train_metrics *mx, const clasp_train_line *l, const cJSON *skipped,
+                        double rate, int64_t total_steps) {
+    clasp_train_snapshot *sn = &mx->snap;
+    const clasp_step_stats *st = l->st;
+    sn->step = l->step;
+    sn->total_steps = total_steps;
+    sn->epoch = l->epoch;
+    sn->samples = l->samples;
+    sn->skipped_steps = l->skipped_steps;
+    sn->lr = l->lr;
+    sn->logit_scale = l->logit_scale;
+    sn->grad_norm = l->grad_norm;
+    sn->samples_per_s = rate;
+    sn->data_wait = mx->win_wait / mx->win_t;
+    sn->flops_per_s = rate * mx->flops_per_sample;
+    sn->n_sources = mx->n_sources > 0 ? mx->n_sources : 1;
+    for (int k = 0; k < sn->n_sources; k++) {
+        snprintf(sn->pair[k], sizeof sn->pair[k], "%s", mx->pair[k] ? mx->pair[k] : "");
+        if (mx->loss_n[k] > 0) sn->loss[k] = mx->loss_sum[k] / (double)mx->loss_n[k];
+    }
+    sn->feat_std[l->ta] = (double)st->feat_std_a;
+    sn->feat_std[l->tb] = (double)st->feat_std_b;
+    sn->alignment = (double)st->alignment;
+    sn->uniformity = (double)st->uniformity;
+    sn->pos_sim = (double)st->pos_sim;
+    sn->hardneg_sim = (double)st->hardneg_sim;
+    for (int r = 0; r < CLASP_SKIP_N; r++) {
+        const cJSON *n =
+            cJSON_GetObjectItemCaseSensitive(skipped, clasp_skip_reason_name((clasp_skip_reason)r));
+        sn->skipped[r] = cJSON_IsNumber(n) ? (uint64_t)n->valuedouble : 0;
+    }
+}
+
 void clasp_metrics_train_line(clasp_train_metrics *mx, const clasp_train_line *l, cJSON *skipped,
                               int64_t total_steps) {
     const clasp_step_stats *st = l->st;
     double rate = (double)mx->win_samples / mx->win_t;
+    if (mx->f) snap_train_(mx, l, skipped, rate, total_steps);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "kind", "train");
     cJSON_AddNumberToObject(j, "step", (double)l->step);
@@ -170,6 +226,11 @@ void clasp_metrics_train_line(clasp_train_metrics *mx, const clasp_train_line *l
     progress_(mx, l->step, total_steps, l->loss, rate);
     mx->win_t = mx->win_wait = 0;
     mx->win_samples = 0;
+    for (int k = 0; k < CLASP_TRAIN_MAX_SOURCES; k++) { /* add_sources_ resets only its own */
+        mx->loss_sum[k] = 0;
+        mx->loss_n[k] = 0;
+    }
+    clasp_metrics_publish(mx, false);
 }
 
 void clasp_metrics_eval_line(clasp_train_metrics *mx, int64_t step, int epoch, int64_t samples,
@@ -187,6 +248,13 @@ void clasp_metrics_eval_line(clasp_train_metrics *mx, int64_t step, int epoch, i
     cJSON_AddNumberToObject(j, "eval_seconds", seconds);
     write_line_(mx, j);
     cJSON_Delete(j);
+    mx->snap.eval_step = step;
+    mx->snap.zs_top1 = zr->top1;
+    mx->snap.zs_top5 = zr->top5;
+    mx->snap.zs_mean_recall = zr->mean_recall;
+    mx->snap.eval_images = zr->n;
+    mx->snap.eval_seconds = seconds;
+    clasp_metrics_publish(mx, false);
 }
 
 /* Model FLOPs per training sample: forward + backward = 3 x the forward MACs x 2 FLOPs, of both

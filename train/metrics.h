@@ -18,6 +18,7 @@
 #include "core/status.h"
 #include "encoders/model.h"
 #include "train/engine.h"
+#include "train/prom.h"
 #include "train/trainer.h"
 
 typedef struct clasp_train_metrics {
@@ -38,13 +39,21 @@ typedef struct clasp_train_metrics {
     const char *pair[CLASP_TRAIN_MAX_SOURCES]; /* borrowed */
     double loss_sum[CLASP_TRAIN_MAX_SOURCES];
     int64_t loss_n[CLASP_TRAIN_MAX_SOURCES];
+    /* Prometheus (prom.h), rank 0: the figures as of the last train line, evaluation and
+     * checkpoint, published to `pub` and written to `textfile` by clasp_metrics_publish */
+    clasp_train_snapshot snap;
+    clasp_train_publisher *pub; /* borrowed; NULL: no server */
+    const char *textfile;       /* --metrics-textfile; NULL: none */
+    bool textfile_warned;       /* a failed write after the first is warned about once */
+    double flops_per_sample;    /* for snap.flops_per_s */
 } clasp_train_metrics;
 
 /* The values of one train line besides the timing the metrics keep. */
 typedef struct clasp_train_line {
     int64_t step, samples, skipped_steps;
     int epoch;
-    int source; /* the step's source */
+    int source;         /* the step's source */
+    clasp_tower ta, tb; /* the towers of the step's pair (st's a and b sides) */
     double loss, lr, logit_scale, grad_norm;
     double temperature;         /* the loss's temperature this step; < 0: none (not written) */
     const clasp_step_stats *st; /* feature diagnostics (engine.h) */
@@ -71,6 +80,13 @@ void clasp_metrics_add_loss(clasp_train_metrics *mx, int k, double loss);
  * new window. */
 void clasp_metrics_train_line(clasp_train_metrics *mx, const clasp_train_line *l, cJSON *skipped,
                               int64_t total_steps);
+/* Publishes mx->snap (rank 0): to mx->pub and, with a textfile, rewrites it atomically.
+ * The train, eval and checkpoint calls publish themselves; call this once after setting the
+ * snapshot's run fields. A textfile that cannot be written is an error (CLASP_ERR_IO naming
+ * it) when `strict`, else a warning, given once. */
+clasp_status clasp_metrics_publish(clasp_train_metrics *mx, bool strict);
+/* A checkpoint of `step` was written: its step and time join the published figures. */
+void clasp_metrics_checkpoint(clasp_train_metrics *mx, int64_t step);
 /* Writes an eval line. */
 void clasp_metrics_eval_line(clasp_train_metrics *mx, int64_t step, int epoch, int64_t samples,
                              const clasp_train_eval_result *zr, double seconds);

@@ -711,6 +711,30 @@ static clasp_status write_run_files_(trainer *t) {
     return s;
 }
 
+/* The Prometheus figures known before the first step, published once: a --metrics-textfile that
+ * cannot be written stops the run here rather than after hours. */
+static clasp_status start_prom_(trainer *t) {
+    clasp_train_metrics *mx = &t->mx;
+    mx->pub = t->o.metrics_pub;
+    mx->textfile = t->o.metrics_textfile;
+    mx->flops_per_sample = t->flops_per_sample;
+    clasp_train_snapshot *sn = &mx->snap;
+    sn->step = t->rs.step;
+    sn->total_steps = t->total;
+    sn->epoch = epoch_(t);
+    sn->samples = t->rs.samples;
+    sn->skipped_steps = t->rs.skipped_steps;
+    sn->world = t->world;
+    sn->start_unix = clasp_train_unix_now();
+    sn->n_sources = t->n_src;
+    for (int k = 0; k < t->n_src; k++)
+        snprintf(sn->pair[k], sizeof sn->pair[k], "%s", t->src[k].pair);
+    sn->lr = clasp_lr_cosine(t->rs.step, t->o.warmup, t->total, t->o.lr);
+    sn->logit_scale = exp((double)t->m->params[t->m->logit_scale_offset]);
+    clasp_status s = clasp_metrics_publish(mx, true);
+    return s == CLASP_OK ? s : clasp_wrap_error(s, "--metrics-textfile");
+}
+
 /* The run folder: a resumed or a fresh run, the ranks' agreement, config.json, options.json,
  * metrics. */
 static clasp_status open_run_(trainer *t) {
@@ -747,7 +771,7 @@ static clasp_status open_run_(trainer *t) {
     t->flops_per_sample =
         clasp_metrics_train_flops(t->m, t->src[0].ta, t->src[0].tb, o->batch_size);
     t->mx.t_start = clasp_metrics_now();
-    return CLASP_OK;
+    return start_prom_(t);
 }
 
 static clasp_status setup_(trainer *t) {
@@ -761,8 +785,10 @@ static clasp_status setup_(trainer *t) {
 /* ---- the loop ----------------------------------------------------------------------------- */
 
 static clasp_status save_(trainer *t, clasp_train_summary *sum) {
-    return clasp_runstate_save(&t->rs, t->o.out_dir, t->o.keep, sum->checkpoint,
-                               sizeof sum->checkpoint);
+    CLASP_TRY(clasp_runstate_save(&t->rs, t->o.out_dir, t->o.keep, sum->checkpoint,
+                                  sizeof sum->checkpoint));
+    clasp_metrics_checkpoint(&t->mx, t->rs.step);
+    return CLASP_OK;
 }
 
 /* AdamW on a finite step (logit scale clamped, replicas synced), else a counted skip. */
@@ -819,6 +845,8 @@ static void log_step_(trainer *t, int source, double lr, double gnorm, bool fini
                           .skipped_steps = t->rs.skipped_steps,
                           .epoch = epoch_(t),
                           .source = source,
+                          .ta = t->e.ta,
+                          .tb = t->e.tb,
                           .loss = (double)st->loss,
                           .lr = lr,
                           .logit_scale = exp((double)t->m->params[t->m->logit_scale_offset]),

@@ -59,6 +59,8 @@
 #include "pipeline/data.h"
 #include "train/engine.h"
 
+struct clasp_train_publisher; /* prom.h */
+
 #define CLASP_TRAIN_MAX_SOURCES 8
 #define CLASP_TRAIN_RNG_SOURCE  0x534F5552u /* RNG purpose of the source draw ("SOUR") */
 
@@ -167,6 +169,11 @@ typedef struct clasp_train_options {
      * (--temperature, --margin, ...) are in `loss` */
     const char *temperature_schedule;
     clasp_positives positives; /* --positives caption|label|both (see clasp_positives) */
+    /* Prometheus (prom.h; rank 0): the figures are published to metrics_pub (the CLI's
+     * --metrics-addr server reads it) and written to metrics_textfile (--metrics-textfile)
+     * after each train line, evaluation and checkpoint. NULL: not. */
+    struct clasp_train_publisher *metrics_pub;
+    const char *metrics_textfile;
 } clasp_train_options;
 
 clasp_train_options clasp_train_default_options(void);
