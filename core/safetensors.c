@@ -163,6 +163,17 @@ static clasp_status parse_(clasp_safetensors *st, const char *what) {
         goto done;
     }
     const cJSON *it;
+    /* JSON allows a key twice and cJSON keeps both: a second "__metadata__" leaked the first's
+     * arrays, a second tensor of one name shadowed the first (found by
+     * tests/fuzz/fuzz_safetensors.c). A repeated key is a malformed header. */
+    cJSON_ArrayForEach(it, root) {
+        for (const cJSON *prev = root->child; prev != it; prev = prev->next)
+            if (!strcmp(prev->string, it->string)) {
+                s = clasp_set_error(CLASP_ERR_FORMAT, "%s: header names '%s' twice", what,
+                                    it->string);
+                goto done;
+            }
+    }
     cJSON_ArrayForEach(it, root) {
         if (!strcmp(it->string, "__metadata__")) {
             if (!cJSON_IsObject(it)) {

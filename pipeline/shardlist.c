@@ -12,6 +12,7 @@
 typedef struct strvec {
     char **v;
     size_t n, cap;
+    bool count_only; /* a first pass counts the names and stores none */
 } strvec;
 
 static clasp_status push_(strvec *sv, const char *s, size_t n) {
@@ -20,6 +21,10 @@ static clasp_status push_(strvec *sv, const char *s, size_t n) {
     if (sv->n >= CLASP_SHARDLIST_MAX)
         return clasp_set_error(CLASP_ERR_OVERFLOW, "shard spec expands to more than %u names",
                                CLASP_SHARDLIST_MAX);
+    if (sv->count_only) {
+        sv->n++;
+        return CLASP_OK;
+    }
     char **v = clasp_grow(sv->v, sv->n, &sv->cap, sizeof *v, 16);
     if (!v) return clasp_set_error(CLASP_ERR_NOMEM, "shard list: out of memory");
     sv->v = v;
@@ -160,7 +165,11 @@ clasp_status clasp_shardlist_expand(const char *spec, clasp_shardlist *out) {
             st = clasp_set_error(CLASP_ERR_ARG, "shard spec '%s': empty part around '::'", spec);
             break;
         }
-        st = expand_(p, n, 0, &sv, 0);
+        /* count first, so a spec above the cap is refused before its names take memory
+         * (products of ranges reached gigabytes under ASan: tests/fuzz/fuzz_shardspec.c) */
+        strvec count = {.n = sv.n, .count_only = true};
+        st = expand_(p, n, 0, &count, 0);
+        if (st == CLASP_OK) st = expand_(p, n, 0, &sv, 0);
         if (st != CLASP_OK) break;
         if (!e) break;
         p = e + 2;

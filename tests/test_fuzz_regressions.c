@@ -5,8 +5,10 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "core/json.h"
+#include "core/safetensors.h"
 #include "eval/retrieval.h"
 #include "fixtures.h"
 #include "modalities/image.h"
@@ -170,4 +172,35 @@ Test(fuzz_regressions, image_declaring_more_than_its_bytes_is_refused) {
         cr_assert(strstr(clasp_last_error(), "truncated"), "%s", clasp_last_error());
         free(d);
     }
+}
+
+/* A header naming "__metadata__" twice leaked the first one's arrays (LeakSanitizer); a tensor
+ * named twice shadowed the first. A repeated key is refused. */
+Test(fuzz_regressions, safetensors_repeated_key_is_refused) {
+    size_t n;
+    char *d = regression_("safetensors", "regress-metadata-twice.safetensors", &n);
+    clasp_safetensors *st = NULL;
+    cr_assert_eq(clasp_st_from_memory(d, n, "x.safetensors", &st), CLASP_ERR_FORMAT);
+    cr_assert(strstr(clasp_last_error(), "'__metadata__' twice"), "%s", clasp_last_error());
+    cr_assert_null(st);
+    free(d);
+}
+
+/* 3.5 million names from three ranges: refused at the cap by a counting pass, before the names
+ * take memory (the first cap check came after two million names, over 1 GiB under ASan). */
+Test(fuzz_regressions, shard_spec_cap_is_checked_before_allocating) {
+    size_t n;
+    char *d = regression_("shardspec", "regress-range-product-3m-memory.txt", &n);
+    char *spec = calloc(n + 1, 1);
+    memcpy(spec, d, n);
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
+    clasp_shardlist l;
+    cr_assert_eq(clasp_shardlist_expand(spec, &l), CLASP_ERR_OVERFLOW);
+    clasp_shardlist_free(&l);
+    getrusage(RUSAGE_SELF, &after);
+    cr_assert_lt(after.ru_maxrss - before.ru_maxrss, 64 * 1024, "peak RSS grew by %ld KiB",
+                 after.ru_maxrss - before.ru_maxrss);
+    free(spec);
+    free(d);
 }
