@@ -467,42 +467,90 @@ static clasp_status read_prompts_(const char *classes_path, const char *template
     return s;
 }
 
+/* The class embeddings (*nc, D) of a class-name file and a template file (NULL: the name
+ * alone), malloc'd into *cls. */
+static clasp_status prompt_embeddings_(clasp_engine *e, const clasp_preprocess *pre,
+                                       const char *classes_path, const char *templates_path,
+                                       float **cls, int *nc) {
+    char **names = NULL, **tmpls = NULL;
+    int nt = 0;
+    *cls = NULL;
+    CLASP_TRY(read_prompts_(classes_path, templates_path, &names, nc, &tmpls, &nt));
+    *cls = malloc((size_t)*nc * (size_t)e->D * sizeof(float));
+    clasp_status s = *cls ? CLASP_OK : clasp_set_error(CLASP_ERR_NOMEM, "zero-shot: out of memory");
+    if (s == CLASP_OK) s = clasp_eval_class_embeddings(e, pre, names, *nc, tmpls, nt, *cls);
+    clasp_free_lines(names, *nc);
+    clasp_free_lines(tmpls, nt);
+    if (s != CLASP_OK) {
+        free(*cls);
+        *cls = NULL;
+    }
+    return s;
+}
+
 clasp_status clasp_eval_zeroshot(clasp_engine *e, const clasp_preprocess *pre, const char *spec,
                                  const char *classes_path, const char *templates_path, int workers,
                                  clasp_zeroshot_result *r) {
     memset(r, 0, sizeof *r);
-    char **names = NULL, **tmpls = NULL;
-    int nc = 0, nt = 0;
-    CLASP_TRY(read_prompts_(classes_path, templates_path, &names, &nc, &tmpls, &nt));
-    float *cls = malloc((size_t)nc * (size_t)e->D * sizeof(float));
-    clasp_status s = cls ? CLASP_OK : clasp_set_error(CLASP_ERR_NOMEM, "zero-shot: out of memory");
-    if (s == CLASP_OK) s = clasp_eval_class_embeddings(e, pre, names, nc, tmpls, nt, cls);
+    float *cls = NULL;
+    int nc = 0;
+    CLASP_TRY(prompt_embeddings_(e, pre, classes_path, templates_path, &cls, &nc));
     clasp_eval_set set;
     memset(&set, 0, sizeof set);
-    if (s == CLASP_OK) s = clasp_eval_collect(e, pre, spec, CLASP_EVAL_TEXT_NONE, workers, &set);
+    clasp_status s = clasp_eval_collect(e, pre, spec, CLASP_EVAL_TEXT_NONE, workers, &set);
     if (s == CLASP_OK) {
         s = clasp_eval_zeroshot_set(&set, cls, nc, r, NULL, NULL);
         if (s != CLASP_OK) clasp_wrap_error(s, "%s", spec);
     }
     clasp_eval_set_free(&set);
     free(cls);
-    clasp_free_lines(names, nc);
-    clasp_free_lines(tmpls, nt);
     return s;
 }
 
+/* Zero-shot and, when the set has captions and labels, retrieval by class, for the trainer:
+ * one embedding pass with each sample's first caption. A sample without a caption is skipped
+ * by that pass, so when any sample was skipped the zero-shot figures come from a second,
+ * images-only pass (clasp_eval_zeroshot's), the same images `clasp eval` scores. */
 clasp_status clasp_eval_zeroshot_for_train(clasp_engine *e, const clasp_preprocess *pre,
                                            const char *val_spec, const char *classes,
                                            const char *templates, int workers,
                                            clasp_train_eval_result *out) {
+    memset(out, 0, sizeof *out);
+    float *cls = NULL;
+    int nc = 0;
+    CLASP_TRY(prompt_embeddings_(e, pre, classes, templates, &cls, &nc));
+    clasp_status s = CLASP_OK;
+    clasp_eval_set set;
+    memset(&set, 0, sizeof set);
+    bool with_text = false;
+    if (s == CLASP_OK) {
+        with_text = clasp_eval_collect(e, pre, val_spec, CLASP_EVAL_TEXT_FIRST, workers, &set) ==
+                        CLASP_OK &&
+                    set.skipped == 0;
+        if (!with_text) {
+            clasp_eval_set_free(&set);
+            s = clasp_eval_collect(e, pre, val_spec, CLASP_EVAL_TEXT_NONE, workers, &set);
+        }
+    }
     clasp_zeroshot_result zr;
-    CLASP_TRY(clasp_eval_zeroshot(e, pre, val_spec, classes, templates, workers, &zr));
-    *out = (clasp_train_eval_result){.top1 = zr.top1,
-                                     .top5 = zr.top5,
-                                     .mean_recall = zr.mean_recall,
-                                     .n = zr.n,
-                                     .n_classes = zr.n_classes};
-    return CLASP_OK;
+    if (s == CLASP_OK) {
+        s = clasp_eval_zeroshot_set(&set, cls, nc, &zr, NULL, NULL);
+        if (s != CLASP_OK) clasp_wrap_error(s, "%s", val_spec);
+    }
+    if (s == CLASP_OK) {
+        out->top1 = zr.top1, out->top5 = zr.top5, out->mean_recall = zr.mean_recall;
+        out->n = zr.n, out->n_classes = zr.n_classes;
+        clasp_group_retrieval i2t, t2i;
+        if (with_text && set.n_txt > 0 &&
+            clasp_eval_retrieval_match(&set, CLASP_EVAL_MATCH_CLASS, &i2t, &t2i) == CLASP_OK) {
+            out->has_retrieval = true;
+            out->i2t_r1 = i2t.stats.r1, out->i2t_r5 = i2t.stats.r5;
+            out->t2i_r1 = t2i.stats.r1, out->t2i_r5 = t2i.stats.r5;
+        }
+    }
+    clasp_eval_set_free(&set);
+    free(cls);
+    return s;
 }
 
 /* ---- distinct captions ------------------------------------------------------------------- */

@@ -233,6 +233,10 @@ static const char *const k_train_series[] = {
     "clasp_train_zeroshot_mean_recall_ratio",
     "clasp_train_zeroshot_images",
     "clasp_train_zeroshot_duration_seconds",
+    "clasp_train_retrieval_recall_ratio{direction=\"image_to_text\",k=\"1\"}",
+    "clasp_train_retrieval_recall_ratio{direction=\"image_to_text\",k=\"5\"}",
+    "clasp_train_retrieval_recall_ratio{direction=\"text_to_image\",k=\"1\"}",
+    "clasp_train_retrieval_recall_ratio{direction=\"text_to_image\",k=\"5\"}",
 };
 #define N_SERIES (sizeof k_train_series / sizeof *k_train_series)
 
@@ -260,6 +264,8 @@ Test(prom, train_snapshot_renders_every_series) {
     s.ckpt_unix = 1000;
     s.eval_step = 10;
     s.zs_top1 = 0.5;
+    s.has_retrieval = true;
+    s.i2t_r1 = 0.25;
     clasp_train_prom_render(&s, 1012.5, &b);
     cr_assert_eq(clasp_prom_finish(&b), CLASP_OK);
     for (size_t i = 0; i < N_SERIES; i++)
@@ -280,6 +286,7 @@ Test(prom, train_snapshot_renders_every_series) {
     clasp_train_prom_render(&s, 0, &b);
     cr_assert_null(strstr(b.data, "checkpoint"));
     cr_assert_null(strstr(b.data, "zeroshot"));
+    cr_assert_null(strstr(b.data, "retrieval"));
     clasp_prom_free(&b);
 }
 
@@ -549,6 +556,16 @@ static void expect_sane_(const char *t) {
     double top5 = value_(t, "clasp_train_zeroshot_accuracy_ratio{k=\"5\"}");
     cr_assert(top1 >= 0 && top1 <= top5 && top5 <= 1, "zero-shot %g %g", top1, top5);
     cr_assert_eq(value_(t, "clasp_train_zeroshot_images"), 128);
+    static const char *const dirs[] = {"image_to_text", "text_to_image"};
+    for (int d = 0; d < 2; d++) { /* by class over the validation captions */
+        char n1[160], n5[160];
+        snprintf(n1, sizeof n1, "clasp_train_retrieval_recall_ratio{direction=\"%s\",k=\"1\"}",
+                 dirs[d]);
+        snprintf(n5, sizeof n5, "clasp_train_retrieval_recall_ratio{direction=\"%s\",k=\"5\"}",
+                 dirs[d]);
+        double r1 = value_(t, n1), r5 = value_(t, n5);
+        cr_assert(r1 >= 0 && r1 <= r5 && r5 <= 1, "%s: R@1 %g R@5 %g", dirs[d], r1, r5);
+    }
 }
 
 Test(train_metrics, scraped_while_training_and_promtool_passes, .timeout = 400) {

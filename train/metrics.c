@@ -245,6 +245,12 @@ void clasp_metrics_eval_line(clasp_train_metrics *mx, int64_t step, int epoch, i
     cJSON_AddNumberToObject(j, "zeroshot_mean_recall", zr->mean_recall);
     cJSON_AddNumberToObject(j, "n_images", (double)zr->n);
     cJSON_AddNumberToObject(j, "n_classes", zr->n_classes);
+    if (zr->has_retrieval) {
+        cJSON_AddNumberToObject(j, "retrieval_i2t_r1", zr->i2t_r1);
+        cJSON_AddNumberToObject(j, "retrieval_i2t_r5", zr->i2t_r5);
+        cJSON_AddNumberToObject(j, "retrieval_t2i_r1", zr->t2i_r1);
+        cJSON_AddNumberToObject(j, "retrieval_t2i_r5", zr->t2i_r5);
+    }
     cJSON_AddNumberToObject(j, "eval_seconds", seconds);
     write_line_(mx, j);
     cJSON_Delete(j);
@@ -254,6 +260,9 @@ void clasp_metrics_eval_line(clasp_train_metrics *mx, int64_t step, int epoch, i
     mx->snap.zs_mean_recall = zr->mean_recall;
     mx->snap.eval_images = zr->n;
     mx->snap.eval_seconds = seconds;
+    mx->snap.has_retrieval = zr->has_retrieval;
+    mx->snap.i2t_r1 = zr->i2t_r1, mx->snap.i2t_r5 = zr->i2t_r5;
+    mx->snap.t2i_r1 = zr->t2i_r1, mx->snap.t2i_r5 = zr->t2i_r5;
     clasp_metrics_publish(mx, false);
 }
 

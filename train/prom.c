@@ -123,6 +123,22 @@ static void render_events_(const clasp_train_snapshot *s, double now_unix, clasp
         clasp_prom_metric(b, "clasp_train_zeroshot_duration_seconds", G,
                           "Wall time of the last zero-shot evaluation.", s->eval_seconds);
     }
+    if (s->eval_step >= 0 && s->has_retrieval) {
+        clasp_prom_family(b, "clasp_train_retrieval_recall_ratio", G,
+                          "Retrieval recall at k of the last evaluation over the validation "
+                          "captions, a hit being the query's class (0 to 1).");
+        const struct {
+            const char *dir, *k;
+            double v;
+        } r[] = {{"image_to_text", "1", s->i2t_r1},
+                 {"image_to_text", "5", s->i2t_r5},
+                 {"text_to_image", "1", s->t2i_r1},
+                 {"text_to_image", "5", s->t2i_r5}};
+        for (int i = 0; i < 4; i++) {
+            clasp_prom_label l[] = {{"direction", r[i].dir}, {"k", r[i].k}};
+            clasp_prom_sample(b, "clasp_train_retrieval_recall_ratio", l, 2, r[i].v);
+        }
+    }
 }
 
 void clasp_train_prom_render(const clasp_train_snapshot *s, double now_unix, clasp_prom_buf *b) {

@@ -40,6 +40,8 @@ typedef struct clasp_train_snapshot {
     int64_t eval_step;              /* -1 before the first zero-shot evaluation */
     double zs_top1, zs_top5, zs_mean_recall, eval_seconds;
     int64_t eval_images;
+    bool has_retrieval; /* the last evaluation measured retrieval by class */
+    double i2t_r1, i2t_r5, t2i_r1, t2i_r5;
     double start_unix; /* when this invocation started training */
 } clasp_train_snapshot;
 

@@ -108,6 +108,11 @@ typedef struct clasp_train_eval_result {
     double top1, top5, mean_recall; /* fractions */
     int64_t n;                      /* images evaluated */
     int n_classes;
+    /* retrieval over the validation captions by class (eval/eval.h clasp_eval_retrieval_match
+     * CLASS: image -> distinct captions, distinct caption -> images; recall fractions), when
+     * the validation samples carry captions and labels; has_retrieval false otherwise */
+    bool has_retrieval;
+    double i2t_r1, i2t_r5, t2i_r1, t2i_r5;
 } clasp_train_eval_result;
 typedef clasp_status (*clasp_train_eval_fn)(clasp_engine *e, const clasp_preprocess *pre,
                                             const char *val_spec, const char *classes,
