@@ -330,12 +330,51 @@ static float *gather_(const float *x, int D, const int64_t *keep, int64_t n) {
     return g;
 }
 
-/* clasp_drift_compare over the distinct inputs of a modality (repeated captions once). */
+typedef struct grow_ {
+    uint64_t g;
+    int64_t i;
+} grow_;
+
+static int cmp_grow_(const void *x, const void *y) {
+    const grow_ *a = x, *b = y;
+    if (a->g != b->g) return a->g < b->g ? -1 : 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+
+static int cmp_i64_(const void *x, const void *y) {
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* The first row of each caption group (the loader's hash of the caption's tokens) into keep, in
+ * row order. */
+static clasp_status distinct_groups_(const uint64_t *g, int64_t n, int64_t *keep, int64_t *nk) {
+    grow_ *r = malloc((size_t)(n ? n : 1) * sizeof *r);
+    if (!r) return clasp_set_error(CLASP_ERR_NOMEM, "drift: out of memory");
+    for (int64_t i = 0; i < n; i++) r[i] = (grow_){g[i], i};
+    qsort(r, (size_t)n, sizeof *r, cmp_grow_);
+    *nk = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (i == 0 || r[i].g != r[i - 1].g) keep[(*nk)++] = r[i].i;
+    free(r);
+    qsort(keep, (size_t)*nk, sizeof *keep, cmp_i64_);
+    return CLASP_OK;
+}
+
+/* clasp_drift_compare over the distinct inputs of a modality (repeated captions once). Texts of
+ * an embedded spec are grouped by caption (the same input whatever bits its embedding got: a
+ * backend whose products depend on the row's position in the batch, OpenBLAS, gives copies of
+ * one caption slightly different bits); .npy sets by bitwise identical rows. */
 static clasp_status compare_distinct_(const modality_set *a, const modality_set *b,
-                                      const clasp_drift_options *opt, entry *e) {
+                                      const uint64_t *group, const clasp_drift_options *opt,
+                                      entry *e) {
     int64_t *keep = malloc((size_t)a->n * sizeof(int64_t)), nk = 0;
     if (!keep) return clasp_set_error(CLASP_ERR_NOMEM, "drift: out of memory");
-    clasp_status s = clasp_drift_distinct_rows(a->x, a->D, b->x, b->D, a->n, keep, &nk);
+    clasp_status s = CLASP_OK;
+    if (group && !strcmp(a->name, "text"))
+        s = distinct_groups_(group, a->n, keep, &nk);
+    else
+        s = clasp_drift_distinct_rows(a->x, a->D, b->x, b->D, a->n, keep, &nk);
     e->n_distinct = nk;
     float *ga = NULL, *gb = NULL;
     if (s == CLASP_OK && nk < a->n) {
@@ -360,7 +399,7 @@ static clasp_status compare_models_(const emb_set *A, const emb_set *B,
         snprintf(e->name, sizeof e->name, "%s", a->name);
         e->kind = ENTRY_MODALITY;
         e->n = a->n, e->Da = a->D, e->Db = b->D;
-        clasp_status s = compare_distinct_(a, b, opt, e);
+        clasp_status s = compare_distinct_(a, b, A->group && B->group ? A->group : NULL, opt, e);
         if (s != CLASP_OK) {
             char msg[1024];
             snprintf(msg, sizeof msg, "%s", clasp_last_error());
