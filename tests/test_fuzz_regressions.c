@@ -199,8 +199,11 @@ Test(fuzz_regressions, shard_spec_cap_is_checked_before_allocating) {
     cr_assert_eq(clasp_shardlist_expand(spec, &l), CLASP_ERR_OVERFLOW);
     clasp_shardlist_free(&l);
     getrusage(RUSAGE_SELF, &after);
+#if !defined(__SANITIZE_ADDRESS__)
+    /* (under ASan the quarantine keeps the counting pass's freed strings resident: no bound) */
     cr_assert_lt(after.ru_maxrss - before.ru_maxrss, 64 * 1024, "peak RSS grew by %ld KiB",
                  after.ru_maxrss - before.ru_maxrss);
+#endif
     free(spec);
     free(d);
 }
