@@ -78,7 +78,7 @@ if(CLASP_DOCS AND HELP2MAN AND Python3_FOUND AND NOT CLASP_SANITIZE)
 endif()
 
 # clasp.pc: Libs.private lists what a static link of libclasp.a needs.
-set(CLASP_PC_PRIVATE "-lcjson -lxxhash -larchive -lsndfile -lutf8proc -lsamplerate -lkissfft-float -lm -lpthread")
+set(CLASP_PC_PRIVATE "-lcjson -lxxhash -larchive -lsndfile -lturbojpeg -lutf8proc -lsamplerate -lkissfft-float -lm -lpthread")
 if(CLASP_BACKEND STREQUAL "onednn")
   string(APPEND CLASP_PC_PRIVATE " -ldnnl -lgomp")
 else()
