@@ -15,18 +15,10 @@
 #include "modalities/tokenizer.h"
 #include "pipeline/shardlist.h"
 
-static char *regression_(const char *target, const char *name, size_t *n) {
+/* A committed fuzz input: tests/fuzz/DIR/TARGET/NAME (DIR: "regressions" or "corpus"). */
+static char *fuzz_input_(const char *dir, const char *target, const char *name, size_t *n) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fuzz/regressions/%s/%s", CLASP_SOURCE_DIR, target, name);
-    char *data = NULL;
-    cr_assert_eq(clasp_read_file(path, (size_t)1 << 24, &data, n), CLASP_OK, "%s",
-                 clasp_last_error());
-    return data;
-}
-
-static char *corpus_(const char *target, const char *name, size_t *n) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fuzz/corpus/%s/%s", CLASP_SOURCE_DIR, target, name);
+    snprintf(path, sizeof path, "%s/tests/fuzz/%s/%s/%s", CLASP_SOURCE_DIR, dir, target, name);
     char *data = NULL;
     cr_assert_eq(clasp_read_file(path, (size_t)1 << 24, &data, n), CLASP_OK, "%s",
                  clasp_last_error());
@@ -37,7 +29,7 @@ static char *corpus_(const char *target, const char *name, size_t *n) {
  * 256. JPEG now goes to libjpeg-turbo, which refuses the table. */
 Test(fuzz_regressions, jpeg_dht_counts_above_256_is_refused) {
     size_t n;
-    char *d = regression_("image", "regress-dht-counts-above-256.jpg", &n);
+    char *d = fuzz_input_("regressions", "image", "regress-dht-counts-above-256.jpg", &n);
     clasp_image img;
     cr_assert_eq(clasp_image_decode(d, n, 3, 1u << 20, &img), CLASP_ERR_FORMAT);
     cr_assert(strstr(clasp_last_error(), "JPEG"), "%s", clasp_last_error());
@@ -51,7 +43,7 @@ Test(fuzz_regressions, jpeg_variants_decode) {
                            "progressive_restart.jpg", "gray.jpg",    "cmyk.jpg"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         size_t n;
-        char *d = corpus_("image", names[i], &n);
+        char *d = fuzz_input_("corpus", "image", names[i], &n);
         for (int c = 1; c <= 3; c += 2) {
             clasp_image img;
             cr_assert_eq(clasp_image_decode(d, n, c, 1u << 20, &img), CLASP_OK, "%s: %s", names[i],
@@ -66,7 +58,7 @@ Test(fuzz_regressions, jpeg_variants_decode) {
 /* A truncated JPEG is corrupt data (a skip), not a picture with a gray bottom half. */
 Test(fuzz_regressions, truncated_jpeg_is_refused) {
     size_t n;
-    char *d = corpus_("image", "baseline.jpg", &n);
+    char *d = fuzz_input_("corpus", "image", "baseline.jpg", &n);
     clasp_image img;
     cr_assert_eq(clasp_image_decode(d, n * 2 / 3, 3, 1u << 20, &img), CLASP_ERR_FORMAT);
     free(d);
@@ -76,7 +68,7 @@ Test(fuzz_regressions, truncated_jpeg_is_refused) {
  * declaring a 2 GiB IDAT allocated 2 GiB (the input was a tar; the PNG is rebuilt here). */
 Test(fuzz_regressions, png_chunk_longer_than_file_is_refused) {
     size_t n;
-    char *d = corpus_("image", "gray8.png", &n);
+    char *d = fuzz_input_("corpus", "image", "gray8.png", &n);
     /* IHDR is 8 + 25 bytes; the next chunk's length field follows */
     unsigned char *p = (unsigned char *)d;
     p[33] = 0x7f, p[34] = 0xff, p[35] = 0xff, p[36] = 0x00;
@@ -86,7 +78,7 @@ Test(fuzz_regressions, png_chunk_longer_than_file_is_refused) {
     cr_assert_eq(clasp_image_decode(d, 40, 1, 1u << 20, &img), CLASP_ERR_FORMAT);
     free(d);
     /* the original finding, through the tar path, is replayed by fuzz_tar on every fuzz run */
-    d = regression_("tar", "regress-png-idat-2gib.tar", &n);
+    d = fuzz_input_("regressions", "tar", "regress-png-idat-2gib.tar", &n);
     cr_assert_gt(n, 0);
     free(d);
 }
@@ -94,7 +86,7 @@ Test(fuzz_regressions, png_chunk_longer_than_file_is_refused) {
 /* Casting a merge id of 1e12 to int32 was undefined behaviour (UBSan). */
 Test(fuzz_regressions, tokenizer_merge_id_out_of_int32_is_refused) {
     size_t n;
-    char *d = regression_("tokenizer", "regress-merge-id-1e12.json", &n);
+    char *d = fuzz_input_("regressions", "tokenizer", "regress-merge-id-1e12.json", &n);
     cJSON *root = NULL;
     cr_assert_eq(clasp_json_parse(d, n, "tokenizer.json", &root), CLASP_OK);
     clasp_tokenizer *tok = NULL;
@@ -107,7 +99,7 @@ Test(fuzz_regressions, tokenizer_merge_id_out_of_int32_is_refused) {
 /* "{a,,b}" expanded to an empty shard name ("x-{a,,b}" is fine: "x-"). */
 Test(fuzz_regressions, shard_spec_empty_alternative_is_refused) {
     size_t n;
-    char *d = regression_("shardspec", "regress-empty-alternative.txt", &n);
+    char *d = fuzz_input_("regressions", "shardspec", "regress-empty-alternative.txt", &n);
     char *spec = calloc(n + 1, 1);
     memcpy(spec, d, n);
     clasp_shardlist l;
@@ -137,7 +129,7 @@ Test(fuzz_regressions, npy_shape_beyond_file_is_refused) {
  * about a second rather than the 10 s and gigabytes the old cap of ten million took. */
 Test(fuzz_regressions, shard_spec_range_product_is_refused) {
     size_t n;
-    char *d = regression_("shardspec", "regress-range-product-48m.txt", &n);
+    char *d = fuzz_input_("regressions", "shardspec", "regress-range-product-48m.txt", &n);
     char *spec = calloc(n + 1, 1);
     memcpy(spec, d, n);
     clasp_shardlist l;
@@ -152,14 +144,14 @@ Test(fuzz_regressions, shard_spec_range_product_is_refused) {
  * so is a BMP cut in the middle of its pixel rows. */
 Test(fuzz_regressions, image_declaring_more_than_its_bytes_is_refused) {
     size_t n;
-    char *d = regression_("image", "regress-tga-22-bytes-40246x24.tga", &n);
+    char *d = fuzz_input_("regressions", "image", "regress-tga-22-bytes-40246x24.tga", &n);
     clasp_image img;
     cr_assert_eq(clasp_image_decode(d, n, 3, 1u << 20, &img), CLASP_ERR_FORMAT);
     cr_assert(strstr(clasp_last_error(), "cannot come from 22 bytes"), "%s", clasp_last_error());
     free(d);
     const char *whole[] = {"rgb.bmp", "rgb.tga", "rle.tga", "palette.bmp"};
     for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++) {
-        d = corpus_("image", whole[i], &n);
+        d = fuzz_input_("corpus", "image", whole[i], &n);
         cr_assert_eq(clasp_image_decode(d, n, 3, 1u << 20, &img), CLASP_OK, "%s: %s", whole[i],
                      clasp_last_error());
         clasp_image_free(&img);
@@ -178,7 +170,7 @@ Test(fuzz_regressions, image_declaring_more_than_its_bytes_is_refused) {
  * named twice shadowed the first. A repeated key is refused. */
 Test(fuzz_regressions, safetensors_repeated_key_is_refused) {
     size_t n;
-    char *d = regression_("safetensors", "regress-metadata-twice.safetensors", &n);
+    char *d = fuzz_input_("regressions", "safetensors", "regress-metadata-twice.safetensors", &n);
     clasp_safetensors *st = NULL;
     cr_assert_eq(clasp_st_from_memory(d, n, "x.safetensors", &st), CLASP_ERR_FORMAT);
     cr_assert(strstr(clasp_last_error(), "'__metadata__' twice"), "%s", clasp_last_error());
@@ -190,7 +182,7 @@ Test(fuzz_regressions, safetensors_repeated_key_is_refused) {
  * take memory (the first cap check came after two million names, over 1 GiB under ASan). */
 Test(fuzz_regressions, shard_spec_cap_is_checked_before_allocating) {
     size_t n;
-    char *d = regression_("shardspec", "regress-range-product-3m-memory.txt", &n);
+    char *d = fuzz_input_("regressions", "shardspec", "regress-range-product-3m-memory.txt", &n);
     char *spec = calloc(n + 1, 1);
     memcpy(spec, d, n);
     struct rusage before, after;
