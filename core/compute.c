@@ -89,10 +89,6 @@ static int has_avx512bf16_(void) {
     }
     return h;
 }
-#else
-static int has_avx512bf16_(void) {
-    return 0;
-}
 #endif
 
 void clasp_f32_to_bf16_n(uint16_t *restrict out, const float *restrict in, size_t n) {

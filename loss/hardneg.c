@@ -22,7 +22,7 @@ size_t clasp_infonce_hardneg_work_floats(size_t n, size_t N) {
  * beta weights by exp(-beta mb), which cancels in w_n). */
 static double row_(float *x, size_t C, size_t p, size_t self, double beta, double tau_plus,
                    double scale, double w, double *ds) {
-    double m = -INFINITY, mb = -INFINITY;
+    double m = -HUGE_VAL, mb = -HUGE_VAL;
     for (size_t j = 0; j < C; j++) {
         if (j == self) continue;
         m = (double)x[j] > m ? (double)x[j] : m;
