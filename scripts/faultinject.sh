@@ -1,7 +1,7 @@
 #!/bin/sh
 # faultinject.sh: every write path of clasp under injected I/O failures. For each path
-# (checkpoint while training, export, shards build, embeddings) it counts the file writes,
-# fsyncs and renames a clean run makes (K), then reruns the command K times with the shim
+# (checkpoint while training, export, shards build, embeddings, the HTML report) it counts
+# the file writes, fsyncs and renames a clean run makes (K), then reruns the command K times with the shim
 # (tests/fault/fault_shim.c, LD_PRELOAD) failing call N = 1..K, and checks each outcome:
 #   - the command fails (exit != 0) with a message naming a file (a path in it),
 #   - no partial file under a final name (every checkpoint folder opens, every shard is a whole
@@ -9,8 +9,9 @@
 #   - the previous checkpoint/export stays intact and loadable,
 #   - after a checkpoint failure, `--resume latest` (without the shim) ends with the same
 #     losses, bit for bit, as an uninterrupted run.
-# Then the same paths on a full tmpfs (mounted here; needs root) and under RLIMIT_FSIZE, which
-# also cover what stdio writes (metrics.jsonl, the progress log) where no preload can reach.
+# Then every command on a full tmpfs (mounted here, 16 KiB left; needs root) and under
+# RLIMIT_FSIZE (16 KiB), which also cover what stdio writes (metrics.jsonl, the progress log)
+# where no preload can reach.
 # Prints the matrix (path x failure point -> outcome) and exits 1 on any violation.
 #
 # Usage: sh scripts/faultinject.sh [BUILD_DIR] [STRIDE]   (STRIDE > 1 tries every STRIDE-th N:
@@ -186,33 +187,89 @@ for n in $(points "$K"); do
     printf '%-12s %3s/%-3s %-8s %s\n' embed "$n" "$K" "$rc" "$out"
 done
 
-# ---- 5. a full disk (tmpfs) and a file-size limit ----------------------------------------------
-mkdir -p "$MNT"
-if mount -t tmpfs -o size=600k tmpfs "$MNT" 2>/dev/null; then
-    cp -r "$W/stopped" "$MNT/r" 2>/dev/null || true
-    rm -rf "$MNT/r"
+# ---- 5. the HTML report over a previous report -----------------------------------------------
+REP="report $W/straight --data $W/data/test-000000.tar --zeroshot $W/data/classnames.txt --threads 1"
+# shellcheck disable=SC2086
+"$CLASP" $REP -o "$W/rep0.html" >/dev/null 2>&1
+# shellcheck disable=SC2086
+K=$(count_calls "$W/log" "$CLASP" $REP -o "$W/rep.html")
+for n in $(points "$K"); do
+    rm -f "$W"/rep.*
+    cp "$W/rep0.html" "$W/rep.html"
     rc=0
     # shellcheck disable=SC2086
-    "$CLASP" $TRAIN --out "$MNT/r" >"$W/log" 2>&1 || rc=$?
+    CLASP_FAULT_AT=$n LD_PRELOAD="$SHIM" "$CLASP" $REP -o "$W/rep.html" >"$W/log" 2>&1 || rc=$?
     out="ok"
-    if [ "$rc" -eq 0 ]; then fail "tmpfs: train exit 0 on a full disk"; out="exit 0"
-    elif ! names_a_file "$W/log"; then fail "tmpfs: message names no file: $(tail -1 "$W/log")"; out="no file named"
-    elif ! c=$(checkpoints_ok "$MNT/r"); then fail "tmpfs: unreadable $c"; out="unreadable checkpoint"; fi
-    printf '%-12s %7s %-8s %s: %s\n' "tmpfs-train" "full" "$rc" "$out" "$(tail -1 "$W/log" | cut -c1-90)"
+    if [ "$rc" -eq 0 ]; then
+        fail "report N=$n: exit 0"; out="exit 0"
+    elif ! names_a_file "$W/log"; then
+        fail "report N=$n: message names no file"; out="no file named"
+    elif ! cmp -s "$W/rep.html" "$W/rep0.html"; then
+        fail "report N=$n: rep.html is not the previous file"; out="report changed"
+    fi
+    [ "$(find "$W" -maxdepth 1 -name 'rep.html?*' | wc -l)" -eq 0 ] || { fail "report N=$n: temporary left"; out="leftovers"; }
+    printf '%-12s %3s/%-3s %-8s %s\n' report "$n" "$K" "$rc" "$out"
+done
+
+# ---- 6. a full disk (tmpfs with 16 KiB left) and a file-size limit, every command ------------
+# $1 = case name, $2 = output folder, $3 = the output path, then the command's arguments
+# (the output path last). Each must fail naming a file, and leave at the final name either
+# nothing or a whole, loadable result.
+whole() { # $1 = kind, $2 = path: the result at a final name is whole (or absent)
+    case "$1" in
+    train | metrics) checkpoints_ok "$2" >/dev/null ;;
+    export) [ ! -e "$2" ] || "$CLASP" embed --model "$2" --shards "$W/data/test-000000.tar" \
+        --threads 1 -o "$W/probe.npy" >/dev/null 2>&1 ;;
+    shards) for t in "$2"/*.tar; do [ -f "$t" ] || continue
+            cmp -s "$t" "$W/s0/$(basename "$t")" || return 1; done ;;
+    embed) [ ! -e "$2" ] || cmp -s "$2" "$W/x0.npy" ;;
+    report) [ ! -e "$2" ] || cmp -s "$2" "$W/rep0.html" ;;
+    esac
+}
+full_case() { # $1 = how (tmpfs|fsize), $2 = kind, $3 = output, rest = command
+    how="$1" kind="$2" outp="$3"
+    shift 3
+    rc=0
+    if [ "$how" = tmpfs ]; then # empty the disk, then fill all but 16 KiB
+        rm -rf "${MNT:?}"/*
+        free=$(df -k --output=avail "$MNT" | tail -1)
+        dd if=/dev/zero of="$MNT/fill" bs=1k count=$((free - 16)) 2>/dev/null || true
+        "$@" >"$W/log" 2>&1 || rc=$?
+    else
+        # 32 blocks of 512 bytes in dash
+        (ulimit -f 32 && exec "$@") >"$W/log" 2>&1 || rc=$?
+    fi
+    out="ok"
+    if [ "$rc" -eq 0 ]; then fail "$how-$kind: exit 0"; out="exit 0"
+    elif [ "$rc" -gt 128 ]; then fail "$how-$kind: killed by signal $((rc - 128))"; out="signal"
+    elif ! names_a_file "$W/log"; then fail "$how-$kind: message names no file: $(tail -1 "$W/log")"; out="no file named"
+    elif ! whole "$kind" "$outp"; then fail "$how-$kind: partial result at $outp"; out="partial result"; fi
+    printf '%-14s %5s %-8s %s: %s\n' "$how-$kind" "$how" "$rc" "$out" "$(tail -1 "$W/log" | cut -c1-90)"
+}
+every_command() { # $1 = how, $2 = output folder
+    how="$1" o="$2"
+    # shellcheck disable=SC2086
+    full_case "$how" train "$o/r" "$CLASP" $TRAIN --out "$o/r"
+    # metrics.jsonl alone (no checkpoint before the disk is full: about 600 bytes per step)
+    # shellcheck disable=SC2086
+    full_case "$how" metrics "$o/m" "$CLASP" $TRAIN --steps 60 --save-every 1000 --out "$o/m"
+    full_case "$how" export "$o/e" "$CLASP" export "$W/stopped" -o "$o/e"
+    # shellcheck disable=SC2086
+    full_case "$how" shards "$o/s" "$CLASP" $SB -o "$o/s"
+    # shellcheck disable=SC2086
+    full_case "$how" embed "$o/x.npy" "$CLASP" $EMB -o "$o/x.npy"
+    # shellcheck disable=SC2086
+    full_case "$how" report "$o/rep.html" "$CLASP" $REP -o "$o/rep.html"
+}
+mkdir -p "$MNT"
+if mount -t tmpfs -o size=8m tmpfs "$MNT" 2>/dev/null; then
+    every_command tmpfs "$MNT"
     umount "$MNT"
 else
-    echo "faultinject: cannot mount a tmpfs (not root?): full-disk case skipped" >&2
+    echo "faultinject: cannot mount a tmpfs (not root?): full-disk cases skipped" >&2
 fi
-rc=0
-rm -rf "$W/f"
-# shellcheck disable=SC2086
-(ulimit -f 400 && exec "$CLASP" $TRAIN --out "$W/f") >"$W/log" 2>&1 || rc=$?
-out="ok"
-if [ "$rc" -eq 0 ]; then fail "fsize: train exit 0 above RLIMIT_FSIZE"; out="exit 0"
-elif [ "$rc" -gt 128 ]; then fail "fsize: killed by signal $((rc - 128)) (SIGXFSZ not ignored?)"; out="signal"
-elif ! names_a_file "$W/log"; then fail "fsize: message names no file"; out="no file named"
-elif ! c=$(checkpoints_ok "$W/f"); then fail "fsize: unreadable $c"; out="unreadable checkpoint"; fi
-printf '%-12s %7s %-8s %s: %s\n' "fsize-train" "400K" "$rc" "$out" "$(tail -1 "$W/log" | cut -c1-90)"
+mkdir -p "$W/f"
+every_command fsize "$W/f"
 
 if [ "$bad" -gt 0 ]; then
     echo "faultinject: $bad violation(s)" >&2
