@@ -306,6 +306,50 @@ Test(loss, margin_closed_forms) {
     cr_assert_eq(clasp_margin_contrastive(&loss, da, db, a, a, &dis, 2.0f, 0, 3), CLASP_ERR_ARG);
 }
 
+/* The training form over every cross pair of a batch (groups mark the similar ones), against
+ * PyTorch; finite differences; and split over two "ranks" (rows 0..2 and 3..5 of A against all
+ * of B), whose losses and dB add up to the whole batch's */
+typedef struct {
+    float *A, *B, m;
+    const int *g;
+    size_t N, D;
+} margin_cross_ctx;
+
+static double margin_cross_eval(void *p) {
+    margin_cross_ctx *c = p;
+    float loss;
+    cr_assert_eq(clasp_margin_cross(&loss, NULL, NULL, c->A, c->B, c->g, c->m, c->N, 0, c->N, c->D),
+                 CLASP_OK);
+    return (double)loss;
+}
+
+Test(loss, margin_cross_pytorch_finite_differences_and_ranks) {
+    lt_ref r = lt_ref_open("loss/margin_cross.safetensors");
+    size_t N = lt_dim(&r, "A", 0), D = lt_dim(&r, "A", 1), h = N / 2;
+    int *g = lt_ints_opt(&r, "groups");
+    float loss, l0, l1, *dA = lt_alloc(N * D), *dB = lt_alloc(N * D), *dB1 = lt_alloc(N * D);
+    margin_cross_ctx c = {lt_alloc(N * D), lt_alloc(N * D), lt_f(&r, "margin")[0], g, N, D};
+    memcpy(c.A, lt_f(&r, "A"), N * D * sizeof(float));
+    memcpy(c.B, lt_f(&r, "B"), N * D * sizeof(float));
+    cr_assert_eq(clasp_margin_cross(&loss, dA, dB, c.A, c.B, g, c.m, N, 0, N, D), CLASP_OK);
+    cr_assert(clasp_test_check_tensor("loss", &loss, lt_f(&r, "loss"), 1, 1e-6, 1e-4));
+    cr_assert(clasp_test_check_tensor("dA", dA, lt_f(&r, "dA"), N * D, 1e-6, 1e-4));
+    cr_assert(clasp_test_check_tensor("dB", dB, lt_f(&r, "dB"), N * D, 1e-6, 1e-4));
+    cr_assert(lt_fd_check("margin_cross dA", margin_cross_eval, &c, c.A, dA, N * D, 1e-3));
+    cr_assert(lt_fd_check("margin_cross dB", margin_cross_eval, &c, c.B, dB, N * D, 1e-3));
+    /* two ranks: rank 0 writes dA rows 0..h-1 and its part of dB, rank 1 the rest */
+    cr_assert_eq(clasp_margin_cross(&l0, dA, dB, c.A, c.B, g, c.m, h, 0, N, D), CLASP_OK);
+    cr_assert_eq(clasp_margin_cross(&l1, dA + h * D, dB1, c.A + h * D, c.B, g, c.m, N - h, h, N, D),
+                 CLASP_OK);
+    for (size_t i = 0; i < N * D; i++) dB[i] += dB1[i];
+    float sum = l0 + l1;
+    cr_assert(clasp_test_check_tensor("loss (2 ranks)", &sum, lt_f(&r, "loss"), 1, 1e-6, 1e-4));
+    cr_assert(clasp_test_check_tensor("dA (2 ranks)", dA, lt_f(&r, "dA"), N * D, 1e-6, 1e-4));
+    cr_assert(clasp_test_check_tensor("dB (2 ranks)", dB, lt_f(&r, "dB"), N * D, 1e-6, 1e-4));
+    free(g), free(dA), free(dB), free(dB1), free(c.A), free(c.B);
+    lt_ref_close(&r);
+}
+
 /* ---- MoCo queue ------------------------------------------------------------------------- */
 
 typedef struct {

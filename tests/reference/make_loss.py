@@ -208,6 +208,19 @@ def margin_case(name, p, d, margin):
                 "loss": loss.item(), "dX1": g32(x1), "dX2": g32(x2)})
 
 
+def margin_cross_case(name, n, d, margin, groups):
+    """The training form: every cross pair (a_i, b_j), similar when groups[i] == groups[j]."""
+    A, B = feats(n, d), feats(n, d)
+    a, b = leaf(A), leaf(B)
+    dist = (a[:, None, :] - b[None, :, :]).norm(dim=2)
+    g = torch.tensor(groups)
+    yt = (g[:, None] == g[None, :]).to(torch.float64)
+    loss = (yt * dist ** 2 + (1 - yt) * torch.relu(margin - dist) ** 2).mean()
+    loss.backward()
+    save(name, {"A": f32(A), "B": f32(B), "groups": np.array(groups), "margin": np.float32(margin),
+                "loss": loss.item(), "dA": g32(a), "dB": g32(b)})
+
+
 def moco_case(name, n, d, k, tau):
     Q, Kp, QU = feats(n, d), feats(n, d), feats(k, d)
     q, kk, t = leaf(Q), leaf(Kp), leaf(np.float32(tau))
@@ -277,6 +290,7 @@ def main():
     diag_case("diag", 7, 4)
     moco_sym_case("moco_sym", 6, 5, 6, math.log(1 / 0.07), [0, 1, 0, 2, 1, 3],
                   [1, 4, 0, 5, 2, -1, 3], [3, 0, 6, 1])
+    margin_cross_case("margin_cross", 6, 4, 1.2, [0, 1, 0, 2, 1, 3])  # last: keeps the others' draws
 
 
 if __name__ == "__main__":
