@@ -11,16 +11,16 @@
 
 typedef struct strvec {
     char **v;
-    size_t n, cap;
-    bool count_only; /* a first pass counts the names and stores none */
+    size_t n, cap, max; /* max: the cap on names */
+    bool count_only;    /* a first pass counts the names and stores none */
 } strvec;
 
 static clasp_status push_(strvec *sv, const char *s, size_t n) {
     if (n == 0) /* "{a,,b}": found by tests/fuzz/fuzz_shardspec.c */
         return clasp_set_error(CLASP_ERR_ARG, "shard spec: a brace list gives an empty name");
-    if (sv->n >= CLASP_SHARDLIST_MAX)
-        return clasp_set_error(CLASP_ERR_OVERFLOW, "shard spec expands to more than %u names",
-                               CLASP_SHARDLIST_MAX);
+    if (sv->n >= sv->max)
+        return clasp_set_error(CLASP_ERR_OVERFLOW, "shard spec expands to more than %zu names",
+                               sv->max);
     if (sv->count_only) {
         sv->n++;
         return CLASP_OK;
@@ -133,10 +133,10 @@ static clasp_status expand_(const char *s, size_t n, size_t from, strvec *out, i
                     width = (int)(na > nb ? na : nb);
                 long long step = lo <= hi ? 1 : -1;
                 unsigned long long count = (lo <= hi ? hi - lo : lo - hi) + 1;
-                if (count > CLASP_SHARDLIST_MAX)
+                if (count > out->max)
                     return clasp_set_error(CLASP_ERR_OVERFLOW,
-                                           "shard spec range {%.*s} has %llu names (max %u)",
-                                           (int)nin, in, count, CLASP_SHARDLIST_MAX);
+                                           "shard spec range {%.*s} has %llu names (max %zu)",
+                                           (int)nin, in, count, out->max);
                 for (unsigned long long k = 0; k < count; k++) {
                     char num[32];
                     unsigned long long v = lo + (unsigned long long)((long long)k * step);
@@ -153,9 +153,13 @@ static clasp_status expand_(const char *s, size_t n, size_t from, strvec *out, i
 }
 
 clasp_status clasp_shardlist_expand(const char *spec, clasp_shardlist *out) {
+    return clasp_shardlist_expand_max(spec, CLASP_SHARDLIST_MAX, out);
+}
+
+clasp_status clasp_shardlist_expand_max(const char *spec, size_t max_names, clasp_shardlist *out) {
     memset(out, 0, sizeof *out);
     if (!spec || !*spec) return clasp_set_error(CLASP_ERR_ARG, "empty shard spec");
-    strvec sv = {0};
+    strvec sv = {.max = max_names};
     clasp_status st = CLASP_OK;
     const char *p = spec;
     for (;;) {
@@ -167,7 +171,7 @@ clasp_status clasp_shardlist_expand(const char *spec, clasp_shardlist *out) {
         }
         /* count first, so a spec above the cap is refused before its names take memory
          * (products of ranges reached gigabytes under ASan: tests/fuzz/fuzz_shardspec.c) */
-        strvec count = {.n = sv.n, .count_only = true};
+        strvec count = {.n = sv.n, .max = max_names, .count_only = true};
         st = expand_(p, n, 0, &count, 0);
         if (st == CLASP_OK) st = expand_(p, n, 0, &sv, 0);
         if (st != CLASP_OK) break;

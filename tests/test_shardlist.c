@@ -64,6 +64,18 @@ Test(shardlist, errors) {
     clasp_shardlist_free(&l);
     cr_assert_eq(clasp_shardlist_expand("a{0..999999999}", &l), CLASP_ERR_OVERFLOW);
     clasp_shardlist_free(&l);
+    /* another cap: a product of ranges and a "::" list count against it as a whole */
+    cr_assert_eq(clasp_shardlist_expand_max("s{1..5}{1..5}", 25, &l), CLASP_OK);
+    cr_assert_eq(l.n, 25);
+    clasp_shardlist_free(&l);
+    cr_assert_eq(clasp_shardlist_expand_max("s{1..5}{1..5}", 24, &l), CLASP_ERR_OVERFLOW);
+    cr_assert(strstr(clasp_last_error(), "more than 24 names"));
+    clasp_shardlist_free(&l);
+    cr_assert_eq(clasp_shardlist_expand_max("s{1..20}::t{1..5}", 24, &l), CLASP_ERR_OVERFLOW);
+    clasp_shardlist_free(&l);
+    cr_assert_eq(clasp_shardlist_expand_max("s{1..30}", 24, &l), CLASP_ERR_OVERFLOW);
+    cr_assert(strstr(clasp_last_error(), "max 24"));
+    clasp_shardlist_free(&l);
 }
 
 static void make_list_(clasp_shardlist *l, size_t n) {
