@@ -51,12 +51,18 @@ evals=$(grep -c '"eval"' "$W/run/metrics.jsonl" || true)
 awk -F'\t' -v m="$MINUTES" -v steps="$steps" -v evals="$evals" 'NR > 1 {
         t[NR] = $1; r[NR] = $2; f[NR] = $3; h[NR] = $4; n = NR }
     END {
-        w = int(n / 4); k = 0; sx = sy = sxx = sxy = 0
-        for (i = w; i <= n; i++) { x = t[i] / 60; y = r[i]; k++; sx += x; sy += y; sxx += x * x; sxy += x * y }
-        slope = (k * sxy - sx * sy) / (k * sxx - sx * sx)
+        w = int(n / 4)
         maxr = 0; for (i = 2; i <= n; i++) if (r[i] > maxr) maxr = r[i]
         printf "soak: %d min, %s logged steps, %s evaluations\n", m, steps, evals
-        printf "soak: RSS after warm-up %d -> %d KiB (peak %d), slope %.1f KiB/min\n", r[w], r[n], maxr, slope
+        printf "soak: RSS after warm-up %d -> %d KiB (peak %d), slope %.1f KiB/min\n", r[w], r[n], maxr, fit(w, n)
+        printf "soak: RSS slope over the second half %.1f KiB/min (%d -> %d KiB)\n", fit(int(n / 2), n), r[int(n / 2)], r[n]
+        for (i = 3; i <= n; i++) if (r[i] - r[i - 1] >= 1024)
+            printf "soak: RSS step of %+d KiB at %d s\n", r[i] - r[i - 1], t[i]
         printf "soak: fds %d -> %d (max over the run %d), threads %d -> %d\n", f[w], f[n], maxf(f, n), h[w], h[n]
+    }
+    # least-squares slope of RSS (KiB) against minutes over samples a..b
+    function fit(a, b,   i, k, x, y, sx, sy, sxx, sxy) {
+        for (i = a; i <= b; i++) { x = t[i] / 60; y = r[i]; k++; sx += x; sy += y; sxx += x * x; sxy += x * y }
+        return (k * sxy - sx * sy) / (k * sxx - sx * sx)
     }
     function maxf(a, n,   i, m) { m = 0; for (i = 2; i <= n; i++) if (a[i] > m) m = a[i]; return m }' "$out"
