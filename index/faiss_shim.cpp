@@ -11,6 +11,11 @@
 #include <exception>
 #include <new>
 
+// clasp's headers are C: their declarations get C linkage here.
+extern "C" {
+#include "core/status.h"
+#include "index/index.h"
+}
 #include "index/internal.h"
 
 struct clasp_faiss {

@@ -60,7 +60,8 @@ typedef struct clasp_index_spec {
 /* Parses "flat", "hnsw[:M=..,efc=..,ef=..]", "ivf-pq[:nlist=..,m=..,nbits=..,nprobe=..]".
  * CLASP_ERR_ARG naming the unknown type, key or bad value. */
 clasp_status clasp_index_spec_parse(const char *s, clasp_index_spec *out);
-/* The canonical parameter string of a spec ("M=32,efc=200,ef=64"), as meta.json stores it. */
+/* The build parameters of a spec ("M=32,efc=200"; the search default is meta.json's
+ * search_default, not part of it), as meta.json's "params" stores them. */
 void clasp_index_spec_params(const clasp_index_spec *spec, char *buf, int cap);
 
 /* What made the vectors: recorded at build, checked at add and at search. */
@@ -132,5 +133,33 @@ clasp_status clasp_index_check_model(const clasp_index *ix, uint64_t model_hash)
 /* Reads the vectors back (flat and hnsw keep them exactly; ivf-pq gives its reconstruction)
  * into a malloc'd (count, dim) buffer the caller frees. */
 clasp_status clasp_index_vectors(const clasp_index *ix, float **out);
+
+/* ---- measuring an index against exact search (`clasp index eval`, bench/index) ---- */
+
+typedef struct clasp_index_eval {
+    int search_param;      /* efSearch / nprobe used (0 for flat) */
+    int k;                 /* results asked per query */
+    double recall1;        /* fraction of queries whose first result is the exact first */
+    double recall10;       /* mean |approx top-10 ∩ exact top-10| / 10 (top-k when k < 10) */
+    double qps;            /* queries per second, one query per call, one thread */
+    double p50_ms, p99_ms; /* latency percentiles of those calls */
+} clasp_index_eval;
+
+/* Searches the nq queries q (nq, dim) one at a time with search_param (0 = stored default)
+ * and compares with exact (nq, k_exact) ids, best first (eval/retrieval.h clasp_search_topk of
+ * the same vectors: the caller computes it, index/ does not depend on eval/). k = min(k_exact,
+ * 10) results are asked. CLASP_ERR_ARG for nq < 1 or k_exact < 1. */
+clasp_status clasp_index_evaluate(const clasp_index *ix, const float *q, int nq,
+                                  const int64_t *exact, int k_exact, int search_param,
+                                  clasp_index_eval *out);
+
+/* The smallest search parameter (efSearch for hnsw from k up, nprobe for ivf-pq from 1 up,
+ * doubling then bisecting) whose recall@10 reaches target; *found = 0 and out = the best
+ * measured when none does (efSearch up to 4096, nprobe up to nlist). Flat: one evaluation. */
+clasp_status clasp_index_tune(const clasp_index *ix, const float *q, int nq, const int64_t *exact,
+                              int k_exact, double target, clasp_index_eval *out, int *found);
+
+/* This process's resident memory in bytes (/proc/self/statm), 0 when unknown. */
+int64_t clasp_index_rss_bytes(void);
 
 #endif
