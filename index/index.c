@@ -374,10 +374,20 @@ clasp_status clasp_faiss_check_header(const unsigned char *p, size_t n, const ch
     return CLASP_OK;
 }
 
-/* index.faiss: its xxh64 must be meta's index_version, its header meta's type/dim/count. */
+/* index.faiss: its header must match meta's type/dim/count, its xxh64 meta's index_version;
+ * only then does FAISS read it (FAISS's reader is not safe on crafted bytes), and the structure
+ * it read is checked (index/faiss_shim.cpp). */
 static clasp_status read_faiss_(clasp_index *ix, const char *vdir, const clasp_index_spec *spec) {
     char file[4200];
     CLASP_TRY(pathf_(file, sizeof file, "%s/" FAISS_FILE, vdir));
+    unsigned char head[CLASP_FAISS_HEADER_BYTES];
+    FILE *fp = fopen(file, "rb");
+    if (!fp)
+        return clasp_set_error(errno == ENOENT ? CLASP_ERR_NOT_FOUND : CLASP_ERR_IO,
+                               "%s: cannot open: %s", file, strerror(errno));
+    size_t got = fread(head, 1, sizeof head, fp);
+    fclose(fp);
+    CLASP_TRY(clasp_faiss_check_header(head, got, file, spec->type, ix->meta.dim, ix->meta.count));
     uint64_t h;
     CLASP_TRY(clasp_hash_file(file, &h));
     if (h != ix->meta.index_version) {
@@ -389,12 +399,6 @@ static clasp_status read_faiss_(clasp_index *ix, const char *vdir, const clasp_i
                                "%s (corrupt or truncated file)",
                                file, a, b);
     }
-    unsigned char head[CLASP_FAISS_HEADER_BYTES];
-    FILE *fp = fopen(file, "rb");
-    if (!fp) return clasp_set_error(CLASP_ERR_IO, "%s: cannot open: %s", file, strerror(errno));
-    size_t got = fread(head, 1, sizeof head, fp);
-    fclose(fp);
-    CLASP_TRY(clasp_faiss_check_header(head, got, file, spec->type, ix->meta.dim, ix->meta.count));
     clasp_index_type t;
     int d;
     int64_t n;

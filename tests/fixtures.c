@@ -652,11 +652,13 @@ int fx_count_lines(const char *s) {
     return n;
 }
 
-void fx_clustered(float *x, int64_t n, int dim, int n_clusters, float spread, uint64_t seed) {
+void fx_clustered(float *x, int64_t n, int dim, int n_clusters, float spread, uint64_t seed,
+                  uint64_t noise_seed) {
     clasp_rng r;
-    clasp_rng_init(&r, seed, 0, (uint64_t)n, (uint64_t)dim);
+    clasp_rng_init(&r, seed, 0, (uint64_t)n_clusters, (uint64_t)dim);
     float *c = malloc((size_t)n_clusters * (size_t)dim * sizeof *c);
     for (int64_t i = 0; i < (int64_t)n_clusters * dim; i++) c[i] = (float)clasp_rng_normal(&r);
+    clasp_rng_init(&r, noise_seed, 1, (uint64_t)n, (uint64_t)dim);
     for (int64_t i = 0; i < n; i++) {
         const float *ci = c + (i % n_clusters) * dim;
         float *row = x + i * dim;
