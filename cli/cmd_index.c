@@ -34,59 +34,25 @@ typedef struct index_args {
 } index_args;
 
 #define A(field) offsetof(index_args, field)
+/* The input options of build and add. */
+/* clang-format off */
 #define INDEX_INPUT_ARGS                                                                           \
     CLASP_ARG_MODEL(A(model), "EXPORT"),                                                           \
-        {"embeddings",                                                                             \
-         0,                                                                                        \
-         CLASP_ARG_STRING,                                                                         \
-         A(embeddings),                                                                            \
-         "X.npy",                                                                                  \
-         "embeddings written by `clasp embed` with this model (unit rows)",                        \
-         NULL,                                                                                     \
-         CLASP_ARG_IN,                                                                             \
-         0,                                                                                        \
-         0,                                                                                        \
-         NULL,                                                                                     \
-         NULL},                                                                                    \
-        {"keys",                                                                                   \
-         0,                                                                                        \
-         CLASP_ARG_STRING,                                                                         \
-         A(keys),                                                                                  \
-         "K.json",                                                                                 \
-         "their sidecar (its \"keys\", \"modality\" and \"model_hash\"; default X.json)",          \
-         NULL,                                                                                     \
-         CLASP_ARG_IN,                                                                             \
-         0,                                                                                        \
-         0,                                                                                        \
-         NULL,                                                                                     \
-         NULL},                                                                                    \
-        {"shards",                                                                                 \
-         0,                                                                                        \
-         CLASP_ARG_STRING,                                                                         \
-         A(shards),                                                                                \
-         "SPEC",                                                                                   \
-         "embed the samples of shards with the model instead (keys: sample keys), as "             \
-         "`clasp embed --shards` does",                                                            \
-         NULL,                                                                                     \
-         0,                                                                                        \
-         0,                                                                                        \
-         0,                                                                                        \
-         NULL,                                                                                     \
-         NULL},                                                                                    \
-        {"modality",                                                                               \
-         0,                                                                                        \
-         CLASP_ARG_CHOICE,                                                                         \
-         A(modality),                                                                              \
-         NULL,                                                                                     \
-         "what to embed of --shards (default: image, else audio, else text)",                      \
-         NULL,                                                                                     \
-         0,                                                                                        \
-         0,                                                                                        \
-         0,                                                                                        \
-         "image|text|audio",                                                                       \
-         NULL},                                                                                    \
-        CLASP_ARG_BATCH(A(batch)), CLASP_ARG_PRECISION(A(precision), "fp32"),                      \
-        CLASP_ARG_THREADS(A(threads), "1"), CLASP_ARG_WORKERS(A(workers), " for --shards")
+    {"embeddings", 0, CLASP_ARG_STRING, A(embeddings), "X.npy",                                    \
+     "embeddings written by `clasp embed` with this model (unit rows)", NULL, CLASP_ARG_IN, 0, 0,  \
+     NULL, NULL},                                                                                  \
+    {"keys", 0, CLASP_ARG_STRING, A(keys), "K.json",                                               \
+     "their sidecar (its \"keys\", \"modality\" and \"model_hash\"; default X.json)", NULL,        \
+     CLASP_ARG_IN, 0, 0, NULL, NULL},                                                              \
+    {"shards", 0, CLASP_ARG_STRING, A(shards), "SPEC",                                             \
+     "embed the samples of shards with the model instead (keys: sample keys), as "                 \
+     "`clasp embed --shards` does", NULL, 0, 0, 0, NULL, NULL},                                    \
+    {"modality", 0, CLASP_ARG_CHOICE, A(modality), NULL,                                           \
+     "what to embed of --shards (default: image, else audio, else text)", NULL, 0, 0, 0,           \
+     "image|text|audio", NULL},                                                                    \
+    CLASP_ARG_BATCH(A(batch)), CLASP_ARG_PRECISION(A(precision), "fp32"),                          \
+    CLASP_ARG_THREADS(A(threads), "1"), CLASP_ARG_WORKERS(A(workers), " for --shards")
+/* clang-format on */
 
 static const clasp_arg build_table[] = {
     CLASP_ARG_COMMAND(
@@ -279,21 +245,11 @@ static void print_meta_(const clasp_index *ix, const char *dir, bool json) {
         printf("index version  %s\n", iv);
         return;
     }
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "index", dir);
-    cJSON_AddStringToObject(o, "path", clasp_index_path(ix));
-    cJSON_AddStringToObject(o, "type", m->type);
-    cJSON_AddStringToObject(o, "params", m->params);
-    cJSON_AddNumberToObject(o, "dim", m->dim);
-    cJSON_AddNumberToObject(o, "count", (double)m->count);
-    cJSON_AddStringToObject(o, "model_hash", mh);
-    cJSON_AddStringToObject(o, "tower", m->tower);
-    cJSON_AddStringToObject(o, "precision", m->precision);
-    cJSON_AddNumberToObject(o, "search_default", m->search_def);
-    cJSON_AddStringToObject(o, "created", m->created);
-    cJSON_AddStringToObject(o, "clasp_version", m->clasp_version);
-    cJSON_AddNumberToObject(o, "generation", (double)m->generation);
-    cJSON_AddStringToObject(o, "index_version", iv);
+    cJSON *o = clasp_index_meta_json(m);
+    if (o) {
+        cJSON_AddStringToObject(o, "index", dir);
+        cJSON_AddStringToObject(o, "path", clasp_index_path(ix));
+    }
     clasp_cli_print_json(o, true);
 }
 

@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -273,29 +274,40 @@ static clasp_status hex_field_(const cJSON *root, const char *name, const char *
     return CLASP_OK;
 }
 
-static clasp_status meta_write_(const char *path, const clasp_index_meta *m, uint64_t keys_hash) {
-    char mh[17], iv[17], kh[17];
+cJSON *clasp_index_meta_json(const clasp_index_meta *m) {
+    char mh[17], iv[17];
     clasp_hash_hex(m->model_hash, mh);
     clasp_hash_hex(m->index_version, iv);
-    clasp_hash_hex(keys_hash, kh);
     cJSON *r = cJSON_CreateObject();
-    if (!r) return clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", path);
-    cJSON_AddNumberToObject(r, "format_version", INDEX_FORMAT_VERSION);
-    cJSON_AddStringToObject(r, "type", m->type);
-    cJSON_AddStringToObject(r, "params", m->params);
-    cJSON_AddStringToObject(r, "metric", "cosine");
-    cJSON_AddNumberToObject(r, "dim", m->dim);
-    cJSON_AddNumberToObject(r, "count", (double)m->count);
-    cJSON_AddStringToObject(r, "model_hash", mh);
-    cJSON_AddStringToObject(r, "tower", m->tower);
-    cJSON_AddStringToObject(r, "precision", m->precision);
-    cJSON_AddStringToObject(r, "created", m->created);
-    cJSON_AddStringToObject(r, "clasp_version", m->clasp_version);
-    cJSON_AddNumberToObject(r, "search_default", m->search_def);
-    cJSON_AddNumberToObject(r, "generation", (double)m->generation);
-    cJSON_AddStringToObject(r, "index_version", iv);
-    cJSON_AddStringToObject(r, "keys_hash", kh);
-    clasp_status s = clasp_json_save(path, r);
+    if (!r) return NULL;
+    bool ok = cJSON_AddStringToObject(r, "type", m->type) &&
+              cJSON_AddStringToObject(r, "params", m->params) &&
+              cJSON_AddNumberToObject(r, "dim", m->dim) &&
+              cJSON_AddNumberToObject(r, "count", (double)m->count) &&
+              cJSON_AddStringToObject(r, "model_hash", mh) &&
+              cJSON_AddStringToObject(r, "tower", m->tower) &&
+              cJSON_AddStringToObject(r, "precision", m->precision) &&
+              cJSON_AddStringToObject(r, "created", m->created) &&
+              cJSON_AddStringToObject(r, "clasp_version", m->clasp_version) &&
+              cJSON_AddNumberToObject(r, "search_default", m->search_def) &&
+              cJSON_AddNumberToObject(r, "generation", (double)m->generation) &&
+              cJSON_AddStringToObject(r, "index_version", iv);
+    if (!ok) {
+        cJSON_Delete(r);
+        return NULL;
+    }
+    return r;
+}
+
+static clasp_status meta_write_(const char *path, const clasp_index_meta *m, uint64_t keys_hash) {
+    char kh[17];
+    clasp_hash_hex(keys_hash, kh);
+    cJSON *r = clasp_index_meta_json(m);
+    bool ok = r && cJSON_AddNumberToObject(r, "format_version", INDEX_FORMAT_VERSION) &&
+              cJSON_AddStringToObject(r, "metric", "cosine") &&
+              cJSON_AddStringToObject(r, "keys_hash", kh);
+    clasp_status s =
+        ok ? clasp_json_save(path, r) : clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", path);
     cJSON_Delete(r);
     return s;
 }

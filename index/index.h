@@ -33,6 +33,7 @@
 #ifndef CLASP_INDEX_INDEX_H
 #define CLASP_INDEX_INDEX_H
 
+#include <cjson/cJSON.h>
 #include <stdint.h>
 
 #include "core/status.h"
@@ -85,6 +86,10 @@ typedef struct clasp_index_meta {
     int64_t generation;     /* N of IDX/vN: grows by one per build or add */
     uint64_t index_version; /* xxh64 of index.faiss: names the exact index content */
 } clasp_index_meta;
+
+/* The fields of m as a JSON object (hashes as 16 hex digits), as meta.json stores them and
+ * `clasp index info --json` prints them; NULL when out of memory. Caller deletes. */
+cJSON *clasp_index_meta_json(const clasp_index_meta *m);
 
 /* Builds an index of n rows x (n, dim) into the index folder `dir` (created if missing; an
  * existing index there is replaced atomically, see above). Rows are L2-normalised by the build

@@ -65,6 +65,32 @@ static void refused_(const char *dir, clasp_status code, ...) {
     va_end(ap);
 }
 
+/* An index of n clustered rows with nq queries from the same clusters and their exact top-10. */
+typedef struct indexed {
+    char dir[4096];
+    float *x, *q;
+    int64_t n, *want;
+    int nq;
+    clasp_index *ix;
+} indexed;
+
+static void indexed_(indexed *t, const char *name, const char *type, int64_t n, int nq,
+                     int clusters, uint64_t seed) {
+    clasp_test_tmpdir(name, t->dir, sizeof t->dir);
+    t->n = n;
+    t->nq = nq;
+    t->x = data_(n, clusters, seed);
+    t->q = data_(nq, clusters, seed + 1);
+    build_(t->dir, type, t->x, n, 42);
+    t->ix = open_(t->dir);
+    t->want = exact_(t->x, n, t->q, nq, 10);
+}
+
+static void indexed_free_(indexed *t) {
+    clasp_index_close(t->ix);
+    free(t->x), free(t->q), free(t->want);
+}
+
 Test(index, type_strings_parse_with_defaults_and_refuse_unknowns) {
     clasp_index_spec s;
     char p[128];
@@ -118,14 +144,12 @@ Test(index, flat_equals_exact_search) {
 }
 
 Test(index, hnsw_recall_on_2k_clustered_vectors) {
-    char d[4096];
-    clasp_test_tmpdir("index-hnsw", d, sizeof d);
-    const int64_t n = 2000;
-    const int nq = 100;
-    float *x = data_(n, 50, 3), *q = data_(nq, 50, 4);
-    build_(d, "hnsw:M=16,efc=100,ef=64", x, n, 42);
-    clasp_index *ix = open_(d);
-    int64_t *want = exact_(x, n, q, nq, 10);
+    indexed t;
+    indexed_(&t, "index-hnsw", "hnsw:M=16,efc=100,ef=64", 2000, 100, 50, 3);
+    clasp_index *ix = t.ix;
+    const float *q = t.q;
+    const int nq = t.nq;
+    const int64_t *want = t.want;
     clasp_index_eval e;
     cr_assert_eq(clasp_index_evaluate(ix, q, nq, want, 10, 0, &e), CLASP_OK, "%s",
                  clasp_last_error());
@@ -134,28 +158,26 @@ Test(index, hnsw_recall_on_2k_clustered_vectors) {
     cr_expect(e.qps > 0 && e.p50_ms > 0 && e.p99_ms >= e.p50_ms);
     /* the sweep finds a parameter reaching the target, and it does reach it */
     int found = 0;
-    clasp_index_eval t;
-    cr_assert_eq(clasp_index_tune(ix, q, nq, want, 10, 0.95, &t, &found), CLASP_OK);
-    cr_expect(found, "no efSearch reaches 0.95 (best %.3f)", t.recall10);
-    cr_expect_geq(t.recall10, 0.95);
+    clasp_index_eval tu;
+    cr_assert_eq(clasp_index_tune(ix, q, nq, want, 10, 0.95, &tu, &found), CLASP_OK);
+    cr_expect(found, "no efSearch reaches 0.95 (best %.3f)", tu.recall10);
+    cr_expect_geq(tu.recall10, 0.95);
     clasp_index_eval again;
-    cr_assert_eq(clasp_index_evaluate(ix, q, nq, want, 10, t.search_param, &again), CLASP_OK);
-    cr_expect_geq(again.recall10, 0.95, "ef %d: %.3f", t.search_param, again.recall10);
-    clasp_index_close(ix);
-    free(x), free(q), free(want);
+    cr_assert_eq(clasp_index_evaluate(ix, q, nq, want, 10, tu.search_param, &again), CLASP_OK);
+    cr_expect_geq(again.recall10, 0.95, "ef %d: %.3f", tu.search_param, again.recall10);
+    indexed_free_(&t);
 }
 
 Test(index, ivf_pq_trains_and_more_probes_find_more) {
-    char d[4096];
-    clasp_test_tmpdir("index-ivfpq", d, sizeof d);
-    const int64_t n = 3000;
-    const int nq = 100;
-    float *x = data_(n, 40, 5), *q = data_(nq, 40, 6);
-    build_(d, "ivf-pq:nlist=64,m=8,nbits=8,nprobe=1", x, n, 42);
-    clasp_index *ix = open_(d);
+    indexed t;
+    indexed_(&t, "index-ivfpq", "ivf-pq:nlist=64,m=8,nbits=8,nprobe=1", 3000, 100, 40, 5);
+    clasp_index *ix = t.ix;
+    const float *x = t.x, *q = t.q;
+    const int nq = t.nq;
+    const int64_t n = t.n, *want = t.want;
+    const char *d = t.dir;
     /* nlist capped so each cell has 39 training rows: 3000 / 39 = 76 > 64, kept */
     cr_expect_str_eq(clasp_index_get_meta(ix)->params, "nlist=64,m=8,nbits=8");
-    int64_t *want = exact_(x, n, q, nq, 10);
     clasp_index_eval one, all;
     cr_assert_eq(clasp_index_evaluate(ix, q, nq, want, 10, 1, &one), CLASP_OK, "%s",
                  clasp_last_error());
@@ -173,8 +195,7 @@ Test(index, ivf_pq_trains_and_more_probes_find_more) {
     cr_assert_eq(clasp_index_spec_parse("ivf-pq:m=5", &spec), CLASP_OK);
     cr_expect_eq(clasp_index_build(d, &spec, &o, x, n, DIM, NULL), CLASP_ERR_ARG);
     cr_expect(strstr(clasp_last_error(), "divide"), "%s", clasp_last_error());
-    clasp_index_close(ix);
-    free(x), free(q), free(want);
+    indexed_free_(&t);
 }
 
 Test(index, meta_round_trip) {
