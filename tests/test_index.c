@@ -486,54 +486,6 @@ Test(index, keys_count_and_dimension_mismatches_are_refused) {
     refused_(d, CLASP_ERR_FORMAT, "elsewhere", NULL);
 }
 
-/* A crafted HNSW graph FAISS reads without complaint, with a neighbour id out of range (found by
- * tests/fuzz/fuzz_index.c when it let FAISS read hash-consistent bytes; the search crashed):
- * refused when opened. The input's "@HASH@" / "@KEYS@" are replaced by the hashes of its parts,
- * as a writer would record them. */
-Test(index, crafted_hnsw_graph_is_refused_not_searched) {
-    char d[4096], v[4200], path[4300];
-    clasp_test_tmpdir("index-crafted", d, sizeof d);
-    snprintf(path, sizeof path,
-             "%s/tests/fuzz/regressions/index/regress-hnsw-neighbour-out-of-range.bin",
-             CLASP_SOURCE_DIR);
-    size_t n;
-    uint8_t *in = fx_read(path, &n);
-    cr_assert(in, "%s", path);
-    char *text = (char *)in; /* the separators are text; the parts are found by memcmp */
-    size_t ks = 0, fs = 0;
-    for (size_t i = 0; i + 11 <= n; i++) {
-        if (!ks && !memcmp(text + i, "\n--keys--\n", 10)) ks = i;
-        if (!fs && !memcmp(text + i, "\n--faiss--\n", 11)) fs = i;
-    }
-    cr_assert(ks && fs > ks);
-    const uint8_t *keys = in + ks + 10, *faiss = in + fs + 11;
-    size_t kn = fs - ks - 10, fn = n - fs - 11;
-    char hh[17], kh[17];
-    clasp_hash_hex(clasp_hash64(faiss, fn, 0), hh);
-    clasp_hash_hex(clasp_hash64(keys, kn, 0), kh);
-    char *meta = malloc(ks + 32);
-    size_t o = 0;
-    for (size_t i = 0; i < ks;) {
-        int h = i + 6 <= ks && !memcmp(text + i, "@HASH@", 6);
-        int k = i + 6 <= ks && !memcmp(text + i, "@KEYS@", 6);
-        if (h || k) {
-            memcpy(meta + o, h ? hh : kh, 16), o += 16, i += 6;
-        } else {
-            meta[o++] = text[i++];
-        }
-    }
-    snprintf(v, sizeof v, "%s/v1", d);
-    cr_assert_eq(clasp_mkdir_p(v), CLASP_OK);
-    cr_assert(fx_put(v, "meta.json", meta, o) && fx_put(v, "keys.txt", keys, kn) &&
-              fx_put(v, "index.faiss", faiss, fn));
-    snprintf(path, sizeof path, "%s/current", d);
-    unlink(path);
-    cr_assert_eq(symlink("v1", path), 0);
-    refused_(d, CLASP_ERR_FORMAT, "index.faiss", "malformed hnsw index", NULL);
-    free(meta);
-    free(in);
-}
-
 /* ---- the CLI ---- */
 
 static void export_(const char *dir, uint64_t seed) {
