@@ -9,6 +9,8 @@
 #include <faiss/index_io.h>
 #include <faiss/invlists/InvertedLists.h>
 
+#include <omp.h>
+
 #include <cmath>
 #include <exception>
 #include <new>
@@ -262,4 +264,8 @@ extern "C" void clasp_faiss_free(clasp_faiss *f) {
     if (!f) return;
     delete f->index;
     delete f;
+}
+
+extern "C" void clasp_faiss_set_threads(int n) {
+    omp_set_num_threads(n > 0 ? n : 1);
 }

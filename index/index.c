@@ -517,6 +517,10 @@ const char *clasp_index_path(const clasp_index *ix) {
     return ix->path;
 }
 
+void clasp_index_set_threads(int n) {
+    clasp_faiss_set_threads(n);
+}
+
 const char *clasp_index_key(const clasp_index *ix, int64_t id) {
     if (!ix || id < 0 || id >= ix->meta.count) return NULL;
     return ix->keys[id];

@@ -128,6 +128,11 @@ const char *clasp_index_path(const clasp_index *ix);
 clasp_status clasp_index_search(const clasp_index *ix, const float *q, int nq, int k,
                                 int search_param, int64_t *ids, float *scores);
 
+/* FAISS's OpenMP threads for the searches and builds the calling thread makes from now on
+ * (omp_set_num_threads: a per-thread setting). A server whose workers each search one query
+ * sets 1 in every worker, so the workers do not each start a team of threads. */
+void clasp_index_set_threads(int n);
+
 /* The key of row id; NULL if id is out of range. */
 const char *clasp_index_key(const clasp_index *ix, int64_t id);
 

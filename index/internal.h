@@ -38,6 +38,8 @@ clasp_status clasp_faiss_write(const clasp_faiss *f, const char *path);
 clasp_status clasp_faiss_read(const char *path, clasp_faiss **out, clasp_index_type *type, int *dim,
                               int64_t *count);
 void clasp_faiss_free(clasp_faiss *f);
+/* omp_set_num_threads(n) (n >= 1). */
+void clasp_faiss_set_threads(int n);
 
 /* The fixed header FAISS writes first (impl/index_write.cpp write_index_header): fourcc, d
  * (int32), ntotal (int64), two int64 placeholders, is_trained (1 byte), metric_type (int32). */

@@ -338,6 +338,7 @@ typedef struct search_job {
 static void *search_thread_(void *p) {
     search_job *j = p;
     float sc[50 * 10];
+    clasp_index_set_threads(1); /* as a server's workers do */
     for (int rep = 0; rep < 5; rep++)
         if (clasp_index_search(j->ix, j->q, 50, 10, j->ef, j->ids, sc) != CLASP_OK) return p;
     return NULL;
@@ -596,4 +597,41 @@ Test(index_cli, a_fault_at_any_write_of_a_rebuild_leaves_old_or_new) {
         clasp_index_close(ix);
     }
     cr_expect_gt(failed, 0, "no injected fault made the build fail");
+}
+
+/* --shards embeds as `clasp embed --shards` does: a flat index of the shards' images holds the
+ * vectors (and keys) of the .npy `clasp embed` writes, so exact search over that .npy finds each
+ * row first (recall@1 1). */
+Test(index_cli, shards_are_embedded_like_clasp_embed) {
+    char d[FX_PATH], e1[FX_PATH], fm[FX_PATH], npy[FX_PATH], idx[FX_PATH];
+    fx_scratch("index-shards", d, e1, "e1", fm, "fm", npy, "x.npy", idx, "idx", NULL);
+    export_(e1, 1);
+    cr_assert_eq(fx_fmnist_shards(fm), 0);
+    char *out = NULL;
+    int rc = fx_clasp(&out,
+                      "index build --model %s --shards '%s/test-{000000..000004}.tar' -o %s "
+                      "--type flat --json",
+                      e1, fm, idx);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_expect(strstr(out, "\"tower\":\t\"image\""), "%s", out);
+    free(out);
+    rc = fx_clasp(&out, "embed --model %s --shards '%s/test-{000000..000004}.tar' -o %s 2>&1", e1,
+                  fm, npy);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    rc = fx_clasp(&out, "index eval %s --exact %s --queries %s --json", idx, npy, npy);
+    cr_expect_eq(rc, 0, "%s", out);
+    cr_expect(strstr(out, "\"recall1\":\t1,"), "%s", out);
+    free(out);
+    clasp_index *ix = open_(idx);
+    cJSON *side;
+    char sp[FX_PATH + 8];
+    snprintf(sp, sizeof sp, "%s/x.json", d);
+    cr_assert_eq(clasp_json_load(sp, &side), CLASP_OK, "%s", clasp_last_error());
+    const cJSON *keys = cJSON_GetObjectItem(side, "keys");
+    cr_assert_eq(cJSON_GetArraySize(keys), clasp_index_get_meta(ix)->count);
+    for (int i = 0; i < cJSON_GetArraySize(keys); i++)
+        cr_expect_str_eq(clasp_index_key(ix, i), cJSON_GetArrayItem(keys, i)->valuestring);
+    cJSON_Delete(side);
+    clasp_index_close(ix);
 }
