@@ -43,9 +43,10 @@ static long env_long_(const char *name, long def) {
 
 /* Exact top-10 of every query (one sgemm pass) and the QPS of the exact scan one query per call
  * (timed on up to 50 queries). */
-static int64_t *exact_(const float *x, int64_t n, int dim, const float *q, int nq, double *qps) {
+static clasp_index_truth exact_(const float *x, int64_t n, int dim, const float *q, int nq,
+                                double *qps) {
     int64_t *ids = malloc((size_t)nq * 10 * sizeof *ids);
-    float *sc = malloc((size_t)nq * 10 * sizeof *sc);
+    float *sc = malloc((size_t)nq * 10 * sizeof *sc), one_sc[10];
     if (!ids || !sc || clasp_search_topk(x, n, dim, q, nq, 10, ids, sc) != CLASP_OK) {
         fprintf(stderr, "exact search: %s\n", clasp_last_error());
         exit(1);
@@ -54,10 +55,9 @@ static int64_t *exact_(const float *x, int64_t n, int dim, const float *q, int n
     int64_t one[10];
     double t0 = bench_now(CLOCK_MONOTONIC);
     for (int i = 0; i < timed; i++)
-        clasp_search_topk(x, n, dim, q + (size_t)i * (size_t)dim, 1, 10, one, sc);
+        clasp_search_topk(x, n, dim, q + (size_t)i * (size_t)dim, 1, 10, one, one_sc);
     *qps = timed / (bench_now(CLOCK_MONOTONIC) - t0);
-    free(sc);
-    return ids;
+    return (clasp_index_truth){ids, sc, 10};
 }
 
 static long long file_size_(const char *dir) {
@@ -68,7 +68,7 @@ static long long file_size_(const char *dir) {
 }
 
 static void run_type_(const char *type, const char *dir, const float *x, int64_t n, int dim,
-                      const float *q, int nq, const int64_t *truth, double exact_qps) {
+                      const float *q, int nq, const clasp_index_truth *truth, double exact_qps) {
     clasp_index_spec spec;
     if (clasp_index_spec_parse(type, &spec) != CLASP_OK) {
         fprintf(stderr, "%s\n", clasp_last_error());
@@ -92,8 +92,8 @@ static void run_type_(const char *type, const char *dir, const float *x, int64_t
     clasp_index_eval e;
     int found = 1;
     clasp_status s = spec.type == CLASP_INDEX_FLAT
-                         ? clasp_index_evaluate(ix, q, nq, truth, 10, 0, &e)
-                         : clasp_index_tune(ix, q, nq, truth, 10, TARGET, &e, &found);
+                         ? clasp_index_evaluate(ix, q, nq, truth, 0, &e)
+                         : clasp_index_tune(ix, q, nq, truth, TARGET, &e, &found);
     if (s != CLASP_OK) {
         fprintf(stderr, "%s: eval: %s\n", type, clasp_last_error());
     } else {
@@ -144,7 +144,7 @@ int main(int argc, char **argv) {
     snprintf(dir, sizeof dir, "%s", d && *d ? d : "");
     if (!dir[0]) snprintf(dir, sizeof dir, "/tmp/clasp-bench-index-%ld", (long)getpid());
     double exact_qps;
-    int64_t *truth = exact_(x, n, dim, q, nq, &exact_qps);
+    clasp_index_truth truth = exact_(x, n, dim, q, nq, &exact_qps);
     printf("bench_index: %s, %lld x %d, %d queries, k=10, target recall@10 %.2f, one thread\n",
            what, (long long)n, dim, nq, TARGET);
     bench_print_load("at start");
@@ -155,10 +155,11 @@ int main(int argc, char **argv) {
     snprintf(buf, sizeof buf, "%s", types);
     char *save = NULL;
     for (char *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save))
-        run_type_(t, dir, x, n, dim, q, nq, truth, exact_qps);
+        run_type_(t, dir, x, n, dim, q, nq, &truth, exact_qps);
     printf("('!' after param: the target recall was not reached; the best measured is shown)\n");
     bench_print_load("at end");
-    free(truth);
+    free((void *)truth.ids);
+    free((void *)truth.scores);
     if (argc > 1) {
         free(x);
     } else {

@@ -325,6 +325,7 @@ typedef struct eval_data {
     float *x, *q;
     int64_t n, nq;
     int64_t *exact; /* (nq, k) */
+    float *scores;  /* (nq, k) */
     double exact_qps;
 } eval_data;
 
@@ -347,19 +348,24 @@ static clasp_status eval_load_(const index_args *a, const clasp_index *ix, eval_
     if (d->nq < 1 || d->nq > (1 << 24))
         return clasp_set_error(CLASP_ERR_FORMAT, "%s: %lld queries", qs, (long long)d->nq);
     d->exact = malloc((size_t)d->nq * (size_t)a->k * sizeof *d->exact);
-    float *sc = malloc((size_t)d->nq * (size_t)a->k * sizeof *sc);
-    clasp_status s = d->exact && sc ? CLASP_OK : clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
+    d->scores = malloc((size_t)d->nq * (size_t)a->k * sizeof *d->scores);
+    int64_t *one = malloc((size_t)a->k * sizeof *one);
+    float *sc = malloc((size_t)a->k * sizeof *sc);
+    clasp_status s = d->exact && d->scores && one && sc
+                         ? CLASP_OK
+                         : clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
     if (s == CLASP_OK)
-        s = clasp_search_topk(d->x, d->n, m->dim, d->q, (int)d->nq, a->k, d->exact, sc);
+        s = clasp_search_topk(d->x, d->n, m->dim, d->q, (int)d->nq, a->k, d->exact, d->scores);
     int timed = d->nq < 100 ? (int)d->nq : 100;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int i = 0; s == CLASP_OK && i < timed; i++)
-        s = clasp_search_topk(d->x, d->n, m->dim, d->q + (size_t)i * (size_t)m->dim, 1, a->k,
-                              d->exact + (size_t)i * (size_t)a->k, sc);
+        s = clasp_search_topk(d->x, d->n, m->dim, d->q + (size_t)i * (size_t)m->dim, 1, a->k, one,
+                              sc);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     d->exact_qps = sec > 0 ? timed / sec : 0;
+    free(one);
     free(sc);
     return s;
 }
@@ -416,10 +422,11 @@ int clasp_cmd_index_eval(int argc, char **argv) {
     clasp_index_eval e;
     int found = 0;
     clasp_status s = eval_load_(&a, ix, &d);
+    clasp_index_truth truth = {d.exact, d.scores, a.k};
     if (s == CLASP_OK && a.target > 0)
-        s = clasp_index_tune(ix, d.q, (int)d.nq, d.exact, a.k, a.target, &e, &found);
+        s = clasp_index_tune(ix, d.q, (int)d.nq, &truth, a.target, &e, &found);
     else if (s == CLASP_OK)
-        s = clasp_index_evaluate(ix, d.q, (int)d.nq, d.exact, a.k, a.search_param, &e);
+        s = clasp_index_evaluate(ix, d.q, (int)d.nq, &truth, a.search_param, &e);
     if (s == CLASP_OK) eval_print_(ix, &e, &d, mem_mb, &a, found);
     const char *type = clasp_index_get_meta(ix)->type;
     if (s == CLASP_OK && a.save && found && strcmp(type, "flat") != 0) {
@@ -431,6 +438,7 @@ int clasp_cmd_index_eval(int argc, char **argv) {
     free(d.x);
     free(d.q);
     free(d.exact);
+    free(d.scores);
     clasp_index_close(ix);
     if (s != CLASP_OK) return clasp_args_fail(eval_table);
     return a.target > 0 && !found ? 1 : 0;

@@ -26,15 +26,32 @@ static double quantile_(const double *v, int n, double p) {
     return v[i < 0 ? 0 : i];
 }
 
+/* Hits of one query's results a (k) against the exact ids e and scores es (k_exact each). */
+static void hits_(const int64_t *a, const float *as, int k, const int64_t *e, const float *es,
+                  int k_exact, int *hit1, int *hitk) {
+    const float tol = 1e-5f;
+    *hit1 = a[0] >= 0 && (a[0] == e[0] || (es && as[0] >= es[0] - tol));
+    *hitk = 0;
+    for (int j = 0; j < k; j++) {
+        if (a[j] < 0) continue;
+        int hit = es && as[j] >= es[k - 1] - tol;
+        for (int l = 0; l < k && l < k_exact && !hit; l++) hit = a[j] == e[l];
+        *hitk += hit;
+    }
+}
+
 clasp_status clasp_index_evaluate(const clasp_index *ix, const float *q, int nq,
-                                  const int64_t *exact, int k_exact, int search_param,
+                                  const clasp_index_truth *truth, int search_param,
                                   clasp_index_eval *out) {
+    int k_exact = truth->k;
     if (nq < 1 || k_exact < 1)
         return clasp_set_error(CLASP_ERR_ARG, "index eval: %d queries, k %d", nq, k_exact);
     const clasp_index_meta *m = clasp_index_get_meta(ix);
+    /* PQ scores are approximations: only exact ones may count a tie */
+    const float *es = strcmp(m->type, "ivf-pq") != 0 ? truth->scores : NULL;
     int k = k_exact < 10 ? k_exact : 10;
     int64_t *ids = malloc((size_t)nq * (size_t)k * sizeof *ids);
-    float *sc = malloc((size_t)k * sizeof *sc);
+    float *sc = malloc((size_t)nq * (size_t)k * sizeof *sc);
     double *lat = malloc((size_t)nq * sizeof *lat);
     clasp_status s = CLASP_OK;
     if (!ids || !sc || !lat) s = clasp_set_error(CLASP_ERR_NOMEM, "index eval: out of memory");
@@ -42,21 +59,19 @@ clasp_status clasp_index_evaluate(const clasp_index *ix, const float *q, int nq,
     for (int i = 0; s == CLASP_OK && i < nq; i++) {
         double a = now_();
         s = clasp_index_search(ix, q + (size_t)i * (size_t)m->dim, 1, k, search_param,
-                               ids + (size_t)i * (size_t)k, sc);
+                               ids + (size_t)i * (size_t)k, sc + (size_t)i * (size_t)k);
         lat[i] = (now_() - a) * 1e3;
     }
     double total = now_() - t0;
     if (s == CLASP_OK) {
         int64_t hit1 = 0, hitk = 0;
         for (int i = 0; i < nq; i++) {
-            const int64_t *a = ids + (size_t)i * (size_t)k, *e = exact + (size_t)i * k_exact;
-            hit1 += a[0] == e[0];
-            for (int j = 0; j < k; j++)
-                for (int l = 0; l < k; l++)
-                    if (a[j] >= 0 && a[j] == e[l]) {
-                        hitk++;
-                        break;
-                    }
+            int h1, hk;
+            size_t ea = (size_t)i * (size_t)k_exact;
+            hits_(ids + (size_t)i * (size_t)k, sc + (size_t)i * (size_t)k, k, truth->ids + ea,
+                  es ? es + ea : NULL, k_exact, &h1, &hk);
+            hit1 += h1;
+            hitk += hk;
         }
         qsort(lat, (size_t)nq, sizeof *lat, cmp_double_);
         *out = (clasp_index_eval){
@@ -85,12 +100,14 @@ static int param_max_(const clasp_index_meta *m) {
     return nlist > 0 ? nlist : 1;
 }
 
-clasp_status clasp_index_tune(const clasp_index *ix, const float *q, int nq, const int64_t *exact,
-                              int k_exact, double target, clasp_index_eval *out, int *found) {
+clasp_status clasp_index_tune(const clasp_index *ix, const float *q, int nq,
+                              const clasp_index_truth *truth, double target, clasp_index_eval *out,
+                              int *found) {
+    int k_exact = truth->k;
     const clasp_index_meta *m = clasp_index_get_meta(ix);
     *found = 0;
     if (!strcmp(m->type, "flat")) {
-        CLASP_TRY(clasp_index_evaluate(ix, q, nq, exact, k_exact, 0, out));
+        CLASP_TRY(clasp_index_evaluate(ix, q, nq, truth, 0, out));
         *found = out->recall10 >= target;
         return CLASP_OK;
     }
@@ -100,7 +117,7 @@ clasp_status clasp_index_tune(const clasp_index *ix, const float *q, int nq, con
     clasp_index_eval e, best = {0};
     /* Doubling: the first p reaching the target. */
     for (;;) {
-        CLASP_TRY(clasp_index_evaluate(ix, q, nq, exact, k_exact, p, &e));
+        CLASP_TRY(clasp_index_evaluate(ix, q, nq, truth, p, &e));
         if (e.recall10 >= target) {
             best = e;
             *found = 1;
@@ -115,7 +132,7 @@ clasp_status clasp_index_tune(const clasp_index *ix, const float *q, int nq, con
     int hi = *found ? best.search_param : 0;
     while (*found && hi - lo > 1) {
         int mid = lo + (hi - lo) / 2;
-        CLASP_TRY(clasp_index_evaluate(ix, q, nq, exact, k_exact, mid, &e));
+        CLASP_TRY(clasp_index_evaluate(ix, q, nq, truth, mid, &e));
         if (e.recall10 >= target) {
             hi = mid;
             best = e;

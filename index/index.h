@@ -155,19 +155,29 @@ typedef struct clasp_index_eval {
     double p50_ms, p99_ms; /* latency percentiles of those calls */
 } clasp_index_eval;
 
-/* Searches the nq queries q (nq, dim) one at a time with search_param (0 = stored default)
- * and compares with exact (nq, k_exact) ids, best first (eval/retrieval.h clasp_search_topk of
- * the same vectors: the caller computes it, index/ does not depend on eval/). k = min(k_exact,
- * 10) results are asked. CLASP_ERR_ARG for nq < 1 or k_exact < 1. */
+/* The exact answer of nq queries: eval/retrieval.h clasp_search_topk over the vectors the
+ * index holds (the caller computes it: index/ does not depend on eval/). */
+typedef struct clasp_index_truth {
+    const int64_t *ids;  /* (nq, k) exact top-k rows, best first */
+    const float *scores; /* (nq, k) their cosines, or NULL */
+    int k;
+} clasp_index_truth;
+
+/* Searches the nq queries q (nq, dim) one at a time with search_param (0 = stored default),
+ * asking min(k, 10) results, and compares them with truth. A result is a hit when its row is in
+ * the exact top; with truth->scores, for flat and hnsw (whose scores are exact cosines), also
+ * when its score ties the exact one at that cut (within 1e-5): equal vectors make any of them a
+ * right answer. CLASP_ERR_ARG for nq < 1 or truth->k < 1. */
 clasp_status clasp_index_evaluate(const clasp_index *ix, const float *q, int nq,
-                                  const int64_t *exact, int k_exact, int search_param,
+                                  const clasp_index_truth *truth, int search_param,
                                   clasp_index_eval *out);
 
-/* The smallest search parameter (efSearch for hnsw from k up, nprobe for ivf-pq from 1 up,
- * doubling then bisecting) whose recall@10 reaches target; *found = 0 and out = the best
+/* The smallest search parameter (efSearch for hnsw from min(k, 10) up, nprobe for ivf-pq from
+ * 1 up, doubling then bisecting) whose recall@10 reaches target; *found = 0 and out = the best
  * measured when none does (efSearch up to 4096, nprobe up to nlist). Flat: one evaluation. */
-clasp_status clasp_index_tune(const clasp_index *ix, const float *q, int nq, const int64_t *exact,
-                              int k_exact, double target, clasp_index_eval *out, int *found);
+clasp_status clasp_index_tune(const clasp_index *ix, const float *q, int nq,
+                              const clasp_index_truth *truth, double target, clasp_index_eval *out,
+                              int *found);
 
 /* This process's resident memory in bytes (/proc/self/statm), 0 when unknown. */
 int64_t clasp_index_rss_bytes(void);

@@ -70,8 +70,10 @@ typedef struct indexed {
     char dir[4096];
     float *x, *q;
     int64_t n, *want;
+    float *want_sc;
     int nq;
     clasp_index *ix;
+    clasp_index_truth truth; /* want, want_sc */
 } indexed;
 
 static void indexed_(indexed *t, const char *name, const char *type, int64_t n, int nq,
@@ -83,12 +85,15 @@ static void indexed_(indexed *t, const char *name, const char *type, int64_t n, 
     t->q = data_(nq, clusters, seed + 1);
     build_(t->dir, type, t->x, n, 42);
     t->ix = open_(t->dir);
-    t->want = exact_(t->x, n, t->q, nq, 10);
+    t->want = malloc((size_t)nq * 10 * sizeof *t->want);
+    t->want_sc = malloc((size_t)nq * 10 * sizeof *t->want_sc);
+    cr_assert_eq(clasp_search_topk(t->x, n, DIM, t->q, nq, 10, t->want, t->want_sc), CLASP_OK);
+    t->truth = (clasp_index_truth){t->want, t->want_sc, 10};
 }
 
 static void indexed_free_(indexed *t) {
     clasp_index_close(t->ix);
-    free(t->x), free(t->q), free(t->want);
+    free(t->x), free(t->q), free(t->want), free(t->want_sc);
 }
 
 Test(index, type_strings_parse_with_defaults_and_refuse_unknowns) {
@@ -149,9 +154,8 @@ Test(index, hnsw_recall_on_2k_clustered_vectors) {
     clasp_index *ix = t.ix;
     const float *q = t.q;
     const int nq = t.nq;
-    const int64_t *want = t.want;
     clasp_index_eval e;
-    cr_assert_eq(clasp_index_evaluate(ix, q, nq, want, 10, 0, &e), CLASP_OK, "%s",
+    cr_assert_eq(clasp_index_evaluate(ix, q, nq, &t.truth, 0, &e), CLASP_OK, "%s",
                  clasp_last_error());
     cr_expect_geq(e.recall10, 0.9, "recall@10 %.3f", e.recall10);
     cr_expect_eq(e.search_param, 64);
@@ -159,11 +163,11 @@ Test(index, hnsw_recall_on_2k_clustered_vectors) {
     /* the sweep finds a parameter reaching the target, and it does reach it */
     int found = 0;
     clasp_index_eval tu;
-    cr_assert_eq(clasp_index_tune(ix, q, nq, want, 10, 0.95, &tu, &found), CLASP_OK);
+    cr_assert_eq(clasp_index_tune(ix, q, nq, &t.truth, 0.95, &tu, &found), CLASP_OK);
     cr_expect(found, "no efSearch reaches 0.95 (best %.3f)", tu.recall10);
     cr_expect_geq(tu.recall10, 0.95);
     clasp_index_eval again;
-    cr_assert_eq(clasp_index_evaluate(ix, q, nq, want, 10, tu.search_param, &again), CLASP_OK);
+    cr_assert_eq(clasp_index_evaluate(ix, q, nq, &t.truth, tu.search_param, &again), CLASP_OK);
     cr_expect_geq(again.recall10, 0.95, "ef %d: %.3f", tu.search_param, again.recall10);
     indexed_free_(&t);
 }
@@ -174,14 +178,14 @@ Test(index, ivf_pq_trains_and_more_probes_find_more) {
     clasp_index *ix = t.ix;
     const float *x = t.x, *q = t.q;
     const int nq = t.nq;
-    const int64_t n = t.n, *want = t.want;
+    const int64_t n = t.n;
     const char *d = t.dir;
     /* nlist capped so each cell has 39 training rows: 3000 / 39 = 76 > 64, kept */
     cr_expect_str_eq(clasp_index_get_meta(ix)->params, "nlist=64,m=8,nbits=8");
     clasp_index_eval one, all;
-    cr_assert_eq(clasp_index_evaluate(ix, q, nq, want, 10, 1, &one), CLASP_OK, "%s",
+    cr_assert_eq(clasp_index_evaluate(ix, q, nq, &t.truth, 1, &one), CLASP_OK, "%s",
                  clasp_last_error());
-    cr_assert_eq(clasp_index_evaluate(ix, q, nq, want, 10, 64, &all), CLASP_OK);
+    cr_assert_eq(clasp_index_evaluate(ix, q, nq, &t.truth, 64, &all), CLASP_OK);
     cr_expect_gt(all.recall10, one.recall10, "nprobe 64: %.3f, nprobe 1: %.3f", all.recall10,
                  one.recall10);
     cr_expect_geq(all.recall10, 0.5, "PQ recall@10 %.3f with every cell probed", all.recall10);
@@ -196,6 +200,31 @@ Test(index, ivf_pq_trains_and_more_probes_find_more) {
     cr_expect_eq(clasp_index_build(d, &spec, &o, x, n, DIM, NULL), CLASP_ERR_ARG);
     cr_expect(strstr(clasp_last_error(), "divide"), "%s", clasp_last_error());
     indexed_free_(&t);
+}
+
+/* Equal vectors: any of them is a right answer. With the exact scores, a result tying the exact
+ * cut counts (flat: recall exactly 1); by ids alone, ties broken otherwise would count as misses.
+ */
+Test(index, recall_counts_ties_with_exact_scores) {
+    char d[4096];
+    clasp_test_tmpdir("index-ties", d, sizeof d);
+    float *x = data_(399, 20, 21), *q = data_(30, 20, 22);
+    /* rows 133.. and 266.. repeat rows 0..132: the exact top-10 (ties to the lower row) always
+     * cuts a triple of equal rows */
+    memcpy(x + 133 * DIM, x, 133 * DIM * sizeof *x);
+    memcpy(x + 266 * DIM, x, 133 * DIM * sizeof *x);
+    build_(d, "hnsw:M=8,efc=40,ef=200", x, 399, 1);
+    clasp_index *ix = open_(d);
+    int64_t ids[30 * 10];
+    float sc[30 * 10];
+    cr_assert_eq(clasp_search_topk(x, 399, DIM, q, 30, 10, ids, sc), CLASP_OK);
+    clasp_index_truth with = {ids, sc, 10};
+    clasp_index_eval e;
+    cr_assert_eq(clasp_index_evaluate(ix, q, 30, &with, 0, &e), CLASP_OK, "%s", clasp_last_error());
+    cr_expect_eq(e.recall10, 1.0, "recall@10 %.4f with ties counted", e.recall10);
+    cr_expect_eq(e.recall1, 1.0, "recall@1 %.4f with ties counted", e.recall1);
+    clasp_index_close(ix);
+    free(x), free(q);
 }
 
 Test(index, meta_round_trip) {
