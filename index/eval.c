@@ -112,8 +112,9 @@ clasp_status clasp_index_tune(const clasp_index *ix, const float *q, int nq,
         return CLASP_OK;
     }
     int hi_max = param_max_(m);
-    int lo = 0; /* largest parameter known to miss the target */
+    /* hnsw searches with efSearch >= k (index/faiss_shim.cpp): below k is the same as k */
     int p = !strcmp(m->type, "hnsw") ? (k_exact < 10 ? k_exact : 10) : 1;
+    int lo = p - 1; /* largest parameter known to miss the target (or not worth trying) */
     clasp_index_eval e, best = {0};
     /* Doubling: the first p reaching the target. */
     for (;;) {
