@@ -77,12 +77,7 @@ static const clasp_arg embed_table[] = {
 };
 #undef A
 
-typedef struct key_list {
-    char **k;
-    size_t n, cap;
-} key_list;
-
-static bool key_add_(key_list *l, const char *s) {
+bool clasp_cli_keys_add(clasp_cli_keys *l, const char *s) {
     char **p = clasp_grow(l->k, l->n, &l->cap, sizeof *p, 256);
     if (!p) return false;
     l->k = p;
@@ -90,7 +85,7 @@ static bool key_add_(key_list *l, const char *s) {
     return l->k[l->n++] != NULL;
 }
 
-static void key_free_(key_list *l) {
+void clasp_cli_keys_free(clasp_cli_keys *l) {
     for (size_t i = 0; i < l->n; i++) free(l->k[i]);
     free(l->k);
 }
@@ -107,7 +102,7 @@ static bool grow_(float **out, size_t *cap, size_t need, size_t D) {
     return true;
 }
 
-static clasp_status embed_text_file_(clasp_embedder *em, const char *path, key_list *keys,
+static clasp_status embed_text_file_(clasp_embedder *em, const char *path, clasp_cli_keys *keys,
                                      float **out, size_t *n) {
     char *buf;
     size_t len;
@@ -133,7 +128,8 @@ static clasp_status embed_text_file_(clasp_embedder *em, const char *path, key_l
                 texts = t;
             if (s == CLASP_OK) {
                 texts[nt++] = p;
-                if (!key_add_(keys, ln)) s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
+                if (!clasp_cli_keys_add(keys, ln))
+                    s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
             }
         }
         p = nl ? nl + 1 : NULL;
@@ -157,8 +153,8 @@ static clasp_status embed_text_file_(clasp_embedder *em, const char *path, key_l
     return s;
 }
 
-static clasp_status embed_shards_(clasp_embedder *em, const char *spec, clasp_tower t, int workers,
-                                  key_list *keys, float **out, size_t *n) {
+clasp_status clasp_cli_embed_shards(clasp_embedder *em, const char *spec, clasp_tower t,
+                                    int workers, clasp_cli_keys *keys, float **out, size_t *n) {
     clasp_loader_config lc = em->lc;
     clasp_loader_config_eval(&lc, spec, (size_t)em->batch_size, workers);
     lc.required = t == CLASP_TOWER_TEXT    ? CLASP_NEED_TEXT
@@ -183,7 +179,8 @@ static clasp_status embed_shards_(clasp_embedder *em, const char *spec, clasp_to
                                                   : (const void *)b->images;
         s = clasp_embedder_embed_inputs(em, t, in, (int)b->n, *out + *n * D);
         for (size_t i = 0; i < b->n && s == CLASP_OK; i++)
-            if (!key_add_(keys, b->keys[i])) s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
+            if (!clasp_cli_keys_add(keys, b->keys[i]))
+                s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
         if (s != CLASP_OK) break;
         *n += b->n;
     }
@@ -195,7 +192,7 @@ static clasp_status embed_shards_(clasp_embedder *em, const char *spec, clasp_to
 }
 
 static clasp_status write_sidecar_(const char *path, const clasp_embedder *em, const char *model,
-                                   const char *modality, size_t n, const key_list *keys) {
+                                   const char *modality, size_t n, const clasp_cli_keys *keys) {
     char hex[17];
     clasp_hash_hex(em->model_hash, hex);
     cJSON *j = cJSON_CreateObject();
@@ -224,7 +221,7 @@ static clasp_status write_sidecar_(const char *path, const clasp_embedder *em, c
 
 /* Embeds the one input of e with em into *emb (n rows), the keys into keys. */
 static clasp_status embed_input_(clasp_embedder *em, const embed_args *e, clasp_tower tower,
-                                 const char *mod, key_list *keys, float **emb, size_t *n) {
+                                 const char *mod, clasp_cli_keys *keys, float **emb, size_t *n) {
     size_t D = (size_t)em->D;
     if (!clasp_embedder_has(em, tower))
         return clasp_set_error(CLASP_ERR_CONFIG, "%s: the model has no %s tower", e->model, mod);
@@ -235,13 +232,13 @@ static clasp_status embed_input_(clasp_embedder *em, const embed_args *e, clasp_
                          : e->audio.n ? clasp_embedder_audio_files(em, l->v, l->n, *emb)
                                       : clasp_embedder_image_files(em, l->v, l->n, *emb);
         for (int i = 0; i < l->n && s == CLASP_OK; i++)
-            if (!key_add_(keys, clasp_args_display(l->v[i])))
+            if (!clasp_cli_keys_add(keys, clasp_args_display(l->v[i])))
                 s = clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
         *n = (size_t)l->n;
         return s;
     }
     if (e->text) return embed_text_file_(em, e->text, keys, emb, n);
-    clasp_status s = embed_shards_(em, e->shards, tower, e->workers, keys, emb, n);
+    clasp_status s = clasp_cli_embed_shards(em, e->shards, tower, e->workers, keys, emb, n);
     if (s == CLASP_OK && *n == 0)
         s = clasp_set_error(CLASP_ERR_FORMAT, "%s: no usable sample", e->shards);
     return s;
@@ -280,7 +277,7 @@ int clasp_cmd_embed(int argc, char **argv) {
     clasp_tower tower = !strcmp(mod, "text")    ? CLASP_TOWER_TEXT
                         : !strcmp(mod, "audio") ? CLASP_TOWER_AUDIO
                                                 : CLASP_TOWER_IMAGE;
-    key_list keys = {0};
+    clasp_cli_keys keys = {0};
     float *emb = NULL;
     size_t n = 0, D = (size_t)em.D;
     clasp_status s = embed_input_(&em, &e, tower, mod, &keys, &emb, &n);
@@ -300,7 +297,7 @@ int clasp_cmd_embed(int argc, char **argv) {
                    out_name, n, D, mod, hex);
     }
     free(emb);
-    key_free_(&keys);
+    clasp_cli_keys_free(&keys);
     clasp_embedder_close(&em);
     return rc;
 }

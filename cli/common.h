@@ -27,4 +27,18 @@ int clasp_cli_append_metrics(const char *who, const char *run_dir, const char *l
 clasp_status clasp_cli_open_embedder(const char *path, int threads, int batch, int precision,
                                      clasp_embedder *em);
 
+/* Keys of embedded rows (strdup'd), grown as rows are added. */
+typedef struct clasp_cli_keys {
+    char **k;
+    size_t n, cap;
+} clasp_cli_keys;
+bool clasp_cli_keys_add(clasp_cli_keys *l, const char *s); /* false: out of memory */
+void clasp_cli_keys_free(clasp_cli_keys *l);
+
+/* Embeds tower t of every sample of the shard spec (the loader in evaluation mode, `workers`
+ * decode threads) into *out (malloc'd, *n rows of em->D) and their sample keys into keys
+ * (cli/cmd_embed.c: `clasp embed --shards`, `clasp index build --shards`). */
+clasp_status clasp_cli_embed_shards(clasp_embedder *em, const char *spec, clasp_tower t,
+                                    int workers, clasp_cli_keys *keys, float **out, size_t *n);
+
 #endif

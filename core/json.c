@@ -1,6 +1,7 @@
 /* json.c: cJSON loading with file- and field-naming errors; atomic file writes. */
 #include "core/json.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -285,5 +286,31 @@ clasp_status clasp_json_format_version(const cJSON *root, const char *file, int 
                                "use a newer clasp",
                                file ? file : "<json>", (long long)v, supported);
     *out = (int)v;
+    return CLASP_OK;
+}
+
+clasp_status clasp_fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return clasp_set_error(CLASP_ERR_IO, "%s: cannot open: %s", dir, strerror(errno));
+    int r = fsync(fd);
+    int err = errno;
+    close(fd);
+    if (r != 0) return clasp_set_error(CLASP_ERR_IO, "%s: fsync failed: %s", dir, strerror(err));
+    return CLASP_OK;
+}
+
+clasp_status clasp_rm_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return CLASP_OK;
+    struct dirent *e;
+    char p[4352];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    if (rmdir(dir) != 0 && errno != ENOENT)
+        return clasp_set_error(CLASP_ERR_IO, "%s: cannot remove: %s", dir, strerror(errno));
     return CLASP_OK;
 }

@@ -59,6 +59,12 @@ bool clasp_is_dir(const char *path);
 /* Creates a folder and any missing parents (mkdir -p, mode 0755); an existing folder is fine,
  * an existing non-folder is CLASP_ERR_IO naming it. */
 clasp_status clasp_mkdir_p(const char *path);
+/* A folder's entries made durable (after creating or renaming files in it). A failure is an
+ * error: the files may not survive a crash (found by scripts/faultinject.sh). */
+clasp_status clasp_fsync_dir(const char *dir);
+/* Removes a folder of files (not recursive: sub-folders make the rmdir fail, an error naming
+ * it); a missing folder is fine. */
+clasp_status clasp_rm_dir(const char *dir);
 /* Writes bytes to path.tmp, fsyncs, renames to path. */
 clasp_status clasp_write_file_atomic(const char *path, const void *data, size_t n);
 

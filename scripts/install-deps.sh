@@ -15,6 +15,9 @@ libopenmpi-dev openmpi-bin"
 # observability and serving (libmicrohttpd: /metrics and the search server; prometheus: promtool
 # checks the exposition; chromium: renders the HTML report in its test), man page and completion
 PKGS="$PKGS libmicrohttpd-dev prometheus chromium help2man bash-completion"
+# ANN indexes (index/, `clasp index`): FAISS 1.7.3, a static C++ library (with its BLAS/LAPACK
+# and OpenMP dependencies)
+PKGS="$PKGS libfaiss-dev"
 # data sources of the built-in datasets (main job: Fashion-MNIST; speech: Asterisk, espeak-ng)
 PKGS="$PKGS dataset-fashion-mnist espeak-ng \
 asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-es asterisk-core-sounds-es-wav \

@@ -651,3 +651,26 @@ int fx_count_lines(const char *s) {
     for (; *s; s++) n += *s == '\n';
     return n;
 }
+
+void fx_clustered(float *x, int64_t n, int dim, int n_clusters, float spread, uint64_t seed,
+                  uint64_t noise_seed) {
+    clasp_rng r;
+    clasp_rng_init(&r, seed, 0, (uint64_t)n_clusters, (uint64_t)dim);
+    float *c = malloc((size_t)n_clusters * (size_t)dim * sizeof *c);
+    for (int64_t i = 0; i < (int64_t)n_clusters * dim; i++) c[i] = (float)clasp_rng_normal(&r);
+    clasp_rng_init(&r, noise_seed, 1, (uint64_t)n, (uint64_t)dim);
+    for (int64_t i = 0; i < n; i++) {
+        const float *ci = c + (i % n_clusters) * dim;
+        float *row = x + i * dim;
+        double ss = 0, cs = 0;
+        for (int j = 0; j < dim; j++) cs += (double)ci[j] * (double)ci[j];
+        float cn = (float)(1.0 / sqrt(cs));
+        for (int j = 0; j < dim; j++) {
+            row[j] = ci[j] * cn + spread * (float)clasp_rng_normal(&r);
+            ss += (double)row[j] * (double)row[j];
+        }
+        float inv = (float)(1.0 / sqrt(ss));
+        for (int j = 0; j < dim; j++) row[j] *= inv;
+    }
+    free(c);
+}

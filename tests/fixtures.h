@@ -185,5 +185,11 @@ int fx_metrics_numbers(const char *run, const char *kind, const char *field, dou
 int fx_fmnist_shards(const char *dir);
 /* Number of '\n' in s. */
 int fx_count_lines(const char *s);
+/* x (n, dim) = seeded clustered vectors, L2-normalised: n_clusters random unit centres (drawn
+ * from `seed`), each row a centre (row % n_clusters) plus Gaussian noise of standard deviation
+ * `spread` per component (drawn from noise_seed: data and queries share seed, not noise_seed).
+ * The test and bench data of index/. */
+void fx_clustered(float *x, int64_t n, int dim, int n_clusters, float spread, uint64_t seed,
+                  uint64_t noise_seed);
 
 #endif

@@ -6,10 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "core/json.h"
 #include "core/safetensors.h"
+#include "core/hash.h"
 #include "eval/retrieval.h"
+#include "index/index.h"
 #include "fixtures.h"
 #include "modalities/image.h"
 #include "modalities/tokenizer.h"
@@ -198,4 +201,50 @@ Test(fuzz_regressions, shard_spec_cap_is_checked_before_allocating) {
 #endif
     free(spec);
     free(d);
+}
+
+/* fuzz_index, when it let FAISS read hash-consistent bytes: a crafted HNSW graph FAISS reads
+ * without complaint, with a neighbour id out of range, crashed the search. clasp now checks the
+ * graph it read (index/faiss_shim.cpp). The input's "@HASH@" / "@KEYS@" are replaced by the
+ * xxh64 of its parts, as a writer records them, so the bytes reach FAISS here. */
+Test(fuzz_regressions, crafted_hnsw_graph_is_refused_not_searched) {
+    size_t n;
+    char *in = fuzz_input_("regressions", "index", "regress-hnsw-neighbour-out-of-range.bin", &n);
+    size_t ks = 0, fs = 0;
+    for (size_t i = 0; i + 11 <= n; i++) {
+        if (!ks && !memcmp(in + i, "\n--keys--\n", 10)) ks = i;
+        if (!fs && !memcmp(in + i, "\n--faiss--\n", 11)) fs = i;
+    }
+    cr_assert(ks && fs > ks);
+    const char *keys = in + ks + 10, *faiss = in + fs + 11;
+    size_t kn = fs - ks - 10, fn = n - fs - 11;
+    char hh[17], kh[17];
+    clasp_hash_hex(clasp_hash64(faiss, fn, 0), hh);
+    clasp_hash_hex(clasp_hash64(keys, kn, 0), kh);
+    char *meta = malloc(ks + 32);
+    size_t o = 0;
+    for (size_t i = 0; i < ks;) {
+        int h = i + 6 <= ks && !memcmp(in + i, "@HASH@", 6);
+        int k = i + 6 <= ks && !memcmp(in + i, "@KEYS@", 6);
+        if (h || k) {
+            memcpy(meta + o, h ? hh : kh, 16), o += 16, i += 6;
+        } else {
+            meta[o++] = in[i++];
+        }
+    }
+    char d[4096], v[4200], link[4200];
+    clasp_test_tmpdir("regress-hnsw-graph", d, sizeof d);
+    snprintf(v, sizeof v, "%s/v1", d);
+    snprintf(link, sizeof link, "%s/current", d);
+    cr_assert_eq(clasp_mkdir_p(v), CLASP_OK);
+    cr_assert(fx_put(v, "meta.json", meta, o) && fx_put(v, "keys.txt", keys, kn) &&
+              fx_put(v, "index.faiss", faiss, fn));
+    unlink(link);
+    cr_assert_eq(symlink("v1", link), 0);
+    clasp_index *ix = NULL;
+    cr_assert_eq(clasp_index_open(d, &ix), CLASP_ERR_FORMAT, "%s", clasp_last_error());
+    cr_assert_null(ix);
+    cr_assert(strstr(clasp_last_error(), "malformed hnsw index"), "%s", clasp_last_error());
+    free(meta);
+    free(in);
 }

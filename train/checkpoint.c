@@ -15,34 +15,6 @@
 
 #define CKPT_PREFIX "step-"
 
-/* A folder's entries made durable (after creating or renaming files in it). A failure is an
- * error: the files may not survive a crash (found by scripts/faultinject.sh). */
-static clasp_status fsync_dir_(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return clasp_set_error(CLASP_ERR_IO, "%s: cannot open: %s", dir, strerror(errno));
-    int r = fsync(fd);
-    int err = errno;
-    close(fd);
-    if (r != 0) return clasp_set_error(CLASP_ERR_IO, "%s: fsync failed: %s", dir, strerror(err));
-    return CLASP_OK;
-}
-
-static clasp_status rm_rf_(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return CLASP_OK;
-    struct dirent *e;
-    char p[4352];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    if (rmdir(dir) != 0 && errno != ENOENT)
-        return clasp_set_error(CLASP_ERR_IO, "%s: cannot remove: %s", dir, strerror(errno));
-    return CLASP_OK;
-}
-
 static clasp_status write_tensors_(const char *path, const clasp_named_tensor *t, int n,
                                    int64_t step) {
     clasp_st_writer *w = clasp_st_writer_new();
@@ -84,7 +56,7 @@ static void prune_(const char *ckdir, int keep) {
         if (i < n - keep) {
             char p[4352];
             snprintf(p, sizeof p, "%s/%s", ckdir, names[i]);
-            rm_rf_(p);
+            clasp_rm_dir(p);
         }
         free(names[i]);
     }
@@ -120,7 +92,7 @@ static clasp_status write_tmp_(const char *tmp, int64_t step, const clasp_named_
     clasp_status s = clasp_json_save(path, st);
     cJSON_Delete(st);
     CLASP_TRY(s);
-    return fsync_dir_(tmp);
+    return clasp_fsync_dir(tmp);
 }
 
 clasp_status clasp_ckpt_save(const char *run_dir, int64_t step, const clasp_named_tensor *model,
@@ -131,24 +103,25 @@ clasp_status clasp_ckpt_save(const char *run_dir, int64_t step, const clasp_name
     CLASP_TRY(clasp_mkdir_p(ckdir));
     snprintf(fin, sizeof fin, "%s/" CKPT_PREFIX "%08lld", ckdir, (long long)step);
     snprintf(tmp, sizeof tmp, "%s.tmp", fin);
-    CLASP_TRY(rm_rf_(tmp));
+    CLASP_TRY(clasp_rm_dir(tmp));
     if (mkdir(tmp, 0755) != 0)
         return clasp_set_error(CLASP_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     clasp_status s = write_tmp_(tmp, step, model, n_model, optim, n_optim, state);
-    if (s == CLASP_OK) s = rm_rf_(fin); /* a checkpoint of the same step from an earlier run */
+    if (s == CLASP_OK)
+        s = clasp_rm_dir(fin); /* a checkpoint of the same step from an earlier run */
     if (s == CLASP_OK && rename(tmp, fin) != 0)
         s = clasp_set_error(CLASP_ERR_IO, "%s: rename failed: %s", fin, strerror(errno));
     if (s != CLASP_OK) {
-        rm_rf_(tmp); /* no half-written folder stays behind; the error names the file */
+        clasp_rm_dir(tmp); /* no half-written folder stays behind; the error names the file */
         return s;
     }
-    CLASP_TRY(fsync_dir_(ckdir));
+    CLASP_TRY(clasp_fsync_dir(ckdir));
     const char *base = strrchr(fin, '/') + 1;
     char line[256];
     int n = snprintf(line, sizeof line, "%s\n", base);
     snprintf(path, sizeof path, "%s/latest", ckdir);
     CLASP_TRY(clasp_write_file_atomic(path, line, (size_t)n));
-    CLASP_TRY(fsync_dir_(ckdir));
+    CLASP_TRY(clasp_fsync_dir(ckdir));
     prune_(ckdir, keep);
     if (out_dir) snprintf(out_dir, out_cap, "%s", fin);
     return CLASP_OK;
