@@ -205,3 +205,23 @@ Test(clip_bpe, parity_with_reference_corpus, .timeout = 120) {
     free(text);
     clasp_tokenizer_free(t);
 }
+
+Test(clip_bpe, cli_encode) {
+    char dir[FX_PATH], json[FX_PATH], lines[FX_PATH];
+    fx_scratch("clip_bpe_cli", dir, json, "clip.json", lines, "lines.txt", NULL);
+    char text[1024];
+    snprintf(text, sizeof text, "{\"type\": \"clip_bpe\", \"path\": \"%s\"}", MERGES);
+    cr_assert(fx_write_str(json, text));
+    char *out = NULL;
+    cr_expect_eq(fx_clasp(&out, "tokenizer encode %s 'A photo of a CAT' --context 9", json), 0);
+    cr_expect_str_eq(out, "49406 320 1125 539 320 2368 49407 0 0\n");
+    free(out);
+    cr_assert(fx_write_str(lines, "Hello World!\nit's\n"));
+    cr_expect_eq(fx_clasp(&out, "tokenizer encode %s --lines %s --raw", json, lines), 0);
+    cr_expect_str_eq(out, "3306 1002 256\n585 568\n");
+    free(out);
+    cr_assert(fx_write(lines, "ok\n\xff\n", 5));
+    cr_expect_eq(fx_clasp(&out, "tokenizer encode %s --lines %s --raw 2>/dev/null", json, lines),
+                 1);
+    free(out);
+}
