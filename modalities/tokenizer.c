@@ -518,8 +518,37 @@ cJSON *clasp_tokenizer_to_json(const clasp_tokenizer *tok) {
     return o;
 }
 
+/* clip_bpe: copies the merges file beside `path` (the JSON names it by file name). */
+static clasp_status copy_merges(const clasp_tokenizer *tok, const char *path) {
+    const char *base = strrchr(tok->clip_path, '/');
+    base = base ? base + 1 : tok->clip_path;
+    const char *slash = strrchr(path, '/');
+    char dst[4096];
+    int k = slash ? snprintf(dst, sizeof dst, "%.*s/%s", (int)(slash - path), path, base)
+                  : snprintf(dst, sizeof dst, "%s", base);
+    if (k < 0 || (size_t)k >= sizeof dst)
+        return clasp_set_error(CLASP_ERR_ARG, "%s: path too long", path);
+    char *a = realpath(tok->clip_path, NULL), *b = realpath(dst, NULL);
+    const bool same = a && b && !strcmp(a, b);
+    free(a);
+    free(b);
+    if (same) return CLASP_OK;
+    char *data = NULL;
+    size_t n = 0;
+    CLASP_TRY(clasp_read_file(tok->clip_path, (size_t)64 << 20, &data, &n));
+    clasp_status s = clasp_write_file_atomic(dst, data, n);
+    free(data);
+    return s;
+}
+
+const char *clasp_tokenizer_type_name(const clasp_tokenizer *tok) {
+    if (!tok || tok->type == CLASP_TOKENIZER_BYTES) return "bytes";
+    return tok->type == CLASP_TOKENIZER_BPE ? "bpe" : "clip_bpe";
+}
+
 clasp_status clasp_tokenizer_save(const clasp_tokenizer *tok, const char *path) {
     if (!tok || !path) return clasp_set_error(CLASP_ERR_ARG, "tokenizer save: NULL argument");
+    if (tok->clip) CLASP_TRY(copy_merges(tok, path));
     cJSON *o = clasp_tokenizer_to_json(tok);
     if (!o) return clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory building JSON", path);
     clasp_status s = clasp_json_save(path, o);

@@ -81,7 +81,8 @@ clasp_status clasp_tokenizer_from_json(const cJSON *obj, const char *file, clasp
 clasp_status clasp_tokenizer_load(const char *path, clasp_tokenizer **out);
 /* A new cJSON object describing the tokenizer (caller cJSON_Deletes); NULL on OOM. */
 cJSON *clasp_tokenizer_to_json(const clasp_tokenizer *tok);
-/* Writes tokenizer.json atomically. */
+/* Writes tokenizer.json atomically; a clip_bpe tokenizer also copies its merges file into the
+ * same folder (unless it is already that file). */
 clasp_status clasp_tokenizer_save(const clasp_tokenizer *tok, const char *path);
 
 void clasp_tokenizer_free(clasp_tokenizer *tok); /* accepts NULL */
@@ -95,6 +96,8 @@ int32_t clasp_tokenizer_eos_id(const clasp_tokenizer *tok);
 int32_t clasp_tokenizer_pad_id(const clasp_tokenizer *tok);
 /* clip_bpe: the JSON's "context_length" (default 77); 0 for the other kinds. */
 int clasp_tokenizer_context_length(const clasp_tokenizer *tok);
+/* "bytes", "bpe" or "clip_bpe". */
+const char *clasp_tokenizer_type_name(const clasp_tokenizer *tok);
 /* clip_bpe: the merges file as opened (to copy it into an export); NULL for the other kinds. */
 const char *clasp_tokenizer_merges_path(const clasp_tokenizer *tok);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "fixtures.h"
+#include "export/export.h"
 #include "modalities/tokenizer.h"
 
 #define MERGES CLASP_SOURCE_DIR "/../shared/data/openclip/bpe_simple_vocab_16e6.txt.gz"
@@ -224,4 +225,37 @@ Test(clip_bpe, cli_encode) {
     cr_expect_eq(fx_clasp(&out, "tokenizer encode %s --lines %s --raw 2>/dev/null", json, lines),
                  1);
     free(out);
+}
+
+/* An export of a model with a clip_bpe tokenizer carries the merges file, names it by file name
+ * only (the export stays self-contained) and embeds texts after reopening. */
+Test(clip_bpe, export_carries_merges, .timeout = 120) {
+    char dir[FX_PATH], cfgp[FX_PATH], exp[FX_PATH], copied[FX_PATH], cfgout[FX_PATH];
+    fx_scratch("clip_bpe_export", dir, cfgp, "clip.json", exp, "export", copied,
+               "export/bpe_simple_vocab_16e6.txt.gz", cfgout, "export/config.json", NULL);
+    char cfg[2048];
+    snprintf(cfg, sizeof cfg,
+             "{\"embed_dim\": 16,"
+             " \"image\": {\"type\": \"cnn\", \"channels\": 1, \"size\": 28, \"conv\": "
+             "[{\"channels\": 4, \"kernel\": 3, \"stride\": 2,"
+             "  \"padding\": 1, \"pool\": 2}], \"fc\": [8],"
+             "  \"mean\": [0.5], \"std\": [0.5]},"
+             " \"text\": {\"type\": \"transformer\", \"vocab_size\": 49408, \"context_length\": 77,"
+             "  \"width\": 16, \"layers\": 1, \"heads\": 2, \"mlp_width\": 32, \"causal\": true,"
+             "  \"pool\": \"eos\", \"tokenizer\": {\"type\": \"clip_bpe\", \"bos\": 49406,"
+             "  \"eos\": 49407, \"pad\": 0, \"path\": \"%s\"}}}",
+             MERGES);
+    cr_assert(fx_write_str(cfgp, cfg));
+    cr_assert(fx_export_model(cfgp, NULL, exp, 3), "%s", clasp_last_error());
+    cr_expect(fx_same_file(copied, MERGES), "the export has a copy of the merges file");
+    char *c = fx_read_text(cfgout);
+    cr_assert(c);
+    cr_expect(strstr(c, "\"bpe_simple_vocab_16e6.txt.gz\"") && !strstr(c, "shared/data"), "%s", c);
+    free(c);
+    clasp_embedder em;
+    cr_assert_eq(clasp_embedder_open(exp, 1, 4, &em), CLASP_OK, "%s", clasp_last_error());
+    const char *texts[2] = {"a photo of a cat", "  A PHOTO of a &amp; cat"};
+    float out[32];
+    cr_expect_eq(clasp_embedder_texts(&em, texts, 2, out), CLASP_OK, "%s", clasp_last_error());
+    clasp_embedder_close(&em);
 }
