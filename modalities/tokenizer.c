@@ -586,11 +586,20 @@ static bool is_int32_(const cJSON *x) {
 }
 
 /* {"type": "clip_bpe", "path": merges file (relative to `file`'s folder), "context_length"} */
-static clasp_status clip_from_json(const cJSON *obj, const char *file, clasp_tokenizer **out) {
+static clasp_status clip_from_json(const cJSON *obj, const char *file, int depth,
+                                   clasp_tokenizer **out) {
     const char *f = file ? file : "tokenizer";
     char rel[4096];
     int64_t v, ctx;
     CLASP_TRY(clasp_json_str(obj, "path", f, NULL, rel, sizeof rel));
+    /* a tokenizer file (an export's tokenizer.json) names only files of its own folder */
+    const bool up = !strcmp(rel, "..") || !strncmp(rel, "../", 3) || strstr(rel, "/../") ||
+                    (strlen(rel) >= 3 && !strcmp(rel + strlen(rel) - 3, "/.."));
+    if (depth > 0 && (rel[0] == '/' || up))
+        return clasp_set_error(CLASP_ERR_CONFIG,
+                               "%s: field 'path': '%s' is outside the tokenizer file's folder "
+                               "(a tokenizer file may only name files beside it)",
+                               f, rel);
     CLASP_TRY(clasp_json_int_opt(obj, "context_length", f, NULL, 2, 1 << 20, 77, &ctx));
     CLASP_TRY(clasp_json_int_opt(obj, "vocab_size", f, NULL, CLASP_CLIP_BPE_VOCAB,
                                  CLASP_CLIP_BPE_VOCAB, CLASP_CLIP_BPE_VOCAB, &v));
@@ -620,7 +629,7 @@ static clasp_status from_json(const cJSON *obj, const char *file, int depth,
         return clasp_set_error(CLASP_ERR_CONFIG, "%s: tokenizer must be a JSON object", f);
     char type[16];
     CLASP_TRY(clasp_json_str(obj, "type", f, NULL, type, sizeof type));
-    if (strcmp(type, "clip_bpe") == 0) return clip_from_json(obj, file, out);
+    if (strcmp(type, "clip_bpe") == 0) return clip_from_json(obj, file, depth, out);
     int64_t v;
     CLASP_TRY(clasp_json_int_opt(obj, "bos_id", f, NULL, CLASP_TOKEN_BOS, CLASP_TOKEN_BOS,
                                  CLASP_TOKEN_BOS, &v));

@@ -208,11 +208,14 @@ Test(clip_bpe, parity_with_reference_corpus, .timeout = 120) {
 }
 
 Test(clip_bpe, cli_encode) {
-    char dir[FX_PATH], json[FX_PATH], lines[FX_PATH];
-    fx_scratch("clip_bpe_cli", dir, json, "clip.json", lines, "lines.txt", NULL);
-    char text[1024];
-    snprintf(text, sizeof text, "{\"type\": \"clip_bpe\", \"path\": \"%s\"}", MERGES);
-    cr_assert(fx_write_str(json, text));
+    char dir[FX_PATH], json[FX_PATH], lines[FX_PATH], merges[FX_PATH], bad[FX_PATH];
+    fx_scratch("clip_bpe_cli", dir, json, "clip.json", lines, "lines.txt", merges, "m.txt.gz", bad,
+               "bad.json", NULL);
+    size_t n = 0;
+    uint8_t *gz = fx_read(MERGES, &n);
+    cr_assert(gz && fx_write(merges, gz, n));
+    free(gz);
+    cr_assert(fx_write_str(json, "{\"type\": \"clip_bpe\", \"path\": \"m.txt.gz\"}"));
     char *out = NULL;
     cr_expect_eq(fx_clasp(&out, "tokenizer encode %s 'A photo of a CAT' --context 9", json), 0);
     cr_expect_str_eq(out, "49406 320 1125 539 320 2368 49407 0 0\n");
@@ -225,6 +228,15 @@ Test(clip_bpe, cli_encode) {
     cr_expect_eq(fx_clasp(&out, "tokenizer encode %s --lines %s --raw 2>/dev/null", json, lines),
                  1);
     free(out);
+    /* a tokenizer file names only files beside it (an export's tokenizer.json) */
+    char text[1024];
+    snprintf(text, sizeof text, "{\"type\": \"clip_bpe\", \"path\": \"%s\"}", MERGES);
+    cr_assert(fx_write_str(bad, text));
+    clasp_tokenizer *t = NULL;
+    cr_expect_eq(clasp_tokenizer_load(bad, &t), CLASP_ERR_CONFIG);
+    cr_expect(strstr(clasp_last_error(), "outside"), "%s", clasp_last_error());
+    cr_assert(fx_write_str(bad, "{\"type\": \"clip_bpe\", \"path\": \"../x/m.txt.gz\"}"));
+    cr_expect_eq(clasp_tokenizer_load(bad, &t), CLASP_ERR_CONFIG);
 }
 
 /* An export of a model with a clip_bpe tokenizer carries the merges file, names it by file name
