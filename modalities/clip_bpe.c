@@ -454,29 +454,10 @@ static size_t contraction(const int32_t *c, size_t n, size_t i) {
 static void merge_word(const clasp_clip_bpe *t, int32_t *ids, size_t *len) {
     size_t L = *len;
     while (L >= 2) {
-        int64_t best = INT64_MAX;
-        for (size_t i = 0; i + 1 < L; i++) {
-            int64_t r = map_get(&t->ranks, pair_key(ids[i], ids[i + 1]));
-            if (r >= 0 && r < best) best = r;
-        }
-        if (best == INT64_MAX) break;
-        int32_t a = -1, b = -1;
-        for (size_t i = 0; i + 1 < L && a < 0; i++)
-            if (map_get(&t->ranks, pair_key(ids[i], ids[i + 1])) == best) {
-                a = ids[i];
-                b = ids[i + 1];
-            }
-        const int32_t id = (int32_t)(best & 0xffffffff);
-        size_t w = 0;
-        for (size_t i = 0; i < L;) {
-            if (i + 1 < L && ids[i] == a && ids[i + 1] == b) {
-                ids[w++] = id;
-                i += 2;
-            } else {
-                ids[w++] = ids[i++];
-            }
-        }
-        L = w;
+        size_t at;
+        const int64_t best = lowest_pair(&t->ranks, ids, L, &at);
+        if (best < 0) break;
+        L = merge_pair(ids, L, ids[at], ids[at + 1], (int32_t)(best & 0xffffffff));
     }
     *len = L;
 }

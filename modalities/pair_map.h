@@ -83,4 +83,35 @@ static inline int64_t *map_ref(pair_map *m, uint64_t key) {
     return &m->vals[i];
 }
 
+/* Replaces every occurrence of the pair (a, b) in ids[0..len), left to right, by `id`, in
+ * place; returns the new length. Encoding, training and
+ * clip_bpe merge with this one rule. */
+static inline size_t merge_pair(int32_t *ids, size_t len, int32_t a, int32_t b, int32_t id) {
+    size_t w = 0;
+    for (size_t i = 0; i < len;) {
+        if (i + 1 < len && ids[i] == a && ids[i + 1] == b) {
+            ids[w++] = id;
+            i += 2;
+        } else {
+            ids[w++] = ids[i++];
+        }
+    }
+    return w;
+}
+
+/* The lowest value m holds for an adjacent pair of ids[0..L), its first position in *at; -1 when
+ * no pair is in m. With value = rank (or rank << 32 | id) this is the next merge of a word. */
+static inline int64_t lowest_pair(const pair_map *m, const int32_t *ids, size_t L, size_t *at) {
+    int64_t best = INT64_MAX;
+    *at = 0;
+    for (size_t i = 0; i + 1 < L; i++) {
+        int64_t r = map_get(m, pair_key(ids[i], ids[i + 1]));
+        if (r >= 0 && r < best) {
+            best = r;
+            *at = i;
+        }
+    }
+    return best == INT64_MAX ? -1 : best;
+}
+
 #endif

@@ -167,32 +167,14 @@ static size_t word_len(const uint8_t *s, size_t n, size_t pos) {
     return i - pos;
 }
 
-/* Replaces every occurrence of the pair (a, b) in ids[0..len), left to right, by `id`, in
- * place; returns the new length. Encoding and training merge with this one rule. */
-static size_t merge_pair(int32_t *ids, size_t len, int32_t a, int32_t b, int32_t id) {
-    size_t w = 0;
-    for (size_t i = 0; i < len;) {
-        if (i + 1 < len && ids[i] == a && ids[i + 1] == b) {
-            ids[w++] = id;
-            i += 2;
-        } else {
-            ids[w++] = ids[i++];
-        }
-    }
-    return w;
-}
-
 /* Applies the merges to ids[0..*len) in place (lowest rank first, each rank applied to all its
  * occurrences left to right, as GPT-2's bpe()). */
 static void merge_word(const clasp_tokenizer *t, int32_t *ids, size_t *len) {
     size_t L = *len;
     while (L >= 2) {
-        int64_t best = INT64_MAX;
-        for (size_t i = 0; i + 1 < L; i++) {
-            int64_t r = map_get(&t->ranks, pair_key(ids[i], ids[i + 1]));
-            if (r >= 0 && r < best) best = r;
-        }
-        if (best == INT64_MAX) break;
+        size_t at;
+        const int64_t best = lowest_pair(&t->ranks, ids, L, &at);
+        if (best < 0) break;
         const int32_t a = t->merges[2 * best], b = t->merges[2 * best + 1];
         L = merge_pair(ids, L, a, b, (int32_t)(CLASP_TOKEN_FIRST_MERGE + best));
     }
