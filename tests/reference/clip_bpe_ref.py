@@ -19,7 +19,8 @@ Differences from OpenCLIP, mirrored by clasp on purpose:
     /usr/bin/python3 tests/reference/clip_bpe_ref.py            # rebuild corpus + ids
     /usr/bin/python3 tests/reference/clip_bpe_ref.py --bench     # strings/s of encode
 
-Output: tests/reference/clip_bpe/corpus.tsv.gz, one line per string: hex of its bytes, a tab,
+Reads the merges file from ../shared/data/openclip and the emojibase-data package from the
+emoji builder's cache (~/.cache/clasp/npm). Output: tests/reference/clip_bpe/corpus.tsv.gz, one line per string: hex of its bytes, a tab,
 then the 77 ids without the trailing zero padding (or ERR).
 """
 import gzip
@@ -191,6 +192,9 @@ def fmnist_captions():
 def emoji_labels(per_locale):
     """The "label" of every emojibase entry in every locale (datasets/emoji.c reads them), a
     deterministic sample of per_locale labels per locale (all of "en")."""
+    if not os.path.exists(EMOJIBASE):
+        sys.exit("clip_bpe_ref: %s is missing: the emoji builder's npm cache (clasp shards build "
+                 "emoji fetches it)" % EMOJIBASE)
     out = []
     with tarfile.open(EMOJIBASE) as tf:
         for m in sorted(tf.getmembers(), key=lambda m: m.name):
