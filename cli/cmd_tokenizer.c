@@ -1,4 +1,5 @@
-/* cmd_tokenizer.c: `clasp tokenizer train SPEC|--lines FILE -o tokenizer.json [--vocab N]`:
+/* cmd_tokenizer.c: `clasp tokenizer encode TOKENIZER.json TEXT|--lines FILE` prints token ids
+ * (any tokenizer kind); `clasp tokenizer train SPEC|--lines FILE -o tokenizer.json [--vocab N]`
  * trains a byte-level BPE (modalities/tokenizer.h) on the captions of a shard spec (every
  * caption training may draw: the caption rule of pipeline/captions.h) or of a text file with
  * one caption per line, normalised as training normalises them (modalities/text.h). */
@@ -188,5 +189,117 @@ int clasp_cmd_tokenizer_train(int argc, char **argv) {
     clasp_tokenizer_free(tok);
     for (size_t i = 0; i < l.n; i++) free(l.s[i]);
     free(l.s);
+    return rc;
+}
+
+/* ---- clasp tokenizer encode ---- */
+
+typedef struct encode_args {
+    const char *tokenizer, *text, *lines;
+    int context;
+    bool raw, json;
+} encode_args;
+
+#define A(field) offsetof(encode_args, field)
+static const clasp_arg encode_table[] = {
+    CLASP_ARG_COMMAND("tokenizer encode",
+                      "TOKENIZER.json TEXT [--context N] [--raw] [--json]\n"
+                      "TOKENIZER.json --lines FILE [--context N] [--raw] [--json]",
+                      "Prints the token ids of TEXT (or of each line of FILE), one line of ids\n"
+                      "per text, as training and the C API encode them: bytes and bpe tokenizers\n"
+                      "after the caption normalisation, clip_bpe with its own cleaning\n"
+                      "(docs/clip_bpe.md). A text that cannot be encoded (invalid UTF-8) prints\n"
+                      "an error on stderr and the command exits with 1.\n\n",
+                      NULL),
+    {"TOKENIZER.json", 0, CLASP_ARG_POS, A(tokenizer), NULL, NULL, NULL, 0, 0, 0, NULL, NULL},
+    {"TEXT", 0, CLASP_ARG_POS, A(text), NULL, NULL, NULL, 0, 0, 0, NULL, NULL},
+    {"lines", 0, CLASP_ARG_STRING, A(lines), "FILE", "texts, one per line, instead of TEXT", NULL,
+     CLASP_ARG_IN, 0, 0, NULL, NULL},
+    {"context", 0, CLASP_ARG_INT, A(context), "N",
+     "context length (default: the tokenizer's context_length, else 77)", NULL, 0, 2, 1 << 20, NULL,
+     NULL},
+    {"raw", 0, CLASP_ARG_FLAG, A(raw), NULL,
+     "ids only: no start/end tokens, no truncation or padding", NULL, 0, 0, 0, NULL, NULL},
+    CLASP_ARG_JSON(A(json), "one JSON object per text: {\"text\", \"ids\"}"),
+    CLASP_ARG_END,
+};
+#undef A
+
+/* Encodes one text and prints its ids; returns 0, or 1 when it cannot be encoded. */
+static int encode_one_(const clasp_tokenizer *tok, const encode_args *a, const char *s, size_t n) {
+    char *norm = NULL;
+    size_t nn = n;
+    const char *text = s;
+    clasp_status st = CLASP_OK;
+    if (clasp_tokenizer_kind(tok) != CLASP_TOKENIZER_CLIP_BPE) {
+        clasp_text_config tc = clasp_text_default_config();
+        tc.reject_empty = false;
+        st = clasp_text_normalize(s, n, &tc, &norm, &nn);
+        text = norm;
+    }
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    if (st == CLASP_OK && a->raw) {
+        st = clasp_tokenizer_encode_raw(tok, text, nn, &ids, &n_ids);
+    } else if (st == CLASP_OK) {
+        ids = malloc((size_t)a->context * sizeof *ids);
+        n_ids = (size_t)a->context;
+        st = ids ? clasp_tokenizer_encode_n(tok, text, nn, ids, a->context, NULL)
+                 : clasp_set_error(CLASP_ERR_NOMEM, "%d ids", a->context);
+    }
+    if (st != CLASP_OK) {
+        fprintf(stderr, "clasp tokenizer encode: %s\n", clasp_last_error());
+        free(norm);
+        free(ids);
+        return 1;
+    }
+    if (a->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToObject(o, "text", cJSON_CreateString(s));
+        cJSON *arr = cJSON_AddArrayToObject(o, "ids");
+        for (size_t i = 0; i < n_ids; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
+        clasp_cli_print_json(o, false);
+    } else {
+        for (size_t i = 0; i < n_ids; i++) printf(i ? " %d" : "%d", (int)ids[i]);
+        printf("\n");
+    }
+    free(norm);
+    free(ids);
+    return 0;
+}
+
+int clasp_cmd_tokenizer_encode(int argc, char **argv) {
+    encode_args a = {0};
+    int prc;
+    if (!clasp_args_parse(encode_table, &a, argc, argv, &prc)) return prc;
+    if (!a.tokenizer) return clasp_args_usage_error(encode_table, "missing TOKENIZER.json");
+    if (!a.text == !a.lines)
+        return clasp_args_usage_error(encode_table, "need one of TEXT or --lines FILE");
+    clasp_tokenizer *tok = NULL;
+    if (clasp_tokenizer_load(a.tokenizer, &tok) != CLASP_OK) {
+        fprintf(stderr, "clasp tokenizer encode: %s\n", clasp_last_error());
+        return 1;
+    }
+    if (!a.context)
+        a.context = clasp_tokenizer_context_length(tok) ? clasp_tokenizer_context_length(tok) : 77;
+    int rc = 0;
+    if (a.text) {
+        rc = encode_one_(tok, &a, a.text, strlen(a.text));
+    } else {
+        size_t n = 0;
+        char *buf = NULL;
+        if (clasp_read_file(a.lines, (size_t)1 << 31, &buf, &n) != CLASP_OK) {
+            fprintf(stderr, "clasp tokenizer encode: %s\n", clasp_last_error());
+            rc = 1;
+        }
+        for (size_t start = 0, i = 0; buf && i <= n; i++) {
+            if (i < n && buf[i] != '\n') continue;
+            if (i == n && start == n) break; /* no line after the last newline */
+            rc |= encode_one_(tok, &a, buf + start, i - start);
+            start = i + 1;
+        }
+        free(buf);
+    }
+    clasp_tokenizer_free(tok);
     return rc;
 }

@@ -16,6 +16,7 @@ int clasp_cmd_report(int argc, char **argv);
 int clasp_cmd_search(int argc, char **argv);
 int clasp_cmd_shards_build(int argc, char **argv);
 int clasp_cmd_shards_inspect(int argc, char **argv);
+int clasp_cmd_tokenizer_encode(int argc, char **argv);
 int clasp_cmd_tokenizer_train(int argc, char **argv);
 
 int clasp_cmd_train(int argc, char **argv);

@@ -49,6 +49,8 @@ static const command commands[] = {
      "build WebDataset shards (fmnist, folder, tsv, ...)"},
     {"shards", "inspect", clasp_cmd_shards_inspect,
      "count samples, fields and skips of a shard spec"},
+    {"tokenizer", "encode", clasp_cmd_tokenizer_encode,
+     "print the token ids of texts (bytes, bpe or clip_bpe tokenizer)"},
     {"tokenizer", "train", clasp_cmd_tokenizer_train,
      "train a byte-level BPE tokenizer on captions"},
     {"train", NULL, clasp_cmd_train,

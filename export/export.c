@@ -58,6 +58,12 @@ static clasp_status export_config_json_(const clasp_model_config *mc, const clas
     clasp_preprocess p = *pre; /* shares the tokenizer; only the spec changes */
     if (!strcmp(p.tokenizer_spec.type, "bpe"))
         snprintf(p.tokenizer_spec.path, sizeof p.tokenizer_spec.path, "tokenizer.json");
+    const char *merges = clasp_tokenizer_merges_path(pre->tokenizer); /* clip_bpe: copied */
+    if (merges) {
+        const char *slash = strrchr(merges, '/');
+        snprintf(p.tokenizer_spec.path, sizeof p.tokenizer_spec.path, "%s",
+                 slash ? slash + 1 : merges);
+    }
     CLASP_TRY(clasp_model_config_to_json(mc, out));
     clasp_status s = CLASP_OK;
     /* an export always says which precision it was trained in */
@@ -117,12 +123,10 @@ static clasp_status preprocess_json_(const clasp_preprocess *pre, cJSON **out) {
         cJSON *t = cJSON_AddObjectToObject(root, "text");
         cJSON *nz = t ? cJSON_AddObjectToObject(t, "normalize") : NULL;
         ok = t && nz && cJSON_AddNumberToObject(t, "context_length", pre->context_length) &&
-             cJSON_AddStringToObject(t, "tokenizer",
-                                     clasp_tokenizer_kind(tok) == CLASP_TOKENIZER_BPE ? "bpe"
-                                                                                      : "bytes") &&
-             cJSON_AddNumberToObject(t, "bos_id", CLASP_TOKEN_BOS) &&
-             cJSON_AddNumberToObject(t, "eos_id", CLASP_TOKEN_EOS) &&
-             cJSON_AddNumberToObject(t, "pad_id", CLASP_TOKEN_PAD) &&
+             cJSON_AddStringToObject(t, "tokenizer", clasp_tokenizer_type_name(tok)) &&
+             cJSON_AddNumberToObject(t, "bos_id", clasp_tokenizer_bos_id(tok)) &&
+             cJSON_AddNumberToObject(t, "eos_id", clasp_tokenizer_eos_id(tok)) &&
+             cJSON_AddNumberToObject(t, "pad_id", clasp_tokenizer_pad_id(tok)) &&
              cJSON_AddNumberToObject(t, "vocab_size", clasp_tokenizer_vocab_size(tok)) &&
              cJSON_AddBoolToObject(nz, "nfkc", tc.nfkc) &&
              cJSON_AddBoolToObject(nz, "casefold", tc.casefold) &&
@@ -544,9 +548,8 @@ static clasp_status open_export_(clasp_embedder *em, const char *dir, int thread
             s = clasp_set_error(CLASP_ERR_CONFIG,
                                 "%s: a %s tokenizer of %d tokens, but config.json's "
                                 "text.tokenizer.type is \"%s\"",
-                                tp,
-                                clasp_tokenizer_kind(t2) == CLASP_TOKENIZER_BPE ? "bpe" : "bytes",
-                                clasp_tokenizer_vocab_size(t2), em->pre.tokenizer_spec.type);
+                                tp, clasp_tokenizer_type_name(t2), clasp_tokenizer_vocab_size(t2),
+                                em->pre.tokenizer_spec.type);
         clasp_tokenizer_free(t2);
     }
     if (s == CLASP_OK) s = check_preprocess_(dir, &em->pre);

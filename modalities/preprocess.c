@@ -25,8 +25,8 @@ static clasp_status tokenizer_spec_(const cJSON *o, const char *file, clasp_toke
         if (!ok) return bad(file, P, it->string, "unknown key");
     }
     CLASP_TRY(clasp_json_str(o, "type", file, P, tk->type, sizeof tk->type));
-    if (strcmp(tk->type, "bytes") && strcmp(tk->type, "bpe"))
-        return bad(file, P, "type", "expected \"bytes\" or \"bpe\"");
+    if (strcmp(tk->type, "bytes") && strcmp(tk->type, "bpe") && strcmp(tk->type, "clip_bpe"))
+        return bad(file, P, "type", "expected \"bytes\", \"bpe\" or \"clip_bpe\"");
     int *ids[3] = {&tk->bos, &tk->eos, &tk->pad};
     static const char *const id_names[3] = {"bos", "eos", "pad"};
     for (int i = 0; i < 3; i++) {
@@ -42,6 +42,8 @@ static clasp_status tokenizer_spec_(const cJSON *o, const char *file, clasp_toke
         clasp_json_str_opt(o, has_path ? "path" : "file", file, P, "", tk->path, sizeof tk->path));
     if (!strcmp(tk->type, "bpe") && !tk->path[0])
         return bad(file, P, "path", "a \"bpe\" tokenizer needs the path of its tokenizer.json");
+    if (!strcmp(tk->type, "clip_bpe") && !tk->path[0])
+        return bad(file, P, "path", "a \"clip_bpe\" tokenizer needs the path of its merges file");
     return CLASP_OK;
 }
 
@@ -102,6 +104,8 @@ static clasp_status text_(const cJSON *o, const char *file, bool absolute, clasp
         CLASP_TRY(tokenizer_spec_(tko, file, tk));
     }
     if (absolute) CLASP_TRY(absolute_path_(file, tk));
+    if (!strcmp(tk->type, "clip_bpe")) /* it cleans text itself, as OpenCLIP (docs/clip_bpe.md) */
+        p->text = (clasp_text_config){false, false, false, false, false, false};
     return open_tokenizer_(p, file);
 }
 

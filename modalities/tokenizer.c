@@ -12,84 +12,14 @@
 #include "core/json.h"
 #include "core/rng.h"
 #include "core/sizes.h"
+#include "modalities/clip_bpe.h"
+#include "modalities/pair_map.h"
 
 /* Longest word (bytes) the pre-split hands to the merger; longer runs are cut into pieces of
  * this size. Bounds the quadratic merge loop on hostile input (a 1 MB caption with no space). */
 #define MAX_WORD 256
 /* Longest byte string one token may stand for (guards hostile merge lists that double). */
 #define MAX_TOKEN_BYTES 4096
-#define EMPTY_KEY       UINT64_MAX
-
-/* ---- open-addressing map uint64 -> int64 (pair -> rank or count) ---- */
-
-typedef struct pair_map {
-    uint64_t *keys;
-    int64_t *vals;
-    size_t cap; /* power of two */
-    size_t n;
-} pair_map;
-
-static uint64_t pair_key(int32_t a, int32_t b) {
-    return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-}
-
-static bool map_init(pair_map *m, size_t want) {
-    size_t cap = 64;
-    while (cap < want * 2) cap *= 2;
-    m->keys = malloc(cap * sizeof *m->keys);
-    m->vals = calloc(cap, sizeof *m->vals);
-    m->cap = cap;
-    m->n = 0;
-    if (!m->keys || !m->vals) return false;
-    for (size_t i = 0; i < cap; i++) m->keys[i] = EMPTY_KEY;
-    return true;
-}
-
-static void map_free(pair_map *m) {
-    free(m->keys);
-    free(m->vals);
-    memset(m, 0, sizeof *m);
-}
-
-static size_t map_slot(const pair_map *m, uint64_t key) {
-    size_t i = (size_t)clasp_splitmix64(key) & (m->cap - 1);
-    while (m->keys[i] != EMPTY_KEY && m->keys[i] != key) i = (i + 1) & (m->cap - 1);
-    return i;
-}
-
-/* Value for key, or -1 if absent. */
-static int64_t map_get(const pair_map *m, uint64_t key) {
-    if (!m->cap) return -1;
-    size_t i = map_slot(m, key);
-    return m->keys[i] == key ? m->vals[i] : -1;
-}
-
-/* Pointer to the value of key, inserting 0 if absent; NULL on OOM. */
-static int64_t *map_ref(pair_map *m, uint64_t key) {
-    if ((m->n + 1) * 2 > m->cap) {
-        pair_map bigger;
-        if (!map_init(&bigger, m->cap)) {
-            map_free(&bigger);
-            return NULL;
-        }
-        for (size_t i = 0; i < m->cap; i++) {
-            if (m->keys[i] == EMPTY_KEY) continue;
-            size_t j = map_slot(&bigger, m->keys[i]);
-            bigger.keys[j] = m->keys[i];
-            bigger.vals[j] = m->vals[i];
-        }
-        bigger.n = m->n;
-        map_free(m);
-        *m = bigger;
-    }
-    size_t i = map_slot(m, key);
-    if (m->keys[i] != key) {
-        m->keys[i] = key;
-        m->vals[i] = 0;
-        m->n++;
-    }
-    return &m->vals[i];
-}
 
 /* ---- the tokenizer ---- */
 
@@ -101,6 +31,9 @@ struct clasp_tokenizer {
     size_t *tok_off;   /* (vocab) offset of each token's bytes in blob */
     uint32_t *tok_len; /* (vocab) byte length; 0 for BOS/EOS/PAD */
     uint8_t *blob;
+    clasp_clip_bpe *clip; /* CLASP_TOKENIZER_CLIP_BPE */
+    int context_length;   /* clip_bpe: the JSON's "context_length" */
+    char clip_path[4096]; /* clip_bpe: the merges file as opened */
 };
 
 void clasp_tokenizer_free(clasp_tokenizer *tok) {
@@ -110,6 +43,7 @@ void clasp_tokenizer_free(clasp_tokenizer *tok) {
     free(tok->tok_off);
     free(tok->tok_len);
     free(tok->blob);
+    clasp_clip_bpe_free(tok->clip);
     free(tok);
 }
 
@@ -117,10 +51,27 @@ clasp_tokenizer_type clasp_tokenizer_kind(const clasp_tokenizer *tok) {
     return tok ? tok->type : CLASP_TOKENIZER_BYTES;
 }
 int clasp_tokenizer_vocab_size(const clasp_tokenizer *tok) {
+    if (tok && tok->clip) return CLASP_CLIP_BPE_VOCAB;
     return tok ? CLASP_TOKEN_FIRST_MERGE + tok->n_merges : 0;
 }
 int clasp_tokenizer_n_merges(const clasp_tokenizer *tok) {
+    if (tok && tok->clip) return CLASP_CLIP_BPE_MERGES;
     return tok ? tok->n_merges : 0;
+}
+int32_t clasp_tokenizer_bos_id(const clasp_tokenizer *tok) {
+    return tok && tok->clip ? CLASP_CLIP_BPE_SOT : CLASP_TOKEN_BOS;
+}
+int32_t clasp_tokenizer_eos_id(const clasp_tokenizer *tok) {
+    return tok && tok->clip ? CLASP_CLIP_BPE_EOT : CLASP_TOKEN_EOS;
+}
+int32_t clasp_tokenizer_pad_id(const clasp_tokenizer *tok) {
+    return tok && tok->clip ? 0 : CLASP_TOKEN_PAD;
+}
+int clasp_tokenizer_context_length(const clasp_tokenizer *tok) {
+    return tok ? tok->context_length : 0;
+}
+const char *clasp_tokenizer_merges_path(const clasp_tokenizer *tok) {
+    return tok && tok->clip ? tok->clip_path : NULL;
 }
 
 /* Builds a tokenizer owning `merges` ((n, 2), malloc'd; freed here on error). `what` names the
@@ -216,32 +167,14 @@ static size_t word_len(const uint8_t *s, size_t n, size_t pos) {
     return i - pos;
 }
 
-/* Replaces every occurrence of the pair (a, b) in ids[0..len), left to right, by `id`, in
- * place; returns the new length. Encoding and training merge with this one rule. */
-static size_t merge_pair(int32_t *ids, size_t len, int32_t a, int32_t b, int32_t id) {
-    size_t w = 0;
-    for (size_t i = 0; i < len;) {
-        if (i + 1 < len && ids[i] == a && ids[i + 1] == b) {
-            ids[w++] = id;
-            i += 2;
-        } else {
-            ids[w++] = ids[i++];
-        }
-    }
-    return w;
-}
-
 /* Applies the merges to ids[0..*len) in place (lowest rank first, each rank applied to all its
  * occurrences left to right, as GPT-2's bpe()). */
 static void merge_word(const clasp_tokenizer *t, int32_t *ids, size_t *len) {
     size_t L = *len;
     while (L >= 2) {
-        int64_t best = INT64_MAX;
-        for (size_t i = 0; i + 1 < L; i++) {
-            int64_t r = map_get(&t->ranks, pair_key(ids[i], ids[i + 1]));
-            if (r >= 0 && r < best) best = r;
-        }
-        if (best == INT64_MAX) break;
+        size_t at;
+        const int64_t best = lowest_pair(&t->ranks, ids, L, &at);
+        if (best < 0) break;
         const int32_t a = t->merges[2 * best], b = t->merges[2 * best + 1];
         L = merge_pair(ids, L, a, b, (int32_t)(CLASP_TOKEN_FIRST_MERGE + best));
     }
@@ -276,10 +209,28 @@ clasp_status clasp_tokenizer_encode_raw(const clasp_tokenizer *tok, const char *
         return clasp_set_error(CLASP_ERR_ARG, "tokenizer encode: NULL argument");
     *ids = NULL;
     *n_ids = 0;
+    if (tok->clip) return clasp_clip_bpe_encode(tok->clip, text, n, SIZE_MAX, ids, n_ids);
     int32_t *buf = malloc((n ? n : 1) * sizeof *buf);
     if (!buf) return clasp_set_error(CLASP_ERR_NOMEM, "tokenizer encode: %zu bytes", n);
     *n_ids = encode_ids(tok, (const uint8_t *)text, n, buf, SIZE_MAX);
     *ids = buf;
+    return CLASP_OK;
+}
+
+/* OpenCLIP's tokenize(): [sot] + ids + [eot], cut to ctx with eot kept last, zero padding. */
+static clasp_status encode_clip(const clasp_tokenizer *tok, const char *text, size_t n,
+                                int32_t *out, int ctx, int *n_used) {
+    int32_t *ids;
+    size_t cnt;
+    const size_t room = (size_t)ctx - 2;
+    CLASP_TRY(clasp_clip_bpe_encode(tok->clip, text, n, room, &ids, &cnt));
+    const size_t keep = cnt < room ? cnt : room;
+    out[0] = CLASP_CLIP_BPE_SOT;
+    for (size_t i = 0; i < keep; i++) out[1 + i] = ids[i];
+    out[1 + keep] = CLASP_CLIP_BPE_EOT;
+    for (size_t i = keep + 2; i < (size_t)ctx; i++) out[i] = 0;
+    if (n_used) *n_used = (int)keep;
+    free(ids);
     return CLASP_OK;
 }
 
@@ -289,6 +240,7 @@ clasp_status clasp_tokenizer_encode_n(const clasp_tokenizer *tok, const char *te
         return clasp_set_error(CLASP_ERR_ARG, "tokenizer encode: NULL argument");
     if (ctx < 2)
         return clasp_set_error(CLASP_ERR_ARG, "tokenizer encode: context %d < 2 (BOS + EOS)", ctx);
+    if (tok->clip) return encode_clip(tok, text, n, out, ctx, n_used);
     const size_t room = (size_t)ctx - 2;
     /* encode_ids stops after the word that reaches `room` tokens, so it writes at most
      * room + MAX_WORD ids (a word is at most MAX_WORD bytes, hence ids). */
@@ -322,6 +274,7 @@ clasp_status clasp_tokenizer_decode(const clasp_tokenizer *tok, const int32_t *i
         return clasp_set_error(CLASP_ERR_ARG, "tokenizer decode: NULL argument");
     *out = NULL;
     *out_n = 0;
+    if (tok->clip) return clasp_clip_bpe_decode(tok->clip, ids, n, out, out_n);
     const int32_t vocab = clasp_tokenizer_vocab_size(tok);
     size_t total = 0, used = 0;
     for (size_t i = 0; i < n; i++) {
@@ -510,6 +463,20 @@ cJSON *clasp_tokenizer_to_json(const clasp_tokenizer *tok) {
     if (!tok) return NULL;
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
+    if (tok->clip) {
+        const char *slash = strrchr(tok->clip_path, '/');
+        if (!cJSON_AddStringToObject(o, "type", "clip_bpe") ||
+            !cJSON_AddStringToObject(o, "path", slash ? slash + 1 : tok->clip_path) ||
+            !cJSON_AddNumberToObject(o, "context_length", tok->context_length) ||
+            !cJSON_AddNumberToObject(o, "vocab_size", CLASP_CLIP_BPE_VOCAB) ||
+            !cJSON_AddNumberToObject(o, "bos_id", CLASP_CLIP_BPE_SOT) ||
+            !cJSON_AddNumberToObject(o, "eos_id", CLASP_CLIP_BPE_EOT) ||
+            !cJSON_AddNumberToObject(o, "pad_id", 0)) {
+            cJSON_Delete(o);
+            return NULL;
+        }
+        return o;
+    }
     bool ok =
         cJSON_AddStringToObject(o, "type", tok->type == CLASP_TOKENIZER_BPE ? "bpe" : "bytes") &&
         cJSON_AddNumberToObject(o, "version", 1) &&
@@ -533,8 +500,37 @@ cJSON *clasp_tokenizer_to_json(const clasp_tokenizer *tok) {
     return o;
 }
 
+/* clip_bpe: copies the merges file beside `path` (the JSON names it by file name). */
+static clasp_status copy_merges(const clasp_tokenizer *tok, const char *path) {
+    const char *base = strrchr(tok->clip_path, '/');
+    base = base ? base + 1 : tok->clip_path;
+    const char *slash = strrchr(path, '/');
+    char dst[4096];
+    int k = slash ? snprintf(dst, sizeof dst, "%.*s/%s", (int)(slash - path), path, base)
+                  : snprintf(dst, sizeof dst, "%s", base);
+    if (k < 0 || (size_t)k >= sizeof dst)
+        return clasp_set_error(CLASP_ERR_ARG, "%s: path too long", path);
+    char *a = realpath(tok->clip_path, NULL), *b = realpath(dst, NULL);
+    const bool same = a && b && !strcmp(a, b);
+    free(a);
+    free(b);
+    if (same) return CLASP_OK;
+    char *data = NULL;
+    size_t n = 0;
+    CLASP_TRY(clasp_read_file(tok->clip_path, (size_t)64 << 20, &data, &n));
+    clasp_status s = clasp_write_file_atomic(dst, data, n);
+    free(data);
+    return s;
+}
+
+const char *clasp_tokenizer_type_name(const clasp_tokenizer *tok) {
+    if (!tok || tok->type == CLASP_TOKENIZER_BYTES) return "bytes";
+    return tok->type == CLASP_TOKENIZER_BPE ? "bpe" : "clip_bpe";
+}
+
 clasp_status clasp_tokenizer_save(const clasp_tokenizer *tok, const char *path) {
     if (!tok || !path) return clasp_set_error(CLASP_ERR_ARG, "tokenizer save: NULL argument");
+    if (tok->clip) CLASP_TRY(copy_merges(tok, path));
     cJSON *o = clasp_tokenizer_to_json(tok);
     if (!o) return clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory building JSON", path);
     clasp_status s = clasp_json_save(path, o);
@@ -544,13 +540,19 @@ clasp_status clasp_tokenizer_save(const clasp_tokenizer *tok, const char *path) 
 
 static clasp_status from_json(const cJSON *obj, const char *file, int depth, clasp_tokenizer **out);
 
+/* rel resolved against the folder of `file` into path[4096]. */
+static clasp_status resolve_path(const char *rel, const char *file, char *path) {
+    const char *slash = (file && rel[0] != '/') ? strrchr(file, '/') : NULL;
+    int k = slash ? snprintf(path, 4096, "%.*s/%s", (int)(slash - file), file, rel)
+                  : snprintf(path, 4096, "%s", rel);
+    if (k < 0 || k >= 4096)
+        return clasp_set_error(CLASP_ERR_CONFIG, "%s: tokenizer path too long", file);
+    return CLASP_OK;
+}
+
 static clasp_status load_path(const char *rel, const char *file, int depth, clasp_tokenizer **out) {
     char path[4096];
-    const char *slash = (file && rel[0] != '/') ? strrchr(file, '/') : NULL;
-    int k = slash ? snprintf(path, sizeof path, "%.*s/%s", (int)(slash - file), file, rel)
-                  : snprintf(path, sizeof path, "%s", rel);
-    if (k < 0 || (size_t)k >= sizeof path)
-        return clasp_set_error(CLASP_ERR_CONFIG, "%s: tokenizer path too long", file);
+    CLASP_TRY(resolve_path(rel, file, path));
     cJSON *root = NULL;
     clasp_status s = clasp_json_load(path, &root);
     if (s != CLASP_OK) return clasp_wrap_error(s, "%s: tokenizer 'path'", file ? file : "config");
@@ -565,6 +567,43 @@ static bool is_int32_(const cJSON *x) {
            x->valuedouble <= (double)INT32_MAX && x->valuedouble == floor(x->valuedouble);
 }
 
+/* {"type": "clip_bpe", "path": merges file (relative to `file`'s folder), "context_length"} */
+static clasp_status clip_from_json(const cJSON *obj, const char *file, int depth,
+                                   clasp_tokenizer **out) {
+    const char *f = file ? file : "tokenizer";
+    char rel[4096];
+    int64_t v, ctx;
+    CLASP_TRY(clasp_json_str(obj, "path", f, NULL, rel, sizeof rel));
+    /* a tokenizer file (an export's tokenizer.json) names only files of its own folder */
+    const bool up = !strcmp(rel, "..") || !strncmp(rel, "../", 3) || strstr(rel, "/../") ||
+                    (strlen(rel) >= 3 && !strcmp(rel + strlen(rel) - 3, "/.."));
+    if (depth > 0 && (rel[0] == '/' || up))
+        return clasp_set_error(CLASP_ERR_CONFIG,
+                               "%s: field 'path': '%s' is outside the tokenizer file's folder "
+                               "(a tokenizer file may only name files beside it)",
+                               f, rel);
+    CLASP_TRY(clasp_json_int_opt(obj, "context_length", f, NULL, 2, 1 << 20, 77, &ctx));
+    CLASP_TRY(clasp_json_int_opt(obj, "vocab_size", f, NULL, CLASP_CLIP_BPE_VOCAB,
+                                 CLASP_CLIP_BPE_VOCAB, CLASP_CLIP_BPE_VOCAB, &v));
+    CLASP_TRY(clasp_json_int_opt(obj, "bos_id", f, NULL, CLASP_CLIP_BPE_SOT, CLASP_CLIP_BPE_SOT,
+                                 CLASP_CLIP_BPE_SOT, &v));
+    CLASP_TRY(clasp_json_int_opt(obj, "eos_id", f, NULL, CLASP_CLIP_BPE_EOT, CLASP_CLIP_BPE_EOT,
+                                 CLASP_CLIP_BPE_EOT, &v));
+    CLASP_TRY(clasp_json_int_opt(obj, "pad_id", f, NULL, 0, 0, 0, &v));
+    clasp_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return clasp_set_error(CLASP_ERR_NOMEM, "tokenizer: out of memory");
+    t->type = CLASP_TOKENIZER_CLIP_BPE;
+    t->context_length = (int)ctx;
+    clasp_status s = resolve_path(rel, file, t->clip_path);
+    if (s == CLASP_OK) s = clasp_clip_bpe_load(t->clip_path, &t->clip);
+    if (s != CLASP_OK) {
+        clasp_tokenizer_free(t);
+        return clasp_wrap_error(s, "%s: clip_bpe tokenizer 'path'", f);
+    }
+    *out = t;
+    return CLASP_OK;
+}
+
 static clasp_status from_json(const cJSON *obj, const char *file, int depth,
                               clasp_tokenizer **out) {
     const char *f = file ? file : "tokenizer";
@@ -572,6 +611,7 @@ static clasp_status from_json(const cJSON *obj, const char *file, int depth,
         return clasp_set_error(CLASP_ERR_CONFIG, "%s: tokenizer must be a JSON object", f);
     char type[16];
     CLASP_TRY(clasp_json_str(obj, "type", f, NULL, type, sizeof type));
+    if (strcmp(type, "clip_bpe") == 0) return clip_from_json(obj, file, depth, out);
     int64_t v;
     CLASP_TRY(clasp_json_int_opt(obj, "bos_id", f, NULL, CLASP_TOKEN_BOS, CLASP_TOKEN_BOS,
                                  CLASP_TOKEN_BOS, &v));
@@ -587,7 +627,9 @@ static clasp_status from_json(const cJSON *obj, const char *file, int depth,
     }
     if (strcmp(type, "bpe") != 0)
         return clasp_set_error(CLASP_ERR_CONFIG,
-                               "%s: field 'type': '%s' (expected \"bytes\" or \"bpe\")", f, type);
+                               "%s: field 'type': '%s' (expected \"bytes\", \"bpe\" or "
+                               "\"clip_bpe\")",
+                               f, type);
     char pre[16];
     CLASP_TRY(clasp_json_str_opt(obj, "pre_split", f, NULL, "space", pre, sizeof pre));
     if (strcmp(pre, "space") != 0)

@@ -26,8 +26,17 @@
  * objects are accepted as a model config's "text": {"tokenizer": {...}}, where a BPE may instead
  * give {"type": "bpe", "path": "tokenizer.json"} (relative to the config file's folder).
  *
- * Encoding does not normalise: run clasp_text_normalize (text.h) first. A tokenizer is read-only
- * after creation: one handle may be used by many threads at once.
+ * {"type": "clip_bpe", "path": "bpe_simple_vocab_16e6.txt.gz", "context_length": 77} is OpenAI
+ * CLIP's tokenizer as OpenCLIP runs it (docs/clip_bpe.md): its own ids (vocab 49408, start 49406,
+ * end 49407, padding 0), its own cleaning (HTML unescape, whitespace, lower case) inside encode,
+ * so do not NFKC-normalise first; invalid UTF-8 is CLASP_ERR_FORMAT. The path is relative to the
+ * JSON file's folder; to_json writes its file name only (an export copies the file beside it).
+ * Encoding to ctx is OpenCLIP's: [49406] + ids + [49407], cut to ctx keeping 49407 last, zeros
+ * after. Decoding skips 49406, stops at 49407 and turns "</w>" into a space. Training and
+ * save/load of merges in tokenizer.json do not apply to it.
+ *
+ * Encoding of the other kinds does not normalise: run clasp_text_normalize (text.h) first. A
+ * tokenizer is read-only after creation: one handle may be used by many threads at once.
  */
 #ifndef CLASP_MODALITIES_TOKENIZER_H
 #define CLASP_MODALITIES_TOKENIZER_H
@@ -47,7 +56,8 @@
 
 typedef enum clasp_tokenizer_type {
     CLASP_TOKENIZER_BYTES = 1, /* vocab 259, no merges */
-    CLASP_TOKENIZER_BPE = 2
+    CLASP_TOKENIZER_BPE = 2,
+    CLASP_TOKENIZER_CLIP_BPE = 3 /* OpenCLIP's SimpleTokenizer, see below */
 } clasp_tokenizer_type;
 
 typedef struct clasp_tokenizer clasp_tokenizer; /* opaque, read-only after creation */
@@ -71,7 +81,8 @@ clasp_status clasp_tokenizer_from_json(const cJSON *obj, const char *file, clasp
 clasp_status clasp_tokenizer_load(const char *path, clasp_tokenizer **out);
 /* A new cJSON object describing the tokenizer (caller cJSON_Deletes); NULL on OOM. */
 cJSON *clasp_tokenizer_to_json(const clasp_tokenizer *tok);
-/* Writes tokenizer.json atomically. */
+/* Writes tokenizer.json atomically; a clip_bpe tokenizer also copies its merges file into the
+ * same folder (unless it is already that file). */
 clasp_status clasp_tokenizer_save(const clasp_tokenizer *tok, const char *path);
 
 void clasp_tokenizer_free(clasp_tokenizer *tok); /* accepts NULL */
@@ -79,6 +90,16 @@ void clasp_tokenizer_free(clasp_tokenizer *tok); /* accepts NULL */
 clasp_tokenizer_type clasp_tokenizer_kind(const clasp_tokenizer *tok);
 int clasp_tokenizer_vocab_size(const clasp_tokenizer *tok); /* 259 + merges */
 int clasp_tokenizer_n_merges(const clasp_tokenizer *tok);
+/* Start, end and padding ids: 256, 257, 258, or 49406, 49407, 0 for clip_bpe. */
+int32_t clasp_tokenizer_bos_id(const clasp_tokenizer *tok);
+int32_t clasp_tokenizer_eos_id(const clasp_tokenizer *tok);
+int32_t clasp_tokenizer_pad_id(const clasp_tokenizer *tok);
+/* clip_bpe: the JSON's "context_length" (default 77); 0 for the other kinds. */
+int clasp_tokenizer_context_length(const clasp_tokenizer *tok);
+/* "bytes", "bpe" or "clip_bpe". */
+const char *clasp_tokenizer_type_name(const clasp_tokenizer *tok);
+/* clip_bpe: the merges file as opened (to copy it into an export); NULL for the other kinds. */
+const char *clasp_tokenizer_merges_path(const clasp_tokenizer *tok);
 
 /* Encodes the NUL-terminated `text` into out[ctx] (ctx >= 2) as described at the top. Returns
  * CLASP_ERR_ARG for NULL pointers or ctx < 2, CLASP_ERR_NOMEM. */

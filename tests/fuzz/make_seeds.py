@@ -211,6 +211,18 @@ def texts():
     put("text", "truncated.txt", b"end \xe2\x82")
 
 
+def clip_bpe_texts():
+    items = {"photo.txt": "a photo of a cat", "cased.txt": "It's \u039f\u0394\u039f\u03a3 \u0130stanbul Stra\u00dfe",
+             "entities.txt": "&amp;lt;b&amp;gt; &#39;s &#x1F600; &notit; &#0; &#xD800; &#1114112",
+             "special.txt": "<|startoftext|>x<|endoftext|> <|STARTOFTEXT|>",
+             "cjk_emoji.txt": "\u6771\u4eac \U0001F431\U0001F469\u200D\U0001F467 \u2460\u00bd",
+             "long.txt": "word " * 100, "long_word.txt": "x" * 1500,
+             "odd.txt": "a\0b \x1c\x85 \u0345'\u017f \u00a0\u3000 end", "empty.txt": ""}
+    for name, t in items.items():
+        put("clip_bpe", name, t)
+    put("clip_bpe", "invalid_utf8.txt", b"ok \xc3\x28 \xed\xa0\x80")
+
+
 def tokenizers():
     put("tokenizer", "bytes.json", json.dumps({"type": "bytes"}))
     put("tokenizer", "bpe.json", json.dumps(
@@ -349,6 +361,7 @@ if __name__ == "__main__":
     images()
     audio()
     texts()
+    clip_bpe_texts()
     tokenizers()
     safetensors()
     configs()
