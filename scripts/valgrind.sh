@@ -8,7 +8,10 @@
 #   (default: test_core test_safetensors test_tar_reader test_loader test_captions
 #    test_checkpoint test_runstate test_engine test_export test_datasets test_shardlist
 #    test_fuzz_regressions test_security)
-# A Release build with -g (the default) is fine; do not use an ASan build.
+# A Release build with -g (the default) is fine; do not use an ASan build. Suites that train
+# (test_engine) belong on an OpenBLAS build (-DCLASP_BACKEND=openblas): under valgrind oneDNN
+# JIT-compiles AVX2 kernels whose vector tails read past their own buffers (1,391 reports in
+# test_engine, every one with its top frame in JIT code); on OpenBLAS the suite is clean.
 set -eu
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 B="$(cd "${1:-$ROOT/build}" && pwd)"
