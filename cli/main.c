@@ -44,6 +44,7 @@ static const command commands[] = {
     {"index", "info", clasp_cmd_index_info, "what an index folder records (model, type, count)"},
     {"report", NULL, clasp_cmd_report, "one self-contained HTML page about a run: curves, gallery"},
     {"search", NULL, clasp_cmd_search, "top-k cosine search of a query in a .npy index"},
+    {"serve", NULL, clasp_cmd_serve, "HTTP server: /embed, /search (an index), /metrics"},
     {"shards", "build", clasp_cmd_shards_build,
      "build WebDataset shards (fmnist, folder, tsv, ...)"},
     {"shards", "inspect", clasp_cmd_shards_inspect,
