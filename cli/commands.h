@@ -14,6 +14,7 @@ int clasp_cmd_index_eval(int argc, char **argv);
 int clasp_cmd_index_info(int argc, char **argv);
 int clasp_cmd_report(int argc, char **argv);
 int clasp_cmd_search(int argc, char **argv);
+int clasp_cmd_serve(int argc, char **argv);
 int clasp_cmd_shards_build(int argc, char **argv);
 int clasp_cmd_shards_inspect(int argc, char **argv);
 int clasp_cmd_tokenizer_encode(int argc, char **argv);

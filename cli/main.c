@@ -45,6 +45,7 @@ static const command commands[] = {
     {"report", NULL, clasp_cmd_report, "one self-contained HTML page about a run: curves, gallery"},
     {"search", NULL, clasp_cmd_search,
      "top-k cosine search: exact over a .npy, or in an index folder"},
+    {"serve", NULL, clasp_cmd_serve, "HTTP server: /embed, /search (an index), /metrics"},
     {"shards", "build", clasp_cmd_shards_build,
      "build WebDataset shards (fmnist, folder, tsv, ...)"},
     {"shards", "inspect", clasp_cmd_shards_inspect,

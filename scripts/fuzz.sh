@@ -15,7 +15,7 @@ cd "$ROOT"
 MINUTES="${1:-1}"
 [ $# -gt 0 ] && shift
 TARGETS="$*"
-[ -n "$TARGETS" ] || TARGETS="tar image audio text tokenizer safetensors config state shardspec npy tsv index clip_bpe"
+[ -n "$TARGETS" ] || TARGETS="tar image audio text tokenizer safetensors config state shardspec npy tsv index clip_bpe serve_request"
 JOBS="${FUZZ_JOBS:-2}"
 B=build-fuzz
 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang \
