@@ -94,7 +94,7 @@ static clasp_status add_ln(clasp__ptable *pt, clasp_tower t, const char *prefix,
 
 static clasp_status declare_stack(clasp__stack *S, clasp__ptable *pt, clasp_tower t,
                                   const char *prefix, int L, int C, int NH, int F, bool causal,
-                                  bool gelu_tanh, float eps) {
+                                  int gelu_tanh, float eps) {
     *S = (clasp__stack){
         .L = L, .C = C, .NH = NH, .F = F, .causal = causal, .gelu_tanh = gelu_tanh, .eps = eps};
     S->blk = calloc((size_t)(L ? L : 1), sizeof *S->blk);
@@ -172,8 +172,8 @@ static clasp_status declare_cnn(clasp__tower *tw, clasp__ptable *pt, clasp_tower
  * ".ln_f", ".proj" on a c x h x w input cut into ph x pw patches. */
 static clasp_status declare_patch_tf(clasp__tower *tw, clasp__ptable *pt, clasp_tower t,
                                      const char *prefix, int c, int h, int w, int ph, int pw, int W,
-                                     int layers, int heads, int mlp, clasp_pool pool,
-                                     bool gelu_tanh, float eps, int D) {
+                                     int layers, int heads, int mlp, clasp_pool pool, int gelu_tanh,
+                                     float eps, int D) {
     char p[CLASP_PARAM_NAME_MAX];
     tower_start(tw, t, c, h, w);
     tw->PH = ph;
@@ -206,7 +206,7 @@ static clasp_status declare_image(clasp__tower *tw, const clasp_model_config *cf
                            ic->n_conv, ic->conv, ic->n_fc, ic->fc, false, cfg->embed_dim);
     return declare_patch_tf(tw, pt, CLASP_TOWER_IMAGE, "image", ic->channels, ic->size, ic->size,
                             ic->patch_size, ic->patch_size, ic->width, ic->layers, ic->heads,
-                            ic->mlp_width, ic->pool, ic->gelu_tanh, ic->ln_eps, cfg->embed_dim);
+                            ic->mlp_width, ic->pool, (int)ic->act, ic->ln_eps, cfg->embed_dim);
 }
 
 static clasp_status declare_audio(clasp__tower *tw, const clasp_model_config *cfg,
@@ -218,7 +218,7 @@ static clasp_status declare_audio(clasp__tower *tw, const clasp_model_config *cf
     if (ac->type == CLASP_AUDIO_TYPE_AST)
         return declare_patch_tf(tw, pt, CLASP_TOWER_AUDIO, "audio", 1, ac->n_mels, ac->n_frames,
                                 ac->patch_freq, ac->patch_time, ac->width, ac->layers, ac->heads,
-                                ac->mlp_width, ac->pool, ac->gelu_tanh, ac->ln_eps, cfg->embed_dim);
+                                ac->mlp_width, ac->pool, (int)ac->act, ac->ln_eps, cfg->embed_dim);
     return clasp_set_error(CLASP_ERR_CONFIG, "audio tower: no type");
 }
 
@@ -233,7 +233,7 @@ static clasp_status declare_text(clasp__tower *tw, const clasp_model_config *cfg
     CLASP_TRY(add(pt, t, &tw->pos_emb, "text.pos_emb", "", 2, tw->T, W, 0, 0, false,
                   CLASP_INIT_NORMAL, 0.01f, 0));
     CLASP_TRY(declare_stack(&tw->st, pt, t, "text", tc->layers, W, tc->heads, tc->mlp_width,
-                            tc->causal, tc->gelu_tanh, tc->ln_eps));
+                            tc->causal, (int)tc->act, tc->ln_eps));
     return add_linear(pt, t, "text.proj", cfg->embed_dim, W, &tw->proj_w, &tw->proj_b);
 }
 

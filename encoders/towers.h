@@ -34,7 +34,8 @@ enum { CLASP__BLK_N = 12 };
 /* A stack of pre-LN blocks followed by a final LayerNorm (shared by ViT and text). */
 typedef struct clasp__stack {
     int L, C, NH, F;
-    bool causal, gelu_tanh;
+    bool causal;
+    int gelu_tanh; /* clasp_act */
     float eps;
     int (*blk)[CLASP__BLK_N]; /* (L) parameter indices */
     int lnf_w, lnf_b;
