@@ -371,6 +371,10 @@ Test(model, tiny_vit_mean_text_eos_tanh_parity) {
     tiny_parity("model/tiny_b.safetensors");
 }
 
+Test(model, tiny_quick_gelu_parity) {
+    tiny_parity("model/tiny_c.safetensors");
+}
+
 /* ---- finite differences ------------------------------------------------------------------ */
 
 /* loss = sum(f_img * gi) + sum(f_txt * gt), accumulated in double */
