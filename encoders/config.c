@@ -203,6 +203,7 @@ static clasp_status parse_vit(const cJSON *o, const char *file, clasp_image_towe
     CLASP_TRY(get_int(o, "patch_size", file, P, 1, SIZE_MAX_DIM, &ic->patch_size));
     CLASP_TRY(get_stack(o, file, P, 1, &ic->width, &ic->layers, &ic->heads, &ic->mlp_width));
     if (ic->size % ic->patch_size != 0) return bad(file, P, "patch_size", "does not divide size");
+    CLASP_TRY(clasp_json_bool_opt(o, "ln_pre", file, P, false, &ic->ln_pre));
     return get_pool_eps_act(o, file, P, &ic->pool, &ic->ln_eps, &ic->act);
 }
 
@@ -212,7 +213,7 @@ static clasp_status parse_image(const cJSON *o, const char *file, int embed_dim,
     static const char *const keys[] = {"type",       "channels",   "size",   "conv",  "fc",
                                        "patch_size", "width",      "layers", "heads", "mlp_width",
                                        "pool",       "ln_eps",     "act",    "mean",  "std",
-                                       "resize",     "output_dim", NULL};
+                                       "resize",     "output_dim", "ln_pre", NULL};
     const char *P = "image";
     CLASP_TRY(check_keys(o, keys, file, P));
     char type[16];
@@ -510,6 +511,8 @@ static bool image_to_json(cJSON *root, const clasp_image_tower_config *ic) {
         ok = cJSON_AddNumberToObject(o, "patch_size", ic->patch_size) &&
              add_stack(o, ic->width, ic->layers, ic->heads, ic->mlp_width) &&
              add_pool_eps_act(o, ic->pool, ic->ln_eps, ic->act);
+        /* written only when set, so configs without it serialise as before */
+        if (ok && ic->ln_pre) ok = cJSON_AddBoolToObject(o, "ln_pre", true) != NULL;
     }
     return ok;
 }

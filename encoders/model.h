@@ -140,6 +140,7 @@ typedef struct clasp_image_tower_config {
     clasp_pool pool;                                 /* "pool": "cls" | "mean" */
     float ln_eps;                                    /* "ln_eps", default 1e-5 */
     clasp_act act; /* "act": "gelu" (default) | "gelu_tanh" | "quick_gelu" */
+    bool ln_pre;   /* "ln_pre": LayerNorm after patch + position embedding (OpenCLIP); false */
 } clasp_image_tower_config;
 
 typedef struct clasp_text_tower_config {

@@ -586,3 +586,27 @@ Test(config, quick_gelu_act) {
     cr_assert_eq(parse(doc, "t.json", &c), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(c.text.act, CLASP_ACT_GELU_TANH);
 }
+
+static const char *VBASE =
+    "{\"embed_dim\": 8, \"image\": {\"type\": \"vit\", \"channels\": 3, \"size\": 8, "
+    "\"patch_size\": 4, \"width\": 8, \"layers\": 1, \"heads\": 2, \"mlp_width\": 16}}";
+
+Test(config, vit_ln_pre) {
+    /* image "ln_pre" (OpenCLIP): off by default and not serialised then; true round-trips */
+    clasp_model_config c;
+    cr_assert_eq(parse(VBASE, "v.json", &c), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(!c.image.ln_pre);
+    cJSON *j;
+    cr_assert_eq(clasp_model_config_to_json(&c, &j), CLASP_OK);
+    cr_assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "image"), "ln_pre"));
+    cJSON_Delete(j);
+    char doc[2048];
+    snprintf(doc, sizeof doc, "%s", VBASE);
+    char *at = strstr(doc, "\"patch_size\"");
+    cr_assert_not_null(at);
+    memmove(at + 16, at, strlen(at) + 1);
+    memcpy(at, "\"ln_pre\": true, ", 16);
+    cr_assert_eq(parse(doc, "v.json", &c), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(c.image.ln_pre);
+    roundtrip_doc(doc, "v.json");
+}

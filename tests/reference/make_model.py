@@ -286,6 +286,7 @@ class PatchTower(nn.Module):
         if cls:
             self.cls_token = nn.Parameter(torch.empty(W))
         self.pos_emb = nn.Parameter(torch.empty(self.T, W))
+        self.ln_pre = nn.LayerNorm(W) if c.get("ln_pre") else None
         approx = ACT_APPROX[c.get("act", "gelu")]
         self.blocks = nn.ModuleList(GBlock(W, c["heads"], c["mlp_width"], approx)
                                     for _ in range(c["layers"]))
@@ -297,6 +298,8 @@ class PatchTower(nn.Module):
         if self.cls:
             p = torch.cat([self.cls_token.expand(p.shape[0], 1, -1), p], 1)
         h = p + self.pos_emb
+        if self.ln_pre is not None:
+            h = self.ln_pre(h)
         for b in self.blocks:
             h = b(h, False, None)
         h = self.ln_f(h)
@@ -535,6 +538,9 @@ def main():
     tiny("tiny_c.safetensors",
          {"embed_dim": 12, "image": dict(base_img, pool="cls", act="quick_gelu"),
           "text": dict(base_text, causal=True, pool="eos", act="quick_gelu")}, 3)
+    tiny("tiny_d.safetensors",
+         {"embed_dim": 12, "image": dict(base_img, pool="cls", act="quick_gelu", ln_pre=True),
+          "text": dict(base_text, causal=True, pool="eos", act="quick_gelu")}, 4)
     audio_refs()
     for f in sorted(os.listdir(OUT)):
         print(f, os.path.getsize(os.path.join(OUT, f)), "bytes")
