@@ -204,16 +204,19 @@ static clasp_status parse_vit(const cJSON *o, const char *file, clasp_image_towe
     CLASP_TRY(get_stack(o, file, P, 1, &ic->width, &ic->layers, &ic->heads, &ic->mlp_width));
     if (ic->size % ic->patch_size != 0) return bad(file, P, "patch_size", "does not divide size");
     CLASP_TRY(clasp_json_bool_opt(o, "ln_pre", file, P, false, &ic->ln_pre));
+    bool pb = true;
+    CLASP_TRY(clasp_json_bool_opt(o, "proj_bias", file, P, true, &pb));
+    ic->no_proj_bias = !pb;
     return get_pool_eps_act(o, file, P, &ic->pool, &ic->ln_eps, &ic->act);
 }
 
 static clasp_status parse_image(const cJSON *o, const char *file, int embed_dim,
                                 clasp_image_tower_config *ic) {
     /* "mean", "std", "resize": preprocessing, read by modalities/preprocess.c */
-    static const char *const keys[] = {"type",       "channels",   "size",   "conv",  "fc",
-                                       "patch_size", "width",      "layers", "heads", "mlp_width",
-                                       "pool",       "ln_eps",     "act",    "mean",  "std",
-                                       "resize",     "output_dim", "ln_pre", NULL};
+    static const char *const keys[] = {
+        "type",   "channels", "size",       "conv",   "fc",        "patch_size", "width",
+        "layers", "heads",    "mlp_width",  "pool",   "ln_eps",    "act",        "mean",
+        "std",    "resize",   "output_dim", "ln_pre", "proj_bias", NULL};
     const char *P = "image";
     CLASP_TRY(check_keys(o, keys, file, P));
     char type[16];
@@ -249,10 +252,10 @@ static clasp_status tokenizer_ids(const cJSON *o, const char *file, int ids[3]) 
 
 static clasp_status parse_text(const cJSON *o, const char *file, int embed_dim,
                                clasp_text_tower_config *tc) {
-    static const char *const keys[] = {"type",   "vocab_size", "context_length", "width",
-                                       "layers", "heads",      "mlp_width",      "causal",
-                                       "pool",   "eos_id",     "pad_id",         "ln_eps",
-                                       "act",    "tokenizer",  "output_dim",     NULL};
+    static const char *const keys[] = {
+        "type",      "vocab_size", "context_length", "width",     "layers", "heads",
+        "mlp_width", "causal",     "pool",           "eos_id",    "pad_id", "ln_eps",
+        "act",       "tokenizer",  "output_dim",     "proj_bias", NULL};
     const char *P = "text";
     CLASP_TRY(check_keys(o, keys, file, P));
     char type[16];
@@ -280,6 +283,9 @@ static clasp_status parse_text(const cJSON *o, const char *file, int embed_dim,
         return bad(file, P, "eos_id", "missing (pool \"eos\" needs eos_id or tokenizer.eos)");
     CLASP_TRY(get_float_opt(o, "ln_eps", file, P, 1e-5, &tc->ln_eps));
     if (!(tc->ln_eps > 0.0f)) return bad(file, P, "ln_eps", "must be positive");
+    bool pb = true;
+    CLASP_TRY(clasp_json_bool_opt(o, "proj_bias", file, P, true, &pb));
+    tc->no_proj_bias = !pb;
     return get_act(o, file, P, &tc->act);
 }
 
@@ -513,6 +519,7 @@ static bool image_to_json(cJSON *root, const clasp_image_tower_config *ic) {
              add_pool_eps_act(o, ic->pool, ic->ln_eps, ic->act);
         /* written only when set, so configs without it serialise as before */
         if (ok && ic->ln_pre) ok = cJSON_AddBoolToObject(o, "ln_pre", true) != NULL;
+        if (ok && ic->no_proj_bias) ok = cJSON_AddBoolToObject(o, "proj_bias", false) != NULL;
     }
     return ok;
 }
@@ -530,6 +537,7 @@ static bool text_to_json(cJSON *root, const clasp_text_tower_config *tc) {
               cJSON_AddNumberToObject(o, "pad_id", tc->pad_id) &&
               add_float(o, "ln_eps", tc->ln_eps) &&
               cJSON_AddStringToObject(o, "act", act_name(tc->act));
+    if (ok && tc->no_proj_bias) ok = cJSON_AddBoolToObject(o, "proj_bias", false) != NULL;
     return ok;
 }
 

@@ -173,7 +173,7 @@ static clasp_status declare_cnn(clasp__tower *tw, clasp__ptable *pt, clasp_tower
 static clasp_status declare_patch_tf(clasp__tower *tw, clasp__ptable *pt, clasp_tower t,
                                      const char *prefix, int c, int h, int w, int ph, int pw, int W,
                                      int layers, int heads, int mlp, clasp_pool pool, int gelu_tanh,
-                                     float eps, bool ln_pre, int D) {
+                                     float eps, bool ln_pre, bool no_proj_bias, int D) {
     char p[CLASP_PARAM_NAME_MAX];
     tower_start(tw, t, c, h, w);
     tw->PH = ph;
@@ -200,6 +200,11 @@ static clasp_status declare_patch_tf(clasp__tower *tw, clasp__ptable *pt, clasp_
     }
     CLASP_TRY(declare_stack(&tw->st, pt, t, prefix, layers, W, heads, mlp, false, gelu_tanh, eps));
     snprintf(p, sizeof p, "%s.proj", prefix);
+    if (no_proj_bias) {
+        tw->proj_b = -1;
+        return add(pt, t, &tw->proj_w, p, "weight", 2, D, W, 0, 0, true, CLASP_INIT_UNIFORM_FANIN,
+                   0.0f, W);
+    }
     return add_linear(pt, t, p, D, W, &tw->proj_w, &tw->proj_b);
 }
 
@@ -212,7 +217,7 @@ static clasp_status declare_image(clasp__tower *tw, const clasp_model_config *cf
     return declare_patch_tf(tw, pt, CLASP_TOWER_IMAGE, "image", ic->channels, ic->size, ic->size,
                             ic->patch_size, ic->patch_size, ic->width, ic->layers, ic->heads,
                             ic->mlp_width, ic->pool, (int)ic->act, ic->ln_eps, ic->ln_pre,
-                            cfg->embed_dim);
+                            ic->no_proj_bias, cfg->embed_dim);
 }
 
 static clasp_status declare_audio(clasp__tower *tw, const clasp_model_config *cfg,
@@ -224,7 +229,7 @@ static clasp_status declare_audio(clasp__tower *tw, const clasp_model_config *cf
     if (ac->type == CLASP_AUDIO_TYPE_AST)
         return declare_patch_tf(tw, pt, CLASP_TOWER_AUDIO, "audio", 1, ac->n_mels, ac->n_frames,
                                 ac->patch_freq, ac->patch_time, ac->width, ac->layers, ac->heads,
-                                ac->mlp_width, ac->pool, (int)ac->act, ac->ln_eps, false,
+                                ac->mlp_width, ac->pool, (int)ac->act, ac->ln_eps, false, false,
                                 cfg->embed_dim);
     return clasp_set_error(CLASP_ERR_CONFIG, "audio tower: no type");
 }
@@ -241,6 +246,11 @@ static clasp_status declare_text(clasp__tower *tw, const clasp_model_config *cfg
                   CLASP_INIT_NORMAL, 0.01f, 0));
     CLASP_TRY(declare_stack(&tw->st, pt, t, "text", tc->layers, W, tc->heads, tc->mlp_width,
                             tc->causal, (int)tc->act, tc->ln_eps));
+    if (tc->no_proj_bias) {
+        tw->proj_b = -1;
+        return add(pt, t, &tw->proj_w, "text.proj", "weight", 2, cfg->embed_dim, W, 0, 0, true,
+                   CLASP_INIT_UNIFORM_FANIN, 0.0f, W);
+    }
     return add_linear(pt, t, "text.proj", cfg->embed_dim, W, &tw->proj_w, &tw->proj_b);
 }
 
@@ -417,7 +427,9 @@ clasp_status clasp__tower_plan(clasp__tower *tw, const clasp_model *m, clasp_are
 
 /* ---- shared transformer stack ----------------------------------------------------------- */
 
+/* NULL for an absent parameter (index -1, e.g. a projection without bias) */
 static float *P(const clasp_model *m, float *buf, int idx) {
+    if (idx < 0) return NULL;
     return buf + m->info[idx].offset;
 }
 

@@ -291,7 +291,7 @@ class PatchTower(nn.Module):
         self.blocks = nn.ModuleList(GBlock(W, c["heads"], c["mlp_width"], approx)
                                     for _ in range(c["layers"]))
         self.ln_f = nn.LayerNorm(W)
-        self.proj = nn.Linear(W, D)
+        self.proj = nn.Linear(W, D, bias=c.get("proj_bias", True))
 
     def encode(self, x):
         p = self.patch_embed(x).flatten(2).transpose(1, 2)  # B, N, W
@@ -328,7 +328,7 @@ class Text(nn.Module):
         self.blocks = nn.ModuleList(GBlock(W, c["heads"], c["mlp_width"], approx)
                                     for _ in range(c["layers"]))
         self.ln_f = nn.LayerNorm(W)
-        self.proj = nn.Linear(W, D)
+        self.proj = nn.Linear(W, D, bias=c.get("proj_bias", True))
 
     def forward(self, t):
         c = self.c
@@ -539,8 +539,9 @@ def main():
          {"embed_dim": 12, "image": dict(base_img, pool="cls", act="quick_gelu"),
           "text": dict(base_text, causal=True, pool="eos", act="quick_gelu")}, 3)
     tiny("tiny_d.safetensors",
-         {"embed_dim": 12, "image": dict(base_img, pool="cls", act="quick_gelu", ln_pre=True),
-          "text": dict(base_text, causal=True, pool="eos", act="quick_gelu")}, 4)
+         {"embed_dim": 12, "image": dict(base_img, pool="cls", act="quick_gelu", ln_pre=True,
+                                         proj_bias=False),
+          "text": dict(base_text, causal=True, pool="eos", act="quick_gelu", proj_bias=False)}, 4)
     audio_refs()
     for f in sorted(os.listdir(OUT)):
         print(f, os.path.getsize(os.path.join(OUT, f)), "bytes")
