@@ -608,5 +608,13 @@ Test(config, vit_ln_pre) {
     memcpy(at, "\"ln_pre\": true, ", 16);
     cr_assert_eq(parse(doc, "v.json", &c), CLASP_OK, "%s", clasp_last_error());
     cr_assert(c.image.ln_pre);
+    cr_assert(!c.image.no_proj_bias);
+    roundtrip_doc(doc, "v.json");
+    /* "proj_bias": false (OpenCLIP's bias-free projection) parses and round-trips too */
+    at = strstr(doc, "\"ln_pre\"");
+    memmove(at + 20, at, strlen(at) + 1);
+    memcpy(at, "\"proj_bias\": false, ", 20);
+    cr_assert_eq(parse(doc, "v.json", &c), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(c.image.no_proj_bias);
     roundtrip_doc(doc, "v.json");
 }
