@@ -82,8 +82,17 @@ static clasp_status get_either(const cJSON *o, const char *name, const char *fil
     return CLASP_OK;
 }
 
-static clasp_status get_act(const cJSON *o, const char *file, const char *prefix, bool *tanh_) {
-    return get_either(o, "act", file, prefix, "gelu", "gelu_tanh", tanh_);
+static const char *const act_names_[] = {"gelu", "gelu_tanh", "quick_gelu"};
+
+static clasp_status get_act(const cJSON *o, const char *file, const char *prefix, clasp_act *act) {
+    char s[16];
+    CLASP_TRY(clasp_json_str_opt(o, "act", file, prefix, "gelu", s, sizeof s));
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, act_names_[i])) {
+            *act = (clasp_act)i;
+            return CLASP_OK;
+        }
+    return bad(file, prefix, "act", "expected \"gelu\", \"gelu_tanh\" or \"quick_gelu\"");
 }
 
 /* "width", "layers" (at least min_layers), "heads" (dividing width) and "mlp_width" of a
@@ -180,13 +189,13 @@ static clasp_status parse_cnn(const cJSON *o, const char *file, clasp_image_towe
 
 /* "pool" ("cls" default | "mean"), "ln_eps" (default 1e-5), "act" of a ViT or AST. */
 static clasp_status get_pool_eps_act(const cJSON *o, const char *file, const char *P,
-                                     clasp_pool *pool_, float *eps, bool *tanh_) {
+                                     clasp_pool *pool_, float *eps, clasp_act *act) {
     bool mean = false;
     CLASP_TRY(get_either(o, "pool", file, P, "cls", "mean", &mean));
     *pool_ = mean ? CLASP_POOL_MEAN : CLASP_POOL_CLS;
     CLASP_TRY(get_float_opt(o, "ln_eps", file, P, 1e-5, eps));
     if (!(*eps > 0.0f)) return bad(file, P, "ln_eps", "must be positive");
-    return get_act(o, file, P, tanh_);
+    return get_act(o, file, P, act);
 }
 
 static clasp_status parse_vit(const cJSON *o, const char *file, clasp_image_tower_config *ic) {
@@ -194,16 +203,20 @@ static clasp_status parse_vit(const cJSON *o, const char *file, clasp_image_towe
     CLASP_TRY(get_int(o, "patch_size", file, P, 1, SIZE_MAX_DIM, &ic->patch_size));
     CLASP_TRY(get_stack(o, file, P, 1, &ic->width, &ic->layers, &ic->heads, &ic->mlp_width));
     if (ic->size % ic->patch_size != 0) return bad(file, P, "patch_size", "does not divide size");
-    return get_pool_eps_act(o, file, P, &ic->pool, &ic->ln_eps, &ic->gelu_tanh);
+    CLASP_TRY(clasp_json_bool_opt(o, "ln_pre", file, P, false, &ic->ln_pre));
+    bool pb = true;
+    CLASP_TRY(clasp_json_bool_opt(o, "proj_bias", file, P, true, &pb));
+    ic->no_proj_bias = !pb;
+    return get_pool_eps_act(o, file, P, &ic->pool, &ic->ln_eps, &ic->act);
 }
 
 static clasp_status parse_image(const cJSON *o, const char *file, int embed_dim,
                                 clasp_image_tower_config *ic) {
     /* "mean", "std", "resize": preprocessing, read by modalities/preprocess.c */
-    static const char *const keys[] = {"type",       "channels",   "size",   "conv",  "fc",
-                                       "patch_size", "width",      "layers", "heads", "mlp_width",
-                                       "pool",       "ln_eps",     "act",    "mean",  "std",
-                                       "resize",     "output_dim", NULL};
+    static const char *const keys[] = {
+        "type",   "channels", "size",       "conv",   "fc",        "patch_size", "width",
+        "layers", "heads",    "mlp_width",  "pool",   "ln_eps",    "act",        "mean",
+        "std",    "resize",   "output_dim", "ln_pre", "proj_bias", NULL};
     const char *P = "image";
     CLASP_TRY(check_keys(o, keys, file, P));
     char type[16];
@@ -239,10 +252,10 @@ static clasp_status tokenizer_ids(const cJSON *o, const char *file, int ids[3]) 
 
 static clasp_status parse_text(const cJSON *o, const char *file, int embed_dim,
                                clasp_text_tower_config *tc) {
-    static const char *const keys[] = {"type",   "vocab_size", "context_length", "width",
-                                       "layers", "heads",      "mlp_width",      "causal",
-                                       "pool",   "eos_id",     "pad_id",         "ln_eps",
-                                       "act",    "tokenizer",  "output_dim",     NULL};
+    static const char *const keys[] = {
+        "type",      "vocab_size", "context_length", "width",     "layers", "heads",
+        "mlp_width", "causal",     "pool",           "eos_id",    "pad_id", "ln_eps",
+        "act",       "tokenizer",  "output_dim",     "proj_bias", NULL};
     const char *P = "text";
     CLASP_TRY(check_keys(o, keys, file, P));
     char type[16];
@@ -270,7 +283,10 @@ static clasp_status parse_text(const cJSON *o, const char *file, int embed_dim,
         return bad(file, P, "eos_id", "missing (pool \"eos\" needs eos_id or tokenizer.eos)");
     CLASP_TRY(get_float_opt(o, "ln_eps", file, P, 1e-5, &tc->ln_eps));
     if (!(tc->ln_eps > 0.0f)) return bad(file, P, "ln_eps", "must be positive");
-    return get_act(o, file, P, &tc->gelu_tanh);
+    bool pb = true;
+    CLASP_TRY(clasp_json_bool_opt(o, "proj_bias", file, P, true, &pb));
+    tc->no_proj_bias = !pb;
+    return get_act(o, file, P, &tc->act);
 }
 
 /* ---- audio ------------------------------------------------------------------------------ */
@@ -354,7 +370,7 @@ static clasp_status parse_ast(const cJSON *o, const char *file, clasp_audio_towe
     size_t T = (size_t)(ac->n_mels / ac->patch_freq) * (size_t)(ac->n_frames / ac->patch_time);
     if (T > 65536) return bad(file, P, "patch_time", "more than 65536 patches");
     CLASP_TRY(get_stack(o, file, P, 1, &ac->width, &ac->layers, &ac->heads, &ac->mlp_width));
-    return get_pool_eps_act(o, file, P, &ac->pool, &ac->ln_eps, &ac->gelu_tanh);
+    return get_pool_eps_act(o, file, P, &ac->pool, &ac->ln_eps, &ac->act);
 }
 
 static clasp_status parse_audio(const cJSON *o, const char *file, int embed_dim,
@@ -445,8 +461,8 @@ static const char *pool_name(clasp_pool p) {
     return p == CLASP_POOL_CLS ? "cls" : p == CLASP_POOL_MEAN ? "mean" : "eos";
 }
 
-static const char *act_name(bool gelu_tanh) {
-    return gelu_tanh ? "gelu_tanh" : "gelu";
+static const char *act_name(clasp_act act) {
+    return act_names_[act];
 }
 
 static bool add_float(cJSON *o, const char *name, float v) {
@@ -462,9 +478,9 @@ static bool add_stack(cJSON *o, int width, int layers, int heads, int mlp_width)
 }
 
 /* get_pool_eps_act's fields */
-static bool add_pool_eps_act(cJSON *o, clasp_pool pool, float ln_eps, bool gelu_tanh) {
+static bool add_pool_eps_act(cJSON *o, clasp_pool pool, float ln_eps, clasp_act act) {
     return cJSON_AddStringToObject(o, "pool", pool_name(pool)) && add_float(o, "ln_eps", ln_eps) &&
-           cJSON_AddStringToObject(o, "act", act_name(gelu_tanh));
+           cJSON_AddStringToObject(o, "act", act_name(act));
 }
 
 static bool add_conv_fc(cJSON *o, int n_conv, const clasp_conv_block *convs, int n_fc,
@@ -500,7 +516,10 @@ static bool image_to_json(cJSON *root, const clasp_image_tower_config *ic) {
     } else if (ok) {
         ok = cJSON_AddNumberToObject(o, "patch_size", ic->patch_size) &&
              add_stack(o, ic->width, ic->layers, ic->heads, ic->mlp_width) &&
-             add_pool_eps_act(o, ic->pool, ic->ln_eps, ic->gelu_tanh);
+             add_pool_eps_act(o, ic->pool, ic->ln_eps, ic->act);
+        /* written only when set, so configs without it serialise as before */
+        if (ok && ic->ln_pre) ok = cJSON_AddBoolToObject(o, "ln_pre", true) != NULL;
+        if (ok && ic->no_proj_bias) ok = cJSON_AddBoolToObject(o, "proj_bias", false) != NULL;
     }
     return ok;
 }
@@ -517,7 +536,8 @@ static bool text_to_json(cJSON *root, const clasp_text_tower_config *tc) {
               cJSON_AddNumberToObject(o, "eos_id", tc->eos_id) &&
               cJSON_AddNumberToObject(o, "pad_id", tc->pad_id) &&
               add_float(o, "ln_eps", tc->ln_eps) &&
-              cJSON_AddStringToObject(o, "act", act_name(tc->gelu_tanh));
+              cJSON_AddStringToObject(o, "act", act_name(tc->act));
+    if (ok && tc->no_proj_bias) ok = cJSON_AddBoolToObject(o, "proj_bias", false) != NULL;
     return ok;
 }
 
@@ -532,7 +552,7 @@ static bool audio_to_json(cJSON *root, const clasp_audio_tower_config *ac) {
         ok = cJSON_AddNumberToObject(o, "patch_freq", ac->patch_freq) &&
              cJSON_AddNumberToObject(o, "patch_time", ac->patch_time) &&
              add_stack(o, ac->width, ac->layers, ac->heads, ac->mlp_width) &&
-             add_pool_eps_act(o, ac->pool, ac->ln_eps, ac->gelu_tanh);
+             add_pool_eps_act(o, ac->pool, ac->ln_eps, ac->act);
     }
     /* the front-end fields that fix the input size (n_fft when given, center when false); the
      * others are preprocessing (clasp_preprocess_add_json writes every given field back in its

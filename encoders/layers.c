@@ -566,8 +566,26 @@ CLASP_BODY float gelu_tanh_grad(float x) {
     return sg + 2.0f * x * sg * inv * du;
 }
 
+/* QuickGELU (OpenAI CLIP): x sigmoid(1.702 x); d/dx = s + 1.702 x s (1 - s).
+ * ref: openai/CLIP clip/model.py QuickGELU, mlfoundations/open_clip transformer.py. */
+#define QUICK_GELU_ALPHA 1.702f
+CLASP_BODY float quick_gelu(float x) {
+    float e = exp_fast(QUICK_GELU_ALPHA * x);
+    return x * (e / (e + 1.0f));
+}
+
+CLASP_BODY float quick_gelu_grad(float x) {
+    float e = exp_fast(QUICK_GELU_ALPHA * x);
+    float inv = 1.0f / (e + 1.0f);
+    float sg = e * inv;
+    return sg + QUICK_GELU_ALPHA * x * sg * inv;
+}
+
+/* act (the int passed as tanh_form below): 0 = exact GELU, 1 = tanh GELU, 2 = QuickGELU */
 CLASP_BODY void gelu_fwd_body(float *out, const float *inp, size_t n, int tanh_form) {
-    if (tanh_form) {
+    if (tanh_form == 2) {
+        for (size_t i = 0; i < n; i++) out[i] = quick_gelu(inp[i]);
+    } else if (tanh_form) {
         for (size_t i = 0; i < n; i++) out[i] = gelu_tanh(inp[i]);
     } else {
         for (size_t i = 0; i < n; i++) out[i] = gelu_erf(inp[i]);
@@ -578,7 +596,9 @@ SIMD_KERNEL(gelu_fwd, (float *out, const float *inp, size_t n, int tanh_form),
 
 CLASP_BODY void gelu_bwd_body(float *dinp, const float *dout, const float *inp, size_t n,
                               int tanh_form) {
-    if (tanh_form) {
+    if (tanh_form == 2) {
+        for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * quick_gelu_grad(inp[i]);
+    } else if (tanh_form) {
         for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_tanh_grad(inp[i]);
     } else {
         for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_erf_grad(inp[i]);
@@ -589,7 +609,9 @@ SIMD_KERNEL(gelu_bwd, (float *dinp, const float *dout, const float *inp, size_t 
 
 /* d[i] *= gelu'(x[i]) in place (the block's backward through its GELU) */
 CLASP_BODY void gelu_grad_scale_body(float *d, const float *x, size_t n, int tanh_form) {
-    if (tanh_form) {
+    if (tanh_form == 2) {
+        for (size_t i = 0; i < n; i++) d[i] *= quick_gelu_grad(x[i]);
+    } else if (tanh_form) {
         for (size_t i = 0; i < n; i++) d[i] *= gelu_tanh_grad(x[i]);
     } else {
         for (size_t i = 0; i < n; i++) d[i] *= gelu_erf_grad(x[i]);
@@ -604,7 +626,12 @@ SIMD_KERNEL(gelu_grad_scale, (float *d, const float *x, size_t n, int tanh_form)
  * calls the two functions. */
 CLASP_BODY void gelu_recompute_scale_body(float *restrict y, float *restrict d,
                                           const float *restrict x, size_t n, int tanh_form) {
-    if (tanh_form) {
+    if (tanh_form == 2) {
+        for (size_t i = 0; i < n; i++) {
+            y[i] = quick_gelu(x[i]);
+            d[i] *= quick_gelu_grad(x[i]);
+        }
+    } else if (tanh_form) {
         for (size_t i = 0; i < n; i++) {
             y[i] = gelu_tanh(x[i]);
             d[i] *= gelu_tanh_grad(x[i]);
@@ -651,6 +678,14 @@ void clasp_gelu_tanh_forward(float *out, const float *inp, size_t n) {
 
 void clasp_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, size_t n) {
     gelu_bwd(dinp, dout, inp, n, 1);
+}
+
+void clasp_quick_gelu_forward(float *out, const float *inp, size_t n) {
+    gelu_fwd(out, inp, n, 2);
+}
+
+void clasp_quick_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+    gelu_bwd(dinp, dout, inp, n, 2);
 }
 
 /* ---- layer norm ------------------------------------------------------------------------------ */

@@ -86,6 +86,9 @@ void clasp_gelu_backward(float *dinp, const float *dout, const float *inp, size_
 /* tanh GELU: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (approximate='tanh') */
 void clasp_gelu_tanh_forward(float *out, const float *inp, size_t n);
 void clasp_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, size_t n);
+/* QuickGELU (OpenAI CLIP): x * sigmoid(1.702 x) */
+void clasp_quick_gelu_forward(float *out, const float *inp, size_t n);
+void clasp_quick_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
 
 /* ---- layer norm over the last dim -------------------------------------------------------- */
 /* out (N, C), mean (N), rstd (N), inp (N, C), w (C), b (C); eps as PyTorch (e.g. 1e-5) */
@@ -161,7 +164,7 @@ typedef struct clasp_block_acts {
 typedef struct clasp_block_dims {
     int B, T, C, NH, F;
     int causal;    /* 1 = causal mask */
-    int gelu_tanh; /* 0 = exact erf GELU, 1 = tanh form */
+    int gelu_tanh; /* 0 = exact erf GELU, 1 = tanh form, 2 = QuickGELU */
     float ln_eps;  /* 1e-5 */
 } clasp_block_dims;
 

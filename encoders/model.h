@@ -119,6 +119,13 @@ typedef struct clasp_conv_block {
     int channels, kernel, stride, padding, pool;
 } clasp_conv_block;
 
+/* A transformer block's MLP activation (clasp_block_dims.gelu_tanh takes these values) */
+typedef enum clasp_act {
+    CLASP_ACT_GELU = 0,       /* exact erf GELU */
+    CLASP_ACT_GELU_TANH = 1,  /* tanh approximation */
+    CLASP_ACT_QUICK_GELU = 2, /* x sigmoid(1.702 x) (OpenAI CLIP) */
+} clasp_act;
+
 typedef struct clasp_image_tower_config {
     clasp_image_type type; /* "type": "cnn" | "vit"; NONE = no image tower */
     int channels;          /* "channels" (1..4) */
@@ -132,7 +139,9 @@ typedef struct clasp_image_tower_config {
     int patch_size, width, layers, heads, mlp_width; /* "patch_size", "width", ... */
     clasp_pool pool;                                 /* "pool": "cls" | "mean" */
     float ln_eps;                                    /* "ln_eps", default 1e-5 */
-    bool gelu_tanh;                                  /* "act": "gelu" (default) | "gelu_tanh" */
+    clasp_act act;     /* "act": "gelu" (default) | "gelu_tanh" | "quick_gelu" */
+    bool ln_pre;       /* "ln_pre": LayerNorm after patch + position embedding (OpenCLIP); false */
+    bool no_proj_bias; /* ViT "proj_bias": false = projection without bias (OpenCLIP) */
 } clasp_image_tower_config;
 
 typedef struct clasp_text_tower_config {
@@ -140,13 +149,14 @@ typedef struct clasp_text_tower_config {
     int vocab_size;       /* "vocab_size" */
     int context_length;   /* "context_length": tokens per sequence T */
     int width, layers, heads, mlp_width;
-    bool causal;     /* "causal", default true */
-    clasp_pool pool; /* "pool": "eos" (default) | "mean" */
-    int eos_id;      /* "eos_id", default "tokenizer": {"eos"}; required for pool "eos" */
-    int pad_id;      /* "pad_id", default "tokenizer": {"pad"}, -1 = none. PAD keys are masked
-                        out of attention and out of mean pooling. */
-    float ln_eps;    /* default 1e-5 */
-    bool gelu_tanh;  /* "act": "gelu" (default, exact erf) | "gelu_tanh" */
+    bool causal;       /* "causal", default true */
+    clasp_pool pool;   /* "pool": "eos" (default) | "mean" */
+    int eos_id;        /* "eos_id", default "tokenizer": {"eos"}; required for pool "eos" */
+    int pad_id;        /* "pad_id", default "tokenizer": {"pad"}, -1 = none. PAD keys are masked
+                          out of attention and out of mean pooling. */
+    float ln_eps;      /* default 1e-5 */
+    clasp_act act;     /* "act": "gelu" (default, exact erf) | "gelu_tanh" | "quick_gelu" */
+    bool no_proj_bias; /* "proj_bias": false = projection without bias (OpenCLIP) */
 } clasp_text_tower_config;
 
 /* The "audio" object of a model config. It holds two kinds of fields:
@@ -184,7 +194,7 @@ typedef struct clasp_audio_tower_config {
     int width, layers, heads, mlp_width; /* as the ViT's */
     clasp_pool pool;                     /* "pool": "cls" | "mean" */
     float ln_eps;                        /* default 1e-5 */
-    bool gelu_tanh;                      /* "act" */
+    clasp_act act;                       /* "act" */
 } clasp_audio_tower_config;
 
 typedef struct clasp_model_config {

@@ -94,7 +94,7 @@ static clasp_status add_ln(clasp__ptable *pt, clasp_tower t, const char *prefix,
 
 static clasp_status declare_stack(clasp__stack *S, clasp__ptable *pt, clasp_tower t,
                                   const char *prefix, int L, int C, int NH, int F, bool causal,
-                                  bool gelu_tanh, float eps) {
+                                  int gelu_tanh, float eps) {
     *S = (clasp__stack){
         .L = L, .C = C, .NH = NH, .F = F, .causal = causal, .gelu_tanh = gelu_tanh, .eps = eps};
     S->blk = calloc((size_t)(L ? L : 1), sizeof *S->blk);
@@ -172,8 +172,8 @@ static clasp_status declare_cnn(clasp__tower *tw, clasp__ptable *pt, clasp_tower
  * ".ln_f", ".proj" on a c x h x w input cut into ph x pw patches. */
 static clasp_status declare_patch_tf(clasp__tower *tw, clasp__ptable *pt, clasp_tower t,
                                      const char *prefix, int c, int h, int w, int ph, int pw, int W,
-                                     int layers, int heads, int mlp, clasp_pool pool,
-                                     bool gelu_tanh, float eps, int D) {
+                                     int layers, int heads, int mlp, clasp_pool pool, int gelu_tanh,
+                                     float eps, bool ln_pre, bool no_proj_bias, int D) {
     char p[CLASP_PARAM_NAME_MAX];
     tower_start(tw, t, c, h, w);
     tw->PH = ph;
@@ -193,8 +193,18 @@ static clasp_status declare_patch_tf(clasp__tower *tw, clasp__ptable *pt, clasp_
     snprintf(p, sizeof p, "%s.pos_emb", prefix);
     CLASP_TRY(
         add(pt, t, &tw->pos_emb, p, "", 2, tw->T, W, 0, 0, false, CLASP_INIT_NORMAL, 0.02f, 0));
+    tw->lnpre_w = tw->lnpre_b = -1;
+    if (ln_pre) {
+        snprintf(p, sizeof p, "%s.ln_pre", prefix);
+        CLASP_TRY(add_ln(pt, t, p, W, &tw->lnpre_w, &tw->lnpre_b));
+    }
     CLASP_TRY(declare_stack(&tw->st, pt, t, prefix, layers, W, heads, mlp, false, gelu_tanh, eps));
     snprintf(p, sizeof p, "%s.proj", prefix);
+    if (no_proj_bias) {
+        tw->proj_b = -1;
+        return add(pt, t, &tw->proj_w, p, "weight", 2, D, W, 0, 0, true, CLASP_INIT_UNIFORM_FANIN,
+                   0.0f, W);
+    }
     return add_linear(pt, t, p, D, W, &tw->proj_w, &tw->proj_b);
 }
 
@@ -206,7 +216,8 @@ static clasp_status declare_image(clasp__tower *tw, const clasp_model_config *cf
                            ic->n_conv, ic->conv, ic->n_fc, ic->fc, false, cfg->embed_dim);
     return declare_patch_tf(tw, pt, CLASP_TOWER_IMAGE, "image", ic->channels, ic->size, ic->size,
                             ic->patch_size, ic->patch_size, ic->width, ic->layers, ic->heads,
-                            ic->mlp_width, ic->pool, ic->gelu_tanh, ic->ln_eps, cfg->embed_dim);
+                            ic->mlp_width, ic->pool, (int)ic->act, ic->ln_eps, ic->ln_pre,
+                            ic->no_proj_bias, cfg->embed_dim);
 }
 
 static clasp_status declare_audio(clasp__tower *tw, const clasp_model_config *cfg,
@@ -218,7 +229,8 @@ static clasp_status declare_audio(clasp__tower *tw, const clasp_model_config *cf
     if (ac->type == CLASP_AUDIO_TYPE_AST)
         return declare_patch_tf(tw, pt, CLASP_TOWER_AUDIO, "audio", 1, ac->n_mels, ac->n_frames,
                                 ac->patch_freq, ac->patch_time, ac->width, ac->layers, ac->heads,
-                                ac->mlp_width, ac->pool, ac->gelu_tanh, ac->ln_eps, cfg->embed_dim);
+                                ac->mlp_width, ac->pool, (int)ac->act, ac->ln_eps, false, false,
+                                cfg->embed_dim);
     return clasp_set_error(CLASP_ERR_CONFIG, "audio tower: no type");
 }
 
@@ -233,7 +245,12 @@ static clasp_status declare_text(clasp__tower *tw, const clasp_model_config *cfg
     CLASP_TRY(add(pt, t, &tw->pos_emb, "text.pos_emb", "", 2, tw->T, W, 0, 0, false,
                   CLASP_INIT_NORMAL, 0.01f, 0));
     CLASP_TRY(declare_stack(&tw->st, pt, t, "text", tc->layers, W, tc->heads, tc->mlp_width,
-                            tc->causal, tc->gelu_tanh, tc->ln_eps));
+                            tc->causal, (int)tc->act, tc->ln_eps));
+    if (tc->no_proj_bias) {
+        tw->proj_b = -1;
+        return add(pt, t, &tw->proj_w, "text.proj", "weight", 2, cfg->embed_dim, W, 0, 0, true,
+                   CLASP_INIT_UNIFORM_FANIN, 0.0f, W);
+    }
     return add_linear(pt, t, "text.proj", cfg->embed_dim, W, &tw->proj_w, &tw->proj_b);
 }
 
@@ -374,6 +391,12 @@ static clasp_status plan_patch_tf(clasp__tower *tw, clasp_arena *a, int B) {
     CLASP_TRY(take(a, (void **)&tw->pos, sizeof(int32_t), (size_t)B, 1, 1));
     CLASP_TRY(TAKE_F(a, tw->pooled, (size_t)B, W, 1));
     CLASP_TRY(TAKE_F(a, tw->dpooled, (size_t)B, W, 1));
+    if (tw->lnpre_w >= 0) {
+        size_t BT = (size_t)B * (size_t)tw->T;
+        CLASP_TRY(TAKE_F(a, tw->lnpre_in, BT, W, 1));
+        CLASP_TRY(TAKE_F(a, tw->lnpre_mean, BT, 1, 1));
+        CLASP_TRY(TAKE_F(a, tw->lnpre_rstd, BT, 1, 1));
+    }
     return plan_stack(&tw->st, a, B, tw->T);
 }
 
@@ -404,7 +427,9 @@ clasp_status clasp__tower_plan(clasp__tower *tw, const clasp_model *m, clasp_are
 
 /* ---- shared transformer stack ----------------------------------------------------------- */
 
+/* NULL for an absent parameter (index -1, e.g. a projection without bias) */
 static float *P(const clasp_model *m, float *buf, int idx) {
+    if (idx < 0) return NULL;
     return buf + m->info[idx].offset;
 }
 
@@ -633,13 +658,18 @@ static void patch_tf_forward(clasp__tower *tw, const clasp_model *m, const float
             }
     clasp_linear_forward(tw->pe, tw->patches, P(m, m->params, tw->patch_w),
                          P(m, m->params, tw->patch_b), B * N, CPP, W);
-    float *x0 = tw->st.xs[0];
+    /* with ln_pre the embeddings go to lnpre_in and their LayerNorm into the stack's input */
+    float *x0 = tw->lnpre_w >= 0 ? tw->lnpre_in : tw->st.xs[0];
     for (int b = 0; b < B; b++) {
         float *xb = x0 + (size_t)b * T * W;
         if (off) memcpy(xb, P(m, m->params, tw->cls), (size_t)W * sizeof(float));
         memcpy(xb + (size_t)off * W, tw->pe + (size_t)b * N * W, (size_t)N * W * sizeof(float));
     }
     clasp_posemb_forward(x0, P(m, m->params, tw->pos_emb), B, T, W);
+    if (tw->lnpre_w >= 0)
+        clasp_layernorm_forward(tw->st.xs[0], tw->lnpre_mean, tw->lnpre_rstd, x0,
+                                P(m, m->params, tw->lnpre_w), P(m, m->params, tw->lnpre_b), B * T,
+                                W, tw->st.eps);
     stack_forward(&tw->st, m, NULL, B, T);
     if (tw->ppool == CLASP_POOL_CLS) {
         for (int b = 0; b < B; b++) tw->pos[b] = 0;
@@ -660,6 +690,15 @@ static void patch_tf_backward(clasp__tower *tw, clasp_model *m, const float *dfe
     else
         clasp_meanpool_tokens_backward(tw->st.dlnf, tw->dpooled, B, T, W);
     float *dx0 = stack_backward(&tw->st, m, B, T);
+    if (tw->lnpre_w >= 0) {
+        /* into the other stack gradient buffer (both are free once the stack is done) */
+        float *tmp = dx0 == tw->st.dx_a ? tw->st.dx_b : tw->st.dx_a;
+        zero(tmp, (size_t)B * T * W);
+        clasp_layernorm_backward(tmp, P(m, m->grads, tw->lnpre_w), P(m, m->grads, tw->lnpre_b), dx0,
+                                 tw->lnpre_in, P(m, m->params, tw->lnpre_w), tw->lnpre_mean,
+                                 tw->lnpre_rstd, B * T, W);
+        dx0 = tmp;
+    }
     clasp_posemb_backward(P(m, m->grads, tw->pos_emb), dx0, B, T, W);
     float *dpe = tw->pe; /* the forward values are not needed any more */
     for (int b = 0; b < B; b++) {

@@ -34,7 +34,8 @@ enum { CLASP__BLK_N = 12 };
 /* A stack of pre-LN blocks followed by a final LayerNorm (shared by ViT and text). */
 typedef struct clasp__stack {
     int L, C, NH, F;
-    bool causal, gelu_tanh;
+    bool causal;
+    int gelu_tanh; /* clasp_act */
     float eps;
     int (*blk)[CLASP__BLK_N]; /* (L) parameter indices */
     int lnf_w, lnf_b;
@@ -91,12 +92,14 @@ typedef struct clasp__tower {
     int PH, PW, GH, GW, pwidth;
     clasp_pool ppool;
     int proj_w, proj_b;
-    int32_t *tokens;         /* text (B,T) copy */
-    uint8_t *padm;           /* text (B,T) 1 = PAD, or NULL */
-    int32_t *pos;            /* (B) gathered row (EOS / class token) */
-    float *patches;          /* ViT/AST (B*N, C*PH*PW) */
-    float *pe;               /* ViT/AST (B*N, W) patch embeddings, reused as their gradient */
-    float *pooled, *dpooled; /* (B, W) */
+    int32_t *tokens;      /* text (B,T) copy */
+    uint8_t *padm;        /* text (B,T) 1 = PAD, or NULL */
+    int32_t *pos;         /* (B) gathered row (EOS / class token) */
+    float *patches;       /* ViT/AST (B*N, C*PH*PW) */
+    float *pe;            /* ViT/AST (B*N, W) patch embeddings, reused as their gradient */
+    int lnpre_w, lnpre_b; /* ViT "ln_pre" LayerNorm, -1 = none */
+    float *lnpre_in, *lnpre_mean, *lnpre_rstd; /* (B,T,W), (B,T), (B,T) */
+    float *pooled, *dpooled;                   /* (B, W) */
 } clasp__tower;
 
 /* Declares the tower's parameters and fills its indices. */

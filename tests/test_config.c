@@ -50,7 +50,7 @@ Test(config, fmnist_small_loads) {
     cr_assert_eq(c.text.pool, CLASP_POOL_EOS);
     cr_assert_eq(c.text.eos_id, 257);
     cr_assert_eq(c.text.pad_id, 258);
-    cr_assert(!c.text.gelu_tanh);
+    cr_assert(c.text.act == CLASP_ACT_GELU);
     cr_assert_float_eq(c.text.ln_eps, 1e-5f, 1e-12f);
     clasp_preprocess pre;
     cr_assert_eq(clasp_preprocess_load(path, &pre), CLASP_OK, "%s", clasp_last_error());
@@ -327,7 +327,7 @@ Test(config, ast_parses) {
     cr_assert_eq(c.audio.patch_time, 8);
     cr_assert_eq(c.audio.pool, CLASP_POOL_CLS);
     cr_assert_float_eq(c.audio.ln_eps, 1e-5f, 0.0f);
-    cr_assert(!c.audio.gelu_tanh);
+    cr_assert(c.audio.act == CLASP_ACT_GELU);
     cr_assert_eq(c.audio.n_frames, 51);
     cr_assert_eq(c.audio.n_fft, 0); /* not given, not needed with center */
 }
@@ -572,4 +572,49 @@ Test(config, every_frontend_field_is_accepted) {
     cJSON_free(doc);
     cJSON_Delete(root);
     cJSON_Delete(all);
+}
+
+Test(config, quick_gelu_act) {
+    /* "act": "quick_gelu" (OpenAI CLIP) parses, reaches the config and round-trips */
+    char doc[2048];
+    clasp_model_config c;
+    mutate(doc, sizeof doc, "\"eos_id\": 1", "\"eos_id\": 1, \"act\": \"quick_gelu\"");
+    cr_assert_eq(parse(doc, "q.json", &c), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(c.text.act, CLASP_ACT_QUICK_GELU);
+    roundtrip_doc(doc, "q.json");
+    mutate(doc, sizeof doc, "\"eos_id\": 1", "\"eos_id\": 1, \"act\": \"gelu_tanh\"");
+    cr_assert_eq(parse(doc, "t.json", &c), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(c.text.act, CLASP_ACT_GELU_TANH);
+}
+
+static const char *VBASE =
+    "{\"embed_dim\": 8, \"image\": {\"type\": \"vit\", \"channels\": 3, \"size\": 8, "
+    "\"patch_size\": 4, \"width\": 8, \"layers\": 1, \"heads\": 2, \"mlp_width\": 16}}";
+
+Test(config, vit_ln_pre) {
+    /* image "ln_pre" (OpenCLIP): off by default and not serialised then; true round-trips */
+    clasp_model_config c;
+    cr_assert_eq(parse(VBASE, "v.json", &c), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(!c.image.ln_pre);
+    cJSON *j;
+    cr_assert_eq(clasp_model_config_to_json(&c, &j), CLASP_OK);
+    cr_assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "image"), "ln_pre"));
+    cJSON_Delete(j);
+    char doc[2048];
+    snprintf(doc, sizeof doc, "%s", VBASE);
+    char *at = strstr(doc, "\"patch_size\"");
+    cr_assert_not_null(at);
+    memmove(at + 16, at, strlen(at) + 1);
+    memcpy(at, "\"ln_pre\": true, ", 16);
+    cr_assert_eq(parse(doc, "v.json", &c), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(c.image.ln_pre);
+    cr_assert(!c.image.no_proj_bias);
+    roundtrip_doc(doc, "v.json");
+    /* "proj_bias": false (OpenCLIP's bias-free projection) parses and round-trips too */
+    at = strstr(doc, "\"ln_pre\"");
+    memmove(at + 20, at, strlen(at) + 1);
+    memcpy(at, "\"proj_bias\": false, ", 20);
+    cr_assert_eq(parse(doc, "v.json", &c), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(c.image.no_proj_bias);
+    roundtrip_doc(doc, "v.json");
 }

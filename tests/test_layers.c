@@ -481,7 +481,7 @@ Test(layers, global_and_token_pool_torch) {
 typedef struct act_ctx {
     float *out, *inp, *dinp;
     size_t n;
-    int kind; /* 0 relu, 1 gelu, 2 gelu tanh */
+    int kind; /* 0 relu, 1 gelu, 2 gelu tanh, 3 quick gelu */
 } act_ctx;
 
 static void act_fwd(void *q) {
@@ -489,6 +489,7 @@ static void act_fwd(void *q) {
     if (c->kind == 0) clasp_relu_forward(c->out, c->inp, c->n);
     if (c->kind == 1) clasp_gelu_forward(c->out, c->inp, c->n);
     if (c->kind == 2) clasp_gelu_tanh_forward(c->out, c->inp, c->n);
+    if (c->kind == 3) clasp_quick_gelu_forward(c->out, c->inp, c->n);
 }
 
 static void act_bwd(void *q, const float *dout) {
@@ -496,12 +497,13 @@ static void act_bwd(void *q, const float *dout) {
     if (c->kind == 0) clasp_relu_backward(c->dinp, dout, c->out, c->n);
     if (c->kind == 1) clasp_gelu_backward(c->dinp, dout, c->inp, c->n);
     if (c->kind == 2) clasp_gelu_tanh_backward(c->dinp, dout, c->inp, c->n);
+    if (c->kind == 3) clasp_quick_gelu_backward(c->dinp, dout, c->inp, c->n);
 }
 
-static const char *act_names[] = {"relu", "gelu", "gelu_tanh"};
+static const char *act_names[] = {"relu", "gelu", "gelu_tanh", "quick_gelu"};
 
 Test(layers, activations_fd) {
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < 4; kind++) {
         act_ctx c = {.n = 41, .kind = kind};
         c.inp = zeros(c.n), c.out = zeros(c.n), c.dinp = zeros(c.n);
         /* -4 .. 4 in steps of 0.2, shifted off 0 so ReLU's kink is never crossed */
@@ -514,7 +516,7 @@ Test(layers, activations_fd) {
 }
 
 Test(layers, activations_torch) {
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < 4; kind++) {
         clasp_safetensors *st = ref_open(act_names[kind]);
         act_ctx c = {.n = 51, .kind = kind};
         c.inp = ref_copy(st, "inp", c.n), c.out = zeros(c.n), c.dinp = zeros(c.n);

@@ -371,6 +371,15 @@ Test(model, tiny_vit_mean_text_eos_tanh_parity) {
     tiny_parity("model/tiny_b.safetensors");
 }
 
+Test(model, tiny_quick_gelu_parity) {
+    tiny_parity("model/tiny_c.safetensors");
+}
+
+Test(model, tiny_ln_pre_parity) {
+    /* ViT "ln_pre": true (OpenCLIP's LayerNorm after the embeddings), forward and gradients */
+    tiny_parity("model/tiny_d.safetensors");
+}
+
 /* ---- finite differences ------------------------------------------------------------------ */
 
 /* loss = sum(f_img * gi) + sum(f_txt * gt), accumulated in double */

@@ -128,6 +128,12 @@ def activations():
         lambda inp: F.gelu(inp, approximate="tanh"))
 
 
+def quick_gelu():
+    """drawn after every other reference, so adding it changed none of them"""
+    run("quick_gelu", {"inp": randn(3, 17, scale=2.0)},
+        lambda inp: inp * torch.sigmoid(1.702 * inp))
+
+
 def layernorm():
     N, C = 6, 10
     run("layernorm", {"inp": randn(N, C) + 3.0, "w": randn(C), "b": randn(C)},
@@ -270,6 +276,7 @@ def main():
     attention()
     l2norm()
     block()
+    quick_gelu()
     total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
     print(f"wrote {len(os.listdir(OUT))} files, {total} bytes, to {OUT}")
 

@@ -237,6 +237,9 @@ def fmnist_small():
 
 
 # ----------------------------------------------------------------------- generic towers (our names)
+ACT_APPROX = {"gelu": "none", "gelu_tanh": "tanh", "quick_gelu": "quick"}
+
+
 class GBlock(nn.Module):
     """Pre-LN block with our parameter names (attn.qkv, attn.proj, mlp.fc1, mlp.fc2)."""
 
@@ -264,7 +267,10 @@ class GBlock(nn.Module):
             att = att.masked_fill(pad[:, None, None, :], float("-inf"))
         a = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
         x = x + self.attn.proj(a)
-        return x + self.mlp.fc2(F.gelu(self.mlp.fc1(self.ln2(x)), approximate=self.approx))
+        h = self.mlp.fc1(self.ln2(x))
+        if self.approx == "quick":  # QuickGELU (OpenAI CLIP)
+            return x + self.mlp.fc2(h * torch.sigmoid(1.702 * h))
+        return x + self.mlp.fc2(F.gelu(h, approximate=self.approx))
 
 
 class PatchTower(nn.Module):
@@ -280,17 +286,20 @@ class PatchTower(nn.Module):
         if cls:
             self.cls_token = nn.Parameter(torch.empty(W))
         self.pos_emb = nn.Parameter(torch.empty(self.T, W))
-        approx = "tanh" if c.get("act") == "gelu_tanh" else "none"
+        self.ln_pre = nn.LayerNorm(W) if c.get("ln_pre") else None
+        approx = ACT_APPROX[c.get("act", "gelu")]
         self.blocks = nn.ModuleList(GBlock(W, c["heads"], c["mlp_width"], approx)
                                     for _ in range(c["layers"]))
         self.ln_f = nn.LayerNorm(W)
-        self.proj = nn.Linear(W, D)
+        self.proj = nn.Linear(W, D, bias=c.get("proj_bias", True))
 
     def encode(self, x):
         p = self.patch_embed(x).flatten(2).transpose(1, 2)  # B, N, W
         if self.cls:
             p = torch.cat([self.cls_token.expand(p.shape[0], 1, -1), p], 1)
         h = p + self.pos_emb
+        if self.ln_pre is not None:
+            h = self.ln_pre(h)
         for b in self.blocks:
             h = b(h, False, None)
         h = self.ln_f(h)
@@ -315,11 +324,11 @@ class Text(nn.Module):
         W = c["width"]
         self.tok_emb = nn.Embedding(c["vocab_size"], W)
         self.pos_emb = nn.Parameter(torch.empty(c["context_length"], W))
-        approx = "tanh" if c.get("act") == "gelu_tanh" else "none"
+        approx = ACT_APPROX[c.get("act", "gelu")]
         self.blocks = nn.ModuleList(GBlock(W, c["heads"], c["mlp_width"], approx)
                                     for _ in range(c["layers"]))
         self.ln_f = nn.LayerNorm(W)
-        self.proj = nn.Linear(W, D)
+        self.proj = nn.Linear(W, D, bias=c.get("proj_bias", True))
 
     def forward(self, t):
         c = self.c
@@ -526,6 +535,13 @@ def main():
     tiny("tiny_b.safetensors",
          {"embed_dim": 12, "image": dict(base_img, pool="mean", act="gelu_tanh"),
           "text": dict(base_text, causal=True, pool="eos", act="gelu_tanh")}, 2)
+    tiny("tiny_c.safetensors",
+         {"embed_dim": 12, "image": dict(base_img, pool="cls", act="quick_gelu"),
+          "text": dict(base_text, causal=True, pool="eos", act="quick_gelu")}, 3)
+    tiny("tiny_d.safetensors",
+         {"embed_dim": 12, "image": dict(base_img, pool="cls", act="quick_gelu", ln_pre=True,
+                                         proj_bias=False),
+          "text": dict(base_text, causal=True, pool="eos", act="quick_gelu", proj_bias=False)}, 4)
     audio_refs()
     for f in sorted(os.listdir(OUT)):
         print(f, os.path.getsize(os.path.join(OUT, f)), "bytes")
