@@ -277,7 +277,7 @@ static cJSON *results_json_(const clasp_index *ix, const int64_t *ids, const flo
     for (int i = 0; i < k && ids[i] >= 0; i++) {
         const char *key = clasp_index_key(ix, ids[i]);
         cJSON_AddItemToArray(keys, cJSON_CreateString(key ? key : ""));
-        cJSON_AddItemToArray(scores, cJSON_CreateNumber(sc[i]));
+        cJSON_AddItemToArray(scores, cJSON_CreateNumber((double)sc[i]));
     }
     add_hex_(j, "model_hash", m->model_hash);
     add_hex_(j, "index_version", m->index_version);
