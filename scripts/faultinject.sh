@@ -167,49 +167,40 @@ done
 EMB="embed --model $W/export0 --shards $W/data/test-000000.tar --threads 1"
 # shellcheck disable=SC2086
 "$CLASP" $EMB -o "$W/x0.npy" >/dev/null 2>&1
+# One output file over a previous one (embed's .npy, the report's HTML): every failure point
+# must leave the previous file byte-identical and no temporary beside it.
+# $1 = path name, $2 = output file, $3 = the previous file, rest = the command (without -o)
+one_file() {
+    name="$1" outf="$2" prev="$3"
+    shift 3
+    K=$(count_calls "$W/log" "$@" -o "$outf")
+    for n in $(points "$K"); do
+        rm -f "$outf" "$outf".*
+        cp "$prev" "$outf"
+        rc=0
+        CLASP_FAULT_AT=$n LD_PRELOAD="$SHIM" "$@" -o "$outf" >"$W/log" 2>&1 || rc=$?
+        out="ok"
+        if [ "$rc" -eq 0 ]; then
+            fail "$name N=$n: exit 0"; out="exit 0"
+        elif ! names_a_file "$W/log"; then
+            fail "$name N=$n: message names no file"; out="no file named"
+        elif ! cmp -s "$outf" "$prev"; then
+            fail "$name N=$n: $(basename "$outf") is not the previous file"; out="file changed"
+        fi
+        [ "$(find "$(dirname "$outf")" -maxdepth 1 -name "$(basename "$outf")?*" | wc -l)" -eq 0 ] ||
+            { fail "$name N=$n: temporary left"; out="leftovers"; }
+        printf '%-12s %3s/%-3s %-8s %s\n' "$name" "$n" "$K" "$rc" "$out"
+    done
+}
 # shellcheck disable=SC2086
-K=$(count_calls "$W/log" "$CLASP" $EMB -o "$W/x.npy")
-for n in $(points "$K"); do
-    rm -f "$W"/x.*
-    cp "$W/x0.npy" "$W/x.npy"
-    rc=0
-    # shellcheck disable=SC2086
-    CLASP_FAULT_AT=$n LD_PRELOAD="$SHIM" "$CLASP" $EMB -o "$W/x.npy" >"$W/log" 2>&1 || rc=$?
-    out="ok"
-    if [ "$rc" -eq 0 ]; then
-        fail "embed N=$n: exit 0"; out="exit 0"
-    elif ! names_a_file "$W/log"; then
-        fail "embed N=$n: message names no file"; out="no file named"
-    elif ! cmp -s "$W/x.npy" "$W/x0.npy"; then
-        fail "embed N=$n: x.npy is not the previous file"; out="npy changed"
-    fi
-    [ "$(find "$W" -maxdepth 1 -name 'x.npy?*' | wc -l)" -eq 0 ] || { fail "embed N=$n: temporary left"; out="leftovers"; }
-    printf '%-12s %3s/%-3s %-8s %s\n' embed "$n" "$K" "$rc" "$out"
-done
+one_file embed "$W/x.npy" "$W/x0.npy" "$CLASP" $EMB
 
 # ---- 5. the HTML report over a previous report -----------------------------------------------
 REP="report $W/straight --data $W/data/test-000000.tar --zeroshot $W/data/classnames.txt --threads 1"
 # shellcheck disable=SC2086
 "$CLASP" $REP -o "$W/rep0.html" >/dev/null 2>&1
 # shellcheck disable=SC2086
-K=$(count_calls "$W/log" "$CLASP" $REP -o "$W/rep.html")
-for n in $(points "$K"); do
-    rm -f "$W"/rep.*
-    cp "$W/rep0.html" "$W/rep.html"
-    rc=0
-    # shellcheck disable=SC2086
-    CLASP_FAULT_AT=$n LD_PRELOAD="$SHIM" "$CLASP" $REP -o "$W/rep.html" >"$W/log" 2>&1 || rc=$?
-    out="ok"
-    if [ "$rc" -eq 0 ]; then
-        fail "report N=$n: exit 0"; out="exit 0"
-    elif ! names_a_file "$W/log"; then
-        fail "report N=$n: message names no file"; out="no file named"
-    elif ! cmp -s "$W/rep.html" "$W/rep0.html"; then
-        fail "report N=$n: rep.html is not the previous file"; out="report changed"
-    fi
-    [ "$(find "$W" -maxdepth 1 -name 'rep.html?*' | wc -l)" -eq 0 ] || { fail "report N=$n: temporary left"; out="leftovers"; }
-    printf '%-12s %3s/%-3s %-8s %s\n' report "$n" "$K" "$rc" "$out"
-done
+one_file report "$W/rep.html" "$W/rep0.html" "$CLASP" $REP
 
 # ---- 6. a full disk (tmpfs with 16 KiB left) and a file-size limit, every command ------------
 # $1 = case name, $2 = output folder, $3 = the output path, then the command's arguments
