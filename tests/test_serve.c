@@ -9,10 +9,13 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/hash.h"
@@ -321,6 +324,30 @@ Test(serve, full_queue_is_503) {
     world_end_(&w);
 }
 
+Test(serve, no_worker_within_the_timeout_is_503) {
+    sem_init(&hold_entered_, 0, 0);
+    sem_init(&hold_release_, 0, 0);
+    world w;
+    clasp_serve_config c = clasp_serve_default_config();
+    c.workers = 1;
+    c.queue = 1;
+    c.timeout_ms = 200;
+    c.job_hook = hold_;
+    world_(&w, "serve-timeout", c);
+    pthread_t t;
+    pthread_create(&t, NULL, embed_thread_, &w.port);
+    sem_wait(&hold_entered_);
+    reply r = post_(w.port, "/embed", "application/json", "{\"texts\":[\"a bag\"]}");
+    cr_assert_eq(r.status, 503, "%d %s", r.status, r.body);
+    cr_assert(strstr(r.body, "within the timeout"), "%s", r.body);
+    free(r.body);
+    sem_post(&hold_release_);
+    void *st;
+    pthread_join(t, &st);
+    cr_assert_eq((int)(intptr_t)st, 200);
+    world_end_(&w);
+}
+
 Test(serve, bearer_token) {
     world w;
     clasp_serve_config c = clasp_serve_default_config();
@@ -413,6 +440,72 @@ Test(serve, reload_under_load_fails_no_request) {
     cr_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "keys"), 0)->valuestring, "k4");
     cJSON_Delete(j);
     world_end_(&w);
+}
+
+/* ---- the command ---- */
+
+/* The port `clasp serve` prints on stderr (log), waiting up to 20 s; 0 if none. */
+static int port_of_(const char *log) {
+    for (int i = 0; i < 200; i++) {
+        char *t = fx_read_text(log);
+        const char *p = t ? strstr(t, "listening on port ") : NULL;
+        int port = p ? atoi(p + strlen("listening on port ")) : 0;
+        free(t);
+        if (port > 0) return port;
+        usleep(100000);
+    }
+    return 0;
+}
+
+Test(serve_cli, sighup_reloads_sigterm_stops) {
+    char dir[FX_PATH], model[FX_PATH], idx[FX_PATH], log[FX_PATH];
+    fx_scratch("serve-cli", dir, model, "export", idx, "idx", log, "serve.log", NULL);
+    export_(model);
+    int D;
+    uint64_t hash;
+    float *x = embed_direct_(model, &D, &hash);
+    build_(idx, x, D, hash, "k");
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion ends the test: the server too */
+        FILE *f = freopen(log, "w", stderr);
+        (void)f;
+        execl(clasp_test_bin(), "clasp", "serve", "--model", model, "--index", idx, "--addr",
+              "127.0.0.1:0", "--workers", "1", (char *)NULL);
+        _exit(127);
+    }
+    int port = port_of_(log);
+    cr_assert_gt(port, 0, "no port in %s", log);
+    cJSON *j = json_ok_(http_(port, "GET", "/healthz", NULL, "", 0, NULL), 200);
+    double g1 = cJSON_GetObjectItem(j, "index_generation")->valuedouble;
+    cJSON_Delete(j);
+    build_(idx, x, D, hash, "n");
+    kill(pid, SIGHUP);
+    double g2 = g1;
+    for (int i = 0; i < 100 && g2 == g1; i++) {
+        usleep(50000);
+        j = json_ok_(http_(port, "GET", "/healthz", NULL, "", 0, NULL), 200);
+        g2 = cJSON_GetObjectItem(j, "index_generation")->valuedouble;
+        cJSON_Delete(j);
+    }
+    cr_assert_gt(g2, g1, "SIGHUP did not reload");
+    j = json_ok_(post_(port, "/search", "application/json", "{\"text\":\"a bag\"}"), 200);
+    cr_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "keys"), 0)->valuestring, "n4");
+    cJSON_Delete(j);
+    kill(pid, SIGTERM);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    free(x);
+    /* refusals: --allow-remote without --token, a non-loopback address without it */
+    char *out = NULL;
+    cr_assert_eq(fx_clasp(&out, "serve --model %s --addr 0.0.0.0:0 --allow-remote 2>&1", model), 2);
+    cr_assert(strstr(out, "--token"), "%s", out);
+    free(out);
+    cr_assert_eq(fx_clasp(&out, "serve --model %s --addr 0.0.0.0:0 2>&1", model), 1);
+    cr_assert(strstr(out, "loopback"), "%s", out);
+    free(out);
 }
 
 /* ---- the parsers without sockets ---- */
