@@ -1,10 +1,11 @@
-/* bench/index.c: the ANN indexes of index/index.h (FAISS flat, HNSW, IVF-PQ) against the exact
+/* bench/index.c: the ANN indexes of index/index.h (FAISS flat, HNSW, IVF) against the exact
  * scan of `clasp search` (eval/retrieval.h clasp_search_topk, one query per call): build time,
  * on-disk size, memory (resident set growth when the index is opened), recall@1/@10 against
  * the exact top-10, queries per second and p50/p99 latency (one query per call, one thread).
- * For HNSW and IVF-PQ the search parameter (efSearch / nprobe) is swept to the smallest that
+ * For HNSW and IVF the search parameter (efSearch / nprobe) is swept to the smallest that
  * reaches recall@10 >= 0.95 (clasp_index_tune), and the figures are those of that parameter.
  *
+ * Types: flat, hnsw, ivf-flat, ivf-pq (with refine=R: PQ candidates re-scored exactly).
  * Data: N x 128 synthetic clustered unit vectors (tests/fixtures.c fx_clustered, seeded: N/1000
  * clusters, noise 0.1 per component), the queries drawn around the same centres with other
  * noise; or,
@@ -13,10 +14,10 @@
  *
  *     ./build/bench/bench_index [EMB.npy]
  *     env: CLASP_BENCH_INDEX_N (default 1000000), CLASP_BENCH_INDEX_Q (queries, default 1000),
- *          CLASP_BENCH_INDEX_TYPES (default "flat hnsw ivf-pq": type strings, space-separated),
- *          CLASP_BENCH_INDEX_DIR (scratch folder, default /tmp/clasp-bench-index-PID)
- * The issue's target: HNSW or IVF-PQ at recall@10 >= 0.95 with >= 20x the exact scan's QPS. Run
- * it on a quiet machine: the figures are timings.
+ *          CLASP_BENCH_INDEX_TYPES (default "flat hnsw ivf-flat ivf-pq": type strings,
+ * space-separated), CLASP_BENCH_INDEX_DIR (scratch folder, default /tmp/clasp-bench-index-PID) The
+ * issue's target: an ANN index at recall@10 >= 0.95 with >= 20x the exact scan's QPS. Run it on a
+ * quiet machine: the figures are timings.
  */
 #include <malloc.h>
 #include <stdio.h>
@@ -100,7 +101,7 @@ static void run_type_(const char *type, const char *dir, const float *x, int64_t
         const clasp_index_meta *m = clasp_index_get_meta(ix);
         char tp[160];
         snprintf(tp, sizeof tp, "%s%s%s", m->type, m->params[0] ? ":" : "", m->params);
-        printf("%-34s %8.1f %8.1f %8.1f %6d%s %7.4f %7.4f %9.0f %6.1fx %8.3f %8.3f\n", tp, build_s,
+        printf("%-44s %8.1f %8.1f %8.1f %6d%s %7.4f %7.4f %9.0f %6.1fx %8.3f %8.3f\n", tp, build_s,
                (double)file_size_(dir) / 1048576.0, mem_mb, e.search_param, found ? " " : "!",
                e.recall1, e.recall10, e.qps, e.qps / exact_qps, e.p50_ms, e.p99_ms);
     }
@@ -112,7 +113,7 @@ int main(int argc, char **argv) {
     int64_t n = env_long_("CLASP_BENCH_INDEX_N", 1000000);
     int nq = (int)env_long_("CLASP_BENCH_INDEX_Q", 1000);
     const char *types = getenv("CLASP_BENCH_INDEX_TYPES");
-    if (!types || !*types) types = "flat hnsw ivf-pq";
+    if (!types || !*types) types = "flat hnsw ivf-flat ivf-pq";
     if (n < 1000 || nq < 1) {
         fprintf(stderr, "CLASP_BENCH_INDEX_N >= 1000 and CLASP_BENCH_INDEX_Q >= 1\n");
         return 2;
@@ -149,7 +150,7 @@ int main(int argc, char **argv) {
            what, (long long)n, dim, nq, TARGET);
     bench_print_load("at start");
     printf("exact scan (clasp search): %.1f QPS\n", exact_qps);
-    printf("%-34s %8s %8s %8s %7s %7s %7s %9s %7s %8s %8s\n", "type", "build_s", "disk_MB",
+    printf("%-44s %8s %8s %8s %7s %7s %7s %9s %7s %8s %8s\n", "type", "build_s", "disk_MB",
            "mem_MB", "param", "R@1", "R@10", "QPS", "vs_exact", "p50_ms", "p99_ms");
     char buf[256];
     snprintf(buf, sizeof buf, "%s", types);

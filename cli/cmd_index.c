@@ -58,8 +58,8 @@ static const clasp_arg build_table[] = {
     CLASP_ARG_COMMAND(
         "index build",
         "--model EXPORT (--embeddings X.npy [--keys K.json] | --shards SPEC)\n"
-        " -o IDX [--type flat|hnsw[:M=32,efc=200,ef=64]|ivf-pq[:nlist=4096,m=16,"
-        "nbits=8,nprobe=16]]",
+        " -o IDX [--type flat|hnsw[:M=32,efc=200,ef=64]|ivf-flat[:nlist=4096,nprobe=16]|\n"
+        " ivf-pq[:nlist=4096,m=16,nbits=8,nprobe=16,refine=0]]",
         "Builds an ANN index folder (FAISS) of embeddings, recording the model hash,\n"
         "tower, precision, type and parameters (docs/index.md). An existing IDX is\n"
         "replaced atomically: readers see the old or the new index, never half.\n\n",
@@ -104,7 +104,7 @@ static const clasp_arg eval_table[] = {
         "Measures an index against exact search (one sgemv per query over X): recall@1 and\n"
         "recall@10, queries per second and p50/p99 latency (one query per call, one thread),\n"
         "and the memory the opened index takes (resident set growth). --target-recall sweeps\n"
-        "efSearch (hnsw) or nprobe (ivf-pq) and reports the smallest reaching R.\n\n",
+        "efSearch (hnsw) or nprobe (ivf-flat, ivf-pq) and reports the smallest reaching R.\n\n",
         NULL),
     {"idx", 0, CLASP_ARG_POS, A(idx), "IDX", NULL, NULL, CLASP_ARG_REQ | CLASP_ARG_DIR, 0, 0, NULL,
      NULL},
@@ -237,9 +237,9 @@ static void print_meta_(const clasp_index *ix, const char *dir, bool json) {
         printf("tower          %s\n", m->tower[0] ? m->tower : "(unknown)");
         printf("precision      %s\n", m->precision);
         printf("search default %d%s\n", m->search_def,
-               !strcmp(m->type, "hnsw")     ? " (efSearch)"
-               : !strcmp(m->type, "ivf-pq") ? " (nprobe)"
-                                            : " (exact)");
+               !strcmp(m->type, "hnsw")       ? " (efSearch)"
+               : !strncmp(m->type, "ivf-", 4) ? " (nprobe)"
+                                              : " (exact)");
         printf("created        %s by clasp %s\n", m->created, m->clasp_version);
         printf("generation     %lld\n", (long long)m->generation);
         printf("index version  %s\n", iv);
@@ -373,9 +373,9 @@ static clasp_status eval_load_(const index_args *a, const clasp_index *ix, eval_
 static void eval_print_(const clasp_index *ix, const clasp_index_eval *e, const eval_data *d,
                         double mem_mb, const index_args *a, int found) {
     const clasp_index_meta *m = clasp_index_get_meta(ix);
-    const char *pname = !strcmp(m->type, "hnsw")     ? "efSearch"
-                        : !strcmp(m->type, "ivf-pq") ? "nprobe"
-                                                     : "param";
+    const char *pname = !strcmp(m->type, "hnsw")       ? "efSearch"
+                        : !strncmp(m->type, "ivf-", 4) ? "nprobe"
+                                                       : "param";
     if (a->json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "index", a->idx);

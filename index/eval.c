@@ -47,8 +47,10 @@ clasp_status clasp_index_evaluate(const clasp_index *ix, const float *q, int nq,
     if (nq < 1 || k_exact < 1)
         return clasp_set_error(CLASP_ERR_ARG, "index eval: %d queries, k %d", nq, k_exact);
     const clasp_index_meta *m = clasp_index_get_meta(ix);
-    /* PQ scores are approximations: only exact ones may count a tie */
-    const float *es = strcmp(m->type, "ivf-pq") != 0 ? truth->scores : NULL;
+    /* PQ scores are approximations: only exact ones may count a tie (ivf-pq with refine
+     * re-scores exactly) */
+    const float *es =
+        strcmp(m->type, "ivf-pq") != 0 || strstr(m->params, "refine=") ? truth->scores : NULL;
     int k = k_exact < 10 ? k_exact : 10;
     int64_t *ids = malloc((size_t)nq * (size_t)k * sizeof *ids);
     float *sc = malloc((size_t)nq * (size_t)k * sizeof *sc);

@@ -28,7 +28,7 @@
 #define KEYS_FILE            "keys.txt"
 #define KEYS_LIMIT           ((size_t)1 << 34) /* keys.txt read at most 16 GiB */
 #define IVF_TRAIN_PER_LIST   39                /* rows per coarse cell FAISS asks for (k-means) */
-#define IVF_TRAIN_MAX        262144            /* rows sampled to train ivf-pq */
+#define IVF_TRAIN_MAX        262144            /* rows sampled to train ivf-flat / ivf-pq */
 
 struct clasp_index {
     clasp_index_meta meta;
@@ -59,11 +59,13 @@ static int *spec_field_(clasp_index_spec *sp, const char *key, int *lo, int *hi)
         if (!strcmp(key, "M")) return *hi = 256, &sp->hnsw_m;
         if (!strcmp(key, "efc")) return &sp->hnsw_efc;
         if (!strcmp(key, "ef")) return &sp->search_def;
-    } else if (sp->type == CLASP_INDEX_IVF_PQ) {
+    } else if (sp->type == CLASP_INDEX_IVF_PQ || sp->type == CLASP_INDEX_IVF_FLAT) {
         if (!strcmp(key, "nlist")) return &sp->ivf_nlist;
+        if (!strcmp(key, "nprobe")) return &sp->search_def;
+        if (sp->type == CLASP_INDEX_IVF_FLAT) return NULL;
         if (!strcmp(key, "m")) return *hi = 1024, &sp->pq_m;
         if (!strcmp(key, "nbits")) return *hi = 16, &sp->pq_nbits;
-        if (!strcmp(key, "nprobe")) return &sp->search_def;
+        if (!strcmp(key, "refine")) return *lo = 0, *hi = 1024, &sp->refine;
     }
     return NULL;
 }
@@ -75,13 +77,16 @@ clasp_status clasp_index_spec_parse(const char *s, clasp_index_spec *out) {
     if (tn == 4 && !strncmp(s, "flat", 4)) {
         sp.type = CLASP_INDEX_FLAT;
     } else if (tn == 4 && !strncmp(s, "hnsw", 4)) {
-        sp = (clasp_index_spec){CLASP_INDEX_HNSW, 32, 200, 0, 0, 0, 64};
+        sp = (clasp_index_spec){CLASP_INDEX_HNSW, 32, 200, 0, 0, 0, 64, 0};
     } else if (tn == 6 && !strncmp(s, "ivf-pq", 6)) {
-        sp = (clasp_index_spec){CLASP_INDEX_IVF_PQ, 0, 0, 4096, 16, 8, 16};
+        sp = (clasp_index_spec){CLASP_INDEX_IVF_PQ, 0, 0, 4096, 16, 8, 16, 0};
+    } else if (tn == 8 && !strncmp(s, "ivf-flat", 8)) {
+        sp = (clasp_index_spec){CLASP_INDEX_IVF_FLAT, 0, 0, 4096, 0, 0, 16, 0};
     } else {
         return clasp_set_error(CLASP_ERR_ARG,
-                               "index type '%.*s': expected flat, hnsw[:M=..,efc=..,ef=..] or "
-                               "ivf-pq[:nlist=..,m=..,nbits=..,nprobe=..]",
+                               "index type '%.*s': expected flat, hnsw[:M=..,efc=..,ef=..], "
+                               "ivf-flat[:nlist=..,nprobe=..] or "
+                               "ivf-pq[:nlist=..,m=..,nbits=..,nprobe=..,refine=..]",
                                (int)tn, s);
     }
     if (colon && colon[1]) {
@@ -108,15 +113,21 @@ clasp_status clasp_index_spec_parse(const char *s, clasp_index_spec *out) {
 void clasp_index_spec_params(const clasp_index_spec *spec, char *buf, int cap) {
     if (spec->type == CLASP_INDEX_HNSW)
         snprintf(buf, (size_t)cap, "M=%d,efc=%d", spec->hnsw_m, spec->hnsw_efc);
+    else if (spec->type == CLASP_INDEX_IVF_PQ && spec->refine > 0)
+        snprintf(buf, (size_t)cap, "nlist=%d,m=%d,nbits=%d,refine=%d", spec->ivf_nlist, spec->pq_m,
+                 spec->pq_nbits, spec->refine);
     else if (spec->type == CLASP_INDEX_IVF_PQ)
         snprintf(buf, (size_t)cap, "nlist=%d,m=%d,nbits=%d", spec->ivf_nlist, spec->pq_m,
                  spec->pq_nbits);
+    else if (spec->type == CLASP_INDEX_IVF_FLAT)
+        snprintf(buf, (size_t)cap, "nlist=%d", spec->ivf_nlist);
     else if (cap > 0)
         buf[0] = '\0';
 }
 
 static const char *type_name_(clasp_index_type t) {
-    return t == CLASP_INDEX_FLAT ? "flat" : t == CLASP_INDEX_HNSW ? "hnsw" : "ivf-pq";
+    static const char *const names[] = {"flat", "hnsw", "ivf-pq", "ivf-flat"};
+    return (unsigned)t < 4 ? names[t] : "?";
 }
 
 /* A path built printf-style into out[cap]; CLASP_ERR_ARG when it does not fit. */
@@ -357,15 +368,18 @@ static clasp_status meta_read_(const char *file, clasp_index_meta *m, uint64_t *
 /* ---- reading a version ---- */
 
 clasp_status clasp_faiss_check_header(const unsigned char *p, size_t n, const char *file,
-                                      clasp_index_type type, int dim, int64_t count) {
-    static const char *fourcc[] = {"IxFI", "IHNf", "IwPQ"};
+                                      const clasp_index_spec *spec, int dim, int64_t count) {
+    static const char *fourcc[] = {"IxFI", "IHNf", "IwPQ", "IwFl"};
+    const char *tag = spec->type == CLASP_INDEX_IVF_PQ && spec->refine > 0 ? "IxRF"
+                      : (unsigned)spec->type < 4                           ? fourcc[spec->type]
+                                                                           : "????";
     if (n < CLASP_FAISS_HEADER_BYTES)
         return clasp_set_error(CLASP_ERR_FORMAT, "%s: truncated (%zu bytes, header needs %d)", file,
                                n, CLASP_FAISS_HEADER_BYTES);
-    if (memcmp(p, fourcc[type], 4) != 0)
-        return clasp_set_error(CLASP_ERR_FORMAT,
-                               "%s: header tag '%.4s' is not that of a %s index ('%s')", file,
-                               (const char *)p, type_name_(type), fourcc[type]);
+    if (memcmp(p, tag, 4) != 0)
+        return clasp_set_error(
+            CLASP_ERR_FORMAT, "%s: header tag '%.4s' is not that of a %s%s index ('%s')", file,
+            (const char *)p, type_name_(spec->type), spec->refine > 0 ? " (refine)" : "", tag);
     int32_t d, metric;
     int64_t nt;
     memcpy(&d, p + 4, 4);
@@ -399,7 +413,7 @@ static clasp_status read_faiss_(clasp_index *ix, const char *vdir, const clasp_i
                                "%s: cannot open: %s", file, strerror(errno));
     size_t got = fread(head, 1, sizeof head, fp);
     fclose(fp);
-    CLASP_TRY(clasp_faiss_check_header(head, got, file, spec->type, ix->meta.dim, ix->meta.count));
+    CLASP_TRY(clasp_faiss_check_header(head, got, file, spec, ix->meta.dim, ix->meta.count));
     uint64_t h;
     CLASP_TRY(clasp_hash_file(file, &h));
     if (h != ix->meta.index_version) {
@@ -412,10 +426,10 @@ static clasp_status read_faiss_(clasp_index *ix, const char *vdir, const clasp_i
                                file, a, b);
     }
     clasp_index_type t;
-    int d;
+    int d, refine;
     int64_t n;
-    CLASP_TRY(clasp_faiss_read(file, &ix->f, &t, &d, &n));
-    if (t != spec->type || d != ix->meta.dim || n != ix->meta.count)
+    CLASP_TRY(clasp_faiss_read(file, &ix->f, &t, &d, &n, &refine));
+    if (t != spec->type || refine != spec->refine || d != ix->meta.dim || n != ix->meta.count)
         return clasp_set_error(
             CLASP_ERR_FORMAT,
             "%s: a %s index of %" PRId64 " x %d, but meta.json says %s, %" PRId64 " x %d", file,
@@ -676,7 +690,7 @@ static int ivf_nlist_(int nlist, int64_t n) {
     return nlist < cap ? nlist : (int)cap;
 }
 
-/* ivf-pq: trains on a seeded sample of at most IVF_TRAIN_MAX rows (all when fewer). */
+/* ivf-flat, ivf-pq: train on a seeded sample of at most IVF_TRAIN_MAX rows (all when fewer). */
 static clasp_status train_(clasp_faiss *f, const float *x, int64_t n, int dim) {
     if (n <= IVF_TRAIN_MAX) return clasp_faiss_train(f, x, n);
     float *sample = malloc((size_t)IVF_TRAIN_MAX * (size_t)dim * sizeof(float));
@@ -708,6 +722,7 @@ clasp_status clasp_index_build(const char *dir, const clasp_index_spec *spec,
                                const char *const *keys) {
     CLASP_TRY(check_rows_(n, dim));
     clasp_index_spec sp = *spec;
+    if (sp.type == CLASP_INDEX_IVF_FLAT) sp.ivf_nlist = ivf_nlist_(sp.ivf_nlist, n);
     if (sp.type == CLASP_INDEX_IVF_PQ) {
         if (dim % sp.pq_m != 0)
             return clasp_set_error(CLASP_ERR_ARG, "index type ivf-pq: m=%d does not divide dim %d",

@@ -41,9 +41,11 @@
 typedef struct clasp_index clasp_index; /* opaque; searches are thread-safe */
 
 typedef enum clasp_index_type {
-    CLASP_INDEX_FLAT = 0,  /* exact inner product (IndexFlatIP) */
-    CLASP_INDEX_HNSW = 1,  /* IndexHNSWFlat, inner product */
-    CLASP_INDEX_IVF_PQ = 2 /* IndexIVFPQ, inner product, trained on a sample */
+    CLASP_INDEX_FLAT = 0,    /* exact inner product (IndexFlatIP) */
+    CLASP_INDEX_HNSW = 1,    /* IndexHNSWFlat, inner product */
+    CLASP_INDEX_IVF_PQ = 2,  /* IndexIVFPQ, inner product, trained on a sample; with refine > 0
+                                an IndexRefineFlat over it that keeps the full vectors */
+    CLASP_INDEX_IVF_FLAT = 3 /* IndexIVFFlat: coarse cells, full vectors, exact scores */
 } clasp_index_type;
 
 /* A parsed type string. Unused fields are 0. */
@@ -51,14 +53,17 @@ typedef struct clasp_index_spec {
     clasp_index_type type;
     int hnsw_m;     /* hnsw: neighbours per node (M, default 32) */
     int hnsw_efc;   /* hnsw: efConstruction (efc, default 200) */
-    int ivf_nlist;  /* ivf-pq: coarse cells (nlist, default 4096, capped at rows / 39) */
+    int ivf_nlist;  /* ivf-pq, ivf-flat: coarse cells (nlist, default 4096, capped at rows / 39) */
     int pq_m;       /* ivf-pq: sub-quantizers (m, default 16; must divide dim) */
     int pq_nbits;   /* ivf-pq: bits per code (nbits, default 8) */
-    int search_def; /* default efSearch (hnsw, default 64) or nprobe (ivf-pq, default 16);
+    int search_def; /* default efSearch (hnsw, default 64) or nprobe (ivf-*, default 16);
                        "ef=" / "nprobe=" in the string; 0 for flat */
+    int refine;     /* ivf-pq: re-rank refine x k PQ candidates by their exact cosine (the full
+                       vectors are kept beside the codes); 0 = PQ scores (default) */
 } clasp_index_spec;
 
-/* Parses "flat", "hnsw[:M=..,efc=..,ef=..]", "ivf-pq[:nlist=..,m=..,nbits=..,nprobe=..]".
+/* Parses "flat", "hnsw[:M=..,efc=..,ef=..]", "ivf-flat[:nlist=..,nprobe=..]",
+ * "ivf-pq[:nlist=..,m=..,nbits=..,nprobe=..,refine=..]".
  * CLASP_ERR_ARG naming the unknown type, key or bad value. */
 clasp_status clasp_index_spec_parse(const char *s, clasp_index_spec *out);
 /* The build parameters of a spec ("M=32,efc=200"; the search default is meta.json's
@@ -73,7 +78,7 @@ typedef struct clasp_index_origin {
 } clasp_index_origin;
 
 typedef struct clasp_index_meta {
-    char type[16];          /* "flat", "hnsw", "ivf-pq" */
+    char type[16];          /* "flat", "hnsw", "ivf-flat", "ivf-pq" */
     char params[128];       /* clasp_index_spec_params of the build */
     int dim;                /* embedding dimension */
     int64_t count;          /* vectors = keys */
@@ -123,7 +128,7 @@ const char *clasp_index_path(const clasp_index *ix);
 /* The k nearest rows of each of the nq queries q (nq, dim) by cosine similarity (queries are
  * L2-normalised by the search), best first: ids (nq, k) and scores (nq, k); when fewer than k
  * are found the tail is id -1, score -INFINITY. search_param is efSearch (hnsw) or nprobe
- * (ivf-pq), 0 = the stored default; ignored by flat. CLASP_ERR_ARG for nq, k < 1,
+ * (ivf-flat, ivf-pq), 0 = the stored default; ignored by flat. CLASP_ERR_ARG for nq, k < 1,
  * CLASP_ERR_NUMERIC for a zero or non-finite query (naming its row). */
 clasp_status clasp_index_search(const clasp_index *ix, const float *q, int nq, int k,
                                 int search_param, int64_t *ids, float *scores);
@@ -140,7 +145,8 @@ const char *clasp_index_key(const clasp_index *ix, int64_t id);
  * both hashes (hex) and the index folder. */
 clasp_status clasp_index_check_model(const clasp_index *ix, uint64_t model_hash);
 
-/* Reads the vectors back (flat and hnsw keep them exactly; ivf-pq gives its reconstruction)
+/* Reads the vectors back (flat, hnsw, ivf-flat and ivf-pq with refine keep them exactly; plain
+ * ivf-pq gives its reconstruction)
  * into a malloc'd (count, dim) buffer the caller frees. */
 clasp_status clasp_index_vectors(const clasp_index *ix, float **out);
 
@@ -165,14 +171,15 @@ typedef struct clasp_index_truth {
 
 /* Searches the nq queries q (nq, dim) one at a time with search_param (0 = stored default),
  * asking min(k, 10) results, and compares them with truth. A result is a hit when its row is in
- * the exact top; with truth->scores, for flat and hnsw (whose scores are exact cosines), also
+ * the exact top; with truth->scores, for every type but plain ivf-pq (whose PQ scores are
+ * approximations; the others give exact cosines), also
  * when its score ties the exact one at that cut (within 1e-5): equal vectors make any of them a
  * right answer. CLASP_ERR_ARG for nq < 1 or truth->k < 1. */
 clasp_status clasp_index_evaluate(const clasp_index *ix, const float *q, int nq,
                                   const clasp_index_truth *truth, int search_param,
                                   clasp_index_eval *out);
 
-/* The smallest search parameter (efSearch for hnsw from min(k, 10) up, nprobe for ivf-pq from
+/* The smallest search parameter (efSearch for hnsw from min(k, 10) up, nprobe for ivf-* from
  * 1 up, doubling then bisecting) whose recall@10 reaches target; *found = 0 and out = the best
  * measured when none does (efSearch up to 4096, nprobe up to nlist). Flat: one evaluation. */
 clasp_status clasp_index_tune(const clasp_index *ix, const float *q, int nq,

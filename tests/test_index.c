@@ -114,6 +114,14 @@ Test(index, type_strings_parse_with_defaults_and_refuse_unknowns) {
     cr_expect_eq(clasp_index_spec_parse("hnsw:M=0", &s), CLASP_ERR_ARG);
     cr_expect_eq(clasp_index_spec_parse("hnsw:M", &s), CLASP_ERR_ARG);
     cr_expect_eq(clasp_index_spec_parse("flat:M=3", &s), CLASP_ERR_ARG);
+    cr_assert_eq(clasp_index_spec_parse("ivf-pq:refine=4", &s), CLASP_OK);
+    clasp_index_spec_params(&s, p, sizeof p);
+    cr_expect_str_eq(p, "nlist=4096,m=16,nbits=8,refine=4");
+    cr_assert_eq(clasp_index_spec_parse("ivf-flat:nlist=10,nprobe=3", &s), CLASP_OK);
+    cr_expect(s.type == CLASP_INDEX_IVF_FLAT && s.ivf_nlist == 10 && s.search_def == 3);
+    clasp_index_spec_params(&s, p, sizeof p);
+    cr_expect_str_eq(p, "nlist=10");
+    cr_expect_eq(clasp_index_spec_parse("ivf-flat:refine=2", &s), CLASP_ERR_ARG);
 }
 
 Test(index, flat_equals_exact_search) {
@@ -200,6 +208,82 @@ Test(index, ivf_pq_trains_and_more_probes_find_more) {
     cr_expect_eq(clasp_index_build(d, &spec, &o, x, n, DIM, NULL), CLASP_ERR_ARG);
     cr_expect(strstr(clasp_last_error(), "divide"), "%s", clasp_last_error());
     indexed_free_(&t);
+}
+
+/* IVF-Flat keeps the full vectors: its scores are exact cosines, and probing every cell is
+ * the exact search. */
+Test(index, ivf_flat_scores_are_exact_and_all_cells_give_exact_search) {
+    indexed t;
+    indexed_(&t, "index-ivfflat", "ivf-flat:nlist=32,nprobe=2", 2000, 60, 40, 7);
+    cr_expect_str_eq(clasp_index_get_meta(t.ix)->type, "ivf-flat");
+    cr_expect_str_eq(clasp_index_get_meta(t.ix)->params, "nlist=32");
+    int64_t ids[60 * 10];
+    float sc[60 * 10];
+    cr_assert_eq(clasp_index_search(t.ix, t.q, t.nq, 10, 32, ids, sc), CLASP_OK, "%s",
+                 clasp_last_error());
+    for (int i = 0; i < t.nq * 10; i++) {
+        cr_expect_eq(ids[i], t.want[i], "result %d: row %lld, exact %lld", i, (long long)ids[i],
+                     (long long)t.want[i]);
+        cr_expect(fabsf(sc[i] - t.want_sc[i]) < 1e-5f, "score %d", i);
+    }
+    clasp_index_eval one, all;
+    cr_assert_eq(clasp_index_evaluate(t.ix, t.q, t.nq, &t.truth, 1, &one), CLASP_OK);
+    cr_assert_eq(clasp_index_evaluate(t.ix, t.q, t.nq, &t.truth, 32, &all), CLASP_OK);
+    cr_expect_eq(all.recall10, 1.0);
+    cr_expect_leq(one.recall10, all.recall10);
+    /* the vectors come back exactly (normalised) */
+    float *v = NULL;
+    cr_assert_eq(clasp_index_vectors(t.ix, &v), CLASP_OK, "%s", clasp_last_error());
+    for (int64_t i = 0; i < t.n * DIM; i++)
+        cr_assert(fabsf(v[i] - t.x[i]) < 1e-6f, "vector element %lld", (long long)i);
+    free(v);
+    cr_expect_eq(clasp_index_spec_parse("ivf-flat:m=8", &(clasp_index_spec){0}), CLASP_ERR_ARG);
+    indexed_free_(&t);
+}
+
+/* IVF-PQ with refine re-scores the PQ candidates exactly: its recall at the same nprobe is at
+ * least plain IVF-PQ's, every returned score is the exact cosine of the returned row, and the
+ * folder records refine (a file without the refinement is refused for such a meta.json). */
+Test(index, ivf_pq_refine_rescores_exactly) {
+    indexed t, p;
+    indexed_(&t, "index-ivfpq-rf", "ivf-pq:nlist=32,m=4,nbits=6,nprobe=32,refine=8", 2000, 60, 40,
+             9);
+    indexed_(&p, "index-ivfpq-plain", "ivf-pq:nlist=32,m=4,nbits=6,nprobe=32", 2000, 60, 40, 9);
+    cr_expect_str_eq(clasp_index_get_meta(t.ix)->params, "nlist=32,m=4,nbits=6,refine=8");
+    clasp_index_eval rf, plain;
+    cr_assert_eq(clasp_index_evaluate(t.ix, t.q, t.nq, &t.truth, 0, &rf), CLASP_OK, "%s",
+                 clasp_last_error());
+    cr_assert_eq(clasp_index_evaluate(p.ix, p.q, p.nq, &p.truth, 0, &plain), CLASP_OK);
+    cr_expect_gt(rf.recall10, plain.recall10, "refine %.3f, plain %.3f", rf.recall10,
+                 plain.recall10);
+    cr_expect_geq(rf.recall10, 0.95, "refine x8 recall@10 %.3f", rf.recall10);
+    int64_t ids[60 * 10];
+    float sc[60 * 10];
+    cr_assert_eq(clasp_index_search(t.ix, t.q, t.nq, 10, 0, ids, sc), CLASP_OK);
+    for (int i = 0; i < t.nq; i++)
+        for (int j = 0; j < 10; j++) {
+            const float *row = t.x + ids[i * 10 + j] * DIM, *qi = t.q + (size_t)i * DIM;
+            double dot = 0, qq = 0;
+            for (int c = 0; c < DIM; c++)
+                dot += (double)row[c] * (double)qi[c], qq += (double)qi[c] * (double)qi[c];
+            cr_expect(fabs(dot / sqrt(qq) - (double)sc[i * 10 + j]) < 1e-5, "query %d result %d", i,
+                      j);
+            if (j) cr_expect_geq(sc[i * 10 + j - 1], sc[i * 10 + j], "query %d: not sorted", i);
+        }
+    /* a plain IVF-PQ file under a meta.json that says refine: refused */
+    char a[4300], b[4300];
+    snprintf(a, sizeof a, "%s/index.faiss", clasp_index_path(p.ix));
+    snprintf(b, sizeof b, "%s/index.faiss", clasp_index_path(t.ix));
+    size_t n;
+    uint8_t *bytes = fx_read(a, &n);
+    cr_assert(bytes);
+    cr_assert(fx_write(b, bytes, n));
+    free(bytes);
+    clasp_index *ix = NULL;
+    cr_expect_eq(clasp_index_open(t.dir, &ix), CLASP_ERR_FORMAT);
+    cr_expect(strstr(clasp_last_error(), "IxRF"), "%s", clasp_last_error());
+    indexed_free_(&t);
+    indexed_free_(&p);
 }
 
 /* Equal vectors: any of them is a right answer. With the exact scores, a result tying the exact
