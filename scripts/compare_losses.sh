@@ -14,7 +14,8 @@
 # is listed as skipped with the message. A "findings" list compares the figures (computed here).
 #
 #   configurations: InfoNCE batch 64 (learnable temperature) | batch 256 | batch 64 + a queue of
-#   4096 keys (--queue 4096 --momentum 0.999) | --temperature 0.01, 0.07, 0.2 | hard negatives
+#   4096 keys (--queue 4096 --momentum 0.999, and 0.99: a short run moves a 0.999 key encoder
+#   too little) | --temperature 0.01, 0.07, 0.2 | hard negatives
 #   (--hard-negatives 1 --tau-plus 0.1) | InfoNCE with label positives | SupCon with label
 #   positives | SimCLR image-only (--pair image-image --loss ntxent, default augmentation) |
 #   triplet | margin
@@ -66,6 +67,8 @@ CONFIGS = [
     ("infonce-b256", "InfoNCE, batch 256", 256, [], True),
     ("infonce-b64-queue4096", "InfoNCE, batch 64 + queue of 4096 keys (MoCo)", 64,
      ["--queue", "4096", "--momentum", "0.999"], True),
+    ("infonce-b64-queue4096-m0.99", "InfoNCE, batch 64 + queue of 4096 keys, momentum 0.99", 64,
+     ["--queue", "4096", "--momentum", "0.99"], True),
     ("temp-0.01", "InfoNCE, batch 64, temperature 0.01", 64, ["--temperature", "0.01"], True),
     ("temp-0.07", "InfoNCE, batch 64, temperature 0.07", 64, ["--temperature", "0.07"], True),
     ("temp-0.2", "InfoNCE, batch 64, temperature 0.2", 64, ["--temperature", "0.2"], True),
