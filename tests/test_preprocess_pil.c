@@ -16,6 +16,7 @@
 
 #include "core/safetensors.h"
 #include "encoders/model.h"
+#include "export/export.h"
 #include "modalities/augment.h"
 #include "modalities/image.h"
 #include "fixtures.h"
@@ -335,4 +336,43 @@ Test(preprocess_pil, config_keys_round_trip_and_refusals) {
     cr_assert_eq(clasp_model_config_parse(o, "model.json", &mc), CLASP_ERR_CONFIG);
     cr_assert(strstr(clasp_last_error(), "interpolation"), "%s", clasp_last_error());
     cJSON_Delete(o);
+}
+
+/* An export keeps "interp" and "jpeg_dct_scaling": config.json and preprocess.json carry them,
+ * the embedder reads them back, and a preprocess.json that disagrees is refused naming the
+ * field. */
+Test(preprocess_pil, export_round_trips_the_keys) {
+    char tmp[FX_PATH], cfgp[FX_PATH], dir[FX_PATH], src[FX_PATH], pp[FX_PATH];
+    fx_scratch("pp_export", tmp, cfgp, "model.json", dir, "export", pp, "export/preprocess.json",
+               NULL);
+    snprintf(src, sizeof src, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
+    char *text = fx_read_text(src);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    cJSON *im = cJSON_GetObjectItem(root, "image");
+    cr_assert(im);
+    cJSON_AddStringToObject(im, "interp", "bicubic");
+    cJSON_AddTrueToObject(im, "jpeg_dct_scaling");
+    char *out = cJSON_Print(root);
+    cr_assert(fx_write_str(cfgp, out));
+    free(out);
+    cJSON_Delete(root);
+    cr_assert(fx_export_model(cfgp, NULL, dir, 3), "%s", clasp_last_error());
+    clasp_embedder em;
+    cr_assert_eq(clasp_embedder_open(dir, 1, 1, &em), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(em.lc.image.interp == CLASP_IMAGE_INTERP_BICUBIC && em.lc.image.jpeg_dct_scaling);
+    clasp_embedder_close(&em);
+    char *pj = fx_read_text(pp);
+    cr_assert(strstr(pj, "\"interp\"") && strstr(pj, "\"bicubic\"") && strstr(pj, "pil-bicubic"),
+              "%s", pj);
+    /* preprocess.json without the key disagrees with config.json */
+    root = cJSON_Parse(pj);
+    free(pj);
+    cJSON_DeleteItemFromObject(cJSON_GetObjectItem(root, "image"), "interp");
+    out = cJSON_Print(root);
+    cr_assert(fx_write_str(pp, out));
+    free(out);
+    cJSON_Delete(root);
+    cr_assert_neq(clasp_embedder_open(dir, 1, 1, &em), CLASP_OK);
+    cr_assert(strstr(clasp_last_error(), "interp"), "%s", clasp_last_error());
 }
