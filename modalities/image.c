@@ -30,10 +30,15 @@ const char *clasp_image_resize_name(clasp_image_resize_mode mode) {
     return (unsigned)mode < 3u ? resize_names[mode] : NULL;
 }
 
-int clasp_image_resize_from_name(const char *name) {
-    for (int i = 0; i < 3; i++)
-        if (name && !strcmp(name, resize_names[i])) return i;
+/* Index of `name` in names[n], or -1. */
+static int name_index_(const char *const *names, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (name && !strcmp(name, names[i])) return i;
     return -1;
+}
+
+int clasp_image_resize_from_name(const char *name) {
+    return name_index_(resize_names, 3, name);
 }
 
 static const char *const interp_names[] = {"catmullrom", "bicubic"};
@@ -43,9 +48,7 @@ const char *clasp_image_interp_name(clasp_image_interp interp) {
 }
 
 int clasp_image_interp_from_name(const char *name) {
-    for (int i = 0; i < 2; i++)
-        if (name && !strcmp(name, interp_names[i])) return i;
-    return -1;
+    return name_index_(interp_names, 2, name);
 }
 
 clasp_status clasp_image_config_check(const clasp_image_config *cfg) {

@@ -92,34 +92,42 @@ static void pixel_diff(const uint8_t *a, const uint8_t *b, size_t n, int *max, d
     *mean = (double)sum / (double)n;
 }
 
+/* Decodes case `name`, resizes it with `interp` and measures the distance to PIL's pixels. */
+static void measure_case(const char *name, clasp_image_interp interp, int *max, double *mean) {
+    ref_case c = open_case(name);
+    clasp_image img;
+    cr_assert_eq(clasp_image_decode(c.input, c.n_input, 3, CLASP_IMAGE_DEFAULT_MAX_PIXELS, &img),
+                 CLASP_OK, "%s", clasp_last_error());
+    uint8_t *px = clasp_pixels(&c, &img, interp);
+    pixel_diff(px, c.pil, (size_t)c.S * c.S * 3, max, mean);
+    printf("%s vs PIL, %-10s: max %d, mean %.4f levels\n", clasp_image_interp_name(interp), name,
+           *max, *mean);
+    free(px);
+    clasp_image_free(&img);
+    clasp_st_free(c.st);
+}
+
 /* "bicubic" is PIL's resize bit for bit, on PNG and JPEG (libjpeg-turbo decodes both sides), for
  * center crops and crop boxes; the normalised tensors equal torchvision's bit for bit. */
 Test(preprocess_pil, bicubic_equals_pil_bit_for_bit) {
     for (size_t k = 0; k < sizeof small_cases / sizeof *small_cases; k++) {
-        ref_case c = open_case(small_cases[k]);
-        clasp_image img;
-        cr_assert_eq(
-            clasp_image_decode(c.input, c.n_input, 3, CLASP_IMAGE_DEFAULT_MAX_PIXELS, &img),
-            CLASP_OK, "%s", clasp_last_error());
-        uint8_t *px = clasp_pixels(&c, &img, CLASP_IMAGE_INTERP_BICUBIC);
         int max;
         double mean;
-        pixel_diff(px, c.pil, (size_t)c.S * c.S * 3, &max, &mean);
-        printf("bicubic vs PIL, %-10s: max %d, mean %.4f levels\n", small_cases[k], max, mean);
+        measure_case(small_cases[k], CLASP_IMAGE_INTERP_BICUBIC, &max, &mean);
         cr_assert_eq(max, 0, "%s: max pixel difference %d (mean %.4f)", small_cases[k], max, mean);
+        ref_case c = open_case(small_cases[k]);
         if (c.crop[0] < 0) {
             const clasp_image_config cfg = openai_config(c.S, CLASP_IMAGE_INTERP_BICUBIC);
-            float *x = malloc(clasp_image_tensor_numel(&cfg) * sizeof(float));
+            const size_t n = clasp_image_tensor_numel(&cfg);
+            float *x = malloc(n * sizeof(float));
             cr_assert_eq(clasp_image_load(c.input, c.n_input, &cfg, x), CLASP_OK, "%s",
                          clasp_last_error());
             cr_assert(c.tensor);
-            cr_assert(fx_max_abs_diff(x, c.tensor, clasp_image_tensor_numel(&cfg)) == 0.0,
+            cr_assert(fx_max_abs_diff(x, c.tensor, n) == 0.0,
                       "%s: tensor differs from torchvision's by %g", small_cases[k],
-                      fx_max_abs_diff(x, c.tensor, clasp_image_tensor_numel(&cfg)));
+                      fx_max_abs_diff(x, c.tensor, n));
             free(x);
         }
-        free(px);
-        clasp_image_free(&img);
         clasp_st_free(c.st);
     }
 }
@@ -128,22 +136,12 @@ Test(preprocess_pil, bicubic_equals_pil_bit_for_bit) {
 Test(preprocess_pil, catmullrom_within_tolerance_of_pil) {
     int worst = 0;
     for (size_t k = 0; k < sizeof small_cases / sizeof *small_cases; k++) {
-        ref_case c = open_case(small_cases[k]);
-        clasp_image img;
-        cr_assert_eq(
-            clasp_image_decode(c.input, c.n_input, 3, CLASP_IMAGE_DEFAULT_MAX_PIXELS, &img),
-            CLASP_OK, "%s", clasp_last_error());
-        uint8_t *px = clasp_pixels(&c, &img, CLASP_IMAGE_INTERP_CATMULLROM);
         int max;
         double mean;
-        pixel_diff(px, c.pil, (size_t)c.S * c.S * 3, &max, &mean);
-        printf("catmullrom vs PIL, %-10s: max %d, mean %.4f levels\n", small_cases[k], max, mean);
+        measure_case(small_cases[k], CLASP_IMAGE_INTERP_CATMULLROM, &max, &mean);
         cr_assert(max <= CATMULLROM_MAX && mean <= 0.5, "%s: max %d, mean %.4f", small_cases[k],
                   max, mean);
         worst = max > worst ? max : worst;
-        free(px);
-        clasp_image_free(&img);
-        clasp_st_free(c.st);
     }
     cr_assert(worst > 0, "stb's filter is not PIL's: some difference expected");
 }
