@@ -19,6 +19,7 @@
 #include "export/export.h"
 #include "modalities/augment.h"
 #include "modalities/image.h"
+#include "pipeline/loader.h"
 #include "fixtures.h"
 
 #define CATMULLROM_MAX 6
@@ -373,4 +374,71 @@ Test(preprocess_pil, export_round_trips_the_keys) {
     cJSON_Delete(root);
     cr_assert_neq(clasp_embedder_open(dir, 1, 1, &em), CLASP_OK);
     cr_assert(strstr(clasp_last_error(), "interp"), "%s", clasp_last_error());
+}
+
+/* The loader's decoder with "jpeg_dct_scaling" in training: both views' crops are drawn on the
+ * header's size, the JPEG is decoded once at the scale the smaller crop allows, and each view
+ * equals clasp_image_augment of that decode; off, it equals the full decode's augmentation. The
+ * sample key is one whose two views' crops want different scales (1/4 vs 1/2 at S = 100). */
+Test(preprocess_pil, decoder_scales_for_both_views) {
+    ref_case c = open_case("large_jpeg");
+    clasp_loader_config cfg = clasp_loader_default_config();
+    cfg.required = CLASP_NEED_IMAGE;
+    cfg.seed = 11;
+    cfg.views = 2;
+    cfg.image = openai_config(100, CLASP_IMAGE_INTERP_BICUBIC);
+    cfg.image_augment.enabled = true;
+    char ext[] = "jpg", key[32] = "";
+    for (int k = 0; k < 200 && !key[0]; k++) {
+        char cand[32];
+        snprintf(cand, sizeof cand, "sample-%04d", k);
+        int r[2];
+        for (int v = 0; v < 2; v++)
+            r[v] = clasp_image_augment_region_px(&cfg.image, &cfg.image_augment,
+                                                 clasp_augment_view_seed(cfg.seed, v), 5, cand,
+                                                 1000, 750);
+        if ((r[0] >= 400) != (r[1] >= 400) && r[0] >= 200 && r[1] >= 200)
+            snprintf(key, sizeof key, "%s", cand);
+    }
+    cr_assert(key[0], "no key with views on both sides of the 1/4 threshold");
+    clasp_field f = {.ext = ext, .data = (uint8_t *)c.input, .n = c.n_input};
+    clasp_sample s = {.key = key, .fields = &f, .n_fields = 1, .has_payload = true};
+    const size_t n = clasp_image_tensor_numel(&cfg.image);
+    float *got[2], *want[2];
+    for (int dct = 0; dct < 2; dct++) {
+        cfg.image.jpeg_dct_scaling = dct;
+        clasp_decoder *d;
+        cr_assert_eq(clasp_decoder_new(&cfg, NULL, &d), CLASP_OK, "%s", clasp_last_error());
+        for (int v = 0; v < 2; v++)
+            got[v] = malloc(n * sizeof(float)), want[v] = malloc(n * sizeof(float));
+        clasp_decoded out = {.image = got[0], .image2 = got[1]};
+        bool ok;
+        clasp_skip_reason why;
+        cr_assert_eq(clasp_decoder_run(d, &s, 5, NULL, &out, &ok, &why), CLASP_OK);
+        cr_assert(ok, "skipped: %d", (int)why);
+        int region = 0;
+        for (int v = 0; v < 2; v++) {
+            const int r = clasp_image_augment_region_px(&cfg.image, &cfg.image_augment,
+                                                        clasp_augment_view_seed(cfg.seed, v), 5,
+                                                        key, 1000, 750);
+            region = v == 0 || r < region ? r : region;
+        }
+        clasp_image img;
+        cr_assert_eq(clasp_image_decode_scaled(c.input, c.n_input, 3, cfg.image.max_pixels, 100,
+                                               dct ? region : 0, &img),
+                     CLASP_OK);
+        cr_assert(dct ? img.w == 500 : img.w == 1000, "decoded %dx%d", img.w, img.h);
+        for (int v = 0; v < 2; v++) {
+            cr_assert_eq(clasp_image_augment(&img, &cfg.image, &cfg.image_augment,
+                                             clasp_augment_view_seed(cfg.seed, v), 5, key, want[v]),
+                         CLASP_OK);
+            cr_assert(!memcmp(got[v], want[v], n * sizeof(float)), "dct %d view %d differs", dct,
+                      v);
+            free(got[v]);
+            free(want[v]);
+        }
+        clasp_image_free(&img);
+        clasp_decoder_free(d);
+    }
+    clasp_st_free(c.st);
 }
