@@ -37,12 +37,15 @@ HELPER = r"""
 #include <stdlib.h>
 #include <string.h>
 #include "modalities/image.h"
-/* stdin lines "PATH S INTERP DCT"; stdout per line: a status byte, then S*S*3 pixels if 0. */
+/* stdin lines "PATH S INTERP DCT CX CY CW CH" (CW 0: center crop, else that crop box resized);
+ * stdout per line: a status byte, then S*S*3 pixels if 0. */
 int main(void) {
     char line[8192], path[8000];
-    int S, interp, dct;
+    int S, interp, dct, cx, cy, cw, ch;
     while (fgets(line, sizeof line, stdin)) {
-        if (sscanf(line, "%7999s %d %d %d", path, &S, &interp, &dct) != 4) return 2;
+        if (sscanf(line, "%7999s %d %d %d %d %d %d %d", path, &S, &interp, &dct, &cx, &cy, &cw,
+                   &ch) != 8)
+            return 2;
         FILE *f = fopen(path, "rb");
         if (!f) return 3;
         fseek(f, 0, SEEK_END);
@@ -61,8 +64,12 @@ int main(void) {
         else
             ok = clasp_image_decode(d, (size_t)n, 3, cfg.max_pixels, &img) == 0;
         unsigned char *px = malloc((size_t)S * S * 3);
-        ok = ok && clasp_image_resize_interp(&img, CLASP_IMAGE_RESIZE_SHORTEST,
-                                             (clasp_image_interp)interp, S, px) == 0;
+        if (ok && cw > 0)
+            ok = clasp_image_crop_resize(&img, (clasp_image_interp)interp, cx, cy, cw, ch, px, S,
+                                         S) == 0;
+        else if (ok)
+            ok = clasp_image_resize_interp(&img, CLASP_IMAGE_RESIZE_SHORTEST,
+                                           (clasp_image_interp)interp, S, px) == 0;
         if (!ok) fprintf(stderr, "%s: %s\n", path, clasp_last_error());
         fputc(ok ? 0 : 1, stdout);
         if (ok) fwrite(px, 1, (size_t)S * S * 3, stdout);
@@ -90,8 +97,9 @@ def build_helper(build, tmp):
     return exe
 
 
-def reference(data, S):
-    """PIL + torchvision's OpenAI transform, alpha composited on white as clasp does."""
+def reference(data, S, crop=None):
+    """PIL + torchvision's OpenAI transform, alpha composited on white as clasp does; with a
+    crop box (x, y, w, h), torchvision's resized_crop on a PIL image instead."""
     im = Image.open(io.BytesIO(data))
     im.load()
     if im.mode in ("I", "I;16", "I;16B", "F", "CMYK", "1") or getattr(im, "n_frames", 1) > 1:
@@ -102,8 +110,25 @@ def reference(data, S):
         im = Image.fromarray(rgb.astype(np.uint8), "RGB")
     elif im.mode not in ("L", "RGB"):
         im = im.convert("RGB")
-    t = T.Compose([T.Resize(S, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(S)])
-    return np.asarray(t(im).convert("RGB"), dtype=np.uint8)
+    if crop:
+        x, y, w, h = crop
+        out = im.crop((x, y, x + w, y + h)).resize((S, S), Image.BICUBIC)
+    else:
+        t = T.Compose([T.Resize(S, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(S)])
+        out = t(im)
+    return np.asarray(out.convert("RGB"), dtype=np.uint8)
+
+
+def random_box(size, rng):
+    """A RandomResizedCrop-like box (area 8..100 %, ratio 3/4..4/3) inside a w x h image."""
+    w, h = size
+    for _ in range(10):
+        area = w * h * rng.uniform(0.08, 1.0)
+        ar = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+        cw, ch = int(round(np.sqrt(area * ar))), int(round(np.sqrt(area / ar)))
+        if 0 < cw <= w and 0 < ch <= h:
+            return int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1)), cw, ch
+    return 0, 0, w, h
 
 
 def gather(limit):
@@ -165,25 +190,34 @@ def main():
     S = args.size
     with tempfile.TemporaryDirectory() as tmp:
         exe = build_helper(args.build, tmp)
-        images, refs = [], []
+        images, refs, crops, crop_refs = [], [], [], []
+        rng = np.random.default_rng(0)
         for i, (name, data) in enumerate(gather(args.limit)):
             try:
                 ref = reference(data, S)
+                box = random_box(Image.open(io.BytesIO(data)).size, rng)
+                crop_ref = reference(data, S, box)
             except Exception:
                 ref = None
             if ref is None:
                 continue
+            crops.append(box)
+            crop_refs.append(crop_ref)
             path = os.path.join(tmp, f"{i}.img")
             with open(path, "wb") as f:
                 f.write(data)
             images.append((name, path, data[:2] == b"\xff\xd8"))
             refs.append(ref)
         print(f"{len(images)} images ({sum(j for _, _, j in images)} JPEG), output {S}x{S}")
-        modes = [("catmullrom", 0, 0, False), ("bicubic", 1, 0, False),
-                 ("catmullrom + DCT scaling", 0, 1, True), ("bicubic + DCT scaling", 1, 1, True)]
-        for label, interp, dct, jpeg_only in modes:
+        modes = [("catmullrom", 0, 0, False, False), ("bicubic", 1, 0, False, False),
+                 ("catmullrom + DCT scaling", 0, 1, True, False),
+                 ("bicubic + DCT scaling", 1, 1, True, False),
+                 ("catmullrom, random crop", 0, 0, False, True),
+                 ("bicubic, random crop", 1, 0, False, True)]
+        for label, interp, dct, jpeg_only, crop in modes:
             todo = [(k, im) for k, im in enumerate(images) if im[2] or not jpeg_only]
-            lines = "".join(f"{im[1]} {S} {interp} {dct}\n" for _, im in todo)
+            box = (lambda k: " ".join(map(str, crops[k]))) if crop else (lambda k: "0 0 0 0")
+            lines = "".join(f"{im[1]} {S} {interp} {dct} {box(k)}\n" for k, im in todo)
             res = subprocess.run([exe], input=lines.encode(), capture_output=True, check=True)
             out, pos, diffs, same, failed, worst = res.stdout, 0, [], 0, 0, (0, "")
             for k, im in todo:
@@ -194,13 +228,14 @@ def main():
                     continue
                 got = np.frombuffer(out[pos:pos + S * S * 3], dtype=np.uint8).reshape(S, S, 3)
                 pos += S * S * 3
-                d = np.abs(got.astype(np.int16) - refs[k].astype(np.int16))
+                want = crop_refs[k] if crop else refs[k]
+                d = np.abs(got.astype(np.int16) - want.astype(np.int16))
                 diffs.append(d.ravel())
                 same += int(d.max() == 0)
                 if d.max() > worst[0]:
                     worst = (int(d.max()), im[0])
             d = np.concatenate(diffs) if diffs else np.zeros(1)
-            print(f"{label:26s}: {len(diffs)} images, max {int(d.max())}, mean {d.mean():.4f}, "
+            print(f"{label:25s}: {len(diffs)} images, max {int(d.max())}, mean {d.mean():.4f}, "
                   f"p99 {np.percentile(d, 99):.0f}, p99.9 {np.percentile(d, 99.9):.0f} levels; "
                   f"{same} identical; {failed} failed to decode; worst {worst[1]}")
 
