@@ -4,7 +4,10 @@
  *   wav8k    8 kHz mono 16-bit WAV, 2 s + caption -> (64 mels, n_frames) log-mel, 32 tokens
  * each with 1 and 2 decode threads (training mode: shuffle buffer 1000, batch 64), plus the raw
  * tar read rate of the same shards (libarchive, payloads read, no decoding) as the ceiling.
- * Usage: bench_loader [n_fmnist] [n_rgba] [n_wav]   (defaults 20000 5000 1000)
+ * Then JPEG decode + preprocess time per image (clasp_image_load, one thread) for 256x192 and
+ * 1000x750 RGB JPEGs (quality 90, 4:2:0) to 224 x 224, full decode vs DCT-scaled decode
+ * ("jpeg_dct_scaling"), with each filter ("interp").
+ * Usage: bench_loader [n_fmnist] [n_rgba] [n_wav] [n_jpeg]   (defaults 20000 5000 1000 200)
  * Shards are written under $TMPDIR (or /tmp) and removed at the end. */
 #include <archive.h>
 #include <archive_entry.h>
@@ -15,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <turbojpeg.h>
 #include <unistd.h>
 
 #include "core/rng.h"
@@ -183,9 +187,74 @@ static void loader_rate_(const char *dir, const char *kind, int threads) {
     clasp_loader_close(L);
 }
 
+/* A w x h RGB JPEG (quality 90, 4:2:0, encoded by libjpeg-turbo) of a photo-like picture:
+ * gradients, noise and a few hard-edged discs. malloc'd, *n bytes; NULL on failure. */
+static uint8_t *jpeg_(int w, int h, size_t *n) {
+    uint8_t *px = malloc((size_t)w * (size_t)h * 3);
+    clasp_rng r;
+    clasp_rng_init(&r, 11, CLASP_RNG_TEST, (uint64_t)w, 0);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float v[3] = {128.0f + 100.0f * sinf(5.0f * (float)x / (float)w),
+                          128.0f + 100.0f * cosf(4.0f * (float)y / (float)h),
+                          255.0f * (float)(x + y) / (float)(w + h)};
+            for (int k = 0; k < 4; k++) { /* discs of radius h / 8 */
+                const float cx = (float)w * (0.2f + 0.2f * (float)k), cy = (float)h * 0.5f;
+                const float dx = (float)x - cx, dy = (float)y - cy;
+                if (dx * dx + dy * dy < (float)(h * h) / 64.0f) v[k % 3] = 40.0f * (float)k;
+            }
+            for (int c = 0; c < 3; c++) {
+                const float f = v[c] + 8.0f * (clasp_rng_uniform(&r) - 0.5f);
+                px[((size_t)y * (size_t)w + (size_t)x) * 3 + (size_t)c] =
+                    (uint8_t)(f < 0.0f     ? 0.0f
+                              : f > 255.0f ? 255.0f
+                                           : f);
+            }
+        }
+    tjhandle tj = tjInitCompress();
+    unsigned char *jpg = NULL;
+    unsigned long size = 0;
+    const int ok = tj && tjCompress2(tj, px, w, 0, h, TJPF_RGB, &jpg, &size, TJSAMP_420, 90,
+                                     TJFLAG_ACCURATEDCT) == 0;
+    free(px);
+    if (tj) tjDestroy(tj);
+    if (!ok) return NULL;
+    uint8_t *out = malloc(size);
+    memcpy(out, jpg, size);
+    tjFree(jpg);
+    *n = size;
+    return out;
+}
+
+/* Milliseconds per image of clasp_image_load (decode + resize + crop + normalise) to 224. */
+static void jpeg_rate_(int w, int h, int n) {
+    size_t nb = 0;
+    uint8_t *jpg = jpeg_(w, h, &nb);
+    if (!jpg) {
+        printf("jpeg %dx%d: cannot encode\n", w, h);
+        return;
+    }
+    float *x = malloc((size_t)3 * 224 * 224 * sizeof(float));
+    for (int interp = 0; interp < 2; interp++)
+        for (int dct = 0; dct < 2; dct++) {
+            clasp_image_config cfg = clasp_image_default_config();
+            cfg.interp = (clasp_image_interp)interp;
+            cfg.jpeg_dct_scaling = dct;
+            double t0 = now_();
+            int bad = 0;
+            for (int i = 0; i < n; i++) bad += clasp_image_load(jpg, nb, &cfg, x) != CLASP_OK;
+            double dt = now_() - t0;
+            printf("jpeg %4dx%-4d (%6zu B) -> 224, %-10s %-11s %7.3f ms/image (%d failed)\n", w, h,
+                   nb, clasp_image_interp_name(cfg.interp), dct ? "DCT-scaled" : "full decode",
+                   1e3 * dt / n, bad);
+        }
+    free(x);
+    free(jpg);
+}
+
 int main(int argc, char **argv) {
-    int counts[3] = {20000, 5000, 1000};
-    for (int i = 1; i < argc && i <= 3; i++) counts[i - 1] = atoi(argv[i]);
+    int counts[4] = {20000, 5000, 1000, 200};
+    for (int i = 1; i < argc && i <= 4; i++) counts[i - 1] = atoi(argv[i]);
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     char dir[512];
     snprintf(dir, sizeof dir, "%s/clasp-bench-loader-%ld", tmp, (long)getpid());
@@ -194,6 +263,7 @@ int main(int argc, char **argv) {
     printf("bench_loader: %d / %d / %d samples, 4 shards each, shards in %s\n", counts[0],
            counts[1], counts[2], dir);
     for (int k = 0; k < 3; k++) {
+        if (counts[k] <= 0) continue;
         write_shards_(dir, kinds[k], counts[k]);
         raw_rate_(dir, kinds[k]);
         loader_rate_(dir, kinds[k], 1);
@@ -205,5 +275,9 @@ int main(int argc, char **argv) {
         }
     }
     rmdir(dir);
+    if (counts[3] > 0) {
+        jpeg_rate_(256, 192, counts[3]);
+        jpeg_rate_(1000, 750, counts[3]);
+    }
     return 0;
 }

@@ -212,11 +212,13 @@ static clasp_status parse_vit(const cJSON *o, const char *file, clasp_image_towe
 
 static clasp_status parse_image(const cJSON *o, const char *file, int embed_dim,
                                 clasp_image_tower_config *ic) {
-    /* "mean", "std", "resize": preprocessing, read by modalities/preprocess.c */
+    /* "mean", "std", "resize", "interp", "jpeg_dct_scaling": preprocessing, read by
+     * modalities/preprocess.c */
     static const char *const keys[] = {
         "type",   "channels", "size",       "conv",   "fc",        "patch_size", "width",
         "layers", "heads",    "mlp_width",  "pool",   "ln_eps",    "act",        "mean",
-        "std",    "resize",   "output_dim", "ln_pre", "proj_bias", NULL};
+        "std",    "resize",   "output_dim", "ln_pre", "proj_bias", "interp",     "jpeg_dct_scaling",
+        NULL};
     const char *P = "image";
     CLASP_TRY(check_keys(o, keys, file, P));
     char type[16];

@@ -108,7 +108,12 @@ static clasp_status preprocess_json_(const clasp_preprocess *pre, cJSON **out) {
         ok = im && mean && sd && cJSON_AddNumberToObject(im, "channels", ic->channels) &&
              cJSON_AddNumberToObject(im, "size", ic->size) &&
              cJSON_AddStringToObject(im, "resize", clasp_image_resize_name(ic->mode)) &&
-             cJSON_AddStringToObject(im, "filter", "catmull-rom") &&
+             cJSON_AddStringToObject(im, "filter",
+                                     ic->interp == CLASP_IMAGE_INTERP_BICUBIC ? "pil-bicubic"
+                                                                              : "catmull-rom") &&
+             (ic->interp == CLASP_IMAGE_INTERP_CATMULLROM ||
+              cJSON_AddStringToObject(im, "interp", clasp_image_interp_name(ic->interp))) &&
+             (!ic->jpeg_dct_scaling || cJSON_AddTrueToObject(im, "jpeg_dct_scaling")) &&
              cJSON_AddStringToObject(im, "alpha", "white") &&
              cJSON_AddStringToObject(im, "scale", "x / 255");
         if (ok) {
@@ -273,6 +278,10 @@ static clasp_status check_image_(const clasp_image_config *got, const clasp_imag
         snprintf(field, sizeof field, "size");
     else if (got->mode != want->mode)
         snprintf(field, sizeof field, "resize");
+    else if (got->interp != want->interp)
+        snprintf(field, sizeof field, "interp");
+    else if (got->jpeg_dct_scaling != want->jpeg_dct_scaling)
+        snprintf(field, sizeof field, "jpeg_dct_scaling");
     for (int c = 0; !field[0] && c < want->channels; c++) {
         if (got->mean[c] != want->mean[c]) snprintf(field, sizeof field, "mean[%d]", c);
         if (!field[0] && got->std[c] != want->std[c]) snprintf(field, sizeof field, "std[%d]", c);

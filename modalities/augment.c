@@ -174,6 +174,47 @@ static float jitter_factor(clasp_rng *r, float v) {
     return (float)(lo + (hi - lo) * u);
 }
 
+/* Every random choice of one sample, for a W x H (header) image. */
+typedef struct draws_ {
+    bool flip, gray;
+    const int *order;
+    float factor[3];
+    int cx, cy, cw, ch; /* the random crop (when on) */
+} draws_;
+
+static void draw_(const clasp_image_augment_config *aug, uint64_t seed, uint64_t epoch,
+                  const char *key, int W, int H, draws_ *d) {
+    clasp_rng r;
+    clasp_rng_init(&r, seed, CLASP_RNG_AUGMENT, epoch, clasp_hash_str(key, 0));
+    /* Fixed draw order (augment.h): flip, jitter order, factors, grayscale, crop. */
+    d->flip = clasp_rng_uniform_f64(&r) < (double)aug->hflip;
+    static const int orders[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
+                                     {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+    d->order = orders[clasp_rng_below(&r, 6)];
+    d->factor[0] = jitter_factor(&r, aug->brightness);
+    d->factor[1] = jitter_factor(&r, aug->contrast);
+    d->factor[2] = jitter_factor(&r, aug->saturation);
+    d->gray = clasp_rng_uniform_f64(&r) < (double)aug->grayscale;
+    d->cx = d->cy = 0;
+    d->cw = W;
+    d->ch = H;
+    if (aug->random_resized_crop)
+        clasp_image_random_resized_crop(W, H, aug->scale_min, aug->scale_max, aug->ratio_min,
+                                        aug->ratio_max, &r, &d->cx, &d->cy, &d->cw, &d->ch);
+}
+
+int clasp_image_augment_region_px(const clasp_image_config *pre,
+                                  const clasp_image_augment_config *aug, uint64_t seed,
+                                  uint64_t epoch, const char *key, int w, int h) {
+    if (!pre || w <= 0 || h <= 0) return 0;
+    if (!aug || !aug->enabled || !aug->random_resized_crop || !key)
+        return clasp_image_resize_region_px(pre, w, h);
+    if (pre->size <= 0) return 0;
+    draws_ d;
+    draw_(aug, seed, epoch, key, w, h, &d);
+    return d.cw < d.ch ? d.cw : d.ch;
+}
+
 clasp_status clasp_image_augment(const clasp_image *img, const clasp_image_config *pre,
                                  const clasp_image_augment_config *aug, uint64_t seed,
                                  uint64_t epoch, const char *key, float *out) {
@@ -190,29 +231,17 @@ clasp_status clasp_image_augment(const clasp_image *img, const clasp_image_confi
         return clasp_set_error(CLASP_ERR_CONFIG,
                                "image augment: random_resized_crop needs image_size > 0");
 
-    clasp_rng r;
-    clasp_rng_init(&r, seed, CLASP_RNG_AUGMENT, epoch, clasp_hash_str(key, 0));
-    /* Fixed draw order (augment.h): flip, jitter order, factors, grayscale, crop. */
-    const bool flip = clasp_rng_uniform_f64(&r) < (double)aug->hflip;
-    static const int orders[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
-                                     {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
-    const int *order = orders[clasp_rng_below(&r, 6)];
-    float factor[3];
-    factor[0] = jitter_factor(&r, aug->brightness);
-    factor[1] = jitter_factor(&r, aug->contrast);
-    factor[2] = jitter_factor(&r, aug->saturation);
-    const bool gray = clasp_rng_uniform_f64(&r) < (double)aug->grayscale;
+    /* The crop is drawn on the header's size, so a DCT-scaled decode (image.h full_w) sees the
+     * same draws and the same part of the picture. */
+    draws_ d;
+    draw_(aug, seed, epoch, key, img->full_w > 0 ? img->full_w : img->w,
+          img->full_h > 0 ? img->full_h : img->h, &d);
+    const bool flip = d.flip, gray = d.gray;
+    const int *order = d.order;
+    const float *factor = d.factor;
 
     int S_w, S_h;
-    double x0 = 0, y0 = 0, x1 = img->w, y1 = img->h;
     if (aug->random_resized_crop) {
-        int cx, cy, cw, ch;
-        clasp_image_random_resized_crop(img->w, img->h, aug->scale_min, aug->scale_max,
-                                        aug->ratio_min, aug->ratio_max, &r, &cx, &cy, &cw, &ch);
-        x0 = cx;
-        y0 = cy;
-        x1 = cx + cw;
-        y1 = cy + ch;
         S_w = S_h = pre->size;
     } else if (pre->size > 0) {
         S_w = S_h = pre->size;
@@ -226,9 +255,10 @@ clasp_status clasp_image_augment(const clasp_image *img, const clasp_image_confi
     uint8_t *buf = malloc(nbytes);
     if (!buf) return clasp_set_error(CLASP_ERR_NOMEM, "image augment: %zu bytes", nbytes);
     /* the random crop's region, else the preprocessing's resize (pad included) */
-    clasp_status s = aug->random_resized_crop || pre->size <= 0
-                         ? clasp_image_resample_region(img, x0, y0, x1, y1, buf, S_w, S_h)
-                         : clasp_image_resize(img, pre->mode, S_w, buf);
+    clasp_status s =
+        aug->random_resized_crop || pre->size <= 0
+            ? clasp_image_crop_resize(img, pre->interp, d.cx, d.cy, d.cw, d.ch, buf, S_w, S_h)
+            : clasp_image_resize_interp(img, pre->mode, pre->interp, S_w, buf);
     if (s != CLASP_OK) {
         free(buf);
         return s;

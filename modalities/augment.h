@@ -17,7 +17,8 @@
  *   1. RandomResizedCrop: up to 10 tries of area fraction ~ U(scale) and log aspect ratio
  *      ~ U(log ratio); w = round(sqrt(area * ratio)), h = round(sqrt(area / ratio)); accept when
  *      it fits, with its top-left corner uniform; else the central crop clamped to the ratio
- *      range. The crop is resampled to size x size (clasp_image_resample_region).
+ *      range. The crop is resampled to size x size (clasp_image_crop_resize with the
+ *      preprocessing's "interp"; "bicubic" is torchvision's crop-then-resize on a PIL image).
  *   2. Horizontal flip with probability hflip.
  *   3. ColorJitter on values in [0, 1], the three factors in a random order: brightness
  *      (x * f), contrast (blend with the mean of the gray image), saturation (blend with the gray
@@ -77,6 +78,14 @@ clasp_status clasp_image_augment_config_check(const clasp_image_augment_config *
 clasp_status clasp_image_augment(const clasp_image *img, const clasp_image_config *pre,
                                  const clasp_image_augment_config *aug, uint64_t seed,
                                  uint64_t epoch, const char *key, float *out);
+
+/* The `region` (header pixels) that clasp_image_augment's pre->size output pixels come from for
+ * this sample of a w x h image, for clasp_image_decode_scaled(..., pre->size, region): the
+ * shorter side of the random crop (the same draws as clasp_image_augment), else
+ * clasp_image_resize_region_px. 0 (never scale) when pre->size is 0. */
+int clasp_image_augment_region_px(const clasp_image_config *pre,
+                                  const clasp_image_augment_config *aug, uint64_t seed,
+                                  uint64_t epoch, const char *key, int w, int h);
 
 /* The crop RandomResizedCrop picks for a w x h image with the given RNG (exposed for tests and
  * tools): top-left (*x, *y) and size (*cw, *ch) in pixels, inside the image. */

@@ -30,10 +30,25 @@ const char *clasp_image_resize_name(clasp_image_resize_mode mode) {
     return (unsigned)mode < 3u ? resize_names[mode] : NULL;
 }
 
-int clasp_image_resize_from_name(const char *name) {
-    for (int i = 0; i < 3; i++)
-        if (name && !strcmp(name, resize_names[i])) return i;
+/* Index of `name` in names[n], or -1. */
+static int name_index_(const char *const *names, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (name && !strcmp(name, names[i])) return i;
     return -1;
+}
+
+int clasp_image_resize_from_name(const char *name) {
+    return name_index_(resize_names, 3, name);
+}
+
+static const char *const interp_names[] = {"catmullrom", "bicubic"};
+
+const char *clasp_image_interp_name(clasp_image_interp interp) {
+    return (unsigned)interp < 2u ? interp_names[interp] : NULL;
+}
+
+int clasp_image_interp_from_name(const char *name) {
+    return name_index_(interp_names, 2, name);
 }
 
 clasp_status clasp_image_config_check(const clasp_image_config *cfg) {
@@ -47,6 +62,9 @@ clasp_status clasp_image_config_check(const clasp_image_config *cfg) {
     if (!clasp_image_resize_name(cfg->mode))
         return clasp_set_error(CLASP_ERR_CONFIG, "image config: unknown resize mode %d",
                                (int)cfg->mode);
+    if (!clasp_image_interp_name(cfg->interp))
+        return clasp_set_error(CLASP_ERR_CONFIG, "image config: unknown interp %d",
+                               (int)cfg->interp);
     for (int c = 0; c < cfg->channels; c++) {
         if (!isfinite(cfg->mean[c]))
             return clasp_set_error(CLASP_ERR_CONFIG, "image config: mean[%d] is not finite", c);
@@ -105,6 +123,12 @@ clasp_status clasp_image_config_from_json(const cJSON *obj, const char *file, co
         return bad_field(file, prefix, "resize",
                          "expected \"shortest\", \"longest\" or \"squash\"");
     c.mode = (clasp_image_resize_mode)m;
+    CLASP_TRY(clasp_json_str_opt(obj, "interp", file, prefix, "catmullrom", mode, sizeof mode));
+    m = clasp_image_interp_from_name(mode);
+    if (m < 0) return bad_field(file, prefix, "interp", "expected \"catmullrom\" or \"bicubic\"");
+    c.interp = (clasp_image_interp)m;
+    CLASP_TRY(
+        clasp_json_bool_opt(obj, "jpeg_dct_scaling", file, prefix, false, &c.jpeg_dct_scaling));
     for (int i = 0; i < 3; i++) {
         c.mean[i] = 0.0f;
         c.std[i] = 1.0f;
@@ -136,6 +160,9 @@ cJSON *clasp_image_config_to_json(const clasp_image_config *cfg) {
     ok = sd && cJSON_AddItemToObject(o, "std", sd);
     if (!ok) cJSON_Delete(sd);
     ok = ok && cJSON_AddNumberToObject(o, "max_pixels", (double)cfg->max_pixels);
+    if (ok && cfg->interp != CLASP_IMAGE_INTERP_CATMULLROM)
+        ok = cJSON_AddStringToObject(o, "interp", clasp_image_interp_name(cfg->interp)) != NULL;
+    if (ok && cfg->jpeg_dct_scaling) ok = cJSON_AddTrueToObject(o, "jpeg_dct_scaling") != NULL;
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -341,6 +368,28 @@ clasp_status clasp_image_decode(const void *data, size_t n, int channels, uint64
     return CLASP_OK;
 }
 
+clasp_status clasp_image_decode_scaled(const void *data, size_t n, int channels,
+                                       uint64_t max_pixels, int need, int region,
+                                       clasp_image *out) {
+    if (need > 0 && region > 0 && data && out && (channels == 1 || channels == 3) &&
+        n <= (size_t)INT_MAX && clasp__is_jpeg(data, n)) {
+        memset(out, 0, sizeof *out);
+        return clasp__jpeg_decode_scaled(data, n, channels, max_pixels, need, region, out);
+    }
+    return clasp_image_decode(data, n, channels, max_pixels, out);
+}
+
+int clasp_image_jpeg_size(const void *data, size_t n, int *w, int *h) {
+    if (!data || !w || !h || !clasp__is_jpeg(data, n)) return 0;
+    return clasp__jpeg_size(data, n, w, h);
+}
+
+int clasp_image_resize_region_px(const clasp_image_config *cfg, int w, int h) {
+    if (!cfg || cfg->size <= 0 || w <= 0 || h <= 0) return 0;
+    if (cfg->mode == CLASP_IMAGE_RESIZE_LONGEST) return w > h ? w : h;
+    return w < h ? w : h;
+}
+
 void clasp_image_free(clasp_image *img) {
     if (!img) return;
     clasp__stb_free(img->pixels);
@@ -390,20 +439,27 @@ void clasp_image_normalize(const uint8_t *pixels, int w, int h, int channels, co
     }
 }
 
+/* "resize shorter side to S, then center crop S x S": the resized size and the crop's offset. */
+static void shortest_geometry_(int w, int h, int S, int *nw, int *nh, int *left, int *top) {
+    /* ref: torchvision Resize(int): long side = int(S * long / short); CenterCrop offsets
+     * round((new - S) / 2) with Python's half-to-even rounding. */
+    if (w <= h) {
+        *nw = S;
+        *nh = (int)((int64_t)S * h / w);
+    } else {
+        *nh = S;
+        *nw = (int)((int64_t)S * w / h);
+    }
+    *left = (int)nearbyint((*nw - S) / 2.0);
+    *top = (int)nearbyint((*nh - S) / 2.0);
+}
+
 /* The source region that "resize shorter side to S, then center crop S x S" samples. */
 void clasp_image_center_crop_region(int w, int h, int S, double *x0, double *y0, double *x1,
                                     double *y1) {
-    /* ref: torchvision Resize(int): long side = int(S * long / short); CenterCrop offsets
-     * round((new - S) / 2) with Python's half-to-even rounding. */
-    int nw, nh;
-    if (w <= h) {
-        nw = S;
-        nh = (int)((int64_t)S * h / w);
-    } else {
-        nh = S;
-        nw = (int)((int64_t)S * w / h);
-    }
-    double left = nearbyint((nw - S) / 2.0), top = nearbyint((nh - S) / 2.0);
+    int nw, nh, li, ti;
+    shortest_geometry_(w, h, S, &nw, &nh, &li, &ti);
+    double left = li, top = ti;
     /* Map the crop [left, left + S) of the resized image back to source pixels. */
     double sx = (double)w / nw, sy = (double)h / nh;
     *x0 = left * sx;
@@ -430,20 +486,67 @@ void clasp_image_longest_geometry(int w, int h, int S, int *nw, int *nh, int *le
     *top = (S - *nh) / 2;
 }
 
+static int full_w_(const clasp_image *img) {
+    return img->full_w > 0 ? img->full_w : img->w;
+}
+
+static int full_h_(const clasp_image *img) {
+    return img->full_h > 0 ? img->full_h : img->h;
+}
+
+/* The whole image resized to dst (dh, dw, C) with `interp`. */
+static clasp_status scale_whole_(const clasp_image *img, clasp_image_interp interp, uint8_t *dst,
+                                 int dw, int dh) {
+    if (interp == CLASP_IMAGE_INTERP_CATMULLROM)
+        return clasp_image_resample_region(img, 0, 0, img->w, img->h, dst, dw, dh);
+    const clasp__pil_axis ax = {0.0f, (float)img->w, dw, 0, 0, img->w};
+    const clasp__pil_axis ay = {0.0f, (float)img->h, dh, 0, 0, img->h};
+    return clasp__pil_resample(img, &ax, &ay, dst, dw, dh);
+}
+
+/* "shortest": the S x S center crop of the image resized (shorter side S), geometry on the
+ * header's size. */
+static clasp_status shortest_(const clasp_image *img, clasp_image_interp interp, int S,
+                              uint8_t *dst) {
+    const int W = full_w_(img), H = full_h_(img);
+    if (interp == CLASP_IMAGE_INTERP_CATMULLROM) {
+        double x0, y0, x1, y1;
+        clasp_image_center_crop_region(W, H, S, &x0, &y0, &x1, &y1);
+        if (W != img->w || H != img->h) { /* a scaled decode: the same part of the picture */
+            const double fx = (double)img->w / W, fy = (double)img->h / H;
+            x0 *= fx;
+            x1 = fmin(x1 * fx, img->w);
+            y0 *= fy;
+            y1 = fmin(y1 * fy, img->h);
+        }
+        return clasp_image_resample_region(img, x0, y0, x1, y1, dst, S, S);
+    }
+    int nw, nh, left, top;
+    shortest_geometry_(W, H, S, &nw, &nh, &left, &top);
+    const clasp__pil_axis ax = {0.0f, (float)img->w, nw, left, 0, img->w};
+    const clasp__pil_axis ay = {0.0f, (float)img->h, nh, top, 0, img->h};
+    return clasp__pil_resample(img, &ax, &ay, dst, S, S);
+}
+
 clasp_status clasp_image_resize(const clasp_image *img, clasp_image_resize_mode mode, int S,
                                 uint8_t *dst) {
-    if (!img || !img->pixels || !dst || S <= 0)
+    return clasp_image_resize_interp(img, mode, CLASP_IMAGE_INTERP_CATMULLROM, S, dst);
+}
+
+clasp_status clasp_image_resize_interp(const clasp_image *img, clasp_image_resize_mode mode,
+                                       clasp_image_interp interp, int S, uint8_t *dst) {
+    if (!img || !img->pixels || !dst || S <= 0 || !clasp_image_interp_name(interp))
         return clasp_set_error(CLASP_ERR_ARG, "image resize: bad argument");
     const int C = img->channels;
     if (mode == CLASP_IMAGE_RESIZE_LONGEST) {
         int nw, nh, left, top;
-        clasp_image_longest_geometry(img->w, img->h, S, &nw, &nh, &left, &top);
+        clasp_image_longest_geometry(full_w_(img), full_h_(img), S, &nw, &nh, &left, &top);
         size_t nbytes;
         if (!clasp_size_mul3((size_t)nw, (size_t)nh, (size_t)C, &nbytes))
             return clasp_set_error(CLASP_ERR_OVERFLOW, "image resize: size %d overflows", S);
         uint8_t *tmp = malloc(nbytes);
         if (!tmp) return clasp_set_error(CLASP_ERR_NOMEM, "image resize: %zu bytes", nbytes);
-        clasp_status s = clasp_image_resample_region(img, 0, 0, img->w, img->h, tmp, nw, nh);
+        clasp_status s = scale_whole_(img, interp, tmp, nw, nh);
         if (s == CLASP_OK) {
             const size_t row = (size_t)S * (size_t)C, nrow = (size_t)nw * (size_t)C;
             memset(dst, 0, row * (size_t)S);
@@ -454,10 +557,30 @@ clasp_status clasp_image_resize(const clasp_image *img, clasp_image_resize_mode 
         free(tmp);
         return s;
     }
-    double x0 = 0, y0 = 0, x1 = img->w, y1 = img->h;
-    if (mode == CLASP_IMAGE_RESIZE_SHORTEST)
-        clasp_image_center_crop_region(img->w, img->h, S, &x0, &y0, &x1, &y1);
-    return clasp_image_resample_region(img, x0, y0, x1, y1, dst, S, S);
+    if (mode == CLASP_IMAGE_RESIZE_SHORTEST) return shortest_(img, interp, S, dst);
+    return scale_whole_(img, interp, dst, S, S);
+}
+
+clasp_status clasp_image_crop_resize(const clasp_image *img, clasp_image_interp interp, int cx,
+                                     int cy, int cw, int ch, uint8_t *dst, int dw, int dh) {
+    if (!img || !img->pixels || !dst || !clasp_image_interp_name(interp))
+        return clasp_set_error(CLASP_ERR_ARG, "image crop: bad argument");
+    const int W = full_w_(img), H = full_h_(img);
+    if (cx < 0 || cy < 0 || cw <= 0 || ch <= 0 || cx > W - cw || cy > H - ch)
+        return clasp_set_error(CLASP_ERR_ARG, "image crop: box %d,%d %dx%d outside the %dx%d image",
+                               cx, cy, cw, ch, W, H);
+    const double fx = (double)img->w / W, fy = (double)img->h / H;
+    const double x0 = cx * fx, y0 = cy * fy;
+    const double x1 = fmin((cx + cw) * fx, img->w), y1 = fmin((cy + ch) * fy, img->h);
+    if (interp == CLASP_IMAGE_INTERP_CATMULLROM)
+        return clasp_image_resample_region(img, x0, y0, x1, y1, dst, dw, dh);
+    /* PIL's img.crop(box).resize(): coordinates from the box's first pixel, nothing outside
+     * it read. For a scaled decode, the box's fractional edges stay in the span. */
+    const int lx = (int)floor(x0), ly = (int)floor(y0);
+    const int hx = (int)fmin(ceil(x1), img->w), hy = (int)fmin(ceil(y1), img->h);
+    const clasp__pil_axis ax = {(float)(x0 - lx), (float)(x1 - lx), dw, 0, lx, hx};
+    const clasp__pil_axis ay = {(float)(y0 - ly), (float)(y1 - ly), dh, 0, ly, hy};
+    return clasp__pil_resample(img, &ax, &ay, dst, dw, dh);
 }
 
 clasp_status clasp_image_preprocess(const clasp_image *img, const clasp_image_config *cfg,
@@ -479,7 +602,7 @@ clasp_status clasp_image_preprocess(const clasp_image *img, const clasp_image_co
         return clasp_set_error(CLASP_ERR_OVERFLOW, "image preprocess: size %d overflows", S);
     uint8_t *buf = malloc(nbytes);
     if (!buf) return clasp_set_error(CLASP_ERR_NOMEM, "image preprocess: %zu bytes", nbytes);
-    clasp_status s = clasp_image_resize(img, cfg->mode, S, buf);
+    clasp_status s = clasp_image_resize_interp(img, cfg->mode, cfg->interp, S, buf);
     if (s == CLASP_OK) clasp_image_normalize(buf, S, S, img->channels, cfg->mean, cfg->std, out);
     free(buf);
     return s;
@@ -492,7 +615,12 @@ clasp_status clasp_image_load(const void *data, size_t n, const clasp_image_conf
         return clasp_set_error(CLASP_ERR_ARG, "image load: config size must be > 0 (the output "
                                               "shape must be known)");
     clasp_image img;
-    CLASP_TRY(clasp_image_decode(data, n, cfg->channels, cfg->max_pixels, &img));
+    int w = 0, h = 0;
+    if (cfg->jpeg_dct_scaling && clasp_image_jpeg_size(data, n, &w, &h))
+        CLASP_TRY(clasp_image_decode_scaled(data, n, cfg->channels, cfg->max_pixels, cfg->size,
+                                            clasp_image_resize_region_px(cfg, w, h), &img));
+    else
+        CLASP_TRY(clasp_image_decode(data, n, cfg->channels, cfg->max_pixels, &img));
     clasp_status s = clasp_image_preprocess(&img, cfg, out);
     clasp_image_free(&img);
     return s;

@@ -27,6 +27,7 @@
 #define CLASP_MODALITIES_IMAGE_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,7 +41,32 @@ typedef struct clasp_image {
     uint8_t *pixels; /* (h, w, channels) */
     int w, h;
     int channels; /* 1 (gray) or 3 (RGB) */
+    /* The size the file's header declares when the image was decoded smaller than that
+     * (clasp_image_decode_scaled: JPEG DCT-domain scaling); 0 means "w x h" (every other
+     * decode, and images built by hand). Geometry (center crop, random crop boxes) is computed
+     * on this size and mapped onto the w x h pixels, so a scaled decode samples the same part
+     * of the picture as a full one. */
+    int full_w, full_h;
 } clasp_image;
+
+/* The resampling filter ("image.interp" in a model config). */
+typedef enum clasp_image_interp {
+    /* "catmullrom" (default; the filter every clasp model before it was trained with):
+     * stb_image_resize's Catmull-Rom, a Keys cubic with a = -0.5 widened by the scale factor
+     * when shrinking, computed in float on both axes at once, image borders clamped
+     * (replicated). Within a few levels of PIL's BICUBIC (docs/data.md gives the figures). */
+    CLASP_IMAGE_INTERP_CATMULLROM = 0,
+    /* "bicubic": PIL's Image.resize(size, Image.BICUBIC) reproduced bit for bit (Pillow's
+     * Resample.c: the same Keys cubic and support, horizontal pass then vertical, each rounded
+     * to 8 bits with 22-bit fixed-point weights; taps outside the image are dropped and the
+     * weights renormalised rather than clamped). torchvision's Resize/CenterCrop on a PIL image,
+     * and so OpenAI CLIP's and OpenCLIP's preprocessing, give the same uint8 pixels. */
+    CLASP_IMAGE_INTERP_BICUBIC = 1
+} clasp_image_interp;
+
+/* "catmullrom", "bicubic" (NULL for an unknown value) and back (-1 for an unknown name). */
+const char *clasp_image_interp_name(clasp_image_interp interp);
+int clasp_image_interp_from_name(const char *name);
 
 /* How an image is brought to size x size; the names are OpenCLIP's resize_mode and the model
  * config's "image.resize" strings (ref: open_clip src/open_clip/transform.py image_transform). */
@@ -74,6 +100,11 @@ typedef struct clasp_image_config {
     float mean[3];                /* per channel, on values in [0, 1]; only [0] used if gray */
     float std[3];                 /* per channel, > 0 */
     uint64_t max_pixels;          /* reject images with w * h above this before decoding */
+    clasp_image_interp interp;    /* resampling filter ("interp", default "catmullrom") */
+    /* "jpeg_dct_scaling": decode a JPEG that will be shrunk anyway at the smallest
+     * libjpeg-turbo scale 1/2, 1/4 or 1/8 whose result still covers the output
+     * (clasp_image_decode_scaled). Faster, but not PIL's pixels: default off. */
+    bool jpeg_dct_scaling;
 } clasp_image_config;
 
 /* Defaults: 3 channels, size 224, center crop, OpenAI CLIP's mean/std
@@ -84,13 +115,16 @@ clasp_image_config clasp_image_default_config(void);
 /* Fills `out` from a model config's "image" object (or preprocess.json's "image"): "channels"
  * (1 or 3) and "size" (1..65536) are required; optional "resize" ("shortest" default,
  * "squash", "longest"), "mean" (default 0 per channel), "std" (default 1 per channel, each
- * > 0) as arrays of `channels` numbers, "max_pixels" (default CLASP_IMAGE_DEFAULT_MAX_PIXELS).
+ * > 0) as arrays of `channels` numbers, "max_pixels" (default CLASP_IMAGE_DEFAULT_MAX_PIXELS),
+ * "interp" ("catmullrom" default, "bicubic"), "jpeg_dct_scaling" (boolean, default false).
  * Other fields are ignored (they belong to the encoder). `file` and `prefix` build messages:
  * CLASP_ERR_CONFIG "FILE: field 'PREFIX.NAME': why". */
 clasp_status clasp_image_config_from_json(const cJSON *obj, const char *file, const char *prefix,
                                           clasp_image_config *out);
 /* The inverse: a new cJSON object with the fields above, in the order channels, size, resize,
- * mean, std, max_pixels (caller cJSON_Deletes); NULL on OOM. */
+ * mean, std, max_pixels, then interp and jpeg_dct_scaling only when they differ from their
+ * defaults (so configs of older models read back unchanged); caller cJSON_Deletes; NULL on
+ * OOM. */
 cJSON *clasp_image_config_to_json(const clasp_image_config *cfg);
 
 /* Checks a config: channels 1 or 3, size >= 0, finite mean, std > 0, max_pixels >= 1.
@@ -118,13 +152,33 @@ size_t clasp_image_tensor_numel(const clasp_image_config *cfg);
 clasp_status clasp_image_decode(const void *data, size_t n, int channels, uint64_t max_pixels,
                                 clasp_image *out);
 
+/* As clasp_image_decode, but a JPEG that will be shrunk anyway is decoded smaller in the DCT
+ * domain (libjpeg-turbo's scaled inverse DCT, as PIL's Image.draft): at the smallest scale
+ * f in {1/8, 1/4, 1/2} with region * f >= need, i.e. a span of `region` header pixels still
+ * covers `need` output pixels after scaling (full size when no f qualifies). The scaled size is
+ * ceil(w * f) x ceil(h * f); out->full_w/full_h keep the header's size. The max_pixels limit
+ * applies to the header's size. need <= 0, region <= 0 or non-JPEG data: clasp_image_decode.
+ * Errors as clasp_image_decode. */
+clasp_status clasp_image_decode_scaled(const void *data, size_t n, int channels,
+                                       uint64_t max_pixels, int need, int region, clasp_image *out);
+
+/* The header's width and height of a JPEG (1), or 0 when data is not a JPEG or its header does
+ * not read (clasp_image_decode then reports why). Reads no pixels. */
+int clasp_image_jpeg_size(const void *data, size_t n, int *w, int *h);
+
+/* The `region` of a w x h image that cfg's resize maps onto cfg->size output pixels, for
+ * clasp_image_decode_scaled(..., cfg->size, region): the shorter side ("shortest", "squash")
+ * or the longer one ("longest"). 0 when cfg->size is 0 (no resize: never scale). */
+int clasp_image_resize_region_px(const clasp_image_config *cfg, int w, int h);
+
 /* Releases the pixels and zeroes the struct; accepts NULL and already-freed images. */
 void clasp_image_free(clasp_image *img);
 
 /* Preprocesses a decoded image into out (cfg->channels, S, S) float32, S = cfg->size (or the
- * image's own h x w when cfg->size is 0): resize per cfg->mode with stb_image_resize's
- * Catmull-Rom filter (a bicubic with a = -0.5, as PIL's BICUBIC; antialiased when shrinking,
- * clamped edges, no sRGB conversion) in 8 bits, then per channel
+ * image's own h x w when cfg->size is 0): resize per cfg->mode with cfg->interp's filter
+ * (default stb_image_resize's Catmull-Rom, a bicubic with a = -0.5, as PIL's BICUBIC;
+ * antialiased when shrinking, clamped edges, no sRGB conversion; or "bicubic", PIL's own
+ * arithmetic) in 8 bits, then per channel
  *     out = ((float)p / 255.0f - mean[c]) / std[c]
  * evaluated in float32 in exactly that order, which is numpy's
  * (x.astype(float32) / 255.0 - MEAN) / STD bit for bit.
@@ -163,6 +217,22 @@ void clasp_image_longest_geometry(int w, int h, int S, int *nw, int *nh, int *le
 clasp_status clasp_image_resize(const clasp_image *img, clasp_image_resize_mode mode, int S,
                                 uint8_t *dst);
 
+/* As clasp_image_resize with the filter `interp`. With CLASP_IMAGE_INTERP_BICUBIC the result
+ * is PIL's: "shortest" = Resize(S) then CenterCrop(S) of torchvision, "squash" =
+ * img.resize((S, S)), "longest" = OpenCLIP's ResizeKeepRatio + CenterCropOrPad. Geometry is
+ * computed on the header's size (img->full_w/full_h) and mapped onto a scaled decode. */
+clasp_status clasp_image_resize_interp(const clasp_image *img, clasp_image_resize_mode mode,
+                                       clasp_image_interp interp, int S, uint8_t *dst);
+
+/* Crops the box [cx, cx + cw) x [cy, cy + ch) (header pixel coordinates: of the full_w x full_h
+ * image when it was decoded scaled) and resizes it to dst (dh, dw, img->channels) uint8.
+ * BICUBIC: PIL's img.crop(box).resize((dw, dh), BICUBIC) (pixels outside the box are not read),
+ * bit for bit when the image is not scaled; CATMULLROM: clasp_image_resample_region over the
+ * box (pixels just outside it feed the filter). Returns CLASP_ERR_ARG for a box outside the
+ * image, CLASP_ERR_NOMEM. */
+clasp_status clasp_image_crop_resize(const clasp_image *img, clasp_image_interp interp, int cx,
+                                     int cy, int cw, int ch, uint8_t *dst, int dw, int dh);
+
 /* Converts (h, w, C) uint8 to float CHW and normalises as clasp_image_preprocess does. */
 void clasp_image_normalize(const uint8_t *pixels, int w, int h, int channels, const float *mean,
                            const float *std, float *out);
@@ -186,6 +256,22 @@ clasp_status clasp__jpeg_decode(const uint8_t *data, size_t n, int channels, uin
 const char *clasp__stb_failure_reason(void);
 int clasp__stb_resize_region(const uint8_t *in, int in_w, int in_h, int channels, uint8_t *out,
                              int out_w, int out_h, float s0, float t0, float s1, float t1);
+/* One axis of PIL's resample (modalities/pil_resample.c): output pixels [first, first + n) of
+ * resizing the span [in0, in1) to out_size pixels, where coordinates count from source pixel
+ * `lo` and only source pixels [lo, hi) are read (PIL's image edge). */
+typedef struct clasp__pil_axis {
+    float in0, in1;
+    int out_size, first;
+    int lo, hi;
+} clasp__pil_axis;
+/* PIL's ImagingResample(BICUBIC) for 8-bit (h, w, channels) pixels into dst (ay.n rows = dh,
+ * ax.n columns = dw). Returns CLASP_ERR_NOMEM / CLASP_ERR_OVERFLOW / CLASP_ERR_ARG. */
+clasp_status clasp__pil_resample(const clasp_image *img, const clasp__pil_axis *ax,
+                                 const clasp__pil_axis *ay, uint8_t *dst, int dw, int dh);
+/* JPEG at a DCT scale 1/denom (denom 1, 2, 4 or 8) chosen by clasp_image_decode_scaled. */
+clasp_status clasp__jpeg_decode_scaled(const uint8_t *data, size_t n, int channels,
+                                       uint64_t max_pixels, int need, int region, clasp_image *out);
+int clasp__jpeg_size(const uint8_t *data, size_t n, int *w, int *h);
 int clasp__stb_write_png(const uint8_t *pixels, int w, int h, int channels, uint8_t **out,
                          size_t *n);
 

@@ -221,6 +221,15 @@ static bool add_audio_(cJSON *a, const clasp_preprocess *pre) {
     return ok;
 }
 
+/* "interp" and "jpeg_dct_scaling", written only when not the defaults (older configs keep
+ * their bytes). */
+static bool add_image_extra_(cJSON *o, const clasp_image_config *ic) {
+    if (ic->interp != CLASP_IMAGE_INTERP_CATMULLROM &&
+        !cJSON_AddStringToObject(o, "interp", clasp_image_interp_name(ic->interp)))
+        return false;
+    return !ic->jpeg_dct_scaling || cJSON_AddTrueToObject(o, "jpeg_dct_scaling");
+}
+
 clasp_status clasp_preprocess_add_json(const clasp_preprocess *pre, cJSON *root) {
     static const char *const names[3] = {"image", "text", "audio"};
     const bool has[3] = {pre->has_image, pre->has_text, pre->has_audio};
@@ -230,12 +239,13 @@ clasp_status clasp_preprocess_add_json(const clasp_preprocess *pre, cJSON *root)
         if (!cJSON_IsObject(o))
             return clasp_set_error(CLASP_ERR_ARG, "preprocess to JSON: no '%s' object", names[i]);
         const clasp_image_config *ic = &pre->image;
-        bool ok = i == 0
-                      ? add_floats_(o, "mean", ic->mean, ic->channels) &&
-                            add_floats_(o, "std", ic->std, ic->channels) &&
-                            cJSON_AddStringToObject(o, "resize", clasp_image_resize_name(ic->mode))
-                  : i == 1 ? add_text_(o, &pre->tokenizer_spec)
-                           : add_audio_(o, pre);
+        bool ok =
+            i == 0 ? add_floats_(o, "mean", ic->mean, ic->channels) &&
+                         add_floats_(o, "std", ic->std, ic->channels) &&
+                         cJSON_AddStringToObject(o, "resize", clasp_image_resize_name(ic->mode)) &&
+                         add_image_extra_(o, ic)
+            : i == 1 ? add_text_(o, &pre->tokenizer_spec)
+                     : add_audio_(o, pre);
         if (!ok) return clasp_set_error(CLASP_ERR_NOMEM, "preprocess to JSON: out of memory");
     }
     return CLASP_OK;

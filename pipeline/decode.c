@@ -96,7 +96,20 @@ static clasp_status decode_image_(const clasp_loader_config *c, const clasp_fiel
     clasp_status st;
     if (out && out->image && !c->eval && c->image_augment.enabled) {
         clasp_image im;
-        st = clasp_image_decode(img->data, img->n, c->image.channels, c->image.max_pixels, &im);
+        int w = 0, h = 0, region = 0;
+        if (c->image.jpeg_dct_scaling && clasp_image_jpeg_size(img->data, img->n, &w, &h)) {
+            /* the smaller of the views' crops decides the DCT scale (image.h) */
+            region = clasp_image_augment_region_px(&c->image, &c->image_augment, c->seed, epoch,
+                                                   key, w, h);
+            const int r2 = out->image2
+                               ? clasp_image_augment_region_px(&c->image, &c->image_augment,
+                                                               clasp_augment_view_seed(c->seed, 1),
+                                                               epoch, key, w, h)
+                               : region;
+            if (r2 < region) region = r2;
+        }
+        st = clasp_image_decode_scaled(img->data, img->n, c->image.channels, c->image.max_pixels,
+                                       c->image.size, region, &im);
         if (st == CLASP_OK)
             st = clasp_image_augment(&im, &c->image, &c->image_augment, c->seed, epoch, key,
                                      out->image);

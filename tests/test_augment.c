@@ -10,7 +10,7 @@
 #define N (3 * S * S)
 
 static clasp_image make_image(int w, int h) {
-    clasp_image img = {malloc((size_t)w * h * 3), w, h, 3};
+    clasp_image img = {malloc((size_t)w * h * 3), w, h, 3, 0, 0};
     cr_assert(img.pixels);
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++)

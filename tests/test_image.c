@@ -122,7 +122,7 @@ Test(image, center_crop_and_exact_resize) {
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++)
             for (int c = 0; c < 3; c++) px[(y * w + x) * 3 + c] = (uint8_t)(x < 20 ? 50 : 200);
-    clasp_image img = {px, w, h, 3};
+    clasp_image img = {px, w, h, 3, 0, 0};
     clasp_image_config cfg = clasp_image_default_config();
     cfg.size = 10;
     for (int c = 0; c < 3; c++) {
@@ -153,7 +153,7 @@ Test(image, center_crop_equals_resize_then_crop) {
     /* Resampling the crop's region must equal resizing the whole image and then cropping. */
     const int w = 30, h = 20, S = 12; /* resize to 18x12, crop columns 3..15 */
     uint8_t *px = pattern(w, h, 1, 3);
-    clasp_image img = {px, w, h, 1};
+    clasp_image img = {px, w, h, 1, 0, 0};
     uint8_t full[18 * 12], crop[12 * 12];
     cr_assert_eq(clasp_image_resample_region(&img, 0, 0, w, h, full, 18, 12), CLASP_OK);
     cr_assert_eq(clasp_image_resample_region(&img, 3.0 * w / 18, 0, 15.0 * w / 18, h, crop, S, S),
@@ -223,7 +223,7 @@ Test(image, resize_longest_pads_exact_geometry) {
         const int w = tall ? 12 : 30, h = tall ? 30 : 12, S = 10;
         uint8_t *px = malloc((size_t)w * h);
         memset(px, 200, (size_t)w * h);
-        clasp_image img = {px, w, h, 1};
+        clasp_image img = {px, w, h, 1, 0, 0};
         clasp_image_config cfg = clasp_image_default_config();
         cfg.channels = 1;
         cfg.size = S;
@@ -281,7 +281,7 @@ Test(image, resize_longest_matches_open_clip) {
         cr_assert(nw == geo[0] && nh == geo[1] && left == geo[2] && top == geo[3],
                   "%s: geometry %d %d %d %d, OpenCLIP %d %d %d %d", files[f], nw, nh, left, top,
                   geo[0], geo[1], geo[2], geo[3]);
-        clasp_image img = {(uint8_t *)tp->data, w, h, 3};
+        clasp_image img = {(uint8_t *)tp->data, w, h, 3, 0, 0};
         clasp_image_config cfg = clasp_image_default_config();
         cfg.size = S;
         cfg.mode = CLASP_IMAGE_RESIZE_LONGEST;
@@ -459,7 +459,7 @@ Test(image, bad_arguments) {
                  CLASP_ERR_ARG);
     clasp_image_config cfg = clasp_image_default_config();
     cfg.channels = 1;
-    clasp_image rgb = {b, 1, 1, 3};
+    clasp_image rgb = {b, 1, 1, 3, 0, 0};
     float out[224 * 224];
     cr_assert_eq(clasp_image_preprocess(&rgb, &cfg, out), CLASP_ERR_ARG);
 }
