@@ -539,9 +539,9 @@ static bool same_shape_(const map_entry *e, const clasp_st_tensor *t) {
     return true;
 }
 
-/* Checks one tensor and writes it (fp32, transposed if so mapped) into dst. */
-static clasp_status read_tensor_(const clasp_safetensors *st, const map_entry *e,
-                                 const clasp_st_tensor *t, float *dst, clasp_openclip_report *r) {
+/* Checks one tensor's shape and dtype against the map. */
+static clasp_status check_tensor_(const clasp_safetensors *st, const map_entry *e,
+                                  const clasp_st_tensor *t) {
     char want[96], got[96];
     if (!same_shape_(e, t)) {
         shape_str_(want, sizeof want, e->ndim, e->shape);
@@ -554,6 +554,12 @@ static clasp_status read_tensor_(const clasp_safetensors *st, const map_entry *e
         return clasp_set_error(CLASP_ERR_FORMAT,
                                "%s: tensor '%s' has dtype %s (F32, F16 or BF16 expected)", st->path,
                                e->oc, clasp_dtype_name(t->dtype));
+    return CLASP_OK;
+}
+
+/* Writes a checked tensor (fp32, transposed if so mapped) into dst. */
+static void read_tensor_(const map_entry *e, const clasp_st_tensor *t, float *dst,
+                         clasp_openclip_report *r) {
     const size_t n = t->numel;
     const size_t rows = e->kind == MAP_TRANSPOSE ? (size_t)e->shape[0] : 1;
     const size_t cols = e->kind == MAP_TRANSPOSE ? (size_t)e->shape[1] : n;
@@ -574,7 +580,6 @@ static clasp_status read_tensor_(const clasp_safetensors *st, const map_entry *e
     r->n_f16 += t->dtype == CLASP_DTYPE_F16;
     r->n_bf16 += t->dtype == CLASP_DTYPE_BF16;
     r->n_tensors++;
-    return CLASP_OK;
 }
 
 /* Every tensor of st is either mapped or an ignorable buffer (listed in r). */
@@ -613,11 +618,12 @@ static clasp_status fill_(clasp_model *model, clasp_safetensors *st, name_map *m
                                    "%s: tensor '%s' %s is missing (the architecture needs it)",
                                    st->path, m->e[j].oc, want);
         }
+        CLASP_TRY(check_tensor_(st, &m->e[j], t));
         int k = clasp_model_find(model, m->e[j].ours);
         if (k < 0 || model->info[k].numel != t->numel)
             return clasp_set_error(CLASP_ERR_STATE, "openclip: no parameter %s of %zu values",
                                    m->e[j].ours, t->numel);
-        CLASP_TRY(read_tensor_(st, &m->e[j], t, model->params + model->info[k].offset, r));
+        read_tensor_(&m->e[j], t, model->params + model->info[k].offset, r);
         m->e[j].seen = true;
     }
     if (r->n_tensors + 1 != model->n_params) /* + patch_embed.bias */
