@@ -351,8 +351,9 @@ Test(import, unsupported_archs_are_refused) {
 /* ---- the command ----------------------------------------------------------------------- */
 
 Test(import, cli, .timeout = 120) {
-    char dir[FX_PATH], exp[FX_PATH], exp2[FX_PATH];
-    fx_scratch("import_cli", dir, exp, "export", exp2, "export2", NULL);
+    char dir[FX_PATH], exp[FX_PATH], exp2[FX_PATH], inpy[FX_PATH], tnpy[FX_PATH];
+    fx_scratch("import_cli", dir, exp, "export", exp2, "export2", inpy, "images.npy", tnpy,
+               "texts.npy", NULL);
     char *out = NULL;
     int rc = fx_clasp(&out,
                       "import openclip %stiny.safetensors --arch-config %stiny.json --vocab %s -o "
@@ -366,6 +367,19 @@ Test(import, cli, .timeout = 120) {
     cJSON_Delete(j);
     free(out);
     check_parity(exp);
+    /* `clasp embed` and tools/clasp_torch.py on the export against the reference */
+    char cmd[6 * FX_PATH];
+    cr_assert_eq(fx_clasp(NULL, "embed --model %s --image %s %s %s %s -o %s 2>/dev/null", exp,
+                          IMAGES[0], IMAGES[1], IMAGES[2], IMAGES[3], inpy),
+                 0);
+    cr_assert_eq(
+        fx_clasp(NULL, "embed --model %s --text %scaptions.txt -o %s 2>/dev/null", exp, REF, tnpy),
+        0);
+    snprintf(cmd, sizeof cmd,
+             FX_PYTHON " %s/tests/reference/make_openclip.py --compare %s %stiny_ref.safetensors "
+                       "%s %s",
+             CLASP_SOURCE_DIR, exp, REF, inpy, tnpy);
+    cr_expect_eq(fx_system(cmd), 0, "%s", cmd);
     /* --arch looks up configs/openclip/NAME.json: ViT-B-32 does not fit the tiny checkpoint */
     rc = fx_clasp(&out, "import openclip %stiny.safetensors --arch ViT-B-32 --vocab %s -o %s 2>&1",
                   REF, MERGES, exp2);

@@ -129,7 +129,18 @@ class Block(nn.Module):
             att = att.masked_fill(pad[:, None, None, :], float("-inf"))
         a = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
         x = x + self.attn.proj(a)
-        return x + self.mlp.fc2(F.gelu(self.mlp.fc1(self.ln2(x)), approximate=self.approx))
+        h = self.mlp.fc1(self.ln2(x))
+        if self.approx == "quick":  # QuickGELU (OpenAI CLIP)
+            return x + self.mlp.fc2(h * torch.sigmoid(1.702 * h))
+        return x + self.mlp.fc2(F.gelu(h, approximate=self.approx))
+
+
+def act_approx(c):
+    """The block activation of a tower config: "gelu" (exact), "gelu_tanh", "quick_gelu"."""
+    act = c.get("act", "gelu")
+    if act not in ("gelu", "gelu_tanh", "quick_gelu"):
+        raise ValueError(f"unknown activation {act!r}")
+    return {"gelu": "none", "gelu_tanh": "tanh", "quick_gelu": "quick"}[act]
 
 
 class CNN(nn.Module):
@@ -178,18 +189,22 @@ class ViT(nn.Module):
         if self.cls:
             self.cls_token = nn.Parameter(torch.zeros(W))
         self.pos_emb = nn.Parameter(torch.zeros(T, W))
-        approx = "tanh" if c.get("act") == "gelu_tanh" else "none"
+        approx = act_approx(c)
         eps = c.get("ln_eps", 1e-5)
+        # OpenCLIP: a LayerNorm after the patch + position embedding
+        self.ln_pre = nn.LayerNorm(W, eps=eps) if c.get("ln_pre", False) else None
         self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx)
                                     for _ in range(c["layers"]))
         self.ln_f = nn.LayerNorm(W, eps=eps)
-        self.proj = nn.Linear(W, D)
+        self.proj = nn.Linear(W, D, bias=c.get("proj_bias", True))
 
     def forward(self, x):
         p = self.patch_embed(x).flatten(2).transpose(1, 2)
         if self.cls:
             p = torch.cat([self.cls_token.expand(p.shape[0], 1, -1), p], 1)
         h = p + self.pos_emb
+        if self.ln_pre is not None:
+            h = self.ln_pre(h)
         for b in self.blocks:
             h = b(h, False, None)
         h = self.ln_f(h)
@@ -204,12 +219,12 @@ class Text(nn.Module):
         W = c["width"]
         self.tok_emb = nn.Embedding(c["vocab_size"], W)
         self.pos_emb = nn.Parameter(torch.zeros(c["context_length"], W))
-        approx = "tanh" if c.get("act") == "gelu_tanh" else "none"
+        approx = act_approx(c)
         eps = c.get("ln_eps", 1e-5)
         self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx)
                                     for _ in range(c["layers"]))
         self.ln_f = nn.LayerNorm(W, eps=eps)
-        self.proj = nn.Linear(W, D)
+        self.proj = nn.Linear(W, D, bias=c.get("proj_bias", True))
 
     def forward(self, t):
         c = self.c
@@ -290,7 +305,7 @@ class AST(nn.Module):
         if self.cls:
             self.cls_token = nn.Parameter(torch.zeros(W))
         self.pos_emb = nn.Parameter(torch.zeros(T, W))
-        approx = "tanh" if c.get("act") == "gelu_tanh" else "none"
+        approx = act_approx(c)
         eps = c.get("ln_eps", 1e-5)
         self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx)
                                     for _ in range(c["layers"]))
@@ -503,6 +518,8 @@ class Tokenizer:
         with open(path) as f:
             j = json.load(f)
         self.kind = j["type"]
+        if self.kind == "clip_bpe":
+            self.BOS, self.EOS, self.PAD = j["bos_id"], j["eos_id"], j["pad_id"]
         self.merges = [tuple(m) for m in j.get("merges", [])] if self.kind == "bpe" else []
         self.ranks = {m: i for i, m in enumerate(self.merges)}
         self.vocab_size = self.FIRST + len(self.merges)
@@ -543,6 +560,11 @@ class Tokenizer:
         return ids
 
     def encode(self, text, ctx):
+        if self.kind == "clip_bpe":
+            raise NotImplementedError(
+                "the clip_bpe tokenizer (an imported OpenCLIP model) is not implemented here: "
+                "get the ids with `clasp tokenizer encode DIR/tokenizer.json --raw` and pass "
+                "them to encode_text")
         ids = self.encode_raw(normalize_text(text))[:ctx - 2]
         toks = [self.BOS] + ids + [self.EOS]
         return toks + [self.PAD] * (ctx - len(toks))

@@ -33,7 +33,8 @@ and LayerNorm parameters so that the mapping of every tensor matters).
                                 raw.image / raw.text before normalisation
     /usr/bin/python3 tests/reference/make_openclip.py --full ARCH.json OUT_DIR [--jit]
         the same for a full arch (scripts/openclip-parity.sh: ViT-B-32) in fp32, into OUT_DIR:
-        model.pt (training checkpoint, or a TorchScript archive with --jit), images at the
+        model.pt (training checkpoint; with --jit also model_jit.pt, the same weights as a
+        TorchScript archive), images at the
         arch's size, captions.txt and ref.safetensors; the caller converts and imports.
     /usr/bin/python3 tests/reference/make_openclip.py --compare EXPORT REF.safetensors \
         IMAGES.npy TEXTS.npy
@@ -323,14 +324,14 @@ def full(arch_path, out_dir, jit):
     model.eval()
     sd = model.state_dict()
     p = os.path.join(out_dir, "model.pt")
-    if jit:
+    torch.save({"epoch": 1, "state_dict": {"module." + k: v for k, v in sd.items()}}, p)
+    if jit:  # the same weights as a TorchScript archive, as OpenAI released theirs
         S = cfg["vision_cfg"]["image_size"]
         T = cfg["text_cfg"]["context_length"]
-        tr = torch.jit.trace(model, (torch.zeros(1, 3, S, S), torch.zeros(1, T, dtype=torch.long)),
-                             check_trace=False)
-        torch.jit.save(tr, p)
-    else:
-        torch.save({"epoch": 1, "state_dict": {"module." + k: v for k, v in sd.items()}}, p)
+        with torch.no_grad():
+            tr = torch.jit.trace(model, (torch.zeros(1, 3, S, S),
+                                         torch.zeros(1, T, dtype=torch.long)), check_trace=False)
+        torch.jit.save(tr, os.path.join(out_dir, "model_jit.pt"))
     pix = write_inputs(out_dir, cfg["vision_cfg"]["image_size"])
     ref = reference(model, pix, tokens_of(CAPTIONS, cfg["text_cfg"]["context_length"]))
     stio.save(os.path.join(out_dir, "ref.safetensors"), ref)
