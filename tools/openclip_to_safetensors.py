@@ -17,8 +17,10 @@ data), as tests/reference/stio.py does.
 import argparse
 import json
 import os
+import pickle
 import struct
 import sys
+import warnings
 
 import torch
 
@@ -31,11 +33,13 @@ CAST = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 def load_state_dict(path):
     """The tensors of a .pt/.bin checkpoint (see the module doc), names without "module."."""
     try:
-        obj = torch.load(path, map_location="cpu")
-    except RuntimeError as e:  # a TorchScript archive cannot be torch.load'ed
+        with warnings.catch_warnings():  # torch.load hands a TorchScript zip to torch.jit.load
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu")
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as e:
         try:
             obj = torch.jit.load(path, map_location="cpu").state_dict()
-        except RuntimeError:
+        except (RuntimeError, ValueError):
             raise ValueError(f"{path}: neither a torch.save checkpoint nor a TorchScript "
                              f"archive ({e})") from None
     if isinstance(obj, torch.jit.ScriptModule):
