@@ -90,7 +90,7 @@ def convert(src, dst, dtype="keep"):
     sd = load_state_dict(src)
     if dtype != "keep":
         sd = {k: v.to(CAST[dtype]) if v.is_floating_point() else v for k, v in sd.items()}
-    save_safetensors(dst, sd, {"format": "pt", "source": src})
+    save_safetensors(dst, sd, {"format": "pt", "source": os.path.basename(src)})
     return sd
 
 
