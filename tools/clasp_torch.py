@@ -105,9 +105,9 @@ def read_safetensors(path):
 class Block(nn.Module):
     """Pre-LN transformer block: x += proj(attn(ln1(x))); x += fc2(gelu(fc1(ln2(x))))."""
 
-    def __init__(self, C, heads, mlp, eps, approx):
+    def __init__(self, C, heads, mlp, eps, approx, ls=False):
         super().__init__()
-        self.heads, self.approx = heads, approx
+        self.heads, self.approx, self.ls = heads, approx, ls
         self.ln1 = nn.LayerNorm(C, eps=eps)
         self.attn = nn.Module()
         self.attn.qkv = nn.Linear(C, 3 * C)
@@ -116,6 +116,10 @@ class Block(nn.Module):
         self.mlp = nn.Module()
         self.mlp.fc1 = nn.Linear(C, mlp)
         self.mlp.fc2 = nn.Linear(mlp, C)
+        if ls:  # layer scale ("ls_init_value"): each branch times a per-channel gamma
+            self.ls1, self.ls2 = nn.Module(), nn.Module()
+            self.ls1.gamma = nn.Parameter(torch.zeros(C))
+            self.ls2.gamma = nn.Parameter(torch.zeros(C))
 
     def forward(self, x, causal, pad):
         B, T, C = x.shape
@@ -128,11 +132,14 @@ class Block(nn.Module):
         if pad is not None:
             att = att.masked_fill(pad[:, None, None, :], float("-inf"))
         a = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
-        x = x + self.attn.proj(a)
+        a = self.attn.proj(a)
+        x = x + (a * self.ls1.gamma if self.ls else a)
         h = self.mlp.fc1(self.ln2(x))
         if self.approx == "quick":  # QuickGELU (OpenAI CLIP)
-            return x + self.mlp.fc2(h * torch.sigmoid(1.702 * h))
-        return x + self.mlp.fc2(F.gelu(h, approximate=self.approx))
+            m = self.mlp.fc2(h * torch.sigmoid(1.702 * h))
+        else:
+            m = self.mlp.fc2(F.gelu(h, approximate=self.approx))
+        return x + (m * self.ls2.gamma if self.ls else m)
 
 
 def act_approx(c):
@@ -193,7 +200,8 @@ class ViT(nn.Module):
         eps = c.get("ln_eps", 1e-5)
         # OpenCLIP: a LayerNorm after the patch + position embedding
         self.ln_pre = nn.LayerNorm(W, eps=eps) if c.get("ln_pre", False) else None
-        self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx)
+        self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx,
+                                          c.get("ls_init_value", 0) > 0)
                                     for _ in range(c["layers"]))
         self.ln_f = nn.LayerNorm(W, eps=eps)
         self.proj = nn.Linear(W, D, bias=c.get("proj_bias", True))
@@ -221,7 +229,8 @@ class Text(nn.Module):
         self.pos_emb = nn.Parameter(torch.zeros(c["context_length"], W))
         approx = act_approx(c)
         eps = c.get("ln_eps", 1e-5)
-        self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx)
+        self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx,
+                                          c.get("ls_init_value", 0) > 0)
                                     for _ in range(c["layers"]))
         self.ln_f = nn.LayerNorm(W, eps=eps)
         self.proj = nn.Linear(W, D, bias=c.get("proj_bias", True))
@@ -307,7 +316,8 @@ class AST(nn.Module):
         self.pos_emb = nn.Parameter(torch.zeros(T, W))
         approx = act_approx(c)
         eps = c.get("ln_eps", 1e-5)
-        self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx)
+        self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx,
+                                          c.get("ls_init_value", 0) > 0)
                                     for _ in range(c["layers"]))
         self.ln_f = nn.LayerNorm(W, eps=eps)
         self.proj = nn.Linear(W, D)
