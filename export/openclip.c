@@ -81,6 +81,21 @@ static clasp_status mlp_width_(const cJSON *o, const char *what, const char *pre
     return CLASP_OK;
 }
 
+/* "ls_init_value": absent, null or 0 = no layer scale, else a positive number (its value only
+ * initialises clasp's gammas: imported ones come from the checkpoint). */
+static clasp_status ls_value_(const cJSON *o, const char *what, const char *prefix, float *out) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, "ls_init_value");
+    *out = 0.0f;
+    if (!it || cJSON_IsNull(it)) return CLASP_OK;
+    if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0) || it->valuedouble > 1e30)
+        return clasp_set_error(CLASP_ERR_CONFIG,
+                               "%s: field '%sls_init_value': expected null or a number >= 0", what,
+                               prefix);
+    *out = (float)it->valuedouble;
+    if (it->valuedouble > 0 && !(*out > 0.0f)) *out = 1e-30f; /* below float: still present */
+    return CLASP_OK;
+}
+
 /* "image_mean"/"image_std": three numbers, or absent (OpenAI's). */
 static clasp_status triple_(const cJSON *o, const char *name, const char *what, const float *def,
                             float *out) {
@@ -160,7 +175,7 @@ static clasp_status vision_(const cJSON *v, const char *what, clasp_openclip_arc
     if (cJSON_IsArray(layers))
         return unsupported_(what, "vision_cfg.layers", "a ResNet (ModifiedResNet) vision tower");
     CLASP_TRY(default_only_(v, "timm_model_name", what, P, NULL, "a timm vision tower"));
-    CLASP_TRY(default_only_(v, "ls_init_value", what, P, NULL, "layer scale (ls_init_value)"));
+    CLASP_TRY(ls_value_(v, what, P, &a->vision_ls));
     CLASP_TRY(default_only_(v, "attentional_pool", what, P, NULL, "attentional pooling"));
     CLASP_TRY(default_only_(v, "no_ln_pre", what, P, NULL, "a tower without ln_pre"));
     CLASP_TRY(default_only_(v, "pos_embed_type", what, P, "learnable",
@@ -230,7 +245,7 @@ static clasp_status text_(const cJSON *t, const char *what, clasp_openclip_arch 
     const char *P = "text_cfg.";
     CLASP_TRY(known_keys_(t, known, what, P));
     CLASP_TRY(default_only_(t, "hf_model_name", what, P, NULL, "a Hugging Face text tower"));
-    CLASP_TRY(default_only_(t, "ls_init_value", what, P, NULL, "layer scale (ls_init_value)"));
+    CLASP_TRY(ls_value_(t, what, P, &a->text_ls));
     CLASP_TRY(default_only_(t, "proj_bias", what, P, NULL, "a text projection with bias"));
     CLASP_TRY(default_only_(t, "pool_type", what, P, "argmax", "pooling other than \"argmax\""));
     CLASP_TRY(default_only_(t, "embed_cls", what, P, NULL, "a text class token (embed_cls)"));
@@ -325,7 +340,9 @@ static bool image_json_(cJSON *root, const clasp_openclip_arch *a, const char *a
               cJSON_AddStringToObject(im, "pool", "cls") &&
               cJSON_AddStringToObject(im, "act", act) && cJSON_AddBoolToObject(im, "ln_pre", 1) &&
               cJSON_AddBoolToObject(im, "proj_bias", 0) &&
-              cJSON_AddStringToObject(im, "resize", "shortest");
+              cJSON_AddStringToObject(im, "resize", "shortest") &&
+              (a->vision_ls == 0.0f ||
+               cJSON_AddNumberToObject(im, "ls_init_value", (double)a->vision_ls));
     if (ok) {
         cJSON_AddItemToObject(im, "mean", mean);
         cJSON_AddItemToObject(im, "std", sd);
@@ -352,6 +369,8 @@ static bool text_json_(cJSON *root, const clasp_openclip_arch *a, const char *ac
            cJSON_AddNumberToObject(tx, "eos_id", CLIP_EOT) &&
            cJSON_AddNumberToObject(tx, "pad_id", -1) && cJSON_AddStringToObject(tx, "act", act) &&
            cJSON_AddBoolToObject(tx, "proj_bias", 0) &&
+           (a->text_ls == 0.0f ||
+            cJSON_AddNumberToObject(tx, "ls_init_value", (double)a->text_ls)) &&
            cJSON_AddStringToObject(tk, "type", "clip_bpe") &&
            cJSON_AddNumberToObject(tk, "bos", CLIP_SOT) &&
            cJSON_AddNumberToObject(tk, "eos", CLIP_EOT) && cJSON_AddNumberToObject(tk, "pad", 0) &&
@@ -434,7 +453,7 @@ static clasp_status add_linear_(name_map *m, const char *ocw, const char *ocb, c
 
 /* The residual blocks of one tower: OpenCLIP prefix oc ("visual.transformer.resblocks."). */
 static clasp_status add_blocks_(name_map *m, const char *oc, const char *ours, int layers,
-                                int64_t W, int64_t Fw) {
+                                int64_t W, int64_t Fw, bool ls) {
     for (int l = 0; l < layers; l++) {
         char o[96], u[CLASP_PARAM_NAME_MAX], ow[128], ob[128];
         snprintf(o, sizeof o, "%s%d", oc, l);
@@ -462,6 +481,11 @@ static clasp_status add_blocks_(name_map *m, const char *oc, const char *ours, i
         snprintf(ob, sizeof ob, "%s.mlp.c_proj.bias", o);
         snprintf(su, sizeof su, "%s.mlp.fc2", u);
         CLASP_TRY(add_linear_(m, ow, ob, su, W, Fw));
+        for (int k = 1; ls && k <= 2; k++) { /* LayerScale */
+            snprintf(ow, sizeof ow, "%s.ls_%d.gamma", o, k);
+            snprintf(su, sizeof su, "%s.ls%d.gamma", u, k);
+            CLASP_TRY(add_(m, ow, su, MAP_COPY, 1, W, 0, 0, 0));
+        }
     }
     return CLASP_OK;
 }
@@ -475,7 +499,7 @@ static clasp_status build_map_(const clasp_openclip_arch *a, name_map *m) {
     CLASP_TRY(add_(m, "visual.positional_embedding", "image.pos_emb", MAP_COPY, 2, T, W, 0, 0));
     CLASP_TRY(add_ln_(m, "visual.ln_pre", "image.ln_pre", W));
     CLASP_TRY(add_blocks_(m, "visual.transformer.resblocks.", "image.blocks.", a->vision_layers, W,
-                          a->vision_mlp));
+                          a->vision_mlp, a->vision_ls > 0.0f));
     CLASP_TRY(add_ln_(m, "visual.ln_post", "image.ln_f", W));
     CLASP_TRY(add_(m, "visual.proj", "image.proj.weight", MAP_TRANSPOSE, 2, W, D, 0, 0));
     const int64_t TW = a->text_width;
@@ -483,8 +507,8 @@ static clasp_status build_map_(const clasp_openclip_arch *a, name_map *m) {
                    TW, 0, 0));
     CLASP_TRY(
         add_(m, "positional_embedding", "text.pos_emb", MAP_COPY, 2, a->context_length, TW, 0, 0));
-    CLASP_TRY(
-        add_blocks_(m, "transformer.resblocks.", "text.blocks.", a->text_layers, TW, a->text_mlp));
+    CLASP_TRY(add_blocks_(m, "transformer.resblocks.", "text.blocks.", a->text_layers, TW,
+                          a->text_mlp, a->text_ls > 0.0f));
     CLASP_TRY(add_ln_(m, "ln_final", "text.ln_f", TW));
     CLASP_TRY(add_(m, "text_projection", "text.proj.weight", MAP_TRANSPOSE, 2, TW, D, 0, 0));
     return add_(m, "logit_scale", "logit_scale", MAP_COPY, 0, 0, 0, 0, 0);

@@ -19,6 +19,7 @@
  *     .attn.in_proj_weight (3W, W), _bias     .attn.qkv.weight, .bias  (rows q, k, v)
  *     .attn.out_proj.*                        .attn.proj.*
  *     .mlp.c_fc.*, .mlp.c_proj.*              .mlp.fc1.*, .mlp.fc2.*
+ *     .ls_1.gamma, .ls_2.gamma (W)            .ls1.gamma, .ls2.gamma (with ls_init_value)
  *   visual.ln_post.*                          image.ln_f.*
  *   visual.proj (W, D)                        image.proj.weight (D, W)  (transposed)
  *   token_embedding.weight (V, W)             text.tok_emb.weight
@@ -44,14 +45,16 @@ typedef struct clasp_openclip_arch {
     /* vision_cfg */
     int image_size, patch_size, vision_width, vision_layers, vision_heads, vision_mlp;
     float mean[3], std[3]; /* "image_mean"/"image_std", default OpenAI CLIP's */
+    float vision_ls;       /* "ls_init_value": layer scale (ls_1/ls_2 gammas), 0 = none */
     /* text_cfg */
     int context_length, vocab_size, text_width, text_heads, text_layers, text_mlp;
+    float text_ls;   /* "ls_init_value" of the text tower, 0 = none */
     bool quick_gelu; /* QuickGELU (OpenAI's released weights) instead of exact GELU */
 } clasp_openclip_arch;
 
 /* Parses an OpenCLIP model config; `what` names it in messages. A field clasp does not support
- * with a value other than its default (ls_init_value, attentional pooling, a non-ViT vision
- * tower, a Hugging Face text tower, ...) is CLASP_ERR_UNSUPPORTED naming `what` and the field;
+ * with a value other than its default (attentional pooling, a non-ViT vision tower, a
+ * Hugging Face text tower, ...) is CLASP_ERR_UNSUPPORTED naming `what` and the field;
  * an unknown field, a missing or ill-typed one is CLASP_ERR_CONFIG. */
 clasp_status clasp_openclip_arch_parse(const cJSON *root, const char *what, clasp_openclip_arch *a);
 /* The same from a file. */

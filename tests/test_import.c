@@ -28,15 +28,17 @@
 static const char *const IMAGES[N_IMG] = {REF "img_cat.png", REF "img_dog.png", REF "img_apple.png",
                                           REF "img_car.png"};
 
-static void load_arch(clasp_openclip_arch *a) {
-    cr_assert_eq(clasp_openclip_arch_load(REF "tiny.json", a), CLASP_OK, "%s", clasp_last_error());
+/* Imports ckpt of architecture arch_json into exp; returns the status. */
+static clasp_status import_arch(const char *arch_json, const char *ckpt, const char *exp,
+                                clasp_openclip_report *r) {
+    clasp_openclip_arch a;
+    cr_assert_eq(clasp_openclip_arch_load(arch_json, &a), CLASP_OK, "%s", clasp_last_error());
+    return clasp_openclip_import(ckpt, &a, MERGES, exp, r);
 }
 
-/* Imports ckpt into dir/export; returns the status. */
+/* The same for the tiny arch. */
 static clasp_status import_into(const char *ckpt, const char *exp, clasp_openclip_report *r) {
-    clasp_openclip_arch a;
-    load_arch(&a);
-    return clasp_openclip_import(ckpt, &a, MERGES, exp, r);
+    return import_arch(REF "tiny.json", ckpt, exp, r);
 }
 
 /* The captions of captions.txt (N_TXT lines) into lines[] (static storage). */
@@ -53,9 +55,10 @@ static void captions(const char *lines[N_TXT]) {
     }
 }
 
-/* Checks every embedding path of an imported export against the reference. */
-static void check_parity(const char *exp) {
-    clasp_safetensors *ref = fx_ref_open("openclip/tiny_ref.safetensors");
+/* Checks every embedding path of an imported export against the reference file
+ * tests/reference/openclip/REF. */
+static void check_parity(const char *exp, const char *ref_name) {
+    clasp_safetensors *ref = fx_ref_open("openclip/%s", ref_name);
     cr_assert(ref, "%s", clasp_last_error());
     const float *pix = clasp_st_f32(ref, clasp_st_find(ref, "input.pixels"));
     const float *oi = clasp_st_f32(ref, clasp_st_find(ref, "out.image"));
@@ -115,7 +118,23 @@ Test(import, f16_checkpoint_matches_reference, .timeout = 120) {
     cr_expect_eq(r.n_ignored, 1);
     cr_expect_str_eq(r.ignored, "attn_mask");
     cr_expect(fabs(r.logit_scale - log(1 / 0.07)) < 2e-3, "logit scale %g", r.logit_scale);
-    check_parity(exp);
+    check_parity(exp, "tiny_ref.safetensors");
+}
+
+/* Layer scale (ls_1/ls_2 gammas) in both towers, exact GELU, a BF16 checkpoint. */
+Test(import, layer_scale_bf16_checkpoint_matches_reference, .timeout = 120) {
+    char dir[FX_PATH], exp[FX_PATH], exp2[FX_PATH];
+    fx_scratch("import_ls", dir, exp, "export", exp2, "export2", NULL);
+    clasp_openclip_report r;
+    cr_assert_eq(import_arch(REF "tiny_ls.json", REF "tiny_ls.safetensors", exp, &r), CLASP_OK,
+                 "%s", clasp_last_error());
+    cr_expect_eq(r.n_bf16, r.n_tensors);
+    cr_expect_eq(r.n_tensors, 62 + 8, "%d tensors mapped", r.n_tensors);
+    check_parity(exp, "tiny_ls_ref.safetensors");
+    /* without layer scale in the arch, the gammas are extra tensors */
+    cr_expect_eq(import_arch(REF "tiny.json", REF "tiny_ls.safetensors", exp2, NULL),
+                 CLASP_ERR_FORMAT);
+    cr_expect(strstr(clasp_last_error(), "ls_1.gamma"), "%s", clasp_last_error());
 }
 
 /* ---- rewritten checkpoints ------------------------------------------------------------- */
@@ -305,6 +324,9 @@ Test(import, arch_configs_parse) {
     cr_expect_eq(parse_arch("{\"embed_dim\": 512, " VIT ", \"ls_init_value\": null}, " TEXT
                             ", \"ls_init_value\": 0}}"),
                  CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_openclip_arch_load(REF "tiny_ls.json", &a), CLASP_OK, "%s",
+                 clasp_last_error());
+    cr_expect(a.vision_ls == 0.1f && a.text_ls == 0.1f && !a.quick_gelu);
 }
 
 Test(import, unsupported_archs_are_refused) {
@@ -312,10 +334,12 @@ Test(import, unsupported_archs_are_refused) {
         const char *json, *needle;
         clasp_status want;
     } cases[] = {
-        {"{\"embed_dim\": 512, " VIT ", \"ls_init_value\": 0.1}, " TEXT "}}",
-         "vision_cfg.ls_init_value", CLASP_ERR_UNSUPPORTED},
-        {"{\"embed_dim\": 512, " VIT "}, " TEXT ", \"ls_init_value\": 1e-5}}",
-         "text_cfg.ls_init_value", CLASP_ERR_UNSUPPORTED},
+        {"{\"embed_dim\": 512, " VIT ", \"no_ln_pre\": true}, " TEXT "}}", "vision_cfg.no_ln_pre",
+         CLASP_ERR_UNSUPPORTED},
+        {"{\"embed_dim\": 512, " VIT ", \"ls_init_value\": -1}, " TEXT "}}",
+         "vision_cfg.ls_init_value", CLASP_ERR_CONFIG},
+        {"{\"embed_dim\": 512, " VIT "}, " TEXT ", \"no_causal_mask\": true}}",
+         "text_cfg.no_causal_mask", CLASP_ERR_UNSUPPORTED},
         {"{\"embed_dim\": 512, " VIT ", \"attentional_pool\": true}, " TEXT "}}",
          "attentional pooling", CLASP_ERR_UNSUPPORTED},
         {"{\"embed_dim\": 1024, \"vision_cfg\": {\"image_size\": 224, \"layers\": [3, 4, 6, 3], "
@@ -366,7 +390,7 @@ Test(import, cli, .timeout = 120) {
     cr_expect_str_eq(cJSON_GetObjectItem(j, "ignored")->valuestring, "attn_mask");
     cJSON_Delete(j);
     free(out);
-    check_parity(exp);
+    check_parity(exp, "tiny_ref.safetensors");
     /* `clasp embed` and tools/clasp_torch.py on the export against the reference */
     char cmd[6 * FX_PATH];
     cr_assert_eq(fx_clasp(NULL, "embed --model %s --image %s %s %s %s -o %s 2>/dev/null", exp,

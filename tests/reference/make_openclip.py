@@ -31,6 +31,11 @@ and LayerNorm parameters so that the mapping of every tensor matters).
                                 clip_bpe_ref.py; out.image / out.text the L2-normalised
                                 embeddings of the F16-rounded weights computed in fp32;
                                 raw.image / raw.text before normalisation
+          tiny_ls.json, tiny_ls.safetensors, tiny_ls_ref.safetensors
+                                the same arch with layer scale (ls_init_value 0.1 in both
+                                towers, random gammas ls_1/ls_2) and exact GELU, saved in BF16
+                                by the converter (--dtype bf16); embeddings of the BF16-rounded
+                                weights
     /usr/bin/python3 tests/reference/make_openclip.py --full ARCH.json OUT_DIR [--jit]
         the same for a full arch (scripts/openclip-parity.sh: ViT-B-32) in fp32, into OUT_DIR:
         model.pt (training checkpoint; with --jit also model_jit.pt, the same weights as a
@@ -85,27 +90,38 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
+class LayerScale(nn.Module):
+    def __init__(self, d, init):
+        super().__init__()
+        self.gamma = nn.Parameter(init * torch.ones(d))
+
+    def forward(self, x):
+        return x * self.gamma
+
+
 class ResidualAttentionBlock(nn.Module):
-    def __init__(self, d, heads, mlp_ratio, act):
+    def __init__(self, d, heads, mlp_ratio, act, ls_init=None):
         super().__init__()
         self.ln_1 = nn.LayerNorm(d)
         self.attn = nn.MultiheadAttention(d, heads)  # (T, B, d) as OpenAI's
+        self.ls_1 = LayerScale(d, ls_init) if ls_init else nn.Identity()
         self.ln_2 = nn.LayerNorm(d)
         mlp = int(d * mlp_ratio)
         self.mlp = nn.Sequential(OrderedDict([("c_fc", nn.Linear(d, mlp)), ("gelu", act()),
                                               ("c_proj", nn.Linear(mlp, d))]))
+        self.ls_2 = LayerScale(d, ls_init) if ls_init else nn.Identity()
 
     def forward(self, x, attn_mask=None):
         y = self.ln_1(x)
-        x = x + self.attn(y, y, y, need_weights=False, attn_mask=attn_mask)[0]
-        return x + self.mlp(self.ln_2(x))
+        x = x + self.ls_1(self.attn(y, y, y, need_weights=False, attn_mask=attn_mask)[0])
+        return x + self.ls_2(self.mlp(self.ln_2(x)))
 
 
 class Transformer(nn.Module):
-    def __init__(self, width, layers, heads, mlp_ratio, act):
+    def __init__(self, width, layers, heads, mlp_ratio, act, ls_init=None):
         super().__init__()
-        self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, mlp_ratio, act)
-                                       for _ in range(layers))
+        self.resblocks = nn.ModuleList(
+            ResidualAttentionBlock(width, heads, mlp_ratio, act, ls_init) for _ in range(layers))
 
     def forward(self, x, attn_mask=None):
         for b in self.resblocks:
@@ -123,7 +139,7 @@ class VisionTransformer(nn.Module):
         self.positional_embedding = nn.Parameter(scale * torch.randn((S // P) ** 2 + 1, W))
         self.ln_pre = nn.LayerNorm(W)
         self.transformer = Transformer(W, c["layers"], W // c.get("head_width", 64),
-                                       c.get("mlp_ratio", 4.0), act)
+                                       c.get("mlp_ratio", 4.0), act, c.get("ls_init_value"))
         self.ln_post = nn.LayerNorm(W)
         self.proj = nn.Parameter(scale * torch.randn(W, D))
 
@@ -144,7 +160,8 @@ class CLIP(nn.Module):
         D, t = cfg["embed_dim"], cfg["text_cfg"]
         self.visual = VisionTransformer(cfg["vision_cfg"], D, act)
         W, T = t["width"], t["context_length"]
-        self.transformer = Transformer(W, t["layers"], t["heads"], t.get("mlp_ratio", 4.0), act)
+        self.transformer = Transformer(W, t["layers"], t["heads"], t.get("mlp_ratio", 4.0), act,
+                                       t.get("ls_init_value"))
         self.token_embedding = nn.Embedding(t["vocab_size"], W)
         self.positional_embedding = nn.Parameter(torch.empty(T, W))
         self.ln_final = nn.LayerNorm(W)
@@ -186,6 +203,8 @@ def init_weights(model, cfg, seed):
                 p.normal_(std=0.01)
             elif n == "text_projection":
                 p.normal_(std=W ** -0.5)
+            elif n.endswith(".gamma"):  # LayerScale
+                p.uniform_(-1.0, 1.0)
             elif n == "visual.conv1.weight":
                 p.normal_(std=p[0].numel() ** -0.5)
             elif n.startswith("visual.") and n.count(".") <= 1:
@@ -293,6 +312,28 @@ def stio_load_any(path):
     return out
 
 
+def tiny_ls(pix, tokens):
+    """TINY with layer scale in both towers (random gammas), saved in BF16 by the converter."""
+    cfg = json.loads(json.dumps(TINY))
+    cfg["vision_cfg"]["ls_init_value"] = 0.1
+    cfg["text_cfg"]["ls_init_value"] = 0.1
+    cfg["quick_gelu"] = False
+    model = CLIP(cfg)
+    init_weights(model, cfg, 19)
+    sdb = {k: v.detach().bfloat16() for k, v in model.state_dict().items()}
+    model.load_state_dict({k: v.float() for k, v in sdb.items()})  # BF16-rounded, in fp32
+    with open(os.path.join(OUT, "tiny_ls.json"), "w") as f:
+        json.dump(cfg, f, indent=4)
+        f.write("\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        p = os.path.join(tmp, "ls.pt")
+        torch.save({k: v.float() for k, v in sdb.items()}, p)
+        o2s.convert(p, os.path.join(OUT, "tiny_ls.safetensors"), "bf16")
+    ref = reference(model, pix, tokens)
+    stio.save(os.path.join(OUT, "tiny_ls_ref.safetensors"), ref,
+              {"what": "make_openclip.py tiny_ls: inputs and embeddings"})
+
+
 def tiny():
     os.makedirs(OUT, exist_ok=True)
     torch.set_num_threads(1)
@@ -307,9 +348,11 @@ def tiny():
         src = check_converter(model, sd16, tmp)
         os.replace(src, os.path.join(OUT, "tiny.safetensors"))
     pix = write_inputs(OUT, TINY["vision_cfg"]["image_size"])
-    ref = reference(model.float(), pix, tokens_of(CAPTIONS, 77))
+    tokens = tokens_of(CAPTIONS, 77)
+    ref = reference(model.float(), pix, tokens)
     stio.save(os.path.join(OUT, "tiny_ref.safetensors"), ref,
               {"what": "make_openclip.py tiny: inputs and embeddings"})
+    tiny_ls(pix, tokens)
     for f in sorted(os.listdir(OUT)):
         print(f, os.path.getsize(os.path.join(OUT, f)), "bytes")
 
