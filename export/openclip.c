@@ -313,44 +313,22 @@ clasp_status clasp_openclip_arch_load(const char *path, clasp_openclip_arch *a) 
 
 /* ---- clasp config ----------------------------------------------------------------------- */
 
-static cJSON *floats_(const float *v, int n) {
-    cJSON *arr = cJSON_CreateArray();
-    for (int i = 0; arr && i < n; i++) {
-        cJSON *x = cJSON_CreateNumber(clasp_json_short_float(v[i]));
-        if (!x) {
-            cJSON_Delete(arr);
-            return NULL;
-        }
-        cJSON_AddItemToArray(arr, x);
-    }
-    return arr;
-}
-
+/* The image tower; mean and std are set on the parsed preprocessing (clasp_openclip_import). */
 static bool image_json_(cJSON *root, const clasp_openclip_arch *a, const char *act) {
     cJSON *im = cJSON_AddObjectToObject(root, "image");
-    cJSON *mean = floats_(a->mean, 3), *sd = floats_(a->std, 3);
-    bool ok = im && mean && sd && cJSON_AddStringToObject(im, "type", "vit") &&
-              cJSON_AddNumberToObject(im, "channels", 3) &&
-              cJSON_AddNumberToObject(im, "size", a->image_size) &&
-              cJSON_AddNumberToObject(im, "patch_size", a->patch_size) &&
-              cJSON_AddNumberToObject(im, "width", a->vision_width) &&
-              cJSON_AddNumberToObject(im, "layers", a->vision_layers) &&
-              cJSON_AddNumberToObject(im, "heads", a->vision_heads) &&
-              cJSON_AddNumberToObject(im, "mlp_width", a->vision_mlp) &&
-              cJSON_AddStringToObject(im, "pool", "cls") &&
-              cJSON_AddStringToObject(im, "act", act) && cJSON_AddBoolToObject(im, "ln_pre", 1) &&
-              cJSON_AddBoolToObject(im, "proj_bias", 0) &&
-              cJSON_AddStringToObject(im, "resize", "shortest") &&
-              (a->vision_ls == 0.0f ||
-               cJSON_AddNumberToObject(im, "ls_init_value", (double)a->vision_ls));
-    if (ok) {
-        cJSON_AddItemToObject(im, "mean", mean);
-        cJSON_AddItemToObject(im, "std", sd);
-    } else {
-        cJSON_Delete(mean);
-        cJSON_Delete(sd);
-    }
-    return ok;
+    return im && cJSON_AddStringToObject(im, "type", "vit") &&
+           cJSON_AddNumberToObject(im, "channels", 3) &&
+           cJSON_AddNumberToObject(im, "size", a->image_size) &&
+           cJSON_AddNumberToObject(im, "patch_size", a->patch_size) &&
+           cJSON_AddNumberToObject(im, "width", a->vision_width) &&
+           cJSON_AddNumberToObject(im, "layers", a->vision_layers) &&
+           cJSON_AddNumberToObject(im, "heads", a->vision_heads) &&
+           cJSON_AddNumberToObject(im, "mlp_width", a->vision_mlp) &&
+           cJSON_AddStringToObject(im, "pool", "cls") && cJSON_AddStringToObject(im, "act", act) &&
+           cJSON_AddBoolToObject(im, "ln_pre", 1) && cJSON_AddBoolToObject(im, "proj_bias", 0) &&
+           cJSON_AddStringToObject(im, "resize", "shortest") &&
+           (a->vision_ls == 0.0f ||
+            cJSON_AddNumberToObject(im, "ls_init_value", (double)a->vision_ls));
 }
 
 static bool text_json_(cJSON *root, const clasp_openclip_arch *a, const char *act,
@@ -694,6 +672,10 @@ clasp_status clasp_openclip_import(const char *ckpt, const clasp_openclip_arch *
     }
     if (s == CLASP_OK) s = clasp_model_config_parse(doc, "openclip import", &mc);
     if (s == CLASP_OK) s = clasp_preprocess_parse(doc, NULL, &pre);
+    if (s == CLASP_OK) { /* OpenAI's normalisation or the arch's image_mean / image_std */
+        memcpy(pre.image.mean, a->mean, sizeof a->mean);
+        memcpy(pre.image.std, a->std, sizeof a->std);
+    }
     if (s == CLASP_OK) s = clasp_model_init(&m, &mc);
     if (s == CLASP_OK) s = build_map_(a, &map);
     if (s == CLASP_OK) s = fill_(&m, st, &map, r);

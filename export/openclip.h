@@ -61,7 +61,9 @@ clasp_status clasp_openclip_arch_parse(const cJSON *root, const char *what, clas
 clasp_status clasp_openclip_arch_load(const char *path, clasp_openclip_arch *a);
 
 /* The clasp model config (towers and preprocessing) of an architecture, with the clip_bpe
- * tokenizer at `merges` (a path) and logit scale bound `max_logit_scale`. Caller owns *out. */
+ * tokenizer at `merges` (a path) and logit scale bound `max_logit_scale`; the image mean and
+ * std are not in it (clasp_openclip_import sets them on the parsed preprocessing). Caller owns
+ * *out. */
 clasp_status clasp_openclip_model_config(const clasp_openclip_arch *a, const char *merges,
                                          double max_logit_scale, cJSON **out);
 

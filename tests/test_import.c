@@ -327,6 +327,13 @@ Test(import, arch_configs_parse) {
     cr_assert_eq(clasp_openclip_arch_load(REF "tiny_ls.json", &a), CLASP_OK, "%s",
                  clasp_last_error());
     cr_expect(a.vision_ls == 0.1f && a.text_ls == 0.1f && !a.quick_gelu);
+    /* image_mean / image_std replace OpenAI's (the export normalises with them) */
+    cJSON *o = cJSON_Parse("{\"embed_dim\": 512, " VIT ", \"image_mean\": [0.5, 0.25, 0.125], "
+                           "\"image_std\": [0.5, 0.5, 2]}, " TEXT "}}");
+    cr_assert(o);
+    cr_assert_eq(clasp_openclip_arch_parse(o, "arch.json", &a), CLASP_OK, "%s", clasp_last_error());
+    cr_expect(a.mean[0] == 0.5f && a.mean[1] == 0.25f && a.mean[2] == 0.125f && a.std[2] == 2.0f);
+    cJSON_Delete(o);
 }
 
 Test(import, unsupported_archs_are_refused) {
