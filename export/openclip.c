@@ -110,9 +110,13 @@ static clasp_status triple_(const cJSON *o, const char *name, const char *what, 
                                name);
     for (int c = 0; c < 3; c++) {
         const cJSON *x = cJSON_GetArrayItem(it, c);
-        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble))
-            return clasp_set_error(CLASP_ERR_CONFIG, "%s: field 'vision_cfg.%s[%d]': not a number",
-                                   what, name, c);
+        /* the std divides: positive; both well inside float range */
+        if (!cJSON_IsNumber(x) || !(fabs(x->valuedouble) <= 1e6) ||
+            (def == OPENAI_STD && !(x->valuedouble > 1e-6)))
+            return clasp_set_error(CLASP_ERR_CONFIG,
+                                   "%s: field 'vision_cfg.%s[%d]': expected a number in "
+                                   "[-1e6, 1e6]%s",
+                                   what, name, c, def == OPENAI_STD ? ", above 1e-6" : "");
         out[c] = (float)x->valuedouble;
     }
     return CLASP_OK;

@@ -367,6 +367,8 @@ Test(import, unsupported_archs_are_refused) {
          CLASP_ERR_CONFIG},
         {"{\"embed_dim\": 512, " VIT "}, " TEXT ", \"vocab_size\": 1000}}", "text_cfg.vocab_size",
          CLASP_ERR_CONFIG},
+        {"{\"embed_dim\": 512, " VIT ", \"image_std\": [0.5, 0, 1]}, " TEXT "}}",
+         "vision_cfg.image_std[1]", CLASP_ERR_CONFIG},
         {"{" VIT "}, " TEXT "}}", "embed_dim", CLASP_ERR_CONFIG},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
