@@ -34,10 +34,16 @@ Preprocessing (as modalities/image.c and modalities/text.c):
     (x / 255 - mean) / std in float32. clasp resizes with stb_image_resize's Catmull-Rom filter,
     this file with PIL's BICUBIC (the same a = -0.5 kernel, but rounding differs slightly):
     images already at the model's size are bit-identical, resized ones are close, not equal.
-  * text: NFKC (unicodedata), control characters dropped (CR LF, LF, CR, NEL, TAB and FF become
-    a space), runs of ASCII whitespace collapsed to one space, trimmed; then the byte-level
-    tokenizer or the BPE of tokenizer.json (words start at a space following a non-space byte;
-    merges applied lowest rank first), [BOS] + ids[:T-2] + [EOS] + PAD.
+  * text (bytes and bpe tokenizers): NFKC (unicodedata), control characters dropped (CR LF,
+    LF, CR, NEL, TAB and FF become a space), runs of ASCII whitespace collapsed to one space,
+    trimmed; then the byte-level tokenizer or the BPE of tokenizer.json (words start at a
+    space following a non-space byte; merges applied lowest rank first), [BOS] + ids[:T-2] +
+    [EOS] + PAD.
+    A clip_bpe tokenizer (an export of `clasp import openclip`) is OpenAI CLIP's BPE as clasp
+    runs it (docs/clip_bpe.md; ClipTokenizer below): none of the normalisation above, HTML
+    unescaping, whitespace cleaning, lower-casing, OpenCLIP's pre-tokenisation, the export's
+    merges file; its ids equal those of tests/reference/clip_bpe_ref.py (which clasp's equal)
+    on all 11,915 valid UTF-8 strings of that folder's corpus.
   * audio (as modalities/audio_decode.c and modalities/melspec.c in evaluation mode, with the
     settings of preprocess.json's "audio" object):
       - decoding: PCM WAV only, read with Python's `wave` module (8-bit unsigned, 16, 24 and
@@ -528,8 +534,6 @@ class Tokenizer:
         with open(path) as f:
             j = json.load(f)
         self.kind = j["type"]
-        if self.kind == "clip_bpe":
-            self.BOS, self.EOS, self.PAD = j["bos_id"], j["eos_id"], j["pad_id"]
         self.merges = [tuple(m) for m in j.get("merges", [])] if self.kind == "bpe" else []
         self.ranks = {m: i for i, m in enumerate(self.merges)}
         self.vocab_size = self.FIRST + len(self.merges)
@@ -570,14 +574,126 @@ class Tokenizer:
         return ids
 
     def encode(self, text, ctx):
-        if self.kind == "clip_bpe":
-            raise NotImplementedError(
-                "the clip_bpe tokenizer (an imported OpenCLIP model) is not implemented here: "
-                "get the ids with `clasp tokenizer encode DIR/tokenizer.json --raw` and pass "
-                "them to encode_text")
         ids = self.encode_raw(normalize_text(text))[:ctx - 2]
         toks = [self.BOS] + ids + [self.EOS]
         return toks + [self.PAD] * (ctx - len(toks))
+
+
+class ClipTokenizer:
+    """OpenAI CLIP's BPE as clasp's clip_bpe runs it (docs/clip_bpe.md): HTML unescaped twice,
+    whitespace collapsed, lower-cased (no ftfy), OpenCLIP's pre-tokenisation pattern, the
+    merges of the export's merges file, [49406] + ids + [49407] cut to the context keeping the
+    end token, zero padding. Words longer than 1024 UTF-8 bytes are merged in 1024-byte
+    pieces, as clasp does."""
+    MAX_WORD = 1024
+
+    def __init__(self, path, spec):
+        import gzip
+        merges_path = os.path.join(os.path.dirname(path), spec["path"])
+        with open(merges_path, "rb") as f:
+            raw = f.read()
+        text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
+        merges = [tuple(m.split()) for m in text.split("\n")[1:49152 - 256 - 2 + 1]]
+        bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+        cs, n = bs[:], 0
+        for b in range(256):
+            if b not in bs:
+                bs.append(b)
+                cs.append(256 + n)
+                n += 1
+        self.byte_encoder = dict(zip(bs, [chr(c) for c in cs]))
+        vocab = list(self.byte_encoder.values())
+        vocab += [v + "</w>" for v in vocab] + ["".join(m) for m in merges]
+        vocab += ["<|startoftext|>", "<|endoftext|>"]
+        self.encoder = {v: i for i, v in enumerate(vocab)}
+        self.ranks = {m: i for i, m in enumerate(merges)}
+        self.BOS, self.EOS, self.PAD = spec.get("bos_id", 49406), spec.get("eos_id", 49407), 0
+
+    def _bpe(self, token):
+        word = tuple(token[:-1]) + (token[-1] + "</w>",)
+        while len(word) > 1:
+            best = min(zip(word, word[1:]), key=lambda p: self.ranks.get(p, math.inf))
+            if best not in self.ranks:
+                break
+            out, i = [], 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
+                    out.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            word = tuple(out)
+        return word
+
+    @staticmethod
+    def _pieces(text):
+        """OpenCLIP's pattern <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|
+        [\\p{N}]|[^\\s\\p{L}\\p{N}]+ (IGNORECASE) over whitespace-cleaned, lower-cased text."""
+        def letter(ch):
+            return unicodedata.category(ch).startswith("L")
+
+        def number(ch):
+            return unicodedata.category(ch).startswith("N")
+
+        def skip(ch):  # the regex module's IGNORECASE matches U+0345 nowhere
+            return ch.isspace() or ch == "\u0345"
+        i, n = 0, len(text)
+        while i < n:
+            c = text[i]
+            if skip(c):
+                i += 1
+                continue
+            k = next((len(sp) for sp in ("<|startoftext|>", "<|endoftext|>")
+                      if text.startswith(sp, i)), 0)
+            if not k and c == "'":
+                nxt = text[i + 1:i + 3].replace("\u017f", "s").lower()
+                k = 2 if nxt[:1] in ("s", "t", "m", "d") else 3 if nxt in ("re", "ve", "ll") else 0
+            if not k:
+                k = 1
+                if letter(c):
+                    while i + k < n and letter(text[i + k]):
+                        k += 1
+                elif not number(c):
+                    while i + k < n and not (skip(text[i + k]) or letter(text[i + k]) or
+                                             number(text[i + k])):
+                        k += 1
+            yield text[i:i + k]
+            i += k
+
+    def encode(self, text, ctx):
+        import html
+        import re
+        text = html.unescape(html.unescape(text)).strip()
+        text = re.sub(r"\s+", " ", text).strip().lower()
+        ids = []
+        for tok in self._pieces(text):
+            if tok in ("<|startoftext|>", "<|endoftext|>"):
+                ids.append(self.encoder[tok])
+                continue
+            pieces, cur, size = [], "", 0
+            for ch in tok:
+                k = len(ch.encode("utf-8"))
+                if size + k > self.MAX_WORD:
+                    pieces.append(cur)
+                    cur, size = "", 0
+                cur += ch
+                size += k
+            for piece in pieces + [cur]:
+                enc = "".join(self.byte_encoder[b] for b in piece.encode("utf-8"))
+                ids.extend(self.encoder[t] for t in self._bpe(enc))
+        ids = [self.BOS] + ids + [self.EOS]
+        if len(ids) > ctx:
+            ids = ids[:ctx]
+            ids[-1] = self.EOS
+        return ids + [self.PAD] * (ctx - len(ids))
+
+
+def load_tokenizer(path):
+    """tokenizer.json of an export: bytes, bpe or clip_bpe."""
+    with open(path) as f:
+        spec = json.load(f)
+    return ClipTokenizer(path, spec) if spec.get("type") == "clip_bpe" else Tokenizer(path)
 
 
 # ------------------------------------------------------------------------------ images
@@ -740,7 +856,7 @@ def load_export(path):
                          f"script reads ({EXPORT_FORMAT_VERSION})")
     with open(need("preprocess.json")) as f:
         preprocess = json.load(f)
-    tok = Tokenizer(need("tokenizer.json"))
+    tok = load_tokenizer(need("tokenizer.json"))
     model = ClaspModel(config, tok, preprocess)
     tensors, _ = read_safetensors(need("model.safetensors"))
     own = model.state_dict()

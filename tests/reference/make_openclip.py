@@ -44,7 +44,9 @@ and LayerNorm parameters so that the mapping of every tensor matters).
     /usr/bin/python3 tests/reference/make_openclip.py --compare EXPORT REF.safetensors \
         IMAGES.npy TEXTS.npy
         max |difference| of clasp's embeddings (.npy) and of tools/clasp_torch.py on EXPORT
-        against the reference; exit 1 above 1e-4.
+        (on the reference's tensors, and on the PNGs and captions.txt beside REF through its
+        own preprocessing and clip_bpe tokenizer) against the reference; exit 1 above 1e-4 or
+        when clasp_torch's token ids differ from the reference tokenizer's.
 """
 import gzip
 import io
@@ -393,8 +395,23 @@ def compare(export, ref_path, images_npy, texts_npy):
     tt = m.encode_text(torch.from_numpy(ref["input.tokens"]).long()).numpy()
     ci = float(np.abs(ti - ref["out.image"]).max())
     ct = float(np.abs(tt - ref["out.text"]).max())
-    print(f"clasp_torch vs reference: image max|diff| {ci:.3g}  text max|diff| {ct:.3g}")
-    return 0 if max(di, dt, ci, ct) <= 1e-4 else 1
+    print(f"clasp_torch vs reference: image max|diff| {ci:.3g}  text max|diff| {ct:.3g}"
+          "  (reference tensors)")
+    # clasp_torch from the files: the PNGs (at the model's size) and the captions through its
+    # clip_bpe tokenizer
+    ref_dir = os.path.dirname(os.path.abspath(ref_path))
+    pngs = [os.path.join(ref_dir, f"img_{n}.png") for n, _ in EMOJI_FILES]
+    with open(os.path.join(ref_dir, "captions.txt")) as f:
+        caps = [ln for ln in f.read().split("\n") if ln]
+    fi = m.embed_image_files(pngs).numpy()
+    ft = m.embed_texts(caps).numpy()
+    toks = m.text_tensor(caps).numpy()
+    fi_d = float(np.abs(fi - ref["out.image"]).max())
+    ft_d = float(np.abs(ft - ref["out.text"]).max())
+    same_ids = bool((toks == ref["input.tokens"]).all())
+    print(f"clasp_torch vs reference: image max|diff| {fi_d:.3g}  text max|diff| {ft_d:.3g}"
+          f"  (PNG files, captions; token ids equal: {same_ids})")
+    return 0 if max(di, dt, ci, ct, fi_d, ft_d) <= 1e-4 and same_ids else 1
 
 
 def main():
