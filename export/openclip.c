@@ -2,7 +2,6 @@
  * tensor name map of openclip.h). */
 #include "export/openclip.h"
 
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -384,7 +383,6 @@ typedef struct map_entry {
     map_kind kind;
     int ndim;
     int64_t shape[4]; /* the OpenCLIP shape */
-    bool seen;
 } map_entry;
 
 typedef struct name_map {
@@ -630,7 +628,6 @@ static clasp_status fill_(clasp_model *model, clasp_safetensors *st, name_map *m
             return clasp_set_error(CLASP_ERR_STATE, "openclip: no parameter %s of %zu values",
                                    m->e[j].ours, t->numel);
         read_tensor_(&m->e[j], t, model->params + model->info[k].offset, r);
-        m->e[j].seen = true;
     }
     if (r->n_tensors + 1 != model->n_params) /* + patch_embed.bias */
         return clasp_set_error(CLASP_ERR_STATE, "openclip: %d of %d parameters mapped",
