@@ -561,6 +561,18 @@ static clasp_status check_tensor_(const clasp_safetensors *st, const map_entry *
     return CLASP_OK;
 }
 
+/* Element i of an F32, F16 or BF16 tensor as a float. */
+static float value_at_(const clasp_st_tensor *t, size_t i) {
+    float v;
+    uint16_t h;
+    if (t->dtype == CLASP_DTYPE_F32) {
+        memcpy(&v, t->data + 4 * i, 4);
+        return v;
+    }
+    memcpy(&h, t->data + 2 * i, 2);
+    return t->dtype == CLASP_DTYPE_F16 ? f16_to_f32_(h) : clasp_bf16_to_f32(h);
+}
+
 /* Writes a checked tensor (fp32, transposed if so mapped) into dst. */
 static void read_tensor_(const map_entry *e, const clasp_st_tensor *t, float *dst,
                          clasp_openclip_report *r) {
@@ -568,17 +580,9 @@ static void read_tensor_(const map_entry *e, const clasp_st_tensor *t, float *ds
     const size_t rows = e->kind == MAP_TRANSPOSE ? (size_t)e->shape[0] : 1;
     const size_t cols = e->kind == MAP_TRANSPOSE ? (size_t)e->shape[1] : n;
     for (size_t i = 0; i < n; i++) {
-        float v;
-        if (t->dtype == CLASP_DTYPE_F32) {
-            memcpy(&v, t->data + 4 * i, 4);
-        } else {
-            uint16_t h;
-            memcpy(&h, t->data + 2 * i, 2);
-            v = t->dtype == CLASP_DTYPE_F16 ? f16_to_f32_(h) : clasp_bf16_to_f32(h);
-        }
         /* OpenCLIP's (W, D) projections are used as x @ P; ours are (D, W) weights */
         size_t o = e->kind == MAP_TRANSPOSE ? (i % cols) * rows + i / cols : i;
-        dst[o] = v;
+        dst[o] = value_at_(t, i);
     }
     r->n_f32 += t->dtype == CLASP_DTYPE_F32;
     r->n_f16 += t->dtype == CLASP_DTYPE_F16;
@@ -641,14 +645,11 @@ static clasp_status fill_(clasp_model *model, clasp_safetensors *st, name_map *m
 /* The checkpoint's log logit scale (checked later with the other tensors). */
 static double logit_scale_of_(const clasp_safetensors *st) {
     const clasp_st_tensor *t = clasp_st_find(st, "logit_scale");
-    if (!t || t->numel != 1) return log(100.0);
-    float v = 0.0f;
-    uint16_t h;
-    if (t->dtype == CLASP_DTYPE_F32) memcpy(&v, t->data, 4);
-    if (t->dtype == CLASP_DTYPE_F16 || t->dtype == CLASP_DTYPE_BF16) {
-        memcpy(&h, t->data, 2);
-        v = t->dtype == CLASP_DTYPE_F16 ? f16_to_f32_(h) : clasp_bf16_to_f32(h);
-    }
+    if (!t || t->numel != 1 ||
+        (t->dtype != CLASP_DTYPE_F32 && t->dtype != CLASP_DTYPE_F16 &&
+         t->dtype != CLASP_DTYPE_BF16))
+        return log(100.0);
+    float v = value_at_(t, 0);
     return isfinite(v) ? (double)v : log(100.0);
 }
 
