@@ -8,6 +8,7 @@ int clasp_cmd_drift(int argc, char **argv);
 int clasp_cmd_embed(int argc, char **argv);
 int clasp_cmd_eval(int argc, char **argv);
 int clasp_cmd_export(int argc, char **argv);
+int clasp_cmd_import_openclip(int argc, char **argv);
 int clasp_cmd_index_add(int argc, char **argv);
 int clasp_cmd_index_build(int argc, char **argv);
 int clasp_cmd_index_eval(int argc, char **argv);

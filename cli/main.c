@@ -37,6 +37,8 @@ static const command commands[] = {
     {"embed", NULL, clasp_cmd_embed, "embed images, texts or audio with an export into a .npy"},
     {"eval", NULL, clasp_cmd_eval, "zero-shot, retrieval and linear-probe evaluation"},
     {"export", NULL, clasp_cmd_export, "write a checkpoint as an export folder (C API, PyTorch)"},
+    {"import", "openclip", clasp_cmd_import_openclip,
+     "import an OpenCLIP / OpenAI CLIP ViT checkpoint as an export"},
     {"index", "add", clasp_cmd_index_add, "add embeddings to an ANN index (same model only)"},
     {"index", "build", clasp_cmd_index_build,
      "build a versioned ANN index (FAISS flat/HNSW/IVF-PQ) of embeddings"},

@@ -198,6 +198,14 @@ static clasp_status get_pool_eps_act(const cJSON *o, const char *file, const cha
     return get_act(o, file, P, act);
 }
 
+/* "ls_init_value": layer scale's initial gamma, absent or 0 = none. */
+static clasp_status get_ls_init(const cJSON *o, const char *file, const char *P, float *out) {
+    CLASP_TRY(get_float_opt(o, "ls_init_value", file, P, 0.0, out));
+    if (!(*out >= 0.0f) || !isfinite(*out))
+        return bad(file, P, "ls_init_value", "must be finite and >= 0");
+    return CLASP_OK;
+}
+
 static clasp_status parse_vit(const cJSON *o, const char *file, clasp_image_tower_config *ic) {
     const char *P = "image";
     CLASP_TRY(get_int(o, "patch_size", file, P, 1, SIZE_MAX_DIM, &ic->patch_size));
@@ -207,6 +215,7 @@ static clasp_status parse_vit(const cJSON *o, const char *file, clasp_image_towe
     bool pb = true;
     CLASP_TRY(clasp_json_bool_opt(o, "proj_bias", file, P, true, &pb));
     ic->no_proj_bias = !pb;
+    CLASP_TRY(get_ls_init(o, file, P, &ic->ls_init));
     return get_pool_eps_act(o, file, P, &ic->pool, &ic->ln_eps, &ic->act);
 }
 
@@ -214,11 +223,18 @@ static clasp_status parse_image(const cJSON *o, const char *file, int embed_dim,
                                 clasp_image_tower_config *ic) {
     /* "mean", "std", "resize", "interp", "jpeg_dct_scaling": preprocessing, read by
      * modalities/preprocess.c */
-    static const char *const keys[] = {
-        "type",   "channels", "size",       "conv",   "fc",        "patch_size", "width",
-        "layers", "heads",    "mlp_width",  "pool",   "ln_eps",    "act",        "mean",
-        "std",    "resize",   "output_dim", "ln_pre", "proj_bias", "interp",     "jpeg_dct_scaling",
-        NULL};
+    static const char *const keys[] = {"type",       "channels",
+                                       "size",       "conv",
+                                       "fc",         "patch_size",
+                                       "width",      "layers",
+                                       "heads",      "mlp_width",
+                                       "pool",       "ln_eps",
+                                       "act",        "mean",
+                                       "std",        "resize",
+                                       "output_dim", "ln_pre",
+                                       "proj_bias",  "ls_init_value",
+                                       "interp",     "jpeg_dct_scaling",
+                                       NULL};
     const char *P = "image";
     CLASP_TRY(check_keys(o, keys, file, P));
     char type[16];
@@ -255,9 +271,9 @@ static clasp_status tokenizer_ids(const cJSON *o, const char *file, int ids[3]) 
 static clasp_status parse_text(const cJSON *o, const char *file, int embed_dim,
                                clasp_text_tower_config *tc) {
     static const char *const keys[] = {
-        "type",      "vocab_size", "context_length", "width",     "layers", "heads",
-        "mlp_width", "causal",     "pool",           "eos_id",    "pad_id", "ln_eps",
-        "act",       "tokenizer",  "output_dim",     "proj_bias", NULL};
+        "type",      "vocab_size", "context_length", "width",     "layers",        "heads",
+        "mlp_width", "causal",     "pool",           "eos_id",    "pad_id",        "ln_eps",
+        "act",       "tokenizer",  "output_dim",     "proj_bias", "ls_init_value", NULL};
     const char *P = "text";
     CLASP_TRY(check_keys(o, keys, file, P));
     char type[16];
@@ -288,6 +304,7 @@ static clasp_status parse_text(const cJSON *o, const char *file, int embed_dim,
     bool pb = true;
     CLASP_TRY(clasp_json_bool_opt(o, "proj_bias", file, P, true, &pb));
     tc->no_proj_bias = !pb;
+    CLASP_TRY(get_ls_init(o, file, P, &tc->ls_init));
     return get_act(o, file, P, &tc->act);
 }
 
@@ -522,6 +539,7 @@ static bool image_to_json(cJSON *root, const clasp_image_tower_config *ic) {
         /* written only when set, so configs without it serialise as before */
         if (ok && ic->ln_pre) ok = cJSON_AddBoolToObject(o, "ln_pre", true) != NULL;
         if (ok && ic->no_proj_bias) ok = cJSON_AddBoolToObject(o, "proj_bias", false) != NULL;
+        if (ok && ic->ls_init > 0.0f) ok = add_float(o, "ls_init_value", ic->ls_init);
     }
     return ok;
 }
@@ -540,6 +558,7 @@ static bool text_to_json(cJSON *root, const clasp_text_tower_config *tc) {
               add_float(o, "ln_eps", tc->ln_eps) &&
               cJSON_AddStringToObject(o, "act", act_name(tc->act));
     if (ok && tc->no_proj_bias) ok = cJSON_AddBoolToObject(o, "proj_bias", false) != NULL;
+    if (ok && tc->ls_init > 0.0f) ok = add_float(o, "ls_init_value", tc->ls_init);
     return ok;
 }
 

@@ -1512,8 +1512,9 @@ void clasp_add_forward(float *out, const float *a, const float *b, size_t n) {
 size_t clasp_block_acts_floats(const clasp_block_dims *d) {
     size_t BT = (size_t)d->B * d->T, C = (size_t)d->C, F = (size_t)d->F;
     size_t att = (size_t)d->B * d->NH * d->T * d->T;
-    /* ln1 stats, qkv, att, atty, res1, ln2 stats, fc1 */
-    return 2 * BT + 3 * BT * C + att + BT * C + BT * C + 2 * BT + BT * F;
+    /* ln1 stats, qkv, att, atty, res1, ln2 stats, fc1 (+ the two branches with layer scale) */
+    return 2 * BT + 3 * BT * C + att + BT * C + BT * C + 2 * BT + BT * F +
+           (d->layer_scale ? 2 * BT * C : 0);
 }
 
 void clasp_block_acts_point(clasp_block_acts *a, float *buf, const clasp_block_dims *d) {
@@ -1529,6 +1530,35 @@ void clasp_block_acts_point(clasp_block_acts *a, float *buf, const clasp_block_d
     a->ln2_mean = p, p += BT;
     a->ln2_rstd = p, p += BT;
     a->fc1 = p, p += BT * F;
+    a->lsq = a->lsm = NULL;
+    if (d->layer_scale) {
+        a->lsq = p, p += BT * C;
+        a->lsm = p, p += BT * C;
+    }
+}
+
+/* res (BT, C) = base + gamma * branch, keeping branch in keep (the backward's dgamma input). */
+static void layer_scale_add_(float *res, float *keep, const float *base, const float *branch,
+                             const float *gamma, int BT, int C) {
+    for (size_t r = 0; r < (size_t)BT; r++)
+        for (int c = 0; c < C; c++) {
+            size_t i = r * (size_t)C + (size_t)c;
+            float v = branch[i];
+            keep[i] = v;
+            res[i] = base[i] + gamma[c] * v;
+        }
+}
+
+/* dgamma (C) += column sums of dres * branch (when dgamma is not NULL); dbranch = dres * gamma
+ * (dbranch may be dres). */
+static void layer_scale_backward_(float *dbranch, float *dgamma, const float *dres,
+                                  const float *branch, const float *gamma, int BT, int C) {
+    for (size_t r = 0; r < (size_t)BT; r++)
+        for (int c = 0; c < C; c++) {
+            size_t i = r * (size_t)C + (size_t)c;
+            if (dgamma) dgamma[c] += dres[i] * branch[i];
+            dbranch[i] = dres[i] * gamma[c];
+        }
 }
 
 /* work layout (forward and backward): [0, nC) dres1 | [nC, nC + big) big (act in the
@@ -1553,7 +1583,10 @@ void clasp_block_forward(float *out, clasp_block_acts *a, float *work, const flo
     clasp_attention_forward(a->atty, a->att, awork, a->qkv, pad_mask, d->causal, d->B, d->T, C,
                             d->NH);
     clasp_linear_forward(a->res1, a->atty, p->proj_w, p->proj_b, BT, C, C);
-    for (size_t i = 0; i < nC; i++) a->res1[i] += inp[i];
+    if (d->layer_scale)
+        layer_scale_add_(a->res1, a->lsq, inp, a->res1, p->ls1, BT, C);
+    else
+        for (size_t i = 0; i < nC; i++) a->res1[i] += inp[i];
     clasp_layernorm_forward(ln, a->ln2_mean, a->ln2_rstd, a->res1, p->ln2_w, p->ln2_b, BT, C,
                             d->ln_eps);
     clasp_linear_forward(a->fc1, ln, p->fc1_w, p->fc1_b, BT, C, F);
@@ -1564,6 +1597,12 @@ void clasp_block_forward(float *out, clasp_block_acts *a, float *work, const flo
     if (acth) {
         gelu_bf16_(acth, NULL, a->fc1, nF, d->gelu_tanh);
         gemm_h_(0, 1, BT, C, F, NULL, acth, F, p->fc2_w, NULL, F, 0.0f, out, C);
+        if (d->layer_scale) {
+            for (size_t r = 0; r < (size_t)BT; r++)
+                for (int c = 0; c < C; c++) out[r * C + c] += p->fc2_b[c];
+            layer_scale_add_(out, a->lsm, a->res1, out, p->ls2, BT, C);
+            return;
+        }
         for (size_t r = 0; r < (size_t)BT; r++)
             for (int c = 0; c < C; c++)
                 out[r * C + c] = (out[r * C + c] + p->fc2_b[c]) + a->res1[r * C + c];
@@ -1571,6 +1610,10 @@ void clasp_block_forward(float *out, clasp_block_acts *a, float *work, const flo
     }
     gelu_fwd(act, a->fc1, nF, d->gelu_tanh);
     clasp_linear_forward(out, act, p->fc2_w, p->fc2_b, BT, F, C);
+    if (d->layer_scale) {
+        layer_scale_add_(out, a->lsm, a->res1, out, p->ls2, BT, C);
+        return;
+    }
     for (size_t i = 0; i < nC; i++) out[i] += a->res1[i];
 }
 
@@ -1603,6 +1646,10 @@ void clasp_block_backward(float *dinp, clasp_block_params *g, float *work, const
      * for their layer's weight gradient before the input gradient overwrites them; act has
      * its own scratch, filled in the pass that scales dact by GELU's derivative. */
     memcpy(dres1, dout, nC * sizeof(float));
+    if (d->layer_scale) { /* the MLP branch's gradient dout * ls2 in dtmp (free until ln2) */
+        layer_scale_backward_(dtmp, g->ls2, dout, a->lsm, p->ls2, BT, C);
+        dout = dtmp;
+    }
     float *dact = dbig;
     /* in bf16 each output gradient is converted once for its layer's two products */
     const uint16_t *h = bf16_copy_(LINEAR_SLOT, dout, nC);
@@ -1636,6 +1683,8 @@ void clasp_block_backward(float *dinp, clasp_block_params *g, float *work, const
     /* res1 = inp + proj(attn(qkv(ln1(inp)))) */
     if (dinp)
         for (size_t i = 0; i < nC; i++) dinp[i] += dres1[i];
+    if (d->layer_scale) /* dres1 is now only the attention branch's: scale it in place */
+        layer_scale_backward_(dres1, g->ls1, dres1, a->lsq, p->ls1, BT, C);
     float *datty = dtmp;
     h = g->proj_w ? bf16_copy_(LINEAR_SLOT, dres1, nC) : NULL;
     linear_backward(datty, 0.0f, g->proj_w, g->proj_b, dres1, h, a->atty, NULL, p->proj_w, BT, C,

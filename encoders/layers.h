@@ -139,7 +139,10 @@ void clasp_add_forward(float *out, const float *a, const float *b, size_t n);
 /* ---- pre-LN transformer block -------------------------------------------------------------
  * x_out = x + proj(attn(LN1(x)));  x_out = x_out + fc2(act(fc1(LN2(x_out))))
  * PyTorch names relative to the block: ln1.{weight,bias}, attn.qkv.{weight,bias},
- * attn.proj.{weight,bias}, ln2.{weight,bias}, mlp.fc1.{weight,bias}, mlp.fc2.{weight,bias}. */
+ * attn.proj.{weight,bias}, ln2.{weight,bias}, mlp.fc1.{weight,bias}, mlp.fc2.{weight,bias}.
+ * With layer scale (OpenCLIP's LayerScale, dims.layer_scale = 1) each branch is multiplied by
+ * a per-channel gamma before its residual add: x + ls1 * proj(...), res1 + ls2 * fc2(...)
+ * (ls1.gamma, ls2.gamma). */
 typedef struct clasp_block_params {
     float *ln1_w, *ln1_b;   /* (C) */
     float *qkv_w, *qkv_b;   /* (3C, C), (3C) */
@@ -147,6 +150,7 @@ typedef struct clasp_block_params {
     float *ln2_w, *ln2_b;   /* (C) */
     float *fc1_w, *fc1_b;   /* (F, C), (F) */
     float *fc2_w, *fc2_b;   /* (C, F), (C) */
+    float *ls1, *ls2;       /* (C) layer-scale gammas; NULL without layer scale */
 } clasp_block_params;
 
 /* What the forward caches for the backward. The LayerNorm outputs and GELU's output are not
@@ -159,13 +163,16 @@ typedef struct clasp_block_acts {
     float *res1;                /* (B,T,C) x + proj(...) */
     float *ln2_mean, *ln2_rstd; /* (B,T), (B,T) */
     float *fc1;                 /* (B,T,F) pre-activation */
+    float *lsq, *lsm;           /* (B,T,C) the attention and MLP branches before their layer scale;
+                                   NULL without layer scale */
 } clasp_block_acts;
 
 typedef struct clasp_block_dims {
     int B, T, C, NH, F;
-    int causal;    /* 1 = causal mask */
-    int gelu_tanh; /* 0 = exact erf GELU, 1 = tanh form, 2 = QuickGELU */
-    float ln_eps;  /* 1e-5 */
+    int causal;      /* 1 = causal mask */
+    int gelu_tanh;   /* 0 = exact erf GELU, 1 = tanh form, 2 = QuickGELU */
+    float ln_eps;    /* 1e-5 */
+    int layer_scale; /* 1 = ls1/ls2 gammas (the params must have them) */
 } clasp_block_dims;
 
 /* Number of floats of activations for one block (what clasp_block_acts points into). */

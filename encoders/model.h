@@ -44,7 +44,9 @@
  *         image.proj.weight (D, W), .bias (D).
  *   text  text.tok_emb.weight (V, W); text.pos_emb (T, W); text.blocks.{l}.ln1.{weight,bias},
  *         .attn.qkv.{weight,bias} (3W, W) rows [q; k; v], .attn.proj.{weight,bias} (W, W),
- *         .ln2.{weight,bias}, .mlp.fc1.{weight,bias} (F, W), .mlp.fc2.{weight,bias} (W, F);
+ *         .ln2.{weight,bias}, .mlp.fc1.{weight,bias} (F, W), .mlp.fc2.{weight,bias} (W, F),
+ *         with "ls_init_value" also .ls1.gamma, .ls2.gamma (W) (layer scale of the attention
+ *         and MLP branches, OpenCLIP's ls_1/ls_2);
  *         text.ln_f.{weight,bias}; text.proj.weight (D, W), .bias (D). In ref_clip_fmnist.py
  *         the block's qkv/proj/fc1/fc2 sit directly under blocks.N (no attn./mlp.).
  *   audio_cnn  audio.conv{i}.weight (OC, C, K, K), .bias (OC), i = 1..n_conv (C = 1 for the
@@ -142,6 +144,8 @@ typedef struct clasp_image_tower_config {
     clasp_act act;     /* "act": "gelu" (default) | "gelu_tanh" | "quick_gelu" */
     bool ln_pre;       /* "ln_pre": LayerNorm after patch + position embedding (OpenCLIP); false */
     bool no_proj_bias; /* ViT "proj_bias": false = projection without bias (OpenCLIP) */
+    float ls_init;     /* ViT "ls_init_value": layer scale (OpenCLIP's LayerScale) with gammas
+                          ls1/ls2 starting at this value; 0 (default) = none */
 } clasp_image_tower_config;
 
 typedef struct clasp_text_tower_config {
@@ -157,6 +161,7 @@ typedef struct clasp_text_tower_config {
     float ln_eps;      /* default 1e-5 */
     clasp_act act;     /* "act": "gelu" (default, exact erf) | "gelu_tanh" | "quick_gelu" */
     bool no_proj_bias; /* "proj_bias": false = projection without bias (OpenCLIP) */
+    float ls_init;     /* "ls_init_value": layer scale as the ViT's; 0 (default) = none */
 } clasp_text_tower_config;
 
 /* The "audio" object of a model config. It holds two kinds of fields:

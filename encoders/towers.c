@@ -94,9 +94,15 @@ static clasp_status add_ln(clasp__ptable *pt, clasp_tower t, const char *prefix,
 
 static clasp_status declare_stack(clasp__stack *S, clasp__ptable *pt, clasp_tower t,
                                   const char *prefix, int L, int C, int NH, int F, bool causal,
-                                  int gelu_tanh, float eps) {
-    *S = (clasp__stack){
-        .L = L, .C = C, .NH = NH, .F = F, .causal = causal, .gelu_tanh = gelu_tanh, .eps = eps};
+                                  int gelu_tanh, float eps, float ls_init) {
+    *S = (clasp__stack){.L = L,
+                        .C = C,
+                        .NH = NH,
+                        .F = F,
+                        .causal = causal,
+                        .gelu_tanh = gelu_tanh,
+                        .eps = eps,
+                        .ls_init = ls_init};
     S->blk = calloc((size_t)(L ? L : 1), sizeof *S->blk);
     S->acts = calloc((size_t)(L ? L : 1), sizeof *S->acts);
     S->xs = calloc((size_t)L + 1, sizeof *S->xs);
@@ -117,6 +123,12 @@ static clasp_status declare_stack(clasp__stack *S, clasp__ptable *pt, clasp_towe
         CLASP_TRY(add_linear(pt, t, p, F, C, &ix[8], &ix[9]));
         snprintf(p, sizeof p, "%s.blocks.%d.mlp.fc2", prefix, l);
         CLASP_TRY(add_linear(pt, t, p, C, F, &ix[10], &ix[11]));
+        ix[12] = ix[13] = -1;
+        for (int k = 0; ls_init > 0.0f && k < 2; k++) { /* OpenCLIP's LayerScale gammas */
+            snprintf(p, sizeof p, "%s.blocks.%d.ls%d", prefix, l, k + 1);
+            CLASP_TRY(add(pt, t, &ix[12 + k], p, "gamma", 1, C, 0, 0, 0, false, CLASP_INIT_CONST,
+                          ls_init, 0));
+        }
     }
     char p[CLASP_PARAM_NAME_MAX];
     snprintf(p, sizeof p, "%s.ln_f", prefix);
@@ -173,7 +185,8 @@ static clasp_status declare_cnn(clasp__tower *tw, clasp__ptable *pt, clasp_tower
 static clasp_status declare_patch_tf(clasp__tower *tw, clasp__ptable *pt, clasp_tower t,
                                      const char *prefix, int c, int h, int w, int ph, int pw, int W,
                                      int layers, int heads, int mlp, clasp_pool pool, int gelu_tanh,
-                                     float eps, bool ln_pre, bool no_proj_bias, int D) {
+                                     float eps, bool ln_pre, bool no_proj_bias, float ls_init,
+                                     int D) {
     char p[CLASP_PARAM_NAME_MAX];
     tower_start(tw, t, c, h, w);
     tw->PH = ph;
@@ -198,7 +211,8 @@ static clasp_status declare_patch_tf(clasp__tower *tw, clasp__ptable *pt, clasp_
         snprintf(p, sizeof p, "%s.ln_pre", prefix);
         CLASP_TRY(add_ln(pt, t, p, W, &tw->lnpre_w, &tw->lnpre_b));
     }
-    CLASP_TRY(declare_stack(&tw->st, pt, t, prefix, layers, W, heads, mlp, false, gelu_tanh, eps));
+    CLASP_TRY(declare_stack(&tw->st, pt, t, prefix, layers, W, heads, mlp, false, gelu_tanh, eps,
+                            ls_init));
     snprintf(p, sizeof p, "%s.proj", prefix);
     if (no_proj_bias) {
         tw->proj_b = -1;
@@ -217,7 +231,7 @@ static clasp_status declare_image(clasp__tower *tw, const clasp_model_config *cf
     return declare_patch_tf(tw, pt, CLASP_TOWER_IMAGE, "image", ic->channels, ic->size, ic->size,
                             ic->patch_size, ic->patch_size, ic->width, ic->layers, ic->heads,
                             ic->mlp_width, ic->pool, (int)ic->act, ic->ln_eps, ic->ln_pre,
-                            ic->no_proj_bias, cfg->embed_dim);
+                            ic->no_proj_bias, ic->ls_init, cfg->embed_dim);
 }
 
 static clasp_status declare_audio(clasp__tower *tw, const clasp_model_config *cfg,
@@ -230,7 +244,7 @@ static clasp_status declare_audio(clasp__tower *tw, const clasp_model_config *cf
         return declare_patch_tf(tw, pt, CLASP_TOWER_AUDIO, "audio", 1, ac->n_mels, ac->n_frames,
                                 ac->patch_freq, ac->patch_time, ac->width, ac->layers, ac->heads,
                                 ac->mlp_width, ac->pool, (int)ac->act, ac->ln_eps, false, false,
-                                cfg->embed_dim);
+                                0.0f, cfg->embed_dim);
     return clasp_set_error(CLASP_ERR_CONFIG, "audio tower: no type");
 }
 
@@ -245,7 +259,7 @@ static clasp_status declare_text(clasp__tower *tw, const clasp_model_config *cfg
     CLASP_TRY(add(pt, t, &tw->pos_emb, "text.pos_emb", "", 2, tw->T, W, 0, 0, false,
                   CLASP_INIT_NORMAL, 0.01f, 0));
     CLASP_TRY(declare_stack(&tw->st, pt, t, "text", tc->layers, W, tc->heads, tc->mlp_width,
-                            tc->causal, (int)tc->act, tc->ln_eps));
+                            tc->causal, (int)tc->act, tc->ln_eps, tc->ls_init));
     if (tc->no_proj_bias) {
         tw->proj_b = -1;
         return add(pt, t, &tw->proj_w, "text.proj", "weight", 2, cfg->embed_dim, W, 0, 0, true,
@@ -294,7 +308,8 @@ static clasp_status take(clasp_arena *a, void **p, size_t esize, size_t n1, size
 #define TAKE_F(a, p, n1, n2, n3) take((a), (void **)&(p), sizeof(float), (n1), (n2), (n3))
 
 static clasp_block_dims stack_dims(const clasp__stack *S, int B, int T) {
-    clasp_block_dims d = {B, T, S->C, S->NH, S->F, S->causal, S->gelu_tanh, S->eps};
+    clasp_block_dims d = {
+        B, T, S->C, S->NH, S->F, S->causal, S->gelu_tanh, S->eps, S->ls_init > 0.0f};
     return d;
 }
 
@@ -446,7 +461,9 @@ static clasp_block_params blk_ptrs(const clasp_model *m, float *buf, const int i
                                 .fc1_w = P(m, buf, ix[8]),
                                 .fc1_b = P(m, buf, ix[9]),
                                 .fc2_w = P(m, buf, ix[10]),
-                                .fc2_b = P(m, buf, ix[11])};
+                                .fc2_b = P(m, buf, ix[11]),
+                                .ls1 = P(m, buf, ix[12]),
+                                .ls2 = P(m, buf, ix[13])};
 }
 
 /* xs[0] (B,T,C) -> lnf (B,T,C) */

@@ -28,8 +28,9 @@ int clasp__ptable_add(clasp__ptable *pt, clasp_tower t, const char *name, int nd
                       const int64_t *shape, bool decay, clasp_init_kind init, float scale,
                       int fan_in);
 
-/* Indices of one pre-LN block's 12 parameters, in clasp_block_params field order. */
-enum { CLASP__BLK_N = 12 };
+/* Indices of one pre-LN block's parameters, in clasp_block_params field order (the last two,
+ * the layer-scale gammas, -1 without layer scale). */
+enum { CLASP__BLK_N = 14 };
 
 /* A stack of pre-LN blocks followed by a final LayerNorm (shared by ViT and text). */
 typedef struct clasp__stack {
@@ -37,6 +38,7 @@ typedef struct clasp__stack {
     bool causal;
     int gelu_tanh; /* clasp_act */
     float eps;
+    float ls_init; /* layer scale's initial gamma ("ls_init_value"), 0 = no layer scale */
     int (*blk)[CLASP__BLK_N]; /* (L) parameter indices */
     int lnf_w, lnf_b;
     /* activations for the current batch (arena) */

@@ -1098,6 +1098,40 @@ Test(layers, block_fd) {
     }
 }
 
+/* Layer scale (OpenCLIP's LayerScale gammas ls1, ls2 on the two branches): finite differences
+ * of every parameter, the gammas and the input, causal with QuickGELU and padded with GELU. */
+Test(layers, block_layer_scale_fd) {
+    uint8_t pad[8] = {0, 0, 0, 0, 0, 1, 1, 1};
+    for (int mode = 0; mode < 2; mode++) {
+        blk_ctx c = {.d = {.B = 2,
+                           .T = 4,
+                           .C = 6,
+                           .NH = 2,
+                           .F = 12,
+                           .causal = mode == 0,
+                           .gelu_tanh = mode == 0 ? 2 : 0,
+                           .ln_eps = 1e-5f,
+                           .layer_scale = 1},
+                     .pad = mode == 1 ? pad : NULL};
+        blk_alloc(&c);
+        size_t C = (size_t)c.d.C, n[12], nx = (size_t)c.d.B * c.d.T * C;
+        c.p.ls1 = randf(C, 240, 0.8f), c.p.ls2 = randf(C, 241, 0.8f);
+        c.g.ls1 = zeros(C), c.g.ls2 = zeros(C);
+        blk_sizes(&c.d, n);
+        fd_param ps[15];
+        for (int k = 0; k < 12; k++)
+            ps[k] = (fd_param){blk_names[k], blk_fields(&c.p)[k], blk_fields(&c.g)[k], n[k]};
+        ps[12] = (fd_param){"ls1.gamma", c.p.ls1, c.g.ls1, C};
+        ps[13] = (fd_param){"ls2.gamma", c.p.ls2, c.g.ls2, C};
+        ps[14] = (fd_param){"inp", c.inp, c.dinp, nx};
+        fd_case fc = {blk_fwd, blk_bwd, &c, c.out, nx};
+        cr_expect(fd_check(mode ? "block(ls,pad)" : "block(ls,causal,quick)", &fc, ps, 15, 1e-2f,
+                           2e-3, 5e-3));
+        free(c.p.ls1), free(c.p.ls2), free(c.g.ls1), free(c.g.ls2);
+        blk_free(&c);
+    }
+}
+
 /* The block caches neither the LayerNorm outputs nor GELU's output and recomputes them in the
  * backward: its results must equal, bit for bit, the block composed from the public layers
  * with every activation stored (the gradients of the composition start from zeros, which the

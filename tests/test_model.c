@@ -380,6 +380,12 @@ Test(model, tiny_ln_pre_parity) {
     tiny_parity("model/tiny_d.safetensors");
 }
 
+Test(model, tiny_layer_scale_parity) {
+    /* "ls_init_value" (OpenCLIP's LayerScale) in both towers: gammas ls1/ls2 forward and
+     * gradients */
+    tiny_parity("model/tiny_e.safetensors");
+}
+
 /* ---- finite differences ------------------------------------------------------------------ */
 
 /* loss = sum(f_img * gi) + sum(f_txt * gt), accumulated in double */

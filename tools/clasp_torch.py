@@ -34,10 +34,16 @@ Preprocessing (as modalities/image.c and modalities/text.c):
     (x / 255 - mean) / std in float32. clasp resizes with stb_image_resize's Catmull-Rom filter,
     this file with PIL's BICUBIC (the same a = -0.5 kernel, but rounding differs slightly):
     images already at the model's size are bit-identical, resized ones are close, not equal.
-  * text: NFKC (unicodedata), control characters dropped (CR LF, LF, CR, NEL, TAB and FF become
-    a space), runs of ASCII whitespace collapsed to one space, trimmed; then the byte-level
-    tokenizer or the BPE of tokenizer.json (words start at a space following a non-space byte;
-    merges applied lowest rank first), [BOS] + ids[:T-2] + [EOS] + PAD.
+  * text (bytes and bpe tokenizers): NFKC (unicodedata), control characters dropped (CR LF,
+    LF, CR, NEL, TAB and FF become a space), runs of ASCII whitespace collapsed to one space,
+    trimmed; then the byte-level tokenizer or the BPE of tokenizer.json (words start at a
+    space following a non-space byte; merges applied lowest rank first), [BOS] + ids[:T-2] +
+    [EOS] + PAD.
+    A clip_bpe tokenizer (an export of `clasp import openclip`) is OpenAI CLIP's BPE as clasp
+    runs it (docs/clip_bpe.md; ClipTokenizer below): none of the normalisation above, HTML
+    unescaping, whitespace cleaning, lower-casing, OpenCLIP's pre-tokenisation, the export's
+    merges file; its ids equal those of tests/reference/clip_bpe_ref.py (which clasp's equal)
+    on all 11,915 valid UTF-8 strings of that folder's corpus.
   * audio (as modalities/audio_decode.c and modalities/melspec.c in evaluation mode, with the
     settings of preprocess.json's "audio" object):
       - decoding: PCM WAV only, read with Python's `wave` module (8-bit unsigned, 16, 24 and
@@ -105,9 +111,9 @@ def read_safetensors(path):
 class Block(nn.Module):
     """Pre-LN transformer block: x += proj(attn(ln1(x))); x += fc2(gelu(fc1(ln2(x))))."""
 
-    def __init__(self, C, heads, mlp, eps, approx):
+    def __init__(self, C, heads, mlp, eps, approx, ls=False):
         super().__init__()
-        self.heads, self.approx = heads, approx
+        self.heads, self.approx, self.ls = heads, approx, ls
         self.ln1 = nn.LayerNorm(C, eps=eps)
         self.attn = nn.Module()
         self.attn.qkv = nn.Linear(C, 3 * C)
@@ -116,6 +122,10 @@ class Block(nn.Module):
         self.mlp = nn.Module()
         self.mlp.fc1 = nn.Linear(C, mlp)
         self.mlp.fc2 = nn.Linear(mlp, C)
+        if ls:  # layer scale ("ls_init_value"): each branch times a per-channel gamma
+            self.ls1, self.ls2 = nn.Module(), nn.Module()
+            self.ls1.gamma = nn.Parameter(torch.zeros(C))
+            self.ls2.gamma = nn.Parameter(torch.zeros(C))
 
     def forward(self, x, causal, pad):
         B, T, C = x.shape
@@ -128,8 +138,22 @@ class Block(nn.Module):
         if pad is not None:
             att = att.masked_fill(pad[:, None, None, :], float("-inf"))
         a = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
-        x = x + self.attn.proj(a)
-        return x + self.mlp.fc2(F.gelu(self.mlp.fc1(self.ln2(x)), approximate=self.approx))
+        a = self.attn.proj(a)
+        x = x + (a * self.ls1.gamma if self.ls else a)
+        h = self.mlp.fc1(self.ln2(x))
+        if self.approx == "quick":  # QuickGELU (OpenAI CLIP)
+            m = self.mlp.fc2(h * torch.sigmoid(1.702 * h))
+        else:
+            m = self.mlp.fc2(F.gelu(h, approximate=self.approx))
+        return x + (m * self.ls2.gamma if self.ls else m)
+
+
+def act_approx(c):
+    """The block activation of a tower config: "gelu" (exact), "gelu_tanh", "quick_gelu"."""
+    act = c.get("act", "gelu")
+    if act not in ("gelu", "gelu_tanh", "quick_gelu"):
+        raise ValueError(f"unknown activation {act!r}")
+    return {"gelu": "none", "gelu_tanh": "tanh", "quick_gelu": "quick"}[act]
 
 
 class CNN(nn.Module):
@@ -178,18 +202,23 @@ class ViT(nn.Module):
         if self.cls:
             self.cls_token = nn.Parameter(torch.zeros(W))
         self.pos_emb = nn.Parameter(torch.zeros(T, W))
-        approx = "tanh" if c.get("act") == "gelu_tanh" else "none"
+        approx = act_approx(c)
         eps = c.get("ln_eps", 1e-5)
-        self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx)
+        # OpenCLIP: a LayerNorm after the patch + position embedding
+        self.ln_pre = nn.LayerNorm(W, eps=eps) if c.get("ln_pre", False) else None
+        self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx,
+                                          c.get("ls_init_value", 0) > 0)
                                     for _ in range(c["layers"]))
         self.ln_f = nn.LayerNorm(W, eps=eps)
-        self.proj = nn.Linear(W, D)
+        self.proj = nn.Linear(W, D, bias=c.get("proj_bias", True))
 
     def forward(self, x):
         p = self.patch_embed(x).flatten(2).transpose(1, 2)
         if self.cls:
             p = torch.cat([self.cls_token.expand(p.shape[0], 1, -1), p], 1)
         h = p + self.pos_emb
+        if self.ln_pre is not None:
+            h = self.ln_pre(h)
         for b in self.blocks:
             h = b(h, False, None)
         h = self.ln_f(h)
@@ -204,12 +233,13 @@ class Text(nn.Module):
         W = c["width"]
         self.tok_emb = nn.Embedding(c["vocab_size"], W)
         self.pos_emb = nn.Parameter(torch.zeros(c["context_length"], W))
-        approx = "tanh" if c.get("act") == "gelu_tanh" else "none"
+        approx = act_approx(c)
         eps = c.get("ln_eps", 1e-5)
-        self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx)
+        self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx,
+                                          c.get("ls_init_value", 0) > 0)
                                     for _ in range(c["layers"]))
         self.ln_f = nn.LayerNorm(W, eps=eps)
-        self.proj = nn.Linear(W, D)
+        self.proj = nn.Linear(W, D, bias=c.get("proj_bias", True))
 
     def forward(self, t):
         c = self.c
@@ -290,9 +320,10 @@ class AST(nn.Module):
         if self.cls:
             self.cls_token = nn.Parameter(torch.zeros(W))
         self.pos_emb = nn.Parameter(torch.zeros(T, W))
-        approx = "tanh" if c.get("act") == "gelu_tanh" else "none"
+        approx = act_approx(c)
         eps = c.get("ln_eps", 1e-5)
-        self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx)
+        self.blocks = nn.ModuleList(Block(W, c["heads"], c["mlp_width"], eps, approx,
+                                          c.get("ls_init_value", 0) > 0)
                                     for _ in range(c["layers"]))
         self.ln_f = nn.LayerNorm(W, eps=eps)
         self.proj = nn.Linear(W, D)
@@ -548,6 +579,123 @@ class Tokenizer:
         return toks + [self.PAD] * (ctx - len(toks))
 
 
+class ClipTokenizer:
+    """OpenAI CLIP's BPE as clasp's clip_bpe runs it (docs/clip_bpe.md): HTML unescaped twice,
+    whitespace collapsed, lower-cased (no ftfy), OpenCLIP's pre-tokenisation pattern, the
+    merges of the export's merges file, [49406] + ids + [49407] cut to the context keeping the
+    end token, zero padding. Words longer than 1024 UTF-8 bytes are merged in 1024-byte
+    pieces, as clasp does."""
+    MAX_WORD = 1024
+
+    def __init__(self, path, spec):
+        import gzip
+        merges_path = os.path.join(os.path.dirname(path), spec["path"])
+        with open(merges_path, "rb") as f:
+            raw = f.read()
+        text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
+        merges = [tuple(m.split()) for m in text.split("\n")[1:49152 - 256 - 2 + 1]]
+        bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+        cs, n = bs[:], 0
+        for b in range(256):
+            if b not in bs:
+                bs.append(b)
+                cs.append(256 + n)
+                n += 1
+        self.byte_encoder = dict(zip(bs, [chr(c) for c in cs]))
+        vocab = list(self.byte_encoder.values())
+        vocab += [v + "</w>" for v in vocab] + ["".join(m) for m in merges]
+        vocab += ["<|startoftext|>", "<|endoftext|>"]
+        self.encoder = {v: i for i, v in enumerate(vocab)}
+        self.ranks = {m: i for i, m in enumerate(merges)}
+        self.BOS, self.EOS, self.PAD = spec.get("bos_id", 49406), spec.get("eos_id", 49407), 0
+
+    def _bpe(self, token):
+        word = tuple(token[:-1]) + (token[-1] + "</w>",)
+        while len(word) > 1:
+            best = min(zip(word, word[1:]), key=lambda p: self.ranks.get(p, math.inf))
+            if best not in self.ranks:
+                break
+            out, i = [], 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
+                    out.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            word = tuple(out)
+        return word
+
+    @staticmethod
+    def _pieces(text):
+        """OpenCLIP's pattern <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|
+        [\\p{N}]|[^\\s\\p{L}\\p{N}]+ (IGNORECASE) over whitespace-cleaned, lower-cased text."""
+        def letter(ch):
+            return unicodedata.category(ch).startswith("L")
+
+        def number(ch):
+            return unicodedata.category(ch).startswith("N")
+
+        def skip(ch):  # the regex module's IGNORECASE matches U+0345 nowhere
+            return ch.isspace() or ch == "\u0345"
+        i, n = 0, len(text)
+        while i < n:
+            c = text[i]
+            if skip(c):
+                i += 1
+                continue
+            k = next((len(sp) for sp in ("<|startoftext|>", "<|endoftext|>")
+                      if text.startswith(sp, i)), 0)
+            if not k and c == "'":
+                nxt = text[i + 1:i + 3].replace("\u017f", "s").lower()
+                k = 2 if nxt[:1] in ("s", "t", "m", "d") else 3 if nxt in ("re", "ve", "ll") else 0
+            if not k:
+                k = 1
+                if letter(c):
+                    while i + k < n and letter(text[i + k]):
+                        k += 1
+                elif not number(c):
+                    while i + k < n and not (skip(text[i + k]) or letter(text[i + k]) or
+                                             number(text[i + k])):
+                        k += 1
+            yield text[i:i + k]
+            i += k
+
+    def encode(self, text, ctx):
+        import html
+        import re
+        text = html.unescape(html.unescape(text)).strip()
+        text = re.sub(r"\s+", " ", text).strip().lower()
+        ids = []
+        for tok in self._pieces(text):
+            if tok in ("<|startoftext|>", "<|endoftext|>"):
+                ids.append(self.encoder[tok])
+                continue
+            pieces, cur, size = [], "", 0
+            for ch in tok:
+                k = len(ch.encode("utf-8"))
+                if size + k > self.MAX_WORD:
+                    pieces.append(cur)
+                    cur, size = "", 0
+                cur += ch
+                size += k
+            for piece in pieces + [cur]:
+                enc = "".join(self.byte_encoder[b] for b in piece.encode("utf-8"))
+                ids.extend(self.encoder[t] for t in self._bpe(enc))
+        ids = [self.BOS] + ids + [self.EOS]
+        if len(ids) > ctx:
+            ids = ids[:ctx]
+            ids[-1] = self.EOS
+        return ids + [self.PAD] * (ctx - len(ids))
+
+
+def load_tokenizer(path):
+    """tokenizer.json of an export: bytes, bpe or clip_bpe."""
+    with open(path) as f:
+        spec = json.load(f)
+    return ClipTokenizer(path, spec) if spec.get("type") == "clip_bpe" else Tokenizer(path)
+
+
 # ------------------------------------------------------------------------------ images
 def _round_half_even(x):
     return int(np.round(x))
@@ -708,7 +856,7 @@ def load_export(path):
                          f"script reads ({EXPORT_FORMAT_VERSION})")
     with open(need("preprocess.json")) as f:
         preprocess = json.load(f)
-    tok = Tokenizer(need("tokenizer.json"))
+    tok = load_tokenizer(need("tokenizer.json"))
     model = ClaspModel(config, tok, preprocess)
     tensors, _ = read_safetensors(need("model.safetensors"))
     own = model.state_dict()

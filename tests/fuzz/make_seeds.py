@@ -268,6 +268,16 @@ def configs():
                 put("config", f, fh.read())
 
 
+def openclip_archs():
+    """OpenCLIP model configs (`clasp import openclip --arch-config`)."""
+    for d in (os.path.join(ROOT, "..", "..", "configs", "openclip"),
+              os.path.join(ROOT, "..", "reference", "openclip")):
+        for f in sorted(os.listdir(d)):
+            if f.endswith(".json"):
+                with open(os.path.join(d, f), "rb") as fh:
+                    put("openclip_arch", f, fh.read())
+
+
 def state():
     pos = {"version": 1, "epoch": 1, "consumed": 512, "emitted": 500, "batches": 2,
            "end_pending": False}
@@ -365,6 +375,7 @@ if __name__ == "__main__":
     tokenizers()
     safetensors()
     configs()
+    openclip_archs()
     state()
     shardspecs()
     npys()

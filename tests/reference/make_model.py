@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """make_model.py: PyTorch references for encoders/model.c (tests/test_model.c).
 
-Run: /usr/bin/python3 tests/reference/make_model.py [--audio]
-     (writes tests/reference/model/*.safetensors; --audio: only the audio references)
+Run: /usr/bin/python3 tests/reference/make_model.py [--audio | --tiny-e]
+     (writes tests/reference/model/*.safetensors; --audio: only the audio references;
+     --tiny-e: only tiny_e)
 
 fmnist_small.safetensors
     The fmnist-small towers built exactly as ../shared/bench/ref_clip_fmnist.py's ImageEncoder
@@ -31,6 +32,8 @@ tiny_a.safetensors, tiny_b.safetensors
       tiny_a: ViT with class-token pooling; text non-causal, mean pooling over non-PAD tokens
               (PAD keys masked in attention), exact GELU.
       tiny_b: ViT with mean pooling, tanh GELU; text causal, EOS pooling, tanh GELU.
+    tiny_c (QuickGELU), tiny_d (+ ln_pre, projections without bias) and tiny_e (tiny_d with
+    layer scale, "ls_init_value", in both towers: random gammas ls1/ls2) likewise.
 
 tiny_audio_cnn.safetensors, tiny_ast_a.safetensors, tiny_ast_b.safetensors
     Audio-only configs (metadata "config"), everything stored in full as for tiny_a/b, with
@@ -243,7 +246,7 @@ ACT_APPROX = {"gelu": "none", "gelu_tanh": "tanh", "quick_gelu": "quick"}
 class GBlock(nn.Module):
     """Pre-LN block with our parameter names (attn.qkv, attn.proj, mlp.fc1, mlp.fc2)."""
 
-    def __init__(self, C, NH, Fw, approx):
+    def __init__(self, C, NH, Fw, approx, ls=False):
         super().__init__()
         self.NH, self.approx = NH, approx
         self.ln1 = nn.LayerNorm(C)
@@ -254,6 +257,11 @@ class GBlock(nn.Module):
         self.mlp = nn.Module()
         self.mlp.fc1 = nn.Linear(C, Fw)
         self.mlp.fc2 = nn.Linear(Fw, C)
+        self.ls = ls  # layer scale (OpenCLIP's LayerScale): ls1.gamma, ls2.gamma
+        if ls:
+            self.ls1, self.ls2 = nn.Module(), nn.Module()
+            self.ls1.gamma = nn.Parameter(torch.empty(C))
+            self.ls2.gamma = nn.Parameter(torch.empty(C))
 
     def forward(self, x, causal, pad):
         B, T, C = x.shape
@@ -266,11 +274,14 @@ class GBlock(nn.Module):
         if pad is not None:
             att = att.masked_fill(pad[:, None, None, :], float("-inf"))
         a = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
-        x = x + self.attn.proj(a)
+        a = self.attn.proj(a)
+        x = x + (a * self.ls1.gamma if self.ls else a)
         h = self.mlp.fc1(self.ln2(x))
         if self.approx == "quick":  # QuickGELU (OpenAI CLIP)
-            return x + self.mlp.fc2(h * torch.sigmoid(1.702 * h))
-        return x + self.mlp.fc2(F.gelu(h, approximate=self.approx))
+            m = self.mlp.fc2(h * torch.sigmoid(1.702 * h))
+        else:
+            m = self.mlp.fc2(F.gelu(h, approximate=self.approx))
+        return x + (m * self.ls2.gamma if self.ls else m)
 
 
 class PatchTower(nn.Module):
@@ -288,7 +299,8 @@ class PatchTower(nn.Module):
         self.pos_emb = nn.Parameter(torch.empty(self.T, W))
         self.ln_pre = nn.LayerNorm(W) if c.get("ln_pre") else None
         approx = ACT_APPROX[c.get("act", "gelu")]
-        self.blocks = nn.ModuleList(GBlock(W, c["heads"], c["mlp_width"], approx)
+        ls = c.get("ls_init_value", 0) > 0
+        self.blocks = nn.ModuleList(GBlock(W, c["heads"], c["mlp_width"], approx, ls)
                                     for _ in range(c["layers"]))
         self.ln_f = nn.LayerNorm(W)
         self.proj = nn.Linear(W, D, bias=c.get("proj_bias", True))
@@ -325,7 +337,8 @@ class Text(nn.Module):
         self.tok_emb = nn.Embedding(c["vocab_size"], W)
         self.pos_emb = nn.Parameter(torch.empty(c["context_length"], W))
         approx = ACT_APPROX[c.get("act", "gelu")]
-        self.blocks = nn.ModuleList(GBlock(W, c["heads"], c["mlp_width"], approx)
+        ls = c.get("ls_init_value", 0) > 0
+        self.blocks = nn.ModuleList(GBlock(W, c["heads"], c["mlp_width"], approx, ls)
                                     for _ in range(c["layers"]))
         self.ln_f = nn.LayerNorm(W)
         self.proj = nn.Linear(W, D, bias=c.get("proj_bias", True))
@@ -516,19 +529,36 @@ def audio_refs():
     speech_small_audio()
 
 
+# the towers of tiny_a .. tiny_e, which vary the options
+TINY_TEXT = {"type": "transformer", "vocab_size": 11, "context_length": 6, "width": 16,
+             "layers": 2, "heads": 4, "mlp_width": 24, "pad_id": 0, "eos_id": 1}
+TINY_IMG = {"type": "vit", "channels": 3, "size": 8, "patch_size": 4, "width": 16,
+            "layers": 2, "heads": 2, "mlp_width": 20}
+
+
+def tiny_e():
+    """tiny_d with layer scale ("ls_init_value") in both towers; the gammas are random."""
+    base_text, base_img = TINY_TEXT, TINY_IMG
+    tiny("tiny_e.safetensors",
+         {"embed_dim": 12, "image": dict(base_img, pool="cls", act="quick_gelu", ln_pre=True,
+                                         proj_bias=False, ls_init_value=0.1),
+          "text": dict(base_text, causal=True, pool="eos", act="gelu", proj_bias=False,
+                       ls_init_value=0.1)}, 5)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.set_num_threads(1)
+    if "--tiny-e" in sys.argv[1:]:
+        tiny_e()
+        return
     if "--audio" in sys.argv[1:]:  # only the audio references
         audio_refs()
         for f in sorted(os.listdir(OUT)):
             print(f, os.path.getsize(os.path.join(OUT, f)), "bytes")
         return
     fmnist_small()
-    base_text = {"type": "transformer", "vocab_size": 11, "context_length": 6, "width": 16,
-                 "layers": 2, "heads": 4, "mlp_width": 24, "pad_id": 0, "eos_id": 1}
-    base_img = {"type": "vit", "channels": 3, "size": 8, "patch_size": 4, "width": 16,
-                "layers": 2, "heads": 2, "mlp_width": 20}
+    base_text, base_img = TINY_TEXT, TINY_IMG
     tiny("tiny_a.safetensors",
          {"embed_dim": 12, "image": dict(base_img, pool="cls"),
           "text": dict(base_text, causal=False, pool="mean")}, 1)
@@ -542,6 +572,7 @@ def main():
          {"embed_dim": 12, "image": dict(base_img, pool="cls", act="quick_gelu", ln_pre=True,
                                          proj_bias=False),
           "text": dict(base_text, causal=True, pool="eos", act="quick_gelu", proj_bias=False)}, 4)
+    tiny_e()
     audio_refs()
     for f in sorted(os.listdir(OUT)):
         print(f, os.path.getsize(os.path.join(OUT, f)), "bytes")
