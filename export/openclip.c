@@ -316,7 +316,8 @@ clasp_status clasp_openclip_arch_load(const char *path, clasp_openclip_arch *a) 
 
 /* ---- clasp config ----------------------------------------------------------------------- */
 
-/* The image tower; mean and std are set on the parsed preprocessing (clasp_openclip_import). */
+/* The image tower and its preprocessing (resize "shortest" with PIL's bicubic); mean and std
+ * are set on the parsed preprocessing (clasp_openclip_import). */
 static bool image_json_(cJSON *root, const clasp_openclip_arch *a, const char *act) {
     cJSON *im = cJSON_AddObjectToObject(root, "image");
     return im && cJSON_AddStringToObject(im, "type", "vit") &&
@@ -330,6 +331,8 @@ static bool image_json_(cJSON *root, const clasp_openclip_arch *a, const char *a
            cJSON_AddStringToObject(im, "pool", "cls") && cJSON_AddStringToObject(im, "act", act) &&
            cJSON_AddBoolToObject(im, "ln_pre", 1) && cJSON_AddBoolToObject(im, "proj_bias", 0) &&
            cJSON_AddStringToObject(im, "resize", "shortest") &&
+           /* PIL's BICUBIC, as OpenAI's and OpenCLIP's Resize (docs/preprocessing.md) */
+           cJSON_AddStringToObject(im, "interp", "bicubic") &&
            (a->vision_ls == 0.0f ||
             cJSON_AddNumberToObject(im, "ls_init_value", (double)a->vision_ls));
 }

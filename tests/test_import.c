@@ -70,6 +70,8 @@ static void check_parity(const char *exp, const char *ref_name) {
 
     clasp_embedder em;
     cr_assert_eq(clasp_embedder_open(exp, 1, 8, &em), CLASP_OK, "%s", clasp_last_error());
+    /* OpenAI's Resize is PIL's bicubic: the import asks for the filter that reproduces it */
+    cr_expect_eq(em.pre.image.interp, CLASP_IMAGE_INTERP_BICUBIC);
     float zi[N_IMG * D], zt[N_TXT * D];
     /* the model on the reference's own tensors */
     cr_assert_eq(clasp_embedder_embed_inputs(&em, CLASP_TOWER_IMAGE, pix, N_IMG, zi), CLASP_OK,
