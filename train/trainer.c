@@ -468,9 +468,13 @@ static clasp_status tower_options_(trainer *t, clasp_train_summary *sum) {
         t->groups[k] = (clasp_param_group){.lr_scale = given_scale[k] ? scale[k] : 1.0,
                                            .weight_decay = given_wd[k] ? wd[k] : o->weight_decay};
         if (t->has_groups && t->rank == 0 && !t->frozen[k] &&
-            clasp_model_config_has(&t->cfg, (clasp_tower)k))
-            CLASP_INFO("%s tower: lr x %g, weight decay %g", clasp_tower_name((clasp_tower)k),
-                       t->groups[k].lr_scale, t->groups[k].weight_decay);
+            clasp_model_config_has(&t->cfg, (clasp_tower)k)) {
+            if (k == CLASP_TOWER_SHARED) /* the logit scale/bias: no decayed tensor */
+                CLASP_INFO("logit scale: lr x %g", t->groups[k].lr_scale);
+            else
+                CLASP_INFO("%s tower: lr x %g, weight decay %g", clasp_tower_name((clasp_tower)k),
+                           t->groups[k].lr_scale, t->groups[k].weight_decay);
+        }
     }
     return CLASP_OK;
 }
