@@ -85,11 +85,19 @@ static void group_data_(float p[GN], float g[GSTEPS][GN]) {
         for (int i = 0; i < GN; i++) g[s][i] = (float)clasp_rng_normal(&r) * 0.1f;
 }
 
-/* GSTEPS steps of `o` over `segs` on p from the shared gradients, scheduled lr x lr_mult. */
-static void group_run_(clasp_adamw *o, float *p, float g[GSTEPS][GN], const clasp_param_seg *segs,
-                       int n_segs, double lr_mult) {
+/* From p0 (copied to p), GSTEPS steps of a fresh AdamW with config c over `segs`, scheduled
+ * lr x lr_mult; its moments are copied to m and v when they are not NULL. */
+static void group_run_(float *p, const float *p0, float g[GSTEPS][GN], clasp_adamw_config c,
+                       const clasp_param_seg *segs, int n_segs, double lr_mult, float *m,
+                       float *v) {
+    if (p0) memcpy(p, p0, GN * sizeof(float));
+    clasp_adamw o;
+    cr_assert_eq(clasp_adamw_init(&o, GN, c), CLASP_OK);
     for (int s = 0; s < GSTEPS; s++)
-        clasp_adamw_step(o, p, g[s], segs, n_segs, clasp_lr_cosine(s, 2, GSTEPS, 1e-2) * lr_mult);
+        clasp_adamw_step(&o, p, g[s], segs, n_segs, clasp_lr_cosine(s, 2, GSTEPS, 1e-2) * lr_mult);
+    if (m) memcpy(m, o.m, GN * sizeof(float));
+    if (v) memcpy(v, o.v, GN * sizeof(float));
+    clasp_adamw_free(&o);
 }
 
 static bool same_bits_(const float *a, const float *b, size_t n) {
@@ -99,69 +107,48 @@ static bool same_bits_(const float *a, const float *b, size_t n) {
 /* A group with lr scale 0 keeps its parameters bit for bit (as frozen, -0 included) while its
  * moments follow the gradients; the other segments step exactly as beside a frozen one. */
 Test(optim, lr_scale_zero_leaves_parameters_as_frozen) {
-    float p0[GN], g[GSTEPS][GN], pa[GN], pb[GN];
+    float p0[GN], g[GSTEPS][GN], pa[GN], pb[GN], m[GN], v[GN];
     group_data_(p0, g);
-    memcpy(pa, p0, sizeof pa);
-    memcpy(pb, p0, sizeof pb);
+    const clasp_adamw_config c = clasp_adamw_default_config();
     const clasp_param_group zero = {.lr_scale = 0, .weight_decay = 0.1};
     clasp_param_seg sa[2] = {{0, 20, true, false, &zero}, {20, GN - 20, true, false, NULL}};
     clasp_param_seg sb[2] = {{0, 20, true, true, NULL}, {20, GN - 20, true, false, NULL}};
-    clasp_adamw a, b;
-    cr_assert_eq(clasp_adamw_init(&a, GN, clasp_adamw_default_config()), CLASP_OK);
-    cr_assert_eq(clasp_adamw_init(&b, GN, clasp_adamw_default_config()), CLASP_OK);
-    group_run_(&a, pa, g, sa, 2, 1);
-    group_run_(&b, pb, g, sb, 2, 1);
+    group_run_(pa, p0, g, c, sa, 2, 1, m, v);
+    group_run_(pb, p0, g, c, sb, 2, 1, NULL, NULL);
     cr_assert(same_bits_(pa, p0, 20), "a tower with lr scale 0 moved");
     cr_assert(signbit(pa[3]), "-0 became +0");
     cr_assert(same_bits_(pa, pb, GN), "lr scale 0 differs from frozen");
     cr_assert(!same_bits_(pa + 20, p0 + 20, GN - 20), "the other segment did not train");
-    cr_assert(a.m[0] != 0.0f && a.v[0] > 0.0f, "the moments of a scale-0 group stay updated");
-    clasp_adamw_free(&a);
-    clasp_adamw_free(&b);
+    cr_assert(m[0] != 0.0f && v[0] > 0.0f, "the moments of a scale-0 group stay updated");
 }
 
 /* A group with lr scale 0.5 takes exactly the step of a direct call at half the lr; the
  * segments without a group take the full lr's step. */
 Test(optim, lr_scale_half_is_the_step_at_half_the_lr) {
-    float p0[GN], g[GSTEPS][GN], pa[GN], pb[GN];
+    float p0[GN], g[GSTEPS][GN], pa[GN], pb[GN], pc[GN], ma[GN], mb[GN], va[GN], vb[GN];
     group_data_(p0, g);
-    memcpy(pa, p0, sizeof pa);
-    memcpy(pb, p0, sizeof pb);
+    const clasp_adamw_config c = clasp_adamw_default_config();
     const clasp_param_group half = {.lr_scale = 0.5, .weight_decay = 0.1};
     clasp_param_seg sa[3] = {{0, 10, true, false, &half},
                              {10, 10, false, false, &half},
                              {20, GN - 20, true, false, NULL}};
     clasp_param_seg direct_half[2] = {{0, 10, true, false, NULL}, {10, 10, false, false, NULL}};
     clasp_param_seg direct_full[1] = {{20, GN - 20, true, false, NULL}};
-    clasp_adamw a, bh, bf;
-    cr_assert_eq(clasp_adamw_init(&a, GN, clasp_adamw_default_config()), CLASP_OK);
-    cr_assert_eq(clasp_adamw_init(&bh, GN, clasp_adamw_default_config()), CLASP_OK);
-    cr_assert_eq(clasp_adamw_init(&bf, GN, clasp_adamw_default_config()), CLASP_OK);
-    group_run_(&a, pa, g, sa, 3, 1);
-    group_run_(&bh, pb, g, direct_half, 2, 0.5);
-    group_run_(&bf, pb, g, direct_full, 1, 1);
+    group_run_(pa, p0, g, c, sa, 3, 1, ma, va);
+    group_run_(pb, p0, g, c, direct_half, 2, 0.5, mb, vb);
+    group_run_(pb, NULL, g, c, direct_full, 1, 1, NULL, NULL);
     cr_assert(same_bits_(pa, pb, GN), "scale 0.5 is not the AdamW step of half the lr");
-    cr_assert(same_bits_(a.m, bh.m, 20) && same_bits_(a.v, bh.v, 20));
+    cr_assert(same_bits_(ma, mb, 20) && same_bits_(va, vb, 20));
     /* and it differs from the full step (the comparison can fail) */
-    float pc[GN];
-    memcpy(pc, p0, sizeof pc);
-    clasp_adamw c;
-    cr_assert_eq(clasp_adamw_init(&c, GN, clasp_adamw_default_config()), CLASP_OK);
-    group_run_(&c, pc, g, direct_half, 2, 1);
+    group_run_(pc, p0, g, c, direct_half, 2, 1, NULL, NULL);
     cr_assert(!same_bits_(pa, pc, 20));
-    clasp_adamw_free(&a);
-    clasp_adamw_free(&bh);
-    clasp_adamw_free(&bf);
-    clasp_adamw_free(&c);
 }
 
 /* A group's weight decay applies to its decayed segments only: its other segments and the
  * segments of other groups keep theirs. */
 Test(optim, group_weight_decay_applies_to_its_decayed_segments_only) {
-    float p0[GN], g[GSTEPS][GN], pa[GN], pb[GN];
+    float p0[GN], g[GSTEPS][GN], pa[GN], pb[GN], pc[GN];
     group_data_(p0, g);
-    memcpy(pa, p0, sizeof pa);
-    memcpy(pb, p0, sizeof pb);
     const clasp_param_group strong = {.lr_scale = 1, .weight_decay = 3.0};
     clasp_param_seg sa[3] = {{0, 10, true, false, &strong},
                              {10, 10, false, false, &strong},
@@ -171,23 +158,11 @@ Test(optim, group_weight_decay_applies_to_its_decayed_segments_only) {
     c0.weight_decay = 0.1;
     clasp_param_seg d_decay[1] = {{0, 10, true, false, NULL}};
     clasp_param_seg d_rest[2] = {{10, 10, false, false, NULL}, {20, GN - 20, true, false, NULL}};
-    clasp_adamw a, b3, b0;
-    cr_assert_eq(clasp_adamw_init(&a, GN, c0), CLASP_OK);
-    cr_assert_eq(clasp_adamw_init(&b3, GN, c3), CLASP_OK);
-    cr_assert_eq(clasp_adamw_init(&b0, GN, c0), CLASP_OK);
-    group_run_(&a, pa, g, sa, 3, 1);
-    group_run_(&b3, pb, g, d_decay, 1, 1);
-    group_run_(&b0, pb, g, d_rest, 2, 1);
+    group_run_(pa, p0, g, c0, sa, 3, 1, NULL, NULL);
+    group_run_(pb, p0, g, c3, d_decay, 1, 1, NULL, NULL);
+    group_run_(pb, NULL, g, c0, d_rest, 2, 1, NULL, NULL);
     cr_assert(same_bits_(pa, pb, GN), "the group's decay is not a direct call's with that wd");
-    /* without decay on the group's decayed segment, it would differ */
-    float pc[GN];
-    memcpy(pc, p0, sizeof pc);
-    clasp_adamw c;
-    cr_assert_eq(clasp_adamw_init(&c, GN, c0), CLASP_OK);
-    group_run_(&c, pc, g, d_decay, 1, 1);
+    /* without the group's decay on its decayed segment, it would differ */
+    group_run_(pc, p0, g, c0, d_decay, 1, 1, NULL, NULL);
     cr_assert(!same_bits_(pa, pc, 10));
-    clasp_adamw_free(&a);
-    clasp_adamw_free(&b3);
-    clasp_adamw_free(&b0);
-    clasp_adamw_free(&c);
 }
