@@ -180,6 +180,16 @@ static clasp_arg train_table[] = {
      s_sched, 0, 0, 0, NULL, NULL},
     {"wd", 0, CLASP_ARG_DOUBLE, O(weight_decay), "X",
      "AdamW weight decay on conv/linear weights (default 0.1)", s_sched, 0, 0, 0, NULL, NULL},
+    {"lr-scale", 0, CLASP_ARG_STRING, O(lr_scale), "TOWER=X,...",
+     "per-tower learning rate: the tower's lr is --lr x X under the same warmup and cosine, e.g. "
+     "--lr-scale image=0.1 to fine-tune a pretrained image tower gently (towers: image, text, "
+     "audio, shared = logit scale; default 1; 0 keeps the tower's weights fixed but still computes "
+     "its gradient: --freeze is cheaper; not for a frozen tower)",
+     s_sched, 0, 0, 0, NULL, NULL},
+    {"tower-wd", 0, CLASP_ARG_STRING, O(tower_wd), "TOWER=X,...",
+     "per-tower AdamW weight decay on that tower's conv/linear weights, replacing --wd there, e.g. "
+     "--tower-wd image=0.05,text=0.2 (the logit scale has none; not for a frozen tower)",
+     s_sched, 0, 0, 0, NULL, NULL},
     {"beta1", 0, CLASP_ARG_DOUBLE, O(beta1), "X", "AdamW beta1 (default 0.9)", s_sched, 0, 0, 0,
      NULL, NULL},
     {"beta2", 0, CLASP_ARG_DOUBLE, O(beta2), "X", "AdamW beta2 (default 0.98)", s_sched, 0, 0, 0,

@@ -227,6 +227,11 @@ Test(mpi, two_ranks_equal_one_process_hard_negatives) {
     equivalence_(2, 5, "--hard-negatives 1 --tau-plus 0.1 --temperature-schedule cosine:0.1:0.05");
 }
 
+/* Per-tower optimiser settings: every rank applies the same parameter groups. */
+Test(mpi, two_ranks_equal_one_process_tower_settings) {
+    equivalence_(2, 8, "--lr-scale image=0.5,shared=2 --tower-wd text=0.01");
+}
+
 /* MoCo (infonce --queue): keys of both sides from the momentum copy, all-gathered before every
  * rank enqueues them with their caption groups, so the ranks' queues hold the global batch's
  * keys in one order. A queue of 128 fills in two steps and wraps at step 3; two ranks log the

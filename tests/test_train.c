@@ -108,6 +108,80 @@ Test(train, resume_is_bit_exact_bf16) {
     resume_case_("train_resume_bf16", "--precision bf16");
 }
 
+/* Per-tower settings (--lr-scale, --tower-wd) given again on --resume continue bit for bit. */
+Test(train, resume_is_bit_exact_with_tower_settings) {
+    resume_case_("train_resume_towers", "--lr-scale image=0.3,shared=2 --tower-wd text=0.02");
+}
+
+/* RUN's checkpoint at `step`: model.safetensors. */
+static void model_at_(char *out, size_t cap, const char *run, int step) {
+    snprintf(out, cap, "%s/checkpoints/step-%08d/model.safetensors", run, step);
+}
+
+/* --lr-scale image=0 leaves the model exactly as --freeze image does (the image tower keeps
+ * its init; the rest trains the same); --lr-scale and --tower-wd each change what they name;
+ * options.json records them. */
+Test(train, lr_scale_zero_equals_freeze_and_tower_wd_applies) {
+    char base[4096], a[4200], b[4200], c[4200], d[4200], ma[4400], mb[4400];
+    build_data_(
+        fx_scratch("train_towers", base, a, "freeze", b, "scale0", c, "plain", d, "wd", NULL));
+    cr_assert_eq(run_("--steps 3 --freeze image --tower-wd text=0.5", a), 0, "see %s.log", a);
+    cr_assert_eq(run_("--steps 3 --lr-scale image=0 --tower-wd text=0.5", b), 0, "see %s.log", b);
+    cr_assert_eq(run_("--steps 3 --tower-wd text=0.5", c), 0, "see %s.log", c);
+    cr_assert_eq(run_("--steps 3 --lr-scale image=0", d), 0, "see %s.log", d);
+    model_at_(ma, sizeof ma, a, 3);
+    model_at_(mb, sizeof mb, b, 3);
+    cr_assert(fx_same_file(ma, mb), "--lr-scale image=0 and --freeze image differ: %s vs %s", ma,
+              mb);
+    model_at_(ma, sizeof ma, c, 3);
+    cr_assert(!fx_same_file(ma, mb), "--lr-scale image=0 had no effect");
+    model_at_(ma, sizeof ma, d, 3);
+    cr_assert(!fx_same_file(ma, mb), "--tower-wd text=0.5 had no effect");
+    snprintf(ma, sizeof ma, "%s/options.json", b);
+    char *text = fx_read_text(ma);
+    cJSON *j = cJSON_Parse(text);
+    const cJSON *ls = cJSON_GetObjectItemCaseSensitive(j, "lr_scale"),
+                *wd = cJSON_GetObjectItemCaseSensitive(j, "tower_weight_decay");
+    const cJSON *li = cJSON_GetObjectItemCaseSensitive(ls, "image"),
+                *lt = cJSON_GetObjectItemCaseSensitive(ls, "text"),
+                *wt = cJSON_GetObjectItemCaseSensitive(wd, "text"),
+                *wi = cJSON_GetObjectItemCaseSensitive(wd, "image");
+    cr_assert(cJSON_IsNumber(li) && li->valuedouble == 0 && cJSON_IsNumber(lt) &&
+                  lt->valuedouble == 1 && cJSON_IsNumber(wt) && wt->valuedouble == 0.5 &&
+                  cJSON_IsNumber(wi) && wi->valuedouble == 0.1,
+              "%s", text);
+    cJSON_Delete(j);
+    free(text);
+}
+
+/* A bad --lr-scale / --tower-wd is a usage error (exit 2) naming the flag and what is wrong. */
+Test(train, tower_settings_usage_errors) {
+    char base[4096], a[4200];
+    build_data_(fx_scratch("train_tower_usage", base, a, "run", NULL));
+    const struct {
+        const char *args, *want1, *want2;
+    } cases[] = {
+        {"--lr-scale video=1", "--lr-scale 'video=1'", "not a tower"},
+        {"--tower-wd audio=0.1", "--tower-wd 'audio=0.1'", "no audio tower"},
+        {"--lr-scale image=-0.5", "--lr-scale 'image=-0.5'", "not a number >= 0"},
+        {"--tower-wd text=1e", "--tower-wd 'text=1e'", "not a number >= 0"},
+        {"--lr-scale image", "--lr-scale 'image'", "not TOWER=VALUE"},
+        {"--lr-scale image=1,image=2", "--lr-scale", "given twice"},
+        {"--freeze image --lr-scale text=1,image=0.1", "--lr-scale", "image tower is frozen"},
+        {"--freeze text --tower-wd text=0", "--tower-wd 'text=0'", "text tower is frozen"},
+        {"--freeze video", "--freeze 'video'", "not a tower"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char x[256];
+        snprintf(x, sizeof x, "--steps 1 %s", cases[k].args);
+        cr_assert_eq(run_(x, a), 2, "%s: not a usage error (see %s.log)", cases[k].args, a);
+        char *text = read_log_(a);
+        cr_assert(strstr(text, cases[k].want1) && strstr(text, cases[k].want2), "%s: %s",
+                  cases[k].args, text);
+        free(text);
+    }
+}
+
 Test(train, loader_threads_do_not_change_losses) {
     char base[4096], a[4200], b[4200];
     build_data_(fx_scratch("train_threads", base, a, "w1", b, "w3", NULL));

@@ -312,7 +312,7 @@ Test(train_audio, freeze_and_init_by_name) {
             c,
             "--model %s/tiny.json --freeze video --train '%s/image-{000000..000001}.tar' --steps 1",
             g_dir, g_dir),
-        1);
+        2, "an unknown tower in --freeze is a usage error (exit 2)");
 }
 
 /* Group-relevance retrieval on hand-made features: 3 queries, 4 gallery rows. */

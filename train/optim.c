@@ -51,6 +51,15 @@ static void adamw_run_(float *restrict p, const float *restrict g, float *restri
     }
 }
 
+/* The moments alone (a group whose learning rate is 0), with adamw_run_'s operations. */
+static void adam_moments_(const float *restrict g, float *restrict m, float *restrict v, size_t n,
+                          float b1, float omb1, float b2, float omb2) {
+    for (size_t i = 0; i < n; i++) {
+        m[i] = m[i] * b1 + g[i] * omb1;
+        v[i] = v[i] * b2 + (omb2 * g[i]) * g[i];
+    }
+}
+
 void clasp_adamw_step(clasp_adamw *o, float *params, const float *grads,
                       const clasp_param_seg *segs, int n_segs, double lr) {
     o->t++;
@@ -64,16 +73,24 @@ void clasp_adamw_step(clasp_adamw *o, float *params, const float *grads,
     const double bc1 = 1.0 - pow(c->beta1, (double)o->t);
     const double bc2 = 1.0 - pow(c->beta2, (double)o->t);
     const float bc2_sqrt = (float)sqrt(bc2);
-    const float step_size = (float)(lr / bc1);
     const float eps = (float)c->eps;
-    const float decay = (float)(1.0 - lr * c->weight_decay);
     for (int s = 0; s < n_segs; s++) {
         if (segs[s].frozen) continue;
+        const clasp_param_group *grp = segs[s].group;
+        /* the group's lr and decay, computed as a direct call with that lr would */
+        const double lr_g = grp ? lr * grp->lr_scale : lr;
+        const double wd_g = grp ? grp->weight_decay : c->weight_decay;
         float *p = params + segs[s].offset;
         const float *g = grads + segs[s].offset;
         float *m = o->m + segs[s].offset, *v = o->v + segs[s].offset;
         const size_t n = segs[s].numel;
-        const float dec = segs[s].decay && c->weight_decay != 0.0 ? decay : 1.0f;
+        if (lr_g == 0.0) {
+            /* p + (-0 * m) / d would turn a -0 parameter into +0: leave p alone */
+            adam_moments_(g, m, v, n, b1, omb1, b2, omb2);
+            continue;
+        }
+        const float step_size = (float)(lr_g / bc1);
+        const float dec = segs[s].decay && wd_g != 0.0 ? (float)(1.0 - lr_g * wd_g) : 1.0f;
         adamw_run_(p, g, m, v, n, dec, b1, omb1, b2, omb2, bc2_sqrt, eps, step_size);
     }
 }

@@ -96,7 +96,9 @@ typedef struct trainer {
     clasp_model *m; /* the engine's replica 0: the parameters AdamW updates */
     clasp_adamw opt;
     bool frozen[CLASP_N_TOWERS];
-    clasp_param_seg *segs; /* (n_params) one per tensor */
+    clasp_param_group groups[CLASP_N_TOWERS]; /* --lr-scale, --tower-wd per tower */
+    bool has_groups;                          /* either given: segments point at groups[] */
+    clasp_param_seg *segs;                    /* (n_params) one per tensor */
     source_rt src[CLASP_TRAIN_MAX_SOURCES];
     int n_src;
     clasp_image_augment_config img_aug;
@@ -213,6 +215,16 @@ static cJSON *options_json_(const trainer *t) {
                 {"world", t->world}};
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
         cJSON_AddNumberToObject(j, nums[i].name, nums[i].value);
+    if (t->has_groups) { /* absent without --lr-scale / --tower-wd, as before they existed */
+        cJSON *ls = cJSON_AddObjectToObject(j, "lr_scale"),
+              *wd = cJSON_AddObjectToObject(j, "tower_weight_decay");
+        for (int k = 0; k < CLASP_N_TOWERS && ls && wd; k++) {
+            if (t->frozen[k] || !clasp_model_config_has(&t->cfg, (clasp_tower)k)) continue;
+            cJSON_AddNumberToObject(ls, clasp_tower_name((clasp_tower)k), t->groups[k].lr_scale);
+            cJSON_AddNumberToObject(wd, clasp_tower_name((clasp_tower)k),
+                                    t->groups[k].weight_decay);
+        }
+    }
     return j;
 }
 
@@ -360,6 +372,24 @@ static void hash_groups_(int32_t *out, const uint64_t *ids, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = (int32_t)((ids[i] ^ (ids[i] >> 32)) & 0x7fffffffu);
 }
 
+/* The tower named by the n bytes at p (an item of `flag`'s list `list`), present in cfg. */
+static clasp_status tower_item_(const char *flag, const char *list, const char *p, size_t n,
+                                const clasp_model_config *cfg, int *tower) {
+    *tower = -1;
+    for (int t = 0; t < CLASP_N_TOWERS; t++) {
+        const char *name = clasp_tower_name((clasp_tower)t);
+        if (strlen(name) == n && !strncmp(p, name, n)) *tower = t;
+    }
+    if (*tower < 0)
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "%s '%s': '%.*s' is not a tower (image, text, audio, shared)", flag,
+                               list, (int)n, p);
+    if (!clasp_model_config_has(cfg, (clasp_tower)*tower))
+        return clasp_set_error(CLASP_ERR_ARG, "%s '%s': the model has no %s tower", flag, list,
+                               clasp_tower_name((clasp_tower)*tower));
+    return CLASP_OK;
+}
+
 /* --freeze LIST: comma-separated tower names (image, text, audio, shared) into frozen[]. */
 static clasp_status parse_freeze_(const char *list, const clasp_model_config *cfg,
                                   bool frozen[CLASP_N_TOWERS]) {
@@ -369,22 +399,82 @@ static clasp_status parse_freeze_(const char *list, const clasp_model_config *cf
     while (*p) {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
-        int found = -1;
-        for (int t = 0; t < CLASP_N_TOWERS; t++) {
-            const char *name = clasp_tower_name((clasp_tower)t);
-            if (strlen(name) == n && !strncmp(p, name, n)) found = t;
-        }
-        if (found < 0)
-            return clasp_set_error(CLASP_ERR_ARG,
-                                   "--freeze '%s': '%.*s' is not a tower (image, text, audio, "
-                                   "shared)",
-                                   list, (int)n, p);
-        if (!clasp_model_config_has(cfg, (clasp_tower)found))
-            return clasp_set_error(CLASP_ERR_ARG, "--freeze '%s': the model has no %s tower", list,
-                                   clasp_tower_name((clasp_tower)found));
+        int found;
+        CLASP_TRY(tower_item_("--freeze", list, p, n, cfg, &found));
         frozen[found] = true;
         p += n;
         if (*p == ',') p++;
+    }
+    return CLASP_OK;
+}
+
+/* --lr-scale / --tower-wd LIST: comma-separated TOWER=VALUE items (VALUE a finite number >= 0,
+ * each tower at most once, none frozen) into value[tower], given[tower]. */
+static clasp_status parse_tower_values_(const char *flag, const char *list,
+                                        const clasp_model_config *cfg,
+                                        const bool frozen[CLASP_N_TOWERS],
+                                        double value[CLASP_N_TOWERS], bool given[CLASP_N_TOWERS]) {
+    for (int t = 0; t < CLASP_N_TOWERS; t++) given[t] = false;
+    if (!list) return CLASP_OK;
+    const char *p = list;
+    do {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        const char *eq = memchr(p, '=', n);
+        if (!eq)
+            return clasp_set_error(CLASP_ERR_ARG, "%s '%s': '%.*s' is not TOWER=VALUE", flag, list,
+                                   (int)n, p);
+        int t;
+        CLASP_TRY(tower_item_(flag, list, p, (size_t)(eq - p), cfg, &t));
+        char num[64] = "", *end = NULL;
+        size_t vn = n - (size_t)(eq + 1 - p);
+        if (vn < sizeof num) memcpy(num, eq + 1, vn);
+        double x = vn && vn < sizeof num ? strtod(num, &end) : (double)NAN;
+        if (!end || *end || !isfinite(x) || x < 0)
+            return clasp_set_error(CLASP_ERR_ARG, "%s '%s': %s: '%.*s' is not a number >= 0", flag,
+                                   list, clasp_tower_name((clasp_tower)t), (int)vn, eq + 1);
+        if (given[t])
+            return clasp_set_error(CLASP_ERR_ARG, "%s '%s': the %s tower is given twice", flag,
+                                   list, clasp_tower_name((clasp_tower)t));
+        if (frozen[t])
+            return clasp_set_error(CLASP_ERR_ARG,
+                                   "%s '%s': the %s tower is frozen (--freeze): it is not updated, "
+                                   "so it takes no learning rate or weight decay",
+                                   flag, list, clasp_tower_name((clasp_tower)t));
+        value[t] = x;
+        given[t] = true;
+        p += n;
+    } while (*p++ == ',');
+    return CLASP_OK;
+}
+
+/* --freeze, --lr-scale and --tower-wd into frozen[] and the towers' parameter groups (lr scale
+ * 1 and --wd unless given). A bad list is a usage error naming its flag. */
+static clasp_status tower_options_(trainer *t, clasp_train_summary *sum) {
+    const clasp_train_options *o = &t->o;
+    double scale[CLASP_N_TOWERS], wd[CLASP_N_TOWERS];
+    bool given_scale[CLASP_N_TOWERS], given_wd[CLASP_N_TOWERS];
+    clasp_status s = parse_freeze_(o->freeze, &t->cfg, t->frozen);
+    if (s == CLASP_OK)
+        s = parse_tower_values_("--lr-scale", o->lr_scale, &t->cfg, t->frozen, scale, given_scale);
+    if (s == CLASP_OK)
+        s = parse_tower_values_("--tower-wd", o->tower_wd, &t->cfg, t->frozen, wd, given_wd);
+    if (s != CLASP_OK) {
+        sum->usage_error = true;
+        return s;
+    }
+    t->has_groups = o->lr_scale || o->tower_wd;
+    for (int k = 0; k < CLASP_N_TOWERS; k++) {
+        t->groups[k] = (clasp_param_group){.lr_scale = given_scale[k] ? scale[k] : 1.0,
+                                           .weight_decay = given_wd[k] ? wd[k] : o->weight_decay};
+        if (t->has_groups && t->rank == 0 && !t->frozen[k] &&
+            clasp_model_config_has(&t->cfg, (clasp_tower)k)) {
+            if (k == CLASP_TOWER_SHARED) /* the logit scale/bias: no decayed tensor */
+                CLASP_INFO("logit scale: lr x %g", t->groups[k].lr_scale);
+            else
+                CLASP_INFO("%s tower: lr x %g, weight decay %g", clasp_tower_name((clasp_tower)k),
+                           t->groups[k].lr_scale, t->groups[k].weight_decay);
+        }
     }
     return CLASP_OK;
 }
@@ -492,13 +582,13 @@ static clasp_status begin_(trainer *t, const clasp_train_options *oin, clasp_tra
     CLASP_TRY(clasp_compute_check(t->cfg.precision, NULL));
     CLASP_TRY(clasp_preprocess_load(o->model_config, &t->pre));
     CLASP_TRY(clasp_model_config_to_json(&t->cfg, &t->config_json));
-    return clasp_preprocess_add_json(&t->pre, t->config_json);
+    CLASP_TRY(clasp_preprocess_add_json(&t->pre, t->config_json));
+    return tower_options_(t, sum);
 }
 
 /* The engine (frozen towers), fresh weights and --init. */
 static clasp_status setup_model_(trainer *t) {
     const clasp_train_options *o = &t->o;
-    CLASP_TRY(parse_freeze_(o->freeze, &t->cfg, t->frozen));
     clasp_engine_options eo = {.batch_size = t->local_b,
                                .accum_steps = o->accum_steps,
                                .chunks = o->chunks,
@@ -671,7 +761,8 @@ static clasp_status setup_optim_(trainer *t) {
         return clasp_set_error(CLASP_ERR_NOMEM, "trainer: out of memory");
     for (int i = 0; i < m->n_params; i++)
         t->segs[i] = (clasp_param_seg){m->info[i].offset, m->info[i].numel, m->info[i].decay,
-                                       t->frozen[m->info[i].tower]};
+                                       t->frozen[m->info[i].tower],
+                                       t->has_groups ? &t->groups[m->info[i].tower] : NULL};
     /* what checkpoints hold; state a loss or tower adds (a queue of keys, momentum copies)
      * joins with clasp_runstate_register here */
     clasp_runstate_init(&t->rs, m, &t->opt, t->config_json);

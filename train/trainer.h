@@ -44,6 +44,15 @@
  * tensor of this model is CLASP_ERR_CONFIG. Ignored when resuming (the checkpoint has all).
  * Locked-tower tuning: --init an image-text export --freeze image,text and an audio-text
  * source: only the audio tower (and the logit scale) learn.
+ * Per-tower optimiser settings (lr_scale = "image=0.1,text=1", tower_wd = "image=0.05"; towers
+ * image, text, audio, shared): each tower is an AdamW parameter group (optim.h) whose lr is the
+ * scheduled lr x its scale (default 1) and whose weight decay replaces weight_decay on its decayed
+ * tensors. An unknown tower, one the model lacks, a value that is not a number >= 0, a tower given
+ * twice or a frozen tower is a usage error naming the flag (summary->usage_error, as for
+ * --freeze). Like lr and weight_decay they are options of the invocation, recorded in
+ * options.json, not in the resume key: --resume takes the values given (the same flags continue
+ * bit for bit). A scale of 0 leaves the tower's parameters unchanged bit for bit, as --freeze,
+ * but still computes its gradient (which --clip-norm then counts) and moments.
  *
  * Fault injection for tests (only with more than one rank): CLASP_FAULT_INJECT=die:R:S makes
  * rank R kill itself with SIGKILL after step S; hang:R:S makes it stop answering (sleep).
@@ -126,6 +135,8 @@ typedef struct clasp_train_options {
     int n_sources;            /* --train given several times / with a pair or weight */
     clasp_train_source sources[CLASP_TRAIN_MAX_SOURCES];
     const char *freeze;        /* --freeze image,text,audio,shared (NULL: none) */
+    const char *lr_scale;      /* --lr-scale image=0.1,text=1 (NULL: 1 for every tower) */
+    const char *tower_wd;      /* --tower-wd image=0.05,... (NULL: weight_decay everywhere) */
     const char *init;          /* --init EXPORT|CKPT|RUN (NULL: fresh init) */
     bool audio_augment;        /* --audio-augment: gain/shift/SpecAugment on audio sources */
     const char *image_augment; /* --image-augment default|FILE.json: image augmentation of
