@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -34,6 +35,7 @@ typedef struct train_args {
     const char *loss_value[MAX_LOSS_FLAGS];     /* --NAME VALUE of loss_flags_[k] */
     const char *metrics_addr;                   /* --metrics-addr HOST:PORT */
     bool metrics_allow_remote;                  /* --metrics-allow-remote */
+    char model_file[4096];                      /* --model FOLDER: FOLDER/config.json */
 } train_args;
 
 /* --train [PAIR=]SPEC: a new source; the prefix is taken as a pairing only when it parses as one */
@@ -116,8 +118,10 @@ static clasp_arg train_table[] = {
         "Trains the model's towers with a contrastive loss on paired samples from WebDataset\n"
         "shards. RUN receives config.json, options.json, metrics.jsonl and checkpoints/.\n",
         NULL),
-    {"model", 0, CLASP_ARG_STRING, O(model_config), "FILE", "model config (configs/*.json)", s_data,
-     CLASP_ARG_IN | CLASP_ARG_REQ, 0, 0, NULL, NULL},
+    {"model", 0, CLASP_ARG_STRING, O(model_config), "FILE",
+     "model config (configs/*.json), or an export folder (its config.json: with --init EXPORT, "
+     "fine-tune it, e.g. an imported OpenCLIP model)",
+     s_data, CLASP_ARG_IN | CLASP_ARG_REQ, 0, 0, NULL, NULL},
     {"train", 0, CLASP_ARG_STRING, A(value), "SPEC",
      "training shards: brace ranges, '::' lists, pipe:CMD, -\nRepeat for several sources mixed in "
      "one run; a source's pairing as a prefix PAIR=SPEC (e.g. 'audio-text=a-{0..3}.tar') or with "
@@ -370,6 +374,15 @@ static bool train_parse_(train_args *t, int argc, char **argv, int *rc) {
     t->o.progress = isatty(2);
     t->positives = -1;
     if (!clasp_args_parse(table_(), t, argc, argv, rc)) return false;
+    struct stat st;
+    if (t->o.model_config && stat(t->o.model_config, &st) == 0 && S_ISDIR(st.st_mode)) {
+        int w = snprintf(t->model_file, sizeof t->model_file, "%s/config.json", t->o.model_config);
+        if (w < 0 || (size_t)w >= sizeof t->model_file) {
+            *rc = clasp_args_usage_error(table_(), "--model: path too long");
+            return false;
+        }
+        t->o.model_config = t->model_file;
+    }
     if (t->positives >= 0) {
         if (t->o.multi_positive && t->positives != 0) {
             *rc = clasp_args_usage_error(table_(), "--multi-positive is --positives caption: "

@@ -18,6 +18,13 @@ clasp_status clasp_read_file(const char *path, size_t limit, char **out, size_t 
     if (n) *n = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return clasp_set_error(CLASP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* a folder opens for reading on Linux, and its "size" is not a length */
+        fclose(f);
+        return clasp_set_error(CLASP_ERR_IO, "%s: not a regular file%s", path,
+                               S_ISDIR(st.st_mode) ? " (a folder)" : "");
+    }
     if (fseek(f, 0, SEEK_END) != 0) {
         fclose(f);
         return clasp_set_error(CLASP_ERR_IO, "%s: cannot seek", path);

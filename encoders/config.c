@@ -420,7 +420,10 @@ clasp_status clasp_model_config_parse(const cJSON *root, const char *what,
     cfg->text.eos_id = cfg->text.pad_id = -1;
     if (!cJSON_IsObject(root))
         return clasp_set_error(CLASP_ERR_CONFIG, "%s: expected a JSON object", file);
+    /* "format_version": an export's config.json is also a model config (clasp train --model
+     * EXPORT); the export format is checked by export/ when it opens one, not here */
     static const char *const keys[] = {"embed_dim",
+                                       "format_version",
                                        "init_logit_scale",
                                        "max_logit_scale",
                                        "init_logit_bias",

@@ -432,3 +432,29 @@ Test(import, cli, .timeout = 120) {
     cr_expect(strstr(out, "--vocab"), "%s", out);
     free(out);
 }
+
+/* The export is a training start as it is: `clasp train --model EXPORT --init EXPORT` (its
+ * config.json, "format_version" and all) loads every tensor and trains, image tower frozen. */
+Test(import, export_fine_tunes_as_is, .timeout = 120) {
+    char dir[FX_PATH], exp[FX_PATH], shards[FX_PATH], run[FX_PATH], cfg[FX_PATH + 16];
+    fx_scratch("import_ft", dir, exp, "export", shards, "shards", run, "run", NULL);
+    cr_assert_eq(import_into(REF "tiny.safetensors", exp, NULL), CLASP_OK, "%s",
+                 clasp_last_error());
+    cr_assert_eq(fx_fmnist_shards(shards), 0);
+    char *out = NULL;
+    int rc = fx_clasp(&out,
+                      "train --model %s --init %s --train '%s/train-{000000..000004}.tar' "
+                      "--freeze image --steps 2 --batch-size 8 --out %s --no-progress 2>&1",
+                      exp, exp, shards, run);
+    cr_expect_eq(rc, 0, "%s", out);
+    cr_expect(strstr(out, "63 tensors loaded, 0 keep their fresh init"), "%s", out);
+    free(out);
+    /* the config file itself, and a folder without one */
+    snprintf(cfg, sizeof cfg, "%s/config.json", exp);
+    rc = fx_clasp(&out, "train --model %s --train x.tar --steps 1 --out %s/r2 2>&1", shards, dir);
+    cr_expect_neq(rc, 0, "%s", out);
+    cr_expect(strstr(out, "config.json"), "%s", out);
+    free(out);
+    clasp_model_config c;
+    cr_expect_eq(clasp_model_config_load(cfg, &c), CLASP_OK, "%s", clasp_last_error());
+}
