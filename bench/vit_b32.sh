@@ -21,8 +21,11 @@
 #   AdamW step), STEPS steps at batch BATCH: clasp train --image-augment default (its summary's
 #   samples/s, first step left out) against bench/vit_b32_torch.py --mode train (the same, first
 #   step left out). Both start from random weights (speed does not depend on their values).
-#   The decode share of clasp's step is its summary's data_wait (time the step waited for the
-#   loader / step time, train/metrics.c); PyTorch's is measured the same way.
+#   The decode share of clasp's step: its summary's data_wait (time the step waited for the
+#   loader / step time, train/metrics.c; PyTorch's is measured the same way), and the CPU the
+#   data path takes: build/bench/bench_vit_b32 (bench/vit_b32.c) runs the same loader alone
+#   (decode + augmentation, no model) and measures CPU ms per sample; times the training
+#   samples/s that is the share of one core decoding takes during training.
 # Each PyTorch configuration runs with every DataLoader num_workers in TORCH_WORKERS and the
 # table keeps the best median; clasp runs with CLASP_WORKERS decode threads (default 1). Runs
 # with 2 threads set OMP_WAIT_POLICY=PASSIVE for PyTorch (its fastest 2-thread setting in
@@ -39,7 +42,7 @@
 #
 # Time: with the defaults each configuration (precision x threads) costs 1 clasp + 3 PyTorch
 # runs per part per repeat; a ViT-B/32 step at batch 64 takes tens of seconds on 2 cores.
-# Needs: a clasp build in build/ (target clasp), python3-torch, python3-torchvision, the emoji
+# Needs: a clasp build in build/ (targets clasp and bench_vit_b32), python3-torch, python3-torchvision, the emoji
 # npm packages (or network for `npm pack`), dataset-fashion-mnist.
 set -eu
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -131,24 +134,24 @@ jf() { # $1 = json line, $2 = key
 # the last JSON line of a log
 lastj() { grep '^{' "$1" 2>/dev/null | tail -n 1; }
 
-# ---- a model for clasp embed: one training step of the config (random weights) ----
-MODEL="$OUT/embed-model"
+# ---- a model for clasp embed: an export of one training step of the config (random weights;
+# an export, as users embed with, not the run folder: that path also reads the checkpoint) ----
+MODEL="$OUT/embed-export"
 if has embed || has params; then
-    rm -rf "$MODEL"
+    rm -rf "$OUT/embed-run" "$MODEL"
     if ! $RUN --log "$OUT/embed-model.log" -- "$CLASP" train --model "$CONFIG" --train "$SPEC" \
-        --steps 1 --batch-size 2 --threads 2 --no-progress --out "$MODEL" >/dev/null; then
-        echo "vit_b32: the embed model's training step FAILED (see $OUT/embed-model.log)" >&2
+        --steps 1 --batch-size 2 --threads 2 --no-progress --out "$OUT/embed-run" >/dev/null ||
+        ! "$CLASP" export "$OUT/embed-run" -o "$MODEL" >>"$OUT/embed-model.log" 2>&1; then
+        echo "vit_b32: the embed model's training step or export FAILED (see $OUT/embed-model.log)" >&2
         exit 1
     fi
+    rm -rf "$OUT/embed-run"
 fi
 
 if has params; then
-    cp=$("$PY" - "$MODEL/checkpoints/latest" <<'EOF'
-import json, os, struct, sys
-d = sys.argv[1]
-if os.path.isfile(d):  # "latest" names the checkpoint folder
-    d = os.path.join(os.path.dirname(d), open(d).read().strip())
-with open(os.path.join(d, "model.safetensors"), "rb") as f:
+    cp=$("$PY" - "$MODEL/model.safetensors" <<'EOF'
+import json, struct, sys
+with open(sys.argv[1], "rb") as f:
     h = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
 n = 0
 for k, v in h.items():
@@ -244,9 +247,25 @@ torch_train() { # $1 = precision, $2 = threads, $3 = workers, $4 = repeat
     fi
 }
 
+# the CPU cost of clasp's data path alone (bench_vit_b32: loader + augmentation, no model)
+DECODE="$ROOT/build/bench/bench_vit_b32"
+decode_cost() { # $1 = repeat
+    [ -x "$DECODE" ] || return 0
+    log="$OUT/decode.$1.log"
+    if "$DECODE" "$CONFIG" "$SPEC" "$((BATCH * 8))" "$BATCH" >"$log" 2>&1 && s=$(lastj "$log") && [ -n "$s" ]; then
+        echo "$(jf "$s" cpu_ms_per_sample)" >>"$OUT/decode.res"
+        echo "#   clasp data path alone run $1: $(jf "$s" cpu_ms_per_sample) CPU ms/sample (load $(load1))"
+    else
+        echo FAILED >>"$OUT/decode.res"
+        failed "$log"
+        echo "#   clasp data path alone run $1: FAILED (see $log)"
+    fi
+}
+
 r=1
 while [ "$r" -le "$REPEATS" ]; do
     echo "# repeat $r/$REPEATS (load $(load1))"
+    has train && decode_cost "$r"
     for p in $PRECISIONS; do
         for t in $THREADS; do
             if has embed; then
@@ -344,12 +363,18 @@ for p in $PRECISIONS; do
     done
 done
 if has train; then
-    echo "# decode share of clasp's step (summary data_wait: loader wait / step time, $CLASP_WORKERS decode thread(s))"
+    echo "# decode share of clasp's step: data wait (the summary's data_wait: loader wait / step time,"
+    echo "# $CLASP_WORKERS decode thread(s)) and decode CPU (bench_vit_b32's CPU per sample of the data path"
+    echo "# alone x the training rate: the share of a core decoding takes while training)"
+    [ -x "$DECODE" ] || echo "# (decode CPU: $DECODE missing; cmake --build build --target bench_vit_b32)"
     for p in $PRECISIONS; do
         for t in $THREADS; do
             dw=$(val "train-clasp-$p-${t}T" 3)
             [ "$dw" = FAILED ] || dw=$(awk -v w="$dw" 'BEGIN { printf "%.1f%%", 100 * w }')
             printf '%-52s %s\n' "clasp train $p ${t}T data wait" "$dw"
+            [ -f "$OUT/decode.res" ] && awk -v ms="$(val decode 1)" -v r="$(val "train-clasp-$p-${t}T" 1)" -v l="clasp train $p ${t}T decode CPU" 'BEGIN {
+                if (ms == "FAILED" || r == "FAILED") { printf "%-52s FAILED\n", l; exit }
+                printf "%-52s %.2f ms/sample x %.2f samples/s = %.1f%% of one core\n", l, ms, r, ms * r / 10 }'
         done
     done
 fi
