@@ -272,6 +272,7 @@ while [ "$r" -le "$REPEATS" ]; do
                 embed_pair "embed-clasp-$p-${t}T" "$r" "$CLASP" embed --model "$MODEL" --shards @TAR@ \
                     -o "$OUT/embed.npy" --batch-size "$BATCH" --threads "$t" --workers "$CLASP_WORKERS" --precision "$p"
                 for w in $TORCH_WORKERS; do
+                    # shellcheck disable=SC2046 # tenv's words are meant to split
                     embed_pair "embed-torch-$p-${t}T-w$w" "$r" $(tenv "$t") "$PY" "$TORCH" --config "$CONFIG" --mode embed \
                         --shards @TAR@ --batches 1000000 --batch "$BATCH" --threads "$t" --workers "$w" --precision "$p"
                 done
@@ -326,6 +327,7 @@ if has embed; then
     for p in $PRECISIONS; do
         for t in $THREADS; do
             for n in "embed-clasp-$p-${t}T" $(for w in $TORCH_WORKERS; do echo "embed-torch-$p-${t}T-w$w"; done); do
+                # shellcheck disable=SC2046
                 set -- $(med "$n" 1)
                 printf '%-34s %12s %8s %14s\n' "$n" "$1" "${2:-}" "$(val "$n" 2)"
             done
@@ -338,6 +340,7 @@ if has train; then
     for p in $PRECISIONS; do
         for t in $THREADS; do
             for n in "train-clasp-$p-${t}T" $(for w in $TORCH_WORKERS; do echo "train-torch-$p-${t}T-w$w"; done); do
+                # shellcheck disable=SC2046
                 set -- $(med "$n" 1)
                 dw=$(val "$n" 3)
                 [ "$dw" = FAILED ] || dw=$(awk -v w="$dw" 'BEGIN { printf "%.1f%%", 100 * w }')
@@ -380,6 +383,6 @@ if has train; then
 fi
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -s "$OUT/failed.list" ]; then
-    echo "vit_b32: $(wc -l <"$OUT/failed.list") run(s) failed:" $(cat "$OUT/failed.list") >&2
+    echo "vit_b32: $(wc -l <"$OUT/failed.list") run(s) failed: $(tr '\n' ' ' <"$OUT/failed.list")" >&2
     exit 1
 fi
