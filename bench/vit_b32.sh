@@ -30,7 +30,9 @@
 # table keeps the best median; clasp runs with CLASP_WORKERS decode threads (default 1). Runs
 # with 2 threads set OMP_WAIT_POLICY=PASSIVE for PyTorch (its fastest 2-thread setting in
 # bench/train_fmnist.sh). Peak memory: the whole process tree's PSS (workers included),
-# sampled by bench/vit_b32_run.py; RSS of the largest process also logged.
+# sampled by bench/vit_b32_run.py, and the peak RSS of the largest single process (GNU time's
+# figure; for PyTorch with workers it leaves the workers out). TABLE_ONLY=1 reprints the table
+# of the last run's results in $CLASP_BENCH_OUT without running anything.
 # Medians over REPEATS runs (interleaved); a failed run prints FAILED and names its log.
 # Ratios are clasp / PyTorch in the same run, against the issue's targets: embed >= 1.2x with
 # peak memory <= 0.7x, train >= 1.2x.
@@ -67,6 +69,7 @@ CLASP_WORKERS="${CLASP_WORKERS:-1}"
 THREADS="${THREADS:-1 2}"
 PRECISIONS="${PRECISIONS:-fp32 bf16}"
 PARTS="${PARTS:-params embed train}"
+TABLE_ONLY="${TABLE_ONLY:-0}"
 : "${OPENBLAS_CORETYPE:=Haswell}"
 export OPENBLAS_CORETYPE
 [ -x "$CLASP" ] || { echo "vit_b32: $CLASP missing (cmake --build build --target clasp)" >&2; exit 1; }
@@ -125,7 +128,8 @@ EOF
 
 echo "# vit_b32: $(basename "$CONFIG"), batch $BATCH, train $STEPS steps, embed $EMBED_SKIP+$EMBED_BATCHES batches, $REPEATS repeat(s), torch workers {$TORCH_WORKERS}, clasp workers $CLASP_WORKERS, $("$CLASP" --version 2>&1 | head -n 1), $(date -u +%FT%TZ)"
 echo "# shards: $JPEG ($(echo $SHARDS | wc -w) tar files); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-rm -f "$OUT"/*.res "$OUT/failed.list"
+[ "$TABLE_ONLY" = 1 ] || rm -f "$OUT"/*.res
+rm -f "$OUT/failed.list"
 
 # one field of a JSON line
 jf() { # $1 = json line, $2 = key
@@ -137,7 +141,7 @@ lastj() { grep '^{' "$1" 2>/dev/null | tail -n 1; }
 # ---- a model for clasp embed: an export of one training step of the config (random weights;
 # an export, as users embed with, not the run folder: that path also reads the checkpoint) ----
 MODEL="$OUT/embed-export"
-if has embed || has params; then
+if { has embed || has params; } && [ "$TABLE_ONLY" = 0 ]; then
     rm -rf "$OUT/embed-run" "$MODEL"
     if ! $RUN --log "$OUT/embed-model.log" -- "$CLASP" train --model "$CONFIG" --train "$SPEC" \
         --steps 1 --batch-size 2 --threads 2 --no-progress --out "$OUT/embed-run" >/dev/null ||
@@ -148,7 +152,7 @@ if has embed || has params; then
     rm -rf "$OUT/embed-run"
 fi
 
-if has params; then
+if has params && [ "$TABLE_ONLY" = 0 ]; then
     cp=$("$PY" - "$MODEL/model.safetensors" <<'EOF'
 import json, struct, sys
 with open(sys.argv[1], "rb") as f:
@@ -197,15 +201,15 @@ embed_pair() { # $1 = name, $2 = repeat, then a command with @TAR@ for the input
     done
     set -- $res
     if [ "$#" = 6 ]; then
-        awk -v a="$1" -v b="$4" -v m="$5" -v k="$((BATCH * EMBED_BATCHES))" -v n="$name" -v r="$r" -v l="$(load1)" -v f="$OUT/$name.res" 'BEGIN {
-            if (b > a) { printf "%.3f %.0f\n", k / (b - a), m >> f; printf "#   %s run %d: %.2f images/s, %.0f MiB (load %s)\n", n, r, k / (b - a), m, l }
+        awk -v a="$1" -v b="$4" -v m="$5" -v rss="$6" -v k="$((BATCH * EMBED_BATCHES))" -v n="$name" -v r="$r" -v l="$(load1)" -v f="$OUT/$name.res" 'BEGIN {
+            if (b > a) { printf "%.3f %.0f %.0f\n", k / (b - a), m, rss >> f; printf "#   %s run %d: %.2f images/s, %.0f MiB (load %s)\n", n, r, k / (b - a), m, l }
             else { print "FAILED" >> f; printf "#   %s run %d: FAILED (the longer run was not slower: noise; more EMBED_BATCHES)\n", n, r } }'
     else
         echo FAILED >>"$OUT/$name.res"
         echo "#   $name run $r: FAILED (see $OUT/$name.$r.*.log)"
     fi
 }
-if has embed; then
+if has embed && [ "$TABLE_ONLY" = 0 ]; then
     first_n "$((BATCH * EMBED_SKIP))" "$OUT/embed-$EMBED_SKIP.tar"
     first_n "$((BATCH * (EMBED_SKIP + EMBED_BATCHES)))" "$OUT/embed-$((EMBED_SKIP + EMBED_BATCHES)).tar"
 fi
@@ -221,8 +225,8 @@ clasp_train() { # $1 = precision, $2 = threads, $3 = repeat
         s=$(grep '"kind":"summary"' "$OUT/run/metrics.jsonl" | tail -n 1) && [ -n "$s" ]; then
         rate=$(echo "$s" | sed -n 's/.*"samples_per_s":\([-0-9.e+]*\).*/\1/p')
         wait=$(echo "$s" | sed -n 's/.*"data_wait":\([-0-9.e+]*\).*/\1/p')
-        mem=$(jf "$j" peak_tree_pss_mib)
-        echo "$rate $mem $wait" >>"$OUT/$name.res"
+        mem=$(jf "$j" peak_tree_pss_mib) rss=$(jf "$j" maxrss_mib)
+        echo "$rate $mem $wait $rss" >>"$OUT/$name.res"
         printf '#   %s run %d: %.2f samples/s, data wait %.1f%%, %.0f MiB (load %s)\n' "$name" "$3" "$rate" "$(awk -v w="$wait" 'BEGIN{print 100*w}')" "$mem" "$(load1)"
     else
         echo FAILED >>"$OUT/$name.res"
@@ -238,7 +242,8 @@ torch_train() { # $1 = precision, $2 = threads, $3 = workers, $4 = repeat
         --shards $SHARDS --steps "$STEPS" --batch "$BATCH" --threads "$2" --workers "$3" \
         --precision "$1") && s=$(lastj "$log") && [ -n "$s" ]; then
         rate=$(jf "$s" samples_per_s) wait=$(jf "$s" data_wait) mem=$(jf "$j" peak_tree_pss_mib)
-        echo "$rate $mem $wait" >>"$OUT/$name.res"
+        rss=$(jf "$j" maxrss_mib)
+        echo "$rate $mem $wait $rss" >>"$OUT/$name.res"
         printf '#   %s run %d: %.2f samples/s, data wait %.1f%%, %.0f MiB (load %s)\n' "$name" "$4" "$rate" "$(awk -v w="$wait" 'BEGIN{print 100*w}')" "$mem" "$(load1)"
     else
         echo FAILED >>"$OUT/$name.res"
@@ -263,6 +268,7 @@ decode_cost() { # $1 = repeat
 }
 
 r=1
+[ "$TABLE_ONLY" = 0 ] || r=$((REPEATS + 1))
 while [ "$r" -le "$REPEATS" ]; do
     echo "# repeat $r/$REPEATS (load $(load1))"
     has train && decode_cost "$r"
@@ -323,20 +329,20 @@ ratio() { # $1 = label, $2 = a, $3 = b, $4 = target, $5 = ge|le
 
 echo
 if has embed; then
-    printf '%-34s %12s %8s %14s\n' "embed, batch $BATCH (medians)" "images/s" "ok/runs" "peak PSS MiB"
+    printf '%-34s %12s %8s %14s %14s\n' "embed, batch $BATCH (medians)" "images/s" "ok/runs" "peak PSS MiB" "max RSS MiB"
     for p in $PRECISIONS; do
         for t in $THREADS; do
             for n in "embed-clasp-$p-${t}T" $(for w in $TORCH_WORKERS; do echo "embed-torch-$p-${t}T-w$w"; done); do
                 # shellcheck disable=SC2046
                 set -- $(med "$n" 1)
-                printf '%-34s %12s %8s %14s\n' "$n" "$1" "${2:-}" "$(val "$n" 2)"
+                printf '%-34s %12s %8s %14s %14s\n' "$n" "$1" "${2:-}" "$(val "$n" 2)" "$(val "$n" 3)"
             done
         done
     done
     echo
 fi
 if has train; then
-    printf '%-34s %12s %8s %14s %10s\n' "train, batch $BATCH (medians)" "samples/s" "ok/runs" "peak PSS MiB" "data wait"
+    printf '%-34s %12s %8s %14s %14s %10s\n' "train, batch $BATCH (medians)" "samples/s" "ok/runs" "peak PSS MiB" "max RSS MiB" "data wait"
     for p in $PRECISIONS; do
         for t in $THREADS; do
             for n in "train-clasp-$p-${t}T" $(for w in $TORCH_WORKERS; do echo "train-torch-$p-${t}T-w$w"; done); do
@@ -344,7 +350,7 @@ if has train; then
                 set -- $(med "$n" 1)
                 dw=$(val "$n" 3)
                 [ "$dw" = FAILED ] || dw=$(awk -v w="$dw" 'BEGIN { printf "%.1f%%", 100 * w }')
-                printf '%-34s %12s %8s %14s %10s\n' "$n" "$1" "${2:-}" "$(val "$n" 2)" "$dw"
+                printf '%-34s %12s %8s %14s %14s %10s\n' "$n" "$1" "${2:-}" "$(val "$n" 2)" "$(val "$n" 4)" "$dw"
             done
         done
     done
