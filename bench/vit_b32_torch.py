@@ -217,12 +217,18 @@ def make_dataset(torch, args, cfg):
             tok = clip_bpe_ref.Tokenizer()
             rng = random.Random(seed * 1000 + wid)
             epoch = 0
+            # WebDataset's split: each worker its own shards; with fewer shards than workers
+            # (the embed part's single tar), each worker reads them all and keeps every nw-th
+            # sample instead, so that every worker decodes.
+            by_sample = len(shards) < nw
             while True:
-                mine = shards[wid::nw]
+                mine = list(shards) if by_sample else shards[wid::nw]
                 if train:
                     rng.shuffle(mine)
                 buf = []
-                for _, s in samples(mine):
+                for i, (_, s) in enumerate(samples(mine)):
+                    if by_sample and i % nw != wid:
+                        continue
                     if "jpg" not in s or "txt" not in s:
                         continue
                     if not train:
