@@ -216,40 +216,44 @@ fi
 tenv() { [ "$1" -gt 1 ] && echo "env OMP_WAIT_POLICY=PASSIVE" || echo "env"; }
 
 # ---- part 2: train ----
+# one training run's result: "rate PSS wait RSS" into $OUT/$1.res, or FAILED when $3 is empty
+train_record() { # $1 = name, $2 = repeat, $3 = samples/s, $4 = data wait, $5 = runner JSON, $6 = log
+    if [ -n "$3" ] && [ -n "$4" ]; then
+        mem=$(jf "$5" peak_tree_pss_mib)
+        echo "$3 $mem $4 $(jf "$5" maxrss_mib)" >>"$OUT/$1.res"
+        printf '#   %s run %d: %.2f samples/s, data wait %.1f%%, %.0f MiB (load %s)\n' "$1" "$2" "$3" \
+            "$(awk -v w="$4" 'BEGIN{print 100*w}')" "$mem" "$(load1)"
+    else
+        echo FAILED >>"$OUT/$1.res"
+        failed "$6"
+        echo "#   $1 run $2: FAILED (see $6)"
+    fi
+}
 clasp_train() { # $1 = precision, $2 = threads, $3 = repeat
     name="train-clasp-$1-$2T" log="$OUT/train-clasp-$1-$2T.$3.log"
     rm -rf "$OUT/run"
+    rate="" wait="" j=""
     if j=$($RUN --log "$log" -- "$CLASP" train --model "$CONFIG" --train "$SPEC" --steps "$STEPS" \
         --batch-size "$BATCH" --threads "$2" --workers "$CLASP_WORKERS" --precision "$1" \
-        --image-augment default --lr 1e-5 --warmup 0 --no-progress --json --out "$OUT/run") &&
-        s=$(grep '"kind":"summary"' "$OUT/run/metrics.jsonl" | tail -n 1) && [ -n "$s" ]; then
+        --image-augment default --lr 1e-5 --warmup 0 --no-progress --json --out "$OUT/run"); then
+        s=$(grep '"kind":"summary"' "$OUT/run/metrics.jsonl" | tail -n 1)
         rate=$(echo "$s" | sed -n 's/.*"samples_per_s":\([-0-9.e+]*\).*/\1/p')
         wait=$(echo "$s" | sed -n 's/.*"data_wait":\([-0-9.e+]*\).*/\1/p')
-        mem=$(jf "$j" peak_tree_pss_mib) rss=$(jf "$j" maxrss_mib)
-        echo "$rate $mem $wait $rss" >>"$OUT/$name.res"
-        printf '#   %s run %d: %.2f samples/s, data wait %.1f%%, %.0f MiB (load %s)\n' "$name" "$3" "$rate" "$(awk -v w="$wait" 'BEGIN{print 100*w}')" "$mem" "$(load1)"
-    else
-        echo FAILED >>"$OUT/$name.res"
-        failed "$log"
-        echo "#   $name run $3: FAILED (see $log)"
     fi
+    train_record "$name" "$3" "$rate" "$wait" "$j" "$log"
     rm -rf "$OUT/run"
 }
 torch_train() { # $1 = precision, $2 = threads, $3 = workers, $4 = repeat
     name="train-torch-$1-$2T-w$3" log="$OUT/$name.$4.log"
+    rate="" wait="" j=""
     # shellcheck disable=SC2046
     if j=$($RUN --log "$log" -- $(tenv "$2") "$PY" "$TORCH" --config "$CONFIG" --mode train \
         --shards $SHARDS --steps "$STEPS" --batch "$BATCH" --threads "$2" --workers "$3" \
-        --precision "$1") && s=$(lastj "$log") && [ -n "$s" ]; then
-        rate=$(jf "$s" samples_per_s) wait=$(jf "$s" data_wait) mem=$(jf "$j" peak_tree_pss_mib)
-        rss=$(jf "$j" maxrss_mib)
-        echo "$rate $mem $wait $rss" >>"$OUT/$name.res"
-        printf '#   %s run %d: %.2f samples/s, data wait %.1f%%, %.0f MiB (load %s)\n' "$name" "$4" "$rate" "$(awk -v w="$wait" 'BEGIN{print 100*w}')" "$mem" "$(load1)"
-    else
-        echo FAILED >>"$OUT/$name.res"
-        failed "$log"
-        echo "#   $name run $4: FAILED (see $log)"
+        --precision "$1"); then
+        s=$(lastj "$log")
+        rate=$(jf "$s" samples_per_s) wait=$(jf "$s" data_wait)
     fi
+    train_record "$name" "$4" "$rate" "$wait" "$j" "$log"
 }
 
 # the CPU cost of clasp's data path alone (bench_vit_b32: loader + augmentation, no model)
