@@ -215,6 +215,8 @@ static clasp_status parse_vit(const cJSON *o, const char *file, clasp_image_towe
     bool pb = true;
     CLASP_TRY(clasp_json_bool_opt(o, "proj_bias", file, P, true, &pb));
     ic->no_proj_bias = !pb;
+    CLASP_TRY(clasp_json_bool_opt(o, "patch_bias", file, P, true, &pb));
+    ic->no_patch_bias = !pb;
     CLASP_TRY(get_ls_init(o, file, P, &ic->ls_init));
     return get_pool_eps_act(o, file, P, &ic->pool, &ic->ln_eps, &ic->act);
 }
@@ -223,17 +225,29 @@ static clasp_status parse_image(const cJSON *o, const char *file, int embed_dim,
                                 clasp_image_tower_config *ic) {
     /* "mean", "std", "resize", "interp", "jpeg_dct_scaling": preprocessing, read by
      * modalities/preprocess.c */
-    static const char *const keys[] = {"type",       "channels",
-                                       "size",       "conv",
-                                       "fc",         "patch_size",
-                                       "width",      "layers",
-                                       "heads",      "mlp_width",
-                                       "pool",       "ln_eps",
-                                       "act",        "mean",
-                                       "std",        "resize",
-                                       "output_dim", "ln_pre",
-                                       "proj_bias",  "ls_init_value",
-                                       "interp",     "jpeg_dct_scaling",
+    static const char *const keys[] = {"type",
+                                       "channels",
+                                       "size",
+                                       "conv",
+                                       "fc",
+                                       "patch_size",
+                                       "width",
+                                       "layers",
+                                       "heads",
+                                       "mlp_width",
+                                       "pool",
+                                       "ln_eps",
+                                       "act",
+                                       "mean",
+                                       "std",
+                                       "resize",
+                                       "output_dim",
+                                       "ln_pre",
+                                       "proj_bias",
+                                       "ls_init_value",
+                                       "patch_bias",
+                                       "interp",
+                                       "jpeg_dct_scaling",
                                        NULL};
     const char *P = "image";
     CLASP_TRY(check_keys(o, keys, file, P));
@@ -542,6 +556,7 @@ static bool image_to_json(cJSON *root, const clasp_image_tower_config *ic) {
         /* written only when set, so configs without it serialise as before */
         if (ok && ic->ln_pre) ok = cJSON_AddBoolToObject(o, "ln_pre", true) != NULL;
         if (ok && ic->no_proj_bias) ok = cJSON_AddBoolToObject(o, "proj_bias", false) != NULL;
+        if (ok && ic->no_patch_bias) ok = cJSON_AddBoolToObject(o, "patch_bias", false) != NULL;
         if (ok && ic->ls_init > 0.0f) ok = add_float(o, "ls_init_value", ic->ls_init);
     }
     return ok;

@@ -141,11 +141,13 @@ typedef struct clasp_image_tower_config {
     int patch_size, width, layers, heads, mlp_width; /* "patch_size", "width", ... */
     clasp_pool pool;                                 /* "pool": "cls" | "mean" */
     float ln_eps;                                    /* "ln_eps", default 1e-5 */
-    clasp_act act;     /* "act": "gelu" (default) | "gelu_tanh" | "quick_gelu" */
-    bool ln_pre;       /* "ln_pre": LayerNorm after patch + position embedding (OpenCLIP); false */
-    bool no_proj_bias; /* ViT "proj_bias": false = projection without bias (OpenCLIP) */
-    float ls_init;     /* ViT "ls_init_value": layer scale (OpenCLIP's LayerScale) with gammas
-                          ls1/ls2 starting at this value; 0 (default) = none */
+    clasp_act act;      /* "act": "gelu" (default) | "gelu_tanh" | "quick_gelu" */
+    bool ln_pre;        /* "ln_pre": LayerNorm after patch + position embedding (OpenCLIP); false */
+    bool no_proj_bias;  /* ViT "proj_bias": false = projection without bias (OpenCLIP) */
+    bool no_patch_bias; /* ViT "patch_bias": false = patch embedding without bias (OpenCLIP's
+                           conv1); "image.patch_embed.bias" then does not exist */
+    float ls_init;      /* ViT "ls_init_value": layer scale (OpenCLIP's LayerScale) with gammas
+                           ls1/ls2 starting at this value; 0 (default) = none */
 } clasp_image_tower_config;
 
 typedef struct clasp_text_tower_config {

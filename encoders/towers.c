@@ -185,8 +185,8 @@ static clasp_status declare_cnn(clasp__tower *tw, clasp__ptable *pt, clasp_tower
 static clasp_status declare_patch_tf(clasp__tower *tw, clasp__ptable *pt, clasp_tower t,
                                      const char *prefix, int c, int h, int w, int ph, int pw, int W,
                                      int layers, int heads, int mlp, clasp_pool pool, int gelu_tanh,
-                                     float eps, bool ln_pre, bool no_proj_bias, float ls_init,
-                                     int D) {
+                                     float eps, bool ln_pre, bool no_proj_bias, bool no_patch_bias,
+                                     float ls_init, int D) {
     char p[CLASP_PARAM_NAME_MAX];
     tower_start(tw, t, c, h, w);
     tw->PH = ph;
@@ -197,7 +197,13 @@ static clasp_status declare_patch_tf(clasp__tower *tw, clasp__ptable *pt, clasp_
     tw->ppool = pool;
     tw->cls = -1;
     snprintf(p, sizeof p, "%s.patch_embed", prefix);
-    CLASP_TRY(add_conv(pt, t, p, W, c, ph, pw, &tw->patch_w, &tw->patch_b));
+    if (no_patch_bias) { /* OpenCLIP's conv1 */
+        tw->patch_b = -1;
+        CLASP_TRY(add(pt, t, &tw->patch_w, p, "weight", 4, W, c, ph, pw, true,
+                      CLASP_INIT_UNIFORM_FANIN, 0.0f, c * ph * pw));
+    } else {
+        CLASP_TRY(add_conv(pt, t, p, W, c, ph, pw, &tw->patch_w, &tw->patch_b));
+    }
     if (pool == CLASP_POOL_CLS) {
         snprintf(p, sizeof p, "%s.cls_token", prefix);
         CLASP_TRY(add(pt, t, &tw->cls, p, "", 1, W, 0, 0, 0, false, CLASP_INIT_NORMAL, 0.02f, 0));
@@ -231,7 +237,7 @@ static clasp_status declare_image(clasp__tower *tw, const clasp_model_config *cf
     return declare_patch_tf(tw, pt, CLASP_TOWER_IMAGE, "image", ic->channels, ic->size, ic->size,
                             ic->patch_size, ic->patch_size, ic->width, ic->layers, ic->heads,
                             ic->mlp_width, ic->pool, (int)ic->act, ic->ln_eps, ic->ln_pre,
-                            ic->no_proj_bias, ic->ls_init, cfg->embed_dim);
+                            ic->no_proj_bias, ic->no_patch_bias, ic->ls_init, cfg->embed_dim);
 }
 
 static clasp_status declare_audio(clasp__tower *tw, const clasp_model_config *cfg,
@@ -244,7 +250,7 @@ static clasp_status declare_audio(clasp__tower *tw, const clasp_model_config *cf
         return declare_patch_tf(tw, pt, CLASP_TOWER_AUDIO, "audio", 1, ac->n_mels, ac->n_frames,
                                 ac->patch_freq, ac->patch_time, ac->width, ac->layers, ac->heads,
                                 ac->mlp_width, ac->pool, (int)ac->act, ac->ln_eps, false, false,
-                                0.0f, cfg->embed_dim);
+                                false, 0.0f, cfg->embed_dim);
     return clasp_set_error(CLASP_ERR_CONFIG, "audio tower: no type");
 }
 

@@ -330,6 +330,7 @@ static bool image_json_(cJSON *root, const clasp_openclip_arch *a, const char *a
            cJSON_AddNumberToObject(im, "mlp_width", a->vision_mlp) &&
            cJSON_AddStringToObject(im, "pool", "cls") && cJSON_AddStringToObject(im, "act", act) &&
            cJSON_AddBoolToObject(im, "ln_pre", 1) && cJSON_AddBoolToObject(im, "proj_bias", 0) &&
+           cJSON_AddBoolToObject(im, "patch_bias", 0) &&
            cJSON_AddStringToObject(im, "resize", "shortest") &&
            /* PIL's BICUBIC, as OpenAI's and OpenCLIP's Resize (docs/preprocessing.md) */
            cJSON_AddStringToObject(im, "interp", "bicubic") &&
@@ -616,7 +617,8 @@ static clasp_status check_names_(const clasp_safetensors *st, name_map *m,
     return CLASP_OK;
 }
 
-/* Fills m's parameters from st through the map; patch_embed.bias (absent in OpenCLIP) is 0. */
+/* Fills m's parameters from st through the map: every parameter of the model is one of the
+ * checkpoint's (the config says "patch_bias": false, as OpenCLIP's conv1 has none). */
 static clasp_status fill_(clasp_model *model, clasp_safetensors *st, name_map *m,
                           clasp_openclip_report *r) {
     CLASP_TRY(check_names_(st, m, r));
@@ -636,12 +638,9 @@ static clasp_status fill_(clasp_model *model, clasp_safetensors *st, name_map *m
                                    m->e[j].ours, t->numel);
         read_tensor_(&m->e[j], t, model->params + model->info[k].offset, r);
     }
-    if (r->n_tensors + 1 != model->n_params) /* + patch_embed.bias */
+    if (r->n_tensors != model->n_params)
         return clasp_set_error(CLASP_ERR_STATE, "openclip: %d of %d parameters mapped",
-                               r->n_tensors, model->n_params - 1);
-    float *pb = clasp_model_param(model, "image.patch_embed.bias");
-    if (!pb) return clasp_set_error(CLASP_ERR_STATE, "openclip: no image.patch_embed.bias");
-    memset(pb, 0, (size_t)model->config.image.width * sizeof *pb);
+                               r->n_tensors, model->n_params);
     return CLASP_OK;
 }
 

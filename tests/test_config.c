@@ -616,5 +616,16 @@ Test(config, vit_ln_pre) {
     memcpy(at, "\"proj_bias\": false, ", 20);
     cr_assert_eq(parse(doc, "v.json", &c), CLASP_OK, "%s", clasp_last_error());
     cr_assert(c.image.no_proj_bias);
+    cr_assert(!c.image.no_patch_bias);
     roundtrip_doc(doc, "v.json");
+    /* "patch_bias": false (OpenCLIP's conv1) too; a non-boolean is refused naming the field */
+    at = strstr(doc, "\"ln_pre\"");
+    memmove(at + 21, at, strlen(at) + 1);
+    memcpy(at, "\"patch_bias\": false, ", 21);
+    cr_assert_eq(parse(doc, "v.json", &c), CLASP_OK, "%s", clasp_last_error());
+    cr_assert(c.image.no_patch_bias);
+    roundtrip_doc(doc, "v.json");
+    memcpy(at + 14, "0    ", 5);
+    cr_expect_eq(parse(doc, "v.json", &c), CLASP_ERR_CONFIG);
+    cr_expect(strstr(clasp_last_error(), "image.patch_bias"), "%s", clasp_last_error());
 }

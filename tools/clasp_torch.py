@@ -198,7 +198,7 @@ class ViT(nn.Module):
         W, P = c["width"], c["patch_size"]
         self.cls = c.get("pool", "cls") == "cls"
         T = (c["size"] // P) ** 2 + (1 if self.cls else 0)
-        self.patch_embed = nn.Conv2d(c["channels"], W, P, stride=P)
+        self.patch_embed = nn.Conv2d(c["channels"], W, P, stride=P, bias=c.get("patch_bias", True))
         if self.cls:
             self.cls_token = nn.Parameter(torch.zeros(W))
         self.pos_emb = nn.Parameter(torch.zeros(T, W))
