@@ -200,6 +200,24 @@ void refine_search_(const faiss::IndexRefineFlat *r, int refine, const float *q,
     }
 }
 
+// A new IVF index T over a fresh inner-product coarse quantizer that it owns, with spec's nlist
+// and default nprobe; extra = T's constructor arguments between nlist and the metric (PQ's m and
+// nbits). The quantizer is freed if T's constructor throws.
+template <typename T, typename... Extra>
+T *new_ivf_(int dim, const clasp_index_spec *spec, Extra... extra) {
+    auto *q = new faiss::IndexFlatIP(dim);
+    T *p = nullptr;
+    try {
+        p = new T(q, (size_t)dim, (size_t)spec->ivf_nlist, extra..., faiss::METRIC_INNER_PRODUCT);
+    } catch (...) {
+        delete q;
+        throw;
+    }
+    p->own_fields = true;
+    p->nprobe = (size_t)spec->search_def;
+    return p;
+}
+
 } // namespace
 
 extern "C" clasp_status clasp_faiss_new(const clasp_index_spec *spec, int dim, clasp_faiss **out) {
@@ -214,31 +232,10 @@ extern "C" clasp_status clasp_faiss_new(const clasp_index_spec *spec, int dim, c
             h->hnsw.efSearch = spec->search_def;
             ix = h;
         } else if (spec->type == CLASP_INDEX_IVF_FLAT) {
-            auto *q = new faiss::IndexFlatIP(dim);
-            faiss::IndexIVFFlat *p = nullptr;
-            try {
-                p = new faiss::IndexIVFFlat(q, (size_t)dim, (size_t)spec->ivf_nlist,
-                                            faiss::METRIC_INNER_PRODUCT);
-            } catch (...) {
-                delete q;
-                throw;
-            }
-            p->own_fields = true;
-            p->nprobe = (size_t)spec->search_def;
-            ix = p;
+            ix = new_ivf_<faiss::IndexIVFFlat>(dim, spec);
         } else {
-            auto *q = new faiss::IndexFlatIP(dim);
-            faiss::IndexIVFPQ *p = nullptr;
-            try {
-                p = new faiss::IndexIVFPQ(q, (size_t)dim, (size_t)spec->ivf_nlist,
-                                          (size_t)spec->pq_m, (size_t)spec->pq_nbits,
-                                          faiss::METRIC_INNER_PRODUCT);
-            } catch (...) {
-                delete q;
-                throw;
-            }
-            p->own_fields = true;
-            p->nprobe = (size_t)spec->search_def;
+            faiss::IndexIVFPQ *p =
+                new_ivf_<faiss::IndexIVFPQ>(dim, spec, (size_t)spec->pq_m, (size_t)spec->pq_nbits);
             ix = p;
             if (spec->refine > 0) {
                 faiss::IndexRefineFlat *r = nullptr;
