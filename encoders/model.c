@@ -25,7 +25,7 @@ void clasp_model_free(clasp_model *m) {
     if (!m) return;
     for (int t = 0; t < CLASP_N_TOWERS; t++) clasp__tower_free(m->tower[t]);
     free(m->info);
-    free(m->params);
+    if (!m->borrowed_params) free(m->params);
     free(m->grads);
     memset(m, 0, sizeof *m);
 }
@@ -62,7 +62,8 @@ static clasp_status declare_all(clasp_model *m, clasp__ptable *pt) {
     return CLASP_OK;
 }
 
-clasp_status clasp_model_init(clasp_model *m, const clasp_model_config *cfg) {
+/* The parameter table and towers of cfg into m (buffers left to the caller). */
+static clasp_status init_table_(clasp_model *m, const clasp_model_config *cfg) {
     memset(m, 0, sizeof *m);
     if (!cfg || cfg->embed_dim <= 0 ||
         (cfg->image.type == CLASP_IMAGE_NONE && cfg->text.type == CLASP_TEXT_NONE &&
@@ -74,10 +75,12 @@ clasp_status clasp_model_init(clasp_model *m, const clasp_model_config *cfg) {
     m->info = pt.info;
     m->n_params = pt.n;
     m->n_floats = pt.total;
-    if (s != CLASP_OK) {
-        clasp_model_free(m);
-        return s;
-    }
+    if (s != CLASP_OK) clasp_model_free(m);
+    return s;
+}
+
+clasp_status clasp_model_init(clasp_model *m, const clasp_model_config *cfg) {
+    CLASP_TRY(init_table_(m, cfg));
     m->params = alloc_floats(m->n_floats);
     m->grads = alloc_floats(m->n_floats);
     if (!m->params || !m->grads) {
@@ -86,6 +89,26 @@ clasp_status clasp_model_init(clasp_model *m, const clasp_model_config *cfg) {
         return clasp_set_error(CLASP_ERR_NOMEM, "model: cannot allocate 2 x %zu floats", n);
     }
     return CLASP_OK;
+}
+
+clasp_status clasp_model_init_inference(clasp_model *m, const clasp_model_config *cfg,
+                                        float *shared) {
+    CLASP_TRY(init_table_(m, cfg));
+    m->borrowed_params = shared != NULL;
+    m->params = shared ? shared : alloc_floats(m->n_floats);
+    if (!m->params) {
+        size_t n = m->n_floats;
+        clasp_model_free(m);
+        return clasp_set_error(CLASP_ERR_NOMEM, "model: cannot allocate %zu floats", n);
+    }
+    return CLASP_OK;
+}
+
+size_t clasp_model_bytes(const clasp_model *m) {
+    size_t n = (m->borrowed_params || !m->params ? 0 : m->n_floats * sizeof(float)) +
+               (m->grads ? m->n_floats * sizeof(float) : 0);
+    for (int t = 0; t < CLASP_N_TOWERS; t++) n += clasp_model_arena_bytes(m, (clasp_tower)t);
+    return n;
 }
 
 void clasp_model_init_weights(clasp_model *m, uint64_t seed) {
@@ -112,24 +135,40 @@ void clasp_model_init_weights(clasp_model *m, uint64_t seed) {
     }
 }
 
+/* Sizes tower t's arena for batch_cap samples: a measuring pass, then one allocation. */
+static clasp_status size_tower_(clasp_model *m, clasp_tower t, int batch_cap) {
+    clasp__tower *tw = m->tower[t];
+    clasp_arena_free(&tw->arena);
+    tw->fwd_B = 0;
+    clasp_arena meas;
+    clasp_arena_init_measure(&meas);
+    clasp_status s = clasp__tower_plan(tw, m, &meas, batch_cap);
+    if (s != CLASP_OK)
+        return clasp_wrap_error(s, "%s tower, batch %d", clasp_tower_name(t), batch_cap);
+    return clasp_arena_init(&tw->arena, meas.high);
+}
+
 clasp_status clasp_model_prepare(clasp_model *m, int batch_cap) {
     if (batch_cap <= 0)
         return clasp_set_error(CLASP_ERR_ARG, "model_prepare: batch size %d must be positive",
                                batch_cap);
     m->batch_cap = 0;
-    for (int t = 0; t < CLASP_N_TOWERS; t++) {
-        clasp__tower *tw = m->tower[t];
-        if (!tw) continue;
-        clasp_arena_free(&tw->arena);
-        tw->fwd_B = 0;
-        clasp_arena meas;
-        clasp_arena_init_measure(&meas);
-        clasp_status s = clasp__tower_plan(tw, m, &meas, batch_cap);
-        if (s != CLASP_OK)
-            return clasp_wrap_error(s, "%s tower, batch %d", clasp_tower_name((clasp_tower)t),
-                                    batch_cap);
-        CLASP_TRY(clasp_arena_init(&tw->arena, meas.high));
-    }
+    for (int t = 0; t < CLASP_N_TOWERS; t++)
+        if (m->tower[t]) CLASP_TRY(size_tower_(m, (clasp_tower)t, batch_cap));
+    m->batch_cap = batch_cap;
+    return CLASP_OK;
+}
+
+clasp_status clasp_model_prepare_tower(clasp_model *m, clasp_tower t, int batch_cap) {
+    if (t < 0 || t >= CLASP_N_TOWERS || !m->tower[t])
+        return clasp_set_error(CLASP_ERR_ARG, "model_prepare: the model has no %s tower",
+                               clasp_tower_name(t));
+    if (batch_cap <= 0 || (m->batch_cap > 0 && m->batch_cap != batch_cap))
+        return clasp_set_error(CLASP_ERR_ARG,
+                               "model_prepare: batch size %d (the model's other towers: %d)",
+                               batch_cap, m->batch_cap);
+    if (m->batch_cap == batch_cap && m->tower[t]->arena.base) return CLASP_OK;
+    CLASP_TRY(size_tower_(m, t, batch_cap));
     m->batch_cap = batch_cap;
     return CLASP_OK;
 }
@@ -148,8 +187,12 @@ static clasp_status get_tower(clasp_model *m, clasp_tower t, const char *what, c
     if (t < 0 || t >= CLASP_N_TOWERS || !m->tower[t])
         return clasp_set_error(CLASP_ERR_ARG, "%s: the model has no %s tower", what,
                                clasp_tower_name(t));
-    if (m->batch_cap <= 0)
-        return clasp_set_error(CLASP_ERR_STATE, "%s: call clasp_model_prepare first", what);
+    if (m->batch_cap <= 0 || !m->tower[t]->arena.base)
+        return clasp_set_error(CLASP_ERR_STATE, "%s %s: call clasp_model_prepare first", what,
+                               clasp_tower_name(t));
+    if (!m->grads && !strcmp(what, "backward"))
+        return clasp_set_error(CLASP_ERR_STATE, "backward %s: an inference model has no gradients",
+                               clasp_tower_name(t));
     *out = m->tower[t];
     return CLASP_OK;
 }
@@ -208,6 +251,7 @@ clasp_status clasp_model_backward_audio(clasp_model *m, const float *dfeat) {
 }
 
 void clasp_model_zero_grad(clasp_model *m) {
+    if (!m->grads) return; /* an inference model */
     memset(m->grads, 0, m->n_floats * sizeof(float));
 }
 

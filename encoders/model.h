@@ -271,14 +271,25 @@ typedef struct clasp_model {
     ptrdiff_t logit_bias_offset;                /* -1 without logit bias */
     int batch_cap;                              /* 0 until clasp_model_prepare */
     struct clasp__tower *tower[CLASP_N_TOWERS]; /* NULL when absent; SHARED always NULL */
+    bool borrowed_params; /* inference models: params belong to another model (not freed) */
 } clasp_model;
 
 /* Builds the parameter table and allocates params and grads (both zero). Returns
  * CLASP_ERR_CONFIG for a config that fails validation, CLASP_ERR_NOMEM/OVERFLOW. On error the
  * model is left freed. */
 clasp_status clasp_model_init(clasp_model *m, const clasp_model_config *cfg);
+/* An inference-only model (embedding): the parameter table and params, but NO gradient
+ * buffer (grads NULL: clasp_model_backward and clasp_model_zero_grad must not be called) and
+ * no activation arena until clasp_model_prepare_tower. With `shared` non-NULL the model reads
+ * that buffer (another model's params, n_floats floats, which must outlive this model) instead
+ * of allocating its own: replicas embedding on several threads share one read-only copy.
+ * Errors as clasp_model_init. */
+clasp_status clasp_model_init_inference(clasp_model *m, const clasp_model_config *cfg,
+                                        float *shared);
 /* Frees everything; accepts NULL and a zeroed struct. */
 void clasp_model_free(clasp_model *m);
+/* Bytes the model holds for parameters (0 when borrowed), gradients and activation arenas. */
+size_t clasp_model_bytes(const clasp_model *m);
 
 /* PyTorch-default init. Parameter i draws from the counter RNG keyed by (seed, CLASP_RNG_INIT,
  * xxh64(name)), so a parameter's values do not depend on the others. Rules: conv/linear weight
@@ -290,6 +301,11 @@ void clasp_model_init_weights(clasp_model *m, uint64_t seed);
 /* Sizes every tower's activation arena for batches of up to `batch_cap` samples (one
  * measuring pass, then one allocation per tower). May be called again to resize. */
 clasp_status clasp_model_prepare(clasp_model *m, int batch_cap);
+/* Sizes tower t's activation arena only (as clasp_model_prepare does for every tower) for
+ * batches of up to batch_cap samples; a no-op when it is already sized for batch_cap. Other
+ * towers keep their arenas (or none: encoding them is CLASP_ERR_STATE). The model's
+ * batch_cap must be 0 or equal to batch_cap (CLASP_ERR_ARG otherwise). */
+clasp_status clasp_model_prepare_tower(clasp_model *m, clasp_tower t, int batch_cap);
 /* Bytes of the tower's activation arena (0 for an absent tower or before prepare). */
 size_t clasp_model_arena_bytes(const clasp_model *m, clasp_tower t);
 /* High-water mark of the tower's arena (equals arena_bytes after a full-size batch). */
