@@ -135,17 +135,24 @@ void clasp_model_init_weights(clasp_model *m, uint64_t seed) {
     }
 }
 
-/* Sizes tower t's arena for batch_cap samples: a measuring pass, then one allocation. */
-static clasp_status size_tower_(clasp_model *m, clasp_tower t, int batch_cap) {
+/* Bytes of tower t's arena for B samples (a measuring pass; the next encode re-plans). */
+static clasp_status plan_bytes_(clasp_model *m, clasp_tower t, int B, size_t *bytes) {
     clasp__tower *tw = m->tower[t];
-    clasp_arena_free(&tw->arena);
     tw->fwd_B = 0;
     clasp_arena meas;
     clasp_arena_init_measure(&meas);
-    clasp_status s = clasp__tower_plan(tw, m, &meas, batch_cap);
-    if (s != CLASP_OK)
-        return clasp_wrap_error(s, "%s tower, batch %d", clasp_tower_name(t), batch_cap);
-    return clasp_arena_init(&tw->arena, meas.high);
+    clasp_status s = clasp__tower_plan(tw, m, &meas, B);
+    if (s != CLASP_OK) return clasp_wrap_error(s, "%s tower, batch %d", clasp_tower_name(t), B);
+    *bytes = meas.high;
+    return CLASP_OK;
+}
+
+/* Sizes tower t's arena for batch_cap samples: a measuring pass, then one allocation. */
+static clasp_status size_tower_(clasp_model *m, clasp_tower t, int batch_cap) {
+    clasp_arena_free(&m->tower[t]->arena);
+    size_t bytes = 0;
+    CLASP_TRY(plan_bytes_(m, t, batch_cap, &bytes));
+    return clasp_arena_init(&m->tower[t]->arena, bytes);
 }
 
 clasp_status clasp_model_prepare(clasp_model *m, int batch_cap) {
@@ -153,24 +160,46 @@ clasp_status clasp_model_prepare(clasp_model *m, int batch_cap) {
         return clasp_set_error(CLASP_ERR_ARG, "model_prepare: batch size %d must be positive",
                                batch_cap);
     m->batch_cap = 0;
-    for (int t = 0; t < CLASP_N_TOWERS; t++)
+    for (int t = 0; t < CLASP_N_TOWERS; t++) {
+        m->tower_cap[t] = 0;
         if (m->tower[t]) CLASP_TRY(size_tower_(m, (clasp_tower)t, batch_cap));
+    }
+    for (int t = 0; t < CLASP_N_TOWERS; t++) m->tower_cap[t] = m->tower[t] ? batch_cap : 0;
     m->batch_cap = batch_cap;
     return CLASP_OK;
 }
 
-clasp_status clasp_model_prepare_tower(clasp_model *m, clasp_tower t, int batch_cap) {
+clasp_status clasp_model_prepare_tower(clasp_model *m, clasp_tower t, int max_rows, size_t budget) {
     if (t < 0 || t >= CLASP_N_TOWERS || !m->tower[t])
         return clasp_set_error(CLASP_ERR_ARG, "model_prepare: the model has no %s tower",
                                clasp_tower_name(t));
-    if (batch_cap <= 0 || (m->batch_cap > 0 && m->batch_cap != batch_cap))
-        return clasp_set_error(CLASP_ERR_ARG,
-                               "model_prepare: batch size %d (the model's other towers: %d)",
-                               batch_cap, m->batch_cap);
-    if (m->batch_cap == batch_cap && m->tower[t]->arena.base) return CLASP_OK;
-    CLASP_TRY(size_tower_(m, t, batch_cap));
-    m->batch_cap = batch_cap;
+    if (max_rows <= 0)
+        return clasp_set_error(CLASP_ERR_ARG, "model_prepare: batch size %d must be positive",
+                               max_rows);
+    int rows = max_rows;
+    if (budget > 0) { /* the largest B in [1, max_rows] whose arena fits (bytes grow with B) */
+        int lo = 1, hi = max_rows;
+        while (lo < hi) {
+            int mid = lo + (hi - lo + 1) / 2;
+            size_t b = 0;
+            CLASP_TRY(plan_bytes_(m, t, mid, &b));
+            if (b <= budget)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        rows = lo;
+    }
+    if (m->tower_cap[t] == rows) return CLASP_OK;
+    m->tower_cap[t] = 0;
+    CLASP_TRY(size_tower_(m, t, rows));
+    m->tower_cap[t] = rows;
+    if (rows > m->batch_cap) m->batch_cap = rows;
     return CLASP_OK;
+}
+
+int clasp_model_tower_cap(const clasp_model *m, clasp_tower t) {
+    return t < 0 || t >= CLASP_N_TOWERS ? 0 : m->tower_cap[t];
 }
 
 size_t clasp_model_arena_bytes(const clasp_model *m, clasp_tower t) {
@@ -187,7 +216,7 @@ static clasp_status get_tower(clasp_model *m, clasp_tower t, const char *what, c
     if (t < 0 || t >= CLASP_N_TOWERS || !m->tower[t])
         return clasp_set_error(CLASP_ERR_ARG, "%s: the model has no %s tower", what,
                                clasp_tower_name(t));
-    if (m->batch_cap <= 0 || !m->tower[t]->arena.base)
+    if (m->tower_cap[t] <= 0)
         return clasp_set_error(CLASP_ERR_STATE, "%s %s: call clasp_model_prepare first", what,
                                clasp_tower_name(t));
     if (!m->grads && !strcmp(what, "backward"))
@@ -201,9 +230,9 @@ clasp_status clasp_model_encode(clasp_model *m, clasp_tower t, const void *input
                                 float *feat) {
     clasp__tower *tw = NULL;
     CLASP_TRY(get_tower(m, t, "encode", &tw));
-    if (B <= 0 || B > m->batch_cap)
+    if (B <= 0 || B > m->tower_cap[t])
         return clasp_set_error(CLASP_ERR_ARG, "encode %s: batch %d outside [1, %d] (prepared)",
-                               clasp_tower_name(t), B, m->batch_cap);
+                               clasp_tower_name(t), B, m->tower_cap[t]);
     if (!input || !feat) return clasp_set_error(CLASP_ERR_ARG, "encode: NULL buffer");
     tw->fwd_B = 0;
     /* Re-plan for this B: only pointer bumps inside the arena sized for batch_cap (every
@@ -212,6 +241,23 @@ clasp_status clasp_model_encode(clasp_model *m, clasp_tower t, const void *input
     if (s != CLASP_OK) return clasp_wrap_error(s, "encode %s", clasp_tower_name(t));
     CLASP_TRY(clasp__tower_forward(tw, m, input, B, feat));
     tw->fwd_B = B;
+    return CLASP_OK;
+}
+
+clasp_status clasp_model_encode_rows(clasp_model *m, clasp_tower t, const void *input, int B,
+                                     float *feat) {
+    clasp__tower *tw = NULL;
+    CLASP_TRY(get_tower(m, t, "encode", &tw));
+    if (B <= 0 || !input || !feat)
+        return clasp_set_error(CLASP_ERR_ARG, "encode %s: bad arguments", clasp_tower_name(t));
+    size_t row_bytes = clasp_model_input_elems(&m->config, t) *
+                       (t == CLASP_TOWER_TEXT ? sizeof(int32_t) : sizeof(float));
+    size_t D = (size_t)m->config.embed_dim;
+    for (int at = 0; at < B; at += m->tower_cap[t]) {
+        int n = B - at < m->tower_cap[t] ? B - at : m->tower_cap[t];
+        CLASP_TRY(clasp_model_encode(m, t, (const char *)input + (size_t)at * row_bytes, n,
+                                     feat + (size_t)at * D));
+    }
     return CLASP_OK;
 }
 

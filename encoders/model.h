@@ -271,6 +271,7 @@ typedef struct clasp_model {
     ptrdiff_t logit_bias_offset;                /* -1 without logit bias */
     int batch_cap;                              /* 0 until clasp_model_prepare */
     struct clasp__tower *tower[CLASP_N_TOWERS]; /* NULL when absent; SHARED always NULL */
+    int tower_cap[CLASP_N_TOWERS];              /* rows each tower's arena is sized for (0: none) */
     bool borrowed_params; /* inference models: params belong to another model (not freed) */
 } clasp_model;
 
@@ -302,10 +303,19 @@ void clasp_model_init_weights(clasp_model *m, uint64_t seed);
  * measuring pass, then one allocation per tower). May be called again to resize. */
 clasp_status clasp_model_prepare(clasp_model *m, int batch_cap);
 /* Sizes tower t's activation arena only (as clasp_model_prepare does for every tower) for
- * batches of up to batch_cap samples; a no-op when it is already sized for batch_cap. Other
- * towers keep their arenas (or none: encoding them is CLASP_ERR_STATE). The model's
- * batch_cap must be 0 or equal to batch_cap (CLASP_ERR_ARG otherwise). */
-clasp_status clasp_model_prepare_tower(clasp_model *m, clasp_tower t, int batch_cap);
+ * the largest batch of at most max_rows samples whose arena fits in `budget` bytes (0: no
+ * limit; at least 1 sample whatever the budget); a no-op when the tower's arena already has
+ * that size.
+ * Other towers keep their arenas (or none: encoding them is CLASP_ERR_STATE). Inference
+ * models (clasp_model_init_inference) use it to bound their activation memory, then encode
+ * larger batches piecewise with clasp_model_encode_rows. */
+clasp_status clasp_model_prepare_tower(clasp_model *m, clasp_tower t, int max_rows, size_t budget);
+/* Rows tower t's arena is sized for (0 for an absent or unprepared tower). */
+int clasp_model_tower_cap(const clasp_model *m, clasp_tower t);
+/* clasp_model_encode of any number B >= 1 of rows, in consecutive pieces of at most the
+ * tower's cap (each sample's features do not depend on the piece it runs in). */
+clasp_status clasp_model_encode_rows(clasp_model *m, clasp_tower t, const void *input, int B,
+                                     float *feat);
 /* Bytes of the tower's activation arena (0 for an absent tower or before prepare). */
 size_t clasp_model_arena_bytes(const clasp_model *m, clasp_tower t);
 /* High-water mark of the tower's arena (equals arena_bytes after a full-size batch). */

@@ -666,7 +666,7 @@ typedef struct embed_job {
 static void *embed_job_run_(void *arg) {
     embed_job *j = arg;
     clasp_precision was = clasp_compute_set_precision(j->precision);
-    j->s = clasp_model_encode(j->m, j->t, j->in, j->n, j->out);
+    j->s = clasp_model_encode_rows(j->m, j->t, j->in, j->n, j->out);
     clasp_compute_set_precision(was);
     if (j->s == CLASP_OK)
         clasp_l2norm_forward(j->out, j->norms, j->out, j->n, j->D, L2_EPS);
@@ -683,7 +683,9 @@ static clasp_status embed_replicas_(clasp_embedder *em, clasp_tower t, const voi
                        (t == CLASP_TOWER_TEXT ? sizeof(int32_t) : sizeof(float));
     int crows = em->batch_size / em->n_rep, D = em->D;
     for (int r = 0; r < em->n_rep; r++) /* the tower's activations, on its first use */
-        CLASP_TRY(clasp_model_prepare_tower(replica_(em, r), t, crows));
+        CLASP_TRY(clasp_model_prepare_tower(
+            replica_(em, r), t, crows,
+            em->precision == CLASP_FP32 ? CLASP_ENGINE_INFER_ARENA_BYTES / (size_t)em->n_rep : 0));
     for (int at = 0; at < n; at += em->batch_size) {
         int m = n - at < em->batch_size ? n - at : em->batch_size;
         embed_job jobs[CLASP_ENGINE_MAX_CHUNKS];

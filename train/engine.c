@@ -595,7 +595,7 @@ static void embed_job_(clasp_engine *e, int r, void *argp) {
     size_t row = a->at + (size_t)lo;
     const void *in = input_row_(&m->config, a->t, a->input, row);
     float *f = a->out + row * D;
-    clasp_status s = clasp_model_encode(m, a->t, in, hi - lo, f);
+    clasp_status s = clasp_model_encode_rows(m, a->t, in, hi - lo, f);
     if (s != CLASP_OK) {
         job_fail_(e, r, s);
         return;
@@ -609,7 +609,10 @@ clasp_status clasp_engine_embed(clasp_engine *e, clasp_tower t, const void *inpu
     if (!is_input_tower_(t) || !clasp_model_config_has(&e->models[0].config, t))
         return clasp_set_error(CLASP_ERR_ARG, "engine: cannot embed tower %s", clasp_tower_name(t));
     for (int r = 0; r < e->n_rep && e->opt.inference; r++)
-        CLASP_TRY(clasp_model_prepare_tower(&e->models[r], t, e->crows));
+        CLASP_TRY(clasp_model_prepare_tower(&e->models[r], t, e->crows,
+                                            e->opt.precision == CLASP_FP32
+                                                ? CLASP_ENGINE_INFER_ARENA_BYTES / (size_t)e->n_rep
+                                                : 0));
     int piece = e->crows * e->n_rep;
     for (int at = 0; at < n; at += piece) {
         embed_ctx a = {.t = t,
