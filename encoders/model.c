@@ -327,6 +327,7 @@ clasp_status clasp_model_read_tensors(const clasp_model *m, clasp_safetensors *s
         char name[256];
         CLASP_TRY(prefixed(name, sizeof name, prefix, p->name));
         CLASP_TRY(clasp_st_read_f32(st, name, p->ndim, p->shape, dst + p->offset));
+        clasp_st_release(st, clasp_st_find(st, name)); /* a mapped file: drop the copied pages */
     }
     return CLASP_OK;
 }

@@ -363,7 +363,8 @@ float *clasp_model_param(clasp_model *m, const char *name);
 /* Copies every parameter `prefix`+name from st into dst (a buffer in the params layout, e.g.
  * m->params or an AdamW moment), checking dtype F32 and shape. Errors name the file and the
  * tensor (missing: CLASP_ERR_NOT_FOUND, wrong shape/dtype: CLASP_ERR_FORMAT). Extra tensors in
- * the file are ignored. */
+ * the file are ignored. From a mapped file (clasp_st_open_mapped) each tensor's pages are
+ * released once copied, so loading holds about one copy of the parameters, not two. */
 clasp_status clasp_model_read_tensors(const clasp_model *m, clasp_safetensors *st,
                                       const char *prefix, float *dst);
 /* Adds every parameter of src (params layout) to a writer as `prefix`+name. src is borrowed

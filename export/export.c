@@ -559,14 +559,16 @@ static clasp_status open_export_(clasp_embedder *em, const char *dir, int thread
     }
     if (s == CLASP_OK) s = check_preprocess_(dir, &em->pre);
     clasp_safetensors *st = NULL;
-    if (s == CLASP_OK) s = clasp_st_open(mp, &st);
+    /* the hash streams the file; the tensors are copied from a mapping released as it goes:
+     * opening never holds the file and the parameters at once */
+    if (s == CLASP_OK) s = clasp_hash_file(mp, &em->model_hash);
+    if (s == CLASP_OK) s = clasp_st_open_mapped(mp, &st);
     if (s == CLASP_OK) s = check_meta_config_(st, mp, cfg, p);
     if (s == CLASP_OK) s = start_engine_(em, threads, batch);
     if (s == CLASP_OK) {
         clasp_model *m0 = clasp_embedder_model(em);
         s = clasp_model_read_tensors(m0, st, "", m0->params);
     }
-    if (s == CLASP_OK) em->model_hash = clasp_hash64(st->file, st->file_len, 0);
     clasp_st_free(st);
     cJSON_Delete(cfg);
     return s;
