@@ -3,9 +3,15 @@
 #include "core/safetensors.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/array.h"
 #include "core/json.h"
@@ -54,7 +60,10 @@ void clasp_st_free(clasp_safetensors *st) {
     free(st->meta_values);
     free(st->f32_cache);
     free(st->tensors);
-    free(st->file);
+    if (st->mapped)
+        munmap(st->file, st->file_len);
+    else
+        free(st->file);
     free(st->path);
     free(st);
 }
@@ -272,6 +281,51 @@ clasp_status clasp_st_open(const char *path, clasp_safetensors **out) {
     }
     *out = st;
     return CLASP_OK;
+}
+
+clasp_status clasp_st_open_mapped(const char *path, clasp_safetensors **out) {
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return clasp_set_error(errno == ENOENT ? CLASP_ERR_NOT_FOUND : CLASP_ERR_IO, "%s: %s", path,
+                               strerror(errno));
+    struct stat sb;
+    clasp_status s = CLASP_OK;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        s = clasp_set_error(CLASP_ERR_IO, "%s: not a readable file", path);
+    else if ((uint64_t)sb.st_size > ST_MAX_FILE || sb.st_size < 8)
+        s = clasp_set_error(CLASP_ERR_FORMAT, "%s: size %lld outside [8, %llu] bytes", path,
+                            (long long)sb.st_size, (unsigned long long)ST_MAX_FILE);
+    void *map = MAP_FAILED;
+    if (s == CLASP_OK) map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (s == CLASP_OK && map == MAP_FAILED)
+        s = clasp_set_error(CLASP_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+    if (s != CLASP_OK) return s;
+    clasp_safetensors *st = calloc(1, sizeof *st);
+    if (!st) {
+        munmap(map, (size_t)sb.st_size);
+        return clasp_set_error(CLASP_ERR_NOMEM, "%s: out of memory", path);
+    }
+    st->file = map;
+    st->file_len = (size_t)sb.st_size;
+    st->mapped = true;
+    st->path = dupstr_(path);
+    s = st->path ? parse_(st, path) : clasp_set_error(CLASP_ERR_NOMEM, "out of memory");
+    if (s != CLASP_OK) {
+        clasp_st_free(st);
+        return s;
+    }
+    *out = st;
+    return CLASP_OK;
+}
+
+void clasp_st_release(clasp_safetensors *st, const clasp_st_tensor *t) {
+    if (!st->mapped || !t) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)t->data + page - 1) / page * page;
+    uintptr_t hi = ((uintptr_t)t->data + (t->end - t->begin)) / page * page;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 const clasp_st_tensor *clasp_st_find(const clasp_safetensors *st, const char *name) {

@@ -16,6 +16,7 @@
 #ifndef CLASP_CORE_SAFETENSORS_H
 #define CLASP_CORE_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,10 +60,18 @@ typedef struct clasp_safetensors {
     char **meta_keys;
     char **meta_values;
     float **f32_cache; /* aligned float copies, per tensor, made on demand */
+    bool mapped;       /* file is a read-only mapping (clasp_st_open_mapped) */
 } clasp_safetensors;
 
 /* Reads and validates a file. Files above 4 GiB are refused. */
 clasp_status clasp_st_open(const char *path, clasp_safetensors **out);
+/* As clasp_st_open, but maps the file read-only instead of reading it: only the pages a
+ * caller touches become resident, and clasp_st_release can drop them again (a loader copying
+ * tensors one by one then never holds the whole file). */
+clasp_status clasp_st_open_mapped(const char *path, clasp_safetensors **out);
+/* Drops the resident pages lying wholly inside tensor t's data from a mapped file (they are
+ * read again from the file if touched later); a no-op for a file read into memory. */
+void clasp_st_release(clasp_safetensors *st, const clasp_st_tensor *t);
 /* Parses a memory buffer (copied); `what` names it in messages. */
 clasp_status clasp_st_from_memory(const void *buf, size_t n, const char *what,
                                   clasp_safetensors **out);

@@ -25,7 +25,7 @@ void clasp_model_free(clasp_model *m) {
     if (!m) return;
     for (int t = 0; t < CLASP_N_TOWERS; t++) clasp__tower_free(m->tower[t]);
     free(m->info);
-    free(m->params);
+    if (!m->borrowed_params) free(m->params);
     free(m->grads);
     memset(m, 0, sizeof *m);
 }
@@ -62,7 +62,8 @@ static clasp_status declare_all(clasp_model *m, clasp__ptable *pt) {
     return CLASP_OK;
 }
 
-clasp_status clasp_model_init(clasp_model *m, const clasp_model_config *cfg) {
+/* The parameter table and towers of cfg into m (buffers left to the caller). */
+static clasp_status init_table_(clasp_model *m, const clasp_model_config *cfg) {
     memset(m, 0, sizeof *m);
     if (!cfg || cfg->embed_dim <= 0 ||
         (cfg->image.type == CLASP_IMAGE_NONE && cfg->text.type == CLASP_TEXT_NONE &&
@@ -74,10 +75,12 @@ clasp_status clasp_model_init(clasp_model *m, const clasp_model_config *cfg) {
     m->info = pt.info;
     m->n_params = pt.n;
     m->n_floats = pt.total;
-    if (s != CLASP_OK) {
-        clasp_model_free(m);
-        return s;
-    }
+    if (s != CLASP_OK) clasp_model_free(m);
+    return s;
+}
+
+clasp_status clasp_model_init(clasp_model *m, const clasp_model_config *cfg) {
+    CLASP_TRY(init_table_(m, cfg));
     m->params = alloc_floats(m->n_floats);
     m->grads = alloc_floats(m->n_floats);
     if (!m->params || !m->grads) {
@@ -86,6 +89,26 @@ clasp_status clasp_model_init(clasp_model *m, const clasp_model_config *cfg) {
         return clasp_set_error(CLASP_ERR_NOMEM, "model: cannot allocate 2 x %zu floats", n);
     }
     return CLASP_OK;
+}
+
+clasp_status clasp_model_init_inference(clasp_model *m, const clasp_model_config *cfg,
+                                        float *shared) {
+    CLASP_TRY(init_table_(m, cfg));
+    m->borrowed_params = shared != NULL;
+    m->params = shared ? shared : alloc_floats(m->n_floats);
+    if (!m->params) {
+        size_t n = m->n_floats;
+        clasp_model_free(m);
+        return clasp_set_error(CLASP_ERR_NOMEM, "model: cannot allocate %zu floats", n);
+    }
+    return CLASP_OK;
+}
+
+size_t clasp_model_bytes(const clasp_model *m) {
+    size_t n = (m->borrowed_params || !m->params ? 0 : m->n_floats * sizeof(float)) +
+               (m->grads ? m->n_floats * sizeof(float) : 0);
+    for (int t = 0; t < CLASP_N_TOWERS; t++) n += clasp_model_arena_bytes(m, (clasp_tower)t);
+    return n;
 }
 
 void clasp_model_init_weights(clasp_model *m, uint64_t seed) {
@@ -112,26 +135,71 @@ void clasp_model_init_weights(clasp_model *m, uint64_t seed) {
     }
 }
 
+/* Bytes of tower t's arena for B samples (a measuring pass; the next encode re-plans). */
+static clasp_status plan_bytes_(clasp_model *m, clasp_tower t, int B, size_t *bytes) {
+    clasp__tower *tw = m->tower[t];
+    tw->fwd_B = 0;
+    clasp_arena meas;
+    clasp_arena_init_measure(&meas);
+    clasp_status s = clasp__tower_plan(tw, m, &meas, B);
+    if (s != CLASP_OK) return clasp_wrap_error(s, "%s tower, batch %d", clasp_tower_name(t), B);
+    *bytes = meas.high;
+    return CLASP_OK;
+}
+
+/* Sizes tower t's arena for batch_cap samples: a measuring pass, then one allocation. */
+static clasp_status size_tower_(clasp_model *m, clasp_tower t, int batch_cap) {
+    clasp_arena_free(&m->tower[t]->arena);
+    size_t bytes = 0;
+    CLASP_TRY(plan_bytes_(m, t, batch_cap, &bytes));
+    return clasp_arena_init(&m->tower[t]->arena, bytes);
+}
+
 clasp_status clasp_model_prepare(clasp_model *m, int batch_cap) {
     if (batch_cap <= 0)
         return clasp_set_error(CLASP_ERR_ARG, "model_prepare: batch size %d must be positive",
                                batch_cap);
     m->batch_cap = 0;
     for (int t = 0; t < CLASP_N_TOWERS; t++) {
-        clasp__tower *tw = m->tower[t];
-        if (!tw) continue;
-        clasp_arena_free(&tw->arena);
-        tw->fwd_B = 0;
-        clasp_arena meas;
-        clasp_arena_init_measure(&meas);
-        clasp_status s = clasp__tower_plan(tw, m, &meas, batch_cap);
-        if (s != CLASP_OK)
-            return clasp_wrap_error(s, "%s tower, batch %d", clasp_tower_name((clasp_tower)t),
-                                    batch_cap);
-        CLASP_TRY(clasp_arena_init(&tw->arena, meas.high));
+        m->tower_cap[t] = 0;
+        if (m->tower[t]) CLASP_TRY(size_tower_(m, (clasp_tower)t, batch_cap));
     }
+    for (int t = 0; t < CLASP_N_TOWERS; t++) m->tower_cap[t] = m->tower[t] ? batch_cap : 0;
     m->batch_cap = batch_cap;
     return CLASP_OK;
+}
+
+clasp_status clasp_model_prepare_tower(clasp_model *m, clasp_tower t, int max_rows, size_t budget) {
+    if (t < 0 || t >= CLASP_N_TOWERS || !m->tower[t])
+        return clasp_set_error(CLASP_ERR_ARG, "model_prepare: the model has no %s tower",
+                               clasp_tower_name(t));
+    if (max_rows <= 0)
+        return clasp_set_error(CLASP_ERR_ARG, "model_prepare: batch size %d must be positive",
+                               max_rows);
+    int rows = max_rows;
+    if (budget > 0) { /* the largest B in [1, max_rows] whose arena fits (bytes grow with B) */
+        int lo = 1, hi = max_rows;
+        while (lo < hi) {
+            int mid = lo + (hi - lo + 1) / 2;
+            size_t b = 0;
+            CLASP_TRY(plan_bytes_(m, t, mid, &b));
+            if (b <= budget)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        rows = lo;
+    }
+    if (m->tower_cap[t] == rows) return CLASP_OK;
+    m->tower_cap[t] = 0;
+    CLASP_TRY(size_tower_(m, t, rows));
+    m->tower_cap[t] = rows;
+    if (rows > m->batch_cap) m->batch_cap = rows;
+    return CLASP_OK;
+}
+
+int clasp_model_tower_cap(const clasp_model *m, clasp_tower t) {
+    return t < 0 || t >= CLASP_N_TOWERS ? 0 : m->tower_cap[t];
 }
 
 size_t clasp_model_arena_bytes(const clasp_model *m, clasp_tower t) {
@@ -148,8 +216,12 @@ static clasp_status get_tower(clasp_model *m, clasp_tower t, const char *what, c
     if (t < 0 || t >= CLASP_N_TOWERS || !m->tower[t])
         return clasp_set_error(CLASP_ERR_ARG, "%s: the model has no %s tower", what,
                                clasp_tower_name(t));
-    if (m->batch_cap <= 0)
-        return clasp_set_error(CLASP_ERR_STATE, "%s: call clasp_model_prepare first", what);
+    if (m->tower_cap[t] <= 0)
+        return clasp_set_error(CLASP_ERR_STATE, "%s %s: call clasp_model_prepare first", what,
+                               clasp_tower_name(t));
+    if (!m->grads && !strcmp(what, "backward"))
+        return clasp_set_error(CLASP_ERR_STATE, "backward %s: an inference model has no gradients",
+                               clasp_tower_name(t));
     *out = m->tower[t];
     return CLASP_OK;
 }
@@ -158,9 +230,9 @@ clasp_status clasp_model_encode(clasp_model *m, clasp_tower t, const void *input
                                 float *feat) {
     clasp__tower *tw = NULL;
     CLASP_TRY(get_tower(m, t, "encode", &tw));
-    if (B <= 0 || B > m->batch_cap)
+    if (B <= 0 || B > m->tower_cap[t])
         return clasp_set_error(CLASP_ERR_ARG, "encode %s: batch %d outside [1, %d] (prepared)",
-                               clasp_tower_name(t), B, m->batch_cap);
+                               clasp_tower_name(t), B, m->tower_cap[t]);
     if (!input || !feat) return clasp_set_error(CLASP_ERR_ARG, "encode: NULL buffer");
     tw->fwd_B = 0;
     /* Re-plan for this B: only pointer bumps inside the arena sized for batch_cap (every
@@ -169,6 +241,23 @@ clasp_status clasp_model_encode(clasp_model *m, clasp_tower t, const void *input
     if (s != CLASP_OK) return clasp_wrap_error(s, "encode %s", clasp_tower_name(t));
     CLASP_TRY(clasp__tower_forward(tw, m, input, B, feat));
     tw->fwd_B = B;
+    return CLASP_OK;
+}
+
+clasp_status clasp_model_encode_rows(clasp_model *m, clasp_tower t, const void *input, int B,
+                                     float *feat) {
+    clasp__tower *tw = NULL;
+    CLASP_TRY(get_tower(m, t, "encode", &tw));
+    if (B <= 0 || !input || !feat)
+        return clasp_set_error(CLASP_ERR_ARG, "encode %s: bad arguments", clasp_tower_name(t));
+    size_t row_bytes = clasp_model_input_elems(&m->config, t) *
+                       (t == CLASP_TOWER_TEXT ? sizeof(int32_t) : sizeof(float));
+    size_t D = (size_t)m->config.embed_dim;
+    for (int at = 0; at < B; at += m->tower_cap[t]) {
+        int n = B - at < m->tower_cap[t] ? B - at : m->tower_cap[t];
+        CLASP_TRY(clasp_model_encode(m, t, (const char *)input + (size_t)at * row_bytes, n,
+                                     feat + (size_t)at * D));
+    }
     return CLASP_OK;
 }
 
@@ -208,6 +297,7 @@ clasp_status clasp_model_backward_audio(clasp_model *m, const float *dfeat) {
 }
 
 void clasp_model_zero_grad(clasp_model *m) {
+    if (!m->grads) return; /* an inference model */
     memset(m->grads, 0, m->n_floats * sizeof(float));
 }
 
@@ -237,6 +327,7 @@ clasp_status clasp_model_read_tensors(const clasp_model *m, clasp_safetensors *s
         char name[256];
         CLASP_TRY(prefixed(name, sizeof name, prefix, p->name));
         CLASP_TRY(clasp_st_read_f32(st, name, p->ndim, p->shape, dst + p->offset));
+        clasp_st_release(st, clasp_st_find(st, name)); /* a mapped file: drop the copied pages */
     }
     return CLASP_OK;
 }

@@ -273,14 +273,26 @@ typedef struct clasp_model {
     ptrdiff_t logit_bias_offset;                /* -1 without logit bias */
     int batch_cap;                              /* 0 until clasp_model_prepare */
     struct clasp__tower *tower[CLASP_N_TOWERS]; /* NULL when absent; SHARED always NULL */
+    int tower_cap[CLASP_N_TOWERS];              /* rows each tower's arena is sized for (0: none) */
+    bool borrowed_params; /* inference models: params belong to another model (not freed) */
 } clasp_model;
 
 /* Builds the parameter table and allocates params and grads (both zero). Returns
  * CLASP_ERR_CONFIG for a config that fails validation, CLASP_ERR_NOMEM/OVERFLOW. On error the
  * model is left freed. */
 clasp_status clasp_model_init(clasp_model *m, const clasp_model_config *cfg);
+/* An inference-only model (embedding): the parameter table and params, but NO gradient
+ * buffer (grads NULL: clasp_model_backward and clasp_model_zero_grad must not be called) and
+ * no activation arena until clasp_model_prepare_tower. With `shared` non-NULL the model reads
+ * that buffer (another model's params, n_floats floats, which must outlive this model) instead
+ * of allocating its own: replicas embedding on several threads share one read-only copy.
+ * Errors as clasp_model_init. */
+clasp_status clasp_model_init_inference(clasp_model *m, const clasp_model_config *cfg,
+                                        float *shared);
 /* Frees everything; accepts NULL and a zeroed struct. */
 void clasp_model_free(clasp_model *m);
+/* Bytes the model holds for parameters (0 when borrowed), gradients and activation arenas. */
+size_t clasp_model_bytes(const clasp_model *m);
 
 /* PyTorch-default init. Parameter i draws from the counter RNG keyed by (seed, CLASP_RNG_INIT,
  * xxh64(name)), so a parameter's values do not depend on the others. Rules: conv/linear weight
@@ -292,6 +304,20 @@ void clasp_model_init_weights(clasp_model *m, uint64_t seed);
 /* Sizes every tower's activation arena for batches of up to `batch_cap` samples (one
  * measuring pass, then one allocation per tower). May be called again to resize. */
 clasp_status clasp_model_prepare(clasp_model *m, int batch_cap);
+/* Sizes tower t's activation arena only (as clasp_model_prepare does for every tower) for
+ * the largest batch of at most max_rows samples whose arena fits in `budget` bytes (0: no
+ * limit; at least 1 sample whatever the budget); a no-op when the tower's arena already has
+ * that size.
+ * Other towers keep their arenas (or none: encoding them is CLASP_ERR_STATE). Inference
+ * models (clasp_model_init_inference) use it to bound their activation memory, then encode
+ * larger batches piecewise with clasp_model_encode_rows. */
+clasp_status clasp_model_prepare_tower(clasp_model *m, clasp_tower t, int max_rows, size_t budget);
+/* Rows tower t's arena is sized for (0 for an absent or unprepared tower). */
+int clasp_model_tower_cap(const clasp_model *m, clasp_tower t);
+/* clasp_model_encode of any number B >= 1 of rows, in consecutive pieces of at most the
+ * tower's cap (each sample's features do not depend on the piece it runs in). */
+clasp_status clasp_model_encode_rows(clasp_model *m, clasp_tower t, const void *input, int B,
+                                     float *feat);
 /* Bytes of the tower's activation arena (0 for an absent tower or before prepare). */
 size_t clasp_model_arena_bytes(const clasp_model *m, clasp_tower t);
 /* High-water mark of the tower's arena (equals arena_bytes after a full-size batch). */
@@ -339,7 +365,8 @@ float *clasp_model_param(clasp_model *m, const char *name);
 /* Copies every parameter `prefix`+name from st into dst (a buffer in the params layout, e.g.
  * m->params or an AdamW moment), checking dtype F32 and shape. Errors name the file and the
  * tensor (missing: CLASP_ERR_NOT_FOUND, wrong shape/dtype: CLASP_ERR_FORMAT). Extra tensors in
- * the file are ignored. */
+ * the file are ignored. From a mapped file (clasp_st_open_mapped) each tensor's pages are
+ * released once copied, so loading holds about one copy of the parameters, not two. */
 clasp_status clasp_model_read_tensors(const clasp_model *m, clasp_safetensors *st,
                                       const char *prefix, float *dst);
 /* Adds every parameter of src (params layout) to a writer as `prefix`+name. src is borrowed

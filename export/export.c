@@ -424,6 +424,13 @@ static clasp_model *replica_(clasp_embedder *em, int r) {
     return em->own ? &em->own[r] : &em->engine.models[r];
 }
 
+size_t clasp_embedder_bytes(const clasp_embedder *em) {
+    size_t n = 0;
+    for (int r = 0; r < em->n_rep; r++)
+        n += clasp_model_bytes(em->own ? &em->own[r] : &em->engine.models[r]);
+    return n;
+}
+
 void clasp_embedder_close(clasp_embedder *em) {
     if (!em) return;
     clasp_engine_free(&em->engine);
@@ -486,15 +493,14 @@ static clasp_status start_engine_(clasp_embedder *em, int threads, int batch_siz
                                    .accum_steps = 1,
                                    .chunks = threads,
                                    .threads = threads,
-                                   .loss = {0}};
+                                   .loss = {0},
+                                   .inference = true};
         CLASP_TRY(clasp_engine_init(&em->engine, mc, &eo));
     } else {
         em->own = calloc((size_t)threads, sizeof *em->own);
         if (!em->own) return clasp_set_error(CLASP_ERR_NOMEM, "embedder: out of memory");
-        for (int r = 0; r < threads; r++) {
-            CLASP_TRY(clasp_model_init(&em->own[r], mc));
-            CLASP_TRY(clasp_model_prepare(&em->own[r], batch_size / threads));
-        }
+        for (int r = 0; r < threads; r++)
+            CLASP_TRY(clasp_model_init_inference(&em->own[r], mc, r ? em->own[0].params : NULL));
         /* One threading layer, as the engine: our threads; OpenBLAS single-threaded in each. */
         clasp_compute_set_threads(1);
     }
@@ -514,16 +520,6 @@ static clasp_status start_engine_(clasp_embedder *em, int threads, int batch_siz
     if (mc->audio.type != CLASP_AUDIO_TYPE_NONE)
         CLASP_TRY(clasp_audio_frontend_new(&em->lc.audio, &em->fe));
     return CLASP_OK;
-}
-
-/* Copies replica 0's parameters to the others. */
-static void sync_params_(clasp_embedder *em) {
-    if (!em->own) {
-        clasp_engine_sync_params(&em->engine);
-        return;
-    }
-    for (int r = 1; r < em->n_rep; r++)
-        memcpy(em->own[r].params, em->own[0].params, em->own[0].n_floats * sizeof(float));
 }
 
 static clasp_status open_export_(clasp_embedder *em, const char *dir, int threads, int batch) {
@@ -563,14 +559,16 @@ static clasp_status open_export_(clasp_embedder *em, const char *dir, int thread
     }
     if (s == CLASP_OK) s = check_preprocess_(dir, &em->pre);
     clasp_safetensors *st = NULL;
-    if (s == CLASP_OK) s = clasp_st_open(mp, &st);
+    /* the hash streams the file; the tensors are copied from a mapping released as it goes:
+     * opening never holds the file and the parameters at once */
+    if (s == CLASP_OK) s = clasp_hash_file(mp, &em->model_hash);
+    if (s == CLASP_OK) s = clasp_st_open_mapped(mp, &st);
     if (s == CLASP_OK) s = check_meta_config_(st, mp, cfg, p);
     if (s == CLASP_OK) s = start_engine_(em, threads, batch);
     if (s == CLASP_OK) {
         clasp_model *m0 = clasp_embedder_model(em);
         s = clasp_model_read_tensors(m0, st, "", m0->params);
     }
-    if (s == CLASP_OK) em->model_hash = clasp_hash64(st->file, st->file_len, 0);
     clasp_st_free(st);
     cJSON_Delete(cfg);
     return s;
@@ -625,8 +623,7 @@ clasp_status clasp_embedder_open(const char *path, int threads, int batch_size,
         clasp_embedder_close(em);
         return s;
     }
-    em->lc.eval = true;
-    sync_params_(em);
+    em->lc.eval = true; /* the replicas share replica 0's parameters: nothing to copy */
     return CLASP_OK;
 }
 
@@ -671,7 +668,7 @@ typedef struct embed_job {
 static void *embed_job_run_(void *arg) {
     embed_job *j = arg;
     clasp_precision was = clasp_compute_set_precision(j->precision);
-    j->s = clasp_model_encode(j->m, j->t, j->in, j->n, j->out);
+    j->s = clasp_model_encode_rows(j->m, j->t, j->in, j->n, j->out);
     clasp_compute_set_precision(was);
     if (j->s == CLASP_OK)
         clasp_l2norm_forward(j->out, j->norms, j->out, j->n, j->D, L2_EPS);
@@ -687,6 +684,10 @@ static clasp_status embed_replicas_(clasp_embedder *em, clasp_tower t, const voi
     size_t row_bytes = clasp_model_input_elems(&em->config, t) *
                        (t == CLASP_TOWER_TEXT ? sizeof(int32_t) : sizeof(float));
     int crows = em->batch_size / em->n_rep, D = em->D;
+    for (int r = 0; r < em->n_rep; r++) /* the tower's activations, on its first use */
+        CLASP_TRY(clasp_model_prepare_tower(
+            replica_(em, r), t, crows,
+            em->precision == CLASP_FP32 ? CLASP_ENGINE_INFER_ARENA_BYTES / (size_t)em->n_rep : 0));
     for (int at = 0; at < n; at += em->batch_size) {
         int m = n - at < em->batch_size ? n - at : em->batch_size;
         embed_job jobs[CLASP_ENGINE_MAX_CHUNKS];

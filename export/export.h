@@ -44,8 +44,10 @@
  * augmentation). Outputs are L2-normalised features (n, embed_dim). Image-text models run on
  * the engine (train/engine.h) over `threads` replicas; models the engine does not pair
  * (audio-text: no image tower) run on the embedder's own `threads` model replicas; either way
- * an audio tower runs on the replicas with one thread per replica. An embedder is driven by
- * one thread at a time.
+ * an audio tower runs on the replicas with one thread per replica. Either way the replicas
+ * are inference-only (encoders/model.h clasp_model_init_inference): no gradient buffers, one
+ * copy of the parameters read by every replica, and activation arenas only for the towers
+ * embedded so far. An embedder is driven by one thread at a time.
  * A checkpoint is read through train/runstate.h, which refuses a checkpoint or a run folder of
  * a newer format version.
  */
@@ -90,9 +92,11 @@ typedef struct clasp_embedder {
     clasp_model_config config; /* the towers */
     clasp_preprocess pre;      /* the preprocessing (its tokenizer byte-level without text) */
     clasp_loader_config lc;    /* the loader's eval-mode preprocessing (image, text, audio) */
-    clasp_engine engine;       /* image-text models: models[0].params hold the loaded parameters;
-                                  all zero (models NULL) when the engine does not take the model */
-    clasp_model *own;          /* (n_rep) replicas when the engine is not used, else NULL */
+    clasp_engine engine;       /* image-text models: an inference engine (no gradients; its
+                                  replicas share models[0].params, the loaded parameters); all
+                                  zero (models NULL) when the engine does not take the model */
+    clasp_model *own;          /* (n_rep) inference replicas sharing own[0].params when the
+                                  engine is not used, else NULL */
     int n_rep;                 /* model replicas (= compute threads) */
     int D;                     /* embedding dimension */
     uint64_t model_hash;       /* xxh64 of the bytes of model.safetensors */
@@ -108,6 +112,10 @@ typedef struct clasp_embedder {
 
 /* Replica 0 of the embedder's model (its parameters). */
 clasp_model *clasp_embedder_model(clasp_embedder *em);
+/* Bytes the embedder's models hold: one copy of the parameters (shared read-only by every
+ * replica), no gradients, and the activation arenas of the towers embedded so far (each sized
+ * for batch_size / n_rep rows per replica); the scratch input buffers are not counted. */
+size_t clasp_embedder_bytes(const clasp_embedder *em);
 
 /* Opens `path` (an export folder, a checkpoint folder or a run folder) with `threads` compute
  * threads (>= 1) and batches of `batch_size` rows (rounded up to a multiple of threads).

@@ -17,6 +17,7 @@
 #include "include/clasp.h"
 #include "modalities/image.h"
 #include "modalities/tokenizer.h"
+#include "encoders/layers.h"
 #include "export/export.h"
 #include "eval/retrieval.h"
 #include "tests/fixtures.h"
@@ -280,6 +281,57 @@ Test(export, from_checkpoint_and_cli) {
     clasp_hash_hex(h, hex);
     cr_assert_str_eq(cJSON_GetObjectItem(r, "model_hash")->valuestring, hex);
     cJSON_Delete(r);
+}
+
+/* The embedder is inference-only: with 1 or 2 threads it holds one copy of the parameters
+ * (shared by its replicas), no gradients, and activation arenas only for the towers it has
+ * embedded; its features equal a training model's (clasp_model_init + prepare) exactly. */
+Test(export, embedder_holds_no_gradients) {
+    char tmp[1024], exp[1100], cfgp[1100];
+    clasp_test_tmpdir("export_infer", tmp, sizeof tmp);
+    snprintf(exp, sizeof exp, "%s/export", tmp);
+    snprintf(cfgp, sizeof cfgp, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
+    clasp_tokenizer *tok;
+    cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
+    make_export_(cfgp, tok, exp, 5);
+    clasp_tokenizer_free(tok);
+    const char *texts[3] = {"a bag", "a shoe", "a photo of a dress"};
+    for (int threads = 1; threads <= 2; threads++) {
+        clasp_embedder em;
+        cr_assert_eq(clasp_embedder_open(exp, threads, 8, &em), CLASP_OK, "%s", clasp_last_error());
+        clasp_model *m0 = clasp_embedder_model(&em);
+        size_t pbytes = m0->n_floats * sizeof(float);
+        cr_assert_eq(em.n_rep, threads);
+        for (int r = 0; r < em.n_rep; r++) {
+            cr_assert_null(em.engine.models[r].grads, "replica %d has gradients", r);
+            cr_assert_eq(em.engine.models[r].params, m0->params, "replica %d copies params", r);
+        }
+        cr_assert_eq(clasp_embedder_bytes(&em), pbytes, "%zu bytes for %zu of parameters",
+                     clasp_embedder_bytes(&em), pbytes);
+        float z[3 * 128];
+        cr_assert_eq(clasp_embedder_texts(&em, texts, 3, z), CLASP_OK, "%s", clasp_last_error());
+        size_t arenas = 0;
+        for (int r = 0; r < em.n_rep; r++) {
+            cr_assert_eq(clasp_model_arena_bytes(&em.engine.models[r], CLASP_TOWER_IMAGE), 0);
+            arenas += clasp_model_arena_bytes(&em.engine.models[r], CLASP_TOWER_TEXT);
+        }
+        cr_assert(arenas > 0);
+        cr_assert_eq(clasp_embedder_bytes(&em), pbytes + arenas);
+        /* the same features as a training model holding the same parameters */
+        clasp_model t;
+        cr_assert_eq(clasp_model_init(&t, &m0->config), CLASP_OK);
+        cr_assert_eq(clasp_model_prepare(&t, 3), CLASP_OK);
+        memcpy(t.params, m0->params, pbytes);
+        int32_t ids[3 * 32];
+        for (int i = 0; i < 3; i++)
+            cr_assert_eq(clasp_embedder_tokenize(&em, texts[i], ids + i * 32), CLASP_OK);
+        float f[3 * 128], nrm[3];
+        cr_assert_eq(clasp_model_encode_text(&t, ids, 3, f), CLASP_OK);
+        clasp_l2norm_forward(f, nrm, f, 3, 128, 1e-12f);
+        cr_expect(clasp_test_check_tensor("embedder vs training model", z, f, 3 * 128, 0.0, 0.0));
+        clasp_model_free(&t);
+        clasp_embedder_close(&em);
+    }
 }
 
 /* Copies a fresh fmnist export into dir. */

@@ -530,6 +530,62 @@ Test(model, arena_fixed_and_partial_batches) {
     clasp_model_free(&m);
 }
 
+/* An inference model (the embedder's replicas): no gradient buffer, parameters shared with
+ * another model, an arena only for the towers prepared, sized within a byte budget; encoding
+ * any number of rows in pieces of the arena's rows gives the training model's features. */
+Test(model, inference_model_shares_params_and_encodes_in_pieces) {
+    clasp_model m, a, b;
+    load_fmnist(&m);
+    clasp_model_init_weights(&m, 3);
+    cr_assert_eq(clasp_model_prepare(&m, 8), CLASP_OK);
+    cr_assert_eq(clasp_model_init_inference(&a, &m.config, NULL), CLASP_OK);
+    cr_assert_eq(clasp_model_init_inference(&b, &m.config, a.params), CLASP_OK);
+    memcpy(a.params, m.params, m.n_floats * sizeof(float));
+    cr_assert_null(a.grads);
+    cr_assert_null(b.grads);
+    cr_assert_eq(b.params, a.params);
+    size_t pbytes = m.n_floats * sizeof(float);
+    cr_assert_eq(clasp_model_bytes(&a), pbytes); /* params only: no grads, no arena */
+    cr_assert_eq(clasp_model_bytes(&b), 0);      /* borrowed params */
+    cr_assert_eq(clasp_model_bytes(&m),
+                 2 * pbytes + clasp_model_arena_bytes(&m, 0) + clasp_model_arena_bytes(&m, 1));
+    float pix[7 * 784], f_ref[7 * 128], f_a[7 * 128], f_b[7 * 128];
+    clasp_rng r;
+    clasp_rng_init(&r, 2, CLASP_RNG_TEST, 0, 0);
+    for (int i = 0; i < 7 * 784; i++) pix[i] = (float)clasp_rng_normal(&r);
+    cr_assert_eq(clasp_model_encode_image(&a, pix, 1, f_a), CLASP_ERR_STATE); /* no arena */
+    /* a budget below one row's arena still gives one row; the text tower gets none */
+    cr_assert_eq(clasp_model_prepare_tower(&a, CLASP_TOWER_IMAGE, 8, 1), CLASP_OK);
+    cr_assert_eq(clasp_model_tower_cap(&a, CLASP_TOWER_IMAGE), 1);
+    cr_assert_eq(clasp_model_tower_cap(&a, CLASP_TOWER_TEXT), 0);
+    cr_assert_eq(clasp_model_arena_bytes(&a, CLASP_TOWER_TEXT), 0);
+    cr_assert(clasp_model_arena_bytes(&a, CLASP_TOWER_IMAGE) <
+              clasp_model_arena_bytes(&m, CLASP_TOWER_IMAGE));
+    /* a budget of 3 rows' arena gives 3 rows */
+    clasp_model c;
+    cr_assert_eq(clasp_model_init_inference(&c, &m.config, a.params), CLASP_OK);
+    cr_assert_eq(clasp_model_prepare_tower(&c, CLASP_TOWER_IMAGE, 3, 0), CLASP_OK);
+    size_t three = clasp_model_arena_bytes(&c, CLASP_TOWER_IMAGE);
+    clasp_model_free(&c);
+    cr_assert_eq(clasp_model_prepare_tower(&b, CLASP_TOWER_IMAGE, 8, three), CLASP_OK);
+    cr_assert_eq(clasp_model_tower_cap(&b, CLASP_TOWER_IMAGE), 3);
+    cr_assert_eq(clasp_model_encode_image(&b, pix, 4, f_b), CLASP_ERR_ARG); /* above the cap */
+    cr_assert_eq(clasp_model_encode_image(&m, pix, 7, f_ref), CLASP_OK);
+    cr_assert_eq(clasp_model_encode_rows(&a, CLASP_TOWER_IMAGE, pix, 7, f_a), CLASP_OK);
+    cr_assert_eq(clasp_model_encode_rows(&b, CLASP_TOWER_IMAGE, pix, 7, f_b), CLASP_OK);
+    /* the same bits on oneDNN (the embedder relies on it in fp32); OpenBLAS may route a
+     * one-row product through gemv, another summation order */
+    double tol = strcmp(clasp_compute_backend(), "onednn") ? 1e-5 : 0.0;
+    cr_expect(clasp_test_check_tensor("pieces of 1", f_a, f_ref, 7 * 128, tol, tol));
+    cr_expect(clasp_test_check_tensor("pieces of 3", f_b, f_ref, 7 * 128, tol, tol));
+    cr_assert_eq(clasp_model_encode_rows(&a, CLASP_TOWER_TEXT, pix, 1, f_a), CLASP_ERR_STATE);
+    cr_assert_eq(clasp_model_backward_image(&a, f_a), CLASP_ERR_STATE); /* no gradients */
+    clasp_model_zero_grad(&a);                                          /* a no-op, not a crash */
+    clasp_model_free(&b);
+    clasp_model_free(&a);
+    clasp_model_free(&m);
+}
+
 /* ---- load / save ----------------------------------------------------------------------- */
 
 Test(model, save_load_roundtrip_and_errors) {

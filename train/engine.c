@@ -204,8 +204,10 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
     e->models = calloc((size_t)e->n_rep, sizeof *e->models);
     if (!e->models) return clasp_set_error(CLASP_ERR_NOMEM, "engine: out of memory");
     for (int r = 0; r < e->n_rep; r++) {
-        clasp_status s = clasp_model_init(&e->models[r], cfg);
-        if (s == CLASP_OK) s = clasp_model_prepare(&e->models[r], e->crows);
+        clasp_status s = o->inference ? clasp_model_init_inference(&e->models[r], cfg,
+                                                                   r ? e->models[0].params : NULL)
+                                      : clasp_model_init(&e->models[r], cfg);
+        if (s == CLASP_OK && !o->inference) s = clasp_model_prepare(&e->models[r], e->crows);
         if (s != CLASP_OK) {
             clasp_engine_free(e);
             return s;
@@ -327,7 +329,9 @@ void clasp_engine_free(clasp_engine *e) {
 
 void clasp_engine_sync_params(clasp_engine *e) {
     const size_t nb = e->models[0].n_floats * sizeof(float);
-    for (int r = 1; r < e->n_rep; r++) memcpy(e->models[r].params, e->models[0].params, nb);
+    for (int r = 1; r < e->n_rep; r++)
+        if (e->models[r].params != e->models[0].params)
+            memcpy(e->models[r].params, e->models[0].params, nb);
     if (e->key_models && e->momentum_ready == 0.0f) {
         memcpy(e->key_models[0].params, e->models[0].params, nb);
         e->momentum_ready = 1.0f;
@@ -493,6 +497,8 @@ clasp_status clasp_engine_grads_pair(clasp_engine *e, clasp_tower ta, const void
                                      const void *b, const int32_t *groups, int B,
                                      clasp_step_stats *stats) {
     const clasp_model_config *mc = &e->models[0].config;
+    if (e->opt.inference)
+        return clasp_set_error(CLASP_ERR_STATE, "engine: an inference engine has no gradients");
     const unsigned needs = clasp_loss_config_needs(&e->opt.loss);
     const bool views = needs & CLASP_LOSS_NEEDS_TWO_VIEWS;
     if (!is_input_tower_(ta) || !is_input_tower_(tb) || (ta == tb && !views) ||
@@ -589,7 +595,7 @@ static void embed_job_(clasp_engine *e, int r, void *argp) {
     size_t row = a->at + (size_t)lo;
     const void *in = input_row_(&m->config, a->t, a->input, row);
     float *f = a->out + row * D;
-    clasp_status s = clasp_model_encode(m, a->t, in, hi - lo, f);
+    clasp_status s = clasp_model_encode_rows(m, a->t, in, hi - lo, f);
     if (s != CLASP_OK) {
         job_fail_(e, r, s);
         return;
@@ -602,6 +608,11 @@ clasp_status clasp_engine_embed(clasp_engine *e, clasp_tower t, const void *inpu
                                 float *out) {
     if (!is_input_tower_(t) || !clasp_model_config_has(&e->models[0].config, t))
         return clasp_set_error(CLASP_ERR_ARG, "engine: cannot embed tower %s", clasp_tower_name(t));
+    for (int r = 0; r < e->n_rep && e->opt.inference; r++)
+        CLASP_TRY(clasp_model_prepare_tower(&e->models[r], t, e->crows,
+                                            e->opt.precision == CLASP_FP32
+                                                ? CLASP_ENGINE_INFER_ARENA_BYTES / (size_t)e->n_rep
+                                                : 0));
     int piece = e->crows * e->n_rep;
     for (int at = 0; at < n; at += piece) {
         embed_ctx a = {.t = t,

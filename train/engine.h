@@ -50,6 +50,12 @@
 #include "loss/registry.h"
 
 #define CLASP_ENGINE_MAX_CHUNKS 16
+/* Activation memory of an inference engine's replicas together, per tower (opt.inference)
+ * in fp32: each replica's arena is sized for the most rows that fit in its share, and larger
+ * chunks run in pieces of that many rows (fp32 features do not depend on the piece size). In
+ * bf16 they do (oneDNN picks its kernels by the product's size), so bf16 keeps whole chunks:
+ * the same bits as the training engine's embedding. */
+#define CLASP_ENGINE_INFER_ARENA_BYTES ((size_t)128 << 20)
 
 typedef struct clasp_engine_options {
     int batch_size;              /* B: rows per optimiser step */
@@ -64,6 +70,10 @@ typedef struct clasp_engine_options {
                                     frozen[CLASP_TOWER_SHARED] freezes the logit scale/bias */
     clasp_precision precision;   /* of every matrix product the engine runs (core/compute.h):
                                     towers forward and backward, and the loss */
+    bool inference;              /* embedding only (clasp_engine_embed; the grads calls are
+                                    CLASP_ERR_STATE): replicas without gradient buffers, all
+                                    reading models[0].params (one read-only copy), each tower's
+                                    activation arena allocated on its first embedding */
 } clasp_engine_options;
 
 typedef struct clasp_step_stats {
@@ -118,7 +128,8 @@ clasp_status clasp_engine_init(clasp_engine *e, const clasp_model_config *cfg,
                                const clasp_engine_options *opt);
 void clasp_engine_free(clasp_engine *e);
 
-/* Copies models[0].params to every other replica (after an optimiser step or a load). With
+/* Copies models[0].params to every other replica (after an optimiser step or a load; nothing to
+ * copy in inference mode, where the replicas share them). With
  * momentum keys, the first call (or a step before any) also starts the momentum copy as a copy
  * of the parameters, unless a checkpoint restored it (clasp_engine_loss_tensors). */
 void clasp_engine_sync_params(clasp_engine *e);
@@ -162,7 +173,7 @@ clasp_status clasp_engine_diag(clasp_engine *e, clasp_step_stats *stats);
 
 /* Embeds n inputs of one tower (image, text or audio) with the current parameters (no
  * gradients), writing L2-normalised features (n, D). Any n >= 1 (processed in pieces of at
- * most B/K rows). */
+ * most B/K rows). In inference mode the first call for a tower sizes its arenas. */
 clasp_status clasp_engine_embed(clasp_engine *e, clasp_tower t, const void *input, int n,
                                 float *out);
 
