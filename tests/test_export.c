@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/compute.h"
 #include "core/hash.h"
 #include "core/json.h"
 #include "core/rng.h"
@@ -328,7 +329,10 @@ Test(export, embedder_holds_no_gradients) {
         float f[3 * 128], nrm[3];
         cr_assert_eq(clasp_model_encode_text(&t, ids, 3, f), CLASP_OK);
         clasp_l2norm_forward(f, nrm, f, 3, 128, 1e-12f);
-        cr_expect(clasp_test_check_tensor("embedder vs training model", z, f, 3 * 128, 0.0, 0.0));
+        /* oneDNN gives the same bits whatever the rows per call; OpenBLAS may pick another
+         * kernel for the replicas' smaller products (2 + 1 rows against 3) */
+        double tol = strcmp(clasp_compute_backend(), "onednn") ? 1e-5 : 0.0;
+        cr_expect(clasp_test_check_tensor("embedder vs training model", z, f, 3 * 128, tol, tol));
         clasp_model_free(&t);
         clasp_embedder_close(&em);
     }
