@@ -115,13 +115,7 @@ torch_run() { # $1 = amp (off|bf16), $2 = threads, $3 = repeat; 2 threads run PA
 
 # median of column $2 of $OUT/$1.res over the runs that succeeded: "value ok/total" ("FAILED 0/n")
 med() {
-    awk -v c="$2" '$1 == "FAILED" { n++; next }
-        { v[k++] = $c; n++ }
-        END {
-            if (k == 0) { printf "FAILED 0/%d\n", n; exit }
-            for (i = 0; i < k; i++) for (j = i + 1; j < k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-            m = (k % 2) ? v[(k - 1) / 2] : (v[k / 2 - 1] + v[k / 2]) / 2
-            printf "%.1f %d/%d\n", m, k, n }' "$OUT/$1.res"
+    awk -v c="$2" -v fmt='%.1f' -f "$ROOT/bench/median.awk" "$OUT/$1.res"
 }
 val() { med "$1" "$2" | cut -d' ' -f1; }
 
