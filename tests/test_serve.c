@@ -298,18 +298,24 @@ static void *embed_thread_(void *arg) {
     return (void *)(intptr_t)r.status;
 }
 
-Test(serve, full_queue_is_503) {
+/* A server with one worker, held busy by an /embed request of thread *t (hold_). */
+static void busy_world_(world *w, const char *name, int queue, int timeout_ms, pthread_t *t) {
     sem_init(&hold_entered_, 0, 0);
     sem_init(&hold_release_, 0, 0);
-    world w;
     clasp_serve_config c = clasp_serve_default_config();
     c.workers = 1;
-    c.queue = 0;
+    c.queue = queue;
+    if (timeout_ms > 0) c.timeout_ms = timeout_ms;
     c.job_hook = hold_;
-    world_(&w, "serve-queue", c);
-    pthread_t t;
-    pthread_create(&t, NULL, embed_thread_, &w.port);
+    world_(w, name, c);
+    pthread_create(t, NULL, embed_thread_, &w->port);
     sem_wait(&hold_entered_); /* the one worker is busy */
+}
+
+Test(serve, full_queue_is_503) {
+    world w;
+    pthread_t t;
+    busy_world_(&w, "serve-queue", 0, 0, &t);
     reply r = post_(w.port, "/embed", "application/json", "{\"texts\":[\"a bag\"]}");
     cr_assert_eq(r.status, 503, "%d %s", r.status, r.body);
     cr_assert(strstr(r.body, "queue is full"), "%s", r.body);
@@ -325,18 +331,9 @@ Test(serve, full_queue_is_503) {
 }
 
 Test(serve, no_worker_within_the_timeout_is_503) {
-    sem_init(&hold_entered_, 0, 0);
-    sem_init(&hold_release_, 0, 0);
     world w;
-    clasp_serve_config c = clasp_serve_default_config();
-    c.workers = 1;
-    c.queue = 1;
-    c.timeout_ms = 200;
-    c.job_hook = hold_;
-    world_(&w, "serve-timeout", c);
     pthread_t t;
-    pthread_create(&t, NULL, embed_thread_, &w.port);
-    sem_wait(&hold_entered_);
+    busy_world_(&w, "serve-timeout", 1, 200, &t);
     reply r = post_(w.port, "/embed", "application/json", "{\"texts\":[\"a bag\"]}");
     cr_assert_eq(r.status, 503, "%d %s", r.status, r.body);
     cr_assert(strstr(r.body, "within the timeout"), "%s", r.body);
