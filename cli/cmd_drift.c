@@ -156,7 +156,7 @@ static clasp_status load_export_(const drift_args *o, emb_set *s) {
         return clasp_set_error(CLASP_ERR_ARG, "%s is a model folder: --data SPEC is needed",
                                s->path);
     clasp_embedder em;
-    CLASP_TRY(clasp_cli_open_embedder(s->path, o->threads, o->batch, o->precision, &em));
+    CLASP_TRY(clasp_cli_open_embedder(s->path, o->threads, o->batch, o->precision, true, &em));
     clasp_tower ta = clasp_embedder_has(&em, CLASP_TOWER_IMAGE)   ? CLASP_TOWER_IMAGE
                      : clasp_embedder_has(&em, CLASP_TOWER_AUDIO) ? CLASP_TOWER_AUDIO
                                                                   : CLASP_TOWER_TEXT;

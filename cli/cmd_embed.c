@@ -271,7 +271,7 @@ int clasp_cmd_embed(int argc, char **argv) {
     else if (strcmp(out_name, "-") != 0)
         clasp_cli_sidecar_path(e.out, sidecar, sizeof sidecar);
     clasp_embedder em;
-    if (clasp_cli_open_embedder(e.model, e.threads, e.batch, e.precision, &em) != CLASP_OK)
+    if (clasp_cli_open_embedder(e.model, e.threads, e.batch, e.precision, true, &em) != CLASP_OK)
         return clasp_args_fail(embed_table);
     const char *mod = modality_(&e, &em);
     clasp_tower tower = !strcmp(mod, "text")    ? CLASP_TOWER_TEXT

@@ -430,7 +430,7 @@ int clasp_cmd_eval(int argc, char **argv) {
     if (all_caps) retrieval = true;
     double t0 = now_();
     clasp_embedder em;
-    if (clasp_cli_open_embedder(e.model, e.threads, e.batch, e.precision, &em) != CLASP_OK)
+    if (clasp_cli_open_embedder(e.model, e.threads, e.batch, e.precision, false, &em) != CLASP_OK)
         return clasp_args_fail(eval_table);
     cJSON *res = result_head_(&em, data);
     bool audio_mode = e.gallery || e.pair == 0 ||

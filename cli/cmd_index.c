@@ -191,7 +191,7 @@ static void input_free_(index_input *in) {
 /* Opens the model (its hash, dim) and reads or embeds the vectors and keys. */
 static clasp_status load_input_(const index_args *a, index_input *in) {
     memset(in, 0, sizeof *in);
-    CLASP_TRY(clasp_cli_open_embedder(a->model, a->threads, a->batch, a->precision, &in->em));
+    CLASP_TRY(clasp_cli_open_embedder(a->model, a->threads, a->batch, a->precision, true, &in->em));
     if (a->shards) {
         const char *name;
         clasp_tower t = shard_tower_(a, &in->em, &name);

@@ -147,7 +147,7 @@ static int search_folder_(const search_args *sa) {
     clasp_index *ix;
     if (clasp_index_open(sa->index, &ix) != CLASP_OK) return clasp_args_fail(search_table);
     clasp_embedder em;
-    if (clasp_cli_open_embedder(sa->model, sa->threads, 1, sa->precision, &em) != CLASP_OK) {
+    if (clasp_cli_open_embedder(sa->model, sa->threads, 1, sa->precision, true, &em) != CLASP_OK) {
         clasp_index_close(ix);
         return clasp_args_fail(search_table);
     }
@@ -205,7 +205,7 @@ int clasp_cmd_search(int argc, char **argv) {
     cJSON *side;
     const cJSON *keys = load_keys_(&sa, N, &side);
     clasp_embedder em;
-    if (clasp_cli_open_embedder(sa.model, sa.threads, 1, sa.precision, &em) != CLASP_OK) {
+    if (clasp_cli_open_embedder(sa.model, sa.threads, 1, sa.precision, true, &em) != CLASP_OK) {
         free(X);
         cJSON_Delete(side);
         return clasp_args_fail(search_table);

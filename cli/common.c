@@ -35,8 +35,9 @@ int clasp_cli_append_metrics(const char *who, const char *run_dir, const char *l
 }
 
 clasp_status clasp_cli_open_embedder(const char *path, int threads, int batch, int precision,
-                                     clasp_embedder *em) {
-    CLASP_TRY(clasp_embedder_open(path, threads, batch, em));
+                                     bool lazy, clasp_embedder *em) {
+    CLASP_TRY(lazy ? clasp_embedder_open_lazy(path, threads, batch, em)
+                   : clasp_embedder_open(path, threads, batch, em));
     clasp_status s = clasp_embedder_set_precision(em, (clasp_precision)precision);
     if (s != CLASP_OK) clasp_embedder_close(em);
     return s;

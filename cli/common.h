@@ -22,10 +22,11 @@ void clasp_cli_sidecar_path(const char *npy, char *out, size_t cap);
 /* Appends line + '\n' to RUN/metrics.jsonl; returns 0, or 1 after a message naming `who`. */
 int clasp_cli_append_metrics(const char *who, const char *run_dir, const char *line);
 
-/* clasp_embedder_open, then the embedding precision (a clasp_precision; eval, embed and search
- * default to fp32); on error the embedder is closed and the message set. */
+/* clasp_embedder_open (lazy: clasp_embedder_open_lazy, for commands that only embed through
+ * the clasp_embedder_* calls), then the embedding precision (a clasp_precision; eval, embed and
+ * search default to fp32); on error the embedder is closed and the message set. */
 clasp_status clasp_cli_open_embedder(const char *path, int threads, int batch, int precision,
-                                     clasp_embedder *em);
+                                     bool lazy, clasp_embedder *em);
 
 /* Keys of embedded rows (strdup'd), grown as rows are added. */
 typedef struct clasp_cli_keys {

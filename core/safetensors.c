@@ -354,8 +354,8 @@ const float *clasp_st_f32(clasp_safetensors *st, const clasp_st_tensor *t) {
     return st->f32_cache[i];
 }
 
-clasp_status clasp_st_read_f32(clasp_safetensors *st, const char *name, int ndim,
-                               const int64_t *shape, float *dst) {
+clasp_status clasp_st_check_f32(const clasp_safetensors *st, const char *name, int ndim,
+                                const int64_t *shape, const clasp_st_tensor **out) {
     const clasp_st_tensor *t = clasp_st_find(st, name);
     if (!t)
         return clasp_set_error(CLASP_ERR_NOT_FOUND, "%s: tensor '%s' is missing", st->path, name);
@@ -375,6 +375,14 @@ clasp_status clasp_st_read_f32(clasp_safetensors *st, const char *name, int ndim
         return clasp_set_error(CLASP_ERR_FORMAT, "%s: tensor '%s' has shape [%s], expected [%s]",
                                st->path, name, got, want);
     }
+    if (out) *out = t;
+    return CLASP_OK;
+}
+
+clasp_status clasp_st_read_f32(clasp_safetensors *st, const char *name, int ndim,
+                               const int64_t *shape, float *dst) {
+    const clasp_st_tensor *t = NULL;
+    CLASP_TRY(clasp_st_check_f32(st, name, ndim, shape, &t));
     memcpy(dst, t->data, t->numel * sizeof(float));
     return CLASP_OK;
 }

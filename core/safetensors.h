@@ -81,8 +81,11 @@ const clasp_st_tensor *clasp_st_find(const clasp_safetensors *st, const char *na
 /* A float32 view of an F32 tensor (aligned, owned by st); NULL with an error if the dtype is
  * not F32. */
 const float *clasp_st_f32(clasp_safetensors *st, const clasp_st_tensor *t);
-/* Finds `name`, checks dtype F32 and the expected shape (ndim dims), and copies it into dst.
- * Errors name the file and the tensor. */
+/* Finds `name` and checks dtype F32 and the expected shape (ndim dims), touching no data;
+ * *out (may be NULL) = the tensor. Errors name the file and the tensor. */
+clasp_status clasp_st_check_f32(const clasp_safetensors *st, const char *name, int ndim,
+                                const int64_t *shape, const clasp_st_tensor **out);
+/* clasp_st_check_f32, then copies the tensor into dst. */
 clasp_status clasp_st_read_f32(clasp_safetensors *st, const char *name, int ndim,
                                const int64_t *shape, float *dst);
 /* Metadata value or NULL. */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "core/hash.h"
 #include "core/rng.h"
@@ -25,7 +26,10 @@ void clasp_model_free(clasp_model *m) {
     if (!m) return;
     for (int t = 0; t < CLASP_N_TOWERS; t++) clasp__tower_free(m->tower[t]);
     free(m->info);
-    if (!m->borrowed_params) free(m->params);
+    if (m->params_mapped)
+        munmap(m->params, m->params_mapped);
+    else if (!m->borrowed_params)
+        free(m->params);
     free(m->grads);
     memset(m, 0, sizeof *m);
 }
@@ -91,11 +95,22 @@ clasp_status clasp_model_init(clasp_model *m, const clasp_model_config *cfg) {
     return CLASP_OK;
 }
 
+/* n zero floats from an anonymous mapping (page aligned): a page costs memory only once
+ * written, so the parameters of a tower that is never loaded cost nothing. */
+static float *map_floats_(size_t n, size_t *bytes) {
+    size_t nb;
+    if (!clasp_size_mul(n ? n : 1, sizeof(float), &nb)) return NULL;
+    void *p = mmap(NULL, nb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    *bytes = nb;
+    return p;
+}
+
 clasp_status clasp_model_init_inference(clasp_model *m, const clasp_model_config *cfg,
                                         float *shared) {
     CLASP_TRY(init_table_(m, cfg));
     m->borrowed_params = shared != NULL;
-    m->params = shared ? shared : alloc_floats(m->n_floats);
+    m->params = shared ? shared : map_floats_(m->n_floats, &m->params_mapped);
     if (!m->params) {
         size_t n = m->n_floats;
         clasp_model_free(m);
@@ -320,16 +335,37 @@ static clasp_status prefixed(char *buf, size_t cap, const char *prefix, const ch
     return CLASP_OK;
 }
 
-clasp_status clasp_model_read_tensors(const clasp_model *m, clasp_safetensors *st,
-                                      const char *prefix, float *dst) {
-    for (int i = 0; i < m->n_params; i++) {
+/* Reads (dst) or only checks (dst NULL) parameters info[first .. first+count-1]. */
+static clasp_status read_range_(const clasp_model *m, clasp_safetensors *st, const char *prefix,
+                                float *dst, int first, int count) {
+    for (int i = first; i < first + count; i++) {
         const clasp_param_info *p = &m->info[i];
         char name[256];
+        const clasp_st_tensor *t = NULL;
         CLASP_TRY(prefixed(name, sizeof name, prefix, p->name));
-        CLASP_TRY(clasp_st_read_f32(st, name, p->ndim, p->shape, dst + p->offset));
-        clasp_st_release(st, clasp_st_find(st, name)); /* a mapped file: drop the copied pages */
+        CLASP_TRY(clasp_st_check_f32(st, name, p->ndim, p->shape, &t));
+        if (!dst) continue;
+        memcpy(dst + p->offset, t->data, t->numel * sizeof(float));
+        clasp_st_release(st, t); /* a mapped file: drop the copied pages */
     }
     return CLASP_OK;
+}
+
+clasp_status clasp_model_read_tensors(const clasp_model *m, clasp_safetensors *st,
+                                      const char *prefix, float *dst) {
+    return read_range_(m, st, prefix, dst, 0, m->n_params);
+}
+
+clasp_status clasp_model_check_tensors(const clasp_model *m, const clasp_safetensors *st,
+                                       const char *prefix) {
+    return read_range_(m, (clasp_safetensors *)st, prefix, NULL, 0, m->n_params);
+}
+
+clasp_status clasp_model_read_tower_tensors(const clasp_model *m, clasp_safetensors *st,
+                                            const char *prefix, clasp_tower t, float *dst) {
+    if (t < 0 || t >= CLASP_N_TOWERS || !dst)
+        return clasp_set_error(CLASP_ERR_ARG, "read tensors: bad tower or buffer");
+    return read_range_(m, st, prefix, dst, m->range[t].first, m->range[t].count);
 }
 
 clasp_status clasp_model_add_tensors(const clasp_model *m, clasp_st_writer *w, const char *prefix,

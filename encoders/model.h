@@ -275,6 +275,7 @@ typedef struct clasp_model {
     struct clasp__tower *tower[CLASP_N_TOWERS]; /* NULL when absent; SHARED always NULL */
     int tower_cap[CLASP_N_TOWERS];              /* rows each tower's arena is sized for (0: none) */
     bool borrowed_params; /* inference models: params belong to another model (not freed) */
+    size_t params_mapped; /* inference models owning params: bytes of their anonymous mapping */
 } clasp_model;
 
 /* Builds the parameter table and allocates params and grads (both zero). Returns
@@ -286,7 +287,8 @@ clasp_status clasp_model_init(clasp_model *m, const clasp_model_config *cfg);
  * no activation arena until clasp_model_prepare_tower. With `shared` non-NULL the model reads
  * that buffer (another model's params, n_floats floats, which must outlive this model) instead
  * of allocating its own: replicas embedding on several threads share one read-only copy.
- * Errors as clasp_model_init. */
+ * Owned params are zero pages of an anonymous mapping: memory is taken as they are written, so
+ * a tower whose parameters are never loaded costs none. Errors as clasp_model_init. */
 clasp_status clasp_model_init_inference(clasp_model *m, const clasp_model_config *cfg,
                                         float *shared);
 /* Frees everything; accepts NULL and a zeroed struct. */
@@ -369,6 +371,14 @@ float *clasp_model_param(clasp_model *m, const char *name);
  * released once copied, so loading holds about one copy of the parameters, not two. */
 clasp_status clasp_model_read_tensors(const clasp_model *m, clasp_safetensors *st,
                                       const char *prefix, float *dst);
+/* The same checks as clasp_model_read_tensors (every parameter present with its shape, F32),
+ * copying nothing. */
+clasp_status clasp_model_check_tensors(const clasp_model *m, const clasp_safetensors *st,
+                                       const char *prefix);
+/* clasp_model_read_tensors for tower t's parameters only (CLASP_TOWER_SHARED: logit scale and
+ * bias): an embedder loads a tower when it is first used. */
+clasp_status clasp_model_read_tower_tensors(const clasp_model *m, clasp_safetensors *st,
+                                            const char *prefix, clasp_tower t, float *dst);
 /* Adds every parameter of src (params layout) to a writer as `prefix`+name. src is borrowed
  * until the writer writes. */
 clasp_status clasp_model_add_tensors(const clasp_model *m, clasp_st_writer *w, const char *prefix,

@@ -319,10 +319,16 @@ static clasp_block_dims stack_dims(const clasp__stack *S, int B, int T) {
     return d;
 }
 
-static clasp_status plan_stack(clasp__stack *S, clasp_arena *a, int B, int T) {
+/* fwd_only (an inference model, which never runs a backward): the blocks' outputs alternate
+ * between two buffers and every block uses one activation buffer, so the arena holds one block's
+ * activations instead of L; the backward's scratch is left out. The forward computes the same
+ * products on the same values either way (only the addresses differ). */
+static clasp_status plan_stack(clasp__stack *S, clasp_arena *a, int B, int T, bool fwd_only) {
     size_t BT = (size_t)B * (size_t)T, C = (size_t)S->C;
     clasp_block_dims d = stack_dims(S, B, T);
-    for (int l = 0; l <= S->L; l++) CLASP_TRY(TAKE_F(a, S->xs[l], BT, C, 1));
+    int n_xs = fwd_only ? (S->L ? 2 : 1) : S->L + 1;
+    for (int l = 0; l < n_xs; l++) CLASP_TRY(TAKE_F(a, S->xs[l], BT, C, 1));
+    for (int l = n_xs; l <= S->L; l++) S->xs[l] = S->xs[l & 1];
     /* the block layer sizes its own buffers; guard its int indexing like ours */
     size_t wide = (size_t)(3 * S->C > S->F ? 3 * S->C : S->F), n1, n2;
     if (!clasp_size_mul(BT, wide, &n1) || n1 > (size_t)INT_MAX ||
@@ -330,16 +336,17 @@ static clasp_status plan_stack(clasp__stack *S, clasp_arena *a, int B, int T) {
         n2 > (size_t)INT_MAX)
         return clasp_set_error(CLASP_ERR_OVERFLOW, "transformer activations for batch %d too large",
                                B);
+    float *buf = NULL;
     for (int l = 0; l < S->L; l++) {
-        float *buf = NULL;
-        CLASP_TRY(TAKE_F(a, buf, clasp_block_acts_floats(&d), 1, 1));
+        if (!fwd_only || l == 0) CLASP_TRY(TAKE_F(a, buf, clasp_block_acts_floats(&d), 1, 1));
         if (!a->measure) clasp_block_acts_point(&S->acts[l], buf, &d);
     }
     CLASP_TRY(TAKE_F(a, S->lnf, BT, C, 1));
     CLASP_TRY(TAKE_F(a, S->lnf_mean, BT, 1, 1));
     CLASP_TRY(TAKE_F(a, S->lnf_rstd, BT, 1, 1));
     CLASP_TRY(TAKE_F(a, S->work, S->L ? clasp_block_work_floats(&d) : 1, 1, 1));
-    CLASP_TRY(TAKE_F(a, S->dx_a, BT, C, 1));
+    S->dx_a = NULL;
+    if (!fwd_only) CLASP_TRY(TAKE_F(a, S->dx_a, BT, C, 1));
     /* lnf is read only by the forward's pooling, so the backward reuses it: first as dlnf
      * (the pooling backward writes it, the final LayerNorm backward reads it into dx_a),
      * then as dx_b, the second gradient buffer stack_backward alternates with dx_a */
@@ -405,42 +412,45 @@ static clasp_status plan_cnn(clasp__tower *tw, clasp_arena *a, int B) {
     return CLASP_OK;
 }
 
-static clasp_status plan_patch_tf(clasp__tower *tw, clasp_arena *a, int B) {
+static clasp_status plan_patch_tf(clasp__tower *tw, clasp_arena *a, int B, bool fwd_only) {
     size_t BN = (size_t)B * (size_t)tw->GH * (size_t)tw->GW, W = (size_t)tw->pwidth;
     CLASP_TRY(TAKE_F(a, tw->patches, BN, (size_t)tw->in_c, (size_t)tw->PH * (size_t)tw->PW));
     CLASP_TRY(TAKE_F(a, tw->pe, BN, W, 1));
     CLASP_TRY(take(a, (void **)&tw->pos, sizeof(int32_t), (size_t)B, 1, 1));
     CLASP_TRY(TAKE_F(a, tw->pooled, (size_t)B, W, 1));
-    CLASP_TRY(TAKE_F(a, tw->dpooled, (size_t)B, W, 1));
+    tw->dpooled = NULL;
+    if (!fwd_only) CLASP_TRY(TAKE_F(a, tw->dpooled, (size_t)B, W, 1));
     if (tw->lnpre_w >= 0) {
         size_t BT = (size_t)B * (size_t)tw->T;
         CLASP_TRY(TAKE_F(a, tw->lnpre_in, BT, W, 1));
         CLASP_TRY(TAKE_F(a, tw->lnpre_mean, BT, 1, 1));
         CLASP_TRY(TAKE_F(a, tw->lnpre_rstd, BT, 1, 1));
     }
-    return plan_stack(&tw->st, a, B, tw->T);
+    return plan_stack(&tw->st, a, B, tw->T, fwd_only);
 }
 
 static clasp_status plan_text(clasp__tower *tw, const clasp_text_tower_config *tc, clasp_arena *a,
-                              int B) {
+                              int B, bool fwd_only) {
     size_t b = (size_t)B, T = (size_t)tw->T, W = (size_t)tc->width;
     CLASP_TRY(take(a, (void **)&tw->tokens, sizeof(int32_t), b, T, 1));
     tw->padm = NULL;
     if (tc->pad_id >= 0) CLASP_TRY(take(a, (void **)&tw->padm, 1, b, T, 1));
     CLASP_TRY(take(a, (void **)&tw->pos, sizeof(int32_t), b, 1, 1));
     CLASP_TRY(TAKE_F(a, tw->pooled, b, W, 1));
-    CLASP_TRY(TAKE_F(a, tw->dpooled, b, W, 1));
-    return plan_stack(&tw->st, a, B, tw->T);
+    tw->dpooled = NULL;
+    if (!fwd_only) CLASP_TRY(TAKE_F(a, tw->dpooled, b, W, 1));
+    return plan_stack(&tw->st, a, B, tw->T, fwd_only);
 }
 
 clasp_status clasp__tower_plan(clasp__tower *tw, const clasp_model *m, clasp_arena *a, int B) {
     clasp_arena_reset(a);
+    bool fwd_only = !m->grads; /* an inference model */
     switch (tw->kind) {
     case CLASP_TOWER_IMAGE:
     case CLASP_TOWER_AUDIO:
-        return tw->is_cnn ? plan_cnn(tw, a, B) : plan_patch_tf(tw, a, B);
+        return tw->is_cnn ? plan_cnn(tw, a, B) : plan_patch_tf(tw, a, B, fwd_only);
     case CLASP_TOWER_TEXT:
-        return plan_text(tw, &m->config.text, a, B);
+        return plan_text(tw, &m->config.text, a, B, fwd_only);
     default:
         return clasp_set_error(CLASP_ERR_UNSUPPORTED, "tower not implemented");
     }

@@ -415,9 +415,34 @@ bool clasp_embedder_has(const clasp_embedder *em, clasp_tower t) {
     return em && t != CLASP_TOWER_SHARED && clasp_model_config_has(&em->config, t);
 }
 
-clasp_model *clasp_embedder_model(clasp_embedder *em) {
+static clasp_model *model0_(clasp_embedder *em) {
     if (em->own) return &em->own[0];
     return em->engine.models ? &em->engine.models[0] : NULL;
+}
+
+/* An export's towers are loaded when first embedded (`clasp embed --image` never reads the
+ * text tower; its parameter pages are never touched: encoders/model.h). Opening checked every
+ * tensor, so reading one cannot fail but for a file changed since. The mapping is released
+ * once every tower is in. */
+static clasp_status load_tower_(clasp_embedder *em, clasp_tower t) {
+    if (!em->pending || em->loaded[t]) return CLASP_OK;
+    clasp_model *m0 = model0_(em);
+    CLASP_TRY(clasp_model_read_tower_tensors(m0, em->pending, "", t, m0->params));
+    em->loaded[t] = true;
+    for (int k = 0; k < CLASP_N_TOWERS; k++)
+        if (!em->loaded[k]) return CLASP_OK;
+    clasp_st_free(em->pending);
+    em->pending = NULL;
+    return CLASP_OK;
+}
+
+static clasp_status load_all_(clasp_embedder *em) {
+    for (int t = 0; t < CLASP_N_TOWERS && em->pending; t++) CLASP_TRY(load_tower_(em, t));
+    return CLASP_OK;
+}
+
+clasp_model *clasp_embedder_model(clasp_embedder *em) {
+    return load_all_(em) == CLASP_OK ? model0_(em) : NULL;
 }
 
 static clasp_model *replica_(clasp_embedder *em, int r) {
@@ -433,6 +458,7 @@ size_t clasp_embedder_bytes(const clasp_embedder *em) {
 
 void clasp_embedder_close(clasp_embedder *em) {
     if (!em) return;
+    clasp_st_free(em->pending);
     clasp_engine_free(&em->engine);
     if (em->own)
         for (int r = 0; r < em->n_rep; r++) clasp_model_free(&em->own[r]);
@@ -565,11 +591,15 @@ static clasp_status open_export_(clasp_embedder *em, const char *dir, int thread
     if (s == CLASP_OK) s = clasp_st_open_mapped(mp, &st);
     if (s == CLASP_OK) s = check_meta_config_(st, mp, cfg, p);
     if (s == CLASP_OK) s = start_engine_(em, threads, batch);
+    if (s == CLASP_OK) s = clasp_model_check_tensors(model0_(em), st, "");
     if (s == CLASP_OK) {
-        clasp_model *m0 = clasp_embedder_model(em);
-        s = clasp_model_read_tensors(m0, st, "", m0->params);
+        em->pending = st;
+        for (int t = 0; t < CLASP_N_TOWERS; t++)
+            em->loaded[t] = t != CLASP_TOWER_SHARED && !clasp_model_config_has(&em->config, t);
+        s = load_tower_(em, CLASP_TOWER_SHARED);
+    } else {
+        clasp_st_free(st);
     }
-    clasp_st_free(st);
     cJSON_Delete(cfg);
     return s;
 }
@@ -589,14 +619,14 @@ static clasp_status open_checkpoint_(clasp_embedder *em, const char *path, int t
                          ? model_config_(em, cfg, sp)
                          : clasp_set_error(CLASP_ERR_FORMAT, "%s: field 'config' missing", sp);
     if (s == CLASP_OK) s = start_engine_(em, threads, batch);
-    if (s == CLASP_OK) s = clasp_runstate_load_model(&c, clasp_embedder_model(em));
+    if (s == CLASP_OK) s = clasp_runstate_load_model(&c, model0_(em));
     if (s == CLASP_OK) em->model_hash = clasp_hash64(c.model->file, c.model->file_len, 0);
     clasp_ckpt_close(&c);
     return s;
 }
 
-clasp_status clasp_embedder_open(const char *path, int threads, int batch_size,
-                                 clasp_embedder *em) {
+clasp_status clasp_embedder_open_lazy(const char *path, int threads, int batch_size,
+                                      clasp_embedder *em) {
     memset(em, 0, sizeof *em);
     if (!path || !*path) return clasp_set_error(CLASP_ERR_ARG, "embedder: no model path");
     if (strlen(path) > 4000)
@@ -625,6 +655,14 @@ clasp_status clasp_embedder_open(const char *path, int threads, int batch_size,
     }
     em->lc.eval = true; /* the replicas share replica 0's parameters: nothing to copy */
     return CLASP_OK;
+}
+
+clasp_status clasp_embedder_open(const char *path, int threads, int batch_size,
+                                 clasp_embedder *em) {
+    CLASP_TRY(clasp_embedder_open_lazy(path, threads, batch_size, em));
+    clasp_status s = load_all_(em);
+    if (s != CLASP_OK) clasp_embedder_close(em);
+    return s;
 }
 
 clasp_status clasp_export_checkpoint(const char *ckpt_or_run, const char *out_dir, char *ckpt_out,
@@ -744,6 +782,7 @@ clasp_status clasp_embedder_embed_inputs(clasp_embedder *em, clasp_tower t, cons
         return clasp_set_error(CLASP_ERR_ARG, "embed: bad arguments");
     CLASP_TRY(need_tower_(em, t));
     if (n == 0) return CLASP_OK;
+    CLASP_TRY(load_tower_(em, t));
     if (!em->own && (t == CLASP_TOWER_IMAGE || t == CLASP_TOWER_TEXT))
         return clasp_engine_embed(&em->engine, t, input, n, out);
     return embed_replicas_(em, t, input, n, out);

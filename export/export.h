@@ -108,9 +108,12 @@ typedef struct clasp_embedder {
     float *norms;              /* (batch_size) row norms of the own-replica path */
     clasp_audio_frontend *fe;  /* eval-mode audio front-end (NULL without an audio tower) */
     clasp_precision precision; /* of the towers' products (default fp32) */
+    struct clasp_safetensors *pending; /* an export's model.safetensors, mapped, while some
+                                          tower's parameters are not loaded yet; else NULL */
+    bool loaded[CLASP_N_TOWERS];       /* tower t's parameters are in the model */
 } clasp_embedder;
 
-/* Replica 0 of the embedder's model (its parameters). */
+/* Replica 0 of the embedder's model, with every tower's parameters loaded. */
 clasp_model *clasp_embedder_model(clasp_embedder *em);
 /* Bytes the embedder's models hold: one copy of the parameters (shared read-only by every
  * replica), no gradients, and the activation arenas of the towers embedded so far (each sized
@@ -124,6 +127,13 @@ size_t clasp_embedder_bytes(const clasp_embedder *em);
  * preprocess.json, tokenizer.json or model.safetensors' metadata (CLASP_ERR_CONFIG). On error
  * *em is left closed. */
 clasp_status clasp_embedder_open(const char *path, int threads, int batch_size, clasp_embedder *em);
+/* clasp_embedder_open, except that an export's towers are read when first embedded through
+ * the clasp_embedder_* calls (every tensor is still checked here): embedding only images never
+ * reads, nor holds in memory, the text tower's parameters. Until then `engine` and `own` hold
+ * zeros for those towers: code that uses them directly opens with clasp_embedder_open or calls
+ * clasp_embedder_model first (which loads every tower). */
+clasp_status clasp_embedder_open_lazy(const char *path, int threads, int batch_size,
+                                      clasp_embedder *em);
 /* The precision every later embedding computes in (default fp32), whatever the model was
  * trained in. CLASP_ERR_UNSUPPORTED (naming the backend) when this build or CPU cannot. */
 clasp_status clasp_embedder_set_precision(clasp_embedder *em, clasp_precision p);

@@ -498,7 +498,7 @@ static clasp_status open_(clasp_serve *s) {
     CLASP_TRY(clasp_prom_histogram_init(&s->batch, batch_bounds,
                                         (int)(sizeof batch_bounds / sizeof batch_bounds[0])));
     for (int w = 0; w < s->c.workers; w++)
-        CLASP_TRY(clasp_embedder_open(s->model, 1, 8, &s->ems[w]));
+        CLASP_TRY(clasp_embedder_open_lazy(s->model, 1, 8, &s->ems[w]));
     if (s->index) CLASP_TRY(ix_open_(s, &s->cur));
     clasp_http_route routes[R_N];
     static const char *const methods[R_N] = {"POST", "POST", "GET", "GET", "POST"};

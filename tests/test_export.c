@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -338,6 +339,107 @@ Test(export, embedder_holds_no_gradients) {
     }
 }
 
+/* Pages of [p, p + n) resident in memory (mincore), counting only whole pages. */
+static size_t resident_pages_(const void *p, size_t n) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)p + page - 1) / page * page, hi = ((uintptr_t)p + n) / page * page;
+    if (hi <= lo) return 0;
+    size_t np = (hi - lo) / page, got = 0;
+    unsigned char *v = malloc(np);
+    cr_assert_not_null(v);
+    cr_assert_eq(mincore((void *)lo, hi - lo, v), 0);
+    for (size_t i = 0; i < np; i++) got += v[i] & 1;
+    free(v);
+    return got;
+}
+
+/* clasp_embedder_open_lazy reads a tower when it is first embedded: embedding images leaves
+ * the text tower's parameters unread and their pages never resident; each tower's features
+ * equal the eagerly opened embedder's; the mapping is dropped once every tower is in; a
+ * tensor of any tower is still checked at open. An inference model's transformer holds one
+ * block's activations: its arena does not grow with the layers (a training model's does). */
+Test(export, lazy_towers_and_forward_only_arena) {
+    char tmp[1024], exp[1100], cfgp[1100];
+    clasp_test_tmpdir("export_lazy", tmp, sizeof tmp);
+    snprintf(exp, sizeof exp, "%s/export", tmp);
+    snprintf(cfgp, sizeof cfgp, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
+    clasp_tokenizer *tok;
+    cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
+    make_export_(cfgp, tok, exp, 7);
+    clasp_tokenizer_free(tok);
+    clasp_embedder eager, lazy;
+    cr_assert_eq(clasp_embedder_open(exp, 2, 4, &eager), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(clasp_embedder_open_lazy(exp, 2, 4, &lazy), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_null(eager.pending);
+    cr_assert_not_null(lazy.pending);
+    clasp_model *le = &lazy.engine.models[0];
+    const clasp_param_range *tr = &le->range[CLASP_TOWER_TEXT];
+    size_t tbytes = tr->n_floats * sizeof(float);
+    cr_assert(tbytes > 16 * 4096, "text tower of %zu bytes is too small to see pages", tbytes);
+    cr_assert(!lazy.loaded[CLASP_TOWER_IMAGE] && !lazy.loaded[CLASP_TOWER_TEXT]);
+    cr_assert(lazy.loaded[CLASP_TOWER_SHARED]);
+    cr_assert_eq(le->params[le->logit_scale_offset],
+                 eager.engine.models[0].params[le->logit_scale_offset]);
+
+    /* images: the same features; the text tower neither read nor resident */
+    size_t px = clasp_model_input_elems(&le->config, CLASP_TOWER_IMAGE);
+    float *pix = malloc(3 * px * sizeof(float)), za[3 * 128], zb[3 * 128];
+    cr_assert_not_null(pix);
+    clasp_rng r;
+    clasp_rng_init(&r, 3, 0, 0, 0);
+    for (size_t i = 0; i < 3 * px; i++) pix[i] = (float)clasp_rng_normal(&r);
+    cr_assert_eq(clasp_embedder_embed_inputs(&eager, CLASP_TOWER_IMAGE, pix, 3, za), CLASP_OK);
+    cr_assert_eq(clasp_embedder_embed_inputs(&lazy, CLASP_TOWER_IMAGE, pix, 3, zb), CLASP_OK,
+                 "%s", clasp_last_error());
+    cr_assert_eq(memcmp(za, zb, sizeof za), 0, "lazily loaded image tower differs");
+    cr_assert(lazy.loaded[CLASP_TOWER_IMAGE] && !lazy.loaded[CLASP_TOWER_TEXT]);
+    cr_assert_not_null(lazy.pending);
+    cr_assert_eq(resident_pages_(le->params + tr->offset, tbytes), 0,
+                 "the unread text tower holds memory");
+    cr_assert(resident_pages_(le->params + le->range[CLASP_TOWER_IMAGE].offset,
+                              le->range[CLASP_TOWER_IMAGE].n_floats * sizeof(float)) > 0);
+
+    /* texts: read on first use, the same features, then the file is let go */
+    const char *texts[3] = {"a bag", "a shoe", "a photo of a dress"};
+    cr_assert_eq(clasp_embedder_texts(&eager, texts, 3, za), CLASP_OK);
+    cr_assert_eq(clasp_embedder_texts(&lazy, texts, 3, zb), CLASP_OK, "%s", clasp_last_error());
+    cr_assert_eq(memcmp(za, zb, sizeof za), 0, "lazily loaded text tower differs");
+    cr_assert_null(lazy.pending);
+    cr_assert_eq(memcmp(le->params, eager.engine.models[0].params, le->n_floats * sizeof(float)),
+                 0);
+    clasp_embedder_close(&lazy);
+
+    /* clasp_embedder_model loads every tower */
+    cr_assert_eq(clasp_embedder_open_lazy(exp, 1, 4, &lazy), CLASP_OK, "%s", clasp_last_error());
+    clasp_model *m = clasp_embedder_model(&lazy);
+    cr_assert_not_null(m);
+    cr_assert_null(lazy.pending);
+    cr_assert_eq(memcmp(m->params, eager.engine.models[0].params, m->n_floats * sizeof(float)), 0);
+    clasp_embedder_close(&lazy);
+
+    /* forward-only arenas: one block's activations whatever the depth */
+    size_t infer[2], train[2];
+    for (int k = 0; k < 2; k++) {
+        clasp_model_config c = eager.config;
+        c.text.layers = 2 + 2 * k;
+        clasp_model a, b;
+        cr_assert_eq(clasp_model_init_inference(&a, &c, NULL), CLASP_OK, "%s", clasp_last_error());
+        cr_assert_eq(clasp_model_prepare_tower(&a, CLASP_TOWER_TEXT, 8, 0), CLASP_OK);
+        cr_assert_eq(clasp_model_init(&b, &c), CLASP_OK);
+        cr_assert_eq(clasp_model_prepare(&b, 8), CLASP_OK);
+        infer[k] = clasp_model_arena_bytes(&a, CLASP_TOWER_TEXT);
+        train[k] = clasp_model_arena_bytes(&b, CLASP_TOWER_TEXT);
+        clasp_model_free(&a);
+        clasp_model_free(&b);
+    }
+    cr_assert_eq(infer[0], infer[1], "inference arena grows with depth: %zu -> %zu", infer[0],
+                 infer[1]);
+    cr_assert(train[1] > train[0] && infer[0] < train[0], "arenas: inference %zu, training %zu",
+              infer[0], train[0]);
+    free(pix);
+    clasp_embedder_close(&eager);
+}
+
 /* Copies a fresh fmnist export into dir. */
 static void fresh_export_(const char *dir) {
     char cfg[1100];
@@ -350,11 +452,14 @@ static void fresh_export_(const char *dir) {
 
 static void expect_open_error_(const char *dir, const char *must1, const char *must2) {
     clasp_embedder em;
-    clasp_status s = clasp_embedder_open(dir, 1, 4, &em);
-    cr_assert_neq(s, CLASP_OK, "opening %s should fail", dir);
-    const char *msg = clasp_last_error();
-    cr_assert(strstr(msg, must1), "message '%s' does not name '%s'", msg, must1);
-    if (must2) cr_assert(strstr(msg, must2), "message '%s' does not name '%s'", msg, must2);
+    for (int lazy = 0; lazy < 2; lazy++) {
+        clasp_status s = lazy ? clasp_embedder_open_lazy(dir, 1, 4, &em)
+                              : clasp_embedder_open(dir, 1, 4, &em);
+        cr_assert_neq(s, CLASP_OK, "opening %s should fail (lazy %d)", dir, lazy);
+        const char *msg = clasp_last_error();
+        cr_assert(strstr(msg, must1), "message '%s' does not name '%s'", msg, must1);
+        if (must2) cr_assert(strstr(msg, must2), "message '%s' does not name '%s'", msg, must2);
+    }
     /* the public API reports the same */
     cr_assert_null(clasp_model_open(dir, 1));
     cr_assert(strstr(clasp_last_error(), must1));
@@ -403,6 +508,36 @@ Test(export, bad_exports_name_file_and_field) {
         clasp_st_writer_free(w);
     }
     expect_open_error_(dir, "model.safetensors", "image.conv1.weight");
+
+    /* every tensor present but the text tower's last one misshaped: a lazy open (towers read on
+     * first use) still checks it when opening */
+    fresh_export_(dir);
+    {
+        snprintf(p, sizeof p, "%s/model.safetensors", dir);
+        clasp_safetensors *st;
+        cr_assert_eq(clasp_st_open(p, &st), CLASP_OK);
+        clasp_st_writer *w = clasp_st_writer_new();
+        float junk[3] = {0};
+        int64_t three[1] = {3};
+        const char *bad = NULL;
+        for (int i = 0; i < st->n_tensors; i++)
+            if (!strncmp(st->tensors[i].name, "text.", 5)) bad = st->tensors[i].name;
+        cr_assert_not_null(bad);
+        for (int i = 0; i < st->n_tensors; i++) {
+            const clasp_st_tensor *t = &st->tensors[i];
+            cr_assert_eq(t == clasp_st_find(st, bad)
+                             ? clasp_st_writer_add(w, t->name, CLASP_DTYPE_F32, 1, three, junk)
+                             : clasp_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape,
+                                                   t->data),
+                         CLASP_OK);
+        }
+        char name[256];
+        snprintf(name, sizeof name, "%s", bad);
+        cr_assert_eq(clasp_st_writer_write(w, p), CLASP_OK);
+        clasp_st_writer_free(w);
+        clasp_st_free(st);
+        expect_open_error_(dir, "model.safetensors", name);
+    }
 
     /* not a folder at all */
     snprintf(p, sizeof p, "%s/nothing-here", tmp);

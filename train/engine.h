@@ -54,7 +54,8 @@
  * in fp32: each replica's arena is sized for the most rows that fit in its share, and larger
  * chunks run in pieces of that many rows (fp32 features do not depend on the piece size). In
  * bf16 they do (oneDNN picks its kernels by the product's size), so bf16 keeps whole chunks:
- * the same bits as the training engine's embedding. */
+ * the same bits as the training engine's embedding. Either way an inference model's arena
+ * holds one transformer block's activations, not every block's (encoders/towers.c). */
 #define CLASP_ENGINE_INFER_ARENA_BYTES ((size_t)128 << 20)
 
 typedef struct clasp_engine_options {
