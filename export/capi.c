@@ -30,7 +30,8 @@ clasp_handle *clasp_model_open(const char *export_dir, int n_threads) {
         clasp_set_error(CLASP_ERR_NOMEM, "clasp_model_open: out of memory");
         return NULL;
     }
-    if (clasp_embedder_open_lazy(export_dir, n_threads < 1 ? 1 : n_threads, 64, &h->em) != CLASP_OK) {
+    if (clasp_embedder_open_lazy(export_dir, n_threads < 1 ? 1 : n_threads, 64, &h->em) !=
+        CLASP_OK) {
         free(h);
         return NULL;
     }

@@ -389,8 +389,8 @@ Test(export, lazy_towers_and_forward_only_arena) {
     clasp_rng_init(&r, 3, 0, 0, 0);
     for (size_t i = 0; i < 3 * px; i++) pix[i] = (float)clasp_rng_normal(&r);
     cr_assert_eq(clasp_embedder_embed_inputs(&eager, CLASP_TOWER_IMAGE, pix, 3, za), CLASP_OK);
-    cr_assert_eq(clasp_embedder_embed_inputs(&lazy, CLASP_TOWER_IMAGE, pix, 3, zb), CLASP_OK,
-                 "%s", clasp_last_error());
+    cr_assert_eq(clasp_embedder_embed_inputs(&lazy, CLASP_TOWER_IMAGE, pix, 3, zb), CLASP_OK, "%s",
+                 clasp_last_error());
     cr_assert_eq(memcmp(za, zb, sizeof za), 0, "lazily loaded image tower differs");
     cr_assert(lazy.loaded[CLASP_TOWER_IMAGE] && !lazy.loaded[CLASP_TOWER_TEXT]);
     cr_assert_not_null(lazy.pending);
@@ -453,8 +453,8 @@ static void fresh_export_(const char *dir) {
 static void expect_open_error_(const char *dir, const char *must1, const char *must2) {
     clasp_embedder em;
     for (int lazy = 0; lazy < 2; lazy++) {
-        clasp_status s = lazy ? clasp_embedder_open_lazy(dir, 1, 4, &em)
-                              : clasp_embedder_open(dir, 1, 4, &em);
+        clasp_status s =
+            lazy ? clasp_embedder_open_lazy(dir, 1, 4, &em) : clasp_embedder_open(dir, 1, 4, &em);
         cr_assert_neq(s, CLASP_OK, "opening %s should fail (lazy %d)", dir, lazy);
         const char *msg = clasp_last_error();
         cr_assert(strstr(msg, must1), "message '%s' does not name '%s'", msg, must1);
@@ -525,11 +525,11 @@ Test(export, bad_exports_name_file_and_field) {
         cr_assert_not_null(bad);
         for (int i = 0; i < st->n_tensors; i++) {
             const clasp_st_tensor *t = &st->tensors[i];
-            cr_assert_eq(t == clasp_st_find(st, bad)
-                             ? clasp_st_writer_add(w, t->name, CLASP_DTYPE_F32, 1, three, junk)
-                             : clasp_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape,
-                                                   t->data),
-                         CLASP_OK);
+            cr_assert_eq(
+                t == clasp_st_find(st, bad)
+                    ? clasp_st_writer_add(w, t->name, CLASP_DTYPE_F32, 1, three, junk)
+                    : clasp_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data),
+                CLASP_OK);
         }
         char name[256];
         snprintf(name, sizeof name, "%s", bad);
