@@ -285,18 +285,24 @@ Test(export, from_checkpoint_and_cli) {
     cJSON_Delete(r);
 }
 
+/* An fmnist-small export (byte tokenizer, weights from `seed`) written into dir. */
+static void fmnist_export_(const char *dir, uint64_t seed) {
+    char cfg[1100];
+    snprintf(cfg, sizeof cfg, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
+    clasp_tokenizer *tok;
+    cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
+    make_export_(cfg, tok, dir, seed);
+    clasp_tokenizer_free(tok);
+}
+
 /* The embedder is inference-only: with 1 or 2 threads it holds one copy of the parameters
  * (shared by its replicas), no gradients, and activation arenas only for the towers it has
  * embedded; its features equal a training model's (clasp_model_init + prepare) exactly. */
 Test(export, embedder_holds_no_gradients) {
-    char tmp[1024], exp[1100], cfgp[1100];
+    char tmp[1024], exp[1100];
     clasp_test_tmpdir("export_infer", tmp, sizeof tmp);
     snprintf(exp, sizeof exp, "%s/export", tmp);
-    snprintf(cfgp, sizeof cfgp, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
-    clasp_tokenizer *tok;
-    cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
-    make_export_(cfgp, tok, exp, 5);
-    clasp_tokenizer_free(tok);
+    fmnist_export_(exp, 5);
     const char *texts[3] = {"a bag", "a shoe", "a photo of a dress"};
     for (int threads = 1; threads <= 2; threads++) {
         clasp_embedder em;
@@ -359,14 +365,10 @@ static size_t resident_pages_(const void *p, size_t n) {
  * tensor of any tower is still checked at open. An inference model's transformer holds one
  * block's activations: its arena does not grow with the layers (a training model's does). */
 Test(export, lazy_towers_and_forward_only_arena) {
-    char tmp[1024], exp[1100], cfgp[1100];
+    char tmp[1024], exp[1100];
     clasp_test_tmpdir("export_lazy", tmp, sizeof tmp);
     snprintf(exp, sizeof exp, "%s/export", tmp);
-    snprintf(cfgp, sizeof cfgp, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
-    clasp_tokenizer *tok;
-    cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
-    make_export_(cfgp, tok, exp, 7);
-    clasp_tokenizer_free(tok);
+    fmnist_export_(exp, 7);
     clasp_embedder eager, lazy;
     cr_assert_eq(clasp_embedder_open(exp, 2, 4, &eager), CLASP_OK, "%s", clasp_last_error());
     cr_assert_eq(clasp_embedder_open_lazy(exp, 2, 4, &lazy), CLASP_OK, "%s", clasp_last_error());
@@ -440,16 +442,6 @@ Test(export, lazy_towers_and_forward_only_arena) {
     clasp_embedder_close(&eager);
 }
 
-/* Copies a fresh fmnist export into dir. */
-static void fresh_export_(const char *dir) {
-    char cfg[1100];
-    snprintf(cfg, sizeof cfg, "%s/configs/fmnist-small.json", CLASP_SOURCE_DIR);
-    clasp_tokenizer *tok;
-    cr_assert_eq(clasp_tokenizer_new_bytes(&tok), CLASP_OK);
-    make_export_(cfg, tok, dir, 1);
-    clasp_tokenizer_free(tok);
-}
-
 static void expect_open_error_(const char *dir, const char *must1, const char *must2) {
     clasp_embedder em;
     for (int lazy = 0; lazy < 2; lazy++) {
@@ -470,13 +462,13 @@ Test(export, bad_exports_name_file_and_field) {
     fx_scratch("export_bad", tmp, dir, "e", NULL);
 
     /* missing tokenizer.json */
-    fresh_export_(dir);
+    fmnist_export_(dir, 1);
     snprintf(p, sizeof p, "%s/tokenizer.json", dir);
     unlink(p);
     expect_open_error_(dir, "tokenizer.json", "missing");
 
     /* preprocess.json disagreeing with config.json */
-    fresh_export_(dir);
+    fmnist_export_(dir, 1);
     snprintf(p, sizeof p, "%s/preprocess.json", dir);
     cJSON *j;
     cr_assert_eq(clasp_json_load(p, &j), CLASP_OK);
@@ -486,7 +478,7 @@ Test(export, bad_exports_name_file_and_field) {
     expect_open_error_(dir, "preprocess.json", "image.size");
 
     /* config.json changed after the weights were saved: a tensor of the wrong shape */
-    fresh_export_(dir);
+    fmnist_export_(dir, 1);
     snprintf(p, sizeof p, "%s/config.json", dir);
     cr_assert_eq(clasp_json_load(p, &j), CLASP_OK);
     cJSON *fc = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "image"), "fc");
@@ -496,7 +488,7 @@ Test(export, bad_exports_name_file_and_field) {
     expect_open_error_(dir, "config.json", "image");
 
     /* model.safetensors with a tensor of the wrong shape (no config metadata to compare) */
-    fresh_export_(dir);
+    fmnist_export_(dir, 1);
     {
         clasp_st_writer *w = clasp_st_writer_new();
         float junk[4] = {0};
@@ -511,7 +503,7 @@ Test(export, bad_exports_name_file_and_field) {
 
     /* every tensor present but the text tower's last one misshaped: a lazy open (towers read on
      * first use) still checks it when opening */
-    fresh_export_(dir);
+    fmnist_export_(dir, 1);
     {
         snprintf(p, sizeof p, "%s/model.safetensors", dir);
         clasp_safetensors *st;
