@@ -127,6 +127,11 @@ EOF
 }
 
 echo "# vit_b32: $(basename "$CONFIG"), batch $BATCH, train $STEPS steps, embed $EMBED_SKIP+$EMBED_BATCHES batches, $REPEATS repeat(s), torch workers {$TORCH_WORKERS}, clasp workers $CLASP_WORKERS, $("$CLASP" --version 2>&1 | head -n 1), $(date -u +%FT%TZ)"
+# the CPU decides the ratios (PyTorch's bf16 kernels differ between CPU families): name it
+cpu_name=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+cpu_bf16=$(grep -qw avx512_bf16 /proc/cpuinfo && echo avx512_bf16 || echo "no avx512_bf16")
+cpu_amx=$(grep -qw amx_bf16 /proc/cpuinfo && echo amx_bf16 || echo "no amx")
+echo "# cpu: ${cpu_name:-unknown}, $(nproc) cores, $cpu_bf16, $cpu_amx"
 echo "# shards: $JPEG ($(echo $SHARDS | wc -w) tar files); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 [ "$TABLE_ONLY" = 1 ] || rm -f "$OUT"/*.res
 rm -f "$OUT/failed.list"
