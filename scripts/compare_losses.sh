@@ -26,7 +26,15 @@
 #        images), CLASP (a built clasp; default: build it into build/), CLASP_DATA (data/fmnist),
 #        CLASP_RUNS (runs/losses), CLASP_THREADS (2), OUT (docs/losses.md), ONLY (space-separated
 #        configuration names: run just those), EMOJI=0 (skip the emoji part), FMNIST=0 (the
-#        emoji part alone; every run is cached, so the parts may run at different times)
+#        emoji part alone; every run is cached, so the parts may run at different times),
+#        TABLES_ONLY=1 (train and evaluate nothing: write the tables from the results there are;
+#        a configuration without results is listed as not run), RESULTS (docs/losses-results)
+#
+# Results: each run's summary (`clasp train --json`) and evaluation (`clasp eval --json`) are
+# kept as RESULTS/NAME/MODE-seedN.{summary,eval}.json (emoji: RESULTS/emoji/...), small files
+# committed with docs/losses.md: a run whose two files are there is not trained again, so the
+# comparison can be run in parts (ONLY=...) on different days and machines, and the tables
+# regenerated from them at any time. The runs themselves (checkpoints) stay in CLASP_RUNS.
 set -eu
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -51,6 +59,9 @@ LIMIT = 1024 if QUICK else 0
 DATA = os.environ.get("CLASP_DATA", os.path.join(ROOT, "data", "fmnist-quick" if QUICK else "fmnist"))
 RUNS = os.environ.get("CLASP_RUNS", os.path.join(ROOT, "runs", "losses-quick" if QUICK else "losses"))
 OUT = os.environ.get("OUT", os.path.join(ROOT, "docs", "losses.md"))
+RESULTS = os.environ.get("RESULTS", os.path.join(RUNS, "results") if QUICK else
+                         os.path.join(ROOT, "docs", "losses-results"))
+TABLES_ONLY = os.environ.get("TABLES_ONLY", "0") == "1"
 ONLY = os.environ.get("ONLY", "").split()
 MODEL = os.path.join(ROOT, "configs", "fmnist-small.json")
 EMOJI = os.environ.get("EMOJI", "0" if QUICK else "1") == "1"
@@ -90,6 +101,12 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def step(msg):
+    """Progress of a run about to train (silent when TABLES_ONLY trains nothing)."""
+    if not TABLES_ONLY:
+        log(msg)
+
+
 def data():
     if os.path.exists(os.path.join(DATA, "manifest.json")):
         return
@@ -106,12 +123,35 @@ def spec(split, data=None):
     return "::".join(os.path.join(data, f) for f in names)
 
 
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+MACHINES = set()  # (cpu, threads) of every run in the tables
+
+
+def result(out):
+    """The results file stem of the run directory out (RUNS/...) under RESULTS."""
+    return os.path.join(RESULTS, os.path.relpath(out, RUNS))
+
+
 def train(name, batch, extra, seed, steps, out, model=MODEL, data=None):
     """Trains into out; returns (status, summary or the refusal message)."""
-    summ = out + ".summary.json"
+    summ = result(out) + ".summary.json"
     if os.path.exists(summ):
         with open(summ) as f:
-            return "ok", json.load(f)
+            s = json.load(f)
+        MACHINES.add(s.get("machine", "unknown CPU"))
+        return "ok", s
+    if TABLES_ONLY:
+        return "missing", "not run"
     if os.path.exists(out):
         subprocess.run(["rm", "-rf", out], check=True)
     cmd = [CLASP, "train", "--model", model, "--train", spec("train", data)] + extra + [
@@ -129,16 +169,23 @@ def train(name, batch, extra, seed, steps, out, model=MODEL, data=None):
         tail = p.stderr.strip().splitlines()[-1:] or ["?"]
         return "failed", f"exit {p.returncode}: {tail[0][:200]}"
     s = json.loads(p.stdout.strip().splitlines()[-1])
+    # where the time per step was measured
+    s["machine"] = f"{cpu_name()}, {os.cpu_count()} cores, {THREADS} threads, " \
+                   f"{datetime.datetime.utcnow().strftime('%Y-%m-%d')}"
+    MACHINES.add(s["machine"])
+    os.makedirs(os.path.dirname(summ), exist_ok=True)
     with open(summ, "w") as f:
-        json.dump(s, f)
+        json.dump(s, f, indent=1, sort_keys=True)
     return "ok", s
 
 
 def evaluate(out, cross):
-    res = out + ".eval.json"
+    res = result(out) + ".eval.json"
     if os.path.exists(res):
         with open(res) as f:
             return json.load(f)
+    if TABLES_ONLY:
+        return None
     cmd = [CLASP, "eval", "--model", out, "--data", spec("test"), "--probe-train", spec("train"),
            "--knn", "20", "--threads", THREADS, "--json"]
     if cross:
@@ -149,7 +196,7 @@ def evaluate(out, cross):
         raise SystemExit(f"clasp eval {out} failed:\n{p.stderr}")
     r = json.loads(p.stdout.strip().splitlines()[-1])
     with open(res, "w") as f:
-        json.dump(r, f)
+        json.dump(r, f, indent=1, sort_keys=True)
     return r
 
 
@@ -168,7 +215,7 @@ def emoji():
     (results, note)."""
     if not EMOJI:
         return None, "not run (EMOJI=0)"
-    if not os.path.exists(os.path.join(EMOJI_DATA, "manifest.json")):
+    if not os.path.exists(os.path.join(EMOJI_DATA, "manifest.json")) and not TABLES_ONLY:
         log(f"== emoji shards -> {EMOJI_DATA}")
         p = subprocess.run([CLASP, "shards", "build", "emoji", "-o", EMOJI_DATA, "--vendors",
                             "google"], capture_output=True, text=True)
@@ -182,14 +229,18 @@ def emoji():
         r = res[name] = {"status": "ok", "msg": "", "runs": []}
         for seed in range(1, SEEDS + 1):
             steps = max(1, EMOJI_SAMPLES // batch)
-            log(f"== emoji {name} seed {seed}: {steps} steps of {batch}")
+            step(f"== emoji {name} seed {seed}: {steps} steps of {batch}")
             out = os.path.join(RUNS, "emoji", name, f"samples-seed{seed}")
             os.makedirs(os.path.dirname(out), exist_ok=True)
             st, s = train(name, batch, extra, seed, steps, out, EMOJI_MODEL, EMOJI_DATA)
+            if st == "missing":
+                continue
             if st != "ok":
                 r.update(status=st, msg=s)
                 break
-            ev = out + ".eval.json"
+            ev = result(out) + ".eval.json"
+            if not os.path.exists(ev) and TABLES_ONLY:
+                continue
             if not os.path.exists(ev):
                 p = subprocess.run([CLASP, "eval", "--model", out, "--data",
                                     spec("validation", EMOJI_DATA), "--retrieval", "--threads",
@@ -221,6 +272,9 @@ def emoji_table(res, note):
             rows.append(f"| {what} | `{flags}` | {r['status']}: {r['msg'].replace('|', '/')} | | | | | 0 |")
             continue
         runs = r["runs"]
+        if not runs:
+            rows.append(f"| {what} | `{flags}` | not run | | | | | 0 |")
+            continue
         rows.append(f"| {what} | `{flags}` | {pct(agg(runs, 't2i'))} | {pct(agg(runs, 'i2t'))} | "
                     f"{runs[0]['n']} | {agg(runs, 's_per_step')[0]:.3f} | {agg(runs, 'steps')[0]:.0f} | {len(runs)} |")
     return "\n".join(rows)
@@ -249,7 +303,8 @@ def emoji_findings(res):
 
 
 def main():
-    data()
+    if not TABLES_ONLY:
+        data()
     os.makedirs(RUNS, exist_ok=True)
     t_start = time.time()
     results = {}  # (name, mode) -> {"status", "msg", "runs": [metrics]}
@@ -259,15 +314,20 @@ def main():
             results[(name, mode)] = {"status": "ok", "msg": "", "runs": []}
         for seed in range(1, (SEEDS if FMNIST else 0) + 1):
             steps = max(1, SAMPLES // batch)
-            log(f"== {name} seed {seed}: equal samples ({steps} steps of {batch})")
+            step(f"== {name} seed {seed}: equal samples ({steps} steps of {batch})")
             out = os.path.join(RUNS, name, f"samples-seed{seed}")
             os.makedirs(os.path.dirname(out), exist_ok=True)
             st, s = train(name, batch, extra, seed, steps, out)
+            if st == "missing":  # TABLES_ONLY and no results for this run
+                continue
             if st != "ok":
                 for mode in ("samples", "time"):
                     results[(name, mode)].update(status=st, msg=s)
                 break
-            m = metrics(s, evaluate(out, cross))
+            ev = evaluate(out, cross)
+            if ev is None:
+                continue
+            m = metrics(s, ev)
             results[(name, "samples")]["runs"].append(m)
             if name == "infonce-b64":
                 ref_seconds[seed] = s["seconds"]
@@ -275,13 +335,17 @@ def main():
             if budget is None:
                 continue
             tsteps = max(1, int(round(budget / m["s_per_step"])))
-            log(f"== {name} seed {seed}: equal time ({budget:.1f} s ~ {tsteps} steps)")
+            step(f"== {name} seed {seed}: equal time ({budget:.1f} s ~ {tsteps} steps)")
             out = os.path.join(RUNS, name, f"time-seed{seed}")
             st, s = train(name, batch, extra, seed, tsteps, out)
+            if st == "missing":
+                continue
             if st != "ok":
                 results[(name, "time")].update(status=st, msg=s)
                 continue
-            results[(name, "time")]["runs"].append(metrics(s, evaluate(out, cross)))
+            ev = evaluate(out, cross)
+            if ev is not None:
+                results[(name, "time")]["runs"].append(metrics(s, ev))
     eres, enote = emoji()
     write(results, time.time() - t_start, eres, enote)
 
@@ -377,14 +441,17 @@ def write(results, wall, eres, enote):
         f"model `configs/fmnist-small.json`; data `{os.path.relpath(DATA, ROOT)}` "
         f"({'1024 samples per split' if QUICK else '60000 train, 10000 test'}); "
         f"{THREADS} compute threads",
-        f"- made {datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M')} UTC on {platform.node()} "
-        f"in {wall / 60:.1f} minutes; clasp `{CLASP}`",
+        f"- tables written {datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M')} UTC "
+        + ("from the kept results alone (TABLES_ONLY=1)" if TABLES_ONLY else
+           f"by a run of {wall / 60:.1f} minutes") +
+        f"; results in `{os.path.relpath(RESULTS, ROOT)}`; runs made on: "
+        + ("; ".join(sorted(MACHINES)) or "none"),
         "- each figure: mean ± half the range over the seeds; accuracies on the test split; the "
         "linear probe and the 20-NN vote (weights exp(s/0.07), Wu et al. 2018) use the train "
         "split's image features as the labelled set; zero-shot only for image-text training",
         "- equal time: each configuration gets the wall time the reference (InfoNCE, batch 64) "
-        "took at equal samples, as steps at its own measured time per step; time per step was "
-        "measured on a shared machine unless stated otherwise",
+        "took at equal samples, as steps at its own measured time per step (measured on the "
+        "machine its run names above: compare times only between runs of one machine)",
         "",
         "## Equal samples seen",
         "",
