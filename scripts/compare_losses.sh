@@ -134,7 +134,7 @@ def cpu_name():
     return platform.processor() or "unknown"
 
 
-MACHINES = set()  # (cpu, threads) of every run in the tables
+MACHINES = set()  # the "machine" of every run in the tables: CPU, cores, threads, date
 
 
 def result(out):
@@ -239,9 +239,9 @@ def emoji():
                 r.update(status=st, msg=s)
                 break
             ev = result(out) + ".eval.json"
-            if not os.path.exists(ev) and TABLES_ONLY:
-                continue
             if not os.path.exists(ev):
+                if TABLES_ONLY:
+                    continue
                 p = subprocess.run([CLASP, "eval", "--model", out, "--data",
                                     spec("validation", EMOJI_DATA), "--retrieval", "--threads",
                                     THREADS, "--json"], capture_output=True, text=True)
