@@ -96,10 +96,16 @@ CONFIGS = [
 ]
 # emoji only (name, what, batch, extra, cross, steps): batch 256 for as many steps as batch 64
 # takes (4x the samples), for when a large batch loses at equal samples because it makes 4x
-# fewer updates: the gap the queue is meant to close is then measured at equal updates
+# fewer updates: the gap the queue is meant to close is then measured at equal updates; the
+# losses whose default positives are labels (the emoji shards have none), with the caption
+# (each image's own caption, and identical captions) as the positive instead
 EMOJI_EXTRA = [
     ("infonce-b256-steps", "InfoNCE, batch 256, batch 64's number of steps (4x the samples)", 256,
      [], True, max(1, EMOJI_SAMPLES // 64)),
+    ("triplet-captions", "triplet, caption positives", 64,
+     ["--loss", "triplet", "--positives", "caption"], True, max(1, EMOJI_SAMPLES // 64)),
+    ("margin-captions", "margin (contrastive) loss, caption positives", 64,
+     ["--loss", "margin", "--positives", "caption"], True, max(1, EMOJI_SAMPLES // 64)),
 ]
 if ONLY:
     CONFIGS = [c for c in CONFIGS if c[0] in ONLY or c[0] == "infonce-b64"]
