@@ -320,11 +320,20 @@ def emoji_findings(res):
             continue
         s = f"Batch 256 {label}: {p(b)}"
         if b[0] > b64[0]:
-            s += (", a gap of " f"{100 * (b[0] - b64[0]):.2f} points over batch 64. " + "; ".join(
-                f"{'queue 4096, momentum ' + ('0.99' if q.endswith('m0.99') else '0.999')}: "
-                f"{p(v)}, {100 * (v[0] - b64[0]) / (b[0] - b64[0]):.0f}% of the gap closed "
-                f"(target at least half: {'met' if (v[0] - b64[0]) >= 0.5 * (b[0] - b64[0]) else 'not met'})"
-                for q, v in queues) + ".")
+            gap = b[0] - b64[0]
+            s += f", a gap of {100 * gap:.2f} points over batch 64"
+            noise = gap <= max(b[1], b64[1])
+            if noise:
+                s += (f", within the seed spread (±{100 * max(b[1], b64[1]):.2f}): batch 256 is "
+                      "not shown to be better, so a fraction of this gap closed by a queue "
+                      "would be noise (the issue's target cannot be judged at this budget)")
+            if queues and not noise:
+                s += ". " + "; ".join(
+                    f"Queue 4096, momentum {'0.99' if q.endswith('m0.99') else '0.999'}: "
+                    f"{p(v)}, {100 * (v[0] - b64[0]) / gap:.0f}% of the gap closed (target at "
+                    f"least half: {'met' if (v[0] - b64[0]) >= 0.5 * gap else 'not met'})"
+                    for q, v in queues)
+            s += "."
         else:
             s += (": not better than batch 64, so there is no gap here for a queue to close "
                   "(the issue's target cannot be judged at this budget).")
