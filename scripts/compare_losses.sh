@@ -104,6 +104,9 @@ EMOJI_EXTRA = [
      [], True, max(1, EMOJI_SAMPLES // 64)),
     ("triplet-captions", "triplet, caption positives", 64,
      ["--loss", "triplet", "--positives", "caption"], True, max(1, EMOJI_SAMPLES // 64)),
+    ("triplet-captions-batch-all", "triplet, caption positives, every valid triplet", 64,
+     ["--loss", "triplet", "--positives", "caption", "--mining", "batch-all"], True,
+     max(1, EMOJI_SAMPLES // 64)),
     ("margin-captions", "margin (contrastive) loss, caption positives", 64,
      ["--loss", "margin", "--positives", "caption"], True, max(1, EMOJI_SAMPLES // 64)),
 ]
@@ -184,6 +187,7 @@ def train(name, batch, extra, seed, steps, out, model=MODEL, data=None):
         tail = p.stderr.strip().splitlines()[-1:] or ["?"]
         return "failed", f"exit {p.returncode}: {tail[0][:200]}"
     s = json.loads(p.stdout.strip().splitlines()[-1])
+    s["collapse_warnings"] = p.stderr.count("features are collapsing")
     # where the time per step was measured
     s["machine"] = f"{cpu_name()}, {os.cpu_count()} cores, {THREADS} threads, " \
                    f"{datetime.datetime.utcnow().strftime('%Y-%m-%d')}"
@@ -267,7 +271,8 @@ def emoji():
             with open(ev) as f:
                 rr = json.load(f)["retrieval"]
             r["runs"].append({"t2i": rr["text_to_image"]["r1"], "i2t": rr["image_to_text"]["r1"],
-                              "n": rr["n_images"],
+                              "n": rr["n_images"], "collapse": s.get("collapse_warnings"),
+                              "final_loss": s["final_loss"],
                               "s_per_step": s["seconds"] / max(1, s["steps"]),
                               "steps": s["steps"]})
     return res, ""
@@ -338,6 +343,17 @@ def emoji_findings(res):
             s += (": not better than batch 64, so there is no gap here for a queue to close "
                   "(the issue's target cannot be judged at this budget).")
         out.append(s)
+    for (name, what, *_) in CONFIGS + EMOJI_EXTRA:
+        r = res.get(name)
+        if r and r["status"] == "ok" and r["runs"]:
+            a = agg(r["runs"], "t2i")
+            if a[0] < 3 / n_img:
+                c = [x["collapse"] for x in r["runs"] if x["collapse"] is not None]
+                out.append(f"{what}: text->image R@1 {p(a)}, within 3x chance (1/{n_img}): it "
+                           "did not learn to retrieve here; final training loss " +
+                           ", ".join(f"{x['final_loss']:.4f}" for x in r["runs"]) +
+                           (f"; the collapse warning fired in {sum(1 for x in c if x)} of "
+                            f"{len(c)} runs" if c else "") + ".")
     if queues:
         out.append(f"Batch 64 + queue 4096 ({EMOJI_SAMPLES // 64} steps: batch 64's samples "
                    "and steps): " +
