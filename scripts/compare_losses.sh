@@ -99,16 +99,17 @@ CONFIGS = [
 # fewer updates: the gap the queue is meant to close is then measured at equal updates; the
 # losses whose default positives are labels (the emoji shards have none), with the caption
 # (each image's own caption, and identical captions) as the positive instead
+EMOJI_STEPS64 = max(1, EMOJI_SAMPLES // 64)  # batch 64's steps on emoji
 EMOJI_EXTRA = [
     ("infonce-b256-steps", "InfoNCE, batch 256, batch 64's number of steps (4x the samples)", 256,
-     [], True, max(1, EMOJI_SAMPLES // 64)),
+     [], True, EMOJI_STEPS64),
     ("triplet-captions", "triplet, caption positives", 64,
-     ["--loss", "triplet", "--positives", "caption"], True, max(1, EMOJI_SAMPLES // 64)),
+     ["--loss", "triplet", "--positives", "caption"], True, EMOJI_STEPS64),
     ("triplet-captions-batch-all", "triplet, caption positives, every valid triplet", 64,
      ["--loss", "triplet", "--positives", "caption", "--mining", "batch-all"], True,
-     max(1, EMOJI_SAMPLES // 64)),
+     EMOJI_STEPS64),
     ("margin-captions", "margin (contrastive) loss, caption positives", 64,
-     ["--loss", "margin", "--positives", "caption"], True, max(1, EMOJI_SAMPLES // 64)),
+     ["--loss", "margin", "--positives", "caption"], True, EMOJI_STEPS64),
 ]
 if ONLY:
     CONFIGS = [c for c in CONFIGS if c[0] in ONLY or c[0] == "infonce-b64"]
@@ -313,7 +314,8 @@ def emoji_findings(res):
     b64 = m["infonce-b64"]
     if b64 is None:
         return []
-    p = lambda a: f"{100 * a[0]:.2f} ± {100 * a[1]:.2f}%"
+    p = lambda a: pct(a) + "%"
+    mom = lambda q: "0.99" if q.endswith("m0.99") else "0.999"
     out = [f"Emoji text->image R@1 on {n_img} unseen emoji (one image is "
            f"{100 / n_img:.2f} points; a difference smaller than the spreads is seed noise): "
            f"batch 64 {p(b64)}."]
@@ -334,7 +336,7 @@ def emoji_findings(res):
                       "would be noise (the issue's target cannot be judged at this budget)")
             if queues and not noise:
                 s += ". " + "; ".join(
-                    f"Queue 4096, momentum {'0.99' if q.endswith('m0.99') else '0.999'}: "
+                    f"Queue 4096, momentum {mom(q)}: "
                     f"{p(v)}, {100 * (v[0] - b64[0]) / gap:.0f}% of the gap closed (target at "
                     f"least half: {'met' if (v[0] - b64[0]) >= 0.5 * gap else 'not met'})"
                     for q, v in queues)
@@ -355,9 +357,9 @@ def emoji_findings(res):
                            (f"; the collapse warning fired in {sum(1 for x in c if x)} of "
                             f"{len(c)} runs" if c else "") + ".")
     if queues:
-        out.append(f"Batch 64 + queue 4096 ({EMOJI_SAMPLES // 64} steps: batch 64's samples "
+        out.append(f"Batch 64 + queue 4096 ({EMOJI_STEPS64} steps: batch 64's samples "
                    "and steps): " +
-                   "; ".join(f"momentum {'0.99' if q.endswith('m0.99') else '0.999'} {p(v)} "
+                   "; ".join(f"momentum {mom(q)} {p(v)} "
                              f"({100 * (v[0] - b64[0]):+.2f} points)" for q, v in queues) + ".")
     return out
 
@@ -534,7 +536,7 @@ def write(results, wall, eres, enote):
         "",
         f"`{os.path.relpath(EMOJI_MODEL, ROOT)}` on `{os.path.relpath(EMOJI_DATA, ROOT)}` "
         f"(train split; R@1 on the validation split, whose emoji are not in train), "
-        f"{EMOJI_SAMPLES} samples seen (the equal-steps row: {EMOJI_SAMPLES // 64 * 256}), "
+        f"{EMOJI_SAMPLES} samples seen (the equal-steps row: {EMOJI_STEPS64 * 256}), "
         f"seeds 1..{SEEDS}. Configurations that need labels "
         "are refused there: the emoji shards carry captions, no .cls.",
         "",
