@@ -252,8 +252,9 @@ static clasp_arg train_table[] = {
     {"max-bad-steps", 0, CLASP_ARG_INT, O(max_bad_steps), "K",
      "stop after K consecutive non-finite steps (default 5)", s_log, 0, 1, 0, NULL, NULL},
     {"collapse-std", 0, CLASP_ARG_DOUBLE, O(collapse_std), "X",
-     "warn once when the features collapse: mean per-dimension std below X (default 0.01)", s_log,
-     0, 0, 0, NULL, NULL},
+     "warn when the features collapse: mean per-dimension std below X (default 0.01); a note when "
+     "it is back above 2X",
+     s_log, 0, 0, 0, NULL, NULL},
     {"stop-after", 0, CLASP_ARG_INT64, O(stop_after), "N",
      "stop after N steps of this invocation, with a checkpoint", s_log, 0, 1, 0, NULL, NULL},
     {"progress", 0, CLASP_ARG_FLAG, O(progress), NULL,
@@ -485,6 +486,8 @@ static void print_summary_(const clasp_train_summary *sum, const clasp_train_opt
     add_loss_(j, o);
     cJSON_AddStringToObject(j, "precision", clasp_precision_name(sum->precision));
     cJSON_AddBoolToObject(j, "interrupted", sum->interrupted);
+    cJSON_AddNumberToObject(j, "collapse_warnings", sum->collapse_warnings);
+    cJSON_AddBoolToObject(j, "collapsed", sum->collapsed);
     cJSON_AddStringToObject(j, "checkpoint", sum->checkpoint);
     clasp_cli_print_json(j, false);
 }

@@ -63,7 +63,7 @@ Test(loss_train, every_loss_trains_without_collapse_warning) {
         snprintf(out, sizeof out, "%s_%s", run, k_trained[i]);
         /* a healthy learning rate for this small model: the default 1e-3 drifts below the
          * warning's threshold within a few steps */
-        snprintf(extra, sizeof extra, "--steps 4 --lr 3e-4 --loss %s", k_trained[i]);
+        snprintf(extra, sizeof extra, "--steps 4 --lr 3e-4 --loss %s --json", k_trained[i]);
         cr_assert_eq(run_(extra, out), 0, "%s: see %s.log", k_trained[i], out);
         double l[8], fs[8];
         cr_assert_eq(fx_metrics_numbers(out, "train", "loss", l, 8), 4, "%s", k_trained[i]);
@@ -73,6 +73,8 @@ Test(loss_train, every_loss_trains_without_collapse_warning) {
                      "diagnostics stay on for %s", k_trained[i]);
         char *t = log_(out);
         cr_assert(!strstr(t, "collapsing"), "%s: a healthy run warns:\n%s", k_trained[i], t);
+        cr_assert(strstr(t, "\"collapse_warnings\":0,\"collapsed\":false"), "%s:\n%s", k_trained[i],
+                  t);
         free(t);
     }
 }
@@ -86,14 +88,38 @@ Test(loss_train, broken_run_warns_of_collapse) {
     for (size_t i = 0; i < 2; i++) {
         char extra[128], out[FX_PATH + 32];
         snprintf(out, sizeof out, "%s_%s", run, losses[i]);
-        snprintf(extra, sizeof extra, "--steps 3 --lr 10 --loss %s", losses[i]);
+        snprintf(extra, sizeof extra, "--steps 3 --lr 10 --loss %s --json", losses[i]);
         int rc = run_(extra, out);
         char *t = log_(out);
         cr_assert(rc == 0 || rc == 1, "%s: exit %d", losses[i], rc);
         cr_assert(strstr(t, "features are collapsing"), "%s --lr 10: no warning:\n%s", losses[i],
                   t);
+        /* still collapsed at the end: said at the end, and in the --json summary */
+        cr_assert(strstr(t, "features still collapsed at step 3"), "%s:\n%s", losses[i], t);
+        cr_assert(strstr(t, "\"collapse_warnings\":1,\"collapsed\":true"), "%s:\n%s", losses[i], t);
+        cr_assert(!strstr(t, "recovered"), "%s:\n%s", losses[i], t);
         free(t);
     }
+}
+
+/* A dip is not a collapse: at the default learning rate with a 2-step warmup this model's
+ * features fall under the threshold within ten steps and spread again by step 50 or so. The
+ * warning fires, the recovery is told, and the run does not end collapsed. */
+Test(loss_train, collapse_warning_then_recovery) {
+    char dir[FX_PATH], run[FX_PATH];
+    build_data_(fx_scratch("loss_train_recover", dir, run, "run", NULL));
+    cr_assert_eq(run_("--steps 100 --loss infonce --json", run), 0, "see %s.log", run);
+    char *t = log_(run);
+    const char *w = strstr(t, "features are collapsing"), *r = strstr(t, "features recovered");
+    cr_assert(w && r && w < r, "a warning, then the recovery:\n%s", t);
+    cr_assert(!strstr(t, "still collapsed"), "%s", t);
+    cr_assert(strstr(t, "\"collapse_warnings\":1,\"collapsed\":false"), "%s", t);
+    double fs[128];
+    size_t n = fx_metrics_numbers(run, "train", "feat_std_image", fs, 128);
+    cr_assert_eq(n, 100);
+    cr_assert(fs[9] < 0.01 && fs[99] >= 0.02, "the std dips then spreads: %g at step 10, %g at 100",
+              fs[9], fs[99]);
+    free(t);
 }
 
 /* Straight run vs stopped + resumed with loss `opts`: the same losses, to the printed digit. */

@@ -111,10 +111,15 @@ typedef struct trainer {
     clasp_positives positives; /* resolved: --positives, or LABEL for a loss needing groups */
     clasp_runstate rs;         /* step, samples, skipped steps and what checkpoints hold */
     int bad_streak;            /* consecutive non-finite steps */
-    bool collapse_warned;
-    int temp_opt;               /* index of the loss's "temperature" option, or -1 */
-    clasp_temp_schedule tsched; /* kind 0: no --temperature-schedule */
-    float step_log_scale;       /* the logit scale the last step's loss used */
+    /* Collapse watch (rank 0): a warning when the feature std falls under --collapse-std, a
+     * note when it is back above twice that, and the state at the end of the run. */
+    bool collapsed;               /* under the threshold since the last warning */
+    int64_t collapse_step;        /* step of that warning */
+    int collapse_warnings;        /* warnings so far (this invocation) */
+    float last_std_a, last_std_b; /* of the last diagnostics */
+    int temp_opt;                 /* index of the loss's "temperature" option, or -1 */
+    clasp_temp_schedule tsched;   /* kind 0: no --temperature-schedule */
+    float step_log_scale;         /* the logit scale the last step's loss used */
     clasp_step_stats st;
     clasp_train_metrics mx;
     double flops_per_sample;
@@ -913,23 +918,39 @@ static double temperature_(const trainer *t) {
     return exp(-(double)t->step_log_scale);
 }
 
-/* Diagnostics, the collapse warning and the train line of the step just done. */
+/* The collapse watch on this step's diagnostics. A warning when either tower's mean
+ * per-dimension std falls under the threshold; a run whose std comes back above twice the
+ * threshold (a dip early in warmup, say) is told so, and warned again if it falls again. */
+static void collapse_watch_(trainer *t, int64_t step) {
+    const double lo = t->o.collapse_std;
+    const float a = t->st.feat_std_a, b = t->st.feat_std_b;
+    t->last_std_a = a;
+    t->last_std_b = b;
+    if (!t->collapsed && (a < (float)lo || b < (float)lo)) {
+        CLASP_WARN("step %lld: features are collapsing (mean per-dimension std %.4g / %.4g "
+                   "below %.4g)",
+                   (long long)step, (double)a, (double)b, lo);
+        t->collapsed = true;
+        t->collapse_step = step;
+        t->collapse_warnings++;
+    } else if (t->collapsed && a >= (float)(2 * lo) && b >= (float)(2 * lo)) {
+        CLASP_INFO("step %lld: features recovered (mean per-dimension std %.4g / %.4g, collapsing "
+                   "since step %lld)",
+                   (long long)step, (double)a, (double)b, (long long)t->collapse_step);
+        t->collapsed = false;
+    }
+}
+
+/* Diagnostics (every 10 steps and on log steps), the collapse watch and the train line of the
+ * step just done. */
 static void log_step_(trainer *t, int source, double lr, double gnorm, bool finite) {
     const clasp_train_options *o = &t->o;
     const int64_t step = t->rs.step;
     const clasp_step_stats *st = &t->st;
     bool log_now = step % o->log_every == 0 || step == t->total;
-    if (log_now || !t->collapse_warned) {
-        if (log_now || step % 10 == 0) clasp_engine_diag(&t->e, &t->st);
-    }
-    if (!t->collapse_warned && finite && st->feat_std_a > 0 && t->rank == 0 &&
-        (st->feat_std_a < (float)o->collapse_std || st->feat_std_b < (float)o->collapse_std)) {
-        CLASP_WARN("step %lld: features are collapsing (mean per-dimension std %.4g / %.4g "
-                   "below %.4g)",
-                   (long long)step, (double)st->feat_std_a, (double)st->feat_std_b,
-                   o->collapse_std);
-        t->collapse_warned = true;
-    }
+    if (!log_now && step % 10 != 0) return;
+    clasp_engine_diag(&t->e, &t->st);
+    if (finite && st->feat_std_a > 0 && t->rank == 0) collapse_watch_(t, step);
     if (!log_now) return;
     clasp_train_line l = {.step = step,
                           .samples = t->rs.samples,
@@ -1055,6 +1076,13 @@ static clasp_status finish_(trainer *t, clasp_train_summary *sum, clasp_status s
     sum->steps = t->rs.step;
     sum->samples = t->rs.samples;
     sum->skipped_steps = t->rs.skipped_steps;
+    sum->collapse_warnings = t->collapse_warnings;
+    sum->collapsed = t->collapsed;
+    if (t->collapsed && t->rank == 0)
+        CLASP_WARN("features still collapsed at step %lld (mean per-dimension std %.4g / %.4g; "
+                   "collapsing since step %lld)",
+                   (long long)t->rs.step, (double)t->last_std_a, (double)t->last_std_b,
+                   (long long)t->collapse_step);
     sum->skipped_samples = 0;
     for (int k = 0; k < t->n_src; k++)
         sum->skipped_samples += clasp_data_skipped_total(t->src[k].data);

@@ -206,8 +206,10 @@ typedef struct clasp_train_summary {
     double zeroshot_top1, zeroshot_top5, zeroshot_mean_recall; /* -1 when not evaluated */
     int64_t skipped_steps;
     int64_t skipped_samples;
-    bool interrupted;                              /* stopped by a signal or --stop-after */
-    int world;                                     /* ranks */
+    bool interrupted;      /* stopped by a signal or --stop-after */
+    int collapse_warnings; /* collapse warnings of this invocation (rank 0) */
+    bool collapsed;        /* the features were still collapsed at the last check (rank 0) */
+    int world;             /* ranks */
     double gather_ms_per_step, reduce_ms_per_step; /* collectives, steady-state steps, rank 0 */
     char checkpoint[4096];
     /* the run was refused for its options (a label loss on shards without .cls): exit 2 */
