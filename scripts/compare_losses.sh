@@ -188,7 +188,9 @@ def train(name, batch, extra, seed, steps, out, model=MODEL, data=None):
         tail = p.stderr.strip().splitlines()[-1:] or ["?"]
         return "failed", f"exit {p.returncode}: {tail[0][:200]}"
     s = json.loads(p.stdout.strip().splitlines()[-1])
-    s["collapse_warnings"] = p.stderr.count("features are collapsing")
+    # clasp's summary has both since the collapse watch tells a recovery from a collapse
+    s.setdefault("collapse_warnings", p.stderr.count("features are collapsing"))
+    s.setdefault("collapsed", "features still collapsed" in p.stderr)
     # where the time per step was measured
     s["machine"] = f"{cpu_name()}, {os.cpu_count()} cores, {THREADS} threads, " \
                    f"{datetime.datetime.utcnow().strftime('%Y-%m-%d')}"
@@ -223,7 +225,8 @@ def evaluate(out, cross):
 def metrics(summary, ev):
     m = {"probe": ev["probe"]["accuracy"], "knn": ev["knn"]["accuracy"],
          "s_per_step": summary["seconds"] / max(1, summary["steps"]),
-         "steps": summary["steps"], "samples": summary["samples"], "seconds": summary["seconds"]}
+         "steps": summary["steps"], "samples": summary["samples"], "seconds": summary["seconds"],
+         "collapse": summary.get("collapse_warnings"), "collapsed": summary.get("collapsed")}
     if "zeroshot" in ev:
         m["zeroshot"] = ev["zeroshot"]["top1"]
     return m
@@ -273,6 +276,7 @@ def emoji():
                 rr = json.load(f)["retrieval"]
             r["runs"].append({"t2i": rr["text_to_image"]["r1"], "i2t": rr["image_to_text"]["r1"],
                               "n": rr["n_images"], "collapse": s.get("collapse_warnings"),
+                              "collapsed": s.get("collapsed"),
                               "final_loss": s["final_loss"],
                               "s_per_step": s["seconds"] / max(1, s["steps"]),
                               "steps": s["steps"]})
@@ -350,17 +354,46 @@ def emoji_findings(res):
         if r and r["status"] == "ok" and r["runs"]:
             a = agg(r["runs"], "t2i")
             if a[0] < 3 / n_img:
-                c = [x["collapse"] for x in r["runs"] if x["collapse"] is not None]
                 out.append(f"{what}: text->image R@1 {p(a)}, within 3x chance (1/{n_img}): it "
                            "did not learn to retrieve here; final training loss " +
-                           ", ".join(f"{x['final_loss']:.4f}" for x in r["runs"]) +
-                           (f"; the collapse warning fired in {sum(1 for x in c if x)} of "
-                            f"{len(c)} runs" if c else "") + ".")
+                           ", ".join(f"{x['final_loss']:.4f}" for x in r["runs"]) + ".")
+    tr = {n: (res.get(n) or {}) for n in ("triplet-captions", "triplet-captions-batch-all")}
+    tr = {n: agg(r["runs"], "t2i") for n, r in tr.items() if r.get("status") == "ok" and r["runs"]}
+    if len(tr) == 2:
+        h, a = tr["triplet-captions"], tr["triplet-captions-batch-all"]
+        out.append(f"Triplet mining, caption positives: batch-hard (the hardest positive and "
+                   f"negative of each anchor) {p(h)}, batch-all (every valid triplet) {p(a)}; "
+                   f"InfoNCE batch 64: {p(b64)}.")
     if queues:
         out.append(f"Batch 64 + queue 4096 ({EMOJI_STEPS64} steps: batch 64's samples "
                    "and steps): " +
                    "; ".join(f"momentum {mom(q)} {p(v)} "
                              f"({100 * (v[0] - b64[0]):+.2f} points)" for q, v in queues) + ".")
+    return out
+
+
+def collapse_findings(results, eres):
+    """Where the collapse warning fired: in how many runs, and in how many the features were
+    still collapsed at the end (the rest dipped under the threshold and recovered)."""
+    out = []
+    groups = [("Fashion-MNIST", what, results.get((name, "samples"), {}).get("runs", []))
+              for (name, what, *_) in CONFIGS]
+    if eres:
+        groups += [("emoji", what, (eres.get(name) or {}).get("runs", []))
+                   for (name, what, *_) in CONFIGS + EMOJI_EXTRA]
+    for (data, what, runs) in groups:
+        known = [x for x in runs if x.get("collapse") is not None]
+        warned = [x for x in known if x["collapse"]]
+        if not warned:
+            continue
+        stuck = sum(1 for x in warned if x.get("collapsed"))
+        end = ("the features recovered in each of those (a dip under the threshold, not a "
+               "collapse)"
+               if stuck == 0 else
+               f"the features were still collapsed at the end in {stuck}" +
+               ("" if stuck == len(warned) else "; the others recovered"))
+        out.append(f"Collapse watch, {data}, {what} (equal samples): the warning fired in "
+                   f"{len(warned)} of {len(known)} runs; {end}.")
     return out
 
 
@@ -474,6 +507,35 @@ def findings(results):
             elif q is None:
                 s += " The queue configuration did not run (see its row)."
             out.append(s)
+    def full(name, key):  # mean ± spread of a configuration with every seed run, else None
+        r = results.get((name, "samples"))
+        a = agg(r["runs"], key) if r and r["status"] == "ok" else None
+        return a if a and a[2] >= SEEDS else None
+    ref = {k: full("infonce-b64", k) for k in ("probe", "zeroshot")}
+    qs = [(m, {k: full(n, k) for k in ("probe", "zeroshot")}) for n, m in
+          (("infonce-b64-queue4096", "0.999"), ("infonce-b64-queue4096-m0.99", "0.99"))]
+    qs = [(m, v) for m, v in qs if v["probe"] and v["zeroshot"]]
+    if qs and ref["probe"]:
+        out.append("Batch 64 + queue of 4096 keys vs batch 64 alone (equal samples): " +
+                   "; ".join(f"momentum {m}: linear probe {pct(v['probe'])}%, zero-shot "
+                             f"{pct(v['zeroshot'])}%" for m, v in qs) +
+                   f"; batch 64 alone: {pct(ref['probe'])}%, {pct(ref['zeroshot'])}%. "
+                   "The queue " + ("lowers" if all(v["probe"][0] < ref["probe"][0] and
+                                                   v["zeroshot"][0] < ref["zeroshot"][0]
+                                                   for _, v in qs)
+                                   else "does not lower both of") +
+                   " the linear probe and zero-shot top-1 at every momentum tried (queued keys "
+                   "of the query's own caption are dropped from its negatives).")
+    pw = [(w, {k: full(n, k) for k in ("probe", "zeroshot", "knn")}) for n, w in
+          (("triplet", "triplet (batch-hard mining, margin 0.2)"), ("margin", "margin loss"))]
+    pw = [(w, v) for w, v in pw if v["probe"]]
+    if pw and ref["probe"]:
+        out.append("Pairwise losses vs InfoNCE (equal samples): " +
+                   "; ".join(f"{w}: linear probe {pct(v['probe'])}%, zero-shot "
+                             f"{pct(v['zeroshot'])}%, 20-NN {pct(v['knn'])}%" for w, v in pw) +
+                   f"; InfoNCE: {pct(ref['probe'])}%, {pct(ref['zeroshot'])}%. " +
+                   ", ".join(f"{w.split(' ')[0]} is {100 * (ref['probe'][0] - v['probe'][0]):.2f} "
+                             "points under InfoNCE" for w, v in pw) + " in linear probe.")
     temps = [(n, mean(results, n, "samples", "probe")) for n in
              ("temp-0.01", "temp-0.07", "temp-0.2", "infonce-b64")]
     temps = [(n, v) for n, v in temps if v is not None]
@@ -545,7 +607,8 @@ def write(results, wall, eres, enote):
         "## What the figures show (computed by the script)",
         "",
     ]
-    lines += [f"- {s}" for s in findings(results) + emoji_findings(eres)] or ["- (no comparison ran)"]
+    lines += [f"- {s}" for s in findings(results) + emoji_findings(eres) +
+              collapse_findings(results, eres)] or ["- (no comparison ran)"]
     lines.append("")
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
