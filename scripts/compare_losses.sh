@@ -32,7 +32,8 @@
 #        a configuration without results is listed as not run), RESULTS (docs/losses-results)
 #
 # Results: each run's summary (`clasp train --json`) and evaluation (`clasp eval --json`) are
-# kept as RESULTS/NAME/MODE-seedN.{summary,eval}.json (emoji: RESULTS/emoji/...), small files
+# kept as RESULTS/NAME/MODE-seedN.{summary,eval}.json (emoji: RESULTS/emoji/...; a run this
+# clasp refuses with a usage error: MODE-seedN.refused.json, its message), small files
 # committed with docs/losses.md: a run whose two files are there is not trained again, so the
 # comparison can be run in parts (ONLY=...) on different days and machines, and the tables
 # regenerated from them at any time. The runs themselves (checkpoints) stay in CLASP_RUNS.
@@ -48,7 +49,7 @@ if [ -z "${CLASP:-}" ]; then
 fi
 export CLASP ROOT
 exec /usr/bin/python3 - "$@" <<'PYTHON'
-import json, os, subprocess, sys, time, datetime, platform
+import json, os, re, subprocess, sys, time, datetime, platform
 
 ROOT = os.environ["ROOT"]
 CLASP = os.environ["CLASP"]
@@ -169,6 +170,10 @@ def train(name, batch, extra, seed, steps, out, model=MODEL, data=None):
             s = json.load(f)
         MACHINES.add(s.get("machine", "unknown CPU"))
         return "ok", s
+    refused = result(out) + ".refused.json"
+    if os.path.exists(refused):
+        with open(refused) as f:
+            return "skipped", json.load(f)["message"]
     if TABLES_ONLY:
         return "missing", "not run"
     if os.path.exists(out):
@@ -183,7 +188,12 @@ def train(name, batch, extra, seed, steps, out, model=MODEL, data=None):
         f.write(p.stderr)
     if p.returncode == 2:  # usage error: flags this clasp does not take
         msg = [l for l in p.stderr.splitlines() if l.strip() and not l.startswith("usage:")]
-        return "skipped", (msg[0] if msg else "usage error")[:200]
+        msg = (msg[0] if msg else "usage error").replace("clasp train: error: ", "")
+        msg = re.sub(r" of --train \S+", "", msg.replace(ROOT + "/", ""))[:200]
+        os.makedirs(os.path.dirname(refused), exist_ok=True)
+        with open(refused, "w") as f:  # kept like a result: the table says why, not "not run"
+            json.dump({"message": msg}, f, indent=1)
+        return "skipped", msg
     if p.returncode != 0:
         tail = p.stderr.strip().splitlines()[-1:] or ["?"]
         return "failed", f"exit {p.returncode}: {tail[0][:200]}"
@@ -564,7 +574,7 @@ def findings(results):
 def write(results, wall, eres, enote):
     mode = "QUICK=1 (a check of the script, not a comparison)" if QUICK else "full"
     lines = [
-        "# Contrastive losses compared on Fashion-MNIST",
+        "# Contrastive losses compared on Fashion-MNIST and emoji",
         "",
         "Made by `scripts/compare_losses.sh`; do not edit by hand (rerun the script).",
         "",
