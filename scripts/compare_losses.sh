@@ -530,12 +530,11 @@ def findings(results):
                    "; ".join(f"momentum {m}: linear probe {pct(v['probe'])}%, zero-shot "
                              f"{pct(v['zeroshot'])}%" for m, v in qs) +
                    f"; batch 64 alone: {pct(ref['probe'])}%, {pct(ref['zeroshot'])}%. "
-                   "The queue " + ("lowers" if all(v["probe"][0] < ref["probe"][0] and
-                                                   v["zeroshot"][0] < ref["zeroshot"][0]
-                                                   for _, v in qs)
-                                   else "does not lower both of") +
-                   " the linear probe and zero-shot top-1 at every momentum tried (queued keys "
-                   "of the query's own caption are dropped from its negatives).")
+                   ("The queue lowers both the linear probe and zero-shot top-1 at every "
+                    "momentum tried" if all(v["probe"][0] < ref["probe"][0] and
+                                            v["zeroshot"][0] < ref["zeroshot"][0] for _, v in qs)
+                    else "The queue does not lower both figures at every momentum tried") +
+                   " (queued keys of the query's own caption are dropped from its negatives).")
     pw = [(w, {k: full(n, k) for k in ("probe", "zeroshot", "knn")}) for n, w in
           (("triplet", "triplet (batch-hard mining, margin 0.2)"), ("margin", "margin loss"))]
     pw = [(w, v) for w, v in pw if v["probe"]]
