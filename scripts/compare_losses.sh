@@ -529,7 +529,7 @@ def findings(results):
         out.append("Batch 64 + queue of 4096 keys vs batch 64 alone (equal samples): " +
                    "; ".join(f"momentum {m}: linear probe {pct(v['probe'])}%, zero-shot "
                              f"{pct(v['zeroshot'])}%" for m, v in qs) +
-                   f"; batch 64 alone: {pct(ref['probe'])}%, {pct(ref['zeroshot'])}%. "
+                   f"; batch 64 alone: {pct(ref['probe'])}%, {pct(ref['zeroshot'])}%. " +
                    ("The queue lowers both the linear probe and zero-shot top-1 at every "
                     "momentum tried" if all(v["probe"][0] < ref["probe"][0] and
                                             v["zeroshot"][0] < ref["zeroshot"][0] for _, v in qs)
