@@ -198,9 +198,9 @@ def train(name, batch, extra, seed, steps, out, model=MODEL, data=None):
         tail = p.stderr.strip().splitlines()[-1:] or ["?"]
         return "failed", f"exit {p.returncode}: {tail[0][:200]}"
     s = json.loads(p.stdout.strip().splitlines()[-1])
-    # clasp's summary has both since the collapse watch tells a recovery from a collapse
+    # clasp's summary has both since its collapse watch tells a recovery from a collapse; an
+    # older clasp warned once and did not say whether the run stayed collapsed (unknown)
     s.setdefault("collapse_warnings", p.stderr.count("features are collapsing"))
-    s.setdefault("collapsed", "features still collapsed" in p.stderr)
     # where the time per step was measured
     s["machine"] = f"{cpu_name()}, {os.cpu_count()} cores, {THREADS} threads, " \
                    f"{datetime.datetime.utcnow().strftime('%Y-%m-%d')}"
@@ -392,7 +392,8 @@ def collapse_findings(results, eres):
         groups += [("emoji", what, (eres.get(name) or {}).get("runs", []))
                    for (name, what, *_) in CONFIGS + EMOJI_EXTRA]
     for (data, what, runs) in groups:
-        known = [x for x in runs if x.get("collapse") is not None]
+        known = [x for x in runs if x.get("collapse") is not None and
+                 x.get("collapsed") is not None]
         warned = [x for x in known if x["collapse"]]
         if not warned:
             continue
@@ -490,12 +491,17 @@ def table(results, mode):
     return "\n".join(rows)
 
 
-def mean(results, name, mode, key):
+def full(results, name, mode, key):
+    """agg() of a configuration with every seed run, else None (one run in part is not
+    compared)."""
     r = results.get((name, mode))
-    if not r or r["status"] != "ok":
-        return None
-    a = agg(r["runs"], key)
-    return a[0] if a and a[2] >= SEEDS else None  # a configuration run in part is not compared
+    a = agg(r["runs"], key) if r and r["status"] == "ok" else None
+    return a if a and a[2] >= SEEDS else None
+
+
+def mean(results, name, mode, key):
+    a = full(results, name, mode, key)
+    return a[0] if a else None
 
 
 def findings(results):
@@ -517,12 +523,8 @@ def findings(results):
             elif q is None:
                 s += " The queue configuration did not run (see its row)."
             out.append(s)
-    def full(name, key):  # mean ± spread of a configuration with every seed run, else None
-        r = results.get((name, "samples"))
-        a = agg(r["runs"], key) if r and r["status"] == "ok" else None
-        return a if a and a[2] >= SEEDS else None
-    ref = {k: full("infonce-b64", k) for k in ("probe", "zeroshot")}
-    qs = [(m, {k: full(n, k) for k in ("probe", "zeroshot")}) for n, m in
+    ref = {k: full(results, "infonce-b64", "samples", k) for k in ("probe", "zeroshot")}
+    qs = [(m, {k: full(results, n, "samples", k) for k in ("probe", "zeroshot")}) for n, m in
           (("infonce-b64-queue4096", "0.999"), ("infonce-b64-queue4096-m0.99", "0.99"))]
     qs = [(m, v) for m, v in qs if v["probe"] and v["zeroshot"]]
     if qs and ref["probe"]:
@@ -535,16 +537,16 @@ def findings(results):
                                             v["zeroshot"][0] < ref["zeroshot"][0] for _, v in qs)
                     else "The queue does not lower both figures at every momentum tried") +
                    " (queued keys of the query's own caption are dropped from its negatives).")
-    pw = [(w, {k: full(n, k) for k in ("probe", "zeroshot", "knn")}) for n, w in
-          (("triplet", "triplet (batch-hard mining, margin 0.2)"), ("margin", "margin loss"))]
-    pw = [(w, v) for w, v in pw if v["probe"]]
+    pw = [(n, w, {k: full(results, n, "samples", k) for k in ("probe", "zeroshot", "knn")})
+          for (n, w, *_) in CONFIGS if n in ("triplet", "margin")]
+    pw = [(n, w, v) for n, w, v in pw if v["probe"]]
     if pw and ref["probe"]:
         out.append("Pairwise losses vs InfoNCE (equal samples): " +
                    "; ".join(f"{w}: linear probe {pct(v['probe'])}%, zero-shot "
-                             f"{pct(v['zeroshot'])}%, 20-NN {pct(v['knn'])}%" for w, v in pw) +
+                             f"{pct(v['zeroshot'])}%, 20-NN {pct(v['knn'])}%" for _, w, v in pw) +
                    f"; InfoNCE: {pct(ref['probe'])}%, {pct(ref['zeroshot'])}%. " +
-                   ", ".join(f"{w.split(' ')[0]} is {100 * (ref['probe'][0] - v['probe'][0]):.2f} "
-                             "points under InfoNCE" for w, v in pw) + " in linear probe.")
+                   ", ".join(f"{n} is {100 * (ref['probe'][0] - v['probe'][0]):.2f} points "
+                             "under InfoNCE" for n, _, v in pw) + " in linear probe.")
     temps = [(n, mean(results, n, "samples", "probe")) for n in
              ("temp-0.01", "temp-0.07", "temp-0.2", "infonce-b64")]
     temps = [(n, v) for n, v in temps if v is not None]

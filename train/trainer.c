@@ -113,13 +113,12 @@ typedef struct trainer {
     int bad_streak;            /* consecutive non-finite steps */
     /* Collapse watch (rank 0): a warning when the feature std falls under --collapse-std, a
      * note when it is back above twice that, and the state at the end of the run. */
-    bool collapsed;               /* under the threshold since the last warning */
-    int64_t collapse_step;        /* step of that warning */
-    int collapse_warnings;        /* warnings so far (this invocation) */
-    float last_std_a, last_std_b; /* of the last diagnostics */
-    int temp_opt;                 /* index of the loss's "temperature" option, or -1 */
-    clasp_temp_schedule tsched;   /* kind 0: no --temperature-schedule */
-    float step_log_scale;         /* the logit scale the last step's loss used */
+    bool collapsed;             /* under the threshold since the last warning */
+    int64_t collapse_step;      /* step of that warning */
+    int collapse_warnings;      /* warnings so far (this invocation) */
+    int temp_opt;               /* index of the loss's "temperature" option, or -1 */
+    clasp_temp_schedule tsched; /* kind 0: no --temperature-schedule */
+    float step_log_scale;       /* the logit scale the last step's loss used */
     clasp_step_stats st;
     clasp_train_metrics mx;
     double flops_per_sample;
@@ -924,8 +923,6 @@ static double temperature_(const trainer *t) {
 static void collapse_watch_(trainer *t, int64_t step) {
     const double lo = t->o.collapse_std;
     const float a = t->st.feat_std_a, b = t->st.feat_std_b;
-    t->last_std_a = a;
-    t->last_std_b = b;
     if (!t->collapsed && (a < (float)lo || b < (float)lo)) {
         CLASP_WARN("step %lld: features are collapsing (mean per-dimension std %.4g / %.4g "
                    "below %.4g)",
@@ -1081,7 +1078,7 @@ static clasp_status finish_(trainer *t, clasp_train_summary *sum, clasp_status s
     if (t->collapsed && t->rank == 0)
         CLASP_WARN("features still collapsed at step %lld (mean per-dimension std %.4g / %.4g; "
                    "collapsing since step %lld)",
-                   (long long)t->rs.step, (double)t->last_std_a, (double)t->last_std_b,
+                   (long long)t->rs.step, (double)t->st.feat_std_a, (double)t->st.feat_std_b,
                    (long long)t->collapse_step);
     sum->skipped_samples = 0;
     for (int k = 0; k < t->n_src; k++)
